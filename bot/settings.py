@@ -1,0 +1,75 @@
+"""Service configuration, read from environment variables and an optional `.env` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DATA_DIR = Path("data")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: str = f"sqlite+aiosqlite:///./{DATA_DIR}/devicecare.db"
+    district_timezone: str = "America/Chicago"
+    blob_dir: Path = DATA_DIR / "blobs"
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str | None = None
+
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: str = Field("starttls", pattern="^(starttls|tls|none)$")
+    smtp_from: str | None = None
+
+    imap_host: str | None = None
+    imap_port: int = 993
+    imap_username: str | None = None
+    imap_password: SecretStr | None = None
+    imap_security: str = Field("tls", pattern="^(starttls|tls|none)$")
+    imap_mailbox: str = "INBOX"
+
+    public_base_url: str = "http://localhost:3000"
+    secret_key: SecretStr = SecretStr("change-me-in-production")
+    port: int = 3000
+    host: str = "0.0.0.0"
+    log_level: str = "INFO"
+
+    @field_validator("district_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.district_timezone)
+
+    @property
+    def slack_enabled(self) -> bool:
+        return bool(self.slack_bot_token and self.slack_signing_secret)
+
+    @property
+    def smtp_enabled(self) -> bool:
+        return bool(self.smtp_host and self.smtp_from)
+
+    @property
+    def imap_enabled(self) -> bool:
+        return bool(self.imap_host and self.imap_username and self.imap_password)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,537 @@
+"""The workflow store's tables. The schema itself is created only by Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetimes on both backends (SQLite stores them naive, in UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; every timestamp must be aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON(), list[str]: JSON()}
+
+
+def pk() -> Mapped[int]:
+    return mapped_column(Id, primary_key=True, autoincrement=True)
+
+
+# --- district -------------------------------------------------------------------------------
+
+
+class DistrictSettings(Base):
+    """One row (id 1): the district-wide rules staff with Manage Settings may change."""
+
+    __tablename__ = "district_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    district_name: Mapped[str] = mapped_column(String(200), default="Our District")
+    default_due_days: Mapped[int] = mapped_column(Integer, default=90)
+    automation_default: Mapped[bool] = mapped_column(Boolean, default=True)
+    invoice_prefix: Mapped[str] = mapped_column(String(12), default="INV")
+    school_year_start_month: Mapped[int] = mapped_column(Integer, default=7)
+    school_year_start_day: Mapped[int] = mapped_column(Integer, default=1)
+    restricted_statuses: Mapped[list[str]] = mapped_column(default=list)
+    offender_rules: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime | None]
+
+
+class Counter(Base):
+    """Named gap-free sequences (invoice numbers) that work the same on both backends."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Building(Base):
+    __tablename__ = "buildings"
+
+    id: Mapped[int] = pk()
+    sis_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str | None] = mapped_column(String(40))
+
+
+# --- people ---------------------------------------------------------------------------------
+
+
+class Household(Base):
+    """A family: the guardians and students billed together."""
+
+    __tablename__ = "households"
+
+    id: Mapped[int] = pk()
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class Student(Base):
+    __tablename__ = "students"
+
+    id: Mapped[int] = pk()
+    sis_id: Mapped[str] = mapped_column(String(100), unique=True)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    grade: Mapped[str | None] = mapped_column(String(10))
+    email: Mapped[str | None] = mapped_column(String(320))
+    building_id: Mapped[int | None] = mapped_column(ForeignKey("buildings.id", ondelete="SET NULL"))
+    household_id: Mapped[int | None] = mapped_column(
+        ForeignKey("households.id", ondelete="SET NULL"), index=True
+    )
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    building: Mapped[Building | None] = relationship(lazy="raise")
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class Guardian(Base):
+    __tablename__ = "guardians"
+
+    id: Mapped[int] = pk()
+    sis_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    first_name: Mapped[str] = mapped_column(String(100))
+    last_name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    phone: Mapped[str | None] = mapped_column(String(40))
+    preferred_language: Mapped[str] = mapped_column(String(10), default="en")
+    household_id: Mapped[int | None] = mapped_column(
+        ForeignKey("households.id", ondelete="SET NULL"), index=True
+    )
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class Guardianship(Base):
+    """Who may act for a student (used to trust a parent's email)."""
+
+    __tablename__ = "guardianships"
+
+    guardian_id: Mapped[int] = mapped_column(
+        ForeignKey("guardians.id", ondelete="CASCADE"), primary_key=True
+    )
+    student_id: Mapped[int] = mapped_column(
+        ForeignKey("students.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    relationship_kind: Mapped[str] = mapped_column(String(40), default="guardian")
+
+
+class Role(Base):
+    __tablename__ = "roles"
+
+    id: Mapped[int] = pk()
+    name: Mapped[str] = mapped_column(String(60), unique=True)
+    permissions: Mapped[list[str]] = mapped_column(default=list)
+    allowed_statuses: Mapped[list[str]] = mapped_column(default=list)
+    is_superadmin: Mapped[bool] = mapped_column(Boolean, default=False)
+    built_in: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Staff(Base):
+    __tablename__ = "staff"
+
+    id: Mapped[int] = pk()
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    slack_user_id: Mapped[str | None] = mapped_column(String(40), unique=True)
+    role_id: Mapped[int] = mapped_column(ForeignKey("roles.id", ondelete="RESTRICT"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+    role: Mapped[Role] = relationship(lazy="joined")
+
+
+# --- devices --------------------------------------------------------------------------------
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[int] = pk()
+    serial: Mapped[str] = mapped_column(String(100), unique=True)
+    asset_tag: Mapped[str | None] = mapped_column(String(100), unique=True)
+    model: Mapped[str] = mapped_column(String(200), default="")
+    kind: Mapped[str] = mapped_column(String(40), default="chromebook")
+    building_id: Mapped[int | None] = mapped_column(ForeignKey("buildings.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(30), default="in_service")
+    replaced_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("devices.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime]
+
+
+class DeviceAssignment(Base):
+    """Who had a device and when; the open row (no `returned_at`) is the current holder."""
+
+    __tablename__ = "device_assignments"
+    __table_args__ = (
+        Index(
+            "uq_device_assignments_open",
+            "device_id",
+            unique=True,
+            sqlite_where=text("returned_at IS NULL"),
+            postgresql_where=text("returned_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = pk()
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    student_id: Mapped[int] = mapped_column(
+        ForeignKey("students.id", ondelete="CASCADE"), index=True
+    )
+    assigned_at: Mapped[datetime]
+    returned_at: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(String(200))
+
+
+# --- incidents ------------------------------------------------------------------------------
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_student_occurred", "student_id", "occurred_on"),)
+
+    id: Mapped[int] = pk()
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="RESTRICT"), index=True
+    )
+    student_id: Mapped[int | None] = mapped_column(ForeignKey("students.id", ondelete="SET NULL"))
+    reported_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    occurred_on: Mapped[date] = mapped_column(Date)
+    description: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(40), default="open", index=True)
+    ticket_ref: Mapped[str | None] = mapped_column(String(500))
+    opened_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+
+    flags: Mapped[list[IncidentFlag]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", order_by="IncidentFlag.flag"
+    )
+
+    @property
+    def flag_names(self) -> list[str]:
+        return [f.flag for f in self.flags]
+
+
+class IncidentFlag(Base):
+    """One row per flag so reports and repeat-offender counts stay plain SQL."""
+
+    __tablename__ = "incident_flags"
+    __table_args__ = (Index("ix_incident_flags_flag", "flag", "incident_id"),)
+
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True
+    )
+    flag: Mapped[str] = mapped_column(String(40), primary_key=True)
+
+
+class Note(Base):
+    """Notes belong to the device, so they outlive the incident they were written on."""
+
+    __tablename__ = "notes"
+
+    id: Mapped[int] = pk()
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), index=True
+    )
+    author_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    author_label: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class Photo(Base):
+    """Photo metadata; the bytes live in the blob store under `blob_key`."""
+
+    __tablename__ = "photos"
+
+    id: Mapped[int] = pk()
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), index=True
+    )
+    blob_key: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    original_filename: Mapped[str | None] = mapped_column(String(300))
+    source: Mapped[str] = mapped_column(String(20), default="slack")
+    source_ref: Mapped[str | None] = mapped_column(String(200))
+    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+
+
+class StudentFlag(Base):
+    """A repeat-offender badge: the student crossed a flag's threshold in a counting window."""
+
+    __tablename__ = "student_flags"
+    __table_args__ = (UniqueConstraint("student_id", "flag", "window_start"),)
+
+    id: Mapped[int] = pk()
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    flag: Mapped[str] = mapped_column(String(40))
+    window_start: Mapped[date] = mapped_column(Date)
+    incident_count: Mapped[int] = mapped_column(Integer)
+    flagged_at: Mapped[datetime]
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id", ondelete="SET NULL"))
+
+
+# --- fees and insurance ---------------------------------------------------------------------
+
+
+class FeeItem(Base):
+    __tablename__ = "fee_items"
+    __table_args__ = (CheckConstraint("price_cents >= 0", name="price_not_negative"),)
+
+    id: Mapped[int] = pk()
+    code: Mapped[str] = mapped_column(String(60), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20), default="part")
+    price_cents: Mapped[int] = mapped_column(Integer)
+    device_model: Mapped[str | None] = mapped_column(String(200))
+    incident_flag: Mapped[str | None] = mapped_column(String(40))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class InsurancePolicy(Base):
+    __tablename__ = "insurance_policies"
+
+    id: Mapped[int] = pk()
+    name: Mapped[str] = mapped_column(String(200))
+    copay_cents: Mapped[int | None] = mapped_column(Integer)
+    coverage_percent: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
+    cap_cents: Mapped[int | None] = mapped_column(Integer)
+    max_claims: Mapped[int | None] = mapped_column(Integer)
+    allow_override: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+
+class InsuranceEnrollment(Base):
+    __tablename__ = "insurance_enrollments"
+    __table_args__ = (
+        CheckConstraint("term_end >= term_start", name="term_order"),
+        Index("ix_insurance_enrollments_student_term", "student_id", "term_start", "term_end"),
+    )
+
+    id: Mapped[int] = pk()
+    student_id: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
+    policy_id: Mapped[int] = mapped_column(
+        ForeignKey("insurance_policies.id", ondelete="CASCADE"), index=True
+    )
+    term_label: Mapped[str] = mapped_column(String(60))
+    term_start: Mapped[date] = mapped_column(Date)
+    term_end: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    created_at: Mapped[datetime]
+
+    policy: Mapped[InsurancePolicy] = relationship(lazy="joined")
+
+
+class CapOverrideRequest(Base):
+    """A request to apply insurance past the claim cap, and the decision on it."""
+
+    __tablename__ = "cap_override_requests"
+
+    id: Mapped[int] = pk()
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    enrollment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("insurance_enrollments.id", ondelete="SET NULL")
+    )
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id", ondelete="SET NULL"))
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    requested_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    decided_at: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+# --- invoices and payments ------------------------------------------------------------------
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+    __table_args__ = (
+        CheckConstraint("subtotal_cents >= 0", name="subtotal_not_negative"),
+        CheckConstraint("insurance_cents >= 0", name="insurance_not_negative"),
+        CheckConstraint("total_cents = subtotal_cents - insurance_cents", name="total_adds_up"),
+        CheckConstraint("paid_cents >= 0 AND paid_cents <= total_cents", name="paid_in_range"),
+        Index("ix_invoices_status_due", "status", "due_date"),
+        Index("ix_invoices_claim_enrollment", "claim_enrollment_id", "status"),
+    )
+
+    id: Mapped[int] = pk()
+    number: Mapped[str] = mapped_column(String(40), unique=True)
+    student_id: Mapped[int] = mapped_column(
+        ForeignKey("students.id", ondelete="RESTRICT"), index=True
+    )
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), index=True
+    )
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(20), default="unpaid")
+    subtotal_cents: Mapped[int] = mapped_column(Integer)
+    insurance_cents: Mapped[int] = mapped_column(Integer, default=0)
+    total_cents: Mapped[int] = mapped_column(Integer)
+    paid_cents: Mapped[int] = mapped_column(Integer, default=0)
+    due_date: Mapped[date | None] = mapped_column(Date)
+    automation_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    auto_cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    claim_enrollment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("insurance_enrollments.id", ondelete="SET NULL")
+    )
+    cap_reached: Mapped[bool] = mapped_column(Boolean, default=False)
+    override_applied: Mapped[bool] = mapped_column(Boolean, default=False)
+    override_approved_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff.id", ondelete="SET NULL")
+    )
+    insurance_snapshot: Mapped[dict[str, Any] | None]
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+    paid_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+
+    lines: Mapped[list[InvoiceLine]] = relationship(
+        lazy="selectin", cascade="all, delete-orphan", order_by="InvoiceLine.position"
+    )
+
+    @property
+    def balance_cents(self) -> int:
+        return self.total_cents - self.paid_cents
+
+
+class InvoiceLine(Base):
+    __tablename__ = "invoice_lines"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("unit_cents >= 0", name="unit_not_negative"),
+    )
+
+    id: Mapped[int] = pk()
+    invoice_id: Mapped[int] = mapped_column(
+        ForeignKey("invoices.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(20))
+    fee_item_id: Mapped[int | None] = mapped_column(ForeignKey("fee_items.id", ondelete="SET NULL"))
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+    unit_cents: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (CheckConstraint("amount_cents > 0", name="amount_positive"),)
+
+    id: Mapped[int] = pk()
+    invoice_id: Mapped[int] = mapped_column(
+        ForeignKey("invoices.id", ondelete="RESTRICT"), index=True
+    )
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(20))
+    reference: Mapped[str | None] = mapped_column(String(200))
+    received_on: Mapped[date] = mapped_column(Date)
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    recorded_at: Mapped[datetime]
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+# --- audit and outbox -----------------------------------------------------------------------
+
+
+class ActivityEntry(Base):
+    """Append-only: triggers in the migration refuse UPDATE and DELETE on this table."""
+
+    __tablename__ = "activity_log"
+    __table_args__ = (Index("ix_activity_log_entity", "entity_type", "entity_id"),)
+
+    id: Mapped[int] = pk()
+    at: Mapped[datetime]
+    actor_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    actor_label: Mapped[str] = mapped_column(String(200))
+    entity_type: Mapped[str] = mapped_column(String(40))
+    entity_id: Mapped[int | None] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(60))
+    before: Mapped[dict[str, Any] | None]
+    after: Mapped[dict[str, Any] | None]
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class OutboxMessage(Base):
+    """Side effects (email, Slack posts) written with the change that causes them."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = pk()
+    kind: Mapped[str] = mapped_column(String(60))
+    dedupe_key: Mapped[str] = mapped_column(String(300), unique=True)
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]

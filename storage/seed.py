@@ -1,0 +1,42 @@
+"""Rows every district starts with: the settings row and the shipped roles."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import models as m
+from workflows.incident_status import DEFAULT_RESTRICTED
+from workflows.offenders import DEFAULT_RULES
+from workflows.permissions import DEFAULT_ROLES
+
+
+async def ensure_defaults(session: AsyncSession) -> None:
+    """Idempotent: creates what is missing and never overwrites a district's edits."""
+    if await session.get(m.DistrictSettings, 1) is None:
+        session.add(
+            m.DistrictSettings(
+                id=1,
+                restricted_statuses=sorted(s.value for s in DEFAULT_RESTRICTED),
+                offender_rules=[
+                    {"flag": r.flag, "threshold": r.threshold, "window": r.window, "days": r.days}
+                    for r in DEFAULT_RULES
+                ],
+            )
+        )
+    existing = set((await session.execute(select(m.Role.name))).scalars())
+    for template in DEFAULT_ROLES.values():
+        if template.name in existing:
+            continue
+        session.add(
+            m.Role(
+                name=template.name,
+                permissions=sorted(p.value for p in template.permissions),
+                allowed_statuses=sorted(template.allowed_statuses),
+                is_superadmin=template.is_superadmin,
+                built_in=True,
+            )
+        )
+    if await session.get(m.Counter, "invoice") is None:
+        session.add(m.Counter(name="invoice", value=0))
+    await session.flush()

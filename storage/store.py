@@ -1,0 +1,609 @@
+"""`SqlStore`: the unit of work the use cases run in, over one SQLAlchemy session."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage import models as m
+from workflows.clock import Clock
+from workflows.errors import NotFound
+from workflows.insurance import CoverageContext, PolicyTerms
+from workflows.permissions import Actor, Permission
+from workflows.ports import InvoiceLineSpec
+
+# A permission name left in the store by an older release is ignored, not fatal.
+KNOWN_PERMISSIONS = frozenset(p.value for p in Permission)
+
+
+class SqlStore:
+    """Commits on a clean exit, rolls back on an exception."""
+
+    def __init__(self, session: AsyncSession, clock: Clock) -> None:
+        self.session = session
+        self.clock = clock
+        self._for_update = session.bind is not None and session.bind.dialect.name != "sqlite"
+
+    @classmethod
+    def factory(cls, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> StoreFactory:
+        return StoreFactory(sessions, clock)
+
+    async def __aenter__(self) -> SqlStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                await self.session.commit()
+            else:
+                await self.session.rollback()
+        finally:
+            await self.session.close()
+
+    async def commit(self) -> None:
+        await self.session.commit()
+
+    async def flush(self) -> None:
+        await self.session.flush()
+
+    def _now(self) -> datetime:
+        return self.clock.now()
+
+    async def _get(self, model: type[Any], ident: int, lock: bool) -> Any:
+        # SQLite takes the database write lock at BEGIN IMMEDIATE; FOR UPDATE is PostgreSQL's way.
+        stmt = select(model).where(model.id == ident)
+        if lock and self._for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).unique().scalar_one_or_none()
+
+    # --- settings and people ----------------------------------------------------------------
+
+    async def settings(self) -> m.DistrictSettings:
+        row = await self.session.get(m.DistrictSettings, 1)
+        if row is None:
+            raise NotFound("District settings are missing; run `devicecare db upgrade`.")
+        return row
+
+    async def get_student(self, student_id: int) -> m.Student | None:
+        return await self.session.get(m.Student, student_id)
+
+    async def staff_name(self, staff_id: int) -> str | None:
+        staff = await self.session.get(m.Staff, staff_id)
+        return None if staff is None else staff.name
+
+    async def actor_for_staff(self, staff: m.Staff) -> Actor:
+        role = staff.role
+        return Actor(
+            staff_id=staff.id,
+            name=staff.name,
+            role=role.name,
+            permissions=frozenset(
+                Permission(p) for p in role.permissions if p in KNOWN_PERMISSIONS
+            ),
+            allowed_statuses=frozenset(role.allowed_statuses),
+            is_superadmin=role.is_superadmin,
+        )
+
+    async def actor_by_email(self, email: str) -> Actor | None:
+        staff = (
+            await self.session.execute(
+                select(m.Staff).where(func.lower(m.Staff.email) == email.strip().lower())
+            )
+        ).scalar_one_or_none()
+        if staff is None or not staff.active:
+            return None
+        return await self.actor_for_staff(staff)
+
+    async def actor_by_slack_id(self, slack_user_id: str) -> Actor | None:
+        staff = (
+            await self.session.execute(
+                select(m.Staff).where(m.Staff.slack_user_id == slack_user_id)
+            )
+        ).scalar_one_or_none()
+        if staff is None or not staff.active:
+            return None
+        return await self.actor_for_staff(staff)
+
+    # --- devices ----------------------------------------------------------------------------
+
+    async def get_device(self, device_id: int, *, lock: bool = False) -> m.Device | None:
+        return await self._get(m.Device, device_id, lock)
+
+    async def get_device_by_serial(self, serial: str) -> m.Device | None:
+        stmt = select(m.Device).where(func.lower(m.Device.serial) == serial.strip().lower())
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def add_device(
+        self,
+        *,
+        serial: str,
+        model: str,
+        kind: str,
+        building_id: int | None,
+        asset_tag: str | None,
+    ) -> m.Device:
+        device = m.Device(
+            serial=serial,
+            model=model,
+            kind=kind,
+            building_id=building_id,
+            asset_tag=asset_tag,
+            status="in_service",
+            created_at=self._now(),
+        )
+        self.session.add(device)
+        await self.session.flush()
+        return device
+
+    async def current_holder(self, device_id: int) -> int | None:
+        stmt = select(m.DeviceAssignment.student_id).where(
+            m.DeviceAssignment.device_id == device_id, m.DeviceAssignment.returned_at.is_(None)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def assign_device(self, device_id: int, student_id: int, *, reason: str) -> None:
+        self.session.add(
+            m.DeviceAssignment(
+                device_id=device_id,
+                student_id=student_id,
+                assigned_at=self._now(),
+                reason=reason,
+            )
+        )
+        await self.session.flush()
+
+    async def return_device(self, device_id: int, *, reason: str) -> None:
+        await self.session.execute(
+            update(m.DeviceAssignment)
+            .where(
+                m.DeviceAssignment.device_id == device_id,
+                m.DeviceAssignment.returned_at.is_(None),
+            )
+            .values(returned_at=self._now(), reason=reason)
+        )
+
+    # --- incidents --------------------------------------------------------------------------
+
+    async def get_incident(self, incident_id: int, *, lock: bool = False) -> m.Incident | None:
+        return await self._get(m.Incident, incident_id, lock)
+
+    async def find_incident_by_key(self, key: str) -> m.Incident | None:
+        stmt = select(m.Incident).where(m.Incident.idempotency_key == key)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def add_incident(
+        self,
+        *,
+        device_id: int,
+        student_id: int | None,
+        reported_by_id: int | None,
+        occurred_on: date,
+        description: str,
+        flags: Sequence[str],
+        ticket_ref: str | None,
+        idempotency_key: str | None,
+    ) -> m.Incident:
+        incident = m.Incident(
+            device_id=device_id,
+            student_id=student_id,
+            reported_by_id=reported_by_id,
+            occurred_on=occurred_on,
+            description=description,
+            status="open",
+            ticket_ref=ticket_ref,
+            opened_at=self._now(),
+            idempotency_key=idempotency_key,
+            flags=[m.IncidentFlag(flag=f) for f in flags],
+        )
+        self.session.add(incident)
+        await self.session.flush()
+        return incident
+
+    async def add_note(
+        self, *, device_id: int, incident_id: int | None, actor: Actor, body: str
+    ) -> int:
+        note = m.Note(
+            device_id=device_id,
+            incident_id=incident_id,
+            author_staff_id=actor.staff_id,
+            author_label=actor.name,
+            body=body,
+            created_at=self._now(),
+        )
+        self.session.add(note)
+        await self.session.flush()
+        return note.id
+
+    async def add_photo(
+        self,
+        *,
+        device_id: int,
+        incident_id: int | None,
+        actor: Actor,
+        blob_key: str,
+        content_type: str,
+        size_bytes: int,
+        sha256: str,
+        width: int | None,
+        height: int | None,
+        original_filename: str | None,
+        source: str,
+        source_ref: str | None,
+    ) -> int:
+        photo = m.Photo(
+            device_id=device_id,
+            incident_id=incident_id,
+            uploaded_by_id=actor.staff_id,
+            blob_key=blob_key,
+            content_type=content_type,
+            size_bytes=size_bytes,
+            sha256=sha256,
+            width=width,
+            height=height,
+            original_filename=original_filename,
+            source=source,
+            source_ref=source_ref,
+            created_at=self._now(),
+        )
+        self.session.add(photo)
+        await self.session.flush()
+        return photo.id
+
+    async def flag_dates(self, student_id: int, flag: str, since: date, until: date) -> list[date]:
+        stmt = (
+            select(m.Incident.occurred_on)
+            .join(m.IncidentFlag, m.IncidentFlag.incident_id == m.Incident.id)
+            .where(
+                m.Incident.student_id == student_id,
+                m.IncidentFlag.flag == flag,
+                m.Incident.occurred_on >= since,
+                m.Incident.occurred_on <= until,
+            )
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def has_student_flag(self, student_id: int, flag: str, window_start: date) -> bool:
+        stmt = select(m.StudentFlag.id).where(
+            m.StudentFlag.student_id == student_id,
+            m.StudentFlag.flag == flag,
+            m.StudentFlag.window_start == window_start,
+        )
+        return (await self.session.execute(stmt)).first() is not None
+
+    async def add_student_flag(
+        self,
+        *,
+        student_id: int,
+        flag: str,
+        window_start: date,
+        incident_count: int,
+        incident_id: int,
+    ) -> None:
+        self.session.add(
+            m.StudentFlag(
+                student_id=student_id,
+                flag=flag,
+                window_start=window_start,
+                incident_count=incident_count,
+                incident_id=incident_id,
+                flagged_at=self._now(),
+            )
+        )
+        await self.session.flush()
+
+    # --- insurance --------------------------------------------------------------------------
+
+    async def coverage_on(
+        self, student_id: int, on: date, *, lock: bool = False
+    ) -> CoverageContext | None:
+        stmt = (
+            select(m.InsuranceEnrollment)
+            .where(
+                m.InsuranceEnrollment.student_id == student_id,
+                m.InsuranceEnrollment.status == "active",
+                m.InsuranceEnrollment.term_start <= on,
+                m.InsuranceEnrollment.term_end >= on,
+            )
+            .order_by(m.InsuranceEnrollment.term_start.desc(), m.InsuranceEnrollment.id.desc())
+            .limit(1)
+        )
+        if lock and self._for_update:
+            stmt = stmt.with_for_update(of=m.InsuranceEnrollment)
+        enrollment = (await self.session.execute(stmt)).unique().scalar_one_or_none()
+        if enrollment is None:
+            return None
+        policy = enrollment.policy
+        return CoverageContext(
+            enrollment_id=enrollment.id,
+            policy_id=policy.id,
+            policy_name=policy.name,
+            term_label=enrollment.term_label,
+            term_start=enrollment.term_start,
+            term_end=enrollment.term_end,
+            terms=PolicyTerms(
+                copay_cents=policy.copay_cents,
+                coverage_percent=policy.coverage_percent,
+                cap_cents=policy.cap_cents,
+            ),
+            max_claims=policy.max_claims,
+            allow_override=policy.allow_override,
+        )
+
+    async def count_claims(self, enrollment_id: int) -> int:
+        stmt = select(func.count(m.Invoice.id)).where(
+            m.Invoice.claim_enrollment_id == enrollment_id, m.Invoice.status != "cancelled"
+        )
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    async def add_override_request(
+        self,
+        *,
+        incident_id: int,
+        enrollment_id: int | None,
+        invoice_id: int | None,
+        requested_by_id: int | None,
+        reason: str | None,
+    ) -> m.CapOverrideRequest:
+        request = m.CapOverrideRequest(
+            incident_id=incident_id,
+            enrollment_id=enrollment_id,
+            invoice_id=invoice_id,
+            requested_by_id=requested_by_id,
+            requested_at=self._now(),
+            status="pending",
+            reason=reason,
+        )
+        self.session.add(request)
+        await self.session.flush()
+        return request
+
+    async def get_override_request(
+        self, request_id: int, *, lock: bool = False
+    ) -> m.CapOverrideRequest | None:
+        return await self._get(m.CapOverrideRequest, request_id, lock)
+
+    async def _override_for(self, incident_id: int, status: str) -> m.CapOverrideRequest | None:
+        stmt = select(m.CapOverrideRequest).where(
+            m.CapOverrideRequest.incident_id == incident_id,
+            m.CapOverrideRequest.status == status,
+        )
+        if status == "approved":
+            stmt = stmt.where(m.CapOverrideRequest.invoice_id.is_(None))
+        return (await self.session.execute(stmt.limit(1))).scalar_one_or_none()
+
+    async def pending_override_for(self, incident_id: int) -> m.CapOverrideRequest | None:
+        return await self._override_for(incident_id, "pending")
+
+    async def approved_override_for(self, incident_id: int) -> m.CapOverrideRequest | None:
+        return await self._override_for(incident_id, "approved")
+
+    # --- invoices and payments --------------------------------------------------------------
+
+    async def fee_items(self, ids: Sequence[int]) -> list[m.FeeItem]:
+        if not ids:
+            return []
+        stmt = select(m.FeeItem).where(m.FeeItem.id.in_(set(ids)))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def next_invoice_number(self, prefix: str) -> str:
+        stmt = (
+            update(m.Counter)
+            .where(m.Counter.name == "invoice")
+            .values(value=m.Counter.value + 1)
+            .returning(m.Counter.value)
+        )
+        value = (await self.session.execute(stmt)).scalar_one_or_none()
+        if value is None:
+            self.session.add(m.Counter(name="invoice", value=1))
+            await self.session.flush()
+            value = 1
+        return f"{prefix}-{value:06d}"
+
+    async def get_invoice(self, invoice_id: int, *, lock: bool = False) -> m.Invoice | None:
+        return await self._get(m.Invoice, invoice_id, lock)
+
+    async def get_invoice_by_number(self, number: str) -> m.Invoice | None:
+        stmt = select(m.Invoice).where(func.upper(m.Invoice.number) == number.strip().upper())
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def find_invoice_by_key(self, key: str) -> m.Invoice | None:
+        stmt = select(m.Invoice).where(m.Invoice.idempotency_key == key)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def invoices_for_incident(self, incident_id: int) -> list[m.Invoice]:
+        stmt = select(m.Invoice).where(m.Invoice.incident_id == incident_id).order_by(m.Invoice.id)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def add_invoice(
+        self,
+        *,
+        number: str,
+        student_id: int,
+        incident_id: int | None,
+        device_id: int | None,
+        lines: Sequence[InvoiceLineSpec],
+        subtotal_cents: int,
+        insurance_cents: int,
+        due_date: date | None,
+        automation_enabled: bool,
+        status: str,
+        claim_enrollment_id: int | None,
+        cap_reached: bool,
+        override_applied: bool,
+        override_approved_by_id: int | None,
+        insurance_snapshot: dict[str, Any] | None,
+        created_by_id: int | None,
+        idempotency_key: str | None,
+    ) -> m.Invoice:
+        invoice = m.Invoice(
+            number=number,
+            student_id=student_id,
+            incident_id=incident_id,
+            device_id=device_id,
+            status=str(status),
+            subtotal_cents=subtotal_cents,
+            insurance_cents=insurance_cents,
+            total_cents=subtotal_cents - insurance_cents,
+            paid_cents=0,
+            due_date=due_date,
+            automation_enabled=automation_enabled,
+            auto_cancelled=False,
+            claim_enrollment_id=claim_enrollment_id,
+            cap_reached=cap_reached,
+            override_applied=override_applied,
+            override_approved_by_id=override_approved_by_id,
+            insurance_snapshot=insurance_snapshot,
+            created_by_id=created_by_id,
+            created_at=self._now(),
+            idempotency_key=idempotency_key,
+            lines=[
+                m.InvoiceLine(
+                    position=i,
+                    description=line.description,
+                    kind=line.kind,
+                    fee_item_id=line.fee_item_id,
+                    quantity=line.quantity,
+                    unit_cents=line.unit_cents,
+                    amount_cents=line.amount_cents,
+                )
+                for i, line in enumerate(lines, start=1)
+            ],
+        )
+        self.session.add(invoice)
+        await self.session.flush()
+        return invoice
+
+    async def find_payment_by_key(self, key: str) -> m.Payment | None:
+        stmt = select(m.Payment).where(m.Payment.idempotency_key == key)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def add_payment(
+        self,
+        *,
+        invoice_id: int,
+        amount_cents: int,
+        method: str,
+        reference: str | None,
+        received_on: date,
+        recorded_by_id: int | None,
+        idempotency_key: str,
+    ) -> m.Payment:
+        payment = m.Payment(
+            invoice_id=invoice_id,
+            amount_cents=amount_cents,
+            method=method,
+            reference=reference,
+            received_on=received_on,
+            recorded_by_id=recorded_by_id,
+            recorded_at=self._now(),
+            idempotency_key=idempotency_key,
+        )
+        self.session.add(payment)
+        await self.session.flush()
+        return payment
+
+    async def payments_for_invoice(self, invoice_id: int) -> list[m.Payment]:
+        stmt = select(m.Payment).where(m.Payment.invoice_id == invoice_id).order_by(m.Payment.id)
+        return list((await self.session.execute(stmt)).scalars())
+
+    # --- balances ---------------------------------------------------------------------------
+
+    async def balance_by_student(self) -> dict[int, int]:
+        """Open balance per student, summed in SQL."""
+        stmt = (
+            select(m.Invoice.student_id, func.sum(m.Invoice.total_cents - m.Invoice.paid_cents))
+            .where(m.Invoice.status != "cancelled")
+            .group_by(m.Invoice.student_id)
+        )
+        return {sid: int(total) for sid, total in (await self.session.execute(stmt)).all()}
+
+    async def balance_by_household(self) -> dict[int, int]:
+        stmt = (
+            select(m.Student.household_id, func.sum(m.Invoice.total_cents - m.Invoice.paid_cents))
+            .join(m.Student, m.Student.id == m.Invoice.student_id)
+            .where(m.Invoice.status != "cancelled", m.Student.household_id.is_not(None))
+            .group_by(m.Student.household_id)
+        )
+        return {hid: int(total) for hid, total in (await self.session.execute(stmt)).all()}
+
+    # --- audit and outbox -------------------------------------------------------------------
+
+    async def log(
+        self,
+        actor: Actor,
+        entity_type: str,
+        entity_id: int | None,
+        action: str,
+        *,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+        comment: str | None = None,
+    ) -> None:
+        self.session.add(
+            m.ActivityEntry(
+                at=self._now(),
+                actor_staff_id=actor.staff_id,
+                actor_label=actor.name,
+                entity_type=entity_type,
+                entity_id=entity_id,
+                action=action,
+                before=before,
+                after=after,
+                comment=comment,
+            )
+        )
+
+    async def enqueue(self, kind: str, dedupe_key: str, payload: dict[str, Any]) -> bool:
+        """Queue a side effect with the current change; False when the key was queued before."""
+        exists = (
+            await self.session.execute(
+                select(m.OutboxMessage.id).where(m.OutboxMessage.dedupe_key == dedupe_key)
+            )
+        ).first()
+        if exists is not None:
+            return False
+        now = self._now()
+        self.session.add(
+            m.OutboxMessage(
+                kind=kind,
+                dedupe_key=dedupe_key,
+                payload=payload,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+        await self.session.flush()
+        return True
+
+    async def activity_for(self, entity_type: str, entity_id: int) -> list[m.ActivityEntry]:
+        stmt = (
+            select(m.ActivityEntry)
+            .where(
+                m.ActivityEntry.entity_type == entity_type, m.ActivityEntry.entity_id == entity_id
+            )
+            .order_by(m.ActivityEntry.id)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+
+class StoreFactory:
+    """Opens one `SqlStore` (one transaction) per use."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self.sessions = sessions
+        self.clock = clock
+
+    def __call__(self) -> SqlStore:
+        return SqlStore(self.sessions(), self.clock)

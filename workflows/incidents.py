@@ -1,0 +1,258 @@
+"""Use cases for damage incidents: open, move through statuses, notes, photos, badges."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from workflows.errors import NotFound, ValidationError
+from workflows.incident_status import IncidentStatus, check_transition
+from workflows.insurance import CoverageBadge, coverage_badge
+from workflows.offenders import (
+    DEFAULT_RULES,
+    OffenderRule,
+    newly_tripped,
+    parse_flags,
+    window_start,
+)
+from workflows.permissions import Actor, Permission, require
+from workflows.ports import Context, IncidentRecord, SettingsRecord
+
+MAX_DESCRIPTION = 4000
+MAX_NOTE = 4000
+# Districts log old damage found at collection time, but not from another decade.
+MAX_BACKDATE = timedelta(days=5 * 366)
+
+
+@dataclass(frozen=True)
+class OpenIncident:
+    device_id: int
+    occurred_on: date
+    flags: tuple[str, ...]
+    description: str = ""
+    student_id: int | None = None
+    ticket_ref: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class OpenedIncident:
+    incident: IncidentRecord
+    created: bool
+    new_offender_flags: tuple[str, ...] = field(default=())
+
+
+def offender_rules(settings: SettingsRecord) -> tuple[OffenderRule, ...]:
+    if not settings.offender_rules:
+        return DEFAULT_RULES
+    return tuple(OffenderRule(**rule) for rule in settings.offender_rules)
+
+
+def restricted_statuses(settings: SettingsRecord) -> frozenset[str]:
+    return frozenset(settings.restricted_statuses)
+
+
+async def open_incident(ctx: Context, actor: Actor, cmd: OpenIncident) -> OpenedIncident:
+    require(actor, Permission.MANAGE_INCIDENTS)
+    store = ctx.store
+    if cmd.idempotency_key:
+        existing = await store.find_incident_by_key(cmd.idempotency_key)
+        if existing is not None:
+            return OpenedIncident(existing, created=False)
+    device = await store.get_device(cmd.device_id)
+    if device is None:
+        raise NotFound("That device isn't in DeviceCare.", field="device")
+    flags = parse_flags(cmd.flags)
+    if not flags:
+        raise ValidationError("Pick at least one incident type.", field="flags")
+    today = ctx.today()
+    if cmd.occurred_on > today:
+        raise ValidationError("The incident date can't be in the future.", field="occurred_on")
+    if today - cmd.occurred_on > MAX_BACKDATE:
+        raise ValidationError("The incident date is too far in the past.", field="occurred_on")
+    description = cmd.description.strip()
+    if len(description) > MAX_DESCRIPTION:
+        raise ValidationError(
+            f"The description is too long (at most {MAX_DESCRIPTION} characters).",
+            field="description",
+        )
+    student_id = cmd.student_id
+    if student_id is None:
+        student_id = await store.current_holder(device.id)
+    elif await store.get_student(student_id) is None:
+        raise NotFound("That student isn't in DeviceCare.", field="student")
+
+    incident = await store.add_incident(
+        device_id=device.id,
+        student_id=student_id,
+        reported_by_id=actor.staff_id,
+        occurred_on=cmd.occurred_on,
+        description=description,
+        flags=flags,
+        ticket_ref=cmd.ticket_ref,
+        idempotency_key=cmd.idempotency_key,
+    )
+    await store.log(
+        actor,
+        "incident",
+        incident.id,
+        "opened",
+        after={
+            "device_id": device.id,
+            "student_id": student_id,
+            "flags": list(flags),
+            "occurred_on": cmd.occurred_on.isoformat(),
+            "status": incident.status,
+        },
+    )
+    tripped: tuple[str, ...] = ()
+    if student_id is not None:
+        tripped = await _flag_repeat_offender(ctx, actor, incident, student_id, flags)
+    return OpenedIncident(incident, created=True, new_offender_flags=tripped)
+
+
+async def _flag_repeat_offender(
+    ctx: Context, actor: Actor, incident: IncidentRecord, student_id: int, flags: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Badge the student the moment an incident takes a flag's count over its threshold."""
+    store = ctx.store
+    settings = await store.settings()
+    year = {
+        "year_start_month": settings.school_year_start_month,
+        "year_start_day": settings.school_year_start_day,
+    }
+    today = max(ctx.today(), incident.occurred_on)
+    tripped: list[str] = []
+    for rule in offender_rules(settings):
+        if rule.flag not in flags:
+            continue
+        start = window_start(rule, today, **year)
+        if incident.occurred_on < start:
+            continue
+        after = len(await store.flag_dates(student_id, rule.flag, start, today))
+        if not newly_tripped(rule, after - 1, after):
+            continue
+        if await store.has_student_flag(student_id, rule.flag, start):
+            continue
+        await store.add_student_flag(
+            student_id=student_id,
+            flag=rule.flag,
+            window_start=start,
+            incident_count=after,
+            incident_id=incident.id,
+        )
+        await store.log(
+            actor,
+            "student",
+            student_id,
+            "repeat_offender_flagged",
+            after={"flag": rule.flag, "count": after, "threshold": rule.threshold},
+        )
+        tripped.append(rule.flag)
+    return tuple(tripped)
+
+
+async def change_incident_status(
+    ctx: Context, actor: Actor, incident_id: int, target: IncidentStatus
+) -> IncidentRecord:
+    store = ctx.store
+    incident = await store.get_incident(incident_id, lock=True)
+    if incident is None:
+        raise NotFound(f"Incident #{incident_id} doesn't exist.")
+    require(actor, Permission.MANAGE_INCIDENTS)
+    restricted = restricted_statuses(await store.settings())
+    check_transition(actor, IncidentStatus(incident.status), target, restricted)
+    before = incident.status
+    incident.status = target.value
+    if target is IncidentStatus.CLOSED:
+        incident.closed_at = ctx.now()
+    elif before == IncidentStatus.CLOSED.value:
+        incident.closed_at = None
+    await store.log(
+        actor,
+        "incident",
+        incident.id,
+        "status_changed",
+        before={"status": before},
+        after={"status": incident.status},
+    )
+    return incident
+
+
+async def add_incident_note(ctx: Context, actor: Actor, incident_id: int, body: str) -> int:
+    require(actor, Permission.MANAGE_INCIDENTS)
+    incident = await ctx.store.get_incident(incident_id)
+    if incident is None:
+        raise NotFound(f"Incident #{incident_id} doesn't exist.")
+    text = body.strip()
+    if not text:
+        raise ValidationError("The note is empty.", field="note")
+    if len(text) > MAX_NOTE:
+        raise ValidationError(f"Notes are limited to {MAX_NOTE} characters.", field="note")
+    return await ctx.store.add_note(
+        device_id=incident.device_id, incident_id=incident.id, actor=actor, body=text
+    )
+
+
+@dataclass(frozen=True)
+class StoredPhoto:
+    """A photo already checked and written to the blob store."""
+
+    blob_key: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    width: int | None = None
+    height: int | None = None
+    original_filename: str | None = None
+    source: str = "slack"
+    source_ref: str | None = None
+
+
+async def attach_photo(ctx: Context, actor: Actor, incident_id: int, photo: StoredPhoto) -> int:
+    """Link a photo to the incident and, for life, to the incident's device."""
+    require(actor, Permission.MANAGE_INCIDENTS)
+    incident = await ctx.store.get_incident(incident_id)
+    if incident is None:
+        raise NotFound(f"Incident #{incident_id} doesn't exist.")
+    photo_id = await ctx.store.add_photo(
+        device_id=incident.device_id,
+        incident_id=incident.id,
+        actor=actor,
+        blob_key=photo.blob_key,
+        content_type=photo.content_type,
+        size_bytes=photo.size_bytes,
+        sha256=photo.sha256,
+        width=photo.width,
+        height=photo.height,
+        original_filename=photo.original_filename,
+        source=photo.source,
+        source_ref=photo.source_ref,
+    )
+    await ctx.store.log(
+        actor,
+        "incident",
+        incident.id,
+        "photo_added",
+        after={"photo_id": photo_id, "sha256": photo.sha256},
+    )
+    return photo_id
+
+
+async def incident_coverage_badge(ctx: Context, incident_id: int) -> CoverageBadge:
+    """The coverage badge as of the incident's date, not today."""
+    store = ctx.store
+    incident = await store.get_incident(incident_id)
+    if incident is None:
+        raise NotFound(f"Incident #{incident_id} doesn't exist.")
+    if incident.student_id is None:
+        return coverage_badge(None, 0)
+    coverage = await store.coverage_on(incident.student_id, incident.occurred_on)
+    if coverage is None:
+        return coverage_badge(None, 0)
+    used = await store.count_claims(coverage.enrollment_id)
+    own = None
+    for invoice in await store.invoices_for_incident(incident.id):
+        if invoice.status != "cancelled" and invoice.claim_enrollment_id == coverage.enrollment_id:
+            own = (invoice.insurance_snapshot or {}).get("claim_number")
+    return coverage_badge(coverage, used, own_claim_number=own)

@@ -1,0 +1,388 @@
+"""Use cases for invoices: create from an incident with insurance, cancel, restore, automation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from workflows.errors import ConflictError, NotFound, PermissionDenied, ValidationError
+from workflows.insurance import ClaimDecision, CoverageContext, decide_claim
+from workflows.permissions import Actor, Permission, require
+from workflows.ports import Context, InvoiceLineSpec, InvoiceRecord
+
+MAX_LINES = 50
+MAX_LINE_CENTS = 100_000_00
+MAX_DUE_DAYS = 3 * 366
+
+
+class InvoiceStatus(StrEnum):
+    UNPAID = "unpaid"
+    FIRST = "first"
+    SECOND = "second"
+    FINAL = "final"
+    COLLECTIONS = "collections"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+
+    @property
+    def label(self) -> str:
+        return {
+            "unpaid": "Unpaid",
+            "first": "1st Notice",
+            "second": "2nd Notice",
+            "final": "Final Notice",
+            "collections": "Collections",
+            "paid": "Paid",
+            "cancelled": "Cancelled",
+        }[self.value]
+
+
+OPEN_STATUSES = frozenset(
+    {
+        InvoiceStatus.UNPAID,
+        InvoiceStatus.FIRST,
+        InvoiceStatus.SECOND,
+        InvoiceStatus.FINAL,
+        InvoiceStatus.COLLECTIONS,
+    }
+)
+
+
+@dataclass(frozen=True)
+class CustomLine:
+    description: str
+    amount_cents: int
+    quantity: int = 1
+
+
+@dataclass(frozen=True)
+class CreateInvoice:
+    incident_id: int
+    fee_item_ids: tuple[int, ...] = ()
+    custom_lines: tuple[CustomLine, ...] = ()
+    due_date: date | None = None
+    automation_enabled: bool | None = None
+    apply_override: bool = False
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class CreatedInvoice:
+    invoice: InvoiceRecord
+    decision: ClaimDecision | None
+    created: bool = True
+    notices: tuple[str, ...] = field(default=())
+
+
+def build_lines(
+    fee_items: list[Any], requested_ids: tuple[int, ...], custom: tuple[CustomLine, ...]
+) -> list[InvoiceLineSpec]:
+    """Lines from the fee schedule (a repeated id is a quantity) plus custom lines."""
+    by_id = {item.id: item for item in fee_items}
+    lines: list[InvoiceLineSpec] = []
+    counts: dict[int, int] = {}
+    for fee_id in requested_ids:
+        counts[fee_id] = counts.get(fee_id, 0) + 1
+    for fee_id, quantity in counts.items():
+        item = by_id.get(fee_id)
+        if item is None or not item.active:
+            raise ValidationError("One of the chosen fees no longer exists.", field="fee_items")
+        lines.append(
+            InvoiceLineSpec(
+                description=item.name,
+                kind=item.kind,
+                unit_cents=item.price_cents,
+                quantity=quantity,
+                fee_item_id=item.id,
+            )
+        )
+    for line in custom:
+        description = line.description.strip()
+        if not description:
+            raise ValidationError("Each custom line needs a description.", field="custom_lines")
+        if line.quantity < 1:
+            raise ValidationError("Quantities must be at least 1.", field="custom_lines")
+        if not 0 <= line.amount_cents <= MAX_LINE_CENTS:
+            raise ValidationError("A line amount is out of range.", field="custom_lines")
+        lines.append(
+            InvoiceLineSpec(
+                description=description[:300],
+                kind="custom",
+                unit_cents=line.amount_cents,
+                quantity=line.quantity,
+            )
+        )
+    if not lines:
+        raise ValidationError("Add at least one line to the invoice.", field="fee_items")
+    if len(lines) > MAX_LINES:
+        raise ValidationError(f"An invoice holds at most {MAX_LINES} lines.", field="fee_items")
+    return lines
+
+
+def insurance_snapshot(
+    coverage: CoverageContext | None,
+    decision: ClaimDecision,
+    *,
+    approver: Actor | None = None,
+    approved_at: datetime | None = None,
+) -> dict[str, Any] | None:
+    """Everything the invoice must keep showing even if the policy is later edited or deleted."""
+    if coverage is None:
+        return None
+    terms = coverage.terms
+    return {
+        "enrollment_id": coverage.enrollment_id,
+        "policy_id": coverage.policy_id,
+        "policy_name": coverage.policy_name,
+        "term_label": coverage.term_label,
+        "term_start": coverage.term_start.isoformat(),
+        "term_end": coverage.term_end.isoformat(),
+        "copay_cents": terms.copay_cents,
+        "coverage_percent": (
+            None if terms.coverage_percent is None else str(terms.coverage_percent)
+        ),
+        "cap_cents": terms.cap_cents,
+        "max_claims": coverage.max_claims,
+        "allow_override": coverage.allow_override,
+        "claim_number": decision.claim_number,
+        "absorbed_cents": decision.split.policy_cents,
+        "coverage_applied": decision.coverage_applied,
+        "cap_reached": decision.cap_reached,
+        "override_applied": decision.override_applied,
+        "override_approved_by": None if approver is None else approver.name,
+        "override_approved_by_id": None if approver is None else approver.staff_id,
+        "override_approved_at": None if approved_at is None else approved_at.isoformat(),
+        "audit_lines": list(decision.audit_lines),
+    }
+
+
+def default_due_date(today: date, due_days: int) -> date:
+    return today + timedelta(days=due_days)
+
+
+async def create_invoice_for_incident(
+    ctx: Context, actor: Actor, cmd: CreateInvoice
+) -> CreatedInvoice:
+    require(actor, Permission.CREATE_INVOICES)
+    store = ctx.store
+    if cmd.idempotency_key:
+        existing = await store.find_invoice_by_key(cmd.idempotency_key)
+        if existing is not None:
+            return CreatedInvoice(existing, decision=None, created=False)
+    incident = await store.get_incident(cmd.incident_id)
+    if incident is None:
+        raise NotFound(f"Incident #{cmd.incident_id} doesn't exist.")
+    if incident.student_id is None:
+        raise ValidationError(
+            "This incident has no student, so there is nobody to invoice.", field="student"
+        )
+    settings = await store.settings()
+    automation = settings.automation_default
+    if cmd.automation_enabled is not None and cmd.automation_enabled != automation:
+        require(actor, Permission.MANAGE_INVOICE_AUTOMATION)
+        automation = cmd.automation_enabled
+    today = ctx.today()
+    due = cmd.due_date or default_due_date(today, settings.default_due_days)
+    if due < today or due > today + timedelta(days=MAX_DUE_DAYS):
+        raise ValidationError(
+            "The due date must be between today and three years out.", field="due_date"
+        )
+
+    lines = build_lines(await store.fee_items(cmd.fee_item_ids), cmd.fee_item_ids, cmd.custom_lines)
+    subtotal = sum(line.amount_cents for line in lines)
+
+    # Locking the enrollment serialises claim counting, so two invoices at once can't both
+    # take the last claim.
+    coverage = await store.coverage_on(incident.student_id, incident.occurred_on, lock=True)
+    claims_used = 0 if coverage is None else await store.count_claims(coverage.enrollment_id)
+    approver: Actor | None = None
+    approved_at: datetime | None = None
+    override = False
+    if coverage is not None and coverage.max_claims is not None:
+        at_cap = claims_used >= coverage.max_claims
+        approved = await store.approved_override_for(incident.id)
+        if at_cap and cmd.apply_override:
+            require(actor, Permission.OVERRIDE_CLAIM_CAP)
+            override, approver, approved_at = True, actor, ctx.now()
+        elif at_cap and approved is not None and approved.invoice_id is None:
+            override, approved_at = True, approved.decided_at
+            approver = await _staff_actor(ctx, approved.decided_by_id)
+    elif cmd.apply_override:
+        raise ValidationError(
+            "The claim cap hasn't been reached; no override is needed.", field="apply_override"
+        )
+    decision = decide_claim(subtotal, coverage, claims_used, override=override)
+
+    number = await store.next_invoice_number(settings.invoice_prefix)
+    settled = decision.split.client_cents == 0
+    invoice = await store.add_invoice(
+        number=number,
+        student_id=incident.student_id,
+        incident_id=incident.id,
+        device_id=incident.device_id,
+        lines=lines,
+        subtotal_cents=subtotal,
+        insurance_cents=decision.split.policy_cents,
+        due_date=due,
+        automation_enabled=automation,
+        status=InvoiceStatus.PAID if settled else InvoiceStatus.UNPAID,
+        claim_enrollment_id=(
+            coverage.enrollment_id if coverage is not None and decision.counts_as_claim else None
+        ),
+        cap_reached=decision.cap_reached,
+        override_applied=decision.override_applied,
+        override_approved_by_id=None if approver is None else approver.staff_id,
+        insurance_snapshot=insurance_snapshot(
+            coverage, decision, approver=approver, approved_at=approved_at
+        ),
+        created_by_id=actor.staff_id,
+        idempotency_key=cmd.idempotency_key,
+    )
+    if settled:
+        invoice.paid_at = ctx.now()
+    if override and not cmd.apply_override:
+        # The approved request is used up by this invoice.
+        approved = await store.approved_override_for(incident.id)
+        if approved is not None:
+            approved.invoice_id = invoice.id
+    await store.log(
+        actor,
+        "invoice",
+        invoice.id,
+        "created",
+        after=_money_state(invoice) | {"lines": len(lines), "due_date": due.isoformat()},
+        comment="; ".join(decision.audit_lines) or None,
+    )
+    if decision.override_applied:
+        await store.log(
+            approver or actor,
+            "invoice",
+            invoice.id,
+            "claim_cap_override_applied",
+            after={"approved_by_id": invoice.override_approved_by_id},
+        )
+    notices: list[str] = []
+    if not settled:
+        await store.enqueue(
+            "email.invoice_issued", f"invoice-issued:{invoice.id}", {"invoice_id": invoice.id}
+        )
+        notices.append("email.invoice_issued")
+    return CreatedInvoice(invoice, decision=decision, notices=tuple(notices))
+
+
+async def _staff_actor(ctx: Context, staff_id: int | None) -> Actor | None:
+    if staff_id is None:
+        return None
+    name = await ctx.store.staff_name(staff_id) or f"staff #{staff_id}"
+    return Actor(staff_id=staff_id, name=name, role="", permissions=frozenset())
+
+
+def _money_state(invoice: InvoiceRecord) -> dict[str, Any]:
+    return {
+        "number": invoice.number,
+        "status": invoice.status,
+        "subtotal_cents": invoice.subtotal_cents,
+        "insurance_cents": invoice.insurance_cents,
+        "total_cents": invoice.total_cents,
+        "paid_cents": invoice.paid_cents,
+    }
+
+
+async def _get_invoice(ctx: Context, invoice_id: int) -> InvoiceRecord:
+    invoice = await ctx.store.get_invoice(invoice_id, lock=True)
+    if invoice is None:
+        raise NotFound(f"Invoice #{invoice_id} doesn't exist.")
+    return invoice
+
+
+async def cancel_invoice(
+    ctx: Context, actor: Actor, invoice_id: int, *, reason: str, auto: bool = False
+) -> InvoiceRecord:
+    """Cancel an unpaid invoice; its insurance claim slot is freed by the cancellation."""
+    require(actor, Permission.CANCEL_INVOICES)
+    invoice = await _get_invoice(ctx, invoice_id)
+    if invoice.status == InvoiceStatus.CANCELLED:
+        return invoice
+    if invoice.status == InvoiceStatus.PAID and invoice.total_cents > 0:
+        raise ConflictError(f"Invoice {invoice.number} is paid; it can't be cancelled.")
+    if invoice.paid_cents > 0:
+        raise ConflictError(
+            f"Invoice {invoice.number} already has payments recorded; "
+            "it can't be cancelled while money is applied to it."
+        )
+    if not reason.strip():
+        raise ValidationError("Say why the invoice is cancelled.", field="reason")
+    before = _money_state(invoice)
+    invoice.status = InvoiceStatus.CANCELLED
+    invoice.cancelled_at = ctx.now()
+    invoice.auto_cancelled = auto
+    await ctx.store.log(
+        actor,
+        "invoice",
+        invoice.id,
+        "auto_cancelled" if auto else "cancelled",
+        before=before,
+        after=_money_state(invoice),
+        comment=reason.strip(),
+    )
+    return invoice
+
+
+async def restore_invoice(ctx: Context, actor: Actor, invoice_id: int) -> InvoiceRecord:
+    """Undo a cancellation. The claim it held must still fit under the policy's cap."""
+    require(actor, Permission.CANCEL_INVOICES)
+    invoice = await _get_invoice(ctx, invoice_id)
+    if invoice.status != InvoiceStatus.CANCELLED:
+        raise ConflictError(f"Invoice {invoice.number} isn't cancelled.")
+    store = ctx.store
+    snapshot = invoice.insurance_snapshot or {}
+    if invoice.claim_enrollment_id is not None and not invoice.override_applied:
+        incident = (
+            None if invoice.incident_id is None else await store.get_incident(invoice.incident_id)
+        )
+        if incident is not None:
+            coverage = await store.coverage_on(invoice.student_id, incident.occurred_on, lock=True)
+            max_claims = snapshot.get("max_claims")
+            if coverage is not None and max_claims is not None:
+                used = await store.count_claims(invoice.claim_enrollment_id)
+                if used >= max_claims:
+                    raise ConflictError(
+                        f"Restoring {invoice.number} would go past the policy's claim cap "
+                        f"({max_claims} this term); another claim has used the slot."
+                    )
+    before = _money_state(invoice)
+    invoice.status = InvoiceStatus.PAID if invoice.total_cents == 0 else InvoiceStatus.UNPAID
+    invoice.cancelled_at = None
+    invoice.auto_cancelled = False
+    await store.log(
+        actor, "invoice", invoice.id, "restored", before=before, after=_money_state(invoice)
+    )
+    return invoice
+
+
+async def set_invoice_automation(
+    ctx: Context, actor: Actor, invoice_id: int, enabled: bool
+) -> InvoiceRecord:
+    require(actor, Permission.MANAGE_INVOICE_AUTOMATION)
+    invoice = await _get_invoice(ctx, invoice_id)
+    if invoice.automation_enabled == enabled:
+        return invoice
+    invoice.automation_enabled = enabled
+    await ctx.store.log(
+        actor,
+        "invoice",
+        invoice.id,
+        "automation_changed",
+        before={"automation_enabled": not enabled},
+        after={"automation_enabled": enabled},
+    )
+    return invoice
+
+
+def check_override_gates(actor: Actor, coverage: CoverageContext) -> None:
+    """Both gates: the policy allows overrides and the actor's role grants the permission."""
+    if not coverage.allow_override:
+        raise PermissionDenied("This policy does not allow claim-cap overrides.")
+    require(actor, Permission.OVERRIDE_CLAIM_CAP)

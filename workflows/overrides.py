@@ -1,0 +1,154 @@
+"""Claim-cap overrides: a one-off request to apply insurance past the cap, and its decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from workflows.errors import ConflictError, NotFound, ValidationError
+from workflows.insurance import CoverageContext, decide_claim
+from workflows.invoices import InvoiceStatus, check_override_gates, insurance_snapshot
+from workflows.permissions import Actor, Permission, require
+from workflows.ports import Context, InvoiceRecord, OverrideRequestRecord
+
+
+class OverrideStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+
+
+@dataclass(frozen=True)
+class OverrideDecision:
+    request: OverrideRequestRecord
+    invoice: InvoiceRecord | None
+    changed: bool
+
+
+async def request_cap_override(
+    ctx: Context, actor: Actor, incident_id: int, *, reason: str | None = None
+) -> OverrideRequestRecord:
+    """Ask an approver to apply insurance past the cap for this incident (one pending at a time)."""
+    require(actor, Permission.CREATE_INVOICES)
+    store = ctx.store
+    incident = await store.get_incident(incident_id)
+    if incident is None:
+        raise NotFound(f"Incident #{incident_id} doesn't exist.")
+    pending = await store.pending_override_for(incident_id)
+    if pending is not None:
+        return pending
+    if incident.student_id is None:
+        raise ValidationError("This incident has no student.")
+    coverage = await store.coverage_on(incident.student_id, incident.occurred_on)
+    if coverage is None:
+        raise ConflictError("The student had no insurance on the incident date.")
+    if not coverage.allow_override:
+        raise ConflictError(f"{coverage.policy_name} does not allow claim-cap overrides.")
+    used = await store.count_claims(coverage.enrollment_id)
+    invoice_id = None
+    for invoice in await store.invoices_for_incident(incident_id):
+        if invoice.status != InvoiceStatus.CANCELLED and invoice.cap_reached:
+            invoice_id = invoice.id
+        elif invoice.status != InvoiceStatus.CANCELLED and invoice.claim_enrollment_id:
+            raise ConflictError("This incident's invoice already has insurance applied.")
+    if coverage.max_claims is None or (used < coverage.max_claims and invoice_id is None):
+        raise ConflictError("The claim cap hasn't been reached; no override is needed.")
+    request = await store.add_override_request(
+        incident_id=incident_id,
+        enrollment_id=coverage.enrollment_id,
+        invoice_id=invoice_id,
+        requested_by_id=actor.staff_id,
+        reason=(reason or "").strip() or None,
+    )
+    await store.log(
+        actor,
+        "cap_override",
+        request.id,
+        "requested",
+        after={"incident_id": incident_id, "invoice_id": invoice_id},
+    )
+    await store.enqueue(
+        "slack.override_requested", f"override-requested:{request.id}", {"request_id": request.id}
+    )
+    return request
+
+
+async def decide_cap_override(
+    ctx: Context, actor: Actor, request_id: int, *, approve: bool
+) -> OverrideDecision:
+    """Approve or deny. Approving an override on a full-price invoice re-prices it at once."""
+    require(actor, Permission.OVERRIDE_CLAIM_CAP)
+    store = ctx.store
+    request = await store.get_override_request(request_id, lock=True)
+    if request is None:
+        raise NotFound("That override request doesn't exist.")
+    wanted = OverrideStatus.APPROVED if approve else OverrideStatus.DENIED
+    if request.status != OverrideStatus.PENDING:
+        if request.status == wanted:
+            return OverrideDecision(request, None, changed=False)  # a redelivered click
+        raise ConflictError(f"This request was already {request.status}.")
+    incident = await store.get_incident(request.incident_id)
+    assert incident is not None and incident.student_id is not None
+    coverage = await store.coverage_on(incident.student_id, incident.occurred_on, lock=True)
+    invoice = None
+    if approve:
+        if coverage is None:
+            raise ConflictError("The enrollment behind this request no longer exists.")
+        check_override_gates(actor, coverage)
+    request.status = wanted.value
+    request.decided_by_id = actor.staff_id
+    request.decided_at = ctx.now()
+    await store.log(
+        actor,
+        "cap_override",
+        request.id,
+        wanted.value,
+        before={"status": "pending"},
+        after={"status": wanted.value},
+    )
+    if approve and request.invoice_id is not None and coverage is not None:
+        invoice = await _reprice_with_override(ctx, actor, request.invoice_id, coverage)
+    await store.enqueue(
+        f"slack.override_{wanted.value}",
+        f"override-decided:{request.id}",
+        {"request_id": request.id},
+    )
+    return OverrideDecision(request, invoice, changed=True)
+
+
+async def _reprice_with_override(
+    ctx: Context, actor: Actor, invoice_id: int, coverage: CoverageContext
+) -> InvoiceRecord | None:
+    store = ctx.store
+    invoice = await store.get_invoice(invoice_id, lock=True)
+    if invoice is None or invoice.status == InvoiceStatus.CANCELLED:
+        return invoice
+    used = await store.count_claims(coverage.enrollment_id)
+    decision = decide_claim(invoice.subtotal_cents, coverage, used, override=True)
+    new_total = decision.split.client_cents
+    if invoice.paid_cents > new_total:
+        raise ConflictError(
+            f"Invoice {invoice.number} already has more paid than it would owe with insurance; "
+            "record a refund first."
+        )
+    before = {"insurance_cents": invoice.insurance_cents, "status": invoice.status}
+    invoice.insurance_cents = decision.split.policy_cents
+    invoice.total_cents = new_total
+    invoice.claim_enrollment_id = coverage.enrollment_id
+    invoice.override_applied = True
+    invoice.override_approved_by_id = actor.staff_id
+    invoice.insurance_snapshot = insurance_snapshot(
+        coverage, decision, approver=actor, approved_at=ctx.now()
+    )
+    if invoice.paid_cents == invoice.total_cents:
+        invoice.status = InvoiceStatus.PAID
+        invoice.paid_at = ctx.now()
+    await store.log(
+        actor,
+        "invoice",
+        invoice.id,
+        "claim_cap_override_applied",
+        before=before,
+        after={"insurance_cents": invoice.insurance_cents, "status": invoice.status},
+    )
+    return invoice

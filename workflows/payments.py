@@ -1,0 +1,124 @@
+"""Recording payments against invoices: partial payments, methods, receipts, no overpayment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+
+from workflows.errors import ConflictError, NotFound, OverpaymentError, ValidationError
+from workflows.invoices import InvoiceStatus
+from workflows.money import format_cents
+from workflows.permissions import Actor, Permission, require
+from workflows.ports import Context, InvoiceRecord, PaymentRecord
+
+MAX_REFERENCE = 200
+
+
+class PaymentMethod(StrEnum):
+    CHECK = "check"
+    CASH = "cash"
+    CARD = "card"
+    ONLINE = "online"
+
+
+@dataclass(frozen=True)
+class RecordPayment:
+    invoice_id: int
+    amount_cents: int
+    method: PaymentMethod
+    idempotency_key: str
+    reference: str | None = None
+    received_on: date | None = None
+
+
+@dataclass(frozen=True)
+class RecordedPayment:
+    payment: PaymentRecord
+    invoice: InvoiceRecord
+    created: bool
+
+
+def remaining_balance(invoice: InvoiceRecord) -> int:
+    return invoice.total_cents - invoice.paid_cents
+
+
+def check_payment(invoice: InvoiceRecord, amount_cents: int) -> None:
+    """The rules a payment must pass before it touches an invoice."""
+    if amount_cents <= 0:
+        raise ValidationError("A payment must be more than $0.00.", field="amount")
+    if invoice.status == InvoiceStatus.CANCELLED:
+        raise ConflictError(f"Invoice {invoice.number} is cancelled; it takes no payments.")
+    balance = remaining_balance(invoice)
+    if balance <= 0:
+        raise OverpaymentError(f"Invoice {invoice.number} is already paid in full.", field="amount")
+    if amount_cents > balance:
+        raise OverpaymentError(
+            f"{format_cents(amount_cents)} is more than the {format_cents(balance)} still owed "
+            f"on invoice {invoice.number}.",
+            field="amount",
+        )
+
+
+async def record_payment(ctx: Context, actor: Actor, cmd: RecordPayment) -> RecordedPayment:
+    require(actor, Permission.RECORD_PAYMENTS)
+    store = ctx.store
+    key = cmd.idempotency_key.strip()
+    if not key:
+        raise ValidationError("A payment needs an idempotency key.")
+    existing = await store.find_payment_by_key(key)
+    if existing is not None:
+        if existing.invoice_id != cmd.invoice_id or existing.amount_cents != cmd.amount_cents:
+            raise ConflictError("That payment reference was already used for another payment.")
+        invoice = await store.get_invoice(existing.invoice_id)
+        assert invoice is not None
+        return RecordedPayment(existing, invoice, created=False)
+    method = PaymentMethod(cmd.method)
+    reference = (cmd.reference or "").strip() or None
+    if reference and len(reference) > MAX_REFERENCE:
+        raise ValidationError("The payment reference is too long.", field="reference")
+    if method is PaymentMethod.CHECK and not reference:
+        raise ValidationError("Enter the check number.", field="reference")
+    received_on = cmd.received_on or ctx.today()
+    if received_on > ctx.today():
+        raise ValidationError("A payment can't be received in the future.", field="received_on")
+
+    invoice = await store.get_invoice(cmd.invoice_id, lock=True)
+    if invoice is None:
+        raise NotFound(f"Invoice #{cmd.invoice_id} doesn't exist.")
+    check_payment(invoice, cmd.amount_cents)
+
+    before = {"paid_cents": invoice.paid_cents, "status": invoice.status}
+    payment = await store.add_payment(
+        invoice_id=invoice.id,
+        amount_cents=cmd.amount_cents,
+        method=method.value,
+        reference=reference,
+        received_on=received_on,
+        recorded_by_id=actor.staff_id,
+        idempotency_key=key,
+    )
+    invoice.paid_cents += cmd.amount_cents
+    if remaining_balance(invoice) == 0:
+        invoice.status = InvoiceStatus.PAID
+        invoice.paid_at = ctx.now()
+    await store.log(
+        actor,
+        "invoice",
+        invoice.id,
+        "payment_recorded",
+        before=before,
+        after={
+            "paid_cents": invoice.paid_cents,
+            "status": invoice.status,
+            "payment_id": payment.id,
+            "amount_cents": cmd.amount_cents,
+            "method": method.value,
+        },
+    )
+    await store.enqueue(
+        "email.payment_receipt",
+        f"payment-receipt:{payment.id}",
+        {"invoice_id": invoice.id, "payment_id": payment.id},
+    )
+    return RecordedPayment(payment, invoice, created=True)

@@ -1,0 +1,290 @@
+"""What the use cases need from the outside world, as protocols.
+
+`storage` implements `Store` over SQLAlchemy; the records it returns are its ORM rows, which
+satisfy the record protocols below structurally, so the domain never imports the ORM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from workflows.clock import Clock, local_date
+from workflows.insurance import CoverageContext
+from workflows.permissions import Actor
+
+
+class DeviceRecord(Protocol):
+    id: int
+    serial: str
+    asset_tag: str | None
+    model: str
+    status: str
+    building_id: int | None
+    replaced_by_id: int | None
+
+
+class StudentRecord(Protocol):
+    id: int
+    first_name: str
+    last_name: str
+    grade: str | None
+    building_id: int | None
+    household_id: int | None
+
+
+class IncidentRecord(Protocol):
+    id: int
+    device_id: int
+    student_id: int | None
+    reported_by_id: int | None
+    occurred_on: date
+    description: str
+    status: str
+    ticket_ref: str | None
+    opened_at: datetime
+    closed_at: datetime | None
+
+    @property
+    def flag_names(self) -> list[str]: ...
+
+
+class FeeItemRecord(Protocol):
+    id: int
+    code: str
+    name: str
+    kind: str
+    price_cents: int
+    device_model: str | None
+    incident_flag: str | None
+    active: bool
+
+
+class InvoiceRecord(Protocol):
+    id: int
+    number: str
+    student_id: int
+    incident_id: int | None
+    status: str
+    subtotal_cents: int
+    insurance_cents: int
+    total_cents: int
+    paid_cents: int
+    due_date: date | None
+    automation_enabled: bool
+    auto_cancelled: bool
+    claim_enrollment_id: int | None
+    cap_reached: bool
+    override_applied: bool
+    override_approved_by_id: int | None
+    insurance_snapshot: dict[str, Any] | None
+    paid_at: datetime | None
+    cancelled_at: datetime | None
+
+
+class PaymentRecord(Protocol):
+    id: int
+    invoice_id: int
+    amount_cents: int
+    method: str
+    reference: str | None
+    received_on: date
+    idempotency_key: str
+
+
+class OverrideRequestRecord(Protocol):
+    id: int
+    incident_id: int
+    enrollment_id: int | None
+    invoice_id: int | None
+    requested_by_id: int | None
+    status: str
+    decided_by_id: int | None
+    decided_at: datetime | None
+    reason: str | None
+
+
+class SettingsRecord(Protocol):
+    district_name: str
+    default_due_days: int
+    automation_default: bool
+    invoice_prefix: str
+    school_year_start_month: int
+    school_year_start_day: int
+    restricted_statuses: list[str]
+    offender_rules: list[Any]
+
+
+@dataclass(frozen=True)
+class InvoiceLineSpec:
+    description: str
+    kind: str
+    unit_cents: int
+    quantity: int = 1
+    fee_item_id: int | None = None
+
+    @property
+    def amount_cents(self) -> int:
+        return self.unit_cents * self.quantity
+
+
+class Store(Protocol):
+    """One unit of work: everything done through it commits or rolls back together."""
+
+    # settings and people
+    async def settings(self) -> SettingsRecord: ...
+    async def get_student(self, student_id: int) -> StudentRecord | None: ...
+    async def staff_name(self, staff_id: int) -> str | None: ...
+
+    # devices
+    async def get_device(self, device_id: int, *, lock: bool = False) -> DeviceRecord | None: ...
+    async def get_device_by_serial(self, serial: str) -> DeviceRecord | None: ...
+    async def add_device(
+        self, *, serial: str, model: str, kind: str, building_id: int | None, asset_tag: str | None
+    ) -> DeviceRecord: ...
+    async def current_holder(self, device_id: int) -> int | None: ...
+    async def assign_device(self, device_id: int, student_id: int, *, reason: str) -> None: ...
+    async def return_device(self, device_id: int, *, reason: str) -> None: ...
+
+    # incidents
+    async def get_incident(
+        self, incident_id: int, *, lock: bool = False
+    ) -> IncidentRecord | None: ...
+    async def find_incident_by_key(self, key: str) -> IncidentRecord | None: ...
+    async def add_incident(
+        self,
+        *,
+        device_id: int,
+        student_id: int | None,
+        reported_by_id: int | None,
+        occurred_on: date,
+        description: str,
+        flags: Sequence[str],
+        ticket_ref: str | None,
+        idempotency_key: str | None,
+    ) -> IncidentRecord: ...
+    async def add_note(
+        self, *, device_id: int, incident_id: int | None, actor: Actor, body: str
+    ) -> int: ...
+    async def add_photo(
+        self,
+        *,
+        device_id: int,
+        incident_id: int | None,
+        actor: Actor,
+        blob_key: str,
+        content_type: str,
+        size_bytes: int,
+        sha256: str,
+        width: int | None,
+        height: int | None,
+        original_filename: str | None,
+        source: str,
+        source_ref: str | None,
+    ) -> int: ...
+    async def flag_dates(
+        self, student_id: int, flag: str, since: date, until: date
+    ) -> list[date]: ...
+    async def has_student_flag(self, student_id: int, flag: str, window_start: date) -> bool: ...
+    async def add_student_flag(
+        self,
+        *,
+        student_id: int,
+        flag: str,
+        window_start: date,
+        incident_count: int,
+        incident_id: int,
+    ) -> None: ...
+
+    # insurance
+    async def coverage_on(
+        self, student_id: int, on: date, *, lock: bool = False
+    ) -> CoverageContext | None: ...
+    async def count_claims(self, enrollment_id: int) -> int: ...
+    async def add_override_request(
+        self,
+        *,
+        incident_id: int,
+        enrollment_id: int | None,
+        invoice_id: int | None,
+        requested_by_id: int | None,
+        reason: str | None,
+    ) -> OverrideRequestRecord: ...
+    async def get_override_request(
+        self, request_id: int, *, lock: bool = False
+    ) -> OverrideRequestRecord | None: ...
+    async def pending_override_for(self, incident_id: int) -> OverrideRequestRecord | None: ...
+    async def approved_override_for(self, incident_id: int) -> OverrideRequestRecord | None: ...
+
+    # invoices and payments
+    async def fee_items(self, ids: Sequence[int]) -> list[FeeItemRecord]: ...
+    async def next_invoice_number(self, prefix: str) -> str: ...
+    async def get_invoice(self, invoice_id: int, *, lock: bool = False) -> InvoiceRecord | None: ...
+    async def find_invoice_by_key(self, key: str) -> InvoiceRecord | None: ...
+    async def invoices_for_incident(self, incident_id: int) -> list[InvoiceRecord]: ...
+    async def add_invoice(
+        self,
+        *,
+        number: str,
+        student_id: int,
+        incident_id: int | None,
+        device_id: int | None,
+        lines: Sequence[InvoiceLineSpec],
+        subtotal_cents: int,
+        insurance_cents: int,
+        due_date: date | None,
+        automation_enabled: bool,
+        status: str,
+        claim_enrollment_id: int | None,
+        cap_reached: bool,
+        override_applied: bool,
+        override_approved_by_id: int | None,
+        insurance_snapshot: dict[str, Any] | None,
+        created_by_id: int | None,
+        idempotency_key: str | None,
+    ) -> InvoiceRecord: ...
+    async def find_payment_by_key(self, key: str) -> PaymentRecord | None: ...
+    async def add_payment(
+        self,
+        *,
+        invoice_id: int,
+        amount_cents: int,
+        method: str,
+        reference: str | None,
+        received_on: date,
+        recorded_by_id: int | None,
+        idempotency_key: str,
+    ) -> PaymentRecord: ...
+
+    # audit and outbox
+    async def log(
+        self,
+        actor: Actor,
+        entity_type: str,
+        entity_id: int | None,
+        action: str,
+        *,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+        comment: str | None = None,
+    ) -> None: ...
+    async def enqueue(self, kind: str, dedupe_key: str, payload: dict[str, Any]) -> bool: ...
+    async def flush(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every use case runs with: the unit of work, the clock and the district's zone."""
+
+    store: Store
+    clock: Clock
+    tz: ZoneInfo
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def today(self) -> date:
+        return local_date(self.clock.now(), self.tz)
