@@ -1,0 +1,301 @@
+"""The `devicecare` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bot.roster_cli import import_command
+from bot.runtime import Runtime, build_runtime, log_parts, prepare_database
+from bot.settings import Settings, get_settings
+from storage import migrate
+from workflows.errors import DomainError
+from workflows.permissions import Actor
+
+app = typer.Typer(
+    help="DeviceCare: damaged and lost student devices, from report to payment.",
+    no_args_is_help=True,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+staff_app = typer.Typer(help="Staff and roles.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(staff_app, name="staff")
+app.command("import", help="Import students, guardians and devices from CSV.")(import_command)
+
+console = Console()
+T = TypeVar("T")
+CLI_ACTOR = Actor.system("devicecare CLI")
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+
+
+def _run(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
+    """Migrate, open the runtime, run `work`, close; domain errors become a clean exit."""
+    migrate.upgrade(settings.database_url)
+
+    async def main() -> T:
+        runtime = build_runtime(settings)
+        try:
+            await prepare_database(runtime)
+            return await work(runtime)
+        finally:
+            await runtime.close()
+
+    try:
+        return asyncio.run(main())
+    except DomainError as exc:
+        console.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from exc
+
+
+# --- processes --------------------------------------------------------------------------------
+# Each part runs until `stop` is set; the CLI owns SIGINT/SIGTERM so all parts stop together.
+
+
+async def _until(stop: asyncio.Event, work: Awaitable[None]) -> None:
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    for pending in (task, waiter):
+        pending.cancel()
+        with suppress(asyncio.CancelledError):
+            await pending
+
+
+async def _serve_web(runtime: Runtime, stop: asyncio.Event) -> None:
+    import uvicorn
+
+    from bot.web import create_web_app
+
+    class Server(uvicorn.Server):
+        @contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # signals are handled by the CLI, which tells us to exit
+
+    config = uvicorn.Config(
+        create_web_app(runtime),
+        host=runtime.settings.host,
+        port=runtime.settings.port,
+        log_level=runtime.settings.log_level.lower(),
+        lifespan="off",
+    )
+    server = Server(config)
+    serving = asyncio.create_task(server.serve())
+    await asyncio.wait(
+        {serving, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
+    )
+    server.should_exit = True
+    await serving
+
+
+async def _run_worker(runtime: Runtime, stop: asyncio.Event) -> None:
+    from bot.worker import OutboxWorker
+
+    await _until(stop, OutboxWorker(runtime.sessions, runtime.clock, handlers={}).run_forever())
+
+
+async def _run_mail(runtime: Runtime, stop: asyncio.Event) -> None:
+    if not runtime.settings.imap_enabled:
+        logging.getLogger("devicecare.mail").info("mail agent idle: %s", runtime.parts["email in"])
+    await stop.wait()  # stays up: a supervisor restarting an exited process would loop
+
+
+async def _run_scheduler(runtime: Runtime, stop: asyncio.Event) -> None:
+    from bot.scheduler import build_scheduler
+
+    scheduler = build_scheduler(runtime)
+    scheduler.start()
+    try:
+        await stop.wait()
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+PROCESSES: dict[str, Callable[[Runtime, asyncio.Event], Awaitable[None]]] = {
+    "web": _serve_web,
+    "worker": _run_worker,
+    "mail": _run_mail,
+    "scheduler": _run_scheduler,
+}
+
+
+def _start(names: list[str]) -> None:
+    settings = get_settings()
+    _setup_logging(settings)
+
+    async def work(runtime: Runtime) -> None:
+        log_parts(runtime)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        tasks = [asyncio.create_task(PROCESSES[n](runtime, stop), name=n) for n in names]
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()  # one part ending (or a signal) stops them all
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            if task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        logging.getLogger("devicecare").info("stopped")
+
+    _run(settings, work)
+
+
+@app.command()
+def serve() -> None:
+    """Run everything in one process: web app, outbox worker, mail agent and scheduler."""
+    _start(["web", "worker", "mail", "scheduler"])
+
+
+@app.command()
+def web() -> None:
+    """Run the web app (Slack events, webhooks, pages, /healthz)."""
+    _start(["web"])
+
+
+@app.command()
+def worker() -> None:
+    """Deliver queued notices and Slack posts."""
+    _start(["worker"])
+
+
+@app.command()
+def mail() -> None:
+    """Read parents' replies from the IMAP mailbox."""
+    _start(["mail"])
+
+
+@app.command()
+def scheduler() -> None:
+    """Run the daily jobs at their configured local times."""
+    _start(["scheduler"])
+
+
+# --- database -----------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Migrate the database schema (and create the shipped roles and settings)."""
+    settings = get_settings()
+    migrate.upgrade(settings.database_url, revision)
+
+    async def seed(runtime: Runtime) -> None:
+        await prepare_database(runtime)
+
+    _run(settings, seed)
+    console.print(f"Database at {settings.database_url.split('@')[-1]} is up to date.")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision the database is at."""
+    migrate.current(get_settings().database_url)
+
+
+# --- staff --------------------------------------------------------------------------------
+
+
+@staff_app.command("add")
+def staff_add(
+    email: Annotated[str, typer.Argument(help="The staff member's work email.")],
+    role: Annotated[str, typer.Option("--role", help="Role name, e.g. Technician.")],
+    slack_id: Annotated[str | None, typer.Option("--slack-id", help="Slack user id.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
+) -> None:
+    """Add a staff member (or change their role) before they are in Slack."""
+    from storage.staff import add_staff
+
+    async def work(runtime: Runtime) -> str:
+        async with runtime.sessions() as session:
+            result = await add_staff(
+                session,
+                runtime.clock,
+                CLI_ACTOR,
+                email=email,
+                role=role,
+                name=name,
+                slack_user_id=slack_id,
+            )
+            await session.commit()
+            verb = "Added" if result.created else ("Updated" if result.changed else "Unchanged:")
+            return f"{verb} {result.staff.email} ({result.role_name})"
+
+    console.print(_run(get_settings(), work))
+
+
+@staff_app.command("list")
+def staff_list() -> None:
+    """List staff members and their roles."""
+    from storage.staff import list_roles, list_staff
+
+    async def work(runtime: Runtime) -> Table:
+        async with runtime.sessions() as session:
+            roles = {r.id: r.name for r in await list_roles(session)}
+            table = Table("email", "name", "role", "slack id", "active")
+            for s in await list_staff(session):
+                table.add_row(
+                    s.email,
+                    s.name,
+                    roles[s.role_id],
+                    s.slack_user_id or "",
+                    "yes" if s.active else "no",
+                )
+            return table
+
+    console.print(_run(get_settings(), work))
+
+
+@staff_app.command("roles")
+def staff_roles() -> None:
+    """List roles with their permissions and restricted statuses."""
+    from storage.staff import list_roles
+
+    async def work(runtime: Runtime) -> Table:
+        async with runtime.sessions() as session:
+            table = Table("role", "permissions", "restricted statuses")
+            for r in await list_roles(session):
+                perms = "all (SuperAdmin)" if r.is_superadmin else ", ".join(r.permissions)
+                table.add_row(r.name, perms, ", ".join(r.allowed_statuses))
+            return table
+
+    console.print(_run(get_settings(), work))
+
+
+# --- demo ---------------------------------------------------------------------------------
+
+
+@app.command()
+def demo() -> None:
+    """Load a small sample district (buildings, families, devices, a policy, fees)."""
+    from storage.demo import load_demo
+
+    async def work(runtime: Runtime) -> str:
+        async with runtime.sessions() as session:
+            result = await load_demo(session, runtime.clock, runtime.settings.district_timezone)
+            await session.commit()
+        if not result.created:
+            return "The demo district is already loaded."
+        return (
+            f"Loaded the demo district: {result.students} students, "
+            f"{result.devices} devices, 2 insurance policies and a fee schedule."
+        )
+
+    console.print(_run(get_settings(), work))
+
+
+if __name__ == "__main__":
+    app()

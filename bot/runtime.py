@@ -1,0 +1,77 @@
+"""The composition root: the one place that wires settings, database, clock and services."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot.settings import Settings
+from storage.db import create_engine, session_factory
+from storage.seed import ensure_defaults
+from storage.store import StoreFactory
+from workflows.clock import Clock, SystemClock
+
+log = logging.getLogger("devicecare")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    stores: StoreFactory
+    clock: Clock
+    parts: dict[str, str] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    clock = clock or SystemClock()
+    return Runtime(
+        settings,
+        engine,
+        sessions,
+        StoreFactory(sessions, clock),
+        clock,
+        parts=describe_parts(settings),
+    )
+
+
+async def prepare_database(runtime: Runtime) -> None:
+    async with runtime.sessions() as session:
+        await ensure_defaults(session)
+        await session.commit()
+
+
+def describe_parts(settings: Settings) -> dict[str, str]:
+    """Which parts of the service can run with this configuration, and why not."""
+    parts: dict[str, str] = {}
+    if settings.slack_enabled:
+        mode = "Socket Mode" if settings.slack_app_token else "HTTP events at /slack/events"
+        parts["slack"] = f"on ({mode})"
+    else:
+        parts["slack"] = "off: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET to turn it on"
+    parts["email out"] = (
+        f"on (SMTP {settings.smtp_host}:{settings.smtp_port})"
+        if settings.smtp_enabled
+        else "off: set SMTP_HOST and SMTP_FROM to send notices"
+    )
+    parts["email in"] = (
+        f"on (IMAP {settings.imap_host}:{settings.imap_port})"
+        if settings.imap_enabled
+        else "off: set IMAP_HOST, IMAP_USERNAME and IMAP_PASSWORD to read replies"
+    )
+    if settings.secret_key.get_secret_value() == "change-me-in-production":
+        parts["secret key"] = "default: set SECRET_KEY before sending real mail"
+    return parts
+
+
+def log_parts(runtime: Runtime) -> None:
+    for name, state in runtime.parts.items():
+        log.info("%-10s %s", name, state)

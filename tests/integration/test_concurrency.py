@@ -1,0 +1,65 @@
+"""Concurrent invoices must never take more claims than the policy allows."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+
+from storage import models as m
+from tests.builders import add_district, add_policy, add_staff
+from workflows.incidents import OpenIncident, open_incident
+from workflows.invoices import CreateInvoice, CustomLine, create_invoice_for_incident
+from workflows.ports import Context
+
+TZ = ZoneInfo("America/Chicago")
+RACERS = 4
+
+
+async def test_racing_invoices_take_exactly_the_last_claim(stores, clock) -> None:
+    d = await add_district(stores)
+    _, enrollment_id = await add_policy(stores, d.student_id, copay_cents=2500, max_claims=1)
+    tech = await add_staff(stores, "Technician")
+    incident_ids = []
+    for _ in range(RACERS):
+        async with stores() as store:
+            opened = await open_incident(
+                Context(store, clock, TZ),
+                tech,
+                OpenIncident(
+                    device_id=d.device_id, occurred_on=date(2026, 2, 1), flags=("screen",)
+                ),
+            )
+            incident_ids.append(opened.incident.id)
+
+    start = asyncio.Event()
+
+    async def create(incident_id: int) -> int:
+        await start.wait()
+        # Each racer has its own session, so its own database connection and transaction.
+        async with stores() as store:
+            created = await create_invoice_for_incident(
+                Context(store, clock, TZ),
+                tech,
+                CreateInvoice(incident_id=incident_id, custom_lines=(CustomLine("Screen", 12500),)),
+            )
+            await asyncio.sleep(0.05)  # hold the transaction open while the others try
+            return created.invoice.total_cents
+
+    tasks = [asyncio.create_task(create(i)) for i in incident_ids]
+    await asyncio.sleep(0.01)
+    start.set()
+    totals = await asyncio.gather(*tasks)
+
+    assert sorted(totals) == [2500] + [12500] * (RACERS - 1)
+    async with stores() as store:
+        claims = (
+            await store.session.execute(
+                select(func.count()).where(m.Invoice.claim_enrollment_id == enrollment_id)
+            )
+        ).scalar_one()
+        numbers = (await store.session.execute(select(m.Invoice.number))).scalars().all()
+    assert claims == 1
+    assert len(set(numbers)) == RACERS

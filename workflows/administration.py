@@ -1,0 +1,133 @@
+"""District settings and role permissions: who may change them, what is valid, and the audit."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from workflows.errors import NotFound, ValidationError
+from workflows.incident_status import IncidentStatus, parse_status
+from workflows.offenders import OffenderRule, parse_flags
+from workflows.permissions import Actor, Permission, require
+from workflows.ports import Context
+
+PREFIX_RE = re.compile(r"^[A-Z][A-Z0-9]{0,11}$")
+
+
+@dataclass(frozen=True)
+class SettingsChange:
+    """Only the fields given (not None) change."""
+
+    district_name: str | None = None
+    default_due_days: int | None = None
+    automation_default: bool | None = None
+    invoice_prefix: str | None = None
+    school_year_start: tuple[int, int] | None = None
+    restricted_statuses: tuple[str, ...] | None = None
+    offender_rules: tuple[OffenderRule, ...] | None = None
+
+
+def _validated(change: SettingsChange) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if change.district_name is not None:
+        name = change.district_name.strip()
+        if not 1 <= len(name) <= 200:
+            raise ValidationError(
+                "The district name must be 1 to 200 characters.", field="district_name"
+            )
+        values["district_name"] = name
+    if change.default_due_days is not None:
+        if not 1 <= change.default_due_days <= 365:
+            raise ValidationError(
+                "The default due date must be 1 to 365 days after creation.",
+                field="default_due_days",
+            )
+        values["default_due_days"] = change.default_due_days
+    if change.automation_default is not None:
+        values["automation_default"] = change.automation_default
+    if change.invoice_prefix is not None:
+        prefix = change.invoice_prefix.strip().upper()
+        if not PREFIX_RE.match(prefix):
+            raise ValidationError(
+                "The invoice prefix must be 1 to 12 letters or digits, starting with a letter.",
+                field="invoice_prefix",
+            )
+        values["invoice_prefix"] = prefix
+    if change.school_year_start is not None:
+        month, day = change.school_year_start
+        if not (1 <= month <= 12 and 1 <= day <= 28):
+            raise ValidationError(
+                "The school year must start on a day 1-28 of a month 1-12.",
+                field="school_year_start",
+            )
+        values["school_year_start_month"], values["school_year_start_day"] = month, day
+    if change.restricted_statuses is not None:
+        statuses = sorted({parse_status(s).value for s in change.restricted_statuses})
+        if IncidentStatus.OPEN.value in statuses or IncidentStatus.CLOSED.value in statuses:
+            raise ValidationError(
+                "Open and Closed can't be restricted; everyone needs them.",
+                field="restricted_statuses",
+            )
+        values["restricted_statuses"] = statuses
+    if change.offender_rules is not None:
+        flags = [rule.flag for rule in change.offender_rules]
+        if len(set(flags)) != len(flags):
+            raise ValidationError(
+                "Each flag may have only one repeat-offender rule.", field="offender_rules"
+            )
+        parse_flags(flags)
+        values["offender_rules"] = [
+            {"flag": r.flag, "threshold": r.threshold, "window": r.window, "days": r.days}
+            for r in change.offender_rules
+        ]
+    return values
+
+
+async def change_settings(ctx: Context, actor: Actor, change: SettingsChange) -> dict[str, Any]:
+    """Apply a settings change; returns the fields that actually changed (old → new)."""
+    require(actor, Permission.MANAGE_SETTINGS)
+    values = _validated(change)
+    settings = await ctx.store.settings()
+    before = {k: getattr(settings, k) for k in values if getattr(settings, k) != values[k]}
+    if not before:
+        return {}
+    after = {k: values[k] for k in before}
+    for key, value in after.items():
+        setattr(settings, key, value)
+    await ctx.store.log(actor, "settings", 1, "settings_changed", before=before, after=after)
+    return {k: (before[k], after[k]) for k in before}
+
+
+async def change_role(
+    ctx: Context,
+    actor: Actor,
+    role_name: str,
+    *,
+    permissions: Iterable[str] | None = None,
+    allowed_statuses: Iterable[str] | None = None,
+) -> bool:
+    """Edit a role's permissions and restricted-status allow-list. Returns True if changed."""
+    require(actor, Permission.MANAGE_ROLES)
+    role = await ctx.store.get_role(role_name)
+    if role is None:
+        raise NotFound(f"There is no role called {role_name!r}.", field="role")
+    before = {
+        "permissions": list(role.permissions),
+        "allowed_statuses": list(role.allowed_statuses),
+    }
+    if permissions is not None:
+        try:
+            role.permissions = sorted({Permission(p).value for p in permissions})
+        except ValueError as exc:
+            raise ValidationError(f"Unknown permission: {exc}", field="permissions") from exc
+    if allowed_statuses is not None:
+        role.allowed_statuses = sorted({parse_status(s).value for s in allowed_statuses})
+    after = {"permissions": list(role.permissions), "allowed_statuses": list(role.allowed_statuses)}
+    if before == after:
+        return False
+    await ctx.store.log(
+        actor, "role", role.id, "role_changed", before=before, after=after, comment=role.name
+    )
+    return True
