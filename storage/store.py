@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import models as m
 from workflows.clock import Clock
-from workflows.errors import NotFound
+from workflows.errors import ConflictError, NotFound
 from workflows.insurance import CoverageContext, PolicyTerms
 from workflows.permissions import Actor, Permission
 from workflows.ports import InvoiceLineSpec
@@ -81,6 +81,10 @@ class SqlStore:
         staff = await self.session.get(m.Staff, staff_id)
         return None if staff is None else staff.name
 
+    async def get_role(self, name: str) -> m.Role | None:
+        stmt = select(m.Role).where(func.lower(m.Role.name) == name.strip().lower())
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def actor_for_staff(self, staff: m.Staff) -> Actor:
         role = staff.role
         return Actor(
@@ -132,6 +136,15 @@ class SqlStore:
         building_id: int | None,
         asset_tag: str | None,
     ) -> m.Device:
+        if asset_tag is not None:
+            # Checked here so a reused tag is a message to the user, not an IntegrityError.
+            stmt = select(m.Device).where(func.lower(m.Device.asset_tag) == asset_tag.lower())
+            holder = (await self.session.execute(stmt.limit(1))).scalar_one_or_none()
+            if holder is not None:
+                raise ConflictError(
+                    f"Asset tag {holder.asset_tag} is already on device {holder.serial}.",
+                    field="asset_tag",
+                )
         device = m.Device(
             serial=serial,
             model=model,
@@ -393,6 +406,10 @@ class SqlStore:
         if not ids:
             return []
         stmt = select(m.FeeItem).where(m.FeeItem.id.in_(set(ids)))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def active_fee_items(self) -> list[m.FeeItem]:
+        stmt = select(m.FeeItem).where(m.FeeItem.active.is_(True)).order_by(m.FeeItem.name)
         return list((await self.session.execute(stmt)).scalars())
 
     async def next_invoice_number(self, prefix: str) -> str:

@@ -41,13 +41,16 @@ async def replace_device(ctx: Context, actor: Actor, cmd: ReplaceDevice) -> Repl
         raise ValidationError("The new serial is the same as the old one.", field="new_serial")
     new = await store.get_device_by_serial(serial)
     if new is None:
-        new = await store.add_device(
-            serial=serial,
-            model=cmd.new_model or old.model,
-            kind=getattr(old, "kind", "chromebook"),
-            building_id=old.building_id,
-            asset_tag=(cmd.new_asset_tag or "").strip() or None,
-        )
+        try:
+            new = await store.add_device(
+                serial=serial,
+                model=cmd.new_model or old.model,
+                kind=getattr(old, "kind", "chromebook"),
+                building_id=old.building_id,
+                asset_tag=(cmd.new_asset_tag or "").strip() or None,
+            )
+        except ConflictError as exc:  # the asset tag is already on another device
+            raise ConflictError(exc.message, field="new_asset_tag") from exc
     elif await store.current_holder(new.id) is not None:
         raise ConflictError(
             f"Device {new.serial} is already assigned to someone.", field="new_serial"

@@ -156,11 +156,14 @@ async def change_incident_status(
     ctx: Context, actor: Actor, incident_id: int, target: IncidentStatus
 ) -> IncidentRecord:
     store = ctx.store
+    restricted = restricted_statuses(await store.settings())
+    # A restricted status granted to a role (Insurance Claim for billing) is that role's to
+    # set even without Manage Incidents; everything else needs the permission.
+    if target.value not in restricted or target.value not in actor.allowed_statuses:
+        require(actor, Permission.MANAGE_INCIDENTS)
     incident = await store.get_incident(incident_id, lock=True)
     if incident is None:
         raise NotFound(f"Incident #{incident_id} doesn't exist.")
-    require(actor, Permission.MANAGE_INCIDENTS)
-    restricted = restricted_statuses(await store.settings())
     check_transition(actor, IncidentStatus(incident.status), target, restricted)
     before = incident.status
     incident.status = target.value

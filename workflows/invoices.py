@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -10,7 +11,7 @@ from typing import Any
 from workflows.errors import ConflictError, NotFound, PermissionDenied, ValidationError
 from workflows.insurance import ClaimDecision, CoverageContext, decide_claim
 from workflows.permissions import Actor, Permission, require
-from workflows.ports import Context, InvoiceLineSpec, InvoiceRecord
+from workflows.ports import Context, FeeItemRecord, InvoiceLineSpec, InvoiceRecord
 
 MAX_LINES = 50
 MAX_LINE_CENTS = 100_000_00
@@ -74,6 +75,20 @@ class CreatedInvoice:
     decision: ClaimDecision | None
     created: bool = True
     notices: tuple[str, ...] = field(default=())
+
+
+def applicable_fees(
+    items: Iterable[FeeItemRecord], device_model: str, flags: Iterable[str]
+) -> list[FeeItemRecord]:
+    """Fees to offer for an incident: general ones plus those for its model or its flags."""
+    flag_set = set(flags)
+    model = device_model.casefold()
+    return [
+        item for item in items
+        if item.active
+        and (item.device_model is None or item.device_model.casefold() == model)
+        and (item.incident_flag is None or item.incident_flag in flag_set)
+    ]
 
 
 def build_lines(
