@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, time
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -89,6 +91,9 @@ async def load_demo(session: AsyncSession, clock: Clock, tz: str) -> DemoResult:
     await session.flush()
 
     year = school_year_of(local_date(now, tz))
+    issued_at = datetime.combine(
+        year.start, time(8), tzinfo=ZoneInfo(tz)
+    )  # devices go out in August
     households: dict[str, m.Household] = {}
     guardians: dict[str, m.Guardian] = {}
     for i, (sis, first, last, grade, b, g_first, g_email, lang) in enumerate(FAMILIES):
@@ -131,7 +136,7 @@ async def load_demo(session: AsyncSession, clock: Clock, tz: str) -> DemoResult:
         session.add(m.Guardianship(guardian_id=guardians[g_email].id, student_id=student.id))
         session.add(
             m.DeviceAssignment(
-                device_id=device.id, student_id=student.id, assigned_at=now, reason="demo"
+                device_id=device.id, student_id=student.id, assigned_at=issued_at, reason="demo"
             )
         )
         if i % 4 != 3:  # most families enrol; a few don't, to show "No Active Coverage"

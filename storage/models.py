@@ -199,7 +199,14 @@ class Staff(Base):
 # --- devices --------------------------------------------------------------------------------
 
 
+def normalize_serial(serial: str) -> str:
+    """Serials are compared without case or surrounding space, so they are stored that way."""
+    return serial.strip().upper()
+
+
 class Device(Base):
+    """`serial` is always stored through `normalize_serial`."""
+
     __tablename__ = "devices"
 
     id: Mapped[int] = pk()
@@ -237,6 +244,7 @@ class DeviceAssignment(Base):
     assigned_at: Mapped[datetime]
     returned_at: Mapped[datetime | None]
     reason: Mapped[str | None] = mapped_column(String(200))
+    return_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 # --- incidents ------------------------------------------------------------------------------

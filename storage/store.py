@@ -123,8 +123,10 @@ class SqlStore:
     async def get_device(self, device_id: int, *, lock: bool = False) -> m.Device | None:
         return await self._get(m.Device, device_id, lock)
 
-    async def get_device_by_serial(self, serial: str) -> m.Device | None:
-        stmt = select(m.Device).where(func.lower(m.Device.serial) == serial.strip().lower())
+    async def get_device_by_serial(self, serial: str, *, lock: bool = False) -> m.Device | None:
+        stmt = select(m.Device).where(m.Device.serial == m.normalize_serial(serial))
+        if lock and self._for_update:
+            stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def add_device(
@@ -146,7 +148,7 @@ class SqlStore:
                     field="asset_tag",
                 )
         device = m.Device(
-            serial=serial,
+            serial=m.normalize_serial(serial),
             model=model,
             kind=kind,
             building_id=building_id,
@@ -161,6 +163,20 @@ class SqlStore:
     async def current_holder(self, device_id: int) -> int | None:
         stmt = select(m.DeviceAssignment.student_id).where(
             m.DeviceAssignment.device_id == device_id, m.DeviceAssignment.returned_at.is_(None)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def holder_at(self, device_id: int, at: datetime) -> int | None:
+        """Who had the device at that moment (the assignment history, not today's holder)."""
+        stmt = (
+            select(m.DeviceAssignment.student_id)
+            .where(
+                m.DeviceAssignment.device_id == device_id,
+                m.DeviceAssignment.assigned_at <= at,
+                (m.DeviceAssignment.returned_at.is_(None)) | (m.DeviceAssignment.returned_at > at),
+            )
+            .order_by(m.DeviceAssignment.assigned_at.desc())
+            .limit(1)
         )
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
@@ -182,7 +198,7 @@ class SqlStore:
                 m.DeviceAssignment.device_id == device_id,
                 m.DeviceAssignment.returned_at.is_(None),
             )
-            .values(returned_at=self._now(), reason=reason)
+            .values(returned_at=self._now(), return_reason=reason)
         )
 
     # --- incidents --------------------------------------------------------------------------

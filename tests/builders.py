@@ -12,7 +12,7 @@ from storage import models as m
 from storage.store import SqlStore, StoreFactory
 from workflows.permissions import Actor
 
-T0 = datetime(2025, 8, 1, tzinfo=UTC)
+T0 = datetime(2024, 7, 1, tzinfo=UTC)  # devices were issued well before any test incident
 
 
 @dataclass

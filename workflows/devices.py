@@ -39,7 +39,7 @@ async def replace_device(ctx: Context, actor: Actor, cmd: ReplaceDevice) -> Repl
         raise ValidationError("Enter the new device's serial number.", field="new_serial")
     if serial.casefold() == old.serial.casefold():
         raise ValidationError("The new serial is the same as the old one.", field="new_serial")
-    new = await store.get_device_by_serial(serial)
+    new = await store.get_device_by_serial(serial, lock=True)
     if new is None:
         try:
             new = await store.add_device(

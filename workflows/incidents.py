@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from workflows.errors import NotFound, ValidationError
 from workflows.incident_status import IncidentStatus, check_transition
@@ -22,6 +23,12 @@ MAX_DESCRIPTION = 4000
 MAX_NOTE = 4000
 # Districts log old damage found at collection time, but not from another decade.
 MAX_BACKDATE = timedelta(days=5 * 366)
+
+
+def end_of_local_day(day: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz) - timedelta(
+        microseconds=1
+    )
 
 
 @dataclass(frozen=True)
@@ -55,13 +62,15 @@ def restricted_statuses(settings: SettingsRecord) -> frozenset[str]:
 async def open_incident(ctx: Context, actor: Actor, cmd: OpenIncident) -> OpenedIncident:
     require(actor, Permission.MANAGE_INCIDENTS)
     store = ctx.store
+    # Locking the device first serialises a redelivered request behind the original, so the
+    # idempotency check below sees it once it has committed.
+    device = await store.get_device(cmd.device_id, lock=True)
+    if device is None:
+        raise NotFound("That device isn't in DeviceCare.", field="device")
     if cmd.idempotency_key:
         existing = await store.find_incident_by_key(cmd.idempotency_key)
         if existing is not None:
             return OpenedIncident(existing, created=False)
-    device = await store.get_device(cmd.device_id)
-    if device is None:
-        raise NotFound("That device isn't in DeviceCare.", field="device")
     flags = parse_flags(cmd.flags)
     if not flags:
         raise ValidationError("Pick at least one incident type.", field="flags")
@@ -78,7 +87,8 @@ async def open_incident(ctx: Context, actor: Actor, cmd: OpenIncident) -> Opened
         )
     student_id = cmd.student_id
     if student_id is None:
-        student_id = await store.current_holder(device.id)
+        # Whoever had the device on the day it happened, not whoever holds it now.
+        student_id = await store.holder_at(device.id, end_of_local_day(cmd.occurred_on, ctx.tz))
     elif await store.get_student(student_id) is None:
         raise NotFound("That student isn't in DeviceCare.", field="student")
 

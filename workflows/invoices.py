@@ -84,7 +84,8 @@ def applicable_fees(
     flag_set = set(flags)
     model = device_model.casefold()
     return [
-        item for item in items
+        item
+        for item in items
         if item.active
         and (item.device_model is None or item.device_model.casefold() == model)
         and (item.incident_flag is None or item.incident_flag in flag_set)
@@ -182,13 +183,14 @@ async def create_invoice_for_incident(
 ) -> CreatedInvoice:
     require(actor, Permission.CREATE_INVOICES)
     store = ctx.store
+    # Lock the incident first so a redelivered request waits for the original and then finds it.
+    incident = await store.get_incident(cmd.incident_id, lock=True)
+    if incident is None:
+        raise NotFound(f"Incident #{cmd.incident_id} doesn't exist.")
     if cmd.idempotency_key:
         existing = await store.find_invoice_by_key(cmd.idempotency_key)
         if existing is not None:
             return CreatedInvoice(existing, decision=None, created=False)
-    incident = await store.get_incident(cmd.incident_id)
-    if incident is None:
-        raise NotFound(f"Incident #{cmd.incident_id} doesn't exist.")
     if incident.student_id is None:
         raise ValidationError(
             "This incident has no student, so there is nobody to invoice.", field="student"

@@ -66,12 +66,14 @@ async def record_payment(ctx: Context, actor: Actor, cmd: RecordPayment) -> Reco
     key = cmd.idempotency_key.strip()
     if not key:
         raise ValidationError("A payment needs an idempotency key.")
+    # Lock the invoice first: a replayed payment then waits for the original and finds it.
+    invoice = await store.get_invoice(cmd.invoice_id, lock=True)
+    if invoice is None:
+        raise NotFound(f"Invoice #{cmd.invoice_id} doesn't exist.")
     existing = await store.find_payment_by_key(key)
     if existing is not None:
         if existing.invoice_id != cmd.invoice_id or existing.amount_cents != cmd.amount_cents:
             raise ConflictError("That payment reference was already used for another payment.")
-        invoice = await store.get_invoice(existing.invoice_id)
-        assert invoice is not None
         return RecordedPayment(existing, invoice, created=False)
     method = PaymentMethod(cmd.method)
     reference = (cmd.reference or "").strip() or None
@@ -83,9 +85,6 @@ async def record_payment(ctx: Context, actor: Actor, cmd: RecordPayment) -> Reco
     if received_on > ctx.today():
         raise ValidationError("A payment can't be received in the future.", field="received_on")
 
-    invoice = await store.get_invoice(cmd.invoice_id, lock=True)
-    if invoice is None:
-        raise NotFound(f"Invoice #{cmd.invoice_id} doesn't exist.")
     check_payment(invoice, cmd.amount_cents)
 
     before = {"paid_cents": invoice.paid_cents, "status": invoice.status}

@@ -63,3 +63,49 @@ async def test_racing_invoices_take_exactly_the_last_claim(stores, clock) -> Non
         numbers = (await store.session.execute(select(m.Invoice.number))).scalars().all()
     assert claims == 1
     assert len(set(numbers)) == RACERS
+
+
+async def test_redelivered_requests_racing_each_other_happen_once(stores, clock) -> None:
+    """A Slack retry can arrive while the original is still being handled."""
+    from workflows.payments import PaymentMethod, RecordPayment, record_payment
+
+    d = await add_district(stores)
+    clerk = await add_staff(stores, "Billing Clerk")
+    tech = await add_staff(stores, "Technician")
+
+    async def open_once() -> int:
+        async with stores() as store:
+            opened = await open_incident(
+                Context(store, clock, TZ), tech,
+                OpenIncident(device_id=d.device_id, occurred_on=date(2026, 2, 1),
+                             flags=("screen",), idempotency_key="slack:Ev1"),
+            )
+            await asyncio.sleep(0.05)
+            return opened.incident.id
+
+    ids = await asyncio.gather(*(open_once() for _ in range(RACERS)))
+    assert len(set(ids)) == 1
+    async with stores() as store:
+        created = await create_invoice_for_incident(
+            Context(store, clock, TZ), tech,
+            CreateInvoice(incident_id=ids[0], custom_lines=(CustomLine("Screen", 12500),)),
+        )
+        invoice_id = created.invoice.id
+
+    async def pay_once() -> bool:
+        async with stores() as store:
+            paid = await record_payment(
+                Context(store, clock, TZ), clerk,
+                RecordPayment(invoice_id=invoice_id, amount_cents=12500,
+                              method=PaymentMethod.CARD, idempotency_key="stripe:evt_1"),
+            )
+            await asyncio.sleep(0.05)
+            return paid.created
+
+    created_flags = await asyncio.gather(*(pay_once() for _ in range(RACERS)))
+    assert sorted(created_flags) == [False] * (RACERS - 1) + [True]
+    async with stores() as store:
+        assert (await store.session.execute(select(func.count(m.Incident.id)))).scalar_one() == 1
+        assert (await store.session.execute(select(func.count(m.Payment.id)))).scalar_one() == 1
+        invoice = await store.get_invoice(invoice_id)
+        assert (invoice.paid_cents, invoice.status) == (12500, "paid")

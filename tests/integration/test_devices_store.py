@@ -7,7 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from storage import models as m
 from storage.blobs import LocalBlobStore, sha256_hex
@@ -294,3 +294,34 @@ async def test_a_replaced_device_cannot_be_replaced_again(stores, clock) -> None
         assert middle is not None
         assert (middle.status, middle.replaced_by_id) == ("replaced", second.new.id)
         assert await store.current_holder(second.new.id) == d.student_id
+
+
+async def test_backdated_incident_goes_to_whoever_had_the_device_that_day(stores, clock) -> None:
+    """After a device changes hands, an incident dated before the handover is the first
+    student's."""
+    from datetime import date, timedelta
+
+    from workflows.incidents import OpenIncident, open_incident
+
+    d = await add_district(stores)
+    second, _ = await add_student_with_device(stores, sis_id="S9", serial="OTHER-9")
+    tech = await add_staff(stores, "Technician")
+    handover = clock.now() - timedelta(days=10)
+    async with stores() as store:
+        await store.session.execute(
+            update(m.DeviceAssignment)
+            .where(m.DeviceAssignment.device_id == d.device_id)
+            .values(returned_at=handover, return_reason="withdrew")
+        )
+        store.session.add(m.DeviceAssignment(device_id=d.device_id, student_id=second,
+                                             assigned_at=handover, reason="reissued"))
+    ctx_day = {"before": date(2026, 2, 1), "after": date(2026, 3, 1)}
+    owners = {}
+    for label, day in ctx_day.items():
+        async with stores() as store:
+            opened = await open_incident(
+                Context(store, clock, TZ), tech,
+                OpenIncident(device_id=d.device_id, occurred_on=day, flags=("screen",)),
+            )
+            owners[label] = opened.incident.student_id
+    assert owners == {"before": d.student_id, "after": second}

@@ -314,6 +314,7 @@ def upgrade() -> None:
         sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("returned_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("reason", sa.String(length=200), nullable=True),
+        sa.Column("return_reason", sa.String(length=200), nullable=True),
         sa.ForeignKeyConstraint(
             ["device_id"],
             ["devices.id"],
