@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager, suppress
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -124,7 +124,7 @@ async def _run_scheduler(runtime: Runtime, stop: asyncio.Event) -> None:
         scheduler.shutdown(wait=False)
 
 
-PROCESSES: dict[str, Callable[[Runtime, asyncio.Event], Awaitable[None]]] = {
+PROCESSES: dict[str, Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None]]] = {
     "web": _serve_web,
     "worker": _run_worker,
     "mail": _run_mail,

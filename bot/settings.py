@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DATA_DIR = Path("data")
@@ -28,14 +29,14 @@ class Settings(BaseSettings):
     smtp_port: int = 587
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
-    smtp_security: str = Field("starttls", pattern="^(starttls|tls|none)$")
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
     smtp_from: str | None = None
 
     imap_host: str | None = None
     imap_port: int = 993
     imap_username: str | None = None
     imap_password: SecretStr | None = None
-    imap_security: str = Field("tls", pattern="^(starttls|tls|none)$")
+    imap_security: Literal["starttls", "tls", "none"] = "tls"
     imap_mailbox: str = "INBOX"
 
     public_base_url: str = "http://localhost:3000"

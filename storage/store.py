@@ -567,7 +567,8 @@ class SqlStore:
             .where(m.Invoice.status != "cancelled", m.Student.household_id.is_not(None))
             .group_by(m.Student.household_id)
         )
-        return {hid: int(total) for hid, total in (await self.session.execute(stmt)).all()}
+        rows = (await self.session.execute(stmt)).all()
+        return {hid: int(total) for hid, total in rows if hid is not None}
 
     # --- audit and outbox -------------------------------------------------------------------
 
