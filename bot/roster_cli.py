@@ -1,0 +1,160 @@
+"""`devicecare import`: load a district's roster and device inventory from CSV exports."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+from rich.text import Text
+
+from bot.settings import get_settings
+from storage.db import create_engine, session_factory
+from storage.migrate import upgrade
+from storage.roster import (
+    ImportResult,
+    ProgressCallback,
+    RosterFileError,
+    import_roster,
+    roster_files,
+)
+
+# Below this many rows a file imports in a blink and a progress bar would only flicker.
+LARGE_FILE_ROWS = 2000
+MAX_PROBLEMS_SHOWN = 50
+
+
+def import_command(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder holding the OneRoster 1.1 CSV files (orgs.csv and users.csv).",
+            exists=True,
+            file_okay=False,
+            dir_okay=True,
+        ),
+    ],
+    devices: Annotated[
+        Path | None,
+        typer.Option(
+            "--devices",
+            metavar="FILE",
+            help="Device inventory CSV, as exported from Google Admin (Chrome devices).",
+            exists=True,
+            file_okay=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Write nothing at all if any row has a problem."),
+    ] = False,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="Database to import into. Defaults to DATABASE_URL from the settings.",
+        ),
+    ] = None,
+) -> None:
+    """Import buildings, students, guardians and devices from the district's CSV exports.
+
+    Rows are matched by sourcedId and serial, so running it again with the same files changes
+    nothing. Rows with problems are listed and skipped; the others are imported.
+    """
+    try:
+        roster_files(folder)  # fail on a missing file before touching the database
+    except RosterFileError as exc:
+        raise typer.BadParameter(str(exc), param_hint="FOLDER") from exc
+    url = database_url or get_settings().database_url
+    upgrade(url)  # blocking, and runs its own event loop: before ours starts
+    console = Console()
+    try:
+        result = asyncio.run(_import(url, folder, devices, strict, console))
+    except RosterFileError as exc:  # an unreadable file: the import was rolled back
+        raise typer.BadParameter(str(exc)) from exc
+    print_report(console, result)
+    if strict and result.problems:
+        raise typer.Exit(code=1)
+
+
+async def _import(
+    url: str, folder: Path, devices: Path | None, strict: bool, console: Console
+) -> ImportResult:
+    engine = create_engine(url)
+    try:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=console,
+            transient=True,
+        ) as bars:
+            progress: ProgressCallback = ProgressBars(bars)
+            return await import_roster(
+                session_factory(engine),
+                folder,
+                devices,
+                strict=strict,
+                progress=progress,
+            )
+    finally:
+        await engine.dispose()
+
+
+class ProgressBars:
+    """Turns the import's progress reports into rich bars, for large files only."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._tasks: dict[str, TaskID] = {}
+        self._large = False
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        task = self._tasks.get(stage)
+        if task is None:
+            # Saving is shown once some file was large enough to make it worth watching.
+            self._large = self._large or total >= LARGE_FILE_ROWS
+            if not self._large:
+                return
+            task = self._tasks[stage] = self._progress.add_task(stage, total=total)
+        self._progress.update(task, completed=done, total=total)
+
+
+def print_report(console: Console, result: ImportResult) -> None:
+    """The summary table, then the first problems and how many there were."""
+    title = "Roster import"
+    if not result.written:
+        title += " (strict mode: nothing was written)"
+    table = Table(title=title, title_justify="left")
+    table.add_column("")
+    for column in ("created", "updated", "unchanged", "skipped"):
+        table.add_column(column, justify="right")
+    for name, counts in result.counts().items():
+        table.add_row(
+            name,
+            str(counts.created),
+            str(counts.updated),
+            str(counts.unchanged),
+            str(counts.skipped),
+        )
+    console.print(table)
+    if not result.problems:
+        console.print("No problems.")
+        return
+    console.print(f"Problems ({len(result.problems)} in total):", style="bold")
+    for problem in result.problems[:MAX_PROBLEMS_SHOWN]:
+        # Plain Text: a CSV value must never be read as rich markup.
+        console.print(Text(f"  {problem}"))
+    hidden = len(result.problems) - MAX_PROBLEMS_SHOWN
+    if hidden > 0:
+        console.print(f"  … and {hidden} more")
+    if not result.written:
+        console.print(
+            f"Nothing was written (the counts show what would have been): fix the "
+            f"{len(result.problems)} problem(s), or run without --strict to import the good rows."
+        )

@@ -1,0 +1,656 @@
+"""Roster import: a district's buildings, students, guardians and devices from its SIS exports.
+
+Input is a folder of OneRoster 1.1 CSVs (`orgs.csv`, `users.csv`; other files are ignored) and,
+optionally, a Chromebook inventory CSV as Google Admin exports it. Rows are matched by sis_id
+(buildings, students, guardians) and serial (devices) and upserted set-wise: every table's
+existing keys are read in one query, new rows go in with one bulk INSERT and only rows whose
+values differ get a bulk UPDATE, so a rerun with the same files writes nothing.
+
+Rules for bad rows: a row whose own fields are wrong or unresolvable (missing sourcedId, unknown
+role or org, bad grade, empty or repeated serial, unknown location, …) is skipped and reported;
+a bad link (an agentSourcedId that names nobody, a device user that names no student) drops only
+that link and the rest of the row imports. With `strict=True` any problem rolls the whole
+import back. Nothing is ever deleted: `tobedeleted` students become inactive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
+
+from storage import models as m
+from storage.roster_files import (
+    DeviceRow,
+    Problem,
+    ProgressCallback,
+    RosterFileError,
+    UserRow,
+    guess_kind,
+    read_devices,
+    read_orgs,
+    read_users,
+)
+from workflows.clock import Clock, SystemClock
+
+__all__ = [
+    "ASSIGNMENT_REASON",
+    "Counts",
+    "ImportResult",
+    "Problem",
+    "ProgressCallback",
+    "RosterFileError",
+    "import_roster",
+    "roster_files",
+]
+
+ASSIGNMENT_REASON = "roster import"
+# Statuses the inventory export owns; "replaced" and "lost" are set inside DeviceCare and a
+# Google "ACTIVE" must not undo them.
+IMPORT_STATUSES = frozenset({"in_service", "retired"})
+SAVE_STEPS = 7
+ENTITIES = (
+    "buildings",
+    "students",
+    "guardians",
+    "other_users",
+    "households",
+    "guardianships",
+    "devices",
+    "assignments",
+)
+
+
+@dataclass
+class Counts:
+    """What happened to the rows of one kind. `skipped` rows were read but not written."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+
+
+@dataclass
+class ImportResult:
+    buildings: Counts = field(default_factory=Counts)
+    students: Counts = field(default_factory=Counts)
+    guardians: Counts = field(default_factory=Counts)
+    other_users: Counts = field(default_factory=Counts)
+    households: Counts = field(default_factory=Counts)
+    guardianships: Counts = field(default_factory=Counts)
+    devices: Counts = field(default_factory=Counts)
+    # `updated` here means an open assignment was closed because the device changed hands.
+    assignments: Counts = field(default_factory=Counts)
+    problems: list[Problem] = field(default_factory=list)
+    strict: bool = False
+    written: bool = False
+
+    def counts(self) -> dict[str, Counts]:
+        """Per-entity counts in display order, e.g. {"buildings": Counts(...), ...}."""
+        return {name.replace("_", " "): getattr(self, name) for name in ENTITIES}
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+async def import_roster(
+    sessions: async_sessionmaker[AsyncSession],
+    folder: Path,
+    devices: Path | None = None,
+    *,
+    strict: bool = False,
+    clock: Clock | None = None,
+    progress: ProgressCallback | None = None,
+) -> ImportResult:
+    """Import `folder`'s orgs.csv and users.csv, then the `devices` inventory, in one transaction.
+
+    Raises RosterFileError when a required file is missing; every row-level issue is returned
+    in `ImportResult.problems` instead.
+    """
+    orgs_path, users_path = roster_files(folder)
+    if devices is not None and not devices.is_file():
+        raise RosterFileError(f"device inventory {devices} not found")
+    now = (clock or SystemClock()).now()
+    if now.tzinfo is None:
+        raise ValueError("the import clock must return timezone-aware times")
+    result = ImportResult(strict=strict)
+    async with sessions() as session:
+        run = _Import(session, now, result, progress)
+        await run.buildings(orgs_path)
+        await run.people(users_path)
+        if devices is not None:
+            await run.devices(devices)
+        if strict and result.problems:
+            await session.rollback()
+        else:
+            await session.commit()
+            result.written = True
+    order = {name: i for i, name in enumerate([orgs_path.name, users_path.name])}
+    result.problems.sort(key=lambda p: (order.get(p.file, len(order)), p.line))
+    return result
+
+
+def roster_files(folder: Path) -> tuple[Path, Path]:
+    """The folder's orgs.csv and users.csv; RosterFileError when either is missing."""
+    if not folder.is_dir():
+        raise RosterFileError(f"roster folder {folder} not found")
+    paths = (folder / "orgs.csv", folder / "users.csv")
+    for path in paths:
+        if not path.is_file():
+            raise RosterFileError(f"{path.name} is missing from {folder}")
+    return paths
+
+
+# --- set-wise upserts -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Table:
+    """How one table is matched: by `key`, compared on `fields`, keys folded by `fold`."""
+
+    key: InstrumentedAttribute[Any]
+    fields: tuple[str, ...]
+    fold: Callable[[str], str] = str
+
+    @property
+    def model(self) -> Any:
+        return self.key.class_
+
+
+BUILDINGS = _Table(m.Building.sis_id, ("name",))
+STUDENTS = _Table(
+    m.Student.sis_id,
+    ("first_name", "last_name", "grade", "email", "building_id", "household_id", "active"),
+)
+GUARDIANS = _Table(m.Guardian.sis_id, ("first_name", "last_name", "email", "phone", "household_id"))
+# Serials are compared case-insensitively, like the device search does.
+DEVICES = _Table(
+    m.Device.serial, ("asset_tag", "model", "kind", "building_id", "status"), fold=str.lower
+)
+
+Existing = dict[str, dict[str, Any]]
+
+
+async def _load(session: AsyncSession, table: _Table) -> Existing:
+    """Every row's key, id and compared fields in one query (folded key -> values)."""
+    model = table.model
+    columns = [model.id, table.key, *(getattr(model, f) for f in table.fields)]
+    names = ("id", table.key.key, *table.fields)
+    rows = await session.execute(select(*columns))
+    return {
+        table.fold(row[1]): dict(zip(names, row, strict=True)) for row in rows if row[1] is not None
+    }
+
+
+async def _upsert(
+    session: AsyncSession,
+    table: _Table,
+    existing: Existing,
+    desired: dict[str, dict[str, Any]],
+    counts: Counts,
+    defaults: dict[str, Any] | None = None,
+) -> dict[str, int]:
+    """Write `desired` (folded key -> values incl. the key column); return folded key -> id.
+
+    A field left out of a row's values keeps what is stored. Updates carry every compared field
+    so all parameter sets share one shape and go out as a single executemany.
+    """
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    ids: dict[str, int] = {}
+    for key, values in desired.items():
+        current = existing.get(key)
+        if current is None:
+            inserts.append({**(defaults or {}), **values})
+            continue
+        ids[key] = current["id"]
+        if any(current[f] != values[f] for f in table.fields if f in values):
+            updates.append(
+                {"id": current["id"], **{f: values.get(f, current[f]) for f in table.fields}}
+            )
+        else:
+            counts.unchanged += 1
+    if updates:
+        await session.execute(update(table.model), updates)
+        counts.updated += len(updates)
+    if inserts:
+        # RETURNING the natural key as well makes the row order irrelevant, which keeps
+        # SQLAlchemy's batched insertmanyvalues mode (ordered RETURNING is row-at-a-time).
+        stmt = insert(table.model).returning(table.model.id, table.key)
+        for ident, key in await session.execute(stmt, inserts):
+            ids[table.fold(key)] = ident
+        counts.created += len(inserts)
+    return ids
+
+
+# --- the import -----------------------------------------------------------------------------
+
+
+class _Import:
+    """One import run: the session, the clock reading and what earlier steps resolved."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        now: datetime,
+        result: ImportResult,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.session = session
+        self.now = now
+        self.result = result
+        self.progress = progress
+        self.org_ids: set[str] = set()
+        self.building_ids: dict[str, int] = {}
+        self.building_names: dict[str, int | None] = {}  # lower-cased name; None if ambiguous
+        self.student_lookup: dict[str, int] = {}  # sis_id, email or username (lower) -> id
+        self._saved = 0
+
+    def problem(self, file: str, line: int, reason: str) -> None:
+        self.result.problems.append(Problem(file, line, reason))
+
+    def saved(self) -> None:
+        self._saved += 1
+        if self.progress:
+            self.progress("saving", self._saved, SAVE_STEPS)
+
+    # --- orgs ---------------------------------------------------------------------------------
+
+    async def buildings(self, path: Path) -> None:
+        orgs, rejected = read_orgs(path, self.result.problems, self.progress)
+        counts = self.result.buildings
+        schools = [org for org in orgs if org.type == "school"]
+        counts.skipped = rejected + len(orgs) - len(schools)  # districts etc. are not buildings
+        self.org_ids = {org.sis_id for org in orgs}
+        desired = {o.sis_id: {"sis_id": o.sis_id, "name": o.name} for o in schools}
+        existing = await _load(self.session, BUILDINGS)
+        await _upsert(self.session, BUILDINGS, existing, desired, counts)
+        await self._index_buildings()
+        self.saved()
+
+    async def _index_buildings(self) -> None:
+        """Every building by sis_id and by name, for students' orgs and devices' locations."""
+        b = m.Building
+        rows = await self.session.execute(select(b.id, b.sis_id, b.name))
+        for ident, sis_id, name in rows:
+            if sis_id is not None:
+                self.building_ids[sis_id] = ident
+            key = name.lower()
+            self.building_names[key] = ident if key not in self.building_names else None
+
+    # --- users --------------------------------------------------------------------------------
+
+    async def people(self, path: Path) -> None:
+        users = read_users(path, self.result.problems, self.progress)
+        r = self.result
+        r.other_users.skipped = users.skipped_roles + users.rejected["other"]
+        r.students.skipped = users.rejected["student"]
+        r.guardians.skipped = users.rejected["guardian"]
+        students_db = await _load(self.session, STUDENTS)
+        guardians_db = await _load(self.session, GUARDIANS)
+        students, guardians = self._accept(users.rows, students_db, guardians_db, path.name)
+        links = self._links(students, guardians, users.seen, students_db, guardians_db, path.name)
+
+        house_plan = _plan_households(students, guardians, links, students_db, guardians_db)
+        house_ids = await self._insert_households(house_plan.new_names)
+        self.saved()
+
+        student_ids = await self._save_students(students, students_db, house_plan, house_ids)
+        guardian_ids = await self._save_guardians(guardians, guardians_db, house_plan, house_ids)
+        await self._save_guardianships(links, student_ids, guardian_ids)
+        self._index_students(students, students_db, student_ids)
+
+    def _accept(
+        self, rows: list[UserRow], students_db: Existing, guardians_db: Existing, file: str
+    ) -> tuple[dict[str, UserRow], dict[str, UserRow]]:
+        """Split rows into students and guardians to write; report students' unknown orgs."""
+        students: dict[str, UserRow] = {}
+        guardians: dict[str, UserRow] = {}
+        known_orgs = self.org_ids.union(self.building_ids)
+        for row in rows:
+            target, existing = (
+                (students, students_db) if row.is_student else (guardians, guardians_db)
+            )
+            counts = self.result.students if row.is_student else self.result.guardians
+            unknown = [o for o in row.org_ids if o not in known_orgs] if row.is_student else []
+            if unknown:
+                self.problem(file, row.line, f"unknown org {', '.join(map(repr, unknown))}")
+                counts.skipped += 1
+            elif row.deleted and (not row.is_student or row.sis_id not in existing):
+                # Guardians have no "inactive" state and a student never seen needs no row:
+                # nothing to write, and nothing is deleted.
+                counts.skipped += 1
+            else:
+                target[row.sis_id] = row
+        return students, guardians
+
+    def _links(
+        self,
+        students: dict[str, UserRow],
+        guardians: dict[str, UserRow],
+        seen: set[str],
+        students_db: Existing,
+        guardians_db: Existing,
+        file: str,
+    ) -> dict[tuple[str, str], str | None]:
+        """(guardian sis_id, student sis_id) -> relationship kind (None: keep what is stored).
+
+        Links come from either side's agentSourcedIds. An agent that is some other row of the
+        file (a teacher, a rejected row) is dropped quietly: that row's own report says why.
+        """
+        links: dict[tuple[str, str], str | None] = {}
+        for student in students.values():
+            for agent in student.agent_ids:
+                if agent in guardians:
+                    links.setdefault((agent, student.sis_id), guardians[agent].role)
+                elif agent in guardians_db and agent not in seen:
+                    links.setdefault((agent, student.sis_id), None)
+                elif agent not in seen and agent not in students_db:
+                    self.problem(file, student.line, f"agentSourcedId {agent!r} names nobody")
+        for guardian in guardians.values():
+            for agent in guardian.agent_ids:
+                if agent in students or (agent in students_db and agent not in seen):
+                    links[(guardian.sis_id, agent)] = guardian.role
+                elif agent not in seen and agent not in guardians_db:
+                    self.problem(file, guardian.line, f"agentSourcedId {agent!r} names nobody")
+        return links
+
+    async def _insert_households(self, names: list[str]) -> list[int]:
+        """Create the planned households; returns their ids in the order of `names`."""
+        self.result.households.created = len(names)
+        if not names:
+            return []
+        stmt = insert(m.Household).returning(m.Household.id, m.Household.name)
+        free: dict[str, list[int]] = {}
+        for ident, name in await self.session.execute(stmt, [{"name": n} for n in names]):
+            free.setdefault(name, []).append(ident)
+        # New households with the same name are interchangeable, so any pairing is right.
+        return [free[name].pop() for name in names]
+
+    async def _save_students(
+        self,
+        students: dict[str, UserRow],
+        existing: Existing,
+        plan: _HouseholdPlan,
+        house_ids: list[int],
+    ) -> dict[str, int]:
+        desired: dict[str, dict[str, Any]] = {}
+        for sis_id, row in students.items():
+            values: dict[str, Any] = {
+                "sis_id": sis_id,
+                "first_name": row.first_name,
+                "last_name": row.last_name,
+                "grade": row.grade,
+                "email": row.email,
+                "building_id": next(
+                    (self.building_ids[o] for o in row.org_ids if o in self.building_ids), None
+                ),
+                "active": not row.deleted,
+            }
+            if sis_id in plan.students:
+                values["household_id"] = _household_id(plan.students[sis_id], house_ids)
+            desired[sis_id] = values
+        ids = await _upsert(
+            self.session,
+            STUDENTS,
+            existing,
+            desired,
+            self.result.students,
+            defaults={"household_id": None},
+        )
+        self.saved()
+        return {**{k: v["id"] for k, v in existing.items()}, **ids}
+
+    async def _save_guardians(
+        self,
+        guardians: dict[str, UserRow],
+        existing: Existing,
+        plan: _HouseholdPlan,
+        house_ids: list[int],
+    ) -> dict[str, int]:
+        desired: dict[str, dict[str, Any]] = {}
+        for sis_id, row in guardians.items():
+            values: dict[str, Any] = {
+                "sis_id": sis_id,
+                "first_name": row.first_name,
+                "last_name": row.last_name,
+                "email": row.email,
+                "phone": row.phone,
+            }
+            if sis_id in plan.guardians:
+                values["household_id"] = _household_id(plan.guardians[sis_id], house_ids)
+            desired[sis_id] = values
+        ids = await _upsert(
+            self.session,
+            GUARDIANS,
+            existing,
+            desired,
+            self.result.guardians,
+            defaults={"household_id": None},
+        )
+        self.saved()
+        return {**{k: v["id"] for k, v in existing.items()}, **ids}
+
+    async def _save_guardianships(
+        self,
+        links: dict[tuple[str, str], str | None],
+        student_ids: dict[str, int],
+        guardian_ids: dict[str, int],
+    ) -> None:
+        g = m.Guardianship
+        stored = {
+            (gid, sid): kind
+            for gid, sid, kind in await self.session.execute(
+                select(g.guardian_id, g.student_id, g.relationship_kind)
+            )
+        }
+        counts = self.result.guardianships
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        for (guardian, student), kind in links.items():
+            pair = (guardian_ids[guardian], student_ids[student])
+            values = {"guardian_id": pair[0], "student_id": pair[1]}
+            if pair not in stored:
+                inserts.append({**values, "relationship_kind": kind or "guardian"})
+            elif kind is not None and stored[pair] != kind:
+                updates.append({**values, "relationship_kind": kind})
+            else:
+                counts.unchanged += 1
+        if updates:
+            await self.session.execute(update(g), updates)
+        if inserts:
+            await self.session.execute(insert(g), inserts)
+        counts.created, counts.updated = len(inserts), len(updates)
+        self.saved()
+
+    def _index_students(
+        self, students: dict[str, UserRow], existing: Existing, ids: dict[str, int]
+    ) -> None:
+        """Ways a device export names its user: sis_id, then email, then username."""
+        lookup: dict[str, int] = {}
+        for sis_id, row in students.items():
+            if row.username:
+                lookup[row.username.lower()] = ids[sis_id]
+        for values in existing.values():
+            if values["email"]:
+                lookup[values["email"].lower()] = values["id"]
+        for sis_id, row in students.items():
+            if row.email:
+                lookup[row.email.lower()] = ids[sis_id]
+        lookup.update((sis_id.lower(), ident) for sis_id, ident in ids.items())
+        self.student_lookup = lookup
+
+    # --- devices ------------------------------------------------------------------------------
+
+    async def devices(self, path: Path) -> None:
+        rows, rejected = read_devices(path, self.result.problems, self.progress)
+        counts = self.result.devices
+        counts.skipped = rejected
+        existing = await _load(self.session, DEVICES)
+        tag_owner = {v["asset_tag"]: k for k, v in existing.items() if v["asset_tag"]}
+        desired: dict[str, dict[str, Any]] = {}
+        holders: dict[str, int] = {}
+        for row in rows:
+            values = self._device_values(row, existing.get(row.serial.lower()), tag_owner, path)
+            if values is None:
+                counts.skipped += 1
+                continue
+            desired[row.serial.lower()] = values
+            student_id = self._device_user(row, path.name)
+            if student_id is not None:
+                holders[row.serial.lower()] = student_id
+        defaults = {
+            "asset_tag": None,
+            "model": "",
+            "kind": "chromebook",
+            "building_id": None,
+            "status": "in_service",
+            "created_at": self.now,
+        }
+        ids = await _upsert(self.session, DEVICES, existing, desired, counts, defaults)
+        self.saved()
+        await self._save_assignments((ids[k], s) for k, s in holders.items())
+
+    def _device_values(
+        self,
+        row: DeviceRow,
+        current: dict[str, Any] | None,
+        tag_owner: dict[str, str],
+        path: Path,
+    ) -> dict[str, Any] | None:
+        """The columns this row sets (blank cells keep what is stored), or None if rejected."""
+        # Checked against the store as it is, so moving a tag between two devices takes two
+        # imports; the unique index would refuse the swap half-way otherwise.
+        owner = tag_owner.get(row.asset_tag or "")
+        if owner is not None and owner != row.serial.lower():
+            holder = f"device {owner.upper()}"
+            self.problem(path.name, row.line, f"asset tag {row.asset_tag} belongs to {holder}")
+            return None
+        values: dict[str, Any] = {"serial": row.serial}
+        if row.location:
+            building_id = self._location(row.location)
+            if building_id is None:
+                self.problem(
+                    path.name,
+                    row.line,
+                    f"annotatedLocation {row.location!r} names no single building",
+                )
+                return None
+            values["building_id"] = building_id
+        if row.asset_tag:
+            values["asset_tag"] = row.asset_tag
+        if row.model:
+            values["model"] = row.model
+            values["kind"] = guess_kind(row.model)
+        if row.status and (current is None or current["status"] in IMPORT_STATUSES):
+            values["status"] = row.status
+        return values
+
+    def _location(self, location: str) -> int | None:
+        if location in self.building_ids:
+            return self.building_ids[location]
+        return self.building_names.get(location.lower())
+
+    def _device_user(self, row: DeviceRow, file: str) -> int | None:
+        if row.user is None:
+            return None  # a blank annotatedUser leaves the assignments alone
+        student_id = self.student_lookup.get(row.user.lower())
+        if student_id is None:
+            self.problem(file, row.line, f"annotatedUser {row.user!r} names no student")
+        return student_id
+
+    async def _save_assignments(self, holders: Iterable[tuple[int, int]]) -> None:
+        """Open an assignment where the export names a new holder, closing the previous one."""
+        a = m.DeviceAssignment
+        current = {
+            device_id: (ident, student_id)
+            for ident, device_id, student_id in await self.session.execute(
+                select(a.id, a.device_id, a.student_id).where(a.returned_at.is_(None))
+            )
+        }
+        closes: list[dict[str, Any]] = []
+        opens: list[dict[str, Any]] = []
+        counts = self.result.assignments
+        for device_id, student_id in holders:
+            held = current.get(device_id)
+            if held is not None and held[1] == student_id:
+                counts.unchanged += 1
+                continue
+            if held is not None:
+                closes.append({"id": held[0], "returned_at": self.now, "reason": ASSIGNMENT_REASON})
+            opens.append(
+                {
+                    "device_id": device_id,
+                    "student_id": student_id,
+                    "assigned_at": self.now,
+                    "returned_at": None,
+                    "reason": ASSIGNMENT_REASON,
+                }
+            )
+        # Close first: the partial unique index allows one open assignment per device.
+        if closes:
+            await self.session.execute(update(a), closes)
+        if opens:
+            await self.session.execute(insert(a), opens)
+        counts.created, counts.updated = len(opens), len(closes)
+        self.saved()
+
+
+# --- households -----------------------------------------------------------------------------
+
+
+@dataclass
+class _HouseholdPlan:
+    """Target household per person: an existing id, or -n for the n-th of `new_names`."""
+
+    students: dict[str, int] = field(default_factory=dict)
+    guardians: dict[str, int] = field(default_factory=dict)
+    new_names: list[str] = field(default_factory=list)
+
+
+def _household_id(target: int, new_ids: list[int]) -> int:
+    return new_ids[-target - 1] if target < 0 else target
+
+
+def _plan_households(
+    students: dict[str, UserRow],
+    guardians: dict[str, UserRow],
+    links: Iterable[tuple[str, str]],
+    students_db: Existing,
+    guardians_db: Existing,
+) -> _HouseholdPlan:
+    """A student and its guardians share a household.
+
+    The first guardian's household wins, then the student's own, else a new "<name> family";
+    guardians without one join it. Students are taken in file order and guardians' choices
+    carry over, so siblings sharing a guardian share the household. People only named by a
+    link (not rows of this file) are read but never moved.
+    """
+    plan = _HouseholdPlan()
+    by_student: dict[str, list[str]] = {}
+    for guardian, student in links:
+        by_student.setdefault(student, []).append(guardian)
+    guardian_house = {k: v["household_id"] for k, v in guardians_db.items()}
+    for sis_id, row in students.items():
+        linked = by_student.get(sis_id)
+        if not linked:
+            continue
+        own = students_db[sis_id]["household_id"] if sis_id in students_db else None
+        house = next((guardian_house[g] for g in linked if guardian_house.get(g)), None) or own
+        if house is None:
+            plan.new_names.append(f"{row.last_name} family")
+            house = -len(plan.new_names)
+        plan.students[sis_id] = house
+        for guardian in linked:
+            if guardian in guardians and guardian_house.get(guardian) is None:
+                guardian_house[guardian] = house
+                plan.guardians[guardian] = house
+    return plan

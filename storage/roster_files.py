@@ -1,0 +1,405 @@
+"""Reading OneRoster 1.1 CSVs and a Chromebook inventory export into checked rows.
+
+Nothing here touches the database: each reader yields rows whose own fields are valid and
+reports the others as problems. Checks that need the store (unknown org, an agent that names
+nobody, a device user) happen in `storage.roster`.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import QueryableAttribute
+
+from storage import models as m
+
+# (stage, rows done, rows in total): lets a CLI draw a progress bar without this module
+# knowing about terminals.
+ProgressCallback = Callable[[str, int, int], None]
+
+PROGRESS_EVERY = 1000
+
+STUDENT = "student"
+GUARDIAN_ROLES = {"guardian": "guardian", "parent": "parent", "relativeof": "relative"}
+# Roles DeviceCare has no table for (OneRoster 1.1 and the 1.2 additions): skipped, not errors.
+IGNORED_ROLES = frozenset(
+    {
+        "teacher",
+        "administrator",
+        "aide",
+        "proctor",
+        "districtadministrator",
+        "siteadministrator",
+        "systemadministrator",
+        "principal",
+    }
+)
+ORG_TYPES = frozenset({"district", "school", "department", "local", "state", "national"})
+# CEDS grade codes as OneRoster uses them; numeric grades are kept without the leading zero.
+NAMED_GRADES = {"IT", "PR", "PK", "TK", "KG", "PS", "UG", "OTHER"}
+GRADE_ALIASES = {"K": "KG", "OTHER": "Other"}
+NUMERIC_GRADES = range(1, 14)
+RETIRED_STATUSES = frozenset({"DEPROVISIONED"})
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A row that could not be imported (or a part of it that was dropped), and why."""
+
+    file: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}"
+
+
+@dataclass(slots=True)
+class OrgRow:
+    line: int
+    sis_id: str
+    name: str
+    type: str
+
+
+@dataclass(slots=True)
+class UserRow:
+    line: int
+    sis_id: str
+    role: str  # "student", or the guardianship kind: "guardian", "parent", "relative"
+    first_name: str
+    last_name: str
+    email: str | None
+    phone: str | None
+    username: str | None
+    grade: str | None
+    org_ids: list[str]
+    agent_ids: list[str]
+    deleted: bool
+
+    @property
+    def is_student(self) -> bool:
+        return self.role == STUDENT
+
+
+@dataclass(slots=True)
+class DeviceRow:
+    line: int
+    serial: str
+    asset_tag: str | None
+    model: str | None
+    user: str | None
+    location: str | None
+    status: str | None  # "in_service", "retired", or None when the export says nothing
+
+
+@dataclass(slots=True)
+class UsersFile:
+    """The importable users plus every sourcedId the file mentions, good rows or not."""
+
+    rows: list[UserRow] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    skipped_roles: int = 0
+    # Rejected rows by what they would have been: "student", "guardian" or "other".
+    rejected: dict[str, int] = field(
+        default_factory=lambda: {"student": 0, "guardian": 0, "other": 0}
+    )
+
+    def reject(self, role: str) -> None:
+        bucket = "student" if role == STUDENT else "guardian" if role in GUARDIAN_ROLES else "other"
+        self.rejected[bucket] += 1
+
+
+class RosterFileError(ValueError):
+    """A file the import cannot do without is missing or unreadable."""
+
+
+def count_lines(path: Path) -> int:
+    """Data rows in a file (approximate with quoted newlines); only sizes a progress bar."""
+    lines = 0
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            lines += chunk.count(b"\n")
+    return max(lines - 1, 0)
+
+
+def read_csv(
+    path: Path,
+    required: Sequence[str],
+    problems: list[Problem],
+    progress: ProgressCallback | None = None,
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield (line number, row) with lower-cased column names and stripped values.
+
+    Line numbers are those of the file (the header is line 1, a quoted multi-line value keeps
+    the line its record starts on), so a clerk can find the row in a spreadsheet.
+    """
+    total = count_lines(path) if progress else 0
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = [name.strip().lower() for name in next(reader, [])]
+            missing = [name for name in required if name.lower() not in header]
+            if missing:
+                problems.append(Problem(path.name, 1, f"missing column {', '.join(missing)}"))
+                return
+            done = 0
+            line = reader.line_num + 1
+            for values in reader:
+                start, line = line, reader.line_num + 1
+                if any(v.strip() for v in values):
+                    yield start, _row(header, values)
+                done += 1
+                if progress and done % PROGRESS_EVERY == 0:
+                    progress(path.name, done, max(total, done))
+        # Not row problems: nothing after them can be trusted to be read right.
+        except UnicodeDecodeError as exc:
+            # Decoding runs ahead in blocks, so there is no reliable line number to give.
+            raise RosterFileError(f"{path.name} is not UTF-8 text ({exc.reason})") from exc
+        except csv.Error as exc:
+            where = f"{path.name} line {reader.line_num}"
+            raise RosterFileError(f"{where} is not valid CSV ({exc})") from exc
+    if progress:
+        progress(path.name, done, done)
+
+
+def _row(header: list[str], values: list[str]) -> dict[str, str]:
+    return {name: (values[i].strip() if i < len(values) else "") for i, name in enumerate(header)}
+
+
+def split_list(value: str) -> list[str]:
+    """OneRoster packs lists (orgSourcedIds, grades, agentSourcedIds) into one comma field."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def limits(**columns: QueryableAttribute[Any]) -> dict[str, int]:
+    """CSV column label -> the VARCHAR length of the model column it is stored in."""
+    return {label: attr.type.length for label, attr in columns.items()}
+
+
+def too_long(values: dict[str, str | None], lengths: dict[str, int]) -> str | None:
+    """PostgreSQL enforces VARCHAR lengths and SQLite does not: check them the same on both."""
+    for label, value in values.items():
+        if value and len(value) > lengths[label]:
+            return f"{label} is longer than {lengths[label]} characters"
+    return None
+
+
+# Looked up once: reading a column's type through the ORM costs more than the whole check.
+ORG_LIMITS = limits(sourcedId=m.Building.sis_id, name=m.Building.name)
+PERSON_LIMITS = {
+    model: limits(
+        sourcedId=model.sis_id,
+        givenName=model.first_name,
+        familyName=model.last_name,
+        email=model.email,
+        phone=m.Guardian.phone,
+    )
+    for model in (m.Student, m.Guardian)
+}
+DEVICE_LIMITS = limits(
+    serialNumber=m.Device.serial, annotatedAssetId=m.Device.asset_tag, model=m.Device.model
+)
+
+
+def normalize_grade(raw: str) -> str | None:
+    """The first of `grades` as a stored grade; raises ValueError for anything unknown."""
+    grades = split_list(raw)
+    if not grades:
+        return None
+    code = grades[0].upper()
+    if code.isdigit():
+        if int(code) not in NUMERIC_GRADES:
+            raise ValueError(grades[0])
+        return str(int(code))
+    code = GRADE_ALIASES.get(code, code)
+    if code.upper() not in NAMED_GRADES:
+        raise ValueError(grades[0])
+    return code
+
+
+# --- orgs.csv -------------------------------------------------------------------------------
+
+
+def read_orgs(
+    path: Path, problems: list[Problem], progress: ProgressCallback | None = None
+) -> tuple[list[OrgRow], int]:
+    """Valid org rows (every type) and how many rows were rejected."""
+    rows: list[OrgRow] = []
+    seen: dict[str, int] = {}
+    rejected = 0
+    for line, raw in read_csv(path, ("sourcedId", "name", "type"), problems, progress):
+        reason = _org_problem(raw, seen)
+        if reason:
+            problems.append(Problem(path.name, line, reason))
+            rejected += 1
+            continue
+        seen[raw["sourcedid"]] = line
+        rows.append(OrgRow(line, raw["sourcedid"], raw["name"], raw["type"].lower()))
+    return rows, rejected
+
+
+def _org_problem(raw: dict[str, str], seen: dict[str, int]) -> str | None:
+    sis_id = raw["sourcedid"]
+    if not sis_id:
+        return "missing sourcedId"
+    if sis_id in seen:
+        return f"duplicate sourcedId {sis_id} (first on line {seen[sis_id]})"
+    if raw["type"].lower() not in ORG_TYPES:
+        return f"unknown org type {raw['type']!r}"
+    if not raw["name"]:
+        return "missing name"
+    return too_long({"sourcedId": sis_id, "name": raw["name"]}, ORG_LIMITS)
+
+
+# --- users.csv ------------------------------------------------------------------------------
+
+USER_COLUMNS = ("sourcedId", "role", "givenName", "familyName")
+
+
+def read_users(
+    path: Path, problems: list[Problem], progress: ProgressCallback | None = None
+) -> UsersFile:
+    result = UsersFile()
+    first_line: dict[str, int] = {}
+    for line, raw in read_csv(path, USER_COLUMNS, problems, progress):
+        sis_id, role = raw["sourcedid"], raw["role"].lower()
+        if sis_id in first_line:
+            first = first_line[sis_id]
+            problems.append(
+                Problem(path.name, line, f"duplicate sourcedId {sis_id} (first on line {first})")
+            )
+            result.reject(role)
+            continue
+        if sis_id:
+            first_line[sis_id] = line
+            result.seen.add(sis_id)
+            if role in IGNORED_ROLES:
+                result.skipped_roles += 1
+                continue
+        try:
+            result.rows.append(_user_row(line, raw, role))
+        except ValueError as exc:
+            problems.append(Problem(path.name, line, str(exc)))
+            result.reject(role)
+    return result
+
+
+def _user_row(line: int, raw: dict[str, str], role: str) -> UserRow:
+    """One student or guardian row; ValueError carries the reason it is rejected."""
+    if not raw["sourcedid"]:
+        raise ValueError("missing sourcedId")
+    if role != STUDENT and role not in GUARDIAN_ROLES:
+        raise ValueError(f"unknown role {raw['role']!r}" if role else "missing role")
+    status = raw.get("status", "").lower()
+    if status not in ("", "active", "tobedeleted"):
+        raise ValueError(f"unknown status {raw['status']!r}")
+    for column in ("givenname", "familyname"):
+        if not raw[column]:
+            raise ValueError(f"missing {'givenName' if column == 'givenname' else 'familyName'}")
+    grade = None
+    if role == STUDENT:
+        try:
+            grade = normalize_grade(raw.get("grades", ""))
+        except ValueError as exc:
+            raise ValueError(f"bad grade {exc.args[0]!r}") from None
+    phone = raw.get("phone") or raw.get("sms") or None
+    reason = too_long(
+        {
+            "sourcedId": raw["sourcedid"],
+            "givenName": raw["givenname"],
+            "familyName": raw["familyname"],
+            "email": raw.get("email"),
+            "phone": phone,
+        },
+        PERSON_LIMITS[m.Student if role == STUDENT else m.Guardian],
+    )
+    if reason:
+        raise ValueError(reason)
+    return UserRow(
+        line=line,
+        sis_id=raw["sourcedid"],
+        role=STUDENT if role == STUDENT else GUARDIAN_ROLES[role],
+        first_name=raw["givenname"],
+        last_name=raw["familyname"],
+        email=raw.get("email") or None,
+        phone=phone,
+        username=raw.get("username") or None,
+        grade=grade,
+        org_ids=split_list(raw.get("orgsourcedids", "")),
+        agent_ids=split_list(raw.get("agentsourcedids", "")),
+        deleted=status == "tobedeleted",
+    )
+
+
+# --- device inventory -----------------------------------------------------------------------
+
+
+def read_devices(
+    path: Path, problems: list[Problem], progress: ProgressCallback | None = None
+) -> tuple[list[DeviceRow], int]:
+    """Valid device rows and how many were rejected (empty or repeated serial, …)."""
+    rows: list[DeviceRow] = []
+    serial_lines: dict[str, int] = {}
+    tag_lines: dict[str, int] = {}
+    rejected = 0
+    for line, raw in read_csv(path, ("serialNumber",), problems, progress):
+        reason = _device_problem(raw, serial_lines, tag_lines)
+        if reason:
+            problems.append(Problem(path.name, line, reason))
+            rejected += 1
+            continue
+        row = _device_row(line, raw)
+        serial_lines[row.serial.lower()] = line
+        if row.asset_tag:
+            tag_lines[row.asset_tag] = line
+        rows.append(row)
+    return rows, rejected
+
+
+def _device_problem(
+    raw: dict[str, str], serial_lines: dict[str, int], tag_lines: dict[str, int]
+) -> str | None:
+    serial = raw["serialnumber"]
+    if not serial:
+        return "empty serialNumber"
+    if serial.lower() in serial_lines:
+        return f"duplicate serial {serial} (first on line {serial_lines[serial.lower()]})"
+    tag = raw.get("annotatedassetid", "")
+    if tag and tag in tag_lines:
+        return f"duplicate asset tag {tag} (first on line {tag_lines[tag]})"
+    return too_long(
+        {"serialNumber": serial, "annotatedAssetId": tag, "model": raw.get("model")},
+        DEVICE_LIMITS,
+    )
+
+
+def _device_row(line: int, raw: dict[str, str]) -> DeviceRow:
+    status = raw.get("status", "").upper()
+    return DeviceRow(
+        line=line,
+        serial=m.normalize_serial(raw["serialnumber"]),
+        asset_tag=raw.get("annotatedassetid") or None,
+        model=raw.get("model") or None,
+        user=raw.get("annotateduser") or None,
+        location=raw.get("annotatedlocation") or None,
+        status=None if not status else "retired" if status in RETIRED_STATUSES else "in_service",
+    )
+
+
+_CB_WORD = re.compile(r"\bcb\b")
+
+
+def guess_kind(model: str) -> str:
+    """The device kind from its model name, e.g. "Lenovo 300e CB" is a Chromebook."""
+    name = model.lower()
+    if "ipad" in name:
+        return "ipad"
+    if "chromebook" in name or _CB_WORD.search(name):
+        return "chromebook"
+    return "laptop"
