@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.settings import Settings
+from storage.blobs import BlobStore, LocalBlobStore
 from storage.db import create_engine, session_factory
 from storage.seed import ensure_defaults
 from storage.store import StoreFactory
@@ -23,6 +24,7 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     stores: StoreFactory
     clock: Clock
+    blobs: BlobStore
     parts: dict[str, str] = field(default_factory=dict)
 
     async def close(self) -> None:
@@ -39,6 +41,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         sessions,
         StoreFactory(sessions, clock),
         clock,
+        LocalBlobStore(settings.blob_dir),
         parts=describe_parts(settings),
     )
 

@@ -174,6 +174,15 @@ def insurance_snapshot(
     }
 
 
+def settle_if_paid(invoice: InvoiceRecord, now: datetime) -> bool:
+    """An invoice with nothing left to pay is Paid; returns True when this call settled it."""
+    if invoice.total_cents - invoice.paid_cents != 0 or invoice.status == InvoiceStatus.PAID:
+        return False
+    invoice.status = InvoiceStatus.PAID
+    invoice.paid_at = now
+    return True
+
+
 def default_due_date(today: date, due_days: int) -> date:
     return today + timedelta(days=due_days)
 
@@ -233,7 +242,6 @@ async def create_invoice_for_incident(
     decision = decide_claim(subtotal, coverage, claims_used, override=override)
 
     number = await store.next_invoice_number(settings.invoice_prefix)
-    settled = decision.split.client_cents == 0
     invoice = await store.add_invoice(
         number=number,
         student_id=incident.student_id,
@@ -244,7 +252,7 @@ async def create_invoice_for_incident(
         insurance_cents=decision.split.policy_cents,
         due_date=due,
         automation_enabled=automation,
-        status=InvoiceStatus.PAID if settled else InvoiceStatus.UNPAID,
+        status=InvoiceStatus.UNPAID,
         claim_enrollment_id=(
             coverage.enrollment_id if coverage is not None and decision.counts_as_claim else None
         ),
@@ -257,8 +265,8 @@ async def create_invoice_for_incident(
         created_by_id=actor.staff_id,
         idempotency_key=cmd.idempotency_key,
     )
-    if settled:
-        invoice.paid_at = ctx.now()
+    # Insurance that absorbs everything leaves nothing to bill: settled at once, no notices.
+    settled = settle_if_paid(invoice, ctx.now())
     if override and not cmd.apply_override:
         # The approved request is used up by this invoice.
         approved = await store.approved_override_for(incident.id)

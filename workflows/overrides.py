@@ -7,7 +7,12 @@ from enum import StrEnum
 
 from workflows.errors import ConflictError, NotFound, ValidationError
 from workflows.insurance import CoverageContext, decide_claim
-from workflows.invoices import InvoiceStatus, check_override_gates, insurance_snapshot
+from workflows.invoices import (
+    InvoiceStatus,
+    check_override_gates,
+    insurance_snapshot,
+    settle_if_paid,
+)
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, InvoiceRecord, OverrideRequestRecord
 
@@ -140,9 +145,7 @@ async def _reprice_with_override(
     invoice.insurance_snapshot = insurance_snapshot(
         coverage, decision, approver=actor, approved_at=ctx.now()
     )
-    if invoice.paid_cents == invoice.total_cents:
-        invoice.status = InvoiceStatus.PAID
-        invoice.paid_at = ctx.now()
+    settle_if_paid(invoice, ctx.now())
     await store.log(
         actor,
         "invoice",

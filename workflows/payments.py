@@ -7,7 +7,7 @@ from datetime import date
 from enum import StrEnum
 
 from workflows.errors import ConflictError, NotFound, OverpaymentError, ValidationError
-from workflows.invoices import InvoiceStatus
+from workflows.invoices import InvoiceStatus, settle_if_paid
 from workflows.money import format_cents
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, InvoiceRecord, PaymentRecord
@@ -98,9 +98,7 @@ async def record_payment(ctx: Context, actor: Actor, cmd: RecordPayment) -> Reco
         idempotency_key=key,
     )
     invoice.paid_cents += cmd.amount_cents
-    if remaining_balance(invoice) == 0:
-        invoice.status = InvoiceStatus.PAID
-        invoice.paid_at = ctx.now()
+    settle_if_paid(invoice, ctx.now())
     await store.log(
         actor,
         "invoice",

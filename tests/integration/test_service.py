@@ -59,10 +59,10 @@ def test_serve_starts_without_any_configuration(tmp_path: Path) -> None:
     assert "slack      off" in output and "stopped" in output
 
 
-async def test_healthz_reports_database_trouble(tmp_path: Path) -> None:
-    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/missing/dir/x.db")
+async def test_healthz_reports_database_trouble() -> None:
+    port = _free_port()  # nothing listens there
+    settings = Settings(database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{port}/none")
     runtime = build_runtime(settings)
-    (tmp_path / "missing" / "dir").rmdir()  # the engine made it; take it away again
     transport = httpx.ASGITransport(app=create_web_app(runtime))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         response = await client.get("/healthz")
