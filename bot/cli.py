@@ -85,8 +85,21 @@ async def _serve_web(runtime: Runtime, stop: asyncio.Event) -> None:
         def capture_signals(self) -> Iterator[None]:
             yield  # signals are handled by the CLI, which tells us to exit
 
+    slack_app = None
+    socket_mode = None
+    if runtime.settings.slack_enabled:
+        from bot.slack.app import build_slack_app
+
+        slack_app = build_slack_app(runtime)
+        if runtime.settings.slack_app_token is not None:
+            from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+            socket_mode = AsyncSocketModeHandler(
+                slack_app, runtime.settings.slack_app_token.get_secret_value()
+            )
+            await socket_mode.connect_async()
     config = uvicorn.Config(
-        create_web_app(runtime),
+        create_web_app(runtime, slack_app),
         host=runtime.settings.host,
         port=runtime.settings.port,
         log_level=runtime.settings.log_level.lower(),
@@ -99,12 +112,20 @@ async def _serve_web(runtime: Runtime, stop: asyncio.Event) -> None:
     )
     server.should_exit = True
     await serving
+    if socket_mode is not None:
+        await socket_mode.close_async()
 
 
 async def _run_worker(runtime: Runtime, stop: asyncio.Event) -> None:
     from bot.worker import OutboxWorker
 
-    await _until(stop, OutboxWorker(runtime.sessions, runtime.clock, handlers={}).run_forever())
+    handlers = {}
+    if runtime.settings.slack_enabled:
+        from bot.slack.app import slack_outbox_handlers
+        from bot.slack.client import build_web_client
+
+        handlers.update(slack_outbox_handlers(runtime, build_web_client(runtime.settings)))
+    await _until(stop, OutboxWorker(runtime.sessions, runtime.clock, handlers).run_forever())
 
 
 async def _run_mail(runtime: Runtime, stop: asyncio.Event) -> None:

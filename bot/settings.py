@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str | None = None
+    slack_incidents_channel: str | None = None
+    slack_approvals_channel: str | None = None
+    slack_billing_channel: str | None = None
 
     smtp_host: str | None = None
     smtp_port: int = 587

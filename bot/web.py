@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from slack_bolt.async_app import AsyncApp
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.runtime import Runtime
 
 
-def create_web_app(runtime: Runtime) -> Starlette:
+def create_web_app(runtime: Runtime, slack_app: AsyncApp | None = None) -> Starlette:
     async def healthz(_request: Request) -> JSONResponse:
         try:
             async with runtime.engine.connect() as conn:
@@ -25,6 +26,17 @@ def create_web_app(runtime: Runtime) -> Starlette:
             {"status": "ok", "database": runtime.engine.dialect.name, "parts": runtime.parts}
         )
 
-    app = Starlette(routes=[Route("/healthz", healthz)])
+    routes = [Route("/healthz", healthz)]
+    if slack_app is not None:
+        from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+
+        slack_handler = AsyncSlackRequestHandler(slack_app)
+
+        async def slack_events(request: Request) -> Response:
+            return await slack_handler.handle(request)
+
+        # One URL for commands, interactivity, options and events.
+        routes.append(Route("/slack/events", slack_events, methods=["POST"]))
+    app = Starlette(routes=routes)
     app.state.runtime = runtime
     return app

@@ -543,3 +543,23 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+# --- slack ----------------------------------------------------------------------------------
+
+
+class SlackPost(Base):
+    """Where a record's Slack message is, so it can be updated in place and its thread found."""
+
+    __tablename__ = "slack_posts"
+    __table_args__ = (
+        UniqueConstraint("kind", "entity_id"),
+        Index("ix_slack_posts_message", "channel", "ts"),
+    )
+
+    id: Mapped[int] = pk()
+    kind: Mapped[str] = mapped_column(String(40))
+    entity_id: Mapped[int] = mapped_column(BigInteger)
+    channel: Mapped[str] = mapped_column(String(40))
+    ts: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime]

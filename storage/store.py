@@ -118,6 +118,46 @@ class SqlStore:
             return None
         return await self.actor_for_staff(staff)
 
+    async def link_slack_user(self, email: str, slack_user_id: str) -> Actor | None:
+        """First contact from Slack: find the staff member by email and remember their id."""
+        staff = (
+            await self.session.execute(
+                select(m.Staff).where(func.lower(m.Staff.email) == email.strip().lower())
+            )
+        ).scalar_one_or_none()
+        if staff is None or not staff.active:
+            return None
+        if staff.slack_user_id is not None and staff.slack_user_id != slack_user_id:
+            return None  # that email belongs to someone already linked to another Slack user
+        if staff.slack_user_id is None:
+            staff.slack_user_id = slack_user_id
+            actor = await self.actor_for_staff(staff)
+            await self.log(
+                actor, "staff", staff.id, "slack_linked", after={"slack_user_id": slack_user_id}
+            )
+        return await self.actor_for_staff(staff)
+
+    # --- slack messages ---------------------------------------------------------------------
+
+    async def slack_post(self, kind: str, entity_id: int) -> m.SlackPost | None:
+        stmt = select(m.SlackPost).where(
+            m.SlackPost.kind == kind, m.SlackPost.entity_id == entity_id
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def save_slack_post(self, kind: str, entity_id: int, channel: str, ts: str) -> None:
+        self.session.add(
+            m.SlackPost(
+                kind=kind, entity_id=entity_id, channel=channel, ts=ts, created_at=self._now()
+            )
+        )
+        await self.session.flush()
+
+    async def slack_post_at(self, channel: str, ts: str) -> m.SlackPost | None:
+        """The record whose message is at (channel, ts), e.g. the incident a thread belongs to."""
+        stmt = select(m.SlackPost).where(m.SlackPost.channel == channel, m.SlackPost.ts == ts)
+        return (await self.session.execute(stmt.limit(1))).scalar_one_or_none()
+
     # --- devices ----------------------------------------------------------------------------
 
     async def get_device(self, device_id: int, *, lock: bool = False) -> m.Device | None:

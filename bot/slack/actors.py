@@ -1,0 +1,70 @@
+"""Who is clicking: staff are recognised by Slack user id, or on first contact by email."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import BoltResponse
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.runtime import Runtime
+from workflows.permissions import Actor
+
+log = logging.getLogger("devicecare.slack")
+
+NOT_SET_UP = (
+    "You're not set up in DeviceCare yet. Ask a DeviceCare administrator to add you "
+    "(`devicecare staff add {email} --role <role>`)."
+)
+
+
+async def resolve_actor(runtime: Runtime, client: AsyncWebClient, user_id: str) -> Actor | None:
+    async with runtime.stores() as store:
+        actor = await store.actor_by_slack_id(user_id)
+        if actor is not None:
+            return actor
+    try:
+        info = await client.users_info(user=user_id)
+    except SlackApiError as exc:
+        log.warning("users.info failed for %s: %s", user_id, exc.response.get("error"))
+        return None
+    email = ((info.get("user") or {}).get("profile") or {}).get("email")
+    if not email:
+        return None
+    async with runtime.stores() as store:
+        return await store.link_slack_user(email, user_id)
+
+
+def actor_middleware(runtime: Runtime) -> Any:
+    """Puts `context["actor"]` on every request, or answers unknown users and stops."""
+
+    async def middleware(
+        context: AsyncBoltContext, body: dict[str, Any], client: AsyncWebClient, next: Any
+    ) -> BoltResponse | None:
+        user_id = context.user_id
+        if body.get("type") == "event_callback" or user_id is None:
+            # Events (e.g. photos in a thread) resolve their own author, when they need one.
+            return await next()
+        actor = await resolve_actor(runtime, client, user_id)
+        if actor is not None:
+            context["actor"] = actor
+            return await next()
+        log.info("request from unknown Slack user %s refused", user_id)
+        text = NOT_SET_UP.format(email="<your email>")
+        kind = body.get("type")
+        if kind == "block_suggestion":
+            return BoltResponse(status=200, body={"options": []})
+        if body.get("command"):
+            return BoltResponse(status=200, body={"response_type": "ephemeral", "text": text})
+        try:
+            await client.chat_postMessage(channel=user_id, text=text)
+        except SlackApiError:
+            log.warning("couldn't tell unknown user %s why they were refused", user_id)
+        if kind == "view_submission":
+            return BoltResponse(status=200, body={"response_action": "clear"})
+        return BoltResponse(status=200, body="")
+
+    return middleware

@@ -1,0 +1,65 @@
+"""The Slack app: one bolt AsyncApp, its middleware, its features and its error handler."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from types import ModuleType
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.runtime import Runtime
+from bot.slack.actors import actor_middleware
+from bot.slack.cards import THREAD_MESSAGE, thread_message_handler
+from bot.slack.client import build_web_client
+from bot.slack.errors import tell_user
+
+log = logging.getLogger("devicecare.slack")
+
+OutboxHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+# Each feature module has `register(app, runtime)` and may have
+# `outbox_handlers(runtime, client) -> dict[kind, handler]` for what it posts through the outbox.
+FEATURES: tuple[ModuleType, ...] = ()
+
+
+def build_slack_app(runtime: Runtime, client: AsyncWebClient | None = None) -> AsyncApp:
+    settings = runtime.settings
+    assert settings.slack_signing_secret is not None, "Slack is off without a signing secret"
+    client = client or build_web_client(settings)
+    app = AsyncApp(
+        client=client,
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        ignoring_self_events_enabled=True,
+    )
+    app.use(actor_middleware(runtime))
+    for feature in FEATURES:
+        feature.register(app, runtime)
+
+    @app.error
+    async def handle_unexpected_error(
+        error: Exception, body: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        log.exception("Slack request failed", exc_info=error)
+        try:
+            await tell_user(
+                client,
+                body,
+                ":x: Something went wrong on our side; it was logged "
+                "and nothing was half-done. Please try again.",
+            )
+        except Exception:  # noqa: BLE001 - the original error is what matters
+            log.warning("couldn't report the error to the user")
+
+    return app
+
+
+def slack_outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, OutboxHandler]:
+    handlers: dict[str, OutboxHandler] = {THREAD_MESSAGE: thread_message_handler(runtime, client)}
+    for feature in FEATURES:
+        make = getattr(feature, "outbox_handlers", None)
+        if make is not None:
+            handlers.update(make(runtime, client))
+    return handlers

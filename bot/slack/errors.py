@@ -1,0 +1,81 @@
+"""The one place domain errors become messages: ephemeral replies or modal field errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.runtime import Runtime
+from bot.slack.metadata import ForgedPayload
+from workflows.errors import DomainError, PermissionDenied
+from workflows.permissions import Actor
+
+log = logging.getLogger("devicecare.slack")
+
+
+def channel_of(body: Mapping[str, Any]) -> str | None:
+    channel = body.get("channel") or body.get("channel_id")
+    if isinstance(channel, dict):
+        return channel.get("id")
+    if channel:
+        return str(channel)
+    container = body.get("container") or {}
+    return container.get("channel_id")
+
+
+def user_of(body: Mapping[str, Any]) -> str | None:
+    user = body.get("user") or {}
+    return user.get("id") if isinstance(user, dict) else body.get("user_id")
+
+
+async def tell_user(client: AsyncWebClient, body: Mapping[str, Any], text: str) -> None:
+    """An ephemeral message where the user is, or a DM when there is no channel (modals)."""
+    user = user_of(body)
+    if user is None:
+        return
+    channel = channel_of(body)
+    try:
+        if channel:
+            await client.chat_postEphemeral(channel=channel, user=user, text=text)
+        else:
+            await client.chat_postMessage(channel=user, text=text)
+    except SlackApiError as exc:
+        # e.g. not_in_channel: fall back to the app's DM with the user.
+        log.info("ephemeral reply failed (%s); sending a DM", exc.response.get("error"))
+        await client.chat_postMessage(channel=user, text=text)
+
+
+async def record_refusal(runtime: Runtime, actor: Actor | None, what: str, reason: str) -> None:
+    """Refused actions are logged and kept in the activity log for audit."""
+    log.warning("refused %s for %s: %s", what, actor.name if actor else "unknown user", reason)
+    if actor is None:
+        return
+    async with runtime.stores() as store:
+        await store.log(actor, "security", actor.staff_id, "refused", comment=f"{what}: {reason}")
+
+
+@asynccontextmanager
+async def reported(
+    runtime: Runtime,
+    client: AsyncWebClient,
+    body: Mapping[str, Any],
+    what: str,
+    actor: Actor | None = None,
+) -> AsyncIterator[None]:
+    """Run a listener's work after ack(); domain errors reach the user, nothing else leaks."""
+    try:
+        yield
+    except DomainError as exc:
+        if isinstance(exc, PermissionDenied | ForgedPayload):
+            await record_refusal(runtime, actor, what, exc.message)
+        await tell_user(client, body, f":warning: {exc.message}")
+
+
+def modal_errors(exc: DomainError, blocks: Mapping[str, str], default: str) -> dict[str, str]:
+    """`response_action="errors"` content: the message next to the field it is about."""
+    return {blocks.get(exc.field or "", default): exc.message}

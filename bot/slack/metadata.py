@@ -1,0 +1,56 @@
+"""Typed values for buttons and modals' private_metadata, signed so they can't be altered.
+
+Slack signs each request, but the values inside are ours: signing them with SECRET_KEY means a
+value edited anywhere on the way (or crafted from scratch) is refused before it is parsed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from workflows.errors import DomainError
+
+VERSION = "v1"
+M = TypeVar("M", bound="Payload")
+
+
+class ForgedPayload(DomainError):
+    """A button value or modal metadata that DeviceCare did not write."""
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _sign(secret: str, data: str) -> str:
+    digest = hmac.new(secret.encode(), data.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
+
+
+def pack(model: Payload, secret: str) -> str:
+    data = base64.urlsafe_b64encode(model.model_dump_json().encode()).decode().rstrip("=")
+    body = f"{VERSION}.{type(model).__name__}.{data}"
+    return f"{body}.{_sign(secret, body)}"
+
+
+def unpack(cls: type[M], text: str | None, secret: str) -> M:
+    refused = ForgedPayload("That button or form didn't come from DeviceCare; nothing was changed.")
+    try:
+        version, name, data, signature = (text or "").split(".")
+    except ValueError:
+        raise refused from None
+    body = f"{version}.{name}.{data}"
+    if version != VERSION or name != cls.__name__:
+        raise refused
+    if not hmac.compare_digest(signature, _sign(secret, body)):
+        raise refused
+    try:
+        raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+        return cls.model_validate_json(raw)
+    except (ValueError, ValidationError):
+        raise refused from None

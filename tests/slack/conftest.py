@@ -1,0 +1,85 @@
+"""The real Slack app behind the real web app, talking to a local fake Slack Web API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.runtime import Runtime, build_runtime
+from bot.settings import Settings
+from bot.slack.app import build_slack_app, slack_outbox_handlers
+from bot.slack.client import build_web_client
+from bot.web import create_web_app
+from bot.worker import OutboxWorker
+from tests.builders import add_staff
+from tests.slack.fake_api import BOT_TOKEN, FakeSlack
+from tests.slack.signing import SIGNING_SECRET, SlackSender
+from workflows.clock import FixedClock
+from workflows.permissions import Actor
+
+INCIDENTS_CHANNEL = "C_INCIDENTS"
+APPROVALS_CHANNEL = "C_APPROVALS"
+BILLING_CHANNEL = "C_BILLING"
+
+
+@dataclass
+class SlackHarness:
+    fake: FakeSlack
+    runtime: Runtime
+    sender: SlackSender
+    clock: FixedClock
+
+    async def staff(self, role: str, slack_id: str, email: str | None = None) -> Actor:
+        """A staff member already linked to a Slack user (and known to the fake API)."""
+        email = email or f"{slack_id.lower()}@district.org"
+        actor = await add_staff(self.runtime.stores, role, email)
+        async with self.runtime.stores() as store:
+            from storage import models as m
+
+            staff = await store.session.get(m.Staff, actor.staff_id)
+            assert staff is not None
+            staff.slack_user_id = slack_id
+        self.fake.add_user(slack_id, email, actor.name)
+        return actor
+
+    async def deliver_outbox(self) -> int:
+        """Run the outbox worker until nothing is due (what `devicecare worker` does)."""
+        client = build_web_client(self.runtime.settings)
+        worker = OutboxWorker(self.runtime.sessions, self.clock,
+                              slack_outbox_handlers(self.runtime, client))
+        total = 0
+        while handled := await worker.run_once():
+            total += handled
+        return total
+
+
+@pytest.fixture
+async def slack(
+    engine: AsyncEngine, database_url: str, clock: FixedClock, tmp_path: Path
+) -> AsyncIterator[SlackHarness]:
+    fake = FakeSlack()
+    await fake.start()
+    settings = Settings(
+        _env_file=None,
+        database_url=database_url,
+        blob_dir=tmp_path / "blobs",
+        slack_bot_token=BOT_TOKEN,
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=fake.base_url,
+        slack_incidents_channel=INCIDENTS_CHANNEL,
+        slack_approvals_channel=APPROVALS_CHANNEL,
+        slack_billing_channel=BILLING_CHANNEL,
+        secret_key="test-secret-key",
+    )
+    runtime = build_runtime(settings, clock)
+    web = create_web_app(runtime, build_slack_app(runtime))
+    transport = httpx.ASGITransport(app=web)
+    async with httpx.AsyncClient(transport=transport, base_url="http://devicecare.test") as http:
+        yield SlackHarness(fake, runtime, SlackSender(http), clock)
+    await runtime.close()
+    await fake.stop()
