@@ -21,7 +21,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -83,6 +85,26 @@ class DistrictSettings(Base):
     school_year_start_day: Mapped[int] = mapped_column(Integer, default=1)
     restricted_statuses: Mapped[list[str]] = mapped_column(default=list)
     offender_rules: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Billing automation (workflows.billing_settings). Server defaults filled existing rows
+    # when migration 0003 added these columns.
+    pre_due_enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    pre_due_days: Mapped[list[int]] = mapped_column(
+        JSON, default=lambda: [14, 7, 1], server_default=text("'[14, 7, 1]'")
+    )
+    overdue_enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    overdue_days: Mapped[list[int]] = mapped_column(
+        JSON, default=lambda: [7, 14, 30], server_default=text("'[7, 14, 30]'")
+    )
+    auto_cancel_enabled: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    auto_cancel_days: Mapped[int] = mapped_column(Integer, default=60, server_default=text("60"))
+    stop_reminders_on_partial_payment: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    daily_run_time: Mapped[str] = mapped_column(
+        String(5), default="06:00", server_default=text("'06:00'")
+    )
     updated_at: Mapped[datetime | None]
 
 

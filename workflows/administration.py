@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from workflows.billing_settings import (
+    BillingSettings,
+    billing_settings_from,
+    stored_values,
+    validate_billing_settings,
+)
 from workflows.errors import NotFound, ValidationError
 from workflows.incident_status import IncidentStatus, parse_status
 from workflows.offenders import OffenderRule, parse_flags
 from workflows.permissions import Actor, Permission, require
-from workflows.ports import Context
+from workflows.ports import Context, SettingsRecord
 
 PREFIX_RE = re.compile(r"^[A-Z][A-Z0-9]{0,11}$")
 
@@ -38,12 +44,8 @@ def _validated(change: SettingsChange) -> dict[str, Any]:
                 "The district name must be 1 to 200 characters.", field="district_name"
             )
         values["district_name"] = name
+    # Checked with the other billing settings in change_settings, which has the stored row.
     if change.default_due_days is not None:
-        if not 1 <= change.default_due_days <= 365:
-            raise ValidationError(
-                "The default due date must be 1 to 365 days after creation.",
-                field="default_due_days",
-            )
         values["default_due_days"] = change.default_due_days
     if change.automation_default is not None:
         values["automation_default"] = change.automation_default
@@ -85,19 +87,53 @@ def _validated(change: SettingsChange) -> dict[str, Any]:
     return values
 
 
-async def change_settings(ctx: Context, actor: Actor, change: SettingsChange) -> dict[str, Any]:
+async def change_settings(
+    ctx: Context, actor: Actor, change: SettingsChange
+) -> dict[str, tuple[Any, Any]]:
     """Apply a settings change; returns the fields that actually changed (old → new)."""
     require(actor, Permission.MANAGE_SETTINGS)
     values = _validated(change)
     settings = await ctx.store.settings()
-    before = {k: getattr(settings, k) for k in values if getattr(settings, k) != values[k]}
+    billing = {k: values[k] for k in ("default_due_days", "automation_default") if k in values}
+    if billing:
+        # The due days bound the pre-due reminders, so they're checked against the stored ones.
+        validate_billing_settings(replace(billing_settings_from(settings), **billing))
+    return await _apply(ctx, actor, settings, values, "settings_changed")
+
+
+async def change_billing_settings(
+    ctx: Context, actor: Actor, new: BillingSettings
+) -> dict[str, tuple[Any, Any]]:
+    """Replace the billing automation settings with `new`, validated as a whole.
+
+    To change a few, start from the stored ones:
+    `replace(billing_settings_from(await store.settings()), pre_due_days=(10, 3))`.
+    Returns the fields that actually changed (old → new, as stored: day lists as lists, the
+    run time as "HH:MM"); when none did, nothing is written or logged.
+    """
+    require(actor, Permission.MANAGE_SETTINGS)
+    validate_billing_settings(new)
+    settings = await ctx.store.settings()
+    return await _apply(ctx, actor, settings, stored_values(new), "billing_settings_changed")
+
+
+async def _apply(
+    ctx: Context, actor: Actor, settings: SettingsRecord, values: dict[str, Any], action: str
+) -> dict[str, tuple[Any, Any]]:
+    """Write the values that differ from the stored ones and log them as one entry."""
+    before = {k: _copy(getattr(settings, k)) for k in values if getattr(settings, k) != values[k]}
     if not before:
         return {}
     after = {k: values[k] for k in before}
     for key, value in after.items():
         setattr(settings, key, value)
-    await ctx.store.log(actor, "settings", 1, "settings_changed", before=before, after=after)
+    await ctx.store.log(actor, "settings", 1, action, before=before, after=after)
     return {k: (before[k], after[k]) for k in before}
+
+
+def _copy(value: Any) -> Any:
+    # JSON columns hand back their list: keep the old value even if that list is reused.
+    return list(value) if isinstance(value, list) else value
 
 
 async def change_role(
