@@ -1,0 +1,151 @@
+"""`/billing settings`: the billing-automation settings, for roles with Manage Settings."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.runtime import Runtime
+from bot.slack.billing_settings_blocks import (
+    FIELD_BLOCKS,
+    SWITCH_LABELS,
+    BillingSettingsIds,
+    build_billing_settings_modal,
+)
+from bot.slack.errors import modal_errors, record_refusal, tell_user
+from bot.slack.metadata import Payload, pack, unpack
+from workflows.administration import change_billing_settings
+from workflows.billing_settings import BillingSettings, billing_settings_from
+from workflows.errors import DomainError, PermissionDenied, ValidationError
+from workflows.permissions import Actor, Permission, require
+from workflows.ports import Context
+
+log = logging.getLogger("devicecare.slack")
+USAGE = "Usage: `/billing settings` opens the billing-automation settings."
+_INT_RE = re.compile(r"^\s*[0-9]{1,4}\s*$")
+
+
+class SettingsForm(Payload):
+    """Marks a modal as the settings form DeviceCare opened for this user."""
+
+    user_id: str
+
+
+def _int(text: str | None, field: str, label: str) -> int:
+    if text is None or not _INT_RE.match(text):
+        raise ValidationError(f"{label} must be a whole number of days.", field=field)
+    return int(text)
+
+
+def _day_list(text: str | None, field: str) -> tuple[int, ...]:
+    parts = [p for p in re.split(r"[,\s]+", text or "") if p]
+    if not parts or not all(_INT_RE.match(p) for p in parts):
+        raise ValidationError(
+            "Enter whole numbers of days separated by commas, e.g. 14, 7, 1.", field=field
+        )
+    return tuple(int(p) for p in parts)
+
+
+def parse_settings_form(values: dict[str, Any]) -> BillingSettings:
+    """The modal's state → BillingSettings (validated by the workflow afterwards)."""
+
+    def value(block: BillingSettingsIds) -> Any:
+        return values.get(block, {}).get(BillingSettingsIds.VALUE, {})
+
+    switches = {
+        o["value"] for o in value(BillingSettingsIds.SWITCHES).get("selected_options") or []
+    }
+    unknown = switches - set(SWITCH_LABELS)
+    if unknown:
+        raise ValidationError("That form didn't come from DeviceCare.", field="switches")
+    return BillingSettings(
+        default_due_days=_int(
+            value(BillingSettingsIds.DUE_DAYS).get("value"), "default_due_days", "The due date"
+        ),
+        automation_default="automation_default" in switches,
+        pre_due_enabled="pre_due_enabled" in switches,
+        pre_due_days=_day_list(value(BillingSettingsIds.PRE_DUE_DAYS).get("value"), "pre_due_days"),
+        overdue_enabled="overdue_enabled" in switches,
+        overdue_days=_day_list(value(BillingSettingsIds.OVERDUE_DAYS).get("value"), "overdue_days"),
+        auto_cancel_enabled="auto_cancel_enabled" in switches,
+        auto_cancel_days=_int(
+            value(BillingSettingsIds.AUTO_CANCEL_DAYS).get("value"),
+            "auto_cancel_days",
+            "Auto-cancellation",
+        ),
+        stop_reminders_on_partial_payment="stop_reminders_on_partial_payment" in switches,
+        daily_run_time=value(BillingSettingsIds.RUN_TIME).get("selected_time") or "",
+    )
+
+
+def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
+    if not changes:
+        return "Billing automation settings saved; nothing changed."
+    lines = [f"• {name.replace('_', ' ')}: {old} → {new}" for name, (old, new) in changes.items()]
+    return "Billing automation settings saved:\n" + "\n".join(lines)
+
+
+def register(app: AsyncApp, runtime: Runtime) -> None:
+    secret = runtime.settings.secret_key.get_secret_value()
+
+    @app.command("/billing")
+    async def handle_billing_command(
+        ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient, context: Any
+    ) -> None:
+        actor: Actor = context["actor"]
+        if command.get("text", "").strip().lower() != "settings":
+            await ack(response_type="ephemeral", text=USAGE)
+            return
+        if not actor.can(Permission.MANAGE_SETTINGS):
+            await ack(
+                response_type="ephemeral",
+                text="Billing settings need the Manage Settings permission.",
+            )
+            return
+        await ack()
+        async with runtime.stores() as store:
+            current = billing_settings_from(await store.settings())
+        metadata = pack(SettingsForm(user_id=command["user_id"]), secret)
+        await client.views_open(
+            trigger_id=command["trigger_id"], view=build_billing_settings_modal(current, metadata)
+        )
+
+    @app.view(BillingSettingsIds.CALLBACK)
+    async def handle_billing_settings_submitted(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        view: dict[str, Any],
+        client: AsyncWebClient,
+        context: Any,
+    ) -> None:
+        actor: Actor = context["actor"]
+        try:
+            form = unpack(SettingsForm, view.get("private_metadata"), secret)
+            if form.user_id != body["user"]["id"]:
+                raise PermissionDenied("That form was opened by someone else.")
+            # Checked again here: the permission may have been removed since the modal opened.
+            require(actor, Permission.MANAGE_SETTINGS)
+            new = parse_settings_form(view["state"]["values"])
+            async with runtime.stores() as store:
+                changes = await change_billing_settings(
+                    Context(store, runtime.clock, runtime.settings.tz), actor, new
+                )
+        except DomainError as exc:
+            if exc.field in FIELD_BLOCKS:
+                await ack(
+                    response_action="errors",
+                    errors=modal_errors(exc, FIELD_BLOCKS, BillingSettingsIds.DUE_DAYS),
+                )
+                return
+            await ack()
+            if isinstance(exc, PermissionDenied) or exc.field == "switches":
+                await record_refusal(runtime, actor, "billing settings", exc.message)
+            await tell_user(client, body, f":warning: {exc.message} Nothing was changed.")
+            return
+        await ack()
+        await tell_user(client, body, _describe(changes))

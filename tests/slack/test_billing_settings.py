@@ -1,0 +1,101 @@
+"""`/billing settings`: only Manage Settings, validated in the modal, audited."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.slack.billing_settings_blocks import BillingSettingsIds as Ids
+from tests.slack.conftest import SlackHarness
+
+
+def _values(due: str = "90", switches: tuple[str, ...] = ("automation_default",
+            "pre_due_enabled", "overdue_enabled"), pre: str = "14, 7, 1",
+            overdue: str = "7, 14, 30", cancel: str = "60", time: str = "06:00") -> dict[str, Any]:
+    return {
+        Ids.DUE_DAYS: {Ids.VALUE: {"type": "plain_text_input", "value": due}},
+        Ids.SWITCHES: {Ids.VALUE: {"type": "checkboxes", "selected_options": [
+            {"value": s} for s in switches]}},
+        Ids.PRE_DUE_DAYS: {Ids.VALUE: {"type": "plain_text_input", "value": pre}},
+        Ids.OVERDUE_DAYS: {Ids.VALUE: {"type": "plain_text_input", "value": overdue}},
+        Ids.AUTO_CANCEL_DAYS: {Ids.VALUE: {"type": "plain_text_input", "value": cancel}},
+        Ids.RUN_TIME: {Ids.VALUE: {"type": "timepicker", "selected_time": time}},
+    }
+
+
+async def _open(slack: SlackHarness, user: str) -> dict[str, Any]:
+    response = await slack.sender.command("/billing", "settings", user=user)
+    assert response.status_code == 200
+    call = (await slack.fake.wait_for("views.open"))[-1]
+    view = call.args["view"]
+    return json.loads(view) if isinstance(view, str) else view
+
+
+async def _submit(slack: SlackHarness, user: str, view: dict[str, Any],
+                  values: dict[str, Any]) -> Any:
+    return await slack.sender.interaction({
+        "type": "view_submission", "user": {"id": user},
+        "view": {"id": "V_SETTINGS", "type": "modal", "callback_id": Ids.CALLBACK,
+                 "private_metadata": view["private_metadata"], "state": {"values": values}},
+    })
+
+
+async def test_director_changes_settings_with_audit(slack: SlackHarness) -> None:
+    await slack.staff("Finance Director", "U_FD")
+    view = await _open(slack, "U_FD")
+    assert view["callback_id"] == Ids.CALLBACK
+    response = await _submit(slack, "U_FD", view, _values(
+        due="60", pre="10, 3", switches=("pre_due_enabled", "overdue_enabled",
+                                         "auto_cancel_enabled"), time="05:30"))
+    assert response.status_code == 200 and response.content in (b"", b"{}")
+    async with slack.runtime.stores() as store:
+        settings = await store.settings()
+        assert settings.default_due_days == 60 and settings.pre_due_days == [10, 3]
+        assert settings.auto_cancel_enabled and not settings.automation_default
+        assert settings.daily_run_time == "05:30"
+        log = await store.activity_for("settings", 1)
+        assert log[-1].action == "billing_settings_changed"
+    dm = await slack.fake.wait_for("chat.postMessage", lambda c: c.args["channel"] == "U_FD")
+    assert "daily run time: 06:00 → 05:30" in dm[-1].args["text"]
+
+
+async def test_invalid_settings_come_back_as_field_errors(slack: SlackHarness) -> None:
+    await slack.staff("Finance Director", "U_FD")
+    view = await _open(slack, "U_FD")
+    response = await _submit(slack, "U_FD", view, _values(overdue="30, 14, 7"))
+    body = response.json()
+    assert body["response_action"] == "errors"
+    assert Ids.OVERDUE_DAYS in body["errors"]
+    response = await _submit(slack, "U_FD", view, _values(pre="soon"))
+    assert Ids.PRE_DUE_DAYS in response.json()["errors"]
+    async with slack.runtime.stores() as store:
+        assert (await store.settings()).overdue_days == [7, 14, 30]
+
+
+async def test_without_manage_settings_nothing_opens_or_changes(slack: SlackHarness) -> None:
+    await slack.staff("Finance Director", "U_FD")
+    await slack.staff("Billing Clerk", "U_CLERK")
+    response = await slack.sender.command("/billing", "settings", user="U_CLERK")
+    assert "Manage Settings" in response.json()["text"]
+    assert slack.fake.calls_to("views.open") == []
+    # A clerk replaying the director's form is refused and logged.
+    view = await _open(slack, "U_FD")
+    await _submit(slack, "U_CLERK", view, _values(due="30"))
+    refusal = await slack.fake.wait_for("chat.postMessage",
+                                        lambda c: c.args["channel"] == "U_CLERK")
+    assert "Nothing was changed" in refusal[-1].args["text"]
+    async with slack.runtime.stores() as store:
+        assert (await store.settings()).default_due_days == 90
+        from sqlalchemy import select
+
+        from storage import models as m
+
+        refusals = (await store.session.execute(
+            select(m.ActivityEntry).where(m.ActivityEntry.action == "refused"))).scalars().all()
+        assert len(refusals) == 1
+
+
+async def test_other_billing_text_gets_usage(slack: SlackHarness) -> None:
+    await slack.staff("Finance Director", "U_FD")
+    response = await slack.sender.command("/billing", "", user="U_FD")
+    assert "Usage" in response.json()["text"]
