@@ -39,7 +39,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         settings,
         engine,
         sessions,
-        StoreFactory(sessions, clock),
+        StoreFactory(sessions, clock, mail_domain=settings.mail_domain),
         clock,
         LocalBlobStore(settings.blob_dir),
         parts=describe_parts(settings),

@@ -62,6 +62,15 @@ class Settings(BaseSettings):
         return ZoneInfo(self.district_timezone)
 
     @property
+    def mail_domain(self) -> str:
+        """The domain of our Message-IDs: the sender's, else the public host's."""
+        if self.smtp_from and "@" in self.smtp_from:
+            return self.smtp_from.rsplit("@", 1)[1].strip("> ")
+        from urllib.parse import urlparse
+
+        return urlparse(self.public_base_url).hostname or "devicecare.invalid"
+
+    @property
     def slack_enabled(self) -> bool:
         return bool(self.slack_bot_token and self.slack_signing_secret)
 

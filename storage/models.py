@@ -173,6 +173,8 @@ class Guardian(Base):
     household_id: Mapped[int | None] = mapped_column(
         ForeignKey("households.id", ondelete="SET NULL"), index=True
     )
+    # Set when mail to `email` bounced; notices skip the address until someone fixes it.
+    email_bouncing_since: Mapped[datetime | None]
 
     @property
     def full_name(self) -> str:
@@ -585,3 +587,96 @@ class SlackPost(Base):
     channel: Mapped[str] = mapped_column(String(40))
     ts: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime]
+
+
+# --- email ----------------------------------------------------------------------------------
+
+
+class Notice(Base):
+    """One email to one guardian about an invoice; its delivery state shows on the invoice."""
+
+    __tablename__ = "notices"
+    __table_args__ = (
+        UniqueConstraint("dedupe_key", "guardian_id"),
+        Index("ix_notices_invoice", "invoice_id", "created_at"),
+    )
+
+    id: Mapped[int] = pk()
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"))
+    guardian_id: Mapped[int | None] = mapped_column(
+        ForeignKey("guardians.id", ondelete="SET NULL")
+    )
+    template: Mapped[str] = mapped_column(String(40))
+    dedupe_key: Mapped[str] = mapped_column(String(300))
+    to_address: Mapped[str] = mapped_column(String(320))
+    message_id: Mapped[str] = mapped_column(String(300), unique=True)
+    context: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    bounced_at: Mapped[datetime | None]
+    viewed_at: Mapped[datetime | None]
+
+
+class InboundMessage(Base):
+    """A message read from the mailbox: kept whole (raw in the blob store) and routed once."""
+
+    __tablename__ = "inbound_messages"
+
+    id: Mapped[int] = pk()
+    message_id: Mapped[str] = mapped_column(String(300), unique=True)
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    uid: Mapped[int | None] = mapped_column(BigInteger)
+    raw_blob_key: Mapped[str] = mapped_column(String(200))
+    from_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(500), default="")
+    kind: Mapped[str] = mapped_column(String(20))  # reply, auto_reply, bounce
+    route: Mapped[str] = mapped_column(String(20))  # token, thread, subject, none, forged
+    invoice_id: Mapped[int | None] = mapped_column(
+        ForeignKey("invoices.id", ondelete="SET NULL"), index=True
+    )
+    notice_id: Mapped[int | None] = mapped_column(ForeignKey("notices.id", ondelete="SET NULL"))
+    guardian_id: Mapped[int | None] = mapped_column(
+        ForeignKey("guardians.id", ondelete="SET NULL")
+    )
+    sender_trusted: Mapped[bool] = mapped_column(Boolean, default=False)
+    intent: Mapped[str | None] = mapped_column(String(20))
+    body_text: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(20))  # routed, held, flagged, recorded
+    received_at: Mapped[datetime]
+
+
+class PendingPayment(Base):
+    """A payment a parent says they made; staff confirm it before any money moves."""
+
+    __tablename__ = "pending_payments"
+    __table_args__ = (CheckConstraint("amount_cents > 0", name="amount_positive"),)
+
+    id: Mapped[int] = pk()
+    invoice_id: Mapped[int] = mapped_column(
+        ForeignKey("invoices.id", ondelete="CASCADE"), index=True
+    )
+    inbound_message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("inbound_messages.id", ondelete="SET NULL"), unique=True
+    )
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(20))
+    reference: Mapped[str | None] = mapped_column(String(200))
+    paid_on: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    decided_at: Mapped[datetime | None]
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+
+
+class MailboxState(Base):
+    """How far the reader got in a mailbox; a new UIDVALIDITY means starting over safely."""
+
+    __tablename__ = "mailbox_state"
+
+    mailbox: Mapped[str] = mapped_column(String(200), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime]

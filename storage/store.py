@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import models as m
+from storage.notices import queue_notice
 from workflows.clock import Clock
 from workflows.errors import ConflictError, NotFound
 from workflows.insurance import CoverageContext, PolicyTerms
 from workflows.permissions import Actor, Permission
 from workflows.ports import InvoiceLineSpec
 
+# Message-IDs need a domain; the runtime passes the district's (from SMTP_FROM).
+DEFAULT_MAIL_DOMAIN = "devicecare.invalid"
 # A permission name left in the store by an older release is ignored, not fatal.
 KNOWN_PERMISSIONS = frozenset(p.value for p in Permission)
 
@@ -24,9 +28,12 @@ KNOWN_PERMISSIONS = frozenset(p.value for p in Permission)
 class SqlStore:
     """Commits on a clean exit, rolls back on an exception."""
 
-    def __init__(self, session: AsyncSession, clock: Clock) -> None:
+    def __init__(
+        self, session: AsyncSession, clock: Clock, *, mail_domain: str = DEFAULT_MAIL_DOMAIN
+    ) -> None:
         self.session = session
         self.clock = clock
+        self.mail_domain = mail_domain
         self._for_update = session.bind is not None and session.bind.dialect.name != "sqlite"
 
     @classmethod
@@ -661,6 +668,25 @@ class SqlStore:
         await self.session.flush()
         return True
 
+    async def queue_notice(
+        self,
+        template: str,
+        invoice_id: int,
+        dedupe_key: str,
+        context: dict[str, Any] | None = None,
+    ) -> int:
+        """Email the invoice's guardians (one notice each); returns how many were queued."""
+        notices = await queue_notice(
+            self.session,
+            self._now(),
+            template=template,
+            invoice_id=invoice_id,
+            dedupe_key=dedupe_key,
+            context=context or {},
+            mail_domain=self.mail_domain,
+        )
+        return len(notices)
+
     async def activity_for(self, entity_type: str, entity_id: int) -> list[m.ActivityEntry]:
         stmt = (
             select(m.ActivityEntry)
@@ -671,13 +697,290 @@ class SqlStore:
         )
         return list((await self.session.execute(stmt)).scalars())
 
+    # --- slack money and device queries -----------------------------------------------------
+
+    async def staff_slack_id(self, staff_id: int) -> str | None:
+        """The Slack user a staff member is linked to, for mentions."""
+        stmt = select(m.Staff.slack_user_id).where(m.Staff.id == staff_id)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def get_building(self, building_id: int) -> m.Building | None:
+        return await self.session.get(m.Building, building_id)
+
+    async def get_device_by_asset_tag(self, asset_tag: str) -> m.Device | None:
+        stmt = select(m.Device).where(func.lower(m.Device.asset_tag) == asset_tag.strip().lower())
+        return (await self.session.execute(stmt.limit(1))).scalar_one_or_none()
+
+    async def find_devices(self, query: str, *, limit: int = 10) -> list[m.Device]:
+        """Devices for a look-up: an exact serial or asset tag wins; otherwise part of a serial
+        or tag, or a student's name (devices they hold first, then ones they held)."""
+        text_ = query.strip()
+        if not text_:
+            return []
+        exact = await self.get_device_by_serial(text_) or await self.get_device_by_asset_tag(text_)
+        if exact is not None:
+            return [exact]
+        found: dict[int, m.Device] = {}
+        if len(text_) >= 3:
+            stmt = (
+                select(m.Device)
+                .where(
+                    m.Device.serial.contains(m.normalize_serial(text_), autoescape=True)
+                    | func.lower(m.Device.asset_tag).contains(text_.lower(), autoescape=True)
+                )
+                .order_by(m.Device.serial)
+                .limit(limit)
+            )
+            found.update((d.id, d) for d in (await self.session.execute(stmt)).scalars())
+        tokens = [t for t in text_.replace(",", " ").split() if t][:4]
+        if tokens and len(found) < limit:
+            name_match = [
+                func.lower(m.Student.first_name).startswith(t.lower(), autoescape=True)
+                | func.lower(m.Student.last_name).startswith(t.lower(), autoescape=True)
+                for t in tokens
+            ]
+            stmt = (
+                select(m.Device)
+                .join(m.DeviceAssignment, m.DeviceAssignment.device_id == m.Device.id)
+                .join(m.Student, m.Student.id == m.DeviceAssignment.student_id)
+                .where(*name_match)
+                .order_by(
+                    m.DeviceAssignment.returned_at.is_not(None),
+                    m.Student.last_name,
+                    m.Student.first_name,
+                    m.DeviceAssignment.assigned_at.desc(),
+                )
+                .limit(limit * 2)
+            )
+            for device in (await self.session.execute(stmt)).scalars():
+                found.setdefault(device.id, device)
+        return list(found.values())[:limit]
+
+    async def current_holders(self, device_ids: Sequence[int]) -> dict[int, m.Student]:
+        """Today's holder of each device that has one."""
+        if not device_ids:
+            return {}
+        stmt = (
+            select(m.DeviceAssignment.device_id, m.Student)
+            .join(m.Student, m.Student.id == m.DeviceAssignment.student_id)
+            .where(
+                m.DeviceAssignment.device_id.in_(set(device_ids)),
+                m.DeviceAssignment.returned_at.is_(None),
+            )
+        )
+        return {device_id: student for device_id, student in (await self.session.execute(stmt))}
+
+    async def device_history(
+        self, device_id: int, *, recent_notes: int = 5
+    ) -> DeviceHistory | None:
+        """A device's lifetime record: holders, replacements, incidents with their invoices,
+        latest notes and how many photos it has."""
+        device = await self.get_device(device_id)
+        if device is None:
+            return None
+        building = (
+            None if device.building_id is None else await self.get_building(device.building_id)
+        )
+        assignments = [
+            (row, student)
+            for row, student in (
+                await self.session.execute(
+                    select(m.DeviceAssignment, m.Student)
+                    .join(m.Student, m.Student.id == m.DeviceAssignment.student_id)
+                    .where(m.DeviceAssignment.device_id == device_id)
+                    .order_by(m.DeviceAssignment.assigned_at, m.DeviceAssignment.id)
+                )
+            ).all()
+        ]
+        holder = next((s for a, s in assignments if a.returned_at is None), None)
+        incidents = list(
+            (
+                await self.session.execute(
+                    select(m.Incident)
+                    .where(m.Incident.device_id == device_id)
+                    .order_by(m.Incident.occurred_on.desc(), m.Incident.id.desc())
+                )
+            ).scalars()
+        )
+        invoices: dict[int, list[m.Invoice]] = {i.id: [] for i in incidents}
+        if incidents:
+            stmt = (
+                select(m.Invoice)
+                .where(m.Invoice.incident_id.in_(list(invoices)))
+                .order_by(m.Invoice.id)
+            )
+            for invoice in (await self.session.execute(stmt)).scalars():
+                if invoice.incident_id is not None:
+                    invoices[invoice.incident_id].append(invoice)
+        note_count = int(
+            (
+                await self.session.execute(
+                    select(func.count(m.Note.id)).where(m.Note.device_id == device_id)
+                )
+            ).scalar_one()
+        )
+        notes = list(
+            (
+                await self.session.execute(
+                    select(m.Note)
+                    .where(m.Note.device_id == device_id)
+                    .order_by(m.Note.created_at.desc(), m.Note.id.desc())
+                    .limit(recent_notes)
+                )
+            ).scalars()
+        )
+        photo_count = int(
+            (
+                await self.session.execute(
+                    select(func.count(m.Photo.id)).where(m.Photo.device_id == device_id)
+                )
+            ).scalar_one()
+        )
+        replaced_by = (
+            None if device.replaced_by_id is None else await self.get_device(device.replaced_by_id)
+        )
+        replaces = list(
+            (
+                await self.session.execute(
+                    select(m.Device)
+                    .where(m.Device.replaced_by_id == device_id)
+                    .order_by(m.Device.id)
+                )
+            ).scalars()
+        )
+        return DeviceHistory(
+            device=device,
+            building=building,
+            holder=holder,
+            assignments=assignments,
+            incidents=[(i, invoices[i.id]) for i in incidents],
+            notes=notes,
+            note_count=note_count,
+            photo_count=photo_count,
+            replaced_by=replaced_by,
+            replaces=replaces,
+        )
+
+    # --- slack incidents queries ------------------------------------------------------------
+
+    def _starts_with(self, column: Any, prefix: str) -> Any:
+        """`column` starts with `prefix` (case-sensitive), in a form the column's index serves.
+
+        SQLite compares text bytewise, so a half-open range is exact and uses the index. On
+        PostgreSQL a range is exact only under the C collation, so LIKE is used there (served by
+        the index under C or text_pattern_ops, else a scan that stops at the LIMIT).
+        """
+        if not self._for_update and ord(prefix[-1]) < 0x10FFFF:
+            return (column >= prefix) & (column < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+        return column.startswith(prefix, autoescape=True)
+
+    async def search_devices(
+        self, text: str, *, limit: int = 100
+    ) -> list[tuple[m.Device, m.Student | None]]:
+        """Type-ahead for the incident modal, with each device's current holder.
+
+        Serials and asset tags that start with `text` (exact matches first) come from their
+        unique indexes; then devices held by students whose first or last name starts with
+        each word of `text` (names have no index; the LIMIT bounds the scan).
+        """
+        query = " ".join(text.split())[:100]
+        if len(query) < 2:
+            return []
+        with_holder = (
+            select(m.Device, m.Student)
+            .outerjoin(
+                m.DeviceAssignment,
+                (m.DeviceAssignment.device_id == m.Device.id)
+                & m.DeviceAssignment.returned_at.is_(None),
+            )
+            .outerjoin(m.Student, m.Student.id == m.DeviceAssignment.student_id)
+        )
+        serial = m.normalize_serial(query)
+        tags = sorted({query, query.upper(), query.lower()})
+        by_code = (
+            with_holder.where(
+                or_(
+                    self._starts_with(m.Device.serial, serial),
+                    *(self._starts_with(m.Device.asset_tag, tag) for tag in tags),
+                )
+            )
+            .order_by(m.Device.serial)
+            .limit(limit)
+        )
+        rows = [(d, s) for d, s in (await self.session.execute(by_code)).all()]
+        exact = [(d, s) for d, s in rows if d.serial == serial or d.asset_tag in tags]
+        found: dict[int, tuple[m.Device, m.Student | None]] = {}
+        for device, student in exact + rows:
+            found.setdefault(device.id, (device, student))
+        if len(found) < limit:
+            by_name = with_holder.where(
+                *(
+                    func.lower(m.Student.first_name).startswith(word, autoescape=True)
+                    | func.lower(m.Student.last_name).startswith(word, autoescape=True)
+                    for word in query.lower().split()[:3]
+                )
+            )
+            by_name = by_name.order_by(
+                m.Student.last_name, m.Student.first_name, m.Device.serial
+            ).limit(limit)
+            for device, student in (await self.session.execute(by_name)).all():
+                found.setdefault(device.id, (device, student))
+        return list(found.values())[:limit]
+
+    async def photo_by_source_ref(self, incident_id: int, source_ref: str) -> m.Photo | None:
+        """A photo already attached to the incident from that source (e.g. a Slack file id)."""
+        stmt = select(m.Photo).where(
+            m.Photo.incident_id == incident_id, m.Photo.source_ref == source_ref
+        )
+        return (await self.session.execute(stmt.limit(1))).scalar_one_or_none()
+
+    async def incident_photo_count(self, incident_id: int) -> int:
+        stmt = select(func.count(m.Photo.id)).where(m.Photo.incident_id == incident_id)
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    async def incident_note_count(self, incident_id: int) -> int:
+        stmt = select(func.count(m.Note.id)).where(m.Note.incident_id == incident_id)
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    async def student_flags(self, student_id: int) -> list[m.StudentFlag]:
+        """The student's repeat-offender badges, newest counting window first."""
+        stmt = (
+            select(m.StudentFlag)
+            .where(m.StudentFlag.student_id == student_id)
+            .order_by(m.StudentFlag.window_start.desc(), m.StudentFlag.flag)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
 
 class StoreFactory:
     """Opens one `SqlStore` (one transaction) per use."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        *,
+        mail_domain: str = DEFAULT_MAIL_DOMAIN,
+    ) -> None:
         self.sessions = sessions
         self.clock = clock
+        self.mail_domain = mail_domain
 
     def __call__(self) -> SqlStore:
-        return SqlStore(self.sessions(), self.clock)
+        return SqlStore(self.sessions(), self.clock, mail_domain=self.mail_domain)
+
+
+@dataclass(frozen=True)
+class DeviceHistory:
+    """Everything `/device` shows about one device, read in one transaction."""
+
+    device: m.Device
+    building: m.Building | None
+    holder: m.Student | None
+    assignments: list[tuple[m.DeviceAssignment, m.Student]]  # oldest first
+    incidents: list[tuple[m.Incident, list[m.Invoice]]]  # newest first
+    notes: list[m.Note]  # newest first, at most `recent_notes`
+    note_count: int
+    photo_count: int
+    replaced_by: m.Device | None
+    replaces: list[m.Device]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -93,7 +93,7 @@ def applicable_fees(
 
 
 def build_lines(
-    fee_items: list[Any], requested_ids: tuple[int, ...], custom: tuple[CustomLine, ...]
+    fee_items: Sequence[Any], requested_ids: tuple[int, ...], custom: tuple[CustomLine, ...]
 ) -> list[InvoiceLineSpec]:
     """Lines from the fee schedule (a repeated id is a quantity) plus custom lines."""
     by_id = {item.id: item for item in fee_items}
@@ -295,6 +295,76 @@ async def create_invoice_for_incident(
         )
         notices.append("email.invoice_issued")
     return CreatedInvoice(invoice, decision=decision, notices=tuple(notices))
+
+
+@dataclass(frozen=True)
+class InvoicePreview:
+    """What an invoice would look like if created now; nothing is written or locked."""
+
+    lines: tuple[InvoiceLineSpec, ...]
+    subtotal_cents: int
+    coverage: CoverageContext | None
+    claims_used: int
+    decision: ClaimDecision
+    due_date: date
+    automation_default: bool
+    can_set_automation: bool
+    # The cap is reached, the policy allows overrides and the actor may apply one.
+    override_offered: bool
+    # An approved override request for this incident will be applied by itself.
+    approved_override_by: str | None = None
+
+
+async def preview_invoice(ctx: Context, actor: Actor, cmd: CreateInvoice) -> InvoicePreview:
+    """The insurance math `create_invoice_for_incident` would do, for a live preview.
+
+    Read-only: no lock, no write. An empty set of lines previews a zero subtotal, so the
+    coverage facts can be shown before anything is picked.
+    """
+    require(actor, Permission.CREATE_INVOICES)
+    store = ctx.store
+    incident = await store.get_incident(cmd.incident_id)
+    if incident is None:
+        raise NotFound(f"Incident #{cmd.incident_id} doesn't exist.")
+    if incident.student_id is None:
+        raise ValidationError(
+            "This incident has no student, so there is nobody to invoice.", field="student"
+        )
+    settings = await store.settings()
+    lines: list[InvoiceLineSpec] = []
+    if cmd.fee_item_ids or cmd.custom_lines:
+        lines = build_lines(
+            await store.fee_items(cmd.fee_item_ids), cmd.fee_item_ids, cmd.custom_lines
+        )
+    subtotal = sum(line.amount_cents for line in lines)
+    coverage = await store.coverage_on(incident.student_id, incident.occurred_on)
+    claims_used = 0 if coverage is None else await store.count_claims(coverage.enrollment_id)
+    at_cap = (
+        coverage is not None
+        and coverage.max_claims is not None
+        and claims_used >= coverage.max_claims
+    )
+    allowed = coverage is not None and coverage.allow_override
+    offered = at_cap and allowed and actor.can(Permission.OVERRIDE_CLAIM_CAP)
+    approved_by: str | None = None
+    if at_cap and allowed:
+        approved = await store.approved_override_for(incident.id)
+        if approved is not None and approved.invoice_id is None:
+            approver = await _staff_actor(ctx, approved.decided_by_id)
+            approved_by = "an approver" if approver is None else approver.name
+    override = approved_by is not None or (offered and cmd.apply_override)
+    return InvoicePreview(
+        lines=tuple(lines),
+        subtotal_cents=subtotal,
+        coverage=coverage,
+        claims_used=claims_used,
+        decision=decide_claim(subtotal, coverage, claims_used, override=override),
+        due_date=cmd.due_date or default_due_date(ctx.today(), settings.default_due_days),
+        automation_default=settings.automation_default,
+        can_set_automation=actor.can(Permission.MANAGE_INVOICE_AUTOMATION),
+        override_offered=offered,
+        approved_override_by=approved_by,
+    )
 
 
 async def _staff_actor(ctx: Context, staff_id: int | None) -> Actor | None:

@@ -294,6 +294,13 @@ class Store(Protocol):
         comment: str | None = None,
     ) -> None: ...
     async def enqueue(self, kind: str, dedupe_key: str, payload: dict[str, Any]) -> bool: ...
+    async def queue_notice(
+        self,
+        template: str,
+        invoice_id: int,
+        dedupe_key: str,
+        context: dict[str, Any] | None = None,
+    ) -> int: ...
     async def flush(self) -> None: ...
 
 

@@ -11,7 +11,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
-from bot.slack import home
+from bot.slack import billing_settings, devices, home, incidents, invoices, overrides
 from bot.slack.actors import actor_middleware
 from bot.slack.cards import THREAD_MESSAGE, thread_message_handler
 from bot.slack.client import build_web_client
@@ -23,7 +23,7 @@ OutboxHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 # Each feature module has `register(app, runtime)` and may have
 # `outbox_handlers(runtime, client) -> dict[kind, handler]` for what it posts through the outbox.
-FEATURES: tuple[ModuleType, ...] = (home,)
+FEATURES: tuple[ModuleType, ...] = (home, incidents, billing_settings, invoices, overrides, devices)
 
 
 def build_slack_app(runtime: Runtime, client: AsyncWebClient | None = None) -> AsyncApp:
@@ -38,6 +38,10 @@ def build_slack_app(runtime: Runtime, client: AsyncWebClient | None = None) -> A
     app.use(actor_middleware(runtime))
     for feature in FEATURES:
         feature.register(app, runtime)
+
+    @app.event("message")
+    async def handle_other_message() -> None:
+        """Channel messages no feature acts on are acknowledged, or Slack would retry them."""
 
     @app.error
     async def handle_unexpected_error(

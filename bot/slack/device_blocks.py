@@ -1,0 +1,391 @@
+"""Block Kit for devices: the replace-device modal and the `/device` lifetime record."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.slack.invoice_blocks import (
+    Block,
+    button,
+    context_block,
+    esc,
+    fmt_date,
+    header,
+    modal,
+    plain,
+    section,
+)
+from bot.slack.metadata import Payload, pack
+from storage import models as m
+from storage.store import DeviceHistory
+from workflows.devices import ReplaceDevice
+from workflows.incident_status import IncidentStatus
+from workflows.insurance import CoverageBadge
+from workflows.invoices import InvoiceStatus
+from workflows.money import format_cents
+
+DEVICE_COMMAND = "/device"
+MAX_MATCHES = 10
+MAX_ROWS = 10  # assignments and incidents shown in a record; the rest are counted
+NOTE_PREVIEW = 200
+
+
+class DeviceView(StrEnum):
+    REPLACE = "device.replace"
+    REPLACED = "device.replaced"
+
+
+class DeviceBlock(StrEnum):
+    """Block ids; each input's action id is the same string."""
+
+    CURRENT = "device.current"
+    NEW_SERIAL = "device.new_serial"
+    NEW_ASSET_TAG = "device.new_asset_tag"
+    NEW_MODEL = "device.new_model"
+    REASON = "device.reason"
+
+
+class DeviceAction(StrEnum):
+    SHOW = "device.show"
+
+
+class DeviceRef(Payload):
+    """The value of a "Show" button in a list of matches."""
+
+    device_id: int
+
+
+class ReplaceDeviceModal(Payload):
+    """The replace-device modal's private_metadata."""
+
+    incident_id: int
+    device_id: int
+
+
+FIELD_BLOCKS: dict[str, str] = {
+    "new_serial": DeviceBlock.NEW_SERIAL,
+    "new_asset_tag": DeviceBlock.NEW_ASSET_TAG,
+    "device": DeviceBlock.NEW_SERIAL,
+}
+
+USAGE = (
+    "Look a device up by serial, asset tag or student name, for example "
+    "`/device 5CD1234XYZ`, `/device LMS-0001` or `/device Ana Rivera`."
+)
+
+
+def label(value: str) -> str:
+    return value.replace("_", " ").capitalize()
+
+
+# --- replace device -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplaceForm:
+    serial: str
+    asset_tag: str | None
+    model: str | None
+    reason: str
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def command(self, device_id: int) -> ReplaceDevice:
+        return ReplaceDevice(
+            old_device_id=device_id,
+            new_serial=self.serial,
+            new_asset_tag=self.asset_tag,
+            new_model=self.model,
+            reason=self.reason,
+        )
+
+
+def _text(values: Mapping[str, Any], block_id: str) -> str:
+    element = (values.get(block_id) or {}).get(block_id) or {}
+    return str(element.get("value") or "").strip()
+
+
+def read_replace_form(values: Mapping[str, Any]) -> ReplaceForm:
+    serial = _text(values, DeviceBlock.NEW_SERIAL)
+    errors: dict[str, str] = {}
+    if not serial:
+        errors[DeviceBlock.NEW_SERIAL] = "Enter the new device's serial number."
+    return ReplaceForm(
+        serial=serial,
+        asset_tag=_text(values, DeviceBlock.NEW_ASSET_TAG) or None,
+        model=_text(values, DeviceBlock.NEW_MODEL) or None,
+        reason=_text(values, DeviceBlock.REASON) or "replacement",
+        errors=errors,
+    )
+
+
+def _input(block_id: str, text: str, placeholder: str, *, optional: bool, max_length: int) -> Block:
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "optional": optional,
+        "label": plain(text),
+        "element": {
+            "type": "plain_text_input",
+            "action_id": block_id,
+            "placeholder": plain(placeholder),
+            "max_length": max_length,
+        },
+    }
+
+
+def build_replace_device_modal(
+    *,
+    incident_id: int,
+    device: m.Device,
+    holder_name: str | None,
+    secret: str,
+) -> Block:
+    tag = f" \u00b7 tag {esc(device.asset_tag)}" if device.asset_tag else ""
+    holder = esc(holder_name) if holder_name else "_nobody_"
+    blocks: list[Block] = [
+        section(
+            f"Replacing *{esc(device.serial)}*{tag} \u00b7 {esc(device.model)}\n"
+            f"Held by {holder}. The student moves to the new device; the old one keeps "
+            "its history and is marked replaced.",
+            block_id=DeviceBlock.CURRENT,
+        ),
+        _input(
+            DeviceBlock.NEW_SERIAL,
+            "New serial number",
+            "e.g. 5CD9876ABC",
+            optional=False,
+            max_length=100,
+        ),
+        _input(
+            DeviceBlock.NEW_ASSET_TAG,
+            "New asset tag",
+            "Leave empty if none",
+            optional=True,
+            max_length=100,
+        ),
+        _input(
+            DeviceBlock.NEW_MODEL,
+            "New model",
+            f"Same as before: {device.model}"[:150],
+            optional=True,
+            max_length=200,
+        ),
+        _input(DeviceBlock.REASON, "Reason", "replacement", optional=True, max_length=200),
+    ]
+    return modal(
+        DeviceView.REPLACE,
+        "Replace device",
+        blocks,
+        submit="Replace",
+        private_metadata=pack(
+            ReplaceDeviceModal(incident_id=incident_id, device_id=device.id), secret
+        ),
+    )
+
+
+def replaced_text(old: m.Device, new: m.Device, student_name: str) -> str:
+    tag = f" (tag {esc(new.asset_tag)})" if new.asset_tag else ""
+    return (
+        f"{esc(student_name)} now has *{esc(new.serial)}*{tag}; "
+        f"{esc(old.serial)} is marked replaced and keeps its history."
+    )
+
+
+def build_device_replaced_modal(
+    old: m.Device, new: m.Device, student_name: str, *, again: bool = False
+) -> Block:
+    blocks = [section(":white_check_mark: " + replaced_text(old, new, student_name))]
+    if again:
+        blocks.append(context_block("_This form was already submitted; nothing else changed._"))
+    return modal(DeviceView.REPLACED, "Device replaced", blocks, close="Done")
+
+
+def replaced_thread_text(old: m.Device, new: m.Device, student_name: str, by: str) -> str:
+    return (
+        f":arrows_counterclockwise: Device replaced by {esc(by)}: {esc(old.serial)} \u2192 "
+        + replaced_text(old, new, student_name)
+    )
+
+
+# --- /device ---------------------------------------------------------------------------------
+
+
+def _student(student: m.Student) -> str:
+    grade = f" (grade {esc(student.grade)})" if student.grade else ""
+    return esc(student.full_name) + grade
+
+
+_BADGE_MARK = {
+    "active": ":large_green_circle:",
+    "exhausted": ":large_orange_circle:",
+    "none": ":white_circle:",
+}
+
+
+def _assignment_lines(history: DeviceHistory, tz: ZoneInfo) -> list[str]:
+    rows = history.assignments
+    lines: list[str] = []
+    for index, (assignment, student) in enumerate(rows):
+        start = fmt_date(assignment.assigned_at.astimezone(tz).date())
+        end = (
+            "now"
+            if assignment.returned_at is None
+            else fmt_date(assignment.returned_at.astimezone(tz).date())
+        )
+        line = f"\u2022 {esc(student.full_name)}: {start} \u2013 {end}"
+        if index == 0 and history.replaces:
+            line += " \u00b7 replaces " + ", ".join(esc(d.serial) for d in history.replaces)
+        last = index == len(rows) - 1
+        if last and assignment.returned_at is not None and history.replaced_by is not None:
+            line += f" \u00b7 replaced by {esc(history.replaced_by.serial)}"
+        elif assignment.returned_at is not None and assignment.return_reason:
+            line += f" \u00b7 returned ({esc(assignment.return_reason)})"
+        lines.append(line)
+    lines.reverse()  # newest first
+    if len(lines) > MAX_ROWS:
+        lines = lines[:MAX_ROWS] + [f"_\u2026and {len(lines) - MAX_ROWS} earlier_"]
+    return lines
+
+
+def _invoice_status(value: str) -> str:
+    try:
+        return InvoiceStatus(value).label
+    except ValueError:
+        return label(value)
+
+
+def _incident_status(value: str) -> str:
+    try:
+        return IncidentStatus(value).label
+    except ValueError:
+        return label(value)
+
+
+def _invoice_text(invoice: m.Invoice) -> str:
+    status = _invoice_status(invoice.status)
+    if invoice.status == InvoiceStatus.CANCELLED:
+        return f"{esc(invoice.number)} cancelled"
+    text = f"{esc(invoice.number)} {format_cents(invoice.total_cents)} owed"
+    if invoice.insurance_cents:
+        text += f" (insurance {format_cents(invoice.insurance_cents)})"
+    return text + f", {status}"
+
+
+def _incident_lines(history: DeviceHistory) -> list[str]:
+    lines: list[str] = []
+    for incident, invoices in history.incidents[:MAX_ROWS]:
+        status = _incident_status(incident.status)
+        flags = ", ".join(incident.flag_names) or "no type"
+        day = fmt_date(incident.occurred_on)
+        line = f"\u2022 #{incident.id} \u00b7 {day} \u00b7 {flags} \u00b7 {status}"
+        if invoices:
+            line += " \u00b7 " + "; ".join(_invoice_text(i) for i in invoices)
+        else:
+            line += " \u00b7 not invoiced"
+        lines.append(line)
+    if len(history.incidents) > MAX_ROWS:
+        lines.append(f"_\u2026and {len(history.incidents) - MAX_ROWS} earlier_")
+    return lines
+
+
+def _note_lines(history: DeviceHistory, tz: ZoneInfo) -> list[str]:
+    lines = []
+    for note in history.notes:
+        body = note.body if len(note.body) <= NOTE_PREVIEW else note.body[:NOTE_PREVIEW] + "\u2026"
+        when = fmt_date(note.created_at.astimezone(tz).date())
+        lines.append(f"\u2022 {when} \u00b7 {esc(note.author_label)}: {esc(body)}")
+    if history.note_count > len(history.notes):
+        lines.append(f"_\u2026and {history.note_count - len(history.notes)} older_")
+    return lines
+
+
+def build_device_record(
+    history: DeviceHistory, badge: CoverageBadge | None, tz: ZoneInfo
+) -> tuple[str, list[Block]]:
+    """The lifetime record: the device, who has it, coverage today and everything since."""
+    device = history.device
+    building = esc(history.building.name) if history.building else "no building"
+    tag = esc(device.asset_tag) if device.asset_tag else "none"
+    blocks: list[Block] = [
+        header(f"Device {device.serial}"),
+        section(
+            f"*{esc(device.model) or 'Unknown model'}* \u00b7 {esc(device.kind)}\n"
+            f"Serial *{esc(device.serial)}* \u00b7 asset tag *{tag}* \u00b7 "
+            f"status *{label(device.status)}* \u00b7 {building}"
+        ),
+    ]
+    links = []
+    if history.replaced_by is not None:
+        links.append(f":arrow_right: Replaced by *{esc(history.replaced_by.serial)}*")
+    if history.replaces:
+        serials = ", ".join(esc(d.serial) for d in history.replaces)
+        links.append(f":arrow_left: Replaces *{serials}*")
+    if links:
+        blocks.append(context_block(*links))
+    holder = history.holder
+    if holder is None:
+        blocks.append(section("*Current holder*\n_Not assigned to anyone_"))
+    else:
+        blocks.append(section(f"*Current holder*\n{_student(holder)}"))
+        if badge is not None:
+            mark = _BADGE_MARK.get(badge.state, "")
+            blocks.append(
+                section(f"*Coverage today*\n{mark} {esc(badge.label)} \u2014 {esc(badge.detail)}")
+            )
+    assignments = _assignment_lines(history, tz)
+    blocks.append(
+        section(
+            f"*Assignments* ({len(history.assignments)})\n"
+            + ("\n".join(assignments) or "_Never assigned_")
+        )
+    )
+    incidents = _incident_lines(history)
+    blocks.append(
+        section(f"*Incidents* ({len(history.incidents)})\n" + ("\n".join(incidents) or "_None_"))
+    )
+    notes = _note_lines(history, tz)
+    blocks.append(section(f"*Notes* ({history.note_count})\n" + ("\n".join(notes) or "_None_")))
+    photos = history.photo_count
+    blocks.append(context_block(f":camera: {photos} photo{'s' if photos != 1 else ''}"))
+    held = "not assigned" if holder is None else f"held by {holder.full_name}"
+    text = f"Device {device.serial} ({device.model}): {label(device.status)}, {held}"
+    return text, blocks
+
+
+def build_device_matches(
+    query: str,
+    devices: Sequence[m.Device],
+    holders: Mapping[int, m.Student],
+    *,
+    secret: str,
+    more: bool = False,
+) -> tuple[str, list[Block]]:
+    text = f"{len(devices)} devices match \u201c{query}\u201d; pick one."
+    blocks: list[Block] = [section(f"{len(devices)} devices match \u201c{esc(query)}\u201d:")]
+    for device in devices:
+        holder = holders.get(device.id)
+        tag = f" \u00b7 tag {esc(device.asset_tag)}" if device.asset_tag else ""
+        who = esc(holder.full_name) if holder is not None else "_not assigned_"
+        blocks.append(
+            section(
+                f"*{esc(device.serial)}*{tag} \u00b7 {esc(device.model)}\n"
+                f"{who} \u00b7 {label(device.status)}",
+                accessory=button(
+                    "Show", DeviceAction.SHOW, pack(DeviceRef(device_id=device.id), secret)
+                ),
+            )
+        )
+    if more:
+        blocks.append(context_block("More devices match; type more of the name or serial."))
+    return text, blocks
+
+
+def no_match_text(query: str) -> str:
+    return (
+        f":mag: No device matches \u201c{esc(query)}\u201d. Try the full serial, the asset tag "
+        "or the student's first and last name."
+    )

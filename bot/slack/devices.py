@@ -1,0 +1,233 @@
+"""Devices in Slack: Replace device from an incident, and `/device` lifetime records."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.runtime import Runtime
+from bot.slack.cards import queue_incident_card, queue_thread_message
+from bot.slack.device_blocks import (
+    DEVICE_COMMAND,
+    FIELD_BLOCKS,
+    MAX_MATCHES,
+    USAGE,
+    DeviceAction,
+    DeviceBlock,
+    DeviceRef,
+    DeviceView,
+    ReplaceDeviceModal,
+    build_device_matches,
+    build_device_record,
+    build_device_replaced_modal,
+    build_replace_device_modal,
+    no_match_text,
+    read_replace_form,
+    replaced_thread_text,
+)
+from bot.slack.errors import channel_of, modal_errors, record_refusal, reported, user_of
+from bot.slack.ids import IncidentAction, IncidentRef
+from bot.slack.invoice_blocks import Block
+from bot.slack.metadata import ForgedPayload, unpack
+from storage import models as m
+from storage.store import SqlStore
+from workflows.clock import local_date
+from workflows.devices import replace_device
+from workflows.errors import ConflictError, DomainError, NotFound, PermissionDenied
+from workflows.insurance import CoverageBadge, coverage_badge
+from workflows.permissions import Actor, Permission, require
+from workflows.ports import Context
+
+log = logging.getLogger("devicecare.slack")
+
+
+async def device_record(
+    runtime: Runtime, store: SqlStore, device_id: int
+) -> tuple[str, list[Block]] | None:
+    """The `/device` answer for one device; coverage is the holder's, as of today."""
+    history = await store.device_history(device_id)
+    if history is None:
+        return None
+    badge: CoverageBadge | None = None
+    if history.holder is not None:
+        today = local_date(runtime.clock.now(), runtime.settings.tz)
+        coverage = await store.coverage_on(history.holder.id, today)
+        used = 0 if coverage is None else await store.count_claims(coverage.enrollment_id)
+        badge = coverage_badge(coverage, used)
+    return build_device_record(history, badge, runtime.settings.tz)
+
+
+async def _post_ephemeral(
+    client: AsyncWebClient, body: Mapping[str, Any], text: str, blocks: list[Block]
+) -> None:
+    """Blocks just for the clicker, where they clicked (or in a DM if that fails)."""
+    user = user_of(body)
+    if user is None:
+        return
+    channel = channel_of(body)
+    try:
+        if channel:
+            await client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)
+            return
+    except SlackApiError as exc:
+        log.info("ephemeral device record failed (%s); sending a DM", exc.response.get("error"))
+    await client.chat_postMessage(channel=user, text=text, blocks=blocks)
+
+
+def _submission_errors(exc: DomainError) -> dict[str, str]:
+    return modal_errors(exc, FIELD_BLOCKS, DeviceBlock.NEW_SERIAL)
+
+
+def register(app: AsyncApp, runtime: Runtime) -> None:
+    secret = runtime.settings.secret_key.get_secret_value()
+
+    @app.action(IncidentAction.REPLACE_DEVICE)
+    async def handle_replace_device_button(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        actor: Actor = context["actor"]
+        async with reported(runtime, client, body, "open the replace-device form", actor):
+            ref = unpack(IncidentRef, action.get("value"), secret)
+            # Said now rather than after typing a serial; the workflow checks again on submit.
+            require(actor, Permission.REPLACE_DEVICES)
+            async with runtime.stores() as store:
+                incident = await store.get_incident(ref.incident_id)
+                if incident is None:
+                    raise NotFound(f"Incident #{ref.incident_id} doesn't exist.")
+                device = await store.get_device(incident.device_id)
+                if device is None:
+                    raise NotFound("That device isn't in DeviceCare.")
+                if device.replaced_by_id is not None:
+                    new = await store.get_device(device.replaced_by_id)
+                    raise ConflictError(
+                        f"Device {device.serial} was already replaced"
+                        + (f" by {new.serial}." if new is not None else ".")
+                    )
+                holder_id = await store.current_holder(device.id)
+                holder = None if holder_id is None else await store.get_student(holder_id)
+            view = build_replace_device_modal(
+                incident_id=ref.incident_id,
+                device=device,
+                holder_name=None if holder is None else holder.full_name,
+                secret=secret,
+            )
+            await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    @app.view(DeviceView.REPLACE)
+    async def handle_replace_device_submission(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        view: dict[str, Any],
+        context: AsyncBoltContext,
+    ) -> None:
+        actor: Actor = context["actor"]
+        what = "replace a device"
+        try:
+            meta = unpack(ReplaceDeviceModal, view.get("private_metadata"), secret)
+        except ForgedPayload as exc:
+            await record_refusal(runtime, actor, what, exc.message)
+            await ack(response_action="errors", errors={DeviceBlock.NEW_SERIAL: exc.message})
+            return
+        form = read_replace_form((view.get("state") or {}).get("values") or {})
+        if form.errors:
+            await ack(response_action="errors", errors=form.errors)
+            return
+        try:
+            async with runtime.stores() as store:
+                old = await store.get_device(meta.device_id, lock=True)
+                done: dict[str, Any] | None = None
+                if old is not None and old.replaced_by_id is not None:
+                    # Already replaced: by this very form (a redelivery), or by someone else.
+                    new = await store.get_device(old.replaced_by_id)
+                    if new is None or new.serial != m.normalize_serial(form.serial):
+                        raise ConflictError(
+                            f"{old.serial} was already replaced"
+                            + (f" by {new.serial}." if new is not None else "."),
+                            field="new_serial",
+                        )
+                    holder_id = await store.current_holder(new.id)
+                    student = None if holder_id is None else await store.get_student(holder_id)
+                    name = "The student" if student is None else student.full_name
+                    done = build_device_replaced_modal(old, new, name, again=True)
+                else:
+                    ctx = Context(store, runtime.clock, runtime.settings.tz)
+                    result = await replace_device(ctx, actor, form.command(meta.device_id))
+                    student = await store.get_student(result.student_id)
+                    name = "The student" if student is None else student.full_name
+                    old_row = await store.get_device(result.old.id)
+                    new_row = await store.get_device(result.new.id)
+                    assert old_row is not None and new_row is not None
+                    await queue_incident_card(store, meta.incident_id)
+                    await queue_thread_message(
+                        store,
+                        meta.incident_id,
+                        replaced_thread_text(old_row, new_row, name, actor.name),
+                        dedupe_key=f"device-replaced:{old_row.id}:{new_row.id}",
+                    )
+                    done = build_device_replaced_modal(old_row, new_row, name)
+        except DomainError as exc:
+            if isinstance(exc, PermissionDenied):
+                await record_refusal(runtime, actor, what, exc.message)
+            await ack(response_action="errors", errors=_submission_errors(exc))
+            return
+        await ack(response_action="update", view=done)
+
+    @app.command(DEVICE_COMMAND)
+    async def handle_device_command(
+        ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        # A read-only look-up takes milliseconds: the answer goes back in the ack itself,
+        # which works in any channel or DM without the bot being a member.
+        query = " ".join(str(command.get("text") or "").split())[:100]
+        if not query:
+            await ack(response_type="ephemeral", text=USAGE)
+            return
+        async with runtime.stores() as store:
+            devices = await store.find_devices(query, limit=MAX_MATCHES + 1)
+            if len(devices) == 1:
+                record = await device_record(runtime, store, devices[0].id)
+                assert record is not None
+                text, blocks = record
+            elif devices:
+                shown = devices[:MAX_MATCHES]
+                holders = await store.current_holders([d.id for d in shown])
+                text, blocks = build_device_matches(
+                    query, shown, holders, secret=secret, more=len(devices) > MAX_MATCHES
+                )
+            else:
+                text, blocks = no_match_text(query), []
+        if blocks:
+            await ack(response_type="ephemeral", text=text, blocks=blocks)
+        else:
+            await ack(response_type="ephemeral", text=text)
+
+    @app.action(DeviceAction.SHOW)
+    async def handle_device_show(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        actor: Actor = context["actor"]
+        async with reported(runtime, client, body, "show a device", actor):
+            ref = unpack(DeviceRef, action.get("value"), secret)
+            async with runtime.stores() as store:
+                record = await device_record(runtime, store, ref.device_id)
+            if record is None:
+                raise NotFound("That device isn't in DeviceCare any more.")
+            text, blocks = record
+            await _post_ephemeral(client, body, text, blocks)

@@ -1,0 +1,464 @@
+"""Block Kit for incidents: the new-incident modal, the card, and the card actions' modals.
+
+Builders are plain functions of plain values; the listeners in `bot.slack.incidents` gather
+those values from the store. Every block, action and callback id is an enum member here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+from bot.slack.ids import IncidentAction, IncidentRef
+from bot.slack.metadata import Payload, pack
+from workflows.incident_status import IncidentStatus
+from workflows.insurance import CoverageBadge
+from workflows.offenders import INCIDENT_FLAGS, flag_label
+
+INCIDENT_COMMAND = "/incident"
+PHOTO_FILETYPES = ("jpg", "jpeg", "png", "gif", "webp", "heic")
+MAX_PHOTO_FILES = 10
+MAX_OPTIONS = 100
+_OPTION_TEXT = 75  # Slack's limit for an option's text
+_INPUT_MAX = 3000  # Slack's limit for a plain_text_input's max_length / initial_value
+
+
+class IncidentView(StrEnum):
+    """Callback ids of the modals this feature opens."""
+
+    NEW = "incident.new_modal"
+    CHANGE_STATUS = "incident.status_modal"
+    ADD_NOTE = "incident.note_modal"
+    ADD_PHOTOS = "incident.photos_modal"
+    OPENED = "incident.opened_modal"
+
+
+class IncidentShortcut(StrEnum):
+    """The shortcuts, as named in the Slack app's manifest (bot/slack/manifest.yml)."""
+
+    OPEN_FROM_MESSAGE = "open_damage_incident"  # on a message: it becomes the linked ticket
+    NEW = "new_damage_incident"  # global
+
+
+class IncidentField(StrEnum):
+    """Block ids of the modals' inputs; each input's action id is the same string."""
+
+    DEVICE = "incident_device"
+    STUDENT = "incident_student"
+    FLAGS = "incident_flags"
+    OCCURRED_ON = "incident_occurred_on"
+    DESCRIPTION = "incident_description"
+    PHOTOS = "incident_photos"
+    STATUS = "incident_status"
+    NOTE = "incident_note"
+
+
+class CardBlock(StrEnum):
+    ACTIONS = "incident_card_actions"
+
+
+# Which input a DomainError's `field` belongs next to.
+NEW_INCIDENT_ERROR_BLOCKS: dict[str, str] = {
+    "device": IncidentField.DEVICE,
+    "student": IncidentField.DEVICE,
+    "flags": IncidentField.FLAGS,
+    "occurred_on": IncidentField.OCCURRED_ON,
+    "description": IncidentField.DESCRIPTION,
+    "photo": IncidentField.PHOTOS,
+}
+
+
+class NewIncidentMeta(Payload):
+    """private_metadata of the new-incident modal."""
+
+    ticket_ref: str | None = None  # the permalink of the message the shortcut was used on
+
+
+@dataclass(frozen=True)
+class IncidentCard:
+    """Everything the incident card shows, read from the store at delivery time."""
+
+    incident_id: int
+    status: IncidentStatus
+    occurred_on: date
+    flags: tuple[str, ...]
+    description: str
+    device_serial: str
+    device_asset_tag: str | None
+    device_model: str
+    student_name: str | None
+    student_grade: str | None
+    building: str | None
+    reported_by: str | None
+    coverage: CoverageBadge
+    offender_flags: tuple[str, ...]
+    photo_count: int
+    note_count: int
+    ticket_ref: str | None
+
+
+# --- text helpers ----------------------------------------------------------------------------
+
+
+def escape_mrkdwn(text: str) -> str:
+    """User-written text shown in mrkdwn: no mentions, links or markup can be smuggled in."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "\n": "\n>"}
+
+
+def quote_mrkdwn(text: str, limit: int = _INPUT_MAX - 100) -> str:
+    """User-written text as an escaped mrkdwn quote of at most `limit` characters (escaping
+    grows the text, so it is cut after escaping, never inside an entity)."""
+    out = [">"]
+    length = 1
+    for ch in text.strip():
+        piece = _ESCAPES.get(ch, ch)
+        if length + len(piece) > limit - 1:
+            out.append("…")
+            break
+        out.append(piece)
+        length += len(piece)
+    return "".join(out)
+
+
+def unescape_message_text(text: str) -> str:
+    """A Slack message's text as plain text for an input (Slack escapes &, < and >)."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _plain(text: str, limit: int | None = None) -> dict[str, Any]:
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def _md(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def day_text(day: date) -> str:
+    return f"{day:%b} {day.day}, {day.year}"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def device_label(serial: str, asset_tag: str | None, model: str) -> str:
+    return " · ".join(part for part in (serial, asset_tag, model) if part)
+
+
+def device_option(
+    device_id: int, serial: str, asset_tag: str | None, model: str, student_name: str | None
+) -> dict[str, Any]:
+    """ "SERIAL · tag · model — Student Name", the type-ahead's option for a device."""
+    label = device_label(serial, asset_tag, model)
+    label += f" — {student_name}" if student_name else " — not assigned"
+    return {"text": _plain(label, _OPTION_TEXT), "value": str(device_id)}
+
+
+def _flag_options(flags: Iterable[str]) -> list[dict[str, Any]]:
+    return [{"text": _plain(flag_label(f)), "value": f} for f in flags]
+
+
+def ticket_link(ticket_ref: str) -> str:
+    """A linked ticket as mrkdwn: a link when it is a web address, plain text otherwise."""
+    if ticket_ref.startswith(("https://", "http://")) and not any(c in ticket_ref for c in "<>|"):
+        return f"<{ticket_ref}|linked ticket>"
+    return escape_mrkdwn(ticket_ref)
+
+
+# --- the new-incident modal ------------------------------------------------------------------
+
+
+def build_new_incident_modal(
+    *,
+    metadata: str,
+    today: date,
+    device: dict[str, Any] | None = None,
+    student_line: str | None = None,
+    description: str = "",
+) -> dict[str, Any]:
+    """Device (type-ahead), who has it, incident types, date, description and photos.
+
+    `device` is the selected option when the modal is redrawn after a pick; inputs keep what
+    the user entered because block and action ids stay the same.
+    """
+    device_select: dict[str, Any] = {
+        "type": "external_select",
+        "action_id": IncidentField.DEVICE,
+        "placeholder": _plain("Serial, asset tag or student name"),
+        "min_query_length": 2,
+    }
+    if device is not None:
+        device_select["initial_option"] = device
+    description_input: dict[str, Any] = {
+        "type": "plain_text_input",
+        "action_id": IncidentField.DESCRIPTION,
+        "multiline": True,
+        "max_length": _INPUT_MAX,
+        "placeholder": _plain("What happened, what's broken, anything the family said"),
+    }
+    if description:
+        description_input["initial_value"] = description[:_INPUT_MAX]
+    blocks: list[dict[str, Any]] = [
+        {
+            "type": "input",
+            "block_id": IncidentField.DEVICE,
+            "dispatch_action": True,
+            "label": _plain("Device"),
+            "element": device_select,
+        },
+        {
+            "type": "context",
+            "block_id": IncidentField.STUDENT,
+            "elements": [_md(student_line or "Pick a device to see which student has it.")],
+        },
+        {
+            "type": "input",
+            "block_id": IncidentField.FLAGS,
+            "label": _plain("What happened"),
+            "element": {
+                "type": "multi_static_select",
+                "action_id": IncidentField.FLAGS,
+                "placeholder": _plain("Screen, keyboard, liquid damage…"),
+                "options": _flag_options(INCIDENT_FLAGS),
+            },
+        },
+        {
+            "type": "input",
+            "block_id": IncidentField.OCCURRED_ON,
+            "label": _plain("Date it happened"),
+            "element": {
+                "type": "datepicker",
+                "action_id": IncidentField.OCCURRED_ON,
+                "initial_date": today.isoformat(),
+            },
+        },
+        {
+            "type": "input",
+            "block_id": IncidentField.DESCRIPTION,
+            "optional": True,
+            "label": _plain("Description"),
+            "element": description_input,
+        },
+        _photos_input(),
+    ]
+    return {
+        "type": "modal",
+        "callback_id": IncidentView.NEW,
+        "title": _plain("New damage incident"),
+        "submit": _plain("Open incident"),
+        "close": _plain("Cancel"),
+        "private_metadata": metadata,
+        "blocks": blocks,
+    }
+
+
+def _photos_input(*, optional: bool = True) -> dict[str, Any]:
+    return {
+        "type": "input",
+        "block_id": IncidentField.PHOTOS,
+        "optional": optional,
+        "label": _plain("Photos"),
+        "hint": _plain("Up to 10 photos (JPEG, PNG, GIF, WebP or HEIC), 5 MB each."),
+        "element": {
+            "type": "file_input",
+            "action_id": IncidentField.PHOTOS,
+            "filetypes": list(PHOTO_FILETYPES),
+            "max_files": MAX_PHOTO_FILES,
+        },
+    }
+
+
+def student_line(name: str | None, grade: str | None, building: str | None, on: date) -> str:
+    if name is None:
+        return f"No student had this device on {day_text(on)}."
+    details = ", ".join(p for p in (f"grade {grade}" if grade else None, building) if p)
+    who = f"*{escape_mrkdwn(name)}*" + (f" ({escape_mrkdwn(details)})" if details else "")
+    return f":bust_in_silhouette: {who} had this device on {day_text(on)}."
+
+
+def build_incident_opened_modal(
+    incident_id: int, channel: str | None, photo_count: int
+) -> dict[str, Any]:
+    where = f" in <#{channel}>" if channel else ""
+    text = f":white_check_mark: Incident *#{incident_id}* is open. Its card will appear{where}."
+    if photo_count:
+        text += f"\n:camera: {_plural(photo_count, 'photo')} being checked; you'll hear about any "
+        text += "that can't be used."
+    return {
+        "type": "modal",
+        "callback_id": IncidentView.OPENED,
+        "title": _plain("Incident opened"),
+        "close": _plain("Done"),
+        "blocks": [{"type": "section", "text": _md(text)}],
+    }
+
+
+# --- the card --------------------------------------------------------------------------------
+
+
+def _coverage_text(badge: CoverageBadge) -> str:
+    icon = {"active": ":shield:", "exhausted": ":warning:", "none": ":no_entry_sign:"}
+    return f"{icon.get(badge.state, ':shield:')} *{escape_mrkdwn(badge.label)}* · {badge.detail}"
+
+
+def _button(
+    action: IncidentAction, text: str, ref: str, style: str | None = None
+) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "action_id": action,
+        "text": _plain(text),
+        "value": ref,
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def build_incident_card_message(card: IncidentCard, secret: str) -> dict[str, Any]:
+    """The card: `{"text", "blocks"}` for chat.postMessage, chat.update or an ephemeral reply."""
+    flags = ", ".join(flag_label(f) for f in card.flags) or "Incident"
+    device = device_label(card.device_serial, card.device_asset_tag, card.device_model)
+    student = "Not assigned"
+    if card.student_name:
+        student = escape_mrkdwn(card.student_name)
+        if card.student_grade:
+            student += f" (grade {escape_mrkdwn(card.student_grade)})"
+    fields = [
+        _md(f"*Device*\n{escape_mrkdwn(device)}"),
+        _md(f"*Student*\n{student}"),
+        _md(f"*Building*\n{escape_mrkdwn(card.building or '—')}"),
+        _md(f"*Status*\n{card.status.label}"),
+        _md(f"*Happened*\n{day_text(card.occurred_on)}"),
+        _md(f"*Reported by*\n{escape_mrkdwn(card.reported_by or '—')}"),
+    ]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": _plain(f"Incident #{card.incident_id} · {flags}", 150)},
+        {"type": "section", "fields": fields},
+    ]
+    if card.description:
+        blocks.append({"type": "section", "text": _md(quote_mrkdwn(card.description))})
+    badges = [_coverage_text(card.coverage)]
+    if card.offender_flags:
+        names = ", ".join(flag_label(f) for f in card.offender_flags)
+        badges.append(f":rotating_light: *Repeat offender:* {escape_mrkdwn(names)}")
+    blocks.append({"type": "context", "elements": [_md(b) for b in badges]})
+    facts = [f":camera: {_plural(card.photo_count, 'photo')}"]
+    if card.note_count:
+        facts.append(f":memo: {_plural(card.note_count, 'note')}")
+    if card.ticket_ref:
+        facts.append(f":link: {ticket_link(card.ticket_ref)}")
+    blocks.append({"type": "context", "elements": [_md(" · ".join(facts))]})
+    ref = pack(IncidentRef(incident_id=card.incident_id), secret)
+    buttons = [
+        _button(IncidentAction.CHANGE_STATUS, "Change status", ref),
+        _button(IncidentAction.ADD_NOTE, "Add note", ref),
+        _button(IncidentAction.ADD_PHOTOS, "Add photos", ref),
+        _button(IncidentAction.CREATE_INVOICE, "Create invoice", ref),
+        _button(IncidentAction.REPLACE_DEVICE, "Replace device", ref),
+    ]
+    if card.status is not IncidentStatus.CLOSED:
+        buttons.append(_button(IncidentAction.CLOSE, "Close", ref, style="danger"))
+    blocks.append({"type": "actions", "block_id": CardBlock.ACTIONS, "elements": buttons})
+    text = f"Incident #{card.incident_id}: {card.device_serial} · {flags} · {card.status.label}"
+    return {"text": escape_mrkdwn(text), "blocks": blocks}
+
+
+# --- the card actions' modals ----------------------------------------------------------------
+
+
+def build_status_modal(
+    *, metadata: str, incident_id: int, current: IncidentStatus, choices: Sequence[IncidentStatus]
+) -> dict[str, Any]:
+    """Only the statuses this user may move the incident to (the card itself is shared)."""
+    return {
+        "type": "modal",
+        "callback_id": IncidentView.CHANGE_STATUS,
+        "title": _plain(f"Incident #{incident_id}", 24),
+        "submit": _plain("Change status"),
+        "close": _plain("Cancel"),
+        "private_metadata": metadata,
+        "blocks": [
+            {"type": "section", "text": _md(f"Now *{current.label}*.")},
+            {
+                "type": "input",
+                "block_id": IncidentField.STATUS,
+                "label": _plain("New status"),
+                "element": {
+                    "type": "static_select",
+                    "action_id": IncidentField.STATUS,
+                    "options": [{"text": _plain(s.label), "value": s.value} for s in choices],
+                },
+            },
+        ],
+    }
+
+
+def build_note_modal(*, metadata: str, incident_id: int) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": IncidentView.ADD_NOTE,
+        "title": _plain(f"Note on #{incident_id}", 24),
+        "submit": _plain("Add note"),
+        "close": _plain("Cancel"),
+        "private_metadata": metadata,
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": IncidentField.NOTE,
+                "label": _plain("Note"),
+                "hint": _plain("Kept with the device for life, and posted in the card's thread."),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": IncidentField.NOTE,
+                    "multiline": True,
+                    "max_length": _INPUT_MAX,
+                },
+            }
+        ],
+    }
+
+
+def build_photos_modal(*, metadata: str, incident_id: int) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "callback_id": IncidentView.ADD_PHOTOS,
+        "title": _plain(f"Photos for #{incident_id}", 24),
+        "submit": _plain("Add photos"),
+        "close": _plain("Cancel"),
+        "private_metadata": metadata,
+        "blocks": [_photos_input(optional=False)],
+    }
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+USAGE = (
+    "*/incident* opens a new damage incident.\n*/incident 42* shows incident #42 and its actions."
+)
+
+
+def build_photo_report_message(
+    incident_id: int, attached: Sequence[str], refused: Sequence[str]
+) -> str:
+    """What happened to the files: names of those attached, and why the others weren't.
+
+    `refused` holds complete sentences that already name their file.
+    """
+    lines: list[str] = []
+    if attached:
+        names = ", ".join(escape_mrkdwn(n) for n in attached)
+        lines.append(
+            f":camera: Added {_plural(len(attached), 'photo')} to incident #{incident_id}: {names}"
+        )
+    lines.extend(f":warning: {escape_mrkdwn(reason)}" for reason in refused)
+    return "\n".join(lines)

@@ -1,0 +1,637 @@
+"""Slack listeners for damage incidents: /incident, the "Open damage incident" shortcut, the
+device type-ahead, the incident card (posted and updated through the outbox), the card's
+actions, and photos dropped into the card's thread.
+
+Handlers stay thin: ack, parse into a typed command, run the workflow in one transaction with
+the card refresh queued in it, render. Permissions are the workflows' to check, at click time.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.runtime import Runtime
+from bot.slack.actors import NOT_SET_UP, resolve_actor
+from bot.slack.cards import INCIDENT_CARD, queue_incident_card, queue_thread_message
+from bot.slack.errors import modal_errors, record_refusal, reported, tell_user
+from bot.slack.ids import IncidentAction, IncidentRef, SlackPostKind
+from bot.slack.incident_blocks import (
+    INCIDENT_COMMAND,
+    NEW_INCIDENT_ERROR_BLOCKS,
+    USAGE,
+    IncidentCard,
+    IncidentField,
+    IncidentShortcut,
+    IncidentView,
+    NewIncidentMeta,
+    build_incident_card_message,
+    build_incident_opened_modal,
+    build_new_incident_modal,
+    build_note_modal,
+    build_photos_modal,
+    build_status_modal,
+    device_option,
+    escape_mrkdwn,
+    quote_mrkdwn,
+    student_line,
+    unescape_message_text,
+)
+from bot.slack.metadata import ForgedPayload, pack, unpack
+from bot.slack.photos import (
+    SlackFileRef,
+    attach_slack_files,
+    files_from_event,
+    files_from_state,
+)
+from storage.store import SqlStore
+from workflows.clock import local_date
+from workflows.errors import DomainError, InvalidTransition, NotFound, PermissionDenied
+from workflows.errors import ValidationError as InputError
+from workflows.incident_status import IncidentStatus, next_statuses, parse_status
+from workflows.incidents import (
+    OpenIncident,
+    add_incident_note,
+    change_incident_status,
+    end_of_local_day,
+    incident_coverage_badge,
+    open_incident,
+    restricted_statuses,
+)
+from workflows.permissions import Actor, Permission, require
+from workflows.ports import Context
+
+log = logging.getLogger("devicecare.slack")
+
+_NUMBER_RE = re.compile(r"#?([0-9]{1,12})")
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+
+def _state(view: Mapping[str, Any], field: IncidentField) -> dict[str, Any]:
+    values = (view.get("state") or {}).get("values") or {}
+    return (values.get(field) or {}).get(field) or {}
+
+
+def parse_new_incident(view: Mapping[str, Any], meta: NewIncidentMeta) -> OpenIncident:
+    """The new-incident modal's state as a command; the workflow checks the rules."""
+    option = _state(view, IncidentField.DEVICE).get("selected_option") or {}
+    value = str(option.get("value") or "")
+    if not _is_id(value):
+        raise InputError("Pick the device.", field="device")
+    device_id = int(value)
+    flags = tuple(
+        str(o.get("value", ""))
+        for o in _state(view, IncidentField.FLAGS).get("selected_options") or []
+    )
+    try:
+        occurred_on = date.fromisoformat(_state(view, IncidentField.OCCURRED_ON)["selected_date"])
+    except (KeyError, TypeError, ValueError):
+        raise InputError("Pick the date it happened.", field="occurred_on") from None
+    description = _state(view, IncidentField.DESCRIPTION).get("value") or ""
+    return OpenIncident(
+        device_id=device_id,
+        occurred_on=occurred_on,
+        flags=flags,
+        description=description,
+        ticket_ref=meta.ticket_ref,
+        idempotency_key=f"slack:view:{view['id']}",
+    )
+
+
+def _is_id(value: str) -> bool:
+    return value.isascii() and value.isdigit() and len(value) <= 12
+
+
+def parse_incident_number(text: str) -> int | None:
+    match = _NUMBER_RE.fullmatch(text.strip())
+    return int(match.group(1)) if match else None
+
+
+def status_choices(
+    actor: Actor, current: IncidentStatus, restricted: frozenset[str]
+) -> list[IncidentStatus]:
+    """What this user may pick: statuses their role may use, and that they may set at all
+    (a restricted status granted to a role needs no Manage Incidents; the rest do)."""
+    manages = actor.can(Permission.MANAGE_INCIDENTS)
+    return [
+        s
+        for s in next_statuses(actor, current, restricted)
+        if manages or (s.value in restricted and s.value in actor.allowed_statuses)
+    ]
+
+
+# --- reading the card ---------------------------------------------------------------------------
+
+
+async def load_incident_card(
+    ctx: Context, store: SqlStore, incident_id: int
+) -> IncidentCard | None:
+    incident = await store.get_incident(incident_id)
+    if incident is None:
+        return None
+    device = await store.get_device(incident.device_id)
+    assert device is not None  # incidents.device_id is a RESTRICT foreign key
+    student = None if incident.student_id is None else await store.get_student(incident.student_id)
+    building_id = (student.building_id if student else None) or device.building_id
+    building = None if building_id is None else await store.get_building(building_id)
+    reporter = (
+        None if incident.reported_by_id is None else await store.staff_name(incident.reported_by_id)
+    )
+    offender: list[str] = []
+    if student is not None:
+        for badge in await store.student_flags(student.id):
+            if badge.flag not in offender:
+                offender.append(badge.flag)
+    return IncidentCard(
+        incident_id=incident.id,
+        status=IncidentStatus(incident.status),
+        occurred_on=incident.occurred_on,
+        flags=tuple(incident.flag_names),
+        description=incident.description,
+        device_serial=device.serial,
+        device_asset_tag=device.asset_tag,
+        device_model=device.model,
+        student_name=None if student is None else student.full_name,
+        student_grade=None if student is None else student.grade,
+        building=None if building is None else building.name,
+        reported_by=reporter,
+        coverage=await incident_coverage_badge(ctx, incident.id),
+        offender_flags=tuple(offender),
+        photo_count=await store.incident_photo_count(incident.id),
+        note_count=await store.incident_note_count(incident.id),
+        ticket_ref=incident.ticket_ref,
+    )
+
+
+# --- the feature ---------------------------------------------------------------------------------
+
+
+class IncidentFeature:
+    """The listeners, with the runtime they work against."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @property
+    def secret(self) -> str:
+        return self.runtime.settings.secret_key.get_secret_value()
+
+    def context(self, store: SqlStore) -> Context:
+        return Context(store, self.runtime.clock, self.runtime.settings.tz)
+
+    def today(self) -> date:
+        return local_date(self.runtime.clock.now(), self.runtime.settings.tz)
+
+    def register(self, app: AsyncApp) -> None:
+        app.command(INCIDENT_COMMAND)(self.handle_incident_command)
+        app.shortcut(IncidentShortcut.OPEN_FROM_MESSAGE.value)(self.handle_incident_shortcut)
+        app.shortcut(IncidentShortcut.NEW.value)(self.handle_incident_shortcut)
+        app.options(IncidentField.DEVICE.value)(self.handle_device_options)
+        app.action(IncidentField.DEVICE.value)(self.handle_device_selected)
+        app.view(IncidentView.NEW.value)(self.handle_new_incident_submission)
+        app.action(IncidentAction.CHANGE_STATUS.value)(self.handle_change_status_click)
+        app.view(IncidentView.CHANGE_STATUS.value)(self.handle_status_submission)
+        app.action(IncidentAction.ADD_NOTE.value)(self.handle_add_note_click)
+        app.view(IncidentView.ADD_NOTE.value)(self.handle_note_submission)
+        app.action(IncidentAction.ADD_PHOTOS.value)(self.handle_add_photos_click)
+        app.view(IncidentView.ADD_PHOTOS.value)(self.handle_photos_submission)
+        app.action(IncidentAction.CLOSE.value)(self.handle_close_click)
+        app.event({"type": "message", "subtype": "file_share"})(self.handle_thread_photos)
+
+    # --- /incident and the shortcut ------------------------------------------------------------
+
+    async def handle_incident_command(
+        self,
+        ack: AsyncAck,
+        command: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        actor: Actor = context["actor"]
+        text = (command.get("text") or "").strip()
+        if text:
+            await self._show_incident(ack, text)
+            return
+        try:
+            require(actor, Permission.MANAGE_INCIDENTS)
+        except PermissionDenied as exc:
+            await ack(response_type="ephemeral", text=f":warning: {exc.message}")
+            await record_refusal(self.runtime, actor, "open incident", exc.message)
+            return
+        await ack()
+        view = build_new_incident_modal(
+            metadata=pack(NewIncidentMeta(), self.secret), today=self.today()
+        )
+        await client.views_open(trigger_id=command["trigger_id"], view=view)
+
+    async def _show_incident(self, ack: AsyncAck, text: str) -> None:
+        number = parse_incident_number(text)
+        if number is None:
+            await ack(response_type="ephemeral", text=USAGE)
+            return
+        async with self.runtime.stores() as store:
+            card = await load_incident_card(self.context(store), store, number)
+        if card is None:
+            await ack(
+                response_type="ephemeral",
+                text=f":mag: There's no incident #{number}. Check the number on the card.",
+            )
+            return
+        await ack(response_type="ephemeral", **build_incident_card_message(card, self.secret))
+
+    async def handle_incident_shortcut(
+        self,
+        ack: AsyncAck,
+        shortcut: dict[str, Any],
+        body: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        actor: Actor = context["actor"]
+        async with reported(self.runtime, client, body, "open incident", actor):
+            require(actor, Permission.MANAGE_INCIDENTS)
+            # A message shortcut carries the message (the help request); a global one doesn't.
+            channel = (shortcut.get("channel") or {}).get("id")
+            message = shortcut.get("message") or {}
+            ts = message.get("ts") or shortcut.get("message_ts")
+            ticket_ref = await self._permalink(client, channel, ts)
+            view = build_new_incident_modal(
+                metadata=pack(NewIncidentMeta(ticket_ref=ticket_ref), self.secret),
+                today=self.today(),
+                description=unescape_message_text(str(message.get("text") or "")),
+            )
+            await client.views_open(trigger_id=shortcut["trigger_id"], view=view)
+
+    @staticmethod
+    async def _permalink(client: AsyncWebClient, channel: str | None, ts: str | None) -> str | None:
+        if not channel or not ts:
+            return None
+        try:
+            response = await client.chat_getPermalink(channel=channel, message_ts=ts)
+        except SlackApiError as exc:
+            # e.g. a private channel the app isn't in: keep a reference that still finds it.
+            log.warning("chat.getPermalink failed: %s", exc.response.get("error"))
+            return f"slack:{channel}/{ts}"
+        permalink = response.get("permalink")
+        return str(permalink) if permalink else f"slack:{channel}/{ts}"
+
+    # --- the new-incident modal ----------------------------------------------------------------
+
+    async def handle_device_options(self, ack: AsyncAck, payload: dict[str, Any]) -> None:
+        query = str(payload.get("value") or "")
+        async with self.runtime.stores() as store:
+            rows = await store.search_devices(query, limit=100)
+        await ack(
+            options=[
+                device_option(
+                    d.id, d.serial, d.asset_tag, d.model, None if s is None else s.full_name
+                )
+                for d, s in rows
+            ]
+        )
+
+    async def handle_device_selected(
+        self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        """Show who had the device on the chosen date (the workflow bills that student)."""
+        await ack()
+        view = body.get("view") or {}
+        action = (body.get("actions") or [{}])[0]
+        option = action.get("selected_option")
+        if not view.get("id") or not option:
+            return
+        occurred = self.today()
+        picked = _state(view, IncidentField.OCCURRED_ON).get("selected_date")
+        if picked:
+            try:
+                occurred = date.fromisoformat(picked)
+            except ValueError:
+                pass
+        line = "That device isn't in DeviceCare."
+        async with self.runtime.stores() as store:
+            value = str(option.get("value") or "")
+            device = await store.get_device(int(value)) if _is_id(value) else None
+            if device is not None:
+                holder_id = await store.holder_at(
+                    device.id, end_of_local_day(occurred, self.runtime.settings.tz)
+                )
+                student = None if holder_id is None else await store.get_student(holder_id)
+                building_id = (student.building_id if student else None) or device.building_id
+                building = None if building_id is None else await store.get_building(building_id)
+                line = student_line(
+                    None if student is None else student.full_name,
+                    None if student is None else student.grade,
+                    None if building is None else building.name,
+                    occurred,
+                )
+        description = _state(view, IncidentField.DESCRIPTION).get("value") or ""
+        new_view = build_new_incident_modal(
+            metadata=str(view.get("private_metadata") or ""),
+            today=self.today(),
+            device=option,
+            student_line=line,
+            description=description,
+        )
+        try:
+            await client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)
+        except SlackApiError as exc:
+            if exc.response.get("error") != "hash_conflict":
+                raise
+            log.info("device pick: the modal changed meanwhile; not redrawn")
+
+    async def handle_new_incident_submission(
+        self,
+        ack: AsyncAck,
+        body: dict[str, Any],
+        view: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        """Open the incident before ack, so a broken rule is shown next to its field."""
+        actor: Actor = context["actor"]
+        try:
+            meta = unpack(NewIncidentMeta, view.get("private_metadata"), self.secret)
+            cmd = parse_new_incident(view, meta)
+            async with self.runtime.stores() as store:
+                opened = await open_incident(self.context(store), actor, cmd)
+                if opened.created:
+                    await queue_incident_card(store, opened.incident.id)
+                incident_id = opened.incident.id
+        except DomainError as exc:
+            if isinstance(exc, PermissionDenied | ForgedPayload):
+                await record_refusal(self.runtime, actor, "open incident", exc.message)
+            errors = modal_errors(exc, NEW_INCIDENT_ERROR_BLOCKS, IncidentField.DEVICE)
+            await ack(response_action="errors", errors=errors)
+            return
+        values = (view.get("state") or {}).get("values") or {}
+        files = files_from_state(values, IncidentField.PHOTOS) if opened.created else []
+        channel = self.runtime.settings.slack_incidents_channel
+        await ack(
+            response_action="update",
+            view=build_incident_opened_modal(incident_id, channel, len(files)),
+        )
+        if files:
+            await self._attach_from_modal(client, body, actor, incident_id, files)
+
+    async def _attach_from_modal(
+        self,
+        client: AsyncWebClient,
+        body: dict[str, Any],
+        actor: Actor,
+        incident_id: int,
+        files: list[SlackFileRef],
+    ) -> None:
+        async with reported(self.runtime, client, body, "add photos", actor):
+            report = await attach_slack_files(
+                self.runtime, client, actor, incident_id, files, note_in_thread=True
+            )
+            if report.refused:
+                await tell_user(client, body, report.text)
+
+    # --- card actions --------------------------------------------------------------------------
+
+    def _ref(self, action: Mapping[str, Any]) -> IncidentRef:
+        return unpack(IncidentRef, action.get("value"), self.secret)
+
+    async def handle_change_status_click(
+        self,
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        actor: Actor = context["actor"]
+        async with reported(self.runtime, client, body, "change incident status", actor):
+            ref = self._ref(action)
+            async with self.runtime.stores() as store:
+                incident = await store.get_incident(ref.incident_id)
+                if incident is None:
+                    raise NotFound(f"Incident #{ref.incident_id} doesn't exist.")
+                restricted = restricted_statuses(await store.settings())
+            current = IncidentStatus(incident.status)
+            choices = status_choices(actor, current, restricted)
+            if not choices:
+                raise InvalidTransition(
+                    f"Incident #{ref.incident_id} is {current.label}; there's no status your "
+                    "role can move it to from there."
+                )
+            view = build_status_modal(
+                metadata=pack(ref, self.secret),
+                incident_id=ref.incident_id,
+                current=current,
+                choices=choices,
+            )
+            await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    async def handle_status_submission(
+        self, ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        actor: Actor = context["actor"]
+        try:
+            ref = unpack(IncidentRef, view.get("private_metadata"), self.secret)
+            option = _state(view, IncidentField.STATUS).get("selected_option") or {}
+            target = parse_status(str(option.get("value") or ""))
+            async with self.runtime.stores() as store:
+                await change_incident_status(self.context(store), actor, ref.incident_id, target)
+                await queue_incident_card(store, ref.incident_id)
+        except DomainError as exc:
+            if isinstance(exc, PermissionDenied | ForgedPayload):
+                await record_refusal(self.runtime, actor, "change incident status", exc.message)
+            await ack(response_action="errors", errors={IncidentField.STATUS: exc.message})
+            return
+        await ack()
+
+    async def handle_add_note_click(
+        self,
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        actor: Actor = context["actor"]
+        async with reported(self.runtime, client, body, "add incident note", actor):
+            ref = self._ref(action)
+            require(actor, Permission.MANAGE_INCIDENTS)
+            view = build_note_modal(metadata=pack(ref, self.secret), incident_id=ref.incident_id)
+            await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    async def handle_note_submission(
+        self, ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        actor: Actor = context["actor"]
+        try:
+            ref = unpack(IncidentRef, view.get("private_metadata"), self.secret)
+            body = str(_state(view, IncidentField.NOTE).get("value") or "")
+            async with self.runtime.stores() as store:
+                await add_incident_note(self.context(store), actor, ref.incident_id, body)
+                await queue_incident_card(store, ref.incident_id)
+                await queue_thread_message(
+                    store,
+                    ref.incident_id,
+                    f":memo: *{escape_mrkdwn(actor.name)}* added a note:\n{quote_mrkdwn(body)}",
+                )
+        except DomainError as exc:
+            if isinstance(exc, PermissionDenied | ForgedPayload):
+                await record_refusal(self.runtime, actor, "add incident note", exc.message)
+            await ack(response_action="errors", errors={IncidentField.NOTE: exc.message})
+            return
+        await ack()
+
+    async def handle_add_photos_click(
+        self,
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        actor: Actor = context["actor"]
+        async with reported(self.runtime, client, body, "add photos", actor):
+            ref = self._ref(action)
+            require(actor, Permission.MANAGE_INCIDENTS)
+            view = build_photos_modal(metadata=pack(ref, self.secret), incident_id=ref.incident_id)
+            await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    async def handle_photos_submission(
+        self,
+        ack: AsyncAck,
+        body: dict[str, Any],
+        view: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        actor: Actor = context["actor"]
+        values = (view.get("state") or {}).get("values") or {}
+        files = files_from_state(values, IncidentField.PHOTOS)
+        try:
+            ref = unpack(IncidentRef, view.get("private_metadata"), self.secret)
+            require(actor, Permission.MANAGE_INCIDENTS)
+            if not files:
+                raise InputError("Add at least one photo.", field="photo")
+        except DomainError as exc:
+            if isinstance(exc, PermissionDenied | ForgedPayload):
+                await record_refusal(self.runtime, actor, "add photos", exc.message)
+            await ack(response_action="errors", errors={IncidentField.PHOTOS: exc.message})
+            return
+        await ack()
+        await self._attach_from_modal(client, body, actor, ref.incident_id, files)
+
+    async def handle_close_click(
+        self,
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        actor: Actor = context["actor"]
+        async with reported(self.runtime, client, body, "close incident", actor):
+            ref = self._ref(action)
+            async with self.runtime.stores() as store:
+                await change_incident_status(
+                    self.context(store), actor, ref.incident_id, IncidentStatus.CLOSED
+                )
+                await queue_incident_card(store, ref.incident_id)
+
+    # --- photos in the card's thread -----------------------------------------------------------
+
+    async def handle_thread_photos(self, event: dict[str, Any], client: AsyncWebClient) -> None:
+        channel, thread_ts = event.get("channel"), event.get("thread_ts")
+        if not channel or not thread_ts or thread_ts == event.get("ts"):
+            return
+        async with self.runtime.stores() as store:
+            post = await store.slack_post_at(str(channel), str(thread_ts))
+        if post is None or post.kind != SlackPostKind.INCIDENT_CARD:
+            return
+        files = files_from_event(event)
+        user = event.get("user")
+        if not files or not user:
+            return
+        incident_id = post.entity_id
+
+        async def reply(text: str) -> None:
+            await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
+
+        actor = await resolve_actor(self.runtime, client, str(user))
+        if actor is None:
+            log.info("photos from unknown Slack user %s in incident #%s ignored", user, incident_id)
+            await reply(f"<@{user}> " + NOT_SET_UP.format(email="<your email>"))
+            return
+        try:
+            report = await attach_slack_files(self.runtime, client, actor, incident_id, files)
+        except DomainError as exc:
+            if isinstance(exc, PermissionDenied):
+                await record_refusal(self.runtime, actor, "add photos", exc.message)
+            await reply(f":warning: <@{user}> your photos weren't added: {exc.message}")
+            return
+        if report.text:
+            await reply(report.text)
+
+
+# --- the incident card through the outbox -------------------------------------------------------
+
+
+def card_handler(runtime: Runtime, client: AsyncWebClient) -> Any:
+    """Post the card in the incidents channel the first time; update it in place after."""
+    secret = runtime.settings.secret_key.get_secret_value()
+
+    async def deliver(payload: dict[str, Any]) -> None:
+        incident_id = int(payload["incident_id"])
+        async with runtime.stores() as store:
+            card = await load_incident_card(
+                Context(store, runtime.clock, runtime.settings.tz), store, incident_id
+            )
+            post = await store.slack_post(SlackPostKind.INCIDENT_CARD, incident_id)
+        if card is None:
+            log.warning("incident #%s is gone; its card isn't posted", incident_id)
+            return
+        message = build_incident_card_message(card, secret)
+        if post is not None:
+            await client.chat_update(channel=post.channel, ts=post.ts, **message)
+            return
+        channel = runtime.settings.slack_incidents_channel
+        if not channel:
+            raise RuntimeError("SLACK_INCIDENTS_CHANNEL isn't set; incident cards can't be posted")
+        async with runtime.stores() as store:
+            # Two workers delivering the first two refreshes must not post two cards: the
+            # incident's lock makes the second wait, then find the first one's post.
+            await store.get_incident(incident_id, lock=True)
+            post = await store.slack_post(SlackPostKind.INCIDENT_CARD, incident_id)
+            if post is None:
+                response = await client.chat_postMessage(channel=channel, **message)
+                await store.save_slack_post(
+                    SlackPostKind.INCIDENT_CARD,
+                    incident_id,
+                    str(response["channel"]),
+                    str(response["ts"]),
+                )
+                return
+        await client.chat_update(channel=post.channel, ts=post.ts, **message)
+
+    return deliver
+
+
+def register(app: AsyncApp, runtime: Runtime) -> None:
+    IncidentFeature(runtime).register(app)
+
+
+def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
+    return {INCIDENT_CARD: card_handler(runtime, client)}

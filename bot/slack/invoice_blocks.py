@@ -1,0 +1,686 @@
+"""Block Kit for invoices: the create-invoice modal with its live insurance preview, the
+confirmation view and the thread message. Builders only; no I/O.
+
+Also holds the few small helpers (escaping, dates, blocks) the money and device features share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.slack.ids import IncidentAction, IncidentRef
+from bot.slack.metadata import Payload, pack
+from workflows.errors import ValidationError
+from workflows.invoices import CreateInvoice, CustomLine, InvoicePreview
+from workflows.money import format_cents, parse_amount
+from workflows.ports import FeeItemRecord, InvoiceRecord
+
+Block = dict[str, Any]
+
+MINUS = "\u2212"  # a typographic minus: insurance reads as a deduction
+MAX_CUSTOM_LINES = 3
+MAX_FEE_OPTIONS = 100  # Slack's limit for a select's options
+MAX_DESCRIPTION = 300  # what an invoice line keeps
+
+
+# --- ids ------------------------------------------------------------------------------------
+
+
+class InvoiceView(StrEnum):
+    CREATE = "invoice.create"
+    CREATED = "invoice.created"
+
+
+class InvoiceBlock(StrEnum):
+    """Block ids; each input's action id is the same string, so state is read by one name."""
+
+    SUMMARY = "invoice.summary"
+    FEES = "invoice.fees"
+    DESCRIPTION_1 = "invoice.custom_description_1"
+    AMOUNT_1 = "invoice.custom_amount_1"
+    DESCRIPTION_2 = "invoice.custom_description_2"
+    AMOUNT_2 = "invoice.custom_amount_2"
+    DESCRIPTION_3 = "invoice.custom_description_3"
+    AMOUNT_3 = "invoice.custom_amount_3"
+    DUE_DATE = "invoice.due_date"
+    AUTOMATION = "invoice.automation"
+    OVERRIDE = "invoice.apply_override"
+    PREVIEW = "invoice.preview"
+    PREVIEW_ACTIONS = "invoice.preview_actions"
+
+
+class InvoiceAction(StrEnum):
+    REFRESH_PREVIEW = "invoice.refresh_preview"
+
+
+CUSTOM_LINE_BLOCKS: tuple[tuple[InvoiceBlock, InvoiceBlock], ...] = (
+    (InvoiceBlock.DESCRIPTION_1, InvoiceBlock.AMOUNT_1),
+    (InvoiceBlock.DESCRIPTION_2, InvoiceBlock.AMOUNT_2),
+    (InvoiceBlock.DESCRIPTION_3, InvoiceBlock.AMOUNT_3),
+)
+
+# Inputs whose change re-renders the preview (dispatch_action → block_actions → views.update).
+PREVIEW_TRIGGERS: tuple[str, ...] = (
+    InvoiceBlock.FEES,
+    InvoiceBlock.AMOUNT_1,
+    InvoiceBlock.AMOUNT_2,
+    InvoiceBlock.AMOUNT_3,
+    InvoiceBlock.OVERRIDE,
+    InvoiceAction.REFRESH_PREVIEW,
+)
+
+# Workflow error fields → the block the message belongs next to.
+FIELD_BLOCKS: dict[str, str] = {
+    "fee_items": InvoiceBlock.FEES,
+    "custom_lines": InvoiceBlock.DESCRIPTION_1,
+    "due_date": InvoiceBlock.DUE_DATE,
+    "automation": InvoiceBlock.AUTOMATION,
+    "apply_override": InvoiceBlock.OVERRIDE,
+}
+
+AUTOMATION_ON = "on"
+NO_FEE = "none"
+OVERRIDE_ON = "apply"
+
+
+class InvoiceModal(Payload):
+    """The create-invoice modal's private_metadata."""
+
+    incident_id: int
+
+
+# --- small shared helpers -------------------------------------------------------------------
+
+
+def esc(text: str | None) -> str:
+    """Text people typed, made inert in mrkdwn (no mentions, links or broadcasts)."""
+    return (text or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def fmt_date(day: date) -> str:
+    return f"{day:%b} {day.day}, {day.year}"
+
+
+def fmt_when(at: datetime, tz: ZoneInfo) -> str:
+    local = at.astimezone(tz)
+    hour = local.hour % 12 or 12
+    return f"{fmt_date(local.date())} {hour}:{local:%M} {local:%p} {local.tzname()}"
+
+
+def plain(text: str, limit: int = 150) -> Block:
+    if len(text) > limit:
+        text = text[: limit - 1] + "\u2026"
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def mrkdwn(text: str) -> Block:
+    return {"type": "mrkdwn", "text": text[:3000]}
+
+
+def section(text: str, *, block_id: str | None = None, accessory: Block | None = None) -> Block:
+    block: Block = {"type": "section", "text": mrkdwn(text)}
+    if block_id:
+        block["block_id"] = block_id
+    if accessory:
+        block["accessory"] = accessory
+    return block
+
+
+def context_block(*texts: str) -> Block:
+    return {"type": "context", "elements": [mrkdwn(t) for t in texts if t][:10]}
+
+
+def header(text: str) -> Block:
+    return {"type": "header", "text": plain(text)}
+
+
+def button(
+    text: str, action_id: str, value: str, *, style: str | None = None, confirm: Block | None = None
+) -> Block:
+    element: Block = {
+        "type": "button",
+        "text": plain(text, 75),
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        element["style"] = style
+    if confirm:
+        element["confirm"] = confirm
+    return element
+
+
+def modal(
+    callback_id: str,
+    title: str,
+    blocks: list[Block],
+    *,
+    submit: str | None = None,
+    close: str = "Cancel",
+    private_metadata: str = "",
+) -> Block:
+    view: Block = {
+        "type": "modal",
+        "callback_id": callback_id,
+        "title": plain(title, 24),
+        "close": plain(close, 24),
+        "blocks": blocks,
+        "private_metadata": private_metadata,
+    }
+    if submit:
+        view["submit"] = plain(submit, 24)
+    return view
+
+
+def option(text: str, value: str) -> Block:
+    return {"text": plain(text, 75), "value": value}
+
+
+def request_override_button(incident_id: int, secret: str) -> Block:
+    return button(
+        "Request override",
+        IncidentAction.REQUEST_OVERRIDE,
+        pack(IncidentRef(incident_id=incident_id), secret),
+    )
+
+
+# --- the form -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CustomLineInput:
+    description: str
+    amount_text: str
+
+
+@dataclass(frozen=True)
+class InvoiceForm:
+    """What the modal holds right now, read from view state; `errors` by block id."""
+
+    fee_item_ids: tuple[int, ...] = ()
+    custom_lines: tuple[CustomLineInput, ...] = (
+        CustomLineInput("", ""),
+        CustomLineInput("", ""),
+        CustomLineInput("", ""),
+    )
+    parsed_custom: tuple[CustomLine, ...] = ()
+    preview_custom: tuple[CustomLine, ...] = ()
+    due_date: date | None = None
+    automation_enabled: bool | None = None  # None: the modal had no automation checkbox
+    apply_override: bool = False
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def command(self, incident_id: int, idempotency_key: str | None = None) -> CreateInvoice:
+        return CreateInvoice(
+            incident_id=incident_id,
+            fee_item_ids=self.fee_item_ids,
+            custom_lines=self.parsed_custom,
+            due_date=self.due_date,
+            automation_enabled=self.automation_enabled,
+            apply_override=self.apply_override,
+            idempotency_key=idempotency_key,
+        )
+
+    def preview_command(self, incident_id: int) -> CreateInvoice:
+        """What the preview prices: lines still missing a description count too."""
+        return CreateInvoice(
+            incident_id=incident_id,
+            fee_item_ids=self.fee_item_ids,
+            custom_lines=self.preview_custom,
+            due_date=self.due_date,
+            apply_override=self.apply_override,
+        )
+
+    @property
+    def preview_problems(self) -> list[str]:
+        """Errors worth showing while the form is being filled (not the missing-text ones)."""
+        amount_blocks = {amount for _, amount in CUSTOM_LINE_BLOCKS}
+        return [
+            message
+            for block, message in self.errors.items()
+            if block in amount_blocks or block in (InvoiceBlock.FEES, InvoiceBlock.DUE_DATE)
+        ]
+
+
+def _state_value(values: Mapping[str, Any], block_id: str) -> dict[str, Any] | None:
+    block = values.get(block_id)
+    if not isinstance(block, dict):
+        return None
+    element = block.get(block_id)
+    return element if isinstance(element, dict) else None
+
+
+def _selected(element: Mapping[str, Any] | None) -> list[str]:
+    if element is None:
+        return []
+    return [str(o.get("value", "")) for o in element.get("selected_options") or []]
+
+
+def read_invoice_form(values: Mapping[str, Any]) -> InvoiceForm:
+    """Parse the modal's state into typed values; bad input becomes a field error."""
+    errors: dict[str, str] = {}
+    fee_ids: list[int] = []
+    for raw in _selected(_state_value(values, InvoiceBlock.FEES)):
+        if raw == NO_FEE:
+            continue
+        try:
+            fee_ids.append(int(raw))
+        except ValueError:
+            errors[InvoiceBlock.FEES] = "One of the chosen fees isn't valid."
+
+    raw_lines: list[CustomLineInput] = []
+    parsed: list[CustomLine] = []
+    preview: list[CustomLine] = []
+    for number, (desc_block, amount_block) in enumerate(CUSTOM_LINE_BLOCKS, start=1):
+        desc = str((_state_value(values, desc_block) or {}).get("value") or "").strip()
+        amount_text = str((_state_value(values, amount_block) or {}).get("value") or "").strip()
+        raw_lines.append(CustomLineInput(desc, amount_text))
+        if not desc and not amount_text:
+            continue
+        if not desc:
+            errors[desc_block] = "Describe this line, or clear its amount."
+        if not amount_text:
+            errors[amount_block] = "Enter an amount for this line, for example 25.00."
+            continue
+        try:
+            cents = parse_amount(amount_text, field=amount_block)
+        except ValidationError as exc:
+            errors[amount_block] = exc.message
+            continue
+        # Undescribed lines still count in the preview, so the total moves as people type.
+        preview.append(CustomLine(desc[:MAX_DESCRIPTION] or f"Custom line {number}", cents))
+        if desc:
+            parsed.append(CustomLine(description=desc[:MAX_DESCRIPTION], amount_cents=cents))
+
+    due: date | None = None
+    picked = (_state_value(values, InvoiceBlock.DUE_DATE) or {}).get("selected_date")
+    if picked:
+        try:
+            due = date.fromisoformat(str(picked))
+        except ValueError:
+            errors[InvoiceBlock.DUE_DATE] = "Pick a due date from the calendar."
+
+    automation_state = _state_value(values, InvoiceBlock.AUTOMATION)
+    automation = None if automation_state is None else AUTOMATION_ON in _selected(automation_state)
+    override = OVERRIDE_ON in _selected(_state_value(values, InvoiceBlock.OVERRIDE))
+    return InvoiceForm(
+        fee_item_ids=tuple(fee_ids),
+        custom_lines=tuple(raw_lines),
+        parsed_custom=tuple(parsed),
+        preview_custom=tuple(preview),
+        due_date=due,
+        automation_enabled=automation,
+        apply_override=override,
+        errors=errors,
+    )
+
+
+# --- the modal ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IncidentSummary:
+    """The incident facts at the top of the modal."""
+
+    incident_id: int
+    student_name: str
+    device_label: str
+    occurred_on: date
+    flags: tuple[str, ...]
+    existing_invoices: tuple[str, ...] = ()
+
+
+def fee_label(item: FeeItemRecord) -> str:
+    return f"{item.name} \u2014 {format_cents(item.price_cents)}"
+
+
+def _summary_blocks(summary: IncidentSummary) -> list[Block]:
+    flags = ", ".join(summary.flags) or "no type"
+    blocks = [
+        section(
+            f"*Incident #{summary.incident_id}* \u00b7 {esc(summary.student_name)}\n"
+            f"{esc(summary.device_label)} \u00b7 {fmt_date(summary.occurred_on)} \u00b7 {flags}",
+            block_id=InvoiceBlock.SUMMARY,
+        )
+    ]
+    if summary.existing_invoices:
+        blocks.append(
+            context_block(
+                ":page_facing_up: Already invoiced: " + "; ".join(summary.existing_invoices)
+            )
+        )
+    return blocks
+
+
+def _fees_block(fees: Sequence[FeeItemRecord], form: InvoiceForm) -> Block:
+    offered = list(fees)[:MAX_FEE_OPTIONS]
+    options = [option(fee_label(f), str(f.id)) for f in offered]
+    element: Block = {
+        "type": "multi_static_select",
+        "action_id": InvoiceBlock.FEES,
+        "placeholder": plain("Parts and fines from the fee schedule"),
+    }
+    if options:
+        element["options"] = options
+        chosen = [o for o in options if int(o["value"]) in set(form.fee_item_ids)]
+        if chosen:
+            element["initial_options"] = chosen
+    else:
+        # A select needs an option; this one stands for "nothing" and is ignored.
+        element["options"] = [option("No fee applies to this device", NO_FEE)]
+    return {
+        "type": "input",
+        "block_id": InvoiceBlock.FEES,
+        "optional": True,
+        "dispatch_action": True,
+        "label": plain("Fee schedule"),
+        "element": element,
+        "hint": plain("Pick parts and fines; the preview below updates."),
+    }
+
+
+def _text_input(
+    block_id: str,
+    label: str,
+    value: str,
+    *,
+    placeholder: str,
+    max_length: int,
+    dispatch: bool = False,
+) -> Block:
+    element: Block = {
+        "type": "plain_text_input",
+        "action_id": block_id,
+        "placeholder": plain(placeholder),
+        "max_length": max_length,
+    }
+    if value:
+        element["initial_value"] = value
+    if dispatch:
+        element["dispatch_action_config"] = {"trigger_actions_on": ["on_enter_pressed"]}
+    block: Block = {
+        "type": "input",
+        "block_id": block_id,
+        "optional": True,
+        "label": plain(label),
+        "element": element,
+    }
+    if dispatch:
+        block["dispatch_action"] = True
+    return block
+
+
+def _custom_line_blocks(form: InvoiceForm) -> list[Block]:
+    blocks: list[Block] = []
+    for number, ((desc_block, amount_block), line) in enumerate(
+        zip(CUSTOM_LINE_BLOCKS, form.custom_lines, strict=False), start=1
+    ):
+        blocks.append(
+            _text_input(
+                desc_block,
+                f"Custom line {number}",
+                line.description,
+                placeholder="What it is for, e.g. Replacement stylus",
+                max_length=MAX_DESCRIPTION,
+            )
+        )
+        blocks.append(
+            _text_input(
+                amount_block,
+                f"Amount for line {number} ($)",
+                line.amount_text,
+                placeholder="e.g. 25.00",
+                max_length=20,
+                dispatch=True,
+            )
+        )
+    return blocks
+
+
+def _due_block(due: date) -> Block:
+    return {
+        "type": "input",
+        "block_id": InvoiceBlock.DUE_DATE,
+        "label": plain("Due date"),
+        "element": {
+            "type": "datepicker",
+            "action_id": InvoiceBlock.DUE_DATE,
+            "initial_date": due.isoformat(),
+        },
+    }
+
+
+def _automation_block(enabled: bool) -> Block:
+    choice = option("Send notices and reminders automatically", AUTOMATION_ON)
+    element: Block = {
+        "type": "checkboxes",
+        "action_id": InvoiceBlock.AUTOMATION,
+        "options": [choice],
+    }
+    if enabled:
+        element["initial_options"] = [choice]
+    return {
+        "type": "input",
+        "block_id": InvoiceBlock.AUTOMATION,
+        "optional": True,
+        "label": plain("Automation"),
+        "element": element,
+    }
+
+
+def _override_block(checked: bool) -> Block:
+    choice = {
+        "text": plain("Apply the policy anyway (claim-cap override)"),
+        "description": plain("Recorded with your name on the invoice."),
+        "value": OVERRIDE_ON,
+    }
+    element: Block = {
+        "type": "checkboxes",
+        "action_id": InvoiceBlock.OVERRIDE,
+        "options": [choice],
+    }
+    if checked:
+        element["initial_options"] = [choice]
+    return {
+        "type": "input",
+        "block_id": InvoiceBlock.OVERRIDE,
+        "optional": True,
+        "dispatch_action": True,
+        "label": plain("Claim cap reached"),
+        "element": element,
+    }
+
+
+def claim_line(number: int, max_claims: int | None) -> str:
+    if max_claims is None:
+        return f"Claim {number} this term"
+    return f"Claim {number} of {max_claims} this term"
+
+
+def _coverage_lines(preview: InvoicePreview) -> list[str]:
+    decision = preview.decision
+    coverage = preview.coverage
+    if coverage is None:
+        return [":grey_question: *No active coverage* on the incident date \u2014 full price."]
+    if decision.coverage_applied:
+        number = decision.claim_number or preview.claims_used + 1
+        claim = claim_line(number, coverage.max_claims)
+        if decision.override_applied:
+            who = preview.approved_override_by
+            claim += " \u00b7 :large_orange_circle: Claim-cap override applied" + (
+                f" (approved by {esc(who)})" if who else ""
+            )
+        return [claim]
+    # The cap is reached and no override applies.
+    lines = [
+        f":no_entry: *Claim cap reached* ({preview.claims_used} of {coverage.max_claims} "
+        f"this term, {esc(coverage.label)}) \u2014 billed at full price."
+    ]
+    if preview.override_offered:
+        lines.append("Tick *Apply the policy anyway* above to use the override.")
+    elif coverage.allow_override:
+        lines.append("After creating the invoice you can *Request override* from an approver.")
+    else:
+        lines.append(f"{esc(coverage.policy_name)} doesn't allow claim-cap overrides.")
+    return lines
+
+
+def preview_text(preview: InvoicePreview | None, problems: Sequence[str] = ()) -> str:
+    """The insurance math in words: subtotal, insurance as a deduction, what the family owes,
+    then where the claim stands this term."""
+    out = ["*Preview*"]
+    if preview is None:
+        out.append("_The preview isn't available right now._")
+        return "\n".join(out)
+    decision = preview.decision
+    coverage = preview.coverage
+    if preview.lines:
+        out.append(f"Original subtotal: *{format_cents(preview.subtotal_cents)}*")
+        if coverage is not None and decision.coverage_applied:
+            out.append(
+                f"Insurance applied ({esc(coverage.policy_name)} {esc(coverage.term_label)}): "
+                f"*{MINUS}{format_cents(decision.split.policy_cents)}*"
+            )
+        out.append(f"*{format_cents(decision.split.client_cents)} owed* by the family")
+    else:
+        out.append("_Pick fees or add a custom line to see the amounts._")
+    out.extend(_coverage_lines(preview))
+    out.append(f"Due {fmt_date(preview.due_date)}")
+    out.extend(f":warning: {esc(p)}" for p in problems)
+    return "\n".join(out)
+
+
+def build_invoice_modal(
+    *,
+    summary: IncidentSummary,
+    fees: Sequence[FeeItemRecord],
+    preview: InvoicePreview | None,
+    form: InvoiceForm,
+    secret: str,
+    problems: Sequence[str] = (),
+) -> Block:
+    blocks = _summary_blocks(summary)
+    blocks.append(_fees_block(fees, form))
+    blocks.extend(_custom_line_blocks(form))
+    if preview is not None:
+        blocks.append(_due_block(form.due_date or preview.due_date))
+        if preview.can_set_automation:
+            automation = form.automation_enabled
+            blocks.append(
+                _automation_block(preview.automation_default if automation is None else automation)
+            )
+        if preview.override_offered:
+            blocks.append(_override_block(form.apply_override))
+    blocks.append({"type": "divider"})
+    blocks.append(section(preview_text(preview, problems), block_id=InvoiceBlock.PREVIEW))
+    blocks.append(
+        {
+            "type": "actions",
+            "block_id": InvoiceBlock.PREVIEW_ACTIONS,
+            "elements": [button("Update preview", InvoiceAction.REFRESH_PREVIEW, "refresh")],
+        }
+    )
+    return modal(
+        InvoiceView.CREATE,
+        "Create invoice",
+        blocks,
+        submit="Create invoice",
+        private_metadata=pack(InvoiceModal(incident_id=summary.incident_id), secret),
+    )
+
+
+# --- after creation -------------------------------------------------------------------------
+
+
+def override_can_be_requested(invoice: InvoiceRecord) -> bool:
+    """A full-price invoice past the cap, on a policy that allows overrides."""
+    snapshot = invoice.insurance_snapshot or {}
+    return (
+        invoice.cap_reached
+        and not invoice.override_applied
+        and invoice.status != "cancelled"
+        and bool(snapshot.get("allow_override"))
+    )
+
+
+def invoice_created_text(invoice: InvoiceRecord) -> str:
+    """ "Invoice INV-000001 created: $29.00 owed (insurance $96.00)"."""
+    return (
+        f"Invoice {invoice.number} created: {format_cents(invoice.total_cents)} owed "
+        f"(insurance {format_cents(invoice.insurance_cents)})"
+    )
+
+
+def invoice_facts(invoice: InvoiceRecord) -> list[str]:
+    snapshot = invoice.insurance_snapshot or {}
+    facts = [f"Original subtotal {format_cents(invoice.subtotal_cents)}"]
+    if invoice.insurance_snapshot is None:
+        facts.append("No active coverage on the incident date")
+    if invoice.insurance_cents or snapshot.get("coverage_applied"):
+        facts.append(
+            f"Insurance applied ({esc(snapshot.get('policy_name'))} "
+            f"{esc(snapshot.get('term_label'))}) {MINUS}{format_cents(invoice.insurance_cents)}"
+        )
+    if snapshot.get("coverage_applied") and snapshot.get("claim_number"):
+        facts.append(claim_line(int(snapshot["claim_number"]), snapshot.get("max_claims")))
+    if invoice.override_applied:
+        approver = snapshot.get("override_approved_by")
+        facts.append(
+            ":large_orange_circle: Claim-cap override applied"
+            + (f" (approved by {esc(approver)})" if approver else "")
+        )
+    elif invoice.cap_reached:
+        facts.append(
+            f":no_entry: Claim cap reached ({snapshot.get('max_claims')} of "
+            f"{snapshot.get('max_claims')} this term) \u2014 billed at full price"
+        )
+    if invoice.due_date is not None:
+        facts.append(f"Due {fmt_date(invoice.due_date)}")
+    return facts
+
+
+def build_invoice_created_modal(
+    invoice: InvoiceRecord, *, student_name: str, secret: str, created: bool = True
+) -> Block:
+    lines = [f":white_check_mark: *{esc(invoice_created_text(invoice))}*"]
+    if not created:
+        lines.append("_This form was already submitted; no second invoice was made._")
+    lines.append(f"For {esc(student_name)}.")
+    blocks: list[Block] = [section("\n".join(lines)), context_block(*invoice_facts(invoice))]
+    if invoice.status == "paid" and invoice.total_cents == 0:
+        blocks.append(
+            context_block("Insurance covered everything: the invoice is settled, no notice.")
+        )
+    else:
+        blocks.append(context_block(":email: The invoice notice to the family is on its way."))
+    if override_can_be_requested(invoice) and invoice.incident_id is not None:
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [request_override_button(invoice.incident_id, secret)],
+            }
+        )
+    return modal(InvoiceView.CREATED, "Invoice created", blocks, close="Done")
+
+
+def build_invoice_thread_message(
+    invoice: InvoiceRecord, *, created_by: str, secret: str
+) -> tuple[str, list[Block]]:
+    text = invoice_created_text(invoice)
+    blocks: list[Block] = [
+        section(f":page_facing_up: *{esc(text)}* \u2014 by {esc(created_by)}"),
+        context_block(*invoice_facts(invoice)),
+    ]
+    if override_can_be_requested(invoice) and invoice.incident_id is not None:
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [request_override_button(invoice.incident_id, secret)],
+            }
+        )
+    return text, blocks

@@ -1,0 +1,239 @@
+"""Create invoice from an incident: the modal, its live insurance preview, the submission,
+and the message in the incident's thread."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.runtime import Runtime
+from bot.slack.cards import CardNotPostedYet, queue_incident_card
+from bot.slack.errors import modal_errors, record_refusal, reported
+from bot.slack.ids import IncidentAction, IncidentRef, SlackPostKind
+from bot.slack.invoice_blocks import (
+    FIELD_BLOCKS,
+    PREVIEW_TRIGGERS,
+    IncidentSummary,
+    InvoiceBlock,
+    InvoiceForm,
+    InvoiceModal,
+    InvoiceView,
+    build_invoice_created_modal,
+    build_invoice_modal,
+    build_invoice_thread_message,
+    read_invoice_form,
+)
+from bot.slack.metadata import ForgedPayload, unpack
+from storage.store import SqlStore
+from workflows.errors import DomainError, NotFound, PermissionDenied, ValidationError
+from workflows.invoices import (
+    InvoicePreview,
+    InvoiceStatus,
+    applicable_fees,
+    create_invoice_for_incident,
+    preview_invoice,
+)
+from workflows.money import format_cents
+from workflows.permissions import Actor
+from workflows.ports import Context, FeeItemRecord
+
+log = logging.getLogger("devicecare.slack")
+
+INVOICE_CREATED = "slack.invoice_created"
+
+
+def _secret(runtime: Runtime) -> str:
+    return runtime.settings.secret_key.get_secret_value()
+
+
+def _ctx(runtime: Runtime, store: SqlStore) -> Context:
+    return Context(store, runtime.clock, runtime.settings.tz)
+
+
+async def _modal_facts(
+    store: SqlStore, incident_id: int
+) -> tuple[IncidentSummary, list[FeeItemRecord]]:
+    """The incident line at the top of the modal and the fees that apply to it."""
+    incident = await store.get_incident(incident_id)
+    if incident is None:
+        raise NotFound(f"Incident #{incident_id} doesn't exist.")
+    device = await store.get_device(incident.device_id)
+    student = None if incident.student_id is None else await store.get_student(incident.student_id)
+    existing = [
+        f"{inv.number} ({format_cents(inv.total_cents)} owed)"
+        for inv in await store.invoices_for_incident(incident_id)
+        if inv.status != InvoiceStatus.CANCELLED
+    ]
+    summary = IncidentSummary(
+        incident_id=incident.id,
+        student_name=student.full_name if student is not None else "No student",
+        device_label=("Unknown device" if device is None else f"{device.model} ({device.serial})"),
+        occurred_on=incident.occurred_on,
+        flags=tuple(incident.flag_names),
+        existing_invoices=tuple(existing),
+    )
+    fees: list[FeeItemRecord] = applicable_fees(
+        await store.active_fee_items(),
+        "" if device is None else device.model,
+        incident.flag_names,
+    )
+    return summary, fees
+
+
+async def _render_modal(
+    runtime: Runtime, actor: Actor, incident_id: int, form: InvoiceForm
+) -> dict[str, Any]:
+    """The modal for the form's current state, with the preview priced by the workflow."""
+    problems = form.preview_problems
+    async with runtime.stores() as store:
+        ctx = _ctx(runtime, store)
+        preview: InvoicePreview | None
+        try:
+            preview = await preview_invoice(ctx, actor, form.preview_command(incident_id))
+        except ValidationError as exc:
+            if exc.field == "student":
+                raise
+            problems.append(exc.message)
+            bare = InvoiceForm(due_date=form.due_date, apply_override=form.apply_override)
+            preview = await preview_invoice(ctx, actor, bare.preview_command(incident_id))
+        summary, fees = await _modal_facts(store, incident_id)
+    return build_invoice_modal(
+        summary=summary,
+        fees=fees,
+        preview=preview,
+        form=form,
+        secret=_secret(runtime),
+        problems=problems,
+    )
+
+
+def _submission_errors(exc: DomainError, view: Mapping[str, Any]) -> dict[str, str]:
+    """Field errors for Slack; only blocks that are in the view may carry one."""
+    errors = modal_errors(exc, FIELD_BLOCKS, InvoiceBlock.FEES)
+    present = {b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)}
+    return {
+        (block if block in present else InvoiceBlock.FEES): message
+        for block, message in errors.items()
+    }
+
+
+def register(app: AsyncApp, runtime: Runtime) -> None:
+    secret = _secret(runtime)
+
+    @app.action(IncidentAction.CREATE_INVOICE)
+    async def handle_invoice_button(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        actor: Actor = context["actor"]
+        async with reported(runtime, client, body, "open the invoice form", actor):
+            ref = unpack(IncidentRef, action.get("value"), secret)
+            view = await _render_modal(runtime, actor, ref.incident_id, InvoiceForm())
+            await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    async def handle_invoice_preview(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        """Any input that moves the money re-prices the preview in place."""
+        await ack()
+        actor: Actor = context["actor"]
+        view = body.get("view") or {}
+        async with reported(runtime, client, body, "preview an invoice", actor):
+            meta = unpack(InvoiceModal, view.get("private_metadata"), secret)
+            form = read_invoice_form((view.get("state") or {}).get("values") or {})
+            new_view = await _render_modal(runtime, actor, meta.incident_id, form)
+            try:
+                await client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)
+            except SlackApiError as exc:
+                if exc.response.get("error") != "hash_conflict":
+                    raise
+                # The person changed the form again meanwhile; that newer change re-renders.
+                log.info("invoice preview for view %s skipped: hash_conflict", view.get("id"))
+
+    for action_id in PREVIEW_TRIGGERS:
+        app.action(action_id)(handle_invoice_preview)
+
+    @app.view(InvoiceView.CREATE)
+    async def handle_invoice_submission(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        view: dict[str, Any],
+        context: AsyncBoltContext,
+    ) -> None:
+        # The workflow runs before ack() so that its errors land next to the fields.
+        actor: Actor = context["actor"]
+        what = "create an invoice"
+        try:
+            meta = unpack(InvoiceModal, view.get("private_metadata"), secret)
+        except ForgedPayload as exc:
+            await record_refusal(runtime, actor, what, exc.message)
+            await ack(response_action="errors", errors={InvoiceBlock.FEES: exc.message})
+            return
+        form = read_invoice_form((view.get("state") or {}).get("values") or {})
+        if form.errors:
+            await ack(response_action="errors", errors=form.errors)
+            return
+        # Slack keeps the view id for the modal's life: a redelivered submission finds the
+        # invoice the first one made instead of making another.
+        command = form.command(meta.incident_id, idempotency_key=f"slack:view:{view['id']}")
+        try:
+            async with runtime.stores() as store:
+                result = await create_invoice_for_incident(_ctx(runtime, store), actor, command)
+                invoice = result.invoice
+                if result.created:
+                    await queue_incident_card(store, meta.incident_id)
+                    await store.enqueue(
+                        INVOICE_CREATED,
+                        f"invoice-created:{invoice.id}",
+                        {"invoice_id": invoice.id, "created_by": actor.name},
+                    )
+                student = await store.get_student(invoice.student_id)
+                done = build_invoice_created_modal(
+                    invoice,
+                    student_name="the student" if student is None else student.full_name,
+                    secret=secret,
+                    created=result.created,
+                )
+        except DomainError as exc:
+            if isinstance(exc, PermissionDenied):
+                await record_refusal(runtime, actor, what, exc.message)
+            await ack(response_action="errors", errors=_submission_errors(exc, view))
+            return
+        await ack(response_action="update", view=done)
+
+
+def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
+    secret = _secret(runtime)
+
+    async def deliver_invoice_created(payload: dict[str, Any]) -> None:
+        """The new invoice in the incident's thread (with Request override at the cap)."""
+        async with runtime.stores() as store:
+            invoice = await store.get_invoice(int(payload["invoice_id"]))
+            if invoice is None or invoice.incident_id is None:
+                return  # deleted since; nothing to say
+            post = await store.slack_post(SlackPostKind.INCIDENT_CARD, invoice.incident_id)
+        if post is None:
+            raise CardNotPostedYet(f"incident #{invoice.incident_id} has no card yet")
+        # Rendered now: if an override was approved meanwhile, the message says so already.
+        text, blocks = build_invoice_thread_message(
+            invoice, created_by=str(payload.get("created_by") or "someone"), secret=secret
+        )
+        await client.chat_postMessage(
+            channel=post.channel, thread_ts=post.ts, text=text, blocks=blocks
+        )
+
+    return {INVOICE_CREATED: deliver_invoice_created}

@@ -1,0 +1,197 @@
+"""Block Kit for claim-cap overrides: the approval request with its facts, and its decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from bot.slack.invoice_blocks import (
+    MINUS,
+    Block,
+    button,
+    context_block,
+    esc,
+    fmt_date,
+    fmt_when,
+    header,
+    mrkdwn,
+)
+from bot.slack.metadata import Payload, pack
+from workflows.insurance import Split
+from workflows.money import format_cents
+
+
+class OverrideAction(StrEnum):
+    APPROVE = "override.approve"
+    DENY = "override.deny"
+
+
+class OverrideRef(Payload):
+    """The value of the Approve and Deny buttons."""
+
+    request_id: int
+
+
+class OverrideBlock(StrEnum):
+    FACTS = "override.facts"
+    DECISION = "override.decision"
+    ACTIONS = "override.actions"
+
+
+@dataclass(frozen=True)
+class OverrideFacts:
+    """What an approver needs to decide, and what was decided."""
+
+    request_id: int
+    incident_id: int
+    occurred_on: date
+    flags: tuple[str, ...]
+    status: str  # pending / approved / denied
+    student_name: str
+    policy_label: str | None  # "District Plan (2025-2026)"; None when the enrollment is gone
+    claims_used: int | None  # claims on the enrollment other than this one
+    max_claims: int | None
+    invoice_number: str | None
+    full_price_cents: int | None  # the invoice subtotal, billed without coverage
+    with_override: Split | None  # how it splits when the policy applies anyway
+    requested_by: str
+    requester_slack_id: str | None
+    requested_at: datetime
+    reason: str | None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+
+
+def who(name: str, slack_id: str | None) -> str:
+    return f"<@{slack_id}>" if slack_id else esc(name)
+
+
+def _amount_fields(facts: OverrideFacts) -> list[Block]:
+    if facts.full_price_cents is None:
+        return [
+            mrkdwn(
+                "*Amounts*\nNo invoice yet: the override applies to this incident's next invoice."
+            )
+        ]
+    invoice = f" ({esc(facts.invoice_number)})" if facts.invoice_number else ""
+    fields = [mrkdwn(f"*Without coverage*\n{format_cents(facts.full_price_cents)} owed{invoice}")]
+    split = facts.with_override
+    if split is not None:
+        label = "With the override" if facts.status != "approved" else "Now, with the override"
+        fields.append(
+            mrkdwn(
+                f"*{label}*\n{format_cents(split.client_cents)} owed "
+                f"(insurance {MINUS}{format_cents(split.policy_cents)})"
+            )
+        )
+    return fields
+
+
+def _fact_fields(facts: OverrideFacts) -> list[Block]:
+    flags = ", ".join(facts.flags) or "no type"
+    claims = "unknown"
+    if facts.claims_used is not None and facts.max_claims is not None:
+        claims = f"{facts.claims_used} of {facts.max_claims} this term"
+    return [
+        mrkdwn(f"*Student*\n{esc(facts.student_name)}"),
+        mrkdwn(f"*Policy*\n{esc(facts.policy_label or 'No enrollment any more')}"),
+        mrkdwn(f"*Claims used*\n{claims}"),
+        mrkdwn(
+            f"*Incident*\n#{facts.incident_id} \u00b7 {fmt_date(facts.occurred_on)} \u00b7 {flags}"
+        ),
+        *_amount_fields(facts),
+    ]
+
+
+def decision_line(facts: OverrideFacts, tz: ZoneInfo) -> str:
+    if facts.status == "pending":
+        return ""
+    mark = ":white_check_mark:" if facts.status == "approved" else ":no_entry_sign:"
+    when = "" if facts.decided_at is None else f" on {fmt_when(facts.decided_at, tz)}"
+    by = esc(facts.decided_by or "someone")
+    return f"{mark} *{facts.status.capitalize()}* by {by}{when}"
+
+
+def override_summary(facts: OverrideFacts) -> str:
+    """Plain text for notifications."""
+    text = f"Claim-cap override for {facts.student_name}"
+    if facts.policy_label:
+        text += f" ({facts.policy_label})"
+    if facts.status == "pending":
+        return text + ": waiting for a decision"
+    return text + f": {facts.status} by {facts.decided_by or 'someone'}"
+
+
+def build_override_request_message(
+    facts: OverrideFacts, *, secret: str, tz: ZoneInfo
+) -> tuple[str, list[Block]]:
+    """The approvals-channel message; Approve/Deny while pending, the decision after."""
+    # The requester's name, not a mention: they hear the outcome in the incident's thread.
+    requested = f"Requested by {esc(facts.requested_by)} on {fmt_when(facts.requested_at, tz)}"
+    blocks: list[Block] = [
+        header("Claim-cap override requested"),
+        {"type": "section", "block_id": OverrideBlock.FACTS, "fields": _fact_fields(facts)},
+        context_block(requested, f"Reason: {esc(facts.reason)}" if facts.reason else ""),
+    ]
+    if facts.status == "pending":
+        value = pack(OverrideRef(request_id=facts.request_id), secret)
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": OverrideBlock.ACTIONS,
+                "elements": [
+                    button("Approve", OverrideAction.APPROVE, value, style="primary"),
+                    button("Deny", OverrideAction.DENY, value, style="danger"),
+                ],
+            }
+        )
+    else:
+        blocks.append(
+            {
+                "type": "section",
+                "block_id": OverrideBlock.DECISION,
+                "text": mrkdwn(decision_line(facts, tz)),
+            }
+        )
+    return override_summary(facts), blocks
+
+
+def already_decided_text(facts: OverrideFacts, tz: ZoneInfo) -> str:
+    when = "" if facts.decided_at is None else f" on {fmt_when(facts.decided_at, tz)}"
+    return (
+        f":lock: This override request was already decided by "
+        f"{esc(facts.decided_by or 'someone')}: {facts.status}{when}. Nothing was changed."
+    )
+
+
+def decided_thread_text(facts: OverrideFacts) -> str:
+    """What the requester reads in the incident thread."""
+    requester = who(facts.requested_by, facts.requester_slack_id)
+    by = esc(facts.decided_by or "an approver")
+    if facts.status == "approved":
+        text = f":white_check_mark: {requester} your claim-cap override was approved by {by}."
+        if facts.with_override is not None and facts.invoice_number:
+            text += (
+                f" Invoice {esc(facts.invoice_number)} now: "
+                f"{format_cents(facts.with_override.client_cents)} owed "
+                f"(insurance {format_cents(facts.with_override.policy_cents)})."
+            )
+        elif facts.invoice_number is None:
+            text += " It applies to this incident's next invoice."
+        return text
+    text = f":no_entry_sign: {requester} your claim-cap override was denied by {by}."
+    if facts.invoice_number and facts.full_price_cents is not None:
+        text += (
+            f" Invoice {esc(facts.invoice_number)} stays at full price "
+            f"({format_cents(facts.full_price_cents)})."
+        )
+    return text
+
+
+def requested_thread_text(requested_by: str) -> str:
+    return (
+        f":hourglass_flowing_sand: {esc(requested_by)} asked for a claim-cap override; "
+        "an approver will decide in the approvals channel."
+    )

@@ -1,0 +1,88 @@
+"""Queueing email notices: one row per guardian, written with the change that causes it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import models as m
+
+NOTICE_KIND = "email.notice"
+
+
+def new_message_id(domain: str) -> str:
+    return f"<{uuid.uuid4().hex}@{domain}>"
+
+
+async def recipients(session: AsyncSession, student_id: int) -> list[m.Guardian]:
+    """The student's guardians who can be emailed (an address, and not known to bounce)."""
+    stmt = (
+        select(m.Guardian)
+        .join(m.Guardianship, m.Guardianship.guardian_id == m.Guardian.id)
+        .where(
+            m.Guardianship.student_id == student_id,
+            m.Guardian.email.is_not(None),
+            m.Guardian.email != "",
+            m.Guardian.email_bouncing_since.is_(None),
+        )
+        .order_by(m.Guardian.id)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def queue_notice(
+    session: AsyncSession,
+    now: datetime,
+    *,
+    template: str,
+    invoice_id: int,
+    dedupe_key: str,
+    context: dict[str, Any],
+    mail_domain: str,
+) -> list[m.Notice]:
+    """Notices (and their outbox rows) for every reachable guardian; repeats are ignored."""
+    invoice = await session.get(m.Invoice, invoice_id)
+    if invoice is None:
+        return []
+    existing = set(
+        (
+            await session.execute(
+                select(m.Notice.guardian_id).where(m.Notice.dedupe_key == dedupe_key)
+            )
+        ).scalars()
+    )
+    queued: list[m.Notice] = []
+    for guardian in await recipients(session, invoice.student_id):
+        if guardian.id in existing or guardian.email is None:
+            continue
+        notice = m.Notice(
+            invoice_id=invoice_id,
+            guardian_id=guardian.id,
+            template=template,
+            dedupe_key=dedupe_key,
+            to_address=guardian.email,
+            message_id=new_message_id(mail_domain),
+            context=context,
+            status="queued",
+            created_at=now,
+        )
+        session.add(notice)
+        await session.flush()
+        session.add(
+            m.OutboxMessage(
+                kind=NOTICE_KIND,
+                dedupe_key=f"notice:{notice.id}",
+                payload={"notice_id": notice.id},
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+        queued.append(notice)
+    await session.flush()
+    return queued
