@@ -40,6 +40,19 @@ class InvoiceStatus(StrEnum):
         }[self.value]
 
 
+class NoticeTemplate(StrEnum):
+    """The emails DeviceCare sends families; each is a template pair under templates/email/."""
+
+    INVOICE_ISSUED = "invoice_issued"
+    DUE_REMINDER = "due_reminder"
+    OVERDUE_FIRST = "overdue_first"
+    OVERDUE_SECOND = "overdue_second"
+    OVERDUE_FINAL = "overdue_final"
+    PAYMENT_RECEIPT = "payment_receipt"
+    PENDING_PAYMENT_ACK = "pending_payment_ack"
+    PAYMENT_PLAN_CONFIRMATION = "payment_plan_confirmation"
+
+
 OPEN_STATUSES = frozenset(
     {
         InvoiceStatus.UNPAID,
@@ -288,13 +301,12 @@ async def create_invoice_for_incident(
             "claim_cap_override_applied",
             after={"approved_by_id": invoice.override_approved_by_id},
         )
-    notices: list[str] = []
+    notices: tuple[str, ...] = ()
     if not settled:
-        await store.enqueue(
-            "email.invoice_issued", f"invoice-issued:{invoice.id}", {"invoice_id": invoice.id}
-        )
-        notices.append("email.invoice_issued")
-    return CreatedInvoice(invoice, decision=decision, notices=tuple(notices))
+        await store.queue_notice(NoticeTemplate.INVOICE_ISSUED, invoice.id,
+                                 f"invoice-issued:{invoice.id}")
+        notices = (NoticeTemplate.INVOICE_ISSUED,)
+    return CreatedInvoice(invoice, decision=decision, notices=notices)
 
 
 @dataclass(frozen=True)

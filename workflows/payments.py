@@ -7,7 +7,7 @@ from datetime import date
 from enum import StrEnum
 
 from workflows.errors import ConflictError, NotFound, OverpaymentError, ValidationError
-from workflows.invoices import InvoiceStatus, settle_if_paid
+from workflows.invoices import InvoiceStatus, NoticeTemplate, settle_if_paid
 from workflows.money import format_cents
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, InvoiceRecord, PaymentRecord
@@ -113,9 +113,10 @@ async def record_payment(ctx: Context, actor: Actor, cmd: RecordPayment) -> Reco
             "method": method.value,
         },
     )
-    await store.enqueue(
-        "email.payment_receipt",
+    await store.queue_notice(
+        NoticeTemplate.PAYMENT_RECEIPT,
+        invoice.id,
         f"payment-receipt:{payment.id}",
-        {"invoice_id": invoice.id, "payment_id": payment.id},
+        {"payment_id": payment.id},
     )
     return RecordedPayment(payment, invoice, created=True)

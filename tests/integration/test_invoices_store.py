@@ -80,7 +80,7 @@ async def test_invoice_applies_copay_policy_and_keeps_snapshot(stores, clock) ->
     assert inv.due_date == date(2026, 5, 31)  # 90 days after the district's local today
     assert inv.claim_enrollment_id == enrollment_id
     assert inv.insurance_snapshot["claim_number"] == 1
-    assert created.notices == ("email.invoice_issued",)
+    assert created.notices == ("invoice_issued",)
 
     # Editing, then deleting, the policy changes nothing on the invoice.
     async with stores() as store:
@@ -95,8 +95,12 @@ async def test_invoice_applies_copay_policy_and_keeps_snapshot(stores, clock) ->
         assert again.insurance_snapshot["policy_name"] == "AppleCare+"
         assert again.insurance_snapshot["copay_cents"] == 2900
         assert again.claim_enrollment_id is None  # the enrollment went with the policy
+        notices = (await store.session.execute(select(m.Notice))).scalars().all()
+        assert [(n.template, n.to_address) for n in notices] == [
+            ("invoice_issued", "maria@example.org")
+        ]
         outbox = (await store.session.execute(select(m.OutboxMessage))).scalars().all()
-        assert [o.kind for o in outbox] == ["email.invoice_issued"]
+        assert [o.payload for o in outbox] == [{"notice_id": notices[0].id}]
 
 
 async def test_zero_balance_after_insurance_settles_the_invoice(stores, clock) -> None:
@@ -274,12 +278,12 @@ async def test_payments_partial_full_overpayment_and_idempotency(stores, clock) 
     final = await pay(7500, "p5", method=PaymentMethod.CHECK, ref="1042")
     assert final.invoice.status == "paid" and final.invoice.balance_cents == 0
     async with stores() as store:
-        outbox = (
-            (await store.session.execute(select(m.OutboxMessage.kind).order_by(m.OutboxMessage.id)))
+        templates = (
+            (await store.session.execute(select(m.Notice.template).order_by(m.Notice.id)))
             .scalars()
             .all()
         )
-        assert outbox == ["email.invoice_issued", "email.payment_receipt", "email.payment_receipt"]
+        assert templates == ["invoice_issued", "payment_receipt", "payment_receipt"]
         assert await store.balance_by_student() == {d.student_id: 0}
         with pytest.raises(ConflictError):
             await cancel_invoice(ctx_for(store, clock), clerk, inv.id, reason="x")

@@ -174,7 +174,7 @@ async def test_submission_creates_one_invoice_and_a_redelivery_none(slack: Slack
     assert invoice.automation_enabled is True
     kinds = await outbox_kinds(slack)
     assert kinds.count("slack.invoice_created") == 1
-    assert kinds.count("email.invoice_issued") == 1
+    assert kinds.count("email.notice") == 1  # the invoice notice to the one guardian
     assert "slack.incident_card" in kinds
 
     await slack.deliver_outbox()
