@@ -114,24 +114,44 @@ async def _serve_web(runtime: Runtime, stop: asyncio.Event) -> None:
     await serving
     if socket_mode is not None:
         await socket_mode.close_async()
+    if slack_app is not None:
+        from bot.slack.client import close_web_client
+
+        await close_web_client(slack_app.client)
 
 
 async def _run_worker(runtime: Runtime, stop: asyncio.Event) -> None:
-    from bot.worker import OutboxWorker
+    from bot.worker import Handler, OutboxWorker
 
-    handlers = {}
+    handlers: dict[str, Handler] = {}
+    if runtime.settings.smtp_enabled:
+        from bot.mail.sender import notice_handlers
+
+        handlers.update(notice_handlers(runtime.settings, runtime.clock))
+    client = None
     if runtime.settings.slack_enabled:
         from bot.slack.app import slack_outbox_handlers
         from bot.slack.client import build_web_client
 
-        handlers.update(slack_outbox_handlers(runtime, build_web_client(runtime.settings)))
-    await _until(stop, OutboxWorker(runtime.sessions, runtime.clock, handlers).run_forever())
+        client = build_web_client(runtime.settings)
+        handlers.update(slack_outbox_handlers(runtime, client))
+    try:
+        await _until(stop, OutboxWorker(runtime.sessions, runtime.clock, handlers).run_forever())
+    finally:
+        if client is not None:
+            from bot.slack.client import close_web_client
+
+            await close_web_client(client)
 
 
 async def _run_mail(runtime: Runtime, stop: asyncio.Event) -> None:
     if not runtime.settings.imap_enabled:
         logging.getLogger("devicecare.mail").info("mail agent idle: %s", runtime.parts["email in"])
-    await stop.wait()  # stays up: a supervisor restarting an exited process would loop
+        await stop.wait()  # stays up: a supervisor restarting an exited process would loop
+        return
+    from bot.mail.reader import build_reader
+
+    await build_reader(runtime).run(stop)  # reconnects by itself until stopped
 
 
 async def _run_scheduler(runtime: Runtime, stop: asyncio.Event) -> None:

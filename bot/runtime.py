@@ -25,14 +25,22 @@ class Runtime:
     stores: StoreFactory
     clock: Clock
     blobs: BlobStore
+    # Queries that never write use these: on SQLite they don't queue behind writers.
+    reads: StoreFactory
     parts: dict[str, str] = field(default_factory=dict)
+
+    read_engine: AsyncEngine | None = None
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.read_engine is not None:
+            await self.read_engine.dispose()
 
 
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     engine = create_engine(settings.database_url)
+    # Reads get their own connection pool, so a queue of writers can never starve them.
+    read_engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     clock = clock or SystemClock()
     return Runtime(
@@ -42,7 +50,11 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         StoreFactory(sessions, clock, mail_domain=settings.mail_domain),
         clock,
         LocalBlobStore(settings.blob_dir),
+        StoreFactory(
+            session_factory(read_engine, read_only=True), clock, mail_domain=settings.mail_domain
+        ),
         parts=describe_parts(settings),
+        read_engine=read_engine,
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DATA_DIR = Path("data")
@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_security: Literal["starttls", "tls", "none"] = "starttls"
     smtp_from: str | None = None
+    smtp_timeout: float = 30.0
+    smtp_ca_file: Path | None = None
+    mail_reply_address: str | None = None
+    templates_dir: Path | None = None
 
     imap_host: str | None = None
     imap_port: int = 993
@@ -41,6 +45,9 @@ class Settings(BaseSettings):
     imap_password: SecretStr | None = None
     imap_security: Literal["starttls", "tls", "none"] = "tls"
     imap_mailbox: str = "INBOX"
+    # Without IDLE, how often to look for mail; with IDLE, how often to re-check anyway.
+    imap_poll_seconds: int = Field(default=60, ge=1, le=86_400)
+    imap_timeout_seconds: int = Field(default=30, ge=5, le=600)
 
     public_base_url: str = "http://localhost:3000"
     secret_key: SecretStr = SecretStr("change-me-in-production")
@@ -69,6 +76,24 @@ class Settings(BaseSettings):
         from urllib.parse import urlparse
 
         return urlparse(self.public_base_url).hostname or "devicecare.invalid"
+
+    @property
+    def smtp_from_address(self) -> str | None:
+        """The bare address of SMTP_FROM ("Billing <billing@x.org>" -> "billing@x.org")."""
+        if not self.smtp_from:
+            return None
+        from email.utils import parseaddr
+
+        return parseaddr(self.smtp_from)[1] or None
+
+    @property
+    def reply_base_address(self) -> str | None:
+        """Where replies go before the token is added: MAIL_REPLY_ADDRESS, else SMTP_FROM."""
+        if self.mail_reply_address:
+            from email.utils import parseaddr
+
+            return parseaddr(self.mail_reply_address)[1] or None
+        return self.smtp_from_address
 
     @property
     def slack_enabled(self) -> bool:

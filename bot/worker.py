@@ -1,21 +1,76 @@
-"""The outbox worker: delivers queued side effects (email, Slack posts) with retries."""
+"""The outbox worker: delivers queued side effects (email, Slack posts) with retries.
+
+A handler is either a plain `async def handler(payload)` or an object with some of these
+methods (all optional except one way to deliver):
+
+- `async deliver(session, payload)`: deliver inside the worker's transaction, so whatever the
+  handler writes (a notice marked sent) commits together with the outbox row;
+- `async start_batch(session, payloads)` / `async end_batch()`: around each claimed batch, with
+  the payloads of the handler's rows (to load them in one go, to reuse one connection);
+- `async on_failure(session, payload, error, gave_up)`: after a failed attempt, in the same
+  transaction as the row's new state; `gave_up` is True when the row will not be retried;
+- `async close()`: when the worker stops.
+
+A handler raises `GiveUp` for a failure that retrying can't fix: the row fails at once.
+
+Settled rows are committed in small groups (`commit_every`, `commit_seconds`), each together
+with whatever the handler wrote for them. A stop (the task cancelled on SIGTERM) lets the row in
+flight finish, commits what was settled and hands the batch's untouched rows straight back.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from datetime import timedelta
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import models as m
-from storage.outbox import claim_batch, settle_failed, settle_sent
+from storage.outbox import LEASE, claim_batch, settle_failed, settle_sent
 from workflows.clock import Clock
 
 log = logging.getLogger("devicecare.worker")
+T = TypeVar("T")
 
-Handler = Callable[[dict[str, Any]], Awaitable[None]]
+# Stop working through a batch when less than this is left of its lease: past the lease another
+# worker may claim the same rows, so a late delivery could be a second one.
+LEASE_MARGIN = LEASE / 5
+# Delivered rows are committed in groups: at most this many, and at least this often. A crash
+# (not a stop: SIGTERM commits first) can repeat at most one group's deliveries.
+COMMIT_EVERY = 50
+COMMIT_SECONDS = 1.0
+
+
+class GiveUp(Exception):
+    """A delivery failure that retrying can't fix (no address left, mailbox refused)."""
+
+
+@runtime_checkable
+class SessionHandler(Protocol):
+    async def deliver(self, session: AsyncSession, payload: dict[str, Any]) -> None: ...
+
+
+Handler = Callable[[dict[str, Any]], Awaitable[None]] | SessionHandler
+
+
+async def _run_to_end(step: Awaitable[T]) -> T:
+    """Run `step` to its end even if the caller is cancelled meanwhile (then re-raise the
+    cancellation): a message half-sent or a commit half-done must not be cut off by a stop."""
+    task = asyncio.ensure_future(step)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            await task
+        raise
+
+
+def _error_text(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, GiveUp) else f"{type(exc).__name__}: {exc}"
 
 
 class OutboxWorker:
@@ -29,12 +84,24 @@ class OutboxWorker:
         *,
         idle_seconds: float = 2.0,
         batch_size: int = 50,
+        commit_every: int = COMMIT_EVERY,
+        commit_seconds: float = COMMIT_SECONDS,
+        lease_margin: timedelta = LEASE_MARGIN,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
         self.handlers = dict(handlers)
         self.idle_seconds = idle_seconds
         self.batch_size = batch_size
+        self.commit_every = max(1, commit_every)
+        self.commit_seconds = commit_seconds
+        self.lease_margin = lease_margin
+
+    def _distinct_handlers(self) -> list[Handler]:
+        seen: dict[int, Handler] = {}
+        for handler in self.handlers.values():
+            seen.setdefault(id(handler), handler)
+        return list(seen.values())
 
     async def run_once(self) -> int:
         """Deliver one batch; returns how many rows were handled."""
@@ -44,30 +111,104 @@ class OutboxWorker:
             rows = await claim_batch(
                 session, self.clock.now(), kinds=frozenset(self.handlers), limit=self.batch_size
             )
-            for row in rows:
-                await self._deliver(session, row)
-                await session.commit()
+            if not rows:
+                return 0
+            started: list[Any] = []
+            settled = 0  # rows delivered or failed, in order
+            pending = 0  # of those, rows not committed yet
+            last_commit = time.monotonic()
+            try:
+                await self._start_batch(session, rows, started)
+                for row in rows:
+                    if self.clock.now() >= row.next_attempt_at - self.lease_margin:
+                        log.warning("outbox: lease nearly over; leaving the rest of the batch")
+                        break
+                    try:
+                        await _run_to_end(self._deliver(session, row))
+                    finally:
+                        settled += 1
+                        pending += 1
+                    if (
+                        pending >= self.commit_every
+                        or time.monotonic() - last_commit >= self.commit_seconds
+                    ):
+                        await _run_to_end(session.commit())
+                        pending, last_commit = 0, time.monotonic()
+                if pending:
+                    await _run_to_end(session.commit())
+            except asyncio.CancelledError:
+                # Stopping (SIGTERM): the row in flight was finished; record what was settled,
+                # so it isn't delivered again, and hand the untouched rows back at once.
+                for row in rows[settled:]:
+                    row.attempts -= 1
+                    row.next_attempt_at = self.clock.now()
+                await _run_to_end(session.commit())
+                raise
+            finally:
+                for handler in started:
+                    try:
+                        await handler.end_batch()
+                    except Exception:  # noqa: BLE001 - the batch itself is settled already
+                        log.warning("outbox: ending a batch failed", exc_info=True)
             return len(rows)
 
+    async def _start_batch(
+        self, session: AsyncSession, rows: list[m.OutboxMessage], started: list[Any]
+    ) -> None:
+        by_handler: dict[int, tuple[Handler, list[dict[str, Any]]]] = {}
+        for row in rows:
+            handler = self.handlers[row.kind]
+            by_handler.setdefault(id(handler), (handler, []))[1].append(dict(row.payload))
+        for handler, payloads in by_handler.values():
+            if hasattr(handler, "end_batch"):
+                started.append(handler)
+            start = getattr(handler, "start_batch", None)
+            if start is not None:
+                await start(session, payloads)
+
     async def _deliver(self, session: AsyncSession, row: m.OutboxMessage) -> None:
+        handler = self.handlers[row.kind]
+        payload = dict(row.payload)
         try:
-            await self.handlers[row.kind](dict(row.payload))
+            deliver = getattr(handler, "deliver", None)
+            if deliver is not None:
+                await deliver(session, payload)
+            else:
+                await handler(payload)  # type: ignore[operator]
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the row
+            error = _error_text(exc)
             log.warning(
-                "outbox %s #%s failed (attempt %s): %s", row.kind, row.id, row.attempts, exc
+                "outbox %s #%s failed (attempt %s): %s", row.kind, row.id, row.attempts, error
             )
-            settle_failed(row, self.clock.now(), f"{type(exc).__name__}: {exc}")
+            settle_failed(row, self.clock.now(), error)
+            if isinstance(exc, GiveUp):
+                row.status = "failed"
+            on_failure = getattr(handler, "on_failure", None)
+            if on_failure is not None:
+                await on_failure(session, payload, row.last_error or error, row.status == "failed")
         else:
             settle_sent(row, self.clock.now())
+
+    async def close(self) -> None:
+        for handler in self._distinct_handlers():
+            close = getattr(handler, "close", None)
+            if close is not None:
+                try:
+                    await close()
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    log.warning("outbox: closing a handler failed", exc_info=True)
 
     async def run_forever(self) -> None:
         if not self.handlers:
             log.info("outbox worker: no delivery channel is configured; idle")
-        while True:
-            try:
-                handled = await self.run_once()
-            except Exception:  # noqa: BLE001 - a database blip must not kill the worker
-                log.exception("outbox worker: batch failed; retrying")
-                handled = 0
-            if not handled:
-                await asyncio.sleep(self.idle_seconds)
+        try:
+            while True:
+                try:
+                    handled = await self.run_once()
+                except Exception:  # noqa: BLE001 - a database blip must not kill the worker
+                    log.exception("outbox worker: batch failed; retrying")
+                    handled = 0
+                if not handled:
+                    await asyncio.sleep(self.idle_seconds)
+        finally:
+            await self.close()

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY = "devicecare_read_only"
 
 
 def is_sqlite(url: str) -> bool:
@@ -54,9 +55,15 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(connection: Any) -> None:
         # SQLite has one writer; taking the write lock up front means a read-then-write
         # transaction (claim counting, invoice numbers) never fails halfway with SQLITE_BUSY
-        # and two of them can never interleave.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # and two of them can never interleave. Read-only sessions begin deferred: in WAL mode
+        # they read a snapshot and never wait for, or hold up, a writer.
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def session_factory(
+    engine: AsyncEngine, *, read_only: bool = False
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions for writing, or (read_only) for queries that never write."""
+    bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
+    return async_sessionmaker(bind, expire_on_commit=False)

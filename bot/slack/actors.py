@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from slack_bolt import BoltResponse
@@ -22,7 +23,7 @@ NOT_SET_UP = (
 
 
 async def resolve_actor(runtime: Runtime, client: AsyncWebClient, user_id: str) -> Actor | None:
-    async with runtime.stores() as store:
+    async with runtime.reads() as store:
         actor = await store.actor_by_slack_id(user_id)
         if actor is not None:
             return actor
@@ -38,8 +39,35 @@ async def resolve_actor(runtime: Runtime, client: AsyncWebClient, user_id: str) 
         return await store.link_slack_user(email, user_id)
 
 
-def actor_middleware(runtime: Runtime) -> Any:
+ACTOR_CACHE_SECONDS = 5.0
+
+
+class ActorCache:
+    """Recently resolved staff, so a burst of clicks doesn't query the store for each one.
+
+    Kept short on purpose: a role change or removal reaches Slack within ACTOR_CACHE_SECONDS.
+    """
+
+    def __init__(self, ttl: float = ACTOR_CACHE_SECONDS) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, Actor]] = {}
+
+    def get(self, user_id: str) -> Actor | None:
+        entry = self._entries.get(user_id)
+        if entry is None or entry[0] < time.monotonic():
+            self._entries.pop(user_id, None)
+            return None
+        return entry[1]
+
+    def put(self, user_id: str, actor: Actor) -> None:
+        if len(self._entries) > 10_000:  # a district has hundreds of staff; never grow unbounded
+            self._entries.clear()
+        self._entries[user_id] = (time.monotonic() + self.ttl, actor)
+
+
+def actor_middleware(runtime: Runtime, cache: ActorCache | None = None) -> Any:
     """Puts `context["actor"]` on every request, or answers unknown users and stops."""
+    cache = cache or ActorCache()
 
     async def middleware(
         context: AsyncBoltContext, body: dict[str, Any], client: AsyncWebClient, next: Any
@@ -48,7 +76,11 @@ def actor_middleware(runtime: Runtime) -> Any:
         if body.get("type") == "event_callback" or user_id is None:
             # Events (e.g. photos in a thread) resolve their own author, when they need one.
             return await next()
-        actor = await resolve_actor(runtime, client, user_id)
+        actor = cache.get(user_id)
+        if actor is None:
+            actor = await resolve_actor(runtime, client, user_id)
+            if actor is not None:
+                cache.put(user_id, actor)
         if actor is not None:
             context["actor"] = actor
             return await next()

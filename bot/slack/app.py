@@ -11,7 +11,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
-from bot.slack import billing_settings, devices, home, incidents, invoices, overrides
+from bot.slack import billing_settings, devices, home, incidents, invoices, overrides, replies
 from bot.slack.actors import actor_middleware
 from bot.slack.cards import THREAD_MESSAGE, thread_message_handler
 from bot.slack.client import build_web_client
@@ -23,7 +23,15 @@ OutboxHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 # Each feature module has `register(app, runtime)` and may have
 # `outbox_handlers(runtime, client) -> dict[kind, handler]` for what it posts through the outbox.
-FEATURES: tuple[ModuleType, ...] = (home, incidents, billing_settings, invoices, overrides, devices)
+FEATURES: tuple[ModuleType, ...] = (
+    home,
+    incidents,
+    billing_settings,
+    invoices,
+    overrides,
+    devices,
+    replies,
+)
 
 
 def build_slack_app(runtime: Runtime, client: AsyncWebClient | None = None) -> AsyncApp:

@@ -194,7 +194,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         if not query:
             await ack(response_type="ephemeral", text=USAGE)
             return
-        async with runtime.stores() as store:
+        async with runtime.reads() as store:
             devices = await store.find_devices(query, limit=MAX_MATCHES + 1)
             if len(devices) == 1:
                 record = await device_record(runtime, store, devices[0].id)

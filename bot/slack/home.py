@@ -26,7 +26,8 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             await client.views_publish(user_id=user_id, view=build_unknown_home_view())
             return
         today = local_date(runtime.clock.now(), runtime.settings.tz)
-        async with runtime.sessions() as session:
+        async with runtime.reads() as store:
+            session = store.session
             incidents = await my_open_incidents(session, actor.staff_id)
             approvals = (
                 await pending_approvals(session)

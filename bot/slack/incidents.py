@@ -57,7 +57,7 @@ from storage.store import SqlStore
 from workflows.clock import local_date
 from workflows.errors import DomainError, InvalidTransition, NotFound, PermissionDenied
 from workflows.errors import ValidationError as InputError
-from workflows.incident_status import IncidentStatus, next_statuses, parse_status
+from workflows.incident_status import IncidentStatus, may_use, next_statuses, parse_status
 from workflows.incidents import (
     OpenIncident,
     add_incident_note,
@@ -240,7 +240,7 @@ class IncidentFeature:
         if number is None:
             await ack(response_type="ephemeral", text=USAGE)
             return
-        async with self.runtime.stores() as store:
+        async with self.runtime.reads() as store:
             card = await load_incident_card(self.context(store), store, number)
         if card is None:
             await ack(
@@ -291,7 +291,7 @@ class IncidentFeature:
 
     async def handle_device_options(self, ack: AsyncAck, payload: dict[str, Any]) -> None:
         query = str(payload.get("value") or "")
-        async with self.runtime.stores() as store:
+        async with self.runtime.reads() as store:
             rows = await store.search_devices(query, limit=100)
         await ack(
             options=[
@@ -320,7 +320,7 @@ class IncidentFeature:
             except ValueError:
                 pass
         line = "That device isn't in DeviceCare."
-        async with self.runtime.stores() as store:
+        async with self.runtime.reads() as store:
             value = str(option.get("value") or "")
             device = await store.get_device(int(value)) if _is_id(value) else None
             if device is not None:
@@ -438,22 +438,36 @@ class IncidentFeature:
             await client.views_open(trigger_id=body["trigger_id"], view=view)
 
     async def handle_status_submission(
-        self, ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
+        self,
+        ack: AsyncAck,
+        body: dict[str, Any],
+        view: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
     ) -> None:
         actor: Actor = context["actor"]
         try:
+            # Checked before the ack (no writes, so no waiting on other writers): a forged form
+            # or a status this role may not use comes back as a field error.
             ref = unpack(IncidentRef, view.get("private_metadata"), self.secret)
             option = _state(view, IncidentField.STATUS).get("selected_option") or {}
             target = parse_status(str(option.get("value") or ""))
-            async with self.runtime.stores() as store:
-                await change_incident_status(self.context(store), actor, ref.incident_id, target)
-                await queue_incident_card(store, ref.incident_id)
+            async with self.runtime.reads() as store:
+                restricted = restricted_statuses(await store.settings())
+            if not may_use(actor, target, restricted):
+                raise PermissionDenied("You can't move incidents to that status.")
         except DomainError as exc:
             if isinstance(exc, PermissionDenied | ForgedPayload):
                 await record_refusal(self.runtime, actor, "change incident status", exc.message)
             await ack(response_action="errors", errors={IncidentField.STATUS: exc.message})
             return
+        # The change itself is written after the ack; the card updating in place confirms it,
+        # and anything the workflow still refuses reaches the person as a message.
         await ack()
+        async with reported(self.runtime, client, body, "change incident status", actor):
+            async with self.runtime.stores() as store:
+                await change_incident_status(self.context(store), actor, ref.incident_id, target)
+                await queue_incident_card(store, ref.incident_id)
 
     async def handle_add_note_click(
         self,

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
 from bot.slack.app import build_slack_app, slack_outbox_handlers
-from bot.slack.client import build_web_client
+from bot.slack.client import build_web_client, close_web_client
 from bot.web import create_web_app
 from bot.worker import OutboxWorker
 from tests.builders import add_staff
@@ -33,6 +35,7 @@ class SlackHarness:
     runtime: Runtime
     sender: SlackSender
     clock: FixedClock
+    worker_client: AsyncWebClient
 
     async def staff(self, role: str, slack_id: str, email: str | None = None) -> Actor:
         """A staff member already linked to a Slack user (and known to the fake API)."""
@@ -49,13 +52,34 @@ class SlackHarness:
 
     async def deliver_outbox(self) -> int:
         """Run the outbox worker until nothing is due (what `devicecare worker` does)."""
-        client = build_web_client(self.runtime.settings)
-        worker = OutboxWorker(self.runtime.sessions, self.clock,
-                              slack_outbox_handlers(self.runtime, client))
+        client = self.worker_client
+        worker = OutboxWorker(
+            self.runtime.sessions, self.clock, slack_outbox_handlers(self.runtime, client)
+        )
         total = 0
         while handled := await worker.run_once():
             total += handled
         return total
+
+
+def _started_by_bolt(task: asyncio.Task[object]) -> bool:
+    code = getattr(task.get_coro(), "cr_code", None)
+    return code is not None and "slack_bolt" in code.co_filename
+
+
+async def _settle(timeout: float = 3.0) -> None:
+    """Let work bolt started after its acks finish before the database goes away."""
+    current = asyncio.current_task()
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        others = [
+            t
+            for t in asyncio.all_tasks()
+            if t is not current and not t.done() and _started_by_bolt(t)
+        ]
+        if not others:
+            return
+        await asyncio.wait(others, timeout=0.05)
 
 
 @pytest.fixture
@@ -77,9 +101,14 @@ async def slack(
         secret_key="test-secret-key",
     )
     runtime = build_runtime(settings, clock)
-    web = create_web_app(runtime, build_slack_app(runtime))
+    slack_app = build_slack_app(runtime)
+    web = create_web_app(runtime, slack_app)
+    worker_client = build_web_client(settings)
     transport = httpx.ASGITransport(app=web)
     async with httpx.AsyncClient(transport=transport, base_url="http://devicecare.test") as http:
-        yield SlackHarness(fake, runtime, SlackSender(http), clock)
+        yield SlackHarness(fake, runtime, SlackSender(http), clock, worker_client)
+    await _settle()
+    await close_web_client(worker_client)
+    await close_web_client(slack_app.client)
     await runtime.close()
     await fake.stop()

@@ -68,3 +68,15 @@ def test_signed_payloads_round_trip_and_refuse_tampering() -> None:
         unpack(Demo, "garbage", "k")
     with pytest.raises(ForgedPayload):
         unpack(Demo, None, "k")
+
+
+def test_actor_cache_expires() -> None:
+    from bot.slack.actors import ActorCache
+    from workflows.permissions import DEFAULT_ROLES
+
+    cache = ActorCache(ttl=0.05)
+    actor = DEFAULT_ROLES["Technician"].actor(1, "Pat")
+    cache.put("U1", actor)
+    assert cache.get("U1") == actor
+    time.sleep(0.06)
+    assert cache.get("U1") is None

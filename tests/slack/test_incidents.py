@@ -445,6 +445,11 @@ async def test_technician_status_modal_and_a_forged_status(slack: SlackHarness) 
     done = await submit(slack, IncidentView.CHANGE_STATUS, modal["private_metadata"],
                         status_state("in_repair"))
     assert done == {}
+    # The change is written right after the ack; the card updating confirms it.
+    for _ in range(100):
+        if (await incidents(slack))[0].status == "in_repair":
+            break
+        await asyncio.sleep(0.02)
     assert (await incidents(slack))[0].status == "in_repair"
     await slack.deliver_outbox()
     [update] = slack.fake.calls_to("chat.update")

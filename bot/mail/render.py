@@ -1,0 +1,373 @@
+"""Rendering notices: the context a template sees, and the subject, text and HTML it makes.
+
+Templates live in `<TEMPLATES_DIR>/email/` as `<name>.subject.j2`, `<name>.txt.j2` and
+`<name>.html.j2`; a language variant adds the language before the part
+(`invoice_issued.es.txt.j2`). A district's own folder is searched first, then the shipped one,
+so a district may override only the templates it wants to change.
+
+HTML is autoescaped, text is not (it is never interpreted), and every template runs with
+`StrictUndefined`: a variable the context lacks is an error at render time, never a blank.
+Amounts are int cents in the context and become "$1,234.56" through the `money` filter; dates are
+`date` objects and become "March 5, 2026" through `long_date` (in the notice's language).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    TemplateNotFound,
+    Undefined,
+    pass_context,
+)
+from jinja2.runtime import Context
+
+from storage.notice_queries import NoticeData
+from workflows.invoices import InvoiceStatus
+from workflows.money import format_cents
+
+# bot/mail/render.py -> the repository (or source tree) root, whatever the working directory.
+DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+DEFAULT_LANGUAGE = "en"
+PARTS = ("subject", "txt", "html")
+TEXT_WIDTH = 76
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
+_LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(?:[-_][a-z0-9]{2,8})?$")
+
+MONTHS = {
+    "en": (
+        "January", "February", "March", "April", "May", "June",
+        "July", "August", "September", "October", "November", "December",
+    ),
+    "es": (
+        "enero", "febrero", "marzo", "abril", "mayo", "junio",
+        "julio", "agosto", "septiembre", "octubre", "noviembre", "diciembre",
+    ),
+}  # fmt: skip
+METHOD_LABELS = {
+    "en": {"check": "check", "cash": "cash", "card": "card", "online": "online payment"},
+    "es": {"check": "cheque", "cash": "efectivo", "card": "tarjeta", "online": "pago en línea"},
+}
+
+
+class TemplateMissing(LookupError):
+    """No subject/text/HTML set exists for the template name."""
+
+
+@dataclass(frozen=True)
+class RenderedNotice:
+    subject: str
+    text: str
+    html: str
+    language: str
+
+
+# --- filters --------------------------------------------------------------------------------
+
+
+def _require_defined(value: Any) -> None:
+    if isinstance(value, Undefined):
+        str(value)  # StrictUndefined raises UndefinedError, naming the missing variable
+
+
+def money(cents: int) -> str:
+    """int cents -> "$1,234.56"; anything else is a template bug, so it fails loudly."""
+    _require_defined(cents)
+    if isinstance(cents, bool) or not isinstance(cents, int):
+        raise TypeError(f"money expects int cents, got {type(cents).__name__}")
+    return format_cents(cents)
+
+
+def format_long_date(value: date, language: str = DEFAULT_LANGUAGE) -> str:
+    """March 5, 2026 (en) / 5 de marzo de 2026 (es)."""
+    _require_defined(value)
+    if isinstance(value, datetime) or not isinstance(value, date):
+        raise TypeError(f"long_date expects a date, got {type(value).__name__}")
+    lang = language if language in MONTHS else DEFAULT_LANGUAGE
+    month = MONTHS[lang][value.month - 1]
+    if lang == "es":
+        return f"{value.day} de {month} de {value.year}"
+    return f"{month} {value.day}, {value.year}"
+
+
+@pass_context
+def _long_date(ctx: Context, value: date) -> str:
+    return format_long_date(value, ctx.get("language", DEFAULT_LANGUAGE))
+
+
+@pass_context
+def _method_label(ctx: Context, method: str) -> str:
+    _require_defined(method)
+    labels = METHOD_LABELS.get(ctx.get("language", DEFAULT_LANGUAGE), METHOD_LABELS["en"])
+    return labels.get(method, method)
+
+
+def _autoescape(name: str | None) -> bool:
+    return name is not None and name.endswith(".html.j2")
+
+
+def language_candidates(language: str | None) -> list[str]:
+    """"es-MX" -> ["es-mx", "es", "en"]; anything malformed just means English."""
+    tag = (language or "").strip().lower()
+    found: list[str] = []
+    if _LANGUAGE_RE.match(tag):
+        found.append(tag.replace("_", "-"))
+        primary = tag.split("-")[0].split("_")[0]
+        if primary not in found:
+            found.append(primary)
+    if DEFAULT_LANGUAGE not in found:
+        found.append(DEFAULT_LANGUAGE)
+    return found
+
+
+class NoticeRenderer:
+    """Compiles each template once and renders notices with it."""
+
+    def __init__(self, templates_dir: Path | None = None) -> None:
+        folders = [] if templates_dir is None else [Path(templates_dir)]
+        if DEFAULT_TEMPLATES_DIR not in folders:
+            folders.append(DEFAULT_TEMPLATES_DIR)
+        self.env = Environment(
+            loader=FileSystemLoader([str(folder / "email") for folder in folders]),
+            autoescape=_autoescape,
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            auto_reload=False,
+            cache_size=-1,
+        )
+        self.env.filters["money"] = money
+        self.env.filters["long_date"] = _long_date
+        self.env.filters["method_label"] = _method_label
+        self._sets: dict[tuple[str, str], tuple[str, Template, Template, Template]] = {}
+
+    def _templates(self, name: str, language: str) -> tuple[str, Template, Template, Template]:
+        key = (name, language)
+        cached = self._sets.get(key)
+        if cached is not None:
+            return cached
+        if not _NAME_RE.match(name):
+            raise TemplateMissing(f"{name!r} is not a template name")
+        for lang in language_candidates(language):
+            infix = "" if lang == DEFAULT_LANGUAGE else f".{lang}"
+            try:
+                subject, text, html = (
+                    self.env.get_template(f"{name}{infix}.{part}.j2") for part in PARTS
+                )
+            except TemplateNotFound:
+                continue  # a language must have all three parts, else the next one is used
+            found = (lang, subject, text, html)
+            self._sets[key] = found
+            return found
+        raise TemplateMissing(f"no templates named {name!r} (subject, txt and html)")
+
+    def render(
+        self, name: str, context: Mapping[str, Any], language: str | None = None
+    ) -> RenderedNotice:
+        lang, subject, text, html = self._templates(name, language or DEFAULT_LANGUAGE)
+        values = {**context, "language": lang}
+        return RenderedNotice(
+            subject=" ".join(subject.render(values).split()),  # one line, no header injection
+            text=wrap_text(text.render(values)),
+            html=html.render(values),
+            language=lang,
+        )
+
+
+def _wrap_line(line: str, width: int, indent: str) -> list[str]:
+    """Greedy wrap at spaces; a word longer than the width gets a line of its own."""
+    lines: list[str] = []
+    current = ""
+    for word in line.split(" "):
+        if not word:
+            continue
+        if not current:
+            current = word
+        elif len(current) + 1 + len(word) <= width:
+            current = f"{current} {word}"
+        else:
+            lines.append(current)
+            current = indent + word
+    if current:
+        lines.append(current)
+    return lines
+
+
+def wrap_text(text: str, width: int = TEXT_WIDTH) -> str:
+    """Wrap long prose lines of the plain-text part; indented lines (tables) stay as they are.
+
+    A line starting "- " is a list item: its continuation lines are indented under its text.
+    """
+    out: list[str] = []
+    for line in text.split("\n"):
+        if len(line) <= width or line[:1].isspace():
+            out.append(line)
+        else:
+            out.extend(_wrap_line(line, width, "  " if line.startswith("- ") else ""))
+    return "\n".join(out)
+
+
+# --- the context ----------------------------------------------------------------------------
+
+
+def _person(person: Any) -> dict[str, str]:
+    if person is None:
+        return {"first_name": "", "last_name": "", "full_name": ""}
+    first, last = " ".join(person.first_name.split()), " ".join(person.last_name.split())
+    return {"first_name": first, "last_name": last, "full_name": f"{first} {last}".strip()}
+
+
+def _local_date(at: datetime, tz: tzinfo) -> date:
+    return at.astimezone(tz).date()
+
+
+def _iso_date(value: Any) -> date | None:
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _status_label(status: str) -> str:
+    try:
+        return InvoiceStatus(status).label
+    except ValueError:
+        return status.replace("_", " ").capitalize()
+
+
+def insurance_context(invoice: Any) -> dict[str, Any] | None:
+    """The insurance audit facts from the invoice's snapshot (None when no policy was involved)."""
+    snap = invoice.insurance_snapshot
+    if not snap:
+        return None
+    policy = str(snap.get("policy_name") or "Insurance")
+    term = str(snap.get("term_label") or "")
+    return {
+        "policy_name": policy,
+        "term_label": term,
+        "label": f"{policy} ({term})" if term else policy,
+        "applied": bool(snap.get("coverage_applied")),
+        "absorbed_cents": invoice.insurance_cents,
+        "cap_reached": bool(snap.get("cap_reached")),
+        "override_applied": bool(invoice.override_applied or snap.get("override_applied")),
+        "claim_number": snap.get("claim_number"),
+        "max_claims": snap.get("max_claims"),
+    }
+
+
+def invoice_context(invoice: Any, device: Any, tz: tzinfo) -> dict[str, Any]:
+    return {
+        "id": invoice.id,
+        "number": invoice.number,
+        "status": invoice.status,
+        "status_label": _status_label(invoice.status),
+        "issued_on": _local_date(invoice.created_at, tz),
+        "due_date": invoice.due_date,
+        "lines": [
+            {
+                "description": line.description,
+                "quantity": line.quantity,
+                "unit_cents": line.unit_cents,
+                "amount_cents": line.amount_cents,
+            }
+            for line in invoice.lines
+        ],
+        "subtotal_cents": invoice.subtotal_cents,
+        "insurance_cents": invoice.insurance_cents,
+        "insurance": insurance_context(invoice),
+        "override_applied": bool(invoice.override_applied),
+        "total_cents": invoice.total_cents,
+        "paid_cents": invoice.paid_cents,
+        "balance_cents": invoice.total_cents - invoice.paid_cents,
+        "device": None
+        if device is None
+        else {"model": device.model, "asset_tag": device.asset_tag, "serial": device.serial},
+    }
+
+
+def _payment_context(data: NoticeData) -> dict[str, Any] | None:
+    p = data.payment
+    if p is None:
+        return None
+    return {
+        "amount_cents": p.amount_cents,
+        "method": p.method,
+        "reference": p.reference,
+        "received_on": p.received_on,
+    }
+
+
+def _pending_context(data: NoticeData) -> dict[str, Any] | None:
+    """From the pending payment row, else from amount/method/reference/paid_on in the context."""
+    p = data.pending
+    if p is not None:
+        return {
+            "amount_cents": p.amount_cents,
+            "method": p.method,
+            "reference": p.reference,
+            "paid_on": p.paid_on,
+        }
+    ctx = data.notice.context or {}
+    amount = ctx.get("amount_cents")
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        return None
+    return {
+        "amount_cents": amount,
+        "method": str(ctx.get("method") or ""),
+        "reference": ctx.get("reference") or None,
+        "paid_on": _iso_date(ctx.get("paid_on")),
+    }
+
+
+def _plan_context(data: NoticeData) -> dict[str, Any] | None:
+    raw = (data.notice.context or {}).get("installments")
+    if not isinstance(raw, list) or not raw:
+        return None
+    installments = []
+    for item in raw:
+        due = _iso_date(item.get("due_on")) if isinstance(item, dict) else None
+        amount = item.get("amount_cents") if isinstance(item, dict) else None
+        if due is None or isinstance(amount, bool) or not isinstance(amount, int):
+            raise ValueError(f"payment plan installment {item!r} needs due_on and amount_cents")
+        installments.append({"due_on": due, "amount_cents": amount})
+    note = (data.notice.context or {}).get("note")
+    return {
+        "installments": installments,
+        "total_cents": sum(i["amount_cents"] for i in installments),
+        "note": str(note) if note else None,
+    }
+
+
+def build_context(data: NoticeData, *, today: date, tz: tzinfo) -> dict[str, Any]:
+    """Every variable a notice template may use (README, "Notices", lists them)."""
+    invoice = data.invoice
+    if invoice is None:
+        raise ValueError(f"notice #{data.notice.id} has no invoice")
+    due = invoice.due_date
+    return {
+        "district_name": data.district_name,
+        "guardian": _person(data.guardian),
+        "student": _person(data.student),
+        "invoice": invoice_context(invoice, data.device, tz),
+        "today": today,
+        "days_until_due": None if due is None else (due - today).days,
+        "days_overdue": None if due is None else max((today - due).days, 0),
+        "payment": _payment_context(data),
+        "pending": _pending_context(data),
+        "plan": _plan_context(data),
+    }

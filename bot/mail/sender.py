@@ -1,0 +1,538 @@
+"""Delivering notices: the outbox handler for kind "email.notice".
+
+For each notice the worker hands over, the sender loads it (the whole batch at once), renders
+it, builds the message and sends it over the batch's one SMTP connection, then marks the notice
+sent in the worker's transaction, the same commit that settles the outbox row. A failure raises,
+so the outbox retries it with backoff; the notice keeps the last error, and becomes "failed" when
+the worker gives up. A guardian left without a usable address fails the notice at once.
+
+Speed (docs/performance.md, "Sending notices"): the batch is loaded in a fixed number of
+queries; the next few notices are rendered while the current one is on the wire; headers are
+encoded here and stored raw, so the email package neither parses nor refolds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import email.policy
+import functools
+import logging
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from email.header import Header
+from email.headerregistry import Address
+from email.message import EmailMessage, MIMEPart
+from email.policy import EmailPolicy
+from email.utils import format_datetime, formataddr, parseaddr
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.mail.render import NoticeRenderer, RenderedNotice, build_context
+from bot.mail.smtp import RecipientRefused, SmtpConfig, SmtpTransport
+from bot.mail.tokens import make_reply_token, reply_address
+from bot.settings import Settings
+from bot.worker import GiveUp
+from storage import models as m
+from storage.notice_queries import NoticeData, load_notice, load_notices
+from storage.notices import NOTICE_KIND
+from workflows.clock import Clock
+
+log = logging.getLogger("devicecare.mail.sender")
+
+DONE_STATUSES = frozenset({"sent", "bounced"})
+POLICY = email.policy.default
+# How many notices of a batch are rendered ahead of the one being sent.
+LOOKAHEAD = 3
+
+
+# An ASCII addr-spec we can write into a header as it is (no spaces, controls or brackets).
+_PLAIN_ADDRESS = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$"
+)
+
+
+# Any other address: no spaces, controls, brackets or quotes, one @ (sent with SMTPUTF8).
+_INTERNATIONAL_ADDRESS = re.compile(r'^[^\s<>()\[\],;:"@\\]+@[^\s<>()\[\],;:"@\\]+$')
+
+
+class BadAddress(ValueError):
+    """An address that can't be put in a header safely."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def encode_address(name: str, address: str, field: str = "To") -> str:
+    """'Display Name <addr>' ready for the wire: quoted where it needs quoting, non-ASCII names
+    as encoded words (split to fit), folded before the address when the line gets long."""
+    if not _PLAIN_ADDRESS.match(address):
+        raise BadAddress(f"{address!r} is not an address we can send to")
+    name = _one_line(name)
+    if not name:
+        return address
+    if not name.isascii() or "=?" in name:
+        return _encoded_address(field, name, address)
+    phrase = formataddr((name, address))[: -len(address) - 3]
+    last_line = phrase.rsplit("\n", 1)[-1]
+    if len(last_line) + len(address) + len(field) + 5 > 78:
+        return f"{phrase}\n <{address}>"
+    return f"{phrase} <{address}>"
+
+
+@functools.lru_cache(maxsize=1024)
+def _encoded_address(field: str, name: str, address: str) -> str:
+    """A non-ASCII display name, encoded and folded by the email package itself (it encodes
+    only the words that need it, so every reader puts the name back together the same way)."""
+    header = POLICY.header_factory(field, Address(name, addr_spec=address))
+    folded: str = header.fold(policy=WIRE_POLICY)
+    return folded[len(field) + 2 :].rstrip("\r\n").replace("\r\n", "\n")
+
+
+def _fold_ascii(value: str, first_line_room: int, width: int = 78) -> str:
+    """Fold plain ASCII words at spaces: "a b c" -> "a b\n c" (a continuation starts with a
+    space, as RFC 5322 folding requires)."""
+    lines: list[str] = []
+    current = ""
+    room = first_line_room
+    for word in value.split(" "):
+        if current and len(current) + 1 + len(word) > room:
+            lines.append(current)
+            current, room = word, width - 1
+        else:
+            current = f"{current} {word}" if current else word
+    lines.append(current)
+    return "\n ".join(lines)
+
+
+def encode_subject(subject: str) -> str:
+    """The Subject value: plain ASCII folded at spaces, anything else as encoded words."""
+    subject = _one_line(subject)
+    if subject.isascii() and "=?" not in subject:
+        return _fold_ascii(subject, 78 - len("Subject: "))
+    return Header(subject, "utf-8", header_name="Subject").encode()
+
+
+@functools.lru_cache(maxsize=64)
+def _header(name: str, value: str) -> Any:
+    """A parsed header made once. Only for the MIME headers the generator reads back."""
+    return POLICY.header_factory(name, value)
+
+
+class _WirePolicy(EmailPolicy):
+    """`email.policy.SMTP`, except that the constant MIME headers are folded once, not for
+    every message (folding a parsed header is most of what flattening costs)."""
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        key = (name, str(value))
+        folded = _FOLDED.get(key)
+        if folded is None:
+            folded = super().fold_binary(name, value)
+            if name in _CONSTANT_HEADERS:
+                _FOLDED[key] = folded
+        return folded
+
+
+_CONSTANT_HEADERS = frozenset({"Content-Type", "Content-Transfer-Encoding"})
+_FOLDED: dict[tuple[str, str], bytes] = {}
+WIRE_POLICY = _WirePolicy(linesep="\r\n")
+# One boundary for every message: "=_" can't occur in quoted-printable or base64 bodies, so it
+# can never clash with a line of ours; being constant, its header is parsed and folded once.
+BOUNDARY = f"=_{uuid.uuid4().hex}"
+
+
+def _text_part(content_type: str, body: str, transfer_encoding: str) -> MIMEPart:
+    """A 7-bit clean text part (quoted-printable or base64), encoded with the C codecs."""
+    data = body.encode("utf-8")
+    if transfer_encoding == "base64":
+        payload = base64.encodebytes(data).decode("ascii")
+    else:
+        payload = binascii.b2a_qp(data, istext=True).decode("ascii")
+    part = MIMEPart(policy=POLICY)
+    part.set_raw("Content-Type", _header("Content-Type", f'{content_type}; charset="utf-8"'))
+    part.set_raw(
+        "Content-Transfer-Encoding", _header("Content-Transfer-Encoding", transfer_encoding)
+    )
+    part.set_payload(payload)
+    return part
+
+
+def build_message(
+    data: NoticeData,
+    rendered: RenderedNotice,
+    *,
+    from_address: str,
+    from_name: str | None,
+    reply_to: str,
+    to_address: str,
+    now: datetime,
+    tz: tzinfo,
+) -> EmailMessage:
+    """The notice as an email: text and HTML alternatives, stored Message-ID, signed Reply-To.
+
+    Header values are encoded here (encoded words for non-ASCII names and subjects, folded to
+    78 columns) and stored with `set_raw`, so the email package neither parses nor refolds
+    them; reading a header back still gives the usual parsed header object. Every part is 7-bit
+    clean (text quoted-printable, HTML base64), so the whole message is ASCII. An address that
+    isn't plain ASCII raises `BadAddress`; `build_message_utf8` handles that case.
+    """
+    notice = data.notice
+    guardian_name = data.guardian.full_name if data.guardian is not None else ""
+    headers = [
+        ("From", encode_address(from_name or data.district_name, from_address, "From")),
+        ("To", encode_address(guardian_name, to_address, "To")),
+        ("Subject", encode_subject(rendered.subject)),
+        ("Date", format_datetime(now.astimezone(tz))),
+        ("Message-ID", notice.message_id),
+        (
+            "Reply-To",
+            encode_address(f"{data.district_name} Billing Office", reply_to, "Reply-To"),
+        ),
+        # RFC 3834: auto-responders (out-of-office) must not answer; the next says it to Exchange.
+        ("Auto-Submitted", "auto-generated"),
+        ("X-Auto-Response-Suppress", "All"),
+        ("Content-Language", rendered.language),
+        ("MIME-Version", "1.0"),
+    ]
+    msg = EmailMessage(policy=POLICY)
+    for name, value in headers:
+        if "\n" in value.replace("\n ", "") or "\r" in value:
+            raise BadAddress(f"{name} header would span lines: {value!r}")
+        msg.set_raw(name, value)
+    msg.set_raw(
+        "Content-Type", _header("Content-Type", f'multipart/alternative; boundary="{BOUNDARY}"')
+    )
+    msg.set_payload(
+        [
+            _text_part("text/plain", rendered.text, "quoted-printable"),
+            _text_part("text/html", rendered.html, "base64"),
+        ]
+    )
+    return msg
+
+
+def build_message_utf8(
+    data: NoticeData,
+    rendered: RenderedNotice,
+    *,
+    from_address: str,
+    from_name: str | None,
+    reply_to: str,
+    to_address: str,
+    now: datetime,
+    tz: tzinfo,
+) -> EmailMessage:
+    """The same message for a recipient whose address isn't ASCII (sent with SMTPUTF8): the
+    email package parses and checks every header."""
+    if not _INTERNATIONAL_ADDRESS.match(to_address):
+        raise BadAddress(f"{to_address!r} is not an address we can send to")
+    guardian_name = data.guardian.full_name if data.guardian is not None else ""
+    # formataddr quotes or encodes the name (it only accepts ASCII addresses, hence the swap).
+    phrase = formataddr((_one_line(guardian_name), "x@x"))[: -len(" <x@x>")]
+    msg = EmailMessage(policy=POLICY)
+    msg["From"] = Address(_one_line(from_name or data.district_name), addr_spec=from_address)
+    msg["To"] = f"{phrase} <{to_address}>" if phrase else to_address
+    msg["Subject"] = rendered.subject
+    msg["Date"] = format_datetime(now.astimezone(tz))
+    msg["Message-ID"] = data.notice.message_id
+    msg["Reply-To"] = Address(f"{data.district_name} Billing Office", addr_spec=reply_to)
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg.set_content(rendered.text)
+    msg.add_alternative(rendered.html, subtype="html")
+    msg["Content-Language"] = rendered.language  # after set_content, which drops Content-*
+    return msg
+
+
+def _header_lines(part: Any) -> list[str]:
+    """Raw values as stored (already encoded and folded); parsed MIME headers folded once."""
+    lines = []
+    for name, value in part.raw_items():
+        if hasattr(value, "name"):
+            lines.append(WIRE_POLICY.fold_binary(name, value).decode("ascii").rstrip("\r\n"))
+        else:
+            lines.append(f"{name}: {value}")
+    return lines
+
+
+def flatten(msg: EmailMessage) -> bytes:
+    """The bytes to send, CRLF line ends. A message shaped as `build_message` makes it (ASCII
+    headers stored raw, one multipart/alternative of 7-bit text parts) is written directly, the
+    way the email package's generator writes it but without its per-line work; anything else
+    goes through the generator."""
+    parts: Any = msg.get_payload()
+    boundary = msg.get_boundary()
+    shaped = (
+        boundary == BOUNDARY
+        and isinstance(parts, list)
+        and all(isinstance(p, MIMEPart) and isinstance(p.get_payload(), str) for p in parts)
+    )
+    if not shaped:
+        return msg.as_bytes(policy=WIRE_POLICY)
+    lines = _header_lines(msg)
+    for part in parts:
+        body: str = part.get_payload()
+        lines += ["", f"--{boundary}", *_header_lines(part), "", body.rstrip("\n")]
+    lines += [f"--{boundary}--", ""]
+    text = "\r\n".join(lines).replace("\r\n", "\n").replace("\n", "\r\n")
+    if not text.isascii():
+        return msg.as_bytes(policy=WIRE_POLICY)
+    return text.encode("ascii")
+
+
+@dataclass
+class Prepared:
+    """A notice rendered and built, ready for the wire."""
+
+    address: str
+    message: EmailMessage
+    raw: bytes | None  # None when the message needs SMTPUTF8 (aiosmtplib then flattens it)
+
+
+class NoticeSender:
+    """The "email.notice" outbox handler (see bot/worker.py for the hooks it implements)."""
+
+    def __init__(
+        self,
+        *,
+        transport: SmtpTransport,
+        renderer: NoticeRenderer,
+        clock: Clock,
+        tz: tzinfo,
+        from_address: str,
+        reply_base: str,
+        secret_key: str,
+        from_name: str | None = None,
+    ) -> None:
+        self.transport = transport
+        self.renderer = renderer
+        self.clock = clock
+        self.tz = tz
+        self.from_address = from_address
+        self.from_name = from_name
+        self.reply_base = reply_base
+        self.secret_key = secret_key
+        self._batch: dict[int, NoticeData] = {}
+        self._order: list[int] = []
+        self._prepared: dict[int, asyncio.Future[Prepared]] = {}
+        self._delivered = 0
+        self._advance = asyncio.Event()
+        self._ahead: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clock: Clock) -> NoticeSender:
+        if not settings.smtp_enabled or settings.smtp_host is None:
+            raise ValueError("SMTP_HOST and SMTP_FROM must be set to send notices")
+        from_name, from_address = parseaddr(settings.smtp_from or "")
+        reply_base = settings.reply_base_address
+        if not from_address or "@" not in from_address or not reply_base:
+            raise ValueError(f"SMTP_FROM {settings.smtp_from!r} is not an email address")
+        password = settings.smtp_password
+        transport = SmtpTransport(
+            SmtpConfig(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                security=settings.smtp_security,
+                username=settings.smtp_username,
+                password=None if password is None else password.get_secret_value(),
+                timeout=settings.smtp_timeout,
+                ca_file=settings.smtp_ca_file,
+                local_hostname=settings.mail_domain,
+            )
+        )
+        return cls(
+            transport=transport,
+            renderer=NoticeRenderer(settings.templates_dir),
+            clock=clock,
+            tz=settings.tz,
+            from_address=from_address,
+            from_name=from_name or None,
+            reply_base=reply_base,
+            secret_key=settings.secret_key.get_secret_value(),
+        )
+
+    # --- worker hooks -----------------------------------------------------------------------
+
+    async def start_batch(self, session: AsyncSession, payloads: Sequence[dict[str, Any]]) -> None:
+        """Load the batch's notices at once and start rendering them ahead of the sends."""
+        ids = [p["notice_id"] for p in payloads if isinstance(p.get("notice_id"), int)]
+        self._batch = await load_notices(session, ids)
+        self._order = [i for i in ids if i in self._batch]
+        self._prepared = {}
+        self._delivered = 0
+        self._advance = asyncio.Event()
+        await self.transport.begin_batch()
+        self._ahead = asyncio.create_task(self._prepare_ahead(), name="render notices ahead")
+
+    async def end_batch(self) -> None:
+        if self._ahead is not None:
+            self._ahead.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ahead
+            self._ahead = None
+        for future in self._prepared.values():
+            if future.done() and not future.cancelled():
+                future.exception()  # a failure nobody asked for (the batch ended early)
+        self._batch, self._order, self._prepared = {}, [], {}
+        await self.transport.end_batch()
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+    async def deliver(self, session: AsyncSession, payload: dict[str, Any]) -> None:
+        self._delivered += 1  # rows come in batch order: let the look-ahead move on
+        self._advance.set()
+        data = await self._data(session, payload)
+        notice = data.notice
+        if notice.status in DONE_STATUSES:
+            log.info("notice #%s is already %s; not sending it again", notice.id, notice.status)
+            return
+        prepared = await self._take(data)
+        notice.to_address = prepared.address
+        try:
+            await self.transport.send(
+                prepared.raw if prepared.raw is not None else prepared.message,
+                sender=self.from_address,
+                recipient=prepared.address,
+            )
+        except RecipientRefused as exc:
+            raise GiveUp(str(exc)) from exc
+        notice.status = "sent"
+        notice.sent_at = self.clock.now()
+        notice.last_error = None
+
+    async def on_failure(
+        self, session: AsyncSession, payload: dict[str, Any], error: str, gave_up: bool
+    ) -> None:
+        notice_id = payload.get("notice_id")
+        if not isinstance(notice_id, int):
+            return
+        cached = self._batch.get(notice_id)
+        notice = cached.notice if cached is not None else await session.get(m.Notice, notice_id)
+        if notice is None or notice.status in DONE_STATUSES:
+            return
+        notice.last_error = error
+        if gave_up:
+            notice.status = "failed"
+
+    # --- preparing ahead --------------------------------------------------------------------
+    # Rendering and building a message is CPU work; sending it and committing are mostly
+    # waiting (for the SMTP server, for the database). A background task renders the next few
+    # notices of the batch in small steps, so that work fills those waits. It only reads the
+    # loaded rows; everything that writes stays in `deliver`, in the worker's transaction.
+
+    async def _data(self, session: AsyncSession, payload: dict[str, Any]) -> NoticeData:
+        notice_id = payload.get("notice_id")
+        if not isinstance(notice_id, int):
+            raise GiveUp(f"outbox payload {payload!r} names no notice")
+        data = self._batch.get(notice_id) or await load_notice(session, notice_id)
+        if data is None:
+            raise GiveUp(f"notice #{notice_id} no longer exists")
+        return data
+
+    async def _take(self, data: NoticeData) -> Prepared:
+        future = self._prepared.pop(data.notice.id, None)
+        if future is None:
+            return await self.prepare(data)
+        return await future
+
+    async def _prepare_ahead(self) -> None:
+        loop = asyncio.get_running_loop()
+        for position, notice_id in enumerate(self._order):
+            while position >= self._delivered + LOOKAHEAD:
+                self._advance.clear()
+                await self._advance.wait()
+            data = self._batch[notice_id]
+            if data.notice.status in DONE_STATUSES or notice_id in self._prepared:
+                continue
+            future: asyncio.Future[Prepared] = loop.create_future()
+            self._prepared[notice_id] = future
+            try:
+                future.set_result(await self.prepare(data, step=_yield))
+            except asyncio.CancelledError:
+                future.cancel()
+                raise
+            except Exception as exc:  # noqa: BLE001 - handed to `deliver`, which raises it
+                future.set_exception(exc)
+
+    async def prepare(self, data: NoticeData, step: Any = None) -> Prepared:
+        """Address, render, build and flatten one notice (`step` yields between the stages)."""
+        if data.invoice is None:
+            raise GiveUp(f"notice #{data.notice.id} has no invoice to show")
+        address = self._address(data)
+        now = self.clock.now()
+        rendered = self.render(data, now)
+        if step is not None:
+            await step()
+        if address.isascii():
+            message = self.message(data, rendered, now, to_address=address)
+            if step is not None:
+                await step()
+            return Prepared(address=address, message=message, raw=flatten(message))
+        # An internationalised address: aiosmtplib flattens it and sends it with SMTPUTF8.
+        message = self.message(data, rendered, now, to_address=address, utf8=True)
+        return Prepared(address=address, message=message, raw=None)
+
+    # --- the pieces -------------------------------------------------------------------------
+
+    @staticmethod
+    def _address(data: NoticeData) -> str:
+        """Where the notice goes now: the guardian's current address, if they still have one."""
+        guardian = data.guardian
+        if guardian is None:
+            raise GiveUp("the guardian was removed; nobody to send this notice to")
+        address = (guardian.email or "").strip()
+        if not address or "@" not in address:
+            raise GiveUp(f"{guardian.full_name} has no email address on file any more")
+        if guardian.email_bouncing_since is not None:
+            raise GiveUp(f"mail to {address} has been bouncing; fix the address and resend")
+        return address
+
+    def render(self, data: NoticeData, now: datetime) -> RenderedNotice:
+        context = build_context(data, today=now.astimezone(self.tz).date(), tz=self.tz)
+        language = data.guardian.preferred_language if data.guardian is not None else None
+        return self.renderer.render(data.notice.template, context, language)
+
+    def message(
+        self,
+        data: NoticeData,
+        rendered: RenderedNotice,
+        now: datetime,
+        *,
+        to_address: str | None = None,
+        utf8: bool = False,
+    ) -> EmailMessage:
+        notice = data.notice
+        if notice.invoice_id is None:
+            raise GiveUp(f"notice #{notice.id} is not about an invoice")
+        token = make_reply_token(notice.invoice_id, notice.id, self.secret_key)
+        build = build_message_utf8 if utf8 else build_message
+        try:
+            return build(
+                data,
+                rendered,
+                from_address=self.from_address,
+                from_name=self.from_name,
+                reply_to=reply_address(self.reply_base, token),
+                to_address=to_address or notice.to_address,
+                now=now,
+                tz=self.tz,
+            )
+        except BadAddress as exc:
+            raise GiveUp(str(exc)) from exc
+
+
+async def _yield() -> None:
+    await asyncio.sleep(0)
+
+
+def notice_handlers(settings: Settings, clock: Clock) -> dict[str, NoticeSender]:
+    """The outbox handlers email delivery adds to the worker (when SMTP is configured)."""
+    return {NOTICE_KIND: NoticeSender.from_settings(settings, clock)}

@@ -1,0 +1,357 @@
+"""Parents' emails in Slack: each reply in its invoice's thread in the billing channel, held
+and unverified ones labelled in the channel, bounce alerts, and Confirm / Not received on a
+payment a parent reports (decided on the server at click time; the first decision wins)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.exc import IntegrityError
+
+from bot.runtime import Runtime
+from bot.slack.errors import record_refusal, reported, tell_user
+from bot.slack.metadata import ForgedPayload, unpack
+from bot.slack.reply_blocks import (
+    BounceAlert,
+    PendingPaymentRef,
+    PendingView,
+    ReplyAction,
+    ReplyBlock,
+    ReplyCard,
+    ReplyPostKind,
+    ReplyView,
+    already_decided_text,
+    build_bounce_alert,
+    build_confirm_payment_modal,
+    build_reply_message,
+    read_confirm_form,
+)
+from storage import models as m
+from storage.inbox import (
+    BOUNCE_ALERT_KIND,
+    PENDING_DECIDED_KIND,
+    REPLY_POST_KIND,
+    Inbox,
+    ReplyFacts,
+    outbox_payload,
+)
+from storage.store import SqlStore
+from workflows.errors import ConflictError, DomainError, PermissionDenied
+from workflows.payments import PaymentMethod
+from workflows.pending_payments import (
+    PendingDecision,
+    PendingStatus,
+    confirm_pending_payment,
+    missing_details,
+    reject_pending_payment,
+)
+from workflows.permissions import Actor, Permission, require
+from workflows.ports import Context
+
+log = logging.getLogger("devicecare.slack")
+
+
+class BillingChannelMissing(RuntimeError):
+    """SLACK_BILLING_CHANNEL isn't set; the post waits in the outbox until it is."""
+
+
+def pending_view(pending: m.PendingPayment, decided_by: str | None) -> PendingView:
+    return PendingView(
+        id=pending.id,
+        amount_cents=pending.amount_cents,
+        method=pending.method,
+        reference=pending.reference,
+        paid_on=pending.paid_on,
+        status=pending.status,
+        decided_by=decided_by,
+        decided_at=pending.decided_at,
+        missing=tuple(missing_details(pending)),
+    )
+
+
+def reply_card(facts: ReplyFacts, extra: dict[str, Any] | None = None) -> ReplyCard:
+    extra = extra or {}
+    message, invoice = facts.message, facts.invoice
+    return ReplyCard(
+        inbound_id=message.id,
+        from_name=extra.get("from_name") or None,
+        from_address=message.from_address,
+        subject=message.subject,
+        body=message.body_text,
+        intent=message.intent,
+        route=message.route,
+        status=message.status,
+        received_at=message.received_at,
+        invoice_number=None if invoice is None else invoice.number,
+        invoice_status=None if invoice is None else invoice.status,
+        balance_cents=None if invoice is None else invoice.balance_cents,
+        student_name=None if facts.student is None else facts.student.full_name,
+        claimed_guardian=None if facts.guardian is None else facts.guardian.full_name,
+        pending=None if facts.pending is None else pending_view(facts.pending, facts.decided_by),
+        photos=int(extra.get("photos") or 0),
+        incident_id=None if invoice is None else invoice.incident_id,
+        notes=tuple(str(n) for n in extra.get("notes") or ()),
+    )
+
+
+def register(app: AsyncApp, runtime: Runtime) -> None:
+    secret = runtime.settings.secret_key.get_secret_value()
+    tz = runtime.settings.tz
+
+    async def decide(
+        confirm: bool,
+        body: dict[str, Any],
+        pending_id: int,
+        client: AsyncWebClient,
+        actor: Actor,
+        *,
+        method: PaymentMethod | None = None,
+        reference: str | None = None,
+    ) -> bool:
+        """Confirm or reject; True when this click made the decision."""
+        result: PendingDecision | None = None
+        conflict: ConflictError | None = None
+        try:
+            async with runtime.stores() as store:
+                ctx = Context(store, runtime.clock, tz)
+                inbox = Inbox(store)
+                # Record Payments is checked here, at click time, by the workflow.
+                if confirm:
+                    result = await confirm_pending_payment(
+                        ctx, inbox, actor, pending_id, method=method, reference=reference
+                    )
+                else:
+                    result = await reject_pending_payment(ctx, inbox, actor, pending_id)
+                if result.changed:
+                    await store.enqueue(
+                        PENDING_DECIDED_KIND,
+                        f"pending-decided:{pending_id}",
+                        {"pending_payment_id": pending_id},
+                    )
+        except ConflictError as exc:
+            conflict = exc  # the other decision won; say who made it, below
+        if result is not None and result.changed:
+            return True  # the message updates in place when the outbox delivers the decision
+        async with runtime.stores() as store:
+            inbox = Inbox(store)
+            pending = await inbox.get_pending_payment(pending_id)
+            decided_by = (
+                None
+                if pending is None or pending.decided_by_id is None
+                else await store.staff_name(pending.decided_by_id)
+            )
+        if pending is None or pending.status == PendingStatus.PENDING:
+            raise conflict or ConflictError("That reported payment can't be decided now.")
+        await tell_user(client, body, already_decided_text(pending_view(pending, decided_by), tz))
+        return False
+
+    @app.action(ReplyAction.CONFIRM)
+    async def handle_pending_payment_confirm(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        actor: Actor = context["actor"]
+        async with reported(runtime, client, body, "confirm a reported payment", actor):
+            ref = unpack(PendingPaymentRef, action.get("value"), secret)
+            async with runtime.stores() as store:
+                inbox = Inbox(store)
+                pending = await inbox.get_pending_payment(ref.pending_payment_id)
+                invoice = None if pending is None else await inbox.get_invoice(pending.invoice_id)
+            if (
+                pending is not None
+                and pending.status == PendingStatus.PENDING
+                and missing_details(pending)
+            ):
+                require(actor, Permission.RECORD_PAYMENTS)  # refuse before showing the form
+                view = build_confirm_payment_modal(
+                    pending_view(pending, None),
+                    None if invoice is None else invoice.number,
+                    secret=secret,
+                )
+                await client.views_open(trigger_id=body["trigger_id"], view=view)
+                return
+            await decide(True, body, ref.pending_payment_id, client, actor)
+
+    @app.action(ReplyAction.REJECT)
+    async def handle_pending_payment_reject(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        actor: Actor = context["actor"]
+        async with reported(runtime, client, body, "reject a reported payment", actor):
+            ref = unpack(PendingPaymentRef, action.get("value"), secret)
+            await decide(False, body, ref.pending_payment_id, client, actor)
+
+    @app.view(ReplyView.CONFIRM)
+    async def handle_confirm_payment_submission(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        view: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        # The workflow runs before ack() so that its errors land next to the fields.
+        actor: Actor = context["actor"]
+        what = "confirm a reported payment"
+        try:
+            ref = unpack(PendingPaymentRef, view.get("private_metadata"), secret)
+        except ForgedPayload as exc:
+            await record_refusal(runtime, actor, what, exc.message)
+            await ack(response_action="errors", errors={ReplyBlock.METHOD: exc.message})
+            return
+        method_text, reference = read_confirm_form((view.get("state") or {}).get("values") or {})
+        try:
+            method = PaymentMethod(method_text)
+        except ValueError:
+            await ack(response_action="errors", errors={ReplyBlock.METHOD: "Choose a method."})
+            return
+        try:
+            await decide(True, body, ref.pending_payment_id, client, actor, method=method,
+                         reference=reference)  # fmt: skip
+        except DomainError as exc:
+            if isinstance(exc, PermissionDenied):
+                await record_refusal(runtime, actor, what, exc.message)
+            field = ReplyBlock.REFERENCE if exc.field == "reference" else ReplyBlock.METHOD
+            await ack(response_action="errors", errors={field: exc.message})
+            return
+        await ack(response_action="clear")
+
+
+def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
+    secret = runtime.settings.secret_key.get_secret_value()
+    tz = runtime.settings.tz
+
+    def billing_channel() -> str:
+        channel = runtime.settings.slack_billing_channel
+        if not channel:
+            raise BillingChannelMissing("set SLACK_BILLING_CHANNEL to show parents' emails")
+        return channel
+
+    async def deliver_reply(payload: dict[str, Any]) -> None:
+        """Routed replies go in the invoice's thread (the first one starts it); unverified ones
+        are also shown in the channel; held ones are posted in the channel, labelled."""
+        inbound_id = int(payload["inbound_id"])
+        async with runtime.stores() as store:
+            facts = await Inbox(store).reply_facts(inbound_id)
+            posted = await store.slack_post(ReplyPostKind.MAIL_REPLY, inbound_id)
+            thread = (
+                None
+                if facts is None or facts.invoice is None
+                else await store.slack_post(ReplyPostKind.INVOICE_THREAD, facts.invoice.id)
+            )
+        if facts is None:
+            return
+        text, blocks = build_reply_message(reply_card(facts, payload), secret=secret, tz=tz)
+        if posted is not None:  # a retry after the post went out: refresh it, don't repeat it
+            await client.chat_update(channel=posted.channel, ts=posted.ts, text=text, blocks=blocks)
+            return
+        in_thread = facts.invoice is not None and facts.message.status in ("routed", "flagged")
+        if in_thread and thread is not None:
+            response = await client.chat_postMessage(
+                channel=thread.channel,
+                thread_ts=thread.ts,
+                text=text,
+                blocks=blocks,
+                reply_broadcast=facts.message.status == "flagged",
+            )
+        else:
+            response = await client.chat_postMessage(
+                channel=billing_channel(), text=text, blocks=blocks
+            )
+        channel, ts = str(response.get("channel") or billing_channel()), str(response["ts"])
+        async with runtime.stores() as store:
+            await store.save_slack_post(ReplyPostKind.MAIL_REPLY, inbound_id, channel, ts)
+        if in_thread and thread is None and facts.invoice is not None:
+            try:
+                async with runtime.stores() as store:
+                    await store.save_slack_post(
+                        ReplyPostKind.INVOICE_THREAD, facts.invoice.id, channel, ts
+                    )
+            except IntegrityError:  # another worker started the thread at the same moment
+                log.info("invoice %s already has an email thread", facts.invoice.id)
+
+    async def deliver_decision(payload: dict[str, Any]) -> None:
+        """The reply's message shows the decision in place of its buttons."""
+        pending_id = int(payload["pending_payment_id"])
+        async with runtime.stores() as store:
+            pending = await Inbox(store).get_pending_payment(pending_id)
+            if pending is None or pending.inbound_message_id is None:
+                return
+            inbound_id = pending.inbound_message_id
+            facts = await Inbox(store).reply_facts(inbound_id)
+            posted = await store.slack_post(ReplyPostKind.MAIL_REPLY, inbound_id)
+            # What the ingest noted for the post (sender's name, photos, notes).
+            extra = await outbox_payload(store, f"mail-reply:{inbound_id}")
+        if facts is None or posted is None:
+            return  # not posted yet: the post, when it goes out, shows the decision
+        text, blocks = build_reply_message(reply_card(facts, extra), secret=secret, tz=tz)
+        await client.chat_update(channel=posted.channel, ts=posted.ts, text=text, blocks=blocks)
+
+    async def deliver_bounce(payload: dict[str, Any]) -> None:
+        """Tell billing staff which guardian's address bounced, and for which invoice."""
+        inbound_id = int(payload["inbound_id"])
+        async with runtime.stores() as store:
+            message = await Inbox(store).get_message(inbound_id)
+            posted = await store.slack_post(ReplyPostKind.MAIL_BOUNCE, inbound_id)
+            alert = await _bounce_alert(store, payload, message)
+        if message is None or alert is None or posted is not None:
+            return
+        text, blocks = build_bounce_alert(alert, tz=tz)
+        channel = billing_channel()
+        response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+        async with runtime.stores() as store:
+            await store.save_slack_post(
+                ReplyPostKind.MAIL_BOUNCE,
+                inbound_id,
+                str(response.get("channel") or billing_channel()),
+                str(response["ts"]),
+            )
+
+    return {
+        REPLY_POST_KIND: deliver_reply,
+        PENDING_DECIDED_KIND: deliver_decision,
+        BOUNCE_ALERT_KIND: deliver_bounce,
+    }
+
+
+async def _bounce_alert(
+    store: SqlStore, payload: dict[str, Any], message: m.InboundMessage | None
+) -> BounceAlert | None:
+    if message is None:
+        return None
+    guardians: list[str] = []
+    for guardian_id in payload.get("guardian_ids") or ():
+        guardian = await store.session.get(m.Guardian, int(guardian_id))
+        if guardian is None:
+            continue
+        students = await Inbox(store).students_of_guardian(guardian.id)
+        of = f" (guardian of {', '.join(students)})" if students else ""
+        guardians.append(f"{guardian.full_name}{of}")
+    invoices: list[str] = []
+    for notice_id in payload.get("notice_ids") or ():
+        notice = await store.session.get(m.Notice, int(notice_id))
+        if notice is None or notice.invoice_id is None:
+            continue
+        invoice = await store.get_invoice(notice.invoice_id)
+        if invoice is not None and invoice.number not in invoices:
+            invoices.append(invoice.number)
+    return BounceAlert(
+        addresses=tuple(str(a) for a in payload.get("addresses") or ()),
+        guardians=tuple(guardians),
+        invoices=tuple(invoices),
+        subject=message.subject,
+        received_at=message.received_at,
+    )

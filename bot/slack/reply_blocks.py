@@ -1,0 +1,364 @@
+"""Block Kit for parents' emails in Slack: the reply in the invoice's thread (with Confirm / Not
+received for a reported payment), held and unverified messages, bounce alerts, and the form that
+fills in what a reported payment is missing. Builders only; no I/O.
+
+Everything a parent wrote goes through `esc`, so `<script>`, `<!channel>` or a link in an email
+shows as text and can never mention, link or broadcast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from bot.slack.invoice_blocks import (
+    Block,
+    button,
+    context_block,
+    esc,
+    fmt_date,
+    fmt_when,
+    modal,
+    mrkdwn,
+    option,
+    plain,
+)
+from bot.slack.metadata import Payload, pack
+from workflows.money import format_cents
+from workflows.payments import PaymentMethod
+
+MAX_BODY_SHOWN = 2_800  # a section's text is at most 3,000 characters
+MAX_NOTES = 5
+
+
+class ReplyAction(StrEnum):
+    CONFIRM = "reply.confirm_payment"
+    REJECT = "reply.reject_payment"
+
+
+class ReplyView(StrEnum):
+    CONFIRM = "reply.confirm_payment_form"
+
+
+class ReplyBlock(StrEnum):
+    HEADLINE = "reply.headline"
+    BODY = "reply.body"
+    PAYMENT = "reply.payment"
+    ACTIONS = "reply.actions"
+    DECISION = "reply.decision"
+    METHOD = "reply.method"  # the form's inputs: block id and action id are the same
+    REFERENCE = "reply.reference"
+
+
+class ReplyPostKind(StrEnum):
+    """`slack_posts` kinds for mail: where each message is, and each invoice's thread."""
+
+    INVOICE_THREAD = "invoice_thread"
+    MAIL_REPLY = "mail_reply"
+    MAIL_BOUNCE = "mail_bounce"
+
+
+class PendingPaymentRef(Payload):
+    """The value of Confirm / Not received, and the form's private_metadata."""
+
+    pending_payment_id: int
+
+
+METHOD_LABELS: dict[str, str] = {method.value: method.value for method in PaymentMethod}
+INTENT_LABELS = {
+    "payment": "Payment reported",
+    "payment_plan": "Asks for a payment plan",
+    "dispute": "Disputes the charge",
+    "question": "Question",
+    "other": "Other",
+}
+
+
+@dataclass(frozen=True)
+class PendingView:
+    id: int
+    amount_cents: int
+    method: str  # "" when the parent didn't say
+    reference: str | None
+    paid_on: date | None
+    status: str  # pending / confirmed / rejected
+    decided_by: str | None
+    decided_at: datetime | None
+    missing: tuple[str, ...]  # what staff must add before confirming ("method", "check number")
+
+
+@dataclass(frozen=True)
+class ReplyCard:
+    """One inbound email as billing staff see it."""
+
+    inbound_id: int
+    from_name: str | None
+    from_address: str
+    subject: str
+    body: str
+    intent: str | None
+    route: str  # token / thread / subject / none / forged
+    status: str  # routed / flagged / held
+    received_at: datetime
+    invoice_number: str | None = None
+    invoice_status: str | None = None
+    balance_cents: int | None = None
+    student_name: str | None = None
+    claimed_guardian: str | None = None  # a guardian with the sender's address, if any
+    pending: PendingView | None = None
+    photos: int = 0
+    incident_id: int | None = None
+    notes: tuple[str, ...] = ()
+
+
+def payment_words(amount_cents: int, method: str, reference: str | None) -> str:
+    """ "$50.00 (check #1043)", "$25.00 (cash)", "$50.00"."""
+    label = METHOD_LABELS.get(method)
+    if label == "check" and reference:
+        return f"{format_cents(amount_cents)} (check #{reference})"
+    if label and reference:
+        return f"{format_cents(amount_cents)} ({label}, ref. {reference})"
+    if label:
+        return f"{format_cents(amount_cents)} ({label})"
+    return format_cents(amount_cents)
+
+
+def confirm_label(pending: PendingView) -> str:
+    """The button: "Confirm $50.00 (check #1043)"; "…" when a form asks for what's missing."""
+    words = payment_words(pending.amount_cents, pending.method, pending.reference)
+    return f"Confirm {words}" + ("\u2026" if pending.missing else "")
+
+
+def _sender(card: ReplyCard) -> str:
+    name = esc(card.from_name or card.claimed_guardian or "")
+    address = esc(card.from_address or "no address")
+    return f"{name} ({address})" if name else address
+
+
+def headline(card: ReplyCard) -> str:
+    about = f"*{esc(card.invoice_number)}*" if card.invoice_number else "no invoice"
+    student = f" \u00b7 {esc(card.student_name)}" if card.student_name else ""
+    if card.status == "flagged":
+        return (
+            f":warning: *Unverified sender* \u2014 {_sender(card)} is not a guardian of "
+            f"{esc(card.student_name or 'the student')}. Email about {about}{student}; "
+            "no payment or photos were taken from it."
+        )
+    if card.route == "forged":
+        return (
+            f":no_entry: *Held: forged reply address* \u2014 email from {_sender(card)} was sent "
+            "to a reply address DeviceCare didn't sign. Nothing was routed; check it by hand."
+        )
+    if card.status == "held":
+        return (
+            f":inbox_tray: *Held: no invoice found* \u2014 email from {_sender(card)} names no "
+            "invoice DeviceCare knows. Check it by hand."
+        )
+    return f":email: *Reply from {_sender(card)}* about {about}{student}"
+
+
+def notification_text(card: ReplyCard) -> str:
+    """The plain fallback (notifications, screen readers): escaped like everything else."""
+    who = esc(card.from_name or card.from_address or "someone")
+    if card.status == "flagged":
+        return f"Unverified email from {who} about {esc(card.invoice_number)}"
+    if card.status == "held":
+        return f"Held email from {who}"
+    return f"Reply from {who} about {esc(card.invoice_number)}"
+
+
+def _body(card: ReplyCard) -> str:
+    text = card.body.strip() or "(no text)"
+    if len(text) > MAX_BODY_SHOWN:
+        text = text[: MAX_BODY_SHOWN - 1] + "\u2026"
+    return "\n".join(f">{esc(line)}" if line else ">" for line in text.splitlines())
+
+
+def _context(card: ReplyCard, tz: ZoneInfo) -> list[str]:
+    parts = [f"Subject: {esc(card.subject) or '(none)'}", fmt_when(card.received_at, tz)]
+    if card.intent:
+        parts.append(INTENT_LABELS.get(card.intent, esc(card.intent)))
+    if card.invoice_number and card.balance_cents is not None:
+        parts.append(f"{format_cents(card.balance_cents)} still owed")
+    if card.photos:
+        where = f" to incident #{card.incident_id}" if card.incident_id else ""
+        parts.append(f":camera: {card.photos} photo{'s' if card.photos != 1 else ''} added{where}")
+    return parts
+
+
+def decision_line(pending: PendingView, invoice_number: str | None, tz: ZoneInfo) -> str:
+    when = "" if pending.decided_at is None else f" on {fmt_when(pending.decided_at, tz)}"
+    by = esc(pending.decided_by or "someone")
+    words = payment_words(pending.amount_cents, pending.method, pending.reference)
+    if pending.status == "confirmed":
+        on = f" on {esc(invoice_number)}" if invoice_number else ""
+        return (
+            f":white_check_mark: *Confirmed* by {by}{when}: {words} recorded{on}; "
+            "the receipt is on its way to the family."
+        )
+    return f":x: *Marked not received* by {by}{when}: nothing was recorded."
+
+
+def _payment_blocks(card: ReplyCard, *, secret: str, tz: ZoneInfo) -> list[Block]:
+    pending = card.pending
+    if pending is None:
+        return []
+    words = payment_words(pending.amount_cents, pending.method, pending.reference)
+    paid = f" on {fmt_date(pending.paid_on)}" if pending.paid_on else ""
+    lines = [f":moneybag: *Payment reported:* {words}{paid}. Nothing is recorded until confirmed."]
+    if pending.status == "pending" and pending.missing:
+        missing = ", ".join(pending.missing)
+        lines.append(f"_Not given: {missing}; you'll be asked when confirming._")
+    blocks: list[Block] = [
+        {"type": "section", "block_id": ReplyBlock.PAYMENT, "text": mrkdwn("\n".join(lines))}
+    ]
+    if pending.status == "pending":
+        value = pack(PendingPaymentRef(pending_payment_id=pending.id), secret)
+        confirm: Block | None = None
+        if not pending.missing:
+            confirm = {
+                "title": plain("Record this payment?", 100),
+                "text": mrkdwn(
+                    f"{words} will be recorded on {esc(card.invoice_number)} and a receipt "
+                    "emailed to the family."
+                ),
+                "confirm": plain("Record it", 30),
+                "deny": plain("Cancel", 30),
+            }
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": ReplyBlock.ACTIONS,
+                "elements": [
+                    button(
+                        confirm_label(pending),
+                        ReplyAction.CONFIRM,
+                        value,
+                        style="primary",
+                        confirm=confirm,
+                    ),
+                    button("Not received", ReplyAction.REJECT, value, style="danger"),
+                ],
+            }
+        )
+    else:
+        blocks.append(
+            {
+                "type": "section",
+                "block_id": ReplyBlock.DECISION,
+                "text": mrkdwn(decision_line(pending, card.invoice_number, tz)),
+            }
+        )
+    return blocks
+
+
+def build_reply_message(card: ReplyCard, *, secret: str, tz: ZoneInfo) -> tuple[str, list[Block]]:
+    blocks: list[Block] = [
+        {"type": "section", "block_id": ReplyBlock.HEADLINE, "text": mrkdwn(headline(card))},
+        {"type": "section", "block_id": ReplyBlock.BODY, "text": mrkdwn(_body(card))},
+        context_block(*_context(card, tz)),
+    ]
+    if card.notes:
+        blocks.append(context_block(*(esc(n) for n in card.notes[:MAX_NOTES])))
+    blocks.extend(_payment_blocks(card, secret=secret, tz=tz))
+    return notification_text(card), blocks
+
+
+def already_decided_text(pending: PendingView, tz: ZoneInfo) -> str:
+    word = "confirmed" if pending.status == "confirmed" else "marked not received"
+    when = "" if pending.decided_at is None else f" on {fmt_when(pending.decided_at, tz)}"
+    return (
+        f":lock: This reported payment was already {word} by "
+        f"{esc(pending.decided_by or 'someone')}{when}. Nothing was changed."
+    )
+
+
+@dataclass(frozen=True)
+class BounceAlert:
+    addresses: tuple[str, ...]
+    guardians: tuple[str, ...]  # "Maria Rivera (guardian of Ana Rivera)"
+    invoices: tuple[str, ...]  # invoice numbers
+    subject: str
+    received_at: datetime
+
+
+def build_bounce_alert(alert: BounceAlert, *, tz: ZoneInfo) -> tuple[str, list[Block]]:
+    addresses = ", ".join(esc(a) for a in alert.addresses) or "an address"
+    text = f"Email to {addresses} bounced"
+    lines = [f":mailbox_with_no_mail: *Email bounced:* {addresses}"]
+    if alert.guardians:
+        lines.append("Guardian: " + "; ".join(esc(g) for g in alert.guardians))
+    if alert.invoices:
+        lines.append("Invoice: " + ", ".join(esc(n) for n in alert.invoices))
+    lines.append("DeviceCare won't email this address again until it is corrected in the roster.")
+    blocks: list[Block] = [
+        {"type": "section", "text": mrkdwn("\n".join(lines))},
+        context_block(f"Bounce: {esc(alert.subject) or '(no subject)'}",
+                      fmt_when(alert.received_at, tz)),
+    ]  # fmt: skip
+    return text, blocks
+
+
+def build_confirm_payment_modal(
+    pending: PendingView, invoice_number: str | None, *, secret: str
+) -> Block:
+    """Asks for what the parent didn't say (how they paid, the check number)."""
+    options = [option(label.capitalize(), method) for method, label in METHOD_LABELS.items()]
+    method_element: Block = {
+        "type": "static_select",
+        "action_id": ReplyBlock.METHOD,
+        "options": options,
+        "placeholder": plain("How did they pay?"),
+    }
+    if pending.method in METHOD_LABELS:
+        method_element["initial_option"] = next(o for o in options if o["value"] == pending.method)
+    reference: Block = {
+        "type": "plain_text_input",
+        "action_id": ReplyBlock.REFERENCE,
+        "max_length": 200,
+    }
+    if pending.reference:
+        reference["initial_value"] = pending.reference
+    words = format_cents(pending.amount_cents)
+    blocks: list[Block] = [
+        {
+            "type": "section",
+            "text": mrkdwn(
+                f"Record *{words}* on *{esc(invoice_number)}* as reported by the family. "
+                "A receipt is emailed to them."
+            ),
+        },
+        {
+            "type": "input",
+            "block_id": ReplyBlock.METHOD,
+            "label": plain("Method"),
+            "element": method_element,
+        },
+        {
+            "type": "input",
+            "block_id": ReplyBlock.REFERENCE,
+            "optional": True,
+            "label": plain("Check number or reference"),
+            "element": reference,
+            "hint": plain("Required for checks."),
+        },
+    ]
+    return modal(
+        ReplyView.CONFIRM,
+        "Confirm payment",
+        blocks,
+        submit="Record payment",
+        private_metadata=pack(PendingPaymentRef(pending_payment_id=pending.id), secret),
+    )
+
+
+def read_confirm_form(values: dict[str, dict[str, dict[str, object]]]) -> tuple[str, str | None]:
+    """(method, reference) from the form's state."""
+    method_state = (values.get(ReplyBlock.METHOD) or {}).get(ReplyBlock.METHOD) or {}
+    selected = method_state.get("selected_option")
+    method = str(selected.get("value", "")) if isinstance(selected, dict) else ""
+    ref_state = (values.get(ReplyBlock.REFERENCE) or {}).get(ReplyBlock.REFERENCE) or {}
+    reference = str(ref_state.get("value") or "").strip() or None
+    return method, reference

@@ -1,0 +1,311 @@
+"""Reading a parent's reply: payment reports, plan requests, disputes, questions (EN and ES)."""
+
+from __future__ import annotations
+
+import ast
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from workflows.payments import PaymentMethod
+from workflows.replies import Intent, ReadIntent, ReportedPayment, read_intent
+
+WEDNESDAY = date(2025, 3, 12)  # Monday is 2025-03-10
+
+
+def read(text: str, today: date = WEDNESDAY) -> ReadIntent:
+    return read_intent(text, today=today)
+
+
+def test_the_check_example_from_the_issue() -> None:
+    result = read("I mailed check #1043 for $50 on Monday")
+    assert result.intent == Intent.PAYMENT
+    assert result.payment == ReportedPayment(5000, "check", "1043", date(2025, 3, 10))
+    assert result.confidence >= 0.9
+
+
+def test_the_cash_example_from_the_issue() -> None:
+    result = read("paid $25 cash at the front office")
+    assert result.intent == Intent.PAYMENT
+    assert result.payment == ReportedPayment(2500, "cash", None, None)
+
+
+def test_methods_are_payment_method_values() -> None:
+    values = {method.value for method in PaymentMethod}
+    for text in ["paid by check", "paid $5 cash", "paid with my visa", "paid online"]:
+        payment = read(text).payment
+        assert payment is not None and payment.method in values
+
+
+@pytest.mark.parametrize(
+    ("text", "cents"),
+    [
+        ("I paid $50", 5000),
+        ("I paid $ 50.5 today", 5050),
+        ("We paid 50 dollars", 5000),
+        ("We paid 50.00 yesterday", 5000),
+        ("Paid $1,234.50 online", 123450),
+        ("paid USD 75", 7500),
+        ("I paid 40$ cash", 4000),
+        ("Pagué 30 dólares", 3000),
+        ("The bill says $120 but I paid $50 last week.", 5000),
+        ("I paid the balance. It was $35.", 3500),
+        ("I sent check #2048.", None),  # a check number is not an amount
+        ("I paid on 3/5.", None),  # nor is a date
+    ],
+)
+def test_amounts(text: str, cents: int | None) -> None:
+    payment = read(text).payment
+    assert payment is not None
+    assert payment.amount_cents == cents
+
+
+@pytest.mark.parametrize(
+    ("text", "method"),
+    [
+        ("I sent a check for $40", "check"),
+        ("We mailed the cheque yesterday", "check"),
+        ("I left a money order at the office", "check"),
+        ("Paid cash at the office", "cash"),
+        ("Pagué en efectivo", "cash"),
+        ("I paid with my debit card", "card"),
+        ("Paid by credit over the phone", "card"),
+        ("Pagué con tarjeta de crédito", "card"),
+        ("I paid online", "online"),
+        ("Paid through the portal with my credit card", "online"),
+        ("I paid it on the district website", "online"),
+        ("Paid via PayPal", "online"),
+        ("Pagué en línea", "online"),
+        ("I paid it with Cash App", "online"),
+        ("I already paid, please check your records", None),  # "check" the verb
+    ],
+)
+def test_methods(text: str, method: str | None) -> None:
+    payment = read(text).payment
+    assert payment is not None
+    assert payment.method == method
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("I mailed check #1043", "1043"),
+        ("I mailed check # 1043", "1043"),
+        ("sent check number 1043", "1043"),
+        ("sent ck 1043 for $20", "1043"),
+        ("sent chk#1043", "1043"),
+        ("I mailed cheque no. 1043", "1043"),
+        ("Envié el cheque número 1043", "1043"),
+        ("Envié el cheque No. 1043", "1043"),
+        ("I mailed a check for 50 dollars", None),
+    ],
+)
+def test_check_numbers(text: str, number: str | None) -> None:
+    payment = read(text).payment
+    assert payment is not None
+    assert payment.check_number == number
+    if number:
+        assert payment.method == "check"
+
+
+@pytest.mark.parametrize(
+    ("text", "today", "paid_on"),
+    [
+        ("paid on Monday", WEDNESDAY, date(2025, 3, 10)),
+        ("paid last Monday", WEDNESDAY, date(2025, 3, 10)),
+        ("paid on Wednesday", WEDNESDAY, date(2025, 3, 12)),  # today is a Wednesday
+        ("paid Thursday", WEDNESDAY, date(2025, 3, 6)),  # never in the future
+        ("paid on Monday", date(2025, 3, 10), date(2025, 3, 10)),
+        ("I paid yesterday", WEDNESDAY, date(2025, 3, 11)),
+        ("I paid today", WEDNESDAY, date(2025, 3, 12)),
+        ("I paid this morning", WEDNESDAY, date(2025, 3, 12)),
+        ("paid the day before yesterday", WEDNESDAY, date(2025, 3, 10)),
+        ("paid on 3/5", WEDNESDAY, date(2025, 3, 5)),
+        ("paid on 3/5/2025", WEDNESDAY, date(2025, 3, 5)),
+        ("paid on 12/20", WEDNESDAY, date(2024, 12, 20)),  # no year: the latest past one
+        ("paid on 3/20", WEDNESDAY, date(2024, 3, 20)),
+        ("paid on 2025-03-07", WEDNESDAY, date(2025, 3, 7)),
+        ("paid on March 5", WEDNESDAY, date(2025, 3, 5)),
+        ("paid on Mar. 5th", WEDNESDAY, date(2025, 3, 5)),
+        ("paid on the 5th of March", WEDNESDAY, date(2025, 3, 5)),
+        ("paid on the 5th", WEDNESDAY, date(2025, 3, 5)),
+        ("paid on the 20th", WEDNESDAY, date(2025, 2, 20)),
+        ("Pagué el 5 de marzo", WEDNESDAY, date(2025, 3, 5)),
+        ("Pagué el lunes", WEDNESDAY, date(2025, 3, 10)),
+        ("Pagué ayer", WEDNESDAY, date(2025, 3, 11)),
+        ("Pagué anteayer", WEDNESDAY, date(2025, 3, 10)),
+        ("Pagué el 5/3 en la oficina", WEDNESDAY, date(2025, 3, 5)),  # Spanish: day/month
+        ("paid on 2/30", WEDNESDAY, None),  # not a date
+        ("paid on 2026-01-01", WEDNESDAY, None),  # a payment can't be in the future
+        ("paid last week", WEDNESDAY, None),  # too vague to record
+    ],
+)
+def test_payment_dates(text: str, today: date, paid_on: date | None) -> None:
+    payment = read(text, today).payment
+    assert payment is not None
+    assert payment.paid_on == paid_on
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I paid it.",
+        "We already paid this last week.",
+        "The check is in the mail.",
+        "Payment was made online on Friday.",
+        "I made a payment at the office.",
+        "I dropped off $30 at the front desk.",
+        "We gave the teacher a check.",
+        "Did you get the $50 check I mailed Monday?",
+        "Ya pagué.",
+        "Ya pagamos la factura.",
+        "Hicimos el pago por internet.",
+        "Hemos pagado todo.",
+        "Dejé el cheque en la oficina.",
+        "Check #1043 for $50 is in the mail.",
+        "The payment for the charger was submitted online yesterday.",
+        "Payment sent.",
+        "Pago realizado en la oficina.",
+        "El cheque ya fue enviado.",
+        "Thank you, paid in full at the office.",
+    ],
+)
+def test_payment_reports(text: str) -> None:
+    assert read(text).intent == Intent.PAYMENT
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("I will pay $50 next week.", Intent.OTHER),
+        ("I'm going to send a check on Friday.", Intent.OTHER),
+        ("We haven't paid yet.", Intent.OTHER),
+        ("I have not paid this.", Intent.OTHER),
+        ("Todavía no he pagado.", Intent.OTHER),
+        ("No pagamos nada todavía.", Intent.OTHER),
+        ("You sent me a bill for $50.", Intent.OTHER),
+        ("I sent an email about the fee last week.", Intent.OTHER),
+        ("The invoice was sent to my old address.", Intent.OTHER),
+        ("Will the check be mailed back to me?", Intent.QUESTION),
+        ("Where do I send the check?", Intent.QUESTION),
+        ("Can I pay by card?", Intent.QUESTION),
+        ("Does it need to be paid by Friday?", Intent.QUESTION),
+        ("I get paid on the 20th, can I pay then?", Intent.QUESTION),
+        ("Could we pay $20 a month until it's paid off?", Intent.PAYMENT_PLAN),
+        ("I paid for the insurance, why am I being charged?", Intent.DISPUTE),
+    ],
+)
+def test_promises_negations_and_questions_are_not_payments(text: str, intent: Intent) -> None:
+    result = read(text)
+    assert result.intent == intent
+    assert result.payment is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Can we set up a payment plan?",
+        "Is it possible to pay in installments?",
+        "Could I pay $20 a month?",
+        "I can pay 25 dollars per month until it is done.",
+        "Can we split the payment into three?",
+        "I would like to make monthly payments.",
+        "¿Podemos hacer un plan de pagos?",
+        "¿Puedo pagar en cuotas?",
+        "Quisiera pagar a plazos.",
+        "Puedo pagar $20 al mes.",
+    ],
+)
+def test_payment_plan_requests(text: str) -> None:
+    assert read(text).intent == Intent.PAYMENT_PLAN
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "This is not our fault.",
+        "We shouldn't have to pay for this.",
+        "We should not have to pay, the school dropped it.",
+        "It was already broken when he got it.",
+        "The screen came cracked.",
+        "I dispute this charge.",
+        "We disagree with this invoice.",
+        "That's not fair.",
+        "My son didn't break it.",
+        "This is the wrong student.",
+        "Why are we being charged for this?",
+        "No es justo.",
+        "No fue nuestra culpa.",
+        "Ya estaba rota cuando se la dieron.",
+        "No vamos a pagar esto.",
+        "No estamos de acuerdo con la factura.",
+    ],
+)
+def test_disputes(text: str) -> None:
+    assert read(text).intent == Intent.DISPUTE
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "When is this due?",
+        "What is the insurance for",
+        "How much do I still owe",
+        "Please let me know the balance.",
+        "¿Cuánto debo?",
+        "Quisiera saber el saldo.",
+    ],
+)
+def test_questions(text: str) -> None:
+    assert read(text).intent == Intent.QUESTION
+
+
+@pytest.mark.parametrize("text", ["", "   ", "Thanks!", "Ok", "Gracias.", "Received, thank you."])
+def test_other(text: str) -> None:
+    result = read(text)
+    assert result.intent == Intent.OTHER
+    assert result.payment is None
+
+
+def test_a_payment_report_wins_over_a_plan_request_in_the_same_reply() -> None:
+    result = read("I paid $20 today and would like a payment plan for the rest.")
+    assert result.intent == Intent.PAYMENT
+    assert result.payment is not None and result.payment.amount_cents == 2000
+
+
+def test_confidence_grows_with_what_was_found() -> None:
+    bare = read("I already paid.").confidence
+    amount = read("I already paid $20.").confidence
+    full = read("I mailed check #12 for $20 yesterday.").confidence
+    assert 0 < bare < amount < full <= 0.95
+    assert read("").confidence == 0.0
+
+
+def test_long_text_is_cut_not_slow() -> None:
+    result = read("blah " * 50_000 + " I paid $5")
+    assert result.intent == Intent.OTHER  # past the reading limit
+
+
+def test_replies_module_is_pure() -> None:
+    """workflows/replies.py uses the standard library and workflows only (no I/O libraries)."""
+    source = Path(__file__).resolve().parents[2] / "workflows" / "replies.py"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    allowed = {
+        "__future__",
+        "collections",
+        "dataclasses",
+        "datetime",
+        "enum",
+        "re",
+        "typing",
+        "unicodedata",
+        "workflows",
+    }
+    assert imported <= allowed

@@ -1,0 +1,553 @@
+"""What a parent's reply says: a payment made, a payment-plan request, a dispute, a question.
+
+Pure text rules over the new part of a reply, in English and Spanish. Nothing here moves money:
+a reported payment only becomes a pending payment that billing staff confirm. The reading is
+deliberately cautious — a payment needs a past-tense report ("I mailed", "paid", "pagué"), not
+a promise ("I will pay") or a negation ("we haven't paid") — and the confidence says how much
+of the report was found (amount, method, check number, date).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from enum import StrEnum
+from typing import TypeVar
+
+from workflows.errors import ValidationError
+from workflows.money import parse_amount
+
+T = TypeVar("T")
+MAX_TEXT = 5_000  # characters read; a parent's new text is short, quoted history is gone
+
+
+class Intent(StrEnum):
+    PAYMENT = "payment"
+    PAYMENT_PLAN = "payment_plan"
+    DISPUTE = "dispute"
+    QUESTION = "question"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class ReportedPayment:
+    amount_cents: int | None
+    method: str | None  # "check", "cash", "card", "online" (workflows.payments.PaymentMethod)
+    check_number: str | None
+    paid_on: date | None
+
+
+@dataclass(frozen=True)
+class ReadIntent:
+    intent: Intent
+    payment: ReportedPayment | None
+    confidence: float
+
+
+# -- text preparation ------------------------------------------------------------------------
+
+
+def _fold_char(char: str) -> str:
+    if char.isascii():
+        return char
+    if char in "\u2019\u2018\u02bc":
+        return "'"
+    if char in "\u201c\u201d":
+        return '"'
+    base = unicodedata.normalize("NFKD", char)[:1]
+    return base if base and base.isascii() else char
+
+
+def _fold(text: str) -> str:
+    """Lower-case without accents, one character for one, so offsets stay aligned."""
+    return "".join(_fold_char(char) for char in text.lower())
+
+
+_ABBREVIATIONS = frozenset(
+    {
+        "no",
+        "nr",
+        "num",
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "st",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+        "ck",
+        "chk",
+        "approx",
+        "etc",
+        "vs",
+        "sra",
+        "sr",
+        "srta",
+        "p",
+        "a",
+        "m",
+    }
+)
+_SENTENCE_END = re.compile(r"[.!?]+(?=\s)|\n+")
+
+
+def _sentences(folded: str) -> list[tuple[int, int]]:
+    """(start, end) spans of sentences; abbreviations like "no." and "Mar." don't end one."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for match in _SENTENCE_END.finditer(folded):
+        token = match.group()
+        if token.startswith("."):
+            word = re.search(r"([a-z]+)$", folded[start : match.start()])
+            if word and word.group(1) in _ABBREVIATIONS:
+                continue
+        end = match.start() if token.startswith("\n") else match.end()
+        if folded[start:end].strip():
+            spans.append((start, end))
+        start = match.end()
+    if folded[start:].strip():
+        spans.append((start, len(folded)))
+    return spans
+
+
+# -- payment report --------------------------------------------------------------------------
+
+_PAYMENT_OBJECT = (
+    r"(?:check|cheque|chk\b|ck\b|payment|money\s+order|money|cash|\$|dollars|amount|balance|fee|"
+    r"pago|dinero|efectivo|dolares|cantidad)"
+)
+_PAID = re.compile(
+    r"\b(?:paid|have\s+paid|has\s+been\s+paid|was\s+paid|payed|"
+    r"made\s+(?:a|the|my|our|an?\s+online)\s+payment|"
+    r"payment\s+(?:(?:was|has\s+been|is)\s+)?(?:made|sent|mailed|submitted|dropped\s+off)|"
+    r"here\s+is\s+(?:my|our|the)\s+payment|enclosed\s+(?:is|please\s+find)|"
+    r"ya\s+pag(?:ue|amos|o)|pague|pagamos|(?:he|hemos|ya\s+(?:esta|fue))\s+pagad[oa]|"
+    r"pago\s+(?:realizado|hecho|enviado)|"
+    r"(?:hice|hicimos|realice|realizamos|mande|mandamos|envie|enviamos)\s+(?:el|un|mi|nuestro)\s+"
+    r"pago)\b"
+)
+_OBJECT_FOLLOWS = re.compile(r"\W*(?:[\w']+\W+){0,3}?" + _PAYMENT_OBJECT)
+_OBJECT_BEFORE = re.compile(_PAYMENT_OBJECT + r"\w*\W+(?:[\w']+\W+){0,2}?(?:i|we|yo)\s+$")
+# "The check for $50 is in the mail", "el cheque fue enviado": the object comes first.
+_PASSIVE = re.compile(
+    r"\b(?:is|was|were|has\s+been|have\s+been|fue|ya\s+fue|esta)\s+(?:in\s+the\s+mail|mailed|"
+    r"sent|dropped\s+off|delivered|submitted|deposited|enviad[oa]|entregad[oa]|depositad[oa])\b"
+)
+_OBJECT_EARLIER = re.compile(_PAYMENT_OBJECT + r"[^.?!]{0,40}$")
+_HANDED_OVER = re.compile(
+    r"\b(?:sent|mailed|dropped\s+off|dropped|left|gave|brought|turned\s+in|handed\s+in|handed|"
+    r"submitted|deposited|put|wrote|"
+    r"envie|enviamos|mande|mandamos|deje|dejamos|entregue|entregamos|deposite|depositamos)\b"
+)
+_NOT_DONE = re.compile(
+    r"(?:\b(?:not|never|nunca|todavia\s+no|aun\s+no)|n't)\W+(?:\w+\W+){0,2}$"
+    r"|\bno\s+(?:\w+\s+)?$"
+    r"|\b(?:will|would|should|could|can|must|to|be|been|going\s+to|if|may|might|until|till|"
+    r"once)\s+(?:(?:i|we|you|he|she|they|it|it's|it\s+is|this\s+is)\s+)?"
+    r"(?:have\s+|be\s+|been\s+|fully\s+)?$"
+    r"|\b(?:get|gets|getting|got)\s+$"  # "I get paid on the 20th": wages, not a payment
+)
+_NOT_FOR_US = re.compile(
+    r"^\W*(?:for\s+(?:the\s+)?(?:insurance|coverage|protection\s+plan)|the\s+insurance|"
+    r"(?:a|the|an|your|this)\s+(?:bill|invoice|notice|letter|email|e-mail|message|form))"
+)
+_YOU_BEFORE = re.compile(r"(?<!thank )\b(?:you|they|school|district|usted|ustedes)\W+$")
+
+_NUMBER = r"(?:\d{1,3}(?:,\d{3})+|\d+)"
+_AMOUNT = re.compile(
+    r"(?<![\w#.,$])\$\s?(?P<a>" + _NUMBER + r")(?P<af>\.\d{1,2})?(?![\d,]*\d)"
+    r"|(?<![\w#$.,/:])(?P<b>" + _NUMBER + r")(?P<bf>\.\d{2})?\s*(?:\$|dollars?\b|dolares?\b|"
+    r"usd\b|bucks\b)"
+    r"|\busd\s?(?P<c>" + _NUMBER + r")(?P<cf>\.\d{2})?\b"
+    r"|(?<![\w#$.,/:])(?P<d>" + _NUMBER + r")(?P<df>\.\d{2})(?![\d/.])"
+)
+_CHECK_NUMBER = re.compile(
+    r"\b(?:check|cheque|ck|chk)\.?\s*(?:#|no\.?|n[o°º]\.?|number|num\.?|nbr|numero)?\s*#?\s*"
+    r"(?P<n>\d{2,12})\b(?!\s*(?:dollars?|dolares?|usd|\$)|\.\d|/)"
+)
+_METHODS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (
+        "check",
+        re.compile(
+            r"\bcheques?\b|\bmoney\s+order\b|\b(?:ck|chk)\.?\s*#?\s*\d|"
+            r"\bchecks?\s*(?:#|no\b|number|num\b|nbr|for\b|\d)|"
+            r"\b(?:a|the|my|our|by|with|via|one|personal|cashier'?s|paper|this|that|in|per|"
+            r"mailed|sent|wrote|written|send|mail)\s+checks?\b"
+        ),
+    ),
+    (
+        "online",
+        re.compile(
+            r"\bonline\b|\bon-?\s?line\b|\bportal\b|\bpaypal\b|\bweb\s?site\b|\bweb\s?page\b|"
+            r"\bthe\s+link\b|\ben\s+linea\b|\bpor\s+internet\b|\b(?:pagina|sitio)\s+web\b|"
+            r"\bvenmo\b|\bzelle\b|\bcash\s?app\b"
+        ),
+    ),
+    ("cash", re.compile(r"\bcash\b(?!\s?app)|\befectivo\b")),
+    (
+        "card",
+        re.compile(
+            r"\b(?:credit|debit)\b|\bcard\b|\bvisa\b|\bmaster\s?card\b|\bamex\b|"
+            r"\bamerican\s+express\b|\btarjeta\b|\bcredito\b|\bdebito\b"
+        ),
+    ),
+)
+
+# -- dates -------------------------------------------------------------------------------------
+
+_WEEKDAYS = {
+    "monday": 0,
+    "tuesday": 1,
+    "wednesday": 2,
+    "thursday": 3,
+    "friday": 4,
+    "saturday": 5,
+    "sunday": 6,
+    "lunes": 0,
+    "martes": 1,
+    "miercoles": 2,
+    "jueves": 3,
+    "viernes": 4,
+    "sabado": 5,
+    "domingo": 6,
+}
+_MONTHS = {
+    "january": 1,
+    "jan": 1,
+    "february": 2,
+    "feb": 2,
+    "march": 3,
+    "mar": 3,
+    "april": 4,
+    "apr": 4,
+    "may": 5,
+    "june": 6,
+    "jun": 6,
+    "july": 7,
+    "jul": 7,
+    "august": 8,
+    "aug": 8,
+    "september": 9,
+    "sept": 9,
+    "sep": 9,
+    "october": 10,
+    "oct": 10,
+    "november": 11,
+    "nov": 11,
+    "december": 12,
+    "dec": 12,
+    "enero": 1,
+    "febrero": 2,
+    "marzo": 3,
+    "abril": 4,
+    "mayo": 5,
+    "junio": 6,
+    "julio": 7,
+    "agosto": 8,
+    "septiembre": 9,
+    "setiembre": 9,
+    "octubre": 10,
+    "noviembre": 11,
+    "diciembre": 12,
+}
+_MONTH_NAMES = "|".join(sorted(_MONTHS, key=len, reverse=True))
+_RELATIVE = re.compile(
+    r"\b(?P<before>day\s+before\s+yesterday|anteayer|antier|antes\s+de\s+ayer)\b"
+    r"|\b(?P<yesterday>yesterday|last\s+night|ayer|anoche)\b"
+    r"|\b(?P<today>today|this\s+(?:morning|afternoon)|earlier\s+today|hoy|esta\s+(?:manana|tarde))\b"
+)
+_WEEKDAY = re.compile(r"\b(?P<w>" + "|".join(_WEEKDAYS) + r")\b")
+_ISO_DATE = re.compile(r"\b(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})\b")
+_SLASH_DATE = re.compile(
+    r"(?<![\d/$#.,])(?P<a>\d{1,2})/(?P<b>\d{1,2})(?:/(?P<y>\d{4}|\d{2}))?(?![\d/])"
+)
+_MONTH_DAY = re.compile(
+    r"\b(?P<m>" + _MONTH_NAMES + r")\.?\s+(?P<d>\d{1,2})(?:st|nd|rd|th)?\b(?:,?\s+(?P<y>\d{4}))?"
+)
+_DAY_MONTH = re.compile(
+    r"\b(?P<d>\d{1,2})(?:st|nd|rd|th)?\s+(?:de\s+|of\s+)?(?P<m>" + _MONTH_NAMES + r")\b"
+    r"(?:\.?,?\s+(?:de\s+|del\s+)?(?P<y>\d{4}))?"
+)
+_ORDINAL_DAY = re.compile(
+    r"\bthe\s+(?P<d>\d{1,2})(?:st|nd|rd|th)\b|\bel\s+dia\s+(?P<e>\d{1,2})\b(?!\s*[/$])"
+)
+
+# -- other intents -------------------------------------------------------------------------------
+
+_PLAN = re.compile(
+    r"\bpayment\s+plans?\b|\bpay(?:ment)?s?\s+(?:it\s+)?in\s+(?:monthly\s+)?install?ments?\b|"
+    r"\binstall?ments?\b|\bmonthly\s+payments?\b|\bpartial\s+payments?\b|"
+    r"\bpay\s+(?:it\s+)?(?:off\s+)?(?:over|in)\s+(?:\d+|two|three|four|five|six|several|a\s+few)\s+"
+    r"(?:months|payments|parts|weeks|paychecks)\b|"
+    r"\bpay\s+(?:you\s+)?(?:\$\s?\d[\d,]*(?:\.\d{2})?|\d[\d,]*(?:\.\d{2})?\s*dollars)\s+"
+    r"(?:a|per|each|every)\s+(?:month|week|paycheck|payday)\b|"
+    r"\bsplit\s+(?:it|the\s+(?:payment|cost|bill|balance|amount))\b|"
+    r"\bpay\s+(?:a\s+little|some)\s+(?:at\s+a\s+time|each\s+month|every\s+month)\b|"
+    r"\bplan\s+de\s+pagos?\b|\bpagos?\s+mensuales\b|\ben\s+(?:cuotas|plazos|partes)\b|"
+    r"\ba\s+plazos\b|\bmensualidades\b|\bpoco\s+a\s+poco\b|"
+    r"\bpagar\s+(?:\$\s?\d[\d,]*(?:\.\d{2})?|\d+\s*dolares)\s+(?:al|por|cada)\s+mes\b"
+)
+_DISPUTE = re.compile(
+    r"\bnot\s+(?:our|my|his|her|their|the\s+student'?s|(?:my|our)\s+(?:son|daughter|child|kid)'?s)"
+    r"\s+fault\b|"
+    r"\b(?:shouldn'?t|should\s+not|won'?t|will\s+not|refuse\s+to|not\s+going\s+to)\s+"
+    r"(?:have\s+to\s+)?pay\b|"
+    r"\b(?:shouldn'?t|should\s+not)\s+be\s+(?:charged|responsible|billed)\b|"
+    r"\bnot\s+(?:be\s+)?responsible\b|\balready\s+(?:broken|damaged|cracked)\b|"
+    r"\b(?:came|arrived|was\s+given\s+to\s+(?:us|him|her))\s+(?:already\s+)?"
+    r"(?:broken|damaged|cracked)\b|\bwas\s+like\s+that\s+when\b|"
+    r"\b(?:i|we)\s+(?:dispute|contest|disagree|object)\b|\bdispute\s+(?:this|the|these)\b|"
+    r"\b(?:contest|appeal)\s+(?:this|the|these)\s+(?:charge|fee|invoice|bill)|"
+    r"\b(?:not|isn'?t|is\s+not)\s+fair\b|\bunfair\b|"
+    r"\b(?:didn'?t|did\s+not|never)\s+(?:break|broke|damage|damaged|drop|dropped|lose|lost)\b|"
+    r"\bwasn'?t\s+(?:us|him|her|me|them)\b|\bwrong\s+(?:student|charge|amount|person|family)\b|"
+    r"\bcharged\s+(?:twice|by\s+mistake|in\s+error)\b|\bwhy\s+(?:am\s+i|are\s+we|is\s+(?:my|our))\s+"
+    r"(?:\w+\s+)?(?:being\s+)?(?:charged|billed)\b|\bshould\s+be\s+covered\b|"
+    r"\bno\s+es\s+justo\b|\binjust[oa]\b|\bno\s+(?:fue|es)\s+(?:su|mi|nuestra)\s+culpa\b|"
+    r"\bya\s+(?:estaba|venia|vino|llego)\s+(?:roto|rota|danad[oa]|quebrad[oa]|rajad[oa])\b|"
+    r"\bno\s+(?:vamos|voy)\s+a\s+pagar\b|"
+    r"\bno\s+(?:debemos|deberiamos|debo|deberia|tenemos\s+que|tengo\s+que)\s+pagar\b|"
+    r"\bno\s+(?:estoy|estamos)\s+de\s+acuerdo\b|\bdisput(?:o|amos)\b|"
+    r"\bno\s+(?:lo|la)\s+rompi(?:o|mos)?\b|\bel\s+seguro\s+(?:debe|deberia)\s+cubrir"
+)
+_QUESTION_START = re.compile(
+    r"^\W*(?:what|when|where|why|how|who|which|can|could|would|will|is|are|do|does|did|should|"
+    r"may|shall|am|have|has|que|cuando|donde|por\s+que|como|cuanto|cuanta|cuantos|cuantas|"
+    r"quien|cual|puedo|puede|pueden|podria|podrian|hay|debo|tengo\s+que)\b"
+)
+_QUESTION_PHRASE = re.compile(
+    r"\b(?:i\s+was\s+wondering|i\s+wonder|please\s+(?:let\s+me\s+know|advise|explain|confirm)|"
+    r"can\s+you\s+(?:tell|explain|confirm)|i\s+(?:have|had)\s+a\s+question|"
+    r"quisiera\s+saber|me\s+gustaria\s+saber|necesito\s+saber|me\s+pueden\s+decir|"
+    r"tengo\s+una\s+pregunta|favor\s+de\s+(?:confirmar|explicar|informar))\b"
+)
+_SPANISH_HINTS = re.compile(
+    r"\b(?:el|la|los|las|de|que|por|para|con|pague|pagamos|cheque|efectivo|gracias|hola|"
+    r"ayer|hoy|lunes|martes|miercoles|jueves|viernes|usted|nosotros|hijo|hija)\b"
+)
+_ENGLISH_HINTS = re.compile(
+    r"\b(?:the|and|for|with|paid|check|cash|thanks|hello|yesterday|today|you|we|my|son|daughter)\b"
+)
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def read_intent(text: str, *, today: date) -> ReadIntent:
+    """Read one reply's new text (quoted history already removed)."""
+    original = text[:MAX_TEXT]
+    folded = _fold(original)
+    if not folded.strip():
+        return ReadIntent(Intent.OTHER, None, 0.0)
+    spans = _sentences(folded)
+    spanish = len(_SPANISH_HINTS.findall(folded)) > len(_ENGLISH_HINTS.findall(folded))
+
+    payment = _read_payment(folded, spans, today=today, spanish=spanish)
+    if payment is not None:
+        found = sum(
+            value is not None
+            for value in (payment.amount_cents, payment.method, payment.check_number)
+        )
+        confidence = min(0.6 + 0.1 * found + (0.05 if payment.paid_on else 0.0), 0.95)
+        return ReadIntent(Intent.PAYMENT, payment, round(confidence, 2))
+    if _DISPUTE.search(folded):
+        return ReadIntent(Intent.DISPUTE, None, 0.8)
+    if _PLAN.search(folded):
+        return ReadIntent(Intent.PAYMENT_PLAN, None, 0.8)
+    if "?" in folded or "\u00bf" in folded:
+        return ReadIntent(Intent.QUESTION, None, 0.75)
+    if _QUESTION_PHRASE.search(folded) or any(
+        _QUESTION_START.match(folded[start:end]) for start, end in spans
+    ):
+        return ReadIntent(Intent.QUESTION, None, 0.5)
+    return ReadIntent(Intent.OTHER, None, 0.3)
+
+
+def _read_payment(
+    folded: str, spans: list[tuple[int, int]], *, today: date, spanish: bool
+) -> ReportedPayment | None:
+    cues = [(span, cue) for span in spans if (cue := _payment_cue(folded, span)) is not None]
+    if not cues:
+        return None
+    scopes = [folded[start:end] for (start, end), _ in cues]
+    # The amount the parent says they paid: the first one after the cue in its sentence
+    # ("the bill says $120 but I paid $50"), else the first in that sentence.
+    after_cue = [cents for ((start, end), cue) in cues for cents in _amounts(folded[cue:end])]
+    in_cues = [cents for scope in scopes for cents in _amounts(scope)]
+    candidates = after_cue or in_cues
+    amount: int | None = candidates[0] if candidates else None
+    if amount is None:
+        everywhere = set(_amounts(folded))
+        if len(everywhere) == 1:
+            amount = everywhere.pop()
+    method = _first_found(scopes, _method) or _method(folded)
+    check_number = _first_found(scopes, _check_number) or _check_number(folded)
+    if check_number and method is None:
+        method = "check"
+    paid_on = _first_found(scopes, lambda s: _date_in(s, today=today, spanish=spanish))
+    if paid_on is None:
+        paid_on = _date_in(folded, today=today, spanish=spanish)
+    return ReportedPayment(amount, method, check_number, paid_on)
+
+
+def _payment_cue(folded: str, span: tuple[int, int]) -> int | None:
+    """Where, in the sentence at `span`, the parent reports having paid (offset of the cue)."""
+    start, end = span
+    sentence = folded[start:end]
+    question = sentence.rstrip().endswith("?") or "\u00bf" in sentence
+    if question and not (_amounts(sentence) or _check_number(sentence)):
+        return None
+    found: list[int] = []
+    for match in _PAID.finditer(sentence):
+        if _cue_counts(sentence, match.start(), match.end()):
+            found.append(match.start())
+            break
+    for match in _HANDED_OVER.finditer(sentence):
+        before = sentence[max(0, match.start() - 50) : match.start()]
+        if not (_OBJECT_FOLLOWS.match(sentence, match.end()) or _OBJECT_BEFORE.search(before)):
+            continue
+        if _cue_counts(sentence, match.start(), match.end()):
+            found.append(match.start())
+            break
+    for match in _PASSIVE.finditer(sentence):
+        before = sentence[max(0, match.start() - 60) : match.start()]
+        if _OBJECT_EARLIER.search(before) and _cue_counts(sentence, match.start(), match.end()):
+            found.append(match.start())
+            break
+    return start + min(found) if found else None
+
+
+def _cue_counts(sentence: str, start: int, end: int) -> bool:
+    before = sentence[max(0, start - 40) : start]
+    if _NOT_DONE.search(before) or _YOU_BEFORE.search(before):
+        return False
+    return not _NOT_FOR_US.match(sentence[end : end + 40])
+
+
+def _amounts(text: str) -> list[int]:
+    found: list[int] = []
+    for match in _AMOUNT.finditer(text):
+        for key in ("a", "b", "c", "d"):
+            whole = match.group(key)
+            if whole is None:
+                continue
+            fraction = match.group(key + "f") or ""
+            try:
+                cents = parse_amount(f"${whole}{fraction}")
+            except ValidationError:
+                break
+            if cents > 0:
+                found.append(cents)
+            break
+    return found
+
+
+def _method(text: str) -> str | None:
+    hits: list[tuple[int, str]] = []
+    for name, pattern in _METHODS:
+        match = pattern.search(text)
+        if match:
+            hits.append((match.start(), name))
+    if not hits:
+        return None
+    names = {name for _, name in hits}
+    if "online" in names and "card" in names:
+        hits = [hit for hit in hits if hit[1] != "card"]  # a card through the portal is online
+    return min(hits)[1]
+
+
+def _check_number(text: str) -> str | None:
+    match = _CHECK_NUMBER.search(text)
+    return match.group("n") if match else None
+
+
+def _first_found(scopes: list[str], reader: Callable[[str], T | None]) -> T | None:
+    for scope in scopes:
+        value = reader(scope)
+        if value is not None:
+            return value
+    return None
+
+
+def _date_in(text: str, *, today: date, spanish: bool) -> date | None:
+    candidates: list[tuple[int, date]] = []
+    for match in _RELATIVE.finditer(text):
+        days = 2 if match.group("before") else 1 if match.group("yesterday") else 0
+        candidates.append((match.start(), today - timedelta(days=days)))
+    for match in _WEEKDAY.finditer(text):
+        back = (today.weekday() - _WEEKDAYS[match.group("w")]) % 7
+        candidates.append((match.start(), today - timedelta(days=back)))
+    for match in _ISO_DATE.finditer(text):
+        found = _make_date(int(match["y"]), int(match["m"]), int(match["d"]), today, fixed=True)
+        if found:
+            candidates.append((match.start(), found))
+    for match in _SLASH_DATE.finditer(text):
+        first, second = int(match["a"]), int(match["b"])
+        month, day = (second, first) if spanish and second <= 12 else (first, second)
+        if month > 12 and day <= 12:
+            month, day = day, month
+        year_text = match["y"]
+        year = _year(year_text, today)
+        found = _make_date(year, month, day, today, fixed=year_text is not None)
+        if found:
+            candidates.append((match.start(), found))
+    for pattern in (_MONTH_DAY, _DAY_MONTH):
+        for match in pattern.finditer(text):
+            year_text = match["y"]
+            found = _make_date(
+                _year(year_text, today),
+                _MONTHS[match["m"]],
+                int(match["d"]),
+                today,
+                fixed=year_text is not None,
+            )
+            if found:
+                candidates.append((match.start(), found))
+    if not candidates:
+        for match in _ORDINAL_DAY.finditer(text):
+            day = int(match["d"] or match["e"])
+            month, year = today.month, today.year
+            if day > today.day:
+                month, year = (12, year - 1) if month == 1 else (month - 1, year)
+            found = _make_date(year, month, day, today, fixed=True)
+            if found:
+                candidates.append((match.start(), found))
+    return min(candidates)[1] if candidates else None
+
+
+def _year(text: str | None, today: date) -> int:
+    if text is None:
+        return today.year
+    year = int(text)
+    return year + 2000 if year < 100 else year
+
+
+def _make_date(year: int, month: int, day: int, today: date, *, fixed: bool) -> date | None:
+    """A real date not after today; without a year, the latest such date."""
+    try:
+        found = date(year, month, day)
+    except ValueError:
+        return None
+    if found > today:
+        if fixed:
+            return None
+        try:
+            found = date(year - 1, month, day)
+        except ValueError:
+            return None
+    if (today - found).days > 400:
+        return None  # not a payment date anyone would report
+    return found
