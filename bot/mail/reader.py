@@ -493,7 +493,10 @@ class ImapReader:
                 last_uid = uid
         finally:
             for pending in ahead.values():
-                pending.cancel()
+                if pending.done() and not pending.cancelled():
+                    pending.exception()  # retrieved: prepared again next time
+                else:
+                    pending.cancel()
             await self._mark(selected, stored, last_uid)
 
     async def _ingest_one(
