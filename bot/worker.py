@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -49,7 +49,6 @@ class GiveUp(Exception):
     """A delivery failure that retrying can't fix (no address left, mailbox refused)."""
 
 
-@runtime_checkable
 class SessionHandler(Protocol):
     async def deliver(self, session: AsyncSession, payload: dict[str, Any]) -> None: ...
 
@@ -174,6 +173,10 @@ class OutboxWorker:
             if deliver is not None:
                 await deliver(session, payload)
             else:
+                # A plain handler opens its own transaction (Slack posts do); ours must not hold
+                # SQLite's write lock meanwhile, so what is settled so far is committed first.
+                if session.in_transaction():
+                    await _run_to_end(session.commit())
                 await handler(payload)  # type: ignore[operator]
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the row
             error = _error_text(exc)

@@ -14,7 +14,7 @@ Amounts are int cents in the context and become "$1,234.56" through the `money` 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from pathlib import Path
@@ -175,14 +175,25 @@ class NoticeRenderer:
     def render(
         self, name: str, context: Mapping[str, Any], language: str | None = None
     ) -> RenderedNotice:
+        steps = self.render_steps(name, context, language)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                rendered: RenderedNotice = done.value
+                return rendered
+
+    def render_steps(
+        self, name: str, context: Mapping[str, Any], language: str | None = None
+    ) -> Generator[None, None, RenderedNotice]:
+        """`render` in two steps (a generator that returns the result), so a caller can do
+        other work between them."""
         lang, subject, text, html = self._templates(name, language or DEFAULT_LANGUAGE)
         values = {**context, "language": lang}
-        return RenderedNotice(
-            subject=" ".join(subject.render(values).split()),  # one line, no header injection
-            text=wrap_text(text.render(values)),
-            html=html.render(values),
-            language=lang,
-        )
+        subject_line = " ".join(subject.render(values).split())  # one line: no header injection
+        text_part = wrap_text(text.render(values))
+        yield
+        return RenderedNotice(subject_line, text_part, html.render(values), lang)
 
 
 def _wrap_line(line: str, width: int, indent: str) -> list[str]:

@@ -7,8 +7,8 @@ so the outbox retries it with backoff; the notice keeps the last error, and beco
 the worker gives up. A guardian left without a usable address fails the notice at once.
 
 Speed (docs/performance.md, "Sending notices"): the batch is loaded in a fixed number of
-queries; the next few notices are rendered while the current one is on the wire; headers are
-encoded here and stored raw, so the email package neither parses nor refolds them.
+queries; the next notice is rendered while the current one is on the wire; headers are encoded
+here and stored raw, so the email package neither parses nor refolds them.
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import email.policy
 import functools
 import logging
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from email.header import Header
@@ -30,7 +29,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
 from email.policy import EmailPolicy
 from email.utils import format_datetime, formataddr, parseaddr
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,8 +47,7 @@ log = logging.getLogger("devicecare.mail.sender")
 
 DONE_STATUSES = frozenset({"sent", "bounced"})
 POLICY = email.policy.default
-# How many notices of a batch are rendered ahead of the one being sent.
-LOOKAHEAD = 3
+T = TypeVar("T")
 
 
 # An ASCII addr-spec we can write into a header as it is (no spaces, controls or brackets).
@@ -321,10 +319,7 @@ class NoticeSender:
         self.secret_key = secret_key
         self._batch: dict[int, NoticeData] = {}
         self._order: list[int] = []
-        self._prepared: dict[int, asyncio.Future[Prepared]] = {}
-        self._delivered = 0
-        self._advance = asyncio.Event()
-        self._ahead: asyncio.Task[None] | None = None
+        self._ready: dict[int, Prepared | Exception] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock) -> NoticeSender:
@@ -361,47 +356,41 @@ class NoticeSender:
     # --- worker hooks -----------------------------------------------------------------------
 
     async def start_batch(self, session: AsyncSession, payloads: Sequence[dict[str, Any]]) -> None:
-        """Load the batch's notices at once and start rendering them ahead of the sends."""
+        """Load the batch's notices at once."""
         ids = [p["notice_id"] for p in payloads if isinstance(p.get("notice_id"), int)]
         self._batch = await load_notices(session, ids)
         self._order = [i for i in ids if i in self._batch]
-        self._prepared = {}
-        self._delivered = 0
-        self._advance = asyncio.Event()
+        self._ready = {}
         await self.transport.begin_batch()
-        self._ahead = asyncio.create_task(self._prepare_ahead(), name="render notices ahead")
 
     async def end_batch(self) -> None:
-        if self._ahead is not None:
-            self._ahead.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ahead
-            self._ahead = None
-        for future in self._prepared.values():
-            if future.done() and not future.cancelled():
-                future.exception()  # a failure nobody asked for (the batch ended early)
-        self._batch, self._order, self._prepared = {}, [], {}
+        self._batch, self._order, self._ready = {}, [], {}
         await self.transport.end_batch()
 
     async def close(self) -> None:
         await self.transport.close()
 
     async def deliver(self, session: AsyncSession, payload: dict[str, Any]) -> None:
-        self._delivered += 1  # rows come in batch order: let the look-ahead move on
-        self._advance.set()
         data = await self._data(session, payload)
         notice = data.notice
         if notice.status in DONE_STATUSES:
             log.info("notice #%s is already %s; not sending it again", notice.id, notice.status)
             return
-        prepared = await self._take(data)
+        ready = self._ready.pop(notice.id, None)
+        if isinstance(ready, Exception):
+            raise ready
+        prepared = ready or _finish(self.prepare_steps(data))
         notice.to_address = prepared.address
-        try:
-            await self.transport.send(
+        sending = asyncio.ensure_future(
+            self.transport.send(
                 prepared.raw if prepared.raw is not None else prepared.message,
                 sender=self.from_address,
                 recipient=prepared.address,
             )
+        )
+        await self._prepare_next_while(sending, notice.id)
+        try:
+            await sending
         except RecipientRefused as exc:
             raise GiveUp(str(exc)) from exc
         notice.status = "sent"
@@ -422,11 +411,37 @@ class NoticeSender:
         if gave_up:
             notice.status = "failed"
 
-    # --- preparing ahead --------------------------------------------------------------------
-    # Rendering and building a message is CPU work; sending it and committing are mostly
-    # waiting (for the SMTP server, for the database). A background task renders the next few
-    # notices of the batch in small steps, so that work fills those waits. It only reads the
-    # loaded rows; everything that writes stays in `deliver`, in the worker's transaction.
+    # --- preparing the next notice while one is on the wire --------------------------------
+    # Rendering and building a message is CPU work; an SMTP exchange is mostly waiting for the
+    # server. While a message is being sent, the batch's next notice is prepared one step per
+    # turn of the event loop, so each step runs while the server works on a command. The steps
+    # only read the loaded rows; everything that writes stays in `deliver`.
+
+    async def _prepare_next_while(self, sending: asyncio.Future[None], current: int) -> None:
+        upcoming = self._upcoming(current)
+        if upcoming is None:
+            return
+        steps = self.prepare_steps(upcoming)
+        try:
+            while True:
+                if not sending.done():
+                    await asyncio.sleep(0)  # let the send move on to its next command
+                next(steps)
+        except StopIteration as done:
+            self._ready[upcoming.notice.id] = done.value
+        except Exception as exc:  # noqa: BLE001 - raised when that notice is delivered
+            self._ready[upcoming.notice.id] = exc
+
+    def _upcoming(self, current: int) -> NoticeData | None:
+        try:
+            position = self._order.index(current)
+        except ValueError:
+            return None
+        for notice_id in self._order[position + 1 :]:
+            data = self._batch[notice_id]
+            if data.notice.status not in DONE_STATUSES and notice_id not in self._ready:
+                return data
+        return None
 
     async def _data(self, session: AsyncSession, payload: dict[str, Any]) -> NoticeData:
         notice_id = payload.get("notice_id")
@@ -437,48 +452,23 @@ class NoticeSender:
             raise GiveUp(f"notice #{notice_id} no longer exists")
         return data
 
-    async def _take(self, data: NoticeData) -> Prepared:
-        future = self._prepared.pop(data.notice.id, None)
-        if future is None:
-            return await self.prepare(data)
-        return await future
-
-    async def _prepare_ahead(self) -> None:
-        loop = asyncio.get_running_loop()
-        for position, notice_id in enumerate(self._order):
-            while position >= self._delivered + LOOKAHEAD:
-                self._advance.clear()
-                await self._advance.wait()
-            data = self._batch[notice_id]
-            if data.notice.status in DONE_STATUSES or notice_id in self._prepared:
-                continue
-            future: asyncio.Future[Prepared] = loop.create_future()
-            self._prepared[notice_id] = future
-            try:
-                future.set_result(await self.prepare(data, step=_yield))
-            except asyncio.CancelledError:
-                future.cancel()
-                raise
-            except Exception as exc:  # noqa: BLE001 - handed to `deliver`, which raises it
-                future.set_exception(exc)
-
-    async def prepare(self, data: NoticeData, step: Any = None) -> Prepared:
-        """Address, render, build and flatten one notice (`step` yields between the stages)."""
+    def prepare_steps(self, data: NoticeData) -> Generator[None, None, Prepared]:
+        """Address, render, build and flatten one notice, as a generator of small steps."""
         if data.invoice is None:
             raise GiveUp(f"notice #{data.notice.id} has no invoice to show")
         address = self._address(data)
         now = self.clock.now()
-        rendered = self.render(data, now)
-        if step is not None:
-            await step()
-        if address.isascii():
-            message = self.message(data, rendered, now, to_address=address)
-            if step is not None:
-                await step()
-            return Prepared(address=address, message=message, raw=flatten(message))
-        # An internationalised address: aiosmtplib flattens it and sends it with SMTPUTF8.
-        message = self.message(data, rendered, now, to_address=address, utf8=True)
-        return Prepared(address=address, message=message, raw=None)
+        context = build_context(data, today=now.astimezone(self.tz).date(), tz=self.tz)
+        language = data.guardian.preferred_language if data.guardian is not None else None
+        rendered = yield from self.renderer.render_steps(data.notice.template, context, language)
+        yield
+        if not address.isascii():
+            # An internationalised address: aiosmtplib flattens it and sends it with SMTPUTF8.
+            message = self.message(data, rendered, now, to_address=address, utf8=True)
+            return Prepared(address=address, message=message, raw=None)
+        message = self.message(data, rendered, now, to_address=address)
+        yield
+        return Prepared(address=address, message=message, raw=flatten(message))
 
     # --- the pieces -------------------------------------------------------------------------
 
@@ -525,12 +515,18 @@ class NoticeSender:
                 now=now,
                 tz=self.tz,
             )
-        except BadAddress as exc:
+        except ValueError as exc:  # BadAddress, or a header the email package refuses
             raise GiveUp(str(exc)) from exc
 
 
-async def _yield() -> None:
-    await asyncio.sleep(0)
+def _finish(steps: Generator[None, None, T]) -> T:
+    """Run a generator of steps to its end and return its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: T = done.value
+            return result
 
 
 def notice_handlers(settings: Settings, clock: Clock) -> dict[str, NoticeSender]:

@@ -94,3 +94,29 @@ async def test_two_workers_never_send_a_row_twice(engine, stores, clock) -> None
     await asyncio.gather(*(drain(w) for w in workers))
     assert sorted(sent) == list(range(40))
     assert all(r.attempts == 1 for r in await _rows(engine))
+
+
+async def test_a_batch_mixing_transactional_and_plain_handlers_never_locks(
+    engine, stores, clock
+) -> None:
+    """Email (inside the worker's transaction) and Slack (its own transaction) in one batch."""
+    await _queue(stores, 2, kind="test.inside")
+    await _queue(stores, 2, kind="test.outside")
+    written: list[str] = []
+
+    class Inside:
+        async def deliver(self, session, payload: dict) -> None:  # type: ignore[no-untyped-def, type-arg]
+            session.add(m.Counter(name=f"inside-{payload['n']}", value=1))
+            await session.flush()  # the worker's transaction now holds SQLite's write lock
+            written.append("inside")
+
+    async def outside(payload: dict) -> None:  # type: ignore[type-arg]
+        async with stores() as store:  # its own transaction, as Slack handlers do
+            store.session.add(m.Counter(name=f"outside-{payload['n']}", value=1))
+        written.append("outside")
+
+    worker = OutboxWorker(session_factory(engine), clock,
+                          {"test.inside": Inside(), "test.outside": outside})
+    assert await asyncio.wait_for(worker.run_once(), timeout=10) == 4
+    assert sorted(written) == ["inside", "inside", "outside", "outside"]
+    assert {r.status for r in await _rows(engine)} == {"sent"}
