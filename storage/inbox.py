@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import lazyload
 
 from storage import models as m
+from storage.outbox import new_message
 from storage.store import SqlStore
 
 NOTICE_SENT = "sent"
@@ -183,18 +184,7 @@ class Inbox:
     def queue(self, kind: str, dedupe_key: str, payload: dict[str, Any]) -> None:
         """An outbox row for a side effect of a message just stored (its key names the new
         row, so it can't have been queued before: no look-up needed). The commit writes it."""
-        now = self._now()
-        self.session.add(
-            m.OutboxMessage(
-                kind=kind,
-                dedupe_key=dedupe_key,
-                payload=payload,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
-        )
+        self.session.add(new_message(kind, dedupe_key, payload, self._now()))
 
     # --- routing ----------------------------------------------------------------------
 

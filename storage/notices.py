@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
+from storage.outbox import new_message
 
 NOTICE_KIND = "email.notice"
 
@@ -73,15 +74,7 @@ async def queue_notice(
         session.add(notice)
         await session.flush()
         session.add(
-            m.OutboxMessage(
-                kind=NOTICE_KIND,
-                dedupe_key=f"notice:{notice.id}",
-                payload={"notice_id": notice.id},
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
+            new_message(NOTICE_KIND, f"notice:{notice.id}", {"notice_id": notice.id}, now)
         )
         queued.append(notice)
     await session.flush()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,6 +12,21 @@ from storage import models as m
 
 LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 8
+
+
+def new_message(
+    kind: str, dedupe_key: str, payload: dict[str, Any], now: datetime
+) -> m.OutboxMessage:
+    """A side effect waiting to be delivered, due at once; the caller's transaction writes it."""
+    return m.OutboxMessage(
+        kind=kind,
+        dedupe_key=dedupe_key,
+        payload=payload,
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
 
 
 def backoff(attempts: int) -> timedelta:

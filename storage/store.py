@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import models as m
 from storage.notices import queue_notice
+from storage.outbox import new_message
 from workflows.clock import Clock
 from workflows.errors import ConflictError, NotFound
 from workflows.insurance import CoverageContext, PolicyTerms
@@ -653,18 +654,7 @@ class SqlStore:
         ).first()
         if exists is not None:
             return False
-        now = self._now()
-        self.session.add(
-            m.OutboxMessage(
-                kind=kind,
-                dedupe_key=dedupe_key,
-                payload=payload,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
-        )
+        self.session.add(new_message(kind, dedupe_key, payload, self._now()))
         await self.session.flush()
         return True
 
