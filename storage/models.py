@@ -483,6 +483,12 @@ class Invoice(Base):
     paid_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    # Billing automation: a person setting the status bumps the epoch (re-arming the overdue
+    # notices); auto-cancel counts from the final notice.
+    automation_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    final_notice_on: Mapped[date | None] = mapped_column(Date)
+    reminder_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_reminder_at: Mapped[datetime | None]
 
     lines: Mapped[list[InvoiceLine]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", order_by="InvoiceLine.position"
@@ -599,6 +605,7 @@ class Notice(Base):
     __table_args__ = (
         UniqueConstraint("dedupe_key", "guardian_id"),
         Index("ix_notices_invoice", "invoice_id", "created_at"),
+        Index("ix_notices_pending", "status", "guardian_id"),
     )
 
     id: Mapped[int] = pk()
@@ -617,6 +624,10 @@ class Notice(Base):
     sent_at: Mapped[datetime | None]
     bounced_at: Mapped[datetime | None]
     viewed_at: Mapped[datetime | None]
+    # Billing-run notices wait as "pending" until the run knows whether the guardian gets one
+    # digest for several invoices ("digested" into digest_id) or this email alone.
+    run_day: Mapped[date | None] = mapped_column(Date)
+    digest_id: Mapped[int | None] = mapped_column(ForeignKey("notices.id", ondelete="SET NULL"))
 
 
 class InboundMessage(Base):
@@ -680,3 +691,55 @@ class MailboxState(Base):
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime]
+
+
+# --- billing automation ---------------------------------------------------------------------
+
+
+class BillingStep(Base):
+    """One automation step taken on one invoice; the unique key makes each happen once."""
+
+    __tablename__ = "billing_steps"
+    __table_args__ = (
+        UniqueConstraint("invoice_id", "step", "due_date", "epoch"),
+        Index("ix_billing_steps_run_day", "run_day", "step"),
+    )
+
+    id: Mapped[int] = pk()
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"))
+    step: Mapped[str] = mapped_column(String(30))
+    due_date: Mapped[date] = mapped_column(Date)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    run_day: Mapped[date] = mapped_column(Date)
+    from_status: Mapped[str] = mapped_column(String(20))
+    to_status: Mapped[str | None] = mapped_column(String(20))
+    days_overdue: Mapped[int | None] = mapped_column(Integer)
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+
+
+class BillingRun(Base):
+    """One day's billing run: started, then completed; the last completed day ends downtime."""
+
+    __tablename__ = "billing_runs"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    covered_since: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20))  # running, completed
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    summary: Mapped[dict[str, Any] | None]
+
+
+class BillingPause(Base):
+    """A window (winter break, summer) with no reminders and overdue clocks held."""
+
+    __tablename__ = "billing_pauses"
+
+    id: Mapped[int] = pk()
+    starts_on: Mapped[date] = mapped_column(Date)
+    ends_on: Mapped[date] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(String(200))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]

@@ -303,8 +303,9 @@ async def create_invoice_for_incident(
         )
     notices: tuple[str, ...] = ()
     if not settled:
-        await store.queue_notice(NoticeTemplate.INVOICE_ISSUED, invoice.id,
-                                 f"invoice-issued:{invoice.id}")
+        await store.queue_notice(
+            NoticeTemplate.INVOICE_ISSUED, invoice.id, f"invoice-issued:{invoice.id}"
+        )
         notices = (NoticeTemplate.INVOICE_ISSUED,)
     return CreatedInvoice(invoice, decision=decision, notices=notices)
 
@@ -484,6 +485,100 @@ async def set_invoice_automation(
         "automation_changed",
         before={"automation_enabled": not enabled},
         after={"automation_enabled": enabled},
+    )
+    return invoice
+
+
+MANUAL_STATUSES = (
+    InvoiceStatus.UNPAID,
+    InvoiceStatus.FIRST,
+    InvoiceStatus.SECOND,
+    InvoiceStatus.FINAL,
+    InvoiceStatus.COLLECTIONS,
+)
+
+
+def final_notice_after_manual_change(
+    new_status: str, previous_final_on: date | None, today: date
+) -> date | None:
+    """The day auto-cancel counts from after a person sets a status.
+
+    Setting Final (or Collections with no final notice on record) starts the count today;
+    going back below Final clears it, so the final notice must come again.
+    """
+    if new_status == InvoiceStatus.FINAL:
+        return today
+    if new_status == InvoiceStatus.COLLECTIONS:
+        return previous_final_on or today
+    if new_status in (InvoiceStatus.UNPAID, InvoiceStatus.FIRST, InvoiceStatus.SECOND):
+        return None
+    return previous_final_on
+
+
+async def change_invoice_status(
+    ctx: Context, actor: Actor, invoice_id: int, status: str, *, reason: str = ""
+) -> InvoiceRecord:
+    """A person sets an open invoice's status; billing automation carries on from there.
+
+    Paid comes only from payments and Cancelled from `cancel_invoice`, so money and claim
+    slots stay consistent. Setting a status re-arms the overdue notices from that point (the
+    seed's example: an invoice reset from Second to Unpaid gets the first notice again).
+    """
+    require(actor, Permission.CREATE_INVOICES)
+    if status not in MANUAL_STATUSES:
+        raise ValidationError(
+            "Choose Unpaid, 1st Notice, 2nd Notice, Final Notice or Collections; "
+            "record a payment to mark an invoice paid, or cancel it.",
+            field="status",
+        )
+    invoice = await _get_invoice(ctx, invoice_id)
+    if invoice.status not in OPEN_STATUSES:
+        raise ConflictError(
+            f"Invoice {invoice.number} is {InvoiceStatus(invoice.status).label.lower()}; "
+            "only open invoices change status."
+        )
+    if invoice.status == status:
+        return invoice
+    before = {"status": invoice.status}
+    invoice.status = status
+    invoice.automation_epoch += 1
+    invoice.final_notice_on = final_notice_after_manual_change(
+        status, invoice.final_notice_on, ctx.today()
+    )
+    await ctx.store.log(
+        actor,
+        "invoice",
+        invoice.id,
+        "status_changed",
+        before=before,
+        after={"status": status},
+        comment=reason.strip() or None,
+    )
+    return invoice
+
+
+async def change_due_date(
+    ctx: Context, actor: Actor, invoice_id: int, due_date: date
+) -> InvoiceRecord:
+    """Move an open invoice's due date; reminders are keyed by due date, so they re-arm."""
+    require(actor, Permission.CREATE_INVOICES)
+    invoice = await _get_invoice(ctx, invoice_id)
+    if invoice.status not in OPEN_STATUSES:
+        raise ConflictError(f"Invoice {invoice.number} is closed; its due date can't change.")
+    today = ctx.today()
+    if due_date > today + timedelta(days=MAX_DUE_DAYS):
+        raise ValidationError("The due date must be within three years.", field="due_date")
+    if invoice.due_date == due_date:
+        return invoice
+    before = {"due_date": None if invoice.due_date is None else invoice.due_date.isoformat()}
+    invoice.due_date = due_date
+    await ctx.store.log(
+        actor,
+        "invoice",
+        invoice.id,
+        "due_date_changed",
+        before=before,
+        after={"due_date": due_date.isoformat()},
     )
     return invoice
 

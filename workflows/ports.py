@@ -83,6 +83,8 @@ class InvoiceRecord(Protocol):
     insurance_snapshot: dict[str, Any] | None
     paid_at: datetime | None
     cancelled_at: datetime | None
+    automation_epoch: int
+    final_notice_on: date | None
 
 
 class PaymentRecord(Protocol):

@@ -1,0 +1,750 @@
+"""The daily billing run: reminders, status progression and auto-cancel, each exactly once.
+
+The rules are `workflows.billing`; this module feeds them and writes what they decide.
+
+- Streamed: candidates come from one indexed query, a batch at a time by invoice id, so memory
+  does not grow with the number of invoices. Each batch is one transaction.
+- Exactly once: every step is first claimed in `billing_steps`, unique on (invoice, step, due
+  date, epoch); only a claimed step changes the invoice and queues its emails, in the same
+  transaction. A rerun, a second process or a rerun after a crash claims nothing twice.
+- Digests: a run's emails wait as "pending" notices until every batch is done; then a guardian
+  with several gets one digest, the others their own email, and the outbox takes them.
+- One at a time: the run holds `storage.run_lock.exclusive` for its whole length.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from storage import models as m
+from storage.notices import NOTICE_KIND, new_message_id
+from storage.outbox import new_message
+from storage.run_lock import exclusive
+from workflows.billing import (
+    Action,
+    CandidateFilter,
+    InvoiceFacts,
+    PauseCalendar,
+    PauseWindow,
+    RunTotals,
+    RunWindow,
+    Step,
+    cancel_comment,
+    candidate_filter,
+    decide,
+    run_window,
+    summarise_steps,
+)
+from workflows.billing_settings import BillingSettings, billing_settings_from
+from workflows.clock import Clock, local_date
+from workflows.invoices import InvoiceStatus
+
+log = logging.getLogger("devicecare.billing")
+
+LOCK_NAME = "billing-run"
+DIGEST_TEMPLATE = "billing_digest"
+SLACK_RUN_KIND = "slack.billing_run"
+AUTOMATION_LABEL = "DeviceCare automation"
+BATCH_SIZE = 500
+_INVOICES = cast(Table, m.Invoice.__table__)
+_NOTICES = cast(Table, m.Notice.__table__)
+_STEPS = cast(Table, m.BillingStep.__table__)
+_ACTIVITY = cast(Table, m.ActivityEntry.__table__)
+_OUTBOX = cast(Table, m.OutboxMessage.__table__)
+GUARDIAN_BATCH = 500
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One step as the dry run (or the run's log) describes it."""
+
+    invoice_id: int
+    number: str
+    step: str
+    from_status: str
+    to_status: str | None
+    recipients: int
+    days_overdue: int | None
+
+
+@dataclass
+class RunResult:
+    day: date
+    ran: bool
+    message: str
+    dry_run: bool = False
+    totals: RunTotals | None = None
+    planned: list[PlannedStep] = field(default_factory=list)
+
+
+BatchHook = Callable[[int], Awaitable[None]]
+
+
+class BillingRunner:
+    """Runs (or previews) one billing day against the store."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        tz: ZoneInfo,
+        *,
+        mail_domain: str,
+        batch_size: int = BATCH_SIZE,
+        after_batch: BatchHook | None = None,
+    ) -> None:
+        self.engine = engine
+        self.sessions = sessions
+        self.clock = clock
+        self.tz = tz
+        self.mail_domain = mail_domain
+        self.batch_size = batch_size
+        # Called after each committed batch with the number of steps it took (progress, tests).
+        self.after_batch = after_batch
+        self.is_pg = engine.dialect.name == "postgresql"
+
+    def today(self) -> date:
+        return local_date(self.clock.now(), self.tz)
+
+    async def run(self, day: date | None = None, *, dry_run: bool = False) -> RunResult:
+        day = day or self.today()
+        if dry_run:
+            return await self._preview(day)
+        async with exclusive(self.engine, LOCK_NAME) as held:
+            if not held:
+                return RunResult(day, ran=False, message="Another billing run is in progress.")
+            return await self._run(day)
+
+    # --- the run ------------------------------------------------------------------------------
+
+    async def _run(self, day: date) -> RunResult:
+        settings, pauses, window = await self._start(day)
+        if pauses.is_paused(day):
+            totals = await self._finish(window, paused=True)
+            return RunResult(day, ran=True, message="Billing is paused today.", totals=totals)
+        flt = candidate_filter(settings, window)
+        after_id = 0
+        while True:
+            async with self.sessions() as session, session.begin():
+                rows = await self._candidates(session, flt, after_id, lock=True)
+                if not rows:
+                    break
+                after_id = rows[-1].id
+                taken = await self._apply(session, rows, settings, window, pauses)
+            if self.after_batch is not None:
+                await self.after_batch(taken)
+        await self._release_pending(day)
+        totals = await self._finish(window, paused=False)
+        return RunResult(day, ran=True, message=_describe(totals), totals=totals)
+
+    async def _start(self, day: date) -> tuple[BillingSettings, PauseCalendar, RunWindow]:
+        now = self.clock.now()
+        async with self.sessions() as session, session.begin():
+            settings, pauses, last = await self._state(session, day)
+            window = run_window(day, last)
+            run = await session.get(m.BillingRun, day)
+            if run is None:
+                session.add(
+                    m.BillingRun(
+                        day=day,
+                        covered_since=window.covered_since,
+                        status="running",
+                        paused=False,
+                        started_at=now,
+                    )
+                )
+            else:
+                run.status, run.started_at, run.finished_at = "running", now, None
+                run.covered_since = window.covered_since
+        return settings, pauses, window
+
+    async def _state(
+        self, session: AsyncSession, day: date
+    ) -> tuple[BillingSettings, PauseCalendar, date | None]:
+        record = await session.get(m.DistrictSettings, 1)
+        settings = billing_settings_from(record) if record is not None else BillingSettings()
+        windows = (await session.execute(select(m.BillingPause))).scalars()
+        pauses = PauseCalendar(PauseWindow(w.starts_on, w.ends_on, w.reason) for w in windows)
+        last = (
+            await session.execute(
+                select(func.max(m.BillingRun.day)).where(
+                    m.BillingRun.status == "completed", m.BillingRun.day < day
+                )
+            )
+        ).scalar()
+        return settings, pauses, last
+
+    async def _candidates(
+        self, session: AsyncSession, flt: CandidateFilter, after_id: int, *, lock: bool
+    ) -> list[Any]:
+        inv = m.Invoice
+        cases: list[Any] = [
+            and_(inv.due_date > low, inv.due_date <= high) for low, high in flt.pre_due_ranges
+        ]
+        cases += [
+            and_(inv.status == status, inv.due_date <= limit)
+            for status, limit in flt.overdue_before.items()
+        ]
+        if flt.final_before is not None:
+            cases.append(
+                and_(
+                    inv.status == InvoiceStatus.FINAL,
+                    or_(inv.final_notice_on.is_(None), inv.final_notice_on < flt.final_before),
+                )
+            )
+        if flt.cancel_final_on_or_before is not None:
+            cases.append(
+                and_(
+                    inv.status == InvoiceStatus.COLLECTIONS,
+                    or_(
+                        inv.final_notice_on.is_(None),
+                        inv.final_notice_on <= flt.cancel_final_on_or_before,
+                    ),
+                )
+            )
+        if not cases:
+            return []
+        conditions = [
+            inv.id > after_id,
+            inv.automation_enabled.is_(True),
+            inv.due_date.is_not(None),
+            inv.status.in_([s.value for s in _OPEN]),
+            inv.paid_cents < inv.total_cents,
+            or_(*cases),
+        ]
+        if flt.stop_on_partial:
+            conditions.append(inv.paid_cents == 0)
+        stmt = (
+            select(
+                inv.id,
+                inv.number,
+                inv.student_id,
+                inv.status,
+                inv.due_date,
+                inv.created_at,
+                inv.total_cents,
+                inv.paid_cents,
+                inv.automation_enabled,
+                inv.automation_epoch,
+                inv.final_notice_on,
+            )
+            .where(*conditions)
+            .order_by(inv.id)
+            .limit(self.batch_size)
+        )
+        if lock and self.is_pg:
+            stmt = stmt.with_for_update(of=inv)
+        return list((await session.execute(stmt)).all())
+
+    def _decide(
+        self,
+        rows: Sequence[Any],
+        settings: BillingSettings,
+        window: RunWindow,
+        pauses: PauseCalendar,
+    ) -> list[tuple[Any, Action]]:
+        decided: list[tuple[Any, Action]] = []
+        for row in rows:
+            facts = InvoiceFacts(
+                id=row.id,
+                status=row.status,
+                due_date=row.due_date,
+                created_on=local_date(row.created_at, self.tz),
+                total_cents=row.total_cents,
+                paid_cents=row.paid_cents,
+                automation_enabled=row.automation_enabled,
+                epoch=row.automation_epoch,
+                final_notice_on=row.final_notice_on,
+            )
+            action = decide(facts, settings, window.day, window.covered_since, pauses)
+            if action is not None:
+                decided.append((row, action))
+        return decided
+
+    async def _apply(
+        self,
+        session: AsyncSession,
+        rows: Sequence[Any],
+        settings: BillingSettings,
+        window: RunWindow,
+        pauses: PauseCalendar,
+    ) -> int:
+        decided = self._decide(rows, settings, window, pauses)
+        if not decided:
+            return 0
+        now = self.clock.now()
+        day = window.day
+        emailing = [row.student_id for row, action in decided if action.template is not None]
+        guardians = await _guardians_of(session, emailing)
+
+        step_rows = [
+            {
+                "invoice_id": action.invoice_id,
+                "step": action.step_name,
+                "due_date": action.due_date,
+                "epoch": action.epoch,
+                "run_day": day,
+                "from_status": row.status,
+                "to_status": None if action.new_status is None else action.new_status.value,
+                "days_overdue": action.days_overdue,
+                "recipients": len(guardians.get(row.student_id, ()))
+                if action.template is not None
+                else 0,
+                "created_at": now,
+            }
+            for row, action in decided
+        ]
+        insert = pg_insert if self.is_pg else sqlite_insert
+        claim = (
+            insert(_STEPS)
+            .on_conflict_do_nothing(index_elements=["invoice_id", "step", "due_date", "epoch"])
+            .returning(_STEPS.c.invoice_id)
+        )
+        claimed = set((await session.execute(claim, step_rows)).scalars())
+        taken = [(row, action) for row, action in decided if action.invoice_id in claimed]
+        if not taken:
+            return 0
+
+        notices: list[dict[str, Any]] = []
+        invoice_updates: list[dict[str, Any]] = []
+        activity: list[dict[str, Any]] = []
+        for row, action in taken:
+            sent_to = guardians.get(row.student_id, ()) if action.template is not None else ()
+            for guardian_id, address in sent_to:
+                assert action.template is not None
+                notices.append(
+                    {
+                        "invoice_id": action.invoice_id,
+                        "guardian_id": guardian_id,
+                        "template": action.template.value,
+                        "dedupe_key": action.key,
+                        "to_address": address,
+                        "message_id": new_message_id(self.mail_domain),
+                        "context": _notice_context(action),
+                        "status": "pending",
+                        "created_at": now,
+                        "run_day": day,
+                    }
+                )
+            new_status = row.status if action.new_status is None else action.new_status.value
+            cancelled = action.step is Step.AUTO_CANCEL
+            invoice_updates.append(
+                {
+                    "b_id": action.invoice_id,
+                    "b_from": row.status,
+                    "b_status": new_status,
+                    "b_final": day if action.step is Step.FINAL else row.final_notice_on,
+                    "b_auto_cancelled": cancelled,
+                    "b_cancelled_at": now if cancelled else None,
+                    "b_sent": 1 if sent_to else 0,
+                    "b_last_sent": now if sent_to else None,
+                }
+            )
+            if action.new_status is not None:
+                activity.append(_activity_row(row, action, day, now))
+
+        if notices:
+            await session.execute(_NOTICES.insert(), notices)
+        t = _INVOICES
+        await session.execute(
+            update(t)
+            .where(t.c.id == bindparam("b_id"), t.c.status == bindparam("b_from"))
+            .values(
+                status=bindparam("b_status"),
+                final_notice_on=bindparam("b_final"),
+                auto_cancelled=bindparam("b_auto_cancelled"),
+                cancelled_at=func.coalesce(bindparam("b_cancelled_at"), t.c.cancelled_at),
+                reminder_count=t.c.reminder_count + bindparam("b_sent"),
+                last_reminder_at=func.coalesce(bindparam("b_last_sent"), t.c.last_reminder_at),
+            ),
+            invoice_updates,
+        )
+        if activity:
+            await session.execute(_ACTIVITY.insert(), activity)
+        return len(taken)
+
+    # --- digests: one email per guardian per day ---------------------------------------------
+
+    async def _release_pending(self, day: date) -> None:
+        """Turn the run's pending notices into emails: a digest where a guardian has several."""
+        after = -1
+        while True:
+            async with self.sessions() as session, session.begin():
+                guardian_ids = list(
+                    (
+                        await session.execute(
+                            select(m.Notice.guardian_id)
+                            .where(
+                                m.Notice.status == "pending",
+                                func.coalesce(m.Notice.guardian_id, 0) > after,
+                            )
+                            .group_by(m.Notice.guardian_id)
+                            .order_by(m.Notice.guardian_id)
+                            .limit(GUARDIAN_BATCH)
+                        )
+                    ).scalars()
+                )
+                if not guardian_ids:
+                    return
+                after = max(g or 0 for g in guardian_ids)
+                await self._release_for(session, day, guardian_ids)
+
+    async def _release_for(
+        self, session: AsyncSession, day: date, guardian_ids: Sequence[int | None]
+    ) -> None:
+        now = self.clock.now()
+        wanted = [g for g in guardian_ids if g is not None]
+        cond: Any = m.Notice.guardian_id.in_(wanted)
+        if None in guardian_ids:
+            cond = or_(cond, m.Notice.guardian_id.is_(None))
+        pending = (
+            await session.execute(
+                select(
+                    m.Notice.id,
+                    m.Notice.guardian_id,
+                    m.Notice.invoice_id,
+                    m.Notice.to_address,
+                    m.Notice.template,
+                )
+                .where(m.Notice.status == "pending", cond)
+                .order_by(m.Notice.guardian_id, m.Notice.id)
+            )
+        ).all()
+        groups: dict[int | None, list[Any]] = defaultdict(list)
+        for row in pending:
+            groups[row.guardian_id].append(row)
+
+        singles: list[int] = []
+        digested: list[dict[str, Any]] = []
+        for guardian_id, items in groups.items():
+            if guardian_id is None or len(items) == 1:
+                singles.extend(row.id for row in items)
+                continue
+            digest = m.Notice(
+                invoice_id=items[0].invoice_id,
+                guardian_id=guardian_id,
+                template=DIGEST_TEMPLATE,
+                dedupe_key=f"billing-digest:{day.isoformat()}:{items[0].id}",
+                to_address=items[0].to_address,
+                message_id=new_message_id(self.mail_domain),
+                context={"notice_ids": [row.id for row in items]},
+                status="queued",
+                created_at=now,
+                run_day=day,
+            )
+            session.add(digest)
+            await session.flush()
+            session.add(
+                new_message(NOTICE_KIND, f"notice:{digest.id}", {"notice_id": digest.id}, now)
+            )
+            digested += [{"b_id": row.id, "b_digest": digest.id} for row in items]
+        t = _NOTICES
+        if singles:
+            await session.execute(update(t).where(t.c.id.in_(singles)).values(status="queued"))
+            await session.execute(
+                _OUTBOX.insert(),
+                [_outbox_row(notice_id, now) for notice_id in singles],
+            )
+        if digested:
+            await session.execute(
+                update(t)
+                .where(t.c.id == bindparam("b_id"))
+                .values(status="digested", digest_id=bindparam("b_digest")),
+                digested,
+            )
+
+    # --- finishing ----------------------------------------------------------------------------
+
+    async def _finish(self, window: RunWindow, *, paused: bool) -> RunTotals:
+        now = self.clock.now()
+        async with self.sessions() as session, session.begin():
+            totals = await run_totals(session, window, paused=paused)
+            run = await session.get(m.BillingRun, window.day)
+            assert run is not None
+            run.status, run.paused, run.finished_at = "completed", paused, now
+            run.summary = totals_payload(totals)
+            if not paused:
+                # One digest per day in Slack; a rerun updates the stored summary only.
+                exists = (
+                    await session.execute(
+                        select(m.OutboxMessage.id).where(
+                            m.OutboxMessage.dedupe_key == f"billing-run:{window.day.isoformat()}"
+                        )
+                    )
+                ).first()
+                if exists is None:
+                    session.add(
+                        new_message(
+                            SLACK_RUN_KIND,
+                            f"billing-run:{window.day.isoformat()}",
+                            totals_payload(totals),
+                            now,
+                        )
+                    )
+        log.info("billing run for %s: %s", window.day, _describe(totals))
+        return totals
+
+    # --- the dry run --------------------------------------------------------------------------
+
+    async def _preview(self, day: date) -> RunResult:
+        async with self.sessions() as session:
+            settings, pauses, last = await self._state(session, day)
+            window = run_window(day, last)
+            if pauses.is_paused(day):
+                return RunResult(
+                    day,
+                    ran=False,
+                    dry_run=True,
+                    message="Billing is paused that day; nothing would happen.",
+                )
+            flt = candidate_filter(settings, window)
+            planned: list[PlannedStep] = []
+            per_guardian: Counter[int] = Counter()
+            after_id = 0
+            steps: Counter[str] = Counter()
+            not_emailed = 0
+            while True:
+                rows = await self._candidates(session, flt, after_id, lock=False)
+                if not rows:
+                    break
+                after_id = rows[-1].id
+                decided = self._decide(rows, settings, window, pauses)
+                taken_keys = await _already_taken(session, [a for _r, a in decided])
+                guardians = await _guardians_of(
+                    session, [r.student_id for r, a in decided if a.template is not None]
+                )
+                for row, action in decided:
+                    if action.key in taken_keys:
+                        continue
+                    sent_to = (
+                        guardians.get(row.student_id, ()) if action.template is not None else ()
+                    )
+                    for guardian_id, _address in sent_to:
+                        per_guardian[guardian_id] += 1
+                    if action.template is not None and not sent_to:
+                        not_emailed += 1
+                    steps[action.step_name] += 1
+                    planned.append(
+                        PlannedStep(
+                            invoice_id=row.id,
+                            number=row.number,
+                            step=action.step_name,
+                            from_status=row.status,
+                            to_status=None
+                            if action.new_status is None
+                            else action.new_status.value,
+                            recipients=len(sent_to),
+                            days_overdue=action.days_overdue,
+                        )
+                    )
+        reminders, advanced, cancelled = summarise_steps(list(steps.items()))
+        emails = sum(1 for n in per_guardian.values() if n == 1) + sum(
+            1 for n in per_guardian.values() if n > 1
+        )
+        totals = RunTotals(
+            day=day,
+            covered_since=window.covered_since,
+            reminders_by_step=reminders,
+            advanced=advanced,
+            auto_cancelled=cancelled,
+            emails_queued=emails,
+            digests=sum(1 for n in per_guardian.values() if n > 1),
+            not_emailed=not_emailed,
+        )
+        return RunResult(
+            day, ran=False, dry_run=True, message=_describe(totals), totals=totals, planned=planned
+        )
+
+
+# --- queries shared by the run and the reports -------------------------------------------------
+
+_OPEN = (
+    InvoiceStatus.UNPAID,
+    InvoiceStatus.FIRST,
+    InvoiceStatus.SECOND,
+    InvoiceStatus.FINAL,
+    InvoiceStatus.COLLECTIONS,
+)
+
+
+async def _guardians_of(
+    session: AsyncSession, student_ids: Sequence[int]
+) -> dict[int, list[tuple[int, str]]]:
+    """student id -> [(guardian id, address)] for guardians who can be emailed."""
+    found: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    wanted = sorted(set(student_ids))
+    if not wanted:
+        return found
+    stmt = (
+        select(m.Guardianship.student_id, m.Guardian.id, m.Guardian.email)
+        .join(m.Guardian, m.Guardian.id == m.Guardianship.guardian_id)
+        .where(
+            m.Guardianship.student_id.in_(wanted),
+            m.Guardian.email.is_not(None),
+            m.Guardian.email != "",
+            m.Guardian.email_bouncing_since.is_(None),
+        )
+        .order_by(m.Guardianship.student_id, m.Guardian.id)
+    )
+    for student_id, guardian_id, email in (await session.execute(stmt)).all():
+        if email:
+            found[student_id].append((guardian_id, email))
+    return found
+
+
+async def _already_taken(session: AsyncSession, actions: Sequence[Action]) -> set[str]:
+    if not actions:
+        return set()
+    s = m.BillingStep
+    rows = (
+        await session.execute(
+            select(s.invoice_id, s.step, s.due_date, s.epoch).where(
+                s.invoice_id.in_(sorted({a.invoice_id for a in actions}))
+            )
+        )
+    ).all()
+    return {f"billing:{r.invoice_id}:{r.step}:{r.due_date.isoformat()}:{r.epoch}" for r in rows}
+
+
+async def run_totals(session: AsyncSession, window: RunWindow, *, paused: bool) -> RunTotals:
+    """The day's figures, counted from what is stored (so a rerun after a crash adds up)."""
+    day = window.day
+    steps = (
+        await session.execute(
+            select(m.BillingStep.step, func.count())
+            .where(m.BillingStep.run_day == day)
+            .group_by(m.BillingStep.step)
+        )
+    ).all()
+    reminders, advanced, cancelled = summarise_steps([(s, n) for s, n in steps])
+    not_emailed = (
+        await session.execute(
+            select(func.count()).where(
+                m.BillingStep.run_day == day,
+                m.BillingStep.recipients == 0,
+                m.BillingStep.step.not_in([Step.COLLECTIONS.value, Step.AUTO_CANCEL.value]),
+            )
+        )
+    ).scalar_one()
+    emails = (
+        await session.execute(
+            select(m.Notice.template, func.count())
+            .where(m.Notice.run_day == day, m.Notice.status != "digested")
+            .group_by(m.Notice.template)
+        )
+    ).all()
+    by_template = dict(emails)
+    since = datetime.combine(window.covered_since, datetime.min.time()).replace(
+        tzinfo=ZoneInfo("UTC")
+    ) - timedelta(days=1)
+    failed = (
+        await session.execute(
+            select(func.count()).where(m.Notice.status == "failed", m.Notice.created_at >= since)
+        )
+    ).scalar_one()
+    failures: list[str] = []
+    if failed:
+        failures.append(f"{failed} email(s) could not be delivered since the last run")
+    if not_emailed:
+        failures.append(f"{not_emailed} invoice(s) had no guardian email address that works")
+    return RunTotals(
+        day=day,
+        covered_since=window.covered_since,
+        paused=paused,
+        reminders_by_step=reminders,
+        advanced=advanced,
+        auto_cancelled=cancelled,
+        emails_queued=sum(by_template.values()),
+        digests=by_template.get(DIGEST_TEMPLATE, 0),
+        not_emailed=not_emailed,
+        failures=tuple(failures),
+    )
+
+
+def totals_payload(t: RunTotals) -> dict[str, Any]:
+    """RunTotals as JSON for the run's row and the Slack digest."""
+    return {
+        "day": t.day.isoformat(),
+        "covered_since": t.covered_since.isoformat(),
+        "paused": t.paused,
+        "reminders_by_step": [list(pair) for pair in t.reminders_by_step],
+        "advanced": [list(pair) for pair in t.advanced],
+        "auto_cancelled": t.auto_cancelled,
+        "emails_queued": t.emails_queued,
+        "digests": t.digests,
+        "not_emailed": t.not_emailed,
+        "failures": list(t.failures),
+    }
+
+
+def totals_from_payload(p: dict[str, Any]) -> RunTotals:
+    return RunTotals(
+        day=date.fromisoformat(p["day"]),
+        covered_since=date.fromisoformat(p["covered_since"]),
+        paused=bool(p.get("paused")),
+        reminders_by_step=tuple((str(s), int(n)) for s, n in p.get("reminders_by_step", [])),
+        advanced=tuple((str(s), int(n)) for s, n in p.get("advanced", [])),
+        auto_cancelled=int(p.get("auto_cancelled", 0)),
+        emails_queued=int(p.get("emails_queued", 0)),
+        digests=int(p.get("digests", 0)),
+        not_emailed=int(p.get("not_emailed", 0)),
+        failures=tuple(str(f) for f in p.get("failures", [])),
+    )
+
+
+def _notice_context(action: Action) -> dict[str, Any]:
+    context: dict[str, Any] = {"step": action.step_name}
+    if action.days_before_due is not None:
+        context["days_before_due"] = action.days_before_due
+    return context
+
+
+def _outbox_row(notice_id: int, now: datetime) -> dict[str, Any]:
+    return {
+        "kind": NOTICE_KIND,
+        "dedupe_key": f"notice:{notice_id}",
+        "payload": {"notice_id": notice_id},
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def _activity_row(row: Any, action: Action, day: date, now: datetime) -> dict[str, Any]:
+    assert action.new_status is not None
+    cancelled = action.step is Step.AUTO_CANCEL
+    return {
+        "at": now,
+        "actor_staff_id": None,
+        "actor_label": AUTOMATION_LABEL,
+        "entity_type": "invoice",
+        "entity_id": action.invoice_id,
+        "action": "auto_cancelled" if cancelled else "status_advanced",
+        "before": {"status": row.status},
+        "after": {"status": action.new_status.value, "step": action.step_name},
+        "comment": cancel_comment(day, action.days_overdue or 0) if cancelled else None,
+    }
+
+
+def _describe(t: RunTotals) -> str:
+    if t.paused:
+        return f"{t.day}: paused."
+    advanced = sum(n for _s, n in t.advanced)
+    return (
+        f"{t.day}: {t.reminders} reminder step(s), {advanced} status change(s), "
+        f"{t.auto_cancelled} auto-cancelled, {t.emails_queued} email(s) queued "
+        f"({t.digests} digest(s))."
+    )

@@ -1,0 +1,394 @@
+"""The daily billing run's rules: what one invoice is owed on one day, decided without I/O.
+
+`decide` looks at one invoice and the days a run covers, and returns the single step it takes
+that run (a pre-due reminder, an overdue notice that moves the status on, Final to Collections,
+or auto-cancellation), or None. The run itself (`storage.billing_run`) selects candidates,
+claims each step once under its key and writes the result.
+
+Rules, from the billing-settings spec and DESIGN.md:
+- pre-due reminders fall on the exact day (due date minus N days, in the district's time
+  zone); after downtime only the latest missed one that is still before the due date goes out;
+- overdue notices are thresholds, one step per run (Unpaid→First→Second→Final), each with its
+  email, so a person who resets a status restarts automation from there;
+- Final→Collections on a later run, without email; auto-cancel counted from the final notice;
+- paused days (winter break, summer) send nothing and do not count towards any threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from enum import StrEnum
+
+from workflows.billing_settings import BillingSettings
+from workflows.errors import ValidationError
+from workflows.invoices import InvoiceStatus, NoticeTemplate
+
+MAX_PAUSE_DAYS = 120
+MAX_PAUSE_REASON = 200
+
+
+class Step(StrEnum):
+    PRE_DUE = "pre_due"
+    FIRST = "first"
+    SECOND = "second"
+    FINAL = "final"
+    COLLECTIONS = "collections"
+    AUTO_CANCEL = "auto_cancel"
+
+    @property
+    def label(self) -> str:
+        return {
+            "pre_due": "Pre-due reminder",
+            "first": "1st overdue notice",
+            "second": "2nd overdue notice",
+            "final": "Final overdue notice",
+            "collections": "Moved to Collections",
+            "auto_cancel": "Auto-cancelled",
+        }[self.value]
+
+
+# The overdue ladder: from this status, the next notice and the status it leads to.
+OVERDUE_LADDER: dict[str, tuple[int, Step, InvoiceStatus, NoticeTemplate]] = {
+    InvoiceStatus.UNPAID: (0, Step.FIRST, InvoiceStatus.FIRST, NoticeTemplate.OVERDUE_FIRST),
+    InvoiceStatus.FIRST: (1, Step.SECOND, InvoiceStatus.SECOND, NoticeTemplate.OVERDUE_SECOND),
+    InvoiceStatus.SECOND: (2, Step.FINAL, InvoiceStatus.FINAL, NoticeTemplate.OVERDUE_FINAL),
+}
+AUTOMATED_STATUSES = frozenset(
+    {
+        InvoiceStatus.UNPAID,
+        InvoiceStatus.FIRST,
+        InvoiceStatus.SECOND,
+        InvoiceStatus.FINAL,
+        InvoiceStatus.COLLECTIONS,
+    }
+)
+
+
+@dataclass(frozen=True)
+class PauseWindow:
+    """Days (both ends included) on which the billing run sends nothing and clocks stand still."""
+
+    starts_on: date
+    ends_on: date
+    reason: str = ""
+
+    def covers(self, day: date) -> bool:
+        return self.starts_on <= day <= self.ends_on
+
+
+def validate_pause(starts_on: date, ends_on: date, reason: str) -> PauseWindow:
+    if ends_on < starts_on:
+        raise ValidationError("A pause must end on or after the day it starts.", field="ends_on")
+    if (ends_on - starts_on).days + 1 > MAX_PAUSE_DAYS:
+        raise ValidationError(
+            f"A pause can last at most {MAX_PAUSE_DAYS} days; add another for a longer break.",
+            field="ends_on",
+        )
+    reason = " ".join(reason.split())
+    if not reason:
+        raise ValidationError("Say what the pause is for, e.g. Winter break.", field="reason")
+    if len(reason) > MAX_PAUSE_REASON:
+        raise ValidationError(
+            f"Keep the reason under {MAX_PAUSE_REASON} characters.", field="reason"
+        )
+    return PauseWindow(starts_on, ends_on, reason)
+
+
+class PauseCalendar:
+    """The district's pause windows, answering "is this day paused" and "how many active days"."""
+
+    def __init__(self, windows: Iterable[PauseWindow] = ()) -> None:
+        self.windows = tuple(sorted(windows, key=lambda w: w.starts_on))
+
+    def is_paused(self, day: date) -> bool:
+        return any(w.covers(day) for w in self.windows)
+
+    def paused_days(self, after: date, through: date) -> int:
+        """Paused days in (after, through]."""
+        total = 0
+        for w in self.windows:
+            start = max(w.starts_on, after + timedelta(days=1))
+            end = min(w.ends_on, through)
+            if end >= start:
+                total += (end - start).days + 1
+        return total
+
+    def active_days(self, after: date, through: date) -> int:
+        """Days in (after, through] that count towards a threshold: calendar days less pauses."""
+        if through <= after:
+            return (through - after).days
+        return (through - after).days - self.paused_days(after, through)
+
+
+@dataclass(frozen=True)
+class InvoiceFacts:
+    """What the rules need to know about one invoice."""
+
+    id: int
+    status: str
+    due_date: date | None
+    created_on: date  # in the district's time zone
+    total_cents: int
+    paid_cents: int
+    automation_enabled: bool
+    epoch: int = 0  # bumped when a person sets the status, re-arming the overdue notices
+    final_notice_on: date | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    """One step for one invoice in one run."""
+
+    invoice_id: int
+    step: Step
+    due_date: date
+    epoch: int
+    template: NoticeTemplate | None
+    new_status: InvoiceStatus | None
+    days_before_due: int | None = None  # pre-due reminders: which reminder (14, 7, 1…)
+    days_overdue: int | None = None  # active days past the due date on the run's day
+
+    @property
+    def key(self) -> str:
+        """The step's once-only key: invoice, step (with the reminder day) and due date."""
+        return step_key(self.invoice_id, self.step_name, self.due_date, self.epoch)
+
+    @property
+    def step_name(self) -> str:
+        if self.step is Step.PRE_DUE:
+            return f"{Step.PRE_DUE.value}_{self.days_before_due}"
+        return self.step.value
+
+
+def step_key(invoice_id: int, step_name: str, due_date: date, epoch: int) -> str:
+    return f"billing:{invoice_id}:{step_name}:{due_date.isoformat()}:{epoch}"
+
+
+def cancel_comment(day: date, days_overdue: int) -> str:
+    return (
+        f"Invoice automatically cancelled on {day.isoformat()} after {days_overdue} days overdue."
+    )
+
+
+def skip_reason(inv: InvoiceFacts, settings: BillingSettings) -> str | None:
+    """Why automation leaves this invoice alone, or None when it is in scope."""
+    if not inv.automation_enabled:
+        return "automation is off for this invoice"
+    if inv.due_date is None:
+        return "no due date"
+    if inv.status not in AUTOMATED_STATUSES:
+        return f"status is {inv.status}"
+    if inv.total_cents - inv.paid_cents <= 0:
+        return "nothing left to pay"
+    if settings.stop_reminders_on_partial_payment and inv.paid_cents > 0:
+        return "partially paid, and reminders stop on a partial payment"
+    return None
+
+
+def decide(
+    inv: InvoiceFacts,
+    settings: BillingSettings,
+    day: date,
+    covered_since: date,
+    pauses: PauseCalendar,
+) -> Action | None:
+    """The one step this invoice takes in the run for `day`, or None.
+
+    `covered_since` is the last day an earlier run completed; this run stands in for every day
+    after it up to `day` (downtime catch-up). The caller skips paused days altogether.
+    """
+    if skip_reason(inv, settings) is not None or inv.due_date is None:
+        return None
+    due = inv.due_date
+
+    if day < due:
+        return _pre_due(inv, settings, day, covered_since, pauses)
+
+    days_overdue = pauses.active_days(due, day)
+    if inv.status in OVERDUE_LADDER:
+        if not settings.overdue_enabled:
+            return None
+        index, step, new_status, template = OVERDUE_LADDER[inv.status]
+        if days_overdue >= settings.overdue_days[index]:
+            return Action(
+                inv.id, step, due, inv.epoch, template, new_status, days_overdue=days_overdue
+            )
+        return None
+
+    final_on = inv.final_notice_on
+    if inv.status == InvoiceStatus.FINAL:
+        # Collections comes on a later run than the final notice, and without an email.
+        if settings.overdue_enabled and (final_on is None or final_on < day):
+            return Action(
+                inv.id,
+                Step.COLLECTIONS,
+                due,
+                inv.epoch,
+                None,
+                InvoiceStatus.COLLECTIONS,
+                days_overdue=days_overdue,
+            )
+        return None
+
+    if inv.status == InvoiceStatus.COLLECTIONS and settings.auto_cancel_enabled:
+        since_final = pauses.active_days(final_on, day) if final_on is not None else None
+        if since_final is None or since_final >= settings.auto_cancel_days:
+            return Action(
+                inv.id,
+                Step.AUTO_CANCEL,
+                due,
+                inv.epoch,
+                None,
+                InvoiceStatus.CANCELLED,
+                days_overdue=days_overdue,
+            )
+    return None
+
+
+def _pre_due(
+    inv: InvoiceFacts,
+    settings: BillingSettings,
+    day: date,
+    covered_since: date,
+    pauses: PauseCalendar,
+) -> Action | None:
+    if not settings.pre_due_enabled or inv.due_date is None:
+        return None
+    due = inv.due_date
+    # Reminder days this run stands in for, not before the invoice existed, and not on a
+    # paused day (a pause drops its reminders rather than saving them up).
+    missed = [
+        d
+        for d in settings.pre_due_days
+        if covered_since < due - timedelta(days=d) <= day
+        and due - timedelta(days=d) >= inv.created_on
+        and not pauses.is_paused(due - timedelta(days=d))
+    ]
+    if not missed:
+        return None
+    latest = min(missed)  # fewest days before the due date = the most recent reminder day
+    return Action(
+        inv.id, Step.PRE_DUE, due, 0, NoticeTemplate.DUE_REMINDER, None, days_before_due=latest
+    )
+
+
+# --- the run's window and its candidate filter ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunWindow:
+    """The days one run stands in for: (covered_since, day]."""
+
+    day: date
+    covered_since: date
+
+    @property
+    def missed_days(self) -> int:
+        return (self.day - self.covered_since).days - 1
+
+
+def run_window(day: date, last_completed: date | None) -> RunWindow:
+    """A first run covers only its own day; later ones every day since the last completed."""
+    if last_completed is None or last_completed >= day:
+        return RunWindow(day, day - timedelta(days=1))
+    return RunWindow(day, last_completed)
+
+
+@dataclass(frozen=True)
+class CandidateFilter:
+    """Necessary conditions for `decide` to act, for the store to turn into one indexed query.
+
+    A superset is fine (each candidate is decided exactly); a subset would lose steps.
+    """
+
+    pre_due_ranges: tuple[tuple[date, date], ...]  # due dates in (low, high]
+    overdue_before: dict[str, date]  # status -> due dates on or before this day
+    final_before: date | None  # Final invoices whose final notice came before this day
+    cancel_final_on_or_before: date | None  # Collections with a final notice on/before this
+    stop_on_partial: bool
+
+
+def candidate_filter(settings: BillingSettings, window: RunWindow) -> CandidateFilter:
+    day, since = window.day, window.covered_since
+    pre: tuple[tuple[date, date], ...] = ()
+    if settings.pre_due_enabled:
+        pre = tuple(
+            (since + timedelta(days=d), day + timedelta(days=d)) for d in settings.pre_due_days
+        )
+    overdue: dict[str, date] = {}
+    final_before: date | None = None
+    if settings.overdue_enabled:
+        for status, (index, *_rest) in OVERDUE_LADDER.items():
+            overdue[status] = day - timedelta(days=settings.overdue_days[index])
+        final_before = day
+    cancel: date | None = None
+    if settings.auto_cancel_enabled:
+        cancel = day - timedelta(days=settings.auto_cancel_days)
+    return CandidateFilter(
+        pre, overdue, final_before, cancel, settings.stop_reminders_on_partial_payment
+    )
+
+
+@dataclass(frozen=True)
+class RunTotals:
+    """The run's figures for the Slack digest and the CLI."""
+
+    day: date
+    covered_since: date
+    paused: bool = False
+    reminders_by_step: tuple[tuple[str, int], ...] = ()
+    advanced: tuple[tuple[str, int], ...] = ()  # new status -> count
+    auto_cancelled: int = 0
+    emails_queued: int = 0
+    digests: int = 0
+    not_emailed: int = 0  # steps taken on invoices with no reachable guardian
+    failures: tuple[str, ...] = ()
+
+    @property
+    def reminders(self) -> int:
+        return sum(n for _step, n in self.reminders_by_step)
+
+
+def summarise_steps(
+    steps: Sequence[tuple[str, int]],
+) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...], int]:
+    """(step name, count) rows -> reminders by step, statuses advanced, auto-cancellations."""
+    reminders: list[tuple[str, int]] = []
+    advanced: list[tuple[str, int]] = []
+    cancelled = 0
+    status_of = {
+        Step.FIRST: InvoiceStatus.FIRST,
+        Step.SECOND: InvoiceStatus.SECOND,
+        Step.FINAL: InvoiceStatus.FINAL,
+        Step.COLLECTIONS: InvoiceStatus.COLLECTIONS,
+    }
+    for name, count in sorted(steps, key=_step_order):
+        if name.startswith(Step.PRE_DUE.value):
+            reminders.append((name, count))
+            continue
+        step = Step(name)
+        if step is Step.AUTO_CANCEL:
+            cancelled += count
+            continue
+        if step is not Step.COLLECTIONS:
+            reminders.append((name, count))
+        advanced.append((status_of[step].value, count))
+    return tuple(reminders), tuple(advanced), cancelled
+
+
+def step_label(name: str) -> str:
+    """'pre_due_14' -> '14-day pre-due reminder'; 'first' -> '1st overdue notice'."""
+    if name.startswith(Step.PRE_DUE.value + "_"):
+        days = name.rsplit("_", 1)[1]
+        return f"{days}-day pre-due reminder"
+    return Step(name).label
+
+
+def _step_order(row: tuple[str, int]) -> tuple[int, int]:
+    name = row[0]
+    if name.startswith(Step.PRE_DUE.value + "_"):
+        return (0, -int(name.rsplit("_", 1)[1]))
+    order = [s.value for s in Step]
+    return (1, order.index(name))
