@@ -11,7 +11,16 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
-from bot.slack import billing_settings, devices, home, incidents, invoices, overrides, replies
+from bot.slack import (
+    billing_command,
+    billing_settings,
+    devices,
+    home,
+    incidents,
+    invoices,
+    overrides,
+    replies,
+)
 from bot.slack.actors import actor_middleware
 from bot.slack.cards import THREAD_MESSAGE, thread_message_handler
 from bot.slack.client import build_web_client
@@ -26,6 +35,7 @@ OutboxHandler = Callable[[dict[str, Any]], Awaitable[None]]
 FEATURES: tuple[ModuleType, ...] = (
     home,
     incidents,
+    billing_command,
     billing_settings,
     invoices,
     overrides,

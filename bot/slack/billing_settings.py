@@ -11,6 +11,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
+from bot.slack.billing_command import BillingCall, add_subcommand
 from bot.slack.billing_settings_blocks import (
     FIELD_BLOCKS,
     SWITCH_LABELS,
@@ -26,7 +27,6 @@ from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context
 
 log = logging.getLogger("devicecare.slack")
-USAGE = "Usage: `/billing settings` opens the billing-automation settings."
 _INT_RE = re.compile(r"^\s*[0-9]{1,4}\s*$")
 
 
@@ -93,27 +93,24 @@ def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
 def register(app: AsyncApp, runtime: Runtime) -> None:
     secret = runtime.settings.secret_key.get_secret_value()
 
-    @app.command("/billing")
-    async def handle_billing_command(
-        ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient, context: Any
-    ) -> None:
-        actor: Actor = context["actor"]
-        if command.get("text", "").strip().lower() != "settings":
-            await ack(response_type="ephemeral", text=USAGE)
-            return
+    async def open_settings(call: BillingCall) -> None:
+        actor = call.actor
         if not actor.can(Permission.MANAGE_SETTINGS):
-            await ack(
+            await call.ack(
                 response_type="ephemeral",
                 text="Billing settings need the Manage Settings permission.",
             )
             return
-        await ack()
+        await call.ack()
         async with runtime.stores() as store:
             current = billing_settings_from(await store.settings())
-        metadata = pack(SettingsForm(user_id=command["user_id"]), secret)
-        await client.views_open(
-            trigger_id=command["trigger_id"], view=build_billing_settings_modal(current, metadata)
+        metadata = pack(SettingsForm(user_id=call.command["user_id"]), secret)
+        await call.client.views_open(
+            trigger_id=call.command["trigger_id"],
+            view=build_billing_settings_modal(current, metadata),
         )
+
+    add_subcommand(app, "settings", "opens the billing-automation settings.", open_settings)
 
     @app.view(BillingSettingsIds.CALLBACK)
     async def handle_billing_settings_submitted(
