@@ -156,6 +156,7 @@ async def invoice_row(engine: AsyncEngine, invoice_id: int) -> m.Invoice:
 async def count(engine: AsyncEngine, model: Any, *where: Any) -> int:
     async with session_factory(engine)() as session:
         return int(
-            (await session.execute(select(func.count()).select_from(model).where(*where)))
-            .scalar_one()
+            (
+                await session.execute(select(func.count()).select_from(model).where(*where))
+            ).scalar_one()
         )
