@@ -22,7 +22,20 @@ from datetime import date, datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    String,
+    Table,
+    and_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy import (
+    cast as sql_cast,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -56,7 +69,7 @@ LOCK_NAME = "billing-run"
 DIGEST_TEMPLATE = "billing_digest"
 SLACK_RUN_KIND = "slack.billing_run"
 AUTOMATION_LABEL = "DeviceCare automation"
-BATCH_SIZE = 500
+BATCH_SIZE = 1000
 _INVOICES = cast(Table, m.Invoice.__table__)
 _NOTICES = cast(Table, m.Notice.__table__)
 _STEPS = cast(Table, m.BillingStep.__table__)
@@ -378,92 +391,123 @@ class BillingRunner:
     # --- digests: one email per guardian per day ---------------------------------------------
 
     async def _release_pending(self, day: date) -> None:
-        """Turn the run's pending notices into emails: a digest where a guardian has several."""
-        after = -1
+        """Turn pending run notices into emails: a digest where a guardian has several.
+
+        Set-based, so it costs a few statements whatever the number of notices: guardians with
+        one pending notice get it queued in one UPDATE and one INSERT … SELECT into the outbox;
+        the others are grouped a chunk of guardians at a time.
+        """
+        await self._release_singles()
+        after = 0
         while True:
             async with self.sessions() as session, session.begin():
-                guardian_ids = list(
-                    (
-                        await session.execute(
-                            select(m.Notice.guardian_id)
-                            .where(
-                                m.Notice.status == "pending",
-                                func.coalesce(m.Notice.guardian_id, 0) > after,
-                            )
-                            .group_by(m.Notice.guardian_id)
-                            .order_by(m.Notice.guardian_id)
-                            .limit(GUARDIAN_BATCH)
-                        )
-                    ).scalars()
-                )
+                # guardian_id > after leaves out NULLs, released as singles.
+                found = (
+                    await session.execute(
+                        select(m.Notice.guardian_id)
+                        .where(m.Notice.status == "pending", m.Notice.guardian_id > after)
+                        .group_by(m.Notice.guardian_id)
+                        .having(func.count() > 1)
+                        .order_by(m.Notice.guardian_id)
+                        .limit(GUARDIAN_BATCH)
+                    )
+                ).scalars()
+                guardian_ids = [g for g in found if g is not None]
                 if not guardian_ids:
                     return
-                after = max(g or 0 for g in guardian_ids)
-                await self._release_for(session, day, guardian_ids)
+                after = guardian_ids[-1]
+                await self._digest(session, day, guardian_ids)
 
-    async def _release_for(
-        self, session: AsyncSession, day: date, guardian_ids: Sequence[int | None]
-    ) -> None:
+    async def _release_singles(self) -> None:
+        n = _NOTICES
+        lone = (
+            select(n.c.guardian_id)
+            .where(n.c.status == "pending", n.c.guardian_id.is_not(None))
+            .group_by(n.c.guardian_id)
+            .having(func.count() == 1)
+        )
+        single = and_(
+            n.c.status == "pending",
+            or_(n.c.guardian_id.is_(None), n.c.guardian_id.in_(lone)),
+        )
         now = self.clock.now()
-        wanted = [g for g in guardian_ids if g is not None]
-        cond: Any = m.Notice.guardian_id.in_(wanted)
-        if None in guardian_ids:
-            cond = or_(cond, m.Notice.guardian_id.is_(None))
+        o = _OUTBOX
+        payload = (
+            func.json_build_object("notice_id", n.c.id)
+            if self.is_pg
+            else func.json_object("notice_id", n.c.id)
+        )
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                o.insert().from_select(
+                    [
+                        "kind",
+                        "dedupe_key",
+                        "payload",
+                        "status",
+                        "attempts",
+                        "next_attempt_at",
+                        "created_at",
+                    ],
+                    select(
+                        literal(NOTICE_KIND),
+                        literal("notice:") + sql_cast(n.c.id, String),
+                        payload,
+                        literal("pending"),
+                        literal(0),
+                        literal(now, type_=m.UtcDateTime()),
+                        literal(now, type_=m.UtcDateTime()),
+                    ).where(single),
+                )
+            )
+            await session.execute(update(n).where(single).values(status="queued"))
+
+    async def _digest(self, session: AsyncSession, day: date, guardian_ids: list[int]) -> None:
+        now = self.clock.now()
         pending = (
             await session.execute(
-                select(
-                    m.Notice.id,
-                    m.Notice.guardian_id,
-                    m.Notice.invoice_id,
-                    m.Notice.to_address,
-                    m.Notice.template,
-                )
-                .where(m.Notice.status == "pending", cond)
+                select(m.Notice.id, m.Notice.guardian_id, m.Notice.invoice_id, m.Notice.to_address)
+                .where(m.Notice.status == "pending", m.Notice.guardian_id.in_(guardian_ids))
                 .order_by(m.Notice.guardian_id, m.Notice.id)
             )
         ).all()
-        groups: dict[int | None, list[Any]] = defaultdict(list)
+        groups: dict[int, list[Any]] = defaultdict(list)
         for row in pending:
             groups[row.guardian_id].append(row)
-
-        singles: list[int] = []
-        digested: list[dict[str, Any]] = []
-        for guardian_id, items in groups.items():
-            if guardian_id is None or len(items) == 1:
-                singles.extend(row.id for row in items)
-                continue
-            digest = m.Notice(
-                invoice_id=items[0].invoice_id,
-                guardian_id=guardian_id,
-                template=DIGEST_TEMPLATE,
-                dedupe_key=f"billing-digest:{day.isoformat()}:{items[0].id}",
-                to_address=items[0].to_address,
-                message_id=new_message_id(self.mail_domain),
-                context={"notice_ids": [row.id for row in items]},
-                status="queued",
-                created_at=now,
-                run_day=day,
-            )
-            session.add(digest)
-            await session.flush()
-            session.add(
-                new_message(NOTICE_KIND, f"notice:{digest.id}", {"notice_id": digest.id}, now)
-            )
-            digested += [{"b_id": row.id, "b_digest": digest.id} for row in items]
-        t = _NOTICES
-        if singles:
-            await session.execute(update(t).where(t.c.id.in_(singles)).values(status="queued"))
+        digests = [
+            {
+                "invoice_id": items[0].invoice_id,
+                "guardian_id": guardian_id,
+                "template": DIGEST_TEMPLATE,
+                "dedupe_key": f"billing-digest:{day.isoformat()}:{items[0].id}",
+                "to_address": items[0].to_address,
+                "message_id": new_message_id(self.mail_domain),
+                "context": {"notice_ids": [row.id for row in items]},
+                "status": "queued",
+                "created_at": now,
+                "run_day": day,
+            }
+            for guardian_id, items in groups.items()
+        ]
+        created = (
             await session.execute(
-                _OUTBOX.insert(),
-                [_outbox_row(notice_id, now) for notice_id in singles],
+                _NOTICES.insert().returning(_NOTICES.c.id, _NOTICES.c.dedupe_key), digests
             )
-        if digested:
-            await session.execute(
-                update(t)
-                .where(t.c.id == bindparam("b_id"))
-                .values(status="digested", digest_id=bindparam("b_digest")),
-                digested,
-            )
+        ).all()
+        digest_ids = {key: notice_id for notice_id, key in created}
+        members: list[dict[str, Any]] = []
+        for items in groups.values():
+            digest_id = digest_ids[f"billing-digest:{day.isoformat()}:{items[0].id}"]
+            members += [{"b_id": row.id, "b_digest": digest_id} for row in items]
+        await session.execute(
+            _OUTBOX.insert(), [_outbox_row(notice_id, now) for notice_id in digest_ids.values()]
+        )
+        await session.execute(
+            update(_NOTICES)
+            .where(_NOTICES.c.id == bindparam("b_id"))
+            .values(status="digested", digest_id=bindparam("b_digest")),
+            members,
+        )
 
     # --- finishing ----------------------------------------------------------------------------
 

@@ -1,0 +1,294 @@
+"""Billing-day benchmark: one daily run over many open invoices, against plain SQL on the same rows.
+
+    .venv/bin/python bench/billing_day.py [--invoices 100000] [--due 10000] [--backend sqlite|postgres|both]
+        [--postgres-url URL] [--memory]
+
+For each backend it builds a district (families of one to three students sharing one or two
+guardians), `--invoices` open invoices of which `--due` have something to do on the run's day
+(the three pre-due reminders and the first overdue notice, a quarter each), then times:
+
+- the floor: plain SQL statements that touch the same rows, in one transaction, rolled back —
+  an UPDATE of the due invoices, an INSERT … SELECT of one notice per guardian of each, and an
+  INSERT … SELECT of one outbox row per notice;
+- the billing run for that day (`storage.billing_run.BillingRunner`), and a rerun (no-op).
+
+With --memory it also runs the day at half the size and reports the traced Python memory peak
+of both runs, which should not grow with the number of invoices. PostgreSQL uses a database
+`devicecare_bench` on the server at --postgres-url, dropped and recreated each time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+import time
+import tracemalloc
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from storage import models as m  # noqa: E402
+from storage.billing_run import BillingRunner  # noqa: E402
+from storage.db import create_engine, session_factory  # noqa: E402
+from storage.migrate import upgrade  # noqa: E402
+from storage.seed import ensure_defaults  # noqa: E402
+from workflows.clock import FixedClock  # noqa: E402
+
+TZ = ZoneInfo("America/Chicago")
+DAY = date(2026, 4, 8)
+CREATED = date(2026, 1, 1)
+PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+CHUNK = 5_000
+
+
+# --- the district ----------------------------------------------------------------------------
+
+
+async def populate(engine: AsyncEngine, invoices: int, due: int, seed: int = 11) -> None:
+    rng = random.Random(seed)
+    students = max(invoices * 3 // 5, 1)
+    now = datetime(2026, 1, 1, 16, tzinfo=UTC)
+    households, guardians, student_rows, links = [], [], [], []
+    sid = gid = hid = 0
+    while sid < students:
+        hid += 1
+        households.append({"id": hid, "name": f"Family {hid}"})
+        parents = []
+        for _ in range(rng.choice((1, 2))):
+            gid += 1
+            parents.append(gid)
+            guardians.append(
+                {
+                    "id": gid,
+                    "first_name": "Parent",
+                    "last_name": f"F{hid}",
+                    "email": f"parent{gid}@example.org",
+                    "household_id": hid,
+                    "preferred_language": "en",
+                }
+            )
+        for _ in range(rng.choice((1, 1, 2, 3))):
+            sid += 1
+            student_rows.append(
+                {
+                    "id": sid,
+                    "sis_id": f"S{sid}",
+                    "first_name": "Kid",
+                    "last_name": f"F{hid}",
+                    "grade": "6",
+                    "household_id": hid,
+                    "active": True,
+                }
+            )
+            links += [{"guardian_id": g, "student_id": sid} for g in parents]
+    # Due dates: `due` invoices with a step today (pre-due 14, 7, 1 and first overdue), the
+    # rest due later than any reminder window or already a step past today's thresholds.
+    offsets = [14, 7, 1, -7]
+    invoice_rows = []
+    for i in range(invoices):
+        if i < due:
+            offset, status = offsets[i % 4], "unpaid"
+        elif i % 2:
+            offset, status = rng.randint(15, 85), "unpaid"
+        else:
+            offset, status = -rng.randint(8, 13), "first"
+        invoice_rows.append(
+            {
+                "number": f"INV-{i + 1:07}",
+                "student_id": rng.randint(1, students),
+                "status": status,
+                "subtotal_cents": 12_500,
+                "insurance_cents": 0,
+                "total_cents": 12_500,
+                "paid_cents": 0,
+                "due_date": DAY + timedelta(days=offset),
+                "automation_enabled": True,
+                "auto_cancelled": False,
+                "cap_reached": False,
+                "override_applied": False,
+                "automation_epoch": 0,
+                "reminder_count": 0,
+                "created_at": now,
+            }
+        )
+    rng.shuffle(invoice_rows)
+    async with engine.begin() as conn:
+        for table, rows in [
+            (m.Household.__table__, households),
+            (m.Guardian.__table__, guardians),
+            (m.Student.__table__, student_rows),
+            (m.Guardianship.__table__, links),
+            (m.Invoice.__table__, invoice_rows),
+        ]:
+            for start in range(0, len(rows), CHUNK):
+                await conn.execute(table.insert(), rows[start : start + CHUNK])
+        if engine.dialect.name == "postgresql":
+            for table in ("households", "guardians", "students"):
+                await conn.execute(
+                    text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                         f"(SELECT max(id) FROM {table}))")
+                )
+            await conn.execute(text("ANALYZE"))
+        else:
+            await conn.execute(text("ANALYZE"))
+
+
+# --- the floor -------------------------------------------------------------------------------
+
+DUE_PREDICATE = """
+    automation_enabled AND due_date IS NOT NULL AND paid_cents < total_cents AND (
+      due_date IN (:d14, :d7, :d1) OR (status = 'unpaid' AND due_date <= :o1)
+      OR (status = 'first' AND due_date <= :o2) OR (status = 'second' AND due_date <= :o3))
+"""
+
+
+def _params() -> dict[str, Any]:
+    return {
+        "d14": DAY + timedelta(days=14),
+        "d7": DAY + timedelta(days=7),
+        "d1": DAY + timedelta(days=1),
+        "o1": DAY - timedelta(days=7),
+        "o2": DAY - timedelta(days=14),
+        "o3": DAY - timedelta(days=30),
+    }
+
+
+async def floor(engine: AsyncEngine) -> tuple[float, float, int]:
+    """(seconds for the UPDATE alone, seconds for all three statements, rows updated)."""
+    now = datetime(2026, 4, 8, 11, tzinfo=UTC)
+    async with engine.connect() as conn:
+        trans = await conn.begin()
+        start = time.perf_counter()
+        result = await conn.execute(
+            text(
+                "UPDATE invoices SET reminder_count = reminder_count + 1, "
+                f"last_reminder_at = :now WHERE {DUE_PREDICATE}"
+            ),
+            {**_params(), "now": now},
+        )
+        update_s = time.perf_counter() - start
+        await conn.execute(
+            text(
+                "INSERT INTO notices (invoice_id, guardian_id, template, dedupe_key, to_address, "
+                "message_id, context, status, created_at) "
+                "SELECT i.id, g.id, 'due_reminder', 'floor:' || i.id, g.email, "
+                "'<floor-' || i.id || '-' || g.id || '@bench>', '{}', 'queued', :now "
+                "FROM invoices i JOIN guardianships gs ON gs.student_id = i.student_id "
+                f"JOIN guardians g ON g.id = gs.guardian_id WHERE {DUE_PREDICATE.replace('due_date', 'i.due_date').replace('status', 'i.status').replace('automation_enabled', 'i.automation_enabled').replace('paid_cents', 'i.paid_cents').replace('total_cents', 'i.total_cents')}"
+            ),
+            {**_params(), "now": now},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO outbox (kind, dedupe_key, payload, status, attempts, "
+                "next_attempt_at, created_at) SELECT 'email.notice', 'floor:' || id, '{}', "
+                "'pending', 0, :now, :now FROM notices WHERE dedupe_key LIKE 'floor:%'"
+            ),
+            {"now": now},
+        )
+        total_s = time.perf_counter() - start
+        await trans.rollback()
+    return update_s, total_s, result.rowcount
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+async def billing_run(engine: AsyncEngine, *, trace: bool = False) -> tuple[float, Any, int]:
+    clock = FixedClock(datetime(2026, 4, 8, 11, tzinfo=UTC))
+    runner = BillingRunner(engine, session_factory(engine), clock, TZ,
+                           mail_domain="bench.example")
+    if trace:
+        tracemalloc.start()
+    start = time.perf_counter()
+    result = await runner.run(DAY)
+    elapsed = time.perf_counter() - start
+    peak = 0
+    if trace:
+        _current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return elapsed, result.totals, peak
+
+
+# --- backends --------------------------------------------------------------------------------
+
+
+async def fresh_engine(backend: str, folder: Path, pg_url: str, tag: str) -> AsyncEngine:
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{folder / f'bench-{tag}.db'}"
+    else:
+        admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+        async with admin.connect() as conn:
+            await conn.execute(text("DROP DATABASE IF EXISTS devicecare_bench WITH (FORCE)"))
+            await conn.execute(text("CREATE DATABASE devicecare_bench"))
+        await admin.dispose()
+        url = make_url(pg_url).set(database="devicecare_bench").render_as_string(
+            hide_password=False
+        )
+    await asyncio.to_thread(upgrade, url)
+    engine = create_engine(url)
+    async with session_factory(engine)() as session:
+        await ensure_defaults(session)
+        await session.commit()
+    return engine
+
+
+async def measure(backend: str, invoices: int, due: int, pg_url: str, memory: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        engine = await fresh_engine(backend, folder, pg_url, "full")
+        t0 = time.perf_counter()
+        await populate(engine, invoices, due)
+        print(f"[{backend}] {invoices:,} open invoices, {due:,} due today: "
+              f"built in {time.perf_counter() - t0:.1f} s")
+        update_s, floor_s, touched = await floor(engine)
+        print(f"[{backend}] floor: UPDATE of {touched:,} rows {update_s * 1000:.0f} ms; "
+              f"UPDATE + notice and outbox INSERT…SELECTs {floor_s * 1000:.0f} ms")
+        run_s, totals, _peak = await billing_run(engine)
+        print(f"[{backend}] billing run: {run_s:.2f} s "
+              f"({run_s / floor_s:.1f}x the three-statement floor, "
+              f"{run_s / update_s:.1f}x the UPDATE alone); "
+              f"{totals.reminders:,} steps, {totals.emails_queued:,} emails "
+              f"({totals.digests:,} digests)")
+        rerun_s, again, _peak = await billing_run(engine)
+        print(f"[{backend}] rerun of the day: {rerun_s:.2f} s, "
+              f"{again.emails_queued - totals.emails_queued} new emails")
+        await engine.dispose()
+        if not memory:
+            return
+        peaks = []
+        for scale, tag in ((2, "half"), (1, "full2")):
+            engine = await fresh_engine(backend, folder, pg_url, tag)
+            await populate(engine, invoices // scale, due // scale)
+            _s, _t, peak = await billing_run(engine, trace=True)
+            peaks.append((invoices // scale, peak))
+            await engine.dispose()
+        for n, peak in peaks:
+            print(f"[{backend}] traced memory peak with {n:,} invoices: {peak / 1e6:.1f} MB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--invoices", type=int, default=100_000)
+    parser.add_argument("--due", type=int, default=10_000)
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--postgres-url", default=PG_DEFAULT)
+    parser.add_argument("--memory", action="store_true")
+    args = parser.parse_args()
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    for backend in backends:
+        asyncio.run(measure(backend, args.invoices, args.due, args.postgres_url, args.memory))
+
+
+if __name__ == "__main__":
+    main()
