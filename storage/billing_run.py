@@ -23,14 +23,17 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    Date,
     String,
     Table,
     and_,
     bindparam,
+    case,
     func,
     literal,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy import (
@@ -61,7 +64,7 @@ from workflows.billing import (
 )
 from workflows.billing_settings import BillingSettings, billing_settings_from
 from workflows.clock import Clock, local_date
-from workflows.invoices import InvoiceStatus
+from workflows.invoices import InvoiceStatus, NoticeTemplate
 
 log = logging.getLogger("devicecare.billing")
 
@@ -75,6 +78,13 @@ _NOTICES = cast(Table, m.Notice.__table__)
 _STEPS = cast(Table, m.BillingStep.__table__)
 _ACTIVITY = cast(Table, m.ActivityEntry.__table__)
 _OUTBOX = cast(Table, m.OutboxMessage.__table__)
+_GUARDIANS = cast(Table, m.Guardian.__table__)
+_GUARDIANSHIPS = cast(Table, m.Guardianship.__table__)
+_STEP_TEMPLATES = {
+    Step.FIRST: NoticeTemplate.OVERDUE_FIRST,
+    Step.SECOND: NoticeTemplate.OVERDUE_SECOND,
+    Step.FINAL: NoticeTemplate.OVERDUE_FINAL,
+}
 GUARDIAN_BATCH = 500
 
 
@@ -323,70 +333,92 @@ class BillingRunner:
         claim = (
             insert(_STEPS)
             .on_conflict_do_nothing(index_elements=["invoice_id", "step", "due_date", "epoch"])
-            .returning(_STEPS.c.invoice_id)
+            .returning(_STEPS.c.id, _STEPS.c.invoice_id)
         )
-        claimed = set((await session.execute(claim, step_rows)).scalars())
-        taken = [(row, action) for row, action in decided if action.invoice_id in claimed]
-        if not taken:
+        claimed = {
+            invoice_id: step_id
+            for step_id, invoice_id in (await session.execute(claim, step_rows)).all()
+        }
+        if not claimed:
             return 0
-
-        notices: list[dict[str, Any]] = []
-        invoice_updates: list[dict[str, Any]] = []
-        activity: list[dict[str, Any]] = []
-        for row, action in taken:
-            sent_to = guardians.get(row.student_id, ()) if action.template is not None else ()
-            for guardian_id, address in sent_to:
-                assert action.template is not None
-                notices.append(
-                    {
-                        "invoice_id": action.invoice_id,
-                        "guardian_id": guardian_id,
-                        "template": action.template.value,
-                        "dedupe_key": action.key,
-                        "to_address": address,
-                        "message_id": new_message_id(self.mail_domain),
-                        "context": _notice_context(action),
-                        "status": "pending",
-                        "created_at": now,
-                        "run_day": day,
-                    }
-                )
-            new_status = row.status if action.new_status is None else action.new_status.value
-            cancelled = action.step is Step.AUTO_CANCEL
-            invoice_updates.append(
-                {
-                    "b_id": action.invoice_id,
-                    "b_from": row.status,
-                    "b_status": new_status,
-                    "b_final": day if action.step is Step.FINAL else row.final_notice_on,
-                    "b_auto_cancelled": cancelled,
-                    "b_cancelled_at": now if cancelled else None,
-                    "b_sent": 1 if sent_to else 0,
-                    "b_last_sent": now if sent_to else None,
-                }
-            )
-            if action.new_status is not None:
-                activity.append(_activity_row(row, action, day, now))
-
-        if notices:
-            await session.execute(_NOTICES.insert(), notices)
-        t = _INVOICES
-        await session.execute(
-            update(t)
-            .where(t.c.id == bindparam("b_id"), t.c.status == bindparam("b_from"))
-            .values(
-                status=bindparam("b_status"),
-                final_notice_on=bindparam("b_final"),
-                auto_cancelled=bindparam("b_auto_cancelled"),
-                cancelled_at=func.coalesce(bindparam("b_cancelled_at"), t.c.cancelled_at),
-                reminder_count=t.c.reminder_count + bindparam("b_sent"),
-                last_reminder_at=func.coalesce(bindparam("b_last_sent"), t.c.last_reminder_at),
-            ),
-            invoice_updates,
-        )
+        step_ids = sorted(claimed.values())
+        # The claimed steps drive the rest in set-based statements, so the work per invoice
+        # is done by the database rather than by building rows here.
+        await session.execute(self._queue_notices(step_ids, day, now))
+        await session.execute(_advance_invoices(step_ids, day, now))
+        activity = [
+            _activity_row(row, action, day, now)
+            for row, action in decided
+            if action.invoice_id in claimed and action.new_status is not None
+        ]
         if activity:
             await session.execute(_ACTIVITY.insert(), activity)
-        return len(taken)
+        return len(claimed)
+
+    def _queue_notices(self, step_ids: Sequence[int], day: date, now: datetime) -> Any:
+        """INSERT … SELECT: a pending notice per reachable guardian for each emailing step."""
+        st, n = _STEPS, _NOTICES
+        inv, gs, g = _INVOICES, _GUARDIANSHIPS, _GUARDIANS
+        if self.is_pg:
+            random_hex: Any = func.replace(sql_cast(func.gen_random_uuid(), String), "-", "")
+            context: Any = func.json_build_object("step", st.c.step)
+        else:
+            random_hex = func.lower(func.hex(func.randomblob(16)))
+            context = func.json_object("step", st.c.step)
+        template = case(
+            *[(st.c.step == step.value, tmpl.value) for step, tmpl in _STEP_TEMPLATES.items()],
+            else_=NoticeTemplate.DUE_REMINDER.value,
+        )
+        key = (
+            literal("billing:")
+            + sql_cast(st.c.invoice_id, String)
+            + ":"
+            + st.c.step
+            + ":"
+            + sql_cast(st.c.due_date, String)
+            + ":"
+            + sql_cast(st.c.epoch, String)
+        )
+        rows = (
+            select(
+                st.c.invoice_id,
+                g.c.id,
+                template,
+                key,
+                g.c.email,
+                literal("<") + random_hex + literal(f"@{self.mail_domain}>"),
+                context,
+                literal("pending"),
+                literal(now, type_=m.UtcDateTime()),
+                literal(day, type_=Date()),
+            )
+            .select_from(st)
+            .join(inv, inv.c.id == st.c.invoice_id)
+            .join(gs, gs.c.student_id == inv.c.student_id)
+            .join(g, g.c.id == gs.c.guardian_id)
+            .where(
+                st.c.id.in_(step_ids),
+                st.c.step.not_in([Step.COLLECTIONS.value, Step.AUTO_CANCEL.value]),
+                g.c.email.is_not(None),
+                g.c.email != "",
+                g.c.email_bouncing_since.is_(None),
+            )
+        )
+        return n.insert().from_select(
+            [
+                "invoice_id",
+                "guardian_id",
+                "template",
+                "dedupe_key",
+                "to_address",
+                "message_id",
+                "context",
+                "status",
+                "created_at",
+                "run_day",
+            ],
+            rows,
+        )
 
     # --- digests: one email per guardian per day ---------------------------------------------
 
@@ -745,6 +777,33 @@ def totals_from_payload(p: dict[str, Any]) -> RunTotals:
         digests=int(p.get("digests", 0)),
         not_emailed=int(p.get("not_emailed", 0)),
         failures=tuple(str(f) for f in p.get("failures", [])),
+    )
+
+
+def _advance_invoices(step_ids: Sequence[int], day: date, now: datetime) -> Any:
+    """UPDATE … FROM the claimed steps: new status, final-notice day, cancellation, counts."""
+    inv, st = _INVOICES, _STEPS
+    at = literal(now, type_=m.UtcDateTime())
+    emailed = st.c.recipients > 0
+    cancelling = st.c.step == Step.AUTO_CANCEL.value
+    return (
+        update(inv)
+        .where(
+            inv.c.id == st.c.invoice_id,
+            st.c.id.in_(step_ids),
+            inv.c.status == st.c.from_status,
+        )
+        .values(
+            status=func.coalesce(st.c.to_status, inv.c.status),
+            final_notice_on=case(
+                (st.c.step == Step.FINAL.value, literal(day, type_=Date())),
+                else_=inv.c.final_notice_on,
+            ),
+            auto_cancelled=case((cancelling, true()), else_=inv.c.auto_cancelled),
+            cancelled_at=case((cancelling, at), else_=inv.c.cancelled_at),
+            reminder_count=inv.c.reminder_count + case((emailed, 1), else_=0),
+            last_reminder_at=case((emailed, at), else_=inv.c.last_reminder_at),
+        )
     )
 
 

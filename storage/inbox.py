@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import lazyload
 
 from storage import models as m
+from storage.notice_queries import member_ids
 from storage.outbox import new_message
 from storage.store import SqlStore
 
@@ -197,6 +198,22 @@ class Inbox:
 
     async def get_notice(self, notice_id: int) -> m.Notice | None:
         return await self.session.get(m.Notice, notice_id)
+
+    async def digest_invoice_numbers(self, notice_id: int) -> list[str]:
+        """The invoices a billing digest covered, oldest first ([] for any other notice).
+
+        A reply to a digest routes to the digest's own invoice (its first); staff see these."""
+        notice = await self.session.get(m.Notice, notice_id)
+        wanted = [] if notice is None else member_ids(notice)
+        if not wanted:
+            return []
+        rows = await self.session.execute(
+            select(m.Invoice.number)
+            .join(m.Notice, m.Notice.invoice_id == m.Invoice.id)
+            .where(m.Notice.id.in_(wanted), m.Notice.digest_id == notice_id)
+            .order_by(m.Notice.id)
+        )
+        return list(dict.fromkeys(rows.scalars()))
 
     async def get_invoice(self, invoice_id: int) -> m.Invoice | None:
         # Routing needs the invoice's own columns, not its lines.

@@ -347,6 +347,16 @@ class Ingestor:
         row.intent = read.intent.value
         await inbox.insert_message(row)
         notes = list(photos.notes)
+        covered = (
+            []
+            if routing.notice_id is None
+            else await inbox.digest_invoice_numbers(routing.notice_id)
+        )
+        if len(covered) > 1 and invoice is not None:
+            notes.append(
+                f"A reply to one email about {len(covered)} invoices ({', '.join(covered)}); "
+                f"filed under {invoice.number}."
+            )
         pending_id = None
         attached = 0
         if row.status == Status.ROUTED and invoice is not None:

@@ -117,7 +117,8 @@ def _autoescape(name: str | None) -> bool:
 
 
 def language_candidates(language: str | None) -> list[str]:
-    """"es-MX" -> ["es-mx", "es", "en"]; anything malformed just means English."""
+    """Languages to try, most specific first: "es-MX" -> ["es-mx", "es", "en"]; anything
+    malformed just means English."""
     tag = (language or "").strip().lower()
     found: list[str] = []
     if _LANGUAGE_RE.match(tag):
@@ -364,21 +365,61 @@ def _plan_context(data: NoticeData) -> dict[str, Any] | None:
     }
 
 
+# What each billing-run template says, as a digest item's `kind`.
+DIGEST_KINDS = {
+    "due_reminder": "reminder",
+    "overdue_first": "first",
+    "overdue_second": "second",
+    "overdue_final": "final",
+}
+
+
+def _due_days(due: date | None, today: date) -> dict[str, int | None]:
+    return {
+        "days_until_due": None if due is None else (due - today).days,
+        "days_overdue": None if due is None else max((today - due).days, 0),
+    }
+
+
+def _digest_context(data: NoticeData, today: date, tz: tzinfo) -> dict[str, Any] | None:
+    """The invoices a billing digest covers, each with what its own notice would have said."""
+    if not data.digest_items:
+        return None
+    entries: list[dict[str, Any]] = []
+    for item in data.digest_items:
+        template = item.notice.template
+        entries.append(
+            {
+                "kind": DIGEST_KINDS.get(template, template),
+                "template": template,
+                "invoice": invoice_context(item.invoice, item.device, tz),
+                "student": _person(item.student),
+                **_due_days(item.invoice.due_date, today),
+            }
+        )
+    return {
+        "entries": entries,
+        "count": len(entries),
+        "balance_cents": sum(item.invoice.balance_cents for item in data.digest_items),
+        "numbers": [item.invoice.number for item in data.digest_items],
+        "has_final": any(e["kind"] == "final" for e in entries),
+    }
+
+
 def build_context(data: NoticeData, *, today: date, tz: tzinfo) -> dict[str, Any]:
     """Every variable a notice template may use (README, "Notices", lists them)."""
     invoice = data.invoice
     if invoice is None:
         raise ValueError(f"notice #{data.notice.id} has no invoice")
-    due = invoice.due_date
     return {
         "district_name": data.district_name,
         "guardian": _person(data.guardian),
         "student": _person(data.student),
         "invoice": invoice_context(invoice, data.device, tz),
         "today": today,
-        "days_until_due": None if due is None else (due - today).days,
-        "days_overdue": None if due is None else max((today - due).days, 0),
+        **_due_days(invoice.due_date, today),
         "payment": _payment_context(data),
         "pending": _pending_context(data),
         "plan": _plan_context(data),
+        "digest": _digest_context(data, today, tz),
     }

@@ -39,13 +39,22 @@ from bot.mail.tokens import make_reply_token, reply_address
 from bot.settings import Settings
 from bot.worker import GiveUp
 from storage import models as m
-from storage.notice_queries import NoticeData, load_notice, load_notices
+from storage.notice_queries import (
+    CLOSED_INVOICE_STATUSES,
+    DIGESTED,
+    WITHDRAWN,
+    NoticeData,
+    is_digest,
+    load_notice,
+    load_notices,
+)
 from storage.notices import NOTICE_KIND
 from workflows.clock import Clock
 
 log = logging.getLogger("devicecare.mail.sender")
 
-DONE_STATUSES = frozenset({"sent", "bounced"})
+# A "digested" notice goes out inside its billing digest, never on its own.
+DONE_STATUSES = frozenset({"sent", "bounced", DIGESTED, WITHDRAWN})
 POLICY = email.policy.default
 T = TypeVar("T")
 
@@ -377,6 +386,11 @@ class NoticeSender:
             log.info("notice #%s is already %s; not sending it again", notice.id, notice.status)
             return
         ready = self._ready.pop(notice.id, None)
+        reason = stale_reason(data)
+        if reason is not None:
+            log.info("notice #%s withdrawn: %s", notice.id, reason)
+            notice.status, notice.last_error = WITHDRAWN, reason
+            return
         if isinstance(ready, Exception):
             raise ready
         prepared = ready or _finish(self.prepare_steps(data))
@@ -456,6 +470,8 @@ class NoticeSender:
         """Address, render, build and flatten one notice, as a generator of small steps."""
         if data.invoice is None:
             raise GiveUp(f"notice #{data.notice.id} has no invoice to show")
+        if is_digest(data.notice) and not data.digest_items:
+            raise GiveUp(f"digest #{data.notice.id} has no invoices left to show")
         address = self._address(data)
         now = self.clock.now()
         context = build_context(data, today=now.astimezone(self.tz).date(), tz=self.tz)
@@ -517,6 +533,24 @@ class NoticeSender:
             )
         except ValueError as exc:  # BadAddress, or a header the email package refuses
             raise GiveUp(str(exc)) from exc
+
+
+def stale_reason(data: NoticeData) -> str | None:
+    """Why a billing-run reminder should no longer go out, or None.
+
+    The run queues reminders in the morning; a family that pays (or an invoice cancelled)
+    before the worker reaches its email must not be told it owes money.
+    """
+    if data.notice.run_day is None:
+        return None
+    if is_digest(data.notice):
+        if not data.digest_items:
+            return "every invoice in the digest was paid or cancelled before it went out"
+        return None
+    invoice = data.invoice
+    if invoice is not None and invoice.status in CLOSED_INVOICE_STATUSES:
+        return f"invoice {invoice.number} was {invoice.status} before the reminder went out"
+    return None
 
 
 def _finish(steps: Generator[None, None, T]) -> T:

@@ -29,8 +29,12 @@ def channel_of(body: Mapping[str, Any]) -> str | None:
 
 
 def user_of(body: Mapping[str, Any]) -> str | None:
-    user = body.get("user") or {}
-    return user.get("id") if isinstance(user, dict) else body.get("user_id")
+    # Interactivity payloads carry {"user": {"id": …}}; slash commands a top-level user_id.
+    user = body.get("user")
+    if isinstance(user, dict) and user.get("id"):
+        return str(user["id"])
+    user_id = body.get("user_id")
+    return str(user_id) if user_id else None
 
 
 async def tell_user(client: AsyncWebClient, body: Mapping[str, Any], text: str) -> None:

@@ -1,4 +1,4 @@
-"""Shared set-up for billing-run tests: invoices placed straight in the store, a day-by-day driver."""
+"""Billing-run test set-up: invoices placed straight in the store, a day-by-day driver."""
 
 from __future__ import annotations
 

@@ -27,7 +27,10 @@ from workflows.invoices import NoticeTemplate
 
 TZ = ZoneInfo("America/Chicago")
 TODAY = date(2026, 3, 2)
-SPANISH = {NoticeTemplate.INVOICE_ISSUED, NoticeTemplate.PAYMENT_RECEIPT}
+SPANISH = set(NoticeTemplate) - {
+    NoticeTemplate.PENDING_PAYMENT_ACK,
+    NoticeTemplate.PAYMENT_PLAN_CONFIRMATION,
+}
 # Variables each template can't do without (deleting one must fail the render).
 NEEDS: dict[str, tuple[str, ...]] = {
     NoticeTemplate.INVOICE_ISSUED: (),
@@ -305,7 +308,7 @@ def test_spanish_where_it_exists_else_english(renderer: NoticeRenderer) -> None:
     assert "Seguro aplicado: AppleCare+ (2025-2026) −$96.00" in _norm(es.text)
     assert "31 de mayo de 2026" in es.subject
     assert '<html lang="es">' in es.html
-    assert renderer.render("due_reminder", ctx, "es").language == "en"
+    assert renderer.render("pending_payment_ack", ctx, "es").language == "en"
     assert renderer.render("invoice_issued", ctx, "fr").language == "en"
     assert renderer.render("invoice_issued", ctx, "../../etc").language == "en"
     receipt = renderer.render("payment_receipt", ctx, "es")
