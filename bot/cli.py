@@ -13,11 +13,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bot.billing_cli import billing_app
+from bot.cli_runtime import run_with_runtime
+from bot.report_cli import invoice_app, report_app
 from bot.roster_cli import import_command
-from bot.runtime import Runtime, build_runtime, log_parts, prepare_database
+from bot.runtime import Runtime, log_parts, prepare_database
 from bot.settings import Settings, get_settings
 from storage import migrate
-from workflows.errors import DomainError
 from workflows.permissions import Actor
 
 app = typer.Typer(
@@ -28,6 +30,9 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 staff_app = typer.Typer(help="Staff and roles.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(staff_app, name="staff")
+app.add_typer(billing_app, name="billing")
+app.add_typer(report_app, name="report")
+app.add_typer(invoice_app, name="invoice")
 app.command("import", help="Import students, guardians and devices from CSV.")(import_command)
 
 console = Console()
@@ -44,21 +49,7 @@ def _setup_logging(settings: Settings) -> None:
 
 def _run(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
     """Migrate, open the runtime, run `work`, close; domain errors become a clean exit."""
-    migrate.upgrade(settings.database_url)
-
-    async def main() -> T:
-        runtime = build_runtime(settings)
-        try:
-            await prepare_database(runtime)
-            return await work(runtime)
-        finally:
-            await runtime.close()
-
-    try:
-        return asyncio.run(main())
-    except DomainError as exc:
-        console.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(1) from exc
+    return run_with_runtime(settings, work, console=console)
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -157,7 +148,7 @@ async def _run_mail(runtime: Runtime, stop: asyncio.Event) -> None:
 async def _run_scheduler(runtime: Runtime, stop: asyncio.Event) -> None:
     from bot.scheduler import build_scheduler
 
-    scheduler = build_scheduler(runtime)
+    scheduler = await build_scheduler(runtime)
     scheduler.start()
     try:
         await stop.wait()

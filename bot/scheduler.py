@@ -1,16 +1,168 @@
-"""Scheduled jobs (APScheduler, in the district's time zone)."""
+"""Scheduled jobs (APScheduler, in the district's time zone).
+
+- The daily billing run, at the district's configured run time.
+- A catch-up every 15 minutes (and once at start): it follows a changed run time, and runs
+  today's billing when the run time has passed without a completed run, e.g. because the process
+  was down at that time or the run failed. The run itself covers every day missed since the last
+  completed one.
+- SQLite maintenance overnight.
+
+A failed run is logged and reported in the billing channel through the outbox.
+"""
 
 from __future__ import annotations
 
 import logging
+from datetime import date, time
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 
 from bot.runtime import Runtime
+from storage.billing_run import BillingRunner, RunResult
+from workflows.billing_settings import billing_settings_from
+from workflows.clock import local_date
 
 log = logging.getLogger("devicecare.scheduler")
+
+BILLING_JOB = "billing_run"
+CATCH_UP_JOB = "billing_catch_up"
+MAINTENANCE_JOB = "maintain_database"
+CATCH_UP_MINUTES = 15
+# A run time missed by less than this (a busy or suspended process) still runs late.
+BILLING_MISFIRE_SECONDS = 3600
+# After this many failures in a day the catch-up stops retrying; the next day's run covers it.
+MAX_ATTEMPTS_PER_DAY = 4
+RUN_FAILED_KIND = "slack.billing_run_failed"
+ERROR_SUMMARY_LIMIT = 300
+
+
+def billing_runner(runtime: Runtime) -> BillingRunner:
+    return BillingRunner(
+        runtime.engine,
+        runtime.sessions,
+        runtime.clock,
+        runtime.settings.tz,
+        mail_domain=runtime.settings.mail_domain,
+    )
+
+
+def billing_trigger(run_time: time, tz: ZoneInfo) -> CronTrigger:
+    return CronTrigger(hour=run_time.hour, minute=run_time.minute, timezone=tz)
+
+
+def failure_key_prefix(day: date) -> str:
+    return f"billing-run-failed:{day.isoformat()}:"
+
+
+def error_summary(exc: BaseException) -> str:
+    """The exception's type and first line: enough to act on, without SQL and parameters."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    summary = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    if len(summary) > ERROR_SUMMARY_LIMIT:
+        summary = summary[: ERROR_SUMMARY_LIMIT - 1] + "…"
+    return summary
+
+
+# --- the billing run ----------------------------------------------------------------------
+
+
+async def run_billing_day(runtime: Runtime, day: date | None = None) -> RunResult | None:
+    """Run the billing for `day` (today in the district's zone); None when it failed."""
+    runner = billing_runner(runtime)
+    day = day or runner.today()
+    try:
+        result = await runner.run(day)
+    except Exception as exc:  # noqa: BLE001 - a failed run is reported, never kills the scheduler
+        log.exception("billing run for %s failed", day)
+        await report_failure(runtime, day, exc)
+        return None
+    log.info("billing run for %s: %s", day, result.message)
+    return result
+
+
+async def report_failure(runtime: Runtime, day: date, exc: BaseException) -> int | None:
+    """Queue the billing channel's failure message; returns the attempt number it names.
+
+    Written in its own transaction: the run's own work was rolled back with the failure.
+    """
+    prefix = failure_key_prefix(day)
+    try:
+        async with runtime.stores() as store:
+            attempt = await store.count_outbox(RUN_FAILED_KIND, prefix) + 1
+            payload: dict[str, Any] = {
+                "day": day.isoformat(),
+                "attempt": attempt,
+                "error": error_summary(exc),
+                "retrying": attempt < MAX_ATTEMPTS_PER_DAY,
+                "retry_minutes": CATCH_UP_MINUTES,
+            }
+            await store.enqueue(RUN_FAILED_KIND, f"{prefix}{attempt}", payload)
+    except Exception:  # noqa: BLE001 - the database may be what failed; the log still has it
+        log.exception("couldn't queue the failure report for the billing run of %s", day)
+        return None
+    return attempt
+
+
+async def catch_up_billing(
+    runtime: Runtime, scheduler: AsyncIOScheduler | None = None
+) -> RunResult | None:
+    """Follow a changed run time; run today's billing if its time has passed without a run."""
+    tz = runtime.settings.tz
+    async with runtime.reads() as store:
+        run_time = billing_settings_from(await store.settings()).run_time
+    if scheduler is not None:
+        follow_run_time(scheduler, runtime, run_time)
+    now = runtime.clock.now().astimezone(tz)
+    today = local_date(now, tz)
+    if now.time() < run_time:
+        return None
+    async with runtime.reads() as store:
+        run = await store.billing_run(today)
+        failures = await store.count_outbox(RUN_FAILED_KIND, failure_key_prefix(today))
+    if run is not None and run.status == "completed":
+        return None
+    if failures >= MAX_ATTEMPTS_PER_DAY:
+        log.warning("billing run for %s failed %s times; no more tries today", today, failures)
+        return None
+    log.info("billing run for %s is not done after %s; running it now", today, run_time)
+    return await run_billing_day(runtime, today)
+
+
+def follow_run_time(scheduler: AsyncIOScheduler, runtime: Runtime, run_time: time) -> bool:
+    """Move the daily billing job to `run_time`; True if it moved."""
+    tz = runtime.settings.tz
+    trigger = billing_trigger(run_time, tz)
+    job = scheduler.get_job(BILLING_JOB)
+    if job is not None and str(job.trigger) == str(trigger):
+        return False
+    if job is None:
+        _add_billing_job(scheduler, runtime, trigger)
+    else:
+        scheduler.reschedule_job(BILLING_JOB, trigger=trigger)
+    log.info("daily billing run now at %s %s", run_time.strftime("%H:%M"), tz.key)
+    return True
+
+
+def _add_billing_job(scheduler: AsyncIOScheduler, runtime: Runtime, trigger: CronTrigger) -> None:
+    scheduler.add_job(
+        run_billing_day,
+        trigger,
+        args=[runtime],
+        id=BILLING_JOB,
+        name="daily billing run",
+        replace_existing=True,
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=BILLING_MISFIRE_SECONDS,
+    )
+
+
+# --- maintenance --------------------------------------------------------------------------
 
 
 async def maintain_database(runtime: Runtime) -> None:
@@ -23,16 +175,37 @@ async def maintain_database(runtime: Runtime) -> None:
     log.info("database maintenance done")
 
 
-def build_scheduler(runtime: Runtime) -> AsyncIOScheduler:
+# --- the scheduler ------------------------------------------------------------------------
+
+
+async def build_scheduler(runtime: Runtime) -> AsyncIOScheduler:
+    """The scheduler with its jobs, not started; the billing job at the stored run time."""
+    tz = runtime.settings.tz
+    async with runtime.reads() as store:
+        run_time = billing_settings_from(await store.settings()).run_time
     scheduler = AsyncIOScheduler(
-        timezone=runtime.settings.tz,
+        timezone=tz,
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},
     )
     scheduler.add_job(
         maintain_database,
-        CronTrigger(hour=3, minute=15, timezone=runtime.settings.tz),
+        CronTrigger(hour=3, minute=15, timezone=tz),
         args=[runtime],
-        id="maintain_database",
+        id=MAINTENANCE_JOB,
         replace_existing=True,
+    )
+    _add_billing_job(scheduler, runtime, billing_trigger(run_time, tz))
+    scheduler.add_job(
+        catch_up_billing,
+        IntervalTrigger(minutes=CATCH_UP_MINUTES, timezone=tz),
+        args=[runtime, scheduler],
+        id=CATCH_UP_JOB,
+        name="billing catch-up",
+        replace_existing=True,
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=CATCH_UP_MINUTES * 60,
+        # At start too: a process that was down at the run time catches up straight away.
+        next_run_time=runtime.clock.now(),
     )
     return scheduler

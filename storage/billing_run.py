@@ -64,6 +64,7 @@ from workflows.billing import (
 )
 from workflows.billing_settings import BillingSettings, billing_settings_from
 from workflows.clock import Clock, local_date
+from workflows.errors import ValidationError
 from workflows.invoices import InvoiceStatus, NoticeTemplate
 
 log = logging.getLogger("devicecare.billing")
@@ -145,6 +146,13 @@ class BillingRunner:
         day = day or self.today()
         if dry_run:
             return await self._preview(day)
+        if day > self.today():
+            # Running a future day would send its reminders early and mark it done.
+            raise ValidationError(
+                f"{day.isoformat()} is in the future; run today or an earlier day, "
+                "or preview it with a dry run.",
+                field="day",
+            )
         async with exclusive(self.engine, LOCK_NAME) as held:
             if not held:
                 return RunResult(day, ran=False, message="Another billing run is in progress.")
@@ -207,6 +215,16 @@ class BillingRunner:
                 )
             )
         ).scalar()
+        # A day that started but never completed (a crash, a failed first-ever run) is owed
+        # too: cover from the day before the earliest such day after the last completed one.
+        unfinished = select(func.min(m.BillingRun.day)).where(
+            m.BillingRun.status != "completed", m.BillingRun.day < day
+        )
+        if last is not None:
+            unfinished = unfinished.where(m.BillingRun.day > last)
+        first_unfinished = (await session.execute(unfinished)).scalar()
+        if first_unfinished is not None:
+            last = first_unfinished - timedelta(days=1)
         return settings, pauses, last
 
     async def _candidates(

@@ -941,6 +941,73 @@ class SqlStore:
         )
         return list((await self.session.execute(stmt)).scalars())
 
+    # --- billing pauses and runs ------------------------------------------------------------
+
+    async def billing_pauses(
+        self, *, ending_on_or_after: date | None = None
+    ) -> list[m.BillingPause]:
+        """The pause windows, earliest first; past ones left out when `ending_on_or_after`."""
+        stmt = select(m.BillingPause).order_by(m.BillingPause.starts_on, m.BillingPause.id)
+        if ending_on_or_after is not None:
+            stmt = stmt.where(m.BillingPause.ends_on >= ending_on_or_after)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def overlapping_pauses(
+        self, starts_on: date, ends_on: date, *, lock: bool = False
+    ) -> list[m.BillingPause]:
+        """Windows sharing a day with [starts_on, ends_on].
+
+        With `lock`, pause changes are serialised first (the settings row is locked on
+        PostgreSQL; SQLite's BEGIN IMMEDIATE already does it), so two overlapping windows added
+        at the same moment can't both pass this check.
+        """
+        if lock:
+            await self._get(m.DistrictSettings, 1, lock=True)
+        stmt = (
+            select(m.BillingPause)
+            .where(m.BillingPause.starts_on <= ends_on, m.BillingPause.ends_on >= starts_on)
+            .order_by(m.BillingPause.starts_on, m.BillingPause.id)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def add_billing_pause(
+        self, *, starts_on: date, ends_on: date, reason: str, created_by_id: int | None
+    ) -> m.BillingPause:
+        pause = m.BillingPause(
+            starts_on=starts_on,
+            ends_on=ends_on,
+            reason=reason,
+            created_by_id=created_by_id,
+            created_at=self._now(),
+        )
+        self.session.add(pause)
+        await self.session.flush()
+        return pause
+
+    async def get_billing_pause(
+        self, pause_id: int, *, lock: bool = False
+    ) -> m.BillingPause | None:
+        pause: m.BillingPause | None = await self._get(m.BillingPause, pause_id, lock)
+        return pause
+
+    async def remove_billing_pause(self, pause_id: int) -> None:
+        pause = await self.session.get(m.BillingPause, pause_id)
+        if pause is not None:
+            await self.session.delete(pause)
+            await self.session.flush()
+
+    async def billing_run(self, day: date) -> m.BillingRun | None:
+        """The billing run recorded for `day` (running or completed), if any."""
+        return await self.session.get(m.BillingRun, day)
+
+    async def count_outbox(self, kind: str, dedupe_prefix: str) -> int:
+        """Outbox rows of `kind` whose dedupe key starts with `dedupe_prefix`, in any state."""
+        stmt = select(func.count(m.OutboxMessage.id)).where(
+            m.OutboxMessage.kind == kind,
+            m.OutboxMessage.dedupe_key.startswith(dedupe_prefix, autoescape=True),
+        )
+        return int((await self.session.execute(stmt)).scalar_one())
+
 
 class StoreFactory:
     """Opens one `SqlStore` (one transaction) per use."""

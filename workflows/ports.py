@@ -137,6 +137,15 @@ class SettingsRecord(Protocol):
     daily_run_time: str
 
 
+class PauseRecord(Protocol):
+    id: int
+    starts_on: date
+    ends_on: date
+    reason: str
+    created_by_id: int | None
+    created_at: datetime
+
+
 @dataclass(frozen=True)
 class InvoiceLineSpec:
     description: str
@@ -304,6 +313,21 @@ class Store(Protocol):
         context: dict[str, Any] | None = None,
     ) -> int: ...
     async def flush(self) -> None: ...
+
+    # billing pauses
+    async def billing_pauses(
+        self, *, ending_on_or_after: date | None = None
+    ) -> Sequence[PauseRecord]: ...
+    async def overlapping_pauses(
+        self, starts_on: date, ends_on: date, *, lock: bool = False
+    ) -> Sequence[PauseRecord]: ...
+    async def add_billing_pause(
+        self, *, starts_on: date, ends_on: date, reason: str, created_by_id: int | None
+    ) -> PauseRecord: ...
+    async def get_billing_pause(
+        self, pause_id: int, *, lock: bool = False
+    ) -> PauseRecord | None: ...
+    async def remove_billing_pause(self, pause_id: int) -> None: ...
 
 
 @dataclass(frozen=True)

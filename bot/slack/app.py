@@ -13,6 +13,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.runtime import Runtime
 from bot.slack import (
     billing_command,
+    billing_reports,
+    billing_run,
     billing_settings,
     devices,
     home,
@@ -37,6 +39,8 @@ FEATURES: tuple[ModuleType, ...] = (
     incidents,
     billing_command,
     billing_settings,
+    billing_run,
+    billing_reports,
     invoices,
     overrides,
     devices,

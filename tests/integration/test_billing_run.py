@@ -362,3 +362,25 @@ async def test_dry_run_previews_and_writes_nothing(
     assert done.totals.emails_queued == preview.totals.emails_queued == 5
     again = await runner(engine, clock).run(day, dry_run=True)
     assert again.planned == []
+
+
+async def test_a_failed_first_run_is_covered_by_the_next(
+    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+) -> None:
+    invoices = await _five_families(stores)
+    day = date(2026, 3, 18)
+    clock.set(at_run_time(day))
+
+    async def crash(_taken: int) -> None:
+        raise Crash("disk full")
+
+    with pytest.raises(Crash):
+        await runner(engine, clock, batch_size=1, after_batch=crash).run(day)
+    # Only the first invoice's reminder was claimed before the crash; the next day's run
+    # stands in for the failed day and sends the rest (late by a day, not lost).
+    await run_days(engine, clock, date(2026, 3, 19), date(2026, 3, 19))
+    for invoice_id in invoices:
+        assert [s for s, _d in await steps_of(engine, invoice_id)] == ["pre_due_14"]
+    async with session_factory(engine)() as session:
+        run = await session.get(m.BillingRun, date(2026, 3, 19))
+    assert run is not None and run.covered_since == date(2026, 3, 17)

@@ -1,0 +1,439 @@
+"""`devicecare billing …`: run or preview a billing day, manage pauses, bootstrap the settings.
+
+Changes act as the command line itself (a system actor, named in the activity log), or with
+`--as EMAIL` as that staff member, who then needs Manage Settings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bot.cli_runtime import run_with_runtime
+from bot.runtime import Runtime
+from bot.scheduler import billing_runner
+from bot.settings import get_settings
+from storage.billing_run import PlannedStep, RunResult
+from workflows.administration import change_billing_settings
+from workflows.billing import RunTotals, step_label
+from workflows.billing_pauses import PauseView, add_pause, list_pauses, remove_pause
+from workflows.billing_settings import BillingSettings, billing_settings_from
+from workflows.errors import NotFound, PermissionDenied, ValidationError
+from workflows.invoices import InvoiceStatus
+from workflows.permissions import Actor
+from workflows.ports import Context
+
+billing_app = typer.Typer(
+    help="The daily billing run: run or preview a day, pause windows, settings.",
+    no_args_is_help=True,
+)
+pause_app = typer.Typer(
+    help="Days the billing run sends nothing and overdue clocks stand still (winter break).",
+    no_args_is_help=True,
+)
+settings_app = typer.Typer(help="Billing automation settings.", no_args_is_help=True)
+billing_app.add_typer(pause_app, name="pause")
+billing_app.add_typer(settings_app, name="settings")
+
+console = Console()
+T = TypeVar("T")
+CLI_ACTOR_NAME = "Command line"
+DAY_FORMATS = ["%Y-%m-%d"]
+_DAYS_RE = re.compile(r"^[0-9]{1,4}$")
+
+AsEmail = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        metavar="EMAIL",
+        help="Act as this staff member, who needs Manage Settings "
+        "(default: the command line itself).",
+    ),
+]
+
+
+def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
+    return run_with_runtime(
+        get_settings(), work, console=console, refused_suffix=" Nothing was changed."
+    )
+
+
+async def _as_actor(
+    runtime: Runtime,
+    email: str | None,
+    what: str,
+    work: Callable[[Context, Actor], Awaitable[T]],
+) -> T:
+    """Run `work` in one transaction as the command line or the staff member `email`.
+
+    A refusal is kept in the activity log, like one in Slack.
+    """
+    actor = Actor.system(CLI_ACTOR_NAME)
+    try:
+        async with runtime.stores() as store:
+            if email is not None:
+                staff = await store.actor_by_email(email)
+                if staff is None:
+                    raise NotFound(f"No active staff member has the email {email}.", field="as")
+                actor = staff
+            return await work(Context(store, runtime.clock, runtime.settings.tz), actor)
+    except PermissionDenied as exc:
+        async with runtime.stores() as store:
+            await store.log(
+                actor, "security", actor.staff_id, "refused", comment=f"{what}: {exc.message}"
+            )
+        raise
+
+
+def _status(value: str) -> str:
+    try:
+        return InvoiceStatus(value).label
+    except ValueError:
+        return value
+
+
+# --- run ----------------------------------------------------------------------------------------
+
+
+@billing_app.command("run")
+def run_command(
+    day: Annotated[
+        datetime | None,
+        typer.Option(
+            "--date",
+            formats=DAY_FORMATS,
+            help="The day to run, YYYY-MM-DD (default: today in the district's time zone).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Show what the run would send and change; do nothing."),
+    ] = False,
+) -> None:
+    """Run the billing for a day: reminders, overdue notices, status changes, auto-cancel."""
+    wanted = None if day is None else day.date()
+
+    async def work(runtime: Runtime) -> RunResult:
+        return await billing_runner(runtime).run(wanted, dry_run=dry_run)
+
+    result = _run(work)
+    if dry_run:
+        _print_preview(result)
+        return
+    if not result.ran:
+        console.print(f"[red]{escape(result.message)}[/red] Try again when it has finished.")
+        raise typer.Exit(1)
+    console.print(f"[bold]Billing run for {_long_day(result.day)}[/bold]: done.")
+    if result.totals is None or result.totals.paused:
+        console.print(escape(result.message))
+        return
+    _print_covered(result.totals, planned=False)
+    totals = result.totals
+    if not (totals.reminders_by_step or totals.advanced or totals.auto_cancelled):
+        console.print("Nothing was due.")
+    _print_totals(totals, planned=False)
+
+
+def _long_day(day: date) -> str:
+    return f"{day:%A} {day.isoformat()}"
+
+
+def _print_covered(totals: RunTotals, *, planned: bool) -> None:
+    first = totals.covered_since + timedelta(days=1)
+    if first < totals.day:
+        verb = "would cover" if planned else "covered"
+        console.print(
+            f"It {verb} {first.isoformat()} to {totals.day.isoformat()}, catching up "
+            f"{(totals.day - first).days} missed day(s)."
+        )
+
+
+def _print_preview(result: RunResult) -> None:
+    console.print(
+        f"[bold]Dry run for {_long_day(result.day)}[/bold]: nothing has been sent or changed."
+    )
+    if result.totals is None:
+        console.print(escape(result.message))
+        return
+    _print_covered(result.totals, planned=True)
+    if result.planned:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        table.add_column("invoice", no_wrap=True)
+        table.add_column("step", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("emails", justify="right", no_wrap=True)
+        table.add_column("overdue", justify="right", no_wrap=True)
+        for step in result.planned:
+            table.add_row(*_planned_row(step))
+        console.print(table)
+    else:
+        console.print("Nothing would be due.")
+    _print_totals(result.totals, planned=True)
+
+
+def _planned_row(step: PlannedStep) -> tuple[str, ...]:
+    change = (
+        "" if step.to_status is None else f"{_status(step.from_status)} → {_status(step.to_status)}"
+    )
+    emails = step.to_status is None or step.step in ("first", "second", "final")
+    return (
+        escape(step.number),
+        step_label(step.step),
+        change,
+        str(step.recipients) if emails else "none",
+        "" if not step.days_overdue else f"{step.days_overdue} days",
+    )
+
+
+def _print_totals(totals: RunTotals, *, planned: bool) -> None:
+    table = Table(
+        "",
+        "count",
+        title="Would happen" if planned else "Totals",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for name, count in totals.reminders_by_step:
+        table.add_row(step_label(name), str(count))
+    for status, count in totals.advanced:
+        table.add_row(f"moved to {_status(status)}", str(count))
+    table.add_row("auto-cancelled", str(totals.auto_cancelled))
+    table.add_row("emails to families", str(totals.emails_queued))
+    table.add_row("  of them digests", str(totals.digests))
+    console.print(table)
+    problems = list(totals.failures)
+    if planned and totals.not_emailed:
+        problems.append(
+            f"{totals.not_emailed} invoice(s) with no guardian email address that works"
+        )
+    for problem in problems:
+        console.print(f"[yellow]Needs attention: {escape(problem)}[/yellow]")
+
+
+# --- pauses -------------------------------------------------------------------------------------
+
+
+@pause_app.command("add")
+def pause_add(
+    starts_on: Annotated[
+        datetime, typer.Option("--from", formats=DAY_FORMATS, help="First paused day, YYYY-MM-DD.")
+    ],
+    ends_on: Annotated[
+        datetime,
+        typer.Option("--to", formats=DAY_FORMATS, help="Last paused day (included), YYYY-MM-DD."),
+    ],
+    reason: Annotated[str, typer.Option("--reason", help="What it is for, e.g. Winter break.")],
+    as_email: AsEmail = None,
+) -> None:
+    """Pause billing from one day to another, both included."""
+
+    async def work(runtime: Runtime) -> PauseView:
+        return await _as_actor(
+            runtime,
+            as_email,
+            "billing pause",
+            lambda ctx, actor: add_pause(ctx, actor, starts_on.date(), ends_on.date(), reason),
+        )
+
+    added = _run(work)
+    console.print(f"Added billing pause {escape(added.describe())}.")
+
+
+@pause_app.command("list")
+def pause_list(
+    everything: Annotated[
+        bool, typer.Option("--all", help="Past pauses too, not only current and coming ones.")
+    ] = False,
+    as_email: AsEmail = None,
+) -> None:
+    """List the billing pauses."""
+
+    async def work(runtime: Runtime) -> list[PauseView]:
+        return list(
+            await _as_actor(
+                runtime,
+                as_email,
+                "billing pauses",
+                lambda ctx, actor: list_pauses(ctx, actor, include_past=everything),
+            )
+        )
+
+    pauses = _run(work)
+    if not pauses:
+        which = "" if everything else " current or coming"
+        console.print(f"There are no{which} billing pauses.")
+        return
+    table = Table("id", "from", "to", "days", "reason")
+    for p in pauses:
+        table.add_row(
+            str(p.id), p.starts_on.isoformat(), p.ends_on.isoformat(), str(p.days), escape(p.reason)
+        )
+    console.print(table)
+
+
+@pause_app.command("remove")
+def pause_remove(
+    pause_id: Annotated[int, typer.Argument(metavar="ID", help="The pause's id (see list).")],
+    as_email: AsEmail = None,
+) -> None:
+    """Remove a billing pause; its days count again from the next run on."""
+
+    async def work(runtime: Runtime) -> PauseView:
+        return await _as_actor(
+            runtime,
+            as_email,
+            "billing pause",
+            lambda ctx, actor: remove_pause(ctx, actor, pause_id),
+        )
+
+    removed = _run(work)
+    console.print(f"Removed billing pause {escape(removed.describe())}.")
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+
+_SETTING_LABELS = {
+    "default_due_days": "default due days",
+    "automation_default": "automation on new invoices",
+    "pre_due_enabled": "pre-due reminders",
+    "pre_due_days": "pre-due reminder days",
+    "overdue_enabled": "overdue notices",
+    "overdue_days": "overdue notice days",
+    "auto_cancel_enabled": "auto-cancellation",
+    "auto_cancel_days": "auto-cancel days after the final notice",
+    "stop_reminders_on_partial_payment": "stop reminders on a partial payment",
+    "daily_run_time": "daily run time",
+}
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+@settings_app.command("show")
+def settings_show() -> None:
+    """Show the billing automation settings."""
+
+    async def work(runtime: Runtime) -> tuple[BillingSettings, str]:
+        async with runtime.reads() as store:
+            return billing_settings_from(await store.settings()), runtime.settings.district_timezone
+
+    current, tz = _run(work)
+    table = Table("setting", "value")
+    for name, label in _SETTING_LABELS.items():
+        value = _shown(getattr(current, name))
+        if name == "daily_run_time":
+            value += f" ({tz})"
+        table.add_row(label, value)
+    console.print(table)
+
+
+def _day_list(text: str, option: str, field: str) -> tuple[int, ...]:
+    parts = [p for p in re.split(r"[,\s]+", text) if p]
+    if not parts or not all(_DAYS_RE.match(p) for p in parts):
+        raise ValidationError(
+            f"{option} takes whole numbers of days separated by commas, e.g. 14,7,1.", field=field
+        )
+    return tuple(int(p) for p in parts)
+
+
+@settings_app.command("set")
+def settings_set(
+    default_due_days: Annotated[
+        int | None, typer.Option("--default-due-days", help="Days from creation to due date.")
+    ] = None,
+    automation_default: Annotated[
+        bool | None,
+        typer.Option(
+            "--automation-default/--no-automation-default",
+            help="Whether new invoices have automation on.",
+        ),
+    ] = None,
+    pre_due: Annotated[
+        bool | None, typer.Option("--pre-due/--no-pre-due", help="Reminders before the due date.")
+    ] = None,
+    pre_due_days: Annotated[
+        str | None,
+        typer.Option("--pre-due-days", metavar="DAYS", help="Days before the due date: 14,7,1."),
+    ] = None,
+    overdue: Annotated[
+        bool | None, typer.Option("--overdue/--no-overdue", help="Overdue notices.")
+    ] = None,
+    overdue_days: Annotated[
+        str | None,
+        typer.Option(
+            "--overdue-days", metavar="DAYS", help="Days after the due date: first, second, final."
+        ),
+    ] = None,
+    auto_cancel: Annotated[
+        bool | None, typer.Option("--auto-cancel/--no-auto-cancel", help="Auto-cancellation.")
+    ] = None,
+    auto_cancel_days: Annotated[
+        int | None, typer.Option("--auto-cancel-days", help="Days after the final notice.")
+    ] = None,
+    stop_on_partial: Annotated[
+        bool | None,
+        typer.Option(
+            "--stop-on-partial/--no-stop-on-partial",
+            help="Whether a partial payment stops the reminders.",
+        ),
+    ] = None,
+    run_time: Annotated[
+        str | None,
+        typer.Option("--run-time", metavar="HH:MM", help="Daily run time, district time zone."),
+    ] = None,
+    as_email: AsEmail = None,
+) -> None:
+    """Change the billing automation settings given; the others stay as they are."""
+    given: dict[str, Any] = {
+        "default_due_days": default_due_days,
+        "automation_default": automation_default,
+        "pre_due_enabled": pre_due,
+        "overdue_enabled": overdue,
+        "auto_cancel_enabled": auto_cancel,
+        "auto_cancel_days": auto_cancel_days,
+        "stop_reminders_on_partial_payment": stop_on_partial,
+        "daily_run_time": run_time,
+    }
+    try:
+        if pre_due_days is not None:
+            given["pre_due_days"] = _day_list(pre_due_days, "--pre-due-days", "pre_due_days")
+        if overdue_days is not None:
+            given["overdue_days"] = _day_list(overdue_days, "--overdue-days", "overdue_days")
+    except ValidationError as exc:
+        console.print(f"[red]{escape(exc.message)} Nothing was changed.[/red]")
+        raise typer.Exit(1) from exc
+    changes = {name: value for name, value in given.items() if value is not None}
+    if not changes:
+        console.print("Give at least one setting to change; see --help.")
+        raise typer.Exit(2)
+
+    async def change(ctx: Context, actor: Actor) -> dict[str, tuple[Any, Any]]:
+        current = billing_settings_from(await ctx.store.settings())
+        return await change_billing_settings(ctx, actor, replace(current, **changes))
+
+    async def work(runtime: Runtime) -> dict[str, tuple[Any, Any]]:
+        return await _as_actor(runtime, as_email, "billing settings", change)
+
+    changed = _run(work)
+    if not changed:
+        console.print("Billing automation settings unchanged: they already had those values.")
+        return
+    console.print("Billing automation settings saved:")
+    for name, (old, new) in changed.items():
+        label = _SETTING_LABELS.get(name, name.replace("_", " "))
+        console.print(f"  {label}: {escape(_shown(old))} → {escape(_shown(new))}")

@@ -1,0 +1,291 @@
+"""Block Kit for `/billing report …` and `/billing invoice …`. Builders only; no I/O."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import date
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from bot.slack.invoice_blocks import (
+    Block,
+    button,
+    context_block,
+    esc,
+    fmt_date,
+    fmt_when,
+    header,
+    mrkdwn,
+    option,
+    section,
+)
+from bot.slack.metadata import Payload, pack
+from storage.billing_reports import (
+    STATUS_ORDER,
+    AutomationReport,
+    CancelledReport,
+    InvoiceTimeline,
+    TimelineEvent,
+    status_label,
+)
+from workflows.invoices import MANUAL_STATUSES
+from workflows.money import format_cents
+
+MAX_SECTION = 2900  # Slack allows 3000 characters in a section's text
+SHOWN_ROWS = 15
+SHOWN_EVENTS = 20
+
+
+class BillingInvoiceAction(StrEnum):
+    STATUS = "billing_invoice.status"
+    DUE_DATE = "billing_invoice.due_date"
+    AUTOMATION = "billing_invoice.automation"
+
+
+class InvoiceControls(Payload):
+    """The block id of an invoice view's controls: which invoice they change."""
+
+    invoice_id: int
+    # A new block id each time the view is drawn: Slack keeps a control's last pick under an
+    # unchanged block id, and the redrawn view must show the invoice as it now is.
+    drawn: str = ""
+
+
+class AutomationSwitch(Payload):
+    """The automation button's value: the state it sets (not a toggle, so a replay is
+    harmless)."""
+
+    invoice_id: int
+    enabled: bool
+
+
+def _sections(lines: Sequence[str]) -> list[Block]:
+    """Lines as few sections as Slack's length limit allows."""
+    blocks: list[Block] = []
+    chunk: list[str] = []
+    size = 0
+    for line in lines:
+        if chunk and size + len(line) + 1 > MAX_SECTION:
+            blocks.append(section("\n".join(chunk)))
+            chunk, size = [], 0
+        chunk.append(line[:MAX_SECTION])
+        size += len(line) + 1
+    if chunk:
+        blocks.append(section("\n".join(chunk)))
+    return blocks
+
+
+def _fields(*texts: str) -> Block:
+    return {"type": "section", "fields": [mrkdwn(t) for t in texts][:10]}
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+# --- reports -----------------------------------------------------------------------------------
+
+
+def automation_report_text(report: AutomationReport) -> str:
+    return (
+        f"Open invoices: {report.count(True)} with automation on "
+        f"({format_cents(report.balance_cents(True))}), {report.count(False)} with it off "
+        f"({format_cents(report.balance_cents(False))})."
+    )
+
+
+def build_automation_report(report: AutomationReport) -> tuple[str, list[Block]]:
+    blocks: list[Block] = [
+        header("Open invoices by automation"),
+        _fields(
+            f"*Automation on*\n{_count(report.count(True), 'invoice', 'invoices')} \u00b7 "
+            f"{format_cents(report.balance_cents(True))}",
+            f"*Automation off*\n{_count(report.count(False), 'invoice', 'invoices')} \u00b7 "
+            f"{format_cents(report.balance_cents(False))}",
+        ),
+    ]
+    figures = {(g.automation_enabled, g.status): g for g in report.groups}
+    lines = []
+    for status in STATUS_ORDER:
+        on, off = figures.get((True, status)), figures.get((False, status))
+        if on is None and off is None:
+            continue
+        lines.append(
+            f"\u2022 *{status_label(status)}*: on {on.count if on else 0} "
+            f"({format_cents(on.balance_cents if on else 0)}) \u00b7 off "
+            f"{off.count if off else 0} ({format_cents(off.balance_cents if off else 0)})"
+        )
+    blocks += _sections(lines or ["No open invoices."])
+    if report.automation is not None:
+        which = "on" if report.automation else "off"
+        rows = [
+            f"\u2022 `{esc(r.number)}` {esc(r.student)} \u2014 {status_label(r.status)}, "
+            + (f"due {fmt_date(r.due_date)}, " if r.due_date else "no due date, ")
+            + f"{format_cents(r.balance_cents)} owed, "
+            + _count(r.reminder_count, "reminder", "reminders")
+            for r in report.rows
+        ]
+        title = f"*Automation {which}, most overdue first*"
+        blocks += _sections(
+            [title, *rows] if rows else [f"No open invoices with automation {which}."]
+        )
+        if report.listed > len(report.rows):
+            blocks.append(
+                context_block(
+                    f"{report.listed - len(report.rows)} more: "
+                    f"`devicecare report automation --{which} --csv PATH` lists them all."
+                )
+            )
+    else:
+        blocks.append(
+            context_block(
+                "List them with `/billing report automation on` or `off`; "
+                "`devicecare report automation --csv PATH` writes a spreadsheet."
+            )
+        )
+    return automation_report_text(report), blocks
+
+
+def cancelled_report_text(report: CancelledReport) -> str:
+    return (
+        f"Cancelled {fmt_date(report.date_from)} \u2013 {fmt_date(report.date_to)}: "
+        f"{report.auto_count} auto-cancelled ({format_cents(report.auto_cents)}), "
+        f"{report.manual_count} by staff ({format_cents(report.manual_cents)})."
+    )
+
+
+def build_cancelled_report(report: CancelledReport, tz: ZoneInfo) -> tuple[str, list[Block]]:
+    blocks: list[Block] = [
+        header("Cancelled invoices"),
+        context_block(f"{fmt_date(report.date_from)} \u2013 {fmt_date(report.date_to)}"),
+        _fields(
+            f"*Auto-Cancelled*\n{_count(report.auto_count, 'invoice', 'invoices')} \u00b7 "
+            f"{format_cents(report.auto_cents)}",
+            f"*Cancelled by staff*\n{_count(report.manual_count, 'invoice', 'invoices')} \u00b7 "
+            f"{format_cents(report.manual_cents)}",
+        ),
+    ]
+    lines = []
+    for r in report.rows:
+        mark = ":robot_face: *Auto-Cancelled*" if r.auto_cancelled else "Cancelled"
+        by = f" by {esc(r.cancelled_by)}" if r.cancelled_by and not r.auto_cancelled else ""
+        reason = f" \u2014 _{esc(_one_line(r.reason))}_" if r.reason else ""
+        lines.append(
+            f"\u2022 `{esc(r.number)}` {esc(r.student)} \u2014 {format_cents(r.amount_cents)}, "
+            f"{fmt_date(r.cancelled_at.astimezone(tz).date())} \u00b7 {mark}{by}{reason}"
+        )
+    blocks += _sections(lines or ["No invoices were cancelled in that range."])
+    more = report.count - len(report.rows)
+    command = f"`devicecare report cancelled --from {report.date_from} --to {report.date_to}"
+    if more > 0:
+        blocks.append(context_block(f"{more} more: {command} --csv PATH` lists them all."))
+    elif report.rows:
+        blocks.append(context_block(f"As a spreadsheet: {command} --csv PATH`"))
+    return cancelled_report_text(report), blocks
+
+
+# --- one invoice -------------------------------------------------------------------------------
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _event_line(event: TimelineEvent, tz: ZoneInfo) -> str:
+    by = f" \u2014 {esc(event.actor)}" if event.actor else ""
+    note = f"\n      _{esc(_one_line(event.note))}_" if event.note else ""
+    return f"`{fmt_when(event.at, tz)}` {esc(event.summary)}{by}{note}"
+
+
+def _status_select(status: str) -> Block:
+    options = [option(s.label, s.value) for s in MANUAL_STATUSES]
+    element: Block = {
+        "type": "static_select",
+        "action_id": BillingInvoiceAction.STATUS,
+        "placeholder": {"type": "plain_text", "text": "Set status"},
+        "options": options,
+    }
+    current = [o for o in options if o["value"] == status]
+    if current:
+        element["initial_option"] = current[0]
+    return element
+
+
+def _due_picker(due: date | None) -> Block:
+    element: Block = {
+        "type": "datepicker",
+        "action_id": BillingInvoiceAction.DUE_DATE,
+        "placeholder": {"type": "plain_text", "text": "Due date"},
+    }
+    if due is not None:
+        element["initial_date"] = due.isoformat()
+    return element
+
+
+def build_invoice_view(
+    timeline: InvoiceTimeline,
+    *,
+    tz: ZoneInfo,
+    secret: str,
+    can_edit: bool,
+    can_automate: bool,
+    notice: str | None = None,
+) -> tuple[str, list[Block]]:
+    """The invoice's facts, its controls (those the viewer may use) and its timeline."""
+    inv = timeline.invoice
+    automation = "on" if inv.automation_enabled else "off"
+    text = (
+        f"Invoice {inv.number}: {inv.status_label}, {format_cents(inv.balance_cents)} owed, "
+        f"automation {automation}."
+    )
+    blocks: list[Block] = []
+    if notice:
+        blocks.append(section(notice))
+    reminders = _count(inv.reminder_count, "reminder", "reminders") + " sent"
+    if inv.last_reminder_at is not None:
+        reminders += f", the last {fmt_when(inv.last_reminder_at, tz)}"
+    blocks += [
+        header(f"Invoice {inv.number}"),
+        _fields(
+            f"*Student*\n{esc(inv.student)}",
+            f"*Status*\n{inv.status_label}",
+            f"*Balance*\n{format_cents(inv.balance_cents)} (of {format_cents(inv.total_cents)})",
+            f"*Due*\n{fmt_date(inv.due_date) if inv.due_date else 'No due date'}",
+            f"*Automation*\n{automation.capitalize()}",
+            f"*Reminders*\n{reminders}",
+        ),
+    ]
+    elements: list[Block] = []
+    if inv.is_open and can_edit:
+        elements += [_status_select(inv.status), _due_picker(inv.due_date)]
+    if inv.is_open and can_automate:
+        turn_on = not inv.automation_enabled
+        elements.append(
+            button(
+                "Turn automation on" if turn_on else "Turn automation off",
+                BillingInvoiceAction.AUTOMATION,
+                pack(AutomationSwitch(invoice_id=inv.id, enabled=turn_on), secret),
+                style="primary" if turn_on else None,
+            )
+        )
+    if elements:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": pack(
+                    InvoiceControls(invoice_id=inv.id, drawn=secrets.token_hex(4)), secret
+                ),
+                "elements": elements,
+            }
+        )
+    events = timeline.events[-SHOWN_EVENTS:]
+    hidden = len(timeline.events) - len(events)
+    lines = ["*Timeline*"]
+    if hidden:
+        lines.append(
+            f"_{hidden} earlier event(s): `devicecare invoice timeline {esc(inv.number)}`_"
+        )
+    lines += [_event_line(e, tz) for e in events]
+    blocks += _sections(lines)
+    return text, blocks

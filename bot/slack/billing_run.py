@@ -1,0 +1,428 @@
+"""The daily billing run in Slack: its digest and failures in the billing channel, and
+`/billing pause …` and `/billing preview [day]` for roles with Manage Settings."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.runtime import Runtime
+from bot.scheduler import RUN_FAILED_KIND, billing_runner
+from bot.slack.billing_command import BillingCall, add_subcommand
+from bot.slack.errors import record_refusal, reported
+from bot.slack.incident_blocks import escape_mrkdwn
+from bot.slack.invoice_blocks import Block, context_block, fmt_date, plain, section
+from storage.billing_run import SLACK_RUN_KIND, PlannedStep, RunResult, totals_from_payload
+from workflows.billing import PauseWindow, RunTotals, step_label, validate_pause
+from workflows.billing_pauses import PauseView, add_pause, list_pauses, remove_pause
+from workflows.errors import ValidationError
+from workflows.invoices import InvoiceStatus
+from workflows.permissions import Actor, Permission, permission_label
+from workflows.ports import Context
+
+log = logging.getLogger("devicecare.slack")
+
+DIGEST_POST = "billing_run_digest"  # slack_posts kind; entity id: the day's ordinal
+PREVIEW_STEPS_SHOWN = 20
+_DAY_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_ID_RE = re.compile(r"^#?([0-9]{1,12})$")
+
+PAUSE_USAGE = (
+    "Billing pauses: no reminders go out on a paused day and overdue clocks stand still.\n"
+    "• `/billing pause add 2026-12-21 2027-01-01 Winter break` pauses those days "
+    "(both included)\n"
+    "• `/billing pause list` shows current and coming pauses (`list all` shows past ones too)\n"
+    "• `/billing pause remove 3` removes pause #3"
+)
+PREVIEW_USAGE = "Usage: `/billing preview` for today, or `/billing preview 2026-04-01`."
+
+
+# --- words -----------------------------------------------------------------------------------
+
+
+def long_day(day: date) -> str:
+    return f"{day:%A}, {fmt_date(day)}"
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def status_label(value: str) -> str:
+    try:
+        return InvoiceStatus(value).label
+    except ValueError:
+        return value
+
+
+def covered_line(totals: RunTotals) -> str | None:
+    """Said when a run stands in for days missed while DeviceCare was down."""
+    first = totals.covered_since + timedelta(days=1)
+    if first >= totals.day:
+        return None
+    missed = (totals.day - first).days
+    return (
+        f":hourglass: Caught up after downtime: this run covered {fmt_date(first)} to "
+        f"{fmt_date(totals.day)} ({_count(missed, 'missed day')})."
+    )
+
+
+def _summary_sections(totals: RunTotals, *, planned: bool) -> list[str]:
+    """The run's figures as mrkdwn paragraphs, in the past tense or (planned) the conditional."""
+    out: list[str] = []
+    if totals.reminders_by_step:
+        lines = [f"• {step_label(name)}: {n}" for name, n in totals.reminders_by_step]
+        title = "Reminders and notices it would send" if planned else "Reminders and notices sent"
+        out.append(f"*{title}*\n" + "\n".join(lines))
+    if totals.advanced:
+        lines = [f"• to {status_label(status)}: {n}" for status, n in totals.advanced]
+        title = "Statuses it would move on" if planned else "Statuses advanced"
+        out.append(f"*{title}*\n" + "\n".join(lines))
+    if totals.auto_cancelled:
+        title = "Would auto-cancel" if planned else "Auto-cancelled"
+        out.append(f"*{title}:* {_count(totals.auto_cancelled, 'invoice')}")
+    if totals.emails_queued:
+        digests = ""
+        if totals.digests:
+            digests = (
+                f", {_count(totals.digests, 'digest')} among them "
+                "(one email for a family with several notices)"
+            )
+        title = "Emails it would queue" if planned else "Emails queued"
+        out.append(f"*{title}:* {totals.emails_queued}{digests}")
+    attention = list(totals.failures)
+    if planned and totals.not_emailed:
+        attention.append(
+            f"{_count(totals.not_emailed, 'invoice')} would have no guardian email address "
+            "that works"
+        )
+    if attention:
+        out.append(
+            ":warning: *Needs attention*\n" + "\n".join(f"• {escape_mrkdwn(f)}" for f in attention)
+        )
+    return out
+
+
+def _nothing_happened(totals: RunTotals) -> bool:
+    return not (totals.reminders_by_step or totals.advanced or totals.auto_cancelled)
+
+
+# --- messages ----------------------------------------------------------------------------------
+
+
+def build_run_digest(totals: RunTotals) -> tuple[str, list[Block]]:
+    """The billing channel's message after a run."""
+    day = long_day(totals.day)
+    blocks: list[Block] = [{"type": "header", "text": plain(f"Billing run · {day}")}]
+    covered = covered_line(totals)
+    if covered:
+        blocks.append(context_block(covered))
+    if totals.paused:
+        text = f"Billing run for {day}: paused, nothing was sent."
+        blocks.append(section("Billing is paused today: nothing was sent or changed."))
+        return text, blocks
+    if _nothing_happened(totals):
+        blocks.append(section("Nothing was due: no reminders, no status changes."))
+    blocks += [section(part) for part in _summary_sections(totals, planned=False)]
+    advanced = sum(n for _s, n in totals.advanced)
+    sent = _count(totals.reminders, "reminder or notice", "reminders and notices")
+    text = (
+        f"Billing run for {day}: {sent}, {_count(advanced, 'status change')}, "
+        f"{totals.auto_cancelled} auto-cancelled, {_count(totals.emails_queued, 'email')} queued."
+    )
+    return text, blocks
+
+
+def build_run_failed(payload: dict[str, Any]) -> tuple[str, list[Block]]:
+    """The billing channel's message when a run failed."""
+    day = long_day(date.fromisoformat(str(payload["day"])))
+    attempt = int(payload.get("attempt", 1))
+    error = escape_mrkdwn(str(payload.get("error") or "unknown error")).replace("`", "'")
+    if payload.get("retrying"):
+        minutes = int(payload.get("retry_minutes", 15))
+        then = f"DeviceCare tries again within {minutes} minutes."
+    else:
+        then = (
+            "No more automatic tries today. The next day's run covers today too; or run "
+            "`devicecare billing run` once the cause is fixed."
+        )
+    text = f"The billing run for {day} failed (attempt {attempt})."
+    blocks: list[Block] = [
+        section(
+            f":x: *The billing run for {day} failed* (attempt {attempt}).\n`{error}`\n"
+            "What it finished is kept: each batch commits whole, and the next run picks up "
+            f"where this one stopped. {then}"
+        ),
+        context_block("The full error is in the scheduler's log."),
+    ]
+    return text, blocks
+
+
+def _planned_line(step: PlannedStep) -> str:
+    line = f"• `{escape_mrkdwn(step.number)}` {step_label(step.step)}"
+    if step.to_status is not None:
+        line += f": {status_label(step.from_status)} → {status_label(step.to_status)}"
+    if step.days_overdue is not None and step.days_overdue > 0:
+        line += f" ({step.days_overdue} days overdue)"
+    if step.to_status is None or step.step in ("first", "second", "final"):
+        line += f", {_count(step.recipients, 'recipient')}"
+    return line
+
+
+def build_preview(result: RunResult) -> tuple[str, list[Block]]:
+    """The dry run, for the person who asked: counts by step and the first planned steps."""
+    day = long_day(result.day)
+    title = f"*Billing run preview for {day}*: nothing has been sent or changed."
+    totals = result.totals
+    if totals is None:
+        text = f"Billing run preview for {day}: {result.message}"
+        return text, [section(f"{title}\n{escape_mrkdwn(result.message)}")]
+    blocks: list[Block] = [section(title)]
+    covered = covered_line(totals)
+    if covered:
+        blocks.append(context_block(covered.replace("this run covered", "it would cover")))
+    if _nothing_happened(totals):
+        blocks.append(section("Nothing would be due: no reminders, no status changes."))
+    blocks += [section(part) for part in _summary_sections(totals, planned=True)]
+    if result.planned:
+        shown = result.planned[:PREVIEW_STEPS_SHOWN]
+        lines = [_planned_line(step) for step in shown]
+        more = len(result.planned) - len(shown)
+        if more:
+            lines.append(f"…and {more} more.")
+        heading = f"*Planned steps* ({len(result.planned)})"
+        blocks.append(section(heading + "\n" + "\n".join(lines)))
+    text = f"Billing run preview for {day}: {_count(len(result.planned), 'planned step')}."
+    return text, blocks
+
+
+def pause_list_text(pauses: Sequence[PauseView], today: date, *, include_past: bool) -> str:
+    if not pauses:
+        which = "" if include_past else " current or coming"
+        return (
+            f"There are no{which} billing pauses. Add one with "
+            "`/billing pause add 2026-12-21 2027-01-01 Winter break`."
+        )
+    lines = []
+    for pause in pauses:
+        now = " (in effect today)" if pause.covers(today) else ""
+        lines.append(f"• {escape_mrkdwn(pause.describe())}{now}")
+    title = "Billing pauses" if include_past else "Current and coming billing pauses"
+    return f"*{title}*\n" + "\n".join(lines)
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+def parse_day(text: str, field: str) -> date:
+    """YYYY-MM-DD, or a ValidationError that says so."""
+    if _DAY_RE.match(text):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise ValidationError(
+        f"“{escape_mrkdwn(text)}” isn't a date; write days as YYYY-MM-DD, e.g. 2026-12-21.",
+        field=field,
+    )
+
+
+@dataclass(frozen=True)
+class PauseCommand:
+    """`/billing pause …`, read and checked before anything is stored."""
+
+    action: str  # add, remove or list
+    window: PauseWindow | None = None
+    pause_id: int | None = None
+    include_past: bool = False
+
+
+def parse_pause_command(args: Sequence[str]) -> PauseCommand | None:
+    """The words after `/billing pause`; None when there is no action (show the usage)."""
+    action = args[0].lower() if args else ""
+    rest = args[1:]
+    if action == "add":
+        if len(rest) < 2:
+            raise ValidationError("Give the first and the last paused day, then why.")
+        starts_on = parse_day(rest[0], "starts_on")
+        ends_on = parse_day(rest[1], "ends_on")
+        return PauseCommand("add", window=validate_pause(starts_on, ends_on, " ".join(rest[2:])))
+    if action == "remove":
+        if len(rest) != 1:
+            raise ValidationError("Give the number of the pause to remove.")
+        return PauseCommand("remove", pause_id=parse_pause_id(rest[0]))
+    if action == "list":
+        if [w.lower() for w in rest] not in ([], ["all"]):
+            raise ValidationError("`/billing pause list` takes nothing, or `all`.")
+        return PauseCommand("list", include_past=bool(rest))
+    return None
+
+
+def parse_pause_id(text: str) -> int:
+    match = _ID_RE.match(text)
+    if match is None:
+        raise ValidationError(
+            f"“{escape_mrkdwn(text)}” isn't a pause number; `/billing pause list` shows them.",
+            field="pause_id",
+        )
+    return int(match[1])
+
+
+# --- listeners -------------------------------------------------------------------------------
+
+
+def _where(call: BillingCall) -> dict[str, Any]:
+    """Where to answer the person who typed the command (the shape `reported` expects)."""
+    return {"user": {"id": call.command["user_id"]}, "channel_id": call.command.get("channel_id")}
+
+
+async def _answer(call: BillingCall, text: str, blocks: list[Block] | None = None) -> None:
+    """An ephemeral answer where the command was typed, or a DM if the app can't post there."""
+    user = call.command["user_id"]
+    channel = call.command.get("channel_id")
+    extra: dict[str, Any] = {"blocks": blocks} if blocks else {}
+    try:
+        if channel:
+            await call.client.chat_postEphemeral(channel=channel, user=user, text=text, **extra)
+            return
+    except SlackApiError as exc:
+        log.info("ephemeral answer failed (%s); sending a DM", exc.response.get("error"))
+    await call.client.chat_postMessage(channel=user, text=text, **extra)
+
+
+async def _allowed(call: BillingCall, what: str) -> bool:
+    """Manage Settings only: anyone else is told so at once and the refusal is recorded."""
+    if call.actor.can(Permission.MANAGE_SETTINGS):
+        return True
+    reason = f"`{what}` needs the {permission_label(Permission.MANAGE_SETTINGS)} permission."
+    await call.ack(response_type="ephemeral", text=f":no_entry: {reason} Nothing was changed.")
+    await record_refusal(call.runtime, call.actor, what, reason)
+    return False
+
+
+async def _do_pause(ctx: Context, actor: Actor, command: PauseCommand) -> str:
+    """Carry out a checked pause command; the answer for the person who typed it."""
+    if command.window is not None:
+        w = command.window
+        added = await add_pause(ctx, actor, w.starts_on, w.ends_on, w.reason)
+        return (
+            f":white_check_mark: Billing paused: {escape_mrkdwn(added.describe())}. "
+            "No reminders go out on those days and overdue clocks stand still. "
+            f"`/billing pause remove {added.id}` undoes it."
+        )
+    if command.pause_id is not None:
+        removed = await remove_pause(ctx, actor, command.pause_id)
+        return (
+            f":wastebasket: Removed billing pause {escape_mrkdwn(removed.describe())}. "
+            "Those days count again from the next run on."
+        )
+    found = await list_pauses(ctx, actor, include_past=command.include_past)
+    return pause_list_text(found, ctx.today(), include_past=command.include_past)
+
+
+def register(app: AsyncApp, runtime: Runtime) -> None:
+    def ctx(store: Any) -> Context:
+        return Context(store, runtime.clock, runtime.settings.tz)
+
+    async def pause(call: BillingCall) -> None:
+        if not await _allowed(call, "/billing pause"):
+            return
+        try:
+            command = parse_pause_command(call.args)
+        except ValidationError as exc:
+            await call.ack(
+                response_type="ephemeral",
+                text=f":warning: {exc.message} Nothing was changed.\n\n{PAUSE_USAGE}",
+            )
+            return
+        if command is None:
+            await call.ack(response_type="ephemeral", text=PAUSE_USAGE)
+            return
+        await call.ack()
+        async with reported(runtime, call.client, _where(call), "/billing pause", call.actor):
+            async with runtime.stores() as store:
+                text = await _do_pause(ctx(store), call.actor, command)
+            await _answer(call, text)
+
+    async def preview(call: BillingCall) -> None:
+        if not await _allowed(call, "/billing preview"):
+            return
+        try:
+            if len(call.args) > 1:
+                raise ValidationError("Give at most one day.")
+            runner = billing_runner(runtime)
+            day = parse_day(call.args[0], "day") if call.args else runner.today()
+        except ValidationError as exc:
+            await call.ack(
+                response_type="ephemeral", text=f":warning: {exc.message} {PREVIEW_USAGE}"
+            )
+            return
+        await call.ack(
+            response_type="ephemeral",
+            text=f"Working out what the billing run for {long_day(day)} would do…",
+        )
+        async with reported(runtime, call.client, _where(call), "/billing preview", call.actor):
+            result = await runner.run(day, dry_run=True)
+            text, blocks = build_preview(result)
+            await _answer(call, text, blocks)
+
+    add_subcommand(
+        app,
+        "pause",
+        "`add YYYY-MM-DD YYYY-MM-DD reason`, `list` or `remove ID`: days the billing run "
+        "sends nothing (winter break, summer).",
+        pause,
+    )
+    add_subcommand(
+        app,
+        "preview",
+        "`[YYYY-MM-DD]`: what the daily billing run would send and change, without doing it.",
+        preview,
+    )
+
+
+# --- outbox ----------------------------------------------------------------------------------
+
+
+def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
+    async def deliver_digest(payload: dict[str, Any]) -> None:
+        """The run's digest in the billing channel; a retry updates the message it posted."""
+        channel = runtime.settings.slack_billing_channel
+        if not channel:
+            log.info(
+                "billing run digest for %s not posted: no SLACK_BILLING_CHANNEL", payload["day"]
+            )
+            return
+        totals = totals_from_payload(payload)
+        text, blocks = build_run_digest(totals)
+        key = totals.day.toordinal()
+        async with runtime.stores() as store:
+            posted = await store.slack_post(DIGEST_POST, key)
+        if posted is not None:
+            await client.chat_update(channel=posted.channel, ts=posted.ts, text=text, blocks=blocks)
+            return
+        response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+        async with runtime.stores() as store:
+            await store.save_slack_post(
+                DIGEST_POST, key, str(response.get("channel") or channel), str(response["ts"])
+            )
+
+    async def deliver_failure(payload: dict[str, Any]) -> None:
+        channel = runtime.settings.slack_billing_channel
+        if not channel:
+            log.info(
+                "billing run failure for %s not posted: no SLACK_BILLING_CHANNEL", payload["day"]
+            )
+            return
+        text, blocks = build_run_failed(payload)
+        await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+
+    return {SLACK_RUN_KIND: deliver_digest, RUN_FAILED_KIND: deliver_failure}
