@@ -20,10 +20,10 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import text
 
 from bot.runtime import Runtime
 from storage.billing_run import BillingRunner, RunResult
+from storage.db import maintain_sqlite
 from workflows.billing_settings import billing_settings_from
 from workflows.clock import local_date
 
@@ -169,9 +169,7 @@ async def maintain_database(runtime: Runtime) -> None:
     """Keep SQLite's query planner statistics and WAL file in shape overnight."""
     if runtime.engine.dialect.name != "sqlite":
         return
-    async with runtime.engine.connect() as conn:
-        await conn.execute(text("PRAGMA optimize"))
-        await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    await maintain_sqlite(runtime.engine)
     log.info("database maintenance done")
 
 

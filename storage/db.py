@@ -67,3 +67,23 @@ def session_factory(
     """Sessions for writing, or (read_only) for queries that never write."""
     bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
     return async_sessionmaker(bind, expire_on_commit=False)
+
+
+async def maintain_sqlite(engine: AsyncEngine, *, optimize: bool = True) -> None:
+    """Refresh planner statistics and empty the write-ahead log (SQLite only).
+
+    A checkpoint can't run inside a transaction, and every transaction here begins with
+    BEGIN IMMEDIATE, so the pragmas go straight to the driver connection, outside one.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        if optimize:
+            await driver.execute("PRAGMA optimize")
+        cursor = await driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        busy = (await cursor.fetchone() or (0,))[0]
+        if busy:
+            raise RuntimeError("the SQLite checkpoint could not finish: a reader held the log")

@@ -24,6 +24,7 @@ from bot.scheduler import (
     build_scheduler,
     catch_up_billing,
     error_summary,
+    maintain_database,
     run_billing_day,
 )
 from bot.settings import Settings
@@ -237,3 +238,11 @@ def test_error_summary_keeps_the_first_line_only() -> None:
     assert error_summary(exc) == "RuntimeError: (sqlite3.OperationalError) database is locked"
     assert error_summary(KeyError()) == "KeyError"
     assert len(error_summary(ValueError("x" * 1000))) == 300
+
+
+async def test_overnight_maintenance_empties_the_sqlite_log(runtime: Runtime) -> None:
+    await _an_invoice_due_april_first(runtime)
+    await maintain_database(runtime)  # on PostgreSQL it has nothing to do
+    database = runtime.engine.url.database
+    if runtime.engine.dialect.name == "sqlite" and database:
+        assert Path(f"{database}-wal").stat().st_size == 0
