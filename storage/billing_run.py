@@ -27,8 +27,8 @@ from sqlalchemy import (
     String,
     Table,
     and_,
-    bindparam,
     case,
+    exists,
     func,
     literal,
     or_,
@@ -39,12 +39,13 @@ from sqlalchemy import (
 from sqlalchemy import (
     cast as sql_cast,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage import models as m
-from storage.notices import NOTICE_KIND, new_message_id
+from storage.notices import NOTICE_KIND
 from storage.outbox import new_message
 from storage.run_lock import exclusive
 from workflows.billing import (
@@ -71,9 +72,10 @@ log = logging.getLogger("devicecare.billing")
 
 LOCK_NAME = "billing-run"
 DIGEST_TEMPLATE = "billing_digest"
+DIGESTED = "digested"  # a member notice, sent inside its digest
 SLACK_RUN_KIND = "slack.billing_run"
 AUTOMATION_LABEL = "DeviceCare automation"
-BATCH_SIZE = 1000
+BATCH_SIZE = 2000
 _INVOICES = cast(Table, m.Invoice.__table__)
 _NOTICES = cast(Table, m.Notice.__table__)
 _STEPS = cast(Table, m.BillingStep.__table__)
@@ -81,6 +83,13 @@ _ACTIVITY = cast(Table, m.ActivityEntry.__table__)
 _OUTBOX = cast(Table, m.OutboxMessage.__table__)
 _GUARDIANS = cast(Table, m.Guardian.__table__)
 _GUARDIANSHIPS = cast(Table, m.Guardianship.__table__)
+_NOTICE_COLUMNS = [
+    "invoice_id", "guardian_id", "template", "dedupe_key", "to_address", "message_id",
+    "context", "status", "created_at", "run_day",
+]  # fmt: skip
+_OUTBOX_COLUMNS = [
+    "kind", "dedupe_key", "payload", "status", "attempts", "next_attempt_at", "created_at",
+]  # fmt: skip
 _STEP_TEMPLATES = {
     Step.FIRST: NoticeTemplate.OVERDUE_FIRST,
     Step.SECOND: NoticeTemplate.OVERDUE_SECOND,
@@ -280,6 +289,7 @@ class BillingRunner:
                 inv.automation_enabled,
                 inv.automation_epoch,
                 inv.final_notice_on,
+                _reachable_count(inv.student_id).label("recipients"),
             )
             .where(*conditions)
             .order_by(inv.id)
@@ -327,9 +337,6 @@ class BillingRunner:
             return 0
         now = self.clock.now()
         day = window.day
-        emailing = [row.student_id for row, action in decided if action.template is not None]
-        guardians = await _guardians_of(session, emailing)
-
         step_rows = [
             {
                 "invoice_id": action.invoice_id,
@@ -340,9 +347,7 @@ class BillingRunner:
                 "from_status": row.status,
                 "to_status": None if action.new_status is None else action.new_status.value,
                 "days_overdue": action.days_overdue,
-                "recipients": len(guardians.get(row.student_id, ()))
-                if action.template is not None
-                else 0,
+                "recipients": row.recipients if action.template is not None else 0,
                 "created_at": now,
             }
             for row, action in decided
@@ -377,12 +382,6 @@ class BillingRunner:
         """INSERT … SELECT: a pending notice per reachable guardian for each emailing step."""
         st, n = _STEPS, _NOTICES
         inv, gs, g = _INVOICES, _GUARDIANSHIPS, _GUARDIANS
-        if self.is_pg:
-            random_hex: Any = func.replace(sql_cast(func.gen_random_uuid(), String), "-", "")
-            context: Any = func.json_build_object("step", st.c.step)
-        else:
-            random_hex = func.lower(func.hex(func.randomblob(16)))
-            context = func.json_object("step", st.c.step)
         template = case(
             *[(st.c.step == step.value, tmpl.value) for step, tmpl in _STEP_TEMPLATES.items()],
             else_=NoticeTemplate.DUE_REMINDER.value,
@@ -404,8 +403,8 @@ class BillingRunner:
                 template,
                 key,
                 g.c.email,
-                literal("<") + random_hex + literal(f"@{self.mail_domain}>"),
-                context,
+                self._message_id(),
+                self._json_object("step", st.c.step),
                 literal("pending"),
                 literal(now, type_=m.UtcDateTime()),
                 literal(day, type_=Date()),
@@ -417,26 +416,10 @@ class BillingRunner:
             .where(
                 st.c.id.in_(step_ids),
                 st.c.step.not_in([Step.COLLECTIONS.value, Step.AUTO_CANCEL.value]),
-                g.c.email.is_not(None),
-                g.c.email != "",
-                g.c.email_bouncing_since.is_(None),
+                _reachable(g),
             )
         )
-        return n.insert().from_select(
-            [
-                "invoice_id",
-                "guardian_id",
-                "template",
-                "dedupe_key",
-                "to_address",
-                "message_id",
-                "context",
-                "status",
-                "created_at",
-                "run_day",
-            ],
-            rows,
-        )
+        return n.insert().from_select(_NOTICE_COLUMNS, rows)
 
     # --- digests: one email per guardian per day ---------------------------------------------
 
@@ -480,83 +463,91 @@ class BillingRunner:
             n.c.status == "pending",
             or_(n.c.guardian_id.is_(None), n.c.guardian_id.in_(lone)),
         )
-        now = self.clock.now()
-        o = _OUTBOX
-        payload = (
-            func.json_build_object("notice_id", n.c.id)
-            if self.is_pg
-            else func.json_object("notice_id", n.c.id)
-        )
+        singles = select(n.c.id).where(single).subquery()
         async with self.sessions() as session, session.begin():
             await session.execute(
-                o.insert().from_select(
-                    [
-                        "kind",
-                        "dedupe_key",
-                        "payload",
-                        "status",
-                        "attempts",
-                        "next_attempt_at",
-                        "created_at",
-                    ],
-                    select(
-                        literal(NOTICE_KIND),
-                        literal("notice:") + sql_cast(n.c.id, String),
-                        payload,
-                        literal("pending"),
-                        literal(0),
-                        literal(now, type_=m.UtcDateTime()),
-                        literal(now, type_=m.UtcDateTime()),
-                    ).where(single),
-                )
+                _OUTBOX.insert().from_select(_OUTBOX_COLUMNS, self._outbox_rows(singles))
             )
             await session.execute(update(n).where(single).values(status="queued"))
 
     async def _digest(self, session: AsyncSession, day: date, guardian_ids: list[int]) -> None:
-        now = self.clock.now()
-        pending = (
-            await session.execute(
-                select(m.Notice.id, m.Notice.guardian_id, m.Notice.invoice_id, m.Notice.to_address)
-                .where(m.Notice.status == "pending", m.Notice.guardian_id.in_(guardian_ids))
-                .order_by(m.Notice.guardian_id, m.Notice.id)
-            )
-        ).all()
-        groups: dict[int, list[Any]] = defaultdict(list)
-        for row in pending:
-            groups[row.guardian_id].append(row)
-        digests = [
-            {
-                "invoice_id": items[0].invoice_id,
-                "guardian_id": guardian_id,
-                "template": DIGEST_TEMPLATE,
-                "dedupe_key": f"billing-digest:{day.isoformat()}:{items[0].id}",
-                "to_address": items[0].to_address,
-                "message_id": new_message_id(self.mail_domain),
-                "context": {"notice_ids": [row.id for row in items]},
-                "status": "queued",
-                "created_at": now,
-                "run_day": day,
-            }
-            for guardian_id, items in groups.items()
-        ]
-        created = (
-            await session.execute(
-                _NOTICES.insert().returning(_NOTICES.c.id, _NOTICES.c.dedupe_key), digests
-            )
-        ).all()
-        digest_ids = {key: notice_id for notice_id, key in created}
-        members: list[dict[str, Any]] = []
-        for items in groups.values():
-            digest_id = digest_ids[f"billing-digest:{day.isoformat()}:{items[0].id}"]
-            members += [{"b_id": row.id, "b_digest": digest_id} for row in items]
-        await session.execute(
-            _OUTBOX.insert(), [_outbox_row(notice_id, now) for notice_id in digest_ids.values()]
+        """One digest per guardian for their pending notices; the members point at it."""
+        n, o = _NOTICES, _OUTBOX
+        now = literal(self.clock.now(), type_=m.UtcDateTime())
+        run_day = literal(day, type_=Date())
+        pending = and_(n.c.status == "pending", n.c.guardian_id.in_(guardian_ids))
+        members = (
+            func.json_agg(aggregate_order_by(n.c.id, n.c.id))
+            if self.is_pg
+            else func.json_group_array(n.c.id)
         )
-        await session.execute(
-            update(_NOTICES)
-            .where(_NOTICES.c.id == bindparam("b_id"))
-            .values(status="digested", digest_id=bindparam("b_digest")),
-            members,
+        first = func.min(n.c.id)
+        digests = (
+            select(
+                func.min(n.c.invoice_id),
+                n.c.guardian_id,
+                literal(DIGEST_TEMPLATE),
+                literal(f"billing-digest:{day.isoformat()}:") + sql_cast(first, String),
+                func.min(n.c.to_address),
+                self._message_id(),
+                self._json_object("notice_ids", members),
+                literal("queued"),
+                now,
+                run_day,
+            )
+            .where(pending)
+            .group_by(n.c.guardian_id)
+        )
+        await session.execute(n.insert().from_select(_NOTICE_COLUMNS, digests))
+        digest = n.alias("digest")
+        digest_of = (
+            select(func.max(digest.c.id))
+            .where(
+                digest.c.status == "queued",
+                digest.c.guardian_id == n.c.guardian_id,
+                digest.c.template == DIGEST_TEMPLATE,
+                digest.c.run_day == run_day,
+            )
+            .scalar_subquery()
+        )
+        await session.execute(update(n).where(pending).values(status=DIGESTED, digest_id=digest_of))
+        fresh = (
+            select(n.c.id)
+            .where(
+                n.c.status == "queued",
+                n.c.guardian_id.in_(guardian_ids),
+                n.c.template == DIGEST_TEMPLATE,
+                n.c.run_day == run_day,
+                ~exists().where(o.c.dedupe_key == literal("notice:") + sql_cast(n.c.id, String)),
+            )
+            .subquery()
+        )
+        await session.execute(o.insert().from_select(_OUTBOX_COLUMNS, self._outbox_rows(fresh)))
+
+    def _message_id(self) -> Any:
+        """A fresh random Message-ID, made by the database for INSERT … SELECT."""
+        if self.is_pg:
+            random_hex: Any = func.replace(sql_cast(func.gen_random_uuid(), String), "-", "")
+        else:
+            random_hex = func.lower(func.hex(func.randomblob(16)))
+        return literal("<") + random_hex + literal(f"@{self.mail_domain}>")
+
+    def _json_object(self, key: str, value: Any) -> Any:
+        if self.is_pg:
+            return func.json_build_object(key, value)
+        return func.json_object(key, value)
+
+    def _outbox_rows(self, notices: Any) -> Any:
+        """SELECT of an email outbox row for each notice id in `notices` (a subquery)."""
+        now = literal(self.clock.now(), type_=m.UtcDateTime())
+        return select(
+            literal(NOTICE_KIND),
+            literal("notice:") + sql_cast(notices.c.id, String),
+            self._json_object("notice_id", notices.c.id),
+            literal("pending"),
+            literal(0),
+            now,
+            now,
         )
 
     # --- finishing ----------------------------------------------------------------------------
@@ -571,14 +562,14 @@ class BillingRunner:
             run.summary = totals_payload(totals)
             if not paused:
                 # One digest per day in Slack; a rerun updates the stored summary only.
-                exists = (
+                posted = (
                     await session.execute(
                         select(m.OutboxMessage.id).where(
                             m.OutboxMessage.dedupe_key == f"billing-run:{window.day.isoformat()}"
                         )
                     )
                 ).first()
-                if exists is None:
+                if posted is None:
                     session.add(
                         new_message(
                             SLACK_RUN_KIND,
@@ -795,6 +786,21 @@ def totals_from_payload(p: dict[str, Any]) -> RunTotals:
         digests=int(p.get("digests", 0)),
         not_emailed=int(p.get("not_emailed", 0)),
         failures=tuple(str(f) for f in p.get("failures", [])),
+    )
+
+
+def _reachable(g: Any) -> Any:
+    """Guardians who can be emailed: an address, and not known to bounce."""
+    return and_(g.c.email.is_not(None), g.c.email != "", g.c.email_bouncing_since.is_(None))
+
+
+def _reachable_count(student_id: Any) -> Any:
+    gs, g = _GUARDIANSHIPS, _GUARDIANS
+    return (
+        select(func.count())
+        .select_from(gs.join(g, g.c.id == gs.c.guardian_id))
+        .where(gs.c.student_id == student_id, _reachable(g))
+        .scalar_subquery()
     )
 
 

@@ -21,10 +21,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
-from storage.billing_run import DIGEST_TEMPLATE
+from storage.billing_run import DIGEST_TEMPLATE, DIGESTED
 
 DEFAULT_DISTRICT_NAME = "Our District"
-DIGESTED = "digested"
 # A billing reminder whose invoice was paid or cancelled before it went out is not sent.
 WITHDRAWN = "withdrawn"
 CLOSED_INVOICE_STATUSES = frozenset({"paid", "cancelled"})
@@ -67,7 +66,7 @@ def member_ids(notice: m.Notice) -> list[int]:
     raw = (notice.context or {}).get("notice_ids")
     if not isinstance(raw, list):
         return []
-    return [i for i in raw if isinstance(i, int) and not isinstance(i, bool)]
+    return sorted(i for i in raw if isinstance(i, int) and not isinstance(i, bool))
 
 
 def _context_id(notice: m.Notice, key: str) -> int | None:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
+from functools import cached_property
 
 from workflows.billing_settings import BillingSettings
 from workflows.errors import ValidationError
@@ -55,6 +56,15 @@ OVERDUE_LADDER: dict[str, tuple[int, Step, InvoiceStatus, NoticeTemplate]] = {
     InvoiceStatus.FIRST: (1, Step.SECOND, InvoiceStatus.SECOND, NoticeTemplate.OVERDUE_SECOND),
     InvoiceStatus.SECOND: (2, Step.FINAL, InvoiceStatus.FINAL, NoticeTemplate.OVERDUE_FINAL),
 }
+# Module-level names for the hot path: enum class attribute lookups are slow in a loop over
+# every candidate invoice of a run.
+_FINAL = InvoiceStatus.FINAL
+_COLLECTIONS = InvoiceStatus.COLLECTIONS
+_CANCELLED = InvoiceStatus.CANCELLED
+_PRE_DUE = Step.PRE_DUE
+_COLLECTIONS_STEP = Step.COLLECTIONS
+_AUTO_CANCEL_STEP = Step.AUTO_CANCEL
+_DUE_REMINDER = NoticeTemplate.DUE_REMINDER
 AUTOMATED_STATUSES = frozenset(
     {
         InvoiceStatus.UNPAID,
@@ -155,11 +165,11 @@ class Action:
         """The step's once-only key: invoice, step (with the reminder day) and due date."""
         return step_key(self.invoice_id, self.step_name, self.due_date, self.epoch)
 
-    @property
+    @cached_property
     def step_name(self) -> str:
-        if self.step is Step.PRE_DUE:
-            return f"{Step.PRE_DUE.value}_{self.days_before_due}"
-        return self.step.value
+        if self.step is _PRE_DUE:
+            return f"pre_due_{self.days_before_due}"
+        return str(self.step.value)
 
 
 def step_key(invoice_id: int, step_name: str, due_date: date, epoch: int) -> str:
@@ -218,30 +228,30 @@ def decide(
         return None
 
     final_on = inv.final_notice_on
-    if inv.status == InvoiceStatus.FINAL:
+    if inv.status == _FINAL:
         # Collections comes on a later run than the final notice, and without an email.
         if settings.overdue_enabled and (final_on is None or final_on < day):
             return Action(
                 inv.id,
-                Step.COLLECTIONS,
+                _COLLECTIONS_STEP,
                 due,
                 inv.epoch,
                 None,
-                InvoiceStatus.COLLECTIONS,
+                _COLLECTIONS,
                 days_overdue=days_overdue,
             )
         return None
 
-    if inv.status == InvoiceStatus.COLLECTIONS and settings.auto_cancel_enabled:
+    if inv.status == _COLLECTIONS and settings.auto_cancel_enabled:
         since_final = pauses.active_days(final_on, day) if final_on is not None else None
         if since_final is None or since_final >= settings.auto_cancel_days:
             return Action(
                 inv.id,
-                Step.AUTO_CANCEL,
+                _AUTO_CANCEL_STEP,
                 due,
                 inv.epoch,
                 None,
-                InvoiceStatus.CANCELLED,
+                _CANCELLED,
                 days_overdue=days_overdue,
             )
     return None
@@ -259,19 +269,19 @@ def _pre_due(
     due = inv.due_date
     # Reminder days this run stands in for, not before the invoice existed, and not on a
     # paused day (a pause drops its reminders rather than saving them up).
-    missed = [
-        d
-        for d in settings.pre_due_days
-        if covered_since < due - timedelta(days=d) <= day
-        and due - timedelta(days=d) >= inv.created_on
-        and not pauses.is_paused(due - timedelta(days=d))
-    ]
-    if not missed:
+    latest: int | None = None  # fewest days before the due date = the most recent one
+    for d in settings.pre_due_days:
+        reminder_day = due - timedelta(days=d)
+        if (
+            covered_since < reminder_day <= day
+            and reminder_day >= inv.created_on
+            and not pauses.is_paused(reminder_day)
+            and (latest is None or d < latest)
+        ):
+            latest = d
+    if latest is None:
         return None
-    latest = min(missed)  # fewest days before the due date = the most recent reminder day
-    return Action(
-        inv.id, Step.PRE_DUE, due, 0, NoticeTemplate.DUE_REMINDER, None, days_before_due=latest
-    )
+    return Action(inv.id, _PRE_DUE, due, 0, _DUE_REMINDER, None, days_before_due=latest)
 
 
 # --- the run's window and its candidate filter ------------------------------------------------
