@@ -1,16 +1,19 @@
 """Billing-day benchmark: one daily run over many open invoices, beside plain SQL on the same rows.
 
     .venv/bin/python bench/billing_day.py [--invoices 100000] [--due 10000]
-        [--backend sqlite|postgres|both] [--postgres-url URL] [--memory]
+        [--backend sqlite|postgres|both] [--postgres-url URL] [--memory] [--repeat 3]
 
 For each backend it builds a district (families of one to three students sharing one or two
 guardians), `--invoices` open invoices of which `--due` have something to do on the run's day
 (the three pre-due reminders and the first overdue notice, a quarter each), then times:
 
-- the floor: plain SQL statements that touch the same rows, in one transaction, rolled back —
+- the floor: plain SQL statements that touch the same rows, committed in one transaction —
   an UPDATE of the due invoices, an INSERT … SELECT of one notice per guardian of each, and an
-  INSERT … SELECT of one outbox row per notice;
-- the billing run for that day (`storage.billing_run.BillingRunner`), and a rerun (no-op).
+  INSERT … SELECT of one outbox row per notice (then undone, untimed);
+- the billing run for that day (`storage.billing_run.BillingRunner`) on a fresh copy of the
+  district, and a rerun of the same day (which must queue nothing new).
+
+Each is timed --repeat times and the medians compared.
 
 With --memory it also runs the day at half the size and reports the traced Python memory peak
 of both runs, which should not grow with the number of invoices. PostgreSQL uses a database
@@ -22,6 +25,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -272,7 +277,37 @@ async def fresh_engine(backend: str, folder: Path, pg_url: str, tag: str) -> Asy
     return engine
 
 
-async def measure(backend: str, invoices: int, due: int, pg_url: str, memory: bool) -> None:
+async def clone(
+    backend: str, engine: AsyncEngine, folder: Path, pg_url: str, i: int
+) -> AsyncEngine:
+    """A fresh copy of the built district, so each timed run starts from the same state."""
+    await engine.dispose()
+    if backend == "sqlite":
+        source = Path(str(engine.url.database))
+        target = folder / f"bench-copy{i}.db"
+        shutil.copyfile(source, target)
+        url = f"sqlite+aiosqlite:///{target}"
+    else:
+        name = f"devicecare_bench_{i}"
+        admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+        async with admin.connect() as conn:
+            await conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            await conn.execute(text(f"CREATE DATABASE {name} TEMPLATE devicecare_bench"))
+        await admin.dispose()
+        url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    return create_engine(url)
+
+
+def _spread(values: list[float]) -> str:
+    return (
+        f"median {statistics.median(values) * 1000:.0f} ms "
+        f"(min {min(values) * 1000:.0f}, max {max(values) * 1000:.0f}, n={len(values)})"
+    )
+
+
+async def measure(
+    backend: str, invoices: int, due: int, pg_url: str, memory: bool, repeat: int
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         engine = await fresh_engine(backend, folder, pg_url, "full")
@@ -282,25 +317,34 @@ async def measure(backend: str, invoices: int, due: int, pg_url: str, memory: bo
             f"[{backend}] {invoices:,} open invoices, {due:,} due today: "
             f"built in {time.perf_counter() - t0:.1f} s"
         )
-        update_s, floor_s, touched = await floor(engine)
+        updates, floors = [], []
+        for _ in range(repeat):
+            update_s, floor_s, touched = await floor(engine)
+            updates.append(update_s)
+            floors.append(floor_s)
+        print(f"[{backend}] floor, UPDATE of {touched:,} rows: {_spread(updates)}")
         print(
-            f"[{backend}] floor: UPDATE of {touched:,} rows {update_s * 1000:.0f} ms; "
-            f"UPDATE + notice and outbox INSERT…SELECTs, committed {floor_s * 1000:.0f} ms"
+            f"[{backend}] floor, UPDATE + notice and outbox INSERT…SELECTs, committed: "
+            f"{_spread(floors)}"
         )
-        run_s, totals, _peak = await billing_run(engine)
+        runs, reruns = [], []
+        for i in range(repeat):
+            copy = await clone(backend, engine, folder, pg_url, i)
+            await settle(copy)
+            run_s, totals, _peak = await billing_run(copy)
+            rerun_s, again, _peak = await billing_run(copy)
+            assert again.emails_queued == totals.emails_queued, "a rerun queued new emails"
+            runs.append(run_s)
+            reruns.append(rerun_s)
+            await copy.dispose()
+        ratio = statistics.median(runs) / statistics.median(floors)
         print(
-            f"[{backend}] billing run: {run_s:.2f} s "
-            f"({run_s / floor_s:.1f}x the three-statement floor, "
-            f"{run_s / update_s:.1f}x the UPDATE alone); "
+            f"[{backend}] billing run: {_spread(runs)}; {ratio:.1f}x the committed floor, "
+            f"{statistics.median(runs) / statistics.median(updates):.1f}x the UPDATE alone; "
             f"{totals.reminders:,} steps, {totals.emails_queued:,} emails "
             f"({totals.digests:,} digests)"
         )
-        rerun_s, again, _peak = await billing_run(engine)
-        print(
-            f"[{backend}] rerun of the day: {rerun_s:.2f} s, "
-            f"{again.emails_queued - totals.emails_queued} new emails"
-        )
-        await engine.dispose()
+        print(f"[{backend}] rerun of the same day (no new emails): {_spread(reruns)}")
         if not memory:
             return
         peaks = []
@@ -321,10 +365,13 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--postgres-url", default=PG_DEFAULT)
     parser.add_argument("--memory", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs, each on a fresh copy")
     args = parser.parse_args()
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     for backend in backends:
-        asyncio.run(measure(backend, args.invoices, args.due, args.postgres_url, args.memory))
+        asyncio.run(
+            measure(backend, args.invoices, args.due, args.postgres_url, args.memory, args.repeat)
+        )
 
 
 if __name__ == "__main__":
