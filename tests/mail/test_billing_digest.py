@@ -738,3 +738,21 @@ async def test_reminders_for_invoices_settled_before_sending_are_withdrawn(
     # The digest keeps only what is still owed.
     assert str(rivera["Subject"]) == "1 invoice from Our District: $100.00 owed for school devices"
     assert "not sent: the invoice was settled first" in await summary(engine, billed.chen)
+
+
+async def test_a_crash_after_sending_then_a_rerun_sends_nothing_twice(
+    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+) -> None:
+    await bill_three_families(stores)
+    await run_the_day(engine, clock)
+    assert await deliver(engine, clock, smtp) == 4
+    # The process dies after the emails went out but before the run was marked complete.
+    async with stores() as store:
+        run = await store.session.get(m.BillingRun, RUN_DAY)
+        assert run is not None
+        run.status, run.finished_at = "running", None
+        await store.commit()
+    again = await runner(engine, clock).run(RUN_DAY)
+    assert again.ran and again.totals is not None
+    assert await deliver(engine, clock, smtp) == 0
+    assert len(smtp.messages) == 4
