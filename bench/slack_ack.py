@@ -329,11 +329,16 @@ def profile(pid: int) -> subprocess.Popen[bytes] | None:
     )
 
 
+WARM_UP = 50
+
+
 async def run() -> None:
     folder = Path(tempfile.mkdtemp(prefix="devicecare-bench-"))
     database_url = ARGS.database_url or f"sqlite+aiosqlite:///{folder}/bench.db"
     modes_count = 2 if ARGS.saturate else 1
-    prepared = await prepare_district(database_url, ARGS.requests * modes_count)
+    prepared = await prepare_district(database_url, ARGS.requests * modes_count + WARM_UP)
+    # The first WARM_UP incidents warm the status-change path, as /incident's path is warmed.
+    warm_changes, prepared = prepared[:WARM_UP], prepared[WARM_UP:]
     chunks = [prepared[i * ARGS.requests : (i + 1) * ARGS.requests] for i in range(modes_count)]
     mode_names = [f"{ARGS.rate:g} req/s", "saturated"][:modes_count]
     # Each status change needs its own open incident; the bare app writes nothing.
@@ -357,9 +362,11 @@ async def run() -> None:
     try:
         for port in (fake_port, ours_port, bare_port):
             await wait_ready(port)
-        warm = [command_request() for _ in range(50)]
+        warm = [command_request() for _ in range(WARM_UP)]
         await measure(ours_port, 5, warm)
         await measure(bare_port, 5, warm)
+        await measure(ours_port, 5, [interaction_request(p) for p in warm_changes])
+        await measure(bare_port, 5, [interaction_request(p) for p in warm_changes])
         sampler = profile(servers[1].pid)
         n = ARGS.requests
         modes: list[tuple[str, float | None]] = [(f"{ARGS.rate:g} req/s", ARGS.rate)]

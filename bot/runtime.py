@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.settings import Settings
 from storage.blobs import BlobStore, LocalBlobStore
-from storage.db import create_engine, session_factory
+from storage.db import create_engine, is_sqlite, session_factory
 from storage.seed import ensure_defaults
 from storage.store import StoreFactory
 from workflows.clock import Clock, SystemClock
@@ -37,8 +37,14 @@ class Runtime:
             await self.read_engine.dispose()
 
 
+def _writer_pool(url: str) -> dict[str, int]:
+    """SQLite has one writer at a time: one write connection per process queues writers in
+    the event loop instead of in SQLite's busy handler, which sleeps up to 100 ms a try."""
+    return {"pool_size": 1, "max_overflow": 0} if is_sqlite(url) else {}
+
+
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
-    engine = create_engine(settings.database_url)
+    engine = create_engine(settings.database_url, **_writer_pool(settings.database_url))
     # Reads get their own connection pool, so a queue of writers can never starve them.
     read_engine = create_engine(settings.database_url)
     sessions = session_factory(engine)

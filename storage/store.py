@@ -645,8 +645,16 @@ class SqlStore:
             )
         )
 
-    async def enqueue(self, kind: str, dedupe_key: str, payload: dict[str, Any]) -> bool:
-        """Queue a side effect with the current change; False when the key was queued before."""
+    async def enqueue(
+        self, kind: str, dedupe_key: str, payload: dict[str, Any], *, fresh_key: bool = False
+    ) -> bool:
+        """Queue a side effect with the current change; False when the key was queued before.
+
+        `fresh_key`: the key was just made unique (a random part), so the lookup is skipped.
+        """
+        if fresh_key:
+            self.session.add(new_message(kind, dedupe_key, payload, self._now()))
+            return True
         exists = (
             await self.session.execute(
                 select(m.OutboxMessage.id).where(m.OutboxMessage.dedupe_key == dedupe_key)

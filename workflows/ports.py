@@ -304,7 +304,9 @@ class Store(Protocol):
         after: dict[str, Any] | None = None,
         comment: str | None = None,
     ) -> None: ...
-    async def enqueue(self, kind: str, dedupe_key: str, payload: dict[str, Any]) -> bool: ...
+    async def enqueue(
+        self, kind: str, dedupe_key: str, payload: dict[str, Any], *, fresh_key: bool = False
+    ) -> bool: ...
     async def queue_notice(
         self,
         template: str,

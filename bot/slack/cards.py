@@ -30,6 +30,7 @@ async def queue_incident_card(store: SqlStore, incident_id: int) -> None:
         INCIDENT_CARD,
         f"incident-card:{incident_id}:{uuid.uuid4().hex}",
         {"incident_id": incident_id},
+        fresh_key=True,
     )
 
 
@@ -38,7 +39,9 @@ async def queue_thread_message(
 ) -> None:
     """A message in the incident's thread (its conversation), e.g. "override approved"."""
     key = dedupe_key or f"thread:{incident_id}:{uuid.uuid4().hex}"
-    await store.enqueue(THREAD_MESSAGE, key, {"incident_id": incident_id, "text": text})
+    await store.enqueue(
+        THREAD_MESSAGE, key, {"incident_id": incident_id, "text": text}, fresh_key=not dedupe_key
+    )
 
 
 def thread_message_handler(runtime: Runtime, client: AsyncWebClient) -> Any:

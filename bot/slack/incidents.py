@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
@@ -177,11 +178,26 @@ async def load_incident_card(
 # --- the feature ---------------------------------------------------------------------------------
 
 
+SETTINGS_CACHE_SECONDS = 5.0
+
+
 class IncidentFeature:
     """The listeners, with the runtime they work against."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self._restricted: tuple[float, frozenset[str]] | None = None
+
+    async def restricted(self) -> frozenset[str]:
+        """The district's restricted statuses, cached briefly: every status change checks them
+        before its ack, and a settings change reaching Slack within seconds is enough."""
+        cached = self._restricted
+        now = time.monotonic()
+        if cached is None or cached[0] < now:
+            async with self.runtime.reads() as store:
+                cached = (now + SETTINGS_CACHE_SECONDS, restricted_statuses(await store.settings()))
+            self._restricted = cached
+        return cached[1]
 
     @property
     def secret(self) -> str:
@@ -417,11 +433,11 @@ class IncidentFeature:
         actor: Actor = context["actor"]
         async with reported(self.runtime, client, body, "change incident status", actor):
             ref = self._ref(action)
-            async with self.runtime.stores() as store:
+            async with self.runtime.reads() as store:
                 incident = await store.get_incident(ref.incident_id)
-                if incident is None:
-                    raise NotFound(f"Incident #{ref.incident_id} doesn't exist.")
-                restricted = restricted_statuses(await store.settings())
+            if incident is None:
+                raise NotFound(f"Incident #{ref.incident_id} doesn't exist.")
+            restricted = await self.restricted()
             current = IncidentStatus(incident.status)
             choices = status_choices(actor, current, restricted)
             if not choices:
@@ -452,9 +468,7 @@ class IncidentFeature:
             ref = unpack(IncidentRef, view.get("private_metadata"), self.secret)
             option = _state(view, IncidentField.STATUS).get("selected_option") or {}
             target = parse_status(str(option.get("value") or ""))
-            async with self.runtime.reads() as store:
-                restricted = restricted_statuses(await store.settings())
-            if not may_use(actor, target, restricted):
+            if not may_use(actor, target, await self.restricted()):
                 raise PermissionDenied("You can't move incidents to that status.")
         except DomainError as exc:
             if isinstance(exc, PermissionDenied | ForgedPayload):
