@@ -12,8 +12,8 @@ acknowledgement), replies routed by In-Reply-To or by the invoice number in the 
 out-of-office auto-replies and mail about nothing known.
 
 Each round times `ImapReader.run_once()` into a fresh copy of the filled database: log in,
-UID SEARCH, fetch in batches, parse, route, store (one transaction per message, raw bytes in the
-blob store), flag the messages on the server and move the reader's position. It prints
+UID SEARCH, fetch in batches, parse, route, store (one transaction per fetched batch, raw bytes
+in the blob store), flag the messages on the server and move the reader's position. It prints
 messages/second; the exit status is non-zero if a reply is missing or stored twice, or if the
 rate is under the 100/s target.
 """

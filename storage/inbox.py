@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, func, literal, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import lazyload
 
 from storage import models as m
 from storage.notice_queries import member_ids
+from storage.notices import NOTICE_KIND, new_message_id
 from storage.outbox import new_message
 from storage.store import SqlStore
 
@@ -64,32 +66,6 @@ _INVOICE_REF = (
 )
 
 
-def _route_statement(with_notice: bool) -> Any:
-    """Built once, with bound parameters: every reply runs it, so its cache key is computed
-    once instead of per message."""
-    notice: Any = literal(None, Integer)
-    if with_notice:
-        notice = (
-            select(m.Notice.id)
-            .where(m.Notice.id == bindparam("notice_id"), m.Notice.invoice_id == m.Invoice.id)
-            .scalar_subquery()
-        )
-    guardian = (
-        select(m.Guardian.id)
-        .join(m.Guardianship, m.Guardianship.guardian_id == m.Guardian.id)
-        .where(
-            m.Guardianship.student_id == m.Invoice.student_id,
-            func.lower(m.Guardian.email) == bindparam("sender"),
-        )
-        .order_by(m.Guardian.id)
-        .limit(1)
-        .scalar_subquery()
-    )
-    return select(*_INVOICE_REF, notice, guardian).where(m.Invoice.id == bindparam("invoice_id"))
-
-
-_ROUTE_BY_NOTICE = _route_statement(True)
-_ROUTE_BY_INVOICE = _route_statement(False)
 _NOTICES_BY_MESSAGE_ID = select(m.Notice).where(
     m.Notice.message_id.in_(bindparam("ids", expanding=True))
 )
@@ -98,10 +74,125 @@ _GUARDIANS_BY_ADDRESS = (
     .where(func.lower(m.Guardian.email) == bindparam("address"))
     .order_by(m.Guardian.id)
 )
+# Built once, with expanding parameters: a batch runs each of these once.
+_STORED_MESSAGE_IDS = select(m.InboundMessage.message_id).where(
+    m.InboundMessage.message_id.in_(bindparam("ids", expanding=True))
+)
+# Every column given, None too (the default leaves Nones out and splits rows by the columns
+# they have: several INSERTs instead of one).
+_INSERT_MESSAGES = insert(m.InboundMessage).execution_options(render_nulls=True)
+_INSERT_OUTBOX = insert(m.OutboxMessage).execution_options(render_nulls=True)
+_INSERT_PENDING = insert(m.PendingPayment).execution_options(render_nulls=True)
+_INSERT_NOTICES = insert(m.Notice).execution_options(render_nulls=True)
+_PENDING_BY_MESSAGE = select(m.PendingPayment.inbound_message_id, m.PendingPayment.id).where(
+    m.PendingPayment.inbound_message_id.in_(bindparam("ids", expanding=True))
+)
+_NOTICE_IDS_BY_MESSAGE_ID = select(m.Notice.message_id, m.Notice.id).where(
+    m.Notice.message_id.in_(bindparam("ids", expanding=True))
+)
+_REACHABLE_GUARDIANS = (
+    select(m.Guardianship.student_id, m.Guardian.id, m.Guardian.email)
+    .join(m.Guardian, m.Guardianship.guardian_id == m.Guardian.id)
+    .where(
+        m.Guardianship.student_id.in_(bindparam("ids", expanding=True)),
+        m.Guardian.email.is_not(None),
+        m.Guardian.email != "",
+        m.Guardian.email_bouncing_since.is_(None),
+    )
+    .order_by(m.Guardianship.student_id, m.Guardian.id)
+)
+_IDS_BY_MESSAGE_ID = select(m.InboundMessage.message_id, m.InboundMessage.id).where(
+    m.InboundMessage.message_id.in_(bindparam("ids", expanding=True))
+)
+_ROUTE_NOTICES = select(m.Notice).where(
+    or_(
+        m.Notice.id.in_(bindparam("notice_ids", expanding=True)),
+        m.Notice.message_id.in_(bindparam("message_ids", expanding=True)),
+    )
+)
+_ROUTE_INVOICES = select(*_INVOICE_REF).where(
+    or_(
+        m.Invoice.id.in_(bindparam("invoice_ids", expanding=True)),
+        func.upper(m.Invoice.number).in_(bindparam("numbers", expanding=True)),
+    )
+)
+_ROUTE_GUARDIANS = (
+    select(m.Guardian.id, func.lower(m.Guardian.email), m.Guardianship.student_id)
+    .outerjoin(m.Guardianship, m.Guardianship.guardian_id == m.Guardian.id)
+    .where(func.lower(m.Guardian.email).in_(bindparam("addresses", expanding=True)))
+    .order_by(m.Guardian.id, m.Guardianship.student_id)
+)
+
+
+def _address(address: str) -> str:
+    return address.strip().lower()
+
+
+def _column_values(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """Rows built in memory (not added to the session) as parameters for one INSERT: every
+    column but the id the database generates."""
+    keys = [a.key for a in sa_inspect(type(rows[0])).column_attrs if a.key != "id"]
+    return [{key: getattr(row, key) for key in keys} for row in rows]
 
 
 class DuplicateMessage(Exception):
-    """A message with this Message-ID is already in the store (another reader got it first)."""
+    """A Message-ID being inserted is already in the store (another reader got it first), or
+    the INSERT broke another constraint: the database's error is the `__cause__`."""
+
+
+@dataclass(frozen=True)
+class RouteFacts:
+    """What routing a batch of messages needs from the store, read in three queries for the
+    whole batch: the notices named by reply tokens or by Message-ID, the invoices named by id
+    or number, and the guardians whose address sent a message."""
+
+    notices: dict[int, m.Notice]
+    notices_by_message_id: dict[str, m.Notice]
+    invoices: dict[int, InvoiceRef]
+    invoices_by_number: dict[str, InvoiceRef]  # upper-cased numbers
+    # a sender's address -> (guardian id, id of a student of theirs or None), by guardian id
+    guardians: dict[str, list[tuple[int, int | None]]]
+
+    def invoice_for_reply(
+        self, invoice_id: int, sender: str, *, notice_id: int | None = None
+    ) -> tuple[InvoiceRef, int | None, int | None] | None:
+        """(the invoice, `notice_id` if that notice is the invoice's, the id of the student's
+        guardian whose address is `sender`); None when there is no such invoice."""
+        invoice = self.invoices.get(invoice_id)
+        if invoice is None:
+            return None
+        notice = None if notice_id is None else self.notices.get(notice_id)
+        notice_found = notice.id if notice is not None and notice.invoice_id == invoice.id else None
+        return invoice, notice_found, self.guardian_of(invoice.student_id, sender)
+
+    def guardian_of(self, student_id: int, sender: str) -> int | None:
+        """The student's guardian (the lowest id) whose address is `sender`."""
+        for guardian_id, of_student in self.guardians.get(_address(sender), ()):
+            if of_student == student_id:
+                return guardian_id
+        return None
+
+    def guardians_with_address(self, address: str) -> list[int]:
+        return list(dict.fromkeys(g for g, _ in self.guardians.get(_address(address), ())))
+
+    def invoice_numbered(self, numbers: Sequence[str]) -> InvoiceRef | None:
+        """The first of `numbers` (case-insensitive) that is an invoice."""
+        for number in numbers:
+            found = self.invoices_by_number.get(number.strip().upper())
+            if found is not None:
+                return found
+        return None
+
+
+@dataclass(frozen=True)
+class NewNotice:
+    """An email about an invoice for each reachable guardian of its student."""
+
+    template: str
+    invoice_id: int
+    student_id: int
+    dedupe_key: str
+    context: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -173,19 +264,41 @@ class Inbox:
             received_at=self._now(),
         )
 
-    async def insert_message(self, row: m.InboundMessage) -> None:
-        """Store the row; its Message-ID being taken already raises DuplicateMessage (a second
-        reader got there first: on PostgreSQL this waits for its commit, then fails)."""
-        self.session.add(row)
-        try:
-            await self.session.flush()
-        except IntegrityError as exc:  # the caller's transaction rolls back
-            raise DuplicateMessage(row.message_id) from exc
+    async def stored_message_ids(self, message_ids: Iterable[str]) -> set[str]:
+        """Which of these Message-IDs are in the store already."""
+        wanted = sorted(set(message_ids))
+        if not wanted:
+            return set()
+        return set((await self.session.scalars(_STORED_MESSAGE_IDS, {"ids": wanted})).all())
 
-    def queue(self, kind: str, dedupe_key: str, payload: dict[str, Any]) -> None:
+    async def insert_messages(self, rows: Sequence[m.InboundMessage]) -> None:
+        """Write rows built by `new_message` in one INSERT, executed row by row in their order
+        (so their ids follow it), and give each row its id. A Message-ID taken already raises
+        DuplicateMessage (a second reader got there first: on PostgreSQL this waits for its
+        commit, then fails)."""
+        if not rows:
+            return
+        try:
+            await self.session.execute(_INSERT_MESSAGES, _column_values(rows))
+        except IntegrityError as exc:  # the caller's transaction rolls back
+            raise DuplicateMessage(", ".join(r.message_id for r in rows)[:300]) from exc
+        # Read back by Message-ID: SQLite can't pair RETURNING rows with a multi-row INSERT's.
+        found = await self.session.execute(
+            _IDS_BY_MESSAGE_ID, {"ids": [r.message_id for r in rows]}
+        )
+        ids = {message_id: id_ for message_id, id_ in found}
+        for row in rows:
+            row.id = ids[row.message_id]
+
+    def outbox_row(self, kind: str, dedupe_key: str, payload: dict[str, Any]) -> m.OutboxMessage:
         """An outbox row for a side effect of a message just stored (its key names the new
-        row, so it can't have been queued before: no look-up needed). The commit writes it."""
-        self.session.add(new_message(kind, dedupe_key, payload, self._now()))
+        row, so it can't have been queued before: no look-up needed); `queue` writes it."""
+        return new_message(kind, dedupe_key, payload, self._now())
+
+    async def queue(self, rows: Sequence[m.OutboxMessage]) -> None:
+        """Write outbox rows in one INSERT, in their order."""
+        if rows:
+            await self.session.execute(_INSERT_OUTBOX, _column_values(rows))
 
     # --- routing ----------------------------------------------------------------------
 
@@ -199,18 +312,17 @@ class Inbox:
     async def get_notice(self, notice_id: int) -> m.Notice | None:
         return await self.session.get(m.Notice, notice_id)
 
-    async def digest_invoice_numbers(self, notice_id: int) -> list[str]:
+    async def digest_invoice_numbers(self, notice: m.Notice) -> list[str]:
         """The invoices a billing digest covered, oldest first ([] for any other notice).
 
         A reply to a digest routes to the digest's own invoice (its first); staff see these."""
-        notice = await self.session.get(m.Notice, notice_id)
-        wanted = [] if notice is None else member_ids(notice)
+        wanted = member_ids(notice)
         if not wanted:
             return []
         rows = await self.session.execute(
             select(m.Invoice.number)
             .join(m.Notice, m.Notice.invoice_id == m.Invoice.id)
-            .where(m.Notice.id.in_(wanted), m.Notice.digest_id == notice_id)
+            .where(m.Notice.id.in_(wanted), m.Notice.digest_id == notice.id)
             .order_by(m.Notice.id)
         )
         return list(dict.fromkeys(rows.scalars()))
@@ -219,33 +331,54 @@ class Inbox:
         # Routing needs the invoice's own columns, not its lines.
         return await self.session.get(m.Invoice, invoice_id, options=[lazyload(m.Invoice.lines)])
 
-    async def invoice_for_reply(
-        self, invoice_id: int, sender: str, *, notice_id: int | None = None
-    ) -> tuple[InvoiceRef, int | None, int | None] | None:
-        """(the invoice, `notice_id` if that notice is the invoice's, the id of the student's
-        guardian whose address is `sender`), in one query; None when there is no such invoice."""
-        params = {"invoice_id": invoice_id, "sender": sender.strip().lower()}
-        if notice_id is None:
-            stmt = _ROUTE_BY_INVOICE
-        else:
-            stmt, params["notice_id"] = _ROUTE_BY_NOTICE, notice_id
-        found = (await self.session.execute(stmt, params)).first()
-        if found is None:
-            return None
-        invoice = InvoiceRef(*found[: len(_INVOICE_REF)])
-        notice_found, guardian_id = found[len(_INVOICE_REF) :]
-        return invoice, notice_found, guardian_id if sender.strip() else None
+    async def route_facts(
+        self,
+        *,
+        notice_ids: Iterable[int],
+        message_ids: Iterable[str],
+        invoice_ids: Iterable[int],
+        numbers: Iterable[str],
+        senders: Iterable[str],
+    ) -> RouteFacts:
+        """Everything routing needs for a batch: notices by id and by Message-ID, then the
+        invoices they and the tokens name (plus those numbered in subjects), then the
+        guardians with the senders' addresses and their students."""
+        notices: list[m.Notice] = []
+        notice_params = {
+            "notice_ids": sorted(set(notice_ids)),
+            "message_ids": sorted(set(message_ids)),
+        }
+        if any(notice_params.values()):
+            notices = list(await self.session.scalars(_ROUTE_NOTICES, notice_params))
+        invoice_params = {
+            "invoice_ids": sorted(
+                {*invoice_ids, *(n.invoice_id for n in notices if n.invoice_id is not None)}
+            ),
+            "numbers": sorted({n.strip().upper() for n in numbers}),
+        }
+        invoices: list[InvoiceRef] = []
+        if any(invoice_params.values()):
+            found = await self.session.execute(_ROUTE_INVOICES, invoice_params)
+            invoices = [InvoiceRef(*row) for row in found]
+        addresses = sorted({_address(a) for a in senders} - {""})
+        guardians: dict[str, list[tuple[int, int | None]]] = {}
+        if addresses:
+            matches = await self.session.execute(_ROUTE_GUARDIANS, {"addresses": addresses})
+            for guardian_id, address, student_id in matches:
+                guardians.setdefault(address, []).append((guardian_id, student_id))
+        by_number: dict[str, InvoiceRef] = {}
+        for invoice in sorted(invoices, key=lambda i: i.id):
+            by_number.setdefault(invoice.number.upper(), invoice)
+        return RouteFacts(
+            notices={n.id: n for n in notices},
+            notices_by_message_id={n.message_id: n for n in notices},
+            invoices={i.id: i for i in invoices},
+            invoices_by_number=by_number,
+            guardians=guardians,
+        )
 
     async def get_guardian(self, guardian_id: int) -> m.Guardian | None:
         return await self.session.get(m.Guardian, guardian_id)
-
-    async def invoice_by_number(self, numbers: Sequence[str]) -> m.Invoice | None:
-        """The first of `numbers` (case-insensitive) that is an invoice."""
-        for number in numbers:
-            found = await self.store.get_invoice_by_number(number)
-            if found is not None:
-                return found
-        return None
 
     async def guardian_of_student(self, student_id: int, address: str) -> m.Guardian | None:
         """The student's guardian who has this email address, if any."""
@@ -301,7 +434,7 @@ class Inbox:
 
     # --- pending payments -------------------------------------------------------------
 
-    async def add_pending_payment(
+    def new_pending_payment(
         self,
         *,
         invoice_id: int,
@@ -311,7 +444,8 @@ class Inbox:
         reference: str | None,
         paid_on: date | None,
     ) -> m.PendingPayment:
-        pending = m.PendingPayment(
+        """A row for `add_pending_payments` to write."""
+        return m.PendingPayment(
             invoice_id=invoice_id,
             inbound_message_id=inbound_message_id,
             amount_cents=amount_cents,
@@ -321,9 +455,68 @@ class Inbox:
             status="pending",
             created_at=self._now(),
         )
-        self.session.add(pending)
-        await self.session.flush()
-        return pending
+
+    async def add_pending_payments(self, rows: Sequence[m.PendingPayment]) -> None:
+        """Write the rows in one INSERT and give each its id (one pending payment per inbound
+        message, so they are read back by that)."""
+        if not rows:
+            return
+        await self.session.execute(_INSERT_PENDING, _column_values(rows))
+        found = await self.session.execute(
+            _PENDING_BY_MESSAGE, {"ids": [r.inbound_message_id for r in rows]}
+        )
+        ids = {inbound_id: id_ for inbound_id, id_ in found}
+        for row in rows:
+            row.id = ids[row.inbound_message_id]
+
+    async def queue_new_notices(self, wanted: Sequence[NewNotice]) -> int:
+        """Each notice for every reachable guardian of its student, with its outbox row: the
+        rows storage.notices.queue_notice makes, written in a few statements for the lot. Each
+        key names a row made in this transaction, so no notice can have it yet (no look-up).
+        Returns how many were queued."""
+        if not wanted:
+            return 0
+        now = self._now()
+        guardians = await self._reachable_guardians({w.student_id for w in wanted})
+        notices = [
+            m.Notice(
+                invoice_id=w.invoice_id,
+                guardian_id=guardian_id,
+                template=w.template,
+                dedupe_key=w.dedupe_key,
+                to_address=address,
+                message_id=new_message_id(self.store.mail_domain),
+                context=w.context,
+                status="queued",
+                created_at=now,
+            )
+            for w in wanted
+            for guardian_id, address in guardians.get(w.student_id, ())
+        ]
+        if not notices:
+            return 0
+        await self.session.execute(_INSERT_NOTICES, _column_values(notices))
+        found = await self.session.execute(
+            _NOTICE_IDS_BY_MESSAGE_ID, {"ids": [n.message_id for n in notices]}
+        )
+        ids = {message_id: id_ for message_id, id_ in found}
+        await self.queue(
+            [
+                new_message(NOTICE_KIND, f"notice:{i}", {"notice_id": i}, now)
+                for i in (ids[n.message_id] for n in notices)
+            ]
+        )
+        return len(notices)
+
+    async def _reachable_guardians(self, student_ids: set[int]) -> dict[int, list[tuple[int, str]]]:
+        """Each student's guardians who can be emailed, as storage.notices.recipients picks
+        them (an address, not known to bounce; by guardian id): (guardian id, address)."""
+        rows = await self.session.execute(_REACHABLE_GUARDIANS, {"ids": sorted(student_ids)})
+        found: dict[int, list[tuple[int, str]]] = {}
+        for student_id, guardian_id, address in rows:
+            if address:  # the query leaves out guardians without one
+                found.setdefault(student_id, []).append((guardian_id, address))
+        return found
 
     async def get_pending_payment(
         self, pending_id: int, *, lock: bool = False

@@ -1,10 +1,12 @@
 """The inbound pipeline: parse → classify → route → store → side effects, one transaction per
-message.
+batch of messages (the reader's fetch batch; a single message is a batch of one).
 
 The raw message goes to the blob store first (content addressed, so a retry writes nothing new);
-then, in one transaction, the Message-ID is claimed (unique, so nothing is processed twice),
-the message is routed and recorded, and everything it causes — a pending payment, the family's
-acknowledgement, photos on the incident, the Slack post — is written with it or not at all.
+then, in one transaction for the batch, Message-IDs already stored (or met earlier in the batch)
+are set aside as duplicates, the rest are routed from look-ups made once for the whole batch and
+recorded in order, their Message-IDs claimed by the INSERT (unique, so nothing is processed
+twice), and everything they cause — a pending payment, the family's acknowledgement, photos on
+the incident, the Slack post — is written with them or not at all.
 
 Routing, in order: a signed token in a recipient address (an altered or invented one is
 "forged" and held); In-Reply-To/References matching a notice we sent; an invoice number in the
@@ -20,15 +22,16 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from bot.mail.parse import Attachment, ParsedMail, parse_message
-from bot.mail.tokens import token_from_address, verify_reply_token
+from bot.mail.tokens import ReplyToken, token_from_address, verify_reply_token
 from storage import models as m
 from storage.blobs import BlobStore
 from storage.images import CheckedImage, check_photo_async
@@ -38,6 +41,8 @@ from storage.inbox import (
     DuplicateMessage,
     Inbox,
     InvoiceRef,
+    NewNotice,
+    RouteFacts,
     redact_address,
 )
 from storage.store import SqlStore, StoreFactory
@@ -48,7 +53,7 @@ from workflows.invoices import OPEN_STATUSES, NoticeTemplate
 from workflows.pending_payments import payment_method
 from workflows.permissions import Actor
 from workflows.ports import Context
-from workflows.replies import Intent, read_intent
+from workflows.replies import Intent, ReadIntent, read_intent
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -104,6 +109,23 @@ class Routing:
     invoice: InvoiceRef | None = None
     notice_id: int | None = None
     guardian_id: int | None = None  # the student's guardian who sent it (None: not trusted)
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """Where a message could belong, read from the message alone (no database)."""
+
+    tokens: tuple[ReplyToken, ...] = ()  # signed by us, in the order of the recipients
+    forged: bool = False  # a recipient carries a token shaped like ours that we didn't sign
+    thread: tuple[str, ...] = ()  # In-Reply-To, then References from the newest
+    numbers: tuple[str, ...] = ()  # invoice numbers in the subject
+
+
+@dataclass(frozen=True)
+class _Bounce:
+    notices: list[m.Notice]
+    addresses: set[str]
+    marked: list[tuple[str, m.Guardian]]  # (address, guardian) now known to bounce
 
 
 @dataclass
@@ -259,14 +281,28 @@ class Ingestor:
     async def store(
         self, prepared: Prepared, *, uidvalidity: int | None = None, uid: int | None = None
     ) -> Ingested:
-        """The message and everything it causes, in one transaction; once per Message-ID."""
-        if prepared.duplicate or prepared.raw_key is None:
-            return Ingested(prepared.message_id, None, duplicate=True)
+        """The message and everything it causes, in its own transaction; once per Message-ID."""
         try:
-            async with self.stores() as store:
-                return await self._store(store, prepared, uid, uidvalidity)
-        except DuplicateMessage:
-            return Ingested(prepared.message_id, None, duplicate=True)
+            [result] = await self.store_batch([(prepared, uid)], uidvalidity=uidvalidity)
+        except DuplicateMessage as exc:
+            # Another reader stored it first (on PostgreSQL the INSERT waited for its commit)...
+            if await self._seen(prepared.message_id):
+                return Ingested(prepared.message_id, None, duplicate=True)
+            # ...or the INSERT broke another constraint: not a duplicate, never to be skipped.
+            if exc.__cause__ is not None:
+                raise exc.__cause__ from None
+            raise
+        return result
+
+    async def store_batch(
+        self, items: Sequence[tuple[Prepared, int | None]], *, uidvalidity: int | None = None
+    ) -> list[Ingested]:
+        """Messages, each with its UID, and everything they cause, in one transaction: all of
+        them are stored or none. Rows are written in the order given (the reader's UID order),
+        so replies keep their order. A Message-ID in the store already, or earlier in the
+        batch, is a duplicate; DuplicateMessage means another reader stored one meanwhile."""
+        async with self.stores() as store:
+            return await self._store_batch(store, items, uidvalidity)
 
     # --- before the transaction -----------------------------------------------------------
 
@@ -304,18 +340,84 @@ class Ingestor:
 
     # --- the transaction ------------------------------------------------------------------
 
-    async def _store(
-        self, store: SqlStore, prepared: Prepared, uid: int | None, uidvalidity: int | None
-    ) -> Ingested:
-        parsed, raw, photos = prepared.parsed, prepared.raw, prepared.photos
-        message_id, raw_key = prepared.message_id, prepared.raw_key
-        assert raw_key is not None
-        # The Message-ID is claimed by the INSERT below (unique): a message stored before, or
-        # by another reader at the same moment, fails there and everything here rolls back.
+    async def _store_batch(
+        self,
+        store: SqlStore,
+        items: Sequence[tuple[Prepared, int | None]],
+        uidvalidity: int | None,
+    ) -> list[Ingested]:
         inbox = Inbox(store)
-        row = inbox.new_message(
-            message_id=message_id,
-            raw_blob_key=raw_key,
+        results, fresh = await self._claim(inbox, items)
+        facts, drafts = await self._drafts(store, inbox, fresh, uidvalidity)
+        # Every row in one INSERT: the Message-IDs are claimed here (unique), a message stored
+        # by another reader meanwhile fails it and the whole batch rolls back.
+        await inbox.insert_messages([d.row for d in drafts])
+        outbox: list[m.OutboxMessage] = []
+        for draft in drafts:
+            await self._effects(store, inbox, draft, facts, outbox)
+        await self._record_payments(inbox, drafts)
+        await inbox.queue(outbox)
+        for draft in drafts:
+            results[draft.index] = draft.result()
+        answered = [r for r in results if r is not None]
+        assert len(answered) == len(items), "every message of the batch has its result"
+        return answered
+
+    @staticmethod
+    async def _claim(
+        inbox: Inbox, items: Sequence[tuple[Prepared, int | None]]
+    ) -> tuple[list[Ingested | None], list[tuple[int, Prepared, int | None]]]:
+        """The batch's duplicates answered (stored before, or earlier in the batch), and the
+        messages left to store, each with its place in the batch."""
+        taken = await inbox.stored_message_ids(p.message_id for p, _ in items)
+        results: list[Ingested | None] = []
+        fresh: list[tuple[int, Prepared, int | None]] = []
+        for index, (prepared, uid) in enumerate(items):
+            if prepared.duplicate or prepared.raw_key is None or prepared.message_id in taken:
+                results.append(Ingested(prepared.message_id, None, duplicate=True))
+                continue
+            taken.add(prepared.message_id)
+            results.append(None)
+            fresh.append((index, prepared, uid))
+        return results, fresh
+
+    async def _drafts(
+        self,
+        store: SqlStore,
+        inbox: Inbox,
+        fresh: list[tuple[int, Prepared, int | None]],
+        uidvalidity: int | None,
+    ) -> tuple[RouteFacts, list[_Draft]]:
+        """Each message routed (from look-ups made once for the batch) into its row, in order."""
+        prefix = await self._invoice_prefix(store)
+        candidates = [self._candidates(p, prefix) for _, p, _ in fresh]
+        facts = await inbox.route_facts(
+            notice_ids=(t.notice_id for c in candidates for t in c.tokens),
+            invoice_ids=(t.invoice_id for c in candidates for t in c.tokens),
+            message_ids=(i for c in candidates for i in c.thread),
+            numbers=(n for c in candidates for n in c.numbers),
+            senders=(p.parsed.from_address for _, p, _ in fresh if p.parsed.kind != "bounce"),
+        )
+        drafts: list[_Draft] = []
+        for (index, prepared, uid), candidate in zip(fresh, candidates, strict=True):
+            draft = _Draft(index, prepared, self._new_row(inbox, prepared, uid, uidvalidity))
+            if prepared.parsed.kind == "bounce":
+                draft.bounce = await self._bounce(inbox, draft.row, prepared.parsed)
+            else:
+                draft.routing = _route(candidate, prepared.parsed.from_address, facts)
+                draft.read = self._file(draft.row, prepared.parsed, draft.routing, facts)
+            drafts.append(draft)
+        return facts, drafts
+
+    @staticmethod
+    def _new_row(
+        inbox: Inbox, prepared: Prepared, uid: int | None, uidvalidity: int | None
+    ) -> m.InboundMessage:
+        parsed = prepared.parsed
+        assert prepared.raw_key is not None
+        return inbox.new_message(
+            message_id=prepared.message_id,
+            raw_blob_key=prepared.raw_key,
             from_address=parsed.from_address,
             subject=parsed.subject,
             kind=parsed.kind,
@@ -323,9 +425,34 @@ class Ingestor:
             uid=uid,
             body_text=(parsed.reply_text or parsed.text or "")[:MAX_BODY],
         )
-        if parsed.kind == "bounce":
-            return await self._bounce(store, inbox, row, parsed)
-        routing = await self._route(store, inbox, parsed, raw)
+
+    def _candidates(self, prepared: Prepared, prefix: str) -> _Candidates:
+        """Where the message could belong, from the message alone: signed reply tokens among
+        its recipients, the Message-IDs it answers, invoice numbers in its subject."""
+        parsed = prepared.parsed
+        tokens: list[ReplyToken] = []
+        forged = False
+        for address in token_addresses(prepared.raw) or parsed.recipients:
+            token = token_from_address(address)
+            if token is None or not _TOKEN_SHAPE.match(token):
+                continue
+            ids = verify_reply_token(token, self.secret_key)
+            if ids is None:
+                forged = True
+            else:
+                tokens.append(ids)
+        thread = [angle(parsed.in_reply_to), *map(angle, reversed(parsed.references))]
+        return _Candidates(
+            tokens=tuple(tokens),
+            forged=forged,
+            thread=tuple(i for i in thread if i),
+            numbers=tuple(invoice_numbers(parsed.subject, prefix)),
+        )
+
+    def _file(
+        self, row: m.InboundMessage, parsed: ParsedMail, routing: Routing, facts: RouteFacts
+    ) -> ReadIntent | None:
+        """The row's routing, sender and status; what the reply says (None for auto-replies)."""
         row.route = routing.route.value
         invoice = routing.invoice
         row.invoice_id = None if invoice is None else invoice.id
@@ -333,35 +460,58 @@ class Ingestor:
         row.sender_trusted = routing.guardian_id is not None
         row.guardian_id = routing.guardian_id
         if routing.guardian_id is None and parsed.from_address:
-            others = await inbox.guardians_with_address(parsed.from_address)
-            row.guardian_id = others[0].id if others else None  # who it claims to be, for staff
+            others = facts.guardians_with_address(parsed.from_address)
+            row.guardian_id = others[0] if others else None  # who it claims to be, for staff
         if parsed.kind == "auto_reply":
             row.status = Status.RECORDED.value
-            await inbox.insert_message(row)
-            return self._result(row)
+            return None
         if invoice is None:
             row.status = Status.HELD.value
         else:
             row.status = (Status.ROUTED if row.sender_trusted else Status.FLAGGED).value
         read = read_intent(row.body_text, today=local_date(self.clock.now(), self.tz))
         row.intent = read.intent.value
-        await inbox.insert_message(row)
+        return read
+
+    async def _effects(
+        self,
+        store: SqlStore,
+        inbox: Inbox,
+        draft: _Draft,
+        facts: RouteFacts,
+        outbox: list[m.OutboxMessage],
+    ) -> None:
+        """What the stored message causes (its row has its id now); Slack posts go to `outbox`,
+        a reported payment to `draft.pending`."""
+        if draft.bounce is not None:
+            await self._bounce_effects(store, inbox, draft.row, draft.bounce, outbox)
+        elif draft.read is not None:  # auto-replies are recorded, never answered
+            await self._reply_effects(store, inbox, draft, draft.read, facts, outbox)
+
+    async def _reply_effects(
+        self,
+        store: SqlStore,
+        inbox: Inbox,
+        draft: _Draft,
+        read: ReadIntent,
+        facts: RouteFacts,
+        outbox: list[m.OutboxMessage],
+    ) -> None:
+        """A pending payment, photos on the incident, and the Slack post with notes for staff."""
+        row, routing, parsed = draft.row, draft.routing, draft.prepared.parsed
+        photos = draft.prepared.photos
+        invoice = routing.invoice
         notes = list(photos.notes)
-        covered = (
-            []
-            if routing.notice_id is None
-            else await inbox.digest_invoice_numbers(routing.notice_id)
-        )
+        notice = None if routing.notice_id is None else facts.notices.get(routing.notice_id)
+        covered = [] if notice is None else await inbox.digest_invoice_numbers(notice)
         if len(covered) > 1 and invoice is not None:
             notes.append(
                 f"A reply to one email about {len(covered)} invoices ({', '.join(covered)}); "
                 f"filed under {invoice.number}."
             )
-        pending_id = None
-        attached = 0
         if row.status == Status.ROUTED and invoice is not None:
-            pending_id = await self._pending_payment(store, inbox, row, invoice, read, notes)
-            attached = await self._attach_photos(store, inbox, invoice, row, photos)
+            draft.pending = self._pending_payment(inbox, row, invoice, read, notes)
+            draft.photos = await self._attach_photos(store, inbox, invoice, row, photos)
             if photos.checked and invoice.incident_id is None:
                 notes.append("The invoice has no incident, so the photos stay in the email.")
         elif photos.checked:
@@ -370,56 +520,18 @@ class Ingestor:
         if files:
             names = ", ".join((a.filename or a.content_type) for a in files[:5])
             notes.append(f"Other attachments kept in the original email: {names}.")
-        inbox.queue(  # written by the commit
-            REPLY_POST_KIND,
-            f"mail-reply:{row.id}",
-            {
-                "inbound_id": row.id,
-                "from_name": parsed.from_name,
-                "photos": attached,
-                "notes": notes,
-            },
+        outbox.append(
+            inbox.outbox_row(
+                REPLY_POST_KIND,
+                f"mail-reply:{row.id}",
+                {
+                    "inbound_id": row.id,
+                    "from_name": parsed.from_name,
+                    "photos": draft.photos,
+                    "notes": notes,
+                },
+            )
         )
-        return self._result(row, pending_id=pending_id, photos=attached)
-
-    async def _route(
-        self, store: SqlStore, inbox: Inbox, parsed: ParsedMail, raw: bytes
-    ) -> Routing:
-        """Which invoice the message is about, and whether its sender is one of the student's
-        guardians (each candidate is one query: the invoice, its notice, the guardian)."""
-        sender = parsed.from_address
-        forged = False
-        for address in token_addresses(raw) or parsed.recipients:
-            token = token_from_address(address)
-            if token is None or not _TOKEN_SHAPE.match(token):
-                continue
-            ids = verify_reply_token(token, self.secret_key)
-            if ids is None:
-                forged = True
-                continue
-            found = await inbox.invoice_for_reply(ids.invoice_id, sender, notice_id=ids.notice_id)
-            if found is not None:
-                return Routing(Route.TOKEN, *found)
-            # signed by us, but the invoice is gone: try the other ways
-        if forged:
-            return Routing(Route.FORGED)
-        thread = [angle(parsed.in_reply_to), *map(angle, reversed(parsed.references))]
-        mids = [i for i in thread if i]
-        if mids:
-            notices = await inbox.notices_by_message_ids(mids)
-            for mid in mids:
-                notice = notices.get(mid)
-                if notice is not None and notice.invoice_id is not None:
-                    found = await inbox.invoice_for_reply(notice.invoice_id, sender)
-                    if found is not None:
-                        return Routing(Route.THREAD, found[0], notice.id, found[2])
-        numbers = invoice_numbers(parsed.subject, await self._invoice_prefix(store))
-        named = await inbox.invoice_by_number(numbers) if numbers else None
-        if named is not None:
-            found = await inbox.invoice_for_reply(named.id, sender)
-            if found is not None:
-                return Routing(Route.SUBJECT, found[0], None, found[2])
-        return Routing(Route.NONE)
 
     async def _invoice_prefix(self, store: SqlStore) -> str:
         """The district's invoice prefix, read at most once a minute."""
@@ -428,16 +540,15 @@ class Ingestor:
             self._prefix = ((await store.settings()).invoice_prefix, now)
         return self._prefix[0]
 
-    async def _pending_payment(
-        self,
-        store: SqlStore,
+    @staticmethod
+    def _pending_payment(
         inbox: Inbox,
         row: m.InboundMessage,
         invoice: InvoiceRef,
-        read: Any,
+        read: ReadIntent,
         notes: list[str],
-    ) -> int | None:
-        """A payment the family reports waits for staff; the family hears we got the report."""
+    ) -> m.PendingPayment | None:
+        """A payment the family reports, to wait for staff (`_record_payments` writes it)."""
         reported = read.payment
         if read.intent != Intent.PAYMENT or reported is None or not reported.amount_cents:
             return None
@@ -450,7 +561,7 @@ class Ingestor:
             )
             return None
         method = payment_method(reported.method)
-        pending = await inbox.add_pending_payment(
+        return inbox.new_pending_payment(
             invoice_id=invoice.id,
             inbound_message_id=row.id,
             amount_cents=reported.amount_cents,
@@ -458,14 +569,26 @@ class Ingestor:
             reference=reported.check_number,
             paid_on=reported.paid_on,
         )
-        await inbox.get_invoice(invoice.id)  # without its lines, for queue_notice to find
-        await store.queue_notice(
-            NoticeTemplate.PENDING_PAYMENT_ACK,
-            invoice.id,
-            f"pending-ack:{pending.id}",
-            {"pending_payment_id": pending.id},
+
+    @staticmethod
+    async def _record_payments(inbox: Inbox, drafts: Sequence[_Draft]) -> None:
+        """The batch's reported payments, each waiting for staff; the families hear we got
+        their reports."""
+        reports = [(d.pending, d.routing.invoice) for d in drafts if d.pending is not None]
+        await inbox.add_pending_payments([pending for pending, _ in reports])
+        await inbox.queue_new_notices(
+            [
+                NewNotice(
+                    template=NoticeTemplate.PENDING_PAYMENT_ACK,
+                    invoice_id=pending.invoice_id,
+                    student_id=invoice.student_id,
+                    dedupe_key=f"pending-ack:{pending.id}",
+                    context={"pending_payment_id": pending.id},
+                )
+                for pending, invoice in reports
+                if invoice is not None
+            ]
         )
-        return pending.id
 
     async def _attach_photos(
         self,
@@ -502,14 +625,8 @@ class Ingestor:
             )
         return len(photos.checked)
 
-    async def _bounce(
-        self,
-        store: SqlStore,
-        inbox: Inbox,
-        row: m.InboundMessage,
-        parsed: ParsedMail,
-    ) -> Ingested:
-        """Mark the address as bouncing, the notice as bounced, and tell billing staff."""
+    async def _bounce(self, inbox: Inbox, row: m.InboundMessage, parsed: ParsedMail) -> _Bounce:
+        """Mark the address as bouncing and the notice as bounced; file the row under it."""
         row.status = Status.RECORDED.value
         # The parser puts the returned message's Message-ID among a bounce's references.
         ids = [i for i in (angle(parsed.in_reply_to), *map(angle, parsed.references)) if i]
@@ -533,8 +650,18 @@ class Ingestor:
         row.notice_id = None if first is None else first.id
         row.invoice_id = None if first is None else first.invoice_id
         row.guardian_id = guardians[0].id if guardians else (first.guardian_id if first else None)
-        await inbox.insert_message(row)
-        for address, guardian in marked:
+        return _Bounce(notices, addresses, marked)
+
+    async def _bounce_effects(
+        self,
+        store: SqlStore,
+        inbox: Inbox,
+        row: m.InboundMessage,
+        bounce: _Bounce,
+        outbox: list[m.OutboxMessage],
+    ) -> None:
+        """The audit log for each guardian marked, and the alert to billing staff."""
+        for address, guardian in bounce.marked:
             await store.log(
                 SYSTEM,
                 "guardian",
@@ -542,23 +669,36 @@ class Ingestor:
                 "email_bouncing",
                 after={"address": redact_address(address), "inbound_message_id": row.id},
             )
-        if notices or guardians:
-            inbox.queue(
-                BOUNCE_ALERT_KIND,
-                f"mail-bounce:{row.id}",
-                {
-                    "inbound_id": row.id,
-                    "addresses": sorted(addresses),
-                    "notice_ids": [n.id for n in notices],
-                    "guardian_ids": [g.id for g in guardians],
-                },
+        if bounce.notices or bounce.marked:
+            outbox.append(
+                inbox.outbox_row(
+                    BOUNCE_ALERT_KIND,
+                    f"mail-bounce:{row.id}",
+                    {
+                        "inbound_id": row.id,
+                        "addresses": sorted(bounce.addresses),
+                        "notice_ids": [n.id for n in bounce.notices],
+                        "guardian_ids": [g.id for _, g in bounce.marked],
+                    },
+                )
             )
-        return self._result(row)
 
-    @staticmethod
-    def _result(
-        row: m.InboundMessage, *, pending_id: int | None = None, photos: int = 0
-    ) -> Ingested:
+
+@dataclass
+class _Draft:
+    """A message of the batch, routed, its row not written yet."""
+
+    index: int  # its place in the batch
+    prepared: Prepared
+    row: m.InboundMessage
+    routing: Routing = field(default_factory=lambda: Routing(Route.NONE))
+    read: ReadIntent | None = None  # what a reply says (None for auto-replies and bounces)
+    bounce: _Bounce | None = None
+    pending: m.PendingPayment | None = None  # a payment it reports, waiting for staff
+    photos: int = 0  # attached to the incident
+
+    def result(self) -> Ingested:
+        row = self.row
         return Ingested(
             message_id=row.message_id,
             inbound_id=row.id,
@@ -567,9 +707,33 @@ class Ingestor:
             route=row.route,
             status=row.status,
             invoice_id=row.invoice_id,
-            pending_payment_id=pending_id,
-            photos=photos,
+            pending_payment_id=None if self.pending is None else self.pending.id,
+            photos=self.photos,
         )
+
+
+def _route(candidates: _Candidates, sender: str, facts: RouteFacts) -> Routing:
+    """Which invoice the message is about, and whether its sender is one of the student's
+    guardians: a signed token first, then the thread, then an invoice number in the subject."""
+    for ids in candidates.tokens:
+        found = facts.invoice_for_reply(ids.invoice_id, sender, notice_id=ids.notice_id)
+        if found is not None:
+            return Routing(Route.TOKEN, *found)
+        # signed by us, but the invoice is gone: try the other ways
+    if candidates.forged:
+        return Routing(Route.FORGED)
+    for mid in candidates.thread:
+        notice = facts.notices_by_message_id.get(mid)
+        if notice is not None and notice.invoice_id is not None:
+            found = facts.invoice_for_reply(notice.invoice_id, sender)
+            if found is not None:
+                return Routing(Route.THREAD, found[0], notice.id, found[2])
+    named = facts.invoice_numbered(candidates.numbers)
+    if named is not None:
+        found = facts.invoice_for_reply(named.id, sender)
+        if found is not None:
+            return Routing(Route.SUBJECT, found[0], None, found[2])
+    return Routing(Route.NONE)
 
 
 def _guardian_actor(guardian: m.Guardian) -> Actor:

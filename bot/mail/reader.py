@@ -5,8 +5,13 @@
   nothing is marked read early. A changed UIDVALIDITY (the folder was rebuilt) starts the folder
   over, reading only what doesn't carry our `$DeviceCare` keyword; Message-IDs being unique in
   the store means a message seen before is never processed twice.
+- **Storing.** Each fetched batch is stored in one transaction (a commit for the batch, not
+  for each message). If that fails — a message that can't be stored, the database away — the
+  batch is stored again one message per transaction, which stores everything up to the message
+  at fault and applies the retry and give-up rules to that message alone.
 - **Marking.** Only after ingest committed a batch is it flagged on the server (`\\Seen`, plus
-  `$DeviceCare` where the server takes keywords), and then `last_uid` moves forward.
+  `$DeviceCare` where the server takes keywords), and then `last_uid` moves forward. A crash in
+  between leaves the batch to be fetched again: its Message-IDs are found stored, nothing twice.
 - **Waiting.** With IDLE, the reader wakes as soon as the server pushes EXISTS; it also re-checks
   every `poll_seconds` (a safety net that re-issues IDLE well under the 29-minute limit). Without
   IDLE it polls every `poll_seconds`.
@@ -21,7 +26,7 @@ import logging
 import random
 import re
 import ssl
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
@@ -40,9 +45,9 @@ log = logging.getLogger("devicecare.mail")
 KEYWORD = "$DeviceCare"
 IDLE_REFRESH_SECONDS = 25 * 60  # servers may drop an IDLE after 30 minutes (RFC 2177)
 FETCH_BATCH = 100  # messages per UID FETCH (aioimaplib parses a response line by line)
-BATCH_BYTES = 16 * 1024 * 1024  # and at most this much mail held in memory at once
+BATCH_BYTES = 16 * 1024 * 1024  # and at most this much (two batches are held: one being stored)
 POISON_ATTEMPTS = 3  # a message that fails this often (not for a database outage) is skipped
-PREPARE_AHEAD = 4  # messages parsed and written to the blob store ahead of their transaction
+PREPARE_AHEAD = 4  # messages of a batch parsed and written to the blob store at once
 
 Security = Literal["tls", "starttls", "none"]
 T = TypeVar("T")
@@ -56,6 +61,10 @@ class Pipeline(Protocol):
     async def store(
         self, prepared: Any, *, uidvalidity: int | None, uid: int | None
     ) -> Ingested: ...
+
+    async def store_batch(
+        self, items: Sequence[tuple[Any, int | None]], *, uidvalidity: int | None
+    ) -> list[Ingested]: ...
 
 
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
@@ -139,6 +148,22 @@ class Selected:
     uidnext: int | None
     keywords: bool  # the server keeps keywords (PERMANENTFLAGS has \*)
     read_only: bool
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Fetched messages by UID, in UID order: each future gives the prepared message, or what
+    went wrong preparing it."""
+
+    prepared: dict[int, asyncio.Future[Any]]
+
+    def release(self) -> None:
+        """Stop what is still being prepared; what failed is retrieved (no warning for it)."""
+        for future in self.prepared.values():
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved: prepared again next time
+            else:
+                future.cancel()
 
 
 @dataclass
@@ -436,11 +461,25 @@ class ImapReader:
         # "n:*" always includes the highest UID, even when it is below n.
         uids = sorted(u for u in set(parse_search(response.lines)) if u > last_uid)
         before = self.stats.ingested
-        for start in range(0, len(uids), self.config.fetch_batch):
-            chunk = uids[start : start + self.config.fetch_batch]
-            for batch in await self._batches(chunk):
-                await self._process(selected, batch)
+        fetched: list[_Batch] = []  # fetched and being prepared, not stored yet
+        try:
+            async for uids_of_batch in self._split(uids):
+                # Each batch is parsed and written to the blob store while the one before it
+                # is stored: the disk's waits and the database's overlap.
+                fetched.append(await self._fetch(uids_of_batch))
+                if len(fetched) > 1:
+                    await self._process(selected, fetched.pop(0))
+            while fetched:
+                await self._process(selected, fetched.pop(0))
+        finally:
+            for batch in fetched:
+                batch.release()
         return self.stats.ingested - before
+
+    async def _split(self, uids: list[int]) -> AsyncIterator[list[int]]:
+        for start in range(0, len(uids), self.config.fetch_batch):
+            for batch in await self._batches(uids[start : start + self.config.fetch_batch]):
+                yield batch
 
     async def _batches(self, uids: list[int]) -> list[list[int]]:
         """Split by size, so a few huge messages never sit in memory together."""
@@ -463,7 +502,8 @@ class ImapReader:
             batches.append(current)
         return batches
 
-    async def _process(self, selected: Selected, uids: list[int]) -> None:
+    async def _fetch(self, uids: list[int]) -> _Batch:
+        """The batch's messages, their preparing (parse, blob store) started, a few at once."""
         client = self.client
         assert client is not None
         response = await self._call(client.uid("fetch", uid_set(uids), "(UID BODY.PEEK[])"))
@@ -471,33 +511,66 @@ class ImapReader:
             raise ImapError(f"UID FETCH failed: {_text(response.lines)}")
         bodies = {item.uid: item.body for item in parse_fetch(response.lines) if item.body}
         self.stats.fetched += len(bodies)
+        limit = asyncio.Semaphore(PREPARE_AHEAD)
+
+        async def prepare(raw: bytes) -> Any:
+            async with limit:
+                return await self.pipeline.prepare(raw)
+
         order = [uid for uid in uids if uid in bodies]  # others were expunged meanwhile
-        # Messages are stored one by one, in UID order; the next few are prepared (parsed,
-        # written to the blob store) meanwhile.
-        ahead: dict[int, asyncio.Future[Any]] = {}
+        return _Batch({uid: asyncio.ensure_future(prepare(bodies[uid])) for uid in order})
 
-        def prepare(index: int) -> None:
-            if index < len(order) and order[index] not in ahead:
-                raw = bodies[order[index]]
-                ahead[order[index]] = asyncio.ensure_future(self.pipeline.prepare(raw))
-
-        for index in range(PREPARE_AHEAD):
-            prepare(index)
+    async def _process(self, selected: Selected, batch: _Batch) -> None:
+        """Store the batch (together, or one by one if that fails), then mark it."""
+        order = list(batch.prepared)
+        try:
+            if order:
+                await asyncio.wait(batch.prepared.values())
+        except asyncio.CancelledError:
+            batch.release()
+            raise
         stored: list[int] = []
         last_uid = 0
         try:
-            for index, uid in enumerate(order):
-                prepare(index + PREPARE_AHEAD)
-                if await self._ingest_one(selected, uid, ahead.pop(uid)):
-                    stored.append(uid)
-                last_uid = uid
+            if await self._store_together(selected, order, batch.prepared):
+                stored, last_uid = order, order[-1]
+            else:
+                for uid in order:
+                    if await self._ingest_one(selected, uid, batch.prepared[uid]):
+                        stored.append(uid)
+                    last_uid = uid
         finally:
-            for pending in ahead.values():
-                if pending.done() and not pending.cancelled():
-                    pending.exception()  # retrieved: prepared again next time
-                else:
-                    pending.cancel()
+            batch.release()
             await self._mark(selected, stored, last_uid)
+
+    async def _store_together(
+        self, selected: Selected, order: list[int], prepared: dict[int, asyncio.Future[Any]]
+    ) -> bool:
+        """The batch in one transaction. False when it is to be stored one by one instead: a
+        message failed to prepare, or the batch failed to store."""
+        if not order or any(prepared[uid].exception() is not None for uid in order):
+            return False
+        items = [(prepared[uid].result(), uid) for uid in order]
+        try:
+            results = await self.pipeline.store_batch(items, uidvalidity=selected.uidvalidity)
+        except Exception:  # noqa: BLE001 - one by one, the message at fault is found
+            log.warning(
+                "couldn't store %s messages from %s together; storing them one by one",
+                len(order),
+                self.config.mailbox,
+                exc_info=True,
+            )
+            return False
+        for uid, result in zip(order, results, strict=True):
+            self._failures.pop((selected.uidvalidity, uid), None)
+            self._count(result)
+        return True
+
+    def _count(self, result: Ingested) -> None:
+        if result.duplicate:
+            self.stats.duplicates += 1
+        else:
+            self.stats.ingested += 1
 
     async def _ingest_one(
         self, selected: Selected, uid: int, prepared: asyncio.Future[Any]
@@ -525,10 +598,7 @@ class ImapReader:
             self.stats.skipped += 1
             return False
         self._failures.pop(key, None)
-        if result.duplicate:
-            self.stats.duplicates += 1
-        else:
-            self.stats.ingested += 1
+        self._count(result)
         return True
 
     async def _mark(self, selected: Selected, uids: list[int], last_uid: int) -> None:

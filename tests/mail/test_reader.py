@@ -250,10 +250,16 @@ async def test_a_message_is_not_marked_until_it_is_stored(mail: MailHarness) -> 
         calls += 1
         raise ConnectionError("database unreachable")
 
+    async def failing_batch(items: object, *, uidvalidity: int) -> object:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("database unreachable")
+
     reader.pipeline.store = failing  # type: ignore[method-assign]
+    reader.pipeline.store_batch = failing_batch  # type: ignore[method-assign]
     with pytest.raises(ConnectionError):
         await reader.run_once()
-    assert calls == 1
+    assert calls == 2  # the batch, then the message alone
     assert mail.dovecot.flags(mail.mailbox)[1] & {"\\Seen", KEYWORD} == set()
     state = await state_of(mail)
     assert state is None or state.last_uid == 0
@@ -273,7 +279,15 @@ async def test_a_message_that_keeps_failing_is_left_for_a_person(mail: MailHarne
             raise ValueError("a bug this message triggers")
         return await real_store(prepared, uidvalidity=uidvalidity, uid=uid)
 
+    real_store_batch = reader.pipeline.store_batch
+
+    async def store_batch(items: Any, *, uidvalidity: int) -> Any:
+        if any(uid == 1 for _, uid in items):
+            raise ValueError("a bug this message triggers")
+        return await real_store_batch(items, uidvalidity=uidvalidity)
+
     reader.pipeline.store = store  # type: ignore[method-assign]
+    reader.pipeline.store_batch = store_batch  # type: ignore[method-assign]
     for _ in range(2):  # each attempt ends the session; the next one tries again
         with pytest.raises(ValueError):
             await reader.run_once()
