@@ -45,7 +45,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage import models as m
-from storage.notices import NOTICE_KIND
+from storage.notices import NOTICE_KIND, reachable
 from storage.outbox import new_message
 from storage.run_lock import exclusive
 from workflows.billing import (
@@ -61,12 +61,13 @@ from workflows.billing import (
     candidate_filter,
     decide,
     run_window,
+    step_key,
     summarise_steps,
 )
 from workflows.billing_settings import BillingSettings, billing_settings_from
 from workflows.clock import Clock, local_date
 from workflows.errors import ValidationError
-from workflows.invoices import InvoiceStatus, NoticeTemplate
+from workflows.invoices import OPEN_STATUSES, InvoiceStatus, NoticeTemplate
 
 log = logging.getLogger("devicecare.billing")
 
@@ -270,7 +271,7 @@ class BillingRunner:
             inv.id > after_id,
             inv.automation_enabled.is_(True),
             inv.due_date.is_not(None),
-            inv.status.in_([s.value for s in _OPEN]),
+            inv.status.in_(sorted(s.value for s in OPEN_STATUSES)),
             inv.paid_cents < inv.total_cents,
             or_(*cases),
         ]
@@ -386,6 +387,7 @@ class BillingRunner:
             *[(st.c.step == step.value, tmpl.value) for step, tmpl in _STEP_TEMPLATES.items()],
             else_=NoticeTemplate.DUE_REMINDER.value,
         )
+        # `workflows.billing.step_key`, spelled in SQL.
         key = (
             literal("billing:")
             + sql_cast(st.c.invoice_id, String)
@@ -416,7 +418,7 @@ class BillingRunner:
             .where(
                 st.c.id.in_(step_ids),
                 st.c.step.not_in([Step.COLLECTIONS.value, Step.AUTO_CANCEL.value]),
-                _reachable(g),
+                reachable(g.c),
             )
         )
         return n.insert().from_select(_NOTICE_COLUMNS, rows)
@@ -635,9 +637,7 @@ class BillingRunner:
                         )
                     )
         reminders, advanced, cancelled = summarise_steps(list(steps.items()))
-        emails = sum(1 for n in per_guardian.values() if n == 1) + sum(
-            1 for n in per_guardian.values() if n > 1
-        )
+        emails = len(per_guardian)  # one email per guardian: alone or as a digest
         totals = RunTotals(
             day=day,
             covered_since=window.covered_since,
@@ -655,14 +655,6 @@ class BillingRunner:
 
 # --- queries shared by the run and the reports -------------------------------------------------
 
-_OPEN = (
-    InvoiceStatus.UNPAID,
-    InvoiceStatus.FIRST,
-    InvoiceStatus.SECOND,
-    InvoiceStatus.FINAL,
-    InvoiceStatus.COLLECTIONS,
-)
-
 
 async def _guardians_of(
     session: AsyncSession, student_ids: Sequence[int]
@@ -675,12 +667,7 @@ async def _guardians_of(
     stmt = (
         select(m.Guardianship.student_id, m.Guardian.id, m.Guardian.email)
         .join(m.Guardian, m.Guardian.id == m.Guardianship.guardian_id)
-        .where(
-            m.Guardianship.student_id.in_(wanted),
-            m.Guardian.email.is_not(None),
-            m.Guardian.email != "",
-            m.Guardian.email_bouncing_since.is_(None),
-        )
+        .where(m.Guardianship.student_id.in_(wanted), reachable(m.Guardian))
         .order_by(m.Guardianship.student_id, m.Guardian.id)
     )
     for student_id, guardian_id, email in (await session.execute(stmt)).all():
@@ -700,7 +687,7 @@ async def _already_taken(session: AsyncSession, actions: Sequence[Action]) -> se
             )
         )
     ).all()
-    return {f"billing:{r.invoice_id}:{r.step}:{r.due_date.isoformat()}:{r.epoch}" for r in rows}
+    return {step_key(r.invoice_id, r.step, r.due_date, r.epoch) for r in rows}
 
 
 async def run_totals(session: AsyncSession, window: RunWindow, *, paused: bool) -> RunTotals:
@@ -789,17 +776,12 @@ def totals_from_payload(p: dict[str, Any]) -> RunTotals:
     )
 
 
-def _reachable(g: Any) -> Any:
-    """Guardians who can be emailed: an address, and not known to bounce."""
-    return and_(g.c.email.is_not(None), g.c.email != "", g.c.email_bouncing_since.is_(None))
-
-
 def _reachable_count(student_id: Any) -> Any:
     gs, g = _GUARDIANSHIPS, _GUARDIANS
     return (
         select(func.count())
         .select_from(gs.join(g, g.c.id == gs.c.guardian_id))
-        .where(gs.c.student_id == student_id, _reachable(g))
+        .where(gs.c.student_id == student_id, reachable(g.c))
         .scalar_subquery()
     )
 
@@ -829,25 +811,6 @@ def _advance_invoices(step_ids: Sequence[int], day: date, now: datetime) -> Any:
             last_reminder_at=case((emailed, at), else_=inv.c.last_reminder_at),
         )
     )
-
-
-def _notice_context(action: Action) -> dict[str, Any]:
-    context: dict[str, Any] = {"step": action.step_name}
-    if action.days_before_due is not None:
-        context["days_before_due"] = action.days_before_due
-    return context
-
-
-def _outbox_row(notice_id: int, now: datetime) -> dict[str, Any]:
-    return {
-        "kind": NOTICE_KIND,
-        "dedupe_key": f"notice:{notice_id}",
-        "payload": {"notice_id": notice_id},
-        "status": "pending",
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": now,
-    }
 
 
 def _activity_row(row: Any, action: Action, day: date, now: datetime) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
@@ -19,17 +19,24 @@ def new_message_id(domain: str) -> str:
     return f"<{uuid.uuid4().hex}@{domain}>"
 
 
+def reachable(guardian: Any) -> Any:
+    """Guardians who can be emailed: an address, and not known to bounce.
+
+    `guardian` is `m.Guardian` or its table's columns (`table.c`) for Core statements.
+    """
+    return and_(
+        guardian.email.is_not(None),
+        guardian.email != "",
+        guardian.email_bouncing_since.is_(None),
+    )
+
+
 async def recipients(session: AsyncSession, student_id: int) -> list[m.Guardian]:
     """The student's guardians who can be emailed (an address, and not known to bounce)."""
     stmt = (
         select(m.Guardian)
         .join(m.Guardianship, m.Guardianship.guardian_id == m.Guardian.id)
-        .where(
-            m.Guardianship.student_id == student_id,
-            m.Guardian.email.is_not(None),
-            m.Guardian.email != "",
-            m.Guardian.email_bouncing_since.is_(None),
-        )
+        .where(m.Guardianship.student_id == student_id, reachable(m.Guardian))
         .order_by(m.Guardian.id)
     )
     return list((await session.execute(stmt)).scalars())
@@ -73,9 +80,7 @@ async def queue_notice(
         )
         session.add(notice)
         await session.flush()
-        session.add(
-            new_message(NOTICE_KIND, f"notice:{notice.id}", {"notice_id": notice.id}, now)
-        )
+        session.add(new_message(NOTICE_KIND, f"notice:{notice.id}", {"notice_id": notice.id}, now))
         queued.append(notice)
     await session.flush()
     return queued

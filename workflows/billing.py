@@ -24,7 +24,7 @@ from functools import cached_property
 
 from workflows.billing_settings import BillingSettings
 from workflows.errors import ValidationError
-from workflows.invoices import InvoiceStatus, NoticeTemplate
+from workflows.invoices import OPEN_STATUSES, InvoiceStatus, NoticeTemplate
 
 MAX_PAUSE_DAYS = 120
 MAX_PAUSE_REASON = 200
@@ -65,15 +65,8 @@ _PRE_DUE = Step.PRE_DUE
 _COLLECTIONS_STEP = Step.COLLECTIONS
 _AUTO_CANCEL_STEP = Step.AUTO_CANCEL
 _DUE_REMINDER = NoticeTemplate.DUE_REMINDER
-AUTOMATED_STATUSES = frozenset(
-    {
-        InvoiceStatus.UNPAID,
-        InvoiceStatus.FIRST,
-        InvoiceStatus.SECOND,
-        InvoiceStatus.FINAL,
-        InvoiceStatus.COLLECTIONS,
-    }
-)
+# Automation works on exactly the open statuses.
+AUTOMATED_STATUSES = OPEN_STATUSES
 
 
 @dataclass(frozen=True)
