@@ -112,7 +112,7 @@ async def automation_report(
 ) -> AutomationReport:
     """Open invoices by automation on/off and status, and the listing filtered by `automation`."""
     inv = m.Invoice
-    balance = inv.total_cents - inv.paid_cents
+    balance = m.invoice_balance()
     grouped = (
         await session.execute(
             select(
@@ -366,6 +366,8 @@ class InvoiceHeader:
     status: str
     total_cents: int
     paid_cents: int
+    waived_cents: int
+    refunded_cents: int
     due_date: date | None
     automation_enabled: bool
     auto_cancelled: bool
@@ -376,7 +378,7 @@ class InvoiceHeader:
 
     @property
     def balance_cents(self) -> int:
-        return self.total_cents - self.paid_cents
+        return self.total_cents - self.paid_cents - self.waived_cents
 
     @property
     def status_label(self) -> str:
@@ -529,6 +531,8 @@ async def invoice_timeline(
         status=invoice.status,
         total_cents=invoice.total_cents,
         paid_cents=invoice.paid_cents,
+        waived_cents=invoice.waived_cents,
+        refunded_cents=invoice.refunded_cents,
         due_date=invoice.due_date,
         automation_enabled=invoice.automation_enabled,
         auto_cancelled=invoice.auto_cancelled,

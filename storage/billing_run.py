@@ -272,7 +272,7 @@ class BillingRunner:
             inv.automation_enabled.is_(True),
             inv.due_date.is_not(None),
             inv.status.in_(sorted(s.value for s in OPEN_STATUSES)),
-            inv.paid_cents < inv.total_cents,
+            inv.paid_cents + inv.waived_cents < inv.total_cents,
             or_(*cases),
         ]
         if flt.stop_on_partial:
@@ -287,6 +287,7 @@ class BillingRunner:
                 inv.created_at,
                 inv.total_cents,
                 inv.paid_cents,
+                inv.waived_cents,
                 inv.automation_enabled,
                 inv.automation_epoch,
                 inv.final_notice_on,
@@ -316,6 +317,7 @@ class BillingRunner:
                 created_on=local_date(row.created_at, self.tz),
                 total_cents=row.total_cents,
                 paid_cents=row.paid_cents,
+                waived_cents=row.waived_cents,
                 automation_enabled=row.automation_enabled,
                 epoch=row.automation_epoch,
                 final_notice_on=row.final_notice_on,

@@ -105,7 +105,7 @@ async def overdue_invoices(session: AsyncSession, today: date, limit: int = 10) 
         await session.execute(
             select(
                 func.count(m.Invoice.id),
-                func.coalesce(func.sum(m.Invoice.total_cents - m.Invoice.paid_cents), 0),
+                func.coalesce(func.sum(m.invoice_balance()), 0),
             ).where(*overdue)
         )
     ).one()
@@ -122,7 +122,7 @@ async def overdue_invoices(session: AsyncSession, today: date, limit: int = 10) 
             inv.number,
             f"{first} {last}",
             inv.due_date or today,
-            inv.total_cents - inv.paid_cents,
+            inv.balance_cents,
             inv.status,
         )
         for inv, first, last in (await session.execute(stmt)).all()

@@ -49,10 +49,11 @@ class InvoiceRef:
     status: str
     total_cents: int
     paid_cents: int
+    waived_cents: int
 
     @property
     def balance_cents(self) -> int:
-        return self.total_cents - self.paid_cents
+        return self.total_cents - self.paid_cents - self.waived_cents
 
 
 _INVOICE_REF = (
@@ -63,6 +64,7 @@ _INVOICE_REF = (
     m.Invoice.status,
     m.Invoice.total_cents,
     m.Invoice.paid_cents,
+    m.Invoice.waived_cents,
 )
 
 

@@ -105,6 +105,10 @@ class DistrictSettings(Base):
     daily_run_time: Mapped[str] = mapped_column(
         String(5), default="06:00", server_default=text("'06:00'")
     )
+    # Waivers larger than this need an admin's approval (workflows.waivers).
+    waiver_approval_cents: Mapped[int] = mapped_column(
+        Integer, default=10_000, server_default=text("10000")
+    )
     updated_at: Mapped[datetime | None]
 
 
@@ -396,6 +400,20 @@ class InsurancePolicy(Base):
     allow_override: Mapped[bool] = mapped_column(Boolean, default=False)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
+    # Enrollment and premiums (workflows.enrollment). A policy without a term is enrolled by
+    # hand with explicit dates, as before.
+    term_label: Mapped[str | None] = mapped_column(String(60))
+    term_start: Mapped[date | None] = mapped_column(Date)
+    term_end: Mapped[date | None] = mapped_column(Date)
+    premium_cents: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    enroll_opens_on: Mapped[date | None] = mapped_column(Date)
+    enroll_closes_on: Mapped[date | None] = mapped_column(Date)
+    # "on_payment": coverage starts when the premium is paid; "immediately": at enrollment.
+    coverage_starts: Mapped[str] = mapped_column(
+        String(20), default="on_payment", server_default=text("'on_payment'")
+    )
+    # Days before term end to remind the family; None sends no reminder.
+    expiry_reminder_days: Mapped[int | None] = mapped_column(Integer)
 
 
 class InsuranceEnrollment(Base):
@@ -403,6 +421,16 @@ class InsuranceEnrollment(Base):
     __table_args__ = (
         CheckConstraint("term_end >= term_start", name="term_order"),
         Index("ix_insurance_enrollments_student_term", "student_id", "term_start", "term_end"),
+        # One live enrollment per student, policy and term: an import rerun finds it.
+        Index(
+            "uq_insurance_enrollments_live",
+            "student_id",
+            "policy_id",
+            "term_start",
+            unique=True,
+            sqlite_where=text("status != 'cancelled'"),
+            postgresql_where=text("status != 'cancelled'"),
+        ),
     )
 
     id: Mapped[int] = pk()
@@ -413,10 +441,38 @@ class InsuranceEnrollment(Base):
     term_label: Mapped[str] = mapped_column(String(60))
     term_start: Mapped[date] = mapped_column(Date)
     term_end: Mapped[date] = mapped_column(Date)
+    # pending_payment (premium not yet paid), active, cancelled.
     status: Mapped[str] = mapped_column(String(20), default="active")
     created_at: Mapped[datetime]
+    premium_waiver_reason: Mapped[str | None] = mapped_column(String(200))
+    premium_waived_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff.id", ondelete="SET NULL")
+    )
+    activated_at: Mapped[datetime | None]
+    enrolled_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(String(20), default="staff", server_default=text("'staff'"))
+    expiry_reminded_on: Mapped[date | None] = mapped_column(Date)
 
     policy: Mapped[InsurancePolicy] = relationship(lazy="joined")
+
+
+class DeviceCoverage(Base):
+    """Manufacturer or third-party coverage on one device (e.g. AppleCare+), loaded from CSV."""
+
+    __tablename__ = "device_coverages"
+    __table_args__ = (
+        UniqueConstraint("device_id", "plan", "coverage_start"),
+        CheckConstraint("coverage_end >= coverage_start", name="coverage_order"),
+    )
+
+    id: Mapped[int] = pk()
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(100))
+    plan: Mapped[str] = mapped_column(String(200))
+    coverage_start: Mapped[date] = mapped_column(Date)
+    coverage_end: Mapped[date] = mapped_column(Date)
+    source: Mapped[str | None] = mapped_column(String(300))
+    imported_at: Mapped[datetime]
 
 
 class CapOverrideRequest(Base):
@@ -448,8 +504,17 @@ class Invoice(Base):
         CheckConstraint("insurance_cents >= 0", name="insurance_not_negative"),
         CheckConstraint("total_cents = subtotal_cents - insurance_cents", name="total_adds_up"),
         CheckConstraint("paid_cents >= 0 AND paid_cents <= total_cents", name="paid_in_range"),
+        CheckConstraint(
+            "waived_cents >= 0 AND paid_cents + waived_cents <= total_cents",
+            name="waived_in_range",
+        ),
+        CheckConstraint(
+            "refunded_cents >= 0 AND refunded_cents <= paid_cents", name="refunded_in_range"
+        ),
         Index("ix_invoices_status_due", "status", "due_date"),
         Index("ix_invoices_claim_enrollment", "claim_enrollment_id", "status"),
+        # A bulk fee bills a student once per fee (and so once per school year).
+        UniqueConstraint("annual_fee_id", "student_id"),
     )
 
     id: Mapped[int] = pk()
@@ -489,6 +554,24 @@ class Invoice(Base):
     final_notice_on: Mapped[date | None] = mapped_column(Date)
     reminder_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     last_reminder_at: Mapped[datetime | None]
+    # What the invoice bills: incident (damage or loss), premium, fee, collection.
+    kind: Mapped[str] = mapped_column(
+        String(20), default="incident", server_default=text("'incident'")
+    )
+    # Waivers lower what is owed without touching the billed amounts; refunds hand paid money
+    # back and credit the charge by the same amount, so the balance stays as it was.
+    waived_cents: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    refunded_cents: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    annual_fee_id: Mapped[int | None] = mapped_column(
+        ForeignKey("annual_fees.id", ondelete="RESTRICT")
+    )
+    collection_id: Mapped[int | None] = mapped_column(
+        ForeignKey("device_collections.id", ondelete="SET NULL")
+    )
+    # The enrollment a premium invoice pays for (claims use claim_enrollment_id instead).
+    premium_enrollment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("insurance_enrollments.id", ondelete="SET NULL"), index=True
+    )
 
     lines: Mapped[list[InvoiceLine]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", order_by="InvoiceLine.position"
@@ -496,7 +579,12 @@ class Invoice(Base):
 
     @property
     def balance_cents(self) -> int:
-        return self.total_cents - self.paid_cents
+        return self.total_cents - self.paid_cents - self.waived_cents
+
+
+def invoice_balance() -> Any:
+    """What is still owed on an invoice, as a SQL expression (see `Invoice.balance_cents`)."""
+    return Invoice.total_cents - Invoice.paid_cents - Invoice.waived_cents
 
 
 class InvoiceLine(Base):
@@ -534,6 +622,75 @@ class Payment(Base):
     recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
     recorded_at: Mapped[datetime]
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class InvoiceAdjustment(Base):
+    """A waiver or refund on an invoice. The billed amounts never change; adjustments explain
+    every difference between what was billed and what is owed."""
+
+    __tablename__ = "invoice_adjustments"
+    __table_args__ = (CheckConstraint("amount_cents > 0", name="amount_positive"),)
+
+    id: Mapped[int] = pk()
+    invoice_id: Mapped[int] = mapped_column(
+        ForeignKey("invoices.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20))  # waiver, refund
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    # pending (awaiting an admin's approval), applied, denied.
+    status: Mapped[str] = mapped_column(String(20), default="applied")
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", ondelete="SET NULL"))
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    requested_at: Mapped[datetime]
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    decided_at: Mapped[datetime | None]
+    decision_comment: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+
+
+class AnnualFee(Base):
+    """A fee billed in bulk once per school year (e.g. a technology fee), optionally limited to
+    grades or buildings (empty lists mean every student)."""
+
+    __tablename__ = "annual_fees"
+    __table_args__ = (
+        UniqueConstraint("code", "school_year"),
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+    )
+
+    id: Mapped[int] = pk()
+    code: Mapped[str] = mapped_column(String(60))
+    name: Mapped[str] = mapped_column(String(200))
+    school_year: Mapped[str] = mapped_column(String(20))  # "2026-2027"
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    grades: Mapped[list[str]] = mapped_column(default=list)
+    building_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    due_date: Mapped[date | None] = mapped_column(Date)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+
+
+class DeviceCollection(Base):
+    """A device checked in (end of year or withdrawal), with what was missing or damaged."""
+
+    __tablename__ = "device_collections"
+
+    id: Mapped[int] = pk()
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="RESTRICT"), index=True
+    )
+    student_id: Mapped[int | None] = mapped_column(
+        ForeignKey("students.id", ondelete="SET NULL"), index=True
+    )
+    reason: Mapped[str] = mapped_column(String(20))  # end_of_year, withdrawal
+    # [{"fee_item_id": 3, "code": "charger", "name": "Charger", "unit_cents": 3500}, ...]
+    missing: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    note: Mapped[str | None] = mapped_column(Text)
+    collected_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    collected_at: Mapped[datetime]
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
 
 
 # --- audit and outbox -----------------------------------------------------------------------
@@ -610,9 +767,7 @@ class Notice(Base):
 
     id: Mapped[int] = pk()
     invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"))
-    guardian_id: Mapped[int | None] = mapped_column(
-        ForeignKey("guardians.id", ondelete="SET NULL")
-    )
+    guardian_id: Mapped[int | None] = mapped_column(ForeignKey("guardians.id", ondelete="SET NULL"))
     template: Mapped[str] = mapped_column(String(40))
     dedupe_key: Mapped[str] = mapped_column(String(300))
     to_address: Mapped[str] = mapped_column(String(320))
@@ -648,9 +803,7 @@ class InboundMessage(Base):
         ForeignKey("invoices.id", ondelete="SET NULL"), index=True
     )
     notice_id: Mapped[int | None] = mapped_column(ForeignKey("notices.id", ondelete="SET NULL"))
-    guardian_id: Mapped[int | None] = mapped_column(
-        ForeignKey("guardians.id", ondelete="SET NULL")
-    )
+    guardian_id: Mapped[int | None] = mapped_column(ForeignKey("guardians.id", ondelete="SET NULL"))
     sender_trusted: Mapped[bool] = mapped_column(Boolean, default=False)
     intent: Mapped[str | None] = mapped_column(String(20))
     body_text: Mapped[str] = mapped_column(Text, default="")

@@ -525,8 +525,18 @@ class SqlStore:
         insurance_snapshot: dict[str, Any] | None,
         created_by_id: int | None,
         idempotency_key: str | None,
+        kind: str = "incident",
+        annual_fee_id: int | None = None,
+        collection_id: int | None = None,
+        premium_enrollment_id: int | None = None,
     ) -> m.Invoice:
         invoice = m.Invoice(
+            kind=kind,
+            annual_fee_id=annual_fee_id,
+            collection_id=collection_id,
+            premium_enrollment_id=premium_enrollment_id,
+            waived_cents=0,
+            refunded_cents=0,
             number=number,
             student_id=student_id,
             incident_id=incident_id,
@@ -593,6 +603,62 @@ class SqlStore:
         await self.session.flush()
         return payment
 
+    async def get_payment(self, payment_id: int, *, lock: bool = False) -> m.Payment | None:
+        return await self._get(m.Payment, payment_id, lock)
+
+    async def add_adjustment(
+        self,
+        *,
+        invoice_id: int,
+        kind: str,
+        amount_cents: int,
+        reason: str,
+        status: str,
+        requested_by_id: int | None,
+        payment_id: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> m.InvoiceAdjustment:
+        adjustment = m.InvoiceAdjustment(
+            invoice_id=invoice_id,
+            kind=kind,
+            amount_cents=amount_cents,
+            reason=reason,
+            status=status,
+            payment_id=payment_id,
+            requested_by_id=requested_by_id,
+            requested_at=self._now(),
+            idempotency_key=idempotency_key,
+        )
+        self.session.add(adjustment)
+        await self.session.flush()
+        return adjustment
+
+    async def get_adjustment(
+        self, adjustment_id: int, *, lock: bool = False
+    ) -> m.InvoiceAdjustment | None:
+        return await self._get(m.InvoiceAdjustment, adjustment_id, lock)
+
+    async def find_adjustment_by_key(self, key: str) -> m.InvoiceAdjustment | None:
+        stmt = select(m.InvoiceAdjustment).where(m.InvoiceAdjustment.idempotency_key == key)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def adjustments_for(self, invoice_id: int) -> list[m.InvoiceAdjustment]:
+        stmt = (
+            select(m.InvoiceAdjustment)
+            .where(m.InvoiceAdjustment.invoice_id == invoice_id)
+            .order_by(m.InvoiceAdjustment.id)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def refunded_on_payment(self, payment_id: int) -> int:
+        """Cents already refunded from one payment (applied refunds only)."""
+        stmt = select(func.coalesce(func.sum(m.InvoiceAdjustment.amount_cents), 0)).where(
+            m.InvoiceAdjustment.payment_id == payment_id,
+            m.InvoiceAdjustment.kind == "refund",
+            m.InvoiceAdjustment.status == "applied",
+        )
+        return int((await self.session.execute(stmt)).scalar_one())
+
     async def payments_for_invoice(self, invoice_id: int) -> list[m.Payment]:
         stmt = select(m.Payment).where(m.Payment.invoice_id == invoice_id).order_by(m.Payment.id)
         return list((await self.session.execute(stmt)).scalars())
@@ -602,7 +668,7 @@ class SqlStore:
     async def balance_by_student(self) -> dict[int, int]:
         """Open balance per student, summed in SQL."""
         stmt = (
-            select(m.Invoice.student_id, func.sum(m.Invoice.total_cents - m.Invoice.paid_cents))
+            select(m.Invoice.student_id, func.sum(m.invoice_balance()))
             .where(m.Invoice.status != "cancelled")
             .group_by(m.Invoice.student_id)
         )
@@ -610,7 +676,7 @@ class SqlStore:
 
     async def balance_by_household(self) -> dict[int, int]:
         stmt = (
-            select(m.Student.household_id, func.sum(m.Invoice.total_cents - m.Invoice.paid_cents))
+            select(m.Student.household_id, func.sum(m.invoice_balance()))
             .join(m.Student, m.Student.id == m.Invoice.student_id)
             .where(m.Invoice.status != "cancelled", m.Student.household_id.is_not(None))
             .group_by(m.Student.household_id)

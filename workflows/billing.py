@@ -138,6 +138,7 @@ class InvoiceFacts:
     automation_enabled: bool
     epoch: int = 0  # bumped when a person sets the status, re-arming the overdue notices
     final_notice_on: date | None = None
+    waived_cents: int = 0
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def skip_reason(inv: InvoiceFacts, settings: BillingSettings) -> str | None:
         return "no due date"
     if inv.status not in AUTOMATED_STATUSES:
         return f"status is {inv.status}"
-    if inv.total_cents - inv.paid_cents <= 0:
+    if inv.total_cents - inv.paid_cents - inv.waived_cents <= 0:
         return "nothing left to pay"
     if settings.stop_reminders_on_partial_payment and inv.paid_cents > 0:
         return "partially paid, and reminders stop on a partial payment"

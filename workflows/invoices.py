@@ -40,6 +40,24 @@ class InvoiceStatus(StrEnum):
         }[self.value]
 
 
+class InvoiceKind(StrEnum):
+    """What an invoice bills for; reports split recovered money by it."""
+
+    INCIDENT = "incident"  # damage or loss, from an incident
+    PREMIUM = "premium"  # an insurance enrollment's premium
+    FEE = "fee"  # a bulk fee such as the annual technology fee
+    COLLECTION = "collection"  # what was missing or damaged when a device was collected
+
+    @property
+    def label(self) -> str:
+        return {
+            "incident": "Damage or loss",
+            "premium": "Insurance premium",
+            "fee": "Fee",
+            "collection": "Device collection",
+        }[self.value]
+
+
 class NoticeTemplate(StrEnum):
     """The emails DeviceCare sends families; each is a template pair under templates/email/."""
 
@@ -187,9 +205,14 @@ def insurance_snapshot(
     }
 
 
+def balance_of(invoice: InvoiceRecord) -> int:
+    """What is still owed: the total less payments and waivers (refunds leave it unchanged)."""
+    return invoice.total_cents - invoice.paid_cents - invoice.waived_cents
+
+
 def settle_if_paid(invoice: InvoiceRecord, now: datetime) -> bool:
     """An invoice with nothing left to pay is Paid; returns True when this call settled it."""
-    if invoice.total_cents - invoice.paid_cents != 0 or invoice.status == InvoiceStatus.PAID:
+    if balance_of(invoice) != 0 or invoice.status == InvoiceStatus.PAID:
         return False
     invoice.status = InvoiceStatus.PAID
     invoice.paid_at = now
@@ -198,6 +221,108 @@ def settle_if_paid(invoice: InvoiceRecord, now: datetime) -> bool:
 
 def default_due_date(today: date, due_days: int) -> date:
     return today + timedelta(days=due_days)
+
+
+def check_due_date(today: date, chosen: date | None, default_days: int) -> date:
+    """The chosen due date, or the district's default; refused outside today..three years."""
+    due = chosen or default_due_date(today, default_days)
+    if due < today or due > today + timedelta(days=MAX_DUE_DAYS):
+        raise ValidationError(
+            "The due date must be between today and three years out.", field="due_date"
+        )
+    return due
+
+
+def check_lines(lines: Sequence[InvoiceLineSpec]) -> None:
+    """Lines built by other flows (fees, collections, premiums) pass the same limits."""
+    if not lines:
+        raise ValidationError("Add at least one line to the invoice.", field="lines")
+    if len(lines) > MAX_LINES:
+        raise ValidationError(f"An invoice holds at most {MAX_LINES} lines.", field="lines")
+    for line in lines:
+        if not line.description.strip():
+            raise ValidationError("Each line needs a description.", field="lines")
+        if line.quantity < 1 or not 0 <= line.unit_cents <= MAX_LINE_CENTS:
+            raise ValidationError("A line amount is out of range.", field="lines")
+
+
+@dataclass(frozen=True)
+class IssueInvoice:
+    """An invoice that does not come from an incident: a premium, a fee, a collection."""
+
+    student_id: int
+    kind: InvoiceKind
+    lines: tuple[InvoiceLineSpec, ...]
+    due_date: date | None = None
+    device_id: int | None = None
+    annual_fee_id: int | None = None
+    collection_id: int | None = None
+    premium_enrollment_id: int | None = None
+    automation_enabled: bool | None = None
+    idempotency_key: str | None = None
+    send_notice: bool = True
+
+
+async def issue_invoice(ctx: Context, actor: Actor, cmd: IssueInvoice) -> CreatedInvoice:
+    """Create, log and (unless nothing is owed) email an invoice built by another flow.
+
+    The caller checks the permission for its kind of charge (Manage Fees, Collect Devices,
+    Manage Enrollments); this checks only the automation switch, which needs its own.
+    """
+    store = ctx.store
+    if cmd.idempotency_key:
+        existing = await store.find_invoice_by_key(cmd.idempotency_key)
+        if existing is not None:
+            return CreatedInvoice(existing, decision=None, created=False)
+    if await store.get_student(cmd.student_id) is None:
+        raise NotFound(f"Student #{cmd.student_id} doesn't exist.")
+    check_lines(cmd.lines)
+    settings = await store.settings()
+    automation = settings.automation_default
+    if cmd.automation_enabled is not None and cmd.automation_enabled != automation:
+        require(actor, Permission.MANAGE_INVOICE_AUTOMATION)
+        automation = cmd.automation_enabled
+    due = check_due_date(ctx.today(), cmd.due_date, settings.default_due_days)
+    subtotal = sum(line.amount_cents for line in cmd.lines)
+    invoice = await store.add_invoice(
+        number=await store.next_invoice_number(settings.invoice_prefix),
+        student_id=cmd.student_id,
+        incident_id=None,
+        device_id=cmd.device_id,
+        lines=cmd.lines,
+        subtotal_cents=subtotal,
+        insurance_cents=0,
+        due_date=due,
+        automation_enabled=automation,
+        status=InvoiceStatus.UNPAID,
+        claim_enrollment_id=None,
+        cap_reached=False,
+        override_applied=False,
+        override_approved_by_id=None,
+        insurance_snapshot=None,
+        created_by_id=actor.staff_id,
+        idempotency_key=cmd.idempotency_key,
+        kind=cmd.kind.value,
+        annual_fee_id=cmd.annual_fee_id,
+        collection_id=cmd.collection_id,
+        premium_enrollment_id=cmd.premium_enrollment_id,
+    )
+    settled = settle_if_paid(invoice, ctx.now())
+    await store.log(
+        actor,
+        "invoice",
+        invoice.id,
+        "created",
+        after=_money_state(invoice)
+        | {"kind": cmd.kind.value, "lines": len(cmd.lines), "due_date": due.isoformat()},
+    )
+    notices: tuple[str, ...] = ()
+    if cmd.send_notice and not settled:
+        await store.queue_notice(
+            NoticeTemplate.INVOICE_ISSUED, invoice.id, f"invoice-issued:{invoice.id}"
+        )
+        notices = (NoticeTemplate.INVOICE_ISSUED,)
+    return CreatedInvoice(invoice, decision=None, notices=notices)
 
 
 async def create_invoice_for_incident(
@@ -222,12 +347,7 @@ async def create_invoice_for_incident(
     if cmd.automation_enabled is not None and cmd.automation_enabled != automation:
         require(actor, Permission.MANAGE_INVOICE_AUTOMATION)
         automation = cmd.automation_enabled
-    today = ctx.today()
-    due = cmd.due_date or default_due_date(today, settings.default_due_days)
-    if due < today or due > today + timedelta(days=MAX_DUE_DAYS):
-        raise ValidationError(
-            "The due date must be between today and three years out.", field="due_date"
-        )
+    due = check_due_date(ctx.today(), cmd.due_date, settings.default_due_days)
 
     lines = build_lines(await store.fee_items(cmd.fee_item_ids), cmd.fee_item_ids, cmd.custom_lines)
     subtotal = sum(line.amount_cents for line in lines)
@@ -395,6 +515,8 @@ def _money_state(invoice: InvoiceRecord) -> dict[str, Any]:
         "insurance_cents": invoice.insurance_cents,
         "total_cents": invoice.total_cents,
         "paid_cents": invoice.paid_cents,
+        "waived_cents": invoice.waived_cents,
+        "refunded_cents": invoice.refunded_cents,
     }
 
 

@@ -131,7 +131,7 @@ async def _reprice_with_override(
     used = await store.count_claims(coverage.enrollment_id)
     decision = decide_claim(invoice.subtotal_cents, coverage, used, override=True)
     new_total = decision.split.client_cents
-    if invoice.paid_cents > new_total:
+    if invoice.paid_cents + invoice.waived_cents > new_total:
         raise ConflictError(
             f"Invoice {invoice.number} already has more paid than it would owe with insurance; "
             "record a refund first."

@@ -7,7 +7,7 @@ from datetime import date
 from enum import StrEnum
 
 from workflows.errors import ConflictError, NotFound, OverpaymentError, ValidationError
-from workflows.invoices import InvoiceStatus, NoticeTemplate, settle_if_paid
+from workflows.invoices import InvoiceStatus, NoticeTemplate, balance_of, settle_if_paid
 from workflows.money import format_cents
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, InvoiceRecord, PaymentRecord
@@ -40,7 +40,7 @@ class RecordedPayment:
 
 
 def remaining_balance(invoice: InvoiceRecord) -> int:
-    return invoice.total_cents - invoice.paid_cents
+    return balance_of(invoice)
 
 
 def check_payment(invoice: InvoiceRecord, amount_cents: int) -> None:

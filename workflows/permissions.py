@@ -22,6 +22,11 @@ class Permission(StrEnum):
     VIEW_REPORTS = "view_reports"
     VIEW_FINANCIAL_REPORTS = "view_financial_reports"
     WAIVE_CHARGES = "waive_charges"
+    APPROVE_WAIVERS = "approve_waivers"
+    ISSUE_REFUNDS = "issue_refunds"
+    MANAGE_ENROLLMENTS = "manage_enrollments"
+    MANAGE_FEES = "manage_fees"
+    COLLECT_DEVICES = "collect_devices"
 
 
 ALL_PERMISSIONS: frozenset[Permission] = frozenset(Permission)
@@ -115,7 +120,13 @@ DEFAULT_ROLES: dict[str, RoleTemplate] = {
         _role("Admin", ALL_PERMISSIONS, DEFAULT_RESTRICTED),
         _role(
             "Technician",
-            {_P.MANAGE_INCIDENTS, _P.REPLACE_DEVICES, _P.CREATE_INVOICES, _P.VIEW_REPORTS},
+            {
+                _P.MANAGE_INCIDENTS,
+                _P.REPLACE_DEVICES,
+                _P.CREATE_INVOICES,
+                _P.COLLECT_DEVICES,
+                _P.VIEW_REPORTS,
+            },
             {_S.AWAITING_PARTS, _S.VENDOR_REPAIR},
         ),
         _role(
@@ -125,6 +136,9 @@ DEFAULT_ROLES: dict[str, RoleTemplate] = {
                 _P.RECORD_PAYMENTS,
                 _P.CANCEL_INVOICES,
                 _P.MANAGE_INVOICE_AUTOMATION,
+                _P.WAIVE_CHARGES,
+                _P.MANAGE_ENROLLMENTS,
+                _P.MANAGE_FEES,
                 _P.VIEW_REPORTS,
                 _P.VIEW_FINANCIAL_REPORTS,
             },
@@ -140,12 +154,19 @@ DEFAULT_ROLES: dict[str, RoleTemplate] = {
                 _P.RECORD_PAYMENTS,
                 _P.CANCEL_INVOICES,
                 _P.WAIVE_CHARGES,
+                _P.APPROVE_WAIVERS,
+                _P.ISSUE_REFUNDS,
+                _P.MANAGE_ENROLLMENTS,
+                _P.MANAGE_FEES,
                 _P.MANAGE_POLICIES,
                 _P.VIEW_REPORTS,
                 _P.VIEW_FINANCIAL_REPORTS,
             },
             {_S.INSURANCE_CLAIM},
         ),
-        _role("Front Desk", {_P.MANAGE_INCIDENTS, _P.CREATE_INVOICES, _P.RECORD_PAYMENTS}),
+        _role(
+            "Front Desk",
+            {_P.MANAGE_INCIDENTS, _P.CREATE_INVOICES, _P.RECORD_PAYMENTS, _P.COLLECT_DEVICES},
+        ),
     )
 }

@@ -73,6 +73,13 @@ class InvoiceRecord(Protocol):
     insurance_cents: int
     total_cents: int
     paid_cents: int
+    waived_cents: int
+    refunded_cents: int
+    kind: str
+    device_id: int | None
+    annual_fee_id: int | None
+    collection_id: int | None
+    premium_enrollment_id: int | None
     due_date: date | None
     automation_enabled: bool
     auto_cancelled: bool
@@ -95,6 +102,21 @@ class PaymentRecord(Protocol):
     reference: str | None
     received_on: date
     idempotency_key: str
+
+
+class AdjustmentRecord(Protocol):
+    id: int
+    invoice_id: int
+    kind: str
+    amount_cents: int
+    reason: str
+    status: str
+    payment_id: int | None
+    requested_by_id: int | None
+    requested_at: datetime
+    decided_by_id: int | None
+    decided_at: datetime | None
+    decision_comment: str | None
 
 
 class OverrideRequestRecord(Protocol):
@@ -278,8 +300,31 @@ class Store(Protocol):
         insurance_snapshot: dict[str, Any] | None,
         created_by_id: int | None,
         idempotency_key: str | None,
+        kind: str = "incident",
+        annual_fee_id: int | None = None,
+        collection_id: int | None = None,
+        premium_enrollment_id: int | None = None,
     ) -> InvoiceRecord: ...
     async def find_payment_by_key(self, key: str) -> PaymentRecord | None: ...
+    async def get_payment(self, payment_id: int, *, lock: bool = False) -> PaymentRecord | None: ...
+    async def add_adjustment(
+        self,
+        *,
+        invoice_id: int,
+        kind: str,
+        amount_cents: int,
+        reason: str,
+        status: str,
+        requested_by_id: int | None,
+        payment_id: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> AdjustmentRecord: ...
+    async def get_adjustment(
+        self, adjustment_id: int, *, lock: bool = False
+    ) -> AdjustmentRecord | None: ...
+    async def find_adjustment_by_key(self, key: str) -> AdjustmentRecord | None: ...
+    async def adjustments_for(self, invoice_id: int) -> Sequence[AdjustmentRecord]: ...
+    async def refunded_on_payment(self, payment_id: int) -> int: ...
     async def add_payment(
         self,
         *,

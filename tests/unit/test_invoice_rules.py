@@ -107,6 +107,7 @@ class Inv:
     status: str = "unpaid"
     total_cents: int = 10000
     paid_cents: int = 0
+    waived_cents: int = 0
 
 
 def test_payment_checks() -> None:
@@ -118,5 +119,9 @@ def test_payment_checks() -> None:
         check_payment(Inv(paid_cents=10000, status="paid"), 1)
     with pytest.raises(ConflictError, match="cancelled"):
         check_payment(Inv(status="cancelled"), 1)
+    # A waiver lowers what a payment may cover.
+    assert remaining_balance(Inv(paid_cents=2500, waived_cents=2500)) == 5000
+    with pytest.raises(OverpaymentError, match=r"more than the \$50.00"):
+        check_payment(Inv(paid_cents=2500, waived_cents=2500), 5001)
     with pytest.raises(ValidationError):
         check_payment(Inv(), 0)

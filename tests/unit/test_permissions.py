@@ -36,7 +36,36 @@ def test_permission_values_are_stable() -> None:
         "view_reports",
         "view_financial_reports",
         "waive_charges",
+        "approve_waivers",
+        "issue_refunds",
+        "manage_enrollments",
+        "manage_fees",
+        "collect_devices",
     }
+
+
+def test_migration_grants_match_the_shipped_roles() -> None:
+    # Migration 0006 gave existing districts' shipped roles the permissions added with it.
+    import importlib.util
+    from pathlib import Path
+
+    path = Path("storage/migrations/versions/0006_fees_waivers_enrollment.py")
+    spec = importlib.util.spec_from_file_location("m0006", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    added = {
+        P.APPROVE_WAIVERS,
+        P.ISSUE_REFUNDS,
+        P.MANAGE_ENROLLMENTS,
+        P.MANAGE_FEES,
+        P.COLLECT_DEVICES,
+    }
+    for name, role in DEFAULT_ROLES.items():
+        expected = {p.value for p in role.permissions & added}
+        if name == "Billing Clerk":
+            expected.add(P.WAIVE_CHARGES.value)
+        assert set(module.NEW_GRANTS.get(name, [])) == expected, name
 
 
 @pytest.mark.parametrize(
@@ -119,7 +148,13 @@ def test_superadmin_and_admin_hold_everything() -> None:
     [
         (
             "Technician",
-            {P.MANAGE_INCIDENTS, P.REPLACE_DEVICES, P.CREATE_INVOICES, P.VIEW_REPORTS},
+            {
+                P.MANAGE_INCIDENTS,
+                P.REPLACE_DEVICES,
+                P.CREATE_INVOICES,
+                P.COLLECT_DEVICES,
+                P.VIEW_REPORTS,
+            },
             {"awaiting_parts", "vendor_repair"},
         ),
         (
@@ -129,6 +164,9 @@ def test_superadmin_and_admin_hold_everything() -> None:
                 P.RECORD_PAYMENTS,
                 P.CANCEL_INVOICES,
                 P.MANAGE_INVOICE_AUTOMATION,
+                P.WAIVE_CHARGES,
+                P.MANAGE_ENROLLMENTS,
+                P.MANAGE_FEES,
                 P.VIEW_REPORTS,
                 P.VIEW_FINANCIAL_REPORTS,
             },
@@ -144,13 +182,21 @@ def test_superadmin_and_admin_hold_everything() -> None:
                 P.RECORD_PAYMENTS,
                 P.CANCEL_INVOICES,
                 P.WAIVE_CHARGES,
+                P.APPROVE_WAIVERS,
+                P.ISSUE_REFUNDS,
+                P.MANAGE_ENROLLMENTS,
+                P.MANAGE_FEES,
                 P.MANAGE_POLICIES,
                 P.VIEW_REPORTS,
                 P.VIEW_FINANCIAL_REPORTS,
             },
             {"insurance_claim"},
         ),
-        ("Front Desk", {P.MANAGE_INCIDENTS, P.CREATE_INVOICES, P.RECORD_PAYMENTS}, set()),
+        (
+            "Front Desk",
+            {P.MANAGE_INCIDENTS, P.CREATE_INVOICES, P.RECORD_PAYMENTS, P.COLLECT_DEVICES},
+            set(),
+        ),
     ],
 )
 def test_default_role_grants(role: str, permissions: set[Permission], statuses: set[str]) -> None:
@@ -166,4 +212,5 @@ def test_role_template_builds_actor() -> None:
     assert clerk.role == "Billing Clerk"
     assert clerk.allowed_statuses == {"insurance_claim"}
     assert clerk.can(P.RECORD_PAYMENTS)
-    assert not clerk.can(P.WAIVE_CHARGES)
+    assert clerk.can(P.WAIVE_CHARGES)
+    assert not clerk.can(P.APPROVE_WAIVERS)

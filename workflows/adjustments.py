@@ -1,0 +1,105 @@
+"""Waivers: lowering what a family owes without editing what was billed.
+
+This module holds the core every waiver goes through (a person's waiver, a premium waiver for
+an eligible family, an approved request). Who may ask, and when an admin must approve, is
+decided by the callers.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from workflows.errors import ConflictError, ValidationError
+from workflows.invoices import OPEN_STATUSES, balance_of, settle_if_paid
+from workflows.money import format_cents
+from workflows.permissions import Actor
+from workflows.ports import AdjustmentRecord, Context, InvoiceRecord
+
+MAX_REASON = 500
+
+
+class AdjustmentKind(StrEnum):
+    WAIVER = "waiver"
+    REFUND = "refund"
+
+
+class AdjustmentStatus(StrEnum):
+    PENDING = "pending"  # waiting for an admin's decision
+    APPLIED = "applied"
+    DENIED = "denied"
+
+
+def clean_reason(reason: str) -> str:
+    text = " ".join(reason.split())
+    if not text:
+        raise ValidationError("Say why.", field="reason")
+    if len(text) > MAX_REASON:
+        raise ValidationError(f"Keep the reason under {MAX_REASON} characters.", field="reason")
+    return text
+
+
+def check_waiver(invoice: InvoiceRecord, amount_cents: int) -> None:
+    """A waiver needs an open invoice and may not exceed what is still owed."""
+    if amount_cents <= 0:
+        raise ValidationError("A waiver must be more than $0.00.", field="amount")
+    if invoice.status not in OPEN_STATUSES:
+        raise ConflictError(
+            f"Invoice {invoice.number} is {invoice.status}; only open invoices can be waived."
+        )
+    balance = balance_of(invoice)
+    if amount_cents > balance:
+        raise ValidationError(
+            f"{format_cents(amount_cents)} is more than the {format_cents(balance)} still owed "
+            f"on invoice {invoice.number}.",
+            field="amount",
+        )
+
+
+async def apply_waiver(
+    ctx: Context,
+    actor: Actor,
+    invoice: InvoiceRecord,
+    amount_cents: int,
+    reason: str,
+    *,
+    pending: AdjustmentRecord | None = None,
+    idempotency_key: str | None = None,
+) -> AdjustmentRecord:
+    """Waive `amount_cents` on a locked invoice; settles it when nothing is left.
+
+    With `pending`, that request is the one applied (its decision is recorded by the caller);
+    otherwise a new applied adjustment is written. Either way one activity entry explains it.
+    """
+    text = clean_reason(reason)
+    check_waiver(invoice, amount_cents)
+    if pending is None:
+        adjustment = await ctx.store.add_adjustment(
+            invoice_id=invoice.id,
+            kind=AdjustmentKind.WAIVER,
+            amount_cents=amount_cents,
+            reason=text,
+            status=AdjustmentStatus.APPLIED,
+            requested_by_id=actor.staff_id,
+            idempotency_key=idempotency_key,
+        )
+    else:
+        adjustment = pending
+        adjustment.status = AdjustmentStatus.APPLIED
+    before = {"waived_cents": invoice.waived_cents, "status": invoice.status}
+    invoice.waived_cents += amount_cents
+    settle_if_paid(invoice, ctx.now())
+    await ctx.store.log(
+        actor,
+        "invoice",
+        invoice.id,
+        "waiver_applied",
+        before=before,
+        after={
+            "waived_cents": invoice.waived_cents,
+            "status": invoice.status,
+            "adjustment_id": adjustment.id,
+            "amount_cents": amount_cents,
+        },
+        comment=text,
+    )
+    return adjustment
