@@ -305,7 +305,10 @@ def invoice_context(invoice: Any, device: Any, tz: tzinfo) -> dict[str, Any]:
         "override_applied": bool(invoice.override_applied),
         "total_cents": invoice.total_cents,
         "paid_cents": invoice.paid_cents,
-        "balance_cents": invoice.total_cents - invoice.paid_cents,
+        "waived_cents": invoice.waived_cents,
+        "refunded_cents": invoice.refunded_cents,
+        "balance_cents": invoice.total_cents - invoice.paid_cents - invoice.waived_cents,
+        "kind": invoice.kind,
         "device": None
         if device is None
         else {"model": device.model, "asset_tag": device.asset_tag, "serial": device.serial},
@@ -422,4 +425,7 @@ def build_context(data: NoticeData, *, today: date, tz: tzinfo) -> dict[str, Any
         "pending": _pending_context(data),
         "plan": _plan_context(data),
         "digest": _digest_context(data, today, tz),
+        # What the code that queued the notice stored with it (e.g. an enrollment's policy and
+        # term, a refund's amount and reason), for templates made for those notices.
+        "extra": dict(data.notice.context or {}),
     }
