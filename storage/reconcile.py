@@ -1,0 +1,111 @@
+"""Do the invoices' stored amounts agree with the rows behind them?
+
+An invoice keeps running totals (paid, waived, refunded) so balances are cheap to read; the
+payments, adjustments and lines are the record those totals must match. This check finds any
+invoice where they drift apart, in SQL over the whole store, for tests after every scenario and
+for `devicecare invoice check`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.selectable import Subquery
+
+from storage import models as m
+
+
+@dataclass(frozen=True)
+class Discrepancy:
+    invoice_id: int
+    number: str
+    subtotal_cents: int
+    lines_cents: int
+    paid_cents: int
+    payments_cents: int
+    waived_cents: int
+    waivers_cents: int
+    refunded_cents: int
+    refunds_cents: int
+    status: str
+    balance_cents: int
+
+    def describe(self) -> str:
+        parts = []
+        if self.subtotal_cents != self.lines_cents:
+            parts.append(f"subtotal {self.subtotal_cents} but lines add to {self.lines_cents}")
+        if self.paid_cents != self.payments_cents:
+            parts.append(f"paid {self.paid_cents} but payments add to {self.payments_cents}")
+        if self.waived_cents != self.waivers_cents:
+            parts.append(f"waived {self.waived_cents} but waivers add to {self.waivers_cents}")
+        if self.refunded_cents != self.refunds_cents:
+            parts.append(f"refunded {self.refunded_cents} but refunds add to {self.refunds_cents}")
+        if self.status == "paid" and self.balance_cents != 0:
+            parts.append(f"marked paid with {self.balance_cents} still owed")
+        return f"{self.number}: " + "; ".join(parts)
+
+
+def _applied(kind: str) -> Subquery:
+    adj = m.InvoiceAdjustment
+    return (
+        select(adj.invoice_id, func.sum(adj.amount_cents).label("cents"))
+        .where(adj.kind == kind, adj.status == "applied")
+        .group_by(adj.invoice_id)
+        .subquery()
+    )
+
+
+async def discrepancies(session: AsyncSession, *, limit: int = 100) -> list[Discrepancy]:
+    """Invoices whose subtotal, paid, waived or refunded amount disagrees with its rows."""
+    inv = m.Invoice
+    lines = (
+        select(m.InvoiceLine.invoice_id, func.sum(m.InvoiceLine.amount_cents).label("cents"))
+        .group_by(m.InvoiceLine.invoice_id)
+        .subquery()
+    )
+    payments = (
+        select(m.Payment.invoice_id, func.sum(m.Payment.amount_cents).label("cents"))
+        .group_by(m.Payment.invoice_id)
+        .subquery()
+    )
+    waivers = _applied("waiver")
+    refunds = _applied("refund")
+    lines_c = func.coalesce(lines.c.cents, 0)
+    paid_c = func.coalesce(payments.c.cents, 0)
+    waived_c = func.coalesce(waivers.c.cents, 0)
+    refunded_c = func.coalesce(refunds.c.cents, 0)
+    stmt = (
+        select(
+            inv.id,
+            inv.number,
+            inv.subtotal_cents,
+            lines_c,
+            inv.paid_cents,
+            paid_c,
+            inv.waived_cents,
+            waived_c,
+            inv.refunded_cents,
+            refunded_c,
+            inv.status,
+            m.invoice_balance(),
+        )
+        .outerjoin(lines, lines.c.invoice_id == inv.id)
+        .outerjoin(payments, payments.c.invoice_id == inv.id)
+        .outerjoin(waivers, waivers.c.invoice_id == inv.id)
+        .outerjoin(refunds, refunds.c.invoice_id == inv.id)
+        .where(
+            or_(
+                inv.subtotal_cents != lines_c,
+                inv.paid_cents != paid_c,
+                inv.waived_cents != waived_c,
+                inv.refunded_cents != refunded_c,
+                # A settled invoice must owe nothing, an open one something.
+                and_(inv.status == "paid", m.invoice_balance() != 0),
+            )
+        )
+        .order_by(inv.id)
+        .limit(limit)
+    )
+    return [Discrepancy(*row) for row in (await session.execute(stmt)).all()]
