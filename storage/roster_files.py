@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.orm import QueryableAttribute
 
 from storage import models as m
+from workflows.grades import grade_code
 
 # (stage, rows done, rows in total): lets a CLI draw a progress bar without this module
 # knowing about terminals.
@@ -41,9 +42,6 @@ IGNORED_ROLES = frozenset(
 )
 ORG_TYPES = frozenset({"district", "school", "department", "local", "state", "national"})
 # CEDS grade codes as OneRoster uses them; numeric grades are kept without the leading zero.
-NAMED_GRADES = {"IT", "PR", "PK", "TK", "KG", "PS", "UG", "OTHER"}
-GRADE_ALIASES = {"K": "KG", "OTHER": "Other"}
-NUMERIC_GRADES = range(1, 14)
 RETIRED_STATUSES = frozenset({"DEPROVISIONED"})
 
 
@@ -212,13 +210,8 @@ def normalize_grade(raw: str) -> str | None:
     grades = split_list(raw)
     if not grades:
         return None
-    code = grades[0].upper()
-    if code.isdigit():
-        if int(code) not in NUMERIC_GRADES:
-            raise ValueError(grades[0])
-        return str(int(code))
-    code = GRADE_ALIASES.get(code, code)
-    if code.upper() not in NAMED_GRADES:
+    code = grade_code(grades[0])
+    if code is None:
         raise ValueError(grades[0])
     return code
 
