@@ -45,6 +45,8 @@ class ReportSpec:
     description: str
     audience: Audience
     headers: tuple[str, ...]  # the CSV's fixed header row (README lists them)
+    # Headers whose values are int cents; the CSV and the summary write them as dollars.
+    money: frozenset[str] = frozenset()
     has_trend: bool = False
     # What the date range selects, for the help text and the summary line.
     range_means: str = "issued"
