@@ -10,7 +10,7 @@ server that accepts and counts messages runs in its own process (or, with --serv
 thread of this one). Each round:
 
 1. worker: `OutboxWorker` with the `email.notice` handler (`bot.mail.sender`) drains the outbox:
-   claim, load, render, build, send over one SMTP connection, commit;
+   claim, load, render, write the message, send over one SMTP connection, commit;
 2. bare: the same N messages, rendered and built before the clock starts, are sent with bare
    aiosmtplib `send_message` on one connection (aiosmtplib flattens each one, as it would for
    any application handing it EmailMessages);

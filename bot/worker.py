@@ -9,6 +9,8 @@ methods (all optional except one way to deliver):
   the payloads of the handler's rows (to load them in one go, to reuse one connection);
 - `async on_failure(session, payload, error, gave_up)`: after a failed attempt, in the same
   transaction as the row's new state; `gave_up` is True when the row will not be retried;
+- `async before_commit(session)`: just before the worker commits, to write what the handler
+  kept back (the sender writes its notices' new states with one statement per commit);
 - `async close()`: when the worker stops.
 
 A handler raises `GiveUp` for a failure that retrying can't fix: the row fails at once.
@@ -29,8 +31,14 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage import models as m
-from storage.outbox import LEASE, claim_batch, settle_failed, settle_sent
+from storage.outbox import (
+    LEASE,
+    Claimed,
+    claim_batch,
+    settle_failed,
+    settle_sent,
+    write_settled,
+)
 from workflows.clock import Clock
 
 log = logging.getLogger("devicecare.worker")
@@ -70,6 +78,25 @@ async def _run_to_end(step: Awaitable[T]) -> T:
 
 def _error_text(exc: Exception) -> str:
     return str(exc) if isinstance(exc, GiveUp) else f"{type(exc).__name__}: {exc}"
+
+
+class _Batch:
+    """One claimed batch in flight: the worker's session, the settled rows not written yet, and
+    the handlers to tell before a commit (`before_commit`) and after the batch (`end_batch`)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.unwritten: list[Claimed] = []
+        self.started: list[Any] = []
+        self.writers: list[Any] = []
+
+    async def commit(self) -> None:
+        """Write the settled rows and what the handlers kept back, then commit them together."""
+        rows, self.unwritten = self.unwritten, []
+        await write_settled(self.session, rows)
+        for handler in self.writers:
+            await handler.before_commit(self.session)
+        await self.session.commit()
 
 
 class OutboxWorker:
@@ -112,60 +139,61 @@ class OutboxWorker:
             )
             if not rows:
                 return 0
-            started: list[Any] = []
+            batch = _Batch(session)
             settled = 0  # rows delivered or failed, in order
-            pending = 0  # of those, rows not committed yet
             last_commit = time.monotonic()
             try:
-                await self._start_batch(session, rows, started)
+                await self._start_batch(batch, rows)
                 for row in rows:
                     if self.clock.now() >= row.next_attempt_at - self.lease_margin:
                         log.warning("outbox: lease nearly over; leaving the rest of the batch")
                         break
                     try:
-                        await _run_to_end(self._deliver(session, row))
+                        await _run_to_end(self._deliver(batch, row))
                     finally:
                         settled += 1
-                        pending += 1
+                        batch.unwritten.append(row)
                     if (
-                        pending >= self.commit_every
+                        len(batch.unwritten) >= self.commit_every
                         or time.monotonic() - last_commit >= self.commit_seconds
                     ):
-                        await _run_to_end(session.commit())
-                        pending, last_commit = 0, time.monotonic()
-                if pending:
-                    await _run_to_end(session.commit())
+                        await _run_to_end(batch.commit())
+                        last_commit = time.monotonic()
+                if batch.unwritten:
+                    await _run_to_end(batch.commit())
             except asyncio.CancelledError:
                 # Stopping (SIGTERM): the row in flight was finished; record what was settled,
                 # so it isn't delivered again, and hand the untouched rows back at once.
                 for row in rows[settled:]:
                     row.attempts -= 1
                     row.next_attempt_at = self.clock.now()
-                await _run_to_end(session.commit())
+                    batch.unwritten.append(row)
+                await _run_to_end(batch.commit())
                 raise
             finally:
-                for handler in started:
+                for handler in batch.started:
                     try:
                         await handler.end_batch()
                     except Exception:  # noqa: BLE001 - the batch itself is settled already
                         log.warning("outbox: ending a batch failed", exc_info=True)
             return len(rows)
 
-    async def _start_batch(
-        self, session: AsyncSession, rows: list[m.OutboxMessage], started: list[Any]
-    ) -> None:
+    async def _start_batch(self, batch: _Batch, rows: list[Claimed]) -> None:
         by_handler: dict[int, tuple[Handler, list[dict[str, Any]]]] = {}
         for row in rows:
             handler = self.handlers[row.kind]
             by_handler.setdefault(id(handler), (handler, []))[1].append(dict(row.payload))
         for handler, payloads in by_handler.values():
             if hasattr(handler, "end_batch"):
-                started.append(handler)
+                batch.started.append(handler)
+            if hasattr(handler, "before_commit"):
+                batch.writers.append(handler)
             start = getattr(handler, "start_batch", None)
             if start is not None:
-                await start(session, payloads)
+                await start(batch.session, payloads)
 
-    async def _deliver(self, session: AsyncSession, row: m.OutboxMessage) -> None:
+    async def _deliver(self, batch: _Batch, row: Claimed) -> None:
+        session = batch.session
         handler = self.handlers[row.kind]
         payload = dict(row.payload)
         try:
@@ -175,8 +203,8 @@ class OutboxWorker:
             else:
                 # A plain handler opens its own transaction (Slack posts do); ours must not hold
                 # SQLite's write lock meanwhile, so what is settled so far is committed first.
-                if session.in_transaction():
-                    await _run_to_end(session.commit())
+                if batch.unwritten or session.in_transaction():
+                    await _run_to_end(batch.commit())
                 await handler(payload)  # type: ignore[operator]
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the row
             error = _error_text(exc)

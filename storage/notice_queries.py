@@ -1,7 +1,11 @@
 """Reading notices: what rendering one needs, and their delivery state on an invoice.
 
-Everything here only reads. `load_notices` fetches a whole batch in a fixed number of queries
-(one per table), so the outbox worker's cost per notice doesn't grow with the batch.
+Everything here reads, except `update_notices`, which writes the sender's changes.
+`load_notices` fetches a whole batch in a fixed number of queries (the notices joined with
+their guardian, invoice, student and device; the invoices' lines; a digest's members; payments
+when a notice names one), so the outbox worker's cost per notice doesn't grow with the batch.
+It reads with SQLAlchemy Core into `Record`s, plain objects with the model's columns and
+properties as attributes, which cost a fraction of ORM objects to make.
 
 A billing digest (template "billing_digest") is one email standing for several of a guardian's
 billing-run notices, its "members": each member has status "digested" and `digest_id` set, and
@@ -12,12 +16,12 @@ keys), never by `digest_id`, which has no index.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
@@ -29,37 +33,93 @@ WITHDRAWN = "withdrawn"
 CLOSED_INVOICE_STATUSES = frozenset({"paid", "cancelled"})
 
 
+class Record:
+    """A row read with SQLAlchemy Core: its columns as attributes, as on the model's objects.
+
+    Subclasses made by `_record_type` carry the model's Python properties too (`full_name`,
+    `balance_cents`), which read only columns. Records are never written back: changes go
+    through explicit UPDATE statements.
+    """
+
+    def __init__(self, values: Mapping[Any, Any]) -> None:
+        self.__dict__.update(values)
+
+    def attach(self, name: str, value: Any) -> None:
+        """Add what the row itself doesn't hold (an invoice's lines)."""
+        self.__dict__[name] = value
+
+    def __getattr__(self, name: str) -> Any:  # only called for a name that isn't there
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self.__dict__.get('id')!r})"
+
+
+def _record_type(model: type[m.Base]) -> type[Record]:
+    """A Record subclass with the model's properties (they only read the row's columns)."""
+    properties = {k: v for k, v in vars(model).items() if isinstance(v, property)}
+    return type(f"{model.__name__}Record", (Record,), properties)
+
+
+def _table(model: type[m.Base]) -> Table:
+    return m.Base.metadata.tables[model.__tablename__]
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One table's share of the joined batch query: its columns and the records they make."""
+
+    table: Table
+    record: type[Record]
+    names: tuple[str, ...]
+
+
+def _part(model: type[m.Base]) -> _Part:
+    table = _table(model)
+    return _Part(table, _record_type(model), tuple(column.key for column in table.columns))
+
+
+NOTICE, GUARDIAN, INVOICE, STUDENT, DEVICE = (
+    _part(model) for model in (m.Notice, m.Guardian, m.Invoice, m.Student, m.Device)
+)
+LINES, PAYMENTS, PENDINGS = (_table(m.InvoiceLine), _table(m.Payment), _table(m.PendingPayment))
+_JOINED = (NOTICE, GUARDIAN, INVOICE, STUDENT, DEVICE)
+_SETTINGS = _table(m.DistrictSettings)
+
+
 @dataclass(frozen=True)
 class DigestItem:
     """One member notice of a digest, with the rows its part of the email is built from."""
 
-    notice: m.Notice
-    invoice: m.Invoice
-    student: m.Student | None
-    device: m.Device | None
+    notice: m.Notice | Record
+    invoice: m.Invoice | Record
+    student: m.Student | Record | None
+    device: m.Device | Record | None
 
 
 @dataclass
 class NoticeData:
-    """A notice with the rows its template is built from (None where the row is gone)."""
+    """A notice with the rows its template is built from (None where the row is gone).
 
-    notice: m.Notice
+    `load_notices` fills it with `Record`s; tests and previews may use model objects."""
+
+    notice: m.Notice | Record
     district_name: str
-    guardian: m.Guardian | None
-    invoice: m.Invoice | None
-    student: m.Student | None
-    device: m.Device | None
-    payment: m.Payment | None
-    pending: m.PendingPayment | None
+    guardian: m.Guardian | Record | None
+    invoice: m.Invoice | Record | None
+    student: m.Student | Record | None
+    device: m.Device | Record | None
+    payment: m.Payment | Record | None
+    pending: m.PendingPayment | Record | None
     # A digest's members whose invoice is still open, oldest first (empty for other notices).
     digest_items: tuple[DigestItem, ...] = ()
 
 
-def is_digest(notice: m.Notice) -> bool:
+def is_digest(notice: m.Notice | Record) -> bool:
     return notice.template == DIGEST_TEMPLATE
 
 
-def member_ids(notice: m.Notice) -> list[int]:
+def member_ids(notice: m.Notice | Record) -> list[int]:
     """The member notice ids a digest's context names (none for any other notice)."""
     if not is_digest(notice):
         return []
@@ -69,7 +129,7 @@ def member_ids(notice: m.Notice) -> list[int]:
     return sorted(i for i in raw if isinstance(i, int) and not isinstance(i, bool))
 
 
-def _context_id(notice: m.Notice, key: str) -> int | None:
+def _context_id(notice: m.Notice | Record, key: str) -> int | None:
     value = (notice.context or {}).get(key)
     if isinstance(value, bool) or not isinstance(value, int):
         return None
@@ -89,77 +149,167 @@ async def district_name(session: AsyncSession) -> str:
     return settings.district_name if settings is not None else DEFAULT_DISTRICT_NAME
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    """A notice as the joined query returns it, with the rows joined to it."""
+
+    notice: Record
+    guardian: Record | None
+    invoice: Record | None
+    student: Record | None
+    device: Record | None
+
+
+def _joined_query(ids: Sequence[int]) -> Select[Any]:
+    """The notices with their guardian, invoice, the invoice's student and device, and the
+    district's name: one row each."""
+    n, g, i = NOTICE.table, GUARDIAN.table, INVOICE.table
+    st, d = STUDENT.table, DEVICE.table
+    name = select(_SETTINGS.c.district_name).where(_SETTINGS.c.id == 1).scalar_subquery()
+    columns = [column for part in _JOINED for column in part.table.columns]
+    return (
+        select(*columns, name)
+        .select_from(n)
+        .outerjoin(g, g.c.id == n.c.guardian_id)
+        .outerjoin(i, i.c.id == n.c.invoice_id)
+        .outerjoin(st, st.c.id == i.c.student_id)
+        .outerjoin(d, d.c.id == i.c.device_id)
+        .where(n.c.id.in_(sorted(set(ids))))
+    )
+
+
+def _split(row: Sequence[Any]) -> _Loaded:
+    """One joined row -> a record per table (None for a table the outer join found nothing in)."""
+    records: list[Record | None] = []
+    start = 0
+    for part in _JOINED:
+        found = dict(zip(part.names, row[start : start + len(part.names)], strict=True))
+        start += len(part.names)
+        records.append(part.record(found) if found["id"] is not None else None)
+    notice, guardian, invoice, student, device = records
+    assert notice is not None
+    return _Loaded(notice, guardian, invoice, student, device)
+
+
+async def _load_joined(session: AsyncSession, ids: Sequence[int]) -> tuple[dict[int, _Loaded], str]:
+    """The notices by id with their rows, and the district's name."""
+    if not ids:
+        return {}, DEFAULT_DISTRICT_NAME
+    rows = (await session.execute(_joined_query(ids))).all()
+    loaded = {}
+    name = DEFAULT_DISTRICT_NAME
+    for row in rows:
+        found = _split(row)
+        loaded[found.notice.id] = found
+        if row[-1] is not None:
+            name = row[-1]
+    return loaded, name
+
+
+async def _attach_lines(session: AsyncSession, invoices: Iterable[Record]) -> None:
+    """Each invoice record's `lines`, in position order, from one query."""
+    lines: dict[int, list[Record]] = {}
+    for invoice in invoices:  # notices about the same invoice each have a record of it
+        invoice.attach("lines", lines.setdefault(invoice.id, []))
+    if not lines:
+        return
+    stmt = (
+        select(LINES)
+        .where(LINES.c.invoice_id.in_(sorted(lines)))
+        .order_by(LINES.c.invoice_id, LINES.c.position, LINES.c.id)
+    )
+    for row in (await session.execute(stmt)).mappings():
+        lines[row["invoice_id"]].append(Record(row))
+
+
+async def _records_by_id(
+    session: AsyncSession, table: Table, ids: Iterable[int | None]
+) -> dict[int, Record]:
+    wanted = sorted({i for i in ids if i is not None})
+    if not wanted:
+        return {}
+    rows = (await session.execute(select(table).where(table.c.id.in_(wanted)))).mappings()
+    return {row["id"]: Record(row) for row in rows}
+
+
+def _digest_items(notice: Record, members: Mapping[int, _Loaded]) -> tuple[DigestItem, ...]:
+    """A digest's members that still point at it and whose invoice is still open, in order."""
+    items: list[DigestItem] = []
+    for member_id in member_ids(notice):
+        member = members.get(member_id)
+        # Only a member that still points here is the digest's (a later change may have
+        # taken it back out); one whose invoice is gone has nothing left to say.
+        if member is None or member.notice.digest_id != notice.id or member.invoice is None:
+            continue
+        if member.invoice.status in CLOSED_INVOICE_STATUSES:
+            continue
+        items.append(DigestItem(member.notice, member.invoice, member.student, member.device))
+    return tuple(items)
+
+
+def _own(found: Record | None, notice: Record) -> Record | None:
+    """A payment or pending payment belongs to the notice only if it is the invoice's."""
+    if found is None or found.invoice_id != notice.invoice_id:
+        return None
+    return found
+
+
 async def load_notices(session: AsyncSession, notice_ids: Sequence[int]) -> dict[int, NoticeData]:
     """The notices (by id) with their guardian, invoice and lines, student, device, payment,
     and for a digest its members with theirs."""
-    notices: dict[int, m.Notice] = await _by_id(session, m.Notice, notice_ids)
-    if not notices:
+    loaded, name = await _load_joined(session, notice_ids)
+    if not loaded:
         return {}
-    values = list(notices.values())
-    wanted_members = {i for n in values for i in member_ids(n)}
-    members: dict[int, m.Notice] = await _by_id(session, m.Notice, wanted_members)
-    guardians = await _by_id(session, m.Guardian, (n.guardian_id for n in values))
-    invoices = await _by_id(
-        session, m.Invoice, (n.invoice_id for n in [*values, *members.values()])
+    notices = [found.notice for found in loaded.values()]
+    members, _ = await _load_joined(session, sorted({i for n in notices for i in member_ids(n)}))
+    invoices = [f.invoice for f in [*loaded.values(), *members.values()] if f.invoice is not None]
+    await _attach_lines(session, invoices)
+    payments = await _records_by_id(
+        session, PAYMENTS, (_context_id(n, "payment_id") for n in notices)
     )
-    students = await _by_id(session, m.Student, (i.student_id for i in invoices.values()))
-    devices = await _by_id(session, m.Device, (i.device_id for i in invoices.values()))
-    payments = await _by_id(session, m.Payment, (_context_id(n, "payment_id") for n in values))
-    pendings = await _by_id(
-        session, m.PendingPayment, (_context_id(n, "pending_payment_id") for n in values)
+    pendings = await _records_by_id(
+        session, PENDINGS, (_context_id(n, "pending_payment_id") for n in notices)
     )
-    name = await district_name(session)
-
-    def device_of(invoice: m.Invoice | None) -> m.Device | None:
-        if invoice is None or invoice.device_id is None:
-            return None
-        found: m.Device | None = devices.get(invoice.device_id)
-        return found
-
-    loaded: dict[int, NoticeData] = {}
-    for notice in values:
-        invoice = None if notice.invoice_id is None else invoices.get(notice.invoice_id)
-        payment = payments.get(_context_id(notice, "payment_id") or 0)
-        pending = pendings.get(_context_id(notice, "pending_payment_id") or 0)
-        # A payment or pending payment belongs to this notice only if it is the invoice's.
-        if payment is not None and payment.invoice_id != notice.invoice_id:
-            payment = None
-        if pending is not None and pending.invoice_id != notice.invoice_id:
-            pending = None
-        items: list[DigestItem] = []
-        for member_id in member_ids(notice):
-            member = members.get(member_id)
-            # Only a member that still points here is the digest's (a later change may have
-            # taken it back out); one whose invoice is gone has nothing left to say.
-            if member is None or member.digest_id != notice.id or member.invoice_id is None:
-                continue
-            member_invoice = invoices.get(member.invoice_id)
-            if member_invoice is None or member_invoice.status in CLOSED_INVOICE_STATUSES:
-                continue
-            items.append(
-                DigestItem(
-                    notice=member,
-                    invoice=member_invoice,
-                    student=students.get(member_invoice.student_id),
-                    device=device_of(member_invoice),
-                )
-            )
-        loaded[notice.id] = NoticeData(
-            notice=notice,
+    return {
+        notice_id: NoticeData(
+            notice=found.notice,
             district_name=name,
-            guardian=None if notice.guardian_id is None else guardians.get(notice.guardian_id),
-            invoice=invoice,
-            student=None if invoice is None else students.get(invoice.student_id),
-            device=device_of(invoice),
-            payment=payment,
-            pending=pending,
-            digest_items=tuple(items),
+            guardian=found.guardian,
+            invoice=found.invoice,
+            student=found.student,
+            device=found.device,
+            payment=_own(payments.get(_context_id(found.notice, "payment_id") or 0), found.notice),
+            pending=_own(
+                pendings.get(_context_id(found.notice, "pending_payment_id") or 0), found.notice
+            ),
+            digest_items=_digest_items(found.notice, members),
         )
-    return loaded
+        for notice_id, found in loaded.items()
+    }
 
 
 async def load_notice(session: AsyncSession, notice_id: int) -> NoticeData | None:
     return (await load_notices(session, [notice_id])).get(notice_id)
+
+
+async def update_notices(session: AsyncSession, changes: Mapping[int, Mapping[str, Any]]) -> None:
+    """Set columns on notices: {notice id: {column: value}}, in the session's transaction.
+
+    Notices with the same columns to set go in one executemany UPDATE (after a batch sent
+    without trouble, that is every notice); only the given columns are written.
+    """
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for notice_id, columns in changes.items():
+        params = {f"new_{name}": value for name, value in columns.items()}
+        groups[tuple(sorted(columns))].append({"notice_id": notice_id, **params})
+    table = NOTICE.table
+    for names, params_list in groups.items():
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("notice_id"))
+            .values({name: bindparam(f"new_{name}") for name in names})
+        )
+        await session.execute(stmt, params_list)
 
 
 # --- delivery state -------------------------------------------------------------------------

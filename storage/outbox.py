@@ -1,17 +1,23 @@
-"""Claiming and settling outbox rows. Several workers may run at once on PostgreSQL."""
+"""Claiming and settling outbox rows. Several workers may run at once on PostgreSQL.
+
+The worker's statements are SQLAlchemy Core: a batch is claimed with one SELECT and one UPDATE,
+and its settled rows are written with one executemany UPDATE per commit, whatever their number.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
 
 LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 8
+OUTBOX = m.Base.metadata.tables[m.OutboxMessage.__tablename__]
 
 
 def new_message(
@@ -34,44 +40,95 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
+@dataclass(slots=True)
+class Claimed:
+    """An outbox row leased to this worker, with its state as the worker changes it
+    (`write_settled` stores it)."""
+
+    id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    next_attempt_at: datetime  # the end of the lease, until the row is settled
+    status: str = "pending"
+    last_error: str | None = None
+    sent_at: datetime | None = None
+
+
 async def claim_batch(
     session: AsyncSession, now: datetime, *, kinds: frozenset[str], limit: int = 50
-) -> list[m.OutboxMessage]:
+) -> list[Claimed]:
     """Lease due rows of the given kinds to this worker and commit the lease.
 
     The lease (next_attempt_at pushed forward) keeps other workers off a row while it is
     delivered; if this worker dies, the row comes back when the lease runs out.
     """
     stmt = (
-        select(m.OutboxMessage)
+        select(OUTBOX.c.id, OUTBOX.c.kind, OUTBOX.c.payload, OUTBOX.c.attempts)
         .where(
-            m.OutboxMessage.status == "pending",
-            m.OutboxMessage.next_attempt_at <= now,
-            m.OutboxMessage.kind.in_(kinds),
+            OUTBOX.c.status == "pending",
+            OUTBOX.c.next_attempt_at <= now,
+            OUTBOX.c.kind.in_(kinds),
         )
-        .order_by(m.OutboxMessage.next_attempt_at, m.OutboxMessage.id)
+        .order_by(OUTBOX.c.next_attempt_at, OUTBOX.c.id)
         .limit(limit)
     )
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
-    rows = list((await session.execute(stmt)).scalars())
-    for row in rows:
-        row.attempts += 1
-        row.next_attempt_at = now + LEASE
+    rows = (await session.execute(stmt)).all()
+    lease = now + LEASE
+    if rows:
+        await session.execute(
+            update(OUTBOX)
+            .where(OUTBOX.c.id.in_([row.id for row in rows]))
+            .values(attempts=OUTBOX.c.attempts + 1, next_attempt_at=lease)
+        )
     await session.commit()
-    return rows
+    return [Claimed(row.id, row.kind, row.payload, row.attempts + 1, lease) for row in rows]
 
 
-def settle_sent(row: m.OutboxMessage, now: datetime) -> None:
+def settle_sent(row: Claimed, now: datetime) -> None:
     row.status = "sent"
     row.sent_at = now
     row.last_error = None
 
 
-def settle_failed(row: m.OutboxMessage, now: datetime, error: str) -> None:
+def settle_failed(row: Claimed, now: datetime, error: str) -> None:
     """Schedule a retry, or give up after MAX_ATTEMPTS and leave the row visible as failed."""
     row.last_error = error[:2000]
     if row.attempts >= MAX_ATTEMPTS:
         row.status = "failed"
     else:
         row.next_attempt_at = now + backoff(row.attempts)
+
+
+# One statement for every settled row (executemany): its whole state, as the worker left it.
+_WRITE_SETTLED = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id == bindparam("row_id"))
+    .values(
+        status=bindparam("new_status"),
+        attempts=bindparam("new_attempts"),
+        next_attempt_at=bindparam("new_next_attempt_at"),
+        last_error=bindparam("new_last_error"),
+        sent_at=bindparam("new_sent_at"),
+    )
+)
+
+
+async def write_settled(session: AsyncSession, rows: list[Claimed]) -> None:
+    """Store the rows' new state in the session's transaction (the caller commits)."""
+    if not rows:
+        return
+    params = [
+        {
+            "row_id": row.id,
+            "new_status": row.status,
+            "new_attempts": row.attempts,
+            "new_next_attempt_at": row.next_attempt_at,
+            "new_last_error": row.last_error,
+            "new_sent_at": row.sent_at,
+        }
+        for row in rows
+    ]
+    await session.execute(_WRITE_SETTLED, params)

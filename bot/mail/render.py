@@ -13,6 +13,7 @@ Amounts are int cents in the context and become "$1,234.56" through the `money` 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
@@ -131,26 +132,56 @@ def language_candidates(language: str | None) -> list[str]:
     return found
 
 
+# What `x.name` finds on a dict as an attribute (a method); any other name can only be a key.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+class _NoticeEnvironment(Environment):
+    """Jinja's environment, with a quicker `x.name` for the dicts a notice's context is made of.
+
+    Jinja looks for an attribute first and falls back to the item; on a dict the attribute
+    lookup raises for every name but a dict method's, and building that exception was a fifth
+    of the time a notice took to render. The result is the same, and so is the undefined value
+    for a missing key.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+
+@functools.lru_cache(maxsize=16)
+def _environment(folders: tuple[str, ...]) -> Environment:
+    """The environment for these template folders, shared by every renderer of the process:
+    templates are compiled once per process (never reloaded), not once per renderer."""
+    env = _NoticeEnvironment(
+        loader=FileSystemLoader([str(Path(folder) / "email") for folder in folders]),
+        autoescape=_autoescape,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,
+        cache_size=-1,
+    )
+    env.filters["money"] = money
+    env.filters["long_date"] = _long_date
+    env.filters["method_label"] = _method_label
+    return env
+
+
 class NoticeRenderer:
-    """Compiles each template once and renders notices with it."""
+    """Renders notices with templates compiled once per process."""
 
     def __init__(self, templates_dir: Path | None = None) -> None:
         folders = [] if templates_dir is None else [Path(templates_dir)]
         if DEFAULT_TEMPLATES_DIR not in folders:
             folders.append(DEFAULT_TEMPLATES_DIR)
-        self.env = Environment(
-            loader=FileSystemLoader([str(folder / "email") for folder in folders]),
-            autoescape=_autoescape,
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-            auto_reload=False,
-            cache_size=-1,
-        )
-        self.env.filters["money"] = money
-        self.env.filters["long_date"] = _long_date
-        self.env.filters["method_label"] = _method_label
+        self.env = _environment(tuple(str(folder) for folder in folders))
         self._sets: dict[tuple[str, str], tuple[str, Template, Template, Template]] = {}
 
     def _templates(self, name: str, language: str) -> tuple[str, Template, Template, Template]:

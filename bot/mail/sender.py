@@ -1,27 +1,29 @@
 """Delivering notices: the outbox handler for kind "email.notice".
 
 For each notice the worker hands over, the sender loads it (the whole batch at once), renders
-it, builds the message and sends it over the batch's one SMTP connection, then marks the notice
-sent in the worker's transaction, the same commit that settles the outbox row. A failure raises,
-so the outbox retries it with backoff; the notice keeps the last error, and becomes "failed" when
-the worker gives up. A guardian left without a usable address fails the notice at once.
+it, writes the message and sends it over the batch's one SMTP connection, then marks the notice
+sent in the worker's transaction, the same commit that settles the outbox row (the notices'
+changes are kept until the worker's `before_commit`, and written with one statement). A failure
+raises, so the outbox retries it with backoff; the notice keeps the last error, and becomes
+"failed" when the worker gives up. A guardian left without a usable address fails the notice at
+once.
 
-Speed (docs/performance.md, "Sending notices"): the batch is loaded in a fixed number of
+Speed (docs/performance.md, "Sending notices"): the batch is loaded in a fixed number of Core
 queries; the next notice is rendered while the current one is on the wire; headers are encoded
-here and stored raw, so the email package neither parses nor refolds them.
+here, and the message's bytes are written directly (`message_bytes`), the same bytes `flatten`
+writes for the EmailMessage that `build_message` makes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import email.policy
 import functools
 import logging
 import re
 import uuid
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from email.header import Header
@@ -38,7 +40,6 @@ from bot.mail.smtp import RecipientRefused, SmtpConfig, SmtpTransport
 from bot.mail.tokens import make_reply_token, reply_address
 from bot.settings import Settings
 from bot.worker import GiveUp
-from storage import models as m
 from storage.notice_queries import (
     CLOSED_INVOICE_STATUSES,
     DIGESTED,
@@ -47,6 +48,7 @@ from storage.notice_queries import (
     is_digest,
     load_notice,
     load_notices,
+    update_notices,
 )
 from storage.notices import NOTICE_KIND
 from workflows.clock import Clock
@@ -77,9 +79,11 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+@functools.lru_cache(maxsize=1024)
 def encode_address(name: str, address: str, field: str = "To") -> str:
     """'Display Name <addr>' ready for the wire: quoted where it needs quoting, non-ASCII names
-    as encoded words (split to fit), folded before the address when the line gets long."""
+    as encoded words (split to fit), folded before the address when the line gets long.
+    Cached: every notice has the same From (and a guardian often gets several notices)."""
     if not _PLAIN_ADDRESS.match(address):
         raise BadAddress(f"{address!r} is not an address we can send to")
     name = _one_line(name)
@@ -155,13 +159,21 @@ WIRE_POLICY = _WirePolicy(linesep="\r\n")
 BOUNDARY = f"=_{uuid.uuid4().hex}"
 
 
-def _text_part(content_type: str, body: str, transfer_encoding: str) -> MIMEPart:
-    """A 7-bit clean text part (quoted-printable or base64), encoded with the C codecs."""
+def _encode_body(body: str, transfer_encoding: str) -> str:
+    """The body as 7-bit text, "\n" line ends: base64 in lines of 76 (as `base64.encodebytes`
+    writes it, but encoded in one call) or quoted-printable."""
     data = body.encode("utf-8")
     if transfer_encoding == "base64":
-        payload = base64.encodebytes(data).decode("ascii")
-    else:
-        payload = binascii.b2a_qp(data, istext=True).decode("ascii")
+        if not data:
+            return ""
+        flat = binascii.b2a_base64(data, newline=False).decode("ascii")
+        return "\n".join([flat[i : i + 76] for i in range(0, len(flat), 76)]) + "\n"
+    return binascii.b2a_qp(data, istext=True).decode("ascii")
+
+
+def _text_part(content_type: str, body: str, transfer_encoding: str) -> MIMEPart:
+    """A 7-bit clean text part (quoted-printable or base64), encoded with the C codecs."""
+    payload = _encode_body(body, transfer_encoding)
     part = MIMEPart(policy=POLICY)
     part.set_raw("Content-Type", _header("Content-Type", f'{content_type}; charset="utf-8"'))
     part.set_raw(
@@ -169,6 +181,42 @@ def _text_part(content_type: str, body: str, transfer_encoding: str) -> MIMEPart
     )
     part.set_payload(payload)
     return part
+
+
+def _headers(
+    data: NoticeData,
+    rendered: RenderedNotice,
+    *,
+    from_address: str,
+    from_name: str | None,
+    reply_to: str,
+    to_address: str,
+    now: datetime,
+    tz: tzinfo,
+) -> list[tuple[str, str]]:
+    """The notice's own headers, encoded and folded for the wire (see `build_message`)."""
+    notice = data.notice
+    guardian_name = data.guardian.full_name if data.guardian is not None else ""
+    headers = [
+        ("From", encode_address(from_name or data.district_name, from_address, "From")),
+        ("To", encode_address(guardian_name, to_address, "To")),
+        ("Subject", encode_subject(rendered.subject)),
+        ("Date", format_datetime(now.astimezone(tz))),
+        ("Message-ID", notice.message_id),
+        (
+            "Reply-To",
+            encode_address(f"{data.district_name} Billing Office", reply_to, "Reply-To"),
+        ),
+        # RFC 3834: auto-responders (out-of-office) must not answer; the next says it to Exchange.
+        ("Auto-Submitted", "auto-generated"),
+        ("X-Auto-Response-Suppress", "All"),
+        ("Content-Language", rendered.language),
+        ("MIME-Version", "1.0"),
+    ]
+    for name, value in headers:
+        if "\n" in value.replace("\n ", "") or "\r" in value:
+            raise BadAddress(f"{name} header would span lines: {value!r}")
+    return headers
 
 
 def build_message(
@@ -190,32 +238,20 @@ def build_message(
     clean (text quoted-printable, HTML base64), so the whole message is ASCII. An address that
     isn't plain ASCII raises `BadAddress`; `build_message_utf8` handles that case.
     """
-    notice = data.notice
-    guardian_name = data.guardian.full_name if data.guardian is not None else ""
-    headers = [
-        ("From", encode_address(from_name or data.district_name, from_address, "From")),
-        ("To", encode_address(guardian_name, to_address, "To")),
-        ("Subject", encode_subject(rendered.subject)),
-        ("Date", format_datetime(now.astimezone(tz))),
-        ("Message-ID", notice.message_id),
-        (
-            "Reply-To",
-            encode_address(f"{data.district_name} Billing Office", reply_to, "Reply-To"),
-        ),
-        # RFC 3834: auto-responders (out-of-office) must not answer; the next says it to Exchange.
-        ("Auto-Submitted", "auto-generated"),
-        ("X-Auto-Response-Suppress", "All"),
-        ("Content-Language", rendered.language),
-        ("MIME-Version", "1.0"),
-    ]
+    headers = _headers(
+        data,
+        rendered,
+        from_address=from_address,
+        from_name=from_name,
+        reply_to=reply_to,
+        to_address=to_address,
+        now=now,
+        tz=tz,
+    )
     msg = EmailMessage(policy=POLICY)
     for name, value in headers:
-        if "\n" in value.replace("\n ", "") or "\r" in value:
-            raise BadAddress(f"{name} header would span lines: {value!r}")
         msg.set_raw(name, value)
-    msg.set_raw(
-        "Content-Type", _header("Content-Type", f'multipart/alternative; boundary="{BOUNDARY}"')
-    )
+    msg.set_raw("Content-Type", _multipart_header())
     msg.set_payload(
         [
             _text_part("text/plain", rendered.text, "quoted-printable"),
@@ -223,6 +259,55 @@ def build_message(
         ]
     )
     return msg
+
+
+def _multipart_header() -> Any:
+    return _header("Content-Type", f'multipart/alternative; boundary="{BOUNDARY}"')
+
+
+@functools.cache
+def _skeleton() -> tuple[str, str, str, str]:
+    """The constant lines of `build_message`'s shape, joined as `flatten` joins them: the top
+    Content-Type, the head of each part, and the closing boundary."""
+    parts = [
+        _text_part("text/plain", "", "quoted-printable"),
+        _text_part("text/html", "", "base64"),
+    ]
+    top = "\r\n".join(_header_lines_of([("Content-Type", _multipart_header())]))
+    heads = [
+        "\r\n" + "\r\n".join(["", f"--{BOUNDARY}", *_header_lines(part), ""]) + "\r\n"
+        for part in parts
+    ]
+    return top, heads[0], heads[1], f"\r\n--{BOUNDARY}--\r\n"
+
+
+def message_bytes(headers: Sequence[tuple[str, str]], rendered: RenderedNotice) -> bytes | None:
+    """`flatten(build_message(...))` without building the message: the same bytes, written
+    straight from the encoded headers and the two encoded bodies. None if they aren't ASCII
+    (then the email package's generator has to write the message).
+
+    Line ends are made CRLF piece by piece, as `flatten` does for the whole text: only the
+    headers (folds) and the quoted-printable text can hold a bare "\n"; base64 lines are
+    joined with CRLF directly."""
+    top, text_head, html_head, end = _skeleton()
+    head = "\n".join([f"{name}: {value}" for name, value in headers]).replace("\n", "\r\n")
+    text = _encode_body(rendered.text, "quoted-printable").rstrip("\n")
+    html = _encode_body(rendered.html, "base64").rstrip("\n")
+    wire = "".join(
+        [
+            head,
+            "\r\n",
+            top,
+            text_head,
+            text.replace("\r\n", "\n").replace("\n", "\r\n"),
+            html_head,
+            html.replace("\n", "\r\n"),
+            end,
+        ]
+    )
+    if not wire.isascii():
+        return None
+    return wire.encode("ascii")
 
 
 def build_message_utf8(
@@ -260,8 +345,12 @@ def build_message_utf8(
 
 def _header_lines(part: Any) -> list[str]:
     """Raw values as stored (already encoded and folded); parsed MIME headers folded once."""
+    return _header_lines_of(part.raw_items())
+
+
+def _header_lines_of(items: Iterable[tuple[str, Any]]) -> list[str]:
     lines = []
-    for name, value in part.raw_items():
+    for name, value in items:
         if hasattr(value, "name"):
             lines.append(WIRE_POLICY.fold_binary(name, value).decode("ascii").rstrip("\r\n"))
         else:
@@ -299,8 +388,8 @@ class Prepared:
     """A notice rendered and built, ready for the wire."""
 
     address: str
-    message: EmailMessage
-    raw: bytes | None  # None when the message needs SMTPUTF8 (aiosmtplib then flattens it)
+    # The bytes to send; an EmailMessage when it needs SMTPUTF8 (aiosmtplib then flattens it).
+    payload: bytes | EmailMessage
 
 
 class NoticeSender:
@@ -329,6 +418,8 @@ class NoticeSender:
         self._batch: dict[int, NoticeData] = {}
         self._order: list[int] = []
         self._ready: dict[int, Prepared | Exception] = {}
+        # Columns to set on each notice (by id), written by `before_commit`.
+        self._changes: dict[int, dict[str, Any]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Clock) -> NoticeSender:
@@ -370,10 +461,17 @@ class NoticeSender:
         self._batch = await load_notices(session, ids)
         self._order = [i for i in ids if i in self._batch]
         self._ready = {}
+        self._changes = {}
         await self.transport.begin_batch()
 
+    async def before_commit(self, session: AsyncSession) -> None:
+        """Write the notices' new states in the worker's transaction, in one statement for
+        the usual case (every notice sent)."""
+        changes, self._changes = self._changes, {}
+        await update_notices(session, changes)
+
     async def end_batch(self) -> None:
-        self._batch, self._order, self._ready = {}, [], {}
+        self._batch, self._order, self._ready, self._changes = {}, [], {}, {}
         await self.transport.end_batch()
 
     async def close(self) -> None:
@@ -382,22 +480,23 @@ class NoticeSender:
     async def deliver(self, session: AsyncSession, payload: dict[str, Any]) -> None:
         data = await self._data(session, payload)
         notice = data.notice
-        if notice.status in DONE_STATUSES:
-            log.info("notice #%s is already %s; not sending it again", notice.id, notice.status)
+        status = self._status(data)
+        if status in DONE_STATUSES:
+            log.info("notice #%s is already %s; not sending it again", notice.id, status)
             return
         ready = self._ready.pop(notice.id, None)
         reason = stale_reason(data)
         if reason is not None:
             log.info("notice #%s withdrawn: %s", notice.id, reason)
-            notice.status, notice.last_error = WITHDRAWN, reason
+            self._change(notice.id, status=WITHDRAWN, last_error=reason)
             return
         if isinstance(ready, Exception):
             raise ready
         prepared = ready or _finish(self.prepare_steps(data))
-        notice.to_address = prepared.address
+        self._change(notice.id, to_address=prepared.address)
         sending = asyncio.ensure_future(
             self.transport.send(
-                prepared.raw if prepared.raw is not None else prepared.message,
+                prepared.payload,
                 sender=self.from_address,
                 recipient=prepared.address,
             )
@@ -407,9 +506,7 @@ class NoticeSender:
             await sending
         except RecipientRefused as exc:
             raise GiveUp(str(exc)) from exc
-        notice.status = "sent"
-        notice.sent_at = self.clock.now()
-        notice.last_error = None
+        self._change(notice.id, status="sent", sent_at=self.clock.now(), last_error=None)
 
     async def on_failure(
         self, session: AsyncSession, payload: dict[str, Any], error: str, gave_up: bool
@@ -417,13 +514,22 @@ class NoticeSender:
         notice_id = payload.get("notice_id")
         if not isinstance(notice_id, int):
             return
-        cached = self._batch.get(notice_id)
-        notice = cached.notice if cached is not None else await session.get(m.Notice, notice_id)
-        if notice is None or notice.status in DONE_STATUSES:
+        data = self._batch.get(notice_id) or await load_notice(session, notice_id)
+        if data is None or self._status(data) in DONE_STATUSES:
             return
-        notice.last_error = error
+        self._change(notice_id, last_error=error)
         if gave_up:
-            notice.status = "failed"
+            self._change(notice_id, status="failed")
+
+    # --- notice states, written before the worker commits ----------------------------------
+
+    def _change(self, notice_id: int, **columns: Any) -> None:
+        self._changes.setdefault(notice_id, {}).update(columns)
+
+    def _status(self, data: NoticeData) -> str:
+        """The notice's status, with this batch's changes not yet written."""
+        status: str = self._changes.get(data.notice.id, {}).get("status", data.notice.status)
+        return status
 
     # --- preparing the next notice while one is on the wire --------------------------------
     # Rendering and building a message is CPU work; an SMTP exchange is mostly waiting for the
@@ -453,7 +559,7 @@ class NoticeSender:
             return None
         for notice_id in self._order[position + 1 :]:
             data = self._batch[notice_id]
-            if data.notice.status not in DONE_STATUSES and notice_id not in self._ready:
+            if self._status(data) not in DONE_STATUSES and notice_id not in self._ready:
                 return data
         return None
 
@@ -467,7 +573,7 @@ class NoticeSender:
         return data
 
     def prepare_steps(self, data: NoticeData) -> Generator[None, None, Prepared]:
-        """Address, render, build and flatten one notice, as a generator of small steps."""
+        """Address, render and write one notice, as a generator of small steps."""
         if data.invoice is None:
             raise GiveUp(f"notice #{data.notice.id} has no invoice to show")
         if is_digest(data.notice) and not data.digest_items:
@@ -481,10 +587,8 @@ class NoticeSender:
         if not address.isascii():
             # An internationalised address: aiosmtplib flattens it and sends it with SMTPUTF8.
             message = self.message(data, rendered, now, to_address=address, utf8=True)
-            return Prepared(address=address, message=message, raw=None)
-        message = self.message(data, rendered, now, to_address=address)
-        yield
-        return Prepared(address=address, message=message, raw=flatten(message))
+            return Prepared(address=address, payload=message)
+        return Prepared(address=address, payload=self.wire(data, rendered, now, address))
 
     # --- the pieces -------------------------------------------------------------------------
 
@@ -515,24 +619,43 @@ class NoticeSender:
         to_address: str | None = None,
         utf8: bool = False,
     ) -> EmailMessage:
+        """The notice as an EmailMessage (`build_message`, or `build_message_utf8`)."""
+        build = build_message_utf8 if utf8 else build_message
+        envelope = self._envelope(data, now, to_address)
+        try:
+            return build(data, rendered, **envelope)
+        except ValueError as exc:  # BadAddress, or a header the email package refuses
+            raise GiveUp(str(exc)) from exc
+
+    def wire(
+        self, data: NoticeData, rendered: RenderedNotice, now: datetime, to_address: str
+    ) -> bytes:
+        """The bytes `flatten(self.message(...))` gives, written without building the message
+        (the email package's generator still writes the rare message that isn't ASCII)."""
+        envelope = self._envelope(data, now, to_address)
+        try:
+            headers = _headers(data, rendered, **envelope)
+        except ValueError as exc:  # BadAddress
+            raise GiveUp(str(exc)) from exc
+        raw = message_bytes(headers, rendered)
+        if raw is None:
+            return flatten(self.message(data, rendered, now, to_address=to_address))
+        return raw
+
+    def _envelope(self, data: NoticeData, now: datetime, to_address: str | None) -> dict[str, Any]:
+        """What `build_message` needs besides the notice: addresses, the signed Reply-To, time."""
         notice = data.notice
         if notice.invoice_id is None:
             raise GiveUp(f"notice #{notice.id} is not about an invoice")
         token = make_reply_token(notice.invoice_id, notice.id, self.secret_key)
-        build = build_message_utf8 if utf8 else build_message
-        try:
-            return build(
-                data,
-                rendered,
-                from_address=self.from_address,
-                from_name=self.from_name,
-                reply_to=reply_address(self.reply_base, token),
-                to_address=to_address or notice.to_address,
-                now=now,
-                tz=self.tz,
-            )
-        except ValueError as exc:  # BadAddress, or a header the email package refuses
-            raise GiveUp(str(exc)) from exc
+        return {
+            "from_address": self.from_address,
+            "from_name": self.from_name,
+            "reply_to": reply_address(self.reply_base, token),
+            "to_address": to_address or notice.to_address,
+            "now": now,
+            "tz": self.tz,
+        }
 
 
 def stale_reason(data: NoticeData) -> str | None:

@@ -22,7 +22,7 @@ import trustme
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.mail.render import NoticeRenderer, build_context
+from bot.mail.render import NoticeRenderer, RenderedNotice, build_context
 from bot.mail.sender import (
     WIRE_POLICY,
     NoticeSender,
@@ -35,7 +35,7 @@ from bot.settings import Settings
 from bot.worker import OutboxWorker
 from storage import models as m
 from storage.db import session_factory
-from storage.notice_queries import delivery_summary, notices_for_invoice
+from storage.notice_queries import delivery_summary, load_notices, notices_for_invoice
 from storage.outbox import MAX_ATTEMPTS
 from storage.store import StoreFactory
 from tests.builders import District, add_district, add_policy, add_staff
@@ -410,6 +410,38 @@ async def test_a_stop_mid_batch_loses_nothing_and_repeats_nothing(
     await worker.close()
 
 
+async def test_the_batch_loader_reads_what_the_models_read(
+    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+) -> None:
+    """`load_notices` reads plain rows; each must show every column and property the model's
+    object shows (templates and the sender read them the same way)."""
+    issued = await issue_invoice(stores, clock)
+    [notice] = await notices(engine)
+    async with session_factory(engine)() as session:
+        data = (await load_notices(session, [notice.id]))[notice.id]
+        models = {
+            "notice": await session.get(m.Notice, notice.id),
+            "guardian": await session.get(m.Guardian, issued.district.guardian_id),
+            "invoice": await session.get(m.Invoice, issued.invoice_id),
+        }
+        invoice = models["invoice"]
+        assert isinstance(invoice, m.Invoice)
+        models["student"] = await session.get(m.Student, invoice.student_id)
+        models["device"] = await session.get(m.Device, invoice.device_id)
+    for field, model in models.items():
+        record = getattr(data, field)
+        assert model is not None and record is not None
+        for column in m.Base.metadata.tables[type(model).__tablename__].columns:
+            assert getattr(record, column.key) == getattr(model, column.key), (field, column)
+    assert data.guardian is not None and data.guardian.full_name == "Maria Rivera"
+    assert data.invoice is not None
+    assert data.invoice.balance_cents == invoice.balance_cents == 2900
+    assert [line.description for line in data.invoice.lines] == [
+        line.description for line in invoice.lines
+    ]
+    assert data.district_name == "Our District"
+
+
 # --- addresses and encoding -----------------------------------------------------------------
 
 
@@ -615,6 +647,36 @@ def test_the_wire_format_matches_the_email_package(language: str) -> None:
     assert text is not None
     assert text.get_content().replace("\r\n", "\n") == rendered.text
     assert ours["To"].addresses[0].display_name == "María José Rivera"
+
+
+WIRE_CASES = {
+    "plain": ("Maria", "Invoice INV-000007 from Lincoln Unified: $29.00", "Dear Maria,\n"),
+    "accents": ("María José", "Factura INV-000007: $29.00 para el dispositivo de Ana", "Señora\n"),
+    "quotes": ('Maria "Mia"', "Invoice " + "word " * 30, "a line \nwith trailing space \n"),
+    "carriage returns": ("Maria", "Invoice", "a\rb\r\nc\r"),
+    "long lines": ("Maria", "Invoice", "x" * 200 + "\n" + "é" * 100),
+}
+
+
+@pytest.mark.parametrize("case", list(WIRE_CASES))
+def test_the_wire_bytes_are_flatten_s_bytes(case: str) -> None:
+    """The sender writes the message's bytes directly; they must be exactly the bytes
+    `flatten` writes for the message `build_message` makes (the test above checks those
+    against the email package)."""
+    name, subject, text = WIRE_CASES[case]
+    data = _render_data()
+    assert data.guardian is not None
+    data.guardian.first_name = name
+    sender = NoticeSender.from_settings(mail_settings(2525), FixedClock(datetime.now(UTC)))
+    now = datetime(2026, 3, 2, 15, tzinfo=UTC)
+    for html in ("", "<p>Hi</p>\n", "<p>" + "ñ" * 500 + "</p>"):
+        rendered = RenderedNotice(subject, text, html, "es")
+        message = sender.message(data, rendered, now, to_address="maria@example.org")
+        wire = sender.wire(data, rendered, now, "maria@example.org")
+        assert wire == flatten(message)
+        parsed = email.message_from_bytes(wire, policy=email.policy.default)
+        assert list(parsed.items()) == list(message.items())
+        assert wire.isascii() and b"\n" not in wire.replace(b"\r\n", b"")
 
 
 def test_settings_wire_the_sender() -> None:
