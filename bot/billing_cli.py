@@ -29,6 +29,7 @@ from workflows.billing_pauses import PauseView, add_pause, list_pauses, remove_p
 from workflows.billing_settings import BillingSettings, billing_settings_from
 from workflows.errors import NotFound, PermissionDenied, ValidationError
 from workflows.invoices import InvoiceStatus
+from workflows.money import format_cents, parse_amount
 from workflows.permissions import Actor
 from workflows.ports import Context
 
@@ -313,10 +314,13 @@ _SETTING_LABELS = {
     "auto_cancel_days": "auto-cancel days after the final notice",
     "stop_reminders_on_partial_payment": "stop reminders on a partial payment",
     "daily_run_time": "daily run time",
+    "waiver_approval_cents": "waivers above this need approval",
 }
 
 
-def _shown(value: Any) -> str:
+def _shown(value: Any, name: str = "") -> str:
+    if name == "waiver_approval_cents" and isinstance(value, int):
+        return format_cents(value)
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, list | tuple):
@@ -335,7 +339,7 @@ def settings_show() -> None:
     current, tz = _run(work)
     table = Table("setting", "value")
     for name, label in _SETTING_LABELS.items():
-        value = _shown(getattr(current, name))
+        value = _shown(getattr(current, name), name)
         if name == "daily_run_time":
             value += f" ({tz})"
         table.add_row(label, value)
@@ -396,6 +400,14 @@ def settings_set(
         str | None,
         typer.Option("--run-time", metavar="HH:MM", help="Daily run time, district time zone."),
     ] = None,
+    waiver_approval: Annotated[
+        str | None,
+        typer.Option(
+            "--waiver-approval",
+            metavar="DOLLARS",
+            help="Waivers above this amount need an approver, e.g. 100.00 (0 for all).",
+        ),
+    ] = None,
     as_email: AsEmail = None,
 ) -> None:
     """Change the billing automation settings given; the others stay as they are."""
@@ -414,6 +426,10 @@ def settings_set(
             given["pre_due_days"] = _day_list(pre_due_days, "--pre-due-days", "pre_due_days")
         if overdue_days is not None:
             given["overdue_days"] = _day_list(overdue_days, "--overdue-days", "overdue_days")
+        if waiver_approval is not None:
+            given["waiver_approval_cents"] = parse_amount(
+                waiver_approval, field="waiver_approval_cents"
+            )
     except ValidationError as exc:
         console.print(f"[red]{escape(exc.message)} Nothing was changed.[/red]")
         raise typer.Exit(1) from exc
@@ -436,4 +452,4 @@ def settings_set(
     console.print("Billing automation settings saved:")
     for name, (old, new) in changed.items():
         label = _SETTING_LABELS.get(name, name.replace("_", " "))
-        console.print(f"  {label}: {escape(_shown(old))} → {escape(_shown(new))}")
+        console.print(f"  {label}: {escape(_shown(old, name))} → {escape(_shown(new, name))}")

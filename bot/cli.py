@@ -15,7 +15,10 @@ from rich.table import Table
 
 from bot.billing_cli import billing_app
 from bot.cli_runtime import run_with_runtime
+from bot.fees_cli import fees_app
+from bot.insurance_cli import insurance_app
 from bot.report_cli import invoice_app, report_app
+from bot.report_commands import register_report_commands  # noqa: F401 - adds `report <name>`
 from bot.roster_cli import import_command
 from bot.runtime import Runtime, log_parts, prepare_database
 from bot.settings import Settings, get_settings
@@ -33,6 +36,8 @@ app.add_typer(staff_app, name="staff")
 app.add_typer(billing_app, name="billing")
 app.add_typer(report_app, name="report")
 app.add_typer(invoice_app, name="invoice")
+app.add_typer(fees_app, name="fees")
+app.add_typer(insurance_app, name="insurance")
 app.command("import", help="Import students, guardians and devices from CSV.")(import_command)
 
 console = Console()

@@ -343,11 +343,15 @@ def timeline_header(timeline: InvoiceTimeline, tz: tzinfo) -> Text:
     reminders = f"{inv.reminder_count} reminder(s) sent"
     if inv.last_reminder_at is not None:
         reminders += f", the last {_local(inv.last_reminder_at, tz)}"
+    money = f"total {format_cents(inv.total_cents)}, paid {format_cents(inv.paid_cents)}"
+    if inv.waived_cents:
+        money += f", waived {format_cents(inv.waived_cents)}"
+    if inv.refunded_cents:
+        money += f", refunded {format_cents(inv.refunded_cents)}"
     lines = [
         f"{inv.number} · {inv.student}",
         f"Status: {inv.status_label}",
-        f"Balance: {format_cents(inv.balance_cents)} "
-        f"(total {format_cents(inv.total_cents)}, paid {format_cents(inv.paid_cents)})",
+        f"Balance: {format_cents(inv.balance_cents)} ({money})",
         f"Due: {_day(inv.due_date) or 'no due date'}",
         f"Automation: {'on' if inv.automation_enabled else 'off'} · {reminders}",
     ]

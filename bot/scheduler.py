@@ -5,6 +5,9 @@
   today's billing when the run time has passed without a completed run, e.g. because the process
   was down at that time or the run failed. The run itself covers every day missed since the last
   completed one.
+- Coverage-expiring reminders, daily after the billing run's usual hour (each enrollment once).
+- The weekly digest (when WEEKLY_DIGEST_CHANNEL is set): last week's figures queued for Slack
+  once per week, on the configured day and time.
 - SQLite maintenance overnight.
 
 A failed run is logged and reported in the billing channel through the outbox.
@@ -20,18 +23,27 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.exc import IntegrityError
 
 from bot.runtime import Runtime
 from storage.billing_run import BillingRunner, RunResult
 from storage.db import maintain_sqlite
+from storage.weekly_digest import DIGEST_KIND, digest_key, previous_week, weekly_digest
 from workflows.billing_settings import billing_settings_from
 from workflows.clock import local_date
+from workflows.enrollment import ReminderTotals, send_expiry_reminders
+from workflows.permissions import Actor
+from workflows.ports import Context
 
 log = logging.getLogger("devicecare.scheduler")
 
 BILLING_JOB = "billing_run"
 CATCH_UP_JOB = "billing_catch_up"
 MAINTENANCE_JOB = "maintain_database"
+COVERAGE_REMINDER_JOB = "coverage_expiring_reminders"
+# Local time of the daily coverage-expiring job (notices go out with the worker's next batch).
+COVERAGE_REMINDER_TIME = time(7, 0)
+WEEKLY_DIGEST_JOB = "weekly_digest"
 CATCH_UP_MINUTES = 15
 # A run time missed by less than this (a busy or suspended process) still runs late.
 BILLING_MISFIRE_SECONDS = 3600
@@ -162,6 +174,83 @@ def _add_billing_job(scheduler: AsyncIOScheduler, runtime: Runtime, trigger: Cro
     )
 
 
+# --- coverage-expiring reminders ----------------------------------------------------------
+
+
+async def send_coverage_reminders(runtime: Runtime, day: date | None = None) -> ReminderTotals:
+    """Queue the reminders due on `day` (today in the district's zone), in one transaction.
+
+    Rerunning a day, or running a missed one later, reminds nobody twice: each enrollment
+    records the day it was reminded.
+    """
+    tz = runtime.settings.tz
+    day = day or local_date(runtime.clock.now(), tz)
+    async with runtime.stores() as store:
+        totals = await send_expiry_reminders(Context(store, runtime.clock, tz), Actor.system(), day)
+    log.info(
+        "coverage reminders for %s: %s queued, %s without a premium invoice",
+        day,
+        totals.queued,
+        totals.no_invoice,
+    )
+    return totals
+
+
+async def _coverage_reminders_job(runtime: Runtime) -> None:
+    try:
+        await send_coverage_reminders(runtime)
+    except Exception:  # noqa: BLE001 - logged; tomorrow's run picks up what was missed
+        log.exception("coverage-expiring reminders failed")
+
+
+# --- the weekly digest --------------------------------------------------------------------
+
+
+async def queue_weekly_digest(runtime: Runtime, today: date | None = None) -> bool:
+    """Queue last week's digest for Slack; False when it is off or already queued.
+
+    The outbox row's dedupe key names the week, so a rerun, a late run or a second scheduler
+    adds nothing: one digest per week. Its figures are computed when it is queued.
+    """
+    if not runtime.settings.weekly_digest_channel:
+        return False
+    tz = runtime.settings.tz
+    today = today or local_date(runtime.clock.now(), tz)
+    week = previous_week(today)
+    key = digest_key(week)
+    try:
+        async with runtime.stores() as store:
+            if await store.count_outbox(DIGEST_KIND, key):
+                return False
+            digest = await weekly_digest(store.session, week, tz=tz, as_of=today)
+            queued = await store.enqueue(DIGEST_KIND, key, digest.to_payload())
+    except IntegrityError:
+        # Another scheduler queued the same week between our check and our insert.
+        log.info("weekly digest for %s was queued by another process", week)
+        return False
+    if queued:
+        log.info("weekly digest for the week of %s queued", week)
+    return queued
+
+
+async def _weekly_digest_job(runtime: Runtime) -> None:
+    try:
+        await queue_weekly_digest(runtime)
+    except Exception:  # noqa: BLE001 - logged; the next run (or a restart) doesn't resend it
+        log.exception("weekly digest failed")
+
+
+def weekly_digest_trigger(runtime: Runtime) -> CronTrigger:
+    settings = runtime.settings
+    at = settings.weekly_digest_time
+    return CronTrigger(
+        day_of_week=settings.weekly_digest_day[:3],
+        hour=at.hour,
+        minute=at.minute,
+        timezone=settings.tz,
+    )
+
+
 # --- maintenance --------------------------------------------------------------------------
 
 
@@ -193,6 +282,25 @@ async def build_scheduler(runtime: Runtime) -> AsyncIOScheduler:
         replace_existing=True,
     )
     _add_billing_job(scheduler, runtime, billing_trigger(run_time, tz))
+    scheduler.add_job(
+        _coverage_reminders_job,
+        CronTrigger(
+            hour=COVERAGE_REMINDER_TIME.hour, minute=COVERAGE_REMINDER_TIME.minute, timezone=tz
+        ),
+        args=[runtime],
+        id=COVERAGE_REMINDER_JOB,
+        name="coverage-expiring reminders",
+        replace_existing=True,
+    )
+    if runtime.settings.weekly_digest_channel:
+        scheduler.add_job(
+            _weekly_digest_job,
+            weekly_digest_trigger(runtime),
+            args=[runtime],
+            id=WEEKLY_DIGEST_JOB,
+            name="weekly digest",
+            replace_existing=True,
+        )
     scheduler.add_job(
         catch_up_billing,
         IntervalTrigger(minutes=CATCH_UP_MINUTES, timezone=tz),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -27,6 +28,12 @@ class Settings(BaseSettings):
     slack_incidents_channel: str | None = None
     slack_approvals_channel: str | None = None
     slack_billing_channel: str | None = None
+    # The weekly digest (reports): off without a channel; posted on that day at that local time.
+    weekly_digest_channel: str | None = None
+    weekly_digest_day: Literal[
+        "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
+    ] = "monday"
+    weekly_digest_time: time = time(7, 0)
 
     smtp_host: str | None = None
     smtp_port: int = 587

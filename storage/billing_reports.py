@@ -505,7 +505,38 @@ def _activity_summary(entry: m.ActivityEntry) -> str:
         return "Automation turned " + ("on" if after.get("automation_enabled") else "off")
     if entry.action == "claim_cap_override_applied":
         return "Claim-cap override applied"
+    adjustment = _adjustment_summary(entry.action, after)
+    if adjustment is not None:
+        return adjustment
     return entry.action.replace("_", " ").capitalize()
+
+
+def _cents(value: Any) -> str:
+    return format_cents(value) if isinstance(value, int) else "?"
+
+
+def _adjustment_summary(action: str, after: dict[str, Any]) -> str | None:
+    """Waivers and refunds in words; the reason is the entry's note."""
+    amount = _cents(after.get("amount_cents"))
+    if action == "waiver_applied":
+        settled = " (nothing left to pay)" if after.get("status") == InvoiceStatus.PAID else ""
+        return f"Waived \u2212{amount}{settled}"
+    if action == "waiver_requested":
+        return f"Waiver of {amount} requested, awaiting approval"
+    if action == "waiver_denied":
+        return f"Waiver of {amount} denied"
+    if action == "waiver_withdrawn":
+        return f"Waiver of {amount} withdrawn"
+    if action == "refund_issued":
+        method, reference = after.get("method"), after.get("reference")
+        if method == "check" and reference:
+            source = f"check #{reference}"
+        elif method:
+            source = f"{method} payment" + (f" {reference}" if reference else "")
+        else:
+            source = "a payment"
+        return f"Refunded {amount} of {source}"
+    return None
 
 
 async def invoice_timeline(

@@ -45,6 +45,16 @@ FEES = [
     ("device-loss", "Lost device (full replacement)", "fine", 30000, None),
 ]
 
+# What `/collect` offers when a device comes back (fee items of kind "collection").
+COLLECTION_FEES = [
+    ("collect-charger", "Charger", 3500, None),
+    ("collect-case", "Case", 2500, None),
+    ("collect-keys", "Keyboard keys", 1500, None),
+    ("collect-screen", "Cracked screen", 9500, None),
+    ("collect-asset-tag", "Asset tag label", 500, None),
+    ("collect-stylus", "Stylus", 2000, "Apple iPad (9th gen)"),
+]
+
 
 @dataclass(frozen=True)
 class DemoResult:
@@ -88,6 +98,7 @@ async def load_demo(session: AsyncSession, clock: Clock, tz: str) -> DemoResult:
                 code=f"demo-{code}", name=name, kind=kind, price_cents=price, device_model=model
             )
         )
+    await _add_collection_fees(session)
     await session.flush()
 
     year = school_year_of(local_date(now, tz))
@@ -165,3 +176,22 @@ async def load_demo(session: AsyncSession, clock: Clock, tz: str) -> DemoResult:
         )
     await session.flush()
     return DemoResult(created=True, students=len(FAMILIES), devices=len(FAMILIES) + 2)
+
+
+async def _add_collection_fees(session: AsyncSession) -> None:
+    """Collection fee items, unless the district already has some of its own."""
+    existing = (
+        await session.execute(select(m.FeeItem.id).where(m.FeeItem.kind == "collection").limit(1))
+    ).first()
+    if existing is not None:
+        return
+    for code, name, price, model in COLLECTION_FEES:
+        session.add(
+            m.FeeItem(
+                code=f"demo-{code}",
+                name=name,
+                kind="collection",
+                price_cents=price,
+                device_model=model,
+            )
+        )

@@ -280,7 +280,12 @@ class DeviceAssignment(Base):
 
 class Incident(Base):
     __tablename__ = "incidents"
-    __table_args__ = (Index("ix_incidents_student_occurred", "student_id", "occurred_on"),)
+    __table_args__ = (
+        Index("ix_incidents_student_occurred", "student_id", "occurred_on"),
+        # Reports pick incidents by the day they happened or the time they closed (0007).
+        Index("ix_incidents_occurred_on", "occurred_on"),
+        Index("ix_incidents_closed_at", "closed_at"),
+    )
 
     id: Mapped[int] = pk()
     device_id: Mapped[int] = mapped_column(
@@ -360,7 +365,11 @@ class StudentFlag(Base):
     """A repeat-offender badge: the student crossed a flag's threshold in a counting window."""
 
     __tablename__ = "student_flags"
-    __table_args__ = (UniqueConstraint("student_id", "flag", "window_start"),)
+    __table_args__ = (
+        UniqueConstraint("student_id", "flag", "window_start"),
+        # The repeat-offender report picks flags by when they were raised (0007).
+        Index("ix_student_flags_flagged_at", "flagged_at"),
+    )
 
     id: Mapped[int] = pk()
     student_id: Mapped[int] = mapped_column(ForeignKey("students.id", ondelete="CASCADE"))
@@ -513,6 +522,9 @@ class Invoice(Base):
         ),
         Index("ix_invoices_status_due", "status", "due_date"),
         Index("ix_invoices_claim_enrollment", "claim_enrollment_id", "status"),
+        # Money reports pick invoices by when they were issued or cancelled (0007).
+        Index("ix_invoices_created_at", "created_at"),
+        Index("ix_invoices_cancelled_at", "cancelled_at"),
         # A bulk fee bills a student once per fee (and so once per school year).
         UniqueConstraint("annual_fee_id", "student_id"),
     )

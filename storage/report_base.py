@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import ColumnElement, Date, Integer, String, cast, func, literal, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
@@ -124,7 +125,11 @@ class ReportQuery:
         middle = self.start + (self.end - self.start) / 2
         offset = middle.astimezone(self.tz).utcoffset() or timedelta(0)
         minutes = int(offset.total_seconds() // 60)
-        return func.date(column, f"{minutes:+d} minutes")
+        day = func.date(column, f"{minutes:+d} minutes")
+        # Columns passed here are already limited to the range (at_in_range); at its edges that
+        # one offset can push an event a day outside, into a trend bucket that doesn't exist.
+        first, last = self.filters.date_from.isoformat(), self.filters.date_to.isoformat()
+        return func.max(func.min(day, last), first)
 
     def bucket(self, day: Any, period: Period) -> ColumnElement[Any]:
         """The first day (text YYYY-MM-DD) of the period holding `day`, a date or local-day
@@ -141,6 +146,24 @@ class ReportQuery:
         # strftime('%w') is 0 on Sunday; step back to Monday.
         back = (cast(func.strftime("%w", day), Integer) + 6) % 7
         return func.date(day, "-" + cast(back, String) + " days")
+
+    # --- dialect helpers ------------------------------------------------------------------
+
+    def hours_between(self, start: Any, end: Any) -> ColumnElement[Any]:
+        """Hours from one timestamp column to another, as a float, on both backends."""
+        if self.is_pg:
+            return func.extract("epoch", end - start) / 3600.0
+        return (func.julianday(end) - func.julianday(start)) * 24.0
+
+    def joined_text(self, column: Any, separator: str = ", ") -> ColumnElement[Any]:
+        """An aggregate joining a text column's values into one cell, sorted.
+
+        PostgreSQL sorts inside string_agg. SQLite (before 3.44) has no ORDER BY in aggregates
+        and joins values in the order rows arrive, so callers aggregate over a sorted subquery.
+        """
+        if self.is_pg:
+            return func.string_agg(column, aggregate_order_by(literal(separator), column))
+        return func.group_concat(column, separator)
 
 
 def parse_bucket(text: str | date) -> date:

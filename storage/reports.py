@@ -9,7 +9,11 @@ from datetime import date, tzinfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import reports_incidents  # noqa: F401 - registers its reports
+from storage import (
+    reports_incidents,  # noqa: F401 - registers its reports
+    reports_insurance,  # noqa: F401 - registers its reports
+    reports_money,  # noqa: F401 - registers its reports
+)
 from storage.report_base import CATALOGUE, RUNNERS, ReportQuery, check_filters
 from workflows.errors import ValidationError
 from workflows.reports import ReportFilters, ReportResult

@@ -1,4 +1,4 @@
-"""Incident reports: incidents by type (with a trend)."""
+"""Incident reports: incidents by type and hours to closure (both trended), repeat offenders."""
 
 from __future__ import annotations
 
@@ -79,4 +79,202 @@ async def incidents_by_type(q: ReportQuery) -> ReportResult:
             series={k: tuple(v) for k, v in series.items()},
             unit="incidents",
         ),
+    )
+
+
+# --- closure time ---------------------------------------------------------------------------
+
+ALL_INCIDENTS = "All incidents"
+
+CLOSURE_TIME = ReportSpec(
+    name="closure-time",
+    title="Average Hours to Closure",
+    description="Incidents closed in the range and the average hours from opening to closing, "
+    "per period and per type, with a trend.",
+    audience=Audience.GENERAL,
+    headers=("period_start", "incidents_closed", "average_hours"),
+    has_trend=True,
+    range_means="closed",
+)
+
+
+def _hours(value: object) -> float | None:
+    return None if value is None else round(float(str(value)), 1)
+
+
+@report(CLOSURE_TIME)
+async def closure_time(q: ReportQuery) -> ReportResult:
+    inc = m.Incident
+    where = [
+        inc.closed_at.is_not(None),
+        *q.at_in_range(inc.closed_at),
+        *q.scope(inc.student_id, inc.device_id),
+    ]
+    hours = q.hours_between(inc.opened_at, inc.closed_at)
+    period = period_for(q.filters.date_from, q.filters.date_to)
+    bucket = q.bucket(q.local_day(inc.closed_at), period)
+    closed_n, overall = (
+        await q.session.execute(select(func.count(inc.id), func.avg(hours)).where(*where))
+    ).one()
+    per_period = (
+        await q.session.execute(
+            select(bucket.label("bucket"), func.count(inc.id), func.avg(hours))
+            .where(*where)
+            .group_by(bucket)
+        )
+    ).all()
+    flag = func.coalesce(m.IncidentFlag.flag, NO_TYPE)
+    per_type = (
+        await q.session.execute(
+            select(bucket.label("bucket"), flag.label("flag"), func.avg(hours))
+            .select_from(inc)
+            .outerjoin(m.IncidentFlag, m.IncidentFlag.incident_id == inc.id)
+            .where(*where)
+            .group_by(bucket, flag)
+            .order_by(flag)
+        )
+    ).all()
+    periods = periods_between(q.filters.date_from, q.filters.date_to, period)
+    index = {p: i for i, p in enumerate(periods)}
+    counts = [0] * len(periods)
+    averages: list[float | None] = [None] * len(periods)
+    for b, n, avg in per_period:
+        i = index[parse_bucket(b)]
+        counts[i], averages[i] = int(n), _hours(avg)
+    # A period with nothing closed has no average: NaN leaves a gap in the chart, not a zero.
+    nan = float("nan")
+    series: dict[str, list[float]] = {ALL_INCIDENTS: [nan if a is None else a for a in averages]}
+    for b, f, avg in per_type:
+        line = series.setdefault(str(f), [nan] * len(periods))
+        line[index[parse_bucket(b)]] = _hours(avg) or 0.0
+    rows = [(p, counts[i], averages[i]) for i, p in enumerate(periods)]
+    closed = int(closed_n or 0)
+    average = _hours(overall)
+    said = "no incidents" if not closed else f"{closed} incident{'s' if closed != 1 else ''}"
+    summary = [f"{said.capitalize()} closed ({q.filters.describe()})."]
+    if average is not None:
+        summary.append(f"Average time to closure: {average} hours.")
+    return ReportResult(
+        spec=q.spec,
+        filters=q.filters,
+        rows=rows,
+        summary=summary,
+        totals={"incidents_closed": closed},
+        trend=Trend(
+            title=f"Average hours to closure per {period.value}",
+            period=period,
+            periods=tuple(periods),
+            series={k: tuple(v) for k, v in series.items()},
+            unit="hours",
+        ),
+    )
+
+
+# --- repeat offenders -----------------------------------------------------------------------
+
+REPEAT_OFFENDERS = ReportSpec(
+    name="repeat-offenders",
+    title="Repeat Offenders",
+    description="Students flagged as repeat offenders in the range: their tripped flags, "
+    "building, grade and last incident date.",
+    audience=Audience.GENERAL,
+    headers=(
+        "student",
+        "sis_id",
+        "building",
+        "grade",
+        "flags",
+        "flag_count",
+        "first_flagged_on",
+        "last_incident_on",
+    ),
+    range_means="flagged",
+)
+
+
+@report(REPEAT_OFFENDERS)
+async def repeat_offenders(q: ReportQuery) -> ReportResult:
+    sf = m.StudentFlag
+    where = [*q.at_in_range(sf.flagged_at), *q.student_scope(sf.student_id)]
+    if q.filters.models:
+        # A flag belongs to the model of the device in the incident that tripped it.
+        tripped_on = select(m.Incident.id).where(*q.device_scope(m.Incident.device_id))
+        where.append(sf.incident_id.in_(tripped_on))
+    # One row per student and flag, sorted by flag, so SQLite joins the names in order too.
+    per_flag = (
+        select(
+            sf.student_id.label("student_id"),
+            sf.flag.label("flag"),
+            func.count(sf.id).label("times"),
+            func.min(sf.flagged_at).label("first_at"),
+        )
+        .where(*where)
+        .group_by(sf.student_id, sf.flag)
+        .order_by(sf.student_id, sf.flag)
+        .subquery()
+    )
+    per_student = (
+        select(
+            per_flag.c.student_id,
+            q.joined_text(per_flag.c.flag).label("flags"),
+            func.sum(per_flag.c.times).label("flag_count"),
+            func.min(per_flag.c.first_at).label("first_at"),
+        )
+        .group_by(per_flag.c.student_id)
+        .subquery()
+    )
+    last_incident = (
+        select(func.max(m.Incident.occurred_on))
+        .where(
+            m.Incident.student_id == per_student.c.student_id,
+            m.Incident.occurred_on <= q.filters.date_to,
+        )
+        .scalar_subquery()
+    )
+    st = m.Student
+    name = st.last_name + ", " + st.first_name
+    listing = (
+        select(
+            name,
+            st.sis_id,
+            m.Building.name,
+            st.grade,
+            per_student.c.flags,
+            per_student.c.flag_count,
+            q.local_day(per_student.c.first_at),
+            last_incident.label("last_incident"),
+        )
+        .select_from(per_student)
+        .join(st, st.id == per_student.c.student_id)
+        .outerjoin(m.Building, m.Building.id == st.building_id)
+        .order_by(last_incident.desc().nulls_last(), st.last_name, st.first_name, st.id)
+    )
+    rows = [
+        (
+            str(student),
+            str(sis),
+            building or "",
+            grade or "",
+            str(flags),
+            int(count),
+            parse_bucket(first),
+            parse_bucket(last) if last is not None else None,
+        )
+        for student, sis, building, grade, flags, count, first, last in (
+            await q.session.execute(listing)
+        ).all()
+    ]
+    n = len(rows)
+    summary = [
+        f"{n} student{'s' if n != 1 else ''} flagged as repeat offender{'s' if n != 1 else ''} "
+        f"({q.filters.describe()})."
+    ]
+    if rows:
+        summary.append(f"Most recent incident: {rows[0][0]} on {rows[0][7]}.")
+    return ReportResult(
+        spec=q.spec,
+        filters=q.filters,
+        rows=rows,
+        summary=summary,
+        totals={"students": n, "flags": sum(r[5] for r in rows)},
     )

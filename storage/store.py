@@ -12,6 +12,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import models as m
+from storage.enrollment_store import EnrollmentStore
 from storage.notices import queue_notice
 from storage.outbox import new_message
 from workflows.clock import Clock
@@ -26,7 +27,7 @@ DEFAULT_MAIL_DOMAIN = "devicecare.invalid"
 KNOWN_PERMISSIONS = frozenset(p.value for p in Permission)
 
 
-class SqlStore:
+class SqlStore(EnrollmentStore):
     """Commits on a clean exit, rolls back on an exception."""
 
     def __init__(

@@ -148,3 +148,105 @@ async def add_staff(stores: StoreFactory, role: str, email: str | None = None) -
 
 async def fetch(store: SqlStore, model: type, ident: int):  # type: ignore[no-untyped-def]
     return await store.session.get(model, ident)
+
+
+@dataclass
+class CollectionFees:
+    charger_id: int
+    case_id: int
+    keys_id: int
+    stylus_id: int  # only for another model, so never offered for the district's devices
+
+
+async def add_collection_fees(stores: StoreFactory) -> CollectionFees:
+    """Fee items of kind "collection", as /collect offers them."""
+    async with stores() as store:
+        s = store.session
+        fees = [
+            m.FeeItem(code="c-charger", name="Charger", kind="collection", price_cents=3500),
+            m.FeeItem(code="c-case", name="Case", kind="collection", price_cents=2500),
+            m.FeeItem(code="c-keys", name="Keyboard keys", kind="collection", price_cents=1500),
+            m.FeeItem(
+                code="c-stylus",
+                name="Stylus",
+                kind="collection",
+                price_cents=2000,
+                device_model="Apple iPad (9th gen)",
+            ),
+        ]
+        s.add_all(fees)
+        await s.flush()
+        return CollectionFees(*(f.id for f in fees))
+
+
+async def add_students(
+    stores: StoreFactory,
+    count: int,
+    *,
+    grade: str = "7",
+    building_id: int | None = None,
+    sis_prefix: str = "BULK",
+    guardian_email: bool = True,
+    active: bool = True,
+) -> list[int]:
+    """`count` students, each with one guardian (emailable unless guardian_email=False)."""
+    async with stores() as store:
+        s = store.session
+        students = [
+            m.Student(
+                sis_id=f"{sis_prefix}-{i}",
+                first_name="Student",
+                last_name=f"{sis_prefix}{i}",
+                grade=grade,
+                building_id=building_id,
+                active=active,
+            )
+            for i in range(count)
+        ]
+        guardians = [
+            m.Guardian(
+                first_name="Parent",
+                last_name=f"{sis_prefix}{i}",
+                email=f"parent.{sis_prefix.lower()}{i}@example.org" if guardian_email else None,
+            )
+            for i in range(count)
+        ]
+        s.add_all([*students, *guardians])
+        await s.flush()
+        s.add_all(
+            m.Guardianship(guardian_id=g.id, student_id=st.id)
+            for st, g in zip(students, guardians, strict=True)
+        )
+        return [st.id for st in students]
+
+
+async def add_enrollable_policy(
+    stores: StoreFactory,
+    *,
+    name: str = "Device Protection Plan",
+    premium_cents: int = 2500,
+    coverage_starts: str = "on_payment",
+    term: tuple[date, date] = (date(2025, 8, 1), date(2026, 7, 31)),
+    window: tuple[date | None, date | None] = (date(2025, 7, 1), date(2026, 6, 30)),
+    expiry_reminder_days: int | None = None,
+    copay_cents: int | None = 2500,
+) -> int:
+    """An active policy with a term, premium and enrollment window (no one enrolled)."""
+    async with stores() as store:
+        policy = m.InsurancePolicy(
+            name=name,
+            copay_cents=copay_cents,
+            allow_override=False,
+            created_at=T0,
+            term_label=f"{term[0].year}-{term[1].year}",
+            term_start=term[0],
+            term_end=term[1],
+            premium_cents=premium_cents,
+            enroll_opens_on=window[0],
+            enroll_closes_on=window[1],
+            coverage_starts=coverage_starts,
+            expiry_reminder_days=expiry_reminder_days,
+        )
+        store.session.add(policy)
+        await store.session.flush()
+        return policy.id

@@ -3,8 +3,8 @@
 These are the district-wide rules the daily billing run will follow: reminders before an
 invoice's due date, three overdue notices after it (each moving the invoice one status on),
 optional cancellation some days after the final notice, and whether a partial payment stops
-all of that. This module only describes and checks them; storing them is
-`workflows.administration.change_billing_settings`.
+all of that; and the amount above which a waiver needs an approver. This module only describes
+and checks them; storing them is `workflows.administration.change_billing_settings`.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ MAX_PRE_DUE_DAYS = 90
 OVERDUE_NOTICES = 3  # first, second, final
 MAX_OVERDUE_DAYS = 365
 MAX_AUTO_CANCEL_DAYS = 730
+MAX_WAIVER_APPROVAL_CENTS = 1_000_000_00  # $1,000,000: above any single device charge
 
 _RUN_TIME_RE = re.compile(r"([0-9]{1,2}):([0-9]{2})")
 _SWITCHES = {
@@ -51,6 +52,8 @@ class BillingSettings:
     auto_cancel_days: int = 60  # days after the final notice
     stop_reminders_on_partial_payment: bool = False
     daily_run_time: str = "06:00"  # HH:MM, 24-hour, in the district's time zone
+    # Waivers above this need an approver (workflows.waivers); 0 sends every waiver for approval.
+    waiver_approval_cents: int = 10_000
 
     @property
     def run_time(self) -> time:
@@ -144,6 +147,13 @@ def validate_billing_settings(s: BillingSettings) -> None:
 
     parse_run_time(s.daily_run_time)
 
+    approval = s.waiver_approval_cents
+    if not _is_int(approval) or not 0 <= approval <= MAX_WAIVER_APPROVAL_CENTS:
+        raise ValidationError(
+            "The waiver approval amount must be between $0.00 and $1,000,000.00.",
+            field="waiver_approval_cents",
+        )
+
 
 def stored_values(s: BillingSettings) -> dict[str, Any]:
     """The settings as the store keeps them: lists for the day schedules, time as 'HH:MM'."""
@@ -167,6 +177,10 @@ def billing_settings_from(record: SettingsRecord) -> BillingSettings:
         auto_cancel_days=record.auto_cancel_days,
         stop_reminders_on_partial_payment=record.stop_reminders_on_partial_payment,
         daily_run_time=record.daily_run_time,
+        # Records made before the setting existed (plain test doubles) keep the default.
+        waiver_approval_cents=getattr(
+            record, "waiver_approval_cents", BillingSettings.waiver_approval_cents
+        ),
     )
 
 

@@ -69,6 +69,9 @@ class NoticeTemplate(StrEnum):
     PAYMENT_RECEIPT = "payment_receipt"
     PENDING_PAYMENT_ACK = "pending_payment_ack"
     PAYMENT_PLAN_CONFIRMATION = "payment_plan_confirmation"
+    ENROLLMENT_CONFIRMATION = "enrollment_confirmation"
+    COVERAGE_EXPIRING = "coverage_expiring"
+    REFUND_RECEIPT = "refund_receipt"
 
 
 OPEN_STATUSES = frozenset(

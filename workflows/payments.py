@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
+from workflows.enrollment import on_invoice_settled
 from workflows.errors import ConflictError, NotFound, OverpaymentError, ValidationError
 from workflows.invoices import InvoiceStatus, NoticeTemplate, balance_of, settle_if_paid
 from workflows.money import format_cents
@@ -119,4 +120,6 @@ async def record_payment(ctx: Context, actor: Actor, cmd: RecordPayment) -> Reco
         f"payment-receipt:{payment.id}",
         {"payment_id": payment.id},
     )
+    # A premium paid in full starts its enrollment's coverage (nothing for other invoices).
+    await on_invoice_settled(ctx, actor, invoice)
     return RecordedPayment(payment, invoice, created=True)

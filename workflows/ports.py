@@ -157,6 +157,7 @@ class SettingsRecord(Protocol):
     auto_cancel_days: int
     stop_reminders_on_partial_payment: bool
     daily_run_time: str
+    waiver_approval_cents: int  # waivers above this wait for an approver (workflows.waivers)
 
 
 class PauseRecord(Protocol):
@@ -166,6 +167,36 @@ class PauseRecord(Protocol):
     reason: str
     created_by_id: int | None
     created_at: datetime
+
+
+class PolicyRecord(Protocol):
+    id: int
+    name: str
+    active: bool
+    term_label: str | None
+    term_start: date | None
+    term_end: date | None
+    premium_cents: int
+    enroll_opens_on: date | None
+    enroll_closes_on: date | None
+    coverage_starts: str
+    expiry_reminder_days: int | None
+
+
+class EnrollmentRecord(Protocol):
+    id: int
+    student_id: int
+    policy_id: int
+    term_label: str
+    term_start: date
+    term_end: date
+    status: str
+    premium_waiver_reason: str | None
+    premium_waived_by_id: int | None
+    activated_at: datetime | None
+    enrolled_by_id: int | None
+    source: str
+    expiry_reminded_on: date | None
 
 
 @dataclass(frozen=True)
@@ -375,6 +406,35 @@ class Store(Protocol):
         self, pause_id: int, *, lock: bool = False
     ) -> PauseRecord | None: ...
     async def remove_billing_pause(self, pause_id: int) -> None: ...
+
+    # insurance enrollment (storage.enrollment_store)
+    async def get_policy(self, policy_id: int, *, lock: bool = False) -> PolicyRecord | None: ...
+    async def lock_student(self, student_id: int) -> StudentRecord | None: ...
+    async def live_enrollment(
+        self, student_id: int, policy_id: int, term_end: date
+    ) -> EnrollmentRecord | None: ...
+    async def get_enrollment(
+        self, enrollment_id: int, *, lock: bool = False
+    ) -> EnrollmentRecord | None: ...
+    async def add_enrollment(
+        self,
+        *,
+        student_id: int,
+        policy_id: int,
+        term_label: str,
+        term_start: date,
+        term_end: date,
+        status: str,
+        enrolled_by_id: int | None,
+        source: str,
+        premium_waiver_reason: str | None,
+    ) -> EnrollmentRecord: ...
+    async def premium_invoice_for(self, enrollment_id: int) -> InvoiceRecord | None: ...
+    async def expiring_enrollments(self, day: date) -> Sequence[EnrollmentRecord]: ...
+    async def find_policy_by_name(
+        self, name: str, *, lock: bool = False
+    ) -> PolicyRecord | None: ...
+    async def add_policy(self, name: str) -> PolicyRecord: ...
 
 
 @dataclass(frozen=True)

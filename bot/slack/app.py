@@ -16,12 +16,17 @@ from bot.slack import (
     billing_reports,
     billing_run,
     billing_settings,
+    collect,
     devices,
+    enrollment,
+    fees,
     home,
     incidents,
     invoices,
     overrides,
     replies,
+    reports,
+    waivers,
 )
 from bot.slack.actors import actor_middleware
 from bot.slack.cards import THREAD_MESSAGE, thread_message_handler
@@ -45,6 +50,11 @@ FEATURES: tuple[ModuleType, ...] = (
     overrides,
     devices,
     replies,
+    collect,
+    waivers,
+    fees,
+    enrollment,
+    reports,
 )
 
 

@@ -25,6 +25,7 @@ from storage.billing_reports import (
     STATUS_ORDER,
     AutomationReport,
     CancelledReport,
+    InvoiceHeader,
     InvoiceTimeline,
     TimelineEvent,
     status_label,
@@ -223,6 +224,15 @@ def _due_picker(due: date | None) -> Block:
     return element
 
 
+def _balance(inv: InvoiceHeader) -> str:
+    text = f"{format_cents(inv.balance_cents)} (of {format_cents(inv.total_cents)})"
+    if inv.waived_cents:
+        text += f"\n{format_cents(inv.waived_cents)} waived"
+    if inv.refunded_cents:
+        text += f"\n{format_cents(inv.refunded_cents)} refunded"
+    return text
+
+
 def build_invoice_view(
     timeline: InvoiceTimeline,
     *,
@@ -231,8 +241,10 @@ def build_invoice_view(
     can_edit: bool,
     can_automate: bool,
     notice: str | None = None,
+    adjustments: Sequence[Block] = (),
 ) -> tuple[str, list[Block]]:
-    """The invoice's facts, its controls (those the viewer may use) and its timeline."""
+    """The invoice's facts, its controls (those the viewer may use), its waivers and refunds
+    (`adjustments`, with their buttons) and its timeline."""
     inv = timeline.invoice
     automation = "on" if inv.automation_enabled else "off"
     text = (
@@ -250,7 +262,7 @@ def build_invoice_view(
         _fields(
             f"*Student*\n{esc(inv.student)}",
             f"*Status*\n{inv.status_label}",
-            f"*Balance*\n{format_cents(inv.balance_cents)} (of {format_cents(inv.total_cents)})",
+            f"*Balance*\n{_balance(inv)}",
             f"*Due*\n{fmt_date(inv.due_date) if inv.due_date else 'No due date'}",
             f"*Automation*\n{automation.capitalize()}",
             f"*Reminders*\n{reminders}",
@@ -279,6 +291,7 @@ def build_invoice_view(
                 "elements": elements,
             }
         )
+    blocks += adjustments
     events = timeline.events[-SHOWN_EVENTS:]
     hidden = len(timeline.events) - len(events)
     lines = ["*Timeline*"]

@@ -36,6 +36,8 @@ from bot.slack.billing_report_blocks import (
 from bot.slack.errors import channel_of, record_refusal, reported
 from bot.slack.invoice_blocks import Block, esc, fmt_date
 from bot.slack.metadata import unpack
+from bot.slack.waiver_blocks import adjustment_blocks
+from bot.slack.waivers import adjustment_lines, refundable_payments
 from storage.billing_reports import (
     automation_report,
     cancelled_report,
@@ -230,8 +232,20 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
     ) -> tuple[str, list[Block]]:
         async with runtime.reads() as store:
             timeline = await invoice_timeline(store.session, invoice_id, tz=tz)
-        if timeline is None:
-            raise NotFound("That invoice isn't in DeviceCare any more.")
+            if timeline is None:
+                raise NotFound("That invoice isn't in DeviceCare any more.")
+            lines = await adjustment_lines(store, invoice_id)
+            payments = await refundable_payments(store, invoice_id)
+        inv = timeline.invoice
+        # Buttons only for those who may use them; the workflows check again on submit.
+        adjustments = adjustment_blocks(
+            lines,
+            invoice_id=invoice_id,
+            secret=secret,
+            can_waive=actor.can(Permission.WAIVE_CHARGES) and inv.is_open and inv.balance_cents > 0,
+            can_refund=actor.can(Permission.ISSUE_REFUNDS)
+            and any(p.refundable_cents for p in payments),
+        )
         return build_invoice_view(
             timeline,
             tz=tz,
@@ -239,6 +253,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             can_edit=actor.can(Permission.CREATE_INVOICES),
             can_automate=actor.can(Permission.MANAGE_INVOICE_AUTOMATION),
             notice=notice,
+            adjustments=adjustments,
         )
 
     async def show_invoice(call: BillingCall) -> None:

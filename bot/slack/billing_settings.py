@@ -21,8 +21,9 @@ from bot.slack.billing_settings_blocks import (
 from bot.slack.errors import modal_errors, record_refusal, tell_user
 from bot.slack.metadata import Payload, pack, unpack
 from workflows.administration import change_billing_settings
-from workflows.billing_settings import BillingSettings, billing_settings_from
+from workflows.billing_settings import DEFAULTS, BillingSettings, billing_settings_from
 from workflows.errors import DomainError, PermissionDenied, ValidationError
+from workflows.money import format_cents, parse_amount
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context
 
@@ -51,7 +52,9 @@ def _day_list(text: str | None, field: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
-def parse_settings_form(values: dict[str, Any]) -> BillingSettings:
+def parse_settings_form(
+    values: dict[str, Any], current: BillingSettings = DEFAULTS
+) -> BillingSettings:
     """The modal's state → BillingSettings (validated by the workflow afterwards)."""
 
     def value(block: BillingSettingsIds) -> Any:
@@ -80,13 +83,29 @@ def parse_settings_form(values: dict[str, Any]) -> BillingSettings:
         ),
         stop_reminders_on_partial_payment="stop_reminders_on_partial_payment" in switches,
         daily_run_time=value(BillingSettingsIds.RUN_TIME).get("selected_time") or "",
+        waiver_approval_cents=_waiver_approval(
+            value(BillingSettingsIds.WAIVER_APPROVAL), current.waiver_approval_cents
+        ),
     )
+
+
+def _waiver_approval(state: dict[str, Any], current_cents: int) -> int:
+    """Dollars typed in the form; a form opened before the field existed keeps the stored one."""
+    if not state:
+        return current_cents
+    return parse_amount(str(state.get("value") or ""), field="waiver_approval_cents")
+
+
+def _change_line(name: str, old: Any, new: Any) -> str:
+    if name == "waiver_approval_cents":
+        return f"waivers needing approval: above {format_cents(old)} → above {format_cents(new)}"
+    return f"{name.replace('_', ' ')}: {old} → {new}"
 
 
 def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
     if not changes:
         return "Billing automation settings saved; nothing changed."
-    lines = [f"• {name.replace('_', ' ')}: {old} → {new}" for name, (old, new) in changes.items()]
+    lines = [f"• {_change_line(name, old, new)}" for name, (old, new) in changes.items()]
     return "Billing automation settings saved:\n" + "\n".join(lines)
 
 
@@ -127,8 +146,9 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
                 raise PermissionDenied("That form was opened by someone else.")
             # Checked again here: the permission may have been removed since the modal opened.
             require(actor, Permission.MANAGE_SETTINGS)
-            new = parse_settings_form(view["state"]["values"])
             async with runtime.stores() as store:
+                current = billing_settings_from(await store.settings())
+                new = parse_settings_form(view["state"]["values"], current)
                 changes = await change_billing_settings(
                     Context(store, runtime.clock, runtime.settings.tz), actor, new
                 )

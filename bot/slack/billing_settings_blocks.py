@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import Any
 
 from workflows.billing_settings import BillingSettings
+from workflows.money import format_cents
 
 
 class BillingSettingsIds(StrEnum):
@@ -16,6 +17,7 @@ class BillingSettingsIds(StrEnum):
     OVERDUE_DAYS = "billing_settings.overdue_days"
     AUTO_CANCEL_DAYS = "billing_settings.auto_cancel_days"
     RUN_TIME = "billing_settings.daily_run_time"
+    WAIVER_APPROVAL = "billing_settings.waiver_approval"
     VALUE = "value"
 
 
@@ -35,6 +37,7 @@ FIELD_BLOCKS = {
     "overdue_days": BillingSettingsIds.OVERDUE_DAYS,
     "auto_cancel_days": BillingSettingsIds.AUTO_CANCEL_DAYS,
     "daily_run_time": BillingSettingsIds.RUN_TIME,
+    "waiver_approval_cents": BillingSettingsIds.WAIVER_APPROVAL,
 }
 
 
@@ -118,5 +121,11 @@ def build_billing_settings_modal(current: BillingSettings, metadata: str) -> dic
                     "initial_time": current.daily_run_time,
                 },
             },
+            _text_input(
+                BillingSettingsIds.WAIVER_APPROVAL,
+                "Waivers above this amount need an approver ($)",
+                format_cents(current.waiver_approval_cents).lstrip("$"),
+                "Up to it, billing staff waive at once; 0 sends every waiver for approval",
+            ),
         ],
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,6 +24,7 @@ from bot.slack.metadata import Payload, pack
 from storage import models as m
 from storage.store import DeviceHistory
 from workflows.devices import ReplaceDevice
+from workflows.enrollment import EnrollmentStatus
 from workflows.incident_status import IncidentStatus
 from workflows.insurance import CoverageBadge
 from workflows.invoices import InvoiceStatus
@@ -303,8 +305,44 @@ def _note_lines(history: DeviceHistory, tz: ZoneInfo) -> list[str]:
     return lines
 
 
+def _third_party_line(coverage: m.DeviceCoverage) -> str:
+    plan = esc(coverage.plan)
+    if coverage.provider and coverage.provider.lower() not in coverage.plan.lower():
+        plan += f" ({esc(coverage.provider)})"
+    return f":large_blue_circle: {plan} until {fmt_date(coverage.coverage_end)}"
+
+
+def _enrollment_line(enrollment: m.InsuranceEnrollment, today: date | None) -> str:
+    name = f"{esc(enrollment.policy.name)} {esc(enrollment.term_label)}"
+    if enrollment.status == EnrollmentStatus.PENDING_PAYMENT:
+        return f":hourglass: {name}: awaiting premium; not covered until it is paid"
+    if today is not None and enrollment.term_start > today:
+        return f":calendar: {name}: active from {fmt_date(enrollment.term_start)}"
+    return (
+        f":large_green_circle: {name}: active since {fmt_date(enrollment.term_start)}, "
+        f"until {fmt_date(enrollment.term_end)}"
+    )
+
+
+def coverage_lines(
+    third_party: Sequence[m.DeviceCoverage],
+    enrollments: Sequence[m.InsuranceEnrollment],
+    today: date | None = None,
+) -> list[str]:
+    """The device's own coverage (e.g. AppleCare+) and the holder's enrollments."""
+    return [_third_party_line(c) for c in third_party] + [
+        _enrollment_line(e, today) for e in enrollments
+    ]
+
+
 def build_device_record(
-    history: DeviceHistory, badge: CoverageBadge | None, tz: ZoneInfo
+    history: DeviceHistory,
+    badge: CoverageBadge | None,
+    tz: ZoneInfo,
+    *,
+    third_party: Sequence[m.DeviceCoverage] = (),
+    enrollments: Sequence[m.InsuranceEnrollment] = (),
+    today: date | None = None,
 ) -> tuple[str, list[Block]]:
     """The lifetime record: the device, who has it, coverage today and everything since."""
     device = history.device
@@ -336,6 +374,10 @@ def build_device_record(
             blocks.append(
                 section(f"*Coverage today*\n{mark} {esc(badge.label)} \u2014 {esc(badge.detail)}")
             )
+    extra = coverage_lines(third_party, enrollments, today)
+    if extra:
+        title = "*Coverage*" if holder is None or badge is None else "*Plans*"
+        blocks.append(section(title + "\n" + "\n".join(extra)))
     assignments = _assignment_lines(history, tz)
     blocks.append(
         section(

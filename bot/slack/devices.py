@@ -37,6 +37,8 @@ from bot.slack.ids import IncidentAction, IncidentRef
 from bot.slack.invoice_blocks import Block
 from bot.slack.metadata import ForgedPayload, unpack
 from storage import models as m
+from storage.device_coverage import coverage_for_device
+from storage.enrollment_store import current_enrollments
 from storage.store import SqlStore
 from workflows.clock import local_date
 from workflows.devices import replace_device
@@ -56,12 +58,22 @@ async def device_record(
     if history is None:
         return None
     badge: CoverageBadge | None = None
+    today = local_date(runtime.clock.now(), runtime.settings.tz)
+    enrollments: list[m.InsuranceEnrollment] = []
     if history.holder is not None:
-        today = local_date(runtime.clock.now(), runtime.settings.tz)
         coverage = await store.coverage_on(history.holder.id, today)
         used = 0 if coverage is None else await store.count_claims(coverage.enrollment_id)
         badge = coverage_badge(coverage, used)
-    return build_device_record(history, badge, runtime.settings.tz)
+        enrollments = await current_enrollments(store.session, history.holder.id, today)
+    third_party = await coverage_for_device(store.session, device_id, today)
+    return build_device_record(
+        history,
+        badge,
+        runtime.settings.tz,
+        third_party=third_party,
+        enrollments=enrollments,
+        today=today,
+    )
 
 
 async def _post_ephemeral(

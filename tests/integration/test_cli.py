@@ -78,4 +78,4 @@ def test_demo_loads_once(cli_env: Path) -> None:
     second = runner.invoke(app, ["demo"])
     assert "already loaded" in second.output
     assert counts == {model: _count(cli_env, model) for model in counts}
-    assert counts[m.Student] == 8 and counts[m.Device] == 10 and counts[m.FeeItem] == 7
+    assert counts[m.Student] == 8 and counts[m.Device] == 10 and counts[m.FeeItem] == 13

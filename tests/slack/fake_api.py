@@ -36,11 +36,27 @@ class FakeFile:
 
 
 @dataclass
+class Upload:
+    """A file shared through files_upload_v2 (getUploadURLExternal, POST, complete)."""
+
+    id: str
+    filename: str
+    length: int
+    content: bytes = b""
+    title: str | None = None
+    channel: str | None = None
+    initial_comment: str | None = None
+    thread_ts: str | None = None
+    completed: bool = False
+
+
+@dataclass
 class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     files: dict[str, FakeFile] = field(default_factory=dict)
     downloads: list[tuple[str, str | None]] = field(default_factory=list)
+    uploads: dict[str, Upload] = field(default_factory=dict)
     _failures: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
     _ts: Any = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
@@ -52,6 +68,7 @@ class FakeSlack:
         app = web.Application(client_max_size=20 * 1024 * 1024)
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/files/{file_id}/{name}", self._download)
+        app.router.add_post("/upload/{file_id}", self._upload)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -79,6 +96,11 @@ class FakeSlack:
                   retry_after: int = 1) -> None:
         headers = {"Retry-After": str(retry_after)} if status == 429 else {}
         self._failures.setdefault(method, []).extend([(status, headers)] * times)
+
+    def shared_files(self, channel: str | None = None) -> list[Upload]:
+        """Completed uploads (in order), optionally only those shared to `channel`."""
+        return [u for u in self.uploads.values()
+                if u.completed and (channel is None or u.channel == channel)]
 
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
@@ -140,6 +162,28 @@ class FakeSlack:
         if method == "users.info":
             user = self.users.get(str(args.get("user")))
             return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
+        if method == "files.getUploadURLExternal":
+            file_id = f"F{next(self._ts):08d}"
+            self.uploads[file_id] = Upload(file_id, str(args.get("filename") or ""),
+                                           int(args.get("length") or 0))
+            return {"ok": True, "file_id": file_id,
+                    "upload_url": f"http://127.0.0.1:{self.port}/upload/{file_id}"}
+        if method == "files.completeUploadExternal":
+            listed = args.get("files")
+            listed = json.loads(listed) if isinstance(listed, str) else (listed or [])
+            done = []
+            for item in listed:
+                upload = self.uploads.get(str(item.get("id")))
+                if upload is None or len(upload.content) != upload.length:
+                    return {"ok": False, "error": "file_not_found"}
+                upload.title = item.get("title") or upload.filename
+                upload.channel = args.get("channel_id") or args.get("channels")
+                upload.initial_comment = args.get("initial_comment")
+                upload.thread_ts = args.get("thread_ts")
+                upload.completed = True
+                done.append({"id": upload.id, "name": upload.filename, "title": upload.title,
+                             "size": len(upload.content)})
+            return {"ok": True, "files": done}
         if method == "files.info":
             file = self.files.get(str(args.get("file")))
             if file is None:
@@ -152,6 +196,14 @@ class FakeSlack:
                     f"http://127.0.0.1:{self.port}/files/{file.id}/{file.name}?download=1",
             }}
         return {"ok": True}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """The upload_url: Slack takes the bytes (no token needed) and answers in plain text."""
+        upload = self.uploads.get(request.match_info["file_id"])
+        if upload is None:
+            return web.Response(status=404, text="not found")
+        upload.content = await request.read()
+        return web.Response(text=f"OK - {len(upload.content)}")
 
     async def _download(self, request: web.Request) -> web.Response:
         file = self.files.get(request.match_info["file_id"])

@@ -1,0 +1,291 @@
+"""`devicecare fees …`: define annual fees, see who they would bill, and apply them in bulk.
+
+Commands act as the command line itself (a system actor, named in the activity log), or with
+`--as EMAIL` as that staff member, who then needs Manage Fees.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bot.cli_runtime import run_with_runtime
+from bot.runtime import Runtime
+from bot.settings import get_settings
+from storage.bulk_fees import BulkFeeBiller
+from storage.fee_store import SqlFeeStore
+from workflows.errors import NotFound, PermissionDenied, ValidationError
+from workflows.fees import (
+    BillResult,
+    FeeCounts,
+    FeeDefinition,
+    FeePreview,
+    FeeRecord,
+    apply_fee,
+    clean_school_year,
+    current_school_year,
+    define_fee,
+    find_fee,
+    list_fees,
+    preview_fee,
+)
+from workflows.grades import parse_grades
+from workflows.money import format_cents, parse_amount
+from workflows.permissions import Actor
+from workflows.ports import Context
+
+fees_app = typer.Typer(
+    help="Annual fees (e.g. a technology fee): define, preview and bill them in bulk.",
+    no_args_is_help=True,
+)
+console = Console()
+T = TypeVar("T")
+CLI_ACTOR_NAME = "Command line"
+DAY_FORMATS = ["%Y-%m-%d"]
+
+AsEmail = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        metavar="EMAIL",
+        help="Act as this staff member, who needs Manage Fees (default: the command line itself).",
+    ),
+]
+Year = Annotated[
+    str | None,
+    typer.Option(
+        "--year", metavar="YYYY-YYYY", help="School year, e.g. 2026-2027 (default: the current)."
+    ),
+]
+Code = Annotated[str, typer.Argument(metavar="CODE", help="The fee's code, e.g. tech-fee.")]
+
+
+def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
+    return run_with_runtime(
+        get_settings(), work, console=console, refused_suffix=" Nothing was changed."
+    )
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]{escape(message)} Nothing was changed.[/red]")
+    raise typer.Exit(1)
+
+
+async def _actor(runtime: Runtime, email: str | None) -> Actor:
+    if email is None:
+        return Actor.system(CLI_ACTOR_NAME)
+    async with runtime.reads() as store:
+        staff = await store.actor_by_email(email)
+    if staff is None:
+        raise NotFound(f"No active staff member has the email {email}.", field="as")
+    return staff
+
+
+async def _refused(runtime: Runtime, actor: Actor, what: str, exc: PermissionDenied) -> None:
+    """A refusal is kept in the activity log, like one in Slack."""
+    async with runtime.stores() as store:
+        await store.log(
+            actor, "security", actor.staff_id, "refused", comment=f"{what}: {exc.message}"
+        )
+
+
+async def _with_fees(
+    runtime: Runtime,
+    email: str | None,
+    what: str,
+    work: Callable[[Context, SqlFeeStore, Actor], Awaitable[T]],
+) -> T:
+    """Run `work` in one transaction, as the command line or the staff member `email`."""
+    actor = await _actor(runtime, email)
+    try:
+        async with runtime.stores() as store:
+            ctx = Context(store, runtime.clock, runtime.settings.tz)
+            return await work(ctx, SqlFeeStore.beside(store), actor)
+    except PermissionDenied as exc:
+        await _refused(runtime, actor, what, exc)
+        raise
+
+
+async def _year(ctx: Context, year: str | None) -> str:
+    if year:
+        return clean_school_year(year)
+    return current_school_year(await ctx.store.settings(), ctx.today())
+
+
+def _who(fee: FeeRecord, buildings: dict[int, str]) -> str:
+    parts = []
+    if fee.grades:
+        parts.append("grades " + ", ".join(fee.grades))
+    if fee.building_ids:
+        parts.append(", ".join(buildings.get(int(b), f"#{b}") for b in fee.building_ids))
+    return "; ".join(parts) or "every student"
+
+
+def _split(text: str | None) -> list[str]:
+    return [p.strip() for p in re.split(r",", text or "") if p.strip()]
+
+
+@fees_app.command("add")
+def add_command(
+    code: Code,
+    name: Annotated[str, typer.Option("--name", help="What families see, e.g. Technology fee.")],
+    amount: Annotated[str, typer.Option("--amount", help="Dollars per student, e.g. 25.00.")],
+    year: Year = None,
+    grades: Annotated[
+        str | None, typer.Option("--grades", help="Only these grades, e.g. 6,7,8 (default: all).")
+    ] = None,
+    buildings: Annotated[
+        str | None,
+        typer.Option(
+            "--buildings", help='Only these buildings, by name: "North Middle,South Middle".'
+        ),
+    ] = None,
+    due: Annotated[
+        datetime | None,
+        typer.Option(
+            "--due", formats=DAY_FORMATS, help="Due date, YYYY-MM-DD (default: the district's)."
+        ),
+    ] = None,
+    as_email: AsEmail = None,
+) -> None:
+    """Define a fee for a school year, or change the one with the same code and year."""
+    try:
+        cents = parse_amount(amount)
+        grade_list = parse_grades(grades)
+    except ValidationError as exc:
+        _fail(exc.message)
+        return
+
+    async def work(ctx: Context, fees: SqlFeeStore, actor: Actor) -> tuple[FeeRecord, bool, str]:
+        building_ids = await fees.building_ids_named(_split(buildings))
+        definition = FeeDefinition(
+            code=code,
+            name=name,
+            school_year=await _year(ctx, year),
+            amount_cents=cents,
+            grades=grade_list,
+            building_ids=building_ids,
+            due_date=None if due is None else due.date(),
+        )
+        fee, created = await define_fee(ctx, fees, actor, definition)
+        names = await fees.building_names([int(b) for b in fee.building_ids])
+        return fee, created, _who(fee, names)
+
+    async def main(runtime: Runtime) -> tuple[FeeRecord, bool, str]:
+        return await _with_fees(runtime, as_email, "fees add", work)
+
+    fee, created, who = _run(main)
+    verb = "Added" if created else "Updated"
+    due_text = fee.due_date.isoformat() if fee.due_date else "the district's default"
+    console.print(
+        f"{verb} fee [bold]{escape(fee.code)}[/bold] ({escape(fee.school_year)}): "
+        f"{escape(fee.name)}, {format_cents(fee.amount_cents)} per student, {escape(who)}, "
+        f"due {due_text}."
+    )
+    console.print(
+        f"See who it would bill with `devicecare fees preview {fee.code} --year {fee.school_year}`."
+    )
+
+
+@fees_app.command("list")
+def list_command(year: Year = None, as_email: AsEmail = None) -> None:
+    """The fees of a school year, with how many students each billed and would bill now."""
+
+    async def work(
+        ctx: Context, fees: SqlFeeStore, actor: Actor
+    ) -> tuple[str, list[tuple[FeeRecord, FeeCounts, str]]]:
+        shown, found = await list_fees(ctx, fees, actor, year)
+        names = {b.id: b.name for b in await fees.buildings()}
+        return shown, [(fee, counts, _who(fee, names)) for fee, counts in found]
+
+    async def main(runtime: Runtime) -> tuple[str, list[tuple[FeeRecord, FeeCounts, str]]]:
+        return await _with_fees(runtime, as_email, "fees list", work)
+
+    shown, found = _run(main)
+    if not found:
+        console.print(f"There are no fees for {escape(shown)}. Add one with `devicecare fees add`.")
+        return
+    table = Table(title=shown)
+    for column in ("code", "name", "amount", "who", "due", "billed", "to bill"):
+        table.add_column(column, no_wrap=column in ("code", "amount", "due"))
+    for fee, counts, who in found:
+        table.add_row(
+            escape(fee.code),
+            escape(fee.name) + ("" if fee.active else " (off)"),
+            format_cents(fee.amount_cents),
+            escape(who),
+            fee.due_date.isoformat() if fee.due_date else "default",
+            str(counts.already_billed),
+            str(counts.to_bill),
+        )
+    console.print(table)
+
+
+@fees_app.command("preview")
+def preview_command(code: Code, year: Year = None, as_email: AsEmail = None) -> None:
+    """How many students applying the fee now would bill, and the total; changes nothing."""
+
+    async def work(ctx: Context, fees: SqlFeeStore, actor: Actor) -> FeePreview:
+        fee = await find_fee(fees, code, await _year(ctx, year))
+        return await preview_fee(ctx, fees, actor, fee.id)
+
+    async def main(runtime: Runtime) -> FeePreview:
+        return await _with_fees(runtime, as_email, "fees preview", work)
+
+    preview = _run(main)
+    fee, counts = preview.fee, preview.counts
+    console.print(
+        f"[bold]{escape(fee.code)}[/bold] ({escape(fee.school_year)}), {escape(fee.name)}, "
+        f"{format_cents(fee.amount_cents)} per student. Nothing has been billed by this preview."
+    )
+    console.print(f"  students to bill now:    {counts.to_bill}")
+    console.print(f"  total:                   {format_cents(preview.total_cents)}")
+    console.print(f"  already billed:          {counts.already_billed}")
+    if counts.without_email:
+        console.print(
+            f"[yellow]  {counts.without_email} of them have no guardian email that works; "
+            "their invoices are created but not emailed.[/yellow]"
+        )
+
+
+@fees_app.command("apply")
+def apply_command(code: Code, year: Year = None, as_email: AsEmail = None) -> None:
+    """Bill every matching student not yet billed for the fee and email each family.
+
+    A rerun bills only students who weren't billed yet (e.g. new enrolments).
+    """
+
+    async def main(runtime: Runtime) -> tuple[FeeRecord, BillResult]:
+        actor = await _actor(runtime, as_email)
+        async with runtime.reads() as store:
+            ctx = Context(store, runtime.clock, runtime.settings.tz)
+            fee = await find_fee(SqlFeeStore.beside(store), code, await _year(ctx, year))
+        biller = BulkFeeBiller(
+            runtime.sessions,
+            runtime.clock,
+            runtime.settings.tz,
+            mail_domain=runtime.settings.mail_domain,
+        )
+        try:
+            return fee, await apply_fee(biller, actor, fee.id)
+        except PermissionDenied as exc:
+            await _refused(runtime, actor, "fees apply", exc)
+            raise
+
+    fee, result = _run(main)
+    console.print(
+        f"[bold]{escape(fee.code)}[/bold] ({escape(fee.school_year)}): "
+        f"{result.created} invoice(s) created, {format_cents(result.total_cents)} in all, "
+        f"{result.notices} email(s) queued."
+    )
+    if result.already_billed:
+        console.print(f"{result.already_billed} student(s) had already been billed for it.")
+    if not result.created:
+        console.print("Nobody new to bill.")

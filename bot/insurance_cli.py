@@ -1,0 +1,342 @@
+"""`devicecare insurance …`: enrollments in bulk, third-party device coverage, policy terms and
+premiums, and coverage-expiring reminders.
+
+Changes act as the command line itself (named in the activity log), or with `--as EMAIL` as
+that staff member, who then needs the permission the change asks for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bot.cli_runtime import run_with_runtime
+from bot.runtime import Runtime
+from bot.scheduler import send_coverage_reminders
+from bot.settings import get_settings
+from storage.device_coverage import CoverageImport, import_coverage
+from storage.enrollment_import import EnrollmentImport, Outcome, import_enrollments
+from storage.enrollment_store import all_policies
+from storage.roster_files import RosterFileError
+from workflows.enrollment import (
+    CoverageStarts,
+    PolicySetup,
+    ReminderTotals,
+    configure_policy,
+)
+from workflows.errors import NotFound, PermissionDenied
+from workflows.money import format_cents, parse_amount
+from workflows.permissions import Actor
+from workflows.ports import Context
+
+insurance_app = typer.Typer(
+    help="Insurance enrollment and premiums, device coverage, reminders.", no_args_is_help=True
+)
+coverage_app = typer.Typer(
+    help="Third-party device coverage (AppleCare+ and the like).", no_args_is_help=True
+)
+policy_app = typer.Typer(help="Policies: term, premium, enrollment window.", no_args_is_help=True)
+insurance_app.add_typer(coverage_app, name="coverage")
+insurance_app.add_typer(policy_app, name="policy")
+
+console = Console()
+T = TypeVar("T")
+CLI_ACTOR_NAME = "Command line"
+DAY_FORMATS = ["%Y-%m-%d"]
+
+AsEmail = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        metavar="EMAIL",
+        help="Act as this staff member (default: the command line itself).",
+    ),
+]
+CsvFile = Annotated[
+    Path,
+    typer.Argument(exists=True, file_okay=True, dir_okay=False, readable=True, metavar="FILE.csv"),
+]
+
+
+def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
+    return run_with_runtime(get_settings(), work, console=console)
+
+
+async def _actor(runtime: Runtime, email: str | None) -> Actor:
+    if email is None:
+        return Actor.system(CLI_ACTOR_NAME)
+    async with runtime.reads() as store:
+        staff = await store.actor_by_email(email)
+    if staff is None:
+        raise NotFound(f"No active staff member has the email {email}.", field="as")
+    return staff
+
+
+async def _refused(runtime: Runtime, actor: Actor, what: str, exc: PermissionDenied) -> None:
+    """A refusal is kept in the activity log, like one in Slack."""
+    async with runtime.stores() as store:
+        await store.log(
+            actor, "security", actor.staff_id, "refused", comment=f"{what}: {exc.message}"
+        )
+
+
+# --- enrollments from CSV -------------------------------------------------------------------
+
+
+@insurance_app.command("import")
+def import_command(
+    file: CsvFile,
+    apply: Annotated[
+        bool,
+        typer.Option("--apply", help="Enroll the good rows (without it, only show what would)."),
+    ] = False,
+    email: AsEmail = None,
+) -> None:
+    """Enroll students from a CSV (columns student_id, policy, optional waiver_reason).
+
+    Without --apply nothing is written: every row's outcome is shown. With --apply the good
+    rows are enrolled (a rerun changes nothing). Bad rows make the exit status 1.
+    """
+
+    async def work(runtime: Runtime) -> EnrollmentImport:
+        actor = await _actor(runtime, email)
+        try:
+            return await import_enrollments(
+                runtime.stores, runtime.clock, runtime.settings.tz, actor, file, apply=apply
+            )
+        except PermissionDenied as exc:
+            await _refused(runtime, actor, "enrollment import", exc)
+            raise
+
+    try:
+        result = _run(work)
+    except RosterFileError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red] Nothing was changed.")
+        raise typer.Exit(1) from exc
+    _print_enrollment_import(result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+_OUTCOME_STYLE = {
+    Outcome.WOULD_ENROLL: "green",
+    Outcome.ENROLLED: "green",
+    Outcome.ALREADY: "dim",
+    Outcome.ERROR: "red",
+}
+
+
+def _print_enrollment_import(result: EnrollmentImport) -> None:
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("line", "student", "policy", "outcome", "detail"):
+        table.add_column(column)
+    for row in result.rows:
+        style = _OUTCOME_STYLE[row.outcome]
+        table.add_row(
+            str(row.line),
+            escape(row.student_sis_id),
+            escape(row.policy),
+            f"[{style}]{row.outcome.value}[/{style}]",
+            escape(row.reason),
+        )
+    console.print(table)
+    bad = len(result.bad)
+    if result.applied:
+        console.print(
+            f"{result.count(Outcome.ENROLLED)} enrolled, "
+            f"{result.count(Outcome.ALREADY)} already enrolled, {bad} bad."
+        )
+    else:
+        console.print(
+            f"{result.count(Outcome.WOULD_ENROLL)} would be enrolled, "
+            f"{result.count(Outcome.ALREADY)} already enrolled, {bad} bad. "
+            "Nothing was changed; run again with --apply to enroll the good rows."
+        )
+
+
+# --- device coverage --------------------------------------------------------------------------
+
+
+@coverage_app.command("import")
+def coverage_import_command(
+    file: CsvFile,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
+    ] = False,
+) -> None:
+    """Load device coverage from a CSV (serial, plan, coverage start and end, optional
+    provider), e.g. an Apple School Manager AppleCare export. Bad rows make the exit status 1."""
+
+    async def work(runtime: Runtime) -> CoverageImport:
+        async with runtime.stores() as store:
+            result = await import_coverage(
+                store.session, file, runtime.clock.now(), apply=not dry_run
+            )
+            if result.applied and (result.added or result.updated):
+                await store.log(
+                    Actor.system(CLI_ACTOR_NAME),
+                    "device_coverage",
+                    None,
+                    "imported",
+                    after={
+                        "file": file.name,
+                        "added": result.added,
+                        "updated": result.updated,
+                        "problems": len(result.problems),
+                    },
+                )
+            return result
+
+    try:
+        result = _run(work)
+    except RosterFileError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red] Nothing was changed.")
+        raise typer.Exit(1) from exc
+    for problem in result.problems:
+        console.print(f"[red]{escape(str(problem))}[/red]")
+    verb = "would be" if dry_run else "were"
+    console.print(
+        f"{result.added} coverage rows {verb} added, {result.updated} {verb} updated, "
+        f"{result.unchanged} unchanged, {len(result.problems)} bad."
+    )
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+# --- policies -------------------------------------------------------------------------------
+
+
+def _premium(text: str | None) -> int | None:
+    return None if text is None else parse_amount(text, field="premium")
+
+
+@policy_app.command("set")
+def policy_set_command(
+    name: Annotated[str, typer.Argument(help="The policy's name (created when new).")],
+    term_label: Annotated[str | None, typer.Option("--term-label", help="e.g. 2026-2027")] = None,
+    term_start: Annotated[
+        datetime | None, typer.Option("--term-start", formats=DAY_FORMATS)
+    ] = None,
+    term_end: Annotated[datetime | None, typer.Option("--term-end", formats=DAY_FORMATS)] = None,
+    premium: Annotated[
+        str | None, typer.Option("--premium", help="Dollars, e.g. 25.00 (0 for none).")
+    ] = None,
+    window_opens: Annotated[
+        datetime | None, typer.Option("--window-opens", formats=DAY_FORMATS)
+    ] = None,
+    window_closes: Annotated[
+        datetime | None, typer.Option("--window-closes", formats=DAY_FORMATS)
+    ] = None,
+    coverage_starts: Annotated[
+        CoverageStarts | None,
+        typer.Option("--coverage-starts", help="on_payment (default) or immediately."),
+    ] = None,
+    expiry_reminder_days: Annotated[
+        int | None,
+        typer.Option("--expiry-reminder-days", help="Remind families this many days before."),
+    ] = None,
+    no_expiry_reminder: Annotated[
+        bool, typer.Option("--no-expiry-reminder", help="Send no coverage-expiring reminder.")
+    ] = False,
+    active: Annotated[
+        bool | None, typer.Option("--active/--inactive", help="Offer the policy or not.")
+    ] = None,
+    email: AsEmail = None,
+) -> None:
+    """Create or change a policy's term, premium, enrollment window and reminder
+    (needs Manage Policies with --as)."""
+
+    async def work(runtime: Runtime) -> str:
+        setup = PolicySetup(
+            name=name,
+            term_label=term_label,
+            term_start=None if term_start is None else term_start.date(),
+            term_end=None if term_end is None else term_end.date(),
+            premium_cents=_premium(premium),
+            enroll_opens_on=None if window_opens is None else window_opens.date(),
+            enroll_closes_on=None if window_closes is None else window_closes.date(),
+            coverage_starts=coverage_starts,
+            expiry_reminder_days=expiry_reminder_days,
+            no_expiry_reminder=no_expiry_reminder,
+            active=active,
+        )
+        actor = await _actor(runtime, email)
+        try:
+            async with runtime.stores() as store:
+                ctx = Context(store, runtime.clock, runtime.settings.tz)
+                policy, changes = await configure_policy(ctx, actor, setup)
+                lines = [f"Policy #{policy.id} {policy.name}:"]
+                lines += [
+                    f"  {f.replace('_', ' ')}: {old} → {new}" for f, (old, new) in changes.items()
+                ]
+                if not changes:
+                    lines.append("  nothing changed.")
+                return "\n".join(lines)
+        except PermissionDenied as exc:
+            await _refused(runtime, actor, "policy settings", exc)
+            raise
+
+    console.print(escape(_run(work)))
+
+
+@policy_app.command("list")
+def policy_list_command() -> None:
+    """Every policy with its term, premium, enrollment window and reminder."""
+
+    async def work(runtime: Runtime) -> Table:
+        async with runtime.reads() as store:
+            policies = await all_policies(store.session)
+        table = Table(box=box.SIMPLE_HEAD)
+        for column in ("#", "name", "term", "premium", "window", "coverage starts", "reminder"):
+            table.add_column(column)
+        for p in policies:
+            term = (
+                f"{p.term_label or ''} {p.term_start} – {p.term_end}".strip()
+                if p.term_start
+                else "—"
+            )
+            window = f"{p.enroll_opens_on or '…'} – {p.enroll_closes_on or '…'}"
+            reminder = "—" if p.expiry_reminder_days is None else f"{p.expiry_reminder_days} days"
+            name = escape(p.name) + ("" if p.active else " [dim](inactive)[/dim]")
+            table.add_row(
+                str(p.id),
+                name,
+                escape(term),
+                format_cents(p.premium_cents),
+                escape(window),
+                CoverageStarts(p.coverage_starts).label,
+                reminder,
+            )
+        return table
+
+    console.print(_run(work))
+
+
+# --- reminders --------------------------------------------------------------------------------
+
+
+@insurance_app.command("remind")
+def remind_command(
+    day: Annotated[
+        datetime | None,
+        typer.Option("--date", formats=DAY_FORMATS, help="The day to run for (default: today)."),
+    ] = None,
+) -> None:
+    """Queue coverage-expiring reminders due on a day (what the scheduler does daily)."""
+
+    async def work(runtime: Runtime) -> ReminderTotals:
+        return await send_coverage_reminders(runtime, None if day is None else day.date())
+
+    totals = _run(work)
+    console.print(
+        f"{totals.queued} families reminded; {totals.no_invoice} enrollments skipped "
+        "(no premium invoice to email about)."
+    )

@@ -1,0 +1,183 @@
+"""Block Kit for `/billing enroll`: the enrollment modal and what it says when done."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from bot.slack.invoice_blocks import Block, esc, fmt_date, modal, plain
+from bot.slack.metadata import Payload
+from storage import models as m
+from workflows.enrollment import CoverageStarts, Enrolled, EnrollmentStatus, term_of
+from workflows.errors import ValidationError
+from workflows.money import format_cents
+
+OPTION_TEXT = 75  # Slack's limit for an option's text
+MAX_POLICIES = 100  # a static select holds at most 100 options
+
+
+class EnrollmentField(StrEnum):
+    """Block ids; each input's action id is the same string."""
+
+    STUDENT = "enrollment.student"
+    POLICY = "enrollment.policy"
+    WAIVER = "enrollment.waiver_reason"
+
+
+class EnrollmentView(StrEnum):
+    ENROLL = "enrollment.enroll"
+
+
+class EnrollForm(Payload):
+    """The modal's private_metadata: who opened it, and where to answer them."""
+
+    user_id: str
+    channel_id: str | None = None
+
+
+FIELD_BLOCKS: dict[str, str] = {
+    "student": EnrollmentField.STUDENT,
+    "policy": EnrollmentField.POLICY,
+    "waiver_reason": EnrollmentField.WAIVER,
+    "reason": EnrollmentField.WAIVER,
+}
+
+
+def _clip(text: str, limit: int = OPTION_TEXT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def student_option(student: m.Student) -> dict[str, Any]:
+    grade = f" \u00b7 grade {student.grade}" if student.grade else ""
+    label = f"{student.full_name}{grade} \u00b7 {student.sis_id}"
+    return {"text": plain(_clip(label), OPTION_TEXT), "value": str(student.id)}
+
+
+def policy_label(policy: m.InsurancePolicy) -> str:
+    term = term_of(policy)
+    premium = format_cents(policy.premium_cents) if policy.premium_cents else "no premium"
+    label = f"{policy.name} \u00b7 {term.label if term else 'no term'} \u00b7 {premium}"
+    return _clip(label)
+
+
+def build_enroll_modal(policies: Sequence[m.InsurancePolicy], metadata: str) -> Block:
+    policy_options = [
+        {"text": plain(policy_label(p), OPTION_TEXT), "value": str(p.id)}
+        for p in policies[:MAX_POLICIES]
+    ]
+    blocks: list[Block] = [
+        {
+            "type": "input",
+            "block_id": EnrollmentField.STUDENT,
+            "label": plain("Student"),
+            "element": {
+                "type": "external_select",
+                "action_id": EnrollmentField.STUDENT,
+                "placeholder": plain("Student name or SIS id"),
+                "min_query_length": 2,
+            },
+        },
+        {
+            "type": "input",
+            "block_id": EnrollmentField.POLICY,
+            "label": plain("Policy"),
+            "element": {
+                "type": "static_select",
+                "action_id": EnrollmentField.POLICY,
+                "placeholder": plain("Pick a policy"),
+                "options": policy_options,
+            },
+        },
+        {
+            "type": "input",
+            "block_id": EnrollmentField.WAIVER,
+            "optional": True,
+            "label": plain("Premium waiver reason"),
+            "hint": plain(
+                "Only for eligible families (e.g. free or reduced-price lunch): the premium is "
+                "waived and coverage starts at once."
+            ),
+            "element": {
+                "type": "plain_text_input",
+                "action_id": EnrollmentField.WAIVER,
+                "max_length": 200,
+                "placeholder": plain("Leave empty to bill the premium"),
+            },
+        },
+    ]
+    return modal(
+        EnrollmentView.ENROLL,
+        "Enroll in insurance",
+        blocks,
+        submit="Enroll",
+        private_metadata=metadata,
+    )
+
+
+@dataclass(frozen=True)
+class EnrollChoice:
+    student_id: int
+    policy_id: int
+    waiver_reason: str | None
+
+
+def _picked(values: Mapping[str, Any], field: EnrollmentField) -> str:
+    element = (values.get(field) or {}).get(field) or {}
+    option = element.get("selected_option") or {}
+    return str(option.get("value") or "")
+
+
+def _is_id(value: str) -> bool:
+    return value.isascii() and value.isdigit() and 0 < len(value) <= 12
+
+
+def read_enroll_form(values: Mapping[str, Any]) -> EnrollChoice:
+    student, policy = (
+        _picked(values, EnrollmentField.STUDENT),
+        _picked(values, EnrollmentField.POLICY),
+    )
+    if not _is_id(student):
+        raise ValidationError("Pick the student.", field="student")
+    if not _is_id(policy):
+        raise ValidationError("Pick the policy.", field="policy")
+    waiver = (values.get(EnrollmentField.WAIVER) or {}).get(EnrollmentField.WAIVER) or {}
+    return EnrollChoice(int(student), int(policy), str(waiver.get("value") or "") or None)
+
+
+def enrolled_text(done: Enrolled, student_name: str) -> str:
+    """The ephemeral answer: what happened, and the premium invoice when there is one."""
+    policy, enrollment, invoice = done.policy, done.enrollment, done.invoice
+    who = esc(student_name)
+    what = f"*{esc(policy.name)}* ({esc(enrollment.term_label)})"
+    if not done.created:
+        head = f":information_source: {who} was already enrolled in {what}; nothing changed."
+    else:
+        head = f":white_check_mark: {who} is enrolled in {what}."
+    lines = [head]
+    if invoice is not None:
+        amount = format_cents(invoice.subtotal_cents)
+        if done.premium_waived:
+            lines.append(
+                f"Premium {amount} waived on invoice *{esc(invoice.number)}* "
+                f"({esc(enrollment.premium_waiver_reason)})."
+            )
+        else:
+            owed = format_cents(invoice.total_cents - invoice.paid_cents - invoice.waived_cents)
+            due = f", due {fmt_date(invoice.due_date)}" if invoice.due_date else ""
+            lines.append(
+                f"Premium invoice *{esc(invoice.number)}* for {amount} ({owed} still owed{due})."
+            )
+    if enrollment.status == EnrollmentStatus.ACTIVE:
+        lines.append(f"Coverage is active from {fmt_date(enrollment.term_start)}.")
+    elif enrollment.status == EnrollmentStatus.PENDING_PAYMENT:
+        lines.append(f"Coverage starts {CoverageStarts.ON_PAYMENT.label}.")
+    return "\n".join(lines)
+
+
+def no_policies_text() -> str:
+    return (
+        "No insurance policy is open for enrollment. Set one up with "
+        "`devicecare insurance policy set NAME --term-start … --term-end … --premium …`."
+    )

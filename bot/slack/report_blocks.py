@@ -1,0 +1,264 @@
+"""Block Kit for `/report`: the report modal, the summary posted with a report's files, and the
+weekly digest."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+from bot.slack.invoice_blocks import Block, context_block, esc, fmt_date, header, modal, plain
+from bot.slack.metadata import Payload
+from storage.weekly_digest import WeeklyDigest
+from workflows.errors import ValidationError
+from workflows.grades import parse_grades
+from workflows.money import format_cents
+from workflows.reports import MAX_FILTER_VALUES, ReportFilters, ReportResult, ReportSpec
+
+REPORT_COMMAND = "/report"
+MAX_OPTIONS = 100  # Slack's limit for a select's options
+SUMMARY_SENTENCES = 6
+
+USAGE = (
+    "Usage: `/report` opens a form; `/report <name> [range] [filters]` runs one, e.g. "
+    "`/report incidents-by-type last-month grade:7` or `/report overdue 2026-01-01..2026-03-31 "
+    'building:"Lincoln Middle"`. Ranges: two dates, `this-year` (the school year so far, the '
+    "default), `last-year`, `this-month`, `last-month`, `this-week`, `last-week`, "
+    "`last-30-days`, `ytd`. Filters: `building:`, `grade:`, `model:` (comma-separated)."
+)
+
+
+class ReportField(StrEnum):
+    """Block ids of the modal's inputs; each input's action id is the same string."""
+
+    REPORT = "report.name"
+    FROM = "report.from"
+    TO = "report.to"
+    BUILDINGS = "report.buildings"
+    GRADES = "report.grades"
+    MODELS = "report.models"
+
+
+class ReportView(StrEnum):
+    RUN = "report.run"
+
+
+class ReportForm(Payload):
+    """The modal's private_metadata: who opened it and the channel the report goes to."""
+
+    user_id: str
+    channel_id: str | None = None
+
+
+# Which input a ValidationError's field belongs next to.
+FIELD_BLOCKS: dict[str, str] = {
+    "name": ReportField.REPORT,
+    "range": ReportField.FROM,
+    "building": ReportField.BUILDINGS,
+    "grade": ReportField.GRADES,
+    "model": ReportField.MODELS,
+}
+
+
+def _option(text: str, value: str, description: str | None = None) -> Block:
+    option: Block = {"text": plain(text, 75), "value": value[:150]}
+    if description:
+        option["description"] = plain(description, 75)
+    return option
+
+
+def build_report_modal(
+    specs: Sequence[ReportSpec],
+    buildings: Sequence[str],
+    date_from: date,
+    date_to: date,
+    metadata: str,
+) -> Block:
+    """Pick a report (only those the person may run), a range (the school year so far by
+    default) and optional filters."""
+    blocks: list[Block] = [
+        {
+            "type": "input",
+            "block_id": ReportField.REPORT,
+            "label": plain("Report"),
+            "element": {
+                "type": "static_select",
+                "action_id": ReportField.REPORT,
+                "placeholder": plain("Pick a report"),
+                "options": [_option(s.title, s.name, s.description) for s in specs[:MAX_OPTIONS]],
+            },
+        },
+        {
+            "type": "input",
+            "block_id": ReportField.FROM,
+            "label": plain("From"),
+            "element": {
+                "type": "datepicker",
+                "action_id": ReportField.FROM,
+                "initial_date": date_from.isoformat(),
+            },
+        },
+        {
+            "type": "input",
+            "block_id": ReportField.TO,
+            "label": plain("To (included)"),
+            "element": {
+                "type": "datepicker",
+                "action_id": ReportField.TO,
+                "initial_date": date_to.isoformat(),
+            },
+        },
+    ]
+    if buildings:
+        blocks.append(
+            {
+                "type": "input",
+                "block_id": ReportField.BUILDINGS,
+                "optional": True,
+                "label": plain("Buildings"),
+                "hint": plain("Leave empty for every building."),
+                "element": {
+                    "type": "multi_static_select",
+                    "action_id": ReportField.BUILDINGS,
+                    "placeholder": plain("All buildings"),
+                    "options": [_option(b, b) for b in buildings[:MAX_OPTIONS]],
+                },
+            }
+        )
+    blocks += [
+        _text_input(ReportField.GRADES, "Grades", "e.g. 7, 8 (empty for every grade)"),
+        _text_input(
+            ReportField.MODELS, "Device models", "e.g. HP Chromebook 11 G9 (empty for all)"
+        ),
+        context_block(
+            "The summary is posted in this channel with the CSV (and a chart for trends)."
+        ),
+    ]
+    return modal(ReportView.RUN, "Run a report", blocks, submit="Run", private_metadata=metadata)
+
+
+def _text_input(block_id: str, label: str, placeholder: str) -> Block:
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "optional": True,
+        "label": plain(label),
+        "element": {
+            "type": "plain_text_input",
+            "action_id": block_id,
+            "max_length": 500,
+            "placeholder": plain(placeholder),
+        },
+    }
+
+
+# --- reading the modal ----------------------------------------------------------------------
+
+
+def _element(values: Mapping[str, Any], field: ReportField) -> Mapping[str, Any]:
+    return (values.get(field) or {}).get(field) or {}
+
+
+def _day(values: Mapping[str, Any], field: ReportField, label: str) -> date:
+    picked = _element(values, field).get("selected_date")
+    if not picked:
+        raise ValidationError(f"Pick the {label} date.", field="range")
+    return date.fromisoformat(str(picked))
+
+
+def _list(text: str | None) -> list[str]:
+    return [v.strip() for v in (text or "").split(",") if v.strip()]
+
+
+def read_report_form(
+    values: Mapping[str, Any], catalogue: Mapping[str, ReportSpec]
+) -> tuple[str, ReportFilters]:
+    """The report and filters a submitted modal asks for; ValidationError names the field."""
+    name = str((_element(values, ReportField.REPORT).get("selected_option") or {}).get("value"))
+    if name not in catalogue:
+        raise ValidationError("Pick a report.", field="name")
+    buildings = [
+        str(o.get("value"))
+        for o in _element(values, ReportField.BUILDINGS).get("selected_options") or []
+    ]
+    grades = parse_grades(_element(values, ReportField.GRADES).get("value"), field="grade")
+    models = _list(_element(values, ReportField.MODELS).get("value"))
+    for key, items in (("building", buildings), ("grade", grades), ("model", models)):
+        if len(items) > MAX_FILTER_VALUES:
+            raise ValidationError(f"At most {MAX_FILTER_VALUES} at once.", field=key)
+    filters = ReportFilters(
+        date_from=_day(values, ReportField.FROM, "first"),
+        date_to=_day(values, ReportField.TO, "last"),
+        buildings=tuple(buildings),
+        grades=grades,
+        models=tuple(models),
+    )
+    return name, filters
+
+
+# --- what is posted -------------------------------------------------------------------------
+
+
+def build_summary(result: ReportResult, requested_by: str) -> tuple[str, list[Block]]:
+    """The short message in the channel; the CSV (every row) and the chart follow as files."""
+    spec, f = result.spec, result.filters
+    rows = len(result.rows)
+    scope = f"{fmt_date(f.date_from)} \u2013 {fmt_date(f.date_to)} ({spec.range_means})"
+    filters = [
+        label + ", ".join(esc(v) for v in values)
+        for label, values in (
+            ("building ", f.buildings),
+            ("grade ", f.grades),
+            ("model ", f.models),
+        )
+        if values
+    ]
+    sentences = "\n".join(esc(s) for s in result.summary[:SUMMARY_SENTENCES]) or "No figures."
+    files = f"CSV: {rows} row{'s' if rows != 1 else ''}" + (" \u00b7 chart" if result.trend else "")
+    blocks: list[Block] = [
+        header(spec.title),
+        context_block(" \u00b7 ".join([scope, *filters])),
+        {"type": "section", "text": {"type": "mrkdwn", "text": sentences[:3000]}},
+        context_block(f"{files} \u00b7 requested by {esc(requested_by)}"),
+    ]
+    text = f"{spec.title}, {f.date_from.isoformat()} to {f.date_to.isoformat()}: " + (
+        result.summary[0] if result.summary else f"{rows} rows"
+    )
+    return text[:3000], blocks
+
+
+def build_digest(digest: WeeklyDigest) -> tuple[str, list[Block]]:
+    week = f"{fmt_date(digest.week_start)} \u2013 {fmt_date(digest.week_end)}"
+    recovered = format_cents(digest.recovered_cents)
+    lines = [
+        f"*Incidents:* {digest.incidents_opened} opened, {digest.incidents_closed} closed",
+        f"*Money recovered:* {recovered} (payments {format_cents(digest.payments_cents)}, "
+        f"refunds {format_cents(digest.refunds_cents)})",
+        f"*Overdue now:* {digest.overdue_count} invoice{'s' if digest.overdue_count != 1 else ''}"
+        f", {format_cents(digest.overdue_cents)} owed (as of {fmt_date(digest.as_of)})",
+    ]
+    if digest.offender_count:
+        named = ", ".join(f"{esc(o.student)} ({esc(', '.join(o.flags))})" for o in digest.offenders)
+        more = digest.offender_count - len(digest.offenders)
+        lines.append(
+            f"*New repeat offenders:* {digest.offender_count} \u2014 {named}"
+            + (f" and {more} more" if more > 0 else "")
+        )
+    else:
+        lines.append("*New repeat offenders:* none")
+    blocks: list[Block] = [
+        header(f"Weekly digest: {week}"),
+        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}},
+        context_block(
+            "`/report` for the details, e.g. `/report overdue` or "
+            "`/report repeat-offenders last-week`."
+        ),
+    ]
+    text = (
+        f"Weekly digest {week}: {digest.incidents_opened} incidents opened, "
+        f"{digest.incidents_closed} closed, {recovered} recovered, "
+        f"{digest.overdue_count} overdue ({format_cents(digest.overdue_cents)}), "
+        f"{digest.offender_count} new repeat offenders."
+    )
+    return text, blocks

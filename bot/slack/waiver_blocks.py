@@ -1,0 +1,486 @@
+"""Block Kit for waivers and refunds: the Waive and Refund modals, the approval request with its
+facts and decision, and the adjustment lines on an invoice. Builders only; no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.slack.invoice_blocks import (
+    MINUS,
+    Block,
+    button,
+    context_block,
+    esc,
+    fmt_date,
+    fmt_when,
+    header,
+    modal,
+    mrkdwn,
+    option,
+    plain,
+    section,
+)
+from bot.slack.metadata import Payload, pack
+from workflows.adjustments import MAX_REASON, AdjustmentKind, AdjustmentStatus
+from workflows.errors import ValidationError
+from workflows.money import format_cents, parse_amount
+
+# The `slack_posts` kind of an approval request's message (updated in place once decided).
+WAIVER_POST_KIND = "waiver_request"
+
+
+class WaiverAction(StrEnum):
+    OPEN_WAIVE = "waiver.open"
+    OPEN_REFUND = "refund.open"
+    APPROVE = "waiver.approve"
+    DENY = "waiver.deny"
+
+
+class WaiverView(StrEnum):
+    WAIVE = "waiver.submit"
+    REFUND = "refund.submit"
+    DONE = "waiver.done"
+
+
+class WaiverBlock(StrEnum):
+    """Block ids; each input's action id is the same string."""
+
+    AMOUNT = "waiver.amount"
+    REASON = "waiver.reason"
+    PAYMENT = "refund.payment"
+    FACTS = "waiver.facts"
+    ACTIONS = "waiver.actions"
+    DECISION = "waiver.decision"
+
+
+# Workflow error fields → the block the message belongs next to.
+FIELD_BLOCKS: dict[str, str] = {
+    "amount": WaiverBlock.AMOUNT,
+    "reason": WaiverBlock.REASON,
+    "payment": WaiverBlock.PAYMENT,
+}
+
+
+class InvoiceAdjust(Payload):
+    """The value of the Waive… and Refund… buttons: which invoice."""
+
+    invoice_id: int
+
+
+class WaiveModal(Payload):
+    invoice_id: int
+
+
+class RefundModal(Payload):
+    invoice_id: int
+
+
+class WaiverRef(Payload):
+    """The value of the Approve and Deny buttons."""
+
+    adjustment_id: int
+
+
+# --- what the builders are given ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvoiceBrief:
+    """The invoice line at the top of both modals."""
+
+    invoice_id: int
+    number: str
+    student_name: str
+    total_cents: int
+    balance_cents: int
+    waived_cents: int
+
+
+@dataclass(frozen=True)
+class RefundablePayment:
+    payment_id: int
+    amount_cents: int
+    method: str
+    reference: str | None
+    received_on: date
+    refundable_cents: int
+
+    @property
+    def label(self) -> str:
+        if self.method == "check" and self.reference:
+            what = f"Check #{self.reference}"
+        else:
+            what = self.method.capitalize() + (f" ({self.reference})" if self.reference else "")
+        return f"{what} \u2014 {format_cents(self.amount_cents)}, {fmt_date(self.received_on)}"
+
+
+@dataclass(frozen=True)
+class AdjustmentLine:
+    """One waiver or refund on an invoice, as the invoice view lists it."""
+
+    kind: str
+    status: str
+    amount_cents: int
+    reason: str
+    requested_by: str | None
+    decided_by: str | None
+    payment: str | None = None  # "check #1043" for refunds
+
+
+@dataclass(frozen=True)
+class WaiverFacts:
+    """What an approver needs to decide, and what was decided."""
+
+    adjustment_id: int
+    invoice_id: int
+    invoice_number: str
+    student_name: str
+    amount_cents: int
+    total_cents: int
+    balance_cents: int  # what is owed now
+    status: str  # pending / applied / denied
+    reason: str
+    requested_by: str
+    requester_slack_id: str | None
+    requested_at: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    decision_comment: str | None = None
+    withdrawn: bool = False
+
+
+@dataclass(frozen=True)
+class WaiveForm:
+    amount_cents: int | None
+    reason: str
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RefundForm:
+    payment_id: int | None
+    amount_cents: int | None
+    reason: str
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+# --- reading the modals ---------------------------------------------------------------------
+
+
+def _element(values: Mapping[str, Any], block_id: str) -> dict[str, Any]:
+    block = values.get(block_id)
+    element = block.get(block_id) if isinstance(block, dict) else None
+    return element if isinstance(element, dict) else {}
+
+
+def _amount(values: Mapping[str, Any], errors: dict[str, str]) -> int | None:
+    text = str(_element(values, WaiverBlock.AMOUNT).get("value") or "")
+    try:
+        cents = parse_amount(text, field="amount")
+    except ValidationError as exc:
+        errors[WaiverBlock.AMOUNT] = exc.message
+        return None
+    if cents == 0:
+        errors[WaiverBlock.AMOUNT] = "Enter an amount above $0.00."
+        return None
+    return cents
+
+
+def _reason(values: Mapping[str, Any], errors: dict[str, str]) -> str:
+    reason = " ".join(str(_element(values, WaiverBlock.REASON).get("value") or "").split())
+    if not reason:
+        errors[WaiverBlock.REASON] = "Say why."
+    return reason
+
+
+def read_waive_form(values: Mapping[str, Any]) -> WaiveForm:
+    errors: dict[str, str] = {}
+    amount = _amount(values, errors)
+    return WaiveForm(amount, _reason(values, errors), errors)
+
+
+def read_refund_form(values: Mapping[str, Any]) -> RefundForm:
+    errors: dict[str, str] = {}
+    picked = (_element(values, WaiverBlock.PAYMENT).get("selected_option") or {}).get("value")
+    payment_id: int | None = None
+    if picked is None:
+        errors[WaiverBlock.PAYMENT] = "Choose the payment to refund."
+    else:
+        try:
+            payment_id = int(str(picked))
+        except ValueError:
+            errors[WaiverBlock.PAYMENT] = "Choose one of the invoice's payments."
+    amount = _amount(values, errors)
+    return RefundForm(payment_id, amount, _reason(values, errors), errors)
+
+
+# --- the modals -----------------------------------------------------------------------------
+
+
+def _dollars(cents: int) -> str:
+    return format_cents(cents).lstrip("$")
+
+
+def _brief_block(brief: InvoiceBrief) -> Block:
+    waived = ""
+    if brief.waived_cents:
+        waived = f" \u00b7 {format_cents(brief.waived_cents)} waived so far"
+    return section(
+        f"*Invoice {esc(brief.number)}* \u00b7 {esc(brief.student_name)}\n"
+        f"Balance *{format_cents(brief.balance_cents)}* of {format_cents(brief.total_cents)}"
+        f"{waived}"
+    )
+
+
+def _amount_input(label: str, initial_cents: int, hint: str) -> Block:
+    return {
+        "type": "input",
+        "block_id": WaiverBlock.AMOUNT,
+        "label": plain(label),
+        "hint": plain(hint),
+        "element": {
+            "type": "plain_text_input",
+            "action_id": WaiverBlock.AMOUNT,
+            "initial_value": _dollars(initial_cents),
+            "max_length": 20,
+        },
+    }
+
+
+def _reason_input(placeholder: str) -> Block:
+    return {
+        "type": "input",
+        "block_id": WaiverBlock.REASON,
+        "label": plain("Reason"),
+        "element": {
+            "type": "plain_text_input",
+            "action_id": WaiverBlock.REASON,
+            "multiline": True,
+            "max_length": MAX_REASON,
+            "placeholder": plain(placeholder),
+        },
+    }
+
+
+def build_waive_modal(
+    brief: InvoiceBrief, *, approval_cents: int, can_approve: bool, secret: str
+) -> Block:
+    if can_approve:
+        rule = "You approve waivers, so yours apply at once."
+    else:
+        rule = (
+            f"Up to {format_cents(approval_cents)} applies at once; a larger waiver waits for "
+            "an approver in the approvals channel."
+        )
+    blocks = [
+        _brief_block(brief),
+        _amount_input("Amount to waive ($)", brief.balance_cents, "All or part of the balance"),
+        _reason_input("e.g. Family hardship approved by the principal"),
+        context_block(
+            rule,
+            "The billed amounts never change: the waiver is recorded on the invoice and in "
+            "its activity log.",
+        ),
+    ]
+    return modal(
+        WaiverView.WAIVE,
+        "Waive charges",
+        blocks,
+        submit="Waive",
+        private_metadata=pack(WaiveModal(invoice_id=brief.invoice_id), secret),
+    )
+
+
+def build_refund_modal(
+    brief: InvoiceBrief, payments: Sequence[RefundablePayment], *, secret: str
+) -> Block:
+    choices = [p for p in payments if p.refundable_cents > 0]
+    options = [
+        option(f"{p.label} ({format_cents(p.refundable_cents)} refundable)", str(p.payment_id))
+        for p in choices
+    ]
+    select: Block = {
+        "type": "static_select",
+        "action_id": WaiverBlock.PAYMENT,
+        "placeholder": plain("The payment to hand back"),
+        "options": options,
+    }
+    if options:
+        select["initial_option"] = options[0]
+    blocks = [
+        _brief_block(brief),
+        {
+            "type": "input",
+            "block_id": WaiverBlock.PAYMENT,
+            "label": plain("Payment"),
+            "element": select,
+        },
+        _amount_input(
+            "Amount to refund ($)",
+            choices[0].refundable_cents if choices else 0,
+            "Up to what is left of that payment",
+        ),
+        _reason_input("e.g. The device was found after it was billed as lost"),
+        context_block(
+            "The family gets a receipt by email. A refund also credits the charge by the same "
+            "amount, so the balance stays as it is."
+        ),
+    ]
+    return modal(
+        WaiverView.REFUND,
+        "Refund a payment",
+        blocks,
+        submit="Refund",
+        private_metadata=pack(RefundModal(invoice_id=brief.invoice_id), secret),
+    )
+
+
+def build_done_view(title: str, lines: Sequence[str]) -> Block:
+    return modal(WaiverView.DONE, title, [section("\n".join(lines))], close="Done")
+
+
+# --- on the invoice -------------------------------------------------------------------------
+
+
+def adjustment_text(line: AdjustmentLine) -> str:
+    """ "Waived −$20.00 — reason — by X", "Refunded $50.00 of check #1043 — reason",
+    "Waiver of $150.00 awaiting approval"."""
+    reason = f" \u2014 _{esc(line.reason)}_" if line.reason else ""
+    amount = format_cents(line.amount_cents)
+    if line.kind == AdjustmentKind.REFUND:
+        source = f" of {esc(line.payment)}" if line.payment else ""
+        by = f" \u2014 by {esc(line.requested_by)}" if line.requested_by else ""
+        return f":leftwards_arrow_with_hook: Refunded {amount}{source}{reason}{by}"
+    if line.status == AdjustmentStatus.PENDING:
+        asked = f" (asked by {esc(line.requested_by)})" if line.requested_by else ""
+        return f":hourglass_flowing_sand: Waiver of {amount} awaiting approval{asked}{reason}"
+    if line.status == AdjustmentStatus.DENIED:
+        by = f" by {esc(line.decided_by)}" if line.decided_by else ""
+        return f":no_entry_sign: Waiver of {amount} not applied (denied{by}){reason}"
+    by = esc(line.requested_by or "someone")
+    if line.decided_by and line.decided_by != line.requested_by:
+        by += f", approved by {esc(line.decided_by)}"
+    return f":heavy_minus_sign: Waived {MINUS}{amount}{reason} \u2014 by {by}"
+
+
+def adjustment_blocks(
+    lines: Sequence[AdjustmentLine],
+    *,
+    invoice_id: int,
+    secret: str,
+    can_waive: bool,
+    can_refund: bool,
+) -> list[Block]:
+    """Waivers and refunds on the invoice, each section with its button when allowed."""
+    value = pack(InvoiceAdjust(invoice_id=invoice_id), secret)
+    blocks: list[Block] = []
+    waivers = [adjustment_text(a) for a in lines if a.kind == AdjustmentKind.WAIVER]
+    refunds = [adjustment_text(a) for a in lines if a.kind == AdjustmentKind.REFUND]
+    if waivers or can_waive:
+        text = "*Waivers*\n" + ("\n".join(waivers) if waivers else "_None._")
+        accessory = button("Waive\u2026", WaiverAction.OPEN_WAIVE, value) if can_waive else None
+        blocks.append(section(text, accessory=accessory))
+    if refunds or can_refund:
+        text = "*Refunds*\n" + ("\n".join(refunds) if refunds else "_None._")
+        accessory = button("Refund\u2026", WaiverAction.OPEN_REFUND, value) if can_refund else None
+        blocks.append(section(text, accessory=accessory))
+    return blocks
+
+
+# --- the approval request -------------------------------------------------------------------
+
+
+def _decision_line(facts: WaiverFacts, tz: ZoneInfo) -> str:
+    when = "" if facts.decided_at is None else f" on {fmt_when(facts.decided_at, tz)}"
+    by = esc(facts.decided_by or "someone")
+    comment = f": _{esc(facts.decision_comment)}_" if facts.decision_comment else ""
+    if facts.withdrawn:
+        return f":leftwards_arrow_with_hook: *Withdrawn* by {by}{when}"
+    if facts.status == AdjustmentStatus.APPLIED:
+        return f":white_check_mark: *Approved* by {by}{when}{comment}"
+    return f":no_entry_sign: *Denied* by {by}{when}{comment}"
+
+
+def decision_word(facts: WaiverFacts) -> str:
+    if facts.withdrawn:
+        return "withdrawn"
+    return {"applied": "approved", "denied": "denied"}.get(facts.status, facts.status)
+
+
+def waiver_summary(facts: WaiverFacts) -> str:
+    """Plain text for notifications."""
+    text = (
+        f"Waiver of {format_cents(facts.amount_cents)} on {facts.invoice_number} "
+        f"for {facts.student_name}"
+    )
+    if facts.status == AdjustmentStatus.PENDING:
+        return text + ": waiting for a decision"
+    return text + f": {decision_word(facts)} by {facts.decided_by or 'someone'}"
+
+
+def build_waiver_request_message(
+    facts: WaiverFacts, *, secret: str, tz: ZoneInfo
+) -> tuple[str, list[Block]]:
+    """The approvals-channel message; Approve/Deny while pending, the decision after."""
+    fields = [
+        mrkdwn(f"*Invoice*\n{esc(facts.invoice_number)}"),
+        mrkdwn(f"*Student*\n{esc(facts.student_name)}"),
+        mrkdwn(f"*Waiver*\n{MINUS}{format_cents(facts.amount_cents)}"),
+        mrkdwn(
+            f"*Balance now*\n{format_cents(facts.balance_cents)} "
+            f"(of {format_cents(facts.total_cents)})"
+        ),
+    ]
+    requested = f"Requested by {esc(facts.requested_by)} on {fmt_when(facts.requested_at, tz)}"
+    blocks: list[Block] = [
+        header("Waiver approval requested"),
+        {"type": "section", "block_id": WaiverBlock.FACTS, "fields": fields},
+        section(f"*Reason*\n{esc(facts.reason)}"),
+        context_block(requested),
+    ]
+    if facts.status == AdjustmentStatus.PENDING:
+        value = pack(WaiverRef(adjustment_id=facts.adjustment_id), secret)
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": WaiverBlock.ACTIONS,
+                "elements": [
+                    button("Approve", WaiverAction.APPROVE, value, style="primary"),
+                    button("Deny", WaiverAction.DENY, value, style="danger"),
+                ],
+            }
+        )
+    else:
+        blocks.append(section(_decision_line(facts, tz), block_id=WaiverBlock.DECISION))
+    return waiver_summary(facts), blocks
+
+
+def already_decided_text(facts: WaiverFacts, tz: ZoneInfo) -> str:
+    when = "" if facts.decided_at is None else f" at {fmt_when(facts.decided_at, tz)}"
+    return (
+        f":lock: This waiver was already {decision_word(facts)} by "
+        f"{esc(facts.decided_by or 'someone')}{when}. Nothing was changed."
+    )
+
+
+def decided_dm_text(facts: WaiverFacts) -> str:
+    """What the requester reads in a DM."""
+    amount = format_cents(facts.amount_cents)
+    by = esc(facts.decided_by or "an approver")
+    if facts.status == AdjustmentStatus.APPLIED:
+        return (
+            f":white_check_mark: Your waiver of {amount} on invoice {esc(facts.invoice_number)} "
+            f"({esc(facts.student_name)}) was approved by {by}. Balance now "
+            f"{format_cents(facts.balance_cents)}."
+        )
+    comment = f" Comment: {esc(facts.decision_comment)}" if facts.decision_comment else ""
+    return (
+        f":no_entry_sign: Your waiver of {amount} on invoice {esc(facts.invoice_number)} "
+        f"({esc(facts.student_name)}) was denied by {by}; the balance stays "
+        f"{format_cents(facts.balance_cents)}.{comment}"
+    )

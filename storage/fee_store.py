@@ -1,0 +1,106 @@
+"""`SqlFeeStore`: annual fees in the same session (and so the same transaction) as a SqlStore."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import models as m
+from storage.bulk_fees import fee_counts
+from storage.store import SqlStore
+from workflows.clock import Clock
+from workflows.errors import ValidationError
+from workflows.fees import FeeCounts, FeeDefinition, FeeRecord
+
+
+class SqlFeeStore:
+    """Implements `workflows.fees.FeeStore`."""
+
+    def __init__(self, session: AsyncSession, clock: Clock) -> None:
+        self.session = session
+        self.clock = clock
+        self._for_update = session.get_bind().dialect.name != "sqlite"
+
+    @classmethod
+    def beside(cls, store: SqlStore) -> SqlFeeStore:
+        return cls(store.session, store.clock)
+
+    async def get_fee(self, fee_id: int, *, lock: bool = False) -> m.AnnualFee | None:
+        stmt = select(m.AnnualFee).where(m.AnnualFee.id == fee_id)
+        if lock and self._for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def find_fee(
+        self, code: str, school_year: str, *, lock: bool = False
+    ) -> m.AnnualFee | None:
+        stmt = select(m.AnnualFee).where(
+            m.AnnualFee.code == code, m.AnnualFee.school_year == school_year
+        )
+        if lock and self._for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def fees_for_year(self, school_year: str) -> list[m.AnnualFee]:
+        stmt = (
+            select(m.AnnualFee)
+            .where(m.AnnualFee.school_year == school_year)
+            .order_by(m.AnnualFee.code)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def add_fee(self, definition: FeeDefinition, created_by_id: int | None) -> m.AnnualFee:
+        d = definition
+        known = await self.building_names(d.building_ids)
+        missing = [b for b in d.building_ids if b not in known]
+        if missing:
+            raise ValidationError(f"There is no building #{missing[0]}.", field="buildings")
+        fee = m.AnnualFee(
+            code=d.code,
+            name=d.name,
+            school_year=d.school_year,
+            amount_cents=d.amount_cents,
+            grades=list(d.grades),
+            building_ids=list(d.building_ids),
+            due_date=d.due_date,
+            active=True,
+            created_by_id=created_by_id,
+            created_at=self.clock.now(),
+        )
+        self.session.add(fee)
+        await self.session.flush()
+        return fee
+
+    async def counts(self, fee: FeeRecord) -> FeeCounts:
+        return await fee_counts(self.session, fee.id, fee.grades, fee.building_ids)
+
+    # --- buildings, for the forms and the command line ---------------------------------------
+
+    async def buildings(self) -> list[m.Building]:
+        stmt = select(m.Building).order_by(m.Building.name)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def building_names(self, ids: Sequence[int]) -> dict[int, str]:
+        if not ids:
+            return {}
+        stmt = select(m.Building.id, m.Building.name).where(m.Building.id.in_(list(ids)))
+        return {i: name for i, name in (await self.session.execute(stmt)).all()}
+
+    async def building_ids_named(self, names: Sequence[str]) -> tuple[int, ...]:
+        """Buildings by name or SIS id (any case); an unknown one is refused by name."""
+        found: list[int] = []
+        for name in names:
+            wanted = name.strip().lower()
+            stmt = select(m.Building.id).where(
+                (func.lower(m.Building.name) == wanted) | (func.lower(m.Building.sis_id) == wanted)
+            )
+            ids = list((await self.session.execute(stmt)).scalars())
+            if len(ids) != 1:
+                problem = "no building" if not ids else "more than one building"
+                raise ValidationError(
+                    f"There is {problem} called “{name.strip()}”.", field="buildings"
+                )
+            found.append(ids[0])
+        return tuple(found)

@@ -1,0 +1,263 @@
+"""Insurance reports: claims utilization per enrollment and the enrollment summary per policy.
+
+Both select the enrollments whose term overlaps the range. A claim is a non-cancelled invoice
+attached to an enrollment (claim_enrollment_id); what insurance absorbed is its insurance_cents.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, func, select
+
+from storage import models as m
+from storage.report_base import ReportQuery, report
+from workflows.enrollment import EnrollmentStatus
+from workflows.invoices import InvoiceKind, InvoiceStatus
+from workflows.money import format_cents
+from workflows.reports import Audience, ReportResult, ReportSpec, percent
+
+CLAIMS_UTILIZATION = ReportSpec(
+    name="claims-utilization",
+    title="Insurance Claims Utilization",
+    description="Per enrollment whose term overlaps the range: claims used of those allowed "
+    "and the dollars insurance absorbed.",
+    audience=Audience.FINANCIAL,
+    headers=(
+        "student",
+        "sis_id",
+        "building",
+        "grade",
+        "policy",
+        "term",
+        "term_start",
+        "term_end",
+        "status",
+        "claims_used",
+        "claims_allowed",
+        "percent_used",
+        "absorbed",
+    ),
+    money=frozenset({"absorbed"}),
+    range_means="term overlaps",
+)
+
+ENROLLMENT_SUMMARY = ReportSpec(
+    name="enrollment-summary",
+    title="Insurance Enrollment Summary",
+    description="Per policy and term overlapping the range: enrollments by status, new and "
+    "expiring enrollments, premiums, claims and the dollars insurance absorbed.",
+    audience=Audience.FINANCIAL,
+    headers=(
+        "policy",
+        "term",
+        "enrollments",
+        "active",
+        "awaiting_premium",
+        "cancelled",
+        "enrolled_in_range",
+        "expiring_in_range",
+        "premiums_billed",
+        "premiums_collected",
+        "premiums_waived",
+        "premiums_outstanding",
+        "claims",
+        "absorbed",
+    ),
+    money=frozenset(
+        {
+            "premiums_billed",
+            "premiums_collected",
+            "premiums_waived",
+            "premiums_outstanding",
+            "absorbed",
+        }
+    ),
+    range_means="term overlaps",
+)
+
+
+def _overlapping(q: ReportQuery) -> list[ColumnElement[bool]]:
+    e = m.InsuranceEnrollment
+    return [e.term_start <= q.filters.date_to, e.term_end >= q.filters.date_from]
+
+
+def _claims(q: ReportQuery) -> Any:
+    """Claims per enrollment: count and dollars absorbed (device models filter the claims)."""
+    inv = m.Invoice
+    return (
+        select(
+            inv.claim_enrollment_id.label("enrollment_id"),
+            func.count(inv.id).label("claims"),
+            func.sum(inv.insurance_cents).label("absorbed"),
+        )
+        .where(
+            inv.claim_enrollment_id.is_not(None),
+            inv.status != InvoiceStatus.CANCELLED.value,
+            *q.device_scope(inv.device_id),
+        )
+        .group_by(inv.claim_enrollment_id)
+        .subquery()
+    )
+
+
+@report(CLAIMS_UTILIZATION)
+async def claims_utilization(q: ReportQuery) -> ReportResult:
+    e, st, pol = m.InsuranceEnrollment, m.Student, m.InsurancePolicy
+    claims = _claims(q)
+    used = func.coalesce(claims.c.claims, 0)
+    absorbed = func.coalesce(claims.c.absorbed, 0)
+    where = [*_overlapping(q), *q.student_scope(e.student_id)]
+    if q.filters.models:
+        # With a model chosen, only enrollments with a claim on that model are listed.
+        where.append(claims.c.claims.is_not(None))
+    listing = (
+        select(
+            st.last_name + ", " + st.first_name,
+            st.sis_id,
+            m.Building.name,
+            st.grade,
+            pol.name,
+            e.term_label,
+            e.term_start,
+            e.term_end,
+            e.status,
+            used,
+            pol.max_claims,
+            absorbed,
+        )
+        .select_from(e)
+        .join(st, st.id == e.student_id)
+        .join(pol, pol.id == e.policy_id)
+        .outerjoin(m.Building, m.Building.id == st.building_id)
+        .outerjoin(claims, claims.c.enrollment_id == e.id)
+        .where(*where)
+        .order_by(pol.name, e.term_start, st.last_name, st.first_name, e.id)
+    )
+    rows: list[tuple[Any, ...]] = []
+    for student, sis, building, grade, policy, term, t0, t1, status, n, cap, cents in (
+        await q.session.execute(listing)
+    ).all():
+        n, cents = int(n), int(cents)
+        rows.append(
+            (
+                str(student),
+                str(sis),
+                building or "",
+                grade or "",
+                str(policy),
+                str(term),
+                t0,
+                t1,
+                EnrollmentStatus(status).label,
+                n,
+                cap,  # None (blank) when the policy allows unlimited claims
+                None if cap is None else percent(n, int(cap)),
+                cents,
+            )
+        )
+    enrollments = len(rows)
+    claims_used = sum(r[9] for r in rows)
+    absorbed_total = sum(r[12] for r in rows)
+    at_limit = sum(1 for r in rows if r[10] is not None and r[9] >= r[10])
+    return ReportResult(
+        spec=q.spec,
+        filters=q.filters,
+        rows=rows,
+        summary=[
+            f"{enrollments} enrollment{'s' if enrollments != 1 else ''} with a term in the range "
+            f"({q.filters.describe()}).",
+            f"{claims_used} claim{'s' if claims_used != 1 else ''} used; insurance absorbed "
+            f"{format_cents(absorbed_total)}. {at_limit} at their claim limit.",
+        ],
+        totals={
+            "enrollments": enrollments,
+            "claims": claims_used,
+            "absorbed": absorbed_total,
+            "at_limit": at_limit,
+        },
+    )
+
+
+@report(ENROLLMENT_SUMMARY)
+async def enrollment_summary(q: ReportQuery) -> ReportResult:
+    e, pol, inv = m.InsuranceEnrollment, m.InsurancePolicy, m.Invoice
+    claims = _claims(q)
+    live = inv.status != InvoiceStatus.CANCELLED.value
+    # Premiums per enrollment (a cancelled premium invoice no longer counts as billed).
+    premiums = (
+        select(
+            inv.premium_enrollment_id.label("enrollment_id"),
+            func.sum(inv.subtotal_cents).label("billed"),
+            func.sum(inv.paid_cents - inv.refunded_cents).label("collected"),
+            func.sum(inv.waived_cents).label("waived"),
+            func.sum(m.invoice_balance()).label("outstanding"),
+        )
+        .where(
+            inv.kind == InvoiceKind.PREMIUM.value,
+            inv.premium_enrollment_id.is_not(None),
+            live,
+        )
+        .group_by(inv.premium_enrollment_id)
+        .subquery()
+    )
+
+    def count_status(status: EnrollmentStatus) -> ColumnElement[Any]:
+        return func.sum(case((e.status == status.value, 1), else_=0))
+
+    def total(column: Any) -> ColumnElement[Any]:
+        return func.coalesce(func.sum(column), 0)
+
+    not_cancelled = e.status != EnrollmentStatus.CANCELLED.value
+    enrolled = [e.created_at >= q.start, e.created_at < q.end]
+    expiring = [*q.day_in_range(e.term_end), not_cancelled]
+    where = [*_overlapping(q), *q.scope(e.student_id)]
+    listing = (
+        select(
+            pol.name,
+            e.term_label,
+            func.count(e.id),
+            count_status(EnrollmentStatus.ACTIVE),
+            count_status(EnrollmentStatus.PENDING_PAYMENT),
+            count_status(EnrollmentStatus.CANCELLED),
+            func.sum(case((enrolled[0] & enrolled[1], 1), else_=0)),
+            func.sum(case((expiring[0] & expiring[1] & expiring[2], 1), else_=0)),
+            total(premiums.c.billed),
+            total(premiums.c.collected),
+            total(premiums.c.waived),
+            total(premiums.c.outstanding),
+            total(claims.c.claims),
+            total(claims.c.absorbed),
+        )
+        .select_from(e)
+        .join(pol, pol.id == e.policy_id)
+        .outerjoin(premiums, premiums.c.enrollment_id == e.id)
+        .outerjoin(claims, claims.c.enrollment_id == e.id)
+        .where(*where)
+        .group_by(pol.id, pol.name, e.term_label)
+        .order_by(pol.name, e.term_label, pol.id)
+    )
+    rows: list[tuple[Any, ...]] = []
+    counted: list[list[int]] = []
+    for name, term, *figures in (await q.session.execute(listing)).all():
+        numbers = [int(v) for v in figures]
+        counted.append(numbers)
+        rows.append((str(name), str(term), *numbers))
+    keys = ENROLLMENT_SUMMARY.headers[2:]
+    totals = {k: sum(n[i] for n in counted) for i, k in enumerate(keys)}
+    return ReportResult(
+        spec=q.spec,
+        filters=q.filters,
+        rows=rows,
+        summary=[
+            f"{totals['enrollments']} enrollment{'s' if totals['enrollments'] != 1 else ''} in "
+            f"{len(rows)} polic{'ies' if len(rows) != 1 else 'y'} with a term in the range "
+            f"({q.filters.describe()}): {totals['active']} active, "
+            f"{totals['awaiting_premium']} awaiting premium, {totals['cancelled']} cancelled.",
+            f"Premiums billed {format_cents(totals['premiums_billed'])}, collected "
+            f"{format_cents(totals['premiums_collected'])}, waived "
+            f"{format_cents(totals['premiums_waived'])}. {totals['claims']} claims; insurance "
+            f"absorbed {format_cents(totals['absorbed'])}.",
+        ],
+        totals=totals,
+    )

@@ -1,0 +1,144 @@
+"""Refunds: handing back part or all of a payment (a device found after it was billed as lost).
+
+A refund is an applied adjustment tied to the payment. It gives the money back and credits the
+charge by the same amount, so the balance stays where it was (see `workflows.ledger`). The
+family gets a receipt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from workflows.adjustments import AdjustmentKind, AdjustmentStatus, clean_reason
+from workflows.errors import ConflictError, NotFound, ValidationError
+from workflows.invoices import NoticeTemplate, balance_of
+from workflows.money import format_cents
+from workflows.permissions import Actor, Permission, require
+from workflows.ports import AdjustmentRecord, Context, InvoiceRecord, PaymentRecord
+
+
+@dataclass(frozen=True)
+class RefundPayment:
+    payment_id: int
+    amount_cents: int
+    reason: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class IssuedRefund:
+    adjustment: AdjustmentRecord
+    invoice: InvoiceRecord
+    payment: PaymentRecord
+    created: bool  # False: a replay found the refund the first request made
+
+
+def refundable(payment: PaymentRecord, already_refunded: int) -> int:
+    """What is left to hand back from one payment."""
+    return max(payment.amount_cents - already_refunded, 0)
+
+
+def payment_label(payment: PaymentRecord) -> str:
+    """ "check #1043 of $50.00" / "cash of $20.00", for messages."""
+    if payment.method == "check" and payment.reference:
+        what = f"check #{payment.reference}"
+    elif payment.reference:
+        what = f"{payment.method} ({payment.reference})"
+    else:
+        what = payment.method
+    return f"{what} of {format_cents(payment.amount_cents)}"
+
+
+def check_refund(payment: PaymentRecord, already_refunded: int, amount_cents: int) -> None:
+    if amount_cents <= 0:
+        raise ValidationError("A refund must be more than $0.00.", field="amount")
+    left = refundable(payment, already_refunded)
+    if left == 0:
+        raise ValidationError(
+            f"The {payment_label(payment)} has already been refunded in full.", field="amount"
+        )
+    if amount_cents > left:
+        raise ValidationError(
+            f"{format_cents(amount_cents)} is more than the {format_cents(left)} left to refund "
+            f"on the {payment_label(payment)}.",
+            field="amount",
+        )
+
+
+def receipt_context(
+    adjustment: AdjustmentRecord, payment: PaymentRecord, invoice: InvoiceRecord
+) -> dict[str, Any]:
+    """What the refund receipt shows (templates read it as `extra`); JSON-safe values."""
+    return {
+        "payment_id": payment.id,
+        "adjustment_id": adjustment.id,
+        "amount_cents": adjustment.amount_cents,
+        "reason": adjustment.reason,
+        "method": payment.method,
+        "reference": payment.reference,
+        "received_on": payment.received_on.isoformat(),
+        "payment_cents": payment.amount_cents,
+        "refunded_cents": invoice.refunded_cents,
+        "balance_cents": balance_of(invoice),
+    }
+
+
+async def refund_payment(ctx: Context, actor: Actor, cmd: RefundPayment) -> IssuedRefund:
+    require(actor, Permission.ISSUE_REFUNDS)
+    store = ctx.store
+    key = cmd.idempotency_key.strip()
+    if not key:
+        raise ValidationError("A refund needs an idempotency key.")
+    found = await store.get_payment(cmd.payment_id)
+    if found is None:
+        raise NotFound(f"Payment #{cmd.payment_id} doesn't exist.")
+    # The invoice first, as payments and waivers lock it: a replay waits for the original.
+    invoice = await store.get_invoice(found.invoice_id, lock=True)
+    payment = await store.get_payment(cmd.payment_id, lock=True)
+    if invoice is None or payment is None:
+        raise NotFound(f"Payment #{cmd.payment_id} doesn't exist.")
+    existing = await store.find_adjustment_by_key(key)
+    if existing is not None:
+        if existing.payment_id != payment.id or existing.amount_cents != cmd.amount_cents:
+            raise ConflictError("That form was already used for another refund; nothing changed.")
+        return IssuedRefund(existing, invoice, payment, created=False)
+    reason = clean_reason(cmd.reason)
+    check_refund(payment, await store.refunded_on_payment(payment.id), cmd.amount_cents)
+
+    adjustment = await store.add_adjustment(
+        invoice_id=invoice.id,
+        kind=AdjustmentKind.REFUND,
+        amount_cents=cmd.amount_cents,
+        reason=reason,
+        status=AdjustmentStatus.APPLIED,
+        requested_by_id=actor.staff_id,
+        payment_id=payment.id,
+        idempotency_key=key,
+    )
+    before = {"refunded_cents": invoice.refunded_cents, "status": invoice.status}
+    invoice.refunded_cents += cmd.amount_cents
+    await store.log(
+        actor,
+        "invoice",
+        invoice.id,
+        "refund_issued",
+        before=before,
+        after={
+            "refunded_cents": invoice.refunded_cents,
+            "status": invoice.status,
+            "adjustment_id": adjustment.id,
+            "payment_id": payment.id,
+            "amount_cents": cmd.amount_cents,
+            "method": payment.method,
+            "reference": payment.reference,
+        },
+        comment=reason,
+    )
+    await store.queue_notice(
+        NoticeTemplate.REFUND_RECEIPT,
+        invoice.id,
+        f"refund-receipt:{adjustment.id}",
+        receipt_context(adjustment, payment, invoice),
+    )
+    return IssuedRefund(adjustment, invoice, payment, created=True)

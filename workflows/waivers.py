@@ -1,0 +1,274 @@
+"""Waivers people ask for: applied at once up to the district's approval amount, above it held
+for a decision by someone with Approve Waivers (first decision wins, audited either way).
+
+The money itself moves only in `workflows.adjustments.apply_waiver`; this module decides who
+may ask, when an approval is needed, and records the request and its decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from workflows.adjustments import (
+    AdjustmentKind,
+    AdjustmentStatus,
+    apply_waiver,
+    check_waiver,
+    clean_reason,
+)
+from workflows.errors import ConflictError, NotFound, PermissionDenied, ValidationError
+from workflows.invoices import balance_of
+from workflows.money import format_cents
+from workflows.permissions import Actor, Permission, require
+from workflows.ports import AdjustmentRecord, Context, InvoiceRecord
+
+# Outbox kinds the Slack side delivers: the approval request, and its decision.
+WAIVER_REQUESTED = "slack.waiver_requested"
+WAIVER_DECIDED = "slack.waiver_decided"
+MAX_COMMENT = 500
+WITHDRAWN_COMMENT = "Withdrawn by the requester."
+
+
+@dataclass(frozen=True)
+class RequestWaiver:
+    invoice_id: int
+    amount_cents: int
+    reason: str
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class WaiverOutcome:
+    adjustment: AdjustmentRecord
+    invoice: InvoiceRecord
+    created: bool  # False: a replay found the waiver the first request made
+
+    @property
+    def applied(self) -> bool:
+        return self.adjustment.status == AdjustmentStatus.APPLIED
+
+    @property
+    def pending(self) -> bool:
+        return self.adjustment.status == AdjustmentStatus.PENDING
+
+
+@dataclass(frozen=True)
+class WaiverDecision:
+    adjustment: AdjustmentRecord
+    invoice: InvoiceRecord | None
+    changed: bool  # False: a redelivered click of the decision already made
+
+
+def needs_approval(amount_cents: int, approval_cents: int, actor: Actor) -> bool:
+    """Above the district's amount, a waiver waits for someone who may approve waivers; a person
+    who holds Approve Waivers is that someone, so their own waiver applies at once."""
+    return amount_cents > approval_cents and not actor.can(Permission.APPROVE_WAIVERS)
+
+
+def check_comment(comment: str | None) -> str | None:
+    text = " ".join((comment or "").split())
+    if len(text) > MAX_COMMENT:
+        raise ValidationError(f"Keep the comment under {MAX_COMMENT} characters.", field="comment")
+    return text or None
+
+
+def local_when(at: datetime, tz: ZoneInfo) -> str:
+    """ "Mar 2, 2026 9:00 AM CST", as people read times in messages."""
+    local = at.astimezone(tz)
+    hour = local.hour % 12 or 12
+    return f"{local:%b} {local.day}, {local.year} {hour}:{local:%M} {local:%p} {local.tzname()}"
+
+
+async def _pending_waiver(ctx: Context, invoice_id: int) -> AdjustmentRecord | None:
+    for adjustment in await ctx.store.adjustments_for(invoice_id):
+        if (
+            adjustment.kind == AdjustmentKind.WAIVER
+            and adjustment.status == AdjustmentStatus.PENDING
+        ):
+            return adjustment
+    return None
+
+
+async def _replayed(
+    ctx: Context, key: str | None, invoice: InvoiceRecord, amount_cents: int
+) -> AdjustmentRecord | None:
+    if not key:
+        return None
+    existing = await ctx.store.find_adjustment_by_key(key)
+    if existing is None:
+        return None
+    if (
+        existing.invoice_id != invoice.id
+        or existing.amount_cents != amount_cents
+        or existing.kind != AdjustmentKind.WAIVER
+    ):
+        raise ConflictError("That form was already used for another waiver; nothing was changed.")
+    return existing
+
+
+async def request_waiver(ctx: Context, actor: Actor, cmd: RequestWaiver) -> WaiverOutcome:
+    """Waive part or all of what is owed, or ask for approval when the amount needs it."""
+    require(actor, Permission.WAIVE_CHARGES)
+    store = ctx.store
+    key = (cmd.idempotency_key or "").strip() or None
+    # Lock the invoice first: a replay, a payment or another waiver waits for this one.
+    invoice = await store.get_invoice(cmd.invoice_id, lock=True)
+    if invoice is None:
+        raise NotFound(f"Invoice #{cmd.invoice_id} doesn't exist.")
+    existing = await _replayed(ctx, key, invoice, cmd.amount_cents)
+    if existing is not None:
+        return WaiverOutcome(existing, invoice, created=False)
+    reason = clean_reason(cmd.reason)
+    check_waiver(invoice, cmd.amount_cents)
+    waiting = await _pending_waiver(ctx, invoice.id)
+    if waiting is not None:
+        raise ConflictError(
+            f"A waiver of {format_cents(waiting.amount_cents)} on invoice {invoice.number} is "
+            "already awaiting approval; wait for the decision (or withdraw it) first."
+        )
+    settings = await store.settings()
+    if not needs_approval(cmd.amount_cents, settings.waiver_approval_cents, actor):
+        adjustment = await apply_waiver(
+            ctx, actor, invoice, cmd.amount_cents, reason, idempotency_key=key
+        )
+        return WaiverOutcome(adjustment, invoice, created=True)
+
+    adjustment = await store.add_adjustment(
+        invoice_id=invoice.id,
+        kind=AdjustmentKind.WAIVER,
+        amount_cents=cmd.amount_cents,
+        reason=reason,
+        status=AdjustmentStatus.PENDING,
+        requested_by_id=actor.staff_id,
+        idempotency_key=key,
+    )
+    await store.log(
+        actor,
+        "invoice",
+        invoice.id,
+        "waiver_requested",
+        after={
+            "adjustment_id": adjustment.id,
+            "amount_cents": cmd.amount_cents,
+            "balance_cents": balance_of(invoice),
+            "approval_cents": settings.waiver_approval_cents,
+        },
+        comment=reason,
+    )
+    await store.enqueue(
+        WAIVER_REQUESTED, f"waiver-requested:{adjustment.id}", {"adjustment_id": adjustment.id}
+    )
+    return WaiverOutcome(adjustment, invoice, created=True)
+
+
+def decision_word(adjustment: AdjustmentRecord) -> str:
+    """ "approved", "denied" or "withdrawn" for a decided request; "pending" otherwise."""
+    if adjustment.status == AdjustmentStatus.APPLIED:
+        return "approved"
+    if adjustment.status == AdjustmentStatus.DENIED:
+        return "withdrawn" if adjustment.decision_comment == WITHDRAWN_COMMENT else "denied"
+    return str(adjustment.status)
+
+
+async def _already_decided(ctx: Context, adjustment: AdjustmentRecord) -> ConflictError:
+    who = None
+    if adjustment.decided_by_id is not None:
+        who = await ctx.store.staff_name(adjustment.decided_by_id)
+    when = ""
+    if adjustment.decided_at is not None:
+        when = f" on {local_when(adjustment.decided_at, ctx.tz)}"
+    return ConflictError(
+        f"This waiver was already {decision_word(adjustment)} by {who or 'someone'}{when}. "
+        "Nothing was changed."
+    )
+
+
+async def decide_waiver(
+    ctx: Context, actor: Actor, adjustment_id: int, *, approve: bool, comment: str | None = None
+) -> WaiverDecision:
+    """Approve (the waiver is applied now, if it still fits the balance) or deny a request.
+
+    The adjustment row is locked first, so of two people deciding at once the second waits and
+    then finds the first one's decision.
+    """
+    require(actor, Permission.APPROVE_WAIVERS)
+    store = ctx.store
+    text = check_comment(comment)
+    adjustment = await store.get_adjustment(adjustment_id, lock=True)
+    if adjustment is None or adjustment.kind != AdjustmentKind.WAIVER:
+        raise NotFound("That waiver request doesn't exist.")
+    wanted = AdjustmentStatus.APPLIED if approve else AdjustmentStatus.DENIED
+    if adjustment.status != AdjustmentStatus.PENDING:
+        if adjustment.status == wanted and adjustment.decided_by_id == actor.staff_id:
+            return WaiverDecision(adjustment, None, changed=False)  # a redelivered click
+        raise await _already_decided(ctx, adjustment)
+    invoice = await store.get_invoice(adjustment.invoice_id, lock=True)
+    if invoice is None:
+        raise NotFound("The invoice behind this waiver request no longer exists.")
+    now = ctx.now()
+    if approve:
+        try:
+            check_waiver(invoice, adjustment.amount_cents)
+        except (ValidationError, ConflictError) as exc:
+            raise ConflictError(
+                f"{exc.message} The request can't be approved as it stands (payments may have "
+                "come in since it was made); deny it and ask for a new one. Nothing was changed."
+            ) from None
+        await apply_waiver(
+            ctx, actor, invoice, adjustment.amount_cents, adjustment.reason, pending=adjustment
+        )
+    else:
+        adjustment.status = AdjustmentStatus.DENIED
+        await store.log(
+            actor,
+            "invoice",
+            invoice.id,
+            "waiver_denied",
+            after={"adjustment_id": adjustment.id, "amount_cents": adjustment.amount_cents},
+            comment=text,
+        )
+    adjustment.decided_by_id = actor.staff_id
+    adjustment.decided_at = now
+    adjustment.decision_comment = text
+    await store.log(
+        actor,
+        "invoice_adjustment",
+        adjustment.id,
+        "approved" if approve else "denied",
+        before={"status": AdjustmentStatus.PENDING.value},
+        after={"status": adjustment.status, "invoice_id": invoice.id},
+        comment=text,
+    )
+    await store.enqueue(
+        WAIVER_DECIDED, f"waiver-decided:{adjustment.id}", {"adjustment_id": adjustment.id}
+    )
+    return WaiverDecision(adjustment, invoice, changed=True)
+
+
+async def withdraw_waiver(ctx: Context, actor: Actor, adjustment_id: int) -> WaiverDecision:
+    """The person who asked takes a waiting request back; it is closed as denied, and says so."""
+    store = ctx.store
+    adjustment = await store.get_adjustment(adjustment_id, lock=True)
+    if adjustment is None or adjustment.kind != AdjustmentKind.WAIVER:
+        raise NotFound("That waiver request doesn't exist.")
+    if actor.staff_id is None or adjustment.requested_by_id != actor.staff_id:
+        raise PermissionDenied("Only the person who asked for a waiver can withdraw it.")
+    if adjustment.status != AdjustmentStatus.PENDING:
+        raise await _already_decided(ctx, adjustment)
+    adjustment.status = AdjustmentStatus.DENIED
+    adjustment.decided_by_id = actor.staff_id
+    adjustment.decided_at = ctx.now()
+    adjustment.decision_comment = WITHDRAWN_COMMENT
+    await store.log(
+        actor,
+        "invoice",
+        adjustment.invoice_id,
+        "waiver_withdrawn",
+        after={"adjustment_id": adjustment.id, "amount_cents": adjustment.amount_cents},
+    )
+    await store.enqueue(
+        WAIVER_DECIDED, f"waiver-decided:{adjustment.id}", {"adjustment_id": adjustment.id}
+    )
+    return WaiverDecision(adjustment, None, changed=True)
