@@ -18,6 +18,7 @@ from workflows.adjustments import (
     check_waiver,
     clean_reason,
 )
+from workflows.enrollment import on_invoice_settled
 from workflows.errors import ConflictError, NotFound, PermissionDenied, ValidationError
 from workflows.invoices import balance_of
 from workflows.money import format_cents
@@ -133,6 +134,7 @@ async def request_waiver(ctx: Context, actor: Actor, cmd: RequestWaiver) -> Waiv
         adjustment = await apply_waiver(
             ctx, actor, invoice, cmd.amount_cents, reason, idempotency_key=key
         )
+        await on_invoice_settled(ctx, actor, invoice)
         return WaiverOutcome(adjustment, invoice, created=True)
 
     adjustment = await store.add_adjustment(
@@ -219,6 +221,8 @@ async def decide_waiver(
         await apply_waiver(
             ctx, actor, invoice, adjustment.amount_cents, adjustment.reason, pending=adjustment
         )
+        # A waived premium starts the coverage it paid for, as a payment would.
+        await on_invoice_settled(ctx, actor, invoice)
     else:
         adjustment.status = AdjustmentStatus.DENIED
         await store.log(

@@ -379,3 +379,26 @@ async def test_applecare_import_is_rerun_safe(stores, clock, tmp_path) -> None:
         assert (coverage.provider, coverage.plan) == ("Apple", "AppleCare+ for Schools")
         assert coverage.coverage_end == date(2027, 8, 31)
         assert await coverage_for_device(store.session, d.device_id, date(2027, 9, 1)) == []
+
+
+async def test_waiving_a_premium_through_the_waive_flow_starts_coverage(stores, clock) -> None:
+    from workflows.waivers import RequestWaiver, request_waiver
+
+    d = await add_district(stores)
+    policy_id = await add_enrollable_policy(stores)
+    clerk = await add_staff(stores, "Billing Clerk")
+    done = await _enroll(stores, clock, clerk, EnrollStudent(d.student_id, policy_id))
+    assert done.invoice is not None and done.enrollment.status == "pending_payment"
+    async with stores() as store:
+        outcome = await request_waiver(
+            ctx_for(store, clock),
+            clerk,
+            RequestWaiver(done.invoice.id, 2500, "Free lunch eligible", "waive-premium"),
+        )
+        assert outcome.invoice.status == "paid"
+    async with stores() as store:
+        enrollment = await store.get_enrollment(done.enrollment.id)
+        assert enrollment is not None and enrollment.status == "active"
+        assert await store.coverage_on(d.student_id, TODAY) is not None
+    assert len(await _notices(stores, "enrollment_confirmation")) == 1
+    await assert_ledger_holds(stores)
