@@ -14,6 +14,8 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import lazyload
 
@@ -566,17 +568,38 @@ class Inbox:
     async def mailbox_state(self, mailbox: str) -> m.MailboxState | None:
         return await self.session.get(m.MailboxState, mailbox)
 
+    async def _insert_state_once(
+        self, mailbox: str, *, uidvalidity: int, last_uid: int, now: datetime
+    ) -> bool:
+        """Insert the folder's first position; False when another reader got there first
+        (two readers starting at once must not fail on the primary key)."""
+        bind = self.session.bind
+        insert_for = (
+            pg_insert if bind is not None and bind.dialect.name == "postgresql" else (sqlite_insert)
+        )
+        stmt = (
+            insert_for(m.MailboxState)
+            .values(mailbox=mailbox, uidvalidity=uidvalidity, last_uid=last_uid, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["mailbox"])
+        )
+        result = await self.session.execute(stmt)
+        return bool(getattr(result, "rowcount", 0) == 1)
+
+    async def _current_state(self, mailbox: str) -> m.MailboxState | None:
+        return await self.session.get(m.MailboxState, mailbox, populate_existing=True)
+
     async def save_mailbox_state(self, mailbox: str, *, uidvalidity: int, last_uid: int) -> None:
         """Set the position; last_uid only moves forward unless UIDVALIDITY changed."""
         now = self._now()
         state = await self.session.get(m.MailboxState, mailbox)
         if state is None:
-            self.session.add(
-                m.MailboxState(
-                    mailbox=mailbox, uidvalidity=uidvalidity, last_uid=last_uid, updated_at=now
-                )
-            )
-        elif state.uidvalidity != uidvalidity:
+            if await self._insert_state_once(
+                mailbox, uidvalidity=uidvalidity, last_uid=last_uid, now=now
+            ):
+                return
+            state = await self._current_state(mailbox)
+            assert state is not None
+        if state.uidvalidity != uidvalidity:
             state.uidvalidity, state.last_uid, state.updated_at = uidvalidity, last_uid, now
         elif last_uid > state.last_uid:
             await self.session.execute(
@@ -588,12 +611,10 @@ class Inbox:
 
     async def reset_mailbox_state(self, mailbox: str, *, uidvalidity: int) -> None:
         """A new UIDVALIDITY: start the folder over (Message-IDs stop any repeats)."""
-        state = await self.session.get(m.MailboxState, mailbox)
         now = self._now()
-        if state is None:
-            self.session.add(
-                m.MailboxState(mailbox=mailbox, uidvalidity=uidvalidity, last_uid=0, updated_at=now)
-            )
-        else:
-            state.uidvalidity, state.last_uid, state.updated_at = uidvalidity, 0, now
+        if await self._insert_state_once(mailbox, uidvalidity=uidvalidity, last_uid=0, now=now):
+            return
+        state = await self._current_state(mailbox)
+        assert state is not None
+        state.uidvalidity, state.last_uid, state.updated_at = uidvalidity, 0, now
         await self.session.flush()
