@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,17 +18,15 @@ from storage import models as m
 class EnrollmentStore:
     """Mixed into `SqlStore`, which provides the session, the clock and the lock style."""
 
+    # Provided by SqlStore.
     session: AsyncSession
     _for_update: bool
-
-    def _now(self) -> datetime:  # provided by SqlStore
-        raise NotImplementedError
+    _now: Callable[[], datetime]
+    _get: Callable[[type[Any], int, bool], Awaitable[Any]]
 
     async def get_policy(self, policy_id: int, *, lock: bool = False) -> m.InsurancePolicy | None:
-        stmt = select(m.InsurancePolicy).where(m.InsurancePolicy.id == policy_id)
-        if lock and self._for_update:
-            stmt = stmt.with_for_update()
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        policy: m.InsurancePolicy | None = await self._get(m.InsurancePolicy, policy_id, lock)
+        return policy
 
     async def lock_student(self, student_id: int) -> m.Student | None:
         """The student, locked: enrollments for one student are made one at a time.
