@@ -88,6 +88,15 @@ def describe_parts(settings: Settings) -> dict[str, str]:
         if settings.imap_enabled
         else "off: set IMAP_HOST, IMAP_USERNAME and IMAP_PASSWORD to read replies"
     )
+    if settings.stripe_enabled:
+        parts["payments"] = "on (Stripe Checkout; webhooks at /webhooks/stripe)"
+    elif settings.payment_portal_url_template:
+        parts["payments"] = f"on (links to {settings.payment_portal_name})"
+    else:
+        parts["payments"] = (
+            "off: set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET (or PAYMENT_PORTAL_URL_TEMPLATE)"
+            " to take payments online"
+        )
     if settings.secret_key.get_secret_value() == "change-me-in-production":
         parts["secret key"] = "default: set SECRET_KEY before sending real mail"
     return parts

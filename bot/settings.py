@@ -57,6 +57,24 @@ class Settings(BaseSettings):
     imap_timeout_seconds: int = Field(default=30, ge=5, le=600)
 
     public_base_url: str = "http://localhost:3000"
+    # The family invoice page: how long an emailed link works, and how many page requests one
+    # client may make a minute before it is told to slow down.
+    family_link_days: int = Field(default=45, ge=1, le=365)
+    family_page_rate_per_minute: int = Field(default=60, ge=1, le=10_000)
+
+    # Online payments through Stripe Checkout (off without a secret key). STRIPE_API_BASE points
+    # the SDK at another host (a regional proxy, or a stand-in in tests).
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_base: str | None = None
+    stripe_currency: str = "usd"
+    # Webhook events signed longer ago than this are refused (replays of captured requests).
+    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1, le=86_400)
+    # A school payment portal without an API (RevTrak, MySchoolBucks, SchoolCash Online, ...):
+    # the page links here instead of Stripe. Placeholders: {invoice_number}, {amount} (dollars,
+    # "12.50"), {amount_cents}, {student_id} (the SIS id), {student_name}.
+    payment_portal_url_template: str | None = None
+    payment_portal_name: str = "the school payment portal"
     secret_key: SecretStr = SecretStr("change-me-in-production")
     port: int = 3000
     host: str = "0.0.0.0"
@@ -109,6 +127,10 @@ class Settings(BaseSettings):
     @property
     def smtp_enabled(self) -> bool:
         return bool(self.smtp_host and self.smtp_from)
+
+    @property
+    def stripe_enabled(self) -> bool:
+        return bool(self.stripe_secret_key and self.stripe_webhook_secret)
 
     @property
     def imap_enabled(self) -> bool:

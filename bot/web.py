@@ -1,19 +1,23 @@
-"""The one ASGI app: health now; Slack events, webhooks and invoice pages plug in here."""
+"""The one ASGI app: health, Slack events, and the routes each web feature adds."""
 
 from __future__ import annotations
 
 import contextlib
 import gc
 from collections.abc import AsyncIterator
+from types import ModuleType
 
 from slack_bolt.async_app import AsyncApp
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from bot.runtime import Runtime
+
+# Each module adds its routes: `routes(runtime: Runtime) -> list[BaseRoute]`.
+WEB_FEATURES: tuple[ModuleType, ...] = ()
 
 
 def create_web_app(runtime: Runtime, slack_app: AsyncApp | None = None) -> Starlette:
@@ -31,7 +35,9 @@ def create_web_app(runtime: Runtime, slack_app: AsyncApp | None = None) -> Starl
             {"status": "ok", "database": runtime.engine.dialect.name, "parts": runtime.parts}
         )
 
-    routes = [Route("/healthz", healthz)]
+    routes: list[BaseRoute] = [Route("/healthz", healthz)]
+    for feature in WEB_FEATURES:
+        routes.extend(feature.routes(runtime))
     if slack_app is not None:
         from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 

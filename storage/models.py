@@ -109,6 +109,10 @@ class DistrictSettings(Base):
     waiver_approval_cents: Mapped[int] = mapped_column(
         Integer, default=10_000, server_default=text("10000")
     )
+    # The family invoice page shows photos of the damage only where the district allows it.
+    family_page_photos: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     updated_at: Mapped[datetime | None]
 
 
@@ -634,6 +638,77 @@ class Payment(Base):
     recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
     recorded_at: Mapped[datetime]
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class Installment(Base):
+    """One part of an invoice's payment plan: reminders follow these instead of the due date.
+
+    Installments are paid in order: the invoice's paid and waived money covers the earliest
+    first, so an installment is missed when, after its day, the invoice's covered money is less
+    than the sum of installments up to and including it.
+    """
+
+    __tablename__ = "installments"
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+        UniqueConstraint("invoice_id", "position"),
+        Index("ix_installments_due_on", "due_on"),
+    )
+
+    id: Mapped[int] = pk()
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    due_on: Mapped[date] = mapped_column(Date)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    # The day the billing run found it missed (flagged once; cleared if the plan is replaced).
+    missed_on: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime]
+
+
+class OnlineCheckout(Base):
+    """A checkout a family started from the invoice page (a Stripe Checkout session)."""
+
+    __tablename__ = "online_checkouts"
+    __table_args__ = (CheckConstraint("amount_cents > 0", name="amount_positive"),)
+
+    id: Mapped[int] = pk()
+    provider: Mapped[str] = mapped_column(String(20), default="stripe")
+    session_id: Mapped[str] = mapped_column(String(255), unique=True)
+    invoice_id: Mapped[int] = mapped_column(
+        ForeignKey("invoices.id", ondelete="CASCADE"), index=True
+    )
+    guardian_id: Mapped[int | None] = mapped_column(ForeignKey("guardians.id", ondelete="SET NULL"))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open/paid/expired/failed
+    url: Mapped[str | None] = mapped_column(Text)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime]
+    completed_at: Mapped[datetime | None]
+
+
+class PaymentEvent(Base):
+    """A payment provider's webhook event or a portal file's row, taken at most once.
+
+    `source` is "stripe" or "portal:<name>"; `event_id` the provider's id for it (a Stripe event
+    id, a portal transaction id). The row is written in the same transaction as what it causes.
+    """
+
+    __tablename__ = "payment_events"
+    __table_args__ = (UniqueConstraint("source", "event_id"),)
+
+    id: Mapped[int] = pk()
+    source: Mapped[str] = mapped_column(String(40))
+    event_id: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(80))
+    # applied / ignored / unmatched / excess / rejected
+    outcome: Mapped[str] = mapped_column(String(20))
+    invoice_id: Mapped[int | None] = mapped_column(
+        ForeignKey("invoices.id", ondelete="SET NULL"), index=True
+    )
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", ondelete="SET NULL"))
+    amount_cents: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime]
 
 
 class InvoiceAdjustment(Base):

@@ -84,3 +84,45 @@ async def queue_notice(
         queued.append(notice)
     await session.flush()
     return queued
+
+
+async def queue_guardian_notice(
+    session: AsyncSession,
+    now: datetime,
+    *,
+    guardian: m.Guardian,
+    template: str,
+    dedupe_key: str,
+    context: dict[str, Any],
+    mail_domain: str,
+    invoice_id: int | None = None,
+) -> m.Notice | None:
+    """One notice (and its outbox row) to one guardian; None when the key was used before or
+    the guardian can't be emailed."""
+    if not guardian.email or guardian.email_bouncing_since is not None:
+        return None
+    taken = (
+        await session.execute(
+            select(m.Notice.id).where(
+                m.Notice.dedupe_key == dedupe_key, m.Notice.guardian_id == guardian.id
+            )
+        )
+    ).first()
+    if taken is not None:
+        return None
+    notice = m.Notice(
+        invoice_id=invoice_id,
+        guardian_id=guardian.id,
+        template=template,
+        dedupe_key=dedupe_key,
+        to_address=guardian.email,
+        message_id=new_message_id(mail_domain),
+        context=context,
+        status="queued",
+        created_at=now,
+    )
+    session.add(notice)
+    await session.flush()
+    session.add(new_message(NOTICE_KIND, f"notice:{notice.id}", {"notice_id": notice.id}, now))
+    await session.flush()
+    return notice

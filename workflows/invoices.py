@@ -72,6 +72,8 @@ class NoticeTemplate(StrEnum):
     ENROLLMENT_CONFIRMATION = "enrollment_confirmation"
     COVERAGE_EXPIRING = "coverage_expiring"
     REFUND_RECEIPT = "refund_receipt"
+    FAMILY_LINK = "family_link"  # a fresh link to the family's invoice page, on request
+    INSTALLMENT_MISSED = "installment_missed"
 
 
 OPEN_STATUSES = frozenset(

@@ -1,0 +1,75 @@
+"""Signed links to a family's invoice page: `/family/<token>`.
+
+A token names one guardian (the family is the students they are guardian of), the notice whose
+email carried it (0 for a link sent on request) and the last day it works, followed by an
+HMAC-SHA256 over all three keyed with SECRET_KEY. Nothing about it can be guessed or altered:
+a changed id or a later expiry fails the signature, so no link can reach another family.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+_TOKEN_RE = re.compile(r"^g([0-9]{1,12})n([0-9]{1,12})e([0-9]{1,7})\.([A-Za-z0-9_-]{27})$")
+SIGNATURE_BYTES = 20  # 160 bits; base64url without padding is 27 characters
+_EPOCH = date(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class FamilyLink:
+    guardian_id: int
+    notice_id: int | None  # the email the link came in, recorded as viewed when opened
+    expires_on: date  # the last day the link works (in the district's time zone)
+
+    def expired(self, today: date) -> bool:
+        return today > self.expires_on
+
+
+class LinkProblem(Exception):
+    """Why a token doesn't open a page: `kind` is "invalid" or "expired"."""
+
+    def __init__(self, kind: str, link: FamilyLink | None = None) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.link = link  # set for an expired link: whose it was (to offer a fresh one)
+
+
+def _signature(guardian_id: int, notice_id: int, expiry_day: int, secret: str) -> str:
+    message = f"family:{guardian_id}:{notice_id}:{expiry_day}".encode()
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()[:SIGNATURE_BYTES]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def make_family_token(
+    guardian_id: int, notice_id: int | None, expires_on: date, secret: str
+) -> str:
+    notice = notice_id or 0
+    day = (expires_on - _EPOCH).days
+    return f"g{guardian_id}n{notice}e{day}.{_signature(guardian_id, notice, day, secret)}"
+
+
+def link_expiry(today: date, days: int) -> date:
+    return today + timedelta(days=days)
+
+
+def read_family_token(token: str, secret: str, today: date) -> FamilyLink:
+    """The link the token stands for; LinkProblem when it is altered, invented or expired."""
+    match = _TOKEN_RE.match(token.strip())
+    if match is None:
+        raise LinkProblem("invalid")
+    guardian_id, notice_id, day, signature = int(match[1]), int(match[2]), int(match[3]), match[4]
+    if not hmac.compare_digest(signature, _signature(guardian_id, notice_id, day, secret)):
+        raise LinkProblem("invalid")
+    link = FamilyLink(guardian_id, notice_id or None, _EPOCH + timedelta(days=day))
+    if link.expired(today):
+        raise LinkProblem("expired", link)
+    return link
+
+
+def family_url(base_url: str, token: str) -> str:
+    return f"{base_url.rstrip('/')}/family/{token}"
