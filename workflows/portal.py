@@ -22,13 +22,16 @@ def check_portal_template(template: str) -> None:
     try:
         fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as exc:
-        raise ValidationError(f"The payment portal address has a broken placeholder: {exc}") from exc
+        raise ValidationError(
+            f"The payment portal address has a broken placeholder: {exc}"
+        ) from exc
     unknown = fields - PLACEHOLDERS
     if unknown:
         raise ValidationError(
             "Unknown placeholder(s) in the payment portal address: "
             + ", ".join(sorted("{" + name + "}" for name in unknown))
-            + "; use " + ", ".join(sorted("{" + name + "}" for name in PLACEHOLDERS))
+            + "; use "
+            + ", ".join(sorted("{" + name + "}" for name in PLACEHOLDERS))
         )
 
 

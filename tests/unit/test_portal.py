@@ -20,8 +20,13 @@ def test_portal_url_fills_and_encodes_every_placeholder() -> None:
 
 
 def test_whole_dollars_keep_two_decimals() -> None:
-    url = portal_url("https://p.example/{amount}", invoice_number="X", amount_cents=5000,
-                     student_id="1", student_name="A")
+    url = portal_url(
+        "https://p.example/{amount}",
+        invoice_number="X",
+        amount_cents=5000,
+        student_id="1",
+        student_name="A",
+    )
     assert url == "https://p.example/50.00"
 
 
