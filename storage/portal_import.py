@@ -1,0 +1,262 @@
+"""Applying a school payment portal's export to the invoices, each row at most once.
+
+A row's identity is (source "portal:<name>", the portal's transaction id or a hash of the row);
+the payment event written with it, under the table's unique (source, event_id), and the
+payment's idempotency key "portal:<name>:<reference>" both make a rerun apply nothing twice.
+Each row runs in its own transaction, so one bad row never undoes the others. A dry run takes
+every row through the same steps in one transaction (a savepoint per row, so later rows see
+earlier ones) and rolls it all back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from storage import models as m
+from storage.store import SqlStore, StoreFactory
+from workflows.clock import Clock
+from workflows.errors import DomainError, PermissionDenied
+from workflows.invoices import balance_of
+from workflows.money import format_cents
+from workflows.payments import PaymentMethod, RecordPayment, record_payment
+from workflows.permissions import Actor, Permission, require
+from workflows.portal_import import (
+    RECORDED_OUTCOMES,
+    ImportReport,
+    Outcome,
+    PortalFile,
+    PortalRow,
+    RowProblem,
+    RowResult,
+    parse_rows,
+    payment_key,
+    result_of_problem,
+    result_of_row,
+    split_payment,
+)
+from workflows.ports import Context
+
+EVENT_KIND_PAYMENT = "portal_payment"
+EVENT_KIND_REVERSAL = "portal_reversal"
+
+
+class _DryRunDone(Exception):
+    """Raised at the end of a dry run so the store rolls everything back."""
+
+
+@dataclass
+class PortalImporter:
+    stores: StoreFactory
+    clock: Clock
+    tz: ZoneInfo
+
+    async def run(
+        self,
+        actor: Actor,
+        portal: PortalFile,
+        *,
+        source: str,
+        date_format: str,
+        dry_run: bool = False,
+    ) -> ImportReport:
+        """Every row of `portal`, applied (or, in a dry run, tried and rolled back)."""
+        await self._check_permission(actor, source)
+        async with self.stores() as store:
+            prefix = (await store.settings()).invoice_prefix
+        rows = list(parse_rows(portal, date_format=date_format, invoice_prefix=prefix, tz=self.tz))
+        report = ImportReport(source=source, dry_run=dry_run)
+        if dry_run:
+            report.rows.extend(await self._try_all(actor, source, rows))
+        else:
+            for row in rows:
+                report.rows.append(await self._apply_alone(actor, source, row))
+        return report
+
+    async def _check_permission(self, actor: Actor, source: str) -> None:
+        try:
+            require(actor, Permission.RECORD_PAYMENTS)
+        except PermissionDenied as exc:
+            async with self.stores() as store:
+                await store.log(
+                    actor,
+                    "security",
+                    actor.staff_id,
+                    "refused",
+                    comment=f"payments import from {source}: {exc.message}",
+                )
+            raise
+
+    async def _apply_alone(
+        self, actor: Actor, source: str, row: PortalRow | RowProblem
+    ) -> RowResult:
+        if isinstance(row, RowProblem):
+            return result_of_problem(row)
+        try:
+            async with self.stores() as store:
+                return await self._apply(store, actor, source, row)
+        except DomainError as exc:
+            return result_of_row(row, Outcome.REJECTED, reason=exc.message)
+        except IntegrityError:
+            return result_of_row(row, Outcome.ALREADY, reason=_RACED)
+
+    async def _try_all(
+        self, actor: Actor, source: str, rows: Sequence[PortalRow | RowProblem]
+    ) -> list[RowResult]:
+        results: list[RowResult] = []
+        try:
+            async with self.stores() as store:
+                for row in rows:
+                    if isinstance(row, RowProblem):
+                        results.append(result_of_problem(row))
+                        continue
+                    try:
+                        async with store.session.begin_nested():
+                            results.append(await self._apply(store, actor, source, row))
+                    except DomainError as exc:
+                        results.append(result_of_row(row, Outcome.REJECTED, reason=exc.message))
+                    except IntegrityError:
+                        results.append(result_of_row(row, Outcome.ALREADY, reason=_RACED))
+                raise _DryRunDone
+        except _DryRunDone:
+            pass
+        return results
+
+    async def _apply(self, store: SqlStore, actor: Actor, source: str, row: PortalRow) -> RowResult:
+        earlier = await _event(store, source, row.reference)
+        if earlier is not None:
+            return result_of_row(row, Outcome.ALREADY, reason=self._earlier(earlier, row))
+        invoice = None
+        if row.invoice_number is not None:
+            invoice = await store.get_invoice_by_number(row.invoice_number)
+        if row.amount_cents < 0:
+            reason = (
+                f"A refund or reversal of {format_cents(-row.amount_cents)} in the portal; "
+                "it is not applied. Check the invoice's payments by hand."
+            )
+            _add_event(
+                store,
+                source,
+                row,
+                kind=EVENT_KIND_REVERSAL,
+                outcome=Outcome.REVERSAL,
+                invoice_id=None if invoice is None else invoice.id,
+                payment_id=None,
+                detail=reason,
+            )
+            await store.flush()
+            return result_of_row(row, Outcome.REVERSAL, reason=reason)
+        if row.invoice_number is None:
+            return result_of_row(
+                row, Outcome.UNMATCHED, reason="No invoice number found in the invoice column."
+            )
+        if invoice is None:
+            return result_of_row(
+                row, Outcome.UNMATCHED, reason=f"There is no invoice {row.invoice_number}."
+            )
+        # Lock it: a payment recorded at the same moment in Slack must not be overtaken.
+        locked = await store.get_invoice(invoice.id, lock=True)
+        assert locked is not None
+        split = split_payment(row.amount_cents, locked.number, locked.status, balance_of(locked))
+        payment_id = None
+        if split.apply_cents:
+            recorded = await record_payment(
+                Context(store, self.clock, self.tz),
+                actor,
+                RecordPayment(
+                    invoice_id=locked.id,
+                    amount_cents=split.apply_cents,
+                    method=PaymentMethod.ONLINE,
+                    idempotency_key=payment_key(source, row.reference),
+                    reference=None if row.hashed else row.reference,
+                    received_on=row.received_on,
+                ),
+            )
+            if not recorded.created:
+                return result_of_row(
+                    row,
+                    Outcome.ALREADY,
+                    invoice_number=locked.number,
+                    reason="A payment with this reference is already recorded.",
+                )
+            payment_id = recorded.payment.id
+        outcome = Outcome.EXCESS if split.excess_cents else Outcome.APPLIED
+        detail = f"Applied {format_cents(split.apply_cents)} to {locked.number}."
+        if split.excess_cents and split.apply_cents:
+            detail = (
+                f"{split.reason} Applied {format_cents(split.apply_cents)}; "
+                f"{format_cents(split.excess_cents)} to refund."
+            )
+        elif split.excess_cents:
+            detail = (
+                f"{split.reason} Nothing applied; {format_cents(split.excess_cents)} to refund."
+            )
+        _add_event(
+            store,
+            source,
+            row,
+            kind=EVENT_KIND_PAYMENT,
+            outcome=outcome,
+            invoice_id=locked.id,
+            payment_id=payment_id,
+            detail=detail,
+        )
+        await store.flush()
+        return result_of_row(
+            row,
+            outcome,
+            applied_cents=split.apply_cents,
+            excess_cents=split.excess_cents,
+            invoice_number=locked.number,
+            reason="" if outcome is Outcome.APPLIED else detail,
+        )
+
+    def _earlier(self, event: m.PaymentEvent, row: PortalRow) -> str:
+        when = event.received_at.astimezone(self.tz).date().isoformat()
+        reason = f"Imported on {when}: {event.detail or event.outcome}"
+        if event.amount_cents is not None and event.amount_cents != row.amount_cents:
+            reason += (
+                f" The file now says {format_cents(row.amount_cents)}, not "
+                f"{format_cents(event.amount_cents)}; the first import stands."
+            )
+        return reason
+
+
+_RACED = "Another import took this row at the same moment; it was applied once, there."
+
+
+async def _event(store: SqlStore, source: str, reference: str) -> m.PaymentEvent | None:
+    stmt = select(m.PaymentEvent).where(
+        m.PaymentEvent.source == source, m.PaymentEvent.event_id == reference
+    )
+    return (await store.session.execute(stmt)).scalar_one_or_none()
+
+
+def _add_event(
+    store: SqlStore,
+    source: str,
+    row: PortalRow,
+    *,
+    kind: str,
+    outcome: Outcome,
+    invoice_id: int | None,
+    payment_id: int | None,
+    detail: str,
+) -> None:
+    store.session.add(
+        m.PaymentEvent(
+            source=source,
+            event_id=row.reference,
+            kind=kind,
+            outcome=RECORDED_OUTCOMES[outcome],
+            invoice_id=invoice_id,
+            payment_id=payment_id,
+            amount_cents=row.amount_cents,
+            detail=detail,
+            received_at=store.clock.now(),
+        )
+    )

@@ -1,0 +1,693 @@
+"""Reconciling a school payment portal's export (RevTrak, MySchoolBucks, SchoolCash Online, ...).
+
+Portals without an API let the business office download a CSV of the payments families made.
+These rules turn that file into checked rows: which column holds what (configurable, with
+presets per portal), amounts and dates as the portal writes them, the invoice number found in a
+free-text memo, and each row's identity so that importing the same file twice applies nothing
+twice. Applying the rows is `storage.portal_import`; nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import date, datetime, tzinfo
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+from workflows.errors import ValidationError
+from workflows.invoices import InvoiceStatus
+from workflows.money import MAX_AMOUNT_CENTS, format_cents
+
+SOURCE_PREFIX = "portal:"
+MAX_SOURCE = 40  # payment_events.source
+MAX_PORTAL_NAME = MAX_SOURCE - len(SOURCE_PREFIX)
+MAX_REFERENCE = 100  # keeps "portal:<name>:<reference>" inside the payment key's 200 characters
+MAX_CELL_SHOWN = 60
+ISO_DATE = "iso"
+DELIMITERS = ",;\t"
+# Portals number their own transactions; ours have the district's prefix and six digits.
+_DIGITS_ONLY = re.compile(r"[0-9]{1,12}")
+_AMOUNT = re.compile(r"(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?|\.[0-9]+")
+_SLUG_JUNK = re.compile(r"[^a-z0-9]+")
+_CURRENCY = ("$", "USD", "usd")
+_MINUS = ("-", "\u2212")
+
+
+class MappingProblem(ValidationError):
+    """The file can't be read as asked: a column is missing, or the options don't make sense."""
+
+
+# --- the column mapping -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which header holds what. `reference` and `payer` may be absent from a file unless the
+    person (or the portal's preset) named them, since then a missing one is a wrong file."""
+
+    invoice: str = "invoice"
+    amount: str = "amount"
+    date: str = "date"
+    reference: str | None = "reference"
+    payer: str | None = "payer"
+    date_format: str = ISO_DATE
+    reference_required: bool = False
+    payer_required: bool = False
+
+
+PRESETS: dict[str, ColumnMapping] = {
+    "revtrak": ColumnMapping(
+        invoice="Item Description",
+        amount="Amount",
+        date="Order Date",
+        reference="Order Number",
+        payer="Customer Name",
+        date_format="%m/%d/%Y",
+        reference_required=True,
+    ),
+    "myschoolbucks": ColumnMapping(
+        invoice="Memo",
+        amount="Amount Paid",
+        date="Transaction Date",
+        reference="Transaction ID",
+        payer="Payer Name",
+        date_format="%m/%d/%Y",
+        reference_required=True,
+    ),
+    "schoolcash": ColumnMapping(
+        invoice="Item Description",
+        amount="Payment Amount",
+        date="Payment Date",
+        reference="Receipt Number",
+        payer="Payer",
+        date_format=ISO_DATE,
+        reference_required=True,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class MappingChoices:
+    """What a mapping file or the command line chose; None leaves the preset's choice."""
+
+    preset: str | None = None
+    portal: str | None = None
+    invoice: str | None = None
+    amount: str | None = None
+    date: str | None = None
+    reference: str | None = None
+    payer: str | None = None
+    date_format: str | None = None
+
+    def over(self, base: MappingChoices) -> MappingChoices:
+        """These choices, falling back to `base` where none was made."""
+        return MappingChoices(
+            **{
+                f.name: getattr(self, f.name)
+                if getattr(self, f.name) is not None
+                else getattr(base, f.name)
+                for f in fields(self)
+            }
+        )
+
+
+_FILE_TOP_KEYS = {"preset", "portal", "date_format", "columns"}
+_FILE_COLUMN_KEYS = {"invoice", "amount", "date", "reference", "payer"}
+
+
+def choices_from_toml(text: str, *, source: str = "the mapping file") -> MappingChoices:
+    """Read a mapping file:
+
+    preset = "myschoolbucks"      # optional
+    portal = "myschoolbucks"      # optional, the source name
+    date_format = "%m/%d/%Y"      # optional
+    [columns]
+    invoice = "Memo"
+    amount = "Amount Paid"
+    ...
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise MappingProblem(f"{source} is not valid TOML ({exc}).") from exc
+    unknown = set(data) - _FILE_TOP_KEYS
+    if unknown:
+        raise MappingProblem(
+            f"{source} has unknown setting(s) {', '.join(sorted(unknown))}; "
+            f"it may set {', '.join(sorted(_FILE_TOP_KEYS))}."
+        )
+    columns = data.get("columns", {})
+    if not isinstance(columns, dict):
+        raise MappingProblem(f"In {source}, [columns] must be a table of column names.")
+    unknown = set(columns) - _FILE_COLUMN_KEYS
+    if unknown:
+        raise MappingProblem(
+            f"{source} names unknown column(s) {', '.join(sorted(unknown))}; "
+            f"[columns] may set {', '.join(sorted(_FILE_COLUMN_KEYS))}."
+        )
+    values: dict[str, Any] = {**{k: v for k, v in data.items() if k != "columns"}, **columns}
+    for key, value in values.items():
+        if not isinstance(value, str):
+            raise MappingProblem(f'In {source}, {key} must be text in quotes, e.g. "Amount".')
+    return MappingChoices(**values)
+
+
+def build_mapping(choices: MappingChoices) -> ColumnMapping:
+    """The preset (or the plain defaults), then every column chosen by name on top of it."""
+    preset_name = (choices.preset or "").strip().lower() or None
+    if preset_name is not None and preset_name not in PRESETS:
+        raise MappingProblem(
+            f'There is no preset "{choices.preset}"; use one of {", ".join(sorted(PRESETS))}.'
+        )
+    mapping = PRESETS[preset_name] if preset_name else ColumnMapping()
+    changes: dict[str, Any] = {}
+    for name in ("invoice", "amount", "date", "reference", "payer"):
+        value = getattr(choices, name)
+        if value is None:
+            continue
+        if not value.strip():
+            if name in ("reference", "payer"):
+                # An empty name says the file has no such column.
+                changes[name] = None
+                changes[f"{name}_required"] = False
+                continue
+            raise MappingProblem(f"The {name} column's name can't be empty.")
+        changes[name] = value
+        if name in ("reference", "payer"):
+            changes[f"{name}_required"] = True
+    if choices.date_format is not None:
+        changes["date_format"] = check_date_format(choices.date_format)
+    return replace(mapping, **changes)
+
+
+def check_date_format(text: str) -> str:
+    fmt = text.strip()
+    if not fmt or fmt.lower() == ISO_DATE:
+        return ISO_DATE
+    if "%" not in fmt:
+        raise MappingProblem(
+            f'The date format "{text}" has no % codes; write it like %m/%d/%Y (or iso).'
+        )
+    return fmt
+
+
+def portal_slug(name: str) -> str:
+    """ "MySchoolBucks (High School)" -> "myschoolbucks-high-school"."""
+    slug = _SLUG_JUNK.sub("-", name.strip().lower()).strip("-")
+    if not slug:
+        raise MappingProblem(
+            "The portal name needs letters or digits; give one with --portal, e.g. revtrak."
+        )
+    return slug[:MAX_PORTAL_NAME].rstrip("-")
+
+
+def portal_source(name: str) -> str:
+    """The payment events' source for a portal: "portal:<slug>"."""
+    return SOURCE_PREFIX + portal_slug(name)
+
+
+# --- reading the file ---------------------------------------------------------------------------
+
+
+def decode_export(data: bytes) -> str:
+    """The file's text: UTF-8 (with or without a byte-order mark), else Windows-1252, which is
+    what a spreadsheet saving "CSV" on Windows writes."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError as exc:
+        raise MappingProblem("The file is neither UTF-8 nor Windows-1252 text.") from exc
+
+
+def header_key(name: str) -> str:
+    """Headers compare trimmed, case-insensitively, with runs of spaces as one."""
+    return " ".join(name.replace("\ufeff", "").split()).casefold()
+
+
+def sniff_delimiter(text: str) -> str:
+    sample = "\n".join(text.splitlines()[:20])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        header = sample.splitlines()[0] if sample else ""
+        # One column, or a sample the sniffer can't decide on: the most frequent candidate.
+        counts = {d: header.count(d) for d in DELIMITERS}
+        best = max(counts, key=lambda d: counts[d])
+        return best if counts[best] else ","
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The mapping's columns as positions in this file's header."""
+
+    invoice: int
+    amount: int
+    date: int
+    reference: int | None
+    payer: int | None
+
+
+@dataclass(frozen=True)
+class PortalFile:
+    headers: tuple[str, ...]
+    columns: Columns
+    records: tuple[tuple[int, tuple[str, ...]], ...]  # (line number, cells) of non-blank rows
+    delimiter: str
+
+
+def _shown_headers(headers: Sequence[str]) -> str:
+    return ", ".join(f'"{h.strip()}"' for h in headers if h.strip()) or "none"
+
+
+def resolve_columns(headers: Sequence[str], mapping: ColumnMapping) -> Columns:
+    """Each mapped column's position; a missing one is named, with the headers the file has."""
+    positions: dict[str, list[int]] = {}
+    for index, name in enumerate(headers):
+        positions.setdefault(header_key(name), []).append(index)
+
+    def find(option: str, wanted: str | None, required: bool) -> int | None:
+        if wanted is None:
+            return None
+        found = positions.get(header_key(wanted), [])
+        if len(found) > 1:
+            raise MappingProblem(
+                f'The file has {len(found)} columns named "{wanted}"; '
+                f"say which to use with {option}."
+            )
+        if found:
+            return found[0]
+        if required:
+            missing.append(f'"{wanted}" ({option})')
+        return None
+
+    missing: list[str] = []
+    invoice = find("--invoice-column", mapping.invoice, True)
+    amount = find("--amount-column", mapping.amount, True)
+    day = find("--date-column", mapping.date, True)
+    reference = find("--reference-column", mapping.reference, mapping.reference_required)
+    payer = find("--payer-column", mapping.payer, mapping.payer_required)
+    if missing:
+        raise MappingProblem(
+            f"The file has no column {' or '.join(missing)}. "
+            f"Its headers are: {_shown_headers(headers)}."
+        )
+    assert invoice is not None and amount is not None and day is not None
+    return Columns(invoice, amount, day, reference, payer)
+
+
+def open_export(text: str, mapping: ColumnMapping) -> PortalFile:
+    """The file's header checked against the mapping, and its rows with their line numbers
+    (those a spreadsheet shows: the header is line 1)."""
+    delimiter = sniff_delimiter(text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        headers = tuple(h.replace("\ufeff", "").strip() for h in next(reader, []))
+        if not any(headers):
+            raise MappingProblem("The file is empty: it has no header row.")
+        columns = resolve_columns(headers, mapping)
+        records: list[tuple[int, tuple[str, ...]]] = []
+        line = reader.line_num + 1
+        for values in reader:
+            start, line = line, reader.line_num + 1
+            if any(v.strip() for v in values):
+                records.append((start, tuple(values)))
+    except csv.Error as exc:
+        raise MappingProblem(f"Line {reader.line_num} is not valid CSV ({exc}).") from exc
+    return PortalFile(headers, columns, tuple(records), delimiter)
+
+
+# --- one row ------------------------------------------------------------------------------------
+
+
+def _shown(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) > MAX_CELL_SHOWN:
+        text = text[: MAX_CELL_SHOWN - 1] + "\u2026"
+    return f'"{text}"'
+
+
+def parse_portal_amount(text: str) -> int:
+    """Signed cents from an amount as portals write it: "$1,234.50", "25", "-5.00", "(5.00)".
+
+    A negative amount (minus sign or accountants' parentheses) is a refund or reversal.
+    """
+    body = text.strip()
+    if not body:
+        raise ValidationError("The amount is empty.", field="amount")
+    negative = False
+    if body.startswith("(") and body.endswith(")"):
+        negative, body = True, body[1:-1].strip()
+    for _ in range(3):  # "-$5", "$-5", "USD -5", in any order
+        if body.startswith(_MINUS):
+            negative, body = True, body[1:].strip()
+        for mark in _CURRENCY:
+            if body.startswith(mark):
+                body = body[len(mark) :].strip()
+            if body.endswith(mark):
+                body = body[: -len(mark)].strip()
+    if body.endswith(_MINUS):  # "5.00-", as some ledgers print a reversal
+        negative, body = True, body[:-1].strip()
+    if not _AMOUNT.fullmatch(body):
+        raise ValidationError(f"{_shown(text)} isn't an amount.", field="amount")
+    try:
+        cents = Decimal(body.replace(",", "")) * 100
+    except InvalidOperation as exc:
+        raise ValidationError(f"{_shown(text)} isn't an amount.", field="amount") from exc
+    if cents != cents.to_integral_value():
+        raise ValidationError(f"{_shown(text)} has fractions of a cent.", field="amount")
+    if cents > MAX_AMOUNT_CENTS:
+        raise ValidationError(
+            f"{_shown(text)} is more than the largest allowed amount, "
+            f"{format_cents(MAX_AMOUNT_CENTS)}.",
+            field="amount",
+        )
+    if cents == 0:
+        raise ValidationError("The amount is $0.00.", field="amount")
+    return -int(cents) if negative else int(cents)
+
+
+def parse_portal_date(text: str, date_format: str, tz: tzinfo) -> date:
+    """The day a payment was made. A time of day may follow the date; a time with a UTC offset
+    is counted in the district's time zone (11 pm in Chicago is still that day)."""
+    value = text.strip()
+    if not value:
+        raise ValidationError("The date is empty.", field="date")
+    moment: datetime | None = None
+    if date_format == ISO_DATE:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+        expected = "a date like 2026-03-05"
+    else:
+        for candidate in (value, value.split()[0]):
+            try:
+                moment = datetime.strptime(candidate, date_format)
+                break
+            except ValueError:
+                continue
+        expected = f"the date format {date_format}"
+    if moment is None:
+        raise ValidationError(f"{_shown(text)} doesn't match {expected}.", field="date")
+    if moment.tzinfo is not None:
+        return moment.astimezone(tz).date()
+    return moment.date()
+
+
+def invoice_numbers_in(text: str, prefix: str) -> list[str]:
+    """Invoice numbers named in a cell, in the form the store keeps ("INV-000042").
+
+    The cell may be the number alone ("INV-000042", "inv 42", "42") or a memo around it
+    ("Device fee INV-000042 Ana"). A number followed by "-<digits>" is some other scheme's
+    ("INV-2026-0042") and is left alone rather than misread.
+    """
+    cell = text.strip()
+    if _DIGITS_ONLY.fullmatch(cell):
+        return [f"{prefix}-{int(cell):06d}"] if prefix else []
+    if not prefix:
+        return []
+    pattern = re.compile(
+        rf"(?<![A-Za-z0-9]){re.escape(prefix)}[\s#:-]{{0,2}}([0-9]{{1,12}})(?![0-9]|-[0-9])",
+        re.IGNORECASE,
+    )
+    found: list[str] = []
+    for match in pattern.finditer(cell):
+        number = f"{prefix}-{int(match.group(1)):06d}"
+        if number not in found:
+            found.append(number)
+    return found
+
+
+def content_reference(headers: Sequence[str], cells: Sequence[str]) -> str:
+    """A stable identity for a row without a transaction id: a hash of its non-empty cells by
+    header, so the same row hashes the same even if the export's columns are reordered."""
+    pairs = sorted(
+        (header_key(h), " ".join(cells[i].split()))
+        for i, h in enumerate(headers)
+        if i < len(cells) and cells[i].strip()
+    )
+    digest = hashlib.sha256(json.dumps(pairs, ensure_ascii=False).encode()).hexdigest()
+    return f"row-{digest[:32]}"
+
+
+@dataclass(frozen=True)
+class PortalRow:
+    """A row whose every field is valid; whether it matches an invoice is for the store."""
+
+    line: int
+    reference: str  # the portal's transaction id, or a content hash (then `hashed`)
+    hashed: bool
+    invoice_text: str
+    invoice_number: str | None  # None: no invoice number in the cell
+    amount_cents: int  # negative: a refund or reversal
+    received_on: date
+    payer: str
+
+    @property
+    def shown_reference(self) -> str:
+        return "" if self.hashed else self.reference
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """A row that can't be used as it is; nothing is done with it."""
+
+    line: int
+    reason: str
+    reference: str
+    invoice_text: str
+    amount_text: str
+    date_text: str
+    payer: str
+
+
+def _cell(cells: Sequence[str], index: int | None) -> str:
+    if index is None or index >= len(cells):
+        return ""
+    return cells[index].strip()
+
+
+def parse_row(
+    portal: PortalFile,
+    line: int,
+    cells: Sequence[str],
+    *,
+    date_format: str,
+    invoice_prefix: str,
+    tz: tzinfo,
+) -> PortalRow | RowProblem:
+    c = portal.columns
+    reference = _cell(cells, c.reference)
+    invoice_text = _cell(cells, c.invoice)
+    amount_text = _cell(cells, c.amount)
+    date_text = _cell(cells, c.date)
+    payer = " ".join(_cell(cells, c.payer).split())
+
+    def problem(reason: str) -> RowProblem:
+        return RowProblem(line, reason, reference, invoice_text, amount_text, date_text, payer)
+
+    if len(reference) > MAX_REFERENCE:
+        return problem(f"The reference is longer than {MAX_REFERENCE} characters.")
+    reasons: list[str] = []
+    amount_cents: int | None = None
+    received_on: date | None = None
+    try:
+        amount_cents = parse_portal_amount(amount_text)
+    except ValidationError as exc:
+        reasons.append(exc.message)
+    try:
+        received_on = parse_portal_date(date_text, date_format, tz)
+    except ValidationError as exc:
+        reasons.append(exc.message)
+    if reasons or amount_cents is None or received_on is None:
+        return problem(" ".join(reasons))
+    numbers = invoice_numbers_in(invoice_text, invoice_prefix)
+    if len(numbers) > 1:
+        return problem(f"It names several invoices ({', '.join(numbers)}); split it by hand.")
+    hashed = not reference
+    return PortalRow(
+        line=line,
+        reference=content_reference(portal.headers, cells) if hashed else reference,
+        hashed=hashed,
+        invoice_text=invoice_text,
+        invoice_number=numbers[0] if numbers else None,
+        amount_cents=amount_cents,
+        received_on=received_on,
+        payer=payer,
+    )
+
+
+def parse_rows(
+    portal: PortalFile, *, date_format: str, invoice_prefix: str, tz: tzinfo
+) -> Iterator[PortalRow | RowProblem]:
+    for line, cells in portal.records:
+        yield parse_row(
+            portal, line, cells, date_format=date_format, invoice_prefix=invoice_prefix, tz=tz
+        )
+
+
+def payment_key(source: str, reference: str) -> str:
+    """The payment's idempotency key, "portal:<name>:<reference>"."""
+    return f"{source}:{reference}"
+
+
+# --- what a row does ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    """How much of a row's money goes on the invoice, and how much is left over."""
+
+    apply_cents: int
+    excess_cents: int
+    reason: str = ""
+
+
+def split_payment(amount_cents: int, number: str, status: str, balance_cents: int) -> Split:
+    """Record what fits: a payment above the balance pays it off and the rest is excess (to
+    refund); a paid or cancelled invoice takes nothing."""
+    if status == InvoiceStatus.CANCELLED:
+        return Split(0, amount_cents, f"Invoice {number} is cancelled; it takes no payments.")
+    if balance_cents <= 0:
+        return Split(0, amount_cents, f"Invoice {number} was already paid in full.")
+    if amount_cents > balance_cents:
+        return Split(
+            balance_cents,
+            amount_cents - balance_cents,
+            f"Only {format_cents(balance_cents)} was owed on invoice {number}.",
+        )
+    return Split(amount_cents, 0)
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    ALREADY = "already imported"
+    UNMATCHED = "unmatched"
+    EXCESS = "excess"
+    REVERSAL = "reversal"
+    REJECTED = "rejected"
+
+    @property
+    def needs_attention(self) -> bool:
+        """Rows the business office has to deal with by hand (they go in the report file)."""
+        return self in (Outcome.UNMATCHED, Outcome.EXCESS, Outcome.REVERSAL, Outcome.REJECTED)
+
+
+# Outcomes kept in payment_events, so a rerun skips the row; unmatched and rejected rows changed
+# nothing and are looked at again on every run (the invoice may exist by then).
+RECORDED_OUTCOMES: Mapping[Outcome, str] = {
+    Outcome.APPLIED: "applied",
+    Outcome.EXCESS: "excess",
+    Outcome.REVERSAL: "ignored",
+}
+
+
+@dataclass(frozen=True)
+class RowResult:
+    line: int
+    outcome: Outcome
+    reference: str
+    invoice_text: str
+    invoice_number: str | None
+    amount_text: str
+    amount_cents: int | None
+    applied_cents: int
+    excess_cents: int
+    received_on: date | None
+    date_text: str
+    payer: str
+    reason: str = ""
+
+
+def result_of_problem(problem: RowProblem) -> RowResult:
+    return RowResult(
+        line=problem.line,
+        outcome=Outcome.REJECTED,
+        reference=problem.reference,
+        invoice_text=problem.invoice_text,
+        invoice_number=None,
+        amount_text=problem.amount_text,
+        amount_cents=None,
+        applied_cents=0,
+        excess_cents=0,
+        received_on=None,
+        date_text=problem.date_text,
+        payer=problem.payer,
+        reason=problem.reason,
+    )
+
+
+def result_of_row(
+    row: PortalRow,
+    outcome: Outcome,
+    *,
+    applied_cents: int = 0,
+    excess_cents: int = 0,
+    invoice_number: str | None = None,
+    reason: str = "",
+) -> RowResult:
+    return RowResult(
+        line=row.line,
+        outcome=outcome,
+        reference=row.shown_reference,
+        invoice_text=row.invoice_text,
+        invoice_number=invoice_number or row.invoice_number,
+        amount_text=format_cents(row.amount_cents),
+        amount_cents=row.amount_cents,
+        applied_cents=applied_cents,
+        excess_cents=excess_cents,
+        received_on=row.received_on,
+        date_text=row.received_on.isoformat(),
+        payer=row.payer,
+        reason=reason,
+    )
+
+
+@dataclass(frozen=True)
+class OutcomeTotal:
+    outcome: Outcome
+    rows: int
+    amount_cents: int  # the rows' own amounts
+
+
+@dataclass
+class ImportReport:
+    source: str
+    dry_run: bool
+    rows: list[RowResult] = field(default_factory=list)
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for r in self.rows if r.outcome is outcome)
+
+    @property
+    def applied_cents(self) -> int:
+        return sum(r.applied_cents for r in self.rows if r.outcome is not Outcome.ALREADY)
+
+    @property
+    def excess_cents(self) -> int:
+        return sum(r.excess_cents for r in self.rows if r.outcome is not Outcome.ALREADY)
+
+    @property
+    def attention(self) -> list[RowResult]:
+        return [r for r in self.rows if r.outcome.needs_attention]
+
+    def totals(self) -> list[OutcomeTotal]:
+        return [
+            OutcomeTotal(
+                outcome,
+                self.count(outcome),
+                sum(r.amount_cents or 0 for r in self.rows if r.outcome is outcome),
+            )
+            for outcome in Outcome
+        ]
