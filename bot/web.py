@@ -14,10 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bot import family_page, stripe_checkout, stripe_webhooks
 from bot.runtime import Runtime
 
 # Each module adds its routes: `routes(runtime: Runtime) -> list[BaseRoute]`.
-WEB_FEATURES: tuple[ModuleType, ...] = ()
+WEB_FEATURES: tuple[ModuleType, ...] = (stripe_checkout, stripe_webhooks, family_page)
 
 
 def create_web_app(runtime: Runtime, slack_app: AsyncApp | None = None) -> Starlette:

@@ -10,6 +10,9 @@ The rules are `workflows.billing`; this module feeds them and writes what they d
 - Digests: a run's emails wait as "pending" notices until every batch is done; then a guardian
   with several gets one digest, the others their own email, and the outbox takes them.
 - One at a time: the run holds `storage.run_lock.exclusive` for its whole length.
+- Payment plans: an invoice with installments is left out of the date-driven query and decided
+  on its own pass, due when its current installment is (`workflows.payment_plans.plan_facts`);
+  that pass also flags each missed installment once, with its email and Slack alert.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from storage import models as m
 from storage.notices import NOTICE_KIND, reachable
 from storage.outbox import new_message
+from storage.payment_plans import current_notice_facts, flag_missed, plan_paid_for, plans_of
 from storage.run_lock import exclusive
 from workflows.billing import (
     Action,
@@ -68,6 +72,12 @@ from workflows.billing_settings import BillingSettings, billing_settings_from
 from workflows.clock import Clock, local_date
 from workflows.errors import ValidationError
 from workflows.invoices import OPEN_STATUSES, InvoiceStatus, NoticeTemplate
+from workflows.payment_plans import (
+    missed_installments,
+    plan_billing_settings,
+    plan_facts,
+    schedule_of,
+)
 
 log = logging.getLogger("devicecare.billing")
 
@@ -186,6 +196,7 @@ class BillingRunner:
                 taken = await self._apply(session, rows, settings, window, pauses)
             if self.after_batch is not None:
                 await self.after_batch(taken)
+        await self._run_plans(settings, window, pauses)
         await self._release_pending(day)
         totals = await self._finish(window, paused=False)
         return RunResult(day, ran=True, message=_describe(totals), totals=totals)
@@ -274,26 +285,33 @@ class BillingRunner:
             inv.status.in_(sorted(s.value for s in OPEN_STATUSES)),
             inv.paid_cents + inv.waived_cents < inv.total_cents,
             or_(*cases),
+            # Invoices on a payment plan follow their installments (`_plan_candidates`).
+            ~_on_plan(inv.id),
         ]
         if flt.stop_on_partial:
             conditions.append(inv.paid_cents == 0)
         stmt = (
-            select(
-                inv.id,
-                inv.number,
-                inv.student_id,
-                inv.status,
-                inv.due_date,
-                inv.created_at,
-                inv.total_cents,
-                inv.paid_cents,
-                inv.waived_cents,
-                inv.automation_enabled,
-                inv.automation_epoch,
-                inv.final_notice_on,
-                _reachable_count(inv.student_id).label("recipients"),
+            select(*_candidate_columns()).where(*conditions).order_by(inv.id).limit(self.batch_size)
+        )
+        if lock and self.is_pg:
+            stmt = stmt.with_for_update(of=inv)
+        return list((await session.execute(stmt)).all())
+
+    async def _plan_candidates(
+        self, session: AsyncSession, after_id: int, *, lock: bool
+    ) -> list[Any]:
+        """Open invoices on a payment plan, with automation on: each is decided exactly (there
+        are few next to the invoices the date filter above narrows down)."""
+        inv = m.Invoice
+        stmt = (
+            select(*_candidate_columns())
+            .where(
+                inv.id > after_id,
+                inv.automation_enabled.is_(True),
+                inv.status.in_(sorted(s.value for s in OPEN_STATUSES)),
+                inv.paid_cents + inv.waived_cents < inv.total_cents,
+                _on_plan(inv.id),
             )
-            .where(*conditions)
             .order_by(inv.id)
             .limit(self.batch_size)
         )
@@ -310,17 +328,42 @@ class BillingRunner:
     ) -> list[tuple[Any, Action]]:
         decided: list[tuple[Any, Action]] = []
         for row in rows:
-            facts = InvoiceFacts(
-                id=row.id,
-                status=row.status,
-                due_date=row.due_date,
-                created_on=local_date(row.created_at, self.tz),
-                total_cents=row.total_cents,
-                paid_cents=row.paid_cents,
-                waived_cents=row.waived_cents,
-                automation_enabled=row.automation_enabled,
-                epoch=row.automation_epoch,
-                final_notice_on=row.final_notice_on,
+            action = decide(self._facts(row), settings, window.day, window.covered_since, pauses)
+            if action is not None:
+                decided.append((row, action))
+        return decided
+
+    def _facts(self, row: Any) -> InvoiceFacts:
+        return InvoiceFacts(
+            id=row.id,
+            status=row.status,
+            due_date=row.due_date,
+            created_on=local_date(row.created_at, self.tz),
+            total_cents=row.total_cents,
+            paid_cents=row.paid_cents,
+            waived_cents=row.waived_cents,
+            automation_enabled=row.automation_enabled,
+            epoch=row.automation_epoch,
+            final_notice_on=row.final_notice_on,
+        )
+
+    def _decide_plans(
+        self,
+        rows: Sequence[Any],
+        plans: dict[int, list[m.Installment]],
+        settings: BillingSettings,
+        window: RunWindow,
+        pauses: PauseCalendar,
+    ) -> list[tuple[Any, Action]]:
+        """`_decide` for invoices on a plan: due when their current installment is."""
+        settings = plan_billing_settings(settings)
+        decided: list[tuple[Any, Action]] = []
+        for row in rows:
+            installments = plans.get(row.id)
+            if not installments:
+                continue
+            facts = plan_facts(
+                self._facts(row), schedule_of(installments), plan_paid_for(row, installments)
             )
             action = decide(facts, settings, window.day, window.covered_since, pauses)
             if action is not None:
@@ -335,11 +378,15 @@ class BillingRunner:
         window: RunWindow,
         pauses: PauseCalendar,
     ) -> int:
-        decided = self._decide(rows, settings, window, pauses)
+        return await self._take(session, self._decide(rows, settings, window, pauses), window.day)
+
+    async def _take(
+        self, session: AsyncSession, decided: Sequence[tuple[Any, Action]], day: date
+    ) -> int:
+        """Claim each decided step once and write what the claimed ones do."""
         if not decided:
             return 0
         now = self.clock.now()
-        day = window.day
         step_rows = [
             {
                 "invoice_id": action.invoice_id,
@@ -380,6 +427,80 @@ class BillingRunner:
         if activity:
             await session.execute(_ACTIVITY.insert(), activity)
         return len(claimed)
+
+    # --- invoices on a payment plan -----------------------------------------------------------
+
+    async def _run_plans(
+        self, settings: BillingSettings, window: RunWindow, pauses: PauseCalendar
+    ) -> None:
+        """Flag missed installments (once each), then take each plan invoice's step."""
+        after_id = 0
+        while True:
+            async with self.sessions() as session, session.begin():
+                rows = await self._plan_candidates(session, after_id, lock=True)
+                if not rows:
+                    break
+                after_id = rows[-1].id
+                plans = await plans_of(session, [r.id for r in rows])
+                await self._flag_missed(session, rows, plans, window.day, pauses)
+                decided = self._decide_plans(rows, plans, settings, window, pauses)
+                taken = await self._take(session, decided, window.day)
+                await self._note_installments(session, decided, plans, window.day)
+            if self.after_batch is not None:
+                await self.after_batch(taken)
+
+    async def _flag_missed(
+        self,
+        session: AsyncSession,
+        rows: Sequence[Any],
+        plans: dict[int, list[m.Installment]],
+        day: date,
+        pauses: PauseCalendar,
+    ) -> None:
+        now = self.clock.now()
+        for row in rows:
+            installments = plans.get(row.id) or []
+            missed = missed_installments(
+                schedule_of(installments), plan_paid_for(row, installments), day, pauses=pauses
+            )
+            for state in missed:
+                installment = installments[state.position - 1]
+                if installment.missed_on is not None:
+                    continue
+                await flag_missed(
+                    session,
+                    invoice=row,
+                    installment=installment,
+                    state=state,
+                    rows=installments,
+                    day=day,
+                    now=now,
+                    mail_domain=self.mail_domain,
+                )
+
+    async def _note_installments(
+        self,
+        session: AsyncSession,
+        decided: Sequence[tuple[Any, Action]],
+        plans: dict[int, list[m.Installment]],
+        day: date,
+    ) -> None:
+        """The run's notices about a plan invoice name the installment they are about."""
+        for row, action in decided:
+            if action.template is None:
+                continue
+            facts = current_notice_facts(row, plans.get(row.id) or [])
+            if facts is None:
+                continue
+            await session.execute(
+                update(_NOTICES)
+                .where(
+                    _NOTICES.c.dedupe_key == action.key,
+                    _NOTICES.c.run_day == day,
+                    _NOTICES.c.status == "pending",
+                )
+                .values(context={"step": action.step_name, "installment": facts})
+            )
 
     def _queue_notices(self, step_ids: Sequence[int], day: date, now: datetime) -> Any:
         """INSERT … SELECT: a pending notice per reachable guardian for each emailing step."""
@@ -604,12 +725,19 @@ class BillingRunner:
             after_id = 0
             steps: Counter[str] = Counter()
             not_emailed = 0
+            plan_after_id = 0
             while True:
                 rows = await self._candidates(session, flt, after_id, lock=False)
-                if not rows:
-                    break
-                after_id = rows[-1].id
-                decided = self._decide(rows, settings, window, pauses)
+                if rows:
+                    after_id = rows[-1].id
+                    decided = self._decide(rows, settings, window, pauses)
+                else:
+                    rows = await self._plan_candidates(session, plan_after_id, lock=False)
+                    if not rows:
+                        break
+                    plan_after_id = rows[-1].id
+                    plans = await plans_of(session, [r.id for r in rows])
+                    decided = self._decide_plans(rows, plans, settings, window, pauses)
                 taken_keys = await _already_taken(session, [a for _r, a in decided])
                 guardians = await _guardians_of(
                     session, [r.student_id for r, a in decided if a.template is not None]
@@ -776,6 +904,29 @@ def totals_from_payload(p: dict[str, Any]) -> RunTotals:
         not_emailed=int(p.get("not_emailed", 0)),
         failures=tuple(str(f) for f in p.get("failures", [])),
     )
+
+
+def _candidate_columns() -> list[Any]:
+    inv = m.Invoice
+    return [
+        inv.id,
+        inv.number,
+        inv.student_id,
+        inv.status,
+        inv.due_date,
+        inv.created_at,
+        inv.total_cents,
+        inv.paid_cents,
+        inv.waived_cents,
+        inv.automation_enabled,
+        inv.automation_epoch,
+        inv.final_notice_on,
+        _reachable_count(inv.student_id).label("recipients"),
+    ]
+
+
+def _on_plan(invoice_id: Any) -> Any:
+    return exists().where(m.Installment.invoice_id == invoice_id)
 
 
 def _reachable_count(student_id: Any) -> Any:

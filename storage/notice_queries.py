@@ -317,7 +317,8 @@ async def update_notices(session: AsyncSession, changes: Mapping[int, Mapping[st
 
 @dataclass(frozen=True)
 class NoticeDelivery:
-    """Where one notice stands: queued, sent, failed or bounced.
+    """Where one notice stands: queued, sent, failed or bounced, and when the family opened
+    the invoice page from it (`viewed_at`, first time).
 
     For a member of a billing digest, the delivery fields are the digest's, `digest_id` names
     it, and `digest_with` lists the other invoices the same email covered.
@@ -334,6 +335,7 @@ class NoticeDelivery:
     attempts: int
     digest_id: int | None = None
     digest_with: tuple[str, ...] = ()
+    viewed_at: datetime | None = None
 
 
 async def _digest_invoices(
@@ -413,6 +415,7 @@ async def notices_for_invoice(session: AsyncSession, invoice_id: int) -> list[No
                 attempts=attempts.get(f"notice:{state.id}", 0),
                 digest_id=digest_id,
                 digest_with=tuple(number for inv, number in others if inv != invoice_id),
+                viewed_at=state.viewed_at,
             )
         )
     return found
@@ -448,15 +451,19 @@ def _day(at: datetime, tz: tzinfo | None) -> str:
     return f"{local:%b} {local.day}"
 
 
-def delivery_summary(notices: Sequence[NoticeDelivery], tz: tzinfo | None = None) -> str:
+def delivery_summary(
+    notices: Sequence[NoticeDelivery], tz: tzinfo | None = None, *, paid_at: datetime | None = None
+) -> str:
     """One line for the invoice card, e.g.
-    "Invoice emailed to maria@… Mar 3 · Invoice to sam@… failed (mailbox unavailable) ·
-    Reminder emailed to maria@… Mar 18 (in a digest with INV-000002)".
+    "Invoice emailed to maria@… Mar 3, viewed Mar 4 · Invoice to sam@… failed (mailbox
+    unavailable) · Reminder emailed to maria@… Mar 18 (in a digest with INV-000002) ·
+    Paid in full Mar 20". `paid_at` is when the invoice was paid in full, if it was.
 
     Plain text: escape it for Slack mrkdwn (&, <, >) where it is shown.
     """
+    paid = [] if paid_at is None else [f"Paid in full {_day(paid_at, tz)}"]
     if not notices:
-        return "No email notices yet."
+        return " · ".join(["No email notices yet.", *paid])
     parts: list[str] = []
     for n in notices:
         label = TEMPLATE_LABELS.get(n.template, n.template.replace("_", " ").capitalize())
@@ -471,8 +478,9 @@ def delivery_summary(notices: Sequence[NoticeDelivery], tz: tzinfo | None = None
             note = f" (in a digest with {', '.join(n.digest_with)})"
         else:
             note = " (in a digest)"
+        viewed = "" if n.viewed_at is None else f", viewed {_day(n.viewed_at, tz)}"
         if n.status == "sent" and n.sent_at is not None:
-            parts.append(f"{label} emailed to {who} {_day(n.sent_at, tz)}{note}")
+            parts.append(f"{label} emailed to {who} {_day(n.sent_at, tz)}{viewed}{note}")
         elif n.status == "bounced":
             when = f" {_day(n.bounced_at, tz)}" if n.bounced_at is not None else ""
             parts.append(f"{label} to {who} bounced{when}{note}")
@@ -484,4 +492,19 @@ def delivery_summary(notices: Sequence[NoticeDelivery], tz: tzinfo | None = None
             parts.append(f"{label} to {who} retrying ({_short_error(n.last_error)}){note}")
         else:
             parts.append(f"{label} to {who} queued{note}")
-    return " · ".join(parts)
+    return " · ".join([*parts, *paid])
+
+
+async def invoice_delivery_line(
+    session: AsyncSession, invoice_id: int, tz: tzinfo | None = None
+) -> str:
+    """`delivery_summary` of the invoice's notices, ending with when it was paid in full."""
+    invoice = (
+        await session.execute(
+            select(m.Invoice.status, m.Invoice.paid_at).where(m.Invoice.id == invoice_id)
+        )
+    ).first()
+    paid_at = None
+    if invoice is not None and invoice.status == "paid":
+        paid_at = invoice.paid_at
+    return delivery_summary(await notices_for_invoice(session, invoice_id), tz, paid_at=paid_at)

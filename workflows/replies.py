@@ -1,4 +1,5 @@
-"""What a parent's reply says: a payment made, a payment-plan request, a dispute, a question.
+"""What a parent's reply says: a payment made, a payment-plan request, a dispute, a request
+for a new link to the family's invoice page, a question.
 
 Pure text rules over the new part of a reply, in English and Spanish. Nothing here moves money:
 a reported payment only becomes a pending payment that billing staff confirm. The reading is
@@ -28,6 +29,7 @@ class Intent(StrEnum):
     PAYMENT = "payment"
     PAYMENT_PLAN = "payment_plan"
     DISPUTE = "dispute"
+    NEW_LINK = "new_link"  # a fresh link to the family page (the old one expired or was lost)
     QUESTION = "question"
     OTHER = "other"
 
@@ -323,6 +325,45 @@ _DISPUTE = re.compile(
     r"\bno\s+(?:estoy|estamos)\s+de\s+acuerdo\b|\bdisput(?:o|amos)\b|"
     r"\bno\s+(?:lo|la)\s+rompi(?:o|mos)?\b|\bel\s+seguro\s+(?:debe|deberia)\s+cubrir"
 )
+_LINK = r"(?:link|enlace|vinculo|liga)s?"
+_LINK_ES = r"(?:enlace|vinculo|link|liga)"
+_FOR = r"(?:payment\s+|invoice\s+)?"
+_NEW_LINK = re.compile(
+    "|".join(
+        [
+            # "send me a new link", "can I get another link", "please resend the link"
+            rf"\b(?:new|another|fresh|updated|different|working)\s+{_FOR}{_LINK}\b",
+            rf"\bre-?send\s+(?:me\s+|us\s+)?(?:the|a|my|our|that)\s+{_FOR}{_LINK}\b",
+            rf"\bsend\s+(?:me|us)\s+(?:the|a|my|our)\s+{_FOR}{_LINK}\b",
+            # "the link expired", "the link doesn't work", "link is broken", "an expired link"
+            rf"\b{_LINK}\s+(?:(?:has|had|is|was|seems|appears)\s+(?:to\s+be\s+)?)?"
+            r"(?:expired|broken|dead|invalid)\b",
+            rf"\b{_LINK}\s+(?:(?:does|did|do|is|was|will|would)\s*(?:not|n't)\s+|not\s+|"
+            r"won't\s+|isn't\s+|stopped\s+)work(?:s|ed|ing)?\b",
+            rf"\b(?:expired|broken|dead|invalid)\s+{_FOR}{_LINK}\b",
+            # "I clicked the link and it said it had expired"
+            rf"\b{_LINK}\b[^.?!\n]{{0,40}}\b(?:expired|expiro|vencio|caduco)\b",
+            r"\b(?:can't|cannot|can\s+not|couldn't|could\s+not|unable\s+to)\s+"
+            rf"(?:open|find|use|get\s+into)\s+(?:the|my|your|that)\s+{_LINK}\b",
+            # "nuevo enlace", "otro enlace", "el enlace no funciona / expiró / venció"
+            rf"\b(?:nuevo|nueva|otro|otra)\s+{_LINK_ES}\b",
+            rf"\b{_LINK_ES}\s+(?:nuevo|nueva)\b",
+            rf"\b{_LINK_ES}\s+(?:ya\s+)?(?:no\s+(?:funciona|sirve|abre|jala)|"
+            r"(?:ha\s+|ya\s+)?(?:expiro|vencio|caduco)|"
+            r"(?:esta|estaba)\s+(?:vencid[oa]|caducad[oa]|expirad[oa]|rot[oa]))\b",
+            r"\bno\s+(?:puedo|podemos|pude|pudimos)\s+(?:abrir|usar|encontrar|entrar\s+(?:a|en))"
+            rf"\s+(?:el|la|al|su)\s+{_LINK_ES}\b",
+            r"\b(?:reenvi|mand|envi)(?:e|en|ar|arme|arnos|enme|eme)\s+(?:(?:me|nos)\s+)?"
+            rf"(?:el|un|otro|la|una|otra|mi)\s+{_LINK_ES}\b",
+        ]
+    )
+)
+# "I don't need a new link", "no necesito otro enlace": not a request.
+_NO_LINK_WANTED = re.compile(
+    rf"\b(?:don't|do\s+not|no)\s+(?:need|want)\s+(?:a\s+|another\s+|the\s+|any\s+)?(?:new\s+)?{_LINK}"
+    r"|\bno\s+(?:necesito|necesitamos|quiero|queremos)\s+(?:otr[oa]\s+|un[a]?\s+|el\s+|la\s+)?"
+    rf"(?:nuev[oa]\s+)?{_LINK_ES}"
+)
 _QUESTION_START = re.compile(
     r"^\W*(?:what|when|where|why|how|who|which|can|could|would|will|is|are|do|does|did|should|"
     r"may|shall|am|have|has|que|cuando|donde|por\s+que|como|cuanto|cuanta|cuantos|cuantas|"
@@ -367,6 +408,8 @@ def read_intent(text: str, *, today: date) -> ReadIntent:
         return ReadIntent(Intent.DISPUTE, None, 0.8)
     if _PLAN.search(folded):
         return ReadIntent(Intent.PAYMENT_PLAN, None, 0.8)
+    if _NEW_LINK.search(folded) and not _NO_LINK_WANTED.search(folded):
+        return ReadIntent(Intent.NEW_LINK, None, 0.8)
     if "?" in folded or "\u00bf" in folded:
         return ReadIntent(Intent.QUESTION, None, 0.75)
     if _QUESTION_PHRASE.search(folded) or any(

@@ -45,6 +45,7 @@ from storage.inbox import (
     RouteFacts,
     redact_address,
 )
+from storage.notices import queue_guardian_notice
 from storage.store import SqlStore, StoreFactory
 from workflows.clock import Clock, local_date
 from workflows.errors import ValidationError
@@ -509,6 +510,8 @@ class Ingestor:
                 f"A reply to one email about {len(covered)} invoices ({', '.join(covered)}); "
                 f"filed under {invoice.number}."
             )
+        if read.intent == Intent.NEW_LINK:
+            notes.append(await self._send_new_link(store, inbox, row))
         if row.status == Status.ROUTED and invoice is not None:
             draft.pending = self._pending_payment(inbox, row, invoice, read, notes)
             draft.photos = await self._attach_photos(store, inbox, invoice, row, photos)
@@ -532,6 +535,35 @@ class Ingestor:
                 },
             )
         )
+
+    async def _send_new_link(self, store: SqlStore, inbox: Inbox, row: m.InboundMessage) -> str:
+        """A fresh family-page link for a guardian who asks for one; the note staff see.
+
+        Only a verified sender (one of the invoice's student's guardians) gets one. The key
+        names the inbound message, so the same email read again sends nothing more."""
+        asked = "Asks for a new link to the family page"
+        if row.status == Status.HELD:
+            return f"{asked}; none was sent: the email names no invoice to check the sender by."
+        if row.status != Status.ROUTED or not row.sender_trusted or row.guardian_id is None:
+            return f"{asked}; none was sent: the sender isn't verified."
+        guardian = await inbox.get_guardian(row.guardian_id)
+        if guardian is None:
+            return f"{asked}; none was sent: the guardian is no longer on file."
+        if not guardian.email or guardian.email_bouncing_since is not None:
+            return f"{asked}; none was sent: {guardian.full_name} can't be emailed."
+        digest = hashlib.sha256(row.message_id.encode()).hexdigest()[:40]
+        notice = await queue_guardian_notice(
+            store.session,
+            self.clock.now(),
+            guardian=guardian,
+            template=NoticeTemplate.FAMILY_LINK,
+            dedupe_key=f"family-link:mail:{digest}",
+            context={"inbound_message_id": row.id},
+            mail_domain=store.mail_domain,
+        )
+        if notice is None:
+            return f"{asked}; it was sent already."
+        return f"A new link to the family page was emailed to {guardian.full_name}."
 
     async def _invoice_prefix(self, store: SqlStore) -> str:
         """The district's invoice prefix, read at most once a minute."""

@@ -14,6 +14,7 @@ Amounts are int cents in the context and become "$1,234.56" through the `money` 
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
@@ -32,9 +33,15 @@ from jinja2 import (
 )
 from jinja2.runtime import Context
 
-from storage.notice_queries import NoticeData
-from workflows.invoices import InvoiceStatus
+from bot.family_links import family_url, link_expiry, make_family_token
+from bot.settings import Settings
+from storage.notice_queries import CLOSED_INVOICE_STATUSES, NoticeData, is_digest
+from workflows.errors import ValidationError
+from workflows.invoices import InvoiceStatus, NoticeTemplate
 from workflows.money import format_cents
+from workflows.portal import portal_url
+
+log = logging.getLogger("devicecare.mail.render")
 
 # bot/mail/render.py -> the repository (or source tree) root, whatever the working directory.
 DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
@@ -399,6 +406,28 @@ def _plan_context(data: NoticeData) -> dict[str, Any] | None:
     }
 
 
+def _installment_context(data: NoticeData, today: date) -> dict[str, Any] | None:
+    """The installment a plan notice is about (a missed one, or the one a reminder is for)."""
+    raw = (data.notice.context or {}).get("installment")
+    if not isinstance(raw, dict):
+        return None
+    due = _iso_date(raw.get("due_on"))
+    values = [raw.get(k) for k in ("position", "count", "amount_cents", "due_cents")]
+    numbers = [n for n in values if isinstance(n, int) and not isinstance(n, bool)]
+    if due is None or len(numbers) != len(values):
+        raise ValueError(f"installment {raw!r} needs due_on, position, count and amounts")
+    position, count, amount, owed = numbers
+    return {
+        "position": position,
+        "count": count,
+        "due_on": due,
+        "amount_cents": amount,
+        "due_cents": owed,  # what brings the plan up to date through this installment
+        "days_until_due": (due - today).days,
+        "days_overdue": max((today - due).days, 0),
+    }
+
+
 # What each billing-run template says, as a digest item's `kind`.
 DIGEST_KINDS = {
     "due_reminder": "reminder",
@@ -440,21 +469,98 @@ def _digest_context(data: NoticeData, today: date, tz: tzinfo) -> dict[str, Any]
     }
 
 
-def build_context(data: NoticeData, *, today: date, tz: tzinfo) -> dict[str, Any]:
-    """Every variable a notice template may use (README, "Notices", lists them)."""
+# Notices that make sense without an invoice; every other template needs one.
+WITHOUT_INVOICE = frozenset({NoticeTemplate.FAMILY_LINK.value})
+
+
+@dataclass(frozen=True)
+class FamilyLinks:
+    """What a guardian's notice needs to link to the family page and the payment portal."""
+
+    base_url: str
+    secret: str
+    days: int  # how long an emailed link works
+    pay_online: bool = False  # the page takes payments (Stripe, or the district's portal)
+    portal_template: str | None = None
+    portal_name: str = "the school payment portal"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FamilyLinks:
+        portal = settings.payment_portal_url_template or None
+        return cls(
+            base_url=settings.public_base_url,
+            secret=settings.secret_key.get_secret_value(),
+            days=settings.family_link_days,
+            pay_online=settings.stripe_enabled or portal is not None,
+            portal_template=portal,
+            portal_name=settings.payment_portal_name,
+        )
+
+
+def _page_link(data: NoticeData, today: date, links: FamilyLinks | None) -> dict[str, Any]:
+    """The signed family-page link for the guardian the notice goes to (none without one).
+
+    The token names the notice, so opening the page marks this email viewed."""
+    guardian = data.guardian
+    if links is None or guardian is None:
+        return {"page_url": None, "page_expires_on": None}
+    expires = link_expiry(today, links.days)
+    token = make_family_token(guardian.id, data.notice.id, expires, links.secret)
+    return {"page_url": family_url(links.base_url, token), "page_expires_on": expires}
+
+
+def _portal_link(data: NoticeData, links: FamilyLinks | None) -> dict[str, str] | None:
+    """ "Pay at <portal>" for a notice about one invoice that is still owed."""
+    invoice, student = data.invoice, data.student
+    if links is None or links.portal_template is None or data.guardian is None:
+        return None
+    if invoice is None or student is None or is_digest(data.notice):
+        return None
+    balance = invoice.total_cents - invoice.paid_cents - invoice.waived_cents
+    if balance <= 0 or invoice.status in CLOSED_INVOICE_STATUSES:
+        return None
+    try:
+        url = portal_url(
+            links.portal_template,
+            invoice_number=invoice.number,
+            amount_cents=balance,
+            student_id=student.sis_id or "",
+            student_name=_person(student)["full_name"],
+        )
+    except ValidationError as exc:
+        # A broken portal setting must not stop the notice: it goes out without that link.
+        log.warning("payment portal link left out of notice #%s: %s", data.notice.id, exc)
+        return None
+    return {"name": links.portal_name, "url": url}
+
+
+def build_context(
+    data: NoticeData, *, today: date, tz: tzinfo, links: FamilyLinks | None = None
+) -> dict[str, Any]:
+    """Every variable a notice template may use (README, "Notices", lists them).
+
+    `links` adds the family page link (`page_url`, `page_expires_on`) for the guardian the
+    notice goes to, and `portal` for a notice about one invoice still owed."""
     invoice = data.invoice
-    if invoice is None:
+    if invoice is None and data.notice.template not in WITHOUT_INVOICE:
         raise ValueError(f"notice #{data.notice.id} has no invoice")
+    page = _page_link(data, today, links)
+    if page["page_url"] is None and data.notice.template == NoticeTemplate.FAMILY_LINK:
+        raise ValueError(f"notice #{data.notice.id} is a family link with no link to send")
     return {
         "district_name": data.district_name,
         "guardian": _person(data.guardian),
         "student": _person(data.student),
-        "invoice": invoice_context(invoice, data.device, tz),
+        "invoice": None if invoice is None else invoice_context(invoice, data.device, tz),
         "today": today,
-        **_due_days(invoice.due_date, today),
+        **_due_days(None if invoice is None else invoice.due_date, today),
+        **page,
+        "pay_online": links is not None and links.pay_online,
+        "portal": _portal_link(data, links),
         "payment": _payment_context(data),
         "pending": _pending_context(data),
         "plan": _plan_context(data),
+        "installment": _installment_context(data, today),
         "digest": _digest_context(data, today, tz),
         # What the code that queued the notice stored with it (e.g. an enrollment's policy and
         # term, a refund's amount and reason), for templates made for those notices.

@@ -35,7 +35,13 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.mail.render import NoticeRenderer, RenderedNotice, build_context
+from bot.mail.render import (
+    WITHOUT_INVOICE,
+    FamilyLinks,
+    NoticeRenderer,
+    RenderedNotice,
+    build_context,
+)
 from bot.mail.smtp import RecipientRefused, SmtpConfig, SmtpTransport
 from bot.mail.tokens import make_reply_token, reply_address
 from bot.settings import Settings
@@ -406,6 +412,7 @@ class NoticeSender:
         reply_base: str,
         secret_key: str,
         from_name: str | None = None,
+        links: FamilyLinks | None = None,
     ) -> None:
         self.transport = transport
         self.renderer = renderer
@@ -415,6 +422,8 @@ class NoticeSender:
         self.from_name = from_name
         self.reply_base = reply_base
         self.secret_key = secret_key
+        # Every email to a guardian links to their family page (and a portal, when set up).
+        self.links = links
         self._batch: dict[int, NoticeData] = {}
         self._order: list[int] = []
         self._ready: dict[int, Prepared | Exception] = {}
@@ -451,6 +460,7 @@ class NoticeSender:
             from_name=from_name or None,
             reply_base=reply_base,
             secret_key=settings.secret_key.get_secret_value(),
+            links=FamilyLinks.from_settings(settings),
         )
 
     # --- worker hooks -----------------------------------------------------------------------
@@ -574,13 +584,13 @@ class NoticeSender:
 
     def prepare_steps(self, data: NoticeData) -> Generator[None, None, Prepared]:
         """Address, render and write one notice, as a generator of small steps."""
-        if data.invoice is None:
+        if data.invoice is None and data.notice.template not in WITHOUT_INVOICE:
             raise GiveUp(f"notice #{data.notice.id} has no invoice to show")
         if is_digest(data.notice) and not data.digest_items:
             raise GiveUp(f"digest #{data.notice.id} has no invoices left to show")
         address = self._address(data)
         now = self.clock.now()
-        context = build_context(data, today=now.astimezone(self.tz).date(), tz=self.tz)
+        context = self._context(data, now)
         language = data.guardian.preferred_language if data.guardian is not None else None
         rendered = yield from self.renderer.render_steps(data.notice.template, context, language)
         yield
@@ -605,8 +615,12 @@ class NoticeSender:
             raise GiveUp(f"mail to {address} has been bouncing; fix the address and resend")
         return address
 
+    def _context(self, data: NoticeData, now: datetime) -> dict[str, Any]:
+        today = now.astimezone(self.tz).date()
+        return build_context(data, today=today, tz=self.tz, links=self.links)
+
     def render(self, data: NoticeData, now: datetime) -> RenderedNotice:
-        context = build_context(data, today=now.astimezone(self.tz).date(), tz=self.tz)
+        context = self._context(data, now)
         language = data.guardian.preferred_language if data.guardian is not None else None
         return self.renderer.render(data.notice.template, context, language)
 
@@ -646,12 +660,15 @@ class NoticeSender:
         """What `build_message` needs besides the notice: addresses, the signed Reply-To, time."""
         notice = data.notice
         if notice.invoice_id is None:
-            raise GiveUp(f"notice #{notice.id} is not about an invoice")
-        token = make_reply_token(notice.invoice_id, notice.id, self.secret_key)
+            # Nothing for a token to name: a reply reaches the billing office unrouted.
+            reply_to = self.reply_base
+        else:
+            token = make_reply_token(notice.invoice_id, notice.id, self.secret_key)
+            reply_to = reply_address(self.reply_base, token)
         return {
             "from_address": self.from_address,
             "from_name": self.from_name,
-            "reply_to": reply_address(self.reply_base, token),
+            "reply_to": reply_to,
             "to_address": to_address or notice.to_address,
             "now": now,
             "tz": self.tz,

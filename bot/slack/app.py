@@ -24,8 +24,10 @@ from bot.slack import (
     incidents,
     invoices,
     overrides,
+    payment_plans,
     replies,
     reports,
+    stripe_payments,
     waivers,
 )
 from bot.slack.actors import actor_middleware
@@ -55,6 +57,8 @@ FEATURES: tuple[ModuleType, ...] = (
     fees,
     enrollment,
     reports,
+    stripe_payments,
+    payment_plans,
 )
 
 

@@ -242,9 +242,11 @@ def build_invoice_view(
     can_automate: bool,
     notice: str | None = None,
     adjustments: Sequence[Block] = (),
+    delivery: str | None = None,
 ) -> tuple[str, list[Block]]:
-    """The invoice's facts, its controls (those the viewer may use), its waivers and refunds
-    (`adjustments`, with their buttons) and its timeline."""
+    """The invoice's facts, its emails (`delivery`: sent, viewed, paid), its controls (those
+    the viewer may use), its waivers and refunds (`adjustments`, with their buttons) and its
+    timeline."""
     inv = timeline.invoice
     automation = "on" if inv.automation_enabled else "off"
     text = (
@@ -268,6 +270,8 @@ def build_invoice_view(
             f"*Reminders*\n{reminders}",
         ),
     ]
+    if delivery:
+        blocks.append(context_block(f":email: {esc(delivery)}"))
     elements: list[Block] = []
     if inv.is_open and can_edit:
         elements += [_status_select(inv.status), _due_picker(inv.due_date)]

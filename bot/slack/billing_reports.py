@@ -36,6 +36,7 @@ from bot.slack.billing_report_blocks import (
 from bot.slack.errors import channel_of, record_refusal, reported
 from bot.slack.invoice_blocks import Block, esc, fmt_date
 from bot.slack.metadata import unpack
+from bot.slack.payment_plans import plan_blocks_for
 from bot.slack.waiver_blocks import adjustment_blocks
 from bot.slack.waivers import adjustment_lines, refundable_payments
 from storage.billing_reports import (
@@ -45,6 +46,7 @@ from storage.billing_reports import (
     find_invoice_id,
     invoice_timeline,
 )
+from storage.notice_queries import invoice_delivery_line
 from workflows.clock import local_date
 from workflows.errors import DomainError, NotFound, PermissionDenied, ValidationError
 from workflows.invoices import (
@@ -236,9 +238,11 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
                 raise NotFound("That invoice isn't in DeviceCare any more.")
             lines = await adjustment_lines(store, invoice_id)
             payments = await refundable_payments(store, invoice_id)
+            delivery = await invoice_delivery_line(store.session, invoice_id, tz)
         inv = timeline.invoice
         # Buttons only for those who may use them; the workflows check again on submit.
-        adjustments = adjustment_blocks(
+        plan = await plan_blocks_for(runtime, actor, invoice_id)
+        adjustments = plan + adjustment_blocks(
             lines,
             invoice_id=invoice_id,
             secret=secret,
@@ -254,6 +258,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             can_automate=actor.can(Permission.MANAGE_INVOICE_AUTOMATION),
             notice=notice,
             adjustments=adjustments,
+            delivery=delivery,
         )
 
     async def show_invoice(call: BillingCall) -> None:

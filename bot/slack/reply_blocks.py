@@ -71,6 +71,7 @@ INTENT_LABELS = {
     "payment": "Payment reported",
     "payment_plan": "Asks for a payment plan",
     "dispute": "Disputes the charge",
+    "new_link": "Asks for a new link",
     "question": "Question",
     "other": "Other",
 }

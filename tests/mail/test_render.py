@@ -13,6 +13,7 @@ from jinja2 import UndefinedError
 
 from bot.mail.render import (
     DEFAULT_TEMPLATES_DIR,
+    FamilyLinks,
     NoticeRenderer,
     TemplateMissing,
     build_context,
@@ -27,10 +28,7 @@ from workflows.invoices import NoticeTemplate
 
 TZ = ZoneInfo("America/Chicago")
 TODAY = date(2026, 3, 2)
-SPANISH = set(NoticeTemplate) - {
-    NoticeTemplate.PENDING_PAYMENT_ACK,
-    NoticeTemplate.PAYMENT_PLAN_CONFIRMATION,
-}
+SPANISH = set(NoticeTemplate) - {NoticeTemplate.PENDING_PAYMENT_ACK}
 # Variables each template can't do without (deleting one must fail the render).
 NEEDS: dict[str, tuple[str, ...]] = {
     NoticeTemplate.INVOICE_ISSUED: (),
@@ -41,14 +39,27 @@ NEEDS: dict[str, tuple[str, ...]] = {
     NoticeTemplate.PAYMENT_RECEIPT: ("payment",),
     NoticeTemplate.PENDING_PAYMENT_ACK: ("pending",),
     NoticeTemplate.PAYMENT_PLAN_CONFIRMATION: ("plan",),
+    NoticeTemplate.INSTALLMENT_MISSED: ("installment",),
     NoticeTemplate.REFUND_RECEIPT: ("extra",),
     NoticeTemplate.ENROLLMENT_CONFIRMATION: ("extra",),
     NoticeTemplate.COVERAGE_EXPIRING: ("extra",),
+    NoticeTemplate.FAMILY_LINK: ("page_url", "page_expires_on"),
 }
 COMMON = ("district_name", "guardian", "student", "invoice")
 # A refund receipt states the balance as it was at the refund (stored with the notice); the
 # coverage reminder is about the policy, not a balance.
 NO_LIVE_BALANCE = {NoticeTemplate.REFUND_RECEIPT, NoticeTemplate.COVERAGE_EXPIRING}
+
+
+# Every template is rendered with the family page and portal links, as the sender renders it.
+LINKS = FamilyLinks(
+    base_url="https://devicecare.lincoln.example",
+    secret="test-secret-key",
+    days=45,
+    pay_online=True,
+    portal_template="https://pay.lincoln.example/item?invoice={invoice_number}&amount={amount}",
+    portal_name="RevTrak",
+)
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +120,13 @@ def _invoice(
     return invoice
 
 
-def _data(template: str = "invoice_issued", *, invoice: m.Invoice | None = None,
-          guardian_name: str = "Maria", context: dict[str, Any] | None = None) -> NoticeData:
+def _data(
+    template: str = "invoice_issued",
+    *,
+    invoice: m.Invoice | None = None,
+    guardian_name: str = "Maria",
+    context: dict[str, Any] | None = None,
+) -> NoticeData:
     invoice = invoice or _invoice()
     notice = m.Notice(
         id=11,
@@ -127,20 +143,57 @@ def _data(template: str = "invoice_issued", *, invoice: m.Invoice | None = None,
     return NoticeData(
         notice=notice,
         district_name="Lincoln Unified",
-        guardian=m.Guardian(id=3, first_name=guardian_name, last_name="Rivera",
-                            email="maria@example.org", preferred_language="en"),
+        guardian=m.Guardian(
+            id=3,
+            first_name=guardian_name,
+            last_name="Rivera",
+            email="maria@example.org",
+            preferred_language="en",
+        ),
         invoice=invoice,
         student=m.Student(id=1, sis_id="S1", first_name="Ana", last_name="Rivera"),
-        device=m.Device(id=1, serial="5CD1234XYZ", asset_tag="LMS-0001",
-                        model="HP Chromebook 11 G9"),
-        payment=m.Payment(id=5, invoice_id=7, amount_cents=1500, method="check",
-                          reference="1043", received_on=date(2026, 3, 5)),
-        pending=m.PendingPayment(id=6, invoice_id=7, amount_cents=5000, method="check",
-                                 reference="1043", paid_on=date(2026, 3, 2)),
+        device=m.Device(
+            id=1, serial="5CD1234XYZ", asset_tag="LMS-0001", model="HP Chromebook 11 G9"
+        ),
+        payment=m.Payment(
+            id=5,
+            invoice_id=7,
+            amount_cents=1500,
+            method="check",
+            reference="1043",
+            received_on=date(2026, 3, 5),
+        ),
+        pending=m.PendingPayment(
+            id=6,
+            invoice_id=7,
+            amount_cents=5000,
+            method="check",
+            reference="1043",
+            paid_on=date(2026, 3, 2),
+        ),
     )
 
 
-def full_context(**overrides: Any) -> dict[str, Any]:
+# What a notice about one installment of a plan stores (a missed one, or a plan's reminder).
+INSTALLMENT = {
+    "installment": {
+        "position": 1,
+        "count": 2,
+        "due_on": "2026-03-01",
+        "amount_cents": 1450,
+        "due_cents": 1450,
+    }
+}
+
+
+def template_context(template: str) -> dict[str, Any]:
+    """`full_context`, with the installment for the notice that is about one."""
+    if template == NoticeTemplate.INSTALLMENT_MISSED:
+        return full_context(notice_extra=INSTALLMENT)
+    return full_context()
+
+
+def full_context(notice_extra: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
     data = _data(
         context={
             "installments": [
@@ -162,9 +215,10 @@ def full_context(**overrides: Any) -> dict[str, Any]:
             "covered_from": "2025-08-15",
             "days_left": 30,
             "premium_waived": False,
+            **(notice_extra or {}),
         }
     )
-    ctx = build_context(data, today=TODAY, tz=TZ)
+    ctx = build_context(data, today=TODAY, tz=TZ, links=LINKS)
     ctx.update(overrides)
     return ctx
 
@@ -177,7 +231,7 @@ def full_context(**overrides: Any) -> dict[str, Any]:
 def test_every_template_renders_text_and_html(
     renderer: NoticeRenderer, template: str, language: str
 ) -> None:
-    out = renderer.render(template, full_context(), language)
+    out = renderer.render(template, template_context(template), language)
     assert out.language == (language if template in SPANISH else "en")
     assert out.subject and "\n" not in out.subject and len(out.subject) < 150
     assert "INV-000007" in out.subject + out.text
@@ -187,19 +241,21 @@ def test_every_template_renders_text_and_html(
         assert "None" not in part and "{{" not in part and "{%" not in part
     assert out.html.lstrip().startswith("<!DOCTYPE html>") and out.html.rstrip().endswith("</html>")
     assert "<" not in out.text  # the plain-text part carries no markup
-    assert max(len(line) for line in out.text.splitlines()) <= 80
+    # Prose is wrapped; a link stands alone on its line, whole, however long it is.
+    prose = [line for line in out.text.splitlines() if not line.strip().startswith("https://")]
+    assert max(len(line) for line in prose) <= 80
 
 
 @pytest.mark.parametrize("template", list(NoticeTemplate))
 def test_a_missing_variable_fails_the_render(renderer: NoticeRenderer, template: str) -> None:
     for key in COMMON + NEEDS[template]:
-        ctx = full_context()
+        ctx = template_context(template)
         del ctx[key]
         with pytest.raises(UndefinedError):
             renderer.render(template, ctx)
     if template in NO_LIVE_BALANCE:
         return
-    ctx = full_context()
+    ctx = template_context(template)
     del ctx["invoice"]["balance_cents"]
     with pytest.raises(UndefinedError):
         renderer.render(template, ctx)
@@ -357,8 +413,11 @@ def test_a_district_can_override_some_templates(tmp_path: Path) -> None:
     ctx = full_context()
     ctx["guardian"] = {**ctx["guardian"], "full_name": "<b>M</b>"}
     out = renderer.render("invoice_issued", ctx)
-    assert (out.subject, out.text, out.html) == ("Bill INV-000007", "Pay $29.00.\n",
-                                                 "<p>Pay &lt;b&gt;M&lt;/b&gt;</p>")
+    assert (out.subject, out.text, out.html) == (
+        "Bill INV-000007",
+        "Pay $29.00.\n",
+        "<p>Pay &lt;b&gt;M&lt;/b&gt;</p>",
+    )
     # Spanish isn't overridden as a whole set here, so the shipped Spanish one is used.
     assert "Factura" in renderer.render("invoice_issued", ctx, "es").subject
     assert renderer.render("payment_receipt", ctx).subject.startswith("Receipt:")
@@ -436,3 +495,31 @@ def test_delivery_summary() -> None:
         "Invoice to jo@… bounced Mar 3"
     )
     assert delivery_summary([]) == "No email notices yet."
+
+
+def test_a_plan_reminder_asks_for_the_installment(renderer: NoticeRenderer) -> None:
+    ctx = full_context(notice_extra=INSTALLMENT)
+    assert ctx["installment"]["due_on"] == date(2026, 3, 1)
+    ctx["installment"]["days_until_due"] = 7
+    out = renderer.render("due_reminder", ctx)
+    assert out.subject == "Reminder: payment 1 of 2 on invoice INV-000007 ($14.50) is due in 7 days"
+    assert "is due on March 1, 2026 (in 7 days): $14.50" in " ".join(out.text.split())
+    spanish = renderer.render("due_reminder", ctx, "es")
+    assert "el pago 1 de 2" in spanish.subject and "$14.50" in spanish.subject
+
+
+def test_a_missed_installment_says_what_brings_the_plan_up_to_date(
+    renderer: NoticeRenderer,
+) -> None:
+    ctx = full_context(notice_extra=INSTALLMENT)
+    out = renderer.render("installment_missed", ctx)
+    text = " ".join(out.text.split())
+    assert out.subject == "Missed payment 1 of 2 on invoice INV-000007 ($14.50)"
+    assert "was due on March 1, 2026, and we haven't received it (1 day late)" in text
+    assert "please pay $14.50" in text
+    for line in ("April 1, 2026 $14.50", "May 1, 2026 $14.50", "Total $29.00"):
+        assert line in _norm(out.text)
+    es = renderer.render("installment_missed", ctx, "es")
+    assert es.language == "es" and "vencía el 1 de marzo de 2026" in " ".join(es.text.split())
+    with pytest.raises(UndefinedError):
+        renderer.render("installment_missed", full_context())

@@ -309,3 +309,53 @@ def test_replies_module_is_pure() -> None:
         "workflows",
     }
     assert imported <= allowed
+
+
+# -- asking for a new link to the family page ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Can you send me a new link?",
+        "Please resend the link.",
+        "The link expired.",
+        "The link has expired, I couldn't see the invoice.",
+        "The link doesn't work.",
+        "Link not working",
+        "The link is broken.",
+        "I clicked the link and it said it expired",
+        "I can't open the link",
+        "Could I get another link to pay?",
+        "el enlace no funciona",
+        "Nuevo enlace por favor.",
+        "El enlace ya expiró, ¿me pueden mandar otro?",
+        "Mándenme el enlace otra vez.",
+        "Envíenme un enlace nuevo.",
+        "No puedo abrir el link.",
+        "La liga ya no sirve.",
+        "¿Me pueden enviar otra liga?",
+    ],
+)
+def test_new_link_requests(text: str) -> None:
+    result = read(text)
+    assert result.intent == Intent.NEW_LINK
+    assert result.payment is None
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("I paid $50 online through the link yesterday.", Intent.PAYMENT),
+        ("I don't need a new link, I paid by check #1043.", Intent.PAYMENT),
+        ("We dispute this charge, and the link expired anyway.", Intent.DISPUTE),
+        ("Can we set up a payment plan? The link expired.", Intent.PAYMENT_PLAN),
+        ("Where is the link to pay?", Intent.QUESTION),
+        ("I don't need a new link, thanks.", Intent.OTHER),
+        ("No necesito otro enlace, gracias.", Intent.OTHER),
+        ("Thanks for the link!", Intent.OTHER),
+        ("Ya pagué con el enlace.", Intent.PAYMENT),
+    ],
+)
+def test_link_words_in_other_replies(text: str, intent: Intent) -> None:
+    assert read(text).intent == intent

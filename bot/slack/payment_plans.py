@@ -1,0 +1,264 @@
+"""Payment plans in Slack: Set payment plan… and Clear payment plan on `/billing invoice`, the
+modal and its field errors, and the plan's messages (set, cleared, missed installment) in the
+invoice's thread in the billing channel.
+
+Permission (Record Payments) is checked again on the server at every click and submission.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.exc import IntegrityError
+
+from bot.runtime import Runtime
+from bot.slack.errors import modal_errors, record_refusal, reported, tell_user
+from bot.slack.invoice_blocks import Block, esc
+from bot.slack.metadata import ForgedPayload, unpack
+from bot.slack.payment_plan_blocks import (
+    FIELD_BLOCKS,
+    PlanAction,
+    PlanBlock,
+    PlanControls,
+    PlanMenu,
+    PlanModal,
+    PlanModalId,
+    build_installment_missed_message,
+    build_plan_cleared_message,
+    build_plan_done_view,
+    build_plan_modal,
+    build_plan_set_message,
+    plan_blocks,
+    read_plan_form,
+)
+from bot.slack.reply_blocks import ReplyPostKind
+from bot.slack.waivers import load_invoice_brief
+from storage.payment_plans import PlanRows, plan_view
+from storage.store import SqlStore
+from workflows.clock import local_date
+from workflows.errors import ConflictError, DomainError, PermissionDenied
+from workflows.invoices import OPEN_STATUSES
+from workflows.money import format_cents
+from workflows.payment_plans import (
+    PLAN_PERMISSION,
+    PLAN_POSTED,
+    PlanEvent,
+    SetPaymentPlan,
+    clear_payment_plan,
+    describe_schedule,
+    set_payment_plan,
+)
+from workflows.permissions import Actor, require
+from workflows.ports import Context
+
+log = logging.getLogger("devicecare.slack")
+
+FIRST_DUE_DAYS = 14  # the modal's first due date when there is no plan to start from
+
+
+async def plan_blocks_for(runtime: Runtime, actor: Actor, invoice_id: int) -> list[Block]:
+    """The plan's section for the invoice view, with the controls the viewer may use."""
+    async with runtime.reads() as store:
+        invoice = await store.get_invoice(invoice_id)
+        view = await plan_view(store.session, invoice_id)
+    if invoice is None:
+        return []
+    can_change = (
+        actor.can(PLAN_PERMISSION)
+        and invoice.status in OPEN_STATUSES
+        and invoice.total_cents - invoice.paid_cents - invoice.waived_cents > 0
+    )
+    return plan_blocks(
+        view,
+        invoice_id=invoice_id,
+        secret=runtime.settings.secret_key.get_secret_value(),
+        can_change=can_change,
+    )
+
+
+def _field_errors(exc: DomainError, view: Mapping[str, Any]) -> dict[str, str]:
+    errors = modal_errors(exc, FIELD_BLOCKS, PlanBlock.COUNT)
+    present = {b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)}
+    return {
+        (block if block in present else PlanBlock.COUNT): text for block, text in errors.items()
+    }
+
+
+def register(app: AsyncApp, runtime: Runtime) -> None:
+    secret = runtime.settings.secret_key.get_secret_value()
+    tz = runtime.settings.tz
+
+    def ctx_for(store: SqlStore) -> Context:
+        return Context(store, runtime.clock, tz)
+
+    async def open_modal(
+        body: dict[str, Any], client: AsyncWebClient, actor: Actor, invoice_id: int
+    ) -> None:
+        require(actor, PLAN_PERMISSION)
+        async with runtime.reads() as store:
+            brief = await load_invoice_brief(store, invoice_id)
+            invoice = await store.get_invoice(invoice_id)
+            current = await plan_view(store.session, invoice_id)
+        if invoice is None or invoice.status not in OPEN_STATUSES or brief.balance_cents <= 0:
+            raise ConflictError(f"Invoice {brief.number} has nothing left to pay on a plan.")
+        today = local_date(runtime.clock.now(), tz)
+        first_due = today + timedelta(days=FIRST_DUE_DAYS)
+        if current is not None and current.states[0].due_on >= today:
+            first_due = current.states[0].due_on
+        view = build_plan_modal(brief, current, first_due=first_due, secret=secret)
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    async def clear(
+        body: dict[str, Any], client: AsyncWebClient, actor: Actor, invoice_id: int
+    ) -> None:
+        async with runtime.stores() as store:
+            outcome = await clear_payment_plan(
+                ctx_for(store), PlanRows(store.session, runtime.clock), actor, invoice_id
+            )
+        number = esc(outcome.invoice.number)
+        if outcome.changed:
+            text = (
+                f":wastebasket: Payment plan on {number} cleared. Reminders follow the "
+                "invoice's due date again."
+            )
+        else:
+            text = f"Invoice {number} has no payment plan; nothing was changed."
+        await tell_user(client, body, text)
+
+    @app.action(PlanAction.OPEN)
+    async def handle_payment_plan_open(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        actor: Actor = context["actor"]
+        async with reported(runtime, client, body, "open the payment plan form", actor):
+            ref = unpack(PlanControls, action.get("block_id"), secret)
+            await open_modal(body, client, actor, ref.invoice_id)
+
+    @app.action(PlanAction.MENU)
+    async def handle_payment_plan_menu(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        actor: Actor = context["actor"]
+        choice = str((action.get("selected_option") or {}).get("value") or "")
+        what = "clear a payment plan" if choice == PlanMenu.CLEAR else "open the payment plan form"
+        async with reported(runtime, client, body, what, actor):
+            ref = unpack(PlanControls, action.get("block_id"), secret)
+            if choice == PlanMenu.CLEAR:
+                await clear(body, client, actor, ref.invoice_id)
+            else:
+                await open_modal(body, client, actor, ref.invoice_id)
+
+    @app.view(PlanModalId.SUBMIT)
+    async def handle_payment_plan_submission(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        # The workflow runs before ack() so that its errors land next to the fields.
+        actor: Actor = context["actor"]
+        what = "set a payment plan"
+        try:
+            meta = unpack(PlanModal, view.get("private_metadata"), secret)
+        except ForgedPayload as exc:
+            await record_refusal(runtime, actor, what, exc.message)
+            await ack(response_action="errors", errors={PlanBlock.COUNT: exc.message})
+            return
+        form = read_plan_form((view.get("state") or {}).get("values") or {})
+        if form.errors or form.count is None or form.first_due is None:
+            await ack(response_action="errors", errors=form.errors)
+            return
+        command = SetPaymentPlan(
+            invoice_id=meta.invoice_id,
+            count=form.count,
+            first_due=form.first_due,
+            frequency=form.frequency,
+            note=form.note,
+        )
+        try:
+            async with runtime.stores() as store:
+                outcome = await set_payment_plan(
+                    ctx_for(store), PlanRows(store.session, runtime.clock), actor, command
+                )
+        except DomainError as exc:
+            if isinstance(exc, PermissionDenied):
+                await record_refusal(runtime, actor, what, exc.message)
+            await ack(response_action="errors", errors=_field_errors(exc, view))
+            return
+        number = esc(outcome.invoice.number)
+        lines = [
+            f":white_check_mark: *Payment plan set on {number}:* "
+            f"{esc(describe_schedule(outcome.schedule))}."
+        ]
+        if outcome.changed:
+            lines.append(
+                f"The schedule ({format_cents(sum(i.amount_cents for i in outcome.schedule))}) "
+                "is on its way to the family; reminders now follow the installments."
+            )
+        else:
+            lines.insert(0, "_This plan was already set; nothing was done twice._")
+        await ack(response_action="update", view=build_plan_done_view(lines))
+
+
+# --- outbox ----------------------------------------------------------------------------------
+
+
+class BillingChannelMissing(RuntimeError):
+    """SLACK_BILLING_CHANNEL isn't set; the message waits in the outbox until it is."""
+
+
+def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
+    async def deliver_plan_message(payload: dict[str, Any]) -> None:
+        """In the invoice's thread in the billing channel (starting it when there is none)."""
+        invoice_id = int(payload["invoice_id"])
+        async with runtime.stores() as store:
+            invoice = await store.get_invoice(invoice_id)
+            view = await plan_view(store.session, invoice_id)
+            thread = await store.slack_post(ReplyPostKind.INVOICE_THREAD, invoice_id)
+        if invoice is None:
+            return  # deleted since; nothing to say
+        event = PlanEvent(str(payload["event"]))
+        by = str(payload.get("by") or "someone")
+        if event is PlanEvent.SET:
+            text, blocks = build_plan_set_message(
+                invoice.number, view, by=by, note=payload.get("note")
+            )
+        elif event is PlanEvent.CLEARED:
+            text, blocks = build_plan_cleared_message(invoice.number, by=by)
+        else:
+            text, blocks = build_installment_missed_message(invoice.number, payload)
+        if thread is not None:
+            await client.chat_postMessage(
+                channel=thread.channel, thread_ts=thread.ts, text=text, blocks=blocks
+            )
+            return
+        channel = runtime.settings.slack_billing_channel
+        if not channel:
+            raise BillingChannelMissing("set SLACK_BILLING_CHANNEL to post payment plan messages")
+        response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+        try:
+            async with runtime.stores() as store:
+                await store.save_slack_post(
+                    ReplyPostKind.INVOICE_THREAD,
+                    invoice_id,
+                    str(response.get("channel") or channel),
+                    str(response["ts"]),
+                )
+        except IntegrityError:  # a reply started the invoice's thread at the same moment
+            log.info("invoice %s already has a thread", invoice_id)
+
+    return {PLAN_POSTED: deliver_plan_message}

@@ -1,0 +1,70 @@
+"""Slack posts about online payments, delivered from the outbox.
+
+"Paid online: …" goes in the invoice's thread: the billing channel's thread about the invoice
+when one exists (parents' emails start it), else the incident card's thread where the invoice
+was announced, else it starts the invoice's thread in the billing channel. Alerts about money
+staff must refund or place go to the billing channel.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy.exc import IntegrityError
+
+from bot.runtime import Runtime
+from bot.slack.ids import SlackPostKind
+from bot.slack.invoice_blocks import esc
+from bot.slack.replies import BillingChannelMissing
+from bot.slack.reply_blocks import ReplyPostKind
+from storage.online_payments import PAYMENT_ALERT_KIND, PAYMENT_POST_KIND
+
+log = logging.getLogger("devicecare.slack")
+
+
+def register(app: AsyncApp, runtime: Runtime) -> None:
+    """Nothing to click: these posts only inform."""
+
+
+def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
+    def billing_channel() -> str:
+        channel = runtime.settings.slack_billing_channel
+        if not channel:
+            raise BillingChannelMissing("set SLACK_BILLING_CHANNEL to show online payments")
+        return channel
+
+    async def deliver_payment_post(payload: dict[str, Any]) -> None:
+        invoice_id = int(payload["invoice_id"])
+        text = esc(str(payload["text"]))
+        async with runtime.stores() as store:
+            invoice = await store.get_invoice(invoice_id)
+            if invoice is None:
+                return
+            thread = await store.slack_post(ReplyPostKind.INVOICE_THREAD, invoice_id)
+            if thread is None and invoice.incident_id is not None:
+                thread = await store.slack_post(SlackPostKind.INCIDENT_CARD, invoice.incident_id)
+        if thread is not None:
+            await client.chat_postMessage(channel=thread.channel, thread_ts=thread.ts, text=text)
+            return
+        channel = billing_channel()
+        response = await client.chat_postMessage(channel=channel, text=text)
+        try:
+            async with runtime.stores() as store:
+                await store.save_slack_post(
+                    ReplyPostKind.INVOICE_THREAD,
+                    invoice_id,
+                    str(response.get("channel") or channel),
+                    str(response["ts"]),
+                )
+        except IntegrityError:  # another post started the thread at the same moment
+            log.info("invoice %s already has a thread", invoice_id)
+
+    async def deliver_alert(payload: dict[str, Any]) -> None:
+        await client.chat_postMessage(
+            channel=billing_channel(), text=f":warning: {esc(str(payload['text']))}"
+        )
+
+    return {PAYMENT_POST_KIND: deliver_payment_post, PAYMENT_ALERT_KIND: deliver_alert}
