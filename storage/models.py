@@ -110,9 +110,7 @@ class DistrictSettings(Base):
         Integer, default=10_000, server_default=text("10000")
     )
     # The family invoice page shows photos of the damage only where the district allows it.
-    family_page_photos: Mapped[bool] = mapped_column(
-        Boolean, default=False, server_default=false()
-    )
+    family_page_photos: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     updated_at: Mapped[datetime | None]
 
 

@@ -62,9 +62,7 @@ class Service:
             pass
 
     def sent(self, subject_part: str) -> list[EmailMessage]:
-        return [
-            r.message for r in self.smtp.messages if subject_part in str(r.message["Subject"])
-        ]
+        return [r.message for r in self.smtp.messages if subject_part in str(r.message["Subject"])]
 
 
 async def issue_invoice(stores: StoreFactory, clock: FixedClock) -> int:
