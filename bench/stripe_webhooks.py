@@ -4,8 +4,10 @@ DeviceCare's web app runs in its own process behind uvicorn (as in production); 
 plays Stripe: `--senders` concurrent clients POST signed events to /webhooks/stripe and time
 each answer. About 10 % of the deliveries repeat an event already sent (Stripe retries), and
 some checkouts get a second, different event (`async_payment_succeeded` after `completed`).
-Afterwards the store is checked: one payment per checkout, every invoice paid exactly what
-its checkouts paid, one `payment_events` row per distinct event.
+The webhook keeps each verified event in the outbox and answers; the outbox worker then
+applies the kept events (timed separately, one worker in this process). Afterwards the store
+is checked: one payment per checkout, every invoice paid exactly what its checkouts paid, one
+`payment_events` row per distinct event.
 
     .venv/bin/python bench/stripe_webhooks.py                    # fresh SQLite file
     .venv/bin/python bench/stripe_webhooks.py --events 2000 --senders 50
@@ -200,6 +202,35 @@ async def post_all(
     return latencies, outcomes, elapsed
 
 
+async def apply_all(database_url: str) -> tuple[int, float]:
+    """Run the outbox worker's Stripe handler until every kept event is applied."""
+    from pydantic import SecretStr
+
+    from bot.runtime import build_runtime
+    from bot.settings import Settings
+    from bot.stripe_webhooks import outbox_handlers
+    from bot.worker import OutboxWorker
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]  # pydantic-settings' own keyword
+        database_url=database_url,
+        secret_key=SecretStr("bench-secret-key"),
+        stripe_secret_key=SecretStr(SECRET_KEY),
+        stripe_webhook_secret=SecretStr(WEBHOOK_SECRET),
+        log_level="WARNING",
+    )
+    runtime = build_runtime(settings)
+    worker = OutboxWorker(runtime.sessions, runtime.clock, outbox_handlers(runtime))
+    applied = 0
+    started = time.perf_counter()
+    try:
+        while handled := await worker.run_once():
+            applied += handled
+    finally:
+        await runtime.close()
+    return applied, time.perf_counter() - started
+
+
 async def verify(
     database_url: str, events: list[dict[str, Any]], session_invoice: dict[str, int]
 ) -> list[str]:
@@ -306,6 +337,7 @@ async def run(args: argparse.Namespace) -> int:
                 server.send_signal(signal.SIGTERM)
             for server in servers:
                 server.wait(timeout=20)
+        applied, apply_seconds = await apply_all(database_url)
         problems = await verify(database_url, events, session_invoice)
     finally:
         if scratch is not None:
@@ -325,6 +357,10 @@ async def run(args: argparse.Namespace) -> int:
     print(
         f"server CPU {server_cpu / len(events) * 1000:6.2f} ms per event "
         f"({server_cpu / elapsed:.0%} of one core while posting)"
+    )
+    print(
+        f"applied    {applied} kept events by the outbox worker in {apply_seconds:.1f} s "
+        f"({applied / max(apply_seconds, 1e-9):.0f} events/s, one worker)"
     )
     print(f"load avg   {os.getloadavg()[0]:.1f} (other work on this machine skews the figures)")
     print("outcomes   " + ", ".join(f"{k} {n}" for k, n in sorted(outcomes.items())))

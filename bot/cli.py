@@ -126,6 +126,10 @@ async def _run_worker(runtime: Runtime, stop: asyncio.Event) -> None:
         from bot.mail.sender import notice_handlers
 
         handlers.update(notice_handlers(runtime.settings, runtime.clock))
+    if runtime.settings.stripe_enabled:
+        from bot.stripe_webhooks import outbox_handlers as stripe_handlers
+
+        handlers.update(stripe_handlers(runtime))
     client = None
     if runtime.settings.slack_enabled:
         from bot.slack.app import slack_outbox_handlers

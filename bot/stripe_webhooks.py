@@ -1,9 +1,11 @@
 """`POST /webhooks/stripe`: Stripe tells us a family's Checkout was paid (or expired, or failed).
 
 The signature is checked with Stripe's SDK against STRIPE_WEBHOOK_SECRET, and its age against
-the service's clock. Each event is taken once, by its id, in the same transaction as the
-payment it records, the receipt it queues and the Slack posts it causes; a replayed event, or a
-second event about the same checkout, changes nothing. Money that doesn't fit the invoice (paid
+the service's clock. A verified event is kept in the outbox, keyed on its id, with one statement,
+and Stripe is answered at once (a slow answer makes Stripe retry); the outbox worker then applies
+it. Applying takes the event once, by its id, in the same transaction as the payment it records,
+the receipt it queues and the Slack posts it causes; a replayed event, or a second event about
+the same checkout, changes nothing. Money that doesn't fit the invoice (paid
 already, cancelled, more than owed, no invoice at all) is never dropped: the event says so and
 the billing channel is told what to refund.
 """
@@ -12,8 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
@@ -22,14 +25,17 @@ from starlette.routing import BaseRoute, Route
 from stripe import SignatureVerificationError, WebhookSignature
 
 from bot.runtime import Runtime
+from bot.worker import Handler
 from storage import models as m
 from storage.online_payments import (
+    STRIPE_EVENT_KIND,
     checkout_by_session,
     claim_event,
     lock_invoice,
     new_checkout,
     queue_payment_alert,
     queue_payment_post,
+    receive_event,
     record_event_outcome,
 )
 from storage.store import SqlStore
@@ -58,6 +64,7 @@ log = logging.getLogger("devicecare.stripe")
 
 MAX_BODY_BYTES = 512 * 1024  # Stripe's events are a few kilobytes
 REPLAY = "replay"
+QUEUED = "queued"
 # A unique key another transaction took first (an outbox alert, a checkout row): the retry
 # sees its commit and does the right thing.
 ATTEMPTS = 3
@@ -322,13 +329,27 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
         if event is None:
             return JSONResponse({"received": True, "outcome": Outcome.IGNORED})
         try:
-            handled = await apply_checkout_event(runtime, event)
+            async with runtime.sessions() as session:
+                new = await receive_event(
+                    session, event_id=event.event_id, event=asdict(event), now=runtime.clock.now()
+                )
+                await session.commit()
         except Exception:
             # Stripe retries on a 5xx, and the event's id keeps the retry from doubling up.
-            log.exception("stripe event %s failed", event.event_id)
+            log.exception("stripe event %s could not be kept", event.event_id)
             return JSONResponse({"error": "internal error; retry later"}, status_code=500)
-        if handled.outcome in (Outcome.UNMATCHED, Outcome.EXCESS, Outcome.REJECTED):
-            log.warning("stripe event %s: %s (%s)", event.event_id, handled.outcome, handled.detail)
-        return JSONResponse({"received": True, "outcome": str(handled.outcome)})
+        return JSONResponse({"received": True, "outcome": QUEUED if new else REPLAY})
 
     return [Route("/webhooks/stripe", stripe_webhook, methods=["POST"])]
+
+
+def outbox_handlers(runtime: Runtime) -> dict[str, Handler]:
+    """The worker's handler that applies received Stripe events (failures are retried)."""
+
+    async def apply_stripe_event(payload: dict[str, Any]) -> None:
+        event = CheckoutEvent(**payload)
+        handled = await apply_checkout_event(runtime, event)
+        if handled.outcome in (Outcome.UNMATCHED, Outcome.EXCESS, Outcome.REJECTED):
+            log.warning("stripe event %s: %s (%s)", event.event_id, handled.outcome, handled.detail)
+
+    return {STRIPE_EVENT_KIND: apply_stripe_event}

@@ -23,7 +23,11 @@ from storage.store import SqlStore
 PAYMENT_POST_KIND = "slack.online_payment"  # "Paid online: …" in the invoice's thread
 PAYMENT_ALERT_KIND = "slack.online_payment_alert"  # money staff must act on, billing channel
 
+# A verified Stripe event waiting to be applied (delivered by bot/stripe_webhooks.py).
+STRIPE_EVENT_KIND = "stripe.event"
+
 PAYMENT_EVENTS = m.Base.metadata.tables[m.PaymentEvent.__tablename__]
+OUTBOX = m.Base.metadata.tables[m.OutboxMessage.__tablename__]
 
 
 @dataclass(frozen=True)
@@ -143,15 +147,40 @@ async def claim_event(
         "amount_cents": amount_cents,
         "received_at": now,
     }
+    return await _insert_new(session, PAYMENT_EVENTS, values)
+
+
+async def _insert_new(session: AsyncSession, table: Any, values: dict[str, Any]) -> int | None:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id: the new row's id, or None if it existed."""
     dialect = session.bind.dialect.name if session.bind is not None else ""
     if dialect == "postgresql":
-        stmt: Any = pg_insert(PAYMENT_EVENTS).values(values).on_conflict_do_nothing()
+        stmt: Any = pg_insert(table).values(values).on_conflict_do_nothing()
     elif dialect == "sqlite":
-        stmt = sqlite_insert(PAYMENT_EVENTS).values(values).on_conflict_do_nothing()
+        stmt = sqlite_insert(table).values(values).on_conflict_do_nothing()
     else:
-        stmt = insert(PAYMENT_EVENTS).values(values)
-    result = await session.execute(stmt.returning(PAYMENT_EVENTS.c.id))
+        stmt = insert(table).values(values)
+    result = await session.execute(stmt.returning(table.c.id))
     return result.scalar_one_or_none()
+
+
+async def receive_event(
+    session: AsyncSession, *, event_id: str, event: dict[str, Any], now: datetime
+) -> bool:
+    """Keep a verified event for the worker to apply: False when it was received before.
+
+    One statement, keyed on the event id, so the webhook answers Stripe at once and a
+    redelivery (or a copy racing it) is recognised without touching anything else.
+    """
+    values = {
+        "kind": STRIPE_EVENT_KIND,
+        "dedupe_key": f"stripe-event:{event_id}",
+        "payload": event,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+    return await _insert_new(session, OUTBOX, values) is not None
 
 
 async def record_event_outcome(

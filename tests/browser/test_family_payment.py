@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.mail.sender import notice_handlers
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
+from bot.stripe_webhooks import outbox_handlers
 from bot.web import create_web_app
 from bot.worker import OutboxWorker
 from storage import models as m
@@ -57,7 +58,8 @@ class Service:
     worker: OutboxWorker
     invoice_id: int
 
-    async def deliver_mail(self) -> None:
+    async def run_worker(self) -> None:
+        """Apply received Stripe events and send queued email, until nothing is left."""
         while await self.worker.run_once():
             pass
 
@@ -124,7 +126,8 @@ async def service(
     while not server.started:
         assert not serving.done(), "the web app didn't start"
         await asyncio.sleep(0.02)
-    worker = OutboxWorker(session_factory(engine), clock, notice_handlers(settings, clock))
+    handlers = {**notice_handlers(settings, clock), **outbox_handlers(runtime)}
+    worker = OutboxWorker(session_factory(engine), clock, handlers)
     try:
         yield Service(runtime, stripe, smtp, worker, invoice_id)
     finally:
@@ -174,7 +177,7 @@ async def test_a_parent_pays_from_the_emailed_link(
     service: Service, browser: Browser, engine: AsyncEngine, screenshots: Path
 ) -> None:
     # The invoice email goes out through SMTP; its link is the way in.
-    await service.deliver_mail()
+    await service.run_worker()
     issued = service.sent("INV-")
     assert len(issued) == 1, [str(r.message["Subject"]) for r in service.smtp.messages]
     link = link_in(issued[0])
@@ -212,6 +215,7 @@ async def test_a_parent_pays_from_the_emailed_link(
     await page.get_by_role("button", name="Pay").click()
     await page.wait_for_url(re.compile(r"/family/.+\?paid=INV-"))
     await expect(page.locator(".banner")).to_contain_text("payment for invoice")
+    await service.run_worker()  # applies the webhook's event and sends the receipt
     assert [p.amount_cents for p in await payments_recorded(engine, service.invoice_id)] == [1000]
 
     # The rest, leaving the amount empty: the full remaining balance.
@@ -222,6 +226,7 @@ async def test_a_parent_pays_from_the_emailed_link(
     await expect(page.locator("#amount")).to_have_text("$19.00")
     await page.get_by_role("button", name="Pay").click()
     await page.wait_for_url(re.compile(r"\?paid=INV-"))
+    await service.run_worker()
 
     await page.goto(link)
     await expect(page.locator("h3 .status")).to_have_text("Paid")
@@ -235,13 +240,14 @@ async def test_a_parent_pays_from_the_emailed_link(
     for session_id in list(service.stripe.sessions):
         delivery = await service.stripe.send(service.stripe.event_for(session_id))
         assert delivery.status == 200
+    await service.run_worker()
     assert len(await payments_recorded(engine, service.invoice_id)) == 2
     async with session_factory(engine)() as session:
         invoice = await session.get(m.Invoice, service.invoice_id)
         assert invoice is not None and invoice.status == "paid"
 
     # Both receipts reach the parent.
-    await service.deliver_mail()
+    await service.run_worker()
     receipts = [r.message for r in service.smtp.messages if "maria@example.org" in r.rcpt_tos]
     receipt_bodies = [
         str(msg.get_body(preferencelist=("plain",)).get_content())  # type: ignore[union-attr]
@@ -254,7 +260,7 @@ async def test_a_parent_pays_from_the_emailed_link(
 async def test_a_bad_link_shows_a_clear_page_with_a_way_to_get_a_new_one(
     service: Service, browser: Browser, screenshots: Path
 ) -> None:
-    await service.deliver_mail()
+    await service.run_worker()
     link = link_in(service.sent("INV-")[0])
     tampered = link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB")
     context = await browser.new_context(viewport=PHONE, is_mobile=True)
@@ -269,7 +275,7 @@ async def test_a_bad_link_shows_a_clear_page_with_a_way_to_get_a_new_one(
     await context.close()
 
     # The new link goes out by email and opens the page.
-    await service.deliver_mail()
+    await service.run_worker()
     fresh = service.sent("link")
     assert len(fresh) == 1, [str(r.message["Subject"]) for r in service.smtp.messages]
     page = await open_page(browser, link_in(fresh[0]), DESKTOP)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.family_links import make_family_token
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
+from bot.stripe_webhooks import outbox_handlers
 from bot.web import create_web_app
+from bot.worker import OutboxWorker
 from storage import models as m
 from tests.integration.billing_helpers import add_family, add_invoice
-from tests.stripe_fake import SECRET_KEY, WEBHOOK_SECRET, FakeStripe, session_object
+from tests.stripe_fake import SECRET_KEY, WEBHOOK_SECRET, FakeStripe, session_object, signed_body
 from workflows.clock import FixedClock, local_date
 
 BASE_URL = "http://devicecare.test"
@@ -35,6 +38,22 @@ class Family:
 
 
 @dataclass
+class Posted:
+    """A webhook delivery's answer, and what applying the event did (its payment_events
+    outcome; "replay" for an event received before; None when it was refused)."""
+
+    response: httpx.Response
+    outcome: str | None
+
+    @property
+    def status_code(self) -> int:
+        return self.response.status_code
+
+    def json(self) -> Any:
+        return self.response.json()
+
+
+@dataclass
 class PayHarness:
     runtime: Runtime
     fake: FakeStripe
@@ -42,6 +61,16 @@ class PayHarness:
     clock: FixedClock
     rivera: Family
     chen: Family
+    worker: OutboxWorker
+    applying: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def apply_events(self) -> int:
+        """Run the outbox worker's Stripe handler until no received event is left."""
+        total = 0
+        async with self.applying:
+            while handled := await self.worker.run_once():
+                total += handled
+        return total
 
     def today(self) -> date:
         return local_date(self.clock.now(), self.runtime.settings.tz)
@@ -63,13 +92,29 @@ class PayHarness:
         return await self.http.post(f"/family/{token}/pay", data=form)
 
     async def post_event(
-        self, event: dict[str, Any], *, timestamp: int | None = None
-    ) -> httpx.Response:
-        from tests.stripe_fake import signed_body
-
+        self, event: dict[str, Any], *, timestamp: int | None = None, apply: bool = True
+    ) -> Posted:
+        """Deliver `event` signed, as Stripe does, then (unless `apply` is False) let the
+        worker apply what was received."""
         ts = int(self.clock.now().timestamp()) if timestamp is None else timestamp
         body, headers = signed_body(event, WEBHOOK_SECRET, timestamp=ts)
-        return await self.http.post("/webhooks/stripe", content=body, headers=headers)
+        response = await self.http.post("/webhooks/stripe", content=body, headers=headers)
+        if apply:
+            await self.apply_events()
+        return Posted(response, await self.outcome_of(response, event))
+
+    async def outcome_of(self, response: httpx.Response, event: dict[str, Any]) -> str | None:
+        if response.status_code != 200:
+            return None
+        answered = str(response.json()["outcome"])
+        if answered != "queued":
+            return answered
+        async with self.runtime.reads() as store:
+            stmt = select(m.PaymentEvent.outcome).where(
+                m.PaymentEvent.source == "stripe", m.PaymentEvent.event_id == event["id"]
+            )
+            applied = (await store.session.execute(stmt)).scalar_one_or_none()
+        return applied or answered
 
     def paid_session(
         self, invoice_id: int | None, amount_cents: int, **kwargs: Any
@@ -133,6 +178,7 @@ async def payments(
             clock,
             Family(rivera_students[0], rivera_guardians[0]),
             Family(chen_students[0], chen_guardians[0]),
+            OutboxWorker(runtime.sessions, clock, outbox_handlers(runtime)),
         )
     await runtime.close()
     await fake.stop()
