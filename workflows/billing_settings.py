@@ -35,6 +35,7 @@ _SWITCHES = {
     "overdue_enabled": "Overdue reminders",
     "auto_cancel_enabled": "Auto-cancellation",
     "stop_reminders_on_partial_payment": "Stopping reminders on a partial payment",
+    "family_page_photos": "Damage photos on the family page",
 }
 
 
@@ -54,6 +55,8 @@ class BillingSettings:
     daily_run_time: str = "06:00"  # HH:MM, 24-hour, in the district's time zone
     # Waivers above this need an approver (workflows.waivers); 0 sends every waiver for approval.
     waiver_approval_cents: int = 10_000
+    # Families see the photos of the damage on their invoice page only where the district says.
+    family_page_photos: bool = False
 
     @property
     def run_time(self) -> time:
@@ -181,6 +184,7 @@ def billing_settings_from(record: SettingsRecord) -> BillingSettings:
         waiver_approval_cents=getattr(
             record, "waiver_approval_cents", BillingSettings.waiver_approval_cents
         ),
+        family_page_photos=getattr(record, "family_page_photos", False),
     )
 
 

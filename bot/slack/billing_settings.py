@@ -86,6 +86,7 @@ def parse_settings_form(
         waiver_approval_cents=_waiver_approval(
             value(BillingSettingsIds.WAIVER_APPROVAL), current.waiver_approval_cents
         ),
+        family_page_photos="family_page_photos" in switches,
     )
 
 

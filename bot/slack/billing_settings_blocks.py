@@ -28,6 +28,7 @@ SWITCH_LABELS = {
     "overdue_enabled": "Send overdue notices and move invoice statuses along",
     "auto_cancel_enabled": "Cancel invoices automatically some days after the final notice",
     "stop_reminders_on_partial_payment": "Stop reminders once a family pays part of an invoice",
+    "family_page_photos": "Show photos of the damage on the family's invoice page",
 }
 
 # Which input block carries the error for each validated field.

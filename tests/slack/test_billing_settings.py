@@ -99,3 +99,24 @@ async def test_other_billing_text_gets_usage(slack: SlackHarness) -> None:
     await slack.staff("Finance Director", "U_FD")
     response = await slack.sender.command("/billing", "", user="U_FD")
     assert "Usage" in response.json()["text"]
+
+
+async def test_photos_on_the_family_page_are_switched_on_and_off(slack: SlackHarness) -> None:
+    await slack.staff("Finance Director", "U_FD")
+    view = await _open(slack, "U_FD")
+    switches = view["blocks"]
+    assert any(
+        o["value"] == "family_page_photos"
+        for block in switches
+        for o in (block.get("element") or {}).get("options", [])
+    )
+    on = _values(switches=("automation_default", "pre_due_enabled", "family_page_photos"))
+    assert (await _submit(slack, "U_FD", view, on)).status_code == 200
+    async with slack.runtime.stores() as store:
+        assert (await store.settings()).family_page_photos is True
+    view = await _open(slack, "U_FD")
+    off = _values(switches=("automation_default", "pre_due_enabled"))
+    assert (await _submit(slack, "U_FD", view, off)).status_code == 200
+    async with slack.runtime.stores() as store:
+        assert (await store.settings()).family_page_photos is False
+        assert (await store.activity_for("settings", 1))[-1].after["family_page_photos"] is False
