@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ from workflows.clock import local_date
 from workflows.errors import ValidationError
 from workflows.invoices import NoticeTemplate
 from workflows.money import to_decimal
+from workflows.online_payments import spanish_pay_problem
 from workflows.payment_plans import PlannedInstallment, plan_paid_cents, plan_progress
 from workflows.portal import portal_url
 
@@ -269,6 +270,13 @@ class PayError:
     invoice_id: int
     message: str
     amount: str = ""  # what the family typed, to show it back
+    code: str = ""  # the problem's code, for the page's language (workflows.online_payments)
+    amounts: dict[str, int] = field(default_factory=dict)
+
+    def in_language(self, language: str) -> PayError:
+        if language != "es" or not self.code:
+            return self
+        return replace(self, message=spanish_pay_problem(self.code, self.amounts, self.message))
 
 
 def _installments(bill: InvoiceBill, today: date) -> list[dict[str, Any]]:
@@ -468,7 +476,7 @@ async def family_page_response(
         today,
         paid_number=paid_number,
         cancelled=cancelled,
-        pay_error=pay_error,
+        pay_error=None if pay_error is None else pay_error.in_language(language),
     )
     response = render_page(runtime, "family", language, context, status_code=status_code)
     if record_view and family.notice_unviewed and link.notice_id is not None:

@@ -143,7 +143,13 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
                 runtime,
                 token,
                 link,
-                pay_error=PayError(facts.invoice_id, problem.message, typed[:40]),
+                pay_error=PayError(
+                    facts.invoice_id,
+                    problem.message,
+                    typed[:40],
+                    code=problem.code,
+                    amounts=problem.amounts,
+                ),
                 status_code=400,
             )
 
@@ -184,7 +190,7 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
                 runtime,
                 token,
                 link,
-                pay_error=PayError(facts.invoice_id, UNAVAILABLE, typed[:40]),
+                pay_error=PayError(facts.invoice_id, UNAVAILABLE, typed[:40], code="unavailable"),
                 status_code=502,
             )
         url = created.url
@@ -194,7 +200,7 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
                 runtime,
                 token,
                 link,
-                pay_error=PayError(facts.invoice_id, UNAVAILABLE, typed[:40]),
+                pay_error=PayError(facts.invoice_id, UNAVAILABLE, typed[:40], code="unavailable"),
                 status_code=502,
             )
         try:

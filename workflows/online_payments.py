@@ -45,11 +45,37 @@ class CheckoutStatus(StrEnum):
 
 
 class PayAmountProblem(ValidationError):
-    """A Pay form the page can't act on; `code` names it in `?error=<code>`."""
+    """A Pay form the page can't act on; `code` names it (and picks its translation)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, **amounts: int) -> None:
         super().__init__(message, field="amount")
         self.code = code
+        self.amounts = amounts  # cents the message names, for the translations
+
+
+# The same problems in Spanish, by code; {typed}, {balance} and {minimum} are dollar amounts.
+SPANISH_PAY_PROBLEMS = {
+    "cancelled": "Esta factura fue cancelada; no hay nada que pagar.",
+    "nothing_owed": "Esta factura ya está pagada por completo.",
+    "amount_invalid": "Escriba la cantidad en dólares, por ejemplo 25.00.",
+    "amount_zero": "Escriba una cantidad mayor que $0.00.",
+    "amount_over_balance": "{typed} es más de los {balance} que se deben en esta factura.",
+    "amount_below_minimum": (
+        "Los pagos en línea deben ser de al menos {minimum}; pague un saldo menor de otra forma."
+    ),
+    "unavailable": (
+        "El pago en línea no está disponible en este momento. No se cobró nada; inténtelo de "
+        "nuevo en unos minutos o pague de otra forma."
+    ),
+}
+
+
+def spanish_pay_problem(code: str, amounts: dict[str, int], english: str) -> str:
+    """The Spanish message for a Pay-form problem; the English one when there is none."""
+    template = SPANISH_PAY_PROBLEMS.get(code)
+    if template is None:
+        return english
+    return template.format(**{name: format_cents(cents) for name, cents in amounts.items()})
 
 
 def choose_pay_amount(text: str | None, *, balance_cents: int, status: str) -> int:
@@ -77,12 +103,15 @@ def choose_pay_amount(text: str | None, *, balance_cents: int, status: str) -> i
                 "amount_over_balance",
                 f"{format_cents(cents)} is more than the {format_cents(balance_cents)} still "
                 "owed on this invoice.",
+                typed=cents,
+                balance=balance_cents,
             )
     if cents < STRIPE_MINIMUM_CENTS:
         raise PayAmountProblem(
             "amount_below_minimum",
             f"Online payments must be at least {format_cents(STRIPE_MINIMUM_CENTS)}; "
             "please pay a smaller balance another way.",
+            minimum=STRIPE_MINIMUM_CENTS,
         )
     return cents
 

@@ -240,3 +240,24 @@ async def test_one_link_cannot_start_checkouts_without_end(payments: PayHarness)
     assert set(answers) == {404}
     assert over.status_code == 429
     assert other_family.status_code == 404
+
+
+async def test_a_spanish_speaking_family_is_told_in_spanish(payments: PayHarness) -> None:
+    async with payments.runtime.stores() as store:
+        guardian = await store.session.get(m.Guardian, payments.rivera.guardian_id)
+        assert guardian is not None
+        guardian.preferred_language = "es"
+    invoice_id = await payments.invoice(payments.rivera, 10_000, paid_cents=2_000)
+    token = payments.token(payments.rivera.guardian_id)
+
+    over = await payments.pay(token, invoice_id=str(invoice_id), amount="80.01")
+    unreadable = await payments.pay(token, invoice_id=str(invoice_id), amount="doce")
+    payments.fake.fail_next(500, times=5)
+    down = await payments.pay(token, invoice_id=str(invoice_id))
+
+    assert (over.status_code, unreadable.status_code, down.status_code) == (400, 400, 502)
+    assert "$80.01 es más de los $80.00 que se deben en esta factura." in shown(over)
+    assert "Escriba la cantidad en dólares" in shown(unreadable)
+    assert "No se cobró nada" in shown(down)
+    assert "still owed" not in shown(over)
+    assert await payments.count(m.OnlineCheckout) == 0
