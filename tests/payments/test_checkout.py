@@ -11,9 +11,6 @@ from storage import models as m
 from tests.payments.conftest import BASE_URL, PayHarness
 from tests.stripe_fake import SECRET_KEY
 
-# Stripe's httpx client posts its form as `data=`; httpx prefers `content=` for raw bodies.
-pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=:DeprecationWarning")
-
 
 def shown(response: httpx.Response) -> str:
     return html.unescape(response.text)

@@ -16,9 +16,6 @@ from tests.stripe_fake import (
     signed_body,
 )
 
-# Stripe's httpx client posts its form as `data=`; httpx prefers `content=` for raw bodies.
-pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=:DeprecationWarning")
-
 
 def test_signatures_verify_with_stripes_library() -> None:
     event = make_event("checkout.session.completed", {"id": "cs_1"})

@@ -12,9 +12,6 @@ from storage.online_payments import PAYMENT_ALERT_KIND, PAYMENT_POST_KIND, STRIP
 from tests.payments.conftest import TOLERANCE, PayHarness, outbox_of
 from tests.stripe_fake import make_event, session_object, sign, signed_body
 
-# Stripe's httpx client posts its form as `data=`; httpx prefers `content=` for raw bodies.
-pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=:DeprecationWarning")
-
 COMPLETED = "checkout.session.completed"
 ASYNC_SUCCEEDED = "checkout.session.async_payment_succeeded"
 
