@@ -26,11 +26,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.debian_packages import ensure_program, find_program
+
 APT_PACKAGES = ("dovecot-imapd", "dovecot-lmtpd")
-INSTALL_COMMAND = (
-    "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
-    "--no-install-recommends " + " ".join(APT_PACKAGES)
-)
 USER = "parents"
 PASSWORD = "reply-box-password"
 START_TIMEOUT = 20.0
@@ -43,35 +41,18 @@ class DovecotUnavailable(RuntimeError):
 
 
 def dovecot_binary() -> str | None:
-    return shutil.which("dovecot") or next(
-        (p for p in ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot") if os.access(p, os.X_OK)),
-        None,
-    )
+    return find_program("dovecot", "/usr/sbin/dovecot", "/usr/local/sbin/dovecot")
 
 
 def ensure_installed() -> str:
     """The dovecot binary, installing the Debian packages first when root and it's missing."""
-    found = dovecot_binary()
-    if found:
-        return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise DovecotUnavailable(
-            "Dovecot isn't installed (and installing needs root and apt-get); run "
-            f"`{INSTALL_COMMAND}`"
-        )
-    result = subprocess.run(
-        ["sh", "-c", INSTALL_COMMAND],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    return ensure_program(
+        dovecot_binary,
+        APT_PACKAGES,
+        what="Dovecot",
+        unavailable=DovecotUnavailable,
         timeout=600,
-        check=False,
     )
-    found = dovecot_binary()
-    if result.returncode != 0 or not found:
-        tail = result.stdout.decode(errors="replace")[-2000:]
-        raise DovecotUnavailable(f"installing Dovecot failed ({result.returncode}):\n{tail}")
-    return found
 
 
 def free_port() -> int:
