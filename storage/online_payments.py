@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import lazyload
 
 from storage import models as m
@@ -150,9 +150,14 @@ async def claim_event(
     return await _insert_new(session, PAYMENT_EVENTS, values)
 
 
-async def _insert_new(session: AsyncSession, table: Any, values: dict[str, Any]) -> int | None:
+async def _insert_new(
+    session: AsyncSession | AsyncConnection, table: Any, values: dict[str, Any]
+) -> int | None:
     """INSERT … ON CONFLICT DO NOTHING RETURNING id: the new row's id, or None if it existed."""
-    dialect = session.bind.dialect.name if session.bind is not None else ""
+    if isinstance(session, AsyncConnection):
+        dialect = session.dialect.name
+    else:
+        dialect = session.bind.dialect.name if session.bind is not None else ""
     if dialect == "postgresql":
         stmt: Any = pg_insert(table).values(values).on_conflict_do_nothing()
     elif dialect == "sqlite":
@@ -164,7 +169,7 @@ async def _insert_new(session: AsyncSession, table: Any, values: dict[str, Any])
 
 
 async def receive_event(
-    session: AsyncSession, *, event_id: str, event: dict[str, Any], now: datetime
+    conn: AsyncConnection, *, event_id: str, event: dict[str, Any], now: datetime
 ) -> bool:
     """Keep a verified event for the worker to apply: False when it was received before.
 
@@ -180,7 +185,7 @@ async def receive_event(
         "next_attempt_at": now,
         "created_at": now,
     }
-    return await _insert_new(session, OUTBOX, values) is not None
+    return await _insert_new(conn, OUTBOX, values) is not None
 
 
 async def record_event_outcome(
