@@ -67,21 +67,19 @@ async def queue_notice(
     for guardian in await recipients(session, invoice.student_id):
         if guardian.id in existing or guardian.email is None:
             continue
-        notice = m.Notice(
-            invoice_id=invoice_id,
-            guardian_id=guardian.id,
-            template=template,
-            dedupe_key=dedupe_key,
-            to_address=guardian.email,
-            message_id=new_message_id(mail_domain),
-            context=context,
-            status="queued",
-            created_at=now,
+        queued.append(
+            await _add_notice(
+                session,
+                now,
+                guardian=guardian,
+                address=guardian.email,
+                invoice_id=invoice_id,
+                template=template,
+                dedupe_key=dedupe_key,
+                context=context,
+                mail_domain=mail_domain,
+            )
         )
-        session.add(notice)
-        await session.flush()
-        session.add(new_message(NOTICE_KIND, f"notice:{notice.id}", {"notice_id": notice.id}, now))
-        queued.append(notice)
     await session.flush()
     return queued
 
@@ -110,12 +108,40 @@ async def queue_guardian_notice(
     ).first()
     if taken is not None:
         return None
+    notice = await _add_notice(
+        session,
+        now,
+        guardian=guardian,
+        address=guardian.email,
+        invoice_id=invoice_id,
+        template=template,
+        dedupe_key=dedupe_key,
+        context=context,
+        mail_domain=mail_domain,
+    )
+    await session.flush()
+    return notice
+
+
+async def _add_notice(
+    session: AsyncSession,
+    now: datetime,
+    *,
+    guardian: m.Guardian,
+    address: str,
+    invoice_id: int | None,
+    template: str,
+    dedupe_key: str,
+    context: dict[str, Any],
+    mail_domain: str,
+) -> m.Notice:
+    """A queued notice to `address` and the outbox row that will send it."""
     notice = m.Notice(
         invoice_id=invoice_id,
         guardian_id=guardian.id,
         template=template,
         dedupe_key=dedupe_key,
-        to_address=guardian.email,
+        to_address=address,
         message_id=new_message_id(mail_domain),
         context=context,
         status="queued",
@@ -124,5 +150,4 @@ async def queue_guardian_notice(
     session.add(notice)
     await session.flush()
     session.add(new_message(NOTICE_KIND, f"notice:{notice.id}", {"notice_id": notice.id}, now))
-    await session.flush()
     return notice
