@@ -8,12 +8,12 @@ a changed id or a later expiry fails the signature, so no link can reach another
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
+
+from bot.signing import hmac_signature
 
 _TOKEN_RE = re.compile(r"^g([0-9]{1,12})n([0-9]{1,12})e([0-9]{1,7})\.([A-Za-z0-9_-]{27})$")
 SIGNATURE_BYTES = 20  # 160 bits; base64url without padding is 27 characters
@@ -40,9 +40,7 @@ class LinkProblem(Exception):
 
 
 def _signature(guardian_id: int, notice_id: int, expiry_day: int, secret: str) -> str:
-    message = f"family:{guardian_id}:{notice_id}:{expiry_day}".encode()
-    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()[:SIGNATURE_BYTES]
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    return hmac_signature(f"family:{guardian_id}:{notice_id}:{expiry_day}", secret, SIGNATURE_BYTES)
 
 
 def make_family_token(

@@ -6,11 +6,11 @@ so a parent's reply routes itself, and an altered or invented token routes nowhe
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+
+from bot.signing import hmac_signature
 
 _TOKEN_RE = re.compile(r"^i([0-9]{1,12})n([0-9]{1,12})\.([A-Za-z0-9_-]{16,32})$")
 _SUB_ADDRESS_RE = re.compile(r"^[^+@\s]+\+([^@\s]+)@[^@\s]+$")
@@ -24,9 +24,7 @@ class ReplyToken:
 
 
 def _signature(invoice_id: int, notice_id: int, secret: str) -> str:
-    message = f"reply:{invoice_id}:{notice_id}".encode()
-    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()[:SIGNATURE_BYTES]
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    return hmac_signature(f"reply:{invoice_id}:{notice_id}", secret, SIGNATURE_BYTES)
 
 
 def make_reply_token(invoice_id: int, notice_id: int, secret: str) -> str:

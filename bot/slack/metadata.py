@@ -7,12 +7,12 @@ value edited anywhere on the way (or crafted from scratch) is refused before it 
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from bot.signing import hmac_signature
 from workflows.errors import DomainError
 
 VERSION = "v1"
@@ -28,8 +28,7 @@ class Payload(BaseModel):
 
 
 def _sign(secret: str, data: str) -> str:
-    digest = hmac.new(secret.encode(), data.encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
+    return hmac_signature(data, secret, 16)
 
 
 def pack(model: Payload, secret: str) -> str:
