@@ -25,6 +25,7 @@ from typing import Any
 from workflows.errors import ValidationError
 from workflows.invoices import InvoiceStatus
 from workflows.money import MAX_AMOUNT_CENTS, format_cents
+from workflows.online_payments import split_online_payment
 
 SOURCE_PREFIX = "portal:"
 MAX_SOURCE = 40  # payment_events.source
@@ -555,19 +556,18 @@ class Split:
 
 
 def split_payment(amount_cents: int, number: str, status: str, balance_cents: int) -> Split:
-    """Record what fits: a payment above the balance pays it off and the rest is excess (to
-    refund); a paid or cancelled invoice takes nothing."""
+    """Record what fits (as for Stripe's money): a payment above the balance pays it off and
+    the rest is excess (to refund); a paid or cancelled invoice takes nothing."""
+    split = split_online_payment(amount_cents, balance_cents=balance_cents, status=status)
+    if not split.excess_cents:
+        return Split(split.applied_cents, 0)
     if status == InvoiceStatus.CANCELLED:
-        return Split(0, amount_cents, f"Invoice {number} is cancelled; it takes no payments.")
-    if balance_cents <= 0:
-        return Split(0, amount_cents, f"Invoice {number} was already paid in full.")
-    if amount_cents > balance_cents:
-        return Split(
-            balance_cents,
-            amount_cents - balance_cents,
-            f"Only {format_cents(balance_cents)} was owed on invoice {number}.",
-        )
-    return Split(amount_cents, 0)
+        reason = f"Invoice {number} is cancelled; it takes no payments."
+    elif not split.applied_cents:
+        reason = f"Invoice {number} was already paid in full."
+    else:
+        reason = f"Only {format_cents(balance_cents)} was owed on invoice {number}."
+    return Split(split.applied_cents, split.excess_cents, reason)
 
 
 class Outcome(StrEnum):
