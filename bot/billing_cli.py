@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli_runtime import run_with_runtime
+from bot.cli_runtime import CLI_ACTOR_NAME, run_with_runtime
 from bot.runtime import Runtime
 from bot.scheduler import billing_runner
 from bot.settings import get_settings
@@ -47,7 +47,6 @@ billing_app.add_typer(settings_app, name="settings")
 
 console = Console()
 T = TypeVar("T")
-CLI_ACTOR_NAME = "Command line"
 DAY_FORMATS = ["%Y-%m-%d"]
 _DAYS_RE = re.compile(r"^[0-9]{1,4}$")
 
@@ -89,9 +88,7 @@ async def _as_actor(
             return await work(Context(store, runtime.clock, runtime.settings.tz), actor)
     except PermissionDenied as exc:
         async with runtime.stores() as store:
-            await store.log(
-                actor, "security", actor.staff_id, "refused", comment=f"{what}: {exc.message}"
-            )
+            await store.log_refusal(actor, what, exc.message)
         raise
 
 

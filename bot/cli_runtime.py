@@ -13,9 +13,12 @@ from rich.markup import escape
 from bot.runtime import Runtime, build_runtime, prepare_database
 from bot.settings import Settings
 from storage import migrate
-from workflows.errors import DomainError
+from workflows.errors import DomainError, NotFound
+from workflows.permissions import Actor
 
 T = TypeVar("T")
+
+CLI_ACTOR_NAME = "Command line"  # who a command acts as without --as, in the activity log
 
 
 def run_with_runtime(
@@ -41,3 +44,20 @@ def run_with_runtime(
     except DomainError as exc:
         console.print(f"[red]{escape(exc.message)}{refused_suffix}[/red]")
         raise typer.Exit(1) from exc
+
+
+async def cli_actor(runtime: Runtime, email: str | None) -> Actor:
+    """The command line itself, or the active staff member `--as` names."""
+    if email is None:
+        return Actor.system(CLI_ACTOR_NAME)
+    async with runtime.reads() as store:
+        staff = await store.actor_by_email(email)
+    if staff is None:
+        raise NotFound(f"No active staff member has the email {email}.", field="as")
+    return staff
+
+
+async def log_refusal(runtime: Runtime, actor: Actor, what: str, reason: str) -> None:
+    """A refusal is kept in the activity log, like one in Slack."""
+    async with runtime.stores() as store:
+        await store.log_refusal(actor, what, reason)

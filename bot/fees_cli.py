@@ -16,12 +16,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli_runtime import run_with_runtime
+from bot.cli_runtime import cli_actor, log_refusal, run_with_runtime
 from bot.runtime import Runtime
 from bot.settings import get_settings
 from storage.bulk_fees import BulkFeeBiller
 from storage.fee_store import SqlFeeStore
-from workflows.errors import NotFound, PermissionDenied, ValidationError
+from workflows.errors import PermissionDenied, ValidationError
 from workflows.fees import (
     BillResult,
     FeeCounts,
@@ -47,7 +47,6 @@ fees_app = typer.Typer(
 )
 console = Console()
 T = TypeVar("T")
-CLI_ACTOR_NAME = "Command line"
 DAY_FORMATS = ["%Y-%m-%d"]
 
 AsEmail = Annotated[
@@ -78,24 +77,6 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-async def _actor(runtime: Runtime, email: str | None) -> Actor:
-    if email is None:
-        return Actor.system(CLI_ACTOR_NAME)
-    async with runtime.reads() as store:
-        staff = await store.actor_by_email(email)
-    if staff is None:
-        raise NotFound(f"No active staff member has the email {email}.", field="as")
-    return staff
-
-
-async def _refused(runtime: Runtime, actor: Actor, what: str, exc: PermissionDenied) -> None:
-    """A refusal is kept in the activity log, like one in Slack."""
-    async with runtime.stores() as store:
-        await store.log(
-            actor, "security", actor.staff_id, "refused", comment=f"{what}: {exc.message}"
-        )
-
-
 async def _with_fees(
     runtime: Runtime,
     email: str | None,
@@ -103,13 +84,13 @@ async def _with_fees(
     work: Callable[[Context, SqlFeeStore, Actor], Awaitable[T]],
 ) -> T:
     """Run `work` in one transaction, as the command line or the staff member `email`."""
-    actor = await _actor(runtime, email)
+    actor = await cli_actor(runtime, email)
     try:
         async with runtime.stores() as store:
             ctx = Context(store, runtime.clock, runtime.settings.tz)
             return await work(ctx, SqlFeeStore.beside(store), actor)
     except PermissionDenied as exc:
-        await _refused(runtime, actor, what, exc)
+        await log_refusal(runtime, actor, what, exc.message)
         raise
 
 
@@ -263,7 +244,7 @@ def apply_command(code: Code, year: Year = None, as_email: AsEmail = None) -> No
     """
 
     async def main(runtime: Runtime) -> tuple[FeeRecord, BillResult]:
-        actor = await _actor(runtime, as_email)
+        actor = await cli_actor(runtime, as_email)
         async with runtime.reads() as store:
             ctx = Context(store, runtime.clock, runtime.settings.tz)
             fee = await find_fee(SqlFeeStore.beside(store), code, await _year(ctx, year))
@@ -276,7 +257,7 @@ def apply_command(code: Code, year: Year = None, as_email: AsEmail = None) -> No
         try:
             return fee, await apply_fee(biller, actor, fee.id)
         except PermissionDenied as exc:
-            await _refused(runtime, actor, "fees apply", exc)
+            await log_refusal(runtime, actor, "fees apply", exc.message)
             raise
 
     fee, result = _run(main)

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli_runtime import run_with_runtime
+from bot.cli_runtime import CLI_ACTOR_NAME, cli_actor, log_refusal, run_with_runtime
 from bot.runtime import Runtime
 from bot.scheduler import send_coverage_reminders
 from bot.settings import get_settings
@@ -32,7 +32,7 @@ from workflows.enrollment import (
     ReminderTotals,
     configure_policy,
 )
-from workflows.errors import NotFound, PermissionDenied
+from workflows.errors import PermissionDenied
 from workflows.money import format_cents, parse_amount
 from workflows.permissions import Actor
 from workflows.ports import Context
@@ -49,7 +49,6 @@ insurance_app.add_typer(policy_app, name="policy")
 
 console = Console()
 T = TypeVar("T")
-CLI_ACTOR_NAME = "Command line"
 DAY_FORMATS = ["%Y-%m-%d"]
 
 AsEmail = Annotated[
@@ -68,24 +67,6 @@ CsvFile = Annotated[
 
 def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
     return run_with_runtime(get_settings(), work, console=console)
-
-
-async def _actor(runtime: Runtime, email: str | None) -> Actor:
-    if email is None:
-        return Actor.system(CLI_ACTOR_NAME)
-    async with runtime.reads() as store:
-        staff = await store.actor_by_email(email)
-    if staff is None:
-        raise NotFound(f"No active staff member has the email {email}.", field="as")
-    return staff
-
-
-async def _refused(runtime: Runtime, actor: Actor, what: str, exc: PermissionDenied) -> None:
-    """A refusal is kept in the activity log, like one in Slack."""
-    async with runtime.stores() as store:
-        await store.log(
-            actor, "security", actor.staff_id, "refused", comment=f"{what}: {exc.message}"
-        )
 
 
 # --- enrollments from CSV -------------------------------------------------------------------
@@ -107,13 +88,13 @@ def import_command(
     """
 
     async def work(runtime: Runtime) -> EnrollmentImport:
-        actor = await _actor(runtime, email)
+        actor = await cli_actor(runtime, email)
         try:
             return await import_enrollments(
                 runtime.stores, runtime.clock, runtime.settings.tz, actor, file, apply=apply
             )
         except PermissionDenied as exc:
-            await _refused(runtime, actor, "enrollment import", exc)
+            await log_refusal(runtime, actor, "enrollment import", exc.message)
             raise
 
     try:
@@ -268,7 +249,7 @@ def policy_set_command(
             no_expiry_reminder=no_expiry_reminder,
             active=active,
         )
-        actor = await _actor(runtime, email)
+        actor = await cli_actor(runtime, email)
         try:
             async with runtime.stores() as store:
                 ctx = Context(store, runtime.clock, runtime.settings.tz)
@@ -281,7 +262,7 @@ def policy_set_command(
                     lines.append("  nothing changed.")
                 return "\n".join(lines)
         except PermissionDenied as exc:
-            await _refused(runtime, actor, "policy settings", exc)
+            await log_refusal(runtime, actor, "policy settings", exc.message)
             raise
 
     console.print(escape(_run(work)))

@@ -21,14 +21,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli_runtime import run_with_runtime
+from bot.cli_runtime import cli_actor, run_with_runtime
 from bot.report_cli import text_cell
 from bot.runtime import Runtime
 from bot.settings import get_settings
 from storage.portal_import import PortalImporter
-from workflows.errors import PermissionDenied
+from workflows.errors import NotFound, PermissionDenied
 from workflows.money import format_cents
-from workflows.permissions import Actor
 from workflows.portal_import import (
     PRESETS,
     ImportReport,
@@ -49,7 +48,6 @@ payments_app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console()
-CLI_ACTOR_NAME = "Command line"
 EXIT_UNUSABLE = 1
 EXIT_REFUSED = 2
 REPORT_HEADERS = (
@@ -197,7 +195,10 @@ def import_command(
     async def work(runtime: Runtime) -> ImportReport | Refused:
         importer = PortalImporter(runtime.stores, runtime.clock, runtime.settings.tz)
         try:
-            actor = await _actor(runtime, as_email)
+            actor = await cli_actor(runtime, as_email)
+        except NotFound as exc:  # an unknown --as is a refusal here, like a missing permission
+            return Refused(exc.message)
+        try:
             return await importer.run(
                 actor,
                 export,
@@ -254,16 +255,6 @@ def _check_report(path: Path) -> None:
         _unusable(f"The report {path} can't be written there.")
     if path.exists() and not os.access(path, os.W_OK):
         _unusable(f"The report {path} can't be overwritten.")
-
-
-async def _actor(runtime: Runtime, email: str | None) -> Actor:
-    if email is None:
-        return Actor.system(CLI_ACTOR_NAME)
-    async with runtime.reads() as store:
-        staff = await store.actor_by_email(email)
-    if staff is None:
-        raise PermissionDenied(f"No active staff member has the email {email}.")
-    return staff
 
 
 def write_report(handle: TextIO, rows: list[RowResult]) -> None:

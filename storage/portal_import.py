@@ -82,13 +82,7 @@ class PortalImporter:
             require(actor, Permission.RECORD_PAYMENTS)
         except PermissionDenied as exc:
             async with self.stores() as store:
-                await store.log(
-                    actor,
-                    "security",
-                    actor.staff_id,
-                    "refused",
-                    comment=f"payments import from {source}: {exc.message}",
-                )
+                await store.log_refusal(actor, f"payments import from {source}", exc.message)
             raise
 
     async def _apply_alone(

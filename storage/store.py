@@ -712,6 +712,10 @@ class SqlStore(EnrollmentStore):
             )
         )
 
+    async def log_refusal(self, actor: Actor, what: str, reason: str) -> None:
+        """A refused action, kept for audit under the actor's own security record."""
+        await self.log(actor, "security", actor.staff_id, "refused", comment=f"{what}: {reason}")
+
     async def enqueue(
         self, kind: str, dedupe_key: str, payload: dict[str, Any], *, fresh_key: bool = False
     ) -> bool:

@@ -60,7 +60,7 @@ async def record_refusal(runtime: Runtime, actor: Actor | None, what: str, reaso
     if actor is None:
         return
     async with runtime.stores() as store:
-        await store.log(actor, "security", actor.staff_id, "refused", comment=f"{what}: {reason}")
+        await store.log_refusal(actor, what, reason)
 
 
 @asynccontextmanager
