@@ -497,7 +497,7 @@ def _valid_email(address: str) -> bool:
     return bool(at and local and domain and "@" not in domain and "." in domain.strip("."))
 
 
-async def _form(request: Request) -> dict[str, str] | None:
+async def read_form(request: Request) -> dict[str, str] | None:
     """A small urlencoded form's first value per field; None when it is too large."""
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > MAX_FORM_BYTES):
@@ -507,7 +507,10 @@ async def _form(request: Request) -> dict[str, str] | None:
         body += chunk
         if len(body) > MAX_FORM_BYTES:
             return None
-    fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+    try:
+        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+    except ValueError:  # more fields than any of our forms has
+        return None
     return {name: values[0] for name, values in fields.items() if values}
 
 
@@ -578,7 +581,7 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
         verdict = pages.check(_client(request))
         if not verdict.allowed:
             return too_many(request, verdict.retry_after_seconds)
-        form = await _form(request)
+        form = await read_form(request)
         language = browser_language(request)
         if form is not None and form.get("lang") in LANGUAGES:
             language = form["lang"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import logging
-from urllib.parse import parse_qs
 
 import stripe
 from sqlalchemy.exc import IntegrityError
@@ -20,13 +19,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bot.family_links import LinkProblem, family_url, read_family_token
-from bot.family_page import PayError, family_page_response, link_problem_page
+from bot.family_links import LinkProblem, family_url
+from bot.family_page import (
+    PayError,
+    family_page_response,
+    link_problem_page,
+    read_form,
+    read_link,
+)
 from bot.rate_limit import SlidingWindowLimiter
 from bot.runtime import Runtime
 from bot.settings import Settings
 from storage.online_payments import family_invoice, new_checkout, reusable_checkout
-from workflows.clock import local_date
 from workflows.online_payments import (
     CHECKOUT_REUSE_WINDOW,
     CheckoutRequest,
@@ -38,7 +42,6 @@ from workflows.online_payments import (
 
 log = logging.getLogger("devicecare.stripe")
 
-MAX_FORM_BYTES = 4096
 UNAVAILABLE = (
     "Online payment is unavailable right now. Nothing was charged; please try again in a few "
     "minutes, or pay another way."
@@ -73,11 +76,6 @@ def family_message_page(title: str, message: str, *, back_url: str | None, statu
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
 
-def _form(body: bytes) -> dict[str, str]:
-    fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
-    return {name: values[0] for name, values in fields.items() if values}
-
-
 def routes(runtime: Runtime) -> list[BaseRoute]:
     settings = runtime.settings
     client = stripe_client(settings) if settings.stripe_enabled else None
@@ -95,9 +93,8 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
                 back_url=page_url,
                 status=404,
             )
-        today = local_date(runtime.clock.now(), settings.tz)
         try:
-            link = read_family_token(token, settings.secret_key.get_secret_value(), today)
+            link = read_link(runtime, token)
         except LinkProblem as problem:
             return await link_problem_page(runtime, request, problem)
         verdict = per_link.check(f"guardian:{link.guardian_id}")
@@ -108,12 +105,11 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
                 back_url=page_url,
                 status=429,
             )
-        body = await request.body()
-        if len(body) > MAX_FORM_BYTES:
+        form = await read_form(request)
+        if form is None:
             return family_message_page(
                 "Form too large", "Please try again.", back_url=page_url, status=413
             )
-        form = _form(body)
         invoice_text = form.get("invoice_id", "").strip()
         invoice_id = int(invoice_text) if invoice_text.isdigit() and len(invoice_text) < 12 else 0
 
