@@ -16,7 +16,6 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.exc import IntegrityError
 
 from bot.runtime import Runtime
 from bot.slack.errors import modal_errors, record_refusal, reported, tell_user
@@ -38,6 +37,7 @@ from bot.slack.payment_plan_blocks import (
     plan_blocks,
     read_plan_form,
 )
+from bot.slack.replies import post_in_invoice_thread
 from bot.slack.reply_blocks import ReplyPostKind
 from bot.slack.waivers import load_invoice_brief
 from storage.payment_plans import PlanRows, plan_view
@@ -217,10 +217,6 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
 # --- outbox ----------------------------------------------------------------------------------
 
 
-class BillingChannelMissing(RuntimeError):
-    """SLACK_BILLING_CHANNEL isn't set; the message waits in the outbox until it is."""
-
-
 def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
     async def deliver_plan_message(payload: dict[str, Any]) -> None:
         """In the invoice's thread in the billing channel (starting it when there is none)."""
@@ -241,24 +237,14 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
             text, blocks = build_plan_cleared_message(invoice.number, by=by)
         else:
             text, blocks = build_installment_missed_message(invoice.number, payload)
-        if thread is not None:
-            await client.chat_postMessage(
-                channel=thread.channel, thread_ts=thread.ts, text=text, blocks=blocks
-            )
-            return
-        channel = runtime.settings.slack_billing_channel
-        if not channel:
-            raise BillingChannelMissing("set SLACK_BILLING_CHANNEL to post payment plan messages")
-        response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
-        try:
-            async with runtime.stores() as store:
-                await store.save_slack_post(
-                    ReplyPostKind.INVOICE_THREAD,
-                    invoice_id,
-                    str(response.get("channel") or channel),
-                    str(response["ts"]),
-                )
-        except IntegrityError:  # a reply started the invoice's thread at the same moment
-            log.info("invoice %s already has a thread", invoice_id)
+        await post_in_invoice_thread(
+            runtime,
+            client,
+            invoice_id,
+            thread,
+            text=text,
+            blocks=blocks,
+            needs="post payment plan messages",
+        )
 
     return {PLAN_POSTED: deliver_plan_message}

@@ -60,6 +60,40 @@ class BillingChannelMissing(RuntimeError):
     """SLACK_BILLING_CHANNEL isn't set; the post waits in the outbox until it is."""
 
 
+async def post_in_invoice_thread(
+    runtime: Runtime,
+    client: AsyncWebClient,
+    invoice_id: int,
+    thread: m.SlackPost | None,
+    *,
+    text: str,
+    blocks: list[dict[str, Any]] | None = None,
+    needs: str,
+) -> None:
+    """Post in `thread`; without one, start the invoice's thread in the billing channel (and
+    keep it as the invoice's, unless another post started it at the same moment). `needs`
+    says what the missing channel would show."""
+    if thread is not None:
+        await client.chat_postMessage(
+            channel=thread.channel, thread_ts=thread.ts, text=text, blocks=blocks
+        )
+        return
+    channel = runtime.settings.slack_billing_channel
+    if not channel:
+        raise BillingChannelMissing(f"set SLACK_BILLING_CHANNEL to {needs}")
+    response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+    try:
+        async with runtime.stores() as store:
+            await store.save_slack_post(
+                ReplyPostKind.INVOICE_THREAD,
+                invoice_id,
+                str(response.get("channel") or channel),
+                str(response["ts"]),
+            )
+    except IntegrityError:  # another post started the thread at the same moment
+        log.info("invoice %s already has a thread", invoice_id)
+
+
 def pending_view(pending: m.PendingPayment, decided_by: str | None) -> PendingView:
     return PendingView(
         id=pending.id,

@@ -13,12 +13,11 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.exc import IntegrityError
 
 from bot.runtime import Runtime
 from bot.slack.ids import SlackPostKind
 from bot.slack.invoice_blocks import esc
-from bot.slack.replies import BillingChannelMissing
+from bot.slack.replies import BillingChannelMissing, post_in_invoice_thread
 from bot.slack.reply_blocks import ReplyPostKind
 from storage.online_payments import PAYMENT_ALERT_KIND, PAYMENT_POST_KIND
 
@@ -46,21 +45,9 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
             thread = await store.slack_post(ReplyPostKind.INVOICE_THREAD, invoice_id)
             if thread is None and invoice.incident_id is not None:
                 thread = await store.slack_post(SlackPostKind.INCIDENT_CARD, invoice.incident_id)
-        if thread is not None:
-            await client.chat_postMessage(channel=thread.channel, thread_ts=thread.ts, text=text)
-            return
-        channel = billing_channel()
-        response = await client.chat_postMessage(channel=channel, text=text)
-        try:
-            async with runtime.stores() as store:
-                await store.save_slack_post(
-                    ReplyPostKind.INVOICE_THREAD,
-                    invoice_id,
-                    str(response.get("channel") or channel),
-                    str(response["ts"]),
-                )
-        except IntegrityError:  # another post started the thread at the same moment
-            log.info("invoice %s already has a thread", invoice_id)
+        await post_in_invoice_thread(
+            runtime, client, invoice_id, thread, text=text, needs="show online payments"
+        )
 
     async def deliver_alert(payload: dict[str, Any]) -> None:
         await client.chat_postMessage(
