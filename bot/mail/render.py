@@ -345,7 +345,7 @@ def invoice_context(invoice: Any, device: Any, tz: tzinfo) -> dict[str, Any]:
         "paid_cents": invoice.paid_cents,
         "waived_cents": invoice.waived_cents,
         "refunded_cents": invoice.refunded_cents,
-        "balance_cents": invoice.total_cents - invoice.paid_cents - invoice.waived_cents,
+        "balance_cents": invoice.balance_cents,
         "kind": invoice.kind,
         "device": None
         if device is None
@@ -516,7 +516,7 @@ def _portal_link(data: NoticeData, links: FamilyLinks | None) -> dict[str, str] 
         return None
     if invoice is None or student is None or is_digest(data.notice):
         return None
-    balance = invoice.total_cents - invoice.paid_cents - invoice.waived_cents
+    balance = invoice.balance_cents
     if balance <= 0 or invoice.status in CLOSED_INVOICE_STATUSES:
         return None
     try:

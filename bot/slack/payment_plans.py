@@ -71,9 +71,7 @@ async def plan_blocks_for(runtime: Runtime, actor: Actor, invoice_id: int) -> li
     if invoice is None:
         return []
     can_change = (
-        actor.can(PLAN_PERMISSION)
-        and invoice.status in OPEN_STATUSES
-        and invoice.total_cents - invoice.paid_cents - invoice.waived_cents > 0
+        actor.can(PLAN_PERMISSION) and invoice.status in OPEN_STATUSES and invoice.balance_cents > 0
     )
     return plan_blocks(
         view,
