@@ -32,9 +32,11 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.outbox import (
+    HEARTBEAT,
     LEASE,
     Claimed,
     claim_batch,
+    renew_lease,
     settle_failed,
     settle_sent,
     write_settled,
@@ -99,6 +101,59 @@ class _Batch:
         await self.session.commit()
 
 
+class _Heartbeat:
+    """Renews the lease of a batch's unsettled rows on its own connection while the worker
+    delivers, so one slow message can't let the lease lapse, and a crashed worker's rows (no
+    heartbeat any more) return to the queue within one lease."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        rows: list[Claimed],
+        every: float,
+    ) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.pending = {row.id: row for row in rows}
+        self.lost: set[int] = set()
+        self.every = every
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    def settled(self, row: Claimed) -> None:
+        self.pending.pop(row.id, None)
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=self.every)
+                return
+            except TimeoutError:
+                pass
+            rows = list(self.pending.values())
+            if not rows:
+                continue
+            try:
+                async with self.sessions() as session:
+                    held = await renew_lease(session, rows, self.clock.now())
+            except Exception:  # noqa: BLE001 - the worker's margin check still guards the lease
+                log.warning("outbox: renewing the lease failed", exc_info=True)
+                continue
+            for row in rows:
+                if row.id not in held and row.id in self.pending:
+                    self.lost.add(row.id)
+
+    async def stop(self) -> None:
+        """Let a renewal in progress finish (never cut a commit off), then end."""
+        self._stop.set()
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+
 class OutboxWorker:
     """Runs the handlers registered for each kind; kinds without a handler wait in the queue."""
 
@@ -113,6 +168,7 @@ class OutboxWorker:
         commit_every: int = COMMIT_EVERY,
         commit_seconds: float = COMMIT_SECONDS,
         lease_margin: timedelta = LEASE_MARGIN,
+        heartbeat_seconds: float = HEARTBEAT.total_seconds(),
     ) -> None:
         self.sessions = sessions
         self.clock = clock
@@ -122,6 +178,7 @@ class OutboxWorker:
         self.commit_every = max(1, commit_every)
         self.commit_seconds = commit_seconds
         self.lease_margin = lease_margin
+        self.heartbeat_seconds = heartbeat_seconds
 
     def _distinct_handlers(self) -> list[Handler]:
         seen: dict[int, Handler] = {}
@@ -133,50 +190,72 @@ class OutboxWorker:
         """Deliver one batch; returns how many rows were handled."""
         if not self.handlers:
             return 0
-        async with self.sessions() as session:
-            rows = await claim_batch(
-                session, self.clock.now(), kinds=frozenset(self.handlers), limit=self.batch_size
-            )
-            if not rows:
-                return 0
-            batch = _Batch(session)
-            settled = 0  # rows delivered or failed, in order
-            last_commit = time.monotonic()
-            try:
-                await self._start_batch(batch, rows)
-                for row in rows:
-                    if self.clock.now() >= row.next_attempt_at - self.lease_margin:
-                        log.warning("outbox: lease nearly over; leaving the rest of the batch")
-                        break
-                    try:
-                        await _run_to_end(self._deliver(batch, row))
-                    finally:
-                        settled += 1
-                        batch.unwritten.append(row)
-                    if (
-                        len(batch.unwritten) >= self.commit_every
-                        or time.monotonic() - last_commit >= self.commit_seconds
-                    ):
-                        await _run_to_end(batch.commit())
-                        last_commit = time.monotonic()
-                if batch.unwritten:
-                    await _run_to_end(batch.commit())
-            except asyncio.CancelledError:
-                # Stopping (SIGTERM): the row in flight was finished; record what was settled,
-                # so it isn't delivered again, and hand the untouched rows back at once.
-                for row in rows[settled:]:
-                    row.attempts -= 1
-                    row.next_attempt_at = self.clock.now()
+        heartbeat: _Heartbeat | None = None
+        try:
+            async with self.sessions() as session:
+                rows = await claim_batch(
+                    session,
+                    self.clock.now(),
+                    kinds=frozenset(self.handlers),
+                    limit=self.batch_size,
+                )
+                if not rows:
+                    return 0
+                heartbeat = _Heartbeat(self.sessions, self.clock, rows, self.heartbeat_seconds)
+                heartbeat.start()
+                await self._work(session, rows, heartbeat)
+                return len(rows)
+        finally:
+            # After the session is closed: on SQLite a renewal waits for the worker's write
+            # lock, which is released by then.
+            if heartbeat is not None:
+                await heartbeat.stop()
+
+    async def _work(
+        self, session: AsyncSession, rows: list[Claimed], heartbeat: _Heartbeat
+    ) -> None:
+        batch = _Batch(session)
+        settled = 0  # rows delivered or failed, in order
+        last_commit = time.monotonic()
+        try:
+            await self._start_batch(batch, rows)
+            for row in rows:
+                if self.clock.now() >= row.next_attempt_at - self.lease_margin:
+                    log.warning("outbox: lease nearly over; leaving the rest of the batch")
+                    break
+                if row.id in heartbeat.lost:
+                    # Another worker holds it now; settling it here would deliver twice.
+                    settled += 1
+                    continue
+                try:
+                    await _run_to_end(self._deliver(batch, row))
+                finally:
+                    settled += 1
+                    heartbeat.settled(row)
                     batch.unwritten.append(row)
+                if (
+                    len(batch.unwritten) >= self.commit_every
+                    or time.monotonic() - last_commit >= self.commit_seconds
+                ):
+                    await _run_to_end(batch.commit())
+                    last_commit = time.monotonic()
+            if batch.unwritten:
                 await _run_to_end(batch.commit())
-                raise
-            finally:
-                for handler in batch.started:
-                    try:
-                        await handler.end_batch()
-                    except Exception:  # noqa: BLE001 - the batch itself is settled already
-                        log.warning("outbox: ending a batch failed", exc_info=True)
-            return len(rows)
+        except asyncio.CancelledError:
+            # Stopping (SIGTERM): the row in flight was finished; record what was settled,
+            # so it isn't delivered again, and hand the untouched rows back at once.
+            for row in rows[settled:]:
+                row.attempts -= 1
+                row.next_attempt_at = self.clock.now()
+                batch.unwritten.append(row)
+            await _run_to_end(batch.commit())
+            raise
+        finally:
+            for handler in batch.started:
+                try:
+                    await handler.end_batch()
+                except Exception:  # noqa: BLE001 - the batch itself is settled already
+                    log.warning("outbox: ending a batch failed", exc_info=True)
 
     async def _start_batch(self, batch: _Batch, rows: list[Claimed]) -> None:
         by_handler: dict[int, tuple[Handler, list[dict[str, Any]]]] = {}

@@ -10,12 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
 
-LEASE = timedelta(minutes=5)
+# A claimed row is kept from other workers this long, and the worker holding it renews the lease
+# every HEARTBEAT while it works; a worker that dies stops renewing, so its rows come back to
+# another worker within one lease.
+LEASE = timedelta(seconds=30)
+HEARTBEAT = LEASE / 3
 MAX_ATTEMPTS = 8
 OUTBOX = m.Base.metadata.tables[m.OutboxMessage.__tablename__]
 
@@ -50,6 +54,9 @@ class Claimed:
     payload: dict[str, Any]
     attempts: int
     next_attempt_at: datetime  # the end of the lease, until the row is settled
+    # `attempts` as claimed: a later claim by another worker raises it, so the lease is ours
+    # only while the stored value still equals this (renewals and settling check it).
+    token: int = 0
     status: str = "pending"
     last_error: str | None = None
     sent_at: datetime | None = None
@@ -84,7 +91,36 @@ async def claim_batch(
             .values(attempts=OUTBOX.c.attempts + 1, next_attempt_at=lease)
         )
     await session.commit()
-    return [Claimed(row.id, row.kind, row.payload, row.attempts + 1, lease) for row in rows]
+    return [
+        Claimed(row.id, row.kind, row.payload, row.attempts + 1, lease, token=row.attempts + 1)
+        for row in rows
+    ]
+
+
+async def renew_lease(session: AsyncSession, rows: list[Claimed], now: datetime) -> set[int]:
+    """Push the lease of rows this worker still holds to `now + LEASE` and commit.
+
+    Returns the ids still held; a row missing from it was claimed by another worker after our
+    lease ran out, so this worker must not deliver it.
+    """
+    if not rows:
+        return set()
+    lease = now + LEASE
+    result = await session.execute(
+        update(OUTBOX)
+        .where(
+            tuple_(OUTBOX.c.id, OUTBOX.c.attempts).in_([(row.id, row.token) for row in rows]),
+            OUTBOX.c.status == "pending",
+        )
+        .values(next_attempt_at=lease)
+        .returning(OUTBOX.c.id)
+    )
+    held = set(result.scalars())
+    await session.commit()
+    for row in rows:
+        if row.id in held:
+            row.next_attempt_at = lease
+    return held
 
 
 def settle_sent(row: Claimed, now: datetime) -> None:
@@ -103,9 +139,10 @@ def settle_failed(row: Claimed, now: datetime, error: str) -> None:
 
 
 # One statement for every settled row (executemany): its whole state, as the worker left it.
+# A row another worker has claimed since (its lease ran out) is left to that worker.
 _WRITE_SETTLED = (
     update(OUTBOX)
-    .where(OUTBOX.c.id == bindparam("row_id"))
+    .where(OUTBOX.c.id == bindparam("row_id"), OUTBOX.c.attempts == bindparam("row_token"))
     .values(
         status=bindparam("new_status"),
         attempts=bindparam("new_attempts"),
@@ -123,6 +160,7 @@ async def write_settled(session: AsyncSession, rows: list[Claimed]) -> None:
     params = [
         {
             "row_id": row.id,
+            "row_token": row.token,
             "new_status": row.status,
             "new_attempts": row.attempts,
             "new_next_attempt_at": row.next_attempt_at,
