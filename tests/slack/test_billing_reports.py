@@ -13,7 +13,7 @@ from bot.slack.billing_report_blocks import AutomationSwitch, BillingInvoiceActi
 from storage import models as m
 from tests.integration.billing_helpers import add_family, add_invoice, at_run_time, runner
 from tests.slack.conftest import SlackHarness
-from tests.slack.money_helpers import signed
+from tests.slack.money_helpers import eventually, signed
 from workflows.invoices import cancel_invoice
 from workflows.ports import Context
 
@@ -216,9 +216,13 @@ async def test_reports_need_view_financial_reports(slack: SlackHarness) -> None:
     response, name = await command(slack, "report automation", "U_TECH")
     assert "View Financial Reports" in response.json()["text"]
     assert slack.fake.calls_to(name) == []
-    assert await refusals(slack) == [
-        "billing report: Billing reports need the View Financial Reports permission."
-    ]
+    expected = ["billing report: Billing reports need the View Financial Reports permission."]
+    # The refusal is logged after the ack goes back, so under load it may land a moment later.
+    await eventually(lambda: _refused(slack, expected))
+
+
+async def _refused(slack: SlackHarness, expected: list[str]) -> bool:
+    return await refusals(slack) == expected
 
 
 # --- one invoice -------------------------------------------------------------------------------
