@@ -10,7 +10,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from sqlalchemy import func, select
 
+from bot.slack.gate import Installation, WorkspaceIdentity
+from storage import models as m
 from tests.slack.conftest import SlackHarness
 from tests.slack.signing import slack_signature
 
@@ -224,3 +227,49 @@ async def test_a_valid_signature_over_other_bytes_is_refused(slack: SlackHarness
         "command=%2Fwaive", FORM, timestamp=int(ts), signature=signature
     )
     assert response.status_code == 401
+
+
+async def test_another_workspace_cannot_waive(slack: SlackHarness) -> None:
+    from bot.slack.waiver_blocks import WaiverAction
+    from tests.slack.money_helpers import submission
+    from tests.slack.test_waivers import CLERK, open_modal, row, setup, waive_values
+
+    invoice_id = await setup(slack)
+    modal = await open_modal(slack, CLERK, WaiverAction.OPEN_WAIVE)
+    async with slack.runtime.reads() as store:
+        activity = await store.session.scalar(select(func.count()).select_from(m.ActivityEntry))
+    payload = submission(CLERK, modal, "V_WAIVE", waive_values("5.00"))
+    payload["team"] = {"id": "T_OTHER", "domain": "elsewhere"}
+    response = await slack.sender.interaction(payload)
+    assert response.status_code == 403
+    assert (await row(slack, invoice_id)).waived_cents == 0
+    async with slack.runtime.reads() as store:
+        after = await store.session.scalar(select(func.count()).select_from(m.ActivityEntry))
+    assert after == activity
+    # The same submission from our own workspace is served.
+    payload["team"] = {"id": "T_DISTRICT", "domain": "district"}
+    assert (await slack.sender.interaction(payload)).status_code == 200
+    assert (await row(slack, invoice_id)).waived_cents == 500
+
+
+async def test_until_slack_says_which_workspace_requests_wait(slack: SlackHarness) -> None:
+    await slack.staff("Technician", "U_TECH")
+    slack.fake.fail_next("auth.test", status=400)
+    waiting = await slack.sender.command("/incident")
+    assert waiting.status_code == 503
+    assert waiting.headers["Retry-After"] == "30"
+    assert (await slack.sender.command("/incident")).status_code == 200
+
+
+async def test_a_configured_workspace_is_not_asked_for(slack: SlackHarness) -> None:
+    identity = WorkspaceIdentity(slack.worker_client, "T_CONFIGURED", "A_CONFIGURED")
+    assert await identity.installation() == Installation("T_CONFIGURED", "A_CONFIGURED")
+    assert slack.fake.calls_to("auth.test") == []
+    # Only the app is configured: the workspace is learned, the app kept as configured.
+    identity = WorkspaceIdentity(slack.worker_client, None, "A_CONFIGURED")
+    assert await identity.installation() == Installation("T_DISTRICT", "A_CONFIGURED")
+
+
+async def test_slacks_certificate_check_is_answered(slack: SlackHarness) -> None:
+    response = await slack.sender.send("ssl_check=1&token=unused", FORM)
+    assert response.status_code == 200
