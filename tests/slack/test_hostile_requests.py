@@ -273,3 +273,25 @@ async def test_a_configured_workspace_is_not_asked_for(slack: SlackHarness) -> N
 async def test_slacks_certificate_check_is_answered(slack: SlackHarness) -> None:
     response = await slack.sender.send("ssl_check=1&token=unused", FORM)
     assert response.status_code == 200
+
+
+async def test_a_command_that_says_payload_is_still_judged_by_its_workspace(
+    slack: SlackHarness,
+) -> None:
+    await slack.staff("Technician", "U_TECH")
+    response = await slack.sender.command("/incident", text="payload", team_id="T_OTHER")
+    assert response.status_code == 403
+    assert [c.method for c in slack.fake.calls if c.method != "auth.test"] == []
+
+
+async def test_a_body_read_two_ways_is_refused(slack: SlackHarness) -> None:
+    body = "team_id=T_DISTRICT&command=%2Fincident&user_id=U_TECH"
+    ts = str(int(time.time()))
+    headers = [
+        ("Content-Type", FORM),
+        ("Content-Type", "application/json"),
+        ("X-Slack-Request-Timestamp", ts),
+        ("X-Slack-Signature", slack_signature(slack.sender.secret, ts, body)),
+    ]
+    response = await slack.sender.http.post("/slack/events", content=body, headers=headers)
+    assert response.status_code == 400
