@@ -19,11 +19,12 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from slack_bolt import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.requests import Request
@@ -261,6 +262,30 @@ def workspace_problem(payload: dict[str, Any], ours: Installation) -> str | None
     if ours.app_id is not None and app != ours.app_id:
         return f"app {app!r} is not {ours.app_id}"
     return None
+
+
+def socket_mode_middleware(
+    identity: WorkspaceIdentity,
+) -> Callable[..., Awaitable[BoltResponse | None]]:
+    """The workspace check for Socket Mode, where requests arrive over Slack's socket rather
+    than through the gate (which checks the rest over HTTP). Put first, before anyone is
+    looked up."""
+
+    async def only_this_workspace(
+        body: dict[str, Any], next_: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        if body.get("type") in _ANY_WORKSPACE:
+            await next_()
+            return None
+        ours = await identity.installation()
+        problem = "workspace unknown" if ours is None else workspace_problem(body, ours)
+        if problem is None:
+            await next_()
+            return None
+        log.warning("slack request refused (socket mode): %r", problem[:200])
+        return BoltResponse(status=403, body="")
+
+    return only_this_workspace
 
 
 # --- the gate ---------------------------------------------------------------------------------

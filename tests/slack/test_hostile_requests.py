@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -295,3 +296,33 @@ async def test_a_body_read_two_ways_is_refused(slack: SlackHarness) -> None:
     ]
     response = await slack.sender.http.post("/slack/events", content=body, headers=headers)
     assert response.status_code == 400
+
+
+async def test_socket_mode_serves_only_this_workspace(slack: SlackHarness) -> None:
+    from slack_bolt.request.async_request import AsyncBoltRequest
+
+    from bot.slack.app import build_slack_app
+
+    await slack.staff("Technician", "U_TECH")
+    settings = slack.runtime.settings.model_copy(update={"slack_app_token": "xapp-test"})
+    runtime = replace(slack.runtime, settings=settings)
+    app = build_slack_app(runtime, slack.worker_client)
+
+    def command(team_id: str) -> AsyncBoltRequest:
+        form = {
+            "team_id": team_id,
+            "api_app_id": "A_DEVICECARE",
+            "user_id": "U_TECH",
+            "channel_id": "C_HELP",
+            "command": "/incident",
+            "text": "",
+            "trigger_id": "trigger.1",
+            "response_url": "https://hooks.slack.test/commands/1",
+        }
+        return AsyncBoltRequest(body=form, mode="socket_mode")
+
+    refused = await app.async_dispatch(command("T_OTHER"))
+    assert refused.status == 403
+    assert [c.method for c in slack.fake.calls if c.method != "auth.test"] == []
+    served = await app.async_dispatch(command("T_DISTRICT"))
+    assert served.status == 200
