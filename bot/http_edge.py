@@ -7,6 +7,7 @@ Each failure is an exception a route turns into a 4xx with one log line, never a
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
@@ -134,3 +135,22 @@ class StrictTransportSecurity:
             await send(message)
 
         await self.app(scope, receive, send_with_header)
+
+
+_FAMILY_TOKEN_PATH = re.compile(r"^/family/(?!link-request\b)[^/?#]+")
+
+
+class RedactFamilyTokens(logging.Filter):
+    """Writes `/family/<token>` as `/family/…` in access-log lines: a family link opens its
+    family's page for anyone holding it, so it is never kept in logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _FAMILY_TOKEN_PATH.sub("/family/…", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
+
+
+REDACT_FAMILY_TOKENS = RedactFamilyTokens()

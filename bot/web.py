@@ -67,10 +67,6 @@ def create_web_app(runtime: Runtime, slack_app: AsyncApp | None = None) -> Starl
         # collector's reach keeps full collections short, and with them the slowest acks.
         gc.collect()
         gc.freeze()
-        if gate is not None:
-            # Ask Slack who we are now rather than on the first request (retried there if
-            # Slack can't be reached yet).
-            await gate.identity.installation()
         yield
 
     middleware: list[Middleware] = []
@@ -78,4 +74,6 @@ def create_web_app(runtime: Runtime, slack_app: AsyncApp | None = None) -> Starl
         middleware.append(Middleware(StrictTransportSecurity))
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.runtime = runtime
+    # Whom the Slack gate serves: `devicecare serve` asks Slack at start (see cli._serve_web).
+    app.state.slack_identity = gate.identity if gate is not None else None
     return app

@@ -33,3 +33,27 @@ async def test_a_link_request_with_an_odd_body_is_answered(web: WebHarness) -> N
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
         assert response.status_code in (400, 413), body[:20]
+
+
+def test_access_log_lines_never_show_a_family_token() -> None:
+    import logging
+
+    from bot.http_edge import REDACT_FAMILY_TOKENS
+
+    path = "/family/g8n0e20558.JlcRgMSpFvDxHqFmOCKt2xaljMg/photos/3?x=1"
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("10.0.0.1:5000", "GET", path, "1.1", 200),
+        None,
+    )
+    assert REDACT_FAMILY_TOKENS.filter(record)
+    line = record.getMessage()
+    assert "JlcRg" not in line and "g8n0e" not in line
+    assert "/family/…/photos/3?x=1" in line
+    record.args = ("10.0.0.1:5000", "POST", "/family/link-request", "1.1", 200)
+    REDACT_FAMILY_TOKENS.filter(record)
+    assert "/family/link-request" in record.getMessage()
