@@ -12,7 +12,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -51,8 +51,12 @@ async def read_limited(chunks: AsyncIterator[bytes], limit: int, declared: str |
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request's body, read with `read_limited`."""
-    return await read_limited(request.stream(), limit, request.headers.get("content-length"))
+    """The request's body, read with `read_limited`; a client that leaves before sending all of
+    it is a MalformedBody too (answered into the void, not a traceback)."""
+    try:
+        return await read_limited(request.stream(), limit, request.headers.get("content-length"))
+    except ClientDisconnect:
+        raise MalformedBody("client left before sending the whole body") from None
 
 
 def decode_utf8(body: bytes) -> str:

@@ -326,3 +326,43 @@ async def test_socket_mode_serves_only_this_workspace(slack: SlackHarness) -> No
     assert [c.method for c in slack.fake.calls if c.method != "auth.test"] == []
     served = await app.async_dispatch(command("T_DISTRICT"))
     assert served.status == 200
+
+
+async def test_a_client_leaving_mid_body_is_one_log_line(
+    slack: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot.slack.app import build_slack_app
+    from bot.web import create_web_app
+
+    # Driven over raw ASGI: an HTTP client can't leave halfway through its own body.
+    web = create_web_app(slack.runtime, build_slack_app(slack.runtime, slack.worker_client))
+    messages = [
+        {"type": "http.request", "body": b"command=%2Fin", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/slack/events",
+        "raw_path": b"/slack/events",
+        "query_string": b"",
+        "root_path": "",
+        "client": ("127.0.0.1", 5000),
+        "server": ("devicecare.test", 80),
+        "headers": [(b"content-type", FORM.encode()), (b"content-length", b"100")],
+    }
+    with caplog.at_level(logging.INFO):
+        await web(scope, receive, send)
+    assert sent[0]["status"] == 400
+    assert not [r for r in caplog.records if r.exc_info]
