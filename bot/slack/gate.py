@@ -118,6 +118,44 @@ def _object_with_id(value: Any) -> bool:
     return isinstance(value, dict) and _is_str(value.get("id"))
 
 
+_TEXT_OR_NONE = (
+    "value",
+    "selected_date",
+    "selected_time",
+    "selected_user",
+    "selected_channel",
+    "selected_conversation",
+)
+_TEXT_LISTS = ("selected_users", "selected_channels", "selected_conversations")
+
+
+def _element_problem(element: dict[str, Any]) -> str | None:
+    """Why an action or a state value has a field of the wrong type (our listeners read these
+    as Slack types them), or None."""
+    for name in _TEXT_OR_NONE:
+        if element.get(name) is not None and not _is_str(element[name]):
+            return f"{name} is not a string"
+    for name in _TEXT_LISTS:
+        if name in element and not (
+            isinstance(element[name], list) and all(_is_str(v) for v in element[name])
+        ):
+            return f"{name} is not a list of strings"
+    option = element.get("selected_option")
+    if option is not None and not (isinstance(option, dict) and _is_str(option.get("value"))):
+        return "selected_option without a value"
+    if "selected_options" in element:
+        options = element["selected_options"]
+        if not isinstance(options, list) or not all(
+            isinstance(o, dict) and _is_str(o.get("value")) for o in options
+        ):
+            return "selected_options is not a list of options"
+    if "files" in element and not (
+        isinstance(element["files"], list) and all(isinstance(f, dict) for f in element["files"])
+    ):
+        return "files is not a list of objects"
+    return None
+
+
 def _view_problem(view: Any) -> str | None:
     if not isinstance(view, dict):
         return "view is not an object"
@@ -134,6 +172,10 @@ def _view_problem(view: Any) -> str | None:
             for block in values.values()
         ):
             return "view state is not blocks of objects"
+        for block in values.values():
+            for element in block.values():
+                if problem := _element_problem(element):
+                    return f"view state: {problem}"
     return None
 
 
@@ -173,6 +215,9 @@ def shape_problem(payload: dict[str, Any]) -> str | None:
             return "block_actions without actions"
         if not all(isinstance(a, dict) and _is_str(a.get("action_id")) for a in actions):
             return "an action without an action_id"
+        for action in actions:
+            if problem := _element_problem(action):
+                return f"action: {problem}"
     elif kind in ("view_submission", "view_closed"):
         if "view" not in payload:
             return f"{kind} without a view"

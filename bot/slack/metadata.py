@@ -39,8 +39,10 @@ def pack(model: Payload, secret: str) -> str:
 
 def unpack(cls: type[M], text: str | None, secret: str) -> M:
     refused = ForgedPayload("That button or form didn't come from DeviceCare; nothing was changed.")
+    if not isinstance(text, str):  # a value from outside may be any JSON type
+        raise refused
     try:
-        version, name, data, signature = (text or "").split(".")
+        version, name, data, signature = text.split(".")
     except ValueError:
         raise refused from None
     body = f"{version}.{name}.{data}"

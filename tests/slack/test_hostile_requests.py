@@ -80,6 +80,26 @@ async def test_a_request_without_signature_headers_is_refused(slack: SlackHarnes
         {"type": "shortcut", "user": None},
         {"type": "block_actions", "user": "U_TECH", "actions": []},
         {"type": 5},
+        {
+            "type": "block_actions",
+            "user": {"id": "U_TECH"},
+            "actions": [{"action_id": "a", "value": 5}],
+        },
+        {
+            "type": "block_actions",
+            "user": {"id": "U_TECH"},
+            "actions": [{"action_id": "a", "selected_option": "x"}],
+        },
+        {
+            "type": "view_submission",
+            "user": {"id": "U_TECH"},
+            "view": {"type": "modal", "state": {"values": {"b": {"a": {"value": ["x"]}}}}},
+        },
+        {
+            "type": "view_submission",
+            "user": {"id": "U_TECH"},
+            "view": {"type": "modal", "state": {"values": {"b": {"a": {"selected_users": [1]}}}}},
+        },
         [1, 2, 3],
         "a string",
         7,

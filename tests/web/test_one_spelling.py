@@ -94,6 +94,9 @@ def test_a_slack_value_has_one_spelling() -> None:
     for variant in variants:
         with pytest.raises(ForgedPayload):
             unpack(Demo, variant, SECRET)
+    for not_text in (5, ["v1"], {"v1": 1}):
+        with pytest.raises(ForgedPayload):
+            unpack(Demo, not_text, SECRET)  # type: ignore[arg-type]
 
 
 async def test_the_family_page_opens_for_one_spelling_only(
