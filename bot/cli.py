@@ -16,6 +16,7 @@ from rich.table import Table
 from bot.billing_cli import billing_app
 from bot.cli_runtime import run_with_runtime
 from bot.fees_cli import fees_app
+from bot.http_edge import REDACT_FAMILY_TOKENS
 from bot.insurance_cli import insurance_app
 from bot.payments_cli import payments_app
 from bot.report_cli import invoice_app, report_app
@@ -96,8 +97,15 @@ async def _serve_web(runtime: Runtime, stop: asyncio.Event) -> None:
                 slack_app, runtime.settings.slack_app_token.get_secret_value()
             )
             await socket_mode.connect_async()
+    web_app = create_web_app(runtime, slack_app)
+    if web_app.state.slack_identity is not None:
+        # Learn the workspace and app now; if Slack can't say yet, the first request asks again.
+        with suppress(TimeoutError):
+            await asyncio.wait_for(web_app.state.slack_identity.installation(), 20)
+    # Family links are bearer tokens: the access log shows their paths without them.
+    logging.getLogger("uvicorn.access").addFilter(REDACT_FAMILY_TOKENS)
     config = uvicorn.Config(
-        create_web_app(runtime, slack_app),
+        web_app,
         host=runtime.settings.host,
         port=runtime.settings.port,
         log_level=runtime.settings.log_level.lower(),

@@ -30,6 +30,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.family_links import FamilyLink, LinkProblem, read_family_token
+from bot.http_edge import BodyTooLarge, MalformedBody, read_body
 from bot.mail.render import (
     METHOD_LABELS,
     format_long_date,
@@ -499,14 +500,10 @@ def _valid_email(address: str) -> bool:
 
 async def read_form(request: Request) -> dict[str, str] | None:
     """A small urlencoded form's first value per field; None when it is too large."""
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_FORM_BYTES):
+    try:
+        body = await read_body(request, MAX_FORM_BYTES)
+    except (BodyTooLarge, MalformedBody):
         return None
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return None
     try:
         fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
     except ValueError:  # more fields than any of our forms has

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
+    # The one workspace and Slack app served; learned from Slack's auth.test when unset.
+    slack_team_id: str | None = None
+    slack_app_id: str | None = None
     slack_api_url: str | None = None
     slack_incidents_channel: str | None = None
     slack_approvals_channel: str | None = None

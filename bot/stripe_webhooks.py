@@ -12,7 +12,6 @@ the billing channel is told what to refund.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 from stripe import SignatureVerificationError, WebhookSignature
 
+from bot.http_edge import BodyTooLarge, MalformedBody, decode_utf8, loads_object, read_body
 from bot.runtime import Runtime
 from bot.worker import Handler
 from storage import models as m
@@ -307,9 +307,15 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
     async def stripe_webhook(request: Request) -> JSONResponse:
         if settings.stripe_webhook_secret is None:
             return JSONResponse({"error": "Stripe webhooks are not configured"}, status_code=503)
-        payload = await request.body()
-        if len(payload) > MAX_BODY_BYTES:
+        try:
+            payload = await read_body(request, MAX_BODY_BYTES)
+            decode_utf8(payload)  # the SDK decodes it too, and would raise
+        except BodyTooLarge as exc:
+            log.warning("stripe webhook refused: %s", exc)
             return JSONResponse({"error": "body too large"}, status_code=413)
+        except MalformedBody as exc:
+            log.warning("stripe webhook refused: %s", exc)
+            return JSONResponse({"error": f"unreadable body: {exc}"}, status_code=400)
         try:
             verify_stripe_request(
                 payload,
@@ -322,8 +328,8 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
             log.warning("stripe webhook refused: %s", exc)
             return JSONResponse({"error": f"signature refused: {exc}"}, status_code=400)
         try:
-            event = read_checkout_event(json.loads(payload))
-        except (ValueError, MalformedEvent) as exc:
+            event = read_checkout_event(loads_object(payload))
+        except (MalformedBody, MalformedEvent) as exc:
             log.warning("stripe webhook unreadable: %s", exc)
             return JSONResponse({"error": f"unreadable event: {exc}"}, status_code=400)
         if event is None:

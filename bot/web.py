@@ -10,12 +10,15 @@ from types import ModuleType
 from slack_bolt.async_app import AsyncApp
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from bot import family_page, stripe_checkout, stripe_webhooks
+from bot.http_edge import Receive, Scope, Send, StrictTransportSecurity
 from bot.runtime import Runtime
+from bot.slack.gate import SlackGate, WorkspaceIdentity
 
 # Each module adds its routes: `routes(runtime: Runtime) -> list[BaseRoute]`.
 WEB_FEATURES: tuple[ModuleType, ...] = (stripe_checkout, stripe_webhooks, family_page)
@@ -39,16 +42,24 @@ def create_web_app(runtime: Runtime, slack_app: AsyncApp | None = None) -> Starl
     routes: list[BaseRoute] = [Route("/healthz", healthz)]
     for feature in WEB_FEATURES:
         routes.extend(feature.routes(runtime))
+    gate: SlackGate | None = None
     if slack_app is not None:
         from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 
         slack_handler = AsyncSlackRequestHandler(slack_app)
 
-        async def slack_events(request: Request) -> Response:
-            return await slack_handler.handle(request)
+        async def slack_events(scope: Scope, receive: Receive, send: Send) -> None:
+            response = await slack_handler.handle(Request(scope, receive))
+            await response(scope, receive, send)
 
-        # One URL for commands, interactivity, options and events.
-        routes.append(Route("/slack/events", slack_events, methods=["POST"]))
+        settings = runtime.settings
+        assert settings.slack_signing_secret is not None
+        identity = WorkspaceIdentity(
+            slack_app.client, settings.slack_team_id, settings.slack_app_id
+        )
+        gate = SlackGate(slack_events, settings.slack_signing_secret.get_secret_value(), identity)
+        # One URL for commands, interactivity, options and events, all through the gate.
+        routes.append(Route("/slack/events", gate, methods=["POST"]))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -58,6 +69,11 @@ def create_web_app(runtime: Runtime, slack_app: AsyncApp | None = None) -> Starl
         gc.freeze()
         yield
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    middleware: list[Middleware] = []
+    if runtime.settings.public_base_url.lower().startswith("https://"):
+        middleware.append(Middleware(StrictTransportSecurity))
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.runtime = runtime
+    # Whom the Slack gate serves: `devicecare serve` asks Slack at start (see cli._serve_web).
+    app.state.slack_identity = gate.identity if gate is not None else None
     return app

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from bot.signing import hmac_signature
 
-_TOKEN_RE = re.compile(r"^i([0-9]{1,12})n([0-9]{1,12})\.([A-Za-z0-9_-]{16,32})$")
+# Numbers without leading zeros: each token has exactly one spelling (see verify_reply_token).
+_NUMBER = r"(0|[1-9][0-9]{0,11})"
+_TOKEN_RE = re.compile(rf"i{_NUMBER}n{_NUMBER}\.[A-Za-z0-9_-]{{20}}")
 _SUB_ADDRESS_RE = re.compile(r"^[^+@\s]+\+([^@\s]+)@[^@\s]+$")
 SIGNATURE_BYTES = 15  # 120 bits; base64url without padding is 20 characters
 
@@ -33,11 +35,15 @@ def make_reply_token(invoice_id: int, notice_id: int, secret: str) -> str:
 
 def verify_reply_token(token: str, secret: str) -> ReplyToken | None:
     """The ids the token names, or None when it is malformed, altered or invented."""
-    match = _TOKEN_RE.match(token.strip())
+    match = _TOKEN_RE.fullmatch(token)
     if match is None:
         return None
-    invoice_id, notice_id, signature = int(match[1]), int(match[2]), match[3]
-    if not hmac.compare_digest(signature, _signature(invoice_id, notice_id, secret)):
+    invoice_id, notice_id = int(match[1]), int(match[2])
+    # Only the exact token we wrote routes: no leading zeros, no spare-bit variant of the
+    # signature's last character, no surrounding whitespace.
+    if not hmac.compare_digest(
+        token.encode(), make_reply_token(invoice_id, notice_id, secret).encode()
+    ):
         return None
     return ReplyToken(invoice_id, notice_id)
 

@@ -34,6 +34,7 @@ from bot.slack.actors import actor_middleware
 from bot.slack.cards import THREAD_MESSAGE, thread_message_handler
 from bot.slack.client import build_web_client
 from bot.slack.errors import tell_user
+from bot.slack.gate import WorkspaceIdentity, socket_mode_middleware
 
 log = logging.getLogger("devicecare.slack")
 
@@ -71,6 +72,11 @@ def build_slack_app(runtime: Runtime, client: AsyncWebClient | None = None) -> A
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         ignoring_self_events_enabled=True,
     )
+    if settings.slack_app_token is not None:
+        # Over HTTP the gate in front of /slack/events checks the workspace; over Socket Mode
+        # this does, before anyone is looked up.
+        identity = WorkspaceIdentity(client, settings.slack_team_id, settings.slack_app_id)
+        app.use(socket_mode_middleware(identity))
     app.use(actor_middleware(runtime))
     for feature in FEATURES:
         feature.register(app, runtime)

@@ -39,14 +39,18 @@ def pack(model: Payload, secret: str) -> str:
 
 def unpack(cls: type[M], text: str | None, secret: str) -> M:
     refused = ForgedPayload("That button or form didn't come from DeviceCare; nothing was changed.")
+    if not isinstance(text, str):  # a value from outside may be any JSON type
+        raise refused
     try:
-        version, name, data, signature = (text or "").split(".")
+        version, name, data, signature = text.split(".")
     except ValueError:
         raise refused from None
     body = f"{version}.{name}.{data}"
     if version != VERSION or name != cls.__name__:
         raise refused
-    if not hmac.compare_digest(signature, _sign(secret, body)):
+    # As bytes: compare_digest refuses non-ASCII text with a TypeError, and the signature
+    # is exactly the one we wrote (one spelling; the body it covers is compared whole).
+    if not hmac.compare_digest(signature.encode(), _sign(secret, body).encode()):
         raise refused
     try:
         raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))

@@ -143,7 +143,8 @@ class FakeSlack:
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         ts = f"1700000000.{next(self._ts):06d}"
         if method == "auth.test":
-            return {"ok": True, "user_id": "U_BOT", "bot_id": "B_BOT", "team_id": "T_DISTRICT",
+            return {"ok": True, "user_id": "U_BOT", "bot_id": "B_BOT", "app_id": "A_DEVICECARE",
+                    "team_id": "T_DISTRICT",
                     "team": "District", "url": "https://district.slack.com/"}
         if method == "chat.postMessage":
             return {"ok": True, "channel": args.get("channel"), "ts": ts,
