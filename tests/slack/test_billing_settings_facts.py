@@ -47,9 +47,11 @@ def _values(due: str = "90", **facts: str | None) -> dict[str, Any]:
 
 
 async def _open(slack: SlackHarness, user: str) -> dict[str, Any]:
+    opened = len(slack.fake.calls_to("views.open"))
     response = await slack.sender.command("/billing", "settings", user=user)
     assert response.status_code == 200
-    call = (await slack.fake.wait_for("views.open"))[-1]
+    # The modal opens after the command is answered: wait for this one, not an earlier one.
+    call = (await slack.fake.wait_for("views.open", count=opened + 1))[-1]
     view = call.args["view"]
     return json.loads(view) if isinstance(view, str) else view
 
