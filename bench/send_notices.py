@@ -137,6 +137,11 @@ async def fill(url: str, n: int, now: datetime) -> None:
         settings = await s.get(m.DistrictSettings, 1)
         assert settings is not None
         settings.district_name = "Lincoln Unified School District"
+        # Every fact set, so each email renders its check address and office lines.
+        settings.check_mailing_address = "Business Office\n200 Elm St\nLincoln, NE 68508"
+        settings.office_phone = "(555) 010-2030"
+        settings.office_hours = "Mon-Fri 8:00-4:00"
+        settings.office_email = "billing@lincoln.example"
         students = [
             m.Student(
                 sis_id=f"S{i:05d}",

@@ -24,6 +24,7 @@ from bot.report_commands import register_report_commands  # noqa: F401 - adds `r
 from bot.roster_cli import import_command
 from bot.runtime import Runtime, log_parts, prepare_database
 from bot.settings import Settings, get_settings
+from bot.settings_cli import settings_app
 from storage import migrate
 from workflows.permissions import Actor
 
@@ -41,6 +42,7 @@ app.add_typer(invoice_app, name="invoice")
 app.add_typer(fees_app, name="fees")
 app.add_typer(insurance_app, name="insurance")
 app.add_typer(payments_app, name="payments")
+app.add_typer(settings_app, name="settings")
 app.command("import", help="Import students, guardians and devices from CSV.")(import_command)
 
 console = Console()

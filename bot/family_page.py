@@ -53,6 +53,7 @@ from storage.family_page import (
 )
 from storage.notices import queue_guardian_notice
 from workflows.clock import local_date
+from workflows.district_facts import facts_context, ways_to_pay
 from workflows.errors import ValidationError
 from workflows.invoices import NoticeTemplate
 from workflows.money import to_decimal
@@ -428,8 +429,16 @@ def page_context(
     elif cancelled:
         banner = "cancelled"
     guardian = family.guardian
+    facts = family.district
+    ways = ways_to_pay(
+        facts,
+        stripe=runtime.settings.stripe_enabled,
+        portal=bool(runtime.settings.payment_portal_url_template),
+    )
     return {
-        "district_name": family.district_name,
+        "district_name": facts.name,
+        "district": facts_context(facts),
+        "ways_to_pay": ways.as_dict(),
         "guardian": {"full_name": guardian.full_name, "first_name": guardian.first_name},
         "students": students,
         "open_count": open_count,

@@ -64,6 +64,7 @@ from workflows.billing import (
     cancel_comment,
     candidate_filter,
     decide,
+    notice_day,
     run_window,
     step_key,
     summarise_steps,
@@ -345,6 +346,7 @@ class BillingRunner:
             automation_enabled=row.automation_enabled,
             epoch=row.automation_epoch,
             final_notice_on=row.final_notice_on,
+            notice_on=notice_day(row.notice_sent_at, row.notice_queued_at, self.tz),
         )
 
     def _decide_plans(
@@ -922,7 +924,19 @@ def _candidate_columns() -> list[Any]:
         inv.automation_epoch,
         inv.final_notice_on,
         _reachable_count(inv.student_id).label("recipients"),
+        _issued_notice(inv.id, m.Notice.sent_at).label("notice_sent_at"),
+        _issued_notice(inv.id, m.Notice.created_at).label("notice_queued_at"),
     ]
+
+
+def _issued_notice(invoice_id: Any, column: Any) -> Any:
+    """The latest time (sent, or queued) of the invoice's own notice to the family."""
+    n = m.Notice
+    return (
+        select(func.max(column))
+        .where(n.invoice_id == invoice_id, n.template == NoticeTemplate.INVOICE_ISSUED.value)
+        .scalar_subquery()
+    )
 
 
 def _on_plan(invoice_id: Any) -> Any:

@@ -31,6 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
+from workflows.district_facts import COLUMNS as FACT_COLUMNS
+from workflows.district_facts import DistrictFacts
 
 # Open invoices and paid ones; cancelled invoices are not the family's to pay.
 SHOWN_STATUSES = ("unpaid", "first", "second", "final", "collections", "paid")
@@ -133,6 +135,7 @@ class FamilyPage:
     photos_allowed: bool
     students: list[StudentBills]
     notice_unviewed: bool  # the link's email is this guardian's and not yet marked viewed
+    district: DistrictFacts = DistrictFacts()  # what families are told about the district
 
     @property
     def invoices(self) -> list[InvoiceBill]:
@@ -186,9 +189,12 @@ async def load_family_page(
                 m.Guardian.first_name,
                 m.Guardian.last_name,
                 m.Guardian.preferred_language,
-                select(settings.district_name).where(settings.id == 1).scalar_subquery(),
                 select(settings.family_page_photos).where(settings.id == 1).scalar_subquery(),
                 _unviewed(guardian_id, notice_id),
+                *(
+                    select(getattr(settings, column)).where(settings.id == 1).scalar_subquery()
+                    for column in FACT_COLUMNS.values()
+                ),
                 m.Student.id,
                 m.Student.first_name,
                 m.Student.last_name,
@@ -217,11 +223,13 @@ async def load_family_page(
     ).all()
     if not rows:
         return None
-    first, last, language, district_name, photos_allowed, unviewed = rows[0][:6]
+    first, last, language, photos_allowed, unviewed = rows[0][:5]
+    facts_end = 5 + len(FACT_COLUMNS)
+    facts = DistrictFacts(*(str(value or "") for value in rows[0][5:facts_end]))
     students: list[StudentBills] = []
     bills: dict[int, InvoiceBill] = {}
     for row in rows:
-        student_id, s_first, s_last, sis_id, *invoice = row[6:]
+        student_id, s_first, s_last, sis_id, *invoice = row[facts_end:]
         if student_id is None:
             continue  # a guardian of no student
         if not students or students[-1].student.id != student_id:
@@ -237,10 +245,11 @@ async def load_family_page(
         await _add_details(session, bills, photos=bool(photos_allowed))
     return FamilyPage(
         guardian=GuardianRow(guardian_id, first, last, language),
-        district_name=district_name or "",
+        district_name=facts.name,
         photos_allowed=bool(photos_allowed),
         students=students,
         notice_unviewed=bool(unviewed),
+        district=facts,
     )
 
 

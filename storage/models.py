@@ -77,7 +77,9 @@ class DistrictSettings(Base):
     __tablename__ = "district_settings"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    district_name: Mapped[str] = mapped_column(String(200), default="Our District")
+    # What families are told about the district (workflows.district_facts); "" = not set, and
+    # the sentence that needs it is left out of emails and the family page.
+    district_name: Mapped[str] = mapped_column(String(200), default="", server_default=text("''"))
     default_due_days: Mapped[int] = mapped_column(Integer, default=90)
     automation_default: Mapped[bool] = mapped_column(Boolean, default=True)
     invoice_prefix: Mapped[str] = mapped_column(String(12), default="INV")
@@ -111,6 +113,15 @@ class DistrictSettings(Base):
     )
     # The family invoice page shows photos of the damage only where the district allows it.
     family_page_photos: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    check_payable_to: Mapped[str] = mapped_column(
+        String(200), default="", server_default=text("''")
+    )
+    check_mailing_address: Mapped[str] = mapped_column(
+        String(400), default="", server_default=text("''")
+    )
+    office_phone: Mapped[str] = mapped_column(String(40), default="", server_default=text("''"))
+    office_hours: Mapped[str] = mapped_column(String(120), default="", server_default=text("''"))
+    office_email: Mapped[str] = mapped_column(String(254), default="", server_default=text("''"))
     updated_at: Mapped[datetime | None]
 
 

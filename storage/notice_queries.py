@@ -26,8 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
 from storage.billing_run import DIGEST_TEMPLATE, DIGESTED
+from workflows.district_facts import COLUMNS as FACT_COLUMNS
+from workflows.district_facts import DistrictFacts, facts_from
 
-DEFAULT_DISTRICT_NAME = "Our District"
+DEFAULT_DISTRICT_NAME = ""  # not set: templates leave out what needs a name
 # A billing reminder whose invoice was paid or cancelled before it went out is not sent.
 WITHDRAWN = "withdrawn"
 CLOSED_INVOICE_STATUSES = frozenset({"paid", "cancelled"})
@@ -113,6 +115,13 @@ class NoticeData:
     pending: m.PendingPayment | Record | None
     # A digest's members whose invoice is still open, oldest first (empty for other notices).
     digest_items: tuple[DigestItem, ...] = ()
+    # What families are told about the district (name, check address, office contact).
+    district: DistrictFacts | None = None
+
+    @property
+    def facts(self) -> DistrictFacts:
+        """The district's facts; a NoticeData made with only a name has just that."""
+        return self.district if self.district is not None else DistrictFacts(self.district_name)
 
 
 def is_digest(notice: m.Notice | Record) -> bool:
@@ -149,6 +158,11 @@ async def district_name(session: AsyncSession) -> str:
     return settings.district_name if settings is not None else DEFAULT_DISTRICT_NAME
 
 
+async def district_facts(session: AsyncSession) -> DistrictFacts:
+    settings = await session.get(m.DistrictSettings, 1)
+    return facts_from(settings) if settings is not None else DistrictFacts()
+
+
 @dataclass(frozen=True)
 class _Loaded:
     """A notice as the joined query returns it, with the rows joined to it."""
@@ -162,13 +176,16 @@ class _Loaded:
 
 def _joined_query(ids: Sequence[int]) -> Select[Any]:
     """The notices with their guardian, invoice, the invoice's student and device, and the
-    district's name: one row each."""
+    district's facts (the last columns): one row each."""
     n, g, i = NOTICE.table, GUARDIAN.table, INVOICE.table
     st, d = STUDENT.table, DEVICE.table
-    name = select(_SETTINGS.c.district_name).where(_SETTINGS.c.id == 1).scalar_subquery()
+    facts = [
+        select(_SETTINGS.c[column]).where(_SETTINGS.c.id == 1).scalar_subquery()
+        for column in FACT_COLUMNS.values()
+    ]
     columns = [column for part in _JOINED for column in part.table.columns]
     return (
-        select(*columns, name)
+        select(*columns, *facts)
         .select_from(n)
         .outerjoin(g, g.c.id == n.c.guardian_id)
         .outerjoin(i, i.c.id == n.c.invoice_id)
@@ -191,19 +208,21 @@ def _split(row: Sequence[Any]) -> _Loaded:
     return _Loaded(notice, guardian, invoice, student, device)
 
 
-async def _load_joined(session: AsyncSession, ids: Sequence[int]) -> tuple[dict[int, _Loaded], str]:
-    """The notices by id with their rows, and the district's name."""
+async def _load_joined(
+    session: AsyncSession, ids: Sequence[int]
+) -> tuple[dict[int, _Loaded], DistrictFacts]:
+    """The notices by id with their rows, and the district's facts."""
     if not ids:
-        return {}, DEFAULT_DISTRICT_NAME
+        return {}, DistrictFacts()
     rows = (await session.execute(_joined_query(ids))).all()
     loaded = {}
-    name = DEFAULT_DISTRICT_NAME
+    facts = DistrictFacts()
+    width = len(FACT_COLUMNS)
     for row in rows:
         found = _split(row)
         loaded[found.notice.id] = found
-        if row[-1] is not None:
-            name = row[-1]
-    return loaded, name
+        facts = DistrictFacts(*(str(value or "") for value in row[-width:]))
+    return loaded, facts
 
 
 async def _attach_lines(session: AsyncSession, invoices: Iterable[Record]) -> None:
@@ -257,7 +276,7 @@ def _own(found: Record | None, notice: Record) -> Record | None:
 async def load_notices(session: AsyncSession, notice_ids: Sequence[int]) -> dict[int, NoticeData]:
     """The notices (by id) with their guardian, invoice and lines, student, device, payment,
     and for a digest its members with theirs."""
-    loaded, name = await _load_joined(session, notice_ids)
+    loaded, facts = await _load_joined(session, notice_ids)
     if not loaded:
         return {}
     notices = [found.notice for found in loaded.values()]
@@ -273,7 +292,7 @@ async def load_notices(session: AsyncSession, notice_ids: Sequence[int]) -> dict
     return {
         notice_id: NoticeData(
             notice=found.notice,
-            district_name=name,
+            district_name=facts.name,
             guardian=found.guardian,
             invoice=found.invoice,
             student=found.student,
@@ -283,6 +302,7 @@ async def load_notices(session: AsyncSession, notice_ids: Sequence[int]) -> dict
                 pendings.get(_context_id(found.notice, "pending_payment_id") or 0), found.notice
             ),
             digest_items=_digest_items(found.notice, members),
+            district=facts,
         )
         for notice_id, found in loaded.items()
     }

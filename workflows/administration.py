@@ -13,6 +13,14 @@ from workflows.billing_settings import (
     stored_values,
     validate_billing_settings,
 )
+from workflows.district_facts import (
+    MAX_NAME,
+    DistrictFacts,
+    clean_district_facts,
+    facts_from,
+    merge_facts,
+)
+from workflows.district_facts import stored_values as fact_values
 from workflows.errors import NotFound, ValidationError
 from workflows.incident_status import IncidentStatus, parse_status
 from workflows.offenders import OffenderRule, parse_flags
@@ -38,10 +46,10 @@ class SettingsChange:
 def _validated(change: SettingsChange) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if change.district_name is not None:
-        name = change.district_name.strip()
-        if not 1 <= len(name) <= 200:
+        name = clean_district_facts(DistrictFacts(name=change.district_name)).name
+        if not name:
             raise ValidationError(
-                "The district name must be 1 to 200 characters.", field="district_name"
+                f"The district name must be 1 to {MAX_NAME} characters.", field="district_name"
             )
         values["district_name"] = name
     # Checked with the other billing settings in change_settings, which has the stored row.
@@ -117,11 +125,30 @@ async def change_billing_settings(
     return await _apply(ctx, actor, settings, stored_values(new), "billing_settings_changed")
 
 
+async def change_district_facts(
+    ctx: Context, actor: Actor, changes: dict[str, str | None]
+) -> dict[str, tuple[Any, Any]]:
+    """Change the district's facts (`workflows.district_facts`): None keeps one, "" clears it.
+
+    Checked as a whole after the change; a bad value raises ValidationError naming its settings
+    field and changes nothing. Returns what changed (settings column: old → new), audited as
+    one `district_facts_changed` entry with the actor; nothing is written when nothing changed.
+    """
+    require(actor, Permission.MANAGE_SETTINGS)
+    settings = await ctx.store.settings()
+    new = clean_district_facts(merge_facts(facts_from(settings), changes))
+    return await _apply(ctx, actor, settings, fact_values(new), "district_facts_changed")
+
+
 async def _apply(
     ctx: Context, actor: Actor, settings: SettingsRecord, values: dict[str, Any], action: str
 ) -> dict[str, tuple[Any, Any]]:
     """Write the values that differ from the stored ones and log them as one entry."""
-    before = {k: _copy(getattr(settings, k)) for k in values if getattr(settings, k) != values[k]}
+    before = {
+        k: _copy(getattr(settings, k, None))
+        for k in values
+        if getattr(settings, k, None) != values[k]
+    }
     if not before:
         return {}
     after = {k: values[k] for k in before}

@@ -8,6 +8,8 @@ claims each step once under its key and writes the result.
 Rules, from the billing-settings spec and DESIGN.md:
 - pre-due reminders fall on the exact day (due date minus N days, in the district's time
   zone); after downtime only the latest missed one that is still before the due date goes out;
+- no pre-due reminder falls within `REMINDER_QUIET_DAYS` days of the invoice's own notice (the
+  day it was sent, or queued while not yet sent): a reminder that soon is skipped, not delayed;
 - overdue notices are thresholds, one step per run (Unpaid→First→Second→Final), each with its
   email, so a person who resets a status restarts automation from there;
 - Final→Collections on a later run, without email; auto-cancel counted from the final notice;
@@ -18,15 +20,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
+from zoneinfo import ZoneInfo
 
 from workflows.billing_settings import BillingSettings
+from workflows.clock import local_date
 from workflows.errors import ValidationError
 from workflows.invoices import OPEN_STATUSES, InvoiceStatus, NoticeTemplate
 
 MAX_PAUSE_DAYS = 120
+# A pre-due reminder needs at least this many days between the invoice's notice and its own day.
+REMINDER_QUIET_DAYS = 3
 MAX_PAUSE_REASON = 200
 
 
@@ -139,6 +145,9 @@ class InvoiceFacts:
     epoch: int = 0  # bumped when a person sets the status, re-arming the overdue notices
     final_notice_on: date | None = None
     waived_cents: int = 0
+    # The district day the invoice's notice was sent (or queued, while it waits); None when the
+    # family was never sent one, and the invoice's own day stands in for it.
+    notice_on: date | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +183,21 @@ def cancel_comment(day: date, days_overdue: int) -> str:
     return (
         f"Invoice automatically cancelled on {day.isoformat()} after {days_overdue} days overdue."
     )
+
+
+def notice_day(
+    sent_at: datetime | None, queued_at: datetime | None, tz: ZoneInfo | str
+) -> date | None:
+    """The district day an invoice notice went out: when it was sent, else when it was queued."""
+    at = sent_at if sent_at is not None else queued_at
+    return None if at is None else local_date(at, tz)
+
+
+def too_soon_after_notice(reminder_day: date, notice_on: date | None, created_on: date) -> bool:
+    """Whether a reminder on `reminder_day` would come within `REMINDER_QUIET_DAYS` of the
+    invoice's notice (or, with none, of the invoice's own day): the family just heard from us."""
+    since = notice_on if notice_on is not None else created_on
+    return (reminder_day - since).days < REMINDER_QUIET_DAYS
 
 
 def skip_reason(inv: InvoiceFacts, settings: BillingSettings) -> str | None:
@@ -269,6 +293,7 @@ def _pre_due(
         if (
             covered_since < reminder_day <= day
             and reminder_day >= inv.created_on
+            and not too_soon_after_notice(reminder_day, inv.notice_on, inv.created_on)
             and not pauses.is_paused(reminder_day)
             and (latest is None or d < latest)
         ):

@@ -158,6 +158,12 @@ class SettingsRecord(Protocol):
     stop_reminders_on_partial_payment: bool
     daily_run_time: str
     waiver_approval_cents: int  # waivers above this wait for an approver (workflows.waivers)
+    # what families are told (workflows.district_facts); "" = not set
+    check_payable_to: str
+    check_mailing_address: str
+    office_phone: str
+    office_hours: str
+    office_email: str
 
 
 class PauseRecord(Protocol):

@@ -36,6 +36,7 @@ from jinja2.runtime import Context
 from bot.family_links import family_url, link_expiry, make_family_token
 from bot.settings import Settings
 from storage.notice_queries import CLOSED_INVOICE_STATUSES, NoticeData, is_digest
+from workflows.district_facts import facts_context, ways_to_pay
 from workflows.errors import ValidationError
 from workflows.invoices import InvoiceStatus, NoticeTemplate
 from workflows.money import format_cents
@@ -483,6 +484,7 @@ class FamilyLinks:
     pay_online: bool = False  # the page takes payments (Stripe, or the district's portal)
     portal_template: str | None = None
     portal_name: str = "the school payment portal"
+    stripe: bool = False  # Stripe is configured: the family page takes card payments
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FamilyLinks:
@@ -494,6 +496,7 @@ class FamilyLinks:
             pay_online=settings.stripe_enabled or portal is not None,
             portal_template=portal,
             portal_name=settings.payment_portal_name,
+            stripe=settings.stripe_enabled,
         )
 
 
@@ -547,8 +550,17 @@ def build_context(
     page = _page_link(data, today, links)
     if page["page_url"] is None and data.notice.template == NoticeTemplate.FAMILY_LINK:
         raise ValueError(f"notice #{data.notice.id} is a family link with no link to send")
+    facts = data.facts
+    ways = ways_to_pay(
+        facts,
+        stripe=links is not None and links.stripe,
+        portal=links is not None and links.portal_template is not None,
+    )
     return {
-        "district_name": data.district_name,
+        "district_name": facts.name,
+        # The district's facts ("" when not set) and the ways to pay it can take (README).
+        "district": facts_context(facts),
+        "ways_to_pay": ways.as_dict(),
         "guardian": _person(data.guardian),
         "student": _person(data.student),
         "invoice": None if invoice is None else invoice_context(invoice, data.device, tz),

@@ -13,6 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.runtime import Runtime
 from bot.slack.billing_command import BillingCall, add_subcommand
 from bot.slack.billing_settings_blocks import (
+    FACT_BLOCKS,
     FIELD_BLOCKS,
     SWITCH_LABELS,
     BillingSettingsIds,
@@ -20,8 +21,11 @@ from bot.slack.billing_settings_blocks import (
 )
 from bot.slack.errors import modal_errors, record_refusal, tell_user
 from bot.slack.metadata import Payload, pack, unpack
-from workflows.administration import change_billing_settings
+from workflows.administration import change_billing_settings, change_district_facts
 from workflows.billing_settings import DEFAULTS, BillingSettings, billing_settings_from
+from workflows.district_facts import COLUMNS as FACT_COLUMNS
+from workflows.district_facts import LABELS as FACT_LABELS
+from workflows.district_facts import facts_from
 from workflows.errors import DomainError, PermissionDenied, ValidationError
 from workflows.money import format_cents, parse_amount
 from workflows.permissions import Actor, Permission, require
@@ -90,6 +94,30 @@ def parse_settings_form(
     )
 
 
+def parse_facts_form(values: dict[str, Any]) -> dict[str, str | None]:
+    """The district's facts typed in the form: "" for one left empty, None for one the form
+    didn't have (a form opened before the field existed keeps the stored value)."""
+    facts: dict[str, str | None] = {}
+    for fact, block in FACT_BLOCKS.items():
+        state = values.get(block, {}).get(BillingSettingsIds.VALUE)
+        if state is None:
+            facts[fact] = None
+            continue
+        raw = state.get("value")
+        if raw is not None and not isinstance(raw, str):
+            raise ValidationError("That form didn't come from DeviceCare.", field="switches")
+        facts[fact] = raw or ""
+    return facts
+
+
+_FACT_LABELS = {FACT_COLUMNS[fact]: label for fact, label in FACT_LABELS.items()}
+
+
+def _fact_value(value: Any) -> str:
+    text = ", ".join(str(value or "").split("\n"))
+    return f"“{text}”" if text else "(not set)"
+
+
 def _waiver_approval(state: dict[str, Any], current_cents: int) -> int:
     """Dollars typed in the form; a form opened before the field existed keeps the stored one."""
     if not state:
@@ -100,14 +128,16 @@ def _waiver_approval(state: dict[str, Any], current_cents: int) -> int:
 def _change_line(name: str, old: Any, new: Any) -> str:
     if name == "waiver_approval_cents":
         return f"waivers needing approval: above {format_cents(old)} → above {format_cents(new)}"
+    if name in _FACT_LABELS:
+        return f"{_FACT_LABELS[name].lower()}: {_fact_value(old)} → {_fact_value(new)}"
     return f"{name.replace('_', ' ')}: {old} → {new}"
 
 
 def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
     if not changes:
-        return "Billing automation settings saved; nothing changed."
+        return "Billing settings saved; nothing changed."
     lines = [f"• {_change_line(name, old, new)}" for name, (old, new) in changes.items()]
-    return "Billing automation settings saved:\n" + "\n".join(lines)
+    return "Billing settings saved:\n" + "\n".join(lines)
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
@@ -123,11 +153,12 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             return
         await call.ack()
         async with runtime.stores() as store:
-            current = billing_settings_from(await store.settings())
+            record = await store.settings()
+            current, facts = billing_settings_from(record), facts_from(record)
         metadata = pack(SettingsForm(user_id=call.command["user_id"]), secret)
         await call.client.views_open(
             trigger_id=call.command["trigger_id"],
-            view=build_billing_settings_modal(current, metadata),
+            view=build_billing_settings_modal(current, metadata, facts),
         )
 
     add_subcommand(app, "settings", "opens the billing-automation settings.", open_settings)
@@ -150,9 +181,11 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             async with runtime.stores() as store:
                 current = billing_settings_from(await store.settings())
                 new = parse_settings_form(view["state"]["values"], current)
-                changes = await change_billing_settings(
-                    Context(store, runtime.clock, runtime.settings.tz), actor, new
-                )
+                facts = parse_facts_form(view["state"]["values"])
+                ctx = Context(store, runtime.clock, runtime.settings.tz)
+                # One transaction: a bad fact undoes the automation settings too.
+                changes = await change_billing_settings(ctx, actor, new)
+                changes |= await change_district_facts(ctx, actor, facts)
         except DomainError as exc:
             if exc.field in FIELD_BLOCKS:
                 await ack(

@@ -6,6 +6,15 @@ from enum import StrEnum
 from typing import Any
 
 from workflows.billing_settings import BillingSettings
+from workflows.district_facts import (
+    MAX_ADDRESS,
+    MAX_EMAIL,
+    MAX_HOURS,
+    MAX_NAME,
+    MAX_PAYABLE_TO,
+    MAX_PHONE,
+    DistrictFacts,
+)
 from workflows.money import format_cents
 
 
@@ -18,6 +27,13 @@ class BillingSettingsIds(StrEnum):
     AUTO_CANCEL_DAYS = "billing_settings.auto_cancel_days"
     RUN_TIME = "billing_settings.daily_run_time"
     WAIVER_APPROVAL = "billing_settings.waiver_approval"
+    # What families are told about the district (workflows.district_facts)
+    DISTRICT_NAME = "billing_settings.district_name"
+    CHECK_PAYABLE_TO = "billing_settings.check_payable_to"
+    CHECK_ADDRESS = "billing_settings.check_mailing_address"
+    OFFICE_PHONE = "billing_settings.office_phone"
+    OFFICE_HOURS = "billing_settings.office_hours"
+    OFFICE_EMAIL = "billing_settings.office_email"
     VALUE = "value"
 
 
@@ -39,6 +55,51 @@ FIELD_BLOCKS = {
     "auto_cancel_days": BillingSettingsIds.AUTO_CANCEL_DAYS,
     "daily_run_time": BillingSettingsIds.RUN_TIME,
     "waiver_approval_cents": BillingSettingsIds.WAIVER_APPROVAL,
+    "district_name": BillingSettingsIds.DISTRICT_NAME,
+    "check_payable_to": BillingSettingsIds.CHECK_PAYABLE_TO,
+    "check_mailing_address": BillingSettingsIds.CHECK_ADDRESS,
+    "office_phone": BillingSettingsIds.OFFICE_PHONE,
+    "office_hours": BillingSettingsIds.OFFICE_HOURS,
+    "office_email": BillingSettingsIds.OFFICE_EMAIL,
+}
+
+# The district's facts: the form block each is typed in (the fact names of DistrictFacts).
+FACT_BLOCKS = {
+    "name": BillingSettingsIds.DISTRICT_NAME,
+    "check_payable_to": BillingSettingsIds.CHECK_PAYABLE_TO,
+    "check_address": BillingSettingsIds.CHECK_ADDRESS,
+    "office_phone": BillingSettingsIds.OFFICE_PHONE,
+    "office_hours": BillingSettingsIds.OFFICE_HOURS,
+    "office_email": BillingSettingsIds.OFFICE_EMAIL,
+}
+_FACT_INPUTS: dict[str, tuple[str, str, int, bool]] = {
+    # fact: (label, hint, max length, several lines)
+    "name": (
+        "District name",
+        "Greets families and signs every email and the family page",
+        MAX_NAME,
+        False,
+    ),
+    "check_payable_to": (
+        "Checks payable to",
+        "Leave empty to use the district name",
+        MAX_PAYABLE_TO,
+        False,
+    ),
+    "check_address": (
+        "Mailing address for checks",
+        "Up to 5 lines. Without it, emails don't offer paying by mail",
+        MAX_ADDRESS,
+        True,
+    ),
+    "office_phone": ("Business office phone", "e.g. (555) 010-2030", MAX_PHONE, False),
+    "office_hours": (
+        "Business office hours",
+        "e.g. Mon-Fri 8:00-4:00, Room 104. Without them, paying in person isn't offered",
+        MAX_HOURS,
+        False,
+    ),
+    "office_email": ("Business office email", "e.g. billing@district.org", MAX_EMAIL, False),
 }
 
 
@@ -64,7 +125,52 @@ def _option(name: str) -> dict[str, Any]:
     return {"text": {"type": "plain_text", "text": SWITCH_LABELS[name]}, "value": name}
 
 
-def build_billing_settings_modal(current: BillingSettings, metadata: str) -> dict[str, Any]:
+def _fact_input(fact: str, value: str) -> dict[str, Any]:
+    label, hint, limit, multiline = _FACT_INPUTS[fact]
+    element: dict[str, Any] = {
+        "type": "plain_text_input",
+        "action_id": BillingSettingsIds.VALUE,
+        "max_length": limit,
+    }
+    if multiline:
+        element["multiline"] = True
+    if value:
+        element["initial_value"] = value
+    return {
+        "type": "input",
+        "block_id": FACT_BLOCKS[fact],
+        "optional": True,
+        "label": {"type": "plain_text", "text": label},
+        "hint": {"type": "plain_text", "text": hint},
+        "element": element,
+    }
+
+
+def district_fact_blocks(facts: DistrictFacts) -> list[dict[str, Any]]:
+    """The district's facts, each optional: a fact left empty leaves its sentence out."""
+    return [
+        {"type": "divider"},
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": "What families are told"},
+        },
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": "Every email and the family page use these. Leave one empty to "
+                    "leave out what needs it.",
+                }
+            ],
+        },
+        *(_fact_input(fact, getattr(facts, fact)) for fact in FACT_BLOCKS),
+    ]
+
+
+def build_billing_settings_modal(
+    current: BillingSettings, metadata: str, facts: DistrictFacts | None = None
+) -> dict[str, Any]:
     on = [name for name in SWITCH_LABELS if getattr(current, name)]
     switches: dict[str, Any] = {
         "type": "checkboxes",
@@ -128,5 +234,6 @@ def build_billing_settings_modal(current: BillingSettings, metadata: str) -> dic
                 format_cents(current.waiver_approval_cents).lstrip("$"),
                 "Up to it, billing staff waive at once; 0 sends every waiver for approval",
             ),
+            *district_fact_blocks(facts or DistrictFacts()),
         ],
     }

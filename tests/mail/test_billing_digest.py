@@ -44,6 +44,7 @@ from tests.mail.smtp_server import Received, SmtpServer
 from tests.mail.test_ingest import billing_posts, dsn, shown
 from tests.slack.conftest import SlackHarness
 from workflows.clock import FixedClock
+from workflows.district_facts import DistrictFacts
 
 TZ = ZoneInfo("America/Chicago")
 SECRET = "test-secret-key"  # the Slack harness's SECRET_KEY, so its ingest verifies our tokens
@@ -180,6 +181,9 @@ def _digest_data(
         payment=None,
         pending=None,
         digest_items=tuple(items),
+        district=DistrictFacts(
+            name="Lincoln Unified", check_address="PO Box 100 / Lincoln, NE 68501"
+        ),
     )
 
 
@@ -528,7 +532,7 @@ async def test_one_email_per_guardian_for_the_day(
     for address in ("rivera0@example.org", "rivera1@example.org"):
         [msg] = mail[address]
         assert msg["Content-Language"] == "en"
-        assert str(msg["Subject"]).startswith("2 invoices from ")
+        assert str(msg["Subject"]).startswith("2 invoices: ")  # no district name is set
         assert "$145.50 owed" in str(msg["Subject"])
         text, html = parts(msg)
         for part in (text, html):
@@ -541,9 +545,7 @@ async def test_one_email_per_guardian_for_the_day(
     # The Garcias: a reminder and a first overdue notice, in Spanish.
     [garcia] = mail["garcia0@example.org"]
     assert garcia["Content-Language"] == "es"
-    assert str(garcia["Subject"]) == (
-        "2 facturas de Our District: $104.00 pendientes por dispositivos escolares"
-    )
+    assert str(garcia["Subject"]) == ("2 facturas: $104.00 pendientes por dispositivos escolares")
     text, html = parts(garcia)
     for part in (text, html):
         assert n[billed.garcia[0]] in part and n[billed.garcia[1]] in part
@@ -739,7 +741,7 @@ async def test_reminders_for_invoices_settled_before_sending_are_withdrawn(
     n = billed.numbers
     assert n[billed.rivera[0]] in text and n[billed.rivera[1]] not in text
     # The digest keeps only what is still owed.
-    assert str(rivera["Subject"]) == "1 invoice from Our District: $100.00 owed for school devices"
+    assert str(rivera["Subject"]) == "1 invoice: $100.00 owed for school devices"
     assert "not sent: the invoice was settled first" in await summary(engine, billed.chen)
 
 

@@ -45,7 +45,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     NoticeTemplate.COVERAGE_EXPIRING: ("extra",),
     NoticeTemplate.FAMILY_LINK: ("page_url", "page_expires_on"),
 }
-COMMON = ("district_name", "guardian", "student", "invoice")
+COMMON = ("district", "guardian", "student", "invoice")
 # A refund receipt states the balance as it was at the refund (stored with the notice); the
 # coverage reminder is about the policy, not a balance.
 NO_LIVE_BALANCE = {NoticeTemplate.REFUND_RECEIPT, NoticeTemplate.COVERAGE_EXPIRING}

@@ -151,12 +151,13 @@ async def test_invoice_notice_reaches_the_smtp_server(
     assert msg["Message-ID"] == notice.message_id
     assert msg["Auto-Submitted"] == "auto-generated"
     assert msg["X-Auto-Response-Suppress"] == "All"
-    assert msg["From"].addresses[0].display_name == "Our District"
+    # No district name is set: the sender's address alone, and no placeholder name anywhere.
+    assert msg["From"].addresses[0].display_name == ""
     assert msg["From"].addresses[0].addr_spec == FROM
     assert msg["To"].addresses[0].addr_spec == "maria@example.org"
     assert msg["To"].addresses[0].display_name == "Maria Rivera"
     assert msg["Date"].datetime == clock.now()
-    assert msg["Subject"].startswith("Invoice INV-000001 from Our District: $29.00")
+    assert msg["Subject"].startswith("Invoice INV-000001: $29.00")
     reply_to = msg["Reply-To"].addresses[0].addr_spec
     assert reply_to.startswith("billing+") and reply_to.endswith("@district.org")
     token = token_from_address(reply_to)
@@ -439,7 +440,7 @@ async def test_the_batch_loader_reads_what_the_models_read(
     assert [line.description for line in data.invoice.lines] == [
         line.description for line in invoice.lines
     ]
-    assert data.district_name == "Our District"
+    assert data.district_name == ""  # not set yet
 
 
 # --- addresses and encoding -----------------------------------------------------------------

@@ -1,0 +1,148 @@
+"""`devicecare settings …`: the district's facts families are told (name, where to mail a
+check, the business office's phone, hours and email), shown and changed from the command line.
+
+Changes go through the same check as `/billing settings` in Slack
+(`workflows.administration.change_district_facts`) and are audited with who made them: the
+command line itself, or with `--as EMAIL` that staff member, who needs Manage Settings.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bot.cli_runtime import cli_actor, log_refusal, run_with_runtime
+from bot.runtime import Runtime
+from bot.settings import get_settings
+from workflows.administration import change_district_facts
+from workflows.district_facts import COLUMNS, LABELS, DistrictFacts, facts_from, ways_to_pay
+from workflows.errors import PermissionDenied
+from workflows.ports import Context
+
+settings_app = typer.Typer(
+    help="What families are told about the district: name, check address, office contact.",
+    no_args_is_help=True,
+)
+console = Console()
+
+_LABEL_BY_COLUMN = {COLUMNS[fact]: label for fact, label in LABELS.items()}
+
+
+def _shown(value: str) -> str:
+    return escape(", ".join(value.split("\n"))) if value else "[dim](not set)[/dim]"
+
+
+def _facts_table(facts: DistrictFacts) -> Table:
+    table = Table(show_header=False, box=None)
+    for fact, label in LABELS.items():
+        table.add_row(label, _shown(getattr(facts, fact)))
+    return table
+
+
+@settings_app.command("show")
+def show_command() -> None:
+    """Show the district's facts and the ways to pay families are offered."""
+    settings = get_settings()
+
+    async def work(runtime: Runtime) -> DistrictFacts:
+        async with runtime.reads() as store:
+            return facts_from(await store.settings())
+
+    facts = run_with_runtime(settings, work, console=console)
+    console.print(_facts_table(facts))
+    ways = ways_to_pay(
+        facts, stripe=settings.stripe_enabled, portal=bool(settings.payment_portal_url_template)
+    )
+    offered = [
+        name
+        for name, on in (
+            ("online (Stripe)", ways.online),
+            ("the payment portal", ways.portal),
+            ("check by mail", ways.check_by_mail),
+            ("in person at the business office", ways.in_person),
+        )
+        if on
+    ]
+    console.print(
+        "Ways to pay offered: "
+        + (", ".join(offered) if offered else "none (families are asked to reply)")
+    )
+
+
+@settings_app.command("set")
+def set_command(
+    district_name: Annotated[
+        str | None, typer.Option("--district-name", help="The district's name, as families see it.")
+    ] = None,
+    check_payable_to: Annotated[
+        str | None,
+        typer.Option("--check-payable-to", help="Who checks are made out to (default: the name)."),
+    ] = None,
+    check_address: Annotated[
+        str | None,
+        typer.Option(
+            "--check-address",
+            help='Where checks are mailed; separate lines with " / " '
+            '(e.g. "Business Office / 410 Harbor Rd / Lakeview, MN 55001").',
+        ),
+    ] = None,
+    office_phone: Annotated[
+        str | None, typer.Option("--office-phone", help="The business office's phone number.")
+    ] = None,
+    office_hours: Annotated[
+        str | None,
+        typer.Option(
+            "--office-hours", help="When (and where) families can pay in person, e.g. Mon-Fri 8-4."
+        ),
+    ] = None,
+    office_email: Annotated[
+        str | None, typer.Option("--office-email", help="The business office's email address.")
+    ] = None,
+    as_email: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            metavar="EMAIL",
+            help="Act as this staff member, who needs Manage Settings "
+            "(default: the command line itself).",
+        ),
+    ] = None,
+) -> None:
+    """Change some of the district's facts; "" clears one. Checked as in Slack, and audited."""
+    changes = {
+        "name": district_name,
+        "check_payable_to": check_payable_to,
+        "check_address": check_address,
+        "office_phone": office_phone,
+        "office_hours": office_hours,
+        "office_email": office_email,
+    }
+    if all(value is None for value in changes.values()):
+        console.print("[red]Give at least one setting to change, e.g. --office-phone.[/red]")
+        raise typer.Exit(2)
+
+    async def work(runtime: Runtime) -> tuple[dict[str, tuple[str, str]], DistrictFacts]:
+        actor = await cli_actor(runtime, as_email)
+        try:
+            async with runtime.stores() as store:
+                done = await change_district_facts(
+                    Context(store, runtime.clock, runtime.settings.tz), actor, changes
+                )
+                return done, facts_from(await store.settings())
+        except PermissionDenied as exc:
+            await log_refusal(runtime, actor, "district settings", exc.message)
+            raise
+
+    done, facts = run_with_runtime(
+        get_settings(), work, console=console, refused_suffix=" Nothing was changed."
+    )
+    if not done:
+        console.print("Nothing changed: those are the settings already.")
+        return
+    for column, (old, new) in done.items():
+        console.print(f"{_LABEL_BY_COLUMN[column]}: {_shown(old)} → {_shown(new)}")
+    console.print(_facts_table(facts))
