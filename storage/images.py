@@ -8,8 +8,9 @@ Every accepted photo is re-encoded from its decoded pixels, never stored as it c
 can carry more than its picture (location metadata from phones and iPads, HTML or a ZIP
 appended after the end marker or hidden in a comment, a second image), and only the pixels
 survive a re-encode. The EXIF orientation is applied first, so the picture still stands the
-right way up. HEIC/HEIF photos are stored as JPEG: encoding HEIC takes about a minute for a
-12 MP photo, and few browsers or mail readers show it. CMYK JPEGs are stored as RGB.
+right way up. HEIC/HEIF photos are stored as JPEG: encoding HEIC took 7.5 s of CPU for a 3 MP
+photo (tens of seconds for 12 MP) against 0.2 s for JPEG, and few browsers or mail readers
+show HEIC. CMYK JPEGs are stored as RGB.
 
 An animated GIF, PNG (APNG) or WebP is decoded frame by frame to its full canvas, so the
 pixel limit applies to frames × width × height, checked before any frame is decoded.
