@@ -352,3 +352,17 @@ def ends_at_end_marker(data: bytes, content_type: str) -> bool:
     if content_type == "image/webp":
         return data[:4] == b"RIFF" and struct.unpack("<I", data[4:8])[0] + 8 == len(data)
     return False
+
+
+def assert_stored_clean(data: bytes, content_type: str, entry: Hostile) -> None:
+    """Re-encoded: nothing after the end marker, no payload, no metadata, the right shape."""
+    assert ends_at_end_marker(data, content_type), entry.why
+    assert not [m for m in PAYLOAD_MARKERS if m in data], entry.why
+    stored = Image.open(io.BytesIO(data))
+    stored.load()
+    assert len(stored.getexif()) == 0 and not stored.info.get("exif"), entry.why
+    assert not stored.info.get("xmp") and not stored.info.get("comment"), entry.why
+    assert stored.size == entry.stored_size, entry.why
+    assert getattr(stored, "n_frames", 1) == entry.frames, entry.why
+    if content_type == "image/jpeg":
+        assert stored.mode in ("L", "RGB"), "stored JPEGs are grayscale or RGB, never CMYK"

@@ -7,12 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.slack.incident_blocks import escape_mrkdwn
-from tests.hostile_images import Hostile, corpus
+from tests.hostile_images import Hostile, assert_stored_clean, corpus
 from tests.slack.conftest import SlackHarness
 from tests.slack.fake_api import FakeFile
 from tests.slack.test_incidents import district_with_incident
 from tests.slack.test_photos import card_ts, photos, thread_event, wait_reply
-from tests.unit.test_images import assert_stored_clean
 
 BATCH = 10  # Slack shares at most 10 files in one message
 

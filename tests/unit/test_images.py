@@ -20,7 +20,7 @@ from storage.images import (
     check_photo,
     check_photo_async,
 )
-from tests.hostile_images import PAYLOAD_MARKERS, Hostile, corpus, ends_at_end_marker
+from tests.hostile_images import Hostile, assert_stored_clean, corpus
 from workflows.errors import ValidationError
 
 GPS_IFD = 0x8825
@@ -292,20 +292,6 @@ def test_an_animated_webp_with_exif_keeps_its_frames() -> None:
 
 
 # --- the hostile corpus -----------------------------------------------------------------------
-
-
-def assert_stored_clean(data: bytes, content_type: str, entry: Hostile) -> None:
-    """Re-encoded: nothing after the end marker, no payload, no metadata, the right shape."""
-    assert ends_at_end_marker(data, content_type), entry.why
-    assert not [m for m in PAYLOAD_MARKERS if m in data], entry.why
-    stored = Image.open(io.BytesIO(data))
-    stored.load()
-    assert len(stored.getexif()) == 0 and not stored.info.get("exif"), entry.why
-    assert not stored.info.get("xmp") and not stored.info.get("comment"), entry.why
-    assert stored.size == entry.stored_size, entry.why
-    assert getattr(stored, "n_frames", 1) == entry.frames, entry.why
-    if content_type == "image/jpeg":
-        assert stored.mode in ("L", "RGB"), "stored JPEGs are grayscale or RGB, never CMYK"
 
 
 @pytest.mark.parametrize("entry", corpus(), ids=lambda e: e.filename)
