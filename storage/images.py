@@ -1,8 +1,9 @@
 """Checking uploaded photos by what they contain, never by their name or claimed type.
 
-`check_photo` decodes the whole first frame, so a truncated or corrupt file is refused before
-it reaches the blob store. It also refuses files over `MAX_PHOTO_BYTES` and images whose pixel
-count would make decoding them exhaust memory (decompression bombs).
+`check_photo` decodes the whole picture (every frame of an animation), so a truncated or
+corrupt file is refused before it reaches the blob store. It also refuses files over
+`MAX_PHOTO_BYTES` and images whose pixel count would make decoding them exhaust memory
+(decompression bombs).
 
 Every accepted photo is re-encoded from its decoded pixels, never stored as it came: a file
 can carry more than its picture (location metadata from phones and iPads, HTML or a ZIP
@@ -68,7 +69,7 @@ _TYPES: dict[str, tuple[str, str]] = {
     "WEBP": ("image/webp", "webp"),
 }
 if HEIC_SUPPORTED:
-    _TYPES["HEIF"] = ("image/heic", "heic")
+    _TYPES["HEIF"] = ("image/heic", "heic")  # decoded; stored as JPEG (see _SAVE_FORMAT)
 
 # Only these decoders are ever tried, whatever else Pillow could open.
 _FORMATS = tuple(f for f in _TYPES if f != "MPO")  # the JPEG decoder yields MPO by itself
@@ -250,14 +251,11 @@ def _reencoded(image: Image.Image, fmt: str, animated: bool) -> tuple[bytes, tup
             clean_frames.append(_clean_copy(frame))  # loads the frame, which sets its duration
             durations.append(frame.info.get("duration", 100))
         first, *rest = clean_frames
+        options = _save_options(fmt, first)
+        if "loop" in image.info:  # a GIF without a loop count plays once; keep it that way
+            options["loop"] = image.info["loop"]
         first.save(
-            out,
-            format=fmt,
-            save_all=True,
-            append_images=rest,
-            duration=durations,
-            loop=image.info.get("loop", 0),
-            **_save_options(fmt, first),
+            out, format=fmt, save_all=True, append_images=rest, duration=durations, **options
         )
         return out.getvalue(), first.size
     clean = _clean_copy(ImageOps.exif_transpose(image))

@@ -113,6 +113,9 @@ def test_an_animated_gif_keeps_its_frames() -> None:
     stored = Image.open(io.BytesIO(checked.data))
     assert getattr(stored, "n_frames", 1) == 3 and stored.info["loop"] == 0
 
+    once = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=80)
+    assert "loop" not in Image.open(io.BytesIO(check_photo(once).data)).info  # still plays once
+
 
 def test_camera_mpo_is_stored_as_its_primary_jpeg() -> None:
     frames = [Image.new("RGB", (32, 24), c) for c in ("red", "blue")]
