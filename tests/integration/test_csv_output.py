@@ -10,8 +10,10 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
@@ -122,6 +124,26 @@ def test_every_csv_a_command_writes_is_safe_in_a_spreadsheet(
     # Amounts the reports format are numbers, negative ones included.
     money = [cell for rows in files.values() for row in rows[1:] for cell in row]
     assert any(re.fullmatch(r"-[0-9]+\.[0-9]{2}", c) for c in money)
+
+
+def cli_commands(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, set[str]]]:
+    """Every `devicecare` command, as its words and its option names."""
+    subcommands = getattr(command, "commands", None)
+    if subcommands is not None:
+        for name, sub in subcommands.items():
+            yield from cli_commands(sub, (*path, name))
+        return
+    yield " ".join(path), {o for p in command.params for o in getattr(p, "opts", ())}
+
+
+def test_the_walk_covers_every_command_that_writes_a_csv(tmp_path: Path) -> None:
+    writing = {
+        words
+        for words, options in cli_commands(typer.main.get_command(app))
+        if options & {"--csv", "--report"}
+    }
+    walked = {" ".join(args[:2]) for args in csv_commands(tmp_path).values()}
+    assert writing == walked
 
 
 def test_the_product_has_one_csv_writer() -> None:
