@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from storage.images import HEIC_SUPPORTED
+from storage.images import HEIC_SUPPORTED, MAX_PHOTO_BYTES
 
 GPS_IFD = 0x8825
 ORIENTATION = 0x0112
@@ -103,6 +103,15 @@ def animation(fmt: str, count: int, size: tuple[int, int], **options: object) ->
     return encode(
         frames[0], fmt, save_all=True, append_images=frames[1:], duration=50, loop=0, **options
     )
+
+
+def most_frames_in_five_mb() -> bytes:
+    """A 1×1 GIF whose one image block is repeated to fill 5 MB: about 300,000 frames."""
+    single = encode(Image.new("P", (1, 1), 0), "GIF")
+    start = single.index(b",")  # the image descriptor; what comes before is the header
+    header, block = single[:start], single[start:-1]  # the last byte is the trailer ";"
+    count = (MAX_PHOTO_BYTES - len(header) - 1) // len(block)
+    return header + block * count + b";"
 
 
 def a_zip() -> bytes:
@@ -200,7 +209,13 @@ def corpus() -> list[Hostile]:
             "flicker.gif",
             animation("GIF", 400, (32, 32)),
             "at most 300 frames",
-            why="thousands of tiny frames",
+            why="hundreds of tiny frames",
+        ),
+        lambda: Hostile(
+            "stutter.gif",
+            most_frames_in_five_mb(),
+            "at most 300 frames",
+            why="300,000 frames of 1 pixel, counted without decoding them",
         ),
         # --- polyglots: a valid picture with something else in the same file ---
         lambda: Hostile(
