@@ -9,7 +9,6 @@ file or the mapping can't be used (nothing is changed), 2 when the permission is
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bot.cli_runtime import cli_actor, run_with_runtime
-from bot.report_cli import text_cell
+from bot.csv_out import Number, csv_writer
 from bot.runtime import Runtime
 from bot.settings import get_settings
 from storage.portal_import import PortalImporter
@@ -259,19 +258,19 @@ def _check_report(path: Path) -> None:
 
 def write_report(handle: TextIO, rows: list[RowResult]) -> None:
     """The rows the business office must look at, with why, as CSV."""
-    writer = csv.writer(handle)
+    writer = csv_writer(handle)  # the shared writer: no cell from the file runs as a formula
     writer.writerow(REPORT_HEADERS)
     for r in rows:
         writer.writerow(
             [
-                str(r.line),
+                r.line,
                 r.outcome.value,
-                text_cell(r.reference),
-                text_cell(r.invoice_number or r.invoice_text),
-                r.amount_text if r.amount_cents is None else _dollars(r.amount_cents),
+                r.reference,
+                r.invoice_number or r.invoice_text,
+                r.amount_text if r.amount_cents is None else Number(_dollars(r.amount_cents)),
                 r.date_text,
-                text_cell(r.payer),
-                text_cell(r.reason),
+                r.payer,
+                r.reason,
             ]
         )
 

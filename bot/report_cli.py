@@ -6,7 +6,6 @@ Tables go to stdout; `--csv PATH` writes every row (paged from the database) wit
 from __future__ import annotations
 
 import asyncio
-import csv
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, tzinfo
 from pathlib import Path
@@ -18,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.csv_out import Number, csv_writer
 from bot.settings import Settings, get_settings
 from storage import migrate
 from storage.billing_reports import (
@@ -65,8 +65,6 @@ CANCELLED_HEADERS = (
     "reason",
 )
 _SNAPSHOT = {"isolation_level": "REPEATABLE READ"}
-# A spreadsheet would run a cell starting with one of these as a formula.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _console() -> Console:
@@ -99,12 +97,6 @@ def _read(work: Callable[[AsyncSession, Settings], Awaitable[T]]) -> T:
         raise typer.Exit(1) from exc
 
 
-def text_cell(value: str | None) -> str:
-    """Free text for a CSV cell, kept inert in spreadsheets."""
-    text = value or ""
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
 def _iso(at: datetime | None, tz: tzinfo) -> str:
     return "" if at is None else at.astimezone(tz).isoformat(timespec="seconds")
 
@@ -120,10 +112,10 @@ def _day(day: date | None) -> str:
 def automation_csv_row(row: AutomationRow, tz: tzinfo) -> list[str]:
     return [
         row.number,
-        text_cell(row.student),
+        row.student,
         status_label(row.status),
         _day(row.due_date),
-        str(to_decimal(row.balance_cents)),
+        Number(to_decimal(row.balance_cents)),
         "on" if row.automation_enabled else "off",
         str(row.reminder_count),
         _iso(row.last_reminder_at, tz),
@@ -133,22 +125,24 @@ def automation_csv_row(row: AutomationRow, tz: tzinfo) -> list[str]:
 def cancelled_csv_row(row: CancelledRow, tz: tzinfo) -> list[str]:
     return [
         row.number,
-        text_cell(row.student),
-        str(to_decimal(row.amount_cents)),
+        row.student,
+        Number(to_decimal(row.amount_cents)),
         _iso(row.cancelled_at, tz),
         "yes" if row.auto_cancelled else "no",
-        text_cell(row.cancelled_by),
-        text_cell(row.reason),
+        row.cancelled_by or "",
+        row.reason or "",
     ]
 
 
 async def write_csv(
     path: Path, headers: tuple[str, ...], page: Callable[[int], Awaitable[list[list[str]]]]
 ) -> int:
-    """Every row, fetched PAGE at a time by `page(offset)`; returns how many were written."""
+    """Every row, fetched PAGE at a time by `page(offset)`; returns how many were written.
+
+    Through the shared writer, so no name or reason is ever run as a formula."""
     count = 0
     with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
+        writer = csv_writer(out)
         writer.writerow(headers)
         while True:
             rows = await page(count)

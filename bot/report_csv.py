@@ -3,13 +3,12 @@
 Conventions (the README's "Reports" section lists them): the spec's fixed header row; money
 columns (`spec.money`, int cents) as dollars `45.00`; dates ISO `2026-03-02`; timestamps ISO in
 the district's zone; percentages and hours as plain numbers (`12.5`); None as an empty cell;
-free text guarded so a spreadsheet never runs it as a formula.
+numbers written as plain numbers; every other cell written through bot/csv_out.py, which
+quotes text a spreadsheet would otherwise run as a formula.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, tzinfo
@@ -17,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bot.report_cli import text_cell
+from bot.csv_out import csv_text, csv_writer, number_text
 from workflows.money import to_decimal
 from workflows.reports import ReportResult, ReportSpec
 
@@ -29,7 +28,7 @@ def cell(value: Any, *, money: bool, tz: tzinfo) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if money and isinstance(value, int):
-        return str(to_decimal(value))
+        return number_text(to_decimal(value))
     if isinstance(value, datetime):
         return value.astimezone(tz).isoformat(timespec="seconds")
     if isinstance(value, date):
@@ -37,10 +36,10 @@ def cell(value: Any, *, money: bool, tz: tzinfo) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return ""
-        return str(round(value, 6))
+        return number_text(round(value, 6))
     if isinstance(value, int | Decimal):
-        return str(value)
-    return text_cell(str(value))
+        return number_text(value)
+    return str(value)  # text: the writer neutralises anything formula-like
 
 
 def csv_row(spec: ReportSpec, row: Sequence[Any], tz: tzinfo) -> list[str]:
@@ -59,15 +58,13 @@ def csv_lines(result: ReportResult, tz: tzinfo) -> Iterable[list[str]]:
 
 def csv_bytes(result: ReportResult, tz: tzinfo) -> bytes:
     """The whole CSV (UTF-8, CRLF line ends as csv writes them), for an upload."""
-    out = io.StringIO(newline="")
-    csv.writer(out).writerows(csv_lines(result, tz))
-    return out.getvalue().encode("utf-8")
+    return csv_text(csv_lines(result, tz)).encode("utf-8")
 
 
 def write_csv_file(result: ReportResult, path: Path, tz: tzinfo) -> int:
     """Write the CSV to `path`; returns how many rows (without the header) it holds."""
     with path.open("w", newline="", encoding="utf-8") as out:
-        csv.writer(out).writerows(csv_lines(result, tz))
+        csv_writer(out).writerows(csv_lines(result, tz))
     return len(result.rows)
 
 

@@ -16,6 +16,7 @@ from bot.mail.ingest import Ingestor, inbound_message_id, invoice_numbers
 from bot.mail.tokens import make_reply_token, reply_address
 from storage import models as m
 from storage.notices import recipients
+from tests.hostile_images import assert_stored_clean, corpus
 from tests.mail.conftest import (
     PARENT,
     REPLY_BASE,
@@ -404,6 +405,39 @@ async def test_a_photo_from_the_family_is_attached_to_the_incident(
     text = shown(post)
     assert "1 photo added to incident" in text
     assert "broken.jpg" in text and "receipt.pdf" in text
+
+
+async def test_hostile_photos_by_email_are_refused_or_stored_clean(
+    slack: SlackHarness, billed: Billed, ingestor: Ingestor
+) -> None:
+    """Part of tests/hostile_images.py by email: polyglots, a sideways photo and a CMYK one are
+    stored re-encoded; bombs and broken files are named in the note to staff."""
+    chosen = ("receipt.jpg", "screen.jpg", "comment.jpg", "sideways.jpg", "cmyk.jpg",
+              "frames.gif", "frames.webp", "bomb.png", "cut.jpg", "vector.jpg")  # fmt: skip
+    entries = {e.filename: e for e in corpus() if e.filename in chosen}
+    raw = email_bytes(
+        to=billed.reply_to,
+        body="Photos of the damage.",
+        # Every attachment claims to be a JPEG; the content decides.
+        attachments=tuple((name, "image/jpeg", entries[name].data) for name in chosen),
+    )
+    result = await ingestor.ingest(raw)
+    kept = [n for n in chosen if entries[n].refused_with is None]
+    assert result.photos == len(kept)
+    stored = {p.original_filename: p for p in await rows(slack, m.Photo)}
+    assert set(stored) == set(kept)
+    for name in kept:
+        photo = stored[name]
+        assert photo.content_type == entries[name].stored_type
+        data = await slack.runtime.blobs.get(photo.blob_key)
+        assert_stored_clean(data, photo.content_type, entries[name])
+
+    await slack.deliver_outbox()
+    [post] = billing_posts(slack)
+    text = shown(post)
+    for name in chosen:
+        if entries[name].refused_with is not None:
+            assert name in text and str(entries[name].refused_with) in text, name
 
 
 async def test_photos_from_an_unverified_sender_stay_in_the_email(
