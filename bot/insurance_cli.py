@@ -22,10 +22,10 @@ from bot.cli_runtime import CLI_ACTOR_NAME, cli_actor, log_refusal, run_with_run
 from bot.runtime import Runtime
 from bot.scheduler import send_coverage_reminders
 from bot.settings import get_settings
+from storage.csv_in import CsvFileError
 from storage.device_coverage import CoverageImport, import_coverage
 from storage.enrollment_import import EnrollmentImport, Outcome, import_enrollments
 from storage.enrollment_store import all_policies
-from storage.roster_files import RosterFileError
 from workflows.enrollment import (
     CoverageStarts,
     PolicySetup,
@@ -99,7 +99,7 @@ def import_command(
 
     try:
         result = _run(work)
-    except RosterFileError as exc:
+    except CsvFileError as exc:
         console.print(f"[red]{escape(str(exc))}[/red] Nothing was changed.")
         raise typer.Exit(1) from exc
     _print_enrollment_import(result)
@@ -178,7 +178,7 @@ def coverage_import_command(
 
     try:
         result = _run(work)
-    except RosterFileError as exc:
+    except CsvFileError as exc:
         console.print(f"[red]{escape(str(exc))}[/red] Nothing was changed.")
         raise typer.Exit(1) from exc
     for problem in result.problems:

@@ -24,6 +24,7 @@ from bot.cli_runtime import cli_actor, run_with_runtime
 from bot.csv_out import Number, csv_writer
 from bot.runtime import Runtime
 from bot.settings import get_settings
+from storage.portal_file import read_export
 from storage.portal_import import PortalImporter
 from workflows.errors import NotFound, PermissionDenied
 from workflows.money import format_cents
@@ -37,8 +38,6 @@ from workflows.portal_import import (
     RowResult,
     build_mapping,
     choices_from_toml,
-    decode_export,
-    open_export,
     portal_source,
 )
 
@@ -185,7 +184,7 @@ def import_command(
     except MappingProblem as exc:
         _unusable(exc.message)
     try:
-        export = open_export(decode_export(_read_bytes(file)), columns)
+        export = read_export(file, columns)
     except MappingProblem as exc:
         _unusable(f"{file}: {exc.message}")
     if report is not None:
@@ -231,13 +230,6 @@ def import_command(
 def _unusable(message: str) -> NoReturn:
     console.print(f"[red]{escape(message)} Nothing was changed.[/red]")
     raise typer.Exit(EXIT_UNUSABLE)
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise MappingProblem(f"The file can't be read ({exc.strerror or exc}).") from exc
 
 
 def _read_text(path: Path) -> str:

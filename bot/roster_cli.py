@@ -16,6 +16,7 @@ from bot.settings import get_settings
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade
 from storage.roster import (
+    CsvFileError,
     ImportResult,
     ProgressCallback,
     RosterFileError,
@@ -64,7 +65,9 @@ def import_command(
     """Import buildings, students, guardians and devices from the district's CSV exports.
 
     Rows are matched by sourcedId and serial, so running it again with the same files changes
-    nothing. Rows with problems are listed and skipped; the others are imported.
+    nothing. Rows with problems are listed with their line and skipped; the others are imported
+    (exit status 0, or 1 with --strict). A file that isn't UTF-8 CSV or lacks a column it needs
+    changes nothing and exits 1.
     """
     try:
         roster_files(folder)  # fail on a missing file before touching the database
@@ -75,8 +78,9 @@ def import_command(
     console = Console()
     try:
         result = asyncio.run(_import(url, folder, devices, strict, console))
-    except RosterFileError as exc:  # an unreadable file: the import was rolled back
-        raise typer.BadParameter(str(exc)) from exc
+    except CsvFileError as exc:  # not text, or a wrong header: refused before any write
+        console.print(Text(f"{exc} Nothing was changed.", style="red"))
+        raise typer.Exit(1) from exc
     print_report(console, result)
     if strict and result.problems:
         raise typer.Exit(code=1)

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
-from storage.roster_files import Problem, read_csv
+from storage.csv_in import Column, Problem, Record, find_columns, open_csv
 
 HEADERS: dict[str, tuple[str, ...]] = {
     "serial": ("serial", "serialnumber", "deviceserialnumber"),
@@ -95,65 +95,64 @@ def default_provider(plan: str) -> str:
     return "Apple" if "applecare" in _key(plan) else plan[:MAX_PROVIDER]
 
 
+# Each field's column, named in messages as the import's own template names it.
+COLUMNS = {
+    name: Column(COLUMN_NAMES.get(name, name), aliases, required=name in REQUIRED)
+    for name, aliases in HEADERS.items()
+}
+
+
 def read_coverage_rows(path: Path) -> tuple[list[CoverageRow], list[Problem]]:
     """The file's rows with their own fields checked, bad ones as problems with their line.
 
-    Raises `RosterFileError` for a file that isn't UTF-8 CSV.
+    Raises `CsvFileError` for a file that isn't UTF-8 CSV or lacks a column it needs.
     """
     problems: list[Problem] = []
     rows: list[CoverageRow] = []
-    columns: dict[str, str] | None = None
     seen: dict[tuple[str, str, date], int] = {}
-    for line, raw in read_csv(path, (), problems):
-        if columns is None:
-            by_key = {_key(name): name for name in raw}
-            columns = {}
-            for field_name, names in HEADERS.items():
-                found = next((by_key[n] for n in names if n in by_key), None)
-                if found is not None:
-                    columns[field_name] = found
-            missing = [f for f in REQUIRED if f not in columns]
-            if missing:
-                problems.append(
-                    Problem(
-                        path.name,
-                        1,
-                        "missing column " + ", ".join(COLUMN_NAMES[f] for f in missing),
-                    )
-                )
-                return [], problems
-
-        def value(name: str, raw: dict[str, str] = raw, columns: dict[str, str] = columns) -> str:
-            column = columns.get(name)
-            return "" if column is None else raw.get(column, "").strip()
-
-        serial = m.normalize_serial(value("serial"))
-        plan = " ".join(value("plan").split())
-        provider = " ".join(value("provider").split()) or default_provider(plan)
-        start, end = parse_day(value("start")), parse_day(value("end"))
-        reason = None
-        if not serial:
-            reason = "serial is empty"
-        elif not plan:
-            reason = "plan is empty"
-        elif len(plan) > MAX_PLAN or len(provider) > MAX_PROVIDER or len(serial) > 100:
-            reason = "a value is too long"
-        elif start is None:
-            reason = f"coverage start {value('start')!r} is not a date (YYYY-MM-DD)"
-        elif end is None:
-            reason = f"coverage end {value('end')!r} is not a date (YYYY-MM-DD)"
-        elif end < start:
-            reason = "coverage ends before it starts"
-        if reason is not None:
-            problems.append(Problem(path.name, line, reason))
-            continue
-        assert start is not None and end is not None
-        first = seen.setdefault((serial, plan.lower(), start), line)
-        if first != line:
-            problems.append(Problem(path.name, line, f"duplicate of line {first}"))
-            continue
-        rows.append(CoverageRow(line, serial, plan, provider, start, end))
+    with open_csv(path) as reader:
+        found = find_columns(path.name, reader.header, list(COLUMNS.values()), key=_key)
+        columns = {f: found[c.name] for f, c in COLUMNS.items() if c.name in found}
+        for item in reader:
+            if isinstance(item, Problem):
+                problems.append(item)
+                continue
+            row = _coverage_row(item, columns)
+            if isinstance(row, str):
+                problems.append(Problem(path.name, item.line, row))
+                continue
+            first = seen.setdefault((row.serial, row.plan.lower(), row.start), row.line)
+            if first != row.line:
+                problems.append(Problem(path.name, row.line, f"duplicate of line {first}"))
+                continue
+            rows.append(row)
     return rows, problems
+
+
+def _coverage_row(record: Record, columns: dict[str, int]) -> CoverageRow | str:
+    """The row, or why it is bad."""
+
+    def value(name: str) -> str:
+        at = columns.get(name)
+        return "" if at is None or at >= len(record.values) else record.values[at].strip()
+
+    serial = m.normalize_serial(value("serial"))
+    plan = " ".join(value("plan").split())
+    provider = " ".join(value("provider").split()) or default_provider(plan)
+    start, end = parse_day(value("start")), parse_day(value("end"))
+    if not serial:
+        return "serial is empty"
+    if not plan:
+        return "plan is empty"
+    if len(plan) > MAX_PLAN or len(provider) > MAX_PROVIDER or len(serial) > 100:
+        return "a value is too long"
+    if start is None:
+        return f"coverage start {value('start')!r} is not a date (YYYY-MM-DD)"
+    if end is None:
+        return f"coverage end {value('end')!r} is not a date (YYYY-MM-DD)"
+    if end < start:
+        return "coverage ends before it starts"
+    return CoverageRow(record.line, serial, plan, provider, start, end)
 
 
 async def import_coverage(

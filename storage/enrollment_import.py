@@ -17,8 +17,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from storage import models as m
+from storage.csv_in import Problem
 from storage.enrollment_store import policy_by_name_or_id
-from storage.roster_files import Problem, read_csv
+from storage.roster_files import read_csv
 from storage.store import SqlStore
 from workflows.clock import Clock
 from workflows.enrollment import (
@@ -84,9 +85,10 @@ class EnrollmentImport:
 
 
 def read_enrollment_rows(path: Path) -> tuple[list[EnrollmentRow], list[Problem]]:
-    """The file's rows with their own fields checked; a missing column is a problem on line 1.
+    """The file's rows with their own fields checked, bad ones as problems with their line.
 
-    Raises `RosterFileError` for a file that isn't UTF-8 CSV (nothing in it can be trusted).
+    Raises `CsvFileError` for a file that isn't UTF-8 CSV or lacks a column it needs (nothing
+    in it can be trusted).
     """
     problems: list[Problem] = []
     rows: list[EnrollmentRow] = []

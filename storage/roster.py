@@ -26,12 +26,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
 from storage import models as m
+from storage.csv_in import CsvFileError
 from storage.roster_files import (
+    DEVICE_COLUMNS,
+    ORG_COLUMNS,
+    USER_COLUMNS,
     DeviceRow,
     Problem,
     ProgressCallback,
     RosterFileError,
     UserRow,
+    check_header,
     guess_kind,
     read_devices,
     read_orgs,
@@ -42,6 +47,7 @@ from workflows.clock import Clock, SystemClock
 __all__ = [
     "ASSIGNMENT_REASON",
     "Counts",
+    "CsvFileError",
     "ImportResult",
     "Problem",
     "ProgressCallback",
@@ -112,12 +118,17 @@ async def import_roster(
 ) -> ImportResult:
     """Import `folder`'s orgs.csv and users.csv, then the `devices` inventory, in one transaction.
 
-    Raises RosterFileError when a required file is missing; every row-level issue is returned
-    in `ImportResult.problems` instead.
+    Raises RosterFileError when a required file is missing and CsvFileError when one isn't
+    UTF-8 CSV or lacks a column it needs (checked before anything is written); every
+    row-level issue is returned in `ImportResult.problems` instead.
     """
     orgs_path, users_path = roster_files(folder)
     if devices is not None and not devices.is_file():
         raise RosterFileError(f"device inventory {devices} not found")
+    check_header(orgs_path, ORG_COLUMNS)
+    check_header(users_path, USER_COLUMNS)
+    if devices is not None:
+        check_header(devices, DEVICE_COLUMNS)
     now = (clock or SystemClock()).now()
     if now.tzinfo is None:
         raise ValueError("the import clock must return timezone-aware times")

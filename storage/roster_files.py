@@ -7,7 +7,6 @@ nobody, a device user) happen in `storage.roster`.
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from typing import Any
 from sqlalchemy.orm import QueryableAttribute
 
 from storage import models as m
+from storage.csv_in import Column, CsvFileError, find_columns, open_csv
+from storage.csv_in import Problem as Problem  # the importers' problem type, kept importable here
 from workflows.grades import grade_code
 
 # (stage, rows done, rows in total): lets a CLI draw a progress bar without this module
@@ -43,18 +44,10 @@ IGNORED_ROLES = frozenset(
 ORG_TYPES = frozenset({"district", "school", "department", "local", "state", "national"})
 # CEDS grade codes as OneRoster uses them; numeric grades are kept without the leading zero.
 RETIRED_STATUSES = frozenset({"DEPROVISIONED"})
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """A row that could not be imported (or a part of it that was dropped), and why."""
-
-    file: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}"
+# The columns each file can't do without; the others are optional.
+ORG_COLUMNS = ("sourcedId", "name", "type")
+USER_COLUMNS = ("sourcedId", "role", "givenName", "familyName")
+DEVICE_COLUMNS = ("serialNumber",)
 
 
 @dataclass(slots=True)
@@ -113,7 +106,7 @@ class UsersFile:
         self.rejected[bucket] += 1
 
 
-class RosterFileError(ValueError):
+class RosterFileError(CsvFileError):
     """A file the import cannot do without is missing or unreadable."""
 
 
@@ -126,6 +119,12 @@ def count_lines(path: Path) -> int:
     return max(lines - 1, 0)
 
 
+def check_header(path: Path, required: Sequence[str]) -> None:
+    """Refuse a file that isn't UTF-8 CSV or lacks a required column, before any row is used."""
+    with open_csv(path) as reader:
+        find_columns(path.name, reader.header, [Column(name) for name in required])
+
+
 def read_csv(
     path: Path,
     required: Sequence[str],
@@ -134,39 +133,29 @@ def read_csv(
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield (line number, row) with lower-cased column names and stripped values.
 
-    Line numbers are those of the file (the header is line 1, a quoted multi-line value keeps
-    the line its record starts on), so a clerk can find the row in a spreadsheet.
+    The file is read by `storage.csv_in`: line numbers are those of the file (the header is
+    line 1, a quoted multi-line value keeps the line its record starts on), bad rows (control
+    characters, unclosed quotes) go to `problems` in file order, and a file that isn't UTF-8 or
+    lacks a required column raises CsvFileError.
     """
     total = count_lines(path) if progress else 0
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        try:
-            header = [name.strip().lower() for name in next(reader, [])]
-            missing = [name for name in required if name.lower() not in header]
-            if missing:
-                problems.append(Problem(path.name, 1, f"missing column {', '.join(missing)}"))
-                return
-            done = 0
-            line = reader.line_num + 1
-            for values in reader:
-                start, line = line, reader.line_num + 1
-                if any(v.strip() for v in values):
-                    yield start, _row(header, values)
-                done += 1
-                if progress and done % PROGRESS_EVERY == 0:
-                    progress(path.name, done, max(total, done))
-        # Not row problems: nothing after them can be trusted to be read right.
-        except UnicodeDecodeError as exc:
-            # Decoding runs ahead in blocks, so there is no reliable line number to give.
-            raise RosterFileError(f"{path.name} is not UTF-8 text ({exc.reason})") from exc
-        except csv.Error as exc:
-            where = f"{path.name} line {reader.line_num}"
-            raise RosterFileError(f"{where} is not valid CSV ({exc})") from exc
+    done = 0
+    with open_csv(path) as reader:
+        find_columns(path.name, reader.header, [Column(name) for name in required])
+        header = [name.lower() for name in reader.header]
+        for item in reader:
+            if isinstance(item, Problem):
+                problems.append(item)
+            else:
+                yield item.line, _row(header, item.values)
+            done += 1
+            if progress and done % PROGRESS_EVERY == 0:
+                progress(path.name, done, max(total, done))
     if progress:
         progress(path.name, done, done)
 
 
-def _row(header: list[str], values: list[str]) -> dict[str, str]:
+def _row(header: list[str], values: Sequence[str]) -> dict[str, str]:
     return {name: (values[i].strip() if i < len(values) else "") for i, name in enumerate(header)}
 
 
@@ -226,7 +215,7 @@ def read_orgs(
     rows: list[OrgRow] = []
     seen: dict[str, int] = {}
     rejected = 0
-    for line, raw in read_csv(path, ("sourcedId", "name", "type"), problems, progress):
+    for line, raw in read_csv(path, ORG_COLUMNS, problems, progress):
         reason = _org_problem(raw, seen)
         if reason:
             problems.append(Problem(path.name, line, reason))
@@ -251,8 +240,6 @@ def _org_problem(raw: dict[str, str], seen: dict[str, int]) -> str | None:
 
 
 # --- users.csv ------------------------------------------------------------------------------
-
-USER_COLUMNS = ("sourcedId", "role", "givenName", "familyName")
 
 
 def read_users(
@@ -341,7 +328,7 @@ def read_devices(
     serial_lines: dict[str, int] = {}
     tag_lines: dict[str, int] = {}
     rejected = 0
-    for line, raw in read_csv(path, ("serialNumber",), problems, progress):
+    for line, raw in read_csv(path, DEVICE_COLUMNS, problems, progress):
         reason = _device_problem(raw, serial_lines, tag_lines)
         if reason:
             problems.append(Problem(path.name, line, reason))

@@ -9,9 +9,7 @@ twice. Applying the rows is `storage.portal_import`; nothing here touches the da
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import re
 import tomllib
@@ -218,34 +216,9 @@ def portal_source(name: str) -> str:
 # --- reading the file ---------------------------------------------------------------------------
 
 
-def decode_export(data: bytes) -> str:
-    """The file's text: UTF-8 (with or without a byte-order mark), else Windows-1252, which is
-    what a spreadsheet saving "CSV" on Windows writes."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError as exc:
-        raise MappingProblem("The file is neither UTF-8 nor Windows-1252 text.") from exc
-
-
 def header_key(name: str) -> str:
     """Headers compare trimmed, case-insensitively, with runs of spaces as one."""
     return " ".join(name.replace("\ufeff", "").split()).casefold()
-
-
-def sniff_delimiter(text: str) -> str:
-    sample = "\n".join(text.splitlines()[:20])
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
-    except csv.Error:
-        header = sample.splitlines()[0] if sample else ""
-        # One column, or a sample the sniffer can't decide on: the most frequent candidate.
-        counts = {d: header.count(d) for d in DELIMITERS}
-        best = max(counts, key=lambda d: counts[d])
-        return best if counts[best] else ","
 
 
 @dataclass(frozen=True)
@@ -265,6 +238,9 @@ class PortalFile:
     columns: Columns
     records: tuple[tuple[int, tuple[str, ...]], ...]  # (line number, cells) of non-blank rows
     delimiter: str
+    # (line number, reason) of rows the file's reader refused: control characters, a quote
+    # never closed. They are rejected rows like any other, in line order.
+    unreadable: tuple[tuple[int, str], ...] = ()
 
 
 def _shown_headers(headers: Sequence[str]) -> str:
@@ -307,25 +283,40 @@ def resolve_columns(headers: Sequence[str], mapping: ColumnMapping) -> Columns:
     return Columns(invoice, amount, day, reference, payer)
 
 
-def open_export(text: str, mapping: ColumnMapping) -> PortalFile:
+def expected_columns(mapping: ColumnMapping) -> str:
+    names = [mapping.invoice, mapping.amount, mapping.date]
+    if mapping.reference_required and mapping.reference:
+        names.append(mapping.reference)
+    if mapping.payer_required and mapping.payer:
+        names.append(mapping.payer)
+    return ", ".join(f'"{name}"' for name in names)
+
+
+def open_export(
+    headers: Sequence[str],
+    records: Sequence[tuple[int, Sequence[str]]],
+    mapping: ColumnMapping,
+    *,
+    delimiter: str = ",",
+    unreadable: Sequence[tuple[int, str]] = (),
+) -> PortalFile:
     """The file's header checked against the mapping, and its rows with their line numbers
-    (those a spreadsheet shows: the header is line 1)."""
-    delimiter = sniff_delimiter(text)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    try:
-        headers = tuple(h.replace("\ufeff", "").strip() for h in next(reader, []))
-        if not any(headers):
-            raise MappingProblem("The file is empty: it has no header row.")
-        columns = resolve_columns(headers, mapping)
-        records: list[tuple[int, tuple[str, ...]]] = []
-        line = reader.line_num + 1
-        for values in reader:
-            start, line = line, reader.line_num + 1
-            if any(v.strip() for v in values):
-                records.append((start, tuple(values)))
-    except csv.Error as exc:
-        raise MappingProblem(f"Line {reader.line_num} is not valid CSV ({exc}).") from exc
-    return PortalFile(headers, columns, tuple(records), delimiter)
+    (those a spreadsheet shows: the header is line 1). The file itself is read, decoded and
+    split into rows by the shared CSV reading layer (`storage.portal_file`)."""
+    clean = tuple(h.replace("\ufeff", "").strip() for h in headers)
+    if not any(clean):
+        expected = expected_columns(mapping)
+        raise MappingProblem(
+            f"The file is empty: it needs a header row with the columns {expected}."
+        )
+    columns = resolve_columns(clean, mapping)
+    return PortalFile(
+        clean,
+        columns,
+        tuple((line, tuple(cells)) for line, cells in records),
+        delimiter,
+        tuple(unreadable),
+    )
 
 
 # --- one row ------------------------------------------------------------------------------------
@@ -532,10 +523,18 @@ def parse_row(
 def parse_rows(
     portal: PortalFile, *, date_format: str, invoice_prefix: str, tz: tzinfo
 ) -> Iterator[PortalRow | RowProblem]:
+    unreadable = iter(portal.unreadable)
+    refused = next(unreadable, None)
     for line, cells in portal.records:
+        while refused is not None and refused[0] < line:
+            yield RowProblem(refused[0], refused[1], "", "", "", "", "")
+            refused = next(unreadable, None)
         yield parse_row(
             portal, line, cells, date_format=date_format, invoice_prefix=invoice_prefix, tz=tz
         )
+    while refused is not None:
+        yield RowProblem(refused[0], refused[1], "", "", "", "", "")
+        refused = next(unreadable, None)
 
 
 def payment_key(source: str, reference: str) -> str:

@@ -20,6 +20,7 @@ from bot.cli import app
 from bot.settings import get_settings
 from storage import models as m
 from storage.db import create_engine, session_factory
+from storage.portal_file import read_export
 from storage.portal_import import PortalImporter
 from storage.store import StoreFactory
 from tests.builders import add_staff
@@ -33,8 +34,6 @@ from workflows.portal_import import (
     Outcome,
     PortalFile,
     build_mapping,
-    decode_export,
-    open_export,
 )
 
 TZ = ZoneInfo("America/Chicago")
@@ -84,7 +83,7 @@ async def _invoices(stores: StoreFactory) -> list[int]:
 
 def _export(name: str, preset: str | None = None) -> tuple[PortalFile, str]:
     mapping = build_mapping(MappingChoices(preset=preset))
-    portal = open_export(decode_export((FIXTURES / name).read_bytes()), mapping)
+    portal = read_export(FIXTURES / name, mapping)
     return portal, mapping.date_format
 
 

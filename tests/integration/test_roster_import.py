@@ -16,7 +16,13 @@ from bot.roster_cli import import_command
 from bot.settings import get_settings
 from storage import models as m
 from storage.db import create_engine, session_factory
-from storage.roster import ASSIGNMENT_REASON, ImportResult, RosterFileError, import_roster
+from storage.roster import (
+    ASSIGNMENT_REASON,
+    CsvFileError,
+    ImportResult,
+    RosterFileError,
+    import_roster,
+)
 from storage.store import StoreFactory
 from tests.builders import T0, add_district
 from workflows.clock import FixedClock
@@ -269,13 +275,15 @@ async def test_missing_roster_file_is_an_error(stores: StoreFactory, tmp_path: P
         await import_roster(stores.sessions, tmp_path)
 
 
-async def test_missing_column_is_reported(stores: StoreFactory, tmp_path: Path) -> None:
+async def test_missing_column_refuses_the_import(stores: StoreFactory, tmp_path: Path) -> None:
     (tmp_path / "orgs.csv").write_text("sourcedId,name\norg-1,Somewhere\n")
     (tmp_path / "users.csv").write_text((DISTRICT / "users.csv").read_text())
+    before = await row_counts(stores)
 
-    result = await import_roster(stores.sessions, tmp_path, clock=stores.clock)
+    with pytest.raises(CsvFileError, match="orgs.csv has no column type"):
+        await import_roster(stores.sessions, tmp_path, clock=stores.clock)
 
-    assert str(result.problems[0]) == "orgs.csv:1: missing column type"
+    assert await row_counts(stores) == before
 
 
 async def test_unreadable_file_rolls_everything_back(stores: StoreFactory, tmp_path: Path) -> None:
@@ -284,7 +292,7 @@ async def test_unreadable_file_rolls_everything_back(stores: StoreFactory, tmp_p
     (tmp_path / "users.csv").write_bytes(users.encode("latin-1"))  # not UTF-8
     before = await row_counts(stores)
 
-    with pytest.raises(RosterFileError, match="users.csv is not UTF-8 text"):
+    with pytest.raises(CsvFileError, match="users.csv line 2 is not UTF-8 text"):
         await import_roster(stores.sessions, tmp_path, clock=stores.clock)
 
     assert await row_counts(stores) == before  # the buildings saved first are gone too

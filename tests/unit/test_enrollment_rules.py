@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from storage.csv_in import CsvFileError
 from storage.device_coverage import parse_day, read_coverage_rows
 from storage.enrollment_import import read_enrollment_rows
 from workflows.enrollment import (
@@ -149,7 +150,5 @@ def test_coverage_rows_accept_export_headers_and_dates(tmp_path: Path) -> None:
     assert [(r.serial, r.provider) for r in rows] == [("ABC1", "Apple"), ("ABC2", "Dell")]
     missing = tmp_path / "m.csv"
     missing.write_text("serial,plan\nabc1,AppleCare+\n", encoding="utf-8")
-    rows, problems = read_coverage_rows(missing)
-    assert rows == [] and [p.reason for p in problems] == [
-        "missing column coverage_start, coverage_end"
-    ]
+    with pytest.raises(CsvFileError, match="m.csv has no column coverage_start, coverage_end"):
+        read_coverage_rows(missing)

@@ -8,8 +8,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from storage.csv_in import open_csv
+from storage.portal_file import read_export
 from workflows.errors import ValidationError
 from workflows.portal_import import (
+    DELIMITERS,
     ISO_DATE,
     PRESETS,
     ColumnMapping,
@@ -17,15 +20,14 @@ from workflows.portal_import import (
     MappingChoices,
     MappingProblem,
     Outcome,
+    PortalFile,
     PortalRow,
     RowProblem,
     Split,
     build_mapping,
     choices_from_toml,
     content_reference,
-    decode_export,
     invoice_numbers_in,
-    open_export,
     parse_portal_amount,
     parse_portal_date,
     parse_rows,
@@ -33,12 +35,16 @@ from workflows.portal_import import (
     portal_slug,
     portal_source,
     result_of_row,
-    sniff_delimiter,
     split_payment,
 )
 
 TZ = ZoneInfo("America/Chicago")
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "portal"
+
+
+def open_text(text: str, mapping: ColumnMapping) -> PortalFile:
+    """An export given as text, read as the command reads a file."""
+    return read_export(text.encode(), mapping)
 
 
 # --- amounts ------------------------------------------------------------------------------------
@@ -211,10 +217,8 @@ def test_portal_names_become_sources() -> None:
 
 
 def test_headers_match_trimmed_any_case_and_past_a_byte_order_mark() -> None:
-    text = decode_export(
-        "\ufeff INVOICE ,Amount  Paid,date,Reference\nINV-1,5.00,2026-03-01,T1\n".encode()
-    )
-    portal = open_export(text, build_mapping(MappingChoices(amount="amount paid")))
+    text = "\ufeff INVOICE ,Amount  Paid,date,Reference\nINV-1,5.00,2026-03-01,T1\n"
+    portal = open_text(text, build_mapping(MappingChoices(amount="amount paid")))
     assert portal.headers[0] == "INVOICE"
     assert (portal.columns.invoice, portal.columns.amount, portal.columns.reference) == (0, 1, 3)
     assert portal.columns.payer is None  # the default payer column is optional
@@ -222,7 +226,7 @@ def test_headers_match_trimmed_any_case_and_past_a_byte_order_mark() -> None:
 
 def test_a_missing_column_is_named_with_the_headers_found() -> None:
     with pytest.raises(MappingProblem) as caught:
-        open_export("Invoice,Total,Paid On\nINV-1,5,2026-03-01\n", ColumnMapping())
+        open_text("Invoice,Total,Paid On\nINV-1,5,2026-03-01\n", ColumnMapping())
     message = caught.value.message
     assert '"amount" (--amount-column)' in message and '"date" (--date-column)' in message
     assert 'Its headers are: "Invoice", "Total", "Paid On".' in message
@@ -230,20 +234,20 @@ def test_a_missing_column_is_named_with_the_headers_found() -> None:
 
 def test_a_named_reference_or_payer_column_must_be_there() -> None:
     with pytest.raises(MappingProblem, match="Order Number"):
-        open_export("Order Date,Item Description,Amount\n", PRESETS["revtrak"])
+        open_text("Order Date,Item Description,Amount\n", PRESETS["revtrak"])
     mapping = build_mapping(MappingChoices(payer="Parent"))
     with pytest.raises(MappingProblem, match='"Parent" \\(--payer-column\\)'):
-        open_export("invoice,amount,date\n", mapping)
+        open_text("invoice,amount,date\n", mapping)
 
 
 def test_a_column_named_twice_is_ambiguous() -> None:
     with pytest.raises(MappingProblem, match='2 columns named "amount"'):
-        open_export("invoice,amount,date,Amount\n", ColumnMapping())
+        open_text("invoice,amount,date,Amount\n", ColumnMapping())
 
 
 def test_an_empty_file_is_refused() -> None:
-    with pytest.raises(MappingProblem, match="no header row"):
-        open_export("", ColumnMapping())
+    with pytest.raises(MappingProblem, match="is empty: it needs a header row"):
+        open_text("", ColumnMapping())
 
 
 @pytest.mark.parametrize(
@@ -256,11 +260,14 @@ def test_an_empty_file_is_refused() -> None:
     ],
 )
 def test_the_delimiter_is_sniffed(text: str, delimiter: str) -> None:
-    assert sniff_delimiter(text) == delimiter
+    with open_csv(text.encode(), delimiters=DELIMITERS) as reader:
+        assert reader.delimiter == delimiter
 
 
 def test_windows_1252_exports_are_read() -> None:
-    assert decode_export("Payer\nMaría Núñez\n".encode("cp1252")) == "Payer\nMaría Núñez\n"
+    data = "invoice,amount,date,payer\nINV-1,5,2026-03-01,María Núñez\n".encode("cp1252")
+    portal = read_export(data, ColumnMapping())
+    assert portal.records == ((2, ("INV-1", "5", "2026-03-01", "María Núñez")),)
 
 
 def test_line_numbers_are_the_spreadsheet_lines() -> None:
@@ -271,14 +278,14 @@ def test_line_numbers_are_the_spreadsheet_lines() -> None:
         ",,,\n"
         "INV-2,abc,2026-03-01,T2\n"
     )
-    portal = open_export(text, ColumnMapping())
+    portal = open_text(text, ColumnMapping())
     rows = list(parse_rows(portal, date_format=ISO_DATE, invoice_prefix="INV", tz=TZ))
     assert [r.line for r in rows] == [2, 6]
     assert isinstance(rows[1], RowProblem) and rows[1].reason == '"abc" isn\'t an amount.'
 
 
 def test_every_problem_of_a_row_is_told_and_the_row_kept_as_written() -> None:
-    portal = open_export("invoice,amount,date,payer\nINV-1,x,someday,Ana\n", ColumnMapping())
+    portal = open_text("invoice,amount,date,payer\nINV-1,x,someday,Ana\n", ColumnMapping())
     [row] = parse_rows(portal, date_format=ISO_DATE, invoice_prefix="INV", tz=TZ)
     assert isinstance(row, RowProblem)
     assert row.reason == '"x" isn\'t an amount. "someday" doesn\'t match a date like 2026-03-05.'
@@ -291,13 +298,13 @@ def test_every_problem_of_a_row_is_told_and_the_row_kept_as_written() -> None:
 
 
 def test_a_row_naming_two_invoices_is_refused() -> None:
-    portal = open_export("invoice,amount,date\nINV-1 and INV-2,5,2026-03-01\n", ColumnMapping())
+    portal = open_text("invoice,amount,date\nINV-1 and INV-2,5,2026-03-01\n", ColumnMapping())
     [row] = parse_rows(portal, date_format=ISO_DATE, invoice_prefix="INV", tz=TZ)
     assert isinstance(row, RowProblem) and "INV-000001, INV-000002" in row.reason
 
 
 def test_an_overlong_reference_is_refused() -> None:
-    portal = open_export(
+    portal = open_text(
         f"invoice,amount,date,reference\nINV-1,5,2026-03-01,{'x' * 101}\n", ColumnMapping()
     )
     [row] = parse_rows(portal, date_format=ISO_DATE, invoice_prefix="INV", tz=TZ)
@@ -311,7 +318,7 @@ def test_the_presets_read_their_fixture_exports() -> None:
         ("schoolcash.csv", "schoolcash"),
     ):
         mapping = build_mapping(MappingChoices(preset=preset))
-        portal = open_export(decode_export((FIXTURES / name).read_bytes()), mapping)
+        portal = read_export(FIXTURES / name, mapping)
         rows = list(
             parse_rows(portal, date_format=mapping.date_format, invoice_prefix="INV", tz=TZ)
         )
@@ -327,7 +334,7 @@ def test_a_row_without_reference_is_known_by_its_content() -> None:
     assert a == reordered != other
     assert a.startswith("row-") and len(a) == 36
 
-    portal = open_export("invoice,amount,date\nINV-1,5.00,2026-03-01\n", ColumnMapping())
+    portal = open_text("invoice,amount,date\nINV-1,5.00,2026-03-01\n", ColumnMapping())
     [row] = parse_rows(portal, date_format=ISO_DATE, invoice_prefix="INV", tz=TZ)
     assert isinstance(row, PortalRow) and row.hashed and row.shown_reference == ""
 
