@@ -228,8 +228,8 @@ class CsvReader:
                 reader = self._reader()
                 continue
             start = lines[0][0] if lines else self._lines.number
-            if len(lines) > 1 and self.header and len(values) != len(self.header):
-                yield self._swallowed(lines, len(values))
+            if len(lines) > 1 and self._swallows(lines, values):
+                yield self._swallowed(lines)
                 reader = self._reader()
                 continue
             if not any(v.strip() for v in values):
@@ -258,15 +258,22 @@ class CsvReader:
         self._lines.replay([line for line in lines if line[0] > opened])
         return Problem(self.name, start, _quote_reason(start, opened) + " is never closed")
 
-    def _swallowed(self, lines: list[tuple[int, str]], values: int) -> Problem:
+    def _swallows(self, lines: list[tuple[int, str]], values: list[str]) -> bool:
+        """Whether a record over several lines is a stray quote pairing with a later one: it
+        doesn't fit the header, or a quote closes with text right after it (`"a"b`)."""
+        if self.header and len(values) != len(self.header):
+            return True
+        return _quote_scan(lines, self.delimiter)[1]
+
+    def _swallowed(self, lines: list[tuple[int, str]]) -> Problem:
         start, end = lines[0][0], lines[-1][0]
         opened = _quote_start(lines, self.delimiter) or start
         self._lines.replay([line for line in lines if line[0] > opened])
         return Problem(
             self.name,
             start,
-            f"{_quote_reason(start, opened)} closes only on line {end}, leaving {values} "
-            f"value(s) for {len(self.header)} column(s); the lines after it are read as rows",
+            f"{_quote_reason(start, opened)} closes only on line {end}; "
+            "the lines after it are read as rows of their own",
         )
 
     def _broken(self, lines: list[tuple[int, str]], exc: csv.Error) -> Problem:
@@ -289,11 +296,19 @@ def _quote_reason(start: int, opened: int) -> str:
 
 
 def _quote_start(lines: Sequence[tuple[int, str]], delimiter: str) -> int | None:
-    """The line of the first quoted value that runs over a line break (or is left open), by the
-    csv module's own rules: a quote opens a value only at its start, and "" is a quote."""
+    """The line of the first quoted value that runs over a line break (or is left open)."""
+    return _quote_scan(lines, delimiter)[0]
+
+
+def _quote_scan(lines: Sequence[tuple[int, str]], delimiter: str) -> tuple[int | None, bool]:
+    """Where the first quoted value running over a line break (or left open) opens, and
+    whether any quote closes with text right after it, by the csv module's own rules: a quote
+    opens a value only at its start, and "" inside one is a quote."""
     field_start, unquoted, quoted, quote_in_quoted = range(4)
     state = field_start
     opened: int | None = None
+    crossing: int | None = None
+    malformed = False
     for number, text in lines:
         for ch in text:
             if state == field_start:
@@ -307,15 +322,17 @@ def _quote_start(lines: Sequence[tuple[int, str]], delimiter: str) -> int | None
             elif state == quoted:
                 if ch == '"':
                     state = quote_in_quoted
-                elif ch in "\r\n":
-                    return opened
+                elif ch in "\r\n" and crossing is None:
+                    crossing = opened
             elif ch == '"':
                 state = quoted
             elif ch == delimiter or ch in "\r\n":
                 state = field_start
             else:
-                state = unquoted
-    return opened if state == quoted else None
+                state, malformed = unquoted, True
+    if crossing is None and state == quoted:
+        crossing = opened
+    return crossing, malformed
 
 
 class _Lines:
