@@ -317,3 +317,25 @@ def test_payment_file_problems(sqlite_url: str, tmp_path: Path) -> None:
         ("2", "a quote opened on this line is never closed")
     ]
     assert count(sqlite_url, m.Payment) == 1
+
+
+def test_a_payment_dated_past_the_calendar_is_a_rejected_row(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Found by the fuzz suite: a UTC offset moved these days out of Python's date range."""
+    _one_invoice(sqlite_url)
+    export = tmp_path / "portal.csv"
+    export.write_text(
+        "reference,invoice,amount,date\n"
+        "T-1,INV-000001,5.00,9999-12-31T23:59:59-12:00\n"
+        "T-2,INV-000001,5.00,0001-01-01T00:00:00+14:00\n"
+        "T-3,INV-000001,5.00,2026-02-01\n"
+    )
+    report = tmp_path / "report.csv"
+    result = invoke("payments", "import", str(export), "--report", str(report))
+    clean(result)
+
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(report.open(encoding="utf-8-sig")))
+    assert [(r[0], r[1]) for r in rows[1:]] == [("2", "rejected"), ("3", "rejected")]
+    assert count(sqlite_url, m.Payment) == 1
