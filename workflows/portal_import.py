@@ -393,7 +393,10 @@ def parse_portal_date(text: str, date_format: str, tz: tzinfo) -> date:
     if moment is None:
         raise ValidationError(f"{_shown(text)} doesn't match {expected}.", field="date")
     if moment.tzinfo is not None:
-        return moment.astimezone(tz).date()
+        try:
+            return moment.astimezone(tz).date()
+        except OverflowError:  # 9999-12-31 at -12:00 is already year 10000 in the district
+            raise ValidationError(f"{_shown(text)} is not a day.", field="date") from None
     return moment.date()
 
 
