@@ -47,7 +47,7 @@ from tests.fuzz.csv_files import DATES, NUMBERS, csv_files, fuzz_settings, toml_
 from workflows.clock import FixedClock
 
 # Cases per test in the test command, on SQLite; PostgreSQL runs a quarter of them.
-EXAMPLES = {"roster": 40, "enrollments": 30, "coverage": 30, "payments": 50}
+EXAMPLES = {"roster": 45, "enrollments": 35, "coverage": 35, "payments": 55}
 REFUSED = ("Nothing was changed", "nothing was written", "Nothing has been changed")
 
 SIS_IDS = ("S1", "S2", "S3", "G1", "stu-9", "par-9", "B1", "org-9")
