@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from storage import models as m
+from storage.csv_in import CsvFileError
 from storage.device_coverage import coverage_for_device, import_coverage
 from storage.enrollment_import import Outcome, import_enrollments
 from storage.store import StoreFactory
@@ -338,11 +339,11 @@ async def test_enrollment_import_validates_then_applies_once(stores, clock, tmp_
     await assert_ledger_holds(stores)
 
 
-async def test_enrollment_import_reports_a_missing_column(stores, clock, tmp_path) -> None:
+async def test_enrollment_import_refuses_a_missing_column(stores, clock, tmp_path) -> None:
     clerk = await add_staff(stores, "Billing Clerk")
     csv_file = _write(tmp_path / "bad.csv", "student,plan\nS1,Plan\n")
-    result = await import_enrollments(stores, clock, TZ, clerk, csv_file, apply=True)
-    assert [(r.line, r.reason) for r in result.bad] == [(1, "missing column student_id, policy")]
+    with pytest.raises(CsvFileError, match="bad.csv has no column student_id, policy"):
+        await import_enrollments(stores, clock, TZ, clerk, csv_file, apply=True)
     tech = await add_staff(stores, "Technician")
     with pytest.raises(PermissionDenied):
         await import_enrollments(stores, clock, TZ, tech, csv_file, apply=False)
