@@ -604,6 +604,14 @@ class SqlStore(EnrollmentStore):
         stmt = select(m.Payment).where(m.Payment.idempotency_key == key)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def find_payment_by_reference(
+        self, invoice_id: int, reference_key: str
+    ) -> m.Payment | None:
+        stmt = select(m.Payment).where(
+            m.Payment.invoice_id == invoice_id, m.Payment.reference_key == reference_key
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def add_payment(
         self,
         *,
@@ -614,6 +622,7 @@ class SqlStore(EnrollmentStore):
         received_on: date,
         recorded_by_id: int | None,
         idempotency_key: str,
+        reference_key: str | None = None,
     ) -> m.Payment:
         payment = m.Payment(
             invoice_id=invoice_id,
@@ -624,6 +633,7 @@ class SqlStore(EnrollmentStore):
             recorded_by_id=recorded_by_id,
             recorded_at=self._now(),
             idempotency_key=idempotency_key,
+            reference_key=reference_key,
         )
         self.session.add(payment)
         await self.session.flush()
