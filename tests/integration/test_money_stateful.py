@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -33,6 +34,7 @@ from storage.reconcile import discrepancies
 from tests.builders import add_staff
 from tests.conftest import NOW
 from tests.integration.billing_helpers import add_family, add_invoice
+from tests.integration.test_money_races import ledger_check
 from workflows.clock import FixedClock
 from workflows.errors import DomainError
 from workflows.ledger import ledger_problems
@@ -303,7 +305,7 @@ def machine_for(url: str) -> type[RuleBasedStateMachine]:
 
 
 def test_random_money_operations_racing_keep_the_ledger(
-    database_url: str, engine: AsyncEngine
+    database_url: str, engine: AsyncEngine, tmp_path: Path
 ) -> None:
     run_state_machine_as_test(
         machine_for(database_url),
@@ -316,3 +318,7 @@ def test_random_money_operations_racing_keep_the_ledger(
     )
     print(f"money races on {engine.dialect.name}:", sorted(TALLY.items()))
     TALLY.clear()
+    # Every example's invoices are still in the database: the command must find them whole.
+    code, out = ledger_check(database_url, tmp_path)
+    assert code == 0, out
+    assert "invoices checked, all consistent" in out
