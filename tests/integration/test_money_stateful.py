@@ -27,6 +27,8 @@ from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
 from bot.stripe_webhooks import apply_checkout_event
 from storage import models as m
+from storage.bulk_fees import BulkFeeBiller
+from storage.fee_store import SqlFeeStore
 from storage.inbox import Inbox
 from storage.payment_plans import PlanRows
 from storage.portal_import import PortalImporter
@@ -37,6 +39,7 @@ from tests.integration.billing_helpers import add_family, add_invoice
 from tests.integration.test_money_races import ledger_check
 from workflows.clock import FixedClock
 from workflows.errors import DomainError
+from workflows.fees import FeeDefinition, apply_fee, define_fee
 from workflows.ledger import ledger_problems
 from workflows.online_payments import CheckoutEvent
 from workflows.payment_plans import SetPaymentPlan, set_payment_plan
@@ -50,7 +53,9 @@ from workflows.waivers import RequestWaiver, request_waiver
 
 TOTALS = (10_000, 5_000, 7_500)
 CHECKS = ("1001", "#1001", "1002", "ck 1003")  # "1001" and "#1001" are one check
-KINDS = ("record", "confirm", "portal", "stripe", "waive", "refund", "plan", "installment")
+KINDS = (
+    "record", "confirm", "portal", "stripe", "waive", "refund", "plan", "installment", "fee",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -67,7 +72,7 @@ TALLY: dict[tuple[str, str], int] = {}
 ops = st.builds(
     Op,
     kind=st.sampled_from(KINDS),
-    invoice=st.integers(0, len(TOTALS) - 1),
+    invoice=st.integers(0, 7),  # taken modulo the invoices there are (fees add some)
     cents=st.sampled_from((500, 2_500, 4_000, 5_000, 7_500, 10_000)),
     ref=st.integers(0, 5),
 )
@@ -114,13 +119,14 @@ class World:
                 )  # fmt: skip
                 for i, t in zip(self.invoices, TOTALS, strict=True)
             )
+        self.student = student
         self.actor: Actor = await add_staff(stores, "Admin", f"admin{taken}@district.org")
         self.tag = f"w{taken}"  # keeps references apart between examples on one database
 
     # --- the operations ---------------------------------------------------------------------
 
     async def apply(self, op: Op, step: int) -> str:
-        invoice_id = self.invoices[op.invoice]
+        invoice_id = self.invoices[op.invoice % len(self.invoices)]
         try:
             await getattr(self, f"_{op.kind}")(invoice_id, op, step)
         except DomainError as exc:
@@ -193,6 +199,30 @@ class World:
                 payer=None,
             ),
         )
+
+    async def _fee(self, invoice_id: int, op: Op, step: int) -> None:
+        # An annual fee billed in bulk while payments race: new invoices, numbers without gaps.
+        async with self.runtime.stores() as store:
+            fee, _ = await define_fee(
+                self.ctx(store),
+                SqlFeeStore.beside(store),
+                self.actor,
+                FeeDefinition(
+                    code=f"{self.tag}-fee-{op.ref}",
+                    name="Technology fee",
+                    school_year="2025-2026",
+                    amount_cents=op.cents,
+                    due_date=date(2026, 4, 15),
+                ),
+            )
+        biller = BulkFeeBiller(self.runtime.sessions, self.clock, self.runtime.settings.tz)
+        await apply_fee(biller, self.actor, fee.id)
+
+    async def refresh(self) -> None:
+        """The world's student's invoices, fee invoices included, for the next step's racers."""
+        async with self.runtime.stores() as store:
+            stmt = select(m.Invoice.id).where(m.Invoice.student_id == self.student)
+            self.invoices = sorted((await store.session.execute(stmt)).scalars())
 
     async def _waive(self, invoice_id: int, op: Op, step: int) -> None:
         async with self.runtime.stores() as store:
@@ -289,7 +319,9 @@ def machine_for(url: str) -> type[RuleBasedStateMachine]:
                 return list(await asyncio.gather(*(world.apply(op, self.step) for op in batch)))
 
             # Anything but a refusal (an IntegrityError, a deadlock) fails the test here.
-            for op, outcome in zip(batch, world.run(together()), strict=True):
+            outcomes = world.run(together())
+            world.run(world.refresh())
+            for op, outcome in zip(batch, outcomes, strict=True):
                 TALLY[(op.kind, outcome.split(":")[0])] = (
                     TALLY.get((op.kind, outcome.split(":")[0]), 0) + 1
                 )
