@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 from datetime import date
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -34,7 +33,8 @@ PART_CENTS = 6_000  # the second half of the invoices gets $60 twice: $60 applie
 
 
 def run_cli(database_url: str, cwd: Path, *args: str) -> subprocess.Popen[str]:
-    """`devicecare ARGS` as its own process, with this checkout on PYTHONPATH."""
+    """`devicecare ARGS` as its own process, with this checkout on PYTHONPATH (run from `cwd`,
+    a test folder, so no `.env` is read)."""
     env = dict(os.environ)
     env["DATABASE_URL"] = database_url
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
@@ -192,16 +192,10 @@ async def test_two_import_processes_on_overlapping_files_pay_each_balance_once(
     for n in range(1, INVOICES + 1):
         paid, rows, count, status = found[f"INV-{n:06d}"]
         # Exactly the balance, once: one full payment, or $60 then the $40 left.
-        assert (paid, rows, status) == (FULL_CENTS, FULL_CENTS, "paid"), (n, sorted(found.items()))
-        assert count == (1 if _amount(n) == FULL_CENTS else 2), (n, found)
+        assert (paid, rows, status) == (FULL_CENTS, FULL_CENTS, "paid"), n
+        assert count == (1 if _amount(n) == FULL_CENTS else 2), n
     assert await _receipts(engine) == INVOICES + INVOICES // 2
 
     code, out = ledger_check(database_url, tmp_path)
     assert code == 0, out
     assert f"{INVOICES} invoices checked, all consistent" in " ".join(out.split())
-
-
-@pytest.fixture(autouse=True)
-def _quiet_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The subprocesses read their settings from the environment; a stray .env must not interfere.
-    monkeypatch.delenv("DATABASE_URL", raising=False)
