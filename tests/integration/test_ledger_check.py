@@ -4,6 +4,7 @@ external reference that arrives a second way (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -22,6 +23,7 @@ from bot.settings import get_settings
 from storage import models as m
 from storage.db import create_engine, session_factory
 from storage.inbox import Inbox
+from storage.migrate import upgrade
 from storage.portal_import import PortalImporter
 from storage.store import StoreFactory
 from tests.builders import add_staff
@@ -253,3 +255,40 @@ async def test_a_check_recorded_in_slack_is_not_taken_again_from_a_reply_or_a_po
                 )  # fmt: skip
             )
             await store.flush()
+
+
+async def test_the_migration_keys_existing_references_and_keeps_earlier_duplicates(
+    tmp_path: Path,
+) -> None:
+    """Payments recorded twice under one reference before the rule: the first keeps the key."""
+    migration = importlib.import_module("storage.migrations.versions.0009_payment_reference_key")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    await asyncio.to_thread(upgrade, url, migration.down_revision)
+    engine = create_engine(url)
+    try:
+        stores = StoreFactory(session_factory(engine), FixedClock(NOW))
+        [student], _ = await add_family(stores, "Early")
+        first = await add_invoice(stores, student, created=date(2026, 1, 10), due=None)
+        second = await add_invoice(stores, student, created=date(2026, 1, 10), due=None)
+        async with engine.begin() as conn:
+            for n, (invoice_id, reference) in enumerate(
+                [(first, "1043"), (first, "Check #1043"), (second, "1043"), (second, None)]
+            ):
+                await conn.execute(
+                    text(
+                        "INSERT INTO payments (invoice_id, amount_cents, method, reference, "
+                        "received_on, recorded_at, idempotency_key) VALUES "
+                        "(:i, 100, 'check', :r, '2026-03-01', '2026-03-01 10:00:00', :k)"
+                    ),
+                    {"i": invoice_id, "r": reference, "k": f"old-{n}"},
+                )
+        await engine.dispose()
+        await asyncio.to_thread(upgrade, url)
+        engine = create_engine(url)
+        async with engine.connect() as conn:
+            keys = (
+                await conn.execute(text("SELECT reference_key FROM payments ORDER BY id"))
+            ).scalars()
+            assert list(keys) == ["1043", None, "1043", None]
+    finally:
+        await engine.dispose()
