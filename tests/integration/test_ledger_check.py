@@ -19,7 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner, Result
 
 from bot.cli import app
-from bot.settings import get_settings
+from bot.runtime import build_runtime
+from bot.settings import Settings, get_settings
+from bot.stripe_webhooks import apply_checkout_event
 from storage import models as m
 from storage.db import create_engine, session_factory
 from storage.inbox import Inbox
@@ -32,6 +34,7 @@ from tests.integration.billing_helpers import add_family, add_invoice
 from workflows.clock import FixedClock
 from workflows.errors import DuplicateReference
 from workflows.ledger import ledger_problems
+from workflows.online_payments import CheckoutEvent
 from workflows.payments import PaymentMethod, RecordPayment, record_payment, reference_key
 from workflows.pending_payments import confirm_pending_payment
 from workflows.portal_import import (
@@ -292,3 +295,55 @@ async def test_the_migration_keys_existing_references_and_keeps_earlier_duplicat
             assert list(keys) == ["1043", None, "1043", None]
     finally:
         await engine.dispose()
+
+
+async def test_a_stripe_payment_recorded_by_hand_first_is_not_applied_again(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    runtime = build_runtime(Settings(database_url=database_url), FixedClock(NOW))
+    try:
+        ids = await _three_invoices(runtime.stores)
+        await _pay(
+            runtime.stores, FixedClock(NOW), ids[0], "by-hand", amount_cents=4_000,
+            method=PaymentMethod.ONLINE, reference="pi_3Nabc",
+        )  # fmt: skip
+        handled = await apply_checkout_event(
+            runtime,
+            CheckoutEvent(
+                event_id="evt_1",
+                kind="checkout.session.completed",
+                session_id="cs_1",
+                payment_status="paid",
+                amount_cents=4_000,
+                currency="usd",
+                invoice_id=ids[0],
+                guardian_id=None,
+                payment_intent="pi_3Nabc",
+                payer=None,
+            ),  # fmt: skip
+        )
+        assert handled.outcome == "ignored"
+        assert '"pi_3Nabc" is already recorded on invoice INV-000001' in handled.detail
+        async with runtime.stores() as store:
+            invoice = await store.get_invoice(ids[0])
+            assert invoice is not None and invoice.paid_cents == 4_000
+            assert len(await store.payments_for_invoice(ids[0])) == 1
+        # Stripe delivering the event again finds it taken: still one payment.
+        again = await apply_checkout_event(
+            runtime,
+            CheckoutEvent(
+                event_id="evt_1",
+                kind="checkout.session.completed",
+                session_id="cs_1",
+                payment_status="paid",
+                amount_cents=4_000,
+                currency="usd",
+                invoice_id=ids[0],
+                guardian_id=None,
+                payment_intent="pi_3Nabc",
+                payer=None,
+            ),  # fmt: skip
+        )
+        assert again.outcome == "replay"
+    finally:
+        await runtime.close()
