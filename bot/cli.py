@@ -18,6 +18,7 @@ from bot.cli_runtime import run_with_runtime
 from bot.fees_cli import fees_app
 from bot.http_edge import REDACT_FAMILY_TOKENS
 from bot.insurance_cli import insurance_app
+from bot.ledger_cli import ledger_app
 from bot.payments_cli import payments_app
 from bot.report_cli import invoice_app, report_app
 from bot.report_commands import register_report_commands  # noqa: F401 - adds `report <name>`
@@ -43,6 +44,7 @@ app.add_typer(fees_app, name="fees")
 app.add_typer(insurance_app, name="insurance")
 app.add_typer(payments_app, name="payments")
 app.add_typer(settings_app, name="settings")
+app.add_typer(ledger_app, name="ledger")
 app.command("import", help="Import students, guardians and devices from CSV.")(import_command)
 
 console = Console()

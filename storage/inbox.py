@@ -224,9 +224,6 @@ class Inbox:
     def __init__(self, store: SqlStore) -> None:
         self.store = store
         self.session = store.session
-        self._for_update = store.session.bind is not None and (
-            store.session.bind.dialect.name != "sqlite"
-        )
 
     def _now(self) -> datetime:
         return self.store.clock.now()
@@ -526,8 +523,9 @@ class Inbox:
         self, pending_id: int, *, lock: bool = False
     ) -> m.PendingPayment | None:
         stmt = select(m.PendingPayment).where(m.PendingPayment.id == pending_id)
-        if lock and self._for_update:
-            stmt = stmt.with_for_update()
+        if lock:
+            # Read again under the lock: two staff confirming at once must see each other.
+            stmt = self.store.locking(stmt)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def pending_for_message(self, inbound_id: int) -> m.PendingPayment | None:

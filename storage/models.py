@@ -634,7 +634,12 @@ class InvoiceLine(Base):
 
 class Payment(Base):
     __tablename__ = "payments"
-    __table_args__ = (CheckConstraint("amount_cents > 0", name="amount_positive"),)
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+        # An external reference (check number, portal transaction, Stripe payment) pays an
+        # invoice once, whichever way it arrives (`workflows.payments.reference_key`).
+        Index("ux_payments_invoice_reference", "invoice_id", "reference_key", unique=True),
+    )
 
     id: Mapped[int] = pk()
     invoice_id: Mapped[int] = mapped_column(
@@ -647,6 +652,9 @@ class Payment(Base):
     recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
     recorded_at: Mapped[datetime]
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    # The reference reduced to what identifies it ("Check #01043" -> "1043"); NULL without one
+    # (and on payments recorded twice under one reference before the rule existed).
+    reference_key: Mapped[str | None] = mapped_column(String(200))
 
 
 class Installment(Base):

@@ -343,6 +343,9 @@ class Store(Protocol):
         premium_enrollment_id: int | None = None,
     ) -> InvoiceRecord: ...
     async def find_payment_by_key(self, key: str) -> PaymentRecord | None: ...
+    async def find_payment_by_reference(
+        self, invoice_id: int, reference_key: str
+    ) -> PaymentRecord | None: ...
     async def get_payment(self, payment_id: int, *, lock: bool = False) -> PaymentRecord | None: ...
     async def add_adjustment(
         self,
@@ -372,6 +375,7 @@ class Store(Protocol):
         received_on: date,
         recorded_by_id: int | None,
         idempotency_key: str,
+        reference_key: str | None = None,
     ) -> PaymentRecord: ...
 
     # audit and outbox
