@@ -47,6 +47,7 @@ class ReadIntent:
     intent: Intent
     payment: ReportedPayment | None
     confidence: float
+    invoice_numbers: tuple[str, ...] = ()
 
 
 # -- text preparation ------------------------------------------------------------------------
@@ -387,7 +388,7 @@ _ENGLISH_HINTS = re.compile(
 # -- reading ------------------------------------------------------------------------------------
 
 
-def read_intent(text: str, *, today: date) -> ReadIntent:
+def read_intent(text: str, *, today: date, invoice_prefix: str = "INV") -> ReadIntent:
     """Read one reply's new text (quoted history already removed)."""
     original = text[:MAX_TEXT]
     folded = _fold(original)
