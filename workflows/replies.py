@@ -147,16 +147,27 @@ _PAID = re.compile(
     r"ya\s+pag(?:ue|amos|o)|pague|pagamos|(?:he|hemos|ya\s+(?:esta|fue))\s+pagad[oa]|"
     # "ya les había pagado", "ya quedó pagado", "ya se pagó con el cheque"
     r"(?:(?:le|les|lo|la|se)\s+)?(?:habia|habiamos)\s+pagad[oa]|quedo\s+pagad[oa]|ya\s+se\s+pago|"
+    r"se\s+(?:hizo|realizo|efectuo|envio|mando)\s+(?:el|un|mi|nuestro)\s+pago|"
+    # "Did you get my payment of $50?", "¿recibieron mi pago de cincuenta dólares?": asking
+    # whether it arrived says it was sent (a question counts only with an amount or number).
+    r"(?:did|have|has)\s+(?:you|the\s+office|the\s+school)\s+(?:get|got|receive|received)\s+"
+    r"(?:my|our)\s+(?:payment|pmt|check|cheque)|"
+    r"(?:(?:usted|ustedes)\s+)?(?:recibieron|recibio|recibiste|les\s+llego|le\s+llego)\s+(?:mi|nuestro)\s+(?:pago|cheque)|"
     rf"pago\b{_SAME_SENTENCE}{{0,40}}?\bse\s+(?:realizo|hizo|efectuo|envio|mando)|"
     r"pago\s+(?:realizado|hecho|enviado)|"
     r"(?:hice|hicimos|realice|realizamos|mande|mandamos|envie|enviamos)\s+(?:el|un|mi|nuestro)\s+"
     r"pago)\b"
 )
 _OBJECT_FOLLOWS = re.compile(r"\W*(?:[\w']+\W+){0,3}?" + _PAYMENT_OBJECT)
-_OBJECT_BEFORE = re.compile(_PAYMENT_OBJECT + r"\w*\W+(?:[\w']+\W+){0,2}?(?:i|we|yo)\s+$")
+_OBJECT_BEFORE = re.compile(
+    _PAYMENT_OBJECT + r"\w*\W+(?:[\w']+\W+){0,2}?(?:i|we|yo)\s+$"
+    # "El cheque #2290 por $125 lo dejé en la oficina": the object, then a pronoun for it.
+    r"|\b(?:cheque|pago|dinero|efectivo)\b(?:\W+[\w$.#]+){0,4}?\W+(?:lo|la|los|las)\s+$"
+)
 # "The check for $50 is in the mail", "el cheque fue enviado": the object comes first.
 _PASSIVE = re.compile(
     r"\b(?:is|was|were|has\s+been|have\s+been|fue|ya\s+fue|esta)\s+(?:in\s+the\s+mail|mailed|"
+    r"on\s+(?:its|the|their)\s+way|en\s+camino|"
     r"sent|dropped\s+off|delivered|submitted|deposited|enviad[oa]|entregad[oa]|depositad[oa])\b"
 )
 _OBJECT_EARLIER = re.compile(_PAYMENT_OBJECT + _SAME_SENTENCE + r"{0,40}$")
@@ -205,7 +216,7 @@ _AMOUNT = re.compile(
     r"|(?<![\w#$.,/:])(?P<d>" + _NUMBER + r")(?P<df>\.\d{2})(?![\d/.])"
 )
 _CHECK_NUMBER = re.compile(
-    r"\b(?:check|cheque|ck|chk)\.?(?:,?\s*(?:#|no\.?|n[o°º]\.?|number|num\.?|nbr|numero))?\s*#?\s*"
+    r"\b(?:check|cheque|ck|chk)\.?(?:,?\s*\(?(?:#|no\.?|n[o°º]\.?|number|num\.?|nbr|numero))?\s*#?\s*"
     r"(?P<n>\d{2,12})\b(?!\s*(?:dollars?|dolares?|usd|\$)|\.\d|/)"
 )
 _NUMBER_MARK = re.compile(
@@ -295,7 +306,7 @@ _METHODS: tuple[tuple[str, re.Pattern[str]], ...] = (
         "check",
         re.compile(
             r"\bcheques?\b|\bmoney\s+order\b|\b(?:ck|chk)\b|"
-            r"\bchecks?\s*(?:#|no\b|number|num\b|nbr|for\b|\d)|"
+            r"\bchecks?\s*\(?\s*(?:#|no\b|number|num\b|nbr|for\b|\d)|"
             r"\b(?:a|the|my|our|by|with|via|one|personal|cashier'?s|paper|this|that|in|per|"
             r"mailed|sent|wrote|written|send|mail)\s+checks?\b"
         ),
@@ -424,7 +435,10 @@ _PLAN = re.compile(
     # "can I make payments", "hacer pagos pequeños cada mes", "a little at a time"
     r"\b(?:make|do|set\s+up|arrange)\s+(?:small\s+|monthly\s+|weekly\s+)?payments\b|"
     r"\bhacer\s+pagos\b|\bpagos\s+(?:pequenos|chicos|semanales|quincenales)\b|"
-    r"\ba\s+little\s+at\s+a\s+time\b"
+    r"\ba\s+little\s+at\s+a\s+time\b|"
+    r"\bpay\s+(?:it|this|that)?\s*(?:off\s+)?over\s+(?:the\s+)?(?:next\s+)?(?:few|couple(?:\s+of)?|"
+    r"several|\d+|two|three|four|five|six)\s+(?:months|weeks|paychecks)\b|"
+    r"\b(?:arreglo|acuerdo|convenio)\s+de\s+pagos?\b|\bpayment\s+arrangements?\b"
 )
 _DISPUTE = re.compile(
     r"\bnot\s+(?:our|my|his|her|their|the\s+student'?s|(?:my|our)\s+(?:son|daughter|child|kid)'?s)"
@@ -437,6 +451,10 @@ _DISPUTE = re.compile(
     r"(?:broken|damaged|cracked)\b|\bwas\s+like\s+that\s+when\b|"
     r"\b(?:i|we)\s+(?:dispute|contest|disagree|object)\b|\bdispute\s+(?:this|the|these)\b|"
     r"\bdisputing\b|"
+    r"\b(?:don'?t|do\s+not)\s+(?:believe|think|feel)\s+(?:we|i|he|she|they)\s+should\s+"
+    r"(?:be\s+(?:responsible|charged|billed)|have\s+to\s+pay|pay)\b|"
+    r"\bno\s+(?:creo\s+que\s+)?(?:es|sea)\s+justo\b|"
+    r"\bpor\s+que\s+(?:me|nos)\s+(?:cobran|estan\s+cobrando|cobraron|quieren\s+cobrar)\b|"
     r"\b(?:i'?m|we'?re|i\s+am|we\s+are)\s+not\s+(?:going\s+to\s+)?pay(?:ing)?\s+(?:for\s+)?"
     r"(?:this|that|it)\b|"
     r"\b(?:district|school|insurance)\s+should\s+(?:cover|pay)\b|"
@@ -470,7 +488,9 @@ _SOMEONE_ELSE = (
     r"(?:mi|su|sus)\s+(?:otro|otra)\s+(?:hijo|hija|nino|nina)|"
     r"(?:su|mi)\s+(?:hermano|hermana|primo|prima|amigo|amiga)(?:\s+(?:mayor|menor))?|"
     r"otro\s+(?:nino|alumno|estudiante|companero|muchacho)|"
-    r"otra\s+(?:nina|alumna|estudiante|companera|muchacha)|alguien\s+mas)"
+    r"otra\s+(?:nina|alumna|estudiante|companera|muchacha)|alguien\s+mas|"
+    r"un[a]?\s+(?:companer[oa]|nin[oa]|alumn[oa]|estudiante|muchach[oa])|"
+    r"(?:mi|su)\s+(?:sobrin[oa]|tio|tia))"
 )
 _DAMAGED_IT = (
     r"(?:broke|broken|damaged|dropped|threw|thrown|cracked|knocked|grabbed|stepped\s+on|sat\s+on|"
@@ -480,7 +500,11 @@ _DAMAGED_IT = (
 _BLAME = re.compile(
     rf"\b{_SOMEONE_ELSE}\b(?:\s+\w+){{0,4}}?\s+(?:(?:se|la|lo|le)\s+)*{_DAMAGED_IT}\b"
     rf"|\b(?:broken|damaged|dropped|cracked|done)\s+by\s+{_SOMEONE_ELSE}\b"
-    rf"|\b(?:it\s+was|fue)\s+{_SOMEONE_ELSE}\b"
+    # Spanish puts the subject after the verb: "la rompió un compañero de mi hijo".
+    r"|\b(?:la|lo)\s+(?:rompio|quebro|tiro|tumbo|estrello|dano)\s+(?:\w+\s+)?"
+    rf"{_SOMEONE_ELSE}\b"
+    rf"|\b(?:it\s+was|fue)\s+{_SOMEONE_ELSE}\b|\b(?:it\s+was|fue)\s+(?:my|mi)\s+"
+    r"(?:nephew|niece|sobrin[oa])\b"
     r"|\bnot\s+the\s+one\s+(?:who|that)\s+(?:broke|damaged|dropped|did)\b"
     r"|\b(?:mi|su)\s+(?:hijo|hija)\s+no\s+fue\b|\bno\s+fue\s+(?:mi|su)\s+(?:hijo|hija)\b"
 )
@@ -493,6 +517,8 @@ _REMOVE = re.compile(
     rf"|\b{_CHARGE}\s+(?:to\s+be\s+|be\s+)?(?:removed|waived|cancell?ed|dropped|taken\s+off|"
     r"reversed|erased)\b"
     r"|\btake\s+(?:it|this|that|the\s+(?:charge|fee|bill))\s+off\b"
+    r"|\b(?:waive|forgive)\s+(?:it|this|that)\b|\b(?:don'?t|do\s+not)\s+charge\s+(?:us|me)\b"
+    r"|\bno\s+(?:nos|me)\s+(?:cobren|cobre|deben\s+cobrar|deberian\s+cobrar)\b"
     r"|\b(?:quiten|quitar|quite|quitarnos|retiren|retirar|retire|cancelen|cancelar|eliminen|"
     r"eliminar|borren|anulen|anular)\s+(?:(?:el|este|ese|la|esta|los|las)\s+)?"
     r"(?:cargo|cobro|factura|multa|deuda)s?\b"
@@ -519,6 +545,17 @@ _NEW_LINK = re.compile(
             r"caducad[oa]|expirad[oa])\b",
             r"\b(?:can't|cannot|can\s+not|couldn't|could\s+not|unable\s+to)\s+"
             rf"(?:open|find|use|get\s+into)\s+(?:the|my|your|that)\s+{_LINK}\b",
+            # "the link says page not found", "keeps timing out", "me manda a una página en blanco"
+            rf"\b{_LINK}\b[^.?!\n]{{0,40}}\b(?:not\s+found|an\s+error|error\s+page|time[sd]?\s+out|"
+            r"timing\s+out|404|en\s+blanco|no\s+(?:carga|abre|funciona|sirve)|won'?t\s+load)\b",
+            # "can u send the link again", "can you resend it", "me lo pueden mandar otra vez"
+            rf"\b(?:send|email|text)\s+(?:me\s+|us\s+)?(?:the|a|my|that)\s+{_FOR}{_LINK}\s+again\b",
+            rf"\b{_LINK}\b[^.?!\n]{{0,40}}\bre-?send\b",
+            # "I never got a link", "no me llegó ningún enlace"
+            r"\b(?:never|didn'?t|did\s+not|haven'?t)\s+(?:got|get|gotten|received?)\s+(?:a|the|any)\s+"
+            rf"{_FOR}{_LINK}\b",
+            r"\bno\s+(?:me\s+|nos\s+)?(?:llego|ha\s+llegado|recibi|recibimos)\s+(?:ningun|el|un|una|la)\s+"
+            rf"{_LINK_ES}\b",
             # "nuevo enlace", "otro enlace", "el enlace no funciona / expiró / venció"
             rf"\b(?:nuevo|nueva|otro|otra)\s+{_LINK_ES}\b",
             rf"\b{_LINK_ES}\s+(?:nuevo|nueva)\b",
