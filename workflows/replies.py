@@ -200,6 +200,11 @@ _NOT_FOR_US = re.compile(
     r"^\W*(?:for\s+(?:the\s+)?(?:insurance|coverage|protection\s+plan)|the\s+insurance|"
     r"(?:a|the|an|your|this)\s+(?:bill|invoice|notice|letter|email|e-mail|message|form))"
 )
+# "I'll put a check in the mail", "voy a dejar el cheque": a promise a few words before the cue.
+_FUTURE_BEFORE = re.compile(
+    r"(?:'ll|\bwill|\bgonna|\bgoing\s+to|\bvoy\s+a|\bvamos\s+a|\bva\s+a)\s+"
+    r"(?:(?!(?:but|and|because|since|pero|y)\b)[\w$#.]+\s+){0,2}$"
+)
 # "el seguro que pagamos", "the insurance we paid for": what was paid is the insurance.
 _INSURANCE_BEFORE = re.compile(
     r"\b(?:seguro|insurance|cobertura|poliza|protection\s+plan)\s+(?:que\s+|that\s+)?"
@@ -307,6 +312,7 @@ _METHODS: tuple[tuple[str, re.Pattern[str]], ...] = (
         re.compile(
             r"\bcheques?\b|\bmoney\s+order\b|\b(?:ck|chk)\b|"
             r"\bchecks?\s*\(?\s*(?:#|no\b|number|num\b|nbr|for\b|\d)|"
+            r"\bchecks?\s+(?:is\s+|was\s+)?(?:in|into)\s+the\s+mail\b|"
             r"\b(?:a|the|my|our|by|with|via|one|personal|cashier'?s|paper|this|that|in|per|"
             r"mailed|sent|wrote|written|send|mail)\s+checks?\b"
         ),
@@ -774,7 +780,12 @@ def _payment_cue(folded: str, span: tuple[int, int]) -> int | None:
 
 def _cue_counts(sentence: str, start: int, end: int) -> bool:
     before = sentence[max(0, start - 40) : start]
-    if _NOT_DONE.search(before) or _YOU_BEFORE.search(before) or _INSURANCE_BEFORE.search(before):
+    if (
+        _NOT_DONE.search(before)
+        or _FUTURE_BEFORE.search(before)
+        or _YOU_BEFORE.search(before)
+        or _INSURANCE_BEFORE.search(before)
+    ):
         return False
     return not _NOT_FOR_US.match(sentence[end : end + 40])
 
