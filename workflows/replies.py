@@ -5,7 +5,11 @@ Pure text rules over the new part of a reply, in English and Spanish. Nothing he
 a reported payment only becomes a pending payment that billing staff confirm. The reading is
 deliberately cautious — a payment needs a past-tense report ("I mailed", "paid", "pagué"), not
 a promise ("I will pay") or a negation ("we haven't paid") — and the confidence says how much
-of the report was found (amount, method, check number, date).
+of the report was found (amount, method, check number, date). The invoice numbers a reply
+names are read too, so a reply about several invoices can be matched to them.
+
+How well this reads real replies is measured over a labelled corpus (tests/fixtures/replies,
+bench/reply_understanding.py); a rule added here should come with corpus replies it fixes.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ class ReadIntent:
     intent: Intent
     payment: ReportedPayment | None
     confidence: float
+    # The invoice numbers the text names, in order and without repeats, as the store keeps
+    # them ("INV-000123"); empty when it names none.
     invoice_numbers: tuple[str, ...] = ()
 
 
@@ -152,7 +158,8 @@ _PAID = re.compile(
     # whether it arrived says it was sent (a question counts only with an amount or number).
     r"(?:did|have|has)\s+(?:you|the\s+office|the\s+school)\s+(?:get|got|receive|received)\s+"
     r"(?:my|our)\s+(?:payment|pmt|check|cheque)|"
-    r"(?:(?:usted|ustedes)\s+)?(?:recibieron|recibio|recibiste|les\s+llego|le\s+llego)\s+(?:mi|nuestro)\s+(?:pago|cheque)|"
+    r"(?:(?:usted|ustedes)\s+)?(?:recibieron|recibio|recibiste|les\s+llego|le\s+llego)\s+"
+    r"(?:mi|nuestro)\s+(?:pago|cheque)|"
     rf"pago\b{_SAME_SENTENCE}{{0,40}}?\bse\s+(?:realizo|hizo|efectuo|envio|mando)|"
     r"pago\s+(?:realizado|hecho|enviado)|"
     r"(?:hice|hicimos|realice|realizamos|mande|mandamos|envie|enviamos)\s+(?:el|un|mi|nuestro)\s+"
@@ -221,7 +228,8 @@ _AMOUNT = re.compile(
     r"|(?<![\w#$.,/:])(?P<d>" + _NUMBER + r")(?P<df>\.\d{2})(?![\d/.])"
 )
 _CHECK_NUMBER = re.compile(
-    r"\b(?:check|cheque|ck|chk)\.?(?:,?\s*\(?(?:#|no\.?|n[o°º]\.?|number|num\.?|nbr|numero))?\s*#?\s*"
+    r"\b(?:check|cheque|ck|chk)\.?"
+    r"(?:,?\s*\(?(?:#|no\.?|n[o°º]\.?|number|num\.?|nbr|numero))?\s*#?\s*"
     r"(?P<n>\d{2,12})\b(?!\s*(?:dollars?|dolares?|usd|\$)|\.\d|/)"
 )
 _NUMBER_MARK = re.compile(
@@ -468,7 +476,7 @@ _DISPUTE = re.compile(
     r"\bwas\s+(?:already\s+)?there\s+when\s+(?:she|he|we|they|i)\s+(?:got|received|picked)\b|"
     r"\b(?:didn'?t|did\s+not|never)\s+do\s+(?:it|this|that)\b|"
     r"\bno\s+(?:pagaremos|pagare)\b|\bdefecto\s+de\s+fabrica\b|"
-    r"\bno\s+(?:lo\s+|la\s+)?(?:rompimos|dañamos|danamos|tiramos)\b|\bya\s+estaba\s+asi\b|"
+    r"\bno\s+(?:lo\s+|la\s+)?(?:rompimos|danamos|tiramos)\b|\bya\s+estaba\s+asi\b|"
     r"\b(?:contest|appeal)\s+(?:this|the|these)\s+(?:charge|fee|invoice|bill)|"
     r"\b(?:not|isn'?t|is\s+not)\s+fair\b|\bunfair\b|"
     r"\b(?:didn'?t|did\s+not|never)\s+(?:break|broke|damage|damaged|drop|dropped|lose|lost)\b|"
@@ -552,16 +560,18 @@ _NEW_LINK = re.compile(
             r"\b(?:can't|cannot|can\s+not|couldn't|could\s+not|unable\s+to)\s+"
             rf"(?:open|find|use|get\s+into)\s+(?:the|my|your|that)\s+{_LINK}\b",
             # "the link says page not found", "keeps timing out", "me manda a una página en blanco"
-            rf"\b{_LINK}\b[^.?!\n]{{0,40}}\b(?:not\s+found|an\s+error|error\s+page|time[sd]?\s+out|"
-            r"timing\s+out|404|en\s+blanco|no\s+(?:carga|abre|funciona|sirve)|won'?t\s+load)\b",
+            rf"\b{_LINK}\b[^.?!\n]{{0,40}}\b(?:not\s+found|an\s+error|error\s+page|"
+            r"time[sd]?\s+out|timing\s+out|404|en\s+blanco|no\s+(?:carga|abre|funciona|sirve)|"
+            r"won'?t\s+load)\b",
             # "can u send the link again", "can you resend it", "me lo pueden mandar otra vez"
-            rf"\b(?:send|email|text)\s+(?:me\s+|us\s+)?(?:the|a|my|that)\s+{_FOR}{_LINK}\s+again\b",
+            r"\b(?:send|email|text)\s+(?:me\s+|us\s+)?(?:the|a|my|that)\s+"
+            rf"{_FOR}{_LINK}\s+again\b",
             rf"\b{_LINK}\b[^.?!\n]{{0,40}}\bre-?send\b",
             # "I never got a link", "no me llegó ningún enlace"
-            r"\b(?:never|didn'?t|did\s+not|haven'?t)\s+(?:got|get|gotten|received?)\s+(?:a|the|any)\s+"
-            rf"{_FOR}{_LINK}\b",
-            r"\bno\s+(?:me\s+|nos\s+)?(?:llego|ha\s+llegado|recibi|recibimos)\s+(?:ningun|el|un|una|la)\s+"
-            rf"{_LINK_ES}\b",
+            r"\b(?:never|didn'?t|did\s+not|haven'?t)\s+(?:got|get|gotten|received?)\s+"
+            rf"(?:a|the|any)\s+{_FOR}{_LINK}\b",
+            r"\bno\s+(?:me\s+|nos\s+)?(?:llego|ha\s+llegado|recibi|recibimos)\s+"
+            rf"(?:ningun|el|un|una|la)\s+{_LINK_ES}\b",
             # "nuevo enlace", "otro enlace", "el enlace no funciona / expiró / venció"
             rf"\b(?:nuevo|nueva|otro|otra)\s+{_LINK_ES}\b",
             rf"\b{_LINK_ES}\s+(?:nuevo|nueva)\b",
@@ -581,13 +591,14 @@ _NO_LINK_WANTED = re.compile(
     r"|\bno\s+(?:necesito|necesitamos|quiero|queremos)\s+(?:otr[oa]\s+|un[a]?\s+|el\s+|la\s+)?"
     rf"(?:nuev[oa]\s+)?{_LINK_ES}"
 )
-# "Will pay on the 15th", "Should be in a couple weeks": the subject left out of a statement,
-# not a question (those put a subject after the verb: "will you", "can I").
+# "invoice #482", "invoice number 482", "factura número 517" (folded: "numero").
 _INVOICE_WORD = re.compile(
     r"\b(?:invoice|factura)\s*(?:#|(?:number|no\.|num\.?|numero|nro\.?)\s*#?)\s*"
     r"(?P<n>[0-9]{1,12})(?![0-9]|-[0-9])",
     re.IGNORECASE,
 )
+# "Will pay on the 15th", "Should be in a couple weeks": the subject left out of a statement,
+# not a question (those put a subject after the verb: "will you", "can I").
 _NO_SUBJECT = re.compile(
     r"^\W*(?:will|would|should|could|can|may|shall|have|has|do|does|did|is|are|am)\s+"
     r"(?!(?:i|you|we|it|this|that|there|the|my|our|he|she|they|someone|anyone|somebody|anybody|"
@@ -678,7 +689,8 @@ def _prefix_pattern(prefix: str) -> re.Pattern[str]:
         if len(_PREFIX_PATTERNS) > 32:
             _PREFIX_PATTERNS.clear()
         pattern = _PREFIX_PATTERNS[prefix] = re.compile(
-            rf"(?<![A-Za-z0-9]){re.escape(prefix)}[\s#:-]{{0,2}}(?P<n>[0-9]{{1,12}})(?![0-9]|-[0-9])",
+            rf"(?<![A-Za-z0-9]){re.escape(prefix)}[\s#:-]{{0,2}}"
+            r"(?P<n>[0-9]{1,12})(?![0-9]|-[0-9])",
             re.IGNORECASE,
         )
     return pattern
