@@ -25,8 +25,9 @@ from workflows.replies import Intent, ReadIntent, read_intent
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "replies"
 CORPUS_FILES = ("corpus_en.yaml", "corpus_es.yaml")
-# Written after the rules were tuned on CORPUS_FILES (docs/performance.md has its first score).
-HOLDOUT_FILES = ("holdout_en.yaml", "holdout_es.yaml")
+# Written after the rules were tuned on CORPUS_FILES, then a second set after the first was
+# folded in (docs/performance.md has the first score of each).
+HOLDOUT_FILES = ("holdout_en.yaml", "holdout_es.yaml", "holdout2_en.yaml", "holdout2_es.yaml")
 ALL_FILES = CORPUS_FILES + HOLDOUT_FILES
 INVOICE_PREFIX = "INV"
 

@@ -147,17 +147,25 @@ _SAME_SENTENCE = r"(?:[^.?!\n]|\.(?=\d))"
 _PAID = re.compile(
     r"\b(?:paid|pd|have\s+paid|has\s+been\s+paid|was\s+paid|payed|"
     r"made\s+(?:a|the|my|our|an?\s+online)\s+payment|"
+    # "I did the online payment", "completed a partial payment"
+    r"(?:made|did|completed)\s+(?:a|an|the|my|our)\s+(?:[\w-]+\s+){0,2}?payment|"
+    # Payment apps as verbs: "Venmo'd the school $125", "zelled it"
+    r"venmo'?e?d|zelle'?e?d|paypal'?e?d|cash\s?app'?e?d|"
     rf"{_PMT}(?:\s+(?:of|for|in\s+full)\b{_SAME_SENTENCE}{{0,40}}?)?\s+"
     r"(?:(?:was|has\s+been|is|were)\s+)?(?:made|sent|mailed|submitted|dropped\s+off|completed)|"
     r"here\s+is\s+(?:my|our|the)\s+payment|enclosed\s+(?:is|please\s+find)|"
     r"ya\s+pag(?:ue|amos|o)|pague|pagamos|(?:he|hemos|ya\s+(?:esta|fue))\s+pagad[oa]|"
     # "ya les había pagado", "ya quedó pagado", "ya se pagó con el cheque"
     r"(?:(?:le|les|lo|la|se)\s+)?(?:habia|habiamos)\s+pagad[oa]|quedo\s+pagad[oa]|ya\s+se\s+pago|"
+    # "ya lo pagué"; "lo pagó mi esposo" (folded, "pagó" reads like "pago": the person after it
+    # makes it a past report, not "I pay it")
+    r"ya\s+(?:lo|la)\s+pag(?:ue|amos|o)|(?:lo|la)\s+pago\s+(?:mi|su)\s+(?:esposo|esposa|marido|"
+    r"mama|papa|abuela|abuelo|hermano|hermana|hijo|hija|tia|tio)|"
     r"se\s+(?:hizo|realizo|efectuo|envio|mando)\s+(?:el|un|mi|nuestro)\s+pago|"
     # "Did you get my payment of $50?", "¿recibieron mi pago de cincuenta dólares?": asking
     # whether it arrived says it was sent (a question counts only with an amount or number).
-    r"(?:did|have|has)\s+(?:you|the\s+office|the\s+school)\s+(?:get|got|receive|received)\s+"
-    r"(?:my|our)\s+(?:payment|pmt|check|cheque)|"
+    r"(?:(?:did|have|has)\s+)?(?:you|the\s+office|the\s+school)\s+(?:get|got|receive|received)\s+"
+    r"(?:my|our|the)\s+(?:[\w$.,]+\s+){0,2}?(?:payment|pmt|check|cheque|cash|money)|"
     r"(?:(?:usted|ustedes)\s+)?(?:recibieron|recibio|recibiste|les\s+llego|le\s+llego)\s+"
     r"(?:mi|nuestro)\s+(?:pago|cheque)|"
     rf"pago\b{_SAME_SENTENCE}{{0,40}}?\bse\s+(?:realizo|hizo|efectuo|envio|mando)|"
@@ -165,7 +173,7 @@ _PAID = re.compile(
     r"(?:hice|hicimos|realice|realizamos|mande|mandamos|envie|enviamos)\s+(?:el|un|mi|nuestro)\s+"
     r"pago)\b"
 )
-_OBJECT_FOLLOWS = re.compile(r"\W*(?:[\w']+\W+){0,3}?" + _PAYMENT_OBJECT)
+_OBJECT_FOLLOWS = re.compile(r"\W*(?:[\w']+\W+){0,4}?" + _PAYMENT_OBJECT)
 _OBJECT_BEFORE = re.compile(
     _PAYMENT_OBJECT + r"\w*\W+(?:[\w']+\W+){0,2}?(?:i|we|yo)\s+$"
     # "El cheque #2290 por $125 lo dejé en la oficina": the object, then a pronoun for it.
@@ -178,13 +186,17 @@ _PASSIVE = re.compile(
     r"sent|dropped\s+off|delivered|submitted|deposited|enviad[oa]|entregad[oa]|depositad[oa])\b"
 )
 _OBJECT_EARLIER = re.compile(_PAYMENT_OBJECT + _SAME_SENTENCE + r"{0,40}$")
+# "Check #881 for INV-000482 and check #882 … went out this morning": no auxiliary needed.
+_WENT_OUT = re.compile(r"\b(?:went|go(?:es)?)\s+out\b|\bsali(?:o|eron)\b")
 # Telegraphic reports: "chk mailed today", "Chk #1402 mailed 3/1", "check in the mail",
 # "cash pd to front office", "the check went out in the mail", "el cheque ya va en el correo".
 _TERSE = re.compile(
     rf"\b(?:check|cheque|chk|ck|{_PMT}|money\s+order|cash|efectivo|pago|dinero)\b\.?"
-    r"(?:\s*(?:#|no\.?|number)?\s*\d+)?(?:\s+for\s+\$?\d[\d,.]*)?\s*,?\s*"
+    r"(?:\s*(?:#|no\.?|number|numero)?\s*\d+)?"
+    r"(?:\s+(?:for|por|de)\s+\$?\d[\d,.]*(?:\s*(?:dollars|dolares))?)?\s*,?\s*"
     r"(?:(?:is|was|has\s+been|were|got|went)\s+)?(?:(?:already|just)\s+)?"
     r"(?:mailed|sent|pd|dropped\s+off|deposited|submitted|went\s+out|"
+    r"enviad[oa]|mandad[oa]|depositad[oa]|entregad[oa]|"
     r"(?:in|into)\s+(?:the\s+|today'?s\s+|this\s+morning'?s\s+|\w+day'?s\s+)?mail)\b"
     r"|\b(?:cheque|pago|dinero)\b(?:\s+\w+){0,2}?\s+(?:ya\s+)?(?:va|iba|esta|fue)\s+(?:en|por)\s+"
     r"(?:el\s+)?correo\b"
@@ -452,7 +464,10 @@ _PLAN = re.compile(
     r"\ba\s+little\s+at\s+a\s+time\b|"
     r"\bpay\s+(?:it|this|that)?\s*(?:off\s+)?over\s+(?:the\s+)?(?:next\s+)?(?:few|couple(?:\s+of)?|"
     r"several|\d+|two|three|four|five|six)\s+(?:months|weeks|paychecks)\b|"
-    r"\b(?:arreglo|acuerdo|convenio)\s+de\s+pagos?\b|\bpayment\s+arrangements?\b"
+    r"\b(?:arreglo|acuerdo|convenio)\s+de\s+pagos?\b|\bpayment\s+arrangements?\b|"
+    # "in 5 payments of $25", "en dos partes"
+    r"\bin\s+(?:\d+|two|three|four|five|six|several|a\s+few)\s+(?:payments|installments|parts)\b|"
+    r"\ben\s+(?:\d+|dos|tres|cuatro|cinco|seis|varias|varios)\s+(?:partes|pagos|cuotas|plazos)\b"
 )
 _DISPUTE = re.compile(
     r"\bnot\s+(?:our|my|his|her|their|the\s+student'?s|(?:my|our)\s+(?:son|daughter|child|kid)'?s)"
@@ -465,6 +480,10 @@ _DISPUTE = re.compile(
     r"(?:broken|damaged|cracked)\b|\bwas\s+like\s+that\s+when\b|"
     r"\b(?:i|we)\s+(?:dispute|contest|disagree|object)\b|\bdispute\s+(?:this|the|these)\b|"
     r"\bdisputing\b|"
+    r"\bnot\s+aware\s+of\s+any\s+damage\b|"
+    r"\b(?:from|since)\s+(?:the\s+)?(?:first\s+day|day\s+one|the\s+(?:start|beginning))\b|"
+    r"\bwhy\s+(?:do|should|would)\s+(?:i|we)\s+(?:have\s+to\s+)?pay\b|"
+    r"\bpor\s+que\s+(?:tengo|tenemos|debo|debemos)\s+que\s+pagar\b|"
     r"\b(?:don'?t|do\s+not)\s+(?:believe|think|feel)\s+(?:we|i|he|she|they)\s+should\s+"
     r"(?:be\s+(?:responsible|charged|billed)|have\s+to\s+pay|pay)\b|"
     r"\bno\s+(?:creo\s+que\s+)?(?:es|sea)\s+justo\b|"
@@ -508,8 +527,9 @@ _SOMEONE_ELSE = (
 )
 _DAMAGED_IT = (
     r"(?:broke|broken|damaged|dropped|threw|thrown|cracked|knocked|grabbed|stepped\s+on|sat\s+on|"
-    r"borrowed|had\s+(?:the|it|his|her)|was\s+using|did\s+(?:it|this)|"
-    r"rompio|rompieron|quebro|tiro|tumbo|estrello|quito|dano|la\s+tenia|lo\s+tenia)"
+    r"borrowed|had\s+(?:the|it|his|her)|was\s+using|did\s+(?:it|this)|pushed|spilled|"
+    r"rompio|rompieron|quebro|tiro|tumbo|estrello|quito|dano|empujo|empujaron|la\s+tenia|"
+    r"lo\s+tenia)"
 )
 _BLAME = re.compile(
     rf"\b{_SOMEONE_ELSE}\b(?:\s+\w+){{0,4}}?\s+(?:(?:se|la|lo|le)\s+)*{_DAMAGED_IT}\b"
@@ -533,6 +553,9 @@ _REMOVE = re.compile(
     r"|\btake\s+(?:it|this|that|the\s+(?:charge|fee|bill))\s+off\b"
     r"|\b(?:waive|forgive)\s+(?:it|this|that)\b|\b(?:don'?t|do\s+not)\s+charge\s+(?:us|me)\b"
     r"|\bno\s+(?:nos|me)\s+(?:cobren|cobre|deben\s+cobrar|deberian\s+cobrar)\b"
+    r"|\bno\s+nos\s+(?:hagan|obliguen\s+a)\s+pagar\b"
+    r"|\b(?:don'?t|do\s+not)\s+make\s+(?:us|me)\s+pay\b"
+    r"|\b(?:be|been|get|gets)\s+voided\b|\bvoid\s+(?:it|this|the\s+(?:charge|invoice|bill))\b"
     r"|\b(?:quiten|quitar|quite|quitarnos|retiren|retirar|retire|cancelen|cancelar|eliminen|"
     r"eliminar|borren|anulen|anular)\s+(?:(?:el|este|ese|la|esta|los|las)\s+)?"
     r"(?:cargo|cobro|factura|multa|deuda)s?\b"
@@ -560,7 +583,11 @@ _NEW_LINK = re.compile(
             r"\b(?:can't|cannot|can\s+not|couldn't|could\s+not|unable\s+to)\s+"
             rf"(?:open|find|use|get\s+into)\s+(?:the|my|your|that)\s+{_LINK}\b",
             # "the link says page not found", "keeps timing out", "me manda a una página en blanco"
-            rf"\b{_LINK}\b[^.?!\n]{{0,40}}\b(?:not\s+found|an\s+error|error\s+page|"
+            rf"\b{_LINK}\b[^.?!\n]{{0,40}}\b(?:isn'?t|is\s+not|doesn'?t|does\s+not|won'?t|wont|"
+            r"not)\s+(?:work|open|load)(?:s|ing)?\b",
+            r"\bno\s+(?:me|nos)\s+deja\s+(?:pagar|entrar|abrir)\s+(?:en|con|desde)\s+(?:el|la)\s+"
+            rf"{_LINK_ES}\b",
+            rf"\b{_LINK}\b[^.?!\n]{{0,40}}\b(?:not\s+found|error|invalid|"
             r"time[sd]?\s+out|timing\s+out|404|en\s+blanco|no\s+(?:carga|abre|funciona|sirve)|"
             r"won'?t\s+load)\b",
             # "can u send the link again", "can you resend it", "me lo pueden mandar otra vez"
@@ -615,6 +642,7 @@ _QUESTION_START = re.compile(
 )
 _QUESTION_PHRASE = re.compile(
     r"\b(?:i\s+was\s+wondering|i\s+wonder|please\s+(?:let\s+me\s+know|advise|explain|confirm)|"
+    r"i\s+(?:would|'d)\s+like\s+to\s+know|i\s+(?:want|need)\s+to\s+know|"
     r"can\s+you\s+(?:tell|explain|confirm)|i\s+(?:have|had)\s+a\s+question|"
     r"quisiera\s+saber|me\s+gustaria\s+saber|necesito\s+saber|me\s+pueden\s+decir|"
     r"tengo\s+una\s+pregunta|favor\s+de\s+(?:confirmar|explicar|informar))\b"
@@ -779,6 +807,11 @@ def _payment_cue(folded: str, span: tuple[int, int]) -> int | None:
             found.append(match.start())
             break
     for match in _PASSIVE.finditer(sentence):
+        before = sentence[max(0, match.start() - 60) : match.start()]
+        if _OBJECT_EARLIER.search(before) and _cue_counts(sentence, match.start(), match.end()):
+            found.append(match.start())
+            break
+    for match in _WENT_OUT.finditer(sentence):
         before = sentence[max(0, match.start() - 60) : match.start()]
         if _OBJECT_EARLIER.search(before) and _cue_counts(sentence, match.start(), match.end()):
             found.append(match.start())

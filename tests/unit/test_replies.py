@@ -623,3 +623,49 @@ def test_callers_without_a_prefix_still_work() -> None:
     result = read_intent("I paid INV-000482 online", today=WEDNESDAY)
     assert result.invoice_numbers == ("INV-000482",)
     assert read("I paid $5 cash").invoice_numbers == ()
+
+
+# -- wording from the second held-out set ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "cents", "check"),
+    [
+        (
+            "Our bank sent you a bill pay check on 3/1. Amount $125.00, check no 90017.",
+            12500,
+            "90017",
+        ),
+        ("I just wanted to confirm that you got the $50 cash Jaden brought in.", 5000, None),
+        ("I did the online payment yesterday for $125.", 12500, None),
+        ("Check #881 and check #882 went out this morning, $125 each.", 12500, "881"),
+        ("Venmo'd the school $125 this am", 12500, None),
+        ("Cheque número 3310 por 125 dólares enviado por correo el 28 de febrero.", 12500, "3310"),
+        ("Ya está, lo pagó mi esposo ayer. Fueron ciento veinticinco dólares.", 12500, None),
+    ],
+)
+def test_more_payment_wording(text: str, cents: int, check: str | None) -> None:
+    result = read(text)
+    assert result.intent == Intent.PAYMENT
+    assert result.payment is not None
+    assert (result.payment.amount_cents, result.payment.check_number) == (cents, check)
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("Lo pago el viernes.", Intent.OTHER),  # "I'll pay it Friday": no one after the verb
+        ("Did you receive the check?", Intent.QUESTION),  # no amount or number: still a question
+        ("Can I pay $125 in 5 payments of $25?", Intent.PAYMENT_PLAN),
+        ("Les voy a pagar en dos partes.", Intent.PAYMENT_PLAN),
+        ("I was not aware of any damage, it flickered from the first day.", Intent.DISPUTE),
+        ("¿Por qué tengo que pagar yo si la escuela tiene seguro?", Intent.DISPUTE),
+        ("Otro estudiante la empujó. Que no nos hagan pagar.", Intent.DISPUTE),
+        ("We are asking that INV-000482 be voided.", Intent.DISPUTE),
+        ("The link from the email isn't working for me.", Intent.NEW_LINK),
+        ("no me deja pagar en el link, sale error", Intent.NEW_LINK),
+        ("I would like to know what the keyboard costs.", Intent.QUESTION),
+    ],
+)
+def test_more_intent_wording(text: str, intent: Intent) -> None:
+    assert read(text).intent == intent
