@@ -1,6 +1,6 @@
 """Reply understanding benchmark: how well parents' replies are read, and how fast.
 
-    .venv/bin/python bench/reply_understanding.py [--rounds 20] [--misses]
+    .venv/bin/python bench/reply_understanding.py [--rounds 20] [--misses] [--every-client]
 
 The labelled corpus (tests/fixtures/replies: 316 replies, English and Spanish, each under the
 district's notice quoted the way Gmail, Outlook, Apple Mail, Yahoo, Android or Thunderbird
@@ -14,6 +14,9 @@ corpus, the held-out replies (written after the rules were tuned) and both toget
 - how often the quoted notice was removed cleanly;
 - false pending payments: a pending payment the ingestor would create from a promise, a
   question or another non-payment, or with an amount the parent didn't report (a quoted one).
+
+With --every-client, every reply is also read under every quoting style of quoting.yaml (not
+only the client it was written for), and the replies read differently are counted.
 
 Then the throughput (replies/second) of parse + read and of `read_intent` alone, each beside
 a bare floor: the standard library's parse of the same messages (no quote stripping), and the
@@ -49,8 +52,10 @@ from tests.reply_corpus import (  # noqa: E402
     Outcome,
     Scores,
     load,
+    requote,
     run,
     score,
+    styles,
 )
 from workflows.replies import Intent, read_intent  # noqa: E402
 
@@ -82,6 +87,22 @@ def report(name: str, outcomes: Sequence[Outcome], scores: Scores) -> None:
         precision = tp / (tp + fp) if tp + fp else 1.0
         recall = tp / (tp + fn) if tp + fn else 1.0
         print(f"    {intent.value:<14}  {precision:9.3f}  {recall:7.3f}   ({tp + fn})")
+
+
+def every_client(items: Sequence[Item]) -> None:
+    names = styles()
+    wrong: dict[str, int] = {}
+    for name in names:
+        outcomes = run([requote(item, name) for item in items])
+        wrong[name] = sum(bool(o.misses()) for o in outcomes)
+    total = len(items) * len(names)
+    print(
+        f"\nEvery reply under every client ({len(names)} styles): "
+        f"{total - sum(wrong.values())}/{total} read right"
+    )
+    for name, count in wrong.items():
+        if count:
+            print(f"  {name:<22} {count} replies read wrong")
 
 
 def _timed(rounds: int, items: Sequence[Item], work: Callable[[Item], object]) -> float:
@@ -130,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=20, help="timed passes (default 20)")
     parser.add_argument("--misses", action="store_true", help="list every reply read wrong")
+    parser.add_argument(
+        "--every-client", action="store_true", help="read every reply under every quoting style"
+    )
     args = parser.parse_args(argv)
 
     outcomes: dict[str, list[Outcome]] = {}
@@ -153,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {o.item.id} [{o.item.client}] {'; '.join(o.misses())}")
                 print(f"      {o.reply_text[:160]!r}")
 
+    if args.every_client:
+        every_client([o.item for o in every])
     throughput([o.item for o in every], args.rounds)
 
     total = score(every)

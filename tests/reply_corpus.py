@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -63,7 +63,7 @@ def _quote(text: str) -> str:
 
 
 def load(files: Sequence[str] = ALL_FILES) -> list[Item]:
-    quoting = yaml.safe_load((FIXTURES / "quoting.yaml").read_text(encoding="utf-8"))
+    quoting = _quoting()
     notices: dict[str, str] = quoting["notices"]
     styles: dict[str, str] = quoting["styles"]
     items: list[Item] = []
@@ -89,14 +89,8 @@ def _item(
 ) -> Item:
     label = entry["label"]
     notice_name = entry.get("notice", language)
-    notice = notices[notice_name]
     text = entry["text"].strip("\n")
-    body = (
-        styles[entry["client"]]
-        .replace("{notice_quoted}", _quote(notice))
-        .replace("{notice}", notice)
-        .replace("{reply}", text)
-    )
+    body = _body(styles[entry["client"]], notices[notice_name], text)
     amount = label["amount_cents"]
     check = label["check_number"]
     return Item(
@@ -113,6 +107,32 @@ def _item(
         body=body,
         raw=_message(entry["id"], body, notice_name),
     )
+
+
+def _body(style: str, notice: str, text: str) -> str:
+    return (
+        style.replace("{notice_quoted2}", _quote(_quote(notice)))
+        .replace("{notice_quoted}", _quote(notice))
+        .replace("{notice}", notice)
+        .replace("{reply}", text)
+    )
+
+
+def styles() -> list[str]:
+    """The quoting styles of quoting.yaml, by name."""
+    return list(_quoting()["styles"])
+
+
+def _quoting() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((FIXTURES / "quoting.yaml").read_text("utf-8"))
+    return loaded
+
+
+def requote(item: Item, style: str) -> Item:
+    """The same reply as another client would have quoted the notice under it."""
+    quoting = _quoting()
+    body = _body(quoting["styles"][style], quoting["notices"][item.notice], item.text)
+    return replace(item, client=style, body=body, raw=_message(item.id, body, item.notice))
 
 
 def _message(item_id: str, body: str, notice: str) -> bytes:

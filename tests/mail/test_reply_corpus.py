@@ -19,8 +19,10 @@ from tests.reply_corpus import (
     Item,
     Outcome,
     load,
+    requote,
     run,
     score,
+    styles,
 )
 from workflows.replies import Intent
 
@@ -78,3 +80,13 @@ def test_invoice_numbers_and_quote_stripping(outcomes: list[Outcome]) -> None:
     detail = _misses(outcomes)
     assert scores.invoice_accuracy >= 0.98, detail
     assert scores.strip_accuracy >= 0.98, detail
+
+
+def test_the_reading_does_not_depend_on_the_mail_client(items: list[Item]) -> None:
+    """Each reply again under another client's quoting (the styles taken in turn): the quoted
+    notice goes, and the reply reads the same. `bench/reply_understanding.py --every-client`
+    reads every reply under every style."""
+    names = styles()
+    moved = [requote(item, names[index % len(names)]) for index, item in enumerate(items)]
+    outcomes = run(moved)
+    assert not [o for o in outcomes if o.misses()], _misses(outcomes)
