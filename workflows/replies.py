@@ -152,7 +152,12 @@ _PAID = re.compile(
     # Payment apps as verbs: "Venmo'd the school $125", "zelled it"
     r"venmo'?e?d|zelle'?e?d|paypal'?e?d|cash\s?app'?e?d|"
     rf"{_PMT}(?:\s+(?:of|for|in\s+full)\b{_SAME_SENTENCE}{{0,40}}?)?\s+"
-    r"(?:(?:was|has\s+been|is|were)\s+)?(?:made|sent|mailed|submitted|dropped\s+off|completed)|"
+    r"(?:(?:was|has\s+been|is|were)\s+)?(?:made|sent|mailed|submitted|dropped\s+off|completed|"
+    r"processed|posted|approved|went\s+through)|"
+    r"pago\s+(?:fue|ya\s+fue|esta|quedo)\s+(?:aprobado|procesado|aplicado|realizado|hecho)|"
+    # "Took care of this today at the front office", "settled the balance"
+    r"took\s+care\s+of\s+(?:it|this|that|the\s+(?:bill|invoice|balance|payment|fee))|"
+    r"settled\s+(?:it|this|the\s+(?:bill|invoice|balance|account))|"
     r"here\s+is\s+(?:my|our|the)\s+payment|enclosed\s+(?:is|please\s+find)|"
     r"ya\s+pag(?:ue|amos|o)|pague|pagamos|(?:he|hemos|ya\s+(?:esta|fue))\s+pagad[oa]|"
     # "ya les había pagado", "ya quedó pagado", "ya se pagó con el cheque"
@@ -182,7 +187,8 @@ _OBJECT_BEFORE = re.compile(
 # "The check for $50 is in the mail", "el cheque fue enviado": the object comes first.
 _PASSIVE = re.compile(
     r"\b(?:is|was|were|has\s+been|have\s+been|fue|ya\s+fue|esta)\s+(?:in\s+the\s+mail|mailed|"
-    r"on\s+(?:its|the|their)\s+way|en\s+camino|"
+    r"on\s+(?:its|the|their)\s+way|en\s+camino|handed\s+(?:in|to|over)|turned\s+in|given\s+to|"
+    r"left\s+(?:at|with|in)|"
     r"sent|dropped\s+off|delivered|submitted|deposited|enviad[oa]|entregad[oa]|depositad[oa])\b"
 )
 _OBJECT_EARLIER = re.compile(_PAYMENT_OBJECT + _SAME_SENTENCE + r"{0,40}$")
@@ -190,12 +196,17 @@ _OBJECT_EARLIER = re.compile(_PAYMENT_OBJECT + _SAME_SENTENCE + r"{0,40}$")
 _WENT_OUT = re.compile(r"\b(?:went|go(?:es)?)\s+out\b|\bsali(?:o|eron)\b")
 # Telegraphic reports: "chk mailed today", "Chk #1402 mailed 3/1", "check in the mail",
 # "cash pd to front office", "the check went out in the mail", "el cheque ya va en el correo".
+_RUNNING_TOTAL = re.compile(
+    r"\b(?:so\s+far|to\s+date|until\s+now|in\s+all\s+so\s+far|hasta\s+ahora|hasta\s+el\s+momento)\b"
+)
 _TERSE = re.compile(
     rf"\b(?:check|cheque|chk|ck|{_PMT}|money\s+order|cash|efectivo|pago|dinero)\b\.?"
     r"(?:\s*(?:#|no\.?|number|numero)?\s*\d+)?"
     r"(?:\s+(?:for|por|de)\s+\$?\d[\d,.]*(?:\s*(?:dollars|dolares))?)?\s*,?\s*"
     r"(?:(?:is|was|has\s+been|were|got|went)\s+)?(?:(?:already|just)\s+)?"
     r"(?:mailed|sent|pd|dropped\s+off|deposited|submitted|went\s+out|"
+    r"left\s+(?:at|with|w\b|in|for)|handed\s+(?:in|to|over)|"
+    r"turned\s+in|"
     r"enviad[oa]|mandad[oa]|depositad[oa]|entregad[oa]|"
     r"(?:in|into)\s+(?:the\s+|today'?s\s+|this\s+morning'?s\s+|\w+day'?s\s+)?mail)\b"
     r"|\b(?:cheque|pago|dinero)\b(?:\s+\w+){0,2}?\s+(?:ya\s+)?(?:va|iba|esta|fue)\s+(?:en|por)\s+"
@@ -214,6 +225,9 @@ _NOT_DONE = re.compile(
     r"once)\s+(?:(?:i|we|you|he|she|they|it|it's|it\s+is|this\s+is)\s+)?"
     r"(?:have\s+|be\s+|been\s+|fully\s+)?$"
     r"|\b(?:get|gets|getting|got)\s+$"  # "I get paid on the 20th": wages, not a payment
+    # "para que lo entregue mañana" (folded like "entregué"), "so he can drop it off"
+    r"|\b(?:para\s+que|so\s+(?:that|he|she|they|we|i)(?:\s+can|\s+could|\s+will)?)\s+"
+    r"(?:\w+\s+){0,2}$"
 )
 _NOT_FOR_US = re.compile(
     r"^\W*(?:for\s+(?:the\s+)?(?:insurance|coverage|protection\s+plan)|the\s+insurance|"
@@ -466,7 +480,12 @@ _PLAN = re.compile(
     r"several|\d+|two|three|four|five|six)\s+(?:months|weeks|paychecks)\b|"
     r"\b(?:arreglo|acuerdo|convenio)\s+de\s+pagos?\b|\bpayment\s+arrangements?\b|"
     # "in 5 payments of $25", "en dos partes"
-    r"\bin\s+(?:\d+|two|three|four|five|six|several|a\s+few)\s+(?:payments|installments|parts)\b|"
+    r"\b(?:in|into)\s+(?:\d+|two|three|four|five|six|several|a\s+few)\s+"
+    r"(?:payments|installments|parts)\b|"
+    # "$40 on the 1st of every month", "la mitad este mes y la otra mitad en abril"
+    r"(?:\$\s?\d[\d,]*(?:\.\d{2})?|\b\d+\s*(?:dollars|dolares))(?:\s+[\w']+){0,5}?\s+(?:of\s+)?"
+    r"(?:every|each|cada)\s+(?:two\s+weeks|other\s+week|month|week|paycheck|payday|mes|semana|"
+    r"quincena)\b|\bla\s+otra\s+mitad\b|"
     r"\ben\s+(?:\d+|dos|tres|cuatro|cinco|seis|varias|varios)\s+(?:partes|pagos|cuotas|plazos)\b"
 )
 _DISPUTE = re.compile(
@@ -481,6 +500,8 @@ _DISPUTE = re.compile(
     r"\b(?:i|we)\s+(?:dispute|contest|disagree|object)\b|\bdispute\s+(?:this|the|these)\b|"
     r"\bdisputing\b|"
     r"\bnot\s+aware\s+of\s+any\s+damage\b|"
+    r"\b(?:wasn'?t|isn'?t|was\s+not|is\s+not)\s+(?:our|my|his|her|their)\s+fault\b|"
+    r"\bno\s+(?:tuvo|tiene|tuvimos|tenemos|tuve|tengo)\s+(?:la\s+)?culpa\b|\bdesde\s+antes\b|"
     r"\b(?:from|since)\s+(?:the\s+)?(?:first\s+day|day\s+one|the\s+(?:start|beginning))\b|"
     r"\bwhy\s+(?:do|should|would)\s+(?:i|we)\s+(?:have\s+to\s+)?pay\b|"
     r"\bpor\s+que\s+(?:tengo|tenemos|debo|debemos)\s+que\s+pagar\b|"
@@ -542,6 +563,10 @@ _BLAME = re.compile(
     r"|\bnot\s+the\s+one\s+(?:who|that)\s+(?:broke|damaged|dropped|did)\b"
     r"|\b(?:mi|su)\s+(?:hijo|hija)\s+no\s+fue\b|\bno\s+fue\s+(?:mi|su)\s+(?:hijo|hija)\b"
 )
+_OWN_FAULT = re.compile(
+    r"\b(?:it'?s|it\s+is|it\s+was|that'?s)\s+(?:our|my)\s+(?:fault|responsibility)\b|"
+    r"\b(?:es|fue)\s+(?:nuestra|mi)\s+culpa\b|\bwe'?ll\s+cover\s+it\b"
+)
 _CHARGE = r"(?:charges?|fees?|bill|invoice|balance|cobros?|cargos?|factura|multa|deuda)"
 # "Please remove the charge", "take it off", "I want this charge removed", "quiten el cargo".
 _REMOVE = re.compile(
@@ -587,7 +612,10 @@ _NEW_LINK = re.compile(
             r"not)\s+(?:work|open|load)(?:s|ing)?\b",
             r"\bno\s+(?:me|nos)\s+deja\s+(?:pagar|entrar|abrir)\s+(?:en|con|desde)\s+(?:el|la)\s+"
             rf"{_LINK_ES}\b",
-            rf"\b{_LINK}\b[^.?!\n]{{0,40}}\b(?:not\s+found|error|invalid|"
+            rf"\b{_LINK}\s+that\s+(?:works|work|actually\s+works)\b",
+            r"\bwon'?t\s+let\s+me\s+(?:in|pay|open\s+it)\b",
+            rf"\b{_LINK}\b[^.?!\n]{{0,40}}\b(?:no\s+longer\s+(?:valid|active|works?|working)|"
+            r"goes\s+nowhere|leads\s+nowhere|not\s+found|error|invalid|"
             r"time[sd]?\s+out|timing\s+out|404|en\s+blanco|no\s+(?:carga|abre|funciona|sirve)|"
             r"won'?t\s+load)\b",
             # "can u send the link again", "can you resend it", "me lo pueden mandar otra vez"
@@ -736,7 +764,11 @@ def _read(folded: str, *, today: date) -> ReadIntent:
         )
         confidence = min(0.6 + 0.1 * found + (0.05 if payment.paid_on else 0.0), 0.95)
         return ReadIntent(Intent.PAYMENT, payment, round(confidence, 2))
-    if _DISPUTE.search(folded) or _BLAME.search(folded) or _REMOVE.search(folded):
+    # Blame or a removal request disputes the charge unless the parent owns up in the same reply
+    # ("her brother dropped it, it's our fault. Can we do payments?").
+    if _DISPUTE.search(folded) or (
+        (_BLAME.search(folded) or _REMOVE.search(folded)) and not _OWN_FAULT.search(folded)
+    ):
         return ReadIntent(Intent.DISPUTE, None, 0.8)
     if _PLAN.search(folded):
         return ReadIntent(Intent.PAYMENT_PLAN, None, 0.8)
@@ -758,6 +790,12 @@ def _read_payment(
     cues = [(span, cue) for span in spans if (cue := _payment_cue(folded, span)) is not None]
     if not cues:
         return None
+    # "We have paid $100 so far. Today I paid the last $25": a running total is not the payment
+    # being reported, when another sentence reports one.
+    latest = [
+        (span, cue) for span, cue in cues if not _RUNNING_TOTAL.search(folded[span[0] : span[1]])
+    ]
+    cues = latest or cues
     scopes = [folded[start:end] for (start, end), _ in cues]
     # The amount the parent says they paid: the first one after the cue in its sentence
     # ("the bill says $120 but I paid $50"), else the first in that sentence.

@@ -669,3 +669,44 @@ def test_more_payment_wording(text: str, cents: int, check: str | None) -> None:
 )
 def test_more_intent_wording(text: str, intent: Intent) -> None:
     assert read(text).intent == intent
+
+
+# -- wording from the third held-out set ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "cents", "check"),
+    [
+        ("Payment was processed through the parent portal on Saturday, $125.", 12500, None),
+        ("ck 3391 left w front desk", None, "3391"),
+        ("Money order #4471902 for $125 was handed to the office today.", 12500, None),
+        ("Took care of this today at the front office with my debit card. $125.", 12500, None),
+        ("We have paid $100 so far. Today I paid the last $25 online.", 2500, None),
+        ("Ya pagué por la página, me salió que el pago fue aprobado.", None, None),
+    ],
+)
+def test_third_set_payments(text: str, cents: int | None, check: str | None) -> None:
+    result = read(text)
+    assert result.intent == Intent.PAYMENT
+    assert result.payment is not None
+    assert (result.payment.amount_cents, result.payment.check_number) == (cents, check)
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("I only have a little cash left until payday.", Intent.OTHER),
+        ("Le voy a dar el cheque a Mateo para que lo entregue mañana.", Intent.OTHER),
+        ("I'll take care of it this weekend online.", Intent.OTHER),
+        ("Could we break it up into three payments though?", Intent.PAYMENT_PLAN),
+        ("I could pay $40 on the 1st of every month until it's done.", Intent.PAYMENT_PLAN),
+        ("¿Es posible pagar la mitad este mes y la otra mitad en abril?", Intent.PAYMENT_PLAN),
+        ("Her brother dropped it, it's our fault. Can we do payments?", Intent.PAYMENT_PLAN),
+        ("Él no tuvo la culpa, ya no prendía desde antes.", Intent.DISPUTE),
+        ("It wasn't his fault.", Intent.DISPUTE),
+        ("The pay page won't let me in, says my link is no longer valid.", Intent.NEW_LINK),
+        ("I need a link that works please, this one goes nowhere", Intent.NEW_LINK),
+    ],
+)
+def test_third_set_intents(text: str, intent: Intent) -> None:
+    assert read(text).intent == intent
