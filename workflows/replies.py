@@ -148,7 +148,7 @@ _PAID = re.compile(
     r"\b(?:paid|pd|have\s+paid|has\s+been\s+paid|was\s+paid|payed|"
     r"made\s+(?:a|the|my|our|an?\s+online)\s+payment|"
     # "I did the online payment", "completed a partial payment"
-    r"(?:made|did|completed)\s+(?:a|an|the|my|our)\s+(?:[\w-]+\s+){0,2}?payment|"
+    r"(?:made|did|completed)\s+(?:a|an|the|my|our)\s+(?:[\w-]+\s+){0,2}?payment(?!\s+plan)|"
     # Payment apps as verbs: "Venmo'd the school $125", "zelled it"
     r"venmo'?e?d|zelle'?e?d|paypal'?e?d|cash\s?app'?e?d|"
     rf"{_PMT}(?:\s+(?:of|for|in\s+full)\b{_SAME_SENTENCE}{{0,40}}?)?\s+"
@@ -188,7 +188,7 @@ _OBJECT_BEFORE = re.compile(
 _PASSIVE = re.compile(
     r"\b(?:is|was|were|has\s+been|have\s+been|fue|ya\s+fue|esta)\s+(?:in\s+the\s+mail|mailed|"
     r"on\s+(?:its|the|their)\s+way|en\s+camino|handed\s+(?:in|to|over)|turned\s+in|given\s+to|"
-    r"left\s+(?:at|with|in)|"
+    r"left\s+(?:at|with)|"
     r"sent|dropped\s+off|delivered|submitted|deposited|enviad[oa]|entregad[oa]|depositad[oa])\b"
 )
 _OBJECT_EARLIER = re.compile(_PAYMENT_OBJECT + _SAME_SENTENCE + r"{0,40}$")
@@ -205,7 +205,7 @@ _TERSE = re.compile(
     r"(?:\s+(?:for|por|de)\s+\$?\d[\d,.]*(?:\s*(?:dollars|dolares))?)?\s*,?\s*"
     r"(?:(?:is|was|has\s+been|were|got|went)\s+)?(?:(?:already|just)\s+)?"
     r"(?:mailed|sent|pd|dropped\s+off|deposited|submitted|went\s+out|"
-    r"left\s+(?:at|with|w\b|in|for)|handed\s+(?:in|to|over)|"
+    r"left\s+(?:at|with|w\b)|handed\s+(?:in|to|over)|"
     r"turned\s+in|"
     r"enviad[oa]|mandad[oa]|depositad[oa]|entregad[oa]|"
     r"(?:in|into)\s+(?:the\s+|today'?s\s+|this\s+morning'?s\s+|\w+day'?s\s+)?mail)\b"
@@ -502,7 +502,7 @@ _DISPUTE = re.compile(
     r"\bnot\s+aware\s+of\s+any\s+damage\b|"
     r"\b(?:wasn'?t|isn'?t|was\s+not|is\s+not)\s+(?:our|my|his|her|their)\s+fault\b|"
     r"\bno\s+(?:tuvo|tiene|tuvimos|tenemos|tuve|tengo)\s+(?:la\s+)?culpa\b|\bdesde\s+antes\b|"
-    r"\b(?:from|since)\s+(?:the\s+)?(?:first\s+day|day\s+one|the\s+(?:start|beginning))\b|"
+    r"\b(?:from|since)\s+(?:the\s+)?(?:very\s+)?(?:first\s+day|day\s+one)\b|"
     r"\bwhy\s+(?:do|should|would)\s+(?:i|we)\s+(?:have\s+to\s+)?pay\b|"
     r"\bpor\s+que\s+(?:tengo|tenemos|debo|debemos)\s+que\s+pagar\b|"
     r"\b(?:don'?t|do\s+not)\s+(?:believe|think|feel)\s+(?:we|i|he|she|they)\s+should\s+"
@@ -613,7 +613,7 @@ _NEW_LINK = re.compile(
             r"\bno\s+(?:me|nos)\s+deja\s+(?:pagar|entrar|abrir)\s+(?:en|con|desde)\s+(?:el|la)\s+"
             rf"{_LINK_ES}\b",
             rf"\b{_LINK}\s+that\s+(?:works|work|actually\s+works)\b",
-            r"\bwon'?t\s+let\s+me\s+(?:in|pay|open\s+it)\b",
+            r"\b(?:page|site|website|portal|link)\s+won'?t\s+let\s+me\s+(?:in|pay|open\s+it)\b",
             rf"\b{_LINK}\b[^.?!\n]{{0,40}}\b(?:no\s+longer\s+(?:valid|active|works?|working)|"
             r"goes\s+nowhere|leads\s+nowhere|not\s+found|error|invalid|"
             r"time[sd]?\s+out|timing\s+out|404|en\s+blanco|no\s+(?:carga|abre|funciona|sirve)|"

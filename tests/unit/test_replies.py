@@ -710,3 +710,16 @@ def test_third_set_payments(text: str, cents: int | None, check: str | None) -> 
 )
 def test_third_set_intents(text: str, intent: Intent) -> None:
     assert read(text).intent == intent
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("There's only $20 cash left in my account until Friday.", Intent.OTHER),
+        ("I did the payment plan form last week, what happens next?", Intent.PAYMENT_PLAN),
+        ("We've been paying our fees since the beginning of the year.", Intent.OTHER),
+        ("My bank won't let me pay online, can I bring cash?", Intent.QUESTION),
+    ],
+)
+def test_near_misses_stay_what_they_are(text: str, intent: Intent) -> None:
+    assert read(text).intent == intent
