@@ -34,6 +34,8 @@ HOLDOUT_FILES = (
     "holdout2_es.yaml",
     "holdout3_en.yaml",
     "holdout3_es.yaml",
+    "holdout4_en.yaml",
+    "holdout4_es.yaml",
 )
 ALL_FILES = CORPUS_FILES + HOLDOUT_FILES
 INVOICE_PREFIX = "INV"

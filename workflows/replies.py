@@ -136,8 +136,8 @@ def _sentences(folded: str) -> list[tuple[int, int]]:
 # -- payment report --------------------------------------------------------------------------
 
 _PAYMENT_OBJECT = (
-    r"(?:check|cheque|chk\b|ck\b|payment|pmt\b|pymt\b|pymnt\b|money\s+order|money|cash|\$|dollars|"
-    r"amount|balance|fee|"
+    r"(?:check|cheque|chek\b|chk\b|ck\b|payment|pmt\b|pymt\b|pymnt\b|money\s+order|money|cash|\$|"
+    r"dollars|amount|balance|fee|venmo|zelle|paypal|cash\s?app|"
     r"pago|dinero|efectivo|dolares|cantidad)"
 )
 # Short forms parents type on phones: "pd", "pmt", "pymt" ("pd online", "pmt sent").
@@ -151,6 +151,8 @@ _PAID = re.compile(
     r"(?:made|did|completed)\s+(?:a|an|the|my|our)\s+(?:[\w-]+\s+){0,2}?payment(?!\s+plan)|"
     # Payment apps as verbs: "Venmo'd the school $125", "zelled it"
     r"venmo'?e?d|zelle'?e?d|paypal'?e?d|cash\s?app'?e?d|"
+    r"cut\s+(?:you\s+|them\s+)?(?:a|the)\s+che(?:ck|que)|"
+    rf"{_PMT}'s\s+been\s+(?:made|sent|mailed|submitted|processed|posted)|"
     rf"{_PMT}(?:\s+(?:of|for|in\s+full)\b{_SAME_SENTENCE}{{0,40}}?)?\s+"
     r"(?:(?:was|has\s+been|is|were)\s+)?(?:made|sent|mailed|submitted|dropped\s+off|completed|"
     r"processed|posted|approved|went\s+through)|"
@@ -167,6 +169,13 @@ _PAID = re.compile(
     r"ya\s+(?:lo|la)\s+pag(?:ue|amos|o)|(?:lo|la)\s+pago\s+(?:mi|su)\s+(?:esposo|esposa|marido|"
     r"mama|papa|abuela|abuelo|hermano|hermana|hijo|hija|tia|tio)|"
     r"se\s+(?:hizo|realizo|efectuo|envio|mando)\s+(?:el|un|mi|nuestro)\s+pago|"
+    # "un abono" is a part payment: "hice un abono de $50", "abonamos cuarenta dólares"
+    r"(?:hice|hicimos|realice|realizamos|deje|dejamos)\s+(?:un|el|mi|nuestro)\s+abono|"
+    r"abone|abonamos|"
+    # "ya cubrimos la factura", "liquidé la cuenta", "covered the bill", "cleared the balance"
+    r"(?:cubrimos|cubri|liquidamos|liquide|saldamos|salde)\s+"
+    r"(?:la|el|esa|ese|esta|este|nuestra|mi)\s+(?:factura|cuenta|deuda|saldo|cobro|cargo)|"
+    r"(?:covered|cleared|settled)\s+(?:the|this|that|our|my)\s+(?:bill|invoice|balance|account)|"
     # "Did you get my payment of $50?", "¿recibieron mi pago de cincuenta dólares?": asking
     # whether it arrived says it was sent (a question counts only with an amount or number).
     r"(?:(?:did|have|has)\s+)?(?:you|the\s+office|the\s+school)\s+(?:get|got|receive|received)\s+"
@@ -214,7 +223,7 @@ _TERSE = re.compile(
 )
 _HANDED_OVER = re.compile(
     r"\b(?:sent|mailed|dropped\s+off|dropped|left|gave|brought|turned\s+in|handed\s+in|handed|"
-    r"submitted|deposited|put|wrote|"
+    r"submitted|deposited|put|wrote|issued|"
     r"envie|enviamos|mande|mandamos|deje|dejamos|entregue|entregamos|deposite|depositamos|"
     r"di|dimos)\b"
 )
@@ -254,7 +263,7 @@ _AMOUNT = re.compile(
     r"|(?<![\w#$.,/:])(?P<d>" + _NUMBER + r")(?P<df>\.\d{2})(?![\d/.])"
 )
 _CHECK_NUMBER = re.compile(
-    r"\b(?:check|cheque|ck|chk)\.?"
+    r"\b(?:check|cheque|chek|ck|chk)\.?"
     r"(?:,?\s*\(?(?:#|no\.?|n[o°º]\.?|number|num\.?|nbr|numero))?\s*#?\s*"
     r"(?P<n>\d{2,12})\b(?!\s*(?:dollars?|dolares?|usd|\$)|\.\d|/)"
 )
@@ -336,6 +345,14 @@ _WORD_AMOUNT = re.compile(
     rf"\b(?P<words>{_NUMBER_WORD}(?:(?:\s+|-)(?:(?:and|y)\s+)?{_NUMBER_WORD})*)\s+"
     r"(?:dollars?|dolares?|bucks)\b"
 )
+# "Paid twenty five today": a number in words right after the verb is the amount, unless it
+# counts something else ("paid two invoices", "pagué tres meses").
+_PAID_WORD_AMOUNT = re.compile(
+    rf"\b(?:paid|pd|pague|pagamos|abone|abonamos)\s+(?P<words>{_NUMBER_WORD}"
+    rf"(?:(?:\s+|-)(?:(?:and|y)\s+)?{_NUMBER_WORD})*)\b"
+    r"(?!\s+(?:of|days?|weeks?|months?|years?|times?|kids?|children|invoices?|bills?|payments?|"
+    r"installments?|hijos?|dias|semanas|meses|anos|veces|facturas|pagos|cuotas|de\s+los))"
+)
 # "..., 125" / "for 125" at the end of a sentence: a bare number closing a payment report.
 _BARE_AMOUNT = re.compile(
     r"(?:[,:]|\s-|\bfor|\bpor)\s+(?P<n>\d{1,4})(?P<f>\.\d{2})?\s*(?=$|[.!;)\n])"
@@ -344,7 +361,7 @@ _METHODS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "check",
         re.compile(
-            r"\bcheques?\b|\bmoney\s+order\b|\b(?:ck|chk)\b|"
+            r"\bcheques?\b|\bmoney\s+order\b|\b(?:ck|chk|chek)\b|"
             r"\bchecks?\s*\(?\s*(?:#|no\b|number|num\b|nbr|for\b|\d)|"
             r"\bchecks?\s+(?:is\s+|was\s+)?(?:in|into)\s+the\s+mail\b|"
             r"\b(?:a|the|my|our|by|with|via|one|personal|cashier'?s|paper|this|that|in|per|"
@@ -485,7 +502,16 @@ _PLAN = re.compile(
     # "$40 on the 1st of every month", "la mitad este mes y la otra mitad en abril"
     r"(?:\$\s?\d[\d,]*(?:\.\d{2})?|\b\d+\s*(?:dollars|dolares))(?:\s+[\w']+){0,5}?\s+(?:of\s+)?"
     r"(?:every|each|cada)\s+(?:two\s+weeks|other\s+week|month|week|paycheck|payday|mes|semana|"
-    r"quincena)\b|\bla\s+otra\s+mitad\b|"
+    r"quincena|dos\s+semanas|quince\s+dias)\b|\bla\s+otra\s+mitad\b|"
+    # "$25 monthly", "auto pay of $25 monthly", "$30 mensuales"
+    r"(?:\$\s?\d[\d,]*(?:\.\d{2})?|\b\d+\s*(?:dollars|dolares))\s+(?:monthly|weekly|bi-?weekly|"
+    r"mensuales?|semanales?|quincenales?)\b|"
+    # "pay half today", "pagar una parte ahora y otra parte después"
+    r"\bpay(?:ing)?\s+(?:half|part|some)\s+(?:of\s+it\s+)?(?:now|today|this\s+week|this\s+month)\b|"
+    r"\buna\s+parte\s+(?:ahora|hoy)\b|\botra\s+parte\s+(?:despues|luego|el\s+proximo)\b|"
+    # "$40 is going in with Jaden tomorrow and the balance on the 15th"
+    r"(?:\$\s?\d[\d,.]*|\b\d+\s*dollars)(?:\s+[\w']+){0,5}?\s+(?:today|tomorrow|this\s+week)\s+"
+    r"and\s+the\s+(?:rest|remainder|balance)\s+(?:next|in|on|at|by|later)\b|"
     r"\ben\s+(?:\d+|dos|tres|cuatro|cinco|seis|varias|varios)\s+(?:partes|pagos|cuotas|plazos)\b"
 )
 _DISPUTE = re.compile(
@@ -500,6 +526,10 @@ _DISPUTE = re.compile(
     r"\b(?:i|we)\s+(?:dispute|contest|disagree|object)\b|\bdispute\s+(?:this|the|these)\b|"
     r"\bdisputing\b|"
     r"\bnot\s+aware\s+of\s+any\s+damage\b|"
+    r"\b(?:was|were|is|must\s+have\s+been|must\s+be)\s+(?:already\s+)?(?:defective|faulty)\b|"
+    r"\b(?:was|were)\s+never\s+(?:given|issued|assigned)\b|"
+    r"\bnunca\s+(?:se\s+)?(?:la|lo|le)\s+(?:dieron|entregaron|asignaron)\b|"
+    r"\b(?:their|her|his)\s+family\s+should\s+pay\b|"
     r"\b(?:wasn'?t|isn'?t|was\s+not|is\s+not)\s+(?:our|my|his|her|their)\s+fault\b|"
     r"\bno\s+(?:tuvo|tiene|tuvimos|tenemos|tuve|tengo)\s+(?:la\s+)?culpa\b|\bdesde\s+antes\b|"
     r"\b(?:from|since)\s+(?:the\s+)?(?:very\s+)?(?:first\s+day|day\s+one)\b|"
@@ -533,7 +563,8 @@ _DISPUTE = re.compile(
 # Someone other than the student did it: "my other son broke it", "his older brother had the
 # computer", "it was her cousin", "another kid knocked it off", "fue su hermano el que la rompió".
 _SOMEONE_ELSE = (
-    r"(?:(?:my|our|his|her|their)\s+(?:other|older|younger|twin|step)\s*(?:son|daughter|child|kid|"
+    r"(?:(?:my|our|his|her|their)\s+(?:son|daughter|child|kid)'?s\s+(?:friend|classmate|cousin)|"
+    r"(?:my|our|his|her|their)\s+(?:other|older|younger|twin|step)\s*(?:son|daughter|child|kid|"
     r"brother|sister)|(?:his|her|their)\s+(?:(?:older|younger|big|little|baby)\s+)?(?:brother|"
     r"sister|cousin|friend|sibling)|(?:my|our)\s+(?:nephew|niece)|"
     r"another\s+(?:kid|child|student|boy|girl|classmate)|someone\s+else|somebody\s+else|"
@@ -561,6 +592,7 @@ _BLAME = re.compile(
     rf"|\b(?:it\s+was|fue)\s+{_SOMEONE_ELSE}\b|\b(?:it\s+was|fue)\s+(?:my|mi)\s+"
     r"(?:nephew|niece|sobrin[oa])\b"
     r"|\bnot\s+the\s+one\s+(?:who|that)\s+(?:broke|damaged|dropped|did)\b"
+    rf"|\b{_SOMEONE_ELSE}\s+was\s+the\s+one\b"
     r"|\b(?:mi|su)\s+(?:hijo|hija)\s+no\s+fue\b|\bno\s+fue\s+(?:mi|su)\s+(?:hijo|hija)\b"
 )
 _OWN_FAULT = re.compile(
@@ -613,6 +645,12 @@ _NEW_LINK = re.compile(
             r"\bno\s+(?:me|nos)\s+deja\s+(?:pagar|entrar|abrir)\s+(?:en|con|desde)\s+(?:el|la)\s+"
             rf"{_LINK_ES}\b",
             rf"\b{_LINK}\s+that\s+(?:works|work|actually\s+works)\b",
+            # "can I get the link texted to me", "text me the link"
+            rf"\b{_LINK}\s+(?:texted|sent|emailed|re-?sent)\s+to\s+(?:me|us)\b",
+            rf"\b(?:text|email)\s+(?:me|us)\s+(?:the|a|my|our)\s+{_FOR}{_LINK}\b",
+            # "the link asks for a code I don't have", "el enlace me pide una contraseña"
+            rf"\b{_LINK}\b[^.?!\n]{{0,30}}\b(?:asks?\s+(?:me\s+)?for|pide|requires?|wants?)\s+"
+            r"(?:a|an|una|un|my|mi)\s+(?:code|password|pin|login|contrasena|codigo|clave)\b",
             r"\b(?:page|site|website|portal|link)\s+won'?t\s+let\s+me\s+(?:in|pay|open\s+it)\b",
             rf"\b{_LINK}\b[^.?!\n]{{0,40}}\b(?:no\s+longer\s+(?:valid|active|works?|working)|"
             r"goes\s+nowhere|leads\s+nowhere|not\s+found|error|invalid|"
@@ -655,6 +693,8 @@ _INVOICE_WORD = re.compile(
 # "Will pay on the 15th", "Should be in a couple weeks": the subject left out of a statement,
 # not a question (those put a subject after the verb: "will you", "can I").
 _NO_SUBJECT = re.compile(
+    # "Have a good day": a closing, not a question
+    r"^\W*have\s+a\s+(?:good|great|nice|blessed|wonderful)\b|"
     r"^\W*(?:will|would|should|could|can|may|shall|have|has|do|does|did|is|are|am)\s+"
     r"(?!(?:i|you|we|it|this|that|there|the|my|our|he|she|they|someone|anyone|somebody|anybody|"
     r"these|those|your|his|her|their|a|an)\b)"
@@ -895,7 +935,8 @@ def _amounts(text: str) -> list[int]:
 def _word_amounts(text: str) -> list[tuple[int, int]]:
     """(offset, cents) of amounts written in words before "dollars" / "dólares"."""
     found: list[tuple[int, int]] = []
-    for match in _WORD_AMOUNT.finditer(text):
+    matches = [*_WORD_AMOUNT.finditer(text), *_PAID_WORD_AMOUNT.finditer(text)]
+    for match in matches:
         total = current = 0
         for word in re.findall(r"[a-z]+", match.group("words")):
             if word in ("and", "y"):
@@ -909,8 +950,8 @@ def _word_amounts(text: str) -> list[tuple[int, int]]:
                 current = 0
             else:
                 current += _NUMBER_WORDS[word]
-        if total + current > 0:
-            found.append((match.start(), (total + current) * 100))
+        if total + current > 0 and (total + current >= 5 or match.re is _WORD_AMOUNT):
+            found.append((match.start("words"), (total + current) * 100))
     return found
 
 

@@ -723,3 +723,63 @@ def test_third_set_intents(text: str, intent: Intent) -> None:
 )
 def test_near_misses_stay_what_they_are(text: str, intent: Intent) -> None:
     assert read(text).intent == intent
+
+
+# -- wording from the fourth held-out set ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "cents", "check"),
+    [
+        ("Payment's been sent, chek #2291 for 125.00", 12500, "2291"),
+        (
+            "Our accounts payable department issued check 70215 in the amount of $125.00.",
+            12500,
+            "70215",
+        ),
+        ("i sent it over on venmo last night, 125", 12500, None),
+        ("Paid twenty five today, will pay the rest Friday", 2500, None),
+        ("Hice un abono de $50 en la oficina hoy.", 5000, None),
+        ("Abonamos cuarenta dólares el viernes.", 4000, None),
+        (
+            "Ya cubrimos la factura INV-000517 con un cheque de la iglesia, número 10447.",
+            None,
+            "10447",
+        ),
+        ("We cut them a check for $125 on Monday.", 12500, None),
+    ],
+)
+def test_fourth_set_payments(text: str, cents: int | None, check: str | None) -> None:
+    result = read(text)
+    assert result.intent == Intent.PAYMENT
+    assert result.payment is not None
+    assert (result.payment.amount_cents, result.payment.check_number) == (cents, check)
+
+
+def test_number_words_after_paid_that_count_something_else() -> None:
+    payment = read("I paid two invoices online yesterday.").payment
+    assert payment is not None and payment.amount_cents is None
+    payment = read("Pagué tres meses de la cuota.").payment
+    assert payment is not None and payment.amount_cents is None
+
+
+@pytest.mark.parametrize(
+    ("text", "intent"),
+    [
+        ("my daughter's friend was the one holding it when it fell", Intent.DISPUTE),
+        ("It must have been defective.", Intent.DISPUTE),
+        ("Esa computadora nunca se la dieron a mi hijo.", Intent.DISPUTE),
+        ("Can I get the link texted to me instead?", Intent.NEW_LINK),
+        ("The link asks for a code I don't have.", Intent.NEW_LINK),
+        ("El enlace me pide una contraseña que no tengo.", Intent.NEW_LINK),
+        ("$40 is going in with Jaden tomorrow and the balance on the 15th.", Intent.PAYMENT_PLAN),
+        ("I'd like to pay half today. When would the rest be due?", Intent.PAYMENT_PLAN),
+        ("Can we set up auto pay of $25 monthly on my card?", Intent.PAYMENT_PLAN),
+        ("Quisiera saber si puedo pagar $30 cada dos semanas.", Intent.PAYMENT_PLAN),
+        ("¿Puedo pagar una parte ahora y otra parte después?", Intent.PAYMENT_PLAN),
+        ("We appreciate you letting us know. Have a good day.", Intent.OTHER),
+        ("The school cut the fee in half last year.", Intent.OTHER),
+    ],
+)
+def test_fourth_set_intents(text: str, intent: Intent) -> None:
+    assert read(text).intent == intent
