@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/reply_understanding.py [--rounds 20] [--misses] [--every-client]
 
-The labelled corpus (tests/fixtures/replies: 356 replies, English and Spanish, each under the
+The labelled corpus (tests/fixtures/replies: 396 replies, English and Spanish, each under the
 district's notice quoted the way Gmail, Outlook, Apple Mail, Yahoo, Android or Thunderbird
 quote it) goes through what the ingestor runs: `parse_message` on the reply as a message (quoted
 history and signature removed), then `read_intent` on the new text. It prints, for the tuning
