@@ -21,9 +21,10 @@ from sqlalchemy.orm import lazyload
 
 from storage import models as m
 from storage.notice_queries import member_ids
-from storage.notices import NOTICE_KIND, new_message_id
+from storage.notices import NOTICE_KIND, THREAD_KEY, new_message_id
 from storage.outbox import new_message
 from storage.store import SqlStore
+from workflows.reply_split import Part
 
 NOTICE_SENT = "sent"
 NOTICE_BOUNCED = "bounced"
@@ -52,6 +53,7 @@ class InvoiceRef:
     total_cents: int
     paid_cents: int
     waived_cents: int
+    due_date: date | None = None
 
     @property
     def balance_cents(self) -> int:
@@ -67,6 +69,7 @@ _INVOICE_REF = (
     m.Invoice.total_cents,
     m.Invoice.paid_cents,
     m.Invoice.waived_cents,
+    m.Invoice.due_date,
 )
 
 
@@ -331,6 +334,20 @@ class Inbox:
         )
         return list(dict.fromkeys(rows.scalars()))
 
+    async def digest_invoices(self, notice: m.Notice) -> list[InvoiceRef]:
+        """The invoices a billing digest covered, as routing reads them ([] for any other
+        notice)."""
+        wanted = member_ids(notice)
+        if not wanted:
+            return []
+        rows = await self.session.execute(
+            select(*_INVOICE_REF)
+            .join(m.Notice, m.Notice.invoice_id == m.Invoice.id)
+            .where(m.Notice.id.in_(wanted), m.Notice.digest_id == notice.id)
+            .order_by(m.Notice.id)
+        )
+        return list(dict.fromkeys(InvoiceRef(*row) for row in rows))
+
     async def get_invoice(self, invoice_id: int) -> m.Invoice | None:
         # Routing needs the invoice's own columns, not its lines.
         return await self.session.get(m.Invoice, invoice_id, options=[lazyload(m.Invoice.lines)])
@@ -447,9 +464,13 @@ class Inbox:
         method: str,
         reference: str | None,
         paid_on: date | None,
+        amount_given: bool = True,
+        reply_thread: dict[str, Any] | None = None,
     ) -> m.PendingPayment:
         """A row for `add_pending_payments` to write."""
         return m.PendingPayment(
+            amount_given=amount_given,
+            reply_thread=reply_thread,
             invoice_id=invoice_id,
             inbound_message_id=inbound_message_id,
             amount_cents=amount_cents,
@@ -472,6 +493,50 @@ class Inbox:
         ids = {inbound_id: id_ for inbound_id, id_ in found}
         for row in rows:
             row.id = ids[row.inbound_message_id]
+
+    async def add_pending_parts(self, parts: Sequence[tuple[int, Sequence[Part]]]) -> None:
+        """Each reported payment's split (pending payment id, its parts in split order), in
+        one INSERT."""
+        values = [
+            {
+                "pending_payment_id": pending_id,
+                "invoice_id": part.invoice_id,
+                "position": position,
+                "amount_cents": part.amount_cents,
+                "payment_id": None,
+            }
+            for pending_id, split in parts
+            for position, part in enumerate(split)
+        ]
+        if values:
+            await self.session.execute(insert(m.PendingPaymentPart), values)
+
+    async def pending_parts(self, pending_id: int) -> list[m.PendingPaymentPart]:
+        """A reported payment's split, in split order ([] for one reported before splits)."""
+        stmt = (
+            select(m.PendingPaymentPart)
+            .where(m.PendingPaymentPart.pending_payment_id == pending_id)
+            .order_by(m.PendingPaymentPart.position, m.PendingPaymentPart.id)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def invoice_refs(self, invoice_ids: Sequence[int]) -> dict[int, InvoiceRef]:
+        """Invoices as routing reads them, by id (their balances now)."""
+        if not invoice_ids:
+            return {}
+        rows = await self.session.execute(
+            select(*_INVOICE_REF).where(m.Invoice.id.in_(sorted(set(invoice_ids))))
+        )
+        return {ref.id: ref for ref in (InvoiceRef(*row) for row in rows)}
+
+    async def thread_notices(self, dedupe_key: str, thread: dict[str, Any] | None) -> None:
+        """Make the notices queued under `dedupe_key` reply in the family's email thread
+        (storage.notices.THREAD_KEY; the sender writes In-Reply-To and References)."""
+        if not thread:
+            return
+        rows = await self.session.execute(select(m.Notice).where(m.Notice.dedupe_key == dedupe_key))
+        for notice in rows.scalars():
+            notice.context = {**(notice.context or {}), THREAD_KEY: dict(thread)}
 
     async def queue_new_notices(self, wanted: Sequence[NewNotice]) -> int:
         """Each notice for every reachable guardian of its student, with its outbox row: the
