@@ -212,6 +212,8 @@ class ReplyFacts:
     guardian: m.Guardian | None
     pending: m.PendingPayment | None
     decided_by: str | None  # the pending payment's decider
+    # the pending payment's split, in split order, each with its invoice as it is now
+    parts: tuple[tuple[m.PendingPaymentPart, InvoiceRef], ...] = ()
 
 
 async def outbox_payload(store: SqlStore, dedupe_key: str) -> dict[str, Any]:
@@ -616,7 +618,18 @@ class Inbox:
         decided_by = None
         if pending is not None and pending.decided_by_id is not None:
             decided_by = await self.store.staff_name(pending.decided_by_id)
-        return ReplyFacts(message, invoice, student, guardian, pending, decided_by)
+        parts = await self.pending_parts_now(pending)
+        return ReplyFacts(message, invoice, student, guardian, pending, decided_by, parts)
+
+    async def pending_parts_now(
+        self, pending: m.PendingPayment | None
+    ) -> tuple[tuple[m.PendingPaymentPart, InvoiceRef], ...]:
+        """A pending payment's parts, each with its invoice as it is now."""
+        if pending is None:
+            return ()
+        parts = await self.pending_parts(pending.id)
+        refs = await self.invoice_refs([p.invoice_id for p in parts])
+        return tuple((p, refs[p.invoice_id]) for p in parts if p.invoice_id in refs)
 
     async def students_of_guardian(self, guardian_id: int, *, limit: int = 5) -> list[str]:
         stmt = (
