@@ -347,9 +347,14 @@ async def test_a_reported_payment_waits_for_staff_and_the_family_hears_so(
     [invoice] = await rows(slack, m.Invoice)
     assert invoice.paid_cents == 0  # nothing a parent writes moves money by itself
     ack = [n for n in await rows(slack, m.Notice) if n.template == "pending_payment_ack"]
-    assert [(n.dedupe_key, n.context) for n in ack] == [
-        (f"pending-ack:{pending.id}", {"pending_payment_id": pending.id})
+    [notice] = ack
+    assert notice.dedupe_key == f"pending-ack:{pending.id}"
+    assert notice.context["pending_payment_id"] == pending.id
+    assert notice.context["parts"] == [
+        {"number": billed.invoice_number, "amount_cents": 5000, "balance_cents": 12500}
     ]
+    [sent_as] = await rows(slack, m.InboundMessage)
+    assert notice.context["reply_thread"]["message_id"] == sent_as.message_id
 
     await slack.deliver_outbox()
     [post] = billing_posts(slack)
