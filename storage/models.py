@@ -883,7 +883,7 @@ class InboundMessage(Base):
     from_address: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(500), default="")
     kind: Mapped[str] = mapped_column(String(20))  # reply, auto_reply, bounce
-    route: Mapped[str] = mapped_column(String(20))  # token, thread, subject, none, forged
+    route: Mapped[str] = mapped_column(String(20))  # token, thread, subject, body, none, forged
     invoice_id: Mapped[int | None] = mapped_column(
         ForeignKey("invoices.id", ondelete="SET NULL"), index=True
     )

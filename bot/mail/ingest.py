@@ -10,8 +10,15 @@ the incident, the Slack post — is written with them or not at all.
 
 Routing, in order: a signed token in a recipient address (an altered or invented one is
 "forged" and held); In-Reply-To/References matching a notice we sent; an invoice number in the
-subject. A sender who isn't a guardian of the invoice's student is "flagged": shown to staff as
-unverified, never trusted with a pending payment or photos.
+subject; an invoice number in the text, from a guardian of its student. A sender who isn't a
+guardian of the invoice's student is "flagged": shown to staff as unverified, never trusted
+with a pending payment or photos.
+
+A guardian's reply that names invoices of their family (in its text, else its subject) is filed
+under the first one named, whichever of the family's emails it answers; a number of another
+family's invoice is ignored. A reported payment is split over the invoices the reply is about
+(workflows.reply_split), and the acknowledgement answers the parent's email (In-Reply-To,
+References).
 """
 
 from __future__ import annotations
@@ -79,6 +86,7 @@ class Route(StrEnum):
     TOKEN = "token"
     THREAD = "thread"
     SUBJECT = "subject"
+    BODY = "body"  # an invoice of the sender's family named in the text (never a stranger's)
     NONE = "none"
     FORGED = "forged"
 
@@ -807,6 +815,15 @@ def _route(candidates: _Candidates, sender: str, facts: RouteFacts) -> Routing:
         found = facts.invoice_for_reply(named.id, sender)
         if found is not None:
             return Routing(Route.SUBJECT, found[0], None, found[2])
+    # A number in the text routes only an email from a guardian of that invoice's student:
+    # anyone can type a number, and a stranger's email is held rather than filed under it.
+    for number in candidates.body_numbers:
+        in_text = facts.invoices_by_number.get(number.strip().upper())
+        if in_text is None:
+            continue
+        found = facts.invoice_for_reply(in_text.id, sender)
+        if found is not None and found[2] is not None:
+            return Routing(Route.BODY, found[0], None, found[2])
     return Routing(Route.NONE)
 
 

@@ -112,6 +112,26 @@ async def test_an_invoice_number_in_the_subject_routes_a_new_email(
     )
 
 
+async def test_an_invoice_number_in_the_text_routes_only_a_guardians_email(
+    slack: SlackHarness, billed: Billed, ingestor: Ingestor
+) -> None:
+    body = f"I paid $50 cash for {billed.invoice_number} today."
+    result = await ingestor.ingest(email_bytes(to=REPLY_BASE, subject="Device bill", body=body))
+    assert (result.route, result.status, result.invoice_id) == (
+        "body",
+        "routed",
+        billed.invoice_id,
+    )
+    assert result.pending_payment_id is not None
+    # Anyone can type a number: a stranger's email naming it is held, not filed under it.
+    stranger = email_bytes(
+        to=REPLY_BASE, sender=f"Someone <{OTHER}>", subject="Device bill", body=body
+    )
+    result = await ingestor.ingest(stranger)
+    assert (result.route, result.status, result.invoice_id) == ("none", "held", None)
+    assert len(await rows(slack, m.PendingPayment)) == 1
+
+
 async def test_an_email_about_nothing_known_is_held(
     slack: SlackHarness, billed: Billed, ingestor: Ingestor
 ) -> None:
