@@ -489,11 +489,17 @@ def build_confirm_payment_modal(
     if pending.reference:
         reference["initial_value"] = pending.reference
     words = format_cents(pending.allocated_cents)
+    given = [p for p in pending.parts if p.amount_cents > 0]
+    where = (
+        ", ".join(f"*{esc(p.number)}* ({format_cents(p.amount_cents)})" for p in given)
+        if len(given) > 1
+        else f"*{esc(given[0].number if given else invoice_number)}*"
+    )
     blocks: list[Block] = [
         {
             "type": "section",
             "text": mrkdwn(
-                f"Record *{words}* on *{esc(invoice_number)}* as reported by the family. "
+                f"Record *{words}* on {where} as reported by the family. "
                 "A receipt is emailed to them."
             ),
         },
