@@ -321,24 +321,9 @@ class Inbox:
     async def get_notice(self, notice_id: int) -> m.Notice | None:
         return await self.session.get(m.Notice, notice_id)
 
-    async def digest_invoice_numbers(self, notice: m.Notice) -> list[str]:
-        """The invoices a billing digest covered, oldest first ([] for any other notice).
-
-        A reply to a digest routes to the digest's own invoice (its first); staff see these."""
-        wanted = member_ids(notice)
-        if not wanted:
-            return []
-        rows = await self.session.execute(
-            select(m.Invoice.number)
-            .join(m.Notice, m.Notice.invoice_id == m.Invoice.id)
-            .where(m.Notice.id.in_(wanted), m.Notice.digest_id == notice.id)
-            .order_by(m.Notice.id)
-        )
-        return list(dict.fromkeys(rows.scalars()))
-
     async def digest_invoices(self, notice: m.Notice) -> list[InvoiceRef]:
-        """The invoices a billing digest covered, as routing reads them ([] for any other
-        notice)."""
+        """The invoices a billing digest covered, oldest notice first, as routing reads them
+        ([] for any other notice). A reply to a digest is about all of them."""
         wanted = member_ids(notice)
         if not wanted:
             return []

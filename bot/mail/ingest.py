@@ -517,7 +517,8 @@ class Ingestor:
         invoice = routing.invoice
         notes = list(photos.notes)
         notice = None if routing.notice_id is None else facts.notices.get(routing.notice_id)
-        covered = [] if notice is None else await inbox.digest_invoice_numbers(notice)
+        members = [] if notice is None else await inbox.digest_invoices(notice)
+        covered = [i.number for i in members]
         if len(covered) > 1 and invoice is not None:
             notes.append(
                 f"A reply to one email about {len(covered)} invoices ({', '.join(covered)}); "
@@ -526,7 +527,7 @@ class Ingestor:
         if read.intent == Intent.NEW_LINK:
             notes.append(await self._send_new_link(store, inbox, row))
         if row.status == Status.ROUTED and invoice is not None:
-            scope = await _reply_scope(inbox, invoice, routing, draft, notice, facts)
+            scope = _reply_scope(invoice, draft, members, facts)
             draft.pending, draft.parts = self._pending_payment(
                 inbox, row, scope, draft, read, notes
             )
@@ -875,18 +876,12 @@ def _refile(row: m.InboundMessage, routing: Routing, named: Sequence[InvoiceRef]
     return Routing(routing.route, chosen, routing.notice_id, routing.guardian_id)
 
 
-async def _reply_scope(
-    inbox: Inbox,
-    invoice: InvoiceRef,
-    routing: Routing,
-    draft: _Draft,
-    notice: m.Notice | None,
-    facts: RouteFacts,
+def _reply_scope(
+    invoice: InvoiceRef, draft: _Draft, members: Sequence[InvoiceRef], facts: RouteFacts
 ) -> tuple[InvoiceRef, ...]:
     """The invoices a reply is about: the one it is filed under, those it names, and those of
     the digest it answers, only the sender's family's."""
     sender = draft.prepared.parsed.from_address
-    members = [] if notice is None else await inbox.digest_invoices(notice)
     scope: list[InvoiceRef] = []
     for candidate in (invoice, *draft.named, *members):
         if any(c.id == candidate.id for c in scope):
