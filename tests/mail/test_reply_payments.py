@@ -11,6 +11,7 @@ Slack Web API, staff click with signed requests. Every case runs on SQLite and P
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -48,6 +49,7 @@ from tests.slack.money_helpers import (
 from workflows.clock import FixedClock
 
 CLERK = "U_CLERK"
+CLERK_2 = "U_CLERK2"
 TECH = "U_TECH"
 RIVERA = "Parent0 Rivera <rivera0@example.org>"
 GARCIA = "Parent0 Garcia <garcia0@example.org>"
@@ -360,9 +362,15 @@ async def test_a_payment_above_what_is_owed_is_flagged_with_the_choices_staff_ha
     body, _ = parts(to(smtp, "rivera0@example.org", "We got your message"))
     assert "That is $54.50 more than the $145.50 owed" in body
 
-    # Confirming records what is owed, never more; nothing is refused.
-    await press(mail, CLERK, ReplyAction.CONFIRM, post)
+    # Confirming records what is owed, never more; nothing is refused. Two clerks clicking at
+    # once record it once.
+    await mail.staff("Finance Director", CLERK_2)
+    await asyncio.gather(
+        press(mail, CLERK, ReplyAction.CONFIRM, post),
+        press(mail, CLERK_2, ReplyAction.CONFIRM, post),
+    )
     await eventually(lambda: decided(mail), what="the decision")
+    await mail.fake.wait_for("chat.postEphemeral")  # the second is told who decided
     found = await payments(mail)
     assert sorted((p.invoice_id, p.amount_cents) for p in found) == [(first, 10000), (second, 4550)]
 
