@@ -288,12 +288,14 @@ def _payment_blocks(card: ReplyCard, *, secret: str, tz: ZoneInfo) -> list[Block
             f"\u2022 {esc(p.number)}: {format_cents(p.balance_cents)} owed" for p in pending.parts
         )
     if waiting and pending.over_cents:
+        where = "this invoice" if len(pending.parts) == 1 else "these invoices"
+        owed = format_cents(pending.allocated_cents)
         lines.append(
             f":warning: *More than the family owes:* they reported "
-            f"{format_cents(pending.amount_cents)}, but {format_cents(pending.owed_cents)} is "
-            f"owed, {format_cents(pending.over_cents)} more. Confirm records only the "
-            f"{format_cents(pending.allocated_cents)} owed; or edit the split (a new total), or "
-            "mark it not received and ask the family."
+            f"{format_cents(pending.amount_cents)}, {format_cents(pending.over_cents)} more than "
+            f"the {format_cents(pending.owed_cents)} owed on {where}. Your choices: "
+            f"*Confirm {owed} owed* records what is owed and no more; *Edit split* takes the "
+            "total actually received; *Not received* records nothing (then ask the family)."
         )
     if waiting and pending.missing and pending.amount_given:
         missing = ", ".join(pending.missing)

@@ -350,7 +350,7 @@ async def test_a_payment_above_what_is_owed_is_flagged_with_the_choices_staff_ha
     [post] = reply_posts(mail)
     text = all_text(blocks_of(post))
     assert "More than the family owes" in text
-    assert "they reported $200.00, but $145.50 is owed, $54.50 more" in text
+    assert "they reported $200.00, $54.50 more than the $145.50 owed on these invoices" in text
     assert "Confirm $145.50 owed" in text and "Confirm $200.00" not in text
     assert action_ids(blocks_of(post)) == [
         ReplyAction.CONFIRM,
