@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from workflows.errors import ConflictError, NotFound, ValidationError
+from workflows.invoices import OPEN_STATUSES
 from workflows.payments import PaymentMethod, RecordPayment, record_payment
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, InvoiceRecord, PaymentRecord
@@ -231,8 +232,9 @@ async def _open_pending(
     if not parts:
         raise ConflictError("This reported payment has no split to change.")
     refs = await pendings.invoice_refs([p.invoice_id for p in parts])
+    # A closed invoice (paid, cancelled) takes nothing more, whatever its columns say.
     invoices = [
-        OpenInvoice(r.id, r.number, r.balance_cents, r.due_date)
+        OpenInvoice(r.id, r.number, r.balance_cents if r.status in OPEN_STATUSES else 0, r.due_date)
         for r in (refs.get(p.invoice_id) for p in parts)
         if r is not None
     ]
