@@ -403,6 +403,18 @@ def test_an_acknowledgement_without_an_amount(renderer: NoticeRenderer, language
     assert said[language] in " ".join(out.text.split())
 
 
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_an_acknowledgement_without_a_method(renderer: NoticeRenderer, language: str) -> None:
+    ctx = full_context()
+    ctx["pending"]["method"], ctx["pending"]["reference"] = "", None
+    text = " ".join(renderer.render("pending_payment_ack", ctx, language).text.split())
+    said = {
+        "en": "you paid $50.00 on March 2, 2026 toward invoice",
+        "es": "pagó $50.00 el 2 de marzo de 2026 para la factura",
+    }
+    assert said[language] in text
+
+
 def test_overdue_tone_escalates(renderer: NoticeRenderer) -> None:
     ctx = full_context(days_overdue=31)
     first = renderer.render("overdue_first", ctx)
