@@ -902,7 +902,7 @@ class InboundMessage(Base):
     from_address: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(500), default="")
     kind: Mapped[str] = mapped_column(String(20))  # reply, auto_reply, bounce
-    route: Mapped[str] = mapped_column(String(20))  # token, thread, subject, none, forged
+    route: Mapped[str] = mapped_column(String(20))  # token, thread, subject, body, none, forged
     invoice_id: Mapped[int | None] = mapped_column(
         ForeignKey("invoices.id", ondelete="SET NULL"), index=True
     )
@@ -937,6 +937,34 @@ class PendingPayment(Base):
     decided_at: Mapped[datetime | None]
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", ondelete="SET NULL"))
     created_at: Mapped[datetime]
+    # False: the family said they paid but not how much (amount_cents is then what they owed
+    # when the reply came; staff enter or confirm the amount).
+    amount_given: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # The family's email this answers, so the acknowledgement and receipts thread with it:
+    # {"message_id": "<…>", "references": ["<…>", …], "subject": "…"}.
+    reply_thread: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class PendingPaymentPart(Base):
+    """One invoice's share of a reported payment (workflows.reply_split): every invoice the
+    reply is about has a row, in split order, 0 for one that gets nothing."""
+
+    __tablename__ = "pending_payment_parts"
+    __table_args__ = (
+        UniqueConstraint("pending_payment_id", "invoice_id"),
+        CheckConstraint("amount_cents >= 0", name="amount_not_negative"),
+    )
+
+    id: Mapped[int] = pk()
+    pending_payment_id: Mapped[int] = mapped_column(
+        ForeignKey("pending_payments.id", ondelete="CASCADE"), index=True
+    )
+    invoice_id: Mapped[int] = mapped_column(
+        ForeignKey("invoices.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", ondelete="SET NULL"))
 
 
 class MailboxState(Base):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,8 +17,45 @@ from storage.outbox import new_message
 NOTICE_KIND = "email.notice"
 
 
+# A notice whose context holds this key answers a family's email: the sender writes
+# In-Reply-To and References from it and "Re: <their subject>", so it threads with their reply.
+THREAD_KEY = "reply_thread"
+MAX_REFERENCES = 20  # the newest kept; RFC 5322 lets a long References drop the middle
+_MESSAGE_ID = re.compile(r"^<[^<>\s\\\"()\[\],;:]+@[^<>\s\\\"()\[\],;:]+>$")
+
+
 def new_message_id(domain: str) -> str:
     return f"<{uuid.uuid4().hex}@{domain}>"
+
+
+def is_message_id(value: object) -> bool:
+    """A Message-ID we can write into a header as it is (`<local@domain>`, no spaces)."""
+    return isinstance(value, str) and len(value) <= 300 and bool(_MESSAGE_ID.match(value))
+
+
+def reply_thread(message_id: str, references: Sequence[str], subject: str) -> dict[str, Any]:
+    """What a notice needs to answer a family's email (stored under THREAD_KEY): its
+    Message-ID, the References it carried, its subject."""
+    refs = [r for r in references if is_message_id(r) and r != message_id][-MAX_REFERENCES:]
+    return {"message_id": message_id, "references": refs, "subject": subject[:300]}
+
+
+def thread_headers(context: dict[str, Any] | None) -> tuple[str, str, str] | None:
+    """(In-Reply-To, References, subject) for a notice that answers a family's email; None
+    for any other notice, or when what is stored isn't safe to put in a header."""
+    thread = (context or {}).get(THREAD_KEY)
+    if not isinstance(thread, dict) or not is_message_id(thread.get("message_id")):
+        return None
+    parent = str(thread["message_id"])
+    raw = thread.get("references")
+    refs = [r for r in raw if is_message_id(r)] if isinstance(raw, list) else []
+    chain = [*[r for r in refs if r != parent][-MAX_REFERENCES:], parent]
+    subject = " ".join(str(thread.get("subject") or "").split())
+    if not subject:
+        return parent, " ".join(chain), ""
+    if not re.match(r"^(re|aw|sv|rv|r)\s*:", subject, re.IGNORECASE):
+        subject = f"Re: {subject}"
+    return parent, " ".join(chain), subject
 
 
 def reachable(guardian: Any) -> Any:
