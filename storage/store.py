@@ -12,6 +12,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import models as m
+from storage import notices as notice_rows
 from storage.enrollment_store import EnrollmentStore
 from storage.notices import queue_notice
 from storage.outbox import new_message
@@ -743,8 +744,12 @@ class SqlStore(EnrollmentStore):
         invoice_id: int,
         dedupe_key: str,
         context: dict[str, Any] | None = None,
+        *,
+        held: bool = False,
     ) -> int:
-        """Email the invoice's guardians (one notice each); returns how many were queued."""
+        """Email the invoice's guardians (one notice each); returns how many were queued.
+
+        `held`: written but not sent until `release_held_notices`."""
         notices = await queue_notice(
             self.session,
             self._now(),
@@ -753,8 +758,21 @@ class SqlStore(EnrollmentStore):
             dedupe_key=dedupe_key,
             context=context or {},
             mail_domain=self.mail_domain,
+            held=held,
         )
         return len(notices)
+
+    async def family_told(self, invoice_id: int) -> bool:
+        return await notice_rows.family_told(self.session, invoice_id)
+
+    async def hold_unsent_notices(self, invoice_id: int, template: str) -> int:
+        return await notice_rows.hold_unsent(self.session, invoice_id, template)
+
+    async def release_held_notices(self, invoice_id: int) -> int:
+        return await notice_rows.release_held(self.session, self._now(), invoice_id)
+
+    async def withdraw_held_notices(self, invoice_id: int, reason: str) -> int:
+        return await notice_rows.withdraw_held(self.session, invoice_id, reason)
 
     async def activity_for(self, entity_type: str, entity_id: int) -> list[m.ActivityEntry]:
         stmt = (

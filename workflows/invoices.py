@@ -10,6 +10,7 @@ from typing import Any
 
 from workflows.errors import ConflictError, NotFound, PermissionDenied, ValidationError
 from workflows.insurance import ClaimDecision, CoverageContext, decide_claim
+from workflows.invoice_updates import UpdateReason, amount_of, hold_key, notify_amount_change
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, FeeItemRecord, InvoiceLineSpec, InvoiceRecord
 
@@ -74,6 +75,7 @@ class NoticeTemplate(StrEnum):
     REFUND_RECEIPT = "refund_receipt"
     FAMILY_LINK = "family_link"  # a fresh link to the family's invoice page, on request
     INSTALLMENT_MISSED = "installment_missed"
+    INVOICE_UPDATED = "invoice_updated"  # the amount of an invoice the family knew changed
 
 
 OPEN_STATUSES = frozenset(
@@ -410,12 +412,25 @@ async def create_invoice_for_incident(
         approved = await store.approved_override_for(incident.id)
         if approved is not None:
             approved.invoice_id = invoice.id
+    pending = None
+    if decision.cap_reached and not decision.override_applied:
+        # An override asked for before this invoice is about this invoice: its decision
+        # re-prices it, and the family's first email waits for that decision.
+        pending = await store.pending_override_for(incident.id)
+        if pending is not None and pending.invoice_id is None:
+            pending.invoice_id = invoice.id
+            invoice.notice_hold = hold_key(pending.id)
+        else:
+            pending = None
+    created_state = _money_state(invoice) | {"lines": len(lines), "due_date": due.isoformat()}
+    if pending is not None:
+        created_state |= {"override_pending": pending.id}
     await store.log(
         actor,
         "invoice",
         invoice.id,
         "created",
-        after=_money_state(invoice) | {"lines": len(lines), "due_date": due.isoformat()},
+        after=created_state,
         comment="; ".join(decision.audit_lines) or None,
     )
     if decision.override_applied:
@@ -429,7 +444,10 @@ async def create_invoice_for_incident(
     notices: tuple[str, ...] = ()
     if not settled:
         await store.queue_notice(
-            NoticeTemplate.INVOICE_ISSUED, invoice.id, f"invoice-issued:{invoice.id}"
+            NoticeTemplate.INVOICE_ISSUED,
+            invoice.id,
+            f"invoice-issued:{invoice.id}",
+            held=invoice.notice_hold is not None,
         )
         notices = (NoticeTemplate.INVOICE_ISSUED,)
     return CreatedInvoice(invoice, decision=decision, notices=notices)
@@ -550,8 +568,10 @@ async def cancel_invoice(
     if not reason.strip():
         raise ValidationError("Say why the invoice is cancelled.", field="reason")
     before = _money_state(invoice)
+    old_amount = amount_of(invoice)
+    cancelled_at = ctx.now()
     invoice.status = InvoiceStatus.CANCELLED
-    invoice.cancelled_at = ctx.now()
+    invoice.cancelled_at = cancelled_at
     invoice.auto_cancelled = auto
     await ctx.store.log(
         actor,
@@ -562,6 +582,19 @@ async def cancel_invoice(
         after=_money_state(invoice),
         comment=reason.strip(),
     )
+    if invoice.notice_hold is not None:
+        # Never told, and now nothing to tell: the held first email is dropped.
+        invoice.notice_hold = None
+        await ctx.store.withdraw_held_notices(invoice.id, "the invoice was cancelled")
+    else:
+        await notify_amount_change(
+            ctx,
+            invoice,
+            old_cents=old_amount,
+            reason=UpdateReason.CANCELLED,
+            cause=f"cancelled:{cancelled_at.isoformat()}",
+            note=reason.strip(),
+        )
     return invoice
 
 
@@ -593,6 +626,13 @@ async def restore_invoice(ctx: Context, actor: Actor, invoice_id: int) -> Invoic
     invoice.auto_cancelled = False
     await store.log(
         actor, "invoice", invoice.id, "restored", before=before, after=_money_state(invoice)
+    )
+    await notify_amount_change(
+        ctx,
+        invoice,
+        old_cents=0,
+        reason=UpdateReason.RESTORED,
+        cause=f"restored:{ctx.now().isoformat()}",
     )
     return invoice
 

@@ -92,6 +92,7 @@ class InvoiceRecord(Protocol):
     cancelled_at: datetime | None
     automation_epoch: int
     final_notice_on: date | None
+    notice_hold: str | None
 
 
 class PaymentRecord(Protocol):
@@ -389,7 +390,14 @@ class Store(Protocol):
         invoice_id: int,
         dedupe_key: str,
         context: dict[str, Any] | None = None,
+        *,
+        held: bool = False,
     ) -> int: ...
+    # Held notices (workflows.invoice_updates): written but not sent until released.
+    async def family_told(self, invoice_id: int) -> bool: ...
+    async def hold_unsent_notices(self, invoice_id: int, template: str) -> int: ...
+    async def release_held_notices(self, invoice_id: int) -> int: ...
+    async def withdraw_held_notices(self, invoice_id: int, reason: str) -> int: ...
     async def flush(self) -> None: ...
 
     # billing pauses
