@@ -164,7 +164,9 @@ def test_the_override_badge_names_who_approved_it_and_when() -> None:
     bill = priced(12500, coverage(copay=2500, max_claims=1), used=1, override=True, approver=ADMIN)
     audit = invoice_audit(bill, tz=TZ)
     assert audit.badge is not None
-    assert audit.badge.text == "Claim-cap override applied (approved by Admin Person on Mar 2, 2026)"
+    assert audit.badge.text == (
+        "Claim-cap override applied (approved by Admin Person on Mar 2, 2026)"
+    )
     assert audit.badge.approved_by == "Admin Person"
     assert "Claim 2 this term, past the limit of 1" in [line.text for line in audit.lines]
     assert audit.owed_cents == 2500
