@@ -656,6 +656,13 @@ def build_invoice_created_modal(
         blocks.append(
             context_block("Insurance covered everything: the invoice is settled, no notice.")
         )
+    elif invoice.notice_hold is not None:
+        blocks.append(
+            context_block(
+                ":hourglass_flowing_sand: The invoice email to the family is held until the "
+                "claim-cap override is decided; it will show the amount that stands then."
+            )
+        )
     else:
         blocks.append(context_block(":email: The invoice notice to the family is on its way."))
     if override_can_be_requested(invoice) and invoice.incident_id is not None:
