@@ -181,9 +181,7 @@ async def test_an_override_after_the_email_sends_one_update_and_reminders_say_th
     await eventually(approved, what="the approval")
     await decide(slack, ADMIN, OverrideAction.APPROVE, requested)  # a redelivered click
     await send_mail(engine, slack, smtp)
-    updates = [
-        r.message for r in smtp.messages if "was updated" in str(r.message["Subject"])
-    ]
+    updates = [r.message for r in smtp.messages if "was updated" in str(r.message["Subject"])]
     assert len(updates) == 1
     [update] = updates
     assert str(update["Subject"]) == "Invoice INV-000002 was updated: $125.00 is now $25.00"
