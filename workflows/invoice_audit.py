@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from workflows.money import format_cents
+from workflows.ports import InvoiceRecord, Store
 
 MINUS = "\u2212"
 
@@ -301,3 +302,27 @@ def _adjustment_lines(
         label = f"{words['refund']}: {refund.reason}" if refund.reason else words["refund"]
         lines.append(AuditLine(LineKind.REFUND, label, refund.amount_cents, Style.NOTE))
     return lines
+
+
+async def load_invoice_audit(
+    store: Store, invoice: InvoiceRecord, *, tz: tzinfo, language: str = "en"
+) -> InvoiceAudit:
+    """`invoice_audit` with what it needs from the store: the invoice's waivers and refunds,
+    whether an override request for it is waiting, and the approver's name when the snapshot
+    doesn't keep it."""
+    pending = False
+    if invoice.incident_id is not None and invoice.cap_reached and not invoice.override_applied:
+        request = await store.pending_override_for(invoice.incident_id)
+        pending = request is not None and request.invoice_id in (None, invoice.id)
+    approver = None
+    snapshot = invoice.insurance_snapshot or {}
+    if invoice.override_approved_by_id is not None and not snapshot.get("override_approved_by"):
+        approver = await store.staff_name(invoice.override_approved_by_id)
+    return invoice_audit(
+        invoice,
+        await store.adjustments_for(invoice.id),
+        tz=tz,
+        language=language,
+        override_pending=pending,
+        approved_by=approver,
+    )

@@ -22,9 +22,12 @@ from storage import models as m
 from tests.builders import add_district, add_policy
 from tests.mail.smtp_server import SmtpServer
 from tests.mail.test_sender import drain, mail_settings, make_worker, smtp  # noqa: F401
-from tests.slack.conftest import APPROVALS_CHANNEL, SlackHarness
+from tests.slack.conftest import APPROVALS_CHANNEL, INCIDENTS_CHANNEL, SlackHarness
+from tests.slack.test_billing_reports import all_text as answer_text
+from tests.slack.test_billing_reports import answer
 from tests.slack.money_helpers import (
     all_text,
+    blocks_of,
     click,
     eventually,
     incident_ref,
@@ -219,3 +222,59 @@ async def test_an_override_asked_for_before_the_email_went_out_holds_it(
     await send_mail(engine, slack, smtp)
     [subject] = [s for s in subjects(smtp) if "INV-000002" in s]
     assert "$25.00" in subject and "updated" not in subject
+
+
+# --- what staff see: the audit lines and a truthful timeline --------------------------------
+
+
+async def test_billing_invoice_shows_the_audit_and_the_timeline_says_both_amounts(
+    slack: SlackHarness,
+) -> None:
+    requested = await invoice_while_an_override_waits(slack)
+    before = await answer(slack, "invoice INV-000002", ADMIN)
+    text = answer_text(before)
+    assert "Invoice created for $125.00 (full price, override pending)" in text
+    assert "Claim-cap override requested, awaiting a decision" in text
+    assert "Invoice to maria@example.org: held until the pending decision" in text
+    assert "*Amount owed: $125.00*" in text
+
+    await decide(slack, ADMIN, OverrideAction.APPROVE, requested)
+
+    async def approved() -> bool:
+        return (await request_status(slack, requested.request_id)).status == "approved"
+
+    await eventually(approved, what="the approval")
+    text = answer_text(await answer(slack, "invoice INV-000002", ADMIN))
+    for expected in (
+        "Original subtotal: $125.00",
+        "Insurance applied: District Plan (2025-2026): \u2212$100.00",
+        "Co-pay (the least you pay per claim): $25.00",
+        "Claim 2 this term, past the limit of 1",
+        "Subtotal after insurance: $25.00",
+        "*Amount owed: $25.00*",
+        ":large_orange_circle: *Claim-cap override applied (approved by Admin Person on "
+        "Mar 2, 2026)*",
+        # The timeline: what it was created for, then the change, by whom.
+        "Invoice created for $125.00 (full price, override pending)",
+        "Override approved by Admin Person: $125.00 \u2192 $25.00",
+    ):
+        assert expected in text, (expected, text)
+    assert "Invoice created for $25.00" not in text
+
+    # The incident's thread message about the invoice, and the incident card, show them too.
+    await slack.deliver_outbox()
+    thread = [
+        all_text(blocks_of(c))
+        for c in slack.fake.calls_to("chat.postMessage")
+        if "INV-000002 created" in (c.args.get("text") or "")
+    ]
+    assert thread and "Original subtotal: $125.00" in thread[-1]
+    cards = [
+        all_text(blocks_of(c))
+        for c in slack.fake.calls_to("chat.postMessage") + slack.fake.calls_to("chat.update")
+        if c.args.get("channel") == INCIDENTS_CHANNEL and not c.args.get("thread_ts")
+    ]
+    assert any(
+        "INV-000002" in card and "Claim-cap override applied (approved by Admin Person" in card
+        for card in cards
+    )
