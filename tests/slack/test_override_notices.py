@@ -23,8 +23,6 @@ from tests.builders import add_district, add_policy
 from tests.mail.smtp_server import SmtpServer
 from tests.mail.test_sender import drain, mail_settings, make_worker, smtp  # noqa: F401
 from tests.slack.conftest import APPROVALS_CHANNEL, INCIDENTS_CHANNEL, SlackHarness
-from tests.slack.test_billing_reports import all_text as answer_text
-from tests.slack.test_billing_reports import answer
 from tests.slack.money_helpers import (
     all_text,
     blocks_of,
@@ -37,6 +35,8 @@ from tests.slack.money_helpers import (
     submission,
     use_the_only_claim,
 )
+from tests.slack.test_billing_reports import all_text as answer_text
+from tests.slack.test_billing_reports import answer
 from tests.slack.test_overrides import (
     ADMIN,
     TECH,
