@@ -64,6 +64,7 @@ class LineKind(StrEnum):
 class Style(StrEnum):
     AMOUNT = "amount"  # a figure ("$125.00")
     CREDIT = "credit"  # taken off what is owed ("−$96.00"; green on the family page)
+    PAYMENT = "payment"  # money paid, taken off the balance ("−$10.00")
     NOTE = "note"  # a fact without a figure of its own, or an amount that doesn't count
     TOTAL = "total"  # the amount owed, emphasised
 
@@ -80,7 +81,7 @@ class AuditLine:
         """The amount as shown: "−$96.00" for a credit, "$125.00" otherwise, "" for none."""
         if self.amount_cents is None:
             return ""
-        sign = MINUS if self.style is Style.CREDIT else ""
+        sign = MINUS if self.style in (Style.CREDIT, Style.PAYMENT) else ""
         return f"{sign}{format_cents(self.amount_cents)}"
 
     @property
@@ -124,12 +125,12 @@ _WORDS: dict[str, dict[str, str]] = {
         "claim_past": "Claim {n} this term, past the limit of {max}",
         "cap_reached": "Claim cap reached ({max} of {max} this term): billed at full price",
         "override_pending": "Claim-cap override requested, awaiting a decision",
-        "subtotal": "Subtotal after insurance",
+        "subtotal": "Subtotal owed",
         "waiver": "Waived",
-        "paid": "Paid",
-        "refund": "Refunded (the charge was credited by the same amount)",
+        "paid": "Paid so far",
+        "refund": "Refunded to you (the charge was credited by the same amount)",
         "cancelled": "Cancelled: nothing is owed",
-        "owed": "Amount owed",
+        "owed": "Remaining balance",
         "badge": "Claim-cap override applied",
         "approved_by": "approved by {who}",
         "approved_on": "on {when}",
@@ -145,12 +146,12 @@ _WORDS: dict[str, dict[str, str]] = {
             "Límite de reclamos alcanzado ({max} de {max} en este período): precio completo"
         ),
         "override_pending": "Excepción al límite de reclamos solicitada, pendiente de decisión",
-        "subtotal": "Subtotal después del seguro",
+        "subtotal": "Subtotal a pagar",
         "waiver": "Condonado",
-        "paid": "Pagado",
-        "refund": "Reembolsado (el cargo se rebajó en la misma cantidad)",
+        "paid": "Pagado hasta ahora",
+        "refund": "Reembolsado (el cargo se acreditó por el mismo monto)",
         "cancelled": "Cancelada: no se debe nada",
-        "owed": "Monto adeudado",
+        "owed": "Saldo pendiente",
         "badge": "Excepción al límite de reclamos aplicada",
         "approved_by": "aprobada por {who}",
         "approved_on": "el {when}",
@@ -291,7 +292,7 @@ def _adjustment_lines(
         label = f"{words['waiver']}: {waiver.reason}" if waiver.reason else words["waiver"]
         lines.append(AuditLine(LineKind.WAIVER, label, waiver.amount_cents, Style.CREDIT))
     if invoice.paid_cents:
-        lines.append(AuditLine(LineKind.PAID, words["paid"], invoice.paid_cents, Style.CREDIT))
+        lines.append(AuditLine(LineKind.PAID, words["paid"], invoice.paid_cents, Style.PAYMENT))
     if adjustments is None or sum(a.amount_cents for a in refunds) != invoice.refunded_cents:
         refunds = []
         if invoice.refunded_cents:

@@ -236,7 +236,7 @@ async def test_billing_invoice_shows_the_audit_and_the_timeline_says_both_amount
     assert "Invoice created for $125.00 (full price, override pending)" in text
     assert "Claim-cap override requested, awaiting a decision" in text
     assert "Invoice to maria@example.org: held until the pending decision" in text
-    assert "*Amount owed: $125.00*" in text
+    assert "*Remaining balance: $125.00*" in text
 
     await decide(slack, ADMIN, OverrideAction.APPROVE, requested)
 
@@ -250,8 +250,8 @@ async def test_billing_invoice_shows_the_audit_and_the_timeline_says_both_amount
         "Insurance applied: District Plan (2025-2026): \u2212$100.00",
         "Co-pay (the least you pay per claim): $25.00",
         "Claim 2 this term, past the limit of 1",
-        "Subtotal after insurance: $25.00",
-        "*Amount owed: $25.00*",
+        "Subtotal owed: $25.00",
+        "*Remaining balance: $25.00*",
         ":large_orange_circle: *Claim-cap override applied (approved by Admin Person on "
         "Mar 2, 2026)*",
         # The timeline: what it was created for, then the change, by whom.

@@ -139,8 +139,8 @@ def test_applecare_example_in_full() -> None:
         f"Insurance applied: AppleCare+ (2025-2026): {MINUS}$96.00",
         "Co-pay (the least you pay per claim): $29.00",
         "Claim 1 of 2 this term",
-        "Subtotal after insurance: $29.00",
-        "Amount owed: $29.00",
+        "Subtotal owed: $29.00",
+        "Remaining balance: $29.00",
     ]
 
 
@@ -155,7 +155,7 @@ def test_the_cap_reached_bills_full_price_and_a_pending_override_says_so() -> No
     lines = texts(bill)
     assert "Claim cap reached (1 of 1 this term): billed at full price" in lines
     assert not any("Insurance applied" in line for line in lines)
-    assert lines[-1] == "Amount owed: $125.00"
+    assert lines[-1] == "Remaining balance: $125.00"
     waiting = texts(bill, override_pending=True)
     assert "Claim-cap override requested, awaiting a decision" in waiting
 
@@ -197,26 +197,29 @@ def test_waivers_payments_and_refunds_with_their_reasons() -> None:
     lines = texts(bill, adjustments=adjustments)
     assert lines[-4:] == [
         f"Waived: Late fee waived: {MINUS}$4.00",
-        f"Paid: {MINUS}$20.00",
-        "Refunded (the charge was credited by the same amount): Charger found: $15.00",
-        "Amount owed: $5.00",
+        f"Paid so far: {MINUS}$20.00",
+        "Refunded to you (the charge was credited by the same amount): Charger found: $15.00",
+        "Remaining balance: $5.00",
     ]
     # Without the adjustments, the invoice's totals are shown.
     assert texts(bill)[-4:] == [
         f"Waived: {MINUS}$4.00",
-        f"Paid: {MINUS}$20.00",
-        "Refunded (the charge was credited by the same amount): $15.00",
-        "Amount owed: $5.00",
+        f"Paid so far: {MINUS}$20.00",
+        "Refunded to you (the charge was credited by the same amount): $15.00",
+        "Remaining balance: $5.00",
     ]
 
 
 def test_no_insurance_shows_only_the_money() -> None:
-    assert texts(Bill(subtotal_cents=4500)) == ["Original subtotal: $45.00", "Amount owed: $45.00"]
+    assert texts(Bill(subtotal_cents=4500)) == [
+        "Original subtotal: $45.00",
+        "Remaining balance: $45.00",
+    ]
 
 
 def test_a_cancelled_invoice_owes_nothing() -> None:
     bill = Bill(subtotal_cents=4500, status="cancelled")
-    assert texts(bill)[-2:] == ["Cancelled: nothing is owed", "Amount owed: $0.00"]
+    assert texts(bill)[-2:] == ["Cancelled: nothing is owed", "Remaining balance: $0.00"]
 
 
 # --- what a change of amount tells the family ---------------------------------------------------
