@@ -451,17 +451,24 @@ class SqlStore(EnrollmentStore):
     ) -> m.CapOverrideRequest | None:
         return await self._get(m.CapOverrideRequest, request_id, lock)
 
-    async def _override_for(self, incident_id: int, status: str) -> m.CapOverrideRequest | None:
+    async def _override_for(
+        self, incident_id: int, status: str, *, lock: bool = False
+    ) -> m.CapOverrideRequest | None:
         stmt = select(m.CapOverrideRequest).where(
             m.CapOverrideRequest.incident_id == incident_id,
             m.CapOverrideRequest.status == status,
         )
         if status == "approved":
             stmt = stmt.where(m.CapOverrideRequest.invoice_id.is_(None))
+        if lock and self._for_update:
+            stmt = stmt.with_for_update()
         return (await self.session.execute(stmt.limit(1))).scalar_one_or_none()
 
-    async def pending_override_for(self, incident_id: int) -> m.CapOverrideRequest | None:
-        return await self._override_for(incident_id, "pending")
+    async def pending_override_for(
+        self, incident_id: int, *, lock: bool = False
+    ) -> m.CapOverrideRequest | None:
+        """The incident's waiting request; `lock` takes it as a decision would (first)."""
+        return await self._override_for(incident_id, "pending", lock=lock)
 
     async def approved_override_for(self, incident_id: int) -> m.CapOverrideRequest | None:
         return await self._override_for(incident_id, "approved")

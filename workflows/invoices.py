@@ -359,6 +359,9 @@ async def create_invoice_for_incident(
     lines = build_lines(await store.fee_items(cmd.fee_item_ids), cmd.fee_item_ids, cmd.custom_lines)
     subtotal = sum(line.amount_cents for line in lines)
 
+    # A waiting override request is locked before the enrollment, in the order its decision
+    # locks them: a decision and this invoice then happen one after the other.
+    waiting = await store.pending_override_for(incident.id, lock=True)
     # Locking the enrollment serialises claim counting, so two invoices at once can't both
     # take the last claim.
     coverage = await store.coverage_on(incident.student_id, incident.occurred_on, lock=True)
@@ -416,12 +419,10 @@ async def create_invoice_for_incident(
     if decision.cap_reached and not decision.override_applied:
         # An override asked for before this invoice is about this invoice: its decision
         # re-prices it, and the family's first email waits for that decision.
-        pending = await store.pending_override_for(incident.id)
-        if pending is not None and pending.invoice_id is None:
+        if waiting is not None and waiting.invoice_id is None:
+            pending = waiting
             pending.invoice_id = invoice.id
             invoice.notice_hold = hold_key(pending.id)
-        else:
-            pending = None
     created_state = _money_state(invoice) | {"lines": len(lines), "due_date": due.isoformat()}
     if pending is not None:
         created_state |= {"override_pending": pending.id}

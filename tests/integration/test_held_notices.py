@@ -3,13 +3,17 @@ alone (no reminder, no status change) until the decision releases it (SQLite and
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
+from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import models as m
 from storage.store import StoreFactory
+from tests.builders import add_district, add_policy, add_staff
 from tests.integration.billing_helpers import (
     add_family,
     add_invoice,
@@ -19,8 +23,13 @@ from tests.integration.billing_helpers import (
     steps_of,
 )
 from workflows.clock import FixedClock
+from workflows.incidents import OpenIncident, open_incident
+from workflows.invoices import CreateInvoice, CustomLine, create_invoice_for_incident
+from workflows.overrides import decide_cap_override, request_cap_override
+from workflows.ports import Context
 
 JAN1, APR1 = date(2026, 1, 1), date(2026, 4, 1)
+TZ = ZoneInfo("America/Chicago")
 
 
 async def test_the_billing_run_skips_a_held_invoice_until_it_is_released(
@@ -60,3 +69,72 @@ async def test_the_billing_run_skips_a_held_invoice_until_it_is_released(
         assert f"notice:{notice_id}" in keys
     await run_days(engine, clock, date(2026, 4, 11), date(2026, 4, 11))
     assert [s for s, _d in await steps_of(engine, held_id)] == ["first"]
+
+
+@pytest.mark.parametrize("first", ["approve", "create"])
+async def test_a_decision_racing_the_invoice_leaves_one_truthful_outcome(
+    stores: StoreFactory, clock: FixedClock, first: str
+) -> None:
+    """Approve and Create invoice at the same moment: whichever goes first, the invoice ends at
+    the override's price and its first email is not left held."""
+    d = await add_district(stores)
+    await add_policy(
+        stores,
+        d.student_id,
+        name="District Plan",
+        copay_cents=2500,
+        max_claims=1,
+        allow_override=True,
+    )
+    tech = await add_staff(stores, "Technician")
+    director = await add_staff(stores, "Finance Director")
+
+    async def incident() -> int:
+        async with stores() as store:
+            opened = await open_incident(
+                Context(store, clock, TZ),
+                tech,
+                OpenIncident(
+                    device_id=d.device_id, occurred_on=date(2026, 2, 1), flags=("screen",)
+                ),
+            )
+            return opened.incident.id
+
+    async def invoice(incident_id: int) -> None:
+        async with stores() as store:
+            await create_invoice_for_incident(
+                Context(store, clock, TZ),
+                tech,
+                CreateInvoice(incident_id, custom_lines=(CustomLine("Screen", 12500),)),
+            )
+
+    await invoice(await incident())  # takes the one claim
+    incident_id = await incident()
+    async with stores() as store:
+        request = await request_cap_override(Context(store, clock, TZ), tech, incident_id)
+
+    async def approve() -> None:
+        if first == "create":
+            await asyncio.sleep(0.01)
+        async with stores() as store:
+            await decide_cap_override(Context(store, clock, TZ), director, request.id, approve=True)
+            await asyncio.sleep(0.05)  # hold the transaction open while the other tries
+
+    async def create() -> None:
+        if first == "approve":
+            await asyncio.sleep(0.01)
+        await invoice(incident_id)
+
+    await asyncio.gather(approve(), create())
+
+    async with stores() as store:
+        [made] = await store.invoices_for_incident(incident_id)
+        assert (made.total_cents, made.override_applied, made.notice_hold) == (2500, True, None)
+        statuses = (
+            await store.session.execute(
+                select(m.Notice.status).where(m.Notice.invoice_id == made.id)
+            )
+        ).scalars()
+        assert list(statuses) == ["queued"]
+        decided = await store.get_override_request(request.id)
+        assert decided is not None and decided.invoice_id == made.id
