@@ -76,14 +76,9 @@ async def test_redelivered_requests_racing_each_other_happen_once(stores, clock)
     async def open_once() -> int:
         async with stores() as store:
             opened = await open_incident(
-                Context(store, clock, TZ),
-                tech,
-                OpenIncident(
-                    device_id=d.device_id,
-                    occurred_on=date(2026, 2, 1),
-                    flags=("screen",),
-                    idempotency_key="slack:Ev1",
-                ),
+                Context(store, clock, TZ), tech,
+                OpenIncident(device_id=d.device_id, occurred_on=date(2026, 2, 1),
+                             flags=("screen",), idempotency_key="slack:Ev1"),
             )
             await asyncio.sleep(0.05)
             return opened.incident.id
@@ -92,8 +87,7 @@ async def test_redelivered_requests_racing_each_other_happen_once(stores, clock)
     assert len(set(ids)) == 1
     async with stores() as store:
         created = await create_invoice_for_incident(
-            Context(store, clock, TZ),
-            tech,
+            Context(store, clock, TZ), tech,
             CreateInvoice(incident_id=ids[0], custom_lines=(CustomLine("Screen", 12500),)),
         )
         invoice_id = created.invoice.id
@@ -101,14 +95,9 @@ async def test_redelivered_requests_racing_each_other_happen_once(stores, clock)
     async def pay_once() -> bool:
         async with stores() as store:
             paid = await record_payment(
-                Context(store, clock, TZ),
-                clerk,
-                RecordPayment(
-                    invoice_id=invoice_id,
-                    amount_cents=12500,
-                    method=PaymentMethod.CARD,
-                    idempotency_key="stripe:evt_1",
-                ),
+                Context(store, clock, TZ), clerk,
+                RecordPayment(invoice_id=invoice_id, amount_cents=12500,
+                              method=PaymentMethod.CARD, idempotency_key="stripe:evt_1"),
             )
             await asyncio.sleep(0.05)
             return paid.created

@@ -313,18 +313,14 @@ async def test_backdated_incident_goes_to_whoever_had_the_device_that_day(stores
             .where(m.DeviceAssignment.device_id == d.device_id)
             .values(returned_at=handover, return_reason="withdrew")
         )
-        store.session.add(
-            m.DeviceAssignment(
-                device_id=d.device_id, student_id=second, assigned_at=handover, reason="reissued"
-            )
-        )
+        store.session.add(m.DeviceAssignment(device_id=d.device_id, student_id=second,
+                                             assigned_at=handover, reason="reissued"))
     ctx_day = {"before": date(2026, 2, 1), "after": date(2026, 3, 1)}
     owners = {}
     for label, day in ctx_day.items():
         async with stores() as store:
             opened = await open_incident(
-                Context(store, clock, TZ),
-                tech,
+                Context(store, clock, TZ), tech,
                 OpenIncident(device_id=d.device_id, occurred_on=day, flags=("screen",)),
             )
             owners[label] = opened.incident.student_id

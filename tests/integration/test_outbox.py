@@ -115,9 +115,8 @@ async def test_a_batch_mixing_transactional_and_plain_handlers_never_locks(
             store.session.add(m.Counter(name=f"outside-{payload['n']}", value=1))
         written.append("outside")
 
-    worker = OutboxWorker(
-        session_factory(engine), clock, {"test.inside": Inside(), "test.outside": outside}
-    )
+    worker = OutboxWorker(session_factory(engine), clock,
+                          {"test.inside": Inside(), "test.outside": outside})
     assert await asyncio.wait_for(worker.run_once(), timeout=10) == 4
     assert sorted(written) == ["inside", "inside", "outside", "outside"]
     assert {r.status for r in await _rows(engine)} == {"sent"}

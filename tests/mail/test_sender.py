@@ -333,25 +333,19 @@ async def test_a_refused_mailbox_fails_that_notice_only(
 ) -> None:
     d = await add_district(stores)
     async with stores() as store:
-        other = m.Guardian(
-            first_name="Sam",
-            last_name="Rivera",
-            email="sam@example.org",
-            household_id=d.household_id,
-        )
+        other = m.Guardian(first_name="Sam", last_name="Rivera", email="sam@example.org",
+                           household_id=d.household_id)
         store.session.add(other)
         await store.session.flush()
         store.session.add(m.Guardianship(guardian_id=other.id, student_id=d.student_id))
     tech = await add_staff(stores, "Technician")
     async with stores() as store:
         opened = await open_incident(
-            Context(store, clock, TZ),
-            tech,
+            Context(store, clock, TZ), tech,
             OpenIncident(device_id=d.device_id, occurred_on=date(2026, 2, 20), flags=("screen",)),
         )
         created = await create_invoice_for_incident(
-            Context(store, clock, TZ),
-            tech,
+            Context(store, clock, TZ), tech,
             CreateInvoice(incident_id=opened.incident.id, fee_item_ids=(d.fee_screen_id,)),
         )
     smtp.refuse("sam@example.org")
@@ -462,7 +456,7 @@ async def test_names_and_subjects_are_encoded_for_the_wire(
         guardian.first_name = "María José\r\nBcc: evil@example.net"
         guardian.last_name = "Núñez"
         guardian.preferred_language = "es"
-        settings_row.district_name = 'Distrito Escolar de Añasco, "Norte"'
+        settings_row.district_name = "Distrito Escolar de Añasco, \"Norte\""
     assert await make_worker(engine, clock, mail_settings(smtp.port)).run_once() == 1
     [got] = smtp.messages
     assert got.data.isascii()  # encoded words and 7-bit parts only
@@ -608,20 +602,14 @@ async def test_a_wrong_password_or_untrusted_certificate_sends_nothing(
         ca_file = tmp_path / "ca.pem"
         ca.cert_pem.write_to_path(str(ca_file))
         await issue_invoice(stores, clock)
-        wrong = mail_settings(
-            server.port,
-            smtp_security="starttls",
-            smtp_username="notices",
-            smtp_password="nope",
-            smtp_ca_file=ca_file,
-        )
+        wrong = mail_settings(server.port, smtp_security="starttls", smtp_username="notices",
+                              smtp_password="nope", smtp_ca_file=ca_file)
         assert await make_worker(engine, clock, wrong).run_once() == 1
         [row] = await outbox(engine)
         assert row.status == "pending" and "SMTP login refused: 535" in (row.last_error or "")
         clock.advance(minutes=1)
-        untrusted = mail_settings(
-            server.port, smtp_security="starttls", smtp_username="notices", smtp_password="s3cret"
-        )
+        untrusted = mail_settings(server.port, smtp_security="starttls",
+                                  smtp_username="notices", smtp_password="s3cret")
         assert await make_worker(engine, clock, untrusted).run_once() == 1
         [row] = await outbox(engine)
         assert row.status == "pending" and "CERTIFICATE_VERIFY_FAILED" in (row.last_error or "")
@@ -692,11 +680,8 @@ def test_the_wire_bytes_are_flatten_s_bytes(case: str) -> None:
 
 
 def test_settings_wire_the_sender() -> None:
-    settings = mail_settings(
-        2525,
-        smtp_from="Lincoln Billing <billing@lincoln.k12.us>",
-        mail_reply_address="replies@lincoln.k12.us",
-    )
+    settings = mail_settings(2525, smtp_from="Lincoln Billing <billing@lincoln.k12.us>",
+                             mail_reply_address="replies@lincoln.k12.us")
     [(kind, sender)] = notice_handlers(settings, FixedClock.__new__(FixedClock)).items()
     assert kind == "email.notice" and isinstance(sender, NoticeSender)
     assert (sender.from_address, sender.from_name) == ("billing@lincoln.k12.us", "Lincoln Billing")

@@ -12,11 +12,9 @@ from tests.slack.signing import slack_signature
 
 
 async def test_bad_signature_is_refused(slack: SlackHarness) -> None:
-    response = await slack.sender.send(
-        "command=%2Fincident&user_id=U_TECH",
-        "application/x-www-form-urlencoded",
-        signature="v0=" + "0" * 64,
-    )
+    response = await slack.sender.send("command=%2Fincident&user_id=U_TECH",
+                                       "application/x-www-form-urlencoded",
+                                       signature="v0=" + "0" * 64)
     assert response.status_code == 401
     assert slack.fake.calls == []
 
@@ -25,11 +23,8 @@ async def test_stale_timestamp_is_refused(slack: SlackHarness) -> None:
     old = int(time.time()) - 6 * 60
     body = "command=%2Fincident&user_id=U_TECH"
     response = await slack.sender.send(
-        body,
-        "application/x-www-form-urlencoded",
-        timestamp=old,
-        signature=slack_signature(slack.sender.secret, str(old), body),
-    )
+        body, "application/x-www-form-urlencoded", timestamp=old,
+        signature=slack_signature(slack.sender.secret, str(old), body))
     assert response.status_code == 401
 
 

@@ -9,19 +9,13 @@ from bot.slack.billing_settings_blocks import BillingSettingsIds as Ids
 from tests.slack.conftest import SlackHarness
 
 
-def _values(
-    due: str = "90",
-    switches: tuple[str, ...] = ("automation_default", "pre_due_enabled", "overdue_enabled"),
-    pre: str = "14, 7, 1",
-    overdue: str = "7, 14, 30",
-    cancel: str = "60",
-    time: str = "06:00",
-) -> dict[str, Any]:
+def _values(due: str = "90", switches: tuple[str, ...] = ("automation_default",
+            "pre_due_enabled", "overdue_enabled"), pre: str = "14, 7, 1",
+            overdue: str = "7, 14, 30", cancel: str = "60", time: str = "06:00") -> dict[str, Any]:
     return {
         Ids.DUE_DAYS: {Ids.VALUE: {"type": "plain_text_input", "value": due}},
-        Ids.SWITCHES: {
-            Ids.VALUE: {"type": "checkboxes", "selected_options": [{"value": s} for s in switches]}
-        },
+        Ids.SWITCHES: {Ids.VALUE: {"type": "checkboxes", "selected_options": [
+            {"value": s} for s in switches]}},
         Ids.PRE_DUE_DAYS: {Ids.VALUE: {"type": "plain_text_input", "value": pre}},
         Ids.OVERDUE_DAYS: {Ids.VALUE: {"type": "plain_text_input", "value": overdue}},
         Ids.AUTO_CANCEL_DAYS: {Ids.VALUE: {"type": "plain_text_input", "value": cancel}},
@@ -37,39 +31,22 @@ async def _open(slack: SlackHarness, user: str) -> dict[str, Any]:
     return json.loads(view) if isinstance(view, str) else view
 
 
-async def _submit(
-    slack: SlackHarness, user: str, view: dict[str, Any], values: dict[str, Any]
-) -> Any:
-    return await slack.sender.interaction(
-        {
-            "type": "view_submission",
-            "user": {"id": user},
-            "view": {
-                "id": "V_SETTINGS",
-                "type": "modal",
-                "callback_id": Ids.CALLBACK,
-                "private_metadata": view["private_metadata"],
-                "state": {"values": values},
-            },
-        }
-    )
+async def _submit(slack: SlackHarness, user: str, view: dict[str, Any],
+                  values: dict[str, Any]) -> Any:
+    return await slack.sender.interaction({
+        "type": "view_submission", "user": {"id": user},
+        "view": {"id": "V_SETTINGS", "type": "modal", "callback_id": Ids.CALLBACK,
+                 "private_metadata": view["private_metadata"], "state": {"values": values}},
+    })
 
 
 async def test_director_changes_settings_with_audit(slack: SlackHarness) -> None:
     await slack.staff("Finance Director", "U_FD")
     view = await _open(slack, "U_FD")
     assert view["callback_id"] == Ids.CALLBACK
-    response = await _submit(
-        slack,
-        "U_FD",
-        view,
-        _values(
-            due="60",
-            pre="10, 3",
-            switches=("pre_due_enabled", "overdue_enabled", "auto_cancel_enabled"),
-            time="05:30",
-        ),
-    )
+    response = await _submit(slack, "U_FD", view, _values(
+        due="60", pre="10, 3", switches=("pre_due_enabled", "overdue_enabled",
+                                         "auto_cancel_enabled"), time="05:30"))
     assert response.status_code == 200 and response.content in (b"", b"{}")
     async with slack.runtime.stores() as store:
         settings = await store.settings()
@@ -104,9 +81,8 @@ async def test_without_manage_settings_nothing_opens_or_changes(slack: SlackHarn
     # A clerk replaying the director's form is refused and logged.
     view = await _open(slack, "U_FD")
     await _submit(slack, "U_CLERK", view, _values(due="30"))
-    refusal = await slack.fake.wait_for(
-        "chat.postMessage", lambda c: c.args["channel"] == "U_CLERK"
-    )
+    refusal = await slack.fake.wait_for("chat.postMessage",
+                                        lambda c: c.args["channel"] == "U_CLERK")
     assert "Nothing was changed" in refusal[-1].args["text"]
     async with slack.runtime.stores() as store:
         assert (await store.settings()).default_due_days == 90
@@ -114,15 +90,8 @@ async def test_without_manage_settings_nothing_opens_or_changes(slack: SlackHarn
 
         from storage import models as m
 
-        refusals = (
-            (
-                await store.session.execute(
-                    select(m.ActivityEntry).where(m.ActivityEntry.action == "refused")
-                )
-            )
-            .scalars()
-            .all()
-        )
+        refusals = (await store.session.execute(
+            select(m.ActivityEntry).where(m.ActivityEntry.action == "refused"))).scalars().all()
         assert len(refusals) == 1
 
 
