@@ -423,6 +423,12 @@ async def create_invoice_for_incident(
             pending = waiting
             pending.invoice_id = invoice.id
             invoice.notice_hold = hold_key(pending.id)
+            # The approvers' message said "No invoice yet": redrawn, it names this invoice.
+            await store.enqueue(
+                "slack.override_requested",
+                f"override-invoiced:{pending.id}",
+                {"request_id": pending.id},
+            )
     created_state = _money_state(invoice) | {"lines": len(lines), "due_date": due.isoformat()}
     if pending is not None:
         created_state |= {"override_pending": pending.id}

@@ -92,6 +92,7 @@ async def invoice_while_an_override_waits(slack: SlackHarness) -> Requested:
     await slack.fake.wait_for(
         "chat.postEphemeral", lambda c: "Override requested" in c.args["text"]
     )
+    await slack.deliver_outbox()  # the approvers are asked: "No invoice yet"
     view = await open_invoice_modal(slack, TECH, incident_id)
     response = await slack.sender.interaction(
         submission(TECH, view, "V_HELD", selected(InvoiceBlock.FEES, [str(d.fee_screen_id)]))
@@ -105,6 +106,12 @@ async def invoice_while_an_override_waits(slack: SlackHarness) -> Requested:
         for c in slack.fake.calls_to("chat.postMessage")
         if c.args.get("channel") == APPROVALS_CHANNEL
     ]
+    assert "No invoice yet" in all_text(blocks_of(approval))
+    # Redrawn in place: the request now names the invoice it will price.
+    [redrawn] = [
+        c for c in slack.fake.calls_to("chat.update") if c.args.get("channel") == APPROVALS_CHANNEL
+    ]
+    assert "$125.00 owed (INV-000002)" in all_text(blocks_of(redrawn))
     async with slack.runtime.stores() as store:
         request = await store.pending_override_for(incident_id)
         invoice = await store.get_invoice_by_number("INV-000002")
