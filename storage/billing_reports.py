@@ -507,6 +507,11 @@ def _activity_summary(entry: m.ActivityEntry) -> str:
         return "Automation turned " + ("on" if after.get("automation_enabled") else "off")
     if entry.action == "claim_cap_override_applied":
         return _override_summary(entry)
+    if entry.action == "claim_cap_override_denied":
+        return (
+            f"Override denied by {entry.actor_label}: stays "
+            f"{_cents((entry.after or {}).get('total_cents'))}"
+        )
     adjustment = _adjustment_summary(entry.action, after)
     if adjustment is not None:
         return adjustment

@@ -589,19 +589,16 @@ async def cancel_invoice(
         after=_money_state(invoice),
         comment=reason.strip(),
     )
-    if invoice.notice_hold is not None:
-        # Never told, and now nothing to tell: the held first email is dropped.
-        invoice.notice_hold = None
-        await ctx.store.withdraw_held_notices(invoice.id, "the invoice was cancelled")
-    else:
-        await notify_amount_change(
-            ctx,
-            invoice,
-            old_cents=old_amount,
-            reason=UpdateReason.CANCELLED,
-            cause=f"cancelled:{cancelled_at.isoformat()}",
-            note=reason.strip(),
-        )
+    # A held first email stays held: the decision withdraws it (the invoice is cancelled) or,
+    # restored by then, sends it.
+    await notify_amount_change(
+        ctx,
+        invoice,
+        old_cents=old_amount,
+        reason=UpdateReason.CANCELLED,
+        cause=f"cancelled:{cancelled_at.isoformat()}",
+        note=reason.strip(),
+    )
     return invoice
 
 

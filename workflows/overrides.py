@@ -129,6 +129,14 @@ async def decide_cap_override(
     old_amount = None if about is None else amount_of(about)
     if approve and request.invoice_id is not None and coverage is not None:
         invoice = await _reprice_with_override(ctx, actor, request.invoice_id, coverage, request.id)
+    if about is not None and not approve:
+        await store.log(
+            actor,
+            "invoice",
+            about.id,
+            "claim_cap_override_denied",
+            after={"total_cents": about.total_cents, "request_id": request.id},
+        )
     if about is not None and old_amount is not None:
         # Held: the first email goes out now, with the amount that stands. Already told: one
         # "your invoice was updated" email, when the amount changed.

@@ -24,7 +24,12 @@ from tests.integration.billing_helpers import (
 )
 from workflows.clock import FixedClock
 from workflows.incidents import OpenIncident, open_incident
-from workflows.invoices import CreateInvoice, CustomLine, create_invoice_for_incident
+from workflows.invoices import (
+    CreateInvoice,
+    CustomLine,
+    cancel_invoice,
+    create_invoice_for_incident,
+)
 from workflows.overrides import decide_cap_override, request_cap_override
 from workflows.ports import Context
 
@@ -138,3 +143,58 @@ async def test_a_decision_racing_the_invoice_leaves_one_truthful_outcome(
         assert list(statuses) == ["queued"]
         decided = await store.get_override_request(request.id)
         assert decided is not None and decided.invoice_id == made.id
+
+
+async def test_a_held_invoice_cancelled_before_the_decision_sends_nothing(
+    stores: StoreFactory, clock: FixedClock
+) -> None:
+    d = await add_district(stores)
+    await add_policy(
+        stores,
+        d.student_id,
+        name="District Plan",
+        copay_cents=2500,
+        max_claims=1,
+        allow_override=True,
+    )
+    tech = await add_staff(stores, "Technician")
+    clerk = await add_staff(stores, "Billing Clerk")
+    director = await add_staff(stores, "Finance Director")
+    incident_ids = []
+    for _ in range(2):
+        async with stores() as store:
+            opened = await open_incident(
+                Context(store, clock, TZ),
+                tech,
+                OpenIncident(
+                    device_id=d.device_id, occurred_on=date(2026, 2, 1), flags=("screen",)
+                ),
+            )
+            incident_ids.append(opened.incident.id)
+    first, second = incident_ids
+    lines = (CustomLine("Screen", 12500),)
+    async with stores() as store:
+        await create_invoice_for_incident(
+            Context(store, clock, TZ), tech, CreateInvoice(first, custom_lines=lines)
+        )
+    async with stores() as store:
+        request = await request_cap_override(Context(store, clock, TZ), tech, second)
+    async with stores() as store:
+        made = await create_invoice_for_incident(
+            Context(store, clock, TZ), tech, CreateInvoice(second, custom_lines=lines)
+        )
+    async with stores() as store:
+        await cancel_invoice(Context(store, clock, TZ), clerk, made.invoice.id, reason="Duplicate")
+    async with stores() as store:
+        await decide_cap_override(Context(store, clock, TZ), director, request.id, approve=True)
+    async with stores() as store:
+        rows = (
+            await store.session.execute(
+                select(m.Notice.template, m.Notice.status).where(
+                    m.Notice.invoice_id == made.invoice.id
+                )
+            )
+        ).all()
+        assert [tuple(r) for r in rows] == [("invoice_issued", "withdrawn")]
+        invoice = await store.get_invoice(made.invoice.id)
+        assert invoice is not None and invoice.notice_hold is None

@@ -169,6 +169,9 @@ async def test_a_denied_override_sends_the_held_email_at_full_price(
     [email] = [r.message for r in smtp.messages if "INV-000002" in str(r.message["Subject"])]
     assert "$125.00" in str(email["Subject"])
     assert "Please pay $125.00" in text_of(email)
+    text = answer_text(await answer(slack, "invoice INV-000002", ADMIN))
+    assert "Invoice created for $125.00 (full price, override pending)" in text
+    assert "Override denied by Admin Person: stays $125.00" in text
 
 
 async def test_an_override_after_the_email_sends_one_update_and_reminders_say_the_new_amount(
