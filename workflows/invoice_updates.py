@@ -110,17 +110,16 @@ async def notify_amount_change(
 
 async def release_after_decision(ctx: Context, invoice: InvoiceRecord, hold: str) -> bool:
     """End `hold` on the invoice: its held first notice goes out now (showing the amount that
-    stands), or is withdrawn when nothing is left to pay. False when it wasn't held by `hold`."""
+    stands), or is withdrawn when nothing is left to pay.
+
+    False when nothing was held by `hold`: not held at all, or its email went out before the
+    hold took (a worker was already sending it), so the family may need an update instead."""
     if invoice.notice_hold != hold:
         return False
     invoice.notice_hold = None
     if invoice.status in ("paid", "cancelled") or _balance(invoice) <= 0:
-        await ctx.store.withdraw_held_notices(
-            invoice.id, "nothing was left to pay after the decision"
-        )
-    else:
-        await ctx.store.release_held_notices(invoice.id)
-    return True
+        return await ctx.store.withdraw_held_notices(invoice.id, NOTHING_LEFT) > 0
+    return await ctx.store.release_held_notices(invoice.id) > 0
 
 
 def _balance(invoice: InvoiceRecord) -> int:

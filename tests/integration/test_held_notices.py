@@ -198,3 +198,63 @@ async def test_a_held_invoice_cancelled_before_the_decision_sends_nothing(
         assert [tuple(r) for r in rows] == [("invoice_issued", "withdrawn")]
         invoice = await store.get_invoice(made.invoice.id)
         assert invoice is not None and invoice.notice_hold is None
+
+
+async def test_an_email_sent_while_the_hold_was_taken_gets_an_update(
+    stores: StoreFactory, clock: FixedClock
+) -> None:
+    """A worker was sending the first email as the override was requested: the hold found
+    nothing left to hold, so the approval tells the family the new amount instead."""
+    d = await add_district(stores)
+    await add_policy(
+        stores,
+        d.student_id,
+        name="District Plan",
+        copay_cents=2500,
+        max_claims=1,
+        allow_override=True,
+    )
+    tech = await add_staff(stores, "Technician")
+    director = await add_staff(stores, "Finance Director")
+    invoice_ids = []
+    for _ in range(2):
+        async with stores() as store:
+            ctx = Context(store, clock, TZ)
+            opened = await open_incident(
+                ctx,
+                tech,
+                OpenIncident(
+                    device_id=d.device_id, occurred_on=date(2026, 2, 1), flags=("screen",)
+                ),
+            )
+            made = await create_invoice_for_incident(
+                ctx,
+                tech,
+                CreateInvoice(opened.incident.id, custom_lines=(CustomLine("Screen", 12500),)),
+            )
+            invoice_ids.append((opened.incident.id, made.invoice.id))
+    incident_id, invoice_id = invoice_ids[1]
+    async with stores() as store:
+        request = await request_cap_override(Context(store, clock, TZ), tech, incident_id)
+        invoice = await store.get_invoice(invoice_id)
+        assert invoice is not None and invoice.notice_hold == f"cap_override:{request.id}"
+        # ... while the worker that had it commits it as sent.
+        notice = (
+            await store.session.execute(select(m.Notice).where(m.Notice.invoice_id == invoice_id))
+        ).scalar_one()
+        notice.status, notice.sent_at = "sent", clock.now()
+    async with stores() as store:
+        await decide_cap_override(Context(store, clock, TZ), director, request.id, approve=True)
+    async with stores() as store:
+        rows = (
+            await store.session.execute(
+                select(m.Notice.template, m.Notice.status, m.Notice.context)
+                .where(m.Notice.invoice_id == invoice_id)
+                .order_by(m.Notice.id)
+            )
+        ).all()
+    assert [(t, s) for t, s, _c in rows] == [
+        ("invoice_issued", "sent"),
+        ("invoice_updated", "queued"),
+    ]
+    assert rows[1][2]["old_cents"] == 12500 and rows[1][2]["new_cents"] == 2500
