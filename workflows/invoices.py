@@ -476,6 +476,9 @@ class InvoicePreview:
     override_offered: bool
     # An approved override request for this incident will be applied by itself.
     approved_override_by: str | None = None
+    # An override request for this incident is waiting: the invoice becomes its invoice, and the
+    # family's first email waits for the decision.
+    override_pending: bool = False
 
 
 async def preview_invoice(ctx: Context, actor: Actor, cmd: CreateInvoice) -> InvoicePreview:
@@ -516,6 +519,7 @@ async def preview_invoice(ctx: Context, actor: Actor, cmd: CreateInvoice) -> Inv
             approver = await _staff_actor(ctx, approved.decided_by_id)
             approved_by = "an approver" if approver is None else approver.name
     override = approved_by is not None or (offered and cmd.apply_override)
+    pending = at_cap and allowed and await store.pending_override_for(incident.id) is not None
     return InvoicePreview(
         lines=tuple(lines),
         subtotal_cents=subtotal,
@@ -527,6 +531,7 @@ async def preview_invoice(ctx: Context, actor: Actor, cmd: CreateInvoice) -> Inv
         can_set_automation=actor.can(Permission.MANAGE_INVOICE_AUTOMATION),
         override_offered=offered,
         approved_override_by=approved_by,
+        override_pending=pending and not override,
     )
 
 

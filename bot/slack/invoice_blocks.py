@@ -522,9 +522,14 @@ def _coverage_lines(preview: InvoicePreview) -> list[str]:
         f":no_entry: *Claim cap reached* ({preview.claims_used} of {coverage.max_claims} "
         f"this term, {esc(coverage.label)}) \u2014 billed at full price."
     ]
+    if preview.override_pending:
+        lines.append(
+            ":hourglass_flowing_sand: An override request for this incident is waiting: its "
+            "decision will price this invoice, and the family's email waits for it."
+        )
     if preview.override_offered:
         lines.append("Tick *Apply the policy anyway* above to use the override.")
-    elif coverage.allow_override:
+    elif coverage.allow_override and not preview.override_pending:
         lines.append("After creating the invoice you can *Request override* from an approver.")
     else:
         lines.append(f"{esc(coverage.policy_name)} doesn't allow claim-cap overrides.")

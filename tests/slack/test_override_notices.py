@@ -94,6 +94,7 @@ async def invoice_while_an_override_waits(slack: SlackHarness) -> Requested:
     )
     await slack.deliver_outbox()  # the approvers are asked: "No invoice yet"
     view = await open_invoice_modal(slack, TECH, incident_id)
+    assert "An override request for this incident is waiting" in all_text(view)
     response = await slack.sender.interaction(
         submission(TECH, view, "V_HELD", selected(InvoiceBlock.FEES, [str(d.fee_screen_id)]))
     )
