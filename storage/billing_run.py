@@ -288,6 +288,8 @@ class BillingRunner:
             or_(*cases),
             # Invoices on a payment plan follow their installments (`_plan_candidates`).
             ~_on_plan(inv.id),
+            # The family hasn't been told yet: a decision on the amount is pending.
+            inv.notice_hold.is_(None),
         ]
         if flt.stop_on_partial:
             conditions.append(inv.paid_cents == 0)
@@ -312,6 +314,7 @@ class BillingRunner:
                 inv.status.in_(sorted(s.value for s in OPEN_STATUSES)),
                 inv.paid_cents + inv.waived_cents < inv.total_cents,
                 _on_plan(inv.id),
+                inv.notice_hold.is_(None),
             )
             .order_by(inv.id)
             .limit(self.batch_size)

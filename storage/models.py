@@ -597,6 +597,9 @@ class Invoice(Base):
     premium_enrollment_id: Mapped[int | None] = mapped_column(
         ForeignKey("insurance_enrollments.id", ondelete="SET NULL"), index=True
     )
+    # While a decision that changes the amount is pending (e.g. "cap_override:12"), the family's
+    # first notice is held and the billing run leaves the invoice alone (0012).
+    notice_hold: Mapped[str | None] = mapped_column(String(60))
 
     lines: Mapped[list[InvoiceLine]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", order_by="InvoiceLine.position"

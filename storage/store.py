@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import lazyload
 
 from storage import models as m
+from storage import notices as notice_rows
 from storage.enrollment_store import EnrollmentStore
 from storage.notices import queue_notice
 from storage.outbox import new_message
@@ -463,17 +464,24 @@ class SqlStore(EnrollmentStore):
     ) -> m.CapOverrideRequest | None:
         return await self._get(m.CapOverrideRequest, request_id, lock)
 
-    async def _override_for(self, incident_id: int, status: str) -> m.CapOverrideRequest | None:
+    async def _override_for(
+        self, incident_id: int, status: str, *, lock: bool = False
+    ) -> m.CapOverrideRequest | None:
         stmt = select(m.CapOverrideRequest).where(
             m.CapOverrideRequest.incident_id == incident_id,
             m.CapOverrideRequest.status == status,
         )
         if status == "approved":
             stmt = stmt.where(m.CapOverrideRequest.invoice_id.is_(None))
+        if lock and self._for_update:
+            stmt = stmt.with_for_update()
         return (await self.session.execute(stmt.limit(1))).scalar_one_or_none()
 
-    async def pending_override_for(self, incident_id: int) -> m.CapOverrideRequest | None:
-        return await self._override_for(incident_id, "pending")
+    async def pending_override_for(
+        self, incident_id: int, *, lock: bool = False
+    ) -> m.CapOverrideRequest | None:
+        """The incident's waiting request; `lock` takes it as a decision would (first)."""
+        return await self._override_for(incident_id, "pending", lock=lock)
 
     async def approved_override_for(self, incident_id: int) -> m.CapOverrideRequest | None:
         return await self._override_for(incident_id, "approved")
@@ -778,8 +786,12 @@ class SqlStore(EnrollmentStore):
         invoice_id: int,
         dedupe_key: str,
         context: dict[str, Any] | None = None,
+        *,
+        held: bool = False,
     ) -> int:
-        """Email the invoice's guardians (one notice each); returns how many were queued."""
+        """Email the invoice's guardians (one notice each); returns how many were queued.
+
+        `held`: written but not sent until `release_held_notices`."""
         notices = await queue_notice(
             self.session,
             self._now(),
@@ -788,8 +800,21 @@ class SqlStore(EnrollmentStore):
             dedupe_key=dedupe_key,
             context=context or {},
             mail_domain=self.mail_domain,
+            held=held,
         )
         return len(notices)
+
+    async def family_told(self, invoice_id: int) -> bool:
+        return await notice_rows.family_told(self.session, invoice_id)
+
+    async def hold_unsent_notices(self, invoice_id: int, template: str) -> int:
+        return await notice_rows.hold_unsent(self.session, invoice_id, template)
+
+    async def release_held_notices(self, invoice_id: int) -> int:
+        return await notice_rows.release_held(self.session, self._now(), invoice_id)
+
+    async def withdraw_held_notices(self, invoice_id: int, reason: str) -> int:
+        return await notice_rows.withdraw_held(self.session, invoice_id, reason)
 
     async def activity_for(self, entity_type: str, entity_id: int) -> list[m.ActivityEntry]:
         stmt = (

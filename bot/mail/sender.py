@@ -56,13 +56,14 @@ from storage.notice_queries import (
     load_notices,
     update_notices,
 )
-from storage.notices import NOTICE_KIND, thread_headers
+from storage.notices import HELD, NOTICE_KIND, thread_headers
 from workflows.clock import Clock
 
 log = logging.getLogger("devicecare.mail.sender")
 
-# A "digested" notice goes out inside its billing digest, never on its own.
-DONE_STATUSES = frozenset({"sent", "bounced", DIGESTED, WITHDRAWN})
+# A "digested" notice goes out inside its billing digest, never on its own; a "held" one waits
+# for a decision on its invoice and gets a fresh outbox row when released.
+DONE_STATUSES = frozenset({"sent", "bounced", DIGESTED, WITHDRAWN, HELD})
 POLICY = email.policy.default
 T = TypeVar("T")
 

@@ -44,6 +44,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     NoticeTemplate.ENROLLMENT_CONFIRMATION: ("extra",),
     NoticeTemplate.COVERAGE_EXPIRING: ("extra",),
     NoticeTemplate.FAMILY_LINK: ("page_url", "page_expires_on"),
+    NoticeTemplate.INVOICE_UPDATED: ("extra",),
 }
 COMMON = ("district", "guardian", "student", "invoice")
 # A refund receipt states the balance as it was at the refund (stored with the notice); the
@@ -215,6 +216,9 @@ def full_context(notice_extra: dict[str, Any] | None = None, **overrides: Any) -
             "covered_from": "2025-08-15",
             "days_left": 30,
             "premium_waived": False,
+            # "your invoice was updated"
+            "old_cents": 12500,
+            "new_cents": 2900,
             **(notice_extra or {}),
         }
     )
@@ -580,3 +584,54 @@ def test_a_missed_installment_says_what_brings_the_plan_up_to_date(
     assert es.language == "es" and "vencía el 1 de marzo de 2026" in " ".join(es.text.split())
     with pytest.raises(UndefinedError):
         renderer.render("installment_missed", full_context())
+
+
+# --- "your invoice was updated" -------------------------------------------------------------
+
+
+def _updated(reason: str, note: str | None, invoice: m.Invoice | None = None) -> NoticeData:
+    return _data(
+        "invoice_updated",
+        invoice=invoice or _invoice(override=True),
+        context={
+            "reason": reason,
+            "old_cents": 12500,
+            "new_cents": 2900,
+            "balance_cents": 2900,
+            "note": note,
+            "by": "Admin Person",
+        },
+    )
+
+
+def test_the_update_says_the_old_amount_the_new_amount_and_why(renderer: NoticeRenderer) -> None:
+    data = _updated("override_approved", None)
+    out = renderer.render("invoice_updated", build_context(data, today=TODAY, tz=TZ), "en")
+    assert out.subject == "Invoice INV-000007 was updated: $125.00 is now $29.00"
+    text = " ".join(out.text.split())
+    assert "Amount before $125.00" in text and "Amount now $29.00" in text
+    assert "your insurance was applied to this invoice after all" in text
+    assert "Still owed: $29.00, due May 31, 2026" in text
+    assert "Claim-cap override applied" in text  # the audit lines follow
+    assert "<s>$125.00</s>" in out.html
+
+    es = renderer.render("invoice_updated", build_context(data, today=TODAY, tz=TZ), "es")
+    assert es.language == "es"
+    assert es.subject == "La factura INV-000007 cambió: $125.00 ahora es $29.00"
+    assert "Monto anterior $125.00" in " ".join(es.text.split())
+    assert "se aplicó su seguro" in es.text
+
+
+def test_a_cancellation_update_says_nothing_is_owed(renderer: NoticeRenderer) -> None:
+    invoice = _invoice()
+    invoice.status = "cancelled"
+    data = _updated("cancelled", "Billed to the wrong student <sorry>", invoice)
+    data.notice.context["new_cents"] = 0
+    out = renderer.render("invoice_updated", build_context(data, today=TODAY, tz=TZ), "en")
+    assert out.subject == "Invoice INV-000007 was updated: cancelled, nothing owed"
+    text = " ".join(out.text.split())
+    assert "the invoice was cancelled" in text
+    assert "Reason Billed to the wrong student <sorry>" in text
+    assert "nothing for you to do" in text
+    assert "How to pay" not in text
+    assert "&lt;sorry&gt;" in out.html
