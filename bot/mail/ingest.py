@@ -532,7 +532,7 @@ class Ingestor:
                 f"filed under {invoice.number}."
             )
         if read.intent == Intent.NEW_LINK:
-            notes.append(await self._send_new_link(store, inbox, row))
+            notes.append(await self._send_new_link(store, inbox, row, parsed))
         if row.status == Status.ROUTED and invoice is not None:
             scope = _reply_scope(invoice, draft, members, facts)
             draft.pending, draft.parts = self._pending_payment(
@@ -560,7 +560,9 @@ class Ingestor:
             )
         )
 
-    async def _send_new_link(self, store: SqlStore, inbox: Inbox, row: m.InboundMessage) -> str:
+    async def _send_new_link(
+        self, store: SqlStore, inbox: Inbox, row: m.InboundMessage, parsed: ParsedMail
+    ) -> str:
         """A fresh family-page link for a guardian who asks for one; the note staff see.
 
         Only a verified sender (one of the invoice's student's guardians) gets one. The key
@@ -582,7 +584,7 @@ class Ingestor:
             guardian=guardian,
             template=NoticeTemplate.FAMILY_LINK,
             dedupe_key=f"family-link:mail:{digest}",
-            context={"inbound_message_id": row.id},
+            context={"inbound_message_id": row.id, THREAD_KEY: _thread_of(row, parsed)},
             mail_domain=store.mail_domain,
         )
         if notice is None:
@@ -629,10 +631,7 @@ class Ingestor:
         given = [p for p in split.parts if p.amount_cents > 0]
         first = given[0] if given else split.parts[0]
         method = payment_method(reported.method)
-        parsed = draft.prepared.parsed
-        thread = reply_thread(
-            row.message_id, [i for i in map(angle, parsed.references) if i], parsed.subject
-        )
+        thread = _thread_of(row, draft.prepared.parsed)
         pending = inbox.new_pending_payment(
             invoice_id=first.invoice_id,
             inbound_message_id=row.id,
@@ -833,6 +832,13 @@ def _route(candidates: _Candidates, sender: str, facts: RouteFacts) -> Routing:
         if found is not None and found[2] is not None:
             return Routing(Route.BODY, found[0], None, found[2])
     return Routing(Route.NONE)
+
+
+def _thread_of(row: m.InboundMessage, parsed: ParsedMail) -> dict[str, Any]:
+    """What a notice answering this email needs to thread with it (In-Reply-To, References)."""
+    return reply_thread(
+        row.message_id, [i for i in map(angle, parsed.references) if i], parsed.subject
+    )
 
 
 def body_invoice_numbers(text: str, prefix: str) -> list[str]:
