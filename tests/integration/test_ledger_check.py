@@ -271,9 +271,24 @@ async def test_the_migration_keys_existing_references_and_keeps_earlier_duplicat
     try:
         stores = StoreFactory(session_factory(engine), FixedClock(NOW))
         [student], _ = await add_family(stores, "Early")
-        first = await add_invoice(stores, student, created=date(2026, 1, 10), due=None)
-        second = await add_invoice(stores, student, created=date(2026, 1, 10), due=None)
         async with engine.begin() as conn:
+            # Plain SQL: today's model has columns this older schema lacks.
+            first, second = [
+                (
+                    await conn.execute(
+                        text(
+                            "INSERT INTO invoices (number, student_id, status, subtotal_cents, "
+                            "insurance_cents, total_cents, paid_cents, automation_enabled, "
+                            "auto_cancelled, cap_reached, override_applied, created_at, "
+                            "automation_epoch, reminder_count, kind, waived_cents, "
+                            "refunded_cents) VALUES (:n, :s, 'unpaid', 10000, 0, 10000, 0, 1, "
+                            "0, 0, 0, '2026-01-10 16:00:00', 0, 0, 'incident', 0, 0) RETURNING id"
+                        ),
+                        {"n": number, "s": student},
+                    )
+                ).scalar_one()
+                for number in ("INV-000001", "INV-000002")
+            ]
             for n, (invoice_id, reference) in enumerate(
                 [(first, "1043"), (first, "Check #1043"), (second, "1043"), (second, None)]
             ):
