@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager, suppress
+from importlib.metadata import version as package_version
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -33,6 +34,29 @@ app = typer.Typer(
     help="DeviceCare: damaged and lost student devices, from report to payment.",
     no_args_is_help=True,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"devicecare {package_version('devicecare')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the installed version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """DeviceCare: damaged and lost student devices, from report to payment."""
+
+
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 staff_app = typer.Typer(help="Staff and roles.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
