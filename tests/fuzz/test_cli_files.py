@@ -4,9 +4,9 @@ the CSVs of `insurance import` and `insurance coverage import`, and the export a
 of `payments import`.
 
 Each case checks: no traceback and no exception out of the command; exit status 0 or 1; when
-the command says it changed nothing, no row in any table changed; the ledger check
-(`storage.reconcile.discrepancies`) passes afterwards. The store is not reset between cases, so
-later files meet what earlier ones imported.
+the command says it changed nothing, no row in any table changed; the ledger check passes
+afterwards (`storage.reconcile.discrepancies` after each case, then `devicecare ledger check`).
+The store is not reset between cases, so later files meet what earlier ones imported.
 
 `FUZZ_EXAMPLES=5000 pytest -n 0 tests/fuzz/test_cli_files.py` runs a longer search.
 """
@@ -34,6 +34,7 @@ from sqlalchemy.pool import NullPool
 from typer.testing import CliRunner, Result
 
 from bot.insurance_cli import insurance_app
+from bot.ledger_cli import ledger_app
 from bot.payments_cli import payments_app
 from bot.roster_cli import import_command
 from bot.settings import get_settings
@@ -63,6 +64,7 @@ def command_line() -> typer.Typer:
     app.command("import")(import_command)
     app.add_typer(insurance_app, name="insurance")
     app.add_typer(payments_app, name="payments")
+    app.add_typer(ledger_app, name="ledger")
     return app
 
 
@@ -186,6 +188,9 @@ def world(
     asyncio.run(_with_stores(database_url, _seed))
     assert asyncio.run(_ledger(database_url)) == []  # the ledger adds up before any case
     yield World(database_url, tmp_path, count())
+    # After every case: the ledger as the command line checks it.
+    check = CliRunner().invoke(APP, ["ledger", "check"])
+    assert check.exit_code == 0 and "all consistent" in check.output, check.output
     get_settings.cache_clear()
 
 
