@@ -20,6 +20,7 @@ from storage.roster import (
     ImportResult,
     ProgressCallback,
     RosterFileError,
+    check_files,
     import_roster,
     roster_files,
 )
@@ -73,12 +74,13 @@ def import_command(
         roster_files(folder)  # fail on a missing file before touching the database
     except RosterFileError as exc:
         raise typer.BadParameter(str(exc), param_hint="FOLDER") from exc
-    url = async_database_url(database_url) if database_url else get_settings().database_url
-    upgrade(url)  # blocking, and runs its own event loop: before ours starts
     console = Console()
     try:
+        check_files(folder, devices)  # not text, or a wrong header: before the database too
+        url = async_database_url(database_url) if database_url else get_settings().database_url
+        upgrade(url)  # blocking, and runs its own event loop: before ours starts
         result = asyncio.run(_import(url, folder, devices, strict, console))
-    except CsvFileError as exc:  # not text, or a wrong header: refused before any write
+    except CsvFileError as exc:
         console.print(Text(f"{exc} Nothing was changed.", style="red"))
         raise typer.Exit(1) from exc
     print_report(console, result)

@@ -49,6 +49,7 @@ __all__ = [
     "Counts",
     "CsvFileError",
     "ImportResult",
+    "check_files",
     "Problem",
     "ProgressCallback",
     "RosterFileError",
@@ -122,13 +123,7 @@ async def import_roster(
     UTF-8 CSV or lacks a column it needs (checked before anything is written); every
     row-level issue is returned in `ImportResult.problems` instead.
     """
-    orgs_path, users_path = roster_files(folder)
-    if devices is not None and not devices.is_file():
-        raise RosterFileError(f"device inventory {devices} not found")
-    check_header(orgs_path, ORG_COLUMNS)
-    check_header(users_path, USER_COLUMNS)
-    if devices is not None:
-        check_header(devices, DEVICE_COLUMNS)
+    orgs_path, users_path = check_files(folder, devices)
     now = (clock or SystemClock()).now()
     if now.tzinfo is None:
         raise ValueError("the import clock must return timezone-aware times")
@@ -147,6 +142,19 @@ async def import_roster(
     order = {name: i for i, name in enumerate([orgs_path.name, users_path.name])}
     result.problems.sort(key=lambda p: (order.get(p.file, len(order)), p.line))
     return result
+
+
+def check_files(folder: Path, devices: Path | None = None) -> tuple[Path, Path]:
+    """The folder's orgs.csv and users.csv, each file there, UTF-8 CSV and with the columns it
+    needs: RosterFileError or CsvFileError before anything is written otherwise."""
+    orgs_path, users_path = roster_files(folder)
+    if devices is not None and not devices.is_file():
+        raise RosterFileError(f"device inventory {devices} not found")
+    check_header(orgs_path, ORG_COLUMNS)
+    check_header(users_path, USER_COLUMNS)
+    if devices is not None:
+        check_header(devices, DEVICE_COLUMNS)
+    return orgs_path, users_path
 
 
 def roster_files(folder: Path) -> tuple[Path, Path]:

@@ -161,6 +161,14 @@ def test_an_empty_or_wrongly_headed_roster_file_exits_1(
     assert count(sqlite_url, m.Building) == 0
 
 
+def test_a_refused_roster_never_touches_the_database(tmp_path: Path) -> None:
+    db = tmp_path / "never.db"
+    result = import_roster(f"sqlite+aiosqlite:///{db}", roster(tmp_path / "r", users=""))
+
+    assert result.exit_code == 1, result.output
+    assert not db.exists()  # refused before the database was even migrated
+
+
 def test_an_unclosed_quote_is_reported_where_it_starts(sqlite_url: str, tmp_path: Path) -> None:
     users = USERS.replace('"par-2,par-3"', '"par-2,par-3')  # stu-3, line 4
     result = import_roster(sqlite_url, roster(tmp_path / "r", users=users))
