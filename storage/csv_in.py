@@ -34,6 +34,7 @@ from typing import BinaryIO
 UTF8 = ("utf-8",)
 ENCODING_NAMES = {"utf-8": "UTF-8", "cp1252": "Windows-1252"}
 SNIFF_LINES = 20
+SNIFF_CHARS = 20_000
 # Tab, CR and LF are layout; every other C0/C1 control (NUL included) has no place in a value,
 # and PostgreSQL refuses NUL in text outright.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -154,7 +155,6 @@ class CsvReader:
         self, stream: BinaryIO, name: str, encodings: Sequence[str], delimiters: str
     ) -> None:
         self.name = name
-        self._stream = stream
         self.encoding = _encoding(stream, name, encodings)
         self._text = io.TextIOWrapper(stream, encoding=self.encoding, newline="")
         self._lines = _Lines(self._text, name)
@@ -185,7 +185,8 @@ class CsvReader:
         return name or f"value {index + 1}"
 
     def _sniff(self, delimiters: str) -> str:
-        sample = self._lines.peek(SNIFF_LINES)
+        # Capped: the sniffer's patterns slow down badly on a huge value.
+        sample = self._lines.peek(SNIFF_LINES)[:SNIFF_CHARS]
         try:
             return csv.Sniffer().sniff(sample, delimiters=delimiters).delimiter
         except csv.Error:
