@@ -114,8 +114,14 @@ def _is_str(value: Any) -> bool:
     return isinstance(value, str)
 
 
+def _id(value: Any) -> bool:
+    # Slack never sends an empty id; an empty one names no one, and the Slack app would pass
+    # the request on to listeners without a person behind it.
+    return _is_str(value) and value != ""
+
+
 def _object_with_id(value: Any) -> bool:
-    return isinstance(value, dict) and _is_str(value.get("id"))
+    return isinstance(value, dict) and _id(value.get("id"))
 
 
 _TEXT_OR_NONE = (
@@ -190,7 +196,7 @@ def shape_problem(payload: dict[str, Any]) -> str | None:
             return f"{name} is not an object"
     kind = payload.get("type")
     if "command" in payload:  # a slash command's form
-        if not payload["command"].startswith("/") or not _is_str(payload.get("user_id")):
+        if not payload["command"].startswith("/") or not _id(payload.get("user_id")):
             return "command without a user"
         return None
     if kind is None:

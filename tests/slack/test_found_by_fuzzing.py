@@ -1,0 +1,40 @@
+"""Requests the HTTP fuzz suite (tests/fuzz) found mishandled, each refused now with a 4xx or
+a clear message, one log line and nothing changed."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tests.slack.conftest import SlackHarness
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {
+            "type": "view_submission",
+            "user": {"id": ""},
+            "view": {"type": "modal", "callback_id": "incident.new_modal"},
+        },
+        {"type": "block_actions", "user": {"id": ""}, "actions": [{"action_id": "incident.close"}]},
+    ],
+)
+async def test_an_interaction_from_an_empty_user_id_gets_400(
+    slack: SlackHarness, payload: dict[str, object], caplog: pytest.LogCaptureFixture
+) -> None:
+    # It used to reach the listeners with no one behind it: a KeyError and a 500.
+    with caplog.at_level(logging.INFO):
+        response = await slack.sender.interaction(payload)
+    assert response.status_code == 400
+    assert not [r for r in caplog.records if r.exc_info]
+    assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1
+
+
+async def test_a_command_from_an_empty_user_id_gets_400(slack: SlackHarness) -> None:
+    response = await slack.sender.command("/incident", user="")
+    assert response.status_code == 400
+    assert [c.method for c in slack.fake.calls if c.method != "auth.test"] == []
