@@ -53,6 +53,12 @@ _SIGNATURE_RE = re.compile(r"v0=[0-9a-f]{64}")
 _ANY_WORKSPACE = frozenset({"url_verification"})  # answered by the Slack app; changes nothing
 
 
+def _for_any_workspace(payload: dict[str, Any]) -> bool:
+    # `type` is judged later; here it may still be a list or an object, which a set can't hold.
+    kind = payload.get("type")
+    return isinstance(kind, str) and kind in _ANY_WORKSPACE
+
+
 def _refuse(status: int, reason: str, text: str) -> PlainTextResponse:
     # %r keeps newlines and control characters from outside out of the log's lines.
     log.warning("slack request refused (%s): %r", status, reason[:200])
@@ -325,7 +331,7 @@ def socket_mode_middleware(
     async def only_this_workspace(
         body: dict[str, Any], next_: Callable[[], Awaitable[None]]
     ) -> BoltResponse | None:
-        if body.get("type") in _ANY_WORKSPACE:
+        if _for_any_workspace(body):
             await next_()
             return None
         ours = await identity.installation()
@@ -375,7 +381,7 @@ class SlackGate:
             await _refuse(400, str(exc), "Bad request")(scope, receive, send)
             return
         # Slack's certificate check (signed like the rest) is answered by the Slack app alone.
-        answered_alone = payload.get("ssl_check") == "1" or payload.get("type") in _ANY_WORKSPACE
+        answered_alone = payload.get("ssl_check") == "1" or _for_any_workspace(payload)
         problem = None if payload.get("ssl_check") == "1" else shape_problem(payload)
         if problem is not None:
             await _refuse(400, problem, "Bad request")(scope, receive, send)

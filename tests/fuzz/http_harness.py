@@ -292,6 +292,9 @@ class FuzzApp:
     def __repr__(self) -> str:  # Hypothesis prints it with every failing case
         return f"FuzzApp({self.database})"
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.runner.run(coro)
 
@@ -323,7 +326,11 @@ class FuzzApp:
         before = await snapshot(self.runtime)
         calls_before = len(self.slack.calls)
         self.records.records.clear()
-        response = await send()
+        try:
+            response = await send()
+        except Exception as exc:
+            # Behind a real server this is a 500 and a traceback in the log.
+            raise AssertionError(f"the app raised {exc!r}: {describe[:500]}") from exc
         await self.settle()
         calls = self.slack.calls[calls_before:]
         where = f"{describe[:500]} -> {response.status_code} {response.content[:300]!r}"

@@ -38,3 +38,15 @@ async def test_a_command_from_an_empty_user_id_gets_400(slack: SlackHarness) -> 
     response = await slack.sender.command("/incident", user="")
     assert response.status_code == 400
     assert [c.method for c in slack.fake.calls if c.method != "auth.test"] == []
+
+
+@pytest.mark.parametrize("kind", [["block_actions"], {"a": 1}])
+async def test_a_type_that_is_a_list_or_an_object_gets_400(
+    slack: SlackHarness, kind: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A list or an object as `type` used to raise TypeError (unhashable) in the gate: a 500.
+    payload = {"type": kind, "user": {"id": "U_TECH"}, "actions": [{"action_id": "x"}]}
+    with caplog.at_level(logging.INFO):
+        response = await slack.sender.interaction(payload)
+    assert response.status_code == 400
+    assert not [r for r in caplog.records if r.exc_info]
