@@ -191,6 +191,49 @@ def _view_problem(view: Any) -> str | None:
     return None
 
 
+# Where the Slack app looks for the user, channel, team and workspace of any request (bolt's
+# context extraction, before any listener or middleware of ours runs): the payload, its first
+# authorization, and these objects within the payload or its event.
+_CARRIERS = ("event", "message", "previous_message", "item", "assistant_thread")
+_NAMED = ("user", "channel", "team", "enterprise")
+
+
+def _carrier_problem(carrier: dict[str, Any], where: str, depth: int = 0) -> str | None:
+    for name in _NAMED:
+        value = carrier.get(name)
+        if value is not None and not isinstance(value, str | dict):
+            return f"{where}{name} is neither text nor an object"
+    if depth < 2:
+        for name in _CARRIERS:
+            inner = carrier.get(name)
+            if isinstance(inner, dict):
+                if problem := _carrier_problem(inner, f"{where}{name}.", depth + 1):
+                    return problem
+    return None
+
+
+def _context_problem(payload: dict[str, Any]) -> str | None:
+    """Why the Slack app would fail to read the request's context (user, channel, team), or
+    None. It reads these for every request, whatever its type."""
+    authorizations = payload.get("authorizations")
+    if authorizations is not None and not (
+        isinstance(authorizations, list) and all(isinstance(a, dict) for a in authorizations)
+    ):
+        return "authorizations is not a list of objects"
+    # Our modals never ask for response URLs; Slack then sends none, or an empty list.
+    response_urls = payload.get("response_urls")
+    if "response_urls" in payload and not (
+        isinstance(response_urls, list)
+        and len(response_urls) <= 1
+        and all(isinstance(r, dict) for r in response_urls)
+    ):
+        return "response_urls is not a list of at most one object"
+    for where, carrier in (("", payload), ("authorization ", (authorizations or [{}])[0])):
+        if problem := _carrier_problem(carrier, where):
+            return problem
+    return None
+
+
 def shape_problem(payload: dict[str, Any]) -> str | None:
     """Why the payload can't be a request from Slack, judged on the fields the Slack app and
     our listeners read before checking them; None when it can."""
@@ -200,6 +243,8 @@ def shape_problem(payload: dict[str, Any]) -> str | None:
     for name in ("team", "channel", "enterprise", "container", "message"):
         if payload.get(name) is not None and not isinstance(payload[name], dict):
             return f"{name} is not an object"
+    if problem := _context_problem(payload):
+        return problem
     kind = payload.get("type")
     if "command" in payload:  # a slash command's form
         if not payload["command"].startswith("/") or not _id(payload.get("user_id")):

@@ -19,6 +19,7 @@ import types
 import typing
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 from typing import Any
 from urllib.parse import urlencode
 
@@ -84,10 +85,12 @@ AWKWARD_TEXT = [
 ]
 
 
+@cache
 def awkward_text(max_size: int = 60) -> st.SearchStrategy[str]:
     return st.one_of(st.sampled_from(AWKWARD_TEXT), st.text(max_size=max_size))
 
 
+@cache
 def awkward_ints() -> st.SearchStrategy[int]:
     return st.one_of(
         st.integers(-3, 12),
@@ -96,6 +99,7 @@ def awkward_ints() -> st.SearchStrategy[int]:
     )
 
 
+@cache
 def json_values(max_leaves: int = 8) -> st.SearchStrategy[Any]:
     scalars = st.one_of(
         st.none(),
@@ -113,6 +117,7 @@ def json_values(max_leaves: int = 8) -> st.SearchStrategy[Any]:
     )
 
 
+@cache
 def awkward_dates() -> st.SearchStrategy[str]:
     return st.one_of(
         st.dates().map(lambda d: d.isoformat()),
@@ -220,7 +225,7 @@ def listeners(runtime: Any) -> Listeners:
 # --- values our buttons and modals carry ------------------------------------------------------
 
 
-def _for_annotation(annotation: Any, ids: list[int]) -> st.SearchStrategy[Any]:
+def _for_annotation(annotation: Any, ids: tuple[int, ...]) -> st.SearchStrategy[Any]:
     if annotation is int:
         return st.one_of(st.sampled_from(ids), awkward_ints())
     if annotation is bool:
@@ -237,12 +242,13 @@ def _for_annotation(annotation: Any, ids: list[int]) -> st.SearchStrategy[Any]:
     return st.nothing()
 
 
-def payload_instances(cls: type[BaseModel], ids: list[int]) -> st.SearchStrategy[Any]:
+def payload_instances(cls: type[BaseModel], ids: tuple[int, ...]) -> st.SearchStrategy[Any]:
     fields = {name: _for_annotation(f.annotation, ids) for name, f in cls.model_fields.items()}
     return st.builds(cls, **fields)
 
 
-def slack_values(secret: str, payloads: tuple[type[Payload], ...], ids: list[int]) -> Any:
+@cache
+def slack_values(secret: str, payloads: tuple[type[Payload], ...], ids: tuple[int, ...]) -> Any:
     """A button value or private_metadata: validly signed naming anything (the right type
     or another), signed with another key, tampered with, or plain text."""
     signed = (
@@ -298,7 +304,7 @@ class SlackCase:
     body: bytes
     content_type: str
     user: str | None
-    headers: dict[str, str] | None = None  # None: signed as Slack signs, just now
+    headers: dict[str, Any] | None = None  # None: signed as Slack signs, just now
 
     def describe(self) -> str:
         return f"{self.what} from {self.user}: {self.body[:400]!r}"
@@ -318,16 +324,19 @@ class SlackWorld:
     app_id: str
 
 
+@cache
 def _some(names: tuple[str, ...]) -> st.SearchStrategy[str]:
     return st.one_of(st.sampled_from(names), st.sampled_from(names), awkward_text(20))
 
 
+@cache
 def _option(value: st.SearchStrategy[str]) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries(
         {"value": value}, optional={"text": st.just({"type": "plain_text", "text": "x"})}
     )
 
 
+@cache
 def element_values(world: SlackWorld, value: st.SearchStrategy[str]) -> Any:
     """An input's state in a submitted modal, or a clicked element: any of Slack's shapes."""
     return st.one_of(
@@ -369,6 +378,7 @@ def element_values(world: SlackWorld, value: st.SearchStrategy[str]) -> Any:
     )
 
 
+@cache
 def view_states(world: SlackWorld, value: st.SearchStrategy[str]) -> Any:
     names = _some(world.listeners.names)
     return st.dictionaries(
@@ -376,9 +386,10 @@ def view_states(world: SlackWorld, value: st.SearchStrategy[str]) -> Any:
     )
 
 
+@cache
 def views(world: SlackWorld, callback_ids: tuple[str, ...]) -> Any:
     value = st.one_of(
-        awkward_text(), slack_values(world.secret, world.listeners.payloads, list(world.ids))
+        awkward_text(), slack_values(world.secret, world.listeners.payloads, world.ids)
     )
     return st.fixed_dictionaries(
         {
@@ -386,7 +397,7 @@ def views(world: SlackWorld, callback_ids: tuple[str, ...]) -> Any:
             "type": st.sampled_from(["modal", "home"]),
             "callback_id": _some(callback_ids),
             "private_metadata": st.one_of(
-                slack_values(world.secret, world.listeners.payloads, list(world.ids)),
+                slack_values(world.secret, world.listeners.payloads, world.ids),
                 st.just(""),
             ),
             "state": st.fixed_dictionaries({"values": view_states(world, value)}),
@@ -400,10 +411,12 @@ def _envelope(world: SlackWorld, kind: str) -> dict[str, Any]:
     return {"type": kind, "team": {"id": world.team_id}, "api_app_id": world.app_id}
 
 
+@cache
 def _user(world: SlackWorld) -> st.SearchStrategy[str]:
     return st.one_of(st.sampled_from(world.users), st.sampled_from(world.users), awkward_text(12))
 
 
+@cache
 def slash_commands(world: SlackWorld) -> st.SearchStrategy[SlackCase]:
     words = st.one_of(
         st.sampled_from(world.listeners.billing_subcommands),
@@ -442,9 +455,10 @@ def slash_commands(world: SlackWorld) -> st.SearchStrategy[SlackCase]:
     return build()
 
 
+@cache
 def block_actions(world: SlackWorld) -> st.SearchStrategy[SlackCase]:
     value = st.one_of(
-        slack_values(world.secret, world.listeners.payloads, list(world.ids)), awkward_text()
+        slack_values(world.secret, world.listeners.payloads, world.ids), awkward_text()
     )
 
     @st.composite
@@ -483,6 +497,7 @@ def block_actions(world: SlackWorld) -> st.SearchStrategy[SlackCase]:
     return build()
 
 
+@cache
 def view_submissions(world: SlackWorld) -> st.SearchStrategy[SlackCase]:
     @st.composite
     def build(draw: st.DrawFn) -> SlackCase:
@@ -501,6 +516,7 @@ def view_submissions(world: SlackWorld) -> st.SearchStrategy[SlackCase]:
     return build()
 
 
+@cache
 def block_suggestions(world: SlackWorld) -> st.SearchStrategy[SlackCase]:
     @st.composite
     def build(draw: st.DrawFn) -> SlackCase:
@@ -518,6 +534,7 @@ def block_suggestions(world: SlackWorld) -> st.SearchStrategy[SlackCase]:
     return build()
 
 
+@cache
 def shortcuts(world: SlackWorld) -> st.SearchStrategy[SlackCase]:
     @st.composite
     def build(draw: st.DrawFn) -> SlackCase:
@@ -543,6 +560,7 @@ def shortcuts(world: SlackWorld) -> st.SearchStrategy[SlackCase]:
     return build()
 
 
+@cache
 def events(world: SlackWorld) -> st.SearchStrategy[SlackCase]:
     file_ = st.fixed_dictionaries(
         {"id": awkward_text(12)},
@@ -617,6 +635,7 @@ def _bend(value: Any, path: list[Any], replacement: Any) -> Any:
     return replacement
 
 
+@cache
 def bent_interactions(world: SlackWorld) -> st.SearchStrategy[SlackCase]:
     """A well-formed interaction with one part anywhere in it replaced by any JSON value:
     the shape checks and every listener must cope with whatever is left."""
@@ -641,6 +660,7 @@ def bent_interactions(world: SlackWorld) -> st.SearchStrategy[SlackCase]:
     return build()
 
 
+@cache
 def signed_requests(world: SlackWorld) -> st.SearchStrategy[SlackCase]:
     return st.one_of(
         slash_commands(world),
@@ -711,7 +731,7 @@ def hostile_requests(signing_secret: str, world: SlackWorld) -> st.SearchStrateg
         now = int(time.time())
         ts = str(now)
         signature = slack_signature(signing_secret, ts, body)
-        headers = {"Content-Type": content_type}
+        headers: dict[str, Any] = {"Content-Type": content_type}
         if how == "unsigned":
             pass
         elif how == "bad signature":
@@ -743,7 +763,8 @@ def hostile_requests(signing_secret: str, world: SlackWorld) -> st.SearchStrateg
                 )
             )
             headers |= {
-                "X-Slack-Request-Timestamp": odd,
+                # As bytes: a header is bytes on the wire, whatever text it was meant as.
+                "X-Slack-Request-Timestamp": odd.encode(),
                 "X-Slack-Signature": slack_signature(signing_secret, odd, body),
             }
         elif how in ("signed raw", "oversized", "lying length"):

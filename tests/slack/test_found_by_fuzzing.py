@@ -50,3 +50,37 @@ async def test_a_type_that_is_a_list_or_an_object_gets_400(
         response = await slack.sender.interaction(payload)
     assert response.status_code == 400
     assert not [r for r in caplog.records if r.exc_info]
+
+
+VIEW = {"type": "modal", "callback_id": "incident.new_modal", "state": {"values": {}}}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"type": "view_submission", "user": {"id": "U_TECH"}, "view": VIEW, "response_urls": None},
+        {
+            "type": "view_submission",
+            "user": {"id": "U_TECH"},
+            "view": VIEW,
+            "response_urls": [{"response_url": "https://a.test"}, {"response_url": "b"}],
+        },
+        {"type": "view_submission", "user": {"id": "U_TECH"}, "view": VIEW, "authorizations": [5]},
+        {"type": "something_new", "user": ["id"]},
+        {"type": "something_new", "user": {"id": "U_TECH"}, "message": {"channel": 7}},
+    ],
+)
+async def test_context_the_slack_app_cannot_read_gets_400(
+    slack: SlackHarness, payload: dict[str, object], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The Slack app reads user, channel, team and response URLs from every request before any
+    # listener runs; these shapes made it raise (TypeError, AttributeError, KeyError): a 500.
+    with caplog.at_level(logging.INFO):
+        response = await slack.sender.interaction(payload)
+    assert response.status_code == 400
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_an_event_whose_user_is_a_number_gets_400(slack: SlackHarness) -> None:
+    response = await slack.sender.event({"type": "message", "user": 5, "channel": "C_HELP"})
+    assert response.status_code == 400
