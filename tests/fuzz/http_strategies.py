@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -620,44 +620,96 @@ def events(world: SlackWorld) -> st.SearchStrategy[SlackCase]:
     return build()
 
 
+# Fields Slack sends (and the Slack app reads) that a bent payload may gain anywhere.
+SLACK_FIELDS = (
+    "user",
+    "channel",
+    "team",
+    "enterprise",
+    "message",
+    "event",
+    "item",
+    "view",
+    "state",
+    "values",
+    "actions",
+    "container",
+    "authorizations",
+    "response_urls",
+    "response_url",
+    "is_ext_shared_channel",
+    "function_execution_id",
+    "function_data",
+    "thread_ts",
+    "private_metadata",
+    "callback_id",
+    "action_id",
+    "block_id",
+    "selected_option",
+    "value",
+    "files",
+    "subtype",
+    "bot_id",
+    "type",
+    "id",
+)
+
+
 def _bend(value: Any, path: list[Any], replacement: Any) -> Any:
-    """`value` with the part at `path` (as far as it reaches) replaced."""
+    """`value` with the part at `path` (as far as it reaches) replaced; a name in the path
+    adds that field where it isn't."""
     if not path:
         return replacement
     key, rest = path[0], path[1:]
-    if isinstance(value, dict) and value:
-        keys = list(value)
-        name = keys[key % len(keys)] if isinstance(key, int) else key
-        return {**value, name: _bend(value[name], rest, replacement)}
+    if isinstance(value, dict):
+        if isinstance(key, str):
+            return {**value, key: _bend(value.get(key), rest, replacement)}
+        if value:
+            name = list(value)[key % len(value)]
+            return {**value, name: _bend(value[name], rest, replacement)}
     if isinstance(value, list) and value:
         index = key % len(value) if isinstance(key, int) else 0
         return [*value[:index], _bend(value[index], rest, replacement), *value[index + 1 :]]
     return replacement
 
 
-@cache
-def bent_interactions(world: SlackWorld) -> st.SearchStrategy[SlackCase]:
-    """A well-formed interaction with one part anywhere in it replaced by any JSON value:
-    the shape checks and every listener must cope with whatever is left."""
+def _bent(world: SlackWorld, cases: st.SearchStrategy[SlackCase]) -> st.SearchStrategy[SlackCase]:
+    """A well-formed request with one part anywhere in it replaced by any JSON value (or a
+    field added): the gate's shape checks and every listener must cope with what is left."""
+    step = st.one_of(st.integers(0, 20), st.integers(0, 20), st.sampled_from(SLACK_FIELDS))
 
     @st.composite
     def build(draw: st.DrawFn) -> SlackCase:
-        case = draw(
-            st.one_of(
-                block_actions(world),
-                view_submissions(world),
-                block_suggestions(world),
-                shortcuts(world),
-            )
-        )
-        from urllib.parse import parse_qs
-
-        payload = json.loads(parse_qs(case.body.decode())["payload"][0])
-        path = draw(st.lists(st.integers(0, 20), min_size=1, max_size=5))
+        case = draw(cases)
+        event = case.content_type == "application/json"
+        if event:
+            payload = json.loads(case.body)
+        else:
+            payload = json.loads(parse_qs(case.body.decode())["payload"][0])
+        path = draw(st.lists(step, min_size=1, max_size=5))
         bent = _bend(payload, path, draw(json_values(4)))
-        return SlackCase(f"bent {case.what} at {path}", *interaction_body(bent), case.user)
+        body, content_type = event_body(bent) if event else interaction_body(bent)
+        return SlackCase(f"bent {case.what} at {path}", body, content_type, case.user)
 
     return build()
+
+
+@cache
+def bent_interactions(world: SlackWorld) -> st.SearchStrategy[SlackCase]:
+    return _bent(
+        world,
+        st.one_of(
+            block_actions(world),
+            view_submissions(world),
+            block_suggestions(world),
+            shortcuts(world),
+        ),
+    )
+
+
+@cache
+def bent_events(world: SlackWorld) -> st.SearchStrategy[SlackCase]:
+    return _bent(world, events(world))
 
 
 @cache
@@ -670,6 +722,7 @@ def signed_requests(world: SlackWorld) -> st.SearchStrategy[SlackCase]:
         shortcuts(world),
         events(world),
         bent_interactions(world),
+        bent_events(world),
     )
 
 

@@ -27,6 +27,7 @@ from tests.fuzz.http_harness import (
 from tests.fuzz.http_strategies import (
     SlackCase,
     SlackWorld,
+    bent_events,
     bent_interactions,
     block_actions,
     block_suggestions,
@@ -144,7 +145,7 @@ def test_suggestions_and_shortcuts(fuzz_app: FuzzApp, case: SlackCase) -> None: 
 
 
 @fuzz_settings(100)
-@given(case=events(WORLD))
+@given(case=st.one_of(events(WORLD), bent_events(WORLD)))
 def test_events(fuzz_app: FuzzApp, case: SlackCase) -> None:  # noqa: F811
     _send(fuzz_app, case)
 
