@@ -223,7 +223,8 @@ class MalformedEvent(ValueError):
 
 def _int_or_none(value: Any) -> int | None:
     text = str(value).strip() if value is not None else ""
-    return int(text) if text.isdigit() and len(text) <= 12 else None
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 12 else None
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -239,6 +240,8 @@ def read_checkout_event(event: Any) -> CheckoutEvent | None:
     if not isinstance(event, dict) or not isinstance(event.get("id"), str):
         raise MalformedEvent("not a Stripe event")
     kind = event.get("type")
+    if not isinstance(kind, str):
+        raise MalformedEvent("an event type that is not text")
     if kind not in HANDLED_EVENTS:
         return None
     obj = _dict(_dict(event.get("data")).get("object"))

@@ -844,3 +844,149 @@ def hostile_requests(signing_secret: str, world: SlackWorld) -> st.SearchStrateg
         return SlackCase(how, body, content_type, None, headers)
 
     return build()
+
+
+# --- Stripe webhooks --------------------------------------------------------------------------
+
+STRIPE_EVENT_TYPES = (
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.expired",
+    "checkout.session.async_payment_failed",
+)
+
+
+def _maybe(value: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Mostly the value, sometimes any JSON at all in its place."""
+    return st.one_of(value, value, value, json_values(3))
+
+
+@cache
+def stripe_events(ids: tuple[int, ...]) -> st.SearchStrategy[dict[str, Any]]:
+    """Events as Stripe sends them, about checkout sessions that name our invoices (or not),
+    with any field bent."""
+    id_text = st.one_of(st.sampled_from([str(i) for i in ids]), awkward_text(20))
+    metadata = st.fixed_dictionaries(
+        {},
+        optional={
+            "invoice_id": _maybe(id_text),
+            "guardian_id": _maybe(id_text),
+            "amount_cents": _maybe(awkward_text(12)),
+        },
+    )
+    session = st.fixed_dictionaries(
+        {
+            "id": _maybe(st.text(max_size=30).map(lambda t: "cs_test_" + t) | awkward_text(40)),
+            "object": st.just("checkout.session"),
+            "amount_total": _maybe(awkward_ints() | st.sampled_from([100, 2_500, 6_500, 12_500])),
+            "currency": _maybe(st.sampled_from(["usd", "USD", "eur", ""]) | awkward_text(5)),
+            "metadata": _maybe(metadata),
+            "payment_status": _maybe(st.sampled_from(["paid", "unpaid", "no_payment_required"])),
+            "status": st.sampled_from(["complete", "expired", "open"]),
+        },
+        optional={
+            "client_reference_id": _maybe(id_text),
+            "payment_intent": _maybe(
+                awkward_text(30) | st.fixed_dictionaries({"id": awkward_text(30)})
+            ),
+            "customer_email": _maybe(awkward_text(40)),
+            "customer_details": _maybe(
+                st.fixed_dictionaries(
+                    {}, optional={"name": awkward_text(), "email": awkward_text()}
+                )
+            ),
+        },
+    )
+    return st.fixed_dictionaries(
+        {
+            "id": _maybe(st.text(max_size=30).map(lambda t: "evt_" + t) | awkward_text(400)),
+            "object": st.just("event"),
+            "api_version": st.just("2024-06-20"),
+            "created": awkward_ints(),
+            "livemode": st.booleans(),
+            "type": _maybe(st.sampled_from(STRIPE_EVENT_TYPES) | awkward_text(40)),
+            "data": _maybe(st.fixed_dictionaries({"object": _maybe(session)})),
+        }
+    )
+
+
+def stripe_signature(secret: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), str(timestamp).encode() + b"." + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+@dataclass(frozen=True)
+class StripeCase:
+    what: str
+    body: bytes
+    headers: dict[str, Any]
+    signed: bool  # validly signed, just now: it may be kept
+
+
+@cache
+def stripe_requests(secret: str, now: int, ids: tuple[int, ...]) -> st.SearchStrategy[StripeCase]:
+    @st.composite
+    def build(draw: st.DrawFn) -> StripeCase:
+        how = draw(
+            st.sampled_from(
+                [
+                    "signed event",
+                    "signed event",
+                    "signed event",
+                    "signed raw",
+                    "unsigned",
+                    "bad signature",
+                    "stale",
+                    "other secret",
+                    "odd header",
+                    "oversized",
+                ]
+            )
+        )
+        if how in ("signed event", "stale", "other secret", "bad signature"):
+            body = json.dumps(draw(stripe_events(ids)), separators=(",", ":")).encode()
+        elif how == "oversized":
+            body = b'{"id":"evt_1","pad":"' + b"x" * (512 * 1024) + b'"}'
+        else:
+            body = draw(
+                st.one_of(
+                    st.binary(max_size=200),
+                    json_values().map(lambda v: json.dumps(v).encode()),
+                    st.sampled_from([b"", b"{", b"[" * 3000, b'{"id":' * 500, b'{"id":"\xff"}']),
+                )
+            )
+        ts = now
+        if how == "stale":
+            ts = now - draw(st.integers(301, 10**6))
+        secret_used = "whsec_other" if how == "other secret" else secret
+        header: Any = stripe_signature(secret_used, ts, body)
+        if how == "unsigned":
+            headers: dict[str, Any] = {}
+        elif how == "bad signature":
+            headers = {"Stripe-Signature": header[:-1] + ("0" if header[-1] != "0" else "1")}
+        elif how == "odd header":
+            odd = draw(
+                st.sampled_from(
+                    [
+                        "",
+                        "t=",
+                        "v1=",
+                        "t=abc,v1=00",
+                        f"t={ts}",
+                        "t=1,t=2,v1=" + "0" * 64,
+                        "t=" + "9" * 40 + ",v1=00",
+                        "é=1",
+                    ]
+                )
+                | awkward_text(80)
+            )
+            headers = {"Stripe-Signature": odd.encode()}
+        else:
+            headers = {"Stripe-Signature": header}
+        headers["Content-Type"] = draw(
+            st.sampled_from(["application/json; charset=utf-8", "text/plain", ""])
+        )
+        signed = how in ("signed event", "signed raw", "oversized")
+        return StripeCase(how, body, headers, signed)
+
+    return build()
