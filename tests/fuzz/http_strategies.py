@@ -990,3 +990,142 @@ def stripe_requests(secret: str, now: int, ids: tuple[int, ...]) -> st.SearchStr
         return StripeCase(how, body, headers, signed)
 
     return build()
+
+
+# --- the family page, its forms, health --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FamilyCase:
+    what: str
+    method: str
+    path: str
+    body: bytes | None = None
+    headers: dict[str, Any] | None = None
+
+    def describe(self) -> str:
+        body = "" if self.body is None else f" {self.body[:300]!r}"
+        return f"{self.what}: {self.method} {self.path[:300]}{body}"
+
+
+@cache
+def family_tokens(
+    secret: str, guardians: tuple[int, ...], today_day: int
+) -> st.SearchStrategy[str]:
+    """Tokens of every kind: ours for real and unknown guardians, expired or lasting past any
+    calendar; the same numbers spelled otherwise; well formed but signed with another key;
+    and plain junk."""
+    from bot.family_links import _signature
+
+    def token(guardian: int, notice: int, day: int, key: str = secret) -> str:
+        return f"g{guardian}n{notice}e{day}.{_signature(guardian, notice, day, key)}"
+
+    numbers = st.one_of(st.sampled_from(guardians), st.integers(0, 10**12 - 1))
+    days = st.one_of(
+        st.integers(today_day - 5, today_day + 60), st.integers(0, 9_999_999), st.just(2_932_896)
+    )
+    ours = st.builds(token, numbers, st.integers(0, 10**12 - 1) | st.just(0), days)
+    other_key = st.builds(token, numbers, st.just(0), days, st.just("another-key"))
+
+    def respell(value: str, how: int) -> str:
+        head, _, signature = value.partition(".")
+        return [
+            value.replace("g", "g0", 1),
+            value + "=",
+            " " + value,
+            value.upper(),
+            head + "." + signature[:-1] + ("A" if signature[-1] != "A" else "B"),
+            value + "%00",
+            value.replace(".", "%2E"),
+        ][how % 7]
+
+    respelled = st.builds(respell, ours, st.integers(0, 6))
+    junk = st.one_of(
+        awkward_text(60).filter(lambda t: "/" not in t and "?" not in t and "#" not in t),
+        st.sampled_from(["link-request", "%", "%ff", "..", "g1n0e1.", "g" + "9" * 30 + "n0e1.x"]),
+    )
+    return st.one_of(ours, ours, ours, other_key, respelled, junk)
+
+
+def _quote_path(text: str) -> str:
+    from urllib.parse import quote
+
+    return quote(text, safe="%")
+
+
+def form_bodies(fields: dict[str, st.SearchStrategy[str]]) -> st.SearchStrategy[bytes]:
+    good = st.fixed_dictionaries({}, optional=fields).map(lambda f: urlencode(f).encode())
+    raw = st.one_of(
+        st.binary(max_size=200),
+        st.sampled_from(
+            [b"", b"&&&", b"invoice_id=%FF", b"amount=%", b"a=1&" * 40, b"x=" + b"y" * 9000]
+        ),
+    )
+    return st.one_of(good, good, good, raw)
+
+
+@cache
+def family_requests(
+    secret: str, guardians: tuple[int, ...], invoices: tuple[int, ...], today_day: int
+) -> st.SearchStrategy[FamilyCase]:
+    tokens = family_tokens(secret, guardians, today_day).map(_quote_path)
+    amounts = st.one_of(
+        st.sampled_from(["", "10", "10.00", "$25.50", "1,000.00", "0", "-5", "65.00", "75"]),
+        awkward_text(20),
+    )
+    invoice_ids = st.one_of(st.sampled_from([str(i) for i in invoices]), awkward_text(20))
+    content_types = st.sampled_from(
+        ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/plain", ""]
+    )
+    query = st.dictionaries(
+        st.sampled_from(["paid", "cancelled", "lang", "x"]), awkward_text(20), max_size=2
+    ).map(lambda q: ("?" + urlencode(q)) if q else "")
+
+    @st.composite
+    def build(draw: st.DrawFn) -> FamilyCase:
+        kind = draw(
+            st.sampled_from(["page", "page", "head", "photo", "pay", "pay", "link", "other"])
+        )
+        token = draw(tokens)
+        headers: dict[str, Any] = {"Content-Type": draw(content_types)}
+        if draw(st.booleans()):
+            headers["Accept-Language"] = draw(
+                st.sampled_from(["es", "es-MX,es;q=0.9", "*", "q=;;", "zz"]) | awkward_text(20)
+            ).encode()
+        if kind in ("page", "head"):
+            method = "GET" if kind == "page" else "HEAD"
+            return FamilyCase(kind, method, f"/family/{token}{draw(query)}", None, headers)
+        if kind == "photo":
+            photo = draw(st.integers(0, 10**40).map(str) | st.sampled_from(["-1", "1.5", "x"]))
+            return FamilyCase(kind, "GET", f"/family/{token}/photos/{photo}", None, headers)
+        if kind == "pay":
+            body = draw(form_bodies({"invoice_id": invoice_ids, "amount": amounts}))
+            return FamilyCase(kind, "POST", f"/family/{token}/pay", body, headers)
+        if kind == "link":
+            email = st.sampled_from(["maria@example.org", "lee@example.org", "a@b.c"])
+            body = draw(
+                form_bodies(
+                    {"email": email | awkward_text(40), "lang": st.sampled_from(["en", "es", "xx"])}
+                )
+            )
+            return FamilyCase(kind, "POST", "/family/link-request", body, headers)
+        path = draw(
+            st.sampled_from(
+                [
+                    "/healthz",
+                    "/metrics",
+                    "/",
+                    "/family",
+                    "/family/",
+                    "/webhooks/stripe",
+                    "/slack/events",
+                    f"/family/{token}/pay/x",
+                    "/%00",
+                    "/family/%ff",
+                ]
+            )
+        )
+        method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]))
+        return FamilyCase("other", method, path, draw(st.none() | st.binary(max_size=50)), headers)
+
+    return build()
