@@ -37,6 +37,7 @@ from bot.http_edge import (
     Receive,
     Scope,
     Send,
+    contains_nul,
     decode_utf8,
     loads_object,
     read_body,
@@ -99,7 +100,7 @@ def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
     # Exactly bolt's choice between JSON and form, so the request judged here is the one the
     # Slack app acts on.
     if (content_type or "").split(";")[0] == "application/json" or text.startswith("{"):
-        return loads_object(text)
+        return _without_nul(loads_object(text))
     try:
         fields = parse_qsl(
             text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FORM_FIELDS
@@ -110,10 +111,18 @@ def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
         raise MalformedBody("too many form fields") from None
     form = dict(fields)
     if "payload" in form:  # interactivity: the form carries one JSON field
-        return loads_object(form["payload"])
-    # A slash command whose text says "payload" is judged on its own fields; the Slack app
-    # (which looks for the word in the raw body) reads it as empty and does nothing with it.
-    return form
+        payload = loads_object(form["payload"])
+    else:
+        # A slash command whose text says "payload" is judged on its own fields; the Slack
+        # app (which looks for the word in the raw body) reads it as empty and does nothing.
+        payload = form
+    return _without_nul(payload)
+
+
+def _without_nul(payload: dict[str, Any]) -> dict[str, Any]:
+    if contains_nul(payload):
+        raise MalformedBody("a NUL character in the body")
+    return payload
 
 
 def _is_str(value: Any) -> bool:

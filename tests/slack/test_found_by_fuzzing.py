@@ -84,3 +84,37 @@ async def test_context_the_slack_app_cannot_read_gets_400(
 async def test_an_event_whose_user_is_a_number_gets_400(slack: SlackHarness) -> None:
     response = await slack.sender.event({"type": "message", "user": 5, "channel": "C_HELP"})
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"type": "block_actions", "user": {"id": "\x00"}, "actions": [{"action_id": "x"}]},
+        {
+            "type": "view_submission",
+            "user": {"id": "U_TECH"},
+            "view": {
+                "type": "modal",
+                "callback_id": "incident.new_modal",
+                "state": {"values": {"b": {"a": {"type": "plain_text_input", "value": "a\x00"}}}},
+            },
+        },
+    ],
+)
+async def test_a_nul_character_anywhere_gets_400(
+    slack: SlackHarness, payload: dict[str, object], caplog: pytest.LogCaptureFixture
+) -> None:
+    # PostgreSQL can't store or compare text with NUL in it: looking up such a user raised
+    # CharacterNotInRepertoireError, a 500.
+    await slack.staff("Technician", "U_TECH")
+    with caplog.at_level(logging.INFO):
+        response = await slack.sender.interaction(payload)
+    assert response.status_code == 400
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_a_command_with_a_nul_character_gets_400(slack: SlackHarness) -> None:
+    response = await slack.sender.command("/incident", user="U\x00")
+    assert response.status_code == 400
+    response = await slack.sender.command("/device", text="5CD\x00")
+    assert response.status_code == 400
