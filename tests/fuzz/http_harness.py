@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -295,6 +296,7 @@ class FuzzApp:
     records: Records
     database: str
     cases: int = 0
+    answers: Counter[str] = field(default_factory=Counter)  # "200", "400", "refused 200", …
     state: Snapshot | None = None  # the store as the last case left it
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -351,6 +353,7 @@ class FuzzApp:
         is_refused = response.status_code >= 400 or (
             refused is not None and refused(response, calls)
         )
+        self.answers[f"{'refused ' if is_refused else ''}{response.status_code}"] += 1
         after = await snapshot(self.runtime)
         if is_refused:
             changes = before.changes(after)
@@ -448,6 +451,11 @@ def fuzz_app(
     try:
         app = runner.run(_start(runner, url, tmp, records))
         yield app
+        # Shown with -s (or -rA): how the cases were answered, to see the fuzzing reach past
+        # the refusals.
+        print(
+            f"\n{request.module.__name__} [{app.database}]: {app.cases} cases, {dict(app.answers)}"
+        )
         problems = runner.run(app.ledger_problems())
         assert not problems, problems
         for close in app.closers:

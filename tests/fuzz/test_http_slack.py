@@ -61,6 +61,7 @@ LISTENERS = _listeners()
 WORLD = SlackWorld(
     listeners=LISTENERS,
     users=(*STAFF_ROLES, "U_STRANGER", "W_OTHER"),
+    staff=len(STAFF_ROLES),
     channels=(INCIDENTS_CHANNEL, BILLING_CHANNEL, "C_HELP", "D_HOME"),
     ids=tuple(range(1, 9)),
     secret=APP_SECRET,
