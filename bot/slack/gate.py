@@ -252,6 +252,11 @@ def shape_problem(payload: dict[str, Any]) -> str | None:
     for name in ("team", "channel", "enterprise", "container", "message"):
         if payload.get(name) is not None and not isinstance(payload[name], dict):
             return f"{name} is not an object"
+    # The Slack app reads these from any request, whatever its type (to skip its own events,
+    # and to log one no listener takes), expecting an object whenever the key is there.
+    for name in ("event", "view"):
+        if name in payload and not isinstance(payload[name], dict):
+            return f"{name} is not an object"
     if problem := _context_problem(payload):
         return problem
     kind = payload.get("type")

@@ -118,3 +118,33 @@ async def test_a_command_with_a_nul_character_gets_400(slack: SlackHarness) -> N
     assert response.status_code == 400
     response = await slack.sender.command("/device", text="5CD\x00")
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {
+            "type": "block_actions",
+            "user": {"id": "U_TECH"},
+            "actions": [{"action_id": "x"}],
+            "event": [],
+        },
+        {
+            "type": "block_actions",
+            "user": {"id": "U_TECH"},
+            "actions": [{"action_id": "x"}],
+            "view": None,
+        },
+        {"type": "something_new", "user": {"id": "U_TECH"}, "view": [1]},
+    ],
+)
+async def test_an_event_or_view_that_is_not_an_object_gets_400(
+    slack: SlackHarness, payload: dict[str, object], caplog: pytest.LogCaptureFixture
+) -> None:
+    # The Slack app reads `event` (to skip its own) and, when no listener takes a request,
+    # `view` (to log it) from every request: AttributeError there was a 500.
+    await slack.staff("Technician", "U_TECH")
+    with caplog.at_level(logging.INFO):
+        response = await slack.sender.interaction(payload)
+    assert response.status_code == 400
+    assert not [r for r in caplog.records if r.exc_info]
