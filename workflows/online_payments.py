@@ -14,7 +14,7 @@ from typing import Any
 
 from workflows.errors import ValidationError
 from workflows.invoices import InvoiceStatus
-from workflows.money import format_cents, parse_amount
+from workflows.money import MAX_AMOUNT_CENTS, format_cents, parse_amount
 
 # Stripe refuses a USD charge under $0.50.
 STRIPE_MINIMUM_CENTS = 50
@@ -250,6 +250,8 @@ def read_checkout_event(event: Any) -> CheckoutEvent | None:
     amount = obj.get("amount_total")
     if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
         raise MalformedEvent(f"{kind} without a whole amount_total")
+    if amount > MAX_AMOUNT_CENTS:  # Stripe takes far less; the column takes 64 bits at most
+        raise MalformedEvent(f"{kind} with an amount_total past {format_cents(MAX_AMOUNT_CENTS)}")
     metadata = _dict(obj.get("metadata"))
     details = _dict(obj.get("customer_details"))
     intent = obj.get("payment_intent")

@@ -40,3 +40,19 @@ async def test_an_invoice_number_in_other_digits_names_no_invoice(
     assert posted.outcome == "unmatched"
     assert not [r for r in caplog.records if r.exc_info]
     assert await payments.count(m.Payment) == 0
+
+
+@pytest.mark.parametrize("amount", [2**63, 10**30, 10_000_000_01])
+async def test_an_amount_past_any_payment_gets_400(
+    payments: PayHarness, amount: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # It was kept, then failed in the worker on every attempt (the integer didn't fit the
+    # database column), logged again and again.
+    invoice_id = await payments.invoice(payments.rivera)
+    event = make_event("checkout.session.completed", payments.paid_session(invoice_id, 100))
+    event["data"]["object"]["amount_total"] = amount
+    with caplog.at_level(logging.INFO):
+        posted = await payments.post_event(event)
+    assert posted.status_code == 400
+    assert not [r for r in caplog.records if r.exc_info]
+    assert await payments.count(m.OutboxMessage) == 0
