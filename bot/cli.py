@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager, suppress
+from importlib.metadata import version as package_version
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -18,6 +19,7 @@ from bot.cli_runtime import run_with_runtime
 from bot.fees_cli import fees_app
 from bot.http_edge import REDACT_FAMILY_TOKENS
 from bot.insurance_cli import insurance_app
+from bot.ledger_cli import ledger_app
 from bot.payments_cli import payments_app
 from bot.report_cli import invoice_app, report_app
 from bot.report_commands import register_report_commands  # noqa: F401 - adds `report <name>`
@@ -32,6 +34,29 @@ app = typer.Typer(
     help="DeviceCare: damaged and lost student devices, from report to payment.",
     no_args_is_help=True,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"devicecare {package_version('devicecare')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the installed version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """DeviceCare: damaged and lost student devices, from report to payment."""
+
+
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 staff_app = typer.Typer(help="Staff and roles.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -43,6 +68,7 @@ app.add_typer(fees_app, name="fees")
 app.add_typer(insurance_app, name="insurance")
 app.add_typer(payments_app, name="payments")
 app.add_typer(settings_app, name="settings")
+app.add_typer(ledger_app, name="ledger")
 app.command("import", help="Import students, guardians and devices from CSV.")(import_command)
 
 console = Console()

@@ -55,6 +55,7 @@ from storage.notices import queue_guardian_notice
 from workflows.clock import local_date
 from workflows.district_facts import facts_context, ways_to_pay
 from workflows.errors import ValidationError
+from workflows.invoice_audit import invoice_audit
 from workflows.invoices import NoticeTemplate
 from workflows.money import to_decimal
 from workflows.online_payments import spanish_pay_problem
@@ -335,6 +336,7 @@ def _invoice_view(
     student: StudentRow,
     today: date,
     pay_error: PayError | None,
+    language: str = DEFAULT_LANGUAGE,
 ) -> dict[str, Any]:
     tz = runtime.settings.tz
     balance = bill.balance_cents
@@ -360,6 +362,8 @@ def _invoice_view(
             for line in bill.lines
         ],
         "subtotal_cents": bill.subtotal_cents,
+        # The audit rows every view of an invoice shows (workflows.invoice_audit).
+        "audit": invoice_audit(bill, tz=tz, language=language),
         "insurance": insurance_context(bill),
         "override_applied": bool(bill.override_applied),
         "total_cents": bill.total_cents,
@@ -406,10 +410,11 @@ def page_context(
     open_count = 0
     balance = 0
     numbers = set()
+    language = page_language(family.guardian.preferred_language)
     for entry in family.students:
         invoices = []
         for bill in entry.invoices:
-            view = _invoice_view(runtime, token, bill, entry.student, today, pay_error)
+            view = _invoice_view(runtime, token, bill, entry.student, today, pay_error, language)
             invoices.append(view)
             numbers.add(bill.number)
             if view["payable"]:

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
-from bot.settings import get_settings
+from bot.settings import async_database_url, get_settings
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade
 from storage.roster import (
@@ -70,7 +70,7 @@ def import_command(
         roster_files(folder)  # fail on a missing file before touching the database
     except RosterFileError as exc:
         raise typer.BadParameter(str(exc), param_hint="FOLDER") from exc
-    url = database_url or get_settings().database_url
+    url = async_database_url(database_url) if database_url else get_settings().database_url
     upgrade(url)  # blocking, and runs its own event loop: before ours starts
     console = Console()
     try:

@@ -10,8 +10,35 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 DATA_DIR = Path("data")
+
+
+# Hosting platforms (Heroku, Render, Dokku) hand out `postgres://…?sslmode=require`;
+# SQLAlchemy needs the dialect and the async driver spelled out, and asyncpg calls it `ssl`.
+_POSTGRES_DRIVERS = frozenset(
+    {"postgres", "postgresql", "postgresql+psycopg2", "postgresql+psycopg"}
+)
+
+
+def async_database_url(url: str) -> str:
+    """The URL with the async driver DeviceCare runs on (asyncpg, aiosqlite)."""
+    url = url.strip()
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # left for the engine to refuse with its own message
+    if parsed.drivername in _POSTGRES_DRIVERS:
+        query = dict(parsed.query)
+        if "sslmode" in query and "ssl" not in query:
+            query["ssl"] = query.pop("sslmode")
+        parsed = parsed.set(drivername="postgresql+asyncpg", query=query)
+        return parsed.render_as_string(hide_password=False)
+    if parsed.drivername == "sqlite":
+        return "sqlite+aiosqlite" + url[len("sqlite") :]
+    return url
 
 
 class Settings(BaseSettings):
@@ -82,6 +109,11 @@ class Settings(BaseSettings):
     port: int = 3000
     host: str = "0.0.0.0"
     log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return async_database_url(value)
 
     @field_validator("district_timezone")
     @classmethod

@@ -39,6 +39,7 @@ from storage.online_payments import (
     record_event_outcome,
 )
 from storage.store import SqlStore
+from workflows.errors import DuplicateReference
 from workflows.invoices import InvoiceStatus, balance_of
 from workflows.money import format_cents
 from workflows.online_payments import (
@@ -213,17 +214,22 @@ async def _settle(runtime: Runtime, store: SqlStore, event: CheckoutEvent) -> Ha
     actor = Actor.system(STRIPE_ACTOR)
     payment_id: int | None = None
     if split.applied_cents:
-        recorded = await record_payment(
-            Context(store, runtime.clock, runtime.settings.tz),
-            actor,
-            RecordPayment(
-                invoice_id=invoice.id,
-                amount_cents=split.applied_cents,
-                method=PaymentMethod.ONLINE,
-                idempotency_key=f"stripe:{event.session_id}",
-                reference=reference,
-            ),
-        )
+        try:
+            recorded = await record_payment(
+                Context(store, runtime.clock, runtime.settings.tz),
+                actor,
+                RecordPayment(
+                    invoice_id=invoice.id,
+                    amount_cents=split.applied_cents,
+                    method=PaymentMethod.ONLINE,
+                    idempotency_key=f"stripe:{event.session_id}",
+                    reference=reference,
+                ),
+            )
+        except DuplicateReference as exc:
+            # Staff recorded this Stripe payment by hand first: it is not applied again, and
+            # answering 200 stops Stripe redelivering it.
+            return Handled(Outcome.IGNORED, exc.message, on_invoice)
         payment_id = recorded.payment.id
         await queue_payment_post(
             store,

@@ -439,6 +439,8 @@ def delivery_state(
         return f"{text}, viewed {_when(viewed_at, tz)}" if viewed_at is not None else text
     if status == "bounced":
         return f"bounced {_when(bounced_at, tz)}".rstrip()
+    if status == "held":
+        return "held until the pending decision"
     return status
 
 
@@ -504,7 +506,12 @@ def _activity_summary(entry: m.ActivityEntry) -> str:
     if entry.action == "automation_changed":
         return "Automation turned " + ("on" if after.get("automation_enabled") else "off")
     if entry.action == "claim_cap_override_applied":
-        return "Claim-cap override applied"
+        return _override_summary(entry)
+    if entry.action == "claim_cap_override_denied":
+        return (
+            f"Override denied by {entry.actor_label}: stays "
+            f"{_cents((entry.after or {}).get('total_cents'))}"
+        )
     adjustment = _adjustment_summary(entry.action, after)
     if adjustment is not None:
         return adjustment
@@ -642,8 +649,9 @@ async def invoice_timeline(
 def _created_event(
     header: InvoiceHeader, entry: m.ActivityEntry | None, created_by: str | None
 ) -> TimelineEvent:
-    summary = f"Invoice created for {format_cents(header.total_cents)}"
-    due = ((entry.after or {}) if entry is not None else {}).get("due_date")
+    after = (entry.after or {}) if entry is not None else {}
+    summary = created_summary(after, header.total_cents)
+    due = after.get("due_date")
     if due:
         summary += f", due {due}"
     return TimelineEvent(
@@ -654,6 +662,34 @@ def _created_event(
         note=None if entry is None else entry.comment,
         ref_id=None if entry is None else entry.id,
     )
+
+
+def created_summary(after: dict[str, Any], current_total_cents: int) -> str:
+    """ "Invoice created for $125.00 (full price, override pending)": the amount it was created
+    for (what its creation recorded, not what it is now), and how insurance stood then."""
+    total = after.get("total_cents")
+    if not isinstance(total, int):
+        return f"Invoice created for {format_cents(current_total_cents)}"
+    summary = f"Invoice created for {format_cents(total)}"
+    insurance = after.get("insurance_cents")
+    subtotal = after.get("subtotal_cents")
+    if after.get("override_pending"):
+        summary += " (full price, override pending)"
+    elif isinstance(insurance, int) and insurance > 0 and isinstance(subtotal, int):
+        summary += f" ({format_cents(subtotal)} less insurance {format_cents(insurance)})"
+    return summary
+
+
+def _override_summary(entry: m.ActivityEntry) -> str:
+    """ "Override approved by Admin Person: $125.00 → $25.00" (or applied at creation)."""
+    before, after = entry.before or {}, entry.after or {}
+    old, new = before.get("total_cents"), after.get("total_cents")
+    if isinstance(old, int) and isinstance(new, int):
+        return (
+            f"Override approved by {entry.actor_label}: "
+            f"{format_cents(old)} \u2192 {format_cents(new)}"
+        )
+    return f"Claim-cap override applied (approved by {entry.actor_label})"
 
 
 def _is_member(notice: m.Notice) -> bool:

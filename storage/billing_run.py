@@ -52,6 +52,7 @@ from storage.notices import NOTICE_KIND, reachable
 from storage.outbox import new_message
 from storage.payment_plans import current_notice_facts, flag_missed, plan_paid_for, plans_of
 from storage.run_lock import exclusive
+from storage.store import SqlStore
 from workflows.billing import (
     Action,
     CandidateFilter,
@@ -72,6 +73,7 @@ from workflows.billing import (
 from workflows.billing_settings import BillingSettings, billing_settings_from
 from workflows.clock import Clock, local_date
 from workflows.errors import ValidationError
+from workflows.invoice_updates import UpdateReason, notify_amount_change
 from workflows.invoices import OPEN_STATUSES, InvoiceStatus, NoticeTemplate
 from workflows.payment_plans import (
     missed_installments,
@@ -79,6 +81,7 @@ from workflows.payment_plans import (
     plan_facts,
     schedule_of,
 )
+from workflows.ports import Context
 
 log = logging.getLogger("devicecare.billing")
 
@@ -288,6 +291,8 @@ class BillingRunner:
             or_(*cases),
             # Invoices on a payment plan follow their installments (`_plan_candidates`).
             ~_on_plan(inv.id),
+            # The family hasn't been told yet: a decision on the amount is pending.
+            inv.notice_hold.is_(None),
         ]
         if flt.stop_on_partial:
             conditions.append(inv.paid_cents == 0)
@@ -312,6 +317,7 @@ class BillingRunner:
                 inv.status.in_(sorted(s.value for s in OPEN_STATUSES)),
                 inv.paid_cents + inv.waived_cents < inv.total_cents,
                 _on_plan(inv.id),
+                inv.notice_hold.is_(None),
             )
             .order_by(inv.id)
             .limit(self.batch_size)
@@ -421,6 +427,14 @@ class BillingRunner:
         # is done by the database rather than by building rows here.
         await session.execute(self._queue_notices(step_ids, day, now))
         await session.execute(_advance_invoices(step_ids, day, now))
+        await self._tell_cancelled(
+            session,
+            [
+                action.invoice_id
+                for _row, action in decided
+                if action.step is Step.AUTO_CANCEL and action.invoice_id in claimed
+            ],
+        )
         activity = [
             _activity_row(row, action, day, now)
             for row, action in decided
@@ -429,6 +443,28 @@ class BillingRunner:
         if activity:
             await session.execute(_ACTIVITY.insert(), activity)
         return len(claimed)
+
+    async def _tell_cancelled(self, session: AsyncSession, cancelled: Sequence[int]) -> None:
+        """A family told about an invoice hears once that it was cancelled (the same
+        `invoice_updated` notice a cancellation by staff sends). Auto-cancels are few a day,
+        so each goes through the use case's own rule rather than a set-based statement."""
+        if not cancelled:
+            return
+        store = SqlStore(session, self.clock, mail_domain=self.mail_domain)
+        ctx = Context(store=store, clock=self.clock, tz=self.tz)
+        for invoice_id in cancelled:
+            invoice = await session.get(m.Invoice, invoice_id, populate_existing=True)
+            if invoice is None:
+                continue
+            await notify_amount_change(
+                ctx,
+                invoice,
+                # What it charged before: cancelling changes none of these columns.
+                old_cents=invoice.total_cents - invoice.waived_cents - invoice.refunded_cents,
+                reason=UpdateReason.CANCELLED,
+                cause="auto-cancel",
+                note="cancelled automatically after the final notice",
+            )
 
     # --- invoices on a payment plan -----------------------------------------------------------
 

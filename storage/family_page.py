@@ -206,7 +206,12 @@ async def load_family_page(
             .outerjoin(m.Student, m.Student.id == m.Guardianship.student_id)
             .outerjoin(
                 m.Invoice,
-                and_(m.Invoice.student_id == m.Student.id, m.Invoice.status.in_(SHOWN_STATUSES)),
+                and_(
+                    m.Invoice.student_id == m.Student.id,
+                    m.Invoice.status.in_(SHOWN_STATUSES),
+                    # Held for a pending decision: the family sees it once it stands.
+                    m.Invoice.notice_hold.is_(None),
+                ),
             )
             .outerjoin(m.Device, m.Device.id == m.Invoice.device_id)
             .where(m.Guardian.id == guardian_id)

@@ -21,9 +21,10 @@ from sqlalchemy.orm import lazyload
 
 from storage import models as m
 from storage.notice_queries import member_ids
-from storage.notices import NOTICE_KIND, new_message_id
+from storage.notices import NOTICE_KIND, THREAD_KEY, new_message_id
 from storage.outbox import new_message
 from storage.store import SqlStore
+from workflows.reply_split import Part
 
 NOTICE_SENT = "sent"
 NOTICE_BOUNCED = "bounced"
@@ -52,6 +53,7 @@ class InvoiceRef:
     total_cents: int
     paid_cents: int
     waived_cents: int
+    due_date: date | None = None
 
     @property
     def balance_cents(self) -> int:
@@ -67,6 +69,7 @@ _INVOICE_REF = (
     m.Invoice.total_cents,
     m.Invoice.paid_cents,
     m.Invoice.waived_cents,
+    m.Invoice.due_date,
 )
 
 
@@ -209,6 +212,8 @@ class ReplyFacts:
     guardian: m.Guardian | None
     pending: m.PendingPayment | None
     decided_by: str | None  # the pending payment's decider
+    # the pending payment's split, in split order, each with its invoice as it is now
+    parts: tuple[tuple[m.PendingPaymentPart, InvoiceRef], ...] = ()
 
 
 async def outbox_payload(store: SqlStore, dedupe_key: str) -> dict[str, Any]:
@@ -224,9 +229,6 @@ class Inbox:
     def __init__(self, store: SqlStore) -> None:
         self.store = store
         self.session = store.session
-        self._for_update = store.session.bind is not None and (
-            store.session.bind.dialect.name != "sqlite"
-        )
 
     def _now(self) -> datetime:
         return self.store.clock.now()
@@ -316,20 +318,19 @@ class Inbox:
     async def get_notice(self, notice_id: int) -> m.Notice | None:
         return await self.session.get(m.Notice, notice_id)
 
-    async def digest_invoice_numbers(self, notice: m.Notice) -> list[str]:
-        """The invoices a billing digest covered, oldest first ([] for any other notice).
-
-        A reply to a digest routes to the digest's own invoice (its first); staff see these."""
+    async def digest_invoices(self, notice: m.Notice) -> list[InvoiceRef]:
+        """The invoices a billing digest covered, oldest notice first, as routing reads them
+        ([] for any other notice). A reply to a digest is about all of them."""
         wanted = member_ids(notice)
         if not wanted:
             return []
         rows = await self.session.execute(
-            select(m.Invoice.number)
+            select(*_INVOICE_REF)
             .join(m.Notice, m.Notice.invoice_id == m.Invoice.id)
             .where(m.Notice.id.in_(wanted), m.Notice.digest_id == notice.id)
             .order_by(m.Notice.id)
         )
-        return list(dict.fromkeys(rows.scalars()))
+        return list(dict.fromkeys(InvoiceRef(*row) for row in rows))
 
     async def get_invoice(self, invoice_id: int) -> m.Invoice | None:
         # Routing needs the invoice's own columns, not its lines.
@@ -447,9 +448,13 @@ class Inbox:
         method: str,
         reference: str | None,
         paid_on: date | None,
+        amount_given: bool = True,
+        reply_thread: dict[str, Any] | None = None,
     ) -> m.PendingPayment:
         """A row for `add_pending_payments` to write."""
         return m.PendingPayment(
+            amount_given=amount_given,
+            reply_thread=reply_thread,
             invoice_id=invoice_id,
             inbound_message_id=inbound_message_id,
             amount_cents=amount_cents,
@@ -472,6 +477,50 @@ class Inbox:
         ids = {inbound_id: id_ for inbound_id, id_ in found}
         for row in rows:
             row.id = ids[row.inbound_message_id]
+
+    async def add_pending_parts(self, parts: Sequence[tuple[int, Sequence[Part]]]) -> None:
+        """Each reported payment's split (pending payment id, its parts in split order), in
+        one INSERT."""
+        values = [
+            {
+                "pending_payment_id": pending_id,
+                "invoice_id": part.invoice_id,
+                "position": position,
+                "amount_cents": part.amount_cents,
+                "payment_id": None,
+            }
+            for pending_id, split in parts
+            for position, part in enumerate(split)
+        ]
+        if values:
+            await self.session.execute(insert(m.PendingPaymentPart), values)
+
+    async def pending_parts(self, pending_id: int) -> list[m.PendingPaymentPart]:
+        """A reported payment's split, in split order ([] for one reported before splits)."""
+        stmt = (
+            select(m.PendingPaymentPart)
+            .where(m.PendingPaymentPart.pending_payment_id == pending_id)
+            .order_by(m.PendingPaymentPart.position, m.PendingPaymentPart.id)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def invoice_refs(self, invoice_ids: Sequence[int]) -> dict[int, InvoiceRef]:
+        """Invoices as routing reads them, by id (their balances now)."""
+        if not invoice_ids:
+            return {}
+        rows = await self.session.execute(
+            select(*_INVOICE_REF).where(m.Invoice.id.in_(sorted(set(invoice_ids))))
+        )
+        return {ref.id: ref for ref in (InvoiceRef(*row) for row in rows)}
+
+    async def thread_notices(self, dedupe_key: str, thread: dict[str, Any] | None) -> None:
+        """Make the notices queued under `dedupe_key` reply in the family's email thread
+        (storage.notices.THREAD_KEY; the sender writes In-Reply-To and References)."""
+        if not thread:
+            return
+        rows = await self.session.execute(select(m.Notice).where(m.Notice.dedupe_key == dedupe_key))
+        for notice in rows.scalars():
+            notice.context = {**(notice.context or {}), THREAD_KEY: dict(thread)}
 
     async def queue_new_notices(self, wanted: Sequence[NewNotice]) -> int:
         """Each notice for every reachable guardian of its student, with its outbox row: the
@@ -526,8 +575,9 @@ class Inbox:
         self, pending_id: int, *, lock: bool = False
     ) -> m.PendingPayment | None:
         stmt = select(m.PendingPayment).where(m.PendingPayment.id == pending_id)
-        if lock and self._for_update:
-            stmt = stmt.with_for_update()
+        if lock:
+            # Read again under the lock: two staff confirming at once must see each other.
+            stmt = self.store.locking(stmt)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def pending_for_message(self, inbound_id: int) -> m.PendingPayment | None:
@@ -551,7 +601,18 @@ class Inbox:
         decided_by = None
         if pending is not None and pending.decided_by_id is not None:
             decided_by = await self.store.staff_name(pending.decided_by_id)
-        return ReplyFacts(message, invoice, student, guardian, pending, decided_by)
+        parts = await self.pending_parts_now(pending)
+        return ReplyFacts(message, invoice, student, guardian, pending, decided_by, parts)
+
+    async def pending_parts_now(
+        self, pending: m.PendingPayment | None
+    ) -> tuple[tuple[m.PendingPaymentPart, InvoiceRef], ...]:
+        """A pending payment's parts, each with its invoice as it is now."""
+        if pending is None:
+            return ()
+        parts = await self.pending_parts(pending.id)
+        refs = await self.invoice_refs([p.invoice_id for p in parts])
+        return tuple((p, refs[p.invoice_id]) for p in parts if p.invoice_id in refs)
 
     async def students_of_guardian(self, guardian_id: int, *, limit: int = 5) -> list[str]:
         stmt = (

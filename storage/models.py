@@ -597,6 +597,9 @@ class Invoice(Base):
     premium_enrollment_id: Mapped[int | None] = mapped_column(
         ForeignKey("insurance_enrollments.id", ondelete="SET NULL"), index=True
     )
+    # While a decision that changes the amount is pending (e.g. "cap_override:12"), the family's
+    # first notice is held and the billing run leaves the invoice alone (0012).
+    notice_hold: Mapped[str | None] = mapped_column(String(60))
 
     lines: Mapped[list[InvoiceLine]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", order_by="InvoiceLine.position"
@@ -634,7 +637,12 @@ class InvoiceLine(Base):
 
 class Payment(Base):
     __tablename__ = "payments"
-    __table_args__ = (CheckConstraint("amount_cents > 0", name="amount_positive"),)
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+        # An external reference (check number, portal transaction, Stripe payment) pays an
+        # invoice once, whichever way it arrives (`workflows.payments.reference_key`).
+        Index("ux_payments_invoice_reference", "invoice_id", "reference_key", unique=True),
+    )
 
     id: Mapped[int] = pk()
     invoice_id: Mapped[int] = mapped_column(
@@ -647,6 +655,9 @@ class Payment(Base):
     recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
     recorded_at: Mapped[datetime]
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    # The reference reduced to what identifies it ("Check #01043" -> "1043"); NULL without one
+    # (and on payments recorded twice under one reference before the rule existed).
+    reference_key: Mapped[str | None] = mapped_column(String(200))
 
 
 class Installment(Base):
@@ -894,7 +905,7 @@ class InboundMessage(Base):
     from_address: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(500), default="")
     kind: Mapped[str] = mapped_column(String(20))  # reply, auto_reply, bounce
-    route: Mapped[str] = mapped_column(String(20))  # token, thread, subject, none, forged
+    route: Mapped[str] = mapped_column(String(20))  # token, thread, subject, body, none, forged
     invoice_id: Mapped[int | None] = mapped_column(
         ForeignKey("invoices.id", ondelete="SET NULL"), index=True
     )
@@ -929,6 +940,34 @@ class PendingPayment(Base):
     decided_at: Mapped[datetime | None]
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", ondelete="SET NULL"))
     created_at: Mapped[datetime]
+    # False: the family said they paid but not how much (amount_cents is then what they owed
+    # when the reply came; staff enter or confirm the amount).
+    amount_given: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # The family's email this answers, so the acknowledgement and receipts thread with it:
+    # {"message_id": "<…>", "references": ["<…>", …], "subject": "…"}.
+    reply_thread: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class PendingPaymentPart(Base):
+    """One invoice's share of a reported payment (workflows.reply_split): every invoice the
+    reply is about has a row, in split order, 0 for one that gets nothing."""
+
+    __tablename__ = "pending_payment_parts"
+    __table_args__ = (
+        UniqueConstraint("pending_payment_id", "invoice_id"),
+        CheckConstraint("amount_cents >= 0", name="amount_not_negative"),
+    )
+
+    id: Mapped[int] = pk()
+    pending_payment_id: Mapped[int] = mapped_column(
+        ForeignKey("pending_payments.id", ondelete="CASCADE"), index=True
+    )
+    invoice_id: Mapped[int] = mapped_column(
+        ForeignKey("invoices.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", ondelete="SET NULL"))
 
 
 class MailboxState(Base):

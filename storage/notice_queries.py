@@ -450,6 +450,7 @@ TEMPLATE_LABELS = {
     "payment_receipt": "Receipt",
     "pending_payment_ack": "Payment ack",
     "payment_plan_confirmation": "Plan",
+    "invoice_updated": "Update",
     DIGEST_TEMPLATE: "Digest",
 }
 _ERROR_SHOWN = 60
@@ -508,6 +509,8 @@ def delivery_summary(
             parts.append(f"{label} to {who} failed ({_short_error(n.last_error)}){note}")
         elif n.status == WITHDRAWN:
             parts.append(f"{label} to {who} not sent: the invoice was settled first{note}")
+        elif n.status == "held":
+            parts.append(f"{label} to {who} held until the pending decision{note}")
         elif n.last_error:
             parts.append(f"{label} to {who} retrying ({_short_error(n.last_error)}){note}")
         else:

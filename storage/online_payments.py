@@ -14,7 +14,6 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-from sqlalchemy.orm import lazyload
 
 from storage import models as m
 from storage.store import SqlStore
@@ -59,12 +58,8 @@ async def family_invoice(
 
 
 async def lock_invoice(store: SqlStore, invoice_id: int) -> m.Invoice | None:
-    """The invoice, locked for this transaction (PostgreSQL; SQLite's writer lock is already
-    held). Its lines aren't needed here and are left unloaded."""
-    stmt = select(m.Invoice).where(m.Invoice.id == invoice_id).options(lazyload(m.Invoice.lines))
-    if store.session.bind is not None and store.session.bind.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return (await store.session.execute(stmt)).scalar_one_or_none()
+    """The invoice, locked and read fresh (`SqlStore.lock_invoice`), without its lines."""
+    return await store.lock_invoice(invoice_id, lines=False)
 
 
 async def reusable_checkout(

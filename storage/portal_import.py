@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from storage import models as m
 from storage.store import SqlStore, StoreFactory
 from workflows.clock import Clock
-from workflows.errors import DomainError, PermissionDenied
+from workflows.errors import DomainError, DuplicateReference, PermissionDenied
 from workflows.invoices import balance_of
 from workflows.money import format_cents
 from workflows.payments import PaymentMethod, RecordPayment, record_payment
@@ -93,6 +93,8 @@ class PortalImporter:
         try:
             async with self.stores() as store:
                 return await self._apply(store, actor, source, row)
+        except DuplicateReference as exc:  # the same payment, recorded another way first
+            return result_of_row(row, Outcome.ALREADY, reason=exc.message)
         except DomainError as exc:
             return result_of_row(row, Outcome.REJECTED, reason=exc.message)
         except IntegrityError:
@@ -111,6 +113,8 @@ class PortalImporter:
                     try:
                         async with store.session.begin_nested():
                             results.append(await self._apply(store, actor, source, row))
+                    except DuplicateReference as exc:
+                        results.append(result_of_row(row, Outcome.ALREADY, reason=exc.message))
                     except DomainError as exc:
                         results.append(result_of_row(row, Outcome.REJECTED, reason=exc.message))
                     except IntegrityError:

@@ -3,7 +3,9 @@
 An invoice keeps running totals (paid, waived, refunded) so balances are cheap to read; the
 payments, adjustments and lines are the record those totals must match. This check finds any
 invoice where they drift apart, in SQL over the whole store, for tests after every scenario and
-for `devicecare invoice check`.
+for `devicecare ledger check`. The rules about one invoice's own amounts (billed splits back
+into its parts, nothing owed below zero) are `workflows.ledger.ledger_problems`; the query
+finds the same invoices in SQL so a whole district is checked in one pass.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.selectable import Subquery
 
 from storage import models as m
+from workflows.ledger import ledger_problems
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,8 @@ class Discrepancy:
     number: str
     subtotal_cents: int
     lines_cents: int
+    insurance_cents: int
+    total_cents: int
     paid_cents: int
     payments_cents: int
     waived_cents: int
@@ -33,6 +38,10 @@ class Discrepancy:
     balance_cents: int
 
     def describe(self) -> str:
+        return f"{self.number}: " + "; ".join(self.problems())
+
+    def problems(self) -> list[str]:
+        """Each thing wrong with this invoice, in words."""
         parts = []
         if self.subtotal_cents != self.lines_cents:
             parts.append(f"subtotal {self.subtotal_cents} but lines add to {self.lines_cents}")
@@ -44,7 +53,8 @@ class Discrepancy:
             parts.append(f"refunded {self.refunded_cents} but refunds add to {self.refunds_cents}")
         if self.status == "paid" and self.balance_cents != 0:
             parts.append(f"marked paid with {self.balance_cents} still owed")
-        return f"{self.number}: " + "; ".join(parts)
+        parts.extend(ledger_problems(self))
+        return parts
 
 
 def _applied(kind: str) -> Subquery:
@@ -57,8 +67,9 @@ def _applied(kind: str) -> Subquery:
     )
 
 
-async def discrepancies(session: AsyncSession, *, limit: int = 100) -> list[Discrepancy]:
-    """Invoices whose subtotal, paid, waived or refunded amount disagrees with its rows."""
+async def discrepancies(session: AsyncSession, *, limit: int | None = 100) -> list[Discrepancy]:
+    """Invoices whose subtotal, paid, waived or refunded amount disagrees with its rows, or
+    whose own amounts break the ledger's rules (`workflows.ledger.ledger_problems`)."""
     inv = m.Invoice
     lines = (
         select(m.InvoiceLine.invoice_id, func.sum(m.InvoiceLine.amount_cents).label("cents"))
@@ -82,6 +93,8 @@ async def discrepancies(session: AsyncSession, *, limit: int = 100) -> list[Disc
             inv.number,
             inv.subtotal_cents,
             lines_c,
+            inv.insurance_cents,
+            inv.total_cents,
             inv.paid_cents,
             paid_c,
             inv.waived_cents,
@@ -103,6 +116,13 @@ async def discrepancies(session: AsyncSession, *, limit: int = 100) -> list[Disc
                 inv.refunded_cents != refunded_c,
                 # A settled invoice must owe nothing, an open one something.
                 and_(inv.status == "paid", m.invoice_balance() != 0),
+                # The same invoices `ledger_problems` finds, so none is missed or listed bare.
+                inv.total_cents != inv.subtotal_cents - inv.insurance_cents,
+                m.invoice_balance() < 0,
+                inv.refunded_cents > inv.paid_cents,
+                inv.paid_cents < 0,
+                inv.waived_cents < 0,
+                inv.refunded_cents < 0,
             )
         )
         .order_by(inv.id)

@@ -28,6 +28,7 @@ from sqlalchemy import (
     literal,
     select,
     true,
+    union_all,
 )
 
 from storage import models as m
@@ -563,13 +564,16 @@ class _CleanupSources:
     row (hash joins), so each reason is a plain column test however many times it is used."""
 
     def __init__(self) -> None:
-        pp = m.PendingPayment
-        self.pending = (
-            select(pp.invoice_id)
+        pp, part = m.PendingPayment, m.PendingPaymentPart
+        # A reported payment awaits confirmation on its invoice and on each invoice of its split.
+        on_invoice = select(pp.invoice_id.label("invoice_id")).where(pp.status == "pending")
+        in_split = (
+            select(part.invoice_id.label("invoice_id"))
+            .join(pp, pp.id == part.pending_payment_id)
             .where(pp.status == "pending")
-            .group_by(pp.invoice_id)
-            .subquery("pending")
         )
+        either = union_all(on_invoice, in_split).subquery("awaiting")
+        self.pending = select(either.c.invoice_id).group_by(either.c.invoice_id).subquery("pending")
         ship = m.Guardianship
         self.reachable = (
             select(ship.student_id)

@@ -8,10 +8,12 @@ from datetime import date, datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import lazyload
 
 from storage import models as m
+from storage import notices as notice_rows
 from storage.enrollment_store import EnrollmentStore
 from storage.notices import queue_notice
 from storage.outbox import new_message
@@ -69,11 +71,23 @@ class SqlStore(EnrollmentStore):
         return self.clock.now()
 
     async def _get(self, model: type[Any], ident: int, lock: bool) -> Any:
-        # SQLite takes the database write lock at BEGIN IMMEDIATE; FOR UPDATE is PostgreSQL's way.
         stmt = select(model).where(model.id == ident)
-        if lock and self._for_update:
-            stmt = stmt.with_for_update()
+        if lock:
+            stmt = self.locking(stmt)
         return (await self.session.execute(stmt)).unique().scalar_one_or_none()
+
+    def locking(self, stmt: Select[Any]) -> Select[Any]:
+        """`stmt` as a read that locks its rows for this transaction and returns them as they
+        are once the lock is held.
+
+        SQLite takes the database write lock at BEGIN IMMEDIATE; FOR UPDATE is PostgreSQL's
+        way. Either way the rows must be read again after the lock: an object this session
+        loaded earlier (say by number, before locking) would otherwise keep its old values, and
+        a balance checked against them lets a racing payment through twice and loses an update.
+        """
+        if self._for_update:
+            stmt = stmt.with_for_update()
+        return stmt.execution_options(populate_existing=True)
 
     # --- settings and people ----------------------------------------------------------------
 
@@ -450,17 +464,24 @@ class SqlStore(EnrollmentStore):
     ) -> m.CapOverrideRequest | None:
         return await self._get(m.CapOverrideRequest, request_id, lock)
 
-    async def _override_for(self, incident_id: int, status: str) -> m.CapOverrideRequest | None:
+    async def _override_for(
+        self, incident_id: int, status: str, *, lock: bool = False
+    ) -> m.CapOverrideRequest | None:
         stmt = select(m.CapOverrideRequest).where(
             m.CapOverrideRequest.incident_id == incident_id,
             m.CapOverrideRequest.status == status,
         )
         if status == "approved":
             stmt = stmt.where(m.CapOverrideRequest.invoice_id.is_(None))
+        if lock and self._for_update:
+            stmt = stmt.with_for_update()
         return (await self.session.execute(stmt.limit(1))).scalar_one_or_none()
 
-    async def pending_override_for(self, incident_id: int) -> m.CapOverrideRequest | None:
-        return await self._override_for(incident_id, "pending")
+    async def pending_override_for(
+        self, incident_id: int, *, lock: bool = False
+    ) -> m.CapOverrideRequest | None:
+        """The incident's waiting request; `lock` takes it as a decision would (first)."""
+        return await self._override_for(incident_id, "pending", lock=lock)
 
     async def approved_override_for(self, incident_id: int) -> m.CapOverrideRequest | None:
         return await self._override_for(incident_id, "approved")
@@ -492,7 +513,19 @@ class SqlStore(EnrollmentStore):
         return f"{prefix}-{value:06d}"
 
     async def get_invoice(self, invoice_id: int, *, lock: bool = False) -> m.Invoice | None:
+        if lock:
+            return await self.lock_invoice(invoice_id)
         return await self._get(m.Invoice, invoice_id, lock)
+
+    async def lock_invoice(self, invoice_id: int, *, lines: bool = True) -> m.Invoice | None:
+        """The invoice, locked and read fresh: every path that writes money on an invoice
+        (payments, replies confirmed, portal rows, Stripe, plans, waivers, refunds) takes this
+        lock before it reads the balance, so they queue on one another. Without `lines`, its
+        lines are left unloaded (the webhook path doesn't need them)."""
+        stmt = select(m.Invoice).where(m.Invoice.id == invoice_id)
+        if not lines:
+            stmt = stmt.options(lazyload(m.Invoice.lines))
+        return (await self.session.execute(self.locking(stmt))).scalar_one_or_none()
 
     async def get_invoice_by_number(self, number: str) -> m.Invoice | None:
         stmt = select(m.Invoice).where(func.upper(m.Invoice.number) == number.strip().upper())
@@ -579,6 +612,14 @@ class SqlStore(EnrollmentStore):
         stmt = select(m.Payment).where(m.Payment.idempotency_key == key)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def find_payment_by_reference(
+        self, invoice_id: int, reference_key: str
+    ) -> m.Payment | None:
+        stmt = select(m.Payment).where(
+            m.Payment.invoice_id == invoice_id, m.Payment.reference_key == reference_key
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
     async def add_payment(
         self,
         *,
@@ -589,6 +630,7 @@ class SqlStore(EnrollmentStore):
         received_on: date,
         recorded_by_id: int | None,
         idempotency_key: str,
+        reference_key: str | None = None,
     ) -> m.Payment:
         payment = m.Payment(
             invoice_id=invoice_id,
@@ -599,6 +641,7 @@ class SqlStore(EnrollmentStore):
             recorded_by_id=recorded_by_id,
             recorded_at=self._now(),
             idempotency_key=idempotency_key,
+            reference_key=reference_key,
         )
         self.session.add(payment)
         await self.session.flush()
@@ -743,8 +786,12 @@ class SqlStore(EnrollmentStore):
         invoice_id: int,
         dedupe_key: str,
         context: dict[str, Any] | None = None,
+        *,
+        held: bool = False,
     ) -> int:
-        """Email the invoice's guardians (one notice each); returns how many were queued."""
+        """Email the invoice's guardians (one notice each); returns how many were queued.
+
+        `held`: written but not sent until `release_held_notices`."""
         notices = await queue_notice(
             self.session,
             self._now(),
@@ -753,8 +800,21 @@ class SqlStore(EnrollmentStore):
             dedupe_key=dedupe_key,
             context=context or {},
             mail_domain=self.mail_domain,
+            held=held,
         )
         return len(notices)
+
+    async def family_told(self, invoice_id: int) -> bool:
+        return await notice_rows.family_told(self.session, invoice_id)
+
+    async def hold_unsent_notices(self, invoice_id: int, template: str) -> int:
+        return await notice_rows.hold_unsent(self.session, invoice_id, template)
+
+    async def release_held_notices(self, invoice_id: int) -> int:
+        return await notice_rows.release_held(self.session, self._now(), invoice_id)
+
+    async def withdraw_held_notices(self, invoice_id: int, reason: str) -> int:
+        return await notice_rows.withdraw_held(self.session, invoice_id, reason)
 
     async def activity_for(self, entity_type: str, entity_id: int) -> list[m.ActivityEntry]:
         stmt = (

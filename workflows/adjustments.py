@@ -10,6 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from workflows.errors import ConflictError, ValidationError
+from workflows.invoice_updates import UpdateReason, amount_of, notify_amount_change
 from workflows.invoices import OPEN_STATUSES, balance_of, settle_if_paid
 from workflows.money import format_cents
 from workflows.permissions import Actor
@@ -86,6 +87,7 @@ async def apply_waiver(
         adjustment = pending
         adjustment.status = AdjustmentStatus.APPLIED
     before = {"waived_cents": invoice.waived_cents, "status": invoice.status}
+    old_amount = amount_of(invoice)
     invoice.waived_cents += amount_cents
     settle_if_paid(invoice, ctx.now())
     await ctx.store.log(
@@ -101,5 +103,13 @@ async def apply_waiver(
             "amount_cents": amount_cents,
         },
         comment=text,
+    )
+    await notify_amount_change(
+        ctx,
+        invoice,
+        old_cents=old_amount,
+        reason=UpdateReason.WAIVER,
+        cause=f"waiver:{adjustment.id}",
+        note=text,
     )
     return adjustment

@@ -39,3 +39,8 @@ class OverpaymentError(DomainError):
 
 class ConflictError(DomainError):
     """Someone else changed the same thing first, or the action was already done."""
+
+
+class DuplicateReference(ConflictError):
+    """The invoice already has a payment under this external reference (check number, portal
+    transaction, Stripe payment): the same money arriving a second way."""

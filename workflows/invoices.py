@@ -10,6 +10,7 @@ from typing import Any
 
 from workflows.errors import ConflictError, NotFound, PermissionDenied, ValidationError
 from workflows.insurance import ClaimDecision, CoverageContext, decide_claim
+from workflows.invoice_updates import UpdateReason, amount_of, hold_key, notify_amount_change
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, FeeItemRecord, InvoiceLineSpec, InvoiceRecord
 
@@ -74,6 +75,7 @@ class NoticeTemplate(StrEnum):
     REFUND_RECEIPT = "refund_receipt"
     FAMILY_LINK = "family_link"  # a fresh link to the family's invoice page, on request
     INSTALLMENT_MISSED = "installment_missed"
+    INVOICE_UPDATED = "invoice_updated"  # the amount of an invoice the family knew changed
 
 
 OPEN_STATUSES = frozenset(
@@ -357,6 +359,9 @@ async def create_invoice_for_incident(
     lines = build_lines(await store.fee_items(cmd.fee_item_ids), cmd.fee_item_ids, cmd.custom_lines)
     subtotal = sum(line.amount_cents for line in lines)
 
+    # A waiting override request is locked before the enrollment, in the order its decision
+    # locks them: a decision and this invoice then happen one after the other.
+    waiting = await store.pending_override_for(incident.id, lock=True)
     # Locking the enrollment serialises claim counting, so two invoices at once can't both
     # take the last claim.
     coverage = await store.coverage_on(incident.student_id, incident.occurred_on, lock=True)
@@ -410,12 +415,29 @@ async def create_invoice_for_incident(
         approved = await store.approved_override_for(incident.id)
         if approved is not None:
             approved.invoice_id = invoice.id
+    pending = None
+    if decision.cap_reached and not decision.override_applied:
+        # An override asked for before this invoice is about this invoice: its decision
+        # re-prices it, and the family's first email waits for that decision.
+        if waiting is not None and waiting.invoice_id is None:
+            pending = waiting
+            pending.invoice_id = invoice.id
+            invoice.notice_hold = hold_key(pending.id)
+            # The approvers' message said "No invoice yet": redrawn, it names this invoice.
+            await store.enqueue(
+                "slack.override_requested",
+                f"override-invoiced:{pending.id}",
+                {"request_id": pending.id},
+            )
+    created_state = _money_state(invoice) | {"lines": len(lines), "due_date": due.isoformat()}
+    if pending is not None:
+        created_state |= {"override_pending": pending.id}
     await store.log(
         actor,
         "invoice",
         invoice.id,
         "created",
-        after=_money_state(invoice) | {"lines": len(lines), "due_date": due.isoformat()},
+        after=created_state,
         comment="; ".join(decision.audit_lines) or None,
     )
     if decision.override_applied:
@@ -429,7 +451,10 @@ async def create_invoice_for_incident(
     notices: tuple[str, ...] = ()
     if not settled:
         await store.queue_notice(
-            NoticeTemplate.INVOICE_ISSUED, invoice.id, f"invoice-issued:{invoice.id}"
+            NoticeTemplate.INVOICE_ISSUED,
+            invoice.id,
+            f"invoice-issued:{invoice.id}",
+            held=invoice.notice_hold is not None,
         )
         notices = (NoticeTemplate.INVOICE_ISSUED,)
     return CreatedInvoice(invoice, decision=decision, notices=notices)
@@ -451,6 +476,9 @@ class InvoicePreview:
     override_offered: bool
     # An approved override request for this incident will be applied by itself.
     approved_override_by: str | None = None
+    # An override request for this incident is waiting: the invoice becomes its invoice, and the
+    # family's first email waits for the decision.
+    override_pending: bool = False
 
 
 async def preview_invoice(ctx: Context, actor: Actor, cmd: CreateInvoice) -> InvoicePreview:
@@ -491,6 +519,7 @@ async def preview_invoice(ctx: Context, actor: Actor, cmd: CreateInvoice) -> Inv
             approver = await _staff_actor(ctx, approved.decided_by_id)
             approved_by = "an approver" if approver is None else approver.name
     override = approved_by is not None or (offered and cmd.apply_override)
+    pending = at_cap and allowed and await store.pending_override_for(incident.id) is not None
     return InvoicePreview(
         lines=tuple(lines),
         subtotal_cents=subtotal,
@@ -502,6 +531,7 @@ async def preview_invoice(ctx: Context, actor: Actor, cmd: CreateInvoice) -> Inv
         can_set_automation=actor.can(Permission.MANAGE_INVOICE_AUTOMATION),
         override_offered=offered,
         approved_override_by=approved_by,
+        override_pending=pending and not override,
     )
 
 
@@ -550,8 +580,10 @@ async def cancel_invoice(
     if not reason.strip():
         raise ValidationError("Say why the invoice is cancelled.", field="reason")
     before = _money_state(invoice)
+    old_amount = amount_of(invoice)
+    cancelled_at = ctx.now()
     invoice.status = InvoiceStatus.CANCELLED
-    invoice.cancelled_at = ctx.now()
+    invoice.cancelled_at = cancelled_at
     invoice.auto_cancelled = auto
     await ctx.store.log(
         actor,
@@ -561,6 +593,16 @@ async def cancel_invoice(
         before=before,
         after=_money_state(invoice),
         comment=reason.strip(),
+    )
+    # A held first email stays held: the decision withdraws it (the invoice is cancelled) or,
+    # restored by then, sends it.
+    await notify_amount_change(
+        ctx,
+        invoice,
+        old_cents=old_amount,
+        reason=UpdateReason.CANCELLED,
+        cause=f"cancelled:{cancelled_at.isoformat()}",
+        note=reason.strip(),
     )
     return invoice
 
@@ -593,6 +635,13 @@ async def restore_invoice(ctx: Context, actor: Actor, invoice_id: int) -> Invoic
     invoice.auto_cancelled = False
     await store.log(
         actor, "invoice", invoice.id, "restored", before=before, after=_money_state(invoice)
+    )
+    await notify_amount_change(
+        ctx,
+        invoice,
+        old_cents=0,
+        reason=UpdateReason.RESTORED,
+        cause=f"restored:{ctx.now().isoformat()}",
     )
     return invoice
 

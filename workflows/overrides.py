@@ -7,6 +7,14 @@ from enum import StrEnum
 
 from workflows.errors import ConflictError, NotFound, ValidationError
 from workflows.insurance import CoverageContext, decide_claim
+from workflows.invoice_updates import (
+    INVOICE_ISSUED,
+    UpdateReason,
+    amount_of,
+    hold_key,
+    notify_amount_change,
+    release_after_decision,
+)
 from workflows.invoices import (
     InvoiceStatus,
     check_override_gates,
@@ -72,6 +80,8 @@ async def request_cap_override(
         "requested",
         after={"incident_id": incident_id, "invoice_id": invoice_id},
     )
+    if invoice_id is not None:
+        await _hold_first_notice(ctx, invoice_id, request.id)
     await store.enqueue(
         "slack.override_requested", f"override-requested:{request.id}", {"request_id": request.id}
     )
@@ -111,8 +121,34 @@ async def decide_cap_override(
         before={"status": "pending"},
         after={"status": wanted.value},
     )
+    about = (
+        None
+        if request.invoice_id is None
+        else await store.get_invoice(request.invoice_id, lock=True)
+    )
+    old_amount = None if about is None else amount_of(about)
     if approve and request.invoice_id is not None and coverage is not None:
-        invoice = await _reprice_with_override(ctx, actor, request.invoice_id, coverage)
+        invoice = await _reprice_with_override(ctx, actor, request.invoice_id, coverage, request.id)
+    if about is not None and not approve:
+        await store.log(
+            actor,
+            "invoice",
+            about.id,
+            "claim_cap_override_denied",
+            after={"total_cents": about.total_cents, "request_id": request.id},
+        )
+    if about is not None and old_amount is not None:
+        # Held: the first email goes out now, with the amount that stands. Already told: one
+        # "your invoice was updated" email, when the amount changed.
+        if not await release_after_decision(ctx, about, hold_key(request.id)) and approve:
+            await notify_amount_change(
+                ctx,
+                about,
+                old_cents=old_amount,
+                reason=UpdateReason.OVERRIDE_APPROVED,
+                cause=f"override:{request.id}",
+                by=actor.name,
+            )
     await store.enqueue(
         f"slack.override_{wanted.value}",
         f"override-decided:{request.id}",
@@ -122,7 +158,7 @@ async def decide_cap_override(
 
 
 async def _reprice_with_override(
-    ctx: Context, actor: Actor, invoice_id: int, coverage: CoverageContext
+    ctx: Context, actor: Actor, invoice_id: int, coverage: CoverageContext, request_id: int
 ) -> InvoiceRecord | None:
     store = ctx.store
     invoice = await store.get_invoice(invoice_id, lock=True)
@@ -136,7 +172,11 @@ async def _reprice_with_override(
             f"Invoice {invoice.number} already has more paid than it would owe with insurance; "
             "record a refund first."
         )
-    before = {"insurance_cents": invoice.insurance_cents, "status": invoice.status}
+    before = {
+        "insurance_cents": invoice.insurance_cents,
+        "total_cents": invoice.total_cents,
+        "status": invoice.status,
+    }
     invoice.insurance_cents = decision.split.policy_cents
     invoice.total_cents = new_total
     invoice.claim_enrollment_id = coverage.enrollment_id
@@ -152,6 +192,21 @@ async def _reprice_with_override(
         invoice.id,
         "claim_cap_override_applied",
         before=before,
-        after={"insurance_cents": invoice.insurance_cents, "status": invoice.status},
+        after={
+            "insurance_cents": invoice.insurance_cents,
+            "total_cents": invoice.total_cents,
+            "status": invoice.status,
+            "request_id": request_id,
+        },
     )
     return invoice
+
+
+async def _hold_first_notice(ctx: Context, invoice_id: int, request_id: int) -> None:
+    """An override asked for on an invoice whose first email hasn't gone out yet: hold that
+    email until the decision, so the family is told the amount that stands."""
+    invoice = await ctx.store.get_invoice(invoice_id, lock=True)
+    if invoice is None or invoice.notice_hold is not None:
+        return
+    if await ctx.store.hold_unsent_notices(invoice_id, INVOICE_ISSUED):
+        invoice.notice_hold = hold_key(request_id)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 
 from workflows.enrollment import on_invoice_settled
-from workflows.errors import ConflictError, NotFound, OverpaymentError, ValidationError
+from workflows.errors import (
+    ConflictError,
+    DuplicateReference,
+    NotFound,
+    OverpaymentError,
+    ValidationError,
+)
 from workflows.invoices import InvoiceStatus, NoticeTemplate, balance_of, settle_if_paid
 from workflows.money import format_cents
 from workflows.permissions import Actor, Permission, require
@@ -38,6 +45,33 @@ class RecordedPayment:
     payment: PaymentRecord
     invoice: InvoiceRecord
     created: bool
+
+
+_NOT_ALNUM = re.compile(r"[^0-9a-z]")
+_CHECK_WORDS = re.compile(r"^(?:cheque|check|chk|ck|no|nr|num|number)+")
+
+
+def reference_key(reference: str | None) -> str | None:
+    """What identifies an external reference, however it was typed: "Check #01043", "ck 1043"
+    and "1043" are one check; "RT-1001" and "rt 1001" one portal transaction. None without one.
+    """
+    text = _NOT_ALNUM.sub("", (reference or "").casefold())
+    if not text:
+        return None
+    bare = _CHECK_WORDS.sub("", text)
+    if bare.isdigit():
+        return bare.lstrip("0") or "0"
+    return text
+
+
+def duplicate_reference_message(
+    invoice: InvoiceRecord, earlier: PaymentRecord, reference: str
+) -> str:
+    return (
+        f'"{reference}" is already recorded on invoice {invoice.number} '
+        f"({format_cents(earlier.amount_cents)} by {earlier.method}, received "
+        f"{earlier.received_on.isoformat()}); the same payment is recorded only once."
+    )
 
 
 def remaining_balance(invoice: InvoiceRecord) -> int:
@@ -86,6 +120,16 @@ async def record_payment(ctx: Context, actor: Actor, cmd: RecordPayment) -> Reco
     if received_on > ctx.today():
         raise ValidationError("A payment can't be received in the future.", field="received_on")
 
+    # The same check (or portal or Stripe payment) may arrive another way: by Slack, in a
+    # portal file, in a parent's reply. Under the invoice lock, so of two at once one sees it.
+    ref_key = reference_key(reference)
+    if ref_key is not None:
+        earlier = await store.find_payment_by_reference(invoice.id, ref_key)
+        if earlier is not None:
+            raise DuplicateReference(
+                duplicate_reference_message(invoice, earlier, reference or ""), field="reference"
+            )
+
     check_payment(invoice, cmd.amount_cents)
 
     before = {"paid_cents": invoice.paid_cents, "status": invoice.status}
@@ -97,6 +141,7 @@ async def record_payment(ctx: Context, actor: Actor, cmd: RecordPayment) -> Reco
         received_on=received_on,
         recorded_by_id=actor.staff_id,
         idempotency_key=key,
+        reference_key=ref_key,
     )
     invoice.paid_cents += cmd.amount_cents
     settle_if_paid(invoice, ctx.now())

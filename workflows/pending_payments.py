@@ -4,19 +4,28 @@ Nothing a parent writes moves money by itself: a reported payment becomes a pend
 and only someone with Record Payments turns it into a payment (through `record_payment`, with
 the idempotency key `pending-payment:<id>`, so a repeated click can never record it twice).
 The first decision wins; every decision is in the activity log.
+
+A payment reported against several invoices (a reply to a digest, or one naming invoices) is
+split by `workflows.reply_split`; each invoice's part is recorded as its own payment (the first
+invoice's with `pending-payment:<id>`, the others' with `pending-payment:<id>:<invoice id>`).
+Staff may change the split (`edit_split`) or take the full balance (`use_full_balance`) before
+confirming. Receipts for payments confirmed from a reply answer the family's email.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from workflows.errors import ConflictError, NotFound, ValidationError
+from workflows.invoices import OPEN_STATUSES
 from workflows.payments import PaymentMethod, RecordPayment, record_payment
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, InvoiceRecord, PaymentRecord
+from workflows.reply_split import OpenInvoice, Part, check_edited_split, full_balance_split
 
 
 class PendingStatus(StrEnum):
@@ -37,12 +46,40 @@ class PendingPaymentRecord(Protocol):
     decided_by_id: int | None
     decided_at: datetime | None
     payment_id: int | None
+    amount_given: bool
+    reply_thread: dict[str, Any] | None
+
+
+class PendingPartRecord(Protocol):
+    invoice_id: int
+    position: int
+    amount_cents: int
+    payment_id: int | None
+
+
+class InvoiceBalance(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def number(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def balance_cents(self) -> int: ...
+    @property
+    def due_date(self) -> date | None: ...
 
 
 class PendingPayments(Protocol):
     async def get_pending_payment(
         self, pending_id: int, *, lock: bool = False
     ) -> PendingPaymentRecord | None: ...
+
+    async def pending_parts(self, pending_id: int) -> Sequence[PendingPartRecord]: ...
+
+    async def invoice_refs(self, invoice_ids: Sequence[int]) -> Mapping[int, InvoiceBalance]: ...
+
+    async def thread_notices(self, dedupe_key: str, thread: dict[str, Any] | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -53,8 +90,16 @@ class PendingDecision:
     changed: bool  # False: this decision had already been made (a repeated click)
 
 
-def idempotency_key(pending_id: int) -> str:
-    return f"pending-payment:{pending_id}"
+def idempotency_key(pending_id: int, invoice_id: int | None = None) -> str:
+    """The key of a reported payment's payment (of its part on `invoice_id`, when that isn't
+    the pending payment's own invoice)."""
+    base = f"pending-payment:{pending_id}"
+    return base if invoice_id is None else f"{base}:{invoice_id}"
+
+
+def receipt_key(payment_id: int) -> str:
+    """The dedupe key `record_payment` queues a payment's receipt under."""
+    return f"payment-receipt:{payment_id}"
 
 
 def payment_method(method: str | None) -> PaymentMethod | None:
@@ -112,39 +157,147 @@ async def confirm_pending_payment(
     ref = (reference if reference is not None else pending.reference) or None
     today = ctx.today()
     received_on = pending.paid_on if pending.paid_on and pending.paid_on <= today else today
-    recorded = await record_payment(
-        ctx,
-        actor,
-        RecordPayment(
-            invoice_id=pending.invoice_id,
-            amount_cents=pending.amount_cents,
-            method=chosen,
-            idempotency_key=idempotency_key(pending.id),
-            reference=ref,
-            received_on=received_on,
-        ),
+    parts = list(await pendings.pending_parts(pending.id))
+    shares: list[tuple[PendingPartRecord | None, int, int]] = (
+        [(p, p.invoice_id, p.amount_cents) for p in parts if p.amount_cents > 0]
+        if parts
+        else [(None, pending.invoice_id, pending.amount_cents)]
     )
+    if not shares or not pending.amount_given:
+        raise ValidationError(
+            "The family didn't say how much they paid: enter the amount received first "
+            "(Enter amount).",
+            field="amount",
+        )
+    first: tuple[PaymentRecord, InvoiceRecord] | None = None
+    recorded_parts: list[dict[str, int]] = []
+    for part, invoice_id, amount in shares:
+        recorded = await record_payment(
+            ctx,
+            actor,
+            RecordPayment(
+                invoice_id=invoice_id,
+                amount_cents=amount,
+                method=chosen,
+                idempotency_key=idempotency_key(
+                    pending.id, None if invoice_id == pending.invoice_id else invoice_id
+                ),
+                reference=ref,
+                received_on=received_on,
+            ),
+        )
+        if part is not None:
+            part.payment_id = recorded.payment.id
+        # The receipt answers the family's email, as the acknowledgement did.
+        await pendings.thread_notices(receipt_key(recorded.payment.id), pending.reply_thread)
+        first = first or (recorded.payment, recorded.invoice)
+        recorded_parts.append(
+            {"invoice_id": invoice_id, "amount_cents": amount, "payment_id": recorded.payment.id}
+        )
+    assert first is not None
     before = {"status": pending.status}
     pending.status = PendingStatus.CONFIRMED.value
     pending.decided_by_id = actor.staff_id
     pending.decided_at = ctx.now()
-    pending.payment_id = recorded.payment.id
+    pending.payment_id = first[0].id
     pending.method = chosen.value
     pending.reference = ref
+    after: dict[str, Any] = {
+        "status": pending.status,
+        "payment_id": first[0].id,
+        "invoice_id": pending.invoice_id,
+        "amount_cents": sum(p["amount_cents"] for p in recorded_parts),
+    }
+    if len(recorded_parts) > 1 or parts:
+        after["parts"] = recorded_parts
+    await ctx.store.log(
+        actor, "pending_payment", pending.id, PendingStatus.CONFIRMED.value,
+        before=before, after=after,
+    )  # fmt: skip
+    return PendingDecision(pending, first[0], first[1], changed=True)
+
+
+async def _open_pending(
+    pendings: PendingPayments, actor: Actor, pending_id: int
+) -> tuple[PendingPaymentRecord, list[PendingPartRecord], list[OpenInvoice]]:
+    """A reported payment still waiting, its parts, and their invoices as they are now."""
+    require(actor, Permission.RECORD_PAYMENTS)
+    pending = await pendings.get_pending_payment(pending_id, lock=True)
+    if pending is None:
+        raise NotFound("That reported payment doesn't exist.")
+    if pending.status != PendingStatus.PENDING:
+        word = "confirmed" if pending.status == PendingStatus.CONFIRMED else "marked not received"
+        raise ConflictError(f"This reported payment was already {word}; its split can't change.")
+    parts = list(await pendings.pending_parts(pending.id))
+    if not parts:
+        raise ConflictError("This reported payment has no split to change.")
+    refs = await pendings.invoice_refs([p.invoice_id for p in parts])
+    # A closed invoice (paid, cancelled) takes nothing more, whatever its columns say.
+    invoices = [
+        OpenInvoice(r.id, r.number, r.balance_cents if r.status in OPEN_STATUSES else 0, r.due_date)
+        for r in (refs.get(p.invoice_id) for p in parts)
+        if r is not None
+    ]
+    return pending, parts, invoices
+
+
+async def _set_split(
+    ctx: Context,
+    actor: Actor,
+    pending: PendingPaymentRecord,
+    parts: Sequence[PendingPartRecord],
+    total_cents: int,
+    split: Sequence[Part],
+    how: str,
+) -> None:
+    before = {
+        "amount_cents": pending.amount_cents,
+        "parts": {str(p.invoice_id): p.amount_cents for p in parts},
+    }
+    wanted = {p.invoice_id: p.amount_cents for p in split}
+    for part in parts:
+        part.amount_cents = wanted.get(part.invoice_id, 0)
+    pending.amount_cents = total_cents
+    pending.amount_given = True
     await ctx.store.log(
         actor,
         "pending_payment",
         pending.id,
-        PendingStatus.CONFIRMED.value,
+        "split_changed",
         before=before,
-        after={
-            "status": pending.status,
-            "payment_id": recorded.payment.id,
-            "invoice_id": pending.invoice_id,
-            "amount_cents": pending.amount_cents,
-        },
+        after={"amount_cents": total_cents, "parts": {str(k): v for k, v in wanted.items()}},
+        comment=how,
     )
-    return PendingDecision(pending, recorded.payment, recorded.invoice, changed=True)
+
+
+async def edit_split(
+    ctx: Context,
+    pendings: PendingPayments,
+    actor: Actor,
+    pending_id: int,
+    *,
+    total: str,
+    amounts: Mapping[int, str],
+) -> PendingPaymentRecord:
+    """Staff's own split of a reported payment (what they typed, checked by
+    `reply_split.check_edited_split`); nothing is recorded until it is confirmed."""
+    pending, parts, invoices = await _open_pending(pendings, actor, pending_id)
+    total_cents, split = check_edited_split(total, amounts, invoices)
+    await _set_split(ctx, actor, pending, parts, total_cents, split, "edited")
+    return pending
+
+
+async def use_full_balance(
+    ctx: Context, pendings: PendingPayments, actor: Actor, pending_id: int
+) -> PendingPaymentRecord:
+    """Split the payment as every invoice's full balance now: "I paid it online" with no
+    amount on one invoice, or an amount above what is owed ("confirm the amount owed")."""
+    pending, parts, invoices = await _open_pending(pendings, actor, pending_id)
+    split = full_balance_split(invoices)
+    if split.allocated_cents <= 0:
+        raise ConflictError("Nothing is owed on these invoices any more.")
+    await _set_split(ctx, actor, pending, parts, split.allocated_cents, split.parts, "balance")
+    return pending
 
 
 async def reject_pending_payment(

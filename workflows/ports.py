@@ -92,6 +92,7 @@ class InvoiceRecord(Protocol):
     cancelled_at: datetime | None
     automation_epoch: int
     final_notice_on: date | None
+    notice_hold: str | None
 
 
 class PaymentRecord(Protocol):
@@ -307,7 +308,9 @@ class Store(Protocol):
     async def get_override_request(
         self, request_id: int, *, lock: bool = False
     ) -> OverrideRequestRecord | None: ...
-    async def pending_override_for(self, incident_id: int) -> OverrideRequestRecord | None: ...
+    async def pending_override_for(
+        self, incident_id: int, *, lock: bool = False
+    ) -> OverrideRequestRecord | None: ...
     async def approved_override_for(self, incident_id: int) -> OverrideRequestRecord | None: ...
 
     # invoices and payments
@@ -343,6 +346,9 @@ class Store(Protocol):
         premium_enrollment_id: int | None = None,
     ) -> InvoiceRecord: ...
     async def find_payment_by_key(self, key: str) -> PaymentRecord | None: ...
+    async def find_payment_by_reference(
+        self, invoice_id: int, reference_key: str
+    ) -> PaymentRecord | None: ...
     async def get_payment(self, payment_id: int, *, lock: bool = False) -> PaymentRecord | None: ...
     async def add_adjustment(
         self,
@@ -372,6 +378,7 @@ class Store(Protocol):
         received_on: date,
         recorded_by_id: int | None,
         idempotency_key: str,
+        reference_key: str | None = None,
     ) -> PaymentRecord: ...
 
     # audit and outbox
@@ -395,7 +402,14 @@ class Store(Protocol):
         invoice_id: int,
         dedupe_key: str,
         context: dict[str, Any] | None = None,
+        *,
+        held: bool = False,
     ) -> int: ...
+    # Held notices (workflows.invoice_updates): written but not sent until released.
+    async def family_told(self, invoice_id: int) -> bool: ...
+    async def hold_unsent_notices(self, invoice_id: int, template: str) -> int: ...
+    async def release_held_notices(self, invoice_id: int) -> int: ...
+    async def withdraw_held_notices(self, invoice_id: int, reason: str) -> int: ...
     async def flush(self) -> None: ...
 
     # billing pauses

@@ -12,6 +12,7 @@ from typing import Any
 
 from workflows.adjustments import AdjustmentKind, AdjustmentStatus, clean_reason
 from workflows.errors import ConflictError, NotFound, ValidationError
+from workflows.invoice_updates import UpdateReason, amount_of, notify_amount_change
 from workflows.invoices import NoticeTemplate, balance_of
 from workflows.money import format_cents
 from workflows.permissions import Actor, Permission, require
@@ -117,6 +118,7 @@ async def refund_payment(ctx: Context, actor: Actor, cmd: RefundPayment) -> Issu
         idempotency_key=key,
     )
     before = {"refunded_cents": invoice.refunded_cents, "status": invoice.status}
+    old_amount = amount_of(invoice)
     invoice.refunded_cents += cmd.amount_cents
     await store.log(
         actor,
@@ -140,5 +142,13 @@ async def refund_payment(ctx: Context, actor: Actor, cmd: RefundPayment) -> Issu
         invoice.id,
         f"refund-receipt:{adjustment.id}",
         receipt_context(adjustment, payment, invoice),
+    )
+    await notify_amount_change(
+        ctx,
+        invoice,
+        old_cents=old_amount,
+        reason=UpdateReason.REFUND,
+        cause=f"refund:{adjustment.id}",
+        note=reason,
     )
     return IssuedRefund(adjustment, invoice, payment, created=True)

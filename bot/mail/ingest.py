@@ -10,8 +10,15 @@ the incident, the Slack post — is written with them or not at all.
 
 Routing, in order: a signed token in a recipient address (an altered or invented one is
 "forged" and held); In-Reply-To/References matching a notice we sent; an invoice number in the
-subject. A sender who isn't a guardian of the invoice's student is "flagged": shown to staff as
-unverified, never trusted with a pending payment or photos.
+subject; an invoice number in the text, from a guardian of its student. A sender who isn't a
+guardian of the invoice's student is "flagged": shown to staff as unverified, never trusted
+with a pending payment or photos.
+
+A guardian's reply that names invoices of their family (in its text, else its subject) is filed
+under the first one named, whichever of the family's emails it answers; a number of another
+family's invoice is ignored. A reported payment is split over the invoices the reply is about
+(workflows.reply_split), and the acknowledgement answers the parent's email (In-Reply-To,
+References).
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from bot.mail.parse import Attachment, ParsedMail, parse_message
@@ -45,7 +52,7 @@ from storage.inbox import (
     RouteFacts,
     redact_address,
 )
-from storage.notices import queue_guardian_notice
+from storage.notices import THREAD_KEY, queue_guardian_notice, reply_thread
 from storage.store import SqlStore, StoreFactory
 from workflows.clock import Clock, local_date
 from workflows.errors import ValidationError
@@ -54,7 +61,8 @@ from workflows.invoices import OPEN_STATUSES, NoticeTemplate
 from workflows.pending_payments import payment_method
 from workflows.permissions import Actor
 from workflows.ports import Context
-from workflows.replies import Intent, ReadIntent, read_intent
+from workflows.replies import Intent, ReadIntent, invoice_numbers_in, read_intent
+from workflows.reply_split import OpenInvoice, Split, split_payment
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -78,6 +86,7 @@ class Route(StrEnum):
     TOKEN = "token"
     THREAD = "thread"
     SUBJECT = "subject"
+    BODY = "body"  # an invoice of the sender's family named in the text (never a stranger's)
     NONE = "none"
     FORGED = "forged"
 
@@ -120,6 +129,7 @@ class _Candidates:
     forged: bool = False  # a recipient carries a token shaped like ours that we didn't sign
     thread: tuple[str, ...] = ()  # In-Reply-To, then References from the newest
     numbers: tuple[str, ...] = ()  # invoice numbers in the subject
+    body_numbers: tuple[str, ...] = ()  # invoice numbers in the new text of a reply
 
 
 @dataclass(frozen=True)
@@ -396,7 +406,7 @@ class Ingestor:
             notice_ids=(t.notice_id for c in candidates for t in c.tokens),
             invoice_ids=(t.invoice_id for c in candidates for t in c.tokens),
             message_ids=(i for c in candidates for i in c.thread),
-            numbers=(n for c in candidates for n in c.numbers),
+            numbers=(n for c in candidates for n in (*c.numbers, *c.body_numbers)),
             senders=(p.parsed.from_address for _, p, _ in fresh if p.parsed.kind != "bounce"),
         )
         drafts: list[_Draft] = []
@@ -405,8 +415,10 @@ class Ingestor:
             if prepared.parsed.kind == "bounce":
                 draft.bounce = await self._bounce(inbox, draft.row, prepared.parsed)
             else:
-                draft.routing = _route(candidate, prepared.parsed.from_address, facts)
-                draft.read = self._file(draft.row, prepared.parsed, draft.routing, facts)
+                routing = _route(candidate, prepared.parsed.from_address, facts)
+                draft.read = self._file(draft.row, prepared.parsed, routing, facts, prefix)
+                draft.named = _named_invoices(candidate, draft.read, prefix, facts, prepared)
+                draft.routing = _refile(draft.row, routing, draft.named)
             drafts.append(draft)
         return facts, drafts
 
@@ -448,10 +460,16 @@ class Ingestor:
             forged=forged,
             thread=tuple(i for i in thread if i),
             numbers=tuple(invoice_numbers(parsed.subject, prefix)),
+            body_numbers=tuple(body_invoice_numbers(_reply_body(parsed), prefix)),
         )
 
     def _file(
-        self, row: m.InboundMessage, parsed: ParsedMail, routing: Routing, facts: RouteFacts
+        self,
+        row: m.InboundMessage,
+        parsed: ParsedMail,
+        routing: Routing,
+        facts: RouteFacts,
+        prefix: str,
     ) -> ReadIntent | None:
         """The row's routing, sender and status; what the reply says (None for auto-replies)."""
         row.route = routing.route.value
@@ -470,7 +488,9 @@ class Ingestor:
             row.status = Status.HELD.value
         else:
             row.status = (Status.ROUTED if row.sender_trusted else Status.FLAGGED).value
-        read = read_intent(row.body_text, today=local_date(self.clock.now(), self.tz))
+        read = read_intent(
+            row.body_text, today=local_date(self.clock.now(), self.tz), invoice_prefix=prefix
+        )
         row.intent = read.intent.value
         return read
 
@@ -504,16 +524,20 @@ class Ingestor:
         invoice = routing.invoice
         notes = list(photos.notes)
         notice = None if routing.notice_id is None else facts.notices.get(routing.notice_id)
-        covered = [] if notice is None else await inbox.digest_invoice_numbers(notice)
+        members = [] if notice is None else await inbox.digest_invoices(notice)
+        covered = [i.number for i in members]
         if len(covered) > 1 and invoice is not None:
             notes.append(
                 f"A reply to one email about {len(covered)} invoices ({', '.join(covered)}); "
                 f"filed under {invoice.number}."
             )
         if read.intent == Intent.NEW_LINK:
-            notes.append(await self._send_new_link(store, inbox, row))
+            notes.append(await self._send_new_link(store, inbox, row, parsed))
         if row.status == Status.ROUTED and invoice is not None:
-            draft.pending = self._pending_payment(inbox, row, invoice, read, notes)
+            scope = _reply_scope(invoice, draft, members, facts)
+            draft.pending, draft.parts = self._pending_payment(
+                inbox, row, scope, draft, read, notes
+            )
             draft.photos = await self._attach_photos(store, inbox, invoice, row, photos)
             if photos.checked and invoice.incident_id is None:
                 notes.append("The invoice has no incident, so the photos stay in the email.")
@@ -536,7 +560,9 @@ class Ingestor:
             )
         )
 
-    async def _send_new_link(self, store: SqlStore, inbox: Inbox, row: m.InboundMessage) -> str:
+    async def _send_new_link(
+        self, store: SqlStore, inbox: Inbox, row: m.InboundMessage, parsed: ParsedMail
+    ) -> str:
         """A fresh family-page link for a guardian who asks for one; the note staff see.
 
         Only a verified sender (one of the invoice's student's guardians) gets one. The key
@@ -558,7 +584,7 @@ class Ingestor:
             guardian=guardian,
             template=NoticeTemplate.FAMILY_LINK,
             dedupe_key=f"family-link:mail:{digest}",
-            context={"inbound_message_id": row.id},
+            context={"inbound_message_id": row.id, THREAD_KEY: _thread_of(row, parsed)},
             mail_domain=store.mail_domain,
         )
         if notice is None:
@@ -576,51 +602,75 @@ class Ingestor:
     def _pending_payment(
         inbox: Inbox,
         row: m.InboundMessage,
-        invoice: InvoiceRef,
+        scope: Sequence[InvoiceRef],
+        draft: _Draft,
         read: ReadIntent,
         notes: list[str],
-    ) -> m.PendingPayment | None:
-        """A payment the family reports, to wait for staff (`_record_payments` writes it)."""
+    ) -> tuple[m.PendingPayment | None, Split | None]:
+        """A payment the family reports, split over the invoices the reply is about
+        (workflows.reply_split), to wait for staff (`_record_payments` writes it). A report
+        without an amount ("I paid it online") waits too: staff enter the amount."""
         reported = read.payment
-        if read.intent != Intent.PAYMENT or reported is None or not reported.amount_cents:
-            return None
-        if reported.amount_cents <= 0:
-            return None
-        if invoice.status not in OPEN_STATUSES or invoice.balance_cents <= 0:
+        if read.intent != Intent.PAYMENT or reported is None:
+            return None, None
+        if reported.amount_cents is not None and reported.amount_cents <= 0:
+            return None, None
+        open_ = [i for i in scope if i.status in OPEN_STATUSES and i.balance_cents > 0]
+        if not open_:
+            invoice = scope[0]
             notes.append(
                 f"A payment was reported, but invoice {invoice.number} is {invoice.status}: "
                 "nothing is waiting for confirmation."
             )
-            return None
+            return None, None
+        split = split_payment(
+            reported.amount_cents,
+            [OpenInvoice(i.id, i.number, i.balance_cents, i.due_date) for i in open_],
+            draft.named_numbers,
+        )
+        given = [p for p in split.parts if p.amount_cents > 0]
+        first = given[0] if given else split.parts[0]
         method = payment_method(reported.method)
-        return inbox.new_pending_payment(
-            invoice_id=invoice.id,
+        thread = _thread_of(row, draft.prepared.parsed)
+        pending = inbox.new_pending_payment(
+            invoice_id=first.invoice_id,
             inbound_message_id=row.id,
-            amount_cents=reported.amount_cents,
+            amount_cents=split.owed_cents
+            if reported.amount_cents is None
+            else reported.amount_cents,
             method="" if method is None else method.value,
             reference=reported.check_number,
             paid_on=reported.paid_on,
+            amount_given=reported.amount_cents is not None,
+            reply_thread=thread,
         )
+        return pending, split
 
     @staticmethod
     async def _record_payments(inbox: Inbox, drafts: Sequence[_Draft]) -> None:
-        """The batch's reported payments, each waiting for staff; the families hear we got
-        their reports."""
-        reports = [(d.pending, d.routing.invoice) for d in drafts if d.pending is not None]
-        await inbox.add_pending_payments([pending for pending, _ in reports])
-        await inbox.queue_new_notices(
-            [
+        """The batch's reported payments, each waiting for staff with its split; the families
+        hear we got their reports, in reply to their email."""
+        reports = [d for d in drafts if d.pending is not None and d.parts is not None]
+        await inbox.add_pending_payments([d.pending for d in reports if d.pending is not None])
+        await inbox.add_pending_parts(
+            [(d.pending.id, d.parts.parts) for d in reports if d.pending and d.parts]
+        )
+        notices: list[NewNotice] = []
+        for draft in reports:
+            pending, split, invoice = draft.pending, draft.parts, draft.routing.invoice
+            if pending is None or split is None or invoice is None:
+                continue
+            numbers = {i.id: i for i in draft.scope}
+            notices.append(
                 NewNotice(
                     template=NoticeTemplate.PENDING_PAYMENT_ACK,
                     invoice_id=pending.invoice_id,
-                    student_id=invoice.student_id,
+                    student_id=numbers[pending.invoice_id].student_id,
                     dedupe_key=f"pending-ack:{pending.id}",
-                    context={"pending_payment_id": pending.id},
+                    context=ack_context(pending, split, numbers),
                 )
-                for pending, invoice in reports
-                if invoice is not None
-            ]
-        )
+            )
+        await inbox.queue_new_notices(notices)
 
     async def _attach_photos(
         self,
@@ -727,7 +777,14 @@ class _Draft:
     read: ReadIntent | None = None  # what a reply says (None for auto-replies and bounces)
     bounce: _Bounce | None = None
     pending: m.PendingPayment | None = None  # a payment it reports, waiting for staff
+    parts: Split | None = None  # how that payment is split over its invoices
+    named: tuple[InvoiceRef, ...] = ()  # the family's invoices the message names, in order
+    scope: tuple[InvoiceRef, ...] = ()  # the invoices the reply is about (a reported payment's)
     photos: int = 0  # attached to the incident
+
+    @property
+    def named_numbers(self) -> tuple[str, ...]:
+        return tuple(i.number for i in self.named)
 
     def result(self) -> Ingested:
         row = self.row
@@ -765,7 +822,108 @@ def _route(candidates: _Candidates, sender: str, facts: RouteFacts) -> Routing:
         found = facts.invoice_for_reply(named.id, sender)
         if found is not None:
             return Routing(Route.SUBJECT, found[0], None, found[2])
+    # A number in the text routes only an email from a guardian of that invoice's student:
+    # anyone can type a number, and a stranger's email is held rather than filed under it.
+    for number in candidates.body_numbers:
+        in_text = facts.invoices_by_number.get(number.strip().upper())
+        if in_text is None:
+            continue
+        found = facts.invoice_for_reply(in_text.id, sender)
+        if found is not None and found[2] is not None:
+            return Routing(Route.BODY, found[0], None, found[2])
     return Routing(Route.NONE)
+
+
+def _thread_of(row: m.InboundMessage, parsed: ParsedMail) -> dict[str, Any]:
+    """What a notice answering this email needs to thread with it (In-Reply-To, References)."""
+    return reply_thread(
+        row.message_id, [i for i in map(angle, parsed.references) if i], parsed.subject
+    )
+
+
+def body_invoice_numbers(text: str, prefix: str) -> list[str]:
+    """Invoice numbers named in a reply's new text, in order (the reading rules' own rule)."""
+    return list(invoice_numbers_in(text, prefix))
+
+
+def _reply_body(parsed: ParsedMail) -> str:
+    return (parsed.reply_text or parsed.text or "")[:MAX_BODY]
+
+
+def _named_invoices(
+    candidates: _Candidates,
+    read: ReadIntent | None,
+    prefix: str,
+    facts: RouteFacts,
+    prepared: Prepared,
+) -> tuple[InvoiceRef, ...]:
+    """The sender's family's invoices the message names: in its new text (in order), then in
+    its subject. A number that isn't one of the family's invoices (another family's, or no
+    invoice at all) is left out: it is never trusted."""
+    sender = prepared.parsed.from_address
+    in_text = read.invoice_numbers if read is not None else candidates.body_numbers
+    found: list[InvoiceRef] = []
+    for number in (*in_text, *candidates.numbers):
+        invoice = facts.invoices_by_number.get(number.strip().upper())
+        if invoice is None or invoice in found:
+            continue
+        if facts.guardian_of(invoice.student_id, sender) is None:
+            continue
+        found.append(invoice)
+    return tuple(found)
+
+
+def _refile(row: m.InboundMessage, routing: Routing, named: Sequence[InvoiceRef]) -> Routing:
+    """A reply from a guardian that names one of their family's invoices is filed under it
+    (the first named), whichever of the family's emails it answers."""
+    if routing.invoice is None or routing.guardian_id is None or not named:
+        return routing
+    chosen = named[0]
+    if chosen.id == routing.invoice.id:
+        return routing
+    row.invoice_id = chosen.id
+    return Routing(routing.route, chosen, routing.notice_id, routing.guardian_id)
+
+
+def _reply_scope(
+    invoice: InvoiceRef, draft: _Draft, members: Sequence[InvoiceRef], facts: RouteFacts
+) -> tuple[InvoiceRef, ...]:
+    """The invoices a reply is about: the one it is filed under, those it names, and those of
+    the digest it answers, only the sender's family's."""
+    sender = draft.prepared.parsed.from_address
+    scope: list[InvoiceRef] = []
+    for candidate in (invoice, *draft.named, *members):
+        if any(c.id == candidate.id for c in scope):
+            continue
+        if candidate.id != invoice.id and facts.guardian_of(candidate.student_id, sender) is None:
+            continue
+        scope.append(candidate)
+    draft.scope = tuple(scope)
+    return draft.scope
+
+
+def ack_context(
+    pending: m.PendingPayment, split: Split, invoices: dict[int, InvoiceRef]
+) -> dict[str, Any]:
+    """What the acknowledgement says: each invoice's share, what was reported and owed, and
+    the family's email it answers."""
+    return {
+        "pending_payment_id": pending.id,
+        "amount_given": bool(pending.amount_given),
+        "reported_cents": split.reported_cents,
+        "owed_cents": split.owed_cents,
+        "over_cents": split.over_cents,
+        "parts": [
+            {
+                "number": invoices[p.invoice_id].number,
+                "amount_cents": p.amount_cents,
+                "balance_cents": invoices[p.invoice_id].balance_cents,
+            }
+            for p in split.parts
+            if p.invoice_id in invoices
+        ],
+        THREAD_KEY: pending.reply_thread,
+    }
 
 
 def _guardian_actor(guardian: m.Guardian) -> Actor:

@@ -500,6 +500,9 @@ _SENT_FROM = re.compile(
     r"obt[ée]n(?:er)?\s+outlook\s+para\b|descarga(?:r)?\s+outlook\s+para\b)",
     re.IGNORECASE,
 )
+# "Sent from my Verizon, Samsung Galaxy smartphone": a carrier's tagline may hold a comma; a
+# sentence that starts "Sent from work, …" does not end with the device.
+_DEVICE_TAIL = re.compile(r"\b(?:smartphone|phone|tablet|device|iphone|ipad|android)\s*$", re.I)
 _VALEDICTION = re.compile(
     r"^(?:thanks(?:\s+(?:again|so\s+much|a\s+lot))?|thank\s+you(?:\s+so\s+much)?|many\s+thanks|"
     r"best(?:\s+(?:regards|wishes))?|kind\s+regards|warm\s+regards|regards|sincerely|"
@@ -706,7 +709,11 @@ def _strip_signature(body: str) -> str:
         stripped = line.strip()
         if _SIG_SEPARATOR.match(line.rstrip()) or line == "-- ":
             return "\n".join(lines[:i])
-        if _SENT_FROM.match(stripped) and len(stripped.split()) <= 10 and "," not in stripped:
+        if (
+            _SENT_FROM.match(stripped)
+            and len(stripped.split()) <= 10
+            and ("," not in stripped or _DEVICE_TAIL.search(stripped))
+        ):
             return "\n".join(lines[:i])
     # A sign-off near the end ("Thanks,\nMaria"), never the first line of the message.
     content = [i for i, line in enumerate(lines) if line.strip()]

@@ -56,13 +56,14 @@ from storage.notice_queries import (
     load_notices,
     update_notices,
 )
-from storage.notices import NOTICE_KIND
+from storage.notices import HELD, NOTICE_KIND, thread_headers
 from workflows.clock import Clock
 
 log = logging.getLogger("devicecare.mail.sender")
 
-# A "digested" notice goes out inside its billing digest, never on its own.
-DONE_STATUSES = frozenset({"sent", "bounced", DIGESTED, WITHDRAWN})
+# A "digested" notice goes out inside its billing digest, never on its own; a "held" one waits
+# for a decision on its invoice and gets a fresh outbox row when released.
+DONE_STATUSES = frozenset({"sent", "bounced", DIGESTED, WITHDRAWN, HELD})
 POLICY = email.policy.default
 T = TypeVar("T")
 
@@ -203,12 +204,20 @@ def _headers(
     """The notice's own headers, encoded and folded for the wire (see `build_message`)."""
     notice = data.notice
     guardian_name = data.guardian.full_name if data.guardian is not None else ""
+    thread = thread_headers(notice.context)
+    subject = thread[2] if thread is not None and thread[2] else rendered.subject
     headers = [
         ("From", encode_address(from_name or data.district_name, from_address, "From")),
         ("To", encode_address(guardian_name, to_address, "To")),
-        ("Subject", encode_subject(rendered.subject)),
+        ("Subject", encode_subject(subject)),
         ("Date", format_datetime(now.astimezone(tz))),
         ("Message-ID", notice.message_id),
+        # A notice answering a family's email threads with it (storage.notices.THREAD_KEY).
+        *(
+            []
+            if thread is None
+            else [("In-Reply-To", thread[0]), ("References", _fold_ids(thread[1]))]
+        ),
         (
             "Reply-To",
             encode_address(f"{data.district_name} Billing Office", reply_to, "Reply-To"),
@@ -223,6 +232,13 @@ def _headers(
         if "\n" in value.replace("\n ", "") or "\r" in value:
             raise BadAddress(f"{name} header would span lines: {value!r}")
     return headers
+
+
+def _fold_ids(ids: str) -> str:
+    """Message-IDs, one per line after the first when they don't fit on one."""
+    if len(ids) <= 78 - len("References: "):
+        return ids
+    return "\n ".join(ids.split())
 
 
 def build_message(
@@ -337,9 +353,13 @@ def build_message_utf8(
     msg = EmailMessage(policy=POLICY)
     msg["From"] = Address(_one_line(from_name or data.district_name), addr_spec=from_address)
     msg["To"] = f"{phrase} <{to_address}>" if phrase else to_address
-    msg["Subject"] = rendered.subject
+    thread = thread_headers(data.notice.context)
+    msg["Subject"] = thread[2] if thread is not None and thread[2] else rendered.subject
     msg["Date"] = format_datetime(now.astimezone(tz))
     msg["Message-ID"] = data.notice.message_id
+    if thread is not None:
+        msg["In-Reply-To"] = thread[0]
+        msg["References"] = thread[1]
     msg["Reply-To"] = Address(f"{data.district_name} Billing Office", addr_spec=reply_to)
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"

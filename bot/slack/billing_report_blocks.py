@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from bot.slack.invoice_blocks import (
     Block,
+    audit_text,
     button,
     context_block,
     esc,
@@ -30,6 +31,7 @@ from storage.billing_reports import (
     TimelineEvent,
     status_label,
 )
+from workflows.invoice_audit import InvoiceAudit
 from workflows.invoices import MANUAL_STATUSES
 from workflows.money import format_cents
 
@@ -243,6 +245,7 @@ def build_invoice_view(
     notice: str | None = None,
     adjustments: Sequence[Block] = (),
     delivery: str | None = None,
+    audit: InvoiceAudit | None = None,
 ) -> tuple[str, list[Block]]:
     """The invoice's facts, its emails (`delivery`: sent, viewed, paid), its controls (those
     the viewer may use), its waivers and refunds (`adjustments`, with their buttons) and its
@@ -270,6 +273,8 @@ def build_invoice_view(
             f"*Reminders*\n{reminders}",
         ),
     ]
+    if audit is not None:
+        blocks.append(section("*Audit*\n" + audit_text(audit)))
     if delivery:
         blocks.append(context_block(f":email: {esc(delivery)}"))
     elements: list[Block] = []

@@ -49,6 +49,7 @@ from storage.billing_reports import (
 from storage.notice_queries import invoice_delivery_line
 from workflows.clock import local_date
 from workflows.errors import DomainError, NotFound, PermissionDenied, ValidationError
+from workflows.invoice_audit import load_invoice_audit
 from workflows.invoices import (
     InvoiceStatus,
     change_due_date,
@@ -239,6 +240,8 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             lines = await adjustment_lines(store, invoice_id)
             payments = await refundable_payments(store, invoice_id)
             delivery = await invoice_delivery_line(store.session, invoice_id, tz)
+            invoice = await store.get_invoice(invoice_id)
+            audit = None if invoice is None else await load_invoice_audit(store, invoice, tz=tz)
         inv = timeline.invoice
         # Buttons only for those who may use them; the workflows check again on submit.
         plan = await plan_blocks_for(runtime, actor, invoice_id)
@@ -259,6 +262,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             notice=notice,
             adjustments=adjustments,
             delivery=delivery,
+            audit=audit,
         )
 
     async def show_invoice(call: BillingCall) -> None:

@@ -13,9 +13,11 @@ from enum import StrEnum
 from typing import Any
 
 from bot.slack.ids import IncidentAction, IncidentRef
+from bot.slack.invoice_blocks import audit_text
 from bot.slack.metadata import Payload, pack
 from workflows.incident_status import IncidentStatus
 from workflows.insurance import CoverageBadge
+from workflows.invoice_audit import InvoiceAudit
 from workflows.offenders import INCIDENT_FLAGS, flag_label
 
 INCIDENT_COMMAND = "/incident"
@@ -24,6 +26,7 @@ MAX_PHOTO_FILES = 10
 MAX_OPTIONS = 100
 _OPTION_TEXT = 75  # Slack's limit for an option's text
 _INPUT_MAX = 3000  # Slack's limit for a plain_text_input's max_length / initial_value
+MAX_CARD_INVOICES = 5  # the latest ones; `/billing invoice` shows any of them
 
 
 class IncidentView(StrEnum):
@@ -98,6 +101,16 @@ class IncidentCard:
     photo_count: int
     note_count: int
     ticket_ref: str | None
+    # The incident's invoices with their audit lines (workflows.invoice_audit), oldest first.
+    invoices: tuple[CardInvoice, ...] = ()
+
+
+@dataclass(frozen=True)
+class CardInvoice:
+    number: str
+    status_label: str
+    audit: InvoiceAudit
+    as_of: str  # when the card read it ("Mar 2, 2026 9:00 AM CST"): payments move the balance
 
 
 # --- text helpers ----------------------------------------------------------------------------
@@ -357,6 +370,15 @@ def build_incident_card_message(card: IncidentCard, secret: str) -> dict[str, An
     if card.ticket_ref:
         facts.append(f":link: {ticket_link(card.ticket_ref)}")
     blocks.append({"type": "context", "elements": [_md(" · ".join(facts))]})
+    for invoice in card.invoices[-MAX_CARD_INVOICES:]:
+        number = escape_mrkdwn(invoice.number)
+        heading = (
+            f":page_facing_up: *Invoice {number}* · {invoice.status_label} "
+            f"· _as of {invoice.as_of}_"
+        )
+        blocks.append(
+            {"type": "section", "text": _md(f"{heading}\n{audit_text(invoice.audit)}"[:2900])}
+        )
     ref = pack(IncidentRef(incident_id=card.incident_id), secret)
     buttons = [
         _button(IncidentAction.CHANGE_STATUS, "Change status", ref),

@@ -30,6 +30,7 @@ from bot.slack.incident_blocks import (
     INCIDENT_COMMAND,
     NEW_INCIDENT_ERROR_BLOCKS,
     USAGE,
+    CardInvoice,
     IncidentCard,
     IncidentField,
     IncidentShortcut,
@@ -47,6 +48,7 @@ from bot.slack.incident_blocks import (
     student_line,
     unescape_message_text,
 )
+from bot.slack.invoice_blocks import fmt_when
 from bot.slack.metadata import ForgedPayload, pack, unpack
 from bot.slack.photos import (
     SlackFileRef,
@@ -68,6 +70,8 @@ from workflows.incidents import (
     open_incident,
     restricted_statuses,
 )
+from workflows.invoice_audit import load_invoice_audit
+from workflows.invoices import InvoiceStatus
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context
 
@@ -172,6 +176,17 @@ async def load_incident_card(
         photo_count=await store.incident_photo_count(incident.id),
         note_count=await store.incident_note_count(incident.id),
         ticket_ref=incident.ticket_ref,
+        invoices=tuple(
+            [
+                CardInvoice(
+                    number=invoice.number,
+                    status_label=InvoiceStatus(invoice.status).label,
+                    audit=await load_invoice_audit(store, invoice, tz=ctx.tz),
+                    as_of=fmt_when(ctx.now(), ctx.tz),
+                )
+                for invoice in await store.invoices_for_incident(incident.id)
+            ]
+        ),
     )
 
 

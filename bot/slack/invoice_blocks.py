@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from bot.slack.ids import IncidentAction, IncidentRef
 from bot.slack.metadata import Payload, pack
 from workflows.errors import ValidationError
+from workflows.invoice_audit import InvoiceAudit, Style
 from workflows.invoices import CreateInvoice, CustomLine, InvoicePreview
 from workflows.money import format_cents, parse_amount
 from workflows.ports import FeeItemRecord, InvoiceRecord
@@ -521,9 +522,14 @@ def _coverage_lines(preview: InvoicePreview) -> list[str]:
         f":no_entry: *Claim cap reached* ({preview.claims_used} of {coverage.max_claims} "
         f"this term, {esc(coverage.label)}) \u2014 billed at full price."
     ]
+    if preview.override_pending:
+        lines.append(
+            ":hourglass_flowing_sand: An override request for this incident is waiting: its "
+            "decision will price this invoice, and the family's email waits for it."
+        )
     if preview.override_offered:
         lines.append("Tick *Apply the policy anyway* above to use the override.")
-    elif coverage.allow_override:
+    elif coverage.allow_override and not preview.override_pending:
         lines.append("After creating the invoice you can *Request override* from an approver.")
     else:
         lines.append(f"{esc(coverage.policy_name)} doesn't allow claim-cap overrides.")
@@ -617,44 +623,63 @@ def invoice_created_text(invoice: InvoiceRecord) -> str:
 
 
 def invoice_facts(invoice: InvoiceRecord) -> list[str]:
-    snapshot = invoice.insurance_snapshot or {}
-    facts = [f"Original subtotal {format_cents(invoice.subtotal_cents)}"]
-    if invoice.insurance_snapshot is None:
+    """What the audit lines don't say: no coverage at all, and the due date."""
+    facts: list[str] = []
+    if invoice.insurance_snapshot is None and invoice.incident_id is not None:
         facts.append("No active coverage on the incident date")
-    if invoice.insurance_cents or snapshot.get("coverage_applied"):
-        facts.append(
-            f"Insurance applied ({esc(snapshot.get('policy_name'))} "
-            f"{esc(snapshot.get('term_label'))}) {MINUS}{format_cents(invoice.insurance_cents)}"
-        )
-    if snapshot.get("coverage_applied") and snapshot.get("claim_number"):
-        facts.append(claim_line(int(snapshot["claim_number"]), snapshot.get("max_claims")))
-    if invoice.override_applied:
-        approver = snapshot.get("override_approved_by")
-        facts.append(
-            ":large_orange_circle: Claim-cap override applied"
-            + (f" (approved by {esc(approver)})" if approver else "")
-        )
-    elif invoice.cap_reached:
-        facts.append(
-            f":no_entry: Claim cap reached ({snapshot.get('max_claims')} of "
-            f"{snapshot.get('max_claims')} this term) \u2014 billed at full price"
-        )
     if invoice.due_date is not None:
         facts.append(f"Due {fmt_date(invoice.due_date)}")
     return facts
 
 
+def audit_text(audit: InvoiceAudit) -> str:
+    """The invoice's insurance audit as mrkdwn, one line each (`workflows.invoice_audit`: the
+    lines the emails and the family page show too)."""
+    rows: list[str] = []
+    for line in audit.lines:
+        label = esc(line.label)
+        if line.style is Style.TOTAL:
+            rows.append(f"*{label}: {line.amount_text}*")
+        elif line.amount_cents is None:
+            rows.append(f"_{label}_")
+        else:
+            rows.append(f"{label}: {line.amount_text}")
+    if audit.badge is not None:
+        rows.append(f":large_orange_circle: *{esc(audit.badge.text)}*")
+    return "\n".join(rows)
+
+
+def _facts_blocks(invoice: InvoiceRecord, audit: InvoiceAudit) -> list[Block]:
+    blocks: list[Block] = [section(audit_text(audit))]
+    facts = invoice_facts(invoice)
+    if facts:
+        blocks.append(context_block(*facts))
+    return blocks
+
+
 def build_invoice_created_modal(
-    invoice: InvoiceRecord, *, student_name: str, secret: str, created: bool = True
+    invoice: InvoiceRecord,
+    *,
+    student_name: str,
+    secret: str,
+    audit: InvoiceAudit,
+    created: bool = True,
 ) -> Block:
     lines = [f":white_check_mark: *{esc(invoice_created_text(invoice))}*"]
     if not created:
         lines.append("_This form was already submitted; no second invoice was made._")
     lines.append(f"For {esc(student_name)}.")
-    blocks: list[Block] = [section("\n".join(lines)), context_block(*invoice_facts(invoice))]
+    blocks: list[Block] = [section("\n".join(lines)), *_facts_blocks(invoice, audit)]
     if invoice.status == "paid" and invoice.total_cents == 0:
         blocks.append(
             context_block("Insurance covered everything: the invoice is settled, no notice.")
+        )
+    elif invoice.notice_hold is not None:
+        blocks.append(
+            context_block(
+                ":hourglass_flowing_sand: The invoice email to the family is held until the "
+                "claim-cap override is decided; it will show the amount that stands then."
+            )
         )
     else:
         blocks.append(context_block(":email: The invoice notice to the family is on its way."))
@@ -669,12 +694,12 @@ def build_invoice_created_modal(
 
 
 def build_invoice_thread_message(
-    invoice: InvoiceRecord, *, created_by: str, secret: str
+    invoice: InvoiceRecord, *, created_by: str, secret: str, audit: InvoiceAudit
 ) -> tuple[str, list[Block]]:
     text = invoice_created_text(invoice)
     blocks: list[Block] = [
         section(f":page_facing_up: *{esc(text)}* \u2014 by {esc(created_by)}"),
-        context_block(*invoice_facts(invoice)),
+        *_facts_blocks(invoice, audit),
     ]
     if override_can_be_requested(invoice) and invoice.incident_id is not None:
         blocks.append(

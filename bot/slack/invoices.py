@@ -33,6 +33,7 @@ from bot.slack.invoice_blocks import (
 from bot.slack.metadata import ForgedPayload, unpack
 from storage.store import SqlStore
 from workflows.errors import DomainError, NotFound, PermissionDenied, ValidationError
+from workflows.invoice_audit import load_invoice_audit
 from workflows.invoices import (
     InvoicePreview,
     InvoiceStatus,
@@ -206,6 +207,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
                     invoice,
                     student_name="the student" if student is None else student.full_name,
                     secret=secret,
+                    audit=await load_invoice_audit(store, invoice, tz=runtime.settings.tz),
                     created=result.created,
                 )
         except DomainError as exc:
@@ -226,11 +228,15 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
             if invoice is None or invoice.incident_id is None:
                 return  # deleted since; nothing to say
             post = await store.slack_post(SlackPostKind.INCIDENT_CARD, invoice.incident_id)
+            audit = await load_invoice_audit(store, invoice, tz=runtime.settings.tz)
         if post is None:
             raise CardNotPostedYet(f"incident #{invoice.incident_id} has no card yet")
         # Rendered now: if an override was approved meanwhile, the message says so already.
         text, blocks = build_invoice_thread_message(
-            invoice, created_by=str(payload.get("created_by") or "someone"), secret=secret
+            invoice,
+            created_by=str(payload.get("created_by") or "someone"),
+            secret=secret,
+            audit=audit,
         )
         await client.chat_postMessage(
             channel=post.channel, thread_ts=post.ts, text=text, blocks=blocks

@@ -5,6 +5,8 @@ payment a parent reports (decided on the server at click time; the first decisio
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -18,6 +20,7 @@ from bot.slack.errors import record_refusal, reported, tell_user
 from bot.slack.metadata import ForgedPayload, unpack
 from bot.slack.reply_blocks import (
     BounceAlert,
+    PartView,
     PendingPaymentRef,
     PendingView,
     ReplyAction,
@@ -26,10 +29,13 @@ from bot.slack.reply_blocks import (
     ReplyPostKind,
     ReplyView,
     already_decided_text,
+    amount_block,
     build_bounce_alert,
     build_confirm_payment_modal,
     build_reply_message,
+    build_split_modal,
     read_confirm_form,
+    read_split_form,
 )
 from storage import models as m
 from storage.inbox import (
@@ -37,6 +43,7 @@ from storage.inbox import (
     PENDING_DECIDED_KIND,
     REPLY_POST_KIND,
     Inbox,
+    InvoiceRef,
     ReplyFacts,
     outbox_payload,
 )
@@ -47,8 +54,10 @@ from workflows.pending_payments import (
     PendingDecision,
     PendingStatus,
     confirm_pending_payment,
+    edit_split,
     missing_details,
     reject_pending_payment,
+    use_full_balance,
 )
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context
@@ -94,8 +103,24 @@ async def post_in_invoice_thread(
         log.info("invoice %s already has a thread", invoice_id)
 
 
-def pending_view(pending: m.PendingPayment, decided_by: str | None) -> PendingView:
+def pending_view(
+    pending: m.PendingPayment,
+    decided_by: str | None,
+    parts: Sequence[tuple[m.PendingPaymentPart, InvoiceRef]] = (),
+) -> PendingView:
     return PendingView(
+        amount_given=bool(pending.amount_given),
+        parts=tuple(
+            PartView(
+                invoice_id=part.invoice_id,
+                number=invoice.number,
+                amount_cents=part.amount_cents,
+                # a confirmed part shows what was owed before it was recorded
+                balance_cents=invoice.balance_cents
+                + (part.amount_cents if part.payment_id is not None else 0),
+            )
+            for part, invoice in parts
+        ),
         id=pending.id,
         amount_cents=pending.amount_cents,
         method=pending.method,
@@ -126,7 +151,9 @@ def reply_card(facts: ReplyFacts, extra: dict[str, Any] | None = None) -> ReplyC
         balance_cents=None if invoice is None else invoice.balance_cents,
         student_name=None if facts.student is None else facts.student.full_name,
         claimed_guardian=None if facts.guardian is None else facts.guardian.full_name,
-        pending=None if facts.pending is None else pending_view(facts.pending, facts.decided_by),
+        pending=None
+        if facts.pending is None
+        else pending_view(facts.pending, facts.decided_by, facts.parts),
         photos=int(extra.get("photos") or 0),
         incident_id=None if invoice is None else invoice.incident_id,
         notes=tuple(str(n) for n in extra.get("notes") or ()),
@@ -196,24 +223,130 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         actor: Actor = context["actor"]
         async with reported(runtime, client, body, "confirm a reported payment", actor):
             ref = unpack(PendingPaymentRef, action.get("value"), secret)
+            await confirm_or_ask(body, ref.pending_payment_id, client, actor)
+
+    async def confirm_or_ask(
+        body: dict[str, Any], pending_id: int, client: AsyncWebClient, actor: Actor
+    ) -> None:
+        """Confirm, or first ask for what the family didn't say (method, check number)."""
+        async with runtime.stores() as store:
+            inbox = Inbox(store)
+            pending = await inbox.get_pending_payment(pending_id)
+            invoice = None if pending is None else await inbox.get_invoice(pending.invoice_id)
+            parts = await inbox.pending_parts_now(pending)
+        if (
+            pending is not None
+            and pending.status == PendingStatus.PENDING
+            and missing_details(pending)
+        ):
+            require(actor, Permission.RECORD_PAYMENTS)  # refuse before showing the form
+            view = build_confirm_payment_modal(
+                pending_view(pending, None, parts),
+                None if invoice is None else invoice.number,
+                secret=secret,
+            )
+            await client.views_open(trigger_id=body["trigger_id"], view=view)
+            return
+        await decide(True, body, pending_id, client, actor)
+
+    async def refresh_post(store: SqlStore, pending_id: int) -> None:
+        """Show the reported payment's new split in its Slack message (via the outbox; a
+        repeated submission only refreshes it again)."""
+        await store.enqueue(
+            PENDING_DECIDED_KIND,
+            f"pending-split:{pending_id}:{uuid.uuid4().hex}",
+            {"pending_payment_id": pending_id},
+            fresh_key=True,
+        )
+
+    @app.action(ReplyAction.CONFIRM_BALANCE)
+    async def handle_pending_payment_confirm_balance(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        """ "I paid it online", no amount, one invoice: record its full balance."""
+        await ack()
+        actor: Actor = context["actor"]
+        async with reported(runtime, client, body, "confirm a reported payment", actor):
+            ref = unpack(PendingPaymentRef, action.get("value"), secret)
+            try:
+                async with runtime.stores() as store:
+                    # Record Payments is checked here, at click time, by the workflow.
+                    pending = await use_full_balance(
+                        Context(store, runtime.clock, tz), Inbox(store), actor,
+                        ref.pending_payment_id,
+                    )  # fmt: skip
+                    await refresh_post(store, pending.id)
+            except ConflictError:
+                pass  # decided already: `decide` says by whom
+            await confirm_or_ask(body, ref.pending_payment_id, client, actor)
+
+    @app.action(ReplyAction.EDIT_SPLIT)
+    async def handle_pending_payment_edit_split(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        actor: Actor = context["actor"]
+        async with reported(runtime, client, body, "change a reported payment's split", actor):
+            ref = unpack(PendingPaymentRef, action.get("value"), secret)
+            require(actor, Permission.RECORD_PAYMENTS)  # refuse before showing the form
             async with runtime.stores() as store:
                 inbox = Inbox(store)
                 pending = await inbox.get_pending_payment(ref.pending_payment_id)
-                invoice = None if pending is None else await inbox.get_invoice(pending.invoice_id)
-            if (
-                pending is not None
-                and pending.status == PendingStatus.PENDING
-                and missing_details(pending)
-            ):
-                require(actor, Permission.RECORD_PAYMENTS)  # refuse before showing the form
-                view = build_confirm_payment_modal(
-                    pending_view(pending, None),
-                    None if invoice is None else invoice.number,
-                    secret=secret,
+                parts = await inbox.pending_parts_now(pending)
+                decided_by = (
+                    None
+                    if pending is None or pending.decided_by_id is None
+                    else await store.staff_name(pending.decided_by_id)
                 )
-                await client.views_open(trigger_id=body["trigger_id"], view=view)
+            if pending is None or not parts:
+                raise ConflictError("This reported payment has no split to change.")
+            view = pending_view(pending, decided_by, parts)
+            if pending.status != PendingStatus.PENDING:
+                await tell_user(client, body, already_decided_text(view, tz))
                 return
-            await decide(True, body, ref.pending_payment_id, client, actor)
+            await client.views_open(
+                trigger_id=body["trigger_id"], view=build_split_modal(view, secret=secret)
+            )
+
+    @app.view(ReplyView.SPLIT)
+    async def handle_split_submission(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        view: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        # The workflow checks everything (permission, amounts, balances) before ack().
+        actor: Actor = context["actor"]
+        what = "change a reported payment's split"
+        try:
+            ref = unpack(PendingPaymentRef, view.get("private_metadata"), secret)
+        except ForgedPayload as exc:
+            await record_refusal(runtime, actor, what, exc.message)
+            await ack(response_action="errors", errors={ReplyBlock.TOTAL: exc.message})
+            return
+        total, amounts = read_split_form((view.get("state") or {}).get("values") or {})
+        try:
+            async with runtime.stores() as store:
+                pending = await edit_split(
+                    Context(store, runtime.clock, tz), Inbox(store), actor,
+                    ref.pending_payment_id, total=total, amounts=amounts,
+                )  # fmt: skip
+                await refresh_post(store, pending.id)
+        except DomainError as exc:
+            if isinstance(exc, PermissionDenied):
+                await record_refusal(runtime, actor, what, exc.message)
+            await ack(response_action="errors", errors={_split_block(exc.field): exc.message})
+            return
+        await ack(response_action="clear")
 
     @app.action(ReplyAction.REJECT)
     async def handle_pending_payment_reject(
@@ -262,6 +395,13 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             await ack(response_action="errors", errors={field: exc.message})
             return
         await ack(response_action="clear")
+
+
+def _split_block(field: str | None) -> str:
+    """The split form's input an error belongs to (the total when it names none)."""
+    if field and field.startswith("amount:") and field[len("amount:") :].isdigit():
+        return amount_block(int(field[len("amount:") :]))
+    return str(ReplyBlock.TOTAL)
 
 
 def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:

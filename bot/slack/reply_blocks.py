@@ -36,10 +36,13 @@ MAX_NOTES = 5
 class ReplyAction(StrEnum):
     CONFIRM = "reply.confirm_payment"
     REJECT = "reply.reject_payment"
+    EDIT_SPLIT = "reply.edit_split"  # change the amounts per invoice (or enter the amount)
+    CONFIRM_BALANCE = "reply.confirm_balance"  # no amount given, one invoice: its full balance
 
 
 class ReplyView(StrEnum):
     CONFIRM = "reply.confirm_payment_form"
+    SPLIT = "reply.split_form"
 
 
 class ReplyBlock(StrEnum):
@@ -50,6 +53,12 @@ class ReplyBlock(StrEnum):
     DECISION = "reply.decision"
     METHOD = "reply.method"  # the form's inputs: block id and action id are the same
     REFERENCE = "reply.reference"
+    TOTAL = "reply.total"  # the split form's total received
+    AMOUNT = "reply.amount"  # the split form's amount for one invoice: "reply.amount.<id>"
+
+
+def amount_block(invoice_id: int) -> str:
+    return f"{ReplyBlock.AMOUNT}.{invoice_id}"
 
 
 class ReplyPostKind(StrEnum):
@@ -78,9 +87,19 @@ INTENT_LABELS = {
 
 
 @dataclass(frozen=True)
+class PartView:
+    """One invoice's share of a reported payment."""
+
+    invoice_id: int
+    number: str
+    amount_cents: int
+    balance_cents: int  # what the invoice owes now
+
+
+@dataclass(frozen=True)
 class PendingView:
     id: int
-    amount_cents: int
+    amount_cents: int  # what the family reported (or staff's total); what they owed, if not given
     method: str  # "" when the parent didn't say
     reference: str | None
     paid_on: date | None
@@ -88,6 +107,24 @@ class PendingView:
     decided_by: str | None
     decided_at: datetime | None
     missing: tuple[str, ...]  # what staff must add before confirming ("method", "check number")
+    amount_given: bool = True
+    parts: tuple[PartView, ...] = ()  # the split, in split order (none before splits existed)
+
+    @property
+    def allocated_cents(self) -> int:
+        """What Confirm records: the parts, or the whole amount on one invoice."""
+        return sum(p.amount_cents for p in self.parts) if self.parts else self.amount_cents
+
+    @property
+    def owed_cents(self) -> int:
+        return sum(max(p.balance_cents, 0) for p in self.parts)
+
+    @property
+    def over_cents(self) -> int:
+        """How much more than the family owes on these invoices it reported (0: not more)."""
+        if not self.parts or not self.amount_given:
+            return 0
+        return max(self.amount_cents - self.owed_cents, 0)
 
 
 @dataclass(frozen=True)
@@ -127,9 +164,22 @@ def payment_words(amount_cents: int, method: str, reference: str | None) -> str:
 
 
 def confirm_label(pending: PendingView) -> str:
-    """The button: "Confirm $50.00 (check #1043)"; "…" when a form asks for what's missing."""
-    words = payment_words(pending.amount_cents, pending.method, pending.reference)
+    """The button: "Confirm $50.00 (check #1043)"; "…" when a form asks for what's missing;
+    "Confirm $145.50 owed" when the family reported more than that."""
+    if pending.over_cents:
+        words = f"{format_cents(pending.allocated_cents)} owed"
+    else:
+        words = payment_words(pending.allocated_cents, pending.method, pending.reference)
     return f"Confirm {words}" + ("\u2026" if pending.missing else "")
+
+
+def split_lines(pending: PendingView) -> list[str]:
+    """ "• INV-000002: $45.50 of $45.50 owed", in split order."""
+    return [
+        f"\u2022 {esc(p.number)}: {format_cents(p.amount_cents)} of "
+        f"{format_cents(p.balance_cents)} owed"
+        for p in pending.parts
+    ]
 
 
 def _sender(card: ReplyCard) -> str:
@@ -192,9 +242,14 @@ def _context(card: ReplyCard, tz: ZoneInfo) -> list[str]:
 def decision_line(pending: PendingView, invoice_number: str | None, tz: ZoneInfo) -> str:
     when = "" if pending.decided_at is None else f" on {fmt_when(pending.decided_at, tz)}"
     by = esc(pending.decided_by or "someone")
-    words = payment_words(pending.amount_cents, pending.method, pending.reference)
+    words = payment_words(pending.allocated_cents, pending.method, pending.reference)
     if pending.status == "confirmed":
         on = f" on {esc(invoice_number)}" if invoice_number else ""
+        given = [p for p in pending.parts if p.amount_cents > 0]
+        if len(given) > 1:
+            on = " on " + ", ".join(
+                f"{esc(p.number)} ({format_cents(p.amount_cents)})" for p in given
+            )
         return (
             f":white_check_mark: *Confirmed* by {by}{when}: {words} recorded{on}; "
             "the receipt is on its way to the family."
@@ -206,44 +261,50 @@ def _payment_blocks(card: ReplyCard, *, secret: str, tz: ZoneInfo) -> list[Block
     pending = card.pending
     if pending is None:
         return []
-    words = payment_words(pending.amount_cents, pending.method, pending.reference)
     paid = f" on {fmt_date(pending.paid_on)}" if pending.paid_on else ""
-    lines = [f":moneybag: *Payment reported:* {words}{paid}. Nothing is recorded until confirmed."]
-    if pending.status == "pending" and pending.missing:
+    waiting = pending.status == "pending"
+    if pending.amount_given:
+        words = payment_words(pending.amount_cents, pending.method, pending.reference)
+        lines = [
+            f":moneybag: *Payment reported:* {words}{paid}. Nothing is recorded until confirmed."
+        ]
+    else:
+        how = payment_words(0, pending.method, pending.reference).removeprefix("$0.00").strip()
+        lines = [
+            f":moneybag: *Payment reported, amount not given* {how}{paid}. "
+            f"The family owes {format_cents(pending.owed_cents or pending.amount_cents)}"
+            + (" on this invoice." if len(pending.parts) <= 1 else " on these invoices.")
+            + " Nothing is recorded until you enter or confirm the amount."
+        ]
+    shown_split = len(pending.parts) > 1 or any(
+        p.number != card.invoice_number for p in pending.parts
+    )
+    if shown_split and pending.amount_given:
+        lines.append("*Split* (the invoice named first, then the oldest due):")
+        lines.extend(split_lines(pending))
+    elif shown_split:
+        lines.append("*Invoices:*")
+        lines.extend(
+            f"\u2022 {esc(p.number)}: {format_cents(p.balance_cents)} owed" for p in pending.parts
+        )
+    if waiting and pending.over_cents:
+        where = "this invoice" if len(pending.parts) == 1 else "these invoices"
+        owed = format_cents(pending.allocated_cents)
+        lines.append(
+            f":warning: *More than the family owes:* they reported "
+            f"{format_cents(pending.amount_cents)}, {format_cents(pending.over_cents)} more than "
+            f"the {format_cents(pending.owed_cents)} owed on {where}. Your choices: "
+            f"*Confirm {owed} owed* records what is owed and no more; *Edit split* takes the "
+            "total actually received; *Not received* records nothing (then ask the family)."
+        )
+    if waiting and pending.missing and pending.amount_given:
         missing = ", ".join(pending.missing)
         lines.append(f"_Not given: {missing}; you'll be asked when confirming._")
     blocks: list[Block] = [
         {"type": "section", "block_id": ReplyBlock.PAYMENT, "text": mrkdwn("\n".join(lines))}
     ]
-    if pending.status == "pending":
-        value = pack(PendingPaymentRef(pending_payment_id=pending.id), secret)
-        confirm: Block | None = None
-        if not pending.missing:
-            confirm = {
-                "title": plain("Record this payment?", 100),
-                "text": mrkdwn(
-                    f"{words} will be recorded on {esc(card.invoice_number)} and a receipt "
-                    "emailed to the family."
-                ),
-                "confirm": plain("Record it", 30),
-                "deny": plain("Cancel", 30),
-            }
-        blocks.append(
-            {
-                "type": "actions",
-                "block_id": ReplyBlock.ACTIONS,
-                "elements": [
-                    button(
-                        confirm_label(pending),
-                        ReplyAction.CONFIRM,
-                        value,
-                        style="primary",
-                        confirm=confirm,
-                    ),
-                    button("Not received", ReplyAction.REJECT, value, style="danger"),
-                ],
-            }
-        )
+    if waiting:
+        blocks.append(_payment_actions(card, pending, secret))
     else:
         blocks.append(
             {
@@ -253,6 +314,113 @@ def _payment_blocks(card: ReplyCard, *, secret: str, tz: ZoneInfo) -> list[Block
             }
         )
     return blocks
+
+
+def _payment_actions(card: ReplyCard, pending: PendingView, secret: str) -> Block:
+    """The choices staff actually have: confirm what can be recorded, change the split (or
+    enter the amount), or mark it not received."""
+    value = pack(PendingPaymentRef(pending_payment_id=pending.id), secret)
+    elements: list[Block] = []
+    if pending.amount_given and pending.allocated_cents > 0:
+        confirm: Block | None = None
+        if not pending.missing:
+            words = payment_words(pending.allocated_cents, pending.method, pending.reference)
+            given = [p for p in pending.parts if p.amount_cents > 0]
+            where = (
+                ", ".join(f"{esc(p.number)} ({format_cents(p.amount_cents)})" for p in given)
+                if len(given) > 1
+                else esc(given[0].number if given else card.invoice_number)
+            )
+            confirm = {
+                "title": plain("Record this payment?", 100),
+                "text": mrkdwn(f"{words} will be recorded on {where} and a receipt emailed to "
+                               "the family."),
+                "confirm": plain("Record it", 30),
+                "deny": plain("Cancel", 30),
+            }  # fmt: skip
+        elements.append(
+            button(confirm_label(pending), ReplyAction.CONFIRM, value, style="primary",
+                   confirm=confirm)
+        )  # fmt: skip
+    elif not pending.amount_given and len(pending.parts) == 1:
+        owed = format_cents(pending.parts[0].balance_cents)
+        elements.append(
+            button(f"Confirm full balance {owed}", ReplyAction.CONFIRM_BALANCE, value,
+                   style="primary")
+        )  # fmt: skip
+    if pending.parts:
+        label = "Edit split" if pending.amount_given else "Enter amount\u2026"
+        elements.append(button(label, ReplyAction.EDIT_SPLIT, value))
+    elements.append(button("Not received", ReplyAction.REJECT, value, style="danger"))
+    return {"type": "actions", "block_id": ReplyBlock.ACTIONS, "elements": elements}
+
+
+def build_split_modal(pending: PendingView, *, secret: str) -> Block:
+    """The total received and an amount per invoice; checked on the server when submitted
+    (workflows.reply_split.check_edited_split)."""
+    total = pending.amount_cents if pending.amount_given else None
+    intro = (
+        f"The family reported *{format_cents(pending.amount_cents)}*."
+        if pending.amount_given
+        else "The family didn't say how much they paid: enter what was received."
+    )
+    blocks: list[Block] = [
+        {
+            "type": "section",
+            "text": mrkdwn(
+                f"{intro} Give each invoice its share: the amounts must add up to the total "
+                "received, and none can be more than what its invoice owes. Nothing is "
+                "recorded until you confirm."
+            ),
+        },
+        _money_input(ReplyBlock.TOTAL, "Total received", total),
+    ]
+    for part in pending.parts:
+        blocks.append(
+            _money_input(
+                amount_block(part.invoice_id),
+                f"{part.number} ({format_cents(part.balance_cents)} owed)",
+                part.amount_cents if pending.amount_given else None,
+                optional=True,
+            )
+        )
+    return modal(
+        ReplyView.SPLIT,
+        "Split the payment",
+        blocks,
+        submit="Save split",
+        private_metadata=pack(PendingPaymentRef(pending_payment_id=pending.id), secret),
+    )
+
+
+def _money_input(block_id: str, label: str, cents: int | None, *, optional: bool = False) -> Block:
+    element: Block = {"type": "plain_text_input", "action_id": block_id, "max_length": 20}
+    if cents is not None:
+        element["initial_value"] = f"{cents // 100}.{cents % 100:02d}"
+    return {
+        "type": "input",
+        "block_id": block_id,
+        "optional": optional,
+        "label": plain(label),
+        "element": element,
+    }
+
+
+def read_split_form(
+    values: dict[str, dict[str, dict[str, object]]],
+) -> tuple[str, dict[int, str]]:
+    """(total, {invoice id: amount}) as typed; block ids that aren't ours are ignored."""
+
+    def text(block_id: str) -> str:
+        state = (values.get(block_id) or {}).get(block_id) or {}
+        return str(state.get("value") or "").strip()
+
+    amounts: dict[int, str] = {}
+    prefix = f"{ReplyBlock.AMOUNT}."
+    for block_id in values:
+        if block_id.startswith(prefix) and block_id[len(prefix) :].isdigit():
+            amounts[int(block_id[len(prefix) :])] = text(block_id)
+    return text(ReplyBlock.TOTAL), amounts
 
 
 def build_reply_message(card: ReplyCard, *, secret: str, tz: ZoneInfo) -> tuple[str, list[Block]]:
@@ -322,12 +490,18 @@ def build_confirm_payment_modal(
     }
     if pending.reference:
         reference["initial_value"] = pending.reference
-    words = format_cents(pending.amount_cents)
+    words = format_cents(pending.allocated_cents)
+    given = [p for p in pending.parts if p.amount_cents > 0]
+    where = (
+        ", ".join(f"*{esc(p.number)}* ({format_cents(p.amount_cents)})" for p in given)
+        if len(given) > 1
+        else f"*{esc(given[0].number if given else invoice_number)}*"
+    )
     blocks: list[Block] = [
         {
             "type": "section",
             "text": mrkdwn(
-                f"Record *{words}* on *{esc(invoice_number)}* as reported by the family. "
+                f"Record *{words}* on {where} as reported by the family. "
                 "A receipt is emailed to them."
             ),
         },

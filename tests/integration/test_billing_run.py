@@ -384,3 +384,44 @@ async def test_a_failed_first_run_is_covered_by_the_next(
     async with session_factory(engine)() as session:
         run = await session.get(m.BillingRun, date(2026, 3, 19))
     assert run is not None and run.covered_since == date(2026, 3, 17)
+
+
+async def test_auto_cancel_tells_a_family_that_was_told_once(
+    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+) -> None:
+    async with stores() as store:
+        record = await store.settings()
+        record.auto_cancel_enabled = True
+        await store.commit()
+    (student,), _ = await add_family(stores, "Okafor", guardians=2)
+    invoice_id = await add_invoice(stores, student, created=JAN1, due=APR1)
+    await run_days(engine, clock, JAN1, date(2026, 6, 29))
+    async with session_factory(engine)() as session:
+        # The worker delivered the reminders and notices meanwhile.
+        await session.execute(
+            m.Notice.__table__.update()
+            .where(m.Notice.invoice_id == invoice_id)
+            .values(status="sent", sent_at=clock.now())
+        )
+        await session.commit()
+
+    cancel_day = date(2026, 6, 30)
+    for _ in range(2):  # a rerun of the day tells nobody twice
+        clock.set(at_run_time(cancel_day))
+        await runner(engine, clock).run(cancel_day)
+
+    assert (await invoice_row(engine, invoice_id)).status == "cancelled"
+    async with session_factory(engine)() as session:
+        updates = list(
+            (
+                await session.execute(
+                    select(m.Notice).where(
+                        m.Notice.invoice_id == invoice_id, m.Notice.template == "invoice_updated"
+                    )
+                )
+            ).scalars()
+        )
+    assert len(updates) == 2  # one per guardian
+    assert {
+        (n.context["reason"], n.context["old_cents"], n.context["new_cents"]) for n in updates
+    } == {("cancelled", 10_000, 0)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -79,3 +80,33 @@ def test_demo_loads_once(cli_env: Path) -> None:
     assert "already loaded" in second.output
     assert counts == {model: _count(cli_env, model) for model in counts}
     assert counts[m.Student] == 8 and counts[m.Device] == 10 and counts[m.FeeItem] == 13
+
+
+@pytest.mark.postgres
+def test_a_platform_postgres_url_works(pg_database: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`postgres://…` as Heroku, Render and Dokku hand it out, against the real server."""
+    import subprocess
+    import sys
+
+    from sqlalchemy.engine import make_url
+
+    url = make_url(pg_database).set(drivername="postgres").render_as_string(hide_password=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_URL")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "db", "current"],
+        env=env | {"DATABASE_URL": url},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_version_is_the_installed_packages() -> None:
+    from importlib.metadata import version
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"devicecare {version('devicecare')}"

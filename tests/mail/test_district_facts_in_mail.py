@@ -237,8 +237,6 @@ def test_digest_offers_the_same_ways(renderer: NoticeRenderer, language: str) ->
 def test_a_spanish_speaking_guardian_gets_spanish_for_every_kind(
     renderer: NoticeRenderer, template: str
 ) -> None:
-    if template == NoticeTemplate.PENDING_PAYMENT_ACK:
-        pytest.skip("the payment acknowledgement's Spanish is added with its own change")
     out = renderer.render(template, context(template, FACTS), "es-MX")
     assert out.language == "es"
     assert "Estimado/a" in out.text and "Dear " not in out.text
@@ -246,8 +244,8 @@ def test_a_spanish_speaking_guardian_gets_spanish_for_every_kind(
     assert '<html lang="es">' in out.html
 
 
-def test_every_kind_but_the_acknowledgement_ships_in_spanish() -> None:
-    assert {*SPANISH, DIGEST_TEMPLATE} == set(KINDS) - {NoticeTemplate.PENDING_PAYMENT_ACK}
+def test_every_kind_ships_in_spanish() -> None:
+    assert {*SPANISH, DIGEST_TEMPLATE} == set(KINDS)
 
 
 # --- through the worker and a real SMTP server ----------------------------------------------

@@ -29,7 +29,7 @@ from storage.notice_queries import (
     invoice_delivery_line,
     load_notice,
 )
-from storage.notices import queue_guardian_notice
+from storage.notices import queue_guardian_notice, thread_headers
 from storage.store import StoreFactory
 from tests.builders import add_staff
 from tests.mail.conftest import (
@@ -282,12 +282,21 @@ def billing_text(slack: SlackHarness) -> str:
 async def test_a_guardian_asking_for_a_new_link_gets_one_once(
     slack: SlackHarness, billed: Billed, body: str
 ) -> None:
-    raw = email_bytes(to=billed.reply_to, body=body)
+    parent_id = "<asks-for-link@mail.example.org>"
+    raw = email_bytes(
+        to=billed.reply_to, body=body, message_id=parent_id, in_reply_to="<notice-1@district.org>"
+    )
     first = await Ingestor.from_runtime(slack.runtime).ingest(raw)
     assert (first.status, first.invoice_id) == ("routed", billed.invoice_id)
 
     [notice] = await family_link_notices(slack)
     assert (notice.guardian_id, notice.invoice_id) == (billed.district.guardian_id, None)
+    # The link answers the parent's email: it is sent in their thread.
+    assert thread_headers(notice.context) == (
+        parent_id,
+        f"<notice-1@district.org> {parent_id}",
+        "Re: Your invoice",
+    )
     assert (notice.to_address, notice.status) == (PARENT, "queued")
     async with slack.runtime.stores() as store:
         row = await store.session.get(m.InboundMessage, first.inbound_id)

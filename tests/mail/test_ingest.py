@@ -113,6 +113,26 @@ async def test_an_invoice_number_in_the_subject_routes_a_new_email(
     )
 
 
+async def test_an_invoice_number_in_the_text_routes_only_a_guardians_email(
+    slack: SlackHarness, billed: Billed, ingestor: Ingestor
+) -> None:
+    body = f"I paid $50 cash for {billed.invoice_number} today."
+    result = await ingestor.ingest(email_bytes(to=REPLY_BASE, subject="Device bill", body=body))
+    assert (result.route, result.status, result.invoice_id) == (
+        "body",
+        "routed",
+        billed.invoice_id,
+    )
+    assert result.pending_payment_id is not None
+    # Anyone can type a number: a stranger's email naming it is held, not filed under it.
+    stranger = email_bytes(
+        to=REPLY_BASE, sender=f"Someone <{OTHER}>", subject="Device bill", body=body
+    )
+    result = await ingestor.ingest(stranger)
+    assert (result.route, result.status, result.invoice_id) == ("none", "held", None)
+    assert len(await rows(slack, m.PendingPayment)) == 1
+
+
 async def test_an_email_about_nothing_known_is_held(
     slack: SlackHarness, billed: Billed, ingestor: Ingestor
 ) -> None:
@@ -348,9 +368,14 @@ async def test_a_reported_payment_waits_for_staff_and_the_family_hears_so(
     [invoice] = await rows(slack, m.Invoice)
     assert invoice.paid_cents == 0  # nothing a parent writes moves money by itself
     ack = [n for n in await rows(slack, m.Notice) if n.template == "pending_payment_ack"]
-    assert [(n.dedupe_key, n.context) for n in ack] == [
-        (f"pending-ack:{pending.id}", {"pending_payment_id": pending.id})
+    [notice] = ack
+    assert notice.dedupe_key == f"pending-ack:{pending.id}"
+    assert notice.context["pending_payment_id"] == pending.id
+    assert notice.context["parts"] == [
+        {"number": billed.invoice_number, "amount_cents": 5000, "balance_cents": 12500}
     ]
+    [sent_as] = await rows(slack, m.InboundMessage)
+    assert notice.context["reply_thread"]["message_id"] == sent_as.message_id
 
     await slack.deliver_outbox()
     [post] = billing_posts(slack)

@@ -28,7 +28,7 @@ from workflows.invoices import NoticeTemplate
 
 TZ = ZoneInfo("America/Chicago")
 TODAY = date(2026, 3, 2)
-SPANISH = set(NoticeTemplate) - {NoticeTemplate.PENDING_PAYMENT_ACK}
+SPANISH = set(NoticeTemplate)
 # Variables each template can't do without (deleting one must fail the render).
 NEEDS: dict[str, tuple[str, ...]] = {
     NoticeTemplate.INVOICE_ISSUED: (),
@@ -44,6 +44,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     NoticeTemplate.ENROLLMENT_CONFIRMATION: ("extra",),
     NoticeTemplate.COVERAGE_EXPIRING: ("extra",),
     NoticeTemplate.FAMILY_LINK: ("page_url", "page_expires_on"),
+    NoticeTemplate.INVOICE_UPDATED: ("extra",),
 }
 COMMON = ("district", "guardian", "student", "invoice")
 # A refund receipt states the balance as it was at the refund (stored with the notice); the
@@ -215,6 +216,9 @@ def full_context(notice_extra: dict[str, Any] | None = None, **overrides: Any) -
             "covered_from": "2025-08-15",
             "days_left": 30,
             "premium_waived": False,
+            # "your invoice was updated"
+            "old_cents": 12500,
+            "new_cents": 2900,
             **(notice_extra or {}),
         }
     )
@@ -358,6 +362,63 @@ def test_pending_details_can_come_from_the_notice_context(renderer: NoticeRender
     assert "you paid $25.00 in cash on March 1, 2026" in " ".join(out.text.split())
 
 
+SPLIT_ACK = {
+    "pending_payment_id": 1,
+    "amount_given": True,
+    "reported_cents": 20000,
+    "owed_cents": 14550,
+    "over_cents": 5450,
+    "parts": [
+        {"number": "INV-000007", "amount_cents": 10000, "balance_cents": 10000},
+        {"number": "INV-000008", "amount_cents": 4550, "balance_cents": 4550},
+        {"number": "INV-000009", "amount_cents": 0, "balance_cents": 0},
+    ],
+}
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_an_acknowledgement_over_several_invoices_names_each_share(
+    renderer: NoticeRenderer, language: str
+) -> None:
+    ctx = full_context(extra=SPLIT_ACK)
+    ctx["pending"]["amount_cents"] = 20000
+    out = renderer.render("pending_payment_ack", ctx, language)
+    text = " ".join(out.text.split())
+    if language == "en":
+        assert out.subject == "We got your message about paying $200.00 on 2 invoices"
+        assert "INV-000007: $100.00 (of $100.00 owed)" in text
+        assert "INV-000008: $45.50 (of $45.50 owed)" in text
+        assert "That is $54.50 more than the $145.50 owed" in text
+    else:
+        assert out.subject == "Recibimos su mensaje sobre el pago de $200.00 para 2 facturas"
+        assert "INV-000008: $45.50 (de $45.50 pendientes)" in text
+        assert "Son $54.50 más de los $145.50 que se deben" in text
+    assert "INV-000009" not in text + out.html  # an invoice that gets nothing isn't named
+    assert "INV-000008" in out.html
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_an_acknowledgement_without_an_amount(renderer: NoticeRenderer, language: str) -> None:
+    ctx = full_context(extra={"amount_given": False, "parts": [], "over_cents": 0})
+    ctx["pending"]["method"], ctx["pending"]["reference"] = "online", None
+    out = renderer.render("pending_payment_ack", ctx, language)
+    assert "$50.00" not in out.subject + out.text + out.html
+    said = {"en": "You didn't say how much you paid", "es": "No nos dijo cuánto pagó"}
+    assert said[language] in " ".join(out.text.split())
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_an_acknowledgement_without_a_method(renderer: NoticeRenderer, language: str) -> None:
+    ctx = full_context()
+    ctx["pending"]["method"], ctx["pending"]["reference"] = "", None
+    text = " ".join(renderer.render("pending_payment_ack", ctx, language).text.split())
+    said = {
+        "en": "you paid $50.00 on March 2, 2026 toward invoice",
+        "es": "pagó $50.00 el 2 de marzo de 2026 para la factura",
+    }
+    assert said[language] in text
+
+
 def test_overdue_tone_escalates(renderer: NoticeRenderer) -> None:
     ctx = full_context(days_overdue=31)
     first = renderer.render("overdue_first", ctx)
@@ -389,7 +450,7 @@ def test_spanish_where_it_exists_else_english(renderer: NoticeRenderer) -> None:
     assert "Seguro aplicado: AppleCare+ (2025-2026) −$96.00" in _norm(es.text)
     assert "31 de mayo de 2026" in es.subject
     assert '<html lang="es">' in es.html
-    assert renderer.render("pending_payment_ack", ctx, "es").language == "en"
+    assert renderer.render("pending_payment_ack", ctx, "es").language == "es"
     assert renderer.render("invoice_issued", ctx, "fr").language == "en"
     assert renderer.render("invoice_issued", ctx, "../../etc").language == "en"
     receipt = renderer.render("payment_receipt", ctx, "es")
@@ -523,3 +584,54 @@ def test_a_missed_installment_says_what_brings_the_plan_up_to_date(
     assert es.language == "es" and "vencía el 1 de marzo de 2026" in " ".join(es.text.split())
     with pytest.raises(UndefinedError):
         renderer.render("installment_missed", full_context())
+
+
+# --- "your invoice was updated" -------------------------------------------------------------
+
+
+def _updated(reason: str, note: str | None, invoice: m.Invoice | None = None) -> NoticeData:
+    return _data(
+        "invoice_updated",
+        invoice=invoice or _invoice(override=True),
+        context={
+            "reason": reason,
+            "old_cents": 12500,
+            "new_cents": 2900,
+            "balance_cents": 2900,
+            "note": note,
+            "by": "Admin Person",
+        },
+    )
+
+
+def test_the_update_says_the_old_amount_the_new_amount_and_why(renderer: NoticeRenderer) -> None:
+    data = _updated("override_approved", None)
+    out = renderer.render("invoice_updated", build_context(data, today=TODAY, tz=TZ), "en")
+    assert out.subject == "Invoice INV-000007 was updated: $125.00 is now $29.00"
+    text = " ".join(out.text.split())
+    assert "Amount before $125.00" in text and "Amount now $29.00" in text
+    assert "your insurance was applied to this invoice after all" in text
+    assert "Still owed: $29.00, due May 31, 2026" in text
+    assert "Claim-cap override applied" in text  # the audit lines follow
+    assert "<s>$125.00</s>" in out.html
+
+    es = renderer.render("invoice_updated", build_context(data, today=TODAY, tz=TZ), "es")
+    assert es.language == "es"
+    assert es.subject == "La factura INV-000007 cambió: $125.00 ahora es $29.00"
+    assert "Monto anterior $125.00" in " ".join(es.text.split())
+    assert "se aplicó su seguro" in es.text
+
+
+def test_a_cancellation_update_says_nothing_is_owed(renderer: NoticeRenderer) -> None:
+    invoice = _invoice()
+    invoice.status = "cancelled"
+    data = _updated("cancelled", "Billed to the wrong student <sorry>", invoice)
+    data.notice.context["new_cents"] = 0
+    out = renderer.render("invoice_updated", build_context(data, today=TODAY, tz=TZ), "en")
+    assert out.subject == "Invoice INV-000007 was updated: cancelled, nothing owed"
+    text = " ".join(out.text.split())
+    assert "the invoice was cancelled" in text
+    assert "Reason Billed to the wrong student <sorry>" in text
+    assert "nothing for you to do" in text
+    assert "How to pay" not in text
+    assert "&lt;sorry&gt;" in out.html

@@ -36,6 +36,7 @@ from bot.worker import OutboxWorker
 from storage import models as m
 from storage.db import session_factory
 from storage.notice_queries import delivery_summary, load_notices, notices_for_invoice
+from storage.notices import THREAD_KEY, reply_thread
 from storage.outbox import MAX_ATTEMPTS
 from storage.store import StoreFactory
 from tests.builders import District, add_district, add_policy, add_staff
@@ -690,3 +691,32 @@ def test_settings_wire_the_sender() -> None:
     assert mail_settings(2525).reply_base_address == FROM
     with pytest.raises(ValueError):
         NoticeSender.from_settings(Settings(_env_file=None), FixedClock.__new__(FixedClock))
+
+
+def test_a_notice_answering_a_familys_email_threads_with_it() -> None:
+    """In-Reply-To, References (folded when long) and "Re: <their subject>", the same on the
+    wire, in the email package's message and in the SMTPUTF8 one."""
+    data = _render_data()
+    refs = [f"<{n:02d}.{'r' * 40}@mail.example.org>" for n in range(4)]
+    parent = "<parent.reply@mail.example.org>"
+    data.notice.context = {
+        **(data.notice.context or {}),
+        THREAD_KEY: reply_thread(parent, refs, "Re: Invoice INV-000007"),
+    }
+    sender = NoticeSender.from_settings(mail_settings(2525), FixedClock(datetime.now(UTC)))
+    now = datetime(2026, 3, 2, 15, tzinfo=UTC)
+    rendered = RenderedNotice("We got your message", "Thanks.\n", "<p>Thanks.</p>\n", "en")
+    wire = sender.wire(data, rendered, now, "maria@example.org")
+    assert wire == flatten(sender.message(data, rendered, now, to_address="maria@example.org"))
+    assert max(len(line) for line in wire.split(b"\r\n")) <= 78
+    for raw in (wire, sender.message(data, rendered, now, utf8=True,
+                                     to_address="josé@correo.example").as_bytes()):  # fmt: skip
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        assert parsed["In-Reply-To"] == parent
+        assert str(parsed["References"]).split() == [*refs, parent]
+        assert parsed["Subject"] == "Re: Invoice INV-000007"
+    # A notice that answers nobody has neither header.
+    data.notice.context = {}
+    plain = email.message_from_bytes(sender.wire(data, rendered, now, "maria@example.org"))
+    assert plain["In-Reply-To"] is None and plain["References"] is None
+    assert plain["Subject"] == "We got your message"

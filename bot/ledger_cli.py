@@ -1,0 +1,67 @@
+"""`devicecare ledger check`: does every invoice's money add up?
+
+Exit status: 0 when every invoice is consistent, 1 when any is not (each is listed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from sqlalchemy import func, select
+
+from bot.cli_runtime import run_with_runtime
+from bot.runtime import Runtime
+from bot.settings import get_settings
+from storage import models as m
+from storage.reconcile import Discrepancy, discrepancies
+
+ledger_app = typer.Typer(
+    help="The invoices' money, checked against its records.", no_args_is_help=True
+)
+console = Console()
+EXIT_INCONSISTENT = 1
+
+
+@dataclass(frozen=True)
+class LedgerCheck:
+    invoices: int
+    found: list[Discrepancy]
+
+
+@ledger_app.command("check")
+def check_command(
+    limit: Annotated[
+        int,
+        typer.Option("--limit", min=1, help="List at most this many inconsistent invoices."),
+    ] = 1000,
+) -> None:
+    """Check every invoice: billed = covered + collected + waived + refunded + outstanding,
+    paid, waived and refunded each equal to the rows behind them, and no negative balance."""
+
+    async def work(runtime: Runtime) -> LedgerCheck:
+        # One read transaction: the count and the check see the same snapshot.
+        async with runtime.reads() as store:
+            count = (await store.session.execute(select(func.count(m.Invoice.id)))).scalar_one()
+            found = await discrepancies(store.session, limit=limit + 1)
+        return LedgerCheck(int(count), found)
+
+    result = run_with_runtime(get_settings(), work, console=console)
+    if not result.found:
+        console.print(f"{result.invoices} invoices checked, all consistent")
+        return
+    shown = result.found[:limit]
+    for d in shown:
+        # One line each, never cut short: this output is what someone will go and fix.
+        console.print(
+            f"{escape(d.number)} ({escape(d.status)}): {escape('; '.join(d.problems()))}",
+            soft_wrap=True,
+        )
+    more = " (or more)" if len(result.found) > limit else ""
+    console.print(
+        f"[red]{len(shown)}{more} of {result.invoices} invoices checked are inconsistent.[/red]"
+    )
+    raise typer.Exit(EXIT_INCONSISTENT)

@@ -1,0 +1,329 @@
+"""An invoice's insurance audit: the lines every view of it shows, computed once.
+
+From the invoice's own figures and its `insurance_snapshot` (kept on the invoice, so the audit
+survives a policy being edited or deleted): the original subtotal, the insurance applied (policy
+and term, as a minus), the co-pay, "Claim X of Y", the claim-cap override badge with who
+approved it and when (or the cap reached, or an override still waiting), the subtotal after
+insurance, waivers, payments, refunds, and the amount owed.
+
+`invoice_audit` is pure: Slack's invoice view and thread message, the incident card and the
+family page all render its lines, in English or Spanish.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from enum import StrEnum
+from typing import Any, Protocol
+
+from workflows.money import format_cents
+from workflows.ports import InvoiceRecord, Store
+
+MINUS = "\u2212"
+
+
+class AuditInvoice(Protocol):
+    """What the audit reads of an invoice (the ORM row and the family page's rows have it)."""
+
+    subtotal_cents: int
+    insurance_cents: int
+    total_cents: int
+    paid_cents: int
+    waived_cents: int
+    refunded_cents: int
+    status: str
+    override_applied: bool
+    insurance_snapshot: dict[str, Any] | None
+
+
+class AuditAdjustment(Protocol):
+    kind: str  # waiver, refund
+    amount_cents: int
+    reason: str
+    status: str  # only "applied" ones count
+
+
+class LineKind(StrEnum):
+    ORIGINAL_SUBTOTAL = "original_subtotal"
+    INSURANCE = "insurance"
+    COPAY = "copay"
+    CLAIM = "claim"
+    CAP_REACHED = "cap_reached"
+    OVERRIDE_PENDING = "override_pending"
+    SUBTOTAL = "subtotal"
+    WAIVER = "waiver"
+    PAID = "paid"
+    REFUND = "refund"
+    CANCELLED = "cancelled"
+    OWED = "owed"
+
+
+# How a view shows a line's amount.
+class Style(StrEnum):
+    AMOUNT = "amount"  # a figure ("$125.00")
+    CREDIT = "credit"  # taken off what is owed ("−$96.00"; green on the family page)
+    PAYMENT = "payment"  # money paid, taken off the balance ("−$10.00")
+    NOTE = "note"  # a fact without a figure of its own, or an amount that doesn't count
+    TOTAL = "total"  # the amount owed, emphasised
+
+
+@dataclass(frozen=True)
+class AuditLine:
+    kind: LineKind
+    label: str
+    amount_cents: int | None = None
+    style: Style = Style.AMOUNT
+
+    @property
+    def amount_text(self) -> str:
+        """The amount as shown: "−$96.00" for a credit, "$125.00" otherwise, "" for none."""
+        if self.amount_cents is None:
+            return ""
+        sign = MINUS if self.style in (Style.CREDIT, Style.PAYMENT) else ""
+        return f"{sign}{format_cents(self.amount_cents)}"
+
+    @property
+    def text(self) -> str:
+        """ "Label: amount" (or the label alone), for one-line views."""
+        amount = self.amount_text
+        return f"{self.label}: {amount}" if amount else self.label
+
+
+@dataclass(frozen=True)
+class OverrideBadge:
+    """The orange "Claim-cap override applied" badge, with its approver and time when known."""
+
+    label: str
+    approved_by: str | None
+    approved_at: datetime | None
+    detail: str  # "approved by Admin Person on Mar 2, 2026" (or "" when unknown)
+
+    @property
+    def text(self) -> str:
+        return f"{self.label} ({self.detail})" if self.detail else self.label
+
+
+@dataclass(frozen=True)
+class InvoiceAudit:
+    lines: tuple[AuditLine, ...]
+    badge: OverrideBadge | None
+    owed_cents: int
+
+    def line(self, kind: LineKind) -> AuditLine | None:
+        return next((line for line in self.lines if line.kind == kind), None)
+
+
+_WORDS: dict[str, dict[str, str]] = {
+    "en": {
+        "original_subtotal": "Original subtotal",
+        "insurance": "Insurance applied: {policy}",
+        "copay": "Co-pay (the least you pay per claim)",
+        "claim_of": "Claim {n} of {max} this term",
+        "claim": "Claim {n} this term",
+        "claim_past": "Claim {n} this term, past the limit of {max}",
+        "cap_reached": "Claim cap reached ({max} of {max} this term): billed at full price",
+        "override_pending": "Claim-cap override requested, awaiting a decision",
+        "subtotal": "Subtotal owed",
+        "waiver": "Waived",
+        "paid": "Paid so far",
+        "refund": "Refunded to you (the charge was credited by the same amount)",
+        "cancelled": "Cancelled: nothing is owed",
+        "owed": "Remaining balance",
+        "badge": "Claim-cap override applied",
+        "approved_by": "approved by {who}",
+        "approved_on": "on {when}",
+    },
+    "es": {
+        "original_subtotal": "Subtotal original",
+        "insurance": "Seguro aplicado: {policy}",
+        "copay": "Copago (lo mínimo que paga por reclamo)",
+        "claim_of": "Reclamo {n} de {max} en este período",
+        "claim": "Reclamo {n} en este período",
+        "claim_past": "Reclamo {n} en este período, por encima del límite de {max}",
+        "cap_reached": (
+            "Límite de reclamos alcanzado ({max} de {max} en este período): precio completo"
+        ),
+        "override_pending": "Excepción al límite de reclamos solicitada, pendiente de decisión",
+        "subtotal": "Subtotal a pagar",
+        "waiver": "Condonado",
+        "paid": "Pagado hasta ahora",
+        "refund": "Reembolsado (el cargo se acreditó por el mismo monto)",
+        "cancelled": "Cancelada: no se debe nada",
+        "owed": "Saldo pendiente",
+        "badge": "Excepción al límite de reclamos aplicada",
+        "approved_by": "aprobada por {who}",
+        "approved_on": "el {when}",
+    },
+}
+_MONTHS = {
+    "en": ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
+    "es": ("ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sep", "oct", "nov", "dic"),
+}
+
+
+def _day(at: datetime, tz: tzinfo, language: str) -> str:
+    local = at.astimezone(tz)
+    month = _MONTHS[language][local.month - 1]
+    if language == "es":
+        return f"{local.day} {month} {local.year}"
+    return f"{month} {local.day}, {local.year}"
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def policy_label(snapshot: Mapping[str, Any]) -> str:
+    """ "AppleCare+ (2025-2026)": the policy's name and term as the invoice recorded them."""
+    name = str(snapshot.get("policy_name") or "Insurance")
+    term = str(snapshot.get("term_label") or "")
+    return f"{name} ({term})" if term else name
+
+
+def invoice_audit(
+    invoice: AuditInvoice,
+    adjustments: Iterable[AuditAdjustment] | None = None,
+    *,
+    tz: tzinfo,
+    language: str = "en",
+    override_pending: bool = False,
+    approved_by: str | None = None,
+) -> InvoiceAudit:
+    """The audit lines of one invoice, in `language` ("en" or "es").
+
+    `adjustments`: the invoice's waivers and refunds, each shown with its reason; without them
+    the totals on the invoice are shown as one line each. `override_pending`: a claim-cap
+    override request for this invoice waits for a decision. `approved_by` names the approver
+    when the snapshot doesn't (invoices made before it kept the name).
+    """
+    lang = language if language in _WORDS else "en"
+    words = _WORDS[lang]
+    snap: Mapping[str, Any] = invoice.insurance_snapshot or {}
+    lines: list[AuditLine] = [
+        AuditLine(LineKind.ORIGINAL_SUBTOTAL, words["original_subtotal"], invoice.subtotal_cents)
+    ]
+    applied = bool(snap.get("coverage_applied")) or invoice.insurance_cents > 0
+    override = bool(invoice.override_applied or snap.get("override_applied"))
+    max_claims = snap.get("max_claims")
+    if snap and applied:
+        lines.append(
+            AuditLine(
+                LineKind.INSURANCE,
+                words["insurance"].format(policy=policy_label(snap)),
+                invoice.insurance_cents,
+                Style.CREDIT,
+            )
+        )
+        copay = snap.get("copay_cents")
+        if isinstance(copay, int) and copay > 0:
+            lines.append(AuditLine(LineKind.COPAY, words["copay"], copay, Style.NOTE))
+        number = snap.get("claim_number")
+        if isinstance(number, int):
+            if not isinstance(max_claims, int):
+                label = words["claim"].format(n=number)
+            elif number > max_claims:
+                label = words["claim_past"].format(n=number, max=max_claims)
+            else:
+                label = words["claim_of"].format(n=number, max=max_claims)
+            lines.append(AuditLine(LineKind.CLAIM, label, style=Style.NOTE))
+    elif snap and snap.get("cap_reached") and not override:
+        lines.append(
+            AuditLine(
+                LineKind.CAP_REACHED,
+                words["cap_reached"].format(max=max_claims),
+                style=Style.NOTE,
+            )
+        )
+        if override_pending:
+            lines.append(
+                AuditLine(LineKind.OVERRIDE_PENDING, words["override_pending"], style=Style.NOTE)
+            )
+    badge = None
+    if override:
+        who = snap.get("override_approved_by") or approved_by
+        when = _parse_time(snap.get("override_approved_at"))
+        parts = []
+        if who:
+            parts.append(words["approved_by"].format(who=who))
+        if when is not None:
+            parts.append(words["approved_on"].format(when=_day(when, tz, lang)))
+        badge = OverrideBadge(
+            label=words["badge"],
+            approved_by=None if not who else str(who),
+            approved_at=when,
+            detail=" ".join(parts),
+        )
+    if snap:
+        lines.append(AuditLine(LineKind.SUBTOTAL, words["subtotal"], invoice.total_cents))
+    lines += _adjustment_lines(invoice, adjustments, words)
+    cancelled = invoice.status == "cancelled"
+    owed = 0 if cancelled else invoice.total_cents - invoice.paid_cents - invoice.waived_cents
+    if cancelled:
+        lines.append(AuditLine(LineKind.CANCELLED, words["cancelled"], style=Style.NOTE))
+    lines.append(AuditLine(LineKind.OWED, words["owed"], owed, Style.TOTAL))
+    return InvoiceAudit(lines=tuple(lines), badge=badge, owed_cents=owed)
+
+
+def _adjustment_lines(
+    invoice: AuditInvoice,
+    adjustments: Iterable[AuditAdjustment] | None,
+    words: Mapping[str, str],
+) -> list[AuditLine]:
+    lines: list[AuditLine] = []
+    applied = [a for a in adjustments or () if a.status == "applied"]
+    waivers = [a for a in applied if a.kind == "waiver"]
+    refunds = [a for a in applied if a.kind == "refund"]
+    if adjustments is None or sum(a.amount_cents for a in waivers) != invoice.waived_cents:
+        waivers = []
+        if invoice.waived_cents:
+            lines.append(
+                AuditLine(LineKind.WAIVER, words["waiver"], invoice.waived_cents, Style.CREDIT)
+            )
+    for waiver in waivers:
+        label = f"{words['waiver']}: {waiver.reason}" if waiver.reason else words["waiver"]
+        lines.append(AuditLine(LineKind.WAIVER, label, waiver.amount_cents, Style.CREDIT))
+    if invoice.paid_cents:
+        lines.append(AuditLine(LineKind.PAID, words["paid"], invoice.paid_cents, Style.PAYMENT))
+    if adjustments is None or sum(a.amount_cents for a in refunds) != invoice.refunded_cents:
+        refunds = []
+        if invoice.refunded_cents:
+            lines.append(
+                AuditLine(LineKind.REFUND, words["refund"], invoice.refunded_cents, Style.NOTE)
+            )
+    for refund in refunds:
+        label = f"{words['refund']}: {refund.reason}" if refund.reason else words["refund"]
+        lines.append(AuditLine(LineKind.REFUND, label, refund.amount_cents, Style.NOTE))
+    return lines
+
+
+async def load_invoice_audit(
+    store: Store, invoice: InvoiceRecord, *, tz: tzinfo, language: str = "en"
+) -> InvoiceAudit:
+    """`invoice_audit` with what it needs from the store: the invoice's waivers and refunds,
+    whether an override request for it is waiting, and the approver's name when the snapshot
+    doesn't keep it."""
+    pending = False
+    if invoice.incident_id is not None and invoice.cap_reached and not invoice.override_applied:
+        request = await store.pending_override_for(invoice.incident_id)
+        pending = request is not None and request.invoice_id in (None, invoice.id)
+    approver = None
+    snapshot = invoice.insurance_snapshot or {}
+    if invoice.override_approved_by_id is not None and not snapshot.get("override_approved_by"):
+        approver = await store.staff_name(invoice.override_approved_by_id)
+    return invoice_audit(
+        invoice,
+        await store.adjustments_for(invoice.id),
+        tz=tz,
+        language=language,
+        override_pending=pending,
+        approved_by=approver,
+    )
