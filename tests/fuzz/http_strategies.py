@@ -1054,7 +1054,7 @@ def family_tokens(
         awkward_text(60).filter(lambda t: "/" not in t and "?" not in t and "#" not in t),
         st.sampled_from(["link-request", "%", "%ff", "..", "g1n0e1.", "g" + "9" * 30 + "n0e1.x"]),
     )
-    return st.one_of(ours, ours, ours, other_key, respelled, junk)
+    return st.one_of(ours, ours, ours, ours, ours, ours, other_key, respelled, junk)
 
 
 def _quote_path(text: str) -> str:
