@@ -330,9 +330,11 @@ class FuzzApp:
         *,
         refused: Callable[[httpx.Response, list[Any]], bool] | None = None,
         describe: str = "",
+        label: str = "",
     ) -> Answer:
         """Send one request and assert every property; `refused` says from the answer (and
-        the Slack calls it caused) whether the app refused it, beyond a 4xx."""
+        the Slack calls it caused) whether the app refused it, beyond a 4xx; `label` sorts
+        the case in the tally of answers."""
         self.cases += 1
         # Each case starts where the last one left the store (nothing else writes to it).
         before = self.state or await snapshot(self.runtime)
@@ -353,7 +355,8 @@ class FuzzApp:
         is_refused = response.status_code >= 400 or (
             refused is not None and refused(response, calls)
         )
-        self.answers[f"{'refused ' if is_refused else ''}{response.status_code}"] += 1
+        refusal = "refused " if is_refused else ""
+        self.answers[f"{label}{' ' if label else ''}{refusal}{response.status_code}"] += 1
         after = await snapshot(self.runtime)
         if is_refused:
             changes = before.changes(after)

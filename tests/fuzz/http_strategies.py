@@ -1035,6 +1035,10 @@ def family_tokens(
         st.just(2_932_896),
     )
     ours = st.builds(token, numbers, notices, days)
+    # A link as we send it: one of the district's guardians, lasting weeks from today.
+    valid = st.builds(
+        token, st.sampled_from(guardians), st.just(0), st.integers(today_day, today_day + 60)
+    )
     other_key = st.builds(token, numbers, st.just(0), days, st.just("another-key"))
 
     def respell(value: str, how: int) -> str:
@@ -1054,7 +1058,7 @@ def family_tokens(
         awkward_text(60).filter(lambda t: "/" not in t and "?" not in t and "#" not in t),
         st.sampled_from(["link-request", "%", "%ff", "..", "g1n0e1.", "g" + "9" * 30 + "n0e1.x"]),
     )
-    return st.one_of(ours, ours, ours, ours, ours, ours, other_key, respelled, junk)
+    return st.one_of(valid, valid, valid, valid, ours, ours, other_key, respelled, junk)
 
 
 def _quote_path(text: str) -> str:
@@ -1064,7 +1068,9 @@ def _quote_path(text: str) -> str:
 
 
 def form_bodies(fields: dict[str, st.SearchStrategy[str]]) -> st.SearchStrategy[bytes]:
-    good = st.fixed_dictionaries({}, optional=fields).map(lambda f: urlencode(f).encode())
+    complete = st.fixed_dictionaries(fields).map(lambda f: urlencode(f).encode())
+    partial = st.fixed_dictionaries({}, optional=fields).map(lambda f: urlencode(f).encode())
+    good = st.one_of(complete, complete, partial)
     raw = st.one_of(
         st.binary(max_size=200),
         st.sampled_from(
@@ -1083,7 +1089,11 @@ def family_requests(
         st.sampled_from(["", "10", "10.00", "$25.50", "1,000.00", "0", "-5", "65.00", "75"]),
         awkward_text(20),
     )
-    invoice_ids = st.one_of(st.sampled_from([str(i) for i in invoices]), awkward_text(20))
+    invoice_ids = st.one_of(
+        st.sampled_from([str(i) for i in invoices]),
+        st.sampled_from([str(i) for i in invoices]),
+        awkward_text(20),
+    )
     content_types = st.sampled_from(
         ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/plain", ""]
     )

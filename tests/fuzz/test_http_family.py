@@ -35,7 +35,7 @@ def test_family_routes(fuzz_app: FuzzApp, case: FamilyCase) -> None:  # noqa: F8
             case.method, case.path, content=case.body, headers=case.headers
         )
 
-    answer = app.run(app.check(send, describe=case.describe()))
+    answer = app.run(app.check(send, describe=case.describe(), label=case.what))
     if case.path == "/healthz" and case.method == "GET":
         assert answer.status == 200
 

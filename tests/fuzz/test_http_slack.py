@@ -104,7 +104,10 @@ def _send(app: FuzzApp, case: SlackCase) -> Any:
         headers = case.headers or slack_headers(SIGNING_SECRET, case.body, case.content_type)
         return await app.http.post("/slack/events", content=case.body, headers=headers)
 
-    return app.run(app.check(send, refused=_refused_for(case), describe=case.describe()))
+    label = case.what.split(" ")[0]
+    return app.run(
+        app.check(send, refused=_refused_for(case), describe=case.describe(), label=label)
+    )
 
 
 def test_every_listener_is_fuzzed() -> None:
