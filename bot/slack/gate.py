@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
 from bot.http_edge import (
+    MAX_JSON_DEPTH,
     ASGIApp,
     BodyTooLarge,
     MalformedBody,
@@ -221,14 +222,30 @@ def _carrier_problem(carrier: dict[str, Any], where: str, depth: int = 0) -> str
     return None
 
 
+def _authorizations_problem(carrier: dict[str, Any], where: str) -> str | None:
+    """The Slack app reads the first authorization as it reads the payload, and its first
+    authorization in turn: each along the way must be a list of objects."""
+    for _ in range(MAX_JSON_DEPTH):
+        authorizations = carrier.get("authorizations")
+        if authorizations is None:
+            return None
+        if not (
+            isinstance(authorizations, list) and all(isinstance(a, dict) for a in authorizations)
+        ):
+            return f"{where}authorizations is not a list of objects"
+        if not authorizations:
+            return None
+        carrier, where = authorizations[0], f"{where}authorization "
+        if problem := _carrier_problem(carrier, where):
+            return problem
+    return "authorizations nested too deeply"
+
+
 def _context_problem(payload: dict[str, Any]) -> str | None:
     """Why the Slack app would fail to read the request's context (user, channel, team), or
     None. It reads these for every request, whatever its type."""
-    authorizations = payload.get("authorizations")
-    if authorizations is not None and not (
-        isinstance(authorizations, list) and all(isinstance(a, dict) for a in authorizations)
-    ):
-        return "authorizations is not a list of objects"
+    if problem := _authorizations_problem(payload, ""):
+        return problem
     # Our modals never ask for response URLs; Slack then sends none, or an empty list.
     response_urls = payload.get("response_urls")
     if "response_urls" in payload and not (
@@ -237,10 +254,7 @@ def _context_problem(payload: dict[str, Any]) -> str | None:
         and all(isinstance(r, dict) for r in response_urls)
     ):
         return "response_urls is not a list of at most one object"
-    for where, carrier in (("", payload), ("authorization ", (authorizations or [{}])[0])):
-        if problem := _carrier_problem(carrier, where):
-            return problem
-    return None
+    return _carrier_problem(payload, "")
 
 
 def shape_problem(payload: dict[str, Any]) -> str | None:

@@ -3,7 +3,9 @@ a clear message, one log line and nothing changed."""
 
 from __future__ import annotations
 
+import json
 import logging
+from urllib.parse import urlencode
 
 import pytest
 
@@ -146,5 +148,51 @@ async def test_an_event_or_view_that_is_not_an_object_gets_400(
     await slack.staff("Technician", "U_TECH")
     with caplog.at_level(logging.INFO):
         response = await slack.sender.interaction(payload)
+    assert response.status_code == 400
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_a_command_whose_user_field_is_empty_gets_400(
+    slack: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The Slack app reads a form's `user` before its `user_id`; an empty one left the request
+    # with no one behind it, and the listener (which acts as someone) raised KeyError: a 500.
+    await slack.staff("SuperAdmin", "U_ADMIN")
+    with caplog.at_level(logging.INFO):
+        form = {
+            "team_id": "T_DISTRICT",
+            "api_app_id": "A_DEVICECARE",
+            "user_id": "U_ADMIN",
+            "user": "",
+            "channel_id": "C_HELP",
+            "command": "/incident",
+            "text": "",
+            "trigger_id": "t.1",
+        }
+        response = await slack.sender.send(urlencode(form), FORM)
+    assert response.status_code == 400
+    assert not [r for r in caplog.records if r.exc_info]
+    assert len([r for r in caplog.records if "names no user" in r.getMessage()]) == 1
+    assert [c.method for c in slack.fake.calls if c.method != "auth.test"] == []
+
+
+async def test_an_authorization_whose_own_authorizations_are_odd_gets_400(
+    slack: SlackHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The Slack app reads an authorization as it reads the payload, `authorizations` included:
+    # `false` there raised TypeError, a 500.
+    event = {"type": "app_home_opened", "user": "U_ADMIN", "tab": "home", "channel": "D_HOME"}
+    body = {
+        "token": "unused",
+        "team_id": "T_DISTRICT",
+        "api_app_id": "A_DEVICECARE",
+        "type": "event_callback",
+        "event_id": "Ev1",
+        "event_time": 1700000001,
+        "event": event,
+        "authorizations": [{"team_id": "T_DISTRICT", "user_id": "U_BOT", "authorizations": False}],
+    }
+    with caplog.at_level(logging.INFO):
+        response = await slack.sender.send(json.dumps(body), "application/json")
     assert response.status_code == 400
     assert not [r for r in caplog.records if r.exc_info]
