@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from hypothesis import HealthCheck, settings
-from sqlalchemy import func, literal, select, text, union_all
+from sqlalchemy import func, literal, select, union_all
 
 from bot.family_links import make_family_token
 from bot.runtime import Runtime, build_runtime
@@ -184,8 +184,8 @@ async def seed_district(runtime: Runtime, fake: FakeSlack) -> Seeded:
 
 # --- what a request may change ----------------------------------------------------------------
 
-# A refusal is audited (activity_log), and the Slack post bookkeeping is no state of the
-# district's; everything else must stand still when a request is refused.
+# A refusal is audited (activity_log); everything else must stand still when a request is
+# refused.
 UNCOUNTED = frozenset({"activity_log"})
 
 MONEY_COLUMNS: dict[Any, tuple[Any, ...]] = {
@@ -399,9 +399,8 @@ def _database_url(
 async def _start(runner: asyncio.Runner, database_url: str, tmp: Path, records: Records) -> FuzzApp:
     engine = create_engine(database_url)
     if engine.dialect.name == "postgresql":
+        # The session's test database: whatever the last module left in it goes.
         await _empty_postgres(engine)
-    async with engine.begin() as conn:
-        await conn.execute(text("SELECT 1"))
     await engine.dispose()
     slack = FakeSlack()
     await slack.start()
