@@ -56,3 +56,17 @@ async def test_an_amount_past_any_payment_gets_400(
     assert posted.status_code == 400
     assert not [r for r in caplog.records if r.exc_info]
     assert await payments.count(m.OutboxMessage) == 0
+
+
+async def test_an_event_with_a_nul_character_gets_400(
+    payments: PayHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Kept, it failed in the worker on every attempt on PostgreSQL, which can't store a NUL.
+    invoice_id = await payments.invoice(payments.rivera)
+    session = payments.paid_session(invoice_id, 2_500, customer_email="a\x00@example.org")
+    with caplog.at_level(logging.INFO):
+        posted = await payments.post_event(make_event("checkout.session.completed", session))
+    assert posted.status_code == 400
+    assert not [r for r in caplog.records if r.exc_info]
+    assert await payments.count(m.OutboxMessage) == 0
+    assert await payments.count(m.Payment) == 0
