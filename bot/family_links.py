@@ -20,6 +20,7 @@ _NUMBER = r"(0|[1-9][0-9]{0,11})"
 _TOKEN_RE = re.compile(rf"g{_NUMBER}n{_NUMBER}e(0|[1-9][0-9]{{0,6}})\.([A-Za-z0-9_-]{{27}})")
 SIGNATURE_BYTES = 20  # 160 bits; base64url without padding is 27 characters
 _EPOCH = date(1970, 1, 1)
+_LAST_DAY = (date.max - _EPOCH).days  # past it an expiry is no date at all
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ def read_family_token(token: str, secret: str, today: date) -> FamilyLink:
     # or signature (a spare bit in the last base64 character, whitespace) opens the page.
     expected = f"g{guardian_id}n{notice_id}e{day}.{_signature(guardian_id, notice_id, day, secret)}"
     if not hmac.compare_digest(token.encode(), expected.encode()):
+        raise LinkProblem("invalid")
+    if day > _LAST_DAY:  # signed, but by no link we write (they last weeks, not millennia)
         raise LinkProblem("invalid")
     link = FamilyLink(guardian_id, notice_id or None, _EPOCH + timedelta(days=day))
     if link.expired(today):

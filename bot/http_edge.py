@@ -101,6 +101,23 @@ def loads_object(text: str | bytes) -> dict[str, Any]:
     return value
 
 
+def contains_nul(value: Any) -> bool:
+    """Whether a parsed document has a NUL character in any key or text. Nothing Slack or
+    Stripe sends has one, and PostgreSQL can't store one: such a request is refused whole."""
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def replay(body: bytes, receive: Receive) -> Receive:
     """A `receive` that hands an app the body already read, then defers to the real one (which
     reports the client's disconnect)."""

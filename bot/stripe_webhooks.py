@@ -23,7 +23,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 from stripe import SignatureVerificationError, WebhookSignature
 
-from bot.http_edge import BodyTooLarge, MalformedBody, decode_utf8, loads_object, read_body
+from bot.http_edge import (
+    BodyTooLarge,
+    MalformedBody,
+    contains_nul,
+    decode_utf8,
+    loads_object,
+    read_body,
+)
 from bot.runtime import Runtime
 from bot.worker import Handler
 from storage import models as m
@@ -334,7 +341,11 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
             log.warning("stripe webhook refused: %s", exc)
             return JSONResponse({"error": f"signature refused: {exc}"}, status_code=400)
         try:
-            event = read_checkout_event(loads_object(payload))
+            document = loads_object(payload)
+            # PostgreSQL can't store a NUL: kept, the event would fail in the worker forever.
+            if contains_nul(document):
+                raise MalformedBody("a NUL character in the event")
+            event = read_checkout_event(document)
         except (MalformedBody, MalformedEvent) as exc:
             log.warning("stripe webhook unreadable: %s", exc)
             return JSONResponse({"error": f"unreadable event: {exc}"}, status_code=400)

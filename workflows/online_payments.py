@@ -14,7 +14,7 @@ from typing import Any
 
 from workflows.errors import ValidationError
 from workflows.invoices import InvoiceStatus
-from workflows.money import format_cents, parse_amount
+from workflows.money import MAX_AMOUNT_CENTS, format_cents, parse_amount
 
 # Stripe refuses a USD charge under $0.50.
 STRIPE_MINIMUM_CENTS = 50
@@ -223,7 +223,8 @@ class MalformedEvent(ValueError):
 
 def _int_or_none(value: Any) -> int | None:
     text = str(value).strip() if value is not None else ""
-    return int(text) if text.isdigit() and len(text) <= 12 else None
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 12 else None
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -239,6 +240,8 @@ def read_checkout_event(event: Any) -> CheckoutEvent | None:
     if not isinstance(event, dict) or not isinstance(event.get("id"), str):
         raise MalformedEvent("not a Stripe event")
     kind = event.get("type")
+    if not isinstance(kind, str):
+        raise MalformedEvent("an event type that is not text")
     if kind not in HANDLED_EVENTS:
         return None
     obj = _dict(_dict(event.get("data")).get("object"))
@@ -247,6 +250,8 @@ def read_checkout_event(event: Any) -> CheckoutEvent | None:
     amount = obj.get("amount_total")
     if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
         raise MalformedEvent(f"{kind} without a whole amount_total")
+    if amount > MAX_AMOUNT_CENTS:  # Stripe takes far less; the column takes 64 bits at most
+        raise MalformedEvent(f"{kind} with an amount_total past {format_cents(MAX_AMOUNT_CENTS)}")
     metadata = _dict(obj.get("metadata"))
     details = _dict(obj.get("customer_details"))
     intent = obj.get("payment_intent")

@@ -73,9 +73,13 @@ def actor_middleware(runtime: Runtime, cache: ActorCache | None = None) -> Any:
         context: AsyncBoltContext, body: dict[str, Any], client: AsyncWebClient, next: Any
     ) -> BoltResponse | None:
         user_id = context.user_id
-        if body.get("type") == "event_callback" or user_id is None:
+        if body.get("type") == "event_callback":
             # Events (e.g. photos in a thread) resolve their own author, when they need one.
             return await next()
+        if not user_id:
+            # Every command, click and form comes from someone; the listeners act as them.
+            log.warning("slack request refused (400): it names no user")
+            return BoltResponse(status=400, body="")
         actor = cache.get(user_id)
         if actor is None:
             actor = await resolve_actor(runtime, client, user_id)

@@ -31,12 +31,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
 from bot.http_edge import (
+    MAX_JSON_DEPTH,
     ASGIApp,
     BodyTooLarge,
     MalformedBody,
     Receive,
     Scope,
     Send,
+    contains_nul,
     decode_utf8,
     loads_object,
     read_body,
@@ -51,6 +53,12 @@ MAX_FORM_FIELDS = 100  # a slash command sends about a dozen
 _TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")
 _SIGNATURE_RE = re.compile(r"v0=[0-9a-f]{64}")
 _ANY_WORKSPACE = frozenset({"url_verification"})  # answered by the Slack app; changes nothing
+
+
+def _for_any_workspace(payload: dict[str, Any]) -> bool:
+    # `type` is judged later; here it may still be a list or an object, which a set can't hold.
+    kind = payload.get("type")
+    return isinstance(kind, str) and kind in _ANY_WORKSPACE
 
 
 def _refuse(status: int, reason: str, text: str) -> PlainTextResponse:
@@ -93,7 +101,7 @@ def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
     # Exactly bolt's choice between JSON and form, so the request judged here is the one the
     # Slack app acts on.
     if (content_type or "").split(";")[0] == "application/json" or text.startswith("{"):
-        return loads_object(text)
+        return _without_nul(loads_object(text))
     try:
         fields = parse_qsl(
             text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FORM_FIELDS
@@ -104,18 +112,32 @@ def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
         raise MalformedBody("too many form fields") from None
     form = dict(fields)
     if "payload" in form:  # interactivity: the form carries one JSON field
-        return loads_object(form["payload"])
-    # A slash command whose text says "payload" is judged on its own fields; the Slack app
-    # (which looks for the word in the raw body) reads it as empty and does nothing with it.
-    return form
+        payload = loads_object(form["payload"])
+    else:
+        # A slash command whose text says "payload" is judged on its own fields; the Slack
+        # app (which looks for the word in the raw body) reads it as empty and does nothing.
+        payload = form
+    return _without_nul(payload)
+
+
+def _without_nul(payload: dict[str, Any]) -> dict[str, Any]:
+    if contains_nul(payload):
+        raise MalformedBody("a NUL character in the body")
+    return payload
 
 
 def _is_str(value: Any) -> bool:
     return isinstance(value, str)
 
 
+def _id(value: Any) -> bool:
+    # Slack never sends an empty id; an empty one names no one, and the Slack app would pass
+    # the request on to listeners without a person behind it.
+    return _is_str(value) and value != ""
+
+
 def _object_with_id(value: Any) -> bool:
-    return isinstance(value, dict) and _is_str(value.get("id"))
+    return isinstance(value, dict) and _id(value.get("id"))
 
 
 _TEXT_OR_NONE = (
@@ -179,6 +201,62 @@ def _view_problem(view: Any) -> str | None:
     return None
 
 
+# Where the Slack app looks for the user, channel, team and workspace of any request (bolt's
+# context extraction, before any listener or middleware of ours runs): the payload, its first
+# authorization, and these objects within the payload or its event.
+_CARRIERS = ("event", "message", "previous_message", "item", "assistant_thread")
+_NAMED = ("user", "channel", "team", "enterprise")
+
+
+def _carrier_problem(carrier: dict[str, Any], where: str, depth: int = 0) -> str | None:
+    for name in _NAMED:
+        value = carrier.get(name)
+        if value is not None and not isinstance(value, str | dict):
+            return f"{where}{name} is neither text nor an object"
+    if depth < 2:
+        for name in _CARRIERS:
+            inner = carrier.get(name)
+            if isinstance(inner, dict):
+                if problem := _carrier_problem(inner, f"{where}{name}.", depth + 1):
+                    return problem
+    return None
+
+
+def _authorizations_problem(carrier: dict[str, Any], where: str) -> str | None:
+    """The Slack app reads the first authorization as it reads the payload, and its first
+    authorization in turn: each along the way must be a list of objects."""
+    for _ in range(MAX_JSON_DEPTH):
+        authorizations = carrier.get("authorizations")
+        if authorizations is None:
+            return None
+        if not (
+            isinstance(authorizations, list) and all(isinstance(a, dict) for a in authorizations)
+        ):
+            return f"{where}authorizations is not a list of objects"
+        if not authorizations:
+            return None
+        carrier, where = authorizations[0], f"{where}authorization "
+        if problem := _carrier_problem(carrier, where):
+            return problem
+    return "authorizations nested too deeply"
+
+
+def _context_problem(payload: dict[str, Any]) -> str | None:
+    """Why the Slack app would fail to read the request's context (user, channel, team), or
+    None. It reads these for every request, whatever its type."""
+    if problem := _authorizations_problem(payload, ""):
+        return problem
+    # Our modals never ask for response URLs; Slack then sends none, or an empty list.
+    response_urls = payload.get("response_urls")
+    if "response_urls" in payload and not (
+        isinstance(response_urls, list)
+        and len(response_urls) <= 1
+        and all(isinstance(r, dict) for r in response_urls)
+    ):
+        return "response_urls is not a list of at most one object"
+    return _carrier_problem(payload, "")
+
+
 def shape_problem(payload: dict[str, Any]) -> str | None:
     """Why the payload can't be a request from Slack, judged on the fields the Slack app and
     our listeners read before checking them; None when it can."""
@@ -188,9 +266,16 @@ def shape_problem(payload: dict[str, Any]) -> str | None:
     for name in ("team", "channel", "enterprise", "container", "message"):
         if payload.get(name) is not None and not isinstance(payload[name], dict):
             return f"{name} is not an object"
+    # The Slack app reads these from any request, whatever its type (to skip its own events,
+    # and to log one no listener takes), expecting an object whenever the key is there.
+    for name in ("event", "view"):
+        if name in payload and not isinstance(payload[name], dict):
+            return f"{name} is not an object"
+    if problem := _context_problem(payload):
+        return problem
     kind = payload.get("type")
     if "command" in payload:  # a slash command's form
-        if not payload["command"].startswith("/") or not _is_str(payload.get("user_id")):
+        if not payload["command"].startswith("/") or not _id(payload.get("user_id")):
             return "command without a user"
         return None
     if kind is None:
@@ -319,7 +404,7 @@ def socket_mode_middleware(
     async def only_this_workspace(
         body: dict[str, Any], next_: Callable[[], Awaitable[None]]
     ) -> BoltResponse | None:
-        if body.get("type") in _ANY_WORKSPACE:
+        if _for_any_workspace(body):
             await next_()
             return None
         ours = await identity.installation()
@@ -369,7 +454,7 @@ class SlackGate:
             await _refuse(400, str(exc), "Bad request")(scope, receive, send)
             return
         # Slack's certificate check (signed like the rest) is answered by the Slack app alone.
-        answered_alone = payload.get("ssl_check") == "1" or payload.get("type") in _ANY_WORKSPACE
+        answered_alone = payload.get("ssl_check") == "1" or _for_any_workspace(payload)
         problem = None if payload.get("ssl_check") == "1" else shape_problem(payload)
         if problem is not None:
             await _refuse(400, problem, "Bad request")(scope, receive, send)
