@@ -26,6 +26,7 @@ from storage import models as m
 from storage.db import create_engine, session_factory
 from storage.inbox import Inbox
 from storage.migrate import upgrade
+from storage.portal_file import read_export
 from storage.portal_import import PortalImporter
 from storage.store import StoreFactory
 from tests.builders import add_staff
@@ -41,8 +42,6 @@ from workflows.portal_import import (
     MappingChoices,
     Outcome,
     build_mapping,
-    decode_export,
-    open_export,
 )
 from workflows.ports import Context
 
@@ -225,11 +224,9 @@ async def test_a_check_recorded_in_slack_is_not_taken_again_from_a_reply_or_a_po
         method=PaymentMethod.ONLINE, reference="RT-77",
     )  # fmt: skip
     mapping = build_mapping(MappingChoices(preset="revtrak"))
-    export = open_export(
-        decode_export(
-            b"Order Number,Order Date,Customer Name,Item Description,Amount\n"
-            b"RT-77,02/03/2026,Pat,INV-000003,20.00\n"
-        ),
+    export = read_export(
+        b"Order Number,Order Date,Customer Name,Item Description,Amount\n"
+        b"RT-77,02/03/2026,Pat,INV-000003,20.00\n",
         mapping,
     )
     report = await PortalImporter(stores, clock, TZ).run(

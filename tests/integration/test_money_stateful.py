@@ -31,6 +31,7 @@ from storage.bulk_fees import BulkFeeBiller
 from storage.fee_store import SqlFeeStore
 from storage.inbox import Inbox
 from storage.payment_plans import PlanRows
+from storage.portal_file import read_export
 from storage.portal_import import PortalImporter
 from storage.reconcile import discrepancies
 from tests.builders import add_staff
@@ -46,7 +47,7 @@ from workflows.payment_plans import SetPaymentPlan, set_payment_plan
 from workflows.payments import PaymentMethod, RecordPayment, record_payment
 from workflows.pending_payments import confirm_pending_payment
 from workflows.permissions import Actor
-from workflows.portal_import import MappingChoices, build_mapping, decode_export, open_export
+from workflows.portal_import import MappingChoices, build_mapping
 from workflows.ports import Context
 from workflows.refunds import RefundPayment, refund_payment
 from workflows.waivers import RequestWaiver, request_waiver
@@ -176,7 +177,7 @@ class World:
             f"{op.cents // 100}.{op.cents % 100:02d}\n"
         )
         mapping = build_mapping(MappingChoices(preset="revtrak"))
-        portal = open_export(decode_export(text.encode()), mapping)
+        portal = read_export(text.encode(), mapping)
         importer = PortalImporter(self.runtime.stores, self.clock, self.runtime.settings.tz)
         await importer.run(
             self.actor, portal, source="portal:revtrak", date_format=mapping.date_format
