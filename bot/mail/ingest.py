@@ -417,7 +417,7 @@ class Ingestor:
             else:
                 routing = _route(candidate, prepared.parsed.from_address, facts)
                 draft.read = self._file(draft.row, prepared.parsed, routing, facts, prefix)
-                draft.named = _named_invoices(candidate, draft.read, prefix, facts, prepared)
+                draft.named = _named_invoices(candidate, facts, prepared)
                 draft.routing = _refile(draft.row, routing, draft.named)
             drafts.append(draft)
         return facts, drafts
@@ -460,7 +460,7 @@ class Ingestor:
             forged=forged,
             thread=tuple(i for i in thread if i),
             numbers=tuple(invoice_numbers(parsed.subject, prefix)),
-            body_numbers=tuple(body_invoice_numbers(_reply_body(parsed), prefix)),
+            body_numbers=invoice_numbers_in(_reply_body(parsed), prefix),
         )
 
     def _file(
@@ -841,29 +841,20 @@ def _thread_of(row: m.InboundMessage, parsed: ParsedMail) -> dict[str, Any]:
     )
 
 
-def body_invoice_numbers(text: str, prefix: str) -> list[str]:
-    """Invoice numbers named in a reply's new text, in order (the reading rules' own rule)."""
-    return list(invoice_numbers_in(text, prefix))
-
-
 def _reply_body(parsed: ParsedMail) -> str:
     return (parsed.reply_text or parsed.text or "")[:MAX_BODY]
 
 
 def _named_invoices(
-    candidates: _Candidates,
-    read: ReadIntent | None,
-    prefix: str,
-    facts: RouteFacts,
-    prepared: Prepared,
+    candidates: _Candidates, facts: RouteFacts, prepared: Prepared
 ) -> tuple[InvoiceRef, ...]:
     """The sender's family's invoices the message names: in its new text (in order), then in
     its subject. A number that isn't one of the family's invoices (another family's, or no
     invoice at all) is left out: it is never trusted."""
     sender = prepared.parsed.from_address
-    in_text = read.invoice_numbers if read is not None else candidates.body_numbers
     found: list[InvoiceRef] = []
-    for number in (*in_text, *candidates.numbers):
+    # The body's numbers come from the reading rules' own reader (workflows.replies).
+    for number in (*candidates.body_numbers, *candidates.numbers):
         invoice = facts.invoices_by_number.get(number.strip().upper())
         if invoice is None or invoice in found:
             continue
