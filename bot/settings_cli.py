@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+# The same --as as `devicecare billing settings`: both need Manage Settings.
+from bot.billing_cli import AsEmail
 from bot.cli_runtime import cli_actor, log_refusal, run_with_runtime
 from bot.runtime import Runtime
 from bot.settings import get_settings
@@ -102,15 +104,7 @@ def set_command(
     office_email: Annotated[
         str | None, typer.Option("--office-email", help="The business office's email address.")
     ] = None,
-    as_email: Annotated[
-        str | None,
-        typer.Option(
-            "--as",
-            metavar="EMAIL",
-            help="Act as this staff member, who needs Manage Settings "
-            "(default: the command line itself).",
-        ),
-    ] = None,
+    as_email: AsEmail = None,
 ) -> None:
     """Change some of the district's facts; "" clears one. Checked as in Slack, and audited."""
     changes = {
