@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import re
 import sys
+import textwrap
 from datetime import time
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -54,8 +55,6 @@ def code(text: str) -> str:
 
 
 def environment_markdown() -> str:
-    from pydantic_core import PydanticUndefined
-
     from bot.settings import Settings
 
     comments = field_comments(Settings)
@@ -65,12 +64,15 @@ def environment_markdown() -> str:
         env = env_name(name, field.validation_alias, prefix)
         if field.default_factory is not None:
             default = render_default(field.default_factory())  # type: ignore[call-arg]
-        elif field.default is PydanticUndefined:
+        elif field.is_required():
             default = "required"
         else:
             default = render_default(field.default)
         description = field.description or comments.get(name, "")
         hint = value_hint(field.annotation, field.metadata)
+        choices = re.findall(r"`[^`]+`", hint)
+        if choices and all(choice in description for choice in choices):
+            hint = ""  # the description already lists every choice
         text = " ".join(part for part in (description, hint) if part) or "—"
         rows.append(f"| {code(env)} | {table_cell(default)} | {table_cell(text)} |")
     return "\n".join(
@@ -144,7 +146,7 @@ def bound(metadata: list[Any], name: str) -> Any:
 def field_comments(cls: type) -> dict[str, str]:
     """The `#` comment lines just above each field in the class body: a fallback description."""
     try:
-        source = inspect.getsource(cls)
+        source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):
         return {}
     found: dict[str, str] = {}
