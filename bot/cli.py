@@ -11,11 +11,15 @@ from importlib.metadata import version as package_version
 from typing import Annotated, Any, TypeVar
 
 import typer
+from alembic.util.exc import CommandError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bot.billing_cli import billing_app
+from bot.cli_group import DeviceCareGroup
 from bot.cli_runtime import run_with_runtime
+from bot.config_cli import config_app
 from bot.fees_cli import fees_app
 from bot.http_edge import REDACT_FAMILY_TOKENS
 from bot.insurance_cli import insurance_app
@@ -31,6 +35,7 @@ from storage import migrate
 from workflows.permissions import Actor
 
 app = typer.Typer(
+    cls=DeviceCareGroup,
     help="DeviceCare: damaged and lost student devices, from report to payment.",
     no_args_is_help=True,
 )
@@ -60,6 +65,7 @@ def _main(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 staff_app = typer.Typer(help="Staff and roles.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
 app.add_typer(staff_app, name="staff")
 app.add_typer(billing_app, name="billing")
 app.add_typer(report_app, name="report")
@@ -81,10 +87,11 @@ def _setup_logging(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # our own lines say what changed
 
 
 def _run(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
-    """Migrate, open the runtime, run `work`, close; domain errors become a clean exit."""
+    """Check the schema, open the runtime, run `work`, close; domain errors exit cleanly."""
     return run_with_runtime(settings, work, console=console)
 
 
@@ -268,21 +275,56 @@ def scheduler() -> None:
 
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
-    """Migrate the database schema (and create the shipped roles and settings)."""
+    """Migrate the database schema (and create the shipped roles and settings).
+
+    Run it after installing a new version and before starting it. Several runs at once are
+    safe: on PostgreSQL they take turns under a lock, and the later ones find nothing to do.
+    """
     settings = get_settings()
-    migrate.upgrade(settings.database_url, revision)
+    url = settings.database_url
+    where = migrate.where(url)
+    before = migrate.check_schema(url)
+    if before.is_ahead:
+        raise migrate.SchemaNotReady(before.describe())
+
+    def waiting() -> None:
+        console.print(
+            f"Another upgrade of {where} is running; waiting for it to finish.", soft_wrap=True
+        )
+
+    try:
+        applied = migrate.upgrade(url, revision, on_wait=waiting)
+    except CommandError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from exc
+    for step in applied:
+        verb = "Applied" if step.forward else "Reverted"
+        console.print(f"{verb} {step.revision}: {escape(step.message)}", soft_wrap=True)
 
     async def seed(runtime: Runtime) -> None:
         await prepare_database(runtime)
 
-    _run(settings, seed)
-    console.print(f"Database at {settings.database_url.split('@')[-1]} is up to date.")
+    after = migrate.check_schema(url)
+    if after.is_current:
+        _run(settings, seed)
+    at = ", ".join(after.current) or "base"
+    if after.is_current:
+        state = "is up to date" if applied else "is already up to date"
+        console.print(f"Database at {where} {state} (at {at}).")
+    else:
+        console.print(
+            f"Database at {where} is at {at}; this version goes up to {', '.join(after.heads)}."
+        )
 
 
 @db_app.command("current")
 def db_current() -> None:
-    """Show the schema revision the database is at."""
-    migrate.current(get_settings().database_url)
+    """Show the schema revision the database is at (exit status 1 unless it is current)."""
+    url = get_settings().database_url
+    state = migrate.check_schema(url)
+    console.print(f"{migrate.where(url)}: {escape(state.describe())}", highlight=False)
+    if not state.is_current:
+        raise typer.Exit(1)
 
 
 # --- staff --------------------------------------------------------------------------------

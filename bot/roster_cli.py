@@ -14,7 +14,7 @@ from rich.text import Text
 
 from bot.settings import async_database_url, get_settings
 from storage.db import create_engine, session_factory
-from storage.migrate import upgrade
+from storage.migrate import ensure_schema
 from storage.roster import (
     CsvFileError,
     ImportResult,
@@ -78,7 +78,7 @@ def import_command(
     try:
         check_files(folder, devices)  # not text, or a wrong header: before the database too
         url = async_database_url(database_url) if database_url else get_settings().database_url
-        upgrade(url)  # blocking, and runs its own event loop: before ours starts
+        ensure_schema(url)  # blocking, and runs its own event loop: before ours starts
         result = asyncio.run(_import(url, folder, devices, strict, console))
     except CsvFileError as exc:
         console.print(Text(f"{exc} Nothing was changed.", style="red"))
