@@ -288,9 +288,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
         raise migrate.SchemaNotReady(before.describe())
 
     def waiting() -> None:
-        console.print(
-            f"Another upgrade of {where} is running; waiting for it to finish.", soft_wrap=True
-        )
+        typer.echo(f"Another upgrade of {where} is running; waiting for it to finish.")
 
     try:
         applied = migrate.upgrade(url, revision, on_wait=waiting)
@@ -299,7 +297,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
         raise typer.Exit(2) from exc
     for step in applied:
         verb = "Applied" if step.forward else "Reverted"
-        console.print(f"{verb} {step.revision}: {escape(step.message)}", soft_wrap=True)
+        typer.echo(f"{verb} {step.revision}: {step.message}")
 
     async def seed(runtime: Runtime) -> None:
         await prepare_database(runtime)
@@ -310,11 +308,10 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
     at = ", ".join(after.current) or "base"
     if after.is_current:
         state = "is up to date" if applied else "is already up to date"
-        console.print(f"Database at {where} {state} (at {at}).")
+        typer.echo(f"Database at {where} {state} (at {at}).")
     else:
-        console.print(
-            f"Database at {where} is at {at}; this version goes up to {', '.join(after.heads)}."
-        )
+        heads = ", ".join(after.heads)
+        typer.echo(f"Database at {where} is at {at}; this version goes up to {heads}.")
 
 
 @db_app.command("current")
@@ -322,7 +319,7 @@ def db_current() -> None:
     """Show the schema revision the database is at (exit status 1 unless it is current)."""
     url = get_settings().database_url
     state = migrate.check_schema(url)
-    console.print(f"{migrate.where(url)}: {escape(state.describe())}", highlight=False)
+    typer.echo(f"{migrate.where(url)}: {state.describe()}")
     if not state.is_current:
         raise typer.Exit(1)
 

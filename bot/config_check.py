@@ -23,9 +23,9 @@ from storage.migrate import connect_error, schema_state_of, where
 
 HIDDEN = "(set, hidden)"
 NOT_SET = "(not set)"
-# A server that doesn't answer within this is reported as failing (the service itself waits
-# longer: these are checks, not deliveries).
-CHECK_TIMEOUT_SECONDS = 15.0
+# How long one step may take before the check reports the server as not answering (the
+# service itself may wait longer: these are checks, not deliveries).
+CHECK_TIMEOUT_SECONDS = 10.0
 
 Status = Literal["ok", "failed", "off"]
 
@@ -87,9 +87,9 @@ def effective_settings(settings: Settings) -> list[Setting]:
 
 async def _guarded(part: str, check: Awaitable[CheckResult]) -> CheckResult:
     try:
-        return await asyncio.wait_for(check, CHECK_TIMEOUT_SECONDS * 2)
+        return await asyncio.wait_for(check, CHECK_TIMEOUT_SECONDS * 4)
     except TimeoutError:
-        return CheckResult(part, "failed", "no answer in time")
+        return CheckResult(part, "failed", "no answer from the server in time")
     except Exception as exc:  # noqa: BLE001 - whatever went wrong is the reason shown
         return CheckResult(part, "failed", connect_error(exc))
 
@@ -107,7 +107,8 @@ async def check_database(settings: Settings) -> CheckResult:
                 "ok",
                 f"SQLite file {parsed.database} doesn't exist yet; the first start creates it",
             )
-    engine = create_engine(url, **({} if sqlite else {"connect_args": {"timeout": 10}}))
+    timeout = {"connect_args": {"timeout": CHECK_TIMEOUT_SECONDS}}
+    engine = create_engine(url, **({} if sqlite else timeout))
     try:
         async with engine.connect() as conn:
             state = await conn.run_sync(schema_state_of, url)
@@ -154,7 +155,7 @@ async def check_imap(settings: Settings) -> CheckResult:
 
     if not settings.imap_enabled:
         return _off("imap", settings, "email in")
-    timeout = min(float(settings.imap_timeout_seconds), CHECK_TIMEOUT_SECONDS / 4)
+    timeout = min(float(settings.imap_timeout_seconds), CHECK_TIMEOUT_SECONDS)
     config = ReaderConfig.from_settings(settings, timeout=timeout)
     selected = await check_mailbox(config)
     security = {"tls": "TLS", "starttls": "STARTTLS", "none": "no TLS"}[config.security]
