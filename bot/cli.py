@@ -11,15 +11,14 @@ from importlib.metadata import version as package_version
 from typing import Annotated, Any, TypeVar
 
 import typer
-from alembic.util.exc import CommandError
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from bot.billing_cli import billing_app
 from bot.cli_group import DeviceCareGroup
 from bot.cli_runtime import run_with_runtime
 from bot.config_cli import config_app
+from bot.db_cli import db_app
 from bot.fees_cli import fees_app
 from bot.http_edge import REDACT_FAMILY_TOKENS
 from bot.insurance_cli import insurance_app
@@ -28,10 +27,9 @@ from bot.payments_cli import payments_app
 from bot.report_cli import invoice_app, report_app
 from bot.report_commands import register_report_commands  # noqa: F401 - adds `report <name>`
 from bot.roster_cli import import_command
-from bot.runtime import Runtime, log_parts, prepare_database
+from bot.runtime import Runtime, log_parts
 from bot.settings import Settings, get_settings
 from bot.settings_cli import settings_app
-from storage import migrate
 from workflows.permissions import Actor
 
 app = typer.Typer(
@@ -62,7 +60,6 @@ def _main(
     """DeviceCare: damaged and lost student devices, from report to payment."""
 
 
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 staff_app = typer.Typer(help="Staff and roles.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
@@ -268,60 +265,6 @@ def mail() -> None:
 def scheduler() -> None:
     """Run the daily jobs at their configured local times."""
     _start(["scheduler"])
-
-
-# --- database -----------------------------------------------------------------------------
-
-
-@db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
-    """Migrate the database schema (and create the shipped roles and settings).
-
-    Run it after installing a new version and before starting it. Several runs at once are
-    safe: on PostgreSQL they take turns under a lock, and the later ones find nothing to do.
-    """
-    settings = get_settings()
-    url = settings.database_url
-    where = migrate.where(url)
-    before = migrate.check_schema(url)
-    if before.is_ahead:
-        raise migrate.SchemaNotReady(before.describe())
-
-    def waiting() -> None:
-        typer.echo(f"Another upgrade of {where} is running; waiting for it to finish.")
-
-    try:
-        applied = migrate.upgrade(url, revision, on_wait=waiting)
-    except CommandError as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from exc
-    for step in applied:
-        verb = "Applied" if step.forward else "Reverted"
-        typer.echo(f"{verb} {step.revision}: {step.message}")
-
-    async def seed(runtime: Runtime) -> None:
-        await prepare_database(runtime)
-
-    after = migrate.check_schema(url)
-    if after.is_current:
-        _run(settings, seed)
-    at = ", ".join(after.current) or "base"
-    if after.is_current:
-        state = "is up to date" if applied else "is already up to date"
-        typer.echo(f"Database at {where} {state} (at {at}).")
-    else:
-        heads = ", ".join(after.heads)
-        typer.echo(f"Database at {where} is at {at}; this version goes up to {heads}.")
-
-
-@db_app.command("current")
-def db_current() -> None:
-    """Show the schema revision the database is at (exit status 1 unless it is current)."""
-    url = get_settings().database_url
-    state = migrate.check_schema(url)
-    typer.echo(f"{migrate.where(url)}: {state.describe()}")
-    if not state.is_current:
-        raise typer.Exit(1)
 
 
 # --- staff --------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ database, SMTP and IMAP servers it names answer. Nothing is written, sent or mar
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -146,7 +147,9 @@ async def check_smtp(settings: Settings) -> CheckResult:
         NoticeSender.from_settings(settings, SystemClock())  # SMTP_FROM and the templates
     except ValueError as exc:
         return CheckResult("smtp", "failed", str(exc))
-    transport = SmtpTransport(smtp_config(settings))
+    config = smtp_config(settings)
+    timeout = min(config.timeout, CHECK_TIMEOUT_SECONDS)
+    transport = SmtpTransport(dataclasses.replace(config, timeout=timeout))
     return CheckResult("smtp", "ok", await transport.check())
 
 
