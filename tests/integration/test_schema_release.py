@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from typer.testing import CliRunner
 from bot.cli import app
 from bot.settings import get_settings
 from storage.db import create_engine
-from storage.migrate import upgrade
+from storage.migrate import SCHEMA_LOCK_KEY, upgrade
 from tests.conftest import PG_URL, _admin, _pg_unavailable_reason
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,6 +173,26 @@ def test_a_database_ahead_of_the_code_is_one_line_and_left_alone(
         [line] = stopped.stderr.strip().splitlines()
         assert line.startswith("The database schema is at 0099, newer than this version")
     assert _revision(empty_pg) == "0099"
+
+
+@pytest.mark.postgres
+async def test_an_upgrade_waits_while_another_holds_the_lock(empty_pg: str) -> None:
+    waiting = threading.Event()
+    engine = create_engine(empty_pg)
+    try:
+        async with engine.connect() as other:  # plays an upgrade that is running
+            await other.execute(text("SELECT pg_advisory_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
+            queued = asyncio.create_task(asyncio.to_thread(upgrade, empty_pg, on_wait=waiting.set))
+            assert await asyncio.to_thread(waiting.wait, 30)
+            await asyncio.sleep(0.2)
+            assert not queued.done()  # still waiting, nothing applied
+            await other.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SCHEMA_LOCK_KEY})
+        applied = await asyncio.wait_for(queued, 60)
+    finally:
+        await engine.dispose()
+    assert [step.revision for step in applied][:2] == ["0001", "0002"]
+    assert applied[-1].revision == "0012"
+    assert await asyncio.to_thread(upgrade, empty_pg) == []  # and the lock was let go
 
 
 def test_sqlite_commands_upgrade_by_themselves_but_never_past_the_code(
