@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from bot.config_errors import load_settings
+
 DATA_DIR = Path("data")
 
 
@@ -38,6 +40,20 @@ def async_database_url(url: str) -> str:
         return parsed.render_as_string(hide_password=False)
     if parsed.drivername == "sqlite":
         return "sqlite+aiosqlite" + url[len("sqlite") :]
+    return url
+
+
+def supported_database_url(url: str) -> str:
+    """The URL if DeviceCare can run on it; otherwise a message naming what to write."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except (ArgumentError, ValueError):
+        backend = None
+    if backend not in ("postgresql", "sqlite"):
+        raise ValueError(
+            "not a PostgreSQL or SQLite URL; write postgresql://user:password@host:5432/name "
+            "or sqlite:///path/to/devicecare.db"
+        )
     return url
 
 
@@ -338,7 +354,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
-        return async_database_url(value)
+        return supported_database_url(async_database_url(value))
 
     @field_validator("district_timezone")
     @classmethod
@@ -399,4 +415,5 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings; a ConfigurationError (one line per problem) when they can't be used."""
+    return load_settings(Settings)
