@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     port: int = 3000
     host: str = "0.0.0.0"
     log_level: str = "INFO"
+    # Monitoring (docs/operations/monitoring.md): one log line per record as text or JSON;
+    # errors to Sentry when SENTRY_DSN is set; METRICS_TOKEN makes /metrics ask for a bearer.
+    log_format: Literal["text", "json"] = "text"
+    sentry_dsn: SecretStr | None = None
+    metrics_token: SecretStr | None = None
 
     @field_validator("database_url")
     @classmethod
