@@ -59,6 +59,12 @@ def slack_error_key(method: str, error: str) -> str:
     return f"{SLACK_ERRORS}|{method}|{error}"
 
 
+def discard_pending() -> None:
+    """Forget what no heartbeat has written yet (a fresh start for a test)."""
+    _pending.clear()
+    _counters.clear()
+
+
 def _take(process: str, now: datetime) -> Beat:
     pending = _pending.pop(process, _Pending())
     counters = dict(_counters)
