@@ -46,8 +46,11 @@ def note_success(process: str, at: datetime) -> None:
 
 
 def note_error(process: str, error: str, at: datetime) -> None:
+    """`process` failed at `at`; only the first line is kept (a database error's next lines
+    hold the statement and its parameters)."""
+    first = error.strip().splitlines()[0] if error.strip() else "error"
     pending = _pending.setdefault(process, _Pending())
-    pending.error, pending.error_at = error, at
+    pending.error, pending.error_at = first, at
 
 
 def count(key: str, amount: int = 1) -> None:

@@ -192,11 +192,14 @@ def route_template(scope: Scope) -> str:
     """The matching route's path template (/family/{token}), never the path itself: paths
     carry family tokens."""
     app = scope.get("app")
+    partial = None  # the path matched but not the method (a 405)
     for route in getattr(app, "routes", ()):
         match, _ = route.matches(scope)
         if match == Match.FULL:
             return str(getattr(route, "path", "other"))
-    return "unmatched"
+        if match == Match.PARTIAL and partial is None:
+            partial = str(getattr(route, "path", "other"))
+    return partial or "unmatched"
 
 
 class RequestTimer:

@@ -35,7 +35,7 @@ async def _snapshot(runtime: Runtime) -> tuple[Snapshot | None, Readiness]:
 
 def _authorized(request: Request, runtime: Runtime) -> bool:
     token = runtime.settings.metrics_token
-    if token is None:
+    if token is None or not token.get_secret_value():
         return True
     given = request.headers.get("authorization", "")
     expected = f"Bearer {token.get_secret_value()}"

@@ -14,6 +14,7 @@ from bot.slack.client import build_web_client, close_web_client
 from storage import models as m
 from storage.monitoring import BILLING_RUN_FAILED_KIND
 from storage.notices import NOTICE_KIND
+from storage.service_facts import read_facts
 from tests.monitoring_rows import failed_notice, notice, outbox_row
 from tests.slack.fake_api import BOT_TOKEN, FakeSlack
 from tests.web.conftest import WebFactory, WebHarness
@@ -163,6 +164,7 @@ async def test_request_latency_is_kept_by_route_template(web: WebHarness) -> Non
     await web.http.get(link)
     await web.http.get("/healthz")
     await web.http.get("/no/such/page")
+    await web.http.post("/healthz")
     text = (await web.http.get("/metrics")).text
     found = samples(text)
     name = "devicecare_http_request_duration_seconds_count"
@@ -170,6 +172,7 @@ async def test_request_latency_is_kept_by_route_template(web: WebHarness) -> Non
     family = [k for k in found if k[0] == name and ("route", "/family/{token}") in k[1]]
     assert len(family) == 1
     assert value(found, name, method="GET", route="unmatched", status="404") == 1
+    assert value(found, name, method="POST", route="/healthz", status="405") == 1
     assert link.rsplit("/", 1)[1] not in text  # the family token never reaches the metrics
 
 
@@ -282,3 +285,27 @@ async def test_readyz_when_the_database_is_gone(make_web: WebFactory) -> None:
     metrics = await web.http.get("/metrics")
     assert metrics.status_code == 200
     assert value(samples(metrics.text), "devicecare_database_up") == 0
+
+
+async def test_a_process_error_is_kept_in_one_line(mail_web: WebHarness) -> None:
+    web = mail_web
+    now = web.clock.now()
+    heartbeat.note_error(
+        "worker",
+        "IntegrityError: duplicate key value\nDETAIL:  Key (email)=(jane@example.org) exists",
+        now,
+    )
+    await beat(web, "worker")
+    async with web.runtime.reads.sessions() as session:
+        facts = await read_facts(session)
+    assert facts["worker"].last_error == "IntegrityError: duplicate key value"
+    assert facts["worker"].last_error_at == now and facts["worker"].last_success is None
+    web.clock.advance(seconds=15)
+    heartbeat.note_success("worker", web.clock.now())
+    await beat(web, "worker")  # a later beat keeps the error and adds the success
+    async with web.runtime.reads.sessions() as session:
+        worker = (await read_facts(session))["worker"]
+    assert (worker.last_error_at, worker.last_success) == (now, web.clock.now())
+    found = samples((await web.http.get("/metrics")).text)
+    stamp = "devicecare_process_last_error_timestamp_seconds"
+    assert value(found, stamp, process="worker") == now.timestamp()
