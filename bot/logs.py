@@ -67,3 +67,4 @@ def setup_logging(settings: Settings, stream: TextIO | None = None) -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # our own lines say what changed

@@ -109,11 +109,25 @@ class Settings(BaseSettings):
     port: int = 3000
     host: str = "0.0.0.0"
     log_level: str = "INFO"
-    # Monitoring (docs/operations/monitoring.md): one log line per record as text or JSON;
-    # errors to Sentry when SENTRY_DSN is set; METRICS_TOKEN makes /metrics ask for a bearer.
-    log_format: Literal["text", "json"] = "text"
-    sentry_dsn: SecretStr | None = None
-    metrics_token: SecretStr | None = None
+    # Monitoring: see docs/operations/monitoring.md.
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description=(
+            "`text`: one readable line per record; `json`: one JSON object per line (time, level,"
+            " logger, message, extra fields, exception). uvicorn's lines use it too."
+        ),
+    )
+    sentry_dsn: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Report errors to this Sentry project (needs `pip install 'devicecare[sentry]'`);"
+            " events carry no personal data, family tokens or secrets."
+        ),
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, `/metrics` needs `Authorization: Bearer <token>`.",
+    )
 
     @field_validator("database_url")
     @classmethod
