@@ -20,9 +20,11 @@ from bot.cli_runtime import run_with_runtime
 from bot.config_cli import config_app
 from bot.db_cli import db_app
 from bot.fees_cli import fees_app
+from bot.heartbeat import start_heartbeats
 from bot.http_edge import REDACT_FAMILY_TOKENS
 from bot.insurance_cli import insurance_app
 from bot.ledger_cli import ledger_app
+from bot.outbox_cli import outbox_app
 from bot.payments_cli import payments_app
 from bot.report_cli import invoice_app, report_app
 from bot.report_commands import register_report_commands  # noqa: F401 - adds `report <name>`
@@ -72,6 +74,7 @@ app.add_typer(insurance_app, name="insurance")
 app.add_typer(payments_app, name="payments")
 app.add_typer(settings_app, name="settings")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(outbox_app, name="outbox")
 app.command("import", help="Import students, guardians and devices from CSV.")(import_command)
 
 console = Console()
@@ -80,11 +83,11 @@ CLI_ACTOR = Actor.system("devicecare CLI")
 
 
 def _setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # our own lines say what changed
+    from bot.error_reporting import init_error_reporting
+    from bot.logs import setup_logging
+
+    setup_logging(settings)  # one format (LOG_FORMAT) for ours and uvicorn's records
+    init_error_reporting(settings)  # SENTRY_DSN
 
 
 def _run(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
@@ -141,6 +144,7 @@ async def _serve_web(runtime: Runtime, stop: asyncio.Event) -> None:
         host=runtime.settings.host,
         port=runtime.settings.port,
         log_level=runtime.settings.log_level.lower(),
+        log_config=None,  # uvicorn's records go through our handler (bot.logs)
         lifespan="off",
     )
     server = Server(config)
@@ -226,9 +230,10 @@ def _start(names: list[str]) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         tasks = [asyncio.create_task(PROCESSES[n](runtime, stop), name=n) for n in names]
+        beats = start_heartbeats(runtime.sessions, runtime.clock, names, stop)  # for /readyz
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         stop.set()  # one part ending (or a signal) stops them all
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *beats, return_exceptions=True)
         for task in done:
             if task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]

@@ -25,6 +25,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.exc import IntegrityError
 
+from bot.heartbeat import note_error, note_success
 from bot.runtime import Runtime
 from storage.billing_run import BillingRunner, RunResult
 from storage.db import maintain_sqlite
@@ -91,9 +92,11 @@ async def run_billing_day(runtime: Runtime, day: date | None = None) -> RunResul
         result = await runner.run(day)
     except Exception as exc:  # noqa: BLE001 - a failed run is reported, never kills the scheduler
         log.exception("billing run for %s failed", day)
+        note_error("scheduler", error_summary(exc), runtime.clock.now())
         await report_failure(runtime, day, exc)
         return None
     log.info("billing run for %s: %s", day, result.message)
+    note_success("scheduler", runtime.clock.now())
     return result
 
 

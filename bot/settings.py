@@ -350,6 +350,25 @@ class Settings(BaseSettings):
         default="INFO",
         description="Python log level.",
     )
+    # Monitoring: see docs/operations/monitoring.md.
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description=(
+            "`text`: one readable line per record; `json`: one JSON object per line (time, level,"
+            " logger, message, extra fields, exception). uvicorn's lines use it too."
+        ),
+    )
+    sentry_dsn: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Report errors to this Sentry project (needs `pip install 'devicecare[sentry]'`);"
+            " events carry no personal data, family tokens or secrets."
+        ),
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, `/metrics` needs `Authorization: Bearer <token>`.",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -31,6 +31,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.heartbeat import note_error, note_success
 from storage.outbox import (
     HEARTBEAT,
     LEASE,
@@ -315,9 +316,12 @@ class OutboxWorker:
             while True:
                 try:
                     handled = await self.run_once()
-                except Exception:  # noqa: BLE001 - a database blip must not kill the worker
+                except Exception as exc:  # noqa: BLE001 - a database blip must not kill the worker
                     log.exception("outbox worker: batch failed; retrying")
+                    note_error("worker", f"{type(exc).__name__}: {exc}", self.clock.now())
                     handled = 0
+                else:
+                    note_success("worker", self.clock.now())
                 if not handled:
                     await asyncio.sleep(self.idle_seconds)
         finally:

@@ -1031,3 +1031,23 @@ class BillingPause(Base):
     reason: Mapped[str] = mapped_column(String(200))
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
     created_at: Mapped[datetime]
+
+
+# --- monitoring -----------------------------------------------------------------------------
+
+
+class ServiceFact(Base):
+    """What a long-running process (worker, mail, scheduler, web) last said about itself: the
+    web process serves /readyz and /metrics for all of them from these rows."""
+
+    __tablename__ = "service_facts"
+
+    process: Mapped[str] = mapped_column(String(40), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(200))  # host:pid of the last writer
+    last_seen: Mapped[datetime]
+    last_success: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None]
+    # Running totals ("slack_api_errors|chat.postMessage|channel_not_found": 3) that survive
+    # restarts; each heartbeat adds what happened since the last one.
+    counters: Mapped[dict[str, Any]]

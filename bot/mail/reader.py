@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 from aioimaplib import aioimaplib
 from sqlalchemy.exc import DBAPIError
 
+from bot.heartbeat import note_error, note_success
 from storage.inbox import Inbox
 from storage.store import StoreFactory
 
@@ -292,6 +293,7 @@ class ImapReader:
                 self.stats.drops += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("IMAP session ended (%s); reconnecting", self.stats.last_error)
+                note_error("mail", self.stats.last_error, self.stores.clock.now())
                 await self._close(polite=False)
             else:
                 await self._close(polite=True)
@@ -330,6 +332,7 @@ class ImapReader:
         while not stop.is_set():
             await self.catch_up(selected)
             self._caught_up = True
+            note_success("mail", self.stores.clock.now())  # the last good poll, for /metrics
             if idle:
                 await self._idle(stop)
             else:

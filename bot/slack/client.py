@@ -11,6 +11,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.settings import Settings
+from bot.slack.api_errors import CountingWebClient
 
 DEFAULT_API_URL = "https://slack.com/api/"
 
@@ -24,7 +25,7 @@ def build_web_client(settings: Settings) -> AsyncWebClient:
     base_url = settings.slack_api_url or DEFAULT_API_URL
     if not base_url.endswith("/"):
         base_url += "/"
-    return AsyncWebClient(
+    return CountingWebClient(
         token=token,
         base_url=base_url,
         timeout=15,

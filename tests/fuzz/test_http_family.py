@@ -1,6 +1,6 @@
 """Fuzzing the family's routes and the rest of the web app: the family page (GET and HEAD),
 its photos, the Pay form and the new-link form, with tokens of every kind (ours, forged,
-respelled, expired, naming no one) and any form; /healthz, the absent /metrics and paths
+respelled, expired, naming no one) and any form; /healthz, /metrics and paths
 no route has. Each case: no 5xx, no logged traceback, nothing changed when refused."""
 
 from __future__ import annotations
