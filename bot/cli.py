@@ -25,6 +25,7 @@ from bot.report_cli import invoice_app, report_app
 from bot.report_commands import register_report_commands  # noqa: F401 - adds `report <name>`
 from bot.roster_cli import import_command
 from bot.runtime import Runtime, log_parts, prepare_database
+from bot.secret_cli import guard_secrets, secret_app
 from bot.settings import Settings, get_settings
 from bot.settings_cli import settings_app
 from storage import migrate
@@ -69,6 +70,7 @@ app.add_typer(insurance_app, name="insurance")
 app.add_typer(payments_app, name="payments")
 app.add_typer(settings_app, name="settings")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(secret_app, name="secret")
 app.command("import", help="Import students, guardians and devices from CSV.")(import_command)
 
 console = Console()
@@ -138,6 +140,8 @@ async def _serve_web(runtime: Runtime, stop: asyncio.Event) -> None:
         port=runtime.settings.port,
         log_level=runtime.settings.log_level.lower(),
         lifespan="off",
+        # X-Forwarded-For is read by the app, from TRUSTED_PROXIES only (bot/proxies.py).
+        proxy_headers=False,
     )
     server = Server(config)
     serving = asyncio.create_task(server.serve())
@@ -213,6 +217,7 @@ PROCESSES: dict[str, Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None
 
 def _start(names: list[str]) -> None:
     settings = get_settings()
+    guard_secrets(settings)
     _setup_logging(settings)
 
     async def work(runtime: Runtime) -> None:

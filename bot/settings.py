@@ -14,6 +14,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 DATA_DIR = Path("data")
+# The documented default SECRET_KEY: fine on a laptop, refused wherever it could be abused.
+PLACEHOLDER_SECRET_KEY = "change-me-in-production"
 
 
 # Hosting platforms (Heroku, Render, Dokku) hand out `postgres://…?sslmode=require`;
@@ -105,15 +107,28 @@ class Settings(BaseSettings):
     # "12.50"), {amount_cents}, {student_id} (the SIS id), {student_name}.
     payment_portal_url_template: str | None = None
     payment_portal_name: str = "the school payment portal"
-    secret_key: SecretStr = SecretStr("change-me-in-production")
+    secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET_KEY)
+    # Older keys (comma-separated) that still verify links and tokens signed before a rotation.
+    secret_key_previous: SecretStr | None = None
+    # Proxies (IPs or CIDR networks, comma-separated) whose X-Forwarded-For is believed.
+    trusted_proxies: str = ""
     port: int = 3000
-    host: str = "0.0.0.0"
+    # Loopback until told otherwise: a fresh checkout is not reachable from the network.
+    host: str = "127.0.0.1"
     log_level: str = "INFO"
 
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
         return async_database_url(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        from bot.proxies import parse_trusted_proxies
+
+        parse_trusted_proxies(value)  # a ValueError names the entry that is not an address
+        return value
 
     @field_validator("district_timezone")
     @classmethod
