@@ -58,6 +58,8 @@ def exposure(settings: Settings) -> str | None:
         return f"HOST is {settings.host}"
     if settings.smtp_enabled:
         return "mail is sent (SMTP_HOST)"
+    if settings.imap_enabled:  # replies from anyone, routed by the tokens they carry
+        return "replies are read (IMAP_HOST)"
     if settings.stripe_enabled or settings.stripe_secret_key is not None:
         return "payments are on (STRIPE_SECRET_KEY)"
     if settings.payment_portal_url_template:

@@ -51,6 +51,7 @@ def test_generated_and_hex_keys_are_good() -> None:
         ({"host": "0.0.0.0"}, "HOST"),
         ({"host": "10.1.2.3"}, "HOST"),
         ({"smtp_host": "127.0.0.1", "smtp_from": "billing@district.org"}, "SMTP_HOST"),
+        ({"imap_host": "imap.district.org", "imap_username": "b", "imap_password": "p"}, "IMAP"),
         ({"stripe_secret_key": "sk_live_abc"}, "STRIPE_SECRET_KEY"),
         ({"payment_portal_url_template": "https://pay.example/{amount}"}, "PAYMENT_PORTAL"),
     ],
