@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The documentation is built (strict: a broken link or anchor fails) into the git-ignored site/.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 # PostgreSQL tests use this server; where it is unreachable they skip (CI makes them required).
 export TEST_POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 
@@ -27,7 +29,8 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(MKDOCS) build --strict --site-dir site
 	$(BIN)/pytest -q -n auto $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site

@@ -15,7 +15,10 @@ from rich.console import Console
 from rich.table import Table
 
 from bot.billing_cli import billing_app
+from bot.cli_group import DeviceCareGroup
 from bot.cli_runtime import run_with_runtime
+from bot.config_cli import config_app
+from bot.db_cli import db_app
 from bot.fees_cli import fees_app
 from bot.http_edge import REDACT_FAMILY_TOKENS
 from bot.insurance_cli import insurance_app
@@ -24,14 +27,14 @@ from bot.payments_cli import payments_app
 from bot.report_cli import invoice_app, report_app
 from bot.report_commands import register_report_commands  # noqa: F401 - adds `report <name>`
 from bot.roster_cli import import_command
-from bot.runtime import Runtime, log_parts, prepare_database
+from bot.runtime import Runtime, log_parts
 from bot.secret_cli import guard_secrets, secret_app
 from bot.settings import Settings, get_settings
 from bot.settings_cli import settings_app
-from storage import migrate
 from workflows.permissions import Actor
 
 app = typer.Typer(
+    cls=DeviceCareGroup,
     help="DeviceCare: damaged and lost student devices, from report to payment.",
     no_args_is_help=True,
 )
@@ -58,9 +61,9 @@ def _main(
     """DeviceCare: damaged and lost student devices, from report to payment."""
 
 
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 staff_app = typer.Typer(help="Staff and roles.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
 app.add_typer(staff_app, name="staff")
 app.add_typer(billing_app, name="billing")
 app.add_typer(report_app, name="report")
@@ -83,10 +86,11 @@ def _setup_logging(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # our own lines say what changed
 
 
 def _run(settings: Settings, work: Callable[[Runtime], Awaitable[T]]) -> T:
-    """Migrate, open the runtime, run `work`, close; domain errors become a clean exit."""
+    """Check the schema, open the runtime, run `work`, close; domain errors exit cleanly."""
     return run_with_runtime(settings, work, console=console)
 
 
@@ -266,28 +270,6 @@ def mail() -> None:
 def scheduler() -> None:
     """Run the daily jobs at their configured local times."""
     _start(["scheduler"])
-
-
-# --- database -----------------------------------------------------------------------------
-
-
-@db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
-    """Migrate the database schema (and create the shipped roles and settings)."""
-    settings = get_settings()
-    migrate.upgrade(settings.database_url, revision)
-
-    async def seed(runtime: Runtime) -> None:
-        await prepare_database(runtime)
-
-    _run(settings, seed)
-    console.print(f"Database at {settings.database_url.split('@')[-1]} is up to date.")
-
-
-@db_app.command("current")
-def db_current() -> None:
-    """Show the schema revision the database is at."""
-    migrate.current(get_settings().database_url)
 
 
 # --- staff --------------------------------------------------------------------------------

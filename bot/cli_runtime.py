@@ -1,4 +1,4 @@
-"""Running one piece of async work from a CLI command: migrate, open the runtime, close."""
+"""Running async work from a CLI command: check the schema, open the runtime, close."""
 
 from __future__ import annotations
 
@@ -28,8 +28,12 @@ def run_with_runtime(
     console: Console,
     refused_suffix: str = "",
 ) -> T:
-    """Run `work` with a fresh runtime; a domain error is printed and exits with status 1."""
-    migrate.upgrade(settings.database_url)
+    """Run `work` with a fresh runtime; a domain error is printed and exits with status 1.
+
+    The schema is checked first (SQLite is upgraded by itself; PostgreSQL must have been upgraded
+    with `devicecare db upgrade`, else SchemaNotReady).
+    """
+    migrate.ensure_schema(settings.database_url)
 
     async def main() -> T:
         runtime = build_runtime(settings)

@@ -73,14 +73,14 @@ def _console() -> Console:
 
 
 def _read(work: Callable[[AsyncSession, Settings], Awaitable[T]]) -> T:
-    """Migrate, run `work` in one read-only session, close; domain errors exit cleanly.
+    """Check the schema, run `work` in one read-only session, close; domain errors exit cleanly.
 
     The session reads one snapshot (SQLite's WAL read transaction; REPEATABLE READ on
     PostgreSQL), so a CSV written page by page adds up even while invoices change.
     """
     settings = get_settings()
     url = settings.database_url
-    migrate.upgrade(url)
+    migrate.ensure_schema(url)
 
     async def main() -> T:
         engine = create_engine(url, **({} if is_sqlite(url) else _SNAPSHOT))

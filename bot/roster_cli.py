@@ -12,9 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
-from bot.settings import async_database_url, get_settings
+from bot.settings import async_database_url, get_settings, supported_database_url
 from storage.db import create_engine, session_factory
-from storage.migrate import upgrade
+from storage.migrate import ensure_schema
 from storage.roster import (
     CsvFileError,
     ImportResult,
@@ -74,11 +74,15 @@ def import_command(
         roster_files(folder)  # fail on a missing file before touching the database
     except RosterFileError as exc:
         raise typer.BadParameter(str(exc), param_hint="FOLDER") from exc
+    try:
+        given = supported_database_url(async_database_url(database_url)) if database_url else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--database-url") from exc
     console = Console()
     try:
         check_files(folder, devices)  # not text, or a wrong header: before the database too
-        url = async_database_url(database_url) if database_url else get_settings().database_url
-        upgrade(url)  # blocking, and runs its own event loop: before ours starts
+        url = given or get_settings().database_url
+        ensure_schema(url)  # blocking, and runs its own event loop: before ours starts
         result = asyncio.run(_import(url, folder, devices, strict, console))
     except CsvFileError as exc:
         console.print(Text(f"{exc} Nothing was changed.", style="red"))

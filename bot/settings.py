@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from bot.config_errors import load_settings
+
 DATA_DIR = Path("data")
 # The documented default SECRET_KEY: fine on a laptop, refused wherever it could be abused.
 PLACEHOLDER_SECRET_KEY = "change-me-in-production"
@@ -43,84 +45,337 @@ def async_database_url(url: str) -> str:
     return url
 
 
+def supported_database_url(url: str) -> str:
+    """The URL if DeviceCare can run on it; otherwise a message naming what to write."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except (ArgumentError, ValueError):
+        backend = None
+    if backend not in ("postgresql", "sqlite"):
+        raise ValueError(
+            "not a PostgreSQL or SQLite URL; write postgresql://user:password@host:5432/name "
+            "or sqlite:///path/to/devicecare.db"
+        )
+    return url
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
-    database_url: str = f"sqlite+aiosqlite:///./{DATA_DIR}/devicecare.db"
-    district_timezone: str = "America/Chicago"
-    blob_dir: Path = DATA_DIR / "blobs"
+    database_url: str = Field(
+        default=f"sqlite+aiosqlite:///./{DATA_DIR}/devicecare.db",
+        description=(
+            "SQLAlchemy async URL of the workflow store. PostgreSQL is "
+            "`postgresql+asyncpg://user:pass@host/db`; the `postgres://` and `postgresql://` URLs"
+            " hosting platforms hand out work as they are (`?sslmode=` becomes asyncpg's `ssl=`)."
+        ),
+    )
+    district_timezone: str = Field(
+        default="America/Chicago",
+        description=(
+            'IANA time zone of the district; "days before due", incident dates and schedules are '
+            "counted in it."
+        ),
+    )
+    blob_dir: Path = Field(
+        default=DATA_DIR / "blobs",
+        description=(
+            "Folder for photo files and kept emails (the database keeps only their metadata)."
+        ),
+    )
 
-    slack_bot_token: SecretStr | None = None
-    slack_signing_secret: SecretStr | None = None
-    slack_app_token: SecretStr | None = None
+    slack_bot_token: SecretStr | None = Field(
+        default=None,
+        description="Bot token (`xoxb-…`); Slack is off without it.",
+    )
+    slack_signing_secret: SecretStr | None = Field(
+        default=None,
+        description="Verifies requests from Slack; Slack is off without it.",
+    )
+    slack_app_token: SecretStr | None = Field(
+        default=None,
+        description=(
+            "App-level token (`xapp-…`, scope `connections:write`) to use Socket Mode instead of "
+            "HTTP events."
+        ),
+    )
     # The one workspace and Slack app served; learned from Slack's auth.test when unset.
-    slack_team_id: str | None = None
-    slack_app_id: str | None = None
-    slack_api_url: str | None = None
-    slack_incidents_channel: str | None = None
-    slack_approvals_channel: str | None = None
-    slack_billing_channel: str | None = None
+    slack_team_id: str | None = Field(
+        default=None,
+        description=(
+            "The one workspace served (`T…`); requests from any other are refused. Unset, it is "
+            "the workspace Slack's `auth.test` says the bot token belongs to, asked at start."
+        ),
+    )
+    slack_app_id: str | None = Field(
+        default=None,
+        description=(
+            "The one Slack app served (`A…`, the requests' `api_app_id`). Unset, it comes from "
+            "`auth.test` the same way."
+        ),
+    )
+    slack_api_url: str | None = Field(
+        default=None,
+        description="Slack Web API base URL ending in `/api/` (GovSlack, tests). Unset: Slack's.",
+    )
+    slack_incidents_channel: str | None = Field(
+        default=None,
+        description=(
+            "Channel id where incident cards are posted (their threads are the incidents' "
+            "conversations)."
+        ),
+    )
+    slack_approvals_channel: str | None = Field(
+        default=None,
+        description="Channel id where claim-cap override and waiver requests wait for an approver.",
+    )
+    slack_billing_channel: str | None = Field(
+        default=None,
+        description="Channel id for billing messages, parents' replies and digests.",
+    )
     # The weekly digest (reports): off without a channel; posted on that day at that local time.
-    weekly_digest_channel: str | None = None
+    weekly_digest_channel: str | None = Field(
+        default=None,
+        description=(
+            "Channel id for the weekly digest (last week's incidents, money recovered, overdue "
+            "totals, new repeat offenders); the digest is off without it."
+        ),
+    )
     weekly_digest_day: Literal[
         "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
-    ] = "monday"
-    weekly_digest_time: time = time(7, 0)
+    ] = Field(
+        default="monday",
+        description="The day the weekly digest is posted (`monday` … `sunday`).",
+    )
+    weekly_digest_time: time = Field(
+        default=time(7, 0),
+        description="The district-time hour the weekly digest is posted at (`HH:MM`).",
+    )
 
-    smtp_host: str | None = None
-    smtp_port: int = 587
-    smtp_username: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
-    smtp_from: str | None = None
-    smtp_timeout: float = 30.0
-    smtp_ca_file: Path | None = None
-    mail_reply_address: str | None = None
-    templates_dir: Path | None = None
+    smtp_host: str | None = Field(
+        default=None,
+        description="Outgoing mail server; email out is off without it and `SMTP_FROM`.",
+    )
+    smtp_port: int = Field(
+        default=587,
+        description="Outgoing mail server's port.",
+    )
+    smtp_username: str | None = Field(
+        default=None,
+        description="SMTP login (no login when unset).",
+    )
+    smtp_password: SecretStr | None = Field(
+        default=None,
+        description="SMTP password.",
+    )
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="`starttls`, `tls` (implicit) or `none`.",
+    )
+    smtp_from: str | None = Field(
+        default=None,
+        description="Sender address of notices; email out is off without it and `SMTP_HOST`.",
+    )
+    smtp_timeout: float = Field(
+        default=30.0,
+        description=(
+            "Seconds an SMTP connect or command may take before the attempt counts as failed (and"
+            " is retried)."
+        ),
+    )
+    smtp_ca_file: Path | None = Field(
+        default=None,
+        description=(
+            "A PEM file of CA certificates to trust for the SMTP server (a district's private CA)."
+        ),
+    )
+    mail_reply_address: str | None = Field(
+        default=None,
+        description=(
+            "The mailbox replies go to; notices say `Reply-To: <name>+<signed token>@<domain>` "
+            "(plus-addressing), so it should be the mailbox `IMAP_*` reads. Unset: `SMTP_FROM`."
+        ),
+    )
+    templates_dir: Path | None = Field(
+        default=None,
+        description=(
+            "A folder whose `email/` files replace the shipped notice templates of the same name."
+            " Unset: the shipped `templates/`."
+        ),
+    )
 
-    imap_host: str | None = None
-    imap_port: int = 993
-    imap_username: str | None = None
-    imap_password: SecretStr | None = None
-    imap_security: Literal["starttls", "tls", "none"] = "tls"
-    imap_mailbox: str = "INBOX"
+    imap_host: str | None = Field(
+        default=None,
+        description="Mailbox server that receives parents' replies.",
+    )
+    imap_port: int = Field(
+        default=993,
+        description="IMAP server's port.",
+    )
+    imap_username: str | None = Field(
+        default=None,
+        description="IMAP login; email in is off without it, `IMAP_HOST` and `IMAP_PASSWORD`.",
+    )
+    imap_password: SecretStr | None = Field(
+        default=None,
+        description="IMAP password.",
+    )
+    imap_security: Literal["starttls", "tls", "none"] = Field(
+        default="tls",
+        description="`tls`, `starttls` or `none`.",
+    )
+    imap_mailbox: str = Field(
+        default="INBOX",
+        description="The IMAP folder to read.",
+    )
     # Without IDLE, how often to look for mail; with IDLE, how often to re-check anyway.
-    imap_poll_seconds: int = Field(default=60, ge=1, le=86_400)
-    imap_timeout_seconds: int = Field(default=30, ge=5, le=600)
+    imap_poll_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=86_400,
+        description=(
+            "Without IDLE, how often to look for mail; with IDLE, how often to re-check anyway "
+            "(IDLE is always renewed within 25 minutes)."
+        ),
+    )
+    imap_timeout_seconds: int = Field(
+        default=30,
+        ge=5,
+        le=600,
+        description=(
+            "How long an IMAP command may stay silent before the connection counts as dropped."
+        ),
+    )
 
-    public_base_url: str = "http://localhost:3000"
+    public_base_url: str = Field(
+        default="http://localhost:3000",
+        description=(
+            "Address families and Slack reach this service at; when it is `https://…`, every "
+            "response carries `Strict-Transport-Security`."
+        ),
+    )
     # The family invoice page: how long an emailed link works, and how many page requests one
     # client may make a minute before it is told to slow down.
-    family_link_days: int = Field(default=45, ge=1, le=365)
-    family_page_rate_per_minute: int = Field(default=60, ge=1, le=10_000)
+    family_link_days: int = Field(
+        default=45,
+        ge=1,
+        le=365,
+        description=(
+            "District days an emailed family-page link works, from the day its email was sent."
+        ),
+    )
+    family_page_rate_per_minute: int = Field(
+        default=60,
+        ge=1,
+        le=10_000,
+        description=(
+            "Family page and form requests one client address may make a minute (ten times as "
+            "many photo requests) before it gets 429."
+        ),
+    )
 
     # Online payments through Stripe Checkout (off without a secret key). STRIPE_API_BASE points
     # the SDK at another host (a regional proxy, or a stand-in in tests).
-    stripe_secret_key: SecretStr | None = None
-    stripe_webhook_secret: SecretStr | None = None
-    stripe_api_base: str | None = None
-    stripe_currency: str = "usd"
+    stripe_secret_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Stripe secret key (`sk_live_…`, or `sk_test_…` to try it); online card payments are "
+            "off without it and `STRIPE_WEBHOOK_SECRET`."
+        ),
+    )
+    stripe_webhook_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The signing secret (`whsec_…`) of the webhook endpoint "
+            "`PUBLIC_BASE_URL/webhooks/stripe`."
+        ),
+    )
+    stripe_api_base: str | None = Field(
+        default=None,
+        description=(
+            "Another address for Stripe's API (a regional proxy; a stand-in in tests). Unset: "
+            "Stripe's."
+        ),
+    )
+    stripe_currency: str = Field(
+        default="usd",
+        description=(
+            "The currency families are charged in; payments in any other currency are refused and"
+            " reported."
+        ),
+    )
     # Webhook events signed longer ago than this are refused (replays of captured requests).
-    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1, le=86_400)
+    stripe_webhook_tolerance_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=86_400,
+        description=(
+            "How old (or how far in the future, by this service's clock) a webhook's signature "
+            "may be."
+        ),
+    )
     # A school payment portal without an API (RevTrak, MySchoolBucks, SchoolCash Online, ...):
     # the page links here instead of Stripe. Placeholders: {invoice_number}, {amount} (dollars,
     # "12.50"), {amount_cents}, {student_id} (the SIS id), {student_name}.
-    payment_portal_url_template: str | None = None
-    payment_portal_name: str = "the school payment portal"
-    secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET_KEY)
-    # Older keys (comma-separated) that still verify links and tokens signed before a rotation.
-    secret_key_previous: SecretStr | None = None
-    # Proxies (IPs or CIDR networks, comma-separated) whose X-Forwarded-For is believed.
-    trusted_proxies: str = ""
-    port: int = 3000
-    # Loopback until told otherwise: a fresh checkout is not reachable from the network.
-    host: str = "127.0.0.1"
-    log_level: str = "INFO"
+    payment_portal_url_template: str | None = Field(
+        default=None,
+        description=(
+            "A school payment portal's address for one invoice, with the URL-encoded placeholders"
+            " `{invoice_number}`, `{amount}` (`12.50`), `{amount_cents}`, `{student_id}`, "
+            "`{student_name}`, e.g. "
+            "`https://district.revtrak.net/pay?item=devices&ref={invoice_number}&amt={amount}`."
+        ),
+    )
+    payment_portal_name: str = Field(
+        default="the school payment portal",
+        description=(
+            "What families are told they are paying through; also the default `--portal` name of "
+            "`payments import`."
+        ),
+    )
+    secret_key: SecretStr = Field(
+        default=SecretStr(PLACEHOLDER_SECRET_KEY),
+        description=(
+            "Signs reply tokens, family links and Slack button values. Make one with `devicecare "
+            "secret generate`; the placeholder is refused once the service is reachable from "
+            "other machines, sends or reads mail, or takes payments."
+        ),
+    )
+    secret_key_previous: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Older keys, comma-separated, that still verify links, reply addresses and Slack "
+            "values signed before a rotation; new ones are signed with `SECRET_KEY`."
+        ),
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description=(
+            "Proxies whose `X-Forwarded-For` is believed: IP addresses and networks, "
+            "comma-separated (`127.0.0.1`, `10.0.0.0/8`). Empty: no proxy, the connecting "
+            "address is the client."
+        ),
+    )
+    port: int = Field(
+        default=3000,
+        description="Web port (the Procfile passes `$PORT`).",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        description=(
+            "Web bind address. Loopback until told otherwise: `0.0.0.0` in a container or when "
+            "the proxy is on another machine."
+        ),
+    )
+    log_level: str = Field(
+        default="INFO",
+        description="Python log level.",
+    )
 
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
-        return async_database_url(value)
+        return supported_database_url(async_database_url(value))
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -189,4 +444,5 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings; a ConfigurationError (one line per problem) when they can't be used."""
+    return load_settings(Settings)

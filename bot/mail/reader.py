@@ -28,7 +28,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
 from aioimaplib import aioimaplib
 from sqlalchemy.exc import DBAPIError
@@ -668,6 +668,17 @@ async def _wait_or_stop(stop: asyncio.Event, seconds: float) -> None:
 def _text(lines: Iterable[Any]) -> str:
     parts = [x.decode(errors="replace") for x in lines if isinstance(x, bytes)]
     return " ".join(parts)[:300]
+
+
+async def check_mailbox(config: ReaderConfig) -> Selected:
+    """Log in and open the folder, then log out: nothing is read or marked."""
+    # Neither the pipeline nor the stores are used by connecting and selecting.
+    reader = ImapReader(config, cast(Pipeline, None), cast(StoreFactory, None))
+    try:
+        await reader._connect()
+        return await reader._select()
+    finally:
+        await reader._close(polite=True)
 
 
 def build_reader(runtime: Any, **overrides: Any) -> ImapReader:

@@ -459,21 +459,8 @@ class NoticeSender:
         reply_base = settings.reply_base_address
         if not from_address or "@" not in from_address or not reply_base:
             raise ValueError(f"SMTP_FROM {settings.smtp_from!r} is not an email address")
-        password = settings.smtp_password
-        transport = SmtpTransport(
-            SmtpConfig(
-                host=settings.smtp_host,
-                port=settings.smtp_port,
-                security=settings.smtp_security,
-                username=settings.smtp_username,
-                password=None if password is None else password.get_secret_value(),
-                timeout=settings.smtp_timeout,
-                ca_file=settings.smtp_ca_file,
-                local_hostname=settings.mail_domain,
-            )
-        )
         return cls(
-            transport=transport,
+            transport=SmtpTransport(smtp_config(settings)),
             renderer=NoticeRenderer(settings.templates_dir),
             clock=clock,
             tz=settings.tz,
@@ -722,6 +709,23 @@ def _finish(steps: Generator[None, None, T]) -> T:
         except StopIteration as done:
             result: T = done.value
             return result
+
+
+def smtp_config(settings: Settings) -> SmtpConfig:
+    """The SMTP connection the settings describe (SMTP_HOST must be set)."""
+    if settings.smtp_host is None:
+        raise ValueError("SMTP_HOST must be set to send notices")
+    password = settings.smtp_password
+    return SmtpConfig(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        security=settings.smtp_security,
+        username=settings.smtp_username,
+        password=None if password is None else password.get_secret_value(),
+        timeout=settings.smtp_timeout,
+        ca_file=settings.smtp_ca_file,
+        local_hostname=settings.mail_domain,
+    )
 
 
 def notice_handlers(settings: Settings, clock: Clock) -> dict[str, NoticeSender]:

@@ -171,3 +171,20 @@ class SmtpTransport:
 
     async def close(self) -> None:
         await self._drop()
+
+    async def check(self) -> str:
+        """Connect, EHLO, STARTTLS and log in as configured, then QUIT; nothing is sent.
+
+        Returns what was done; failures raise as they would for a send (SmtpUnavailable, …).
+        """
+        client = await self._connect()
+        try:
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()
+        finally:
+            await self._drop()
+        c = self.config
+        done = [f"{c.host}:{c.port}", "EHLO"]
+        done += {"tls": ["TLS"], "starttls": ["STARTTLS"], "none": []}[c.security]
+        done.append(f"logged in as {c.username}" if c.username else "no login")
+        return ", ".join(done)

@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from storage.db import create_engine
+from storage.migrate import record_step, release_schema_lock, take_schema_lock
 from storage.models import Base
 
 config = context.config
@@ -15,11 +16,15 @@ target_metadata = Base.metadata
 
 
 def _run(connection: Connection) -> None:
+    # Locked before alembic reads the version table, so an upgrade that waited sees what the
+    # one before it applied. The lock query opens the transaction that all steps then share.
+    take_schema_lock(connection, config.attributes.get("on_wait"))
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        on_version_apply=record_step(config.attributes.setdefault("applied", [])),
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -31,6 +36,7 @@ async def _run_online() -> None:
         async with engine.connect() as connection:
             await connection.run_sync(_run)
             await connection.commit()
+            await connection.run_sync(release_schema_lock)
     finally:
         await engine.dispose()
 

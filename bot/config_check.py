@@ -1,0 +1,195 @@
+"""`devicecare config check`: the effective configuration (secrets hidden) and whether the
+database, SMTP and IMAP servers it names answer. Nothing is written, sent or marked."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import time
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from dotenv import dotenv_values
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
+
+from bot.config_errors import env_file, env_name, is_secret
+from bot.runtime import describe_parts
+from bot.settings import Settings
+from storage.migrate import connect_error, schema_state_of, where
+
+HIDDEN = "(set, hidden)"
+NOT_SET = "(not set)"
+# How long one step may take before the check reports the server as not answering (the
+# service itself may wait longer: these are checks, not deliveries).
+CHECK_TIMEOUT_SECONDS = 10.0
+
+Status = Literal["ok", "failed", "off"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str  # the environment variable
+    value: str  # as shown: secrets hidden, passwords in URLs masked
+    source: str  # "environment", ".env" or "default"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    part: str
+    status: Status
+    detail: str
+
+
+def mask_url(value: str) -> str:
+    """A URL with its password replaced by ***; anything else unchanged."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return value
+    if not parts.scheme or parts.password is None:
+        return value
+    host = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def shown_value(settings: Settings, field: str) -> str:
+    value = getattr(settings, field)
+    if value is None or value == "":
+        return NOT_SET
+    if isinstance(value, SecretStr) or is_secret(Settings, field):
+        return HIDDEN
+    if isinstance(value, time):
+        return value.strftime("%H:%M")
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, str):
+        return mask_url(value)
+    return str(value)
+
+
+def effective_settings(settings: Settings) -> list[Setting]:
+    """Every setting, as the service sees it, and where its value came from."""
+    from_env = {k.upper() for k in os.environ}
+    path = env_file(Settings)
+    from_file = {k.upper() for k in dotenv_values(path)} if path.is_file() else set()
+    rows: list[Setting] = []
+    for field in Settings.model_fields:
+        name = env_name(Settings, field)
+        source = "environment" if name in from_env else ".env" if name in from_file else "default"
+        rows.append(Setting(name, shown_value(settings, field), source))
+    return rows
+
+
+async def _guarded(part: str, check: Awaitable[CheckResult]) -> CheckResult:
+    try:
+        return await asyncio.wait_for(check, CHECK_TIMEOUT_SECONDS * 4)
+    except TimeoutError:
+        return CheckResult(part, "failed", "no answer from the server in time")
+    except Exception as exc:  # noqa: BLE001 - whatever went wrong is the reason shown
+        return CheckResult(part, "failed", connect_error(exc))
+
+
+async def check_database(settings: Settings) -> CheckResult:
+    from storage.db import create_engine
+
+    url = settings.database_url
+    parsed = make_url(url)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite and parsed.database not in (None, "", ":memory:"):
+        if not Path(parsed.database or "").exists():
+            return CheckResult(
+                "database",
+                "ok",
+                f"SQLite file {parsed.database} doesn't exist yet; the first start creates it",
+            )
+    timeout = {"connect_args": {"timeout": CHECK_TIMEOUT_SECONDS}}
+    engine = create_engine(url, **({} if sqlite else timeout))
+    try:
+        async with engine.connect() as conn:
+            state = await conn.run_sync(schema_state_of, url)
+            version = ".".join(str(n) for n in conn.dialect.server_version_info or ())
+    except Exception as exc:  # noqa: BLE001 - the reason is the answer
+        return CheckResult(
+            "database", "failed", f"can't connect to {where(url)}: {connect_error(exc)}"
+        )
+    finally:
+        await engine.dispose()
+    server = f"{'SQLite' if sqlite else 'PostgreSQL'} {version} at {where(url)}"
+    if state.is_current:
+        return CheckResult("database", "ok", f"{server}, {state.describe()}")
+    if sqlite and state.is_behind:
+        at = ", ".join(state.current) or "no schema"
+        heads = ", ".join(state.heads)
+        return CheckResult(
+            "database", "ok", f"{server}, {at}; upgraded to {heads} when DeviceCare next starts"
+        )
+    return CheckResult("database", "failed", f"{server}: {state.describe()}")
+
+
+def _off(part: str, settings: Settings, described: str) -> CheckResult:
+    return CheckResult(part, "off", describe_parts(settings)[described].removeprefix("off: "))
+
+
+async def check_smtp(settings: Settings) -> CheckResult:
+    from bot.mail.sender import NoticeSender, smtp_config
+    from bot.mail.smtp import SmtpTransport
+    from workflows.clock import SystemClock
+
+    if not settings.smtp_enabled:
+        return _off("smtp", settings, "email out")
+    try:
+        NoticeSender.from_settings(settings, SystemClock())  # SMTP_FROM and the templates
+    except ValueError as exc:
+        return CheckResult("smtp", "failed", str(exc))
+    config = smtp_config(settings)
+    timeout = min(config.timeout, CHECK_TIMEOUT_SECONDS)
+    transport = SmtpTransport(dataclasses.replace(config, timeout=timeout))
+    return CheckResult("smtp", "ok", await transport.check())
+
+
+async def check_imap(settings: Settings) -> CheckResult:
+    from bot.mail.reader import ReaderConfig, check_mailbox
+
+    if not settings.imap_enabled:
+        return _off("imap", settings, "email in")
+    timeout = min(float(settings.imap_timeout_seconds), CHECK_TIMEOUT_SECONDS)
+    config = ReaderConfig.from_settings(settings, timeout=timeout)
+    selected = await check_mailbox(config)
+    security = {"tls": "TLS", "starttls": "STARTTLS", "none": "no TLS"}[config.security]
+    return CheckResult(
+        "imap",
+        "ok",
+        f"{config.host}:{config.port}, {security}, logged in as {config.username}, "
+        f"{config.mailbox} holds {selected.exists} messages",
+    )
+
+
+async def run_checks(settings: Settings) -> list[CheckResult]:
+    """Each part is tested on its own, at the same time; one failing doesn't hide another."""
+    return list(
+        await asyncio.gather(
+            _guarded("database", check_database(settings)),
+            _guarded("smtp", check_smtp(settings)),
+            _guarded("imap", check_imap(settings)),
+        )
+    )
+
+
+def render(settings: list[Setting], results: list[CheckResult]) -> list[str]:
+    width = max(len(s.name) for s in settings)
+    value_width = min(60, max(len(s.value) for s in settings))
+    lines = ["Configuration (secrets hidden):"]
+    lines += [f"  {s.name:<{width}}  {s.value:<{value_width}}  {s.source}" for s in settings]
+    lines += ["", "Checks:"]
+    lines += [f"  {r.part:<8}  {r.status:<6}  {r.detail}" for r in results]
+    return lines
+
+
+def all_passed(results: list[CheckResult]) -> bool:
+    return all(r.status != "failed" for r in results)

@@ -1,0 +1,66 @@
+"""`devicecare db …`: the database schema, changed only here (see storage/migrate.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from alembic.util.exc import CommandError
+from rich.console import Console
+
+from bot.cli_runtime import run_with_runtime
+from bot.runtime import Runtime, prepare_database
+from bot.settings import get_settings
+from storage import migrate
+
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Migrate the database schema (and create the shipped roles and settings).
+
+    Run it after installing a new version and before starting it. Several runs at once are
+    safe: on PostgreSQL they take turns under a lock, and the later ones find nothing to do.
+    """
+    settings = get_settings()
+    url = settings.database_url
+    where = migrate.where(url)
+    before = migrate.check_schema(url)
+    if before.is_ahead:
+        raise migrate.SchemaNotReady(before.describe())
+
+    def waiting() -> None:
+        typer.echo(f"Another upgrade of {where} is running; waiting for it to finish.")
+
+    try:
+        applied = migrate.upgrade(url, revision, on_wait=waiting)
+    except CommandError as exc:  # an unknown or unreachable target revision
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    for step in applied:
+        typer.echo(f"{'Applied' if step.forward else 'Reverted'} {step.revision}: {step.message}")
+
+    after = migrate.check_schema(url)
+    at = ", ".join(after.current) or "base"
+    if not after.is_current:
+        heads = ", ".join(after.heads)
+        typer.echo(f"Database at {where} is at {at}; this version goes up to {heads}.")
+        return
+
+    async def seed(runtime: Runtime) -> None:
+        await prepare_database(runtime)
+
+    run_with_runtime(settings, seed, console=Console())
+    state = "is up to date" if applied else "is already up to date"
+    typer.echo(f"Database at {where} {state} (at {at}).")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision the database is at (exit status 1 unless it is current)."""
+    url = get_settings().database_url
+    state = migrate.check_schema(url)
+    typer.echo(f"{migrate.where(url)}: {state.describe()}")
+    if not state.is_current:
+        raise typer.Exit(1)
