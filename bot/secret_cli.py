@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from bot.config_errors import ConfigurationError
 from bot.log_redaction import install_log_redaction
 from bot.secret_key import generate_secret_key, secret_key_problem
 from bot.settings import Settings
@@ -24,10 +25,9 @@ def generate() -> None:
 
 
 def guard_secrets(settings: Settings) -> None:
-    """Refuse to start with a weak SECRET_KEY where it matters (one line, exit status 2, like
-    every configuration error), then keep every secret out of the logs from here on."""
+    """Refuse to start with a weak SECRET_KEY where it matters (a ConfigurationError: one line,
+    exit status 2), then keep every secret out of the logs from here on."""
     problem = secret_key_problem(settings)
     if problem is not None:
-        typer.echo(f"devicecare: {problem}", err=True)
-        raise typer.Exit(2)
+        raise ConfigurationError([f"Configuration error: {problem}"])
     install_log_redaction(settings)

@@ -115,7 +115,7 @@ def test_a_live_setup_with_the_placeholder_refuses_to_start(tmp_path: Path, proc
     )
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()
-    assert line.startswith("devicecare: SECRET_KEY is the public placeholder")
+    assert line.startswith("Configuration error: SECRET_KEY is the public placeholder")
     assert "PUBLIC_BASE_URL is https://devicecare.district.org" in line
     assert "`devicecare secret generate`" in line
     assert not (tmp_path / "data").exists()  # refused before touching anything
