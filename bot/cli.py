@@ -30,6 +30,7 @@ from bot.report_cli import invoice_app, report_app
 from bot.report_commands import register_report_commands  # noqa: F401 - adds `report <name>`
 from bot.roster_cli import import_command
 from bot.runtime import Runtime, log_parts
+from bot.secret_cli import guard_secrets, secret_app
 from bot.settings import Settings, get_settings
 from bot.settings_cli import settings_app
 from workflows.permissions import Actor
@@ -75,6 +76,7 @@ app.add_typer(payments_app, name="payments")
 app.add_typer(settings_app, name="settings")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(outbox_app, name="outbox")
+app.add_typer(secret_app, name="secret")
 app.command("import", help="Import students, guardians and devices from CSV.")(import_command)
 
 console = Console()
@@ -146,6 +148,8 @@ async def _serve_web(runtime: Runtime, stop: asyncio.Event) -> None:
         log_level=runtime.settings.log_level.lower(),
         log_config=None,  # uvicorn's records go through our handler (bot.logs)
         lifespan="off",
+        # X-Forwarded-For is read by the app, from TRUSTED_PROXIES only (bot/proxies.py).
+        proxy_headers=False,
     )
     server = Server(config)
     serving = asyncio.create_task(server.serve())
@@ -221,6 +225,7 @@ PROCESSES: dict[str, Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None
 
 def _start(names: list[str]) -> None:
     settings = get_settings()
+    guard_secrets(settings)
     _setup_logging(settings)
 
     async def work(runtime: Runtime) -> None:

@@ -170,6 +170,18 @@ async def check_imap(settings: Settings) -> CheckResult:
     )
 
 
+async def check_secret_key(settings: Settings) -> CheckResult:
+    """What every process checks before it starts (bot.secret_key)."""
+    from bot.secret_key import exposure, secret_key_problem
+
+    problem = secret_key_problem(settings)
+    if problem is not None:
+        return CheckResult("secret", "failed", problem)
+    if exposure(settings) is None:
+        return CheckResult("secret", "ok", "good enough on this machine only (nothing is exposed)")
+    return CheckResult("secret", "ok", "SECRET_KEY is strong enough to go live")
+
+
 async def run_checks(settings: Settings) -> list[CheckResult]:
     """Each part is tested on its own, at the same time; one failing doesn't hide another."""
     return list(
@@ -177,6 +189,7 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
             _guarded("database", check_database(settings)),
             _guarded("smtp", check_smtp(settings)),
             _guarded("imap", check_imap(settings)),
+            _guarded("secret", check_secret_key(settings)),
         )
     )
 

@@ -2,18 +2,18 @@
 
 A token names one guardian (the family is the students they are guardian of), the notice whose
 email carried it (0 for a link sent on request) and the last day it works, followed by an
-HMAC-SHA256 over all three keyed with SECRET_KEY. Nothing about it can be guessed or altered:
+HMAC-SHA256 over all three keyed with SECRET_KEY (or, after a rotation, a key in
+SECRET_KEY_PREVIOUS). Nothing about it can be guessed or altered:
 a changed id or a later expiry fails the signature, so no link can reach another family.
 """
 
 from __future__ import annotations
 
-import hmac
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from bot.signing import hmac_signature
+from bot.signing import Keys, as_keys, hmac_signature
 
 # Numbers without leading zeros: each link has exactly one spelling (see read_family_token).
 _NUMBER = r"(0|[1-9][0-9]{0,11})"
@@ -46,19 +46,21 @@ def _signature(guardian_id: int, notice_id: int, expiry_day: int, secret: str) -
     return hmac_signature(f"family:{guardian_id}:{notice_id}:{expiry_day}", secret, SIGNATURE_BYTES)
 
 
-def make_family_token(
-    guardian_id: int, notice_id: int | None, expires_on: date, secret: str
-) -> str:
-    notice = notice_id or 0
+def _token(guardian_id: int, notice_id: int, expiry_day: int, secret: str) -> str:
+    signature = _signature(guardian_id, notice_id, expiry_day, secret)
+    return f"g{guardian_id}n{notice_id}e{expiry_day}.{signature}"
+
+
+def make_family_token(guardian_id: int, notice_id: int | None, expires_on: date, keys: Keys) -> str:
     day = (expires_on - _EPOCH).days
-    return f"g{guardian_id}n{notice}e{day}.{_signature(guardian_id, notice, day, secret)}"
+    return _token(guardian_id, notice_id or 0, day, as_keys(keys).current)
 
 
 def link_expiry(today: date, days: int) -> date:
     return today + timedelta(days=days)
 
 
-def read_family_token(token: str, secret: str, today: date) -> FamilyLink:
+def read_family_token(token: str, keys: Keys, today: date) -> FamilyLink:
     """The link the token stands for; LinkProblem when it is altered, invented or expired."""
     match = _TOKEN_RE.fullmatch(token)
     if match is None:
@@ -66,8 +68,7 @@ def read_family_token(token: str, secret: str, today: date) -> FamilyLink:
     guardian_id, notice_id, day = int(match[1]), int(match[2]), int(match[3])
     # The whole token must be the one we would write: no other spelling of the same numbers
     # or signature (a spare bit in the last base64 character, whitespace) opens the page.
-    expected = f"g{guardian_id}n{notice_id}e{day}.{_signature(guardian_id, notice_id, day, secret)}"
-    if not hmac.compare_digest(token.encode(), expected.encode()):
+    if not as_keys(keys).accepts(token, lambda key: _token(guardian_id, notice_id, day, key)):
         raise LinkProblem("invalid")
     if day > _LAST_DAY:  # signed, but by no link we write (they last weeks, not millennia)
         raise LinkProblem("invalid")

@@ -41,6 +41,7 @@ from bot.mail.render import (
 from bot.rate_limit import SlidingWindowLimiter
 from bot.runtime import Runtime
 from bot.settings import Settings
+from bot.signing import signing_keys
 from storage import models as m
 from storage.family_page import (
     FamilyPage,
@@ -238,7 +239,7 @@ def _today(runtime: Runtime) -> date:
 
 def read_link(runtime: Runtime, token: str) -> FamilyLink:
     """The verified link (LinkProblem when altered, invented or expired)."""
-    return read_family_token(token, runtime.settings.secret_key.get_secret_value(), _today(runtime))
+    return read_family_token(token, signing_keys(runtime.settings), _today(runtime))
 
 
 async def link_problem_page(

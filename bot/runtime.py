@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.settings import Settings
+from bot.settings import PLACEHOLDER_SECRET_KEY, Settings
 from storage.blobs import BlobStore, LocalBlobStore
 from storage.db import create_engine, is_sqlite, session_factory
 from storage.seed import ensure_defaults
@@ -97,8 +97,11 @@ def describe_parts(settings: Settings) -> dict[str, str]:
             "off: set STRIPE_SECRET_KEY and STRIPE_WEBHOOK_SECRET (or PAYMENT_PORTAL_URL_TEMPLATE)"
             " to take payments online"
         )
-    if settings.secret_key.get_secret_value() == "change-me-in-production":
-        parts["secret key"] = "default: set SECRET_KEY before sending real mail"
+    if settings.secret_key.get_secret_value() == PLACEHOLDER_SECRET_KEY:
+        parts["secret key"] = (
+            "placeholder: fine on this machine only; set SECRET_KEY (devicecare secret generate)"
+            " before going live"
+        )
     return parts
 
 

@@ -16,6 +16,8 @@ from sqlalchemy.exc import ArgumentError
 from bot.config_errors import load_settings
 
 DATA_DIR = Path("data")
+# The documented default SECRET_KEY: fine on a laptop, refused wherever it could be abused.
+PLACEHOLDER_SECRET_KEY = "change-me-in-production"
 
 
 # Hosting platforms (Heroku, Render, Dokku) hand out `postgres://…?sslmode=require`;
@@ -332,10 +334,26 @@ class Settings(BaseSettings):
         ),
     )
     secret_key: SecretStr = Field(
-        default=SecretStr("change-me-in-production"),
+        default=SecretStr(PLACEHOLDER_SECRET_KEY),
         description=(
-            "Signs reply tokens, family links and Slack button values; set a long random value in"
-            " production."
+            "Signs reply tokens, family links and Slack button values. Make one with `devicecare "
+            "secret generate`; the placeholder is refused once the service is reachable from "
+            "other machines, sends or reads mail, or takes payments."
+        ),
+    )
+    secret_key_previous: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Older keys, comma-separated, that still verify links, reply addresses and Slack "
+            "values signed before a rotation; new ones are signed with `SECRET_KEY`."
+        ),
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description=(
+            "Proxies whose `X-Forwarded-For` is believed: IP addresses and networks, "
+            "comma-separated (`127.0.0.1`, `10.0.0.0/8`). Empty: no proxy, the connecting "
+            "address is the client."
         ),
     )
     port: int = Field(
@@ -343,8 +361,11 @@ class Settings(BaseSettings):
         description="Web port (the Procfile passes `$PORT`).",
     )
     host: str = Field(
-        default="0.0.0.0",
-        description="Web bind address.",
+        default="127.0.0.1",
+        description=(
+            "Web bind address. Loopback until told otherwise: `0.0.0.0` in a container or when "
+            "the proxy is on another machine."
+        ),
     )
     log_level: str = Field(
         default="INFO",
@@ -374,6 +395,14 @@ class Settings(BaseSettings):
     @classmethod
     def _async_driver(cls, value: str) -> str:
         return supported_database_url(async_database_url(value))
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        from bot.proxies import parse_trusted_proxies
+
+        parse_trusted_proxies(value)  # a ValueError names the entry that is not an address
+        return value
 
     @field_validator("district_timezone")
     @classmethod

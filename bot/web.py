@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from bot import family_page, monitoring_web, stripe_checkout, stripe_webhooks
 from bot.http_edge import Receive, Scope, Send, StrictTransportSecurity
+from bot.proxies import trusted_proxy_middleware
 from bot.runtime import Runtime
 from bot.slack.gate import SlackGate, WorkspaceIdentity
 
@@ -74,7 +75,8 @@ def create_web_app(runtime: Runtime, slack_app: AsyncApp | None = None) -> Starl
         gc.freeze()
         yield
 
-    middleware: list[Middleware] = []
+    # Outermost: everything inside sees the real client (behind a trusted proxy).
+    middleware: list[Middleware] = trusted_proxy_middleware(runtime.settings.trusted_proxies)
     if runtime.settings.public_base_url.lower().startswith("https://"):
         middleware.append(Middleware(StrictTransportSecurity))
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

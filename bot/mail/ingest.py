@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 
 from bot.mail.parse import Attachment, ParsedMail, parse_message
 from bot.mail.tokens import ReplyToken, token_from_address, verify_reply_token
+from bot.signing import Keys, signing_keys
 from storage import models as m
 from storage.blobs import BlobStore
 from storage.images import CheckedImage, check_photo_async
@@ -250,7 +251,7 @@ class Ingestor:
         *,
         clock: Clock,
         tz: ZoneInfo,
-        secret_key: str,
+        secret_key: Keys,
     ) -> None:
         self.stores = stores
         self.blobs = blobs
@@ -266,7 +267,7 @@ class Ingestor:
             runtime.blobs,
             clock=runtime.clock,
             tz=runtime.settings.tz,
-            secret_key=runtime.settings.secret_key.get_secret_value(),
+            secret_key=signing_keys(runtime.settings),
         )
 
     async def ingest(

@@ -35,6 +35,7 @@ from jinja2.runtime import Context
 
 from bot.family_links import family_url, link_expiry, make_family_token
 from bot.settings import Settings
+from bot.signing import Keys, signing_keys
 from storage.notice_queries import CLOSED_INVOICE_STATUSES, NoticeData, is_digest
 from workflows.district_facts import facts_context, ways_to_pay
 from workflows.errors import ValidationError
@@ -479,7 +480,7 @@ class FamilyLinks:
     """What a guardian's notice needs to link to the family page and the payment portal."""
 
     base_url: str
-    secret: str
+    secret: Keys
     days: int  # how long an emailed link works
     pay_online: bool = False  # the page takes payments (Stripe, or the district's portal)
     portal_template: str | None = None
@@ -491,7 +492,7 @@ class FamilyLinks:
         portal = settings.payment_portal_url_template or None
         return cls(
             base_url=settings.public_base_url,
-            secret=settings.secret_key.get_secret_value(),
+            secret=signing_keys(settings),
             days=settings.family_link_days,
             pay_online=settings.stripe_enabled or portal is not None,
             portal_template=portal,

@@ -45,6 +45,7 @@ from bot.mail.render import (
 from bot.mail.smtp import RecipientRefused, SmtpConfig, SmtpTransport
 from bot.mail.tokens import make_reply_token, reply_address
 from bot.settings import Settings
+from bot.signing import Keys, signing_keys
 from bot.worker import GiveUp
 from storage.notice_queries import (
     CLOSED_INVOICE_STATUSES,
@@ -430,7 +431,7 @@ class NoticeSender:
         tz: tzinfo,
         from_address: str,
         reply_base: str,
-        secret_key: str,
+        secret_key: Keys,
         from_name: str | None = None,
         links: FamilyLinks | None = None,
     ) -> None:
@@ -466,7 +467,7 @@ class NoticeSender:
             from_address=from_address,
             from_name=from_name or None,
             reply_base=reply_base,
-            secret_key=settings.secret_key.get_secret_value(),
+            secret_key=signing_keys(settings),
             links=FamilyLinks.from_settings(settings),
         )
 

@@ -1,16 +1,16 @@
 """Signed reply tokens: `billing+<token>@district.org` names the invoice a reply is about.
 
-The token is the invoice and notice ids plus an HMAC-SHA256 (keyed with SECRET_KEY) over them,
+The token is the invoice and notice ids plus an HMAC-SHA256 (keyed with SECRET_KEY;
+older keys in SECRET_KEY_PREVIOUS still verify) over them,
 so a parent's reply routes itself, and an altered or invented token routes nowhere.
 """
 
 from __future__ import annotations
 
-import hmac
 import re
 from dataclasses import dataclass
 
-from bot.signing import hmac_signature
+from bot.signing import Keys, as_keys, hmac_signature
 
 # Numbers without leading zeros: each token has exactly one spelling (see verify_reply_token).
 _NUMBER = r"(0|[1-9][0-9]{0,11})"
@@ -29,11 +29,15 @@ def _signature(invoice_id: int, notice_id: int, secret: str) -> str:
     return hmac_signature(f"reply:{invoice_id}:{notice_id}", secret, SIGNATURE_BYTES)
 
 
-def make_reply_token(invoice_id: int, notice_id: int, secret: str) -> str:
+def _token(invoice_id: int, notice_id: int, secret: str) -> str:
     return f"i{invoice_id}n{notice_id}.{_signature(invoice_id, notice_id, secret)}"
 
 
-def verify_reply_token(token: str, secret: str) -> ReplyToken | None:
+def make_reply_token(invoice_id: int, notice_id: int, keys: Keys) -> str:
+    return _token(invoice_id, notice_id, as_keys(keys).current)
+
+
+def verify_reply_token(token: str, keys: Keys) -> ReplyToken | None:
     """The ids the token names, or None when it is malformed, altered or invented."""
     match = _TOKEN_RE.fullmatch(token)
     if match is None:
@@ -41,9 +45,7 @@ def verify_reply_token(token: str, secret: str) -> ReplyToken | None:
     invoice_id, notice_id = int(match[1]), int(match[2])
     # Only the exact token we wrote routes: no leading zeros, no spare-bit variant of the
     # signature's last character, no surrounding whitespace.
-    if not hmac.compare_digest(
-        token.encode(), make_reply_token(invoice_id, notice_id, secret).encode()
-    ):
+    if not as_keys(keys).accepts(token, lambda key: _token(invoice_id, notice_id, key)):
         return None
     return ReplyToken(invoice_id, notice_id)
 

@@ -8,6 +8,7 @@ from datetime import date
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from bot.signing import Keys
 from bot.slack.invoice_blocks import (
     Block,
     audit_text,
@@ -239,7 +240,7 @@ def build_invoice_view(
     timeline: InvoiceTimeline,
     *,
     tz: ZoneInfo,
-    secret: str,
+    secret: Keys,
     can_edit: bool,
     can_automate: bool,
     notice: str | None = None,

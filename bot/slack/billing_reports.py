@@ -23,6 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.runtime import Runtime
+from bot.signing import signing_keys
 from bot.slack.billing_command import BillingCall, add_subcommand
 from bot.slack.billing_report_blocks import (
     SHOWN_ROWS,
@@ -179,7 +180,7 @@ async def reply(
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = runtime.settings.secret_key.get_secret_value()
+    secret = signing_keys(runtime.settings)
     tz = runtime.settings.tz
 
     def today() -> date:

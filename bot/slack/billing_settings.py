@@ -11,6 +11,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
+from bot.signing import signing_keys
 from bot.slack.billing_command import BillingCall, add_subcommand
 from bot.slack.billing_settings_blocks import (
     FACT_BLOCKS,
@@ -141,7 +142,7 @@ def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = runtime.settings.secret_key.get_secret_value()
+    secret = signing_keys(runtime.settings)
 
     async def open_settings(call: BillingCall) -> None:
         actor = call.actor

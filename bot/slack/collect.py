@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
+from bot.signing import Keys, signing_keys
 from bot.slack.collect_blocks import (
     COLLECT_COMMAND,
     CheckInForm,
@@ -66,8 +67,8 @@ class CollectFeature:
         self.runtime = runtime
 
     @property
-    def secret(self) -> str:
-        return self.runtime.settings.secret_key.get_secret_value()
+    def secret(self) -> Keys:
+        return signing_keys(self.runtime.settings)
 
     def context(self, store: SqlStore) -> Context:
         return Context(store, self.runtime.clock, self.runtime.settings.tz)

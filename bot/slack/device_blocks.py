@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.signing import Keys
 from bot.slack.invoice_blocks import (
     Block,
     button,
@@ -144,7 +145,7 @@ def build_replace_device_modal(
     incident_id: int,
     device: m.Device,
     holder_name: str | None,
-    secret: str,
+    secret: Keys,
 ) -> Block:
     tag = f" \u00b7 tag {esc(device.asset_tag)}" if device.asset_tag else ""
     holder = esc(holder_name) if holder_name else "_nobody_"
@@ -403,7 +404,7 @@ def build_device_matches(
     devices: Sequence[m.Device],
     holders: Mapping[int, m.Student],
     *,
-    secret: str,
+    secret: Keys,
     more: bool = False,
 ) -> tuple[str, list[Block]]:
     text = f"{len(devices)} devices match \u201c{query}\u201d; pick one."

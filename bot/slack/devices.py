@@ -13,6 +13,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
+from bot.signing import signing_keys
 from bot.slack.cards import queue_incident_card, queue_thread_message
 from bot.slack.device_blocks import (
     DEVICE_COMMAND,
@@ -98,7 +99,7 @@ def _submission_errors(exc: DomainError) -> dict[str, str]:
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = runtime.settings.secret_key.get_secret_value()
+    secret = signing_keys(runtime.settings)
 
     @app.action(IncidentAction.REPLACE_DEVICE)
     async def handle_replace_device_button(

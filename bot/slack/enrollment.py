@@ -15,6 +15,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
+from bot.signing import signing_keys
 from bot.slack.billing_command import BillingCall, add_subcommand
 from bot.slack.enrollment_blocks import (
     FIELD_BLOCKS,
@@ -39,7 +40,7 @@ WHAT = "insurance enrollment"
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = runtime.settings.secret_key.get_secret_value()
+    secret = signing_keys(runtime.settings)
 
     async def open_enroll(call: BillingCall) -> None:
         try:

@@ -17,6 +17,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
+from bot.signing import signing_keys
 from bot.slack.billing_command import BillingCall, add_subcommand
 from bot.slack.errors import (
     channel_of,
@@ -80,7 +81,7 @@ async def _post(
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = runtime.settings.secret_key.get_secret_value()
+    secret = signing_keys(runtime.settings)
 
     def ctx(store: Any) -> Context:
         return Context(store, runtime.clock, runtime.settings.tz)

@@ -9,6 +9,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
+from bot.signing import Keys
 from bot.slack.invoice_blocks import (
     Block,
     button,
@@ -98,7 +99,7 @@ def build_fee_list(
     year: str,
     fees: Sequence[tuple[FeeRecord, FeeCounts]],
     buildings: Mapping[int, str],
-    secret: str,
+    secret: Keys,
 ) -> tuple[str, list[Block]]:
     new = {
         "type": "actions",
@@ -123,7 +124,7 @@ def build_fee_list(
 
 
 def build_fee_preview(
-    preview: FeePreview, buildings: Mapping[int, str], secret: str
+    preview: FeePreview, buildings: Mapping[int, str], secret: Keys
 ) -> tuple[str, list[Block]]:
     fee, counts = preview.fee, preview.counts
     lines = [

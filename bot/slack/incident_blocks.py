@@ -12,6 +12,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
+from bot.signing import Keys
 from bot.slack.ids import IncidentAction, IncidentRef
 from bot.slack.invoice_blocks import audit_text
 from bot.slack.metadata import Payload, pack
@@ -336,7 +337,7 @@ def _button(
     return button
 
 
-def build_incident_card_message(card: IncidentCard, secret: str) -> dict[str, Any]:
+def build_incident_card_message(card: IncidentCard, secret: Keys) -> dict[str, Any]:
     """The card: `{"text", "blocks"}` for chat.postMessage, chat.update or an ephemeral reply."""
     flags = ", ".join(flag_label(f) for f in card.flags) or "Incident"
     device = device_label(card.device_serial, card.device_asset_tag, card.device_model)

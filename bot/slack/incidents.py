@@ -22,6 +22,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
+from bot.signing import Keys, signing_keys
 from bot.slack.actors import NOT_SET_UP, resolve_actor
 from bot.slack.cards import INCIDENT_CARD, queue_incident_card, queue_thread_message
 from bot.slack.errors import modal_errors, record_refusal, reported, tell_user
@@ -215,8 +216,8 @@ class IncidentFeature:
         return cached[1]
 
     @property
-    def secret(self) -> str:
-        return self.runtime.settings.secret_key.get_secret_value()
+    def secret(self) -> Keys:
+        return signing_keys(self.runtime.settings)
 
     def context(self, store: SqlStore) -> Context:
         return Context(store, self.runtime.clock, self.runtime.settings.tz)
@@ -634,7 +635,7 @@ class IncidentFeature:
 
 def card_handler(runtime: Runtime, client: AsyncWebClient) -> Any:
     """Post the card in the incidents channel the first time; update it in place after."""
-    secret = runtime.settings.secret_key.get_secret_value()
+    secret = signing_keys(runtime.settings)
 
     async def deliver(payload: dict[str, Any]) -> None:
         incident_id = int(payload["incident_id"])

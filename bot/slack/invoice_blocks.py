@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.signing import Keys
 from bot.slack.ids import IncidentAction, IncidentRef
 from bot.slack.metadata import Payload, pack
 from workflows.errors import ValidationError
@@ -182,7 +183,7 @@ def option(text: str, value: str) -> Block:
     return {"text": plain(text, 75), "value": value}
 
 
-def request_override_button(incident_id: int, secret: str) -> Block:
+def request_override_button(incident_id: int, secret: Keys) -> Block:
     return button(
         "Request override",
         IncidentAction.REQUEST_OVERRIDE,
@@ -567,7 +568,7 @@ def build_invoice_modal(
     fees: Sequence[FeeItemRecord],
     preview: InvoicePreview | None,
     form: InvoiceForm,
-    secret: str,
+    secret: Keys,
     problems: Sequence[str] = (),
 ) -> Block:
     blocks = _summary_blocks(summary)
@@ -661,7 +662,7 @@ def build_invoice_created_modal(
     invoice: InvoiceRecord,
     *,
     student_name: str,
-    secret: str,
+    secret: Keys,
     audit: InvoiceAudit,
     created: bool = True,
 ) -> Block:
@@ -694,7 +695,7 @@ def build_invoice_created_modal(
 
 
 def build_invoice_thread_message(
-    invoice: InvoiceRecord, *, created_by: str, secret: str, audit: InvoiceAudit
+    invoice: InvoiceRecord, *, created_by: str, secret: Keys, audit: InvoiceAudit
 ) -> tuple[str, list[Block]]:
     text = invoice_created_text(invoice)
     blocks: list[Block] = [

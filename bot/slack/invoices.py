@@ -14,6 +14,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
+from bot.signing import Keys, signing_keys
 from bot.slack.cards import CardNotPostedYet, queue_incident_card
 from bot.slack.errors import modal_errors, record_refusal, reported
 from bot.slack.ids import IncidentAction, IncidentRef, SlackPostKind
@@ -50,8 +51,8 @@ log = logging.getLogger("devicecare.slack")
 INVOICE_CREATED = "slack.invoice_created"
 
 
-def _secret(runtime: Runtime) -> str:
-    return runtime.settings.secret_key.get_secret_value()
+def _secret(runtime: Runtime) -> Keys:
+    return signing_keys(runtime.settings)
 
 
 def _ctx(runtime: Runtime, store: SqlStore) -> Context:

@@ -2,17 +2,17 @@
 
 Slack signs each request, but the values inside are ours: signing them with SECRET_KEY means a
 value edited anywhere on the way (or crafted from scratch) is refused before it is parsed.
+Values signed with a key in SECRET_KEY_PREVIOUS still verify, so a rotation breaks no button.
 """
 
 from __future__ import annotations
 
 import base64
-import hmac
 from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bot.signing import hmac_signature
+from bot.signing import Keys, as_keys, hmac_signature
 from workflows.errors import DomainError
 
 VERSION = "v1"
@@ -31,13 +31,13 @@ def _sign(secret: str, data: str) -> str:
     return hmac_signature(data, secret, 16)
 
 
-def pack(model: Payload, secret: str) -> str:
+def pack(model: Payload, keys: Keys) -> str:
     data = base64.urlsafe_b64encode(model.model_dump_json().encode()).decode().rstrip("=")
     body = f"{VERSION}.{type(model).__name__}.{data}"
-    return f"{body}.{_sign(secret, body)}"
+    return f"{body}.{_sign(as_keys(keys).current, body)}"
 
 
-def unpack(cls: type[M], text: str | None, secret: str) -> M:
+def unpack(cls: type[M], text: str | None, keys: Keys) -> M:
     refused = ForgedPayload("That button or form didn't come from DeviceCare; nothing was changed.")
     if not isinstance(text, str):  # a value from outside may be any JSON type
         raise refused
@@ -48,9 +48,8 @@ def unpack(cls: type[M], text: str | None, secret: str) -> M:
     body = f"{version}.{name}.{data}"
     if version != VERSION or name != cls.__name__:
         raise refused
-    # As bytes: compare_digest refuses non-ASCII text with a TypeError, and the signature
-    # is exactly the one we wrote (one spelling; the body it covers is compared whole).
-    if not hmac.compare_digest(signature.encode(), _sign(secret, body).encode()):
+    # The signature is exactly one we wrote (one spelling; the body it covers is compared whole).
+    if not as_keys(keys).accepts(signature, lambda key: _sign(key, body)):
         raise refused
     try:
         raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))

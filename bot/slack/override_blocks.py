@@ -7,6 +7,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from bot.signing import Keys
 from bot.slack.invoice_blocks import (
     MINUS,
     Block,
@@ -125,7 +126,7 @@ def override_summary(facts: OverrideFacts) -> str:
 
 
 def build_override_request_message(
-    facts: OverrideFacts, *, secret: str, tz: ZoneInfo
+    facts: OverrideFacts, *, secret: Keys, tz: ZoneInfo
 ) -> tuple[str, list[Block]]:
     """The approvals-channel message; Approve/Deny while pending, the decision after."""
     # The requester's name, not a mention: they hear the outcome in the incident's thread.

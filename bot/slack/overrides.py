@@ -12,6 +12,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
+from bot.signing import signing_keys
 from bot.slack.cards import queue_incident_card, queue_thread_message
 from bot.slack.errors import reported, tell_user
 from bot.slack.ids import IncidentAction, IncidentRef, SlackPostKind
@@ -123,7 +124,7 @@ async def load_override_facts(store: SqlStore, request_id: int) -> OverrideFacts
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = runtime.settings.secret_key.get_secret_value()
+    secret = signing_keys(runtime.settings)
     tz = runtime.settings.tz
 
     @app.action(IncidentAction.REQUEST_OVERRIDE)
@@ -221,7 +222,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
 
 
 def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
-    secret = runtime.settings.secret_key.get_secret_value()
+    secret = signing_keys(runtime.settings)
     tz = runtime.settings.tz
 
     async def deliver_override_requested(payload: dict[str, Any]) -> None:

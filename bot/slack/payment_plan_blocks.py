@@ -10,6 +10,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
+from bot.signing import Keys
 from bot.slack.invoice_blocks import (
     Block,
     button,
@@ -157,7 +158,7 @@ def plan_text(view: PlanView | None) -> str:
 
 
 def build_plan_modal(
-    brief: InvoiceBrief, current: PlanView | None, *, first_due: date, secret: str
+    brief: InvoiceBrief, current: PlanView | None, *, first_due: date, secret: Keys
 ) -> Block:
     count = len(current.states) if current is not None else DEFAULT_COUNT
     frequencies = [option(f.label, f.value) for f in Frequency]
@@ -242,7 +243,7 @@ def build_plan_done_view(lines: list[str]) -> Block:
 
 
 def plan_blocks(
-    view: PlanView | None, *, invoice_id: int, secret: str, can_change: bool
+    view: PlanView | None, *, invoice_id: int, secret: Keys, can_change: bool
 ) -> list[Block]:
     """The plan's section, with Set payment plan… (or a menu to replace or clear it)."""
     if view is None and not can_change:

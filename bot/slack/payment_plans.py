@@ -18,6 +18,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
+from bot.signing import signing_keys
 from bot.slack.errors import modal_errors, record_refusal, reported, tell_user
 from bot.slack.invoice_blocks import Block, esc
 from bot.slack.metadata import ForgedPayload, unpack
@@ -76,7 +77,7 @@ async def plan_blocks_for(runtime: Runtime, actor: Actor, invoice_id: int) -> li
     return plan_blocks(
         view,
         invoice_id=invoice_id,
-        secret=runtime.settings.secret_key.get_secret_value(),
+        secret=signing_keys(runtime.settings),
         can_change=can_change,
     )
 
@@ -90,7 +91,7 @@ def _field_errors(exc: DomainError, view: Mapping[str, Any]) -> dict[str, str]:
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = runtime.settings.secret_key.get_secret_value()
+    secret = signing_keys(runtime.settings)
     tz = runtime.settings.tz
 
     def ctx_for(store: SqlStore) -> Context:

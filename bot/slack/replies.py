@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.exc import IntegrityError
 
 from bot.runtime import Runtime
+from bot.signing import signing_keys
 from bot.slack.errors import record_refusal, reported, tell_user
 from bot.slack.metadata import ForgedPayload, unpack
 from bot.slack.reply_blocks import (
@@ -161,7 +162,7 @@ def reply_card(facts: ReplyFacts, extra: dict[str, Any] | None = None) -> ReplyC
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = runtime.settings.secret_key.get_secret_value()
+    secret = signing_keys(runtime.settings)
     tz = runtime.settings.tz
 
     async def decide(
@@ -405,7 +406,7 @@ def _split_block(field: str | None) -> str:
 
 
 def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
-    secret = runtime.settings.secret_key.get_secret_value()
+    secret = signing_keys(runtime.settings)
     tz = runtime.settings.tz
 
     def billing_channel() -> str:

@@ -13,6 +13,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from bot.signing import Keys
 from bot.slack.invoice_blocks import (
     Block,
     button,
@@ -257,7 +258,7 @@ def decision_line(pending: PendingView, invoice_number: str | None, tz: ZoneInfo
     return f":x: *Marked not received* by {by}{when}: nothing was recorded."
 
 
-def _payment_blocks(card: ReplyCard, *, secret: str, tz: ZoneInfo) -> list[Block]:
+def _payment_blocks(card: ReplyCard, *, secret: Keys, tz: ZoneInfo) -> list[Block]:
     pending = card.pending
     if pending is None:
         return []
@@ -316,7 +317,7 @@ def _payment_blocks(card: ReplyCard, *, secret: str, tz: ZoneInfo) -> list[Block
     return blocks
 
 
-def _payment_actions(card: ReplyCard, pending: PendingView, secret: str) -> Block:
+def _payment_actions(card: ReplyCard, pending: PendingView, secret: Keys) -> Block:
     """The choices staff actually have: confirm what can be recorded, change the split (or
     enter the amount), or mark it not received."""
     value = pack(PendingPaymentRef(pending_payment_id=pending.id), secret)
@@ -355,7 +356,7 @@ def _payment_actions(card: ReplyCard, pending: PendingView, secret: str) -> Bloc
     return {"type": "actions", "block_id": ReplyBlock.ACTIONS, "elements": elements}
 
 
-def build_split_modal(pending: PendingView, *, secret: str) -> Block:
+def build_split_modal(pending: PendingView, *, secret: Keys) -> Block:
     """The total received and an amount per invoice; checked on the server when submitted
     (workflows.reply_split.check_edited_split)."""
     total = pending.amount_cents if pending.amount_given else None
@@ -423,7 +424,7 @@ def read_split_form(
     return text(ReplyBlock.TOTAL), amounts
 
 
-def build_reply_message(card: ReplyCard, *, secret: str, tz: ZoneInfo) -> tuple[str, list[Block]]:
+def build_reply_message(card: ReplyCard, *, secret: Keys, tz: ZoneInfo) -> tuple[str, list[Block]]:
     blocks: list[Block] = [
         {"type": "section", "block_id": ReplyBlock.HEADLINE, "text": mrkdwn(headline(card))},
         {"type": "section", "block_id": ReplyBlock.BODY, "text": mrkdwn(_body(card))},
@@ -471,7 +472,7 @@ def build_bounce_alert(alert: BounceAlert, *, tz: ZoneInfo) -> tuple[str, list[B
 
 
 def build_confirm_payment_modal(
-    pending: PendingView, invoice_number: str | None, *, secret: str
+    pending: PendingView, invoice_number: str | None, *, secret: Keys
 ) -> Block:
     """Asks for what the parent didn't say (how they paid, the check number)."""
     options = [option(label.capitalize(), method) for method, label in METHOD_LABELS.items()]

@@ -33,6 +33,7 @@ from bot.report_delivery import (
     snapshot,
 )
 from bot.runtime import Runtime
+from bot.signing import signing_keys
 from bot.slack.errors import modal_errors, record_refusal, tell_user
 from bot.slack.metadata import ForgedPayload, pack, unpack
 from bot.slack.report_blocks import (
@@ -139,7 +140,7 @@ def _refusal(actor: Actor) -> str | None:
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = runtime.settings.secret_key.get_secret_value()
+    secret = signing_keys(runtime.settings)
 
     @app.command(REPORT_COMMAND)
     async def handle_report_command(

@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.signing import Keys
 from bot.slack.invoice_blocks import (
     MINUS,
     Block,
@@ -268,7 +269,7 @@ def _reason_input(placeholder: str) -> Block:
 
 
 def build_waive_modal(
-    brief: InvoiceBrief, *, approval_cents: int, can_approve: bool, secret: str
+    brief: InvoiceBrief, *, approval_cents: int, can_approve: bool, secret: Keys
 ) -> Block:
     if can_approve:
         rule = "You approve waivers, so yours apply at once."
@@ -297,7 +298,7 @@ def build_waive_modal(
 
 
 def build_refund_modal(
-    brief: InvoiceBrief, payments: Sequence[RefundablePayment], *, secret: str
+    brief: InvoiceBrief, payments: Sequence[RefundablePayment], *, secret: Keys
 ) -> Block:
     choices = [p for p in payments if p.refundable_cents > 0]
     options = [
@@ -372,7 +373,7 @@ def adjustment_blocks(
     lines: Sequence[AdjustmentLine],
     *,
     invoice_id: int,
-    secret: str,
+    secret: Keys,
     can_waive: bool,
     can_refund: bool,
 ) -> list[Block]:
@@ -424,7 +425,7 @@ def waiver_summary(facts: WaiverFacts) -> str:
 
 
 def build_waiver_request_message(
-    facts: WaiverFacts, *, secret: str, tz: ZoneInfo
+    facts: WaiverFacts, *, secret: Keys, tz: ZoneInfo
 ) -> tuple[str, list[Block]]:
     """The approvals-channel message; Approve/Deny while pending, the decision after."""
     fields = [

@@ -15,6 +15,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
+from bot.signing import signing_keys
 from bot.slack.billing_command import BillingCall, add_subcommand
 from bot.slack.errors import modal_errors, record_refusal, reported, tell_user
 from bot.slack.invoice_blocks import esc
@@ -208,7 +209,7 @@ def _field_errors(exc: DomainError, view: Mapping[str, Any], default: str) -> di
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = runtime.settings.secret_key.get_secret_value()
+    secret = signing_keys(runtime.settings)
     tz = runtime.settings.tz
 
     def ctx_for(store: SqlStore) -> Context:
@@ -442,7 +443,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
 
 
 def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
-    secret = runtime.settings.secret_key.get_secret_value()
+    secret = signing_keys(runtime.settings)
     tz = runtime.settings.tz
 
     async def deliver_waiver_requested(payload: dict[str, Any]) -> None:

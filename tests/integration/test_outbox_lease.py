@@ -101,6 +101,7 @@ def _worker(database_url: str, smtp_port: int, cwd: Path) -> subprocess.Popen[st
         "SMTP_PORT": str(smtp_port),
         "SMTP_SECURITY": "none",
         "SMTP_FROM": "Billing <billing@district.example.org>",
+        "SECRET_KEY": "outbox-test-key-0123456789-abcdefghijklmnop",  # mail on: a real key
     }
     return subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "worker"],

@@ -127,6 +127,7 @@ async def test_served_stripe_webhooks_are_applied_by_the_worker(tmp_path: Path) 
         "DATABASE_URL": database_url,
         "STRIPE_SECRET_KEY": SECRET_KEY,
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "SECRET_KEY": "service-test-key-0123456789-abcdefghijklmnop",  # payments on: a real key
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "serve"],

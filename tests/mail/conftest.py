@@ -38,12 +38,13 @@ from storage import models as m
 from storage.store import StoreFactory
 from tests.builders import District, add_district, add_staff
 from tests.mail.dovecot import Dovecot, DovecotUnavailable, start_dovecot
-from tests.slack.conftest import (  # noqa: F401 - `slack` is a fixture these tests use too
+from tests.slack.conftest import (  # noqa: F401 - `slack` (and its settings) are fixtures here too
     APPROVALS_CHANNEL,
     BILLING_CHANNEL,
     INCIDENTS_CHANNEL,
     SlackHarness,
     slack,
+    slack_settings,
 )
 from tests.slack.fake_api import BOT_TOKEN, FakeSlack
 from tests.slack.signing import SIGNING_SECRET, SlackSender

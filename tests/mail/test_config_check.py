@@ -98,6 +98,7 @@ def test_everything_configured_and_working(
     assert parts["imap"].startswith(
         f"imap      ok      127.0.0.1:{dovecot.imap_port}, no TLS, logged in as parents"
     )
+    assert parts["secret"] == "secret    ok      SECRET_KEY is strong enough to go live"
     assert smtp.messages == []  # connected and logged in; nothing sent
     for secret in (SMTP_PASSWORD, SECRET_KEY, dovecot.password):
         assert secret not in out
@@ -135,6 +136,15 @@ def test_parts_that_are_off_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert code == 0, out
     assert parts["smtp"] == "smtp      off     set SMTP_HOST and SMTP_FROM to send notices"
     assert parts["imap"].startswith("imap      off     set IMAP_HOST, IMAP_USERNAME")
+    assert parts["secret"].startswith("secret    ok      good enough on this machine only")
+
+
+def test_a_weak_secret_key_fails_the_check(env: pytest.MonkeyPatch) -> None:
+    env.setenv("SECRET_KEY", "too-short")
+    code, out, parts = _check()
+    assert code == 1, out
+    assert parts["secret"].startswith("secret    failed  SECRET_KEY is 9 characters long")
+    assert "too-short" not in out
 
 
 @pytest.fixture

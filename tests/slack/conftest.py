@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +28,7 @@ from workflows.permissions import Actor
 INCIDENTS_CHANNEL = "C_INCIDENTS"
 APPROVALS_CHANNEL = "C_APPROVALS"
 BILLING_CHANNEL = "C_BILLING"
+SECRET_KEY = "test-secret-key"
 
 
 @dataclass
@@ -83,8 +85,18 @@ async def _settle(timeout: float = 3.0) -> None:
 
 
 @pytest.fixture
+def slack_settings() -> dict[str, Any]:
+    """Settings a test module wants different in its harness (override this fixture)."""
+    return {}
+
+
+@pytest.fixture
 async def slack(
-    engine: AsyncEngine, database_url: str, clock: FixedClock, tmp_path: Path
+    engine: AsyncEngine,
+    database_url: str,
+    clock: FixedClock,
+    tmp_path: Path,
+    slack_settings: dict[str, Any],
 ) -> AsyncIterator[SlackHarness]:
     fake = FakeSlack()
     await fake.start()
@@ -98,7 +110,7 @@ async def slack(
         slack_incidents_channel=INCIDENTS_CHANNEL,
         slack_approvals_channel=APPROVALS_CHANNEL,
         slack_billing_channel=BILLING_CHANNEL,
-        secret_key="test-secret-key",
+        **({"secret_key": SECRET_KEY} | slack_settings),
     )
     runtime = build_runtime(settings, clock)
     slack_app = build_slack_app(runtime)
