@@ -20,7 +20,7 @@ from bot.cli import app
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 # `devicecare` then the words of a command: lowercase words, as typed in a shell.
-MENTION = re.compile(r"(?<![\w.-])devicecare((?: [a-z][a-z-]*)+)")
+MENTION = re.compile(r"(?<![\w./-])devicecare((?: [a-z][a-z-]*)+)")
 
 
 def command_tree() -> Any:
