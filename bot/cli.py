@@ -21,6 +21,7 @@ from bot.http_edge import REDACT_FAMILY_TOKENS
 from bot.insurance_cli import insurance_app
 from bot.ledger_cli import ledger_app
 from bot.payments_cli import payments_app
+from bot.privacy_cli import privacy_app
 from bot.report_cli import invoice_app, report_app
 from bot.report_commands import register_report_commands  # noqa: F401 - adds `report <name>`
 from bot.roster_cli import import_command
@@ -69,6 +70,7 @@ app.add_typer(insurance_app, name="insurance")
 app.add_typer(payments_app, name="payments")
 app.add_typer(settings_app, name="settings")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(privacy_app, name="privacy")
 app.command("import", help="Import students, guardians and devices from CSV.")(import_command)
 
 console = Console()
@@ -359,21 +361,28 @@ def staff_roles() -> None:
 
 @app.command()
 def demo() -> None:
-    """Load a small sample district (buildings, families, devices, a policy, fees)."""
+    """Load a sample district and a school year of activity (safe to run again)."""
+    from bot.demo_year import family_link, family_to_open, load_school_year
     from storage.demo import load_demo
 
     async def work(runtime: Runtime) -> str:
         async with runtime.sessions() as session:
             result = await load_demo(session, runtime.clock, runtime.settings.district_timezone)
             await session.commit()
-        if not result.created:
-            return "The demo district is already loaded."
+        year = await load_school_year(runtime)
+        guardian_id = await family_to_open(runtime)
+        link = "" if guardian_id is None else family_link(runtime, guardian_id)
+        opened = f"\nOpen a family's page: {link}" if link else ""
+        if not result.created and not year.created:
+            return f"The demo district is already loaded.{opened}"
         return (
-            f"Loaded the demo district: {result.students} students, "
-            f"{result.devices} devices, 2 insurance policies and a fee schedule."
+            f"Loaded the demo district: {result.students} students, {result.devices} devices, "
+            f"2 insurance policies and a fee schedule; {year.incidents} incidents, "
+            f"{year.invoices} invoices and {year.replies} parent replies this school year."
+            f"{opened}"
         )
 
-    console.print(_run(get_settings(), work))
+    console.print(_run(get_settings(), work), soft_wrap=True)
 
 
 if __name__ == "__main__":
