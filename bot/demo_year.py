@@ -28,6 +28,7 @@ from storage.images import check_photo_async
 from storage.payment_plans import PlanRows
 from storage.staff import add_staff
 from storage.store import SqlStore, StoreFactory
+from storage.weekly_digest import previous_week
 from workflows.clock import FixedClock, local_date
 from workflows.errors import NotFound
 from workflows.incident_status import IncidentStatus
@@ -88,6 +89,15 @@ class _Year:
         """Move the clock to that point of the year so far (0 = start, 1 = yesterday)."""
         span = max((self.end - self.start).days, 0)
         day = self.start + timedelta(days=round(span * fraction))
+        self.clock.set(datetime.combine(day, time(hour), tzinfo=self.tz))
+        return day
+
+    def last_week(self, weekday: int, hour: int = 11) -> date:
+        """Move the clock into last week (Monday = 0), so the weekly digest has content."""
+        day = min(
+            max(previous_week(self.end + timedelta(days=1)) + timedelta(days=weekday), self.start),
+            self.end,
+        )
         self.clock.set(datetime.combine(day, time(hour), tzinfo=self.tz))
         return day
 
@@ -387,16 +397,18 @@ async def _events(y: _Year) -> None:
     y.at(0.1)
     noah = await y.incident("noah-lost", "1005", ("lost",), "Device not returned after a trip.")
     inv_noah = await y.invoice("noah-lost", noah, ("device-loss",), 21)
-    await y.status(noah, S.CLOSED)
     y.at(0.7)
     await y.run(
         lambda ctx: change_invoice_status(
             ctx, y.actors["clerk"], inv_noah, "collections", reason="Three notices, no answer."
         )
     )
+    y.last_week(2)
+    await y.status(noah, S.CLOSED)
+    await y.pay("noah-lost-cash", inv_noah, 2000, P.CASH)
 
     # Ava Nguyen: an iPad away for repair at the vendor.
-    y.at(0.8)
+    y.last_week(0)
     ava = await y.incident(
         "ava-battery",
         "1006",
@@ -432,8 +444,8 @@ async def _events(y: _Year) -> None:
     )
     await y.status(mateo2, S.IN_REPAIR)
 
-    # Emma Brown: reported yesterday, still open.
-    y.at(1.0)
+    # Emma Brown: reported last week, still open.
+    y.last_week(3)
     await y.incident(
         "emma-screen", "1008", ("screen",), "Lines across the screen.", photo=(110, 60, 60)
     )
