@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import time
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
