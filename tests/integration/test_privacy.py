@@ -236,3 +236,35 @@ async def test_activity_log_stays_append_only_outside_an_erasure(engine: AsyncEn
         with pytest.raises(DBAPIError, match="append-only"):
             await session.execute(update(m.ActivityEntry).values(comment="changed"))
         await session.rollback()
+
+
+def test_upgrade_gives_the_shipped_admin_role_manage_family_data(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine as create_sync_engine
+    from sqlalchemy import insert
+
+    from storage.migrate import upgrade
+
+    path = tmp_path / "old.db"
+    upgrade(f"sqlite+aiosqlite:///{path}", "0012")
+    sync = create_sync_engine(f"sqlite:///{path}")
+    roles = m.Role.__table__
+    with sync.begin() as conn:
+        for name, built_in in (("Admin", True), ("Technician", True), ("Custom", False)):
+            conn.execute(
+                insert(roles).values(
+                    name=name,
+                    permissions=["view_reports"],
+                    allowed_statuses=[],
+                    is_superadmin=False,
+                    built_in=built_in,
+                )
+            )
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    with sync.connect() as conn:
+        granted = dict(conn.execute(select(roles.c.name, roles.c.permissions)).all())
+    sync.dispose()
+    assert granted == {
+        "Admin": ["manage_family_data", "view_reports"],
+        "Technician": ["view_reports"],
+        "Custom": ["view_reports"],
+    }

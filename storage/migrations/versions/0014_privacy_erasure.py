@@ -29,15 +29,16 @@ APPEND_ONLY_MESSAGE = "activity_log is append-only"
 PERMISSION = "manage_family_data"
 # Columns an erasure may never change: the audit trail's who, when, what and which.
 FIXED = ("id", "at", "actor_staff_id", "actor_label", "entity_type", "entity_id", "action")
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 ERASING = "EXISTS (SELECT 1 FROM privacy_erasures WHERE finished_at IS NULL)"
 
 
 def upgrade() -> None:
     op.create_table(
         "privacy_erasures",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("id", ID, nullable=False),
         sa.Column("pseudonym", sa.String(length=40), nullable=False),
-        sa.Column("erased_by_id", sa.BigInteger(), nullable=True),
+        sa.Column("erased_by_id", ID, nullable=True),
         sa.Column("erased_by_label", sa.String(length=200), nullable=False),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
