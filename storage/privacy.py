@@ -8,15 +8,29 @@ the students they are guardian of, and any other guardian whose students are all
 from __future__ import annotations
 
 import json
+import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, String, Table, and_, false, func, or_, select, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    String,
+    Table,
+    Text,
+    and_,
+    cast,
+    false,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
@@ -427,13 +441,34 @@ def _text_columns(table: Table) -> list[str]:
     ]
 
 
+# Printable ASCII without the quote and backslash, which JSON escapes.
+_PLAIN_RUN = re.compile(r"[ !#-\[\]-~]{3,}")
+
+
+def search_fragments(needles: Iterable[str]) -> list[str] | None:
+    """For each needle, its longest plain ASCII run: a row without any of them can't hold a
+    needle, whichever case it is in and even inside JSON (which escapes other characters).
+    None when some needle has no such run (then every row has to be read)."""
+    fragments: set[str] = set()
+    for needle in needles:
+        runs = _PLAIN_RUN.findall(needle)
+        if not runs:
+            return None
+        fragments.add(max(runs, key=len))
+    return sorted(fragments)
+
+
 async def _scrub(
     session: AsyncSession,
     table: Table,
     scrubber: Scrubber,
     condition: ColumnElement[bool] | None = None,
+    fragments: list[str] | None = None,
 ) -> int:
-    """Rewrite personal strings in every text and JSON column of the chosen rows."""
+    """Rewrite personal strings in every text and JSON column of the chosen rows.
+
+    With `fragments`, the database first narrows the rows to those containing one (ignoring
+    ASCII case), so a large activity log isn't read whole into memory."""
     columns = _text_columns(table)
     if not columns:
         return 0
@@ -441,6 +476,18 @@ async def _scrub(
     query = select(*keys, *(table.c[c] for c in columns))
     if condition is not None:
         query = query.where(condition)
+    if fragments is not None:
+        if not fragments:
+            return 0
+        query = query.where(
+            or_(
+                *(
+                    cast(table.c[c], Text).icontains(f, autoescape=True)
+                    for c in columns
+                    for f in fragments
+                )
+            )
+        )
     changed = 0
     for row in (await session.execute(query)).all():
         values = dict(zip(columns, row[len(keys) :], strict=True))
@@ -514,6 +561,10 @@ async def erase_family(
     links = [family_link_pattern(g) for g in family.guardian_ids]
     everywhere = Scrubber(phrases, patterns=links)
     about_them = Scrubber(phrases, words, patterns=links)
+    link_starts = [f"g{g}n" for g in family.guardian_ids]
+    phrase_fragments = search_fragments(phrases)
+    if phrase_fragments is not None:
+        phrase_fragments += link_starts
 
     for person, stand_in in stand_ins:
         person.first_name = stand_in.first_name
@@ -546,7 +597,7 @@ async def erase_family(
     pending_outbox = await _withdraw_outbox(session, everywhere)
     for table in m.Base.metadata.sorted_tables:
         if table.name not in _SKIPPED_TABLES:
-            rewritten += await _scrub(session, table, everywhere)
+            rewritten += await _scrub(session, table, everywhere, fragments=phrase_fragments)
 
     summary = {
         "guardians": len(family.guardians),

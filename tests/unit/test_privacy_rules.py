@@ -94,3 +94,13 @@ def test_an_open_balance_is_refused_unless_forced() -> None:
     check_open_balance(1250, force=True)
     with pytest.raises(OpenBalance, match=r"still owes \$12\.50.*--force"):
         check_open_balance(1250, force=False)
+
+
+def test_search_fragments_are_plain_ascii_runs() -> None:
+    from storage.privacy import search_fragments
+
+    assert search_fragments(["José Núñez", "jn@example.org", "S-1"]) == sorted(
+        ["Jos", "jn@example.org", "S-1"]
+    )
+    assert search_fragments(['Say "hi"']) == ["Say "]
+    assert search_fragments(["Zoë"]) is None  # no run of three: every row is read
