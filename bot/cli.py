@@ -362,7 +362,7 @@ def staff_roles() -> None:
 @app.command()
 def demo() -> None:
     """Load a sample district and a school year of activity (safe to run again)."""
-    from bot.demo_year import family_link, family_to_open, load_school_year
+    from bot.demo_year import links_to_open, load_school_year
     from storage.demo import load_demo
 
     async def work(runtime: Runtime) -> str:
@@ -370,9 +370,7 @@ def demo() -> None:
             result = await load_demo(session, runtime.clock, runtime.settings.district_timezone)
             await session.commit()
         year = await load_school_year(runtime)
-        guardian_id = await family_to_open(runtime)
-        link = "" if guardian_id is None else family_link(runtime, guardian_id)
-        opened = f"\nOpen a family's page: {link}" if link else ""
+        opened = "".join(f"\n{line}" for line in await links_to_open(runtime))
         if not result.created and not year.created:
             return f"The demo district is already loaded.{opened}"
         return (

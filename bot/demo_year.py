@@ -29,7 +29,9 @@ from storage.payment_plans import PlanRows
 from storage.staff import add_staff
 from storage.store import SqlStore, StoreFactory
 from storage.weekly_digest import previous_week
+from workflows.administration import change_district_facts
 from workflows.clock import FixedClock, local_date
+from workflows.district_facts import facts_from, stored_values
 from workflows.errors import NotFound
 from workflows.incident_status import IncidentStatus
 from workflows.incidents import (
@@ -57,7 +59,11 @@ from workflows.waivers import RequestWaiver, request_waiver
 MARKER = "demo-year:"  # idempotency keys of everything made here start with it
 TECH = ("tech@demo.example.org", "Technician", "Dana Okafor (demo technician)")
 CLERK = ("billing@demo.example.org", "Billing Clerk", "Lee Morgan (demo billing clerk)")
-FAMILY_TO_OPEN = "maria.rivera@example.org"
+# Families whose pages are worth opening: a payment plan in English; several invoices in Spanish.
+FAMILIES_TO_OPEN = {
+    "Open a family's page": "anil.patel@example.org",
+    "A Spanish-speaking family's page": "maria.rivera@example.org",
+}
 T = TypeVar("T")
 
 
@@ -263,6 +269,7 @@ async def load_school_year(runtime: Runtime) -> YearResult:
     start = min(year.start + timedelta(days=14), end)
     year_ = _Year(runtime, start, end)
     await _staff(year_)
+    await _facts(year_)
     await _events(year_)
     return YearResult(True, year_.incidents, year_.invoices, year_.replies)
 
@@ -279,6 +286,27 @@ async def _staff(y: _Year) -> None:
             actor = await store.actor_by_email(email)
             assert actor is not None
             y.actors[name] = actor
+
+
+# What families are told about the demo district, set only where the district hasn't said.
+DEMO_FACTS: dict[str, str | None] = {
+    "name": "Riverside Unified School District",
+    "check_payable_to": "Riverside USD",
+    "check_address": "Business Office, 100 Main Street, Riverside, IL 60000",
+    "office_phone": "(555) 010-4000",
+    "office_hours": "Mon-Fri 8:00-4:00, district office front desk",
+    "office_email": "business.office@demo.example.org",
+}
+
+
+async def _facts(y: _Year) -> None:
+    async def step(ctx: Context) -> None:
+        current = facts_from(await ctx.store.settings())
+        if any(stored_values(current).values()):
+            return  # a district that has set its facts keeps them
+        await change_district_facts(ctx, Actor.system("Demo"), DEMO_FACTS)
+
+    await y.run(step)
 
 
 async def _events(y: _Year) -> None:
@@ -307,7 +335,7 @@ async def _events(y: _Year) -> None:
     )
     inv = await y.invoice("ana-keyboard", ana2, ("keyboard",), 30)
     y.at(0.4)
-    await y.pay("ana-keyboard-check", inv, 2500, P.CHECK, "Check #2231")
+    await y.pay("ana-keyboard-check", inv, 2500, P.CHECK, "2231")
     await y.status(ana2, S.IN_REPAIR, S.CLOSED)
     y.at(0.9)
     ana3 = await y.incident(
@@ -463,7 +491,7 @@ async def _plan(ctx: Context, y: _Year, invoice_id: int) -> None:
 
 
 def family_link(runtime: Runtime, guardian_id: int) -> str:
-    """A family-page link for the demo's Rivera family, with the configured base URL."""
+    """A family-page link, as emails carry them, with the configured base URL."""
     today = local_date(runtime.clock.now(), runtime.settings.tz)
     token = make_family_token(
         guardian_id,
@@ -474,9 +502,17 @@ def family_link(runtime: Runtime, guardian_id: int) -> str:
     return family_url(runtime.settings.public_base_url, token)
 
 
-async def family_to_open(runtime: Runtime) -> int | None:
+async def links_to_open(runtime: Runtime) -> list[str]:
+    """Lines like "Open a family's page: https://…/family/…" for the demo's families."""
+    lines = []
     async with runtime.reads() as store:
-        found = await store.session.execute(
-            select(m.Guardian.id).where(m.Guardian.email == FAMILY_TO_OPEN)
-        )
-        return found.scalar_one_or_none()
+        for label, email in FAMILIES_TO_OPEN.items():
+            found = await store.session.execute(
+                select(m.Guardian.id).where(
+                    m.Guardian.email == email, m.Guardian.erased_at.is_(None)
+                )
+            )
+            guardian_id = found.scalars().first()
+            if guardian_id is not None:
+                lines.append(f"{label}: {family_link(runtime, guardian_id)}")
+    return lines

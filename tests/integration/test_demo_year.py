@@ -93,6 +93,7 @@ def test_demo_loads_a_school_year_once(cli: CliRunner, database_url: str, tmp_pa
     assert "11 incidents, 8 invoices and 2 parent replies" in loaded.output
     link = loaded.output.split("Open a family's page: ")[1].split()[0]
     assert link.startswith("https://devicecare.example.org/family/g")
+    spanish = loaded.output.split("A Spanish-speaking family's page: ")[1].split()[0]
 
     counts = asyncio.run(_counts(database_url))
     assert counts["incident statuses"] == {
@@ -129,7 +130,13 @@ def test_demo_loads_a_school_year_once(cli: CliRunner, database_url: str, tmp_pa
     assert digest.exit_code == 0 and "Incidents opened: 0" not in digest.output, digest.output
     assert "Money recovered: $0.00" not in digest.output
 
-    # The printed link opens the family's page with their invoices.
+    # The printed links open the families' pages with their invoices.
     page = asyncio.run(_open("/family/" + link.split("/family/")[1]))
     assert page.status_code == 200
-    assert "INV-000001" in page.text and "Luis" in page.text and "Ana" in page.text
+    assert "Invoices for Anil Patel" in page.text and "INV-000006" in page.text
+    assert "Payment plan" in page.text or "payment plan" in page.text
+    assert "Riverside Unified School District" in page.text
+    page = asyncio.run(_open("/family/" + spanish.split("/family/")[1]))
+    assert page.status_code == 200
+    assert "INV-000001" in page.text and "Luis Rivera" in page.text and "Ana Rivera" in page.text
+    assert "Condonado" in page.text  # the waiver

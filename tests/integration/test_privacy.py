@@ -114,7 +114,7 @@ def test_export_then_erase_a_departed_family(
 ) -> None:
     loaded = run(cli, "demo")
     assert loaded.exit_code == 0, loaded.output
-    link = loaded.output.split("Open a family's page: ")[1].split()[0]
+    link = loaded.output.split("A Spanish-speaking family's page: ")[1].split()[0]
     path = "/family/" + link.split("/family/")[1]
     assert run(cli, "staff", "add", "admin@demo.example.org", "--role", "Admin").exit_code == 0
 
