@@ -8,7 +8,9 @@ the students they are guardian of, and any other guardian whose students are all
 from __future__ import annotations
 
 import json
+import os
 import re
+import secrets
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ from workflows.errors import NotFound
 from workflows.invoices import OPEN_STATUSES
 from workflows.permissions import Actor, Permission, require
 from workflows.privacy import (
+    ERASED_MAIL_DOMAIN,
     ERASED_TEXT,
     PersonalData,
     Replacement,
@@ -349,7 +352,8 @@ async def export_family(
 ) -> ExportResult:
     """Write family.json, the photos and the received mail into `folder` (created new)."""
     data = await read_family(session, family)
-    folder.mkdir(parents=True, exist_ok=False)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700)  # personal data: readable by whoever ran the export only
     photos = 0
     for photo in data["photos"]:
         try:
@@ -358,7 +362,7 @@ async def export_family(
             photo["file"] = None  # the row survives a lost file; say so instead of failing
             continue
         name = f"photos/photo-{photo['id']}{_EXTENSIONS.get(photo['content_type'], '.bin')}"
-        (folder / "photos").mkdir(exist_ok=True)
+        (folder / "photos").mkdir(mode=0o700, exist_ok=True)
         (folder / name).write_bytes(content)
         photo["file"] = name
         photos += 1
@@ -369,7 +373,7 @@ async def export_family(
             message["file"] = None
             continue
         name = f"mail/message-{message['id']}.eml"
-        (folder / "mail").mkdir(exist_ok=True)
+        (folder / "mail").mkdir(mode=0o700, exist_ok=True)
         (folder / name).write_bytes(raw)
         message["file"] = name
     document = {
@@ -402,6 +406,7 @@ async def export_family(
 def zip_folder(folder: Path) -> Path:
     """The folder as a .zip beside it; the folder is removed."""
     archive = Path(shutil.make_archive(str(folder), "zip", root_dir=folder))
+    os.chmod(archive, 0o600)
     shutil.rmtree(folder)
     return archive
 
@@ -531,7 +536,7 @@ async def erase_family(
     check_open_balance(balance, force=force)
     now = clock.now()
     erasure = m.PrivacyErasure(
-        pseudonym=f"pending-{now.timestamp()}-{family.guardian_ids[0]}",
+        pseudonym=f"pending-{secrets.token_hex(8)}",  # named once its id is known
         erased_by_id=actor.staff_id,
         erased_by_label=actor.name,
         started_at=now,
@@ -576,11 +581,13 @@ async def erase_family(
             person.phone = None
             person.email_bouncing_since = None
     blobs_to_delete = await _erase_mail(session, blobs, family, tag)
-    await session.execute(
-        update(m.Notice)
-        .where(_in(m.Notice.guardian_id, family.guardian_ids))
-        .values(to_address=f"{tag.lower()}@erased.invalid")
-    )
+    for person, stand_in in stand_ins:
+        if isinstance(person, m.Guardian):
+            await session.execute(
+                update(m.Notice)
+                .where(m.Notice.guardian_id == person.id)
+                .values(to_address=stand_in.email)
+            )
     await session.execute(
         update(m.Photo)
         .where(_in(m.Photo.incident_id, family.incident_ids))
@@ -648,7 +655,7 @@ async def _erase_mail(
     placeholder = await blobs.put(f"{ERASED_TEXT}\n".encode(), "message/rfc822")
     old_keys = {msg.raw_blob_key for msg in messages} - {placeholder}
     for msg in messages:
-        msg.from_address = f"{tag.lower()}@erased.invalid"
+        msg.from_address = f"{tag.lower()}@{ERASED_MAIL_DOMAIN}"
         msg.subject = ERASED_TEXT
         msg.body_text = ERASED_TEXT
         msg.raw_blob_key = placeholder

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zipfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -145,6 +146,26 @@ def test_export_then_erase_a_departed_family(
     assert "Hola" in data["mail_received"][0]["body_text"]
     assert "Patel" not in json.dumps(data)  # nothing of another family
 
+    zipped = run(cli, "privacy", "export", "--guardian", FAMILY, "--out", "zipped", "--zip")
+    assert zipped.exit_code == 0, zipped.output
+    [archive] = (tmp_path / "zipped").iterdir()
+    with zipfile.ZipFile(archive) as z:
+        assert "family.json" in z.namelist() and any(n.startswith("photos/") for n in z.namelist())
+    assert archive.stat().st_mode & 0o077 == 0  # readable by whoever exported it only
+    refused = run(
+        cli,
+        "privacy",
+        "export",
+        "--guardian",
+        FAMILY,
+        "--as",
+        "tech@demo.example.org",
+        "--out",
+        "refused",
+    )
+    assert refused.exit_code == 1 and "Manage Family Data" in refused.output
+    assert not (tmp_path / "refused").exists()
+
     unknown = run(cli, "privacy", "export", "--guardian", "nobody@example.org", "--out", "none")
     assert unknown.exit_code == 1 and "No guardian has the email" in unknown.output
     assert not (tmp_path / "none").exists()
@@ -198,8 +219,9 @@ def test_export_then_erase_a_departed_family(
             return [tuple(r) for r in rows]  # type: ignore[misc]
 
     entries = asyncio.run(audit())
-    assert [a for _, a, _ in entries] == ["refused", "refused", "family_erased"]
-    assert "privacy erase" in (entries[0][2] or "")
+    assert [a for _, a, _ in entries] == ["refused", "refused", "refused", "family_erased"]
+    assert "privacy export" in (entries[0][2] or "")
+    assert "privacy erase" in (entries[1][2] or "")
 
     # The family link no longer opens; an export finds nobody; erasing again finds nobody.
     assert asyncio.run(_page_status(path))[0] == 404
