@@ -51,6 +51,7 @@ from workflows.privacy import (
     family_link_pattern,
     guardian_replacement,
     household_name,
+    id_tokens,
     identifying_strings,
     name_words,
     pseudonym,
@@ -69,6 +70,9 @@ _FIXED_ACTIVITY = {
     "action",
 }
 _SKIPPED_TABLES = {"privacy_erasures"}
+# Which staff member wrote something is attribution, not the family's data: a technician named
+# Lee keeps their name when the Lee family is erased.
+_STAFF_LABELS = {"notes": {"author_label"}}
 
 
 @dataclass
@@ -437,7 +441,7 @@ def _person(p: m.Guardian | m.Student) -> PersonalData:
 
 
 def _text_columns(table: Table) -> list[str]:
-    skip = _FIXED_ACTIVITY if table.name == "activity_log" else set()
+    skip = _FIXED_ACTIVITY if table.name == "activity_log" else _STAFF_LABELS.get(table.name, set())
     return [
         c.name
         for c in table.columns
@@ -548,6 +552,7 @@ async def erase_family(
 
     phrases: dict[str, str] = {}
     words: dict[str, str] = {}
+    ids: dict[str, str] = {}
     stand_ins: list[tuple[m.Guardian | m.Student, Replacement]] = []
     for n, guardian in enumerate(family.guardians, start=1):
         stand_ins.append((guardian, guardian_replacement(tag, n)))
@@ -556,6 +561,7 @@ async def erase_family(
     for person, stand_in in stand_ins:
         phrases.update(identifying_strings(_person(person), stand_in))
         words.update(name_words(_person(person), stand_in))
+        ids.update(id_tokens(_person(person), stand_in))
     households = (
         await session.execute(select(m.Household).where(_in(m.Household.id, family.household_ids)))
     ).scalars()
@@ -564,10 +570,10 @@ async def erase_family(
             phrases[household.name.strip()] = household_name(tag)
         household.name = household_name(tag)
     links = [family_link_pattern(g) for g in family.guardian_ids]
-    everywhere = Scrubber(phrases, patterns=links)
-    about_them = Scrubber(phrases, words, patterns=links)
+    everywhere = Scrubber(phrases, patterns=links, ids=ids)
+    about_them = Scrubber(phrases, words, patterns=links, ids=ids)
     link_starts = [f"g{g}n" for g in family.guardian_ids]
-    phrase_fragments = search_fragments(phrases)
+    phrase_fragments = search_fragments([*phrases, *ids])
     if phrase_fragments is not None:
         phrase_fragments += link_starts
 
@@ -603,8 +609,11 @@ async def erase_family(
         rewritten += await _scrub(session, table, about_them, condition)
     pending_outbox = await _withdraw_outbox(session, everywhere)
     for table in m.Base.metadata.sorted_tables:
-        if table.name not in _SKIPPED_TABLES:
-            rewritten += await _scrub(session, table, everywhere, fragments=phrase_fragments)
+        if table.name in _SKIPPED_TABLES:
+            continue
+        # People erased (now or before) hold only stand-ins, which no needle may touch again.
+        unerased = table.c.erased_at.is_(None) if "erased_at" in table.c else None
+        rewritten += await _scrub(session, table, everywhere, unerased, fragments=phrase_fragments)
 
     summary = {
         "guardians": len(family.guardians),

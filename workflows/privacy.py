@@ -76,8 +76,8 @@ def _name_forms(person: PersonalData) -> list[str]:
 def identifying_strings(person: PersonalData, stand_in: Replacement) -> dict[str, str]:
     """Strings that identify this person wherever they appear, and their stand-ins.
 
-    Only distinctive values: full names, email, phone, student id. A first or last name on
-    its own is not here (another family may share it); see `name_words`.
+    Only distinctive values: full names, email, phone. A first or last name on its own is not
+    here (another family may share it), see `name_words`; nor the SIS id, see `id_tokens`.
     """
     found: dict[str, str] = {}
     for form in _name_forms(person):
@@ -86,9 +86,13 @@ def identifying_strings(person: PersonalData, stand_in: Replacement) -> dict[str
         found[person.email.strip()] = stand_in.email
     if person.phone and sum(c.isdigit() for c in person.phone) >= MIN_PHONE_DIGITS:
         found[person.phone.strip()] = ERASED_TEXT
-    if person.sis_id and len(person.sis_id.strip()) >= MIN_NAME_LENGTH:
-        found[person.sis_id.strip()] = stand_in.sis_id
     return found
+
+
+def id_tokens(person: PersonalData, stand_in: Replacement) -> dict[str, str]:
+    """The SIS id, replaced only as a whole token: "G1" must not rewrite "ERASED-00001-G1"."""
+    sis_id = (person.sis_id or "").strip()
+    return {sis_id: stand_in.sis_id} if len(sis_id) >= MIN_NAME_LENGTH else {}
 
 
 def name_words(person: PersonalData, stand_in: Replacement) -> dict[str, str]:
@@ -102,10 +106,13 @@ def name_words(person: PersonalData, stand_in: Replacement) -> dict[str, str]:
 
 
 class Scrubber:
-    """Replaces personal strings in text and in JSON values, ignoring case.
+    """Replaces personal strings in text and in JSON values.
 
-    `phrases` are replaced wherever they occur; `words` only as whole words. Longer strings
-    go first, so "Maria Rivera" becomes one stand-in rather than two.
+    `phrases` (full names, emails, phone numbers) are replaced wherever they occur, in any
+    case; `ids` only as whole tokens (not inside a longer id). `words` (a first or last name
+    alone) only as whole words spelled as a name is: as stored, capitalised or in capitals, so
+    a student called Will doesn't rewrite "will". Longer strings go first, so "Maria Rivera"
+    becomes one stand-in rather than two.
     """
 
     def __init__(
@@ -113,24 +120,34 @@ class Scrubber:
         phrases: Mapping[str, str],
         words: Mapping[str, str] | None = None,
         patterns: Iterable[str] = (),
+        ids: Mapping[str, str] | None = None,
     ) -> None:
-        self._map: dict[str, str] = {}
+        self._phrases: dict[str, str] = {}
+        self._words: dict[str, str] = {}
         parts: list[str] = []
         for original in sorted(phrases, key=len, reverse=True):
-            self._map[original.casefold()] = phrases[original]
-            parts.append(re.escape(original))
+            self._phrases[original.casefold()] = phrases[original]
+            parts.append(f"(?i:{re.escape(original)})")
+        for original in sorted(ids or {}, key=len, reverse=True):
+            self._phrases.setdefault(original.casefold(), (ids or {})[original])
+            parts.append(rf"(?i:(?<![\w-]){re.escape(original)}(?![\w-]))")
         for original in sorted(words or {}, key=len, reverse=True):
-            self._map.setdefault(original.casefold(), (words or {})[original])
-            parts.append(rf"\b{re.escape(original)}\b")
+            for spelling in (original, original[:1].upper() + original[1:], original.upper()):
+                self._words.setdefault(spelling, (words or {})[original])
+                parts.append(rf"\b{re.escape(spelling)}\b")
         self._patterns = [re.compile(p) for p in patterns]
-        self._regex = re.compile("|".join(parts), re.IGNORECASE) if parts else None
+        self._regex = re.compile("|".join(parts)) if parts else None
+
+    def _stand_in(self, match: re.Match[str]) -> str:
+        found = match.group(0)
+        return self._words.get(found) or self._phrases[found.casefold()]
 
     def text(self, value: str) -> str:
         for pattern in self._patterns:
             value = pattern.sub(ERASED_TEXT, value)
         if self._regex is None:
             return value
-        return self._regex.sub(lambda m: self._map[m.group(0).casefold()], value)
+        return self._regex.sub(self._stand_in, value)
 
     def value(self, value: Any) -> Any:
         """A JSON value with every string in it (keys too) scrubbed."""

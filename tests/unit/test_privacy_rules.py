@@ -12,6 +12,7 @@ from workflows.privacy import (
     check_open_balance,
     family_link_pattern,
     guardian_replacement,
+    id_tokens,
     identifying_strings,
     name_words,
     pseudonym,
@@ -42,8 +43,8 @@ def test_identifying_strings_are_distinctive_values_only() -> None:
         "Rivera,Maria",
         "Maria.Rivera@example.org",
         "(555) 010-2233",
-        "G1001",
     }
+    assert id_tokens(MARIA, guardian_replacement(TAG, 1)) == {"G1001": "ERASED-00003-G1"}
     assert found["(555) 010-2233"] == ERASED_TEXT
     # A single name is not distinctive: another family may share it.
     assert "Rivera" not in found and "Maria" not in found
@@ -74,8 +75,21 @@ def test_scrubber_replaces_phrases_anywhere_and_names_as_whole_words() -> None:
         "to": ["erased-00003-g1@erased.invalid"],
         "Guardian": {"n": 3, "s": "ERASED-00003-G1 family"},
     }
+    assert scrub.text("RIVERA family; rivera river") == "ERASED-00003-G1 family; rivera river"
+    will = PersonalData("Will", "May")
+    words = Scrubber({}, name_words(will, student_replacement(TAG, 1)))
+    assert words.text("Will May said he will pay in may.") == (
+        "Student ERASED-00003-S1 said he will pay in may."
+    )
     only_phrases = Scrubber(identifying_strings(MARIA, stand_in))
     assert only_phrases.text("Rivera") == "Rivera"
+
+
+def test_ids_are_replaced_only_as_whole_tokens() -> None:
+    scrub = Scrubber({}, ids={"G1": "ERASED-00003-G1"})
+    assert scrub.text("g1, G1; ERASED-00003-G1 G10 XG1 G1-2") == (
+        "ERASED-00003-G1, ERASED-00003-G1; ERASED-00003-G1 G10 XG1 G1-2"
+    )
 
 
 def test_family_links_are_removed_from_stored_text() -> None:
