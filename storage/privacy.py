@@ -608,6 +608,7 @@ async def erase_family(
             continue
         rewritten += await _scrub(session, table, about_them, condition)
     pending_outbox = await _withdraw_outbox(session, everywhere)
+    pending_outbox += await _withdraw_notices(session, family)
     for table in m.Base.metadata.sorted_tables:
         if table.name in _SKIPPED_TABLES:
             continue
@@ -700,6 +701,20 @@ async def _withdraw_outbox(session: AsyncSession, scrubber: Scrubber) -> int:
             )
             withdrawn += 1
     return withdrawn
+
+
+_NOTICE_DONE = ("sent", "bounced", "digested", "withdrawn")
+
+
+async def _withdraw_notices(session: AsyncSession, family: Family) -> int:
+    """Notices not yet sent to the family won't be: the worker skips a withdrawn notice."""
+    result = await session.execute(
+        update(m.Notice)
+        .where(_in(m.Notice.guardian_id, family.guardian_ids), m.Notice.status.not_in(_NOTICE_DONE))
+        .values(status="withdrawn", last_error="withdrawn: the family's data was erased")
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def delete_blobs(blobs: BlobStore, keys: Sequence[str]) -> None:

@@ -218,6 +218,16 @@ def test_export_then_erase_a_departed_family(
             )
             return [tuple(r) for r in rows]  # type: ignore[misc]
 
+    async def unsent() -> list[str]:
+        async with _connect(database_url) as conn:
+            rows = await conn.execute(
+                select(m.Notice.status).where(m.Notice.to_address.like("%@erased.invalid"))
+            )
+            return list(rows.scalars())
+
+    statuses = asyncio.run(unsent())
+    assert statuses and set(statuses) <= {"sent", "withdrawn"}  # nothing more goes to them
+
     entries = asyncio.run(audit())
     assert [a for _, a, _ in entries] == ["refused", "refused", "refused", "family_erased"]
     assert "privacy export" in (entries[0][2] or "")
