@@ -32,7 +32,7 @@ from storage.weekly_digest import previous_week
 from workflows.administration import change_district_facts
 from workflows.clock import FixedClock, local_date
 from workflows.district_facts import facts_from, stored_values
-from workflows.errors import NotFound
+from workflows.errors import ConflictError, NotFound
 from workflows.incident_status import IncidentStatus
 from workflows.incidents import (
     OpenIncident,
@@ -253,9 +253,23 @@ class _Year:
         await ingestor.ingest(message.as_bytes())
 
 
+FIRST_STEP, LAST_STEP = f"{MARKER}ana-screen", f"{MARKER}emma-screen"
+
+
+class PartlyLoaded(ConflictError):
+    """An earlier run stopped half way; its steps are made once, so they can't be redone."""
+
+
 async def already_loaded(runtime: Runtime) -> bool:
     async with runtime.reads() as store:
-        return await store.find_incident_by_key(f"{MARKER}ana-screen") is not None
+        started = await store.find_incident_by_key(FIRST_STEP) is not None
+        finished = await store.find_incident_by_key(LAST_STEP) is not None
+    if started and not finished:
+        raise PartlyLoaded(
+            "An earlier `devicecare demo` stopped before the school year was loaded. "
+            "Load the demo into a new, empty database."
+        )
+    return finished
 
 
 async def load_school_year(runtime: Runtime) -> YearResult:
@@ -472,7 +486,8 @@ async def _events(y: _Year) -> None:
     )
     await y.status(mateo2, S.IN_REPAIR)
 
-    # Emma Brown: reported last week, still open.
+    # Emma Brown: reported last week, still open. Keep this step last: it is LAST_STEP, which
+    # tells a later run that the whole year is in.
     y.last_week(3)
     await y.incident(
         "emma-screen", "1008", ("screen",), "Lines across the screen.", photo=(110, 60, 60)
