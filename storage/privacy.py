@@ -77,11 +77,12 @@ _STAFF_LABELS = {"notes": {"author_label"}}
 
 @dataclass
 class Family:
-    guardians: list[m.Guardian]
+    guardians: list[m.Guardian]  # the guardians with the email first, then a second parent
     students: list[m.Student]
     household_ids: list[int] = field(default_factory=list)
     invoice_ids: list[int] = field(default_factory=list)
     incident_ids: list[int] = field(default_factory=list)
+    requester_ids: list[int] = field(default_factory=list)  # the guardians with the email
 
     @property
     def guardian_ids(self) -> list[int]:
@@ -158,7 +159,7 @@ async def find_family(session: AsyncSession, email: str) -> Family:
             )
         ).scalars()
     )
-    family = Family(guardians, students)
+    family = Family(guardians, students, requester_ids=sorted(ids))
     family.invoice_ids = list(
         (
             await session.execute(
@@ -207,10 +208,16 @@ async def _own_households(session: AsyncSession, family: Family) -> list[int]:
     return own
 
 
-def _sections(family: Family) -> dict[str, tuple[Table, ColumnElement[bool]]]:
-    """Every table holding something about the family, with the condition that picks it."""
+def _sections(
+    family: Family, *, export: bool = False
+) -> dict[str, tuple[Table, ColumnElement[bool]]]:
+    """Every table holding something about the family, with the condition that picks it.
+
+    An export is for the guardian who asked: another guardian of the same children (a parent
+    who may live apart, perhaps under a court order) is left out, with the mail to and from
+    them. An erasure reaches every guardian of the family."""
     g, s, inv, inc = (
-        family.guardian_ids,
+        family.requester_ids if export else family.guardian_ids,
         family.student_ids,
         family.invoice_ids,
         family.incident_ids,
@@ -257,7 +264,10 @@ def _sections(family: Family) -> dict[str, tuple[Table, ColumnElement[bool]]]:
         "guardians": (t["guardians"], _in(m.Guardian.id, g)),
         "students": (t["students"], _in(m.Student.id, s)),
         "households": (t["households"], _in(m.Household.id, family.household_ids)),
-        "guardianships": (t["guardianships"], _in(m.Guardianship.student_id, s)),
+        "guardianships": (
+            t["guardianships"],
+            _in(m.Guardianship.guardian_id, g) if export else _in(m.Guardianship.student_id, s),
+        ),
         "device_assignments": (t["device_assignments"], _in(m.DeviceAssignment.student_id, s)),
         "devices": (
             t["devices"],
@@ -298,11 +308,15 @@ def _sections(family: Family) -> dict[str, tuple[Table, ColumnElement[bool]]]:
         ),
         "notices_sent": (
             t["notices"],
-            or_(_in(m.Notice.guardian_id, g), _in(m.Notice.invoice_id, inv)),
+            _in(m.Notice.guardian_id, g)
+            if export
+            else or_(_in(m.Notice.guardian_id, g), _in(m.Notice.invoice_id, inv)),
         ),
         "mail_received": (
             t["inbound_messages"],
-            or_(_in(m.InboundMessage.guardian_id, g), _in(m.InboundMessage.invoice_id, inv)),
+            _in(m.InboundMessage.guardian_id, g)
+            if export
+            else or_(_in(m.InboundMessage.guardian_id, g), _in(m.InboundMessage.invoice_id, inv)),
         ),
         "activity_log": (t["activity_log"], activity),
     }
@@ -337,7 +351,7 @@ _EXTENSIONS = {
 async def read_family(session: AsyncSession, family: Family) -> dict[str, list[dict[str, Any]]]:
     """Every row about the family, table by table, as JSON-ready dictionaries."""
     data: dict[str, list[dict[str, Any]]] = {}
-    for name, (table, condition) in _sections(family).items():
+    for name, (table, condition) in _sections(family, export=True).items():
         rows = (
             await session.execute(select(table).where(condition).order_by(*table.primary_key))
         ).mappings()

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from storage import models as m
 from storage.blobs import LocalBlobStore
-from storage.privacy import erase_family, find_family
+from storage.privacy import erase_family, find_family, read_family
 from storage.store import StoreFactory
 from tests.builders import T0, add_staff
 from workflows.clock import FixedClock
@@ -132,6 +132,14 @@ async def test_erase_reaches_the_family_and_no_one_else(
         family = await find_family(store.session, " maria@example.ORG ")
         assert sorted(family.guardian_ids) == sorted([ids["maria"], ids["jose"]])
         assert family.student_ids == [ids["ana"]]
+        # An export is for the guardian who asked: José, Ana's other parent, isn't in it.
+        data = await read_family(store.session, family)
+        assert [g["first_name"] for g in data["guardians"]] == ["Maria"]
+        assert {(r["guardian_id"], r["student_id"]) for r in data["guardianships"]} == {
+            (ids["maria"], ids["ana"])
+        }
+        assert [st["first_name"] for st in data["students"]] == ["Ana"]
+        assert [e["action"] for e in data["activity_log"]] == ["imported"]
         with pytest.raises(PermissionDenied, match="Manage Family Data"):
             await erase_family(store.session, clock, blobs, technician, family, force=False)
     async with stores() as store:
