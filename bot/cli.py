@@ -26,6 +26,7 @@ from bot.insurance_cli import insurance_app
 from bot.ledger_cli import ledger_app
 from bot.outbox_cli import outbox_app
 from bot.payments_cli import payments_app
+from bot.privacy_cli import privacy_app
 from bot.report_cli import invoice_app, report_app
 from bot.report_commands import register_report_commands  # noqa: F401 - adds `report <name>`
 from bot.roster_cli import import_command
@@ -77,6 +78,7 @@ app.add_typer(settings_app, name="settings")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(secret_app, name="secret")
+app.add_typer(privacy_app, name="privacy")
 app.command("import", help="Import students, guardians and devices from CSV.")(import_command)
 
 console = Console()
@@ -351,21 +353,26 @@ def staff_roles() -> None:
 
 @app.command()
 def demo() -> None:
-    """Load a small sample district (buildings, families, devices, a policy, fees)."""
+    """Load a sample district and a school year of activity (safe to run again)."""
+    from bot.demo_year import links_to_open, load_school_year
     from storage.demo import load_demo
 
     async def work(runtime: Runtime) -> str:
         async with runtime.sessions() as session:
             result = await load_demo(session, runtime.clock, runtime.settings.district_timezone)
             await session.commit()
-        if not result.created:
-            return "The demo district is already loaded."
+        year = await load_school_year(runtime)
+        opened = "".join(f"\n{line}" for line in await links_to_open(runtime))
+        if not result.created and not year.created:
+            return f"The demo district is already loaded.{opened}"
         return (
-            f"Loaded the demo district: {result.students} students, "
-            f"{result.devices} devices, 2 insurance policies and a fee schedule."
+            f"Loaded the demo district: {result.students} students, {result.devices} devices, "
+            f"2 insurance policies and a fee schedule; {year.incidents} incidents, "
+            f"{year.invoices} invoices and {year.replies} parent replies this school year."
+            f"{opened}"
         )
 
-    console.print(_run(get_settings(), work))
+    console.print(_run(get_settings(), work), soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,10 @@ class BlobStore(Protocol):
 
     async def exists(self, key: str) -> bool: ...
 
+    async def delete(self, key: str) -> None:
+        """Remove the bytes under `key` (erasing personal data); no error when already gone."""
+        ...
+
 
 class LocalBlobStore:
     """Blobs as files under `root`, written atomically and never rewritten.
@@ -92,6 +96,10 @@ class LocalBlobStore:
     async def exists(self, key: str) -> bool:
         path = self.path_for(key)
         return await asyncio.to_thread(path.is_file)
+
+    async def delete(self, key: str) -> None:
+        path = self.path_for(key)
+        await asyncio.to_thread(path.unlink, True)
 
     @staticmethod
     def _write_once(path: Path, data: bytes) -> None:

@@ -214,7 +214,8 @@ async def load_family_page(
                 ),
             )
             .outerjoin(m.Device, m.Device.id == m.Invoice.device_id)
-            .where(m.Guardian.id == guardian_id)
+            # An erased guardian (devicecare privacy erase) has no page: old links lead nowhere.
+            .where(m.Guardian.id == guardian_id, m.Guardian.erased_at.is_(None))
             .order_by(
                 m.Student.first_name,
                 m.Student.last_name,
@@ -357,9 +358,11 @@ async def family_photo(session: AsyncSession, guardian_id: int, photo_id: int) -
         select(m.Photo)
         .join(m.Invoice, m.Invoice.incident_id == m.Photo.incident_id)
         .join(m.Guardianship, m.Guardianship.student_id == m.Invoice.student_id)
+        .join(m.Guardian, m.Guardian.id == m.Guardianship.guardian_id)
         .where(
             m.Photo.id == photo_id,
             m.Guardianship.guardian_id == guardian_id,
+            m.Guardian.erased_at.is_(None),
             m.Invoice.status.in_(SHOWN_STATUSES),
         )
         .limit(1)

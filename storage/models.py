@@ -169,6 +169,8 @@ class Student(Base):
         ForeignKey("households.id", ondelete="SET NULL"), index=True
     )
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Set by `devicecare privacy erase`: the name and ids are a pseudonym now (0014).
+    erased_at: Mapped[datetime | None]
 
     building: Mapped[Building | None] = relationship(lazy="raise")
 
@@ -192,6 +194,8 @@ class Guardian(Base):
     )
     # Set when mail to `email` bounced; notices skip the address until someone fixes it.
     email_bouncing_since: Mapped[datetime | None]
+    # Set by `devicecare privacy erase`: personal data replaced, family links no longer open.
+    erased_at: Mapped[datetime | None]
 
     @property
     def full_name(self) -> str:
@@ -837,6 +841,24 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+class PrivacyErasure(Base):
+    """One `devicecare privacy erase`: who ran it and the pseudonym it left, never the data.
+
+    While a row has no `finished_at` (only ever inside the erasing transaction), the activity
+    log lets that transaction rewrite personal data inside entries (migration 0014).
+    """
+
+    __tablename__ = "privacy_erasures"
+
+    id: Mapped[int] = pk()
+    pseudonym: Mapped[str] = mapped_column(String(40), unique=True)
+    erased_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
+    erased_by_label: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    summary: Mapped[dict[str, Any] | None]
 
 
 # --- slack ----------------------------------------------------------------------------------

@@ -48,7 +48,11 @@ async def family_invoice(
         select(m.Invoice, m.Guardian.email)
         .join(m.Guardianship, m.Guardianship.student_id == m.Invoice.student_id)
         .join(m.Guardian, m.Guardian.id == m.Guardianship.guardian_id)
-        .where(m.Invoice.id == invoice_id, m.Guardianship.guardian_id == guardian_id)
+        .where(
+            m.Invoice.id == invoice_id,
+            m.Guardianship.guardian_id == guardian_id,
+            m.Guardian.erased_at.is_(None),  # an erased family's links open nothing
+        )
     )
     row = (await session.execute(stmt)).first()
     if row is None:

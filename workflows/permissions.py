@@ -27,6 +27,8 @@ class Permission(StrEnum):
     MANAGE_ENROLLMENTS = "manage_enrollments"
     MANAGE_FEES = "manage_fees"
     COLLECT_DEVICES = "collect_devices"
+    # Export and erase a family's personal data (devicecare privacy); Admin only by default.
+    MANAGE_FAMILY_DATA = "manage_family_data"
 
 
 ALL_PERMISSIONS: frozenset[Permission] = frozenset(Permission)

@@ -41,6 +41,7 @@ def test_permission_values_are_stable() -> None:
         "manage_enrollments",
         "manage_fees",
         "collect_devices",
+        "manage_family_data",
     }
 
 
