@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV := $(VENV)/lock-tools/bin/uv
+# uv trusts the machine's certificate store, as pip does.
+export UV_SYSTEM_CERTS ?= 1
 # PostgreSQL tests use this server; where it is unreachable they skip (CI makes them required).
 export TEST_POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgres
 

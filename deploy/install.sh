@@ -21,6 +21,9 @@ wheel=$2
 lock=${3:-$(dirname "$0")/../requirements/runtime.txt}
 python=${PYTHON:-python3}
 uv=${UV:-uv}
+# Trust the machine's certificate store, as pip does: a district's proxy CA is usually there.
+UV_SYSTEM_CERTS=${UV_SYSTEM_CERTS:-1}
+export UV_SYSTEM_CERTS
 
 # uv, not pip, installs: the same hash checks, in seconds rather than minutes.
 "$python" -m venv --without-pip "$venv"

@@ -8,7 +8,8 @@ bills a fee, and starts `devicecare serve` with Stripe (our stand-in) and SMTP (
 configured. Then /healthz answers, a notice reaches the SMTP server, the link in it opens the
 family page with its CSS, and the Pay button reaches Stripe.
 
-uv's cache makes a second run quick (about 30 s in all; the first run downloads the wheels).
+uv's cache makes a second run quick: 35 s in all on a quiet two-core machine, about a minute
+while other tests run (the first run on a machine also downloads the wheels).
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def test_the_installed_wheel_serves_a_district(
     tmp_path: Path, smtp: SmtpServer, stripe: FakeStripe
 ) -> None:
     started = time.monotonic()
-    env = _clean_env() | {"UV": _uv(), "PYTHON": sys.executable}
+    # uv trusts the machine's certificate store, as pip does (install.sh does the same).
+    env = _clean_env() | {"UV": _uv(), "PYTHON": sys.executable, "UV_SYSTEM_CERTS": "1"}
     dist, venv, home = tmp_path / "dist", tmp_path / "venv", tmp_path / "district"
     home.mkdir()
 
@@ -130,23 +132,19 @@ def test_the_installed_wheel_serves_a_district(
         env,
     )
     billed = _run([*start, "fees", "apply", "techfee"], home, env)
-    assert "8 email(s) queued" in billed, billed
+    queued = re.search(r"(\d+) email\(s\) queued", billed)
+    assert queued and int(queued.group(1)) > 0, billed
 
     proc = subprocess.Popen(
         [*start, "serve"], cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        health = _wait_for(lambda: httpx.get(f"{base}/healthz", timeout=2).json())
-        assert health["status"] == "ok" and health["database"] == "sqlite", health
+        health = _wait_for(lambda: httpx.get(f"{base}/healthz", timeout=2).raise_for_status())
+        assert health.json()["status"] == "ok", health.text
 
-        message = _wait_for(lambda: smtp.messages[0].message)
-        body = message.get_body(preferencelist=("plain",))
-        assert body is not None
-        link = LINK.search(body.get_content())
-        assert link, body.get_content()
-
-        page = httpx.get(link.group(0), timeout=10)
+        link = _wait_for(lambda: _fee_notice_link(smtp))
+        page = httpx.get(link, timeout=10)
         assert page.status_code == 200
         assert CSS_RULE in page.text and "Technology fee" in page.text
 
@@ -172,13 +170,24 @@ def test_the_installed_wheel_serves_a_district(
     )
 
 
-def _wait_for(probe: Callable[[], T], seconds: float = 30) -> T:
+def _fee_notice_link(smtp: SmtpServer) -> str:
+    """The family link in the first notice of the fee that has reached the SMTP server."""
+    for received in smtp.messages:
+        body = received.message.get_body(preferencelist=("plain",))
+        text = "" if body is None else body.get_content()
+        link = LINK.search(text)
+        if "Technology fee" in text and link:
+            return link.group(0)
+    raise LookupError("no notice of the fee yet")
+
+
+def _wait_for(probe: Callable[[], T], seconds: float = 60) -> T:
     """The probe's first answer that doesn't raise, within `seconds`."""
     deadline = time.monotonic() + seconds
     while True:
         try:
             return probe()
-        except (httpx.HTTPError, IndexError, ValueError):
+        except (httpx.HTTPError, LookupError, ValueError):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
