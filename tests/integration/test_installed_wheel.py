@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -93,6 +94,7 @@ def test_the_installed_wheel_serves_a_district(
 
     _run([_uv(), "build", "--quiet", "--wheel", "--out-dir", str(dist), str(REPO)], tmp_path, env)
     (wheel,) = dist.glob("devicecare-*.whl")
+    _assert_carries_the_shipped_files(wheel)
     version = _run(["sh", str(REPO / "deploy" / "install.sh"), str(venv), str(wheel)], home, env)
     assert re.search(r"^devicecare \d", version, re.M), version
     installed = time.monotonic()
@@ -168,6 +170,24 @@ def test_the_installed_wheel_serves_a_district(
         f"\nwheel built and installed in {installed - started:.1f} s; "
         f"whole test {time.monotonic() - started:.1f} s"
     )
+
+
+def _assert_carries_the_shipped_files(wheel: Path) -> None:
+    """Every template (as bot/templates/), migration and the Slack manifest is in the wheel."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    shipped = {
+        f"bot/templates/{p.relative_to(REPO / 'templates').as_posix()}"
+        for p in (REPO / "templates").rglob("*")
+        if p.is_file()
+    }
+    shipped |= {
+        p.relative_to(REPO).as_posix()
+        for p in (REPO / "storage" / "migrations").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+    shipped.add("bot/slack/manifest.yml")
+    assert shipped <= names, sorted(shipped - names)
 
 
 def _fee_notice_link(smtp: SmtpServer) -> str:
