@@ -27,9 +27,9 @@ export UV_SYSTEM_CERTS
 
 # uv, not pip, installs: the same hash checks, in seconds rather than minutes.
 "$python" -m venv --without-pip "$venv"
-# Every dependency comes from the lock, each file checked against its hash; a dependency the
-# lock doesn't pin is refused.
-"$uv" pip install --quiet --python "$venv/bin/python" --require-hashes -r "$lock"
+# Exactly the lock: each file checked against its hash, a dependency the lock doesn't pin
+# refused, and anything else in an existing VENV (an older version's leftovers) removed.
+"$uv" pip sync --quiet --python "$venv/bin/python" --require-hashes "$lock"
 # The wheel itself adds nothing: its dependencies are the ones just installed.
 "$uv" pip install --quiet --python "$venv/bin/python" --no-deps "$wheel"
 # A lock that no longer satisfies the wheel's requirements fails here, not at first start.
