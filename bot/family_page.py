@@ -18,7 +18,6 @@ import hashlib
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import date
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -42,6 +41,7 @@ from bot.rate_limit import SlidingWindowLimiter
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.signing import signing_keys
+from bot.shipped_files import TEMPLATES_DIR as SHIPPED_TEMPLATES_DIR
 from storage import models as m
 from storage.family_page import (
     FamilyPage,
@@ -65,7 +65,7 @@ from workflows.portal import portal_url
 
 log = logging.getLogger("devicecare.family_page")
 
-TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates" / "web"
+TEMPLATES_DIR = SHIPPED_TEMPLATES_DIR / "web"
 LANGUAGES = ("en", "es")
 DEFAULT_LANGUAGE = "en"
 SITE_NAME = "DeviceCare"

@@ -36,6 +36,7 @@ from jinja2.runtime import Context
 from bot.family_links import family_url, link_expiry, make_family_token
 from bot.settings import Settings
 from bot.signing import Keys, signing_keys
+from bot.shipped_files import TEMPLATES_DIR
 from storage.notice_queries import CLOSED_INVOICE_STATUSES, NoticeData, is_digest
 from workflows.district_facts import facts_context, ways_to_pay
 from workflows.errors import ValidationError
@@ -45,8 +46,7 @@ from workflows.portal import portal_url
 
 log = logging.getLogger("devicecare.mail.render")
 
-# bot/mail/render.py -> the repository (or source tree) root, whatever the working directory.
-DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+DEFAULT_TEMPLATES_DIR = TEMPLATES_DIR
 DEFAULT_LANGUAGE = "en"
 PARTS = ("subject", "txt", "html")
 TEXT_WIDTH = 76
