@@ -40,8 +40,8 @@ from bot.mail.render import (
 from bot.rate_limit import SlidingWindowLimiter
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.signing import signing_keys
 from bot.shipped_files import TEMPLATES_DIR as SHIPPED_TEMPLATES_DIR
+from bot.signing import signing_keys
 from storage import models as m
 from storage.family_page import (
     FamilyPage,

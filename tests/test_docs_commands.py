@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 # `devicecare` then the words of a command: lowercase words, as typed in a shell.
 MENTION = re.compile(r"(?<![\w./-])devicecare((?: [a-z][a-z-]*)+)")
+OPTION_VALUE = re.compile(r"--[\w-]+\s+$")
 
 
 def command_tree() -> Any:
@@ -48,6 +49,8 @@ def mentions() -> list[tuple[str, int, list[str]]]:
     for page in PAGES:
         for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
             for match in MENTION.finditer(line):
+                if OPTION_VALUE.search(line[: match.start()]):
+                    continue  # `--owner devicecare`: a value (a database or user name)
                 found.append((str(page.relative_to(ROOT)), number, match.group(1).split()))
     return found
 

@@ -35,8 +35,8 @@ from jinja2.runtime import Context
 
 from bot.family_links import family_url, link_expiry, make_family_token
 from bot.settings import Settings
-from bot.signing import Keys, signing_keys
 from bot.shipped_files import TEMPLATES_DIR
+from bot.signing import Keys, signing_keys
 from storage.notice_queries import CLOSED_INVOICE_STATUSES, NoticeData, is_digest
 from workflows.district_facts import facts_context, ways_to_pay
 from workflows.errors import ValidationError
