@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
 from storage.bulk_fees import fee_counts
 from storage.store import SqlStore
 from workflows.clock import Clock
-from workflows.errors import ValidationError
+from workflows.errors import ConflictError, ValidationError
 from workflows.fees import FeeCounts, FeeDefinition, FeeRecord
 
 
@@ -70,7 +71,18 @@ class SqlFeeStore:
             created_at=self.clock.now(),
         )
         self.session.add(fee)
-        await self.session.flush()
+        try:
+            await self.session.flush()
+        except IntegrityError as exc:
+            # Two people defined the same code for the same year at once (PostgreSQL: the
+            # second insert waits for the first to commit, then fails); the caller rolls back.
+            if not _same_code(exc):
+                raise
+            raise ConflictError(
+                f"{d.code} ({d.school_year}) was defined by someone else a moment ago; "
+                "look at it and try again.",
+                field="code",
+            ) from exc
         return fee
 
     async def counts(self, fee: FeeRecord) -> FeeCounts:
@@ -104,3 +116,10 @@ class SqlFeeStore:
                 )
             found.append(ids[0])
         return tuple(found)
+
+
+def _same_code(exc: IntegrityError) -> bool:
+    """The unique (code, school year) key refused the row: PostgreSQL names the constraint,
+    SQLite the columns."""
+    text = str(exc.orig)
+    return "uq_annual_fees_code" in text or "annual_fees.code" in text

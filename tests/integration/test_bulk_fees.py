@@ -19,7 +19,7 @@ from storage.fee_store import SqlFeeStore
 from storage.store import StoreFactory
 from tests.builders import add_staff, add_students
 from workflows.clock import FixedClock
-from workflows.errors import PermissionDenied, ValidationError
+from workflows.errors import ConflictError, PermissionDenied, ValidationError
 from workflows.fees import (
     FeeDefinition,
     FeeRecord,
@@ -396,3 +396,37 @@ async def test_bulk_emails_match_the_ones_issue_invoice_queues(
     assert (ea.after["number"], eb.after["number"]) == (ia.number, ib.number)
     count = await _rows(stores, select(func.count()).select_from(m.Notice))
     assert count == [2]
+
+
+async def test_the_same_fee_defined_twice_at_once_is_one_fee_and_a_clear_answer(
+    stores: StoreFactory, clock: FixedClock
+) -> None:
+    actor = await add_staff(stores, "Admin", "fees-race@district.org")
+
+    async def define() -> str:
+        try:
+            async with stores() as store:
+                _fee, created = await define_fee(
+                    _ctx(store, clock),
+                    SqlFeeStore.beside(store),
+                    actor,
+                    FeeDefinition(
+                        code="tech-fee",
+                        name="Technology fee",
+                        school_year=YEAR,
+                        amount_cents=2500,
+                        due_date=DUE,
+                    ),
+                )
+                await asyncio.sleep(0.05)  # both transactions open before either commits
+        except ConflictError as exc:
+            assert "was defined by someone else a moment ago" in exc.message
+            return "refused"
+        return "created" if created else "updated"
+
+    outcomes = sorted(await asyncio.gather(define(), define()))
+    # PostgreSQL: the second insert waits for the first, then is refused in words (it was an
+    # IntegrityError); SQLite serialises the two, so the second updates the first.
+    assert outcomes in (["created", "refused"], ["created", "updated"])
+    codes = await _rows(stores, select(m.AnnualFee.code).where(m.AnnualFee.code == "tech-fee"))
+    assert codes == ["tech-fee"]

@@ -317,7 +317,15 @@ def machine_for(url: str) -> type[RuleBasedStateMachine]:
             world = self.world
 
             async def together() -> list[str]:
-                return list(await asyncio.gather(*(world.apply(op, self.step) for op in batch)))
+                # Every racer finishes (or fails) before the step ends: a racer left suspended
+                # would hold its transaction's locks, and the next example would wait on them.
+                results = await asyncio.gather(
+                    *(world.apply(op, self.step) for op in batch), return_exceptions=True
+                )
+                for result in results:
+                    if isinstance(result, BaseException):
+                        raise result
+                return [str(result) for result in results]
 
             # Anything but a refusal (an IntegrityError, a deadlock) fails the test here.
             outcomes = world.run(together())
