@@ -21,7 +21,6 @@ outbox_app = typer.Typer(
     help="Queued email and Slack posts: what is waiting, what failed, and retrying it.",
     no_args_is_help=True,
 )
-console = Console()
 log = logging.getLogger("devicecare.outbox")
 ERROR_WIDTH = 160  # the table shows the start of an error; the database keeps 2000 characters
 
@@ -42,6 +41,7 @@ def _age(now: datetime, then: datetime | None) -> str:
 @outbox_app.command("status")
 def status_command() -> None:
     """Messages by kind and status, and how old the oldest pending one is."""
+    console = Console()  # made per run, so it takes the terminal width (COLUMNS) of now
 
     async def work(runtime: Runtime) -> tuple[datetime, dict[str, OutboxKind]]:
         async with runtime.reads.sessions() as session:
@@ -72,6 +72,7 @@ def failed_command(
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 100,
 ) -> None:
     """Failed messages, newest first: id, kind, recipient (shortened), attempts, last error."""
+    console = Console()  # made per run, so it takes the terminal width (COLUMNS) of now
 
     async def work(runtime: Runtime) -> tuple[datetime, list[FailedMessage]]:
         async with runtime.reads.sessions() as session:
@@ -104,6 +105,7 @@ def retry_command(
     ] = None,
 ) -> None:
     """Send a failed message again: the worker picks it up with a fresh set of attempts."""
+    console = Console()  # made per run, so it takes the terminal width (COLUMNS) of now
 
     async def work(runtime: Runtime) -> Retried:
         actor = await cli_actor(runtime, as_email)

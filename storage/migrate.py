@@ -192,6 +192,11 @@ async def read_schema_state(database_url: str) -> SchemaState:
         await engine.dispose()
 
 
+def shipped_head() -> str:
+    """The newest revision this code ships."""
+    return str(ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head())
+
+
 def may_upgrade_by_itself(database_url: str) -> bool:
     """SQLite may be upgraded by any command; PostgreSQL only by `devicecare db upgrade`."""
     return make_url(database_url).get_backend_name() == "sqlite"

@@ -266,10 +266,23 @@ async def test_the_migration_keys_existing_references_and_keeps_earlier_duplicat
     await asyncio.to_thread(upgrade, url, migration.down_revision)
     engine = create_engine(url)
     try:
-        stores = StoreFactory(session_factory(engine), FixedClock(NOW))
-        [student], _ = await add_family(stores, "Early")
         async with engine.begin() as conn:
             # Plain SQL: today's model has columns this older schema lacks.
+            household = (
+                await conn.execute(
+                    text("INSERT INTO households (name) VALUES ('Early family') RETURNING id")
+                )
+            ).scalar_one()
+            student = (
+                await conn.execute(
+                    text(
+                        "INSERT INTO students (sis_id, first_name, last_name, grade, "
+                        "household_id, active) VALUES ('S-Early-0', 'Kid0', 'Early', '6', :h, 1) "
+                        "RETURNING id"
+                    ),
+                    {"h": household},
+                )
+            ).scalar_one()
             first, second = [
                 (
                     await conn.execute(

@@ -17,10 +17,12 @@ from typer.testing import CliRunner
 from bot.cli import app
 from bot.config_check import mask_url
 from bot.settings import get_settings
+from storage.migrate import shipped_head
 from tests.conftest import PG_URL, _admin, _pg_unavailable_reason
 from tests.mail.dovecot import Dovecot
 from tests.mail.smtp_server import SmtpServer, free_port
 
+HEAD = shipped_head()
 SMTP_PASSWORD = "smtp-s3cret-pw"
 SECRET_KEY = "a-long-secret-key-for-the-config-check-test"
 
@@ -91,7 +93,7 @@ def test_everything_configured_and_working(
     code, out, parts = _check()
     assert code == 0, out
     assert parts["database"].startswith("database  ok      SQLite")
-    assert parts["database"].endswith("schema at 0012 (current)")
+    assert parts["database"].endswith(f"schema at {HEAD} (current)")
     assert parts["smtp"] == (
         f"smtp      ok      127.0.0.1:{smtp.port}, EHLO, STARTTLS, logged in as notices"
     )
@@ -178,7 +180,7 @@ def test_postgres_url_with_a_password_is_masked_and_its_schema_checked(
     code, out, parts = _check()
     assert code == 0, out
     assert parts["database"].startswith("database  ok      PostgreSQL ")
-    assert parts["database"].endswith(f"/{empty_pg}, schema at 0012 (current)")
+    assert parts["database"].endswith(f"/{empty_pg}, schema at {HEAD} (current)")
 
 
 def test_an_unreachable_database_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
