@@ -4,11 +4,15 @@ Each device is found by a search text of its serial and asset tag, each student 
 "first last", "last first" and the student id (workflows.device_search). The texts are
 indexed for LIKE with trigrams:
 
-- PostgreSQL: GIN `gin_trgm_ops` indexes on the search-text expressions themselves, so every
-  write path (roster import, bulk inserts, the CLI) keeps them current with no extra code.
-  The query must spell the expression exactly as the index does (`device_text_sql`).
+- PostgreSQL: a generated `search_text` column on `devices` and `students` with a GIN
+  `gin_trgm_ops` index.
 - SQLite: FTS5 tables with the trigram tokenizer (`device_search`, `student_search`, rowid =
-  the record's id), kept in sync by triggers on `devices` and `students`.
+  the record's id) filled by triggers on `devices` and `students`.
+
+Either way the database computes the texts on every write, so every write path (roster
+import, bulk inserts, the CLI) keeps the index current with no extra code. The SQL that
+computes them is in storage/migrations/versions/0015_device_search.py; tests check it agrees
+with workflows.device_search.search_key.
 
 Every rank (exact, prefix, part) is its own LIMITed query in id order, so a short query that
 matches most of the district stops after `limit` rows instead of ranking them all.
@@ -16,16 +20,13 @@ matches most of the district stops after `limit` rows instead of ranking them al
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage import models as m
 from workflows.device_search import (
-    IGNORED,
     MatchRank,
     SearchPatterns,
     search_patterns,
@@ -34,93 +35,93 @@ from workflows.device_search import (
 SQLITE_TABLES = ("device_search", "student_search")
 
 
-def outside_models(name: str | None, type_: str, parent_names: Any = None) -> bool:
-    """True for what the models don't describe: the FTS5 tables and their shadow tables, and
-    the expression indexes. For Alembic's `include_name`, which wants the opposite."""
-    if name is None:
-        return False
-    return name.startswith(SQLITE_TABLES) or name.endswith("_search_text")
-
-
 def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
-    """Alembic's `include_name`: compare only what the models describe."""
-    return not outside_models(name, type_)
+    """Alembic's `include_name`: leave out what the models don't describe (the search index:
+    SQLite's FTS5 tables and their shadow tables, PostgreSQL's `search_text` columns and
+    their indexes)."""
+    return name is None or not (name.startswith(SQLITE_TABLES) or name.endswith("search_text"))
 
 
 def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def pg_key_sql(column: str) -> str:
-    """PostgreSQL's `search_key(column)`: translate lowers A-Z and drops what has no partner."""
-    upper = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    return f"translate({column}, {_sql_string(upper + IGNORED)}, {_sql_string(upper.lower())})"
-
-
-def sqlite_key_sql(column: str) -> str:
-    """SQLite's `search_key(column)`: its lower() lowers only A-Z, as the domain function does."""
-    sql = f"lower({column})"
-    for char in IGNORED:
-        sql = f"replace({sql}, {_sql_string(char)}, '')"
-    return sql
-
-
-def _text_sql(key_sql: Any, *columns: str) -> str:
-    """`search_text` of the columns' keys, as SQL."""
-    keys = " || '|' || ".join(f"coalesce({key_sql(c)}, '')" for c in columns)
-    return f"'|' || {keys} || '|'"
-
-
-def device_text_sql(key_sql: Any, prefix: str = "") -> str:
-    return _text_sql(key_sql, f"{prefix}serial", f"{prefix}asset_tag")
-
-
-def student_text_sql(key_sql: Any, prefix: str = "") -> str:
-    return _text_sql(
-        key_sql,
-        f"{prefix}first_name || {prefix}last_name",
-        f"{prefix}last_name || {prefix}first_name",
-        f"{prefix}sis_id",
-    )
-
-
 @dataclass(frozen=True)
 class DeviceMatch:
-    device: m.Device
-    holder: m.Student | None  # today's holder, whoever matched
+    """What a list of found devices shows. Plain values rather than ORM objects: a type-ahead
+    answers with up to 100 of them, and building that many entities costs more than the query."""
+
+    device_id: int
+    serial: str
+    asset_tag: str | None
+    model: str
+    status: str
+    holder_name: str | None  # today's holder, whoever matched
     rank: MatchRank
 
 
-@dataclass(frozen=True)
-class _Hit:
-    device_id: int
-    order: tuple[Any, ...]
+def _tier_sql(postgres: bool, table: str, rank: MatchRank, pattern: str) -> str:
+    """Ids of `table` rows whose search text matches `pattern`: the first `:n` by id, so a
+    pattern that matches most of the district stops early."""
+    if postgres:
+        inner = f"SELECT id FROM {table} WHERE search_text LIKE {pattern} ORDER BY id LIMIT :n"
+    else:
+        fts = "device_search" if table == "devices" else "student_search"
+        inner = (
+            f"SELECT rowid AS id FROM {fts} WHERE search_text LIKE {pattern} "
+            "ORDER BY rowid LIMIT :n"
+        )
+    return f"SELECT id, {int(rank)} AS rank FROM ({inner}) AS t{int(rank)}"
 
 
-async def _ids_by_rank(
-    session: AsyncSession, table: str, patterns: SearchPatterns, limit: int
-) -> dict[int, MatchRank]:
-    """Ids of `table` rows (devices or students) whose search text matches, best rank kept."""
-    postgres = session.get_bind().dialect.name == "postgresql"
-    found: dict[int, MatchRank] = {}
+# A found device with what is shown of it and its holder today (the open assignment).
+_SHOWN = (
+    "SELECT {id}, {rank}, {via}, d.serial, d.asset_tag, d.model, d.status, "
+    "h.first_name, h.last_name, {k1}, {k2}, {past} "
+    "FROM {source} JOIN devices d ON d.id = {id} "
+    "LEFT JOIN device_assignments o ON o.device_id = d.id AND o.returned_at IS NULL "
+    "LEFT JOIN students h ON h.id = o.student_id"
+)
+_BY_OWN_KEYS = _SHOWN.format(
+    id="dev.id", rank="dev.rank", via=0, k1="d.serial", k2="''", past=0, source="dev"
+)
+_THROUGH_STUDENTS = _SHOWN.format(
+    id="a.device_id",
+    rank="stu.rank",
+    via=1,
+    k1="s.last_name",
+    k2="s.first_name",
+    past="CASE WHEN a.returned_at IS NULL THEN 0 ELSE 1 END",
+    source="stu JOIN students s ON s.id = stu.id JOIN device_assignments a ON a.student_id = s.id",
+)
+
+
+def candidates_sql(postgres: bool, patterns: SearchPatterns) -> tuple[str, dict[str, str]]:
+    """One statement for every rank on both tables (a round trip costs more than the query).
+
+    One row per (device, way it matched): id, rank, 0 by its own keys or 1 through a student,
+    what is shown, then what equals sort by (serial; or the student's last and first name and
+    whether the device was returned).
+    """
+    params: dict[str, str] = {}
+    tiers: dict[str, list[str]] = {"devices": [], "students": []}
     for rank, pattern in patterns.by_rank():
         if postgres:
-            # The pattern is inlined so each query is planned for its own pattern: a generic
-            # plan can't tell a no-match query (index) from one that matches everyone (id order).
-            # Keys hold no quote or backslash (IGNORED), so the literal is plain.
-            expr = (device_text_sql if table == "devices" else student_text_sql)(pg_key_sql)
-            stmt = text(
-                f"SELECT id FROM {table} WHERE {expr} LIKE {_sql_string(pattern)} "
-                "ORDER BY id LIMIT :n"
-            )
+            # Inlined so each query is planned for its own pattern: a generic plan can't tell
+            # a no-match query (the index) from one that matches everyone (id order). Keys
+            # hold no quote or backslash (IGNORED), so the literal is plain.
+            pattern_sql = _sql_string(pattern)
         else:
-            fts = "device_search" if table == "devices" else "student_search"
-            stmt = text(
-                f"SELECT rowid FROM {fts} WHERE search_text LIKE :pattern ORDER BY rowid LIMIT :n"
-            ).bindparams(bindparam("pattern", pattern))
-        for (ident,) in await session.execute(stmt, {"n": limit}):
-            found.setdefault(int(ident), rank)
-    return found
+            params[f"p{int(rank)}"] = pattern
+            pattern_sql = f":p{int(rank)}"
+        for table, parts in tiers.items():
+            parts.append(_tier_sql(postgres, table, rank, pattern_sql))
+    sql = (
+        f"WITH dev AS ({' UNION ALL '.join(tiers['devices'])}), "
+        f"stu AS ({' UNION ALL '.join(tiers['students'])}) "
+        f"{_BY_OWN_KEYS} UNION ALL {_THROUGH_STUDENTS}"
+    )
+    return sql, params
 
 
 async def search_devices(session: AsyncSession, query: str, *, limit: int) -> list[DeviceMatch]:
@@ -130,57 +131,15 @@ async def search_devices(session: AsyncSession, query: str, *, limit: int) -> li
     patterns = search_patterns(" ".join(query.split()))
     if patterns is None or limit <= 0:
         return []
-    hits: list[_Hit] = []
-    device_ranks = await _ids_by_rank(session, "devices", patterns, limit)
-    if device_ranks:
-        rows = await session.execute(
-            select(m.Device.id, m.Device.serial).where(m.Device.id.in_(device_ranks))
-        )
-        hits += [_Hit(i, (device_ranks[i], 0, serial, "", 0, i)) for i, serial in rows]
-    student_ranks = await _ids_by_rank(session, "students", patterns, limit)
-    if student_ranks:
-        held = await session.execute(
-            select(
-                m.DeviceAssignment.device_id,
-                m.DeviceAssignment.student_id,
-                m.DeviceAssignment.returned_at.is_not(None),
-                m.Student.last_name,
-                m.Student.first_name,
-            )
-            .join(m.Student, m.Student.id == m.DeviceAssignment.student_id)
-            .where(m.DeviceAssignment.student_id.in_(student_ranks))
-        )
-        hits += [
-            _Hit(d, (student_ranks[s], 1, last.lower(), first.lower(), int(past), d))
-            for d, s, past, last, first in held
-        ]
-    best: dict[int, tuple[Any, ...]] = {}
-    for hit in hits:
-        if hit.device_id not in best or hit.order < best[hit.device_id]:
-            best[hit.device_id] = hit.order
-    chosen = sorted(best, key=lambda i: best[i])[:limit]
-    return await _load(session, chosen, {i: MatchRank(best[i][0]) for i in chosen})
-
-
-async def _load(
-    session: AsyncSession, device_ids: Iterable[int], ranks: dict[int, MatchRank]
-) -> list[DeviceMatch]:
-    ids = list(device_ids)
-    if not ids:
-        return []
-    stmt = (
-        select(m.Device, m.Student)
-        .outerjoin(
-            m.DeviceAssignment,
-            (m.DeviceAssignment.device_id == m.Device.id)
-            & m.DeviceAssignment.returned_at.is_(None),
-        )
-        .outerjoin(m.Student, m.Student.id == m.DeviceAssignment.student_id)
-        .where(m.Device.id.in_(ids))
-    )
-    loaded = {d.id: (d, s) for d, s in (await session.execute(stmt)).all()}
-    return [
-        DeviceMatch(device=loaded[i][0], holder=loaded[i][1], rank=ranks[i])
-        for i in ids
-        if i in loaded
-    ]
+    postgres = session.get_bind().dialect.name == "postgresql"
+    sql, params = candidates_sql(postgres, patterns)
+    best: dict[int, tuple[tuple[Any, ...], DeviceMatch]] = {}
+    rows = await session.execute(text(sql), {**params, "n": limit})
+    for ident, rank, via, serial, tag, model, status, first, last, k1, k2, past in rows:
+        order = (rank, via, k1.lower(), k2.lower(), past, ident)
+        if ident in best and best[ident][0] <= order:
+            continue
+        holder = None if first is None else f"{first} {last}".strip()
+        match = DeviceMatch(ident, serial, tag, model, status, holder, MatchRank(rank))
+        best[ident] = (order, match)
+    return [match for _order, match in sorted(best.values(), key=lambda x: x[0])][:limit]

@@ -22,6 +22,7 @@ from bot.slack.invoice_blocks import (
 )
 from bot.slack.metadata import Payload, pack
 from storage import models as m
+from storage.device_search import DeviceMatch
 from storage.store import DeviceHistory
 from workflows.devices import ReplaceDevice
 from workflows.enrollment import EnrollmentStatus
@@ -400,8 +401,7 @@ def build_device_record(
 
 def build_device_matches(
     query: str,
-    devices: Sequence[m.Device],
-    holders: Mapping[int, m.Student],
+    devices: Sequence[DeviceMatch],
     *,
     secret: str,
     more: bool = False,
@@ -409,15 +409,14 @@ def build_device_matches(
     text = f"{len(devices)} devices match \u201c{query}\u201d; pick one."
     blocks: list[Block] = [section(f"{len(devices)} devices match \u201c{esc(query)}\u201d:")]
     for device in devices:
-        holder = holders.get(device.id)
         tag = f" \u00b7 tag {esc(device.asset_tag)}" if device.asset_tag else ""
-        who = esc(holder.full_name) if holder is not None else "_not assigned_"
+        who = esc(device.holder_name) if device.holder_name else "_not assigned_"
         blocks.append(
             section(
                 f"*{esc(device.serial)}*{tag} \u00b7 {esc(device.model)}\n"
                 f"{who} \u00b7 {label(device.status)}",
                 accessory=button(
-                    "Show", DeviceAction.SHOW, pack(DeviceRef(device_id=device.id), secret)
+                    "Show", DeviceAction.SHOW, pack(DeviceRef(device_id=device.device_id), secret)
                 ),
             )
         )

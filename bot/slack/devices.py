@@ -213,18 +213,12 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             exact = [x for x in matches if x.rank is MatchRank.EXACT]
             matches = exact or matches
             if len(matches) == 1:
-                record = await device_record(runtime, store, matches[0].device.id)
+                record = await device_record(runtime, store, matches[0].device_id)
                 assert record is not None
                 text, blocks = record
             elif matches:
-                shown = matches[:MAX_MATCHES]
-                holders = {x.device.id: x.holder for x in shown if x.holder is not None}
                 text, blocks = build_device_matches(
-                    query,
-                    [x.device for x in shown],
-                    holders,
-                    secret=secret,
-                    more=len(matches) > MAX_MATCHES,
+                    query, matches[:MAX_MATCHES], secret=secret, more=len(matches) > MAX_MATCHES
                 )
             else:
                 text, blocks = no_match_text(query), []

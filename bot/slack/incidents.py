@@ -328,10 +328,8 @@ class IncidentFeature:
             matches = await store.search_devices(query, limit=MAX_OPTIONS)
         await ack(
             options=[
-                device_option(
-                    d.id, d.serial, d.asset_tag, d.model, None if s is None else s.full_name
-                )
-                for d, s in ((x.device, x.holder) for x in matches)
+                device_option(x.device_id, x.serial, x.asset_tag, x.model, x.holder_name)
+                for x in matches
             ]
         )
 
