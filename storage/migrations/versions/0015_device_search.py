@@ -26,6 +26,7 @@ storage/device_search.py changes; tests check the two still agree.
 from collections.abc import Callable, Sequence
 
 from alembic import op
+from sqlalchemy.exc import DBAPIError
 
 revision: str = "0015"
 down_revision: str | None = "0012"
@@ -84,10 +85,21 @@ def create_sqlite_triggers() -> None:
         )
 
 
+def _create_pg_trgm() -> None:
+    try:
+        op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    except DBAPIError as exc:
+        raise RuntimeError(
+            "Could not create the pg_trgm extension, which the device search needs "
+            f"({exc.orig}). Ask a superuser to run `CREATE EXTENSION pg_trgm;` in this "
+            "database, then run `devicecare db upgrade` again."
+        ) from exc
+
+
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
     if dialect == "postgresql":
-        op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        _create_pg_trgm()
         for table, _fts, keys, _columns in TABLES:
             op.execute(
                 f"ALTER TABLE {table} ADD COLUMN search_text text "
@@ -98,6 +110,12 @@ def upgrade() -> None:
                 "USING gin (search_text gin_trgm_ops) WITH (fastupdate = off)"
             )
     elif dialect == "sqlite":
+        version = op.get_bind().exec_driver_sql("SELECT sqlite_version()").scalar_one()
+        if tuple(int(p) for p in str(version).split(".")[:2]) < (3, 34):
+            raise RuntimeError(
+                f"DeviceCare's device search needs SQLite 3.34 or later (FTS5 trigram "
+                f"tokenizer); this Python uses SQLite {version}."
+            )
         for table, fts, keys, _columns in TABLES:
             op.execute(f"CREATE VIRTUAL TABLE {fts} USING fts5(search_text, tokenize='trigram')")
             op.execute(
