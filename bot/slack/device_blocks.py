@@ -427,6 +427,6 @@ def build_device_matches(
 
 def no_match_text(query: str) -> str:
     return (
-        f":mag: No device matches \u201c{esc(query)}\u201d. Try the full serial, the asset tag "
-        "or the student's first and last name."
+        f":mag: No device matches \u201c{esc(query)}\u201d. Type part of a serial or asset "
+        "tag (three characters or more), or of a student's name or id."
     )
