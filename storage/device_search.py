@@ -15,7 +15,7 @@ computes them is in storage/migrations/versions/0015_device_search.py; tests che
 with workflows.device_search.search_key.
 
 Every rank (exact, prefix, part) is its own LIMITed query in id order, so a short query that
-matches most of the district stops after `limit` rows instead of ranking them all.
+matches most of the district stops early instead of ranking all of it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from workflows.device_search import (
 )
 
 SQLITE_TABLES = ("device_search", "student_search")
+PG_CANDIDATES = 1000
 
 
 def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
@@ -64,7 +65,16 @@ def _tier_sql(postgres: bool, table: str, rank: MatchRank, pattern: str) -> str:
     """Ids of `table` rows whose search text matches `pattern`: the first `:n` by id, so a
     pattern that matches most of the district stops early."""
     if postgres:
-        inner = f"SELECT id FROM {table} WHERE search_text LIKE {pattern} ORDER BY id LIMIT :n"
+        # Matches first (the trigram index, or a scan that stops early), at most
+        # PG_CANDIDATES, then the first by id. A plain ORDER BY id LIMIT lets the planner walk
+        # the primary key hoping to meet matches soon; tags and names that sort with the ids
+        # (AT1897..., added late) made that walk read 90,000 rows. Past PG_CANDIDATES matches
+        # the list is the first `n` by id of those found first (table order, which follows ids
+        # for rows only added): still the same answer to the same query.
+        inner = (
+            f"SELECT id FROM (SELECT id FROM {table} WHERE search_text LIKE {pattern} "
+            f"LIMIT {PG_CANDIDATES}) AS c ORDER BY id LIMIT :n"
+        )
     else:
         fts = "device_search" if table == "devices" else "student_search"
         inner = (
