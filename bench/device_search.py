@@ -6,8 +6,8 @@
 The district: 60,000 students (first name, a generated last name, a 6-digit student id), each
 holding one of 100,000 devices (serials like 5CD4K2Z9QH, asset tags AT100000..AT199999);
 20,000 more devices were held before and returned, the rest are spares. It is loaded with the
-drivers' bulk paths (sqlite3 executemany in one transaction, through the search triggers;
-asyncpg COPY), then ANALYZEd.
+drivers' bulk paths: sqlite3 executemany in one transaction, through the search triggers, then
+ANALYZE; asyncpg COPY, then VACUUM ANALYZE.
 
 `--senders` clients run a closed loop (each sends its next query the moment the last is
 answered) over a mix of what technicians type: scanned serials, tag and serial fragments,
