@@ -8,12 +8,13 @@ from datetime import date, datetime
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import lazyload
 
 from storage import models as m
 from storage import notices as notice_rows
+from storage.device_search import DeviceMatch, search_devices
 from storage.enrollment_store import EnrollmentStore
 from storage.notices import queue_notice
 from storage.outbox import new_message
@@ -840,65 +841,6 @@ class SqlStore(EnrollmentStore):
         stmt = select(m.Device).where(func.lower(m.Device.asset_tag) == asset_tag.strip().lower())
         return (await self.session.execute(stmt.limit(1))).scalar_one_or_none()
 
-    async def find_devices(self, query: str, *, limit: int = 10) -> list[m.Device]:
-        """Devices for a look-up: an exact serial or asset tag wins; otherwise part of a serial
-        or tag, or a student's name (devices they hold first, then ones they held)."""
-        text_ = query.strip()
-        if not text_:
-            return []
-        exact = await self.get_device_by_serial(text_) or await self.get_device_by_asset_tag(text_)
-        if exact is not None:
-            return [exact]
-        found: dict[int, m.Device] = {}
-        if len(text_) >= 3:
-            stmt = (
-                select(m.Device)
-                .where(
-                    m.Device.serial.contains(m.normalize_serial(text_), autoescape=True)
-                    | func.lower(m.Device.asset_tag).contains(text_.lower(), autoescape=True)
-                )
-                .order_by(m.Device.serial)
-                .limit(limit)
-            )
-            found.update((d.id, d) for d in (await self.session.execute(stmt)).scalars())
-        tokens = [t for t in text_.replace(",", " ").split() if t][:4]
-        if tokens and len(found) < limit:
-            name_match = [
-                func.lower(m.Student.first_name).startswith(t.lower(), autoescape=True)
-                | func.lower(m.Student.last_name).startswith(t.lower(), autoescape=True)
-                for t in tokens
-            ]
-            stmt = (
-                select(m.Device)
-                .join(m.DeviceAssignment, m.DeviceAssignment.device_id == m.Device.id)
-                .join(m.Student, m.Student.id == m.DeviceAssignment.student_id)
-                .where(*name_match)
-                .order_by(
-                    m.DeviceAssignment.returned_at.is_not(None),
-                    m.Student.last_name,
-                    m.Student.first_name,
-                    m.DeviceAssignment.assigned_at.desc(),
-                )
-                .limit(limit * 2)
-            )
-            for device in (await self.session.execute(stmt)).scalars():
-                found.setdefault(device.id, device)
-        return list(found.values())[:limit]
-
-    async def current_holders(self, device_ids: Sequence[int]) -> dict[int, m.Student]:
-        """Today's holder of each device that has one."""
-        if not device_ids:
-            return {}
-        stmt = (
-            select(m.DeviceAssignment.device_id, m.Student)
-            .join(m.Student, m.Student.id == m.DeviceAssignment.student_id)
-            .where(
-                m.DeviceAssignment.device_id.in_(set(device_ids)),
-                m.DeviceAssignment.returned_at.is_(None),
-            )
-        )
-        return {device_id: student for device_id, student in (await self.session.execute(stmt))}
-
     async def device_history(
         self, device_id: int, *, recent_notes: int = 5
     ) -> DeviceHistory | None:
@@ -992,69 +934,9 @@ class SqlStore(EnrollmentStore):
 
     # --- slack incidents queries ------------------------------------------------------------
 
-    def _starts_with(self, column: Any, prefix: str) -> Any:
-        """`column` starts with `prefix` (case-sensitive), in a form the column's index serves.
-
-        SQLite compares text bytewise, so a half-open range is exact and uses the index. On
-        PostgreSQL a range is exact only under the C collation, so LIKE is used there (served by
-        the index under C or text_pattern_ops, else a scan that stops at the LIMIT).
-        """
-        if not self._for_update and ord(prefix[-1]) < 0x10FFFF:
-            return (column >= prefix) & (column < prefix[:-1] + chr(ord(prefix[-1]) + 1))
-        return column.startswith(prefix, autoescape=True)
-
-    async def search_devices(
-        self, text: str, *, limit: int = 100
-    ) -> list[tuple[m.Device, m.Student | None]]:
-        """Type-ahead for the incident modal, with each device's current holder.
-
-        Serials and asset tags that start with `text` (exact matches first) come from their
-        unique indexes; then devices held by students whose first or last name starts with
-        each word of `text` (names have no index; the LIMIT bounds the scan).
-        """
-        query = " ".join(text.split())[:100]
-        if len(query) < 2:
-            return []
-        with_holder = (
-            select(m.Device, m.Student)
-            .outerjoin(
-                m.DeviceAssignment,
-                (m.DeviceAssignment.device_id == m.Device.id)
-                & m.DeviceAssignment.returned_at.is_(None),
-            )
-            .outerjoin(m.Student, m.Student.id == m.DeviceAssignment.student_id)
-        )
-        serial = m.normalize_serial(query)
-        tags = sorted({query, query.upper(), query.lower()})
-        by_code = (
-            with_holder.where(
-                or_(
-                    self._starts_with(m.Device.serial, serial),
-                    *(self._starts_with(m.Device.asset_tag, tag) for tag in tags),
-                )
-            )
-            .order_by(m.Device.serial)
-            .limit(limit)
-        )
-        rows = [(d, s) for d, s in (await self.session.execute(by_code)).all()]
-        exact = [(d, s) for d, s in rows if d.serial == serial or d.asset_tag in tags]
-        found: dict[int, tuple[m.Device, m.Student | None]] = {}
-        for device, student in exact + rows:
-            found.setdefault(device.id, (device, student))
-        if len(found) < limit:
-            by_name = with_holder.where(
-                *(
-                    func.lower(m.Student.first_name).startswith(word, autoescape=True)
-                    | func.lower(m.Student.last_name).startswith(word, autoescape=True)
-                    for word in query.lower().split()[:3]
-                )
-            )
-            by_name = by_name.order_by(
-                m.Student.last_name, m.Student.first_name, m.Device.serial
-            ).limit(limit)
-            for device, student in (await self.session.execute(by_name)).all():
-                found.setdefault(device.id, (device, student))
-        return list(found.values())[:limit]
+    async def search_devices(self, text: str, *, limit: int) -> list[DeviceMatch]:
+        """The one device search (the type-ahead and `/device`); see storage.device_search."""
+        return await search_devices(self.session, text, limit=limit)
 
     async def photo_by_source_ref(self, incident_id: int, source_ref: str) -> m.Photo | None:
         """A photo already attached to the incident from that source (e.g. a Slack file id)."""

@@ -23,6 +23,7 @@ from bot.slack.invoice_blocks import (
 )
 from bot.slack.metadata import Payload, pack
 from storage import models as m
+from storage.device_search import DeviceMatch
 from storage.store import DeviceHistory
 from workflows.devices import ReplaceDevice
 from workflows.enrollment import EnrollmentStatus
@@ -401,8 +402,7 @@ def build_device_record(
 
 def build_device_matches(
     query: str,
-    devices: Sequence[m.Device],
-    holders: Mapping[int, m.Student],
+    devices: Sequence[DeviceMatch],
     *,
     secret: Keys,
     more: bool = False,
@@ -410,15 +410,14 @@ def build_device_matches(
     text = f"{len(devices)} devices match \u201c{query}\u201d; pick one."
     blocks: list[Block] = [section(f"{len(devices)} devices match \u201c{esc(query)}\u201d:")]
     for device in devices:
-        holder = holders.get(device.id)
         tag = f" \u00b7 tag {esc(device.asset_tag)}" if device.asset_tag else ""
-        who = esc(holder.full_name) if holder is not None else "_not assigned_"
+        who = esc(device.holder_name) if device.holder_name else "_not assigned_"
         blocks.append(
             section(
                 f"*{esc(device.serial)}*{tag} \u00b7 {esc(device.model)}\n"
                 f"{who} \u00b7 {label(device.status)}",
                 accessory=button(
-                    "Show", DeviceAction.SHOW, pack(DeviceRef(device_id=device.id), secret)
+                    "Show", DeviceAction.SHOW, pack(DeviceRef(device_id=device.device_id), secret)
                 ),
             )
         )
@@ -429,6 +428,6 @@ def build_device_matches(
 
 def no_match_text(query: str) -> str:
     return (
-        f":mag: No device matches \u201c{esc(query)}\u201d. Try the full serial, the asset tag "
-        "or the student's first and last name."
+        f":mag: No device matches \u201c{esc(query)}\u201d. Type part of a serial or asset "
+        "tag (three characters or more), or of a student's name or id."
     )

@@ -42,6 +42,7 @@ from storage.device_coverage import coverage_for_device
 from storage.enrollment_store import current_enrollments
 from storage.store import SqlStore
 from workflows.clock import local_date
+from workflows.device_search import MatchRank
 from workflows.devices import replace_device
 from workflows.errors import ConflictError, DomainError, NotFound, PermissionDenied
 from workflows.insurance import CoverageBadge, coverage_badge
@@ -208,16 +209,17 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             await ack(response_type="ephemeral", text=USAGE)
             return
         async with runtime.reads() as store:
-            devices = await store.find_devices(query, limit=MAX_MATCHES + 1)
-            if len(devices) == 1:
-                record = await device_record(runtime, store, devices[0].id)
+            matches = await store.search_devices(query, limit=MAX_MATCHES + 1)
+            # An exact serial, tag or student id (or full name) wins over partial matches.
+            exact = [x for x in matches if x.rank is MatchRank.EXACT]
+            matches = exact or matches
+            if len(matches) == 1:
+                record = await device_record(runtime, store, matches[0].device_id)
                 assert record is not None
                 text, blocks = record
-            elif devices:
-                shown = devices[:MAX_MATCHES]
-                holders = await store.current_holders([d.id for d in shown])
+            elif matches:
                 text, blocks = build_device_matches(
-                    query, shown, holders, secret=secret, more=len(devices) > MAX_MATCHES
+                    query, matches[:MAX_MATCHES], secret=secret, more=len(matches) > MAX_MATCHES
                 )
             else:
                 text, blocks = no_match_text(query), []

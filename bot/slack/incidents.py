@@ -195,6 +195,8 @@ async def load_incident_card(
 
 
 SETTINGS_CACHE_SECONDS = 5.0
+# Slack shows at most 100 options in an external select.
+MAX_OPTIONS = 100
 
 
 class IncidentFeature:
@@ -324,13 +326,11 @@ class IncidentFeature:
     async def handle_device_options(self, ack: AsyncAck, payload: dict[str, Any]) -> None:
         query = str(payload.get("value") or "")
         async with self.runtime.reads() as store:
-            rows = await store.search_devices(query, limit=100)
+            matches = await store.search_devices(query, limit=MAX_OPTIONS)
         await ack(
             options=[
-                device_option(
-                    d.id, d.serial, d.asset_tag, d.model, None if s is None else s.full_name
-                )
-                for d, s in rows
+                device_option(x.device_id, x.serial, x.asset_tag, x.model, x.holder_name)
+                for x in matches
             ]
         )
 

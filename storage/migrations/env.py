@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from storage.db import create_engine
+from storage.device_search import include_name
 from storage.migrate import record_step, release_schema_lock, take_schema_lock
 from storage.models import Base
 
@@ -24,6 +25,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
         on_version_apply=record_step(config.attributes.setdefault("applied", [])),
     )
     with context.begin_transaction():

@@ -9,6 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from storage.db import create_engine
+from storage.device_search import include_name
 from storage.migrate import downgrade, upgrade
 from storage.models import Base
 
@@ -19,7 +20,9 @@ async def _diff(url: str) -> list[object]:
         async with engine.connect() as conn:
 
             def compare(sync_conn):  # type: ignore[no-untyped-def]
-                context = MigrationContext.configure(sync_conn, opts={"compare_type": True})
+                context = MigrationContext.configure(
+                    sync_conn, opts={"compare_type": True, "include_name": include_name}
+                )
                 return compare_metadata(context, Base.metadata)
 
             return await conn.run_sync(compare)

@@ -189,8 +189,8 @@ async def test_device_by_asset_tag_and_unknown(slack: SlackHarness) -> None:
     unknown = await slack.sender.command("/device", "NOPE-404", user=TECH)
     assert unknown.json() == {
         "response_type": "ephemeral",
-        "text": ":mag: No device matches \u201cNOPE-404\u201d. Try the full serial, the asset tag "
-        "or the student's first and last name.",
+        "text": ":mag: No device matches \u201cNOPE-404\u201d. Type part of a serial or asset "
+        "tag (three characters or more), or of a student's name or id.",
     }
     empty = await slack.sender.command("/device", "", user=TECH)
     assert "by serial, asset tag or student name" in empty.json()["text"]

@@ -1,0 +1,155 @@
+"""The one device search behind the `/incident` type-ahead and `/device`.
+
+Each device is found by a search text of its serial and asset tag, each student by one of
+"first last", "last first" and the student id (workflows.device_search). The texts are
+indexed for LIKE with trigrams:
+
+- PostgreSQL: a generated `search_text` column on `devices` and `students` with a GIN
+  `gin_trgm_ops` index.
+- SQLite: FTS5 tables with the trigram tokenizer (`device_search`, `student_search`, rowid =
+  the record's id) filled by triggers on `devices` and `students`.
+
+Either way the database computes the texts on every write, so every write path (roster
+import, bulk inserts, the CLI) keeps the index current with no extra code. The SQL that
+computes them is in storage/migrations/versions/0015_device_search.py; tests check it agrees
+with workflows.device_search.search_key.
+
+Every rank (exact, prefix, part) is its own LIMITed query in id order, so a short query that
+matches most of the district stops early instead of ranking all of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from workflows.device_search import (
+    MatchRank,
+    SearchPatterns,
+    search_patterns,
+)
+
+SQLITE_TABLES = ("device_search", "student_search")
+PG_CANDIDATES = 1000
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Alembic's `include_name`: leave out what the models don't describe (the search index:
+    SQLite's FTS5 tables and their shadow tables, PostgreSQL's `search_text` columns and
+    their indexes)."""
+    return name is None or not (name.startswith(SQLITE_TABLES) or name.endswith("search_text"))
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class DeviceMatch:
+    """What a list of found devices shows. Plain values rather than ORM objects: a type-ahead
+    answers with up to 100 of them, and building that many entities costs more than the query."""
+
+    device_id: int
+    serial: str
+    asset_tag: str | None
+    model: str
+    status: str
+    holder_name: str | None  # today's holder, whoever matched
+    rank: MatchRank
+
+
+def _tier_sql(postgres: bool, table: str, rank: MatchRank, pattern: str) -> str:
+    """Ids of `table` rows whose search text matches `pattern`: the first `:n` by id, so a
+    pattern that matches most of the district stops early."""
+    if postgres:
+        # Matches first (the trigram index, or a scan that stops early), at most
+        # PG_CANDIDATES, then the first by id. A plain ORDER BY id LIMIT lets the planner walk
+        # the primary key hoping to meet matches soon; tags and names that sort with the ids
+        # (AT1897..., added late) made that walk read 90,000 rows. Past PG_CANDIDATES matches
+        # the list is the first `n` by id of those found first (table order, which follows ids
+        # for rows only added): still the same answer to the same query.
+        inner = (
+            f"SELECT id FROM (SELECT id FROM {table} WHERE search_text LIKE {pattern} "
+            f"LIMIT {PG_CANDIDATES}) AS c ORDER BY id LIMIT :n"
+        )
+    else:
+        fts = "device_search" if table == "devices" else "student_search"
+        inner = (
+            f"SELECT rowid AS id FROM {fts} WHERE search_text LIKE {pattern} "
+            "ORDER BY rowid LIMIT :n"
+        )
+    return f"SELECT id, {int(rank)} AS rank FROM ({inner}) AS t{int(rank)}"
+
+
+# A found device with what is shown of it and its holder today (the open assignment).
+_SHOWN = (
+    "SELECT {id}, {rank}, {via}, d.serial, d.asset_tag, d.model, d.status, "
+    "h.first_name, h.last_name, {k1}, {k2}, {past} "
+    "FROM {source} JOIN devices d ON d.id = {id} "
+    "LEFT JOIN device_assignments o ON o.device_id = d.id AND o.returned_at IS NULL "
+    "LEFT JOIN students h ON h.id = o.student_id"
+)
+_BY_OWN_KEYS = _SHOWN.format(
+    id="dev.id", rank="dev.rank", via=0, k1="d.serial", k2="''", past=0, source="dev"
+)
+_THROUGH_STUDENTS = _SHOWN.format(
+    id="a.device_id",
+    rank="stu.rank",
+    via=1,
+    k1="s.last_name",
+    k2="s.first_name",
+    past="CASE WHEN a.returned_at IS NULL THEN 0 ELSE 1 END",
+    source="stu JOIN students s ON s.id = stu.id JOIN device_assignments a ON a.student_id = s.id",
+)
+
+
+def candidates_sql(postgres: bool, patterns: SearchPatterns) -> tuple[str, dict[str, str]]:
+    """One statement for every rank on both tables (a round trip costs more than the query).
+
+    One row per (device, way it matched): id, rank, 0 by its own keys or 1 through a student,
+    what is shown, then what equals sort by (serial; or the student's last and first name and
+    whether the device was returned).
+    """
+    params: dict[str, str] = {}
+    tiers: dict[str, list[str]] = {"devices": [], "students": []}
+    for rank, pattern in patterns.by_rank():
+        if postgres:
+            # Inlined so each query is planned for its own pattern: a generic plan can't tell
+            # a no-match query (the index) from one that matches everyone (id order). Keys
+            # hold no quote or backslash (IGNORED), so the literal is plain.
+            pattern_sql = _sql_string(pattern)
+        else:
+            params[f"p{int(rank)}"] = pattern
+            pattern_sql = f":p{int(rank)}"
+        for table, parts in tiers.items():
+            parts.append(_tier_sql(postgres, table, rank, pattern_sql))
+    sql = (
+        f"WITH dev AS ({' UNION ALL '.join(tiers['devices'])}), "
+        f"stu AS ({' UNION ALL '.join(tiers['students'])}) "
+        f"{_BY_OWN_KEYS} UNION ALL {_THROUGH_STUDENTS}"
+    )
+    return sql, params
+
+
+async def search_devices(session: AsyncSession, query: str, *, limit: int) -> list[DeviceMatch]:
+    """Devices whose serial or tag, or whose holder's (today's or a past one's) name or
+    student id, matches `query`: exact matches first, then prefixes, then parts; among equals,
+    devices by serial before students' devices by last and first name (today's first)."""
+    patterns = search_patterns(" ".join(query.split()))
+    if patterns is None or limit <= 0:
+        return []
+    postgres = session.get_bind().dialect.name == "postgresql"
+    sql, params = candidates_sql(postgres, patterns)
+    best: dict[int, tuple[tuple[Any, ...], DeviceMatch]] = {}
+    rows = await session.execute(text(sql), {**params, "n": limit})
+    for ident, rank, via, serial, tag, model, status, first, last, k1, k2, past in rows:
+        order = (rank, via, k1.lower(), k2.lower(), past, ident)
+        if ident in best and best[ident][0] <= order:
+            continue
+        holder = None if first is None else f"{first} {last}".strip()
+        match = DeviceMatch(ident, serial, tag, model, status, holder, MatchRank(rank))
+        best[ident] = (order, match)
+    return [match for _order, match in sorted(best.values(), key=lambda x: x[0])][:limit]
