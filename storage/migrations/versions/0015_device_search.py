@@ -29,7 +29,7 @@ from alembic import op
 from sqlalchemy.exc import DBAPIError
 
 revision: str = "0015"
-down_revision: str | None = "0012"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
