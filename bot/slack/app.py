@@ -32,6 +32,7 @@ from bot.slack import (
 )
 from bot.slack.actors import actor_middleware
 from bot.slack.cards import THREAD_MESSAGE, thread_message_handler
+from bot.slack.channel_errors import guarded
 from bot.slack.client import build_web_client
 from bot.slack.errors import tell_user
 from bot.slack.gate import WorkspaceIdentity, socket_mode_middleware
@@ -109,4 +110,6 @@ def slack_outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str,
         make = getattr(feature, "outbox_handlers", None)
         if make is not None:
             handlers.update(make(runtime, client))
-    return handlers
+    # A channel Slack refuses (not_in_channel, channel_not_found, is_archived) fails the row
+    # at once, with an alert, whichever feature posts there.
+    return {kind: guarded(runtime, client, kind, handler) for kind, handler in handlers.items()}

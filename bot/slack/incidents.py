@@ -24,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.runtime import Runtime
 from bot.slack.actors import NOT_SET_UP, resolve_actor
 from bot.slack.cards import INCIDENT_CARD, queue_incident_card, queue_thread_message
+from bot.slack.channel_errors import channel_error, give_up_on_channel
 from bot.slack.errors import modal_errors, record_refusal, reported, tell_user
 from bot.slack.ids import IncidentAction, IncidentRef, SlackPostKind
 from bot.slack.incident_blocks import (
@@ -633,7 +634,12 @@ class IncidentFeature:
 
 
 def card_handler(runtime: Runtime, client: AsyncWebClient) -> Any:
-    """Post the card in the incidents channel the first time; update it in place after."""
+    """Post the card in the incidents channel the first time; update it in place after.
+
+    A card deleted in Slack (`message_not_found`) is posted again and its new place kept. A
+    channel Slack refuses (the app isn't in it, it is gone or archived) fails the row at once
+    and tells the technician who opened the incident.
+    """
     secret = runtime.settings.secret_key.get_secret_value()
 
     async def deliver(payload: dict[str, Any]) -> None:
@@ -643,33 +649,83 @@ def card_handler(runtime: Runtime, client: AsyncWebClient) -> Any:
                 Context(store, runtime.clock, runtime.settings.tz), store, incident_id
             )
             post = await store.slack_post(SlackPostKind.INCIDENT_CARD, incident_id)
+            reporter = await _reporter_slack_id(store, incident_id)
         if card is None:
             log.warning("incident #%s is gone; its card isn't posted", incident_id)
             return
         message = build_incident_card_message(card, secret)
-        if post is not None:
-            await client.chat_update(channel=post.channel, ts=post.ts, **message)
-            return
         channel = runtime.settings.slack_incidents_channel
-        if not channel:
-            raise RuntimeError("SLACK_INCIDENTS_CHANNEL isn't set; incident cards can't be posted")
-        async with runtime.stores() as store:
-            # Two workers delivering the first two refreshes must not post two cards: the
-            # incident's lock makes the second wait, then find the first one's post.
-            await store.get_incident(incident_id, lock=True)
-            post = await store.slack_post(SlackPostKind.INCIDENT_CARD, incident_id)
-            if post is None:
-                response = await client.chat_postMessage(channel=channel, **message)
-                await store.save_slack_post(
-                    SlackPostKind.INCIDENT_CARD,
-                    incident_id,
-                    str(response["channel"]),
-                    str(response["ts"]),
-                )
+        try:
+            if post is not None:
+                await _update_or_repost(runtime, client, incident_id, post, message)
                 return
-        await client.chat_update(channel=post.channel, ts=post.ts, **message)
+            if not channel:
+                raise RuntimeError(
+                    "SLACK_INCIDENTS_CHANNEL isn't set; incident cards can't be posted"
+                )
+            await _post_once(runtime, client, incident_id, channel, message)
+        except SlackApiError as exc:
+            error = channel_error(exc)
+            if error is None:
+                raise
+            where = post.channel if post is not None else str(channel)
+            raise await give_up_on_channel(
+                runtime,
+                client,
+                channel=where,
+                error=error,
+                what=f"the card for incident #{incident_id}",
+                notify=reporter,
+            ) from exc
 
     return deliver
+
+
+async def _reporter_slack_id(store: SqlStore, incident_id: int) -> str | None:
+    incident = await store.get_incident(incident_id)
+    if incident is None or incident.reported_by_id is None:
+        return None
+    return await store.staff_slack_id(incident.reported_by_id)
+
+
+async def _post_once(
+    runtime: Runtime,
+    client: AsyncWebClient,
+    incident_id: int,
+    channel: str,
+    message: dict[str, Any],
+    *,
+    replacing: str | None = None,
+) -> None:
+    """Post the card unless another worker already has (or, with `replacing`, has already
+    replaced the deleted card `replacing`); update that one instead."""
+    async with runtime.stores() as store:
+        # Two workers delivering at once must not post two cards: the incident's lock makes
+        # the second wait, then find the first one's post.
+        await store.get_incident(incident_id, lock=True)
+        post = await store.slack_post(SlackPostKind.INCIDENT_CARD, incident_id)
+        if post is None or post.ts == replacing:
+            response = await client.chat_postMessage(channel=channel, **message)
+            where, ts = str(response["channel"]), str(response["ts"])
+            if post is None:
+                await store.save_slack_post(SlackPostKind.INCIDENT_CARD, incident_id, where, ts)
+            else:
+                log.info("incident #%s: its card was deleted in Slack; posted again", incident_id)
+                await store.move_slack_post(SlackPostKind.INCIDENT_CARD, incident_id, where, ts)
+            return
+    await client.chat_update(channel=post.channel, ts=post.ts, **message)
+
+
+async def _update_or_repost(
+    runtime: Runtime, client: AsyncWebClient, incident_id: int, post: Any, message: dict[str, Any]
+) -> None:
+    try:
+        await client.chat_update(channel=post.channel, ts=post.ts, **message)
+    except SlackApiError as exc:
+        if exc.response.get("error") != "message_not_found":
+            raise
+        channel = runtime.settings.slack_incidents_channel or post.channel
+        await _post_once(runtime, client, incident_id, channel, message, replacing=post.ts)
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,12 +83,15 @@ async def _settle(timeout: float = 3.0) -> None:
         await asyncio.wait(others, timeout=0.05)
 
 
-@pytest.fixture
-async def slack(
-    engine: AsyncEngine, database_url: str, clock: FixedClock, tmp_path: Path
+@asynccontextmanager
+async def open_harness(
+    database_url: str,
+    clock: FixedClock,
+    tmp_path: Path,
+    fake: FakeSlack,
+    client: AsyncWebClient | None = None,
 ) -> AsyncIterator[SlackHarness]:
-    fake = FakeSlack()
-    await fake.start()
+    """The Slack app behind the web app, talking to `fake` (through `client` when given)."""
     settings = Settings(
         _env_file=None,
         database_url=database_url,
@@ -101,7 +105,7 @@ async def slack(
         secret_key="test-secret-key",
     )
     runtime = build_runtime(settings, clock)
-    slack_app = build_slack_app(runtime)
+    slack_app = build_slack_app(runtime, client)
     web = create_web_app(runtime, slack_app)
     worker_client = build_web_client(settings)
     transport = httpx.ASGITransport(app=web)
@@ -111,4 +115,14 @@ async def slack(
     await close_web_client(worker_client)
     await close_web_client(slack_app.client)
     await runtime.close()
+
+
+@pytest.fixture
+async def slack(
+    engine: AsyncEngine, database_url: str, clock: FixedClock, tmp_path: Path
+) -> AsyncIterator[SlackHarness]:
+    fake = FakeSlack()
+    await fake.start()
+    async with open_harness(database_url, clock, tmp_path, fake) as harness:
+        yield harness
     await fake.stop()
