@@ -33,7 +33,7 @@ from bot.slack import (
 from bot.slack.actors import actor_middleware
 from bot.slack.cards import THREAD_MESSAGE, thread_message_handler
 from bot.slack.channel_errors import guarded
-from bot.slack.client import build_web_client
+from bot.slack.client import build_web_client, pooled_client_middleware
 from bot.slack.errors import tell_user
 from bot.slack.gate import WorkspaceIdentity, socket_mode_middleware
 
@@ -73,6 +73,7 @@ def build_slack_app(runtime: Runtime, client: AsyncWebClient | None = None) -> A
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         ignoring_self_events_enabled=True,
     )
+    app.use(pooled_client_middleware)
     if settings.slack_app_token is not None:
         # Over HTTP the gate in front of /slack/events checks the workspace; over Socket Mode
         # this does, before anyone is looked up.

@@ -25,7 +25,7 @@ from bot.runtime import Runtime
 from bot.slack.actors import NOT_SET_UP, resolve_actor
 from bot.slack.cards import INCIDENT_CARD, queue_incident_card, queue_thread_message
 from bot.slack.channel_errors import channel_error, give_up_on_channel
-from bot.slack.errors import modal_errors, record_refusal, reported, tell_user
+from bot.slack.errors import after_ack, modal_errors, record_refusal, reported, tell_user
 from bot.slack.ids import IncidentAction, IncidentRef, SlackPostKind
 from bot.slack.incident_blocks import (
     INCIDENT_COMMAND,
@@ -66,6 +66,8 @@ from workflows.incidents import (
     OpenIncident,
     add_incident_note,
     change_incident_status,
+    check_new_incident,
+    check_note,
     end_of_local_day,
     incident_coverage_badge,
     open_incident,
@@ -231,11 +233,15 @@ class IncidentFeature:
         app.shortcut(IncidentShortcut.NEW.value)(self.handle_incident_shortcut)
         app.options(IncidentField.DEVICE.value)(self.handle_device_options)
         app.action(IncidentField.DEVICE.value)(self.handle_device_selected)
-        app.view(IncidentView.NEW.value)(self.handle_new_incident_submission)
+        app.view(IncidentView.NEW.value)(
+            ack=self.handle_new_incident_submission, lazy=[self.open_submitted_incident]
+        )
         app.action(IncidentAction.CHANGE_STATUS.value)(self.handle_change_status_click)
         app.view(IncidentView.CHANGE_STATUS.value)(self.handle_status_submission)
         app.action(IncidentAction.ADD_NOTE.value)(self.handle_add_note_click)
-        app.view(IncidentView.ADD_NOTE.value)(self.handle_note_submission)
+        app.view(IncidentView.ADD_NOTE.value)(
+            ack=self.handle_note_submission, lazy=[self.add_submitted_note]
+        )
         app.action(IncidentAction.ADD_PHOTOS.value)(self.handle_add_photos_click)
         app.view(IncidentView.ADD_PHOTOS.value)(self.handle_photos_submission)
         app.action(IncidentAction.CLOSE.value)(self.handle_close_click)
@@ -384,16 +390,36 @@ class IncidentFeature:
             log.info("device pick: the modal changed meanwhile; not redrawn")
 
     async def handle_new_incident_submission(
+        self, ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        """Check the form without writing (a broken rule is shown next to its field), then
+        answer; `open_submitted_incident` opens it once Slack has the answer."""
+        actor: Actor = context["actor"]
+        try:
+            meta = unpack(NewIncidentMeta, view.get("private_metadata"), self.secret)
+            cmd = parse_new_incident(view, meta)
+            async with self.runtime.reads() as store:
+                await check_new_incident(self.context(store), actor, cmd)
+        except DomainError as exc:
+            errors = modal_errors(exc, NEW_INCIDENT_ERROR_BLOCKS, IncidentField.DEVICE)
+            await ack(response_action="errors", errors=errors)
+            if isinstance(exc, PermissionDenied | ForgedPayload):
+                await record_refusal(self.runtime, actor, "open incident", exc.message)
+            return
+        values = (view.get("state") or {}).get("values") or {}
+        photos = len(files_from_state(values, IncidentField.PHOTOS))
+        channel = self.runtime.settings.slack_incidents_channel
+        await ack(response_action="update", view=build_incident_opened_modal(None, channel, photos))
+
+    async def open_submitted_incident(
         self,
-        ack: AsyncAck,
         body: dict[str, Any],
         view: dict[str, Any],
         client: AsyncWebClient,
         context: AsyncBoltContext,
     ) -> None:
-        """Open the incident before ack, so a broken rule is shown next to its field."""
         actor: Actor = context["actor"]
-        try:
+        async with after_ack(self.runtime, client, body, "open the incident", actor):
             meta = unpack(NewIncidentMeta, view.get("private_metadata"), self.secret)
             cmd = parse_new_incident(view, meta)
             async with self.runtime.stores() as store:
@@ -401,19 +427,16 @@ class IncidentFeature:
                 if opened.created:
                     await queue_incident_card(store, opened.incident.id)
                 incident_id = opened.incident.id
-        except DomainError as exc:
-            if isinstance(exc, PermissionDenied | ForgedPayload):
-                await record_refusal(self.runtime, actor, "open incident", exc.message)
-            errors = modal_errors(exc, NEW_INCIDENT_ERROR_BLOCKS, IncidentField.DEVICE)
-            await ack(response_action="errors", errors=errors)
-            return
-        values = (view.get("state") or {}).get("values") or {}
-        files = files_from_state(values, IncidentField.PHOTOS) if opened.created else []
-        channel = self.runtime.settings.slack_incidents_channel
-        await ack(
-            response_action="update",
-            view=build_incident_opened_modal(incident_id, channel, len(files)),
-        )
+            values = (view.get("state") or {}).get("values") or {}
+            files = files_from_state(values, IncidentField.PHOTOS) if opened.created else []
+            channel = self.runtime.settings.slack_incidents_channel
+            try:  # the number, in the modal that said it was being opened
+                await client.views_update(
+                    view_id=view["id"],
+                    view=build_incident_opened_modal(incident_id, channel, len(files)),
+                )
+            except SlackApiError as exc:  # closed meanwhile: the card says it all
+                log.info("new incident #%s: modal not updated (%s)", incident_id, exc)
         if files:
             await self._attach_from_modal(client, body, actor, incident_id, files)
 
@@ -487,9 +510,9 @@ class IncidentFeature:
             if not may_use(actor, target, await self.restricted()):
                 raise PermissionDenied("You can't move incidents to that status.")
         except DomainError as exc:
+            await ack(response_action="errors", errors={IncidentField.STATUS: exc.message})
             if isinstance(exc, PermissionDenied | ForgedPayload):
                 await record_refusal(self.runtime, actor, "change incident status", exc.message)
-            await ack(response_action="errors", errors={IncidentField.STATUS: exc.message})
             return
         # The change itself is written after the ack; the card updating in place confirms it,
         # and anything the workflow still refuses reaches the person as a message.
@@ -518,24 +541,38 @@ class IncidentFeature:
     async def handle_note_submission(
         self, ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
     ) -> None:
+        """Check the note without writing, answer, then `add_submitted_note` stores it."""
         actor: Actor = context["actor"]
         try:
+            unpack(IncidentRef, view.get("private_metadata"), self.secret)
+            require(actor, Permission.MANAGE_INCIDENTS)
+            check_note(str(_state(view, IncidentField.NOTE).get("value") or ""))
+        except DomainError as exc:
+            await ack(response_action="errors", errors={IncidentField.NOTE: exc.message})
+            if isinstance(exc, PermissionDenied | ForgedPayload):
+                await record_refusal(self.runtime, actor, "add incident note", exc.message)
+            return
+        await ack()
+
+    async def add_submitted_note(
+        self,
+        body: dict[str, Any],
+        view: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        actor: Actor = context["actor"]
+        async with after_ack(self.runtime, client, body, "add the note", actor):
             ref = unpack(IncidentRef, view.get("private_metadata"), self.secret)
-            body = str(_state(view, IncidentField.NOTE).get("value") or "")
+            note = str(_state(view, IncidentField.NOTE).get("value") or "")
             async with self.runtime.stores() as store:
-                await add_incident_note(self.context(store), actor, ref.incident_id, body)
+                await add_incident_note(self.context(store), actor, ref.incident_id, note)
                 await queue_incident_card(store, ref.incident_id)
                 await queue_thread_message(
                     store,
                     ref.incident_id,
-                    f":memo: *{escape_mrkdwn(actor.name)}* added a note:\n{quote_mrkdwn(body)}",
+                    f":memo: *{escape_mrkdwn(actor.name)}* added a note:\n{quote_mrkdwn(note)}",
                 )
-        except DomainError as exc:
-            if isinstance(exc, PermissionDenied | ForgedPayload):
-                await record_refusal(self.runtime, actor, "add incident note", exc.message)
-            await ack(response_action="errors", errors={IncidentField.NOTE: exc.message})
-            return
-        await ack()
 
     async def handle_add_photos_click(
         self,
@@ -570,9 +607,9 @@ class IncidentFeature:
             if not files:
                 raise InputError("Add at least one photo.", field="photo")
         except DomainError as exc:
+            await ack(response_action="errors", errors={IncidentField.PHOTOS: exc.message})
             if isinstance(exc, PermissionDenied | ForgedPayload):
                 await record_refusal(self.runtime, actor, "add photos", exc.message)
-            await ack(response_action="errors", errors={IncidentField.PHOTOS: exc.message})
             return
         await ack()
         await self._attach_from_modal(client, body, actor, ref.incident_id, files)
