@@ -165,6 +165,8 @@ class SettingsRecord(Protocol):
     office_phone: str
     office_hours: str
     office_email: str
+    it_contact_name: str  # whom a Slack user DeviceCare doesn't know is told to ask
+    it_contact: str
 
 
 class PauseRecord(Protocol):

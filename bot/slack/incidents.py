@@ -22,7 +22,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
-from bot.slack.actors import NOT_SET_UP, resolve_actor
+from bot.slack.actors import not_set_up_text, resolve_actor
 from bot.slack.cards import INCIDENT_CARD, queue_incident_card, queue_thread_message
 from bot.slack.channel_errors import channel_error, give_up_on_channel
 from bot.slack.errors import after_ack, modal_errors, record_refusal, reported, tell_user
@@ -654,7 +654,7 @@ class IncidentFeature:
         actor = await resolve_actor(self.runtime, client, str(user))
         if actor is None:
             log.info("photos from unknown Slack user %s in incident #%s ignored", user, incident_id)
-            await reply(f"<@{user}> " + NOT_SET_UP.format(email="<your email>"))
+            await reply(f"<@{user}> " + await not_set_up_text(self.runtime))
             return
         try:
             report = await attach_slack_files(self.runtime, client, actor, incident_id, files)
