@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
@@ -26,10 +27,21 @@ from typer.testing import CliRunner
 from bot.cli import app
 from bot.settings import get_settings
 from storage.db import create_engine
-from storage.migrate import SCHEMA_LOCK_KEY, upgrade
+from storage.migrate import SCHEMA_LOCK_KEY, alembic_config, upgrade
 from tests.conftest import PG_URL, _admin, _pg_unavailable_reason
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _head_and_previous() -> tuple[str, str, str]:
+    """The newest migration (revision, and the start of its message) and the one before it."""
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite+aiosqlite:///unused.db"))
+    head = scripts.get_revision(scripts.get_current_head())
+    assert head is not None and isinstance(head.down_revision, str)
+    return head.revision, (head.doc or "").split(":")[0].split(" (")[0][:20], head.down_revision
+
+
+HEAD, HEAD_DOC, PREVIOUS = _head_and_previous()
 NO_SCHEMA = "The database has no DeviceCare schema yet: run `devicecare db upgrade`."
 
 
@@ -120,9 +132,9 @@ def test_six_upgrades_started_together_apply_once(
         assert "Traceback" not in err, err
     applied = [out for _, out, _ in outputs if "Applied 0001: initial schema" in out]
     assert len(applied) == 1
-    assert "Applied 0012:" in applied[0] and "is up to date (at 0012)" in applied[0]
+    assert f"Applied {HEAD}:" in applied[0] and f"is up to date (at {HEAD})" in applied[0]
     others = [out for _, out, _ in outputs if out not in applied]
-    assert all("is already up to date (at 0012)" in out for out in others), others
+    assert all(f"is already up to date (at {HEAD})" in out for out in others), others
     assert not any("Applied" in out for out in others)
 
     later = _devicecare(tmp_path, url, "worker")
@@ -138,25 +150,25 @@ def test_six_upgrades_started_together_apply_once(
 def test_a_schema_behind_stops_every_command_until_it_is_upgraded(
     empty_pg: str, cli_db: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    upgrade(empty_pg, "0011")
+    upgrade(empty_pg, PREVIOUS)
     monkeypatch.setenv("DATABASE_URL", empty_pg)
     runner = CliRunner()
     for command in (["staff", "list"], ["report", "automation"], ["ledger", "check"]):
         stopped = runner.invoke(app, command)
         assert stopped.exit_code == 2, stopped.output
         assert stopped.stderr.strip().splitlines() == [
-            "The database schema is at 0011 but this version needs 0012: "
+            f"The database schema is at {PREVIOUS} but this version needs {HEAD}: "
             "run `devicecare db upgrade`."
         ]
-    assert _revision(empty_pg) == "0011"  # nothing migrated by itself
+    assert _revision(empty_pg) == PREVIOUS  # nothing migrated by itself
 
     upgraded = runner.invoke(app, ["db", "upgrade"])
     assert upgraded.exit_code == 0, upgraded.output
-    assert "Applied 0012: Invoices remember" in upgraded.stdout
-    assert "Applied 0011" not in upgraded.stdout
+    assert f"Applied {HEAD}: {HEAD_DOC}" in upgraded.stdout
+    assert f"Applied {PREVIOUS}" not in upgraded.stdout
     assert runner.invoke(app, ["staff", "list"]).exit_code == 0
     current = runner.invoke(app, ["db", "current"])
-    assert current.exit_code == 0 and "schema at 0012 (current)" in current.stdout
+    assert current.exit_code == 0 and f"schema at {HEAD} (current)" in current.stdout
 
 
 @pytest.mark.postgres
@@ -191,7 +203,7 @@ async def test_an_upgrade_waits_while_another_holds_the_lock(empty_pg: str) -> N
     finally:
         await engine.dispose()
     assert [step.revision for step in applied][:2] == ["0001", "0002"]
-    assert applied[-1].revision == "0012"
+    assert applied[-1].revision == HEAD
     assert await asyncio.to_thread(upgrade, empty_pg) == []  # and the lock was let go
 
 
@@ -201,7 +213,7 @@ def test_sqlite_commands_upgrade_by_themselves_but_never_past_the_code(
     fresh = f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
     monkeypatch.setenv("DATABASE_URL", fresh)
     assert CliRunner().invoke(app, ["staff", "list"]).exit_code == 0
-    assert _revision(fresh) == "0012"
+    assert _revision(fresh) == HEAD
 
     ahead = tmp_path / "ahead.db"
     shutil.copy(sqlite_template, ahead)
