@@ -149,8 +149,8 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         try:
             meta = unpack(ReplaceDeviceModal, view.get("private_metadata"), secret)
         except ForgedPayload as exc:
-            await record_refusal(runtime, actor, what, exc.message)
             await ack(response_action="errors", errors={DeviceBlock.NEW_SERIAL: exc.message})
+            await record_refusal(runtime, actor, what, exc.message)
             return
         form = read_replace_form((view.get("state") or {}).get("values") or {})
         if form.errors:
@@ -190,9 +190,9 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
                     )
                     done = build_device_replaced_modal(old_row, new_row, name)
         except DomainError as exc:
+            await ack(response_action="errors", errors=_submission_errors(exc))
             if isinstance(exc, PermissionDenied):
                 await record_refusal(runtime, actor, what, exc.message)
-            await ack(response_action="errors", errors=_submission_errors(exc))
             return
         await ack(response_action="update", view=done)
 

@@ -105,10 +105,10 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
                 name = "The student" if student is None else student.full_name
                 text = enrolled_text(done, name)
         except DomainError as exc:
-            if isinstance(exc, PermissionDenied | ForgedPayload):
-                await record_refusal(runtime, actor, WHAT, exc.message)
             errors = modal_errors(exc, FIELD_BLOCKS, EnrollmentField.STUDENT)
             await ack(response_action="errors", errors=errors)
+            if isinstance(exc, PermissionDenied | ForgedPayload):
+                await record_refusal(runtime, actor, WHAT, exc.message)
             return
         await ack()
         where: dict[str, Any] = {"user": {"id": form.user_id}}

@@ -181,8 +181,8 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         try:
             meta = unpack(InvoiceModal, view.get("private_metadata"), secret)
         except ForgedPayload as exc:
-            await record_refusal(runtime, actor, what, exc.message)
             await ack(response_action="errors", errors={InvoiceBlock.FEES: exc.message})
+            await record_refusal(runtime, actor, what, exc.message)
             return
         form = read_invoice_form((view.get("state") or {}).get("values") or {})
         if form.errors:
@@ -211,9 +211,9 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
                     created=result.created,
                 )
         except DomainError as exc:
+            await ack(response_action="errors", errors=_submission_errors(exc, view))
             if isinstance(exc, PermissionDenied):
                 await record_refusal(runtime, actor, what, exc.message)
-            await ack(response_action="errors", errors=_submission_errors(exc, view))
             return
         await ack(response_action="update", view=done)
 

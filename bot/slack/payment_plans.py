@@ -173,8 +173,8 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         try:
             meta = unpack(PlanModal, view.get("private_metadata"), secret)
         except ForgedPayload as exc:
-            await record_refusal(runtime, actor, what, exc.message)
             await ack(response_action="errors", errors={PlanBlock.COUNT: exc.message})
+            await record_refusal(runtime, actor, what, exc.message)
             return
         form = read_plan_form((view.get("state") or {}).get("values") or {})
         if form.errors or form.count is None or form.first_due is None:
@@ -193,9 +193,9 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
                     ctx_for(store), PlanRows(store.session, runtime.clock), actor, command
                 )
         except DomainError as exc:
+            await ack(response_action="errors", errors=_field_errors(exc, view))
             if isinstance(exc, PermissionDenied):
                 await record_refusal(runtime, actor, what, exc.message)
-            await ack(response_action="errors", errors=_field_errors(exc, view))
             return
         number = esc(outcome.invoice.number)
         lines = [

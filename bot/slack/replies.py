@@ -330,8 +330,8 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         try:
             ref = unpack(PendingPaymentRef, view.get("private_metadata"), secret)
         except ForgedPayload as exc:
-            await record_refusal(runtime, actor, what, exc.message)
             await ack(response_action="errors", errors={ReplyBlock.TOTAL: exc.message})
+            await record_refusal(runtime, actor, what, exc.message)
             return
         total, amounts = read_split_form((view.get("state") or {}).get("values") or {})
         try:
@@ -342,9 +342,9 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
                 )  # fmt: skip
                 await refresh_post(store, pending.id)
         except DomainError as exc:
+            await ack(response_action="errors", errors={_split_block(exc.field): exc.message})
             if isinstance(exc, PermissionDenied):
                 await record_refusal(runtime, actor, what, exc.message)
-            await ack(response_action="errors", errors={_split_block(exc.field): exc.message})
             return
         await ack(response_action="clear")
 
@@ -376,8 +376,8 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         try:
             ref = unpack(PendingPaymentRef, view.get("private_metadata"), secret)
         except ForgedPayload as exc:
-            await record_refusal(runtime, actor, what, exc.message)
             await ack(response_action="errors", errors={ReplyBlock.METHOD: exc.message})
+            await record_refusal(runtime, actor, what, exc.message)
             return
         method_text, reference = read_confirm_form((view.get("state") or {}).get("values") or {})
         try:
@@ -389,10 +389,10 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             await decide(True, body, ref.pending_payment_id, client, actor, method=method,
                          reference=reference)  # fmt: skip
         except DomainError as exc:
-            if isinstance(exc, PermissionDenied):
-                await record_refusal(runtime, actor, what, exc.message)
             field = ReplyBlock.REFERENCE if exc.field == "reference" else ReplyBlock.METHOD
             await ack(response_action="errors", errors={field: exc.message})
+            if isinstance(exc, PermissionDenied):
+                await record_refusal(runtime, actor, what, exc.message)
             return
         await ack(response_action="clear")
 

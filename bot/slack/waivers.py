@@ -278,8 +278,8 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         try:
             meta = unpack(WaiveModal, view.get("private_metadata"), secret)
         except ForgedPayload as exc:
-            await record_refusal(runtime, actor, what, exc.message)
             await ack(response_action="errors", errors={WaiverBlock.AMOUNT: exc.message})
+            await record_refusal(runtime, actor, what, exc.message)
             return
         form = read_waive_form((view.get("state") or {}).get("values") or {})
         if form.errors or form.amount_cents is None:
@@ -297,9 +297,9 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
                 outcome = await request_waiver(ctx_for(store), actor, command)
                 lines = waiver_result_lines(outcome)
         except DomainError as exc:
+            await ack(response_action="errors", errors=_field_errors(exc, view, WaiverBlock.AMOUNT))
             if isinstance(exc, PermissionDenied):
                 await record_refusal(runtime, actor, what, exc.message)
-            await ack(response_action="errors", errors=_field_errors(exc, view, WaiverBlock.AMOUNT))
             return
         await ack(response_action="update", view=build_done_view("Waiver", lines))
 
@@ -312,8 +312,8 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         try:
             meta = unpack(RefundModal, view.get("private_metadata"), secret)
         except ForgedPayload as exc:
-            await record_refusal(runtime, actor, what, exc.message)
             await ack(response_action="errors", errors={WaiverBlock.AMOUNT: exc.message})
+            await record_refusal(runtime, actor, what, exc.message)
             return
         form = read_refund_form((view.get("state") or {}).get("values") or {})
         if form.errors or form.amount_cents is None or form.payment_id is None:
@@ -335,9 +335,9 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
                 number = issued.invoice.number
                 balance = balance_of(issued.invoice)
         except DomainError as exc:
+            await ack(response_action="errors", errors=_field_errors(exc, view, WaiverBlock.AMOUNT))
             if isinstance(exc, PermissionDenied):
                 await record_refusal(runtime, actor, what, exc.message)
-            await ack(response_action="errors", errors=_field_errors(exc, view, WaiverBlock.AMOUNT))
             return
         lines = [
             f":white_check_mark: *Refunded {format_cents(issued.adjustment.amount_cents)} on "
