@@ -396,10 +396,7 @@ class IncidentFeature:
         answer; `open_submitted_incident` opens it once Slack has the answer."""
         actor: Actor = context["actor"]
         try:
-            meta = unpack(NewIncidentMeta, view.get("private_metadata"), self.secret)
-            cmd = parse_new_incident(view, meta)
-            async with self.runtime.reads() as store:
-                await check_new_incident(self.context(store), actor, cmd)
+            await self._checked_new_incident(actor, view)
         except DomainError as exc:
             errors = modal_errors(exc, NEW_INCIDENT_ERROR_BLOCKS, IncidentField.DEVICE)
             await ack(response_action="errors", errors=errors)
@@ -411,6 +408,13 @@ class IncidentFeature:
         channel = self.runtime.settings.slack_incidents_channel
         await ack(response_action="update", view=build_incident_opened_modal(None, channel, photos))
 
+    async def _checked_new_incident(self, actor: Actor, view: dict[str, Any]) -> OpenIncident:
+        meta = unpack(NewIncidentMeta, view.get("private_metadata"), self.secret)
+        cmd = parse_new_incident(view, meta)
+        async with self.runtime.reads() as store:
+            await check_new_incident(self.context(store), actor, cmd)
+        return cmd
+
     async def open_submitted_incident(
         self,
         body: dict[str, Any],
@@ -419,9 +423,13 @@ class IncidentFeature:
         context: AsyncBoltContext,
     ) -> None:
         actor: Actor = context["actor"]
+        # Bolt starts a lazy listener alongside the ack, whatever the ack answers: a form
+        # refused with field errors is left alone here.
+        try:
+            cmd = await self._checked_new_incident(actor, view)
+        except DomainError:
+            return
         async with after_ack(self.runtime, client, body, "open the incident", actor):
-            meta = unpack(NewIncidentMeta, view.get("private_metadata"), self.secret)
-            cmd = parse_new_incident(view, meta)
             async with self.runtime.stores() as store:
                 opened = await open_incident(self.context(store), actor, cmd)
                 if opened.created:
@@ -544,15 +552,20 @@ class IncidentFeature:
         """Check the note without writing, answer, then `add_submitted_note` stores it."""
         actor: Actor = context["actor"]
         try:
-            unpack(IncidentRef, view.get("private_metadata"), self.secret)
-            require(actor, Permission.MANAGE_INCIDENTS)
-            check_note(str(_state(view, IncidentField.NOTE).get("value") or ""))
+            self._checked_note(actor, view)
         except DomainError as exc:
             await ack(response_action="errors", errors={IncidentField.NOTE: exc.message})
             if isinstance(exc, PermissionDenied | ForgedPayload):
                 await record_refusal(self.runtime, actor, "add incident note", exc.message)
             return
         await ack()
+
+    def _checked_note(self, actor: Actor, view: dict[str, Any]) -> tuple[IncidentRef, str]:
+        ref = unpack(IncidentRef, view.get("private_metadata"), self.secret)
+        require(actor, Permission.MANAGE_INCIDENTS)
+        note = str(_state(view, IncidentField.NOTE).get("value") or "")
+        check_note(note)
+        return ref, note
 
     async def add_submitted_note(
         self,
@@ -562,9 +575,11 @@ class IncidentFeature:
         context: AsyncBoltContext,
     ) -> None:
         actor: Actor = context["actor"]
+        try:
+            ref, note = self._checked_note(actor, view)
+        except DomainError:
+            return  # answered with the error next to the field
         async with after_ack(self.runtime, client, body, "add the note", actor):
-            ref = unpack(IncidentRef, view.get("private_metadata"), self.secret)
-            note = str(_state(view, IncidentField.NOTE).get("value") or "")
             async with self.runtime.stores() as store:
                 await add_incident_note(self.context(store), actor, ref.incident_id, note)
                 await queue_incident_card(store, ref.incident_id)

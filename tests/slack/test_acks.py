@@ -76,8 +76,12 @@ async def test_a_field_error_is_still_shown_next_to_its_field(slack: SlackHarnes
         "response_action": "errors",
         "errors": {IncidentField.FLAGS: "Pick at least one incident type."},
     }
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.3)
     assert await incidents(slack) == [] and slack.fake.calls_to("views.update") == []
+    # The lazy listener (started whatever the ack answers) left the refused form alone.
+    assert [
+        c for c in slack.fake.calls_to("chat.postMessage") if c.args["channel"] == "U_TECH"
+    ] == []
 
 
 async def test_a_failure_after_the_answer_tells_the_person_and_changes_nothing(
@@ -95,7 +99,8 @@ async def test_a_failure_after_the_answer_tells_the_person_and_changes_nothing(
             new_incident_state(d.device_id),
             view_id="V_LATE",
         )
-        # While the write waits, the district's day turns back: the date is now in the future.
+        await asyncio.sleep(0.5)  # the lazy listener has checked the form and waits to write
+        # Meanwhile the district's day turns back: the date is now in the future.
         slack.clock.set(slack.clock.now() - timedelta(days=5))
 
     [told] = await slack.fake.wait_for("chat.postMessage", lambda c: c.args["channel"] == "U_TECH")
