@@ -410,6 +410,12 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         number, amount_text, reason = call.args[0], call.args[1], " ".join(call.args[2:])
         try:
             cents = parse_amount(amount_text)
+        except DomainError as exc:
+            text = f":warning: {exc.message} Nothing was changed."
+            await call.ack(response_type="ephemeral", text=text)
+            return
+        await call.ack()  # the waiver is written after the answer; its result follows
+        try:
             async with runtime.stores() as store:
                 invoice_id = await find_invoice_id(store.session, number)
                 if invoice_id is None:
@@ -425,7 +431,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             if isinstance(exc, PermissionDenied):
                 await record_refusal(runtime, actor, what, exc.message)
             text = f":warning: {exc.message} Nothing was changed."
-        await call.ack(response_type="ephemeral", text=text)
+        await tell_user(call.client, call.command, text)
 
     add_subcommand(
         app,
