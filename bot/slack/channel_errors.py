@@ -108,7 +108,7 @@ def guarded(runtime: Runtime, client: AsyncWebClient, kind: str, handler: Any) -
                 raise
             channel = str(exc.response.get("channel") or _channel_of(exc) or "its channel")
             raise await give_up_on_channel(
-                runtime, client, channel=channel, error=error, what=f"a {kind} message"
+                runtime, client, channel=channel, error=error, what=f"a post ({kind})"
             ) from exc
 
     return deliver

@@ -165,3 +165,25 @@ async def test_a_deleted_card_is_posted_again(slack: SlackHarness) -> None:
     await slack.deliver_outbox()
     update = slack.fake.calls_to("chat.update")[-1]
     assert update.args["ts"] == moved.ts
+
+
+async def test_any_feature_post_a_channel_refuses_fails_with_an_alert(slack: SlackHarness) -> None:
+    """Posts without a person to tell (approvals, billing, digests) fail once, with an alert."""
+    from bot.slack.channel_errors import ChannelUnavailable, guarded
+
+    client = slack.worker_client
+
+    async def post_digest(payload: dict[str, object]) -> None:
+        await client.chat_postMessage(channel="C_GONE", text=str(payload["text"]))
+
+    deliver = guarded(slack.runtime, client, "slack.example_digest", post_digest)
+    slack.fake.answer_error("chat.postMessage", "channel_not_found", channel="C_GONE")
+    with pytest.raises(ChannelUnavailable, match="channel_not_found"):
+        await deliver({"text": "This week"})
+    [alert] = await alerts(slack)
+    assert alert.after == {"channel": "C_GONE", "error": "channel_not_found"}
+    assert alert.comment == "a post (slack.example_digest)"
+    assert dms(slack) == []
+
+    await deliver({"text": "Next week"})  # the channel is back: delivered as usual
+    assert slack.fake.calls_to("chat.postMessage")[-1].args["text"] == "Next week"
