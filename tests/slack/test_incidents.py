@@ -516,6 +516,12 @@ async def test_add_note_from_the_card(slack: SlackHarness) -> None:
                                                "value": "Parent says <b>it fell</b>"}})
     assert await submit(slack, IncidentView.ADD_NOTE, modal["private_metadata"],
                         note_state) == {}
+
+    async def noted() -> bool:  # written after the answer
+        async with slack.runtime.stores() as store:
+            return bool((await store.session.execute(select(m.Note))).scalars().all())
+
+    await eventually(noted)
     async with slack.runtime.stores() as store:
         [note] = (await store.session.execute(select(m.Note))).scalars().all()
     assert note.body == "Parent says <b>it fell</b>" and note.incident_id == 1
