@@ -104,6 +104,20 @@ def set_command(
     office_email: Annotated[
         str | None, typer.Option("--office-email", help="The business office's email address.")
     ] = None,
+    it_contact_name: Annotated[
+        str | None,
+        typer.Option(
+            "--it-contact-name",
+            help="Whom staff not yet in DeviceCare ask to be added, e.g. Dana Reyes.",
+        ),
+    ] = None,
+    it_contact: Annotated[
+        str | None,
+        typer.Option(
+            "--it-contact",
+            help="Their email address or Slack channel, e.g. helpdesk@district.org or #it-help.",
+        ),
+    ] = None,
     as_email: AsEmail = None,
 ) -> None:
     """Change some of the district's facts; "" clears one. Checked as in Slack, and audited."""
@@ -114,6 +128,8 @@ def set_command(
         "office_phone": office_phone,
         "office_hours": office_hours,
         "office_email": office_email,
+        "it_contact_name": it_contact_name,
+        "it_contact": it_contact,
     }
     if all(value is None for value in changes.values()):
         console.print("[red]Give at least one setting to change, e.g. --office-phone.[/red]")

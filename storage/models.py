@@ -122,6 +122,9 @@ class DistrictSettings(Base):
     office_phone: Mapped[str] = mapped_column(String(40), default="", server_default=text("''"))
     office_hours: Mapped[str] = mapped_column(String(120), default="", server_default=text("''"))
     office_email: Mapped[str] = mapped_column(String(254), default="", server_default=text("''"))
+    # Whom a Slack user DeviceCare doesn't know is told to ask (workflows.district_facts).
+    it_contact_name: Mapped[str] = mapped_column(String(100), default="", server_default=text("''"))
+    it_contact: Mapped[str] = mapped_column(String(254), default="", server_default=text("''"))
     updated_at: Mapped[datetime | None]
 
 

@@ -169,6 +169,14 @@ class SqlStore(EnrollmentStore):
         )
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def move_slack_post(self, kind: str, entity_id: int, channel: str, ts: str) -> None:
+        """The record's message is somewhere else now (posted again after a deletion)."""
+        await self.session.execute(
+            update(m.SlackPost)
+            .where(m.SlackPost.kind == kind, m.SlackPost.entity_id == entity_id)
+            .values(channel=channel, ts=ts)
+        )
+
     async def save_slack_post(self, kind: str, entity_id: int, channel: str, ts: str) -> None:
         self.session.add(
             m.SlackPost(

@@ -25,12 +25,29 @@ class Replacement:
     student_id: int
 
 
-async def replace_device(ctx: Context, actor: Actor, cmd: ReplaceDevice) -> Replacement:
+async def check_replacement(ctx: Context, actor: Actor, cmd: ReplaceDevice) -> None:
+    """The rules `replace_device` applies, checked without locking or writing: a form shows a
+    broken rule next to its field, then replaces the device once it has answered."""
     require(actor, Permission.REPLACE_DEVICES)
-    store = ctx.store
-    old = await store.get_device(cmd.old_device_id, lock=True)
+    old = await ctx.store.get_device(cmd.old_device_id)
     if old is None:
         raise NotFound("That device isn't in DeviceCare.", field="device")
+    _, _, new = await _checked(ctx, old, cmd, lock=False)
+    tag = (cmd.new_asset_tag or "").strip()
+    if new is None and tag:
+        holder = await ctx.store.get_device_by_asset_tag(tag)
+        if holder is not None:
+            raise ConflictError(
+                f"Asset tag {holder.asset_tag} is already on device {holder.serial}.",
+                field="new_asset_tag",
+            )
+
+
+async def _checked(
+    ctx: Context, old: DeviceRecord, cmd: ReplaceDevice, *, lock: bool
+) -> tuple[int, str, DeviceRecord | None]:
+    """(the student, the new serial, the new device when it exists) once the rules hold."""
+    store = ctx.store
     student_id = await store.current_holder(old.id)
     if student_id is None:
         raise ConflictError(f"Device {old.serial} isn't assigned to a student.")
@@ -39,7 +56,25 @@ async def replace_device(ctx: Context, actor: Actor, cmd: ReplaceDevice) -> Repl
         raise ValidationError("Enter the new device's serial number.", field="new_serial")
     if serial.casefold() == old.serial.casefold():
         raise ValidationError("The new serial is the same as the old one.", field="new_serial")
-    new = await store.get_device_by_serial(serial, lock=True)
+    new = await store.get_device_by_serial(serial, lock=lock)
+    if new is not None and await store.current_holder(new.id) is not None:
+        raise ConflictError(
+            f"Device {new.serial} is already assigned to someone.", field="new_serial"
+        )
+    if new is not None and new.status in ("replaced", "retired", "lost"):
+        raise ConflictError(
+            f"Device {new.serial} is {new.status} and can't be issued.", field="new_serial"
+        )
+    return student_id, serial, new
+
+
+async def replace_device(ctx: Context, actor: Actor, cmd: ReplaceDevice) -> Replacement:
+    require(actor, Permission.REPLACE_DEVICES)
+    store = ctx.store
+    old = await store.get_device(cmd.old_device_id, lock=True)
+    if old is None:
+        raise NotFound("That device isn't in DeviceCare.", field="device")
+    student_id, serial, new = await _checked(ctx, old, cmd, lock=True)
     if new is None:
         try:
             new = await store.add_device(
@@ -51,14 +86,6 @@ async def replace_device(ctx: Context, actor: Actor, cmd: ReplaceDevice) -> Repl
             )
         except ConflictError as exc:  # the asset tag is already on another device
             raise ConflictError(exc.message, field="new_asset_tag") from exc
-    elif await store.current_holder(new.id) is not None:
-        raise ConflictError(
-            f"Device {new.serial} is already assigned to someone.", field="new_serial"
-        )
-    elif new.status in ("replaced", "retired", "lost"):
-        raise ConflictError(
-            f"Device {new.serial} is {new.status} and can't be issued.", field="new_serial"
-        )
     await store.return_device(old.id, reason=cmd.reason)
     await store.assign_device(new.id, student_id, reason=cmd.reason)
     before = {"status": old.status}

@@ -1,5 +1,6 @@
 """The district's own facts that families are told: its name, where to mail a check, and how
-to reach the business office; and which ways to pay a family is offered.
+to reach the business office; and which ways to pay a family is offered. One fact is for staff:
+the IT contact, whom a Slack user DeviceCare doesn't know is told to ask.
 
 Every fact may be left unset (an empty string). Emails and the family page then leave out the
 sentence that needs it, rather than show a placeholder. `clean_district_facts` is the one
@@ -23,6 +24,7 @@ MAX_ADDRESS = 400
 MAX_PHONE = 40
 MAX_HOURS = 120
 MAX_EMAIL = 254
+MAX_CONTACT_NAME = 100
 
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _PHONE_RE = re.compile(
@@ -35,6 +37,11 @@ _EMAIL_RE = re.compile(
     r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
 )
+# A Slack channel: "#it-help" (a channel's name) or its id ("C0123ABCD"; "G…" for older private
+# channels), as the form and the command line take them.
+_CHANNEL_NAME_RE = re.compile(r"#[a-z0-9][a-z0-9._-]{0,79}")
+_CHANNEL_ID_RE = re.compile(r"[CG][A-Z0-9]{8,}")
+_CHANNEL_LINK_RE = re.compile(r"<#([CG][A-Z0-9]{8,})(?:\|[^>]*)?>")
 MIN_PHONE_DIGITS = 7
 MAX_PHONE_DIGITS = 15
 
@@ -49,6 +56,8 @@ class DistrictFacts:
     office_phone: str = ""
     office_hours: str = ""
     office_email: str = ""
+    it_contact_name: str = ""  # whom staff not yet in DeviceCare ask (not shown to families)
+    it_contact: str = ""  # their email address or Slack channel ("#it-help" or a channel id)
 
     @property
     def payable_to(self) -> str:
@@ -68,6 +77,8 @@ COLUMNS: dict[str, str] = {
     "office_phone": "office_phone",
     "office_hours": "office_hours",
     "office_email": "office_email",
+    "it_contact_name": "it_contact_name",
+    "it_contact": "it_contact",
 }
 LABELS: dict[str, str] = {
     "name": "District name",
@@ -76,6 +87,8 @@ LABELS: dict[str, str] = {
     "office_phone": "Business office phone",
     "office_hours": "Business office hours",
     "office_email": "Business office email",
+    "it_contact_name": "IT contact",
+    "it_contact": "IT contact email or Slack channel",
 }
 # The field named in a ValidationError is the settings column (as the Slack form knows it).
 ERROR_FIELDS = COLUMNS
@@ -163,6 +176,26 @@ def clean_email(value: object) -> str:
     return text
 
 
+def clean_it_contact(value: object) -> str:
+    """An email address, a Slack channel name ("#it-help", lower-cased) or a channel id."""
+    field = COLUMNS["it_contact"]
+    text = _one_line(value, "it_contact", MAX_EMAIL)
+    if not text:
+        return ""
+    link = _CHANNEL_LINK_RE.fullmatch(text)
+    if link:
+        return link.group(1)
+    if _EMAIL_RE.fullmatch(text) or _CHANNEL_ID_RE.fullmatch(text):
+        return text
+    if _CHANNEL_NAME_RE.fullmatch(text.lower()):
+        return text.lower()
+    raise ValidationError(
+        "The IT contact must be an email address or a Slack channel, e.g. helpdesk@district.org "
+        "or #it-help.",
+        field=field,
+    )
+
+
 def clean_district_facts(facts: DistrictFacts) -> DistrictFacts:
     """The facts tidied (spaces collapsed, blank lines dropped), or a ValidationError naming
     the settings field at fault. Every fact may be "" (not set)."""
@@ -173,6 +206,8 @@ def clean_district_facts(facts: DistrictFacts) -> DistrictFacts:
         office_phone=clean_phone(facts.office_phone),
         office_hours=_one_line(facts.office_hours, "office_hours", MAX_HOURS),
         office_email=clean_email(facts.office_email),
+        it_contact_name=_one_line(facts.it_contact_name, "it_contact_name", MAX_CONTACT_NAME),
+        it_contact=clean_it_contact(facts.it_contact),
     )
 
 

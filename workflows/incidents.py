@@ -59,18 +59,19 @@ def restricted_statuses(settings: SettingsRecord) -> frozenset[str]:
     return frozenset(settings.restricted_statuses)
 
 
-async def open_incident(ctx: Context, actor: Actor, cmd: OpenIncident) -> OpenedIncident:
+async def check_new_incident(ctx: Context, actor: Actor, cmd: OpenIncident) -> None:
+    """The rules `open_incident` applies, checked without writing: a form can show a broken
+    rule next to its field, then open the incident after it has answered."""
     require(actor, Permission.MANAGE_INCIDENTS)
-    store = ctx.store
-    # Locking the device first serialises a redelivered request behind the original, so the
-    # idempotency check below sees it once it has committed.
-    device = await store.get_device(cmd.device_id, lock=True)
-    if device is None:
+    if await ctx.store.get_device(cmd.device_id) is None:
         raise NotFound("That device isn't in DeviceCare.", field="device")
-    if cmd.idempotency_key:
-        existing = await store.find_incident_by_key(cmd.idempotency_key)
-        if existing is not None:
-            return OpenedIncident(existing, created=False)
+    _checked_fields(ctx, cmd)
+    if cmd.student_id is not None and await ctx.store.get_student(cmd.student_id) is None:
+        raise NotFound("That student isn't in DeviceCare.", field="student")
+
+
+def _checked_fields(ctx: Context, cmd: OpenIncident) -> tuple[tuple[str, ...], str]:
+    """(flags, description) once the form's own rules hold."""
     flags = parse_flags(cmd.flags)
     if not flags:
         raise ValidationError("Pick at least one incident type.", field="flags")
@@ -85,6 +86,22 @@ async def open_incident(ctx: Context, actor: Actor, cmd: OpenIncident) -> Opened
             f"The description is too long (at most {MAX_DESCRIPTION} characters).",
             field="description",
         )
+    return flags, description
+
+
+async def open_incident(ctx: Context, actor: Actor, cmd: OpenIncident) -> OpenedIncident:
+    require(actor, Permission.MANAGE_INCIDENTS)
+    store = ctx.store
+    # Locking the device first serialises a redelivered request behind the original, so the
+    # idempotency check below sees it once it has committed.
+    device = await store.get_device(cmd.device_id, lock=True)
+    if device is None:
+        raise NotFound("That device isn't in DeviceCare.", field="device")
+    if cmd.idempotency_key:
+        existing = await store.find_incident_by_key(cmd.idempotency_key)
+        if existing is not None:
+            return OpenedIncident(existing, created=False)
+    flags, description = _checked_fields(ctx, cmd)
     student_id = cmd.student_id
     if student_id is None:
         # Whoever had the device on the day it happened, not whoever holds it now.
@@ -192,16 +209,22 @@ async def change_incident_status(
     return incident
 
 
-async def add_incident_note(ctx: Context, actor: Actor, incident_id: int, body: str) -> int:
-    require(actor, Permission.MANAGE_INCIDENTS)
-    incident = await ctx.store.get_incident(incident_id)
-    if incident is None:
-        raise NotFound(f"Incident #{incident_id} doesn't exist.")
+def check_note(body: str) -> str:
+    """The note as stored, or a ValidationError for the form's field."""
     text = body.strip()
     if not text:
         raise ValidationError("The note is empty.", field="note")
     if len(text) > MAX_NOTE:
         raise ValidationError(f"Notes are limited to {MAX_NOTE} characters.", field="note")
+    return text
+
+
+async def add_incident_note(ctx: Context, actor: Actor, incident_id: int, body: str) -> int:
+    require(actor, Permission.MANAGE_INCIDENTS)
+    incident = await ctx.store.get_incident(incident_id)
+    if incident is None:
+        raise NotFound(f"Incident #{incident_id} doesn't exist.")
+    text = check_note(body)
     return await ctx.store.add_note(
         device_id=incident.device_id, incident_id=incident.id, actor=actor, body=text
     )

@@ -332,6 +332,37 @@ async def issue_invoice(ctx: Context, actor: Actor, cmd: IssueInvoice) -> Create
     return CreatedInvoice(invoice, decision=None, notices=notices)
 
 
+async def check_invoice_for_incident(ctx: Context, actor: Actor, cmd: CreateInvoice) -> None:
+    """The rules `create_invoice_for_incident` applies to a request, checked without locking or
+    writing: a form shows a broken rule next to its field, then creates the invoice once it has
+    answered. Keep in step with `create_invoice_for_incident`."""
+    require(actor, Permission.CREATE_INVOICES)
+    store = ctx.store
+    incident = await store.get_incident(cmd.incident_id)
+    if incident is None:
+        raise NotFound(f"Incident #{cmd.incident_id} doesn't exist.")
+    if cmd.idempotency_key and await store.find_invoice_by_key(cmd.idempotency_key):
+        return  # a redelivery: the invoice is made already
+    if incident.student_id is None:
+        raise ValidationError(
+            "This incident has no student, so there is nobody to invoice.", field="student"
+        )
+    settings = await store.settings()
+    if cmd.automation_enabled is not None and cmd.automation_enabled != settings.automation_default:
+        require(actor, Permission.MANAGE_INVOICE_AUTOMATION)
+    check_due_date(ctx.today(), cmd.due_date, settings.default_due_days)
+    build_lines(await store.fee_items(cmd.fee_item_ids), cmd.fee_item_ids, cmd.custom_lines)
+    coverage = await store.coverage_on(incident.student_id, incident.occurred_on)
+    if coverage is not None and coverage.max_claims is not None:
+        at_cap = await store.count_claims(coverage.enrollment_id) >= coverage.max_claims
+        if at_cap and cmd.apply_override:
+            require(actor, Permission.OVERRIDE_CLAIM_CAP)
+    elif cmd.apply_override:
+        raise ValidationError(
+            "The claim cap hasn't been reached; no override is needed.", field="apply_override"
+        )
+
+
 async def create_invoice_for_incident(
     ctx: Context, actor: Actor, cmd: CreateInvoice
 ) -> CreatedInvoice:

@@ -368,6 +368,30 @@ async def set_payment_plan(
     require(actor, PLAN_PERMISSION)
     # The invoice lock orders concurrent plans for one invoice (and payments against it).
     invoice = await _open_invoice(ctx, cmd.invoice_id)
+    return await _set_plan(ctx, plans, actor, cmd, invoice)
+
+
+async def check_payment_plan(
+    ctx: Context, plans: PlanStore, actor: Actor, cmd: SetPaymentPlan
+) -> None:
+    """The rules `set_payment_plan` applies, checked without locking or writing: a form shows a
+    broken rule next to its field, then sets the plan once it has answered."""
+    require(actor, PLAN_PERMISSION)
+    invoice = await ctx.store.get_invoice(cmd.invoice_id)
+    if invoice is None:
+        raise NotFound(f"Invoice #{cmd.invoice_id} doesn't exist.")
+    await _set_plan(ctx, plans, actor, cmd, invoice, write=False)
+
+
+async def _set_plan(
+    ctx: Context,
+    plans: PlanStore,
+    actor: Actor,
+    cmd: SetPaymentPlan,
+    invoice: InvoiceRecord,
+    *,
+    write: bool = True,
+) -> PlanOutcome:
     if invoice.status not in OPEN_STATUSES:
         raise ConflictError(
             f"Invoice {invoice.number} is {invoice.status}; only an open invoice takes a plan."
@@ -397,6 +421,8 @@ async def set_payment_plan(
                 f"{invoice.number}, so it can't be replaced. Clear it first, then set a new "
                 "plan for what is left."
             )
+    if not write:
+        return PlanOutcome(invoice, schedule, changed=True, version=0)
     version = await plans.plans_set(invoice.id) + 1
     await plans.replace_installments(invoice.id, schedule)
     await ctx.store.log(

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from workflows.errors import ConflictError, NotFound, ValidationError
 from workflows.invoices import OPEN_STATUSES
-from workflows.payments import PaymentMethod, RecordPayment, record_payment
+from workflows.payments import MAX_REFERENCE, PaymentMethod, RecordPayment, record_payment
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, InvoiceRecord, PaymentRecord
 from workflows.reply_split import OpenInvoice, Part, check_edited_split, full_balance_split
@@ -136,6 +136,40 @@ def _already(pending: PendingPaymentRecord, wanted: PendingStatus) -> None:
         raise ConflictError(f"This reported payment was already {word}.")
 
 
+async def check_confirmation(
+    pendings: PendingPayments,
+    actor: Actor,
+    pending_id: int,
+    *,
+    method: PaymentMethod | None = None,
+    reference: str | None = None,
+) -> None:
+    """What `confirm_pending_payment` needs before it records anything, checked without
+    locking or writing (a form shows a missing detail next to its field). A confirmation
+    already made passes: confirming again changes nothing."""
+    require(actor, Permission.RECORD_PAYMENTS)
+    pending = await pendings.get_pending_payment(pending_id)
+    if pending is None:
+        raise NotFound("That reported payment doesn't exist.")
+    if pending.status != PendingStatus.PENDING:
+        _already(pending, PendingStatus.CONFIRMED)
+        return
+    chosen = method or payment_method(pending.method)
+    if chosen is None:
+        raise ValidationError("Choose how the family paid.", field="method")
+    ref = ((reference if reference is not None else pending.reference) or "").strip()
+    if len(ref) > MAX_REFERENCE:
+        raise ValidationError("The payment reference is too long.", field="reference")
+    if chosen is PaymentMethod.CHECK and not ref:
+        raise ValidationError("Enter the check number.", field="reference")
+    if not pending.amount_given:
+        raise ValidationError(
+            "The family didn't say how much they paid: enter the amount received first "
+            "(Enter amount).",
+            field="amount",
+        )
+
+
 async def confirm_pending_payment(
     ctx: Context,
     pendings: PendingPayments,
@@ -218,11 +252,11 @@ async def confirm_pending_payment(
 
 
 async def _open_pending(
-    pendings: PendingPayments, actor: Actor, pending_id: int
+    pendings: PendingPayments, actor: Actor, pending_id: int, *, lock: bool = True
 ) -> tuple[PendingPaymentRecord, list[PendingPartRecord], list[OpenInvoice]]:
     """A reported payment still waiting, its parts, and their invoices as they are now."""
     require(actor, Permission.RECORD_PAYMENTS)
-    pending = await pendings.get_pending_payment(pending_id, lock=True)
+    pending = await pendings.get_pending_payment(pending_id, lock=lock)
     if pending is None:
         raise NotFound("That reported payment doesn't exist.")
     if pending.status != PendingStatus.PENDING:
@@ -268,6 +302,20 @@ async def _set_split(
         after={"amount_cents": total_cents, "parts": {str(k): v for k, v in wanted.items()}},
         comment=how,
     )
+
+
+async def check_split(
+    pendings: PendingPayments,
+    actor: Actor,
+    pending_id: int,
+    *,
+    total: str,
+    amounts: Mapping[int, str],
+) -> None:
+    """The rules `edit_split` applies, checked without locking or writing: a form shows a
+    broken rule next to its field, then changes the split once it has answered."""
+    _, _, invoices = await _open_pending(pendings, actor, pending_id, lock=False)
+    check_edited_split(total, amounts, invoices)
 
 
 async def edit_split(

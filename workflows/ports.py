@@ -165,6 +165,8 @@ class SettingsRecord(Protocol):
     office_phone: str
     office_hours: str
     office_email: str
+    it_contact_name: str  # whom a Slack user DeviceCare doesn't know is told to ask
+    it_contact: str
 
 
 class PauseRecord(Protocol):
@@ -233,6 +235,7 @@ class Store(Protocol):
     async def get_device_by_serial(
         self, serial: str, *, lock: bool = False
     ) -> DeviceRecord | None: ...
+    async def get_device_by_asset_tag(self, asset_tag: str) -> DeviceRecord | None: ...
     async def add_device(
         self, *, serial: str, model: str, kind: str, building_id: int | None, asset_tag: str | None
     ) -> DeviceRecord: ...

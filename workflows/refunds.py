@@ -85,6 +85,26 @@ def receipt_context(
     }
 
 
+async def check_refund_request(ctx: Context, actor: Actor, cmd: RefundPayment) -> None:
+    """The rules `refund_payment` applies, checked without locking or writing: a form shows a
+    broken rule next to its field, then refunds once it has answered."""
+    require(actor, Permission.ISSUE_REFUNDS)
+    store = ctx.store
+    key = cmd.idempotency_key.strip()
+    if not key:
+        raise ValidationError("A refund needs an idempotency key.")
+    payment = await store.get_payment(cmd.payment_id)
+    if payment is None:
+        raise NotFound(f"Payment #{cmd.payment_id} doesn't exist.")
+    existing = await store.find_adjustment_by_key(key)
+    if existing is not None:
+        if existing.payment_id != payment.id or existing.amount_cents != cmd.amount_cents:
+            raise ConflictError("That form was already used for another refund; nothing changed.")
+        return
+    clean_reason(cmd.reason)
+    check_refund(payment, await store.refunded_on_payment(payment.id), cmd.amount_cents)
+
+
 async def refund_payment(ctx: Context, actor: Actor, cmd: RefundPayment) -> IssuedRefund:
     require(actor, Permission.ISSUE_REFUNDS)
     store = ctx.store

@@ -109,6 +109,30 @@ async def _replayed(
     return existing
 
 
+async def check_waiver_request(ctx: Context, actor: Actor, cmd: RequestWaiver) -> None:
+    """The rules `request_waiver` applies, checked without locking or writing: a form shows a
+    broken rule next to its field, then asks once it has answered."""
+    require(actor, Permission.WAIVE_CHARGES)
+    invoice = await ctx.store.get_invoice(cmd.invoice_id)
+    if invoice is None:
+        raise NotFound(f"Invoice #{cmd.invoice_id} doesn't exist.")
+    key = (cmd.idempotency_key or "").strip() or None
+    if await _replayed(ctx, key, invoice, cmd.amount_cents) is not None:
+        return
+    clean_reason(cmd.reason)
+    check_waiver(invoice, cmd.amount_cents)
+    waiting = await _pending_waiver(ctx, invoice.id)
+    if waiting is not None:
+        raise _already_waiting(waiting, invoice)
+
+
+def _already_waiting(waiting: AdjustmentRecord, invoice: InvoiceRecord) -> ConflictError:
+    return ConflictError(
+        f"A waiver of {format_cents(waiting.amount_cents)} on invoice {invoice.number} is "
+        "already awaiting approval; wait for the decision (or withdraw it) first."
+    )
+
+
 async def request_waiver(ctx: Context, actor: Actor, cmd: RequestWaiver) -> WaiverOutcome:
     """Waive part or all of what is owed, or ask for approval when the amount needs it."""
     require(actor, Permission.WAIVE_CHARGES)
@@ -125,10 +149,7 @@ async def request_waiver(ctx: Context, actor: Actor, cmd: RequestWaiver) -> Waiv
     check_waiver(invoice, cmd.amount_cents)
     waiting = await _pending_waiver(ctx, invoice.id)
     if waiting is not None:
-        raise ConflictError(
-            f"A waiver of {format_cents(waiting.amount_cents)} on invoice {invoice.number} is "
-            "already awaiting approval; wait for the decision (or withdraw it) first."
-        )
+        raise _already_waiting(waiting, invoice)
     settings = await store.settings()
     if not needs_approval(cmd.amount_cents, settings.waiver_approval_cents, actor):
         adjustment = await apply_waiver(

@@ -12,14 +12,44 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
+from bot.slack.incident_blocks import escape_mrkdwn
+from workflows.district_facts import DistrictFacts, facts_from
 from workflows.permissions import Actor
 
 log = logging.getLogger("devicecare.slack")
 
-NOT_SET_UP = (
-    "You're not set up in DeviceCare yet. Ask a DeviceCare administrator to add you "
-    "(`devicecare staff add {email} --role <role>`)."
-)
+NOT_SET_UP = "You're not set up in DeviceCare yet."
+
+
+def who_to_ask(facts: DistrictFacts) -> str:
+    """What a Slack user DeviceCare doesn't know is told: whom to ask (the district's IT
+    contact from its settings), never a command to run."""
+    name = escape_mrkdwn(facts.it_contact_name)
+    contact = facts.it_contact
+    if contact.startswith(("C", "G")) and "@" not in contact:
+        where = f"in <#{contact}>"  # a channel id: Slack shows it as a link
+    elif contact.startswith("#"):
+        where = f"in {contact}"
+    elif contact:
+        where = f"({escape_mrkdwn(contact)})"
+    else:
+        where = ""
+    if name and where:
+        ask = f"Ask {name} {where} to add you."
+    elif name:
+        ask = f"Ask {name} to add you."
+    elif where.startswith("in "):
+        ask = f"Ask {where} to be added."
+    elif where:
+        ask = f"Ask your district's IT team {where} to add you."
+    else:
+        ask = "Ask your district's DeviceCare administrator to add you."
+    return f"{NOT_SET_UP} {ask}"
+
+
+async def not_set_up_text(runtime: Runtime) -> str:
+    async with runtime.reads() as store:
+        return who_to_ask(facts_from(await store.settings()))
 
 
 async def resolve_actor(runtime: Runtime, client: AsyncWebClient, user_id: str) -> Actor | None:
@@ -89,7 +119,7 @@ def actor_middleware(runtime: Runtime, cache: ActorCache | None = None) -> Any:
             context["actor"] = actor
             return await next()
         log.info("request from unknown Slack user %s refused", user_id)
-        text = NOT_SET_UP.format(email="<your email>")
+        text = await not_set_up_text(runtime)
         kind = body.get("type")
         if kind == "block_suggestion":
             return BoltResponse(status=200, body={"options": []})

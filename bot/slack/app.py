@@ -32,7 +32,8 @@ from bot.slack import (
 )
 from bot.slack.actors import actor_middleware
 from bot.slack.cards import THREAD_MESSAGE, thread_message_handler
-from bot.slack.client import build_web_client
+from bot.slack.channel_errors import guarded
+from bot.slack.client import build_web_client, pooled_client_middleware
 from bot.slack.errors import tell_user
 from bot.slack.gate import WorkspaceIdentity, socket_mode_middleware
 
@@ -72,6 +73,7 @@ def build_slack_app(runtime: Runtime, client: AsyncWebClient | None = None) -> A
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         ignoring_self_events_enabled=True,
     )
+    app.use(pooled_client_middleware)
     if settings.slack_app_token is not None:
         # Over HTTP the gate in front of /slack/events checks the workspace; over Socket Mode
         # this does, before anyone is looked up.
@@ -109,4 +111,6 @@ def slack_outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str,
         make = getattr(feature, "outbox_handlers", None)
         if make is not None:
             handlers.update(make(runtime, client))
-    return handlers
+    # A channel Slack refuses (not_in_channel, channel_not_found, is_archived) fails the row
+    # at once, with an alert, whichever feature posts there.
+    return {kind: guarded(runtime, client, kind, handler) for kind, handler in handlers.items()}

@@ -20,13 +20,18 @@ from bot.slack.billing_settings_blocks import (
     BillingSettingsIds,
     build_billing_settings_modal,
 )
-from bot.slack.errors import modal_errors, record_refusal, tell_user
+from bot.slack.errors import after_ack, modal_errors, record_refusal, tell_user
 from bot.slack.metadata import Payload, pack, unpack
 from workflows.administration import change_billing_settings, change_district_facts
-from workflows.billing_settings import DEFAULTS, BillingSettings, billing_settings_from
+from workflows.billing_settings import (
+    DEFAULTS,
+    BillingSettings,
+    billing_settings_from,
+    validate_billing_settings,
+)
 from workflows.district_facts import COLUMNS as FACT_COLUMNS
 from workflows.district_facts import LABELS as FACT_LABELS
-from workflows.district_facts import facts_from
+from workflows.district_facts import clean_district_facts, facts_from, merge_facts
 from workflows.errors import DomainError, PermissionDenied, ValidationError
 from workflows.money import format_cents, parse_amount
 from workflows.permissions import Actor, Permission, require
@@ -164,7 +169,23 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
 
     add_subcommand(app, "settings", "opens the billing-automation settings.", open_settings)
 
-    @app.view(BillingSettingsIds.CALLBACK)
+    async def check(
+        actor: Actor, body: dict[str, Any], view: dict[str, Any]
+    ) -> tuple[BillingSettings, dict[str, str | None]]:
+        """The form read and checked as a whole, without writing."""
+        form = unpack(SettingsForm, view.get("private_metadata"), secret)
+        if form.user_id != body["user"]["id"]:
+            raise PermissionDenied("That form was opened by someone else.")
+        # Checked again here: the permission may have been removed since the modal opened.
+        require(actor, Permission.MANAGE_SETTINGS)
+        async with runtime.reads() as store:
+            record = await store.settings()
+        new = parse_settings_form(view["state"]["values"], billing_settings_from(record))
+        facts = parse_facts_form(view["state"]["values"])
+        validate_billing_settings(new)
+        clean_district_facts(merge_facts(facts_from(record), facts))
+        return new, facts
+
     async def handle_billing_settings_submitted(
         ack: AsyncAck,
         body: dict[str, Any],
@@ -172,21 +193,10 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         client: AsyncWebClient,
         context: Any,
     ) -> None:
+        """A bad value is shown next to its field; `save_billing_settings` does the writing."""
         actor: Actor = context["actor"]
         try:
-            form = unpack(SettingsForm, view.get("private_metadata"), secret)
-            if form.user_id != body["user"]["id"]:
-                raise PermissionDenied("That form was opened by someone else.")
-            # Checked again here: the permission may have been removed since the modal opened.
-            require(actor, Permission.MANAGE_SETTINGS)
-            async with runtime.stores() as store:
-                current = billing_settings_from(await store.settings())
-                new = parse_settings_form(view["state"]["values"], current)
-                facts = parse_facts_form(view["state"]["values"])
-                ctx = Context(store, runtime.clock, runtime.settings.tz)
-                # One transaction: a bad fact undoes the automation settings too.
-                changes = await change_billing_settings(ctx, actor, new)
-                changes |= await change_district_facts(ctx, actor, facts)
+            await check(actor, body, view)
         except DomainError as exc:
             if exc.field in FIELD_BLOCKS:
                 await ack(
@@ -200,4 +210,23 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             await tell_user(client, body, f":warning: {exc.message} Nothing was changed.")
             return
         await ack()
-        await tell_user(client, body, _describe(changes))
+
+    async def save_billing_settings(
+        body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient, context: Any
+    ) -> None:
+        actor: Actor = context["actor"]
+        try:
+            new, facts = await check(actor, body, view)
+        except DomainError:
+            return  # the ack told them
+        async with after_ack(runtime, client, body, "save the billing settings", actor):
+            async with runtime.stores() as store:
+                ctx = Context(store, runtime.clock, runtime.settings.tz)
+                # One transaction: a bad fact undoes the automation settings too.
+                changes = await change_billing_settings(ctx, actor, new)
+                changes |= await change_district_facts(ctx, actor, facts)
+            await tell_user(client, body, _describe(changes))
+
+    app.view(BillingSettingsIds.CALLBACK)(
+        ack=handle_billing_settings_submitted, lazy=[save_billing_settings]
+    )

@@ -8,6 +8,7 @@ from typing import Any
 from workflows.billing_settings import BillingSettings
 from workflows.district_facts import (
     MAX_ADDRESS,
+    MAX_CONTACT_NAME,
     MAX_EMAIL,
     MAX_HOURS,
     MAX_NAME,
@@ -34,6 +35,8 @@ class BillingSettingsIds(StrEnum):
     OFFICE_PHONE = "billing_settings.office_phone"
     OFFICE_HOURS = "billing_settings.office_hours"
     OFFICE_EMAIL = "billing_settings.office_email"
+    IT_CONTACT_NAME = "billing_settings.it_contact_name"
+    IT_CONTACT = "billing_settings.it_contact"
     VALUE = "value"
 
 
@@ -61,6 +64,8 @@ FIELD_BLOCKS = {
     "office_phone": BillingSettingsIds.OFFICE_PHONE,
     "office_hours": BillingSettingsIds.OFFICE_HOURS,
     "office_email": BillingSettingsIds.OFFICE_EMAIL,
+    "it_contact_name": BillingSettingsIds.IT_CONTACT_NAME,
+    "it_contact": BillingSettingsIds.IT_CONTACT,
 }
 
 # The district's facts: the form block each is typed in (the fact names of DistrictFacts).
@@ -71,6 +76,8 @@ FACT_BLOCKS = {
     "office_phone": BillingSettingsIds.OFFICE_PHONE,
     "office_hours": BillingSettingsIds.OFFICE_HOURS,
     "office_email": BillingSettingsIds.OFFICE_EMAIL,
+    "it_contact_name": BillingSettingsIds.IT_CONTACT_NAME,
+    "it_contact": BillingSettingsIds.IT_CONTACT,
 }
 _FACT_INPUTS: dict[str, tuple[str, str, int, bool]] = {
     # fact: (label, hint, max length, several lines)
@@ -100,6 +107,18 @@ _FACT_INPUTS: dict[str, tuple[str, str, int, bool]] = {
         False,
     ),
     "office_email": ("Business office email", "e.g. billing@district.org", MAX_EMAIL, False),
+    "it_contact_name": (
+        "IT contact",
+        "Whom staff not yet in DeviceCare are told to ask, e.g. Dana Reyes",
+        MAX_CONTACT_NAME,
+        False,
+    ),
+    "it_contact": (
+        "IT contact email or Slack channel",
+        "e.g. helpdesk@district.org or #it-help",
+        MAX_EMAIL,
+        False,
+    ),
 }
 
 

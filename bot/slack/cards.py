@@ -10,9 +10,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
+from bot.slack.channel_errors import channel_error, give_up_on_channel
 from bot.slack.ids import SlackPostKind
 from storage.store import SqlStore
 
@@ -46,10 +48,25 @@ async def queue_thread_message(
 
 def thread_message_handler(runtime: Runtime, client: AsyncWebClient) -> Any:
     async def deliver(payload: dict[str, Any]) -> None:
+        incident_id = int(payload["incident_id"])
         async with runtime.stores() as store:
-            post = await store.slack_post(SlackPostKind.INCIDENT_CARD, payload["incident_id"])
+            post = await store.slack_post(SlackPostKind.INCIDENT_CARD, incident_id)
         if post is None:
-            raise CardNotPostedYet(f"incident #{payload['incident_id']} has no card yet")
-        await client.chat_postMessage(channel=post.channel, thread_ts=post.ts, text=payload["text"])
+            raise CardNotPostedYet(f"incident #{incident_id} has no card yet")
+        try:
+            await client.chat_postMessage(
+                channel=post.channel, thread_ts=post.ts, text=payload["text"]
+            )
+        except SlackApiError as exc:
+            error = channel_error(exc)
+            if error is None:
+                raise
+            raise await give_up_on_channel(
+                runtime,
+                client,
+                channel=post.channel,
+                error=error,
+                what=f"a message in the thread of incident #{incident_id}",
+            ) from exc
 
     return deliver

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import aiohttp
+from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -42,3 +46,40 @@ def build_web_client(settings: Settings) -> AsyncWebClient:
 async def close_web_client(client: AsyncWebClient) -> None:
     if client.session is not None and not client.session.closed:
         await client.session.close()
+
+
+class PooledWebClient(CountingWebClient):
+    """A request's client whose copies share its connection pool (and count Slack's errors).
+
+    Bolt deep-copies a request's context (its client too) for each lazy listener, and an
+    aiohttp session can't be copied; nor should it be: the copy uses the same pool.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PooledWebClient:
+        return copy.copy(self)
+
+    @classmethod
+    def like(cls, client: AsyncWebClient) -> PooledWebClient:
+        return cls(
+            token=client.token,
+            base_url=client.base_url,
+            timeout=client.timeout,
+            ssl=client.ssl,
+            proxy=client.proxy,
+            session=client.session,
+            trust_env_in_session=client.trust_env_in_session,
+            headers=client.headers,
+            team_id=client.default_params.get("team_id"),
+            logger=client.logger,
+            retry_handlers=list(client.retry_handlers),
+        )
+
+
+async def pooled_client_middleware(context: AsyncBoltContext, next: Any) -> Any:
+    """Gives each request a `PooledWebClient`, so its lazy listeners can be started."""
+    client = context.client
+    if client is not None and not isinstance(client, PooledWebClient):
+        context["client"] = PooledWebClient.like(client)
+        for made_with_the_old_client in ("say", "complete", "fail"):
+            context.pop(made_with_the_old_client, None)  # made again on first use
+    return await next()

@@ -199,6 +199,12 @@ def replaced_text(old: m.Device, new: m.Device, student_name: str) -> str:
     )
 
 
+def build_device_replacing_modal() -> Block:
+    """The form's answer, at once; the replacement then shows in its place."""
+    text = ":hourglass_flowing_sand: Replacing the device; the result will show here."
+    return modal(DeviceView.REPLACED, "Device replaced", [section(text)], close="Done")
+
+
 def build_device_replaced_modal(
     old: m.Device, new: m.Device, student_name: str, *, again: bool = False
 ) -> Block:

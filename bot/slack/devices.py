@@ -28,12 +28,20 @@ from bot.slack.device_blocks import (
     build_device_matches,
     build_device_record,
     build_device_replaced_modal,
+    build_device_replacing_modal,
     build_replace_device_modal,
     no_match_text,
     read_replace_form,
     replaced_thread_text,
 )
-from bot.slack.errors import channel_of, modal_errors, record_refusal, reported, user_of
+from bot.slack.errors import (
+    after_ack,
+    channel_of,
+    modal_errors,
+    record_refusal,
+    reported,
+    user_of,
+)
 from bot.slack.ids import IncidentAction, IncidentRef
 from bot.slack.invoice_blocks import Block
 from bot.slack.metadata import ForgedPayload, unpack
@@ -43,7 +51,7 @@ from storage.enrollment_store import current_enrollments
 from storage.store import SqlStore
 from workflows.clock import local_date
 from workflows.device_search import MatchRank
-from workflows.devices import replace_device
+from workflows.devices import check_replacement, replace_device
 from workflows.errors import ConflictError, DomainError, NotFound, PermissionDenied
 from workflows.insurance import CoverageBadge, coverage_badge
 from workflows.permissions import Actor, Permission, require
@@ -99,6 +107,24 @@ def _submission_errors(exc: DomainError) -> dict[str, str]:
     return modal_errors(exc, FIELD_BLOCKS, DeviceBlock.NEW_SERIAL)
 
 
+class _FormErrors(Exception):
+    """The form's own errors (read_replace_form), by block."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+async def _check_replayed(store: SqlStore, old: m.Device, serial: str) -> None:
+    """An old device already replaced: by this very form (a redelivery), or by someone else."""
+    new = None if old.replaced_by_id is None else await store.get_device(old.replaced_by_id)
+    if new is None or new.serial != m.normalize_serial(serial):
+        raise ConflictError(
+            f"{old.serial} was already replaced" + (f" by {new.serial}." if new else "."),
+            field="new_serial",
+        )
+
+
 def register(app: AsyncApp, runtime: Runtime) -> None:
     secret = signing_keys(runtime.settings)
 
@@ -139,38 +165,62 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             )
             await client.views_open(trigger_id=body["trigger_id"], view=view)
 
-    @app.view(DeviceView.REPLACE)
+    async def check(actor: Actor, view: dict[str, Any]) -> tuple[ReplaceDeviceModal, Any]:
+        """The form read and checked without writing: (its metadata, the form)."""
+        meta = unpack(ReplaceDeviceModal, view.get("private_metadata"), secret)
+        form = read_replace_form((view.get("state") or {}).get("values") or {})
+        if form.errors:
+            raise _FormErrors(form.errors)
+        async with runtime.reads() as store:
+            old = await store.get_device(meta.device_id)
+            if old is not None and old.replaced_by_id is not None:
+                await _check_replayed(store, old, form.serial)
+            else:
+                ctx = Context(store, runtime.clock, runtime.settings.tz)
+                await check_replacement(ctx, actor, form.command(meta.device_id))
+        return meta, form
+
     async def handle_replace_device_submission(
-        ack: AsyncAck,
+        ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        """A broken rule is shown next to its field; `replace_submitted_device` writes."""
+        actor: Actor = context["actor"]
+        try:
+            await check(actor, view)
+        except _FormErrors as exc:
+            await ack(response_action="errors", errors=exc.errors)
+            return
+        except DomainError as exc:
+            errors: dict[str, str] = (
+                {DeviceBlock.NEW_SERIAL.value: exc.message}
+                if isinstance(exc, ForgedPayload)
+                else _submission_errors(exc)
+            )
+            await ack(response_action="errors", errors=errors)
+            if isinstance(exc, PermissionDenied | ForgedPayload):
+                await record_refusal(runtime, actor, "replace a device", exc.message)
+            return
+        await ack(response_action="update", view=build_device_replacing_modal())
+
+    async def replace_submitted_device(
         body: dict[str, Any],
         view: dict[str, Any],
+        client: AsyncWebClient,
         context: AsyncBoltContext,
     ) -> None:
         actor: Actor = context["actor"]
-        what = "replace a device"
         try:
-            meta = unpack(ReplaceDeviceModal, view.get("private_metadata"), secret)
-        except ForgedPayload as exc:
-            await record_refusal(runtime, actor, what, exc.message)
-            await ack(response_action="errors", errors={DeviceBlock.NEW_SERIAL: exc.message})
-            return
-        form = read_replace_form((view.get("state") or {}).get("values") or {})
-        if form.errors:
-            await ack(response_action="errors", errors=form.errors)
-            return
-        try:
+            meta, form = await check(actor, view)
+        except (DomainError, _FormErrors):
+            return  # answered with the errors next to their fields
+        async with after_ack(runtime, client, body, "replace the device", actor):
             async with runtime.stores() as store:
                 old = await store.get_device(meta.device_id, lock=True)
                 done: dict[str, Any] | None = None
                 if old is not None and old.replaced_by_id is not None:
-                    # Already replaced: by this very form (a redelivery), or by someone else.
+                    await _check_replayed(store, old, form.serial)
                     new = await store.get_device(old.replaced_by_id)
-                    if new is None or new.serial != m.normalize_serial(form.serial):
-                        raise ConflictError(
-                            f"{old.serial} was already replaced"
-                            + (f" by {new.serial}." if new is not None else "."),
-                            field="new_serial",
-                        )
+                    assert new is not None
                     holder_id = await store.current_holder(new.id)
                     student = None if holder_id is None else await store.get_student(holder_id)
                     name = "The student" if student is None else student.full_name
@@ -191,12 +241,14 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
                         dedupe_key=f"device-replaced:{old_row.id}:{new_row.id}",
                     )
                     done = build_device_replaced_modal(old_row, new_row, name)
-        except DomainError as exc:
-            if isinstance(exc, PermissionDenied):
-                await record_refusal(runtime, actor, what, exc.message)
-            await ack(response_action="errors", errors=_submission_errors(exc))
-            return
-        await ack(response_action="update", view=done)
+            try:
+                await client.views_update(view_id=view["id"], view=done)
+            except SlackApiError as exc:  # closed meanwhile: the card's thread says it
+                log.info("device replacement: modal not updated (%s)", exc)
+
+    app.view(DeviceView.REPLACE)(
+        ack=handle_replace_device_submission, lazy=[replace_submitted_device]
+    )
 
     @app.command(DEVICE_COMMAND)
     async def handle_device_command(

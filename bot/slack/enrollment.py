@@ -28,10 +28,15 @@ from bot.slack.enrollment_blocks import (
     read_enroll_form,
     student_option,
 )
-from bot.slack.errors import modal_errors, record_refusal, tell_user
+from bot.slack.errors import after_ack, modal_errors, record_refusal, tell_user
 from bot.slack.metadata import ForgedPayload, pack, unpack
 from storage.enrollment_store import enrollable_policies, search_students
-from workflows.enrollment import EnrollmentSource, EnrollStudent, enroll_student
+from workflows.enrollment import (
+    EnrollmentSource,
+    EnrollStudent,
+    check_enrollment,
+    enroll_student,
+)
 from workflows.errors import DomainError, PermissionDenied
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context
@@ -76,43 +81,60 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             students = await search_students(store.session, str(payload.get("value") or ""))
         await ack(options=[student_option(s) for s in students])
 
-    @app.view(EnrollmentView.ENROLL.value)
+    async def check(
+        actor: Actor, body: dict[str, Any], view: dict[str, Any]
+    ) -> tuple[EnrollForm, EnrollStudent]:
+        """The form read and checked without writing."""
+        form = unpack(EnrollForm, view.get("private_metadata"), secret)
+        if form.user_id != body["user"]["id"]:
+            raise PermissionDenied("That form was opened by someone else.")
+        choice = read_enroll_form((view.get("state") or {}).get("values") or {})
+        cmd = EnrollStudent(
+            student_id=choice.student_id,
+            policy_id=choice.policy_id,
+            waiver_reason=choice.waiver_reason,
+            source=EnrollmentSource.STAFF,
+        )
+        async with runtime.reads() as store:
+            await check_enrollment(Context(store, runtime.clock, runtime.settings.tz), actor, cmd)
+        return form, cmd
+
     async def handle_enroll_submission(
-        ack: AsyncAck,
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        """A broken rule is shown next to its field; `enroll_submitted` does the writing."""
+        actor: Actor = context["actor"]
+        try:
+            await check(actor, body, view)
+        except DomainError as exc:
+            errors = modal_errors(exc, FIELD_BLOCKS, EnrollmentField.STUDENT)
+            await ack(response_action="errors", errors=errors)
+            if isinstance(exc, PermissionDenied | ForgedPayload):
+                await record_refusal(runtime, actor, WHAT, exc.message)
+            return
+        await ack()
+
+    async def enroll_submitted(
         body: dict[str, Any],
         view: dict[str, Any],
         client: AsyncWebClient,
         context: AsyncBoltContext,
     ) -> None:
-        """Enroll before ack, so a broken rule is shown next to its field."""
         actor: Actor = context["actor"]
         try:
-            form = unpack(EnrollForm, view.get("private_metadata"), secret)
-            if form.user_id != body["user"]["id"]:
-                raise PermissionDenied("That form was opened by someone else.")
-            choice = read_enroll_form((view.get("state") or {}).get("values") or {})
-            async with runtime.stores() as store:
-                done = await enroll_student(
-                    Context(store, runtime.clock, runtime.settings.tz),
-                    actor,
-                    EnrollStudent(
-                        student_id=choice.student_id,
-                        policy_id=choice.policy_id,
-                        waiver_reason=choice.waiver_reason,
-                        source=EnrollmentSource.STAFF,
-                    ),
-                )
-                student = await store.get_student(choice.student_id)
-                name = "The student" if student is None else student.full_name
-                text = enrolled_text(done, name)
-        except DomainError as exc:
-            if isinstance(exc, PermissionDenied | ForgedPayload):
-                await record_refusal(runtime, actor, WHAT, exc.message)
-            errors = modal_errors(exc, FIELD_BLOCKS, EnrollmentField.STUDENT)
-            await ack(response_action="errors", errors=errors)
-            return
-        await ack()
+            form, cmd = await check(actor, body, view)
+        except DomainError:
+            return  # the form was answered with the error next to its field
         where: dict[str, Any] = {"user": {"id": form.user_id}}
         if form.channel_id:
             where["channel_id"] = form.channel_id
-        await tell_user(client, where, text)
+        async with after_ack(runtime, client, where, "enroll the student", actor):
+            async with runtime.stores() as store:
+                done = await enroll_student(
+                    Context(store, runtime.clock, runtime.settings.tz), actor, cmd
+                )
+                student = await store.get_student(cmd.student_id)
+                name = "The student" if student is None else student.full_name
+            await tell_user(client, where, enrolled_text(done, name))
+
+    app.view(EnrollmentView.ENROLL.value)(ack=handle_enroll_submission, lazy=[enroll_submitted])

@@ -80,6 +80,35 @@ async def reported(
         await tell_user(client, body, f":warning: {exc.message}")
 
 
+@asynccontextmanager
+async def after_ack(
+    runtime: Runtime,
+    client: AsyncWebClient,
+    body: Mapping[str, Any],
+    what: str,
+    actor: Actor | None = None,
+) -> AsyncIterator[None]:
+    """The work a lazy listener does once Slack has its answer. Bolt only logs what a lazy
+    listener raises, so everything ends here: a broken rule reaches the person, and so does an
+    unexpected failure (logged); either way the transaction was rolled back."""
+    try:
+        yield
+    except DomainError as exc:
+        if isinstance(exc, PermissionDenied | ForgedPayload):
+            await record_refusal(runtime, actor, what, exc.message)
+        await tell_user(
+            client, body, f":warning: Couldn't {what}: {exc.message} Nothing was changed."
+        )
+    except Exception:
+        log.exception("%s failed after the ack", what)
+        await tell_user(
+            client,
+            body,
+            f":x: Couldn't {what}: something went wrong on our side. It was logged and nothing "
+            "was changed; please try again.",
+        )
+
+
 def modal_errors(exc: DomainError, blocks: Mapping[str, str], default: str) -> dict[str, str]:
     """`response_action="errors"` content: the message next to the field it is about."""
     return {blocks.get(exc.field or "", default): exc.message}

@@ -299,10 +299,18 @@ def student_line(name: str | None, grade: str | None, building: str | None, on: 
 
 
 def build_incident_opened_modal(
-    incident_id: int, channel: str | None, photo_count: int
+    incident_id: int | None, channel: str | None, photo_count: int
 ) -> dict[str, Any]:
+    """What the new-incident modal turns into: "being opened" at once (`incident_id` None),
+    then the number once it is open."""
     where = f" in <#{channel}>" if channel else ""
-    text = f":white_check_mark: Incident *#{incident_id}* is open. Its card will appear{where}."
+    if incident_id is None:
+        text = (
+            f":hourglass_flowing_sand: Opening the incident. Its card will appear{where}; "
+            "DeviceCare will message you if anything stops it."
+        )
+    else:
+        text = f":white_check_mark: Incident *#{incident_id}* is open. Its card will appear{where}."
     if photo_count:
         text += f"\n:camera: {_plural(photo_count, 'photo')} being checked; you'll hear about any "
         text += "that can't be used."

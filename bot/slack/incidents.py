@@ -23,9 +23,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import Keys, signing_keys
-from bot.slack.actors import NOT_SET_UP, resolve_actor
+from bot.slack.actors import not_set_up_text, resolve_actor
 from bot.slack.cards import INCIDENT_CARD, queue_incident_card, queue_thread_message
-from bot.slack.errors import modal_errors, record_refusal, reported, tell_user
+from bot.slack.channel_errors import channel_error, give_up_on_channel
+from bot.slack.errors import after_ack, modal_errors, record_refusal, reported, tell_user
 from bot.slack.ids import IncidentAction, IncidentRef, SlackPostKind
 from bot.slack.incident_blocks import (
     INCIDENT_COMMAND,
@@ -66,6 +67,8 @@ from workflows.incidents import (
     OpenIncident,
     add_incident_note,
     change_incident_status,
+    check_new_incident,
+    check_note,
     end_of_local_day,
     incident_coverage_badge,
     open_incident,
@@ -233,11 +236,15 @@ class IncidentFeature:
         app.shortcut(IncidentShortcut.NEW.value)(self.handle_incident_shortcut)
         app.options(IncidentField.DEVICE.value)(self.handle_device_options)
         app.action(IncidentField.DEVICE.value)(self.handle_device_selected)
-        app.view(IncidentView.NEW.value)(self.handle_new_incident_submission)
+        app.view(IncidentView.NEW.value)(
+            ack=self.handle_new_incident_submission, lazy=[self.open_submitted_incident]
+        )
         app.action(IncidentAction.CHANGE_STATUS.value)(self.handle_change_status_click)
         app.view(IncidentView.CHANGE_STATUS.value)(self.handle_status_submission)
         app.action(IncidentAction.ADD_NOTE.value)(self.handle_add_note_click)
-        app.view(IncidentView.ADD_NOTE.value)(self.handle_note_submission)
+        app.view(IncidentView.ADD_NOTE.value)(
+            ack=self.handle_note_submission, lazy=[self.add_submitted_note]
+        )
         app.action(IncidentAction.ADD_PHOTOS.value)(self.handle_add_photos_click)
         app.view(IncidentView.ADD_PHOTOS.value)(self.handle_photos_submission)
         app.action(IncidentAction.CLOSE.value)(self.handle_close_click)
@@ -384,36 +391,61 @@ class IncidentFeature:
             log.info("device pick: the modal changed meanwhile; not redrawn")
 
     async def handle_new_incident_submission(
+        self, ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        """Check the form without writing (a broken rule is shown next to its field), then
+        answer; `open_submitted_incident` opens it once Slack has the answer."""
+        actor: Actor = context["actor"]
+        try:
+            await self._checked_new_incident(actor, view)
+        except DomainError as exc:
+            errors = modal_errors(exc, NEW_INCIDENT_ERROR_BLOCKS, IncidentField.DEVICE)
+            await ack(response_action="errors", errors=errors)
+            if isinstance(exc, PermissionDenied | ForgedPayload):
+                await record_refusal(self.runtime, actor, "open incident", exc.message)
+            return
+        values = (view.get("state") or {}).get("values") or {}
+        photos = len(files_from_state(values, IncidentField.PHOTOS))
+        channel = self.runtime.settings.slack_incidents_channel
+        await ack(response_action="update", view=build_incident_opened_modal(None, channel, photos))
+
+    async def _checked_new_incident(self, actor: Actor, view: dict[str, Any]) -> OpenIncident:
+        meta = unpack(NewIncidentMeta, view.get("private_metadata"), self.secret)
+        cmd = parse_new_incident(view, meta)
+        async with self.runtime.reads() as store:
+            await check_new_incident(self.context(store), actor, cmd)
+        return cmd
+
+    async def open_submitted_incident(
         self,
-        ack: AsyncAck,
         body: dict[str, Any],
         view: dict[str, Any],
         client: AsyncWebClient,
         context: AsyncBoltContext,
     ) -> None:
-        """Open the incident before ack, so a broken rule is shown next to its field."""
         actor: Actor = context["actor"]
+        # Bolt starts a lazy listener alongside the ack, whatever the ack answers: a form
+        # refused with field errors is left alone here.
         try:
-            meta = unpack(NewIncidentMeta, view.get("private_metadata"), self.secret)
-            cmd = parse_new_incident(view, meta)
+            cmd = await self._checked_new_incident(actor, view)
+        except DomainError:
+            return
+        async with after_ack(self.runtime, client, body, "open the incident", actor):
             async with self.runtime.stores() as store:
                 opened = await open_incident(self.context(store), actor, cmd)
                 if opened.created:
                     await queue_incident_card(store, opened.incident.id)
                 incident_id = opened.incident.id
-        except DomainError as exc:
-            if isinstance(exc, PermissionDenied | ForgedPayload):
-                await record_refusal(self.runtime, actor, "open incident", exc.message)
-            errors = modal_errors(exc, NEW_INCIDENT_ERROR_BLOCKS, IncidentField.DEVICE)
-            await ack(response_action="errors", errors=errors)
-            return
-        values = (view.get("state") or {}).get("values") or {}
-        files = files_from_state(values, IncidentField.PHOTOS) if opened.created else []
-        channel = self.runtime.settings.slack_incidents_channel
-        await ack(
-            response_action="update",
-            view=build_incident_opened_modal(incident_id, channel, len(files)),
-        )
+            values = (view.get("state") or {}).get("values") or {}
+            files = files_from_state(values, IncidentField.PHOTOS) if opened.created else []
+            channel = self.runtime.settings.slack_incidents_channel
+            try:  # the number, in the modal that said it was being opened
+                await client.views_update(
+                    view_id=view["id"],
+                    view=build_incident_opened_modal(incident_id, channel, len(files)),
+                )
+            except SlackApiError as exc:  # closed meanwhile: the card says it all
+                log.info("new incident #%s: modal not updated (%s)", incident_id, exc)
         if files:
             await self._attach_from_modal(client, body, actor, incident_id, files)
 
@@ -487,9 +519,9 @@ class IncidentFeature:
             if not may_use(actor, target, await self.restricted()):
                 raise PermissionDenied("You can't move incidents to that status.")
         except DomainError as exc:
+            await ack(response_action="errors", errors={IncidentField.STATUS: exc.message})
             if isinstance(exc, PermissionDenied | ForgedPayload):
                 await record_refusal(self.runtime, actor, "change incident status", exc.message)
-            await ack(response_action="errors", errors={IncidentField.STATUS: exc.message})
             return
         # The change itself is written after the ack; the card updating in place confirms it,
         # and anything the workflow still refuses reaches the person as a message.
@@ -518,24 +550,45 @@ class IncidentFeature:
     async def handle_note_submission(
         self, ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
     ) -> None:
+        """Check the note without writing, answer, then `add_submitted_note` stores it."""
         actor: Actor = context["actor"]
         try:
-            ref = unpack(IncidentRef, view.get("private_metadata"), self.secret)
-            body = str(_state(view, IncidentField.NOTE).get("value") or "")
+            self._checked_note(actor, view)
+        except DomainError as exc:
+            await ack(response_action="errors", errors={IncidentField.NOTE: exc.message})
+            if isinstance(exc, PermissionDenied | ForgedPayload):
+                await record_refusal(self.runtime, actor, "add incident note", exc.message)
+            return
+        await ack()
+
+    def _checked_note(self, actor: Actor, view: dict[str, Any]) -> tuple[IncidentRef, str]:
+        ref = unpack(IncidentRef, view.get("private_metadata"), self.secret)
+        require(actor, Permission.MANAGE_INCIDENTS)
+        note = str(_state(view, IncidentField.NOTE).get("value") or "")
+        check_note(note)
+        return ref, note
+
+    async def add_submitted_note(
+        self,
+        body: dict[str, Any],
+        view: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        actor: Actor = context["actor"]
+        try:
+            ref, note = self._checked_note(actor, view)
+        except DomainError:
+            return  # answered with the error next to the field
+        async with after_ack(self.runtime, client, body, "add the note", actor):
             async with self.runtime.stores() as store:
-                await add_incident_note(self.context(store), actor, ref.incident_id, body)
+                await add_incident_note(self.context(store), actor, ref.incident_id, note)
                 await queue_incident_card(store, ref.incident_id)
                 await queue_thread_message(
                     store,
                     ref.incident_id,
-                    f":memo: *{escape_mrkdwn(actor.name)}* added a note:\n{quote_mrkdwn(body)}",
+                    f":memo: *{escape_mrkdwn(actor.name)}* added a note:\n{quote_mrkdwn(note)}",
                 )
-        except DomainError as exc:
-            if isinstance(exc, PermissionDenied | ForgedPayload):
-                await record_refusal(self.runtime, actor, "add incident note", exc.message)
-            await ack(response_action="errors", errors={IncidentField.NOTE: exc.message})
-            return
-        await ack()
 
     async def handle_add_photos_click(
         self,
@@ -570,9 +623,9 @@ class IncidentFeature:
             if not files:
                 raise InputError("Add at least one photo.", field="photo")
         except DomainError as exc:
+            await ack(response_action="errors", errors={IncidentField.PHOTOS: exc.message})
             if isinstance(exc, PermissionDenied | ForgedPayload):
                 await record_refusal(self.runtime, actor, "add photos", exc.message)
-            await ack(response_action="errors", errors={IncidentField.PHOTOS: exc.message})
             return
         await ack()
         await self._attach_from_modal(client, body, actor, ref.incident_id, files)
@@ -617,7 +670,7 @@ class IncidentFeature:
         actor = await resolve_actor(self.runtime, client, str(user))
         if actor is None:
             log.info("photos from unknown Slack user %s in incident #%s ignored", user, incident_id)
-            await reply(f"<@{user}> " + NOT_SET_UP.format(email="<your email>"))
+            await reply(f"<@{user}> " + await not_set_up_text(self.runtime))
             return
         try:
             report = await attach_slack_files(self.runtime, client, actor, incident_id, files)
@@ -634,7 +687,12 @@ class IncidentFeature:
 
 
 def card_handler(runtime: Runtime, client: AsyncWebClient) -> Any:
-    """Post the card in the incidents channel the first time; update it in place after."""
+    """Post the card in the incidents channel the first time; update it in place after.
+
+    A card deleted in Slack (`message_not_found`) is posted again and its new place kept. A
+    channel Slack refuses (the app isn't in it, it is gone or archived) fails the row at once
+    and tells the technician who opened the incident.
+    """
     secret = signing_keys(runtime.settings)
 
     async def deliver(payload: dict[str, Any]) -> None:
@@ -644,33 +702,83 @@ def card_handler(runtime: Runtime, client: AsyncWebClient) -> Any:
                 Context(store, runtime.clock, runtime.settings.tz), store, incident_id
             )
             post = await store.slack_post(SlackPostKind.INCIDENT_CARD, incident_id)
+            reporter = await _reporter_slack_id(store, incident_id)
         if card is None:
             log.warning("incident #%s is gone; its card isn't posted", incident_id)
             return
         message = build_incident_card_message(card, secret)
-        if post is not None:
-            await client.chat_update(channel=post.channel, ts=post.ts, **message)
-            return
         channel = runtime.settings.slack_incidents_channel
-        if not channel:
-            raise RuntimeError("SLACK_INCIDENTS_CHANNEL isn't set; incident cards can't be posted")
-        async with runtime.stores() as store:
-            # Two workers delivering the first two refreshes must not post two cards: the
-            # incident's lock makes the second wait, then find the first one's post.
-            await store.get_incident(incident_id, lock=True)
-            post = await store.slack_post(SlackPostKind.INCIDENT_CARD, incident_id)
-            if post is None:
-                response = await client.chat_postMessage(channel=channel, **message)
-                await store.save_slack_post(
-                    SlackPostKind.INCIDENT_CARD,
-                    incident_id,
-                    str(response["channel"]),
-                    str(response["ts"]),
-                )
+        try:
+            if post is not None:
+                await _update_or_repost(runtime, client, incident_id, post, message)
                 return
-        await client.chat_update(channel=post.channel, ts=post.ts, **message)
+            if not channel:
+                raise RuntimeError(
+                    "SLACK_INCIDENTS_CHANNEL isn't set; incident cards can't be posted"
+                )
+            await _post_once(runtime, client, incident_id, channel, message)
+        except SlackApiError as exc:
+            error = channel_error(exc)
+            if error is None:
+                raise
+            where = post.channel if post is not None else str(channel)
+            raise await give_up_on_channel(
+                runtime,
+                client,
+                channel=where,
+                error=error,
+                what=f"the card for incident #{incident_id}",
+                notify=reporter,
+            ) from exc
 
     return deliver
+
+
+async def _reporter_slack_id(store: SqlStore, incident_id: int) -> str | None:
+    incident = await store.get_incident(incident_id)
+    if incident is None or incident.reported_by_id is None:
+        return None
+    return await store.staff_slack_id(incident.reported_by_id)
+
+
+async def _post_once(
+    runtime: Runtime,
+    client: AsyncWebClient,
+    incident_id: int,
+    channel: str,
+    message: dict[str, Any],
+    *,
+    replacing: str | None = None,
+) -> None:
+    """Post the card unless another worker already has (or, with `replacing`, has already
+    replaced the deleted card `replacing`); update that one instead."""
+    async with runtime.stores() as store:
+        # Two workers delivering at once must not post two cards: the incident's lock makes
+        # the second wait, then find the first one's post.
+        await store.get_incident(incident_id, lock=True)
+        post = await store.slack_post(SlackPostKind.INCIDENT_CARD, incident_id)
+        if post is None or post.ts == replacing:
+            response = await client.chat_postMessage(channel=channel, **message)
+            where, ts = str(response["channel"]), str(response["ts"])
+            if post is None:
+                await store.save_slack_post(SlackPostKind.INCIDENT_CARD, incident_id, where, ts)
+            else:
+                log.info("incident #%s: its card was deleted in Slack; posted again", incident_id)
+                await store.move_slack_post(SlackPostKind.INCIDENT_CARD, incident_id, where, ts)
+            return
+    await client.chat_update(channel=post.channel, ts=post.ts, **message)
+
+
+async def _update_or_repost(
+    runtime: Runtime, client: AsyncWebClient, incident_id: int, post: Any, message: dict[str, Any]
+) -> None:
+    try:
+        await client.chat_update(channel=post.channel, ts=post.ts, **message)
+    except SlackApiError as exc:
+        if exc.response.get("error") != "message_not_found":
+            raise
+        channel = runtime.settings.slack_incidents_channel or post.channel
+        await _post_once(runtime, client, incident_id, channel, message, replacing=post.ts)
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:

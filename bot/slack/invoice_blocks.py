@@ -658,6 +658,15 @@ def _facts_blocks(invoice: InvoiceRecord, audit: InvoiceAudit) -> list[Block]:
     return blocks
 
 
+def build_invoice_creating_modal() -> Block:
+    """The form's answer, at once; the invoice then replaces it (`build_invoice_created_modal`)."""
+    text = (
+        ":hourglass_flowing_sand: Creating the invoice. It will show here and in the "
+        "incident's thread; DeviceCare will message you if anything stops it."
+    )
+    return modal(InvoiceView.CREATED, "Invoice", [section(text)], close="Done")
+
+
 def build_invoice_created_modal(
     invoice: InvoiceRecord,
     *,

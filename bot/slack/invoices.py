@@ -16,7 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.runtime import Runtime
 from bot.signing import Keys, signing_keys
 from bot.slack.cards import CardNotPostedYet, queue_incident_card
-from bot.slack.errors import modal_errors, record_refusal, reported
+from bot.slack.errors import after_ack, modal_errors, record_refusal, reported
 from bot.slack.ids import IncidentAction, IncidentRef, SlackPostKind
 from bot.slack.invoice_blocks import (
     FIELD_BLOCKS,
@@ -27,6 +27,7 @@ from bot.slack.invoice_blocks import (
     InvoiceModal,
     InvoiceView,
     build_invoice_created_modal,
+    build_invoice_creating_modal,
     build_invoice_modal,
     build_invoice_thread_message,
     read_invoice_form,
@@ -36,9 +37,11 @@ from storage.store import SqlStore
 from workflows.errors import DomainError, NotFound, PermissionDenied, ValidationError
 from workflows.invoice_audit import load_invoice_audit
 from workflows.invoices import (
+    CreateInvoice,
     InvoicePreview,
     InvoiceStatus,
     applicable_fees,
+    check_invoice_for_incident,
     create_invoice_for_incident,
     preview_invoice,
 )
@@ -126,6 +129,14 @@ def _submission_errors(exc: DomainError, view: Mapping[str, Any]) -> dict[str, s
     }
 
 
+class _FormErrors(Exception):
+    """The form's own errors (read_invoice_form), by block."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
 def register(app: AsyncApp, runtime: Runtime) -> None:
     secret = _secret(runtime)
 
@@ -169,35 +180,58 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
     for action_id in PREVIEW_TRIGGERS:
         app.action(action_id)(handle_invoice_preview)
 
-    @app.view(InvoiceView.CREATE)
-    async def handle_invoice_submission(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        view: dict[str, Any],
-        context: AsyncBoltContext,
-    ) -> None:
-        # The workflow runs before ack() so that its errors land next to the fields.
-        actor: Actor = context["actor"]
-        what = "create an invoice"
-        try:
-            meta = unpack(InvoiceModal, view.get("private_metadata"), secret)
-        except ForgedPayload as exc:
-            await record_refusal(runtime, actor, what, exc.message)
-            await ack(response_action="errors", errors={InvoiceBlock.FEES: exc.message})
-            return
+    async def check(actor: Actor, view: dict[str, Any]) -> tuple[int, CreateInvoice]:
+        """The form read and checked without writing: (incident id, command)."""
+        meta = unpack(InvoiceModal, view.get("private_metadata"), secret)
         form = read_invoice_form((view.get("state") or {}).get("values") or {})
         if form.errors:
-            await ack(response_action="errors", errors=form.errors)
-            return
+            raise _FormErrors(form.errors)
         # Slack keeps the view id for the modal's life: a redelivered submission finds the
         # invoice the first one made instead of making another.
         command = form.command(meta.incident_id, idempotency_key=f"slack:view:{view['id']}")
+        async with runtime.reads() as store:
+            await check_invoice_for_incident(_ctx(runtime, store), actor, command)
+        return meta.incident_id, command
+
+    async def handle_invoice_submission(
+        ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        """A broken rule is shown next to its field; `create_submitted_invoice` writes."""
+        actor: Actor = context["actor"]
         try:
+            await check(actor, view)
+        except _FormErrors as exc:
+            await ack(response_action="errors", errors=exc.errors)
+            return
+        except DomainError as exc:
+            errors: dict[str, str] = (
+                {InvoiceBlock.FEES.value: exc.message}
+                if isinstance(exc, ForgedPayload)
+                else _submission_errors(exc, view)
+            )
+            await ack(response_action="errors", errors=errors)
+            if isinstance(exc, PermissionDenied | ForgedPayload):
+                await record_refusal(runtime, actor, "create an invoice", exc.message)
+            return
+        await ack(response_action="update", view=build_invoice_creating_modal())
+
+    async def create_submitted_invoice(
+        body: dict[str, Any],
+        view: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        actor: Actor = context["actor"]
+        try:
+            incident_id, command = await check(actor, view)
+        except (DomainError, _FormErrors):
+            return  # answered with the errors next to their fields
+        async with after_ack(runtime, client, body, "create the invoice", actor):
             async with runtime.stores() as store:
                 result = await create_invoice_for_incident(_ctx(runtime, store), actor, command)
                 invoice = result.invoice
                 if result.created:
-                    await queue_incident_card(store, meta.incident_id)
+                    await queue_incident_card(store, incident_id)
                     await store.enqueue(
                         INVOICE_CREATED,
                         f"invoice-created:{invoice.id}",
@@ -211,12 +245,12 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
                     audit=await load_invoice_audit(store, invoice, tz=runtime.settings.tz),
                     created=result.created,
                 )
-        except DomainError as exc:
-            if isinstance(exc, PermissionDenied):
-                await record_refusal(runtime, actor, what, exc.message)
-            await ack(response_action="errors", errors=_submission_errors(exc, view))
-            return
-        await ack(response_action="update", view=done)
+            try:
+                await client.views_update(view_id=view["id"], view=done)
+            except SlackApiError as exc:  # closed meanwhile: the thread shows the invoice
+                log.info("invoice %s: modal not updated (%s)", invoice.number, exc)
+
+    app.view(InvoiceView.CREATE)(ack=handle_invoice_submission, lazy=[create_submitted_invoice])
 
 
 def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:

@@ -15,11 +15,12 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import signing_keys
-from bot.slack.errors import modal_errors, record_refusal, reported, tell_user
+from bot.slack.errors import after_ack, modal_errors, record_refusal, reported, tell_user
 from bot.slack.invoice_blocks import Block, esc
 from bot.slack.metadata import ForgedPayload, unpack
 from bot.slack.payment_plan_blocks import (
@@ -52,6 +53,7 @@ from workflows.payment_plans import (
     PLAN_POSTED,
     PlanEvent,
     SetPaymentPlan,
+    check_payment_plan,
     clear_payment_plan,
     describe_schedule,
     set_payment_plan,
@@ -88,6 +90,14 @@ def _field_errors(exc: DomainError, view: Mapping[str, Any]) -> dict[str, str]:
     return {
         (block if block in present else PlanBlock.COUNT): text for block, text in errors.items()
     }
+
+
+class _FormErrors(Exception):
+    """The form's own errors (read_plan_form), by block."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(errors)
+        self.errors = errors
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
@@ -164,23 +174,12 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             else:
                 await open_modal(body, client, actor, ref.invoice_id)
 
-    @app.view(PlanModalId.SUBMIT)
-    async def handle_payment_plan_submission(
-        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        # The workflow runs before ack() so that its errors land next to the fields.
-        actor: Actor = context["actor"]
-        what = "set a payment plan"
-        try:
-            meta = unpack(PlanModal, view.get("private_metadata"), secret)
-        except ForgedPayload as exc:
-            await record_refusal(runtime, actor, what, exc.message)
-            await ack(response_action="errors", errors={PlanBlock.COUNT: exc.message})
-            return
+    async def check(actor: Actor, view: dict[str, Any]) -> SetPaymentPlan:
+        """The form read and checked without writing."""
+        meta = unpack(PlanModal, view.get("private_metadata"), secret)
         form = read_plan_form((view.get("state") or {}).get("values") or {})
         if form.errors or form.count is None or form.first_due is None:
-            await ack(response_action="errors", errors=form.errors)
-            return
+            raise _FormErrors(form.errors)
         command = SetPaymentPlan(
             invoice_id=meta.invoice_id,
             count=form.count,
@@ -188,29 +187,69 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             frequency=form.frequency,
             note=form.note,
         )
+        async with runtime.reads() as store:
+            await check_payment_plan(
+                ctx_for(store), PlanRows(store.session, runtime.clock), actor, command
+            )
+        return command
+
+    async def handle_payment_plan_submission(
+        ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        """A broken rule is shown next to its field; `set_submitted_plan` writes."""
+        actor: Actor = context["actor"]
         try:
+            await check(actor, view)
+        except _FormErrors as exc:
+            await ack(response_action="errors", errors=exc.errors)
+            return
+        except DomainError as exc:
+            errors: dict[str, str] = (
+                {PlanBlock.COUNT.value: exc.message}
+                if isinstance(exc, ForgedPayload)
+                else _field_errors(exc, view)
+            )
+            await ack(response_action="errors", errors=errors)
+            if isinstance(exc, PermissionDenied | ForgedPayload):
+                await record_refusal(runtime, actor, "set a payment plan", exc.message)
+            return
+        working = ":hourglass_flowing_sand: Setting the plan; the schedule will show here."
+        await ack(response_action="update", view=build_plan_done_view([working]))
+
+    async def set_submitted_plan(
+        body: dict[str, Any],
+        view: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        actor: Actor = context["actor"]
+        try:
+            command = await check(actor, view)
+        except (DomainError, _FormErrors):
+            return  # answered with the errors next to their fields
+        async with after_ack(runtime, client, body, "set the payment plan", actor):
             async with runtime.stores() as store:
                 outcome = await set_payment_plan(
                     ctx_for(store), PlanRows(store.session, runtime.clock), actor, command
                 )
-        except DomainError as exc:
-            if isinstance(exc, PermissionDenied):
-                await record_refusal(runtime, actor, what, exc.message)
-            await ack(response_action="errors", errors=_field_errors(exc, view))
-            return
-        number = esc(outcome.invoice.number)
-        lines = [
-            f":white_check_mark: *Payment plan set on {number}:* "
-            f"{esc(describe_schedule(outcome.schedule))}."
-        ]
-        if outcome.changed:
-            lines.append(
-                f"The schedule ({format_cents(sum(i.amount_cents for i in outcome.schedule))}) "
-                "is on its way to the family; reminders now follow the installments."
-            )
-        else:
-            lines.insert(0, "_This plan was already set; nothing was done twice._")
-        await ack(response_action="update", view=build_plan_done_view(lines))
+            number = esc(outcome.invoice.number)
+            lines = [
+                f":white_check_mark: *Payment plan set on {number}:* "
+                f"{esc(describe_schedule(outcome.schedule))}."
+            ]
+            if outcome.changed:
+                lines.append(
+                    f"The schedule ({format_cents(sum(i.amount_cents for i in outcome.schedule))})"
+                    " is on its way to the family; reminders now follow the installments."
+                )
+            else:
+                lines.insert(0, "_This plan was already set; nothing was done twice._")
+            try:
+                await client.views_update(view_id=view["id"], view=build_plan_done_view(lines))
+            except SlackApiError as exc:  # closed meanwhile: the invoice's thread shows it
+                log.info("payment plan on %s: modal not updated (%s)", number, exc)
+
+    app.view(PlanModalId.SUBMIT)(ack=handle_payment_plan_submission, lazy=[set_submitted_plan])
 
 
 # --- outbox ----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -89,14 +89,33 @@ def too_large(name: str, size: int) -> ValidationError:
     )
 
 
+# Slack's own hosts (commercial and GovSlack); the bot token is sent to no other.
+SLACK_DOMAINS = ("slack.com", "slack-gov.com")
+MAX_REDIRECTS = 5
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _on_api_host(url: str, api_url: str | None) -> bool:
+    target, api = urlsplit(url), urlsplit(api_url or DEFAULT_API_URL)
+    return (target.scheme, target.hostname, target.port) == (api.scheme, api.hostname, api.port)
+
+
 def _may_carry_token(url: str, api_url: str | None) -> bool:
-    """The bot token goes only to Slack (or to the Slack stand-in the settings point at)."""
+    """The bot token goes only over https to Slack (slack.com, slack-gov.com and their
+    subdomains), or to the API host the settings point at (a Slack stand-in, a proxy)."""
     target = urlsplit(url)
-    host = target.hostname or ""
-    if target.scheme == "https" and (host == "slack.com" or host.endswith(".slack.com")):
+    host = (target.hostname or "").lower()
+    if target.scheme == "https" and any(
+        host == domain or host.endswith("." + domain) for domain in SLACK_DOMAINS
+    ):
         return True
-    api = urlsplit(api_url or DEFAULT_API_URL)
-    return (target.scheme, host, target.port) == (api.scheme, api.hostname, api.port)
+    return _on_api_host(url, api_url)
+
+
+def _may_follow(url: str, api_url: str | None) -> bool:
+    """A redirect is followed only over https (or to the configured API host): never a
+    downgrade to plain http."""
+    return urlsplit(url).scheme == "https" or _on_api_host(url, api_url)
 
 
 async def download_slack_file(
@@ -117,11 +136,17 @@ async def download_slack_file(
         raise too_large(name, size)  # no need to fetch it
     url = file.get("url_private") or file.get("url_private_download")
     if not isinstance(url, str) or not _may_carry_token(url, api_url):
+        # A remote or external file lives outside Slack: it is not fetched at all.
         log.warning("refusing to download %s from %r", file_id, url)
         raise ValidationError(f"{name} couldn't be downloaded from Slack.", field="photo")
     claimed = str(file.get("mimetype") or "")
+    download = _Download(str(client.token), api_url, name, claimed, size)
     try:
-        data = await _fetch(url, str(client.token), name, claimed, size)
+        if client.session is not None and not client.session.closed:
+            data = await download.fetch(client.session, url)  # the client's connection pool
+        else:
+            async with aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as http:
+                data = await download.fetch(http, url)
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.warning("downloading %s failed: %r", file_id, exc)
         raise ValidationError(
@@ -131,29 +156,59 @@ async def download_slack_file(
     return name, data
 
 
-async def _fetch(url: str, token: str, name: str, claimed: str, size: Any) -> bytes:
-    headers = {"Authorization": f"Bearer {token}"}
-    async with aiohttp.ClientSession(timeout=DOWNLOAD_TIMEOUT) as http:
-        async with http.get(url, headers=headers) as response:
-            if response.status != 200:
-                raise ValidationError(
-                    f"{name} couldn't be downloaded from Slack (HTTP {response.status}).",
-                    field="photo",
-                )
-            if response.content_type == "text/html" and "html" not in claimed:
-                # Slack answers 200 with its sign-in page when the token isn't accepted.
-                log.warning("url_private for %s returned a web page, not the file", name)
-                raise ValidationError(
-                    f"{name} couldn't be downloaded: Slack sent a sign-in page instead of the "
-                    "file. Ask an administrator to check the app's files:read scope.",
-                    field="photo",
-                )
-            data = bytearray()
-            async for chunk in response.content.iter_chunked(_CHUNK):
-                data += chunk
-                if len(data) > MAX_PHOTO_BYTES:
-                    raise too_large(name, max(len(data), size if isinstance(size, int) else 0))
-    return bytes(data)
+@dataclass(frozen=True)
+class _Download:
+    """One file's download: Slack's redirects are followed by hand, so that each hop decides
+    for itself whether it may carry the token (a hop to another host goes without it)."""
+
+    token: str
+    api_url: str | None
+    name: str
+    claimed: str
+    size: Any
+
+    async def fetch(self, http: aiohttp.ClientSession, url: str) -> bytes:
+        for _ in range(MAX_REDIRECTS + 1):
+            headers = {"Authorization": f"Bearer {self.token}"}
+            if not _may_carry_token(url, self.api_url):
+                headers = {}
+            async with http.get(
+                url, headers=headers, allow_redirects=False, timeout=DOWNLOAD_TIMEOUT
+            ) as response:
+                if response.status in _REDIRECTS and "Location" in response.headers:
+                    url = urljoin(str(response.url), response.headers["Location"])
+                    if not _may_follow(url, self.api_url):
+                        log.warning("refusing a redirect for %s to %r", self.name, url)
+                        raise ValidationError(
+                            f"{self.name} couldn't be downloaded from Slack.", field="photo"
+                        )
+                    continue
+                return await self._read(response)
+        log.warning("too many redirects downloading %s", self.name)
+        raise ValidationError(f"{self.name} couldn't be downloaded from Slack.", field="photo")
+
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        name = self.name
+        if response.status != 200:
+            raise ValidationError(
+                f"{name} couldn't be downloaded from Slack (HTTP {response.status}).",
+                field="photo",
+            )
+        if response.content_type == "text/html" and "html" not in self.claimed:
+            # Slack answers 200 with its sign-in page when the token isn't accepted.
+            log.warning("url_private for %s returned a web page, not the file", name)
+            raise ValidationError(
+                f"{name} couldn't be downloaded: Slack sent a sign-in page instead of the "
+                "file. Ask an administrator to check the app's files:read scope.",
+                field="photo",
+            )
+        data = bytearray()
+        async for chunk in response.content.iter_chunked(_CHUNK):
+            data += chunk
+            if len(data) > MAX_PHOTO_BYTES:
+                size = self.size if isinstance(self.size, int) else 0
+                raise too_large(name, max(len(data), size))
+        return bytes(data)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.runtime import Runtime
 from bot.signing import signing_keys
-from bot.slack.errors import record_refusal, reported, tell_user
+from bot.slack.errors import after_ack, record_refusal, reported, tell_user
 from bot.slack.metadata import ForgedPayload, unpack
 from bot.slack.reply_blocks import (
     BounceAlert,
@@ -49,11 +49,13 @@ from storage.inbox import (
     outbox_payload,
 )
 from storage.store import SqlStore
-from workflows.errors import ConflictError, DomainError, PermissionDenied
+from workflows.errors import ConflictError, DomainError, PermissionDenied, ValidationError
 from workflows.payments import PaymentMethod
 from workflows.pending_payments import (
     PendingDecision,
     PendingStatus,
+    check_confirmation,
+    check_split,
     confirm_pending_payment,
     edit_split,
     missing_details,
@@ -317,37 +319,54 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
                 trigger_id=body["trigger_id"], view=build_split_modal(view, secret=secret)
             )
 
-    @app.view(ReplyView.SPLIT)
+    async def check_split_form(
+        actor: Actor, view: dict[str, Any]
+    ) -> tuple[int, str, dict[int, str]]:
+        """The split form read and checked without writing: (pending id, total, amounts)."""
+        ref = unpack(PendingPaymentRef, view.get("private_metadata"), secret)
+        total, amounts = read_split_form((view.get("state") or {}).get("values") or {})
+        async with runtime.reads() as store:
+            await check_split(
+                Inbox(store), actor, ref.pending_payment_id, total=total, amounts=amounts
+            )
+        return ref.pending_payment_id, total, amounts
+
     async def handle_split_submission(
-        ack: AsyncAck,
+        ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        """A broken rule is shown next to its field; `save_split` writes."""
+        actor: Actor = context["actor"]
+        try:
+            await check_split_form(actor, view)
+        except DomainError as exc:
+            block = ReplyBlock.TOTAL if isinstance(exc, ForgedPayload) else _split_block(exc.field)
+            await ack(response_action="errors", errors={block: exc.message})
+            if isinstance(exc, PermissionDenied | ForgedPayload):
+                what = "change a reported payment's split"
+                await record_refusal(runtime, actor, what, exc.message)
+            return
+        await ack(response_action="clear")
+
+    async def save_split(
         body: dict[str, Any],
         view: dict[str, Any],
         client: AsyncWebClient,
         context: AsyncBoltContext,
     ) -> None:
-        # The workflow checks everything (permission, amounts, balances) before ack().
         actor: Actor = context["actor"]
-        what = "change a reported payment's split"
         try:
-            ref = unpack(PendingPaymentRef, view.get("private_metadata"), secret)
-        except ForgedPayload as exc:
-            await record_refusal(runtime, actor, what, exc.message)
-            await ack(response_action="errors", errors={ReplyBlock.TOTAL: exc.message})
-            return
-        total, amounts = read_split_form((view.get("state") or {}).get("values") or {})
-        try:
+            pending_id, total, amounts = await check_split_form(actor, view)
+        except DomainError:
+            return  # answered with the error next to its field
+        async with after_ack(runtime, client, body, "change the split", actor):
             async with runtime.stores() as store:
                 pending = await edit_split(
                     Context(store, runtime.clock, tz), Inbox(store), actor,
-                    ref.pending_payment_id, total=total, amounts=amounts,
+                    pending_id, total=total, amounts=amounts,
                 )  # fmt: skip
                 await refresh_post(store, pending.id)
-        except DomainError as exc:
-            if isinstance(exc, PermissionDenied):
-                await record_refusal(runtime, actor, what, exc.message)
-            await ack(response_action="errors", errors={_split_block(exc.field): exc.message})
-            return
-        await ack(response_action="clear")
+
+    app.view(ReplyView.SPLIT)(ack=handle_split_submission, lazy=[save_split])
 
     @app.action(ReplyAction.REJECT)
     async def handle_pending_payment_reject(
@@ -363,39 +382,57 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             ref = unpack(PendingPaymentRef, action.get("value"), secret)
             await decide(False, body, ref.pending_payment_id, client, actor)
 
-    @app.view(ReplyView.CONFIRM)
+    async def check_confirm_form(
+        actor: Actor, view: dict[str, Any]
+    ) -> tuple[int, PaymentMethod, str | None]:
+        """The confirm form read and checked without writing: (pending id, method, reference).
+        A decision already made passes: `decide` says who made it."""
+        ref = unpack(PendingPaymentRef, view.get("private_metadata"), secret)
+        method_text, reference = read_confirm_form((view.get("state") or {}).get("values") or {})
+        try:
+            method = PaymentMethod(method_text)
+        except ValueError:
+            raise ValidationError("Choose a method.", field="method") from None
+        try:
+            async with runtime.reads() as store:
+                await check_confirmation(
+                    Inbox(store), actor, ref.pending_payment_id, method=method, reference=reference
+                )
+        except ConflictError:
+            pass
+        return ref.pending_payment_id, method, reference
+
     async def handle_confirm_payment_submission(
-        ack: AsyncAck,
+        ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        """A missing detail is shown next to its field; `confirm_submitted` records it."""
+        actor: Actor = context["actor"]
+        try:
+            await check_confirm_form(actor, view)
+        except DomainError as exc:
+            field = ReplyBlock.REFERENCE if exc.field == "reference" else ReplyBlock.METHOD
+            await ack(response_action="errors", errors={field: exc.message})
+            if isinstance(exc, PermissionDenied | ForgedPayload):
+                await record_refusal(runtime, actor, "confirm a reported payment", exc.message)
+            return
+        await ack(response_action="clear")
+
+    async def confirm_submitted(
         body: dict[str, Any],
         view: dict[str, Any],
         client: AsyncWebClient,
         context: AsyncBoltContext,
     ) -> None:
-        # The workflow runs before ack() so that its errors land next to the fields.
         actor: Actor = context["actor"]
-        what = "confirm a reported payment"
         try:
-            ref = unpack(PendingPaymentRef, view.get("private_metadata"), secret)
-        except ForgedPayload as exc:
-            await record_refusal(runtime, actor, what, exc.message)
-            await ack(response_action="errors", errors={ReplyBlock.METHOD: exc.message})
-            return
-        method_text, reference = read_confirm_form((view.get("state") or {}).get("values") or {})
-        try:
-            method = PaymentMethod(method_text)
-        except ValueError:
-            await ack(response_action="errors", errors={ReplyBlock.METHOD: "Choose a method."})
-            return
-        try:
-            await decide(True, body, ref.pending_payment_id, client, actor, method=method,
+            pending_id, method, reference = await check_confirm_form(actor, view)
+        except DomainError:
+            return  # answered with the error next to its field
+        async with after_ack(runtime, client, body, "confirm the payment", actor):
+            await decide(True, body, pending_id, client, actor, method=method,
                          reference=reference)  # fmt: skip
-        except DomainError as exc:
-            if isinstance(exc, PermissionDenied):
-                await record_refusal(runtime, actor, what, exc.message)
-            field = ReplyBlock.REFERENCE if exc.field == "reference" else ReplyBlock.METHOD
-            await ack(response_action="errors", errors={field: exc.message})
-            return
-        await ack(response_action="clear")
+
+    app.view(ReplyView.CONFIRM)(ack=handle_confirm_payment_submission, lazy=[confirm_submitted])
 
 
 def _split_block(field: str | None) -> str:

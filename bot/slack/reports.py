@@ -240,10 +240,10 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             name, filters = read_report_form(values, CATALOGUE)
             require_report(actor, CATALOGUE[name])
         except DomainError as exc:
-            if isinstance(exc, PermissionDenied | ForgedPayload):
-                await record_refusal(runtime, actor, WHAT, exc.message)
             errors = modal_errors(exc, FIELD_BLOCKS, ReportField.REPORT)
             await ack(response_action="errors", errors=errors)
+            if isinstance(exc, PermissionDenied | ForgedPayload):
+                await record_refusal(runtime, actor, WHAT, exc.message)
             return
         await ack()
         user_id = str((body.get("user") or {}).get("id") or form.user_id)

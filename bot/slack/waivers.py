@@ -12,12 +12,13 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import signing_keys
 from bot.slack.billing_command import BillingCall, add_subcommand
-from bot.slack.errors import modal_errors, record_refusal, reported, tell_user
+from bot.slack.errors import after_ack, modal_errors, record_refusal, reported, tell_user
 from bot.slack.invoice_blocks import esc
 from bot.slack.metadata import ForgedPayload, unpack
 from bot.slack.waiver_blocks import (
@@ -51,7 +52,7 @@ from workflows.invoices import OPEN_STATUSES, balance_of
 from workflows.money import format_cents, parse_amount
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context
-from workflows.refunds import RefundPayment, refund_payment
+from workflows.refunds import RefundPayment, check_refund_request, refund_payment
 from workflows.waivers import (
     WAIVER_DECIDED,
     WAIVER_REQUESTED,
@@ -59,6 +60,7 @@ from workflows.waivers import (
     RequestWaiver,
     WaiverDecision,
     WaiverOutcome,
+    check_waiver_request,
     decide_waiver,
     request_waiver,
 )
@@ -208,6 +210,14 @@ def _field_errors(exc: DomainError, view: Mapping[str, Any], default: str) -> di
     return {(block if block in present else default): text for block, text in errors.items()}
 
 
+class _FormErrors(Exception):
+    """The form's own errors (read_*_form), by block."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
 def register(app: AsyncApp, runtime: Runtime) -> None:
     secret = signing_keys(runtime.settings)
     tz = runtime.settings.tz
@@ -269,23 +279,36 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
 
     # --- submitting them ---------------------------------------------------------------------
 
-    @app.view(WaiverView.WAIVE)
-    async def handle_waive_submission(
-        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+    async def answer(
+        ack: AsyncAck, actor: Actor, what: str, view: dict[str, Any], check: Any, title: str
     ) -> None:
-        # The workflow runs before ack() so that its errors land next to the fields.
-        actor: Actor = context["actor"]
-        what = "waive charges"
+        """Check without writing (errors next to their fields), then answer at once."""
         try:
-            meta = unpack(WaiveModal, view.get("private_metadata"), secret)
-        except ForgedPayload as exc:
-            await record_refusal(runtime, actor, what, exc.message)
-            await ack(response_action="errors", errors={WaiverBlock.AMOUNT: exc.message})
+            await check(actor, view)
+        except _FormErrors as exc:
+            await ack(response_action="errors", errors=exc.errors)
             return
+        except DomainError as exc:
+            await ack(response_action="errors", errors=_field_errors(exc, view, WaiverBlock.AMOUNT))
+            if isinstance(exc, PermissionDenied | ForgedPayload):
+                await record_refusal(runtime, actor, what, exc.message)
+            return
+        working = ":hourglass_flowing_sand: Working on it; the result will show here."
+        await ack(response_action="update", view=build_done_view(title, [working]))
+
+    async def show(
+        client: AsyncWebClient, view: dict[str, Any], title: str, lines: list[str]
+    ) -> None:
+        try:
+            await client.views_update(view_id=view["id"], view=build_done_view(title, lines))
+        except SlackApiError as exc:  # closed meanwhile: the invoice's thread shows it
+            log.info("%s: modal not updated (%s)", title, exc)
+
+    async def check_waive(actor: Actor, view: dict[str, Any]) -> RequestWaiver:
+        meta = unpack(WaiveModal, view.get("private_metadata"), secret)
         form = read_waive_form((view.get("state") or {}).get("values") or {})
         if form.errors or form.amount_cents is None:
-            await ack(response_action="errors", errors=form.errors)
-            return
+            raise _FormErrors(form.errors)
         # The view id lives as long as the modal: a redelivered submission finds the first one.
         command = RequestWaiver(
             invoice_id=meta.invoice_id,
@@ -293,61 +316,84 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             reason=form.reason,
             idempotency_key=f"slack:view:{view['id']}",
         )
+        async with runtime.reads() as store:
+            await check_waiver_request(ctx_for(store), actor, command)
+        return command
+
+    async def handle_waive_submission(
+        ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        await answer(ack, context["actor"], "waive charges", view, check_waive, "Waiver")
+
+    async def waive_submitted(
+        body: dict[str, Any],
+        view: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        actor: Actor = context["actor"]
         try:
+            command = await check_waive(actor, view)
+        except (DomainError, _FormErrors):
+            return  # answered with the errors next to their fields
+        async with after_ack(runtime, client, body, "waive the charges", actor):
             async with runtime.stores() as store:
                 outcome = await request_waiver(ctx_for(store), actor, command)
                 lines = waiver_result_lines(outcome)
-        except DomainError as exc:
-            if isinstance(exc, PermissionDenied):
-                await record_refusal(runtime, actor, what, exc.message)
-            await ack(response_action="errors", errors=_field_errors(exc, view, WaiverBlock.AMOUNT))
-            return
-        await ack(response_action="update", view=build_done_view("Waiver", lines))
+            await show(client, view, "Waiver", lines)
 
-    @app.view(WaiverView.REFUND)
-    async def handle_refund_submission(
-        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        actor: Actor = context["actor"]
-        what = "refund a payment"
-        try:
-            meta = unpack(RefundModal, view.get("private_metadata"), secret)
-        except ForgedPayload as exc:
-            await record_refusal(runtime, actor, what, exc.message)
-            await ack(response_action="errors", errors={WaiverBlock.AMOUNT: exc.message})
-            return
+    app.view(WaiverView.WAIVE)(ack=handle_waive_submission, lazy=[waive_submitted])
+
+    async def check_refund(actor: Actor, view: dict[str, Any]) -> RefundPayment:
+        meta = unpack(RefundModal, view.get("private_metadata"), secret)
         form = read_refund_form((view.get("state") or {}).get("values") or {})
         if form.errors or form.amount_cents is None or form.payment_id is None:
-            await ack(response_action="errors", errors=form.errors)
-            return
+            raise _FormErrors(form.errors)
         command = RefundPayment(
             payment_id=form.payment_id,
             amount_cents=form.amount_cents,
             reason=form.reason,
             idempotency_key=f"slack:view:{view['id']}",
         )
+        async with runtime.reads() as store:
+            payment = await store.get_payment(form.payment_id)
+            if payment is None or payment.invoice_id != meta.invoice_id:
+                # A value edited on the way: only this invoice's payments were offered.
+                raise NotFound("Choose one of this invoice's payments.", field="payment")
+            await check_refund_request(ctx_for(store), actor, command)
+        return command
+
+    async def handle_refund_submission(
+        ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        await answer(ack, context["actor"], "refund a payment", view, check_refund, "Refund")
+
+    async def refund_submitted(
+        body: dict[str, Any],
+        view: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        actor: Actor = context["actor"]
         try:
+            command = await check_refund(actor, view)
+        except (DomainError, _FormErrors):
+            return  # answered with the errors next to their fields
+        async with after_ack(runtime, client, body, "refund the payment", actor):
             async with runtime.stores() as store:
-                payment = await store.get_payment(form.payment_id)
-                if payment is None or payment.invoice_id != meta.invoice_id:
-                    # A value edited on the way: only this invoice's payments were offered.
-                    raise NotFound("Choose one of this invoice's payments.", field="payment")
                 issued = await refund_payment(ctx_for(store), actor, command)
                 number = issued.invoice.number
                 balance = balance_of(issued.invoice)
-        except DomainError as exc:
-            if isinstance(exc, PermissionDenied):
-                await record_refusal(runtime, actor, what, exc.message)
-            await ack(response_action="errors", errors=_field_errors(exc, view, WaiverBlock.AMOUNT))
-            return
-        lines = [
-            f":white_check_mark: *Refunded {format_cents(issued.adjustment.amount_cents)} on "
-            f"{esc(number)}.* The family's receipt is on its way by email.",
-            f"Balance stays {format_cents(balance)}.",
-        ]
-        if not issued.created:
-            lines.insert(0, "_This was already submitted; nothing was done twice._")
-        await ack(response_action="update", view=build_done_view("Refund", lines))
+            lines = [
+                f":white_check_mark: *Refunded {format_cents(issued.adjustment.amount_cents)} on "
+                f"{esc(number)}.* The family's receipt is on its way by email.",
+                f"Balance stays {format_cents(balance)}.",
+            ]
+            if not issued.created:
+                lines.insert(0, "_This was already submitted; nothing was done twice._")
+            await show(client, view, "Refund", lines)
+
+    app.view(WaiverView.REFUND)(ack=handle_refund_submission, lazy=[refund_submitted])
 
     # --- /billing waive ------------------------------------------------------------------------
 
@@ -365,6 +411,12 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         number, amount_text, reason = call.args[0], call.args[1], " ".join(call.args[2:])
         try:
             cents = parse_amount(amount_text)
+        except DomainError as exc:
+            text = f":warning: {exc.message} Nothing was changed."
+            await call.ack(response_type="ephemeral", text=text)
+            return
+        await call.ack()  # the waiver is written after the answer; its result follows
+        try:
             async with runtime.stores() as store:
                 invoice_id = await find_invoice_id(store.session, number)
                 if invoice_id is None:
@@ -380,7 +432,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             if isinstance(exc, PermissionDenied):
                 await record_refusal(runtime, actor, what, exc.message)
             text = f":warning: {exc.message} Nothing was changed."
-        await call.ack(response_type="ephemeral", text=text)
+        await tell_user(call.client, call.command, text)
 
     add_subcommand(
         app,

@@ -137,7 +137,12 @@ class _Recorder:
 
     def _listen(self, kind: str, constraint: Any) -> Any:
         self.seen.append((kind, constraint))
-        return lambda listener: listener
+
+        # As bolt's: `app.view(id)(handler)`, or `app.view(id)(ack=..., lazy=[...])`.
+        def register(*functions: Any, **kwargs: Any) -> Any:
+            return functions[0] if functions else kwargs.get("ack")
+
+        return register
 
     def action(self, constraint: Any) -> Any:
         return self._listen("action", constraint)

@@ -176,3 +176,20 @@ def test_staff_need_manage_settings(cli_env: Path) -> None:
     assert label[0] != "Command line"
     unknown = invoke("settings", "set", "--office-phone", "555-010-4477", "--as", "who@x.org")
     assert unknown.exit_code == 1 and "No active staff member" in said(unknown)
+
+
+def test_the_it_contact_is_set_and_shown(cli_env: Path) -> None:
+    result = invoke(
+        "settings", "set", "--it-contact-name", "Dana Reyes", "--it-contact", "#IT-Help"
+    )
+    assert result.exit_code == 0, result.output
+    row = _settings(cli_env)
+    assert (row.it_contact_name, row.it_contact) == ("Dana Reyes", "#it-help")
+    shown = said(invoke("settings", "show"))
+    assert "IT contact Dana Reyes" in shown
+    assert "IT contact email or Slack channel #it-help" in shown
+
+    bad = invoke("settings", "set", "--it-contact", "call Dana")
+    assert bad.exit_code != 0
+    assert "email address or a Slack channel" in said(bad)
+    assert _settings(cli_env).it_contact == "#it-help"

@@ -312,6 +312,11 @@ async def test_a_digest_payment_goes_to_the_oldest_due_first_and_staff_can_chang
     good = values("80", soon="29", late="51")
     assert await submit(CLERK, good) == {"response_action": "clear"}
     assert await submit(CLERK, good) == {"response_action": "clear"}
+
+    async def split_saved() -> bool:  # written after the answer
+        return sorted(p.amount_cents for p in (await the_pending(mail))[1]) == [2900, 5100]
+
+    await eventually(split_saved, what="the split")
     _, split = await the_pending(mail)
     assert [(p.invoice_id, p.amount_cents) for p in split] == [(late, 5100), (soon, 2900)]
     await mail.deliver_outbox()
@@ -437,6 +442,11 @@ async def test_paid_online_without_an_amount_on_a_digest_asks_staff_for_it(
     }
     response = await mail.sender.interaction(submission(CLERK, view, "V_SPLIT", state))
     assert response.json() == {"response_action": "clear"}
+
+    async def split_saved() -> bool:  # written after the answer
+        return bool((await the_pending(mail))[0].amount_given)
+
+    await eventually(split_saved, what="the split")
     await mail.deliver_outbox()
     card = latest_card(mail)
     assert "Confirm $145.50 (online)" in all_text(blocks_of(card))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,16 +91,16 @@ def slack_settings() -> dict[str, Any]:
     return {}
 
 
-@pytest.fixture
-async def slack(
-    engine: AsyncEngine,
+@asynccontextmanager
+async def open_harness(
     database_url: str,
     clock: FixedClock,
     tmp_path: Path,
-    slack_settings: dict[str, Any],
+    fake: FakeSlack,
+    client: AsyncWebClient | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> AsyncIterator[SlackHarness]:
-    fake = FakeSlack()
-    await fake.start()
+    """The Slack app behind the web app, talking to `fake` (through `client` when given)."""
     settings = Settings(
         _env_file=None,
         database_url=database_url,
@@ -110,10 +111,10 @@ async def slack(
         slack_incidents_channel=INCIDENTS_CHANNEL,
         slack_approvals_channel=APPROVALS_CHANNEL,
         slack_billing_channel=BILLING_CHANNEL,
-        **({"secret_key": SECRET_KEY} | slack_settings),
+        **({"secret_key": SECRET_KEY} | (overrides or {})),
     )
     runtime = build_runtime(settings, clock)
-    slack_app = build_slack_app(runtime)
+    slack_app = build_slack_app(runtime, client)
     web = create_web_app(runtime, slack_app)
     worker_client = build_web_client(settings)
     transport = httpx.ASGITransport(app=web)
@@ -123,4 +124,19 @@ async def slack(
     await close_web_client(worker_client)
     await close_web_client(slack_app.client)
     await runtime.close()
+
+
+@pytest.fixture
+async def slack(
+    engine: AsyncEngine,
+    database_url: str,
+    clock: FixedClock,
+    tmp_path: Path,
+    slack_settings: dict[str, Any],
+) -> AsyncIterator[SlackHarness]:
+    fake = FakeSlack()
+    await fake.start()
+    harness = open_harness(database_url, clock, tmp_path, fake, overrides=slack_settings)
+    async with harness as opened:
+        yield opened
     await fake.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ class FakeFile:
     content: bytes
     mimetype: str = "image/jpeg"
     user: str = "U_TECH"
+    url_private: str | None = None  # where files.info says it is; the stand-in's own by default
 
 
 @dataclass
@@ -51,6 +53,15 @@ class Upload:
 
 
 @dataclass
+class FileRequest:
+    """A request to the stand-in's file host: which host name it was sent to, and its token."""
+
+    host: str
+    path: str
+    authorization: str | None
+
+
+@dataclass
 class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -58,22 +69,35 @@ class FakeSlack:
     downloads: list[tuple[str, str | None]] = field(default_factory=list)
     uploads: dict[str, Upload] = field(default_factory=dict)
     _failures: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    # Slack error codes to answer with (ok: false, HTTP 200), per method, in order.
+    _errors: dict[str, list[tuple[str, str | None]]] = field(default_factory=dict)
+    file_requests: list[FileRequest] = field(default_factory=list)
+    redirects: dict[str, str] = field(default_factory=dict)  # /hop/{key} -> Location
+    tls_port: int = 0
     _ts: Any = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
     port: int = 0
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, tls: ssl.SSLContext | None = None) -> None:
+        """Serve on a free port; with `tls`, also over https on `tls_port` (for host names a
+        test resolves to 127.0.0.1, such as files.slack-gov.com)."""
         app = web.Application(client_max_size=20 * 1024 * 1024)
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/files/{file_id}/{name}", self._download)
+        app.router.add_get("/public/{file_id}/{name}", self._public_download)
+        app.router.add_get("/hop/{key}", self._hop)
         app.router.add_post("/upload/{file_id}", self._upload)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        if tls is not None:
+            secure = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=tls)
+            await secure.start()
+            self.tls_port = secure._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -96,6 +120,12 @@ class FakeSlack:
                   retry_after: int = 1) -> None:
         headers = {"Retry-After": str(retry_after)} if status == 429 else {}
         self._failures.setdefault(method, []).extend([(status, headers)] * times)
+
+    def answer_error(self, method: str, error: str, *, times: int = 1,
+                     channel: str | None = None) -> None:
+        """The next `times` calls to `method` (to `channel`, when given) answer with Slack's
+        error code, as Slack does: HTTP 200 with ok false."""
+        self._errors.setdefault(method, []).extend([(error, channel)] * times)
 
     def shared_files(self, channel: str | None = None) -> list[Upload]:
         """Completed uploads (in order), optionally only those shared to `channel`."""
@@ -138,6 +168,11 @@ class FakeSlack:
                                      headers=headers)
         if request.headers.get("Authorization") != f"Bearer {BOT_TOKEN}":
             return web.json_response({"ok": False, "error": "invalid_auth"})
+        errors = self._errors.get(method) or []
+        for i, (error, channel) in enumerate(errors):
+            if channel is None or channel == args.get("channel"):
+                del errors[i]
+                return web.json_response({"ok": False, "error": error})
         return web.json_response(self._answer(method, args))
 
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -192,7 +227,8 @@ class FakeSlack:
             return {"ok": True, "file": {
                 "id": file.id, "name": file.name, "mimetype": file.mimetype,
                 "size": len(file.content), "user": file.user,
-                "url_private": f"http://127.0.0.1:{self.port}/files/{file.id}/{file.name}",
+                "url_private": file.url_private
+                or f"http://127.0.0.1:{self.port}/files/{file.id}/{file.name}",
                 "url_private_download":
                     f"http://127.0.0.1:{self.port}/files/{file.id}/{file.name}?download=1",
             }}
@@ -206,9 +242,30 @@ class FakeSlack:
         upload.content = await request.read()
         return web.Response(text=f"OK - {len(upload.content)}")
 
+    def _seen(self, request: web.Request) -> str | None:
+        auth = request.headers.get("Authorization")
+        self.file_requests.append(FileRequest(request.host.rsplit(":", 1)[0], request.path, auth))
+        return auth
+
+    async def _hop(self, request: web.Request) -> web.Response:
+        """A redirect, as Slack's file host may answer (302 with a Location)."""
+        self._seen(request)
+        location = self.redirects.get(request.match_info["key"])
+        if location is None:
+            return web.Response(status=404)
+        return web.Response(status=302, headers={"Location": location})
+
+    async def _public_download(self, request: web.Request) -> web.Response:
+        """A pre-signed address (a CDN's): the file itself, no token needed."""
+        self._seen(request)
+        file = self.files.get(request.match_info["file_id"])
+        if file is None:
+            return web.Response(status=404)
+        return web.Response(body=file.content, content_type=file.mimetype)
+
     async def _download(self, request: web.Request) -> web.Response:
         file = self.files.get(request.match_info["file_id"])
-        auth = request.headers.get("Authorization")
+        auth = self._seen(request)
         self.downloads.append((request.match_info["file_id"], auth))
         if file is None:
             return web.Response(status=404)

@@ -152,6 +152,26 @@ def submission(
     }
 
 
+async def submit_invoice(
+    slack: SlackHarness, user: str, view: dict[str, Any], view_id: str, values: dict[str, Any]
+) -> dict[str, Any]:
+    """Submit the invoice modal. When it is accepted, the answer says the invoice is being
+    created and the invoice replaces it once made (after the answer): the answer is returned
+    with that view."""
+    def mine(c: Call) -> bool:
+        return c.args.get("view_id") == view_id
+
+    before = len([c for c in slack.fake.calls_to("views.update") if mine(c)])
+    response = await slack.sender.interaction(submission(user, view, view_id, values))
+    assert response.status_code == 200
+    answer: dict[str, Any] = response.json() if response.content else {}
+    if answer.get("response_action") == "update":
+        assert "Creating the invoice" in all_text(answer["view"])
+        calls = await slack.fake.wait_for("views.update", mine, count=before + 1)
+        answer = {**answer, "view": view_of(calls[-1])}
+    return answer
+
+
 async def open_invoice_modal(slack: SlackHarness, user: str, incident_id: int) -> dict:
     before = len(slack.fake.calls_to("views.open"))
     response = await slack.sender.interaction(

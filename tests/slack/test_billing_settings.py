@@ -33,11 +33,20 @@ async def _open(slack: SlackHarness, user: str) -> dict[str, Any]:
 
 async def _submit(slack: SlackHarness, user: str, view: dict[str, Any],
                   values: dict[str, Any]) -> Any:
-    return await slack.sender.interaction({
+    """Submit; unless the form comes back with field errors, wait for the saved-or-refused
+    message (the settings are written after Slack has its answer)."""
+    def to_user(c: Any) -> bool:
+        return bool(c.args.get("channel") == user)
+
+    before = len([c for c in slack.fake.calls_to("chat.postMessage") if to_user(c)])
+    response = await slack.sender.interaction({
         "type": "view_submission", "user": {"id": user},
         "view": {"id": "V_SETTINGS", "type": "modal", "callback_id": Ids.CALLBACK,
                  "private_metadata": view["private_metadata"], "state": {"values": values}},
     })
+    if b'"errors"' not in response.content:
+        await slack.fake.wait_for("chat.postMessage", to_user, count=before + 1)
+    return response
 
 
 async def test_director_changes_settings_with_audit(slack: SlackHarness) -> None:

@@ -59,6 +59,22 @@ async def _open(slack: SlackHarness, user: str) -> dict[str, Any]:
 async def _submit(
     slack: SlackHarness, user: str, view: dict[str, Any], values: dict[str, Any]
 ) -> Any:
+    """Submit; unless the form comes back with field errors, wait for the saved-or-refused
+    message (the settings are written after Slack has its answer)."""
+
+    def to_user(c: Any) -> bool:
+        return bool(c.args.get("channel") == user)
+
+    before = len([c for c in slack.fake.calls_to("chat.postMessage") if to_user(c)])
+    response = await _send(slack, user, view, values)
+    if b'"errors"' not in response.content:
+        await slack.fake.wait_for("chat.postMessage", to_user, count=before + 1)
+    return response
+
+
+async def _send(
+    slack: SlackHarness, user: str, view: dict[str, Any], values: dict[str, Any]
+) -> Any:
     return await slack.sender.interaction(
         {
             "type": "view_submission",

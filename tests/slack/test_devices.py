@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 from bot.slack.device_blocks import DeviceAction, DeviceBlock, DeviceView
@@ -33,6 +35,24 @@ TECH = "U_TECH"
 CLERK = "U_CLERK"
 
 
+
+async def replaced(slack: SlackHarness, payload: dict[str, Any]) -> dict[str, Any]:
+    """Submit the replace-device form; when it is accepted, the result replaces the answer's
+    "Replacing the device" (it is written after the answer): returned with that view."""
+    view_id = payload["view"]["id"]
+
+    def mine(c: Any) -> bool:
+        return bool(c.args.get("view_id") == view_id)
+
+    before = len([c for c in slack.fake.calls_to("views.update") if mine(c)])
+    response = await slack.sender.interaction(payload)
+    assert response.status_code == 200
+    answer: dict[str, Any] = response.json() if response.content not in (b"", b"{}") else {}
+    if answer.get("response_action") == "update":
+        calls = await slack.fake.wait_for("views.update", mine, count=before + 1)
+        answer = {**answer, "view": view_of(calls[-1])}
+    return answer
+
 async def open_replace_modal(slack: SlackHarness, user: str, incident_id: int) -> dict:
     await slack.sender.interaction(
         click(user, IncidentAction.REPLACE_DEVICE, incident_ref(slack, incident_id))
@@ -54,9 +74,7 @@ async def test_replace_device_through_the_modal(slack: SlackHarness) -> None:
         typed(DeviceBlock.NEW_ASSET_TAG, "LMS-0002"),
         typed(DeviceBlock.NEW_MODEL, None),
     )
-    response = await slack.sender.interaction(submission(TECH, view, "V_REPLACE", values))
-
-    body = response.json()
+    body = await replaced(slack, submission(TECH, view, "V_REPLACE", values))
     assert body["response_action"] == "update"
     assert "Ana Rivera now has *5CD9999NEW* (tag LMS-0002)" in all_text(body["view"])
     async with slack.runtime.stores() as store:
@@ -72,8 +90,8 @@ async def test_replace_device_through_the_modal(slack: SlackHarness) -> None:
     assert "slack.incident_card" in await outbox_kinds(slack)
 
     # A redelivered submission finds the replacement done and makes no second device.
-    again = await slack.sender.interaction(submission(TECH, view, "V_REPLACE", values))
-    assert "already submitted" in all_text(again.json()["view"])
+    again = await replaced(slack, submission(TECH, view, "V_REPLACE", values))
+    assert "already submitted" in all_text(again["view"])
     async with slack.runtime.stores() as store:
         devices = (await store.session.execute(select(m.Device.id))).all()
         assert len(devices) == 2
@@ -199,9 +217,8 @@ async def test_device_by_asset_tag_and_unknown(slack: SlackHarness) -> None:
 async def test_device_by_student_name_after_a_replacement(slack: SlackHarness) -> None:
     incident_id = await _history_to_look_up(slack)
     view = await open_replace_modal(slack, TECH, incident_id)
-    await slack.sender.interaction(
-        submission(TECH, view, "V_R", typed(DeviceBlock.NEW_SERIAL, "5CD9999NEW"))
-    )
+    new_serial = typed(DeviceBlock.NEW_SERIAL, "5CD9999NEW")
+    await replaced(slack, submission(TECH, view, "V_R", new_serial))
 
     response = await slack.sender.command("/device", "ana rivera", user=TECH)
 

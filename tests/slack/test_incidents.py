@@ -93,9 +93,20 @@ async def open_new_incident_modal(slack: SlackHarness, user: str = "U_TECH") -> 
 async def open_incident_via_modal(
     slack: SlackHarness, device_id: int, *, view_id: str | None = None, **kwargs: Any
 ) -> dict[str, Any]:
+    """Submit the modal and wait until the incident is open (it is written after the ack)."""
     modal = await open_new_incident_modal(slack)
-    return await submit(slack, IncidentView.NEW, modal["private_metadata"],
-                        new_incident_state(device_id, **kwargs), view_id=view_id)
+    view_id = view_id or f"V{uuid.uuid4().hex[:8]}"
+    answer = await submit(slack, IncidentView.NEW, modal["private_metadata"],
+                          new_incident_state(device_id, **kwargs), view_id=view_id)
+    if answer.get("response_action") == "update":
+        await opened_modal(slack, view_id)
+    return answer
+
+
+async def opened_modal(slack: SlackHarness, view_id: str) -> dict[str, Any]:
+    """The modal as updated once the incident is open."""
+    [call] = await slack.fake.wait_for("views.update", lambda c: c.args["view_id"] == view_id)
+    return view_of(call)
 
 
 async def post_card(slack: SlackHarness) -> Call:
@@ -147,6 +158,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0)
     while not await check():
         assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
         await asyncio.sleep(0.02)
+
+
+async def has_incidents(slack: SlackHarness) -> bool:
+    return bool(await incidents(slack))
 
 
 async def status_is(slack: SlackHarness, status: str) -> bool:
@@ -254,12 +269,15 @@ async def test_submission_opens_exactly_one_incident(slack: SlackHarness) -> Non
 
     first = await submit(slack, IncidentView.NEW, modal["private_metadata"], values,
                          view_id="V_ONCE")
+    # Slack gets its answer before anything is written; the modal then shows the number.
     assert first["response_action"] == "update"
-    assert "Incident *#1* is open" in blocks_text(first["view"]["blocks"])
+    assert "Opening the incident" in blocks_text(first["view"]["blocks"])
+    assert "Incident *#1* is open" in blocks_text((await opened_modal(slack, "V_ONCE"))["blocks"])
     # Slack redelivers the same submission (same view id): still one incident, one card.
     again = await submit(slack, IncidentView.NEW, modal["private_metadata"], values,
                          view_id="V_ONCE")
     assert again["response_action"] == "update"
+    await slack.fake.wait_for("views.update", lambda c: c.args["view_id"] == "V_ONCE", count=2)
 
     [incident] = await incidents(slack)
     assert incident.idempotency_key == "slack:view:V_ONCE"
@@ -318,6 +336,7 @@ async def test_shortcut_links_the_message_as_the_ticket(slack: SlackHarness) -> 
 
     await submit(slack, IncidentView.NEW, modal["private_metadata"],
                  new_incident_state(d.device_id, description="Cracked <!channel> & keys"))
+    await eventually(lambda: has_incidents(slack))
     [incident] = await incidents(slack)
     permalink = "https://district.slack.com/archives/C_HELP/p1699999999000200"
     assert incident.ticket_ref == permalink
@@ -497,6 +516,12 @@ async def test_add_note_from_the_card(slack: SlackHarness) -> None:
                                                "value": "Parent says <b>it fell</b>"}})
     assert await submit(slack, IncidentView.ADD_NOTE, modal["private_metadata"],
                         note_state) == {}
+
+    async def noted() -> bool:  # written after the answer
+        async with slack.runtime.stores() as store:
+            return bool((await store.session.execute(select(m.Note))).scalars().all())
+
+    await eventually(noted)
     async with slack.runtime.stores() as store:
         [note] = (await store.session.execute(select(m.Note))).scalars().all()
     assert note.body == "Parent says <b>it fell</b>" and note.incident_id == 1
@@ -529,5 +554,6 @@ async def test_global_shortcut_opens_the_modal_without_a_ticket(slack: SlackHarn
     assert slack.fake.calls_to("chat.getPermalink") == []
     await submit(slack, IncidentView.NEW, modal["private_metadata"],
                  new_incident_state(d.device_id))
+    await eventually(lambda: has_incidents(slack))
     [incident] = await incidents(slack)
     assert incident.ticket_ref is None

@@ -26,7 +26,7 @@ from tests.slack.money_helpers import (
     picked_date,
     refusals,
     selected,
-    submission,
+    submit_invoice,
     ticked,
     typed,
     use_the_only_claim,
@@ -149,16 +149,15 @@ async def test_submission_creates_one_invoice_and_a_redelivery_none(slack: Slack
         picked_date(InvoiceBlock.DUE_DATE, date(2026, 4, 15)),
     )
 
-    first = await slack.sender.interaction(submission(TECH, view, "V_SUBMIT", values))
-    assert first.status_code == 200
-    body = first.json()
+    first = await submit_invoice(slack, TECH, view, "V_SUBMIT", values)
+    body = first
     assert body["response_action"] == "update"
     assert body["view"]["callback_id"] == InvoiceView.CREATED
     assert "Invoice INV-000001 created: $29.00 owed (insurance $96.00)" in all_text(body["view"])
 
-    again = await slack.sender.interaction(submission(TECH, view, "V_SUBMIT", values))
-    assert again.json()["response_action"] == "update"
-    assert "already submitted" in all_text(again.json()["view"])
+    again = await submit_invoice(slack, TECH, view, "V_SUBMIT", values)
+    assert again["response_action"] == "update"
+    assert "already submitted" in all_text(again["view"])
 
     rows = await invoices(slack)
     assert len(rows) == 1
@@ -208,9 +207,9 @@ async def test_a_bad_custom_amount_is_a_field_error(
         typed(InvoiceBlock.DESCRIPTION_1, "Stylus"), typed(InvoiceBlock.AMOUNT_1, typed_amount)
     )
 
-    response = await slack.sender.interaction(submission(TECH, view, "V_BAD", values))
+    response = await submit_invoice(slack, TECH, view, "V_BAD", values)
 
-    body = response.json()
+    body = response
     assert body["response_action"] == "errors"
     assert list(body["errors"]) == [InvoiceBlock.AMOUNT_1]
     assert message in body["errors"][InvoiceBlock.AMOUNT_1]
@@ -222,14 +221,14 @@ async def test_an_amount_without_a_description_is_a_field_error(slack: SlackHarn
     tech = await slack.staff("Technician", TECH)
     incident_id = await open_test_incident(slack, tech, d.device_id)
     view = await open_invoice_modal(slack, TECH, incident_id)
-    response = await slack.sender.interaction(
-        submission(TECH, view, "V_NODESC", typed(InvoiceBlock.AMOUNT_2, "10"))
+    response = await submit_invoice(
+        slack, TECH, view, "V_NODESC", typed(InvoiceBlock.AMOUNT_2, "10")
     )
-    assert response.json()["errors"] == {
+    assert response["errors"] == {
         InvoiceBlock.DESCRIPTION_2: "Describe this line, or clear its amount."
     }
-    empty = await slack.sender.interaction(submission(TECH, view, "V_EMPTY", {}))
-    assert empty.json() == {
+    empty = await submit_invoice(slack, TECH, view, "V_EMPTY", {})
+    assert empty == {
         "response_action": "errors",
         "errors": {InvoiceBlock.FEES: "Add at least one line to the invoice."},
     }
@@ -246,9 +245,9 @@ async def test_a_technicians_crafted_automation_off_is_refused(slack: SlackHarne
         selected(InvoiceBlock.FEES, [str(d.fee_screen_id)]), ticked(InvoiceBlock.AUTOMATION, [])
     )
 
-    response = await slack.sender.interaction(submission(TECH, view, "V_CRAFTED", values))
+    response = await submit_invoice(slack, TECH, view, "V_CRAFTED", values)
 
-    body = response.json()
+    body = response
     assert body["response_action"] == "errors"
     assert "Manage Invoice Automation" in body["errors"][InvoiceBlock.FEES]
     assert await invoices(slack) == []
@@ -267,8 +266,8 @@ async def test_a_billing_clerk_may_turn_automation_off(slack: SlackHarness) -> N
         typed(InvoiceBlock.AMOUNT_1, "$1,045.50"),
         ticked(InvoiceBlock.AUTOMATION, []),
     )
-    response = await slack.sender.interaction(submission(CLERK, view, "V_CLERK", values))
-    assert response.json()["response_action"] == "update"
+    response = await submit_invoice(slack, CLERK, view, "V_CLERK", values)
+    assert response["response_action"] == "update"
     [invoice] = await invoices(slack)
     assert invoice.automation_enabled is False
     assert invoice.total_cents == 104550
@@ -281,11 +280,11 @@ async def test_a_forged_modal_is_refused(slack: SlackHarness) -> None:
     incident_id = await open_test_incident(slack, tech, d.device_id)
     view = await open_invoice_modal(slack, TECH, incident_id)
     forged = {**view, "private_metadata": view["private_metadata"][:-2] + "xx"}
-    response = await slack.sender.interaction(
-        submission(TECH, forged, "V_FORGED", selected(InvoiceBlock.FEES, [str(d.fee_screen_id)]))
+    response = await submit_invoice(
+        slack, TECH, forged, "V_FORGED", selected(InvoiceBlock.FEES, [str(d.fee_screen_id)])
     )
-    assert response.json()["response_action"] == "errors"
-    assert "didn't come from DeviceCare" in response.json()["errors"][InvoiceBlock.FEES]
+    assert response["response_action"] == "errors"
+    assert "didn't come from DeviceCare" in response["errors"][InvoiceBlock.FEES]
     assert await invoices(slack) == []
     assert len(await refusals(slack, tech)) == 1
 
@@ -320,8 +319,8 @@ async def test_at_the_cap_only_an_approver_is_offered_the_override(slack: SlackH
     preview = all_text(view_of((await slack.fake.wait_for("views.update"))[0]))
     assert "*$25.00 owed*" in preview and "Claim-cap override applied" in preview
 
-    response = await slack.sender.interaction(submission(ADMIN, admin_view, "V_ADMIN", values))
-    assert response.json()["response_action"] == "update"
+    response = await submit_invoice(slack, ADMIN, admin_view, "V_ADMIN", values)
+    assert response["response_action"] == "update"
     invoice = (await invoices(slack))[-1]
     assert (invoice.total_cents, invoice.override_applied) == (2500, True)
     assert invoice.override_approved_by_id == admin.staff_id
@@ -329,8 +328,8 @@ async def test_at_the_cap_only_an_approver_is_offered_the_override(slack: SlackH
     # The technician's crafted tick is refused by the server.
     other = await open_test_incident(slack, tech, d.device_id)
     tech_view = await open_invoice_modal(slack, TECH, other)
-    crafted = await slack.sender.interaction(submission(TECH, tech_view, "V_TECH", values))
-    assert "Override Insurance Claim Cap" in crafted.json()["errors"][InvoiceBlock.FEES]
+    crafted = await submit_invoice(slack, TECH, tech_view, "V_TECH", values)
+    assert "Override Insurance Claim Cap" in crafted["errors"][InvoiceBlock.FEES]
     async with slack.runtime.stores() as store:
         count = await store.session.execute(
             select(m.Invoice.id).where(m.Invoice.incident_id == other)

@@ -32,7 +32,7 @@ from tests.slack.money_helpers import (
     open_invoice_modal,
     open_test_incident,
     selected,
-    submission,
+    submit_invoice,
     use_the_only_claim,
 )
 from tests.slack.test_billing_reports import all_text as answer_text
@@ -95,10 +95,10 @@ async def invoice_while_an_override_waits(slack: SlackHarness) -> Requested:
     await slack.deliver_outbox()  # the approvers are asked: "No invoice yet"
     view = await open_invoice_modal(slack, TECH, incident_id)
     assert "An override request for this incident is waiting" in all_text(view)
-    response = await slack.sender.interaction(
-        submission(TECH, view, "V_HELD", selected(InvoiceBlock.FEES, [str(d.fee_screen_id)]))
+    response = await submit_invoice(
+        slack, TECH, view, "V_HELD", selected(InvoiceBlock.FEES, [str(d.fee_screen_id)])
     )
-    done = all_text(response.json()["view"])
+    done = all_text(response["view"])
     assert "INV-000002 created: $125.00 owed" in done
     assert "held until the claim-cap override is decided" in done
     await slack.deliver_outbox()

@@ -29,7 +29,7 @@ from tests.slack.money_helpers import (
     refusals,
     selected,
     signed,
-    submission,
+    submit_invoice,
     use_the_only_claim,
     view_action,
     view_of,
@@ -87,10 +87,10 @@ async def full_price_invoice_at_the_cap(slack: SlackHarness) -> tuple[Actor, int
     await use_the_only_claim(slack, d.device_id, tech)
     incident_id = await open_test_incident(slack, tech, d.device_id)
     view = await open_invoice_modal(slack, TECH, incident_id)
-    response = await slack.sender.interaction(
-        submission(TECH, view, "V_FULL", selected(InvoiceBlock.FEES, [str(d.fee_screen_id)]))
+    response = await submit_invoice(
+        slack, TECH, view, "V_FULL", selected(InvoiceBlock.FEES, [str(d.fee_screen_id)])
     )
-    done = response.json()["view"]
+    done = response["view"]
     return tech, incident_id, done
 
 
@@ -379,8 +379,8 @@ async def test_an_override_approved_before_invoicing_applies_to_the_next_invoice
     assert "*$25.00 owed*" in preview
     assert "Claim-cap override applied (approved by Admin Person)" in preview
 
-    response = await slack.sender.interaction(submission(TECH, view, "V_NEXT", values))
-    assert response.json()["response_action"] == "update"
+    response = await submit_invoice(slack, TECH, view, "V_NEXT", values)
+    assert response["response_action"] == "update"
     async with slack.runtime.stores() as store:
         [invoice] = await store.invoices_for_incident(incident_id)
         assert (invoice.total_cents, invoice.override_applied) == (2500, True)

@@ -102,9 +102,20 @@ def values(count: str, first_due: date, note: str = "", frequency: str = "monthl
 async def submit(
     slack: SlackHarness, user: str, view: dict[str, Any], view_id: str, state: dict[str, Any]
 ) -> dict[str, Any]:
+    """Submit the plan form; when it is accepted, the plan replaces the answer's "Setting the
+    plan" (it is written after the answer): returned with that view."""
+
+    def mine(c: Any) -> bool:
+        return bool(c.args.get("view_id") == view_id)
+
+    before = len([c for c in slack.fake.calls_to("views.update") if mine(c)])
     response = await slack.sender.interaction(submission(user, view, view_id, state))
     assert response.status_code == 200
-    return response.json() if response.content not in (b"", b"{}") else {}
+    answer = response.json() if response.content not in (b"", b"{}") else {}
+    if answer.get("response_action") == "update":
+        calls = await slack.fake.wait_for("views.update", mine, count=before + 1)
+        answer = {**answer, "view": view_of(calls[-1])}
+    return answer
 
 
 async def installments(slack: SlackHarness) -> list[tuple[date, int]]:

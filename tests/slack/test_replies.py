@@ -7,7 +7,9 @@ Signed requests through the real app; every case runs on SQLite and on PostgreSQ
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 
@@ -83,6 +85,15 @@ async def pending(slack: SlackHarness, pending_id: int) -> m.PendingPayment:
 async def payments(slack: SlackHarness) -> list[m.Payment]:
     async with slack.runtime.stores() as store:
         return list((await store.session.execute(select(m.Payment))).scalars())
+
+
+async def until(rows: Callable[[], Awaitable[list[Any]]], timeout: float = 5.0) -> list[Any]:
+    """Rows written after Slack's answer: wait until there are some."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (found := await rows()):
+        assert asyncio.get_running_loop().time() < deadline, "nothing was written"
+        await asyncio.sleep(0.02)
+    return found
 
 
 async def decided(slack: SlackHarness, pending_id: int) -> bool:
@@ -245,5 +256,5 @@ async def test_missing_details_are_asked_for_before_recording(slack: SlackHarnes
         submission(CLERK, view, "V_CONFIRM", values("check", "2001"))
     )
     assert response.json() == {"response_action": "clear"}
-    [payment] = await payments(slack)
+    [payment] = await until(lambda: payments(slack))  # recorded after the answer
     assert (payment.amount_cents, payment.method, payment.reference) == (5000, "check", "2001")
