@@ -152,6 +152,8 @@ async def _serve_web(runtime: Runtime, stop: asyncio.Event) -> None:
         lifespan="off",
         # X-Forwarded-For is read by the app, from TRUSTED_PROXIES only (bot/proxies.py).
         proxy_headers=False,
+        # Requests still open when a stop comes get this long to finish.
+        timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS) - 2,
     )
     server = Server(config)
     serving = asyncio.create_task(server.serve())
@@ -225,6 +227,11 @@ PROCESSES: dict[str, Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, None
 }
 
 
+# After SIGTERM the parts finish what they hold, within this; container runtimes and systemd
+# kill a process that takes much longer (docker after 10 s, systemd after 90 s by default).
+SHUTDOWN_GRACE_SECONDS = 8
+
+
 def _start(names: list[str]) -> None:
     settings = get_settings()
     guard_secrets(settings)
@@ -240,6 +247,12 @@ def _start(names: list[str]) -> None:
         beats = start_heartbeats(runtime.sessions, runtime.clock, names, stop)  # for /readyz
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         stop.set()  # one part ending (or a signal) stops them all
+        _, late = await asyncio.wait([*tasks, *beats], timeout=SHUTDOWN_GRACE_SECONDS)
+        for task in late:  # a part stuck in its work must not hold the process past a stop
+            logging.getLogger("devicecare").warning(
+                "%s did not stop within %d s; cancelled", task.get_name(), SHUTDOWN_GRACE_SECONDS
+            )
+            task.cancel()
         await asyncio.gather(*tasks, *beats, return_exceptions=True)
         for task in done:
             if task.exception() is not None:
