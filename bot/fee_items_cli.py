@@ -110,20 +110,20 @@ def list_command(
     if not found:
         console.print("There are no fee items. Add one with `devicecare fee-items set`.")
         return
-    table = Table(title="Fee schedule")
-    for column in ("code", "kind", "name", "price", "model", "flag", "offered on"):
-        table.add_column(column, no_wrap=column in ("code", "kind", "price"))
-    for item in found:
-        table.add_row(
-            escape(item.code),
-            escape(item.kind),
-            escape(item.name) + ("" if item.active else " (retired)"),
-            format_cents(item.price_cents),
-            escape(item.device_model or "any"),
-            escape(item.incident_flag or ""),
-            offered_on(item.kind),
-        )
-    console.print(table)
+    for kind in dict.fromkeys(item.kind for item in found):
+        label = FeeKind(kind).label if kind in FEE_KINDS else kind
+        table = Table(title=f"{label} fees: offered on {offered_on(kind)}")
+        for column in ("code", "name", "price", "model", "flag"):
+            table.add_column(column, no_wrap=column in ("code", "price"))
+        for item in (i for i in found if i.kind == kind):
+            table.add_row(
+                escape(item.code),
+                escape(item.name) + ("" if item.active else " (retired)"),
+                format_cents(item.price_cents),
+                escape(item.device_model or "any"),
+                escape(item.incident_flag or ""),
+            )
+        console.print(table)
 
 
 def offered_on(kind: str) -> str:
