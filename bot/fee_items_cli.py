@@ -21,7 +21,7 @@ from bot.settings import get_settings
 from storage.fee_item_store import SqlFeeItemStore
 from workflows.errors import PermissionDenied, ValidationError
 from workflows.fee_items import FeeItemChange, list_fee_items, set_fee_item
-from workflows.fee_kinds import FEE_KINDS, FeeKind, parse_fee_kind
+from workflows.fee_kinds import FEE_KINDS, FeeKind, kind_label, parse_fee_kind
 from workflows.money import format_cents, parse_amount
 from workflows.permissions import Actor
 from workflows.ports import Context, FeeItemRecord
@@ -74,7 +74,7 @@ async def _with_items(
 
 def describe(item: FeeItemRecord) -> str:
     """One line for a person: name, kind, price and what it applies to."""
-    kind = FeeKind(item.kind).label.lower() if item.kind in FEE_KINDS else item.kind
+    kind = kind_label(item.kind).lower()
     parts = [f"{item.name}, {kind}, {format_cents(item.price_cents)}"]
     if item.device_model:
         parts.append(f"for {item.device_model}")
@@ -111,8 +111,7 @@ def list_command(
         console.print("There are no fee items. Add one with `devicecare fee-items set`.")
         return
     for kind in dict.fromkeys(item.kind for item in found):
-        label = FeeKind(kind).label if kind in FEE_KINDS else kind
-        table = Table(title=f"{label} fees: offered on {offered_on(kind)}")
+        table = Table(title=f"{kind_label(kind)} fees: offered on {offered_on(kind)}")
         for column in ("code", "name", "price", "model", "flag"):
             table.add_column(column, no_wrap=column in ("code", "price"))
         for item in (i for i in found if i.kind == kind):
@@ -127,10 +126,7 @@ def list_command(
 
 
 def offered_on(kind: str) -> str:
-    return {
-        FeeKind.DAMAGE.value: "incident invoice",
-        FeeKind.COLLECTION.value: "device collection",
-    }.get(kind, "no form")
+    return FeeKind(kind).offered_on if kind in FEE_KINDS else "no form"
 
 
 @fee_items_app.command("set")

@@ -29,6 +29,19 @@ class FeeKind(StrEnum):
             "other": "Other",
         }[self.value]
 
+    @property
+    def offered_on(self) -> str:
+        """The form that offers items of this kind, as a person reads it."""
+        return {
+            "damage": "incident invoice",
+            "collection": "device collection",
+        }.get(self.value, "no form")
+
+
+def kind_label(value: str) -> str:
+    """A stored kind as a person reads it; an unexpected value is shown as it is."""
+    return FeeKind(value).label if value in FEE_KINDS else value
+
 
 FEE_KINDS = tuple(kind.value for kind in FeeKind)
 
@@ -80,9 +93,8 @@ def require_kind(items: Iterable[HasKind], kind: FeeKind, *, what: str, field: s
     """Refuse an item of another kind (a forged or stale form); `what` names the form."""
     for item in items:
         if item.kind != kind:
-            other = FeeKind(item.kind).label if item.kind in FEE_KINDS else item.kind
+            other, wanted = kind_label(item.kind).lower(), kind.label.lower()
             raise ValidationError(
-                f"“{item.name}” is a {other.lower()} fee; {what} takes {kind.label.lower()} "
-                "fees only.",
+                f"“{item.name}” is a {other} fee; {what} takes {wanted} fees only.",
                 field=field,
             )

@@ -12,6 +12,8 @@ from storage import models as m
 from tests.builders import add_collection_fees, add_district
 from tests.slack.conftest import SlackHarness
 from tests.slack.money_helpers import (
+    all_text,
+    blocks_of,
     invoices,
     open_invoice_modal,
     open_test_incident,
@@ -21,6 +23,7 @@ from tests.slack.money_helpers import (
 from tests.slack.test_collect import check_in_state, open_collect, press_enter, submit
 
 TECH = "U_TECH"
+CLERK = "U_CLERK"
 
 
 async def _both_schedules(slack: SlackHarness) -> tuple[set[int], set[int]]:
@@ -98,3 +101,32 @@ async def test_the_collection_form_offers_collection_items_and_no_damage_fees(
     async with slack.runtime.stores() as store:
         assert (await store.session.execute(select(m.DeviceCollection))).first() is None
     assert await invoices(slack) == []
+
+
+async def _listed(slack: SlackHarness, text: str) -> str:
+    before = len(slack.fake.calls_to("chat.postEphemeral"))
+    response = await slack.sender.command("/billing", text, user=CLERK)
+    assert response.status_code == 200
+    calls = await slack.fake.wait_for("chat.postEphemeral", count=before + 1)
+    return f"{calls[-1].args.get('text', '')}\n{all_text(blocks_of(calls[-1]))}"
+
+
+async def test_billing_fee_items_shows_each_kind_with_its_form(slack: SlackHarness) -> None:
+    await _both_schedules(slack)
+    await slack.staff("Billing Clerk", CLERK)
+    await slack.staff("Technician", TECH)
+
+    shown = await _listed(slack, "fee-items")
+    assert "*Damage fees* \u00b7 offered on: incident invoice" in shown
+    assert "*Collection fees* \u00b7 offered on: device collection" in shown
+    assert "*Annual fees* \u00b7 offered on: no form" in shown
+    assert "Screen replacement \u2014 $125.00" in shown and "Cracked screen \u2014 $95.00" in shown
+    assert "Stylus \u2014 $20.00 `c-stylus` (for Apple iPad (9th gen))" in shown
+
+    only = await _listed(slack, "fee-items collection")
+    assert "Cracked screen" in only and "Screen replacement" not in only
+
+    bad = await slack.sender.command("/billing", "fee-items parts", user=CLERK)
+    assert "Unknown fee kind 'parts'" in bad.json()["text"]
+    refused = await slack.sender.command("/billing", "fee-items", user=TECH)
+    assert "needs the" in refused.json()["text"]
