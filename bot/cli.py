@@ -19,6 +19,7 @@ from bot.cli_group import DeviceCareGroup
 from bot.cli_runtime import run_with_runtime
 from bot.config_cli import config_app
 from bot.db_cli import db_app
+from bot.fee_items_cli import fee_items_app
 from bot.fees_cli import fees_app
 from bot.heartbeat import start_heartbeats
 from bot.http_edge import REDACT_FAMILY_TOKENS
@@ -72,6 +73,7 @@ app.add_typer(billing_app, name="billing")
 app.add_typer(report_app, name="report")
 app.add_typer(invoice_app, name="invoice")
 app.add_typer(fees_app, name="fees")
+app.add_typer(fee_items_app, name="fee-items")
 app.add_typer(insurance_app, name="insurance")
 app.add_typer(payments_app, name="payments")
 app.add_typer(settings_app, name="settings")

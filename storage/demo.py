@@ -36,13 +36,13 @@ FAMILIES = [
 MODELS = ["HP Chromebook 11 G9 EE", "Lenovo 300e Chromebook Gen 3", "Apple iPad (9th gen)"]
 
 FEES = [
-    ("screen", "Screen replacement", "part", 12500, None),
-    ("keyboard", "Keyboard / top case", "part", 6500, None),
-    ("battery", "Battery", "part", 5500, None),
-    ("charger", "Lost or damaged charger", "fine", 3000, None),
-    ("case", "Protective case", "fine", 2500, None),
-    ("ipad-screen", "iPad screen replacement", "part", 14900, "Apple iPad (9th gen)"),
-    ("device-loss", "Lost device (full replacement)", "fine", 30000, None),
+    ("screen", "Screen replacement", "damage", 12500, None),
+    ("keyboard", "Keyboard / top case", "damage", 6500, None),
+    ("battery", "Battery", "damage", 5500, None),
+    ("charger", "Lost or damaged charger", "damage", 3000, None),
+    ("case", "Protective case", "damage", 2500, None),
+    ("ipad-screen", "iPad screen replacement", "damage", 14900, "Apple iPad (9th gen)"),
+    ("device-loss", "Lost device (full replacement)", "damage", 30000, None),
 ]
 
 # What `/collect` offers when a device comes back (fee items of kind "collection").

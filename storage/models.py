@@ -28,6 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from workflows.fee_kinds import FEE_KINDS, FeeKind
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -35,6 +37,8 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+FEE_KINDS_SQL = ", ".join(f"'{kind}'" for kind in FEE_KINDS)
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -404,13 +408,19 @@ class StudentFlag(Base):
 
 
 class FeeItem(Base):
+    """A line of the fee schedule. Its kind (workflows.fee_kinds.FeeKind) says which form offers
+    it: damage fees the incident invoice, collection fees the collection form."""
+
     __tablename__ = "fee_items"
-    __table_args__ = (CheckConstraint("price_cents >= 0", name="price_not_negative"),)
+    __table_args__ = (
+        CheckConstraint("price_cents >= 0", name="price_not_negative"),
+        CheckConstraint(f"kind IN ({FEE_KINDS_SQL})", name="kind_known"),
+    )
 
     id: Mapped[int] = pk()
     code: Mapped[str] = mapped_column(String(60), unique=True)
     name: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(20), default="part")
+    kind: Mapped[str] = mapped_column(String(20), default=FeeKind.DAMAGE.value)
     price_cents: Mapped[int] = mapped_column(Integer)
     device_model: Mapped[str | None] = mapped_column(String(200))
     incident_flag: Mapped[str | None] = mapped_column(String(40))

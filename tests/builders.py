@@ -57,9 +57,9 @@ async def add_district(stores: StoreFactory) -> District:
             created_at=T0,
         )
         fees = [
-            m.FeeItem(code="screen", name="Screen replacement", kind="part", price_cents=12500),
-            m.FeeItem(code="keyboard", name="Keyboard", kind="part", price_cents=4500),
-            m.FeeItem(code="charger", name="Lost charger", kind="fine", price_cents=3000),
+            m.FeeItem(code="screen", name="Screen replacement", kind="damage", price_cents=12500),
+            m.FeeItem(code="keyboard", name="Keyboard", kind="damage", price_cents=4500),
+            m.FeeItem(code="charger", name="Lost charger", kind="damage", price_cents=3000),
         ]
         s.add_all([student, guardian, device, *fees])
         await s.flush()

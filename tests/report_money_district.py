@@ -142,9 +142,9 @@ async def add_people(stores: StoreFactory) -> MoneyDistrict:
             m.Device(serial="HP-SAM", model=HP, building_id=roosevelt.id, created_at=T0),
         ]
         fees = [
-            m.FeeItem(code="screen", name="Screen replacement", kind="part", price_cents=12500),
-            m.FeeItem(code="keyboard", name="Keyboard", kind="part", price_cents=4500),
-            m.FeeItem(code="charger", name="Lost charger", kind="fine", price_cents=3000),
+            m.FeeItem(code="screen", name="Screen replacement", kind="damage", price_cents=12500),
+            m.FeeItem(code="keyboard", name="Keyboard", kind="damage", price_cents=4500),
+            m.FeeItem(code="charger", name="Lost charger", kind="damage", price_cents=3000),
         ]
         s.add_all([ana, leo, mia, sam, maria, wei, grace, *devices, *fees])
         await s.flush()

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from workflows.clock import local_date
 from workflows.errors import ConflictError, NotFound, ValidationError
+from workflows.fee_kinds import FeeKind
 from workflows.invoices import InvoiceKind, IssueInvoice, applicable_fees, issue_invoice
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import (
@@ -26,7 +27,7 @@ from workflows.ports import (
     StudentRecord,
 )
 
-COLLECTION_FEE_KIND = "collection"
+COLLECTION_FEE_KIND = FeeKind.COLLECTION.value
 COLLECTED_STATUS = "collected"
 MAX_NOTE = 1000
 MAX_CODE = 100
@@ -87,7 +88,7 @@ class CollectionRecords(Protocol):
 def collection_fees(items: Iterable[FeeItemRecord], device_model: str) -> list[FeeItemRecord]:
     """The items offered at collection: active fees of kind "collection", general ones and those
     for this device's model (the same model rule as incident fees; flagged fees never apply)."""
-    offered = [i for i in applicable_fees(items, device_model, ()) if i.kind == COLLECTION_FEE_KIND]
+    offered = applicable_fees(items, device_model, (), FeeKind.COLLECTION)
     return sorted(offered, key=lambda i: (i.name.casefold(), i.id))
 
 

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from workflows.errors import ConflictError, NotFound, PermissionDenied, ValidationError
+from workflows.fee_kinds import FeeKind, require_kind
 from workflows.insurance import ClaimDecision, CoverageContext, decide_claim
 from workflows.invoice_updates import UpdateReason, amount_of, hold_key, notify_amount_change
 from workflows.permissions import Actor, Permission, require
@@ -116,15 +117,20 @@ class CreatedInvoice:
 
 
 def applicable_fees(
-    items: Iterable[FeeItemRecord], device_model: str, flags: Iterable[str]
+    items: Iterable[FeeItemRecord],
+    device_model: str,
+    flags: Iterable[str],
+    kind: FeeKind = FeeKind.DAMAGE,
 ) -> list[FeeItemRecord]:
-    """Fees to offer for an incident: general ones plus those for its model or its flags."""
+    """Fees to offer for an incident: damage fees, general ones plus those for its model or its
+    flags. Collection uses the same model rule for its own kind."""
     flag_set = set(flags)
     model = device_model.casefold()
     return [
         item
         for item in items
         if item.active
+        and item.kind == kind
         and (item.device_model is None or item.device_model.casefold() == model)
         and (item.incident_flag is None or item.incident_flag in flag_set)
     ]
@@ -133,7 +139,8 @@ def applicable_fees(
 def build_lines(
     fee_items: Sequence[Any], requested_ids: tuple[int, ...], custom: tuple[CustomLine, ...]
 ) -> list[InvoiceLineSpec]:
-    """Lines from the fee schedule (a repeated id is a quantity) plus custom lines."""
+    """Lines from the fee schedule (a repeated id is a quantity) plus custom lines. An incident
+    invoice bills damage fees only, so an id of another kind (a forged or stale form) is refused."""
     by_id = {item.id: item for item in fee_items}
     lines: list[InvoiceLineSpec] = []
     counts: dict[int, int] = {}
@@ -143,6 +150,7 @@ def build_lines(
         item = by_id.get(fee_id)
         if item is None or not item.active:
             raise ValidationError("One of the chosen fees no longer exists.", field="fee_items")
+        require_kind((item,), FeeKind.DAMAGE, what="an incident's invoice", field="fee_items")
         lines.append(
             InvoiceLineSpec(
                 description=item.name,

@@ -27,6 +27,8 @@ from bot.slack.errors import (
     tell_user,
     user_of,
 )
+from bot.slack.fee_item_blocks import USAGE as FEE_ITEMS_USAGE
+from bot.slack.fee_item_blocks import build_fee_item_list
 from bot.slack.fees_blocks import (
     FIELD_BLOCKS,
     USAGE,
@@ -44,8 +46,11 @@ from bot.slack.fees_blocks import (
 from bot.slack.invoice_blocks import Block
 from bot.slack.metadata import unpack
 from storage.bulk_fees import BulkFeeBiller
+from storage.fee_item_store import SqlFeeItemStore
 from storage.fee_store import SqlFeeStore
 from workflows.errors import DomainError, NotFound, PermissionDenied, ValidationError
+from workflows.fee_items import list_fee_items
+from workflows.fee_kinds import parse_fee_kind
 from workflows.fees import (
     apply_fee,
     clean_school_year,
@@ -161,6 +166,40 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
                 names = {b.id: b.name for b in await fees.buildings()}
             text, blocks = build_fee_list(year, found, names, secret)
             await _post(call.client, _where(call), text, blocks)
+
+    async def fee_items_command(call: BillingCall) -> None:
+        """The fee schedule by kind, posted after the ack like `/billing fees`."""
+        if not call.actor.can(Permission.MANAGE_FEES):
+            reason = (
+                "`/billing fee-items` needs the "
+                f"{permission_label(Permission.MANAGE_FEES)} permission."
+            )
+            await call.ack(response_type="ephemeral", text=f":no_entry: {reason}")
+            await record_refusal(runtime, call.actor, "/billing fee-items", reason)
+            return
+        try:
+            if len(call.args) > 1:
+                raise ValidationError("I didn't follow that.")
+            kind = parse_fee_kind(call.args[0]) if call.args else None
+        except ValidationError as exc:
+            await call.ack(
+                response_type="ephemeral", text=f":warning: {exc.message}\n\n{FEE_ITEMS_USAGE}"
+            )
+            return
+        await call.ack()
+        async with reported(runtime, call.client, _where(call), "/billing fee-items", call.actor):
+            async with runtime.reads() as store:
+                items = await list_fee_items(SqlFeeItemStore.beside(store), call.actor, kind)
+            text, blocks = build_fee_item_list(items, kind)
+            await _post(call.client, _where(call), text, blocks)
+
+    add_subcommand(
+        app,
+        "fee-items",
+        "`[KIND]`: the fee schedule by kind (damage fees on incident invoices, collection items "
+        "at device collection).",
+        fee_items_command,
+    )
 
     add_subcommand(
         app,

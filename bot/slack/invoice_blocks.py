@@ -365,7 +365,7 @@ def _fees_block(fees: Sequence[FeeItemRecord], form: InvoiceForm) -> Block:
     element: Block = {
         "type": "multi_static_select",
         "action_id": InvoiceBlock.FEES,
-        "placeholder": plain("Parts and fines from the fee schedule"),
+        "placeholder": plain("Parts and fines from the damage fee schedule"),
     }
     if options:
         element["options"] = options
@@ -374,13 +374,13 @@ def _fees_block(fees: Sequence[FeeItemRecord], form: InvoiceForm) -> Block:
             element["initial_options"] = chosen
     else:
         # A select needs an option; this one stands for "nothing" and is ignored.
-        element["options"] = [option("No fee applies to this device", NO_FEE)]
+        element["options"] = [option("No damage fee applies to this device", NO_FEE)]
     return {
         "type": "input",
         "block_id": InvoiceBlock.FEES,
         "optional": True,
         "dispatch_action": True,
-        "label": plain("Fee schedule"),
+        "label": plain("Damage fees"),
         "element": element,
         "hint": plain("Pick parts and fines; the preview below updates."),
     }

@@ -57,7 +57,7 @@ class Student:
 SCHEDULE = [
     Fee(1, "charger", "Charger", 3500),
     Fee(2, "case", "Case", 2500),
-    Fee(3, "screen", "Screen replacement", 12500, kind="part"),  # an incident fee
+    Fee(3, "screen", "Screen replacement", 12500, kind="damage"),  # an incident fee
     Fee(4, "stylus", "Stylus", 2000, device_model="Apple iPad (9th gen)"),
     Fee(5, "old-case", "Old case", 1000, active=False),
     Fee(6, "keys", "Keyboard keys", 1500, device_model="hp chromebook 11 g9"),

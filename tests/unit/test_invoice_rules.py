@@ -34,10 +34,10 @@ class Fee:
 
 
 FEES = [
-    Fee(1, "screen", "Screen", "part", 12500),
-    Fee(2, "ipad-screen", "iPad screen", "part", 14900, device_model="Apple iPad (9th gen)"),
-    Fee(3, "water", "Liquid damage", "fine", 5000, incident_flag="water"),
-    Fee(4, "old", "Retired fee", "fine", 100, active=False),
+    Fee(1, "screen", "Screen", "damage", 12500),
+    Fee(2, "ipad-screen", "iPad screen", "damage", 14900, device_model="Apple iPad (9th gen)"),
+    Fee(3, "water", "Liquid damage", "damage", 5000, incident_flag="water"),
+    Fee(4, "old", "Retired fee", "damage", 100, active=False),
 ]
 
 

@@ -1,0 +1,195 @@
+"""`devicecare fee-items …`: the fee schedule the Slack forms price from, with each item's kind.
+
+Damage fees are offered on an incident's invoice, collection fees at device collection; annual
+and other items are offered by no form. Commands act as the command line itself, or with
+`--as EMAIL` as that staff member, who then needs Manage Fees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from bot.cli_runtime import cli_actor, log_refusal, run_with_runtime
+from bot.runtime import Runtime
+from bot.settings import get_settings
+from storage.fee_item_store import SqlFeeItemStore
+from workflows.errors import PermissionDenied, ValidationError
+from workflows.fee_items import FeeItemChange, list_fee_items, set_fee_item
+from workflows.fee_kinds import FEE_KINDS, FeeKind, kind_label, parse_fee_kind
+from workflows.money import format_cents, parse_amount
+from workflows.permissions import Actor
+from workflows.ports import Context, FeeItemRecord
+
+fee_items_app = typer.Typer(
+    help="The fee schedule (parts, fines, collection items) and the kind of each item.",
+    no_args_is_help=True,
+)
+console = Console()
+T = TypeVar("T")
+KINDS = "|".join(FEE_KINDS)
+
+AsEmail = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        metavar="EMAIL",
+        help="Act as this staff member, who needs Manage Fees (default: the command line itself).",
+    ),
+]
+
+
+def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
+    return run_with_runtime(
+        get_settings(), work, console=console, refused_suffix=" Nothing was changed."
+    )
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]{escape(message)} Nothing was changed.[/red]")
+    raise typer.Exit(1)
+
+
+async def _with_items(
+    runtime: Runtime,
+    email: str | None,
+    what: str,
+    work: Callable[[Context, SqlFeeItemStore, Actor], Awaitable[T]],
+) -> T:
+    """Run `work` in one transaction, as the command line or the staff member `email`."""
+    actor = await cli_actor(runtime, email)
+    try:
+        async with runtime.stores() as store:
+            ctx = Context(store, runtime.clock, runtime.settings.tz)
+            return await work(ctx, SqlFeeItemStore.beside(store), actor)
+    except PermissionDenied as exc:
+        await log_refusal(runtime, actor, what, exc.message)
+        raise
+
+
+def describe(item: FeeItemRecord) -> str:
+    """One line for a person: name, kind, price and what it applies to."""
+    kind = kind_label(item.kind).lower()
+    parts = [f"{item.name}, {kind}, {format_cents(item.price_cents)}"]
+    if item.device_model:
+        parts.append(f"for {item.device_model}")
+    if item.incident_flag:
+        parts.append(f"on {item.incident_flag} incidents")
+    if not item.active:
+        parts.append("retired")
+    return ", ".join(parts)
+
+
+@fee_items_app.command("list")
+def list_command(
+    kind: Annotated[
+        str | None, typer.Option("--kind", metavar=KINDS, help="Only items of this kind.")
+    ] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Include retired items.")] = False,
+    as_email: AsEmail = None,
+) -> None:
+    """The fee schedule by kind, with the form that offers each kind."""
+    try:
+        wanted = None if kind is None else parse_fee_kind(kind)
+    except ValidationError as exc:
+        _fail(exc.message)
+        return
+
+    async def work(ctx: Context, items: SqlFeeItemStore, actor: Actor) -> list[FeeItemRecord]:
+        return await list_fee_items(items, actor, wanted, inactive=show_all)
+
+    async def main(runtime: Runtime) -> list[FeeItemRecord]:
+        return await _with_items(runtime, as_email, "fee-items list", work)
+
+    found = _run(main)
+    if not found:
+        console.print("There are no fee items. Add one with `devicecare fee-items set`.")
+        return
+    for kind in dict.fromkeys(item.kind for item in found):
+        table = Table(title=f"{kind_label(kind)} fees: offered on {offered_on(kind)}")
+        for column in ("code", "name", "price", "model", "flag"):
+            table.add_column(column, no_wrap=column in ("code", "price"))
+        for item in (i for i in found if i.kind == kind):
+            table.add_row(
+                escape(item.code),
+                escape(item.name) + ("" if item.active else " (retired)"),
+                format_cents(item.price_cents),
+                escape(item.device_model or "any"),
+                escape(item.incident_flag or ""),
+            )
+        console.print(table)
+
+
+def offered_on(kind: str) -> str:
+    return FeeKind(kind).offered_on if kind in FEE_KINDS else "no form"
+
+
+@fee_items_app.command("set")
+def set_command(
+    code: Annotated[str, typer.Argument(metavar="CODE", help="The item's code, e.g. screen.")],
+    name: Annotated[
+        str | None, typer.Option("--name", help="What invoices show, e.g. Screen replacement.")
+    ] = None,
+    amount: Annotated[
+        str | None, typer.Option("--amount", help="The price in dollars, e.g. 125.00.")
+    ] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            "--kind",
+            metavar=KINDS,
+            help="damage: offered on an incident's invoice; collection: at device collection; "
+            "annual and other: offered by no form.",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help='Only for this device model ("" for every model).'),
+    ] = None,
+    flag: Annotated[
+        str | None,
+        typer.Option("--flag", help='Only on incidents with this flag ("" for any incident).'),
+    ] = None,
+    active: Annotated[
+        bool | None,
+        typer.Option("--active/--retired", help="Offer the item, or stop offering it."),
+    ] = None,
+    as_email: AsEmail = None,
+) -> None:
+    """Add a fee item (name, amount and kind needed), or change the one with this code.
+
+    Invoices and collections already made keep the name and price they had.
+    """
+    try:
+        change = FeeItemChange(
+            code=code,
+            name=name,
+            price_cents=None if amount is None else parse_amount(amount),
+            kind=None if kind is None else parse_fee_kind(kind),
+            device_model=model,
+            incident_flag=flag,
+            active=active,
+        )
+    except ValidationError as exc:
+        _fail(exc.message)
+        return
+
+    async def work(
+        ctx: Context, items: SqlFeeItemStore, actor: Actor
+    ) -> tuple[FeeItemRecord, bool]:
+        return await set_fee_item(ctx, items, actor, change)
+
+    async def main(runtime: Runtime) -> tuple[FeeItemRecord, bool]:
+        return await _with_items(runtime, as_email, "fee-items set", work)
+
+    item, added = _run(main)
+    verb = "Added" if added else "Saved"
+    console.print(
+        f"{verb} fee item [bold]{escape(item.code)}[/bold]: {escape(describe(item))}; "
+        f"offered on: {offered_on(item.kind)}."
+    )
