@@ -553,7 +553,7 @@ async def invoice_timeline(
     creator = aliased(m.Staff)
     head = (
         await session.execute(
-            select(m.Invoice, m.Student.first_name, m.Student.last_name, creator.name)
+            select(m.Invoice, m.Student.first_name, m.Student.last_name, creator.display_name)
             .join(m.Student, m.Student.id == m.Invoice.student_id)
             .outerjoin(creator, creator.id == m.Invoice.created_by_id)
             .where(m.Invoice.id == invoice_id)
@@ -622,7 +622,7 @@ async def invoice_timeline(
     recorder = aliased(m.Staff)
     payments = (
         await session.execute(
-            select(m.Payment, recorder.name)
+            select(m.Payment, recorder.display_name)
             .outerjoin(recorder, recorder.id == m.Payment.recorded_by_id)
             .where(m.Payment.invoice_id == invoice_id)
             .order_by(m.Payment.id)
