@@ -24,6 +24,7 @@ from storage.notice_queries import TEMPLATE_LABELS
 from workflows.billing import Step, step_label
 from workflows.errors import ValidationError
 from workflows.invoices import OPEN_STATUSES, InvoiceStatus
+from workflows.labels import invoice_status_label, payment_method_label
 from workflows.money import format_cents
 
 # Report order: the way an invoice moves along.
@@ -45,10 +46,7 @@ _NUMBER_RE = re.compile(r"^\s*([A-Za-z]+)\s*-?\s*0*([0-9]{1,12})\s*$")
 
 
 def status_label(status: str) -> str:
-    try:
-        return InvoiceStatus(status).label
-    except ValueError:
-        return status.replace("_", " ").capitalize()
+    return invoice_status_label(status)
 
 
 def _name(first: str | None, last: str | None) -> str:
@@ -539,7 +537,9 @@ def _adjustment_summary(action: str, after: dict[str, Any]) -> str | None:
         if method == "check" and reference:
             source = f"check #{reference}"
         elif method:
-            source = f"{method} payment" + (f" {reference}" if reference else "")
+            name = payment_method_label(str(method)).lower()
+            source = name if name.endswith("payment") else f"{name} payment"
+            source += f" {reference}" if reference else ""
         else:
             source = "a payment"
         return f"Refunded {amount} of {source}"
@@ -635,7 +635,8 @@ async def invoice_timeline(
                 at=payment.recorded_at,
                 kind=EventKind.PAYMENT,
                 summary=(
-                    f"Payment {format_cents(payment.amount_cents)} by {payment.method}{ref}, "
+                    f"Payment {format_cents(payment.amount_cents)} by "
+                    f"{payment_method_label(payment.method).lower()}{ref}, "
                     f"received {payment.received_on.isoformat()}"
                 ),
                 actor=recorded_by,
