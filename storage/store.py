@@ -192,11 +192,14 @@ class SqlStore(EnrollmentStore):
             return None  # that email belongs to someone already linked to another Slack user
         if staff.slack_user_id is None:
             staff.slack_user_id = slack_user_id
+            after: dict[str, Any] = {"slack_user_id": slack_user_id}
+            if slack_name and slack_name.strip():
+                # The name comes with the link, so the log has one entry for first contact.
+                staff.slack_name = after["name"] = slack_name.strip()[:200]
+                staff.slack_name_at = self._now()
             actor = await self.actor_for_staff(staff)
-            await self.log(
-                actor, "staff", staff.id, "slack_linked", after={"slack_user_id": slack_user_id}
-            )
-        if slack_name:
+            await self.log(actor, "staff", staff.id, "slack_linked", after=after)
+        elif slack_name:
             await self.set_slack_name(slack_user_id, slack_name)
         return await self.actor_for_staff(staff)
 
