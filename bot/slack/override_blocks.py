@@ -165,7 +165,8 @@ def already_decided_text(facts: OverrideFacts, tz: ZoneInfo) -> str:
     when = "" if facts.decided_at is None else f" on {fmt_when(facts.decided_at, tz)}"
     return (
         f":lock: This override request was already decided by "
-        f"{esc(facts.decided_by or 'someone')}: {facts.status}{when}. Nothing was changed."
+        f"{esc(facts.decided_by or 'someone')}: {decision_label(facts.status).lower()}{when}. "
+        "Nothing was changed."
     )
 
 
