@@ -337,7 +337,7 @@ def staff_list() -> None:
             for s in await list_staff(session):
                 table.add_row(
                     s.email,
-                    s.name,
+                    s.display_name,
                     roles[s.role_id],
                     s.slack_user_id or "",
                     "yes" if s.active else "no",

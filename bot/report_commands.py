@@ -29,6 +29,7 @@ from storage.reports import CATALOGUE, run_report
 from storage.weekly_digest import WeeklyDigest, previous_week, weekly_digest
 from workflows.errors import NotFound, ValidationError
 from workflows.grades import clean_grades
+from workflows.labels import flags_text
 from workflows.money import format_cents
 from workflows.reports import (
     ReportFilters,
@@ -269,7 +270,7 @@ def weekly_digest_command(
 
 
 def digest_lines(digest: WeeklyDigest) -> list[str]:
-    names = "; ".join(f"{o.student} ({', '.join(o.flags)})" for o in digest.offenders)
+    names = "; ".join(f"{o.student} ({flags_text(o.flags)})" for o in digest.offenders)
     more = digest.offender_count - len(digest.offenders)
     if more > 0:
         names += f"; and {more} more"

@@ -24,6 +24,7 @@ from storage.notice_queries import TEMPLATE_LABELS
 from workflows.billing import Step, step_label
 from workflows.errors import ValidationError
 from workflows.invoices import OPEN_STATUSES, InvoiceStatus
+from workflows.labels import invoice_status_label, payment_method_label
 from workflows.money import format_cents
 
 # Report order: the way an invoice moves along.
@@ -45,10 +46,7 @@ _NUMBER_RE = re.compile(r"^\s*([A-Za-z]+)\s*-?\s*0*([0-9]{1,12})\s*$")
 
 
 def status_label(status: str) -> str:
-    try:
-        return InvoiceStatus(status).label
-    except ValueError:
-        return status.replace("_", " ").capitalize()
+    return invoice_status_label(status)
 
 
 def _name(first: str | None, last: str | None) -> str:
@@ -539,7 +537,9 @@ def _adjustment_summary(action: str, after: dict[str, Any]) -> str | None:
         if method == "check" and reference:
             source = f"check #{reference}"
         elif method:
-            source = f"{method} payment" + (f" {reference}" if reference else "")
+            name = payment_method_label(str(method)).lower()
+            source = name if name.endswith("payment") else f"{name} payment"
+            source += f" {reference}" if reference else ""
         else:
             source = "a payment"
         return f"Refunded {amount} of {source}"
@@ -553,7 +553,7 @@ async def invoice_timeline(
     creator = aliased(m.Staff)
     head = (
         await session.execute(
-            select(m.Invoice, m.Student.first_name, m.Student.last_name, creator.name)
+            select(m.Invoice, m.Student.first_name, m.Student.last_name, creator.display_name)
             .join(m.Student, m.Student.id == m.Invoice.student_id)
             .outerjoin(creator, creator.id == m.Invoice.created_by_id)
             .where(m.Invoice.id == invoice_id)
@@ -622,7 +622,7 @@ async def invoice_timeline(
     recorder = aliased(m.Staff)
     payments = (
         await session.execute(
-            select(m.Payment, recorder.name)
+            select(m.Payment, recorder.display_name)
             .outerjoin(recorder, recorder.id == m.Payment.recorded_by_id)
             .where(m.Payment.invoice_id == invoice_id)
             .order_by(m.Payment.id)
@@ -635,7 +635,8 @@ async def invoice_timeline(
                 at=payment.recorded_at,
                 kind=EventKind.PAYMENT,
                 summary=(
-                    f"Payment {format_cents(payment.amount_cents)} by {payment.method}{ref}, "
+                    f"Payment {format_cents(payment.amount_cents)} by "
+                    f"{payment_method_label(payment.method).lower()}{ref}, "
                     f"received {payment.received_on.isoformat()}"
                 ),
                 actor=recorded_by,

@@ -120,7 +120,7 @@ async def collections_for_device(session: AsyncSession, device_id: int) -> list[
             m.DeviceCollection,
             m.Student.first_name,
             m.Student.last_name,
-            collector.name,
+            collector.display_name,
             m.Invoice.number,
             m.Invoice.total_cents,
             m.Invoice.status,

@@ -80,7 +80,7 @@ async def pending_approvals(session: AsyncSession, limit: int = 10) -> list[Appr
             m.CapOverrideRequest.incident_id,
             m.Student.first_name,
             m.Student.last_name,
-            m.Staff.name,
+            m.Staff.display_name,
         )
         .join(m.Incident, m.Incident.id == m.CapOverrideRequest.incident_id)
         .outerjoin(m.Student, m.Student.id == m.Incident.student_id)

@@ -22,10 +22,13 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    func,
     text,
     true,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 from workflows.fee_kinds import FEE_KINDS, FeeKind
@@ -244,8 +247,22 @@ class Staff(Base):
     role_id: Mapped[int] = mapped_column(ForeignKey("roles.id", ondelete="RESTRICT"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime]
+    # The person's Slack profile name, and when Slack was last asked for it; shown instead of
+    # `name` (which the CLI derives from the email) once known.
+    slack_name: Mapped[str | None] = mapped_column(String(200))
+    slack_name_at: Mapped[datetime | None]
 
     role: Mapped[Role] = relationship(lazy="joined")
+
+    @hybrid_property
+    def display_name(self) -> str:
+        """How staff are shown everywhere: their Slack profile name, else the name on file."""
+        return self.slack_name or self.name
+
+    @display_name.inplace.expression
+    @classmethod
+    def _display_name_sql(cls) -> ColumnElement[str]:
+        return func.coalesce(func.nullif(cls.slack_name, ""), cls.name)
 
 
 # --- devices --------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from sqlalchemy import func, select
 
 from storage import models as m
 from storage.report_base import ReportQuery, parse_bucket, report
+from workflows.labels import flag_label
 from workflows.reports import (
     Audience,
     ReportResult,
@@ -17,6 +18,12 @@ from workflows.reports import (
 )
 
 NO_TYPE = "(no type)"
+
+
+def _shown(flag: object) -> str:
+    """A flag as a chart legend or summary names it; CSV rows keep the flag's id."""
+    return NO_TYPE if flag == NO_TYPE else flag_label(str(flag))
+
 
 INCIDENTS_BY_TYPE = ReportSpec(
     name="incidents-by-type",
@@ -57,11 +64,11 @@ async def incidents_by_type(q: ReportQuery) -> ReportResult:
     ).all()
     periods = periods_between(q.filters.date_from, q.filters.date_to, period)
     index = {p: i for i, p in enumerate(periods)}
-    series: dict[str, list[float]] = {str(f): [0.0] * len(periods) for f, _n in by_type}
+    series: dict[str, list[float]] = {_shown(f): [0.0] * len(periods) for f, _n in by_type}
     for b, f, n in per_period:
-        series[str(f)][index[parse_bucket(b)]] = float(n)
+        series[_shown(f)][index[parse_bucket(b)]] = float(n)
     rows = [(str(f), int(n), percent(int(n), total)) for f, n in by_type]
-    top = ", ".join(f"{f} {n}" for f, n, _p in rows[:3]) or "none"
+    top = ", ".join(f"{_shown(f)} {n}" for f, n, _p in rows[:3]) or "none"
     return ReportResult(
         spec=q.spec,
         filters=q.filters,
@@ -145,7 +152,7 @@ async def closure_time(q: ReportQuery) -> ReportResult:
     nan = float("nan")
     series: dict[str, list[float]] = {ALL_INCIDENTS: [nan if a is None else a for a in averages]}
     for b, f, avg in per_type:
-        line = series.setdefault(str(f), [nan] * len(periods))
+        line = series.setdefault(_shown(f), [nan] * len(periods))
         line[index[parse_bucket(b)]] = _hours(avg) or 0.0
     rows = [(p, counts[i], averages[i]) for i, p in enumerate(periods)]
     closed = int(closed_n or 0)

@@ -29,6 +29,7 @@ from workflows.billing_settings import BillingSettings
 from workflows.clock import local_date
 from workflows.errors import ValidationError
 from workflows.invoices import OPEN_STATUSES, InvoiceStatus, NoticeTemplate
+from workflows.labels import invoice_status_label
 
 MAX_PAUSE_DAYS = 120
 # A pre-due reminder needs at least this many days between the invoice's notice and its own day.
@@ -207,7 +208,7 @@ def skip_reason(inv: InvoiceFacts, settings: BillingSettings) -> str | None:
     if inv.due_date is None:
         return "no due date"
     if inv.status not in AUTOMATED_STATUSES:
-        return f"status is {inv.status}"
+        return f"status is {invoice_status_label(inv.status)}"
     if inv.total_cents - inv.paid_cents - inv.waived_cents <= 0:
         return "nothing left to pay"
     if settings.stop_reminders_on_partial_payment and inv.paid_cents > 0:

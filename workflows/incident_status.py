@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from workflows.errors import InvalidTransition, PermissionDenied, ValidationError
+from workflows.labels import INCIDENT_STATUSES
 
 if TYPE_CHECKING:
     # Only for annotations: permissions imports this module for the role templates.
@@ -23,18 +24,8 @@ class IncidentStatus(StrEnum):
 
     @property
     def label(self) -> str:
-        return _LABELS[self]
+        return INCIDENT_STATUSES[self.value]
 
-
-_LABELS: dict[IncidentStatus, str] = {
-    IncidentStatus.OPEN: "Open",
-    IncidentStatus.IN_REPAIR: "In Repair",
-    IncidentStatus.AWAITING_PARTS: "Awaiting Parts",
-    IncidentStatus.VENDOR_REPAIR: "Vendor Repair",
-    IncidentStatus.INSURANCE_CLAIM: "Insurance Claim",
-    IncidentStatus.READY_FOR_PICKUP: "Ready for Pickup",
-    IncidentStatus.CLOSED: "Closed",
-}
 
 DEFAULT_RESTRICTED: frozenset[IncidentStatus] = frozenset(
     {IncidentStatus.AWAITING_PARTS, IncidentStatus.VENDOR_REPAIR, IncidentStatus.INSURANCE_CLAIM}

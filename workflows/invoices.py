@@ -12,6 +12,7 @@ from workflows.errors import ConflictError, NotFound, PermissionDenied, Validati
 from workflows.fee_kinds import FeeKind, require_kind
 from workflows.insurance import ClaimDecision, CoverageContext, decide_claim
 from workflows.invoice_updates import UpdateReason, amount_of, hold_key, notify_amount_change
+from workflows.labels import INVOICE_KINDS, INVOICE_STATUSES
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, FeeItemRecord, InvoiceLineSpec, InvoiceRecord
 
@@ -31,15 +32,7 @@ class InvoiceStatus(StrEnum):
 
     @property
     def label(self) -> str:
-        return {
-            "unpaid": "Unpaid",
-            "first": "1st Notice",
-            "second": "2nd Notice",
-            "final": "Final Notice",
-            "collections": "Collections",
-            "paid": "Paid",
-            "cancelled": "Cancelled",
-        }[self.value]
+        return INVOICE_STATUSES[self.value]
 
 
 class InvoiceKind(StrEnum):
@@ -52,12 +45,7 @@ class InvoiceKind(StrEnum):
 
     @property
     def label(self) -> str:
-        return {
-            "incident": "Damage or loss",
-            "premium": "Insurance premium",
-            "fee": "Fee",
-            "collection": "Device collection",
-        }[self.value]
+        return INVOICE_KINDS[self.value]
 
 
 class NoticeTemplate(StrEnum):

@@ -7,20 +7,9 @@ from datetime import date, timedelta
 from typing import Literal
 
 from workflows.errors import ValidationError
+from workflows.labels import INCIDENT_FLAGS as INCIDENT_FLAGS  # the flags' one home is labels
+from workflows.labels import flag_label as flag_label
 from workflows.school_year import school_year_of
-
-INCIDENT_FLAGS: dict[str, str] = {
-    "physical_damage": "Physical Damage",
-    "screen": "Screen",
-    "battery": "Battery",
-    "keyboard": "Keyboard",
-    "charger": "Charger",
-    "wireless": "Wireless",
-    "water": "Liquid Damage",
-    "lost": "Lost",
-    "stolen": "Stolen",
-    "other": "Other",
-}
 
 # Districts may add their own flags; keep them safe to use as keys, ids and CSV headers.
 _CUSTOM_FLAG_RE = re.compile(r"[a-z][a-z0-9_]{1,39}")
@@ -87,11 +76,6 @@ def _normalise(value: str) -> str:
 
 
 _BY_LABEL: dict[str, str] = {_normalise(label): key for key, label in INCIDENT_FLAGS.items()}
-
-
-def flag_label(flag: str) -> str:
-    """Display name for a known or custom flag."""
-    return INCIDENT_FLAGS.get(flag) or flag.replace("_", " ").title()
 
 
 def parse_flags(values: Iterable[str]) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from workflows.errors import (
     ValidationError,
 )
 from workflows.invoices import InvoiceStatus, NoticeTemplate, balance_of, settle_if_paid
+from workflows.labels import payment_method_label
 from workflows.money import format_cents
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, InvoiceRecord, PaymentRecord
@@ -67,9 +68,10 @@ def reference_key(reference: str | None) -> str | None:
 def duplicate_reference_message(
     invoice: InvoiceRecord, earlier: PaymentRecord, reference: str
 ) -> str:
+    method = payment_method_label(earlier.method).lower()
     return (
         f'"{reference}" is already recorded on invoice {invoice.number} '
-        f"({format_cents(earlier.amount_cents)} by {earlier.method}, received "
+        f"({format_cents(earlier.amount_cents)} by {method}, received "
         f"{earlier.received_on.isoformat()}); the same payment is recorded only once."
     )
 

@@ -14,6 +14,7 @@ from workflows.adjustments import AdjustmentKind, AdjustmentStatus, clean_reason
 from workflows.errors import ConflictError, NotFound, ValidationError
 from workflows.invoice_updates import UpdateReason, amount_of, notify_amount_change
 from workflows.invoices import NoticeTemplate, balance_of
+from workflows.labels import payment_method_label
 from workflows.money import format_cents
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import AdjustmentRecord, Context, InvoiceRecord, PaymentRecord
@@ -45,9 +46,9 @@ def payment_label(payment: PaymentRecord) -> str:
     if payment.method == "check" and payment.reference:
         what = f"check #{payment.reference}"
     elif payment.reference:
-        what = f"{payment.method} ({payment.reference})"
+        what = f"{payment_method_label(payment.method).lower()} ({payment.reference})"
     else:
-        what = payment.method
+        what = payment_method_label(payment.method).lower()
     return f"{what} of {format_cents(payment.amount_cents)}"
 
 

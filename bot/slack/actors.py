@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from slack_bolt import BoltResponse
@@ -52,21 +55,90 @@ async def not_set_up_text(runtime: Runtime) -> str:
         return who_to_ask(facts_from(await store.settings()))
 
 
-async def resolve_actor(runtime: Runtime, client: AsyncWebClient, user_id: str) -> Actor | None:
+def slack_profile_name(user: Mapping[str, Any]) -> str:
+    """The name Slack shows for a person: their display name, else their full name."""
+    profile = user.get("profile") or {}
+    for name in (
+        profile.get("display_name"),
+        profile.get("real_name"),
+        user.get("real_name"),
+        user.get("name"),
+    ):
+        if isinstance(name, str) and name.strip():
+            return name.strip()
+    return ""
+
+
+# A name changed in Slack arrives as a `user_change` event; this re-check covers events missed
+# while DeviceCare was down or not yet subscribed.
+NAME_CHECK_INTERVAL = timedelta(days=1)
+
+
+class NameRefresher:
+    """Re-reads a person's Slack profile name in the background, at most once per interval,
+    so the ack never waits for users.info."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    def due(self, checked_at: datetime | None) -> bool:
+        return checked_at is None or self.runtime.clock.now() - checked_at >= NAME_CHECK_INTERVAL
+
+    def start(self, client: AsyncWebClient, user_id: str) -> None:
+        if user_id in self._running:
+            return
+        task = asyncio.create_task(self._refresh(client, user_id))
+        self._running[user_id] = task
+        task.add_done_callback(lambda _: self._running.pop(user_id, None))
+
+    async def _refresh(self, client: AsyncWebClient, user_id: str) -> None:
+        try:
+            info = await client.users_info(user=user_id)
+            name = slack_profile_name(info.get("user") or {})
+            async with self.runtime.stores() as store:
+                await store.set_slack_name(user_id, name)
+        except Exception:  # noqa: BLE001 - a stale name is harmless; tried again next contact
+            log.warning("couldn't refresh the Slack name of %s", user_id, exc_info=True)
+
+
+async def resolve_actor(
+    runtime: Runtime,
+    client: AsyncWebClient,
+    user_id: str,
+    names: NameRefresher | None = None,
+) -> Actor | None:
     async with runtime.reads() as store:
-        actor = await store.actor_by_slack_id(user_id)
-        if actor is not None:
-            return actor
+        found = await store.slack_contact(user_id)
+    if found is not None:
+        actor, checked_at = found
+        if names is not None and names.due(checked_at):
+            names.start(client, user_id)
+        return actor
     try:
         info = await client.users_info(user=user_id)
     except SlackApiError as exc:
         log.warning("users.info failed for %s: %s", user_id, exc.response.get("error"))
         return None
-    email = ((info.get("user") or {}).get("profile") or {}).get("email")
+    user = info.get("user") or {}
+    email = (user.get("profile") or {}).get("email")
     if not email:
         return None
     async with runtime.stores() as store:
-        return await store.link_slack_user(email, user_id)
+        return await store.link_slack_user(email, user_id, slack_profile_name(user))
+
+
+async def on_user_change(runtime: Runtime, event: Mapping[str, Any]) -> None:
+    """Slack's `user_change` event: a person edited their profile; staff take the new name."""
+    user = event.get("user")
+    if not isinstance(user, Mapping) or not isinstance(user.get("id"), str):
+        return
+    name = slack_profile_name(user)
+    if not name:
+        return
+    async with runtime.stores() as store:
+        if await store.set_slack_name(user["id"], name):
+            log.info("staff %s now shown as their new Slack name", user["id"])
 
 
 ACTOR_CACHE_SECONDS = 5.0
@@ -95,9 +167,12 @@ class ActorCache:
         self._entries[user_id] = (time.monotonic() + self.ttl, actor)
 
 
-def actor_middleware(runtime: Runtime, cache: ActorCache | None = None) -> Any:
+def actor_middleware(
+    runtime: Runtime, cache: ActorCache | None = None, names: NameRefresher | None = None
+) -> Any:
     """Puts `context["actor"]` on every request, or answers unknown users and stops."""
     cache = cache or ActorCache()
+    names = names or NameRefresher(runtime)
 
     async def middleware(
         context: AsyncBoltContext, body: dict[str, Any], client: AsyncWebClient, next: Any
@@ -112,7 +187,7 @@ def actor_middleware(runtime: Runtime, cache: ActorCache | None = None) -> Any:
             return BoltResponse(status=400, body="")
         actor = cache.get(user_id)
         if actor is None:
-            actor = await resolve_actor(runtime, client, user_id)
+            actor = await resolve_actor(runtime, client, user_id, names)
             if actor is not None:
                 cache.put(user_id, actor)
         if actor is not None:

@@ -30,7 +30,7 @@ from bot.slack import (
     stripe_payments,
     waivers,
 )
-from bot.slack.actors import actor_middleware
+from bot.slack.actors import actor_middleware, on_user_change
 from bot.slack.cards import THREAD_MESSAGE, thread_message_handler
 from bot.slack.channel_errors import guarded
 from bot.slack.client import build_web_client, pooled_client_middleware
@@ -82,6 +82,11 @@ def build_slack_app(runtime: Runtime, client: AsyncWebClient | None = None) -> A
     app.use(actor_middleware(runtime))
     for feature in FEATURES:
         feature.register(app, runtime)
+
+    @app.event("user_change")
+    async def handle_user_change(event: dict[str, Any]) -> None:
+        """Someone edited their Slack profile: staff are shown by their new name."""
+        await on_user_change(runtime, event)
 
     @app.event("message")
     async def handle_other_message() -> None:

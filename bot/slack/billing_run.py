@@ -24,7 +24,7 @@ from storage.billing_run import SLACK_RUN_KIND, PlannedStep, RunResult, totals_f
 from workflows.billing import PauseWindow, RunTotals, step_label, validate_pause
 from workflows.billing_pauses import PauseView, add_pause, list_pauses, remove_pause
 from workflows.errors import ValidationError
-from workflows.invoices import InvoiceStatus
+from workflows.labels import invoice_status_label
 from workflows.permissions import Actor, Permission, permission_label
 from workflows.ports import Context
 
@@ -57,10 +57,7 @@ def _count(n: int, one: str, many: str | None = None) -> str:
 
 
 def status_label(value: str) -> str:
-    try:
-        return InvoiceStatus(value).label
-    except ValueError:
-        return value
+    return invoice_status_label(value)
 
 
 def covered_line(totals: RunTotals) -> str | None:

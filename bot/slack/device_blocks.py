@@ -27,9 +27,14 @@ from storage.device_search import DeviceMatch
 from storage.store import DeviceHistory
 from workflows.devices import ReplaceDevice
 from workflows.enrollment import EnrollmentStatus
-from workflows.incident_status import IncidentStatus
 from workflows.insurance import CoverageBadge
 from workflows.invoices import InvoiceStatus
+from workflows.labels import (
+    device_status_label,
+    flags_text,
+    incident_status_label,
+    invoice_status_label,
+)
 from workflows.money import format_cents
 
 DEVICE_COMMAND = "/device"
@@ -80,10 +85,6 @@ USAGE = (
     "Look a device up by serial, asset tag or student name, for example "
     "`/device 5CD1234XYZ`, `/device LMS-0001` or `/device Ana Rivera`."
 )
-
-
-def label(value: str) -> str:
-    return value.replace("_", " ").capitalize()
 
 
 # --- replace device -------------------------------------------------------------------------
@@ -261,22 +262,8 @@ def _assignment_lines(history: DeviceHistory, tz: ZoneInfo) -> list[str]:
     return lines
 
 
-def _invoice_status(value: str) -> str:
-    try:
-        return InvoiceStatus(value).label
-    except ValueError:
-        return label(value)
-
-
-def _incident_status(value: str) -> str:
-    try:
-        return IncidentStatus(value).label
-    except ValueError:
-        return label(value)
-
-
 def _invoice_text(invoice: m.Invoice) -> str:
-    status = _invoice_status(invoice.status)
+    status = invoice_status_label(invoice.status)
     if invoice.status == InvoiceStatus.CANCELLED:
         return f"{esc(invoice.number)} cancelled"
     text = f"{esc(invoice.number)} {format_cents(invoice.total_cents)} owed"
@@ -288,8 +275,8 @@ def _invoice_text(invoice: m.Invoice) -> str:
 def _incident_lines(history: DeviceHistory) -> list[str]:
     lines: list[str] = []
     for incident, invoices in history.incidents[:MAX_ROWS]:
-        status = _incident_status(incident.status)
-        flags = ", ".join(incident.flag_names) or "no type"
+        status = incident_status_label(incident.status)
+        flags = flags_text(incident.flag_names)
         day = fmt_date(incident.occurred_on)
         line = f"\u2022 #{incident.id} \u00b7 {day} \u00b7 {flags} \u00b7 {status}"
         if invoices:
@@ -361,7 +348,7 @@ def build_device_record(
         section(
             f"*{esc(device.model) or 'Unknown model'}* \u00b7 {esc(device.kind)}\n"
             f"Serial *{esc(device.serial)}* \u00b7 asset tag *{tag}* \u00b7 "
-            f"status *{label(device.status)}* \u00b7 {building}"
+            f"status *{device_status_label(device.status)}* \u00b7 {building}"
         ),
     ]
     links = []
@@ -402,7 +389,7 @@ def build_device_record(
     photos = history.photo_count
     blocks.append(context_block(f":camera: {photos} photo{'s' if photos != 1 else ''}"))
     held = "not assigned" if holder is None else f"held by {holder.full_name}"
-    text = f"Device {device.serial} ({device.model}): {label(device.status)}, {held}"
+    text = f"Device {device.serial} ({device.model}): {device_status_label(device.status)}, {held}"
     return text, blocks
 
 
@@ -421,7 +408,7 @@ def build_device_matches(
         blocks.append(
             section(
                 f"*{esc(device.serial)}*{tag} \u00b7 {esc(device.model)}\n"
-                f"{who} \u00b7 {label(device.status)}",
+                f"{who} \u00b7 {device_status_label(device.status)}",
                 accessory=button(
                     "Show", DeviceAction.SHOW, pack(DeviceRef(device_id=device.device_id), secret)
                 ),

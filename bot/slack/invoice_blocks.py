@@ -19,6 +19,7 @@ from bot.slack.metadata import Payload, pack
 from workflows.errors import ValidationError
 from workflows.invoice_audit import InvoiceAudit, Style
 from workflows.invoices import CreateInvoice, CustomLine, InvoicePreview
+from workflows.labels import flags_text
 from workflows.money import format_cents, parse_amount
 from workflows.ports import FeeItemRecord, InvoiceRecord
 
@@ -342,7 +343,7 @@ def fee_label(item: FeeItemRecord) -> str:
 
 
 def _summary_blocks(summary: IncidentSummary) -> list[Block]:
-    flags = ", ".join(summary.flags) or "no type"
+    flags = esc(flags_text(summary.flags))
     blocks = [
         section(
             f"*Incident #{summary.incident_id}* \u00b7 {esc(summary.student_name)}\n"

@@ -21,6 +21,7 @@ from bot.slack.invoice_blocks import (
 )
 from bot.slack.metadata import Payload, pack
 from workflows.insurance import Split
+from workflows.labels import decision_label, flags_text
 from workflows.money import format_cents
 
 
@@ -91,7 +92,7 @@ def _amount_fields(facts: OverrideFacts) -> list[Block]:
 
 
 def _fact_fields(facts: OverrideFacts) -> list[Block]:
-    flags = ", ".join(facts.flags) or "no type"
+    flags = esc(flags_text(facts.flags))
     claims = "unknown"
     if facts.claims_used is not None and facts.max_claims is not None:
         claims = f"{facts.claims_used} of {facts.max_claims} this term"
@@ -112,7 +113,7 @@ def decision_line(facts: OverrideFacts, tz: ZoneInfo) -> str:
     mark = ":white_check_mark:" if facts.status == "approved" else ":no_entry_sign:"
     when = "" if facts.decided_at is None else f" on {fmt_when(facts.decided_at, tz)}"
     by = esc(facts.decided_by or "someone")
-    return f"{mark} *{facts.status.capitalize()}* by {by}{when}"
+    return f"{mark} *{decision_label(facts.status)}* by {by}{when}"
 
 
 def override_summary(facts: OverrideFacts) -> str:
@@ -122,7 +123,8 @@ def override_summary(facts: OverrideFacts) -> str:
         text += f" ({facts.policy_label})"
     if facts.status == "pending":
         return text + ": waiting for a decision"
-    return text + f": {facts.status} by {facts.decided_by or 'someone'}"
+    decided = decision_label(facts.status).lower()
+    return text + f": {decided} by {facts.decided_by or 'someone'}"
 
 
 def build_override_request_message(
@@ -163,7 +165,8 @@ def already_decided_text(facts: OverrideFacts, tz: ZoneInfo) -> str:
     when = "" if facts.decided_at is None else f" on {fmt_when(facts.decided_at, tz)}"
     return (
         f":lock: This override request was already decided by "
-        f"{esc(facts.decided_by or 'someone')}: {facts.status}{when}. Nothing was changed."
+        f"{esc(facts.decided_by or 'someone')}: {decision_label(facts.status).lower()}{when}. "
+        "Nothing was changed."
     )
 
 

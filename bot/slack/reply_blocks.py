@@ -27,6 +27,7 @@ from bot.slack.invoice_blocks import (
     plain,
 )
 from bot.slack.metadata import Payload, pack
+from workflows.labels import PAYMENT_METHODS
 from workflows.money import format_cents
 from workflows.payments import PaymentMethod
 
@@ -76,7 +77,7 @@ class PendingPaymentRef(Payload):
     pending_payment_id: int
 
 
-METHOD_LABELS: dict[str, str] = {method.value: method.value for method in PaymentMethod}
+METHOD_LABELS: dict[str, str] = PAYMENT_METHODS
 INTENT_LABELS = {
     "payment": "Payment reported",
     "payment_plan": "Asks for a payment plan",
@@ -154,8 +155,8 @@ class ReplyCard:
 
 def payment_words(amount_cents: int, method: str, reference: str | None) -> str:
     """ "$50.00 (check #1043)", "$25.00 (cash)", "$50.00"."""
-    label = METHOD_LABELS.get(method)
-    if label == "check" and reference:
+    label = METHOD_LABELS[method].lower() if method in METHOD_LABELS else None
+    if method == PaymentMethod.CHECK and reference:
         return f"{format_cents(amount_cents)} (check #{reference})"
     if label and reference:
         return f"{format_cents(amount_cents)} ({label}, ref. {reference})"
@@ -475,7 +476,7 @@ def build_confirm_payment_modal(
     pending: PendingView, invoice_number: str | None, *, secret: Keys
 ) -> Block:
     """Asks for what the parent didn't say (how they paid, the check number)."""
-    options = [option(label.capitalize(), method) for method, label in METHOD_LABELS.items()]
+    options = [option(label, method) for method, label in METHOD_LABELS.items()]
     method_element: Block = {
         "type": "static_select",
         "action_id": ReplyBlock.METHOD,

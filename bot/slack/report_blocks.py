@@ -13,6 +13,7 @@ from bot.slack.metadata import Payload
 from storage.weekly_digest import WeeklyDigest
 from workflows.errors import ValidationError
 from workflows.grades import parse_grades
+from workflows.labels import flags_text
 from workflows.money import format_cents
 from workflows.reports import MAX_FILTER_VALUES, ReportFilters, ReportResult, ReportSpec
 
@@ -239,7 +240,9 @@ def build_digest(digest: WeeklyDigest) -> tuple[str, list[Block]]:
         f", {format_cents(digest.overdue_cents)} owed (as of {fmt_date(digest.as_of)})",
     ]
     if digest.offender_count:
-        named = ", ".join(f"{esc(o.student)} ({esc(', '.join(o.flags))})" for o in digest.offenders)
+        named = ", ".join(
+            f"{esc(o.student)} ({esc(flags_text(o.flags))})" for o in digest.offenders
+        )
         more = digest.offender_count - len(digest.offenders)
         lines.append(
             f"*New repeat offenders:* {digest.offender_count} \u2014 {named}"

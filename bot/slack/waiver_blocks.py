@@ -29,6 +29,7 @@ from bot.slack.invoice_blocks import (
 from bot.slack.metadata import Payload, pack
 from workflows.adjustments import MAX_REASON, AdjustmentKind, AdjustmentStatus
 from workflows.errors import ValidationError
+from workflows.labels import payment_method_label
 from workflows.money import format_cents, parse_amount
 
 # The `slack_posts` kind of an approval request's message (updated in place once decided).
@@ -116,7 +117,8 @@ class RefundablePayment:
         if self.method == "check" and self.reference:
             what = f"Check #{self.reference}"
         else:
-            what = self.method.capitalize() + (f" ({self.reference})" if self.reference else "")
+            what = payment_method_label(self.method)
+            what += f" ({self.reference})" if self.reference else ""
         return f"{what} \u2014 {format_cents(self.amount_cents)}, {fmt_date(self.received_on)}"
 
 

@@ -156,6 +156,6 @@ def test_weekly_digest_command(cli_db: str) -> None:
     assert code == 0, output
     assert "Weekly digest 2026-02-16 to 2026-02-22" in output
     assert "Incidents opened: 2" in output and "Incidents closed: 2" in output
-    assert "New repeat offenders: 2: Ana Rivera (physical_damage, screen); Ben Cole (screen)" in (
+    assert "New repeat offenders: 2: Ana Rivera (Physical Damage, Screen); Ben Cole (Screen)" in (
         " ".join(output.split())
     )

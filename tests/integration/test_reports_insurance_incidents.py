@@ -66,10 +66,10 @@ async def test_incidents_by_type(stores, district) -> None:  # type: ignore[no-u
     assert result.totals == {"incidents": 7}
     trend = result.trend
     assert trend is not None and trend.period is Period.DAY and len(trend.periods) == 28
-    assert list(trend.series["screen"]) == feb_days(2, 3, 16, 20)
-    assert list(trend.series["physical_damage"]) == feb_days(2, 9, 16)
-    assert list(trend.series["water"]) == feb_days(10)
-    assert list(trend.series["lost"]) == feb_days(25)
+    assert list(trend.series["Screen"]) == feb_days(2, 3, 16, 20)
+    assert list(trend.series["Physical Damage"]) == feb_days(2, 9, 16)
+    assert list(trend.series["Liquid Damage"]) == feb_days(10)
+    assert list(trend.series["Lost"]) == feb_days(25)
 
 
 async def test_incidents_by_type_filtered(stores, district) -> None:  # type: ignore[no-untyped-def]
@@ -105,12 +105,12 @@ async def test_closure_time_by_week(stores, district) -> None:  # type: ignore[n
     trend = result.trend
     assert trend is not None and trend.unit == "hours" and trend.period is Period.WEEK
     assert list(trend.periods) == weeks
-    assert list(trend.series) == ["All incidents", "physical_damage", "screen", "water"]
+    assert list(trend.series) == ["All incidents", "Physical Damage", "Screen", "Liquid Damage"]
     rest = [_] * 6
     assert blanks(trend.series["All incidents"]) == [_, 24.0, 9.0, 25.0, *rest]
-    assert blanks(trend.series["physical_damage"]) == [_, 24.0, 6.0, 48.0, *rest]
-    assert blanks(trend.series["screen"]) == [_, 24.0, _, 25.0, *rest]
-    assert blanks(trend.series["water"]) == [_, _, 12.0, _, *rest]
+    assert blanks(trend.series["Physical Damage"]) == [_, 24.0, 6.0, 48.0, *rest]
+    assert blanks(trend.series["Screen"]) == [_, 24.0, _, 25.0, *rest]
+    assert blanks(trend.series["Liquid Damage"]) == [_, _, 12.0, _, *rest]
 
 
 async def test_closure_time_filters_and_district_days(stores, district) -> None:  # type: ignore[no-untyped-def]

@@ -228,7 +228,7 @@ async def test_job_queues_one_digest_per_week_and_slack_gets_it(
         text = str(post.args["text"])
         assert "Feb 16, 2026" in str(post.args["blocks"])
         assert "2 incidents opened, 2 closed, $30.00 recovered, 2 overdue ($15.00)" in text
-        assert "Ana Rivera (physical_damage, screen)" in str(post.args["blocks"])
+        assert "Ana Rivera (Physical Damage, Screen)" in str(post.args["blocks"])
         # A second week's run (next Monday) queues the next week, not this one again.
         clock.set(datetime(2026, 3, 2, 13, 0, tzinfo=UTC))
         assert await queue_weekly_digest(first) is True

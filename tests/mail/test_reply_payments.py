@@ -449,7 +449,7 @@ async def test_paid_online_without_an_amount_on_a_digest_asks_staff_for_it(
     await eventually(split_saved, what="the split")
     await mail.deliver_outbox()
     card = latest_card(mail)
-    assert "Confirm $145.50 (online)" in all_text(blocks_of(card))
+    assert "Confirm $145.50 (online payment)" in all_text(blocks_of(card))
     await press(mail, CLERK, ReplyAction.CONFIRM, card)
     await eventually(lambda: decided(mail), what="the decision")
     found = await payments(mail)

@@ -49,6 +49,8 @@ async def test_first_contact_links_staff_by_email(slack: SlackHarness) -> None:
         assert actor is not None and actor.role == "Technician"
         log = await store.activity_for("staff", actor.staff_id)
         assert [e.action for e in log] == ["slack_linked"]
+        assert log[0].after == {"slack_user_id": "U_NEW", "name": "Staff Member"}
+        assert actor.name == "Staff Member"  # the Slack profile's name, not "New Tech"
 
 
 class Demo(Payload):

@@ -192,7 +192,7 @@ async def test_device_by_serial_shows_the_lifetime_record(slack: SlackHarness) -
     assert "*Current holder*\nAna Rivera (grade 7)" in text
     assert "AppleCare+ (2025-2026) \u2014 Claim 2 of 2 this term" in text  # coverage today
     assert "Ana Rivera: Jun 30, 2024 \u2013 now" in text  # issued 2024-07-01 00:00 UTC
-    assert "#1 \u00b7 Feb 20, 2026 \u00b7 screen \u00b7 Open" in text
+    assert "#1 \u00b7 Feb 20, 2026 \u00b7 Screen \u00b7 Open" in text
     assert "INV-000001 $29.00 owed (insurance $96.00), Unpaid" in text
     assert "*Notes* (1)" in text
     assert "Dropped on the bus &lt;!channel&gt;" in text  # typed text can't ping anyone
