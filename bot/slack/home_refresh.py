@@ -1,10 +1,10 @@
 """Republish App Homes when something in their lists changes, in the same transaction.
 
 A `before_flush` hook on the write sessions looks at what is about to be written: an incident
-(its reporter's list), a claim-cap override request, a waiver, a reported payment, an overdue
-invoice (the lists of everyone whose role acts on them). For each affected staff member in Slack
-it queues one `slack.home` outbox row, unless one is already waiting unclaimed: a burst of
-changes gives one publish per person.
+(its reporter's list); a claim-cap override request, a waiver, a reported payment, an overdue
+invoice or the day's billing run finishing (the lists of everyone whose role acts on them).
+For each affected staff member in Slack it queues one `slack.home` outbox row, unless one is
+already waiting unclaimed: a burst of changes gives one publish per person.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ HOME_KIND = "slack.home"
 _PREFIX = f"{HOME_KIND}:"
 _CLOCK = "devicecare.clock"
 WAIVER = "waiver"
+COMPLETED = "completed"
 
 
 class HomeWatchingSession(Session):
@@ -59,6 +60,9 @@ def changed_lists(session: Session, today: Any) -> tuple[set[HomeList], set[int]
         elif isinstance(obj, m.PendingPayment):
             lists.add(HomeList.PAYMENTS)
         elif isinstance(obj, m.Invoice) and obj.due_date is not None and obj.due_date <= today:
+            lists.add(HomeList.OVERDUE)
+        elif isinstance(obj, m.BillingRun) and obj.status == COMPLETED:
+            # Invoices become overdue as days pass; the day's billing run is where that lands.
             lists.add(HomeList.OVERDUE)
     return lists, owners
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bot.scheduler import run_billing_day
 from bot.slack.billing_report_blocks import BillingInvoiceAction
 from bot.slack.home_lists import HomeAction, HomePages
 from bot.slack.home_refresh import HOME_KIND
@@ -326,3 +327,10 @@ async def test_an_invoice_past_due_refreshes_billing_homes(slack: SlackHarness) 
     clerk_homes = _publishes(slack, CLERK)
     assert clerk_homes and "INV-000001" in all_text(clerk_homes[-1]["blocks"])
     assert isinstance(slack.clock.now(), datetime)
+
+
+async def test_the_daily_billing_run_refreshes_billing_homes(slack: SlackHarness) -> None:
+    await slack.staff("Billing Clerk", CLERK)
+    await slack.staff("Technician", TECH)
+    assert await run_billing_day(slack.runtime) is not None
+    assert [r.payload for r in await _home_rows(slack)] == [{"user": CLERK}]
