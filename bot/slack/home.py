@@ -7,11 +7,13 @@ changes.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
@@ -25,6 +27,7 @@ from bot.slack.ids import IncidentRef
 from bot.slack.incident_blocks import build_incident_card_message
 from bot.slack.incidents import load_incident_card
 from bot.slack.metadata import unpack
+from bot.worker import GiveUp
 from storage.home_queries import (
     my_open_incidents,
     overdue_invoices,
@@ -36,6 +39,13 @@ from workflows.clock import local_date
 from workflows.errors import NotFound
 from workflows.permissions import Actor
 from workflows.ports import Context
+
+log = logging.getLogger("devicecare.slack")
+
+# Slack no longer has this person: there is no home to draw, and nothing to retry.
+USER_GONE = frozenset({"user_not_found", "users_not_found", "user_not_visible"})
+# Retrying can't fix these (e.g. the app's Home tab is switched off): fail the row at once.
+CANNOT_PUBLISH = frozenset({"not_enabled", "invalid_arguments", "invalid_blocks"})
 
 
 def _sees(actor: Actor, home_list: HomeList) -> bool:
@@ -150,6 +160,15 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
             actor = await store.actor_by_slack_id(user_id)
         if actor is None:
             return  # no longer on staff: their home already says so when opened
-        await publish_home(runtime, client, user_id, actor)
+        try:
+            await publish_home(runtime, client, user_id, actor)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "")
+            if error in USER_GONE:
+                log.info("App Home for %s not redrawn: %s", user_id, error)
+                return
+            if error in CANNOT_PUBLISH:
+                raise GiveUp(f"views.publish refused the App Home: {error}") from exc
+            raise
 
     return {HOME_KIND: deliver_home}

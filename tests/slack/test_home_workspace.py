@@ -334,3 +334,27 @@ async def test_the_daily_billing_run_refreshes_billing_homes(slack: SlackHarness
     await slack.staff("Technician", TECH)
     assert await run_billing_day(slack.runtime) is not None
     assert [r.payload for r in await _home_rows(slack)] == [{"user": CLERK}]
+
+
+async def test_a_home_slack_cannot_draw_is_not_retried(slack: SlackHarness) -> None:
+    d = await add_district(slack.runtime.stores)
+    tech = await slack.staff("Technician", TECH)
+
+    async def change() -> None:
+        async with slack.runtime.stores() as store:
+            ctx = Context(store, slack.clock, slack.runtime.settings.tz)
+            await open_incident(
+                ctx,
+                tech,
+                OpenIncident(
+                    device_id=d.device_id, occurred_on=date(2026, 2, 2), flags=("screen",)
+                ),
+            )
+
+    await change()
+    slack.fake.answer_error("views.publish", "user_not_found")  # gone from Slack: skipped
+    await slack.deliver_outbox()
+    await change()
+    slack.fake.answer_error("views.publish", "not_enabled")  # the Home tab is off: failed
+    await slack.deliver_outbox()
+    assert [r.status for r in await _home_rows(slack)] == ["sent", "failed"]
