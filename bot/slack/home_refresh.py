@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from datetime import date
 from typing import Any
 
 from sqlalchemy import event, select
@@ -45,7 +46,7 @@ def _touched(session: Session) -> Iterable[Any]:
             yield obj
 
 
-def changed_lists(session: Session, today: Any) -> tuple[set[HomeList], set[int]]:
+def changed_lists(session: Session, today: date) -> tuple[set[HomeList], set[int]]:
     """Which shared lists changed, and whose own incident lists."""
     lists: set[HomeList] = set()
     owners: set[int] = set()
