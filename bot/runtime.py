@@ -49,6 +49,10 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     read_engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     clock = clock or SystemClock()
+    if settings.slack_enabled:
+        from bot.slack.home_refresh import watch_home_changes  # Slack's parts load with Slack
+
+        watch_home_changes(sessions, clock)
     return Runtime(
         settings,
         engine,

@@ -45,6 +45,13 @@ class BillingInvoiceAction(StrEnum):
     STATUS = "billing_invoice.status"
     DUE_DATE = "billing_invoice.due_date"
     AUTOMATION = "billing_invoice.automation"
+    OPEN = "billing_invoice.open"  # e.g. from the App Home: the invoice view, by DM
+
+
+class InvoiceRef(Payload):
+    """The value of an Open button: which invoice."""
+
+    invoice_id: int
 
 
 class InvoiceControls(Payload):

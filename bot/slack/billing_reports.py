@@ -30,6 +30,7 @@ from bot.slack.billing_report_blocks import (
     AutomationSwitch,
     BillingInvoiceAction,
     InvoiceControls,
+    InvoiceRef,
     build_automation_report,
     build_cancelled_report,
     build_invoice_view,
@@ -292,6 +293,23 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
     add_subcommand(
         app, "invoice", "`INV-000001`: an invoice, its timeline and controls.", show_invoice
     )
+
+    @app.action(BillingInvoiceAction.OPEN)
+    async def handle_invoice_open(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        """An Open button (the App Home has no channel, so the view arrives by DM)."""
+        await ack()
+        actor: Actor = context["actor"]
+        async with reported(runtime, client, body, "view an invoice", actor):
+            require_invoice_viewer(actor)
+            ref = unpack(InvoiceRef, action.get("value"), secret)
+            text, blocks = await invoice_view(actor, ref.invoice_id)
+            await reply(client, body, text, blocks)
 
     # --- the controls ------------------------------------------------------------------------
 

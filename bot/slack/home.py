@@ -1,43 +1,174 @@
-"""The App Home: my open incidents, what waits on me, overdue invoices for billing staff."""
+"""The App Home: a workspace of your open incidents and what waits on you, with buttons.
+
+Published when the tab is opened, when a Previous / Next button turns a list's page, and through
+the outbox (`slack.home`, see `bot.slack.home_refresh`) when something in one of its lists
+changes.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
-from bot.slack.actors import resolve_actor
-from bot.slack.home_blocks import build_home_view, build_unknown_home_view
-from storage.home_queries import my_open_incidents, overdue_invoices, pending_approvals
+from bot.signing import signing_keys
+from bot.slack.actors import not_set_up_text, resolve_actor
+from bot.slack.errors import reported, user_of
+from bot.slack.home_blocks import HomeLists, build_home_view, build_unknown_home_view
+from bot.slack.home_lists import PAGE_SIZE, HomeAction, HomeList, HomePages, sees
+from bot.slack.home_refresh import HOME_KIND
+from bot.slack.ids import IncidentRef
+from bot.slack.incident_blocks import build_incident_card_message
+from bot.slack.incidents import load_incident_card
+from bot.slack.metadata import unpack
+from bot.worker import GiveUp
+from storage.home_queries import (
+    my_open_incidents,
+    overdue_invoices,
+    pending_approvals,
+    pending_waivers,
+    reported_payments,
+)
 from workflows.clock import local_date
-from workflows.permissions import Permission
+from workflows.errors import NotFound
+from workflows.permissions import Actor
+from workflows.ports import Context
+
+log = logging.getLogger("devicecare.slack")
+
+# Slack no longer has this person: there is no home to draw, and nothing to retry.
+USER_GONE = frozenset({"user_not_found", "users_not_found", "user_not_visible"})
+# Retrying can't fix these (e.g. the app's Home tab is switched off): fail the row at once.
+CANNOT_PUBLISH = frozenset({"not_enabled", "invalid_arguments", "invalid_blocks"})
+
+
+def _sees(actor: Actor, home_list: HomeList) -> bool:
+    return sees(home_list, actor.permissions, actor.is_superadmin)
+
+
+async def load_home_lists(runtime: Runtime, actor: Actor, pages: HomePages) -> HomeLists:
+    assert actor.staff_id is not None
+    today = local_date(runtime.clock.now(), runtime.settings.tz)
+    size = PAGE_SIZE
+    async with runtime.reads() as store:
+        s = store.session
+        return HomeLists(
+            incidents=await my_open_incidents(s, actor.staff_id, pages.incidents, size),
+            overrides=(
+                await pending_approvals(s, pages.overrides, size)
+                if _sees(actor, HomeList.OVERRIDES)
+                else None
+            ),
+            waivers=(
+                await pending_waivers(s, pages.waivers, size)
+                if _sees(actor, HomeList.WAIVERS)
+                else None
+            ),
+            payments=(
+                await reported_payments(s, pages.payments, size)
+                if _sees(actor, HomeList.PAYMENTS)
+                else None
+            ),
+            overdue=(
+                await overdue_invoices(s, today, pages.overdue, size)
+                if _sees(actor, HomeList.OVERDUE)
+                else None
+            ),
+        )
+
+
+async def publish_home(
+    runtime: Runtime,
+    client: AsyncWebClient,
+    user_id: str,
+    actor: Actor | None,
+    pages: HomePages | None = None,
+) -> None:
+    if actor is None or actor.staff_id is None:
+        view = build_unknown_home_view(await not_set_up_text(runtime))
+    else:
+        pages = pages or HomePages()
+        lists = await load_home_lists(runtime, actor, pages)
+        secret = signing_keys(runtime.settings)
+        view = build_home_view(actor.name, lists, pages=pages, secret=secret)
+    await client.views_publish(user_id=user_id, view=view)
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
+    secret = signing_keys(runtime.settings)
+
     @app.event("app_home_opened")
     async def handle_home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab", "home") != "home":
             return
         user_id = event["user"]
         actor = await resolve_actor(runtime, client, user_id)
-        if actor is None or actor.staff_id is None:
-            await client.views_publish(user_id=user_id, view=build_unknown_home_view())
-            return
-        today = local_date(runtime.clock.now(), runtime.settings.tz)
+        await publish_home(runtime, client, user_id, actor)
+
+    @app.action(HomeAction.PAGE)
+    async def handle_home_page(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        actor: Actor = context["actor"]
+        async with reported(runtime, client, body, "turn an App Home page", actor):
+            pages = unpack(HomePages, action.get("value"), secret)
+            user_id = user_of(body)
+            if user_id is not None:
+                await publish_home(runtime, client, user_id, actor, pages)
+
+    @app.action(HomeAction.OPEN_INCIDENT)
+    async def handle_open_incident(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        """The incident card, with its buttons, by DM (as `/incident N` shows it)."""
+        await ack()
+        actor: Actor = context["actor"]
+        async with reported(runtime, client, body, "open an incident", actor):
+            ref = unpack(IncidentRef, action.get("value"), secret)
+            async with runtime.reads() as store:
+                ctx = Context(store, runtime.clock, runtime.settings.tz)
+                card = await load_incident_card(ctx, store, ref.incident_id)
+            if card is None:
+                raise NotFound("That incident isn't in DeviceCare any more.")
+            user_id = user_of(body)
+            if user_id is not None:
+                await client.chat_postMessage(
+                    channel=user_id, **build_incident_card_message(card, secret)
+                )
+
+
+def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
+    async def deliver_home(payload: dict[str, Any]) -> None:
+        """Republish one person's home (first pages) after something in it changed."""
+        user_id = str(payload["user"])
         async with runtime.reads() as store:
-            session = store.session
-            incidents = await my_open_incidents(session, actor.staff_id)
-            approvals = (
-                await pending_approvals(session)
-                if actor.can(Permission.OVERRIDE_CLAIM_CAP)
-                else None
-            )
-            billing = actor.can(Permission.RECORD_PAYMENTS) or actor.can(
-                Permission.VIEW_FINANCIAL_REPORTS
-            )
-            overdue = await overdue_invoices(session, today) if billing else None
-        await client.views_publish(
-            user_id=user_id, view=build_home_view(actor.name, incidents, approvals, overdue)
-        )
+            actor = await store.actor_by_slack_id(user_id)
+        if actor is None:
+            return  # no longer on staff: their home already says so when opened
+        try:
+            await publish_home(runtime, client, user_id, actor)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or "")
+            if error in USER_GONE:
+                log.info("App Home for %s not redrawn: %s", user_id, error)
+                return
+            if error in CANNOT_PUBLISH:
+                raise GiveUp(f"views.publish refused the App Home: {error}") from exc
+            raise
+
+    return {HOME_KIND: deliver_home}

@@ -1,100 +1,255 @@
-"""Block Kit for the App Home tab."""
+"""Block Kit for the App Home tab: a workspace of paged lists with the buttons that act on them.
+
+Each button carries the same action id and signed value as the message it mirrors (the incident
+card, the approval requests, a reported payment, an invoice), so the same handler runs and checks
+the clicker's permission again on the server.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
-from storage.home_queries import ApprovalLine, IncidentLine, OverdueSummary
+from bot.signing import Keys
+from bot.slack.billing_report_blocks import BillingInvoiceAction, InvoiceRef
+from bot.slack.home_lists import HomeAction, HomeList, HomePages
+from bot.slack.ids import IncidentRef
+from bot.slack.invoice_blocks import esc
+from bot.slack.metadata import Payload, pack
+from bot.slack.override_blocks import OverrideAction, OverrideRef
+from bot.slack.reply_blocks import PendingPaymentRef, ReplyAction
+from bot.slack.waiver_blocks import WaiverAction, WaiverRef
+from storage.home_queries import (
+    ApprovalLine,
+    IncidentLine,
+    OverdueLine,
+    OverdueSummary,
+    Page,
+    PaymentLine,
+    WaiverLine,
+)
 from workflows.incident_status import IncidentStatus
 from workflows.money import format_cents
 from workflows.offenders import flag_label
 
 Block = dict[str, Any]
+T = TypeVar("T")
+MAX_BLOCKS = 100  # Slack's limit for a view
+MAX_REASON = 150
 
 
-def _section(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+@dataclass(frozen=True)
+class HomeLists:
+    """What one person's home shows: None for a list their role doesn't act on."""
+
+    incidents: Page[IncidentLine]
+    overrides: Page[ApprovalLine] | None = None
+    waivers: Page[WaiverLine] | None = None
+    payments: Page[PaymentLine] | None = None
+    overdue: OverdueSummary | None = None
+
+
+def _section(text: str, accessory: Block | None = None) -> Block:
+    block: Block = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    if accessory is not None:
+        block["accessory"] = accessory
+    return block
 
 
 def _header(text: str) -> Block:
     return {"type": "header", "text": {"type": "plain_text", "text": text}}
 
 
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
+    button: Block = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text},
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
 def _day(d: date) -> str:
     return f"{d:%b} {d.day}"
 
 
-def _incident_line(line: IncidentLine) -> str:
-    flags = ", ".join(flag_label(f) for f in line.flags)
-    student = line.student or "no student"
-    status = IncidentStatus(line.status).label
-    when = _day(line.occurred_on)
-    return f"*#{line.id}* · `{line.serial}` · {student} · {status} · {flags} · {when}"
+class _Builder:
+    def __init__(self, pages: HomePages, secret: Keys) -> None:
+        self.pages = pages
+        self.secret = secret
+        self.blocks: list[Block] = []
+
+    def value(self, payload: Payload) -> str:
+        return pack(payload, self.secret)
+
+    def add_list(
+        self,
+        home_list: HomeList,
+        title: str,
+        page: Page[T],
+        empty: str,
+        line: Callable[[T], list[Block]],
+    ) -> None:
+        self.blocks += [{"type": "divider"}, _header(title)]
+        if not page.lines:
+            self.blocks.append(_section(empty))
+            return
+        for item in page.lines:
+            self.blocks += line(item)
+        self.add_pager(home_list, page)
+
+    def add_pager(self, home_list: HomeList, page: Page[Any]) -> None:
+        if not (page.has_previous or page.has_next):
+            return
+        first = page.page * page.size + 1
+        last = first + len(page.lines) - 1
+        elements: list[Block] = []
+        if page.has_previous:
+            back = self.pages.turned(home_list, page.page - 1)
+            elements.append(_button("Previous", HomeAction.PAGE, self.value(back)))
+        if page.has_next:
+            ahead = self.pages.turned(home_list, page.page + 1)
+            elements.append(_button("Next", HomeAction.PAGE, self.value(ahead)))
+        self.blocks.append(
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": f"{first}–{last} of {page.total}"}],
+            }
+        )
+        self.blocks.append({"type": "actions", "elements": elements})
+
+    # --- one line of each list --------------------------------------------------------------
+
+    def incident(self, line: IncidentLine) -> list[Block]:
+        flags = ", ".join(flag_label(f) for f in line.flags) or "Incident"
+        student = esc(line.student) if line.student else "no student"
+        status = IncidentStatus(line.status).label
+        text = (
+            f"*#{line.id}* · `{esc(line.serial)}` · {student} · {status} · {flags} · "
+            f"{_day(line.occurred_on)}"
+        )
+        ref = self.value(IncidentRef(incident_id=line.id))
+        return [_section(text, _button("Open", HomeAction.OPEN_INCIDENT, ref))]
+
+    def override(self, line: ApprovalLine) -> list[Block]:
+        student = esc(line.student) if line.student else "no student"
+        by = esc(line.requested_by) if line.requested_by else "someone no longer on staff"
+        value = self.value(OverrideRef(request_id=line.request_id))
+        return [
+            _section(f"Incident *#{line.incident_id}* · {student} · requested by {by}"),
+            {
+                "type": "actions",
+                "elements": [
+                    _button("Approve", OverrideAction.APPROVE, value, "primary"),
+                    _button("Deny", OverrideAction.DENY, value, "danger"),
+                ],
+            },
+        ]
+
+    def waiver(self, line: WaiverLine) -> list[Block]:
+        by = esc(line.requested_by) if line.requested_by else "someone no longer on staff"
+        reason = line.reason if len(line.reason) <= MAX_REASON else line.reason[:MAX_REASON] + "…"
+        value = self.value(WaiverRef(adjustment_id=line.adjustment_id))
+        return [
+            _section(
+                f"*{format_cents(line.amount_cents)}* off *{esc(line.invoice_number)}* · "
+                f"{esc(line.student)} · asked by {by}\n_{esc(reason)}_"
+            ),
+            {
+                "type": "actions",
+                "elements": [
+                    _button("Approve", WaiverAction.APPROVE, value, "primary"),
+                    _button("Deny", WaiverAction.DENY, value, "danger"),
+                ],
+            },
+        ]
+
+    def payment(self, line: PaymentLine) -> list[Block]:
+        amount = format_cents(line.amount_cents) if line.amount_given else "an amount not given"
+        text = (
+            f"*{esc(line.invoice_number)}* · {esc(line.student)} · reported paying {amount} "
+            f"by {esc(line.method)}"
+        )
+        value = self.value(PendingPaymentRef(pending_payment_id=line.pending_payment_id))
+        return [_section(text, _button("Confirm", ReplyAction.CONFIRM, value, "primary"))]
+
+    def overdue(self, line: OverdueLine) -> list[Block]:
+        text = (
+            f"*{esc(line.number)}* · {esc(line.student)} · due {_day(line.due_date)}, "
+            f"{line.due_date.year} · {format_cents(line.balance_cents)} owed"
+        )
+        value = self.value(InvoiceRef(invoice_id=line.invoice_id))
+        return [_section(text, _button("Open", BillingInvoiceAction.OPEN, value))]
 
 
 def build_home_view(
-    name: str,
-    incidents: list[IncidentLine],
-    approvals: list[ApprovalLine] | None,
-    overdue: OverdueSummary | None,
+    name: str, lists: HomeLists, *, pages: HomePages, secret: Keys
 ) -> dict[str, Any]:
-    blocks: list[Block] = [
+    b = _Builder(pages, secret)
+    b.blocks += [
         _header("DeviceCare"),
         _section(
-            f"Hi {name}. Open an incident with `/incident`; look a device up with "
+            f"Hi {esc(name)}. Open an incident with `/incident`; look a device up with "
             "`/device <serial, asset tag or student>`."
         ),
-        {"type": "divider"},
-        _header("Your open incidents"),
     ]
-    if incidents:
-        blocks += [_section(_incident_line(line)) for line in incidents]
-    else:
-        blocks.append(_section("Nothing open. :white_check_mark:"))
-    if approvals is not None:
-        blocks += [{"type": "divider"}, _header("Waiting on you: claim-cap overrides")]
-        if approvals:
-            blocks += [
-                _section(
-                    f"Incident *#{a.incident_id}* · {a.student or 'no student'} · "
-                    f"requested by {a.requested_by or 'someone no longer on staff'} — "
-                    "decide in the approvals channel."
-                )
-                for a in approvals
-            ]
-        else:
-            blocks.append(_section("No override requests are waiting."))
-    if overdue is not None:
-        blocks += [{"type": "divider"}, _header("Overdue invoices")]
+    b.add_list(
+        HomeList.INCIDENTS,
+        "Your open incidents",
+        lists.incidents,
+        "Nothing open. :white_check_mark:",
+        b.incident,
+    )
+    if lists.overrides is not None:
+        b.add_list(
+            HomeList.OVERRIDES,
+            "Waiting on you: claim-cap overrides",
+            lists.overrides,
+            "No override requests are waiting.",
+            b.override,
+        )
+    if lists.waivers is not None:
+        b.add_list(
+            HomeList.WAIVERS,
+            "Waiting on you: waivers",
+            lists.waivers,
+            "No waiver requests are waiting.",
+            b.waiver,
+        )
+    if lists.payments is not None:
+        b.add_list(
+            HomeList.PAYMENTS,
+            "Reported payments to confirm",
+            lists.payments,
+            "No reported payments are waiting.",
+            b.payment,
+        )
+    if lists.overdue is not None:
+        overdue = lists.overdue
         if overdue.count:
-            blocks.append(
+            b.blocks += [{"type": "divider"}, _header("Overdue invoices")]
+            b.blocks.append(
                 _section(
                     f"*{overdue.count}* overdue, "
-                    f"*{format_cents(overdue.balance_cents)}* outstanding. "
-                    "Oldest first:"
+                    f"*{format_cents(overdue.balance_cents)}* outstanding. Oldest first:"
                 )
             )
-            blocks += [
-                _section(
-                    f"*{o.number}* · {o.student} · due {_day(o.due_date)}, {o.due_date.year} · "
-                    f"{format_cents(o.balance_cents)} owed"
-                )
-                for o in overdue.oldest
-            ]
+            for line in overdue.page.lines:
+                b.blocks += b.overdue(line)
+            b.add_pager(HomeList.OVERDUE, overdue.page)
         else:
-            blocks.append(_section("Nothing is overdue."))
-    return {"type": "home", "blocks": blocks[:100]}
+            b.add_list(
+                HomeList.OVERDUE, "Overdue invoices", overdue.page, "Nothing is overdue.", b.overdue
+            )
+    # Five lists of five lines stay near 70 blocks; the assertion guards future growth.
+    assert len(b.blocks) <= MAX_BLOCKS, f"the App Home grew to {len(b.blocks)} blocks"
+    return {"type": "home", "blocks": b.blocks}
 
 
-def build_unknown_home_view() -> dict[str, Any]:
-    return {
-        "type": "home",
-        "blocks": [
-            _header("DeviceCare"),
-            _section(
-                "You're not set up in DeviceCare yet. Ask a DeviceCare administrator to add "
-                "you with your work email."
-            ),
-        ],
-    }
+def build_unknown_home_view(text: str) -> dict[str, Any]:
+    return {"type": "home", "blocks": [_header("DeviceCare"), _section(text)]}

@@ -425,7 +425,8 @@ async def test_a_429_on_posting_the_card_is_retried(slack: SlackHarness) -> None
     assert len(attempts) == 2  # rate limited, then posted after Retry-After
     async with slack.runtime.stores() as store:
         post = await store.slack_post(SlackPostKind.INCIDENT_CARD, 1)
-        row = (await store.session.execute(select(m.OutboxMessage))).scalar_one()
+        card_rows = select(m.OutboxMessage).where(m.OutboxMessage.kind == "slack.incident_card")
+        row = (await store.session.execute(card_rows)).scalar_one()
     assert post is not None and post.channel == INCIDENTS_CHANNEL
     assert row.status == "sent" and row.attempts == 1
 
