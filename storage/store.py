@@ -340,6 +340,7 @@ class SqlStore(EnrollmentStore):
         original_filename: str | None,
         source: str,
         source_ref: str | None,
+        source_url: str | None = None,
     ) -> int:
         photo = m.Photo(
             device_id=device_id,
@@ -354,6 +355,7 @@ class SqlStore(EnrollmentStore):
             original_filename=original_filename,
             source=source,
             source_ref=source_ref,
+            source_url=source_url,
             created_at=self._now(),
         )
         self.session.add(photo)

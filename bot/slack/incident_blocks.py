@@ -16,6 +16,7 @@ from bot.signing import Keys
 from bot.slack.ids import IncidentAction, IncidentRef
 from bot.slack.invoice_blocks import audit_text
 from bot.slack.metadata import Payload, pack
+from bot.slack.photo_lines import photo_line
 from workflows.incident_status import IncidentStatus
 from workflows.insurance import CoverageBadge
 from workflows.invoice_audit import InvoiceAudit
@@ -104,6 +105,8 @@ class IncidentCard:
     ticket_ref: str | None
     # The incident's invoices with their audit lines (workflows.invoice_audit), oldest first.
     invoices: tuple[CardInvoice, ...] = ()
+    # Links to the newest photos (bot.slack.photo_lines), newest first.
+    photo_urls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -373,7 +376,7 @@ def build_incident_card_message(card: IncidentCard, secret: Keys) -> dict[str, A
         names = ", ".join(flag_label(f) for f in card.offender_flags)
         badges.append(f":rotating_light: *Repeat offender:* {escape_mrkdwn(names)}")
     blocks.append({"type": "context", "elements": [_md(b) for b in badges]})
-    facts = [f":camera: {_plural(card.photo_count, 'photo')}"]
+    facts = [photo_line(card.photo_count, card.photo_urls)]
     if card.note_count:
         facts.append(f":memo: {_plural(card.note_count, 'note')}")
     if card.ticket_ref:
@@ -479,7 +482,10 @@ USAGE = (
 
 
 def build_photo_report_message(
-    incident_id: int, attached: Sequence[str], refused: Sequence[str]
+    incident_id: int,
+    attached: Sequence[str],
+    refused: Sequence[str],
+    duplicates: Sequence[str] = (),
 ) -> str:
     """What happened to the files: names of those attached, and why the others weren't.
 
@@ -491,5 +497,10 @@ def build_photo_report_message(
         lines.append(
             f":camera: Added {_plural(len(attached), 'photo')} to incident #{incident_id}: {names}"
         )
+    lines.extend(
+        f":paperclip: {escape_mrkdwn(name)} is already on the record of incident "
+        f"#{incident_id} (the same photo was added before)."
+        for name in duplicates
+    )
     lines.extend(f":warning: {escape_mrkdwn(reason)}" for reason in refused)
     return "\n".join(lines)

@@ -52,6 +52,7 @@ from bot.slack.incident_blocks import (
 )
 from bot.slack.invoice_blocks import fmt_when
 from bot.slack.metadata import ForgedPayload, pack, unpack
+from bot.slack.photo_lines import load_photo_urls
 from bot.slack.photos import (
     SlackFileRef,
     attach_slack_files,
@@ -144,8 +145,9 @@ def status_choices(
 
 
 async def load_incident_card(
-    ctx: Context, store: SqlStore, incident_id: int
+    ctx: Context, store: SqlStore, incident_id: int, *, runtime: Runtime | None = None
 ) -> IncidentCard | None:
+    """The card as of now; with `runtime`, its photos are linked (bot.slack.photo_lines)."""
     incident = await store.get_incident(incident_id)
     if incident is None:
         return None
@@ -178,6 +180,11 @@ async def load_incident_card(
         coverage=await incident_coverage_badge(ctx, incident.id),
         offender_flags=tuple(offender),
         photo_count=await store.incident_photo_count(incident.id),
+        photo_urls=tuple(
+            []
+            if runtime is None
+            else await load_photo_urls(runtime, store, incident_id=incident.id)
+        ),
         note_count=await store.incident_note_count(incident.id),
         ticket_ref=incident.ticket_ref,
         invoices=tuple(
@@ -282,7 +289,9 @@ class IncidentFeature:
             await ack(response_type="ephemeral", text=USAGE)
             return
         async with self.runtime.reads() as store:
-            card = await load_incident_card(self.context(store), store, number)
+            card = await load_incident_card(
+                self.context(store), store, number, runtime=self.runtime
+            )
         if card is None:
             await ack(
                 response_type="ephemeral",
@@ -699,7 +708,10 @@ def card_handler(runtime: Runtime, client: AsyncWebClient) -> Any:
         incident_id = int(payload["incident_id"])
         async with runtime.stores() as store:
             card = await load_incident_card(
-                Context(store, runtime.clock, runtime.settings.tz), store, incident_id
+                Context(store, runtime.clock, runtime.settings.tz),
+                store,
+                incident_id,
+                runtime=runtime,
             )
             post = await store.slack_post(SlackPostKind.INCIDENT_CARD, incident_id)
             reporter = await _reporter_slack_id(store, incident_id)
