@@ -20,6 +20,7 @@ from bot.slack.photo_lines import photo_line
 from workflows.incident_status import IncidentStatus
 from workflows.insurance import CoverageBadge
 from workflows.invoice_audit import InvoiceAudit
+from workflows.money import format_cents
 from workflows.offenders import INCIDENT_FLAGS, flag_label
 
 INCIDENT_COMMAND = "/incident"
@@ -107,6 +108,9 @@ class IncidentCard:
     invoices: tuple[CardInvoice, ...] = ()
     # Links to the newest photos (bot.slack.photo_lines), newest first.
     photo_urls: tuple[str, ...] = ()
+    # An invoice is at the cap on a policy that allows overrides, and none is waiting: the
+    # card offers Request override (the workflow checks the clicker's permission).
+    override_requestable: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,8 @@ class CardInvoice:
     status_label: str
     audit: InvoiceAudit
     as_of: str  # when the card read it ("Mar 2, 2026 9:00 AM CST"): payments move the balance
+    # Where its emails stand (storage.notice_queries.delivery_summary): queued, sent, failed...
+    delivery: str = ""
 
 
 # --- text helpers ----------------------------------------------------------------------------
@@ -386,11 +392,14 @@ def build_incident_card_message(card: IncidentCard, secret: Keys) -> dict[str, A
         number = escape_mrkdwn(invoice.number)
         heading = (
             f":page_facing_up: *Invoice {number}* · {invoice.status_label} "
-            f"· _as of {invoice.as_of}_"
+            f"· balance *{format_cents(invoice.audit.owed_cents)}* · _as of {invoice.as_of}_"
         )
         blocks.append(
             {"type": "section", "text": _md(f"{heading}\n{audit_text(invoice.audit)}"[:2900])}
         )
+        if invoice.delivery:
+            delivery = f":email: {escape_mrkdwn(invoice.delivery)}"[:2900]
+            blocks.append({"type": "context", "elements": [_md(delivery)]})
     ref = pack(IncidentRef(incident_id=card.incident_id), secret)
     buttons = [
         _button(IncidentAction.CHANGE_STATUS, "Change status", ref),
@@ -399,6 +408,8 @@ def build_incident_card_message(card: IncidentCard, secret: Keys) -> dict[str, A
         _button(IncidentAction.CREATE_INVOICE, "Create invoice", ref),
         _button(IncidentAction.REPLACE_DEVICE, "Replace device", ref),
     ]
+    if card.override_requestable:
+        buttons.append(_button(IncidentAction.REQUEST_OVERRIDE, "Request override", ref))
     if card.status is not IncidentStatus.CLOSED:
         buttons.append(_button(IncidentAction.CLOSE, "Close", ref, style="danger"))
     blocks.append({"type": "actions", "block_id": CardBlock.ACTIONS, "elements": buttons})

@@ -50,7 +50,7 @@ from bot.slack.incident_blocks import (
     student_line,
     unescape_message_text,
 )
-from bot.slack.invoice_blocks import fmt_when
+from bot.slack.invoice_blocks import fmt_when, override_can_be_requested
 from bot.slack.metadata import ForgedPayload, pack, unpack
 from bot.slack.photo_lines import load_photo_urls
 from bot.slack.photos import (
@@ -59,6 +59,7 @@ from bot.slack.photos import (
     files_from_event,
     files_from_state,
 )
+from storage.notice_queries import invoice_delivery_line
 from storage.store import SqlStore
 from workflows.clock import local_date
 from workflows.errors import DomainError, InvalidTransition, NotFound, PermissionDenied
@@ -159,6 +160,7 @@ async def load_incident_card(
     reporter = (
         None if incident.reported_by_id is None else await store.staff_name(incident.reported_by_id)
     )
+    invoices = await store.invoices_for_incident(incident.id)
     offender: list[str] = []
     if student is not None:
         for badge in await store.student_flags(student.id):
@@ -194,10 +196,13 @@ async def load_incident_card(
                     status_label=InvoiceStatus(invoice.status).label,
                     audit=await load_invoice_audit(store, invoice, tz=ctx.tz),
                     as_of=fmt_when(ctx.now(), ctx.tz),
+                    delivery=await invoice_delivery_line(store.session, invoice.id, ctx.tz),
                 )
-                for invoice in await store.invoices_for_incident(incident.id)
+                for invoice in invoices
             ]
         ),
+        override_requestable=any(override_can_be_requested(i) for i in invoices)
+        and await store.pending_override_for(incident.id) is None,
     )
 
 

@@ -40,10 +40,17 @@ async def _mailed_photo(slack: SlackHarness, device_id: int, incident_id: int | 
     key = await slack.runtime.blobs.put(data, "image/png")
     async with slack.runtime.stores() as store:
         store.session.add(
-            m.Photo(device_id=device_id, incident_id=incident_id, blob_key=key,
-                    content_type="image/png", size_bytes=len(data), sha256=sha256_hex(data),
-                    source="email", source_ref="<m1@example.org>",
-                    created_at=datetime(2026, 3, 1, tzinfo=UTC))
+            m.Photo(
+                device_id=device_id,
+                incident_id=incident_id,
+                blob_key=key,
+                content_type="image/png",
+                size_bytes=len(data),
+                sha256=sha256_hex(data),
+                source="email",
+                source_ref="<m1@example.org>",
+                created_at=datetime(2026, 3, 1, tzinfo=UTC),
+            )
         )
     return data
 
