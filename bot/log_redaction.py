@@ -8,8 +8,8 @@ handler or format writes them later):
   secret, Stripe keys, SMTP and IMAP passwords, the database password);
 - anything shaped like a secret even when it is not ours: Slack and Stripe keys, the password
   in a URL;
-- family link and reply tokens: their signature is cut off (`g12n3e20500.…`), so the line
-  still says whose link it was but no longer opens anything.
+- family link, reply and staff photo link tokens: their signature is cut off
+  (`g12n3e20500.…`), so the line still says whose link it was but no longer opens anything.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ _TOKEN_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # A family link and a reply token: keep the ids, drop the signature.
     (re.compile(_EDGE + r"(g[0-9]+n[0-9]+e[0-9]+\.)[A-Za-z0-9_-]{27}"), r"\1…"),
     (re.compile(_EDGE + r"(i[0-9]+n[0-9]+\.)[A-Za-z0-9_-]{20}"), r"\1…"),
+    # A staff photo link (bot.photo_links): keep the photo id and expiry, drop the signature.
+    (re.compile(_EDGE + r"(p[0-9]+x[0-9]+\.)[A-Za-z0-9_-]{27}"), r"\1…"),
     # Slack tokens, Stripe keys and webhook secrets, whoever's they are.
     (re.compile(_EDGE + r"(xox[a-z]|xapp)-[A-Za-z0-9-]{6,}"), r"\1-" + MASK),
     (re.compile(_EDGE + r"(sk|rk|pk)_(live|test)_[A-Za-z0-9]{6,}"), r"\1_\2_" + MASK),

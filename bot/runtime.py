@@ -47,8 +47,8 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     engine = create_engine(settings.database_url, **_writer_pool(settings.database_url))
     # Reads get their own connection pool, so a queue of writers can never starve them.
     read_engine = create_engine(settings.database_url)
-    sessions = session_factory(engine)
     clock = clock or SystemClock()
+    sessions = session_factory(engine, clock=clock)
     if settings.slack_enabled:
         from bot.slack.home_refresh import watch_home_changes  # Slack's parts load with Slack
 

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from bot import family_page, monitoring_web, stripe_checkout, stripe_webhooks
+from bot import family_page, monitoring_web, photo_page, stripe_checkout, stripe_webhooks
 from bot.http_edge import Receive, Scope, Send, StrictTransportSecurity
 from bot.proxies import trusted_proxy_middleware
 from bot.runtime import Runtime
@@ -26,6 +26,7 @@ WEB_FEATURES: tuple[ModuleType, ...] = (
     stripe_checkout,
     stripe_webhooks,
     family_page,
+    photo_page,
     monitoring_web,
 )
 

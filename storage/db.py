@@ -14,6 +14,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from storage.card_refresh import CLOCK, CardRefreshingSession
+from workflows.clock import Clock
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY = "devicecare_read_only"
 
@@ -62,11 +65,19 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
 
 def session_factory(
-    engine: AsyncEngine, *, read_only: bool = False
+    engine: AsyncEngine, *, read_only: bool = False, clock: Clock | None = None
 ) -> async_sessionmaker[AsyncSession]:
-    """Sessions for writing, or (read_only) for queries that never write."""
+    """Sessions for writing, or (read_only) for queries that never write.
+
+    Writing sessions refresh the incident cards their changes touch (storage.card_refresh),
+    dated by `clock` (or by the store's clock, for sessions a SqlStore is made with)."""
     bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
-    return async_sessionmaker(bind, expire_on_commit=False)
+    return async_sessionmaker(
+        bind,
+        expire_on_commit=False,
+        sync_session_class=CardRefreshingSession,
+        info={} if clock is None else {CLOCK: clock},
+    )
 
 
 async def maintain_sqlite(engine: AsyncEngine, *, optimize: bool = True) -> None:

@@ -398,6 +398,8 @@ class Photo(Base):
     original_filename: Mapped[str | None] = mapped_column(String(300))
     source: Mapped[str] = mapped_column(String(20), default="slack")
     source_ref: Mapped[str | None] = mapped_column(String(200))
+    # Where staff can see the original (a Slack file's permalink); None for mail and imports.
+    source_url: Mapped[str | None] = mapped_column(String(500))
     uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id", ondelete="SET NULL"))
     created_at: Mapped[datetime]
 

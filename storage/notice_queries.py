@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
 from storage.billing_run import DIGEST_TEMPLATE, DIGESTED
+from storage.card_refresh import note_notices_changed
 from workflows.district_facts import COLUMNS as FACT_COLUMNS
 from workflows.district_facts import DistrictFacts, facts_from
 
@@ -330,6 +331,7 @@ async def update_notices(session: AsyncSession, changes: Mapping[int, Mapping[st
             .values({name: bindparam(f"new_{name}") for name in names})
         )
         await session.execute(stmt, params_list)
+    await note_notices_changed(session, list(changes))
 
 
 # --- delivery state -------------------------------------------------------------------------

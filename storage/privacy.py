@@ -611,7 +611,7 @@ async def erase_family(
     await session.execute(
         update(m.Photo)
         .where(_in(m.Photo.incident_id, family.incident_ids))
-        .values(original_filename=None)
+        .values(original_filename=None, source_url=None)  # a permalink names the file
     )
     await session.flush()
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import lazyload
 
 from storage import models as m
 from storage import notices as notice_rows
+from storage.card_refresh import CLOCK
 from storage.device_search import DeviceMatch, search_devices
 from storage.enrollment_store import EnrollmentStore
 from storage.notices import queue_notice
@@ -38,6 +39,7 @@ class SqlStore(EnrollmentStore):
     ) -> None:
         self.session = session
         self.clock = clock
+        self.session.info.setdefault(CLOCK, clock)  # storage.card_refresh dates its rows
         self.mail_domain = mail_domain
         self._for_update = session.bind is not None and session.bind.dialect.name != "sqlite"
 
@@ -382,6 +384,7 @@ class SqlStore(EnrollmentStore):
         original_filename: str | None,
         source: str,
         source_ref: str | None,
+        source_url: str | None = None,
     ) -> int:
         photo = m.Photo(
             device_id=device_id,
@@ -396,6 +399,7 @@ class SqlStore(EnrollmentStore):
             original_filename=original_filename,
             source=source,
             source_ref=source_ref,
+            source_url=source_url,
             created_at=self._now(),
         )
         self.session.add(photo)

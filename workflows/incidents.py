@@ -243,6 +243,7 @@ class StoredPhoto:
     original_filename: str | None = None
     source: str = "slack"
     source_ref: str | None = None
+    source_url: str | None = None  # a Slack file's permalink
 
 
 async def attach_photo(ctx: Context, actor: Actor, incident_id: int, photo: StoredPhoto) -> int:
@@ -264,6 +265,7 @@ async def attach_photo(ctx: Context, actor: Actor, incident_id: int, photo: Stor
         original_filename=photo.original_filename,
         source=photo.source,
         source_ref=photo.source_ref,
+        source_url=photo.source_url,
     )
     await ctx.store.log(
         actor,

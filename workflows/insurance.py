@@ -115,6 +115,12 @@ class ClaimDecision:
         return self.coverage_applied
 
 
+def claim_pays_nothing(decision: ClaimDecision) -> bool:
+    """The invoice would use up one of the term's claims while insurance pays $0.00 of it (a
+    co-pay as large as the bill, a 0% policy, a $0 cap): worth a warning before it is made."""
+    return decision.counts_as_claim and decision.split.policy_cents == 0
+
+
 def _claim_line(number: int, max_claims: int | None) -> str:
     if max_claims is None:
         return f"Claim {number} this term"

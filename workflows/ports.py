@@ -279,6 +279,7 @@ class Store(Protocol):
         original_filename: str | None,
         source: str,
         source_ref: str | None,
+        source_url: str | None = None,
     ) -> int: ...
     async def flag_dates(
         self, student_id: int, flag: str, since: date, until: date

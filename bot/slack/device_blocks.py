@@ -22,6 +22,7 @@ from bot.slack.invoice_blocks import (
     section,
 )
 from bot.slack.metadata import Payload, pack
+from bot.slack.photo_lines import photo_line
 from storage import models as m
 from storage.device_search import DeviceMatch
 from storage.store import DeviceHistory
@@ -338,6 +339,7 @@ def build_device_record(
     third_party: Sequence[m.DeviceCoverage] = (),
     enrollments: Sequence[m.InsuranceEnrollment] = (),
     today: date | None = None,
+    photo_urls: Sequence[str] = (),
 ) -> tuple[str, list[Block]]:
     """The lifetime record: the device, who has it, coverage today and everything since."""
     device = history.device
@@ -386,8 +388,7 @@ def build_device_record(
     )
     notes = _note_lines(history, tz)
     blocks.append(section(f"*Notes* ({history.note_count})\n" + ("\n".join(notes) or "_None_")))
-    photos = history.photo_count
-    blocks.append(context_block(f":camera: {photos} photo{'s' if photos != 1 else ''}"))
+    blocks.append(context_block(photo_line(history.photo_count, photo_urls)))
     held = "not assigned" if holder is None else f"held by {holder.full_name}"
     text = f"Device {device.serial} ({device.model}): {device_status_label(device.status)}, {held}"
     return text, blocks

@@ -45,6 +45,7 @@ from bot.slack.errors import (
 from bot.slack.ids import IncidentAction, IncidentRef
 from bot.slack.invoice_blocks import Block
 from bot.slack.metadata import ForgedPayload, unpack
+from bot.slack.photo_lines import load_photo_urls
 from storage import models as m
 from storage.device_coverage import coverage_for_device
 from storage.enrollment_store import current_enrollments
@@ -83,6 +84,7 @@ async def device_record(
         third_party=third_party,
         enrollments=enrollments,
         today=today,
+        photo_urls=await load_photo_urls(runtime, store, device_id=device_id),
     )
 
 

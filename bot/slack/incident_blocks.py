@@ -16,9 +16,11 @@ from bot.signing import Keys
 from bot.slack.ids import IncidentAction, IncidentRef
 from bot.slack.invoice_blocks import audit_text
 from bot.slack.metadata import Payload, pack
+from bot.slack.photo_lines import photo_line
 from workflows.incident_status import IncidentStatus
 from workflows.insurance import CoverageBadge
 from workflows.invoice_audit import InvoiceAudit
+from workflows.money import format_cents
 from workflows.offenders import INCIDENT_FLAGS, flag_label
 
 INCIDENT_COMMAND = "/incident"
@@ -104,6 +106,11 @@ class IncidentCard:
     ticket_ref: str | None
     # The incident's invoices with their audit lines (workflows.invoice_audit), oldest first.
     invoices: tuple[CardInvoice, ...] = ()
+    # Links to the newest photos (bot.slack.photo_lines), newest first.
+    photo_urls: tuple[str, ...] = ()
+    # An invoice is at the cap on a policy that allows overrides, and none is waiting: the
+    # card offers Request override (the workflow checks the clicker's permission).
+    override_requestable: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,8 @@ class CardInvoice:
     status_label: str
     audit: InvoiceAudit
     as_of: str  # when the card read it ("Mar 2, 2026 9:00 AM CST"): payments move the balance
+    # Where its emails stand (storage.notice_queries.delivery_summary): queued, sent, failed...
+    delivery: str = ""
 
 
 # --- text helpers ----------------------------------------------------------------------------
@@ -373,7 +382,7 @@ def build_incident_card_message(card: IncidentCard, secret: Keys) -> dict[str, A
         names = ", ".join(flag_label(f) for f in card.offender_flags)
         badges.append(f":rotating_light: *Repeat offender:* {escape_mrkdwn(names)}")
     blocks.append({"type": "context", "elements": [_md(b) for b in badges]})
-    facts = [f":camera: {_plural(card.photo_count, 'photo')}"]
+    facts = [photo_line(card.photo_count, card.photo_urls)]
     if card.note_count:
         facts.append(f":memo: {_plural(card.note_count, 'note')}")
     if card.ticket_ref:
@@ -383,11 +392,14 @@ def build_incident_card_message(card: IncidentCard, secret: Keys) -> dict[str, A
         number = escape_mrkdwn(invoice.number)
         heading = (
             f":page_facing_up: *Invoice {number}* · {invoice.status_label} "
-            f"· _as of {invoice.as_of}_"
+            f"· balance *{format_cents(invoice.audit.owed_cents)}* · _as of {invoice.as_of}_"
         )
         blocks.append(
             {"type": "section", "text": _md(f"{heading}\n{audit_text(invoice.audit)}"[:2900])}
         )
+        if invoice.delivery:
+            delivery = f":email: {escape_mrkdwn(invoice.delivery)}"[:2900]
+            blocks.append({"type": "context", "elements": [_md(delivery)]})
     ref = pack(IncidentRef(incident_id=card.incident_id), secret)
     buttons = [
         _button(IncidentAction.CHANGE_STATUS, "Change status", ref),
@@ -396,6 +408,8 @@ def build_incident_card_message(card: IncidentCard, secret: Keys) -> dict[str, A
         _button(IncidentAction.CREATE_INVOICE, "Create invoice", ref),
         _button(IncidentAction.REPLACE_DEVICE, "Replace device", ref),
     ]
+    if card.override_requestable:
+        buttons.append(_button(IncidentAction.REQUEST_OVERRIDE, "Request override", ref))
     if card.status is not IncidentStatus.CLOSED:
         buttons.append(_button(IncidentAction.CLOSE, "Close", ref, style="danger"))
     blocks.append({"type": "actions", "block_id": CardBlock.ACTIONS, "elements": buttons})
@@ -479,7 +493,10 @@ USAGE = (
 
 
 def build_photo_report_message(
-    incident_id: int, attached: Sequence[str], refused: Sequence[str]
+    incident_id: int,
+    attached: Sequence[str],
+    refused: Sequence[str],
+    duplicates: Sequence[str] = (),
 ) -> str:
     """What happened to the files: names of those attached, and why the others weren't.
 
@@ -491,5 +508,10 @@ def build_photo_report_message(
         lines.append(
             f":camera: Added {_plural(len(attached), 'photo')} to incident #{incident_id}: {names}"
         )
+    lines.extend(
+        f":paperclip: {escape_mrkdwn(name)} is already on the record of incident "
+        f"#{incident_id} (the same photo was added before)."
+        for name in duplicates
+    )
     lines.extend(f":warning: {escape_mrkdwn(reason)}" for reason in refused)
     return "\n".join(lines)

@@ -50,14 +50,16 @@ from bot.slack.incident_blocks import (
     student_line,
     unescape_message_text,
 )
-from bot.slack.invoice_blocks import fmt_when
+from bot.slack.invoice_blocks import fmt_when, override_can_be_requested
 from bot.slack.metadata import ForgedPayload, pack, unpack
+from bot.slack.photo_lines import load_photo_urls
 from bot.slack.photos import (
     SlackFileRef,
     attach_slack_files,
     files_from_event,
     files_from_state,
 )
+from storage.notice_queries import invoice_delivery_line
 from storage.store import SqlStore
 from workflows.clock import local_date
 from workflows.errors import DomainError, InvalidTransition, NotFound, PermissionDenied
@@ -144,8 +146,9 @@ def status_choices(
 
 
 async def load_incident_card(
-    ctx: Context, store: SqlStore, incident_id: int
+    ctx: Context, store: SqlStore, incident_id: int, *, runtime: Runtime | None = None
 ) -> IncidentCard | None:
+    """The card as of now; with `runtime`, its photos are linked (bot.slack.photo_lines)."""
     incident = await store.get_incident(incident_id)
     if incident is None:
         return None
@@ -157,6 +160,7 @@ async def load_incident_card(
     reporter = (
         None if incident.reported_by_id is None else await store.staff_name(incident.reported_by_id)
     )
+    invoices = await store.invoices_for_incident(incident.id)
     offender: list[str] = []
     if student is not None:
         for badge in await store.student_flags(student.id):
@@ -178,6 +182,11 @@ async def load_incident_card(
         coverage=await incident_coverage_badge(ctx, incident.id),
         offender_flags=tuple(offender),
         photo_count=await store.incident_photo_count(incident.id),
+        photo_urls=tuple(
+            []
+            if runtime is None
+            else await load_photo_urls(runtime, store, incident_id=incident.id)
+        ),
         note_count=await store.incident_note_count(incident.id),
         ticket_ref=incident.ticket_ref,
         invoices=tuple(
@@ -187,10 +196,13 @@ async def load_incident_card(
                     status_label=InvoiceStatus(invoice.status).label,
                     audit=await load_invoice_audit(store, invoice, tz=ctx.tz),
                     as_of=fmt_when(ctx.now(), ctx.tz),
+                    delivery=await invoice_delivery_line(store.session, invoice.id, ctx.tz),
                 )
-                for invoice in await store.invoices_for_incident(incident.id)
+                for invoice in invoices
             ]
         ),
+        override_requestable=any(override_can_be_requested(i) for i in invoices)
+        and await store.pending_override_for(incident.id) is None,
     )
 
 
@@ -282,7 +294,9 @@ class IncidentFeature:
             await ack(response_type="ephemeral", text=USAGE)
             return
         async with self.runtime.reads() as store:
-            card = await load_incident_card(self.context(store), store, number)
+            card = await load_incident_card(
+                self.context(store), store, number, runtime=self.runtime
+            )
         if card is None:
             await ack(
                 response_type="ephemeral",
@@ -699,7 +713,10 @@ def card_handler(runtime: Runtime, client: AsyncWebClient) -> Any:
         incident_id = int(payload["incident_id"])
         async with runtime.stores() as store:
             card = await load_incident_card(
-                Context(store, runtime.clock, runtime.settings.tz), store, incident_id
+                Context(store, runtime.clock, runtime.settings.tz),
+                store,
+                incident_id,
+                runtime=runtime,
             )
             post = await store.slack_post(SlackPostKind.INCIDENT_CARD, incident_id)
             reporter = await _reporter_slack_id(store, incident_id)

@@ -17,6 +17,7 @@ from bot.signing import Keys
 from bot.slack.ids import IncidentAction, IncidentRef
 from bot.slack.metadata import Payload, pack
 from workflows.errors import ValidationError
+from workflows.insurance import claim_pays_nothing
 from workflows.invoice_audit import InvoiceAudit, Style
 from workflows.invoices import CreateInvoice, CustomLine, InvoicePreview
 from workflows.labels import flags_text
@@ -53,6 +54,7 @@ class InvoiceBlock(StrEnum):
     DUE_DATE = "invoice.due_date"
     AUTOMATION = "invoice.automation"
     OVERRIDE = "invoice.apply_override"
+    ZERO_CLAIM = "invoice.zero_claim_ok"
     PREVIEW = "invoice.preview"
     PREVIEW_ACTIONS = "invoice.preview_actions"
 
@@ -89,6 +91,7 @@ FIELD_BLOCKS: dict[str, str] = {
 AUTOMATION_ON = "on"
 NO_FEE = "none"
 OVERRIDE_ON = "apply"
+ZERO_CLAIM_OK = "use_claim"
 
 
 class InvoiceModal(Payload):
@@ -216,6 +219,8 @@ class InvoiceForm:
     due_date: date | None = None
     automation_enabled: bool | None = None  # None: the modal had no automation checkbox
     apply_override: bool = False
+    # The technician has read that insurance pays $0.00 yet a claim is used, and goes on.
+    zero_claim_ok: bool = False
     errors: dict[str, str] = field(default_factory=dict)
 
     def command(self, incident_id: int, idempotency_key: str | None = None) -> CreateInvoice:
@@ -311,6 +316,7 @@ def read_invoice_form(values: Mapping[str, Any]) -> InvoiceForm:
     automation_state = _state_value(values, InvoiceBlock.AUTOMATION)
     automation = None if automation_state is None else AUTOMATION_ON in _selected(automation_state)
     override = OVERRIDE_ON in _selected(_state_value(values, InvoiceBlock.OVERRIDE))
+    zero_claim_ok = ZERO_CLAIM_OK in _selected(_state_value(values, InvoiceBlock.ZERO_CLAIM))
     return InvoiceForm(
         fee_item_ids=tuple(fee_ids),
         custom_lines=tuple(raw_lines),
@@ -319,6 +325,7 @@ def read_invoice_form(values: Mapping[str, Any]) -> InvoiceForm:
         due_date=due,
         automation_enabled=automation,
         apply_override=override,
+        zero_claim_ok=zero_claim_ok,
         errors=errors,
     )
 
@@ -499,6 +506,40 @@ def _override_block(checked: bool) -> Block:
     }
 
 
+def zero_claim_warning(preview: InvoicePreview) -> str | None:
+    """Why to stop and think when insurance would pay nothing yet use a claim; None otherwise."""
+    decision, coverage = preview.decision, preview.coverage
+    if not preview.lines or coverage is None or not claim_pays_nothing(decision):
+        return None
+    claim = claim_line(decision.claim_number or preview.claims_used + 1, coverage.max_claims)
+    return (
+        f"Insurance would pay $0.00 on this invoice, but it would still use a claim "
+        f"({claim.lower()}, {coverage.label})."
+    )
+
+
+def _zero_claim_block(warning: str, checked: bool) -> Block:
+    choice = {
+        "text": plain("Use the claim anyway"),
+        "description": plain("Leave it unticked and change the fees to keep the claim."),
+        "value": ZERO_CLAIM_OK,
+    }
+    element: Block = {
+        "type": "checkboxes",
+        "action_id": InvoiceBlock.ZERO_CLAIM,
+        "options": [choice],
+    }
+    if checked:
+        element["initial_options"] = [choice]
+    return {
+        "type": "input",
+        "block_id": InvoiceBlock.ZERO_CLAIM,
+        "optional": True,
+        "label": plain(warning[:2000]),
+        "element": element,
+    }
+
+
 def claim_line(number: int, max_claims: int | None) -> str:
     if max_claims is None:
         return f"Claim {number} this term"
@@ -584,6 +625,9 @@ def build_invoice_modal(
             )
         if preview.override_offered:
             blocks.append(_override_block(form.apply_override))
+        warning = zero_claim_warning(preview)
+        if warning is not None:
+            blocks.append(_zero_claim_block(warning, form.zero_claim_ok))
     blocks.append({"type": "divider"})
     blocks.append(section(preview_text(preview, problems), block_id=InvoiceBlock.PREVIEW))
     blocks.append(

@@ -31,6 +31,7 @@ from bot.slack.invoice_blocks import (
     build_invoice_modal,
     build_invoice_thread_message,
     read_invoice_form,
+    zero_claim_warning,
 )
 from bot.slack.metadata import ForgedPayload, unpack
 from storage.store import SqlStore
@@ -137,6 +138,16 @@ class _FormErrors(Exception):
         self.errors = errors
 
 
+class _ZeroClaim(Exception):
+    """Insurance would pay $0.00 yet use a claim, and the technician hasn't said to go on."""
+
+    def __init__(self, incident_id: int, form: InvoiceForm, warning: str) -> None:
+        super().__init__(warning)
+        self.incident_id = incident_id
+        self.form = form
+        self.warning = warning
+
+
 def register(app: AsyncApp, runtime: Runtime) -> None:
     secret = _secret(runtime)
 
@@ -190,7 +201,14 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         # invoice the first one made instead of making another.
         command = form.command(meta.incident_id, idempotency_key=f"slack:view:{view['id']}")
         async with runtime.reads() as store:
-            await check_invoice_for_incident(_ctx(runtime, store), actor, command)
+            ctx = _ctx(runtime, store)
+            await check_invoice_for_incident(ctx, actor, command)
+            if not form.zero_claim_ok and not await store.find_invoice_by_key(
+                command.idempotency_key or ""
+            ):
+                warning = zero_claim_warning(await preview_invoice(ctx, actor, command))
+                if warning is not None:
+                    raise _ZeroClaim(meta.incident_id, form, warning)
         return meta.incident_id, command
 
     async def handle_invoice_submission(
@@ -202,6 +220,16 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             await check(actor, view)
         except _FormErrors as exc:
             await ack(response_action="errors", errors=exc.errors)
+            return
+        except _ZeroClaim as exc:
+            # A second submit with the box ticked creates the invoice.
+            message = f"{exc.warning} Tick the box to use the claim anyway, or change the fees."
+            present = {b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)}
+            if InvoiceBlock.ZERO_CLAIM in present:
+                await ack(response_action="errors", errors={InvoiceBlock.ZERO_CLAIM: message})
+            else:  # the preview never showed the warning: show it now, box and all
+                new_view = await _render_modal(runtime, actor, exc.incident_id, exc.form)
+                await ack(response_action="update", view=new_view)
             return
         except DomainError as exc:
             errors: dict[str, str] = (
@@ -224,7 +252,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         actor: Actor = context["actor"]
         try:
             incident_id, command = await check(actor, view)
-        except (DomainError, _FormErrors):
+        except (DomainError, _FormErrors, _ZeroClaim):
             return  # answered with the errors next to their fields
         async with after_ack(runtime, client, body, "create the invoice", actor):
             async with runtime.stores() as store:

@@ -25,6 +25,7 @@ from bot.slack.cards import queue_incident_card, queue_thread_message
 from bot.slack.client import DEFAULT_API_URL
 from bot.slack.incident_blocks import build_photo_report_message, escape_mrkdwn
 from storage.images import MAX_PHOTO_BYTES, CheckedImage, check_photo_async
+from storage.photo_links import incident_has_photo
 from workflows.errors import NotFound, ValidationError
 from workflows.incidents import StoredPhoto, attach_photo
 from workflows.permissions import Actor, Permission, require
@@ -51,11 +52,15 @@ class PhotoReport:
     attached: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)  # sentences naming the file and the reason
     already_attached: list[str] = field(default_factory=list)
+    # New files whose picture (same content hash) the incident already has: not attached again.
+    duplicates: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
         """What to tell the person; empty when there is nothing new to say (a redelivery)."""
-        return build_photo_report_message(self.incident_id, self.attached, self.refused)
+        return build_photo_report_message(
+            self.incident_id, self.attached, self.refused, self.duplicates
+        )
 
 
 def _file_refs(files: Iterable[Any]) -> list[SlackFileRef]:
@@ -122,6 +127,28 @@ async def download_slack_file(
     client: AsyncWebClient, file_id: str, *, api_url: str | None = None
 ) -> tuple[str, bytes]:
     """(name, bytes) of a Slack file; ValidationError with a sentence for the user otherwise."""
+    fetched = await fetch_slack_file(client, file_id, api_url=api_url)
+    return fetched.name, fetched.data
+
+
+@dataclass(frozen=True)
+class FetchedFile:
+    name: str
+    data: bytes
+    permalink: str | None  # where staff open the file in Slack
+
+
+def _permalink(file: Mapping[str, Any]) -> str | None:
+    link = file.get("permalink")
+    if isinstance(link, str) and urlsplit(link).scheme == "https" and len(link) <= 500:
+        return link
+    return None
+
+
+async def fetch_slack_file(
+    client: AsyncWebClient, file_id: str, *, api_url: str | None = None
+) -> FetchedFile:
+    """A Slack file's name, bytes and permalink; ValidationError with a sentence otherwise."""
     try:
         info = await client.files_info(file=file_id)
     except SlackApiError as exc:
@@ -153,7 +180,7 @@ async def download_slack_file(
             f"{name} couldn't be downloaded from Slack just now; please add it again.",
             field="photo",
         ) from exc
-    return name, data
+    return FetchedFile(name, data, _permalink(file))
 
 
 @dataclass(frozen=True)
@@ -217,6 +244,7 @@ class _Checked:
     name: str
     image: CheckedImage
     blob_key: str
+    permalink: str | None
 
 
 async def attach_slack_files(
@@ -245,16 +273,14 @@ async def attach_slack_files(
             report.already_attached.append(ref.name)
             continue
         try:
-            name, data = await download_slack_file(
-                client, ref.id, api_url=runtime.settings.slack_api_url
-            )
-            image = await check_photo_async(data, filename=name)
+            fetched = await fetch_slack_file(client, ref.id, api_url=runtime.settings.slack_api_url)
+            image = await check_photo_async(fetched.data, filename=fetched.name)
         except ValidationError as exc:
             log.info("photo %s for incident #%s refused: %s", ref.id, incident_id, exc.message)
             report.refused.append(exc.message)
             continue
         key = await runtime.blobs.put(image.data, image.content_type)
-        checked.append(_Checked(ref, name, image, key))
+        checked.append(_Checked(ref, fetched.name, image, key, fetched.permalink))
     if not checked:
         return report
     async with runtime.stores() as store:
@@ -265,6 +291,11 @@ async def attach_slack_files(
         for item in checked:
             if await store.photo_by_source_ref(incident_id, item.ref.id) is not None:
                 report.already_attached.append(item.name)
+                continue
+            # Checked photos are re-encoded the same way every time, so a re-posted picture
+            # has the same hash (whatever its file id or name) and is told, not stored twice.
+            if await incident_has_photo(store.session, incident_id, item.image.sha256):
+                report.duplicates.append(item.name)
                 continue
             await attach_photo(
                 ctx,
@@ -280,6 +311,7 @@ async def attach_slack_files(
                     original_filename=item.name,
                     source="slack",
                     source_ref=item.ref.id,
+                    source_url=item.permalink,
                 ),
             )
             report.attached.append(item.name)

@@ -227,6 +227,7 @@ class FakeSlack:
             return {"ok": True, "file": {
                 "id": file.id, "name": file.name, "mimetype": file.mimetype,
                 "size": len(file.content), "user": file.user,
+                "permalink": f"https://district.slack.com/files/{file.user}/{file.id}/{file.name}",
                 "url_private": file.url_private
                 or f"http://127.0.0.1:{self.port}/files/{file.id}/{file.name}",
                 "url_private_download":
