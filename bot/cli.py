@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager, suppress
@@ -255,6 +256,11 @@ def _start(names: list[str]) -> None:
                 "%s did not stop within %d s; cancelled", task.get_name(), SHUTDOWN_GRACE_SECONDS
             )
             task.cancel()
+        if late and (await asyncio.wait(late, timeout=2))[1]:
+            # Still running after being cancelled: nothing more can be asked of it.
+            logging.getLogger("devicecare").error("a part ignored its cancellation; exiting")
+            logging.shutdown()
+            os._exit(70)
         await asyncio.gather(*tasks, *beats, return_exceptions=True)
         for task in done:
             if task.exception() is not None:

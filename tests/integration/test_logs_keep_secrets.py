@@ -241,7 +241,11 @@ async def test_a_whole_flow_logged_at_debug_holds_no_secret_or_token(
                 handed_out += re.findall(r"/family/([A-Za-z0-9._-]{30,})", text)
     finally:
         proc.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(proc.wait, 60)
+        try:
+            await asyncio.to_thread(proc.wait, 60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()  # never left running after the test, whatever failed
         smtp.stop()
         await slack.stop()
         await engine.dispose()
