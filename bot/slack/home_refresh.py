@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from bot.slack.home_lists import HomeList, sees
 from storage import models as m
+from storage.card_refresh import CardRefreshingSession
 from storage.outbox import new_message
 from workflows.clock import Clock
 
@@ -30,12 +31,13 @@ WAIVER = "waiver"
 COMPLETED = "completed"
 
 
-class HomeWatchingSession(Session):
-    """The write sessions of a runtime that serves Slack."""
+class HomeWatchingSession(CardRefreshingSession):
+    """The write sessions of a runtime that serves Slack (they refresh incident cards too)."""
 
 
 def watch_home_changes(sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
-    sessions.configure(sync_session_class=HomeWatchingSession, info={_CLOCK: clock})
+    info = {**(sessions.kw.get("info") or {}), _CLOCK: clock}  # keeps what the cards need
+    sessions.configure(sync_session_class=HomeWatchingSession, info=info)
 
 
 def _touched(session: Session) -> Iterable[Any]:

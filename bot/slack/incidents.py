@@ -318,8 +318,10 @@ class IncidentFeature:
         async with reported(self.runtime, client, body, "open incident", actor):
             require(actor, Permission.MANAGE_INCIDENTS)
             # A message shortcut carries the message (the help request); a global one doesn't.
-            channel = (shortcut.get("channel") or {}).get("id")
-            message = shortcut.get("message") or {}
+            where = shortcut.get("channel")
+            channel = where.get("id") if isinstance(where, dict) else None
+            message = shortcut.get("message")
+            message = message if isinstance(message, dict) else {}
             ts = message.get("ts") or shortcut.get("message_ts")
             ticket_ref = await self._permalink(client, channel, ts)
             view = build_new_incident_modal(
@@ -330,9 +332,9 @@ class IncidentFeature:
             await client.views_open(trigger_id=shortcut["trigger_id"], view=view)
 
     @staticmethod
-    async def _permalink(client: AsyncWebClient, channel: str | None, ts: str | None) -> str | None:
-        if not channel or not ts:
-            return None
+    async def _permalink(client: AsyncWebClient, channel: object, ts: object) -> str | None:
+        if not isinstance(channel, str) or not isinstance(ts, str) or not channel or not ts:
+            return None  # a global shortcut, or a payload not shaped as Slack sends it
         try:
             response = await client.chat_getPermalink(channel=channel, message_ts=ts)
         except SlackApiError as exc:

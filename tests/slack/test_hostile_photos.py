@@ -53,9 +53,19 @@ async def test_hostile_files_are_refused_or_stored_clean(slack: SlackHarness) ->
         ]
         assert entry.refused_with in line, (entry.filename, line)
 
+    # A clean file whose picture is already on the incident (a polyglot cut back to the same
+    # image) gets a reply saying so instead of a second copy.
+    again = {
+        e.filename
+        for e in kept
+        if f":paperclip: {escape_mrkdwn(e.filename)} is already on the record" in "\n".join(lines)
+    }
     stored = {p.source_ref: p for p in await photos(slack)}
-    assert set(stored) == {ids[e.filename] for e in kept}
-    for entry in kept:
+    assert set(stored) == {ids[e.filename] for e in kept if e.filename not in again}
+    assert {p.sha256 for p in stored.values()} == {
+        p.blob_key.rsplit("/")[-1] for p in stored.values()
+    }
+    for entry in (e for e in kept if e.filename not in again):
         photo = stored[ids[entry.filename]]
         assert photo.content_type == entry.stored_type, entry.filename
         assert (photo.width, photo.height) == entry.stored_size, entry.filename
