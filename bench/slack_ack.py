@@ -119,6 +119,10 @@ def serve_bare(port: int, api_url: str) -> None:
         async def status(ack: Any) -> None:
             await ack()
 
+        @app.options(DEVICE_ACTION)
+        async def device_options(ack: Any) -> None:
+            await ack(options=[])
+
         handler = AsyncSlackRequestHandler(app)
 
         async def events(request: Request) -> Any:
@@ -136,6 +140,7 @@ def serve_bare(port: int, api_url: str) -> None:
 # --- the district the benchmark runs against ----------------------------------------------
 
 STATUS_CALLBACK = "incident.status_modal"  # IncidentView.CHANGE_STATUS
+DEVICE_ACTION = "incident_device"  # IncidentField.DEVICE, the type-ahead (bench/slack_burst.py)
 
 
 async def prepare_district(database_url: str, count: int) -> list[dict[str, Any]]:
@@ -234,6 +239,7 @@ def command_request() -> tuple[bytes, dict[str, str]]:
         "user_id": "U_BENCH",
         "channel_id": "C_HELP",
         "team_id": "T_DISTRICT",
+        "api_app_id": "A_DEVICECARE",
         "trigger_id": "trigger.bench",
         "response_url": "https://hooks.slack.test/commands/1",
     }

@@ -43,10 +43,20 @@ def _writer_pool(url: str) -> dict[str, int]:
     return {"pool_size": 1, "max_overflow": 0} if is_sqlite(url) else {}
 
 
+def _reader_pool(url: str) -> dict[str, int]:
+    """In a burst, reads (type-ahead above all) queued for SQLAlchemy's default 5 + 10
+    connections while the server had CPU to spare (bench/slack_burst.py). A SQLite connection
+    is a file handle and a thread; a PostgreSQL one is a server process, and the server's
+    default limit is 100, so there a process holds at most 30 readers plus 15 writers."""
+    if is_sqlite(url):
+        return {"pool_size": 10, "max_overflow": 40}
+    return {"pool_size": 10, "max_overflow": 20}
+
+
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     engine = create_engine(settings.database_url, **_writer_pool(settings.database_url))
     # Reads get their own connection pool, so a queue of writers can never starve them.
-    read_engine = create_engine(settings.database_url)
+    read_engine = create_engine(settings.database_url, **_reader_pool(settings.database_url))
     clock = clock or SystemClock()
     sessions = session_factory(engine, clock=clock)
     if settings.slack_enabled:

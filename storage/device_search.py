@@ -20,6 +20,7 @@ matches most of the district stops early instead of ranking all of it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,7 +145,19 @@ async def search_devices(session: AsyncSession, query: str, *, limit: int) -> li
     postgres = session.get_bind().dialect.name == "postgresql"
     sql, params = candidates_sql(postgres, patterns)
     best: dict[int, tuple[tuple[Any, ...], DeviceMatch]] = {}
-    rows = await session.execute(text(sql), {**params, "n": limit})
+    rows: Iterable[Any]
+    if postgres:
+        rows = await session.execute(text(sql), {**params, "n": limit})
+    else:
+        # aiosqlite hands every call (cursor, execute, fetch, close) to the connection's
+        # thread and back through the event loop; in a burst those hand-offs were most of a
+        # type-ahead's time (docs/performance.md, "Bursts"). One call does it all, inside the
+        # session's transaction; sqlite3 binds the same `:name` parameters.
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None  # a checked-out connection
+        rows = await driver.execute_fetchall(sql, {**params, "n": limit})
     for ident, rank, via, serial, tag, model, status, first, last, k1, k2, past in rows:
         order = (rank, via, k1.lower(), k2.lower(), past, ident)
         if ident in best and best[ident][0] <= order:
