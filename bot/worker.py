@@ -75,8 +75,28 @@ async def _run_to_end(step: Awaitable[T]) -> T:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
         if not task.done():
+            # Said once, with where the step is, so a stop that waits long can be traced.
+            where = " <- ".join(
+                f"{frame.f_code.co_name} ({frame.f_code.co_filename.rsplit('/', 1)[-1]}:"
+                f"{frame.f_lineno})"
+                for frame in _innermost_frames(task)
+            )
+            log.info("outbox: stopping after the step in flight: %s", where or "starting")
             await task
         raise
+
+
+def _innermost_frames(task: asyncio.Future[Any]) -> list[Any]:
+    """The frames a task's coroutine is suspended in, innermost first (as far as they go)."""
+    frames: list[Any] = []
+    coro: Any = task.get_coro() if isinstance(task, asyncio.Task) else None
+    while coro is not None and len(frames) < 12:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        frames.append(frame)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return frames[::-1]
 
 
 def _error_text(exc: Exception) -> str:
