@@ -13,7 +13,8 @@ from rich.markup import escape
 from bot.runtime import Runtime, build_runtime, prepare_database
 from bot.settings import Settings
 from storage import migrate
-from workflows.errors import DomainError, NotFound
+from storage.store import SqlStore
+from workflows.errors import DomainError, NotFound, PermissionDenied
 from workflows.permissions import Actor
 
 T = TypeVar("T")
@@ -65,3 +66,20 @@ async def log_refusal(runtime: Runtime, actor: Actor, what: str, reason: str) ->
     """A refusal is kept in the activity log, like one in Slack."""
     async with runtime.stores() as store:
         await store.log_refusal(actor, what, reason)
+
+
+async def in_store_as(
+    runtime: Runtime,
+    email: str | None,
+    what: str,
+    work: Callable[[SqlStore, Actor], Awaitable[T]],
+) -> T:
+    """Run `work` in one transaction, as the command line or the staff member `email`; a
+    refusal of their permission is kept in the activity log."""
+    actor = await cli_actor(runtime, email)
+    try:
+        async with runtime.stores() as store:
+            return await work(store, actor)
+    except PermissionDenied as exc:
+        await log_refusal(runtime, actor, what, exc.message)
+        raise

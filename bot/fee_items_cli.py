@@ -15,11 +15,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli_runtime import cli_actor, log_refusal, run_with_runtime
+from bot.cli_runtime import in_store_as
+from bot.fees_cli import fail_unchanged, run_fee_command
 from bot.runtime import Runtime
-from bot.settings import get_settings
 from storage.fee_item_store import SqlFeeItemStore
-from workflows.errors import PermissionDenied, ValidationError
+from storage.store import SqlStore
+from workflows.errors import ValidationError
 from workflows.fee_items import FeeItemChange, list_fee_items, set_fee_item
 from workflows.fee_kinds import FEE_KINDS, FeeKind, kind_label, parse_fee_kind
 from workflows.money import format_cents, parse_amount
@@ -44,17 +45,6 @@ AsEmail = Annotated[
 ]
 
 
-def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
-    return run_with_runtime(
-        get_settings(), work, console=console, refused_suffix=" Nothing was changed."
-    )
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]{escape(message)} Nothing was changed.[/red]")
-    raise typer.Exit(1)
-
-
 async def _with_items(
     runtime: Runtime,
     email: str | None,
@@ -62,14 +52,12 @@ async def _with_items(
     work: Callable[[Context, SqlFeeItemStore, Actor], Awaitable[T]],
 ) -> T:
     """Run `work` in one transaction, as the command line or the staff member `email`."""
-    actor = await cli_actor(runtime, email)
-    try:
-        async with runtime.stores() as store:
-            ctx = Context(store, runtime.clock, runtime.settings.tz)
-            return await work(ctx, SqlFeeItemStore.beside(store), actor)
-    except PermissionDenied as exc:
-        await log_refusal(runtime, actor, what, exc.message)
-        raise
+
+    async def with_items(store: SqlStore, actor: Actor) -> T:
+        ctx = Context(store, runtime.clock, runtime.settings.tz)
+        return await work(ctx, SqlFeeItemStore.beside(store), actor)
+
+    return await in_store_as(runtime, email, what, with_items)
 
 
 def describe(item: FeeItemRecord) -> str:
@@ -97,7 +85,7 @@ def list_command(
     try:
         wanted = None if kind is None else parse_fee_kind(kind)
     except ValidationError as exc:
-        _fail(exc.message)
+        fail_unchanged(exc.message)
         return
 
     async def work(ctx: Context, items: SqlFeeItemStore, actor: Actor) -> list[FeeItemRecord]:
@@ -106,7 +94,7 @@ def list_command(
     async def main(runtime: Runtime) -> list[FeeItemRecord]:
         return await _with_items(runtime, as_email, "fee-items list", work)
 
-    found = _run(main)
+    found = run_fee_command(main)
     if not found:
         console.print("There are no fee items. Add one with `devicecare fee-items set`.")
         return
@@ -176,7 +164,7 @@ def set_command(
             active=active,
         )
     except ValidationError as exc:
-        _fail(exc.message)
+        fail_unchanged(exc.message)
         return
 
     async def work(
@@ -187,7 +175,7 @@ def set_command(
     async def main(runtime: Runtime) -> tuple[FeeItemRecord, bool]:
         return await _with_items(runtime, as_email, "fee-items set", work)
 
-    item, added = _run(main)
+    item, added = run_fee_command(main)
     verb = "Added" if added else "Saved"
     console.print(
         f"{verb} fee item [bold]{escape(item.code)}[/bold]: {escape(describe(item))}; "

@@ -16,11 +16,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli_runtime import cli_actor, log_refusal, run_with_runtime
+from bot.cli_runtime import cli_actor, in_store_as, log_refusal, run_with_runtime
 from bot.runtime import Runtime
 from bot.settings import get_settings
 from storage.bulk_fees import BulkFeeBiller
 from storage.fee_store import SqlFeeStore
+from storage.store import SqlStore
 from workflows.errors import PermissionDenied, ValidationError
 from workflows.fees import (
     BillResult,
@@ -66,13 +67,14 @@ Year = Annotated[
 Code = Annotated[str, typer.Argument(metavar="CODE", help="The fee's code, e.g. tech-fee.")]
 
 
-def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
+def run_fee_command(work: Callable[[Runtime], Awaitable[T]]) -> T:
+    """Run a fee command's work; a refusal is printed with "Nothing was changed."."""
     return run_with_runtime(
         get_settings(), work, console=console, refused_suffix=" Nothing was changed."
     )
 
 
-def _fail(message: str) -> None:
+def fail_unchanged(message: str) -> None:
     console.print(f"[red]{escape(message)} Nothing was changed.[/red]")
     raise typer.Exit(1)
 
@@ -84,14 +86,12 @@ async def _with_fees(
     work: Callable[[Context, SqlFeeStore, Actor], Awaitable[T]],
 ) -> T:
     """Run `work` in one transaction, as the command line or the staff member `email`."""
-    actor = await cli_actor(runtime, email)
-    try:
-        async with runtime.stores() as store:
-            ctx = Context(store, runtime.clock, runtime.settings.tz)
-            return await work(ctx, SqlFeeStore.beside(store), actor)
-    except PermissionDenied as exc:
-        await log_refusal(runtime, actor, what, exc.message)
-        raise
+
+    async def with_fees(store: SqlStore, actor: Actor) -> T:
+        ctx = Context(store, runtime.clock, runtime.settings.tz)
+        return await work(ctx, SqlFeeStore.beside(store), actor)
+
+    return await in_store_as(runtime, email, what, with_fees)
 
 
 async def _year(ctx: Context, year: str | None) -> str:
@@ -141,7 +141,7 @@ def add_command(
         cents = parse_amount(amount)
         grade_list = parse_grades(grades)
     except ValidationError as exc:
-        _fail(exc.message)
+        fail_unchanged(exc.message)
         return
 
     async def work(ctx: Context, fees: SqlFeeStore, actor: Actor) -> tuple[FeeRecord, bool, str]:
@@ -162,7 +162,7 @@ def add_command(
     async def main(runtime: Runtime) -> tuple[FeeRecord, bool, str]:
         return await _with_fees(runtime, as_email, "fees add", work)
 
-    fee, created, who = _run(main)
+    fee, created, who = run_fee_command(main)
     verb = "Added" if created else "Updated"
     due_text = fee.due_date.isoformat() if fee.due_date else "the district's default"
     console.print(
@@ -189,7 +189,7 @@ def list_command(year: Year = None, as_email: AsEmail = None) -> None:
     async def main(runtime: Runtime) -> tuple[str, list[tuple[FeeRecord, FeeCounts, str]]]:
         return await _with_fees(runtime, as_email, "fees list", work)
 
-    shown, found = _run(main)
+    shown, found = run_fee_command(main)
     if not found:
         console.print(f"There are no fees for {escape(shown)}. Add one with `devicecare fees add`.")
         return
@@ -220,7 +220,7 @@ def preview_command(code: Code, year: Year = None, as_email: AsEmail = None) -> 
     async def main(runtime: Runtime) -> FeePreview:
         return await _with_fees(runtime, as_email, "fees preview", work)
 
-    preview = _run(main)
+    preview = run_fee_command(main)
     fee, counts = preview.fee, preview.counts
     console.print(
         f"[bold]{escape(fee.code)}[/bold] ({escape(fee.school_year)}), {escape(fee.name)}, "
@@ -260,7 +260,7 @@ def apply_command(code: Code, year: Year = None, as_email: AsEmail = None) -> No
             await log_refusal(runtime, actor, "fees apply", exc.message)
             raise
 
-    fee, result = _run(main)
+    fee, result = run_fee_command(main)
     console.print(
         f"[bold]{escape(fee.code)}[/bold] ({escape(fee.school_year)}): "
         f"{result.created} invoice(s) created, {format_cents(result.total_cents)} in all, "

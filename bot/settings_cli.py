@@ -17,12 +17,13 @@ from rich.table import Table
 
 # The same --as as `devicecare billing settings`: both need Manage Settings.
 from bot.billing_cli import AsEmail
-from bot.cli_runtime import cli_actor, log_refusal, run_with_runtime
+from bot.cli_runtime import in_store_as, run_with_runtime
 from bot.runtime import Runtime
 from bot.settings import get_settings
+from storage.store import SqlStore
 from workflows.administration import change_district_facts
 from workflows.district_facts import COLUMNS, LABELS, DistrictFacts, facts_from, ways_to_pay
-from workflows.errors import PermissionDenied
+from workflows.permissions import Actor
 from workflows.ports import Context
 
 settings_app = typer.Typer(
@@ -30,6 +31,7 @@ settings_app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console()
+Changed = tuple[dict[str, tuple[str, str]], DistrictFacts]  # what changed, and the facts now
 
 _LABEL_BY_COLUMN = {COLUMNS[fact]: label for fact, label in LABELS.items()}
 
@@ -135,17 +137,14 @@ def set_command(
         console.print("[red]Give at least one setting to change, e.g. --office-phone.[/red]")
         raise typer.Exit(2)
 
-    async def work(runtime: Runtime) -> tuple[dict[str, tuple[str, str]], DistrictFacts]:
-        actor = await cli_actor(runtime, as_email)
-        try:
-            async with runtime.stores() as store:
-                done = await change_district_facts(
-                    Context(store, runtime.clock, runtime.settings.tz), actor, changes
-                )
-                return done, facts_from(await store.settings())
-        except PermissionDenied as exc:
-            await log_refusal(runtime, actor, "district settings", exc.message)
-            raise
+    async def work(runtime: Runtime) -> Changed:
+        async def change(store: SqlStore, actor: Actor) -> Changed:
+            done = await change_district_facts(
+                Context(store, runtime.clock, runtime.settings.tz), actor, changes
+            )
+            return done, facts_from(await store.settings())
+
+        return await in_store_as(runtime, as_email, "district settings", change)
 
     done, facts = run_with_runtime(
         get_settings(), work, console=console, refused_suffix=" Nothing was changed."
