@@ -35,6 +35,7 @@ from bot.slack.device_blocks import (
     replaced_thread_text,
 )
 from bot.slack.errors import (
+    FormErrors,
     after_ack,
     channel_of,
     modal_errors,
@@ -109,14 +110,6 @@ def _submission_errors(exc: DomainError) -> dict[str, str]:
     return modal_errors(exc, FIELD_BLOCKS, DeviceBlock.NEW_SERIAL)
 
 
-class _FormErrors(Exception):
-    """The form's own errors (read_replace_form), by block."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__(errors)
-        self.errors = errors
-
-
 async def _check_replayed(store: SqlStore, old: m.Device, serial: str) -> None:
     """An old device already replaced: by this very form (a redelivery), or by someone else."""
     new = None if old.replaced_by_id is None else await store.get_device(old.replaced_by_id)
@@ -172,7 +165,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         meta = unpack(ReplaceDeviceModal, view.get("private_metadata"), secret)
         form = read_replace_form((view.get("state") or {}).get("values") or {})
         if form.errors:
-            raise _FormErrors(form.errors)
+            raise FormErrors(form.errors)
         async with runtime.reads() as store:
             old = await store.get_device(meta.device_id)
             if old is not None and old.replaced_by_id is not None:
@@ -189,7 +182,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         actor: Actor = context["actor"]
         try:
             await check(actor, view)
-        except _FormErrors as exc:
+        except FormErrors as exc:
             await ack(response_action="errors", errors=exc.errors)
             return
         except DomainError as exc:
@@ -213,7 +206,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         actor: Actor = context["actor"]
         try:
             meta, form = await check(actor, view)
-        except (DomainError, _FormErrors):
+        except (DomainError, FormErrors):
             return  # answered with the errors next to their fields
         async with after_ack(runtime, client, body, "replace the device", actor):
             async with runtime.stores() as store:

@@ -18,6 +18,14 @@ from workflows.permissions import Actor
 log = logging.getLogger("devicecare.slack")
 
 
+class FormErrors(Exception):
+    """A form's own errors, by block, found when it is read (before any rule is checked)."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
 def channel_of(body: Mapping[str, Any]) -> str | None:
     channel = body.get("channel") or body.get("channel_id")
     if isinstance(channel, dict):

@@ -16,7 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.runtime import Runtime
 from bot.signing import Keys, signing_keys
 from bot.slack.cards import CardNotPostedYet, queue_incident_card
-from bot.slack.errors import after_ack, modal_errors, record_refusal, reported
+from bot.slack.errors import FormErrors, after_ack, modal_errors, record_refusal, reported
 from bot.slack.ids import IncidentAction, IncidentRef, SlackPostKind
 from bot.slack.invoice_blocks import (
     FIELD_BLOCKS,
@@ -130,14 +130,6 @@ def _submission_errors(exc: DomainError, view: Mapping[str, Any]) -> dict[str, s
     }
 
 
-class _FormErrors(Exception):
-    """The form's own errors (read_invoice_form), by block."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__(errors)
-        self.errors = errors
-
-
 class _ZeroClaim(Exception):
     """Insurance would pay $0.00 yet use a claim, and the technician hasn't said to go on."""
 
@@ -196,7 +188,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         meta = unpack(InvoiceModal, view.get("private_metadata"), secret)
         form = read_invoice_form((view.get("state") or {}).get("values") or {})
         if form.errors:
-            raise _FormErrors(form.errors)
+            raise FormErrors(form.errors)
         # Slack keeps the view id for the modal's life: a redelivered submission finds the
         # invoice the first one made instead of making another.
         command = form.command(meta.incident_id, idempotency_key=f"slack:view:{view['id']}")
@@ -218,7 +210,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         actor: Actor = context["actor"]
         try:
             await check(actor, view)
-        except _FormErrors as exc:
+        except FormErrors as exc:
             await ack(response_action="errors", errors=exc.errors)
             return
         except _ZeroClaim as exc:
@@ -252,7 +244,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         actor: Actor = context["actor"]
         try:
             incident_id, command = await check(actor, view)
-        except (DomainError, _FormErrors, _ZeroClaim):
+        except (DomainError, FormErrors, _ZeroClaim):
             return  # answered with the errors next to their fields
         async with after_ack(runtime, client, body, "create the invoice", actor):
             async with runtime.stores() as store:

@@ -20,7 +20,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import signing_keys
-from bot.slack.errors import after_ack, modal_errors, record_refusal, reported, tell_user
+from bot.slack.errors import (
+    FormErrors,
+    after_ack,
+    modal_errors,
+    record_refusal,
+    reported,
+    tell_user,
+)
 from bot.slack.invoice_blocks import Block, esc
 from bot.slack.metadata import ForgedPayload, unpack
 from bot.slack.payment_plan_blocks import (
@@ -90,14 +97,6 @@ def _field_errors(exc: DomainError, view: Mapping[str, Any]) -> dict[str, str]:
     return {
         (block if block in present else PlanBlock.COUNT): text for block, text in errors.items()
     }
-
-
-class _FormErrors(Exception):
-    """The form's own errors (read_plan_form), by block."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__(errors)
-        self.errors = errors
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
@@ -179,7 +178,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         meta = unpack(PlanModal, view.get("private_metadata"), secret)
         form = read_plan_form((view.get("state") or {}).get("values") or {})
         if form.errors or form.count is None or form.first_due is None:
-            raise _FormErrors(form.errors)
+            raise FormErrors(form.errors)
         command = SetPaymentPlan(
             invoice_id=meta.invoice_id,
             count=form.count,
@@ -200,7 +199,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         actor: Actor = context["actor"]
         try:
             await check(actor, view)
-        except _FormErrors as exc:
+        except FormErrors as exc:
             await ack(response_action="errors", errors=exc.errors)
             return
         except DomainError as exc:
@@ -225,7 +224,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         actor: Actor = context["actor"]
         try:
             command = await check(actor, view)
-        except (DomainError, _FormErrors):
+        except (DomainError, FormErrors):
             return  # answered with the errors next to their fields
         async with after_ack(runtime, client, body, "set the payment plan", actor):
             async with runtime.stores() as store:

@@ -18,7 +18,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.runtime import Runtime
 from bot.signing import signing_keys
 from bot.slack.billing_command import BillingCall, add_subcommand
-from bot.slack.errors import after_ack, modal_errors, record_refusal, reported, tell_user
+from bot.slack.errors import (
+    FormErrors,
+    after_ack,
+    modal_errors,
+    record_refusal,
+    reported,
+    tell_user,
+)
 from bot.slack.invoice_blocks import esc
 from bot.slack.metadata import ForgedPayload, unpack
 from bot.slack.waiver_blocks import (
@@ -210,14 +217,6 @@ def _field_errors(exc: DomainError, view: Mapping[str, Any], default: str) -> di
     return {(block if block in present else default): text for block, text in errors.items()}
 
 
-class _FormErrors(Exception):
-    """The form's own errors (read_*_form), by block."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__(errors)
-        self.errors = errors
-
-
 def register(app: AsyncApp, runtime: Runtime) -> None:
     secret = signing_keys(runtime.settings)
     tz = runtime.settings.tz
@@ -285,7 +284,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         """Check without writing (errors next to their fields), then answer at once."""
         try:
             await check(actor, view)
-        except _FormErrors as exc:
+        except FormErrors as exc:
             await ack(response_action="errors", errors=exc.errors)
             return
         except DomainError as exc:
@@ -308,7 +307,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         meta = unpack(WaiveModal, view.get("private_metadata"), secret)
         form = read_waive_form((view.get("state") or {}).get("values") or {})
         if form.errors or form.amount_cents is None:
-            raise _FormErrors(form.errors)
+            raise FormErrors(form.errors)
         # The view id lives as long as the modal: a redelivered submission finds the first one.
         command = RequestWaiver(
             invoice_id=meta.invoice_id,
@@ -334,7 +333,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         actor: Actor = context["actor"]
         try:
             command = await check_waive(actor, view)
-        except (DomainError, _FormErrors):
+        except (DomainError, FormErrors):
             return  # answered with the errors next to their fields
         async with after_ack(runtime, client, body, "waive the charges", actor):
             async with runtime.stores() as store:
@@ -348,7 +347,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         meta = unpack(RefundModal, view.get("private_metadata"), secret)
         form = read_refund_form((view.get("state") or {}).get("values") or {})
         if form.errors or form.amount_cents is None or form.payment_id is None:
-            raise _FormErrors(form.errors)
+            raise FormErrors(form.errors)
         command = RefundPayment(
             payment_id=form.payment_id,
             amount_cents=form.amount_cents,
@@ -377,7 +376,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         actor: Actor = context["actor"]
         try:
             command = await check_refund(actor, view)
-        except (DomainError, _FormErrors):
+        except (DomainError, FormErrors):
             return  # answered with the errors next to their fields
         async with after_ack(runtime, client, body, "refund the payment", actor):
             async with runtime.stores() as store:
