@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
-import select
+import queue
 import shutil
 import signal
 import subprocess
@@ -74,19 +74,33 @@ def _devicecare(cwd: Path, database_url: str, *args: str) -> subprocess.Popen[st
 
 
 def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 30) -> str:
+    """Read the process's log lines until one holds `needle`.
+
+    A thread reads, not select(): select() sees only the pipe, and lines that arrived together
+    wait in the reader's buffer where select() can't see them.
+    """
     assert proc.stderr is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_pump, args=(proc.stderr, lines), daemon=True).start()
     seen = ""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stderr], [], [], 0.5)
-        if ready:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            seen += line
-            if needle in line:
-                return seen
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            break
+        if not line:
+            break
+        seen += line
+        if needle in line:
+            return seen
     raise AssertionError(f"never saw {needle!r}; output so far:\n{seen}")
+
+
+def _pump(stream: Any, lines: queue.Queue[str]) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put("")  # the end of the stream
 
 
 def _upgrade_when_told(go: Any, results: Any) -> None:
@@ -134,7 +148,7 @@ def test_six_upgrades_started_together_apply_once(
         _wait_for_line(later, "outbox worker")
     finally:
         later.send_signal(signal.SIGTERM)
-        later.communicate(timeout=20)
+        later.wait(timeout=20)  # the reading thread drains stderr to the end
     assert later.returncode == 0
 
 
