@@ -1,0 +1,1 @@
+"""Clients for the district's systems that DeviceCare keeps in step with."""
