@@ -22,6 +22,9 @@ SOURCE_LABELS: dict[str, str] = {
 # district sets another (SYNC_MAX_CHANGE_SHARE): more looks like a broken source, not a change.
 DEFAULT_MAX_CHANGE_SHARE = 0.05
 SAMPLE_ROWS = 10
+# Counted kinds that change nothing: records as they were, and facts a run had to leave out
+# (an asset tag already on another device); a run with only these has no changes.
+NOT_CHANGES = frozenset({"unchanged", "skipped"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +94,7 @@ class SyncPlan:
 
     @property
     def changes(self) -> int:
-        return sum(n for kind, n in self.counts.items() if kind != "unchanged")
+        return sum(n for kind, n in self.counts.items() if kind not in NOT_CHANGES)
 
     @property
     def removal_share(self) -> float:
