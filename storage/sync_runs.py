@@ -106,3 +106,12 @@ async def synced_at(session: AsyncSession, sources: list[str]) -> dict[str, date
         .group_by(m.SyncRun.source)
     )
     return {source: at for source, at in await session.execute(stmt) if at is not None}
+
+
+async def nightly_run_since(session: AsyncSession, source: str, since: datetime) -> bool:
+    """Whether a nightly run of `source` started at or after `since` (one a night, whichever
+    scheduler started it; a failed one waits for the next night)."""
+    stmt = select(m.SyncRun.id).where(
+        m.SyncRun.source == source, m.SyncRun.trigger == "nightly", m.SyncRun.started_at >= since
+    )
+    return (await session.execute(stmt.limit(1))).first() is not None
