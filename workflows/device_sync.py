@@ -229,6 +229,8 @@ class _Planner:
             self.coverage(serial, current, device.coverages)
         # Counted only when the record is all that changes: the device's own changes say more.
         self.record(serial, device, current, counted=self.diff.writes > writes)
+        if self.diff.writes == writes:
+            self.plan.count("unchanged")
 
     def add(self, serial: str, device: SourceDevice, tag: str | None) -> None:
         model = _clean(device.model) or ""
@@ -261,7 +263,6 @@ class _Planner:
             values["status"] = wanted
         changed = [f for f in DEVICE_FIELDS if values[f] != getattr(current, f)]
         if not changed:
-            self.plan.count("unchanged")
             return
         self.diff.device_updates.append({"id": current.id, **values})
         if values["status"] == RETIRED:
