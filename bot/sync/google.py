@@ -474,21 +474,21 @@ class GoogleAdminDevices:
 
 def service_account_key(settings: Settings) -> ServiceAccountKey | None:
     """The key from GOOGLE_SERVICE_ACCOUNT_JSON or the file GOOGLE_SERVICE_ACCOUNT_FILE names;
-    None when neither is set. CredentialError (one line) when it can't be used."""
-    text = credential(
-        settings.google_service_account_json,
-        settings.google_service_account_file,
-        setting="GOOGLE_SERVICE_ACCOUNT_JSON",
-        required=False,
-    )
-    if text is None:
-        return None
-    setting = (
-        "GOOGLE_SERVICE_ACCOUNT_FILE"
-        if settings.google_service_account_file is not None
-        else "GOOGLE_SERVICE_ACCOUNT_JSON"
-    )
-    return ServiceAccountKey.from_json(text, setting=setting)
+    None when neither is set. CredentialError (one line naming the setting) when it can't be
+    used."""
+    value, path = settings.google_service_account_json, settings.google_service_account_file
+    if value is not None and path is not None:
+        raise CredentialError(
+            "set GOOGLE_SERVICE_ACCOUNT_JSON or GOOGLE_SERVICE_ACCOUNT_FILE, not both"
+        )
+    if path is not None:
+        # credential() names the file setting <setting>_FILE: GOOGLE_SERVICE_ACCOUNT_FILE.
+        text = credential(None, path, setting="GOOGLE_SERVICE_ACCOUNT")
+        setting = "GOOGLE_SERVICE_ACCOUNT_FILE"
+    else:
+        text = credential(value, None, setting="GOOGLE_SERVICE_ACCOUNT_JSON", required=False)
+        setting = "GOOGLE_SERVICE_ACCOUNT_JSON"
+    return None if text is None else ServiceAccountKey.from_json(text, setting=setting)
 
 
 def google_source(
