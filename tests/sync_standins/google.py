@@ -174,6 +174,8 @@ class FakeGoogle:
     retry_after: int = 2
     _faults: list[Fault] = field(default_factory=list)
     _faults_from: int = 0
+    # The devices a listing matched, by its query: later pages read the listing's first answer.
+    _listings: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -331,10 +333,14 @@ class FakeGoogle:
         }
         return web.json_response(body, status=status)
 
+    @staticmethod
+    def _listing_key(params: dict[str, str]) -> str:
+        key = json.dumps({k: v for k, v in sorted(params.items()) if k != "pageToken"})
+        return hashlib.sha256(key.encode()).hexdigest()[:12]
+
     def _page_token(self, offset: int, params: dict[str, str]) -> str:
         # The next page is only valid with the same query, as Google's tokens are.
-        key = json.dumps({k: v for k, v in sorted(params.items()) if k != "pageToken"})
-        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+        digest = self._listing_key(params)
         return base64.urlsafe_b64encode(f"{offset}:{digest}".encode()).decode()
 
     def _offset(self, token: str, params: dict[str, str]) -> int | None:
@@ -451,13 +457,17 @@ class FakeGoogle:
             if found is None:
                 return answer(self._api_error(400, "Invalid Input: pageToken", "invalid"))
             offset = found
-        matching: list[dict[str, Any]] = []
-        for item in self.devices:
-            verdict = self._matches(item, params)
-            if verdict is None:
-                return answer(self._api_error(400, "Invalid Input: query", "invalid"))
-            if verdict:
-                matching.append(item)
+        listing = self._listing_key(params)
+        matching = self._listings.get(listing) if offset else None
+        if matching is None:
+            matching = []
+            for item in self.devices:
+                verdict = self._matches(item, params)
+                if verdict is None:
+                    return answer(self._api_error(400, "Invalid Input: query", "invalid"))
+                if verdict:
+                    matching.append(item)
+            self._listings[listing] = matching
         page = matching[offset : offset + size]
         body: dict[str, Any] = {"kind": "admin#directory#chromeosdevices", "etag": '"e"'}
         if page:
