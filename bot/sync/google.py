@@ -274,6 +274,10 @@ def _token_error(response: httpx.Response | None) -> str | None:
     return str(body.get("error")) if isinstance(body, dict) and body.get("error") else None
 
 
+class SignInFailed(SourceUnavailable):
+    """Google's token endpoint refused the service account or could not be reached."""
+
+
 class GoogleAdminDevices:
     """The district's ChromeOS devices from Google Admin (a workflows.sync.DeviceSource)."""
 
@@ -330,16 +334,16 @@ class GoogleAdminDevices:
             body = response.json()
             token, lifetime = body["access_token"], float(body.get("expires_in", 3600))
         except (ValueError, KeyError, TypeError):
-            raise SourceUnavailable(f"{SOURCE} sign-in answered without an access token") from None
+            raise SignInFailed(f"{SOURCE} sign-in answered without an access token") from None
         if not isinstance(token, str) or not token:
-            raise SourceUnavailable(f"{SOURCE} sign-in answered without an access token")
+            raise SignInFailed(f"{SOURCE} sign-in answered without an access token")
         return token, lifetime
 
-    def _explain_sign_in(self, exc: SourceUnavailable) -> SourceUnavailable:
+    def _explain_sign_in(self, exc: SourceUnavailable) -> SignInFailed:
         error = _token_error(exc.response)
         if error == "unauthorized_client":
             client = f"client ID {self.key.client_id}" if self.key.client_id else "its client ID"
-            return SourceUnavailable(
+            return SignInFailed(
                 f"{SOURCE} refused the service account {self.key.client_email}: domain-wide "
                 f"delegation is not set up. In the Admin console (Security > Access and data "
                 f"control > API controls > Domain-wide delegation) authorize {client} for "
@@ -347,18 +351,20 @@ class GoogleAdminDevices:
                 response=exc.response,
             )
         if error == "invalid_grant":
-            return SourceUnavailable(
+            return SignInFailed(
                 f"{SOURCE} refused the sign-in (invalid_grant): check that GOOGLE_ADMIN_SUBJECT "
                 f"({self.subject}) is an existing user of the domain, the key is not deleted, "
                 f"and this machine's clock is right",
                 response=exc.response,
             )
-        return exc
+        return SignInFailed(str(exc), response=exc.response)
 
     # --- listing --------------------------------------------------------------------------
 
     def _explain_listing(self, exc: SourceUnavailable) -> SourceUnavailable:
         response = exc.response
+        if isinstance(exc, SignInFailed):
+            return exc  # explained already; its answer came from the token endpoint
         if response is not None and response.status_code == 403:
             return SourceUnavailable(
                 f"{SOURCE} refused to list ChromeOS devices for {self.subject} (403). "

@@ -191,6 +191,19 @@ async def test_a_key_the_stand_in_does_not_know_is_refused(
     assert google.token_requests[0].status == 400
 
 
+async def test_a_wrong_token_address_is_a_sign_in_failure_not_a_listing_one(
+    google: FakeGoogle, private_key: rsa.RSAPrivateKey, clock: FixedClock, backoff: Backoff
+) -> None:
+    source = client_for(
+        google, private_key, clock, backoff, token_url=f"{google.base_url}/oauth2/v9/token"
+    )
+    with pytest.raises(SourceUnavailable) as caught:
+        await source.fetch()
+    message = str(caught.value)
+    assert message.startswith("Google Admin sign-in answered 404")
+    assert "customer" not in message
+
+
 # --- listing ------------------------------------------------------------------------------
 
 
