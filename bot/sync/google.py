@@ -16,7 +16,7 @@ https://developers.google.com/admin-sdk/directory/reference/rest/v1/chromeosdevi
   (at most 300), `pageToken`, `projection`, `orgUnitPath` (without its leading /),
   `includeChildOrgunits` and `query`; the answer is `{kind, etag, chromeosdevices[],
   nextPageToken}`. `fields` (a partial response, any Google API:
-  https://developers.google.com/admin-sdk/directory/v1/guides/performance#partial) keeps a
+  https://developers.google.com/admin-sdk/directory/v1/guides/performance) keeps a
   page to the fields read here.
 - The device (https://developers.google.com/admin-sdk/directory/reference/rest/v1/chromeosdevices):
   `deviceId`, `serialNumber`, `annotatedAssetId`, `model` (absent when unknown),
