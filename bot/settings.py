@@ -314,6 +314,61 @@ class Settings(BaseSettings):
             "may be."
         ),
     )
+    # Google Admin: ChromeOS devices through the Admin SDK Directory API, read by a service
+    # account acting for an admin (docs/sync-google.md). Off without a key.
+    google_service_account_json: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The service account's JSON key (the whole file's text) for the Google Admin sync; "
+            "or name the file with `GOOGLE_SERVICE_ACCOUNT_FILE`. The sync is off without one."
+        ),
+    )
+    google_service_account_file: Path | None = Field(
+        default=None,
+        description=(
+            "A file holding the service account's JSON key (a mounted secret), instead of "
+            "`GOOGLE_SERVICE_ACCOUNT_JSON`."
+        ),
+    )
+    google_admin_subject: str | None = Field(
+        default=None,
+        description=(
+            "The Google Workspace admin the service account acts for (domain-wide delegation), "
+            "e.g. `devicecare-sync@district.org`; it needs the right to read Chrome devices."
+        ),
+    )
+    google_customer_id: str = Field(
+        default="my_customer",
+        description=(
+            "The Google Workspace customer ID; `my_customer` means the admin's own account."
+        ),
+    )
+    google_org_unit: str | None = Field(
+        default=None,
+        description=(
+            "Read only the ChromeOS devices in this organizational unit and the units under it "
+            "(`/Students`). Unset: every device of the account."
+        ),
+    )
+    google_full_sync_days: int = Field(
+        default=7,
+        ge=1,
+        le=90,
+        description=(
+            "Days between full listings of Google's devices; the nightly runs in between read "
+            "only the devices that synced since the last run."
+        ),
+    )
+    google_api_url: str | None = Field(
+        default=None,
+        description="Another address for the Admin SDK API (a stand-in in tests). Unset: Google's.",
+    )
+    google_token_url: str | None = Field(
+        default=None,
+        description=(
+            "Another address for Google's token endpoint. Unset: the key file's `token_uri`."
+        ),
+    )
     # A school payment portal without an API (RevTrak, MySchoolBucks, SchoolCash Online, ...):
     # the page links here instead of Stripe. Placeholders: {invoice_number}, {amount} (dollars,
     # "12.50"), {amount_cents}, {student_id} (the SIS id), {student_name}.
@@ -391,6 +446,21 @@ class Settings(BaseSettings):
         description="When set, `/metrics` needs `Authorization: Bearer <token>`.",
     )
 
+    @field_validator("google_service_account_json")
+    @classmethod
+    def _service_account_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        from bot.sync.credentials import CredentialError
+        from bot.sync.google import ServiceAccountKey
+
+        setting = "GOOGLE_SERVICE_ACCOUNT_JSON"
+        try:
+            ServiceAccountKey.from_json(value.get_secret_value(), setting=setting)
+        except CredentialError as exc:  # one line, no part of the key in it
+            raise ValueError(str(exc).removeprefix(f"{setting}: ")) from None
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
@@ -455,6 +525,11 @@ class Settings(BaseSettings):
     @property
     def stripe_enabled(self) -> bool:
         return bool(self.stripe_secret_key and self.stripe_webhook_secret)
+
+    @property
+    def google_enabled(self) -> bool:
+        """A key is configured; GOOGLE_ADMIN_SUBJECT missing is then an error, not "off"."""
+        return bool(self.google_service_account_json or self.google_service_account_file)
 
     @property
     def imap_enabled(self) -> bool:

@@ -45,6 +45,9 @@ class SourceDevice:
     part_number: str | None = None
     asset_tag: str | None = None
     status: str | None = None  # the DeviceCare status it implies: "in_service" or "retired"
+    # The source's own word for it, shown with the device (Google's DISABLED: locked as lost
+    # or stolen, still the district's, so still in service).
+    source_status: str | None = None
     org_unit: str | None = None
     last_user_email: str | None = None
     # None: coverage was not read in this run (keep what is stored); () : the device has none.

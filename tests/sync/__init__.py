@@ -1,0 +1,1 @@
+"""Tests of the sync clients against the stand-ins in tests/sync_standins."""
