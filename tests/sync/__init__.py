@@ -1,0 +1,1 @@
+"""Sync clients driven against local stand-ins of the sources' APIs."""
