@@ -249,6 +249,26 @@ async def test_an_expired_token_is_renewed_and_the_page_read_again(
     assert sleeps.waits == []  # a refused token is retried at once, not after a wait
 
 
+async def test_a_token_past_its_lifetime_is_refused_and_renewed(
+    standin: OneRosterStandIn, client: OneRosterClient
+) -> None:
+    # The provider's clock runs ahead of ours (or our margin is too thin): its 401 decides.
+    seconds = [0.0]
+    standin.clock = lambda: seconds[0]
+    standin.token_lifetime = 600
+    standin.users = students(250)
+
+    def an_hour_later(collection: str, offset: int) -> None:
+        if offset == 100:
+            seconds[0] += 3600
+
+    standin.on_page = an_hour_later
+
+    assert len(await client.listing("users")) == 250
+    assert [h.status for h in standin.reads("users")] == [200, 200, 401, 200]
+    assert len(standin.token_requests) == 2
+
+
 async def test_a_source_that_stays_down_is_unavailable(
     standin: OneRosterStandIn, client: OneRosterClient
 ) -> None:

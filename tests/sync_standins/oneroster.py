@@ -4,7 +4,8 @@ service), as the IMS specification describes it.
 - `POST /token`: OAuth 2 client credentials. The client authenticates with HTTP Basic (id and
   secret form-encoded first, RFC 6749 2.3.1) and sends `grant_type=client_credentials` and a
   `scope` of OneRoster 1.1 scopes; the answer is `{"access_token", "token_type": "bearer",
-  "expires_in", "scope"}`. Wrong credentials get 401 `invalid_client`, an unknown scope 400
+  "expires_in", "scope"}`; the token is refused (401) once `token_lifetime` seconds have passed
+  on the stand-in's `clock`. Wrong credentials get 401 `invalid_client`, an unknown scope 400
   `invalid_scope`.
 - `GET /ims/oneroster/v1p1/orgs` and `/users`: `{"orgs": [...]}` / `{"users": [...]}` paged by
   `limit` (default 100, capped at `max_limit`) and `offset`, with `X-Total-Count` and a `Link`
@@ -22,8 +23,10 @@ from __future__ import annotations
 
 import base64
 import itertools
+import math
 import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,7 +80,10 @@ class OneRosterStandIn:
     port: int = 0
     hits: list[Hit] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
-    tokens: dict[str, tuple[str, bool]] = field(default_factory=dict)  # token -> (scope, live)
+    # token -> (scope, when it expires by `clock`)
+    tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # The stand-in's own clock, in seconds; a test moves it to let tokens expire.
+    clock: Callable[[], float] = time.monotonic
     # Called after each page is served (a test changes the roster while it is being read).
     on_page: Callable[[str, int], None] | None = None
     _counter: Any = field(default_factory=lambda: itertools.count(1))
@@ -119,7 +125,7 @@ class OneRosterStandIn:
         self.faults.append(Fault(collection, kind, offset, times))
 
     def expire_tokens(self) -> None:
-        self.tokens = {token: (scope, False) for token, (scope, _) in self.tokens.items()}
+        self.tokens = {token: (scope, -math.inf) for token, (scope, _) in self.tokens.items()}
 
     def reads(self, collection: str) -> list[Hit]:
         return [h for h in self.hits if h.path == f"{ROOT}/{collection}"]
@@ -144,7 +150,7 @@ class OneRosterStandIn:
             return self._oauth_error(hit, 400, "invalid_scope")
         token = f"tok-{next(self._counter)}-{secrets.token_hex(8)}"
         scope = " ".join(requested)
-        self.tokens[token] = (scope, True)
+        self.tokens[token] = (scope, self.clock() + self.token_lifetime)
         hit.status = 200
         return web.json_response(
             {
@@ -242,8 +248,8 @@ class OneRosterStandIn:
 
     def _check_token(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization", "")
-        scope, live = self.tokens.get(header.removeprefix("Bearer "), ("", False))
-        if not header.startswith("Bearer ") or not live:
+        scope, expires = self.tokens.get(header.removeprefix("Bearer "), ("", -math.inf))
+        if not header.startswith("Bearer ") or self.clock() >= expires:
             return web.json_response(
                 _status_info("unauthorized"),
                 status=401,
