@@ -11,6 +11,9 @@ role or org, bad grade, empty or repeated serial, unknown location, …) is skip
 a bad link (an agentSourcedId that names nobody, a device user that names no student) drops only
 that link and the rest of the row imports. With `strict=True` any problem rolls the whole
 import back. Nothing is ever deleted: `tobedeleted` students become inactive.
+
+`import_rows` runs the same orgs and users steps on rows read elsewhere (the OneRoster API sync,
+`storage.roster_sync`), in the caller's transaction.
 """
 
 from __future__ import annotations
