@@ -5,13 +5,13 @@ What it relies on, from the IMS OneRoster 1.1 specification
 (https://www.imsglobal.org/oneroster-v11-final-specification) and the IMS Security Framework
 it points to for OAuth 2 (https://www.imsglobal.org/spec/security/v1p0/):
 
-- The API root is `<server>/ims/oneroster/v1p1` (spec 3.3); ONEROSTER_BASE_URL is that root.
-  `GET /orgs` answers `{"orgs": [...]}` and `GET /users` answers `{"users": [...]}` (spec 4).
-- Collections page with `limit` and `offset` (spec 3.4.1; a server picks its own default, 100
+- The API root is `<server>/ims/oneroster/v1p1`; ONEROSTER_BASE_URL is that root.
+  `GET /orgs` answers `{"orgs": [...]}` and `GET /users` answers `{"users": [...]}`.
+- Collections page with `limit` and `offset` (a server picks its own default, 100
   in the spec, and may cap `limit`). The total comes in the `X-Total-Count` header and the
   pages in a `Link` header with `rel="next"` (and first, prev, last). Offsets here advance by
   what a page held, so a server that caps `limit` loses nothing.
-- `filter=dateLastModified>'<ISO 8601 time>'` selects what changed since then (spec 3.4.3).
+- `filter=dateLastModified>'<ISO 8601 time>'` selects what changed since then.
 - Access tokens come from OAuth 2 client credentials: a POST of
   `grant_type=client_credentials&scope=...` to the token URL with the client id and secret in
   HTTP Basic auth, each form-encoded first (RFC 6749 2.3.1 and 4.4); the answer has
@@ -20,7 +20,7 @@ it points to for OAuth 2 (https://www.imsglobal.org/spec/security/v1p0/):
 - Records carry `sourcedId`, `status` (`active` / `tobedeleted`), `dateLastModified`; orgs
   `name`, `type`; users `username`, `enabledUser`, `givenName`, `familyName`, `role`,
   `email`, `sms`, `phone`, `grades` (a list), and `orgs` / `agents` as lists of GUID
-  references `{"href", "sourcedId", "type"}` (spec 4.12, 4.13).
+  references `{"href", "sourcedId", "type"}`.
 
 The CSV import reads only orgs.csv and users.csv, so only orgs and users are read here:
 classes, courses and enrollments have no place in DeviceCare. Each record becomes the row a
