@@ -388,6 +388,57 @@ class Settings(BaseSettings):
             "`payments import`."
         ),
     )
+    # OneRoster 1.1 REST: schools, students and guardians from the SIS or rostering service
+    # (docs/sync-oneroster.md). Off until the API root, token URL, client id and secret are set.
+    oneroster_base_url: str | None = Field(
+        default=None,
+        description=(
+            "The OneRoster 1.1 API root the SIS or rostering service gives out, ending in "
+            "`/ims/oneroster/v1p1` (e.g. `https://sis.district.org/ims/oneroster/v1p1`). Unset: "
+            "no OneRoster sync."
+        ),
+    )
+    oneroster_token_url: str | None = Field(
+        default=None,
+        description=(
+            "The provider's OAuth 2 token endpoint for client credentials (e.g. "
+            "`https://sis.district.org/oauth/token`)."
+        ),
+    )
+    oneroster_client_id: str | None = Field(
+        default=None,
+        description="The OAuth 2 client id (some providers call it the key) the provider issued.",
+    )
+    oneroster_client_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The OAuth 2 client secret; or name a file holding it in "
+            "`ONEROSTER_CLIENT_SECRET_FILE`."
+        ),
+    )
+    oneroster_client_secret_file: Path | None = Field(
+        default=None,
+        description=(
+            "A file holding the client secret (a mounted secret), instead of "
+            "`ONEROSTER_CLIENT_SECRET`."
+        ),
+    )
+    oneroster_scope: str = Field(
+        default="https://purl.imsglobal.org/spec/or/v1p1/scope/roster-core.readonly",
+        description=(
+            "The OAuth 2 scope asked for, space-separated if several; the default is the "
+            "OneRoster 1.1 scope that reads orgs and users."
+        ),
+    )
+    oneroster_page_size: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description=(
+            "Records asked for per page (`limit`); a provider that serves fewer per page loses "
+            "nothing, it only takes more requests."
+        ),
+    )
     secret_key: SecretStr = Field(
         default=SecretStr(PLACEHOLDER_SECRET_KEY),
         description=(
@@ -474,6 +525,16 @@ class Settings(BaseSettings):
         parse_trusted_proxies(value)  # a ValueError names the entry that is not an address
         return value
 
+    @field_validator("oneroster_base_url", "oneroster_token_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.lower().startswith(("https://", "http://")):
+            raise ValueError("write the whole address, starting with https://")
+        return value
+
     @field_validator("district_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -530,6 +591,14 @@ class Settings(BaseSettings):
     def google_enabled(self) -> bool:
         """A key is configured; GOOGLE_ADMIN_SUBJECT missing is then an error, not "off"."""
         return bool(self.google_service_account_json or self.google_service_account_file)
+    def oneroster_enabled(self) -> bool:
+        """Whether a OneRoster sync is configured (the secret may still be unreadable)."""
+        return bool(
+            self.oneroster_base_url
+            and self.oneroster_token_url
+            and self.oneroster_client_id
+            and (self.oneroster_client_secret or self.oneroster_client_secret_file)
+        )
 
     @property
     def imap_enabled(self) -> bool:

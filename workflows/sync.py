@@ -22,6 +22,8 @@ SOURCE_LABELS: dict[str, str] = {
 # district sets another (SYNC_MAX_CHANGE_SHARE): more looks like a broken source, not a change.
 DEFAULT_MAX_CHANGE_SHARE = 0.05
 SAMPLE_ROWS = 10
+# Counted in a plan but not changes: rows that stay as they are, and rows refused as bad input.
+NOT_CHANGES = frozenset({"unchanged", "problems"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,7 @@ class SyncPlan:
 
     @property
     def changes(self) -> int:
-        return sum(n for kind, n in self.counts.items() if kind != "unchanged")
+        return sum(n for kind, n in self.counts.items() if kind not in NOT_CHANGES)
 
     @property
     def removal_share(self) -> float:
