@@ -591,6 +591,8 @@ class Settings(BaseSettings):
     def google_enabled(self) -> bool:
         """A key is configured; GOOGLE_ADMIN_SUBJECT missing is then an error, not "off"."""
         return bool(self.google_service_account_json or self.google_service_account_file)
+
+    @property
     def oneroster_enabled(self) -> bool:
         """Whether a OneRoster sync is configured (the secret may still be unreadable)."""
         return bool(
