@@ -342,6 +342,61 @@ class Settings(BaseSettings):
             "may be."
         ),
     )
+    # Google Admin: ChromeOS devices through the Admin SDK Directory API, read by a service
+    # account acting for an admin (docs/sync-google.md). Off without a key.
+    google_service_account_json: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The service account's JSON key (the whole file's text) for the Google Admin sync; "
+            "or name the file with `GOOGLE_SERVICE_ACCOUNT_FILE`. The sync is off without one."
+        ),
+    )
+    google_service_account_file: Path | None = Field(
+        default=None,
+        description=(
+            "A file holding the service account's JSON key (a mounted secret), instead of "
+            "`GOOGLE_SERVICE_ACCOUNT_JSON`."
+        ),
+    )
+    google_admin_subject: str | None = Field(
+        default=None,
+        description=(
+            "The Google Workspace admin the service account acts for (domain-wide delegation), "
+            "e.g. `devicecare-sync@district.org`; it needs the right to read Chrome devices."
+        ),
+    )
+    google_customer_id: str = Field(
+        default="my_customer",
+        description=(
+            "The Google Workspace customer ID; `my_customer` means the admin's own account."
+        ),
+    )
+    google_org_unit: str | None = Field(
+        default=None,
+        description=(
+            "Read only the ChromeOS devices in this organizational unit and the units under it "
+            "(`/Students`). Unset: every device of the account."
+        ),
+    )
+    google_full_sync_days: int = Field(
+        default=7,
+        ge=1,
+        le=90,
+        description=(
+            "Days between full listings of Google's devices; the nightly runs in between read "
+            "only the devices that synced since the last run."
+        ),
+    )
+    google_api_url: str | None = Field(
+        default=None,
+        description="Another address for the Admin SDK API (a stand-in in tests). Unset: Google's.",
+    )
+    google_token_url: str | None = Field(
+        default=None,
+        description=(
+            "Another address for Google's token endpoint. Unset: the key file's `token_uri`."
+        ),
+    )
     # A school payment portal without an API (RevTrak, MySchoolBucks, SchoolCash Online, ...):
     # the page links here instead of Stripe. Placeholders: {invoice_number}, {amount} (dollars,
     # "12.50"), {amount_cents}, {student_id} (the SIS id), {student_name}.
@@ -359,6 +414,57 @@ class Settings(BaseSettings):
         description=(
             "What families are told they are paying through; also the default `--portal` name of "
             "`payments import`."
+        ),
+    )
+    # OneRoster 1.1 REST: schools, students and guardians from the SIS or rostering service
+    # (docs/sync-oneroster.md). Off until the API root, token URL, client id and secret are set.
+    oneroster_base_url: str | None = Field(
+        default=None,
+        description=(
+            "The OneRoster 1.1 API root the SIS or rostering service gives out, ending in "
+            "`/ims/oneroster/v1p1` (e.g. `https://sis.district.org/ims/oneroster/v1p1`). Unset: "
+            "no OneRoster sync."
+        ),
+    )
+    oneroster_token_url: str | None = Field(
+        default=None,
+        description=(
+            "The provider's OAuth 2 token endpoint for client credentials (e.g. "
+            "`https://sis.district.org/oauth/token`)."
+        ),
+    )
+    oneroster_client_id: str | None = Field(
+        default=None,
+        description="The OAuth 2 client id (some providers call it the key) the provider issued.",
+    )
+    oneroster_client_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The OAuth 2 client secret; or name a file holding it in "
+            "`ONEROSTER_CLIENT_SECRET_FILE`."
+        ),
+    )
+    oneroster_client_secret_file: Path | None = Field(
+        default=None,
+        description=(
+            "A file holding the client secret (a mounted secret), instead of "
+            "`ONEROSTER_CLIENT_SECRET`."
+        ),
+    )
+    oneroster_scope: str = Field(
+        default="https://purl.imsglobal.org/spec/or/v1p1/scope/roster-core.readonly",
+        description=(
+            "The OAuth 2 scope asked for, space-separated if several; the default is the "
+            "OneRoster 1.1 scope that reads orgs and users."
+        ),
+    )
+    oneroster_page_size: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description=(
+            "Records asked for per page (`limit`); a provider that serves fewer per page loses "
+            "nothing, it only takes more requests."
         ),
     )
     secret_key: SecretStr = Field(
@@ -419,6 +525,21 @@ class Settings(BaseSettings):
         description="When set, `/metrics` needs `Authorization: Bearer <token>`.",
     )
 
+    @field_validator("google_service_account_json")
+    @classmethod
+    def _service_account_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        from bot.sync.credentials import CredentialError
+        from bot.sync.google import ServiceAccountKey
+
+        setting = "GOOGLE_SERVICE_ACCOUNT_JSON"
+        try:
+            ServiceAccountKey.from_json(value.get_secret_value(), setting=setting)
+        except CredentialError as exc:  # one line, no part of the key in it
+            raise ValueError(str(exc).removeprefix(f"{setting}: ")) from None
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
@@ -430,6 +551,16 @@ class Settings(BaseSettings):
         from bot.proxies import parse_trusted_proxies
 
         parse_trusted_proxies(value)  # a ValueError names the entry that is not an address
+        return value
+
+    @field_validator("oneroster_base_url", "oneroster_token_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.lower().startswith(("https://", "http://")):
+            raise ValueError("write the whole address, starting with https://")
         return value
 
     @field_validator("district_timezone")
@@ -483,6 +614,21 @@ class Settings(BaseSettings):
     @property
     def stripe_enabled(self) -> bool:
         return bool(self.stripe_secret_key and self.stripe_webhook_secret)
+
+    @property
+    def google_enabled(self) -> bool:
+        """A key is configured; GOOGLE_ADMIN_SUBJECT missing is then an error, not "off"."""
+        return bool(self.google_service_account_json or self.google_service_account_file)
+
+    @property
+    def oneroster_enabled(self) -> bool:
+        """Whether a OneRoster sync is configured (the secret may still be unreadable)."""
+        return bool(
+            self.oneroster_base_url
+            and self.oneroster_token_url
+            and self.oneroster_client_id
+            and (self.oneroster_client_secret or self.oneroster_client_secret_file)
+        )
 
     @property
     def imap_enabled(self) -> bool:

@@ -150,6 +150,7 @@ def device_facts(device: SourceDevice, previous: Mapping[str, Any] | None) -> di
         "part_number": _clean(device.part_number),
         "asset_tag": _clean(device.asset_tag),
         "status": device.status,
+        "source_status": device.source_status,
         "org_unit": device.org_unit,
         "last_user_email": _clean(device.last_user_email),
         "coverage": coverage,
@@ -193,7 +194,7 @@ class _Planner:
         return self.diff
 
     def skip(self, line: str) -> None:
-        self.plan.count("skipped")
+        self.plan.count("problems")
         self.plan.note(line)
 
     def tag_for(self, serial: str, tag: str | None) -> str | None:

@@ -22,9 +22,8 @@ SOURCE_LABELS: dict[str, str] = {
 # district sets another (SYNC_MAX_CHANGE_SHARE): more looks like a broken source, not a change.
 DEFAULT_MAX_CHANGE_SHARE = 0.05
 SAMPLE_ROWS = 10
-# Counted kinds that change nothing: records as they were, and facts a run had to leave out
-# (an asset tag already on another device); a run with only these has no changes.
-NOT_CHANGES = frozenset({"unchanged", "skipped"})
+# Counted in a plan but not changes: rows that stay as they are, and rows refused as bad input.
+NOT_CHANGES = frozenset({"unchanged", "problems"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +47,9 @@ class SourceDevice:
     part_number: str | None = None
     asset_tag: str | None = None
     status: str | None = None  # the DeviceCare status it implies: "in_service" or "retired"
+    # The source's own word for it, shown with the device (Google's DISABLED: locked as lost
+    # or stolen, still the district's, so still in service).
+    source_status: str | None = None
     org_unit: str | None = None
     last_user_email: str | None = None
     # None: coverage was not read in this run (keep what is stored); () : the device has none.

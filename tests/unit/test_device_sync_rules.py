@@ -27,7 +27,7 @@ def test_a_serial_listed_twice_is_applied_once() -> None:
     snapshot = DeviceSnapshot("google", [chromebook(1), chromebook(2, serial="5CD0000001")])
     diff = plan_device_sync(snapshot, {}, {}, [])
     assert len(diff.new_devices) == 1
-    assert diff.plan.counts == {"new": 1, "skipped": 1} and diff.plan.changes == 1
+    assert diff.plan.counts == {"new": 1, "problems": 1} and diff.plan.changes == 1
     assert diff.plan.sample[-1] == "5CD0000001 skipped: listed twice"
 
 
@@ -62,7 +62,7 @@ def test_a_tag_moving_between_devices_waits_a_run() -> None:
     )
     diff = plan_device_sync(snapshot, devices, listed_before(1, 2), [])
     assert diff.device_updates == []  # the unique index could not take a swap half-way
-    assert diff.plan.counts["skipped"] == 2
+    assert diff.plan.counts["problems"] == 2
 
 
 def test_coverage_from_elsewhere_is_kept_when_the_source_lists_none() -> None:
