@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bot.config_errors import load_settings
+from workflows.sync import DEFAULT_MAX_CHANGE_SHARE
 
 DATA_DIR = Path("data")
 # The documented default SECRET_KEY: fine on a laptop, refused wherever it could be abused.
@@ -150,6 +151,33 @@ class Settings(BaseSettings):
     weekly_digest_time: time = Field(
         default=time(7, 0),
         description="The district-time hour the weekly digest is posted at (`HH:MM`).",
+    )
+
+    # Syncs from the district's systems (bot/sync/): when they run nightly, how much one run may
+    # take away before it stops for a person to look, and where they report.
+    sync_time: time = Field(
+        default=time(2, 0),
+        description=(
+            "The district-time hour (`HH:MM`) the nightly syncs from Apple School Manager, Google "
+            "Admin and OneRoster run, one source after the other (only those configured)."
+        ),
+    )
+    sync_max_change_share: float = Field(
+        default=DEFAULT_MAX_CHANGE_SHARE,
+        ge=0,
+        le=1,
+        description=(
+            "The largest share (0 to 1) of a source's records one sync may retire or unassign; a "
+            "run that would take away more stops, changes nothing and alerts staff in Slack "
+            "(`devicecare sync SOURCE --allow-removals` applies it anyway)."
+        ),
+    )
+    sync_channel: str | None = Field(
+        default=None,
+        description=(
+            "Channel id for the syncs' nightly summaries and alerts; unset, they go to "
+            "`SLACK_BILLING_CHANNEL`."
+        ),
     )
 
     smtp_host: str | None = Field(
