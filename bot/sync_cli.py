@@ -19,7 +19,7 @@ from rich.table import Table
 from bot.cli_runtime import run_with_runtime
 from bot.runtime import Runtime
 from bot.settings import Settings, get_settings
-from bot.sync.registry import SOURCES, not_configured, sync_jobs
+from bot.sync.registry import SOURCES, close_jobs, not_configured, sync_jobs
 from bot.sync.runner import SyncRunResult, run_sync
 from storage import models as m
 from storage.sync_runs import last_runs
@@ -83,9 +83,12 @@ def sync_source(source: str, dry_run: bool, allow_removals: bool) -> None:
 
     async def work(runtime: Runtime) -> SyncRunResult:
         job = sync_jobs(runtime)[source]
-        return await run_sync(
-            runtime, job, dry_run=dry_run, trigger="cli", allow_removals=allow_removals
-        )
+        try:
+            return await run_sync(
+                runtime, job, dry_run=dry_run, trigger="cli", allow_removals=allow_removals
+            )
+        finally:
+            await close_jobs([job])
 
     result = run_with_runtime(settings, work, console=console)
     print_result(result)

@@ -13,7 +13,8 @@ from datetime import datetime, time
 from bot.heartbeat import note_error, note_success
 from bot.runtime import Runtime
 from bot.settings import Settings
-from bot.sync.registry import SOURCES, sync_jobs
+from bot.sync.job import SyncJob
+from bot.sync.registry import SOURCES, close_jobs, sync_jobs
 from bot.sync.runner import SyncRunResult, run_sync
 from storage.sync_runs import nightly_run_since
 from workflows.clock import local_date
@@ -40,6 +41,16 @@ async def run_nightly_syncs(runtime: Runtime) -> list[SyncRunResult]:
         log.exception("nightly sync: the sources couldn't be set up")
         note_error("scheduler", f"nightly sync: {type(exc).__name__}", runtime.clock.now())
         return results
+    try:
+        await _run_each(runtime, jobs, results)
+    finally:
+        await close_jobs(jobs.values())
+    return results
+
+
+async def _run_each(
+    runtime: Runtime, jobs: dict[str, SyncJob], results: list[SyncRunResult]
+) -> None:
     since = night_start(runtime)
     for name, job in jobs.items():
         try:
@@ -57,4 +68,3 @@ async def run_nightly_syncs(runtime: Runtime) -> list[SyncRunResult]:
         results.append(result)
         if result.status != "failed":
             note_success("scheduler", runtime.clock.now())
-    return results
