@@ -41,7 +41,12 @@ def provenance_line(record: Provenance, tz: ZoneInfo) -> str:
         named.append(f"OU {facts['org_unit']}")
     what = _and(named) if named else "Listed"
     what = what[0].upper() + what[1:]
-    return f"{esc(what)} from {esc(record.label)} \u00b7 {synced_words(record.synced_at, tz)}"
+    line = f"{esc(what)} from {esc(record.label)} \u00b7 {synced_words(record.synced_at, tz)}"
+    own = facts.get("source_status")
+    if own and own != "ACTIVE":
+        # e.g. Google's DISABLED: locked there as lost or stolen, still in service here.
+        line += f" \u00b7 {esc(str(own))} in {esc(record.label)}"
+    return line
 
 
 def suggestion_line(suggestion: HolderSuggestion, holder_name: str | None) -> str:

@@ -96,3 +96,22 @@ async def test_a_failed_run_alerts_the_billing_channel_without_a_sync_channel(
     said = all_text(alert.args["blocks"])
     assert "The sync from Google Admin failed" in said and "invalid_grant" in said
     assert "The next nightly run tries again." in said
+
+
+def test_a_sources_own_status_shows_beside_its_facts() -> None:
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from bot.slack.sync_blocks import provenance_line
+    from storage.sync_provenance import Provenance
+
+    when = datetime(2026, 12, 6, 7, 0, tzinfo=UTC)
+    facts = {"model": "HP Chromebook 11 G9 EE", "status": "in_service"}
+    record = Provenance("google", {**facts, "source_status": "DISABLED"}, when, when)
+    line = provenance_line(record, ZoneInfo("America/Chicago"))
+    assert line == (
+        "Model and status from Google Admin \u00b7 synced 6 Dec 01:00"
+        " \u00b7 DISABLED in Google Admin"
+    )
+    active = Provenance("google", {**facts, "source_status": "ACTIVE"}, when, when)
+    assert "ACTIVE" not in provenance_line(active, ZoneInfo("America/Chicago"))
