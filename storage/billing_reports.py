@@ -50,7 +50,8 @@ def status_label(status: str) -> str:
     return invoice_status_label(status)
 
 
-def _name(first: str | None, last: str | None) -> str:
+def student_name(first: str | None, last: str | None) -> str:
+    """A student as the reports name them."""
     return f"{first or ''} {last or ''}".strip() or "Unknown student"
 
 
@@ -191,7 +192,7 @@ async def automation_report(
             AutomationRow(
                 invoice_id=r.id,
                 number=r.number,
-                student=_name(r.first_name, r.last_name),
+                student=student_name(r.first_name, r.last_name),
                 status=r.status,
                 due_date=r.due_date,
                 balance_cents=int(r.balance),
@@ -378,7 +379,7 @@ async def cancelled_invoices(
         CancelledRow(
             invoice_id=r.id,
             number=r.number,
-            student=_name(r.first_name, r.last_name),
+            student=student_name(r.first_name, r.last_name),
             amount_cents=int(r.total_cents),
             cancelled_at=r.cancelled_at,
             auto_cancelled=bool(r.auto_cancelled),
@@ -626,7 +627,7 @@ async def invoice_timeline(
     header = InvoiceHeader(
         id=invoice.id,
         number=invoice.number,
-        student=_name(first, last),
+        student=student_name(first, last),
         status=invoice.status,
         total_cents=invoice.total_cents,
         paid_cents=invoice.paid_cents,

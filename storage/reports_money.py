@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 
 from storage import models as m
-from storage.billing_reports import cancelled_invoices
+from storage.billing_reports import cancelled_invoices, student_name
 from storage.notices import reachable
 from storage.report_base import ReportQuery, report
 from workflows.invoices import OPEN_STATUSES, InvoiceKind, InvoiceStatus
@@ -268,10 +268,6 @@ async def _fetch(q: ReportQuery, stmt: Select[Any]) -> Sequence[Any]:
     return (await connection.execute(stmt)).all()
 
 
-def _name(first: str | None, last: str | None) -> str:
-    return f"{first or ''} {last or ''}".strip() or "Unknown student"
-
-
 def _issued_on(q: ReportQuery) -> tuple[Any, Callable[[Any], date]]:
     """The district day an invoice was issued, and how to read it from a row.
 
@@ -420,7 +416,7 @@ async def balances_by_student(q: ReportQuery) -> ReportResult:
     )
     rows = [
         (
-            _name(r.first_name, r.last_name),
+            student_name(r.first_name, r.last_name),
             r.family or "",
             r.building or "",
             r.grade or "",
@@ -474,7 +470,7 @@ async def balances_by_family(q: ReportQuery) -> ReportResult:
     ).all()
     students: dict[int, list[str]] = {}
     for n in names:
-        students.setdefault(int(n.family_key), []).append(_name(n.first_name, n.last_name))
+        students.setdefault(int(n.family_key), []).append(student_name(n.first_name, n.last_name))
     rows = [
         (
             r.family or (r.solo or NO_FAMILY),

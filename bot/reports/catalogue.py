@@ -126,77 +126,30 @@ class Report:
 
 # --- the options --------------------------------------------------------------------------------
 
-CSV_HELP = "Write every row as CSV."
+DAY, PATH = "YYYY-MM-DD", "PATH"
 
 
-def _csv(help_text: str) -> Option:
-    return Option(
-        "csv_path",
-        Annotated[Path | None, typer.Option("--csv", metavar="PATH", help=help_text)],
-        None,
-    )
+def option(param: str, kind: Any, flag: str, text: str, default: Any = None, **more: Any) -> Option:
+    """`--flag` for parameter `param` of type `kind`; `default=REQUIRED` makes it required."""
+    return Option(param, Annotated[kind, typer.Option(flag, help=text, **more)], default)
 
 
+def _csv(text: str) -> Option:
+    return option("csv_path", Path | None, "--csv", text, metavar=PATH)
+
+
+RANGES = "this-year (the default), last-year, this-month, last-month, this-week, last-week, "
 FILTER_OPTIONS = (
-    Option(
-        "date_from",
-        Annotated[
-            str | None,
-            typer.Option("--from", metavar="YYYY-MM-DD", help="First day (district time)."),
-        ],
-        None,
-    ),
-    Option(
-        "date_to",
-        Annotated[
-            str | None,
-            typer.Option("--to", metavar="YYYY-MM-DD", help="Last day, included (default today)."),
-        ],
-        None,
-    ),
-    Option(
-        "range_name",
-        Annotated[
-            str | None,
-            typer.Option(
-                "--range",
-                help="this-year (the default), last-year, this-month, last-month, this-week, "
-                "last-week, last-30-days, ytd.",
-            ),
-        ],
-        None,
-    ),
-    Option(
-        "building",
-        Annotated[list[str] | None, typer.Option("--building", help="A building (repeatable).")],
-        None,
-    ),
-    Option(
-        "grade",
-        Annotated[list[str] | None, typer.Option("--grade", help="A grade, or 7,8 (repeatable).")],
-        None,
-    ),
-    Option(
-        "model",
-        Annotated[list[str] | None, typer.Option("--model", help="A device model (repeatable).")],
-        None,
-    ),
-    _csv(CSV_HELP),
-    Option(
-        "chart_path",
-        Annotated[
-            Path | None,
-            typer.Option("--chart", metavar="PATH", help="Write the trend's chart as PNG."),
-        ],
-        None,
-    ),
-    Option(
-        "as_email",
-        Annotated[
-            str | None,
-            typer.Option("--as", metavar="EMAIL", help="Run as this staff member (role checked)."),
-        ],
-        None,
+    option("date_from", str | None, "--from", "First day (district time).", metavar=DAY),
+    option("date_to", str | None, "--to", "Last day, included (default today).", metavar=DAY),
+    option("range_name", str | None, "--range", RANGES + "last-30-days, ytd."),
+    option("building", list[str] | None, "--building", "A building (repeatable)."),
+    option("grade", list[str] | None, "--grade", "A grade, or 7,8 (repeatable)."),
+    option("model", list[str] | None, "--model", "A device model (repeatable)."),
+    _csv("Write every row as CSV."),
+    option("chart_path", Path | None, "--chart", "Write the trend's chart as PNG.", metavar=PATH),
+    option(
+        "as_email", str | None, "--as", "Run as this staff member (role checked).", metavar="EMAIL"
     ),
 )
 
@@ -391,16 +344,8 @@ AUTOMATION_REPORT = Report(
     name=AUTOMATION.name,
     help="Open invoices by automation on/off and status (counts and balances), and the list.",
     options=(
-        Option(
-            "on",
-            Annotated[bool, typer.Option("--on", help="List only invoices with automation on.")],
-            False,
-        ),
-        Option(
-            "off",
-            Annotated[bool, typer.Option("--off", help="List only invoices with automation off.")],
-            False,
-        ),
+        option("on", bool, "--on", "List only invoices with automation on.", False),
+        option("off", bool, "--off", "List only invoices with automation off.", False),
         _csv("Write every listed invoice to this CSV."),
     ),
     read_options=_automation_options,
@@ -484,16 +429,8 @@ CANCELLED_REPORT = Report(
     name=CANCELLED.name,
     help="Invoices cancelled in a date range, with who and why, and the Auto-Cancelled ones.",
     options=(
-        Option(
-            "date_from",
-            Annotated[
-                str, typer.Option("--from", metavar="YYYY-MM-DD", help="First day (district time).")
-            ],
-        ),
-        Option(
-            "date_to",
-            Annotated[str, typer.Option("--to", metavar="YYYY-MM-DD", help="Last day, included.")],
-        ),
+        option("date_from", str, "--from", "First day (district time).", REQUIRED, metavar=DAY),
+        option("date_to", str, "--to", "Last day, included.", REQUIRED, metavar=DAY),
         _csv("Write every cancelled invoice to this CSV."),
     ),
     read_options=_cancelled_options,
@@ -525,17 +462,12 @@ WEEKLY_DIGEST = Report(
     name="weekly-digest",
     help="Last week's digest: incidents, money recovered, overdue now, new repeat offenders.",
     options=(
-        Option(
+        option(
             "week",
-            Annotated[
-                str | None,
-                typer.Option(
-                    "--week",
-                    metavar="YYYY-MM-DD",
-                    help="Any day of the week to show (default: last week, Monday to Sunday).",
-                ),
-            ],
-            None,
+            str | None,
+            "--week",
+            "Any day of the week to show (default: last week, Monday to Sunday).",
+            metavar=DAY,
         ),
     ),
     read_options=lambda options, console: options["week"],
