@@ -25,12 +25,12 @@ from bot.fees_cli import fees_app
 from bot.heartbeat import start_heartbeats
 from bot.http_edge import REDACT_FAMILY_TOKENS
 from bot.insurance_cli import insurance_app
+from bot.invoice_cli import invoice_app
 from bot.ledger_cli import ledger_app
 from bot.outbox_cli import outbox_app
 from bot.payments_cli import payments_app
 from bot.privacy_cli import privacy_app
-from bot.report_cli import invoice_app, report_app
-from bot.report_commands import register_report_commands  # noqa: F401 - adds `report <name>`
+from bot.reports.cli import report_app
 from bot.roster_cli import import_command
 from bot.runtime import Runtime, log_parts
 from bot.secret_cli import guard_secrets, secret_app

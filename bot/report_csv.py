@@ -10,7 +10,7 @@ quotes text a spreadsheet would otherwise run as a formula.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from pathlib import Path
@@ -66,6 +66,28 @@ def write_csv_file(result: ReportResult, path: Path, tz: tzinfo) -> int:
     with path.open("w", newline="", encoding="utf-8") as out:
         csv_writer(out).writerows(csv_lines(result, tz))
     return len(result.rows)
+
+
+async def write_csv_pages(
+    path: Path,
+    spec: ReportSpec,
+    page: Callable[[int], Awaitable[Sequence[Sequence[Any]]]],
+    tz: tzinfo,
+    *,
+    size: int,
+) -> int:
+    """Every row, fetched `size` at a time by `page(offset)`, so a long listing is never held
+    whole; returns how many rows were written."""
+    count = 0
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv_writer(out)
+        writer.writerow(spec.headers)
+        while True:
+            rows = await page(count)
+            writer.writerows(csv_row(spec, row, tz) for row in rows)
+            count += len(rows)
+            if len(rows) < size:
+                return count
 
 
 def file_stem(result: ReportResult) -> str:

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -26,6 +26,7 @@ from workflows.errors import ValidationError
 from workflows.invoices import OPEN_STATUSES, InvoiceStatus
 from workflows.labels import invoice_status_label, payment_method_label
 from workflows.money import format_cents
+from workflows.reports import Audience, ReportSpec
 
 # Report order: the way an invoice moves along.
 STATUS_ORDER: tuple[str, ...] = tuple(
@@ -49,11 +50,32 @@ def status_label(status: str) -> str:
     return invoice_status_label(status)
 
 
-def _name(first: str | None, last: str | None) -> str:
+def student_name(first: str | None, last: str | None) -> str:
+    """A student as the reports name them."""
     return f"{first or ''} {last or ''}".strip() or "Unknown student"
 
 
 # --- invoices by automation status -------------------------------------------------------------
+
+AUTOMATION = ReportSpec(
+    name="automation",
+    title="Open invoices by automation",
+    description="Open invoices by automation on/off and status (counts and balances), and the "
+    "list.",
+    audience=Audience.FINANCIAL,
+    headers=(
+        "invoice_number",
+        "student",
+        "status",
+        "due_date",
+        "balance",
+        "automation",
+        "reminder_count",
+        "last_reminder_at",
+    ),
+    money=frozenset({"balance"}),
+    range_means="open now",
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +97,19 @@ class AutomationRow:
     automation_enabled: bool
     reminder_count: int
     last_reminder_at: datetime | None
+
+    def values(self) -> tuple[Any, ...]:
+        """The row as AUTOMATION's columns hold it."""
+        return (
+            self.number,
+            self.student,
+            status_label(self.status),
+            self.due_date,
+            self.balance_cents,
+            "on" if self.automation_enabled else "off",
+            self.reminder_count,
+            self.last_reminder_at,
+        )
 
 
 @dataclass(frozen=True)
@@ -157,7 +192,7 @@ async def automation_report(
             AutomationRow(
                 invoice_id=r.id,
                 number=r.number,
-                student=_name(r.first_name, r.last_name),
+                student=student_name(r.first_name, r.last_name),
                 status=r.status,
                 due_date=r.due_date,
                 balance_cents=int(r.balance),
@@ -198,6 +233,18 @@ class CancelledRow:
     @property
     def designation(self) -> str:
         return "Auto-Cancelled" if self.auto_cancelled else "Cancelled"
+
+    def values(self) -> tuple[Any, ...]:
+        """The row as CANCELLED's columns hold it."""
+        return (
+            self.number,
+            self.student,
+            self.amount_cents,
+            self.cancelled_at,
+            "yes" if self.auto_cancelled else "no",
+            self.cancelled_by or "",
+            self.reason or "",
+        )
 
 
 @dataclass(frozen=True)
@@ -244,76 +291,15 @@ async def cancelled_report(
     limit: int | None = None,
     offset: int = 0,
 ) -> CancelledReport:
-    """Invoices cancelled from `date_from` to `date_to` (both included, district days).
-
-    Who and why come from the invoice's latest cancellation entry in the activity log; the
-    Auto-Cancelled designation is the invoice's own flag.
-    """
+    """Invoices cancelled from `date_from` to `date_to` (both included, district days)."""
     check_range(date_from, date_to)
     start, end = day_bounds(date_from, date_to, tz)
-    inv = m.Invoice
-    in_range = (
-        inv.status == InvoiceStatus.CANCELLED.value,
-        inv.cancelled_at >= start,
-        inv.cancelled_at < end,
+    by_kind, rows = await cancelled_invoices(
+        session,
+        [m.Invoice.cancelled_at >= start, m.Invoice.cancelled_at < end],
+        limit=limit,
+        offset=offset,
     )
-    totals = (
-        await session.execute(
-            select(
-                inv.auto_cancelled, func.count(inv.id), func.coalesce(func.sum(inv.total_cents), 0)
-            )
-            .where(*in_range)
-            .group_by(inv.auto_cancelled)
-        )
-    ).all()
-    by_kind = {bool(auto): (int(n), int(cents)) for auto, n, cents in totals}
-    rows: list[CancelledRow] = []
-    if limit is None or limit > 0:
-        entry = m.ActivityEntry
-        latest = (
-            select(entry.entity_id.label("invoice_id"), func.max(entry.id).label("entry_id"))
-            .where(
-                entry.entity_type == "invoice",
-                entry.action.in_(CANCEL_ACTIONS),
-                entry.entity_id.in_(select(inv.id).where(*in_range)),
-            )
-            .group_by(entry.entity_id)
-            .subquery()
-        )
-        stmt = (
-            select(
-                inv.id,
-                inv.number,
-                m.Student.first_name,
-                m.Student.last_name,
-                inv.total_cents,
-                inv.cancelled_at,
-                inv.auto_cancelled,
-                entry.actor_label,
-                entry.comment,
-            )
-            .join(m.Student, m.Student.id == inv.student_id)
-            .outerjoin(latest, latest.c.invoice_id == inv.id)
-            .outerjoin(entry, entry.id == latest.c.entry_id)
-            .where(*in_range)
-            .order_by(inv.cancelled_at, inv.id)
-            .offset(max(offset, 0))
-        )
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        rows = [
-            CancelledRow(
-                invoice_id=r.id,
-                number=r.number,
-                student=_name(r.first_name, r.last_name),
-                amount_cents=int(r.total_cents),
-                cancelled_at=r.cancelled_at,
-                auto_cancelled=bool(r.auto_cancelled),
-                cancelled_by=r.actor_label,
-                reason=r.comment,
-            )
-            for r in (await session.execute(stmt)).all()
-        ]
     auto_count, auto_cents = by_kind.get(True, (0, 0))
     manual_count, manual_cents = by_kind.get(False, (0, 0))
     return CancelledReport(
@@ -327,6 +313,82 @@ async def cancelled_report(
         limit=limit,
         offset=offset,
     )
+
+
+async def cancelled_invoices(
+    session: AsyncSession,
+    where: Sequence[ColumnElement[bool]],
+    *,
+    limit: int | None = None,
+    offset: int = 0,
+) -> tuple[dict[bool, tuple[int, int]], list[CancelledRow]]:
+    """The cancelled invoices matching `where` (their range and scope): count and amount per
+    designation (Auto-Cancelled or not), and the listing in cancellation order.
+
+    Who and why come from the invoice's latest cancellation entry in the activity log; the
+    Auto-Cancelled designation is the invoice's own flag.
+    """
+    inv = m.Invoice
+    in_range = (inv.status == InvoiceStatus.CANCELLED.value, *where)
+    totals = (
+        await session.execute(
+            select(
+                inv.auto_cancelled, func.count(inv.id), func.coalesce(func.sum(inv.total_cents), 0)
+            )
+            .where(*in_range)
+            .group_by(inv.auto_cancelled)
+        )
+    ).all()
+    by_kind = {bool(auto): (int(n), int(cents)) for auto, n, cents in totals}
+    if limit is not None and limit <= 0:
+        return by_kind, []
+    entry = m.ActivityEntry
+    latest = (
+        select(entry.entity_id.label("invoice_id"), func.max(entry.id).label("entry_id"))
+        .where(
+            entry.entity_type == "invoice",
+            entry.action.in_(CANCEL_ACTIONS),
+            entry.entity_id.in_(select(inv.id).where(*in_range)),
+        )
+        .group_by(entry.entity_id)
+        .subquery()
+    )
+    stmt = (
+        select(
+            inv.id,
+            inv.number,
+            m.Student.first_name,
+            m.Student.last_name,
+            inv.total_cents,
+            inv.cancelled_at,
+            inv.auto_cancelled,
+            entry.actor_label,
+            entry.comment,
+        )
+        .join(m.Student, m.Student.id == inv.student_id)
+        .outerjoin(latest, latest.c.invoice_id == inv.id)
+        .outerjoin(entry, entry.id == latest.c.entry_id)
+        .where(*in_range)
+        .order_by(inv.cancelled_at, inv.id)
+    )
+    if offset > 0:
+        stmt = stmt.offset(offset)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    rows = [
+        CancelledRow(
+            invoice_id=r.id,
+            number=r.number,
+            student=student_name(r.first_name, r.last_name),
+            amount_cents=int(r.total_cents),
+            cancelled_at=r.cancelled_at,
+            auto_cancelled=bool(r.auto_cancelled),
+            cancelled_by=r.actor_label,
+            reason=r.comment,
+        )
+        for r in (await session.execute(stmt)).all()
+    ]
+    return by_kind, rows
 
 
 # --- one invoice's timeline --------------------------------------------------------------------
@@ -565,7 +627,7 @@ async def invoice_timeline(
     header = InvoiceHeader(
         id=invoice.id,
         number=invoice.number,
-        student=_name(first, last),
+        student=student_name(first, last),
         status=invoice.status,
         total_cents=invoice.total_cents,
         paid_cents=invoice.paid_cents,

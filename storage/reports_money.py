@@ -32,7 +32,7 @@ from sqlalchemy import (
 )
 
 from storage import models as m
-from storage.billing_reports import CANCEL_ACTIONS, CancelledRow
+from storage.billing_reports import cancelled_invoices, student_name
 from storage.notices import reachable
 from storage.report_base import ReportQuery, report
 from workflows.invoices import OPEN_STATUSES, InvoiceKind, InvoiceStatus
@@ -268,10 +268,6 @@ async def _fetch(q: ReportQuery, stmt: Select[Any]) -> Sequence[Any]:
     return (await connection.execute(stmt)).all()
 
 
-def _name(first: str | None, last: str | None) -> str:
-    return f"{first or ''} {last or ''}".strip() or "Unknown student"
-
-
 def _issued_on(q: ReportQuery) -> tuple[Any, Callable[[Any], date]]:
     """The district day an invoice was issued, and how to read it from a row.
 
@@ -420,7 +416,7 @@ async def balances_by_student(q: ReportQuery) -> ReportResult:
     )
     rows = [
         (
-            _name(r.first_name, r.last_name),
+            student_name(r.first_name, r.last_name),
             r.family or "",
             r.building or "",
             r.grade or "",
@@ -474,7 +470,7 @@ async def balances_by_family(q: ReportQuery) -> ReportResult:
     ).all()
     students: dict[int, list[str]] = {}
     for n in names:
-        students.setdefault(int(n.family_key), []).append(_name(n.first_name, n.last_name))
+        students.setdefault(int(n.family_key), []).append(student_name(n.first_name, n.last_name))
     rows = [
         (
             r.family or (r.solo or NO_FAMILY),
@@ -754,77 +750,12 @@ async def recovery(q: ReportQuery) -> ReportResult:
 
 @report(CANCELLED)
 async def cancelled(q: ReportQuery) -> ReportResult:
-    """The billing report's cancelled invoices (storage.billing_reports.cancelled_report), with
-    the building, grade and model scope every report takes."""
-    in_range = [
-        inv.status == _CANCELLED,
-        *q.at_in_range(inv.cancelled_at),
-        *q.scope(inv.student_id, inv.device_id),
-    ]
-    by_kind = {
-        bool(auto): (int(n), int(cents))
-        for auto, n, cents in (
-            await q.session.execute(
-                select(inv.auto_cancelled, func.count(inv.id), _sum(inv.total_cents))
-                .where(*in_range)
-                .group_by(inv.auto_cancelled)
-            )
-        ).all()
-    }
-    entry = m.ActivityEntry
-    latest = (
-        select(entry.entity_id.label("invoice_id"), func.max(entry.id).label("entry_id"))
-        .where(
-            entry.entity_type == "invoice",
-            entry.action.in_(CANCEL_ACTIONS),
-            entry.entity_id.in_(select(inv.id).where(*in_range)),
-        )
-        .group_by(entry.entity_id)
-        .subquery()
+    """The cancelled invoices (storage.billing_reports.cancelled_invoices), with the building,
+    grade and model scope every report takes."""
+    by_kind, found = await cancelled_invoices(
+        q.session, [*q.at_in_range(inv.cancelled_at), *q.scope(inv.student_id, inv.device_id)]
     )
-    stmt = (
-        select(
-            inv.id,
-            inv.number,
-            m.Student.first_name,
-            m.Student.last_name,
-            inv.total_cents,
-            inv.cancelled_at,
-            inv.auto_cancelled,
-            entry.actor_label,
-            entry.comment,
-        )
-        .join(m.Student, m.Student.id == inv.student_id)
-        .outerjoin(latest, latest.c.invoice_id == inv.id)
-        .outerjoin(entry, entry.id == latest.c.entry_id)
-        .where(*in_range)
-        .order_by(inv.cancelled_at, inv.id)
-    )
-    found = [
-        CancelledRow(
-            invoice_id=r.id,
-            number=r.number,
-            student=_name(r.first_name, r.last_name),
-            amount_cents=int(r.total_cents),
-            cancelled_at=r.cancelled_at,
-            auto_cancelled=bool(r.auto_cancelled),
-            cancelled_by=r.actor_label,
-            reason=r.comment,
-        )
-        for r in (await q.session.execute(stmt)).all()
-    ]
-    rows = [
-        (
-            c.number,
-            c.student,
-            c.amount_cents,
-            c.cancelled_at,
-            "yes" if c.auto_cancelled else "no",
-            c.cancelled_by or "",
-            c.reason or "",
-        )
-        for c in found
-    ]
+    rows = [c.values() for c in found]
     auto_n, auto_cents = by_kind.get(True, (0, 0))
     manual_n, manual_cents = by_kind.get(False, (0, 0))
     return ReportResult(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, tzinfo
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -32,10 +32,16 @@ from storage.billing_reports import (
     TimelineEvent,
     status_label,
 )
+from workflows.errors import ValidationError
 from workflows.invoice_audit import InvoiceAudit
 from workflows.invoices import MANUAL_STATUSES
 from workflows.money import format_cents
 
+REPORT_USAGE = (
+    "Usage: `/billing report automation [on|off]` \u2014 open invoices by automation and "
+    "status; `/billing report cancelled [from] [to]` \u2014 cancelled invoices, dates like "
+    "2026-04-30 (from the 1st of this month to today unless given)."
+)
 MAX_SECTION = 2900  # Slack allows 3000 characters in a section's text
 SHOWN_ROWS = 15
 SHOWN_EVENTS = 20
@@ -69,6 +75,16 @@ class AutomationSwitch(Payload):
 
     invoice_id: int
     enabled: bool
+
+
+def typed_day(text: str) -> date:
+    """A date someone typed or picked, or a ValidationError saying how to write one."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(
+            f"\u201c{esc(text[:20])}\u201d isn't a date; write it like 2026-04-30.", field="date"
+        ) from None
 
 
 def _sections(lines: Sequence[str]) -> list[Block]:
@@ -166,7 +182,7 @@ def cancelled_report_text(report: CancelledReport) -> str:
     )
 
 
-def build_cancelled_report(report: CancelledReport, tz: ZoneInfo) -> tuple[str, list[Block]]:
+def build_cancelled_report(report: CancelledReport, tz: tzinfo) -> tuple[str, list[Block]]:
     blocks: list[Block] = [
         header("Cancelled invoices"),
         context_block(f"{fmt_date(report.date_from)} \u2013 {fmt_date(report.date_to)}"),

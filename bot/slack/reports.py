@@ -1,10 +1,15 @@
-"""`/report`: any report in the catalogue, posted in the channel it was asked from.
+"""The reports in Slack, from the one catalogue (bot/reports/catalogue.py).
+
+`/report`: any report with a CSV, posted in the channel it was asked from.
 
 `/report` alone opens a form; `/report <name> [range] [filters]` runs one at once. Either way the
 request is acknowledged within Slack's 3 seconds, the permission is checked here on the server
 (money reports need View Financial Reports), the report is computed in one read snapshot, and the
 channel gets a short summary, the CSV with every row and, for a trend, its chart. A failure
 reaches the person who asked as an ephemeral message and is logged.
+
+`/billing report <name> …`: the billing office's reports, answered only to the person who
+asked (through the request's response_url), and only for View Financial Reports.
 
 Also delivers the weekly digest the scheduler queues (outbox kind `slack.weekly_digest`).
 """
@@ -32,9 +37,12 @@ from bot.report_delivery import (
     school_year,
     snapshot,
 )
+from bot.reports.catalogue import SlackDoor, channel_reports, reached_by
 from bot.runtime import Runtime
 from bot.signing import signing_keys
-from bot.slack.errors import modal_errors, record_refusal, tell_user
+from bot.slack.billing_command import BillingCall, add_subcommand
+from bot.slack.billing_report_blocks import REPORT_USAGE
+from bot.slack.errors import modal_errors, record_refusal, reported, tell_user
 from bot.slack.metadata import ForgedPayload, pack, unpack
 from bot.slack.report_blocks import (
     FIELD_BLOCKS,
@@ -48,8 +56,8 @@ from bot.slack.report_blocks import (
     build_summary,
     read_report_form,
 )
+from bot.slack.response_url import reply, where
 from storage import models as m
-from storage.reports import CATALOGUE
 from storage.weekly_digest import DIGEST_KIND, WeeklyDigest
 from workflows.errors import DomainError, PermissionDenied, ValidationError
 from workflows.permissions import Actor, Permission, permission_label
@@ -64,6 +72,12 @@ from workflows.reports import (
 log = logging.getLogger("devicecare.slack")
 
 WHAT = "run a report"
+BILLING_WHAT = "billing report"
+BILLING_SUMMARY = (
+    "`automation [on|off]` or `cancelled [from] [to]`: billing reports (View Financial Reports)."
+)
+CATALOGUE = channel_reports()
+BILLING = reached_by(SlackDoor.BILLING)
 DIGEST_POST = "weekly_digest"  # slack_posts kind; entity id: the week's Monday as an ordinal
 MAX_BUILDINGS = 100
 
@@ -141,6 +155,11 @@ def _refusal(actor: Actor) -> str | None:
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
     secret = signing_keys(runtime.settings)
+
+    async def billing_report(call: BillingCall) -> None:
+        await answer_billing_report(runtime, call)
+
+    add_subcommand(app, "report", BILLING_SUMMARY, billing_report)
 
     @app.command(REPORT_COMMAND)
     async def handle_report_command(
@@ -253,6 +272,34 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         await deliver_report(
             runtime, client, actor, name, filters, user_id=user_id, channel_id=form.channel_id
         )
+
+
+async def answer_billing_report(runtime: Runtime, call: BillingCall) -> None:
+    """`/billing report <name> …`: acknowledged at once, answered through the response_url."""
+    actor = call.actor
+    if not actor.can(Permission.VIEW_FINANCIAL_REPORTS):
+        label = permission_label(Permission.VIEW_FINANCIAL_REPORTS)
+        message = f"Billing reports need the {label} permission."
+        await call.ack(response_type="ephemeral", text=f":no_entry: {message}")
+        await record_refusal(runtime, actor, BILLING_WHAT, message)
+        return
+    words = [a.lower() for a in call.args]
+    report = BILLING.get(words[0]) if words else None
+    try:
+        if report is None or report.billing is None:
+            raise ValidationError(REPORT_USAGE)
+        answer = report.billing
+        asked = answer.words(words[1:], district_today(runtime))
+    except ValidationError as exc:
+        await call.ack(response_type="ephemeral", text=exc.message)
+        return
+    await call.ack()
+    body, tz = call.command, runtime.settings.tz
+    async with reported(runtime, call.client, where(body), BILLING_WHAT, actor):
+        async with snapshot(runtime) as store:
+            found = await answer.compute(store.session, asked, tz)
+        text, blocks = answer.render(found, tz)
+        await reply(call.client, body, text, blocks)
 
 
 def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
