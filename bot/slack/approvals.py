@@ -62,15 +62,13 @@ class RequestMessage(Protocol[F_contra]):
 class ApprovalKind(Generic[F, P]):
     """One kind of approval request, as Slack shows and decides it."""
 
-    noun: str  # "override": "set SLACK_APPROVALS_CHANNEL to post override requests"
+    noun: str  # "override": "That override request can't be decided now."
+    what: str  # "claim-cap override": a refusal is logged as "approve a claim-cap override"
     rules: ApprovalRules[Any, Any]  # the workflow's part: permission, statuses, outbox rows
     approve_action: str
     deny_action: str
     ref: type[P]  # the signed value of Approve and Deny
     ref_id: Callable[[P], int]
-    approving: str  # what a refusal says the person tried: "approve a waiver"
-    denying: str
-    cant_decide: str  # a click on a request that is gone, or still pending after a refusal
     post_kind: str  # the `slack_posts` kind of the request's post, redrawn in place
     load_facts: Callable[[SqlStore, int], Awaitable[F | None]]
     message: RequestMessage[F]  # the post: Approve / Deny while pending, the decision after
@@ -97,8 +95,8 @@ class ApprovalFeature(Generic[F, P]):
         return self.runtime.settings.tz
 
     def register(self, app: AsyncApp) -> None:
-        app.action(self.kind.approve_action)(self.handle_approve)
-        app.action(self.kind.deny_action)(self.handle_deny)
+        app.action(self.kind.approve_action)(self.handle_decision)
+        app.action(self.kind.deny_action)(self.handle_decision)
 
     def outbox_handlers(self, client: AsyncWebClient) -> dict[str, OutboxHandler]:
         outbox = self.kind.rules.outbox
@@ -113,7 +111,7 @@ class ApprovalFeature(Generic[F, P]):
 
     # --- the click -----------------------------------------------------------------------------
 
-    async def handle_approve(
+    async def handle_decision(
         self,
         ack: AsyncAck,
         body: dict[str, Any],
@@ -121,19 +119,10 @@ class ApprovalFeature(Generic[F, P]):
         client: AsyncWebClient,
         context: AsyncBoltContext,
     ) -> None:
+        """Approve or Deny: the button's action id says which."""
         await ack()
-        await self.decide(True, body, action, client, context["actor"])
-
-    async def handle_deny(
-        self,
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        await self.decide(False, body, action, client, context["actor"])
+        approve = action.get("action_id") == self.kind.approve_action
+        await self.decide(approve, body, action, client, context["actor"])
 
     async def decide(
         self,
@@ -144,7 +133,7 @@ class ApprovalFeature(Generic[F, P]):
         actor: Actor,
     ) -> None:
         kind, runtime = self.kind, self.runtime
-        what = kind.approving if approve else kind.denying
+        what = f"{'approve' if approve else 'deny'} a {kind.what}"
         async with reported(runtime, client, body, what, actor):
             request_id = kind.ref_id(unpack(kind.ref, action.get("value"), self.secret))
             result: Decision[Any] | None = None
@@ -163,7 +152,7 @@ class ApprovalFeature(Generic[F, P]):
             async with runtime.reads() as store:
                 facts = await kind.load_facts(store, request_id)
             if facts is None or facts.status == PENDING:
-                raise conflict or ConflictError(kind.cant_decide)
+                raise conflict or ConflictError(f"That {kind.noun} request can't be decided now.")
             await tell_user(client, body, kind.already_decided(facts, self.tz))
 
     # --- the outbox ----------------------------------------------------------------------------

@@ -126,14 +126,12 @@ async def _tell_in_thread(runtime: Runtime, client: AsyncWebClient, facts: Overr
 
 OVERRIDE_APPROVAL: ApprovalKind[OverrideFacts, OverrideRef] = ApprovalKind(
     noun="override",
+    what="claim-cap override",
     rules=OVERRIDE_RULES,
     approve_action=OverrideAction.APPROVE,
     deny_action=OverrideAction.DENY,
     ref=OverrideRef,
     ref_id=lambda ref: ref.request_id,
-    approving="approve a claim-cap override",
-    denying="deny a claim-cap override",
-    cant_decide="That override request can't be decided now.",
     post_kind=SlackPostKind.OVERRIDE_REQUEST,
     load_facts=load_override_facts,
     message=build_override_request_message,

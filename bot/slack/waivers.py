@@ -188,14 +188,12 @@ async def _tell_by_dm(runtime: Runtime, client: AsyncWebClient, facts: WaiverFac
 
 WAIVER_APPROVAL: ApprovalKind[WaiverFacts, WaiverRef] = ApprovalKind(
     noun="waiver",
+    what="waiver",
     rules=WAIVER_RULES,
     approve_action=WaiverAction.APPROVE,
     deny_action=WaiverAction.DENY,
     ref=WaiverRef,
     ref_id=lambda ref: ref.adjustment_id,
-    approving="approve a waiver",
-    denying="deny a waiver",
-    cant_decide="That waiver request can't be decided now.",
     post_kind=WAIVER_POST_KIND,
     load_facts=load_waiver_facts,
     message=build_waiver_request_message,

@@ -71,14 +71,12 @@ class Loans:
 
         return ApprovalKind(
             noun="loan",
+            what="spare-device loan",
             rules=self.book.rules(),
             approve_action="loan.lend",
             deny_action="loan.keep",
             ref=LoanRef,
             ref_id=lambda ref: ref.loan_id,
-            approving="lend a spare device",
-            denying="refuse a spare device",
-            cant_decide="That loan request can't be decided now.",
             post_kind="loan_request",
             load_facts=self.facts,
             message=message,
@@ -107,12 +105,11 @@ async def click(
 ) -> Acks:
     """What bolt does with a click on Approve or Deny: the listener, with its arguments."""
     ack = Acks()
-    handler = feature.handle_approve if approve else feature.handle_deny
     body = {"user": {"id": user}, "channel": {"id": APPROVALS_CHANNEL}}
-    await handler(
+    await feature.handle_decision(
         ack=ack,  # type: ignore[arg-type]
         body=body,
-        action={"value": value},
+        action={"action_id": "loan.lend" if approve else "loan.keep", "value": value},
         client=slack.worker_client,
         context={"actor": actor},  # type: ignore[arg-type]
     )
@@ -160,7 +157,9 @@ async def test_a_click_without_the_permission_changes_nothing(slack: SlackHarnes
                 select(m.ActivityEntry).where(m.ActivityEntry.action == "refused")
             )
         ).scalars()
-    assert refused.comment is not None and refused.comment.startswith("lend a spare device: ")
+    assert refused.comment is not None and refused.comment.startswith(
+        "approve a spare-device loan: "
+    )
 
 
 async def test_a_forged_or_unknown_request_is_refused(slack: SlackHarness) -> None:
