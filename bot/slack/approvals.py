@@ -25,6 +25,7 @@ from bot.signing import Keys, signing_keys
 from bot.slack.errors import reported, tell_user
 from bot.slack.invoice_blocks import Block
 from bot.slack.metadata import Payload, unpack
+from storage.models import SlackPost
 from storage.store import SqlStore
 from workflows.approvals import PENDING, ApprovalRules, Decision, decide
 from workflows.errors import ConflictError
@@ -157,13 +158,18 @@ class ApprovalFeature(Generic[F, P]):
 
     # --- the outbox ----------------------------------------------------------------------------
 
+    async def _load(self, payload: dict[str, Any]) -> tuple[int, F | None, SlackPost | None]:
+        """The request the outbox row is about, its facts, and its post once posted."""
+        request_id = int(payload[self.kind.rules.outbox.id_field])
+        async with self.runtime.stores() as store:
+            facts = await self.kind.load_facts(store, request_id)
+            posted = await store.slack_post(self.kind.post_kind, request_id)
+        return request_id, facts, posted
+
     async def deliver_requested(self, client: AsyncWebClient, payload: dict[str, Any]) -> None:
         """Post the request, with its facts and Approve / Deny, to the approvals channel."""
         kind, runtime = self.kind, self.runtime
-        request_id = int(payload[kind.rules.outbox.id_field])
-        async with runtime.stores() as store:
-            facts = await kind.load_facts(store, request_id)
-            posted = await store.slack_post(kind.post_kind, request_id)
+        request_id, facts, posted = await self._load(payload)
         if facts is None:
             return  # what it was about was deleted
         text, blocks = kind.message(facts, secret=self.secret, tz=self.tz)
@@ -187,10 +193,7 @@ class ApprovalFeature(Generic[F, P]):
     async def deliver_decided(self, client: AsyncWebClient, payload: dict[str, Any]) -> None:
         """The request's post shows the decision in place; then the requester is told."""
         kind, runtime = self.kind, self.runtime
-        request_id = int(payload[kind.rules.outbox.id_field])
-        async with runtime.stores() as store:
-            facts = await kind.load_facts(store, request_id)
-            posted = await store.slack_post(kind.post_kind, request_id)
+        request_id, facts, posted = await self._load(payload)
         if facts is None:
             return
         if posted is not None:
