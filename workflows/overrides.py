@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 
+from workflows.approvals import (
+    ApprovalOutbox,
+    ApprovalRules,
+    Decision,
+    announce_request,
+    decide,
+)
 from workflows.errors import ConflictError, NotFound, ValidationError
 from workflows.insurance import CoverageContext, decide_claim
 from workflows.invoice_updates import (
@@ -31,11 +37,18 @@ class OverrideStatus(StrEnum):
     DENIED = "denied"
 
 
-@dataclass(frozen=True)
-class OverrideDecision:
-    request: OverrideRequestRecord
-    invoice: InvoiceRecord | None
-    changed: bool
+OverrideDecision = Decision[OverrideRequestRecord]
+
+# Slack posts the request, then redraws it with the decision; each decision has its own kind.
+OVERRIDE_OUTBOX = ApprovalOutbox(
+    name="override",
+    id_field="request_id",
+    requested="slack.override_requested",
+    decided={
+        s.value: f"slack.override_{s.value}"
+        for s in (OverrideStatus.APPROVED, OverrideStatus.DENIED)
+    },
+)
 
 
 async def request_cap_override(
@@ -82,9 +95,7 @@ async def request_cap_override(
     )
     if invoice_id is not None:
         await _hold_first_notice(ctx, invoice_id, request.id)
-    await store.enqueue(
-        "slack.override_requested", f"override-requested:{request.id}", {"request_id": request.id}
-    )
+    await announce_request(ctx, OVERRIDE_OUTBOX, request.id)
     return request
 
 
@@ -92,35 +103,42 @@ async def decide_cap_override(
     ctx: Context, actor: Actor, request_id: int, *, approve: bool
 ) -> OverrideDecision:
     """Approve or deny. Approving an override on a full-price invoice re-prices it at once."""
-    require(actor, Permission.OVERRIDE_CLAIM_CAP)
+    return await decide(ctx, actor, OVERRIDE_RULES, request_id, approve=approve)
+
+
+async def _locked(ctx: Context, request_id: int) -> OverrideRequestRecord | None:
+    return await ctx.store.get_override_request(request_id, lock=True)
+
+
+async def _already_decided(ctx: Context, request: OverrideRequestRecord) -> ConflictError:
+    return ConflictError(f"This request was already {request.status}.")
+
+
+async def _check(
+    ctx: Context, actor: Actor, request: OverrideRequestRecord, approve: bool
+) -> CoverageContext | None:
+    """The enrollment behind the request, locked; approving needs it and its gates."""
     store = ctx.store
-    request = await store.get_override_request(request_id, lock=True)
-    if request is None:
-        raise NotFound("That override request doesn't exist.")
-    wanted = OverrideStatus.APPROVED if approve else OverrideStatus.DENIED
-    if request.status != OverrideStatus.PENDING:
-        if request.status == wanted:
-            return OverrideDecision(request, None, changed=False)  # a redelivered click
-        raise ConflictError(f"This request was already {request.status}.")
     incident = await store.get_incident(request.incident_id)
     assert incident is not None and incident.student_id is not None
     coverage = await store.coverage_on(incident.student_id, incident.occurred_on, lock=True)
-    invoice = None
     if approve:
         if coverage is None:
             raise ConflictError("The enrollment behind this request no longer exists.")
         check_override_gates(actor, coverage)
-    request.status = wanted.value
-    request.decided_by_id = actor.staff_id
-    request.decided_at = ctx.now()
-    await store.log(
-        actor,
-        "cap_override",
-        request.id,
-        wanted.value,
-        before={"status": "pending"},
-        after={"status": wanted.value},
-    )
+    return coverage
+
+
+async def _apply(
+    ctx: Context,
+    actor: Actor,
+    request: OverrideRequestRecord,
+    approve: bool,
+    coverage: CoverageContext | None,
+    comment: str | None,
+) -> InvoiceRecord | None:
+    store = ctx.store
+    invoice = None
     about = (
         None
         if request.invoice_id is None
@@ -149,12 +167,7 @@ async def decide_cap_override(
                 cause=f"override:{request.id}",
                 by=actor.name,
             )
-    await store.enqueue(
-        f"slack.override_{wanted.value}",
-        f"override-decided:{request.id}",
-        {"request_id": request.id},
-    )
-    return OverrideDecision(request, invoice, changed=True)
+    return invoice
 
 
 async def _reprice_with_override(
@@ -200,6 +213,20 @@ async def _reprice_with_override(
         },
     )
     return invoice
+
+
+OVERRIDE_RULES: ApprovalRules[OverrideRequestRecord, CoverageContext | None] = ApprovalRules(
+    permission=Permission.OVERRIDE_CLAIM_CAP,
+    approved=OverrideStatus.APPROVED.value,
+    denied=OverrideStatus.DENIED.value,
+    audit_entity="cap_override",
+    outbox=OVERRIDE_OUTBOX,
+    missing="That override request doesn't exist.",
+    locked=_locked,
+    already_decided=_already_decided,
+    check=_check,
+    apply=_apply,
+)
 
 
 async def _hold_first_notice(ctx: Context, invoice_id: int, request_id: int) -> None:

@@ -18,6 +18,15 @@ from workflows.adjustments import (
     check_waiver,
     clean_reason,
 )
+from workflows.approvals import (
+    ApprovalOutbox,
+    ApprovalRules,
+    Decision,
+    announce_decision,
+    announce_request,
+    decide,
+)
+from workflows.approvals import check_comment as check_comment  # where callers have found it
 from workflows.enrollment import on_invoice_settled
 from workflows.errors import ConflictError, NotFound, PermissionDenied, ValidationError
 from workflows.invoices import balance_of
@@ -28,7 +37,15 @@ from workflows.ports import AdjustmentRecord, Context, InvoiceRecord
 # Outbox kinds the Slack side delivers: the approval request, and its decision.
 WAIVER_REQUESTED = "slack.waiver_requested"
 WAIVER_DECIDED = "slack.waiver_decided"
-MAX_COMMENT = 500
+WAIVER_OUTBOX = ApprovalOutbox(
+    name="waiver",
+    id_field="adjustment_id",
+    requested=WAIVER_REQUESTED,
+    decided={
+        AdjustmentStatus.APPLIED.value: WAIVER_DECIDED,
+        AdjustmentStatus.DENIED.value: WAIVER_DECIDED,
+    },
+)
 WITHDRAWN_COMMENT = "Withdrawn by the requester."
 
 
@@ -55,24 +72,13 @@ class WaiverOutcome:
         return self.adjustment.status == AdjustmentStatus.PENDING
 
 
-@dataclass(frozen=True)
-class WaiverDecision:
-    adjustment: AdjustmentRecord
-    invoice: InvoiceRecord | None
-    changed: bool  # False: a redelivered click of the decision already made
+WaiverDecision = Decision[AdjustmentRecord]
 
 
 def needs_approval(amount_cents: int, approval_cents: int, actor: Actor) -> bool:
     """Above the district's amount, a waiver waits for someone who may approve waivers; a person
     who holds Approve Waivers is that someone, so their own waiver applies at once."""
     return amount_cents > approval_cents and not actor.can(Permission.APPROVE_WAIVERS)
-
-
-def check_comment(comment: str | None) -> str | None:
-    text = " ".join((comment or "").split())
-    if len(text) > MAX_COMMENT:
-        raise ValidationError(f"Keep the comment under {MAX_COMMENT} characters.", field="comment")
-    return text or None
 
 
 def local_when(at: datetime, tz: ZoneInfo) -> str:
@@ -180,9 +186,7 @@ async def request_waiver(ctx: Context, actor: Actor, cmd: RequestWaiver) -> Waiv
         },
         comment=reason,
     )
-    await store.enqueue(
-        WAIVER_REQUESTED, f"waiver-requested:{adjustment.id}", {"adjustment_id": adjustment.id}
-    )
+    await announce_request(ctx, WAIVER_OUTBOX, adjustment.id)
     return WaiverOutcome(adjustment, invoice, created=True)
 
 
@@ -211,26 +215,24 @@ async def _already_decided(ctx: Context, adjustment: AdjustmentRecord) -> Confli
 async def decide_waiver(
     ctx: Context, actor: Actor, adjustment_id: int, *, approve: bool, comment: str | None = None
 ) -> WaiverDecision:
-    """Approve (the waiver is applied now, if it still fits the balance) or deny a request.
+    """Approve (the waiver is applied now, if it still fits the balance) or deny a request."""
+    return await decide(ctx, actor, WAIVER_RULES, adjustment_id, approve=approve, comment=comment)
 
-    The adjustment row is locked first, so of two people deciding at once the second waits and
-    then finds the first one's decision.
-    """
-    require(actor, Permission.APPROVE_WAIVERS)
-    store = ctx.store
-    text = check_comment(comment)
-    adjustment = await store.get_adjustment(adjustment_id, lock=True)
+
+async def _locked(ctx: Context, adjustment_id: int) -> AdjustmentRecord | None:
+    adjustment = await ctx.store.get_adjustment(adjustment_id, lock=True)
     if adjustment is None or adjustment.kind != AdjustmentKind.WAIVER:
-        raise NotFound("That waiver request doesn't exist.")
-    wanted = AdjustmentStatus.APPLIED if approve else AdjustmentStatus.DENIED
-    if adjustment.status != AdjustmentStatus.PENDING:
-        if adjustment.status == wanted and adjustment.decided_by_id == actor.staff_id:
-            return WaiverDecision(adjustment, None, changed=False)  # a redelivered click
-        raise await _already_decided(ctx, adjustment)
-    invoice = await store.get_invoice(adjustment.invoice_id, lock=True)
+        return None
+    return adjustment
+
+
+async def _check(
+    ctx: Context, actor: Actor, adjustment: AdjustmentRecord, approve: bool
+) -> InvoiceRecord:
+    """The invoice, locked; an approval needs the waiver to still fit its balance."""
+    invoice = await ctx.store.get_invoice(adjustment.invoice_id, lock=True)
     if invoice is None:
         raise NotFound("The invoice behind this waiver request no longer exists.")
-    now = ctx.now()
     if approve:
         try:
             check_waiver(invoice, adjustment.amount_cents)
@@ -239,45 +241,59 @@ async def decide_waiver(
                 f"{exc.message} The request can't be approved as it stands (payments may have "
                 "come in since it was made); deny it and ask for a new one. Nothing was changed."
             ) from None
+    return invoice
+
+
+async def _apply(
+    ctx: Context,
+    actor: Actor,
+    adjustment: AdjustmentRecord,
+    approve: bool,
+    invoice: InvoiceRecord,
+    comment: str | None,
+) -> InvoiceRecord:
+    if approve:
         await apply_waiver(
             ctx, actor, invoice, adjustment.amount_cents, adjustment.reason, pending=adjustment
         )
         # A waived premium starts the coverage it paid for, as a payment would.
         await on_invoice_settled(ctx, actor, invoice)
     else:
-        adjustment.status = AdjustmentStatus.DENIED
-        await store.log(
+        await ctx.store.log(
             actor,
             "invoice",
             invoice.id,
             "waiver_denied",
             after={"adjustment_id": adjustment.id, "amount_cents": adjustment.amount_cents},
-            comment=text,
+            comment=comment,
         )
-    adjustment.decided_by_id = actor.staff_id
-    adjustment.decided_at = now
-    adjustment.decision_comment = text
-    await store.log(
-        actor,
-        "invoice_adjustment",
-        adjustment.id,
-        "approved" if approve else "denied",
-        before={"status": AdjustmentStatus.PENDING.value},
-        after={"status": adjustment.status, "invoice_id": invoice.id},
-        comment=text,
-    )
-    await store.enqueue(
-        WAIVER_DECIDED, f"waiver-decided:{adjustment.id}", {"adjustment_id": adjustment.id}
-    )
-    return WaiverDecision(adjustment, invoice, changed=True)
+    adjustment.decision_comment = comment
+    return invoice
+
+
+WAIVER_RULES: ApprovalRules[AdjustmentRecord, InvoiceRecord] = ApprovalRules(
+    permission=Permission.APPROVE_WAIVERS,
+    approved=AdjustmentStatus.APPLIED.value,
+    denied=AdjustmentStatus.DENIED.value,
+    audit_entity="invoice_adjustment",
+    outbox=WAIVER_OUTBOX,
+    missing="That waiver request doesn't exist.",
+    locked=_locked,
+    already_decided=_already_decided,
+    check=_check,
+    apply=_apply,
+    # The invoice's own entries (the waiver applied or denied) come first, then the request's.
+    audit_first=False,
+    audit_facts=lambda adjustment: {"invoice_id": adjustment.invoice_id},
+)
 
 
 async def withdraw_waiver(ctx: Context, actor: Actor, adjustment_id: int) -> WaiverDecision:
     """The person who asked takes a waiting request back; it is closed as denied, and says so."""
     store = ctx.store
-    adjustment = await store.get_adjustment(adjustment_id, lock=True)
-    if adjustment is None or adjustment.kind != AdjustmentKind.WAIVER:
-        raise NotFound("That waiver request doesn't exist.")
+    adjustment = await _locked(ctx, adjustment_id)
+    if adjustment is None:
+        raise NotFound(WAIVER_RULES.missing)
     if actor.staff_id is None or adjustment.requested_by_id != actor.staff_id:
         raise PermissionDenied("Only the person who asked for a waiver can withdraw it.")
     if adjustment.status != AdjustmentStatus.PENDING:
@@ -293,7 +309,5 @@ async def withdraw_waiver(ctx: Context, actor: Actor, adjustment_id: int) -> Wai
         "waiver_withdrawn",
         after={"adjustment_id": adjustment.id, "amount_cents": adjustment.amount_cents},
     )
-    await store.enqueue(
-        WAIVER_DECIDED, f"waiver-decided:{adjustment.id}", {"adjustment_id": adjustment.id}
-    )
+    await announce_decision(ctx, WAIVER_OUTBOX, adjustment.id, adjustment.status)
     return WaiverDecision(adjustment, None, changed=True)

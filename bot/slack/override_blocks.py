@@ -8,10 +8,10 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from bot.signing import Keys
+from bot.slack.approval_blocks import decision_actions
 from bot.slack.invoice_blocks import (
     MINUS,
     Block,
-    button,
     context_block,
     esc,
     fmt_date,
@@ -141,14 +141,9 @@ def build_override_request_message(
     if facts.status == "pending":
         value = pack(OverrideRef(request_id=facts.request_id), secret)
         blocks.append(
-            {
-                "type": "actions",
-                "block_id": OverrideBlock.ACTIONS,
-                "elements": [
-                    button("Approve", OverrideAction.APPROVE, value, style="primary"),
-                    button("Deny", OverrideAction.DENY, value, style="danger"),
-                ],
-            }
+            decision_actions(
+                OverrideBlock.ACTIONS, OverrideAction.APPROVE, OverrideAction.DENY, value
+            )
         )
     else:
         blocks.append(

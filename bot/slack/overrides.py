@@ -1,9 +1,8 @@
-"""Claim-cap overrides in Slack: Request override, the approvals-channel message with Approve
-and Deny, the decision (checked on the server at click time) and telling the requester."""
+"""Claim-cap overrides in Slack: Request override on the incident card, and the override as an
+approval kind (its facts, its post, the requester told in the incident's thread)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -13,6 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import signing_keys
+from bot.slack.approvals import ApprovalFeature, ApprovalKind
 from bot.slack.cards import queue_incident_card, queue_thread_message
 from bot.slack.errors import reported, tell_user
 from bot.slack.ids import IncidentAction, IncidentRef, SlackPostKind
@@ -29,27 +29,12 @@ from bot.slack.override_blocks import (
 )
 from storage import models as m
 from storage.store import SqlStore
-from workflows.errors import ConflictError
+from workflows.approvals import Decision
 from workflows.insurance import Split, decide_claim
 from workflows.invoices import InvoiceStatus
-from workflows.overrides import (
-    OverrideDecision,
-    OverrideStatus,
-    decide_cap_override,
-    request_cap_override,
-)
+from workflows.overrides import OVERRIDE_RULES, request_cap_override
 from workflows.permissions import Actor
 from workflows.ports import Context
-
-log = logging.getLogger("devicecare.slack")
-
-OVERRIDE_REQUESTED = "slack.override_requested"
-OVERRIDE_APPROVED = f"slack.override_{OverrideStatus.APPROVED.value}"
-OVERRIDE_DENIED = f"slack.override_{OverrideStatus.DENIED.value}"
-
-
-class ApprovalsChannelMissing(RuntimeError):
-    """SLACK_APPROVALS_CHANNEL isn't set; the request waits in the outbox until it is."""
 
 
 async def _request_invoice(store: SqlStore, request: m.CapOverrideRequest) -> m.Invoice | None:
@@ -123,12 +108,52 @@ async def load_override_facts(store: SqlStore, request_id: int) -> OverrideFacts
     )
 
 
-def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = signing_keys(runtime.settings)
-    tz = runtime.settings.tz
+async def _queue_card(store: SqlStore, decision: Decision[Any]) -> None:
+    """The incident card shows the override's state."""
+    await queue_incident_card(store, decision.request.incident_id)
 
-    @app.action(IncidentAction.REQUEST_OVERRIDE)
+
+async def _tell_in_thread(runtime: Runtime, client: AsyncWebClient, facts: OverrideFacts) -> None:
+    """The requester hears in the incident's thread."""
+    async with runtime.stores() as store:
+        await queue_thread_message(
+            store,
+            facts.incident_id,
+            decided_thread_text(facts),
+            dedupe_key=f"override-decided-thread:{facts.request_id}",
+        )
+
+
+OVERRIDE_APPROVAL: ApprovalKind[OverrideFacts, OverrideRef] = ApprovalKind(
+    noun="override",
+    what="claim-cap override",
+    rules=OVERRIDE_RULES,
+    approve_action=OverrideAction.APPROVE,
+    deny_action=OverrideAction.DENY,
+    ref=OverrideRef,
+    ref_id=lambda ref: ref.request_id,
+    post_kind=SlackPostKind.OVERRIDE_REQUEST,
+    load_facts=load_override_facts,
+    message=build_override_request_message,
+    already_decided=already_decided_text,
+    tell_requester=_tell_in_thread,
+    after_decision=_queue_card,
+)
+
+
+class OverrideFeature:
+    """Request override on the incident card; the decision is the approval component's."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.approval = ApprovalFeature(OVERRIDE_APPROVAL, runtime)
+
+    def register(self, app: AsyncApp) -> None:
+        app.action(IncidentAction.REQUEST_OVERRIDE)(self.handle_override_request)
+        self.approval.register(app)
+
     async def handle_override_request(
+        self,
         ack: AsyncAck,
         body: dict[str, Any],
         action: dict[str, Any],
@@ -136,9 +161,11 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         context: AsyncBoltContext,
     ) -> None:
         await ack()
+        runtime = self.runtime
+        tz = runtime.settings.tz
         actor: Actor = context["actor"]
         async with reported(runtime, client, body, "request a claim-cap override", actor):
-            ref = unpack(IncidentRef, action.get("value"), secret)
+            ref = unpack(IncidentRef, action.get("value"), signing_keys(runtime.settings))
             async with runtime.stores() as store:
                 ctx = Context(store, runtime.clock, tz)
                 waiting = await store.pending_override_for(ref.incident_id)
@@ -168,110 +195,10 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
                     )
             await tell_user(client, body, text)
 
-    async def decide(
-        approve: bool,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        actor: Actor,
-    ) -> None:
-        what = "approve a claim-cap override" if approve else "deny a claim-cap override"
-        async with reported(runtime, client, body, what, actor):
-            ref = unpack(OverrideRef, action.get("value"), secret)
-            result: OverrideDecision | None = None
-            conflict: ConflictError | None = None
-            try:
-                async with runtime.stores() as store:
-                    # Permission is checked here, at click time, by the workflow.
-                    result = await decide_cap_override(
-                        Context(store, runtime.clock, tz), actor, ref.request_id, approve=approve
-                    )
-                    if result.changed:
-                        await queue_incident_card(store, result.request.incident_id)
-            except ConflictError as exc:
-                conflict = exc  # usually: the other decision won; say who made it, below
-            if result is not None and result.changed:
-                return  # the message updates in place when the outbox delivers the decision
-            async with runtime.stores() as store:
-                facts = await load_override_facts(store, ref.request_id)
-            if facts is None or facts.status == OverrideStatus.PENDING:
-                raise conflict or ConflictError("That override request can't be decided now.")
-            await tell_user(client, body, already_decided_text(facts, tz))
 
-    @app.action(OverrideAction.APPROVE)
-    async def handle_override_approve(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        await decide(True, body, action, client, context["actor"])
-
-    @app.action(OverrideAction.DENY)
-    async def handle_override_deny(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        await decide(False, body, action, client, context["actor"])
+def register(app: AsyncApp, runtime: Runtime) -> None:
+    OverrideFeature(runtime).register(app)
 
 
 def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
-    secret = signing_keys(runtime.settings)
-    tz = runtime.settings.tz
-
-    async def deliver_override_requested(payload: dict[str, Any]) -> None:
-        """Post the request, with its facts and Approve / Deny, to the approvals channel."""
-        request_id = int(payload["request_id"])
-        async with runtime.stores() as store:
-            facts = await load_override_facts(store, request_id)
-            posted = await store.slack_post(SlackPostKind.OVERRIDE_REQUEST, request_id)
-        if facts is None:
-            return  # the incident was deleted
-        text, blocks = build_override_request_message(facts, secret=secret, tz=tz)
-        if posted is not None:  # a retry after the post went out: refresh it, don't repeat it
-            await client.chat_update(channel=posted.channel, ts=posted.ts, text=text, blocks=blocks)
-            return
-        channel = runtime.settings.slack_approvals_channel
-        if not channel:
-            raise ApprovalsChannelMissing("set SLACK_APPROVALS_CHANNEL to post override requests")
-        response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
-        async with runtime.stores() as store:
-            await store.save_slack_post(
-                SlackPostKind.OVERRIDE_REQUEST,
-                request_id,
-                str(response.get("channel") or channel),
-                str(response["ts"]),
-            )
-
-    async def deliver_override_decided(payload: dict[str, Any]) -> None:
-        """The approval message shows the decision in place; the requester hears in the thread."""
-        request_id = int(payload["request_id"])
-        async with runtime.stores() as store:
-            facts = await load_override_facts(store, request_id)
-            posted = await store.slack_post(SlackPostKind.OVERRIDE_REQUEST, request_id)
-        if facts is None:
-            return
-        if posted is not None:
-            text, blocks = build_override_request_message(facts, secret=secret, tz=tz)
-            await client.chat_update(channel=posted.channel, ts=posted.ts, text=text, blocks=blocks)
-        else:
-            log.info("override request %s was decided before its message was posted", request_id)
-        async with runtime.stores() as store:
-            await queue_thread_message(
-                store,
-                facts.incident_id,
-                decided_thread_text(facts),
-                dedupe_key=f"override-decided-thread:{request_id}",
-            )
-
-    return {
-        OVERRIDE_REQUESTED: deliver_override_requested,
-        OVERRIDE_APPROVED: deliver_override_decided,
-        OVERRIDE_DENIED: deliver_override_decided,
-    }
+    return ApprovalFeature(OVERRIDE_APPROVAL, runtime).outbox_handlers(client)

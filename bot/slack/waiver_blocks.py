@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.signing import Keys
+from bot.slack.approval_blocks import decision_actions
 from bot.slack.invoice_blocks import (
     MINUS,
     Block,
@@ -449,14 +450,7 @@ def build_waiver_request_message(
     if facts.status == AdjustmentStatus.PENDING:
         value = pack(WaiverRef(adjustment_id=facts.adjustment_id), secret)
         blocks.append(
-            {
-                "type": "actions",
-                "block_id": WaiverBlock.ACTIONS,
-                "elements": [
-                    button("Approve", WaiverAction.APPROVE, value, style="primary"),
-                    button("Deny", WaiverAction.DENY, value, style="danger"),
-                ],
-            }
+            decision_actions(WaiverBlock.ACTIONS, WaiverAction.APPROVE, WaiverAction.DENY, value)
         )
     else:
         blocks.append(section(_decision_line(facts, tz), block_id=WaiverBlock.DECISION))

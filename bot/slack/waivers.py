@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import signing_keys
+from bot.slack.approvals import ApprovalFeature, ApprovalKind
 from bot.slack.billing_command import BillingCall, add_subcommand
 from bot.slack.errors import (
     FormErrors,
@@ -61,14 +62,11 @@ from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context
 from workflows.refunds import RefundPayment, check_refund_request, refund_payment
 from workflows.waivers import (
-    WAIVER_DECIDED,
-    WAIVER_REQUESTED,
+    WAIVER_RULES,
     WITHDRAWN_COMMENT,
     RequestWaiver,
-    WaiverDecision,
     WaiverOutcome,
     check_waiver_request,
-    decide_waiver,
     request_waiver,
 )
 
@@ -78,10 +76,6 @@ WAIVE_USAGE = (
     "Usage: `/billing waive INV-000001 25.00 reason…` \u2014 waive part or all of an invoice's "
     "balance (Waive Charges); above the district's approval amount it waits for an approver."
 )
-
-
-class ApprovalsChannelMissing(RuntimeError):
-    """SLACK_APPROVALS_CHANNEL isn't set; the request waits in the outbox until it is."""
 
 
 # --- loading what the blocks show -----------------------------------------------------------
@@ -184,6 +178,28 @@ async def load_waiver_facts(store: SqlStore, adjustment_id: int) -> WaiverFacts 
         ),
         withdrawn=adjustment.decision_comment == WITHDRAWN_COMMENT,
     )
+
+
+async def _tell_by_dm(runtime: Runtime, client: AsyncWebClient, facts: WaiverFacts) -> None:
+    if facts.withdrawn or facts.requester_slack_id is None:
+        return  # the requester did it themselves, or isn't in Slack
+    await client.chat_postMessage(channel=facts.requester_slack_id, text=decided_dm_text(facts))
+
+
+WAIVER_APPROVAL: ApprovalKind[WaiverFacts, WaiverRef] = ApprovalKind(
+    noun="waiver",
+    what="waiver",
+    rules=WAIVER_RULES,
+    approve_action=WaiverAction.APPROVE,
+    deny_action=WaiverAction.DENY,
+    ref=WaiverRef,
+    ref_id=lambda ref: ref.adjustment_id,
+    post_kind=WAIVER_POST_KIND,
+    load_facts=load_waiver_facts,
+    message=build_waiver_request_message,
+    already_decided=already_decided_text,
+    tell_requester=_tell_by_dm,
+)
 
 
 # --- what the person is told ----------------------------------------------------------------
@@ -440,105 +456,8 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         waive_command,
     )
 
-    # --- the decision -------------------------------------------------------------------------
-
-    async def decide(
-        approve: bool,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        actor: Actor,
-    ) -> None:
-        what = "approve a waiver" if approve else "deny a waiver"
-        async with reported(runtime, client, body, what, actor):
-            ref = unpack(WaiverRef, action.get("value"), secret)
-            result: WaiverDecision | None = None
-            conflict: ConflictError | None = None
-            try:
-                async with runtime.stores() as store:
-                    # Permission is checked here, at click time, by the workflow.
-                    result = await decide_waiver(
-                        ctx_for(store), actor, ref.adjustment_id, approve=approve
-                    )
-            except ConflictError as exc:
-                conflict = exc  # usually: the other decision won; say who made it, below
-            if result is not None and result.changed:
-                return  # the message updates in place when the outbox delivers the decision
-            async with runtime.reads() as store:
-                facts = await load_waiver_facts(store, ref.adjustment_id)
-            if facts is None or facts.status == AdjustmentStatus.PENDING:
-                raise conflict or ConflictError("That waiver request can't be decided now.")
-            await tell_user(client, body, already_decided_text(facts, tz))
-
-    @app.action(WaiverAction.APPROVE)
-    async def handle_waiver_approve(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        await decide(True, body, action, client, context["actor"])
-
-    @app.action(WaiverAction.DENY)
-    async def handle_waiver_deny(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        await decide(False, body, action, client, context["actor"])
+    ApprovalFeature(WAIVER_APPROVAL, runtime).register(app)
 
 
 def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
-    secret = signing_keys(runtime.settings)
-    tz = runtime.settings.tz
-
-    async def deliver_waiver_requested(payload: dict[str, Any]) -> None:
-        """Post the request, with its facts and Approve / Deny, to the approvals channel."""
-        adjustment_id = int(payload["adjustment_id"])
-        async with runtime.stores() as store:
-            facts = await load_waiver_facts(store, adjustment_id)
-            posted = await store.slack_post(WAIVER_POST_KIND, adjustment_id)
-        if facts is None:
-            return  # the invoice was deleted
-        text, blocks = build_waiver_request_message(facts, secret=secret, tz=tz)
-        if posted is not None:  # a retry after the post went out: refresh it, don't repeat it
-            await client.chat_update(channel=posted.channel, ts=posted.ts, text=text, blocks=blocks)
-            return
-        channel = runtime.settings.slack_approvals_channel
-        if not channel:
-            raise ApprovalsChannelMissing("set SLACK_APPROVALS_CHANNEL to post waiver requests")
-        response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
-        async with runtime.stores() as store:
-            await store.save_slack_post(
-                WAIVER_POST_KIND,
-                adjustment_id,
-                str(response.get("channel") or channel),
-                str(response["ts"]),
-            )
-
-    async def deliver_waiver_decided(payload: dict[str, Any]) -> None:
-        """The approval message shows the decision in place; the requester hears by DM."""
-        adjustment_id = int(payload["adjustment_id"])
-        async with runtime.stores() as store:
-            facts = await load_waiver_facts(store, adjustment_id)
-            posted = await store.slack_post(WAIVER_POST_KIND, adjustment_id)
-        if facts is None:
-            return
-        if posted is not None:
-            text, blocks = build_waiver_request_message(facts, secret=secret, tz=tz)
-            await client.chat_update(channel=posted.channel, ts=posted.ts, text=text, blocks=blocks)
-        else:
-            log.info("waiver request %s was decided before its message was posted", adjustment_id)
-        if facts.withdrawn or facts.requester_slack_id is None:
-            return  # the requester did it themselves, or isn't in Slack
-        await client.chat_postMessage(channel=facts.requester_slack_id, text=decided_dm_text(facts))
-
-    return {
-        WAIVER_REQUESTED: deliver_waiver_requested,
-        WAIVER_DECIDED: deliver_waiver_decided,
-    }
+    return ApprovalFeature(WAIVER_APPROVAL, runtime).outbox_handlers(client)

@@ -1,0 +1,17 @@
+"""Block Kit every approval request shares: Approve and Deny under a pending request."""
+
+from __future__ import annotations
+
+from bot.slack.invoice_blocks import Block, button
+
+
+def decision_actions(block_id: str, approve_action: str, deny_action: str, value: str) -> Block:
+    """Both buttons carry the request's signed ref; the action says which decision it is."""
+    return {
+        "type": "actions",
+        "block_id": block_id,
+        "elements": [
+            button("Approve", approve_action, value, style="primary"),
+            button("Deny", deny_action, value, style="danger"),
+        ],
+    }

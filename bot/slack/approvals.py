@@ -1,0 +1,206 @@
+"""Approval requests in Slack, whatever they approve: the request posted to the approvals channel
+with Approve and Deny, the click decided by the workflow (permission checked there, at click
+time; first decision wins), a late click told who decided, the post redrawn in place once
+decided, and the requester told.
+
+A kind (claim-cap overrides, waivers) is an `ApprovalKind`; `ApprovalFeature` is its listeners
+and its outbox deliveries, so a new kind describes itself and writes no listener.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+from zoneinfo import ZoneInfo
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.runtime import Runtime
+from bot.signing import Keys, signing_keys
+from bot.slack.errors import reported, tell_user
+from bot.slack.invoice_blocks import Block
+from bot.slack.metadata import Payload, unpack
+from storage.models import SlackPost
+from storage.store import SqlStore
+from workflows.approvals import PENDING, ApprovalRules, Decision, decide
+from workflows.errors import ConflictError
+from workflows.permissions import Actor
+from workflows.ports import Context
+
+log = logging.getLogger("devicecare.slack")
+
+OutboxHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class ApprovalsChannelMissing(RuntimeError):
+    """SLACK_APPROVALS_CHANNEL isn't set; the request waits in the outbox until it is."""
+
+
+class ApprovalFacts(Protocol):
+    """What the request's post shows; only its status matters here."""
+
+    @property
+    def status(self) -> str: ...
+
+
+F = TypeVar("F", bound=ApprovalFacts)
+F_contra = TypeVar("F_contra", bound=ApprovalFacts, contravariant=True)
+P = TypeVar("P", bound=Payload)
+
+
+class RequestMessage(Protocol[F_contra]):
+    def __call__(
+        self, facts: F_contra, *, secret: Keys, tz: ZoneInfo
+    ) -> tuple[str, list[Block]]: ...
+
+
+@dataclass(frozen=True)
+class ApprovalKind(Generic[F, P]):
+    """One kind of approval request, as Slack shows and decides it."""
+
+    noun: str  # "override": "That override request can't be decided now."
+    what: str  # "claim-cap override": a refusal is logged as "approve a claim-cap override"
+    rules: ApprovalRules[Any, Any]  # the workflow's part: permission, statuses, outbox rows
+    approve_action: str
+    deny_action: str
+    ref: type[P]  # the signed value of Approve and Deny
+    ref_id: Callable[[P], int]
+    post_kind: str  # the `slack_posts` kind of the request's post, redrawn in place
+    load_facts: Callable[[SqlStore, int], Awaitable[F | None]]
+    message: RequestMessage[F]  # the post: Approve / Deny while pending, the decision after
+    already_decided: Callable[[F, ZoneInfo], str]
+    # Tells the requester of the decision (a DM, a thread message), once per decision.
+    tell_requester: Callable[[Runtime, AsyncWebClient, F], Awaitable[None]]
+    # More work in the decision's own transaction (e.g. redraw a card that shows the request).
+    after_decision: Callable[[SqlStore, Decision[Any]], Awaitable[None]] | None = None
+
+
+class ApprovalFeature(Generic[F, P]):
+    """The Approve and Deny listeners of one kind, and its outbox deliveries."""
+
+    def __init__(self, kind: ApprovalKind[F, P], runtime: Runtime) -> None:
+        self.kind = kind
+        self.runtime = runtime
+
+    @property
+    def secret(self) -> Keys:
+        return signing_keys(self.runtime.settings)
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return self.runtime.settings.tz
+
+    def register(self, app: AsyncApp) -> None:
+        app.action(self.kind.approve_action)(self.handle_decision)
+        app.action(self.kind.deny_action)(self.handle_decision)
+
+    def outbox_handlers(self, client: AsyncWebClient) -> dict[str, OutboxHandler]:
+        outbox = self.kind.rules.outbox
+
+        async def requested(payload: dict[str, Any]) -> None:
+            await self.deliver_requested(client, payload)
+
+        async def decided(payload: dict[str, Any]) -> None:
+            await self.deliver_decided(client, payload)
+
+        return {outbox.requested: requested} | {kind: decided for kind in outbox.decided.values()}
+
+    # --- the click -----------------------------------------------------------------------------
+
+    async def handle_decision(
+        self,
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        context: AsyncBoltContext,
+    ) -> None:
+        """Approve or Deny: the button's action id says which."""
+        await ack()
+        approve = action.get("action_id") == self.kind.approve_action
+        await self.decide(approve, body, action, client, context["actor"])
+
+    async def decide(
+        self,
+        approve: bool,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        client: AsyncWebClient,
+        actor: Actor,
+    ) -> None:
+        kind, runtime = self.kind, self.runtime
+        what = f"{'approve' if approve else 'deny'} a {kind.what}"
+        async with reported(runtime, client, body, what, actor):
+            request_id = kind.ref_id(unpack(kind.ref, action.get("value"), self.secret))
+            result: Decision[Any] | None = None
+            conflict: ConflictError | None = None
+            try:
+                async with runtime.stores() as store:
+                    # Permission is checked here, at click time, by the workflow.
+                    ctx = Context(store, runtime.clock, self.tz)
+                    result = await decide(ctx, actor, kind.rules, request_id, approve=approve)
+                    if result.changed and kind.after_decision is not None:
+                        await kind.after_decision(store, result)
+            except ConflictError as exc:
+                conflict = exc  # usually: the other decision won; say who made it, below
+            if result is not None and result.changed:
+                return  # the post updates in place when the outbox delivers the decision
+            async with runtime.reads() as store:
+                facts = await kind.load_facts(store, request_id)
+            if facts is None or facts.status == PENDING:
+                raise conflict or ConflictError(f"That {kind.noun} request can't be decided now.")
+            await tell_user(client, body, kind.already_decided(facts, self.tz))
+
+    # --- the outbox ----------------------------------------------------------------------------
+
+    async def _load(self, payload: dict[str, Any]) -> tuple[int, F | None, SlackPost | None]:
+        """The request the outbox row is about, its facts, and its post once posted."""
+        request_id = int(payload[self.kind.rules.outbox.id_field])
+        async with self.runtime.stores() as store:
+            facts = await self.kind.load_facts(store, request_id)
+            posted = await store.slack_post(self.kind.post_kind, request_id)
+        return request_id, facts, posted
+
+    async def deliver_requested(self, client: AsyncWebClient, payload: dict[str, Any]) -> None:
+        """Post the request, with its facts and Approve / Deny, to the approvals channel."""
+        kind, runtime = self.kind, self.runtime
+        request_id, facts, posted = await self._load(payload)
+        if facts is None:
+            return  # what it was about was deleted
+        text, blocks = kind.message(facts, secret=self.secret, tz=self.tz)
+        if posted is not None:  # a retry after the post went out: refresh it, don't repeat it
+            await client.chat_update(channel=posted.channel, ts=posted.ts, text=text, blocks=blocks)
+            return
+        channel = runtime.settings.slack_approvals_channel
+        if not channel:
+            raise ApprovalsChannelMissing(
+                f"set SLACK_APPROVALS_CHANNEL to post {kind.noun} requests"
+            )
+        response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+        async with runtime.stores() as store:
+            await store.save_slack_post(
+                kind.post_kind,
+                request_id,
+                str(response.get("channel") or channel),
+                str(response["ts"]),
+            )
+
+    async def deliver_decided(self, client: AsyncWebClient, payload: dict[str, Any]) -> None:
+        """The request's post shows the decision in place; then the requester is told."""
+        kind, runtime = self.kind, self.runtime
+        request_id, facts, posted = await self._load(payload)
+        if facts is None:
+            return
+        if posted is not None:
+            text, blocks = kind.message(facts, secret=self.secret, tz=self.tz)
+            await client.chat_update(channel=posted.channel, ts=posted.ts, text=text, blocks=blocks)
+        else:
+            log.info(
+                "%s request %s was decided before its message was posted", kind.noun, request_id
+            )
+        await kind.tell_requester(runtime, client, facts)
