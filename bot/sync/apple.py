@@ -555,18 +555,18 @@ class AppleSchoolManager:
                 listed_count += 1
 
         async def lister() -> list[OrgDevice]:
-            try:
-                return await self._pages(
-                    client,
-                    "/v1/orgDevices",
-                    _device_page,
-                    "the device list",
-                    limit=self.page_size,
-                    on_page=enqueue,
-                )
-            finally:
-                for _ in range(self.concurrency):
-                    await queue.put(None)
+            listed = await self._pages(
+                client,
+                "/v1/orgDevices",
+                _device_page,
+                "the device list",
+                limit=self.page_size,
+                on_page=enqueue,
+            )
+            # Done: each worker stops at its None. (On a failure the TaskGroup cancels them.)
+            for _ in range(self.concurrency):
+                await queue.put(None)
+            return listed
 
         async def worker() -> None:
             while (job := await queue.get()) is not None:

@@ -272,6 +272,7 @@ class Assertion:
     header: dict[str, Any]
     claims: dict[str, Any]
     form: dict[str, str]
+    raw: str
 
 
 def _error(status: int, code: str, detail: str) -> web.Response:
@@ -300,6 +301,7 @@ class FakeAppleSchoolManager:
     assertions: list[Assertion] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)  # why token requests were refused
     requests: Counter[str] = field(default_factory=Counter)  # by kind, faults included
+    unauthorized: int = 0  # API requests refused for their token
     limits: list[int] = field(default_factory=list)  # the `limit` of each device page served
     tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry
     tokens_used: Counter[str] = field(default_factory=Counter)
@@ -454,7 +456,12 @@ class FakeAppleSchoolManager:
         if form.get("scope") != wanted:
             return self._refuse("invalid_scope", f"scope {form.get('scope')}")
         self.assertions.append(
-            Assertion(header, claims, {k: v for k, v in form.items() if k != "client_assertion"})
+            Assertion(
+                header,
+                claims,
+                {k: v for k, v in form.items() if k != "client_assertion"},
+                form["client_assertion"],
+            )
         )
         token = secrets.token_urlsafe(32)
         self.tokens[token] = self.now() + self.token_lifetime
@@ -513,6 +520,7 @@ class FakeAppleSchoolManager:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         expiry = self.tokens.get(token) if scheme == "Bearer" else None
         if expiry is None or expiry <= self.now():
+            self.unauthorized += 1
             return False
         self.tokens_used[token] += 1
         return True
