@@ -36,6 +36,7 @@ from bot.runtime import Runtime, log_parts
 from bot.secret_cli import guard_secrets, secret_app
 from bot.settings import Settings, get_settings
 from bot.settings_cli import settings_app
+from bot.sync_cli import sync_app
 from workflows.permissions import Actor
 
 app = typer.Typer(
@@ -82,6 +83,7 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(outbox_app, name="outbox")
 app.add_typer(secret_app, name="secret")
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(sync_app, name="sync")
 app.command("import", help="Import students, guardians and devices from CSV.")(import_command)
 
 console = Console()

@@ -8,6 +8,8 @@
 - Coverage-expiring reminders, daily after the billing run's usual hour (each enrollment once).
 - The weekly digest (when WEEKLY_DIGEST_CHANNEL is set): last week's figures queued for Slack
   once per week, on the configured day and time.
+- The nightly syncs from the district's systems (bot/sync/nightly.py) at SYNC_TIME, when a
+  source is configured.
 - SQLite maintenance overnight.
 
 A failed run is logged and reported in the billing channel through the outbox.
@@ -27,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.heartbeat import note_error, note_success
 from bot.runtime import Runtime
+from bot.sync.nightly import configured_sources, run_nightly_syncs
 from storage.billing_run import BillingRunner, RunResult
 from storage.db import maintain_sqlite
 from storage.weekly_digest import DIGEST_KIND, digest_key, previous_week, weekly_digest
@@ -45,6 +48,7 @@ COVERAGE_REMINDER_JOB = "coverage_expiring_reminders"
 # Local time of the daily coverage-expiring job (notices go out with the worker's next batch).
 COVERAGE_REMINDER_TIME = time(7, 0)
 WEEKLY_DIGEST_JOB = "weekly_digest"
+SYNC_JOB = "nightly_sync"
 CATCH_UP_MINUTES = 15
 # A run time missed by less than this (a busy or suspended process) still runs late.
 BILLING_MISFIRE_SECONDS = 3600
@@ -302,6 +306,16 @@ async def build_scheduler(runtime: Runtime) -> AsyncIOScheduler:
             args=[runtime],
             id=WEEKLY_DIGEST_JOB,
             name="weekly digest",
+            replace_existing=True,
+        )
+    if configured_sources(runtime.settings):
+        at = runtime.settings.sync_time
+        scheduler.add_job(
+            run_nightly_syncs,
+            CronTrigger(hour=at.hour, minute=at.minute, timezone=tz),
+            args=[runtime],
+            id=SYNC_JOB,
+            name="nightly syncs",
             replace_existing=True,
         )
     scheduler.add_job(

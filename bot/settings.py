@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bot.config_errors import load_settings
+from workflows.sync import DEFAULT_MAX_CHANGE_SHARE
 
 DATA_DIR = Path("data")
 # The documented default SECRET_KEY: fine on a laptop, refused wherever it could be abused.
@@ -150,6 +151,33 @@ class Settings(BaseSettings):
     weekly_digest_time: time = Field(
         default=time(7, 0),
         description="The district-time hour the weekly digest is posted at (`HH:MM`).",
+    )
+
+    # Syncs from the district's systems (bot/sync/): when they run nightly, how much one run may
+    # take away before it stops for a person to look, and where they report.
+    sync_time: time = Field(
+        default=time(2, 0),
+        description=(
+            "The district-time hour (`HH:MM`) the nightly syncs from Apple School Manager, Google "
+            "Admin and OneRoster run, one source after the other (only those configured)."
+        ),
+    )
+    sync_max_change_share: float = Field(
+        default=DEFAULT_MAX_CHANGE_SHARE,
+        ge=0,
+        le=1,
+        description=(
+            "The largest share (0 to 1) of a source's records one sync may retire or unassign; a "
+            "run that would take away more stops, changes nothing and alerts staff in Slack "
+            "(`devicecare sync SOURCE --allow-removals` applies it anyway)."
+        ),
+    )
+    sync_channel: str | None = Field(
+        default=None,
+        description=(
+            "Channel id for the syncs' nightly summaries and alerts; unset, they go to "
+            "`SLACK_BILLING_CHANNEL`."
+        ),
     )
 
     smtp_host: str | None = Field(
@@ -314,6 +342,61 @@ class Settings(BaseSettings):
             "may be."
         ),
     )
+    # Google Admin: ChromeOS devices through the Admin SDK Directory API, read by a service
+    # account acting for an admin (docs/sync-google.md). Off without a key.
+    google_service_account_json: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The service account's JSON key (the whole file's text) for the Google Admin sync; "
+            "or name the file with `GOOGLE_SERVICE_ACCOUNT_FILE`. The sync is off without one."
+        ),
+    )
+    google_service_account_file: Path | None = Field(
+        default=None,
+        description=(
+            "A file holding the service account's JSON key (a mounted secret), instead of "
+            "`GOOGLE_SERVICE_ACCOUNT_JSON`."
+        ),
+    )
+    google_admin_subject: str | None = Field(
+        default=None,
+        description=(
+            "The Google Workspace admin the service account acts for (domain-wide delegation), "
+            "e.g. `devicecare-sync@district.org`; it needs the right to read Chrome devices."
+        ),
+    )
+    google_customer_id: str = Field(
+        default="my_customer",
+        description=(
+            "The Google Workspace customer ID; `my_customer` means the admin's own account."
+        ),
+    )
+    google_org_unit: str | None = Field(
+        default=None,
+        description=(
+            "Read only the ChromeOS devices in this organizational unit and the units under it "
+            "(`/Students`). Unset: every device of the account."
+        ),
+    )
+    google_full_sync_days: int = Field(
+        default=7,
+        ge=1,
+        le=90,
+        description=(
+            "Days between full listings of Google's devices; the nightly runs in between read "
+            "only the devices that synced since the last run."
+        ),
+    )
+    google_api_url: str | None = Field(
+        default=None,
+        description="Another address for the Admin SDK API (a stand-in in tests). Unset: Google's.",
+    )
+    google_token_url: str | None = Field(
+        default=None,
+        description=(
+            "Another address for Google's token endpoint. Unset: the key file's `token_uri`."
+        ),
+    )
     # A school payment portal without an API (RevTrak, MySchoolBucks, SchoolCash Online, ...):
     # the page links here instead of Stripe. Placeholders: {invoice_number}, {amount} (dollars,
     # "12.50"), {amount_cents}, {student_id} (the SIS id), {student_name}.
@@ -376,6 +459,57 @@ class Settings(BaseSettings):
             "starts with `BUSINESSAPI.`."
         ),
     )
+    # OneRoster 1.1 REST: schools, students and guardians from the SIS or rostering service
+    # (docs/sync-oneroster.md). Off until the API root, token URL, client id and secret are set.
+    oneroster_base_url: str | None = Field(
+        default=None,
+        description=(
+            "The OneRoster 1.1 API root the SIS or rostering service gives out, ending in "
+            "`/ims/oneroster/v1p1` (e.g. `https://sis.district.org/ims/oneroster/v1p1`). Unset: "
+            "no OneRoster sync."
+        ),
+    )
+    oneroster_token_url: str | None = Field(
+        default=None,
+        description=(
+            "The provider's OAuth 2 token endpoint for client credentials (e.g. "
+            "`https://sis.district.org/oauth/token`)."
+        ),
+    )
+    oneroster_client_id: str | None = Field(
+        default=None,
+        description="The OAuth 2 client id (some providers call it the key) the provider issued.",
+    )
+    oneroster_client_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The OAuth 2 client secret; or name a file holding it in "
+            "`ONEROSTER_CLIENT_SECRET_FILE`."
+        ),
+    )
+    oneroster_client_secret_file: Path | None = Field(
+        default=None,
+        description=(
+            "A file holding the client secret (a mounted secret), instead of "
+            "`ONEROSTER_CLIENT_SECRET`."
+        ),
+    )
+    oneroster_scope: str = Field(
+        default="https://purl.imsglobal.org/spec/or/v1p1/scope/roster-core.readonly",
+        description=(
+            "The OAuth 2 scope asked for, space-separated if several; the default is the "
+            "OneRoster 1.1 scope that reads orgs and users."
+        ),
+    )
+    oneroster_page_size: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description=(
+            "Records asked for per page (`limit`); a provider that serves fewer per page loses "
+            "nothing, it only takes more requests."
+        ),
+    )
     secret_key: SecretStr = Field(
         default=SecretStr(PLACEHOLDER_SECRET_KEY),
         description=(
@@ -434,6 +568,21 @@ class Settings(BaseSettings):
         description="When set, `/metrics` needs `Authorization: Bearer <token>`.",
     )
 
+    @field_validator("google_service_account_json")
+    @classmethod
+    def _service_account_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        from bot.sync.credentials import CredentialError
+        from bot.sync.google import ServiceAccountKey
+
+        setting = "GOOGLE_SERVICE_ACCOUNT_JSON"
+        try:
+            ServiceAccountKey.from_json(value.get_secret_value(), setting=setting)
+        except CredentialError as exc:  # one line, no part of the key in it
+            raise ValueError(str(exc).removeprefix(f"{setting}: ")) from None
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
@@ -445,6 +594,16 @@ class Settings(BaseSettings):
         from bot.proxies import parse_trusted_proxies
 
         parse_trusted_proxies(value)  # a ValueError names the entry that is not an address
+        return value
+
+    @field_validator("oneroster_base_url", "oneroster_token_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.lower().startswith(("https://", "http://")):
+            raise ValueError("write the whole address, starting with https://")
         return value
 
     @field_validator("district_timezone")
@@ -503,6 +662,21 @@ class Settings(BaseSettings):
     def apple_enabled(self) -> bool:
         """The Apple device sync is set up (its other settings are checked when it is built)."""
         return bool(self.apple_client_id and self.apple_client_id.strip())
+
+    @property
+    def google_enabled(self) -> bool:
+        """A key is configured; GOOGLE_ADMIN_SUBJECT missing is then an error, not "off"."""
+        return bool(self.google_service_account_json or self.google_service_account_file)
+
+    @property
+    def oneroster_enabled(self) -> bool:
+        """Whether a OneRoster sync is configured (the secret may still be unreadable)."""
+        return bool(
+            self.oneroster_base_url
+            and self.oneroster_token_url
+            and self.oneroster_client_id
+            and (self.oneroster_client_secret or self.oneroster_client_secret_file)
+        )
 
     @property
     def imap_enabled(self) -> bool:

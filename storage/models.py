@@ -282,6 +282,8 @@ class Device(Base):
     serial: Mapped[str] = mapped_column(String(100), unique=True)
     asset_tag: Mapped[str | None] = mapped_column(String(100), unique=True)
     model: Mapped[str] = mapped_column(String(200), default="")
+    # The maker's part number (e.g. Apple's MX2D3LL/A), when a sync reports one (0020).
+    part_number: Mapped[str | None] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(40), default="chromebook")
     building_id: Mapped[int | None] = mapped_column(ForeignKey("buildings.id", ondelete="SET NULL"))
     status: Mapped[str] = mapped_column(String(30), default="in_service")
@@ -1105,3 +1107,58 @@ class ServiceFact(Base):
     # Running totals ("slack_api_errors|chat.postMessage|channel_not_found": 3) that survive
     # restarts; each heartbeat adds what happened since the last one.
     counters: Mapped[dict[str, Any]]
+
+
+# --- syncs from the district's systems ------------------------------------------------------
+
+
+class SyncRun(Base):
+    """One run of a sync from a source (Apple School Manager, Google Admin, OneRoster): what it
+    found, what it changed or would change, and where the next incremental read starts."""
+
+    __tablename__ = "sync_runs"
+    __table_args__ = (
+        Index("ix_sync_runs_source_started", "source", "started_at"),
+        CheckConstraint("trigger IN ('nightly', 'cli')", name="trigger_known"),
+        CheckConstraint(
+            "status IN ('running', 'applied', 'dry_run', 'held', 'failed', 'no_changes')",
+            name="status_known",
+        ),
+    )
+
+    id: Mapped[int] = pk()
+    source: Mapped[str] = mapped_column(String(20))
+    trigger: Mapped[str] = mapped_column(String(10))
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    sample: Mapped[list[str]] = mapped_column(JSON, default=list)  # the plan's first rows
+    removals: Mapped[int] = mapped_column(Integer, default=0)
+    base: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    cursor: Mapped[str | None] = mapped_column(Text)
+
+
+class SourceRecord(Base):
+    """What a source last said about one of its records, and which DeviceCare row it is: the
+    provenance `/device` shows, and how a later run knows what has left the source."""
+
+    __tablename__ = "source_records"
+    __table_args__ = (
+        UniqueConstraint("source", "external_id"),
+        Index("ix_source_records_entity", "entity", "entity_id"),
+        CheckConstraint(
+            "entity IN ('device', 'student', 'guardian', 'building')", name="entity_known"
+        ),
+    )
+
+    id: Mapped[int] = pk()
+    source: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str] = mapped_column(String(200))
+    entity: Mapped[str] = mapped_column(String(20))
+    entity_id: Mapped[int | None] = mapped_column(Id)
+    facts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    first_seen_at: Mapped[datetime]
+    changed_at: Mapped[datetime]

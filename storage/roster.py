@@ -11,6 +11,9 @@ role or org, bad grade, empty or repeated serial, unknown location, …) is skip
 a bad link (an agentSourcedId that names nobody, a device user that names no student) drops only
 that link and the rest of the row imports. With `strict=True` any problem rolls the whole
 import back. Nothing is ever deleted: `tobedeleted` students become inactive.
+
+`import_rows` runs the same orgs and users steps on rows read elsewhere (the OneRoster API sync,
+`storage.roster_sync`), in the caller's transaction.
 """
 
 from __future__ import annotations
@@ -32,10 +35,13 @@ from storage.roster_files import (
     ORG_COLUMNS,
     USER_COLUMNS,
     DeviceRow,
+    OrgRow,
     Problem,
     ProgressCallback,
     RosterFileError,
+    RosterRows,
     UserRow,
+    UsersFile,
     check_header,
     guess_kind,
     read_devices,
@@ -54,6 +60,7 @@ __all__ = [
     "ProgressCallback",
     "RosterFileError",
     "import_roster",
+    "import_rows",
     "roster_files",
 ]
 
@@ -144,6 +151,24 @@ async def import_roster(
     return result
 
 
+async def import_rows(
+    session: AsyncSession, rows: RosterRows, now: datetime, *, note: RowNote | None = None
+) -> ImportResult:
+    """Import orgs and users already read and checked (a OneRoster API's records) with the same
+    steps as the CSV import, in the caller's session and transaction: nothing is committed or
+    rolled back here. Row problems, the reader's and the store's, come back in the result.
+    `note` hears of each building, student and guardian created or updated."""
+    if now.tzinfo is None:
+        raise ValueError("the import clock must return timezone-aware times")
+    result = ImportResult(problems=list(rows.problems))
+    run = _Import(session, now, result, None, note)
+    await run.save_buildings(rows.orgs, rows.orgs_rejected)
+    await run.save_people(rows.users, rows.users_file)
+    order = {rows.orgs_file: 0, rows.users_file: 1}
+    result.problems.sort(key=lambda p: (order.get(p.file, len(order)), p.line))
+    return result
+
+
 def check_files(folder: Path, devices: Path | None = None) -> tuple[Path, Path]:
     """The folder's orgs.csv and users.csv, each file there, UTF-8 CSV and with the columns it
     needs: RosterFileError or CsvFileError before anything is written otherwise."""
@@ -196,6 +221,10 @@ DEVICES = _Table(
 )
 
 Existing = dict[str, dict[str, Any]]
+# (key, fields that differ): an empty tuple is a new row.
+ChangeNote = Callable[[str, tuple[str, ...]], None]
+# (entity, key, fields that differ), for a run that shows what it changes (a sync's plan).
+RowNote = Callable[[str, str, tuple[str, ...]], None]
 
 
 async def _load(session: AsyncSession, table: _Table) -> Existing:
@@ -216,11 +245,13 @@ async def _upsert(
     desired: dict[str, dict[str, Any]],
     counts: Counts,
     defaults: dict[str, Any] | None = None,
+    changed: ChangeNote | None = None,
 ) -> dict[str, int]:
     """Write `desired` (folded key -> values incl. the key column); return folded key -> id.
 
     A field left out of a row's values keeps what is stored. Updates carry every compared field
-    so all parameter sets share one shape and go out as a single executemany.
+    so all parameter sets share one shape and go out as a single executemany. `changed`, when
+    given, hears of each row created or updated (with the fields that differ).
     """
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
@@ -229,12 +260,17 @@ async def _upsert(
         current = existing.get(key)
         if current is None:
             inserts.append({**(defaults or {}), **values})
+            if changed:
+                changed(key, ())
             continue
         ids[key] = current["id"]
-        if any(current[f] != values[f] for f in table.fields if f in values):
+        differ = [f for f in table.fields if f in values and current[f] != values[f]]
+        if differ:
             updates.append(
                 {"id": current["id"], **{f: values.get(f, current[f]) for f in table.fields}}
             )
+            if changed:
+                changed(key, tuple(differ))
         else:
             counts.unchanged += 1
     if updates:
@@ -262,11 +298,13 @@ class _Import:
         now: datetime,
         result: ImportResult,
         progress: ProgressCallback | None,
+        note: RowNote | None = None,
     ) -> None:
         self.session = session
         self.now = now
         self.result = result
         self.progress = progress
+        self.note = note
         self.org_ids: set[str] = set()
         self.building_ids: dict[str, int] = {}
         self.building_names: dict[str, int | None] = {}  # lower-cased name; None if ambiguous
@@ -275,6 +313,13 @@ class _Import:
 
     def problem(self, file: str, line: int, reason: str) -> None:
         self.result.problems.append(Problem(file, line, reason))
+
+    def changes(self, entity: str) -> ChangeNote | None:
+        """What `_upsert` calls for each row it writes, when this run reports its rows."""
+        note = self.note
+        if note is None:
+            return None
+        return lambda key, fields: note(entity, key, fields)
 
     def saved(self) -> None:
         self._saved += 1
@@ -285,13 +330,18 @@ class _Import:
 
     async def buildings(self, path: Path) -> None:
         orgs, rejected = read_orgs(path, self.result.problems, self.progress)
+        await self.save_buildings(orgs, rejected)
+
+    async def save_buildings(self, orgs: list[OrgRow], rejected: int) -> None:
         counts = self.result.buildings
         schools = [org for org in orgs if org.type == "school"]
         counts.skipped = rejected + len(orgs) - len(schools)  # districts etc. are not buildings
         self.org_ids = {org.sis_id for org in orgs}
         desired = {o.sis_id: {"sis_id": o.sis_id, "name": o.name} for o in schools}
         existing = await _load(self.session, BUILDINGS)
-        await _upsert(self.session, BUILDINGS, existing, desired, counts)
+        await _upsert(
+            self.session, BUILDINGS, existing, desired, counts, changed=self.changes("building")
+        )
         await self._index_buildings()
         self.saved()
 
@@ -309,14 +359,17 @@ class _Import:
 
     async def people(self, path: Path) -> None:
         users = read_users(path, self.result.problems, self.progress)
+        await self.save_people(users, path.name)
+
+    async def save_people(self, users: UsersFile, file: str) -> None:
         r = self.result
         r.other_users.skipped = users.skipped_roles + users.rejected["other"]
         r.students.skipped = users.rejected["student"]
         r.guardians.skipped = users.rejected["guardian"]
         students_db = await _load(self.session, STUDENTS)
         guardians_db = await _load(self.session, GUARDIANS)
-        students, guardians = self._accept(users.rows, students_db, guardians_db, path.name)
-        links = self._links(students, guardians, users.seen, students_db, guardians_db, path.name)
+        students, guardians = self._accept(users.rows, students_db, guardians_db, file)
+        links = self._links(students, guardians, users.seen, students_db, guardians_db, file)
 
         house_plan = _plan_households(students, guardians, links, students_db, guardians_db)
         house_ids = await self._insert_households(house_plan.new_names)
@@ -424,6 +477,7 @@ class _Import:
             desired,
             self.result.students,
             defaults={"household_id": None},
+            changed=self.changes("student"),
         )
         self.saved()
         return {**{k: v["id"] for k, v in existing.items()}, **ids}
@@ -454,6 +508,7 @@ class _Import:
             desired,
             self.result.guardians,
             defaults={"household_id": None},
+            changed=self.changes("guardian"),
         )
         self.saved()
         return {**{k: v["id"] for k, v in existing.items()}, **ids}

@@ -8,7 +8,7 @@ nobody, a device user) happen in `storage.roster`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,20 @@ class UsersFile:
     def reject(self, role: str) -> None:
         bucket = "student" if role == STUDENT else "guardian" if role in GUARDIAN_ROLES else "other"
         self.rejected[bucket] += 1
+
+
+@dataclass(slots=True)
+class RosterRows:
+    """Orgs and users read from somewhere other than a folder (a OneRoster API), already
+    checked as the CSV readers check theirs. Problems name `orgs_file`/`users_file` and the
+    record's position in that listing as their file and line."""
+
+    orgs: list[OrgRow]
+    orgs_rejected: int
+    users: UsersFile
+    problems: list[Problem] = field(default_factory=list)
+    orgs_file: str = "orgs"
+    users_file: str = "users"
 
 
 class RosterFileError(CsvFileError):
@@ -212,13 +226,21 @@ def read_orgs(
     path: Path, problems: list[Problem], progress: ProgressCallback | None = None
 ) -> tuple[list[OrgRow], int]:
     """Valid org rows (every type) and how many rows were rejected."""
+    return orgs_from(read_csv(path, ORG_COLUMNS, problems, progress), path.name, problems)
+
+
+def orgs_from(
+    records: Iterable[tuple[int, dict[str, str]]], file: str, problems: list[Problem]
+) -> tuple[list[OrgRow], int]:
+    """Org rows from (line, row) pairs shaped as `read_csv` yields them, whatever they were
+    read from (orgs.csv, or a OneRoster API's records): the same checks either way."""
     rows: list[OrgRow] = []
     seen: dict[str, int] = {}
     rejected = 0
-    for line, raw in read_csv(path, ORG_COLUMNS, problems, progress):
+    for line, raw in records:
         reason = _org_problem(raw, seen)
         if reason:
-            problems.append(Problem(path.name, line, reason))
+            problems.append(Problem(file, line, reason))
             rejected += 1
             continue
         seen[raw["sourcedid"]] = line
@@ -245,14 +267,22 @@ def _org_problem(raw: dict[str, str], seen: dict[str, int]) -> str | None:
 def read_users(
     path: Path, problems: list[Problem], progress: ProgressCallback | None = None
 ) -> UsersFile:
+    return users_from(read_csv(path, USER_COLUMNS, problems, progress), path.name, problems)
+
+
+def users_from(
+    records: Iterable[tuple[int, dict[str, str]]], file: str, problems: list[Problem]
+) -> UsersFile:
+    """User rows from (line, row) pairs shaped as `read_csv` yields them (users.csv, or a
+    OneRoster API's records): the same checks either way."""
     result = UsersFile()
     first_line: dict[str, int] = {}
-    for line, raw in read_csv(path, USER_COLUMNS, problems, progress):
+    for line, raw in records:
         sis_id, role = raw["sourcedid"], raw["role"].lower()
         if sis_id in first_line:
             first = first_line[sis_id]
             problems.append(
-                Problem(path.name, line, f"duplicate sourcedId {sis_id} (first on line {first})")
+                Problem(file, line, f"duplicate sourcedId {sis_id} (first on line {first})")
             )
             result.reject(role)
             continue
@@ -265,7 +295,7 @@ def read_users(
         try:
             result.rows.append(_user_row(line, raw, role))
         except ValueError as exc:
-            problems.append(Problem(path.name, line, str(exc)))
+            problems.append(Problem(file, line, str(exc)))
             result.reject(role)
     return result
 

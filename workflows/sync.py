@@ -22,6 +22,8 @@ SOURCE_LABELS: dict[str, str] = {
 # district sets another (SYNC_MAX_CHANGE_SHARE): more looks like a broken source, not a change.
 DEFAULT_MAX_CHANGE_SHARE = 0.05
 SAMPLE_ROWS = 10
+# Counted in a plan but not changes: rows that stay as they are, and rows refused as bad input.
+NOT_CHANGES = frozenset({"unchanged", "problems"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,9 @@ class SourceDevice:
     part_number: str | None = None
     asset_tag: str | None = None
     status: str | None = None  # the DeviceCare status it implies: "in_service" or "retired"
+    # The source's own word for it, shown with the device (Google's DISABLED: locked as lost
+    # or stolen, still the district's, so still in service).
+    source_status: str | None = None
     org_unit: str | None = None
     last_user_email: str | None = None
     # None: coverage was not read in this run (keep what is stored); () : the device has none.
@@ -91,7 +96,7 @@ class SyncPlan:
 
     @property
     def changes(self) -> int:
-        return sum(n for kind, n in self.counts.items() if kind != "unchanged")
+        return sum(n for kind, n in self.counts.items() if kind not in NOT_CHANGES)
 
     @property
     def removal_share(self) -> float:

@@ -28,6 +28,7 @@ from bot.slack import (
     replies,
     reports,
     stripe_payments,
+    sync_posts,
     waivers,
 )
 from bot.slack.actors import actor_middleware, on_user_change
@@ -61,6 +62,7 @@ FEATURES: tuple[ModuleType, ...] = (
     reports,
     stripe_payments,
     payment_plans,
+    sync_posts,
 )
 
 

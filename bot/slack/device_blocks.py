@@ -340,8 +340,10 @@ def build_device_record(
     enrollments: Sequence[m.InsuranceEnrollment] = (),
     today: date | None = None,
     photo_urls: Sequence[str] = (),
+    synced: Sequence[Block] = (),
 ) -> tuple[str, list[Block]]:
-    """The lifetime record: the device, who has it, coverage today and everything since."""
+    """The lifetime record: the device, who has it, coverage today and everything since;
+    `synced` says where its facts came from (bot.slack.sync_blocks.sync_context)."""
     device = history.device
     building = esc(history.building.name) if history.building else "no building"
     tag = esc(device.asset_tag) if device.asset_tag else "none"
@@ -352,6 +354,7 @@ def build_device_record(
             f"Serial *{esc(device.serial)}* \u00b7 asset tag *{tag}* \u00b7 "
             f"status *{device_status_label(device.status)}* \u00b7 {building}"
         ),
+        *synced,
     ]
     links = []
     if history.replaced_by is not None:

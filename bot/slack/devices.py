@@ -47,10 +47,12 @@ from bot.slack.ids import IncidentAction, IncidentRef
 from bot.slack.invoice_blocks import Block
 from bot.slack.metadata import ForgedPayload, unpack
 from bot.slack.photo_lines import load_photo_urls
+from bot.slack.sync_blocks import sync_context
 from storage import models as m
 from storage.device_coverage import coverage_for_device
 from storage.enrollment_store import current_enrollments
 from storage.store import SqlStore
+from storage.sync_provenance import device_provenance, holder_suggestion
 from workflows.clock import local_date
 from workflows.device_search import MatchRank
 from workflows.devices import check_replacement, replace_device
@@ -78,6 +80,10 @@ async def device_record(
         badge = coverage_badge(coverage, used)
         enrollments = await current_enrollments(store.session, history.holder.id, today)
     third_party = await coverage_for_device(store.session, device_id, today)
+    provenance = await device_provenance(store.session, device_id)
+    holder_id = None if history.holder is None else history.holder.id
+    suggestion = await holder_suggestion(store.session, provenance, holder_id)
+    holder_name = None if history.holder is None else history.holder.full_name
     return build_device_record(
         history,
         badge,
@@ -86,6 +92,7 @@ async def device_record(
         enrollments=enrollments,
         today=today,
         photo_urls=await load_photo_urls(runtime, store, device_id=device_id),
+        synced=sync_context(provenance, suggestion, holder_name, runtime.settings.tz),
     )
 
 

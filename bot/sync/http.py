@@ -28,7 +28,12 @@ MAX_ERROR_BODY = 200
 
 
 class SourceUnavailable(Exception):
-    """A source that stays down, refuses the credentials, or answers what can't be read."""
+    """A source that stays down, refuses the credentials, or answers what can't be read.
+    `response` is the refusing answer, when there was one, for a client to explain it."""
+
+    def __init__(self, message: str, *, response: httpx.Response | None = None) -> None:
+        super().__init__(message)
+        self.response = response
 
 
 @dataclass(frozen=True)
@@ -107,11 +112,14 @@ async def request(
     token: CachedToken | None = None,
     backoff: Backoff | None = None,
     clock: Clock | None = None,
+    retryable: Callable[[httpx.Response], bool] | None = None,
     **kwargs: Any,
 ) -> httpx.Response:
     """One request, retried on connection errors, 5xx, 429 and a refused token.
 
-    Any other 4xx is an answer, not an outage: it raises SourceUnavailable at once.
+    Any other 4xx is an answer, not an outage: it raises SourceUnavailable at once, unless
+    `retryable` says it is the source's own sign of a passing limit (Google's 403
+    userRateLimitExceeded).
     """
     backoff = backoff or Backoff()
     clock = clock or SystemClock()
@@ -135,10 +143,10 @@ async def request(
                 token.invalidate()
                 if attempt == 1:
                     continue  # a token that expired early: one immediate retry with a new one
-            elif status == 429 or status >= 500:
+            elif status == 429 or status >= 500 or (retryable and retryable(response)):
                 retry_after = retry_after_seconds(response, clock.now())
             else:
-                raise SourceUnavailable(problem)
+                raise SourceUnavailable(problem, response=response)
         if attempt < backoff.attempts:
             wait = backoff.wait(attempt, retry_after)
             log.info("sync: %s; retrying in %.1f s (attempt %s)", problem, wait, attempt)

@@ -1,1 +1,1 @@
-"""Local stand-ins for the district systems the syncs read, speaking their documented APIs."""
+"""Local stand-ins for the district systems the syncs read (Apple, Google, OneRoster)."""

@@ -1,0 +1,137 @@
+"""Syncs in Slack: where a device's facts came from, a source's suggested holder, and the
+nightly summary and alerts of the syncs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.slack.incident_blocks import escape_mrkdwn as esc
+from bot.slack.invoice_blocks import Block, context_block, plain, section
+from bot.sync.runner import held_text
+from storage.sync_provenance import HolderSuggestion, Provenance
+from workflows.sync import SOURCE_LABELS
+
+SAMPLE_SHOWN = 10
+_FACTS = (("model", "Model"), ("part_number", "part number"), ("asset_tag", "asset tag"))
+
+
+def _and(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def synced_words(at: datetime | None, tz: ZoneInfo) -> str:
+    if at is None:
+        return "not synced yet"
+    local = at.astimezone(tz)
+    return f"synced {local.day} {local:%b %H:%M}"
+
+
+def provenance_line(record: Provenance, tz: ZoneInfo) -> str:
+    """E.g. "Model and AppleCare+ from Apple School Manager · synced 6 Dec 02:00"."""
+    facts = record.facts
+    named = [word for key, word in _FACTS if facts.get(key)]
+    plans = sorted({c.get("plan", "") for c in facts.get("coverage") or [] if c.get("plan")})
+    named += plans
+    if facts.get("status"):
+        named.append("status")
+    if facts.get("org_unit"):
+        named.append(f"OU {facts['org_unit']}")
+    what = _and(named) if named else "Listed"
+    what = what[0].upper() + what[1:]
+    line = f"{esc(what)} from {esc(record.label)} \u00b7 {synced_words(record.synced_at, tz)}"
+    own = facts.get("source_status")
+    if own and own != "ACTIVE":
+        # e.g. Google's DISABLED: locked there as lost or stolen, still in service here.
+        line += f" \u00b7 {esc(str(own))} in {esc(record.label)}"
+    return line
+
+
+def suggestion_line(suggestion: HolderSuggestion, holder_name: str | None) -> str:
+    """The source's most recent user, offered and never assigned."""
+    who = esc(suggestion.email)
+    if suggestion.student_name is not None:
+        who = f"{esc(suggestion.student_name)} ({who})"
+        where = (
+            "not assigned in DeviceCare"
+            if holder_name is None
+            else f"DeviceCare has it assigned to {esc(holder_name)}"
+        )
+    else:
+        where = "no student in DeviceCare has that email"
+    return f":bust_in_silhouette: {esc(suggestion.label)}'s most recent user: {who} \u2014 {where}"
+
+
+def sync_context(
+    provenance: Sequence[Provenance],
+    suggestion: HolderSuggestion | None,
+    holder_name: str | None,
+    tz: ZoneInfo,
+) -> list[Block]:
+    """The lines `/device` adds under the device's facts (nothing for a device no source lists)."""
+    lines = [provenance_line(p, tz) for p in provenance]
+    if suggestion is not None:
+        lines.append(suggestion_line(suggestion, holder_name))
+    return [context_block(*lines)] if lines else []
+
+
+def _label(payload: dict[str, Any]) -> str:
+    source = str(payload.get("source", ""))
+    return SOURCE_LABELS.get(source, source)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{kind} {n}" for kind, n in counts.items()) or "nothing listed"
+
+
+def _sample(payload: dict[str, Any]) -> list[Block]:
+    rows = [str(r) for r in payload.get("sample") or []][:SAMPLE_SHOWN]
+    if not rows:
+        return []
+    return [section("*First rows*\n" + "\n".join(f"\u2022 {esc(r)}" for r in rows))]
+
+
+def build_sync_summary(payload: dict[str, Any]) -> tuple[str, list[Block]]:
+    """The nightly run's result for one source: its counts and first rows."""
+    name = _label(payload)
+    counts = _counts(dict(payload.get("counts") or {}))
+    if payload.get("status") == "no_changes":
+        text = f"Nightly sync from {name}: nothing changed ({counts})."
+    else:
+        text = f"Nightly sync from {name}: {counts}."
+    blocks: list[Block] = [
+        {"type": "header", "text": plain(f"Sync from {name}")},
+        section(esc(text)),
+        *_sample(payload),
+    ]
+    return text, blocks
+
+
+def build_sync_alert(payload: dict[str, Any]) -> tuple[str, list[Block]]:
+    """A run that failed, or that stopped because it would take away too much."""
+    name = _label(payload)
+    source = str(payload.get("source", ""))
+    if payload.get("status") == "held":
+        why = held_text(
+            source,
+            int(payload.get("removals", 0)),
+            int(payload.get("base", 0)),
+            float(payload.get("max_share", 0.0)),
+        )
+        text = f"The sync from {name} was held: nothing was changed."
+        blocks = [section(f":warning: {esc(why)}"), *_sample(payload)]
+        return text, blocks
+    error = esc(str(payload.get("error") or "unknown error")).replace("`", "'")
+    text = f"The sync from {name} failed: nothing was changed."
+    then = (
+        "The next nightly run tries again."
+        if payload.get("trigger") == "nightly"
+        else f"Run `devicecare sync {source}` again once the cause is fixed."
+    )
+    blocks = [
+        section(f":x: *The sync from {esc(name)} failed*; nothing was changed.\n`{error}`\n{then}"),
+        context_block("`devicecare sync status` shows each source's last run."),
+    ]
+    return text, blocks

@@ -1,0 +1,160 @@
+"""A roster read from a OneRoster API, compared with the store and applied: the roster import's
+own steps (`storage.roster.import_rows`), so the API and the CSV files keep the same rows the
+same way.
+
+Beyond what a CSV import does, a complete listing (every user, not only the changed ones) also
+takes its leave of students it no longer lists: they become inactive, never deleted, as a
+`tobedeleted` student does. Those deactivations are the plan's removals, out of the students
+active before the run, for the runner's guard against a broken source. Erased students (their
+names and ids are stand-ins now) are left out of both.
+
+`plan_roster_sync` runs the steps inside a SAVEPOINT and rolls it back, so it writes nothing;
+`apply_roster_sync` runs them in the caller's transaction, which the caller commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import models as m
+from storage.roster import ImportResult, import_rows
+from storage.roster_files import Problem, RosterRows
+from workflows.sync import SAMPLE_ROWS, SourceName, SyncPlan
+
+SOURCE: SourceName = "oneroster"
+# Of the plan's first rows, at most this many deactivations and problems come before the other
+# changes; what is left of the sample is filled with the rest.
+FIRST_REMOVALS = 4
+FIRST_PROBLEMS = 3
+FIELD_LABELS = {"building_id": "building", "household_id": "household", "active": "status"}
+
+Describe = Callable[[Problem], str]
+
+
+async def plan_roster_sync(
+    session: AsyncSession,
+    rows: RosterRows,
+    now: datetime,
+    *,
+    complete: bool,
+    describe: Describe | None = None,
+) -> SyncPlan:
+    """What applying `rows` would change, worked out by applying them in a savepoint that is
+    rolled back: nothing is written."""
+    savepoint = await session.begin_nested()
+    try:
+        return await _sync(session, rows, now, complete, describe)
+    finally:
+        await savepoint.rollback()
+
+
+async def apply_roster_sync(
+    session: AsyncSession,
+    rows: RosterRows,
+    now: datetime,
+    *,
+    complete: bool,
+    describe: Describe | None = None,
+) -> SyncPlan:
+    """Apply `rows` in the caller's transaction (not committed here); returns what changed."""
+    return await _sync(session, rows, now, complete, describe)
+
+
+async def _active_students(session: AsyncSession) -> dict[str, int]:
+    s = m.Student
+    stmt = select(s.sis_id, s.id).where(s.active.is_(True), s.erased_at.is_(None))
+    return {sis_id: ident for sis_id, ident in await session.execute(stmt)}
+
+
+class _Sample:
+    """The first rows of each kind, for the plan's sample."""
+
+    def __init__(self, active_before: dict[str, int]) -> None:
+        self.active_before = active_before
+        self.removals: list[str] = []
+        self.changes: list[str] = []
+        self.status_deactivations = 0
+
+    def note(self, entity: str, key: str, fields: tuple[str, ...]) -> None:
+        if entity == "student" and "active" in fields and key in self.active_before:
+            self.status_deactivations += 1
+            self._add(self.removals, f"student {key}: inactive (the source marks it tobedeleted)")
+            fields = tuple(f for f in fields if f != "active")
+            if not fields:
+                return
+        if not fields:
+            self._add(self.changes, f"{entity} {key}: new")
+        else:
+            labels = ", ".join(FIELD_LABELS.get(f, f.replace("_", " ")) for f in fields)
+            self._add(self.changes, f"{entity} {key}: {labels} changed")
+
+    def gone(self, sis_id: str) -> None:
+        self._add(self.removals, f"student {sis_id}: inactive (no longer listed)")
+
+    @staticmethod
+    def _add(lines: list[str], line: str) -> None:
+        if len(lines) < SAMPLE_ROWS:
+            lines.append(line)
+
+
+async def _sync(
+    session: AsyncSession,
+    rows: RosterRows,
+    now: datetime,
+    complete: bool,
+    describe: Describe | None,
+) -> SyncPlan:
+    before = await _active_students(session)
+    sample = _Sample(before)
+    result = await import_rows(session, rows, now, note=sample.note)
+    gone: list[int] = []
+    if complete:
+        for sis_id, ident in before.items():
+            if sis_id not in rows.users.seen:
+                gone.append(ident)
+                sample.gone(sis_id)
+        if gone:
+            await session.execute(update(m.Student), [{"id": i, "active": False} for i in gone])
+    after = await _active_students(session)
+    plan = SyncPlan(SOURCE, base=len(before), removals=len(before.keys() - after.keys()))
+    _count(plan, result, sample.status_deactivations)
+    _fill_sample(plan, sample, result.problems, describe or _where)
+    return plan
+
+
+def _count(plan: SyncPlan, result: ImportResult, status_deactivations: int) -> None:
+    unchanged = 0
+    for name, counts in result.counts().items():
+        updated = counts.updated
+        if name == "students":
+            updated -= status_deactivations  # counted below, with the students that left
+        if counts.created:
+            plan.count(f"{name} created", counts.created)
+        if updated:
+            plan.count(f"{name} updated", updated)
+        unchanged += counts.unchanged
+    if plan.removals:
+        plan.count("students deactivated", plan.removals)
+    if unchanged:
+        plan.count("unchanged", unchanged)
+    if result.problems:
+        plan.count("problems", len(result.problems))
+
+
+def _fill_sample(
+    plan: SyncPlan, sample: _Sample, problems: list[Problem], describe: Describe
+) -> None:
+    problem_lines = [f"problem: {describe(p)}: {p.reason}" for p in problems[:SAMPLE_ROWS]]
+    removals, changes = sample.removals, sample.changes
+    first = removals[:FIRST_REMOVALS] + problem_lines[:FIRST_PROBLEMS]
+    rest = changes + removals[FIRST_REMOVALS:] + problem_lines[FIRST_PROBLEMS:]
+    for line in first + rest:
+        plan.note(line)
+
+
+def _where(problem: Problem) -> str:
+    return f"{problem.file} #{problem.line}"
