@@ -452,6 +452,16 @@ class Settings(BaseSettings):
         default="https://account.apple.com/auth/oauth2/token",
         description="Where the API account's signed assertion is exchanged for an access token.",
     )
+    apple_coverage_refresh_days: int = Field(
+        default=7,
+        ge=0,
+        le=365,
+        description=(
+            "Days between reads of every device's AppleCare coverage (one request per device); "
+            "the nights between read it only for devices Apple shows as added or changed. `0`: "
+            "every run reads all of it."
+        ),
+    )
     apple_scope: str | None = Field(
         default=None,
         description=(

@@ -80,6 +80,10 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LIFETIME = timedelta(hours=1)
 MAX_PAGE_SIZE = 1000
 COVERAGE_CONCURRENCY = 8
+# Every device's coverage is read again at least this often (APPLE_COVERAGE_REFRESH_DAYS).
+COVERAGE_REFRESH = timedelta(days=7)
+# Between full reads, a device changed since shortly before the last read has its coverage read.
+CHANGE_OVERLAP = timedelta(days=1)
 PROVIDER = "Apple"
 MAX_PLAN = 200  # storage.models.DeviceCoverage.plan
 LABEL = SOURCE_LABELS["apple"]
@@ -239,10 +243,30 @@ class OrgDevice:
     part_number: str | None
     product_family: str | None
     released: bool
+    # The latest of when it was added, updated or released; None when Apple states none.
+    changed: datetime | None = None
+
+
+def _instant(attributes: dict[str, Any], name: str) -> datetime | None:
+    """A timestamp used only to choose which coverage to read again: one that can't be read
+    counts as unknown (so the coverage is read), not as a broken page."""
+    value = attributes.get(name)
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
 
 
 def read_device(item: dict[str, Any]) -> OrgDevice:
     attributes = item["attributes"]
+    stamps = [
+        _instant(attributes, name)
+        for name in ("addedToOrgDateTime", "updatedDateTime", "releasedFromOrgDateTime")
+    ]
+    known = [stamp for stamp in stamps if stamp is not None]
     try:
         return OrgDevice(
             id=item["id"],
@@ -251,6 +275,7 @@ def read_device(item: dict[str, Any]) -> OrgDevice:
             part_number=_text(attributes, "partNumber"),
             product_family=_text(attributes, "productFamily"),
             released=attributes.get("releasedFromOrgDateTime") is not None,
+            changed=max(known) if known else None,
         )
     except Unreadable as exc:
         raise Unreadable(f"device {item['id'][:40]!r}: {exc}") from None
@@ -302,6 +327,34 @@ def _coverage_page(body: Any) -> tuple[list[SourceCoverage], str | None]:
     return [c for c in found if c is not None], cursor
 
 
+# --- the cursor: when coverage was last read in full ------------------------------------
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """When the last read of every device's coverage started, and when the last read did."""
+
+    full: datetime
+    read: datetime
+
+    def encode(self) -> str:
+        return f"coverage={self.full.isoformat()};read={self.read.isoformat()}"
+
+    @classmethod
+    def decode(cls, text: str | None) -> Cursor | None:
+        if not text:
+            return None
+        try:
+            parts = dict(item.split("=", 1) for item in text.split(";"))
+            full = datetime.fromisoformat(parts["coverage"])
+            read = datetime.fromisoformat(parts["read"])
+        except (ValueError, KeyError):
+            return None
+        if full.tzinfo is None or read.tzinfo is None or read < full:
+            return None
+        return cls(full, read)
+
+
 # --- the client ----------------------------------------------------------------------------
 
 
@@ -313,12 +366,21 @@ class ReadStats:
     devices: int = 0
     coverage_requests: int = 0
     token_requests: int = 0
+    full_coverage: bool = True  # every device's coverage was read, not only changed ones
     seconds: float = 0.0
 
 
 class AppleSchoolManager:
-    """A DeviceSource: the organization's devices and their coverage, read in full each run
-    (the API has no changes-since listing)."""
+    """A DeviceSource: the organization's devices, listed in full each run (the API has no
+    changes-since listing), and their AppleCare coverage.
+
+    Coverage takes one request per device, so it is read for every device on the first run and
+    whenever the last such read is older than `coverage_refresh` (a week by default; zero reads
+    it every run). The runs between read it only for devices Apple shows as added, updated or
+    released since a day before the previous run; the rest say nothing about coverage (None),
+    which keeps what is stored. The cursor carries the two times; the runner keeps the cursor of
+    the last run that applied.
+    """
 
     name: SourceName = "apple"
 
@@ -333,6 +395,7 @@ class AppleSchoolManager:
         scope: str | None = None,
         audience: str = AUDIENCE,
         with_coverage: bool = True,
+        coverage_refresh: timedelta = COVERAGE_REFRESH,
         page_size: int = MAX_PAGE_SIZE,
         concurrency: int = COVERAGE_CONCURRENCY,
         backoff: Backoff | None = None,
@@ -350,6 +413,7 @@ class AppleSchoolManager:
         self.scope = scope or default_scope(client_id)
         self.audience = audience
         self.with_coverage = with_coverage
+        self.coverage_refresh = coverage_refresh
         self.page_size = page_size
         self.concurrency = max(1, concurrency)
         self.backoff = backoff or Backoff()
@@ -498,11 +562,18 @@ class AppleSchoolManager:
         return tuple(sorted(set(plans), key=lambda c: (c.start, c.end, c.plan, c.agreement or "")))
 
     async def fetch(self, cursor: str | None = None) -> DeviceSnapshot:
-        """Every device with its coverage. `cursor` is ignored: each read is a full listing."""
+        """Every device, with coverage as the class says. The listing is always complete."""
         started = time.perf_counter()
+        began = self.clock.now()
         self.stats = ReadStats()
+        previous = Cursor.decode(cursor)
+        if cursor and previous is None:
+            log.info("sync: apple: the stored cursor can't be read; reading all coverage")
+        full = previous is None or began - previous.full >= self.coverage_refresh
+        since = None if full or previous is None else previous.read - CHANGE_OVERLAP
+        self.stats.full_coverage = full
         if self._http is not None:
-            devices = await self._fetch(self._http)
+            devices = await self._fetch(self._http, since)
         else:
             limits = httpx.Limits(
                 max_connections=self.concurrency + 2, max_keepalive_connections=self.concurrency + 2
@@ -512,7 +583,7 @@ class AppleSchoolManager:
                 limits=limits,
                 headers={"Accept": "application/json", "User-Agent": "DeviceCare"},
             ) as client:
-                devices = await self._fetch(client)
+                devices = await self._fetch(client, since)
         self.stats.devices = len(devices)
         self.stats.seconds = time.perf_counter() - started
         log.info(
@@ -523,9 +594,12 @@ class AppleSchoolManager:
             self.stats.coverage_requests,
             self.stats.seconds,
         )
-        return DeviceSnapshot(source="apple", devices=devices, complete=True, cursor=None)
+        if not self.with_coverage:
+            return DeviceSnapshot(source="apple", devices=devices, complete=True, cursor=cursor)
+        kept = Cursor(full=began if full or previous is None else previous.full, read=began)
+        return DeviceSnapshot(source="apple", devices=devices, complete=True, cursor=kept.encode())
 
-    async def _fetch(self, client: httpx.AsyncClient) -> list[SourceDevice]:
+    async def _fetch(self, client: httpx.AsyncClient, since: datetime | None) -> list[SourceDevice]:
         if not self.with_coverage:
 
             async def count(page: list[OrgDevice]) -> None:
@@ -551,7 +625,8 @@ class AppleSchoolManager:
             nonlocal listed_count
             self.stats.pages += 1
             for device in page:
-                await queue.put((listed_count, device))
+                if since is None or device.changed is None or device.changed >= since:
+                    await queue.put((listed_count, device))
                 listed_count += 1
 
         async def lister() -> list[OrgDevice]:
@@ -582,7 +657,7 @@ class AppleSchoolManager:
             # The first failure stops the run; TaskGroup has cancelled the rest.
             first = next(iter(_leaves(failed)))
             raise first from None
-        return [source_device(d, plans[i]) for i, d in enumerate(listing.result())]
+        return [source_device(d, plans.get(i)) for i, d in enumerate(listing.result())]
 
 
 def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
@@ -619,5 +694,6 @@ def apple_source(settings: Any, *, clock: Clock | None = None) -> AppleSchoolMan
         api_url=settings.apple_api_url,
         token_url=settings.apple_token_url,
         scope=settings.apple_scope,
+        coverage_refresh=timedelta(days=settings.apple_coverage_refresh_days),
         clock=clock,
     )

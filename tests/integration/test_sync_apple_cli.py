@@ -104,9 +104,13 @@ def test_apple_devices_and_coverage_sync_through_the_configured_client(
     ]
     assert not [row for row in coverage if row[0] == "ASM000000003"]  # an Apple TV has none
 
+    assert apple.requests["coverage"] == 24  # the dry run read it all, and so did the sync
     again = invoke("sync", "apple")
     assert again.exit_code == 0, again.output
     assert "Apple School Manager is in sync: nothing changed." in said(again)
+    # Nothing changed at Apple since the last run's cursor: no coverage read, none removed.
+    assert apple.requests["coverage"] == 24
+    assert stored(db)[1] == coverage
     status = CliRunner().invoke(app, ["sync", "status"], env={"COLUMNS": "200"})
     assert "Apple School Manager" in said(status)
     assert len(apple.assertions) == 3  # each run signed in once, with a fresh assertion

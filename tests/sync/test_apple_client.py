@@ -8,7 +8,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -84,7 +84,8 @@ async def test_every_page_is_read_with_its_coverage(apple: Apple) -> None:
     source = apple.client()
     snapshot = await source.fetch()
 
-    assert snapshot.source == "apple" and snapshot.complete and snapshot.cursor is None
+    assert snapshot.source == "apple" and snapshot.complete
+    assert snapshot.cursor == f"coverage={NOW.isoformat()};read={NOW.isoformat()}"
     assert serials(snapshot.devices) == EXPECTED
     assert apple.server.limits == [100, 100, 100]  # three pages of at most 100
     assert apple.server.requests["coverage"] == 250
@@ -335,3 +336,50 @@ async def test_no_secret_reaches_a_log(apple: Apple, caplog: pytest.LogCaptureFi
     for secret in [*secrets, body[:40]]:
         assert secret not in logged
         assert secret not in str(refused.value)
+
+
+async def test_coverage_is_read_in_full_weekly_and_for_changed_devices_between(
+    apple: Apple,
+) -> None:
+    book = [GeneratedDevices(3).at(i) for i in range(3)]
+    apple.server.devices = ListedDevices(book)
+    source = apple.client()
+
+    first = await source.fetch(None)
+    assert apple.server.requests["coverage"] == 3 and source.stats.full_coverage
+    assert all(d.coverages is not None for d in first.devices)
+
+    # The next night: nothing changed at Apple, so no coverage is read (None keeps it stored).
+    apple.clock.advance(days=1)
+    second = await source.fetch(first.cursor)
+    assert apple.server.requests["coverage"] == 3 and not source.stats.full_coverage
+    assert serials(second.devices) == serials(first.devices) and second.complete
+    assert all(d.coverages is None for d in second.devices)
+
+    # A device Apple updated since then, and a new one, have theirs read.
+    book[1].attributes["updatedDateTime"] = "2026-03-03T09:30:00.000Z"
+    added = device_attributes("NEW1") | {"addedToOrgDateTime": "2026-03-03T22:05:14.192Z"}
+    book.append(Device("NEW1", added))
+    apple.server.devices = ListedDevices(book)
+    apple.clock.advance(days=1)
+    third = await source.fetch(second.cursor)
+    assert apple.server.requests["coverage"] == 5
+    read = [d.serial for d in third.devices if d.coverages is not None]
+    assert read == [GeneratedDevices.serial(1), "NEW1"]
+
+    # A week after the last full read, every device's coverage is read again.
+    apple.clock.advance(days=5)
+    fourth = await source.fetch(third.cursor)
+    assert source.stats.full_coverage and apple.server.requests["coverage"] == 9
+    assert all(d.coverages is not None for d in fourth.devices)
+
+
+async def test_an_unreadable_cursor_or_a_zero_refresh_reads_all_coverage(apple: Apple) -> None:
+    apple.server.devices = ListedDevices([GeneratedDevices(2).at(i) for i in range(2)])
+    source = apple.client()
+    first = await source.fetch("not a cursor")
+    assert source.stats.full_coverage and apple.server.requests["coverage"] == 2
+
+    every_run = apple.client(coverage_refresh=timedelta(0))
+    await every_run.fetch(first.cursor)
+    assert every_run.stats.full_coverage and apple.server.requests["coverage"] == 4
