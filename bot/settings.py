@@ -416,6 +416,59 @@ class Settings(BaseSettings):
             "`payments import`."
         ),
     )
+    # Apple School Manager (or Apple Business) API account for the device sync; off without
+    # APPLE_CLIENT_ID. The key is the .pem file the account's page downloads, never logged.
+    apple_client_id: str | None = Field(
+        default=None,
+        description=(
+            "Client ID of the Apple School Manager API account (`SCHOOLAPI.…`; `BUSINESSAPI.…` "
+            "for Apple Business). The Apple device sync is off without it."
+        ),
+    )
+    apple_key_id: str | None = Field(
+        default=None,
+        description="Key ID shown with the API account's private key.",
+    )
+    apple_private_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "The API account's private key: the PEM text of the `.pem` file Apple School Manager "
+            "downloads (a P-256 EC key). Or set `APPLE_PRIVATE_KEY_FILE`."
+        ),
+    )
+    apple_private_key_file: Path | None = Field(
+        default=None,
+        description="A file holding the API account's private key (a mounted secret), instead of "
+        "`APPLE_PRIVATE_KEY`.",
+    )
+    apple_api_url: str = Field(
+        default="https://api-school.apple.com",
+        description=(
+            "The Apple API to read devices from: `https://api-business.apple.com` for Apple "
+            "Business (a stand-in in tests)."
+        ),
+    )
+    apple_token_url: str = Field(
+        default="https://account.apple.com/auth/oauth2/token",
+        description="Where the API account's signed assertion is exchanged for an access token.",
+    )
+    apple_coverage_refresh_days: int = Field(
+        default=7,
+        ge=0,
+        le=365,
+        description=(
+            "Days between reads of every device's AppleCare coverage (one request per device); "
+            "the nights between read it only for devices Apple shows as added or changed. `0`: "
+            "every run reads all of it."
+        ),
+    )
+    apple_scope: str | None = Field(
+        default=None,
+        description=(
+            "OAuth scope asked for. Unset: `school.api`, or `business.api` when the client ID "
+            "starts with `BUSINESSAPI.`."
+        ),
+    )
     # OneRoster 1.1 REST: schools, students and guardians from the SIS or rostering service
     # (docs/sync-oneroster.md). Off until the API root, token URL, client id and secret are set.
     oneroster_base_url: str | None = Field(
@@ -614,6 +667,11 @@ class Settings(BaseSettings):
     @property
     def stripe_enabled(self) -> bool:
         return bool(self.stripe_secret_key and self.stripe_webhook_secret)
+
+    @property
+    def apple_enabled(self) -> bool:
+        """The Apple device sync is set up (its other settings are checked when it is built)."""
+        return bool(self.apple_client_id and self.apple_client_id.strip())
 
     @property
     def google_enabled(self) -> bool:

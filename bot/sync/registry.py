@@ -36,6 +36,15 @@ class SourceEntry:
     build: Callable[[Runtime], SyncJob]
 
 
+def _apple(runtime: Runtime) -> SyncJob:
+    from bot.sync.apple import apple_source
+    from storage.device_sync import DeviceSyncJob
+
+    source = apple_source(runtime.settings, clock=runtime.clock)
+    assert source is not None  # `configured` said so
+    return DeviceSyncJob(source)
+
+
 def _google(runtime: Runtime) -> SyncJob:
     from bot.sync.google import google_source
     from storage.device_sync import DeviceSyncJob
@@ -54,6 +63,11 @@ def _oneroster(runtime: Runtime) -> SyncJob:
 
 
 SOURCES: dict[str, SourceEntry] = {
+    "apple": SourceEntry(
+        settings=("APPLE_CLIENT_ID", "APPLE_KEY_ID", "APPLE_PRIVATE_KEY (or _FILE)"),
+        configured=lambda s: s.apple_enabled,
+        build=_apple,
+    ),
     "google": SourceEntry(
         settings=("GOOGLE_SERVICE_ACCOUNT_FILE (or _JSON)", "GOOGLE_ADMIN_SUBJECT"),
         configured=lambda s: s.google_enabled,
