@@ -121,7 +121,11 @@ def status_command() -> None:
             return await last_runs(store.session)
 
     runs = run_with_runtime(settings, work, console=console)
-    table = Table("source", "last run", "trigger", "status", "counts")
+    table = Table()
+    # Names and times stay whole on a narrow terminal; the counts wrap instead.
+    for header in ("source", "last run", "trigger", "status"):
+        table.add_column(header, no_wrap=True)
+    table.add_column("counts")
     for source, name in SOURCE_LABELS.items():
         run = runs.get(source)
         if run is None:
@@ -133,4 +137,4 @@ def status_command() -> None:
         )
         detail = run.error if run.status == "failed" and run.error else counts_line(run.counts)
         table.add_row(name, _when(run.started_at, settings), run.trigger, words, escape(detail))
-    console.print(table)
+    Console().print(table)  # made now, so it takes the terminal width (COLUMNS) of now

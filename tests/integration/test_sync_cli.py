@@ -23,6 +23,7 @@ def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{db}")
     monkeypatch.setenv("SYNC_MAX_CHANGE_SHARE", "0.2")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")  # `sync status` prints a table
     SOURCE.devices, SOURCE.down, SOURCE.reads = [chromebook(n) for n in range(5)], None, []
     entry = SourceEntry(
         settings=("TEST_GOOGLE_SOURCE",),

@@ -29,6 +29,7 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     path = tmp_path / "sync.db"
     monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{path}")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")  # `sync status` prints a table
     get_settings.cache_clear()
     assert invoke("db", "upgrade").exit_code == 0
     yield path
