@@ -230,6 +230,16 @@ def policy_set_command(
     active: Annotated[
         bool | None, typer.Option("--active/--inactive", help="Offer the policy or not.")
     ] = None,
+    device_plan: Annotated[
+        str | None,
+        typer.Option(
+            "--device-plan",
+            help=(
+                "Insure devices whose own coverage plan (synced from Apple School Manager or "
+                'imported) starts with this, e.g. "AppleCare+"; "" to stop.'
+            ),
+        ),
+    ] = None,
     email: AsEmail = None,
 ) -> None:
     """Create or change a policy's term, premium, enrollment window and reminder
@@ -248,6 +258,7 @@ def policy_set_command(
             expiry_reminder_days=expiry_reminder_days,
             no_expiry_reminder=no_expiry_reminder,
             active=active,
+            device_plan=device_plan,
         )
         actor = await cli_actor(runtime, email)
         try:

@@ -474,6 +474,9 @@ class InsurancePolicy(Base):
     )
     # Days before term end to remind the family; None sends no reminder.
     expiry_reminder_days: Mapped[int | None] = mapped_column(Integer)
+    # This policy insures devices whose synced or imported coverage plan starts with this text
+    # (e.g. "AppleCare+"), whoever holds them (0021).
+    device_plan: Mapped[str | None] = mapped_column(String(200))
 
 
 class InsuranceEnrollment(Base):
@@ -573,6 +576,7 @@ class Invoice(Base):
         ),
         Index("ix_invoices_status_due", "status", "due_date"),
         Index("ix_invoices_claim_enrollment", "claim_enrollment_id", "status"),
+        Index("ix_invoices_claim_device_coverage", "claim_device_coverage_id", "status"),
         # Money reports pick invoices by when they were issued or cancelled (0007).
         Index("ix_invoices_created_at", "created_at"),
         Index("ix_invoices_cancelled_at", "cancelled_at"),
@@ -599,6 +603,10 @@ class Invoice(Base):
     auto_cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
     claim_enrollment_id: Mapped[int | None] = mapped_column(
         ForeignKey("insurance_enrollments.id", ondelete="SET NULL")
+    )
+    # A claim on a device's own coverage (AppleCare+) counts against that coverage (0021).
+    claim_device_coverage_id: Mapped[int | None] = mapped_column(
+        ForeignKey("device_coverages.id", ondelete="SET NULL")
     )
     cap_reached: Mapped[bool] = mapped_column(Boolean, default=False)
     override_applied: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -21,7 +21,7 @@ from storage.notices import queue_notice
 from storage.outbox import new_message
 from workflows.clock import Clock
 from workflows.errors import ConflictError, NotFound
-from workflows.insurance import CoverageContext, PolicyTerms
+from workflows.insurance import ClaimKey, CoverageContext, PolicyTerms
 from workflows.permissions import Actor, Permission
 from workflows.ports import InvoiceLineSpec
 
@@ -451,8 +451,14 @@ class SqlStore(EnrollmentStore):
     # --- insurance --------------------------------------------------------------------------
 
     async def coverage_on(
-        self, student_id: int, on: date, *, lock: bool = False
+        self, student_id: int, on: date, *, device_id: int | None = None, lock: bool = False
     ) -> CoverageContext | None:
+        """The coverage on `on`: the damaged device's own plan when a policy insures it (it
+        goes with the device, whoever holds it), else the student's enrollment."""
+        if device_id is not None:
+            device = await self._device_coverage_on(device_id, on, lock=lock)
+            if device is not None:
+                return device
         stmt = (
             select(m.InsuranceEnrollment)
             .where(
@@ -469,27 +475,55 @@ class SqlStore(EnrollmentStore):
         enrollment = (await self.session.execute(stmt)).unique().scalar_one_or_none()
         if enrollment is None:
             return None
-        policy = enrollment.policy
-        return CoverageContext(
-            enrollment_id=enrollment.id,
-            policy_id=policy.id,
-            policy_name=policy.name,
+        return _coverage_context(
+            enrollment.policy,
             term_label=enrollment.term_label,
             term_start=enrollment.term_start,
             term_end=enrollment.term_end,
-            terms=PolicyTerms(
-                copay_cents=policy.copay_cents,
-                coverage_percent=policy.coverage_percent,
-                cap_cents=policy.cap_cents,
-            ),
-            max_claims=policy.max_claims,
-            allow_override=policy.allow_override,
+            enrollment_id=enrollment.id,
         )
 
-    async def count_claims(self, enrollment_id: int) -> int:
-        stmt = select(func.count(m.Invoice.id)).where(
-            m.Invoice.claim_enrollment_id == enrollment_id, m.Invoice.status != "cancelled"
+    async def _device_coverage_on(
+        self, device_id: int, on: date, *, lock: bool
+    ) -> CoverageContext | None:
+        dc, policy = m.DeviceCoverage, m.InsurancePolicy
+        stmt = (
+            select(dc, policy)
+            .join(
+                policy,
+                (policy.device_plan.is_not(None))
+                & (policy.active.is_(True))
+                & (func.lower(dc.plan).startswith(func.lower(policy.device_plan))),
+            )
+            .where(dc.device_id == device_id, dc.coverage_start <= on, dc.coverage_end >= on)
+            .order_by(dc.coverage_start.desc(), dc.id.desc(), policy.id)
+            .limit(1)
         )
+        if lock and self._for_update:
+            # The coverage row is what claims count against: locking it serialises them.
+            stmt = stmt.with_for_update(of=dc)
+        found = (await self.session.execute(stmt)).first()
+        if found is None:
+            return None
+        coverage, insurer = found
+        return _coverage_context(
+            insurer,
+            term_label=f"{coverage.plan}, {coverage.coverage_start:%Y-%m-%d} to "
+            f"{coverage.coverage_end:%Y-%m-%d}",
+            term_start=coverage.coverage_start,
+            term_end=coverage.coverage_end,
+            device_coverage_id=coverage.id,
+        )
+
+    async def count_claims(self, key: ClaimKey) -> int:
+        inv = m.Invoice
+        column = (
+            inv.claim_device_coverage_id
+            if key.device_coverage_id is not None
+            else inv.claim_enrollment_id
+        )
+        value = key.device_coverage_id if key.device_coverage_id is not None else key.enrollment_id
+        stmt = select(func.count(inv.id)).where(column == value, inv.status != "cancelled")
         return int((await self.session.execute(stmt)).scalar_one())
 
     async def add_override_request(
@@ -614,6 +648,7 @@ class SqlStore(EnrollmentStore):
         insurance_snapshot: dict[str, Any] | None,
         created_by_id: int | None,
         idempotency_key: str | None,
+        claim_device_coverage_id: int | None = None,
         kind: str = "incident",
         annual_fee_id: int | None = None,
         collection_id: int | None = None,
@@ -639,6 +674,7 @@ class SqlStore(EnrollmentStore):
             automation_enabled=automation_enabled,
             auto_cancelled=False,
             claim_enrollment_id=claim_enrollment_id,
+            claim_device_coverage_id=claim_device_coverage_id,
             cap_reached=cap_reached,
             override_applied=override_applied,
             override_approved_by_id=override_approved_by_id,
@@ -1116,3 +1152,30 @@ class DeviceHistory:
     photo_count: int
     replaced_by: m.Device | None
     replaces: list[m.Device]
+
+
+def _coverage_context(
+    policy: m.InsurancePolicy,
+    *,
+    term_label: str,
+    term_start: date,
+    term_end: date,
+    enrollment_id: int | None = None,
+    device_coverage_id: int | None = None,
+) -> CoverageContext:
+    return CoverageContext(
+        enrollment_id=enrollment_id,
+        device_coverage_id=device_coverage_id,
+        policy_id=policy.id,
+        policy_name=policy.name,
+        term_label=term_label,
+        term_start=term_start,
+        term_end=term_end,
+        terms=PolicyTerms(
+            copay_cents=policy.copay_cents,
+            coverage_percent=policy.coverage_percent,
+            cap_cents=policy.cap_cents,
+        ),
+        max_claims=policy.max_claims,
+        allow_override=policy.allow_override,
+    )

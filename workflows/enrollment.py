@@ -445,6 +445,9 @@ class PolicySetup:
     expiry_reminder_days: int | None = None
     no_expiry_reminder: bool = False
     active: bool | None = None
+    # Insure the devices whose own coverage plan starts with this (e.g. "AppleCare+");
+    # "" stops insuring devices.
+    device_plan: str | None = None
 
 
 def check_policy_setup(policy: PolicyRecord) -> None:
@@ -482,6 +485,7 @@ _SETUP_FIELDS = (
     "coverage_starts",
     "expiry_reminder_days",
     "active",
+    "device_plan",
 )
 
 
@@ -513,6 +517,11 @@ async def configure_policy(
         "expiry_reminder_days": setup.expiry_reminder_days,
         "active": setup.active,
     }
+    if setup.device_plan is not None:
+        plan = " ".join(setup.device_plan.split())
+        if len(plan) > 200:
+            raise ValidationError("A device plan is up to 200 characters.", field="device_plan")
+        policy.device_plan = plan or None
     for name_, value in wanted.items():
         if value is not None:
             setattr(policy, name_, value)

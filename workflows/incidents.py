@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from workflows.errors import NotFound, ValidationError
 from workflows.incident_status import IncidentStatus, check_transition
-from workflows.insurance import CoverageBadge, coverage_badge
+from workflows.insurance import CoverageBadge, coverage_badge, invoice_claim_key
 from workflows.offenders import (
     DEFAULT_RULES,
     OffenderRule,
@@ -285,12 +285,14 @@ async def incident_coverage_badge(ctx: Context, incident_id: int) -> CoverageBad
         raise NotFound(f"Incident #{incident_id} doesn't exist.")
     if incident.student_id is None:
         return coverage_badge(None, 0)
-    coverage = await store.coverage_on(incident.student_id, incident.occurred_on)
+    coverage = await store.coverage_on(
+        incident.student_id, incident.occurred_on, device_id=incident.device_id
+    )
     if coverage is None:
         return coverage_badge(None, 0)
-    used = await store.count_claims(coverage.enrollment_id)
+    used = await store.count_claims(coverage.claim_key)
     own = None
     for invoice in await store.invoices_for_incident(incident.id):
-        if invoice.status != "cancelled" and invoice.claim_enrollment_id == coverage.enrollment_id:
+        if invoice.status != "cancelled" and invoice_claim_key(invoice) == coverage.claim_key:
             own = (invoice.insurance_snapshot or {}).get("claim_number")
     return coverage_badge(coverage, used, own_claim_number=own)

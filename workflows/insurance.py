@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from workflows.errors import PermissionDenied, ValidationError
 from workflows.money import format_cents, percent_of
@@ -75,10 +75,30 @@ def split_claim(subtotal_cents: int, terms: PolicyTerms) -> Split:
 
 
 @dataclass(frozen=True)
-class CoverageContext:
-    """The student's enrollment that was valid on the incident date, with its policy terms."""
+class ClaimKey:
+    """What a claim counts against: a student's enrollment, or a device's own coverage
+    (AppleCare+ on that device, whoever holds it)."""
 
-    enrollment_id: int
+    enrollment_id: int | None = None
+    device_coverage_id: int | None = None
+
+
+def invoice_claim_key(invoice: Any) -> ClaimKey | None:
+    """The key an invoice's claim counts against, or None when it isn't a claim."""
+    enrollment = getattr(invoice, "claim_enrollment_id", None)
+    device = getattr(invoice, "claim_device_coverage_id", None)
+    if enrollment is None and device is None:
+        return None
+    return ClaimKey(enrollment, device)
+
+
+@dataclass(frozen=True)
+class CoverageContext:
+    """The coverage valid on the incident date, with its policy terms: the student's
+    enrollment, or the damaged device's own coverage (then `device_coverage_id` is set and
+    `enrollment_id` is None)."""
+
+    enrollment_id: int | None
     policy_id: int | None  # None once the policy itself was deleted; the enrollment survives
     policy_name: str
     term_label: str
@@ -87,6 +107,11 @@ class CoverageContext:
     terms: PolicyTerms
     max_claims: int | None
     allow_override: bool
+    device_coverage_id: int | None = None
+
+    @property
+    def claim_key(self) -> ClaimKey:
+        return ClaimKey(self.enrollment_id, self.device_coverage_id)
 
     def __post_init__(self) -> None:
         if self.term_end < self.term_start:

@@ -10,7 +10,7 @@ from typing import Any
 
 from workflows.errors import ConflictError, NotFound, PermissionDenied, ValidationError
 from workflows.fee_kinds import FeeKind, require_kind
-from workflows.insurance import ClaimDecision, CoverageContext, decide_claim
+from workflows.insurance import ClaimDecision, CoverageContext, decide_claim, invoice_claim_key
 from workflows.invoice_updates import UpdateReason, amount_of, hold_key, notify_amount_change
 from workflows.labels import INVOICE_KINDS, INVOICE_STATUSES
 from workflows.permissions import Actor, Permission, require
@@ -184,6 +184,7 @@ def insurance_snapshot(
     terms = coverage.terms
     return {
         "enrollment_id": coverage.enrollment_id,
+        "device_coverage_id": coverage.device_coverage_id,
         "policy_id": coverage.policy_id,
         "policy_name": coverage.policy_name,
         "term_label": coverage.term_label,
@@ -348,9 +349,11 @@ async def check_invoice_for_incident(ctx: Context, actor: Actor, cmd: CreateInvo
         require(actor, Permission.MANAGE_INVOICE_AUTOMATION)
     check_due_date(ctx.today(), cmd.due_date, settings.default_due_days)
     build_lines(await store.fee_items(cmd.fee_item_ids), cmd.fee_item_ids, cmd.custom_lines)
-    coverage = await store.coverage_on(incident.student_id, incident.occurred_on)
+    coverage = await store.coverage_on(
+        incident.student_id, incident.occurred_on, device_id=incident.device_id
+    )
     if coverage is not None and coverage.max_claims is not None:
-        at_cap = await store.count_claims(coverage.enrollment_id) >= coverage.max_claims
+        at_cap = await store.count_claims(coverage.claim_key) >= coverage.max_claims
         if at_cap and cmd.apply_override:
             require(actor, Permission.OVERRIDE_CLAIM_CAP)
     elif cmd.apply_override:
@@ -391,8 +394,10 @@ async def create_invoice_for_incident(
     waiting = await store.pending_override_for(incident.id, lock=True)
     # Locking the enrollment serialises claim counting, so two invoices at once can't both
     # take the last claim.
-    coverage = await store.coverage_on(incident.student_id, incident.occurred_on, lock=True)
-    claims_used = 0 if coverage is None else await store.count_claims(coverage.enrollment_id)
+    coverage = await store.coverage_on(
+        incident.student_id, incident.occurred_on, device_id=incident.device_id, lock=True
+    )
+    claims_used = 0 if coverage is None else await store.count_claims(coverage.claim_key)
     approver: Actor | None = None
     approved_at: datetime | None = None
     override = False
@@ -425,6 +430,11 @@ async def create_invoice_for_incident(
         status=InvoiceStatus.UNPAID,
         claim_enrollment_id=(
             coverage.enrollment_id if coverage is not None and decision.counts_as_claim else None
+        ),
+        claim_device_coverage_id=(
+            coverage.device_coverage_id
+            if coverage is not None and decision.counts_as_claim
+            else None
         ),
         cap_reached=decision.cap_reached,
         override_applied=decision.override_applied,
@@ -530,8 +540,10 @@ async def preview_invoice(ctx: Context, actor: Actor, cmd: CreateInvoice) -> Inv
             await store.fee_items(cmd.fee_item_ids), cmd.fee_item_ids, cmd.custom_lines
         )
     subtotal = sum(line.amount_cents for line in lines)
-    coverage = await store.coverage_on(incident.student_id, incident.occurred_on)
-    claims_used = 0 if coverage is None else await store.count_claims(coverage.enrollment_id)
+    coverage = await store.coverage_on(
+        incident.student_id, incident.occurred_on, device_id=incident.device_id
+    )
+    claims_used = 0 if coverage is None else await store.count_claims(coverage.claim_key)
     at_cap = (
         coverage is not None
         and coverage.max_claims is not None
@@ -642,15 +654,18 @@ async def restore_invoice(ctx: Context, actor: Actor, invoice_id: int) -> Invoic
         raise ConflictError(f"Invoice {invoice.number} isn't cancelled.")
     store = ctx.store
     snapshot = invoice.insurance_snapshot or {}
-    if invoice.claim_enrollment_id is not None and not invoice.override_applied:
+    claim = invoice_claim_key(invoice)
+    if claim is not None and not invoice.override_applied:
         incident = (
             None if invoice.incident_id is None else await store.get_incident(invoice.incident_id)
         )
         if incident is not None:
-            coverage = await store.coverage_on(invoice.student_id, incident.occurred_on, lock=True)
+            coverage = await store.coverage_on(
+                invoice.student_id, incident.occurred_on, device_id=incident.device_id, lock=True
+            )
             max_claims = snapshot.get("max_claims")
             if coverage is not None and max_claims is not None:
-                used = await store.count_claims(invoice.claim_enrollment_id)
+                used = await store.count_claims(claim)
                 if used >= max_claims:
                     raise ConflictError(
                         f"Restoring {invoice.number} would go past the policy's claim cap "

@@ -12,7 +12,7 @@ from workflows.approvals import (
     decide,
 )
 from workflows.errors import ConflictError, NotFound, ValidationError
-from workflows.insurance import CoverageContext, decide_claim
+from workflows.insurance import CoverageContext, decide_claim, invoice_claim_key
 from workflows.invoice_updates import (
     INVOICE_ISSUED,
     UpdateReason,
@@ -65,17 +65,19 @@ async def request_cap_override(
         return pending
     if incident.student_id is None:
         raise ValidationError("This incident has no student.")
-    coverage = await store.coverage_on(incident.student_id, incident.occurred_on)
+    coverage = await store.coverage_on(
+        incident.student_id, incident.occurred_on, device_id=incident.device_id
+    )
     if coverage is None:
         raise ConflictError("The student had no insurance on the incident date.")
     if not coverage.allow_override:
         raise ConflictError(f"{coverage.policy_name} does not allow claim-cap overrides.")
-    used = await store.count_claims(coverage.enrollment_id)
+    used = await store.count_claims(coverage.claim_key)
     invoice_id = None
     for invoice in await store.invoices_for_incident(incident_id):
         if invoice.status != InvoiceStatus.CANCELLED and invoice.cap_reached:
             invoice_id = invoice.id
-        elif invoice.status != InvoiceStatus.CANCELLED and invoice.claim_enrollment_id:
+        elif invoice.status != InvoiceStatus.CANCELLED and invoice_claim_key(invoice):
             raise ConflictError("This incident's invoice already has insurance applied.")
     if coverage.max_claims is None or (used < coverage.max_claims and invoice_id is None):
         raise ConflictError("The claim cap hasn't been reached; no override is needed.")
@@ -121,7 +123,9 @@ async def _check(
     store = ctx.store
     incident = await store.get_incident(request.incident_id)
     assert incident is not None and incident.student_id is not None
-    coverage = await store.coverage_on(incident.student_id, incident.occurred_on, lock=True)
+    coverage = await store.coverage_on(
+        incident.student_id, incident.occurred_on, device_id=incident.device_id, lock=True
+    )
     if approve:
         if coverage is None:
             raise ConflictError("The enrollment behind this request no longer exists.")
@@ -177,7 +181,7 @@ async def _reprice_with_override(
     invoice = await store.get_invoice(invoice_id, lock=True)
     if invoice is None or invoice.status == InvoiceStatus.CANCELLED:
         return invoice
-    used = await store.count_claims(coverage.enrollment_id)
+    used = await store.count_claims(coverage.claim_key)
     decision = decide_claim(invoice.subtotal_cents, coverage, used, override=True)
     new_total = decision.split.client_cents
     if invoice.paid_cents + invoice.waived_cents > new_total:
@@ -193,6 +197,7 @@ async def _reprice_with_override(
     invoice.insurance_cents = decision.split.policy_cents
     invoice.total_cents = new_total
     invoice.claim_enrollment_id = coverage.enrollment_id
+    invoice.claim_device_coverage_id = coverage.device_coverage_id
     invoice.override_applied = True
     invoice.override_approved_by_id = actor.staff_id
     invoice.insurance_snapshot = insurance_snapshot(

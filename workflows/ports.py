@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from workflows.clock import Clock, local_date
-from workflows.insurance import CoverageContext
+from workflows.insurance import ClaimKey, CoverageContext
 from workflows.permissions import Actor
 
 
@@ -84,6 +84,7 @@ class InvoiceRecord(Protocol):
     automation_enabled: bool
     auto_cancelled: bool
     claim_enrollment_id: int | None
+    claim_device_coverage_id: int | None
     cap_reached: bool
     override_applied: bool
     override_approved_by_id: int | None
@@ -190,6 +191,7 @@ class PolicyRecord(Protocol):
     enroll_closes_on: date | None
     coverage_starts: str
     expiry_reminder_days: int | None
+    device_plan: str | None
 
 
 class EnrollmentRecord(Protocol):
@@ -297,9 +299,9 @@ class Store(Protocol):
 
     # insurance
     async def coverage_on(
-        self, student_id: int, on: date, *, lock: bool = False
+        self, student_id: int, on: date, *, device_id: int | None = None, lock: bool = False
     ) -> CoverageContext | None: ...
-    async def count_claims(self, enrollment_id: int) -> int: ...
+    async def count_claims(self, key: ClaimKey) -> int: ...
     async def add_override_request(
         self,
         *,
@@ -339,6 +341,7 @@ class Store(Protocol):
         status: str,
         claim_enrollment_id: int | None,
         cap_reached: bool,
+        claim_device_coverage_id: int | None = None,
         override_applied: bool,
         override_approved_by_id: int | None,
         insurance_snapshot: dict[str, Any] | None,

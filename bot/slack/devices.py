@@ -75,8 +75,8 @@ async def device_record(
     today = local_date(runtime.clock.now(), runtime.settings.tz)
     enrollments: list[m.InsuranceEnrollment] = []
     if history.holder is not None:
-        coverage = await store.coverage_on(history.holder.id, today)
-        used = 0 if coverage is None else await store.count_claims(coverage.enrollment_id)
+        coverage = await store.coverage_on(history.holder.id, today, device_id=device_id)
+        used = 0 if coverage is None else await store.count_claims(coverage.claim_key)
         badge = coverage_badge(coverage, used)
         enrollments = await current_enrollments(store.session, history.holder.id, today)
     third_party = await coverage_for_device(store.session, device_id, today)

@@ -30,7 +30,7 @@ from bot.slack.override_blocks import (
 from storage import models as m
 from storage.store import SqlStore
 from workflows.approvals import Decision
-from workflows.insurance import Split, decide_claim
+from workflows.insurance import Split, decide_claim, invoice_claim_key
 from workflows.invoices import InvoiceStatus
 from workflows.overrides import OVERRIDE_RULES, request_cap_override
 from workflows.permissions import Actor
@@ -57,7 +57,9 @@ async def load_override_facts(store: SqlStore, request_id: int) -> OverrideFacts
         return None
     student = None if incident.student_id is None else await store.get_student(incident.student_id)
     coverage = (
-        None if student is None else await store.coverage_on(student.id, incident.occurred_on)
+        None
+        if student is None
+        else await store.coverage_on(student.id, incident.occurred_on, device_id=incident.device_id)
     )
     invoice = await _request_invoice(store, request)
     snapshot = (invoice.insurance_snapshot if invoice is not None else None) or {}
@@ -66,11 +68,11 @@ async def load_override_facts(store: SqlStore, request_id: int) -> OverrideFacts
     max_claims: int | None = None
     if coverage is not None:
         policy_label, max_claims = coverage.label, coverage.max_claims
-        used = await store.count_claims(coverage.enrollment_id)
+        used = await store.count_claims(coverage.claim_key)
         if (
             invoice is not None
             and invoice.status != InvoiceStatus.CANCELLED
-            and invoice.claim_enrollment_id == coverage.enrollment_id
+            and invoice_claim_key(invoice) == coverage.claim_key
         ):
             used -= 1  # once approved, this invoice is itself a claim; show the others
     elif snapshot.get("policy_name"):

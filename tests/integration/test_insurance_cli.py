@@ -115,6 +115,18 @@ def test_policy_set_and_list(cli_env: Path) -> None:
     assert listed.exit_code == 0 and "Device Plan" in said(listed) and "$25.00" in said(listed)
 
 
+def test_a_policy_takes_a_device_plan_and_gives_it_up(cli_env: Path) -> None:
+    name = "AppleCare+ for iPads"
+    given = invoke("insurance", "policy", "set", name, "--device-plan", " AppleCare+ ")
+    assert given.exit_code == 0, given.output
+    assert "device plan: None → AppleCare+" in said(given)
+    assert "nothing changed" in said(
+        invoke("insurance", "policy", "set", name, "--device-plan", "AppleCare+")
+    )
+    dropped = invoke("insurance", "policy", "set", name, "--device-plan", "")
+    assert dropped.exit_code == 0 and "device plan: AppleCare+ → None" in said(dropped)
+
+
 def test_enrollment_import_validate_then_apply(cli_env: Path, tmp_path: Path) -> None:
     _add_roster(cli_env)
     assert _policy_set().exit_code == 0
