@@ -36,6 +36,7 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.shipped_files import TEMPLATES_DIR as SHIPPED_TEMPLATES_DIR
 from bot.signing import signing_keys
+from bot.templating import TranslatedEnvironment
 from storage import models as m
 from storage.family_page import (
     FamilyPage,
@@ -71,29 +72,12 @@ MAX_EMAIL_LENGTH = 320
 # --- templates, loaded once per process -------------------------------------------------------
 
 
-# What `x.name` finds on a dict as an attribute (a method); any other name can only be a key.
-_DICT_ATTRIBUTES = frozenset(dir(dict))
-
-
-class _PageEnvironment(Environment):
-    """Jinja's environment with a quicker `x.name` on the dicts the page is built from: Jinja
-    tries the attribute first and builds an exception for each miss, which was most of the
-    page's render time. The result, and the undefined value for a missing key, are the same."""
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
-            try:
-                return obj[attribute]
-            except KeyError:
-                pass
-        return super().getattr(obj, attribute)
-
-
 @functools.cache
 def environment(language: str) -> Environment:
     """The pages in one language: that language's catalogue and filters are the environment's
     own, and its templates are compiled once per process."""
-    env = _PageEnvironment(
+    env = TranslatedEnvironment(
+        language,
         loader=FileSystemLoader(str(TEMPLATES_DIR)),
         autoescape=True,
         undefined=StrictUndefined,
@@ -101,9 +85,7 @@ def environment(language: str) -> Environment:
         lstrip_blocks=True,
         auto_reload=False,
         cache_size=-1,
-        extensions=["jinja2.ext.i18n"],
     )
-    env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
     env.filters.update(language_filters(language))
     return env
 
