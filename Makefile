@@ -17,7 +17,7 @@ LOCK_FLAGS := --python-version 3.11 --generate-hashes --custom-compile-command '
 LOCK_CHECK := --python-version 3.11 --no-header --no-annotate --quiet --only-binary :all: \
 	--no-binary quotequail
 
-.PHONY: run test setup lint lock clean
+.PHONY: run test setup lint lock clean messages
 
 # Dependencies from the lock (hash-checked), then DeviceCare itself, editable, adding none.
 $(STAMP): pyproject.toml requirements/test.txt
@@ -45,6 +45,16 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(MKDOCS) build --strict --site-dir site
 	$(BIN)/pytest -q -n auto $(PYTEST_ARGS)
+
+# The catalogues (docs/guides/translations.md): the English msgids of the templates and the
+# code into locales/messages.pot, then every language's catalogue brought up to date with it.
+# A new msgid arrives untranslated and a changed one fuzzy; the completeness test fails on
+# both until a translator has filled them in.
+messages: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg --no-location --sort-output --omit-header \
+		--project DeviceCare -o locales/messages.pot .
+	$(BIN)/pybabel update -i locales/messages.pot -d locales --ignore-obsolete --no-wrap \
+		--ignore-pot-creation-date
 
 # Regenerate requirements/runtime.txt (what a deployment installs: dependencies and the sentry
 # extra) and requirements/test.txt (that plus the test extra, same pins) from pyproject.toml.

@@ -14,6 +14,7 @@ indexed or sent as a referrer, and a client making too many requests is asked to
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass, field, replace
@@ -21,8 +22,7 @@ from datetime import date
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, pass_context
-from jinja2.runtime import Context
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
@@ -30,18 +30,13 @@ from starlette.routing import BaseRoute, Route
 
 from bot.family_links import FamilyLink, LinkProblem, read_family_token
 from bot.http_edge import BodyTooLarge, MalformedBody, read_body
-from bot.mail.render import (
-    METHOD_LABELS,
-    format_long_date,
-    insurance_context,
-    language_candidates,
-    money,
-)
+from bot.mail.render import insurance_context, language_filters
 from bot.rate_limit import SlidingWindowLimiter
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.shipped_files import TEMPLATES_DIR as SHIPPED_TEMPLATES_DIR
 from bot.signing import signing_keys
+from bot.templating import TranslatedEnvironment
 from storage import models as m
 from storage.family_page import (
     FamilyPage,
@@ -56,18 +51,17 @@ from storage.notices import queue_guardian_notice
 from workflows.clock import local_date
 from workflows.district_facts import facts_context, ways_to_pay
 from workflows.errors import ValidationError
+from workflows.i18n import DEFAULT_LANGUAGE, LANGUAGES, supported_language, translations
 from workflows.invoice_audit import invoice_audit
 from workflows.invoices import NoticeTemplate
 from workflows.money import to_decimal
-from workflows.online_payments import spanish_pay_problem
+from workflows.online_payments import translated_pay_problem
 from workflows.payment_plans import PlannedInstallment, plan_paid_cents, plan_progress
 from workflows.portal import portal_url
 
 log = logging.getLogger("devicecare.family_page")
 
 TEMPLATES_DIR = SHIPPED_TEMPLATES_DIR / "web"
-LANGUAGES = ("en", "es")
-DEFAULT_LANGUAGE = "en"
 SITE_NAME = "DeviceCare"
 # Photos load with the page, so they get their own, larger allowance.
 PHOTO_RATE_FACTOR = 10
@@ -78,37 +72,12 @@ MAX_EMAIL_LENGTH = 320
 # --- templates, loaded once per process -------------------------------------------------------
 
 
-@pass_context
-def _long_date(ctx: Context, value: date) -> str:
-    return format_long_date(value, ctx.get("language", DEFAULT_LANGUAGE))
-
-
-@pass_context
-def _method_label(ctx: Context, method: str) -> str:
-    labels = METHOD_LABELS.get(ctx.get("language", DEFAULT_LANGUAGE), METHOD_LABELS["en"])
-    return labels.get(method, method)
-
-
-# What `x.name` finds on a dict as an attribute (a method); any other name can only be a key.
-_DICT_ATTRIBUTES = frozenset(dir(dict))
-
-
-class _PageEnvironment(Environment):
-    """Jinja's environment with a quicker `x.name` on the dicts the page is built from: Jinja
-    tries the attribute first and builds an exception for each miss, which was most of the
-    page's render time. The result, and the undefined value for a missing key, are the same."""
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
-            try:
-                return obj[attribute]
-            except KeyError:
-                pass
-        return super().getattr(obj, attribute)
-
-
-def _environment() -> Environment:
-    env = _PageEnvironment(
+@functools.cache
+def environment(language: str) -> Environment:
+    """The pages in one language: that language's catalogue and filters are the environment's
+    own, and its templates are compiled once per process."""
+    env = TranslatedEnvironment(
+        language,
         loader=FileSystemLoader(str(TEMPLATES_DIR)),
         autoescape=True,
         undefined=StrictUndefined,
@@ -117,37 +86,19 @@ def _environment() -> Environment:
         auto_reload=False,
         cache_size=-1,
     )
-    env.filters["money"] = money
-    env.filters["long_date"] = _long_date
-    env.filters["method_label"] = _method_label
+    env.filters.update(language_filters(language))
     return env
 
 
-ENV = _environment()
 CSS = (TEMPLATES_DIR / "family.css").read_text(encoding="utf-8")
 # The page's only style is this inline sheet; the policy names its hash instead of allowing
 # any inline style.
 CSS_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
 
 
-def _template_name(page: str, language: str) -> str:
-    return f"{page}.html.j2" if language == DEFAULT_LANGUAGE else f"{page}.{language}.html.j2"
-
-
-def _has_template(page: str, language: str) -> bool:
-    try:
-        ENV.get_template(_template_name(page, language))
-    except TemplateNotFound:
-        return False
-    return True
-
-
-def page_language(preferred: str | None, page: str = "family") -> str:
-    """The guardian's language when the page exists in it ("es-MX" -> "es"), else English."""
-    for candidate in language_candidates(preferred):
-        if candidate in LANGUAGES and _has_template(page, candidate):
-            return candidate
-    return DEFAULT_LANGUAGE
+def page_language(preferred: str | None) -> str:
+    """The guardian's language when we have it ("es-MX" -> "es"), else English."""
+    return supported_language(preferred)
 
 
 def browser_language(request: Request) -> str:
@@ -204,7 +155,8 @@ def private_headers(settings: Settings) -> dict[str, str]:
 
 def render_html(page: str, language: str, context: dict[str, Any]) -> str:
     """One of the family pages in one language; `context` fills and overrides the defaults."""
-    return ENV.get_template(_template_name(page, language)).render(
+    env = environment(language if language in LANGUAGES else DEFAULT_LANGUAGE)
+    return env.get_template(f"{page}.html.j2").render(
         {
             "language": language,
             "css": Markup(CSS),  # our own file, shipped with the code
@@ -252,7 +204,7 @@ async def link_problem_page(
         async with runtime.reads() as store:
             guardian = await store.session.get(m.Guardian, problem.link.guardian_id)
             if guardian is not None:
-                language = page_language(guardian.preferred_language, "link_problem")
+                language = page_language(guardian.preferred_language)
     status = 410 if problem.kind == "expired" else 404
     kind = "expired" if problem.kind == "expired" else "invalid"
     return render_page(
@@ -278,9 +230,10 @@ class PayError:
     amounts: dict[str, int] = field(default_factory=dict)
 
     def in_language(self, language: str) -> PayError:
-        if language != "es" or not self.code:
+        if language == DEFAULT_LANGUAGE or not self.code:
             return self
-        return replace(self, message=spanish_pay_problem(self.code, self.amounts, self.message))
+        message = translated_pay_problem(self.code, self.amounts, self.message, language)
+        return replace(self, message=message)
 
 
 def _installments(bill: InvoiceBill, today: date) -> list[dict[str, Any]]:
@@ -599,10 +552,9 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
             language = form["lang"]
         address = (form or {}).get("email", "").strip()
         if form is None or not _valid_email(address):
-            message = {
-                "en": "Enter your email address, for example maria@example.org.",
-                "es": "Escriba su correo electrónico, por ejemplo maria@example.org.",
-            }[language]
+            message = translations(language).gettext(
+                "Enter your email address, for example maria@example.org."
+            )
             return render_page(
                 runtime,
                 "link_problem",

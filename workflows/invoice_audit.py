@@ -7,17 +7,25 @@ approved it and when (or the cap reached, or an override still waiting), the sub
 insurance, waivers, payments, refunds, and the amount owed.
 
 `invoice_audit` is pure: Slack's invoice view and thread message, the incident card and the
-family page all render its lines, in English or Spanish.
+family page all render its lines, in the reader's language.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from enum import StrEnum
 from typing import Any, Protocol
 
+from workflows.i18n import (
+    DEFAULT_LANGUAGE,
+    N_,
+    format_short_date,
+    supported_language,
+    translations,
+)
 from workflows.money import format_cents
 from workflows.ports import InvoiceRecord, Store
 
@@ -115,60 +123,36 @@ class InvoiceAudit:
         return next((line for line in self.lines if line.kind == kind), None)
 
 
-_WORDS: dict[str, dict[str, str]] = {
-    "en": {
-        "original_subtotal": "Original subtotal",
-        "insurance": "Insurance applied: {policy}",
-        "copay": "Co-pay (the least you pay per claim)",
-        "claim_of": "Claim {n} of {max} this term",
-        "claim": "Claim {n} this term",
-        "claim_past": "Claim {n} this term, past the limit of {max}",
-        "cap_reached": "Claim cap reached ({max} of {max} this term): billed at full price",
-        "override_pending": "Claim-cap override requested, awaiting a decision",
-        "subtotal": "Subtotal owed",
-        "waiver": "Waived",
-        "paid": "Paid so far",
-        "refund": "Refunded to you (the charge was credited by the same amount)",
-        "cancelled": "Cancelled: nothing is owed",
-        "owed": "Remaining balance",
-        "badge": "Claim-cap override applied",
-        "approved_by": "approved by {who}",
-        "approved_on": "on {when}",
-    },
-    "es": {
-        "original_subtotal": "Subtotal original",
-        "insurance": "Seguro aplicado: {policy}",
-        "copay": "Copago (lo mínimo que paga por reclamo)",
-        "claim_of": "Reclamo {n} de {max} en este período",
-        "claim": "Reclamo {n} en este período",
-        "claim_past": "Reclamo {n} en este período, por encima del límite de {max}",
-        "cap_reached": (
-            "Límite de reclamos alcanzado ({max} de {max} en este período): precio completo"
-        ),
-        "override_pending": "Excepción al límite de reclamos solicitada, pendiente de decisión",
-        "subtotal": "Subtotal a pagar",
-        "waiver": "Condonado",
-        "paid": "Pagado hasta ahora",
-        "refund": "Reembolsado (el cargo se acreditó por el mismo monto)",
-        "cancelled": "Cancelada: no se debe nada",
-        "owed": "Saldo pendiente",
-        "badge": "Excepción al límite de reclamos aplicada",
-        "approved_by": "aprobada por {who}",
-        "approved_on": "el {when}",
-    },
+# The audit's words, as English msgids: the catalogues (workflows.i18n) translate them.
+_WORDS: dict[str, str] = {
+    "original_subtotal": N_("Original subtotal"),
+    "insurance": N_("Insurance applied: {policy}"),
+    "copay": N_("Co-pay (the least you pay per claim)"),
+    "claim_of": N_("Claim {n} of {max} this term"),
+    "claim": N_("Claim {n} this term"),
+    "claim_past": N_("Claim {n} this term, past the limit of {max}"),
+    "cap_reached": N_("Claim cap reached ({max} of {max} this term): billed at full price"),
+    "override_pending": N_("Claim-cap override requested, awaiting a decision"),
+    "subtotal": N_("Subtotal owed"),
+    "waiver": N_("Waived"),
+    "paid": N_("Paid so far"),
+    "refund": N_("Refunded to you (the charge was credited by the same amount)"),
+    "cancelled": N_("Cancelled: nothing is owed"),
+    "owed": N_("Remaining balance"),
+    "badge": N_("Claim-cap override applied"),
+    "approved_by": N_("approved by {who}"),
+    "approved_on": N_("on {when}"),
 }
-_MONTHS = {
-    "en": ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
-    "es": ("ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sep", "oct", "nov", "dic"),
-}
+
+
+@functools.cache
+def _words(language: str) -> dict[str, str]:
+    translate = translations(language).gettext
+    return {key: translate(message) for key, message in _WORDS.items()}
 
 
 def _day(at: datetime, tz: tzinfo, language: str) -> str:
-    local = at.astimezone(tz)
-    month = _MONTHS[language][local.month - 1]
-    if language == "es":
-        return f"{local.day} {month} {local.year}"
-    return f"{month} {local.day}, {local.year}"
+    return format_short_date(at.astimezone(tz).date(), language)
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -198,15 +182,15 @@ def invoice_audit(
     override_pending: bool = False,
     approved_by: str | None = None,
 ) -> InvoiceAudit:
-    """The audit lines of one invoice, in `language` ("en" or "es").
+    """The audit lines of one invoice, in `language` (workflows.i18n.LANGUAGES; else English).
 
     `adjustments`: the invoice's waivers and refunds, each shown with its reason; without them
     the totals on the invoice are shown as one line each. `override_pending`: a claim-cap
     override request for this invoice waits for a decision. `approved_by` names the approver
     when the snapshot doesn't (invoices made before it kept the name).
     """
-    lang = language if language in _WORDS else "en"
-    words = _WORDS[lang]
+    lang = supported_language(language)
+    words = _WORDS if lang == DEFAULT_LANGUAGE else _words(lang)
     snap: Mapping[str, Any] = invoice.insurance_snapshot or {}
     lines: list[AuditLine] = [
         AuditLine(LineKind.ORIGINAL_SUBTOTAL, words["original_subtotal"], invoice.subtotal_cents)

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from workflows.errors import ValidationError
+from workflows.i18n import N_, format_money, translations
 from workflows.invoices import InvoiceStatus
 from workflows.money import MAX_AMOUNT_CENTS, format_cents, parse_amount
 
@@ -53,29 +54,36 @@ class PayAmountProblem(ValidationError):
         self.amounts = amounts  # cents the message names, for the translations
 
 
-# The same problems in Spanish, by code; {typed}, {balance} and {minimum} are dollar amounts.
-SPANISH_PAY_PROBLEMS = {
-    "cancelled": "Esta factura fue cancelada; no hay nada que pagar.",
-    "nothing_owed": "Esta factura ya está pagada por completo.",
-    "amount_invalid": "Escriba la cantidad en dólares, por ejemplo 25.00.",
-    "amount_zero": "Escriba una cantidad mayor que $0.00.",
-    "amount_over_balance": "{typed} es más de los {balance} que se deben en esta factura.",
-    "amount_below_minimum": (
-        "Los pagos en línea deben ser de al menos {minimum}; pague un saldo menor de otra forma."
+# What each problem says to a family reading another language, by code, as English msgids
+# for the catalogues (workflows.i18n); {typed}, {balance} and {minimum} are dollar amounts. The
+# English page shows the problem's own message, which may say more (parse_amount's reasons).
+PAY_PROBLEMS = {
+    "cancelled": N_("This invoice was cancelled; there is nothing to pay."),
+    "nothing_owed": N_("This invoice is already paid in full."),
+    "amount_invalid": N_("Enter the amount in dollars, for example 25.00."),
+    "amount_zero": N_("Enter an amount more than $0.00."),
+    "amount_over_balance": N_("{typed} is more than the {balance} still owed on this invoice."),
+    "amount_below_minimum": N_(
+        "Online payments must be at least {minimum}; please pay a smaller balance another way."
     ),
-    "unavailable": (
-        "El pago en línea no está disponible en este momento. No se cobró nada; inténtelo de "
-        "nuevo en unos minutos o pague de otra forma."
+    "unavailable": N_(
+        "Online payment is unavailable right now. Nothing was charged; please try again in a "
+        "few minutes, or pay another way."
     ),
 }
 
 
-def spanish_pay_problem(code: str, amounts: dict[str, int], english: str) -> str:
-    """The Spanish message for a Pay-form problem; the English one when there is none."""
-    template = SPANISH_PAY_PROBLEMS.get(code)
+def translated_pay_problem(code: str, amounts: dict[str, int], english: str, language: str) -> str:
+    """A Pay-form problem in `language`; the English message when it has no translation."""
+    template = PAY_PROBLEMS.get(code)
     if template is None:
         return english
-    return template.format(**{name: format_cents(cents) for name, cents in amounts.items()})
+    translated = translations(language).gettext(template)
+    if translated == template:
+        return english
+    return translated.format(
+        **{name: format_money(cents, language) for name, cents in amounts.items()}
+    )
 
 
 def choose_pay_amount(text: str | None, *, balance_cents: int, status: str) -> int:

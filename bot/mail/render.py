@@ -1,14 +1,19 @@
 """Rendering notices: the context a template sees, and the subject, text and HTML it makes.
 
 Templates live in `<TEMPLATES_DIR>/email/` as `<name>.subject.j2`, `<name>.txt.j2` and
-`<name>.html.j2`; a language variant adds the language before the part
-(`invoice_issued.es.txt.j2`). A district's own folder is searched first, then the shipped one,
-so a district may override only the templates it wants to change.
+`<name>.html.j2`, written in English with their sentences marked for translation
+(`{% trans %}`, `_()`); every other language is a catalogue (`workflows.i18n`), and each
+language has its own Jinja environment with that catalogue installed, so a render looks up no
+language at all. A district's own folder is searched first, then the shipped one, so a district
+may override only the templates it wants to change: its plain templates are its English text,
+and a language of its own is a copy with the language before the part
+(`invoice_issued.es.txt.j2`), else that language comes from the shipped templates.
 
 HTML is autoescaped, text is not (it is never interpreted), and every template runs with
 `StrictUndefined`: a variable the context lacks is an error at render time, never a blank.
 Amounts are int cents in the context and become "$1,234.56" through the `money` filter; dates are
-`date` objects and become "March 5, 2026" through `long_date` (in the notice's language).
+`date` objects and become "March 5, 2026" through `long_date`, both written by Babel in the
+notice's language.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from pathlib import Path
@@ -29,45 +34,34 @@ from jinja2 import (
     Template,
     TemplateNotFound,
     Undefined,
-    pass_context,
 )
-from jinja2.runtime import Context
 
 from bot.family_links import family_url, link_expiry, make_family_token
 from bot.settings import Settings
 from bot.shipped_files import TEMPLATES_DIR
 from bot.signing import Keys, signing_keys
+from bot.templating import TranslatedEnvironment
 from storage.notice_queries import CLOSED_INVOICE_STATUSES, NoticeData, is_digest
 from workflows.district_facts import facts_context, ways_to_pay
 from workflows.errors import ValidationError
+from workflows.i18n import (
+    DEFAULT_LANGUAGE,
+    LANGUAGES,
+    format_money,
+    language_candidates,
+    translations,
+)
+from workflows.i18n import format_long_date as _babel_long_date
 from workflows.invoices import InvoiceStatus, NoticeTemplate
-from workflows.money import format_cents
 from workflows.portal import portal_url
 
 log = logging.getLogger("devicecare.mail.render")
 
 DEFAULT_TEMPLATES_DIR = TEMPLATES_DIR
-DEFAULT_LANGUAGE = "en"
 PARTS = ("subject", "txt", "html")
 TEXT_WIDTH = 76
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
-_LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(?:[-_][a-z0-9]{2,8})?$")
-
-MONTHS = {
-    "en": (
-        "January", "February", "March", "April", "May", "June",
-        "July", "August", "September", "October", "November", "December",
-    ),
-    "es": (
-        "enero", "febrero", "marzo", "abril", "mayo", "junio",
-        "julio", "agosto", "septiembre", "octubre", "noviembre", "diciembre",
-    ),
-}  # fmt: skip
-METHOD_LABELS = {
-    "en": {"check": "check", "cash": "cash", "card": "card", "online": "online payment"},
-    "es": {"check": "cheque", "cash": "efectivo", "card": "tarjeta", "online": "pago en línea"},
-}
 
 
 class TemplateMissing(LookupError):
@@ -90,12 +84,12 @@ def _require_defined(value: Any) -> None:
         str(value)  # StrictUndefined raises UndefinedError, naming the missing variable
 
 
-def money(cents: int) -> str:
+def money(cents: int, language: str = DEFAULT_LANGUAGE) -> str:
     """int cents -> "$1,234.56"; anything else is a template bug, so it fails loudly."""
     _require_defined(cents)
     if isinstance(cents, bool) or not isinstance(cents, int):
         raise TypeError(f"money expects int cents, got {type(cents).__name__}")
-    return format_cents(cents)
+    return format_money(cents, language)
 
 
 def format_long_date(value: date, language: str = DEFAULT_LANGUAGE) -> str:
@@ -103,71 +97,53 @@ def format_long_date(value: date, language: str = DEFAULT_LANGUAGE) -> str:
     _require_defined(value)
     if isinstance(value, datetime) or not isinstance(value, date):
         raise TypeError(f"long_date expects a date, got {type(value).__name__}")
-    lang = language if language in MONTHS else DEFAULT_LANGUAGE
-    month = MONTHS[lang][value.month - 1]
-    if lang == "es":
-        return f"{value.day} de {month} de {value.year}"
-    return f"{month} {value.day}, {value.year}"
+    return _babel_long_date(value, language)
 
 
-@pass_context
-def _long_date(ctx: Context, value: date) -> str:
-    return format_long_date(value, ctx.get("language", DEFAULT_LANGUAGE))
+def iso_long_date(value: str, language: str = DEFAULT_LANGUAGE) -> str:
+    """A date stored as ISO text in a notice's context ("2026-06-30"), written like long_date."""
+    _require_defined(value)
+    return format_long_date(date.fromisoformat(str(value)), language)
 
 
-@pass_context
-def _method_label(ctx: Context, method: str) -> str:
+def method_label(method: str, language: str = DEFAULT_LANGUAGE) -> str:
+    """A payment method as a family reads it ("check", "cheque"); an unknown one as it is."""
     _require_defined(method)
-    labels = METHOD_LABELS.get(ctx.get("language", DEFAULT_LANGUAGE), METHOD_LABELS["en"])
-    return labels.get(method, method)
+    return _method_words(language).get(method, method)
+
+
+@functools.cache
+def _method_words(language: str) -> dict[str, str]:
+    t = translations(language)
+    return {
+        "check": str(t.pgettext("payment method", "check")),
+        "cash": str(t.pgettext("payment method", "cash")),
+        "card": str(t.pgettext("payment method", "card")),
+        "online": str(t.pgettext("payment method", "online payment")),
+    }
 
 
 def _autoescape(name: str | None) -> bool:
     return name is not None and name.endswith(".html.j2")
 
 
-def language_candidates(language: str | None) -> list[str]:
-    """Languages to try, most specific first: "es-MX" -> ["es-mx", "es", "en"]; anything
-    malformed just means English."""
-    tag = (language or "").strip().lower()
-    found: list[str] = []
-    if _LANGUAGE_RE.match(tag):
-        found.append(tag.replace("_", "-"))
-        primary = tag.split("-")[0].split("_")[0]
-        if primary not in found:
-            found.append(primary)
-    if DEFAULT_LANGUAGE not in found:
-        found.append(DEFAULT_LANGUAGE)
-    return found
+def language_filters(language: str) -> dict[str, Callable[..., str]]:
+    """The filters that write money, dates and payment methods, bound to one language."""
+    return {
+        "money": functools.partial(money, language=language),
+        "long_date": functools.partial(format_long_date, language=language),
+        "iso_long_date": functools.partial(iso_long_date, language=language),
+        "method_label": functools.partial(method_label, language=language),
+    }
 
 
-# What `x.name` finds on a dict as an attribute (a method); any other name can only be a key.
-_DICT_ATTRIBUTES = frozenset(dir(dict))
-
-
-class _NoticeEnvironment(Environment):
-    """Jinja's environment, with a quicker `x.name` for the dicts a notice's context is made of.
-
-    Jinja looks for an attribute first and falls back to the item; on a dict the attribute
-    lookup raises for every name but a dict method's, and building that exception was a fifth
-    of the time a notice took to render. The result is the same, and so is the undefined value
-    for a missing key.
-    """
-
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
-            try:
-                return obj[attribute]
-            except KeyError:
-                pass
-        return super().getattr(obj, attribute)
-
-
-@functools.lru_cache(maxsize=16)
-def _environment(folders: tuple[str, ...]) -> Environment:
-    """The environment for these template folders, shared by every renderer of the process:
-    templates are compiled once per process (never reloaded), not once per renderer."""
-    env = _NoticeEnvironment(
+@functools.lru_cache(maxsize=32)
+def _environment(folders: tuple[str, ...], language: str) -> Environment:
+    """The environment for these template folders in one language, shared by every renderer of
+    the process: templates are compiled once per process and language (never reloaded), and
+    the language's catalogue and filters are the environment's own, so a render passes none."""
+    env = TranslatedEnvironment(
+        language,
         loader=FileSystemLoader([str(Path(folder) / "email") for folder in folders]),
         autoescape=_autoescape,
         undefined=StrictUndefined,
@@ -177,9 +153,7 @@ def _environment(folders: tuple[str, ...]) -> Environment:
         auto_reload=False,
         cache_size=-1,
     )
-    env.filters["money"] = money
-    env.filters["long_date"] = _long_date
-    env.filters["method_label"] = _method_label
+    env.filters.update(language_filters(language))
     return env
 
 
@@ -190,8 +164,21 @@ class NoticeRenderer:
         folders = [] if templates_dir is None else [Path(templates_dir)]
         if DEFAULT_TEMPLATES_DIR not in folders:
             folders.append(DEFAULT_TEMPLATES_DIR)
-        self.env = _environment(tuple(str(folder) for folder in folders))
+        self._folders = tuple(str(folder) for folder in folders)
+        self._shipped = (str(DEFAULT_TEMPLATES_DIR),)
+        self.env = _environment(self._folders, DEFAULT_LANGUAGE)
         self._sets: dict[tuple[str, str], tuple[str, Template, Template, Template]] = {}
+
+    def _set(
+        self, folders: tuple[str, ...], language: str, name: str
+    ) -> tuple[str, Template, Template, Template] | None:
+        """The three parts in one language, or None: a language must have all three."""
+        env = _environment(folders, language)
+        try:
+            subject, text, html = (env.get_template(f"{name}.{part}.j2") for part in PARTS)
+        except TemplateNotFound:
+            return None
+        return (language, subject, text, html)
 
     def _templates(self, name: str, language: str) -> tuple[str, Template, Template, Template]:
         key = (name, language)
@@ -201,16 +188,17 @@ class NoticeRenderer:
         if not _NAME_RE.match(name):
             raise TemplateMissing(f"{name!r} is not a template name")
         for lang in language_candidates(language):
-            infix = "" if lang == DEFAULT_LANGUAGE else f".{lang}"
-            try:
-                subject, text, html = (
-                    self.env.get_template(f"{name}{infix}.{part}.j2") for part in PARTS
-                )
-            except TemplateNotFound:
-                continue  # a language must have all three parts, else the next one is used
-            found = (lang, subject, text, html)
-            self._sets[key] = found
-            return found
+            if lang == DEFAULT_LANGUAGE:
+                found = self._set(self._folders, lang, name)
+            else:
+                # A district's own copy in that language, else the shipped templates with the
+                # language's catalogue (a district's plain templates are its English text).
+                found = self._set(self._folders, lang, f"{name}.{lang}")
+                if found is None and lang in LANGUAGES:
+                    found = self._set(self._shipped, lang, name)
+            if found is not None:
+                self._sets[key] = found
+                return found
         raise TemplateMissing(f"no templates named {name!r} (subject, txt and html)")
 
     def render(

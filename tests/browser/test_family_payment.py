@@ -280,3 +280,27 @@ async def test_a_bad_link_shows_a_clear_page_with_a_way_to_get_a_new_one(
     assert len(fresh) == 1, [str(r.message["Subject"]) for r in service.smtp.messages]
     page = await open_page(browser, link_in(fresh[0]), DESKTOP)
     await expect(page.locator("h1")).to_contain_text("Maria Rivera")
+
+
+async def test_a_vietnamese_reading_parent_gets_the_email_and_the_page_in_vietnamese(
+    service: Service, browser: Browser, engine: AsyncEngine
+) -> None:
+    async with session_factory(engine)() as session, session.begin():
+        guardian = (await session.execute(select(m.Guardian))).scalars().one()
+        guardian.preferred_language = "vi"
+    await service.run_worker()
+    issued = service.sent("INV-")
+    assert len(issued) == 1
+    assert str(issued[0]["Subject"]).startswith("Hóa đơn INV-")
+    assert issued[0]["Content-Language"] == "vi"
+
+    phone = await open_page(browser, link_in(issued[0]), PHONE, is_mobile=True, has_touch=True)
+    assert await phone.get_attribute("html", "lang") == "vi"
+    await expect(phone.locator("h1")).to_have_text("Hóa đơn của Maria Rivera")
+    assert await row_amount(phone, "Tổng phụ ban đầu") == Decimal("170.00")
+    assert await row_amount(phone, "Số tiền còn lại") == Decimal("29.00")
+    await expect(phone.locator("button[type=submit]")).to_have_text("Thanh toán trực tuyến")
+    # Vietnamese runs longer than English: the page must still fit a phone.
+    width = await phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"the page scrolls sideways on a phone ({width}px)"
+    await phone.context.close()

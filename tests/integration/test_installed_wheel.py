@@ -109,6 +109,9 @@ def test_the_installed_wheel_serves_a_district(
     added = _run([_uv(), "pip", "install", "--python", python, "-c", lock, extra], home, env)
     assert "Installed" not in added, added
     _run([python, "-c", "import sentry_sdk, prometheus_client"], home, env)
+    # The catalogues are found where the wheel put them: families read their own language.
+    languages = _run([python, "-c", "import workflows.i18n as i; print(*i.LANGUAGES)"], home, env)
+    assert {"en", "es", "vi"} <= set(languages.split()), languages
 
     port = free_port()
     env |= {
@@ -173,13 +176,18 @@ def test_the_installed_wheel_serves_a_district(
 
 
 def _assert_carries_the_shipped_files(wheel: Path) -> None:
-    """Every template (as bot/templates/), migration and the Slack manifest is in the wheel."""
+    """Every template (as bot/templates/), catalogue (as workflows/locales/), migration and
+    the Slack manifest is in the wheel."""
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     shipped = {
         f"bot/templates/{p.relative_to(REPO / 'templates').as_posix()}"
         for p in (REPO / "templates").rglob("*")
         if p.is_file()
+    }
+    shipped |= {
+        f"workflows/locales/{p.relative_to(REPO / 'locales').as_posix()}"
+        for p in (REPO / "locales").rglob("*.po")
     }
     shipped |= {
         p.relative_to(REPO).as_posix()

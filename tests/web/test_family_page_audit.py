@@ -106,3 +106,25 @@ async def test_an_invoice_held_for_an_override_shows_once_decided(
         await decide_cap_override(Context(store, clock, TZ), director, request.id, approve=True)
     part = section((await web.http.get(web.url(family.guardian_id))).text, held.number)
     assert row("Remaining balance", "$25.00") in part
+
+
+async def test_the_page_in_vietnamese(
+    web: WebHarness, stores: StoreFactory, clock: FixedClock
+) -> None:
+    family = await add_family(stores)
+    async with stores() as store:
+        guardian = await store.session.get(m.Guardian, family.guardian_id)
+        assert guardian is not None
+        guardian.preferred_language = "vi"
+    _first, overridden = await add_override_invoice(stores, clock, family)
+
+    html = (await web.http.get(web.url(family.guardian_id))).text
+    assert page_problems(html) == []
+    assert '<html lang="vi">' in html
+    part = section(html, overridden.number, "Hóa đơn")
+    assert row("Tổng phụ ban đầu", "$125.00") in part
+    assert row("Bảo hiểm đã áp dụng: District Plan (2025-2026)", "&minus;$100.00") in part
+    assert row("Số tiền còn lại", "$25.00") in part
+    assert "do Finance Director Person phê duyệt vào 2 thg 3, 2026" in part
+    assert "Phát hành ngày" in part
+    assert "Thanh toán hóa đơn" in part or "Quý vị không còn gì phải trả" in html
