@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
@@ -12,9 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
+from bot.cli_runtime import run_with_runtime
+from bot.runtime import Runtime
 from bot.settings import async_database_url, get_settings, supported_database_url
-from storage.db import create_engine, session_factory
-from storage.migrate import ensure_schema
 from storage.roster import (
     CsvFileError,
     ImportResult,
@@ -79,11 +78,16 @@ def import_command(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--database-url") from exc
     console = Console()
+    settings = get_settings()
+    if given:
+        settings = settings.model_copy(update={"database_url": given})
     try:
         check_files(folder, devices)  # not text, or a wrong header: before the database too
-        url = given or get_settings().database_url
-        ensure_schema(url)  # blocking, and runs its own event loop: before ours starts
-        result = asyncio.run(_import(url, folder, devices, strict, console))
+
+        async def work(runtime: Runtime) -> ImportResult:
+            return await _import(runtime, folder, devices, strict, console)
+
+        result = run_with_runtime(settings, work, console=console)
     except CsvFileError as exc:
         console.print(Text(f"{exc} Nothing was changed.", style="red"))
         raise typer.Exit(1) from exc
@@ -93,27 +97,24 @@ def import_command(
 
 
 async def _import(
-    url: str, folder: Path, devices: Path | None, strict: bool, console: Console
+    runtime: Runtime, folder: Path, devices: Path | None, strict: bool, console: Console
 ) -> ImportResult:
-    engine = create_engine(url)
-    try:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=console,
-            transient=True,
-        ) as bars:
-            progress: ProgressCallback = ProgressBars(bars)
-            return await import_roster(
-                session_factory(engine),
-                folder,
-                devices,
-                strict=strict,
-                progress=progress,
-            )
-    finally:
-        await engine.dispose()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+    ) as bars:
+        progress: ProgressCallback = ProgressBars(bars)
+        return await import_roster(
+            runtime.sessions,
+            folder,
+            devices,
+            strict=strict,
+            clock=runtime.clock,
+            progress=progress,
+        )
 
 
 class ProgressBars:
