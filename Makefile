@@ -14,8 +14,7 @@ export TEST_POSTGRES_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/postgre
 # The lock: every dependency pinned with the hashes of all its files, resolved for CPython 3.11
 # on Linux (x86_64; `make lock` checks aarch64 resolves the same, from wheels).
 LOCK_FLAGS := --python-version 3.11 --generate-hashes --custom-compile-command 'make lock' --quiet
-LOCK_CHECK := --python-version 3.11 --no-header --no-annotate --quiet --only-binary :all: \
-	--no-binary quotequail
+LOCK_CHECK := --python-version 3.11 --no-header --no-annotate --quiet --only-binary :all:
 
 .PHONY: run test setup lint lock clean messages
 

@@ -10,8 +10,9 @@ the damage — are kept, including images that only hang off the HTML alternativ
 `extract_reply` keeps only what the sender wrote this time: quoted history ("On … wrote:",
 "El … escribió:", Outlook's "From:/Sent:" block and "-----Original Message-----", "> " quoting)
 and signatures ("-- ", "Sent from my iPhone", "Enviado desde mi iPhone", sign-offs) are removed.
-It combines quotequail and mail-parser-reply with our own rules, each able to cut earlier but
-none able to remove a line a parent wrote above the quoted history.
+One set of rules does it (scored against quotequail and mail-parser-reply on the labelled
+reply corpus and on real mail: docs/performance.md, "Reading replies"); none of them can remove
+a line a parent wrote above the quoted history.
 """
 
 from __future__ import annotations
@@ -30,9 +31,6 @@ from email.parser import BytesParser
 from email.policy import EmailPolicy
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any, Literal
-
-import quotequail
-from mailparser_reply.parser import EmailMessage as _ReplyParserMessage
 
 from bot.mail.classify import (
     bounce_recipients,
@@ -55,34 +53,6 @@ _MSG_ID = re.compile(r"<([^<>\s]+)>")
 _MAX_PARTS = 200
 _MAX_CACHED_HEADER = 2_000
 _MAX_REPLY_INPUT = 200_000  # characters of body examined for the new part of a reply
-_MAX_LIBRARY_INPUT = 20_000
-# Words of quotequail's reply and forward patterns (its header-line patterns need a verb or a
-# forward phrase), so lines without any are not worth its time.
-_QUOTEQUAIL_HINTS = (
-    "wrote",
-    "schrieb",
-    "crit",
-    "escribi",
-    "escreveu",
-    "schreef",
-    "geschreven",
-    "skrev",
-    "написал",
-    "forward",
-    "original",
-    "reenviado",
-    "weitergeleitet",
-    "exp\u00e9di",
-    "ursprüngliche",
-    "doorgestuurd",
-    "bericht",
-    "transf\u00e9r",
-    "mensaje",
-    "пересылаемое",
-    "vidarebefordrat",
-    "message",
-)
-_QUOTEQUAIL_CANDIDATE = re.compile(r"[:>]\s*$|^\s*(?:-{3}|_{32})")
 
 
 @dataclass(frozen=True)
@@ -488,12 +458,15 @@ _FORWARD_INTRO = re.compile(
     r"^\s*(?:begin\s+forwarded\s+message|inicio\s+del\s+mensaje\s+reenviado)\s*:?\s*$",
     re.IGNORECASE,
 )
-_HEADER_FROM = re.compile(r"^\s*\*?(?:from|de)\s*\*?\s*:\s*\*?\s*\S", re.IGNORECASE)
+_HEADER_FROM = re.compile(r"^\s*\*?(?:from|de|от)\s*\*?\s*:\s*\*?\s*\S", re.IGNORECASE)
 _HEADER_OTHER = re.compile(
-    r"^\s*\*?(?:sent|date|to|subject|cc|enviado(?:\s+el)?|fecha|para|asunto)\s*\*?\s*:",
+    r"^\s*\*?(?:sent|date|to|subject|cc|enviado(?:\s+el)?|fecha|para|asunto|"
+    r"отправлено|дата|кому|тема)\s*\*?\s*:",
     re.IGNORECASE,
 )
 _RULE = re.compile(r"^\s*(?:_{10,}|-{10,}|={10,})\s*$")
+# A separator line (Outlook's, a mailing list's footer): dropped from the new text.
+_LONG_RULE = re.compile(r"^[_-]{32,}$")
 _SIG_SEPARATOR = re.compile(r"^(?:--|__)\s*$")
 _SENT_FROM = re.compile(
     r"^(?:sent\s+(?:from|via|with|using)\b|get\s+outlook\s+for\b|enviado\s+(?:desde|con)\b|"
@@ -513,11 +486,6 @@ _VALEDICTION = re.compile(
     re.IGNORECASE,
 )
 
-_LIBRARY_PROTOTYPE = _ReplyParserMessage(text="", languages=["en", "es"], keep_hyphen_lists=True)
-_LIBRARY_HEADER_RE = _LIBRARY_PROTOTYPE.HEADER_REGEX
-_LIBRARY_SIGNATURE_RE = _LIBRARY_PROTOTYPE.SIGNATURE_REGEX
-_LIBRARY_DISCLAIMER_RE = _LIBRARY_PROTOTYPE.DISCLAIMERS_REGEX
-
 
 def extract_reply(text: str) -> str:
     """The part of a reply the sender just wrote: no quoted history, no signature."""
@@ -531,9 +499,6 @@ def _extract_reply(text: str) -> str:
     text = _tidy(text[:_MAX_REPLY_INPUT].translate(_INVISIBLE).replace("\u00a0", " "))
     lines = text.split("\n")
     start, end = _own_quote_start(lines)
-    quail = _quotequail_start("\n".join(lines[:start]), start)
-    if quail < start:
-        start, end = quail, quail + 1
     body = _unquoted(lines[:start])
     if start < len(lines) and _quoted_block_follows(lines, end):
         # Bottom-posting and inline answers (Thunderbird, mailing-list style): what follows the
@@ -541,9 +506,15 @@ def _extract_reply(text: str) -> str:
         rest = lines[end:]
         below = _unquoted(rest[: _own_quote_start(rest)[0]])
         body = f"{body}\n\n{below}".strip("\n") if body.strip() else below
-    body = _library_pass(body)
-    body = _strip_signature(body)
+    body = _strip_signature(_plain_lines(body))
     return re.sub(r"\n{3,}", "\n\n", body).strip()
+
+
+def _plain_lines(body: str) -> str:
+    """Lines without their indentation, separator lines dropped: Slack shows the text as
+    prose, and a rule only ever separates history or a list footer."""
+    lines = (line.strip() for line in body.split("\n"))
+    return "\n".join(line for line in lines if not _LONG_RULE.match(line))
 
 
 def _unquoted(lines: list[str]) -> str:
@@ -631,70 +602,6 @@ def _back_over_rule(lines: list[str], index: int) -> int:
     return j if j >= 0 and _RULE.match(lines[j]) else index
 
 
-def _quotequail_start(text: str, line_count: int) -> int:
-    """Where quotequail sees quoted history begin (line index), or line_count."""
-    lines = text.split("\n")
-    # Its patterns all end a line with ":" or ">" or are separator rules, possibly wrapped from
-    # the line before. It is slow per line, so it only sees each candidate and its predecessor.
-    for index, line in enumerate(lines):
-        if not _QUOTEQUAIL_CANDIDATE.search(line):
-            continue
-        lowered = line.lower()
-        if not (
-            any(hint in lowered for hint in _QUOTEQUAIL_HINTS)
-            or _RULE.match(line)
-            or (line.lstrip()[:1].isdigit() and lowered.rstrip().endswith(">"))
-        ):
-            continue
-        offset = max(index - 1, 0)
-        window = "\n".join(lines[offset : index + 1])
-        try:
-            found = quotequail.quote(window, limit=3, quote_intro_line=True)
-        except Exception:
-            return line_count
-        if len(found) == 2:
-            head = found[0][1]
-            return offset + (head.count("\n") + 1 if head else 0)
-    return line_count
-
-
-def _library_pass(body: str) -> str:
-    """mail-parser-reply: header styles of other clients and languages, and sign-offs."""
-    if not body.strip() or len(body) > _MAX_LIBRARY_INPUT:
-        return body
-    parsed = _ReplyParserMessage(
-        text=body,
-        languages=["en", "es"],
-        keep_hyphen_lists=True,
-        _header_regex=_LIBRARY_HEADER_RE,
-        _signature_regex=_LIBRARY_SIGNATURE_RE,
-        _disclaimers_regex=_LIBRARY_DISCLAIMER_RE,
-    ).read()
-    if not parsed.replies:
-        return body
-    first = parsed.replies[0]
-    if first.headers:
-        return ""  # the text starts with a quoted-message header: nothing new above it
-    content = first.content
-    signature = first.signatures
-    if signature and _plausible_signature(signature):
-        index = content.rfind(signature)
-        if index >= 0:
-            content = content[:index]
-    return content
-
-
-def _plausible_signature(signature: str) -> bool:
-    lines = [line.strip().lstrip("> ").strip() for line in signature.strip().split("\n")]
-    lines = [line for line in lines if line]
-    if not lines or len(lines) > 15:
-        return False
-    head = lines[0]
-    if _SIG_SEPARATOR.match(head) or _SENT_FROM.match(head):
-        return True
-    return _is_valediction(head)
-
-
 def _is_valediction(line: str) -> bool:
     """ "Thanks," or "Saludos, María" — a sign-off, optionally with a capitalised name."""
     match = _VALEDICTION.match(line)
@@ -707,14 +614,13 @@ def _strip_signature(body: str) -> str:
     lines = body.split("\n")
     for i, line in enumerate(lines):
         stripped = line.strip()
-        if _SIG_SEPARATOR.match(line.rstrip()) or line == "-- ":
-            return "\n".join(lines[:i])
-        if (
+        if _SIG_SEPARATOR.match(stripped) or (
             _SENT_FROM.match(stripped)
             and len(stripped.split()) <= 10
             and ("," not in stripped or _DEVICE_TAIL.search(stripped))
         ):
-            return "\n".join(lines[:i])
+            lines = lines[:i]  # and a sign-off above it goes too ("Thanks,\nRob\n\nSent from…")
+            break
     # A sign-off near the end ("Thanks,\nMaria"), never the first line of the message.
     content = [i for i, line in enumerate(lines) if line.strip()]
     for i in reversed(content[1:]):
@@ -725,4 +631,4 @@ def _strip_signature(body: str) -> str:
         if match and _is_valediction(lines[i].strip()):
             if all(len(line.strip()) < 80 for line in after):
                 return "\n".join(lines[:i])
-    return body
+    return "\n".join(lines)

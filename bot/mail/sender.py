@@ -10,8 +10,8 @@ once.
 
 Speed (docs/performance.md, "Sending notices"): the batch is loaded in a fixed number of Core
 queries; the next notice is rendered while the current one is on the wire; headers are encoded
-here, and the message's bytes are written directly (`message_bytes`), the same bytes `flatten`
-writes for the EmailMessage that `build_message` makes.
+here (the email package would parse each one and fold it again), and the email package's
+generator writes the message's bytes.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import functools
 import logging
 import re
 import uuid
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from email.header import Header
@@ -288,51 +288,6 @@ def _multipart_header() -> Any:
     return _header("Content-Type", f'multipart/alternative; boundary="{BOUNDARY}"')
 
 
-@functools.cache
-def _skeleton() -> tuple[str, str, str, str]:
-    """The constant lines of `build_message`'s shape, joined as `flatten` joins them: the top
-    Content-Type, the head of each part, and the closing boundary."""
-    parts = [
-        _text_part("text/plain", "", "quoted-printable"),
-        _text_part("text/html", "", "base64"),
-    ]
-    top = "\r\n".join(_header_lines_of([("Content-Type", _multipart_header())]))
-    heads = [
-        "\r\n" + "\r\n".join(["", f"--{BOUNDARY}", *_header_lines(part), ""]) + "\r\n"
-        for part in parts
-    ]
-    return top, heads[0], heads[1], f"\r\n--{BOUNDARY}--\r\n"
-
-
-def message_bytes(headers: Sequence[tuple[str, str]], rendered: RenderedNotice) -> bytes | None:
-    """`flatten(build_message(...))` without building the message: the same bytes, written
-    straight from the encoded headers and the two encoded bodies. None if they aren't ASCII
-    (then the email package's generator has to write the message).
-
-    Line ends are made CRLF piece by piece, as `flatten` does for the whole text: only the
-    headers (folds) and the quoted-printable text can hold a bare "\n"; base64 lines are
-    joined with CRLF directly."""
-    top, text_head, html_head, end = _skeleton()
-    head = "\n".join([f"{name}: {value}" for name, value in headers]).replace("\n", "\r\n")
-    text = _encode_body(rendered.text, "quoted-printable").rstrip("\n")
-    html = _encode_body(rendered.html, "base64").rstrip("\n")
-    wire = "".join(
-        [
-            head,
-            "\r\n",
-            top,
-            text_head,
-            text.replace("\r\n", "\n").replace("\n", "\r\n"),
-            html_head,
-            html.replace("\n", "\r\n"),
-            end,
-        ]
-    )
-    if not wire.isascii():
-        return None
-    return wire.encode("ascii")
-
-
 def build_message_utf8(
     data: NoticeData,
     rendered: RenderedNotice,
@@ -370,44 +325,9 @@ def build_message_utf8(
     return msg
 
 
-def _header_lines(part: Any) -> list[str]:
-    """Raw values as stored (already encoded and folded); parsed MIME headers folded once."""
-    return _header_lines_of(part.raw_items())
-
-
-def _header_lines_of(items: Iterable[tuple[str, Any]]) -> list[str]:
-    lines = []
-    for name, value in items:
-        if hasattr(value, "name"):
-            lines.append(WIRE_POLICY.fold_binary(name, value).decode("ascii").rstrip("\r\n"))
-        else:
-            lines.append(f"{name}: {value}")
-    return lines
-
-
 def flatten(msg: EmailMessage) -> bytes:
-    """The bytes to send, CRLF line ends. A message shaped as `build_message` makes it (ASCII
-    headers stored raw, one multipart/alternative of 7-bit text parts) is written directly, the
-    way the email package's generator writes it but without its per-line work; anything else
-    goes through the generator."""
-    parts: Any = msg.get_payload()
-    boundary = msg.get_boundary()
-    shaped = (
-        boundary == BOUNDARY
-        and isinstance(parts, list)
-        and all(isinstance(p, MIMEPart) and isinstance(p.get_payload(), str) for p in parts)
-    )
-    if not shaped:
-        return msg.as_bytes(policy=WIRE_POLICY)
-    lines = _header_lines(msg)
-    for part in parts:
-        body: str = part.get_payload()
-        lines += ["", f"--{boundary}", *_header_lines(part), "", body.rstrip("\n")]
-    lines += [f"--{boundary}--", ""]
-    text = "\r\n".join(lines).replace("\r\n", "\n").replace("\n", "\r\n")
-    if not text.isascii():
-        return msg.as_bytes(policy=WIRE_POLICY)
-    return text.encode("ascii")
+    """The bytes to send, CRLF line ends, written by the email package's generator."""
+    return msg.as_bytes(policy=WIRE_POLICY)
 
 
 @dataclass
@@ -652,17 +572,8 @@ class NoticeSender:
     def wire(
         self, data: NoticeData, rendered: RenderedNotice, now: datetime, to_address: str
     ) -> bytes:
-        """The bytes `flatten(self.message(...))` gives, written without building the message
-        (the email package's generator still writes the rare message that isn't ASCII)."""
-        envelope = self._envelope(data, now, to_address)
-        try:
-            headers = _headers(data, rendered, **envelope)
-        except ValueError as exc:  # BadAddress
-            raise GiveUp(str(exc)) from exc
-        raw = message_bytes(headers, rendered)
-        if raw is None:
-            return flatten(self.message(data, rendered, now, to_address=to_address))
-        return raw
+        """The notice's bytes for the wire (`flatten(self.message(...))`)."""
+        return flatten(self.message(data, rendered, now, to_address=to_address))
 
     def _envelope(self, data: NoticeData, now: datetime, to_address: str | None) -> dict[str, Any]:
         """What `build_message` needs besides the notice: addresses, the signed Reply-To, time."""

@@ -347,6 +347,16 @@ def test_recipients_come_from_every_delivery_header_once() -> None:
         ("We paid.\n\n-- \nJane Doe\n555-0100", "We paid."),
         # sign-offs with a name, never a sentence that starts with "Thanks,"
         ("We paid.\n\nThanks,\nJane", "We paid."),
+        # a sign-off above a phone's tagline goes with it, whichever phone
+        ("We paid.\n\nThanks,\nRob\n\nSent from my iPhone", "We paid."),
+        ("We paid.\n\nThanks\nRob\n\nSent from Yahoo Mail on Android", "We paid."),
+        # Outlook's header block in Russian (talon's windows_mail fixture)
+        ("Fine.\n\nThanks,\nAlex\n\nОт: A\nОтправлено: 26 июня\nКому: Alex\n\nold", "Fine."),
+        # indentation and a mailing list's separator rule are not kept
+        (
+            "Run:\n\n    make test\n\n" + "_" * 47 + "\nlist footer",
+            "Run:\n\nmake test\n\nlist footer",
+        ),
         (
             "We paid.\nThanks, we appreciate the reminder",
             "We paid.\nThanks, we appreciate the reminder",

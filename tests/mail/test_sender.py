@@ -622,8 +622,8 @@ async def test_a_wrong_password_or_untrusted_certificate_sends_nothing(
 
 @pytest.mark.parametrize("language", ["en", "es"])
 def test_the_wire_format_matches_the_email_package(language: str) -> None:
-    """`flatten` writes build_message's shape directly; the email package must read back
-    exactly what its own generator would have written."""
+    """The bytes `flatten` writes for build_message's message are ASCII, CRLF, folded to 78
+    columns, and the email package reads back the headers, the parts and the names."""
     data = _render_data()
     assert data.guardian is not None
     data.guardian.first_name = "María José"
@@ -662,9 +662,8 @@ WIRE_CASES = {
 
 @pytest.mark.parametrize("case", list(WIRE_CASES))
 def test_the_wire_bytes_are_flatten_s_bytes(case: str) -> None:
-    """The sender writes the message's bytes directly; they must be exactly the bytes
-    `flatten` writes for the message `build_message` makes (the test above checks those
-    against the email package)."""
+    """On awkward names, subjects and bodies the sender's bytes are `flatten`'s bytes for the
+    message `build_message` makes: ASCII, CRLF only, the headers read back as they were set."""
     name, subject, text = WIRE_CASES[case]
     data = _render_data()
     assert data.guardian is not None
