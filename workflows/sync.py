@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Literal, Protocol
 
 SourceName = Literal["apple", "google", "oneroster"]
@@ -107,3 +107,30 @@ def too_many_removals(plan: SyncPlan, max_share: float) -> bool:
     """A run stops, instead of applying, when it would take away more than `max_share` of
     what the source's records hold (a source that lists nothing takes away everything)."""
     return plan.removals > 0 and plan.removal_share > max_share
+
+
+@dataclass(frozen=True)
+class SyncCursor:
+    """Where a source's next read starts: when its last full read began (a full listing, or
+    every device's coverage) and when its last read of any kind began. Stored as text."""
+
+    full: datetime
+    read: datetime
+
+    def encode(self) -> str:
+        return f"full={self.full.isoformat()};read={self.read.isoformat()}"
+
+    @classmethod
+    def decode(cls, text: str | None) -> SyncCursor | None:
+        """None for no cursor or one that can't be read: the source then reads in full."""
+        if not text:
+            return None
+        try:
+            parts = dict(item.split("=", 1) for item in text.split(";"))
+            full = datetime.fromisoformat(parts["full"])
+            read = datetime.fromisoformat(parts["read"])
+        except (ValueError, KeyError):
+            return None
+        if full.tzinfo is None or read.tzinfo is None or read < full:
+            return None
+        return cls(full, read)

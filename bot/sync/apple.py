@@ -38,8 +38,6 @@ credentials Apple refuses raise SourceUnavailable, and nothing read is applied.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 import time
 import uuid
@@ -57,6 +55,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from bot.sync.credentials import CredentialError, credential
 from bot.sync.http import Backoff, CachedToken, SourceUnavailable, request
+from bot.sync.jwt import signed_jwt
 from workflows.clock import Clock, SystemClock
 from workflows.sync import (
     SOURCE_LABELS,
@@ -64,6 +63,7 @@ from workflows.sync import (
     SourceCoverage,
     SourceDevice,
     SourceName,
+    SyncCursor,
 )
 
 log = logging.getLogger("devicecare.sync.apple")
@@ -96,10 +96,6 @@ class Unreadable(ValueError):
 
 
 # --- the client assertion ------------------------------------------------------------------
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def load_private_key(pem: str, *, setting: str = "APPLE_PRIVATE_KEY") -> ec.EllipticCurvePrivateKey:
@@ -143,13 +139,14 @@ def client_assertion(
         "jti": jti or str(uuid.uuid4()),
         "iss": client_id,
     }
-    signing_input = ".".join(
-        _b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
-    )
-    der = key.sign(signing_input.encode("ascii"), ec.ECDSA(hashes.SHA256()))
-    # JWS wants the raw r||s pair (RFC 7518 §3.4), not the DER sequence cryptography returns.
-    r, s = decode_dss_signature(der)
-    return f"{signing_input}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    def sign(signing_input: bytes) -> bytes:
+        der = key.sign(signing_input, ec.ECDSA(hashes.SHA256()))
+        # JWS wants the raw r||s pair (RFC 7518 §3.4), not the DER sequence cryptography returns.
+        r, s = decode_dss_signature(der)
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+    return signed_jwt(header, claims, sign)
 
 
 def default_scope(client_id: str) -> str:
@@ -325,34 +322,6 @@ def _coverage_page(body: Any) -> tuple[list[SourceCoverage], str | None]:
     items, cursor = _resources(body, "appleCareCoverage")
     found = (read_coverage(item) for item in items)
     return [c for c in found if c is not None], cursor
-
-
-# --- the cursor: when coverage was last read in full ------------------------------------
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """When the last read of every device's coverage started, and when the last read did."""
-
-    full: datetime
-    read: datetime
-
-    def encode(self) -> str:
-        return f"coverage={self.full.isoformat()};read={self.read.isoformat()}"
-
-    @classmethod
-    def decode(cls, text: str | None) -> Cursor | None:
-        if not text:
-            return None
-        try:
-            parts = dict(item.split("=", 1) for item in text.split(";"))
-            full = datetime.fromisoformat(parts["coverage"])
-            read = datetime.fromisoformat(parts["read"])
-        except (ValueError, KeyError):
-            return None
-        if full.tzinfo is None or read.tzinfo is None or read < full:
-            return None
-        return cls(full, read)
 
 
 # --- the client ----------------------------------------------------------------------------
@@ -566,7 +535,7 @@ class AppleSchoolManager:
         started = time.perf_counter()
         began = self.clock.now()
         self.stats = ReadStats()
-        previous = Cursor.decode(cursor)
+        previous = SyncCursor.decode(cursor)
         if cursor and previous is None:
             log.info("sync: apple: the stored cursor can't be read; reading all coverage")
         full = previous is None or began - previous.full >= self.coverage_refresh
@@ -596,7 +565,7 @@ class AppleSchoolManager:
         )
         if not self.with_coverage:
             return DeviceSnapshot(source="apple", devices=devices, complete=True, cursor=cursor)
-        kept = Cursor(full=began if full or previous is None else previous.full, read=began)
+        kept = SyncCursor(full=began if full or previous is None else previous.full, read=began)
         return DeviceSnapshot(source="apple", devices=devices, complete=True, cursor=kept.encode())
 
     async def _fetch(self, client: httpx.AsyncClient, since: datetime | None) -> list[SourceDevice]:

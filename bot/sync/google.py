@@ -44,7 +44,6 @@ only once the run that read it has applied.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -58,8 +57,9 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from bot.sync.credentials import CredentialError, credential
 from bot.sync.http import Backoff, CachedToken, SourceUnavailable, request
+from bot.sync.jwt import signed_jwt
 from workflows.clock import Clock, SystemClock
-from workflows.sync import DeviceSnapshot, SourceDevice, SourceName
+from workflows.sync import DeviceSnapshot, SourceDevice, SourceName, SyncCursor
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -138,10 +138,6 @@ class ServiceAccountKey:
         )
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def sign_assertion(
     key: ServiceAccountKey,
     *,
@@ -164,11 +160,13 @@ def sign_assertion(
         "iat": issued,
         "exp": issued + int(min(lifetime, ASSERTION_LIFETIME).total_seconds()),
     }
-    signing_input = ".".join(
-        _b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
+    return signed_jwt(
+        header,
+        claims,
+        lambda signing_input: key.private_key.sign(
+            signing_input, padding.PKCS1v15(), hashes.SHA256()
+        ),
     )
-    signature = key.private_key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
-    return f"{signing_input}.{_b64url(signature)}"
 
 
 # --- what a device says -------------------------------------------------------------------
@@ -211,34 +209,6 @@ def map_device(device: Mapping[str, Any]) -> SourceDevice | None:
         last_user_email=last_user_email(device),
         coverages=None,  # Google keeps no warranty or coverage
     )
-
-
-# --- the cursor ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """When the last full listing started, and when the last read of any kind started."""
-
-    full: datetime
-    read: datetime
-
-    def encode(self) -> str:
-        return f"full={self.full.isoformat()};read={self.read.isoformat()}"
-
-    @classmethod
-    def decode(cls, text: str | None) -> Cursor | None:
-        if not text:
-            return None
-        try:
-            parts = dict(item.split("=", 1) for item in text.split(";"))
-            full = datetime.fromisoformat(parts["full"])
-            read = datetime.fromisoformat(parts["read"])
-        except (ValueError, KeyError):
-            return None
-        if full.tzinfo is None or read.tzinfo is None or read < full:
-            return None
-        return cls(full, read)
 
 
 # --- the client ---------------------------------------------------------------------------
@@ -441,7 +411,7 @@ class GoogleAdminDevices:
         """Every device (complete) or those synced since the cursor's read (not complete).
         Raises SourceUnavailable, having returned nothing, when any page can't be read."""
         started = self.clock.now()
-        previous = Cursor.decode(cursor)
+        previous = SyncCursor.decode(cursor)
         if cursor and previous is None:
             log.info("sync: google: the stored cursor can't be read; listing every device")
         full = previous is None or started - previous.full >= self.full_every
@@ -464,7 +434,7 @@ class GoogleAdminDevices:
                 await client.aclose()
         if skipped:
             log.info("sync: google: %s devices without a serial number were left out", skipped)
-        new_cursor = Cursor(
+        new_cursor = SyncCursor(
             full=started if full or previous is None else previous.full, read=started
         )
         return DeviceSnapshot(

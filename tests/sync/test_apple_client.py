@@ -85,7 +85,7 @@ async def test_every_page_is_read_with_its_coverage(apple: Apple) -> None:
     snapshot = await source.fetch()
 
     assert snapshot.source == "apple" and snapshot.complete
-    assert snapshot.cursor == f"coverage={NOW.isoformat()};read={NOW.isoformat()}"
+    assert snapshot.cursor == f"full={NOW.isoformat()};read={NOW.isoformat()}"
     assert serials(snapshot.devices) == EXPECTED
     assert apple.server.limits == [100, 100, 100]  # three pages of at most 100
     assert apple.server.requests["coverage"] == 250

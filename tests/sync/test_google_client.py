@@ -19,7 +19,6 @@ from bot.sync.credentials import CredentialError
 from bot.sync.google import (
     FULL_EVERY,
     SCOPE,
-    Cursor,
     GoogleAdminDevices,
     ServiceAccountKey,
     last_user_email,
@@ -34,6 +33,7 @@ from tests.sync_standins.google import (
     new_private_key,
 )
 from workflows.clock import FixedClock
+from workflows.sync import SyncCursor
 
 NOW = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
 SA_EMAIL = "devicecare-sync@district-devices.iam.gserviceaccount.com"
@@ -290,7 +290,7 @@ async def test_a_full_listing_comes_back_once_the_last_one_is_a_week_old(
     snapshot = await source.fetch(cursor)
     assert snapshot.complete is True
     assert "query" not in google.device_requests[-1].params
-    decoded = Cursor.decode(snapshot.cursor)
+    decoded = SyncCursor.decode(snapshot.cursor)
     assert decoded is not None and decoded.full == clock.now()
     assert FULL_EVERY == timedelta(days=7)
 
@@ -548,8 +548,10 @@ def test_no_managed_user_means_no_suggestion() -> None:
 
 
 def test_cursor_round_trip_and_refusals() -> None:
-    cursor = Cursor(full=NOW - timedelta(days=2), read=NOW)
-    assert Cursor.decode(cursor.encode()) == cursor
-    assert Cursor.decode(None) is None
-    assert Cursor.decode("full=2026-03-01T00:00:00;read=2026-03-02T00:00:00") is None  # naive
-    assert Cursor.decode(f"full={NOW.isoformat()};read={(NOW - timedelta(1)).isoformat()}") is None
+    cursor = SyncCursor(full=NOW - timedelta(days=2), read=NOW)
+    assert SyncCursor.decode(cursor.encode()) == cursor
+    assert SyncCursor.decode(None) is None
+    assert SyncCursor.decode("full=2026-03-01T00:00:00;read=2026-03-02T00:00:00") is None  # naive
+    assert (
+        SyncCursor.decode(f"full={NOW.isoformat()};read={(NOW - timedelta(1)).isoformat()}") is None
+    )
