@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import Keys, signing_keys
+from bot.slack.blocks import Block
 from bot.slack.collect_blocks import (
     COLLECT_COMMAND,
     CheckInForm,
@@ -38,7 +39,6 @@ from bot.slack.collect_blocks import (
     tag_block,
 )
 from bot.slack.errors import record_refusal, tell_user
-from bot.slack.invoice_blocks import Block
 from bot.slack.metadata import ForgedPayload, pack, unpack
 from storage.collections import Collections
 from storage.store import SqlStore

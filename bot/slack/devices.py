@@ -14,6 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import signing_keys
+from bot.slack.blocks import Block
 from bot.slack.cards import queue_incident_card, queue_thread_message
 from bot.slack.device_blocks import (
     DEVICE_COMMAND,
@@ -44,7 +45,6 @@ from bot.slack.errors import (
     user_of,
 )
 from bot.slack.ids import IncidentAction, IncidentRef
-from bot.slack.invoice_blocks import Block
 from bot.slack.metadata import ForgedPayload, unpack
 from bot.slack.photo_lines import load_photo_urls
 from bot.slack.sync_blocks import sync_context

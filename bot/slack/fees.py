@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.runtime import Runtime
 from bot.signing import signing_keys
 from bot.slack.billing_command import BillingCall, add_subcommand
+from bot.slack.blocks import Block
 from bot.slack.errors import (
     channel_of,
     modal_errors,
@@ -43,7 +44,6 @@ from bot.slack.fees_blocks import (
     defined_text,
     read_define_form,
 )
-from bot.slack.invoice_blocks import Block
 from bot.slack.metadata import unpack
 from storage.bulk_fees import BulkFeeBiller
 from storage.fee_item_store import SqlFeeItemStore

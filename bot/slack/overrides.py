@@ -13,10 +13,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.runtime import Runtime
 from bot.signing import signing_keys
 from bot.slack.approvals import ApprovalFeature, ApprovalKind
+from bot.slack.blocks import esc, fmt_when
 from bot.slack.cards import queue_incident_card, queue_thread_message
 from bot.slack.errors import reported, tell_user
 from bot.slack.ids import IncidentAction, IncidentRef, SlackPostKind
-from bot.slack.invoice_blocks import esc, fmt_when
 from bot.slack.metadata import unpack
 from bot.slack.override_blocks import (
     OverrideAction,

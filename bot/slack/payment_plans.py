@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import signing_keys
+from bot.slack.blocks import Block, esc
 from bot.slack.errors import (
     FormErrors,
     after_ack,
@@ -28,7 +29,6 @@ from bot.slack.errors import (
     reported,
     tell_user,
 )
-from bot.slack.invoice_blocks import Block, esc
 from bot.slack.metadata import ForgedPayload, unpack
 from bot.slack.payment_plan_blocks import (
     FIELD_BLOCKS,

@@ -19,6 +19,7 @@ from bot.runtime import Runtime
 from bot.signing import signing_keys
 from bot.slack.approvals import ApprovalFeature, ApprovalKind
 from bot.slack.billing_command import BillingCall, add_subcommand
+from bot.slack.blocks import esc
 from bot.slack.errors import (
     FormErrors,
     after_ack,
@@ -27,7 +28,6 @@ from bot.slack.errors import (
     reported,
     tell_user,
 )
-from bot.slack.invoice_blocks import esc
 from bot.slack.metadata import ForgedPayload, unpack
 from bot.slack.waiver_blocks import (
     FIELD_BLOCKS,
