@@ -112,8 +112,7 @@ async def toolkit(slack: SlackHarness) -> AsyncIterator[Toolkit]:
     SEEN.events.clear()
     SEEN.release = asyncio.Event()
     runtime: Runtime = slack.runtime
-    settings = runtime.settings
-    client = AsyncWebClient(token=BOT_TOKEN, base_url=settings.slack_api_url)
+    client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.fake.base_url)
     app = AsyncApp(client=client, signing_secret=SIGNING_SECRET)
     app.use(actor_middleware(runtime))
     wire(app, runtime, handle_poke, handle_refuse, handle_in_modal, thing_form)
