@@ -138,11 +138,18 @@ class Answer(Exception):
 
 
 def field_errors(
-    exc: DomainError, view: Mapping[str, Any], fields: Mapping[str, str], default: str
+    exc: DomainError,
+    view: Mapping[str, Any],
+    fields: Mapping[str, str],
+    default: str,
+    *,
+    shown_only: bool = True,
 ) -> dict[str, str]:
-    """The message next to the input it is about; an input the view doesn't show (Slack would
-    refuse the answer) or a rule about no input puts it on `default`."""
+    """The message next to the input it is about; a rule about no input puts it on `default`,
+    and so does (with `shown_only`) an input this view doesn't show: Slack would refuse it."""
     errors = modal_errors(exc, fields, default)
+    if not shown_only:  # a form whose every field input is always shown
+        return errors
     present = {b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)}
     return {(block if block in present else default): text for block, text in errors.items()}
 
@@ -234,6 +241,8 @@ class ModalForm(Generic[M, C]):
         fields: Mapping[str, str],
         default_field: str,
         working: Callable[[], Block] | None = None,  # the view the ack shows while writing
+        shown_only: bool = True,  # see field_errors
+        reply_to: Callable[[Submitted[M]], Mapping[str, Any]] | None = None,
     ) -> None:
         self.callback_id = callback_id
         self.meta = meta
@@ -242,6 +251,9 @@ class ModalForm(Generic[M, C]):
         self.fields = fields
         self.default_field = default_field
         self.working = working
+        self.shown_only = shown_only
+        # Where a failure after the ack is told; by default the submitter, by DM.
+        self.reply_to = reply_to
         self._check: Check[M, C] | None = None
         self._write: Write[M, C] | None = None
 
@@ -281,7 +293,9 @@ class ModalForm(Generic[M, C]):
                 return
             except DomainError as exc:
                 view = body.get("view") or {}
-                errors = field_errors(exc, view, self.fields, self.default_field)
+                errors = field_errors(
+                    exc, view, self.fields, self.default_field, shown_only=self.shown_only
+                )
                 await ack(response_action="errors", errors=errors)
                 if isinstance(exc, PermissionDenied | ForgedPayload):
                     await record_refusal(runtime, actor, self.what, exc.message)
@@ -299,7 +313,8 @@ class ModalForm(Generic[M, C]):
                 form, command = await self.checked(runtime, client, body, actor)
             except (DomainError, FormErrors, Answer):
                 return  # answered with the errors next to their fields
-            async with after_ack(runtime, client, body, self.doing, actor):
+            where = body if self.reply_to is None else self.reply_to(form)
+            async with after_ack(runtime, client, where, self.doing, actor):
                 await write(form, command)
 
         answer.__name__ = f"answer_{self.callback_id}"
