@@ -238,9 +238,10 @@ class ModalForm(Generic[M, C]):
         meta: type[M],
         what: str,  # "refund a payment": the refusal's log line
         doing: str,  # "refund the payment": "Couldn't refund the payment: …"
-        fields: Mapping[str, str],
-        default_field: str,
+        fields: Mapping[str, str] | Callable[[str | None], str],  # a rule's field -> block
+        default_field: str = "",  # with a mapping: where a rule about no field goes
         working: Callable[[], Block] | None = None,  # the view the ack shows while writing
+        clear: bool = False,  # or: the ack closes the modal
         shown_only: bool = True,  # see field_errors
         reply_to: Callable[[Submitted[M]], Mapping[str, Any]] | None = None,
     ) -> None:
@@ -251,6 +252,7 @@ class ModalForm(Generic[M, C]):
         self.fields = fields
         self.default_field = default_field
         self.working = working
+        self.clear = clear
         self.shown_only = shown_only
         # Where a failure after the ack is told; by default the submitter, by DM.
         self.reply_to = reply_to
@@ -275,6 +277,12 @@ class ModalForm(Generic[M, C]):
         form = Submitted(runtime, client, body, actor, keys, view, meta)
         return form, await self._check(form)
 
+    def errors(self, exc: DomainError, body: Mapping[str, Any]) -> dict[str, str]:
+        if callable(self.fields):
+            return {self.fields(exc.field): exc.message}
+        view = body.get("view") or {}
+        return field_errors(exc, view, self.fields, self.default_field, shown_only=self.shown_only)
+
     def register(self, app: AsyncApp, runtime: Runtime) -> None:
         assert self._write is not None, f"{self.callback_id} has no write"
         write = self._write
@@ -292,15 +300,13 @@ class ModalForm(Generic[M, C]):
                 await ack(**await exc.response())
                 return
             except DomainError as exc:
-                view = body.get("view") or {}
-                errors = field_errors(
-                    exc, view, self.fields, self.default_field, shown_only=self.shown_only
-                )
-                await ack(response_action="errors", errors=errors)
+                await ack(response_action="errors", errors=self.errors(exc, body))
                 if isinstance(exc, PermissionDenied | ForgedPayload):
                     await record_refusal(runtime, actor, self.what, exc.message)
                 return
-            if self.working is None:
+            if self.clear:
+                await ack(response_action="clear")
+            elif self.working is None:
                 await ack()
             else:
                 await ack(response_action="update", view=self.working())
