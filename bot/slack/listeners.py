@@ -39,8 +39,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.runtime import Runtime
 from bot.signing import Keys, signing_keys
 from bot.slack.blocks import Block, form_values
-from bot.slack.errors import FormErrors, after_ack, modal_errors, record_refusal, reported
-from bot.slack.errors import tell_user as _tell_user
+from bot.slack.errors import (
+    FormErrors,
+    after_ack,
+    modal_errors,
+    record_refusal,
+    reported,
+    tell_user,
+)
 from bot.slack.metadata import ForgedPayload, Payload, unpack
 from storage.store import SqlStore
 from workflows.errors import DomainError, PermissionDenied
@@ -90,7 +96,7 @@ class Slack:
 
     async def tell(self, text: str) -> None:
         """An ephemeral message where the person is (a DM from a modal)."""
-        await _tell_user(self.client, self.body, text)
+        await tell_user(self.client, self.body, text)
 
     async def open_view(self, view: Block) -> None:
         await self.client.views_open(trigger_id=self.body["trigger_id"], view=view)
