@@ -38,7 +38,7 @@ from bot.slack.billing_report_blocks import (
     build_cancelled_report,
     typed_day,
 )
-from bot.slack.invoice_blocks import Block
+from bot.slack.blocks import Block
 from storage.billing_reports import (
     AUTOMATION,
     AutomationReport,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.slack.invoice_blocks import Block, button
+from bot.slack.blocks import Block, button
 
 
 def decision_actions(block_id: str, approve_action: str, deny_action: str, value: str) -> Block:

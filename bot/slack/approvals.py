@@ -22,8 +22,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import Keys, signing_keys
+from bot.slack.blocks import Block
 from bot.slack.errors import reported, tell_user
-from bot.slack.invoice_blocks import Block
 from bot.slack.metadata import Payload, unpack
 from storage.models import SlackPost
 from storage.store import SqlStore

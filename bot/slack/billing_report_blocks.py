@@ -9,9 +9,8 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from bot.signing import Keys
-from bot.slack.invoice_blocks import (
+from bot.slack.blocks import (
     Block,
-    audit_text,
     button,
     context_block,
     esc,
@@ -22,6 +21,7 @@ from bot.slack.invoice_blocks import (
     option,
     section,
 )
+from bot.slack.invoice_blocks import audit_text
 from bot.slack.metadata import Payload, pack
 from storage.billing_reports import (
     STATUS_ORDER,

@@ -28,8 +28,8 @@ from bot.slack.billing_report_blocks import (
     build_invoice_view,
     typed_day,
 )
+from bot.slack.blocks import Block, esc, fmt_date
 from bot.slack.errors import record_refusal, reported
-from bot.slack.invoice_blocks import Block, esc, fmt_date
 from bot.slack.metadata import unpack
 from bot.slack.payment_plans import plan_blocks_for
 from bot.slack.response_url import reply, where

@@ -8,6 +8,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
@@ -146,86 +147,96 @@ def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
     return "Billing settings saved:\n" + "\n".join(lines)
 
 
-def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = signing_keys(runtime.settings)
+async def handle_billing_settings(call: BillingCall) -> None:
+    if not call.actor.can(Permission.MANAGE_SETTINGS):
+        await call.ack(
+            response_type="ephemeral",
+            text="Billing settings need the Manage Settings permission.",
+        )
+        return
+    await call.ack()
+    runtime = call.runtime
+    async with runtime.stores() as store:
+        record = await store.settings()
+        current, facts = billing_settings_from(record), facts_from(record)
+    metadata = pack(SettingsForm(user_id=call.command["user_id"]), signing_keys(runtime.settings))
+    await call.client.views_open(
+        trigger_id=call.command["trigger_id"],
+        view=build_billing_settings_modal(current, metadata, facts),
+    )
 
-    async def open_settings(call: BillingCall) -> None:
-        actor = call.actor
-        if not actor.can(Permission.MANAGE_SETTINGS):
-            await call.ack(
-                response_type="ephemeral",
-                text="Billing settings need the Manage Settings permission.",
+
+async def check_settings_form(
+    runtime: Runtime, actor: Actor, body: dict[str, Any]
+) -> tuple[BillingSettings, dict[str, str | None]]:
+    """The form read and checked as a whole, without writing."""
+    view = body["view"]
+    form = unpack(SettingsForm, view.get("private_metadata"), signing_keys(runtime.settings))
+    if form.user_id != body["user"]["id"]:
+        raise PermissionDenied("That form was opened by someone else.")
+    # Checked again here: the permission may have been removed since the modal opened.
+    require(actor, Permission.MANAGE_SETTINGS)
+    async with runtime.reads() as store:
+        record = await store.settings()
+    new = parse_settings_form(view["state"]["values"], billing_settings_from(record))
+    facts = parse_facts_form(view["state"]["values"])
+    validate_billing_settings(new)
+    clean_district_facts(merge_facts(facts_from(record), facts))
+    return new, facts
+
+
+async def answer_settings_form(
+    runtime: Runtime, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: Actor
+) -> None:
+    """A bad value is shown next to its field; anything else closes the form and says why
+    (a forged switch is a refusal). `save_settings_form` does the writing."""
+    try:
+        await check_settings_form(runtime, actor, body)
+    except DomainError as exc:
+        if exc.field in FIELD_BLOCKS:
+            await ack(
+                response_action="errors",
+                errors=modal_errors(exc, FIELD_BLOCKS, BillingSettingsIds.DUE_DAYS),
             )
             return
-        await call.ack()
+        await ack()
+        if isinstance(exc, PermissionDenied) or exc.field == "switches":
+            await record_refusal(runtime, actor, "billing settings", exc.message)
+        await tell_user(client, body, f":warning: {exc.message} Nothing was changed.")
+        return
+    await ack()
+
+
+async def save_settings_form(
+    runtime: Runtime, body: dict[str, Any], client: AsyncWebClient, actor: Actor
+) -> None:
+    try:
+        new, facts = await check_settings_form(runtime, actor, body)
+    except DomainError:
+        return  # the ack told them
+    async with after_ack(runtime, client, body, "save the billing settings", actor):
         async with runtime.stores() as store:
-            record = await store.settings()
-            current, facts = billing_settings_from(record), facts_from(record)
-        metadata = pack(SettingsForm(user_id=call.command["user_id"]), secret)
-        await call.client.views_open(
-            trigger_id=call.command["trigger_id"],
-            view=build_billing_settings_modal(current, metadata, facts),
-        )
+            ctx = Context(store, runtime.clock, runtime.settings.tz)
+            # One transaction: a bad fact undoes the automation settings too.
+            changes = await change_billing_settings(ctx, actor, new)
+            changes |= await change_district_facts(ctx, actor, facts)
+        await tell_user(client, body, _describe(changes))
 
-    add_subcommand(app, "settings", "opens the billing-automation settings.", open_settings)
 
-    async def check(
-        actor: Actor, body: dict[str, Any], view: dict[str, Any]
-    ) -> tuple[BillingSettings, dict[str, str | None]]:
-        """The form read and checked as a whole, without writing."""
-        form = unpack(SettingsForm, view.get("private_metadata"), secret)
-        if form.user_id != body["user"]["id"]:
-            raise PermissionDenied("That form was opened by someone else.")
-        # Checked again here: the permission may have been removed since the modal opened.
-        require(actor, Permission.MANAGE_SETTINGS)
-        async with runtime.reads() as store:
-            record = await store.settings()
-        new = parse_settings_form(view["state"]["values"], billing_settings_from(record))
-        facts = parse_facts_form(view["state"]["values"])
-        validate_billing_settings(new)
-        clean_district_facts(merge_facts(facts_from(record), facts))
-        return new, facts
+def register(app: AsyncApp, runtime: Runtime) -> None:
+    add_subcommand(
+        app, "settings", "opens the billing-automation settings.", handle_billing_settings
+    )
 
     async def handle_billing_settings_submitted(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        view: dict[str, Any],
-        client: AsyncWebClient,
-        context: Any,
+        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
     ) -> None:
-        """A bad value is shown next to its field; `save_billing_settings` does the writing."""
-        actor: Actor = context["actor"]
-        try:
-            await check(actor, body, view)
-        except DomainError as exc:
-            if exc.field in FIELD_BLOCKS:
-                await ack(
-                    response_action="errors",
-                    errors=modal_errors(exc, FIELD_BLOCKS, BillingSettingsIds.DUE_DAYS),
-                )
-                return
-            await ack()
-            if isinstance(exc, PermissionDenied) or exc.field == "switches":
-                await record_refusal(runtime, actor, "billing settings", exc.message)
-            await tell_user(client, body, f":warning: {exc.message} Nothing was changed.")
-            return
-        await ack()
+        await answer_settings_form(runtime, ack, body, client, context["actor"])
 
     async def save_billing_settings(
-        body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient, context: Any
+        body: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
     ) -> None:
-        actor: Actor = context["actor"]
-        try:
-            new, facts = await check(actor, body, view)
-        except DomainError:
-            return  # the ack told them
-        async with after_ack(runtime, client, body, "save the billing settings", actor):
-            async with runtime.stores() as store:
-                ctx = Context(store, runtime.clock, runtime.settings.tz)
-                # One transaction: a bad fact undoes the automation settings too.
-                changes = await change_billing_settings(ctx, actor, new)
-                changes |= await change_district_facts(ctx, actor, facts)
-            await tell_user(client, body, _describe(changes))
+        await save_settings_form(runtime, body, client, context["actor"])
 
     app.view(BillingSettingsIds.CALLBACK)(
         ack=handle_billing_settings_submitted, lazy=[save_billing_settings]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -20,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import Keys, signing_keys
+from bot.slack.blocks import Block, form_values
 from bot.slack.collect_blocks import (
     COLLECT_COMMAND,
     CheckInForm,
@@ -38,7 +38,6 @@ from bot.slack.collect_blocks import (
     tag_block,
 )
 from bot.slack.errors import record_refusal, tell_user
-from bot.slack.invoice_blocks import Block
 from bot.slack.metadata import ForgedPayload, pack, unpack
 from storage.collections import Collections
 from storage.store import SqlStore
@@ -56,10 +55,6 @@ from workflows.ports import Context
 log = logging.getLogger("devicecare.slack")
 
 WHAT = "collect a device"
-
-
-def _values(view: Mapping[str, Any]) -> Mapping[str, Any]:
-    return (view.get("state") or {}).get("values") or {}
 
 
 class CollectFeature:
@@ -145,7 +140,7 @@ class CollectFeature:
             await self.refused(actor, exc)
             await tell_user(client, body, f":warning: {exc.message}")
             return
-        code = str(action.get("value") or read_code(_values(view)))
+        code = str(action.get("value") or read_code(form_values(view)))
         try:
             new_view = await self.check_in_view(actor, session, code)
         except DomainError as exc:
@@ -165,7 +160,7 @@ class CollectFeature:
         actor: Actor = context["actor"]
         try:
             session = unpack(CollectSession, view.get("private_metadata"), self.secret)
-            new_view = await self.check_in_view(actor, session, read_code(_values(view)))
+            new_view = await self.check_in_view(actor, session, read_code(form_values(view)))
         except DomainError as exc:
             await self.refused(actor, exc)
             await ack(response_action="errors", errors={tag_block(view): exc.message})
@@ -187,7 +182,7 @@ class CollectFeature:
             await ack(response_action="update", view=fresh)
             return
         session = form.session
-        values = _values(view)
+        values = form_values(view)
         try:
             cmd = CollectDevice(
                 device_id=form.device_id,

@@ -11,16 +11,8 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
-from bot.slack.invoice_blocks import (
-    Block,
-    context_block,
-    esc,
-    fee_label,
-    modal,
-    option,
-    plain,
-    section,
-)
+from bot.slack.blocks import Block, context_block, esc, modal, option, plain, section
+from bot.slack.invoice_blocks import fee_label
 from bot.slack.metadata import Payload
 from workflows.collection import (
     CollectionPreview,

@@ -10,10 +10,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.signing import Keys
-from bot.slack.invoice_blocks import (
+from bot.slack.blocks import (
     Block,
     button,
     context_block,
+    element,
     esc,
     fmt_date,
     header,
@@ -109,21 +110,20 @@ class ReplaceForm:
         )
 
 
-def _text(values: Mapping[str, Any], block_id: str) -> str:
-    element = (values.get(block_id) or {}).get(block_id) or {}
-    return str(element.get("value") or "").strip()
+def _text_of(values: Mapping[str, Any], block_id: str) -> str:
+    return str(element(values, block_id).get("value") or "").strip()
 
 
 def read_replace_form(values: Mapping[str, Any]) -> ReplaceForm:
-    serial = _text(values, DeviceBlock.NEW_SERIAL)
+    serial = _text_of(values, DeviceBlock.NEW_SERIAL)
     errors: dict[str, str] = {}
     if not serial:
         errors[DeviceBlock.NEW_SERIAL] = "Enter the new device's serial number."
     return ReplaceForm(
         serial=serial,
-        asset_tag=_text(values, DeviceBlock.NEW_ASSET_TAG) or None,
-        model=_text(values, DeviceBlock.NEW_MODEL) or None,
-        reason=_text(values, DeviceBlock.REASON) or "replacement",
+        asset_tag=_text_of(values, DeviceBlock.NEW_ASSET_TAG) or None,
+        model=_text_of(values, DeviceBlock.NEW_MODEL) or None,
+        reason=_text_of(values, DeviceBlock.REASON) or "replacement",
         errors=errors,
     )
 

@@ -8,12 +8,12 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import signing_keys
+from bot.slack.blocks import Block
 from bot.slack.cards import queue_incident_card, queue_thread_message
 from bot.slack.device_blocks import (
     DEVICE_COMMAND,
@@ -25,6 +25,7 @@ from bot.slack.device_blocks import (
     DeviceRef,
     DeviceView,
     ReplaceDeviceModal,
+    ReplaceForm,
     build_device_matches,
     build_device_record,
     build_device_replaced_modal,
@@ -34,18 +35,9 @@ from bot.slack.device_blocks import (
     read_replace_form,
     replaced_thread_text,
 )
-from bot.slack.errors import (
-    FormErrors,
-    after_ack,
-    channel_of,
-    modal_errors,
-    record_refusal,
-    reported,
-    user_of,
-)
+from bot.slack.errors import FormErrors, channel_of, user_of
 from bot.slack.ids import IncidentAction, IncidentRef
-from bot.slack.invoice_blocks import Block
-from bot.slack.metadata import ForgedPayload, unpack
+from bot.slack.listeners import Click, ModalForm, Submitted, on_click, wire
 from bot.slack.photo_lines import load_photo_urls
 from bot.slack.sync_blocks import sync_context
 from storage import models as m
@@ -56,10 +48,9 @@ from storage.sync_provenance import device_provenance, holder_suggestion
 from workflows.clock import local_date
 from workflows.device_search import MatchRank
 from workflows.devices import check_replacement, replace_device
-from workflows.errors import ConflictError, DomainError, NotFound, PermissionDenied
+from workflows.errors import ConflictError, NotFound
 from workflows.insurance import CoverageBadge, coverage_badge
-from workflows.permissions import Actor, Permission, require
-from workflows.ports import Context
+from workflows.permissions import Permission, require
 
 log = logging.getLogger("devicecare.slack")
 
@@ -113,10 +104,6 @@ async def _post_ephemeral(
     await client.chat_postMessage(channel=user, text=text, blocks=blocks)
 
 
-def _submission_errors(exc: DomainError) -> dict[str, str]:
-    return modal_errors(exc, FIELD_BLOCKS, DeviceBlock.NEW_SERIAL)
-
-
 async def _check_replayed(store: SqlStore, old: m.Device, serial: str) -> None:
     """An old device already replaced: by this very form (a redelivery), or by someone else."""
     new = None if old.replaced_by_id is None else await store.get_device(old.replaced_by_id)
@@ -127,176 +114,134 @@ async def _check_replayed(store: SqlStore, old: m.Device, serial: str) -> None:
         )
 
 
-def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = signing_keys(runtime.settings)
-
-    @app.action(IncidentAction.REPLACE_DEVICE)
-    async def handle_replace_device_button(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        actor: Actor = context["actor"]
-        async with reported(runtime, client, body, "open the replace-device form", actor):
-            ref = unpack(IncidentRef, action.get("value"), secret)
-            # Said now rather than after typing a serial; the workflow checks again on submit.
-            require(actor, Permission.REPLACE_DEVICES)
-            async with runtime.stores() as store:
-                incident = await store.get_incident(ref.incident_id)
-                if incident is None:
-                    raise NotFound(f"Incident #{ref.incident_id} doesn't exist.")
-                device = await store.get_device(incident.device_id)
-                if device is None:
-                    raise NotFound("That device isn't in DeviceCare.")
-                if device.replaced_by_id is not None:
-                    new = await store.get_device(device.replaced_by_id)
-                    raise ConflictError(
-                        f"Device {device.serial} was already replaced"
-                        + (f" by {new.serial}." if new is not None else ".")
-                    )
-                holder_id = await store.current_holder(device.id)
-                holder = None if holder_id is None else await store.get_student(holder_id)
-            view = build_replace_device_modal(
-                incident_id=ref.incident_id,
-                device=device,
-                holder_name=None if holder is None else holder.full_name,
-                secret=secret,
+@on_click(IncidentAction.REPLACE_DEVICE, what="open the replace-device form", ref=IncidentRef)
+async def handle_replace_device_button(click: Click[IncidentRef]) -> None:
+    # Said now rather than after typing a serial; the workflow checks again on submit.
+    require(click.actor, Permission.REPLACE_DEVICES)
+    incident_id = click.ref.incident_id
+    async with click.runtime.stores() as store:
+        incident = await store.get_incident(incident_id)
+        if incident is None:
+            raise NotFound(f"Incident #{incident_id} doesn't exist.")
+        device = await store.get_device(incident.device_id)
+        if device is None:
+            raise NotFound("That device isn't in DeviceCare.")
+        if device.replaced_by_id is not None:
+            new = await store.get_device(device.replaced_by_id)
+            raise ConflictError(
+                f"Device {device.serial} was already replaced"
+                + (f" by {new.serial}." if new is not None else ".")
             )
-            await client.views_open(trigger_id=body["trigger_id"], view=view)
-
-    async def check(actor: Actor, view: dict[str, Any]) -> tuple[ReplaceDeviceModal, Any]:
-        """The form read and checked without writing: (its metadata, the form)."""
-        meta = unpack(ReplaceDeviceModal, view.get("private_metadata"), secret)
-        form = read_replace_form((view.get("state") or {}).get("values") or {})
-        if form.errors:
-            raise FormErrors(form.errors)
-        async with runtime.reads() as store:
-            old = await store.get_device(meta.device_id)
-            if old is not None and old.replaced_by_id is not None:
-                await _check_replayed(store, old, form.serial)
-            else:
-                ctx = Context(store, runtime.clock, runtime.settings.tz)
-                await check_replacement(ctx, actor, form.command(meta.device_id))
-        return meta, form
-
-    async def handle_replace_device_submission(
-        ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        """A broken rule is shown next to its field; `replace_submitted_device` writes."""
-        actor: Actor = context["actor"]
-        try:
-            await check(actor, view)
-        except FormErrors as exc:
-            await ack(response_action="errors", errors=exc.errors)
-            return
-        except DomainError as exc:
-            errors: dict[str, str] = (
-                {DeviceBlock.NEW_SERIAL.value: exc.message}
-                if isinstance(exc, ForgedPayload)
-                else _submission_errors(exc)
-            )
-            await ack(response_action="errors", errors=errors)
-            if isinstance(exc, PermissionDenied | ForgedPayload):
-                await record_refusal(runtime, actor, "replace a device", exc.message)
-            return
-        await ack(response_action="update", view=build_device_replacing_modal())
-
-    async def replace_submitted_device(
-        body: dict[str, Any],
-        view: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        actor: Actor = context["actor"]
-        try:
-            meta, form = await check(actor, view)
-        except (DomainError, FormErrors):
-            return  # answered with the errors next to their fields
-        async with after_ack(runtime, client, body, "replace the device", actor):
-            async with runtime.stores() as store:
-                old = await store.get_device(meta.device_id, lock=True)
-                done: dict[str, Any] | None = None
-                if old is not None and old.replaced_by_id is not None:
-                    await _check_replayed(store, old, form.serial)
-                    new = await store.get_device(old.replaced_by_id)
-                    assert new is not None
-                    holder_id = await store.current_holder(new.id)
-                    student = None if holder_id is None else await store.get_student(holder_id)
-                    name = "The student" if student is None else student.full_name
-                    done = build_device_replaced_modal(old, new, name, again=True)
-                else:
-                    ctx = Context(store, runtime.clock, runtime.settings.tz)
-                    result = await replace_device(ctx, actor, form.command(meta.device_id))
-                    student = await store.get_student(result.student_id)
-                    name = "The student" if student is None else student.full_name
-                    old_row = await store.get_device(result.old.id)
-                    new_row = await store.get_device(result.new.id)
-                    assert old_row is not None and new_row is not None
-                    await queue_incident_card(store, meta.incident_id)
-                    await queue_thread_message(
-                        store,
-                        meta.incident_id,
-                        replaced_thread_text(old_row, new_row, name, actor.name),
-                        dedupe_key=f"device-replaced:{old_row.id}:{new_row.id}",
-                    )
-                    done = build_device_replaced_modal(old_row, new_row, name)
-            try:
-                await client.views_update(view_id=view["id"], view=done)
-            except SlackApiError as exc:  # closed meanwhile: the card's thread says it
-                log.info("device replacement: modal not updated (%s)", exc)
-
-    app.view(DeviceView.REPLACE)(
-        ack=handle_replace_device_submission, lazy=[replace_submitted_device]
+        holder_id = await store.current_holder(device.id)
+        holder = None if holder_id is None else await store.get_student(holder_id)
+    view = build_replace_device_modal(
+        incident_id=incident_id,
+        device=device,
+        holder_name=None if holder is None else holder.full_name,
+        secret=click.keys,
     )
+    await click.open_view(view)
+
+
+replace_form: ModalForm[ReplaceDeviceModal, ReplaceForm] = ModalForm(
+    DeviceView.REPLACE,
+    meta=ReplaceDeviceModal,
+    what="replace a device",
+    doing="replace the device",
+    fields=FIELD_BLOCKS,
+    default_field=DeviceBlock.NEW_SERIAL,
+    working=build_device_replacing_modal,
+    shown_only=False,
+)
+
+
+@replace_form.check
+async def check_replace_form(form: Submitted[ReplaceDeviceModal]) -> ReplaceForm:
+    """The form read and checked without writing."""
+    read = read_replace_form(form.values)
+    if read.errors:
+        raise FormErrors(read.errors)
+    async with form.runtime.reads() as store:
+        old = await store.get_device(form.meta.device_id)
+        if old is not None and old.replaced_by_id is not None:
+            await _check_replayed(store, old, read.serial)
+        else:
+            command = read.command(form.meta.device_id)
+            await check_replacement(form.context(store), form.actor, command)
+    return read
+
+
+@replace_form.write
+async def replace_submitted_device(form: Submitted[ReplaceDeviceModal], read: ReplaceForm) -> None:
+    meta, actor = form.meta, form.actor
+    async with form.runtime.stores() as store:
+        old = await store.get_device(meta.device_id, lock=True)
+        if old is not None and old.replaced_by_id is not None:
+            await _check_replayed(store, old, read.serial)
+            new = await store.get_device(old.replaced_by_id)
+            assert new is not None
+            holder_id = await store.current_holder(new.id)
+            student = None if holder_id is None else await store.get_student(holder_id)
+            name = "The student" if student is None else student.full_name
+            done = build_device_replaced_modal(old, new, name, again=True)
+        else:
+            result = await replace_device(form.context(store), actor, read.command(meta.device_id))
+            student = await store.get_student(result.student_id)
+            name = "The student" if student is None else student.full_name
+            old_row = await store.get_device(result.old.id)
+            new_row = await store.get_device(result.new.id)
+            assert old_row is not None and new_row is not None
+            await queue_incident_card(store, meta.incident_id)
+            await queue_thread_message(
+                store,
+                meta.incident_id,
+                replaced_thread_text(old_row, new_row, name, actor.name),
+                dedupe_key=f"device-replaced:{old_row.id}:{new_row.id}",
+            )
+            done = build_device_replaced_modal(old_row, new_row, name)
+    await form.show(done, "device replacement")
+
+
+@on_click(DeviceAction.SHOW, what="show a device", ref=DeviceRef)
+async def handle_device_show(click: Click[DeviceRef]) -> None:
+    async with click.runtime.stores() as store:
+        record = await device_record(click.runtime, store, click.ref.device_id)
+    if record is None:
+        raise NotFound("That device isn't in DeviceCare any more.")
+    text, blocks = record
+    await _post_ephemeral(click.client, click.body, text, blocks)
+
+
+async def device_command_answer(runtime: Runtime, command: Mapping[str, Any]) -> dict[str, Any]:
+    """`/device`: a read-only look-up takes milliseconds, so the answer goes back in the ack
+    itself, which works in any channel or DM without the bot being a member."""
+    query = " ".join(str(command.get("text") or "").split())[:100]
+    if not query:
+        return {"response_type": "ephemeral", "text": USAGE}
+    async with runtime.reads() as store:
+        matches = await store.search_devices(query, limit=MAX_MATCHES + 1)
+        # An exact serial, tag or student id (or full name) wins over partial matches.
+        exact = [x for x in matches if x.rank is MatchRank.EXACT]
+        matches = exact or matches
+        if len(matches) == 1:
+            record = await device_record(runtime, store, matches[0].device_id)
+            assert record is not None
+            text, blocks = record
+        elif matches:
+            secret = signing_keys(runtime.settings)
+            text, blocks = build_device_matches(
+                query, matches[:MAX_MATCHES], secret=secret, more=len(matches) > MAX_MATCHES
+            )
+        else:
+            text, blocks = no_match_text(query), []
+    if blocks:
+        return {"response_type": "ephemeral", "text": text, "blocks": blocks}
+    return {"response_type": "ephemeral", "text": text}
+
+
+def register(app: AsyncApp, runtime: Runtime) -> None:
+    wire(app, runtime, handle_replace_device_button, replace_form, handle_device_show)
 
     @app.command(DEVICE_COMMAND)
-    async def handle_device_command(
-        ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        # A read-only look-up takes milliseconds: the answer goes back in the ack itself,
-        # which works in any channel or DM without the bot being a member.
-        query = " ".join(str(command.get("text") or "").split())[:100]
-        if not query:
-            await ack(response_type="ephemeral", text=USAGE)
-            return
-        async with runtime.reads() as store:
-            matches = await store.search_devices(query, limit=MAX_MATCHES + 1)
-            # An exact serial, tag or student id (or full name) wins over partial matches.
-            exact = [x for x in matches if x.rank is MatchRank.EXACT]
-            matches = exact or matches
-            if len(matches) == 1:
-                record = await device_record(runtime, store, matches[0].device_id)
-                assert record is not None
-                text, blocks = record
-            elif matches:
-                text, blocks = build_device_matches(
-                    query, matches[:MAX_MATCHES], secret=secret, more=len(matches) > MAX_MATCHES
-                )
-            else:
-                text, blocks = no_match_text(query), []
-        if blocks:
-            await ack(response_type="ephemeral", text=text, blocks=blocks)
-        else:
-            await ack(response_type="ephemeral", text=text)
-
-    @app.action(DeviceAction.SHOW)
-    async def handle_device_show(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        actor: Actor = context["actor"]
-        async with reported(runtime, client, body, "show a device", actor):
-            ref = unpack(DeviceRef, action.get("value"), secret)
-            async with runtime.stores() as store:
-                record = await device_record(runtime, store, ref.device_id)
-            if record is None:
-                raise NotFound("That device isn't in DeviceCare any more.")
-            text, blocks = record
-            await _post_ephemeral(client, body, text, blocks)
+    async def handle_device_command(ack: AsyncAck, command: dict[str, Any]) -> None:
+        await ack(**await device_command_answer(runtime, command))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from bot.slack.invoice_blocks import Block, esc, fmt_date, modal, plain
+from bot.slack.blocks import Block, element, esc, fmt_date, modal, plain
 from bot.slack.metadata import Payload
 from storage import models as m
 from workflows.enrollment import CoverageStarts, Enrolled, EnrollmentStatus, term_of
@@ -124,8 +124,7 @@ class EnrollChoice:
 
 
 def _picked(values: Mapping[str, Any], field: EnrollmentField) -> str:
-    element = (values.get(field) or {}).get(field) or {}
-    option = element.get("selected_option") or {}
+    option = element(values, field).get("selected_option") or {}
     return str(option.get("value") or "")
 
 

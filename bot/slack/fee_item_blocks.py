@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.slack.invoice_blocks import Block, context_block, esc, section
+from bot.slack.blocks import Block, context_block, esc, section
 from workflows.fee_kinds import FEE_KINDS, FeeKind, kind_label
 from workflows.money import format_cents
 from workflows.ports import FeeItemRecord

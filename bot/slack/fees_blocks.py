@@ -10,10 +10,11 @@ from enum import StrEnum
 from typing import Any
 
 from bot.signing import Keys
-from bot.slack.invoice_blocks import (
+from bot.slack.blocks import (
     Block,
     button,
     context_block,
+    element,
     esc,
     fmt_date,
     modal,
@@ -256,18 +257,12 @@ class FeeForm:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def _value(values: Mapping[str, Any], block_id: str) -> dict[str, Any]:
-    block = values.get(block_id)
-    element = block.get(block_id) if isinstance(block, dict) else None
-    return element if isinstance(element, dict) else {}
-
-
 def read_define_form(values: Mapping[str, Any]) -> FeeForm:
     """The modal's state as a fee definition; bad input becomes errors next to the fields."""
     errors: dict[str, str] = {}
 
     def text(block_id: str) -> str:
-        return str(_value(values, block_id).get("value") or "").strip()
+        return str(element(values, block_id).get("value") or "").strip()
 
     cents = 0
     try:
@@ -280,13 +275,13 @@ def read_define_form(values: Mapping[str, Any]) -> FeeForm:
     except ValidationError as exc:
         errors[FeeBlock.GRADES] = exc.message
     building_ids: list[int] = []
-    for o in _value(values, FeeBlock.BUILDINGS).get("selected_options") or []:
+    for o in element(values, FeeBlock.BUILDINGS).get("selected_options") or []:
         try:
             building_ids.append(int(o.get("value", "")))
         except ValueError:
             errors[FeeBlock.BUILDINGS] = "One of the chosen buildings isn't valid."
     due: date | None = None
-    picked = _value(values, FeeBlock.DUE).get("selected_date")
+    picked = element(values, FeeBlock.DUE).get("selected_date")
     if picked:
         try:
             due = date.fromisoformat(str(picked))

@@ -11,22 +11,20 @@ import logging
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import signing_keys
 from bot.slack.actors import not_set_up_text, resolve_actor
-from bot.slack.errors import reported, user_of
+from bot.slack.errors import user_of
 from bot.slack.home_blocks import HomeLists, build_home_view, build_unknown_home_view
 from bot.slack.home_lists import PAGE_SIZE, HomeAction, HomeList, HomePages, sees
 from bot.slack.home_refresh import HOME_KIND
 from bot.slack.ids import IncidentRef
 from bot.slack.incident_blocks import build_incident_card_message
 from bot.slack.incidents import load_incident_card
-from bot.slack.metadata import unpack
+from bot.slack.listeners import Click, on_click, wire
 from bot.worker import GiveUp
 from storage.home_queries import (
     my_open_incidents,
@@ -38,7 +36,6 @@ from storage.home_queries import (
 from workflows.clock import local_date
 from workflows.errors import NotFound
 from workflows.permissions import Actor
-from workflows.ports import Context
 
 log = logging.getLogger("devicecare.slack")
 
@@ -100,9 +97,27 @@ async def publish_home(
     await client.views_publish(user_id=user_id, view=view)
 
 
-def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = signing_keys(runtime.settings)
+@on_click(HomeAction.PAGE, what="turn an App Home page", ref=HomePages)
+async def handle_home_page(click: Click[HomePages]) -> None:
+    user_id = user_of(click.body)
+    if user_id is not None:
+        await publish_home(click.runtime, click.client, user_id, click.actor, click.ref)
 
+
+@on_click(HomeAction.OPEN_INCIDENT, what="open an incident", ref=IncidentRef)
+async def handle_open_incident(click: Click[IncidentRef]) -> None:
+    """The incident card, with its buttons, by DM (as `/incident N` shows it)."""
+    async with click.runtime.reads() as store:
+        card = await load_incident_card(click.context(store), store, click.ref.incident_id)
+    if card is None:
+        raise NotFound("That incident isn't in DeviceCare any more.")
+    user_id = user_of(click.body)
+    if user_id is not None:
+        message = build_incident_card_message(card, click.keys)
+        await click.client.chat_postMessage(channel=user_id, **message)
+
+
+def register(app: AsyncApp, runtime: Runtime) -> None:
     @app.event("app_home_opened")
     async def handle_home_opened(event: dict[str, Any], client: AsyncWebClient) -> None:
         if event.get("tab", "home") != "home":
@@ -111,45 +126,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         actor = await resolve_actor(runtime, client, user_id)
         await publish_home(runtime, client, user_id, actor)
 
-    @app.action(HomeAction.PAGE)
-    async def handle_home_page(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        actor: Actor = context["actor"]
-        async with reported(runtime, client, body, "turn an App Home page", actor):
-            pages = unpack(HomePages, action.get("value"), secret)
-            user_id = user_of(body)
-            if user_id is not None:
-                await publish_home(runtime, client, user_id, actor, pages)
-
-    @app.action(HomeAction.OPEN_INCIDENT)
-    async def handle_open_incident(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        """The incident card, with its buttons, by DM (as `/incident N` shows it)."""
-        await ack()
-        actor: Actor = context["actor"]
-        async with reported(runtime, client, body, "open an incident", actor):
-            ref = unpack(IncidentRef, action.get("value"), secret)
-            async with runtime.reads() as store:
-                ctx = Context(store, runtime.clock, runtime.settings.tz)
-                card = await load_incident_card(ctx, store, ref.incident_id)
-            if card is None:
-                raise NotFound("That incident isn't in DeviceCare any more.")
-            user_id = user_of(body)
-            if user_id is not None:
-                await client.chat_postMessage(
-                    channel=user_id, **build_incident_card_message(card, secret)
-                )
+    wire(app, runtime, handle_home_page, handle_open_incident)
 
 
 def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:

@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 
 from bot.signing import Keys
 from bot.slack.billing_report_blocks import BillingInvoiceAction, InvoiceRef
+from bot.slack.blocks import esc
 from bot.slack.home_lists import HomeAction, HomeList, HomePages
 from bot.slack.ids import IncidentRef
-from bot.slack.invoice_blocks import esc
 from bot.slack.metadata import Payload, pack
 from bot.slack.override_blocks import OverrideAction, OverrideRef
 from bot.slack.reply_blocks import PendingPaymentRef, ReplyAction

@@ -24,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.runtime import Runtime
 from bot.signing import Keys, signing_keys
 from bot.slack.actors import not_set_up_text, resolve_actor
+from bot.slack.blocks import fmt_when
 from bot.slack.cards import INCIDENT_CARD, queue_incident_card, queue_thread_message
 from bot.slack.channel_errors import channel_error, give_up_on_channel
 from bot.slack.errors import after_ack, modal_errors, record_refusal, reported, tell_user
@@ -50,7 +51,7 @@ from bot.slack.incident_blocks import (
     student_line,
     unescape_message_text,
 )
-from bot.slack.invoice_blocks import fmt_when, override_can_be_requested
+from bot.slack.invoice_blocks import override_can_be_requested
 from bot.slack.metadata import ForgedPayload, pack, unpack
 from bot.slack.photo_lines import load_photo_urls
 from bot.slack.photos import (

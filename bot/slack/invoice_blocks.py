@@ -1,19 +1,29 @@
 """Block Kit for invoices: the create-invoice modal with its live insurance preview, the
-confirmation view and the thread message. Builders only; no I/O.
-
-Also holds the few small helpers (escaping, dates, blocks) the money and device features share.
-"""
+confirmation view and the thread message. Builders only; no I/O."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from bot.signing import Keys
+from bot.slack.blocks import (
+    MINUS,
+    Block,
+    button,
+    context_block,
+    element,
+    esc,
+    fmt_date,
+    has_input,
+    modal,
+    option,
+    plain,
+    section,
+)
 from bot.slack.ids import IncidentAction, IncidentRef
 from bot.slack.metadata import Payload, pack
 from workflows.errors import ValidationError
@@ -24,9 +34,6 @@ from workflows.labels import flags_text
 from workflows.money import format_cents, parse_amount
 from workflows.ports import FeeItemRecord, InvoiceRecord
 
-Block = dict[str, Any]
-
-MINUS = "\u2212"  # a typographic minus: insurance reads as a deduction
 MAX_CUSTOM_LINES = 3
 MAX_FEE_OPTIONS = 100  # Slack's limit for a select's options
 MAX_DESCRIPTION = 300  # what an invoice line keeps
@@ -103,90 +110,6 @@ class InvoiceModal(Payload):
 # --- small shared helpers -------------------------------------------------------------------
 
 
-def esc(text: str | None) -> str:
-    """Text people typed, made inert in mrkdwn (no mentions, links or broadcasts)."""
-    return (text or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def fmt_date(day: date) -> str:
-    return f"{day:%b} {day.day}, {day.year}"
-
-
-def fmt_when(at: datetime, tz: ZoneInfo) -> str:
-    local = at.astimezone(tz)
-    hour = local.hour % 12 or 12
-    return f"{fmt_date(local.date())} {hour}:{local:%M} {local:%p} {local.tzname()}"
-
-
-def plain(text: str, limit: int = 150) -> Block:
-    if len(text) > limit:
-        text = text[: limit - 1] + "\u2026"
-    return {"type": "plain_text", "text": text, "emoji": True}
-
-
-def mrkdwn(text: str) -> Block:
-    return {"type": "mrkdwn", "text": text[:3000]}
-
-
-def section(text: str, *, block_id: str | None = None, accessory: Block | None = None) -> Block:
-    block: Block = {"type": "section", "text": mrkdwn(text)}
-    if block_id:
-        block["block_id"] = block_id
-    if accessory:
-        block["accessory"] = accessory
-    return block
-
-
-def context_block(*texts: str) -> Block:
-    return {"type": "context", "elements": [mrkdwn(t) for t in texts if t][:10]}
-
-
-def header(text: str) -> Block:
-    return {"type": "header", "text": plain(text)}
-
-
-def button(
-    text: str, action_id: str, value: str, *, style: str | None = None, confirm: Block | None = None
-) -> Block:
-    element: Block = {
-        "type": "button",
-        "text": plain(text, 75),
-        "action_id": action_id,
-        "value": value,
-    }
-    if style:
-        element["style"] = style
-    if confirm:
-        element["confirm"] = confirm
-    return element
-
-
-def modal(
-    callback_id: str,
-    title: str,
-    blocks: list[Block],
-    *,
-    submit: str | None = None,
-    close: str = "Cancel",
-    private_metadata: str = "",
-) -> Block:
-    view: Block = {
-        "type": "modal",
-        "callback_id": callback_id,
-        "title": plain(title, 24),
-        "close": plain(close, 24),
-        "blocks": blocks,
-        "private_metadata": private_metadata,
-    }
-    if submit:
-        view["submit"] = plain(submit, 24)
-    return view
-
-
-def option(text: str, value: str) -> Block:
-    return {"text": plain(text, 75), "value": value}
-
-
 def request_override_button(incident_id: int, secret: Keys) -> Block:
     return button(
         "Request override",
@@ -255,25 +178,15 @@ class InvoiceForm:
         ]
 
 
-def _state_value(values: Mapping[str, Any], block_id: str) -> dict[str, Any] | None:
-    block = values.get(block_id)
-    if not isinstance(block, dict):
-        return None
-    element = block.get(block_id)
-    return element if isinstance(element, dict) else None
-
-
-def _selected(element: Mapping[str, Any] | None) -> list[str]:
-    if element is None:
-        return []
-    return [str(o.get("value", "")) for o in element.get("selected_options") or []]
+def _selected(picked: Mapping[str, Any]) -> list[str]:
+    return [str(o.get("value", "")) for o in picked.get("selected_options") or []]
 
 
 def read_invoice_form(values: Mapping[str, Any]) -> InvoiceForm:
     """Parse the modal's state into typed values; bad input becomes a field error."""
     errors: dict[str, str] = {}
     fee_ids: list[int] = []
-    for raw in _selected(_state_value(values, InvoiceBlock.FEES)):
+    for raw in _selected(element(values, InvoiceBlock.FEES)):
         if raw == NO_FEE:
             continue
         try:
@@ -285,8 +198,8 @@ def read_invoice_form(values: Mapping[str, Any]) -> InvoiceForm:
     parsed: list[CustomLine] = []
     preview: list[CustomLine] = []
     for number, (desc_block, amount_block) in enumerate(CUSTOM_LINE_BLOCKS, start=1):
-        desc = str((_state_value(values, desc_block) or {}).get("value") or "").strip()
-        amount_text = str((_state_value(values, amount_block) or {}).get("value") or "").strip()
+        desc = str(element(values, desc_block).get("value") or "").strip()
+        amount_text = str(element(values, amount_block).get("value") or "").strip()
         raw_lines.append(CustomLineInput(desc, amount_text))
         if not desc and not amount_text:
             continue
@@ -306,17 +219,20 @@ def read_invoice_form(values: Mapping[str, Any]) -> InvoiceForm:
             parsed.append(CustomLine(description=desc[:MAX_DESCRIPTION], amount_cents=cents))
 
     due: date | None = None
-    picked = (_state_value(values, InvoiceBlock.DUE_DATE) or {}).get("selected_date")
+    picked = element(values, InvoiceBlock.DUE_DATE).get("selected_date")
     if picked:
         try:
             due = date.fromisoformat(str(picked))
         except ValueError:
             errors[InvoiceBlock.DUE_DATE] = "Pick a due date from the calendar."
 
-    automation_state = _state_value(values, InvoiceBlock.AUTOMATION)
-    automation = None if automation_state is None else AUTOMATION_ON in _selected(automation_state)
-    override = OVERRIDE_ON in _selected(_state_value(values, InvoiceBlock.OVERRIDE))
-    zero_claim_ok = ZERO_CLAIM_OK in _selected(_state_value(values, InvoiceBlock.ZERO_CLAIM))
+    automation = (
+        AUTOMATION_ON in _selected(element(values, InvoiceBlock.AUTOMATION))
+        if has_input(values, InvoiceBlock.AUTOMATION)
+        else None
+    )
+    override = OVERRIDE_ON in _selected(element(values, InvoiceBlock.OVERRIDE))
+    zero_claim_ok = ZERO_CLAIM_OK in _selected(element(values, InvoiceBlock.ZERO_CLAIM))
     return InvoiceForm(
         fee_item_ids=tuple(fee_ids),
         custom_lines=tuple(raw_lines),

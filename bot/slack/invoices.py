@@ -4,19 +4,17 @@ and the message in the incident's thread."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import Keys, signing_keys
+from bot.slack.blocks import form_values
 from bot.slack.cards import CardNotPostedYet, queue_incident_card
-from bot.slack.errors import FormErrors, after_ack, modal_errors, record_refusal, reported
+from bot.slack.errors import FormErrors
 from bot.slack.ids import IncidentAction, IncidentRef, SlackPostKind
 from bot.slack.invoice_blocks import (
     FIELD_BLOCKS,
@@ -33,9 +31,17 @@ from bot.slack.invoice_blocks import (
     read_invoice_form,
     zero_claim_warning,
 )
-from bot.slack.metadata import ForgedPayload, unpack
+from bot.slack.listeners import (
+    Answer,
+    Click,
+    ModalForm,
+    Submitted,
+    in_view_metadata,
+    on_click,
+    wire,
+)
 from storage.store import SqlStore
-from workflows.errors import DomainError, NotFound, PermissionDenied, ValidationError
+from workflows.errors import NotFound, ValidationError
 from workflows.invoice_audit import load_invoice_audit
 from workflows.invoices import (
     CreateInvoice,
@@ -120,157 +126,106 @@ async def _render_modal(
     )
 
 
-def _submission_errors(exc: DomainError, view: Mapping[str, Any]) -> dict[str, str]:
-    """Field errors for Slack; only blocks that are in the view may carry one."""
-    errors = modal_errors(exc, FIELD_BLOCKS, InvoiceBlock.FEES)
-    present = {b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)}
-    return {
-        (block if block in present else InvoiceBlock.FEES): message
-        for block, message in errors.items()
-    }
-
-
-class _ZeroClaim(Exception):
+class _ZeroClaim(Answer):
     """Insurance would pay $0.00 yet use a claim, and the technician hasn't said to go on."""
 
-    def __init__(self, incident_id: int, form: InvoiceForm, warning: str) -> None:
+    def __init__(self, form: Submitted[InvoiceModal], read: InvoiceForm, warning: str) -> None:
         super().__init__(warning)
-        self.incident_id = incident_id
         self.form = form
+        self.read = read
         self.warning = warning
+
+    async def response(self) -> dict[str, Any]:
+        # A second submit with the box ticked creates the invoice.
+        message = f"{self.warning} Tick the box to use the claim anyway, or change the fees."
+        view = self.form.view
+        present = {b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)}
+        if InvoiceBlock.ZERO_CLAIM in present:
+            return {"response_action": "errors", "errors": {InvoiceBlock.ZERO_CLAIM: message}}
+        # The preview never showed the warning: show it now, box and all.
+        form = self.form
+        new_view = await _render_modal(form.runtime, form.actor, form.meta.incident_id, self.read)
+        return {"response_action": "update", "view": new_view}
+
+
+@on_click(IncidentAction.CREATE_INVOICE, what="open the invoice form", ref=IncidentRef)
+async def handle_invoice_button(click: Click[IncidentRef]) -> None:
+    view = await _render_modal(click.runtime, click.actor, click.ref.incident_id, InvoiceForm())
+    await click.open_view(view)
+
+
+@on_click(PREVIEW_TRIGGERS, what="preview an invoice", ref=InvoiceModal, ref_from=in_view_metadata)
+async def handle_invoice_preview(click: Click[InvoiceModal]) -> None:
+    """Any input that moves the money re-prices the preview in place."""
+    view = click.body.get("view") or {}
+    form = read_invoice_form(form_values(view))
+    new_view = await _render_modal(click.runtime, click.actor, click.ref.incident_id, form)
+    try:
+        await click.client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)
+    except SlackApiError as exc:
+        if exc.response.get("error") != "hash_conflict":
+            raise
+        # The person changed the form again meanwhile; that newer change re-renders.
+        log.info("invoice preview for view %s skipped: hash_conflict", view.get("id"))
+
+
+invoice_form: ModalForm[InvoiceModal, CreateInvoice] = ModalForm(
+    InvoiceView.CREATE,
+    meta=InvoiceModal,
+    what="create an invoice",
+    doing="create the invoice",
+    fields=FIELD_BLOCKS,
+    default_field=InvoiceBlock.FEES,
+    working=build_invoice_creating_modal,
+)
+
+
+@invoice_form.check
+async def check_invoice_form(form: Submitted[InvoiceModal]) -> CreateInvoice:
+    """The form read and checked without writing."""
+    read = read_invoice_form(form.values)
+    if read.errors:
+        raise FormErrors(read.errors)
+    incident_id = form.meta.incident_id
+    command = read.command(incident_id, idempotency_key=form.idempotency_key)
+    async with form.runtime.reads() as store:
+        ctx = form.context(store)
+        await check_invoice_for_incident(ctx, form.actor, command)
+        if not read.zero_claim_ok and not await store.find_invoice_by_key(
+            command.idempotency_key or ""
+        ):
+            warning = zero_claim_warning(await preview_invoice(ctx, form.actor, command))
+            if warning is not None:
+                raise _ZeroClaim(form, read, warning)
+    return command
+
+
+@invoice_form.write
+async def create_submitted_invoice(form: Submitted[InvoiceModal], command: CreateInvoice) -> None:
+    actor, incident_id = form.actor, form.meta.incident_id
+    async with form.runtime.stores() as store:
+        result = await create_invoice_for_incident(form.context(store), actor, command)
+        invoice = result.invoice
+        if result.created:
+            await queue_incident_card(store, incident_id)
+            await store.enqueue(
+                INVOICE_CREATED,
+                f"invoice-created:{invoice.id}",
+                {"invoice_id": invoice.id, "created_by": actor.name},
+            )
+        student = await store.get_student(invoice.student_id)
+        done = build_invoice_created_modal(
+            invoice,
+            student_name="the student" if student is None else student.full_name,
+            secret=form.keys,
+            audit=await load_invoice_audit(store, invoice, tz=form.tz),
+            created=result.created,
+        )
+    await form.show(done, f"invoice {invoice.number}")
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = _secret(runtime)
-
-    @app.action(IncidentAction.CREATE_INVOICE)
-    async def handle_invoice_button(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        actor: Actor = context["actor"]
-        async with reported(runtime, client, body, "open the invoice form", actor):
-            ref = unpack(IncidentRef, action.get("value"), secret)
-            view = await _render_modal(runtime, actor, ref.incident_id, InvoiceForm())
-            await client.views_open(trigger_id=body["trigger_id"], view=view)
-
-    async def handle_invoice_preview(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        """Any input that moves the money re-prices the preview in place."""
-        await ack()
-        actor: Actor = context["actor"]
-        view = body.get("view") or {}
-        async with reported(runtime, client, body, "preview an invoice", actor):
-            meta = unpack(InvoiceModal, view.get("private_metadata"), secret)
-            form = read_invoice_form((view.get("state") or {}).get("values") or {})
-            new_view = await _render_modal(runtime, actor, meta.incident_id, form)
-            try:
-                await client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)
-            except SlackApiError as exc:
-                if exc.response.get("error") != "hash_conflict":
-                    raise
-                # The person changed the form again meanwhile; that newer change re-renders.
-                log.info("invoice preview for view %s skipped: hash_conflict", view.get("id"))
-
-    for action_id in PREVIEW_TRIGGERS:
-        app.action(action_id)(handle_invoice_preview)
-
-    async def check(actor: Actor, view: dict[str, Any]) -> tuple[int, CreateInvoice]:
-        """The form read and checked without writing: (incident id, command)."""
-        meta = unpack(InvoiceModal, view.get("private_metadata"), secret)
-        form = read_invoice_form((view.get("state") or {}).get("values") or {})
-        if form.errors:
-            raise FormErrors(form.errors)
-        # Slack keeps the view id for the modal's life: a redelivered submission finds the
-        # invoice the first one made instead of making another.
-        command = form.command(meta.incident_id, idempotency_key=f"slack:view:{view['id']}")
-        async with runtime.reads() as store:
-            ctx = _ctx(runtime, store)
-            await check_invoice_for_incident(ctx, actor, command)
-            if not form.zero_claim_ok and not await store.find_invoice_by_key(
-                command.idempotency_key or ""
-            ):
-                warning = zero_claim_warning(await preview_invoice(ctx, actor, command))
-                if warning is not None:
-                    raise _ZeroClaim(meta.incident_id, form, warning)
-        return meta.incident_id, command
-
-    async def handle_invoice_submission(
-        ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        """A broken rule is shown next to its field; `create_submitted_invoice` writes."""
-        actor: Actor = context["actor"]
-        try:
-            await check(actor, view)
-        except FormErrors as exc:
-            await ack(response_action="errors", errors=exc.errors)
-            return
-        except _ZeroClaim as exc:
-            # A second submit with the box ticked creates the invoice.
-            message = f"{exc.warning} Tick the box to use the claim anyway, or change the fees."
-            present = {b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)}
-            if InvoiceBlock.ZERO_CLAIM in present:
-                await ack(response_action="errors", errors={InvoiceBlock.ZERO_CLAIM: message})
-            else:  # the preview never showed the warning: show it now, box and all
-                new_view = await _render_modal(runtime, actor, exc.incident_id, exc.form)
-                await ack(response_action="update", view=new_view)
-            return
-        except DomainError as exc:
-            errors: dict[str, str] = (
-                {InvoiceBlock.FEES.value: exc.message}
-                if isinstance(exc, ForgedPayload)
-                else _submission_errors(exc, view)
-            )
-            await ack(response_action="errors", errors=errors)
-            if isinstance(exc, PermissionDenied | ForgedPayload):
-                await record_refusal(runtime, actor, "create an invoice", exc.message)
-            return
-        await ack(response_action="update", view=build_invoice_creating_modal())
-
-    async def create_submitted_invoice(
-        body: dict[str, Any],
-        view: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        actor: Actor = context["actor"]
-        try:
-            incident_id, command = await check(actor, view)
-        except (DomainError, FormErrors, _ZeroClaim):
-            return  # answered with the errors next to their fields
-        async with after_ack(runtime, client, body, "create the invoice", actor):
-            async with runtime.stores() as store:
-                result = await create_invoice_for_incident(_ctx(runtime, store), actor, command)
-                invoice = result.invoice
-                if result.created:
-                    await queue_incident_card(store, incident_id)
-                    await store.enqueue(
-                        INVOICE_CREATED,
-                        f"invoice-created:{invoice.id}",
-                        {"invoice_id": invoice.id, "created_by": actor.name},
-                    )
-                student = await store.get_student(invoice.student_id)
-                done = build_invoice_created_modal(
-                    invoice,
-                    student_name="the student" if student is None else student.full_name,
-                    secret=secret,
-                    audit=await load_invoice_audit(store, invoice, tz=runtime.settings.tz),
-                    created=result.created,
-                )
-            try:
-                await client.views_update(view_id=view["id"], view=done)
-            except SlackApiError as exc:  # closed meanwhile: the thread shows the invoice
-                log.info("invoice %s: modal not updated (%s)", invoice.number, exc)
-
-    app.view(InvoiceView.CREATE)(ack=handle_invoice_submission, lazy=[create_submitted_invoice])
+    wire(app, runtime, handle_invoice_button, handle_invoice_preview, invoice_form)
 
 
 def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:

@@ -9,16 +9,7 @@ from zoneinfo import ZoneInfo
 
 from bot.signing import Keys
 from bot.slack.approval_blocks import decision_actions
-from bot.slack.invoice_blocks import (
-    MINUS,
-    Block,
-    context_block,
-    esc,
-    fmt_date,
-    fmt_when,
-    header,
-    mrkdwn,
-)
+from bot.slack.blocks import MINUS, Block, context_block, esc, fmt_date, fmt_when, header, mrkdwn
 from bot.slack.metadata import Payload, pack
 from workflows.insurance import Split
 from workflows.labels import decision_label, flags_text

@@ -6,18 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
-from bot.signing import signing_keys
 from bot.slack.approvals import ApprovalFeature, ApprovalKind
+from bot.slack.blocks import esc, fmt_when
 from bot.slack.cards import queue_incident_card, queue_thread_message
-from bot.slack.errors import reported, tell_user
 from bot.slack.ids import IncidentAction, IncidentRef, SlackPostKind
-from bot.slack.invoice_blocks import esc, fmt_when
-from bot.slack.metadata import unpack
+from bot.slack.listeners import Click, on_click, wire
 from bot.slack.override_blocks import (
     OverrideAction,
     OverrideFacts,
@@ -33,8 +29,6 @@ from workflows.approvals import Decision
 from workflows.insurance import Split, decide_claim, invoice_claim_key
 from workflows.invoices import InvoiceStatus
 from workflows.overrides import OVERRIDE_RULES, request_cap_override
-from workflows.permissions import Actor
-from workflows.ports import Context
 
 
 async def _request_invoice(store: SqlStore, request: m.CapOverrideRequest) -> m.Invoice | None:
@@ -143,63 +137,42 @@ OVERRIDE_APPROVAL: ApprovalKind[OverrideFacts, OverrideRef] = ApprovalKind(
 )
 
 
-class OverrideFeature:
+@on_click(IncidentAction.REQUEST_OVERRIDE, what="request a claim-cap override", ref=IncidentRef)
+async def handle_override_request(click: Click[IncidentRef]) -> None:
     """Request override on the incident card; the decision is the approval component's."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.approval = ApprovalFeature(OVERRIDE_APPROVAL, runtime)
-
-    def register(self, app: AsyncApp) -> None:
-        app.action(IncidentAction.REQUEST_OVERRIDE)(self.handle_override_request)
-        self.approval.register(app)
-
-    async def handle_override_request(
-        self,
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        runtime = self.runtime
-        tz = runtime.settings.tz
-        actor: Actor = context["actor"]
-        async with reported(runtime, client, body, "request a claim-cap override", actor):
-            ref = unpack(IncidentRef, action.get("value"), signing_keys(runtime.settings))
-            async with runtime.stores() as store:
-                ctx = Context(store, runtime.clock, tz)
-                waiting = await store.pending_override_for(ref.incident_id)
-                request = await request_cap_override(ctx, actor, ref.incident_id)
-                if waiting is None:
-                    await queue_incident_card(store, ref.incident_id)
-                    await queue_thread_message(
-                        store,
-                        ref.incident_id,
-                        requested_thread_text(actor.name),
-                        dedupe_key=f"override-requested-thread:{request.id}",
-                    )
-                    text = (
-                        ":hourglass_flowing_sand: Override requested. An approver will decide "
-                        "in the approvals channel; you'll hear back in the incident's thread."
-                    )
-                else:
-                    asked_by = (
-                        await store.staff_name(waiting.requested_by_id)
-                        if waiting.requested_by_id is not None
-                        else None
-                    )
-                    text = (
-                        ":hourglass_flowing_sand: An override request for this incident is "
-                        f"already waiting (asked by {esc(asked_by or 'someone')} on "
-                        f"{fmt_when(waiting.requested_at, tz)})."
-                    )
-            await tell_user(client, body, text)
+    actor, incident_id = click.actor, click.ref.incident_id
+    async with click.runtime.stores() as store:
+        waiting = await store.pending_override_for(incident_id)
+        request = await request_cap_override(click.context(store), actor, incident_id)
+        if waiting is None:
+            await queue_incident_card(store, incident_id)
+            await queue_thread_message(
+                store,
+                incident_id,
+                requested_thread_text(actor.name),
+                dedupe_key=f"override-requested-thread:{request.id}",
+            )
+            text = (
+                ":hourglass_flowing_sand: Override requested. An approver will decide "
+                "in the approvals channel; you'll hear back in the incident's thread."
+            )
+        else:
+            asked_by = (
+                await store.staff_name(waiting.requested_by_id)
+                if waiting.requested_by_id is not None
+                else None
+            )
+            text = (
+                ":hourglass_flowing_sand: An override request for this incident is "
+                f"already waiting (asked by {esc(asked_by or 'someone')} on "
+                f"{fmt_when(waiting.requested_at, click.tz)})."
+            )
+    await click.tell(text)
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    OverrideFeature(runtime).register(app)
+    wire(app, runtime, handle_override_request)
+    ApprovalFeature(OVERRIDE_APPROVAL, runtime).register(app)
 
 
 def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:

@@ -11,10 +11,11 @@ from enum import StrEnum
 from typing import Any
 
 from bot.signing import Keys
-from bot.slack.invoice_blocks import (
+from bot.slack.blocks import (
     Block,
     button,
     context_block,
+    element,
     esc,
     fmt_date,
     modal,
@@ -96,16 +97,10 @@ class PlanForm:
 # --- reading the modal --------------------------------------------------------------------------
 
 
-def _element(values: Mapping[str, Any], block_id: str) -> dict[str, Any]:
-    block = values.get(block_id)
-    element = block.get(block_id) if isinstance(block, dict) else None
-    return element if isinstance(element, dict) else {}
-
-
 def read_plan_form(values: Mapping[str, Any]) -> PlanForm:
     errors: dict[str, str] = {}
     count: int | None = None
-    text = str(_element(values, PlanBlock.COUNT).get("value") or "").strip()
+    text = str(element(values, PlanBlock.COUNT).get("value") or "").strip()
     if text.isdigit():
         count = int(text)
     if count is None or not MIN_INSTALLMENTS <= count <= MAX_INSTALLMENTS:
@@ -114,18 +109,18 @@ def read_plan_form(values: Mapping[str, Any]) -> PlanForm:
         )
         count = None
     first_due: date | None = None
-    picked = _element(values, PlanBlock.FIRST_DUE).get("selected_date")
+    picked = element(values, PlanBlock.FIRST_DUE).get("selected_date")
     try:
         first_due = date.fromisoformat(str(picked)) if picked else None
     except ValueError:
         first_due = None
     if first_due is None:
         errors[PlanBlock.FIRST_DUE] = "Pick the day the first installment is due."
-    chosen = _element(values, PlanBlock.FREQUENCY).get("selected_option") or {}
+    chosen = element(values, PlanBlock.FREQUENCY).get("selected_option") or {}
     frequency = str(chosen.get("value") or Frequency.MONTHLY.value)
     if frequency not in {f.value for f in Frequency}:
         errors[PlanBlock.FREQUENCY] = "Choose weekly, every two weeks or monthly."
-    note = str(_element(values, PlanBlock.NOTE).get("value") or "")
+    note = str(element(values, PlanBlock.NOTE).get("value") or "")
     return PlanForm(count, first_due, frequency, note, errors)
 
 

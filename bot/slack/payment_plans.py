@@ -13,23 +13,13 @@ from datetime import timedelta
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_bolt.context.async_context import AsyncBoltContext
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import signing_keys
-from bot.slack.errors import (
-    FormErrors,
-    after_ack,
-    modal_errors,
-    record_refusal,
-    reported,
-    tell_user,
-)
-from bot.slack.invoice_blocks import Block, esc
-from bot.slack.metadata import ForgedPayload, unpack
+from bot.slack.blocks import Block, esc
+from bot.slack.errors import FormErrors
+from bot.slack.listeners import Click, ModalForm, Submitted, in_block_id, on_click, wire
 from bot.slack.payment_plan_blocks import (
     FIELD_BLOCKS,
     PlanAction,
@@ -50,9 +40,8 @@ from bot.slack.replies import post_in_invoice_thread
 from bot.slack.reply_blocks import ReplyPostKind
 from bot.slack.waivers import load_invoice_brief
 from storage.payment_plans import PlanRows, plan_view
-from storage.store import SqlStore
 from workflows.clock import local_date
-from workflows.errors import ConflictError, DomainError, PermissionDenied
+from workflows.errors import ConflictError
 from workflows.invoices import OPEN_STATUSES
 from workflows.money import format_cents
 from workflows.payment_plans import (
@@ -66,7 +55,6 @@ from workflows.payment_plans import (
     set_payment_plan,
 )
 from workflows.permissions import Actor, require
-from workflows.ports import Context
 
 log = logging.getLogger("devicecare.slack")
 
@@ -91,164 +79,124 @@ async def plan_blocks_for(runtime: Runtime, actor: Actor, invoice_id: int) -> li
     )
 
 
-def _field_errors(exc: DomainError, view: Mapping[str, Any]) -> dict[str, str]:
-    errors = modal_errors(exc, FIELD_BLOCKS, PlanBlock.COUNT)
-    present = {b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)}
-    return {
-        (block if block in present else PlanBlock.COUNT): text for block, text in errors.items()
-    }
+async def _open_modal(click: Click[PlanControls]) -> None:
+    require(click.actor, PLAN_PERMISSION)
+    invoice_id = click.ref.invoice_id
+    async with click.runtime.reads() as store:
+        brief = await load_invoice_brief(store, invoice_id)
+        invoice = await store.get_invoice(invoice_id)
+        current = await plan_view(store.session, invoice_id)
+    if invoice is None or invoice.status not in OPEN_STATUSES or brief.balance_cents <= 0:
+        raise ConflictError(f"Invoice {brief.number} has nothing left to pay on a plan.")
+    today = local_date(click.runtime.clock.now(), click.tz)
+    first_due = today + timedelta(days=FIRST_DUE_DAYS)
+    if current is not None and current.states[0].due_on >= today:
+        first_due = current.states[0].due_on
+    await click.open_view(build_plan_modal(brief, current, first_due=first_due, secret=click.keys))
+
+
+async def _clear(click: Click[PlanControls]) -> None:
+    runtime = click.runtime
+    async with runtime.stores() as store:
+        outcome = await clear_payment_plan(
+            click.context(store),
+            PlanRows(store.session, runtime.clock),
+            click.actor,
+            click.ref.invoice_id,
+        )
+    number = esc(outcome.invoice.number)
+    if outcome.changed:
+        text = (
+            f":wastebasket: Payment plan on {number} cleared. Reminders follow the "
+            "invoice's due date again."
+        )
+    else:
+        text = f"Invoice {number} has no payment plan; nothing was changed."
+    await click.tell(text)
+
+
+def _menu_choice(action: Mapping[str, Any]) -> str:
+    return str((action.get("selected_option") or {}).get("value") or "")
+
+
+@on_click(
+    PlanAction.OPEN, what="open the payment plan form", ref=PlanControls, ref_from=in_block_id
+)
+async def handle_payment_plan_open(click: Click[PlanControls]) -> None:
+    await _open_modal(click)
+
+
+@on_click(
+    PlanAction.MENU,
+    what=lambda action: (
+        "clear a payment plan"
+        if _menu_choice(action) == PlanMenu.CLEAR
+        else "open the payment plan form"
+    ),
+    ref=PlanControls,
+    ref_from=in_block_id,
+)
+async def handle_payment_plan_menu(click: Click[PlanControls]) -> None:
+    if _menu_choice(click.action) == PlanMenu.CLEAR:
+        await _clear(click)
+    else:
+        await _open_modal(click)
+
+
+plan_form: ModalForm[PlanModal, SetPaymentPlan] = ModalForm(
+    PlanModalId.SUBMIT,
+    meta=PlanModal,
+    what="set a payment plan",
+    doing="set the payment plan",
+    fields=FIELD_BLOCKS,
+    default_field=PlanBlock.COUNT,
+    working=lambda: build_plan_done_view(
+        [":hourglass_flowing_sand: Setting the plan; the schedule will show here."]
+    ),
+)
+
+
+@plan_form.check
+async def check_payment_plan_form(form: Submitted[PlanModal]) -> SetPaymentPlan:
+    """The form read and checked without writing."""
+    read = read_plan_form(form.values)
+    if read.errors or read.count is None or read.first_due is None:
+        raise FormErrors(read.errors)
+    command = SetPaymentPlan(
+        invoice_id=form.meta.invoice_id,
+        count=read.count,
+        first_due=read.first_due,
+        frequency=read.frequency,
+        note=read.note,
+    )
+    async with form.runtime.reads() as store:
+        rows = PlanRows(store.session, form.runtime.clock)
+        await check_payment_plan(form.context(store), rows, form.actor, command)
+    return command
+
+
+@plan_form.write
+async def set_submitted_plan(form: Submitted[PlanModal], command: SetPaymentPlan) -> None:
+    async with form.runtime.stores() as store:
+        rows = PlanRows(store.session, form.runtime.clock)
+        outcome = await set_payment_plan(form.context(store), rows, form.actor, command)
+    number = esc(outcome.invoice.number)
+    lines = [
+        f":white_check_mark: *Payment plan set on {number}:* "
+        f"{esc(describe_schedule(outcome.schedule))}."
+    ]
+    if outcome.changed:
+        lines.append(
+            f"The schedule ({format_cents(sum(i.amount_cents for i in outcome.schedule))})"
+            " is on its way to the family; reminders now follow the installments."
+        )
+    else:
+        lines.insert(0, "_This plan was already set; nothing was done twice._")
+    await form.show(build_plan_done_view(lines), f"payment plan on {number}")
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = signing_keys(runtime.settings)
-    tz = runtime.settings.tz
-
-    def ctx_for(store: SqlStore) -> Context:
-        return Context(store, runtime.clock, tz)
-
-    async def open_modal(
-        body: dict[str, Any], client: AsyncWebClient, actor: Actor, invoice_id: int
-    ) -> None:
-        require(actor, PLAN_PERMISSION)
-        async with runtime.reads() as store:
-            brief = await load_invoice_brief(store, invoice_id)
-            invoice = await store.get_invoice(invoice_id)
-            current = await plan_view(store.session, invoice_id)
-        if invoice is None or invoice.status not in OPEN_STATUSES or brief.balance_cents <= 0:
-            raise ConflictError(f"Invoice {brief.number} has nothing left to pay on a plan.")
-        today = local_date(runtime.clock.now(), tz)
-        first_due = today + timedelta(days=FIRST_DUE_DAYS)
-        if current is not None and current.states[0].due_on >= today:
-            first_due = current.states[0].due_on
-        view = build_plan_modal(brief, current, first_due=first_due, secret=secret)
-        await client.views_open(trigger_id=body["trigger_id"], view=view)
-
-    async def clear(
-        body: dict[str, Any], client: AsyncWebClient, actor: Actor, invoice_id: int
-    ) -> None:
-        async with runtime.stores() as store:
-            outcome = await clear_payment_plan(
-                ctx_for(store), PlanRows(store.session, runtime.clock), actor, invoice_id
-            )
-        number = esc(outcome.invoice.number)
-        if outcome.changed:
-            text = (
-                f":wastebasket: Payment plan on {number} cleared. Reminders follow the "
-                "invoice's due date again."
-            )
-        else:
-            text = f"Invoice {number} has no payment plan; nothing was changed."
-        await tell_user(client, body, text)
-
-    @app.action(PlanAction.OPEN)
-    async def handle_payment_plan_open(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        actor: Actor = context["actor"]
-        async with reported(runtime, client, body, "open the payment plan form", actor):
-            ref = unpack(PlanControls, action.get("block_id"), secret)
-            await open_modal(body, client, actor, ref.invoice_id)
-
-    @app.action(PlanAction.MENU)
-    async def handle_payment_plan_menu(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        actor: Actor = context["actor"]
-        choice = str((action.get("selected_option") or {}).get("value") or "")
-        what = "clear a payment plan" if choice == PlanMenu.CLEAR else "open the payment plan form"
-        async with reported(runtime, client, body, what, actor):
-            ref = unpack(PlanControls, action.get("block_id"), secret)
-            if choice == PlanMenu.CLEAR:
-                await clear(body, client, actor, ref.invoice_id)
-            else:
-                await open_modal(body, client, actor, ref.invoice_id)
-
-    async def check(actor: Actor, view: dict[str, Any]) -> SetPaymentPlan:
-        """The form read and checked without writing."""
-        meta = unpack(PlanModal, view.get("private_metadata"), secret)
-        form = read_plan_form((view.get("state") or {}).get("values") or {})
-        if form.errors or form.count is None or form.first_due is None:
-            raise FormErrors(form.errors)
-        command = SetPaymentPlan(
-            invoice_id=meta.invoice_id,
-            count=form.count,
-            first_due=form.first_due,
-            frequency=form.frequency,
-            note=form.note,
-        )
-        async with runtime.reads() as store:
-            await check_payment_plan(
-                ctx_for(store), PlanRows(store.session, runtime.clock), actor, command
-            )
-        return command
-
-    async def handle_payment_plan_submission(
-        ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        """A broken rule is shown next to its field; `set_submitted_plan` writes."""
-        actor: Actor = context["actor"]
-        try:
-            await check(actor, view)
-        except FormErrors as exc:
-            await ack(response_action="errors", errors=exc.errors)
-            return
-        except DomainError as exc:
-            errors: dict[str, str] = (
-                {PlanBlock.COUNT.value: exc.message}
-                if isinstance(exc, ForgedPayload)
-                else _field_errors(exc, view)
-            )
-            await ack(response_action="errors", errors=errors)
-            if isinstance(exc, PermissionDenied | ForgedPayload):
-                await record_refusal(runtime, actor, "set a payment plan", exc.message)
-            return
-        working = ":hourglass_flowing_sand: Setting the plan; the schedule will show here."
-        await ack(response_action="update", view=build_plan_done_view([working]))
-
-    async def set_submitted_plan(
-        body: dict[str, Any],
-        view: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        actor: Actor = context["actor"]
-        try:
-            command = await check(actor, view)
-        except (DomainError, FormErrors):
-            return  # answered with the errors next to their fields
-        async with after_ack(runtime, client, body, "set the payment plan", actor):
-            async with runtime.stores() as store:
-                outcome = await set_payment_plan(
-                    ctx_for(store), PlanRows(store.session, runtime.clock), actor, command
-                )
-            number = esc(outcome.invoice.number)
-            lines = [
-                f":white_check_mark: *Payment plan set on {number}:* "
-                f"{esc(describe_schedule(outcome.schedule))}."
-            ]
-            if outcome.changed:
-                lines.append(
-                    f"The schedule ({format_cents(sum(i.amount_cents for i in outcome.schedule))})"
-                    " is on its way to the family; reminders now follow the installments."
-                )
-            else:
-                lines.insert(0, "_This plan was already set; nothing was done twice._")
-            try:
-                await client.views_update(view_id=view["id"], view=build_plan_done_view(lines))
-            except SlackApiError as exc:  # closed meanwhile: the invoice's thread shows it
-                log.info("payment plan on %s: modal not updated (%s)", number, exc)
-
-    app.view(PlanModalId.SUBMIT)(ack=handle_payment_plan_submission, lazy=[set_submitted_plan])
+    wire(app, runtime, handle_payment_plan_open, handle_payment_plan_menu, plan_form)
 
 
 # --- outbox ----------------------------------------------------------------------------------

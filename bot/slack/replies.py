@@ -10,15 +10,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.exc import IntegrityError
 
 from bot.runtime import Runtime
 from bot.signing import signing_keys
-from bot.slack.errors import after_ack, record_refusal, reported, tell_user
-from bot.slack.metadata import ForgedPayload, unpack
+from bot.slack.listeners import Click, ModalForm, Slack, Submitted, on_click, wire
 from bot.slack.reply_blocks import (
     BounceAlert,
     PartView,
@@ -49,7 +46,7 @@ from storage.inbox import (
     outbox_payload,
 )
 from storage.store import SqlStore
-from workflows.errors import ConflictError, DomainError, PermissionDenied, ValidationError
+from workflows.errors import ConflictError, ValidationError
 from workflows.payments import PaymentMethod
 from workflows.pending_payments import (
     PendingDecision,
@@ -62,8 +59,7 @@ from workflows.pending_payments import (
     reject_pending_payment,
     use_full_balance,
 )
-from workflows.permissions import Actor, Permission, require
-from workflows.ports import Context
+from workflows.permissions import Permission, require
 
 log = logging.getLogger("devicecare.slack")
 
@@ -163,276 +159,128 @@ def reply_card(facts: ReplyFacts, extra: dict[str, Any] | None = None) -> ReplyC
     )
 
 
-def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = signing_keys(runtime.settings)
-    tz = runtime.settings.tz
-
-    async def decide(
-        confirm: bool,
-        body: dict[str, Any],
-        pending_id: int,
-        client: AsyncWebClient,
-        actor: Actor,
-        *,
-        method: PaymentMethod | None = None,
-        reference: str | None = None,
-    ) -> bool:
-        """Confirm or reject; True when this click made the decision."""
-        result: PendingDecision | None = None
-        conflict: ConflictError | None = None
-        try:
-            async with runtime.stores() as store:
-                ctx = Context(store, runtime.clock, tz)
-                inbox = Inbox(store)
-                # Record Payments is checked here, at click time, by the workflow.
-                if confirm:
-                    result = await confirm_pending_payment(
-                        ctx, inbox, actor, pending_id, method=method, reference=reference
-                    )
-                else:
-                    result = await reject_pending_payment(ctx, inbox, actor, pending_id)
-                if result.changed:
-                    await store.enqueue(
-                        PENDING_DECIDED_KIND,
-                        f"pending-decided:{pending_id}",
-                        {"pending_payment_id": pending_id},
-                    )
-        except ConflictError as exc:
-            conflict = exc  # the other decision won; say who made it, below
-        if result is not None and result.changed:
-            return True  # the message updates in place when the outbox delivers the decision
+async def _decide(
+    slack: Slack,
+    confirm: bool,
+    pending_id: int,
+    *,
+    method: PaymentMethod | None = None,
+    reference: str | None = None,
+) -> bool:
+    """Confirm or reject; True when this click made the decision."""
+    runtime, actor = slack.runtime, slack.actor
+    result: PendingDecision | None = None
+    conflict: ConflictError | None = None
+    try:
         async with runtime.stores() as store:
+            ctx = slack.context(store)
             inbox = Inbox(store)
-            pending = await inbox.get_pending_payment(pending_id)
-            decided_by = (
-                None
-                if pending is None or pending.decided_by_id is None
-                else await store.staff_name(pending.decided_by_id)
-            )
-        if pending is None or pending.status == PendingStatus.PENDING:
-            raise conflict or ConflictError("That reported payment can't be decided now.")
-        await tell_user(client, body, already_decided_text(pending_view(pending, decided_by), tz))
-        return False
-
-    @app.action(ReplyAction.CONFIRM)
-    async def handle_pending_payment_confirm(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        actor: Actor = context["actor"]
-        async with reported(runtime, client, body, "confirm a reported payment", actor):
-            ref = unpack(PendingPaymentRef, action.get("value"), secret)
-            await confirm_or_ask(body, ref.pending_payment_id, client, actor)
-
-    async def confirm_or_ask(
-        body: dict[str, Any], pending_id: int, client: AsyncWebClient, actor: Actor
-    ) -> None:
-        """Confirm, or first ask for what the family didn't say (method, check number)."""
-        async with runtime.stores() as store:
-            inbox = Inbox(store)
-            pending = await inbox.get_pending_payment(pending_id)
-            invoice = None if pending is None else await inbox.get_invoice(pending.invoice_id)
-            parts = await inbox.pending_parts_now(pending)
-        if (
-            pending is not None
-            and pending.status == PendingStatus.PENDING
-            and missing_details(pending)
-        ):
-            require(actor, Permission.RECORD_PAYMENTS)  # refuse before showing the form
-            view = build_confirm_payment_modal(
-                pending_view(pending, None, parts),
-                None if invoice is None else invoice.number,
-                secret=secret,
-            )
-            await client.views_open(trigger_id=body["trigger_id"], view=view)
-            return
-        await decide(True, body, pending_id, client, actor)
-
-    async def refresh_post(store: SqlStore, pending_id: int) -> None:
-        """Show the reported payment's new split in its Slack message (via the outbox; a
-        repeated submission only refreshes it again)."""
-        await store.enqueue(
-            PENDING_DECIDED_KIND,
-            f"pending-split:{pending_id}:{uuid.uuid4().hex}",
-            {"pending_payment_id": pending_id},
-            fresh_key=True,
+            # Record Payments is checked here, at click time, by the workflow.
+            if confirm:
+                result = await confirm_pending_payment(
+                    ctx, inbox, actor, pending_id, method=method, reference=reference
+                )
+            else:
+                result = await reject_pending_payment(ctx, inbox, actor, pending_id)
+            if result.changed:
+                await store.enqueue(
+                    PENDING_DECIDED_KIND,
+                    f"pending-decided:{pending_id}",
+                    {"pending_payment_id": pending_id},
+                )
+    except ConflictError as exc:
+        conflict = exc  # the other decision won; say who made it, below
+    if result is not None and result.changed:
+        return True  # the message updates in place when the outbox delivers the decision
+    async with runtime.stores() as store:
+        inbox = Inbox(store)
+        pending = await inbox.get_pending_payment(pending_id)
+        decided_by = (
+            None
+            if pending is None or pending.decided_by_id is None
+            else await store.staff_name(pending.decided_by_id)
         )
+    if pending is None or pending.status == PendingStatus.PENDING:
+        raise conflict or ConflictError("That reported payment can't be decided now.")
+    await slack.tell(already_decided_text(pending_view(pending, decided_by), slack.tz))
+    return False
 
-    @app.action(ReplyAction.CONFIRM_BALANCE)
-    async def handle_pending_payment_confirm_balance(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        """ "I paid it online", no amount, one invoice: record its full balance."""
-        await ack()
-        actor: Actor = context["actor"]
-        async with reported(runtime, client, body, "confirm a reported payment", actor):
-            ref = unpack(PendingPaymentRef, action.get("value"), secret)
-            try:
-                async with runtime.stores() as store:
-                    # Record Payments is checked here, at click time, by the workflow.
-                    pending = await use_full_balance(
-                        Context(store, runtime.clock, tz), Inbox(store), actor,
-                        ref.pending_payment_id,
-                    )  # fmt: skip
-                    await refresh_post(store, pending.id)
-            except ConflictError:
-                pass  # decided already: `decide` says by whom
-            await confirm_or_ask(body, ref.pending_payment_id, client, actor)
 
-    @app.action(ReplyAction.EDIT_SPLIT)
-    async def handle_pending_payment_edit_split(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        actor: Actor = context["actor"]
-        async with reported(runtime, client, body, "change a reported payment's split", actor):
-            ref = unpack(PendingPaymentRef, action.get("value"), secret)
-            require(actor, Permission.RECORD_PAYMENTS)  # refuse before showing the form
-            async with runtime.stores() as store:
-                inbox = Inbox(store)
-                pending = await inbox.get_pending_payment(ref.pending_payment_id)
-                parts = await inbox.pending_parts_now(pending)
-                decided_by = (
-                    None
-                    if pending is None or pending.decided_by_id is None
-                    else await store.staff_name(pending.decided_by_id)
-                )
-            if pending is None or not parts:
-                raise ConflictError("This reported payment has no split to change.")
-            view = pending_view(pending, decided_by, parts)
-            if pending.status != PendingStatus.PENDING:
-                await tell_user(client, body, already_decided_text(view, tz))
-                return
-            await client.views_open(
-                trigger_id=body["trigger_id"], view=build_split_modal(view, secret=secret)
+async def _confirm_or_ask(click: Click[PendingPaymentRef]) -> None:
+    """Confirm, or first ask for what the family didn't say (method, check number)."""
+    pending_id = click.ref.pending_payment_id
+    async with click.runtime.stores() as store:
+        inbox = Inbox(store)
+        pending = await inbox.get_pending_payment(pending_id)
+        invoice = None if pending is None else await inbox.get_invoice(pending.invoice_id)
+        parts = await inbox.pending_parts_now(pending)
+    if pending is not None and pending.status == PendingStatus.PENDING and missing_details(pending):
+        require(click.actor, Permission.RECORD_PAYMENTS)  # refuse before showing the form
+        view = build_confirm_payment_modal(
+            pending_view(pending, None, parts),
+            None if invoice is None else invoice.number,
+            secret=click.keys,
+        )
+        await click.open_view(view)
+        return
+    await _decide(click, True, pending_id)
+
+
+async def _refresh_post(store: SqlStore, pending_id: int) -> None:
+    """Show the reported payment's new split in its Slack message (via the outbox; a
+    repeated submission only refreshes it again)."""
+    await store.enqueue(
+        PENDING_DECIDED_KIND,
+        f"pending-split:{pending_id}:{uuid.uuid4().hex}",
+        {"pending_payment_id": pending_id},
+        fresh_key=True,
+    )
+
+
+@on_click(ReplyAction.CONFIRM, what="confirm a reported payment", ref=PendingPaymentRef)
+async def handle_pending_payment_confirm(click: Click[PendingPaymentRef]) -> None:
+    await _confirm_or_ask(click)
+
+
+@on_click(ReplyAction.CONFIRM_BALANCE, what="confirm a reported payment", ref=PendingPaymentRef)
+async def handle_pending_payment_confirm_balance(click: Click[PendingPaymentRef]) -> None:
+    """ "I paid it online", no amount, one invoice: record its full balance."""
+    try:
+        async with click.runtime.stores() as store:
+            # Record Payments is checked here, at click time, by the workflow.
+            pending = await use_full_balance(
+                click.context(store), Inbox(store), click.actor, click.ref.pending_payment_id
             )
+            await _refresh_post(store, pending.id)
+    except ConflictError:
+        pass  # decided already: `_decide` says by whom
+    await _confirm_or_ask(click)
 
-    async def check_split_form(
-        actor: Actor, view: dict[str, Any]
-    ) -> tuple[int, str, dict[int, str]]:
-        """The split form read and checked without writing: (pending id, total, amounts)."""
-        ref = unpack(PendingPaymentRef, view.get("private_metadata"), secret)
-        total, amounts = read_split_form((view.get("state") or {}).get("values") or {})
-        async with runtime.reads() as store:
-            await check_split(
-                Inbox(store), actor, ref.pending_payment_id, total=total, amounts=amounts
-            )
-        return ref.pending_payment_id, total, amounts
 
-    async def handle_split_submission(
-        ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        """A broken rule is shown next to its field; `save_split` writes."""
-        actor: Actor = context["actor"]
-        try:
-            await check_split_form(actor, view)
-        except DomainError as exc:
-            block = ReplyBlock.TOTAL if isinstance(exc, ForgedPayload) else _split_block(exc.field)
-            await ack(response_action="errors", errors={block: exc.message})
-            if isinstance(exc, PermissionDenied | ForgedPayload):
-                what = "change a reported payment's split"
-                await record_refusal(runtime, actor, what, exc.message)
-            return
-        await ack(response_action="clear")
+@on_click(ReplyAction.EDIT_SPLIT, what="change a reported payment's split", ref=PendingPaymentRef)
+async def handle_pending_payment_edit_split(click: Click[PendingPaymentRef]) -> None:
+    require(click.actor, Permission.RECORD_PAYMENTS)  # refuse before showing the form
+    async with click.runtime.stores() as store:
+        inbox = Inbox(store)
+        pending = await inbox.get_pending_payment(click.ref.pending_payment_id)
+        parts = await inbox.pending_parts_now(pending)
+        decided_by = (
+            None
+            if pending is None or pending.decided_by_id is None
+            else await store.staff_name(pending.decided_by_id)
+        )
+    if pending is None or not parts:
+        raise ConflictError("This reported payment has no split to change.")
+    view = pending_view(pending, decided_by, parts)
+    if pending.status != PendingStatus.PENDING:
+        await click.tell(already_decided_text(view, click.tz))
+        return
+    await click.open_view(build_split_modal(view, secret=click.keys))
 
-    async def save_split(
-        body: dict[str, Any],
-        view: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        actor: Actor = context["actor"]
-        try:
-            pending_id, total, amounts = await check_split_form(actor, view)
-        except DomainError:
-            return  # answered with the error next to its field
-        async with after_ack(runtime, client, body, "change the split", actor):
-            async with runtime.stores() as store:
-                pending = await edit_split(
-                    Context(store, runtime.clock, tz), Inbox(store), actor,
-                    pending_id, total=total, amounts=amounts,
-                )  # fmt: skip
-                await refresh_post(store, pending.id)
 
-    app.view(ReplyView.SPLIT)(ack=handle_split_submission, lazy=[save_split])
-
-    @app.action(ReplyAction.REJECT)
-    async def handle_pending_payment_reject(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        actor: Actor = context["actor"]
-        async with reported(runtime, client, body, "reject a reported payment", actor):
-            ref = unpack(PendingPaymentRef, action.get("value"), secret)
-            await decide(False, body, ref.pending_payment_id, client, actor)
-
-    async def check_confirm_form(
-        actor: Actor, view: dict[str, Any]
-    ) -> tuple[int, PaymentMethod, str | None]:
-        """The confirm form read and checked without writing: (pending id, method, reference).
-        A decision already made passes: `decide` says who made it."""
-        ref = unpack(PendingPaymentRef, view.get("private_metadata"), secret)
-        method_text, reference = read_confirm_form((view.get("state") or {}).get("values") or {})
-        try:
-            method = PaymentMethod(method_text)
-        except ValueError:
-            raise ValidationError("Choose a method.", field="method") from None
-        try:
-            async with runtime.reads() as store:
-                await check_confirmation(
-                    Inbox(store), actor, ref.pending_payment_id, method=method, reference=reference
-                )
-        except ConflictError:
-            pass
-        return ref.pending_payment_id, method, reference
-
-    async def handle_confirm_payment_submission(
-        ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        """A missing detail is shown next to its field; `confirm_submitted` records it."""
-        actor: Actor = context["actor"]
-        try:
-            await check_confirm_form(actor, view)
-        except DomainError as exc:
-            field = ReplyBlock.REFERENCE if exc.field == "reference" else ReplyBlock.METHOD
-            await ack(response_action="errors", errors={field: exc.message})
-            if isinstance(exc, PermissionDenied | ForgedPayload):
-                await record_refusal(runtime, actor, "confirm a reported payment", exc.message)
-            return
-        await ack(response_action="clear")
-
-    async def confirm_submitted(
-        body: dict[str, Any],
-        view: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        actor: Actor = context["actor"]
-        try:
-            pending_id, method, reference = await check_confirm_form(actor, view)
-        except DomainError:
-            return  # answered with the error next to its field
-        async with after_ack(runtime, client, body, "confirm the payment", actor):
-            await decide(True, body, pending_id, client, actor, method=method,
-                         reference=reference)  # fmt: skip
-
-    app.view(ReplyView.CONFIRM)(ack=handle_confirm_payment_submission, lazy=[confirm_submitted])
+@on_click(ReplyAction.REJECT, what="reject a reported payment", ref=PendingPaymentRef)
+async def handle_pending_payment_reject(click: Click[PendingPaymentRef]) -> None:
+    await _decide(click, False, click.ref.pending_payment_id)
 
 
 def _split_block(field: str | None) -> str:
@@ -440,6 +288,94 @@ def _split_block(field: str | None) -> str:
     if field and field.startswith("amount:") and field[len("amount:") :].isdigit():
         return amount_block(int(field[len("amount:") :]))
     return str(ReplyBlock.TOTAL)
+
+
+split_form: ModalForm[PendingPaymentRef, tuple[str, dict[int, str]]] = ModalForm(
+    ReplyView.SPLIT,
+    meta=PendingPaymentRef,
+    what="change a reported payment's split",
+    doing="change the split",
+    fields=_split_block,
+    clear=True,
+)
+
+
+@split_form.check
+async def check_split_form(form: Submitted[PendingPaymentRef]) -> tuple[str, dict[int, str]]:
+    """The split form read and checked without writing: (total, amounts)."""
+    total, amounts = read_split_form(form.values)
+    async with form.runtime.reads() as store:
+        pending_id = form.meta.pending_payment_id
+        await check_split(Inbox(store), form.actor, pending_id, total=total, amounts=amounts)
+    return total, amounts
+
+
+@split_form.write
+async def save_split(form: Submitted[PendingPaymentRef], split: tuple[str, dict[int, str]]) -> None:
+    total, amounts = split
+    async with form.runtime.stores() as store:
+        pending = await edit_split(
+            form.context(store), Inbox(store), form.actor,
+            form.meta.pending_payment_id, total=total, amounts=amounts,
+        )  # fmt: skip
+        await _refresh_post(store, pending.id)
+
+
+def _confirm_block(field: str | None) -> str:
+    return ReplyBlock.REFERENCE if field == "reference" else ReplyBlock.METHOD
+
+
+confirm_form: ModalForm[PendingPaymentRef, tuple[PaymentMethod, str | None]] = ModalForm(
+    ReplyView.CONFIRM,
+    meta=PendingPaymentRef,
+    what="confirm a reported payment",
+    doing="confirm the payment",
+    fields=_confirm_block,
+    clear=True,
+)
+
+
+@confirm_form.check
+async def check_confirm_form(
+    form: Submitted[PendingPaymentRef],
+) -> tuple[PaymentMethod, str | None]:
+    """The confirm form read and checked without writing: (method, reference). A decision
+    already made passes: `_decide` says who made it."""
+    method_text, reference = read_confirm_form(form.values)
+    try:
+        method = PaymentMethod(method_text)
+    except ValueError:
+        raise ValidationError("Choose a method.", field="method") from None
+    try:
+        async with form.runtime.reads() as store:
+            await check_confirmation(
+                Inbox(store), form.actor, form.meta.pending_payment_id,
+                method=method, reference=reference,
+            )  # fmt: skip
+    except ConflictError:
+        pass
+    return method, reference
+
+
+@confirm_form.write
+async def confirm_submitted(
+    form: Submitted[PendingPaymentRef], details: tuple[PaymentMethod, str | None]
+) -> None:
+    method, reference = details
+    await _decide(form, True, form.meta.pending_payment_id, method=method, reference=reference)
+
+
+def register(app: AsyncApp, runtime: Runtime) -> None:
+    wire(
+        app,
+        runtime,
+        handle_pending_payment_confirm,
+        handle_pending_payment_confirm_balance,
+        handle_pending_payment_edit_split,
+        handle_pending_payment_reject,
+        split_form,
+        confirm_form,
+    )
 
 
 def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:

@@ -8,16 +8,19 @@ shows as text and can never mention, link or broadcast.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.signing import Keys
-from bot.slack.invoice_blocks import (
+from bot.slack.blocks import (
     Block,
     button,
     context_block,
+    element,
     esc,
     fmt_date,
     fmt_when,
@@ -408,14 +411,11 @@ def _money_input(block_id: str, label: str, cents: int | None, *, optional: bool
     }
 
 
-def read_split_form(
-    values: dict[str, dict[str, dict[str, object]]],
-) -> tuple[str, dict[int, str]]:
+def read_split_form(values: Mapping[str, Any]) -> tuple[str, dict[int, str]]:
     """(total, {invoice id: amount}) as typed; block ids that aren't ours are ignored."""
 
     def text(block_id: str) -> str:
-        state = (values.get(block_id) or {}).get(block_id) or {}
-        return str(state.get("value") or "").strip()
+        return str(element(values, block_id).get("value") or "").strip()
 
     amounts: dict[int, str] = {}
     prefix = f"{ReplyBlock.AMOUNT}."
@@ -531,11 +531,10 @@ def build_confirm_payment_modal(
     )
 
 
-def read_confirm_form(values: dict[str, dict[str, dict[str, object]]]) -> tuple[str, str | None]:
+def read_confirm_form(values: Mapping[str, Any]) -> tuple[str, str | None]:
     """(method, reference) from the form's state."""
-    method_state = (values.get(ReplyBlock.METHOD) or {}).get(ReplyBlock.METHOD) or {}
-    selected = method_state.get("selected_option")
+    selected = element(values, ReplyBlock.METHOD).get("selected_option")
     method = str(selected.get("value", "")) if isinstance(selected, dict) else ""
-    ref_state = (values.get(ReplyBlock.REFERENCE) or {}).get(ReplyBlock.REFERENCE) or {}
+    ref_state = element(values, ReplyBlock.REFERENCE)
     reference = str(ref_state.get("value") or "").strip() or None
     return method, reference

@@ -8,7 +8,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
-from bot.slack.invoice_blocks import Block, context_block, esc, fmt_date, header, modal, plain
+from bot.slack.blocks import Block, context_block, esc, fmt_date, header, modal, plain
 from bot.slack.metadata import Payload
 from storage.weekly_digest import WeeklyDigest
 from workflows.errors import ValidationError

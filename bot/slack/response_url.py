@@ -12,8 +12,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.slack.blocks import Block
 from bot.slack.errors import channel_of
-from bot.slack.invoice_blocks import Block
 
 log = logging.getLogger("devicecare.slack")
 

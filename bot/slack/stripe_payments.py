@@ -15,8 +15,8 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
+from bot.slack.blocks import esc
 from bot.slack.ids import SlackPostKind
-from bot.slack.invoice_blocks import esc
 from bot.slack.replies import BillingChannelMissing, post_in_invoice_thread
 from bot.slack.reply_blocks import ReplyPostKind
 from storage.online_payments import PAYMENT_ALERT_KIND, PAYMENT_POST_KIND

@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.slack.blocks import Block, context_block, plain, section
 from bot.slack.incident_blocks import escape_mrkdwn as esc
-from bot.slack.invoice_blocks import Block, context_block, plain, section
 from bot.sync.runner import held_text
 from storage.sync_provenance import HolderSuggestion, Provenance
 from workflows.sync import SOURCE_LABELS

@@ -11,7 +11,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
-from bot.slack.invoice_blocks import Block
+from bot.slack.blocks import Block
 from bot.slack.sync_blocks import build_sync_alert, build_sync_summary
 from bot.sync.runner import SYNC_ALERT_KIND, SYNC_SUMMARY_KIND
 

@@ -12,11 +12,12 @@ from zoneinfo import ZoneInfo
 
 from bot.signing import Keys
 from bot.slack.approval_blocks import decision_actions
-from bot.slack.invoice_blocks import (
+from bot.slack.blocks import (
     MINUS,
     Block,
     button,
     context_block,
+    element,
     esc,
     fmt_date,
     fmt_when,
@@ -176,14 +177,8 @@ class RefundForm:
 # --- reading the modals ---------------------------------------------------------------------
 
 
-def _element(values: Mapping[str, Any], block_id: str) -> dict[str, Any]:
-    block = values.get(block_id)
-    element = block.get(block_id) if isinstance(block, dict) else None
-    return element if isinstance(element, dict) else {}
-
-
 def _amount(values: Mapping[str, Any], errors: dict[str, str]) -> int | None:
-    text = str(_element(values, WaiverBlock.AMOUNT).get("value") or "")
+    text = str(element(values, WaiverBlock.AMOUNT).get("value") or "")
     try:
         cents = parse_amount(text, field="amount")
     except ValidationError as exc:
@@ -196,7 +191,7 @@ def _amount(values: Mapping[str, Any], errors: dict[str, str]) -> int | None:
 
 
 def _reason(values: Mapping[str, Any], errors: dict[str, str]) -> str:
-    reason = " ".join(str(_element(values, WaiverBlock.REASON).get("value") or "").split())
+    reason = " ".join(str(element(values, WaiverBlock.REASON).get("value") or "").split())
     if not reason:
         errors[WaiverBlock.REASON] = "Say why."
     return reason
@@ -210,7 +205,7 @@ def read_waive_form(values: Mapping[str, Any]) -> WaiveForm:
 
 def read_refund_form(values: Mapping[str, Any]) -> RefundForm:
     errors: dict[str, str] = {}
-    picked = (_element(values, WaiverBlock.PAYMENT).get("selected_option") or {}).get("value")
+    picked = (element(values, WaiverBlock.PAYMENT).get("selected_option") or {}).get("value")
     payment_id: int | None = None
     if picked is None:
         errors[WaiverBlock.PAYMENT] = "Choose the payment to refund."

@@ -6,29 +6,18 @@ decision wins), and telling the requester.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_bolt.context.async_context import AsyncBoltContext
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
-from bot.signing import signing_keys
 from bot.slack.approvals import ApprovalFeature, ApprovalKind
 from bot.slack.billing_command import BillingCall, add_subcommand
-from bot.slack.errors import (
-    FormErrors,
-    after_ack,
-    modal_errors,
-    record_refusal,
-    reported,
-    tell_user,
-)
-from bot.slack.invoice_blocks import esc
-from bot.slack.metadata import ForgedPayload, unpack
+from bot.slack.blocks import Block, esc
+from bot.slack.errors import FormErrors, record_refusal, tell_user
+from bot.slack.listeners import Click, ModalForm, Submitted, on_click, wire
 from bot.slack.waiver_blocks import (
     FIELD_BLOCKS,
     WAIVER_POST_KIND,
@@ -58,7 +47,7 @@ from workflows.adjustments import AdjustmentKind, AdjustmentStatus
 from workflows.errors import ConflictError, DomainError, NotFound, PermissionDenied
 from workflows.invoices import OPEN_STATUSES, balance_of
 from workflows.money import format_cents, parse_amount
-from workflows.permissions import Actor, Permission, require
+from workflows.permissions import Permission, require
 from workflows.ports import Context
 from workflows.refunds import RefundPayment, check_refund_request, refund_payment
 from workflows.waivers import (
@@ -226,236 +215,178 @@ def waiver_result_lines(outcome: WaiverOutcome) -> list[str]:
     return lines
 
 
-def _field_errors(exc: DomainError, view: Mapping[str, Any], default: str) -> dict[str, str]:
-    """Field errors for Slack; only blocks that are in the view may carry one."""
-    errors = modal_errors(exc, FIELD_BLOCKS, default)
-    present = {b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)}
-    return {(block if block in present else default): text for block, text in errors.items()}
+# --- opening the modals ----------------------------------------------------------------------
+
+
+@on_click(WaiverAction.OPEN_WAIVE, what="open the waiver form", ref=InvoiceAdjust)
+async def handle_open_waive(click: Click[InvoiceAdjust]) -> None:
+    require(click.actor, Permission.WAIVE_CHARGES)
+    async with click.runtime.reads() as store:
+        brief = await load_invoice_brief(store, click.ref.invoice_id)
+        invoice = await store.get_invoice(click.ref.invoice_id)
+        approval = (await store.settings()).waiver_approval_cents
+    if invoice is None or invoice.status not in OPEN_STATUSES or brief.balance_cents == 0:
+        raise ConflictError(f"Nothing is left to waive on invoice {brief.number}.")
+    view = build_waive_modal(
+        brief,
+        approval_cents=approval,
+        can_approve=click.actor.can(Permission.APPROVE_WAIVERS),
+        secret=click.keys,
+    )
+    await click.open_view(view)
+
+
+@on_click(WaiverAction.OPEN_REFUND, what="open the refund form", ref=InvoiceAdjust)
+async def handle_open_refund(click: Click[InvoiceAdjust]) -> None:
+    require(click.actor, Permission.ISSUE_REFUNDS)
+    async with click.runtime.reads() as store:
+        brief = await load_invoice_brief(store, click.ref.invoice_id)
+        payments = await refundable_payments(store, click.ref.invoice_id)
+    if not any(p.refundable_cents for p in payments):
+        raise ConflictError(f"Invoice {brief.number} has no payment with anything left to refund.")
+    await click.open_view(build_refund_modal(brief, payments, secret=click.keys))
+
+
+# --- submitting them ---------------------------------------------------------------------------
+
+
+def _working(title: str) -> Callable[[], Block]:
+    working = ":hourglass_flowing_sand: Working on it; the result will show here."
+    return lambda: build_done_view(title, [working])
+
+
+waive_form: ModalForm[WaiveModal, RequestWaiver] = ModalForm(
+    WaiverView.WAIVE,
+    meta=WaiveModal,
+    what="waive charges",
+    doing="waive the charges",
+    fields=FIELD_BLOCKS,
+    default_field=WaiverBlock.AMOUNT,
+    working=_working("Waiver"),
+)
+
+
+@waive_form.check
+async def check_waive(form: Submitted[WaiveModal]) -> RequestWaiver:
+    read = read_waive_form(form.values)
+    if read.errors or read.amount_cents is None:
+        raise FormErrors(read.errors)
+    # The view id lives as long as the modal: a redelivered submission finds the first one.
+    command = RequestWaiver(
+        invoice_id=form.meta.invoice_id,
+        amount_cents=read.amount_cents,
+        reason=read.reason,
+        idempotency_key=form.idempotency_key,
+    )
+    async with form.runtime.reads() as store:
+        await check_waiver_request(form.context(store), form.actor, command)
+    return command
+
+
+@waive_form.write
+async def waive_submitted(form: Submitted[WaiveModal], command: RequestWaiver) -> None:
+    async with form.runtime.stores() as store:
+        outcome = await request_waiver(form.context(store), form.actor, command)
+        lines = waiver_result_lines(outcome)
+    await form.show(build_done_view("Waiver", lines), "Waiver")
+
+
+refund_form: ModalForm[RefundModal, RefundPayment] = ModalForm(
+    WaiverView.REFUND,
+    meta=RefundModal,
+    what="refund a payment",
+    doing="refund the payment",
+    fields=FIELD_BLOCKS,
+    default_field=WaiverBlock.AMOUNT,
+    working=_working("Refund"),
+)
+
+
+@refund_form.check
+async def check_refund(form: Submitted[RefundModal]) -> RefundPayment:
+    read = read_refund_form(form.values)
+    if read.errors or read.amount_cents is None or read.payment_id is None:
+        raise FormErrors(read.errors)
+    command = RefundPayment(
+        payment_id=read.payment_id,
+        amount_cents=read.amount_cents,
+        reason=read.reason,
+        idempotency_key=form.idempotency_key,
+    )
+    async with form.runtime.reads() as store:
+        payment = await store.get_payment(read.payment_id)
+        if payment is None or payment.invoice_id != form.meta.invoice_id:
+            # A value edited on the way: only this invoice's payments were offered.
+            raise NotFound("Choose one of this invoice's payments.", field="payment")
+        await check_refund_request(form.context(store), form.actor, command)
+    return command
+
+
+@refund_form.write
+async def refund_submitted(form: Submitted[RefundModal], command: RefundPayment) -> None:
+    async with form.runtime.stores() as store:
+        issued = await refund_payment(form.context(store), form.actor, command)
+        number = issued.invoice.number
+        balance = balance_of(issued.invoice)
+    lines = [
+        f":white_check_mark: *Refunded {format_cents(issued.adjustment.amount_cents)} on "
+        f"{esc(number)}.* The family's receipt is on its way by email.",
+        f"Balance stays {format_cents(balance)}.",
+    ]
+    if not issued.created:
+        lines.insert(0, "_This was already submitted; nothing was done twice._")
+    await form.show(build_done_view("Refund", lines), "Refund")
+
+
+# --- /billing waive ----------------------------------------------------------------------------
+
+
+async def handle_billing_waive(call: BillingCall) -> None:
+    runtime, actor = call.runtime, call.actor
+    what = "waive charges"
+    if not actor.can(Permission.WAIVE_CHARGES):
+        message = "Waivers need the Waive Charges permission; your role doesn't have it."
+        await call.ack(response_type="ephemeral", text=f":no_entry: {message}")
+        await record_refusal(runtime, actor, what, message)
+        return
+    if len(call.args) < 3:
+        await call.ack(response_type="ephemeral", text=WAIVE_USAGE)
+        return
+    number, amount_text, reason = call.args[0], call.args[1], " ".join(call.args[2:])
+    try:
+        cents = parse_amount(amount_text)
+    except DomainError as exc:
+        text = f":warning: {exc.message} Nothing was changed."
+        await call.ack(response_type="ephemeral", text=text)
+        return
+    await call.ack()  # the waiver is written after the answer; its result follows
+    try:
+        async with runtime.stores() as store:
+            invoice_id = await find_invoice_id(store.session, number)
+            if invoice_id is None:
+                raise NotFound(f"There's no invoice {esc(number[:40])}. Check the number.")
+            key = f"slack:command:{call.command.get('trigger_id') or ''}"
+            outcome = await request_waiver(
+                Context(store, runtime.clock, runtime.settings.tz),
+                actor,
+                RequestWaiver(invoice_id, cents, reason, idempotency_key=key),
+            )
+            text = "\n".join(waiver_result_lines(outcome))
+    except DomainError as exc:
+        if isinstance(exc, PermissionDenied):
+            await record_refusal(runtime, actor, what, exc.message)
+        text = f":warning: {exc.message} Nothing was changed."
+    await tell_user(call.client, call.command, text)
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = signing_keys(runtime.settings)
-    tz = runtime.settings.tz
-
-    def ctx_for(store: SqlStore) -> Context:
-        return Context(store, runtime.clock, tz)
-
-    # --- opening the modals ------------------------------------------------------------------
-
-    @app.action(WaiverAction.OPEN_WAIVE)
-    async def handle_open_waive(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        actor: Actor = context["actor"]
-        async with reported(runtime, client, body, "open the waiver form", actor):
-            ref = unpack(InvoiceAdjust, action.get("value"), secret)
-            require(actor, Permission.WAIVE_CHARGES)
-            async with runtime.reads() as store:
-                brief = await load_invoice_brief(store, ref.invoice_id)
-                invoice = await store.get_invoice(ref.invoice_id)
-                approval = (await store.settings()).waiver_approval_cents
-            if invoice is None or invoice.status not in OPEN_STATUSES or brief.balance_cents == 0:
-                raise ConflictError(f"Nothing is left to waive on invoice {brief.number}.")
-            view = build_waive_modal(
-                brief,
-                approval_cents=approval,
-                can_approve=actor.can(Permission.APPROVE_WAIVERS),
-                secret=secret,
-            )
-            await client.views_open(trigger_id=body["trigger_id"], view=view)
-
-    @app.action(WaiverAction.OPEN_REFUND)
-    async def handle_open_refund(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        actor: Actor = context["actor"]
-        async with reported(runtime, client, body, "open the refund form", actor):
-            ref = unpack(InvoiceAdjust, action.get("value"), secret)
-            require(actor, Permission.ISSUE_REFUNDS)
-            async with runtime.reads() as store:
-                brief = await load_invoice_brief(store, ref.invoice_id)
-                payments = await refundable_payments(store, ref.invoice_id)
-            if not any(p.refundable_cents for p in payments):
-                raise ConflictError(
-                    f"Invoice {brief.number} has no payment with anything left to refund."
-                )
-            view = build_refund_modal(brief, payments, secret=secret)
-            await client.views_open(trigger_id=body["trigger_id"], view=view)
-
-    # --- submitting them ---------------------------------------------------------------------
-
-    async def answer(
-        ack: AsyncAck, actor: Actor, what: str, view: dict[str, Any], check: Any, title: str
-    ) -> None:
-        """Check without writing (errors next to their fields), then answer at once."""
-        try:
-            await check(actor, view)
-        except FormErrors as exc:
-            await ack(response_action="errors", errors=exc.errors)
-            return
-        except DomainError as exc:
-            await ack(response_action="errors", errors=_field_errors(exc, view, WaiverBlock.AMOUNT))
-            if isinstance(exc, PermissionDenied | ForgedPayload):
-                await record_refusal(runtime, actor, what, exc.message)
-            return
-        working = ":hourglass_flowing_sand: Working on it; the result will show here."
-        await ack(response_action="update", view=build_done_view(title, [working]))
-
-    async def show(
-        client: AsyncWebClient, view: dict[str, Any], title: str, lines: list[str]
-    ) -> None:
-        try:
-            await client.views_update(view_id=view["id"], view=build_done_view(title, lines))
-        except SlackApiError as exc:  # closed meanwhile: the invoice's thread shows it
-            log.info("%s: modal not updated (%s)", title, exc)
-
-    async def check_waive(actor: Actor, view: dict[str, Any]) -> RequestWaiver:
-        meta = unpack(WaiveModal, view.get("private_metadata"), secret)
-        form = read_waive_form((view.get("state") or {}).get("values") or {})
-        if form.errors or form.amount_cents is None:
-            raise FormErrors(form.errors)
-        # The view id lives as long as the modal: a redelivered submission finds the first one.
-        command = RequestWaiver(
-            invoice_id=meta.invoice_id,
-            amount_cents=form.amount_cents,
-            reason=form.reason,
-            idempotency_key=f"slack:view:{view['id']}",
-        )
-        async with runtime.reads() as store:
-            await check_waiver_request(ctx_for(store), actor, command)
-        return command
-
-    async def handle_waive_submission(
-        ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        await answer(ack, context["actor"], "waive charges", view, check_waive, "Waiver")
-
-    async def waive_submitted(
-        body: dict[str, Any],
-        view: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        actor: Actor = context["actor"]
-        try:
-            command = await check_waive(actor, view)
-        except (DomainError, FormErrors):
-            return  # answered with the errors next to their fields
-        async with after_ack(runtime, client, body, "waive the charges", actor):
-            async with runtime.stores() as store:
-                outcome = await request_waiver(ctx_for(store), actor, command)
-                lines = waiver_result_lines(outcome)
-            await show(client, view, "Waiver", lines)
-
-    app.view(WaiverView.WAIVE)(ack=handle_waive_submission, lazy=[waive_submitted])
-
-    async def check_refund(actor: Actor, view: dict[str, Any]) -> RefundPayment:
-        meta = unpack(RefundModal, view.get("private_metadata"), secret)
-        form = read_refund_form((view.get("state") or {}).get("values") or {})
-        if form.errors or form.amount_cents is None or form.payment_id is None:
-            raise FormErrors(form.errors)
-        command = RefundPayment(
-            payment_id=form.payment_id,
-            amount_cents=form.amount_cents,
-            reason=form.reason,
-            idempotency_key=f"slack:view:{view['id']}",
-        )
-        async with runtime.reads() as store:
-            payment = await store.get_payment(form.payment_id)
-            if payment is None or payment.invoice_id != meta.invoice_id:
-                # A value edited on the way: only this invoice's payments were offered.
-                raise NotFound("Choose one of this invoice's payments.", field="payment")
-            await check_refund_request(ctx_for(store), actor, command)
-        return command
-
-    async def handle_refund_submission(
-        ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        await answer(ack, context["actor"], "refund a payment", view, check_refund, "Refund")
-
-    async def refund_submitted(
-        body: dict[str, Any],
-        view: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        actor: Actor = context["actor"]
-        try:
-            command = await check_refund(actor, view)
-        except (DomainError, FormErrors):
-            return  # answered with the errors next to their fields
-        async with after_ack(runtime, client, body, "refund the payment", actor):
-            async with runtime.stores() as store:
-                issued = await refund_payment(ctx_for(store), actor, command)
-                number = issued.invoice.number
-                balance = balance_of(issued.invoice)
-            lines = [
-                f":white_check_mark: *Refunded {format_cents(issued.adjustment.amount_cents)} on "
-                f"{esc(number)}.* The family's receipt is on its way by email.",
-                f"Balance stays {format_cents(balance)}.",
-            ]
-            if not issued.created:
-                lines.insert(0, "_This was already submitted; nothing was done twice._")
-            await show(client, view, "Refund", lines)
-
-    app.view(WaiverView.REFUND)(ack=handle_refund_submission, lazy=[refund_submitted])
-
-    # --- /billing waive ------------------------------------------------------------------------
-
-    async def waive_command(call: BillingCall) -> None:
-        actor = call.actor
-        what = "waive charges"
-        if not actor.can(Permission.WAIVE_CHARGES):
-            message = "Waivers need the Waive Charges permission; your role doesn't have it."
-            await call.ack(response_type="ephemeral", text=f":no_entry: {message}")
-            await record_refusal(runtime, actor, what, message)
-            return
-        if len(call.args) < 3:
-            await call.ack(response_type="ephemeral", text=WAIVE_USAGE)
-            return
-        number, amount_text, reason = call.args[0], call.args[1], " ".join(call.args[2:])
-        try:
-            cents = parse_amount(amount_text)
-        except DomainError as exc:
-            text = f":warning: {exc.message} Nothing was changed."
-            await call.ack(response_type="ephemeral", text=text)
-            return
-        await call.ack()  # the waiver is written after the answer; its result follows
-        try:
-            async with runtime.stores() as store:
-                invoice_id = await find_invoice_id(store.session, number)
-                if invoice_id is None:
-                    raise NotFound(f"There's no invoice {esc(number[:40])}. Check the number.")
-                key = f"slack:command:{call.command.get('trigger_id') or ''}"
-                outcome = await request_waiver(
-                    ctx_for(store),
-                    actor,
-                    RequestWaiver(invoice_id, cents, reason, idempotency_key=key),
-                )
-                text = "\n".join(waiver_result_lines(outcome))
-        except DomainError as exc:
-            if isinstance(exc, PermissionDenied):
-                await record_refusal(runtime, actor, what, exc.message)
-            text = f":warning: {exc.message} Nothing was changed."
-        await tell_user(call.client, call.command, text)
-
+    wire(app, runtime, handle_open_waive, handle_open_refund, waive_form, refund_form)
     add_subcommand(
         app,
         "waive",
         "`INV-000001 25.00 reason…`: waive part or all of an invoice (Waive Charges).",
-        waive_command,
+        handle_billing_waive,
     )
-
     ApprovalFeature(WAIVER_APPROVAL, runtime).register(app)
 
 
