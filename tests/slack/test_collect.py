@@ -13,6 +13,7 @@ from storage import models as m
 from tests.builders import add_collection_fees, add_district, add_student_with_device
 from tests.slack.conftest import SlackHarness
 from tests.slack.fake_api import Call
+from tests.slack.money_helpers import eventually
 from workflows.ledger import split_money
 
 VIEW_ID = "V_COLLECT"
@@ -296,8 +297,13 @@ async def test_a_role_without_collect_devices_is_refused_at_every_step(
     assert await count(slack, m.Invoice) == 0
     async with slack.runtime.stores() as store:
         assert await store.current_holder(d.device_id) == d.student_id
-        refusals = await store.activity_for("security", clerk.staff_id)
-        assert len(refusals) == 3
+
+    async def three_refusals() -> bool:
+        # A refusal is recorded just after the ack that answers it.
+        async with slack.runtime.stores() as store:
+            return len(await store.activity_for("security", clerk.staff_id)) == 3
+
+    await eventually(three_refusals, what="three refusals in the activity log")
 
 
 async def test_collect_with_a_tag_opens_at_that_device(slack: SlackHarness) -> None:

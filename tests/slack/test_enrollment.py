@@ -15,7 +15,7 @@ from storage import models as m
 from storage.device_coverage import import_coverage
 from tests.builders import add_district, add_enrollable_policy
 from tests.slack.conftest import SlackHarness
-from tests.slack.money_helpers import all_text
+from tests.slack.money_helpers import all_text, eventually
 
 CLERK = "U_CLERK"
 TECH = "U_TECH"
@@ -170,17 +170,14 @@ async def test_without_manage_enrollments_nothing_opens_or_changes(slack: SlackH
     errors = response.json()["errors"]
     assert "does not have the Manage Enrollments permission" in errors[EnrollmentField.STUDENT]
     assert await _count(slack, m.InsuranceEnrollment) == 0
-    async with slack.runtime.stores() as store:
-        refusals = (
-            (
-                await store.session.execute(
-                    select(m.ActivityEntry).where(m.ActivityEntry.action == "refused")
-                )
-            )
-            .scalars()
-            .all()
-        )
-        assert len(refusals) == 3
+
+    async def three_refusals() -> bool:
+        # A refusal is recorded just after the ack that answers it.
+        async with slack.runtime.stores() as store:
+            stmt = select(m.ActivityEntry).where(m.ActivityEntry.action == "refused")
+            return len((await store.session.execute(stmt)).scalars().all()) == 3
+
+    await eventually(three_refusals, what="three refusals in the activity log")
 
 
 async def test_device_record_shows_applecare_and_the_enrollment(
