@@ -9,7 +9,12 @@ from sqlalchemy.engine import Connection
 
 from storage.db import create_engine
 from storage.device_search import include_name
-from storage.migrate import record_step, release_schema_lock, take_schema_lock
+from storage.migrate import (
+    check_references,
+    record_step,
+    release_schema_lock,
+    take_schema_lock,
+)
 from storage.models import Base
 
 config = context.config
@@ -30,6 +35,7 @@ def _run(connection: Connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+        check_references(connection)
 
 
 async def _run_online() -> None:
