@@ -14,8 +14,8 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.jobs.scheduler import RUN_FAILED_KIND, billing_runner
 from bot.runtime import Runtime
-from bot.scheduler import RUN_FAILED_KIND, billing_runner
 from bot.slack.billing_command import BillingCall, add_subcommand
 from bot.slack.errors import record_refusal, reported
 from bot.slack.incident_blocks import escape_mrkdwn
