@@ -1,6 +1,6 @@
 """/readyz and /metrics, and the request timer behind the latency histograms.
 
-/healthz (bot.web) only says the web process is alive and its database answers; /readyz says
+/healthz (bot.web.app) only says the web process is alive and its database answers; /readyz says
 whether the whole service is doing its job (bot.web.readiness); /metrics gives the numbers.
 """
 
