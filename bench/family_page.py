@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.family_links import link_expiry, make_family_token  # noqa: E402
 from bot.runtime import build_runtime, prepare_database  # noqa: E402
 from bot.settings import Settings  # noqa: E402
-from bot.web import create_web_app  # noqa: E402
+from bot.web.app import create_web_app  # noqa: E402
 from storage import models as m  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from storage.store import StoreFactory  # noqa: E402

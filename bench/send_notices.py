@@ -42,9 +42,9 @@ import aiosmtplib
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select, update
 
+from bot.jobs.worker import COMMIT_EVERY, OutboxWorker
 from bot.mail.sender import NoticeSender, flatten, notice_handlers
 from bot.settings import Settings
-from bot.worker import COMMIT_EVERY, OutboxWorker
 from storage import models as m
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade

@@ -52,7 +52,7 @@ def serve_ours(port: int, database_url: str, api_url: str) -> None:
     from bot.runtime import build_runtime
     from bot.settings import Settings
     from bot.slack.app import build_slack_app
-    from bot.web import create_web_app
+    from bot.web.app import create_web_app
 
     settings = Settings(
         _env_file=None,

@@ -68,7 +68,7 @@ def serve(port: int, database_url: str) -> None:
 
     from bot.runtime import build_runtime
     from bot.settings import Settings
-    from bot.web import create_web_app
+    from bot.web.app import create_web_app
 
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]  # pydantic-settings' own keyword
@@ -206,10 +206,10 @@ async def apply_all(database_url: str) -> tuple[int, float]:
     """Run the outbox worker's Stripe handler until every kept event is applied."""
     from pydantic import SecretStr
 
+    from bot.jobs.worker import OutboxWorker
     from bot.runtime import build_runtime
     from bot.settings import Settings
-    from bot.stripe_webhooks import outbox_handlers
-    from bot.worker import OutboxWorker
+    from bot.web.stripe_webhooks import outbox_handlers
 
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]  # pydantic-settings' own keyword

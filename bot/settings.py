@@ -601,7 +601,7 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies")
     @classmethod
     def _proxy_networks(cls, value: str) -> str:
-        from bot.proxies import parse_trusted_proxies
+        from bot.web.proxies import parse_trusted_proxies
 
         parse_trusted_proxies(value)  # a ValueError names the entry that is not an address
         return value

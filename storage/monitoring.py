@@ -16,7 +16,7 @@ from storage import models as m
 from storage.notices import NOTICE_KIND
 from storage.service_facts import Fact, read_facts
 
-# The outbox kind of the billing channel's "the run failed" message (bot.scheduler writes it).
+# The outbox kind of the billing channel's "the run failed" message (bot.jobs.scheduler writes it).
 BILLING_RUN_FAILED_KIND = "slack.billing_run_failed"
 # Mail counts as failing when this many notices are failing within MAIL_WINDOW ...
 MAIL_WINDOW = timedelta(hours=1)

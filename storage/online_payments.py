@@ -22,7 +22,7 @@ from storage.store import SqlStore
 PAYMENT_POST_KIND = "slack.online_payment"  # "Paid online: …" in the invoice's thread
 PAYMENT_ALERT_KIND = "slack.online_payment_alert"  # money staff must act on, billing channel
 
-# A verified Stripe event waiting to be applied (delivered by bot/stripe_webhooks.py).
+# A verified Stripe event waiting to be applied (delivered by bot/web/stripe_webhooks.py).
 STRIPE_EVENT_KIND = "stripe.event"
 
 PAYMENT_EVENTS = m.Base.metadata.tables[m.PaymentEvent.__tablename__]

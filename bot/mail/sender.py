@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.jobs.worker import GiveUp
 from bot.mail.render import (
     WITHOUT_INVOICE,
     FamilyLinks,
@@ -46,7 +47,6 @@ from bot.mail.smtp import RecipientRefused, SmtpConfig, SmtpTransport
 from bot.mail.tokens import make_reply_token, reply_address
 from bot.settings import Settings
 from bot.signing import Keys, signing_keys
-from bot.worker import GiveUp
 from storage.notice_queries import (
     CLOSED_INVOICE_STATUSES,
     DIGESTED,
@@ -340,7 +340,7 @@ class Prepared:
 
 
 class NoticeSender:
-    """The "email.notice" outbox handler (see bot/worker.py for the hooks it implements)."""
+    """The "email.notice" outbox handler (see bot/jobs/worker.py for the hooks it implements)."""
 
     def __init__(
         self,

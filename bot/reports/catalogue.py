@@ -7,7 +7,7 @@ cancelled) and the weekly digest declare theirs below. `cancelled` is one report
 answers: `/report cancelled` posts it with its CSV, `/billing report cancelled` answers in the
 channel only to the person who asked.
 
-bot/reports/cli.py turns each entry into `devicecare report <name>`; bot/slack/reports.py
+bot/cli/reports.py turns each entry into `devicecare report <name>`; bot/slack/reports.py
 answers `/report <name>` and `/billing report <name>` from it.
 """
 
@@ -27,9 +27,9 @@ from rich.markup import escape
 from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.report_csv import write_csv_file, write_csv_pages
-from bot.report_delivery import chart_png, district_today, school_year
 from bot.reports import terminal
+from bot.reports.csv_rows import write_csv_file, write_csv_pages
+from bot.reports.delivery import chart_png, district_today, school_year
 from bot.runtime import Runtime
 from bot.slack.billing_report_blocks import (
     REPORT_USAGE,

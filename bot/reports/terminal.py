@@ -7,7 +7,7 @@ from datetime import date, datetime, tzinfo
 from rich.table import Table
 from rich.text import Text
 
-from bot.report_csv import csv_row
+from bot.reports.csv_rows import csv_row
 from storage.billing_reports import STATUS_ORDER, AutomationReport, CancelledReport, status_label
 from storage.weekly_digest import WeeklyDigest
 from workflows.labels import flags_text

@@ -14,8 +14,8 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.jobs.scheduler import RUN_FAILED_KIND, billing_runner
 from bot.runtime import Runtime
-from bot.scheduler import RUN_FAILED_KIND, billing_runner
 from bot.slack.billing_command import BillingCall, add_subcommand
 from bot.slack.blocks import Block, context_block, fmt_date, plain, section
 from bot.slack.errors import record_refusal, reported

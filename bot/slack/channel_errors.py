@@ -16,8 +16,8 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.jobs.worker import GiveUp
 from bot.runtime import Runtime
-from bot.worker import GiveUp
 from workflows.permissions import Actor
 
 log = logging.getLogger("devicecare.slack")

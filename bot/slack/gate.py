@@ -30,7 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
-from bot.http_edge import (
+from bot.web.http_edge import (
     MAX_JSON_DEPTH,
     ASGIApp,
     BodyTooLarge,

@@ -14,6 +14,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.jobs.worker import GiveUp
 from bot.runtime import Runtime
 from bot.signing import signing_keys
 from bot.slack.actors import not_set_up_text, resolve_actor
@@ -25,7 +26,6 @@ from bot.slack.ids import IncidentRef
 from bot.slack.incident_blocks import build_incident_card_message
 from bot.slack.incidents import load_incident_card
 from bot.slack.listeners import Click, on_click, wire
-from bot.worker import GiveUp
 from storage.home_queries import (
     my_open_incidents,
     overdue_invoices,

@@ -28,8 +28,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 
-from bot.report_csv import csv_bytes, file_stem
-from bot.report_delivery import (
+from bot.reports.catalogue import SlackDoor, channel_reports, reached_by
+from bot.reports.csv_rows import csv_bytes, file_stem
+from bot.reports.delivery import (
     chart_png,
     chart_title,
     compute,
@@ -37,7 +38,6 @@ from bot.report_delivery import (
     school_year,
     snapshot,
 )
-from bot.reports.catalogue import SlackDoor, channel_reports, reached_by
 from bot.runtime import Runtime
 from bot.signing import signing_keys
 from bot.slack.billing_command import BillingCall, add_subcommand

@@ -26,12 +26,12 @@ from playwright.async_api import Browser, Page, expect
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.jobs.worker import OutboxWorker
 from bot.mail.sender import notice_handlers
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
-from bot.stripe_webhooks import outbox_handlers
-from bot.web import create_web_app
-from bot.worker import OutboxWorker
+from bot.web.app import create_web_app
+from bot.web.stripe_webhooks import outbox_handlers
 from storage import models as m
 from storage.db import session_factory
 from storage.store import StoreFactory

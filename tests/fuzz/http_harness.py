@@ -37,7 +37,7 @@ from bot.settings import Settings
 from bot.slack.app import build_slack_app
 from bot.slack.client import close_web_client
 from bot.slack.ids import SlackPostKind
-from bot.web import create_web_app
+from bot.web.app import create_web_app
 from storage import models as m
 from storage.db import create_engine
 from storage.reconcile import discrepancies

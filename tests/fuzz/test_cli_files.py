@@ -33,10 +33,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from sqlalchemy.pool import NullPool
 from typer.testing import CliRunner, Result
 
-from bot.insurance_cli import insurance_app
-from bot.ledger_cli import ledger_app
-from bot.payments_cli import payments_app
-from bot.roster_cli import import_command
+from bot.cli.insurance import insurance_app
+from bot.cli.ledger import ledger_app
+from bot.cli.payments import payments_app
+from bot.cli.roster import import_command
 from bot.settings import get_settings
 from storage import models as m
 from storage.db import session_factory
@@ -57,7 +57,7 @@ INVOICES = ("INV-000001", "INV-000002", "INV-000003", "inv 2", "3", "INV-999999"
 
 
 def command_line() -> typer.Typer:
-    """The commands that read files, mounted as bot/cli.py mounts them (the whole app takes a
+    """The commands that read files, mounted as bot/cli/main.py mounts them (the whole app takes a
     quarter of a second to build per call, which the fuzz can't afford)."""
     app = typer.Typer()
     app.callback()(lambda: None)

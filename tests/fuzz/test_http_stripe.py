@@ -10,8 +10,8 @@ import httpx
 from hypothesis import given
 from sqlalchemy import select
 
-from bot.stripe_webhooks import outbox_handlers
-from bot.worker import OutboxWorker
+from bot.jobs.worker import OutboxWorker
+from bot.web.stripe_webhooks import outbox_handlers
 from storage import models as m
 from storage.online_payments import STRIPE_EVENT_KIND
 from tests.fuzz.http_harness import (

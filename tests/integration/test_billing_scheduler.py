@@ -13,8 +13,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.runtime import Runtime, build_runtime
-from bot.scheduler import (
+from bot.jobs.scheduler import (
     BILLING_JOB,
     BILLING_MISFIRE_SECONDS,
     CATCH_UP_JOB,
@@ -27,6 +26,7 @@ from bot.scheduler import (
     maintain_database,
     run_billing_day,
 )
+from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
 from storage import models as m
 from storage.billing_run import LOCK_NAME, SLACK_RUN_KIND

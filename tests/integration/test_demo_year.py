@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from bot.cli import app
 from bot.runtime import build_runtime
 from bot.settings import get_settings
-from bot.web import create_web_app
+from bot.web.app import create_web_app
 from storage import models as m
 from storage.db import create_engine
 from storage.report_base import CATALOGUE

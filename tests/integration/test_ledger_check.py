@@ -21,7 +21,7 @@ from typer.testing import CliRunner, Result
 from bot.cli import app
 from bot.runtime import build_runtime
 from bot.settings import Settings, get_settings
-from bot.stripe_webhooks import apply_checkout_event
+from bot.web.stripe_webhooks import apply_checkout_event
 from storage import models as m
 from storage.db import create_engine, session_factory
 from storage.inbox import Inbox

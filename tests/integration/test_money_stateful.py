@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
-from bot.stripe_webhooks import apply_checkout_event
+from bot.web.stripe_webhooks import apply_checkout_event
 from storage import models as m
 from storage.bulk_fees import BulkFeeBiller
 from storage.fee_store import SqlFeeStore

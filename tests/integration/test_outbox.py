@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot.worker import OutboxWorker
+from bot.jobs.worker import OutboxWorker
 from storage import models as m
 from storage.db import session_factory
 from storage.outbox import MAX_ATTEMPTS

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from bot.worker import OutboxWorker
+from bot.jobs.worker import OutboxWorker
 from storage import models as m
 from storage.db import session_factory
 from storage.outbox import LEASE, claim_batch, settle_sent, write_settled

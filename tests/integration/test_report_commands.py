@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.report_csv import csv_bytes
+from bot.reports.csv_rows import csv_bytes
 from bot.settings import get_settings
 from storage.db import create_engine, session_factory
 from storage.reports import run_report

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
-from bot.roster_cli import import_command
+from bot.cli.roster import import_command
 from bot.settings import get_settings
 from storage import models as m
 from storage.db import create_engine, session_factory
@@ -381,7 +381,7 @@ async def test_asset_tag_of_another_device_is_refused(stores: StoreFactory, tmp_
 
 
 def cli() -> typer.Typer:
-    """The command mounted as `import` on an app with a callback, as bot/cli.py does it."""
+    """The command mounted as `import` on an app with a callback, as bot/cli/main.py does it."""
     app = typer.Typer()
     app.callback()(lambda: None)
     app.command("import")(import_command)

@@ -15,7 +15,7 @@ import pytest
 
 from bot.runtime import build_runtime, describe_parts
 from bot.settings import Settings
-from bot.web import create_web_app
+from bot.web.app import create_web_app
 
 
 def _free_port() -> int:

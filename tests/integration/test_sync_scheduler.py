@@ -11,8 +11,8 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.jobs.scheduler import SYNC_JOB, build_scheduler
 from bot.runtime import Runtime, build_runtime
-from bot.scheduler import SYNC_JOB, build_scheduler
 from bot.settings import Settings
 from bot.sync.nightly import run_nightly_syncs
 from bot.sync.registry import SOURCES, SourceEntry

@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.proxies import parse_trusted_proxies
 from bot.settings import Settings
+from bot.web.proxies import parse_trusted_proxies
 
 LIMIT = 2  # family page requests a client may make a minute
 

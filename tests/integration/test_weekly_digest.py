@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from bot.jobs.scheduler import WEEKLY_DIGEST_JOB, build_scheduler, queue_weekly_digest
+from bot.jobs.worker import OutboxWorker
 from bot.runtime import Runtime, build_runtime
-from bot.scheduler import WEEKLY_DIGEST_JOB, build_scheduler, queue_weekly_digest
 from bot.settings import Settings
 from bot.slack.app import slack_outbox_handlers
 from bot.slack.client import build_web_client, close_web_client
-from bot.worker import OutboxWorker
 from storage import models as m
 from storage.store import StoreFactory
 from storage.weekly_digest import (

@@ -33,7 +33,7 @@ from bot.runtime import build_runtime
 from bot.settings import Settings
 from bot.slack.app import build_slack_app
 from bot.slack.client import build_web_client
-from bot.web import create_web_app
+from bot.web.app import create_web_app
 from storage import models as m
 from storage.store import StoreFactory
 from tests.builders import District, add_district, add_staff

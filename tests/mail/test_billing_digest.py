@@ -21,11 +21,11 @@ from jinja2 import UndefinedError
 from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.jobs.worker import OutboxWorker
 from bot.mail.ingest import Ingestor
 from bot.mail.render import NoticeRenderer, build_context
 from bot.mail.sender import notice_handlers
 from bot.settings import Settings
-from bot.worker import OutboxWorker
 from storage import models as m
 from storage.billing_run import DIGEST_TEMPLATE
 from storage.db import session_factory

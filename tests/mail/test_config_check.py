@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.config_check import mask_url
+from bot.cli.config_check import mask_url
 from bot.settings import get_settings
 from storage.migrate import shipped_head
 from tests.conftest import PG_URL, _admin, _pg_unavailable_reason

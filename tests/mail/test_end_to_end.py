@@ -18,13 +18,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.jobs.worker import OutboxWorker
 from bot.mail.reader import KEYWORD
 from bot.mail.sender import notice_handlers
 from bot.mail.tokens import token_from_address, verify_reply_token
 from bot.slack.app import slack_outbox_handlers
 from bot.slack.client import build_web_client
 from bot.slack.reply_blocks import ReplyAction, ReplyPostKind
-from bot.worker import OutboxWorker
 from storage import models as m
 from tests.mail.conftest import (
     PARENT,
@@ -93,7 +93,7 @@ async def loop(
             slack = slack_outbox_handlers(mail.runtime, build_web_client(settings))
             # Two workers, one per channel. One worker with both kinds deadlocks on SQLite
             # today: the email handler's batch transaction holds the write lock while a Slack
-            # handler in the same batch opens its own transaction (reported, bot/worker.py).
+            # handler in the same batch opens its own transaction (reported, bot/jobs/worker.py).
             workers = [
                 OutboxWorker(mail.runtime.sessions, clock, email),
                 OutboxWorker(mail.runtime.sessions, clock, slack),

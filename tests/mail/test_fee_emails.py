@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.jobs.worker import OutboxWorker
 from bot.mail.sender import notice_handlers
-from bot.worker import OutboxWorker
 from storage import models as m
 from storage.bulk_fees import BulkFeeBiller
 from storage.db import session_factory

@@ -22,6 +22,7 @@ import trustme
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.jobs.worker import OutboxWorker
 from bot.mail.render import NoticeRenderer, RenderedNotice, build_context
 from bot.mail.sender import (
     WIRE_POLICY,
@@ -32,7 +33,6 @@ from bot.mail.sender import (
 )
 from bot.mail.tokens import ReplyToken, token_from_address, verify_reply_token
 from bot.settings import Settings
-from bot.worker import OutboxWorker
 from storage import models as m
 from storage.db import session_factory
 from storage.notice_queries import delivery_summary, load_notices, notices_for_invoice

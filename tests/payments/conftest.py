@@ -15,11 +15,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.family_links import make_family_token
+from bot.jobs.worker import OutboxWorker
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
-from bot.stripe_webhooks import outbox_handlers
-from bot.web import create_web_app
-from bot.worker import OutboxWorker
+from bot.web.app import create_web_app
+from bot.web.stripe_webhooks import outbox_handlers
 from storage import models as m
 from tests.integration.billing_helpers import add_family, add_invoice
 from tests.stripe_fake import SECRET_KEY, WEBHOOK_SECRET, FakeStripe, session_object, signed_body

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.jobs.worker import OutboxWorker
 from bot.slack.app import slack_outbox_handlers
 from bot.slack.reply_blocks import ReplyPostKind
-from bot.worker import OutboxWorker
 from storage import models as m
 from tests.payments.conftest import BILLING_CHANNEL, PayHarness
 from tests.slack.fake_api import BOT_TOKEN, FakeSlack

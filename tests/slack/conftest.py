@@ -14,12 +14,12 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.jobs.worker import OutboxWorker
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
 from bot.slack.app import build_slack_app, slack_outbox_handlers
 from bot.slack.client import build_web_client, close_web_client
-from bot.web import create_web_app
-from bot.worker import OutboxWorker
+from bot.web.app import create_web_app
 from tests.builders import add_staff
 from tests.slack.fake_api import BOT_TOKEN, FakeSlack
 from tests.slack.signing import SIGNING_SECRET, SlackSender

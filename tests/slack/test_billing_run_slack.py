@@ -11,7 +11,7 @@ from datetime import date
 
 from sqlalchemy import func, select
 
-from bot.scheduler import run_billing_day
+from bot.jobs.scheduler import run_billing_day
 from bot.slack.billing_run import outbox_handlers
 from storage import models as m
 from storage.billing_run import SLACK_RUN_KIND

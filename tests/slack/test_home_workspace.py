@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bot.scheduler import run_billing_day
+from bot.jobs.scheduler import run_billing_day
 from bot.slack.billing_report_blocks import BillingInvoiceAction
 from bot.slack.home_lists import HomeAction, HomePages
 from bot.slack.home_refresh import HOME_KIND

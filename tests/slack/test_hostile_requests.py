@@ -353,7 +353,7 @@ async def test_a_client_leaving_mid_body_is_one_log_line(
     slack: SlackHarness, caplog: pytest.LogCaptureFixture
 ) -> None:
     from bot.slack.app import build_slack_app
-    from bot.web import create_web_app
+    from bot.web.app import create_web_app
 
     # Driven over raw ASGI: an HTTP client can't leave halfway through its own body.
     web = create_web_app(slack.runtime, build_slack_app(slack.runtime, slack.worker_client))

@@ -26,7 +26,7 @@ from bot.slack.client import close_web_client
 from bot.slack.errors import FormErrors
 from bot.slack.listeners import Click, ModalForm, Submitted, in_view_metadata, on_click, wire
 from bot.slack.metadata import Payload, pack
-from bot.web import create_web_app
+from bot.web.app import create_web_app
 from storage import models as m
 from tests.slack.conftest import SlackHarness
 from tests.slack.fake_api import BOT_TOKEN

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 from PIL import Image
 
-from bot.charts import trend_png
+from bot.reports.charts import trend_png
 from workflows.reports import Period, Trend
 
 WEEKS = tuple(date(2026, 1, 5) + timedelta(weeks=i) for i in range(8))

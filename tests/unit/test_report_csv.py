@@ -7,7 +7,7 @@ import io
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
-from bot.report_csv import csv_bytes, file_stem
+from bot.reports.csv_rows import csv_bytes, file_stem
 from workflows.reports import Audience, ReportFilters, ReportResult, ReportSpec
 
 TZ = ZoneInfo("America/Chicago")

@@ -17,7 +17,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 OWN = ("bot", "storage", "workflows")
 # Optional dependencies of libraries that the service's own calls need.
-NEEDED_BY_OUR_CALLS = {"httpx": "stripe.HTTPXClient (bot/stripe_checkout.py)"}
+NEEDED_BY_OUR_CALLS = {"httpx": "stripe.HTTPXClient (bot/web/stripe_checkout.py)"}
 
 
 def _imported_modules() -> set[str]:

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from bot.worker import _run_to_end
+from bot.jobs.worker import _run_to_end
 
 
 async def test_a_stop_finishes_the_step_in_flight_and_logs_where_it_is(

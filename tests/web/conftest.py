@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.family_links import make_family_token
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
-from bot.web import create_web_app
+from bot.web.app import create_web_app
 from workflows.clock import FixedClock
 
 SECRET = "family-page-test-secret"

@@ -38,7 +38,7 @@ async def test_a_link_request_with_an_odd_body_is_answered(web: WebHarness) -> N
 def test_access_log_lines_never_show_a_family_token() -> None:
     import logging
 
-    from bot.http_edge import REDACT_FAMILY_TOKENS
+    from bot.web.http_edge import REDACT_FAMILY_TOKENS
 
     path = "/family/g8n0e20558.JlcRgMSpFvDxHqFmOCKt2xaljMg/photos/3?x=1"
     record = logging.LogRecord(

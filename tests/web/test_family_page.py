@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot.family_page import PayError, family_page_response, read_link
+from bot.web.family_page import PayError, family_page_response, read_link
 from storage import models as m
 from storage.store import SqlStore, StoreFactory
 from tests.builders import add_policy

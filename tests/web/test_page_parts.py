@@ -9,8 +9,13 @@ from typing import Any
 
 from starlette.requests import Request
 
-from bot.family_page import browser_language, content_security_policy, page_language, render_html
 from bot.settings import Settings
+from bot.web.family_page import (
+    browser_language,
+    content_security_policy,
+    page_language,
+    render_html,
+)
 
 
 def _settings(**options: Any) -> Settings:

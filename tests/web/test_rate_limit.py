@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.rate_limit import SlidingWindowLimiter
+from bot.web.rate_limit import SlidingWindowLimiter
 
 
 class Ticks:

@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli_runtime import CLI_ACTOR_NAME, cli_actor, log_refusal, run_with_runtime
+from bot.cli.run import CLI_ACTOR_NAME, cli_actor, log_refusal, run_with_runtime
+from bot.jobs.scheduler import send_coverage_reminders
 from bot.runtime import Runtime
-from bot.scheduler import send_coverage_reminders
 from bot.settings import get_settings
 from storage.csv_in import CsvFileError
 from storage.device_coverage import CoverageImport, import_coverage

@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli_runtime import CLI_ACTOR_NAME, run_with_runtime
+from bot.cli.run import CLI_ACTOR_NAME, run_with_runtime
+from bot.jobs.scheduler import billing_runner
 from bot.runtime import Runtime
-from bot.scheduler import billing_runner
 from bot.settings import get_settings
 from storage.billing_run import PlannedStep, RunResult
 from workflows.administration import change_billing_settings

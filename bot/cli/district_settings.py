@@ -16,8 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 # The same --as as `devicecare billing settings`: both need Manage Settings.
-from bot.billing_cli import AsEmail
-from bot.cli_runtime import in_store_as, run_with_runtime
+from bot.cli.billing import AsEmail
+from bot.cli.run import in_store_as, run_with_runtime
 from bot.runtime import Runtime
 from bot.settings import get_settings
 from storage.store import SqlStore

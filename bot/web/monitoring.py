@@ -1,7 +1,7 @@
 """/readyz and /metrics, and the request timer behind the latency histograms.
 
-/healthz (bot.web) only says the web process is alive and its database answers; /readyz says
-whether the whole service is doing its job (bot.readiness); /metrics gives the numbers.
+/healthz (bot.web.app) only says the web process is alive and its database answers; /readyz says
+whether the whole service is doing its job (bot.web.readiness); /metrics gives the numbers.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bot.metrics import RequestMetrics, RequestTimer, SnapshotCollector
-from bot.readiness import Readiness, assess, unreachable
 from bot.runtime import Runtime
+from bot.web.metrics import RequestMetrics, RequestTimer, SnapshotCollector
+from bot.web.readiness import Readiness, assess, unreachable
 from storage.monitoring import Snapshot, take_snapshot
 
 log = logging.getLogger("devicecare.web")

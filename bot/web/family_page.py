@@ -29,14 +29,14 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.family_links import FamilyLink, LinkProblem, read_family_token
-from bot.http_edge import BodyTooLarge, MalformedBody, read_body
 from bot.mail.render import insurance_context, language_filters
-from bot.rate_limit import SlidingWindowLimiter
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.shipped_files import TEMPLATES_DIR as SHIPPED_TEMPLATES_DIR
 from bot.signing import signing_keys
 from bot.templating import TranslatedEnvironment
+from bot.web.http_edge import BodyTooLarge, MalformedBody, read_body
+from bot.web.rate_limit import SlidingWindowLimiter
 from storage import models as m
 from storage.family_page import (
     FamilyPage,

@@ -15,28 +15,28 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bot.billing_cli import billing_app
-from bot.cli_group import DeviceCareGroup
-from bot.cli_runtime import run_with_runtime
-from bot.config_cli import config_app
-from bot.db_cli import db_app
-from bot.fee_items_cli import fee_items_app
-from bot.fees_cli import fees_app
+from bot.cli.billing import billing_app
+from bot.cli.config import config_app
+from bot.cli.db import db_app
+from bot.cli.district_settings import settings_app
+from bot.cli.fee_items import fee_items_app
+from bot.cli.fees import fees_app
+from bot.cli.group import DeviceCareGroup
+from bot.cli.insurance import insurance_app
+from bot.cli.invoice import invoice_app
+from bot.cli.ledger import ledger_app
+from bot.cli.outbox import outbox_app
+from bot.cli.payments import payments_app
+from bot.cli.privacy import privacy_app
+from bot.cli.reports import report_app
+from bot.cli.roster import import_command
+from bot.cli.run import run_with_runtime
+from bot.cli.secret import guard_secrets, secret_app
+from bot.cli.sync import sync_app
 from bot.heartbeat import start_heartbeats
-from bot.http_edge import REDACT_FAMILY_TOKENS
-from bot.insurance_cli import insurance_app
-from bot.invoice_cli import invoice_app
-from bot.ledger_cli import ledger_app
-from bot.outbox_cli import outbox_app
-from bot.payments_cli import payments_app
-from bot.privacy_cli import privacy_app
-from bot.reports.cli import report_app
-from bot.roster_cli import import_command
 from bot.runtime import Runtime, log_parts
-from bot.secret_cli import guard_secrets, secret_app
 from bot.settings import Settings, get_settings
-from bot.settings_cli import settings_app
-from bot.sync_cli import sync_app
+from bot.web.http_edge import REDACT_FAMILY_TOKENS
 from workflows.permissions import Actor
 
 app = typer.Typer(
@@ -121,7 +121,7 @@ async def _until(stop: asyncio.Event, work: Awaitable[None]) -> None:
 async def _serve_web(runtime: Runtime, stop: asyncio.Event) -> None:
     import uvicorn
 
-    from bot.web import create_web_app
+    from bot.web.app import create_web_app
 
     class Server(uvicorn.Server):
         @contextmanager
@@ -155,7 +155,7 @@ async def _serve_web(runtime: Runtime, stop: asyncio.Event) -> None:
         log_level=runtime.settings.log_level.lower(),
         log_config=None,  # uvicorn's records go through our handler (bot.logs)
         lifespan="off",
-        # X-Forwarded-For is read by the app, from TRUSTED_PROXIES only (bot/proxies.py).
+        # X-Forwarded-For is read by the app, from TRUSTED_PROXIES only (bot/web/proxies.py).
         proxy_headers=False,
         # Requests still open when a stop comes get this long to finish.
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS) - 2,
@@ -176,7 +176,7 @@ async def _serve_web(runtime: Runtime, stop: asyncio.Event) -> None:
 
 
 async def _run_worker(runtime: Runtime, stop: asyncio.Event) -> None:
-    from bot.worker import Handler, OutboxWorker
+    from bot.jobs.worker import Handler, OutboxWorker
 
     handlers: dict[str, Handler] = {}
     if runtime.settings.smtp_enabled:
@@ -184,7 +184,7 @@ async def _run_worker(runtime: Runtime, stop: asyncio.Event) -> None:
 
         handlers.update(notice_handlers(runtime.settings, runtime.clock))
     if runtime.settings.stripe_enabled:
-        from bot.stripe_webhooks import outbox_handlers as stripe_handlers
+        from bot.web.stripe_webhooks import outbox_handlers as stripe_handlers
 
         handlers.update(stripe_handlers(runtime))
     client = None
@@ -214,7 +214,7 @@ async def _run_mail(runtime: Runtime, stop: asyncio.Event) -> None:
 
 
 async def _run_scheduler(runtime: Runtime, stop: asyncio.Event) -> None:
-    from bot.scheduler import build_scheduler
+    from bot.jobs.scheduler import build_scheduler
 
     scheduler = await build_scheduler(runtime)
     scheduler.start()
@@ -377,7 +377,7 @@ def staff_roles() -> None:
 @app.command()
 def demo() -> None:
     """Load a sample district and a school year of activity (safe to run again)."""
-    from bot.demo_year import links_to_open, load_school_year
+    from bot.cli.demo_year import links_to_open, load_school_year
     from storage.demo import load_demo
 
     async def work(runtime: Runtime) -> str:
@@ -396,7 +396,3 @@ def demo() -> None:
         )
 
     console.print(_run(get_settings(), work), soft_wrap=True)
-
-
-if __name__ == "__main__":
-    app()

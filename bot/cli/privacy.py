@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from bot.cli_runtime import cli_actor, log_refusal, run_with_runtime
+from bot.cli.run import cli_actor, log_refusal, run_with_runtime
 from bot.runtime import Runtime
 from bot.settings import get_settings
 from storage.privacy import (

@@ -20,16 +20,16 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.family_links import LinkProblem, family_url
-from bot.family_page import (
+from bot.runtime import Runtime
+from bot.settings import Settings
+from bot.web.family_page import (
     PayError,
     family_page_response,
     link_problem_page,
     read_form,
     read_link,
 )
-from bot.rate_limit import SlidingWindowLimiter
-from bot.runtime import Runtime
-from bot.settings import Settings
+from bot.web.rate_limit import SlidingWindowLimiter
 from storage.online_payments import family_invoice, new_checkout, reusable_checkout
 from workflows.online_payments import (
     CHECKOUT_REUSE_WINDOW,

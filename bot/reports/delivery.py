@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
 
-from bot.charts import trend_png
+from bot.reports.charts import trend_png
 from bot.runtime import Runtime
 from storage.reports import run_report
 from storage.store import SqlStore

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli_runtime import run_with_runtime
+from bot.cli.run import run_with_runtime
 from bot.runtime import Runtime
 from bot.settings import Settings, get_settings
 from bot.sync.registry import SOURCES, close_jobs, not_configured, sync_jobs

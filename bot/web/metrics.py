@@ -19,7 +19,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bot.heartbeat import SLACK_ERRORS
-from bot.readiness import Readiness
+from bot.web.readiness import Readiness
 from storage.monitoring import Snapshot
 
 PREFIX = "devicecare"

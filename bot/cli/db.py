@@ -8,7 +8,7 @@ import typer
 from alembic.util.exc import CommandError
 from rich.console import Console
 
-from bot.cli_runtime import run_with_runtime
+from bot.cli.run import run_with_runtime
 from bot.runtime import Runtime, prepare_database
 from bot.settings import get_settings
 from storage import migrate

@@ -6,7 +6,7 @@ import asyncio
 
 import typer
 
-from bot.config_check import all_passed, effective_settings, render, run_checks
+from bot.cli.config_check import all_passed, effective_settings, render, run_checks
 from bot.settings import get_settings
 
 config_app = typer.Typer(help="Configuration.", no_args_is_help=True)

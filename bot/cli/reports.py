@@ -1,7 +1,7 @@
 """`devicecare report <name>`: one command per report in the catalogue, all run the same way.
 
 A command reads its options, runs the report's query in one read snapshot through the
-composition root (bot.cli_runtime), then prints it; `--csv PATH` writes every row with the
+composition root (bot.cli.run), then prints it; `--csv PATH` writes every row with the
 report's fixed columns. Bad options exit with status 2, a refused or impossible request with 1.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from bot.cli_runtime import run_with_runtime
-from bot.report_delivery import snapshot
+from bot.cli.run import run_with_runtime
 from bot.reports.catalogue import REPORTS, Report, Run
+from bot.reports.delivery import snapshot
 from bot.runtime import Runtime
 from bot.settings import get_settings
 

@@ -23,7 +23,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 from stripe import SignatureVerificationError, WebhookSignature
 
-from bot.http_edge import (
+from bot.jobs.worker import Handler
+from bot.runtime import Runtime
+from bot.web.http_edge import (
     BodyTooLarge,
     MalformedBody,
     contains_nul,
@@ -31,8 +33,6 @@ from bot.http_edge import (
     loads_object,
     read_body,
 )
-from bot.runtime import Runtime
-from bot.worker import Handler
 from storage import models as m
 from storage.online_payments import (
     STRIPE_EVENT_KIND,

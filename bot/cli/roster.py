@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
-from bot.cli_runtime import run_with_runtime
+from bot.cli.run import run_with_runtime
 from bot.runtime import Runtime
 from bot.settings import async_database_url, get_settings, supported_database_url
 from storage.roster import (

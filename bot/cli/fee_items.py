@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli_runtime import in_store_as
-from bot.fees_cli import fail_unchanged, run_fee_command
+from bot.cli.fees import fail_unchanged, run_fee_command
+from bot.cli.run import in_store_as
 from bot.runtime import Runtime
 from storage.fee_item_store import SqlFeeItemStore
 from storage.store import SqlStore

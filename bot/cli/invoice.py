@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bot.cli_runtime import run_with_runtime
-from bot.report_delivery import snapshot
+from bot.cli.run import run_with_runtime
+from bot.reports.delivery import snapshot
 from bot.reports.terminal import day, local
 from bot.runtime import Runtime
 from bot.settings import get_settings

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli_runtime import cli_actor, run_with_runtime
+from bot.cli.run import cli_actor, run_with_runtime
 from bot.runtime import Runtime
 from bot.settings import get_settings
 from storage.monitoring import OutboxKind, outbox_by_kind

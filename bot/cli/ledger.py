@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from sqlalchemy import func, select
 
-from bot.cli_runtime import run_with_runtime
+from bot.cli.run import run_with_runtime
 from bot.runtime import Runtime
 from bot.settings import get_settings
 from storage import models as m

@@ -15,11 +15,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-from bot import family_page, monitoring_web, photo_page, stripe_checkout, stripe_webhooks
-from bot.http_edge import Receive, Scope, Send, StrictTransportSecurity
-from bot.proxies import trusted_proxy_middleware
 from bot.runtime import Runtime
 from bot.slack.gate import SlackGate, WorkspaceIdentity
+from bot.web import family_page, monitoring, photo_page, stripe_checkout, stripe_webhooks
+from bot.web.http_edge import Receive, Scope, Send, StrictTransportSecurity
+from bot.web.proxies import trusted_proxy_middleware
 
 # Each module adds its routes: `routes(runtime: Runtime) -> list[BaseRoute]`.
 WEB_FEATURES: tuple[ModuleType, ...] = (
@@ -27,7 +27,7 @@ WEB_FEATURES: tuple[ModuleType, ...] = (
     stripe_webhooks,
     family_page,
     photo_page,
-    monitoring_web,
+    monitoring,
 )
 
 
@@ -82,7 +82,7 @@ def create_web_app(runtime: Runtime, slack_app: AsyncApp | None = None) -> Starl
         middleware.append(Middleware(StrictTransportSecurity))
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.runtime = runtime
-    monitoring_web.instrument(app)  # request latency for /metrics
+    monitoring.instrument(app)  # request latency for /metrics
     # Whom the Slack gate serves: `devicecare serve` asks Slack at start (see cli._serve_web).
     app.state.slack_identity = gate.identity if gate is not None else None
     return app

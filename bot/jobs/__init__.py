@@ -1,0 +1,1 @@
+"""The background processes: the outbox worker and the scheduler."""
