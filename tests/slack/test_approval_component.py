@@ -16,7 +16,7 @@ from bot.runtime import Runtime
 from bot.signing import Keys, signing_keys
 from bot.slack.approval_blocks import decision_actions
 from bot.slack.approvals import ApprovalFeature, ApprovalKind, ApprovalsChannelMissing
-from bot.slack.invoice_blocks import Block
+from bot.slack.blocks import Block
 from bot.slack.metadata import Payload, pack
 from storage import models as m
 from storage.store import SqlStore
