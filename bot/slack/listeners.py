@@ -306,9 +306,14 @@ class ModalForm(Generic[M, C]):
                 await ack(**await exc.response())
                 return
             except DomainError as exc:
-                await ack(response_action="errors", errors=self.errors(exc, body))
                 if isinstance(exc, PermissionDenied | ForgedPayload):
-                    await record_refusal(runtime, actor, self.what, exc.message)
+                    # Kept before the answer, so a refusal the person sees is already on
+                    # record; a store that can't take it must not cost them the answer.
+                    try:
+                        await record_refusal(runtime, actor, self.what, exc.message)
+                    except Exception:  # noqa: BLE001 - logged; the answer still goes out
+                        log.exception("couldn't record the refusal to %s", self.what)
+                await ack(response_action="errors", errors=self.errors(exc, body))
                 return
             if self.clear:
                 await ack(response_action="clear")
