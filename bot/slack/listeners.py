@@ -25,6 +25,7 @@ its ack so errors show next to their fields, and written after it by a lazy list
 from __future__ import annotations
 
 import logging
+from abc import ABCMeta, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, cast
@@ -135,12 +136,12 @@ class Submitted(Slack, Generic[M]):
             log.info("%s: modal not updated (%s)", about, exc)
 
 
-class Answer(Exception):
+class Answer(Exception, metaclass=ABCMeta):
     """A submission answered otherwise than by its field errors or the working view (e.g. a
     warning that re-renders the modal). Raised by a check; the ack sends `response()`."""
 
-    async def response(self) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    async def response(self) -> dict[str, Any]: ...
 
 
 def field_errors(
