@@ -52,6 +52,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from tests.sync_standins.serving import listen
+
 CLIENT_ID = "SCHOOLAPI.5b0f7c52-1d7e-4c1a-9a53-0c3e9d2f6a11"
 KEY_ID = "8c1e2f34-7a9b-4c5d-8e6f-1a2b3c4d5e6f"
 AUDIENCE = "https://account.apple.com/auth/oauth2/v2/token"
@@ -319,10 +321,7 @@ class FakeAppleSchoolManager:
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = await listen(self._runner, self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -33,6 +33,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from tests.sync_standins.serving import listen
+
 CHROMEOS_READONLY = "https://www.googleapis.com/auth/admin.directory.device.chromeos.readonly"
 CHROMEOS = "https://www.googleapis.com/auth/admin.directory.device.chromeos"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -185,10 +187,7 @@ class FakeGoogle:
         app.router.add_post("/token", self._token)
         app.router.add_get(DEVICES_PATH, self._list_devices)
         self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = await listen(self._runner, self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:

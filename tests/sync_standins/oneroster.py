@@ -35,6 +35,8 @@ from urllib.parse import unquote_plus, urlencode
 
 from aiohttp import web
 
+from tests.sync_standins.serving import listen
+
 CLIENT_ID = "devicecare-client"
 CLIENT_SECRET = "s3cr3t+/=value"  # characters that must be form-encoded in Basic auth
 ROOT = "/ims/oneroster/v1p1"
@@ -96,10 +98,7 @@ class OneRosterStandIn:
         app.router.add_post("/token", self._token)
         app.router.add_get(ROOT + "/{collection}", self._collection)
         self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = await listen(self._runner, self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:
