@@ -8,6 +8,9 @@ from workflows.errors import ConflictError, NotFound, ValidationError
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, DeviceRecord
 
+# A device in one of these states is out of circulation: nobody can be given it.
+OUT_OF_SERVICE = ("replaced", "retired", "lost")
+
 
 @dataclass(frozen=True)
 class ReplaceDevice:
@@ -61,7 +64,7 @@ async def _checked(
         raise ConflictError(
             f"Device {new.serial} is already assigned to someone.", field="new_serial"
         )
-    if new is not None and new.status in ("replaced", "retired", "lost"):
+    if new is not None and new.status in OUT_OF_SERVICE:
         raise ConflictError(
             f"Device {new.serial} is {new.status} and can't be issued.", field="new_serial"
         )
@@ -108,3 +111,61 @@ async def replace_device(ctx: Context, actor: Actor, cmd: ReplaceDevice) -> Repl
         after={"replaces_id": old.id, "student_id": student_id},
     )
     return Replacement(old=old, new=new, student_id=student_id)
+
+
+@dataclass(frozen=True)
+class AssignSuggestedHolder:
+    """Staff accept a source's most recent user as the device's holder. `shown_holder_id` is
+    who held the device when the suggestion was shown: a holder changed since then is not
+    overwritten by a stale button."""
+
+    device_id: int
+    student_id: int
+    shown_holder_id: int | None
+    source_label: str
+
+
+@dataclass(frozen=True)
+class HolderChange:
+    device: DeviceRecord
+    student_id: int
+    previous_holder_id: int | None
+    changed: bool  # False: the student already held it (a second click, a redelivery)
+
+
+async def assign_suggested_holder(
+    ctx: Context, actor: Actor, cmd: AssignSuggestedHolder
+) -> HolderChange:
+    """Who holds a device is device upkeep, like replacing it: the same permission. The
+    suggestion is only ever applied by a person choosing it; a sync never assigns."""
+    require(actor, Permission.REPLACE_DEVICES)
+    store = ctx.store
+    device = await store.get_device(cmd.device_id, lock=True)
+    if device is None:
+        raise NotFound("That device isn't in DeviceCare any more.")
+    holder_id = await store.current_holder(device.id)
+    if holder_id == cmd.student_id:
+        return HolderChange(device, cmd.student_id, holder_id, changed=False)
+    if device.status in OUT_OF_SERVICE:
+        raise ConflictError(f"Device {device.serial} is {device.status} and can't be assigned.")
+    if holder_id != cmd.shown_holder_id:
+        raise ConflictError(
+            f"Who holds {device.serial} changed since this was shown; "
+            "look the device up again with /device."
+        )
+    student = await store.get_student(cmd.student_id)
+    if student is None:
+        raise NotFound("That student isn't in DeviceCare any more.")
+    reason = f"{cmd.source_label}'s most recent user"
+    if holder_id is not None:
+        await store.return_device(device.id, reason=f"reassigned to {cmd.source_label}'s user")
+    await store.assign_device(device.id, student.id, reason=reason)
+    await store.log(
+        actor,
+        "device",
+        device.id,
+        "holder_assigned",
+        before={"student_id": holder_id},
+        after={"student_id": student.id, "from": reason},
+    )
+    return HolderChange(device, student.id, holder_id, changed=True)

@@ -19,6 +19,7 @@ from bot.slack.blocks import (
     fmt_date,
     header,
     modal,
+    mrkdwn,
     plain,
     section,
 )
@@ -27,6 +28,7 @@ from bot.slack.photo_lines import photo_line
 from storage import models as m
 from storage.device_search import DeviceMatch
 from storage.store import DeviceHistory
+from storage.sync_provenance import HolderSuggestion
 from workflows.devices import ReplaceDevice
 from workflows.enrollment import EnrollmentStatus
 from workflows.insurance import CoverageBadge
@@ -62,12 +64,23 @@ class DeviceBlock(StrEnum):
 
 class DeviceAction(StrEnum):
     SHOW = "device.show"
+    ASSIGN_SUGGESTED = "device.assign_suggested"
 
 
 class DeviceRef(Payload):
     """The value of a "Show" button in a list of matches."""
 
     device_id: int
+
+
+class SuggestedHolderRef(Payload):
+    """The value of "Assign to …" under a source's most recent user: the holder as shown, so
+    that a stale button can't undo a change made since."""
+
+    device_id: int
+    student_id: int
+    shown_holder_id: int | None
+    source: str
 
 
 class ReplaceDeviceModal(Payload):
@@ -421,6 +434,49 @@ def build_device_matches(
     if more:
         blocks.append(context_block("More devices match; type more of the name or serial."))
     return text, blocks
+
+
+def suggested_holder_button(
+    device_id: int,
+    suggestion: HolderSuggestion,
+    holder_id: int | None,
+    holder_name: str | None,
+    *,
+    secret: Keys,
+) -> Block | None:
+    """ "Assign to Ana Rivera": the source's most recent user made the holder, only when that
+    user is a student in DeviceCare; replacing someone staff assigned asks first."""
+    if suggestion.student_id is None or suggestion.student_id == holder_id:
+        return None
+    ref = SuggestedHolderRef(
+        device_id=device_id,
+        student_id=suggestion.student_id,
+        shown_holder_id=holder_id,
+        source=suggestion.source,
+    )
+    name = suggestion.student_name or suggestion.email
+    confirm = None
+    if holder_name is not None:
+        confirm = {
+            "title": plain("Reassign this device?"),
+            "text": mrkdwn(
+                f"DeviceCare has it assigned to *{esc(holder_name)}*. Assign it to "
+                f"*{esc(name)}* instead, as {esc(suggestion.label)} says?"
+            ),
+            "confirm": plain("Reassign"),
+            "deny": plain("Cancel"),
+        }
+    return button(
+        f"Assign to {name}",
+        DeviceAction.ASSIGN_SUGGESTED,
+        pack(ref, secret),
+        confirm=confirm,
+    )
+
+
+def holder_assigned_text(serial: str, student_name: str, *, changed: bool) -> str:
+    who = f"*{esc(serial)}* {'was already' if not changed else 'is now'} assigned to"
+    return f":white_check_mark: {who} {esc(student_name)}."
 
 
 def no_match_text(query: str) -> str:

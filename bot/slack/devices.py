@@ -8,12 +8,13 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import signing_keys
-from bot.slack.blocks import Block
+from bot.slack.blocks import Block, section
 from bot.slack.cards import queue_incident_card, queue_thread_message
 from bot.slack.device_blocks import (
     DEVICE_COMMAND,
@@ -26,19 +27,23 @@ from bot.slack.device_blocks import (
     DeviceView,
     ReplaceDeviceModal,
     ReplaceForm,
+    SuggestedHolderRef,
     build_device_matches,
     build_device_record,
     build_device_replaced_modal,
     build_device_replacing_modal,
     build_replace_device_modal,
+    holder_assigned_text,
     no_match_text,
     read_replace_form,
     replaced_thread_text,
+    suggested_holder_button,
 )
 from bot.slack.errors import FormErrors, channel_of, user_of
 from bot.slack.ids import IncidentAction, IncidentRef
 from bot.slack.listeners import Click, ModalForm, Submitted, on_click, wire
 from bot.slack.photo_lines import load_photo_urls
+from bot.slack.response_url import reply
 from bot.slack.sync_blocks import sync_context
 from storage import models as m
 from storage.device_coverage import coverage_for_device
@@ -47,18 +52,25 @@ from storage.store import SqlStore
 from storage.sync_provenance import device_provenance, holder_suggestion
 from workflows.clock import local_date
 from workflows.device_search import MatchRank
-from workflows.devices import check_replacement, replace_device
+from workflows.devices import (
+    AssignSuggestedHolder,
+    assign_suggested_holder,
+    check_replacement,
+    replace_device,
+)
 from workflows.errors import ConflictError, NotFound
 from workflows.insurance import CoverageBadge, coverage_badge
-from workflows.permissions import Permission, require
+from workflows.permissions import Actor, Permission, require
+from workflows.sync import SOURCE_LABELS
 
 log = logging.getLogger("devicecare.slack")
 
 
 async def device_record(
-    runtime: Runtime, store: SqlStore, device_id: int
+    runtime: Runtime, store: SqlStore, device_id: int, actor: Actor | None = None
 ) -> tuple[str, list[Block]] | None:
-    """The `/device` answer for one device; coverage is the holder's, as of today."""
+    """The `/device` answer for one device; coverage is the holder's, as of today. A source's
+    suggested holder comes with a button for someone who may assign it (`actor`)."""
     history = await store.device_history(device_id)
     if history is None:
         return None
@@ -75,6 +87,10 @@ async def device_record(
     holder_id = None if history.holder is None else history.holder.id
     suggestion = await holder_suggestion(store.session, provenance, holder_id)
     holder_name = None if history.holder is None else history.holder.full_name
+    offer = None
+    if suggestion is not None and actor is not None and actor.can(Permission.REPLACE_DEVICES):
+        keys = signing_keys(runtime.settings)
+        offer = suggested_holder_button(device_id, suggestion, holder_id, holder_name, secret=keys)
     return build_device_record(
         history,
         badge,
@@ -83,7 +99,7 @@ async def device_record(
         enrollments=enrollments,
         today=today,
         photo_urls=await load_photo_urls(runtime, store, device_id=device_id),
-        synced=sync_context(provenance, suggestion, holder_name, runtime.settings.tz),
+        synced=sync_context(provenance, suggestion, holder_name, runtime.settings.tz, offer),
     )
 
 
@@ -205,14 +221,37 @@ async def replace_submitted_device(form: Submitted[ReplaceDeviceModal], read: Re
 @on_click(DeviceAction.SHOW, what="show a device", ref=DeviceRef)
 async def handle_device_show(click: Click[DeviceRef]) -> None:
     async with click.runtime.stores() as store:
-        record = await device_record(click.runtime, store, click.ref.device_id)
+        record = await device_record(click.runtime, store, click.ref.device_id, click.actor)
     if record is None:
         raise NotFound("That device isn't in DeviceCare any more.")
     text, blocks = record
     await _post_ephemeral(click.client, click.body, text, blocks)
 
 
-async def device_command_answer(runtime: Runtime, command: Mapping[str, Any]) -> dict[str, Any]:
+@on_click(
+    DeviceAction.ASSIGN_SUGGESTED, what="assign a device's suggested holder", ref=SuggestedHolderRef
+)
+async def handle_assign_suggested(click: Click[SuggestedHolderRef]) -> None:
+    ref = click.ref
+    command = AssignSuggestedHolder(
+        device_id=ref.device_id,
+        student_id=ref.student_id,
+        shown_holder_id=ref.shown_holder_id,
+        source_label=SOURCE_LABELS.get(ref.source, ref.source),
+    )
+    async with click.runtime.stores() as store:
+        change = await assign_suggested_holder(click.context(store), click.actor, command)
+        student = await store.get_student(change.student_id)
+        name = "the student" if student is None else student.full_name
+        said = holder_assigned_text(change.device.serial, name, changed=change.changed)
+        record = await device_record(click.runtime, store, ref.device_id, click.actor)
+    blocks = [section(said)] + ([] if record is None else record[1])
+    await reply(click.client, click.body, said, blocks, replace=True)
+
+
+async def device_command_answer(
+    runtime: Runtime, command: Mapping[str, Any], actor: Actor | None = None
+) -> dict[str, Any]:
     """`/device`: a read-only look-up takes milliseconds, so the answer goes back in the ack
     itself, which works in any channel or DM without the bot being a member."""
     query = " ".join(str(command.get("text") or "").split())[:100]
@@ -224,7 +263,7 @@ async def device_command_answer(runtime: Runtime, command: Mapping[str, Any]) ->
         exact = [x for x in matches if x.rank is MatchRank.EXACT]
         matches = exact or matches
         if len(matches) == 1:
-            record = await device_record(runtime, store, matches[0].device_id)
+            record = await device_record(runtime, store, matches[0].device_id, actor)
             assert record is not None
             text, blocks = record
         elif matches:
@@ -240,8 +279,17 @@ async def device_command_answer(runtime: Runtime, command: Mapping[str, Any]) ->
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    wire(app, runtime, handle_replace_device_button, replace_form, handle_device_show)
+    wire(
+        app,
+        runtime,
+        handle_replace_device_button,
+        replace_form,
+        handle_device_show,
+        handle_assign_suggested,
+    )
 
     @app.command(DEVICE_COMMAND)
-    async def handle_device_command(ack: AsyncAck, command: dict[str, Any]) -> None:
-        await ack(**await device_command_answer(runtime, command))
+    async def handle_device_command(
+        ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        await ack(**await device_command_answer(runtime, command, context.get("actor")))

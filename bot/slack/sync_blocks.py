@@ -69,12 +69,17 @@ def sync_context(
     suggestion: HolderSuggestion | None,
     holder_name: str | None,
     tz: ZoneInfo,
+    offer: Block | None = None,
 ) -> list[Block]:
-    """The lines `/device` adds under the device's facts (nothing for a device no source lists)."""
+    """The lines `/device` adds under the device's facts (nothing for a device no source lists),
+    and `offer`, the button that assigns the suggested holder, when staff may take it."""
     lines = [provenance_line(p, tz) for p in provenance]
     if suggestion is not None:
         lines.append(suggestion_line(suggestion, holder_name))
-    return [context_block(*lines)] if lines else []
+    blocks = [context_block(*lines)] if lines else []
+    if offer is not None:
+        blocks.append({"type": "actions", "elements": [offer]})
+    return blocks
 
 
 def _label(payload: dict[str, Any]) -> str:

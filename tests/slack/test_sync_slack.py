@@ -7,11 +7,15 @@ from datetime import date
 
 import pytest
 
+from sqlalchemy import select
+
+from bot.slack.device_blocks import DeviceAction
 from bot.sync.runner import run_sync
+from storage import models as m
 from storage.device_sync import DeviceSyncJob
 from tests.builders import add_district
 from tests.slack.conftest import BILLING_CHANNEL, SlackHarness
-from tests.slack.money_helpers import all_text
+from tests.slack.money_helpers import action_ids, all_text, button_value, click, refusals
 from tests.sync.listed_source import APPLECARE, ListedSource, chromebook, ipad
 
 TECH = "U_TECH"
@@ -63,6 +67,129 @@ async def test_device_shows_its_sources_and_a_suggested_holder(slack: SlackHarne
     assert "_Not assigned to anyone_" in offered  # offered, never assigned
     unknown = await _device_text(slack, "5CD0000009")
     assert "nobody@students.example.org \u2014 no student in DeviceCare has that email" in unknown
+
+
+async def _suggested(slack: SlackHarness) -> tuple[int, int]:
+    """Ana Rivera holds 5CD1234XYZ; Google Admin lists 5CD0000008 (unassigned here) with Ana
+    as its most recent user, and 5CD1234XYZ with Ben Okafor's. (Ana's id, Ben's id.)"""
+    district = await add_district(slack.runtime.stores)
+    async with slack.runtime.stores() as store:
+        ana = await store.get_student(district.student_id)
+        assert ana is not None
+        ana.email = "ana@students.example.org"
+        ben = m.Student(
+            first_name="Ben", last_name="Okafor", sis_id="S-BEN", email="ben@students.example.org"
+        )
+        store.session.add(ben)
+        await store.session.flush()
+        ben_id = ben.id
+    google = ListedSource(
+        "google",
+        [
+            chromebook(7, serial="5cd1234xyz", last_user_email="ben@students.example.org"),
+            chromebook(8, last_user_email="ana@students.example.org"),
+        ],
+    )
+    assert (await run_sync(slack.runtime, DeviceSyncJob(google))).status == "applied"
+    return district.student_id, ben_id
+
+
+async def _holders(slack: SlackHarness, serial: str) -> list[tuple[int, str | None]]:
+    async with slack.runtime.reads() as store:
+        rows = await store.session.execute(
+            select(m.DeviceAssignment.student_id, m.DeviceAssignment.returned_at)
+            .join(m.Device, m.Device.id == m.DeviceAssignment.device_id)
+            .where(m.Device.serial == serial)
+            .order_by(m.DeviceAssignment.id)
+        )
+        return [(r.student_id, None if r.returned_at is None else "returned") for r in rows]
+
+
+async def _device_blocks(slack: SlackHarness, query: str, user: str = TECH) -> list[dict]:
+    response = await slack.sender.command("/device", query, user=user)
+    return response.json()["blocks"]
+
+
+async def test_staff_assign_the_suggested_holder_with_one_click(slack: SlackHarness) -> None:
+    tech = await slack.staff("Technician", TECH)
+    ana_id, _ = await _suggested(slack)
+    blocks = await _device_blocks(slack, "5CD0000008")
+    assert DeviceAction.ASSIGN_SUGGESTED in action_ids(blocks)
+    assert "Assign to Ana Rivera" in all_text({"blocks": blocks})
+    value = button_value(blocks, DeviceAction.ASSIGN_SUGGESTED)
+
+    payload = click(TECH, DeviceAction.ASSIGN_SUGGESTED, value, channel="C_HELP")
+    payload["response_url"] = f"{slack.fake.base_url}response.assign"
+    assert (await slack.sender.interaction(payload)).status_code == 200
+    (answer,) = await slack.fake.wait_for("response.assign")
+    assert answer.args["replace_original"] is True
+    said = all_text(answer.args)
+    assert "*5CD0000008* is now assigned to Ana Rivera" in said
+    assert "Assign to Ana Rivera" not in said  # she holds it now: nothing left to offer
+    assert await _holders(slack, "5CD0000008") == [(ana_id, None)]
+    async with slack.runtime.reads() as store:
+        device = await store.get_device_by_serial("5CD0000008")
+        assert device is not None
+        (entry,) = [e for e in await store.activity_for("device", device.id)]
+    assert entry.action == "holder_assigned" and entry.actor_staff_id == tech.staff_id
+    assert entry.after == {"student_id": ana_id, "from": "Google Admin's most recent user"}
+
+    # A second click (or Slack redelivering the first) changes nothing.
+    payload["response_url"] = f"{slack.fake.base_url}response.again"
+    await slack.sender.interaction(payload)
+    (again,) = await slack.fake.wait_for("response.again")
+    assert "*5CD0000008* was already assigned to Ana Rivera" in all_text(again.args)
+    assert await _holders(slack, "5CD0000008") == [(ana_id, None)]
+
+
+async def test_reassigning_asks_first_and_a_stale_button_changes_nothing(
+    slack: SlackHarness,
+) -> None:
+    await slack.staff("Technician", TECH)
+    ana_id, ben_id = await _suggested(slack)
+    blocks = await _device_blocks(slack, "5CD1234XYZ")
+    (offer,) = [
+        e
+        for b in blocks
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e["action_id"] == DeviceAction.ASSIGN_SUGGESTED
+    ]
+    assert offer["text"]["text"] == "Assign to Ben Okafor"
+    assert "DeviceCare has it assigned to *Ana Rivera*" in offer["confirm"]["text"]["text"]
+
+    # Staff move the device on before the technician clicks: the old button must not undo it.
+    async with slack.runtime.stores() as store:
+        device = await store.get_device_by_serial("5CD1234XYZ")
+        assert device is not None
+        await store.return_device(device.id, reason="returned at the desk")
+    payload = click(TECH, DeviceAction.ASSIGN_SUGGESTED, offer["value"], channel="C_HELP")
+    await slack.sender.interaction(payload)
+    [warning] = await slack.fake.wait_for("chat.postEphemeral")
+    assert "Who holds 5CD1234XYZ changed since this was shown" in all_text(warning.args)
+    assert await _holders(slack, "5CD1234XYZ") == [(ana_id, "returned")]
+
+
+async def test_without_the_permission_there_is_no_button_and_a_replayed_one_is_refused(
+    slack: SlackHarness,
+) -> None:
+    await slack.staff("Technician", TECH)
+    clerk = await slack.staff("Billing Clerk", "U_CLERK")
+    await _suggested(slack)
+    value = button_value(await _device_blocks(slack, "5CD0000008"), DeviceAction.ASSIGN_SUGGESTED)
+    clerk_view = await _device_blocks(slack, "5CD0000008", user="U_CLERK")
+    assert DeviceAction.ASSIGN_SUGGESTED not in action_ids(clerk_view)
+    assert "Google Admin's most recent user: Ana Rivera" in all_text({"blocks": clerk_view})
+
+    await slack.sender.interaction(click("U_CLERK", DeviceAction.ASSIGN_SUGGESTED, value))
+    [told] = await slack.fake.wait_for("chat.postEphemeral")
+    assert "does not have the Replace Devices permission" in all_text(told.args)
+    assert await _holders(slack, "5CD0000008") == []
+    assert len(await refusals(slack, clerk)) == 1
+
+    forged = value[:-4] + ("AAAA" if not value.endswith("AAAA") else "BBBB")
+    await slack.sender.interaction(click(TECH, DeviceAction.ASSIGN_SUGGESTED, forged))
+    assert await _holders(slack, "5CD0000008") == []
 
 
 async def test_the_nightly_summary_and_a_held_run_post_in_the_sync_channel(
