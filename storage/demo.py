@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
+from storage.session_of import Db, session_of
 from workflows.clock import Clock, local_date
 from workflows.school_year import school_year_of
 
@@ -195,3 +196,19 @@ async def _add_collection_fees(session: AsyncSession) -> None:
                 device_model=model,
             )
         )
+
+
+async def demo_fee_item_id(db: Db, code: str) -> int:
+    """The id of the demo's fee item `code` (stored as `demo-<code>`)."""
+    found = await session_of(db).execute(
+        select(m.FeeItem.id).where(m.FeeItem.code == f"demo-{code}")
+    )
+    return int(found.scalar_one())
+
+
+async def guardian_id_by_email(db: Db, email: str) -> int | None:
+    """The guardian (not erased) with exactly this email, if any."""
+    found = await session_of(db).execute(
+        select(m.Guardian.id).where(m.Guardian.email == email, m.Guardian.erased_at.is_(None))
+    )
+    return found.scalars().first()

@@ -110,7 +110,7 @@ def retry_command(
     async def work(runtime: Runtime) -> Retried:
         actor = await cli_actor(runtime, as_email)
         async with runtime.stores() as store:
-            before = await retry_failed(store.session, message_id, runtime.clock.now())
+            before = await retry_failed(store, message_id, runtime.clock.now())
             await store.log(
                 actor,
                 "outbox",
