@@ -64,8 +64,9 @@ class DemoResult:
     devices: int
 
 
-async def load_demo(session: AsyncSession, clock: Clock, tz: str) -> DemoResult:
+async def load_demo(db: Db, clock: Clock, tz: str) -> DemoResult:
     """Idempotent: a second run finds the demo district and changes nothing."""
+    session = session_of(db)
     exists = (
         await session.execute(select(m.Student.id).where(m.Student.sis_id == f"{PREFIX}1001"))
     ).first()

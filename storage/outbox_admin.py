@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
 from storage.notices import NOTICE_KIND
@@ -48,8 +47,9 @@ def _recipient(row: m.OutboxMessage, addresses: dict[int, str]) -> str:
     return "—"
 
 
-async def failed_messages(session: AsyncSession, limit: int = 100) -> list[FailedMessage]:
+async def failed_messages(db: Db, limit: int = 100) -> list[FailedMessage]:
     """Failed outbox rows, the most recently given up first."""
+    session = session_of(db)
     o = m.OutboxMessage
     rows = list(
         (

@@ -118,9 +118,11 @@ def _audit(
     )
 
 
-async def list_staff(session: AsyncSession) -> list[m.Staff]:
+async def list_staff(db: Db) -> list[m.Staff]:
+    session = session_of(db)
     return list((await session.execute(select(m.Staff).order_by(m.Staff.email))).scalars())
 
 
-async def list_roles(session: AsyncSession) -> list[m.Role]:
+async def list_roles(db: Db) -> list[m.Role]:
+    session = session_of(db)
     return list((await session.execute(select(m.Role).order_by(m.Role.id))).scalars())
