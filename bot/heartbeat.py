@@ -17,8 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
+from storage.db import Sessions
 from storage.service_facts import Beat, record_beat
 from workflows.clock import Clock
 
@@ -93,7 +92,7 @@ def _give_back(beat: Beat) -> None:
     _counters.update(beat.counters)
 
 
-async def beat_once(sessions: async_sessionmaker[AsyncSession], clock: Clock, process: str) -> bool:
+async def beat_once(sessions: Sessions, clock: Clock, process: str) -> bool:
     """Write one heartbeat for `process`; False (and the news kept) if the database refused."""
     beat = _take(process, clock.now())
     try:
@@ -107,7 +106,7 @@ async def beat_once(sessions: async_sessionmaker[AsyncSession], clock: Clock, pr
 
 
 async def run_heartbeat(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: Sessions,
     clock: Clock,
     process: str,
     stop: asyncio.Event,
@@ -125,7 +124,7 @@ async def run_heartbeat(
 
 
 def start_heartbeats(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: Sessions,
     clock: Clock,
     processes: Iterable[str],
     stop: asyncio.Event,

@@ -21,11 +21,9 @@ import traceback
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from bot.settings import Settings
 from bot.signing import signing_keys
+from storage.database_url import database_password
 
 MASK = "***"
 # Shorter values would mask ordinary words; no real key or password is this short anyway.
@@ -122,10 +120,7 @@ def configured_secrets(settings: Settings) -> list[str]:
             raw = password.get_secret_value()
             values.append(base64.b64encode(raw.encode()).decode())
             values.append(base64.b64encode(f"\0{username or ''}\0{raw}".encode()).decode())
-    try:
-        values.append(make_url(settings.database_url).password or "")
-    except ArgumentError:
-        pass
+    values.append(database_password(settings.database_url))
     return values
 
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
 from bot.settings import PLACEHOLDER_SECRET_KEY, Settings
 from storage.blobs import BlobStore, LocalBlobStore
-from storage.db import create_engine, is_sqlite, session_factory
+from storage.db import Engine, Sessions, create_engine, is_sqlite, session_factory
 from storage.seed import ensure_defaults
 from storage.store import StoreFactory
 from workflows.clock import Clock, SystemClock
@@ -20,8 +18,8 @@ log = logging.getLogger("devicecare")
 @dataclass
 class Runtime:
     settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
+    engine: Engine
+    sessions: Sessions
     stores: StoreFactory
     clock: Clock
     blobs: BlobStore
@@ -29,7 +27,7 @@ class Runtime:
     reads: StoreFactory
     parts: dict[str, str] = field(default_factory=dict)
 
-    read_engine: AsyncEngine | None = None
+    read_engine: Engine | None = None
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -60,7 +58,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     clock = clock or SystemClock()
     sessions = session_factory(engine, clock=clock)
     if settings.slack_enabled:
-        from bot.slack.home_refresh import watch_home_changes  # Slack's parts load with Slack
+        from storage.home_refresh import watch_home_changes  # Slack's parts load with Slack
 
         watch_home_changes(sessions, clock)
     return Runtime(

@@ -10,10 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from bot.config_errors import load_settings
+from storage.database_url import async_database_url, database_backend
 from workflows.sync import DEFAULT_MAX_CHANGE_SHARE
 
 DATA_DIR = Path("data")
@@ -21,38 +20,9 @@ DATA_DIR = Path("data")
 PLACEHOLDER_SECRET_KEY = "change-me-in-production"
 
 
-# Hosting platforms (Heroku, Render, Dokku) hand out `postgres://…?sslmode=require`;
-# SQLAlchemy needs the dialect and the async driver spelled out, and asyncpg calls it `ssl`.
-_POSTGRES_DRIVERS = frozenset(
-    {"postgres", "postgresql", "postgresql+psycopg2", "postgresql+psycopg"}
-)
-
-
-def async_database_url(url: str) -> str:
-    """The URL with the async driver DeviceCare runs on (asyncpg, aiosqlite)."""
-    url = url.strip()
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return url  # left for the engine to refuse with its own message
-    if parsed.drivername in _POSTGRES_DRIVERS:
-        query = dict(parsed.query)
-        if "sslmode" in query and "ssl" not in query:
-            query["ssl"] = query.pop("sslmode")
-        parsed = parsed.set(drivername="postgresql+asyncpg", query=query)
-        return parsed.render_as_string(hide_password=False)
-    if parsed.drivername == "sqlite":
-        return "sqlite+aiosqlite" + url[len("sqlite") :]
-    return url
-
-
 def supported_database_url(url: str) -> str:
     """The URL if DeviceCare can run on it; otherwise a message naming what to write."""
-    try:
-        backend = make_url(url).get_backend_name()
-    except (ArgumentError, ValueError):
-        backend = None
-    if backend not in ("postgresql", "sqlite"):
+    if database_backend(url) not in ("postgresql", "sqlite"):
         raise ValueError(
             "not a PostgreSQL or SQLite URL; write postgresql://user:password@host:5432/name "
             "or sqlite:///path/to/devicecare.db"

@@ -21,6 +21,7 @@ from sqlalchemy.orm import aliased
 from storage import models as m
 from storage.billing_run import AUTOMATION_LABEL, DIGEST_TEMPLATE
 from storage.notice_queries import TEMPLATE_LABELS
+from storage.session_of import Db, session_of
 from workflows.billing import Step, step_label
 from workflows.errors import ValidationError
 from workflows.invoices import OPEN_STATUSES, InvoiceStatus
@@ -137,13 +138,14 @@ def _open_invoices() -> Any:
 
 
 async def automation_report(
-    session: AsyncSession,
+    db: Db,
     *,
     automation: bool | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> AutomationReport:
     """Open invoices by automation on/off and status, and the listing filtered by `automation`."""
+    session = session_of(db)
     inv = m.Invoice
     balance = m.invoice_balance()
     grouped = (
@@ -283,7 +285,7 @@ def check_range(date_from: date, date_to: date) -> None:
 
 
 async def cancelled_report(
-    session: AsyncSession,
+    db: Db,
     date_from: date,
     date_to: date,
     *,
@@ -292,6 +294,7 @@ async def cancelled_report(
     offset: int = 0,
 ) -> CancelledReport:
     """Invoices cancelled from `date_from` to `date_to` (both included, district days)."""
+    session = session_of(db)
     check_range(date_from, date_to)
     start, end = day_bounds(date_from, date_to, tz)
     by_kind, rows = await cancelled_invoices(
@@ -457,8 +460,9 @@ class InvoiceTimeline:
     events: tuple[TimelineEvent, ...]  # oldest first
 
 
-async def find_invoice_id(session: AsyncSession, number: str) -> int | None:
+async def find_invoice_id(db: Db, number: str) -> int | None:
     """The invoice with this number (any case); "inv-1" also finds INV-000001."""
+    session = session_of(db)
     text = number.strip().upper()
     if not text or len(text) > 40:
         return None
@@ -608,10 +612,9 @@ def _adjustment_summary(action: str, after: dict[str, Any]) -> str | None:
     return None
 
 
-async def invoice_timeline(
-    session: AsyncSession, invoice_id: int, *, tz: tzinfo = UTC
-) -> InvoiceTimeline | None:
+async def invoice_timeline(db: Db, invoice_id: int, *, tz: tzinfo = UTC) -> InvoiceTimeline | None:
     """Everything that happened to one invoice, oldest first; times in text are in `tz`."""
+    session = session_of(db)
     creator = aliased(m.Staff)
     head = (
         await session.execute(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -15,10 +15,16 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from storage.card_refresh import CLOCK, CardRefreshingSession
+from storage.session_of import Db, session_of
 from workflows.clock import Clock
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY = "devicecare_read_only"
+
+# The names the service layers hold these by, handing them on to storage without looking inside.
+Engine: TypeAlias = AsyncEngine
+DbSession: TypeAlias = AsyncSession
+Sessions: TypeAlias = async_sessionmaker[AsyncSession]
 
 
 def is_sqlite(url: str) -> bool:
@@ -98,3 +104,18 @@ async def maintain_sqlite(engine: AsyncEngine, *, optimize: bool = True) -> None
         busy = (await cursor.fetchone() or (0,))[0]
         if busy:
             raise RuntimeError("the SQLite checkpoint could not finish: a reader held the log")
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """A round trip to the database; raises whatever stops it."""
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+async def read_one_snapshot(db: Db) -> None:
+    """Make every query of this (read) transaction see one snapshot. SQLite's deferred read
+    transaction in WAL mode does already; PostgreSQL needs REPEATABLE READ, set before the
+    transaction's first query."""
+    session = session_of(db)
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
+from storage.session_of import Db, session_of
 from workflows.clock import Clock, local_date
 from workflows.school_year import school_year_of
 
@@ -63,8 +64,9 @@ class DemoResult:
     devices: int
 
 
-async def load_demo(session: AsyncSession, clock: Clock, tz: str) -> DemoResult:
+async def load_demo(db: Db, clock: Clock, tz: str) -> DemoResult:
     """Idempotent: a second run finds the demo district and changes nothing."""
+    session = session_of(db)
     exists = (
         await session.execute(select(m.Student.id).where(m.Student.sis_id == f"{PREFIX}1001"))
     ).first()
@@ -195,3 +197,19 @@ async def _add_collection_fees(session: AsyncSession) -> None:
                 device_model=model,
             )
         )
+
+
+async def demo_fee_item_id(db: Db, code: str) -> int:
+    """The id of the demo's fee item `code` (stored as `demo-<code>`)."""
+    found = await session_of(db).execute(
+        select(m.FeeItem.id).where(m.FeeItem.code == f"demo-{code}")
+    )
+    return int(found.scalar_one())
+
+
+async def guardian_id_by_email(db: Db, email: str) -> int | None:
+    """The guardian (not erased) with exactly this email, if any."""
+    found = await session_of(db).execute(
+        select(m.Guardian.id).where(m.Guardian.email == email, m.Guardian.erased_at.is_(None))
+    )
+    return found.scalars().first()

@@ -25,10 +25,10 @@ from datetime import date, datetime
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
 from storage.csv_in import Column, Problem, Record, find_columns, open_csv
+from storage.session_of import Db, session_of
 
 HEADERS: dict[str, tuple[str, ...]] = {
     "serial": ("serial", "serialnumber", "deviceserialnumber"),
@@ -156,12 +156,13 @@ def _coverage_row(record: Record, columns: dict[str, int]) -> CoverageRow | str:
 
 
 async def import_coverage(
-    session: AsyncSession, path: Path, now: datetime, *, apply: bool = True
+    db: Db, path: Path, now: datetime, *, apply: bool = True
 ) -> CoverageImport:
     """Add or update each good row (in the caller's transaction); unknown serials are problems.
 
     With apply=False, counts what would change and writes nothing.
     """
+    session = session_of(db)
     rows, problems = read_coverage_rows(path)
     result = CoverageImport(path.name, applied=apply, problems=problems)
     serials = {r.serial for r in rows}
@@ -208,10 +209,9 @@ async def import_coverage(
     return result
 
 
-async def coverage_for_device(
-    session: AsyncSession, device_id: int, on: date
-) -> list[m.DeviceCoverage]:
+async def coverage_for_device(db: Db, device_id: int, on: date) -> list[m.DeviceCoverage]:
     """The device's third-party coverage in force on `on`, ending last first."""
+    session = session_of(db)
     stmt = (
         select(m.DeviceCoverage)
         .where(

@@ -13,6 +13,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
+from storage.session_of import Db, session_of
 
 
 class EnrollmentStore:
@@ -181,8 +182,9 @@ async def policy_by_name_or_id(session: AsyncSession, text: str) -> m.InsuranceP
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def enrollable_policies(session: AsyncSession) -> list[m.InsurancePolicy]:
+async def enrollable_policies(db: Db) -> list[m.InsurancePolicy]:
     """Active policies with a term: the ones families can be enrolled in."""
+    session = session_of(db)
     stmt = (
         select(m.InsurancePolicy)
         .where(
@@ -195,16 +197,18 @@ async def enrollable_policies(session: AsyncSession) -> list[m.InsurancePolicy]:
     return list((await session.execute(stmt)).scalars())
 
 
-async def all_policies(session: AsyncSession) -> list[m.InsurancePolicy]:
+async def all_policies(db: Db) -> list[m.InsurancePolicy]:
+    session = session_of(db)
     stmt = select(m.InsurancePolicy).order_by(
         m.InsurancePolicy.active.desc(), m.InsurancePolicy.name, m.InsurancePolicy.id
     )
     return list((await session.execute(stmt)).scalars())
 
 
-async def search_students(session: AsyncSession, text: str, *, limit: int = 50) -> list[m.Student]:
+async def search_students(db: Db, text: str, *, limit: int = 50) -> list[m.Student]:
     """Type-ahead for students: an SIS id that starts with `text`, or first and last names that
     start with each of its words (active students only)."""
+    session = session_of(db)
     query = " ".join(text.split())[:100]
     if len(query) < 2:
         return []
@@ -227,10 +231,11 @@ async def search_students(session: AsyncSession, text: str, *, limit: int = 50) 
 
 
 async def current_enrollments(
-    session: AsyncSession, student_id: int, on: date, *, limit: int = 3
+    db: Db, student_id: int, on: date, *, limit: int = 3
 ) -> list[m.InsuranceEnrollment]:
     """The student's enrollments that aren't cancelled and whose term hasn't ended by `on`
     (today's and upcoming ones), soonest-ending first."""
+    session = session_of(db)
     stmt = (
         select(m.InsuranceEnrollment)
         .where(

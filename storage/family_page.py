@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
+from storage.session_of import Db, session_of
 from workflows.district_facts import COLUMNS as FACT_COLUMNS
 from workflows.district_facts import DistrictFacts
 
@@ -176,10 +177,11 @@ def _unviewed(guardian_id: int, notice_id: int | None) -> Any:
 
 
 async def load_family_page(
-    session: AsyncSession, guardian_id: int, notice_id: int | None = None
+    db: Db, guardian_id: int, notice_id: int | None = None
 ) -> FamilyPage | None:
     """The guardian's page in two queries; None when the guardian no longer exists.
     `notice_id` is the email the link came in, checked in the same read."""
+    session = session_of(db)
     settings = m.DistrictSettings
     # The guardian, each student with each shown invoice (a student with none still gets a
     # row), and the two district settings and the notice check, which are the same on every row.
@@ -348,9 +350,10 @@ async def _add_details(
             bill.photos.append(photo)
 
 
-async def family_photo(session: AsyncSession, guardian_id: int, photo_id: int) -> m.Photo | None:
+async def family_photo(db: Db, guardian_id: int, photo_id: int) -> m.Photo | None:
     """A photo of damage billed on one of this guardian's shown invoices, when the district
     shows photos to families; None otherwise (whether or not the photo exists)."""
+    session = session_of(db)
     settings = await session.get(m.DistrictSettings, 1)
     if settings is None or not settings.family_page_photos:
         return None
@@ -370,10 +373,9 @@ async def family_photo(session: AsyncSession, guardian_id: int, photo_id: int) -
     return (await session.execute(stmt)).scalars().first()
 
 
-async def record_notice_viewed(
-    session: AsyncSession, guardian_id: int, notice_id: int, at: datetime
-) -> bool:
+async def record_notice_viewed(db: Db, guardian_id: int, notice_id: int, at: datetime) -> bool:
     """Mark the guardian's own notice viewed, the first time only; True when this did it."""
+    session = session_of(db)
     result = await session.execute(
         update(m.Notice)
         .where(
@@ -387,8 +389,9 @@ async def record_notice_viewed(
     return bool(getattr(result, "rowcount", 0))
 
 
-async def guardians_billed_at(session: AsyncSession, email: str) -> list[m.Guardian]:
+async def guardians_billed_at(db: Db, email: str) -> list[m.Guardian]:
     """Guardians with this address (any case) who have a student with a shown invoice."""
+    session = session_of(db)
     address = email.strip().lower()
     billed = (
         select(m.Guardianship.guardian_id)

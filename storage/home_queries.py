@@ -10,6 +10,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
+from storage.session_of import Db, session_of
 
 OPEN_INVOICE_STATUSES = ("unpaid", "first", "second", "final", "collections")
 WAIVER = "waiver"
@@ -106,8 +107,9 @@ def _clamp(page: int, size: int, total: int) -> int:
 
 
 async def my_open_incidents(
-    session: AsyncSession, staff_id: int, page: int = 0, size: int = 5
+    db: Db, staff_id: int, page: int = 0, size: int = 5
 ) -> Page[IncidentLine]:
+    session = session_of(db)
     where = (m.Incident.reported_by_id == staff_id, m.Incident.status != "closed")
     total = await _total(session, select(func.count(m.Incident.id)).where(*where))
     page = _clamp(page, size, total)
@@ -134,9 +136,8 @@ async def my_open_incidents(
     return Page(lines, page, size, total)
 
 
-async def pending_approvals(
-    session: AsyncSession, page: int = 0, size: int = 5
-) -> Page[ApprovalLine]:
+async def pending_approvals(db: Db, page: int = 0, size: int = 5) -> Page[ApprovalLine]:
+    session = session_of(db)
     where = m.CapOverrideRequest.status == PENDING
     total = await _total(session, select(func.count(m.CapOverrideRequest.id)).where(where))
     page = _clamp(page, size, total)
@@ -163,7 +164,8 @@ async def pending_approvals(
     return Page(lines, page, size, total)
 
 
-async def pending_waivers(session: AsyncSession, page: int = 0, size: int = 5) -> Page[WaiverLine]:
+async def pending_waivers(db: Db, page: int = 0, size: int = 5) -> Page[WaiverLine]:
+    session = session_of(db)
     adj = m.InvoiceAdjustment
     where = (adj.kind == WAIVER, adj.status == PENDING)
     total = await _total(session, select(func.count(adj.id)).where(*where))
@@ -185,9 +187,8 @@ async def pending_waivers(session: AsyncSession, page: int = 0, size: int = 5) -
     return Page(lines, page, size, total)
 
 
-async def reported_payments(
-    session: AsyncSession, page: int = 0, size: int = 5
-) -> Page[PaymentLine]:
+async def reported_payments(db: Db, page: int = 0, size: int = 5) -> Page[PaymentLine]:
+    session = session_of(db)
     pp = m.PendingPayment
     where = pp.status == PENDING
     total = await _total(session, select(func.count(pp.id)).where(where))
@@ -210,9 +211,8 @@ async def reported_payments(
     return Page(lines, page, size, total)
 
 
-async def overdue_invoices(
-    session: AsyncSession, today: date, page: int = 0, size: int = 5
-) -> OverdueSummary:
+async def overdue_invoices(db: Db, today: date, page: int = 0, size: int = 5) -> OverdueSummary:
+    session = session_of(db)
     overdue = (
         m.Invoice.status.in_(OPEN_INVOICE_STATUSES),
         m.Invoice.due_date.is_not(None),

@@ -212,6 +212,26 @@ async def read_schema_state(database_url: str) -> SchemaState:
         await engine.dispose()
 
 
+async def probe_database(
+    database_url: str, *, connect_timeout: float | None = None
+) -> tuple[SchemaState, str]:
+    """The schema's state and the server's version, over a connection of its own that changes
+    nothing (a configuration check; PostgreSQL gets `connect_timeout` seconds to answer)."""
+    from storage.db import create_engine, is_sqlite
+
+    waits = connect_timeout is not None and not is_sqlite(database_url)
+    engine = create_engine(
+        database_url, **({"connect_args": {"timeout": connect_timeout}} if waits else {})
+    )
+    try:
+        async with engine.connect() as conn:
+            state = await conn.run_sync(schema_state_of, database_url)
+            version = ".".join(str(n) for n in conn.dialect.server_version_info or ())
+    finally:
+        await engine.dispose()
+    return state, version
+
+
 def shipped_head() -> str:
     """The newest revision this code ships."""
     return str(ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head())

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage import models as m
 from storage.notices import NOTICE_KIND
 from storage.service_facts import Fact, read_facts
+from storage.session_of import Db, session_of
 
 # The outbox kind of the billing channel's "the run failed" message (bot.jobs.scheduler writes it).
 BILLING_RUN_FAILED_KIND = "slack.billing_run_failed"
@@ -69,7 +70,8 @@ class Snapshot:
     facts: dict[str, Fact]
 
 
-async def take_snapshot(session: AsyncSession, now: datetime) -> Snapshot:
+async def take_snapshot(db: Db, now: datetime) -> Snapshot:
+    session = session_of(db)
     return Snapshot(
         now,
         await outbox_by_kind(session),
@@ -80,7 +82,8 @@ async def take_snapshot(session: AsyncSession, now: datetime) -> Snapshot:
     )
 
 
-async def outbox_by_kind(session: AsyncSession) -> dict[str, OutboxKind]:
+async def outbox_by_kind(db: Db) -> dict[str, OutboxKind]:
+    session = session_of(db)
     o = m.OutboxMessage
     counts: dict[str, dict[str, int]] = {}
     for kind, status, n in await session.execute(

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage import models as m
 from storage.billing_run import DIGEST_TEMPLATE, DIGESTED
 from storage.card_refresh import note_notices_changed
+from storage.session_of import Db, session_of
 from workflows.district_facts import COLUMNS as FACT_COLUMNS
 from workflows.district_facts import DistrictFacts, facts_from
 
@@ -520,10 +521,9 @@ def delivery_summary(
     return " · ".join([*parts, *paid])
 
 
-async def invoice_delivery_line(
-    session: AsyncSession, invoice_id: int, tz: tzinfo | None = None
-) -> str:
+async def invoice_delivery_line(db: Db, invoice_id: int, tz: tzinfo | None = None) -> str:
     """`delivery_summary` of the invoice's notices, ending with when it was paid in full."""
+    session = session_of(db)
     invoice = (
         await session.execute(
             select(m.Invoice.status, m.Invoice.paid_at).where(m.Invoice.id == invoice_id)

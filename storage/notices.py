@@ -14,6 +14,7 @@ from sqlalchemy.orm import aliased
 
 from storage import models as m
 from storage.outbox import new_message
+from storage.session_of import Db, session_of
 
 NOTICE_KIND = "email.notice"
 
@@ -130,7 +131,7 @@ async def queue_notice(
 
 
 async def queue_guardian_notice(
-    session: AsyncSession,
+    db: Db,
     now: datetime,
     *,
     guardian: m.Guardian,
@@ -142,6 +143,7 @@ async def queue_guardian_notice(
 ) -> m.Notice | None:
     """One notice (and its outbox row) to one guardian; None when the key was used before or
     the guardian can't be emailed."""
+    session = session_of(db)
     if not guardian.email or guardian.email_bouncing_since is not None:
         return None
     taken = (

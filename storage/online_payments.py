@@ -16,6 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storage import models as m
+from storage.session_of import Db, session_of
 from storage.store import SqlStore
 
 # Outbox kinds (delivered by bot/slack/stripe_payments.py).
@@ -40,10 +41,9 @@ class FamilyInvoice:
     guardian_email: str | None
 
 
-async def family_invoice(
-    session: AsyncSession, *, guardian_id: int, invoice_id: int
-) -> FamilyInvoice | None:
+async def family_invoice(db: Db, *, guardian_id: int, invoice_id: int) -> FamilyInvoice | None:
     """The invoice when it bills a student this guardian is guardian of; else None."""
+    session = session_of(db)
     stmt = (
         select(m.Invoice, m.Guardian.email)
         .join(m.Guardianship, m.Guardianship.student_id == m.Invoice.student_id)
@@ -67,7 +67,7 @@ async def lock_invoice(store: SqlStore, invoice_id: int) -> m.Invoice | None:
 
 
 async def reusable_checkout(
-    session: AsyncSession,
+    db: Db,
     *,
     invoice_id: int,
     guardian_id: int,
@@ -75,6 +75,7 @@ async def reusable_checkout(
     since: datetime,
 ) -> m.OnlineCheckout | None:
     """An open checkout for the same payment started since `since` (a second click on Pay)."""
+    session = session_of(db)
     stmt = (
         select(m.OnlineCheckout)
         .where(
@@ -224,3 +225,29 @@ async def queue_payment_alert(
         f"online-payment-alert:{key}",
         {"invoice_id": invoice_id, "text": text},
     )
+
+
+async def record_checkout(
+    db: Db,
+    *,
+    session_id: str,
+    invoice_id: int,
+    guardian_id: int | None,
+    amount_cents: int,
+    url: str | None,
+    now: datetime,
+) -> None:
+    """The checkout Stripe opened, written at once: a parallel request that recorded the same
+    Stripe session first makes this raise IntegrityError (storage.db_errors.DuplicateRow)."""
+    session = session_of(db)
+    session.add(
+        new_checkout(
+            session_id=session_id,
+            invoice_id=invoice_id,
+            guardian_id=guardian_id,
+            amount_cents=amount_cents,
+            url=url,
+            now=now,
+        )
+    )
+    await session.flush()

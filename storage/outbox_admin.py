@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
 from storage.notices import NOTICE_KIND
+from storage.session_of import Db, session_of
 from workflows.errors import InvalidTransition, NotFound
 
 
@@ -47,8 +47,9 @@ def _recipient(row: m.OutboxMessage, addresses: dict[int, str]) -> str:
     return "—"
 
 
-async def failed_messages(session: AsyncSession, limit: int = 100) -> list[FailedMessage]:
+async def failed_messages(db: Db, limit: int = 100) -> list[FailedMessage]:
     """Failed outbox rows, the most recently given up first."""
+    session = session_of(db)
     o = m.OutboxMessage
     rows = list(
         (
@@ -89,11 +90,12 @@ class Retried:
     last_error: str | None
 
 
-async def retry_failed(session: AsyncSession, message_id: int, now: datetime) -> Retried:
+async def retry_failed(db: Db, message_id: int, now: datetime) -> Retried:
     """Make a failed row due again with a fresh set of attempts (the caller commits).
 
     A failed notice goes back to "queued" too, so the invoice shows it waiting again.
     """
+    session = session_of(db)
     row = await session.get(m.OutboxMessage, message_id, with_for_update=True)
     if row is None:
         raise NotFound(f"There is no outbox message #{message_id}.", field="id")

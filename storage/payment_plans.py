@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage import models as m
 from storage.notices import queue_notice
 from storage.outbox import new_message
+from storage.session_of import Db, session_of
 from workflows.clock import Clock
 from workflows.invoices import NoticeTemplate
 from workflows.payment_plans import (
@@ -45,7 +46,8 @@ async def installments_of(session: AsyncSession, invoice_id: int) -> list[m.Inst
 class PlanRows:
     """`workflows.payment_plans.PlanStore` over the store's session (the same transaction)."""
 
-    def __init__(self, session: AsyncSession, clock: Clock) -> None:
+    def __init__(self, db: Db, clock: Clock) -> None:
+        session = session_of(db)
         self.session = session
         self.clock = clock
 
@@ -105,8 +107,9 @@ class PlanView:
         return next((s for s in self.states if not s.settled), None)
 
 
-async def plan_view(session: AsyncSession, invoice_id: int) -> PlanView | None:
+async def plan_view(db: Db, invoice_id: int) -> PlanView | None:
     """The invoice's plan with what is paid on each installment; None without a plan."""
+    session = session_of(db)
     invoice = await session.get(m.Invoice, invoice_id)
     if invoice is None:
         return None

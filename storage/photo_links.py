@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
+from storage.session_of import Db, session_of
 
 
 @dataclass(frozen=True)
@@ -16,20 +16,22 @@ class PhotoRef:
     source_url: str | None  # the Slack file's permalink, when the photo came from Slack
 
 
-async def incident_has_photo(session: AsyncSession, incident_id: int, sha256: str) -> bool:
+async def incident_has_photo(db: Db, incident_id: int, sha256: str) -> bool:
     """Whether the incident already has a photo with exactly this (re-encoded) content."""
+    session = session_of(db)
     stmt = select(m.Photo.id).where(m.Photo.incident_id == incident_id, m.Photo.sha256 == sha256)
     return (await session.execute(stmt.limit(1))).first() is not None
 
 
 async def photo_refs(
-    session: AsyncSession,
+    db: Db,
     *,
     limit: int,
     incident_id: int | None = None,
     device_id: int | None = None,
 ) -> list[PhotoRef]:
     """The newest photos of an incident or of a device (its whole life), newest first."""
+    session = session_of(db)
     stmt = select(m.Photo.id, m.Photo.source_url)
     if incident_id is not None:
         stmt = stmt.where(m.Photo.incident_id == incident_id)

@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
 from storage.blobs import BlobStore
+from storage.session_of import Db, session_of
 from workflows.clock import Clock
 from workflows.errors import NotFound
 from workflows.invoices import OPEN_STATUSES
@@ -101,8 +102,9 @@ def _in(column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
     return column.in_(ids) if ids else _no_match()
 
 
-async def find_family(session: AsyncSession, email: str) -> Family:
+async def find_family(db: Db, email: str) -> Family:
     """The family of the guardian with this email; NotFound (changing nothing) otherwise."""
+    session = session_of(db)
     address = email.strip().lower()
     guardians = list(
         (
@@ -360,7 +362,7 @@ async def read_family(session: AsyncSession, family: Family) -> dict[str, list[d
 
 
 async def export_family(
-    session: AsyncSession,
+    db: Db,
     blobs: BlobStore,
     family: Family,
     folder: Path,
@@ -369,6 +371,7 @@ async def export_family(
     actor: Actor,
 ) -> ExportResult:
     """Write family.json, the photos and the received mail into `folder` (created new)."""
+    session = session_of(db)
     data = await read_family(session, family)
     folder.parent.mkdir(parents=True, exist_ok=True)
     folder.mkdir(mode=0o700)  # personal data: readable by whoever ran the export only
@@ -540,7 +543,7 @@ async def open_balance_cents(session: AsyncSession, family: Family) -> int:
 
 
 async def erase_family(
-    session: AsyncSession,
+    db: Db,
     clock: Clock,
     blobs: BlobStore,
     actor: Actor,
@@ -549,6 +552,7 @@ async def erase_family(
     force: bool,
 ) -> ErasureResult:
     """Pseudonymise the family in one transaction (the caller commits)."""
+    session = session_of(db)
     require(actor, Permission.MANAGE_FAMILY_DATA)
     balance = await open_balance_cents(session, family)
     check_open_balance(balance, force=force)

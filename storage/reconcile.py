@@ -13,10 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.selectable import Subquery
 
 from storage import models as m
+from storage.session_of import Db, session_of
 from workflows.ledger import ledger_problems
 
 
@@ -67,9 +67,10 @@ def _applied(kind: str) -> Subquery:
     )
 
 
-async def discrepancies(session: AsyncSession, *, limit: int | None = 100) -> list[Discrepancy]:
+async def discrepancies(db: Db, *, limit: int | None = 100) -> list[Discrepancy]:
     """Invoices whose subtotal, paid, waived or refunded amount disagrees with its rows, or
     whose own amounts break the ledger's rules (`workflows.ledger.ledger_problems`)."""
+    session = session_of(db)
     inv = m.Invoice
     lines = (
         select(m.InvoiceLine.invoice_id, func.sum(m.InvoiceLine.amount_cents).label("cents"))
@@ -129,3 +130,9 @@ async def discrepancies(session: AsyncSession, *, limit: int | None = 100) -> li
         .limit(limit)
     )
     return [Discrepancy(*row) for row in (await session.execute(stmt)).all()]
+
+
+async def invoice_count(db: Db) -> int:
+    """How many invoices the ledger check looks at."""
+    found = await session_of(db).execute(select(func.count(m.Invoice.id)))
+    return int(found.scalar_one())

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
+from storage.session_of import Db, session_of
 from workflows.clock import Clock
 from workflows.errors import NotFound, ValidationError
 from workflows.permissions import Actor
@@ -38,7 +39,7 @@ async def find_role(session: AsyncSession, name: str) -> m.Role:
 
 
 async def add_staff(
-    session: AsyncSession,
+    db: Db,
     clock: Clock,
     actor: Actor,
     *,
@@ -48,6 +49,7 @@ async def add_staff(
     slack_user_id: str | None = None,
 ) -> StaffResult:
     """Create a staff member, or update the role / Slack id of an existing one (by email)."""
+    session = session_of(db)
     email = email.strip().lower()
     if not EMAIL_RE.match(email):
         raise ValidationError(f"{email!r} isn't an email address.", field="email")
@@ -116,9 +118,11 @@ def _audit(
     )
 
 
-async def list_staff(session: AsyncSession) -> list[m.Staff]:
+async def list_staff(db: Db) -> list[m.Staff]:
+    session = session_of(db)
     return list((await session.execute(select(m.Staff).order_by(m.Staff.email))).scalars())
 
 
-async def list_roles(session: AsyncSession) -> list[m.Role]:
+async def list_roles(db: Db) -> list[m.Role]:
+    session = session_of(db)
     return list((await session.execute(select(m.Role).order_by(m.Role.id))).scalars())

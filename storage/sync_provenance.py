@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
+from storage.session_of import Db, session_of
 from storage.sync_runs import synced_at
 from workflows.sync import SOURCE_LABELS
 
@@ -41,7 +41,8 @@ class HolderSuggestion:
         return SOURCE_LABELS.get(self.source, self.source)
 
 
-async def device_provenance(session: AsyncSession, device_id: int) -> list[Provenance]:
+async def device_provenance(db: Db, device_id: int) -> list[Provenance]:
+    session = session_of(db)
     r = m.SourceRecord
     stmt = (
         select(r.source, r.facts, r.changed_at)
@@ -54,10 +55,11 @@ async def device_provenance(session: AsyncSession, device_id: int) -> list[Prove
 
 
 async def holder_suggestion(
-    session: AsyncSession, provenance: list[Provenance], holder_id: int | None
+    db: Db, provenance: list[Provenance], holder_id: int | None
 ) -> HolderSuggestion | None:
     """The first source's most recent user that isn't the current holder; matched to a student
     by email, without case."""
+    session = session_of(db)
     for record in provenance:
         email = record.facts.get("last_user_email")
         if not email:

@@ -8,6 +8,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
+from storage.session_of import Db, session_of
 from workflows.sync import SyncPlan
 
 # A run that wrote what it read: its cursor is where the next incremental read starts, and
@@ -85,8 +86,9 @@ async def last_cursor(session: AsyncSession, source: str) -> str | None:
     return None if run is None else run.cursor
 
 
-async def last_runs(session: AsyncSession) -> dict[str, m.SyncRun]:
+async def last_runs(db: Db) -> dict[str, m.SyncRun]:
     """Each source's latest run, by source."""
+    session = session_of(db)
     latest = (
         select(m.SyncRun.source, func.max(m.SyncRun.id).label("id"))
         .group_by(m.SyncRun.source)
@@ -108,9 +110,10 @@ async def synced_at(session: AsyncSession, sources: list[str]) -> dict[str, date
     return {source: at for source, at in await session.execute(stmt) if at is not None}
 
 
-async def nightly_run_since(session: AsyncSession, source: str, since: datetime) -> bool:
+async def nightly_run_since(db: Db, source: str, since: datetime) -> bool:
     """Whether a nightly run of `source` started at or after `since` (one a night, whichever
     scheduler started it; a failed one waits for the next night)."""
+    session = session_of(db)
     stmt = select(m.SyncRun.id).where(
         m.SyncRun.source == source, m.SyncRun.trigger == "nightly", m.SyncRun.started_at >= since
     )

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
+from storage.session_of import Db, session_of
 from workflows.invoices import OPEN_STATUSES
 
 MAX_NAMED_OFFENDERS = 15  # the digest names this many; the count covers them all
@@ -104,10 +105,9 @@ async def _scalar(session: AsyncSession, stmt: Any) -> int:
     return int((await session.execute(stmt)).scalar_one() or 0)
 
 
-async def weekly_digest(
-    session: AsyncSession, week_start: date, *, tz: tzinfo, as_of: date
-) -> WeeklyDigest:
+async def weekly_digest(db: Db, week_start: date, *, tz: tzinfo, as_of: date) -> WeeklyDigest:
     """The figures for the week starting `week_start` (moved back to its Monday)."""
+    session = session_of(db)
     monday = week_of(week_start)
     sunday = monday + timedelta(days=6)
     start, end = _instant(monday, tz), _instant(sunday + timedelta(days=1), tz)

@@ -15,12 +15,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 from pydantic import SecretStr
-from sqlalchemy.engine import make_url
 
 from bot.config_errors import env_file, env_name, is_secret
 from bot.runtime import describe_parts
 from bot.settings import Settings
-from storage.migrate import connect_error, schema_state_of, where
+from storage.database_url import database_backend, sqlite_file
+from storage.migrate import connect_error, probe_database, where
 
 HIDDEN = "(set, hidden)"
 NOT_SET = "(not set)"
@@ -96,30 +96,19 @@ async def _guarded(part: str, check: Awaitable[CheckResult]) -> CheckResult:
 
 
 async def check_database(settings: Settings) -> CheckResult:
-    from storage.db import create_engine
-
     url = settings.database_url
-    parsed = make_url(url)
-    sqlite = parsed.get_backend_name() == "sqlite"
-    if sqlite and parsed.database not in (None, "", ":memory:"):
-        if not Path(parsed.database or "").exists():
-            return CheckResult(
-                "database",
-                "ok",
-                f"SQLite file {parsed.database} doesn't exist yet; the first start creates it",
-            )
-    timeout = {"connect_args": {"timeout": CHECK_TIMEOUT_SECONDS}}
-    engine = create_engine(url, **({} if sqlite else timeout))
+    sqlite = database_backend(url) == "sqlite"
+    file = sqlite_file(url)
+    if file is not None and not Path(file).exists():
+        return CheckResult(
+            "database", "ok", f"SQLite file {file} doesn't exist yet; the first start creates it"
+        )
     try:
-        async with engine.connect() as conn:
-            state = await conn.run_sync(schema_state_of, url)
-            version = ".".join(str(n) for n in conn.dialect.server_version_info or ())
+        state, version = await probe_database(url, connect_timeout=CHECK_TIMEOUT_SECONDS)
     except Exception as exc:  # noqa: BLE001 - the reason is the answer
         return CheckResult(
             "database", "failed", f"can't connect to {where(url)}: {connect_error(exc)}"
         )
-    finally:
-        await engine.dispose()
     server = f"{'SQLite' if sqlite else 'PostgreSQL'} {version} at {where(url)}"
     if state.is_current:
         return CheckResult("database", "ok", f"{server}, {state.describe()}")

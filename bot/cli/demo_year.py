@@ -18,12 +18,12 @@ from email.utils import format_datetime, make_msgid
 from typing import TypeVar
 
 from PIL import Image, ImageDraw
-from sqlalchemy import select
 
 from bot.family_links import family_url, link_expiry, make_family_token
 from bot.mail.ingest import Ingestor
 from bot.runtime import Runtime
 from storage import models as m
+from storage.demo import demo_fee_item_id, guardian_id_by_email
 from storage.images import check_photo_async
 from storage.payment_plans import PlanRows
 from storage.staff import add_staff
@@ -118,10 +118,7 @@ class _Year:
         return device
 
     async def fee(self, store: SqlStore, code: str) -> int:
-        found = await store.session.execute(
-            select(m.FeeItem.id).where(m.FeeItem.code == f"demo-{code}")
-        )
-        return int(found.scalar_one())
+        return await demo_fee_item_id(store, code)
 
     async def incident(
         self,
@@ -293,7 +290,7 @@ async def _staff(y: _Year) -> None:
     async with y.stores() as store:
         for email, role, label in (TECH, CLERK):
             await add_staff(
-                store.session, y.clock, Actor.system("Demo"), email=email, role=role, name=label
+                store, y.clock, Actor.system("Demo"), email=email, role=role, name=label
             )
     async with y.stores() as store:
         for name, (email, _, _) in {"tech": TECH, "clerk": CLERK}.items():
@@ -502,7 +499,7 @@ async def _plan(ctx: Context, y: _Year, invoice_id: int) -> None:
         first_due=ctx.today() + timedelta(days=30),
         note="Two monthly payments agreed by phone.",
     )
-    await set_payment_plan(ctx, PlanRows(ctx.store.session, y.clock), y.actors["clerk"], plan)
+    await set_payment_plan(ctx, PlanRows(ctx.store, y.clock), y.actors["clerk"], plan)
 
 
 def family_link(runtime: Runtime, guardian_id: int) -> str:
@@ -522,12 +519,7 @@ async def links_to_open(runtime: Runtime) -> list[str]:
     lines = []
     async with runtime.reads() as store:
         for label, email in FAMILIES_TO_OPEN.items():
-            found = await store.session.execute(
-                select(m.Guardian.id).where(
-                    m.Guardian.email == email, m.Guardian.erased_at.is_(None)
-                )
-            )
-            guardian_id = found.scalars().first()
+            guardian_id = await guardian_id_by_email(store, email)
             if guardian_id is not None:
                 lines.append(f"{label}: {family_link(runtime, guardian_id)}")
     return lines

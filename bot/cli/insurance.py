@@ -158,9 +158,7 @@ def coverage_import_command(
 
     async def work(runtime: Runtime) -> CoverageImport:
         async with runtime.stores() as store:
-            result = await import_coverage(
-                store.session, file, runtime.clock.now(), apply=not dry_run
-            )
+            result = await import_coverage(store, file, runtime.clock.now(), apply=not dry_run)
             if result.applied and (result.added or result.updated):
                 await store.log(
                     Actor.system(CLI_ACTOR_NAME),
@@ -285,7 +283,7 @@ def policy_list_command() -> None:
 
     async def work(runtime: Runtime) -> Table:
         async with runtime.reads() as store:
-            policies = await all_policies(store.session)
+            policies = await all_policies(store)
         table = Table(box=box.SIMPLE_HEAD)
         for column in ("#", "name", "term", "premium", "window", "coverage starts", "reminder"):
             table.add_column(column)

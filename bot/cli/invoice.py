@@ -67,11 +67,11 @@ def invoice_timeline_command(
 
     async def work(runtime: Runtime) -> InvoiceTimeline:
         async with snapshot(runtime) as store:
-            invoice_id = await find_invoice_id(store.session, number)
+            invoice_id = await find_invoice_id(store, number)
             found = (
                 None
                 if invoice_id is None
-                else await invoice_timeline(store.session, invoice_id, tz=settings.tz)
+                else await invoice_timeline(store, invoice_id, tz=settings.tz)
             )
         if found is None:
             raise NotFound(f"There's no invoice {number.strip()}.")

@@ -11,13 +11,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from sqlalchemy import func, select
 
 from bot.cli.run import run_with_runtime
 from bot.runtime import Runtime
 from bot.settings import get_settings
-from storage import models as m
-from storage.reconcile import Discrepancy, discrepancies
+from storage.reconcile import Discrepancy, discrepancies, invoice_count
 
 ledger_app = typer.Typer(
     help="The invoices' money, checked against its records.", no_args_is_help=True
@@ -45,8 +43,8 @@ def check_command(
     async def work(runtime: Runtime) -> LedgerCheck:
         # One read transaction: the count and the check see the same snapshot.
         async with runtime.reads() as store:
-            count = (await store.session.execute(select(func.count(m.Invoice.id)))).scalar_one()
-            found = await discrepancies(store.session, limit=limit + 1)
+            count = await invoice_count(store)
+            found = await discrepancies(store, limit=limit + 1)
         return LedgerCheck(int(count), found)
 
     result = run_with_runtime(get_settings(), work, console=console)

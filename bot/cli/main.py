@@ -316,9 +316,9 @@ def staff_add(
     from storage.staff import add_staff
 
     async def work(runtime: Runtime) -> str:
-        async with runtime.sessions() as session:
+        async with runtime.stores() as store:
             result = await add_staff(
-                session,
+                store,
                 runtime.clock,
                 CLI_ACTOR,
                 email=email,
@@ -326,7 +326,6 @@ def staff_add(
                 name=name,
                 slack_user_id=slack_id,
             )
-            await session.commit()
             verb = "Added" if result.created else ("Updated" if result.changed else "Unchanged:")
             return f"{verb} {result.staff.email} ({result.role_name})"
 
@@ -339,10 +338,10 @@ def staff_list() -> None:
     from storage.staff import list_roles, list_staff
 
     async def work(runtime: Runtime) -> Table:
-        async with runtime.sessions() as session:
-            roles = {r.id: r.name for r in await list_roles(session)}
+        async with runtime.stores() as store:
+            roles = {r.id: r.name for r in await list_roles(store)}
             table = Table("email", "name", "role", "slack id", "active")
-            for s in await list_staff(session):
+            for s in await list_staff(store):
                 table.add_row(
                     s.email,
                     s.display_name,
@@ -361,9 +360,9 @@ def staff_roles() -> None:
     from storage.staff import list_roles
 
     async def work(runtime: Runtime) -> Table:
-        async with runtime.sessions() as session:
+        async with runtime.stores() as store:
             table = Table("role", "permissions", "restricted statuses")
-            for r in await list_roles(session):
+            for r in await list_roles(store):
                 perms = "all (SuperAdmin)" if r.is_superadmin else ", ".join(r.permissions)
                 table.add_row(r.name, perms, ", ".join(r.allowed_statuses))
             return table
@@ -381,9 +380,8 @@ def demo() -> None:
     from storage.demo import load_demo
 
     async def work(runtime: Runtime) -> str:
-        async with runtime.sessions() as session:
-            result = await load_demo(session, runtime.clock, runtime.settings.district_timezone)
-            await session.commit()
+        async with runtime.stores() as store:
+            result = await load_demo(store, runtime.clock, runtime.settings.district_timezone)
         year = await load_school_year(runtime)
         opened = "".join(f"\n{line}" for line in await links_to_open(runtime))
         if not result.created and not year.created:

@@ -44,8 +44,8 @@ def status_command() -> None:
     console = Console()  # made per run, so it takes the terminal width (COLUMNS) of now
 
     async def work(runtime: Runtime) -> tuple[datetime, dict[str, OutboxKind]]:
-        async with runtime.reads.sessions() as session:
-            return runtime.clock.now(), await outbox_by_kind(session)
+        async with runtime.reads() as store:
+            return runtime.clock.now(), await outbox_by_kind(store)
 
     now, kinds = run_with_runtime(get_settings(), work, console=console)
     if not kinds:
@@ -75,8 +75,8 @@ def failed_command(
     console = Console()  # made per run, so it takes the terminal width (COLUMNS) of now
 
     async def work(runtime: Runtime) -> tuple[datetime, list[FailedMessage]]:
-        async with runtime.reads.sessions() as session:
-            return runtime.clock.now(), await failed_messages(session, limit)
+        async with runtime.reads() as store:
+            return runtime.clock.now(), await failed_messages(store, limit)
 
     now, rows = run_with_runtime(get_settings(), work, console=console)
     if not rows:
@@ -110,7 +110,7 @@ def retry_command(
     async def work(runtime: Runtime) -> Retried:
         actor = await cli_actor(runtime, as_email)
         async with runtime.stores() as store:
-            before = await retry_failed(store.session, message_id, runtime.clock.now())
+            before = await retry_failed(store, message_id, runtime.clock.now())
             await store.log(
                 actor,
                 "outbox",

@@ -61,17 +61,14 @@ def export_command(
         except PermissionDenied as exc:
             await log_refusal(runtime, actor, "privacy export", exc.message)
             raise
-        async with runtime.sessions() as session:
-            family = await find_family(session, guardian)
+        async with runtime.stores() as store:
+            family = await find_family(store, guardian)
             now = runtime.clock.now()
             day = local_date(now, runtime.settings.district_timezone)
             folder = out / f"family-export-{family.guardians[0].id}-{day.isoformat()}"
             if folder.exists() or folder.with_suffix(".zip").exists():
                 folder = folder.with_name(f"{folder.name}-{int(now.timestamp())}")
-            result = await export_family(
-                session, runtime.blobs, family, folder, now=now, actor=actor
-            )
-            await session.commit()
+            result = await export_family(store, runtime.blobs, family, folder, now=now, actor=actor)
         return result
 
     result = run_with_runtime(get_settings(), work, console=console)
@@ -103,12 +100,11 @@ def erase_command(
     async def work(runtime: Runtime) -> ErasureResult:
         actor = await cli_actor(runtime, as_email)
         try:
-            async with runtime.sessions() as session:
-                family = await find_family(session, guardian)
+            async with runtime.stores() as store:
+                family = await find_family(store, guardian)
                 result = await erase_family(
-                    session, runtime.clock, runtime.blobs, actor, family, force=force
+                    store, runtime.clock, runtime.blobs, actor, family, force=force
                 )
-                await session.commit()
         except (PermissionDenied, OpenBalance) as exc:
             await log_refusal(runtime, actor, "privacy erase", exc.message)
             raise

@@ -118,7 +118,7 @@ def status_command() -> None:
 
     async def work(runtime: Runtime) -> dict[str, m.SyncRun]:
         async with runtime.reads() as store:
-            return await last_runs(store.session)
+            return await last_runs(store)
 
     runs = run_with_runtime(settings, work, console=console)
     table = Table()

@@ -25,13 +25,13 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.exc import IntegrityError
 
 from bot.heartbeat import note_error, note_success
 from bot.runtime import Runtime
 from bot.sync.nightly import configured_sources, run_nightly_syncs
 from storage.billing_run import BillingRunner, RunResult
 from storage.db import maintain_sqlite
+from storage.db_errors import DuplicateRow
 from storage.weekly_digest import DIGEST_KIND, digest_key, previous_week, weekly_digest
 from workflows.billing_settings import billing_settings_from
 from workflows.clock import local_date
@@ -229,9 +229,9 @@ async def queue_weekly_digest(runtime: Runtime, today: date | None = None) -> bo
         async with runtime.stores() as store:
             if await store.count_outbox(DIGEST_KIND, key):
                 return False
-            digest = await weekly_digest(store.session, week, tz=tz, as_of=today)
+            digest = await weekly_digest(store, week, tz=tz, as_of=today)
             queued = await store.enqueue(DIGEST_KIND, key, digest.to_payload())
-    except IntegrityError:
+    except DuplicateRow:
         # Another scheduler queued the same week between our check and our insert.
         log.info("weekly digest for %s was queued by another process", week)
         return False

@@ -29,9 +29,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from bot.heartbeat import note_error, note_success
+from storage.db import DbSession, Sessions
 from storage.outbox import (
     HEARTBEAT,
     LEASE,
@@ -61,7 +60,7 @@ class GiveUp(Exception):
 
 
 class SessionHandler(Protocol):
-    async def deliver(self, session: AsyncSession, payload: dict[str, Any]) -> None: ...
+    async def deliver(self, session: DbSession, payload: dict[str, Any]) -> None: ...
 
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]] | SessionHandler
@@ -107,7 +106,7 @@ class _Batch:
     """One claimed batch in flight: the worker's session, the settled rows not written yet, and
     the handlers to tell before a commit (`before_commit`) and after the batch (`end_batch`)."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: DbSession) -> None:
         self.session = session
         self.unwritten: list[Claimed] = []
         self.started: list[Any] = []
@@ -129,7 +128,7 @@ class _Heartbeat:
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        sessions: Sessions,
         clock: Clock,
         rows: list[Claimed],
         every: float,
@@ -180,7 +179,7 @@ class OutboxWorker:
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        sessions: Sessions,
         clock: Clock,
         handlers: Mapping[str, Handler],
         *,
@@ -232,9 +231,7 @@ class OutboxWorker:
             if heartbeat is not None:
                 await heartbeat.stop()
 
-    async def _work(
-        self, session: AsyncSession, rows: list[Claimed], heartbeat: _Heartbeat
-    ) -> None:
+    async def _work(self, session: DbSession, rows: list[Claimed], heartbeat: _Heartbeat) -> None:
         batch = _Batch(session)
         settled = 0  # rows delivered or failed, in order
         last_commit = time.monotonic()

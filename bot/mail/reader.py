@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
 
 from aioimaplib import aioimaplib
-from sqlalchemy.exc import DBAPIError
 
 from bot.heartbeat import note_error, note_success
+from storage.db_errors import DatabaseError
 from storage.inbox import Inbox
 from storage.store import StoreFactory
 
@@ -261,7 +261,7 @@ def mailbox_arg(name: str) -> str:
 
 def _is_outage(exc: BaseException) -> bool:
     """Errors that say nothing about the message: the database or the disk is away."""
-    return isinstance(exc, DBAPIError | OSError | ConnectionError | TimeoutError)
+    return isinstance(exc, DatabaseError | OSError | ConnectionError | TimeoutError)
 
 
 class ImapReader:

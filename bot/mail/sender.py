@@ -33,8 +33,6 @@ from email.policy import EmailPolicy
 from email.utils import format_datetime, formataddr, parseaddr
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from bot.jobs.worker import GiveUp
 from bot.mail.render import (
     WITHOUT_INVOICE,
@@ -47,6 +45,7 @@ from bot.mail.smtp import RecipientRefused, SmtpConfig, SmtpTransport
 from bot.mail.tokens import make_reply_token, reply_address
 from bot.settings import Settings
 from bot.signing import Keys, signing_keys
+from storage.db import DbSession
 from storage.notice_queries import (
     CLOSED_INVOICE_STATUSES,
     DIGESTED,
@@ -393,7 +392,7 @@ class NoticeSender:
 
     # --- worker hooks -----------------------------------------------------------------------
 
-    async def start_batch(self, session: AsyncSession, payloads: Sequence[dict[str, Any]]) -> None:
+    async def start_batch(self, session: DbSession, payloads: Sequence[dict[str, Any]]) -> None:
         """Load the batch's notices at once."""
         ids = [p["notice_id"] for p in payloads if isinstance(p.get("notice_id"), int)]
         self._batch = await load_notices(session, ids)
@@ -402,7 +401,7 @@ class NoticeSender:
         self._changes = {}
         await self.transport.begin_batch()
 
-    async def before_commit(self, session: AsyncSession) -> None:
+    async def before_commit(self, session: DbSession) -> None:
         """Write the notices' new states in the worker's transaction, in one statement for
         the usual case (every notice sent)."""
         changes, self._changes = self._changes, {}
@@ -415,7 +414,7 @@ class NoticeSender:
     async def close(self) -> None:
         await self.transport.close()
 
-    async def deliver(self, session: AsyncSession, payload: dict[str, Any]) -> None:
+    async def deliver(self, session: DbSession, payload: dict[str, Any]) -> None:
         data = await self._data(session, payload)
         notice = data.notice
         status = self._status(data)
@@ -447,7 +446,7 @@ class NoticeSender:
         self._change(notice.id, status="sent", sent_at=self.clock.now(), last_error=None)
 
     async def on_failure(
-        self, session: AsyncSession, payload: dict[str, Any], error: str, gave_up: bool
+        self, session: DbSession, payload: dict[str, Any], error: str, gave_up: bool
     ) -> None:
         notice_id = payload.get("notice_id")
         if not isinstance(notice_id, int):
@@ -501,7 +500,7 @@ class NoticeSender:
                 return data
         return None
 
-    async def _data(self, session: AsyncSession, payload: dict[str, Any]) -> NoticeData:
+    async def _data(self, session: DbSession, payload: dict[str, Any]) -> NoticeData:
         notice_id = payload.get("notice_id")
         if not isinstance(notice_id, int):
             raise GiveUp(f"outbox payload {payload!r} names no notice")

@@ -25,7 +25,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.reports import terminal
 from bot.reports.csv_rows import write_csv_file, write_csv_pages
@@ -106,7 +105,7 @@ class BillingAnswer:
     fit), the query, and the ephemeral message."""
 
     words: Callable[[list[str], date], Any]
-    compute: Callable[[AsyncSession, Any, tzinfo], Awaitable[Any]]
+    compute: Callable[[SqlStore, Any, tzinfo], Awaitable[Any]]
     render: Callable[[Any, tzinfo], tuple[str, list[Block]]]
 
 
@@ -239,7 +238,7 @@ def _catalogue_report(spec: ReportSpec) -> Report:
             grades=options["grade"] or [],
             models=options["model"] or [],
         )
-        return await run_report(store.session, spec.name, filters, tz=run.tz, today=today)
+        return await run_report(store, spec.name, filters, tz=run.tz, today=today)
 
     def show(
         result: ReportResult, options: Mapping[str, Any], console: Console, tz: tzinfo
@@ -293,12 +292,12 @@ def _automation_options(options: Mapping[str, Any], console: Console) -> Automat
 
 
 async def _automation(run: Run, asked: AutomationAsked) -> tuple[AutomationReport, int]:
-    session = run.store.session
-    report = await automation_report(session, automation=asked.automation, limit=LISTED)
+    store = run.store
+    report = await automation_report(store, automation=asked.automation, limit=LISTED)
 
     async def page(offset: int) -> list[tuple[Any, ...]]:
         found = await automation_report(
-            session, automation=asked.automation, limit=PAGE, offset=offset
+            store, automation=asked.automation, limit=PAGE, offset=offset
         )
         return [r.values() for r in found.rows]
 
@@ -334,10 +333,10 @@ def _automation_words(words: list[str], today: date) -> bool | None:
 
 
 async def _automation_answer(
-    session: AsyncSession, automation: bool | None, tz: tzinfo
+    store: SqlStore, automation: bool | None, tz: tzinfo
 ) -> AutomationReport:
     shown = SHOWN_ROWS if automation is not None else 0  # the listing comes with on or off
-    return await automation_report(session, automation=automation, limit=shown)
+    return await automation_report(store, automation=automation, limit=shown)
 
 
 AUTOMATION_REPORT = Report(
@@ -382,12 +381,12 @@ def _cancelled_options(options: Mapping[str, Any], console: Console) -> Span:
 
 
 async def _cancelled(run: Run, span: Span) -> tuple[CancelledReport, int]:
-    session, tz = run.store.session, run.tz
-    report = await cancelled_report(session, span.date_from, span.date_to, tz=tz, limit=LISTED)
+    store, tz = run.store, run.tz
+    report = await cancelled_report(store, span.date_from, span.date_to, tz=tz, limit=LISTED)
 
     async def page(offset: int) -> list[tuple[Any, ...]]:
         found = await cancelled_report(
-            session, span.date_from, span.date_to, tz=tz, limit=PAGE, offset=offset
+            store, span.date_from, span.date_to, tz=tz, limit=PAGE, offset=offset
         )
         return [r.values() for r in found.rows]
 
@@ -421,8 +420,8 @@ def _cancelled_words(words: list[str], today: date) -> Span:
     return Span(start, end)
 
 
-async def _cancelled_answer(session: AsyncSession, span: Span, tz: tzinfo) -> CancelledReport:
-    return await cancelled_report(session, span.date_from, span.date_to, tz=tz, limit=SHOWN_ROWS)
+async def _cancelled_answer(store: SqlStore, span: Span, tz: tzinfo) -> CancelledReport:
+    return await cancelled_report(store, span.date_from, span.date_to, tz=tz, limit=SHOWN_ROWS)
 
 
 CANCELLED_REPORT = Report(
@@ -450,7 +449,7 @@ CANCELLED_REPORT = Report(
 async def _digest(run: Run, week: str | None) -> WeeklyDigest:
     today = run.today
     start = _day(week, "--week") if week else previous_week(today)
-    return await weekly_digest(run.store.session, start, tz=run.tz, as_of=today)
+    return await weekly_digest(run.store, start, tz=run.tz, as_of=today)
 
 
 def _show_digest(digest: WeeklyDigest, week: str | None, console: Console, tz: tzinfo) -> None:

@@ -12,6 +12,7 @@ from datetime import date
 
 from bot.reports.charts import trend_png
 from bot.runtime import Runtime
+from storage.db import read_one_snapshot
 from storage.reports import run_report
 from storage.store import SqlStore
 from workflows.clock import local_date
@@ -32,8 +33,7 @@ async def snapshot(runtime: Runtime) -> AsyncIterator[SqlStore]:
     up while invoices change: SQLite's deferred read transaction in WAL mode; REPEATABLE READ
     on PostgreSQL (set before the first query of the transaction)."""
     async with runtime.reads() as store:
-        if runtime.engine.dialect.name == "postgresql":
-            await store.session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        await read_one_snapshot(store)
         yield store
 
 
@@ -50,7 +50,7 @@ async def compute(runtime: Runtime, name: str, filters: ReportFilters) -> Report
     """The report as of now, in one snapshot. The caller has checked require_report."""
     async with snapshot(runtime) as store:
         return await run_report(
-            store.session,
+            store,
             name,
             filters,
             tz=runtime.settings.tz,

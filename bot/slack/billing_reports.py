@@ -88,12 +88,12 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         actor: Actor, invoice_id: int, notice: str | None = None
     ) -> tuple[str, list[Block]]:
         async with runtime.reads() as store:
-            timeline = await invoice_timeline(store.session, invoice_id, tz=tz)
+            timeline = await invoice_timeline(store, invoice_id, tz=tz)
             if timeline is None:
                 raise NotFound("That invoice isn't in DeviceCare any more.")
             lines = await adjustment_lines(store, invoice_id)
             payments = await refundable_payments(store, invoice_id)
-            delivery = await invoice_delivery_line(store.session, invoice_id, tz)
+            delivery = await invoice_delivery_line(store, invoice_id, tz)
             invoice = await store.get_invoice(invoice_id)
             audit = None if invoice is None else await load_invoice_audit(store, invoice, tz=tz)
         inv = timeline.invoice
@@ -134,7 +134,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         number = call.args[0]
         async with reported(runtime, call.client, where(body), "view an invoice", actor):
             async with runtime.reads() as store:
-                invoice_id = await find_invoice_id(store.session, number)
+                invoice_id = await find_invoice_id(store, number)
             if invoice_id is None:
                 text = f":mag: There's no invoice {esc(number[:40])}. Check the number."
                 await reply(call.client, body, text, None)

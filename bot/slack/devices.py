@@ -81,11 +81,11 @@ async def device_record(
         coverage = await store.coverage_on(history.holder.id, today, device_id=device_id)
         used = 0 if coverage is None else await store.count_claims(coverage.claim_key)
         badge = coverage_badge(coverage, used)
-        enrollments = await current_enrollments(store.session, history.holder.id, today)
-    third_party = await coverage_for_device(store.session, device_id, today)
-    provenance = await device_provenance(store.session, device_id)
+        enrollments = await current_enrollments(store, history.holder.id, today)
+    third_party = await coverage_for_device(store, device_id, today)
+    provenance = await device_provenance(store, device_id)
     holder_id = None if history.holder is None else history.holder.id
-    suggestion = await holder_suggestion(store.session, provenance, holder_id)
+    suggestion = await holder_suggestion(store, provenance, holder_id)
     holder_name = None if history.holder is None else history.holder.full_name
     offer = None
     if suggestion is not None and actor is not None and actor.can(Permission.REPLACE_DEVICES):

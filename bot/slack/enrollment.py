@@ -51,7 +51,7 @@ async def handle_billing_enroll(call: BillingCall) -> None:
         await record_refusal(runtime, call.actor, WHAT, exc.message)
         return
     async with runtime.reads() as store:
-        policies = await enrollable_policies(store.session)
+        policies = await enrollable_policies(store)
     if not policies:
         await call.ack(response_type="ephemeral", text=no_policies_text())
         return
@@ -122,7 +122,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
     @app.options(EnrollmentField.STUDENT.value)
     async def handle_student_options(ack: AsyncAck, payload: dict[str, Any]) -> None:
         async with runtime.reads() as store:
-            students = await search_students(store.session, str(payload.get("value") or ""))
+            students = await search_students(store, str(payload.get("value") or ""))
         await ack(options=[student_option(s) for s in students])
 
     wire(app, runtime, enroll_form)

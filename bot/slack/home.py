@@ -1,7 +1,7 @@
 """The App Home: a workspace of your open incidents and what waits on you, with buttons.
 
 Published when the tab is opened, when a Previous / Next button turns a list's page, and through
-the outbox (`slack.home`, see `bot.slack.home_refresh`) when something in one of its lists
+the outbox (`slack.home`, see `storage.home_refresh`) when something in one of its lists
 changes.
 """
 
@@ -21,7 +21,6 @@ from bot.slack.actors import not_set_up_text, resolve_actor
 from bot.slack.errors import user_of
 from bot.slack.home_blocks import HomeLists, build_home_view, build_unknown_home_view
 from bot.slack.home_lists import PAGE_SIZE, HomeAction, HomeList, HomePages, sees
-from bot.slack.home_refresh import HOME_KIND
 from bot.slack.ids import IncidentRef
 from bot.slack.incident_blocks import build_incident_card_message
 from bot.slack.incidents import load_incident_card
@@ -33,6 +32,7 @@ from storage.home_queries import (
     pending_waivers,
     reported_payments,
 )
+from storage.home_refresh import HOME_KIND
 from workflows.clock import local_date
 from workflows.errors import NotFound
 from workflows.permissions import Actor
@@ -54,26 +54,25 @@ async def load_home_lists(runtime: Runtime, actor: Actor, pages: HomePages) -> H
     today = local_date(runtime.clock.now(), runtime.settings.tz)
     size = PAGE_SIZE
     async with runtime.reads() as store:
-        s = store.session
         return HomeLists(
-            incidents=await my_open_incidents(s, actor.staff_id, pages.incidents, size),
+            incidents=await my_open_incidents(store, actor.staff_id, pages.incidents, size),
             overrides=(
-                await pending_approvals(s, pages.overrides, size)
+                await pending_approvals(store, pages.overrides, size)
                 if _sees(actor, HomeList.OVERRIDES)
                 else None
             ),
             waivers=(
-                await pending_waivers(s, pages.waivers, size)
+                await pending_waivers(store, pages.waivers, size)
                 if _sees(actor, HomeList.WAIVERS)
                 else None
             ),
             payments=(
-                await reported_payments(s, pages.payments, size)
+                await reported_payments(store, pages.payments, size)
                 if _sees(actor, HomeList.PAYMENTS)
                 else None
             ),
             overdue=(
-                await overdue_invoices(s, today, pages.overdue, size)
+                await overdue_invoices(store, today, pages.overdue, size)
                 if _sees(actor, HomeList.OVERDUE)
                 else None
             ),

@@ -197,7 +197,7 @@ async def load_incident_card(
                     status_label=InvoiceStatus(invoice.status).label,
                     audit=await load_invoice_audit(store, invoice, tz=ctx.tz),
                     as_of=fmt_when(ctx.now(), ctx.tz),
-                    delivery=await invoice_delivery_line(store.session, invoice.id, ctx.tz),
+                    delivery=await invoice_delivery_line(store, invoice.id, ctx.tz),
                 )
                 for invoice in invoices
             ]

@@ -65,7 +65,7 @@ async def plan_blocks_for(runtime: Runtime, actor: Actor, invoice_id: int) -> li
     """The plan's section for the invoice view, with the controls the viewer may use."""
     async with runtime.reads() as store:
         invoice = await store.get_invoice(invoice_id)
-        view = await plan_view(store.session, invoice_id)
+        view = await plan_view(store, invoice_id)
     if invoice is None:
         return []
     can_change = (
@@ -85,7 +85,7 @@ async def _open_modal(click: Click[PlanControls]) -> None:
     async with click.runtime.reads() as store:
         brief = await load_invoice_brief(store, invoice_id)
         invoice = await store.get_invoice(invoice_id)
-        current = await plan_view(store.session, invoice_id)
+        current = await plan_view(store, invoice_id)
     if invoice is None or invoice.status not in OPEN_STATUSES or brief.balance_cents <= 0:
         raise ConflictError(f"Invoice {brief.number} has nothing left to pay on a plan.")
     today = local_date(click.runtime.clock.now(), click.tz)
@@ -100,7 +100,7 @@ async def _clear(click: Click[PlanControls]) -> None:
     async with runtime.stores() as store:
         outcome = await clear_payment_plan(
             click.context(store),
-            PlanRows(store.session, runtime.clock),
+            PlanRows(store, runtime.clock),
             click.actor,
             click.ref.invoice_id,
         )
@@ -170,7 +170,7 @@ async def check_payment_plan_form(form: Submitted[PlanModal]) -> SetPaymentPlan:
         note=read.note,
     )
     async with form.runtime.reads() as store:
-        rows = PlanRows(store.session, form.runtime.clock)
+        rows = PlanRows(store, form.runtime.clock)
         await check_payment_plan(form.context(store), rows, form.actor, command)
     return command
 
@@ -178,7 +178,7 @@ async def check_payment_plan_form(form: Submitted[PlanModal]) -> SetPaymentPlan:
 @plan_form.write
 async def set_submitted_plan(form: Submitted[PlanModal], command: SetPaymentPlan) -> None:
     async with form.runtime.stores() as store:
-        rows = PlanRows(store.session, form.runtime.clock)
+        rows = PlanRows(store, form.runtime.clock)
         outcome = await set_payment_plan(form.context(store), rows, form.actor, command)
     number = esc(outcome.invoice.number)
     lines = [
@@ -208,7 +208,7 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
         invoice_id = int(payload["invoice_id"])
         async with runtime.stores() as store:
             invoice = await store.get_invoice(invoice_id)
-            view = await plan_view(store.session, invoice_id)
+            view = await plan_view(store, invoice_id)
             thread = await store.slack_post(ReplyPostKind.INVOICE_THREAD, invoice_id)
         if invoice is None:
             return  # deleted since; nothing to say

@@ -42,7 +42,7 @@ async def load_photo_urls(
     device_id: int | None = None,
 ) -> list[str]:
     refs = await photo_refs(
-        store.session, limit=MAX_PHOTO_LINKS, incident_id=incident_id, device_id=device_id
+        store, limit=MAX_PHOTO_LINKS, incident_id=incident_id, device_id=device_id
     )
     settings = runtime.settings
     return photo_urls(refs, settings.public_base_url, runtime.clock.now(), signing_keys(settings))

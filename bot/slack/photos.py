@@ -294,7 +294,7 @@ async def attach_slack_files(
                 continue
             # Checked photos are re-encoded the same way every time, so a re-posted picture
             # has the same hash (whatever its file id or name) and is told, not stored twice.
-            if await incident_has_photo(store.session, incident_id, item.image.sha256):
+            if await incident_has_photo(store, incident_id, item.image.sha256):
                 report.duplicates.append(item.name)
                 continue
             await attach_photo(

@@ -11,7 +11,6 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.exc import IntegrityError
 
 from bot.runtime import Runtime
 from bot.signing import signing_keys
@@ -36,6 +35,7 @@ from bot.slack.reply_blocks import (
     read_split_form,
 )
 from storage import models as m
+from storage.db_errors import DuplicateRow
 from storage.inbox import (
     BOUNCE_ALERT_KIND,
     PENDING_DECIDED_KIND,
@@ -45,6 +45,7 @@ from storage.inbox import (
     ReplyFacts,
     outbox_payload,
 )
+from storage.lookups import get_guardian, get_notice
 from storage.store import SqlStore
 from workflows.errors import ConflictError, ValidationError
 from workflows.payments import PaymentMethod
@@ -98,7 +99,7 @@ async def post_in_invoice_thread(
                 str(response.get("channel") or channel),
                 str(response["ts"]),
             )
-    except IntegrityError:  # another post started the thread at the same moment
+    except DuplicateRow:  # another post started the thread at the same moment
         log.info("invoice %s already has a thread", invoice_id)
 
 
@@ -428,7 +429,7 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
                     await store.save_slack_post(
                         ReplyPostKind.INVOICE_THREAD, facts.invoice.id, channel, ts
                     )
-            except IntegrityError:  # another worker started the thread at the same moment
+            except DuplicateRow:  # another worker started the thread at the same moment
                 log.info("invoice %s already has an email thread", facts.invoice.id)
 
     async def deliver_decision(payload: dict[str, Any]) -> None:
@@ -482,7 +483,7 @@ async def _bounce_alert(
         return None
     guardians: list[str] = []
     for guardian_id in payload.get("guardian_ids") or ():
-        guardian = await store.session.get(m.Guardian, int(guardian_id))
+        guardian = await get_guardian(store, int(guardian_id))
         if guardian is None:
             continue
         students = await Inbox(store).students_of_guardian(guardian.id)
@@ -490,7 +491,7 @@ async def _bounce_alert(
         guardians.append(f"{guardian.full_name}{of}")
     invoices: list[str] = []
     for notice_id in payload.get("notice_ids") or ():
-        notice = await store.session.get(m.Notice, int(notice_id))
+        notice = await get_notice(store, int(notice_id))
         if notice is None or notice.invoice_id is None:
             continue
         invoice = await store.get_invoice(notice.invoice_id)

@@ -26,7 +26,6 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import select
 
 from bot.reports.catalogue import SlackDoor, channel_reports, reached_by
 from bot.reports.csv_rows import csv_bytes, file_stem
@@ -57,7 +56,7 @@ from bot.slack.report_blocks import (
     read_report_form,
 )
 from bot.slack.response_url import reply, where
-from storage import models as m
+from storage.reports import building_names
 from storage.weekly_digest import DIGEST_KIND, WeeklyDigest
 from workflows.errors import DomainError, PermissionDenied, ValidationError
 from workflows.permissions import Actor, Permission, permission_label
@@ -229,13 +228,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
     ) -> None:
         specs = visible_reports(actor, CATALOGUE)
         async with snapshot(runtime) as store:
-            buildings = list(
-                (
-                    await store.session.execute(
-                        select(m.Building.name).order_by(m.Building.name).limit(MAX_BUILDINGS)
-                    )
-                ).scalars()
-            )
+            buildings = await building_names(store, limit=MAX_BUILDINGS)
         date_from, date_to = default_range(today, start_month=start_month, start_day=start_day)
         form = ReportForm(
             user_id=str(command.get("user_id") or ""),
@@ -297,7 +290,7 @@ async def answer_billing_report(runtime: Runtime, call: BillingCall) -> None:
     body, tz = call.command, runtime.settings.tz
     async with reported(runtime, call.client, where(body), BILLING_WHAT, actor):
         async with snapshot(runtime) as store:
-            found = await answer.compute(store.session, asked, tz)
+            found = await answer.compute(store, asked, tz)
         text, blocks = answer.render(found, tz)
         await reply(call.client, body, text, blocks)
 

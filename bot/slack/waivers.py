@@ -362,7 +362,7 @@ async def handle_billing_waive(call: BillingCall) -> None:
     await call.ack()  # the waiver is written after the answer; its result follows
     try:
         async with runtime.stores() as store:
-            invoice_id = await find_invoice_id(store.session, number)
+            invoice_id = await find_invoice_id(store, number)
             if invoice_id is None:
                 raise NotFound(f"There's no invoice {esc(number[:40])}. Check the number.")
             key = f"slack:command:{call.command.get('trigger_id') or ''}"

@@ -6,8 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from storage.db import DbSession
 from workflows.sync import SourceName, SyncPlan
 
 
@@ -30,13 +29,11 @@ class SyncJob(Protocol):
         Talks to the source only; raises bot.sync.http.SourceUnavailable when it can't."""
         ...
 
-    async def compare(self, session: AsyncSession, snapshot: Any, now: datetime) -> SyncPlan:
+    async def compare(self, session: DbSession, snapshot: Any, now: datetime) -> SyncPlan:
         """What applying would change, with counts, the first rows and the removals. Writes
         nothing."""
         ...
 
-    async def apply(
-        self, session: AsyncSession, snapshot: Any, plan: SyncPlan, now: datetime
-    ) -> None:
+    async def apply(self, session: DbSession, snapshot: Any, plan: SyncPlan, now: datetime) -> None:
         """Write the difference in the caller's transaction; the caller commits or rolls back."""
         ...

@@ -55,7 +55,7 @@ async def _run_each(
     for name, job in jobs.items():
         try:
             async with runtime.reads() as store:
-                if await nightly_run_since(store.session, name, since):
+                if await nightly_run_since(store, name, since):
                     log.info("nightly sync of %s already ran tonight", name)
                     continue
             result = await run_sync(runtime, job, trigger="nightly")

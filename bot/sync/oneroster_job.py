@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.settings import Settings
 from bot.sync.credentials import credential
 from bot.sync.http import Backoff
 from bot.sync.oneroster import OneRosterClient, RosterSnapshot
+from storage.db import DbSession
 from storage.roster_sync import apply_roster_sync, plan_roster_sync
 from workflows.clock import Clock
 from workflows.sync import SourceName, SyncPlan
@@ -32,14 +32,14 @@ class OneRosterSyncJob:
         return await self.client.read_roster(since=cursor if self.incremental else None)
 
     async def compare(
-        self, session: AsyncSession, snapshot: RosterSnapshot, now: datetime
+        self, session: DbSession, snapshot: RosterSnapshot, now: datetime
     ) -> SyncPlan:
         return await plan_roster_sync(
             session, snapshot.rows, now, complete=snapshot.complete, describe=snapshot.where
         )
 
     async def apply(
-        self, session: AsyncSession, snapshot: RosterSnapshot, plan: SyncPlan, now: datetime
+        self, session: DbSession, snapshot: RosterSnapshot, plan: SyncPlan, now: datetime
     ) -> None:
         await apply_roster_sync(
             session, snapshot.rows, now, complete=snapshot.complete, describe=snapshot.where

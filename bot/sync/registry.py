@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.sync.credentials import CredentialError
 from bot.sync.job import SyncJob
+from storage.db import DbSession
 from workflows.sync import SOURCE_LABELS, SourceName, SyncPlan
 
 
@@ -98,12 +97,10 @@ class UnusableSource:
     async def read(self, cursor: str | None) -> Any:
         raise self.problem
 
-    async def compare(self, session: AsyncSession, snapshot: Any, now: datetime) -> SyncPlan:
+    async def compare(self, session: DbSession, snapshot: Any, now: datetime) -> SyncPlan:
         raise AssertionError("an unusable source is never read")
 
-    async def apply(
-        self, session: AsyncSession, snapshot: Any, plan: SyncPlan, now: datetime
-    ) -> None:
+    async def apply(self, session: DbSession, snapshot: Any, plan: SyncPlan, now: datetime) -> None:
         raise AssertionError("an unusable source is never read")
 
 

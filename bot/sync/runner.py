@@ -17,12 +17,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from bot.runtime import Runtime
 from bot.sync.credentials import CredentialError
 from bot.sync.http import SourceUnavailable
 from bot.sync.job import SyncJob
+from storage.db import DbSession
 from storage.outbox import new_message
 from storage.run_lock import exclusive
 from storage.sync_runs import close_interrupted, finish_run, last_cursor, start_run
@@ -166,7 +165,7 @@ class _Run:
 
     async def finish(
         self,
-        session: AsyncSession,
+        session: DbSession,
         status: str,
         plan: SyncPlan | None,
         *,

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from types import ModuleType
 
 from slack_bolt.async_app import AsyncApp
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -20,6 +19,7 @@ from bot.slack.gate import SlackGate, WorkspaceIdentity
 from bot.web import family_page, monitoring, photo_page, stripe_checkout, stripe_webhooks
 from bot.web.http_edge import Receive, Scope, Send, StrictTransportSecurity
 from bot.web.proxies import trusted_proxy_middleware
+from storage.db import ping
 
 # Each module adds its routes: `routes(runtime: Runtime) -> list[BaseRoute]`.
 WEB_FEATURES: tuple[ModuleType, ...] = (
@@ -35,8 +35,7 @@ def create_web_app(runtime: Runtime, slack_app: AsyncApp | None = None) -> Starl
     async def healthz(_request: Request) -> JSONResponse:
         try:
             engine = runtime.read_engine or runtime.engine
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            await ping(engine)
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             return JSONResponse(
                 {"status": "error", "database": f"unreachable: {type(exc).__name__}"},

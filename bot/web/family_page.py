@@ -37,7 +37,6 @@ from bot.signing import signing_keys
 from bot.templating import TranslatedEnvironment
 from bot.web.http_edge import BodyTooLarge, MalformedBody, read_body
 from bot.web.rate_limit import SlidingWindowLimiter
-from storage import models as m
 from storage.family_page import (
     FamilyPage,
     InvoiceBill,
@@ -47,6 +46,7 @@ from storage.family_page import (
     load_family_page,
     record_notice_viewed,
 )
+from storage.lookups import get_guardian
 from storage.notices import queue_guardian_notice
 from workflows.clock import local_date
 from workflows.district_facts import facts_context, ways_to_pay
@@ -202,7 +202,7 @@ async def link_problem_page(
     if problem.kind == "expired" and problem.link is not None:
         # The signature was good, so this is the guardian's own language to use.
         async with runtime.reads() as store:
-            guardian = await store.session.get(m.Guardian, problem.link.guardian_id)
+            guardian = await get_guardian(store, problem.link.guardian_id)
             if guardian is not None:
                 language = page_language(guardian.preferred_language)
     status = 410 if problem.kind == "expired" else 404
@@ -427,7 +427,7 @@ async def family_page_response(
     (unless `record_view` is off)."""
     today = _today(runtime)
     async with runtime.reads() as store:
-        family = await load_family_page(store.session, link.guardian_id, link.notice_id)
+        family = await load_family_page(store, link.guardian_id, link.notice_id)
     if family is None:
         # A guardian removed since the link was sent: the link leads nowhere now.
         return render_page(
@@ -450,9 +450,7 @@ async def family_page_response(
     response = render_page(runtime, "family", language, context, status_code=status_code)
     if record_view and family.notice_unviewed and link.notice_id is not None:
         async with runtime.stores() as store:
-            await record_notice_viewed(
-                store.session, link.guardian_id, link.notice_id, runtime.clock.now()
-            )
+            await record_notice_viewed(store, link.guardian_id, link.notice_id, runtime.clock.now())
     return response
 
 
@@ -530,9 +528,7 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
                 return PlainTextResponse("This link has expired", 410, headers=headers)
             return PlainTextResponse("Not found", 404, headers=headers)
         async with runtime.reads() as store:
-            photo = await family_photo(
-                store.session, link.guardian_id, request.path_params["photo_id"]
-            )
+            photo = await family_photo(store, link.guardian_id, request.path_params["photo_id"])
         if photo is None or not photo.content_type.startswith("image/"):
             return PlainTextResponse("Not found", 404, headers=headers)
         try:
@@ -570,9 +566,9 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
         # The same write transaction whether or not the address is known, so the answer and
         # its timing say nothing about it.
         async with runtime.stores() as store:
-            for guardian in await guardians_billed_at(store.session, address):
+            for guardian in await guardians_billed_at(store, address):
                 await queue_guardian_notice(
-                    store.session,
+                    store,
                     runtime.clock.now(),
                     guardian=guardian,
                     template=NoticeTemplate.FAMILY_LINK.value,

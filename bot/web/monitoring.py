@@ -25,8 +25,8 @@ log = logging.getLogger("devicecare.web")
 
 async def _snapshot(runtime: Runtime) -> tuple[Snapshot | None, Readiness]:
     try:
-        async with runtime.reads.sessions() as session:
-            snapshot = await take_snapshot(session, runtime.clock.now())
+        async with runtime.reads() as store:
+            snapshot = await take_snapshot(store, runtime.clock.now())
     except Exception as exc:  # noqa: BLE001 - reported as not ready, not raised
         log.warning("readiness: the database didn't answer (%s)", type(exc).__name__)
         return None, unreachable(exc)

@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 from bot.photo_links import PhotoLinkProblem, read_photo_token
 from bot.runtime import Runtime
 from bot.signing import signing_keys
-from storage import models as m
+from storage.lookups import get_photo
 
 log = logging.getLogger("devicecare.web")
 
@@ -69,7 +69,7 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
         except PhotoLinkProblem as problem:
             return problem_page(problem.kind)
         async with runtime.reads() as store:
-            photo = await store.session.get(m.Photo, link.photo_id)
+            photo = await get_photo(store, link.photo_id)
         if photo is None or not photo.content_type.startswith("image/"):
             return problem_page("missing")
         try:

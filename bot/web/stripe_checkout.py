@@ -14,7 +14,6 @@ import html
 import logging
 
 import stripe
-from sqlalchemy.exc import IntegrityError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -30,7 +29,8 @@ from bot.web.family_page import (
     read_link,
 )
 from bot.web.rate_limit import SlidingWindowLimiter
-from storage.online_payments import family_invoice, new_checkout, reusable_checkout
+from storage.db_errors import DuplicateRow
+from storage.online_payments import family_invoice, record_checkout, reusable_checkout
 from workflows.online_payments import (
     CHECKOUT_REUSE_WINDOW,
     CheckoutRequest,
@@ -114,9 +114,7 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
         invoice_id = int(invoice_text) if invoice_text.isdigit() and len(invoice_text) < 12 else 0
 
         async with runtime.reads() as store:
-            facts = await family_invoice(
-                store.session, guardian_id=link.guardian_id, invoice_id=invoice_id
-            )
+            facts = await family_invoice(store, guardian_id=link.guardian_id, invoice_id=invoice_id)
         if facts is None:
             return family_message_page(
                 "Invoice not found",
@@ -152,7 +150,7 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
         now = runtime.clock.now()
         async with runtime.reads() as store:
             earlier = await reusable_checkout(
-                store.session,
+                store,
                 invoice_id=facts.invoice_id,
                 guardian_id=link.guardian_id,
                 amount_cents=amount_cents,
@@ -201,18 +199,16 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
             )
         try:
             async with runtime.stores() as store:
-                store.session.add(
-                    new_checkout(
-                        session_id=created.id,
-                        invoice_id=facts.invoice_id,
-                        guardian_id=link.guardian_id,
-                        amount_cents=amount_cents,
-                        url=url,
-                        now=now,
-                    )
+                await record_checkout(
+                    store,
+                    session_id=created.id,
+                    invoice_id=facts.invoice_id,
+                    guardian_id=link.guardian_id,
+                    amount_cents=amount_cents,
+                    url=url,
+                    now=now,
                 )
-                await store.flush()
-        except IntegrityError:
+        except DuplicateRow:
             # A double-click: Stripe answered both with the same session; one row holds it.
             log.info("checkout %s recorded by a parallel request", created.id)
         return RedirectResponse(url, status_code=303)

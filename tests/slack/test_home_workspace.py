@@ -13,12 +13,12 @@ from sqlalchemy import select
 from bot.jobs.scheduler import run_billing_day
 from bot.slack.billing_report_blocks import BillingInvoiceAction
 from bot.slack.home_lists import HomeAction, HomePages
-from bot.slack.home_refresh import HOME_KIND
 from bot.slack.metadata import pack
 from bot.slack.override_blocks import OverrideAction
 from bot.slack.reply_blocks import ReplyAction
 from bot.slack.waiver_blocks import WaiverAction
 from storage import models as m
+from storage.home_refresh import HOME_KIND
 from tests.builders import add_district, add_policy
 from tests.slack.conftest import SlackHarness
 from tests.slack.money_helpers import action_ids, all_text, button_value, eventually

@@ -18,11 +18,11 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
-from bot.slack.home_lists import HomeList, sees
 from storage import models as m
 from storage.card_refresh import CardRefreshingSession
 from storage.outbox import new_message
 from workflows.clock import Clock
+from workflows.home_lists import HomeList, sees
 
 HOME_KIND = "slack.home"
 _PREFIX = f"{HOME_KIND}:"
