@@ -150,7 +150,7 @@ replace_form: ModalForm[ReplaceDeviceModal, ReplaceForm] = ModalForm(
     doing="replace the device",
     fields=FIELD_BLOCKS,
     default_field=DeviceBlock.NEW_SERIAL,
-    working=build_device_replacing_modal,
+    working=lambda _form: build_device_replacing_modal(),
     shown_only=False,
 )
 
