@@ -24,10 +24,13 @@ from bot.slack.blocks import (
     esc,
     fmt_date,
     fmt_when,
+    input_block,
     modal,
     mrkdwn,
     option,
     plain,
+    select_input,
+    text_input,
 )
 from bot.slack.metadata import Payload, pack
 from workflows.labels import PAYMENT_METHODS
@@ -399,16 +402,9 @@ def build_split_modal(pending: PendingView, *, secret: Keys) -> Block:
 
 
 def _money_input(block_id: str, label: str, cents: int | None, *, optional: bool = False) -> Block:
-    element: Block = {"type": "plain_text_input", "action_id": block_id, "max_length": 20}
-    if cents is not None:
-        element["initial_value"] = f"{cents // 100}.{cents % 100:02d}"
-    return {
-        "type": "input",
-        "block_id": block_id,
-        "optional": optional,
-        "label": plain(label),
-        "element": element,
-    }
+    initial = None if cents is None else f"{cents // 100}.{cents % 100:02d}"
+    element = text_input(max_length=20, initial=initial)
+    return input_block(block_id, label, element, optional=optional)
 
 
 def read_split_form(values: Mapping[str, Any]) -> tuple[str, dict[int, str]]:
@@ -477,21 +473,9 @@ def build_confirm_payment_modal(
 ) -> Block:
     """Asks for what the parent didn't say (how they paid, the check number)."""
     options = [option(label, method) for method, label in METHOD_LABELS.items()]
-    method_element: Block = {
-        "type": "static_select",
-        "action_id": ReplyBlock.METHOD,
-        "options": options,
-        "placeholder": plain("How did they pay?"),
-    }
-    if pending.method in METHOD_LABELS:
-        method_element["initial_option"] = next(o for o in options if o["value"] == pending.method)
-    reference: Block = {
-        "type": "plain_text_input",
-        "action_id": ReplyBlock.REFERENCE,
-        "max_length": 200,
-    }
-    if pending.reference:
-        reference["initial_value"] = pending.reference
+    chosen = next((o for o in options if o["value"] == pending.method), None)
+    method_element = select_input(options, placeholder="How did they pay?", initial=chosen)
+    reference = text_input(max_length=200, initial=pending.reference)
     words = format_cents(pending.allocated_cents)
     given = [p for p in pending.parts if p.amount_cents > 0]
     where = (
@@ -507,20 +491,14 @@ def build_confirm_payment_modal(
                 "A receipt is emailed to them."
             ),
         },
-        {
-            "type": "input",
-            "block_id": ReplyBlock.METHOD,
-            "label": plain("Method"),
-            "element": method_element,
-        },
-        {
-            "type": "input",
-            "block_id": ReplyBlock.REFERENCE,
-            "optional": True,
-            "label": plain("Check number or reference"),
-            "element": reference,
-            "hint": plain("Required for checks."),
-        },
+        input_block(ReplyBlock.METHOD, "Method", method_element),
+        input_block(
+            ReplyBlock.REFERENCE,
+            "Check number or reference",
+            reference,
+            optional=True,
+            hint="Required for checks.",
+        ),
     ]
     return modal(
         ReplyView.CONFIRM,
