@@ -11,20 +11,21 @@ from datetime import date, timedelta
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.jobs.scheduler import RUN_FAILED_KIND, billing_runner
 from bot.runtime import Runtime
 from bot.slack.blocks import Block, context_block, fmt_date, plain, section
+from bot.slack.errors import tell_user
 from bot.slack.incident_blocks import escape_mrkdwn
+from bot.slack.kept_posts import post_or_update
 from bot.slack.listeners import Command, on_subcommand, wire
 from storage.billing_run import SLACK_RUN_KIND, PlannedStep, RunResult, totals_from_payload
 from workflows.billing import PauseWindow, RunTotals, step_label, validate_pause
 from workflows.billing_pauses import PauseView, add_pause, list_pauses, remove_pause
-from workflows.errors import PermissionDenied, ValidationError
+from workflows.errors import ValidationError
 from workflows.labels import invoice_status_label
-from workflows.permissions import Actor, Permission, permission_label
+from workflows.permissions import Actor, Permission
 from workflows.ports import Context
 
 log = logging.getLogger("devicecare.slack")
@@ -276,26 +277,12 @@ def parse_pause_id(text: str) -> int:
 
 # Manage Settings only: anyone else is told so at once and the refusal is recorded.
 REFUSAL = ":no_entry: {} Nothing was changed."
-
-
-def require_settings_manager(actor: Actor, what: str) -> None:
-    if not actor.can(Permission.MANAGE_SETTINGS):
-        label = permission_label(Permission.MANAGE_SETTINGS)
-        raise PermissionDenied(f"`{what}` needs the {label} permission.")
+NEEDS = Permission.MANAGE_SETTINGS
 
 
 async def _answer(cmd: Command, text: str, blocks: list[Block] | None = None) -> None:
     """An ephemeral answer where the command was typed, or a DM if the app can't post there."""
-    user = cmd.body["user_id"]
-    channel = cmd.body.get("channel_id")
-    extra: dict[str, Any] = {"blocks": blocks} if blocks else {}
-    try:
-        if channel:
-            await cmd.client.chat_postEphemeral(channel=channel, user=user, text=text, **extra)
-            return
-    except SlackApiError as exc:
-        log.info("ephemeral answer failed (%s); sending a DM", exc.response.get("error"))
-    await cmd.client.chat_postMessage(channel=user, text=text, **extra)
+    await tell_user(cmd.client, cmd.body, text, blocks=blocks or None)
 
 
 async def _do_pause(ctx: Context, actor: Actor, command: PauseCommand) -> str:
@@ -324,9 +311,9 @@ async def _do_pause(ctx: Context, actor: Actor, command: PauseCommand) -> str:
     "sends nothing (winter break, summer).",
     what="/billing pause",
     refusal=REFUSAL,
+    needs=NEEDS,
 )
 async def handle_billing_pause(cmd: Command) -> None:
-    require_settings_manager(cmd.actor, "/billing pause")
     try:
         command = parse_pause_command(cmd.args)
     except ValidationError as exc:
@@ -346,9 +333,9 @@ async def handle_billing_pause(cmd: Command) -> None:
     "`[YYYY-MM-DD]`: what the daily billing run would send and change, without doing it.",
     what="/billing preview",
     refusal=REFUSAL,
+    needs=NEEDS,
 )
 async def handle_billing_preview(cmd: Command) -> None:
-    require_settings_manager(cmd.actor, "/billing preview")
     try:
         if len(cmd.args) > 1:
             raise ValidationError("Give at most one day.")
@@ -371,34 +358,27 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
 
 
 def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
-    async def deliver_digest(payload: dict[str, Any]) -> None:
-        """The run's digest in the billing channel; a retry updates the message it posted."""
+    def billing_channel(what: str, payload: dict[str, Any]) -> str | None:
         channel = runtime.settings.slack_billing_channel
         if not channel:
-            log.info(
-                "billing run digest for %s not posted: no SLACK_BILLING_CHANNEL", payload["day"]
-            )
+            log.info("%s for %s not posted: no SLACK_BILLING_CHANNEL", what, payload["day"])
+        return channel
+
+    async def deliver_digest(payload: dict[str, Any]) -> None:
+        """The run's digest in the billing channel; a retry updates the message it posted."""
+        channel = billing_channel("billing run digest", payload)
+        if not channel:
             return
         totals = totals_from_payload(payload)
         text, blocks = build_run_digest(totals)
         key = totals.day.toordinal()
-        async with runtime.stores() as store:
-            posted = await store.slack_post(DIGEST_POST, key)
-        if posted is not None:
-            await client.chat_update(channel=posted.channel, ts=posted.ts, text=text, blocks=blocks)
-            return
-        response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
-        async with runtime.stores() as store:
-            await store.save_slack_post(
-                DIGEST_POST, key, str(response.get("channel") or channel), str(response["ts"])
-            )
+        await post_or_update(
+            runtime, client, DIGEST_POST, key, channel=channel, text=text, blocks=blocks
+        )
 
     async def deliver_failure(payload: dict[str, Any]) -> None:
-        channel = runtime.settings.slack_billing_channel
+        channel = billing_channel("billing run failure", payload)
         if not channel:
-            log.info(
-                "billing run failure for %s not posted: no SLACK_BILLING_CHANNEL", payload["day"]
-            )
             return
         text, blocks = build_run_failed(payload)
         await client.chat_postMessage(channel=channel, text=text, blocks=blocks)

@@ -8,8 +8,6 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import signing_keys
@@ -35,7 +33,7 @@ from bot.slack.device_blocks import (
     read_replace_form,
     replaced_thread_text,
 )
-from bot.slack.errors import FormErrors, channel_of, user_of
+from bot.slack.errors import FormErrors, tell_user
 from bot.slack.ids import IncidentAction, IncidentRef
 from bot.slack.listeners import Click, ModalForm, Submitted, on_click, wire
 from bot.slack.photo_lines import load_photo_urls
@@ -85,23 +83,6 @@ async def device_record(
         photo_urls=await load_photo_urls(runtime, store, device_id=device_id),
         synced=sync_context(provenance, suggestion, holder_name, runtime.settings.tz),
     )
-
-
-async def _post_ephemeral(
-    client: AsyncWebClient, body: Mapping[str, Any], text: str, blocks: list[Block]
-) -> None:
-    """Blocks just for the clicker, where they clicked (or in a DM if that fails)."""
-    user = user_of(body)
-    if user is None:
-        return
-    channel = channel_of(body)
-    try:
-        if channel:
-            await client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)
-            return
-    except SlackApiError as exc:
-        log.info("ephemeral device record failed (%s); sending a DM", exc.response.get("error"))
-    await client.chat_postMessage(channel=user, text=text, blocks=blocks)
 
 
 async def _check_replayed(store: SqlStore, old: m.Device, serial: str) -> None:
@@ -209,7 +190,7 @@ async def handle_device_show(click: Click[DeviceRef]) -> None:
     if record is None:
         raise NotFound("That device isn't in DeviceCare any more.")
     text, blocks = record
-    await _post_ephemeral(click.client, click.body, text, blocks)
+    await tell_user(click.client, click.body, text, blocks=blocks)  # just for the clicker
 
 
 async def device_command_answer(runtime: Runtime, command: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
@@ -24,7 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.runtime import Runtime
 from bot.signing import signing_keys
 from bot.slack.actors import not_set_up_text, resolve_actor
-from bot.slack.blocks import fmt_when
+from bot.slack.blocks import Block, fmt_when
 from bot.slack.cards import INCIDENT_CARD, queue_incident_card, queue_thread_message
 from bot.slack.channel_errors import channel_error, give_up_on_channel
 from bot.slack.errors import record_refusal, reported
@@ -396,9 +396,7 @@ new_incident_form: ModalForm[NewIncidentMeta, OpenIncident] = ModalForm(
 async def check_new_incident_form(form: Submitted[NewIncidentMeta]) -> OpenIncident:
     """The form read and checked without writing: a broken rule is shown next to its field."""
     command = parse_new_incident(form.view, form.meta)
-    async with form.runtime.reads() as store:
-        await check_new_incident(form.context(store), form.actor, command)
-    return command
+    return await form.checked_by(check_new_incident, command)
 
 
 @new_incident_form.write
@@ -434,6 +432,20 @@ async def _attach_photos(slack: Slack, incident_id: int, files: list[SlackFileRe
 # --- card actions --------------------------------------------------------------------------
 
 
+def _card_form(
+    view: IncidentView, field: IncidentField, *, what: str, doing: str | None
+) -> ModalForm[IncidentRef, Any]:
+    """A card action's modal: the incident in its signed metadata, every error by its input."""
+    return ModalForm(view.value, meta=IncidentRef, what=what, doing=doing, fields=lambda _f: field)
+
+
+async def _open_card_form(click: Click[IncidentRef], build: Callable[..., Block]) -> None:
+    """A note or photos modal for the card's incident (Manage Incidents)."""
+    require(click.actor, MANAGE)
+    metadata = pack(click.ref, click.keys)
+    await click.open_view(build(metadata=metadata, incident_id=click.ref.incident_id))
+
+
 @on_click(IncidentAction.CHANGE_STATUS.value, what="change incident status", ref=IncidentRef)
 async def handle_change_status_click(click: Click[IncidentRef]) -> None:
     incident_id = click.ref.incident_id
@@ -461,12 +473,8 @@ async def handle_change_status_click(click: Click[IncidentRef]) -> None:
 # this role may not use comes back as a field error. The change itself is written after the
 # ack; the card updating in place confirms it, and anything the workflow still refuses reaches
 # the person as a message.
-status_form: ModalForm[IncidentRef, IncidentStatus] = ModalForm(
-    IncidentView.CHANGE_STATUS.value,
-    meta=IncidentRef,
-    what="change incident status",
-    doing=None,
-    fields=lambda _field: IncidentField.STATUS,
+status_form: ModalForm[IncidentRef, IncidentStatus] = _card_form(
+    IncidentView.CHANGE_STATUS, IncidentField.STATUS, what="change incident status", doing=None
 )
 
 
@@ -492,17 +500,11 @@ async def _set_status(slack: Slack, incident_id: int, target: IncidentStatus) ->
 
 @on_click(IncidentAction.ADD_NOTE.value, what="add incident note", ref=IncidentRef)
 async def handle_add_note_click(click: Click[IncidentRef]) -> None:
-    require(click.actor, MANAGE)
-    metadata = pack(click.ref, click.keys)
-    await click.open_view(build_note_modal(metadata=metadata, incident_id=click.ref.incident_id))
+    await _open_card_form(click, build_note_modal)
 
 
-note_form: ModalForm[IncidentRef, str] = ModalForm(
-    IncidentView.ADD_NOTE.value,
-    meta=IncidentRef,
-    what="add incident note",
-    doing="add the note",
-    fields=lambda _field: IncidentField.NOTE,
+note_form: ModalForm[IncidentRef, str] = _card_form(
+    IncidentView.ADD_NOTE, IncidentField.NOTE, what="add incident note", doing="add the note"
 )
 
 
@@ -529,17 +531,11 @@ async def add_submitted_note(form: Submitted[IncidentRef], note: str) -> None:
 
 @on_click(IncidentAction.ADD_PHOTOS.value, what="add photos", ref=IncidentRef)
 async def handle_add_photos_click(click: Click[IncidentRef]) -> None:
-    require(click.actor, MANAGE)
-    metadata = pack(click.ref, click.keys)
-    await click.open_view(build_photos_modal(metadata=metadata, incident_id=click.ref.incident_id))
+    await _open_card_form(click, build_photos_modal)
 
 
-photos_form: ModalForm[IncidentRef, list[SlackFileRef]] = ModalForm(
-    IncidentView.ADD_PHOTOS.value,
-    meta=IncidentRef,
-    what="add photos",
-    doing=None,
-    fields=lambda _field: IncidentField.PHOTOS,
+photos_form: ModalForm[IncidentRef, list[SlackFileRef]] = _card_form(
+    IncidentView.ADD_PHOTOS, IncidentField.PHOTOS, what="add photos", doing=None
 )
 
 

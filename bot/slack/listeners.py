@@ -56,7 +56,7 @@ from bot.slack.errors import (
 from bot.slack.metadata import ForgedPayload, Payload, unpack
 from storage.store import SqlStore
 from workflows.errors import DomainError, PermissionDenied
-from workflows.permissions import Actor
+from workflows.permissions import Actor, Permission, permission_label
 from workflows.ports import Context
 
 log = logging.getLogger("devicecare.slack")
@@ -64,6 +64,9 @@ log = logging.getLogger("devicecare.slack")
 R = TypeVar("R", bound=Payload | None)
 M = TypeVar("M", bound=Payload)
 C = TypeVar("C")
+T = TypeVar("T")
+# A workflow's check of a command, which reads and raises but never writes.
+Rule = Callable[[Context, Actor, T], Awaitable[object]]
 
 # Where a click's signed ref is: most buttons carry it as their value; a section's controls
 # sign their block id; an input inside a modal finds it in the modal's private_metadata.
@@ -132,6 +135,13 @@ class Submitted(Slack, Generic[M]):
         """Slack keeps a view's id for the modal's life: a redelivered submission finds what
         the first one made instead of making another."""
         return f"slack:view:{self.view['id']}"
+
+    async def checked_by(self, rule: Rule[T], command: T) -> T:
+        """`command`, once the workflow's read-only `rule` passes it (or raises what it breaks),
+        in a read snapshot: no waiting on writers before the ack."""
+        async with self.runtime.reads() as store:
+            await rule(self.context(store), self.actor, command)
+        return command
 
     async def show(self, view: Block, about: str) -> None:
         """The modal's final answer; when it was closed meanwhile the thread says it."""
@@ -336,9 +346,15 @@ CommandHandler = Callable[[Command], Awaitable[None]]
 class CommandListener:
     """What a command is, apart from where Slack sends it (`on_command`, `on_subcommand`)."""
 
-    what: str
+    what: str  # "/billing pause": logged with a refusal, and named by a `needs` refusal
     refusal: str  # the ack's text for a refusal, around the reason: ":no_entry: {}"
+    needs: Permission | None
     handler: CommandHandler
+
+    def require(self, actor: Actor) -> None:
+        if self.needs is not None and not actor.can(self.needs):
+            label = permission_label(self.needs)
+            raise PermissionDenied(f"`{self.what}` needs the {label} permission.")
 
     async def run(
         self,
@@ -354,6 +370,7 @@ class CommandListener:
         command = Command(runtime, client, body, actor, keys, answered, args)
         async with reported(runtime, client, body, self.what, actor):
             try:
+                self.require(actor)
                 await self.handler(command)
             except DomainError as exc:
                 if answered.sent:
@@ -402,26 +419,32 @@ class BillingSubcommand:
 
 
 def on_command(
-    name: str, *, what: str, refusal: str = ":no_entry: {}"
+    name: str, *, what: str, refusal: str = ":no_entry: {}", needs: Permission | None = None
 ) -> Callable[[CommandHandler], SlashCommand]:
     """A slash command. Its handler acks, answering in the ack or before slow work; a refusal
     raised before the ack is the ack's answer (`refusal`, around the reason) and is logged, a
-    domain error after it reaches the person as a click's does."""
+    domain error after it reaches the person as a click's does. With `needs`, anyone without
+    that permission is refused before the handler runs."""
 
     def wrap(handler: CommandHandler) -> SlashCommand:
-        return SlashCommand(name, CommandListener(what, refusal, handler))
+        return SlashCommand(name, CommandListener(what, refusal, needs, handler))
 
     return wrap
 
 
 def on_subcommand(
-    name: str, summary: str, *, what: str, refusal: str = ":no_entry: {}"
+    name: str,
+    summary: str,
+    *,
+    what: str,
+    refusal: str = ":no_entry: {}",
+    needs: Permission | None = None,
 ) -> Callable[[CommandHandler], BillingSubcommand]:
     """`/billing <name> …`, as `on_command`; `summary` is its line in `/billing`'s usage and
     `args` are the words after `name`."""
 
     def wrap(handler: CommandHandler) -> BillingSubcommand:
-        return BillingSubcommand(name, summary, CommandListener(what, refusal, handler))
+        return BillingSubcommand(name, summary, CommandListener(what, refusal, needs, handler))
 
     return wrap
 

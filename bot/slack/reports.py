@@ -38,6 +38,7 @@ from bot.reports.delivery import (
 from bot.runtime import Runtime
 from bot.slack.billing_report_blocks import REPORT_USAGE
 from bot.slack.errors import record_refusal, tell_user
+from bot.slack.kept_posts import post_or_update
 from bot.slack.listeners import Command, ModalForm, Submitted, on_command, on_subcommand, wire
 from bot.slack.metadata import pack
 from bot.slack.report_blocks import (
@@ -291,15 +292,8 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
             return
         text, blocks = build_digest(digest)
         key = digest.week_start.toordinal()
-        async with runtime.stores() as store:
-            posted = await store.slack_post(DIGEST_POST, key)
-        if posted is not None:
-            await client.chat_update(channel=posted.channel, ts=posted.ts, text=text, blocks=blocks)
-            return
-        response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
-        async with runtime.stores() as store:
-            await store.save_slack_post(
-                DIGEST_POST, key, str(response.get("channel") or channel), str(response["ts"])
-            )
+        await post_or_update(
+            runtime, client, DIGEST_POST, key, channel=channel, text=text, blocks=blocks
+        )
 
     return {DIGEST_KIND: deliver_weekly_digest}

@@ -278,9 +278,7 @@ async def check_waive(form: Submitted[WaiveModal]) -> RequestWaiver:
         reason=read.reason,
         idempotency_key=form.idempotency_key,
     )
-    async with form.runtime.reads() as store:
-        await check_waiver_request(form.context(store), form.actor, command)
-    return command
+    return await form.checked_by(check_waiver_request, command)
 
 
 @waive_form.write
