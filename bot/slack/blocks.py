@@ -47,6 +47,14 @@ def section(text: str, *, block_id: str | None = None, accessory: Block | None =
     return block
 
 
+def fields_section(fields: list[Block], *, block_id: str | None = None) -> Block:
+    """A section of short facts side by side (Slack shows at most 10)."""
+    block: Block = {"type": "section", "fields": fields[:10]}
+    if block_id:
+        block["block_id"] = block_id
+    return block
+
+
 def context_block(*texts: str) -> Block:
     return {"type": "context", "elements": [mrkdwn(t) for t in texts if t][:10]}
 

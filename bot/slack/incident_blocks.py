@@ -17,6 +17,7 @@ from bot.slack.blocks import (
     button,
     context_block,
     date_input,
+    fields_section,
     header,
     input_block,
     modal,
@@ -322,7 +323,7 @@ def build_incident_card_message(card: IncidentCard, secret: Keys) -> dict[str, A
     ]
     blocks: list[dict[str, Any]] = [
         header(f"Incident #{card.incident_id} · {flags}"),
-        {"type": "section", "fields": fields},
+        fields_section(fields),
     ]
     if card.description:
         blocks.append(section(quote_mrkdwn(card.description)))

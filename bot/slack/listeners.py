@@ -23,7 +23,8 @@ its ack so errors show next to their fields, and written after it by a lazy list
 
 Shortcuts (`on_shortcut`) run as clicks do. A slash command (`on_command`, or `on_subcommand`
 for `/billing <name>`) answers in its ack or acks before slow work; a refusal raised before the
-ack is the ack's answer, logged.
+ack is the ack's answer, logged. A `ModalStep` is a modal whose ack draws its next view (a
+look-up, or one short write), its errors by their fields or as another view.
 """
 
 from __future__ import annotations
@@ -323,14 +324,10 @@ class _Ack:
 @dataclass(frozen=True)
 class Command(Slack):
     """A slash command (or a `/billing` subcommand), not yet acked: the handler answers in the
-    ack (`answer`) or acks (`ack`) before slow work; its words are `args`."""
+    ack (`ack(text)`) or acks (`ack()`) before slow work; its words are `args`."""
 
     answered: _Ack
     args: tuple[str, ...]
-
-    @property
-    def text(self) -> str:
-        return " ".join(self.args)
 
     async def ack(self, text: str | None = None, **response: Any) -> None:
         """The ack; with `text`, an ephemeral answer in it."""

@@ -29,6 +29,7 @@ from bot.slack.blocks import (
     mrkdwn,
     option,
     plain,
+    section,
     select_input,
     text_input,
 )
@@ -308,19 +309,12 @@ def _payment_blocks(card: ReplyCard, *, secret: Keys, tz: ZoneInfo) -> list[Bloc
     if waiting and pending.missing and pending.amount_given:
         missing = ", ".join(pending.missing)
         lines.append(f"_Not given: {missing}; you'll be asked when confirming._")
-    blocks: list[Block] = [
-        {"type": "section", "block_id": ReplyBlock.PAYMENT, "text": mrkdwn("\n".join(lines))}
-    ]
+    blocks: list[Block] = [section("\n".join(lines), block_id=ReplyBlock.PAYMENT)]
     if waiting:
         blocks.append(_payment_actions(card, pending, secret))
     else:
-        blocks.append(
-            {
-                "type": "section",
-                "block_id": ReplyBlock.DECISION,
-                "text": mrkdwn(decision_line(pending, card.invoice_number, tz)),
-            }
-        )
+        decision = decision_line(pending, card.invoice_number, tz)
+        blocks.append(section(decision, block_id=ReplyBlock.DECISION))
     return blocks
 
 
@@ -373,14 +367,11 @@ def build_split_modal(pending: PendingView, *, secret: Keys) -> Block:
         else "The family didn't say how much they paid: enter what was received."
     )
     blocks: list[Block] = [
-        {
-            "type": "section",
-            "text": mrkdwn(
-                f"{intro} Give each invoice its share: the amounts must add up to the total "
-                "received, and none can be more than what its invoice owes. Nothing is "
-                "recorded until you confirm."
-            ),
-        },
+        section(
+            f"{intro} Give each invoice its share: the amounts must add up to the total "
+            "received, and none can be more than what its invoice owes. Nothing is "
+            "recorded until you confirm."
+        ),
         _money_input(ReplyBlock.TOTAL, "Total received", total),
     ]
     for part in pending.parts:
@@ -423,8 +414,8 @@ def read_split_form(values: Mapping[str, Any]) -> tuple[str, dict[int, str]]:
 
 def build_reply_message(card: ReplyCard, *, secret: Keys, tz: ZoneInfo) -> tuple[str, list[Block]]:
     blocks: list[Block] = [
-        {"type": "section", "block_id": ReplyBlock.HEADLINE, "text": mrkdwn(headline(card))},
-        {"type": "section", "block_id": ReplyBlock.BODY, "text": mrkdwn(_body(card))},
+        section(headline(card), block_id=ReplyBlock.HEADLINE),
+        section(_body(card), block_id=ReplyBlock.BODY),
         context_block(*_context(card, tz)),
     ]
     if card.notes:
@@ -461,7 +452,7 @@ def build_bounce_alert(alert: BounceAlert, *, tz: ZoneInfo) -> tuple[str, list[B
         lines.append("Invoice: " + ", ".join(esc(n) for n in alert.invoices))
     lines.append("DeviceCare won't email this address again until it is corrected in the roster.")
     blocks: list[Block] = [
-        {"type": "section", "text": mrkdwn("\n".join(lines))},
+        section("\n".join(lines)),
         context_block(f"Bounce: {esc(alert.subject) or '(no subject)'}",
                       fmt_when(alert.received_at, tz)),
     ]  # fmt: skip
@@ -484,13 +475,9 @@ def build_confirm_payment_modal(
         else f"*{esc(given[0].number if given else invoice_number)}*"
     )
     blocks: list[Block] = [
-        {
-            "type": "section",
-            "text": mrkdwn(
-                f"Record *{words}* on {where} as reported by the family. "
-                "A receipt is emailed to them."
-            ),
-        },
+        section(
+            f"Record *{words}* on {where} as reported by the family. A receipt is emailed to them."
+        ),
         input_block(ReplyBlock.METHOD, "Method", method_element),
         input_block(
             ReplyBlock.REFERENCE,

@@ -18,6 +18,7 @@ from bot.slack.blocks import (
     input_block,
     modal,
     plain,
+    section,
     select_input,
     text_input,
 )
@@ -196,7 +197,7 @@ def build_summary(result: ReportResult, requested_by: str) -> tuple[str, list[Bl
     blocks: list[Block] = [
         header(spec.title),
         context_block(" \u00b7 ".join([scope, *filters])),
-        {"type": "section", "text": {"type": "mrkdwn", "text": sentences[:3000]}},
+        section(sentences),
         context_block(f"{files} \u00b7 requested by {esc(requested_by)}"),
     ]
     text = f"{spec.title}, {f.date_from.isoformat()} to {f.date_to.isoformat()}: " + (
@@ -228,7 +229,7 @@ def build_digest(digest: WeeklyDigest) -> tuple[str, list[Block]]:
         lines.append("*New repeat offenders:* none")
     blocks: list[Block] = [
         header(f"Weekly digest: {week}"),
-        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}},
+        section("\n".join(lines)),
         context_block(
             "`/report` for the details, e.g. `/report overdue` or "
             "`/report repeat-offenders last-week`."

@@ -19,6 +19,7 @@ from bot.slack.blocks import (
     context_block,
     element,
     esc,
+    fields_section,
     fmt_date,
     fmt_when,
     header,
@@ -412,7 +413,7 @@ def build_waiver_request_message(
     requested = f"Requested by {esc(facts.requested_by)} on {fmt_when(facts.requested_at, tz)}"
     blocks: list[Block] = [
         header("Waiver approval requested"),
-        {"type": "section", "block_id": WaiverBlock.FACTS, "fields": fields},
+        fields_section(fields, block_id=WaiverBlock.FACTS),
         section(f"*Reason*\n{esc(facts.reason)}"),
         context_block(requested),
     ]
