@@ -5,13 +5,17 @@ from __future__ import annotations
 from bot.slack.blocks import Block, button
 
 
-def decision_actions(block_id: str, approve_action: str, deny_action: str, value: str) -> Block:
+def decision_actions(
+    block_id: str | None, approve_action: str, deny_action: str, value: str
+) -> Block:
     """Both buttons carry the request's signed ref; the action says which decision it is."""
-    return {
+    block: Block = {
         "type": "actions",
-        "block_id": block_id,
         "elements": [
             button("Approve", approve_action, value, style="primary"),
             button("Deny", deny_action, value, style="danger"),
         ],
     }
+    if block_id is not None:
+        block["block_id"] = block_id
+    return block

@@ -10,26 +10,23 @@ and its outbox deliveries, so a new kind describes itself and writes no listener
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import Keys, signing_keys
 from bot.slack.blocks import Block
-from bot.slack.errors import reported, tell_user
-from bot.slack.metadata import Payload, unpack
+from bot.slack.listeners import Click, ClickListener, on_click
+from bot.slack.metadata import Payload
 from storage.models import SlackPost
 from storage.store import SqlStore
 from workflows.approvals import PENDING, ApprovalRules, Decision, decide
 from workflows.errors import ConflictError
-from workflows.permissions import Actor
 from workflows.ports import Context
 
 log = logging.getLogger("devicecare.slack")
@@ -86,6 +83,11 @@ class ApprovalFeature(Generic[F, P]):
     def __init__(self, kind: ApprovalKind[F, P], runtime: Runtime) -> None:
         self.kind = kind
         self.runtime = runtime
+        # Approve or Deny: the button's action id says which.
+        self.decision: ClickListener[P] = on_click(
+            (kind.approve_action, kind.deny_action), what=self._what, ref=kind.ref
+        )(self.decide)
+        self.handle_decision = self.decision.listener(runtime)  # what bolt calls for a click
 
     @property
     def secret(self) -> Keys:
@@ -96,8 +98,7 @@ class ApprovalFeature(Generic[F, P]):
         return self.runtime.settings.tz
 
     def register(self, app: AsyncApp) -> None:
-        app.action(self.kind.approve_action)(self.handle_decision)
-        app.action(self.kind.deny_action)(self.handle_decision)
+        self.decision.register(app, self.runtime)
 
     def outbox_handlers(self, client: AsyncWebClient) -> dict[str, OutboxHandler]:
         outbox = self.kind.rules.outbox
@@ -112,49 +113,34 @@ class ApprovalFeature(Generic[F, P]):
 
     # --- the click -----------------------------------------------------------------------------
 
-    async def handle_decision(
-        self,
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        """Approve or Deny: the button's action id says which."""
-        await ack()
-        approve = action.get("action_id") == self.kind.approve_action
-        await self.decide(approve, body, action, client, context["actor"])
+    def _approves(self, action: Mapping[str, Any]) -> bool:
+        return action.get("action_id") == self.kind.approve_action
 
-    async def decide(
-        self,
-        approve: bool,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        actor: Actor,
-    ) -> None:
+    def _what(self, action: Mapping[str, Any]) -> str:
+        return f"{'approve' if self._approves(action) else 'deny'} a {self.kind.what}"
+
+    async def decide(self, click: Click[P]) -> None:
         kind, runtime = self.kind, self.runtime
-        what = f"{'approve' if approve else 'deny'} a {kind.what}"
-        async with reported(runtime, client, body, what, actor):
-            request_id = kind.ref_id(unpack(kind.ref, action.get("value"), self.secret))
-            result: Decision[Any] | None = None
-            conflict: ConflictError | None = None
-            try:
-                async with runtime.stores() as store:
-                    # Permission is checked here, at click time, by the workflow.
-                    ctx = Context(store, runtime.clock, self.tz)
-                    result = await decide(ctx, actor, kind.rules, request_id, approve=approve)
-                    if result.changed and kind.after_decision is not None:
-                        await kind.after_decision(store, result)
-            except ConflictError as exc:
-                conflict = exc  # usually: the other decision won; say who made it, below
-            if result is not None and result.changed:
-                return  # the post updates in place when the outbox delivers the decision
-            async with runtime.reads() as store:
-                facts = await kind.load_facts(store, request_id)
-            if facts is None or facts.status == PENDING:
-                raise conflict or ConflictError(f"That {kind.noun} request can't be decided now.")
-            await tell_user(client, body, kind.already_decided(facts, self.tz))
+        request_id = kind.ref_id(click.ref)
+        result: Decision[Any] | None = None
+        conflict: ConflictError | None = None
+        try:
+            async with runtime.stores() as store:
+                # Permission is checked here, at click time, by the workflow.
+                ctx = Context(store, runtime.clock, self.tz)
+                approve = self._approves(click.action)
+                result = await decide(ctx, click.actor, kind.rules, request_id, approve=approve)
+                if result.changed and kind.after_decision is not None:
+                    await kind.after_decision(store, result)
+        except ConflictError as exc:
+            conflict = exc  # usually: the other decision won; say who made it, below
+        if result is not None and result.changed:
+            return  # the post updates in place when the outbox delivers the decision
+        async with runtime.reads() as store:
+            facts = await kind.load_facts(store, request_id)
+        if facts is None or facts.status == PENDING:
+            raise conflict or ConflictError(f"That {kind.noun} request can't be decided now.")
+        await click.tell(kind.already_decided(facts, self.tz))
 
     # --- the outbox ----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from bot.slack.blocks import (
     button,
     context_block,
     esc,
+    fields_section,
     fmt_date,
     fmt_when,
     header,
@@ -104,7 +105,7 @@ def _sections(lines: Sequence[str]) -> list[Block]:
 
 
 def _fields(*texts: str) -> Block:
-    return {"type": "section", "fields": [mrkdwn(t) for t in texts][:10]}
+    return fields_section([mrkdwn(t) for t in texts])
 
 
 def _count(n: int, one: str, many: str) -> str:

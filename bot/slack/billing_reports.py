@@ -9,17 +9,12 @@ Permissions are checked here on the server for each request, whatever the messag
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_bolt.context.async_context import AsyncBoltContext
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
-from bot.signing import signing_keys
-from bot.slack.billing_command import BillingCall, add_subcommand
 from bot.slack.billing_report_blocks import (
     AutomationSwitch,
     BillingInvoiceAction,
@@ -29,10 +24,10 @@ from bot.slack.billing_report_blocks import (
     typed_day,
 )
 from bot.slack.blocks import Block, esc, fmt_date
-from bot.slack.errors import record_refusal, reported
-from bot.slack.metadata import unpack
+from bot.slack.errors import record_refusal
+from bot.slack.listeners import Click, Command, Slack, in_block_id, on_click, on_subcommand, wire
 from bot.slack.payment_plans import plan_blocks_for
-from bot.slack.response_url import reply, where
+from bot.slack.response_url import reply
 from bot.slack.waiver_blocks import adjustment_blocks
 from bot.slack.waivers import adjustment_lines, refundable_payments
 from storage.billing_reports import find_invoice_id, invoice_timeline
@@ -59,6 +54,10 @@ INVOICE_VIEWERS = (
     Permission.MANAGE_INVOICE_AUTOMATION,
     Permission.VIEW_FINANCIAL_REPORTS,
 )
+VIEW_WHAT = "view an invoice"
+STATUS_WHAT = "change an invoice's status"
+DUE_DATE_WHAT = "change an invoice's due date"
+AUTOMATION_WHAT = "switch an invoice's automation"
 Change = Callable[[Context, int], Awaitable[str]]
 
 
@@ -74,182 +73,137 @@ def require_invoice_viewer(actor: Actor) -> None:
         )
 
 
-def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = signing_keys(runtime.settings)
-    tz = runtime.settings.tz
+# --- /billing invoice ------------------------------------------------------------------------
 
-    async def refuse(call: BillingCall, what: str, message: str) -> None:
-        await call.ack(response_type="ephemeral", text=f":no_entry: {message}")
-        await record_refusal(runtime, call.actor, what, message)
 
-    # --- /billing invoice --------------------------------------------------------------------
-
-    async def invoice_view(
-        actor: Actor, invoice_id: int, notice: str | None = None
-    ) -> tuple[str, list[Block]]:
-        async with runtime.reads() as store:
-            timeline = await invoice_timeline(store, invoice_id, tz=tz)
-            if timeline is None:
-                raise NotFound("That invoice isn't in DeviceCare any more.")
-            lines = await adjustment_lines(store, invoice_id)
-            payments = await refundable_payments(store, invoice_id)
-            delivery = await invoice_delivery_line(store, invoice_id, tz)
-            invoice = await store.get_invoice(invoice_id)
-            audit = None if invoice is None else await load_invoice_audit(store, invoice, tz=tz)
-        inv = timeline.invoice
-        # Buttons only for those who may use them; the workflows check again on submit.
-        plan = await plan_blocks_for(runtime, actor, invoice_id)
-        adjustments = plan + adjustment_blocks(
-            lines,
-            invoice_id=invoice_id,
-            secret=secret,
-            can_waive=actor.can(Permission.WAIVE_CHARGES) and inv.is_open and inv.balance_cents > 0,
-            can_refund=actor.can(Permission.ISSUE_REFUNDS)
-            and any(p.refundable_cents for p in payments),
-        )
-        return build_invoice_view(
-            timeline,
-            tz=tz,
-            secret=secret,
-            can_edit=actor.can(Permission.CREATE_INVOICES),
-            can_automate=actor.can(Permission.MANAGE_INVOICE_AUTOMATION),
-            notice=notice,
-            adjustments=adjustments,
-            delivery=delivery,
-            audit=audit,
-        )
-
-    async def show_invoice(call: BillingCall) -> None:
-        actor = call.actor
-        try:
-            require_invoice_viewer(actor)
-        except PermissionDenied as exc:
-            await refuse(call, "view an invoice", exc.message)
-            return
-        if len(call.args) != 1:
-            await call.ack(response_type="ephemeral", text=INVOICE_USAGE)
-            return
-        await call.ack()
-        body = call.command
-        number = call.args[0]
-        async with reported(runtime, call.client, where(body), "view an invoice", actor):
-            async with runtime.reads() as store:
-                invoice_id = await find_invoice_id(store, number)
-            if invoice_id is None:
-                text = f":mag: There's no invoice {esc(number[:40])}. Check the number."
-                await reply(call.client, body, text, None)
-                return
-            text, blocks = await invoice_view(actor, invoice_id)
-            await reply(call.client, body, text, blocks)
-
-    add_subcommand(
-        app, "invoice", "`INV-000001`: an invoice, its timeline and controls.", show_invoice
+async def invoice_view(
+    slack: Slack, invoice_id: int, notice: str | None = None
+) -> tuple[str, list[Block]]:
+    runtime, actor, tz, secret = slack.runtime, slack.actor, slack.tz, slack.keys
+    async with runtime.reads() as store:
+        timeline = await invoice_timeline(store, invoice_id, tz=tz)
+        if timeline is None:
+            raise NotFound("That invoice isn't in DeviceCare any more.")
+        lines = await adjustment_lines(store, invoice_id)
+        payments = await refundable_payments(store, invoice_id)
+        delivery = await invoice_delivery_line(store, invoice_id, tz)
+        invoice = await store.get_invoice(invoice_id)
+        audit = None if invoice is None else await load_invoice_audit(store, invoice, tz=tz)
+    inv = timeline.invoice
+    # Buttons only for those who may use them; the workflows check again on submit.
+    plan = await plan_blocks_for(runtime, actor, invoice_id)
+    adjustments = plan + adjustment_blocks(
+        lines,
+        invoice_id=invoice_id,
+        secret=secret,
+        can_waive=actor.can(Permission.WAIVE_CHARGES) and inv.is_open and inv.balance_cents > 0,
+        can_refund=actor.can(Permission.ISSUE_REFUNDS)
+        and any(p.refundable_cents for p in payments),
+    )
+    return build_invoice_view(
+        timeline,
+        tz=tz,
+        secret=secret,
+        can_edit=actor.can(Permission.CREATE_INVOICES),
+        can_automate=actor.can(Permission.MANAGE_INVOICE_AUTOMATION),
+        notice=notice,
+        adjustments=adjustments,
+        delivery=delivery,
+        audit=audit,
     )
 
-    @app.action(BillingInvoiceAction.OPEN)
-    async def handle_invoice_open(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        """An Open button (the App Home has no channel, so the view arrives by DM)."""
-        await ack()
-        actor: Actor = context["actor"]
-        async with reported(runtime, client, body, "view an invoice", actor):
-            require_invoice_viewer(actor)
-            ref = unpack(InvoiceRef, action.get("value"), secret)
-            text, blocks = await invoice_view(actor, ref.invoice_id)
-            await reply(client, body, text, blocks)
 
-    # --- the controls ------------------------------------------------------------------------
+@on_subcommand("invoice", "`INV-000001`: an invoice, its timeline and controls.", what=VIEW_WHAT)
+async def show_invoice(cmd: Command) -> None:
+    require_invoice_viewer(cmd.actor)
+    if len(cmd.args) != 1:
+        await cmd.ack(INVOICE_USAGE)
+        return
+    await cmd.ack()
+    number = cmd.args[0]
+    async with cmd.runtime.reads() as store:
+        invoice_id = await find_invoice_id(store, number)
+    if invoice_id is None:
+        text = f":mag: There's no invoice {esc(number[:40])}. Check the number."
+        await reply(cmd.client, cmd.body, text, None)
+        return
+    text, blocks = await invoice_view(cmd, invoice_id)
+    await reply(cmd.client, cmd.body, text, blocks)
 
-    async def change(
-        body: dict[str, Any],
-        client: AsyncWebClient,
-        actor: Actor,
-        what: str,
-        invoice_id: int,
-        apply: Change,
-    ) -> None:
-        """Apply one change (the workflow checks permission), then show the invoice again in
-        place with what happened; a refusal changes nothing and says so there."""
-        require_invoice_viewer(actor)
-        try:
-            async with runtime.stores() as store:
-                done = await apply(Context(store, runtime.clock, tz), invoice_id)
-            notice = f":white_check_mark: {done}"
-        except NotFound:
-            raise
-        except DomainError as exc:
-            if isinstance(exc, PermissionDenied):
-                await record_refusal(runtime, actor, what, exc.message)
-            notice = f":warning: {exc.message} Nothing was changed."
-        text, blocks = await invoice_view(actor, invoice_id, notice)
-        await reply(client, body, text, blocks, replace=True)
 
-    def controlled(action: Mapping[str, Any]) -> int:
-        """The invoice a status or date control is for, from its signed block id."""
-        return unpack(InvoiceControls, action.get("block_id"), secret).invoice_id
+@on_click(BillingInvoiceAction.OPEN, what=VIEW_WHAT, ref=InvoiceRef)
+async def handle_invoice_open(click: Click[InvoiceRef]) -> None:
+    """An Open button (the App Home has no channel, so the view arrives by DM)."""
+    require_invoice_viewer(click.actor)
+    text, blocks = await invoice_view(click, click.ref.invoice_id)
+    await reply(click.client, click.body, text, blocks)
 
-    @app.action(BillingInvoiceAction.STATUS)
-    async def handle_invoice_status(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        actor: Actor = context["actor"]
-        what = "change an invoice's status"
-        status = str((action.get("selected_option") or {}).get("value") or "")
 
-        async def apply(ctx: Context, invoice_id: int) -> str:
-            invoice = await change_invoice_status(ctx, actor, invoice_id, status)
-            return f"Status set to {InvoiceStatus(invoice.status).label}."
+# --- the controls ----------------------------------------------------------------------------
 
-        async with reported(runtime, client, body, what, actor):
-            await change(body, client, actor, what, controlled(action), apply)
 
-    @app.action(BillingInvoiceAction.DUE_DATE)
-    async def handle_invoice_due_date(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        actor: Actor = context["actor"]
-        what = "change an invoice's due date"
-        picked = str(action.get("selected_date") or "")
+async def change(click: Click[Any], what: str, invoice_id: int, apply: Change) -> None:
+    """Apply one change (the workflow checks permission), then show the invoice again in
+    place with what happened; a refusal changes nothing and says so there."""
+    require_invoice_viewer(click.actor)
+    try:
+        async with click.runtime.stores() as store:
+            done = await apply(click.context(store), invoice_id)
+        notice = f":white_check_mark: {done}"
+    except NotFound:
+        raise
+    except DomainError as exc:
+        if isinstance(exc, PermissionDenied):
+            await record_refusal(click.runtime, click.actor, what, exc.message)
+        notice = f":warning: {exc.message} Nothing was changed."
+    text, blocks = await invoice_view(click, invoice_id, notice)
+    await reply(click.client, click.body, text, blocks, replace=True)
 
-        async def apply(ctx: Context, invoice_id: int) -> str:
-            invoice = await change_due_date(ctx, actor, invoice_id, typed_day(picked))
-            assert invoice.due_date is not None
-            return f"Due date set to {fmt_date(invoice.due_date)}."
 
-        async with reported(runtime, client, body, what, actor):
-            await change(body, client, actor, what, controlled(action), apply)
+# A status or date control is for the invoice its signed block id names.
+@on_click(BillingInvoiceAction.STATUS, what=STATUS_WHAT, ref=InvoiceControls, ref_from=in_block_id)
+async def handle_invoice_status(click: Click[InvoiceControls]) -> None:
+    status = str((click.action.get("selected_option") or {}).get("value") or "")
 
-    @app.action(BillingInvoiceAction.AUTOMATION)
-    async def handle_invoice_automation(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        actor: Actor = context["actor"]
-        what = "switch an invoice's automation"
-        async with reported(runtime, client, body, what, actor):
-            switch = unpack(AutomationSwitch, action.get("value"), secret)
+    async def apply(ctx: Context, invoice_id: int) -> str:
+        invoice = await change_invoice_status(ctx, click.actor, invoice_id, status)
+        return f"Status set to {InvoiceStatus(invoice.status).label}."
 
-            async def apply(ctx: Context, invoice_id: int) -> str:
-                invoice = await set_invoice_automation(ctx, actor, invoice_id, switch.enabled)
-                return "Automation turned " + ("on." if invoice.automation_enabled else "off.")
+    await change(click, STATUS_WHAT, click.ref.invoice_id, apply)
 
-            await change(body, client, actor, what, switch.invoice_id, apply)
+
+@on_click(
+    BillingInvoiceAction.DUE_DATE, what=DUE_DATE_WHAT, ref=InvoiceControls, ref_from=in_block_id
+)
+async def handle_invoice_due_date(click: Click[InvoiceControls]) -> None:
+    picked = str(click.action.get("selected_date") or "")
+
+    async def apply(ctx: Context, invoice_id: int) -> str:
+        invoice = await change_due_date(ctx, click.actor, invoice_id, typed_day(picked))
+        assert invoice.due_date is not None
+        return f"Due date set to {fmt_date(invoice.due_date)}."
+
+    await change(click, DUE_DATE_WHAT, click.ref.invoice_id, apply)
+
+
+@on_click(BillingInvoiceAction.AUTOMATION, what=AUTOMATION_WHAT, ref=AutomationSwitch)
+async def handle_invoice_automation(click: Click[AutomationSwitch]) -> None:
+    enabled = click.ref.enabled
+
+    async def apply(ctx: Context, invoice_id: int) -> str:
+        invoice = await set_invoice_automation(ctx, click.actor, invoice_id, enabled)
+        return "Automation turned " + ("on." if invoice.automation_enabled else "off.")
+
+    await change(click, AUTOMATION_WHAT, click.ref.invoice_id, apply)
+
+
+def register(app: AsyncApp, runtime: Runtime) -> None:
+    wire(
+        app,
+        runtime,
+        show_invoice,
+        handle_invoice_open,
+        handle_invoice_status,
+        handle_invoice_due_date,
+        handle_invoice_automation,
+    )

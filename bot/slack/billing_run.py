@@ -11,21 +11,21 @@ from datetime import date, timedelta
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.jobs.scheduler import RUN_FAILED_KIND, billing_runner
 from bot.runtime import Runtime
-from bot.slack.billing_command import BillingCall, add_subcommand
 from bot.slack.blocks import Block, context_block, fmt_date, plain, section
-from bot.slack.errors import record_refusal, reported
+from bot.slack.errors import tell_user
 from bot.slack.incident_blocks import escape_mrkdwn
+from bot.slack.kept_posts import post_or_update
+from bot.slack.listeners import Command, on_subcommand, wire
 from storage.billing_run import SLACK_RUN_KIND, PlannedStep, RunResult, totals_from_payload
 from workflows.billing import PauseWindow, RunTotals, step_label, validate_pause
 from workflows.billing_pauses import PauseView, add_pause, list_pauses, remove_pause
 from workflows.errors import ValidationError
 from workflows.labels import invoice_status_label
-from workflows.permissions import Actor, Permission, permission_label
+from workflows.permissions import Actor, Permission
 from workflows.ports import Context
 
 log = logging.getLogger("devicecare.slack")
@@ -275,34 +275,14 @@ def parse_pause_id(text: str) -> int:
 
 # --- listeners -------------------------------------------------------------------------------
 
+# Manage Settings only: anyone else is told so at once and the refusal is recorded.
+REFUSAL = ":no_entry: {} Nothing was changed."
+NEEDS = Permission.MANAGE_SETTINGS
 
-def _where(call: BillingCall) -> dict[str, Any]:
-    """Where to answer the person who typed the command (the shape `reported` expects)."""
-    return {"user": {"id": call.command["user_id"]}, "channel_id": call.command.get("channel_id")}
 
-
-async def _answer(call: BillingCall, text: str, blocks: list[Block] | None = None) -> None:
+async def _answer(cmd: Command, text: str, blocks: list[Block] | None = None) -> None:
     """An ephemeral answer where the command was typed, or a DM if the app can't post there."""
-    user = call.command["user_id"]
-    channel = call.command.get("channel_id")
-    extra: dict[str, Any] = {"blocks": blocks} if blocks else {}
-    try:
-        if channel:
-            await call.client.chat_postEphemeral(channel=channel, user=user, text=text, **extra)
-            return
-    except SlackApiError as exc:
-        log.info("ephemeral answer failed (%s); sending a DM", exc.response.get("error"))
-    await call.client.chat_postMessage(channel=user, text=text, **extra)
-
-
-async def _allowed(call: BillingCall, what: str) -> bool:
-    """Manage Settings only: anyone else is told so at once and the refusal is recorded."""
-    if call.actor.can(Permission.MANAGE_SETTINGS):
-        return True
-    reason = f"`{what}` needs the {permission_label(Permission.MANAGE_SETTINGS)} permission."
-    await call.ack(response_type="ephemeral", text=f":no_entry: {reason} Nothing was changed.")
-    await record_refusal(call.runtime, call.actor, what, reason)
-    return False
+    await tell_user(cmd.client, cmd.body, text, blocks=blocks or None)
 
 
 async def _do_pause(ctx: Context, actor: Actor, command: PauseCommand) -> str:
@@ -325,99 +305,80 @@ async def _do_pause(ctx: Context, actor: Actor, command: PauseCommand) -> str:
     return pause_list_text(found, ctx.today(), include_past=command.include_past)
 
 
+@on_subcommand(
+    "pause",
+    "`add YYYY-MM-DD YYYY-MM-DD reason`, `list` or `remove ID`: days the billing run "
+    "sends nothing (winter break, summer).",
+    what="/billing pause",
+    refusal=REFUSAL,
+    needs=NEEDS,
+)
+async def handle_billing_pause(cmd: Command) -> None:
+    try:
+        command = parse_pause_command(cmd.args)
+    except ValidationError as exc:
+        await cmd.ack(f":warning: {exc.message} Nothing was changed.\n\n{PAUSE_USAGE}")
+        return
+    if command is None:
+        await cmd.ack(PAUSE_USAGE)
+        return
+    await cmd.ack()
+    async with cmd.runtime.stores() as store:
+        text = await _do_pause(cmd.context(store), cmd.actor, command)
+    await _answer(cmd, text)
+
+
+@on_subcommand(
+    "preview",
+    "`[YYYY-MM-DD]`: what the daily billing run would send and change, without doing it.",
+    what="/billing preview",
+    refusal=REFUSAL,
+    needs=NEEDS,
+)
+async def handle_billing_preview(cmd: Command) -> None:
+    try:
+        if len(cmd.args) > 1:
+            raise ValidationError("Give at most one day.")
+        runner = billing_runner(cmd.runtime)
+        day = parse_day(cmd.args[0], "day") if cmd.args else runner.today()
+    except ValidationError as exc:
+        await cmd.ack(f":warning: {exc.message} {PREVIEW_USAGE}")
+        return
+    await cmd.ack(f"Working out what the billing run for {long_day(day)} would do…")
+    result = await runner.run(day, dry_run=True)
+    text, blocks = build_preview(result)
+    await _answer(cmd, text, blocks)
+
+
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    def ctx(store: Any) -> Context:
-        return Context(store, runtime.clock, runtime.settings.tz)
-
-    async def pause(call: BillingCall) -> None:
-        if not await _allowed(call, "/billing pause"):
-            return
-        try:
-            command = parse_pause_command(call.args)
-        except ValidationError as exc:
-            await call.ack(
-                response_type="ephemeral",
-                text=f":warning: {exc.message} Nothing was changed.\n\n{PAUSE_USAGE}",
-            )
-            return
-        if command is None:
-            await call.ack(response_type="ephemeral", text=PAUSE_USAGE)
-            return
-        await call.ack()
-        async with reported(runtime, call.client, _where(call), "/billing pause", call.actor):
-            async with runtime.stores() as store:
-                text = await _do_pause(ctx(store), call.actor, command)
-            await _answer(call, text)
-
-    async def preview(call: BillingCall) -> None:
-        if not await _allowed(call, "/billing preview"):
-            return
-        try:
-            if len(call.args) > 1:
-                raise ValidationError("Give at most one day.")
-            runner = billing_runner(runtime)
-            day = parse_day(call.args[0], "day") if call.args else runner.today()
-        except ValidationError as exc:
-            await call.ack(
-                response_type="ephemeral", text=f":warning: {exc.message} {PREVIEW_USAGE}"
-            )
-            return
-        await call.ack(
-            response_type="ephemeral",
-            text=f"Working out what the billing run for {long_day(day)} would do…",
-        )
-        async with reported(runtime, call.client, _where(call), "/billing preview", call.actor):
-            result = await runner.run(day, dry_run=True)
-            text, blocks = build_preview(result)
-            await _answer(call, text, blocks)
-
-    add_subcommand(
-        app,
-        "pause",
-        "`add YYYY-MM-DD YYYY-MM-DD reason`, `list` or `remove ID`: days the billing run "
-        "sends nothing (winter break, summer).",
-        pause,
-    )
-    add_subcommand(
-        app,
-        "preview",
-        "`[YYYY-MM-DD]`: what the daily billing run would send and change, without doing it.",
-        preview,
-    )
+    wire(app, runtime, handle_billing_pause, handle_billing_preview)
 
 
 # --- outbox ----------------------------------------------------------------------------------
 
 
 def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
-    async def deliver_digest(payload: dict[str, Any]) -> None:
-        """The run's digest in the billing channel; a retry updates the message it posted."""
+    def billing_channel(what: str, payload: dict[str, Any]) -> str | None:
         channel = runtime.settings.slack_billing_channel
         if not channel:
-            log.info(
-                "billing run digest for %s not posted: no SLACK_BILLING_CHANNEL", payload["day"]
-            )
+            log.info("%s for %s not posted: no SLACK_BILLING_CHANNEL", what, payload["day"])
+        return channel
+
+    async def deliver_digest(payload: dict[str, Any]) -> None:
+        """The run's digest in the billing channel; a retry updates the message it posted."""
+        channel = billing_channel("billing run digest", payload)
+        if not channel:
             return
         totals = totals_from_payload(payload)
         text, blocks = build_run_digest(totals)
         key = totals.day.toordinal()
-        async with runtime.stores() as store:
-            posted = await store.slack_post(DIGEST_POST, key)
-        if posted is not None:
-            await client.chat_update(channel=posted.channel, ts=posted.ts, text=text, blocks=blocks)
-            return
-        response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
-        async with runtime.stores() as store:
-            await store.save_slack_post(
-                DIGEST_POST, key, str(response.get("channel") or channel), str(response["ts"])
-            )
+        await post_or_update(
+            runtime, client, DIGEST_POST, key, channel=channel, text=text, blocks=blocks
+        )
 
     async def deliver_failure(payload: dict[str, Any]) -> None:
-        channel = runtime.settings.slack_billing_channel
+        channel = billing_channel("billing run failure", payload)
         if not channel:
-            log.info(
-                "billing run failure for %s not posted: no SLACK_BILLING_CHANNEL", payload["day"]
-            )
             return
         text, blocks = build_run_failed(payload)
         await client.chat_postMessage(channel=channel, text=text, blocks=blocks)

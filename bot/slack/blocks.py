@@ -47,6 +47,14 @@ def section(text: str, *, block_id: str | None = None, accessory: Block | None =
     return block
 
 
+def fields_section(fields: list[Block], *, block_id: str | None = None) -> Block:
+    """A section of short facts side by side (Slack shows at most 10)."""
+    block: Block = {"type": "section", "fields": fields[:10]}
+    if block_id:
+        block["block_id"] = block_id
+    return block
+
+
 def context_block(*texts: str) -> Block:
     return {"type": "context", "elements": [mrkdwn(t) for t in texts if t][:10]}
 
@@ -95,6 +103,88 @@ def modal(
 
 def option(text: str, value: str) -> Block:
     return {"text": plain(text, 75), "value": value}
+
+
+# --- a modal's inputs ------------------------------------------------------------------------
+
+
+def input_block(
+    block_id: str,
+    label: str,
+    element: Block,
+    *,
+    optional: bool = False,
+    hint: str | None = None,
+    dispatch_action: bool = False,
+    action_id: str | None = None,
+) -> Block:
+    """An input. Its element's action id is the block id unless told otherwise: our convention,
+    so that `element()` reads the value back by one name."""
+    block: Block = {
+        "type": "input",
+        "block_id": block_id,
+        "optional": optional,
+        "label": plain(label),
+        "element": {**element, "action_id": action_id or block_id},
+    }
+    if hint:
+        block["hint"] = plain(hint)
+    if dispatch_action:
+        block["dispatch_action"] = True
+    return block
+
+
+def text_input(
+    *,
+    placeholder: str | None = None,
+    max_length: int | None = None,
+    multiline: bool = False,
+    initial: str | None = None,
+    on_enter: bool = False,  # the input's own action fires on Enter (a scanner sends one)
+) -> Block:
+    element: Block = {"type": "plain_text_input"}
+    if multiline:
+        element["multiline"] = True
+    if max_length is not None:
+        element["max_length"] = max_length
+    if placeholder:
+        element["placeholder"] = plain(placeholder)
+    if initial:
+        element["initial_value"] = initial
+    if on_enter:
+        element["dispatch_action_config"] = {"trigger_actions_on": ["on_enter_pressed"]}
+    return element
+
+
+def date_input(initial: date) -> Block:
+    return {"type": "datepicker", "initial_date": initial.isoformat()}
+
+
+def select_input(
+    options: list[Block],
+    *,
+    placeholder: str | None = None,
+    initial: Block | None = None,
+    multi: bool = False,
+    initial_options: list[Block] | None = None,  # with `multi`: those picked already
+) -> Block:
+    element: Block = {"type": "multi_static_select" if multi else "static_select"}
+    if placeholder:
+        element["placeholder"] = plain(placeholder)
+    element["options"] = options
+    if initial is not None:
+        element["initial_option"] = initial
+    if initial_options:
+        element["initial_options"] = initial_options
+    return element
+
+
+def checkbox(choice: Block, *, checked: bool) -> Block:
+    """One checkbox to tick (an override, a confirmation); `choice` is its option."""
+    element: Block = {"type": "checkboxes", "options": [choice]}
+    if checked:
+        element["initial_options"] = [choice]
+    return element
 
 
 # --- reading a submitted form ---------------------------------------------------------------

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_bolt.context.async_context import AsyncBoltContext
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
-from bot.signing import Keys, signing_keys
 from bot.slack.blocks import Block, form_values
 from bot.slack.collect_blocks import (
     COLLECT_COMMAND,
@@ -37,10 +33,21 @@ from bot.slack.collect_blocks import (
     result_line,
     tag_block,
 )
-from bot.slack.errors import record_refusal, tell_user
-from bot.slack.metadata import ForgedPayload, pack, unpack
+from bot.slack.listeners import (
+    Click,
+    Command,
+    ModalStep,
+    Slack,
+    Submitted,
+    in_view_metadata,
+    on_click,
+    on_command,
+    redraw,
+    refusal_kept,
+    wire,
+)
+from bot.slack.metadata import pack
 from storage.collections import Collections
-from storage.store import SqlStore
 from workflows.collection import (
     CollectDevice,
     CollectionResult,
@@ -48,176 +55,136 @@ from workflows.collection import (
     parse_reason,
     preview_collection,
 )
-from workflows.errors import DomainError, PermissionDenied
-from workflows.permissions import Actor, Permission, require
-from workflows.ports import Context
+from workflows.errors import DomainError
+from workflows.permissions import Permission, require
 
 log = logging.getLogger("devicecare.slack")
 
 WHAT = "collect a device"
 
 
-class CollectFeature:
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+# --- views ------------------------------------------------------------------------------------
 
-    @property
-    def secret(self) -> Keys:
-        return signing_keys(self.runtime.settings)
 
-    def context(self, store: SqlStore) -> Context:
-        return Context(store, self.runtime.clock, self.runtime.settings.tz)
+def scan_view(
+    slack: Slack, session: CollectSession, *, result: str | None = None, error: str | None = None
+) -> Block:
+    return build_scan_modal(session, pack(session, slack.keys), result=result, error=error)
 
-    def register(self, app: AsyncApp) -> None:
-        app.command(COLLECT_COMMAND)(self.handle_collect_command)
-        app.action(CollectField.TAG.value)(self.handle_tag_entered)
-        app.view(CollectView.SCAN.value)(self.handle_scan_submission)
-        app.view(CollectView.CHECK_IN.value)(self.handle_check_in_submission)
 
-    # --- views ------------------------------------------------------------------------------
-
-    def scan_view(
-        self, session: CollectSession, *, result: str | None = None, error: str | None = None
-    ) -> Block:
-        return build_scan_modal(session, pack(session, self.secret), result=result, error=error)
-
-    async def check_in_view(self, actor: Actor, session: CollectSession, code: str) -> Block:
-        """Look the device up (refusing unknown or already collected ones) and draw the step."""
-        async with self.runtime.reads() as store:
-            preview = await preview_collection(self.context(store), Collections(store), actor, code)
-        form = CheckInForm(session=session, device_id=preview.device.id, nonce=uuid.uuid4().hex)
-        return build_check_in_modal(preview, form, pack(form, self.secret))
-
-    async def refused(self, actor: Actor, exc: DomainError) -> None:
-        if isinstance(exc, PermissionDenied | ForgedPayload):
-            await record_refusal(self.runtime, actor, WHAT, exc.message)
-
-    # --- /collect ---------------------------------------------------------------------------
-
-    async def handle_collect_command(
-        self,
-        ack: AsyncAck,
-        command: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        actor: Actor = context["actor"]
-        try:
-            require(actor, Permission.COLLECT_DEVICES)
-        except PermissionDenied as exc:
-            await ack(response_type="ephemeral", text=f":warning: {exc.message}")
-            await record_refusal(self.runtime, actor, WHAT, exc.message)
-            return
-        await ack()
-        session = CollectSession()
-        code = str(command.get("text") or "").strip()
-        view = self.scan_view(session)
-        if code:  # `/collect CB-1042` goes straight to that device
-            try:
-                view = await self.check_in_view(actor, session, code)
-            except DomainError as exc:
-                await self.refused(actor, exc)
-                view = self.scan_view(session, error=exc.message)
-        await client.views_open(trigger_id=command["trigger_id"], view=view)
-
-    # --- the scan step ----------------------------------------------------------------------
-
-    async def handle_tag_entered(
-        self,
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        """Enter in the tag input (what a scanner sends): look up without a submit click."""
-        await ack()
-        actor: Actor = context["actor"]
-        view = body.get("view") or {}
-        try:
-            session = unpack(CollectSession, view.get("private_metadata"), self.secret)
-        except ForgedPayload as exc:
-            await self.refused(actor, exc)
-            await tell_user(client, body, f":warning: {exc.message}")
-            return
-        code = str(action.get("value") or read_code(form_values(view)))
-        try:
-            new_view = await self.check_in_view(actor, session, code)
-        except DomainError as exc:
-            await self.refused(actor, exc)
-            new_view = self.scan_view(session, error=exc.message)
-        try:
-            await client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)
-        except SlackApiError as exc:
-            if exc.response.get("error") != "hash_conflict":
-                raise
-            log.info("collect: the modal changed meanwhile; not redrawn")
-
-    async def handle_scan_submission(
-        self, ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        """The Look up button (or Enter where Slack submits the form): the same look-up."""
-        actor: Actor = context["actor"]
-        try:
-            session = unpack(CollectSession, view.get("private_metadata"), self.secret)
-            new_view = await self.check_in_view(actor, session, read_code(form_values(view)))
-        except DomainError as exc:
-            await self.refused(actor, exc)
-            await ack(response_action="errors", errors={tag_block(view): exc.message})
-            return
-        await ack(response_action="update", view=new_view)
-
-    # --- the check-in step ----------------------------------------------------------------
-
-    async def handle_check_in_submission(
-        self, ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        """Check in before the ack: the answer is the next empty scan, with the result on top."""
-        actor: Actor = context["actor"]
-        try:
-            form = unpack(CheckInForm, view.get("private_metadata"), self.secret)
-        except ForgedPayload as exc:
-            await self.refused(actor, exc)
-            fresh = self.scan_view(CollectSession(), error=exc.message)
-            await ack(response_action="update", view=fresh)
-            return
-        session = form.session
-        values = form_values(view)
-        try:
-            cmd = CollectDevice(
-                device_id=form.device_id,
-                reason=parse_reason(read_reason(values)),
-                fee_item_ids=read_fee_ids(values),
-                note=read_note(values),
-                idempotency_key=f"slack:collect:{form.nonce}",
-            )
-            async with self.runtime.stores() as store:
-                result = await collect_device(self.context(store), Collections(store), actor, cmd)
-        except DomainError as exc:
-            await self.refused(actor, exc)
-            block = error_block(exc.field, session.step, fees_shown=has_fee_input(view))
-            if block is not None:
-                await ack(response_action="errors", errors={block: exc.message})
-            else:
-                await ack(response_action="update", view=self.scan_view(session, error=exc.message))
-            return
-        # Back to an empty scan for the next student, with this one's result on top.
-        after = self.next_session(session, cmd, result)
-        await ack(response_action="update", view=self.scan_view(after, result=result_line(result)))
-
-    @staticmethod
-    def next_session(
-        session: CollectSession, cmd: CollectDevice, result: CollectionResult
-    ) -> CollectSession:
-        billed = 0 if result.invoice is None else result.invoice.total_cents
-        counted = 1 if result.created else 0
-        return CollectSession(
-            step=session.step + 1,
-            checked_in=session.checked_in + counted,
-            billed_cents=session.billed_cents + billed * counted,
-            reason=cmd.reason.value,
+async def check_in_view(slack: Slack, session: CollectSession, code: str) -> Block:
+    """Look the device up (refusing unknown or already collected ones) and draw the step."""
+    async with slack.runtime.reads() as store:
+        preview = await preview_collection(
+            slack.context(store), Collections(store), slack.actor, code
         )
+    form = CheckInForm(session=session, device_id=preview.device.id, nonce=uuid.uuid4().hex)
+    return build_check_in_modal(preview, form, pack(form, slack.keys))
+
+
+async def check_in_or_scan(slack: Slack, session: CollectSession, code: str) -> Block:
+    """The check-in step for `code`, or the scan again saying why not (a refusal kept)."""
+    try:
+        return await check_in_view(slack, session, code)
+    except DomainError as exc:
+        await refusal_kept(slack.runtime, slack.actor, WHAT, exc)
+        return scan_view(slack, session, error=exc.message)
+
+
+# --- /collect ---------------------------------------------------------------------------------
+
+
+@on_command(COLLECT_COMMAND, what=WHAT, refusal=":warning: {}")
+async def handle_collect_command(cmd: Command) -> None:
+    require(cmd.actor, Permission.COLLECT_DEVICES)
+    await cmd.ack()
+    session = CollectSession()
+    code = str(cmd.body.get("text") or "").strip()
+    view = scan_view(cmd, session)
+    if code:  # `/collect CB-1042` goes straight to that device
+        view = await check_in_or_scan(cmd, session, code)
+    await cmd.open_view(view)
+
+
+# --- the scan step ----------------------------------------------------------------------------
+
+
+@on_click(CollectField.TAG.value, what=WHAT, ref=CollectSession, ref_from=in_view_metadata)
+async def handle_tag_entered(click: Click[CollectSession]) -> None:
+    """Enter in the tag input (what a scanner sends): look up without a submit click."""
+    view = click.body.get("view") or {}
+    code = str(click.action.get("value") or read_code(form_values(view)))
+    await redraw(click.client, view, await check_in_or_scan(click, click.ref, code), "collect")
+
+
+scan_step: ModalStep[CollectSession] = ModalStep(
+    CollectView.SCAN.value,
+    meta=CollectSession,
+    what=WHAT,
+    refused=lambda _slack, view, _session, exc: {
+        "response_action": "errors",
+        "errors": {tag_block(view): exc.message},
+    },
+)
+
+
+@scan_step.answer
+async def look_up_scanned(form: Submitted[CollectSession]) -> Block:
+    """The Look up button (or Enter where Slack submits the form): the same look-up."""
+    return await check_in_view(form, form.meta, read_code(form.values))
+
+
+# --- the check-in step ------------------------------------------------------------------------
+
+
+def _check_in_refused(
+    slack: Slack, view: Mapping[str, Any], form: CheckInForm | None, exc: DomainError
+) -> dict[str, Any]:
+    """Next to the input it is about; else back to the scan (a forged form: a fresh one)."""
+    if form is None:
+        fresh = scan_view(slack, CollectSession(), error=exc.message)
+        return {"response_action": "update", "view": fresh}
+    block = error_block(exc.field, form.session.step, fees_shown=has_fee_input(view))
+    if block is not None:
+        return {"response_action": "errors", "errors": {block: exc.message}}
+    return {"response_action": "update", "view": scan_view(slack, form.session, error=exc.message)}
+
+
+check_in_step: ModalStep[CheckInForm] = ModalStep(
+    CollectView.CHECK_IN.value, meta=CheckInForm, what=WHAT, refused=_check_in_refused
+)
+
+
+@check_in_step.answer
+async def check_in(form: Submitted[CheckInForm]) -> Block:
+    """Checked in before the ack (one short transaction): the answer is the next empty scan,
+    with this student's result on top."""
+    values = form.values
+    cmd = CollectDevice(
+        device_id=form.meta.device_id,
+        reason=parse_reason(read_reason(values)),
+        fee_item_ids=read_fee_ids(values),
+        note=read_note(values),
+        idempotency_key=f"slack:collect:{form.meta.nonce}",
+    )
+    async with form.runtime.stores() as store:
+        result = await collect_device(form.context(store), Collections(store), form.actor, cmd)
+    after = next_session(form.meta.session, cmd, result)
+    return scan_view(form, after, result=result_line(result))
+
+
+def next_session(
+    session: CollectSession, cmd: CollectDevice, result: CollectionResult
+) -> CollectSession:
+    billed = 0 if result.invoice is None else result.invoice.total_cents
+    counted = 1 if result.created else 0
+    return CollectSession(
+        step=session.step + 1,
+        checked_in=session.checked_in + counted,
+        billed_cents=session.billed_cents + billed * counted,
+        reason=cmd.reason.value,
+    )
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    CollectFeature(runtime).register(app)
+    wire(app, runtime, handle_collect_command, handle_tag_entered, scan_step, check_in_step)

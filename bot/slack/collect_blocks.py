@@ -11,7 +11,17 @@ from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
 
-from bot.slack.blocks import Block, context_block, esc, modal, option, plain, section
+from bot.slack.blocks import (
+    Block,
+    context_block,
+    esc,
+    input_block,
+    modal,
+    option,
+    section,
+    select_input,
+    text_input,
+)
 from bot.slack.invoice_blocks import fee_label
 from bot.slack.metadata import Payload
 from workflows.collection import (
@@ -166,21 +176,15 @@ def build_scan_modal(
     tally = tally_line(session)
     if tally:
         blocks.append(context_block(tally))
+    tag = text_input(max_length=100, placeholder="Scan or type it, then press Enter", on_enter=True)
     blocks.append(
-        {
-            "type": "input",
-            "block_id": CollectField.TAG.block(session.step),
-            "dispatch_action": True,
-            "label": plain("Asset tag or serial"),
-            "element": {
-                "type": "plain_text_input",
-                "action_id": CollectField.TAG,
-                "focus_on_load": True,
-                "max_length": 100,
-                "placeholder": plain("Scan or type it, then press Enter"),
-                "dispatch_action_config": {"trigger_actions_on": ["on_enter_pressed"]},
-            },
-        }
+        input_block(
+            CollectField.TAG.block(session.step),
+            "Asset tag or serial",
+            {**tag, "focus_on_load": True},
+            dispatch_action=True,
+            action_id=CollectField.TAG,
+        )
     )
     if error:
         blocks.append(context_block(f":warning: {esc(error)}"))
@@ -219,22 +223,17 @@ def _missing_block(fees: Sequence[Any], step: int) -> Block:
     options = [option(fee_label(f), str(f.id)) for f in list(fees)[:MAX_SELECT_OPTIONS]]
     element: Block
     if len(options) <= MAX_CHECKBOXES:
-        element = {"type": "checkboxes", "action_id": CollectField.MISSING, "options": options}
+        element = {"type": "checkboxes", "options": options}
     else:
-        element = {
-            "type": "multi_static_select",
-            "action_id": CollectField.MISSING,
-            "placeholder": plain("Missing or damaged items"),
-            "options": options,
-        }
-    return {
-        "type": "input",
-        "block_id": CollectField.MISSING.block(step),
-        "optional": True,
-        "label": plain("Missing or damaged"),
-        "hint": plain("Leave empty when everything came back."),
-        "element": element,
-    }
+        element = select_input(options, placeholder="Missing or damaged items", multi=True)
+    return input_block(
+        CollectField.MISSING.block(step),
+        "Missing or damaged",
+        element,
+        optional=True,
+        hint="Leave empty when everything came back.",
+        action_id=CollectField.MISSING,
+    )
 
 
 def build_check_in_modal(preview: CollectionPreview, form: CheckInForm, metadata: str) -> Block:
@@ -248,33 +247,23 @@ def build_check_in_modal(preview: CollectionPreview, form: CheckInForm, metadata
         )
     reasons = [option(r.label, r.value) for r in CollectionReason]
     chosen = next((o for o in reasons if o["value"] == form.session.reason), reasons[0])
+    radio = {"type": "radio_buttons", "options": reasons, "initial_option": chosen}
     blocks.append(
-        {
-            "type": "input",
-            "block_id": CollectField.REASON.block(step),
-            "label": plain("Reason"),
-            "element": {
-                "type": "radio_buttons",
-                "action_id": CollectField.REASON,
-                "options": reasons,
-                "initial_option": chosen,
-            },
-        }
+        input_block(CollectField.REASON.block(step), "Reason", radio, action_id=CollectField.REASON)
+    )
+    note = text_input(
+        multiline=True,
+        max_length=NOTE_MAX,
+        placeholder="Anything worth keeping on the device's record",
     )
     blocks.append(
-        {
-            "type": "input",
-            "block_id": CollectField.NOTE.block(step),
-            "optional": True,
-            "label": plain("Note"),
-            "element": {
-                "type": "plain_text_input",
-                "action_id": CollectField.NOTE,
-                "multiline": True,
-                "max_length": NOTE_MAX,
-                "placeholder": plain("Anything worth keeping on the device's record"),
-            },
-        }
+        input_block(
+            CollectField.NOTE.block(step),
+            "Note",
+            note,
+            optional=True,
+            action_id=CollectField.NOTE,
+        )
     )
     tally = tally_line(form.session)
     if tally:

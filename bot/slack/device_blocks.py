@@ -18,10 +18,12 @@ from bot.slack.blocks import (
     esc,
     fmt_date,
     header,
+    input_block,
     modal,
     mrkdwn,
     plain,
     section,
+    text_input,
 )
 from bot.slack.metadata import Payload, pack
 from bot.slack.photo_lines import photo_line
@@ -142,18 +144,8 @@ def read_replace_form(values: Mapping[str, Any]) -> ReplaceForm:
 
 
 def _input(block_id: str, text: str, placeholder: str, *, optional: bool, max_length: int) -> Block:
-    return {
-        "type": "input",
-        "block_id": block_id,
-        "optional": optional,
-        "label": plain(text),
-        "element": {
-            "type": "plain_text_input",
-            "action_id": block_id,
-            "placeholder": plain(placeholder),
-            "max_length": max_length,
-        },
-    }
+    element = text_input(placeholder=placeholder, max_length=max_length)
+    return input_block(block_id, text, element, optional=optional)
 
 
 def build_replace_device_modal(

@@ -9,8 +9,6 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import signing_keys
@@ -39,7 +37,7 @@ from bot.slack.device_blocks import (
     replaced_thread_text,
     suggested_holder_button,
 )
-from bot.slack.errors import FormErrors, channel_of, user_of
+from bot.slack.errors import FormErrors, tell_user
 from bot.slack.ids import IncidentAction, IncidentRef
 from bot.slack.listeners import Click, ModalForm, Submitted, on_click, wire
 from bot.slack.photo_lines import load_photo_urls
@@ -103,23 +101,6 @@ async def device_record(
     )
 
 
-async def _post_ephemeral(
-    client: AsyncWebClient, body: Mapping[str, Any], text: str, blocks: list[Block]
-) -> None:
-    """Blocks just for the clicker, where they clicked (or in a DM if that fails)."""
-    user = user_of(body)
-    if user is None:
-        return
-    channel = channel_of(body)
-    try:
-        if channel:
-            await client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)
-            return
-    except SlackApiError as exc:
-        log.info("ephemeral device record failed (%s); sending a DM", exc.response.get("error"))
-    await client.chat_postMessage(channel=user, text=text, blocks=blocks)
-
-
 async def _check_replayed(store: SqlStore, old: m.Device, serial: str) -> None:
     """An old device already replaced: by this very form (a redelivery), or by someone else."""
     new = None if old.replaced_by_id is None else await store.get_device(old.replaced_by_id)
@@ -166,7 +147,7 @@ replace_form: ModalForm[ReplaceDeviceModal, ReplaceForm] = ModalForm(
     doing="replace the device",
     fields=FIELD_BLOCKS,
     default_field=DeviceBlock.NEW_SERIAL,
-    working=build_device_replacing_modal,
+    working=lambda _form: build_device_replacing_modal(),
     shown_only=False,
 )
 
@@ -225,7 +206,7 @@ async def handle_device_show(click: Click[DeviceRef]) -> None:
     if record is None:
         raise NotFound("That device isn't in DeviceCare any more.")
     text, blocks = record
-    await _post_ephemeral(click.client, click.body, text, blocks)
+    await tell_user(click.client, click.body, text, blocks=blocks)  # just for the clicker
 
 
 @on_click(

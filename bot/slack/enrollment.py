@@ -97,9 +97,7 @@ async def check_enroll_form(form: Submitted[EnrollForm]) -> EnrollStudent:
         waiver_reason=choice.waiver_reason,
         source=EnrollmentSource.STAFF,
     )
-    async with form.runtime.reads() as store:
-        await check_enrollment(form.context(store), form.actor, command)
-    return command
+    return await form.checked_by(check_enrollment, command)
 
 
 @enroll_form.write

@@ -7,7 +7,18 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from bot.slack.blocks import Block, element, esc, fmt_date, modal, plain
+from bot.slack.blocks import (
+    Block,
+    element,
+    esc,
+    fmt_date,
+    input_block,
+    modal,
+    option,
+    plain,
+    select_input,
+    text_input,
+)
 from bot.slack.metadata import Payload
 from storage import models as m
 from workflows.enrollment import CoverageStarts, Enrolled, EnrollmentStatus, term_of
@@ -63,49 +74,32 @@ def policy_label(policy: m.InsurancePolicy) -> str:
 
 
 def build_enroll_modal(policies: Sequence[m.InsurancePolicy], metadata: str) -> Block:
-    policy_options = [
-        {"text": plain(policy_label(p), OPTION_TEXT), "value": str(p.id)}
-        for p in policies[:MAX_POLICIES]
-    ]
+    policy_options = [option(policy_label(p), str(p.id)) for p in policies[:MAX_POLICIES]]
     blocks: list[Block] = [
-        {
-            "type": "input",
-            "block_id": EnrollmentField.STUDENT,
-            "label": plain("Student"),
-            "element": {
+        input_block(
+            EnrollmentField.STUDENT,
+            "Student",
+            {
                 "type": "external_select",
-                "action_id": EnrollmentField.STUDENT,
                 "placeholder": plain("Student name or SIS id"),
                 "min_query_length": 2,
             },
-        },
-        {
-            "type": "input",
-            "block_id": EnrollmentField.POLICY,
-            "label": plain("Policy"),
-            "element": {
-                "type": "static_select",
-                "action_id": EnrollmentField.POLICY,
-                "placeholder": plain("Pick a policy"),
-                "options": policy_options,
-            },
-        },
-        {
-            "type": "input",
-            "block_id": EnrollmentField.WAIVER,
-            "optional": True,
-            "label": plain("Premium waiver reason"),
-            "hint": plain(
+        ),
+        input_block(
+            EnrollmentField.POLICY,
+            "Policy",
+            select_input(policy_options, placeholder="Pick a policy"),
+        ),
+        input_block(
+            EnrollmentField.WAIVER,
+            "Premium waiver reason",
+            text_input(max_length=200, placeholder="Leave empty to bill the premium"),
+            optional=True,
+            hint=(
                 "Only for eligible families (e.g. free or reduced-price lunch): the premium is "
                 "waived and coverage starts at once."
             ),
-            "element": {
-                "type": "plain_text_input",
-                "action_id": EnrollmentField.WAIVER,
-                "max_length": 200,
-                "placeholder": plain("Leave empty to bill the premium"),
-            },
-        },
+        ),
     ]
     return modal(
         EnrollmentView.ENROLL,

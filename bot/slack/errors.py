@@ -45,21 +45,29 @@ def user_of(body: Mapping[str, Any]) -> str | None:
     return str(user_id) if user_id else None
 
 
-async def tell_user(client: AsyncWebClient, body: Mapping[str, Any], text: str) -> None:
+async def tell_user(
+    client: AsyncWebClient,
+    body: Mapping[str, Any],
+    text: str,
+    *,
+    blocks: list[dict[str, Any]] | None = None,
+) -> None:
     """An ephemeral message where the user is, or a DM when there is no channel (modals)."""
     user = user_of(body)
     if user is None:
         return
     channel = channel_of(body)
+    extra: dict[str, Any] = {} if blocks is None else {"blocks": blocks}
     try:
         if channel:
-            await client.chat_postEphemeral(channel=channel, user=user, text=text)
+            await client.chat_postEphemeral(channel=channel, user=user, text=text, **extra)
         else:
-            await client.chat_postMessage(channel=user, text=text)
+            await client.chat_postMessage(channel=user, text=text, **extra)
+        return
     except SlackApiError as exc:
         # e.g. not_in_channel: fall back to the app's DM with the user.
         log.info("ephemeral reply failed (%s); sending a DM", exc.response.get("error"))
-        await client.chat_postMessage(channel=user, text=text)
+    await client.chat_postMessage(channel=user, text=text, **extra)
 
 
 async def record_refusal(runtime: Runtime, actor: Actor | None, what: str, reason: str) -> None:

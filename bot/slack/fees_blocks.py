@@ -17,10 +17,13 @@ from bot.slack.blocks import (
     element,
     esc,
     fmt_date,
+    input_block,
     modal,
     option,
     plain,
     section,
+    select_input,
+    text_input,
 )
 from bot.slack.metadata import Payload, pack
 from workflows.errors import ValidationError
@@ -194,54 +197,45 @@ def applied_text(fee: FeeRecord, result: BillResult) -> str:
 # --- the new-fee modal ----------------------------------------------------------------------
 
 
-def _input(block_id: str, label: str, element: Block, *, optional: bool = False) -> Block:
-    return {
-        "type": "input",
-        "block_id": block_id,
-        "optional": optional,
-        "label": plain(label),
-        "element": {**element, "action_id": block_id},
-    }
-
-
-def _text(placeholder: str, max_length: int, initial: str = "") -> Block:
-    element: Block = {
-        "type": "plain_text_input",
-        "placeholder": plain(placeholder),
-        "max_length": max_length,
-    }
-    if initial:
-        element["initial_value"] = initial
-    return element
-
-
 def build_define_modal(year: str, buildings: Sequence[tuple[int, str]]) -> Block:
     blocks = [
-        _input(FeeBlock.CODE, "Code", _text("e.g. tech-fee", 60)),
-        _input(FeeBlock.NAME, "Name families see", _text("e.g. Technology fee", 200)),
-        _input(FeeBlock.YEAR, "School year", _text("e.g. 2026-2027", 9, year)),
-        _input(FeeBlock.AMOUNT, "Amount per student ($)", _text("e.g. 25.00", 20)),
-        _input(
+        input_block(FeeBlock.CODE, "Code", text_input(placeholder="e.g. tech-fee", max_length=60)),
+        input_block(
+            FeeBlock.NAME,
+            "Name families see",
+            text_input(placeholder="e.g. Technology fee", max_length=200),
+        ),
+        input_block(
+            FeeBlock.YEAR,
+            "School year",
+            text_input(placeholder="e.g. 2026-2027", max_length=9, initial=year),
+        ),
+        input_block(
+            FeeBlock.AMOUNT,
+            "Amount per student ($)",
+            text_input(placeholder="e.g. 25.00", max_length=20),
+        ),
+        input_block(
             FeeBlock.GRADES,
             "Only these grades",
-            _text("e.g. 6,7,8 (empty: every grade)", 100),
+            text_input(placeholder="e.g. 6,7,8 (empty: every grade)", max_length=100),
             optional=True,
         ),
     ]
     if buildings:
         blocks.append(
-            _input(
+            input_block(
                 FeeBlock.BUILDINGS,
                 "Only these buildings",
-                {
-                    "type": "multi_static_select",
-                    "placeholder": plain("Every building"),
-                    "options": [option(name, str(i)) for i, name in buildings[:100]],
-                },
+                select_input(
+                    [option(name, str(i)) for i, name in buildings[:100]],
+                    placeholder="Every building",
+                    multi=True,
+                ),
                 optional=True,
             )
         )
-    blocks.append(_input(FeeBlock.DUE, "Due date", {"type": "datepicker"}, optional=True))
+    blocks.append(input_block(FeeBlock.DUE, "Due date", {"type": "datepicker"}, optional=True))
     blocks.append(
         context_block(
             "Without a due date, invoices get the district's default. A fee with the same "

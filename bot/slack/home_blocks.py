@@ -13,8 +13,9 @@ from datetime import date
 from typing import Any, TypeVar
 
 from bot.signing import Keys
+from bot.slack.approval_blocks import decision_actions
 from bot.slack.billing_report_blocks import BillingInvoiceAction, InvoiceRef
-from bot.slack.blocks import esc
+from bot.slack.blocks import Block, button, context_block, esc, header, section
 from bot.slack.home_lists import HomeAction, HomeList, HomePages
 from bot.slack.ids import IncidentRef
 from bot.slack.metadata import Payload, pack
@@ -34,7 +35,6 @@ from workflows.incident_status import IncidentStatus
 from workflows.money import format_cents
 from workflows.offenders import flag_label
 
-Block = dict[str, Any]
 T = TypeVar("T")
 MAX_BLOCKS = 100  # Slack's limit for a view
 MAX_REASON = 150
@@ -49,29 +49,6 @@ class HomeLists:
     waivers: Page[WaiverLine] | None = None
     payments: Page[PaymentLine] | None = None
     overdue: OverdueSummary | None = None
-
-
-def _section(text: str, accessory: Block | None = None) -> Block:
-    block: Block = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
-    if accessory is not None:
-        block["accessory"] = accessory
-    return block
-
-
-def _header(text: str) -> Block:
-    return {"type": "header", "text": {"type": "plain_text", "text": text}}
-
-
-def _button(text: str, action_id: str, value: str, style: str | None = None) -> Block:
-    button: Block = {
-        "type": "button",
-        "text": {"type": "plain_text", "text": text},
-        "action_id": action_id,
-        "value": value,
-    }
-    if style:
-        button["style"] = style
-    return button
 
 
 def _day(d: date) -> str:
@@ -95,9 +72,9 @@ class _Builder:
         empty: str,
         line: Callable[[T], list[Block]],
     ) -> None:
-        self.blocks += [{"type": "divider"}, _header(title)]
+        self.blocks += [{"type": "divider"}, header(title)]
         if not page.lines:
-            self.blocks.append(_section(empty))
+            self.blocks.append(section(empty))
             return
         for item in page.lines:
             self.blocks += line(item)
@@ -111,16 +88,11 @@ class _Builder:
         elements: list[Block] = []
         if page.has_previous:
             back = self.pages.turned(home_list, page.page - 1)
-            elements.append(_button("Previous", HomeAction.PAGE, self.value(back)))
+            elements.append(button("Previous", HomeAction.PAGE, self.value(back)))
         if page.has_next:
             ahead = self.pages.turned(home_list, page.page + 1)
-            elements.append(_button("Next", HomeAction.PAGE, self.value(ahead)))
-        self.blocks.append(
-            {
-                "type": "context",
-                "elements": [{"type": "mrkdwn", "text": f"{first}–{last} of {page.total}"}],
-            }
-        )
+            elements.append(button("Next", HomeAction.PAGE, self.value(ahead)))
+        self.blocks.append(context_block(f"{first}–{last} of {page.total}"))
         self.blocks.append({"type": "actions", "elements": elements})
 
     # --- one line of each list --------------------------------------------------------------
@@ -134,21 +106,15 @@ class _Builder:
             f"{_day(line.occurred_on)}"
         )
         ref = self.value(IncidentRef(incident_id=line.id))
-        return [_section(text, _button("Open", HomeAction.OPEN_INCIDENT, ref))]
+        return [section(text, accessory=button("Open", HomeAction.OPEN_INCIDENT, ref))]
 
     def override(self, line: ApprovalLine) -> list[Block]:
         student = esc(line.student) if line.student else "no student"
         by = esc(line.requested_by) if line.requested_by else "someone no longer on staff"
         value = self.value(OverrideRef(request_id=line.request_id))
         return [
-            _section(f"Incident *#{line.incident_id}* · {student} · requested by {by}"),
-            {
-                "type": "actions",
-                "elements": [
-                    _button("Approve", OverrideAction.APPROVE, value, "primary"),
-                    _button("Deny", OverrideAction.DENY, value, "danger"),
-                ],
-            },
+            section(f"Incident *#{line.incident_id}* · {student} · requested by {by}"),
+            decision_actions(None, OverrideAction.APPROVE, OverrideAction.DENY, value),
         ]
 
     def waiver(self, line: WaiverLine) -> list[Block]:
@@ -156,17 +122,11 @@ class _Builder:
         reason = line.reason if len(line.reason) <= MAX_REASON else line.reason[:MAX_REASON] + "…"
         value = self.value(WaiverRef(adjustment_id=line.adjustment_id))
         return [
-            _section(
+            section(
                 f"*{format_cents(line.amount_cents)}* off *{esc(line.invoice_number)}* · "
                 f"{esc(line.student)} · asked by {by}\n_{esc(reason)}_"
             ),
-            {
-                "type": "actions",
-                "elements": [
-                    _button("Approve", WaiverAction.APPROVE, value, "primary"),
-                    _button("Deny", WaiverAction.DENY, value, "danger"),
-                ],
-            },
+            decision_actions(None, WaiverAction.APPROVE, WaiverAction.DENY, value),
         ]
 
     def payment(self, line: PaymentLine) -> list[Block]:
@@ -176,7 +136,8 @@ class _Builder:
             f"by {esc(line.method)}"
         )
         value = self.value(PendingPaymentRef(pending_payment_id=line.pending_payment_id))
-        return [_section(text, _button("Confirm", ReplyAction.CONFIRM, value, "primary"))]
+        confirm = button("Confirm", ReplyAction.CONFIRM, value, style="primary")
+        return [section(text, accessory=confirm)]
 
     def overdue(self, line: OverdueLine) -> list[Block]:
         text = (
@@ -184,7 +145,7 @@ class _Builder:
             f"{line.due_date.year} · {format_cents(line.balance_cents)} owed"
         )
         value = self.value(InvoiceRef(invoice_id=line.invoice_id))
-        return [_section(text, _button("Open", BillingInvoiceAction.OPEN, value))]
+        return [section(text, accessory=button("Open", BillingInvoiceAction.OPEN, value))]
 
 
 def build_home_view(
@@ -192,8 +153,8 @@ def build_home_view(
 ) -> dict[str, Any]:
     b = _Builder(pages, secret)
     b.blocks += [
-        _header("DeviceCare"),
-        _section(
+        header("DeviceCare"),
+        section(
             f"Hi {esc(name)}. Open an incident with `/incident`; look a device up with "
             "`/device <serial, asset tag or student>`."
         ),
@@ -232,9 +193,9 @@ def build_home_view(
     if lists.overdue is not None:
         overdue = lists.overdue
         if overdue.count:
-            b.blocks += [{"type": "divider"}, _header("Overdue invoices")]
+            b.blocks += [{"type": "divider"}, header("Overdue invoices")]
             b.blocks.append(
-                _section(
+                section(
                     f"*{overdue.count}* overdue, "
                     f"*{format_cents(overdue.balance_cents)}* outstanding. Oldest first:"
                 )
@@ -252,4 +213,4 @@ def build_home_view(
 
 
 def build_unknown_home_view(text: str) -> dict[str, Any]:
-    return {"type": "home", "blocks": [_header("DeviceCare"), _section(text)]}
+    return {"type": "home", "blocks": [header("DeviceCare"), section(text)]}

@@ -13,6 +13,21 @@ from enum import StrEnum
 from typing import Any
 
 from bot.signing import Keys
+from bot.slack.blocks import (
+    button,
+    context_block,
+    date_input,
+    fields_section,
+    header,
+    input_block,
+    modal,
+    mrkdwn,
+    option,
+    plain,
+    section,
+    select_input,
+    text_input,
+)
 from bot.slack.ids import IncidentAction, IncidentRef
 from bot.slack.invoice_blocks import audit_text
 from bot.slack.metadata import Payload, pack
@@ -27,7 +42,6 @@ INCIDENT_COMMAND = "/incident"
 PHOTO_FILETYPES = ("jpg", "jpeg", "png", "gif", "webp", "heic")
 MAX_PHOTO_FILES = 10
 MAX_OPTIONS = 100
-_OPTION_TEXT = 75  # Slack's limit for an option's text
 _INPUT_MAX = 3000  # Slack's limit for a plain_text_input's max_length / initial_value
 MAX_CARD_INVOICES = 5  # the latest ones; `/billing invoice` shows any of them
 
@@ -154,16 +168,6 @@ def unescape_message_text(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-def _plain(text: str, limit: int | None = None) -> dict[str, Any]:
-    if limit is not None and len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return {"type": "plain_text", "text": text, "emoji": True}
-
-
-def _md(text: str) -> dict[str, Any]:
-    return {"type": "mrkdwn", "text": text}
-
-
 def day_text(day: date) -> str:
     return f"{day:%b} {day.day}, {day.year}"
 
@@ -182,11 +186,11 @@ def device_option(
     """ "SERIAL · tag · model — Student Name", the type-ahead's option for a device."""
     label = device_label(serial, asset_tag, model)
     label += f" — {student_name}" if student_name else " — not assigned"
-    return {"text": _plain(label, _OPTION_TEXT), "value": str(device_id)}
+    return option(label, str(device_id))
 
 
 def _flag_options(flags: Iterable[str]) -> list[dict[str, Any]]:
-    return [{"text": _plain(flag_label(f)), "value": f} for f in flags]
+    return [option(flag_label(f), f) for f in flags]
 
 
 def ticket_link(ticket_ref: str) -> str:
@@ -214,89 +218,55 @@ def build_new_incident_modal(
     """
     device_select: dict[str, Any] = {
         "type": "external_select",
-        "action_id": IncidentField.DEVICE,
-        "placeholder": _plain("Serial, asset tag or student name"),
+        "placeholder": plain("Serial, asset tag or student name"),
         "min_query_length": 2,
     }
     if device is not None:
         device_select["initial_option"] = device
-    description_input: dict[str, Any] = {
-        "type": "plain_text_input",
-        "action_id": IncidentField.DESCRIPTION,
-        "multiline": True,
-        "max_length": _INPUT_MAX,
-        "placeholder": _plain("What happened, what's broken, anything the family said"),
-    }
-    if description:
-        description_input["initial_value"] = description[:_INPUT_MAX]
+    description_input = text_input(
+        multiline=True,
+        max_length=_INPUT_MAX,
+        placeholder="What happened, what's broken, anything the family said",
+        initial=description[:_INPUT_MAX],
+    )
     blocks: list[dict[str, Any]] = [
-        {
-            "type": "input",
-            "block_id": IncidentField.DEVICE,
-            "dispatch_action": True,
-            "label": _plain("Device"),
-            "element": device_select,
-        },
+        input_block(IncidentField.DEVICE, "Device", device_select, dispatch_action=True),
         {
             "type": "context",
             "block_id": IncidentField.STUDENT,
-            "elements": [_md(student_line or "Pick a device to see which student has it.")],
+            "elements": [mrkdwn(student_line or "Pick a device to see which student has it.")],
         },
-        {
-            "type": "input",
-            "block_id": IncidentField.FLAGS,
-            "label": _plain("What happened"),
-            "element": {
-                "type": "multi_static_select",
-                "action_id": IncidentField.FLAGS,
-                "placeholder": _plain("Screen, keyboard, liquid damage…"),
-                "options": _flag_options(INCIDENT_FLAGS),
-            },
-        },
-        {
-            "type": "input",
-            "block_id": IncidentField.OCCURRED_ON,
-            "label": _plain("Date it happened"),
-            "element": {
-                "type": "datepicker",
-                "action_id": IncidentField.OCCURRED_ON,
-                "initial_date": today.isoformat(),
-            },
-        },
-        {
-            "type": "input",
-            "block_id": IncidentField.DESCRIPTION,
-            "optional": True,
-            "label": _plain("Description"),
-            "element": description_input,
-        },
+        input_block(
+            IncidentField.FLAGS,
+            "What happened",
+            select_input(
+                _flag_options(INCIDENT_FLAGS),
+                placeholder="Screen, keyboard, liquid damage…",
+                multi=True,
+            ),
+        ),
+        input_block(IncidentField.OCCURRED_ON, "Date it happened", date_input(today)),
+        input_block(IncidentField.DESCRIPTION, "Description", description_input, optional=True),
         _photos_input(),
     ]
-    return {
-        "type": "modal",
-        "callback_id": IncidentView.NEW,
-        "title": _plain("New damage incident"),
-        "submit": _plain("Open incident"),
-        "close": _plain("Cancel"),
-        "private_metadata": metadata,
-        "blocks": blocks,
-    }
+    return modal(
+        IncidentView.NEW,
+        "New damage incident",
+        blocks,
+        submit="Open incident",
+        private_metadata=metadata,
+    )
 
 
 def _photos_input(*, optional: bool = True) -> dict[str, Any]:
-    return {
-        "type": "input",
-        "block_id": IncidentField.PHOTOS,
-        "optional": optional,
-        "label": _plain("Photos"),
-        "hint": _plain("Up to 10 photos (JPEG, PNG, GIF, WebP or HEIC), 5 MB each."),
-        "element": {
-            "type": "file_input",
-            "action_id": IncidentField.PHOTOS,
-            "filetypes": list(PHOTO_FILETYPES),
-            "max_files": MAX_PHOTO_FILES,
-        },
-    }
+    files = {"type": "file_input", "filetypes": list(PHOTO_FILETYPES), "max_files": MAX_PHOTO_FILES}
+    return input_block(
+        IncidentField.PHOTOS,
+        "Photos",
+        files,
+        optional=optional,
+        hint="Up to 10 photos (JPEG, PNG, GIF, WebP or HEIC), 5 MB each.",
+    )
 
 
 def student_line(name: str | None, grade: str | None, building: str | None, on: date) -> str:
@@ -323,13 +293,7 @@ def build_incident_opened_modal(
     if photo_count:
         text += f"\n:camera: {_plural(photo_count, 'photo')} being checked; you'll hear about any "
         text += "that can't be used."
-    return {
-        "type": "modal",
-        "callback_id": IncidentView.OPENED,
-        "title": _plain("Incident opened"),
-        "close": _plain("Done"),
-        "blocks": [{"type": "section", "text": _md(text)}],
-    }
+    return modal(IncidentView.OPENED, "Incident opened", [section(text)], close="Done")
 
 
 # --- the card --------------------------------------------------------------------------------
@@ -338,20 +302,6 @@ def build_incident_opened_modal(
 def _coverage_text(badge: CoverageBadge) -> str:
     icon = {"active": ":shield:", "exhausted": ":warning:", "none": ":no_entry_sign:"}
     return f"{icon.get(badge.state, ':shield:')} *{escape_mrkdwn(badge.label)}* · {badge.detail}"
-
-
-def _button(
-    action: IncidentAction, text: str, ref: str, style: str | None = None
-) -> dict[str, Any]:
-    button: dict[str, Any] = {
-        "type": "button",
-        "action_id": action,
-        "text": _plain(text),
-        "value": ref,
-    }
-    if style:
-        button["style"] = style
-    return button
 
 
 def build_incident_card_message(card: IncidentCard, secret: Keys) -> dict[str, Any]:
@@ -364,54 +314,51 @@ def build_incident_card_message(card: IncidentCard, secret: Keys) -> dict[str, A
         if card.student_grade:
             student += f" (grade {escape_mrkdwn(card.student_grade)})"
     fields = [
-        _md(f"*Device*\n{escape_mrkdwn(device)}"),
-        _md(f"*Student*\n{student}"),
-        _md(f"*Building*\n{escape_mrkdwn(card.building or '—')}"),
-        _md(f"*Status*\n{card.status.label}"),
-        _md(f"*Happened*\n{day_text(card.occurred_on)}"),
-        _md(f"*Reported by*\n{escape_mrkdwn(card.reported_by or '—')}"),
+        mrkdwn(f"*Device*\n{escape_mrkdwn(device)}"),
+        mrkdwn(f"*Student*\n{student}"),
+        mrkdwn(f"*Building*\n{escape_mrkdwn(card.building or '—')}"),
+        mrkdwn(f"*Status*\n{card.status.label}"),
+        mrkdwn(f"*Happened*\n{day_text(card.occurred_on)}"),
+        mrkdwn(f"*Reported by*\n{escape_mrkdwn(card.reported_by or '—')}"),
     ]
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": _plain(f"Incident #{card.incident_id} · {flags}", 150)},
-        {"type": "section", "fields": fields},
+        header(f"Incident #{card.incident_id} · {flags}"),
+        fields_section(fields),
     ]
     if card.description:
-        blocks.append({"type": "section", "text": _md(quote_mrkdwn(card.description))})
+        blocks.append(section(quote_mrkdwn(card.description)))
     badges = [_coverage_text(card.coverage)]
     if card.offender_flags:
         names = ", ".join(flag_label(f) for f in card.offender_flags)
         badges.append(f":rotating_light: *Repeat offender:* {escape_mrkdwn(names)}")
-    blocks.append({"type": "context", "elements": [_md(b) for b in badges]})
+    blocks.append(context_block(*badges))
     facts = [photo_line(card.photo_count, card.photo_urls)]
     if card.note_count:
         facts.append(f":memo: {_plural(card.note_count, 'note')}")
     if card.ticket_ref:
         facts.append(f":link: {ticket_link(card.ticket_ref)}")
-    blocks.append({"type": "context", "elements": [_md(" · ".join(facts))]})
+    blocks.append(context_block(" · ".join(facts)))
     for invoice in card.invoices[-MAX_CARD_INVOICES:]:
         number = escape_mrkdwn(invoice.number)
         heading = (
             f":page_facing_up: *Invoice {number}* · {invoice.status_label} "
             f"· balance *{format_cents(invoice.audit.owed_cents)}* · _as of {invoice.as_of}_"
         )
-        blocks.append(
-            {"type": "section", "text": _md(f"{heading}\n{audit_text(invoice.audit)}"[:2900])}
-        )
+        blocks.append(section(f"{heading}\n{audit_text(invoice.audit)}"[:2900]))
         if invoice.delivery:
-            delivery = f":email: {escape_mrkdwn(invoice.delivery)}"[:2900]
-            blocks.append({"type": "context", "elements": [_md(delivery)]})
+            blocks.append(context_block(f":email: {escape_mrkdwn(invoice.delivery)}"[:2900]))
     ref = pack(IncidentRef(incident_id=card.incident_id), secret)
     buttons = [
-        _button(IncidentAction.CHANGE_STATUS, "Change status", ref),
-        _button(IncidentAction.ADD_NOTE, "Add note", ref),
-        _button(IncidentAction.ADD_PHOTOS, "Add photos", ref),
-        _button(IncidentAction.CREATE_INVOICE, "Create invoice", ref),
-        _button(IncidentAction.REPLACE_DEVICE, "Replace device", ref),
+        button("Change status", IncidentAction.CHANGE_STATUS, ref),
+        button("Add note", IncidentAction.ADD_NOTE, ref),
+        button("Add photos", IncidentAction.ADD_PHOTOS, ref),
+        button("Create invoice", IncidentAction.CREATE_INVOICE, ref),
+        button("Replace device", IncidentAction.REPLACE_DEVICE, ref),
     ]
     if card.override_requestable:
-        buttons.append(_button(IncidentAction.REQUEST_OVERRIDE, "Request override", ref))
+        buttons.append(button("Request override", IncidentAction.REQUEST_OVERRIDE, ref))
     if card.status is not IncidentStatus.CLOSED:
-        buttons.append(_button(IncidentAction.CLOSE, "Close", ref, style="danger"))
+        buttons.append(button("Close", IncidentAction.CLOSE, ref, style="danger"))
     blocks.append({"type": "actions", "block_id": CardBlock.ACTIONS, "elements": buttons})
     text = f"Incident #{card.incident_id}: {card.device_serial} · {flags} · {card.status.label}"
     return {"text": escape_mrkdwn(text), "blocks": blocks}
@@ -424,64 +371,43 @@ def build_status_modal(
     *, metadata: str, incident_id: int, current: IncidentStatus, choices: Sequence[IncidentStatus]
 ) -> dict[str, Any]:
     """Only the statuses this user may move the incident to (the card itself is shared)."""
-    return {
-        "type": "modal",
-        "callback_id": IncidentView.CHANGE_STATUS,
-        "title": _plain(f"Incident #{incident_id}", 24),
-        "submit": _plain("Change status"),
-        "close": _plain("Cancel"),
-        "private_metadata": metadata,
-        "blocks": [
-            {"type": "section", "text": _md(f"Now *{current.label}*.")},
-            {
-                "type": "input",
-                "block_id": IncidentField.STATUS,
-                "label": _plain("New status"),
-                "element": {
-                    "type": "static_select",
-                    "action_id": IncidentField.STATUS,
-                    "options": [{"text": _plain(s.label), "value": s.value} for s in choices],
-                },
-            },
+    statuses = select_input([option(s.label, s.value) for s in choices])
+    return modal(
+        IncidentView.CHANGE_STATUS,
+        f"Incident #{incident_id}",
+        [
+            section(f"Now *{current.label}*."),
+            input_block(IncidentField.STATUS, "New status", statuses),
         ],
-    }
+        submit="Change status",
+        private_metadata=metadata,
+    )
 
 
 def build_note_modal(*, metadata: str, incident_id: int) -> dict[str, Any]:
-    return {
-        "type": "modal",
-        "callback_id": IncidentView.ADD_NOTE,
-        "title": _plain(f"Note on #{incident_id}", 24),
-        "submit": _plain("Add note"),
-        "close": _plain("Cancel"),
-        "private_metadata": metadata,
-        "blocks": [
-            {
-                "type": "input",
-                "block_id": IncidentField.NOTE,
-                "label": _plain("Note"),
-                "hint": _plain("Kept with the device for life, and posted in the card's thread."),
-                "element": {
-                    "type": "plain_text_input",
-                    "action_id": IncidentField.NOTE,
-                    "multiline": True,
-                    "max_length": _INPUT_MAX,
-                },
-            }
-        ],
-    }
+    note = input_block(
+        IncidentField.NOTE,
+        "Note",
+        text_input(multiline=True, max_length=_INPUT_MAX),
+        hint="Kept with the device for life, and posted in the card's thread.",
+    )
+    return modal(
+        IncidentView.ADD_NOTE,
+        f"Note on #{incident_id}",
+        [note],
+        submit="Add note",
+        private_metadata=metadata,
+    )
 
 
 def build_photos_modal(*, metadata: str, incident_id: int) -> dict[str, Any]:
-    return {
-        "type": "modal",
-        "callback_id": IncidentView.ADD_PHOTOS,
-        "title": _plain(f"Photos for #{incident_id}", 24),
-        "submit": _plain("Add photos"),
-        "close": _plain("Cancel"),
-        "private_metadata": metadata,
-        "blocks": [_photos_input(optional=False)],
-    }
+    return modal(
+        IncidentView.ADD_PHOTOS,
+        f"Photos for #{incident_id}",
+        [_photos_input(optional=False)],
+        submit="Add photos",
+        private_metadata=metadata,
+    )
 
 
 # --- messages ---------------------------------------------------------------------------------

@@ -11,23 +11,23 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from datetime import date
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
-from bot.signing import Keys, signing_keys
+from bot.signing import signing_keys
 from bot.slack.actors import not_set_up_text, resolve_actor
-from bot.slack.blocks import fmt_when
+from bot.slack.blocks import Block, fmt_when
 from bot.slack.cards import INCIDENT_CARD, queue_incident_card, queue_thread_message
 from bot.slack.channel_errors import channel_error, give_up_on_channel
-from bot.slack.errors import after_ack, modal_errors, record_refusal, reported, tell_user
+from bot.slack.errors import record_refusal, reported
 from bot.slack.ids import IncidentAction, IncidentRef, SlackPostKind
 from bot.slack.incident_blocks import (
     INCIDENT_COMMAND,
@@ -52,7 +52,19 @@ from bot.slack.incident_blocks import (
     unescape_message_text,
 )
 from bot.slack.invoice_blocks import override_can_be_requested
-from bot.slack.metadata import ForgedPayload, pack, unpack
+from bot.slack.listeners import (
+    Click,
+    Command,
+    ModalForm,
+    Slack,
+    Submitted,
+    on_click,
+    on_command,
+    on_shortcut,
+    redraw,
+    wire,
+)
+from bot.slack.metadata import pack
 from bot.slack.photo_lines import load_photo_urls
 from bot.slack.photos import (
     SlackFileRef,
@@ -213,491 +225,375 @@ async def load_incident_card(
 SETTINGS_CACHE_SECONDS = 5.0
 # Slack shows at most 100 options in an external select.
 MAX_OPTIONS = 100
+MANAGE = Permission.MANAGE_INCIDENTS
 
 
-class IncidentFeature:
-    """The listeners, with the runtime they work against."""
+class RestrictedStatuses:
+    """The district's restricted statuses, cached briefly for each runtime: every status change
+    checks them before its ack, and a settings change reaching Slack within seconds is enough."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self._restricted: tuple[float, frozenset[str]] | None = None
+    def __init__(self) -> None:
+        self._cached: dict[int, tuple[float, frozenset[str]]] = {}
 
-    async def restricted(self) -> frozenset[str]:
-        """The district's restricted statuses, cached briefly: every status change checks them
-        before its ack, and a settings change reaching Slack within seconds is enough."""
-        cached = self._restricted
+    async def __call__(self, runtime: Runtime) -> frozenset[str]:
+        key = id(runtime)
+        cached = self._cached.get(key)
         now = time.monotonic()
         if cached is None or cached[0] < now:
-            async with self.runtime.reads() as store:
+            async with runtime.reads() as store:
                 cached = (now + SETTINGS_CACHE_SECONDS, restricted_statuses(await store.settings()))
-            self._restricted = cached
+            if key not in self._cached:  # a runtime's id is reused once it is gone
+                weakref.finalize(runtime, self._cached.pop, key, None)
+            self._cached[key] = cached
         return cached[1]
 
-    @property
-    def secret(self) -> Keys:
-        return signing_keys(self.runtime.settings)
 
-    def context(self, store: SqlStore) -> Context:
-        return Context(store, self.runtime.clock, self.runtime.settings.tz)
+restricted = RestrictedStatuses()
 
-    def today(self) -> date:
-        return local_date(self.runtime.clock.now(), self.runtime.settings.tz)
 
-    def register(self, app: AsyncApp) -> None:
-        app.command(INCIDENT_COMMAND)(self.handle_incident_command)
-        app.shortcut(IncidentShortcut.OPEN_FROM_MESSAGE.value)(self.handle_incident_shortcut)
-        app.shortcut(IncidentShortcut.NEW.value)(self.handle_incident_shortcut)
-        app.options(IncidentField.DEVICE.value)(self.handle_device_options)
-        app.action(IncidentField.DEVICE.value)(self.handle_device_selected)
-        app.view(IncidentView.NEW.value)(
-            ack=self.handle_new_incident_submission, lazy=[self.open_submitted_incident]
+def _today(runtime: Runtime) -> date:
+    return local_date(runtime.clock.now(), runtime.settings.tz)
+
+
+def _photos(view: Mapping[str, Any]) -> list[SlackFileRef]:
+    values = (view.get("state") or {}).get("values") or {}
+    return files_from_state(values, IncidentField.PHOTOS)
+
+
+# --- /incident and the shortcut ------------------------------------------------------------
+
+
+@on_command(INCIDENT_COMMAND, what="open incident", refusal=":warning: {}")
+async def handle_incident_command(cmd: Command) -> None:
+    text = str(cmd.body.get("text") or "").strip()
+    if text:
+        await _show_incident(cmd, text)
+        return
+    require(cmd.actor, MANAGE)
+    await cmd.ack()
+    metadata = pack(NewIncidentMeta(), cmd.keys)
+    await cmd.open_view(build_new_incident_modal(metadata=metadata, today=_today(cmd.runtime)))
+
+
+async def _show_incident(cmd: Command, text: str) -> None:
+    number = parse_incident_number(text)
+    if number is None:
+        await cmd.ack(USAGE)
+        return
+    async with cmd.runtime.reads() as store:
+        card = await load_incident_card(cmd.context(store), store, number, runtime=cmd.runtime)
+    if card is None:
+        await cmd.ack(f":mag: There's no incident #{number}. Check the number on the card.")
+        return
+    await cmd.ack(response_type="ephemeral", **build_incident_card_message(card, cmd.keys))
+
+
+@on_shortcut(
+    (IncidentShortcut.OPEN_FROM_MESSAGE.value, IncidentShortcut.NEW.value), what="open incident"
+)
+async def handle_incident_shortcut(slack: Slack) -> None:
+    require(slack.actor, MANAGE)
+    # A message shortcut carries the message (the help request); a global one doesn't.
+    shortcut = slack.body
+    where = shortcut.get("channel")
+    channel = where.get("id") if isinstance(where, dict) else None
+    message = shortcut.get("message")
+    message = message if isinstance(message, dict) else {}
+    ts = message.get("ts") or shortcut.get("message_ts")
+    ticket_ref = await _permalink(slack.client, channel, ts)
+    view = build_new_incident_modal(
+        metadata=pack(NewIncidentMeta(ticket_ref=ticket_ref), slack.keys),
+        today=_today(slack.runtime),
+        description=unescape_message_text(str(message.get("text") or "")),
+    )
+    await slack.open_view(view)
+
+
+async def _permalink(client: AsyncWebClient, channel: object, ts: object) -> str | None:
+    if not isinstance(channel, str) or not isinstance(ts, str) or not channel or not ts:
+        return None  # a global shortcut, or a payload not shaped as Slack sends it
+    try:
+        response = await client.chat_getPermalink(channel=channel, message_ts=ts)
+    except SlackApiError as exc:
+        # e.g. a private channel the app isn't in: keep a reference that still finds it.
+        log.warning("chat.getPermalink failed: %s", exc.response.get("error"))
+        return f"slack:{channel}/{ts}"
+    permalink = response.get("permalink")
+    return str(permalink) if permalink else f"slack:{channel}/{ts}"
+
+
+# --- the new-incident modal ----------------------------------------------------------------
+
+
+async def device_options(runtime: Runtime, query: str) -> list[dict[str, Any]]:
+    async with runtime.reads() as store:
+        matches = await store.search_devices(query, limit=MAX_OPTIONS)
+    return [
+        device_option(x.device_id, x.serial, x.asset_tag, x.model, x.holder_name) for x in matches
+    ]
+
+
+@on_click(IncidentField.DEVICE.value, what="pick a device")
+async def handle_device_selected(click: Click[None]) -> None:
+    """Show who had the device on the chosen date (the workflow bills that student)."""
+    view = click.body.get("view") or {}
+    option = click.action.get("selected_option")
+    if not view.get("id") or not option:
+        return
+    occurred = _today(click.runtime)
+    picked = _state(view, IncidentField.OCCURRED_ON).get("selected_date")
+    if picked:
+        try:
+            occurred = date.fromisoformat(picked)
+        except ValueError:
+            pass
+    value = str(option.get("value") or "")
+    line = await _holder_line(click.runtime, int(value), occurred) if _is_id(value) else None
+    new_view = build_new_incident_modal(
+        metadata=str(view.get("private_metadata") or ""),
+        today=_today(click.runtime),
+        device=option,
+        student_line=line or "That device isn't in DeviceCare.",
+        description=_state(view, IncidentField.DESCRIPTION).get("value") or "",
+    )
+    await redraw(click.client, view, new_view, "device pick")
+
+
+async def _holder_line(runtime: Runtime, device_id: int, occurred: date) -> str | None:
+    """Who held the device at the end of `occurred`, where; None for a device not on file."""
+    async with runtime.reads() as store:
+        device = await store.get_device(device_id)
+        if device is None:
+            return None
+        at = end_of_local_day(occurred, runtime.settings.tz)
+        holder_id = await store.holder_at(device.id, at)
+        student = None if holder_id is None else await store.get_student(holder_id)
+        building_id = (student.building_id if student else None) or device.building_id
+        building = None if building_id is None else await store.get_building(building_id)
+    return student_line(
+        None if student is None else student.full_name,
+        None if student is None else student.grade,
+        None if building is None else building.name,
+        occurred,
+    )
+
+
+new_incident_form: ModalForm[NewIncidentMeta, OpenIncident] = ModalForm(
+    IncidentView.NEW.value,
+    meta=NewIncidentMeta,
+    what="open incident",
+    doing="open the incident",
+    fields=NEW_INCIDENT_ERROR_BLOCKS,
+    default_field=IncidentField.DEVICE,
+    shown_only=False,
+    working=lambda form: build_incident_opened_modal(
+        None, form.runtime.settings.slack_incidents_channel, len(_photos(form.view))
+    ),
+)
+
+
+@new_incident_form.check
+async def check_new_incident_form(form: Submitted[NewIncidentMeta]) -> OpenIncident:
+    """The form read and checked without writing: a broken rule is shown next to its field."""
+    command = parse_new_incident(form.view, form.meta)
+    return await form.checked_by(check_new_incident, command)
+
+
+@new_incident_form.write
+async def open_submitted_incident(form: Submitted[NewIncidentMeta], command: OpenIncident) -> None:
+    async with form.runtime.stores() as store:
+        opened = await open_incident(form.context(store), form.actor, command)
+        if opened.created:
+            await queue_incident_card(store, opened.incident.id)
+    incident_id = opened.incident.id
+    files = _photos(form.view) if opened.created else []
+    channel = form.runtime.settings.slack_incidents_channel
+    # The number, in the modal that said it was being opened (closed meanwhile: the card says
+    # it all).
+    opened_view = build_incident_opened_modal(incident_id, channel, len(files))
+    await form.show(opened_view, f"new incident #{incident_id}")
+    if not files:
+        return
+    try:
+        await _attach_photos(form, incident_id, files)
+    except Exception:  # the incident is open: what failed is the photos alone
+        log.exception("new incident #%s: photos not attached", incident_id)
+
+
+async def _attach_photos(slack: Slack, incident_id: int, files: list[SlackFileRef]) -> None:
+    async with reported(slack.runtime, slack.client, slack.body, "add photos", slack.actor):
+        report = await attach_slack_files(
+            slack.runtime, slack.client, slack.actor, incident_id, files, note_in_thread=True
         )
-        app.action(IncidentAction.CHANGE_STATUS.value)(self.handle_change_status_click)
-        app.view(IncidentView.CHANGE_STATUS.value)(self.handle_status_submission)
-        app.action(IncidentAction.ADD_NOTE.value)(self.handle_add_note_click)
-        app.view(IncidentView.ADD_NOTE.value)(
-            ack=self.handle_note_submission, lazy=[self.add_submitted_note]
+        if report.refused:
+            await slack.tell(report.text)
+
+
+# --- card actions --------------------------------------------------------------------------
+
+
+def _card_form(
+    view: IncidentView, field: IncidentField, *, what: str, doing: str | None
+) -> ModalForm[IncidentRef, Any]:
+    """A card action's modal: the incident in its signed metadata, every error by its input."""
+    return ModalForm(view.value, meta=IncidentRef, what=what, doing=doing, fields=lambda _f: field)
+
+
+async def _open_card_form(click: Click[IncidentRef], build: Callable[..., Block]) -> None:
+    """A note or photos modal for the card's incident (Manage Incidents)."""
+    require(click.actor, MANAGE)
+    metadata = pack(click.ref, click.keys)
+    await click.open_view(build(metadata=metadata, incident_id=click.ref.incident_id))
+
+
+@on_click(IncidentAction.CHANGE_STATUS.value, what="change incident status", ref=IncidentRef)
+async def handle_change_status_click(click: Click[IncidentRef]) -> None:
+    incident_id = click.ref.incident_id
+    async with click.runtime.reads() as store:
+        incident = await store.get_incident(incident_id)
+    if incident is None:
+        raise NotFound(f"Incident #{incident_id} doesn't exist.")
+    current = IncidentStatus(incident.status)
+    choices = status_choices(click.actor, current, await restricted(click.runtime))
+    if not choices:
+        raise InvalidTransition(
+            f"Incident #{incident_id} is {current.label}; there's no status your "
+            "role can move it to from there."
         )
-        app.action(IncidentAction.ADD_PHOTOS.value)(self.handle_add_photos_click)
-        app.view(IncidentView.ADD_PHOTOS.value)(self.handle_photos_submission)
-        app.action(IncidentAction.CLOSE.value)(self.handle_close_click)
-        app.event({"type": "message", "subtype": "file_share"})(self.handle_thread_photos)
+    view = build_status_modal(
+        metadata=pack(click.ref, click.keys),
+        incident_id=incident_id,
+        current=current,
+        choices=choices,
+    )
+    await click.open_view(view)
 
-    # --- /incident and the shortcut ------------------------------------------------------------
 
-    async def handle_incident_command(
-        self,
-        ack: AsyncAck,
-        command: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        actor: Actor = context["actor"]
-        text = (command.get("text") or "").strip()
-        if text:
-            await self._show_incident(ack, text)
-            return
-        try:
-            require(actor, Permission.MANAGE_INCIDENTS)
-        except PermissionDenied as exc:
-            await ack(response_type="ephemeral", text=f":warning: {exc.message}")
-            await record_refusal(self.runtime, actor, "open incident", exc.message)
-            return
-        await ack()
-        view = build_new_incident_modal(
-            metadata=pack(NewIncidentMeta(), self.secret), today=self.today()
-        )
-        await client.views_open(trigger_id=command["trigger_id"], view=view)
+# Checked before the ack (no writes, so no waiting on other writers): a forged form or a status
+# this role may not use comes back as a field error. The change itself is written after the
+# ack; the card updating in place confirms it, and anything the workflow still refuses reaches
+# the person as a message.
+status_form: ModalForm[IncidentRef, IncidentStatus] = _card_form(
+    IncidentView.CHANGE_STATUS, IncidentField.STATUS, what="change incident status", doing=None
+)
 
-    async def _show_incident(self, ack: AsyncAck, text: str) -> None:
-        number = parse_incident_number(text)
-        if number is None:
-            await ack(response_type="ephemeral", text=USAGE)
-            return
-        async with self.runtime.reads() as store:
-            card = await load_incident_card(
-                self.context(store), store, number, runtime=self.runtime
-            )
-        if card is None:
-            await ack(
-                response_type="ephemeral",
-                text=f":mag: There's no incident #{number}. Check the number on the card.",
-            )
-            return
-        await ack(response_type="ephemeral", **build_incident_card_message(card, self.secret))
 
-    async def handle_incident_shortcut(
-        self,
-        ack: AsyncAck,
-        shortcut: dict[str, Any],
-        body: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        actor: Actor = context["actor"]
-        async with reported(self.runtime, client, body, "open incident", actor):
-            require(actor, Permission.MANAGE_INCIDENTS)
-            # A message shortcut carries the message (the help request); a global one doesn't.
-            where = shortcut.get("channel")
-            channel = where.get("id") if isinstance(where, dict) else None
-            message = shortcut.get("message")
-            message = message if isinstance(message, dict) else {}
-            ts = message.get("ts") or shortcut.get("message_ts")
-            ticket_ref = await self._permalink(client, channel, ts)
-            view = build_new_incident_modal(
-                metadata=pack(NewIncidentMeta(ticket_ref=ticket_ref), self.secret),
-                today=self.today(),
-                description=unescape_message_text(str(message.get("text") or "")),
-            )
-            await client.views_open(trigger_id=shortcut["trigger_id"], view=view)
+@status_form.check
+async def check_status_form(form: Submitted[IncidentRef]) -> IncidentStatus:
+    option = _state(form.view, IncidentField.STATUS).get("selected_option") or {}
+    target = parse_status(str(option.get("value") or ""))
+    if not may_use(form.actor, target, await restricted(form.runtime)):
+        raise PermissionDenied("You can't move incidents to that status.")
+    return target
 
-    @staticmethod
-    async def _permalink(client: AsyncWebClient, channel: object, ts: object) -> str | None:
-        if not isinstance(channel, str) or not isinstance(ts, str) or not channel or not ts:
-            return None  # a global shortcut, or a payload not shaped as Slack sends it
-        try:
-            response = await client.chat_getPermalink(channel=channel, message_ts=ts)
-        except SlackApiError as exc:
-            # e.g. a private channel the app isn't in: keep a reference that still finds it.
-            log.warning("chat.getPermalink failed: %s", exc.response.get("error"))
-            return f"slack:{channel}/{ts}"
-        permalink = response.get("permalink")
-        return str(permalink) if permalink else f"slack:{channel}/{ts}"
 
-    # --- the new-incident modal ----------------------------------------------------------------
+@status_form.write
+async def change_submitted_status(form: Submitted[IncidentRef], target: IncidentStatus) -> None:
+    await _set_status(form, form.meta.incident_id, target)
 
-    async def handle_device_options(self, ack: AsyncAck, payload: dict[str, Any]) -> None:
-        query = str(payload.get("value") or "")
-        async with self.runtime.reads() as store:
-            matches = await store.search_devices(query, limit=MAX_OPTIONS)
-        await ack(
-            options=[
-                device_option(x.device_id, x.serial, x.asset_tag, x.model, x.holder_name)
-                for x in matches
-            ]
+
+async def _set_status(slack: Slack, incident_id: int, target: IncidentStatus) -> None:
+    async with slack.runtime.stores() as store:
+        await change_incident_status(slack.context(store), slack.actor, incident_id, target)
+        await queue_incident_card(store, incident_id)
+
+
+@on_click(IncidentAction.ADD_NOTE.value, what="add incident note", ref=IncidentRef)
+async def handle_add_note_click(click: Click[IncidentRef]) -> None:
+    await _open_card_form(click, build_note_modal)
+
+
+note_form: ModalForm[IncidentRef, str] = _card_form(
+    IncidentView.ADD_NOTE, IncidentField.NOTE, what="add incident note", doing="add the note"
+)
+
+
+@note_form.check
+async def check_note_form(form: Submitted[IncidentRef]) -> str:
+    require(form.actor, MANAGE)
+    note = str(_state(form.view, IncidentField.NOTE).get("value") or "")
+    check_note(note)
+    return note
+
+
+@note_form.write
+async def add_submitted_note(form: Submitted[IncidentRef], note: str) -> None:
+    incident_id = form.meta.incident_id
+    async with form.runtime.stores() as store:
+        await add_incident_note(form.context(store), form.actor, incident_id, note)
+        await queue_incident_card(store, incident_id)
+        await queue_thread_message(
+            store,
+            incident_id,
+            f":memo: *{escape_mrkdwn(form.actor.name)}* added a note:\n{quote_mrkdwn(note)}",
         )
 
-    async def handle_device_selected(
-        self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient
-    ) -> None:
-        """Show who had the device on the chosen date (the workflow bills that student)."""
-        await ack()
-        view = body.get("view") or {}
-        action = (body.get("actions") or [{}])[0]
-        option = action.get("selected_option")
-        if not view.get("id") or not option:
-            return
-        occurred = self.today()
-        picked = _state(view, IncidentField.OCCURRED_ON).get("selected_date")
-        if picked:
-            try:
-                occurred = date.fromisoformat(picked)
-            except ValueError:
-                pass
-        line = "That device isn't in DeviceCare."
-        async with self.runtime.reads() as store:
-            value = str(option.get("value") or "")
-            device = await store.get_device(int(value)) if _is_id(value) else None
-            if device is not None:
-                holder_id = await store.holder_at(
-                    device.id, end_of_local_day(occurred, self.runtime.settings.tz)
-                )
-                student = None if holder_id is None else await store.get_student(holder_id)
-                building_id = (student.building_id if student else None) or device.building_id
-                building = None if building_id is None else await store.get_building(building_id)
-                line = student_line(
-                    None if student is None else student.full_name,
-                    None if student is None else student.grade,
-                    None if building is None else building.name,
-                    occurred,
-                )
-        description = _state(view, IncidentField.DESCRIPTION).get("value") or ""
-        new_view = build_new_incident_modal(
-            metadata=str(view.get("private_metadata") or ""),
-            today=self.today(),
-            device=option,
-            student_line=line,
-            description=description,
-        )
-        try:
-            await client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)
-        except SlackApiError as exc:
-            if exc.response.get("error") != "hash_conflict":
-                raise
-            log.info("device pick: the modal changed meanwhile; not redrawn")
 
-    async def handle_new_incident_submission(
-        self, ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        """Check the form without writing (a broken rule is shown next to its field), then
-        answer; `open_submitted_incident` opens it once Slack has the answer."""
-        actor: Actor = context["actor"]
-        try:
-            await self._checked_new_incident(actor, view)
-        except DomainError as exc:
-            errors = modal_errors(exc, NEW_INCIDENT_ERROR_BLOCKS, IncidentField.DEVICE)
-            await ack(response_action="errors", errors=errors)
-            if isinstance(exc, PermissionDenied | ForgedPayload):
-                await record_refusal(self.runtime, actor, "open incident", exc.message)
-            return
-        values = (view.get("state") or {}).get("values") or {}
-        photos = len(files_from_state(values, IncidentField.PHOTOS))
-        channel = self.runtime.settings.slack_incidents_channel
-        await ack(response_action="update", view=build_incident_opened_modal(None, channel, photos))
+@on_click(IncidentAction.ADD_PHOTOS.value, what="add photos", ref=IncidentRef)
+async def handle_add_photos_click(click: Click[IncidentRef]) -> None:
+    await _open_card_form(click, build_photos_modal)
 
-    async def _checked_new_incident(self, actor: Actor, view: dict[str, Any]) -> OpenIncident:
-        meta = unpack(NewIncidentMeta, view.get("private_metadata"), self.secret)
-        cmd = parse_new_incident(view, meta)
-        async with self.runtime.reads() as store:
-            await check_new_incident(self.context(store), actor, cmd)
-        return cmd
 
-    async def open_submitted_incident(
-        self,
-        body: dict[str, Any],
-        view: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        actor: Actor = context["actor"]
-        # Bolt starts a lazy listener alongside the ack, whatever the ack answers: a form
-        # refused with field errors is left alone here.
-        try:
-            cmd = await self._checked_new_incident(actor, view)
-        except DomainError:
-            return
-        async with after_ack(self.runtime, client, body, "open the incident", actor):
-            async with self.runtime.stores() as store:
-                opened = await open_incident(self.context(store), actor, cmd)
-                if opened.created:
-                    await queue_incident_card(store, opened.incident.id)
-                incident_id = opened.incident.id
-            values = (view.get("state") or {}).get("values") or {}
-            files = files_from_state(values, IncidentField.PHOTOS) if opened.created else []
-            channel = self.runtime.settings.slack_incidents_channel
-            try:  # the number, in the modal that said it was being opened
-                await client.views_update(
-                    view_id=view["id"],
-                    view=build_incident_opened_modal(incident_id, channel, len(files)),
-                )
-            except SlackApiError as exc:  # closed meanwhile: the card says it all
-                log.info("new incident #%s: modal not updated (%s)", incident_id, exc)
-        if files:
-            await self._attach_from_modal(client, body, actor, incident_id, files)
+photos_form: ModalForm[IncidentRef, list[SlackFileRef]] = _card_form(
+    IncidentView.ADD_PHOTOS, IncidentField.PHOTOS, what="add photos", doing=None
+)
 
-    async def _attach_from_modal(
-        self,
-        client: AsyncWebClient,
-        body: dict[str, Any],
-        actor: Actor,
-        incident_id: int,
-        files: list[SlackFileRef],
-    ) -> None:
-        async with reported(self.runtime, client, body, "add photos", actor):
-            report = await attach_slack_files(
-                self.runtime, client, actor, incident_id, files, note_in_thread=True
-            )
-            if report.refused:
-                await tell_user(client, body, report.text)
 
-    # --- card actions --------------------------------------------------------------------------
+@photos_form.check
+async def check_photos_form(form: Submitted[IncidentRef]) -> list[SlackFileRef]:
+    require(form.actor, MANAGE)
+    files = _photos(form.view)
+    if not files:
+        raise InputError("Add at least one photo.", field="photo")
+    return files
 
-    def _ref(self, action: Mapping[str, Any]) -> IncidentRef:
-        return unpack(IncidentRef, action.get("value"), self.secret)
 
-    async def handle_change_status_click(
-        self,
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        actor: Actor = context["actor"]
-        async with reported(self.runtime, client, body, "change incident status", actor):
-            ref = self._ref(action)
-            async with self.runtime.reads() as store:
-                incident = await store.get_incident(ref.incident_id)
-            if incident is None:
-                raise NotFound(f"Incident #{ref.incident_id} doesn't exist.")
-            restricted = await self.restricted()
-            current = IncidentStatus(incident.status)
-            choices = status_choices(actor, current, restricted)
-            if not choices:
-                raise InvalidTransition(
-                    f"Incident #{ref.incident_id} is {current.label}; there's no status your "
-                    "role can move it to from there."
-                )
-            view = build_status_modal(
-                metadata=pack(ref, self.secret),
-                incident_id=ref.incident_id,
-                current=current,
-                choices=choices,
-            )
-            await client.views_open(trigger_id=body["trigger_id"], view=view)
+@photos_form.write
+async def add_submitted_photos(form: Submitted[IncidentRef], files: list[SlackFileRef]) -> None:
+    await _attach_photos(form, form.meta.incident_id, files)
 
-    async def handle_status_submission(
-        self,
-        ack: AsyncAck,
-        body: dict[str, Any],
-        view: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        actor: Actor = context["actor"]
-        try:
-            # Checked before the ack (no writes, so no waiting on other writers): a forged form
-            # or a status this role may not use comes back as a field error.
-            ref = unpack(IncidentRef, view.get("private_metadata"), self.secret)
-            option = _state(view, IncidentField.STATUS).get("selected_option") or {}
-            target = parse_status(str(option.get("value") or ""))
-            if not may_use(actor, target, await self.restricted()):
-                raise PermissionDenied("You can't move incidents to that status.")
-        except DomainError as exc:
-            await ack(response_action="errors", errors={IncidentField.STATUS: exc.message})
-            if isinstance(exc, PermissionDenied | ForgedPayload):
-                await record_refusal(self.runtime, actor, "change incident status", exc.message)
-            return
-        # The change itself is written after the ack; the card updating in place confirms it,
-        # and anything the workflow still refuses reaches the person as a message.
-        await ack()
-        async with reported(self.runtime, client, body, "change incident status", actor):
-            async with self.runtime.stores() as store:
-                await change_incident_status(self.context(store), actor, ref.incident_id, target)
-                await queue_incident_card(store, ref.incident_id)
 
-    async def handle_add_note_click(
-        self,
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        actor: Actor = context["actor"]
-        async with reported(self.runtime, client, body, "add incident note", actor):
-            ref = self._ref(action)
-            require(actor, Permission.MANAGE_INCIDENTS)
-            view = build_note_modal(metadata=pack(ref, self.secret), incident_id=ref.incident_id)
-            await client.views_open(trigger_id=body["trigger_id"], view=view)
+@on_click(IncidentAction.CLOSE.value, what="close incident", ref=IncidentRef)
+async def handle_close_click(click: Click[IncidentRef]) -> None:
+    await _set_status(click, click.ref.incident_id, IncidentStatus.CLOSED)
 
-    async def handle_note_submission(
-        self, ack: AsyncAck, view: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        """Check the note without writing, answer, then `add_submitted_note` stores it."""
-        actor: Actor = context["actor"]
-        try:
-            self._checked_note(actor, view)
-        except DomainError as exc:
-            await ack(response_action="errors", errors={IncidentField.NOTE: exc.message})
-            if isinstance(exc, PermissionDenied | ForgedPayload):
-                await record_refusal(self.runtime, actor, "add incident note", exc.message)
-            return
-        await ack()
 
-    def _checked_note(self, actor: Actor, view: dict[str, Any]) -> tuple[IncidentRef, str]:
-        ref = unpack(IncidentRef, view.get("private_metadata"), self.secret)
-        require(actor, Permission.MANAGE_INCIDENTS)
-        note = str(_state(view, IncidentField.NOTE).get("value") or "")
-        check_note(note)
-        return ref, note
+# --- photos in the card's thread -----------------------------------------------------------
 
-    async def add_submitted_note(
-        self,
-        body: dict[str, Any],
-        view: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        actor: Actor = context["actor"]
-        try:
-            ref, note = self._checked_note(actor, view)
-        except DomainError:
-            return  # answered with the error next to the field
-        async with after_ack(self.runtime, client, body, "add the note", actor):
-            async with self.runtime.stores() as store:
-                await add_incident_note(self.context(store), actor, ref.incident_id, note)
-                await queue_incident_card(store, ref.incident_id)
-                await queue_thread_message(
-                    store,
-                    ref.incident_id,
-                    f":memo: *{escape_mrkdwn(actor.name)}* added a note:\n{quote_mrkdwn(note)}",
-                )
 
-    async def handle_add_photos_click(
-        self,
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        actor: Actor = context["actor"]
-        async with reported(self.runtime, client, body, "add photos", actor):
-            ref = self._ref(action)
-            require(actor, Permission.MANAGE_INCIDENTS)
-            view = build_photos_modal(metadata=pack(ref, self.secret), incident_id=ref.incident_id)
-            await client.views_open(trigger_id=body["trigger_id"], view=view)
+async def add_thread_photos(
+    runtime: Runtime, client: AsyncWebClient, event: dict[str, Any]
+) -> None:
+    channel, thread_ts = event.get("channel"), event.get("thread_ts")
+    if not channel or not thread_ts or thread_ts == event.get("ts"):
+        return
+    async with runtime.stores() as store:
+        post = await store.slack_post_at(str(channel), str(thread_ts))
+    if post is None or post.kind != SlackPostKind.INCIDENT_CARD:
+        return
+    files = files_from_event(event)
+    user = event.get("user")
+    if not files or not user:
+        return
+    incident_id = post.entity_id
 
-    async def handle_photos_submission(
-        self,
-        ack: AsyncAck,
-        body: dict[str, Any],
-        view: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        actor: Actor = context["actor"]
-        values = (view.get("state") or {}).get("values") or {}
-        files = files_from_state(values, IncidentField.PHOTOS)
-        try:
-            ref = unpack(IncidentRef, view.get("private_metadata"), self.secret)
-            require(actor, Permission.MANAGE_INCIDENTS)
-            if not files:
-                raise InputError("Add at least one photo.", field="photo")
-        except DomainError as exc:
-            await ack(response_action="errors", errors={IncidentField.PHOTOS: exc.message})
-            if isinstance(exc, PermissionDenied | ForgedPayload):
-                await record_refusal(self.runtime, actor, "add photos", exc.message)
-            return
-        await ack()
-        await self._attach_from_modal(client, body, actor, ref.incident_id, files)
+    async def reply(text: str) -> None:
+        await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
 
-    async def handle_close_click(
-        self,
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        actor: Actor = context["actor"]
-        async with reported(self.runtime, client, body, "close incident", actor):
-            ref = self._ref(action)
-            async with self.runtime.stores() as store:
-                await change_incident_status(
-                    self.context(store), actor, ref.incident_id, IncidentStatus.CLOSED
-                )
-                await queue_incident_card(store, ref.incident_id)
-
-    # --- photos in the card's thread -----------------------------------------------------------
-
-    async def handle_thread_photos(self, event: dict[str, Any], client: AsyncWebClient) -> None:
-        channel, thread_ts = event.get("channel"), event.get("thread_ts")
-        if not channel or not thread_ts or thread_ts == event.get("ts"):
-            return
-        async with self.runtime.stores() as store:
-            post = await store.slack_post_at(str(channel), str(thread_ts))
-        if post is None or post.kind != SlackPostKind.INCIDENT_CARD:
-            return
-        files = files_from_event(event)
-        user = event.get("user")
-        if not files or not user:
-            return
-        incident_id = post.entity_id
-
-        async def reply(text: str) -> None:
-            await client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
-
-        actor = await resolve_actor(self.runtime, client, str(user))
-        if actor is None:
-            log.info("photos from unknown Slack user %s in incident #%s ignored", user, incident_id)
-            await reply(f"<@{user}> " + await not_set_up_text(self.runtime))
-            return
-        try:
-            report = await attach_slack_files(self.runtime, client, actor, incident_id, files)
-        except DomainError as exc:
-            if isinstance(exc, PermissionDenied):
-                await record_refusal(self.runtime, actor, "add photos", exc.message)
-            await reply(f":warning: <@{user}> your photos weren't added: {exc.message}")
-            return
-        if report.text:
-            await reply(report.text)
+    actor = await resolve_actor(runtime, client, str(user))
+    if actor is None:
+        log.info("photos from unknown Slack user %s in incident #%s ignored", user, incident_id)
+        await reply(f"<@{user}> " + await not_set_up_text(runtime))
+        return
+    try:
+        report = await attach_slack_files(runtime, client, actor, incident_id, files)
+    except DomainError as exc:
+        if isinstance(exc, PermissionDenied):
+            await record_refusal(runtime, actor, "add photos", exc.message)
+        await reply(f":warning: <@{user}> your photos weren't added: {exc.message}")
+        return
+    if report.text:
+        await reply(report.text)
 
 
 # --- the incident card through the outbox -------------------------------------------------------
@@ -802,7 +698,29 @@ async def _update_or_repost(
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    IncidentFeature(runtime).register(app)
+    wire(
+        app,
+        runtime,
+        handle_incident_command,
+        handle_incident_shortcut,
+        handle_device_selected,
+        new_incident_form,
+        handle_change_status_click,
+        status_form,
+        handle_add_note_click,
+        note_form,
+        handle_add_photos_click,
+        photos_form,
+        handle_close_click,
+    )
+
+    @app.options(IncidentField.DEVICE.value)
+    async def handle_device_options(ack: AsyncAck, payload: dict[str, Any]) -> None:
+        await ack(options=await device_options(runtime, str(payload.get("value") or "")))
+
+    @app.event({"type": "message", "subtype": "file_share"})
+    async def handle_thread_photos(event: dict[str, Any], client: AsyncWebClient) -> None:
+        await add_thread_photos(runtime, client, event)
 
 
 def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:

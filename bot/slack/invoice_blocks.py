@@ -14,15 +14,20 @@ from bot.slack.blocks import (
     MINUS,
     Block,
     button,
+    checkbox,
     context_block,
+    date_input,
     element,
     esc,
     fmt_date,
     has_input,
+    input_block,
     modal,
     option,
     plain,
     section,
+    select_input,
+    text_input,
 )
 from bot.slack.ids import IncidentAction, IncidentRef
 from bot.slack.metadata import Payload, pack
@@ -286,28 +291,22 @@ def _summary_blocks(summary: IncidentSummary) -> list[Block]:
 def _fees_block(fees: Sequence[FeeItemRecord], form: InvoiceForm) -> Block:
     offered = list(fees)[:MAX_FEE_OPTIONS]
     options = [option(fee_label(f), str(f.id)) for f in offered]
-    element: Block = {
-        "type": "multi_static_select",
-        "action_id": InvoiceBlock.FEES,
-        "placeholder": plain("Parts and fines from the damage fee schedule"),
-    }
-    if options:
-        element["options"] = options
-        chosen = [o for o in options if int(o["value"]) in set(form.fee_item_ids)]
-        if chosen:
-            element["initial_options"] = chosen
-    else:
-        # A select needs an option; this one stands for "nothing" and is ignored.
-        element["options"] = [option("No damage fee applies to this device", NO_FEE)]
-    return {
-        "type": "input",
-        "block_id": InvoiceBlock.FEES,
-        "optional": True,
-        "dispatch_action": True,
-        "label": plain("Damage fees"),
-        "element": element,
-        "hint": plain("Pick parts and fines; the preview below updates."),
-    }
+    chosen = [o for o in options if int(o["value"]) in set(form.fee_item_ids)]
+    # A select needs an option; with no fee, one stands for "nothing" and is ignored.
+    element = select_input(
+        options or [option("No damage fee applies to this device", NO_FEE)],
+        placeholder="Parts and fines from the damage fee schedule",
+        multi=True,
+        initial_options=chosen,
+    )
+    return input_block(
+        InvoiceBlock.FEES,
+        "Damage fees",
+        element,
+        optional=True,
+        dispatch_action=True,
+        hint="Pick parts and fines; the preview below updates.",
+    )
 
 
 def _text_input(
@@ -319,26 +318,10 @@ def _text_input(
     max_length: int,
     dispatch: bool = False,
 ) -> Block:
-    element: Block = {
-        "type": "plain_text_input",
-        "action_id": block_id,
-        "placeholder": plain(placeholder),
-        "max_length": max_length,
-    }
-    if value:
-        element["initial_value"] = value
-    if dispatch:
-        element["dispatch_action_config"] = {"trigger_actions_on": ["on_enter_pressed"]}
-    block: Block = {
-        "type": "input",
-        "block_id": block_id,
-        "optional": True,
-        "label": plain(label),
-        "element": element,
-    }
-    if dispatch:
-        block["dispatch_action"] = True
-    return block
+    element = text_input(
+        placeholder=placeholder, max_length=max_length, initial=value, on_enter=dispatch
+    )
+    return input_block(block_id, label, element, optional=True, dispatch_action=dispatch)
 
 
 def _custom_line_blocks(form: InvoiceForm) -> list[Block]:
@@ -369,34 +352,13 @@ def _custom_line_blocks(form: InvoiceForm) -> list[Block]:
 
 
 def _due_block(due: date) -> Block:
-    return {
-        "type": "input",
-        "block_id": InvoiceBlock.DUE_DATE,
-        "label": plain("Due date"),
-        "element": {
-            "type": "datepicker",
-            "action_id": InvoiceBlock.DUE_DATE,
-            "initial_date": due.isoformat(),
-        },
-    }
+    return input_block(InvoiceBlock.DUE_DATE, "Due date", date_input(due))
 
 
 def _automation_block(enabled: bool) -> Block:
     choice = option("Send notices and reminders automatically", AUTOMATION_ON)
-    element: Block = {
-        "type": "checkboxes",
-        "action_id": InvoiceBlock.AUTOMATION,
-        "options": [choice],
-    }
-    if enabled:
-        element["initial_options"] = [choice]
-    return {
-        "type": "input",
-        "block_id": InvoiceBlock.AUTOMATION,
-        "optional": True,
-        "label": plain("Automation"),
-        "element": element,
-    }
+    element = checkbox(choice, checked=enabled)
+    return input_block(InvoiceBlock.AUTOMATION, "Automation", element, optional=True)
 
 
 def _override_block(checked: bool) -> Block:
@@ -405,21 +367,13 @@ def _override_block(checked: bool) -> Block:
         "description": plain("Recorded with your name on the invoice."),
         "value": OVERRIDE_ON,
     }
-    element: Block = {
-        "type": "checkboxes",
-        "action_id": InvoiceBlock.OVERRIDE,
-        "options": [choice],
-    }
-    if checked:
-        element["initial_options"] = [choice]
-    return {
-        "type": "input",
-        "block_id": InvoiceBlock.OVERRIDE,
-        "optional": True,
-        "dispatch_action": True,
-        "label": plain("Claim cap reached"),
-        "element": element,
-    }
+    return input_block(
+        InvoiceBlock.OVERRIDE,
+        "Claim cap reached",
+        checkbox(choice, checked=checked),
+        optional=True,
+        dispatch_action=True,
+    )
 
 
 def zero_claim_warning(preview: InvoicePreview) -> str | None:
@@ -440,20 +394,8 @@ def _zero_claim_block(warning: str, checked: bool) -> Block:
         "description": plain("Leave it unticked and change the fees to keep the claim."),
         "value": ZERO_CLAIM_OK,
     }
-    element: Block = {
-        "type": "checkboxes",
-        "action_id": InvoiceBlock.ZERO_CLAIM,
-        "options": [choice],
-    }
-    if checked:
-        element["initial_options"] = [choice]
-    return {
-        "type": "input",
-        "block_id": InvoiceBlock.ZERO_CLAIM,
-        "optional": True,
-        "label": plain(warning[:2000]),
-        "element": element,
-    }
+    element = checkbox(choice, checked=checked)
+    return input_block(InvoiceBlock.ZERO_CLAIM, warning[:2000], element, optional=True)
 
 
 def claim_line(number: int, max_claims: int | None) -> str:

@@ -176,7 +176,7 @@ invoice_form: ModalForm[InvoiceModal, CreateInvoice] = ModalForm(
     doing="create the invoice",
     fields=FIELD_BLOCKS,
     default_field=InvoiceBlock.FEES,
-    working=build_invoice_creating_modal,
+    working=lambda _form: build_invoice_creating_modal(),
 )
 
 

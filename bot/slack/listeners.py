@@ -20,6 +20,11 @@ logged. A listener's body is then only its business logic.
 A click is acked first; a forged or expired ref, a refused permission or a broken rule then
 reaches the person as today (`reported`) and changes nothing. A submission is checked before
 its ack so errors show next to their fields, and written after it by a lazy listener.
+
+Shortcuts (`on_shortcut`) run as clicks do. A slash command (`on_command`, or `on_subcommand`
+for `/billing <name>`) answers in its ack or acks before slow work; a refusal raised before the
+ack is the ack's answer, logged. A `ModalStep` is a modal whose ack draws its next view (a
+look-up, or one short write), its errors by their fields or as another view.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import Keys, signing_keys
+from bot.slack.billing_command import BillingCall, add_subcommand
 from bot.slack.blocks import Block, form_values
 from bot.slack.errors import (
     FormErrors,
@@ -51,7 +57,7 @@ from bot.slack.errors import (
 from bot.slack.metadata import ForgedPayload, Payload, unpack
 from storage.store import SqlStore
 from workflows.errors import DomainError, PermissionDenied
-from workflows.permissions import Actor
+from workflows.permissions import Actor, Permission, permission_label
 from workflows.ports import Context
 
 log = logging.getLogger("devicecare.slack")
@@ -59,6 +65,9 @@ log = logging.getLogger("devicecare.slack")
 R = TypeVar("R", bound=Payload | None)
 M = TypeVar("M", bound=Payload)
 C = TypeVar("C")
+T = TypeVar("T")
+# A workflow's check of a command, which reads and raises but never writes.
+Rule = Callable[[Context, Actor, T], Awaitable[object]]
 
 # Where a click's signed ref is: most buttons carry it as their value; a section's controls
 # sign their block id; an input inside a modal finds it in the modal's private_metadata.
@@ -128,6 +137,13 @@ class Submitted(Slack, Generic[M]):
         the first one made instead of making another."""
         return f"slack:view:{self.view['id']}"
 
+    async def checked_by(self, rule: Rule[T], command: T) -> T:
+        """`command`, once the workflow's read-only `rule` passes it (or raises what it breaks),
+        in a read snapshot: no waiting on writers before the ack."""
+        async with self.runtime.reads() as store:
+            await rule(self.context(store), self.actor, command)
+        return command
+
     async def show(self, view: Block, about: str) -> None:
         """The modal's final answer; when it was closed meanwhile the thread says it."""
         try:
@@ -159,6 +175,30 @@ def field_errors(
         return errors
     present = {b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)}
     return {(block if block in present else default): text for block, text in errors.items()}
+
+
+async def refusal_kept(runtime: Runtime, actor: Actor, what: str, exc: DomainError) -> None:
+    """A refusal answered in the ack is on record before the answer goes out, so a refusal the
+    person sees is already kept; a store that can't take it must not cost them the answer."""
+    if not isinstance(exc, PermissionDenied | ForgedPayload):
+        return
+    try:
+        await record_refusal(runtime, actor, what, exc.message)
+    except Exception:  # noqa: BLE001 - logged; the answer still goes out
+        log.exception("couldn't record the refusal to %s", what)
+
+
+async def redraw(
+    client: AsyncWebClient, view: Mapping[str, Any], new_view: Block, about: str
+) -> None:
+    """`new_view` over the modal `view`, unless the modal changed meanwhile (Slack compares the
+    hash): what the person did since wins."""
+    try:
+        await client.views_update(view_id=view["id"], hash=view.get("hash"), view=new_view)
+    except SlackApiError as exc:
+        if exc.response.get("error") != "hash_conflict":
+            raise
+        log.info("%s: the modal changed meanwhile; not redrawn", about)
 
 
 # --- clicks ------------------------------------------------------------------------------------
@@ -225,6 +265,187 @@ def on_click(
     return wrap
 
 
+# --- shortcuts ---------------------------------------------------------------------------------
+
+
+ShortcutHandler = Callable[[Slack], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ShortcutListener:
+    callback_ids: tuple[str, ...]
+    what: str
+    handler: ShortcutHandler
+
+    def register(self, app: AsyncApp, runtime: Runtime) -> None:
+        keys = signing_keys(runtime.settings)
+
+        async def listener(
+            ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
+        ) -> None:
+            await ack()
+            actor: Actor = context["actor"]
+            async with reported(runtime, client, body, self.what, actor):
+                await self.handler(Slack(runtime, client, body, actor, keys))
+
+        listener.__name__ = getattr(self.handler, "__name__", "shortcut")
+        for callback_id in self.callback_ids:
+            app.shortcut(callback_id)(listener)
+
+
+def on_shortcut(
+    callback_ids: str | Iterable[str], *, what: str
+) -> Callable[[ShortcutHandler], ShortcutListener]:
+    """A global or message shortcut: acked at once, then run as a click is (`on_click`); the
+    shortcut's payload is the listener's `body`."""
+    ids = (callback_ids,) if isinstance(callback_ids, str) else tuple(callback_ids)
+
+    def wrap(handler: ShortcutHandler) -> ShortcutListener:
+        return ShortcutListener(ids, what, handler)
+
+    return wrap
+
+
+# --- slash commands ----------------------------------------------------------------------------
+
+
+class _Ack:
+    """Slack's ack, remembering whether it was sent: a command answers in it or after it."""
+
+    def __init__(self, ack: AsyncAck) -> None:
+        self._ack = ack
+        self.sent = False
+
+    async def __call__(self, **response: Any) -> None:
+        self.sent = True
+        await self._ack(**response)
+
+
+@dataclass(frozen=True)
+class Command(Slack):
+    """A slash command (or a `/billing` subcommand), not yet acked: the handler answers in the
+    ack (`ack(text)`) or acks (`ack()`) before slow work; its words are `args`."""
+
+    answered: _Ack
+    args: tuple[str, ...]
+
+    async def ack(self, text: str | None = None, **response: Any) -> None:
+        """The ack; with `text`, an ephemeral answer in it."""
+        if text is not None:
+            response = {"response_type": "ephemeral", "text": text, **response}
+        await self.answered(**response)
+
+
+CommandHandler = Callable[[Command], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class CommandListener:
+    """What a command is, apart from where Slack sends it (`on_command`, `on_subcommand`)."""
+
+    what: str  # "/billing pause": logged with a refusal, and named by a `needs` refusal
+    refusal: str  # the ack's text for a refusal, around the reason: ":no_entry: {}"
+    needs: Permission | None
+    handler: CommandHandler
+
+    def require(self, actor: Actor) -> None:
+        if self.needs is not None and not actor.can(self.needs):
+            label = permission_label(self.needs)
+            raise PermissionDenied(f"`{self.what}` needs the {label} permission.")
+
+    async def run(
+        self,
+        runtime: Runtime,
+        ack: AsyncAck,
+        client: AsyncWebClient,
+        body: dict[str, Any],
+        actor: Actor,
+        args: tuple[str, ...],
+    ) -> None:
+        answered = _Ack(ack)
+        keys = signing_keys(runtime.settings)
+        command = Command(runtime, client, body, actor, keys, answered, args)
+        async with reported(runtime, client, body, self.what, actor):
+            try:
+                self.require(actor)
+                await self.handler(command)
+            except DomainError as exc:
+                if answered.sent:
+                    raise  # after the ack: told by `reported`
+                await refusal_kept(runtime, actor, self.what, exc)
+                refused = isinstance(exc, PermissionDenied | ForgedPayload)
+                await command.ack((self.refusal if refused else ":warning: {}").format(exc.message))
+
+
+def _words(text: object) -> tuple[str, ...]:
+    return tuple(str(text or "").split())
+
+
+@dataclass(frozen=True)
+class SlashCommand:
+    name: str
+    listener: CommandListener
+
+    def register(self, app: AsyncApp, runtime: Runtime) -> None:
+        async def listener(
+            ack: AsyncAck,
+            command: dict[str, Any],
+            client: AsyncWebClient,
+            context: AsyncBoltContext,
+        ) -> None:
+            words = _words(command.get("text"))
+            await self.listener.run(runtime, ack, client, command, context["actor"], words)
+
+        listener.__name__ = getattr(self.listener.handler, "__name__", "command")
+        app.command(self.name)(listener)
+
+
+@dataclass(frozen=True)
+class BillingSubcommand:
+    name: str
+    summary: str
+    listener: CommandListener
+
+    def register(self, app: AsyncApp, runtime: Runtime) -> None:
+        async def handler(call: BillingCall) -> None:
+            await self.listener.run(
+                runtime, call.ack, call.client, call.command, call.actor, call.args
+            )
+
+        add_subcommand(app, self.name, self.summary, handler)
+
+
+def on_command(
+    name: str, *, what: str, refusal: str = ":no_entry: {}", needs: Permission | None = None
+) -> Callable[[CommandHandler], SlashCommand]:
+    """A slash command. Its handler acks, answering in the ack or before slow work; a refusal
+    raised before the ack is the ack's answer (`refusal`, around the reason) and is logged, a
+    domain error after it reaches the person as a click's does. With `needs`, anyone without
+    that permission is refused before the handler runs."""
+
+    def wrap(handler: CommandHandler) -> SlashCommand:
+        return SlashCommand(name, CommandListener(what, refusal, needs, handler))
+
+    return wrap
+
+
+def on_subcommand(
+    name: str,
+    summary: str,
+    *,
+    what: str,
+    refusal: str = ":no_entry: {}",
+    needs: Permission | None = None,
+) -> Callable[[CommandHandler], BillingSubcommand]:
+    """`/billing <name> …`, as `on_command`; `summary` is its line in `/billing`'s usage and
+    `args` are the words after `name`."""
+
+    def wrap(handler: CommandHandler) -> BillingSubcommand:
+        return BillingSubcommand(name, summary, CommandListener(what, refusal, needs, handler))
+
+    return wrap
+
+
 # --- modal submissions -------------------------------------------------------------------------
 
 
@@ -244,10 +465,12 @@ class ModalForm(Generic[M, C]):
         *,
         meta: type[M],
         what: str,  # "refund a payment": the refusal's log line
-        doing: str,  # "refund the payment": "Couldn't refund the payment: …"
+        # "refund the payment": "Couldn't refund the payment: …"; None: a failure after the
+        # ack is told as a click's is (`reported`), under `what`
+        doing: str | None,
         fields: Mapping[str, str] | Callable[[str | None], str],  # a rule's field -> block
         default_field: str = "",  # with a mapping: where a rule about no field goes
-        working: Callable[[], Block] | None = None,  # the view the ack shows while writing
+        working: Callable[[Submitted[M]], Block] | None = None,  # the ack's view while writing
         clear: bool = False,  # or: the ack closes the modal
         shown_only: bool = True,  # see field_errors
         reply_to: Callable[[Submitted[M]], Mapping[str, Any]] | None = None,
@@ -299,7 +522,7 @@ class ModalForm(Generic[M, C]):
         ) -> None:
             actor: Actor = context["actor"]
             try:
-                await self.checked(runtime, client, body, actor)
+                form, _command = await self.checked(runtime, client, body, actor)
             except FormErrors as exc:
                 await ack(response_action="errors", errors=exc.errors)
                 return
@@ -307,13 +530,7 @@ class ModalForm(Generic[M, C]):
                 await ack(**await exc.response())
                 return
             except DomainError as exc:
-                if isinstance(exc, PermissionDenied | ForgedPayload):
-                    # Kept before the answer, so a refusal the person sees is already on
-                    # record; a store that can't take it must not cost them the answer.
-                    try:
-                        await record_refusal(runtime, actor, self.what, exc.message)
-                    except Exception:  # noqa: BLE001 - logged; the answer still goes out
-                        log.exception("couldn't record the refusal to %s", self.what)
+                await refusal_kept(runtime, actor, self.what, exc)
                 await ack(response_action="errors", errors=self.errors(exc, body))
                 return
             if self.clear:
@@ -321,7 +538,7 @@ class ModalForm(Generic[M, C]):
             elif self.working is None:
                 await ack()
             else:
-                await ack(response_action="update", view=self.working())
+                await ack(response_action="update", view=self.working(form))
 
         async def written(
             body: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
@@ -332,12 +549,67 @@ class ModalForm(Generic[M, C]):
             except (DomainError, FormErrors, Answer):
                 return  # answered with the errors next to their fields
             where = body if self.reply_to is None else self.reply_to(form)
-            async with after_ack(runtime, client, where, self.doing, actor):
+            if self.doing is None:
+                told = reported(runtime, client, where, self.what, actor)
+            else:
+                told = after_ack(runtime, client, where, self.doing, actor)
+            async with told:
                 await write(form, command)
 
         answer.__name__ = f"answer_{self.callback_id}"
         written.__name__ = getattr(write, "__name__", f"write_{self.callback_id}")
         app.view(self.callback_id)(ack=answer, lazy=[written])
+
+
+# --- modal steps -------------------------------------------------------------------------------
+
+
+StepRefused = Callable[[Slack, Mapping[str, Any], M | None, DomainError], dict[str, Any]]
+StepAnswer = Callable[[Submitted[M]], Awaitable[Block]]
+
+
+class ModalStep(Generic[M]):
+    """A modal whose ack draws its next view: a look-up, or a write short enough for Slack's
+    3 seconds (one row). A domain error, a forged private_metadata (`meta` None) included, is
+    logged where it is a refusal and answered by `refused`: field errors, or another view."""
+
+    def __init__(
+        self, callback_id: str, *, meta: type[M], what: str, refused: StepRefused[M]
+    ) -> None:
+        self.callback_id = callback_id
+        self.meta = meta
+        self.what = what
+        self.refused = refused
+        self._answer: StepAnswer[M] | None = None
+
+    def answer(self, fn: StepAnswer[M]) -> StepAnswer[M]:
+        self._answer = fn
+        return fn
+
+    def register(self, app: AsyncApp, runtime: Runtime) -> None:
+        assert self._answer is not None, f"{self.callback_id} has no answer"
+        answer = self._answer
+        keys = signing_keys(runtime.settings)
+
+        async def listener(
+            ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
+        ) -> None:
+            actor: Actor = context["actor"]
+            view: dict[str, Any] = body.get("view") or {}
+            meta: M | None = None
+            try:
+                meta = unpack(self.meta, view.get("private_metadata"), keys)
+                form = Submitted(runtime, client, body, actor, keys, view, meta)
+                next_view = await answer(form)
+            except DomainError as exc:
+                await refusal_kept(runtime, actor, self.what, exc)
+                slack = Slack(runtime, client, body, actor, keys)
+                await ack(**self.refused(slack, view, meta, exc))
+                return
+            await ack(response_action="update", view=next_view)
+
+        listener.__name__ = getattr(answer, "__name__", f"answer_{self.callback_id}")
+        app.view(self.callback_id)(listener)
 
 
 class Registers(Protocol):

@@ -9,7 +9,18 @@ from zoneinfo import ZoneInfo
 
 from bot.signing import Keys
 from bot.slack.approval_blocks import decision_actions
-from bot.slack.blocks import MINUS, Block, context_block, esc, fmt_date, fmt_when, header, mrkdwn
+from bot.slack.blocks import (
+    MINUS,
+    Block,
+    context_block,
+    esc,
+    fields_section,
+    fmt_date,
+    fmt_when,
+    header,
+    mrkdwn,
+    section,
+)
 from bot.slack.metadata import Payload, pack
 from workflows.insurance import Split
 from workflows.labels import decision_label, flags_text
@@ -126,7 +137,7 @@ def build_override_request_message(
     requested = f"Requested by {esc(facts.requested_by)} on {fmt_when(facts.requested_at, tz)}"
     blocks: list[Block] = [
         header("Claim-cap override requested"),
-        {"type": "section", "block_id": OverrideBlock.FACTS, "fields": _fact_fields(facts)},
+        fields_section(_fact_fields(facts), block_id=OverrideBlock.FACTS),
         context_block(requested, f"Reason: {esc(facts.reason)}" if facts.reason else ""),
     ]
     if facts.status == "pending":
@@ -137,13 +148,7 @@ def build_override_request_message(
             )
         )
     else:
-        blocks.append(
-            {
-                "type": "section",
-                "block_id": OverrideBlock.DECISION,
-                "text": mrkdwn(decision_line(facts, tz)),
-            }
-        )
+        blocks.append(section(decision_line(facts, tz), block_id=OverrideBlock.DECISION))
     return override_summary(facts), blocks
 
 

@@ -15,13 +15,16 @@ from bot.slack.blocks import (
     Block,
     button,
     context_block,
+    date_input,
     element,
     esc,
     fmt_date,
+    input_block,
     modal,
     option,
-    plain,
     section,
+    select_input,
+    text_input,
 )
 from bot.slack.metadata import Payload, pack
 from bot.slack.waiver_blocks import InvoiceBrief
@@ -162,54 +165,34 @@ def build_plan_modal(
             f"*Invoice {esc(brief.number)}* \u00b7 {esc(brief.student_name)}\n"
             f"*{format_cents(brief.balance_cents)}* left to pay, split evenly into installments."
         ),
-        {
-            "type": "input",
-            "block_id": PlanBlock.COUNT,
-            "label": plain("Number of installments"),
-            "hint": plain(f"{MIN_INSTALLMENTS} to {MAX_INSTALLMENTS}"),
-            "element": {
+        input_block(
+            PlanBlock.COUNT,
+            "Number of installments",
+            {
                 "type": "number_input",
-                "action_id": PlanBlock.COUNT,
                 "is_decimal_allowed": False,
                 "min_value": str(MIN_INSTALLMENTS),
                 "max_value": str(MAX_INSTALLMENTS),
                 "initial_value": str(count),
             },
-        },
-        {
-            "type": "input",
-            "block_id": PlanBlock.FIRST_DUE,
-            "label": plain("First installment due"),
-            "element": {
-                "type": "datepicker",
-                "action_id": PlanBlock.FIRST_DUE,
-                "initial_date": first_due.isoformat(),
-            },
-        },
-        {
-            "type": "input",
-            "block_id": PlanBlock.FREQUENCY,
-            "label": plain("Frequency"),
-            "element": {
-                "type": "static_select",
-                "action_id": PlanBlock.FREQUENCY,
-                "options": frequencies,
-                "initial_option": frequencies[-1],  # monthly
-            },
-        },
-        {
-            "type": "input",
-            "block_id": PlanBlock.NOTE,
-            "optional": True,
-            "label": plain("Note to the family"),
-            "element": {
-                "type": "plain_text_input",
-                "action_id": PlanBlock.NOTE,
-                "multiline": True,
-                "max_length": MAX_NOTE,
-                "placeholder": plain("e.g. As agreed on the phone with Ms. Rivera"),
-            },
-        },
+            hint=f"{MIN_INSTALLMENTS} to {MAX_INSTALLMENTS}",
+        ),
+        input_block(PlanBlock.FIRST_DUE, "First installment due", date_input(first_due)),
+        input_block(
+            PlanBlock.FREQUENCY,
+            "Frequency",
+            select_input(frequencies, initial=frequencies[-1]),  # monthly
+        ),
+        input_block(
+            PlanBlock.NOTE,
+            "Note to the family",
+            text_input(
+                multiline=True,
+                max_length=MAX_NOTE,
+                placeholder="e.g. As agreed on the phone with Ms. Rivera",
+            ),
+            optional=True,
+        ),
     ]
     rules = [
         "Odd cents go on the first installment. The family gets the schedule by email; "

@@ -150,7 +150,7 @@ plan_form: ModalForm[PlanModal, SetPaymentPlan] = ModalForm(
     doing="set the payment plan",
     fields=FIELD_BLOCKS,
     default_field=PlanBlock.COUNT,
-    working=lambda: build_plan_done_view(
+    working=lambda _form: build_plan_done_view(
         [":hourglass_flowing_sand: Setting the plan; the schedule will show here."]
     ),
 )

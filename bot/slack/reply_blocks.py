@@ -24,10 +24,14 @@ from bot.slack.blocks import (
     esc,
     fmt_date,
     fmt_when,
+    input_block,
     modal,
     mrkdwn,
     option,
     plain,
+    section,
+    select_input,
+    text_input,
 )
 from bot.slack.metadata import Payload, pack
 from workflows.labels import PAYMENT_METHODS
@@ -305,19 +309,12 @@ def _payment_blocks(card: ReplyCard, *, secret: Keys, tz: ZoneInfo) -> list[Bloc
     if waiting and pending.missing and pending.amount_given:
         missing = ", ".join(pending.missing)
         lines.append(f"_Not given: {missing}; you'll be asked when confirming._")
-    blocks: list[Block] = [
-        {"type": "section", "block_id": ReplyBlock.PAYMENT, "text": mrkdwn("\n".join(lines))}
-    ]
+    blocks: list[Block] = [section("\n".join(lines), block_id=ReplyBlock.PAYMENT)]
     if waiting:
         blocks.append(_payment_actions(card, pending, secret))
     else:
-        blocks.append(
-            {
-                "type": "section",
-                "block_id": ReplyBlock.DECISION,
-                "text": mrkdwn(decision_line(pending, card.invoice_number, tz)),
-            }
-        )
+        decision = decision_line(pending, card.invoice_number, tz)
+        blocks.append(section(decision, block_id=ReplyBlock.DECISION))
     return blocks
 
 
@@ -370,14 +367,11 @@ def build_split_modal(pending: PendingView, *, secret: Keys) -> Block:
         else "The family didn't say how much they paid: enter what was received."
     )
     blocks: list[Block] = [
-        {
-            "type": "section",
-            "text": mrkdwn(
-                f"{intro} Give each invoice its share: the amounts must add up to the total "
-                "received, and none can be more than what its invoice owes. Nothing is "
-                "recorded until you confirm."
-            ),
-        },
+        section(
+            f"{intro} Give each invoice its share: the amounts must add up to the total "
+            "received, and none can be more than what its invoice owes. Nothing is "
+            "recorded until you confirm."
+        ),
         _money_input(ReplyBlock.TOTAL, "Total received", total),
     ]
     for part in pending.parts:
@@ -399,16 +393,9 @@ def build_split_modal(pending: PendingView, *, secret: Keys) -> Block:
 
 
 def _money_input(block_id: str, label: str, cents: int | None, *, optional: bool = False) -> Block:
-    element: Block = {"type": "plain_text_input", "action_id": block_id, "max_length": 20}
-    if cents is not None:
-        element["initial_value"] = f"{cents // 100}.{cents % 100:02d}"
-    return {
-        "type": "input",
-        "block_id": block_id,
-        "optional": optional,
-        "label": plain(label),
-        "element": element,
-    }
+    initial = None if cents is None else f"{cents // 100}.{cents % 100:02d}"
+    element = text_input(max_length=20, initial=initial)
+    return input_block(block_id, label, element, optional=optional)
 
 
 def read_split_form(values: Mapping[str, Any]) -> tuple[str, dict[int, str]]:
@@ -427,8 +414,8 @@ def read_split_form(values: Mapping[str, Any]) -> tuple[str, dict[int, str]]:
 
 def build_reply_message(card: ReplyCard, *, secret: Keys, tz: ZoneInfo) -> tuple[str, list[Block]]:
     blocks: list[Block] = [
-        {"type": "section", "block_id": ReplyBlock.HEADLINE, "text": mrkdwn(headline(card))},
-        {"type": "section", "block_id": ReplyBlock.BODY, "text": mrkdwn(_body(card))},
+        section(headline(card), block_id=ReplyBlock.HEADLINE),
+        section(_body(card), block_id=ReplyBlock.BODY),
         context_block(*_context(card, tz)),
     ]
     if card.notes:
@@ -465,7 +452,7 @@ def build_bounce_alert(alert: BounceAlert, *, tz: ZoneInfo) -> tuple[str, list[B
         lines.append("Invoice: " + ", ".join(esc(n) for n in alert.invoices))
     lines.append("DeviceCare won't email this address again until it is corrected in the roster.")
     blocks: list[Block] = [
-        {"type": "section", "text": mrkdwn("\n".join(lines))},
+        section("\n".join(lines)),
         context_block(f"Bounce: {esc(alert.subject) or '(no subject)'}",
                       fmt_when(alert.received_at, tz)),
     ]  # fmt: skip
@@ -477,21 +464,9 @@ def build_confirm_payment_modal(
 ) -> Block:
     """Asks for what the parent didn't say (how they paid, the check number)."""
     options = [option(label, method) for method, label in METHOD_LABELS.items()]
-    method_element: Block = {
-        "type": "static_select",
-        "action_id": ReplyBlock.METHOD,
-        "options": options,
-        "placeholder": plain("How did they pay?"),
-    }
-    if pending.method in METHOD_LABELS:
-        method_element["initial_option"] = next(o for o in options if o["value"] == pending.method)
-    reference: Block = {
-        "type": "plain_text_input",
-        "action_id": ReplyBlock.REFERENCE,
-        "max_length": 200,
-    }
-    if pending.reference:
-        reference["initial_value"] = pending.reference
+    chosen = next((o for o in options if o["value"] == pending.method), None)
+    method_element = select_input(options, placeholder="How did they pay?", initial=chosen)
+    reference = text_input(max_length=200, initial=pending.reference)
     words = format_cents(pending.allocated_cents)
     given = [p for p in pending.parts if p.amount_cents > 0]
     where = (
@@ -500,27 +475,17 @@ def build_confirm_payment_modal(
         else f"*{esc(given[0].number if given else invoice_number)}*"
     )
     blocks: list[Block] = [
-        {
-            "type": "section",
-            "text": mrkdwn(
-                f"Record *{words}* on {where} as reported by the family. "
-                "A receipt is emailed to them."
-            ),
-        },
-        {
-            "type": "input",
-            "block_id": ReplyBlock.METHOD,
-            "label": plain("Method"),
-            "element": method_element,
-        },
-        {
-            "type": "input",
-            "block_id": ReplyBlock.REFERENCE,
-            "optional": True,
-            "label": plain("Check number or reference"),
-            "element": reference,
-            "hint": plain("Required for checks."),
-        },
+        section(
+            f"Record *{words}* on {where} as reported by the family. A receipt is emailed to them."
+        ),
+        input_block(ReplyBlock.METHOD, "Method", method_element),
+        input_block(
+            ReplyBlock.REFERENCE,
+            "Check number or reference",
+            reference,
+            optional=True,
+            hint="Required for checks.",
+        ),
     ]
     return modal(
         ReplyView.CONFIRM,

@@ -8,7 +8,20 @@ from datetime import date
 from enum import StrEnum
 from typing import Any
 
-from bot.slack.blocks import Block, context_block, esc, fmt_date, header, modal, plain
+from bot.slack.blocks import (
+    Block,
+    context_block,
+    date_input,
+    esc,
+    fmt_date,
+    header,
+    input_block,
+    modal,
+    plain,
+    section,
+    select_input,
+    text_input,
+)
 from bot.slack.metadata import Payload
 from storage.weekly_digest import WeeklyDigest
 from workflows.errors import ValidationError
@@ -79,53 +92,27 @@ def build_report_modal(
     """Pick a report (only those the person may run), a range (the school year so far by
     default) and optional filters."""
     blocks: list[Block] = [
-        {
-            "type": "input",
-            "block_id": ReportField.REPORT,
-            "label": plain("Report"),
-            "element": {
-                "type": "static_select",
-                "action_id": ReportField.REPORT,
-                "placeholder": plain("Pick a report"),
-                "options": [_option(s.title, s.name, s.description) for s in specs[:MAX_OPTIONS]],
-            },
-        },
-        {
-            "type": "input",
-            "block_id": ReportField.FROM,
-            "label": plain("From"),
-            "element": {
-                "type": "datepicker",
-                "action_id": ReportField.FROM,
-                "initial_date": date_from.isoformat(),
-            },
-        },
-        {
-            "type": "input",
-            "block_id": ReportField.TO,
-            "label": plain("To (included)"),
-            "element": {
-                "type": "datepicker",
-                "action_id": ReportField.TO,
-                "initial_date": date_to.isoformat(),
-            },
-        },
+        input_block(
+            ReportField.REPORT,
+            "Report",
+            select_input(
+                [_option(s.title, s.name, s.description) for s in specs[:MAX_OPTIONS]],
+                placeholder="Pick a report",
+            ),
+        ),
+        input_block(ReportField.FROM, "From", date_input(date_from)),
+        input_block(ReportField.TO, "To (included)", date_input(date_to)),
     ]
     if buildings:
+        options = [_option(b, b) for b in buildings[:MAX_OPTIONS]]
         blocks.append(
-            {
-                "type": "input",
-                "block_id": ReportField.BUILDINGS,
-                "optional": True,
-                "label": plain("Buildings"),
-                "hint": plain("Leave empty for every building."),
-                "element": {
-                    "type": "multi_static_select",
-                    "action_id": ReportField.BUILDINGS,
-                    "placeholder": plain("All buildings"),
-                    "options": [_option(b, b) for b in buildings[:MAX_OPTIONS]],
-                },
-            }
+            input_block(
+                ReportField.BUILDINGS,
+                "Buildings",
+                select_input(options, placeholder="All buildings", multi=True),
+                optional=True,
+                hint="Leave empty for every building.",
+            )
         )
     blocks += [
         _text_input(ReportField.GRADES, "Grades", "e.g. 7, 8 (empty for every grade)"),
@@ -140,18 +127,8 @@ def build_report_modal(
 
 
 def _text_input(block_id: str, label: str, placeholder: str) -> Block:
-    return {
-        "type": "input",
-        "block_id": block_id,
-        "optional": True,
-        "label": plain(label),
-        "element": {
-            "type": "plain_text_input",
-            "action_id": block_id,
-            "max_length": 500,
-            "placeholder": plain(placeholder),
-        },
-    }
+    element = text_input(max_length=500, placeholder=placeholder)
+    return input_block(block_id, label, element, optional=True)
 
 
 # --- reading the modal ----------------------------------------------------------------------
@@ -220,7 +197,7 @@ def build_summary(result: ReportResult, requested_by: str) -> tuple[str, list[Bl
     blocks: list[Block] = [
         header(spec.title),
         context_block(" \u00b7 ".join([scope, *filters])),
-        {"type": "section", "text": {"type": "mrkdwn", "text": sentences[:3000]}},
+        section(sentences),
         context_block(f"{files} \u00b7 requested by {esc(requested_by)}"),
     ]
     text = f"{spec.title}, {f.date_from.isoformat()} to {f.date_to.isoformat()}: " + (
@@ -252,7 +229,7 @@ def build_digest(digest: WeeklyDigest) -> tuple[str, list[Block]]:
         lines.append("*New repeat offenders:* none")
     blocks: list[Block] = [
         header(f"Weekly digest: {week}"),
-        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:3000]}},
+        section("\n".join(lines)),
         context_block(
             "`/report` for the details, e.g. `/report overdue` or "
             "`/report repeat-offenders last-week`."

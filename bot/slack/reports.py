@@ -17,13 +17,10 @@ Also delivers the weekly digest the scheduler queues (outbox kind `slack.weekly_
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -38,11 +35,11 @@ from bot.reports.delivery import (
     snapshot,
 )
 from bot.runtime import Runtime
-from bot.signing import signing_keys
-from bot.slack.billing_command import BillingCall, add_subcommand
 from bot.slack.billing_report_blocks import REPORT_USAGE
-from bot.slack.errors import modal_errors, record_refusal, reported, tell_user
-from bot.slack.metadata import ForgedPayload, pack, unpack
+from bot.slack.errors import record_refusal, tell_user
+from bot.slack.kept_posts import post_or_update
+from bot.slack.listeners import Command, ModalForm, Submitted, on_command, on_subcommand, wire
+from bot.slack.metadata import pack
 from bot.slack.report_blocks import (
     FIELD_BLOCKS,
     REPORT_COMMAND,
@@ -55,7 +52,7 @@ from bot.slack.report_blocks import (
     build_summary,
     read_report_form,
 )
-from bot.slack.response_url import reply, where
+from bot.slack.response_url import reply
 from storage.reports import building_names
 from storage.weekly_digest import DIGEST_KIND, WeeklyDigest
 from workflows.errors import DomainError, PermissionDenied, ValidationError
@@ -145,154 +142,137 @@ async def deliver_report(
         )
 
 
-def _refusal(actor: Actor) -> str | None:
-    """Why this person may run no report at all, or None."""
-    if actor.can(Permission.VIEW_REPORTS):
-        return None
-    return f"Reports need the {permission_label(Permission.VIEW_REPORTS)} permission."
+def require_reports(actor: Actor) -> None:
+    """Refused when this person may run no report at all."""
+    if not actor.can(Permission.VIEW_REPORTS):
+        label = permission_label(Permission.VIEW_REPORTS)
+        raise PermissionDenied(f"Reports need the {label} permission.")
 
 
-def register(app: AsyncApp, runtime: Runtime) -> None:
-    secret = signing_keys(runtime.settings)
-
-    async def billing_report(call: BillingCall) -> None:
-        await answer_billing_report(runtime, call)
-
-    add_subcommand(app, "report", BILLING_SUMMARY, billing_report)
-
-    @app.command(REPORT_COMMAND)
-    async def handle_report_command(
-        ack: AsyncAck, command: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
-    ) -> None:
-        actor: Actor = context["actor"]
-        user_id = str(command.get("user_id") or "")
-        channel_id = command.get("channel_id")
-        refused = _refusal(actor)
-        if refused:
-            await ack(response_type="ephemeral", text=f":no_entry: {refused}")
-            await record_refusal(runtime, actor, WHAT, refused)
-            return
-        text = str(command.get("text") or "").strip()
-        async with runtime.reads() as store:
-            year = await school_year(store)
-        today = district_today(runtime)
-        if not text:
-            await ack()
-            await open_modal(client, command, actor, today, year.start_month, year.start_day)
-            return
-        if text.lower() in ("help", "?"):
-            await ack(response_type="ephemeral", text=USAGE)
-            return
-        try:
-            request = parse_request(
-                text,
-                CATALOGUE,
-                today,
-                start_month=year.start_month,
-                start_day=year.start_day,
-            )
-        except ValidationError as exc:
-            await ack(response_type="ephemeral", text=f":warning: {exc.message}\n{USAGE}")
-            return
-        spec = CATALOGUE[request.name]
-        try:
-            require_report(actor, spec)
-        except PermissionDenied as exc:
-            message = f"{spec.title} is a money report; {exc.message}"
-            await ack(response_type="ephemeral", text=f":no_entry: {message}")
-            await record_refusal(runtime, actor, WHAT, message)
-            return
-        await ack(
-            response_type="ephemeral",
-            text=f":hourglass_flowing_sand: Running {spec.title} ({request.filters.describe()})…",
-        )
-        if not channel_id:
-            return
-        await deliver_report(
-            runtime,
-            client,
-            actor,
-            request.name,
-            request.filters,
-            user_id=user_id,
-            channel_id=str(channel_id),
-        )
-
-    async def open_modal(
-        client: AsyncWebClient,
-        command: Mapping[str, Any],
-        actor: Actor,
-        today: date,
-        start_month: int,
-        start_day: int,
-    ) -> None:
-        specs = visible_reports(actor, CATALOGUE)
-        async with snapshot(runtime) as store:
-            buildings = await building_names(store, limit=MAX_BUILDINGS)
-        date_from, date_to = default_range(today, start_month=start_month, start_day=start_day)
-        form = ReportForm(
-            user_id=str(command.get("user_id") or ""),
-            channel_id=command.get("channel_id") or None,
-        )
-        view = build_report_modal(specs, buildings, date_from, date_to, pack(form, secret))
-        await client.views_open(trigger_id=command["trigger_id"], view=view)
-
-    @app.view(ReportView.RUN.value)
-    async def handle_report_submission(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        view: dict[str, Any],
-        client: AsyncWebClient,
-        context: AsyncBoltContext,
-    ) -> None:
-        actor: Actor = context["actor"]
-        values = (view.get("state") or {}).get("values") or {}
-        try:
-            form = unpack(ReportForm, view.get("private_metadata"), secret)
-            name, filters = read_report_form(values, CATALOGUE)
-            require_report(actor, CATALOGUE[name])
-        except DomainError as exc:
-            errors = modal_errors(exc, FIELD_BLOCKS, ReportField.REPORT)
-            await ack(response_action="errors", errors=errors)
-            if isinstance(exc, PermissionDenied | ForgedPayload):
-                await record_refusal(runtime, actor, WHAT, exc.message)
-            return
-        await ack()
-        user_id = str((body.get("user") or {}).get("id") or form.user_id)
-        if not form.channel_id:
-            await tell_user(client, _where(user_id, None), "Run `/report` from a channel.")
-            return
-        await deliver_report(
-            runtime, client, actor, name, filters, user_id=user_id, channel_id=form.channel_id
-        )
-
-
-async def answer_billing_report(runtime: Runtime, call: BillingCall) -> None:
-    """`/billing report <name> …`: acknowledged at once, answered through the response_url."""
-    actor = call.actor
-    if not actor.can(Permission.VIEW_FINANCIAL_REPORTS):
-        label = permission_label(Permission.VIEW_FINANCIAL_REPORTS)
-        message = f"Billing reports need the {label} permission."
-        await call.ack(response_type="ephemeral", text=f":no_entry: {message}")
-        await record_refusal(runtime, actor, BILLING_WHAT, message)
+@on_command(REPORT_COMMAND, what=WHAT)
+async def handle_report_command(cmd: Command) -> None:
+    runtime, actor = cmd.runtime, cmd.actor
+    require_reports(actor)
+    text = str(cmd.body.get("text") or "").strip()
+    async with runtime.reads() as store:
+        year = await school_year(store)
+    today = district_today(runtime)
+    if not text:
+        await cmd.ack()
+        await open_modal(cmd, today, year.start_month, year.start_day)
         return
-    words = [a.lower() for a in call.args]
+    if text.lower() in ("help", "?"):
+        await cmd.ack(USAGE)
+        return
+    try:
+        request = parse_request(
+            text,
+            CATALOGUE,
+            today,
+            start_month=year.start_month,
+            start_day=year.start_day,
+        )
+    except ValidationError as exc:
+        await cmd.ack(f":warning: {exc.message}\n{USAGE}")
+        return
+    spec = CATALOGUE[request.name]
+    try:
+        require_report(actor, spec)
+    except PermissionDenied as exc:
+        raise PermissionDenied(f"{spec.title} is a money report; {exc.message}") from None
+    await cmd.ack(f":hourglass_flowing_sand: Running {spec.title} ({request.filters.describe()})…")
+    channel_id = cmd.body.get("channel_id")
+    if not channel_id:
+        return
+    await deliver_report(
+        runtime,
+        cmd.client,
+        actor,
+        request.name,
+        request.filters,
+        user_id=str(cmd.body.get("user_id") or ""),
+        channel_id=str(channel_id),
+    )
+
+
+async def open_modal(cmd: Command, today: date, start_month: int, start_day: int) -> None:
+    specs = visible_reports(cmd.actor, CATALOGUE)
+    async with snapshot(cmd.runtime) as store:
+        buildings = await building_names(store, limit=MAX_BUILDINGS)
+    date_from, date_to = default_range(today, start_month=start_month, start_day=start_day)
+    form = ReportForm(
+        user_id=str(cmd.body.get("user_id") or ""),
+        channel_id=cmd.body.get("channel_id") or None,
+    )
+    view = build_report_modal(specs, buildings, date_from, date_to, pack(form, cmd.keys))
+    await cmd.open_view(view)
+
+
+# The report is delivered after the ack; a failure there reaches the person (deliver_report).
+report_form: ModalForm[ReportForm, tuple[str, ReportFilters]] = ModalForm(
+    ReportView.RUN.value,
+    meta=ReportForm,
+    what=WHAT,
+    doing=None,
+    fields=FIELD_BLOCKS,
+    default_field=ReportField.REPORT,
+    shown_only=False,
+)
+
+
+@report_form.check
+async def check_report_form(form: Submitted[ReportForm]) -> tuple[str, ReportFilters]:
+    name, filters = read_report_form(form.values, CATALOGUE)
+    require_report(form.actor, CATALOGUE[name])
+    return name, filters
+
+
+@report_form.write
+async def run_submitted_report(
+    form: Submitted[ReportForm], asked: tuple[str, ReportFilters]
+) -> None:
+    name, filters = asked
+    user_id = str((form.body.get("user") or {}).get("id") or form.meta.user_id)
+    if not form.meta.channel_id:
+        await tell_user(form.client, _where(user_id, None), "Run `/report` from a channel.")
+        return
+    await deliver_report(
+        form.runtime,
+        form.client,
+        form.actor,
+        name,
+        filters,
+        user_id=user_id,
+        channel_id=form.meta.channel_id,
+    )
+
+
+@on_subcommand("report", BILLING_SUMMARY, what=BILLING_WHAT)
+async def answer_billing_report(cmd: Command) -> None:
+    """`/billing report <name> …`: acknowledged at once, answered through the response_url."""
+    if not cmd.actor.can(Permission.VIEW_FINANCIAL_REPORTS):
+        label = permission_label(Permission.VIEW_FINANCIAL_REPORTS)
+        raise PermissionDenied(f"Billing reports need the {label} permission.")
+    words = [a.lower() for a in cmd.args]
     report = BILLING.get(words[0]) if words else None
     try:
         if report is None or report.billing is None:
             raise ValidationError(REPORT_USAGE)
         answer = report.billing
-        asked = answer.words(words[1:], district_today(runtime))
+        asked = answer.words(words[1:], district_today(cmd.runtime))
     except ValidationError as exc:
-        await call.ack(response_type="ephemeral", text=exc.message)
+        await cmd.ack(exc.message)
         return
-    await call.ack()
-    body, tz = call.command, runtime.settings.tz
-    async with reported(runtime, call.client, where(body), BILLING_WHAT, actor):
-        async with snapshot(runtime) as store:
-            found = await answer.compute(store, asked, tz)
-        text, blocks = answer.render(found, tz)
-        await reply(call.client, body, text, blocks)
+    await cmd.ack()
+    tz = cmd.tz
+    async with snapshot(cmd.runtime) as store:
+        found = await answer.compute(store, asked, tz)
+    text, blocks = answer.render(found, tz)
+    await reply(cmd.client, cmd.body, text, blocks)
+
+
+def register(app: AsyncApp, runtime: Runtime) -> None:
+    wire(app, runtime, handle_report_command, report_form, answer_billing_report)
 
 
 def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
@@ -305,15 +285,8 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
             return
         text, blocks = build_digest(digest)
         key = digest.week_start.toordinal()
-        async with runtime.stores() as store:
-            posted = await store.slack_post(DIGEST_POST, key)
-        if posted is not None:
-            await client.chat_update(channel=posted.channel, ts=posted.ts, text=text, blocks=blocks)
-            return
-        response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
-        async with runtime.stores() as store:
-            await store.save_slack_post(
-                DIGEST_POST, key, str(response.get("channel") or channel), str(response["ts"])
-            )
+        await post_or_update(
+            runtime, client, DIGEST_POST, key, channel=channel, text=text, blocks=blocks
+        )
 
     return {DIGEST_KIND: deliver_weekly_digest}

@@ -8,12 +8,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.slack.blocks import Block
-from bot.slack.errors import channel_of
+from bot.slack.errors import channel_of, tell_user
 
 log = logging.getLogger("devicecare.slack")
 
@@ -54,13 +53,4 @@ async def reply(
             log.info("response_url answered %s; posting a fresh ephemeral", sent.status_code)
         except (TimeoutError, aiohttp.ClientError) as exc:
             log.info("response_url failed (%s); posting a fresh ephemeral", exc)
-    user, channel = user_id(body), channel_of(body)
-    if user is None:
-        return
-    try:
-        if channel:
-            await client.chat_postEphemeral(channel=channel, user=user, text=text, blocks=blocks)
-            return
-    except SlackApiError as exc:
-        log.info("ephemeral billing answer failed (%s); sending a DM", exc.response.get("error"))
-    await client.chat_postMessage(channel=user, text=text, blocks=blocks)
+    await tell_user(client, body, text, blocks=blocks)

@@ -19,14 +19,17 @@ from bot.slack.blocks import (
     context_block,
     element,
     esc,
+    fields_section,
     fmt_date,
     fmt_when,
     header,
+    input_block,
     modal,
     mrkdwn,
     option,
-    plain,
     section,
+    select_input,
+    text_input,
 )
 from bot.slack.metadata import Payload, pack
 from workflows.adjustments import MAX_REASON, AdjustmentKind, AdjustmentStatus
@@ -237,33 +240,13 @@ def _brief_block(brief: InvoiceBrief) -> Block:
 
 
 def _amount_input(label: str, initial_cents: int, hint: str) -> Block:
-    return {
-        "type": "input",
-        "block_id": WaiverBlock.AMOUNT,
-        "label": plain(label),
-        "hint": plain(hint),
-        "element": {
-            "type": "plain_text_input",
-            "action_id": WaiverBlock.AMOUNT,
-            "initial_value": _dollars(initial_cents),
-            "max_length": 20,
-        },
-    }
+    amount = text_input(initial=_dollars(initial_cents), max_length=20)
+    return input_block(WaiverBlock.AMOUNT, label, amount, hint=hint)
 
 
 def _reason_input(placeholder: str) -> Block:
-    return {
-        "type": "input",
-        "block_id": WaiverBlock.REASON,
-        "label": plain("Reason"),
-        "element": {
-            "type": "plain_text_input",
-            "action_id": WaiverBlock.REASON,
-            "multiline": True,
-            "max_length": MAX_REASON,
-            "placeholder": plain(placeholder),
-        },
-    }
+    reason = text_input(multiline=True, max_length=MAX_REASON, placeholder=placeholder)
+    return input_block(WaiverBlock.REASON, "Reason", reason)
 
 
 def build_waive_modal(
@@ -303,22 +286,14 @@ def build_refund_modal(
         option(f"{p.label} ({format_cents(p.refundable_cents)} refundable)", str(p.payment_id))
         for p in choices
     ]
-    select: Block = {
-        "type": "static_select",
-        "action_id": WaiverBlock.PAYMENT,
-        "placeholder": plain("The payment to hand back"),
-        "options": options,
-    }
-    if options:
-        select["initial_option"] = options[0]
+    select = select_input(
+        options,
+        placeholder="The payment to hand back",
+        initial=options[0] if options else None,
+    )
     blocks = [
         _brief_block(brief),
-        {
-            "type": "input",
-            "block_id": WaiverBlock.PAYMENT,
-            "label": plain("Payment"),
-            "element": select,
-        },
+        input_block(WaiverBlock.PAYMENT, "Payment", select),
         _amount_input(
             "Amount to refund ($)",
             choices[0].refundable_cents if choices else 0,
@@ -438,7 +413,7 @@ def build_waiver_request_message(
     requested = f"Requested by {esc(facts.requested_by)} on {fmt_when(facts.requested_at, tz)}"
     blocks: list[Block] = [
         header("Waiver approval requested"),
-        {"type": "section", "block_id": WaiverBlock.FACTS, "fields": fields},
+        fields_section(fields, block_id=WaiverBlock.FACTS),
         section(f"*Reason*\n{esc(facts.reason)}"),
         context_block(requested),
     ]

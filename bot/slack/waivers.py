@@ -250,9 +250,9 @@ async def handle_open_refund(click: Click[InvoiceAdjust]) -> None:
 # --- submitting them ---------------------------------------------------------------------------
 
 
-def _working(title: str) -> Callable[[], Block]:
+def _working(title: str) -> Callable[[Submitted[Any]], Block]:
     working = ":hourglass_flowing_sand: Working on it; the result will show here."
-    return lambda: build_done_view(title, [working])
+    return lambda _form: build_done_view(title, [working])
 
 
 waive_form: ModalForm[WaiveModal, RequestWaiver] = ModalForm(
@@ -278,9 +278,7 @@ async def check_waive(form: Submitted[WaiveModal]) -> RequestWaiver:
         reason=read.reason,
         idempotency_key=form.idempotency_key,
     )
-    async with form.runtime.reads() as store:
-        await check_waiver_request(form.context(store), form.actor, command)
-    return command
+    return await form.checked_by(check_waiver_request, command)
 
 
 @waive_form.write

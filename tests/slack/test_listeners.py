@@ -76,7 +76,7 @@ thing_form: ModalForm[Thing, int] = ModalForm(
     doing="change the thing",
     fields={"amount": "test.amount", "note": "test.note"},
     default_field="test.amount",
-    working=lambda: {"type": "modal", "title": {"type": "plain_text", "text": "Working"}},
+    working=lambda _form: {"type": "modal", "title": {"type": "plain_text", "text": "Working"}},
 )
 
 
