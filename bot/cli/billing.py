@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli.run import CLI_ACTOR_NAME, run_with_runtime
+from bot.cli.run import CLI_ACTOR_NAME, DAY_FORMATS, as_staff_option, run_with_runtime
 from bot.jobs.scheduler import billing_runner
 from bot.runtime import Runtime
 from bot.settings import get_settings
@@ -47,18 +47,9 @@ billing_app.add_typer(settings_app, name="settings")
 
 console = Console()
 T = TypeVar("T")
-DAY_FORMATS = ["%Y-%m-%d"]
 _DAYS_RE = re.compile(r"^[0-9]{1,4}$")
 
-AsEmail = Annotated[
-    str | None,
-    typer.Option(
-        "--as",
-        metavar="EMAIL",
-        help="Act as this staff member, who needs Manage Settings "
-        "(default: the command line itself).",
-    ),
-]
+AsEmail = Annotated[str | None, as_staff_option("Manage Settings")]
 
 
 def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:

@@ -16,7 +16,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli.run import cli_actor, in_store_as, log_refusal, run_with_runtime
+from bot.cli.run import (
+    DAY_FORMATS,
+    as_staff_option,
+    cli_actor,
+    in_store_as,
+    log_refusal,
+    run_with_runtime,
+)
 from bot.runtime import Runtime
 from bot.settings import get_settings
 from storage.bulk_fees import BulkFeeBiller
@@ -36,6 +43,7 @@ from workflows.fees import (
     find_fee,
     list_fees,
     preview_fee,
+    who_is_billed,
 )
 from workflows.grades import parse_grades
 from workflows.money import format_cents, parse_amount
@@ -49,16 +57,8 @@ fees_app = typer.Typer(
 console = Console()
 T = TypeVar("T")
 S = TypeVar("S")
-DAY_FORMATS = ["%Y-%m-%d"]
 
-AsEmail = Annotated[
-    str | None,
-    typer.Option(
-        "--as",
-        metavar="EMAIL",
-        help="Act as this staff member, who needs Manage Fees (default: the command line itself).",
-    ),
-]
+AsEmail = Annotated[str | None, as_staff_option("Manage Fees")]
 Year = Annotated[
     str | None,
     typer.Option(
@@ -103,15 +103,6 @@ async def _year(ctx: Context, year: str | None) -> str:
     if year:
         return clean_school_year(year)
     return current_school_year(await ctx.store.settings(), ctx.today())
-
-
-def _who(fee: FeeRecord, buildings: dict[int, str]) -> str:
-    parts = []
-    if fee.grades:
-        parts.append("grades " + ", ".join(fee.grades))
-    if fee.building_ids:
-        parts.append(", ".join(buildings.get(int(b), f"#{b}") for b in fee.building_ids))
-    return "; ".join(parts) or "every student"
 
 
 def _split(text: str | None) -> list[str]:
@@ -162,7 +153,7 @@ def add_command(
         )
         fee, created = await define_fee(ctx, fees, actor, definition)
         names = await fees.building_names([int(b) for b in fee.building_ids])
-        return fee, created, _who(fee, names)
+        return fee, created, who_is_billed(fee, names)
 
     fee, created, who = run_fee_work(as_email, "fees add", SqlFeeStore.beside, work)
     verb = "Added" if created else "Updated"
@@ -186,7 +177,7 @@ def list_command(year: Year = None, as_email: AsEmail = None) -> None:
     ) -> tuple[str, list[tuple[FeeRecord, FeeCounts, str]]]:
         shown, found = await list_fees(ctx, fees, actor, year)
         names = {b.id: b.name for b in await fees.buildings()}
-        return shown, [(fee, counts, _who(fee, names)) for fee, counts in found]
+        return shown, [(fee, counts, who_is_billed(fee, names)) for fee, counts in found]
 
     shown, found = run_fee_work(as_email, "fees list", SqlFeeStore.beside, work)
     if not found:
