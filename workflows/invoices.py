@@ -594,8 +594,9 @@ def _money_state(invoice: InvoiceRecord) -> dict[str, Any]:
     }
 
 
-async def _get_invoice(ctx: Context, invoice_id: int) -> InvoiceRecord:
-    invoice = await ctx.store.get_invoice(invoice_id, lock=True)
+async def existing_invoice(ctx: Context, invoice_id: int, *, lock: bool = False) -> InvoiceRecord:
+    """The invoice (locked for the change when `lock`), or NotFound."""
+    invoice = await ctx.store.get_invoice(invoice_id, lock=lock)
     if invoice is None:
         raise NotFound(f"Invoice #{invoice_id} doesn't exist.")
     return invoice
@@ -606,7 +607,7 @@ async def cancel_invoice(
 ) -> InvoiceRecord:
     """Cancel an unpaid invoice; its insurance claim slot is freed by the cancellation."""
     require(actor, Permission.CANCEL_INVOICES)
-    invoice = await _get_invoice(ctx, invoice_id)
+    invoice = await existing_invoice(ctx, invoice_id, lock=True)
     if invoice.status == InvoiceStatus.CANCELLED:
         return invoice
     if invoice.status == InvoiceStatus.PAID and invoice.total_cents > 0:
@@ -649,7 +650,7 @@ async def cancel_invoice(
 async def restore_invoice(ctx: Context, actor: Actor, invoice_id: int) -> InvoiceRecord:
     """Undo a cancellation. The claim it held must still fit under the policy's cap."""
     require(actor, Permission.CANCEL_INVOICES)
-    invoice = await _get_invoice(ctx, invoice_id)
+    invoice = await existing_invoice(ctx, invoice_id, lock=True)
     if invoice.status != InvoiceStatus.CANCELLED:
         raise ConflictError(f"Invoice {invoice.number} isn't cancelled.")
     store = ctx.store
@@ -692,7 +693,7 @@ async def set_invoice_automation(
     ctx: Context, actor: Actor, invoice_id: int, enabled: bool
 ) -> InvoiceRecord:
     require(actor, Permission.MANAGE_INVOICE_AUTOMATION)
-    invoice = await _get_invoice(ctx, invoice_id)
+    invoice = await existing_invoice(ctx, invoice_id, lock=True)
     if invoice.automation_enabled == enabled:
         return invoice
     invoice.automation_enabled = enabled
@@ -749,7 +750,7 @@ async def change_invoice_status(
             "record a payment to mark an invoice paid, or cancel it.",
             field="status",
         )
-    invoice = await _get_invoice(ctx, invoice_id)
+    invoice = await existing_invoice(ctx, invoice_id, lock=True)
     if invoice.status not in OPEN_STATUSES:
         raise ConflictError(
             f"Invoice {invoice.number} is {InvoiceStatus(invoice.status).label.lower()}; "
@@ -780,7 +781,7 @@ async def change_due_date(
 ) -> InvoiceRecord:
     """Move an open invoice's due date; reminders are keyed by due date, so they re-arm."""
     require(actor, Permission.CREATE_INVOICES)
-    invoice = await _get_invoice(ctx, invoice_id)
+    invoice = await existing_invoice(ctx, invoice_id, lock=True)
     if invoice.status not in OPEN_STATUSES:
         raise ConflictError(f"Invoice {invoice.number} is closed; its due date can't change.")
     today = ctx.today()
