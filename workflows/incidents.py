@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from workflows.devices import existing_device
 from workflows.errors import NotFound, ValidationError
 from workflows.incident_status import IncidentStatus, check_transition
 from workflows.insurance import CoverageBadge, coverage_badge, invoice_claim_key
@@ -63,8 +64,7 @@ async def check_new_incident(ctx: Context, actor: Actor, cmd: OpenIncident) -> N
     """The rules `open_incident` applies, checked without writing: a form can show a broken
     rule next to its field, then open the incident after it has answered."""
     require(actor, Permission.MANAGE_INCIDENTS)
-    if await ctx.store.get_device(cmd.device_id) is None:
-        raise NotFound("That device isn't in DeviceCare.", field="device")
+    await existing_device(ctx, cmd.device_id)
     _checked_fields(ctx, cmd)
     if cmd.student_id is not None and await ctx.store.get_student(cmd.student_id) is None:
         raise NotFound("That student isn't in DeviceCare.", field="student")
@@ -94,9 +94,7 @@ async def open_incident(ctx: Context, actor: Actor, cmd: OpenIncident) -> Opened
     store = ctx.store
     # Locking the device first serialises a redelivered request behind the original, so the
     # idempotency check below sees it once it has committed.
-    device = await store.get_device(cmd.device_id, lock=True)
-    if device is None:
-        raise NotFound("That device isn't in DeviceCare.", field="device")
+    device = await existing_device(ctx, cmd.device_id, lock=True)
     if cmd.idempotency_key:
         existing = await store.find_incident_by_key(cmd.idempotency_key)
         if existing is not None:
