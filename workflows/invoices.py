@@ -10,6 +10,7 @@ from typing import Any
 
 from workflows.errors import ConflictError, NotFound, PermissionDenied, ValidationError
 from workflows.fee_kinds import FeeKind, require_kind
+from workflows.incidents import existing_incident
 from workflows.insurance import ClaimDecision, CoverageContext, decide_claim, invoice_claim_key
 from workflows.invoice_updates import UpdateReason, amount_of, hold_key, notify_amount_change
 from workflows.labels import INVOICE_KINDS, INVOICE_STATUSES
@@ -335,9 +336,7 @@ async def check_invoice_for_incident(ctx: Context, actor: Actor, cmd: CreateInvo
     answered. Keep in step with `create_invoice_for_incident`."""
     require(actor, Permission.CREATE_INVOICES)
     store = ctx.store
-    incident = await store.get_incident(cmd.incident_id)
-    if incident is None:
-        raise NotFound(f"Incident #{cmd.incident_id} doesn't exist.")
+    incident = await existing_incident(ctx, cmd.incident_id)
     if cmd.idempotency_key and await store.find_invoice_by_key(cmd.idempotency_key):
         return  # a redelivery: the invoice is made already
     if incident.student_id is None:
@@ -368,9 +367,7 @@ async def create_invoice_for_incident(
     require(actor, Permission.CREATE_INVOICES)
     store = ctx.store
     # Lock the incident first so a redelivered request waits for the original and then finds it.
-    incident = await store.get_incident(cmd.incident_id, lock=True)
-    if incident is None:
-        raise NotFound(f"Incident #{cmd.incident_id} doesn't exist.")
+    incident = await existing_incident(ctx, cmd.incident_id, lock=True)
     if cmd.idempotency_key:
         existing = await store.find_invoice_by_key(cmd.idempotency_key)
         if existing is not None:
@@ -526,9 +523,7 @@ async def preview_invoice(ctx: Context, actor: Actor, cmd: CreateInvoice) -> Inv
     """
     require(actor, Permission.CREATE_INVOICES)
     store = ctx.store
-    incident = await store.get_incident(cmd.incident_id)
-    if incident is None:
-        raise NotFound(f"Incident #{cmd.incident_id} doesn't exist.")
+    incident = await existing_incident(ctx, cmd.incident_id)
     if incident.student_id is None:
         raise ValidationError(
             "This incident has no student, so there is nobody to invoice.", field="student"
