@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -108,24 +109,12 @@ async def queue_notice(
             )
         ).scalars()
     )
+    draft = _Draft(template, dedupe_key, context, mail_domain, invoice_id)
     queued: list[m.Notice] = []
     for guardian in await recipients(session, invoice.student_id):
         if guardian.id in existing or guardian.email is None:
             continue
-        queued.append(
-            await _add_notice(
-                session,
-                now,
-                guardian=guardian,
-                address=guardian.email,
-                invoice_id=invoice_id,
-                template=template,
-                dedupe_key=dedupe_key,
-                context=context,
-                mail_domain=mail_domain,
-                held=held,
-            )
-        )
+        queued.append(await _add_notice(session, now, guardian, guardian.email, draft, held=held))
     await session.flush()
     return queued
 
@@ -155,44 +144,42 @@ async def queue_guardian_notice(
     ).first()
     if taken is not None:
         return None
-    notice = await _add_notice(
-        session,
-        now,
-        guardian=guardian,
-        address=guardian.email,
-        invoice_id=invoice_id,
-        template=template,
-        dedupe_key=dedupe_key,
-        context=context,
-        mail_domain=mail_domain,
-    )
+    draft = _Draft(template, dedupe_key, context, mail_domain, invoice_id)
+    notice = await _add_notice(session, now, guardian, guardian.email, draft)
     await session.flush()
     return notice
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """What the notices of one queueing share, whoever they go to."""
+
+    template: str
+    dedupe_key: str
+    context: dict[str, Any]
+    mail_domain: str
+    invoice_id: int | None
 
 
 async def _add_notice(
     session: AsyncSession,
     now: datetime,
-    *,
     guardian: m.Guardian,
     address: str,
-    invoice_id: int | None,
-    template: str,
-    dedupe_key: str,
-    context: dict[str, Any],
-    mail_domain: str,
+    draft: _Draft,
+    *,
     held: bool = False,
 ) -> m.Notice:
     """A queued notice to `address` and the outbox row that will send it (a held one has no
     outbox row until it is released)."""
     notice = m.Notice(
-        invoice_id=invoice_id,
+        invoice_id=draft.invoice_id,
         guardian_id=guardian.id,
-        template=template,
-        dedupe_key=dedupe_key,
+        template=draft.template,
+        dedupe_key=draft.dedupe_key,
         to_address=address,
-        message_id=new_message_id(mail_domain),
-        context=context,
+        message_id=new_message_id(draft.mail_domain),
+        context=draft.context,
         status=HELD if held else "queued",
         created_at=now,
     )

@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
+from storage.activity import activity_entry
 from storage.blobs import BlobStore
 from storage.session_of import Db, session_of
 from workflows.clock import Clock
@@ -102,6 +103,14 @@ def _in(column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
     return column.in_(ids) if ids else _no_match()
 
 
+async def _row_ids(
+    session: AsyncSession, id_column: Any, column: Any, ids: Sequence[int]
+) -> list[int]:
+    """The ids (`id_column`) of the rows whose `column` is one of `ids`, in order."""
+    stmt = select(id_column).where(_in(column, ids)).order_by(id_column)
+    return list((await session.execute(stmt)).scalars())
+
+
 async def find_family(db: Db, email: str) -> Family:
     """The family of the guardian with this email; NotFound (changing nothing) otherwise."""
     session = session_of(db)
@@ -162,23 +171,11 @@ async def find_family(db: Db, email: str) -> Family:
         ).scalars()
     )
     family = Family(guardians, students, requester_ids=sorted(ids))
-    family.invoice_ids = list(
-        (
-            await session.execute(
-                select(m.Invoice.id)
-                .where(_in(m.Invoice.student_id, family.student_ids))
-                .order_by(m.Invoice.id)
-            )
-        ).scalars()
+    family.invoice_ids = await _row_ids(
+        session, m.Invoice.id, m.Invoice.student_id, family.student_ids
     )
-    family.incident_ids = list(
-        (
-            await session.execute(
-                select(m.Incident.id)
-                .where(_in(m.Incident.student_id, family.student_ids))
-                .order_by(m.Incident.id)
-            )
-        ).scalars()
+    family.incident_ids = await _row_ids(
+        session, m.Incident.id, m.Incident.student_id, family.student_ids
     )
     family.household_ids = await _own_households(session, family)
     return family
@@ -409,13 +406,12 @@ async def export_family(
     )
     counts = {name: len(rows) for name, rows in data.items()}
     session.add(
-        m.ActivityEntry(
-            at=now,
-            actor_staff_id=actor.staff_id,
-            actor_label=actor.name,
-            entity_type="guardian",
-            entity_id=family.guardians[0].id,
-            action="data_exported",
+        activity_entry(
+            actor,
+            now,
+            "guardian",
+            family.guardians[0].id,
+            "data_exported",
             after={"rows": sum(counts.values()), "photos": photos},
             comment="A copy of everything held about the family was exported.",
         )
@@ -646,13 +642,12 @@ async def erase_family(
     erasure.finished_at = now
     erasure.summary = summary
     session.add(
-        m.ActivityEntry(
-            at=now,
-            actor_staff_id=actor.staff_id,
-            actor_label=actor.name,
-            entity_type="privacy_erasure",
-            entity_id=erasure.id,
-            action="family_erased",
+        activity_entry(
+            actor,
+            now,
+            "privacy_erasure",
+            erasure.id,
+            "family_erased",
             after={"pseudonym": tag, **summary},
             comment=f"Personal data of a departed family replaced by {tag}.",
         )

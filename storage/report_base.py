@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
 from workflows.errors import ValidationError
-from workflows.reports import Period, ReportFilters, ReportResult, ReportSpec
+from workflows.reports import Period, ReportFilters, ReportResult, ReportSpec, Trend
 
 Runner = Callable[["ReportQuery"], Awaitable[ReportResult]]
 CATALOGUE: dict[str, ReportSpec] = {}
@@ -53,6 +53,16 @@ class ReportQuery:
     def is_pg(self) -> bool:
         bind = self.session.bind
         return bind is not None and bind.dialect.name == "postgresql"
+
+    def result(
+        self,
+        rows: list[tuple[Any, ...]],
+        summary: list[str],
+        totals: dict[str, int] | None = None,
+        trend: Trend | None = None,
+    ) -> ReportResult:
+        """This run's result: its spec and filters with the rows, summary, totals and trend."""
+        return ReportResult(self.spec, self.filters, rows, summary, totals or {}, trend)
 
     # --- the date range -------------------------------------------------------------------
 

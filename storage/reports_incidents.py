@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from sqlalchemy import func, select
 
 from storage import models as m
@@ -9,6 +11,7 @@ from storage.report_base import ReportQuery, parse_bucket, report
 from workflows.labels import flag_label
 from workflows.reports import (
     Audience,
+    Period,
     ReportResult,
     ReportSpec,
     Trend,
@@ -18,6 +21,19 @@ from workflows.reports import (
 )
 
 NO_TYPE = "(no type)"
+
+
+def _trend(
+    title: str, period: Period, periods: list[date], series: dict[str, list[float]], unit: str
+) -> Trend:
+    """A chart over `periods` from the series filled in per period."""
+    return Trend(
+        title=title,
+        period=period,
+        periods=tuple(periods),
+        series={k: tuple(v) for k, v in series.items()},
+        unit=unit,
+    )
 
 
 def _shown(flag: object) -> str:
@@ -69,23 +85,15 @@ async def incidents_by_type(q: ReportQuery) -> ReportResult:
         series[_shown(f)][index[parse_bucket(b)]] = float(n)
     rows = [(str(f), int(n), percent(int(n), total)) for f, n in by_type]
     top = ", ".join(f"{_shown(f)} {n}" for f, n, _p in rows[:3]) or "none"
-    return ReportResult(
-        spec=q.spec,
-        filters=q.filters,
-        rows=rows,
-        summary=[
+    return q.result(
+        rows,
+        [
             f"{total} incident{'s' if total != 1 else ''} happened "
             f"({q.filters.describe()}). Most common: {top}.",
             "An incident with several flags counts once under each.",
         ],
         totals={"incidents": total},
-        trend=Trend(
-            title=f"Incidents by type per {period.value}",
-            period=period,
-            periods=tuple(periods),
-            series={k: tuple(v) for k, v in series.items()},
-            unit="incidents",
-        ),
+        trend=_trend(f"Incidents by type per {period.value}", period, periods, series, "incidents"),
     )
 
 
@@ -161,18 +169,12 @@ async def closure_time(q: ReportQuery) -> ReportResult:
     summary = [f"{said.capitalize()} closed ({q.filters.describe()})."]
     if average is not None:
         summary.append(f"Average time to closure: {average} hours.")
-    return ReportResult(
-        spec=q.spec,
-        filters=q.filters,
-        rows=rows,
-        summary=summary,
+    return q.result(
+        rows,
+        summary,
         totals={"incidents_closed": closed},
-        trend=Trend(
-            title=f"Average hours to closure per {period.value}",
-            period=period,
-            periods=tuple(periods),
-            series={k: tuple(v) for k, v in series.items()},
-            unit="hours",
+        trend=_trend(
+            f"Average hours to closure per {period.value}", period, periods, series, "hours"
         ),
     )
 
@@ -278,10 +280,8 @@ async def repeat_offenders(q: ReportQuery) -> ReportResult:
     ]
     if rows:
         summary.append(f"Most recent incident: {rows[0][0]} on {rows[0][7]}.")
-    return ReportResult(
-        spec=q.spec,
-        filters=q.filters,
-        rows=rows,
-        summary=summary,
+    return q.result(
+        rows,
+        summary,
         totals={"students": n, "flags": sum(r[5] for r in rows)},
     )

@@ -160,11 +160,9 @@ async def claims_utilization(q: ReportQuery) -> ReportResult:
     claims_used = sum(r[9] for r in rows)
     absorbed_total = sum(r[12] for r in rows)
     at_limit = sum(1 for r in rows if r[10] is not None and r[9] >= r[10])
-    return ReportResult(
-        spec=q.spec,
-        filters=q.filters,
-        rows=rows,
-        summary=[
+    return q.result(
+        rows,
+        [
             f"{enrollments} enrollment{'s' if enrollments != 1 else ''} with a term in the range "
             f"({q.filters.describe()}).",
             f"{claims_used} claim{'s' if claims_used != 1 else ''} used; insurance absorbed "
@@ -245,11 +243,9 @@ async def enrollment_summary(q: ReportQuery) -> ReportResult:
         rows.append((str(name), str(term), *numbers))
     keys = ENROLLMENT_SUMMARY.headers[2:]
     totals = {k: sum(n[i] for n in counted) for i, k in enumerate(keys)}
-    return ReportResult(
-        spec=q.spec,
-        filters=q.filters,
-        rows=rows,
-        summary=[
+    return q.result(
+        rows,
+        [
             f"{totals['enrollments']} enrollment{'s' if totals['enrollments'] != 1 else ''} in "
             f"{len(rows)} polic{'ies' if len(rows) != 1 else 'y'} with a term in the range "
             f"({q.filters.describe()}): {totals['active']} active, "

@@ -57,6 +57,9 @@ _PAID = InvoiceStatus.PAID.value
 
 # --- the specs (README "Money reports" documents each one's columns) -----------------------
 
+# The first seven columns of every invoice listing (see _listing).
+_LISTING_HEADERS = ("invoice_number", "student", "family", "building", "grade", "kind", "status")
+
 INVOICES = ReportSpec(
     name="invoices",
     title="Outstanding and Paid Invoices",
@@ -64,13 +67,7 @@ INVOICES = ReportSpec(
     "waived and refunded, and what is still owed.",
     audience=Audience.FINANCIAL,
     headers=(
-        "invoice_number",
-        "student",
-        "family",
-        "building",
-        "grade",
-        "kind",
-        "status",
+        *_LISTING_HEADERS,
         "issued_on",
         "due_on",
         "billed",
@@ -116,13 +113,7 @@ OVERDUE = ReportSpec(
     "overdue first.",
     audience=Audience.FINANCIAL,
     headers=(
-        "invoice_number",
-        "student",
-        "family",
-        "building",
-        "grade",
-        "kind",
-        "status",
+        *_LISTING_HEADERS,
         "due_on",
         "days_overdue",
         "billed",
@@ -144,13 +135,7 @@ CLEANUP = ReportSpec(
     "year closes.",
     audience=Audience.FINANCIAL,
     headers=(
-        "invoice_number",
-        "student",
-        "family",
-        "building",
-        "grade",
-        "kind",
-        "status",
+        *_LISTING_HEADERS,
         "issued_on",
         "due_on",
         "balance",
@@ -332,11 +317,9 @@ async def invoices(q: ReportQuery) -> ReportResult:
         .order_by(inv.created_at, inv.id)
     )
     rows = [(*r[:7], read_day(r[7]), *r[8:]) for r in await _fetch(q, listing)]
-    return ReportResult(
-        spec=q.spec,
-        filters=q.filters,
-        rows=rows,
-        summary=[
+    return q.result(
+        rows,
+        [
             f"{_plural(total, 'invoice')} issued ({q.filters.describe()}), "
             f"{format_cents(billed)} billed.",
             f"Outstanding: {open_n} with {format_cents(open_cents)} still owed. "
@@ -392,6 +375,15 @@ def _balance_summary(
     ]
 
 
+async def _balance_result(
+    q: ReportQuery, rows: list[tuple[Any, ...]], who: tuple[str, str]
+) -> ReportResult:
+    """The result of a balances report listing `rows` of who (singular, plural) was billed."""
+    totals = await _balance_totals(q)
+    totals[who[1]] = len(rows)
+    return q.result(rows, _balance_summary(q, who, len(rows), totals), totals=totals)
+
+
 @report(BALANCES_BY_STUDENT)
 async def balances_by_student(q: ReportQuery) -> ReportResult:
     st = m.Student
@@ -424,15 +416,7 @@ async def balances_by_student(q: ReportQuery) -> ReportResult:
         )
         for r in (await q.session.execute(stmt)).all()
     ]
-    totals = await _balance_totals(q)
-    totals["students"] = len(rows)
-    return ReportResult(
-        spec=q.spec,
-        filters=q.filters,
-        rows=rows,
-        summary=_balance_summary(q, ("student", "students"), len(rows), totals),
-        totals=totals,
-    )
+    return await _balance_result(q, rows, ("student", "students"))
 
 
 def _family_key() -> ColumnElement[Any]:
@@ -479,15 +463,7 @@ async def balances_by_family(q: ReportQuery) -> ReportResult:
         )
         for r in figures
     ]
-    totals = await _balance_totals(q)
-    totals["families"] = len(rows)
-    return ReportResult(
-        spec=q.spec,
-        filters=q.filters,
-        rows=rows,
-        summary=_balance_summary(q, ("family", "families"), len(rows), totals),
-        totals=totals,
-    )
+    return await _balance_result(q, rows, ("family", "families"))
 
 
 # --- overdue and partially paid ------------------------------------------------------------
@@ -530,11 +506,9 @@ async def overdue(q: ReportQuery) -> ReportResult:
         .order_by(inv.due_date.is_(None), inv.due_date, inv.id)
     )
     rows = [tuple(r) for r in await _fetch(q, listing)]
-    return ReportResult(
-        spec=q.spec,
-        filters=q.filters,
-        rows=rows,
-        summary=[
+    return q.result(
+        rows,
+        [
             f"{_plural(total, 'open invoice')} overdue or partly paid "
             f"({q.filters.describe()}), {format_cents(owed)} still owed.",
             f"Overdue: {overdue_n} ({format_cents(overdue_cents)}). "
@@ -658,11 +632,9 @@ async def cleanup(q: ReportQuery) -> ReportResult:
     total = sum(n for n, _c in counts.values())
     owed = sum(c for _n, c in counts.values())
     parts = [f"{_suggestion_text(code)} {counts[code][0]}" for code in order if code in counts]
-    return ReportResult(
-        spec=q.spec,
-        filters=q.filters,
-        rows=rows,
-        summary=[
+    return q.result(
+        rows,
+        [
             f"{_plural(total, 'open invoice')} ({q.filters.describe()}), "
             f"{format_cents(owed)} still owed.",
             ("To do: " + ", ".join(parts) + ".") if parts else "Nothing left open.",
@@ -726,11 +698,9 @@ async def recovery(q: ReportQuery) -> ReportResult:
     rows.append(total_row)
     t = dict(zip(("invoices", *_PARTS), (int(x) for x in total_row[2:-1]), strict=True))
     rate = total_row[-1]
-    return ReportResult(
-        spec=q.spec,
-        filters=q.filters,
-        rows=rows,
-        summary=[
+    return q.result(
+        rows,
+        [
             f"{_plural(t['invoices'], 'damage or loss invoice')} issued "
             f"({q.filters.describe()}), {format_cents(t['billed'])} billed.",
             f"Collected {format_cents(t['collected'])}, covered by insurance "
@@ -758,11 +728,9 @@ async def cancelled(q: ReportQuery) -> ReportResult:
     rows = [c.values() for c in found]
     auto_n, auto_cents = by_kind.get(True, (0, 0))
     manual_n, manual_cents = by_kind.get(False, (0, 0))
-    return ReportResult(
-        spec=q.spec,
-        filters=q.filters,
-        rows=rows,
-        summary=[
+    return q.result(
+        rows,
+        [
             f"{_plural(auto_n + manual_n, 'invoice')} cancelled ({q.filters.describe()}), "
             f"{format_cents(auto_cents + manual_cents)}.",
             f"Auto-Cancelled: {auto_n} ({format_cents(auto_cents)}). "

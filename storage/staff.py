@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
+from storage.activity import activity_entry
 from storage.session_of import Db, session_of
 from workflows.clock import Clock
 from workflows.errors import NotFound, ValidationError
@@ -104,18 +105,7 @@ def _audit(
     before: dict[str, Any] | None,
     after: dict[str, Any] | None,
 ) -> None:
-    session.add(
-        m.ActivityEntry(
-            at=now,
-            actor_staff_id=actor.staff_id,
-            actor_label=actor.name,
-            entity_type="staff",
-            entity_id=staff.id,
-            action=action,
-            before=before,
-            after=after,
-        )
-    )
+    session.add(activity_entry(actor, now, "staff", staff.id, action, before=before, after=after))
 
 
 async def list_staff(db: Db) -> list[m.Staff]:

@@ -15,6 +15,7 @@ from workflows.invoices import OPEN_STATUSES, balance_of, settle_if_paid
 from workflows.money import format_cents
 from workflows.permissions import Actor
 from workflows.ports import AdjustmentRecord, Context, InvoiceRecord
+from workflows.text import required_line
 
 MAX_REASON = 500
 
@@ -31,12 +32,8 @@ class AdjustmentStatus(StrEnum):
 
 
 def clean_reason(reason: str) -> str:
-    text = " ".join(reason.split())
-    if not text:
-        raise ValidationError("Say why.", field="reason")
-    if len(text) > MAX_REASON:
-        raise ValidationError(f"Keep the reason under {MAX_REASON} characters.", field="reason")
-    return text
+    too_long = f"Keep the reason under {MAX_REASON} characters."
+    return required_line(reason, MAX_REASON, "reason", "Say why.", too_long)
 
 
 def check_waiver(invoice: InvoiceRecord, amount_cents: int) -> None:

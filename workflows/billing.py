@@ -30,6 +30,7 @@ from workflows.clock import local_date
 from workflows.errors import ValidationError
 from workflows.invoices import OPEN_STATUSES, InvoiceStatus, NoticeTemplate
 from workflows.labels import invoice_status_label
+from workflows.text import required_line
 
 MAX_PAUSE_DAYS = 120
 # A pre-due reminder needs at least this many days between the invoice's notice and its own day.
@@ -96,13 +97,9 @@ def validate_pause(starts_on: date, ends_on: date, reason: str) -> PauseWindow:
             f"A pause can last at most {MAX_PAUSE_DAYS} days; add another for a longer break.",
             field="ends_on",
         )
-    reason = " ".join(reason.split())
-    if not reason:
-        raise ValidationError("Say what the pause is for, e.g. Winter break.", field="reason")
-    if len(reason) > MAX_PAUSE_REASON:
-        raise ValidationError(
-            f"Keep the reason under {MAX_PAUSE_REASON} characters.", field="reason"
-        )
+    missing = "Say what the pause is for, e.g. Winter break."
+    too_long = f"Keep the reason under {MAX_PAUSE_REASON} characters."
+    reason = required_line(reason, MAX_PAUSE_REASON, "reason", missing, too_long)
     return PauseWindow(starts_on, ends_on, reason)
 
 

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from workflows.clock import local_date
+from workflows.devices import existing_device
 from workflows.errors import ConflictError, NotFound, ValidationError
 from workflows.fee_kinds import FeeKind
 from workflows.invoices import InvoiceKind, IssueInvoice, applicable_fees, issue_invoice
@@ -277,10 +278,7 @@ async def collect_device(
     store = ctx.store
     # The device's lock serialises two check-ins of the same device (and a double submit).
     if cmd.device_id is not None:
-        found = await store.get_device(cmd.device_id, lock=True)
-        if found is None:
-            raise NotFound("That device isn't in DeviceCare.", field="device")
-        device = found
+        device = await existing_device(ctx, cmd.device_id, lock=True)
     else:
         device = await _find_device(records, cmd.device, lock=True)
     if cmd.idempotency_key:

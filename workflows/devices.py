@@ -28,13 +28,19 @@ class Replacement:
     student_id: int
 
 
+async def existing_device(ctx: Context, device_id: int, *, lock: bool = False) -> DeviceRecord:
+    """The device (locked for the change when `lock`), or NotFound."""
+    device = await ctx.store.get_device(device_id, lock=lock)
+    if device is None:
+        raise NotFound("That device isn't in DeviceCare.", field="device")
+    return device
+
+
 async def check_replacement(ctx: Context, actor: Actor, cmd: ReplaceDevice) -> None:
     """The rules `replace_device` applies, checked without locking or writing: a form shows a
     broken rule next to its field, then replaces the device once it has answered."""
     require(actor, Permission.REPLACE_DEVICES)
-    old = await ctx.store.get_device(cmd.old_device_id)
-    if old is None:
-        raise NotFound("That device isn't in DeviceCare.", field="device")
+    old = await existing_device(ctx, cmd.old_device_id)
     _, _, new = await _checked(ctx, old, cmd, lock=False)
     tag = (cmd.new_asset_tag or "").strip()
     if new is None and tag:
@@ -74,9 +80,7 @@ async def _checked(
 async def replace_device(ctx: Context, actor: Actor, cmd: ReplaceDevice) -> Replacement:
     require(actor, Permission.REPLACE_DEVICES)
     store = ctx.store
-    old = await store.get_device(cmd.old_device_id, lock=True)
-    if old is None:
-        raise NotFound("That device isn't in DeviceCare.", field="device")
+    old = await existing_device(ctx, cmd.old_device_id, lock=True)
     student_id, serial, new = await _checked(ctx, old, cmd, lock=True)
     if new is None:
         try:

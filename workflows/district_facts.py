@@ -11,6 +11,7 @@ with its audit entry, is `workflows.administration.change_district_facts`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -147,33 +148,33 @@ def clean_address(value: object) -> str:
     return text
 
 
-def clean_phone(value: object) -> str:
-    field = COLUMNS["office_phone"]
-    text = _one_line(value, "office_phone", MAX_PHONE)
-    if not text:
-        return ""
-    main = _EXTENSION_RE.sub("", text)
-    digits = sum(ch.isdigit() for ch in main)
-    if not _PHONE_RE.fullmatch(text) or not MIN_PHONE_DIGITS <= digits <= MAX_PHONE_DIGITS:
-        raise ValidationError(
-            "The office phone must look like a phone number, e.g. (555) 010-2030 or "
-            "555-010-2030 ext. 12.",
-            field=field,
-        )
+def _checked_line(
+    value: object, fact: str, limit: int, ok: Callable[[str], object], problem: str
+) -> str:
+    """One line (see _one_line) that `ok` accepts, or "" when blank."""
+    text = _one_line(value, fact, limit)
+    if text and not ok(text):
+        raise ValidationError(problem, field=COLUMNS[fact])
     return text
+
+
+def _looks_like_phone(text: str) -> bool:
+    digits = sum(ch.isdigit() for ch in _EXTENSION_RE.sub("", text))
+    return bool(_PHONE_RE.fullmatch(text)) and MIN_PHONE_DIGITS <= digits <= MAX_PHONE_DIGITS
+
+
+_PHONE_PROBLEM = (
+    "The office phone must look like a phone number, e.g. (555) 010-2030 or 555-010-2030 ext. 12."
+)
+_EMAIL_PROBLEM = "The office email must be an email address, e.g. billing@district.org."
+
+
+def clean_phone(value: object) -> str:
+    return _checked_line(value, "office_phone", MAX_PHONE, _looks_like_phone, _PHONE_PROBLEM)
 
 
 def clean_email(value: object) -> str:
-    field = COLUMNS["office_email"]
-    text = _one_line(value, "office_email", MAX_EMAIL)
-    if not text:
-        return ""
-    if not _EMAIL_RE.fullmatch(text):
-        raise ValidationError(
-            "The office email must be an email address, e.g. billing@district.org.",
-            field=field,
-        )
-    return text
+    return _checked_line(value, "office_email", MAX_EMAIL, _EMAIL_RE.fullmatch, _EMAIL_PROBLEM)
 
 
 def clean_it_contact(value: object) -> str:

@@ -17,6 +17,7 @@ from workflows.fee_kinds import FeeKind
 from workflows.invoices import MAX_LINE_CENTS
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, FeeItemRecord
+from workflows.text import required_line
 
 ENTITY = "fee_item"
 MAX_NAME = 200
@@ -66,12 +67,8 @@ def clean_code(code: str) -> str:
 
 
 def _clean_name(name: str) -> str:
-    text = " ".join(name.split())
-    if not text:
-        raise ValidationError("A fee item needs a name.", field="name")
-    if len(text) > MAX_NAME:
-        raise ValidationError(f"A name has at most {MAX_NAME} characters.", field="name")
-    return text
+    too_long = f"A name has at most {MAX_NAME} characters."
+    return required_line(name, MAX_NAME, "name", "A fee item needs a name.", too_long)
 
 
 def _clean_price(cents: int) -> int:

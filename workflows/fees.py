@@ -10,7 +10,7 @@ anyone twice. Everything here needs Manage Fees, checked on the server for every
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
@@ -21,6 +21,7 @@ from workflows.invoices import MAX_DUE_DAYS, MAX_LINE_CENTS, check_due_date
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, SettingsRecord
 from workflows.school_year import school_year_of
+from workflows.text import required_line
 
 ENTITY = "annual_fee"
 LINE_KIND = "fee"
@@ -57,12 +58,9 @@ def clean_code(text: str) -> str:
 
 
 def clean_name(text: str) -> str:
-    name = " ".join(text.split())
-    if not name:
-        raise ValidationError("Give the fee a name, e.g. Technology fee.", field="name")
-    if len(name) > MAX_NAME:
-        raise ValidationError(f"A fee's name has at most {MAX_NAME} characters.", field="name")
-    return name
+    missing = "Give the fee a name, e.g. Technology fee."
+    too_long = f"A fee's name has at most {MAX_NAME} characters."
+    return required_line(text, MAX_NAME, "name", missing, too_long)
 
 
 def clean_school_year(text: str) -> str:
@@ -197,6 +195,16 @@ class FeeRecord(Protocol):
     active: bool
     created_by_id: int | None
     created_at: datetime
+
+
+def who_is_billed(fee: FeeRecord, buildings: Mapping[int, str]) -> str:
+    """Whom the fee bills, for people: its grades and buildings (by name), or every student."""
+    parts = []
+    if fee.grades:
+        parts.append("grades " + ", ".join(fee.grades))
+    if fee.building_ids:
+        parts.append(", ".join(buildings.get(int(b), f"#{b}") for b in fee.building_ids))
+    return "; ".join(parts) or "every student"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from workflows.devices import existing_device
 from workflows.errors import NotFound, ValidationError
 from workflows.incident_status import IncidentStatus, check_transition
 from workflows.insurance import CoverageBadge, coverage_badge, invoice_claim_key
@@ -59,12 +60,21 @@ def restricted_statuses(settings: SettingsRecord) -> frozenset[str]:
     return frozenset(settings.restricted_statuses)
 
 
+async def existing_incident(
+    ctx: Context, incident_id: int, *, lock: bool = False
+) -> IncidentRecord:
+    """The incident (locked for the change when `lock`), or NotFound."""
+    incident = await ctx.store.get_incident(incident_id, lock=lock)
+    if incident is None:
+        raise NotFound(f"Incident #{incident_id} doesn't exist.")
+    return incident
+
+
 async def check_new_incident(ctx: Context, actor: Actor, cmd: OpenIncident) -> None:
     """The rules `open_incident` applies, checked without writing: a form can show a broken
     rule next to its field, then open the incident after it has answered."""
     require(actor, Permission.MANAGE_INCIDENTS)
-    if await ctx.store.get_device(cmd.device_id) is None:
-        raise NotFound("That device isn't in DeviceCare.", field="device")
+    await existing_device(ctx, cmd.device_id)
     _checked_fields(ctx, cmd)
     if cmd.student_id is not None and await ctx.store.get_student(cmd.student_id) is None:
         raise NotFound("That student isn't in DeviceCare.", field="student")
@@ -94,9 +104,7 @@ async def open_incident(ctx: Context, actor: Actor, cmd: OpenIncident) -> Opened
     store = ctx.store
     # Locking the device first serialises a redelivered request behind the original, so the
     # idempotency check below sees it once it has committed.
-    device = await store.get_device(cmd.device_id, lock=True)
-    if device is None:
-        raise NotFound("That device isn't in DeviceCare.", field="device")
+    device = await existing_device(ctx, cmd.device_id, lock=True)
     if cmd.idempotency_key:
         existing = await store.find_incident_by_key(cmd.idempotency_key)
         if existing is not None:
@@ -188,9 +196,7 @@ async def change_incident_status(
     # set even without Manage Incidents; everything else needs the permission.
     if target.value not in restricted or target.value not in actor.allowed_statuses:
         require(actor, Permission.MANAGE_INCIDENTS)
-    incident = await store.get_incident(incident_id, lock=True)
-    if incident is None:
-        raise NotFound(f"Incident #{incident_id} doesn't exist.")
+    incident = await existing_incident(ctx, incident_id, lock=True)
     check_transition(actor, IncidentStatus(incident.status), target, restricted)
     before = incident.status
     incident.status = target.value
@@ -221,9 +227,7 @@ def check_note(body: str) -> str:
 
 async def add_incident_note(ctx: Context, actor: Actor, incident_id: int, body: str) -> int:
     require(actor, Permission.MANAGE_INCIDENTS)
-    incident = await ctx.store.get_incident(incident_id)
-    if incident is None:
-        raise NotFound(f"Incident #{incident_id} doesn't exist.")
+    incident = await existing_incident(ctx, incident_id)
     text = check_note(body)
     return await ctx.store.add_note(
         device_id=incident.device_id, incident_id=incident.id, actor=actor, body=text
@@ -249,9 +253,7 @@ class StoredPhoto:
 async def attach_photo(ctx: Context, actor: Actor, incident_id: int, photo: StoredPhoto) -> int:
     """Link a photo to the incident and, for life, to the incident's device."""
     require(actor, Permission.MANAGE_INCIDENTS)
-    incident = await ctx.store.get_incident(incident_id)
-    if incident is None:
-        raise NotFound(f"Incident #{incident_id} doesn't exist.")
+    incident = await existing_incident(ctx, incident_id)
     photo_id = await ctx.store.add_photo(
         device_id=incident.device_id,
         incident_id=incident.id,
@@ -280,9 +282,7 @@ async def attach_photo(ctx: Context, actor: Actor, incident_id: int, photo: Stor
 async def incident_coverage_badge(ctx: Context, incident_id: int) -> CoverageBadge:
     """The coverage badge as of the incident's date, not today."""
     store = ctx.store
-    incident = await store.get_incident(incident_id)
-    if incident is None:
-        raise NotFound(f"Incident #{incident_id} doesn't exist.")
+    incident = await existing_incident(ctx, incident_id)
     if incident.student_id is None:
         return coverage_badge(None, 0)
     coverage = await store.coverage_on(

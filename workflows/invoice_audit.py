@@ -262,31 +262,37 @@ def _adjustment_lines(
     adjustments: Iterable[AuditAdjustment] | None,
     words: Mapping[str, str],
 ) -> list[AuditLine]:
-    lines: list[AuditLine] = []
-    applied = [a for a in adjustments or () if a.status == "applied"]
-    waivers = [a for a in applied if a.kind == "waiver"]
-    refunds = [a for a in applied if a.kind == "refund"]
-    if adjustments is None or sum(a.amount_cents for a in waivers) != invoice.waived_cents:
-        waivers = []
-        if invoice.waived_cents:
-            lines.append(
-                AuditLine(LineKind.WAIVER, words["waiver"], invoice.waived_cents, Style.CREDIT)
-            )
-    for waiver in waivers:
-        label = f"{words['waiver']}: {waiver.reason}" if waiver.reason else words["waiver"]
-        lines.append(AuditLine(LineKind.WAIVER, label, waiver.amount_cents, Style.CREDIT))
+    applied = None if adjustments is None else [a for a in adjustments if a.status == "applied"]
+
+    def of_kind(kind: str) -> list[AuditAdjustment] | None:
+        return None if applied is None else [a for a in applied if a.kind == kind]
+
+    lines = _itemised(
+        LineKind.WAIVER, words["waiver"], Style.CREDIT, of_kind("waiver"), invoice.waived_cents
+    )
     if invoice.paid_cents:
         lines.append(AuditLine(LineKind.PAID, words["paid"], invoice.paid_cents, Style.PAYMENT))
-    if adjustments is None or sum(a.amount_cents for a in refunds) != invoice.refunded_cents:
-        refunds = []
-        if invoice.refunded_cents:
-            lines.append(
-                AuditLine(LineKind.REFUND, words["refund"], invoice.refunded_cents, Style.NOTE)
-            )
-    for refund in refunds:
-        label = f"{words['refund']}: {refund.reason}" if refund.reason else words["refund"]
-        lines.append(AuditLine(LineKind.REFUND, label, refund.amount_cents, Style.NOTE))
+    lines += _itemised(
+        LineKind.REFUND, words["refund"], Style.NOTE, of_kind("refund"), invoice.refunded_cents
+    )
     return lines
+
+
+def _itemised(
+    kind: LineKind,
+    word: str,
+    style: Style,
+    adjustments: list[AuditAdjustment] | None,
+    total_cents: int,
+) -> list[AuditLine]:
+    """A line per adjustment with its reason; one line for the invoice's total instead when the
+    adjustments aren't known or don't add up to it."""
+    if adjustments is None or sum(a.amount_cents for a in adjustments) != total_cents:
+        return [AuditLine(kind, word, total_cents, style)] if total_cents else []
+    return [
+        AuditLine(kind, f"{word}: {a.reason}" if a.reason else word, a.amount_cents, style)
+        for a in adjustments
+    ]
 
 
 async def load_invoice_audit(

@@ -10,6 +10,7 @@ from typing import Any
 
 from workflows.errors import ConflictError, NotFound, PermissionDenied, ValidationError
 from workflows.fee_kinds import FeeKind, require_kind
+from workflows.incidents import existing_incident
 from workflows.insurance import ClaimDecision, CoverageContext, decide_claim, invoice_claim_key
 from workflows.invoice_updates import UpdateReason, amount_of, hold_key, notify_amount_change
 from workflows.labels import INVOICE_KINDS, INVOICE_STATUSES
@@ -335,9 +336,7 @@ async def check_invoice_for_incident(ctx: Context, actor: Actor, cmd: CreateInvo
     answered. Keep in step with `create_invoice_for_incident`."""
     require(actor, Permission.CREATE_INVOICES)
     store = ctx.store
-    incident = await store.get_incident(cmd.incident_id)
-    if incident is None:
-        raise NotFound(f"Incident #{cmd.incident_id} doesn't exist.")
+    incident = await existing_incident(ctx, cmd.incident_id)
     if cmd.idempotency_key and await store.find_invoice_by_key(cmd.idempotency_key):
         return  # a redelivery: the invoice is made already
     if incident.student_id is None:
@@ -368,9 +367,7 @@ async def create_invoice_for_incident(
     require(actor, Permission.CREATE_INVOICES)
     store = ctx.store
     # Lock the incident first so a redelivered request waits for the original and then finds it.
-    incident = await store.get_incident(cmd.incident_id, lock=True)
-    if incident is None:
-        raise NotFound(f"Incident #{cmd.incident_id} doesn't exist.")
+    incident = await existing_incident(ctx, cmd.incident_id, lock=True)
     if cmd.idempotency_key:
         existing = await store.find_invoice_by_key(cmd.idempotency_key)
         if existing is not None:
@@ -526,9 +523,7 @@ async def preview_invoice(ctx: Context, actor: Actor, cmd: CreateInvoice) -> Inv
     """
     require(actor, Permission.CREATE_INVOICES)
     store = ctx.store
-    incident = await store.get_incident(cmd.incident_id)
-    if incident is None:
-        raise NotFound(f"Incident #{cmd.incident_id} doesn't exist.")
+    incident = await existing_incident(ctx, cmd.incident_id)
     if incident.student_id is None:
         raise ValidationError(
             "This incident has no student, so there is nobody to invoice.", field="student"
@@ -594,8 +589,9 @@ def _money_state(invoice: InvoiceRecord) -> dict[str, Any]:
     }
 
 
-async def _get_invoice(ctx: Context, invoice_id: int) -> InvoiceRecord:
-    invoice = await ctx.store.get_invoice(invoice_id, lock=True)
+async def existing_invoice(ctx: Context, invoice_id: int, *, lock: bool = False) -> InvoiceRecord:
+    """The invoice (locked for the change when `lock`), or NotFound."""
+    invoice = await ctx.store.get_invoice(invoice_id, lock=lock)
     if invoice is None:
         raise NotFound(f"Invoice #{invoice_id} doesn't exist.")
     return invoice
@@ -606,7 +602,7 @@ async def cancel_invoice(
 ) -> InvoiceRecord:
     """Cancel an unpaid invoice; its insurance claim slot is freed by the cancellation."""
     require(actor, Permission.CANCEL_INVOICES)
-    invoice = await _get_invoice(ctx, invoice_id)
+    invoice = await existing_invoice(ctx, invoice_id, lock=True)
     if invoice.status == InvoiceStatus.CANCELLED:
         return invoice
     if invoice.status == InvoiceStatus.PAID and invoice.total_cents > 0:
@@ -649,7 +645,7 @@ async def cancel_invoice(
 async def restore_invoice(ctx: Context, actor: Actor, invoice_id: int) -> InvoiceRecord:
     """Undo a cancellation. The claim it held must still fit under the policy's cap."""
     require(actor, Permission.CANCEL_INVOICES)
-    invoice = await _get_invoice(ctx, invoice_id)
+    invoice = await existing_invoice(ctx, invoice_id, lock=True)
     if invoice.status != InvoiceStatus.CANCELLED:
         raise ConflictError(f"Invoice {invoice.number} isn't cancelled.")
     store = ctx.store
@@ -692,7 +688,7 @@ async def set_invoice_automation(
     ctx: Context, actor: Actor, invoice_id: int, enabled: bool
 ) -> InvoiceRecord:
     require(actor, Permission.MANAGE_INVOICE_AUTOMATION)
-    invoice = await _get_invoice(ctx, invoice_id)
+    invoice = await existing_invoice(ctx, invoice_id, lock=True)
     if invoice.automation_enabled == enabled:
         return invoice
     invoice.automation_enabled = enabled
@@ -749,7 +745,7 @@ async def change_invoice_status(
             "record a payment to mark an invoice paid, or cancel it.",
             field="status",
         )
-    invoice = await _get_invoice(ctx, invoice_id)
+    invoice = await existing_invoice(ctx, invoice_id, lock=True)
     if invoice.status not in OPEN_STATUSES:
         raise ConflictError(
             f"Invoice {invoice.number} is {InvoiceStatus(invoice.status).label.lower()}; "
@@ -780,7 +776,7 @@ async def change_due_date(
 ) -> InvoiceRecord:
     """Move an open invoice's due date; reminders are keyed by due date, so they re-arm."""
     require(actor, Permission.CREATE_INVOICES)
-    invoice = await _get_invoice(ctx, invoice_id)
+    invoice = await existing_invoice(ctx, invoice_id, lock=True)
     if invoice.status not in OPEN_STATUSES:
         raise ConflictError(f"Invoice {invoice.number} is closed; its due date can't change.")
     today = ctx.today()

@@ -11,7 +11,8 @@ from workflows.approvals import (
     announce_request,
     decide,
 )
-from workflows.errors import ConflictError, NotFound, ValidationError
+from workflows.errors import ConflictError, ValidationError
+from workflows.incidents import existing_incident
 from workflows.insurance import CoverageContext, decide_claim, invoice_claim_key
 from workflows.invoice_updates import (
     INVOICE_ISSUED,
@@ -57,9 +58,7 @@ async def request_cap_override(
     """Ask an approver to apply insurance past the cap for this incident (one pending at a time)."""
     require(actor, Permission.CREATE_INVOICES)
     store = ctx.store
-    incident = await store.get_incident(incident_id)
-    if incident is None:
-        raise NotFound(f"Incident #{incident_id} doesn't exist.")
+    incident = await existing_incident(ctx, incident_id)
     pending = await store.pending_override_for(incident_id)
     if pending is not None:
         return pending

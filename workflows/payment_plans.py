@@ -27,8 +27,8 @@ from typing import Any, Protocol
 
 from workflows.billing import InvoiceFacts, PauseCalendar
 from workflows.billing_settings import BillingSettings
-from workflows.errors import ConflictError, NotFound, ValidationError
-from workflows.invoices import OPEN_STATUSES, NoticeTemplate, balance_of
+from workflows.errors import ConflictError, ValidationError
+from workflows.invoices import OPEN_STATUSES, NoticeTemplate, balance_of, existing_invoice
 from workflows.money import format_cents
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, InvoiceRecord
@@ -351,13 +351,6 @@ def clean_note(note: str) -> str:
     return text
 
 
-async def _open_invoice(ctx: Context, invoice_id: int) -> InvoiceRecord:
-    invoice = await ctx.store.get_invoice(invoice_id, lock=True)
-    if invoice is None:
-        raise NotFound(f"Invoice #{invoice_id} doesn't exist.")
-    return invoice
-
-
 async def set_payment_plan(
     ctx: Context, plans: PlanStore, actor: Actor, cmd: SetPaymentPlan
 ) -> PlanOutcome:
@@ -367,7 +360,7 @@ async def set_payment_plan(
     """
     require(actor, PLAN_PERMISSION)
     # The invoice lock orders concurrent plans for one invoice (and payments against it).
-    invoice = await _open_invoice(ctx, cmd.invoice_id)
+    invoice = await existing_invoice(ctx, cmd.invoice_id, lock=True)
     return await _set_plan(ctx, plans, actor, cmd, invoice)
 
 
@@ -377,9 +370,7 @@ async def check_payment_plan(
     """The rules `set_payment_plan` applies, checked without locking or writing: a form shows a
     broken rule next to its field, then sets the plan once it has answered."""
     require(actor, PLAN_PERMISSION)
-    invoice = await ctx.store.get_invoice(cmd.invoice_id)
-    if invoice is None:
-        raise NotFound(f"Invoice #{cmd.invoice_id} doesn't exist.")
+    invoice = await existing_invoice(ctx, cmd.invoice_id)
     await _set_plan(ctx, plans, actor, cmd, invoice, write=False)
 
 
@@ -459,7 +450,7 @@ async def clear_payment_plan(
 ) -> PlanOutcome:
     """Remove the plan: reminders follow the invoice's due date again. No plan, no change."""
     require(actor, PLAN_PERMISSION)
-    invoice = await _open_invoice(ctx, invoice_id)
+    invoice = await existing_invoice(ctx, invoice_id, lock=True)
     existing = list(await plans.installments_of(invoice.id))
     if not existing:
         return PlanOutcome(invoice, (), changed=False)

@@ -11,11 +11,16 @@ from workflows.enrollment import on_invoice_settled
 from workflows.errors import (
     ConflictError,
     DuplicateReference,
-    NotFound,
     OverpaymentError,
     ValidationError,
 )
-from workflows.invoices import InvoiceStatus, NoticeTemplate, balance_of, settle_if_paid
+from workflows.invoices import (
+    InvoiceStatus,
+    NoticeTemplate,
+    balance_of,
+    existing_invoice,
+    settle_if_paid,
+)
 from workflows.labels import payment_method_label
 from workflows.money import format_cents
 from workflows.permissions import Actor, Permission, require
@@ -104,9 +109,7 @@ async def record_payment(ctx: Context, actor: Actor, cmd: RecordPayment) -> Reco
     if not key:
         raise ValidationError("A payment needs an idempotency key.")
     # Lock the invoice first: a replayed payment then waits for the original and finds it.
-    invoice = await store.get_invoice(cmd.invoice_id, lock=True)
-    if invoice is None:
-        raise NotFound(f"Invoice #{cmd.invoice_id} doesn't exist.")
+    invoice = await existing_invoice(ctx, cmd.invoice_id, lock=True)
     existing = await store.find_payment_by_key(key)
     if existing is not None:
         if existing.invoice_id != cmd.invoice_id or existing.amount_cents != cmd.amount_cents:

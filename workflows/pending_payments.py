@@ -120,20 +120,49 @@ def missing_details(pending: PendingPaymentRecord) -> list[str]:
     return []
 
 
-async def _pending(
-    ctx: Context, pendings: PendingPayments, pending_id: int
-) -> PendingPaymentRecord:
-    pending = await pendings.get_pending_payment(pending_id, lock=True)
+async def _to_decide(
+    pendings: PendingPayments,
+    actor: Actor,
+    pending_id: int,
+    decision: PendingStatus,
+    *,
+    lock: bool = True,
+) -> tuple[PendingPaymentRecord, bool]:
+    """The reported payment, and whether it still waits for a decision. One already decided
+    the same way is a replay (False); one decided the other way is refused."""
+    require(actor, Permission.RECORD_PAYMENTS)
+    pending = await pendings.get_pending_payment(pending_id, lock=lock)
     if pending is None:
         raise NotFound("That reported payment doesn't exist.")
-    return pending
-
-
-def _already(pending: PendingPaymentRecord, wanted: PendingStatus) -> None:
-    """Refuse a decision that contradicts the one already made."""
-    if pending.status != wanted:
+    if pending.status == PendingStatus.PENDING:
+        return pending, True
+    if pending.status != decision:
         word = "confirmed" if pending.status == PendingStatus.CONFIRMED else "marked not received"
         raise ConflictError(f"This reported payment was already {word}.")
+    return pending, False
+
+
+def _decide(
+    ctx: Context, actor: Actor, pending: PendingPaymentRecord, status: PendingStatus
+) -> None:
+    pending.status = status.value
+    pending.decided_by_id = actor.staff_id
+    pending.decided_at = ctx.now()
+
+
+def _method(method: PaymentMethod | None, pending: PendingPaymentRecord) -> PaymentMethod:
+    """The method staff chose, or the one the family named."""
+    chosen = method or payment_method(pending.method)
+    if chosen is None:
+        raise ValidationError("Choose how the family paid.", field="method")
+    return chosen
+
+
+def _no_amount() -> ValidationError:
+    return ValidationError(
+        "The family didn't say how much they paid: enter the amount received first (Enter amount).",
+        field="amount",
+    )
 
 
 async def check_confirmation(
@@ -147,27 +176,19 @@ async def check_confirmation(
     """What `confirm_pending_payment` needs before it records anything, checked without
     locking or writing (a form shows a missing detail next to its field). A confirmation
     already made passes: confirming again changes nothing."""
-    require(actor, Permission.RECORD_PAYMENTS)
-    pending = await pendings.get_pending_payment(pending_id)
-    if pending is None:
-        raise NotFound("That reported payment doesn't exist.")
-    if pending.status != PendingStatus.PENDING:
-        _already(pending, PendingStatus.CONFIRMED)
+    pending, waiting = await _to_decide(
+        pendings, actor, pending_id, PendingStatus.CONFIRMED, lock=False
+    )
+    if not waiting:
         return
-    chosen = method or payment_method(pending.method)
-    if chosen is None:
-        raise ValidationError("Choose how the family paid.", field="method")
+    chosen = _method(method, pending)
     ref = ((reference if reference is not None else pending.reference) or "").strip()
     if len(ref) > MAX_REFERENCE:
         raise ValidationError("The payment reference is too long.", field="reference")
     if chosen is PaymentMethod.CHECK and not ref:
         raise ValidationError("Enter the check number.", field="reference")
     if not pending.amount_given:
-        raise ValidationError(
-            "The family didn't say how much they paid: enter the amount received first "
-            "(Enter amount).",
-            field="amount",
-        )
+        raise _no_amount()
 
 
 async def confirm_pending_payment(
@@ -180,14 +201,10 @@ async def confirm_pending_payment(
     reference: str | None = None,
 ) -> PendingDecision:
     """Record the reported payment on its invoice (which queues the receipt)."""
-    require(actor, Permission.RECORD_PAYMENTS)
-    pending = await _pending(ctx, pendings, pending_id)
-    if pending.status != PendingStatus.PENDING:
-        _already(pending, PendingStatus.CONFIRMED)
+    pending, waiting = await _to_decide(pendings, actor, pending_id, PendingStatus.CONFIRMED)
+    if not waiting:
         return PendingDecision(pending, None, None, changed=False)
-    chosen = method or payment_method(pending.method)
-    if chosen is None:
-        raise ValidationError("Choose how the family paid.", field="method")
+    chosen = _method(method, pending)
     ref = (reference if reference is not None else pending.reference) or None
     today = ctx.today()
     received_on = pending.paid_on if pending.paid_on and pending.paid_on <= today else today
@@ -198,11 +215,7 @@ async def confirm_pending_payment(
         else [(None, pending.invoice_id, pending.amount_cents)]
     )
     if not shares or not pending.amount_given:
-        raise ValidationError(
-            "The family didn't say how much they paid: enter the amount received first "
-            "(Enter amount).",
-            field="amount",
-        )
+        raise _no_amount()
     first: tuple[PaymentRecord, InvoiceRecord] | None = None
     recorded_parts: list[dict[str, int]] = []
     for part, invoice_id, amount in shares:
@@ -230,9 +243,7 @@ async def confirm_pending_payment(
         )
     assert first is not None
     before = {"status": pending.status}
-    pending.status = PendingStatus.CONFIRMED.value
-    pending.decided_by_id = actor.staff_id
-    pending.decided_at = ctx.now()
+    _decide(ctx, actor, pending, PendingStatus.CONFIRMED)
     pending.payment_id = first[0].id
     pending.method = chosen.value
     pending.reference = ref
@@ -357,14 +368,10 @@ async def reject_pending_payment(
     reason: str | None = None,
 ) -> PendingDecision:
     """The money never arrived: nothing is recorded; the decision is kept."""
-    require(actor, Permission.RECORD_PAYMENTS)
-    pending = await _pending(ctx, pendings, pending_id)
-    if pending.status != PendingStatus.PENDING:
-        _already(pending, PendingStatus.REJECTED)
+    pending, waiting = await _to_decide(pendings, actor, pending_id, PendingStatus.REJECTED)
+    if not waiting:
         return PendingDecision(pending, None, None, changed=False)
-    pending.status = PendingStatus.REJECTED.value
-    pending.decided_by_id = actor.staff_id
-    pending.decided_at = ctx.now()
+    _decide(ctx, actor, pending, PendingStatus.REJECTED)
     await ctx.store.log(
         actor,
         "pending_payment",

@@ -86,44 +86,51 @@ def receipt_context(
     }
 
 
+async def _key_and_payment(ctx: Context, cmd: RefundPayment) -> tuple[str, PaymentRecord]:
+    """The form's idempotency key and the payment it refunds (unlocked)."""
+    key = cmd.idempotency_key.strip()
+    if not key:
+        raise ValidationError("A refund needs an idempotency key.")
+    payment = await ctx.store.get_payment(cmd.payment_id)
+    if payment is None:
+        raise NotFound(f"Payment #{cmd.payment_id} doesn't exist.")
+    return key, payment
+
+
+async def _made_before(
+    ctx: Context, key: str, payment: PaymentRecord, cmd: RefundPayment
+) -> AdjustmentRecord | None:
+    """The refund this form already made, or None; a key used for another refund is refused."""
+    existing = await ctx.store.find_adjustment_by_key(key)
+    if existing is not None and (
+        existing.payment_id != payment.id or existing.amount_cents != cmd.amount_cents
+    ):
+        raise ConflictError("That form was already used for another refund; nothing changed.")
+    return existing
+
+
 async def check_refund_request(ctx: Context, actor: Actor, cmd: RefundPayment) -> None:
     """The rules `refund_payment` applies, checked without locking or writing: a form shows a
     broken rule next to its field, then refunds once it has answered."""
     require(actor, Permission.ISSUE_REFUNDS)
-    store = ctx.store
-    key = cmd.idempotency_key.strip()
-    if not key:
-        raise ValidationError("A refund needs an idempotency key.")
-    payment = await store.get_payment(cmd.payment_id)
-    if payment is None:
-        raise NotFound(f"Payment #{cmd.payment_id} doesn't exist.")
-    existing = await store.find_adjustment_by_key(key)
-    if existing is not None:
-        if existing.payment_id != payment.id or existing.amount_cents != cmd.amount_cents:
-            raise ConflictError("That form was already used for another refund; nothing changed.")
+    key, payment = await _key_and_payment(ctx, cmd)
+    if await _made_before(ctx, key, payment, cmd) is not None:
         return
     clean_reason(cmd.reason)
-    check_refund(payment, await store.refunded_on_payment(payment.id), cmd.amount_cents)
+    check_refund(payment, await ctx.store.refunded_on_payment(payment.id), cmd.amount_cents)
 
 
 async def refund_payment(ctx: Context, actor: Actor, cmd: RefundPayment) -> IssuedRefund:
     require(actor, Permission.ISSUE_REFUNDS)
     store = ctx.store
-    key = cmd.idempotency_key.strip()
-    if not key:
-        raise ValidationError("A refund needs an idempotency key.")
-    found = await store.get_payment(cmd.payment_id)
-    if found is None:
-        raise NotFound(f"Payment #{cmd.payment_id} doesn't exist.")
+    key, found = await _key_and_payment(ctx, cmd)
     # The invoice first, as payments and waivers lock it: a replay waits for the original.
     invoice = await store.get_invoice(found.invoice_id, lock=True)
     payment = await store.get_payment(cmd.payment_id, lock=True)
     if invoice is None or payment is None:
         raise NotFound(f"Payment #{cmd.payment_id} doesn't exist.")
-    existing = await store.find_adjustment_by_key(key)
+    existing = await _made_before(ctx, key, payment, cmd)
     if existing is not None:
-        if existing.payment_id != payment.id or existing.amount_cents != cmd.amount_cents:
-            raise ConflictError("That form was already used for another refund; nothing changed.")
         return IssuedRefund(existing, invoice, payment, created=False)
     reason = clean_reason(cmd.reason)
     check_refund(payment, await store.refunded_on_payment(payment.id), cmd.amount_cents)

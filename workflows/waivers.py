@@ -29,7 +29,7 @@ from workflows.approvals import (
 from workflows.approvals import check_comment as check_comment  # where callers have found it
 from workflows.enrollment import on_invoice_settled
 from workflows.errors import ConflictError, NotFound, PermissionDenied, ValidationError
-from workflows.invoices import balance_of
+from workflows.invoices import balance_of, existing_invoice
 from workflows.money import format_cents
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import AdjustmentRecord, Context, InvoiceRecord
@@ -119,9 +119,7 @@ async def check_waiver_request(ctx: Context, actor: Actor, cmd: RequestWaiver) -
     """The rules `request_waiver` applies, checked without locking or writing: a form shows a
     broken rule next to its field, then asks once it has answered."""
     require(actor, Permission.WAIVE_CHARGES)
-    invoice = await ctx.store.get_invoice(cmd.invoice_id)
-    if invoice is None:
-        raise NotFound(f"Invoice #{cmd.invoice_id} doesn't exist.")
+    invoice = await existing_invoice(ctx, cmd.invoice_id)
     key = (cmd.idempotency_key or "").strip() or None
     if await _replayed(ctx, key, invoice, cmd.amount_cents) is not None:
         return
@@ -145,9 +143,7 @@ async def request_waiver(ctx: Context, actor: Actor, cmd: RequestWaiver) -> Waiv
     store = ctx.store
     key = (cmd.idempotency_key or "").strip() or None
     # Lock the invoice first: a replay, a payment or another waiver waits for this one.
-    invoice = await store.get_invoice(cmd.invoice_id, lock=True)
-    if invoice is None:
-        raise NotFound(f"Invoice #{cmd.invoice_id} doesn't exist.")
+    invoice = await existing_invoice(ctx, cmd.invoice_id, lock=True)
     existing = await _replayed(ctx, key, invoice, cmd.amount_cents)
     if existing is not None:
         return WaiverOutcome(existing, invoice, created=False)

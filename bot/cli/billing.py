@@ -18,14 +18,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli.run import CLI_ACTOR_NAME, run_with_runtime
+from bot.cli.run import CLI_ACTOR_NAME, DAY_FORMATS, as_staff_option, run_with_runtime
 from bot.jobs.scheduler import billing_runner
 from bot.runtime import Runtime
 from bot.settings import get_settings
 from storage.billing_run import PlannedStep, RunResult
 from workflows.administration import change_billing_settings
 from workflows.billing import RunTotals, step_label
-from workflows.billing_pauses import PauseView, add_pause, list_pauses, remove_pause
+from workflows.billing_pauses import add_pause, list_pauses, remove_pause
 from workflows.billing_settings import BillingSettings, billing_settings_from
 from workflows.errors import NotFound, PermissionDenied, ValidationError
 from workflows.invoices import InvoiceStatus
@@ -47,18 +47,9 @@ billing_app.add_typer(settings_app, name="settings")
 
 console = Console()
 T = TypeVar("T")
-DAY_FORMATS = ["%Y-%m-%d"]
 _DAYS_RE = re.compile(r"^[0-9]{1,4}$")
 
-AsEmail = Annotated[
-    str | None,
-    typer.Option(
-        "--as",
-        metavar="EMAIL",
-        help="Act as this staff member, who needs Manage Settings "
-        "(default: the command line itself).",
-    ),
-]
+AsEmail = Annotated[str | None, as_staff_option("Manage Settings")]
 
 
 def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
@@ -90,6 +81,11 @@ async def _as_actor(
         async with runtime.stores() as store:
             await store.log_refusal(actor, what, exc.message)
         raise
+
+
+def _run_as(email: str | None, what: str, work: Callable[[Context, Actor], Awaitable[T]]) -> T:
+    """`work` run from the command line as `email` (see _as_actor)."""
+    return _run(lambda runtime: _as_actor(runtime, email, what, work))
 
 
 def _status(value: str) -> str:
@@ -234,15 +230,11 @@ def pause_add(
 ) -> None:
     """Pause billing from one day to another, both included."""
 
-    async def work(runtime: Runtime) -> PauseView:
-        return await _as_actor(
-            runtime,
-            as_email,
-            "billing pause",
-            lambda ctx, actor: add_pause(ctx, actor, starts_on.date(), ends_on.date(), reason),
-        )
-
-    added = _run(work)
+    added = _run_as(
+        as_email,
+        "billing pause",
+        lambda ctx, actor: add_pause(ctx, actor, starts_on.date(), ends_on.date(), reason),
+    )
     console.print(f"Added billing pause {escape(added.describe())}.")
 
 
@@ -254,18 +246,11 @@ def pause_list(
     as_email: AsEmail = None,
 ) -> None:
     """List the billing pauses."""
-
-    async def work(runtime: Runtime) -> list[PauseView]:
-        return list(
-            await _as_actor(
-                runtime,
-                as_email,
-                "billing pauses",
-                lambda ctx, actor: list_pauses(ctx, actor, include_past=everything),
-            )
-        )
-
-    pauses = _run(work)
+    pauses = _run_as(
+        as_email,
+        "billing pauses",
+        lambda ctx, actor: list_pauses(ctx, actor, include_past=everything),
+    )
     if not pauses:
         which = "" if everything else " current or coming"
         console.print(f"There are no{which} billing pauses.")
@@ -284,16 +269,9 @@ def pause_remove(
     as_email: AsEmail = None,
 ) -> None:
     """Remove a billing pause; its days count again from the next run on."""
-
-    async def work(runtime: Runtime) -> PauseView:
-        return await _as_actor(
-            runtime,
-            as_email,
-            "billing pause",
-            lambda ctx, actor: remove_pause(ctx, actor, pause_id),
-        )
-
-    removed = _run(work)
+    removed = _run_as(
+        as_email, "billing pause", lambda ctx, actor: remove_pause(ctx, actor, pause_id)
+    )
     console.print(f"Removed billing pause {escape(removed.describe())}.")
 
 
@@ -439,10 +417,7 @@ def settings_set(
         current = billing_settings_from(await ctx.store.settings())
         return await change_billing_settings(ctx, actor, replace(current, **changes))
 
-    async def work(runtime: Runtime) -> dict[str, tuple[Any, Any]]:
-        return await _as_actor(runtime, as_email, "billing settings", change)
-
-    changed = _run(work)
+    changed = _run_as(as_email, "billing settings", change)
     if not changed:
         console.print("Billing automation settings unchanged: they already had those values.")
         return

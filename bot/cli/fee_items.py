@@ -7,19 +7,15 @@ and other items are offered by no form. Commands act as the command line itself,
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli.fees import fail_unchanged, run_fee_command
-from bot.cli.run import in_store_as
-from bot.runtime import Runtime
+from bot.cli.fees import AsEmail, fail_unchanged, run_fee_work
 from storage.fee_item_store import SqlFeeItemStore
-from storage.store import SqlStore
 from workflows.errors import ValidationError
 from workflows.fee_items import FeeItemChange, list_fee_items, set_fee_item
 from workflows.fee_kinds import FEE_KINDS, FeeKind, kind_label, parse_fee_kind
@@ -32,32 +28,7 @@ fee_items_app = typer.Typer(
     no_args_is_help=True,
 )
 console = Console()
-T = TypeVar("T")
 KINDS = "|".join(FEE_KINDS)
-
-AsEmail = Annotated[
-    str | None,
-    typer.Option(
-        "--as",
-        metavar="EMAIL",
-        help="Act as this staff member, who needs Manage Fees (default: the command line itself).",
-    ),
-]
-
-
-async def _with_items(
-    runtime: Runtime,
-    email: str | None,
-    what: str,
-    work: Callable[[Context, SqlFeeItemStore, Actor], Awaitable[T]],
-) -> T:
-    """Run `work` in one transaction, as the command line or the staff member `email`."""
-
-    async def with_items(store: SqlStore, actor: Actor) -> T:
-        ctx = Context(store, runtime.clock, runtime.settings.tz)
-        return await work(ctx, SqlFeeItemStore.beside(store), actor)
-
-    return await in_store_as(runtime, email, what, with_items)
 
 
 def describe(item: FeeItemRecord) -> str:
@@ -91,10 +62,7 @@ def list_command(
     async def work(ctx: Context, items: SqlFeeItemStore, actor: Actor) -> list[FeeItemRecord]:
         return await list_fee_items(items, actor, wanted, inactive=show_all)
 
-    async def main(runtime: Runtime) -> list[FeeItemRecord]:
-        return await _with_items(runtime, as_email, "fee-items list", work)
-
-    found = run_fee_command(main)
+    found = run_fee_work(as_email, "fee-items list", SqlFeeItemStore.beside, work)
     if not found:
         console.print("There are no fee items. Add one with `devicecare fee-items set`.")
         return
@@ -172,10 +140,7 @@ def set_command(
     ) -> tuple[FeeItemRecord, bool]:
         return await set_fee_item(ctx, items, actor, change)
 
-    async def main(runtime: Runtime) -> tuple[FeeItemRecord, bool]:
-        return await _with_items(runtime, as_email, "fee-items set", work)
-
-    item, added = run_fee_command(main)
+    item, added = run_fee_work(as_email, "fee-items set", SqlFeeItemStore.beside, work)
     verb = "Added" if added else "Saved"
     console.print(
         f"{verb} fee item [bold]{escape(item.code)}[/bold]: {escape(describe(item))}; "

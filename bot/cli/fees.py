@@ -16,7 +16,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli.run import cli_actor, in_store_as, log_refusal, run_with_runtime
+from bot.cli.run import (
+    DAY_FORMATS,
+    as_staff_option,
+    cli_actor,
+    in_store_as,
+    log_refusal,
+    run_with_runtime,
+)
 from bot.runtime import Runtime
 from bot.settings import get_settings
 from storage.bulk_fees import BulkFeeBiller
@@ -36,6 +43,7 @@ from workflows.fees import (
     find_fee,
     list_fees,
     preview_fee,
+    who_is_billed,
 )
 from workflows.grades import parse_grades
 from workflows.money import format_cents, parse_amount
@@ -48,16 +56,9 @@ fees_app = typer.Typer(
 )
 console = Console()
 T = TypeVar("T")
-DAY_FORMATS = ["%Y-%m-%d"]
+S = TypeVar("S")
 
-AsEmail = Annotated[
-    str | None,
-    typer.Option(
-        "--as",
-        metavar="EMAIL",
-        help="Act as this staff member, who needs Manage Fees (default: the command line itself).",
-    ),
-]
+AsEmail = Annotated[str | None, as_staff_option("Manage Fees")]
 Year = Annotated[
     str | None,
     typer.Option(
@@ -79,34 +80,29 @@ def fail_unchanged(message: str) -> None:
     raise typer.Exit(1)
 
 
-async def _with_fees(
-    runtime: Runtime,
+def run_fee_work(
     email: str | None,
     what: str,
-    work: Callable[[Context, SqlFeeStore, Actor], Awaitable[T]],
+    beside: Callable[[SqlStore], S],
+    work: Callable[[Context, S, Actor], Awaitable[T]],
 ) -> T:
-    """Run `work` in one transaction, as the command line or the staff member `email`."""
+    """Run `work` in one transaction, as the command line or the staff member `email`, with the
+    store `beside` opens next to the main one; a refusal is printed with "Nothing was changed."."""
 
-    async def with_fees(store: SqlStore, actor: Actor) -> T:
-        ctx = Context(store, runtime.clock, runtime.settings.tz)
-        return await work(ctx, SqlFeeStore.beside(store), actor)
+    async def main(runtime: Runtime) -> T:
+        async def with_store(store: SqlStore, actor: Actor) -> T:
+            ctx = Context(store, runtime.clock, runtime.settings.tz)
+            return await work(ctx, beside(store), actor)
 
-    return await in_store_as(runtime, email, what, with_fees)
+        return await in_store_as(runtime, email, what, with_store)
+
+    return run_fee_command(main)
 
 
 async def _year(ctx: Context, year: str | None) -> str:
     if year:
         return clean_school_year(year)
     return current_school_year(await ctx.store.settings(), ctx.today())
-
-
-def _who(fee: FeeRecord, buildings: dict[int, str]) -> str:
-    parts = []
-    if fee.grades:
-        parts.append("grades " + ", ".join(fee.grades))
-    if fee.building_ids:
-        parts.append(", ".join(buildings.get(int(b), f"#{b}") for b in fee.building_ids))
-    return "; ".join(parts) or "every student"
 
 
 def _split(text: str | None) -> list[str]:
@@ -157,12 +153,9 @@ def add_command(
         )
         fee, created = await define_fee(ctx, fees, actor, definition)
         names = await fees.building_names([int(b) for b in fee.building_ids])
-        return fee, created, _who(fee, names)
+        return fee, created, who_is_billed(fee, names)
 
-    async def main(runtime: Runtime) -> tuple[FeeRecord, bool, str]:
-        return await _with_fees(runtime, as_email, "fees add", work)
-
-    fee, created, who = run_fee_command(main)
+    fee, created, who = run_fee_work(as_email, "fees add", SqlFeeStore.beside, work)
     verb = "Added" if created else "Updated"
     due_text = fee.due_date.isoformat() if fee.due_date else "the district's default"
     console.print(
@@ -184,12 +177,9 @@ def list_command(year: Year = None, as_email: AsEmail = None) -> None:
     ) -> tuple[str, list[tuple[FeeRecord, FeeCounts, str]]]:
         shown, found = await list_fees(ctx, fees, actor, year)
         names = {b.id: b.name for b in await fees.buildings()}
-        return shown, [(fee, counts, _who(fee, names)) for fee, counts in found]
+        return shown, [(fee, counts, who_is_billed(fee, names)) for fee, counts in found]
 
-    async def main(runtime: Runtime) -> tuple[str, list[tuple[FeeRecord, FeeCounts, str]]]:
-        return await _with_fees(runtime, as_email, "fees list", work)
-
-    shown, found = run_fee_command(main)
+    shown, found = run_fee_work(as_email, "fees list", SqlFeeStore.beside, work)
     if not found:
         console.print(f"There are no fees for {escape(shown)}. Add one with `devicecare fees add`.")
         return
@@ -217,10 +207,7 @@ def preview_command(code: Code, year: Year = None, as_email: AsEmail = None) -> 
         fee = await find_fee(fees, code, await _year(ctx, year))
         return await preview_fee(ctx, fees, actor, fee.id)
 
-    async def main(runtime: Runtime) -> FeePreview:
-        return await _with_fees(runtime, as_email, "fees preview", work)
-
-    preview = run_fee_command(main)
+    preview = run_fee_work(as_email, "fees preview", SqlFeeStore.beside, work)
     fee, counts = preview.fee, preview.counts
     console.print(
         f"[bold]{escape(fee.code)}[/bold] ({escape(fee.school_year)}), {escape(fee.name)}, "

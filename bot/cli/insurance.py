@@ -18,7 +18,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli.run import CLI_ACTOR_NAME, cli_actor, log_refusal, run_with_runtime
+from bot.cli.run import (
+    CLI_ACTOR_NAME,
+    DAY_FORMATS,
+    as_staff_option,
+    cli_actor,
+    log_refusal,
+    run_with_runtime,
+)
 from bot.jobs.scheduler import send_coverage_reminders
 from bot.runtime import Runtime
 from bot.settings import get_settings
@@ -49,16 +56,8 @@ insurance_app.add_typer(policy_app, name="policy")
 
 console = Console()
 T = TypeVar("T")
-DAY_FORMATS = ["%Y-%m-%d"]
 
-AsEmail = Annotated[
-    str | None,
-    typer.Option(
-        "--as",
-        metavar="EMAIL",
-        help="Act as this staff member (default: the command line itself).",
-    ),
-]
+AsEmail = Annotated[str | None, as_staff_option()]
 CsvFile = Annotated[
     Path,
     typer.Argument(exists=True, file_okay=True, dir_okay=False, readable=True, metavar="FILE.csv"),

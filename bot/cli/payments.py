@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bot.cli.run import cli_actor, run_with_runtime
+from bot.cli.run import as_staff_option, cli_actor, run_with_runtime
 from bot.csv_out import Number, csv_writer
 from bot.runtime import Runtime
 from bot.settings import get_settings
@@ -151,15 +151,7 @@ def import_command(
             "reversals, rejected) with the reasons.",
         ),
     ] = None,
-    as_email: Annotated[
-        str | None,
-        typer.Option(
-            "--as",
-            metavar="EMAIL",
-            help="Act as this staff member, who needs Record Payments "
-            "(default: the command line itself).",
-        ),
-    ] = None,
+    as_email: Annotated[str | None, as_staff_option("Record Payments")] = None,
 ) -> None:
     """Apply the payments in a school payment portal's CSV export to the invoices.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,6 +20,14 @@ from workflows.permissions import Actor
 T = TypeVar("T")
 
 CLI_ACTOR_NAME = "Command line"  # who a command acts as without --as, in the activity log
+DAY_FORMATS = ["%Y-%m-%d"]
+
+
+def as_staff_option(needs: str | None = None) -> Any:
+    """The `--as EMAIL` option of a command that changes something; `needs` names the
+    permission the staff member must have, when the command needs one in particular."""
+    who = f"Act as this staff member, who needs {needs}" if needs else "Act as this staff member"
+    return typer.Option("--as", metavar="EMAIL", help=f"{who} (default: the command line itself).")
 
 
 def run_with_runtime(

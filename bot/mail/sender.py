@@ -31,7 +31,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
 from email.policy import EmailPolicy
 from email.utils import format_datetime, formataddr, parseaddr
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from bot.jobs.worker import GiveUp
 from bot.mail.render import (
@@ -190,27 +190,31 @@ def _text_part(content_type: str, body: str, transfer_encoding: str) -> MIMEPart
     return part
 
 
+class Envelope(TypedDict):
+    """What a notice's email needs besides the notice: addresses, the signed Reply-To, time."""
+
+    from_address: str
+    from_name: str | None
+    reply_to: str
+    to_address: str
+    now: datetime
+    tz: tzinfo
+
+
 def _headers(
-    data: NoticeData,
-    rendered: RenderedNotice,
-    *,
-    from_address: str,
-    from_name: str | None,
-    reply_to: str,
-    to_address: str,
-    now: datetime,
-    tz: tzinfo,
+    data: NoticeData, rendered: RenderedNotice, envelope: Envelope
 ) -> list[tuple[str, str]]:
     """The notice's own headers, encoded and folded for the wire (see `build_message`)."""
     notice = data.notice
+    from_name, from_address = envelope["from_name"], envelope["from_address"]
     guardian_name = data.guardian.full_name if data.guardian is not None else ""
     thread = thread_headers(notice.context)
     subject = thread[2] if thread is not None and thread[2] else rendered.subject
     headers = [
         ("From", encode_address(from_name or data.district_name, from_address, "From")),
-        ("To", encode_address(guardian_name, to_address, "To")),
+        ("To", encode_address(guardian_name, envelope["to_address"], "To")),
         ("Subject", encode_subject(subject)),
-        ("Date", format_datetime(now.astimezone(tz))),
+        ("Date", format_datetime(envelope["now"].astimezone(envelope["tz"]))),
         ("Message-ID", notice.message_id),
         # A notice answering a family's email threads with it (storage.notices.THREAD_KEY).
         *(
@@ -220,7 +224,9 @@ def _headers(
         ),
         (
             "Reply-To",
-            encode_address(f"{data.district_name} Billing Office", reply_to, "Reply-To"),
+            encode_address(
+                f"{data.district_name} Billing Office", envelope["reply_to"], "Reply-To"
+            ),
         ),
         # RFC 3834: auto-responders (out-of-office) must not answer; the next says it to Exchange.
         ("Auto-Submitted", "auto-generated"),
@@ -242,15 +248,7 @@ def _fold_ids(ids: str) -> str:
 
 
 def build_message(
-    data: NoticeData,
-    rendered: RenderedNotice,
-    *,
-    from_address: str,
-    from_name: str | None,
-    reply_to: str,
-    to_address: str,
-    now: datetime,
-    tz: tzinfo,
+    data: NoticeData, rendered: RenderedNotice, **envelope: Unpack[Envelope]
 ) -> EmailMessage:
     """The notice as an email: text and HTML alternatives, stored Message-ID, signed Reply-To.
 
@@ -260,16 +258,7 @@ def build_message(
     clean (text quoted-printable, HTML base64), so the whole message is ASCII. An address that
     isn't plain ASCII raises `BadAddress`; `build_message_utf8` handles that case.
     """
-    headers = _headers(
-        data,
-        rendered,
-        from_address=from_address,
-        from_name=from_name,
-        reply_to=reply_to,
-        to_address=to_address,
-        now=now,
-        tz=tz,
-    )
+    headers = _headers(data, rendered, envelope)
     msg = EmailMessage(policy=POLICY)
     for name, value in headers:
         msg.set_raw(name, value)
@@ -288,18 +277,12 @@ def _multipart_header() -> Any:
 
 
 def build_message_utf8(
-    data: NoticeData,
-    rendered: RenderedNotice,
-    *,
-    from_address: str,
-    from_name: str | None,
-    reply_to: str,
-    to_address: str,
-    now: datetime,
-    tz: tzinfo,
+    data: NoticeData, rendered: RenderedNotice, **envelope: Unpack[Envelope]
 ) -> EmailMessage:
     """The same message for a recipient whose address isn't ASCII (sent with SMTPUTF8): the
     email package parses and checks every header."""
+    from_address, from_name = envelope["from_address"], envelope["from_name"]
+    to_address, now, tz = envelope["to_address"], envelope["now"], envelope["tz"]
     if not _INTERNATIONAL_ADDRESS.match(to_address):
         raise BadAddress(f"{to_address!r} is not an address we can send to")
     guardian_name = data.guardian.full_name if data.guardian is not None else ""
@@ -315,7 +298,9 @@ def build_message_utf8(
     if thread is not None:
         msg["In-Reply-To"] = thread[0]
         msg["References"] = thread[1]
-    msg["Reply-To"] = Address(f"{data.district_name} Billing Office", addr_spec=reply_to)
+    msg["Reply-To"] = Address(
+        f"{data.district_name} Billing Office", addr_spec=envelope["reply_to"]
+    )
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
     msg.set_content(rendered.text)
@@ -574,7 +559,7 @@ class NoticeSender:
         """The notice's bytes for the wire (`flatten(self.message(...))`)."""
         return flatten(self.message(data, rendered, now, to_address=to_address))
 
-    def _envelope(self, data: NoticeData, now: datetime, to_address: str | None) -> dict[str, Any]:
+    def _envelope(self, data: NoticeData, now: datetime, to_address: str | None) -> Envelope:
         """What `build_message` needs besides the notice: addresses, the signed Reply-To, time."""
         notice = data.notice
         if notice.invoice_id is None:
@@ -583,14 +568,14 @@ class NoticeSender:
         else:
             token = make_reply_token(notice.invoice_id, notice.id, self.secret_key)
             reply_to = reply_address(self.reply_base, token)
-        return {
-            "from_address": self.from_address,
-            "from_name": self.from_name,
-            "reply_to": reply_to,
-            "to_address": to_address or notice.to_address,
-            "now": now,
-            "tz": self.tz,
-        }
+        return Envelope(
+            from_address=self.from_address,
+            from_name=self.from_name,
+            reply_to=reply_to,
+            to_address=to_address or notice.to_address,
+            now=now,
+            tz=self.tz,
+        )
 
 
 def stale_reason(data: NoticeData) -> str | None:

@@ -568,20 +568,26 @@ class AppleSchoolManager:
         kept = SyncCursor(full=began if full or previous is None else previous.full, read=began)
         return DeviceSnapshot(source="apple", devices=devices, complete=True, cursor=kept.encode())
 
+    async def _device_list(
+        self, client: httpx.AsyncClient, on_page: Callable[[list[OrgDevice]], Awaitable[None]]
+    ) -> list[OrgDevice]:
+        """The organization's devices, `on_page` told of each page as it comes."""
+        return await self._pages(
+            client,
+            "/v1/orgDevices",
+            _device_page,
+            "the device list",
+            limit=self.page_size,
+            on_page=on_page,
+        )
+
     async def _fetch(self, client: httpx.AsyncClient, since: datetime | None) -> list[SourceDevice]:
         if not self.with_coverage:
 
             async def count(page: list[OrgDevice]) -> None:
                 self.stats.pages += 1
 
-            listed = await self._pages(
-                client,
-                "/v1/orgDevices",
-                _device_page,
-                "the device list",
-                limit=self.page_size,
-                on_page=count,
-            )
+            listed = await self._device_list(client, on_page=count)
             return [source_device(d, None) for d in listed]
 
         # Coverage is read while the listing goes on: a bounded queue feeds a few workers, so a
@@ -599,14 +605,7 @@ class AppleSchoolManager:
                 listed_count += 1
 
         async def lister() -> list[OrgDevice]:
-            listed = await self._pages(
-                client,
-                "/v1/orgDevices",
-                _device_page,
-                "the device list",
-                limit=self.page_size,
-                on_page=enqueue,
-            )
+            listed = await self._device_list(client, on_page=enqueue)
             # Done: each worker stops at its None. (On a failure the TaskGroup cancels them.)
             for _ in range(self.concurrency):
                 await queue.put(None)

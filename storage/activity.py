@@ -1,0 +1,35 @@
+"""Activity log rows for code that writes in a session of its own rather than through
+SqlStore.log (which fills the same columns)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from storage import models as m
+from workflows.permissions import Actor
+
+
+def activity_entry(
+    actor: Actor,
+    at: datetime,
+    entity_type: str,
+    entity_id: int | None,
+    action: str,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    comment: str | None = None,
+) -> m.ActivityEntry:
+    """One entry: who (the actor's staff id and name), when, what and the change."""
+    return m.ActivityEntry(
+        at=at,
+        actor_staff_id=actor.staff_id,
+        actor_label=actor.name,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        action=action,
+        before=before,
+        after=after,
+        comment=comment,
+    )
