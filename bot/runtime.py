@@ -11,7 +11,7 @@ from bot.settings import PLACEHOLDER_SECRET_KEY, Settings
 from storage.blobs import BlobStore, LocalBlobStore
 from storage.db import create_engine, is_sqlite, session_factory
 from storage.seed import ensure_defaults
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from workflows.clock import Clock, SystemClock
 
 log = logging.getLogger("devicecare")
@@ -22,11 +22,11 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    stores: StoreFactory
+    stores: UnitOfWorkFactory
     clock: Clock
     blobs: BlobStore
     # Queries that never write use these: on SQLite they don't queue behind writers.
-    reads: StoreFactory
+    reads: UnitOfWorkFactory
     parts: dict[str, str] = field(default_factory=dict)
 
     read_engine: AsyncEngine | None = None
@@ -67,10 +67,10 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         settings,
         engine,
         sessions,
-        StoreFactory(sessions, clock, mail_domain=settings.mail_domain),
+        UnitOfWorkFactory(sessions, clock, mail_domain=settings.mail_domain),
         clock,
         LocalBlobStore(settings.blob_dir),
-        StoreFactory(
+        UnitOfWorkFactory(
             session_factory(read_engine, read_only=True), clock, mail_domain=settings.mail_domain
         ),
         parts=describe_parts(settings),

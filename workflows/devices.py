@@ -29,13 +29,13 @@ async def check_replacement(ctx: Context, actor: Actor, cmd: ReplaceDevice) -> N
     """The rules `replace_device` applies, checked without locking or writing: a form shows a
     broken rule next to its field, then replaces the device once it has answered."""
     require(actor, Permission.REPLACE_DEVICES)
-    old = await ctx.store.get_device(cmd.old_device_id)
+    old = await ctx.store.devices.get(cmd.old_device_id)
     if old is None:
         raise NotFound("That device isn't in DeviceCare.", field="device")
     _, _, new = await _checked(ctx, old, cmd, lock=False)
     tag = (cmd.new_asset_tag or "").strip()
     if new is None and tag:
-        holder = await ctx.store.get_device_by_asset_tag(tag)
+        holder = await ctx.store.devices.by_asset_tag(tag)
         if holder is not None:
             raise ConflictError(
                 f"Asset tag {holder.asset_tag} is already on device {holder.serial}.",
@@ -48,7 +48,7 @@ async def _checked(
 ) -> tuple[int, str, DeviceRecord | None]:
     """(the student, the new serial, the new device when it exists) once the rules hold."""
     store = ctx.store
-    student_id = await store.current_holder(old.id)
+    student_id = await store.devices.current_holder(old.id)
     if student_id is None:
         raise ConflictError(f"Device {old.serial} isn't assigned to a student.")
     serial = cmd.new_serial.strip()
@@ -56,8 +56,8 @@ async def _checked(
         raise ValidationError("Enter the new device's serial number.", field="new_serial")
     if serial.casefold() == old.serial.casefold():
         raise ValidationError("The new serial is the same as the old one.", field="new_serial")
-    new = await store.get_device_by_serial(serial, lock=lock)
-    if new is not None and await store.current_holder(new.id) is not None:
+    new = await store.devices.by_serial(serial, lock=lock)
+    if new is not None and await store.devices.current_holder(new.id) is not None:
         raise ConflictError(
             f"Device {new.serial} is already assigned to someone.", field="new_serial"
         )
@@ -71,13 +71,13 @@ async def _checked(
 async def replace_device(ctx: Context, actor: Actor, cmd: ReplaceDevice) -> Replacement:
     require(actor, Permission.REPLACE_DEVICES)
     store = ctx.store
-    old = await store.get_device(cmd.old_device_id, lock=True)
+    old = await store.devices.get(cmd.old_device_id, lock=True)
     if old is None:
         raise NotFound("That device isn't in DeviceCare.", field="device")
     student_id, serial, new = await _checked(ctx, old, cmd, lock=True)
     if new is None:
         try:
-            new = await store.add_device(
+            new = await store.devices.add(
                 serial=serial,
                 model=cmd.new_model or old.model,
                 kind=getattr(old, "kind", "chromebook"),
@@ -86,13 +86,13 @@ async def replace_device(ctx: Context, actor: Actor, cmd: ReplaceDevice) -> Repl
             )
         except ConflictError as exc:  # the asset tag is already on another device
             raise ConflictError(exc.message, field="new_asset_tag") from exc
-    await store.return_device(old.id, reason=cmd.reason)
-    await store.assign_device(new.id, student_id, reason=cmd.reason)
+    await store.devices.unassign(old.id, reason=cmd.reason)
+    await store.devices.assign(new.id, student_id, reason=cmd.reason)
     before = {"status": old.status}
     old.status = "replaced"
     old.replaced_by_id = new.id
     new.status = "in_service"
-    await store.log(
+    await store.activity.log(
         actor,
         "device",
         old.id,
@@ -100,7 +100,7 @@ async def replace_device(ctx: Context, actor: Actor, cmd: ReplaceDevice) -> Repl
         before=before,
         after={"status": "replaced", "replaced_by_id": new.id, "student_id": student_id},
     )
-    await store.log(
+    await store.activity.log(
         actor,
         "device",
         new.id,

@@ -352,7 +352,7 @@ def clean_note(note: str) -> str:
 
 
 async def _open_invoice(ctx: Context, invoice_id: int) -> InvoiceRecord:
-    invoice = await ctx.store.get_invoice(invoice_id, lock=True)
+    invoice = await ctx.store.invoices.get(invoice_id, lock=True)
     if invoice is None:
         raise NotFound(f"Invoice #{invoice_id} doesn't exist.")
     return invoice
@@ -377,7 +377,7 @@ async def check_payment_plan(
     """The rules `set_payment_plan` applies, checked without locking or writing: a form shows a
     broken rule next to its field, then sets the plan once it has answered."""
     require(actor, PLAN_PERMISSION)
-    invoice = await ctx.store.get_invoice(cmd.invoice_id)
+    invoice = await ctx.store.invoices.get(cmd.invoice_id)
     if invoice is None:
         raise NotFound(f"Invoice #{cmd.invoice_id} doesn't exist.")
     await _set_plan(ctx, plans, actor, cmd, invoice, write=False)
@@ -425,7 +425,7 @@ async def _set_plan(
         return PlanOutcome(invoice, schedule, changed=True, version=0)
     version = await plans.plans_set(invoice.id) + 1
     await plans.replace_installments(invoice.id, schedule)
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor,
         "invoice",
         invoice.id,
@@ -434,13 +434,13 @@ async def _set_plan(
         after={"installments": [i.as_json() for i in schedule], "version": version},
         comment=note or None,
     )
-    notices = await ctx.store.queue_notice(
+    notices = await ctx.store.outbox.queue_notice(
         NoticeTemplate.PAYMENT_PLAN_CONFIRMATION,
         invoice.id,
         f"payment-plan:{invoice.id}:{version}",
         {"installments": [i.as_json() for i in schedule], "note": note or None},
     )
-    await ctx.store.enqueue(
+    await ctx.store.outbox.enqueue(
         PLAN_POSTED,
         f"payment-plan:{invoice.id}:{version}",
         {
@@ -466,14 +466,14 @@ async def clear_payment_plan(
     before = schedule_of(existing)
     version = await plans.plans_set(invoice.id)
     await plans.clear_installments(invoice.id)
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor,
         "invoice",
         invoice.id,
         "payment_plan_cleared",
         before={"installments": [i.as_json() for i in before], "version": version},
     )
-    await ctx.store.enqueue(
+    await ctx.store.outbox.enqueue(
         PLAN_POSTED,
         f"payment-plan-cleared:{invoice.id}:{version}",
         {

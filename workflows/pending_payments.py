@@ -244,7 +244,7 @@ async def confirm_pending_payment(
     }
     if len(recorded_parts) > 1 or parts:
         after["parts"] = recorded_parts
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor, "pending_payment", pending.id, PendingStatus.CONFIRMED.value,
         before=before, after=after,
     )  # fmt: skip
@@ -293,7 +293,7 @@ async def _set_split(
         part.amount_cents = wanted.get(part.invoice_id, 0)
     pending.amount_cents = total_cents
     pending.amount_given = True
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor,
         "pending_payment",
         pending.id,
@@ -365,7 +365,7 @@ async def reject_pending_payment(
     pending.status = PendingStatus.REJECTED.value
     pending.decided_by_id = actor.staff_id
     pending.decided_at = ctx.now()
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor,
         "pending_payment",
         pending.id,

@@ -94,16 +94,16 @@ async def check_refund_request(ctx: Context, actor: Actor, cmd: RefundPayment) -
     key = cmd.idempotency_key.strip()
     if not key:
         raise ValidationError("A refund needs an idempotency key.")
-    payment = await store.get_payment(cmd.payment_id)
+    payment = await store.payments.get(cmd.payment_id)
     if payment is None:
         raise NotFound(f"Payment #{cmd.payment_id} doesn't exist.")
-    existing = await store.find_adjustment_by_key(key)
+    existing = await store.payments.adjustment_by_key(key)
     if existing is not None:
         if existing.payment_id != payment.id or existing.amount_cents != cmd.amount_cents:
             raise ConflictError("That form was already used for another refund; nothing changed.")
         return
     clean_reason(cmd.reason)
-    check_refund(payment, await store.refunded_on_payment(payment.id), cmd.amount_cents)
+    check_refund(payment, await store.payments.refunded_on(payment.id), cmd.amount_cents)
 
 
 async def refund_payment(ctx: Context, actor: Actor, cmd: RefundPayment) -> IssuedRefund:
@@ -112,23 +112,23 @@ async def refund_payment(ctx: Context, actor: Actor, cmd: RefundPayment) -> Issu
     key = cmd.idempotency_key.strip()
     if not key:
         raise ValidationError("A refund needs an idempotency key.")
-    found = await store.get_payment(cmd.payment_id)
+    found = await store.payments.get(cmd.payment_id)
     if found is None:
         raise NotFound(f"Payment #{cmd.payment_id} doesn't exist.")
     # The invoice first, as payments and waivers lock it: a replay waits for the original.
-    invoice = await store.get_invoice(found.invoice_id, lock=True)
-    payment = await store.get_payment(cmd.payment_id, lock=True)
+    invoice = await store.invoices.get(found.invoice_id, lock=True)
+    payment = await store.payments.get(cmd.payment_id, lock=True)
     if invoice is None or payment is None:
         raise NotFound(f"Payment #{cmd.payment_id} doesn't exist.")
-    existing = await store.find_adjustment_by_key(key)
+    existing = await store.payments.adjustment_by_key(key)
     if existing is not None:
         if existing.payment_id != payment.id or existing.amount_cents != cmd.amount_cents:
             raise ConflictError("That form was already used for another refund; nothing changed.")
         return IssuedRefund(existing, invoice, payment, created=False)
     reason = clean_reason(cmd.reason)
-    check_refund(payment, await store.refunded_on_payment(payment.id), cmd.amount_cents)
+    check_refund(payment, await store.payments.refunded_on(payment.id), cmd.amount_cents)
 
-    adjustment = await store.add_adjustment(
+    adjustment = await store.payments.add_adjustment(
         invoice_id=invoice.id,
         kind=AdjustmentKind.REFUND,
         amount_cents=cmd.amount_cents,
@@ -141,7 +141,7 @@ async def refund_payment(ctx: Context, actor: Actor, cmd: RefundPayment) -> Issu
     before = {"refunded_cents": invoice.refunded_cents, "status": invoice.status}
     old_amount = amount_of(invoice)
     invoice.refunded_cents += cmd.amount_cents
-    await store.log(
+    await store.activity.log(
         actor,
         "invoice",
         invoice.id,
@@ -158,7 +158,7 @@ async def refund_payment(ctx: Context, actor: Actor, cmd: RefundPayment) -> Issu
         },
         comment=reason,
     )
-    await store.queue_notice(
+    await store.outbox.queue_notice(
         NoticeTemplate.REFUND_RECEIPT,
         invoice.id,
         f"refund-receipt:{adjustment.id}",

@@ -19,7 +19,7 @@ from bot.cli.fees import fail_unchanged, run_fee_command
 from bot.cli.run import in_store_as
 from bot.runtime import Runtime
 from storage.fee_item_store import SqlFeeItemStore
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.errors import ValidationError
 from workflows.fee_items import FeeItemChange, list_fee_items, set_fee_item
 from workflows.fee_kinds import FEE_KINDS, FeeKind, kind_label, parse_fee_kind
@@ -53,7 +53,7 @@ async def _with_items(
 ) -> T:
     """Run `work` in one transaction, as the command line or the staff member `email`."""
 
-    async def with_items(store: SqlStore, actor: Actor) -> T:
+    async def with_items(store: SqlUnitOfWork, actor: Actor) -> T:
         ctx = Context(store, runtime.clock, runtime.settings.tz)
         return await work(ctx, SqlFeeItemStore.beside(store), actor)
 

@@ -21,7 +21,7 @@ from bot.runtime import Runtime
 from bot.settings import get_settings
 from storage.bulk_fees import BulkFeeBiller
 from storage.fee_store import SqlFeeStore
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.errors import PermissionDenied, ValidationError
 from workflows.fees import (
     BillResult,
@@ -87,7 +87,7 @@ async def _with_fees(
 ) -> T:
     """Run `work` in one transaction, as the command line or the staff member `email`."""
 
-    async def with_fees(store: SqlStore, actor: Actor) -> T:
+    async def with_fees(store: SqlUnitOfWork, actor: Actor) -> T:
         ctx = Context(store, runtime.clock, runtime.settings.tz)
         return await work(ctx, SqlFeeStore.beside(store), actor)
 
@@ -97,7 +97,7 @@ async def _with_fees(
 async def _year(ctx: Context, year: str | None) -> str:
     if year:
         return clean_school_year(year)
-    return current_school_year(await ctx.store.settings(), ctx.today())
+    return current_school_year(await ctx.store.settings.get(), ctx.today())
 
 
 def _who(fee: FeeRecord, buildings: dict[int, str]) -> str:

@@ -49,7 +49,7 @@ from storage.billing_reports import (
 )
 from storage.reports import CATALOGUE, run_report
 from storage.reports_money import CANCELLED
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from storage.weekly_digest import WeeklyDigest, previous_week, weekly_digest
 from workflows.errors import NotFound, ValidationError
 from workflows.grades import clean_grades
@@ -89,7 +89,7 @@ class Run:
     """What a report's query runs with: the runtime and one read snapshot."""
 
     runtime: Runtime
-    store: SqlStore
+    store: SqlUnitOfWork
 
     @property
     def tz(self) -> tzinfo:
@@ -222,7 +222,7 @@ def _catalogue_report(spec: ReportSpec) -> Report:
     async def compute(run: Run, options: Mapping[str, Any]) -> ReportResult:
         store = run.store
         if options["as_email"]:
-            actor = await store.actor_by_email(options["as_email"])
+            actor = await store.people.actor_by_email(options["as_email"])
             if actor is None:
                 raise NotFound(f"No active staff member has the email {options['as_email']}.")
             require_report(actor, spec)

@@ -94,7 +94,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
             lines = await adjustment_lines(store, invoice_id)
             payments = await refundable_payments(store, invoice_id)
             delivery = await invoice_delivery_line(store.session, invoice_id, tz)
-            invoice = await store.get_invoice(invoice_id)
+            invoice = await store.invoices.get(invoice_id)
             audit = None if invoice is None else await load_invoice_audit(store, invoice, tz=tz)
         inv = timeline.invoice
         # Buttons only for those who may use them; the workflows check again on submit.
@@ -179,6 +179,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         try:
             async with runtime.stores() as store:
                 done = await apply(Context(store, runtime.clock, tz), invoice_id)
+                await store.commit()
             notice = f":white_check_mark: {done}"
         except NotFound:
             raise

@@ -347,6 +347,7 @@ def register(app: AsyncApp, runtime: Runtime) -> None:
         async with reported(runtime, call.client, _where(call), "/billing pause", call.actor):
             async with runtime.stores() as store:
                 text = await _do_pause(ctx(store), call.actor, command)
+                await store.commit()
             await _answer(call, text)
 
     async def preview(call: BillingCall) -> None:
@@ -402,15 +403,17 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
         text, blocks = build_run_digest(totals)
         key = totals.day.toordinal()
         async with runtime.stores() as store:
-            posted = await store.slack_post(DIGEST_POST, key)
+            posted = await store.slack_posts.get(DIGEST_POST, key)
+            await store.commit()
         if posted is not None:
             await client.chat_update(channel=posted.channel, ts=posted.ts, text=text, blocks=blocks)
             return
         response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
         async with runtime.stores() as store:
-            await store.save_slack_post(
+            await store.slack_posts.save(
                 DIGEST_POST, key, str(response.get("channel") or channel), str(response["ts"])
             )
+            await store.commit()
 
     async def deliver_failure(payload: dict[str, Any]) -> None:
         channel = runtime.settings.slack_billing_channel

@@ -40,7 +40,7 @@ from bot.slack.collect_blocks import (
 from bot.slack.errors import record_refusal, tell_user
 from bot.slack.metadata import ForgedPayload, pack, unpack
 from storage.collections import Collections
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.collection import (
     CollectDevice,
     CollectionResult,
@@ -65,7 +65,7 @@ class CollectFeature:
     def secret(self) -> Keys:
         return signing_keys(self.runtime.settings)
 
-    def context(self, store: SqlStore) -> Context:
+    def context(self, store: SqlUnitOfWork) -> Context:
         return Context(store, self.runtime.clock, self.runtime.settings.tz)
 
     def register(self, app: AsyncApp) -> None:
@@ -193,6 +193,7 @@ class CollectFeature:
             )
             async with self.runtime.stores() as store:
                 result = await collect_device(self.context(store), Collections(store), actor, cmd)
+                await store.commit()
         except DomainError as exc:
             await self.refused(actor, exc)
             block = error_block(exc.field, session.step, fees_shown=has_fee_input(view))

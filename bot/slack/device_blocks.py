@@ -26,7 +26,7 @@ from bot.slack.metadata import Payload, pack
 from bot.slack.photo_lines import photo_line
 from storage import models as m
 from storage.device_search import DeviceMatch
-from storage.store import DeviceHistory
+from storage.repositories.devices import DeviceHistory
 from workflows.devices import ReplaceDevice
 from workflows.enrollment import EnrollmentStatus
 from workflows.insurance import CoverageBadge

@@ -54,14 +54,9 @@ from bot.slack.incident_blocks import (
 from bot.slack.invoice_blocks import override_can_be_requested
 from bot.slack.metadata import ForgedPayload, pack, unpack
 from bot.slack.photo_lines import load_photo_urls
-from bot.slack.photos import (
-    SlackFileRef,
-    attach_slack_files,
-    files_from_event,
-    files_from_state,
-)
+from bot.slack.photos import SlackFileRef, attach_slack_files, files_from_event, files_from_state
 from storage.notice_queries import invoice_delivery_line
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.clock import local_date
 from workflows.errors import DomainError, InvalidTransition, NotFound, PermissionDenied
 from workflows.errors import ValidationError as InputError
@@ -147,24 +142,28 @@ def status_choices(
 
 
 async def load_incident_card(
-    ctx: Context, store: SqlStore, incident_id: int, *, runtime: Runtime | None = None
+    ctx: Context, store: SqlUnitOfWork, incident_id: int, *, runtime: Runtime | None = None
 ) -> IncidentCard | None:
     """The card as of now; with `runtime`, its photos are linked (bot.slack.photo_lines)."""
-    incident = await store.get_incident(incident_id)
+    incident = await store.incidents.get(incident_id)
     if incident is None:
         return None
-    device = await store.get_device(incident.device_id)
+    device = await store.devices.get(incident.device_id)
     assert device is not None  # incidents.device_id is a RESTRICT foreign key
-    student = None if incident.student_id is None else await store.get_student(incident.student_id)
-    building_id = (student.building_id if student else None) or device.building_id
-    building = None if building_id is None else await store.get_building(building_id)
-    reporter = (
-        None if incident.reported_by_id is None else await store.staff_name(incident.reported_by_id)
+    student = (
+        None if incident.student_id is None else await store.people.student(incident.student_id)
     )
-    invoices = await store.invoices_for_incident(incident.id)
+    building_id = (student.building_id if student else None) or device.building_id
+    building = None if building_id is None else await store.devices.building(building_id)
+    reporter = (
+        None
+        if incident.reported_by_id is None
+        else await store.people.staff_name(incident.reported_by_id)
+    )
+    invoices = await store.invoices.for_incident(incident.id)
     offender: list[str] = []
     if student is not None:
-        for badge in await store.student_flags(student.id):
+        for badge in await store.student_flags.for_student(student.id):
             if badge.flag not in offender:
                 offender.append(badge.flag)
     return IncidentCard(
@@ -182,13 +181,13 @@ async def load_incident_card(
         reported_by=reporter,
         coverage=await incident_coverage_badge(ctx, incident.id),
         offender_flags=tuple(offender),
-        photo_count=await store.incident_photo_count(incident.id),
+        photo_count=await store.incidents.photo_count(incident.id),
         photo_urls=tuple(
             []
             if runtime is None
             else await load_photo_urls(runtime, store, incident_id=incident.id)
         ),
-        note_count=await store.incident_note_count(incident.id),
+        note_count=await store.incidents.note_count(incident.id),
         ticket_ref=incident.ticket_ref,
         invoices=tuple(
             [
@@ -203,7 +202,7 @@ async def load_incident_card(
             ]
         ),
         override_requestable=any(override_can_be_requested(i) for i in invoices)
-        and await store.pending_override_for(incident.id) is None,
+        and await store.insurance.pending_override_for(incident.id) is None,
     )
 
 
@@ -229,7 +228,10 @@ class IncidentFeature:
         now = time.monotonic()
         if cached is None or cached[0] < now:
             async with self.runtime.reads() as store:
-                cached = (now + SETTINGS_CACHE_SECONDS, restricted_statuses(await store.settings()))
+                cached = (
+                    now + SETTINGS_CACHE_SECONDS,
+                    restricted_statuses(await store.settings.get()),
+                )
             self._restricted = cached
         return cached[1]
 
@@ -237,7 +239,7 @@ class IncidentFeature:
     def secret(self) -> Keys:
         return signing_keys(self.runtime.settings)
 
-    def context(self, store: SqlStore) -> Context:
+    def context(self, store: SqlUnitOfWork) -> Context:
         return Context(store, self.runtime.clock, self.runtime.settings.tz)
 
     def today(self) -> date:
@@ -350,7 +352,7 @@ class IncidentFeature:
     async def handle_device_options(self, ack: AsyncAck, payload: dict[str, Any]) -> None:
         query = str(payload.get("value") or "")
         async with self.runtime.reads() as store:
-            matches = await store.search_devices(query, limit=MAX_OPTIONS)
+            matches = await store.devices.search(query, limit=MAX_OPTIONS)
         await ack(
             options=[
                 device_option(x.device_id, x.serial, x.asset_tag, x.model, x.holder_name)
@@ -378,14 +380,16 @@ class IncidentFeature:
         line = "That device isn't in DeviceCare."
         async with self.runtime.reads() as store:
             value = str(option.get("value") or "")
-            device = await store.get_device(int(value)) if _is_id(value) else None
+            device = await store.devices.get(int(value)) if _is_id(value) else None
             if device is not None:
-                holder_id = await store.holder_at(
+                holder_id = await store.devices.holder_at(
                     device.id, end_of_local_day(occurred, self.runtime.settings.tz)
                 )
-                student = None if holder_id is None else await store.get_student(holder_id)
+                student = None if holder_id is None else await store.people.student(holder_id)
                 building_id = (student.building_id if student else None) or device.building_id
-                building = None if building_id is None else await store.get_building(building_id)
+                building = (
+                    None if building_id is None else await store.devices.building(building_id)
+                )
                 line = student_line(
                     None if student is None else student.full_name,
                     None if student is None else student.grade,
@@ -453,6 +457,7 @@ class IncidentFeature:
                 if opened.created:
                     await queue_incident_card(store, opened.incident.id)
                 incident_id = opened.incident.id
+                await store.commit()
             values = (view.get("state") or {}).get("values") or {}
             files = files_from_state(values, IncidentField.PHOTOS) if opened.created else []
             channel = self.runtime.settings.slack_incidents_channel
@@ -499,7 +504,7 @@ class IncidentFeature:
         async with reported(self.runtime, client, body, "change incident status", actor):
             ref = self._ref(action)
             async with self.runtime.reads() as store:
-                incident = await store.get_incident(ref.incident_id)
+                incident = await store.incidents.get(ref.incident_id)
             if incident is None:
                 raise NotFound(f"Incident #{ref.incident_id} doesn't exist.")
             restricted = await self.restricted()
@@ -547,6 +552,7 @@ class IncidentFeature:
             async with self.runtime.stores() as store:
                 await change_incident_status(self.context(store), actor, ref.incident_id, target)
                 await queue_incident_card(store, ref.incident_id)
+                await store.commit()
 
     async def handle_add_note_click(
         self,
@@ -606,6 +612,7 @@ class IncidentFeature:
                     ref.incident_id,
                     f":memo: *{escape_mrkdwn(actor.name)}* added a note:\n{quote_mrkdwn(note)}",
                 )
+                await store.commit()
 
     async def handle_add_photos_click(
         self,
@@ -664,6 +671,7 @@ class IncidentFeature:
                     self.context(store), actor, ref.incident_id, IncidentStatus.CLOSED
                 )
                 await queue_incident_card(store, ref.incident_id)
+                await store.commit()
 
     # --- photos in the card's thread -----------------------------------------------------------
 
@@ -672,7 +680,8 @@ class IncidentFeature:
         if not channel or not thread_ts or thread_ts == event.get("ts"):
             return
         async with self.runtime.stores() as store:
-            post = await store.slack_post_at(str(channel), str(thread_ts))
+            post = await store.slack_posts.at(str(channel), str(thread_ts))
+            await store.commit()
         if post is None or post.kind != SlackPostKind.INCIDENT_CARD:
             return
         files = files_from_event(event)
@@ -721,8 +730,9 @@ def card_handler(runtime: Runtime, client: AsyncWebClient) -> Any:
                 incident_id,
                 runtime=runtime,
             )
-            post = await store.slack_post(SlackPostKind.INCIDENT_CARD, incident_id)
+            post = await store.slack_posts.get(SlackPostKind.INCIDENT_CARD, incident_id)
             reporter = await _reporter_slack_id(store, incident_id)
+            await store.commit()
         if card is None:
             log.warning("incident #%s is gone; its card isn't posted", incident_id)
             return
@@ -754,11 +764,11 @@ def card_handler(runtime: Runtime, client: AsyncWebClient) -> Any:
     return deliver
 
 
-async def _reporter_slack_id(store: SqlStore, incident_id: int) -> str | None:
-    incident = await store.get_incident(incident_id)
+async def _reporter_slack_id(store: SqlUnitOfWork, incident_id: int) -> str | None:
+    incident = await store.incidents.get(incident_id)
     if incident is None or incident.reported_by_id is None:
         return None
-    return await store.staff_slack_id(incident.reported_by_id)
+    return await store.people.staff_slack_id(incident.reported_by_id)
 
 
 async def _post_once(
@@ -775,17 +785,19 @@ async def _post_once(
     async with runtime.stores() as store:
         # Two workers delivering at once must not post two cards: the incident's lock makes
         # the second wait, then find the first one's post.
-        await store.get_incident(incident_id, lock=True)
-        post = await store.slack_post(SlackPostKind.INCIDENT_CARD, incident_id)
+        await store.incidents.get(incident_id, lock=True)
+        post = await store.slack_posts.get(SlackPostKind.INCIDENT_CARD, incident_id)
         if post is None or post.ts == replacing:
             response = await client.chat_postMessage(channel=channel, **message)
             where, ts = str(response["channel"]), str(response["ts"])
             if post is None:
-                await store.save_slack_post(SlackPostKind.INCIDENT_CARD, incident_id, where, ts)
+                await store.slack_posts.save(SlackPostKind.INCIDENT_CARD, incident_id, where, ts)
             else:
                 log.info("incident #%s: its card was deleted in Slack; posted again", incident_id)
-                await store.move_slack_post(SlackPostKind.INCIDENT_CARD, incident_id, where, ts)
+                await store.slack_posts.move(SlackPostKind.INCIDENT_CARD, incident_id, where, ts)
+            await store.commit()
             return
+        await store.commit()
     await client.chat_update(channel=post.channel, ts=post.ts, **message)
 
 

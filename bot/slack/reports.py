@@ -313,14 +313,16 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
         text, blocks = build_digest(digest)
         key = digest.week_start.toordinal()
         async with runtime.stores() as store:
-            posted = await store.slack_post(DIGEST_POST, key)
+            posted = await store.slack_posts.get(DIGEST_POST, key)
+            await store.commit()
         if posted is not None:
             await client.chat_update(channel=posted.channel, ts=posted.ts, text=text, blocks=blocks)
             return
         response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
         async with runtime.stores() as store:
-            await store.save_slack_post(
+            await store.slack_posts.save(
                 DIGEST_POST, key, str(response.get("channel") or channel), str(response["ts"])
             )
+            await store.commit()
 
     return {DIGEST_KIND: deliver_weekly_digest}

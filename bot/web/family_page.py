@@ -453,6 +453,7 @@ async def family_page_response(
             await record_notice_viewed(
                 store.session, link.guardian_id, link.notice_id, runtime.clock.now()
             )
+            await store.commit()
     return response
 
 
@@ -581,6 +582,7 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
                     context={"reason": "requested"},
                     mail_domain=store.mail_domain,
                 )
+            await store.commit()
         return render_page(runtime, "link_sent", language, {})
 
     return [

@@ -212,6 +212,7 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
                     )
                 )
                 await store.flush()
+                await store.commit()
         except IntegrityError:
             # A double-click: Stripe answered both with the same session; one row holds it.
             log.info("checkout %s recorded by a parallel request", created.id)

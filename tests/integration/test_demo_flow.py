@@ -26,7 +26,7 @@ async def test_demo_district_end_to_end(engine, stores, clock) -> None:
         assert not (await load_demo(session, clock, "America/Chicago")).created
     admin = await add_staff(stores, "Admin")
     async with stores() as store:
-        device = await store.get_device_by_serial("DEMO-SN1001")
+        device = await store.devices.by_serial("DEMO-SN1001")
         screen = (await store.session.execute(
             select(m.FeeItem).where(m.FeeItem.code == "demo-screen"))).scalar_one()
         ctx = Context(store, clock, TZ)
@@ -44,3 +44,4 @@ async def test_demo_district_end_to_end(engine, stores, clock) -> None:
             invoice_id=created.invoice.id, amount_cents=2500, method=PaymentMethod.CASH,
             idempotency_key="front-desk-1"))
         assert paid.invoice.status == "paid"
+        await store.commit()

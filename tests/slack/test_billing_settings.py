@@ -58,12 +58,13 @@ async def test_director_changes_settings_with_audit(slack: SlackHarness) -> None
                                          "auto_cancel_enabled"), time="05:30"))
     assert response.status_code == 200 and response.content in (b"", b"{}")
     async with slack.runtime.stores() as store:
-        settings = await store.settings()
+        settings = await store.settings.get()
         assert settings.default_due_days == 60 and settings.pre_due_days == [10, 3]
         assert settings.auto_cancel_enabled and not settings.automation_default
         assert settings.daily_run_time == "05:30"
-        log = await store.activity_for("settings", 1)
+        log = await store.activity.for_entity("settings", 1)
         assert log[-1].action == "billing_settings_changed"
+        await store.commit()
     dm = await slack.fake.wait_for("chat.postMessage", lambda c: c.args["channel"] == "U_FD")
     assert "daily run time: 06:00 → 05:30" in dm[-1].args["text"]
 
@@ -78,7 +79,8 @@ async def test_invalid_settings_come_back_as_field_errors(slack: SlackHarness) -
     response = await _submit(slack, "U_FD", view, _values(pre="soon"))
     assert Ids.PRE_DUE_DAYS in response.json()["errors"]
     async with slack.runtime.stores() as store:
-        assert (await store.settings()).overdue_days == [7, 14, 30]
+        assert (await store.settings.get()).overdue_days == [7, 14, 30]
+        await store.commit()
 
 
 async def test_without_manage_settings_nothing_opens_or_changes(slack: SlackHarness) -> None:
@@ -94,7 +96,7 @@ async def test_without_manage_settings_nothing_opens_or_changes(slack: SlackHarn
                                         lambda c: c.args["channel"] == "U_CLERK")
     assert "Nothing was changed" in refusal[-1].args["text"]
     async with slack.runtime.stores() as store:
-        assert (await store.settings()).default_due_days == 90
+        assert (await store.settings.get()).default_due_days == 90
         from sqlalchemy import select
 
         from storage import models as m
@@ -102,6 +104,7 @@ async def test_without_manage_settings_nothing_opens_or_changes(slack: SlackHarn
         refusals = (await store.session.execute(
             select(m.ActivityEntry).where(m.ActivityEntry.action == "refused"))).scalars().all()
         assert len(refusals) == 1
+        await store.commit()
 
 
 async def test_other_billing_text_gets_usage(slack: SlackHarness) -> None:
@@ -122,10 +125,13 @@ async def test_photos_on_the_family_page_are_switched_on_and_off(slack: SlackHar
     on = _values(switches=("automation_default", "pre_due_enabled", "family_page_photos"))
     assert (await _submit(slack, "U_FD", view, on)).status_code == 200
     async with slack.runtime.stores() as store:
-        assert (await store.settings()).family_page_photos is True
+        assert (await store.settings.get()).family_page_photos is True
+        await store.commit()
     view = await _open(slack, "U_FD")
     off = _values(switches=("automation_default", "pre_due_enabled"))
     assert (await _submit(slack, "U_FD", view, off)).status_code == 200
     async with slack.runtime.stores() as store:
-        assert (await store.settings()).family_page_photos is False
-        assert (await store.activity_for("settings", 1))[-1].after["family_page_photos"] is False
+        assert (await store.settings.get()).family_page_photos is False
+        entries = await store.activity.for_entity("settings", 1)
+        assert entries[-1].after["family_page_photos"] is False
+        await store.commit()

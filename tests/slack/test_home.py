@@ -46,6 +46,7 @@ async def test_home_for_technician_admin_and_billing(slack: SlackHarness) -> Non
             await create_invoice_for_incident(ctx, tech, CreateInvoice(
                 incident_id=incident.incident.id, custom_lines=(CustomLine("Repair", 9000),)))
         await request_cap_override(ctx, tech, second.incident.id)
+        await store.commit()
 
     tech_home = await _open_home(slack, "U_TECH")
     assert "#1" in tech_home and "#2" in tech_home and "5CD1234XYZ" in tech_home

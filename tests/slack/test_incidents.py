@@ -142,14 +142,18 @@ async def click(
 
 async def incidents(slack: SlackHarness) -> list[m.Incident]:
     async with slack.runtime.stores() as store:
-        return list((await store.session.execute(select(m.Incident).order_by(m.Incident.id)))
+        result = list((await store.session.execute(select(m.Incident).order_by(m.Incident.id)))
                     .scalars())
+        await store.commit()
+        return result
 
 
 async def refusals(slack: SlackHarness, staff_id: int | None) -> list[m.ActivityEntry]:
     assert staff_id is not None
     async with slack.runtime.stores() as store:
-        return await store.activity_for("security", staff_id)
+        result = await store.activity.for_entity("security", staff_id)
+        await store.commit()
+        return result
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
@@ -291,6 +295,7 @@ async def test_submission_opens_exactly_one_incident(slack: SlackHarness) -> Non
         cards = (await store.session.execute(
             select(func.count()).select_from(m.OutboxMessage)
             .where(m.OutboxMessage.kind == "slack.incident_card"))).scalar_one()
+        await store.commit()
     assert cards == 1
 
 
@@ -378,7 +383,8 @@ async def test_card_is_posted_once_then_updated_in_place(slack: SlackHarness) ->
         assert action in text
     assert IncidentAction.REQUEST_OVERRIDE not in text
     async with slack.runtime.stores() as store:
-        post = await store.slack_post(SlackPostKind.INCIDENT_CARD, 1)
+        post = await store.slack_posts.get(SlackPostKind.INCIDENT_CARD, 1)
+        await store.commit()
     assert post is not None and post.channel == INCIDENTS_CHANNEL
 
     await click(slack, IncidentAction.CLOSE, button_value(card.args["blocks"],
@@ -409,6 +415,7 @@ async def test_card_shows_coverage_and_repeat_offender_badges(slack: SlackHarnes
         from bot.slack.cards import queue_incident_card
 
         await queue_incident_card(store, 3)
+        await store.commit()
     card = await post_card(slack)
     text = blocks_text(card.args["blocks"])
     assert "Device Protection (2025-2026)" in text and "Claim 1 of 2 this term" in text
@@ -424,9 +431,10 @@ async def test_a_429_on_posting_the_card_is_retried(slack: SlackHarness) -> None
     attempts = slack.fake.calls_to("chat.postMessage")
     assert len(attempts) == 2  # rate limited, then posted after Retry-After
     async with slack.runtime.stores() as store:
-        post = await store.slack_post(SlackPostKind.INCIDENT_CARD, 1)
+        post = await store.slack_posts.get(SlackPostKind.INCIDENT_CARD, 1)
         card_rows = select(m.OutboxMessage).where(m.OutboxMessage.kind == "slack.incident_card")
         row = (await store.session.execute(card_rows)).scalar_one()
+        await store.commit()
     assert post is not None and post.channel == INCIDENTS_CHANNEL
     assert row.status == "sent" and row.attempts == 1
 
@@ -461,6 +469,7 @@ async def test_technician_status_modal_and_a_forged_status(slack: SlackHarness) 
         assert (await store.session.execute(select(func.count()).select_from(m.OutboxMessage)
                                             .where(m.OutboxMessage.status == "pending"))
                 ).scalar_one() == 0
+        await store.commit()
 
     done = await submit(slack, IncidentView.CHANGE_STATUS, modal["private_metadata"],
                         status_state("in_repair"))
@@ -474,7 +483,8 @@ async def test_technician_status_modal_and_a_forged_status(slack: SlackHarness) 
     await slack.deliver_outbox()
     [update] = slack.fake.calls_to("chat.update")
     async with slack.runtime.stores() as store:
-        post = await store.slack_post(SlackPostKind.INCIDENT_CARD, 1)
+        post = await store.slack_posts.get(SlackPostKind.INCIDENT_CARD, 1)
+        await store.commit()
     assert post is not None and update.args["ts"] == post.ts
     assert "*Status*\\nIn Repair" in blocks_text(update.args["blocks"])
 
@@ -520,11 +530,14 @@ async def test_add_note_from_the_card(slack: SlackHarness) -> None:
 
     async def noted() -> bool:  # written after the answer
         async with slack.runtime.stores() as store:
-            return bool((await store.session.execute(select(m.Note))).scalars().all())
+            result = bool((await store.session.execute(select(m.Note))).scalars().all())
+            await store.commit()
+            return result
 
     await eventually(noted)
     async with slack.runtime.stores() as store:
         [note] = (await store.session.execute(select(m.Note))).scalars().all()
+        await store.commit()
     assert note.body == "Parent says <b>it fell</b>" and note.incident_id == 1
     await slack.deliver_outbox()
     [update] = slack.fake.calls_to("chat.update")

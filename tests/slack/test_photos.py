@@ -49,7 +49,8 @@ def png(size: tuple[int, int] = (32, 32)) -> bytes:
 
 async def card_ts(slack: SlackHarness) -> str:
     async with slack.runtime.stores() as store:
-        post = await store.slack_post(SlackPostKind.INCIDENT_CARD, 1)
+        post = await store.slack_posts.get(SlackPostKind.INCIDENT_CARD, 1)
+        await store.commit()
     assert post is not None
     return post.ts
 
@@ -73,8 +74,10 @@ async def wait_reply(slack: SlackHarness, thread_ts: str, count: int = 1) -> lis
 
 async def photos(slack: SlackHarness) -> list[m.Photo]:
     async with slack.runtime.stores() as store:
-        return list((await store.session.execute(select(m.Photo).order_by(m.Photo.id)))
+        result = list((await store.session.execute(select(m.Photo).order_by(m.Photo.id)))
                     .scalars())
+        await store.commit()
+        return result
 
 
 # --- the card's thread ------------------------------------------------------------------------
@@ -165,8 +168,9 @@ async def test_photos_from_a_role_without_manage_incidents(slack: SlackHarness) 
     assert slack.fake.downloads == [] and await photos(slack) == []
     async with slack.runtime.stores() as store:
         assert clerk.staff_id is not None
-        assert [e.action for e in await store.activity_for("security", clerk.staff_id)] == [
+        assert [e.action for e in await store.activity.for_entity("security", clerk.staff_id)] == [
             "refused"]
+        await store.commit()
 
 
 async def test_photos_from_an_unknown_user_are_not_taken(slack: SlackHarness) -> None:
@@ -301,6 +305,7 @@ async def test_the_same_file_attached_twice_at_once_lands_once(slack: SlackHarne
 
 async def _actor(slack: SlackHarness, slack_id: str) -> Any:
     async with slack.runtime.stores() as store:
-        actor = await store.actor_by_slack_id(slack_id)
+        actor = await store.people.actor_by_slack_id(slack_id)
+        await store.commit()
     assert actor is not None
     return actor

@@ -31,9 +31,10 @@ async def _device_text(slack: SlackHarness, query: str) -> str:
 async def test_device_shows_its_sources_and_a_suggested_holder(slack: SlackHarness) -> None:
     district = await add_district(slack.runtime.stores)  # Ana Rivera holds 5CD1234XYZ
     async with slack.runtime.stores() as store:
-        ana = await store.get_student(district.student_id)
+        ana = await store.people.student(district.student_id)
         assert ana is not None
         ana.email = "ana@students.example.org"
+        await store.commit()
     await slack.staff("Technician", TECH)
     apple = ListedSource("apple", [ipad(1, asset_tag="T-1", end=date(2027, 8, 31))])
     google = ListedSource(
