@@ -28,7 +28,7 @@ from storage.db import create_engine, session_factory
 from storage.fee_store import SqlFeeStore
 from storage.migrate import upgrade
 from storage.seed import ensure_defaults
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from workflows.clock import SystemClock
 from workflows.fees import BillResult, FeeDefinition, apply_fee, current_school_year, define_fee
 from workflows.permissions import Actor
@@ -95,10 +95,10 @@ async def seed(engine: AsyncEngine, students: int) -> None:
 
 
 async def define(engine: AsyncEngine, actor: Actor) -> int:
-    stores = StoreFactory(session_factory(engine), SystemClock())
+    stores = UnitOfWorkFactory(session_factory(engine), SystemClock())
     async with stores() as store:
         ctx = Context(store, SystemClock(), ZoneInfo(TZ_NAME))
-        year = current_school_year(await store.settings(), ctx.today())
+        year = current_school_year(await store.settings.get(), ctx.today())
         fee, _created = await define_fee(
             ctx,
             SqlFeeStore.beside(store),
@@ -107,6 +107,7 @@ async def define(engine: AsyncEngine, actor: Actor) -> int:
                 code="tech-fee", name="Technology fee", school_year=year, amount_cents=2500
             ),
         )
+        await store.commit()
         return fee.id
 
 

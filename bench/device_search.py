@@ -12,7 +12,7 @@ ANALYZE; asyncpg COPY, then VACUUM ANALYZE.
 `--senders` clients run a closed loop (each sends its next query the moment the last is
 answered) over a mix of what technicians type: scanned serials, tag and serial fragments,
 name fragments, student ids, 2 and 3 character starts, and queries that match nothing. Each
-query goes through `SqlStore.search_devices` as the type-ahead calls it (limit 100, one read
+query goes through `SqlUnitOfWork.devices.search` as the type-ahead calls it (limit 100, one read
 transaction). The floor sends the same SQL statement raw through the driver (aiosqlite or
 asyncpg, one connection per sender) with no DeviceCare code, in the same run.
 Target: p99 under 50 ms.
@@ -47,7 +47,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from storage.db import create_engine, session_factory  # noqa: E402
 from storage.device_search import candidates_sql  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
-from storage.store import StoreFactory  # noqa: E402
+from storage.uow import UnitOfWorkFactory  # noqa: E402
 from workflows.clock import FixedClock  # noqa: E402
 from workflows.device_search import search_patterns  # noqa: E402
 
@@ -264,7 +264,7 @@ def floor_statement(backend: str, query: str) -> tuple[str, dict[str, Any]] | No
 
 async def run_app(url: str, senders: int, mix: list[tuple[str, str]], requests: int) -> Any:
     engine = create_engine(url, pool_size=senders, max_overflow=0)
-    stores = StoreFactory(session_factory(engine, read_only=True), FixedClock(NOW))
+    stores = UnitOfWorkFactory(session_factory(engine, read_only=True), FixedClock(NOW))
 
     async def nothing() -> None:
         return None
@@ -274,7 +274,9 @@ async def run_app(url: str, senders: int, mix: list[tuple[str, str]], requests: 
 
     async def search(_: Any, query: str) -> int:
         async with stores() as store:
-            return len(await store.search_devices(query, limit=LIMIT))
+            result = len(await store.devices.search(query, limit=LIMIT))
+            await store.commit()
+            return result
 
     try:
         async with engine.connect() as conn:  # warm the pool's first connection

@@ -36,7 +36,7 @@ from bot.settings import Settings  # noqa: E402
 from bot.web.app import create_web_app  # noqa: E402
 from storage import models as m  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
-from storage.store import StoreFactory  # noqa: E402
+from storage.uow import UnitOfWorkFactory  # noqa: E402
 from tests.builders import add_district, add_policy, add_staff, add_student_with_device  # noqa: E402
 from workflows.clock import FixedClock  # noqa: E402
 from workflows.incidents import OpenIncident, open_incident  # noqa: E402
@@ -53,7 +53,7 @@ INCIDENTS_PER_STUDENT = 4
 TARGET_P99_MS = 50.0
 
 
-async def build_family(stores: StoreFactory, clock: FixedClock) -> int:
+async def build_family(stores: UnitOfWorkFactory, clock: FixedClock) -> int:
     """One guardian of 5 students with 20 invoices; returns the guardian id."""
     d = await add_district(stores)
     devices = [(d.student_id, d.device_id)]
@@ -66,6 +66,7 @@ async def build_family(stores: StoreFactory, clock: FixedClock) -> int:
     async with stores() as store:
         for student_id, _ in devices[1:]:
             store.session.add(m.Guardianship(guardian_id=d.guardian_id, student_id=student_id))
+        await store.commit()
     tech = await add_staff(stores, "Technician")
     clerk = await add_staff(stores, "Billing Clerk")
     fees = (d.fee_screen_id, d.fee_keyboard_id, d.fee_charger_id)
@@ -83,6 +84,7 @@ async def build_family(stores: StoreFactory, clock: FixedClock) -> int:
                         flags=("screen",),
                     ),
                 )
+                await store.commit()
             async with stores() as store:
                 ctx = Context(store, clock, TZ)
                 created = await create_invoice_for_incident(
@@ -90,6 +92,7 @@ async def build_family(stores: StoreFactory, clock: FixedClock) -> int:
                     tech,
                     CreateInvoice(incident_id=opened.incident.id, fee_item_ids=fees[: n % 3 + 1]),
                 )
+                await store.commit()
             invoice = created.invoice
             if n == INCIDENTS_PER_STUDENT - 1 and student_id == devices[-1][0]:
                 await add_plan(stores, invoice.id, invoice.total_cents)
@@ -111,10 +114,11 @@ async def build_family(stores: StoreFactory, clock: FixedClock) -> int:
                         reference=f"check {invoice.id}",
                     ),
                 )
+                await store.commit()
     return d.guardian_id
 
 
-async def add_plan(stores: StoreFactory, invoice_id: int, total_cents: int) -> None:
+async def add_plan(stores: UnitOfWorkFactory, invoice_id: int, total_cents: int) -> None:
     """Three monthly installments on one invoice, so the page shows a schedule."""
     first, rest = total_cents - 2 * (total_cents // 3), total_cents // 3
     async with stores() as store:
@@ -128,6 +132,7 @@ async def add_plan(stores: StoreFactory, invoice_id: int, total_cents: int) -> N
                     created_at=NOW,
                 )
             )
+        await store.commit()
 
 
 async def fresh_postgres(url: str) -> str:

@@ -44,7 +44,7 @@ from storage import models as m  # noqa: E402
 from storage.db import create_engine, session_factory  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from storage.seed import ensure_defaults  # noqa: E402
-from storage.store import StoreFactory  # noqa: E402
+from storage.uow import UnitOfWorkFactory  # noqa: E402
 from tests.mail.dovecot import Dovecot, start_dovecot  # noqa: E402
 from workflows.clock import FixedClock  # noqa: E402
 from workflows.incidents import OpenIncident, open_incident  # noqa: E402
@@ -70,7 +70,7 @@ async def fill(url: str, families: int) -> list[dict[str, object]]:
     engine = create_engine(url)
     sessions = session_factory(engine)
     clock = FixedClock(NOW)
-    stores = StoreFactory(sessions, clock)
+    stores = UnitOfWorkFactory(sessions, clock)
     async with sessions() as session:
         await ensure_defaults(session)
         await session.commit()
@@ -117,6 +117,7 @@ async def fill(url: str, families: int) -> list[dict[str, object]]:
                     "number": created.invoice.number,
                 }
             )
+            await store.commit()
     await engine.dispose()
     return found
 

@@ -155,7 +155,7 @@ async def prepare_district(database_url: str, count: int) -> list[dict[str, Any]
 
     from storage.db import create_engine, session_factory
     from storage.seed import ensure_defaults
-    from storage.store import StoreFactory
+    from storage.uow import UnitOfWorkFactory
     from workflows.incidents import OpenIncident, open_incident
     from workflows.ports import Context
 
@@ -163,13 +163,14 @@ async def prepare_district(database_url: str, count: int) -> list[dict[str, Any]
     async with session_factory(engine)() as session:
         await ensure_defaults(session)
         await session.commit()
-    stores = StoreFactory(session_factory(engine), SystemClock())
+    stores = UnitOfWorkFactory(session_factory(engine), SystemClock())
     district = await add_district(stores)
     tech = await add_staff(stores, "Admin", "bench.admin@district.org")
     async with stores() as store:
         staff = await store.session.get(m.Staff, tech.staff_id)
         assert staff is not None
         staff.slack_user_id = "U_BENCH"
+        await store.commit()
     submissions = []
     for i in range(count):
         async with stores() as store:
@@ -184,6 +185,7 @@ async def prepare_district(database_url: str, count: int) -> list[dict[str, Any]
                 ),
             )
             submissions.append(status_submission(opened.incident.id))
+            await store.commit()
     await engine.dispose()
     return submissions
 

@@ -73,7 +73,7 @@ async def seed(url: str, count: int) -> list[int]:
     from storage import models as m
     from storage.db import create_engine, session_factory
     from storage.seed import ensure_defaults
-    from storage.store import StoreFactory
+    from storage.uow import UnitOfWorkFactory
     from tests.builders import add_district, add_staff
     from workflows.clock import SystemClock
     from workflows.incidents import OpenIncident, open_incident
@@ -84,13 +84,14 @@ async def seed(url: str, count: int) -> list[int]:
         async with session_factory(engine)() as session:
             await ensure_defaults(session)
             await session.commit()
-        stores = StoreFactory(session_factory(engine), SystemClock())
+        stores = UnitOfWorkFactory(session_factory(engine), SystemClock())
         await add_district(stores)  # the fee items the incidents' flags name
         tech = await add_staff(stores, "Admin", "bench.admin@district.org")
         async with stores() as store:
             staff = await store.session.get(m.Staff, tech.staff_id)
             assert staff is not None
             staff.slack_user_id = "U_BENCH"
+            await store.commit()
         ids = []
         for i in range(count):
             async with stores() as store:
@@ -105,6 +106,7 @@ async def seed(url: str, count: int) -> list[int]:
                     ),
                 )
                 ids.append(opened.incident.id)
+                await store.commit()
         return ids
     finally:
         await engine.dispose()

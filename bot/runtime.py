@@ -9,7 +9,7 @@ from bot.settings import PLACEHOLDER_SECRET_KEY, Settings
 from storage.blobs import BlobStore, LocalBlobStore
 from storage.db import Engine, Sessions, create_engine, is_sqlite, session_factory
 from storage.seed import ensure_defaults
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from workflows.clock import Clock, SystemClock
 
 log = logging.getLogger("devicecare")
@@ -20,11 +20,11 @@ class Runtime:
     settings: Settings
     engine: Engine
     sessions: Sessions
-    stores: StoreFactory
+    stores: UnitOfWorkFactory
     clock: Clock
     blobs: BlobStore
     # Queries that never write use these: on SQLite they don't queue behind writers.
-    reads: StoreFactory
+    reads: UnitOfWorkFactory
     parts: dict[str, str] = field(default_factory=dict)
 
     read_engine: Engine | None = None
@@ -65,10 +65,10 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         settings,
         engine,
         sessions,
-        StoreFactory(sessions, clock, mail_domain=settings.mail_domain),
+        UnitOfWorkFactory(sessions, clock, mail_domain=settings.mail_domain),
         clock,
         LocalBlobStore(settings.blob_dir),
-        StoreFactory(
+        UnitOfWorkFactory(
             session_factory(read_engine, read_only=True), clock, mail_domain=settings.mail_domain
         ),
         parts=describe_parts(settings),

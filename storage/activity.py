@@ -1,5 +1,5 @@
 """Activity log rows for code that writes in a session of its own rather than through
-SqlStore.log (which fills the same columns)."""
+SqlUnitOfWork.log (which fills the same columns)."""
 
 from __future__ import annotations
 

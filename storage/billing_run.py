@@ -52,7 +52,7 @@ from storage.notices import NOTICE_KIND, reachable
 from storage.outbox import new_message
 from storage.payment_plans import current_notice_facts, flag_missed, plan_paid_for, plans_of
 from storage.run_lock import exclusive
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.billing import (
     Action,
     CandidateFilter,
@@ -450,7 +450,7 @@ class BillingRunner:
         so each goes through the use case's own rule rather than a set-based statement."""
         if not cancelled:
             return
-        store = SqlStore(session, self.clock, mail_domain=self.mail_domain)
+        store = SqlUnitOfWork(session, self.clock, mail_domain=self.mail_domain)
         ctx = Context(store=store, clock=self.clock, tz=self.tz)
         for invoice_id in cancelled:
             invoice = await session.get(m.Invoice, invoice_id, populate_existing=True)

@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import models as m
 from storage.notices import NOTICE_KIND, reachable
-from storage.store import DEFAULT_MAIL_DOMAIN
+from storage.uow import DEFAULT_MAIL_DOMAIN
 from workflows.clock import Clock, local_date
 from workflows.errors import NotFound
 from workflows.fees import ENTITY, LINE_KIND, BillingTerms, BillResult, FeeCounts, billing_terms

@@ -12,13 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from storage import models as m
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 
 
 class Collections:
-    """Collection queries and changes, in the transaction of the `SqlStore` it wraps."""
+    """Collection queries and changes, in the transaction of the `SqlUnitOfWork` it wraps."""
 
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: SqlUnitOfWork) -> None:
         self.store = store
         self.session = store.session
         self._for_update = store.session.bind is not None and (

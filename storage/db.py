@@ -76,7 +76,7 @@ def session_factory(
     """Sessions for writing, or (read_only) for queries that never write.
 
     Writing sessions refresh the incident cards their changes touch (storage.card_refresh),
-    dated by `clock` (or by the store's clock, for sessions a SqlStore is made with)."""
+    dated by `clock` (or by the store's clock, for sessions a SqlUnitOfWork is made with)."""
     bind = engine.execution_options(**{READ_ONLY: True}) if read_only else engine
     return async_sessionmaker(
         bind,

@@ -20,7 +20,7 @@ from storage import models as m
 from storage.csv_in import Problem
 from storage.enrollment_store import policy_by_name_or_id
 from storage.roster_files import read_csv
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.clock import Clock
 from workflows.enrollment import (
     MAX_WAIVER_REASON,
@@ -115,7 +115,7 @@ def read_enrollment_rows(path: Path) -> tuple[list[EnrollmentRow], list[Problem]
     return rows, problems
 
 
-async def _student_ids(store: SqlStore, sis_ids: set[str]) -> dict[str, m.Student]:
+async def _student_ids(store: SqlUnitOfWork, sis_ids: set[str]) -> dict[str, m.Student]:
     if not sis_ids:
         return {}
     stmt = select(m.Student).where(m.Student.sis_id.in_(sis_ids))
@@ -137,7 +137,7 @@ class _Resolved:
 
 
 async def _resolve(
-    store: SqlStore, rows: list[EnrollmentRow], result: EnrollmentImport
+    store: SqlUnitOfWork, rows: list[EnrollmentRow], result: EnrollmentImport
 ) -> list[_Resolved]:
     """Rows whose student and policy exist and which don't repeat an earlier row."""
     students = await _student_ids(store, {r.student_sis_id for r in rows})
@@ -189,7 +189,7 @@ def _failed(item: _Resolved, exc: DomainError) -> RowResult:
 
 
 async def import_enrollments(
-    stores: Callable[[], SqlStore],
+    stores: Callable[[], SqlUnitOfWork],
     clock: Clock,
     tz: ZoneInfo,
     actor: Actor,
@@ -211,6 +211,7 @@ async def import_enrollments(
                 result.rows.append(await _check(ctx, actor, item))
             # The validate step must leave no trace, whatever a check touched.
             await store.session.rollback()
+        await store.commit()
     if apply:
         # One transaction per row: a bad row never undoes a good one, and a rerun skips
         # the rows already enrolled.
@@ -218,6 +219,7 @@ async def import_enrollments(
             try:
                 async with stores() as store:
                     done = await enroll_student(Context(store, clock, tz), actor, item.command)
+                    await store.commit()
             except DomainError as exc:
                 result.rows.append(_failed(item, exc))
                 continue

@@ -1,4 +1,4 @@
-"""`SqlFeeItemStore`: the fee schedule in the same session (and transaction) as a SqlStore."""
+"""`SqlFeeItemStore`: the fee schedule in the same session (and transaction) as a SqlUnitOfWork."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.errors import ConflictError
 
 
@@ -19,7 +19,7 @@ class SqlFeeItemStore:
         self._for_update = session.get_bind().dialect.name != "sqlite"
 
     @classmethod
-    def beside(cls, store: SqlStore) -> SqlFeeItemStore:
+    def beside(cls, store: SqlUnitOfWork) -> SqlFeeItemStore:
         return cls(store.session)
 
     async def find_fee_item(self, code: str, *, lock: bool = False) -> m.FeeItem | None:

@@ -1,4 +1,5 @@
-"""`SqlFeeStore`: annual fees in the same session (and so the same transaction) as a SqlStore."""
+"""`SqlFeeStore`: annual fees in the same session (and so the same transaction) as a
+SqlUnitOfWork."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
 from storage.bulk_fees import fee_counts
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.clock import Clock
 from workflows.errors import ConflictError, ValidationError
 from workflows.fees import FeeCounts, FeeDefinition, FeeRecord
@@ -25,7 +26,7 @@ class SqlFeeStore:
         self._for_update = session.get_bind().dialect.name != "sqlite"
 
     @classmethod
-    def beside(cls, store: SqlStore) -> SqlFeeStore:
+    def beside(cls, store: SqlUnitOfWork) -> SqlFeeStore:
         return cls(store.session, store.clock)
 
     async def get_fee(self, fee_id: int, *, lock: bool = False) -> m.AnnualFee | None:

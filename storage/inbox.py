@@ -1,7 +1,7 @@
 """Inbound mail in the store: replies kept once, routing look-ups, pending payments, bounces,
 and how far the IMAP reader got in each mailbox.
 
-`Inbox` works inside a `SqlStore`'s transaction (its session), so a reply, the pending payment
+`Inbox` works inside a `SqlUnitOfWork`'s transaction (its session), so a reply, the pending payment
 it reports and the Slack post it causes commit together or not at all.
 """
 
@@ -23,7 +23,7 @@ from storage import models as m
 from storage.notice_queries import member_ids
 from storage.notices import NOTICE_KIND, THREAD_KEY, new_message_id
 from storage.outbox import new_message
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.reply_split import Part
 
 NOTICE_SENT = "sent"
@@ -216,7 +216,7 @@ class ReplyFacts:
     parts: tuple[tuple[m.PendingPaymentPart, InvoiceRef], ...] = ()
 
 
-async def outbox_payload(store: SqlStore, dedupe_key: str) -> dict[str, Any]:
+async def outbox_payload(store: SqlUnitOfWork, dedupe_key: str) -> dict[str, Any]:
     """The payload a side effect was queued with ({} when there is none)."""
     stmt = select(m.OutboxMessage.payload).where(m.OutboxMessage.dedupe_key == dedupe_key)
     payload = (await store.session.execute(stmt)).scalar_one_or_none()
@@ -224,9 +224,9 @@ async def outbox_payload(store: SqlStore, dedupe_key: str) -> dict[str, Any]:
 
 
 class Inbox:
-    """Inbound-mail queries and changes, in the transaction of the `SqlStore` it wraps."""
+    """Inbound-mail queries and changes, in the transaction of the `SqlUnitOfWork` it wraps."""
 
-    def __init__(self, store: SqlStore) -> None:
+    def __init__(self, store: SqlUnitOfWork) -> None:
         self.store = store
         self.session = store.session
 
@@ -591,7 +591,7 @@ class Inbox:
         if message is None:
             return None
         invoice = None if message.invoice_id is None else await self.get_invoice(message.invoice_id)
-        student = None if invoice is None else await self.store.get_student(invoice.student_id)
+        student = None if invoice is None else await self.store.people.student(invoice.student_id)
         guardian = (
             None
             if message.guardian_id is None
@@ -600,7 +600,7 @@ class Inbox:
         pending = await self.pending_for_message(inbound_id)
         decided_by = None
         if pending is not None and pending.decided_by_id is not None:
-            decided_by = await self.store.staff_name(pending.decided_by_id)
+            decided_by = await self.store.people.staff_name(pending.decided_by_id)
         parts = await self.pending_parts_now(pending)
         return ReplyFacts(message, invoice, student, guardian, pending, decided_by, parts)
 

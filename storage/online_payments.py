@@ -1,6 +1,6 @@
 """Online checkouts and payment-provider events in the store, and the Slack posts they cause.
 
-Every function works inside the caller's session (one `SqlStore` transaction), so an event's
+Every function works inside the caller's session (one `SqlUnitOfWork` transaction), so an event's
 row, the payment it records and the posts it queues commit together or not at all.
 """
 
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from storage import models as m
 from storage.session_of import Db, session_of
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 
 # Outbox kinds (delivered by bot/slack/stripe_payments.py).
 PAYMENT_POST_KIND = "slack.online_payment"  # "Paid online: …" in the invoice's thread
@@ -61,9 +61,9 @@ async def family_invoice(db: Db, *, guardian_id: int, invoice_id: int) -> Family
     return FamilyInvoice(invoice.id, invoice.number, invoice.status, invoice.balance_cents, email)
 
 
-async def lock_invoice(store: SqlStore, invoice_id: int) -> m.Invoice | None:
-    """The invoice, locked and read fresh (`SqlStore.lock_invoice`), without its lines."""
-    return await store.lock_invoice(invoice_id, lines=False)
+async def lock_invoice(store: SqlUnitOfWork, invoice_id: int) -> m.Invoice | None:
+    """The invoice, locked and read fresh (`SqlUnitOfWork.invoices.lock`), without its lines."""
+    return await store.invoices.lock(invoice_id, lines=False)
 
 
 async def reusable_checkout(
@@ -205,10 +205,10 @@ async def record_event_outcome(
 
 
 async def queue_payment_post(
-    store: SqlStore, *, invoice_id: int, payment_id: int, text: str
+    store: SqlUnitOfWork, *, invoice_id: int, payment_id: int, text: str
 ) -> None:
     # A new payment's id: the key can't have been queued before.
-    await store.enqueue(
+    await store.outbox.enqueue(
         PAYMENT_POST_KIND,
         f"online-payment-post:{payment_id}",
         {"invoice_id": invoice_id, "payment_id": payment_id, "text": text},
@@ -217,10 +217,10 @@ async def queue_payment_post(
 
 
 async def queue_payment_alert(
-    store: SqlStore, *, key: str, text: str, invoice_id: int | None = None
+    store: SqlUnitOfWork, *, key: str, text: str, invoice_id: int | None = None
 ) -> bool:
     """One alert per `key` (e.g. per checkout session), however many events mention it."""
-    return await store.enqueue(
+    return await store.outbox.enqueue(
         PAYMENT_ALERT_KIND,
         f"online-payment-alert:{key}",
         {"invoice_id": invoice_id, "text": text},

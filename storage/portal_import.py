@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from storage import models as m
-from storage.store import SqlStore, StoreFactory
+from storage.uow import SqlUnitOfWork, UnitOfWorkFactory
 from workflows.clock import Clock
 from workflows.errors import DomainError, DuplicateReference, PermissionDenied
 from workflows.invoices import balance_of
@@ -51,7 +51,7 @@ class _DryRunDone(Exception):
 
 @dataclass
 class PortalImporter:
-    stores: StoreFactory
+    stores: UnitOfWorkFactory
     clock: Clock
     tz: ZoneInfo
 
@@ -67,7 +67,8 @@ class PortalImporter:
         """Every row of `portal`, applied (or, in a dry run, tried and rolled back)."""
         await self._check_permission(actor, source)
         async with self.stores() as store:
-            prefix = (await store.settings()).invoice_prefix
+            prefix = (await store.settings.get()).invoice_prefix
+            await store.commit()
         rows = list(parse_rows(portal, date_format=date_format, invoice_prefix=prefix, tz=self.tz))
         report = ImportReport(source=source, dry_run=dry_run)
         if dry_run:
@@ -82,7 +83,10 @@ class PortalImporter:
             require(actor, Permission.RECORD_PAYMENTS)
         except PermissionDenied as exc:
             async with self.stores() as store:
-                await store.log_refusal(actor, f"payments import from {source}", exc.message)
+                await store.activity.log_refusal(
+                    actor, f"payments import from {source}", exc.message
+                )
+                await store.commit()
             raise
 
     async def _apply_alone(
@@ -92,7 +96,9 @@ class PortalImporter:
             return result_of_problem(row)
         try:
             async with self.stores() as store:
-                return await self._apply(store, actor, source, row)
+                result = await self._apply(store, actor, source, row)
+                await store.commit()
+                return result
         except DuplicateReference as exc:  # the same payment, recorded another way first
             return result_of_row(row, Outcome.ALREADY, reason=exc.message)
         except DomainError as exc:
@@ -124,13 +130,15 @@ class PortalImporter:
             pass
         return results
 
-    async def _apply(self, store: SqlStore, actor: Actor, source: str, row: PortalRow) -> RowResult:
+    async def _apply(
+        self, store: SqlUnitOfWork, actor: Actor, source: str, row: PortalRow
+    ) -> RowResult:
         earlier = await _event(store, source, row.reference)
         if earlier is not None:
             return result_of_row(row, Outcome.ALREADY, reason=self._earlier(earlier, row))
         invoice = None
         if row.invoice_number is not None:
-            invoice = await store.get_invoice_by_number(row.invoice_number)
+            invoice = await store.invoices.by_number(row.invoice_number)
         if row.amount_cents < 0:
             reason = (
                 f"A refund or reversal of {format_cents(-row.amount_cents)} in the portal; "
@@ -157,7 +165,7 @@ class PortalImporter:
                 row, Outcome.UNMATCHED, reason=f"There is no invoice {row.invoice_number}."
             )
         # Lock it: a payment recorded at the same moment in Slack must not be overtaken.
-        locked = await store.get_invoice(invoice.id, lock=True)
+        locked = await store.invoices.get(invoice.id, lock=True)
         assert locked is not None
         split = split_payment(row.amount_cents, locked.number, locked.status, balance_of(locked))
         payment_id = None
@@ -227,7 +235,7 @@ class PortalImporter:
 _RACED = "Another import took this row at the same moment; it was applied once, there."
 
 
-async def _event(store: SqlStore, source: str, reference: str) -> m.PaymentEvent | None:
+async def _event(store: SqlUnitOfWork, source: str, reference: str) -> m.PaymentEvent | None:
     stmt = select(m.PaymentEvent).where(
         m.PaymentEvent.source == source, m.PaymentEvent.event_id == reference
     )
@@ -235,7 +243,7 @@ async def _event(store: SqlStore, source: str, reference: str) -> m.PaymentEvent
 
 
 def _add_event(
-    store: SqlStore,
+    store: SqlUnitOfWork,
     source: str,
     row: PortalRow,
     *,

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 
 class UnitOfWork(Protocol):
-    """A store over one session (`storage.store.SqlStore`)."""
+    """A store over one session (`storage.uow.SqlUnitOfWork`)."""
 
     @property
     def session(self) -> AsyncSession: ...

@@ -9,7 +9,7 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from storage import models as m
-from storage.store import SqlStore, StoreFactory
+from storage.uow import SqlUnitOfWork, UnitOfWorkFactory
 from workflows.permissions import Actor
 
 T0 = datetime(2024, 7, 1, tzinfo=UTC)  # devices were issued well before any test incident
@@ -27,7 +27,7 @@ class District:
     fee_charger_id: int
 
 
-async def add_district(stores: StoreFactory) -> District:
+async def add_district(stores: UnitOfWorkFactory) -> District:
     async with stores() as store:
         s = store.session
         building = m.Building(sis_id="B1", name="Lincoln Middle")
@@ -65,6 +65,7 @@ async def add_district(stores: StoreFactory) -> District:
         await s.flush()
         s.add(m.Guardianship(guardian_id=guardian.id, student_id=student.id))
         s.add(m.DeviceAssignment(device_id=device.id, student_id=student.id, assigned_at=T0))
+        await store.commit()
         return District(
             building.id,
             household.id,
@@ -78,7 +79,7 @@ async def add_district(stores: StoreFactory) -> District:
 
 
 async def add_student_with_device(
-    stores: StoreFactory, *, sis_id: str, serial: str, household_id: int | None = None
+    stores: UnitOfWorkFactory, *, sis_id: str, serial: str, household_id: int | None = None
 ) -> tuple[int, int]:
     async with stores() as store:
         s = store.session
@@ -93,11 +94,12 @@ async def add_student_with_device(
         s.add_all([student, device])
         await s.flush()
         s.add(m.DeviceAssignment(device_id=device.id, student_id=student.id, assigned_at=T0))
+        await store.commit()
         return student.id, device.id
 
 
 async def add_policy(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     student_id: int,
     *,
     name: str = "District Plan",
@@ -131,10 +133,11 @@ async def add_policy(
         )
         s.add(enrollment)
         await s.flush()
+        await store.commit()
         return policy.id, enrollment.id
 
 
-async def add_staff(stores: StoreFactory, role: str, email: str | None = None) -> Actor:
+async def add_staff(stores: UnitOfWorkFactory, role: str, email: str | None = None) -> Actor:
     email = email or f"{role.lower().replace(' ', '.')}@district.org"
     async with stores() as store:
         s = store.session
@@ -143,10 +146,12 @@ async def add_staff(stores: StoreFactory, role: str, email: str | None = None) -
         s.add(staff)
         await s.flush()
         await s.refresh(staff, ["role"])
-        return await store.actor_for_staff(staff)
+        result = await store.people.actor_for_staff(staff)
+        await store.commit()
+        return result
 
 
-async def fetch(store: SqlStore, model: type, ident: int):  # type: ignore[no-untyped-def]
+async def fetch(store: SqlUnitOfWork, model: type, ident: int):  # type: ignore[no-untyped-def]
     return await store.session.get(model, ident)
 
 
@@ -158,7 +163,7 @@ class CollectionFees:
     stylus_id: int  # only for another model, so never offered for the district's devices
 
 
-async def add_collection_fees(stores: StoreFactory) -> CollectionFees:
+async def add_collection_fees(stores: UnitOfWorkFactory) -> CollectionFees:
     """Fee items of kind "collection", as /collect offers them."""
     async with stores() as store:
         s = store.session
@@ -176,11 +181,12 @@ async def add_collection_fees(stores: StoreFactory) -> CollectionFees:
         ]
         s.add_all(fees)
         await s.flush()
+        await store.commit()
         return CollectionFees(*(f.id for f in fees))
 
 
 async def add_students(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     count: int,
     *,
     grade: str = "7",
@@ -217,11 +223,12 @@ async def add_students(
             m.Guardianship(guardian_id=g.id, student_id=st.id)
             for st, g in zip(students, guardians, strict=True)
         )
+        await store.commit()
         return [st.id for st in students]
 
 
 async def add_enrollable_policy(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     *,
     name: str = "Device Protection Plan",
     premium_cents: int = 2500,
@@ -249,4 +256,5 @@ async def add_enrollable_policy(
         )
         store.session.add(policy)
         await store.session.flush()
+        await store.commit()
         return policy.id

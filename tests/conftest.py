@@ -24,7 +24,7 @@ from storage.db import create_engine, session_factory
 from storage.migrate import upgrade
 from storage.models import Base
 from storage.seed import ensure_defaults
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from workflows.clock import FixedClock
 
 PG_URL = os.environ.get("TEST_POSTGRES_URL", "")
@@ -118,5 +118,5 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-def stores(engine: AsyncEngine, clock: FixedClock) -> StoreFactory:
-    return StoreFactory(session_factory(engine), clock)
+def stores(engine: AsyncEngine, clock: FixedClock) -> UnitOfWorkFactory:
+    return UnitOfWorkFactory(session_factory(engine), clock)

@@ -14,7 +14,7 @@ from itertools import cycle
 from sqlalchemy import select, update
 
 from storage import models as m
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 
 # OWASP: cells a spreadsheet may run as a formula start with one of these.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -51,7 +51,7 @@ def neutralised_seen(files: list[list[list[str]]]) -> set[str]:
     return {h for h in HOSTILE if any(c.startswith("'" + h) for c in cells)}
 
 
-async def seed_hostile_text(stores: StoreFactory) -> None:
+async def seed_hostile_text(stores: UnitOfWorkFactory) -> None:
     """Put hostile strings into every free-text column the reports show: names of students,
     families, buildings, staff, policies and device models; grades and SIS ids; reasons."""
     targets = [
@@ -77,3 +77,4 @@ async def seed_hostile_text(stores: StoreFactory) -> None:
                 suffix = f" {ident}"
                 value = next(values)[: width - len(suffix)] + suffix
                 await s.execute(update(model).where(model.id == ident).values({column: value}))
+        await store.commit()

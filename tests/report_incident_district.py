@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import update
 
 from storage import models as m
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import T0, add_enrollable_policy, add_staff
 from workflows.clock import FixedClock
 from workflows.enrollment import EnrollStudent, cancel_enrollment, enroll_student
@@ -70,7 +70,7 @@ class ReportDistrict:
 
 
 async def _student(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     first: str,
     last: str,
     grade: str,
@@ -89,6 +89,7 @@ async def _student(
         s.add(student)
         await s.flush()
         if model is None:
+            await store.commit()
             return student.id, None
         device = m.Device(
             serial=f"SN-{first.upper()}", model=model, building_id=building_id, created_at=T0
@@ -96,13 +97,14 @@ async def _student(
         s.add(device)
         await s.flush()
         s.add(m.DeviceAssignment(device_id=device.id, student_id=student.id, assigned_at=T0))
+        await store.commit()
         return student.id, device.id
 
 
 class _Acts:
     """Runs each use case in its own unit of work, at the clock's time."""
 
-    def __init__(self, stores: StoreFactory, clock: FixedClock, actor: Actor) -> None:
+    def __init__(self, stores: UnitOfWorkFactory, clock: FixedClock, actor: Actor) -> None:
         self.stores, self.clock, self.actor = stores, clock, actor
 
     def at(self, when: datetime) -> None:
@@ -114,12 +116,14 @@ class _Acts:
             done = await enroll_student(
                 ctx, self.actor, EnrollStudent(student_id, policy_id, waiver_reason=waiver)
             )
+            await store.commit()
             return done.enrollment.id
 
     async def premium_invoice(self, enrollment_id: int) -> int:
         async with self.stores() as store:
-            invoice = await store.premium_invoice_for(enrollment_id)
+            invoice = await store.enrollments.premium_invoice(enrollment_id)
             assert invoice is not None
+            await store.commit()
             return invoice.id
 
     async def pay(self, invoice_id: int, cents: int, key: str) -> None:
@@ -128,11 +132,13 @@ class _Acts:
             await record_payment(
                 ctx, self.actor, RecordPayment(invoice_id, cents, PaymentMethod.CASH, key)
             )
+            await store.commit()
 
     async def cancel_enrollment(self, enrollment_id: int) -> None:
         async with self.stores() as store:
             ctx = Context(store=store, clock=self.clock, tz=TZ)
             await cancel_enrollment(ctx, self.actor, enrollment_id, reason="Moved away")
+            await store.commit()
 
     async def incident(self, device_id: int | None, day: date, *flags: str) -> int:
         assert device_id is not None
@@ -144,6 +150,7 @@ class _Acts:
                 self.actor,
                 OpenIncident(device_id=device_id, occurred_on=day, flags=flags),
             )
+            await store.commit()
             return opened.incident.id
 
     async def close_after(self, incident_id: int, opened_day: date, hours: int) -> None:
@@ -152,6 +159,7 @@ class _Acts:
         async with self.stores() as store:
             ctx = Context(store=store, clock=self.clock, tz=TZ)
             await change_incident_status(ctx, self.actor, incident_id, IncidentStatus.CLOSED)
+            await store.commit()
 
     async def invoice(self, incident_id: int, cents: int) -> int:
         async with self.stores() as store:
@@ -161,15 +169,17 @@ class _Acts:
                 self.actor,
                 CreateInvoice(incident_id=incident_id, custom_lines=(CustomLine("Repair", cents),)),
             )
+            await store.commit()
             return created.invoice.id
 
     async def cancel_invoice(self, invoice_id: int) -> None:
         async with self.stores() as store:
             ctx = Context(store=store, clock=self.clock, tz=TZ)
             await cancel_invoice(ctx, self.actor, invoice_id, reason="Entered twice")
+            await store.commit()
 
 
-async def build_report_district(stores: StoreFactory, clock: FixedClock) -> ReportDistrict:
+async def build_report_district(stores: UnitOfWorkFactory, clock: FixedClock) -> ReportDistrict:
     async with stores() as store:
         s = store.session
         lincoln = m.Building(sis_id="B-LIN", name="Lincoln Middle")
@@ -185,6 +195,7 @@ async def build_report_district(stores: StoreFactory, clock: FixedClock) -> Repo
             )
         )
         lin, was = lincoln.id, washington.id
+        await store.commit()
     students: dict[str, int] = {}
     devices: dict[str, int] = {}
     for first, last, grade, building, model in (
@@ -209,6 +220,7 @@ async def build_report_district(stores: StoreFactory, clock: FixedClock) -> Repo
         await store.session.execute(
             update(m.InsurancePolicy).where(m.InsurancePolicy.id == protection).values(max_claims=2)
         )
+        await store.commit()
     admin = await add_staff(stores, "SuperAdmin", "admin@district.org")
     act = _Acts(stores, clock, admin)
 

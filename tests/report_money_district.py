@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from storage import models as m
 from storage.billing_run import AUTOMATION_LABEL
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import T0, add_policy, add_staff
 from workflows.adjustments import apply_waiver
 from workflows.clock import FixedClock
@@ -90,7 +90,7 @@ def at(day: date) -> datetime:
     return datetime.combine(day, time(16, 0), tzinfo=UTC)
 
 
-async def add_people(stores: StoreFactory) -> MoneyDistrict:
+async def add_people(stores: UnitOfWorkFactory) -> MoneyDistrict:
     async with stores() as store:
         s = store.session
         lincoln = m.Building(sis_id="B-L", name=LINCOLN)
@@ -159,6 +159,7 @@ async def add_people(stores: StoreFactory) -> MoneyDistrict:
         for st, device in zip((ana, leo, mia, sam), devices, strict=True):
             s.add(m.DeviceAssignment(device_id=device.id, student_id=st.id, assigned_at=T0))
         ids = (ana.id, leo.id, mia.id, sam.id, *(d.id for d in devices), *(f.id for f in fees))
+        await store.commit()
     tech = await add_staff(stores, "Technician")
     clerk = await add_staff(stores, "Billing Clerk")
     director = await add_staff(stores, "Finance Director")
@@ -166,7 +167,7 @@ async def add_people(stores: StoreFactory) -> MoneyDistrict:
 
 
 async def incident_invoice(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     d: MoneyDistrict,
     device_id: int,
@@ -188,11 +189,12 @@ async def incident_invoice(
             d.tech,
             CreateInvoice(incident_id=opened.incident.id, fee_item_ids=(fee_id,), due_date=due),
         )
+        await store.commit()
         return created.invoice.id
 
 
 async def other_invoice(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     d: MoneyDistrict,
     student_id: int,
@@ -219,11 +221,12 @@ async def other_invoice(
                 automation_enabled=automation,
             ),
         )
+        await store.commit()
         return created.invoice.id
 
 
 async def pay(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     d: MoneyDistrict,
     invoice_id: int,
@@ -243,11 +246,12 @@ async def pay(
                 idempotency_key=f"pay:{invoice_id}:{day}:{cents}",
             ),
         )
+        await store.commit()
         return paid.payment.id
 
 
 async def waive(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     d: MoneyDistrict,
     invoice_id: int,
@@ -256,15 +260,16 @@ async def waive(
 ) -> None:
     clock.set(at(day))
     async with stores() as store:
-        invoice = await store.get_invoice(invoice_id, lock=True)
+        invoice = await store.invoices.get(invoice_id, lock=True)
         assert invoice is not None
         await apply_waiver(
             Context(store=store, clock=clock, tz=TZ), d.clerk, invoice, cents, "Hardship"
         )
+        await store.commit()
 
 
 async def refund(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     d: MoneyDistrict,
     payment_id: int,
@@ -280,10 +285,11 @@ async def refund(
                 payment_id, cents, "Charger found", idempotency_key=f"refund:{payment_id}:{cents}"
             ),
         )
+        await store.commit()
 
 
 async def cancel(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     actor: Actor,
     invoice_id: int,
@@ -297,10 +303,11 @@ async def cancel(
         await cancel_invoice(
             Context(store=store, clock=clock, tz=TZ), actor, invoice_id, reason=reason, auto=auto
         )
+        await store.commit()
 
 
 async def set_status(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     d: MoneyDistrict,
     invoice_id: int,
@@ -312,10 +319,11 @@ async def set_status(
         await change_invoice_status(
             Context(store=store, clock=clock, tz=TZ), d.clerk, invoice_id, status
         )
+        await store.commit()
 
 
 async def report_pending_payment(
-    stores: StoreFactory, clock: FixedClock, invoice_id: int, day: date, cents: int
+    stores: UnitOfWorkFactory, clock: FixedClock, invoice_id: int, day: date, cents: int
 ) -> None:
     """A payment a parent says they sent, waiting for staff to confirm it."""
     clock.set(at(day))
@@ -330,9 +338,10 @@ async def report_pending_payment(
                 created_at=at(day),
             )
         )
+        await store.commit()
 
 
-async def build_money_district(stores: StoreFactory, clock: FixedClock) -> MoneyDistrict:
+async def build_money_district(stores: UnitOfWorkFactory, clock: FixedClock) -> MoneyDistrict:
     """The district in the module docstring; leaves the clock on the report day."""
     d = await add_people(stores)
     await add_policy(stores, d.ana, name="District Plan", copay_cents=2500)

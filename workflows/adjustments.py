@@ -71,7 +71,7 @@ async def apply_waiver(
     text = clean_reason(reason)
     check_waiver(invoice, amount_cents)
     if pending is None:
-        adjustment = await ctx.store.add_adjustment(
+        adjustment = await ctx.store.payments.add_adjustment(
             invoice_id=invoice.id,
             kind=AdjustmentKind.WAIVER,
             amount_cents=amount_cents,
@@ -87,7 +87,7 @@ async def apply_waiver(
     old_amount = amount_of(invoice)
     invoice.waived_cents += amount_cents
     settle_if_paid(invoice, ctx.now())
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor,
         "invoice",
         invoice.id,

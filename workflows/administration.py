@@ -101,7 +101,7 @@ async def change_settings(
     """Apply a settings change; returns the fields that actually changed (old → new)."""
     require(actor, Permission.MANAGE_SETTINGS)
     values = _validated(change)
-    settings = await ctx.store.settings()
+    settings = await ctx.store.settings.get()
     billing = {k: values[k] for k in ("default_due_days", "automation_default") if k in values}
     if billing:
         # The due days bound the pre-due reminders, so they're checked against the stored ones.
@@ -115,13 +115,13 @@ async def change_billing_settings(
     """Replace the billing automation settings with `new`, validated as a whole.
 
     To change a few, start from the stored ones:
-    `replace(billing_settings_from(await store.settings()), pre_due_days=(10, 3))`.
+    `replace(billing_settings_from(await store.settings.get()), pre_due_days=(10, 3))`.
     Returns the fields that actually changed (old → new, as stored: day lists as lists, the
     run time as "HH:MM"); when none did, nothing is written or logged.
     """
     require(actor, Permission.MANAGE_SETTINGS)
     validate_billing_settings(new)
-    settings = await ctx.store.settings()
+    settings = await ctx.store.settings.get()
     return await _apply(ctx, actor, settings, stored_values(new), "billing_settings_changed")
 
 
@@ -135,7 +135,7 @@ async def change_district_facts(
     one `district_facts_changed` entry with the actor; nothing is written when nothing changed.
     """
     require(actor, Permission.MANAGE_SETTINGS)
-    settings = await ctx.store.settings()
+    settings = await ctx.store.settings.get()
     new = clean_district_facts(merge_facts(facts_from(settings), changes))
     return await _apply(ctx, actor, settings, fact_values(new), "district_facts_changed")
 
@@ -154,7 +154,7 @@ async def _apply(
     after = {k: values[k] for k in before}
     for key, value in after.items():
         setattr(settings, key, value)
-    await ctx.store.log(actor, "settings", 1, action, before=before, after=after)
+    await ctx.store.activity.log(actor, "settings", 1, action, before=before, after=after)
     return {k: (before[k], after[k]) for k in before}
 
 
@@ -173,7 +173,7 @@ async def change_role(
 ) -> bool:
     """Edit a role's permissions and restricted-status allow-list. Returns True if changed."""
     require(actor, Permission.MANAGE_ROLES)
-    role = await ctx.store.get_role(role_name)
+    role = await ctx.store.people.role(role_name)
     if role is None:
         raise NotFound(f"There is no role called {role_name!r}.", field="role")
     before = {
@@ -190,7 +190,7 @@ async def change_role(
     after = {"permissions": list(role.permissions), "allowed_statuses": list(role.allowed_statuses)}
     if before == after:
         return False
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor, "role", role.id, "role_changed", before=before, after=after, comment=role.name
     )
     return True

@@ -102,14 +102,14 @@ def check_comment(comment: str | None) -> str | None:
 
 async def announce_request(ctx: Context, outbox: ApprovalOutbox, request_id: int) -> None:
     """Queue the approvals-channel post of a new request."""
-    await ctx.store.enqueue(*outbox.requested_row(request_id))
+    await ctx.store.outbox.enqueue(*outbox.requested_row(request_id))
 
 
 async def announce_decision(
     ctx: Context, outbox: ApprovalOutbox, request_id: int, status: str
 ) -> None:
     """Queue the in-place update of the request's post, and the requester's message."""
-    await ctx.store.enqueue(*outbox.decided_row(request_id, status))
+    await ctx.store.outbox.enqueue(*outbox.decided_row(request_id, status))
 
 
 async def decide(
@@ -160,7 +160,7 @@ async def _record(
     row.status = wanted
     row.decided_by_id = actor.staff_id
     row.decided_at = ctx.now()
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor,
         rules.audit_entity,
         row.id,

@@ -63,7 +63,7 @@ async def add_pause(
     """Pause billing on every day from `starts_on` to `ends_on` (both included)."""
     require(actor, Permission.MANAGE_SETTINGS)
     window = validate_pause(starts_on, ends_on, reason)
-    clashes = await ctx.store.overlapping_pauses(window.starts_on, window.ends_on, lock=True)
+    clashes = await ctx.store.pauses.overlapping(window.starts_on, window.ends_on, lock=True)
     if clashes:
         other = view_of(clashes[0])
         raise ValidationError(
@@ -71,26 +71,28 @@ async def add_pause(
             f"or choose days outside it.",
             field="starts_on",
         )
-    record = await ctx.store.add_billing_pause(
+    record = await ctx.store.pauses.add(
         starts_on=window.starts_on,
         ends_on=window.ends_on,
         reason=window.reason,
         created_by_id=actor.staff_id,
     )
     view = view_of(record)
-    await ctx.store.log(actor, ENTITY, view.id, "billing_pause_added", after=_logged(view))
+    await ctx.store.activity.log(actor, ENTITY, view.id, "billing_pause_added", after=_logged(view))
     return view
 
 
 async def remove_pause(ctx: Context, actor: Actor, pause_id: int) -> PauseView:
     """Remove a pause window; its days count again from the next run on."""
     require(actor, Permission.MANAGE_SETTINGS)
-    record = await ctx.store.get_billing_pause(pause_id, lock=True)
+    record = await ctx.store.pauses.get(pause_id, lock=True)
     if record is None:
         raise NotFound(f"There is no billing pause #{pause_id}.", field="pause_id")
     view = view_of(record)
-    await ctx.store.remove_billing_pause(view.id)
-    await ctx.store.log(actor, ENTITY, view.id, "billing_pause_removed", before=_logged(view))
+    await ctx.store.pauses.remove(view.id)
+    await ctx.store.activity.log(
+        actor, ENTITY, view.id, "billing_pause_removed", before=_logged(view)
+    )
     return view
 
 
@@ -100,4 +102,4 @@ async def list_pauses(
     """The pause windows, earliest first: current and coming ones, or all of them."""
     require(actor, Permission.MANAGE_SETTINGS)
     since = None if include_past else ctx.today()
-    return [view_of(r) for r in await ctx.store.billing_pauses(ending_on_or_after=since)]
+    return [view_of(r) for r in await ctx.store.pauses.windows(ending_on_or_after=since)]

@@ -63,7 +63,7 @@ class CollectionRecord(Protocol):
 
 
 class CollectionRecords(Protocol):
-    """What collection needs from the store beyond `Store` (storage.collections)."""
+    """What collection needs from the store beyond `UnitOfWork` (storage.collections)."""
 
     async def device_by_code(self, code: str, *, lock: bool = False) -> DeviceRecord | None: ...
     async def find_collection_by_key(self, key: str) -> CollectionRecord | None: ...
@@ -225,15 +225,15 @@ async def _refuse_if_collected(
     if previous is None or await records.reassigned_since(device.id, previous.collected_at):
         return
     student = (
-        None if previous.student_id is None else await ctx.store.get_student(previous.student_id)
+        None if previous.student_id is None else await ctx.store.people.student(previous.student_id)
     )
     on = local_date(previous.collected_at, ctx.tz)
     raise ConflictError(already_collected_message(device, on, student), field="device")
 
 
 async def _holder(ctx: Context, device: DeviceRecord) -> StudentRecord | None:
-    holder_id = await ctx.store.current_holder(device.id)
-    return None if holder_id is None else await ctx.store.get_student(holder_id)
+    holder_id = await ctx.store.devices.current_holder(device.id)
+    return None if holder_id is None else await ctx.store.people.student(holder_id)
 
 
 async def preview_collection(
@@ -243,7 +243,7 @@ async def preview_collection(
     require(actor, Permission.COLLECT_DEVICES)
     device = await _find_device(records, code, lock=False)
     await _refuse_if_collected(ctx, records, device)
-    fees = collection_fees(await ctx.store.active_fee_items(), device.model)
+    fees = collection_fees(await ctx.store.fee_items.active(), device.model)
     return CollectionPreview(device, await _holder(ctx, device), tuple(fees))
 
 
@@ -253,7 +253,7 @@ async def _earlier_result(
     if earlier.device_id != device.id:
         raise ConflictError("That form was already used for another device; scan again.")
     student = (
-        None if earlier.student_id is None else await ctx.store.get_student(earlier.student_id)
+        None if earlier.student_id is None else await ctx.store.people.student(earlier.student_id)
     )
     return CollectionResult(
         collection=earlier,
@@ -287,7 +287,7 @@ async def collect_device(
             return await _earlier_result(ctx, records, device, earlier)
     await _refuse_if_collected(ctx, records, device)
     student = await _holder(ctx, device)
-    offered = collection_fees(await store.active_fee_items(), device.model)
+    offered = collection_fees(await store.fee_items.active(), device.model)
     items = chosen_items(offered, cmd.fee_item_ids)
     snapshot = missing_snapshot(items)
     collection = await records.add_collection(
@@ -299,7 +299,7 @@ async def collect_device(
         collected_by_id=actor.staff_id,
         idempotency_key=cmd.idempotency_key,
     )
-    await store.return_device(device.id, reason=cmd.reason.return_reason)
+    await store.devices.unassign(device.id, reason=cmd.reason.return_reason)
     before = {"status": device.status}
     device.status = COLLECTED_STATUS
     invoice: InvoiceRecord | None = None
@@ -318,7 +318,7 @@ async def collect_device(
             ),
         )
         invoice = issued.invoice
-    await store.log(
+    await store.activity.log(
         actor,
         "device",
         device.id,

@@ -30,7 +30,7 @@ class Replacement:
 
 async def existing_device(ctx: Context, device_id: int, *, lock: bool = False) -> DeviceRecord:
     """The device (locked for the change when `lock`), or NotFound."""
-    device = await ctx.store.get_device(device_id, lock=lock)
+    device = await ctx.store.devices.get(device_id, lock=lock)
     if device is None:
         raise NotFound("That device isn't in DeviceCare.", field="device")
     return device
@@ -44,7 +44,7 @@ async def check_replacement(ctx: Context, actor: Actor, cmd: ReplaceDevice) -> N
     _, _, new = await _checked(ctx, old, cmd, lock=False)
     tag = (cmd.new_asset_tag or "").strip()
     if new is None and tag:
-        holder = await ctx.store.get_device_by_asset_tag(tag)
+        holder = await ctx.store.devices.by_asset_tag(tag)
         if holder is not None:
             raise ConflictError(
                 f"Asset tag {holder.asset_tag} is already on device {holder.serial}.",
@@ -57,7 +57,7 @@ async def _checked(
 ) -> tuple[int, str, DeviceRecord | None]:
     """(the student, the new serial, the new device when it exists) once the rules hold."""
     store = ctx.store
-    student_id = await store.current_holder(old.id)
+    student_id = await store.devices.current_holder(old.id)
     if student_id is None:
         raise ConflictError(f"Device {old.serial} isn't assigned to a student.")
     serial = cmd.new_serial.strip()
@@ -65,8 +65,8 @@ async def _checked(
         raise ValidationError("Enter the new device's serial number.", field="new_serial")
     if serial.casefold() == old.serial.casefold():
         raise ValidationError("The new serial is the same as the old one.", field="new_serial")
-    new = await store.get_device_by_serial(serial, lock=lock)
-    if new is not None and await store.current_holder(new.id) is not None:
+    new = await store.devices.by_serial(serial, lock=lock)
+    if new is not None and await store.devices.current_holder(new.id) is not None:
         raise ConflictError(
             f"Device {new.serial} is already assigned to someone.", field="new_serial"
         )
@@ -84,7 +84,7 @@ async def replace_device(ctx: Context, actor: Actor, cmd: ReplaceDevice) -> Repl
     student_id, serial, new = await _checked(ctx, old, cmd, lock=True)
     if new is None:
         try:
-            new = await store.add_device(
+            new = await store.devices.add(
                 serial=serial,
                 model=cmd.new_model or old.model,
                 kind=getattr(old, "kind", "chromebook"),
@@ -93,13 +93,13 @@ async def replace_device(ctx: Context, actor: Actor, cmd: ReplaceDevice) -> Repl
             )
         except ConflictError as exc:  # the asset tag is already on another device
             raise ConflictError(exc.message, field="new_asset_tag") from exc
-    await store.return_device(old.id, reason=cmd.reason)
-    await store.assign_device(new.id, student_id, reason=cmd.reason)
+    await store.devices.unassign(old.id, reason=cmd.reason)
+    await store.devices.assign(new.id, student_id, reason=cmd.reason)
     before = {"status": old.status}
     old.status = "replaced"
     old.replaced_by_id = new.id
     new.status = "in_service"
-    await store.log(
+    await store.activity.log(
         actor,
         "device",
         old.id,
@@ -107,7 +107,7 @@ async def replace_device(ctx: Context, actor: Actor, cmd: ReplaceDevice) -> Repl
         before=before,
         after={"status": "replaced", "replaced_by_id": new.id, "student_id": student_id},
     )
-    await store.log(
+    await store.activity.log(
         actor,
         "device",
         new.id,
@@ -144,10 +144,10 @@ async def assign_suggested_holder(
     suggestion is only ever applied by a person choosing it; a sync never assigns."""
     require(actor, Permission.REPLACE_DEVICES)
     store = ctx.store
-    device = await store.get_device(cmd.device_id, lock=True)
+    device = await store.devices.get(cmd.device_id, lock=True)
     if device is None:
         raise NotFound("That device isn't in DeviceCare any more.")
-    holder_id = await store.current_holder(device.id)
+    holder_id = await store.devices.current_holder(device.id)
     if holder_id == cmd.student_id:
         return HolderChange(device, cmd.student_id, holder_id, changed=False)
     if device.status in OUT_OF_SERVICE:
@@ -157,14 +157,14 @@ async def assign_suggested_holder(
             f"Who holds {device.serial} changed since this was shown; "
             "look the device up again with /device."
         )
-    student = await store.get_student(cmd.student_id)
+    student = await store.people.student(cmd.student_id)
     if student is None:
         raise NotFound("That student isn't in DeviceCare any more.")
     reason = f"{cmd.source_label}'s most recent user"
     if holder_id is not None:
-        await store.return_device(device.id, reason=f"reassigned to {cmd.source_label}'s user")
-    await store.assign_device(device.id, student.id, reason=reason)
-    await store.log(
+        await store.devices.unassign(device.id, reason=f"reassigned to {cmd.source_label}'s user")
+    await store.devices.assign(device.id, student.id, reason=reason)
+    await store.activity.log(
         actor,
         "device",
         device.id,

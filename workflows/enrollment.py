@@ -3,8 +3,8 @@
 Rules are plain functions; the use cases below run them in one unit of work. Coverage starts
 when the premium is paid in full (or at enrollment, when the policy says so, the premium is
 zero or it is waived). An enrollment's `term_start` is moved to the day its coverage began, so
-`Store.coverage_on` (which reads the enrollment's own dates) never covers an incident from
-before the premium was paid.
+`UnitOfWork.insurance.coverage_on` (which reads the enrollment's own dates) never covers an
+incident from before the premium was paid.
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ class Enrolled:
 
 
 async def _policy(ctx: Context, policy_id: int) -> PolicyRecord:
-    policy = await ctx.store.get_policy(policy_id)
+    policy = await ctx.store.enrollments.policy(policy_id)
     if policy is None:
         raise NotFound(f"Insurance policy #{policy_id} doesn't exist.", field="policy")
     return policy
@@ -208,11 +208,11 @@ async def check_enrollment(
     """Everything `enroll_student` checks before it writes; the existing live enrollment, if
     any. Used alone by an import's validate step, which must write nothing."""
     require(actor, Permission.MANAGE_ENROLLMENTS)
-    if await ctx.store.get_student(cmd.student_id) is None:
+    if await ctx.store.people.student(cmd.student_id) is None:
         raise NotFound(f"Student #{cmd.student_id} doesn't exist.", field="student")
     policy = await _policy(ctx, cmd.policy_id)
     term = enrollable_term(policy)
-    existing = await ctx.store.live_enrollment(cmd.student_id, policy.id, term.end)
+    existing = await ctx.store.enrollments.live(cmd.student_id, policy.id, term.end)
     if existing is not None:
         return policy, term, existing
     check_window(policy, ctx.today())
@@ -226,17 +226,17 @@ async def enroll_student(ctx: Context, actor: Actor, cmd: EnrollStudent) -> Enro
     store = ctx.store
     require(actor, Permission.MANAGE_ENROLLMENTS)
     # One enrollment at a time per student, so a redelivery or a double click finds the first.
-    if await store.lock_student(cmd.student_id) is None:
+    if await store.enrollments.lock_student(cmd.student_id) is None:
         raise NotFound(f"Student #{cmd.student_id} doesn't exist.", field="student")
     policy, term, existing = await check_enrollment(ctx, actor, cmd)
     if existing is not None:
         return Enrolled(
-            existing, policy, await store.premium_invoice_for(existing.id), created=False
+            existing, policy, await store.enrollments.premium_invoice(existing.id), created=False
         )
     reason = clean_waiver_reason(cmd.waiver_reason)
     premium = policy.premium_cents
     status = initial_status(policy.coverage_starts, premium, waived=reason is not None)
-    enrollment = await store.add_enrollment(
+    enrollment = await store.enrollments.add(
         student_id=cmd.student_id,
         policy_id=policy.id,
         term_label=term.label,
@@ -247,7 +247,7 @@ async def enroll_student(ctx: Context, actor: Actor, cmd: EnrollStudent) -> Enro
         source=cmd.source.value,
         premium_waiver_reason=reason if premium > 0 else None,
     )
-    await store.log(
+    await store.activity.log(
         actor,
         "insurance_enrollment",
         enrollment.id,
@@ -281,7 +281,7 @@ async def enroll_student(ctx: Context, actor: Actor, cmd: EnrollStudent) -> Enro
         invoice = created.invoice
         notices.extend(created.notices)
         if reason is not None:
-            locked = await store.get_invoice(invoice.id, lock=True)
+            locked = await store.invoices.get(invoice.id, lock=True)
             assert locked is not None
             await apply_waiver(
                 ctx,
@@ -310,7 +310,7 @@ async def _activate(
     enrollment.status = EnrollmentStatus.ACTIVE
     enrollment.activated_at = ctx.now()
     enrollment.term_start = covered_from(term, ctx.today())
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor,
         "insurance_enrollment",
         enrollment.id,
@@ -321,7 +321,7 @@ async def _activate(
     if invoice is None:
         return ()  # nothing was billed, so there is no invoice to tie an email to
     waived = enrollment.premium_waiver_reason is not None
-    await ctx.store.queue_notice(
+    await ctx.store.outbox.queue_notice(
         CONFIRMATION,
         invoice.id,
         f"enrollment-confirmation:{enrollment.id}",
@@ -339,7 +339,7 @@ async def activate_on_premium_paid(
         return None
     if invoice.status != InvoiceStatus.PAID or balance_of(invoice) != 0:
         return None
-    enrollment = await ctx.store.get_enrollment(invoice.premium_enrollment_id, lock=True)
+    enrollment = await ctx.store.enrollments.get(invoice.premium_enrollment_id, lock=True)
     if enrollment is None or enrollment.status != EnrollmentStatus.PENDING_PAYMENT:
         return None
     policy = await _policy(ctx, enrollment.policy_id)
@@ -361,12 +361,12 @@ async def cancel_enrollment(
     text = " ".join(reason.split())
     if not text:
         raise ValidationError("Say why the enrollment is cancelled.", field="reason")
-    enrollment = await ctx.store.get_enrollment(enrollment_id, lock=True)
+    enrollment = await ctx.store.enrollments.get(enrollment_id, lock=True)
     if enrollment is None:
         raise NotFound(f"Enrollment #{enrollment_id} doesn't exist.")
     if enrollment.status == EnrollmentStatus.CANCELLED:
         return enrollment
-    invoice = await ctx.store.premium_invoice_for(enrollment.id)
+    invoice = await ctx.store.enrollments.premium_invoice(enrollment.id)
     if invoice is not None and invoice.status in OPEN_STATUSES:
         if invoice.paid_cents > 0:
             raise ConflictError(
@@ -376,7 +376,7 @@ async def cancel_enrollment(
         await cancel_invoice(ctx, actor, invoice.id, reason=f"Enrollment cancelled: {text}")
     before = {"status": enrollment.status}
     enrollment.status = EnrollmentStatus.CANCELLED
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor,
         "insurance_enrollment",
         enrollment.id,
@@ -398,8 +398,8 @@ async def send_expiry_reminders(ctx: Context, actor: Actor, day: date) -> Remind
     """Remind families whose coverage ends within their policy's reminder days; each
     enrollment (one per term) is reminded once."""
     queued = skipped = 0
-    for enrollment in await ctx.store.expiring_enrollments(day):
-        invoice = await ctx.store.premium_invoice_for(enrollment.id)
+    for enrollment in await ctx.store.enrollments.expiring(day):
+        invoice = await ctx.store.enrollments.premium_invoice(enrollment.id)
         if invoice is None:
             skipped += 1
             continue
@@ -407,14 +407,14 @@ async def send_expiry_reminders(ctx: Context, actor: Actor, day: date) -> Remind
         waived = enrollment.premium_waiver_reason is not None
         context = notice_context(policy.name, enrollment, waived=waived)
         context["days_left"] = (enrollment.term_end - day).days
-        await ctx.store.queue_notice(
+        await ctx.store.outbox.queue_notice(
             EXPIRING,
             invoice.id,
             f"coverage-expiring:{enrollment.id}:{enrollment.term_end.isoformat()}",
             context,
         )
         enrollment.expiry_reminded_on = day
-        await ctx.store.log(
+        await ctx.store.activity.log(
             actor,
             "insurance_enrollment",
             enrollment.id,
@@ -501,10 +501,10 @@ async def configure_policy(
     name = " ".join(setup.name.split())
     if not 0 < len(name) <= 200:
         raise ValidationError("A policy needs a name (up to 200 characters).", field="name")
-    policy = await ctx.store.find_policy_by_name(name, lock=True)
+    policy = await ctx.store.enrollments.policy_by_name(name, lock=True)
     created = policy is None
     if policy is None:
-        policy = await ctx.store.add_policy(name)
+        policy = await ctx.store.enrollments.add_policy(name)
     before = {f: getattr(policy, f) for f in _SETUP_FIELDS}
     wanted: dict[str, Any] = {
         "term_label": setup.term_label,
@@ -534,7 +534,7 @@ async def configure_policy(
         if before[f] != getattr(policy, f)
     }
     if created or changes:
-        await ctx.store.log(
+        await ctx.store.activity.log(
             actor,
             "insurance_policy",
             policy.id,

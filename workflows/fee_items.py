@@ -131,7 +131,7 @@ async def set_fee_item(
             incident_flag=flag,
             active=True if change.active is None else change.active,
         )
-        await ctx.store.log(actor, ENTITY, item.id, "fee_item_added", after=logged(item))
+        await ctx.store.activity.log(actor, ENTITY, item.id, "fee_item_added", after=logged(item))
         return item, True
     before = logged(existing)
     if name is not None:
@@ -148,7 +148,7 @@ async def set_fee_item(
         existing.active = change.active
     after = logged(existing)
     if after != before:
-        await ctx.store.log(
+        await ctx.store.activity.log(
             actor, ENTITY, existing.id, "fee_item_changed", before=before, after=after
         )
     return existing, False

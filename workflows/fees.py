@@ -292,7 +292,7 @@ async def define_fee(
     existing = await fees.find_fee(d.code, d.school_year, lock=True)
     if existing is None:
         fee = await fees.add_fee(d, actor.staff_id)
-        await ctx.store.log(actor, ENTITY, fee.id, "fee_defined", after=_logged(fee))
+        await ctx.store.activity.log(actor, ENTITY, fee.id, "fee_defined", after=_logged(fee))
         return fee, True
     before = _logged(existing)
     if d.amount_cents != existing.amount_cents:
@@ -310,7 +310,9 @@ async def define_fee(
     existing.due_date = d.due_date
     after = _logged(existing)
     if after != before:
-        await ctx.store.log(actor, ENTITY, existing.id, "fee_updated", before=before, after=after)
+        await ctx.store.activity.log(
+            actor, ENTITY, existing.id, "fee_updated", before=before, after=after
+        )
     return existing, False
 
 
@@ -322,7 +324,7 @@ async def list_fees(
     year = (
         clean_school_year(school_year)
         if school_year
-        else current_school_year(await ctx.store.settings(), ctx.today())
+        else current_school_year(await ctx.store.settings.get(), ctx.today())
     )
     found = await fees.fees_for_year(year)
     return year, [(fee, await fees.counts(fee)) for fee in found]

@@ -64,7 +64,7 @@ async def existing_incident(
     ctx: Context, incident_id: int, *, lock: bool = False
 ) -> IncidentRecord:
     """The incident (locked for the change when `lock`), or NotFound."""
-    incident = await ctx.store.get_incident(incident_id, lock=lock)
+    incident = await ctx.store.incidents.get(incident_id, lock=lock)
     if incident is None:
         raise NotFound(f"Incident #{incident_id} doesn't exist.")
     return incident
@@ -76,7 +76,7 @@ async def check_new_incident(ctx: Context, actor: Actor, cmd: OpenIncident) -> N
     require(actor, Permission.MANAGE_INCIDENTS)
     await existing_device(ctx, cmd.device_id)
     _checked_fields(ctx, cmd)
-    if cmd.student_id is not None and await ctx.store.get_student(cmd.student_id) is None:
+    if cmd.student_id is not None and await ctx.store.people.student(cmd.student_id) is None:
         raise NotFound("That student isn't in DeviceCare.", field="student")
 
 
@@ -106,18 +106,20 @@ async def open_incident(ctx: Context, actor: Actor, cmd: OpenIncident) -> Opened
     # idempotency check below sees it once it has committed.
     device = await existing_device(ctx, cmd.device_id, lock=True)
     if cmd.idempotency_key:
-        existing = await store.find_incident_by_key(cmd.idempotency_key)
+        existing = await store.incidents.by_key(cmd.idempotency_key)
         if existing is not None:
             return OpenedIncident(existing, created=False)
     flags, description = _checked_fields(ctx, cmd)
     student_id = cmd.student_id
     if student_id is None:
         # Whoever had the device on the day it happened, not whoever holds it now.
-        student_id = await store.holder_at(device.id, end_of_local_day(cmd.occurred_on, ctx.tz))
-    elif await store.get_student(student_id) is None:
+        student_id = await store.devices.holder_at(
+            device.id, end_of_local_day(cmd.occurred_on, ctx.tz)
+        )
+    elif await store.people.student(student_id) is None:
         raise NotFound("That student isn't in DeviceCare.", field="student")
 
-    incident = await store.add_incident(
+    incident = await store.incidents.add(
         device_id=device.id,
         student_id=student_id,
         reported_by_id=actor.staff_id,
@@ -127,7 +129,7 @@ async def open_incident(ctx: Context, actor: Actor, cmd: OpenIncident) -> Opened
         ticket_ref=cmd.ticket_ref,
         idempotency_key=cmd.idempotency_key,
     )
-    await store.log(
+    await store.activity.log(
         actor,
         "incident",
         incident.id,
@@ -151,7 +153,7 @@ async def _flag_repeat_offender(
 ) -> tuple[str, ...]:
     """Badge the student the moment an incident takes a flag's count over its threshold."""
     store = ctx.store
-    settings = await store.settings()
+    settings = await store.settings.get()
     year = {
         "year_start_month": settings.school_year_start_month,
         "year_start_day": settings.school_year_start_day,
@@ -164,19 +166,19 @@ async def _flag_repeat_offender(
         start = window_start(rule, today, **year)
         if incident.occurred_on < start:
             continue
-        after = len(await store.flag_dates(student_id, rule.flag, start, today))
+        after = len(await store.student_flags.incident_dates(student_id, rule.flag, start, today))
         if not newly_tripped(rule, after - 1, after):
             continue
-        if await store.has_student_flag(student_id, rule.flag, start):
+        if await store.student_flags.has(student_id, rule.flag, start):
             continue
-        await store.add_student_flag(
+        await store.student_flags.add(
             student_id=student_id,
             flag=rule.flag,
             window_start=start,
             incident_count=after,
             incident_id=incident.id,
         )
-        await store.log(
+        await store.activity.log(
             actor,
             "student",
             student_id,
@@ -191,7 +193,7 @@ async def change_incident_status(
     ctx: Context, actor: Actor, incident_id: int, target: IncidentStatus
 ) -> IncidentRecord:
     store = ctx.store
-    restricted = restricted_statuses(await store.settings())
+    restricted = restricted_statuses(await store.settings.get())
     # A restricted status granted to a role (Insurance Claim for billing) is that role's to
     # set even without Manage Incidents; everything else needs the permission.
     if target.value not in restricted or target.value not in actor.allowed_statuses:
@@ -204,7 +206,7 @@ async def change_incident_status(
         incident.closed_at = ctx.now()
     elif before == IncidentStatus.CLOSED.value:
         incident.closed_at = None
-    await store.log(
+    await store.activity.log(
         actor,
         "incident",
         incident.id,
@@ -229,7 +231,7 @@ async def add_incident_note(ctx: Context, actor: Actor, incident_id: int, body: 
     require(actor, Permission.MANAGE_INCIDENTS)
     incident = await existing_incident(ctx, incident_id)
     text = check_note(body)
-    return await ctx.store.add_note(
+    return await ctx.store.incidents.add_note(
         device_id=incident.device_id, incident_id=incident.id, actor=actor, body=text
     )
 
@@ -254,7 +256,7 @@ async def attach_photo(ctx: Context, actor: Actor, incident_id: int, photo: Stor
     """Link a photo to the incident and, for life, to the incident's device."""
     require(actor, Permission.MANAGE_INCIDENTS)
     incident = await existing_incident(ctx, incident_id)
-    photo_id = await ctx.store.add_photo(
+    photo_id = await ctx.store.incidents.add_photo(
         device_id=incident.device_id,
         incident_id=incident.id,
         actor=actor,
@@ -269,7 +271,7 @@ async def attach_photo(ctx: Context, actor: Actor, incident_id: int, photo: Stor
         source_ref=photo.source_ref,
         source_url=photo.source_url,
     )
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor,
         "incident",
         incident.id,
@@ -285,14 +287,14 @@ async def incident_coverage_badge(ctx: Context, incident_id: int) -> CoverageBad
     incident = await existing_incident(ctx, incident_id)
     if incident.student_id is None:
         return coverage_badge(None, 0)
-    coverage = await store.coverage_on(
+    coverage = await store.insurance.coverage_on(
         incident.student_id, incident.occurred_on, device_id=incident.device_id
     )
     if coverage is None:
         return coverage_badge(None, 0)
-    used = await store.count_claims(coverage.claim_key)
+    used = await store.insurance.count_claims(coverage.claim_key)
     own = None
-    for invoice in await store.invoices_for_incident(incident.id):
+    for invoice in await store.invoices.for_incident(incident.id):
         if invoice.status != "cancelled" and invoice_claim_key(invoice) == coverage.claim_key:
             own = (invoice.insurance_snapshot or {}).get("claim_number")
     return coverage_badge(coverage, used, own_claim_number=own)

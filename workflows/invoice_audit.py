@@ -27,7 +27,7 @@ from workflows.i18n import (
     translations,
 )
 from workflows.money import format_cents
-from workflows.ports import InvoiceRecord, Store
+from workflows.ports import InvoiceRecord, UnitOfWork
 
 MINUS = "\u2212"
 
@@ -296,22 +296,22 @@ def _itemised(
 
 
 async def load_invoice_audit(
-    store: Store, invoice: InvoiceRecord, *, tz: tzinfo, language: str = "en"
+    store: UnitOfWork, invoice: InvoiceRecord, *, tz: tzinfo, language: str = "en"
 ) -> InvoiceAudit:
     """`invoice_audit` with what it needs from the store: the invoice's waivers and refunds,
     whether an override request for it is waiting, and the approver's name when the snapshot
     doesn't keep it."""
     pending = False
     if invoice.incident_id is not None and invoice.cap_reached and not invoice.override_applied:
-        request = await store.pending_override_for(invoice.incident_id)
+        request = await store.insurance.pending_override_for(invoice.incident_id)
         pending = request is not None and request.invoice_id in (None, invoice.id)
     approver = None
     snapshot = invoice.insurance_snapshot or {}
     if invoice.override_approved_by_id is not None and not snapshot.get("override_approved_by"):
-        approver = await store.staff_name(invoice.override_approved_by_id)
+        approver = await store.people.staff_name(invoice.override_approved_by_id)
     return invoice_audit(
         invoice,
-        await store.adjustments_for(invoice.id),
+        await store.payments.adjustments_for(invoice.id),
         tz=tz,
         language=language,
         override_pending=pending,

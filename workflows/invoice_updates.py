@@ -101,9 +101,9 @@ async def notify_amount_change(
     )
     if not change.changed or invoice.notice_hold is not None:
         return 0
-    if not await ctx.store.family_told(invoice.id):
+    if not await ctx.store.outbox.family_told(invoice.id):
         return 0
-    return await ctx.store.queue_notice(
+    return await ctx.store.outbox.queue_notice(
         INVOICE_UPDATED, invoice.id, update_key(invoice.id, cause), change.context()
     )
 
@@ -118,8 +118,8 @@ async def release_after_decision(ctx: Context, invoice: InvoiceRecord, hold: str
         return False
     invoice.notice_hold = None
     if invoice.status in ("paid", "cancelled") or _balance(invoice) <= 0:
-        return await ctx.store.withdraw_held_notices(invoice.id, NOTHING_LEFT) > 0
-    return await ctx.store.release_held_notices(invoice.id) > 0
+        return await ctx.store.outbox.withdraw_held(invoice.id, NOTHING_LEFT) > 0
+    return await ctx.store.outbox.release_held(invoice.id) > 0
 
 
 def _balance(invoice: InvoiceRecord) -> int:

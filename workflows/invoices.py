@@ -276,21 +276,21 @@ async def issue_invoice(ctx: Context, actor: Actor, cmd: IssueInvoice) -> Create
     """
     store = ctx.store
     if cmd.idempotency_key:
-        existing = await store.find_invoice_by_key(cmd.idempotency_key)
+        existing = await store.invoices.by_key(cmd.idempotency_key)
         if existing is not None:
             return CreatedInvoice(existing, decision=None, created=False)
-    if await store.get_student(cmd.student_id) is None:
+    if await store.people.student(cmd.student_id) is None:
         raise NotFound(f"Student #{cmd.student_id} doesn't exist.")
     check_lines(cmd.lines)
-    settings = await store.settings()
+    settings = await store.settings.get()
     automation = settings.automation_default
     if cmd.automation_enabled is not None and cmd.automation_enabled != automation:
         require(actor, Permission.MANAGE_INVOICE_AUTOMATION)
         automation = cmd.automation_enabled
     due = check_due_date(ctx.today(), cmd.due_date, settings.default_due_days)
     subtotal = sum(line.amount_cents for line in cmd.lines)
-    invoice = await store.add_invoice(
-        number=await store.next_invoice_number(settings.invoice_prefix),
+    invoice = await store.invoices.add(
+        number=await store.invoices.next_number(settings.invoice_prefix),
         student_id=cmd.student_id,
         incident_id=None,
         device_id=cmd.device_id,
@@ -313,7 +313,7 @@ async def issue_invoice(ctx: Context, actor: Actor, cmd: IssueInvoice) -> Create
         premium_enrollment_id=cmd.premium_enrollment_id,
     )
     settled = settle_if_paid(invoice, ctx.now())
-    await store.log(
+    await store.activity.log(
         actor,
         "invoice",
         invoice.id,
@@ -323,7 +323,7 @@ async def issue_invoice(ctx: Context, actor: Actor, cmd: IssueInvoice) -> Create
     )
     notices: tuple[str, ...] = ()
     if cmd.send_notice and not settled:
-        await store.queue_notice(
+        await store.outbox.queue_notice(
             NoticeTemplate.INVOICE_ISSUED, invoice.id, f"invoice-issued:{invoice.id}"
         )
         notices = (NoticeTemplate.INVOICE_ISSUED,)
@@ -337,22 +337,22 @@ async def check_invoice_for_incident(ctx: Context, actor: Actor, cmd: CreateInvo
     require(actor, Permission.CREATE_INVOICES)
     store = ctx.store
     incident = await existing_incident(ctx, cmd.incident_id)
-    if cmd.idempotency_key and await store.find_invoice_by_key(cmd.idempotency_key):
+    if cmd.idempotency_key and await store.invoices.by_key(cmd.idempotency_key):
         return  # a redelivery: the invoice is made already
     if incident.student_id is None:
         raise ValidationError(
             "This incident has no student, so there is nobody to invoice.", field="student"
         )
-    settings = await store.settings()
+    settings = await store.settings.get()
     if cmd.automation_enabled is not None and cmd.automation_enabled != settings.automation_default:
         require(actor, Permission.MANAGE_INVOICE_AUTOMATION)
     check_due_date(ctx.today(), cmd.due_date, settings.default_due_days)
-    build_lines(await store.fee_items(cmd.fee_item_ids), cmd.fee_item_ids, cmd.custom_lines)
-    coverage = await store.coverage_on(
+    build_lines(await store.fee_items.by_ids(cmd.fee_item_ids), cmd.fee_item_ids, cmd.custom_lines)
+    coverage = await store.insurance.coverage_on(
         incident.student_id, incident.occurred_on, device_id=incident.device_id
     )
     if coverage is not None and coverage.max_claims is not None:
-        at_cap = await store.count_claims(coverage.claim_key) >= coverage.max_claims
+        at_cap = await store.insurance.count_claims(coverage.claim_key) >= coverage.max_claims
         if at_cap and cmd.apply_override:
             require(actor, Permission.OVERRIDE_CLAIM_CAP)
     elif cmd.apply_override:
@@ -369,38 +369,40 @@ async def create_invoice_for_incident(
     # Lock the incident first so a redelivered request waits for the original and then finds it.
     incident = await existing_incident(ctx, cmd.incident_id, lock=True)
     if cmd.idempotency_key:
-        existing = await store.find_invoice_by_key(cmd.idempotency_key)
+        existing = await store.invoices.by_key(cmd.idempotency_key)
         if existing is not None:
             return CreatedInvoice(existing, decision=None, created=False)
     if incident.student_id is None:
         raise ValidationError(
             "This incident has no student, so there is nobody to invoice.", field="student"
         )
-    settings = await store.settings()
+    settings = await store.settings.get()
     automation = settings.automation_default
     if cmd.automation_enabled is not None and cmd.automation_enabled != automation:
         require(actor, Permission.MANAGE_INVOICE_AUTOMATION)
         automation = cmd.automation_enabled
     due = check_due_date(ctx.today(), cmd.due_date, settings.default_due_days)
 
-    lines = build_lines(await store.fee_items(cmd.fee_item_ids), cmd.fee_item_ids, cmd.custom_lines)
+    lines = build_lines(
+        await store.fee_items.by_ids(cmd.fee_item_ids), cmd.fee_item_ids, cmd.custom_lines
+    )
     subtotal = sum(line.amount_cents for line in lines)
 
     # A waiting override request is locked before the enrollment, in the order its decision
     # locks them: a decision and this invoice then happen one after the other.
-    waiting = await store.pending_override_for(incident.id, lock=True)
+    waiting = await store.insurance.pending_override_for(incident.id, lock=True)
     # Locking the enrollment serialises claim counting, so two invoices at once can't both
     # take the last claim.
-    coverage = await store.coverage_on(
+    coverage = await store.insurance.coverage_on(
         incident.student_id, incident.occurred_on, device_id=incident.device_id, lock=True
     )
-    claims_used = 0 if coverage is None else await store.count_claims(coverage.claim_key)
+    claims_used = 0 if coverage is None else await store.insurance.count_claims(coverage.claim_key)
     approver: Actor | None = None
     approved_at: datetime | None = None
     override = False
     if coverage is not None and coverage.max_claims is not None:
         at_cap = claims_used >= coverage.max_claims
-        approved = await store.approved_override_for(incident.id)
+        approved = await store.insurance.approved_override_for(incident.id)
         if at_cap and cmd.apply_override:
             require(actor, Permission.OVERRIDE_CLAIM_CAP)
             override, approver, approved_at = True, actor, ctx.now()
@@ -413,8 +415,8 @@ async def create_invoice_for_incident(
         )
     decision = decide_claim(subtotal, coverage, claims_used, override=override)
 
-    number = await store.next_invoice_number(settings.invoice_prefix)
-    invoice = await store.add_invoice(
+    number = await store.invoices.next_number(settings.invoice_prefix)
+    invoice = await store.invoices.add(
         number=number,
         student_id=incident.student_id,
         incident_id=incident.id,
@@ -446,7 +448,7 @@ async def create_invoice_for_incident(
     settled = settle_if_paid(invoice, ctx.now())
     if override and not cmd.apply_override:
         # The approved request is used up by this invoice.
-        approved = await store.approved_override_for(incident.id)
+        approved = await store.insurance.approved_override_for(incident.id)
         if approved is not None:
             approved.invoice_id = invoice.id
     pending = None
@@ -458,7 +460,7 @@ async def create_invoice_for_incident(
             pending.invoice_id = invoice.id
             invoice.notice_hold = hold_key(pending.id)
             # The approvers' message said "No invoice yet": redrawn, it names this invoice.
-            await store.enqueue(
+            await store.outbox.enqueue(
                 "slack.override_requested",
                 f"override-invoiced:{pending.id}",
                 {"request_id": pending.id},
@@ -466,7 +468,7 @@ async def create_invoice_for_incident(
     created_state = _money_state(invoice) | {"lines": len(lines), "due_date": due.isoformat()}
     if pending is not None:
         created_state |= {"override_pending": pending.id}
-    await store.log(
+    await store.activity.log(
         actor,
         "invoice",
         invoice.id,
@@ -475,7 +477,7 @@ async def create_invoice_for_incident(
         comment="; ".join(decision.audit_lines) or None,
     )
     if decision.override_applied:
-        await store.log(
+        await store.activity.log(
             approver or actor,
             "invoice",
             invoice.id,
@@ -484,7 +486,7 @@ async def create_invoice_for_incident(
         )
     notices: tuple[str, ...] = ()
     if not settled:
-        await store.queue_notice(
+        await store.outbox.queue_notice(
             NoticeTemplate.INVOICE_ISSUED,
             invoice.id,
             f"invoice-issued:{invoice.id}",
@@ -528,17 +530,17 @@ async def preview_invoice(ctx: Context, actor: Actor, cmd: CreateInvoice) -> Inv
         raise ValidationError(
             "This incident has no student, so there is nobody to invoice.", field="student"
         )
-    settings = await store.settings()
+    settings = await store.settings.get()
     lines: list[InvoiceLineSpec] = []
     if cmd.fee_item_ids or cmd.custom_lines:
         lines = build_lines(
-            await store.fee_items(cmd.fee_item_ids), cmd.fee_item_ids, cmd.custom_lines
+            await store.fee_items.by_ids(cmd.fee_item_ids), cmd.fee_item_ids, cmd.custom_lines
         )
     subtotal = sum(line.amount_cents for line in lines)
-    coverage = await store.coverage_on(
+    coverage = await store.insurance.coverage_on(
         incident.student_id, incident.occurred_on, device_id=incident.device_id
     )
-    claims_used = 0 if coverage is None else await store.count_claims(coverage.claim_key)
+    claims_used = 0 if coverage is None else await store.insurance.count_claims(coverage.claim_key)
     at_cap = (
         coverage is not None
         and coverage.max_claims is not None
@@ -548,12 +550,14 @@ async def preview_invoice(ctx: Context, actor: Actor, cmd: CreateInvoice) -> Inv
     offered = at_cap and allowed and actor.can(Permission.OVERRIDE_CLAIM_CAP)
     approved_by: str | None = None
     if at_cap and allowed:
-        approved = await store.approved_override_for(incident.id)
+        approved = await store.insurance.approved_override_for(incident.id)
         if approved is not None and approved.invoice_id is None:
             approver = await _staff_actor(ctx, approved.decided_by_id)
             approved_by = "an approver" if approver is None else approver.name
     override = approved_by is not None or (offered and cmd.apply_override)
-    pending = at_cap and allowed and await store.pending_override_for(incident.id) is not None
+    pending = (
+        at_cap and allowed and await store.insurance.pending_override_for(incident.id) is not None
+    )
     return InvoicePreview(
         lines=tuple(lines),
         subtotal_cents=subtotal,
@@ -572,7 +576,7 @@ async def preview_invoice(ctx: Context, actor: Actor, cmd: CreateInvoice) -> Inv
 async def _staff_actor(ctx: Context, staff_id: int | None) -> Actor | None:
     if staff_id is None:
         return None
-    name = await ctx.store.staff_name(staff_id) or f"staff #{staff_id}"
+    name = await ctx.store.people.staff_name(staff_id) or f"staff #{staff_id}"
     return Actor(staff_id=staff_id, name=name, role="", permissions=frozenset())
 
 
@@ -591,7 +595,7 @@ def _money_state(invoice: InvoiceRecord) -> dict[str, Any]:
 
 async def existing_invoice(ctx: Context, invoice_id: int, *, lock: bool = False) -> InvoiceRecord:
     """The invoice (locked for the change when `lock`), or NotFound."""
-    invoice = await ctx.store.get_invoice(invoice_id, lock=lock)
+    invoice = await ctx.store.invoices.get(invoice_id, lock=lock)
     if invoice is None:
         raise NotFound(f"Invoice #{invoice_id} doesn't exist.")
     return invoice
@@ -620,7 +624,7 @@ async def cancel_invoice(
     invoice.status = InvoiceStatus.CANCELLED
     invoice.cancelled_at = cancelled_at
     invoice.auto_cancelled = auto
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor,
         "invoice",
         invoice.id,
@@ -653,15 +657,15 @@ async def restore_invoice(ctx: Context, actor: Actor, invoice_id: int) -> Invoic
     claim = invoice_claim_key(invoice)
     if claim is not None and not invoice.override_applied:
         incident = (
-            None if invoice.incident_id is None else await store.get_incident(invoice.incident_id)
+            None if invoice.incident_id is None else await store.incidents.get(invoice.incident_id)
         )
         if incident is not None:
-            coverage = await store.coverage_on(
+            coverage = await store.insurance.coverage_on(
                 invoice.student_id, incident.occurred_on, device_id=incident.device_id, lock=True
             )
             max_claims = snapshot.get("max_claims")
             if coverage is not None and max_claims is not None:
-                used = await store.count_claims(claim)
+                used = await store.insurance.count_claims(claim)
                 if used >= max_claims:
                     raise ConflictError(
                         f"Restoring {invoice.number} would go past the policy's claim cap "
@@ -671,7 +675,7 @@ async def restore_invoice(ctx: Context, actor: Actor, invoice_id: int) -> Invoic
     invoice.status = InvoiceStatus.PAID if invoice.total_cents == 0 else InvoiceStatus.UNPAID
     invoice.cancelled_at = None
     invoice.auto_cancelled = False
-    await store.log(
+    await store.activity.log(
         actor, "invoice", invoice.id, "restored", before=before, after=_money_state(invoice)
     )
     await notify_amount_change(
@@ -692,7 +696,7 @@ async def set_invoice_automation(
     if invoice.automation_enabled == enabled:
         return invoice
     invoice.automation_enabled = enabled
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor,
         "invoice",
         invoice.id,
@@ -759,7 +763,7 @@ async def change_invoice_status(
     invoice.final_notice_on = final_notice_after_manual_change(
         status, invoice.final_notice_on, ctx.today()
     )
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor,
         "invoice",
         invoice.id,
@@ -786,7 +790,7 @@ async def change_due_date(
         return invoice
     before = {"due_date": None if invoice.due_date is None else invoice.due_date.isoformat()}
     invoice.due_date = due_date
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor,
         "invoice",
         invoice.id,

@@ -59,35 +59,35 @@ async def request_cap_override(
     require(actor, Permission.CREATE_INVOICES)
     store = ctx.store
     incident = await existing_incident(ctx, incident_id)
-    pending = await store.pending_override_for(incident_id)
+    pending = await store.insurance.pending_override_for(incident_id)
     if pending is not None:
         return pending
     if incident.student_id is None:
         raise ValidationError("This incident has no student.")
-    coverage = await store.coverage_on(
+    coverage = await store.insurance.coverage_on(
         incident.student_id, incident.occurred_on, device_id=incident.device_id
     )
     if coverage is None:
         raise ConflictError("The student had no insurance on the incident date.")
     if not coverage.allow_override:
         raise ConflictError(f"{coverage.policy_name} does not allow claim-cap overrides.")
-    used = await store.count_claims(coverage.claim_key)
+    used = await store.insurance.count_claims(coverage.claim_key)
     invoice_id = None
-    for invoice in await store.invoices_for_incident(incident_id):
+    for invoice in await store.invoices.for_incident(incident_id):
         if invoice.status != InvoiceStatus.CANCELLED and invoice.cap_reached:
             invoice_id = invoice.id
         elif invoice.status != InvoiceStatus.CANCELLED and invoice_claim_key(invoice):
             raise ConflictError("This incident's invoice already has insurance applied.")
     if coverage.max_claims is None or (used < coverage.max_claims and invoice_id is None):
         raise ConflictError("The claim cap hasn't been reached; no override is needed.")
-    request = await store.add_override_request(
+    request = await store.insurance.add_override_request(
         incident_id=incident_id,
         enrollment_id=coverage.enrollment_id,
         invoice_id=invoice_id,
         requested_by_id=actor.staff_id,
         reason=(reason or "").strip() or None,
     )
-    await store.log(
+    await store.activity.log(
         actor,
         "cap_override",
         request.id,
@@ -108,7 +108,7 @@ async def decide_cap_override(
 
 
 async def _locked(ctx: Context, request_id: int) -> OverrideRequestRecord | None:
-    return await ctx.store.get_override_request(request_id, lock=True)
+    return await ctx.store.insurance.override_request(request_id, lock=True)
 
 
 async def _already_decided(ctx: Context, request: OverrideRequestRecord) -> ConflictError:
@@ -120,9 +120,9 @@ async def _check(
 ) -> CoverageContext | None:
     """The enrollment behind the request, locked; approving needs it and its gates."""
     store = ctx.store
-    incident = await store.get_incident(request.incident_id)
+    incident = await store.incidents.get(request.incident_id)
     assert incident is not None and incident.student_id is not None
-    coverage = await store.coverage_on(
+    coverage = await store.insurance.coverage_on(
         incident.student_id, incident.occurred_on, device_id=incident.device_id, lock=True
     )
     if approve:
@@ -145,13 +145,13 @@ async def _apply(
     about = (
         None
         if request.invoice_id is None
-        else await store.get_invoice(request.invoice_id, lock=True)
+        else await store.invoices.get(request.invoice_id, lock=True)
     )
     old_amount = None if about is None else amount_of(about)
     if approve and request.invoice_id is not None and coverage is not None:
         invoice = await _reprice_with_override(ctx, actor, request.invoice_id, coverage, request.id)
     if about is not None and not approve:
-        await store.log(
+        await store.activity.log(
             actor,
             "invoice",
             about.id,
@@ -177,10 +177,10 @@ async def _reprice_with_override(
     ctx: Context, actor: Actor, invoice_id: int, coverage: CoverageContext, request_id: int
 ) -> InvoiceRecord | None:
     store = ctx.store
-    invoice = await store.get_invoice(invoice_id, lock=True)
+    invoice = await store.invoices.get(invoice_id, lock=True)
     if invoice is None or invoice.status == InvoiceStatus.CANCELLED:
         return invoice
-    used = await store.count_claims(coverage.claim_key)
+    used = await store.insurance.count_claims(coverage.claim_key)
     decision = decide_claim(invoice.subtotal_cents, coverage, used, override=True)
     new_total = decision.split.client_cents
     if invoice.paid_cents + invoice.waived_cents > new_total:
@@ -203,7 +203,7 @@ async def _reprice_with_override(
         coverage, decision, approver=actor, approved_at=ctx.now()
     )
     settle_if_paid(invoice, ctx.now())
-    await store.log(
+    await store.activity.log(
         actor,
         "invoice",
         invoice.id,
@@ -236,8 +236,8 @@ OVERRIDE_RULES: ApprovalRules[OverrideRequestRecord, CoverageContext | None] = A
 async def _hold_first_notice(ctx: Context, invoice_id: int, request_id: int) -> None:
     """An override asked for on an invoice whose first email hasn't gone out yet: hold that
     email until the decision, so the family is told the amount that stands."""
-    invoice = await ctx.store.get_invoice(invoice_id, lock=True)
+    invoice = await ctx.store.invoices.get(invoice_id, lock=True)
     if invoice is None or invoice.notice_hold is not None:
         return
-    if await ctx.store.hold_unsent_notices(invoice_id, INVOICE_ISSUED):
+    if await ctx.store.outbox.hold_unsent(invoice_id, INVOICE_ISSUED):
         invoice.notice_hold = hold_key(request_id)

@@ -416,7 +416,7 @@ async def _set_plan(
         return PlanOutcome(invoice, schedule, changed=True, version=0)
     version = await plans.plans_set(invoice.id) + 1
     await plans.replace_installments(invoice.id, schedule)
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor,
         "invoice",
         invoice.id,
@@ -425,13 +425,13 @@ async def _set_plan(
         after={"installments": [i.as_json() for i in schedule], "version": version},
         comment=note or None,
     )
-    notices = await ctx.store.queue_notice(
+    notices = await ctx.store.outbox.queue_notice(
         NoticeTemplate.PAYMENT_PLAN_CONFIRMATION,
         invoice.id,
         f"payment-plan:{invoice.id}:{version}",
         {"installments": [i.as_json() for i in schedule], "note": note or None},
     )
-    await ctx.store.enqueue(
+    await ctx.store.outbox.enqueue(
         PLAN_POSTED,
         f"payment-plan:{invoice.id}:{version}",
         {
@@ -457,14 +457,14 @@ async def clear_payment_plan(
     before = schedule_of(existing)
     version = await plans.plans_set(invoice.id)
     await plans.clear_installments(invoice.id)
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor,
         "invoice",
         invoice.id,
         "payment_plan_cleared",
         before={"installments": [i.as_json() for i in before], "version": version},
     )
-    await ctx.store.enqueue(
+    await ctx.store.outbox.enqueue(
         PLAN_POSTED,
         f"payment-plan-cleared:{invoice.id}:{version}",
         {

@@ -110,7 +110,7 @@ async def record_payment(ctx: Context, actor: Actor, cmd: RecordPayment) -> Reco
         raise ValidationError("A payment needs an idempotency key.")
     # Lock the invoice first: a replayed payment then waits for the original and finds it.
     invoice = await existing_invoice(ctx, cmd.invoice_id, lock=True)
-    existing = await store.find_payment_by_key(key)
+    existing = await store.payments.by_key(key)
     if existing is not None:
         if existing.invoice_id != cmd.invoice_id or existing.amount_cents != cmd.amount_cents:
             raise ConflictError("That payment reference was already used for another payment.")
@@ -129,7 +129,7 @@ async def record_payment(ctx: Context, actor: Actor, cmd: RecordPayment) -> Reco
     # portal file, in a parent's reply. Under the invoice lock, so of two at once one sees it.
     ref_key = reference_key(reference)
     if ref_key is not None:
-        earlier = await store.find_payment_by_reference(invoice.id, ref_key)
+        earlier = await store.payments.by_reference(invoice.id, ref_key)
         if earlier is not None:
             raise DuplicateReference(
                 duplicate_reference_message(invoice, earlier, reference or ""), field="reference"
@@ -138,7 +138,7 @@ async def record_payment(ctx: Context, actor: Actor, cmd: RecordPayment) -> Reco
     check_payment(invoice, cmd.amount_cents)
 
     before = {"paid_cents": invoice.paid_cents, "status": invoice.status}
-    payment = await store.add_payment(
+    payment = await store.payments.add(
         invoice_id=invoice.id,
         amount_cents=cmd.amount_cents,
         method=method.value,
@@ -150,7 +150,7 @@ async def record_payment(ctx: Context, actor: Actor, cmd: RecordPayment) -> Reco
     )
     invoice.paid_cents += cmd.amount_cents
     settle_if_paid(invoice, ctx.now())
-    await store.log(
+    await store.activity.log(
         actor,
         "invoice",
         invoice.id,
@@ -164,7 +164,7 @@ async def record_payment(ctx: Context, actor: Actor, cmd: RecordPayment) -> Reco
             "method": method.value,
         },
     )
-    await store.queue_notice(
+    await store.outbox.queue_notice(
         NoticeTemplate.PAYMENT_RECEIPT,
         invoice.id,
         f"payment-receipt:{payment.id}",

@@ -255,7 +255,7 @@ async def confirm_pending_payment(
     }
     if len(recorded_parts) > 1 or parts:
         after["parts"] = recorded_parts
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor, "pending_payment", pending.id, PendingStatus.CONFIRMED.value,
         before=before, after=after,
     )  # fmt: skip
@@ -304,7 +304,7 @@ async def _set_split(
         part.amount_cents = wanted.get(part.invoice_id, 0)
     pending.amount_cents = total_cents
     pending.amount_given = True
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor,
         "pending_payment",
         pending.id,
@@ -372,7 +372,7 @@ async def reject_pending_payment(
     if not waiting:
         return PendingDecision(pending, None, None, changed=False)
     _decide(ctx, actor, pending, PendingStatus.REJECTED)
-    await ctx.store.log(
+    await ctx.store.activity.log(
         actor,
         "pending_payment",
         pending.id,

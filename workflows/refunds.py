@@ -91,7 +91,7 @@ async def _key_and_payment(ctx: Context, cmd: RefundPayment) -> tuple[str, Payme
     key = cmd.idempotency_key.strip()
     if not key:
         raise ValidationError("A refund needs an idempotency key.")
-    payment = await ctx.store.get_payment(cmd.payment_id)
+    payment = await ctx.store.payments.get(cmd.payment_id)
     if payment is None:
         raise NotFound(f"Payment #{cmd.payment_id} doesn't exist.")
     return key, payment
@@ -101,7 +101,7 @@ async def _made_before(
     ctx: Context, key: str, payment: PaymentRecord, cmd: RefundPayment
 ) -> AdjustmentRecord | None:
     """The refund this form already made, or None; a key used for another refund is refused."""
-    existing = await ctx.store.find_adjustment_by_key(key)
+    existing = await ctx.store.payments.adjustment_by_key(key)
     if existing is not None and (
         existing.payment_id != payment.id or existing.amount_cents != cmd.amount_cents
     ):
@@ -117,7 +117,7 @@ async def check_refund_request(ctx: Context, actor: Actor, cmd: RefundPayment) -
     if await _made_before(ctx, key, payment, cmd) is not None:
         return
     clean_reason(cmd.reason)
-    check_refund(payment, await ctx.store.refunded_on_payment(payment.id), cmd.amount_cents)
+    check_refund(payment, await ctx.store.payments.refunded_on(payment.id), cmd.amount_cents)
 
 
 async def refund_payment(ctx: Context, actor: Actor, cmd: RefundPayment) -> IssuedRefund:
@@ -125,17 +125,17 @@ async def refund_payment(ctx: Context, actor: Actor, cmd: RefundPayment) -> Issu
     store = ctx.store
     key, found = await _key_and_payment(ctx, cmd)
     # The invoice first, as payments and waivers lock it: a replay waits for the original.
-    invoice = await store.get_invoice(found.invoice_id, lock=True)
-    payment = await store.get_payment(cmd.payment_id, lock=True)
+    invoice = await store.invoices.get(found.invoice_id, lock=True)
+    payment = await store.payments.get(cmd.payment_id, lock=True)
     if invoice is None or payment is None:
         raise NotFound(f"Payment #{cmd.payment_id} doesn't exist.")
     existing = await _made_before(ctx, key, payment, cmd)
     if existing is not None:
         return IssuedRefund(existing, invoice, payment, created=False)
     reason = clean_reason(cmd.reason)
-    check_refund(payment, await store.refunded_on_payment(payment.id), cmd.amount_cents)
+    check_refund(payment, await store.payments.refunded_on(payment.id), cmd.amount_cents)
 
-    adjustment = await store.add_adjustment(
+    adjustment = await store.payments.add_adjustment(
         invoice_id=invoice.id,
         kind=AdjustmentKind.REFUND,
         amount_cents=cmd.amount_cents,
@@ -148,7 +148,7 @@ async def refund_payment(ctx: Context, actor: Actor, cmd: RefundPayment) -> Issu
     before = {"refunded_cents": invoice.refunded_cents, "status": invoice.status}
     old_amount = amount_of(invoice)
     invoice.refunded_cents += cmd.amount_cents
-    await store.log(
+    await store.activity.log(
         actor,
         "invoice",
         invoice.id,
@@ -165,7 +165,7 @@ async def refund_payment(ctx: Context, actor: Actor, cmd: RefundPayment) -> Issu
         },
         comment=reason,
     )
-    await store.queue_notice(
+    await store.outbox.queue_notice(
         NoticeTemplate.REFUND_RECEIPT,
         invoice.id,
         f"refund-receipt:{adjustment.id}",

@@ -89,7 +89,7 @@ def local_when(at: datetime, tz: ZoneInfo) -> str:
 
 
 async def _pending_waiver(ctx: Context, invoice_id: int) -> AdjustmentRecord | None:
-    for adjustment in await ctx.store.adjustments_for(invoice_id):
+    for adjustment in await ctx.store.payments.adjustments_for(invoice_id):
         if (
             adjustment.kind == AdjustmentKind.WAIVER
             and adjustment.status == AdjustmentStatus.PENDING
@@ -103,7 +103,7 @@ async def _replayed(
 ) -> AdjustmentRecord | None:
     if not key:
         return None
-    existing = await ctx.store.find_adjustment_by_key(key)
+    existing = await ctx.store.payments.adjustment_by_key(key)
     if existing is None:
         return None
     if (
@@ -152,7 +152,7 @@ async def request_waiver(ctx: Context, actor: Actor, cmd: RequestWaiver) -> Waiv
     waiting = await _pending_waiver(ctx, invoice.id)
     if waiting is not None:
         raise _already_waiting(waiting, invoice)
-    settings = await store.settings()
+    settings = await store.settings.get()
     if not needs_approval(cmd.amount_cents, settings.waiver_approval_cents, actor):
         adjustment = await apply_waiver(
             ctx, actor, invoice, cmd.amount_cents, reason, idempotency_key=key
@@ -160,7 +160,7 @@ async def request_waiver(ctx: Context, actor: Actor, cmd: RequestWaiver) -> Waiv
         await on_invoice_settled(ctx, actor, invoice)
         return WaiverOutcome(adjustment, invoice, created=True)
 
-    adjustment = await store.add_adjustment(
+    adjustment = await store.payments.add_adjustment(
         invoice_id=invoice.id,
         kind=AdjustmentKind.WAIVER,
         amount_cents=cmd.amount_cents,
@@ -169,7 +169,7 @@ async def request_waiver(ctx: Context, actor: Actor, cmd: RequestWaiver) -> Waiv
         requested_by_id=actor.staff_id,
         idempotency_key=key,
     )
-    await store.log(
+    await store.activity.log(
         actor,
         "invoice",
         invoice.id,
@@ -198,7 +198,7 @@ def decision_word(adjustment: AdjustmentRecord) -> str:
 async def _already_decided(ctx: Context, adjustment: AdjustmentRecord) -> ConflictError:
     who = None
     if adjustment.decided_by_id is not None:
-        who = await ctx.store.staff_name(adjustment.decided_by_id)
+        who = await ctx.store.people.staff_name(adjustment.decided_by_id)
     when = ""
     if adjustment.decided_at is not None:
         when = f" on {local_when(adjustment.decided_at, ctx.tz)}"
@@ -216,7 +216,7 @@ async def decide_waiver(
 
 
 async def _locked(ctx: Context, adjustment_id: int) -> AdjustmentRecord | None:
-    adjustment = await ctx.store.get_adjustment(adjustment_id, lock=True)
+    adjustment = await ctx.store.payments.adjustment(adjustment_id, lock=True)
     if adjustment is None or adjustment.kind != AdjustmentKind.WAIVER:
         return None
     return adjustment
@@ -226,7 +226,7 @@ async def _check(
     ctx: Context, actor: Actor, adjustment: AdjustmentRecord, approve: bool
 ) -> InvoiceRecord:
     """The invoice, locked; an approval needs the waiver to still fit its balance."""
-    invoice = await ctx.store.get_invoice(adjustment.invoice_id, lock=True)
+    invoice = await ctx.store.invoices.get(adjustment.invoice_id, lock=True)
     if invoice is None:
         raise NotFound("The invoice behind this waiver request no longer exists.")
     if approve:
@@ -255,7 +255,7 @@ async def _apply(
         # A waived premium starts the coverage it paid for, as a payment would.
         await on_invoice_settled(ctx, actor, invoice)
     else:
-        await ctx.store.log(
+        await ctx.store.activity.log(
             actor,
             "invoice",
             invoice.id,
@@ -298,7 +298,7 @@ async def withdraw_waiver(ctx: Context, actor: Actor, adjustment_id: int) -> Wai
     adjustment.decided_by_id = actor.staff_id
     adjustment.decided_at = ctx.now()
     adjustment.decision_comment = WITHDRAWN_COMMENT
-    await store.log(
+    await store.activity.log(
         actor,
         "invoice",
         adjustment.invoice_id,

@@ -72,14 +72,17 @@ async def _as_actor(
     try:
         async with runtime.stores() as store:
             if email is not None:
-                staff = await store.actor_by_email(email)
+                staff = await store.people.actor_by_email(email)
                 if staff is None:
                     raise NotFound(f"No active staff member has the email {email}.", field="as")
                 actor = staff
-            return await work(Context(store, runtime.clock, runtime.settings.tz), actor)
+            result = await work(Context(store, runtime.clock, runtime.settings.tz), actor)
+            await store.commit()
+            return result
     except PermissionDenied as exc:
         async with runtime.stores() as store:
-            await store.log_refusal(actor, what, exc.message)
+            await store.activity.log_refusal(actor, what, exc.message)
+            await store.commit()
         raise
 
 
@@ -309,7 +312,9 @@ def settings_show() -> None:
 
     async def work(runtime: Runtime) -> tuple[BillingSettings, str]:
         async with runtime.reads() as store:
-            return billing_settings_from(await store.settings()), runtime.settings.district_timezone
+            return billing_settings_from(
+                await store.settings.get()
+            ), runtime.settings.district_timezone
 
     current, tz = _run(work)
     table = Table("setting", "value")
@@ -414,7 +419,7 @@ def settings_set(
         raise typer.Exit(2)
 
     async def change(ctx: Context, actor: Actor) -> dict[str, tuple[Any, Any]]:
-        current = billing_settings_from(await ctx.store.settings())
+        current = billing_settings_from(await ctx.store.settings.get())
         return await change_billing_settings(ctx, actor, replace(current, **changes))
 
     changed = _run_as(as_email, "billing settings", change)

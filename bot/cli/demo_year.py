@@ -27,7 +27,7 @@ from storage.demo import demo_fee_item_id, guardian_id_by_email
 from storage.images import check_photo_async
 from storage.payment_plans import PlanRows
 from storage.staff import add_staff
-from storage.store import SqlStore, StoreFactory
+from storage.uow import SqlUnitOfWork, UnitOfWorkFactory
 from storage.weekly_digest import previous_week
 from workflows.administration import change_district_facts
 from workflows.clock import FixedClock, local_date
@@ -83,7 +83,7 @@ class _Year:
         self.tz = runtime.settings.tz
         self.start, self.end = start, end
         self.clock = FixedClock(runtime.clock.now())
-        self.stores = StoreFactory(
+        self.stores = UnitOfWorkFactory(
             runtime.sessions, self.clock, mail_domain=runtime.settings.mail_domain
         )
         self.actors: dict[str, Actor] = {}
@@ -109,15 +109,17 @@ class _Year:
 
     async def run(self, step: Callable[[Context], Awaitable[T]]) -> T:
         async with self.stores() as store:
-            return await step(Context(store, self.clock, self.tz))
+            result = await step(Context(store, self.clock, self.tz))
+            await store.commit()
+            return result
 
-    async def device(self, store: SqlStore, sis: str) -> m.Device:
-        device = await store.get_device_by_serial(f"DEMO-SN{sis}")
+    async def device(self, store: SqlUnitOfWork, sis: str) -> m.Device:
+        device = await store.devices.by_serial(f"DEMO-SN{sis}")
         if device is None:
             raise NotFound(f"The demo device DEMO-SN{sis} is missing.")
         return device
 
-    async def fee(self, store: SqlStore, code: str) -> int:
+    async def fee(self, store: SqlUnitOfWork, code: str) -> int:
         return await demo_fee_item_id(store, code)
 
     async def incident(
@@ -132,7 +134,7 @@ class _Year:
         self.incidents += 1
 
         async def step(ctx: Context) -> int:
-            assert isinstance(ctx.store, SqlStore)
+            assert isinstance(ctx.store, SqlUnitOfWork)
             device = await self.device(ctx.store, sis)
             opened = await open_incident(
                 ctx,
@@ -189,7 +191,7 @@ class _Year:
         self.invoices += 1
 
         async def step(ctx: Context) -> int:
-            assert isinstance(ctx.store, SqlStore)
+            assert isinstance(ctx.store, SqlUnitOfWork)
             ids = tuple([await self.fee(ctx.store, code) for code in fees])
             created = await create_invoice_for_incident(
                 ctx,
@@ -225,8 +227,9 @@ class _Year:
 
     async def number(self, invoice_id: int) -> str:
         async with self.stores() as store:
-            invoice = await store.get_invoice(invoice_id)
+            invoice = await store.invoices.get(invoice_id)
             assert invoice is not None
+            await store.commit()
             return invoice.number
 
     async def reply(self, sender: str, name: str, invoice_id: int, body: str) -> None:
@@ -259,8 +262,8 @@ class PartlyLoaded(ConflictError):
 
 async def already_loaded(runtime: Runtime) -> bool:
     async with runtime.reads() as store:
-        started = await store.find_incident_by_key(FIRST_STEP) is not None
-        finished = await store.find_incident_by_key(LAST_STEP) is not None
+        started = await store.incidents.by_key(FIRST_STEP) is not None
+        finished = await store.incidents.by_key(LAST_STEP) is not None
     if started and not finished:
         raise PartlyLoaded(
             "An earlier `devicecare demo` stopped before the school year was loaded. "
@@ -292,11 +295,13 @@ async def _staff(y: _Year) -> None:
             await add_staff(
                 store, y.clock, Actor.system("Demo"), email=email, role=role, name=label
             )
+        await store.commit()
     async with y.stores() as store:
         for name, (email, _, _) in {"tech": TECH, "clerk": CLERK}.items():
-            actor = await store.actor_by_email(email)
+            actor = await store.people.actor_by_email(email)
             assert actor is not None
             y.actors[name] = actor
+        await store.commit()
 
 
 # What families are told about the demo district, set only where the district hasn't said.
@@ -312,7 +317,7 @@ DEMO_FACTS: dict[str, str | None] = {
 
 async def _facts(y: _Year) -> None:
     async def step(ctx: Context) -> None:
-        current = facts_from(await ctx.store.settings())
+        current = facts_from(await ctx.store.settings.get())
         if any(stored_values(current).values()):
             return  # a district that has set its facts keeps them
         await change_district_facts(ctx, Actor.system("Demo"), DEMO_FACTS)
@@ -492,7 +497,7 @@ async def _events(y: _Year) -> None:
 
 
 async def _plan(ctx: Context, y: _Year, invoice_id: int) -> None:
-    assert isinstance(ctx.store, SqlStore)
+    assert isinstance(ctx.store, SqlUnitOfWork)
     plan = SetPaymentPlan(
         invoice_id=invoice_id,
         count=2,

@@ -20,7 +20,7 @@ from bot.cli.billing import AsEmail
 from bot.cli.run import in_store_as, run_with_runtime
 from bot.runtime import Runtime
 from bot.settings import get_settings
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.administration import change_district_facts
 from workflows.district_facts import COLUMNS, LABELS, DistrictFacts, facts_from, ways_to_pay
 from workflows.permissions import Actor
@@ -54,7 +54,7 @@ def show_command() -> None:
 
     async def work(runtime: Runtime) -> DistrictFacts:
         async with runtime.reads() as store:
-            return facts_from(await store.settings())
+            return facts_from(await store.settings.get())
 
     facts = run_with_runtime(settings, work, console=console)
     console.print(_facts_table(facts))
@@ -138,11 +138,11 @@ def set_command(
         raise typer.Exit(2)
 
     async def work(runtime: Runtime) -> Changed:
-        async def change(store: SqlStore, actor: Actor) -> Changed:
+        async def change(store: SqlUnitOfWork, actor: Actor) -> Changed:
             done = await change_district_facts(
                 Context(store, runtime.clock, runtime.settings.tz), actor, changes
             )
-            return done, facts_from(await store.settings())
+            return done, facts_from(await store.settings.get())
 
         return await in_store_as(runtime, as_email, "district settings", change)
 

@@ -28,7 +28,7 @@ from bot.runtime import Runtime
 from bot.settings import get_settings
 from storage.bulk_fees import BulkFeeBiller
 from storage.fee_store import SqlFeeStore
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.errors import PermissionDenied, ValidationError
 from workflows.fees import (
     BillResult,
@@ -83,14 +83,14 @@ def fail_unchanged(message: str) -> None:
 def run_fee_work(
     email: str | None,
     what: str,
-    beside: Callable[[SqlStore], S],
+    beside: Callable[[SqlUnitOfWork], S],
     work: Callable[[Context, S, Actor], Awaitable[T]],
 ) -> T:
     """Run `work` in one transaction, as the command line or the staff member `email`, with the
     store `beside` opens next to the main one; a refusal is printed with "Nothing was changed."."""
 
     async def main(runtime: Runtime) -> T:
-        async def with_store(store: SqlStore, actor: Actor) -> T:
+        async def with_store(store: SqlUnitOfWork, actor: Actor) -> T:
             ctx = Context(store, runtime.clock, runtime.settings.tz)
             return await work(ctx, beside(store), actor)
 
@@ -102,7 +102,7 @@ def run_fee_work(
 async def _year(ctx: Context, year: str | None) -> str:
     if year:
         return clean_school_year(year)
-    return current_school_year(await ctx.store.settings(), ctx.today())
+    return current_school_year(await ctx.store.settings.get(), ctx.today())
 
 
 def _split(text: str | None) -> list[str]:

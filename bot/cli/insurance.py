@@ -159,7 +159,7 @@ def coverage_import_command(
         async with runtime.stores() as store:
             result = await import_coverage(store, file, runtime.clock.now(), apply=not dry_run)
             if result.applied and (result.added or result.updated):
-                await store.log(
+                await store.activity.log(
                     Actor.system(CLI_ACTOR_NAME),
                     "device_coverage",
                     None,
@@ -171,6 +171,7 @@ def coverage_import_command(
                         "problems": len(result.problems),
                     },
                 )
+            await store.commit()
             return result
 
     try:
@@ -268,6 +269,7 @@ def policy_set_command(
                 ]
                 if not changes:
                     lines.append("  nothing changed.")
+                await store.commit()
                 return "\n".join(lines)
         except PermissionDenied as exc:
             await log_refusal(runtime, actor, "policy settings", exc.message)

@@ -327,6 +327,7 @@ def staff_add(
                 slack_user_id=slack_id,
             )
             verb = "Added" if result.created else ("Updated" if result.changed else "Unchanged:")
+            await store.commit()
             return f"{verb} {result.staff.email} ({result.role_name})"
 
     console.print(_run(get_settings(), work))
@@ -349,6 +350,7 @@ def staff_list() -> None:
                     s.slack_user_id or "",
                     "yes" if s.active else "no",
                 )
+            await store.commit()
             return table
 
     console.print(_run(get_settings(), work))
@@ -365,6 +367,7 @@ def staff_roles() -> None:
             for r in await list_roles(store):
                 perms = "all (SuperAdmin)" if r.is_superadmin else ", ".join(r.permissions)
                 table.add_row(r.name, perms, ", ".join(r.allowed_statuses))
+            await store.commit()
             return table
 
     console.print(_run(get_settings(), work))
@@ -382,6 +385,7 @@ def demo() -> None:
     async def work(runtime: Runtime) -> str:
         async with runtime.stores() as store:
             result = await load_demo(store, runtime.clock, runtime.settings.district_timezone)
+            await store.commit()
         year = await load_school_year(runtime)
         opened = "".join(f"\n{line}" for line in await links_to_open(runtime))
         if not result.created and not year.created:

@@ -111,7 +111,7 @@ def retry_command(
         actor = await cli_actor(runtime, as_email)
         async with runtime.stores() as store:
             before = await retry_failed(store, message_id, runtime.clock.now())
-            await store.log(
+            await store.activity.log(
                 actor,
                 "outbox",
                 message_id,
@@ -123,6 +123,7 @@ def retry_command(
                 },
                 after={"status": "pending", "attempts": 0},
             )
+            await store.commit()
         return before
 
     retried = run_with_runtime(get_settings(), work, console=console)

@@ -69,6 +69,7 @@ def export_command(
             if folder.exists() or folder.with_suffix(".zip").exists():
                 folder = folder.with_name(f"{folder.name}-{int(now.timestamp())}")
             result = await export_family(store, runtime.blobs, family, folder, now=now, actor=actor)
+            await store.commit()
         return result
 
     result = run_with_runtime(get_settings(), work, console=console)
@@ -105,6 +106,7 @@ def erase_command(
                 result = await erase_family(
                     store, runtime.clock, runtime.blobs, actor, family, force=force
                 )
+                await store.commit()
         except (PermissionDenied, OpenBalance) as exc:
             await log_refusal(runtime, actor, "privacy erase", exc.message)
             raise

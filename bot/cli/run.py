@@ -13,7 +13,7 @@ from rich.markup import escape
 from bot.runtime import Runtime, build_runtime, prepare_database
 from bot.settings import Settings
 from storage import migrate
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.errors import DomainError, NotFound, PermissionDenied
 from workflows.permissions import Actor
 
@@ -64,7 +64,7 @@ async def cli_actor(runtime: Runtime, email: str | None) -> Actor:
     if email is None:
         return Actor.system(CLI_ACTOR_NAME)
     async with runtime.reads() as store:
-        staff = await store.actor_by_email(email)
+        staff = await store.people.actor_by_email(email)
     if staff is None:
         raise NotFound(f"No active staff member has the email {email}.", field="as")
     return staff
@@ -73,21 +73,24 @@ async def cli_actor(runtime: Runtime, email: str | None) -> Actor:
 async def log_refusal(runtime: Runtime, actor: Actor, what: str, reason: str) -> None:
     """A refusal is kept in the activity log, like one in Slack."""
     async with runtime.stores() as store:
-        await store.log_refusal(actor, what, reason)
+        await store.activity.log_refusal(actor, what, reason)
+        await store.commit()
 
 
 async def in_store_as(
     runtime: Runtime,
     email: str | None,
     what: str,
-    work: Callable[[SqlStore, Actor], Awaitable[T]],
+    work: Callable[[SqlUnitOfWork, Actor], Awaitable[T]],
 ) -> T:
     """Run `work` in one transaction, as the command line or the staff member `email`; a
     refusal of their permission is kept in the activity log."""
     actor = await cli_actor(runtime, email)
     try:
         async with runtime.stores() as store:
-            return await work(store, actor)
+            result = await work(store, actor)
+            await store.commit()
+            return result
     except PermissionDenied as exc:
         await log_refusal(runtime, actor, what, exc.message)
         raise

@@ -112,7 +112,7 @@ async def report_failure(runtime: Runtime, day: date, exc: BaseException) -> int
     prefix = failure_key_prefix(day)
     try:
         async with runtime.stores() as store:
-            attempt = await store.count_outbox(RUN_FAILED_KIND, prefix) + 1
+            attempt = await store.outbox.count(RUN_FAILED_KIND, prefix) + 1
             payload: dict[str, Any] = {
                 "day": day.isoformat(),
                 "attempt": attempt,
@@ -120,7 +120,8 @@ async def report_failure(runtime: Runtime, day: date, exc: BaseException) -> int
                 "retrying": attempt < MAX_ATTEMPTS_PER_DAY,
                 "retry_minutes": CATCH_UP_MINUTES,
             }
-            await store.enqueue(RUN_FAILED_KIND, f"{prefix}{attempt}", payload)
+            await store.outbox.enqueue(RUN_FAILED_KIND, f"{prefix}{attempt}", payload)
+            await store.commit()
     except Exception:  # noqa: BLE001 - the database may be what failed; the log still has it
         log.exception("couldn't queue the failure report for the billing run of %s", day)
         return None
@@ -133,7 +134,7 @@ async def catch_up_billing(
     """Follow a changed run time; run today's billing if its time has passed without a run."""
     tz = runtime.settings.tz
     async with runtime.reads() as store:
-        run_time = billing_settings_from(await store.settings()).run_time
+        run_time = billing_settings_from(await store.settings.get()).run_time
     if scheduler is not None:
         follow_run_time(scheduler, runtime, run_time)
     now = runtime.clock.now().astimezone(tz)
@@ -141,8 +142,8 @@ async def catch_up_billing(
     if now.time() < run_time:
         return None
     async with runtime.reads() as store:
-        run = await store.billing_run(today)
-        failures = await store.count_outbox(RUN_FAILED_KIND, failure_key_prefix(today))
+        run = await store.billing_runs.on(today)
+        failures = await store.outbox.count(RUN_FAILED_KIND, failure_key_prefix(today))
     if run is not None and run.status == "completed":
         return None
     if failures >= MAX_ATTEMPTS_PER_DAY:
@@ -194,6 +195,7 @@ async def send_coverage_reminders(runtime: Runtime, day: date | None = None) -> 
     day = day or local_date(runtime.clock.now(), tz)
     async with runtime.stores() as store:
         totals = await send_expiry_reminders(Context(store, runtime.clock, tz), Actor.system(), day)
+        await store.commit()
     log.info(
         "coverage reminders for %s: %s queued, %s without a premium invoice",
         day,
@@ -227,10 +229,12 @@ async def queue_weekly_digest(runtime: Runtime, today: date | None = None) -> bo
     key = digest_key(week)
     try:
         async with runtime.stores() as store:
-            if await store.count_outbox(DIGEST_KIND, key):
+            if await store.outbox.count(DIGEST_KIND, key):
+                await store.commit()
                 return False
             digest = await weekly_digest(store, week, tz=tz, as_of=today)
-            queued = await store.enqueue(DIGEST_KIND, key, digest.to_payload())
+            queued = await store.outbox.enqueue(DIGEST_KIND, key, digest.to_payload())
+            await store.commit()
     except DuplicateRow:
         # Another scheduler queued the same week between our check and our insert.
         log.info("weekly digest for %s was queued by another process", week)
@@ -276,7 +280,7 @@ async def build_scheduler(runtime: Runtime) -> AsyncIOScheduler:
     """The scheduler with its jobs, not started; the billing job at the stored run time."""
     tz = runtime.settings.tz
     async with runtime.reads() as store:
-        run_time = billing_settings_from(await store.settings()).run_time
+        run_time = billing_settings_from(await store.settings.get()).run_time
     scheduler = AsyncIOScheduler(
         timezone=tz,
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600},

@@ -54,7 +54,7 @@ from storage.inbox import (
     redact_address,
 )
 from storage.notices import THREAD_KEY, queue_guardian_notice, reply_thread
-from storage.store import SqlStore, StoreFactory
+from storage.uow import SqlUnitOfWork, UnitOfWorkFactory
 from workflows.clock import Clock, local_date
 from workflows.errors import ValidationError
 from workflows.incidents import StoredPhoto, attach_photo
@@ -246,7 +246,7 @@ class Ingestor:
 
     def __init__(
         self,
-        stores: StoreFactory,
+        stores: UnitOfWorkFactory,
         blobs: BlobStore,
         *,
         clock: Clock,
@@ -314,7 +314,9 @@ class Ingestor:
         so replies keep their order. A Message-ID in the store already, or earlier in the
         batch, is a duplicate; DuplicateMessage means another reader stored one meanwhile."""
         async with self.stores() as store:
-            return await self._store_batch(store, items, uidvalidity)
+            result = await self._store_batch(store, items, uidvalidity)
+            await store.commit()
+            return result
 
     # --- before the transaction -----------------------------------------------------------
 
@@ -328,7 +330,9 @@ class Ingestor:
 
     async def _seen(self, message_id: str) -> bool:
         async with self.stores() as store:
-            return await Inbox(store).find_message(message_id) is not None
+            result = await Inbox(store).find_message(message_id) is not None
+            await store.commit()
+            return result
 
     async def _check_photos(self, images: list[Attachment]) -> _Photos:
         """Photos go through the same checks as Slack uploads; what fails is noted for staff."""
@@ -354,7 +358,7 @@ class Ingestor:
 
     async def _store_batch(
         self,
-        store: SqlStore,
+        store: SqlUnitOfWork,
         items: Sequence[tuple[Prepared, int | None]],
         uidvalidity: int | None,
     ) -> list[Ingested]:
@@ -395,7 +399,7 @@ class Ingestor:
 
     async def _drafts(
         self,
-        store: SqlStore,
+        store: SqlUnitOfWork,
         inbox: Inbox,
         fresh: list[tuple[int, Prepared, int | None]],
         uidvalidity: int | None,
@@ -497,7 +501,7 @@ class Ingestor:
 
     async def _effects(
         self,
-        store: SqlStore,
+        store: SqlUnitOfWork,
         inbox: Inbox,
         draft: _Draft,
         facts: RouteFacts,
@@ -512,7 +516,7 @@ class Ingestor:
 
     async def _reply_effects(
         self,
-        store: SqlStore,
+        store: SqlUnitOfWork,
         inbox: Inbox,
         draft: _Draft,
         read: ReadIntent,
@@ -562,7 +566,7 @@ class Ingestor:
         )
 
     async def _send_new_link(
-        self, store: SqlStore, inbox: Inbox, row: m.InboundMessage, parsed: ParsedMail
+        self, store: SqlUnitOfWork, inbox: Inbox, row: m.InboundMessage, parsed: ParsedMail
     ) -> str:
         """A fresh family-page link for a guardian who asks for one; the note staff see.
 
@@ -592,11 +596,11 @@ class Ingestor:
             return f"{asked}; it was sent already."
         return f"A new link to the family page was emailed to {guardian.full_name}."
 
-    async def _invoice_prefix(self, store: SqlStore) -> str:
+    async def _invoice_prefix(self, store: SqlUnitOfWork) -> str:
         """The district's invoice prefix, read at most once a minute."""
         now = time.monotonic()
         if self._prefix is None or now - self._prefix[1] > PREFIX_TTL_SECONDS:
-            self._prefix = ((await store.settings()).invoice_prefix, now)
+            self._prefix = ((await store.settings.get()).invoice_prefix, now)
         return self._prefix[0]
 
     @staticmethod
@@ -675,7 +679,7 @@ class Ingestor:
 
     async def _attach_photos(
         self,
-        store: SqlStore,
+        store: SqlUnitOfWork,
         inbox: Inbox,
         invoice: InvoiceRef,
         row: m.InboundMessage,
@@ -737,7 +741,7 @@ class Ingestor:
 
     async def _bounce_effects(
         self,
-        store: SqlStore,
+        store: SqlUnitOfWork,
         inbox: Inbox,
         row: m.InboundMessage,
         bounce: _Bounce,
@@ -745,7 +749,7 @@ class Ingestor:
     ) -> None:
         """The audit log for each guardian marked, and the alert to billing staff."""
         for address, guardian in bounce.marked:
-            await store.log(
+            await store.activity.log(
                 SYSTEM,
                 "guardian",
                 guardian.id,

@@ -35,7 +35,7 @@ from aioimaplib import aioimaplib
 from bot.heartbeat import note_error, note_success
 from storage.db_errors import DatabaseError
 from storage.inbox import Inbox
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 
 if TYPE_CHECKING:
     from bot.mail.ingest import Ingested
@@ -267,7 +267,7 @@ def _is_outage(exc: BaseException) -> bool:
 class ImapReader:
     """Reads one folder; `run()` until stopped, or `run_once()` to catch up and return."""
 
-    def __init__(self, config: ReaderConfig, pipeline: Pipeline, stores: StoreFactory) -> None:
+    def __init__(self, config: ReaderConfig, pipeline: Pipeline, stores: UnitOfWorkFactory) -> None:
         self.config = config
         self.pipeline = pipeline
         self.stores = stores
@@ -438,6 +438,7 @@ class ImapReader:
             inbox = Inbox(store)
             state = await inbox.mailbox_state(self.config.state_key)
             if state is not None and state.uidvalidity == selected.uidvalidity:
+                await store.commit()
                 return state.last_uid, False
             if state is not None:
                 log.warning(
@@ -448,6 +449,7 @@ class ImapReader:
                     selected.uidvalidity,
                 )
             await inbox.reset_mailbox_state(self.config.state_key, uidvalidity=selected.uidvalidity)
+            await store.commit()
             return 0, True
 
     async def catch_up(self, selected: Selected) -> int:
@@ -620,6 +622,7 @@ class ImapReader:
             await Inbox(store).save_mailbox_state(
                 self.config.state_key, uidvalidity=selected.uidvalidity, last_uid=last_uid
             )
+            await store.commit()
 
     # --- waiting ------------------------------------------------------------------------
 
@@ -676,7 +679,7 @@ def _text(lines: Iterable[Any]) -> str:
 async def check_mailbox(config: ReaderConfig) -> Selected:
     """Log in and open the folder, then log out: nothing is read or marked."""
     # Neither the pipeline nor the stores are used by connecting and selecting.
-    reader = ImapReader(config, cast(Pipeline, None), cast(StoreFactory, None))
+    reader = ImapReader(config, cast(Pipeline, None), cast(UnitOfWorkFactory, None))
     try:
         await reader._connect()
         return await reader._select()

@@ -48,7 +48,7 @@ from storage.billing_reports import (
 )
 from storage.reports import CATALOGUE, run_report
 from storage.reports_money import CANCELLED
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from storage.weekly_digest import WeeklyDigest, previous_week, weekly_digest
 from workflows.errors import NotFound, ValidationError
 from workflows.grades import clean_grades
@@ -88,7 +88,7 @@ class Run:
     """What a report's query runs with: the runtime and one read snapshot."""
 
     runtime: Runtime
-    store: SqlStore
+    store: SqlUnitOfWork
 
     @property
     def tz(self) -> tzinfo:
@@ -105,7 +105,7 @@ class BillingAnswer:
     fit), the query, and the ephemeral message."""
 
     words: Callable[[list[str], date], Any]
-    compute: Callable[[SqlStore, Any, tzinfo], Awaitable[Any]]
+    compute: Callable[[SqlUnitOfWork, Any, tzinfo], Awaitable[Any]]
     render: Callable[[Any, tzinfo], tuple[str, list[Block]]]
 
 
@@ -221,7 +221,7 @@ def _catalogue_report(spec: ReportSpec) -> Report:
     async def compute(run: Run, options: Mapping[str, Any]) -> ReportResult:
         store = run.store
         if options["as_email"]:
-            actor = await store.actor_by_email(options["as_email"])
+            actor = await store.people.actor_by_email(options["as_email"])
             if actor is None:
                 raise NotFound(f"No active staff member has the email {options['as_email']}.")
             require_report(actor, spec)
@@ -333,7 +333,7 @@ def _automation_words(words: list[str], today: date) -> bool | None:
 
 
 async def _automation_answer(
-    store: SqlStore, automation: bool | None, tz: tzinfo
+    store: SqlUnitOfWork, automation: bool | None, tz: tzinfo
 ) -> AutomationReport:
     shown = SHOWN_ROWS if automation is not None else 0  # the listing comes with on or off
     return await automation_report(store, automation=automation, limit=shown)
@@ -420,7 +420,7 @@ def _cancelled_words(words: list[str], today: date) -> Span:
     return Span(start, end)
 
 
-async def _cancelled_answer(store: SqlStore, span: Span, tz: tzinfo) -> CancelledReport:
+async def _cancelled_answer(store: SqlUnitOfWork, span: Span, tz: tzinfo) -> CancelledReport:
     return await cancelled_report(store, span.date_from, span.date_to, tz=tz, limit=SHOWN_ROWS)
 
 

@@ -14,7 +14,7 @@ from bot.reports.charts import trend_png
 from bot.runtime import Runtime
 from storage.db import read_one_snapshot
 from storage.reports import run_report
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.clock import local_date
 from workflows.reports import ReportFilters, ReportResult
 
@@ -28,7 +28,7 @@ class SchoolYear:
 
 
 @asynccontextmanager
-async def snapshot(runtime: Runtime) -> AsyncIterator[SqlStore]:
+async def snapshot(runtime: Runtime) -> AsyncIterator[SqlUnitOfWork]:
     """A read-only store whose queries all see one snapshot, so a report's totals and rows add
     up while invoices change: SQLite's deferred read transaction in WAL mode; REPEATABLE READ
     on PostgreSQL (set before the first query of the transaction)."""
@@ -41,8 +41,8 @@ def district_today(runtime: Runtime) -> date:
     return local_date(runtime.clock.now(), runtime.settings.tz)
 
 
-async def school_year(store: SqlStore) -> SchoolYear:
-    row = await store.settings()
+async def school_year(store: SqlUnitOfWork) -> SchoolYear:
+    row = await store.settings.get()
     return SchoolYear(row.school_year_start_month or 7, row.school_year_start_day or 1)
 
 

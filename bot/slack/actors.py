@@ -52,7 +52,7 @@ def who_to_ask(facts: DistrictFacts) -> str:
 
 async def not_set_up_text(runtime: Runtime) -> str:
     async with runtime.reads() as store:
-        return who_to_ask(facts_from(await store.settings()))
+        return who_to_ask(facts_from(await store.settings.get()))
 
 
 def slack_profile_name(user: Mapping[str, Any]) -> str:
@@ -97,7 +97,8 @@ class NameRefresher:
             info = await client.users_info(user=user_id)
             name = slack_profile_name(info.get("user") or {})
             async with self.runtime.stores() as store:
-                await store.set_slack_name(user_id, name)
+                await store.people.set_slack_name(user_id, name)
+                await store.commit()
         except Exception:  # noqa: BLE001 - a stale name is harmless; tried again next contact
             log.warning("couldn't refresh the Slack name of %s", user_id, exc_info=True)
 
@@ -109,7 +110,7 @@ async def resolve_actor(
     names: NameRefresher | None = None,
 ) -> Actor | None:
     async with runtime.reads() as store:
-        found = await store.slack_contact(user_id)
+        found = await store.people.slack_contact(user_id)
     if found is not None:
         actor, checked_at = found
         if names is not None and names.due(checked_at):
@@ -125,7 +126,9 @@ async def resolve_actor(
     if not email:
         return None
     async with runtime.stores() as store:
-        return await store.link_slack_user(email, user_id, slack_profile_name(user))
+        result = await store.people.link_slack_user(email, user_id, slack_profile_name(user))
+        await store.commit()
+        return result
 
 
 async def on_user_change(runtime: Runtime, event: Mapping[str, Any]) -> None:
@@ -137,8 +140,9 @@ async def on_user_change(runtime: Runtime, event: Mapping[str, Any]) -> None:
     if not name:
         return
     async with runtime.stores() as store:
-        if await store.set_slack_name(user["id"], name):
+        if await store.people.set_slack_name(user["id"], name):
             log.info("staff %s now shown as their new Slack name", user["id"])
+        await store.commit()
 
 
 ACTOR_CACHE_SECONDS = 5.0

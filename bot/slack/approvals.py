@@ -24,7 +24,7 @@ from bot.slack.blocks import Block
 from bot.slack.listeners import Click, ClickListener, on_click
 from bot.slack.metadata import Payload
 from storage.models import SlackPost
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.approvals import PENDING, ApprovalRules, Decision, decide
 from workflows.errors import ConflictError
 from workflows.ports import Context
@@ -68,13 +68,13 @@ class ApprovalKind(Generic[F, P]):
     ref: type[P]  # the signed value of Approve and Deny
     ref_id: Callable[[P], int]
     post_kind: str  # the `slack_posts` kind of the request's post, redrawn in place
-    load_facts: Callable[[SqlStore, int], Awaitable[F | None]]
+    load_facts: Callable[[SqlUnitOfWork, int], Awaitable[F | None]]
     message: RequestMessage[F]  # the post: Approve / Deny while pending, the decision after
     already_decided: Callable[[F, ZoneInfo], str]
     # Tells the requester of the decision (a DM, a thread message), once per decision.
     tell_requester: Callable[[Runtime, AsyncWebClient, F], Awaitable[None]]
     # More work in the decision's own transaction (e.g. redraw a card that shows the request).
-    after_decision: Callable[[SqlStore, Decision[Any]], Awaitable[None]] | None = None
+    after_decision: Callable[[SqlUnitOfWork, Decision[Any]], Awaitable[None]] | None = None
 
 
 class ApprovalFeature(Generic[F, P]):
@@ -132,6 +132,7 @@ class ApprovalFeature(Generic[F, P]):
                 result = await decide(ctx, click.actor, kind.rules, request_id, approve=approve)
                 if result.changed and kind.after_decision is not None:
                     await kind.after_decision(store, result)
+                await store.commit()
         except ConflictError as exc:
             conflict = exc  # usually: the other decision won; say who made it, below
         if result is not None and result.changed:
@@ -149,7 +150,8 @@ class ApprovalFeature(Generic[F, P]):
         request_id = int(payload[self.kind.rules.outbox.id_field])
         async with self.runtime.stores() as store:
             facts = await self.kind.load_facts(store, request_id)
-            posted = await store.slack_post(self.kind.post_kind, request_id)
+            posted = await store.slack_posts.get(self.kind.post_kind, request_id)
+            await store.commit()
         return request_id, facts, posted
 
     async def deliver_requested(self, client: AsyncWebClient, payload: dict[str, Any]) -> None:
@@ -169,12 +171,13 @@ class ApprovalFeature(Generic[F, P]):
             )
         response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
         async with runtime.stores() as store:
-            await store.save_slack_post(
+            await store.slack_posts.save(
                 kind.post_kind,
                 request_id,
                 str(response.get("channel") or channel),
                 str(response["ts"]),
             )
+            await store.commit()
 
     async def deliver_decided(self, client: AsyncWebClient, payload: dict[str, Any]) -> None:
         """The request's post shows the decision in place; then the requester is told."""

@@ -87,7 +87,7 @@ async def invoice_view(
         lines = await adjustment_lines(store, invoice_id)
         payments = await refundable_payments(store, invoice_id)
         delivery = await invoice_delivery_line(store, invoice_id, tz)
-        invoice = await store.get_invoice(invoice_id)
+        invoice = await store.invoices.get(invoice_id)
         audit = None if invoice is None else await load_invoice_audit(store, invoice, tz=tz)
     inv = timeline.invoice
     # Buttons only for those who may use them; the workflows check again on submit.
@@ -149,6 +149,7 @@ async def change(click: Click[Any], what: str, invoice_id: int, apply: Change) -
     try:
         async with click.runtime.stores() as store:
             done = await apply(click.context(store), invoice_id)
+            await store.commit()
         notice = f":white_check_mark: {done}"
     except NotFound:
         raise

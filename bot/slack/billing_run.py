@@ -325,6 +325,7 @@ async def handle_billing_pause(cmd: Command) -> None:
     await cmd.ack()
     async with cmd.runtime.stores() as store:
         text = await _do_pause(cmd.context(store), cmd.actor, command)
+        await store.commit()
     await _answer(cmd, text)
 
 

@@ -157,8 +157,9 @@ async def handle_billing_settings(call: BillingCall) -> None:
     await call.ack()
     runtime = call.runtime
     async with runtime.stores() as store:
-        record = await store.settings()
+        record = await store.settings.get()
         current, facts = billing_settings_from(record), facts_from(record)
+        await store.commit()
     metadata = pack(SettingsForm(user_id=call.command["user_id"]), signing_keys(runtime.settings))
     await call.client.views_open(
         trigger_id=call.command["trigger_id"],
@@ -177,7 +178,7 @@ async def check_settings_form(
     # Checked again here: the permission may have been removed since the modal opened.
     require(actor, Permission.MANAGE_SETTINGS)
     async with runtime.reads() as store:
-        record = await store.settings()
+        record = await store.settings.get()
     new = parse_settings_form(view["state"]["values"], billing_settings_from(record))
     facts = parse_facts_form(view["state"]["values"])
     validate_billing_settings(new)
@@ -220,6 +221,7 @@ async def save_settings_form(
             # One transaction: a bad fact undoes the automation settings too.
             changes = await change_billing_settings(ctx, actor, new)
             changes |= await change_district_facts(ctx, actor, facts)
+            await store.commit()
         await tell_user(client, body, _describe(changes))
 
 

@@ -16,7 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.runtime import Runtime
 from bot.slack.channel_errors import channel_error, give_up_on_channel
 from bot.slack.ids import SlackPostKind
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 
 INCIDENT_CARD = "slack.incident_card"
 THREAD_MESSAGE = "slack.thread_message"
@@ -26,9 +26,9 @@ class CardNotPostedYet(RuntimeError):
     """The incident's card isn't in Slack yet; the outbox retries the thread message later."""
 
 
-async def queue_incident_card(store: SqlStore, incident_id: int) -> None:
+async def queue_incident_card(store: SqlUnitOfWork, incident_id: int) -> None:
     """Post the card (first time) or update it in place (every later change)."""
-    await store.enqueue(
+    await store.outbox.enqueue(
         INCIDENT_CARD,
         f"incident-card:{incident_id}:{uuid.uuid4().hex}",
         {"incident_id": incident_id},
@@ -37,11 +37,11 @@ async def queue_incident_card(store: SqlStore, incident_id: int) -> None:
 
 
 async def queue_thread_message(
-    store: SqlStore, incident_id: int, text: str, *, dedupe_key: str | None = None
+    store: SqlUnitOfWork, incident_id: int, text: str, *, dedupe_key: str | None = None
 ) -> None:
     """A message in the incident's thread (its conversation), e.g. "override approved"."""
     key = dedupe_key or f"thread:{incident_id}:{uuid.uuid4().hex}"
-    await store.enqueue(
+    await store.outbox.enqueue(
         THREAD_MESSAGE, key, {"incident_id": incident_id, "text": text}, fresh_key=not dedupe_key
     )
 
@@ -50,7 +50,8 @@ def thread_message_handler(runtime: Runtime, client: AsyncWebClient) -> Any:
     async def deliver(payload: dict[str, Any]) -> None:
         incident_id = int(payload["incident_id"])
         async with runtime.stores() as store:
-            post = await store.slack_post(SlackPostKind.INCIDENT_CARD, incident_id)
+            post = await store.slack_posts.get(SlackPostKind.INCIDENT_CARD, incident_id)
+            await store.commit()
         if post is None:
             raise CardNotPostedYet(f"incident #{incident_id} has no card yet")
         try:

@@ -69,7 +69,7 @@ async def give_up_on_channel(
     the exception the outbox handler raises."""
     log.error("slack: %s not posted in %s: %s", what, channel, error)
     async with runtime.stores() as store:
-        await store.log(
+        await store.activity.log(
             Actor.system(ALERT_ACTOR),
             "slack_channel",
             None,
@@ -77,6 +77,7 @@ async def give_up_on_channel(
             after={"channel": channel, "error": error},
             comment=what,
         )
+        await store.commit()
     if notify:
         what_ = what[:1].upper() + what[1:]
         text = f":warning: {what_} couldn't be posted: {explain(channel, error)}."

@@ -169,6 +169,7 @@ async def check_in(form: Submitted[CheckInForm]) -> Block:
     )
     async with form.runtime.stores() as store:
         result = await collect_device(form.context(store), Collections(store), form.actor, cmd)
+        await store.commit()
     after = next_session(form.meta.session, cmd, result)
     return scan_view(form, after, result=result_line(result))
 

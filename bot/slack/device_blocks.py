@@ -29,7 +29,7 @@ from bot.slack.metadata import Payload, pack
 from bot.slack.photo_lines import photo_line
 from storage import models as m
 from storage.device_search import DeviceMatch
-from storage.store import DeviceHistory
+from storage.repositories.devices import DeviceHistory
 from storage.sync_provenance import HolderSuggestion
 from workflows.devices import ReplaceDevice
 from workflows.enrollment import EnrollmentStatus

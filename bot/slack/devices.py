@@ -46,8 +46,8 @@ from bot.slack.sync_blocks import sync_context
 from storage import models as m
 from storage.device_coverage import coverage_for_device
 from storage.enrollment_store import current_enrollments
-from storage.store import SqlStore
 from storage.sync_provenance import device_provenance, holder_suggestion
+from storage.uow import SqlUnitOfWork
 from workflows.clock import local_date
 from workflows.device_search import MatchRank
 from workflows.devices import (
@@ -65,19 +65,19 @@ log = logging.getLogger("devicecare.slack")
 
 
 async def device_record(
-    runtime: Runtime, store: SqlStore, device_id: int, actor: Actor | None = None
+    runtime: Runtime, store: SqlUnitOfWork, device_id: int, actor: Actor | None = None
 ) -> tuple[str, list[Block]] | None:
     """The `/device` answer for one device; coverage is the holder's, as of today. A source's
     suggested holder comes with a button for someone who may assign it (`actor`)."""
-    history = await store.device_history(device_id)
+    history = await store.devices.history(device_id)
     if history is None:
         return None
     badge: CoverageBadge | None = None
     today = local_date(runtime.clock.now(), runtime.settings.tz)
     enrollments: list[m.InsuranceEnrollment] = []
     if history.holder is not None:
-        coverage = await store.coverage_on(history.holder.id, today, device_id=device_id)
-        used = 0 if coverage is None else await store.count_claims(coverage.claim_key)
+        coverage = await store.insurance.coverage_on(history.holder.id, today, device_id=device_id)
+        used = 0 if coverage is None else await store.insurance.count_claims(coverage.claim_key)
         badge = coverage_badge(coverage, used)
         enrollments = await current_enrollments(store, history.holder.id, today)
     third_party = await coverage_for_device(store, device_id, today)
@@ -101,9 +101,9 @@ async def device_record(
     )
 
 
-async def _check_replayed(store: SqlStore, old: m.Device, serial: str) -> None:
+async def _check_replayed(store: SqlUnitOfWork, old: m.Device, serial: str) -> None:
     """An old device already replaced: by this very form (a redelivery), or by someone else."""
-    new = None if old.replaced_by_id is None else await store.get_device(old.replaced_by_id)
+    new = None if old.replaced_by_id is None else await store.devices.get(old.replaced_by_id)
     if new is None or new.serial != m.normalize_serial(serial):
         raise ConflictError(
             f"{old.serial} was already replaced" + (f" by {new.serial}." if new else "."),
@@ -117,20 +117,21 @@ async def handle_replace_device_button(click: Click[IncidentRef]) -> None:
     require(click.actor, Permission.REPLACE_DEVICES)
     incident_id = click.ref.incident_id
     async with click.runtime.stores() as store:
-        incident = await store.get_incident(incident_id)
+        incident = await store.incidents.get(incident_id)
         if incident is None:
             raise NotFound(f"Incident #{incident_id} doesn't exist.")
-        device = await store.get_device(incident.device_id)
+        device = await store.devices.get(incident.device_id)
         if device is None:
             raise NotFound("That device isn't in DeviceCare.")
         if device.replaced_by_id is not None:
-            new = await store.get_device(device.replaced_by_id)
+            new = await store.devices.get(device.replaced_by_id)
             raise ConflictError(
                 f"Device {device.serial} was already replaced"
                 + (f" by {new.serial}." if new is not None else ".")
             )
-        holder_id = await store.current_holder(device.id)
-        holder = None if holder_id is None else await store.get_student(holder_id)
+        holder_id = await store.devices.current_holder(device.id)
+        holder = None if holder_id is None else await store.people.student(holder_id)
+        await store.commit()
     view = build_replace_device_modal(
         incident_id=incident_id,
         device=device,
@@ -159,7 +160,7 @@ async def check_replace_form(form: Submitted[ReplaceDeviceModal]) -> ReplaceForm
     if read.errors:
         raise FormErrors(read.errors)
     async with form.runtime.reads() as store:
-        old = await store.get_device(form.meta.device_id)
+        old = await store.devices.get(form.meta.device_id)
         if old is not None and old.replaced_by_id is not None:
             await _check_replayed(store, old, read.serial)
         else:
@@ -172,21 +173,21 @@ async def check_replace_form(form: Submitted[ReplaceDeviceModal]) -> ReplaceForm
 async def replace_submitted_device(form: Submitted[ReplaceDeviceModal], read: ReplaceForm) -> None:
     meta, actor = form.meta, form.actor
     async with form.runtime.stores() as store:
-        old = await store.get_device(meta.device_id, lock=True)
+        old = await store.devices.get(meta.device_id, lock=True)
         if old is not None and old.replaced_by_id is not None:
             await _check_replayed(store, old, read.serial)
-            new = await store.get_device(old.replaced_by_id)
+            new = await store.devices.get(old.replaced_by_id)
             assert new is not None
-            holder_id = await store.current_holder(new.id)
-            student = None if holder_id is None else await store.get_student(holder_id)
+            holder_id = await store.devices.current_holder(new.id)
+            student = None if holder_id is None else await store.people.student(holder_id)
             name = "The student" if student is None else student.full_name
             done = build_device_replaced_modal(old, new, name, again=True)
         else:
             result = await replace_device(form.context(store), actor, read.command(meta.device_id))
-            student = await store.get_student(result.student_id)
+            student = await store.people.student(result.student_id)
             name = "The student" if student is None else student.full_name
-            old_row = await store.get_device(result.old.id)
-            new_row = await store.get_device(result.new.id)
+            old_row = await store.devices.get(result.old.id)
+            new_row = await store.devices.get(result.new.id)
             assert old_row is not None and new_row is not None
             await queue_incident_card(store, meta.incident_id)
             await queue_thread_message(
@@ -196,6 +197,7 @@ async def replace_submitted_device(form: Submitted[ReplaceDeviceModal], read: Re
                 dedupe_key=f"device-replaced:{old_row.id}:{new_row.id}",
             )
             done = build_device_replaced_modal(old_row, new_row, name)
+        await store.commit()
     await form.show(done, "device replacement")
 
 
@@ -203,6 +205,7 @@ async def replace_submitted_device(form: Submitted[ReplaceDeviceModal], read: Re
 async def handle_device_show(click: Click[DeviceRef]) -> None:
     async with click.runtime.stores() as store:
         record = await device_record(click.runtime, store, click.ref.device_id, click.actor)
+        await store.commit()
     if record is None:
         raise NotFound("That device isn't in DeviceCare any more.")
     text, blocks = record
@@ -222,10 +225,11 @@ async def handle_assign_suggested(click: Click[SuggestedHolderRef]) -> None:
     )
     async with click.runtime.stores() as store:
         change = await assign_suggested_holder(click.context(store), click.actor, command)
-        student = await store.get_student(change.student_id)
+        student = await store.people.student(change.student_id)
         name = "the student" if student is None else student.full_name
         said = holder_assigned_text(change.device.serial, name, changed=change.changed)
         record = await device_record(click.runtime, store, ref.device_id, click.actor)
+        await store.commit()
     blocks = [section(said)] + ([] if record is None else record[1])
     await reply(click.client, click.body, said, blocks, replace=True)
 
@@ -239,7 +243,7 @@ async def device_command_answer(
     if not query:
         return {"response_type": "ephemeral", "text": USAGE}
     async with runtime.reads() as store:
-        matches = await store.search_devices(query, limit=MAX_MATCHES + 1)
+        matches = await store.devices.search(query, limit=MAX_MATCHES + 1)
         # An exact serial, tag or student id (or full name) wins over partial matches.
         exact = [x for x in matches if x.rank is MatchRank.EXACT]
         matches = exact or matches

@@ -104,8 +104,9 @@ async def check_enroll_form(form: Submitted[EnrollForm]) -> EnrollStudent:
 async def enroll_submitted(form: Submitted[EnrollForm], command: EnrollStudent) -> None:
     async with form.runtime.stores() as store:
         done = await enroll_student(form.context(store), form.actor, command)
-        student = await store.get_student(command.student_id)
+        student = await store.people.student(command.student_id)
         name = "The student" if student is None else student.full_name
+        await store.commit()
     await tell_user(form.client, _where(form), enrolled_text(done, name))
 
 

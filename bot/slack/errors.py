@@ -76,7 +76,8 @@ async def record_refusal(runtime: Runtime, actor: Actor | None, what: str, reaso
     if actor is None:
         return
     async with runtime.stores() as store:
-        await store.log_refusal(actor, what, reason)
+        await store.activity.log_refusal(actor, what, reason)
+        await store.commit()
 
 
 @asynccontextmanager

@@ -111,7 +111,7 @@ async def _show_preview(
 
 async def _define_modal(runtime: Runtime) -> Block:
     async with runtime.reads() as store:
-        year = current_school_year(await store.settings(), _context(runtime, store).today())
+        year = current_school_year(await store.settings.get(), _context(runtime, store).today())
         buildings = [(b.id, b.name) for b in await SqlFeeStore.beside(store).buildings()]
     return build_define_modal(year, buildings)
 
@@ -144,7 +144,7 @@ async def handle_billing_fees(call: BillingCall) -> None:
             async with reported(runtime, call.client, _where(call), "/billing fees", call.actor):
                 async with runtime.reads() as store:
                     year = year_text or current_school_year(
-                        await store.settings(), _context(runtime, store).today()
+                        await store.settings.get(), _context(runtime, store).today()
                     )
                     fee = await find_fee(SqlFeeStore.beside(store), code, year)
                 await _show_preview(runtime, call.client, _where(call), call.actor, fee.id)
@@ -231,6 +231,7 @@ async def define_submitted_fee(
             fee, created = await define_fee(_context(runtime, store), fees, actor, form.definition)
             names = await fees.building_names([int(b) for b in fee.building_ids])
             text = defined_text(fee, created, names)
+            await store.commit()
     except DomainError as exc:
         await ack(response_action="errors", errors=modal_errors(exc, FIELD_BLOCKS, FeeBlock.CODE))
         if isinstance(exc, PermissionDenied):

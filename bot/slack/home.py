@@ -133,7 +133,7 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
         """Republish one person's home (first pages) after something in it changed."""
         user_id = str(payload["user"])
         async with runtime.reads() as store:
-            actor = await store.actor_by_slack_id(user_id)
+            actor = await store.people.actor_by_slack_id(user_id)
         if actor is None:
             return  # no longer on staff: their home already says so when opened
         try:

@@ -66,14 +66,9 @@ from bot.slack.listeners import (
 )
 from bot.slack.metadata import pack
 from bot.slack.photo_lines import load_photo_urls
-from bot.slack.photos import (
-    SlackFileRef,
-    attach_slack_files,
-    files_from_event,
-    files_from_state,
-)
+from bot.slack.photos import SlackFileRef, attach_slack_files, files_from_event, files_from_state
 from storage.notice_queries import invoice_delivery_line
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.clock import local_date
 from workflows.errors import DomainError, InvalidTransition, NotFound, PermissionDenied
 from workflows.errors import ValidationError as InputError
@@ -159,24 +154,28 @@ def status_choices(
 
 
 async def load_incident_card(
-    ctx: Context, store: SqlStore, incident_id: int, *, runtime: Runtime | None = None
+    ctx: Context, store: SqlUnitOfWork, incident_id: int, *, runtime: Runtime | None = None
 ) -> IncidentCard | None:
     """The card as of now; with `runtime`, its photos are linked (bot.slack.photo_lines)."""
-    incident = await store.get_incident(incident_id)
+    incident = await store.incidents.get(incident_id)
     if incident is None:
         return None
-    device = await store.get_device(incident.device_id)
+    device = await store.devices.get(incident.device_id)
     assert device is not None  # incidents.device_id is a RESTRICT foreign key
-    student = None if incident.student_id is None else await store.get_student(incident.student_id)
-    building_id = (student.building_id if student else None) or device.building_id
-    building = None if building_id is None else await store.get_building(building_id)
-    reporter = (
-        None if incident.reported_by_id is None else await store.staff_name(incident.reported_by_id)
+    student = (
+        None if incident.student_id is None else await store.people.student(incident.student_id)
     )
-    invoices = await store.invoices_for_incident(incident.id)
+    building_id = (student.building_id if student else None) or device.building_id
+    building = None if building_id is None else await store.devices.building(building_id)
+    reporter = (
+        None
+        if incident.reported_by_id is None
+        else await store.people.staff_name(incident.reported_by_id)
+    )
+    invoices = await store.invoices.for_incident(incident.id)
     offender: list[str] = []
     if student is not None:
-        for badge in await store.student_flags(student.id):
+        for badge in await store.student_flags.for_student(student.id):
             if badge.flag not in offender:
                 offender.append(badge.flag)
     return IncidentCard(
@@ -194,13 +193,13 @@ async def load_incident_card(
         reported_by=reporter,
         coverage=await incident_coverage_badge(ctx, incident.id),
         offender_flags=tuple(offender),
-        photo_count=await store.incident_photo_count(incident.id),
+        photo_count=await store.incidents.photo_count(incident.id),
         photo_urls=tuple(
             []
             if runtime is None
             else await load_photo_urls(runtime, store, incident_id=incident.id)
         ),
-        note_count=await store.incident_note_count(incident.id),
+        note_count=await store.incidents.note_count(incident.id),
         ticket_ref=incident.ticket_ref,
         invoices=tuple(
             [
@@ -215,7 +214,7 @@ async def load_incident_card(
             ]
         ),
         override_requestable=any(override_can_be_requested(i) for i in invoices)
-        and await store.pending_override_for(incident.id) is None,
+        and await store.insurance.pending_override_for(incident.id) is None,
     )
 
 
@@ -241,7 +240,10 @@ class RestrictedStatuses:
         now = time.monotonic()
         if cached is None or cached[0] < now:
             async with runtime.reads() as store:
-                cached = (now + SETTINGS_CACHE_SECONDS, restricted_statuses(await store.settings()))
+                cached = (
+                    now + SETTINGS_CACHE_SECONDS,
+                    restricted_statuses(await store.settings.get()),
+                )
             if key not in self._cached:  # a runtime's id is reused once it is gone
                 weakref.finalize(runtime, self._cached.pop, key, None)
             self._cached[key] = cached
@@ -327,7 +329,7 @@ async def _permalink(client: AsyncWebClient, channel: object, ts: object) -> str
 
 async def device_options(runtime: Runtime, query: str) -> list[dict[str, Any]]:
     async with runtime.reads() as store:
-        matches = await store.search_devices(query, limit=MAX_OPTIONS)
+        matches = await store.devices.search(query, limit=MAX_OPTIONS)
     return [
         device_option(x.device_id, x.serial, x.asset_tag, x.model, x.holder_name) for x in matches
     ]
@@ -362,14 +364,14 @@ async def handle_device_selected(click: Click[None]) -> None:
 async def _holder_line(runtime: Runtime, device_id: int, occurred: date) -> str | None:
     """Who held the device at the end of `occurred`, where; None for a device not on file."""
     async with runtime.reads() as store:
-        device = await store.get_device(device_id)
+        device = await store.devices.get(device_id)
         if device is None:
             return None
         at = end_of_local_day(occurred, runtime.settings.tz)
-        holder_id = await store.holder_at(device.id, at)
-        student = None if holder_id is None else await store.get_student(holder_id)
+        holder_id = await store.devices.holder_at(device.id, at)
+        student = None if holder_id is None else await store.people.student(holder_id)
         building_id = (student.building_id if student else None) or device.building_id
-        building = None if building_id is None else await store.get_building(building_id)
+        building = None if building_id is None else await store.devices.building(building_id)
     return student_line(
         None if student is None else student.full_name,
         None if student is None else student.grade,
@@ -405,6 +407,7 @@ async def open_submitted_incident(form: Submitted[NewIncidentMeta], command: Ope
         opened = await open_incident(form.context(store), form.actor, command)
         if opened.created:
             await queue_incident_card(store, opened.incident.id)
+        await store.commit()
     incident_id = opened.incident.id
     files = _photos(form.view) if opened.created else []
     channel = form.runtime.settings.slack_incidents_channel
@@ -450,7 +453,7 @@ async def _open_card_form(click: Click[IncidentRef], build: Callable[..., Block]
 async def handle_change_status_click(click: Click[IncidentRef]) -> None:
     incident_id = click.ref.incident_id
     async with click.runtime.reads() as store:
-        incident = await store.get_incident(incident_id)
+        incident = await store.incidents.get(incident_id)
     if incident is None:
         raise NotFound(f"Incident #{incident_id} doesn't exist.")
     current = IncidentStatus(incident.status)
@@ -496,6 +499,7 @@ async def _set_status(slack: Slack, incident_id: int, target: IncidentStatus) ->
     async with slack.runtime.stores() as store:
         await change_incident_status(slack.context(store), slack.actor, incident_id, target)
         await queue_incident_card(store, incident_id)
+        await store.commit()
 
 
 @on_click(IncidentAction.ADD_NOTE.value, what="add incident note", ref=IncidentRef)
@@ -527,6 +531,7 @@ async def add_submitted_note(form: Submitted[IncidentRef], note: str) -> None:
             incident_id,
             f":memo: *{escape_mrkdwn(form.actor.name)}* added a note:\n{quote_mrkdwn(note)}",
         )
+        await store.commit()
 
 
 @on_click(IncidentAction.ADD_PHOTOS.value, what="add photos", ref=IncidentRef)
@@ -568,7 +573,8 @@ async def add_thread_photos(
     if not channel or not thread_ts or thread_ts == event.get("ts"):
         return
     async with runtime.stores() as store:
-        post = await store.slack_post_at(str(channel), str(thread_ts))
+        post = await store.slack_posts.at(str(channel), str(thread_ts))
+        await store.commit()
     if post is None or post.kind != SlackPostKind.INCIDENT_CARD:
         return
     files = files_from_event(event)
@@ -617,8 +623,9 @@ def card_handler(runtime: Runtime, client: AsyncWebClient) -> Any:
                 incident_id,
                 runtime=runtime,
             )
-            post = await store.slack_post(SlackPostKind.INCIDENT_CARD, incident_id)
+            post = await store.slack_posts.get(SlackPostKind.INCIDENT_CARD, incident_id)
             reporter = await _reporter_slack_id(store, incident_id)
+            await store.commit()
         if card is None:
             log.warning("incident #%s is gone; its card isn't posted", incident_id)
             return
@@ -650,11 +657,11 @@ def card_handler(runtime: Runtime, client: AsyncWebClient) -> Any:
     return deliver
 
 
-async def _reporter_slack_id(store: SqlStore, incident_id: int) -> str | None:
-    incident = await store.get_incident(incident_id)
+async def _reporter_slack_id(store: SqlUnitOfWork, incident_id: int) -> str | None:
+    incident = await store.incidents.get(incident_id)
     if incident is None or incident.reported_by_id is None:
         return None
-    return await store.staff_slack_id(incident.reported_by_id)
+    return await store.people.staff_slack_id(incident.reported_by_id)
 
 
 async def _post_once(
@@ -671,17 +678,19 @@ async def _post_once(
     async with runtime.stores() as store:
         # Two workers delivering at once must not post two cards: the incident's lock makes
         # the second wait, then find the first one's post.
-        await store.get_incident(incident_id, lock=True)
-        post = await store.slack_post(SlackPostKind.INCIDENT_CARD, incident_id)
+        await store.incidents.get(incident_id, lock=True)
+        post = await store.slack_posts.get(SlackPostKind.INCIDENT_CARD, incident_id)
         if post is None or post.ts == replacing:
             response = await client.chat_postMessage(channel=channel, **message)
             where, ts = str(response["channel"]), str(response["ts"])
             if post is None:
-                await store.save_slack_post(SlackPostKind.INCIDENT_CARD, incident_id, where, ts)
+                await store.slack_posts.save(SlackPostKind.INCIDENT_CARD, incident_id, where, ts)
             else:
                 log.info("incident #%s: its card was deleted in Slack; posted again", incident_id)
-                await store.move_slack_post(SlackPostKind.INCIDENT_CARD, incident_id, where, ts)
+                await store.slack_posts.move(SlackPostKind.INCIDENT_CARD, incident_id, where, ts)
+            await store.commit()
             return
+        await store.commit()
     await client.chat_update(channel=post.channel, ts=post.ts, **message)
 
 

@@ -40,7 +40,7 @@ from bot.slack.listeners import (
     on_click,
     wire,
 )
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.errors import NotFound, ValidationError
 from workflows.invoice_audit import load_invoice_audit
 from workflows.invoices import (
@@ -65,22 +65,24 @@ def _secret(runtime: Runtime) -> Keys:
     return signing_keys(runtime.settings)
 
 
-def _ctx(runtime: Runtime, store: SqlStore) -> Context:
+def _ctx(runtime: Runtime, store: SqlUnitOfWork) -> Context:
     return Context(store, runtime.clock, runtime.settings.tz)
 
 
 async def _modal_facts(
-    store: SqlStore, incident_id: int
+    store: SqlUnitOfWork, incident_id: int
 ) -> tuple[IncidentSummary, list[FeeItemRecord]]:
     """The incident line at the top of the modal and the fees that apply to it."""
-    incident = await store.get_incident(incident_id)
+    incident = await store.incidents.get(incident_id)
     if incident is None:
         raise NotFound(f"Incident #{incident_id} doesn't exist.")
-    device = await store.get_device(incident.device_id)
-    student = None if incident.student_id is None else await store.get_student(incident.student_id)
+    device = await store.devices.get(incident.device_id)
+    student = (
+        None if incident.student_id is None else await store.people.student(incident.student_id)
+    )
     existing = [
         f"{inv.number} ({format_cents(inv.total_cents)} owed)"
-        for inv in await store.invoices_for_incident(incident_id)
+        for inv in await store.invoices.for_incident(incident_id)
         if inv.status != InvoiceStatus.CANCELLED
     ]
     summary = IncidentSummary(
@@ -92,7 +94,7 @@ async def _modal_facts(
         existing_invoices=tuple(existing),
     )
     fees: list[FeeItemRecord] = applicable_fees(
-        await store.active_fee_items(),
+        await store.fee_items.active(),
         "" if device is None else device.model,
         incident.flag_names,
     )
@@ -116,6 +118,7 @@ async def _render_modal(
             bare = InvoiceForm(due_date=form.due_date, apply_override=form.apply_override)
             preview = await preview_invoice(ctx, actor, bare.preview_command(incident_id))
         summary, fees = await _modal_facts(store, incident_id)
+        await store.commit()
     return build_invoice_modal(
         summary=summary,
         fees=fees,
@@ -191,7 +194,7 @@ async def check_invoice_form(form: Submitted[InvoiceModal]) -> CreateInvoice:
     async with form.runtime.reads() as store:
         ctx = form.context(store)
         await check_invoice_for_incident(ctx, form.actor, command)
-        if not read.zero_claim_ok and not await store.find_invoice_by_key(
+        if not read.zero_claim_ok and not await store.invoices.by_key(
             command.idempotency_key or ""
         ):
             warning = zero_claim_warning(await preview_invoice(ctx, form.actor, command))
@@ -208,12 +211,12 @@ async def create_submitted_invoice(form: Submitted[InvoiceModal], command: Creat
         invoice = result.invoice
         if result.created:
             await queue_incident_card(store, incident_id)
-            await store.enqueue(
+            await store.outbox.enqueue(
                 INVOICE_CREATED,
                 f"invoice-created:{invoice.id}",
                 {"invoice_id": invoice.id, "created_by": actor.name},
             )
-        student = await store.get_student(invoice.student_id)
+        student = await store.people.student(invoice.student_id)
         done = build_invoice_created_modal(
             invoice,
             student_name="the student" if student is None else student.full_name,
@@ -221,6 +224,7 @@ async def create_submitted_invoice(form: Submitted[InvoiceModal], command: Creat
             audit=await load_invoice_audit(store, invoice, tz=form.tz),
             created=result.created,
         )
+        await store.commit()
     await form.show(done, f"invoice {invoice.number}")
 
 
@@ -234,11 +238,13 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
     async def deliver_invoice_created(payload: dict[str, Any]) -> None:
         """The new invoice in the incident's thread (with Request override at the cap)."""
         async with runtime.stores() as store:
-            invoice = await store.get_invoice(int(payload["invoice_id"]))
+            invoice = await store.invoices.get(int(payload["invoice_id"]))
             if invoice is None or invoice.incident_id is None:
+                await store.commit()
                 return  # deleted since; nothing to say
-            post = await store.slack_post(SlackPostKind.INCIDENT_CARD, invoice.incident_id)
+            post = await store.slack_posts.get(SlackPostKind.INCIDENT_CARD, invoice.incident_id)
             audit = await load_invoice_audit(store, invoice, tz=runtime.settings.tz)
+            await store.commit()
         if post is None:
             raise CardNotPostedYet(f"incident #{invoice.incident_id} has no card yet")
         # Rendered now: if an override was approved meanwhile, the message says so already.

@@ -21,12 +21,14 @@ async def post_or_update(
 ) -> None:
     """Post the `kind` message for `key` in `channel`, or update it where it was posted."""
     async with runtime.stores() as store:
-        posted = await store.slack_post(kind, key)
+        posted = await store.slack_posts.get(kind, key)
+        await store.commit()
     if posted is not None:
         await client.chat_update(channel=posted.channel, ts=posted.ts, text=text, blocks=blocks)
         return
     response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
     async with runtime.stores() as store:
-        await store.save_slack_post(
+        await store.slack_posts.save(
             kind, key, str(response.get("channel") or channel), str(response["ts"])
         )
+        await store.commit()

@@ -55,7 +55,7 @@ from bot.slack.errors import (
     tell_user,
 )
 from bot.slack.metadata import ForgedPayload, Payload, unpack
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.errors import DomainError, PermissionDenied
 from workflows.permissions import Actor, Permission, permission_label
 from workflows.ports import Context
@@ -100,7 +100,7 @@ class Slack:
     def tz(self) -> ZoneInfo:
         return self.runtime.settings.tz
 
-    def context(self, store: SqlStore) -> Context:
+    def context(self, store: SqlUnitOfWork) -> Context:
         """The workflows' context for `store`, with the runtime's clock and the district's zone."""
         return Context(store, self.runtime.clock, self.tz)
 

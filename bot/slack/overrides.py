@@ -24,36 +24,40 @@ from bot.slack.override_blocks import (
     requested_thread_text,
 )
 from storage import models as m
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.approvals import Decision
 from workflows.insurance import Split, decide_claim, invoice_claim_key
 from workflows.invoices import InvoiceStatus
 from workflows.overrides import OVERRIDE_RULES, request_cap_override
 
 
-async def _request_invoice(store: SqlStore, request: m.CapOverrideRequest) -> m.Invoice | None:
+async def _request_invoice(store: SqlUnitOfWork, request: m.CapOverrideRequest) -> m.Invoice | None:
     """The invoice the override is about: the one on the request, or the incident's latest
     full-price invoice."""
     if request.invoice_id is not None:
-        return await store.get_invoice(request.invoice_id)
-    for invoice in reversed(await store.invoices_for_incident(request.incident_id)):
+        return await store.invoices.get(request.invoice_id)
+    for invoice in reversed(await store.invoices.for_incident(request.incident_id)):
         if invoice.status != InvoiceStatus.CANCELLED and invoice.cap_reached:
             return invoice
     return None
 
 
-async def load_override_facts(store: SqlStore, request_id: int) -> OverrideFacts | None:
-    request = await store.get_override_request(request_id)
+async def load_override_facts(store: SqlUnitOfWork, request_id: int) -> OverrideFacts | None:
+    request = await store.insurance.override_request(request_id)
     if request is None:
         return None
-    incident = await store.get_incident(request.incident_id)
+    incident = await store.incidents.get(request.incident_id)
     if incident is None:
         return None
-    student = None if incident.student_id is None else await store.get_student(incident.student_id)
+    student = (
+        None if incident.student_id is None else await store.people.student(incident.student_id)
+    )
     coverage = (
         None
         if student is None
-        else await store.coverage_on(student.id, incident.occurred_on, device_id=incident.device_id)
+        else await store.insurance.coverage_on(
+            student.id, incident.occurred_on, device_id=incident.device_id
+        )
     )
     invoice = await _request_invoice(store, request)
     snapshot = (invoice.insurance_snapshot if invoice is not None else None) or {}
@@ -62,7 +66,7 @@ async def load_override_facts(store: SqlStore, request_id: int) -> OverrideFacts
     max_claims: int | None = None
     if coverage is not None:
         policy_label, max_claims = coverage.label, coverage.max_claims
-        used = await store.count_claims(coverage.claim_key)
+        used = await store.insurance.count_claims(coverage.claim_key)
         if (
             invoice is not None
             and invoice.status != InvoiceStatus.CANCELLED
@@ -94,17 +98,21 @@ async def load_override_facts(store: SqlStore, request_id: int) -> OverrideFacts
         full_price_cents=None if invoice is None else invoice.subtotal_cents,
         with_override=split,
         requested_by=(
-            "someone" if requester is None else await store.staff_name(requester) or "someone"
+            "someone"
+            if requester is None
+            else await store.people.staff_name(requester) or "someone"
         ),
-        requester_slack_id=None if requester is None else await store.staff_slack_id(requester),
+        requester_slack_id=None
+        if requester is None
+        else await store.people.staff_slack_id(requester),
         requested_at=request.requested_at,
         reason=request.reason,
-        decided_by=None if decider is None else await store.staff_name(decider),
+        decided_by=None if decider is None else await store.people.staff_name(decider),
         decided_at=request.decided_at,
     )
 
 
-async def _queue_card(store: SqlStore, decision: Decision[Any]) -> None:
+async def _queue_card(store: SqlUnitOfWork, decision: Decision[Any]) -> None:
     """The incident card shows the override's state."""
     await queue_incident_card(store, decision.request.incident_id)
 
@@ -118,6 +126,7 @@ async def _tell_in_thread(runtime: Runtime, client: AsyncWebClient, facts: Overr
             decided_thread_text(facts),
             dedupe_key=f"override-decided-thread:{facts.request_id}",
         )
+        await store.commit()
 
 
 OVERRIDE_APPROVAL: ApprovalKind[OverrideFacts, OverrideRef] = ApprovalKind(
@@ -142,7 +151,7 @@ async def handle_override_request(click: Click[IncidentRef]) -> None:
     """Request override on the incident card; the decision is the approval component's."""
     actor, incident_id = click.actor, click.ref.incident_id
     async with click.runtime.stores() as store:
-        waiting = await store.pending_override_for(incident_id)
+        waiting = await store.insurance.pending_override_for(incident_id)
         request = await request_cap_override(click.context(store), actor, incident_id)
         if waiting is None:
             await queue_incident_card(store, incident_id)
@@ -158,7 +167,7 @@ async def handle_override_request(click: Click[IncidentRef]) -> None:
             )
         else:
             asked_by = (
-                await store.staff_name(waiting.requested_by_id)
+                await store.people.staff_name(waiting.requested_by_id)
                 if waiting.requested_by_id is not None
                 else None
             )
@@ -167,6 +176,7 @@ async def handle_override_request(click: Click[IncidentRef]) -> None:
                 f"already waiting (asked by {esc(asked_by or 'someone')} on "
                 f"{fmt_when(waiting.requested_at, click.tz)})."
             )
+        await store.commit()
     await click.tell(text)
 
 

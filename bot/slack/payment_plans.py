@@ -64,7 +64,7 @@ FIRST_DUE_DAYS = 14  # the modal's first due date when there is no plan to start
 async def plan_blocks_for(runtime: Runtime, actor: Actor, invoice_id: int) -> list[Block]:
     """The plan's section for the invoice view, with the controls the viewer may use."""
     async with runtime.reads() as store:
-        invoice = await store.get_invoice(invoice_id)
+        invoice = await store.invoices.get(invoice_id)
         view = await plan_view(store, invoice_id)
     if invoice is None:
         return []
@@ -84,7 +84,7 @@ async def _open_modal(click: Click[PlanControls]) -> None:
     invoice_id = click.ref.invoice_id
     async with click.runtime.reads() as store:
         brief = await load_invoice_brief(store, invoice_id)
-        invoice = await store.get_invoice(invoice_id)
+        invoice = await store.invoices.get(invoice_id)
         current = await plan_view(store, invoice_id)
     if invoice is None or invoice.status not in OPEN_STATUSES or brief.balance_cents <= 0:
         raise ConflictError(f"Invoice {brief.number} has nothing left to pay on a plan.")
@@ -104,6 +104,7 @@ async def _clear(click: Click[PlanControls]) -> None:
             click.actor,
             click.ref.invoice_id,
         )
+        await store.commit()
     number = esc(outcome.invoice.number)
     if outcome.changed:
         text = (
@@ -180,6 +181,7 @@ async def set_submitted_plan(form: Submitted[PlanModal], command: SetPaymentPlan
     async with form.runtime.stores() as store:
         rows = PlanRows(store, form.runtime.clock)
         outcome = await set_payment_plan(form.context(store), rows, form.actor, command)
+        await store.commit()
     number = esc(outcome.invoice.number)
     lines = [
         f":white_check_mark: *Payment plan set on {number}:* "
@@ -207,9 +209,10 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
         """In the invoice's thread in the billing channel (starting it when there is none)."""
         invoice_id = int(payload["invoice_id"])
         async with runtime.stores() as store:
-            invoice = await store.get_invoice(invoice_id)
+            invoice = await store.invoices.get(invoice_id)
             view = await plan_view(store, invoice_id)
-            thread = await store.slack_post(ReplyPostKind.INVOICE_THREAD, invoice_id)
+            thread = await store.slack_posts.get(ReplyPostKind.INVOICE_THREAD, invoice_id)
+            await store.commit()
         if invoice is None:
             return  # deleted since; nothing to say
         event = PlanEvent(str(payload["event"]))

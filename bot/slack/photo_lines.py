@@ -14,7 +14,7 @@ from bot.photo_links import signed_photo_url
 from bot.runtime import Runtime
 from bot.signing import Keys, signing_keys
 from storage.photo_links import PhotoRef, photo_refs
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 
 MAX_PHOTO_LINKS = 10  # the newest ones; a line of links stays readable
 
@@ -36,7 +36,7 @@ def photo_line(count: int, urls: Sequence[str]) -> str:
 
 async def load_photo_urls(
     runtime: Runtime,
-    store: SqlStore,
+    store: SqlUnitOfWork,
     *,
     incident_id: int | None = None,
     device_id: int | None = None,

@@ -264,9 +264,12 @@ async def attach_slack_files(
     require(actor, Permission.MANAGE_INCIDENTS)  # before anything is downloaded
     report = PhotoReport(incident_id)
     async with runtime.stores() as store:
-        if await store.get_incident(incident_id) is None:
+        if await store.incidents.get(incident_id) is None:
             raise NotFound(f"Incident #{incident_id} doesn't exist.")
-        known = {f.id for f in files if await store.photo_by_source_ref(incident_id, f.id)}
+        known = {
+            f.id for f in files if await store.incidents.photo_by_source_ref(incident_id, f.id)
+        }
+        await store.commit()
     checked: list[_Checked] = []
     for ref in files:
         if ref.id in known:
@@ -287,9 +290,9 @@ async def attach_slack_files(
         ctx = Context(store, runtime.clock, runtime.settings.tz)
         # The lock serialises a redelivered event behind the original, so the check below
         # sees what the original attached.
-        await store.get_incident(incident_id, lock=True)
+        await store.incidents.get(incident_id, lock=True)
         for item in checked:
-            if await store.photo_by_source_ref(incident_id, item.ref.id) is not None:
+            if await store.incidents.photo_by_source_ref(incident_id, item.ref.id) is not None:
                 report.already_attached.append(item.name)
                 continue
             # Checked photos are re-encoded the same way every time, so a re-posted picture
@@ -321,4 +324,5 @@ async def attach_slack_files(
                 text = build_photo_report_message(incident_id, report.attached, ())
                 text += f" (from {escape_mrkdwn(actor.name)})"
                 await queue_thread_message(store, incident_id, text)
+        await store.commit()
     return report

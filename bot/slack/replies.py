@@ -46,7 +46,7 @@ from storage.inbox import (
     outbox_payload,
 )
 from storage.lookups import get_guardian, get_notice
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.errors import ConflictError, ValidationError
 from workflows.payments import PaymentMethod
 from workflows.pending_payments import (
@@ -93,12 +93,13 @@ async def post_in_invoice_thread(
     response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
     try:
         async with runtime.stores() as store:
-            await store.save_slack_post(
+            await store.slack_posts.save(
                 ReplyPostKind.INVOICE_THREAD,
                 invoice_id,
                 str(response.get("channel") or channel),
                 str(response["ts"]),
             )
+            await store.commit()
     except DuplicateRow:  # another post started the thread at the same moment
         log.info("invoice %s already has a thread", invoice_id)
 
@@ -184,11 +185,12 @@ async def _decide(
             else:
                 result = await reject_pending_payment(ctx, inbox, actor, pending_id)
             if result.changed:
-                await store.enqueue(
+                await store.outbox.enqueue(
                     PENDING_DECIDED_KIND,
                     f"pending-decided:{pending_id}",
                     {"pending_payment_id": pending_id},
                 )
+            await store.commit()
     except ConflictError as exc:
         conflict = exc  # the other decision won; say who made it, below
     if result is not None and result.changed:
@@ -199,8 +201,9 @@ async def _decide(
         decided_by = (
             None
             if pending is None or pending.decided_by_id is None
-            else await store.staff_name(pending.decided_by_id)
+            else await store.people.staff_name(pending.decided_by_id)
         )
+        await store.commit()
     if pending is None or pending.status == PendingStatus.PENDING:
         raise conflict or ConflictError("That reported payment can't be decided now.")
     await slack.tell(already_decided_text(pending_view(pending, decided_by), slack.tz))
@@ -215,6 +218,7 @@ async def _confirm_or_ask(click: Click[PendingPaymentRef]) -> None:
         pending = await inbox.get_pending_payment(pending_id)
         invoice = None if pending is None else await inbox.get_invoice(pending.invoice_id)
         parts = await inbox.pending_parts_now(pending)
+        await store.commit()
     if pending is not None and pending.status == PendingStatus.PENDING and missing_details(pending):
         require(click.actor, Permission.RECORD_PAYMENTS)  # refuse before showing the form
         view = build_confirm_payment_modal(
@@ -227,10 +231,10 @@ async def _confirm_or_ask(click: Click[PendingPaymentRef]) -> None:
     await _decide(click, True, pending_id)
 
 
-async def _refresh_post(store: SqlStore, pending_id: int) -> None:
+async def _refresh_post(store: SqlUnitOfWork, pending_id: int) -> None:
     """Show the reported payment's new split in its Slack message (via the outbox; a
     repeated submission only refreshes it again)."""
-    await store.enqueue(
+    await store.outbox.enqueue(
         PENDING_DECIDED_KIND,
         f"pending-split:{pending_id}:{uuid.uuid4().hex}",
         {"pending_payment_id": pending_id},
@@ -253,6 +257,7 @@ async def handle_pending_payment_confirm_balance(click: Click[PendingPaymentRef]
                 click.context(store), Inbox(store), click.actor, click.ref.pending_payment_id
             )
             await _refresh_post(store, pending.id)
+            await store.commit()
     except ConflictError:
         pass  # decided already: `_decide` says by whom
     await _confirm_or_ask(click)
@@ -268,8 +273,9 @@ async def handle_pending_payment_edit_split(click: Click[PendingPaymentRef]) -> 
         decided_by = (
             None
             if pending is None or pending.decided_by_id is None
-            else await store.staff_name(pending.decided_by_id)
+            else await store.people.staff_name(pending.decided_by_id)
         )
+        await store.commit()
     if pending is None or not parts:
         raise ConflictError("This reported payment has no split to change.")
     view = pending_view(pending, decided_by, parts)
@@ -320,6 +326,7 @@ async def save_split(form: Submitted[PendingPaymentRef], split: tuple[str, dict[
             form.meta.pending_payment_id, total=total, amounts=amounts,
         )  # fmt: skip
         await _refresh_post(store, pending.id)
+        await store.commit()
 
 
 def _confirm_block(field: str | None) -> str:
@@ -395,12 +402,13 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
         inbound_id = int(payload["inbound_id"])
         async with runtime.stores() as store:
             facts = await Inbox(store).reply_facts(inbound_id)
-            posted = await store.slack_post(ReplyPostKind.MAIL_REPLY, inbound_id)
+            posted = await store.slack_posts.get(ReplyPostKind.MAIL_REPLY, inbound_id)
             thread = (
                 None
                 if facts is None or facts.invoice is None
-                else await store.slack_post(ReplyPostKind.INVOICE_THREAD, facts.invoice.id)
+                else await store.slack_posts.get(ReplyPostKind.INVOICE_THREAD, facts.invoice.id)
             )
+            await store.commit()
         if facts is None:
             return
         text, blocks = build_reply_message(reply_card(facts, payload), secret=secret, tz=tz)
@@ -422,13 +430,15 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
             )
         channel, ts = str(response.get("channel") or billing_channel()), str(response["ts"])
         async with runtime.stores() as store:
-            await store.save_slack_post(ReplyPostKind.MAIL_REPLY, inbound_id, channel, ts)
+            await store.slack_posts.save(ReplyPostKind.MAIL_REPLY, inbound_id, channel, ts)
+            await store.commit()
         if in_thread and thread is None and facts.invoice is not None:
             try:
                 async with runtime.stores() as store:
-                    await store.save_slack_post(
+                    await store.slack_posts.save(
                         ReplyPostKind.INVOICE_THREAD, facts.invoice.id, channel, ts
                     )
+                    await store.commit()
             except DuplicateRow:  # another worker started the thread at the same moment
                 log.info("invoice %s already has an email thread", facts.invoice.id)
 
@@ -438,12 +448,14 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
         async with runtime.stores() as store:
             pending = await Inbox(store).get_pending_payment(pending_id)
             if pending is None or pending.inbound_message_id is None:
+                await store.commit()
                 return
             inbound_id = pending.inbound_message_id
             facts = await Inbox(store).reply_facts(inbound_id)
-            posted = await store.slack_post(ReplyPostKind.MAIL_REPLY, inbound_id)
+            posted = await store.slack_posts.get(ReplyPostKind.MAIL_REPLY, inbound_id)
             # What the ingest noted for the post (sender's name, photos, notes).
             extra = await outbox_payload(store, f"mail-reply:{inbound_id}")
+            await store.commit()
         if facts is None or posted is None:
             return  # not posted yet: the post, when it goes out, shows the decision
         text, blocks = build_reply_message(reply_card(facts, extra), secret=secret, tz=tz)
@@ -454,20 +466,22 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
         inbound_id = int(payload["inbound_id"])
         async with runtime.stores() as store:
             message = await Inbox(store).get_message(inbound_id)
-            posted = await store.slack_post(ReplyPostKind.MAIL_BOUNCE, inbound_id)
+            posted = await store.slack_posts.get(ReplyPostKind.MAIL_BOUNCE, inbound_id)
             alert = await _bounce_alert(store, payload, message)
+            await store.commit()
         if message is None or alert is None or posted is not None:
             return
         text, blocks = build_bounce_alert(alert, tz=tz)
         channel = billing_channel()
         response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
         async with runtime.stores() as store:
-            await store.save_slack_post(
+            await store.slack_posts.save(
                 ReplyPostKind.MAIL_BOUNCE,
                 inbound_id,
                 str(response.get("channel") or billing_channel()),
                 str(response["ts"]),
             )
+            await store.commit()
 
     return {
         REPLY_POST_KIND: deliver_reply,
@@ -477,7 +491,7 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
 
 
 async def _bounce_alert(
-    store: SqlStore, payload: dict[str, Any], message: m.InboundMessage | None
+    store: SqlUnitOfWork, payload: dict[str, Any], message: m.InboundMessage | None
 ) -> BounceAlert | None:
     if message is None:
         return None
@@ -494,7 +508,7 @@ async def _bounce_alert(
         notice = await get_notice(store, int(notice_id))
         if notice is None or notice.invoice_id is None:
             continue
-        invoice = await store.get_invoice(notice.invoice_id)
+        invoice = await store.invoices.get(notice.invoice_id)
         if invoice is not None and invoice.number not in invoices:
             invoices.append(invoice.number)
     return BounceAlert(

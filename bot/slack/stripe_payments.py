@@ -39,12 +39,16 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
         invoice_id = int(payload["invoice_id"])
         text = esc(str(payload["text"]))
         async with runtime.stores() as store:
-            invoice = await store.get_invoice(invoice_id)
+            invoice = await store.invoices.get(invoice_id)
             if invoice is None:
+                await store.commit()
                 return
-            thread = await store.slack_post(ReplyPostKind.INVOICE_THREAD, invoice_id)
+            thread = await store.slack_posts.get(ReplyPostKind.INVOICE_THREAD, invoice_id)
             if thread is None and invoice.incident_id is not None:
-                thread = await store.slack_post(SlackPostKind.INCIDENT_CARD, invoice.incident_id)
+                thread = await store.slack_posts.get(
+                    SlackPostKind.INCIDENT_CARD, invoice.incident_id
+                )
+            await store.commit()
         await post_in_invoice_thread(
             runtime, client, invoice_id, thread, text=text, needs="show online payments"
         )

@@ -42,7 +42,7 @@ from bot.slack.waiver_blocks import (
     read_waive_form,
 )
 from storage.billing_reports import find_invoice_id
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.adjustments import AdjustmentKind, AdjustmentStatus
 from workflows.errors import ConflictError, DomainError, NotFound, PermissionDenied
 from workflows.invoices import OPEN_STATUSES, balance_of
@@ -70,15 +70,15 @@ WAIVE_USAGE = (
 # --- loading what the blocks show -----------------------------------------------------------
 
 
-async def _name(store: SqlStore, staff_id: int | None) -> str | None:
-    return None if staff_id is None else await store.staff_name(staff_id)
+async def _name(store: SqlUnitOfWork, staff_id: int | None) -> str | None:
+    return None if staff_id is None else await store.people.staff_name(staff_id)
 
 
-async def load_invoice_brief(store: SqlStore, invoice_id: int) -> InvoiceBrief:
-    invoice = await store.get_invoice(invoice_id)
+async def load_invoice_brief(store: SqlUnitOfWork, invoice_id: int) -> InvoiceBrief:
+    invoice = await store.invoices.get(invoice_id)
     if invoice is None:
         raise NotFound("That invoice isn't in DeviceCare any more.")
-    student = await store.get_student(invoice.student_id)
+    student = await store.people.student(invoice.student_id)
     return InvoiceBrief(
         invoice_id=invoice.id,
         number=invoice.number,
@@ -89,9 +89,9 @@ async def load_invoice_brief(store: SqlStore, invoice_id: int) -> InvoiceBrief:
     )
 
 
-async def refundable_payments(store: SqlStore, invoice_id: int) -> list[RefundablePayment]:
+async def refundable_payments(store: SqlUnitOfWork, invoice_id: int) -> list[RefundablePayment]:
     refunded: dict[int, int] = {}
-    for adjustment in await store.adjustments_for(invoice_id):
+    for adjustment in await store.payments.adjustments_for(invoice_id):
         if (
             adjustment.kind == AdjustmentKind.REFUND
             and adjustment.status == AdjustmentStatus.APPLIED
@@ -109,15 +109,15 @@ async def refundable_payments(store: SqlStore, invoice_id: int) -> list[Refundab
             received_on=p.received_on,
             refundable_cents=max(p.amount_cents - refunded.get(p.id, 0), 0),
         )
-        for p in await store.payments_for_invoice(invoice_id)
+        for p in await store.payments.for_invoice(invoice_id)
     ]
 
 
-async def adjustment_lines(store: SqlStore, invoice_id: int) -> list[AdjustmentLine]:
+async def adjustment_lines(store: SqlUnitOfWork, invoice_id: int) -> list[AdjustmentLine]:
     """Every waiver and refund on an invoice, oldest first, with names and payments."""
-    payments = {p.id: p for p in await store.payments_for_invoice(invoice_id)}
+    payments = {p.id: p for p in await store.payments.for_invoice(invoice_id)}
     lines: list[AdjustmentLine] = []
-    for a in await store.adjustments_for(invoice_id):
+    for a in await store.payments.adjustments_for(invoice_id):
         paid = payments.get(a.payment_id) if a.payment_id is not None else None
         source: str | None = None
         if paid is not None:
@@ -139,8 +139,8 @@ async def adjustment_lines(store: SqlStore, invoice_id: int) -> list[AdjustmentL
     return lines
 
 
-async def load_waiver_facts(store: SqlStore, adjustment_id: int) -> WaiverFacts | None:
-    adjustment = await store.get_adjustment(adjustment_id)
+async def load_waiver_facts(store: SqlUnitOfWork, adjustment_id: int) -> WaiverFacts | None:
+    adjustment = await store.payments.adjustment(adjustment_id)
     if adjustment is None or adjustment.kind != AdjustmentKind.WAIVER:
         return None
     brief = await load_invoice_brief(store, adjustment.invoice_id)
@@ -156,7 +156,9 @@ async def load_waiver_facts(store: SqlStore, adjustment_id: int) -> WaiverFacts 
         status=adjustment.status,
         reason=adjustment.reason,
         requested_by=await _name(store, requester) or "someone",
-        requester_slack_id=None if requester is None else await store.staff_slack_id(requester),
+        requester_slack_id=None
+        if requester is None
+        else await store.people.staff_slack_id(requester),
         requested_at=adjustment.requested_at,
         decided_by=await _name(store, adjustment.decided_by_id),
         decided_at=adjustment.decided_at,
@@ -223,8 +225,8 @@ async def handle_open_waive(click: Click[InvoiceAdjust]) -> None:
     require(click.actor, Permission.WAIVE_CHARGES)
     async with click.runtime.reads() as store:
         brief = await load_invoice_brief(store, click.ref.invoice_id)
-        invoice = await store.get_invoice(click.ref.invoice_id)
-        approval = (await store.settings()).waiver_approval_cents
+        invoice = await store.invoices.get(click.ref.invoice_id)
+        approval = (await store.settings.get()).waiver_approval_cents
     if invoice is None or invoice.status not in OPEN_STATUSES or brief.balance_cents == 0:
         raise ConflictError(f"Nothing is left to waive on invoice {brief.number}.")
     view = build_waive_modal(
@@ -286,6 +288,7 @@ async def waive_submitted(form: Submitted[WaiveModal], command: RequestWaiver) -
     async with form.runtime.stores() as store:
         outcome = await request_waiver(form.context(store), form.actor, command)
         lines = waiver_result_lines(outcome)
+        await store.commit()
     await form.show(build_done_view("Waiver", lines), "Waiver")
 
 
@@ -312,7 +315,7 @@ async def check_refund(form: Submitted[RefundModal]) -> RefundPayment:
         idempotency_key=form.idempotency_key,
     )
     async with form.runtime.reads() as store:
-        payment = await store.get_payment(read.payment_id)
+        payment = await store.payments.get(read.payment_id)
         if payment is None or payment.invoice_id != form.meta.invoice_id:
             # A value edited on the way: only this invoice's payments were offered.
             raise NotFound("Choose one of this invoice's payments.", field="payment")
@@ -326,6 +329,7 @@ async def refund_submitted(form: Submitted[RefundModal], command: RefundPayment)
         issued = await refund_payment(form.context(store), form.actor, command)
         number = issued.invoice.number
         balance = balance_of(issued.invoice)
+        await store.commit()
     lines = [
         f":white_check_mark: *Refunded {format_cents(issued.adjustment.amount_cents)} on "
         f"{esc(number)}.* The family's receipt is on its way by email.",
@@ -370,6 +374,7 @@ async def handle_billing_waive(call: BillingCall) -> None:
                 RequestWaiver(invoice_id, cents, reason, idempotency_key=key),
             )
             text = "\n".join(waiver_result_lines(outcome))
+            await store.commit()
     except DomainError as exc:
         if isinstance(exc, PermissionDenied):
             await record_refusal(runtime, actor, what, exc.message)

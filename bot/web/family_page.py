@@ -451,6 +451,7 @@ async def family_page_response(
     if record_view and family.notice_unviewed and link.notice_id is not None:
         async with runtime.stores() as store:
             await record_notice_viewed(store, link.guardian_id, link.notice_id, runtime.clock.now())
+            await store.commit()
     return response
 
 
@@ -577,6 +578,7 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
                     context={"reason": "requested"},
                     mail_domain=store.mail_domain,
                 )
+            await store.commit()
         return render_page(runtime, "link_sent", language, {})
 
     return [

@@ -208,6 +208,7 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
                     url=url,
                     now=now,
                 )
+                await store.commit()
         except DuplicateRow:
             # A double-click: Stripe answered both with the same session; one row holds it.
             log.info("checkout %s recorded by a parallel request", created.id)

@@ -45,7 +45,7 @@ from storage.online_payments import (
     receive_event,
     record_event_outcome,
 )
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from workflows.errors import DuplicateReference
 from workflows.invoices import InvoiceStatus, balance_of
 from workflows.money import format_cents
@@ -140,6 +140,7 @@ async def _apply_once(runtime: Runtime, event: CheckoutEvent) -> Handled:
             now=now,
         )
         if row_id is None:
+            await store.commit()
             return Handled(REPLAY)
         handled = await _settle(runtime, store, event)
         await record_event_outcome(
@@ -150,10 +151,11 @@ async def _apply_once(runtime: Runtime, event: CheckoutEvent) -> Handled:
             invoice_id=handled.invoice_id,
             payment_id=handled.payment_id,
         )
+        await store.commit()
         return handled
 
 
-async def _settle(runtime: Runtime, store: SqlStore, event: CheckoutEvent) -> Handled:
+async def _settle(runtime: Runtime, store: SqlUnitOfWork, event: CheckoutEvent) -> Handled:
     session = store.session
     now = runtime.clock.now()
     invoice_id = event.invoice_id
@@ -268,7 +270,7 @@ async def _settle(runtime: Runtime, store: SqlStore, event: CheckoutEvent) -> Ha
                 reference=reference,
             ),
         )
-        await store.log(
+        await store.activity.log(
             actor,
             "invoice",
             invoice.id,
@@ -300,13 +302,13 @@ async def _settle(runtime: Runtime, store: SqlStore, event: CheckoutEvent) -> Ha
     return Handled(split.outcome, detail, on_invoice, payment_id)
 
 
-async def _guardian_exists(store: SqlStore, event: CheckoutEvent) -> bool:
+async def _guardian_exists(store: SqlUnitOfWork, event: CheckoutEvent) -> bool:
     return event.guardian_id is not None and (
         await store.session.get(m.Guardian, event.guardian_id) is not None
     )
 
 
-async def _payer(store: SqlStore, event: CheckoutEvent) -> str:
+async def _payer(store: SqlUnitOfWork, event: CheckoutEvent) -> str:
     if event.guardian_id is not None:
         guardian = await store.session.get(m.Guardian, event.guardian_id)
         if guardian is not None:

@@ -34,7 +34,7 @@ from bot.web.app import create_web_app
 from bot.web.stripe_webhooks import outbox_handlers
 from storage import models as m
 from storage.db import session_factory
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_district, add_policy, add_staff
 from tests.mail.smtp_server import SmtpServer, free_port
 from tests.stripe_fake import SECRET_KEY, WEBHOOK_SECRET, FakeStripe
@@ -67,7 +67,7 @@ class Service:
         return [r.message for r in self.smtp.messages if subject_part in str(r.message["Subject"])]
 
 
-async def issue_invoice(stores: StoreFactory, clock: FixedClock) -> int:
+async def issue_invoice(stores: UnitOfWorkFactory, clock: FixedClock) -> int:
     """A screen and a keyboard ($170.00) under AppleCare+: the family owes the $29.00 co-pay."""
     d = await add_district(stores)
     await add_policy(stores, d.student_id, name="AppleCare+", copay_cents=2900, max_claims=2)
@@ -78,6 +78,7 @@ async def issue_invoice(stores: StoreFactory, clock: FixedClock) -> int:
             tech,
             OpenIncident(device_id=d.device_id, occurred_on=date(2026, 2, 20), flags=("screen",)),
         )
+        await store.commit()
     async with stores() as store:
         created = await create_invoice_for_incident(
             Context(store, clock, TZ),
@@ -86,12 +87,13 @@ async def issue_invoice(stores: StoreFactory, clock: FixedClock) -> int:
                 incident_id=opened.incident.id, fee_item_ids=(d.fee_screen_id, d.fee_keyboard_id)
             ),
         )
+        await store.commit()
     return created.invoice.id
 
 
 @pytest.fixture
 async def service(
-    database_url: str, engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    database_url: str, engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> AsyncIterator[Service]:
     smtp = SmtpServer().start()
     app_port = free_port()

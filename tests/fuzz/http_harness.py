@@ -117,6 +117,7 @@ async def seed_district(runtime: Runtime, fake: FakeSlack) -> Seeded:
             staff = await store.session.get(m.Staff, actor.staff_id)
             assert staff is not None
             staff.slack_user_id = slack_id
+            await store.commit()
         fake.add_user(slack_id, email, actor.name)
         actors[slack_id] = actor
     admin = actors["U_ADMIN"]
@@ -134,9 +135,10 @@ async def seed_district(runtime: Runtime, fake: FakeSlack) -> Seeded:
             ),
         )
         incident_id = opened.incident.id
-        await store.save_slack_post(
+        await store.slack_posts.save(
             SlackPostKind.INCIDENT_CARD, incident_id, INCIDENTS_CHANNEL, "1699999999.000001"
         )
+        await store.commit()
     invoice_ids = []
     for cents in (12_500, 4_000):
         async with stores() as store:
@@ -152,6 +154,7 @@ async def seed_district(runtime: Runtime, fake: FakeSlack) -> Seeded:
                 ),
             )
             invoice_ids.append(created.invoice.id)
+            await store.commit()
     async with stores() as store:
         paid = await record_payment(
             Context(store, clock, tz),
@@ -161,15 +164,18 @@ async def seed_district(runtime: Runtime, fake: FakeSlack) -> Seeded:
             ),
         )
         payment_id = paid.payment.id
+        await store.commit()
     async with stores() as store:
-        invoice = await store.get_invoice(invoice_ids[0], lock=True)
+        invoice = await store.invoices.get(invoice_ids[0], lock=True)
         assert invoice is not None
         await apply_waiver(Context(store, clock, tz), admin, invoice, 1_000, "Hardship")
+        await store.commit()
     async with stores() as store:
         other = m.Guardian(first_name="Lee", last_name="Chen", email="lee@example.org")
         store.session.add(other)
         await store.session.flush()
         other_id = other.id
+        await store.commit()
     return Seeded(
         guardian_id=district.guardian_id,
         other_guardian_id=other_id,

@@ -41,7 +41,7 @@ from bot.settings import get_settings
 from storage import models as m
 from storage.db import session_factory
 from storage.reconcile import discrepancies
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import T0, add_district, add_enrollable_policy, add_student_with_device
 from tests.csv_cells import rows_of, unsafe_cells
 from tests.fuzz.csv_files import DATES, NUMBERS, csv_files, fuzz_settings, toml_mappings
@@ -83,7 +83,7 @@ class World:
         return case / name
 
 
-async def _seed(stores: StoreFactory) -> None:
+async def _seed(stores: UnitOfWorkFactory) -> None:
     district = await add_district(stores)
     await add_student_with_device(stores, sis_id="S2", serial="PF0002")
     await add_enrollable_policy(
@@ -99,7 +99,7 @@ async def _seed(stores: StoreFactory) -> None:
             (2_000, 2_000, "paid"),
         ):
             invoice = m.Invoice(
-                number=await store.next_invoice_number("INV"),
+                number=await store.invoices.next_number("INV"),
                 student_id=district.student_id,
                 status=status,
                 subtotal_cents=total,
@@ -125,6 +125,7 @@ async def _seed(stores: StoreFactory) -> None:
                         idempotency_key=f"seed-{invoice.id}",
                     )
                 )  # fmt: skip
+        await store.commit()
 
 
 def _engine(url: str) -> AsyncEngine:
@@ -135,7 +136,7 @@ def _engine(url: str) -> AsyncEngine:
 async def _with_stores(url: str, work: Any) -> Any:
     engine = _engine(url)
     try:
-        return await work(StoreFactory(session_factory(engine), FixedClock(datetime.now(UTC))))
+        return await work(UnitOfWorkFactory(session_factory(engine), FixedClock(datetime.now(UTC))))
     finally:
         await engine.dispose()
 

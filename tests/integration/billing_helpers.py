@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from storage import models as m
 from storage.billing_run import BillingRunner, RunResult
 from storage.db import session_factory
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from workflows.clock import FixedClock
 
 TZ = ZoneInfo("America/Chicago")
@@ -26,7 +26,7 @@ def at_run_time(day: date) -> datetime:
 
 
 async def add_family(
-    stores: StoreFactory, name: str, *, guardians: int = 1, students: int = 1
+    stores: UnitOfWorkFactory, name: str, *, guardians: int = 1, students: int = 1
 ) -> tuple[list[int], list[int]]:
     """Students sharing the same guardians; returns (student ids, guardian ids)."""
     async with stores() as store:
@@ -64,7 +64,7 @@ async def add_family(
 
 
 async def add_invoice(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     student_id: int,
     *,
     created: date,
@@ -76,7 +76,7 @@ async def add_invoice(
 ) -> int:
     async with stores() as store:
         s = store.session
-        number = await store.next_invoice_number("INV")
+        number = await store.invoices.next_number("INV")
         invoice = m.Invoice(
             number=number,
             student_id=student_id,

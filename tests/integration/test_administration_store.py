@@ -36,6 +36,7 @@ async def test_settings_need_manage_settings_and_are_audited(stores, clock) -> N
             await change_settings(
                 Context(store, clock, TZ), clerk, SettingsChange(default_due_days=30)
             )
+        await store.commit()
     async with stores() as store:
         changed = await change_settings(
             Context(store, clock, TZ),
@@ -55,10 +56,11 @@ async def test_settings_need_manage_settings_and_are_audited(stores, clock) -> N
                 [{"flag": "screen", "threshold": 2, "window": "school_year", "days": None}],
             ),
         }
+        await store.commit()
     async with stores() as store:
-        settings = await store.settings()
+        settings = await store.settings.get()
         assert (settings.default_due_days, settings.invoice_prefix) == (30, "LHS")
-        log = await store.activity_for("settings", 1)
+        log = await store.activity.for_entity("settings", 1)
         assert log[-1].before["default_due_days"] == 90 and log[-1].after["default_due_days"] == 30
         # Re-applying the same values changes and logs nothing.
         assert (
@@ -67,6 +69,7 @@ async def test_settings_need_manage_settings_and_are_audited(stores, clock) -> N
             )
             == {}
         )
+        await store.commit()
 
 
 @pytest.mark.parametrize(
@@ -83,6 +86,7 @@ async def test_bad_settings_are_refused_with_the_field(stores, clock, change, fi
     async with stores() as store:
         with pytest.raises(ValidationError) as err:
             await change_settings(Context(store, clock, TZ), admin, change)
+        await store.commit()
     assert err.value.field == field
 
 
@@ -97,6 +101,7 @@ async def test_roles_are_editable_by_manage_roles_only(stores, clock) -> None:
                 "Technician",
                 allowed_statuses=["insurance_claim"],
             )
+        await store.commit()
     async with stores() as store:
         assert await change_role(
             Context(store, clock, TZ),
@@ -104,6 +109,7 @@ async def test_roles_are_editable_by_manage_roles_only(stores, clock) -> None:
             "technician",
             allowed_statuses=["Awaiting Parts", "insurance_claim"],
         )
+        await store.commit()
     tech = await add_staff(stores, "Technician")
     assert tech.allowed_statuses == frozenset({"awaiting_parts", "insurance_claim"})
     async with stores() as store:
@@ -111,9 +117,10 @@ async def test_roles_are_editable_by_manage_roles_only(stores, clock) -> None:
             await change_role(
                 Context(store, clock, TZ), admin, "Technician", permissions=["fly_to_the_moon"]
             )
-        role = await store.get_role("Technician")
-        log = await store.activity_for("role", role.id)
+        role = await store.people.role("Technician")
+        log = await store.activity.for_entity("role", role.id)
         assert log[-1].after["allowed_statuses"] == ["awaiting_parts", "insurance_claim"]
+        await store.commit()
 
 
 # --- billing automation settings ------------------------------------------------------------
@@ -123,7 +130,8 @@ BILLING_MIGRATION = "0003"
 
 async def test_a_new_district_starts_with_the_default_billing_settings(stores) -> None:
     async with stores() as store:
-        assert billing_settings_from(await store.settings()) == DEFAULTS
+        assert billing_settings_from(await store.settings.get()) == DEFAULTS
+        await store.commit()
 
 
 async def test_billing_settings_need_manage_settings(stores, clock) -> None:
@@ -133,9 +141,11 @@ async def test_billing_settings_need_manage_settings(stores, clock) -> None:
             await change_billing_settings(
                 Context(store, clock, TZ), clerk, replace(DEFAULTS, auto_cancel_enabled=True)
             )
+        await store.commit()
     async with stores() as store:
-        assert billing_settings_from(await store.settings()) == DEFAULTS
-        assert await store.activity_for("settings", 1) == []
+        assert billing_settings_from(await store.settings.get()) == DEFAULTS
+        assert await store.activity.for_entity("settings", 1) == []
+        await store.commit()
 
 
 async def test_billing_settings_change_is_stored_and_audited(stores, clock) -> None:
@@ -149,6 +159,7 @@ async def test_billing_settings_change_is_stored_and_audited(stores, clock) -> N
     )
     async with stores() as store:
         changed = await change_billing_settings(Context(store, clock, TZ), director, new)
+        await store.commit()
     assert changed == {
         "pre_due_days": ([14, 7, 1], [10, 3]),
         "overdue_days": ([7, 14, 30], [10, 21, 45]),
@@ -157,18 +168,21 @@ async def test_billing_settings_change_is_stored_and_audited(stores, clock) -> N
         "daily_run_time": ("06:00", "05:30"),
     }
     async with stores() as store:
-        stored = billing_settings_from(await store.settings())
+        stored = billing_settings_from(await store.settings.get())
         assert stored == replace(new, daily_run_time="05:30")
-        log = await store.activity_for("settings", 1)
+        log = await store.activity.for_entity("settings", 1)
         assert [entry.action for entry in log] == ["billing_settings_changed"]
         assert log[0].actor_staff_id == director.staff_id
         assert log[0].before == {k: old for k, (old, _) in changed.items()}
         assert log[0].after == {k: new_value for k, (_, new_value) in changed.items()}
+        await store.commit()
     # The same settings again change and log nothing.
     async with stores() as store:
         assert await change_billing_settings(Context(store, clock, TZ), director, stored) == {}
+        await store.commit()
     async with stores() as store:
-        assert len(await store.activity_for("settings", 1)) == 1
+        assert len(await store.activity.for_entity("settings", 1)) == 1
+        await store.commit()
 
 
 async def test_bad_billing_settings_are_refused_and_nothing_is_stored(stores, clock) -> None:
@@ -180,9 +194,11 @@ async def test_bad_billing_settings_are_refused_and_nothing_is_stored(stores, cl
                 director,
                 replace(DEFAULTS, auto_cancel_days=30, overdue_days=(30, 14, 7)),
             )
+        await store.commit()
     assert err.value.field == "overdue_days"
     async with stores() as store:
-        assert billing_settings_from(await store.settings()) == DEFAULTS
+        assert billing_settings_from(await store.settings.get()) == DEFAULTS
+        await store.commit()
 
 
 async def test_due_days_in_change_settings_must_leave_room_for_pre_due_reminders(
@@ -194,17 +210,20 @@ async def test_due_days_in_change_settings_must_leave_room_for_pre_due_reminders
             await change_settings(
                 Context(store, clock, TZ), director, SettingsChange(default_due_days=10)
             )
+        await store.commit()
     assert err.value.field == "pre_due_days"  # 14 days before would precede the invoice
     async with stores() as store:
         changed = await change_billing_settings(
             Context(store, clock, TZ), director, replace(DEFAULTS, pre_due_days=(7, 1))
         )
         assert changed == {"pre_due_days": ([14, 7, 1], [7, 1])}
+        await store.commit()
     async with stores() as store:
         changed = await change_settings(
             Context(store, clock, TZ), director, SettingsChange(default_due_days=10)
         )
         assert changed == {"default_due_days": (90, 10)}
+        await store.commit()
 
 
 async def test_the_migration_gives_an_existing_district_the_defaults(database_url: str) -> None:

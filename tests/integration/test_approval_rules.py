@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from storage import models as m
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from workflows.approvals import (
     PENDING,
@@ -72,7 +72,7 @@ class LoanBook:
             ctx: Context, actor: Actor, loan: Loan, approve: bool, checked: str, comment: str | None
         ) -> None:
             self.calls.append(("apply", approve, checked, comment))
-            await ctx.store.log(actor, "device", 7, "lent" if approve else "kept")
+            await ctx.store.activity.log(actor, "device", 7, "lent" if approve else "kept")
 
         return ApprovalRules(
             permission=Permission.APPROVE_WAIVERS,
@@ -91,7 +91,7 @@ class LoanBook:
 
 
 async def _decide(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     actor: Actor,
     rules: ApprovalRules[Loan, str],
@@ -101,12 +101,16 @@ async def _decide(
     comment: str | None = None,
 ) -> Decision[Loan]:
     async with stores() as store:
-        return await decide(
+        result = await decide(
             Context(store, clock, TZ), actor, rules, loan_id, approve=approve, comment=comment
         )
+        await store.commit()
+        return result
 
 
-async def _written(stores: StoreFactory) -> tuple[list[m.ActivityEntry], list[m.OutboxMessage]]:
+async def _written(
+    stores: UnitOfWorkFactory,
+) -> tuple[list[m.ActivityEntry], list[m.OutboxMessage]]:
     async with stores() as store:
         entries = await store.session.execute(
             select(m.ActivityEntry)
@@ -118,6 +122,7 @@ async def _written(stores: StoreFactory) -> tuple[list[m.ActivityEntry], list[m.
             .where(m.OutboxMessage.kind.like("slack.loan_%"))
             .order_by(m.OutboxMessage.id)
         )
+        await store.commit()
         return list(entries.scalars()), list(rows.scalars())
 
 
@@ -239,8 +244,10 @@ async def test_the_kind_keeps_its_audit_order(stores, clock, audit_first: bool) 
 async def test_a_request_is_announced_once(stores, clock) -> None:
     async with stores() as store:
         await announce_request(Context(store, clock, TZ), LOAN_OUTBOX, 1)
+        await store.commit()
     async with stores() as store:
         await announce_request(Context(store, clock, TZ), LOAN_OUTBOX, 1)  # a replay
+        await store.commit()
 
     _, outbox = await _written(stores)
     assert [(r.kind, r.dedupe_key, r.payload) for r in outbox] == [

@@ -19,7 +19,7 @@ from storage.billing_run import LOCK_NAME
 from storage.db import create_engine as create_async_engine
 from storage.db import session_factory
 from storage.run_lock import exclusive
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.integration.billing_helpers import add_family, add_invoice
 from workflows.clock import FixedClock
 
@@ -74,7 +74,9 @@ def _seed_invoices(db: Path) -> None:
 
     async def seed() -> None:
         engine = create_async_engine(f"sqlite+aiosqlite:///{db}")
-        stores = StoreFactory(session_factory(engine), FixedClock(datetime(2026, 1, 1, tzinfo=UTC)))
+        stores = UnitOfWorkFactory(
+            session_factory(engine), FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
+        )
         (student,), _ = await add_family(stores, "Rivera", guardians=2)
         await add_invoice(stores, student, created=date(2026, 1, 1), due=date(2026, 4, 1))
         (unreachable,), _ = await add_family(stores, "Lee", guardians=0)

@@ -17,15 +17,9 @@ from storage.billing_reports import (
     invoice_timeline,
 )
 from storage.db import session_factory
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
-from tests.integration.billing_helpers import (
-    TZ,
-    add_family,
-    add_invoice,
-    at_run_time,
-    runner,
-)
+from tests.integration.billing_helpers import TZ, add_family, add_invoice, at_run_time, runner
 from workflows.clock import FixedClock
 from workflows.errors import ValidationError
 from workflows.invoices import (
@@ -56,9 +50,10 @@ async def run_on(engine: AsyncEngine, clock: FixedClock, *days: date) -> None:
         assert result.ran, result.message
 
 
-async def turn_on_auto_cancel(stores: StoreFactory) -> None:
+async def turn_on_auto_cancel(stores: UnitOfWorkFactory) -> None:
     async with stores() as store:
-        (await store.settings()).auto_cancel_enabled = True
+        (await store.settings.get()).auto_cancel_enabled = True
+        await store.commit()
 
 
 async def update_row(engine: AsyncEngine, model: type, row_id: int, **values: object) -> None:
@@ -69,18 +64,19 @@ async def update_row(engine: AsyncEngine, model: type, row_id: int, **values: ob
 
 
 async def as_staff(
-    stores: StoreFactory, clock: FixedClock, at: datetime, actor: Actor, work: object
+    stores: UnitOfWorkFactory, clock: FixedClock, at: datetime, actor: Actor, work: object
 ) -> None:
     clock.set(at)
     async with stores() as store:
         await work(Context(store, clock, TZ))  # type: ignore[operator]
+        await store.commit()
 
 
 # --- invoices by automation status -------------------------------------------------------------
 
 
 async def test_automation_report_groups_and_lists_open_invoices(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     (rivera,), _ = await add_family(stores, "Rivera")
     (chen,), _ = await add_family(stores, "Chen")
@@ -125,6 +121,7 @@ async def test_automation_report_groups_and_lists_open_invoices(
         off = await automation_report(store.session, automation=False)
         on_page = await automation_report(store.session, automation=True, limit=2, offset=1)
         summary_only = await automation_report(store.session, limit=0)
+        await store.commit()
 
     assert [(g.automation_enabled, g.status, g.count, g.balance_cents) for g in report.groups] == [
         (True, "unpaid", 2, 10_000 + 4_000),
@@ -156,10 +153,11 @@ async def test_automation_report_groups_and_lists_open_invoices(
 
 
 async def test_automation_report_of_an_empty_district(
-    engine: AsyncEngine, stores: StoreFactory
+    engine: AsyncEngine, stores: UnitOfWorkFactory
 ) -> None:
     async with stores() as store:
         report = await automation_report(store.session)
+        await store.commit()
     assert report.groups == () and report.rows == () and report.listed == 0
     assert report.count(True) == 0 and report.balance_cents(False) == 0
 
@@ -168,7 +166,7 @@ async def test_automation_report_of_an_empty_district(
 
 
 async def test_cancelled_report_with_auto_cancelled_designation(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     await turn_on_auto_cancel(stores)
     clerk = await add_staff(stores, "Billing Clerk")
@@ -225,6 +223,7 @@ async def test_cancelled_report_with_auto_cancelled_designation(
             store.session, APR1, date(2026, 4, 30), tz=TZ, limit=2, offset=1
         )
         march = await cancelled_report(store.session, MAR1, date(2026, 3, 31), tz=TZ)
+        await store.commit()
 
     assert [
         (r.invoice_id, r.amount_cents, r.auto_cancelled, r.designation, r.cancelled_by, r.reason)
@@ -254,18 +253,19 @@ async def test_cancelled_report_with_auto_cancelled_designation(
 
 
 async def test_cancelled_report_refuses_a_reversed_range(
-    engine: AsyncEngine, stores: StoreFactory
+    engine: AsyncEngine, stores: UnitOfWorkFactory
 ) -> None:
     async with stores() as store:
         with pytest.raises(ValidationError, match="ends before it starts"):
             await cancelled_report(store.session, APR1, MAR1, tz=TZ)
+        await store.commit()
 
 
 # --- one invoice's timeline --------------------------------------------------------------------
 
 
 async def test_invoice_timeline_in_time_order(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     clerk = await add_staff(stores, "Billing Clerk")
     (kid0, kid1), _ = await add_family(stores, "Chen", students=2)
@@ -284,6 +284,7 @@ async def test_invoice_timeline_in_time_order(
             ).all()
             if n.template == "due_reminder"
         ]
+        await store.commit()
     digest = x_notice.digest_id
     assert digest is not None and y_notice.digest_id == digest
     await update_row(
@@ -305,6 +306,7 @@ async def test_invoice_timeline_in_time_order(
             )
         )
         (reminder,) = notices.all()
+        await store.commit()
     await update_row(
         engine, m.Notice, reminder.id, status="failed", last_error="550 mailbox unavailable"
     )
@@ -356,6 +358,7 @@ async def test_invoice_timeline_in_time_order(
         timeline = await invoice_timeline(store.session, x, tz=TZ)
         other = await invoice_timeline(store.session, y, tz=TZ)
         missing = await invoice_timeline(store.session, 999_999, tz=TZ)
+        await store.commit()
     assert timeline is not None and other is not None and missing is None
 
     head = timeline.invoice
@@ -457,7 +460,7 @@ async def test_invoice_timeline_in_time_order(
 
 
 async def test_timeline_of_an_auto_cancelled_invoice(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     await turn_on_auto_cancel(stores)
     (student,), _ = await add_family(stores, "Rivera")
@@ -476,6 +479,7 @@ async def test_timeline_of_an_auto_cancelled_invoice(
     await run_on(engine, clock, *days)
     async with stores() as store:
         timeline = await invoice_timeline(store.session, invoice, tz=TZ)
+        await store.commit()
     assert timeline is not None
     assert timeline.invoice.status_label == "Auto-Cancelled" and not timeline.invoice.is_open
     assert timeline.invoice.cancelled_at == at_run_time(date(2026, 6, 30))
@@ -506,7 +510,7 @@ async def test_timeline_of_an_auto_cancelled_invoice(
     assert {e.at for e in last} == {at_run_time(date(2026, 6, 30))}
 
 
-async def test_find_invoice_by_number(engine: AsyncEngine, stores: StoreFactory) -> None:
+async def test_find_invoice_by_number(engine: AsyncEngine, stores: UnitOfWorkFactory) -> None:
     (student,), _ = await add_family(stores, "Rivera")
     first = await add_invoice(stores, student, created=JAN1, due=APR1)
     second = await add_invoice(stores, student, created=JAN1, due=APR1)
@@ -519,3 +523,4 @@ async def test_find_invoice_by_number(engine: AsyncEngine, stores: StoreFactory)
         assert await find_invoice_id(s, "INV-000003") is None
         assert await find_invoice_id(s, "hello") is None
         assert await find_invoice_id(s, "") is None
+        await store.commit()

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from storage import models as m
 from storage.billing_run import SLACK_RUN_KIND
 from storage.db import create_engine, session_factory
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from tests.integration.billing_helpers import (
     TZ,
@@ -34,10 +34,10 @@ JAN1, APR1 = date(2026, 1, 1), date(2026, 4, 1)
 
 
 async def test_seed_timeline_day_by_day(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     async with stores() as store:
-        record = await store.settings()
+        record = await store.settings.get()
         record.auto_cancel_enabled = True
         await store.commit()
     (student,), _ = await add_family(stores, "Rivera")
@@ -81,7 +81,7 @@ async def test_seed_timeline_day_by_day(
 
 
 async def test_rerun_of_a_day_sends_nothing_twice(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     (student,), _ = await add_family(stores, "Chen", guardians=2)
     invoice_id = await add_invoice(stores, student, created=JAN1, due=APR1)
@@ -103,7 +103,7 @@ def _ctx(store: object, clock: FixedClock) -> Context:
 
 
 async def test_manual_reset_restarts_from_the_status_a_person_set(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     (student,), _ = await add_family(stores, "Okafor")
     invoice_id = await add_invoice(stores, student, created=JAN1, due=APR1)
@@ -137,7 +137,7 @@ async def test_manual_reset_restarts_from_the_status_a_person_set(
 
 
 async def test_partial_payment_with_the_setting_off_and_on(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     (student,), _ = await add_family(stores, "Nguyen")
     partial = await add_invoice(stores, student, created=JAN1, due=APR1, paid_cents=4_000)
@@ -145,7 +145,7 @@ async def test_partial_payment_with_the_setting_off_and_on(
     assert [s for s, _d in await steps_of(engine, partial)] == ["first"]
 
     async with stores() as store:
-        (await store.settings()).stop_reminders_on_partial_payment = True
+        (await store.settings.get()).stop_reminders_on_partial_payment = True
         await store.commit()
     await run_days(engine, clock, date(2026, 4, 9), date(2026, 5, 10))
     assert [s for s, _d in await steps_of(engine, partial)] == ["first"]
@@ -153,7 +153,7 @@ async def test_partial_payment_with_the_setting_off_and_on(
 
 
 async def test_automation_off_and_no_due_date_are_left_alone(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     (student,), _ = await add_family(stores, "Silva")
     off = await add_invoice(stores, student, created=JAN1, due=APR1, automation=False)
@@ -165,7 +165,7 @@ async def test_automation_off_and_no_due_date_are_left_alone(
 
 
 async def test_changed_due_date_rearms_the_reminders(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     (student,), _ = await add_family(stores, "Haddad")
     invoice_id = await add_invoice(stores, student, created=JAN1, due=APR1)
@@ -187,7 +187,7 @@ async def test_changed_due_date_rearms_the_reminders(
 
 
 async def test_pause_window_holds_reminders_and_the_overdue_clock(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     (student,), _ = await add_family(stores, "Kowalski")
     invoice_id = await add_invoice(stores, student, created=JAN1, due=APR1)
@@ -212,7 +212,7 @@ async def test_pause_window_holds_reminders_and_the_overdue_clock(
 
 
 async def test_a_missed_week_catches_up_without_a_burst(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     (student,), _ = await add_family(stores, "Mensah")
     soon = await add_invoice(stores, student, created=JAN1, due=APR1)
@@ -240,7 +240,7 @@ class Crash(RuntimeError):
     pass
 
 
-async def _five_families(stores: StoreFactory) -> list[int]:
+async def _five_families(stores: UnitOfWorkFactory) -> list[int]:
     invoices = []
     for name in ["Ali", "Baker", "Cruz", "Diaz", "Evans"]:
         (student,), _ = await add_family(stores, name)
@@ -250,7 +250,7 @@ async def _five_families(stores: StoreFactory) -> list[int]:
 
 @pytest.mark.parametrize("crash_after", [1, 3])
 async def test_crash_mid_run_then_rerun_sends_each_notice_once(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, crash_after: int
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, crash_after: int
 ) -> None:
     invoices = await _five_families(stores)
     day = date(2026, 4, 8)
@@ -280,7 +280,7 @@ async def test_crash_mid_run_then_rerun_sends_each_notice_once(
 
 
 async def test_two_runners_at_once_one_runs(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     invoices = await _five_families(stores)
     day = date(2026, 3, 18)
@@ -308,7 +308,7 @@ async def test_two_runners_at_once_one_runs(
 
 
 async def test_several_invoices_of_one_guardian_become_one_digest(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     students, guardians = await add_family(stores, "Park", guardians=2, students=2)
     a = await add_invoice(stores, students[0], created=JAN1, due=APR1)
@@ -343,7 +343,7 @@ async def test_several_invoices_of_one_guardian_become_one_digest(
 
 
 async def test_dry_run_previews_and_writes_nothing(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     invoices = await _five_families(stores)
     day = date(2026, 4, 8)
@@ -365,7 +365,7 @@ async def test_dry_run_previews_and_writes_nothing(
 
 
 async def test_a_failed_first_run_is_covered_by_the_next(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     invoices = await _five_families(stores)
     day = date(2026, 3, 18)
@@ -387,10 +387,10 @@ async def test_a_failed_first_run_is_covered_by_the_next(
 
 
 async def test_auto_cancel_tells_a_family_that_was_told_once(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     async with stores() as store:
-        record = await store.settings()
+        record = await store.settings.get()
         record.auto_cancel_enabled = True
         await store.commit()
     (student,), _ = await add_family(stores, "Okafor", guardians=2)

@@ -62,24 +62,28 @@ async def runtime(
 
 async def _set_run_time(runtime: Runtime, value: str) -> None:
     async with runtime.stores() as store:
-        current = billing_settings_from(await store.settings())
+        current = billing_settings_from(await store.settings.get())
         await change_billing_settings(
             Context(store, runtime.clock, runtime.settings.tz),
             Actor.system(),
             replace(current, daily_run_time=value),
         )
+        await store.commit()
 
 
 async def _runs(runtime: Runtime) -> list[tuple[date, str, date]]:
     async with runtime.stores() as store:
         rows = await store.session.execute(select(m.BillingRun).order_by(m.BillingRun.day))
+        await store.commit()
         return [(r.day, r.status, r.covered_since) for r in rows.scalars()]
 
 
 async def _outbox(runtime: Runtime, kind: str) -> list[m.OutboxMessage]:
     async with runtime.stores() as store:
         stmt = select(m.OutboxMessage).where(m.OutboxMessage.kind == kind)
-        return list((await store.session.execute(stmt.order_by(m.OutboxMessage.id))).scalars())
+        result = list((await store.session.execute(stmt.order_by(m.OutboxMessage.id))).scalars())
+        await store.commit()
+        return result
 
 
 async def _an_invoice_due_april_first(runtime: Runtime) -> int:
@@ -196,7 +200,8 @@ async def test_a_run_already_in_progress_is_not_a_failure(
 async def _break_settings(runtime: Runtime) -> None:
     """Overdue days stored short of three (a hand edit past validation): the run fails."""
     async with runtime.stores() as store:
-        (await store.settings()).overdue_days = [7]
+        (await store.settings.get()).overdue_days = [7]
+        await store.commit()
 
 
 async def test_a_failed_run_is_reported_per_attempt_and_retried_a_few_times(
@@ -225,7 +230,8 @@ async def test_a_failed_run_is_reported_per_attempt_and_retried_a_few_times(
 
     # Fixed by the next day: its run completes and covers the failed day too.
     async with runtime.stores() as store:
-        (await store.settings()).overdue_days = [7, 14, 30]
+        (await store.settings.get()).overdue_days = [7, 14, 30]
+        await store.commit()
     clock.set(local(date(2026, 3, 19), 6))
     result = await run_billing_day(runtime)
     assert result is not None and result.ran and result.totals is not None

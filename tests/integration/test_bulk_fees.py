@@ -16,18 +16,11 @@ from storage import models as m
 from storage.bulk_fees import BulkFeeBiller
 from storage.db import session_factory
 from storage.fee_store import SqlFeeStore
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff, add_students
 from workflows.clock import FixedClock
 from workflows.errors import ConflictError, PermissionDenied, ValidationError
-from workflows.fees import (
-    FeeDefinition,
-    FeeRecord,
-    apply_fee,
-    define_fee,
-    list_fees,
-    preview_fee,
-)
+from workflows.fees import FeeDefinition, FeeRecord, apply_fee, define_fee, list_fees, preview_fee
 from workflows.invoices import InvoiceKind, InvoiceLineSpec, IssueInvoice, issue_invoice
 from workflows.ledger import split_money
 from workflows.permissions import Actor
@@ -43,7 +36,7 @@ def _ctx(store: Any, clock: FixedClock) -> Context:
 
 
 async def _define(
-    stores: StoreFactory, clock: FixedClock, actor: Actor, **changes: Any
+    stores: UnitOfWorkFactory, clock: FixedClock, actor: Actor, **changes: Any
 ) -> FeeRecord:
     fields: dict[str, Any] = {
         "code": "tech-fee",
@@ -56,6 +49,7 @@ async def _define(
         fee, _created = await define_fee(
             _ctx(store, clock), SqlFeeStore.beside(store), actor, FeeDefinition(**fields)
         )
+        await store.commit()
         return fee
 
 
@@ -63,35 +57,39 @@ def _biller(engine: AsyncEngine, clock: FixedClock, **kwargs: Any) -> BulkFeeBil
     return BulkFeeBiller(session_factory(engine), clock, TZ, **kwargs)
 
 
-async def _preview(stores: StoreFactory, clock: FixedClock, actor: Actor, fee_id: int) -> Any:
+async def _preview(stores: UnitOfWorkFactory, clock: FixedClock, actor: Actor, fee_id: int) -> Any:
     async with stores() as store:
-        return await preview_fee(_ctx(store, clock), SqlFeeStore.beside(store), actor, fee_id)
+        result = await preview_fee(_ctx(store, clock), SqlFeeStore.beside(store), actor, fee_id)
+        await store.commit()
+        return result
 
 
-async def _rows(stores: StoreFactory, stmt: Any) -> list[Any]:
+async def _rows(stores: UnitOfWorkFactory, stmt: Any) -> list[Any]:
     async with stores() as store:
-        return list((await store.session.execute(stmt)).scalars())
+        result = list((await store.session.execute(stmt)).scalars())
+        await store.commit()
+        return result
 
 
-async def _fee_invoices(stores: StoreFactory, fee_id: int) -> list[m.Invoice]:
+async def _fee_invoices(stores: UnitOfWorkFactory, fee_id: int) -> list[m.Invoice]:
     stmt = select(m.Invoice).where(m.Invoice.annual_fee_id == fee_id).order_by(m.Invoice.id)
     return await _rows(stores, stmt)
 
 
-async def _assert_one_each(stores: StoreFactory, fee_id: int, student_ids: list[int]) -> None:
+async def _assert_one_each(stores: UnitOfWorkFactory, fee_id: int, student_ids: list[int]) -> None:
     invoices = await _fee_invoices(stores, fee_id)
     assert sorted(i.student_id for i in invoices) == sorted(student_ids)
     for invoice in invoices:
         assert split_money(invoice).adds_up(), invoice.number
 
 
-async def _assert_books_add_up(stores: StoreFactory) -> None:
+async def _assert_books_add_up(stores: UnitOfWorkFactory) -> None:
     for invoice in await _rows(stores, select(m.Invoice)):
         assert split_money(invoice).adds_up(), invoice.number
 
 
 async def test_preview_apply_and_rerun(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     clerk = await add_staff(stores, "Billing Clerk")
     students = await add_students(stores, 7)
@@ -158,7 +156,7 @@ async def test_preview_apply_and_rerun(
 
 
 async def test_grade_and_building_limits(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     clerk = await add_staff(stores, "Billing Clerk")
     async with stores() as store:
@@ -167,6 +165,7 @@ async def test_grade_and_building_limits(
         store.session.add_all([north, south])
         await store.session.flush()
         north_id, south_id = north.id, south.id
+        await store.commit()
     north6 = await add_students(stores, 2, grade="6", building_id=north_id, sis_prefix="N6")
     await add_students(stores, 2, grade="7", building_id=north_id, sis_prefix="N7")
     south6 = await add_students(stores, 3, grade="6", building_id=south_id, sis_prefix="S6")
@@ -187,6 +186,7 @@ async def test_grade_and_building_limits(
 
     async with stores() as store:
         year, listed = await list_fees(_ctx(store, clock), SqlFeeStore.beside(store), clerk)
+        await store.commit()
     assert year == YEAR
     assert [(f.code, c.already_billed, c.to_bill) for f, c in listed] == [
         ("g6", 5, 0),
@@ -195,7 +195,7 @@ async def test_grade_and_building_limits(
 
 
 async def test_a_student_added_later_is_billed_on_the_rerun(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     clerk = await add_staff(stores, "Billing Clerk")
     first = await add_students(stores, 3)
@@ -215,7 +215,7 @@ class Crash(RuntimeError):
 
 
 async def test_a_crash_between_batches_then_a_rerun_bills_each_student_once(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     clerk = await add_staff(stores, "Billing Clerk")
     students = await add_students(stores, 10)
@@ -237,7 +237,7 @@ async def test_a_crash_between_batches_then_a_rerun_bills_each_student_once(
 
 
 async def test_two_applies_at_once_bill_each_student_once(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, database_url: str
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, database_url: str
 ) -> None:
     clerk = await add_staff(stores, "Billing Clerk")
     students = await add_students(stores, 60)
@@ -262,7 +262,7 @@ async def test_two_applies_at_once_bill_each_student_once(
 
 
 async def test_a_role_without_manage_fees_is_refused_and_nothing_changes(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     clerk = await add_staff(stores, "Billing Clerk")
     tech = await add_staff(stores, "Technician")
@@ -279,7 +279,7 @@ async def test_a_role_without_manage_fees_is_refused_and_nothing_changes(
 
 
 async def test_defining_updating_and_refusals(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     clerk = await add_staff(stores, "Billing Clerk")
     await add_students(stores, 2)
@@ -312,7 +312,7 @@ async def test_defining_updating_and_refusals(
 
 
 async def test_bulk_emails_match_the_ones_issue_invoice_queues(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     clerk = await add_staff(stores, "Billing Clerk")
     (bulk_student,) = await add_students(stores, 1, sis_prefix="BULK")
@@ -332,6 +332,7 @@ async def test_bulk_emails_match_the_ones_issue_invoice_queues(
             ),
         )
         single_id = made.invoice.id
+        await store.commit()
     (bulk,) = [i for i in await _fee_invoices(stores, fee.id) if i.student_id == bulk_student]
 
     def invoice_fields(i: m.Invoice) -> dict[str, Any]:
@@ -372,6 +373,7 @@ async def test_bulk_emails_match_the_ones_issue_invoice_queues(
             ).scalar_one()
             for inv in (a, b)
         }
+        await store.commit()
     (ia, na, oa), (ib, nb, ob) = pairs
     for column in m.Notice.__table__.columns.keys():
         if column in ("id", "invoice_id", "guardian_id", "dedupe_key", "to_address", "message_id"):
@@ -399,7 +401,7 @@ async def test_bulk_emails_match_the_ones_issue_invoice_queues(
 
 
 async def test_the_same_fee_defined_twice_at_once_is_one_fee_and_a_clear_answer(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     actor = await add_staff(stores, "Admin", "fees-race@district.org")
 
@@ -419,6 +421,7 @@ async def test_the_same_fee_defined_twice_at_once_is_one_fee_and_a_clear_answer(
                     ),
                 )
                 await asyncio.sleep(0.05)  # both transactions open before either commits
+                await store.commit()
         except ConflictError as exc:
             assert "was defined by someone else a moment ago" in exc.message
             return "refused"

@@ -50,8 +50,10 @@ def test_staff_add_list_and_errors(cli_env: Path) -> None:
     added = runner.invoke(app, ["staff", "add", "Pat@District.org", "--role", "technician"])
     assert added.exit_code == 0, added.output
     assert "Added pat@district.org (Technician)" in added.output
-    changed = runner.invoke(app, ["staff", "add", "pat@district.org", "--role", "Billing Clerk",
-                                  "--slack-id", "U024BE7LH"])
+    changed = runner.invoke(
+        app,
+        ["staff", "add", "pat@district.org", "--role", "Billing Clerk", "--slack-id", "U024BE7LH"],
+    )
     assert "Updated pat@district.org (Billing Clerk)" in changed.output
     same = runner.invoke(app, ["staff", "add", "pat@district.org", "--role", "Billing Clerk"])
     assert "Unchanged" in same.output
@@ -63,8 +65,9 @@ def test_staff_add_list_and_errors(cli_env: Path) -> None:
     assert bad_role.exit_code == 1 and "no role called 'Wizard'" in bad_role.output
     bad_email = runner.invoke(app, ["staff", "add", "not-an-email", "--role", "Admin"])
     assert bad_email.exit_code == 1 and "isn't an email address" in bad_email.output
-    bad_slack = runner.invoke(app, ["staff", "add", "y@district.org", "--role", "Admin",
-                                    "--slack-id", "nope"])
+    bad_slack = runner.invoke(
+        app, ["staff", "add", "y@district.org", "--role", "Admin", "--slack-id", "nope"]
+    )
     assert bad_slack.exit_code == 1 and "Slack user id" in bad_slack.output
     assert _count(cli_env, m.Staff) == 1
     assert _count(cli_env, m.ActivityEntry) == 2  # added, then changed
@@ -74,8 +77,10 @@ def test_demo_loads_once(cli_env: Path) -> None:
     runner = CliRunner()
     first = runner.invoke(app, ["demo"])
     assert first.exit_code == 0 and "Loaded the demo district" in first.output
-    counts = {model: _count(cli_env, model) for model in
-              (m.Student, m.Guardian, m.Device, m.InsuranceEnrollment, m.FeeItem)}
+    counts = {
+        model: _count(cli_env, model)
+        for model in (m.Student, m.Guardian, m.Device, m.InsuranceEnrollment, m.FeeItem)
+    }
     second = runner.invoke(app, ["demo"])
     assert "already loaded" in second.output
     assert counts == {model: _count(cli_env, model) for model in counts}

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from storage import models as m
 from storage.collections import Collections, collections_for_device
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import T0, add_collection_fees, add_district, add_staff
 from workflows.adjustments import apply_waiver
 from workflows.clock import FixedClock
@@ -31,27 +31,32 @@ TZ = ZoneInfo("America/Chicago")
 
 
 async def _collect(
-    stores: StoreFactory, clock: FixedClock, actor: Actor, cmd: CollectDevice
+    stores: UnitOfWorkFactory, clock: FixedClock, actor: Actor, cmd: CollectDevice
 ) -> CollectionResult:
     async with stores() as store:
-        return await collect_device(Context(store, clock, TZ), Collections(store), actor, cmd)
+        result = await collect_device(Context(store, clock, TZ), Collections(store), actor, cmd)
+        await store.commit()
+        return result
 
 
-async def _count(stores: StoreFactory, model: type[m.Base]) -> int:
+async def _count(stores: UnitOfWorkFactory, model: type[m.Base]) -> int:
     async with stores() as store:
-        return int(
+        result = int(
             (await store.session.execute(select(func.count()).select_from(model))).scalar_one()
         )
+        await store.commit()
+        return result
 
 
-async def _all_invoices_add_up(stores: StoreFactory) -> None:
+async def _all_invoices_add_up(stores: UnitOfWorkFactory) -> None:
     async with stores() as store:
         for invoice in (await store.session.execute(select(m.Invoice))).scalars():
             assert split_money(invoice).adds_up(), invoice.number
+        await store.commit()
 
 
 async def test_missing_items_make_one_invoice_linked_to_device_student_and_collection(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     d = await add_district(stores)
     fees = await add_collection_fees(stores)
@@ -121,7 +126,7 @@ async def test_missing_items_make_one_invoice_linked_to_device_student_and_colle
         )
         assert [n.template for n in notices] == ["invoice_issued"]
 
-        assert await store.current_holder(d.device_id) is None
+        assert await store.devices.current_holder(d.device_id) is None
         assignment = (
             await store.session.execute(
                 select(m.DeviceAssignment).where(m.DeviceAssignment.device_id == d.device_id)
@@ -132,23 +137,26 @@ async def test_missing_items_make_one_invoice_linked_to_device_student_and_colle
         device = await store.session.get(m.Device, d.device_id)
         assert device is not None and device.status == "collected"
 
-        device_log = await store.activity_for("device", d.device_id)
+        device_log = await store.activity.for_entity("device", d.device_id)
         assert [e.action for e in device_log] == ["collected"]
         assert device_log[0].after is not None
         assert device_log[0].after["invoice_id"] == invoice.id
         assert device_log[0].after["missing"] == ["c-charger", "c-keys"]
-        assert [e.action for e in await store.activity_for("invoice", invoice.id)] == ["created"]
+        assert [e.action for e in await store.activity.for_entity("invoice", invoice.id)] == [
+            "created"
+        ]
 
         record = await collections_for_device(store.session, d.device_id)
         assert [(e.student_name, e.collected_by, e.invoice_number) for e in record] == [
             ("Ana Rivera", "Technician Person", invoice.number)
         ]
         assert record[0].invoice_total_cents == 5000
+        await store.commit()
     await _all_invoices_add_up(stores)
 
 
 async def test_nothing_missing_checks_in_without_an_invoice(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     d = await add_district(stores)
     await add_collection_fees(stores)
@@ -162,15 +170,16 @@ async def test_nothing_missing_checks_in_without_an_invoice(
     assert await _count(stores, m.Invoice) == 0
     assert await _count(stores, m.Notice) == 0
     async with stores() as store:
-        assert await store.current_holder(d.device_id) is None
+        assert await store.devices.current_holder(d.device_id) is None
         collection = await store.session.get(m.DeviceCollection, result.collection.id)
         assert collection is not None and collection.reason == "withdrawal"
         record = await collections_for_device(store.session, d.device_id)
         assert [e.invoice_number for e in record] == [None]
+        await store.commit()
 
 
 async def test_a_repeated_key_returns_the_first_result_and_writes_nothing_twice(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     d = await add_district(stores)
     fees = await add_collection_fees(stores)
@@ -191,12 +200,15 @@ async def test_a_repeated_key_returns_the_first_result_and_writes_nothing_twice(
     assert await _count(stores, m.Invoice) == 1
     assert await _count(stores, m.Notice) == 1
     async with stores() as store:
-        assert [e.action for e in await store.activity_for("device", d.device_id)] == ["collected"]
+        assert [e.action for e in await store.activity.for_entity("device", d.device_id)] == [
+            "collected"
+        ]
+        await store.commit()
     await _all_invoices_add_up(stores)
 
 
 async def test_an_already_collected_device_is_refused_until_issued_again(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     d = await add_district(stores)
     await add_collection_fees(stores)
@@ -212,12 +224,14 @@ async def test_an_already_collected_device_is_refused_until_issued_again(
             await preview_collection(
                 Context(store, clock, TZ), Collections(store), tech, "LMS-0001"
             )
+        await store.commit()
     assert await _count(stores, m.DeviceCollection) == 1
 
     # Issued again in August: it can be collected again next June.
     clock.advance(days=1)
     async with stores() as store:
-        await store.assign_device(d.device_id, d.student_id, reason="new school year")
+        await store.devices.assign(d.device_id, d.student_id, reason="new school year")
+        await store.commit()
     clock.advance(days=1)
     second = await _collect(
         stores, clock, tech, CollectDevice(device="LMS-0001", idempotency_key="c")
@@ -225,10 +239,11 @@ async def test_an_already_collected_device_is_refused_until_issued_again(
     assert second.created and second.student is not None
     async with stores() as store:
         assert len(await collections_for_device(store.session, d.device_id)) == 2
+        await store.commit()
 
 
 async def test_a_device_nobody_holds_is_checked_in_but_nothing_is_billed(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     await add_district(stores)
     fees = await add_collection_fees(stores)
@@ -240,6 +255,7 @@ async def test_a_device_nobody_holds_is_checked_in_but_nothing_is_billed(
         store.session.add(spare)
         await store.session.flush()
         spare_id = spare.id
+        await store.commit()
 
     async with stores() as store:
         preview = await preview_collection(
@@ -247,6 +263,7 @@ async def test_a_device_nobody_holds_is_checked_in_but_nothing_is_billed(
         )
         assert preview.student is None
         assert [f.name for f in preview.fees] == ["Case", "Charger", "Keyboard keys"]
+        await store.commit()
 
     result = await _collect(
         stores, clock, tech, CollectDevice(device="LMS-SPARE", fee_item_ids=(fees.charger_id,))
@@ -259,9 +276,10 @@ async def test_a_device_nobody_holds_is_checked_in_but_nothing_is_billed(
         assert [i["code"] for i in collection.missing] == ["c-charger"]
         device = await store.session.get(m.Device, spare_id)
         assert device is not None and device.status == "collected"
+        await store.commit()
 
 
-async def test_refusals_change_nothing(stores: StoreFactory, clock: FixedClock) -> None:
+async def test_refusals_change_nothing(stores: UnitOfWorkFactory, clock: FixedClock) -> None:
     d = await add_district(stores)
     fees = await add_collection_fees(stores)
     clerk = await add_staff(stores, "Billing Clerk")
@@ -288,13 +306,14 @@ async def test_refusals_change_nothing(stores: StoreFactory, clock: FixedClock) 
     assert await _count(stores, m.DeviceCollection) == 0
     assert await _count(stores, m.Invoice) == 0
     async with stores() as store:
-        assert await store.current_holder(d.device_id) == d.student_id
+        assert await store.devices.current_holder(d.device_id) == d.student_id
         device = await store.session.get(m.Device, d.device_id)
         assert device is not None and device.status == "in_service"
+        await store.commit()
 
 
 async def test_collection_invoice_reconciles_after_payment_and_waiver(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     await add_district(stores)
     fees = await add_collection_fees(stores)
@@ -316,15 +335,17 @@ async def test_collection_invoice_reconciles_after_payment_and_waiver(
             director,
             RecordPayment(invoice_id, 2000, PaymentMethod.CASH, idempotency_key="pay-1"),
         )
+        await store.commit()
     await _all_invoices_add_up(stores)
     async with stores() as store:
-        invoice = await store.get_invoice(invoice_id, lock=True)
+        invoice = await store.invoices.get(invoice_id, lock=True)
         assert invoice is not None
         await apply_waiver(
             Context(store, clock, TZ), director, invoice, 4000, "Charger found later"
         )
+        await store.commit()
     async with stores() as store:
-        invoice = await store.get_invoice(invoice_id)
+        invoice = await store.invoices.get(invoice_id)
         assert invoice is not None
         split = split_money(invoice)
         assert (split.billed, split.collected, split.waived, split.outstanding) == (
@@ -334,21 +355,24 @@ async def test_collection_invoice_reconciles_after_payment_and_waiver(
             0,
         )
         assert invoice.status == "paid"
+        await store.commit()
     await _all_invoices_add_up(stores)
 
 
 async def test_the_demo_district_offers_collection_fees(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     from storage.demo import load_demo
 
     async with stores() as store:
         await load_demo(store.session, clock, "America/Chicago")
+        await store.commit()
     tech = await add_staff(stores, "Technician")
     async with stores() as store:
         ctx, records = Context(store, clock, TZ), Collections(store)
         chromebook = await preview_collection(ctx, records, tech, "DEMO-AT1001")
         ipad = await preview_collection(ctx, records, tech, "demo-at1003")
+        await store.commit()
     assert chromebook.student is not None and chromebook.student.first_name == "Ana"
     assert "Charger" in [f.name for f in chromebook.fees]
     assert "Stylus" not in [f.name for f in chromebook.fees]
@@ -357,3 +381,4 @@ async def test_the_demo_district_offers_collection_fees(
         await load_demo(store.session, clock, "America/Chicago")
         stmt = select(func.count()).select_from(m.FeeItem).where(m.FeeItem.kind == "collection")
         assert (await store.session.execute(stmt)).scalar_one() == 6
+        await store.commit()

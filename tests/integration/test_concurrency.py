@@ -33,6 +33,7 @@ async def test_racing_invoices_take_exactly_the_last_claim(stores, clock) -> Non
                 ),
             )
             incident_ids.append(opened.incident.id)
+            await store.commit()
 
     start = asyncio.Event()
 
@@ -46,6 +47,7 @@ async def test_racing_invoices_take_exactly_the_last_claim(stores, clock) -> Non
                 CreateInvoice(incident_id=incident_id, custom_lines=(CustomLine("Screen", 12500),)),
             )
             await asyncio.sleep(0.05)  # hold the transaction open while the others try
+            await store.commit()
             return created.invoice.total_cents
 
     tasks = [asyncio.create_task(create(i)) for i in incident_ids]
@@ -61,6 +63,7 @@ async def test_racing_invoices_take_exactly_the_last_claim(stores, clock) -> Non
             )
         ).scalar_one()
         numbers = (await store.session.execute(select(m.Invoice.number))).scalars().all()
+        await store.commit()
     assert claims == 1
     assert len(set(numbers)) == RACERS
 
@@ -76,30 +79,44 @@ async def test_redelivered_requests_racing_each_other_happen_once(stores, clock)
     async def open_once() -> int:
         async with stores() as store:
             opened = await open_incident(
-                Context(store, clock, TZ), tech,
-                OpenIncident(device_id=d.device_id, occurred_on=date(2026, 2, 1),
-                             flags=("screen",), idempotency_key="slack:Ev1"),
+                Context(store, clock, TZ),
+                tech,
+                OpenIncident(
+                    device_id=d.device_id,
+                    occurred_on=date(2026, 2, 1),
+                    flags=("screen",),
+                    idempotency_key="slack:Ev1",
+                ),
             )
             await asyncio.sleep(0.05)
+            await store.commit()
             return opened.incident.id
 
     ids = await asyncio.gather(*(open_once() for _ in range(RACERS)))
     assert len(set(ids)) == 1
     async with stores() as store:
         created = await create_invoice_for_incident(
-            Context(store, clock, TZ), tech,
+            Context(store, clock, TZ),
+            tech,
             CreateInvoice(incident_id=ids[0], custom_lines=(CustomLine("Screen", 12500),)),
         )
         invoice_id = created.invoice.id
+        await store.commit()
 
     async def pay_once() -> bool:
         async with stores() as store:
             paid = await record_payment(
-                Context(store, clock, TZ), clerk,
-                RecordPayment(invoice_id=invoice_id, amount_cents=12500,
-                              method=PaymentMethod.CARD, idempotency_key="stripe:evt_1"),
+                Context(store, clock, TZ),
+                clerk,
+                RecordPayment(
+                    invoice_id=invoice_id,
+                    amount_cents=12500,
+                    method=PaymentMethod.CARD,
+                    idempotency_key="stripe:evt_1",
+                ),
             )
             await asyncio.sleep(0.05)
+            await store.commit()
             return paid.created
 
     created_flags = await asyncio.gather(*(pay_once() for _ in range(RACERS)))
@@ -107,5 +124,6 @@ async def test_redelivered_requests_racing_each_other_happen_once(stores, clock)
     async with stores() as store:
         assert (await store.session.execute(select(func.count(m.Incident.id)))).scalar_one() == 1
         assert (await store.session.execute(select(func.count(m.Payment.id)))).scalar_one() == 1
-        invoice = await store.get_invoice(invoice_id)
+        invoice = await store.invoices.get(invoice_id)
         assert (invoice.paid_cents, invoice.status) == (12500, "paid")
+        await store.commit()

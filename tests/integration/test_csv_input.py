@@ -23,7 +23,7 @@ from bot.cli import app
 from bot.settings import get_settings
 from storage import models as m
 from storage.db import create_engine, session_factory
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.integration.billing_helpers import add_family, add_invoice
 from workflows.clock import SystemClock
 
@@ -52,7 +52,7 @@ def _run(url: str, work: Any) -> Any:
     async def go() -> Any:
         engine = create_engine(url)
         try:
-            return await work(StoreFactory(session_factory(engine), SystemClock()))
+            return await work(UnitOfWorkFactory(session_factory(engine), SystemClock()))
         finally:
             await engine.dispose()
 
@@ -60,18 +60,22 @@ def _run(url: str, work: Any) -> Any:
 
 
 def count(url: str, model: Any, *where: Any) -> int:
-    async def work(stores: StoreFactory) -> int:
+    async def work(stores: UnitOfWorkFactory) -> int:
         async with stores() as store:
             stmt = select(func.count()).select_from(model).where(*where)
-            return int((await store.session.execute(stmt)).scalar_one())
+            result = int((await store.session.execute(stmt)).scalar_one())
+            await store.commit()
+            return result
 
     return int(_run(url, work))
 
 
 def sis_ids(url: str) -> set[str]:
-    async def work(stores: StoreFactory) -> set[str]:
+    async def work(stores: UnitOfWorkFactory) -> set[str]:
         async with stores() as store:
-            return set((await store.session.execute(select(m.Student.sis_id))).scalars())
+            result = set((await store.session.execute(select(m.Student.sis_id))).scalars())
+            await store.commit()
+            return result
 
     return set(_run(url, work))
 
@@ -268,7 +272,7 @@ def test_coverage_file_problems(sqlite_url: str, tmp_path: Path) -> None:
 
 
 def _one_invoice(url: str) -> None:
-    async def work(stores: StoreFactory) -> None:
+    async def work(stores: UnitOfWorkFactory) -> None:
         [student], _ = await add_family(stores, "Rivera")
         day = date(2026, 1, 10)
         await add_invoice(stores, student, created=day, due=date(2026, 2, 28), total_cents=10_000)

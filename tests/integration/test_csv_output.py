@@ -21,7 +21,7 @@ from bot.cli import app
 from bot.settings import get_settings
 from storage.db import create_engine, session_factory
 from storage.reports import CATALOGUE
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from tests.csv_cells import HOSTILE, neutralised_seen, rows_of, seed_hostile_text, unsafe_cells
 from tests.report_incident_district import build_report_district
@@ -59,7 +59,7 @@ def hostile_db(
     async def build() -> None:
         db = create_engine(database_url)
         clock = FixedClock(datetime(2025, 6, 1, tzinfo=UTC))
-        stores = StoreFactory(session_factory(db), clock)
+        stores = UnitOfWorkFactory(session_factory(db), clock)
         try:
             await build_money_district(stores, clock)
             await seed_hostile_text(stores)  # which also frees the SIS ids both districts use

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import models as m
 from storage.db import session_factory
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import T0, add_district, add_policy, add_staff
 from tests.integration.test_device_sync import sync
 from tests.integration.test_invoices_store import _incident, _invoice, ctx_for
@@ -24,7 +24,7 @@ from workflows.sync import SourceCoverage, SourceDevice
 COVERED = (date(2025, 9, 1), date(2027, 8, 31))
 
 
-async def _device_policy(stores: StoreFactory, *, plan: str | None = "AppleCare+") -> int:
+async def _device_policy(stores: UnitOfWorkFactory, *, plan: str | None = "AppleCare+") -> int:
     async with stores() as store:
         policy = m.InsurancePolicy(
             name="AppleCare+ for iPads",
@@ -36,6 +36,7 @@ async def _device_policy(stores: StoreFactory, *, plan: str | None = "AppleCare+
         )
         store.session.add(policy)
         await store.session.flush()
+        await store.commit()
         return policy.id
 
 
@@ -54,11 +55,12 @@ async def _synced_coverage(engine: AsyncEngine, serial: str) -> int:
 
 
 async def test_a_device_plan_prices_the_incident_and_counts_claims_against_the_device(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     d = await add_district(stores)
     async with stores() as store:
         serial = (await store.session.get(m.Device, d.device_id)).serial  # type: ignore[union-attr]
+        await store.commit()
     coverage_id = await _synced_coverage(engine, serial)
     policy_id = await _device_policy(stores)
     tech = await add_staff(stores, "Technician")
@@ -89,6 +91,7 @@ async def test_a_device_plan_prices_the_incident_and_counts_claims_against_the_d
     third_incident = await _incident(stores, clock, tech, d.device_id, key="three")
     async with stores() as store:
         badge = await incident_coverage_badge(ctx_for(store, clock), third_incident)
+        await store.commit()
     assert badge.state == "exhausted", badge
     third = await _invoice(stores, clock, tech, third_incident, fee_item_ids=(d.fee_screen_id,))
     assert third.invoice.cap_reached and third.invoice.total_cents == 12500
@@ -98,6 +101,7 @@ async def test_a_device_plan_prices_the_incident_and_counts_claims_against_the_d
     admin = await add_staff(stores, "Admin")
     async with stores() as store:
         await cancel_invoice(ctx_for(store, clock), admin, inv.id, reason="duplicate")
+        await store.commit()
     fourth = await _invoice(
         stores,
         clock,
@@ -113,10 +117,11 @@ async def test_a_device_plan_prices_the_incident_and_counts_claims_against_the_d
             assert "claim cap" in str(exc)
         else:
             raise AssertionError("restoring past the device plan's cap was allowed")
+        await store.commit()
 
 
 async def test_the_device_plan_goes_before_the_students_own_plan_only_on_its_dates(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     d = await add_district(stores)
     _policy, enrollment_id = await add_policy(
@@ -128,6 +133,7 @@ async def test_the_device_plan_goes_before_the_students_own_plan_only_on_its_dat
     )
     async with stores() as store:
         serial = (await store.session.get(m.Device, d.device_id)).serial  # type: ignore[union-attr]
+        await store.commit()
     await _synced_coverage(engine, serial)
     await _device_policy(stores)
     tech = await add_staff(stores, "Technician")
@@ -152,11 +158,12 @@ async def test_the_device_plan_goes_before_the_students_own_plan_only_on_its_dat
 
 
 async def test_without_a_device_plan_a_policy_ignores_device_coverage(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     d = await add_district(stores)
     async with stores() as store:
         serial = (await store.session.get(m.Device, d.device_id)).serial  # type: ignore[union-attr]
+        await store.commit()
     await _synced_coverage(engine, serial)
     await _device_policy(stores, plan=None)
     await _device_policy(stores, plan="Protect Plus")  # another vendor's plan name

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from storage import models as m
 from storage.device_search import DeviceMatch, candidates_sql
 from storage.roster import import_roster
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import T0
 from workflows.device_search import IGNORED, MatchRank, search_key, search_patterns, search_text
 
@@ -23,9 +23,11 @@ MODEL = "HP Chromebook 11 G9"
 _serials = itertools.count(1)
 
 
-async def find(stores: StoreFactory, query: str, limit: int = 100) -> list[DeviceMatch]:
+async def find(stores: UnitOfWorkFactory, query: str, limit: int = 100) -> list[DeviceMatch]:
     async with stores() as store:
-        return await store.search_devices(query, limit=limit)
+        result = await store.devices.search(query, limit=limit)
+        await store.commit()
+        return result
 
 
 def serials(found: list[DeviceMatch]) -> list[str]:
@@ -33,7 +35,7 @@ def serials(found: list[DeviceMatch]) -> list[str]:
 
 
 async def add(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     serial: str,
     tag: str | None = None,
     student: tuple[str, str, str] | None = None,
@@ -58,6 +60,7 @@ async def add(
                     returned_at=T0 if returned else None,
                 )
             )
+        await store.commit()
         return device.id
 
 
@@ -72,7 +75,7 @@ async def stored_texts(engine: AsyncEngine, table: str, ident: int) -> str:
         return str((await conn.execute(text(sql), {"id": ident})).scalar_one())
 
 
-async def test_the_cases_technicians_typed(stores: StoreFactory) -> None:
+async def test_the_cases_technicians_typed(stores: UnitOfWorkFactory) -> None:
     await add(stores, "SN1001", "AT1001", ("Ana", "Rivera", "S-4401"))
     await add(stores, "SN1003", "AT1005", ("Mia", "Chen-Okafor", "S-4402"))
     await add(stores, "5CD-77A", None)
@@ -99,7 +102,7 @@ async def test_the_cases_technicians_typed(stores: StoreFactory) -> None:
     assert await find(stores, "%_") == []  # LIKE wildcards are left out, not matched
 
 
-async def test_exact_then_prefix_then_part_in_a_stable_order(stores: StoreFactory) -> None:
+async def test_exact_then_prefix_then_part_in_a_stable_order(stores: UnitOfWorkFactory) -> None:
     await add(stores, "XAB12")  # 'ab12' in the middle
     await add(stores, "AB123")  # prefix
     await add(stores, "AB12")  # exact
@@ -120,18 +123,19 @@ async def test_exact_then_prefix_then_part_in_a_stable_order(stores: StoreFactor
     await add(stores, "ZZ4", None, ("Cy", "Wu", "S10"))
     async with stores() as store:
         cy = await store.session.execute(text("SELECT id FROM students WHERE sis_id = 'S10'"))
-        zz3 = await store.get_device_by_serial("ZZ3")
+        zz3 = await store.devices.by_serial("ZZ3")
         assert zz3 is not None
         store.session.add(
             m.DeviceAssignment(
                 device_id=zz3.id, student_id=cy.scalar_one(), assigned_at=T0, returned_at=T0
             )
         )
+        await store.commit()
     assert serials(await find(stores, "cy wu")) == ["ZZ4", "ZZ3"]
 
 
 async def test_bulk_writes_updates_and_deletes_keep_the_index(
-    stores: StoreFactory, engine: AsyncEngine
+    stores: UnitOfWorkFactory, engine: AsyncEngine
 ) -> None:
     async with engine.begin() as conn:
         await conn.execute(
@@ -166,16 +170,17 @@ async def test_bulk_writes_updates_and_deletes_keep_the_index(
     async with stores() as store:
         student = await store.session.execute(text("SELECT id FROM students WHERE sis_id='S-77'"))
         student_id = student.scalar_one()
-        device = await store.get_device_by_serial("BULK001")
+        device = await store.devices.by_serial("BULK001")
         assert device is not None
         store.session.add(
             m.DeviceAssignment(device_id=device.id, student_id=student_id, assigned_at=T0)
         )
+        await store.commit()
     assert serials(await find(stores, "noor said")) == ["BULK001"]
     assert await find(stores, "haddad") == []
 
 
-async def test_a_roster_import_is_searchable_at_once(stores: StoreFactory) -> None:
+async def test_a_roster_import_is_searchable_at_once(stores: UnitOfWorkFactory) -> None:
     for day in ("district", "next_day"):
         await import_roster(
             stores.sessions,
@@ -206,7 +211,7 @@ printable = st.text(
 )
 @given(serial=printable, tag=st.none() | printable, first=printable, last=printable)
 async def test_the_database_keys_agree_with_search_key(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     engine: AsyncEngine,
     serial: str,
     tag: str | None,
@@ -239,7 +244,7 @@ async def test_the_database_keys_agree_with_search_key(
 
 
 async def test_postgres_answers_from_the_trigram_indexes(
-    stores: StoreFactory, engine: AsyncEngine
+    stores: UnitOfWorkFactory, engine: AsyncEngine
 ) -> None:
     if engine.dialect.name != "postgresql":
         return  # SQLite's FTS5 table is the index; there is no other way to read it

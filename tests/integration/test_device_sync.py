@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from storage import models as m
 from storage.db import session_factory
 from storage.device_sync import DeviceSyncJob
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_district
 from tests.sync.listed_source import APPLECARE, ListedSource, chromebook, counting_writes, ipad
 from workflows.clock import FixedClock
@@ -114,7 +114,7 @@ async def test_changed_facts_update_only_the_rows_that_differ(engine: AsyncEngin
 
 
 async def test_an_asset_tag_on_another_device_is_reported_and_left_off(
-    engine: AsyncEngine, stores: StoreFactory
+    engine: AsyncEngine, stores: UnitOfWorkFactory
 ) -> None:
     await add_district(stores)  # device 5CD1234XYZ holds LMS-0001
     source = ListedSource(
@@ -136,7 +136,7 @@ async def test_an_asset_tag_on_another_device_is_reported_and_left_off(
 
 
 async def test_retired_by_the_source_or_missing_from_a_complete_listing(
-    engine: AsyncEngine, stores: StoreFactory
+    engine: AsyncEngine, stores: UnitOfWorkFactory
 ) -> None:
     await add_district(stores)  # 5CD1234XYZ: a device this source never listed
     source = ListedSource("google", [chromebook(n) for n in range(4)])
@@ -241,14 +241,15 @@ async def test_coverage_is_kept_updated_or_removed_per_plan_and_start(
     assert kept and kept[0]["end"] == "2027-08-31"
 
 
-async def _replace(stores: StoreFactory, clock: FixedClock, old_id: int, serial: str) -> None:
+async def _replace(stores: UnitOfWorkFactory, clock: FixedClock, old_id: int, serial: str) -> None:
     async with stores() as store:
         ctx = Context(store, clock, ZoneInfo("America/Chicago"))
         await replace_device(ctx, Actor.system(), ReplaceDevice(old_id, serial))
+        await store.commit()
 
 
 async def test_a_replacement_synced_after_staff_recorded_it_keeps_the_link(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     district = await add_district(stores)
     await _replace(stores, clock, district.device_id, "dmp0000009")
@@ -261,7 +262,7 @@ async def test_a_replacement_synced_after_staff_recorded_it_keeps_the_link(
 
 
 async def test_a_device_synced_before_staff_replace_with_it_keeps_the_link(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     district = await add_district(stores)
     source = ListedSource("apple", [ipad(9)])
@@ -278,13 +279,14 @@ async def test_a_device_synced_before_staff_replace_with_it_keeps_the_link(
 
 
 async def test_the_most_recent_user_is_recorded_and_never_assigned(
-    engine: AsyncEngine, stores: StoreFactory
+    engine: AsyncEngine, stores: UnitOfWorkFactory
 ) -> None:
     district = await add_district(stores)
     async with stores() as store:
-        student = await store.get_student(district.student_id)
+        student = await store.people.student(district.student_id)
         assert student is not None
         student.email = "ana@students.example.org"
+        await store.commit()
     source = ListedSource(
         "google",
         [

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 
 from storage import models as m
 from storage.blobs import LocalBlobStore, sha256_hex
-from storage.store import SqlStore, StoreFactory
+from storage.uow import SqlUnitOfWork, UnitOfWorkFactory
 from tests.builders import T0, add_district, add_staff, add_student_with_device
 from workflows.clock import FixedClock
 from workflows.devices import ReplaceDevice, Replacement, replace_device
@@ -29,12 +29,12 @@ from workflows.ports import Context
 TZ = ZoneInfo("America/Chicago")
 
 
-def ctx_for(store: SqlStore, clock: FixedClock) -> Context:
+def ctx_for(store: SqlUnitOfWork, clock: FixedClock) -> Context:
     return Context(store=store, clock=clock, tz=TZ)
 
 
 async def _replace(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     actor: Actor,
     old_device_id: int,
@@ -42,20 +42,23 @@ async def _replace(
     **kw: Any,
 ) -> Replacement:
     async with stores() as store:
-        return await replace_device(
+        result = await replace_device(
             ctx_for(store, clock), actor, ReplaceDevice(old_device_id, serial, **kw)
         )
+        await store.commit()
+        return result
 
 
-async def _add_spare(stores: StoreFactory, serial: str, status: str = "in_service") -> int:
+async def _add_spare(stores: UnitOfWorkFactory, serial: str, status: str = "in_service") -> int:
     async with stores() as store:
         device = m.Device(serial=serial, model="Dell Chromebook 3100", status=status, created_at=T0)
         store.session.add(device)
         await store.session.flush()
+        await store.commit()
         return device.id
 
 
-async def _history(store: SqlStore, device_id: int) -> tuple[list[int], list[int], list[int]]:
+async def _history(store: SqlUnitOfWork, device_id: int) -> tuple[list[int], list[int], list[int]]:
     """Ids of the incidents, notes and photos on a device."""
     result: list[list[int]] = []
     for model in (m.Incident, m.Note, m.Photo):
@@ -64,7 +67,7 @@ async def _history(store: SqlStore, device_id: int) -> tuple[list[int], list[int
     return result[0], result[1], result[2]
 
 
-async def _assignments(store: SqlStore, device_id: int) -> list[m.DeviceAssignment]:
+async def _assignments(store: SqlUnitOfWork, device_id: int) -> list[m.DeviceAssignment]:
     stmt = (
         select(m.DeviceAssignment)
         .where(m.DeviceAssignment.device_id == device_id)
@@ -73,7 +76,7 @@ async def _assignments(store: SqlStore, device_id: int) -> list[m.DeviceAssignme
     return list((await store.session.execute(stmt)).scalars())
 
 
-async def _snapshot(stores: StoreFactory) -> tuple[Any, ...]:
+async def _snapshot(stores: UnitOfWorkFactory) -> tuple[Any, ...]:
     """Everything a refused replacement must leave alone."""
     async with stores() as store:
         s = store.session
@@ -94,6 +97,7 @@ async def _snapshot(stores: StoreFactory) -> tuple[Any, ...]:
             )
         ).all()
         log = (await s.execute(select(func.count(m.ActivityEntry.id)))).scalar_one()
+        await store.commit()
         return tuple(devices), tuple(assignments), log
 
 
@@ -120,6 +124,7 @@ async def test_replace_moves_the_student_and_keeps_each_history(
                 sha256=sha256_hex(data),
             ),
         )
+        await store.commit()
     when = clock.advance(days=3)
 
     done = await _replace(
@@ -129,8 +134,8 @@ async def test_replace_moves_the_student_and_keeps_each_history(
     assert done.old.id == d.device_id and done.new.id != d.device_id
 
     async with stores() as store:
-        old = await store.get_device(d.device_id)
-        new = await store.get_device_by_serial("5cd9999new")
+        old = await store.devices.get(d.device_id)
+        new = await store.devices.by_serial("5cd9999new")
         assert old is not None and new is not None and new.id == done.new.id
         assert (old.status, old.replaced_by_id) == ("replaced", new.id)
         assert (new.serial, new.asset_tag, new.status) == ("5CD9999NEW", "LMS-0777", "in_service")
@@ -138,8 +143,8 @@ async def test_replace_moves_the_student_and_keeps_each_history(
         assert (new.model, new.kind, new.building_id) == (old.model, old.kind, old.building_id)
         assert new.replaced_by_id is None and new.created_at == when
 
-        assert await store.current_holder(old.id) is None
-        assert await store.current_holder(new.id) == d.student_id
+        assert await store.devices.current_holder(old.id) is None
+        assert await store.devices.current_holder(new.id) == d.student_id
         (old_assignment,) = await _assignments(store, old.id)
         assert (old_assignment.assigned_at, old_assignment.returned_at) == (T0, when)
         (new_assignment,) = await _assignments(store, new.id)
@@ -151,7 +156,7 @@ async def test_replace_moves_the_student_and_keeps_each_history(
         assert await _history(store, new.id) == ([], [], [])
         assert await blobs.get((await store.session.get(m.Photo, photo_id)).blob_key) == data
 
-        old_log = await store.activity_for("device", old.id)
+        old_log = await store.activity.for_entity("device", old.id)
         assert [e.action for e in old_log] == ["replaced"]
         assert old_log[0].before == {"status": "in_service"}
         assert old_log[0].after == {
@@ -159,16 +164,18 @@ async def test_replace_moves_the_student_and_keeps_each_history(
             "replaced_by_id": new.id,
             "student_id": d.student_id,
         }
-        new_log = await store.activity_for("device", new.id)
+        new_log = await store.activity.for_entity("device", new.id)
         assert [e.action for e in new_log] == ["issued_as_replacement"]
         assert new_log[0].after == {"replaces_id": old.id, "student_id": d.student_id}
         assert old_log[0].actor_staff_id == tech.staff_id
+        await store.commit()
 
     # The next incident on the student's device lands on the new serial.
     async with stores() as store:
         ctx = ctx_for(store, clock)
         again = await open_incident(ctx, tech, OpenIncident(new.id, ctx.today(), ("keyboard",)))
         assert again.incident.student_id == d.student_id
+        await store.commit()
 
 
 async def test_replace_with_an_unassigned_spare(stores, clock) -> None:
@@ -178,18 +185,19 @@ async def test_replace_with_an_unassigned_spare(stores, clock) -> None:
     done = await _replace(stores, clock, tech, d.device_id, " spare-001 ", new_model="Ignored")
     assert done.new.id == spare_id
     async with stores() as store:
-        spare = await store.get_device(spare_id)
+        spare = await store.devices.get(spare_id)
         assert spare is not None
         assert (spare.serial, spare.model, spare.status) == (
             "SPARE-001",
             "Dell Chromebook 3100",
             "in_service",
         )
-        assert await store.current_holder(spare_id) == d.student_id
-        old = await store.get_device(d.device_id)
+        assert await store.devices.current_holder(spare_id) == d.student_id
+        old = await store.devices.get(d.device_id)
         assert old is not None and old.replaced_by_id == spare_id
         count = await store.session.execute(select(func.count(m.Device.id)))
         assert count.scalar_one() == 2  # no new device row
+        await store.commit()
 
 
 async def test_a_returned_device_can_be_reissued_as_a_spare(stores, clock) -> None:
@@ -197,7 +205,8 @@ async def test_a_returned_device_can_be_reissued_as_a_spare(stores, clock) -> No
     other, other_device = await add_student_with_device(stores, sis_id="S2", serial="OTHER-1")
     tech = await add_staff(stores, "Technician")
     async with stores() as store:
-        await store.return_device(other_device, reason="withdrew")
+        await store.devices.unassign(other_device, reason="withdrew")
+        await store.commit()
     done = await _replace(stores, clock, tech, d.device_id, "OTHER-1")
     assert done.new.id == other_device
     async with stores() as store:
@@ -206,6 +215,7 @@ async def test_a_returned_device_can_be_reissued_as_a_spare(stores, clock) -> No
             (other, False),
             (d.student_id, True),
         ]
+        await store.commit()
 
 
 async def test_spare_already_assigned_is_a_conflict(stores, clock) -> None:
@@ -216,6 +226,7 @@ async def test_spare_already_assigned_is_a_conflict(stores, clock) -> None:
     async with stores() as store:
         with pytest.raises(ConflictError) as err:
             await replace_device(ctx_for(store, clock), tech, ReplaceDevice(d.device_id, "other-1"))
+        await store.commit()
     assert err.value.field == "new_serial"
     assert await _snapshot(stores) == before
 
@@ -229,6 +240,7 @@ async def test_spare_that_cannot_be_issued_is_a_conflict(stores, clock, status: 
     async with stores() as store:
         with pytest.raises(ConflictError) as err:
             await replace_device(ctx_for(store, clock), tech, ReplaceDevice(d.device_id, "DEAD-1"))
+        await store.commit()
     assert err.value.field == "new_serial"
     assert await _snapshot(stores) == before
 
@@ -241,6 +253,7 @@ async def test_same_or_empty_serial_is_refused(stores, clock, serial: str) -> No
     async with stores() as store:
         with pytest.raises(ValidationError) as err:
             await replace_device(ctx_for(store, clock), tech, ReplaceDevice(d.device_id, serial))
+        await store.commit()
     assert err.value.field == "new_serial"
     assert await _snapshot(stores) == before
 
@@ -256,6 +269,7 @@ async def test_asset_tag_already_in_use_is_a_conflict(stores, clock) -> None:
                 tech,
                 ReplaceDevice(d.device_id, "5CD9999NEW", new_asset_tag="lms-0001"),
             )
+        await store.commit()
     assert err.value.field == "new_asset_tag"
     assert "LMS-0001" in err.value.message
     assert await _snapshot(stores) == before
@@ -290,10 +304,11 @@ async def test_a_replaced_device_cannot_be_replaced_again(stores, clock) -> None
     # The chain continues from the device the student holds now.
     second = await _replace(stores, clock, tech, first.new.id, "NEW-2")
     async with stores() as store:
-        middle = await store.get_device(first.new.id)
+        middle = await store.devices.get(first.new.id)
         assert middle is not None
         assert (middle.status, middle.replaced_by_id) == ("replaced", second.new.id)
-        assert await store.current_holder(second.new.id) == d.student_id
+        assert await store.devices.current_holder(second.new.id) == d.student_id
+        await store.commit()
 
 
 async def test_backdated_incident_goes_to_whoever_had_the_device_that_day(stores, clock) -> None:
@@ -313,15 +328,21 @@ async def test_backdated_incident_goes_to_whoever_had_the_device_that_day(stores
             .where(m.DeviceAssignment.device_id == d.device_id)
             .values(returned_at=handover, return_reason="withdrew")
         )
-        store.session.add(m.DeviceAssignment(device_id=d.device_id, student_id=second,
-                                             assigned_at=handover, reason="reissued"))
+        store.session.add(
+            m.DeviceAssignment(
+                device_id=d.device_id, student_id=second, assigned_at=handover, reason="reissued"
+            )
+        )
+        await store.commit()
     ctx_day = {"before": date(2026, 2, 1), "after": date(2026, 3, 1)}
     owners = {}
     for label, day in ctx_day.items():
         async with stores() as store:
             opened = await open_incident(
-                Context(store, clock, TZ), tech,
+                Context(store, clock, TZ),
+                tech,
                 OpenIncident(device_id=d.device_id, occurred_on=day, flags=("screen",)),
             )
             owners[label] = opened.incident.student_id
+            await store.commit()
     assert owners == {"before": d.student_id, "after": second}

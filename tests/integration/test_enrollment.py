@@ -15,7 +15,7 @@ from storage import models as m
 from storage.csv_in import CsvFileError
 from storage.device_coverage import coverage_for_device, import_coverage
 from storage.enrollment_import import Outcome, import_enrollments
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_district, add_enrollable_policy, add_staff
 from workflows.clock import FixedClock
 from workflows.enrollment import (
@@ -38,28 +38,37 @@ def ctx_for(store, clock: FixedClock) -> Context:  # type: ignore[no-untyped-def
     return Context(store=store, clock=clock, tz=TZ)
 
 
-async def assert_ledger_holds(stores: StoreFactory) -> None:
+async def assert_ledger_holds(stores: UnitOfWorkFactory) -> None:
     async with stores() as store:
         invoices = (await store.session.execute(select(m.Invoice))).scalars().all()
+        await store.commit()
     for invoice in invoices:
         split = split_money(invoice)
         assert split.adds_up(), (invoice.number, split)
 
 
-async def _count(stores: StoreFactory, model: type) -> int:
+async def _count(stores: UnitOfWorkFactory, model: type) -> int:
     async with stores() as store:
-        return int((await store.session.execute(select(func.count()).select_from(model))).scalar())
+        result = int(
+            (await store.session.execute(select(func.count()).select_from(model))).scalar()
+        )
+        await store.commit()
+        return result
 
 
-async def _notices(stores: StoreFactory, template: str) -> list[m.Notice]:
+async def _notices(stores: UnitOfWorkFactory, template: str) -> list[m.Notice]:
     async with stores() as store:
         stmt = select(m.Notice).where(m.Notice.template == template).order_by(m.Notice.id)
-        return list((await store.session.execute(stmt)).scalars())
+        result = list((await store.session.execute(stmt)).scalars())
+        await store.commit()
+        return result
 
 
 async def _enroll(stores, clock, actor: Actor, cmd: EnrollStudent):  # type: ignore[no-untyped-def]
     async with stores() as store:
-        return await enroll_student(ctx_for(store, clock), actor, cmd)
+        result = await enroll_student(ctx_for(store, clock), actor, cmd)
+        await store.commit()
+        return result
 
 
 async def test_on_payment_coverage_starts_the_day_the_premium_is_paid(stores, clock) -> None:
@@ -72,7 +81,8 @@ async def test_on_payment_coverage_starts_the_day_the_premium_is_paid(stores, cl
     assert done.invoice.total_cents == 2500 and done.invoice.premium_enrollment_id
     assert done.notices == ("invoice_issued",)
     async with stores() as store:
-        assert await store.coverage_on(d.student_id, TODAY) is None  # not paid yet
+        assert await store.insurance.coverage_on(d.student_id, TODAY) is None  # not paid yet
+        await store.commit()
 
     clock.advance(days=3)  # paid on March 5
     async with stores() as store:
@@ -82,15 +92,17 @@ async def test_on_payment_coverage_starts_the_day_the_premium_is_paid(stores, cl
             RecordPayment(done.invoice.id, 2500, PaymentMethod.CASH, "premium-cash"),
         )
         assert paid.invoice.status == "paid"
+        await store.commit()
     async with stores() as store:
-        enrollment = await store.get_enrollment(done.enrollment.id)
+        enrollment = await store.enrollments.get(done.enrollment.id)
         assert enrollment is not None and enrollment.status == "active"
         assert enrollment.activated_at == clock.now()
         assert enrollment.term_start == date(2026, 3, 5)
         # An incident from before the premium was paid is not covered; from that day on it is.
-        assert await store.coverage_on(d.student_id, date(2026, 3, 4)) is None
-        covered = await store.coverage_on(d.student_id, date(2026, 3, 5))
+        assert await store.insurance.coverage_on(d.student_id, date(2026, 3, 4)) is None
+        covered = await store.insurance.coverage_on(d.student_id, date(2026, 3, 5))
         assert covered is not None and covered.enrollment_id == enrollment.id
+        await store.commit()
     [confirmation] = await _notices(stores, "enrollment_confirmation")
     assert confirmation.invoice_id == done.invoice.id
     assert confirmation.context["policy_name"] == "Device Protection Plan"
@@ -103,6 +115,7 @@ async def test_on_payment_coverage_starts_the_day_the_premium_is_paid(stores, cl
             RecordPayment(done.invoice.id, 2500, PaymentMethod.CASH, "premium-cash"),
         )
         assert not again.created
+        await store.commit()
     assert len(await _notices(stores, "enrollment_confirmation")) == 1
     await assert_ledger_holds(stores)
 
@@ -119,9 +132,11 @@ async def test_partial_premium_keeps_the_enrollment_waiting(stores, clock) -> No
             clerk,
             RecordPayment(done.invoice.id, 1000, PaymentMethod.CASH, "part-1"),
         )
+        await store.commit()
     async with stores() as store:
-        enrollment = await store.get_enrollment(done.enrollment.id)
+        enrollment = await store.enrollments.get(done.enrollment.id)
         assert enrollment is not None and enrollment.status == "pending_payment"
+        await store.commit()
     await assert_ledger_holds(stores)
 
 
@@ -134,9 +149,10 @@ async def test_immediately_is_covered_at_once(stores, clock) -> None:
     assert done.invoice is not None and done.invoice.status == "unpaid"
     assert set(done.notices) == {"invoice_issued", "enrollment_confirmation"}
     async with stores() as store:
-        assert await store.coverage_on(d.student_id, TODAY) is not None
+        assert await store.insurance.coverage_on(d.student_id, TODAY) is not None
         # Coverage never reaches back before the enrollment.
-        assert await store.coverage_on(d.student_id, TODAY - timedelta(days=1)) is None
+        assert await store.insurance.coverage_on(d.student_id, TODAY - timedelta(days=1)) is None
+        await store.commit()
     await assert_ledger_holds(stores)
 
 
@@ -154,13 +170,14 @@ async def test_waived_premium_is_active_without_payment(stores, clock) -> None:
     assert done.enrollment.premium_waiver_reason == "Free lunch eligible"
     assert done.notices == ("enrollment_confirmation",)  # no bill to pay, so no invoice email
     async with stores() as store:
-        invoice = await store.get_invoice(done.invoice.id)  # type: ignore[union-attr]
+        invoice = await store.invoices.get(done.invoice.id)  # type: ignore[union-attr]
         assert invoice is not None
         assert (invoice.status, invoice.waived_cents, invoice.paid_cents) == ("paid", 2500, 0)
         assert split_money(invoice).waived == 2500
-        [adjustment] = await store.adjustments_for(invoice.id)
+        [adjustment] = await store.payments.adjustments_for(invoice.id)
         assert adjustment.kind == "waiver" and "Free lunch eligible" in adjustment.reason
-        assert await store.coverage_on(d.student_id, TODAY) is not None
+        assert await store.insurance.coverage_on(d.student_id, TODAY) is not None
+        await store.commit()
     [confirmation] = await _notices(stores, "enrollment_confirmation")
     assert confirmation.context["premium_waived"] is True
     assert await _notices(stores, "invoice_issued") == []
@@ -176,6 +193,7 @@ async def test_a_waiver_needs_waive_charges(stores, clock) -> None:
             await store.session.execute(select(m.Role).where(m.Role.name == "Billing Clerk"))
         ).scalar_one()
         role.permissions = [p for p in role.permissions if p != "waive_charges"]
+        await store.commit()
     clerk = await add_staff(stores, "Billing Clerk")
     with pytest.raises(PermissionDenied):
         await _enroll(stores, clock, clerk, EnrollStudent(d.student_id, policy_id, "lunch"))
@@ -226,9 +244,11 @@ async def test_re_enrolling_returns_the_live_enrollment(stores, clock) -> None:
         await cancel_enrollment(
             ctx_for(store, clock), clerk, first.enrollment.id, reason="family declined"
         )
+        await store.commit()
     async with stores() as store:
-        invoice = await store.get_invoice(first.invoice.id)  # type: ignore[union-attr]
+        invoice = await store.invoices.get(first.invoice.id)  # type: ignore[union-attr]
         assert invoice is not None and invoice.status == "cancelled"
+        await store.commit()
     third = await _enroll(stores, clock, clerk, EnrollStudent(d.student_id, policy_id))
     assert third.created and third.enrollment.id != first.enrollment.id
     await assert_ledger_holds(stores)
@@ -262,12 +282,15 @@ async def test_expiry_reminder_goes_once_per_term(stores, clock) -> None:
     system = Actor.system()
     async with stores() as store:
         early = await send_expiry_reminders(ctx_for(store, clock), system, date(2026, 6, 30))
+        await store.commit()
     assert (early.queued, early.no_invoice) == (0, 0)  # 31 days before the end
     async with stores() as store:
         totals = await send_expiry_reminders(ctx_for(store, clock), system, date(2026, 7, 1))
+        await store.commit()
     assert (totals.queued, totals.no_invoice) == (1, 1)  # the free plan has no invoice to email
     async with stores() as store:
         again = await send_expiry_reminders(ctx_for(store, clock), system, date(2026, 7, 2))
+        await store.commit()
     assert again.queued == 0
     [notice] = await _notices(stores, "coverage_expiring")
     assert notice.context["term_end"] == "2026-07-31" and notice.context["days_left"] == 30
@@ -281,12 +304,13 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-async def _add_students(stores: StoreFactory, household_id: int, *sis_ids: str) -> None:
+async def _add_students(stores: UnitOfWorkFactory, household_id: int, *sis_ids: str) -> None:
     async with stores() as store:
         for sis in sis_ids:
             store.session.add(
                 m.Student(sis_id=sis, first_name="Kid", last_name=sis, household_id=household_id)
             )
+        await store.commit()
 
 
 async def test_enrollment_import_validates_then_applies_once(stores, clock, tmp_path) -> None:
@@ -331,6 +355,7 @@ async def test_enrollment_import_validates_then_applies_once(stores, clock, tmp_
     async with stores() as store:
         sources = (await store.session.execute(select(m.InsuranceEnrollment.source))).scalars()
         assert set(sources) == {"import"}
+        await store.commit()
     assert await _count(stores, m.InsuranceEnrollment) == 3
     rerun = await import_enrollments(stores, clock, TZ, clerk, csv_file, apply=True)
     assert [r.line for r in rerun.rows if r.outcome is Outcome.ALREADY] == [2, 3, 9]
@@ -362,9 +387,11 @@ async def test_applecare_import_is_rerun_safe(stores, clock, tmp_path) -> None:
     )
     async with stores() as store:
         preview = await import_coverage(store.session, csv_file, clock.now(), apply=False)
+        await store.commit()
     assert preview.added == 1 and await _count(stores, m.DeviceCoverage) == 0
     async with stores() as store:
         result = await import_coverage(store.session, csv_file, clock.now())
+        await store.commit()
     assert (result.added, result.updated, result.unchanged) == (1, 0, 0)
     assert [(p.line, p.reason) for p in result.problems] == [
         (3, "unknown serial NOPE999"),
@@ -374,12 +401,14 @@ async def test_applecare_import_is_rerun_safe(stores, clock, tmp_path) -> None:
     ]
     async with stores() as store:
         again = await import_coverage(store.session, csv_file, clock.now())
+        await store.commit()
     assert (again.added, again.updated, again.unchanged) == (0, 0, 1)
     async with stores() as store:
         [coverage] = await coverage_for_device(store.session, d.device_id, TODAY)
         assert (coverage.provider, coverage.plan) == ("Apple", "AppleCare+ for Schools")
         assert coverage.coverage_end == date(2027, 8, 31)
         assert await coverage_for_device(store.session, d.device_id, date(2027, 9, 1)) == []
+        await store.commit()
 
 
 async def test_waiving_a_premium_through_the_waive_flow_starts_coverage(stores, clock) -> None:
@@ -397,9 +426,11 @@ async def test_waiving_a_premium_through_the_waive_flow_starts_coverage(stores, 
             RequestWaiver(done.invoice.id, 2500, "Free lunch eligible", "waive-premium"),
         )
         assert outcome.invoice.status == "paid"
+        await store.commit()
     async with stores() as store:
-        enrollment = await store.get_enrollment(done.enrollment.id)
+        enrollment = await store.enrollments.get(done.enrollment.id)
         assert enrollment is not None and enrollment.status == "active"
-        assert await store.coverage_on(d.student_id, TODAY) is not None
+        assert await store.insurance.coverage_on(d.student_id, TODAY) is not None
+        await store.commit()
     assert len(await _notices(stores, "enrollment_confirmation")) == 1
     await assert_ledger_holds(stores)

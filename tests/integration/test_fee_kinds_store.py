@@ -16,7 +16,7 @@ from storage.collections import Collections
 from storage.db import create_engine
 from storage.fee_item_store import SqlFeeItemStore
 from storage.migrate import downgrade, upgrade
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_collection_fees, add_district, add_staff
 from workflows.clock import FixedClock
 from workflows.collection import preview_collection
@@ -29,7 +29,7 @@ from workflows.ports import Context
 TZ = ZoneInfo("America/Chicago")
 
 
-async def _open_incident(stores: StoreFactory, device_id: int, student_id: int) -> int:
+async def _open_incident(stores: UnitOfWorkFactory, device_id: int, student_id: int) -> int:
     async with stores() as store:
         incident = m.Incident(
             device_id=device_id,
@@ -40,15 +40,16 @@ async def _open_incident(stores: StoreFactory, device_id: int, student_id: int) 
         )
         store.session.add(incident)
         await store.session.flush()
+        await store.commit()
         return incident.id
 
 
-async def test_each_form_offers_only_its_kind(stores: StoreFactory, clock: FixedClock) -> None:
+async def test_each_form_offers_only_its_kind(stores: UnitOfWorkFactory, clock: FixedClock) -> None:
     d = await add_district(stores)
     collection = await add_collection_fees(stores)
     tech = await add_staff(stores, "Technician")
     async with stores() as store:
-        offered = applicable_fees(await store.active_fee_items(), "HP Chromebook 11 G9", ())
+        offered = applicable_fees(await store.fee_items.active(), "HP Chromebook 11 G9", ())
         assert {f.kind for f in offered} == {"damage"}
         assert collection.charger_id not in {f.id for f in offered}
         preview = await preview_collection(
@@ -56,10 +57,11 @@ async def test_each_form_offers_only_its_kind(stores: StoreFactory, clock: Fixed
         )
         assert {f.kind for f in preview.fees} == {"collection"}
         assert d.fee_screen_id not in {f.id for f in preview.fees}
+        await store.commit()
 
 
 async def test_an_incident_invoice_refuses_a_collection_item(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     d = await add_district(stores)
     collection = await add_collection_fees(stores)
@@ -72,11 +74,13 @@ async def test_an_incident_invoice_refuses_a_collection_item(
                 clerk,
                 CreateInvoice(incident_id, fee_item_ids=(d.fee_screen_id, collection.charger_id)),
             )
+            await store.commit()
     async with stores() as store:
         assert (await store.session.execute(select(m.Invoice))).first() is None
+        await store.commit()
 
 
-async def test_add_rekind_and_list_fee_items(stores: StoreFactory, clock: FixedClock) -> None:
+async def test_add_rekind_and_list_fee_items(stores: UnitOfWorkFactory, clock: FixedClock) -> None:
     await add_district(stores)
     clerk = await add_staff(stores, "Billing Clerk")
     async with stores() as store:
@@ -88,6 +92,7 @@ async def test_add_rekind_and_list_fee_items(stores: StoreFactory, clock: FixedC
             FeeItemChange("cable", name="Charging cable", price_cents=1200, kind=FeeKind.OTHER),
         )
         assert added and item.kind == "other"
+        await store.commit()
     async with stores() as store:
         ctx, items = Context(store, clock, TZ), SqlFeeItemStore.beside(store)
         item, added = await set_fee_item(
@@ -99,6 +104,7 @@ async def test_add_rekind_and_list_fee_items(stores: StoreFactory, clock: FixedC
         assert [i.code for i in listed] == ["cable"]
         every = await list_fee_items(items, clerk)
         assert [i.kind for i in every] == ["damage", "damage", "damage", "collection"]
+        await store.commit()
     async with stores() as store:
         actions = (
             await store.session.execute(
@@ -107,6 +113,7 @@ async def test_add_rekind_and_list_fee_items(stores: StoreFactory, clock: FixedC
                 )
             )
         ).all()
+        await store.commit()
     assert [a for a, _ in actions] == ["fee_item_added", "fee_item_changed"]
     assert actions[-1][1]["kind"] == "collection"
 
@@ -121,7 +128,7 @@ async def test_add_rekind_and_list_fee_items(stores: StoreFactory, clock: FixedC
     ],
 )
 async def test_bad_changes_change_nothing(
-    stores: StoreFactory, clock: FixedClock, change: FeeItemChange, message: str
+    stores: UnitOfWorkFactory, clock: FixedClock, change: FeeItemChange, message: str
 ) -> None:
     await add_district(stores)
     clerk = await add_staff(stores, "Billing Clerk")
@@ -130,6 +137,7 @@ async def test_bad_changes_change_nothing(
             await set_fee_item(
                 Context(store, clock, TZ), SqlFeeItemStore.beside(store), clerk, change
             )
+            await store.commit()
     async with stores() as store:
         screen = await SqlFeeItemStore.beside(store).find_fee_item("screen")
         assert screen is not None
@@ -138,10 +146,11 @@ async def test_bad_changes_change_nothing(
             12500,
             "damage",
         )
+        await store.commit()
 
 
 async def test_only_fee_managers_change_the_schedule(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     await add_district(stores)
     tech = await add_staff(stores, "Technician")
@@ -153,13 +162,15 @@ async def test_only_fee_managers_change_the_schedule(
                 tech,
                 FeeItemChange("screen", kind=FeeKind.COLLECTION),
             )
+            await store.commit()
 
 
-async def test_the_database_refuses_an_unknown_kind(stores: StoreFactory) -> None:
+async def test_the_database_refuses_an_unknown_kind(stores: UnitOfWorkFactory) -> None:
     with pytest.raises(IntegrityError):
         async with stores() as store:
             store.session.add(m.FeeItem(code="x", name="X", kind="part", price_cents=1))
             await store.session.flush()
+            await store.commit()
 
 
 async def test_migration_0017_maps_the_old_kinds(database_url: str) -> None:

@@ -18,7 +18,7 @@ from bot.settings import get_settings
 from storage import models as m
 from storage.db import create_engine as create_async_engine
 from storage.db import session_factory
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff, add_students
 from workflows.clock import SystemClock
 from workflows.ledger import split_money
@@ -68,11 +68,12 @@ def _seed(db: Path) -> None:
 
     async def seed() -> None:
         engine = create_async_engine(f"sqlite+aiosqlite:///{db}")
-        stores = StoreFactory(session_factory(engine), SystemClock())
+        stores = UnitOfWorkFactory(session_factory(engine), SystemClock())
         async with stores() as store:
             store.session.add_all(
                 [m.Building(name="North Middle", sis_id="NM"), m.Building(name="South Middle")]
             )
+            await store.commit()
         await add_students(stores, 3, grade="6", building_id=1, sis_prefix="N6")
         await add_students(stores, 2, grade="7", building_id=1, sis_prefix="N7")
         await add_students(stores, 2, grade="6", building_id=2, sis_prefix="S6")

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from storage import models as m
 from storage.blobs import LocalBlobStore, sha256_hex
-from storage.store import SqlStore, StoreFactory
+from storage.uow import SqlUnitOfWork, UnitOfWorkFactory
 from tests.builders import add_district, add_policy, add_staff, add_student_with_device
 from workflows.clock import FixedClock
 from workflows.errors import InvalidTransition, NotFound, PermissionDenied, ValidationError
@@ -47,12 +47,12 @@ TODAY = date(2026, 3, 2)  # the district's local date at the conftest clock
 YEAR_START = date(2025, 7, 1)
 
 
-def ctx_for(store: SqlStore, clock: FixedClock) -> Context:
+def ctx_for(store: SqlUnitOfWork, clock: FixedClock) -> Context:
     return Context(store=store, clock=clock, tz=TZ)
 
 
 async def _open(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     actor: Actor,
     device_id: int,
@@ -62,36 +62,45 @@ async def _open(
     **kw: Any,
 ) -> OpenedIncident:
     async with stores() as store:
-        return await open_incident(
+        result = await open_incident(
             ctx_for(store, clock),
             actor,
             OpenIncident(device_id=device_id, occurred_on=occurred, flags=flags, **kw),
         )
+        await store.commit()
+        return result
 
 
 async def _move(
-    stores: StoreFactory, clock: FixedClock, actor: Actor, incident_id: int, target: S
+    stores: UnitOfWorkFactory, clock: FixedClock, actor: Actor, incident_id: int, target: S
 ) -> m.Incident:
     async with stores() as store:
-        return await change_incident_status(ctx_for(store, clock), actor, incident_id, target)
+        result = await change_incident_status(ctx_for(store, clock), actor, incident_id, target)
+        await store.commit()
+        return result
 
 
-async def _count(stores: StoreFactory, model: type[Any], *where: Any) -> int:
+async def _count(stores: UnitOfWorkFactory, model: type[Any], *where: Any) -> int:
     async with stores() as store:
         stmt = select(func.count()).select_from(model).where(*where)
-        return int((await store.session.execute(stmt)).scalar_one())
+        result = int((await store.session.execute(stmt)).scalar_one())
+        await store.commit()
+        return result
 
 
-async def _actions(stores: StoreFactory, entity_type: str, entity_id: int) -> list[str]:
+async def _actions(stores: UnitOfWorkFactory, entity_type: str, entity_id: int) -> list[str]:
     async with stores() as store:
-        return [e.action for e in await store.activity_for(entity_type, entity_id)]
+        result = [e.action for e in await store.activity.for_entity(entity_type, entity_id)]
+        await store.commit()
+        return result
 
 
-async def _set_settings(stores: StoreFactory, **values: Any) -> None:
+async def _set_settings(stores: UnitOfWorkFactory, **values: Any) -> None:
     async with stores() as store:
-        settings = await store.settings()
+        settings = await store.settings.get()
         for name, value in values.items():
             setattr(settings, name, value)
+        await store.commit()
 
 
 # --- open_incident --------------------------------------------------------------------------
@@ -111,7 +120,7 @@ async def test_open_prefills_student_from_current_assignment_and_logs(stores, cl
     )
     assert opened.created and opened.new_offender_flags == ()
     async with stores() as store:
-        incident = await store.get_incident(opened.incident.id)
+        incident = await store.incidents.get(opened.incident.id)
         assert incident is not None
         assert incident.student_id == d.student_id
         assert incident.device_id == d.device_id
@@ -121,7 +130,7 @@ async def test_open_prefills_student_from_current_assignment_and_logs(stores, cl
         assert incident.description == "Cracked in the corner"
         assert incident.ticket_ref == "HD-1042"
         assert incident.flag_names == ["physical_damage", "screen"]
-        log = await store.activity_for("incident", incident.id)
+        log = await store.activity.for_entity("incident", incident.id)
         assert [e.action for e in log] == ["opened"]
         assert log[0].actor_staff_id == tech.staff_id
         assert log[0].after == {
@@ -131,6 +140,7 @@ async def test_open_prefills_student_from_current_assignment_and_logs(stores, cl
             "occurred_on": "2026-02-20",
             "status": "open",
         }
+        await store.commit()
 
 
 async def test_open_with_explicit_student(stores, clock) -> None:
@@ -148,10 +158,11 @@ async def test_open_with_explicit_student(stores, clock) -> None:
 async def test_open_on_unassigned_device_has_no_student(stores, clock) -> None:
     await add_district(stores)
     async with stores() as store:
-        spare = await store.add_device(
+        spare = await store.devices.add(
             serial="SPARE-9", model="Dell 3100", kind="chromebook", building_id=None, asset_tag=None
         )
         spare_id = spare.id
+        await store.commit()
     tech = await add_staff(stores, "Technician")
     opened = await _open(stores, clock, tech, spare_id, flags=("physical_damage",))
     assert opened.incident.student_id is None and opened.new_offender_flags == ()
@@ -189,6 +200,7 @@ async def test_open_validation_names_the_field(
     async with stores() as store:
         log = (await store.session.execute(select(m.ActivityEntry))).scalars().all()
         assert log == []
+        await store.commit()
 
 
 async def test_open_accepts_today_in_the_district_zone_and_the_longest_description(
@@ -248,12 +260,13 @@ async def test_allowed_transition_is_saved_and_logged(stores, clock) -> None:
     moved = await _move(stores, clock, tech, incident_id, S.IN_REPAIR)
     assert moved.status == "in_repair"
     async with stores() as store:
-        incident = await store.get_incident(incident_id)
+        incident = await store.incidents.get(incident_id)
         assert incident is not None and incident.status == "in_repair"
-        log = await store.activity_for("incident", incident_id)
+        log = await store.activity.for_entity("incident", incident_id)
         assert [e.action for e in log] == ["opened", "status_changed"]
         assert (log[1].before, log[1].after) == ({"status": "open"}, {"status": "in_repair"})
         assert log[1].actor_staff_id == tech.staff_id
+        await store.commit()
 
 
 async def test_closing_sets_closed_at_and_reopening_clears_it(stores, clock) -> None:
@@ -264,24 +277,26 @@ async def test_closing_sets_closed_at_and_reopening_clears_it(stores, clock) -> 
     closed_at = clock.advance(hours=5)
     await _move(stores, clock, tech, incident_id, S.CLOSED)
     async with stores() as store:
-        incident = await store.get_incident(incident_id)
+        incident = await store.incidents.get(incident_id)
         assert incident is not None
         assert (incident.status, incident.closed_at) == ("closed", closed_at)
+        await store.commit()
     clock.advance(days=30)
     await _move(stores, clock, tech, incident_id, S.OPEN)
     async with stores() as store:
-        incident = await store.get_incident(incident_id)
+        incident = await store.incidents.get(incident_id)
         assert incident is not None
         assert (incident.status, incident.closed_at) == ("open", None)
-        log = await store.activity_for("incident", incident_id)
+        log = await store.activity.for_entity("incident", incident_id)
         assert [(e.before, e.after) for e in log[-2:]] == [
             ({"status": "in_repair"}, {"status": "closed"}),
             ({"status": "closed"}, {"status": "open"}),
         ]
+        await store.commit()
 
 
 async def _assert_refused(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     actor: Actor,
     incident_id: int,
@@ -290,18 +305,21 @@ async def _assert_refused(
 ) -> None:
     """The use case raises, the transaction still commits, and nothing has changed."""
     async with stores() as store:
-        before = await store.get_incident(incident_id)
+        before = await store.incidents.get(incident_id)
         assert before is not None
         state = (before.status, before.closed_at)
-        entries = len(await store.activity_for("incident", incident_id))
+        entries = len(await store.activity.for_entity("incident", incident_id))
+        await store.commit()
     async with stores() as store:
         with pytest.raises(error):
             await change_incident_status(ctx_for(store, clock), actor, incident_id, target)
+        await store.commit()
     async with stores() as store:
-        after = await store.get_incident(incident_id)
+        after = await store.incidents.get(incident_id)
         assert after is not None
         assert (after.status, after.closed_at) == state
-        assert len(await store.activity_for("incident", incident_id)) == entries
+        assert len(await store.activity.for_entity("incident", incident_id)) == entries
+        await store.commit()
 
 
 async def test_restricted_statuses_follow_the_role(stores, clock) -> None:
@@ -332,6 +350,7 @@ async def test_refusal_does_not_name_the_hidden_status(stores, clock) -> None:
     async with stores() as store:
         with pytest.raises(PermissionDenied) as err:
             await change_incident_status(ctx_for(store, clock), front, incident_id, S.VENDOR_REPAIR)
+        await store.commit()
     assert "Vendor" not in err.value.message and err.value.field == "status"
 
 
@@ -402,9 +421,10 @@ async def test_third_physical_damage_this_school_year_flags_the_student(stores, 
             (f.student_id, f.flag, f.window_start, f.incident_count, f.incident_id) for f in flags
         ] == [(d.student_id, "physical_damage", YEAR_START, 3, third)]
         assert flags[0].flagged_at == clock.now()
-        log = await store.activity_for("student", d.student_id)
+        log = await store.activity.for_entity("student", d.student_id)
         assert [e.action for e in log] == ["repeat_offender_flagged"]
         assert log[0].after == {"flag": "physical_damage", "count": 3, "threshold": 3}
+        await store.commit()
 
     fourth = await _open(stores, clock, tech, d.device_id, flags=("physical_damage",))
     assert fourth.new_offender_flags == ()
@@ -432,6 +452,7 @@ async def test_previous_school_year_and_other_students_do_not_count(stores, cloc
     async with stores() as store:
         row = (await store.session.execute(select(m.StudentFlag))).scalar_one()
         assert (row.student_id, row.incident_count) == (d.student_id, 3)
+        await store.commit()
     assert await _actions(stores, "student", sibling) == []
 
 
@@ -447,6 +468,7 @@ async def test_explicit_student_is_the_one_counted(stores, clock) -> None:
     async with stores() as store:
         row = (await store.session.execute(select(m.StudentFlag))).scalar_one()
         assert row.student_id == other
+        await store.commit()
 
 
 async def test_custom_rule_from_district_settings(stores, clock) -> None:
@@ -470,8 +492,9 @@ async def test_custom_rule_from_district_settings(stores, clock) -> None:
     async with stores() as store:
         row = (await store.session.execute(select(m.StudentFlag))).scalar_one()
         assert (row.flag, row.window_start, row.incident_count) == ("screen", date(2026, 2, 1), 2)
-        log = await store.activity_for("student", d.student_id)
+        log = await store.activity.for_entity("student", d.student_id)
         assert log[-1].after == {"flag": "screen", "count": 2, "threshold": 2}
+        await store.commit()
     third = await _open(stores, clock, tech, d.device_id, occurred=TODAY)
     assert third.new_offender_flags == ()
     assert await _count(stores, m.StudentFlag) == 1
@@ -505,6 +528,7 @@ async def test_notes_belong_to_the_device_and_outlive_the_incident(stores, clock
         note_id = await add_incident_note(
             ctx_for(store, clock), tech, incident_id, "  Ordered a panel from the vendor.  "
         )
+        await store.commit()
     async with stores() as store:
         note = await store.session.get(m.Note, note_id)
         assert note is not None
@@ -512,10 +536,12 @@ async def test_notes_belong_to_the_device_and_outlive_the_incident(stores, clock
         assert note.body == "Ordered a panel from the vendor."
         assert (note.author_staff_id, note.author_label) == (tech.staff_id, tech.name)
         assert note.created_at == clock.now()
+        await store.commit()
     # Even if the incident row goes away, the device keeps the note.
     async with stores() as store:
         incident = await store.session.get(m.Incident, incident_id)
         await store.session.delete(incident)
+        await store.commit()
     async with stores() as store:
         notes = (
             (await store.session.execute(select(m.Note).where(m.Note.device_id == d.device_id)))
@@ -523,6 +549,7 @@ async def test_notes_belong_to_the_device_and_outlive_the_incident(stores, clock
             .all()
         )
         assert [(n.id, n.incident_id) for n in notes] == [(note_id, None)]
+        await store.commit()
 
 
 @pytest.mark.parametrize("body", ["", "   \n\t", "z" * (MAX_NOTE + 1)])
@@ -533,6 +560,7 @@ async def test_empty_or_oversized_note_is_refused(stores, clock, body: str) -> N
     async with stores() as store:
         with pytest.raises(ValidationError) as err:
             await add_incident_note(ctx_for(store, clock), tech, incident_id, body)
+        await store.commit()
     assert err.value.field == "note"
     assert await _count(stores, m.Note) == 0
 
@@ -547,6 +575,7 @@ async def test_note_on_missing_incident_or_without_permission(stores, clock) -> 
             await add_incident_note(ctx_for(store, clock), tech, 999_999, "hello")
         with pytest.raises(PermissionDenied):
             await add_incident_note(ctx_for(store, clock), clerk, incident_id, "hello")
+        await store.commit()
     assert await _count(stores, m.Note) == 0
 
 
@@ -569,6 +598,7 @@ async def test_photo_links_to_device_and_incident(stores, clock, tmp_path: Path)
     )
     async with stores() as store:
         photo_id = await attach_photo(ctx_for(store, clock), tech, incident_id, photo)
+        await store.commit()
     await _move(stores, clock, tech, incident_id, S.CLOSED)
     async with stores() as store:
         rows = (
@@ -586,32 +616,38 @@ async def test_photo_links_to_device_and_incident(stores, clock, tmp_path: Path)
         assert (row.blob_key, row.sha256, row.size_bytes) == (key, sha256_hex(data), len(data))
         assert (row.width, row.height, row.original_filename) == (1280, 960, "IMG_0042.png")
         assert (row.source, row.source_ref, row.content_type) == ("slack", "F0123ABC", "image/png")
-        log = await store.activity_for("incident", incident_id)
+        log = await store.activity.for_entity("incident", incident_id)
         assert log[1].action == "photo_added"
         assert log[1].after == {"photo_id": photo_id, "sha256": sha256_hex(data)}
+        await store.commit()
     assert await blobs.get(row.blob_key) == data
     async with stores() as store:
         with pytest.raises(NotFound):
             await attach_photo(ctx_for(store, clock), tech, 999_999, photo)
+        await store.commit()
 
 
 # --- coverage badge -------------------------------------------------------------------------
 
 
-async def _badge(stores: StoreFactory, clock: FixedClock, incident_id: int) -> CoverageBadge:
+async def _badge(stores: UnitOfWorkFactory, clock: FixedClock, incident_id: int) -> CoverageBadge:
     async with stores() as store:
-        return await incident_coverage_badge(ctx_for(store, clock), incident_id)
+        result = await incident_coverage_badge(ctx_for(store, clock), incident_id)
+        await store.commit()
+        return result
 
 
 async def _bill(
-    stores: StoreFactory, clock: FixedClock, actor: Actor, incident_id: int
+    stores: UnitOfWorkFactory, clock: FixedClock, actor: Actor, incident_id: int
 ) -> CreatedInvoice:
     async with stores() as store:
-        return await create_invoice_for_incident(
+        result = await create_invoice_for_incident(
             ctx_for(store, clock),
             actor,
             CreateInvoice(incident_id=incident_id, custom_lines=(CustomLine("Screen", 12500),)),
         )
+        await store.commit()
+        return result
 
 
 async def test_badge_uses_the_enrollment_valid_on_the_incident_date(stores, clock) -> None:
@@ -650,10 +686,11 @@ async def test_badge_without_student_or_without_enrollment_is_none(stores, clock
     plain = await _open(stores, clock, tech, d.device_id)
     assert (await _badge(stores, clock, plain.incident.id)).state == "none"
     async with stores() as store:
-        spare = await store.add_device(
+        spare = await store.devices.add(
             serial="SPARE-9", model="Dell 3100", kind="chromebook", building_id=None, asset_tag=None
         )
         spare_id = spare.id
+        await store.commit()
     await add_policy(stores, d.student_id)
     orphan = await _open(stores, clock, tech, spare_id)
     assert (await _badge(stores, clock, orphan.incident.id)).state == "none"
@@ -688,5 +725,6 @@ async def test_badge_counts_claims_and_shows_each_incident_its_own(stores, clock
     # Cancelling a claim frees its slot; the cancelled incident no longer shows it as its own.
     async with stores() as store:
         await cancel_invoice(ctx_for(store, clock), clerk, first_invoice.id, reason="Duplicate")
+        await store.commit()
     freed = await _badge(stores, clock, first.id)
     assert (freed.state, freed.detail) == ("active", "Claim 2 of 2 this term")

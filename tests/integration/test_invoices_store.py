@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from storage import models as m
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_district, add_policy, add_staff
 from workflows.clock import FixedClock
 from workflows.errors import ConflictError, OverpaymentError, PermissionDenied, ValidationError
@@ -36,7 +36,7 @@ def ctx_for(store, clock: FixedClock) -> Context:  # type: ignore[no-untyped-def
 
 
 async def _incident(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     actor: Actor,
     device_id: int,
@@ -55,14 +55,17 @@ async def _incident(
                 idempotency_key=key,
             ),
         )
+        await store.commit()
         return opened.incident.id
 
 
 async def _invoice(stores, clock, actor, incident_id, **kw):  # type: ignore[no-untyped-def]
     async with stores() as store:
-        return await create_invoice_for_incident(
+        result = await create_invoice_for_incident(
             ctx_for(store, clock), actor, CreateInvoice(incident_id=incident_id, **kw)
         )
+        await store.commit()
+        return result
 
 
 async def test_invoice_applies_copay_policy_and_keeps_snapshot(stores, clock) -> None:
@@ -89,8 +92,9 @@ async def test_invoice_applies_copay_policy_and_keeps_snapshot(stores, clock) ->
         policy.name = "Renamed"
         await store.session.flush()
         await store.session.delete(policy)
+        await store.commit()
     async with stores() as store:
-        again = await store.get_invoice(inv.id)
+        again = await store.invoices.get(inv.id)
         assert again.total_cents == 2900
         assert again.insurance_snapshot["policy_name"] == "AppleCare+"
         assert again.insurance_snapshot["copay_cents"] == 2900
@@ -101,6 +105,7 @@ async def test_invoice_applies_copay_policy_and_keeps_snapshot(stores, clock) ->
         ]
         outbox = (await store.session.execute(select(m.OutboxMessage))).scalars().all()
         assert [o.payload for o in outbox] == [{"notice_id": notices[0].id}]
+        await store.commit()
 
 
 async def test_zero_balance_after_insurance_settles_the_invoice(stores, clock) -> None:
@@ -140,6 +145,7 @@ async def test_claim_cap_then_cancel_frees_the_slot(stores, clock) -> None:
 
     async with stores() as store:
         await cancel_invoice(ctx_for(store, clock), clerk, first.invoice.id, reason="Test invoice")
+        await store.commit()
     third = await _invoice(
         stores,
         clock,
@@ -153,6 +159,7 @@ async def test_claim_cap_then_cancel_frees_the_slot(stores, clock) -> None:
     async with stores() as store:
         with pytest.raises(ConflictError, match="claim cap"):
             await restore_invoice(ctx_for(store, clock), clerk, first.invoice.id)
+        await store.commit()
 
 
 async def test_override_needs_policy_gate_and_permission(stores, clock) -> None:
@@ -188,9 +195,11 @@ async def test_override_needs_policy_gate_and_permission(stores, clock) -> None:
             ctx_for(store, clock), tech, incident_id, reason="Vendor goodwill claim #A-77"
         )
         request_id = request.id
+        await store.commit()
     async with stores() as store:
         with pytest.raises(PermissionDenied):
             await decide_cap_override(ctx_for(store, clock), tech, request_id, approve=True)
+        await store.commit()
     async with stores() as store:
         decision = await decide_cap_override(
             ctx_for(store, clock), director, request_id, approve=True
@@ -200,15 +209,17 @@ async def test_override_needs_policy_gate_and_permission(stores, clock) -> None:
         assert (inv.total_cents, inv.insurance_cents, inv.override_applied) == (2500, 10000, True)
         assert inv.override_approved_by_id == director.staff_id
         assert inv.insurance_snapshot["override_approved_by"] == director.name
+        await store.commit()
     # A redelivered click changes nothing; the opposite click is refused.
     async with stores() as store:
         again = await decide_cap_override(ctx_for(store, clock), director, request_id, approve=True)
         assert not again.changed
         with pytest.raises(ConflictError):
             await decide_cap_override(ctx_for(store, clock), director, request_id, approve=False)
-        log = await store.activity_for("cap_override", request_id)
+        log = await store.activity.for_entity("cap_override", request_id)
         assert [e.action for e in log] == ["requested", "approved"]
         assert log[1].actor_staff_id == director.staff_id
+        await store.commit()
 
 
 async def test_override_refused_when_policy_disallows(stores, clock) -> None:
@@ -250,7 +261,7 @@ async def test_payments_partial_full_overpayment_and_idempotency(stores, clock) 
 
     async def pay(amount: int, key: str, method=PaymentMethod.CASH, ref=None):  # type: ignore[no-untyped-def]
         async with stores() as store:
-            return await record_payment(
+            result = await record_payment(
                 ctx_for(store, clock),
                 clerk,
                 RecordPayment(
@@ -261,6 +272,8 @@ async def test_payments_partial_full_overpayment_and_idempotency(stores, clock) 
                     reference=ref,
                 ),
             )
+            await store.commit()
+            return result
 
     first = await pay(5000, "p1")
     assert first.created and first.invoice.paid_cents == 5000 and first.invoice.status == "unpaid"
@@ -275,6 +288,7 @@ async def test_payments_partial_full_overpayment_and_idempotency(stores, clock) 
             await record_payment(
                 ctx_for(store, clock), tech, RecordPayment(inv.id, 100, PaymentMethod.CASH, "p4")
             )
+            await store.commit()
     final = await pay(7500, "p5", method=PaymentMethod.CHECK, ref="1042")
     assert final.invoice.status == "paid" and final.invoice.balance_cents == 0
     async with stores() as store:
@@ -284,9 +298,10 @@ async def test_payments_partial_full_overpayment_and_idempotency(stores, clock) 
             .all()
         )
         assert templates == ["invoice_issued", "payment_receipt", "payment_receipt"]
-        assert await store.balance_by_student() == {d.student_id: 0}
+        assert await store.invoices.balance_by_student() == {d.student_id: 0}
         with pytest.raises(ConflictError):
             await cancel_invoice(ctx_for(store, clock), clerk, inv.id, reason="x")
+        await store.commit()
 
 
 async def test_balances_by_student_and_family(stores, clock) -> None:
@@ -315,8 +330,9 @@ async def test_balances_by_student_and_family(stores, clock) -> None:
     admin = await add_staff(stores, "Admin")
     async with stores() as store:
         await cancel_invoice(ctx_for(store, clock), admin, cancelled.invoice.id, reason="dup")
-        assert await store.balance_by_student() == {d.student_id: 3000, sibling: 3000}
-        assert await store.balance_by_household() == {d.household_id: 6000}
+        assert await store.invoices.balance_by_student() == {d.student_id: 3000, sibling: 3000}
+        assert await store.invoices.balance_by_household() == {d.household_id: 6000}
+        await store.commit()
 
 
 async def test_automation_flag_needs_permission(stores, clock) -> None:
@@ -347,11 +363,13 @@ async def test_automation_flag_needs_permission(stores, clock) -> None:
     async with stores() as store:
         with pytest.raises(PermissionDenied):
             await set_invoice_automation(ctx_for(store, clock), tech, inv.id, True)
+        await store.commit()
     async with stores() as store:
         await set_invoice_automation(ctx_for(store, clock), clerk, inv.id, True)
-        log = await store.activity_for("invoice", inv.id)
+        log = await store.activity.for_entity("invoice", inv.id)
         assert log[-1].action == "automation_changed"
         assert log[-1].before == {"automation_enabled": False}
+        await store.commit()
 
 
 async def test_invoice_creation_is_idempotent_and_validates(stores, clock) -> None:
@@ -406,3 +424,4 @@ async def test_activity_log_is_append_only(stores, clock) -> None:
         with pytest.raises((DBAPIError, IntegrityError)):
             async with stores() as store:
                 await store.session.execute(text(statement))
+                await store.commit()

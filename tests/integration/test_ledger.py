@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 
 from storage import models as m
 from storage.reconcile import discrepancies
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_district, add_policy, add_staff
 from workflows.adjustments import apply_waiver
 from workflows.clock import FixedClock
@@ -37,17 +37,20 @@ def ctx_for(store, clock: FixedClock) -> Context:  # type: ignore[no-untyped-def
     return Context(store=store, clock=clock, tz=TZ)
 
 
-async def _all_invoices(stores: StoreFactory) -> list[m.Invoice]:
+async def _all_invoices(stores: UnitOfWorkFactory) -> list[m.Invoice]:
     async with stores() as store:
-        return list((await store.session.execute(select(m.Invoice))).scalars())
+        result = list((await store.session.execute(select(m.Invoice))).scalars())
+        await store.commit()
+        return result
 
 
-async def assert_ledger_holds(stores: StoreFactory) -> None:
+async def assert_ledger_holds(stores: UnitOfWorkFactory) -> None:
     """Every invoice splits back into what was billed, and every total matches its rows."""
     for invoice in await _all_invoices(stores):
         assert split_money(invoice).adds_up(), invoice.number
     async with stores() as store:
         found = await discrepancies(store.session)
+        await store.commit()
     assert [d.describe() for d in found] == []
 
 
@@ -66,9 +69,10 @@ async def test_issue_invoice_bills_a_student_and_emails_the_family(stores, clock
             ),
         )
         invoice_id = created.invoice.id
+        await store.commit()
     assert created.created and created.notices == ("invoice_issued",)
     async with stores() as store:
-        inv = await store.get_invoice(invoice_id)
+        inv = await store.invoices.get(invoice_id)
         assert inv is not None
         assert (inv.kind, inv.subtotal_cents, inv.total_cents, inv.status) == (
             "fee",
@@ -92,6 +96,7 @@ async def test_issue_invoice_bills_a_student_and_emails_the_family(stores, clock
             ),
         )
         assert not again.created and again.invoice.id == invoice_id
+        await store.commit()
     await assert_ledger_holds(stores)
 
 
@@ -123,6 +128,7 @@ async def test_issue_invoice_refuses_bad_input(stores, clock) -> None:
         with pytest.raises(error):
             async with stores() as store:
                 await issue_invoice(ctx_for(store, clock), clerk, cmd)
+                await store.commit()
     assert await _all_invoices(stores) == []
 
 
@@ -150,6 +156,7 @@ async def test_waivers_payments_and_cancellations_keep_the_ledger(stores, clock)
             ctx, clerk, IssueInvoice(student_id=d.student_id, kind=InvoiceKind.FEE, lines=(LINE,))
         )
         damage_id, fee_id, spare_id = damage.invoice.id, fee.invoice.id, spare.invoice.id
+        await store.commit()
     await assert_ledger_holds(stores)
 
     async with stores() as store:
@@ -159,14 +166,14 @@ async def test_waivers_payments_and_cancellations_keep_the_ledger(stores, clock)
             clerk,
             RecordPayment(damage_id, 900, PaymentMethod.CASH, idempotency_key="cash-1"),
         )
-        damage_inv = await store.get_invoice(damage_id, lock=True)
+        damage_inv = await store.invoices.get(damage_id, lock=True)
         assert damage_inv is not None
         await apply_waiver(ctx, clerk, damage_inv, 2000, "Hardship, approved by principal")
         assert (damage_inv.status, damage_inv.waived_cents) == ("paid", 2000)
         # The billed amounts never change; the waiver explains the difference.
         assert (damage_inv.subtotal_cents, damage_inv.total_cents) == (12500, 2900)
 
-        fee_inv = await store.get_invoice(fee_id, lock=True)
+        fee_inv = await store.invoices.get(fee_id, lock=True)
         assert fee_inv is not None
         await apply_waiver(ctx, clerk, fee_inv, 1000, "  Sibling   discount ")
         assert fee_inv.balance_cents == 1500 and fee_inv.status == "unpaid"
@@ -175,10 +182,11 @@ async def test_waivers_payments_and_cancellations_keep_the_ledger(stores, clock)
         with pytest.raises(ValidationError, match="Say why"):
             await apply_waiver(ctx, clerk, fee_inv, 100, "   ")
         await cancel_invoice(ctx, clerk, spare_id, reason="Billed twice")
-        spare_inv = await store.get_invoice(spare_id, lock=True)
+        spare_inv = await store.invoices.get(spare_id, lock=True)
         assert spare_inv is not None
         with pytest.raises(ConflictError, match="only open invoices"):
             await apply_waiver(ctx, clerk, spare_inv, 100, "late")
+        await store.commit()
     await assert_ledger_holds(stores)
 
     splits = {inv.id: split_money(inv) for inv in await _all_invoices(stores)}
@@ -187,7 +195,7 @@ async def test_waivers_payments_and_cancellations_keep_the_ledger(stores, clock)
     assert splits[fee_id].outstanding == 1500 and splits[fee_id].waived == 1000
     assert splits[spare_id].cancelled == 2500 and splits[spare_id].outstanding == 0
     async with stores() as store:
-        adjustments = await store.adjustments_for(fee_id)
+        adjustments = await store.payments.adjustments_for(fee_id)
         assert [(a.kind, a.amount_cents, a.reason, a.status) for a in adjustments] == [
             ("waiver", 1000, "Sibling discount", "applied")
         ]
@@ -199,6 +207,7 @@ async def test_waivers_payments_and_cancellations_keep_the_ledger(stores, clock)
             )
         ).all()
         assert entries == [("waiver_applied", "Sibling discount")]
+        await store.commit()
 
 
 async def test_the_check_finds_totals_that_drift_from_their_rows(stores, clock) -> None:
@@ -211,10 +220,13 @@ async def test_the_check_finds_totals_that_drift_from_their_rows(stores, clock) 
             IssueInvoice(student_id=d.student_id, kind=InvoiceKind.FEE, lines=(LINE,)),
         )
         number = fee.invoice.number
+        await store.commit()
     await assert_ledger_holds(stores)
     async with stores() as store:
         # Money written straight into the total, with no payment row behind it.
         await store.session.execute(text("UPDATE invoices SET paid_cents = 500"))
+        await store.commit()
     async with stores() as store:
         found = await discrepancies(store.session)
+        await store.commit()
     assert [x.describe() for x in found] == [f"{number}: paid 500 but payments add to 0"]

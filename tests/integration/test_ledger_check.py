@@ -28,7 +28,7 @@ from storage.inbox import Inbox
 from storage.migrate import upgrade
 from storage.portal_file import read_export
 from storage.portal_import import PortalImporter
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from tests.conftest import NOW
 from tests.integration.billing_helpers import add_family, add_invoice
@@ -38,11 +38,7 @@ from workflows.ledger import ledger_problems
 from workflows.online_payments import CheckoutEvent
 from workflows.payments import PaymentMethod, RecordPayment, record_payment, reference_key
 from workflows.pending_payments import confirm_pending_payment
-from workflows.portal_import import (
-    MappingChoices,
-    Outcome,
-    build_mapping,
-)
+from workflows.portal_import import MappingChoices, Outcome, build_mapping
 from workflows.ports import Context
 
 TZ = ZoneInfo("America/Chicago")
@@ -56,7 +52,7 @@ def said(result: Result) -> str:
     return " ".join(result.output.split())
 
 
-async def _three_invoices(stores: StoreFactory) -> list[int]:
+async def _three_invoices(stores: UnitOfWorkFactory) -> list[int]:
     """Three $100.00 invoices, each with its line."""
     [student], _ = await add_family(stores, "Okafor")
     ids = [
@@ -76,6 +72,7 @@ async def _three_invoices(stores: StoreFactory) -> list[int]:
             )  # fmt: skip
             for i in ids
         )
+        await store.commit()
     return ids
 
 
@@ -88,14 +85,16 @@ def cli_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     get_settings.cache_clear()
 
 
-async def _pay(stores: StoreFactory, clock: FixedClock, invoice_id: int, key: str, **kw: Any):  # type: ignore[no-untyped-def]
+async def _pay(stores: UnitOfWorkFactory, clock: FixedClock, invoice_id: int, key: str, **kw: Any):  # type: ignore[no-untyped-def]
     clerk = await add_staff(stores, "Billing Clerk", f"{key}@district.org")
     async with stores() as store:
-        return await record_payment(
+        result = await record_payment(
             Context(store, clock, TZ),
             clerk,
             RecordPayment(invoice_id=invoice_id, idempotency_key=key, **kw),
         )
+        await store.commit()
+        return result
 
 
 def _seeded(database_url: str, work: Any) -> Any:
@@ -104,7 +103,7 @@ def _seeded(database_url: str, work: Any) -> Any:
     async def go() -> Any:
         engine = create_engine(database_url)
         try:
-            return await work(StoreFactory(session_factory(engine), FixedClock(NOW)), engine)
+            return await work(UnitOfWorkFactory(session_factory(engine), FixedClock(NOW)), engine)
         finally:
             await engine.dispose()
 
@@ -112,7 +111,7 @@ def _seeded(database_url: str, work: Any) -> Any:
 
 
 def test_a_clean_store_is_consistent(engine: AsyncEngine, database_url: str, cli_env: None) -> None:
-    async def seed(stores: StoreFactory, _: AsyncEngine) -> None:
+    async def seed(stores: UnitOfWorkFactory, _: AsyncEngine) -> None:
         clock = FixedClock(NOW)
         ids = await _three_invoices(stores)
         await _pay(stores, clock, ids[0], "p1", amount_cents=4_000, method=PaymentMethod.CASH)
@@ -126,7 +125,7 @@ def test_a_clean_store_is_consistent(engine: AsyncEngine, database_url: str, cli
 def test_a_corrupted_row_is_named_and_the_command_fails(
     engine: AsyncEngine, database_url: str, cli_env: None
 ) -> None:
-    async def seed(stores: StoreFactory, engine: AsyncEngine) -> list[int]:
+    async def seed(stores: UnitOfWorkFactory, engine: AsyncEngine) -> list[int]:
         clock = FixedClock(NOW)
         ids = await _three_invoices(stores)
         await _pay(stores, clock, ids[0], "p1", amount_cents=4_000, method=PaymentMethod.CASH)
@@ -185,7 +184,7 @@ def test_reference_keys() -> None:
 
 
 async def test_a_check_recorded_in_slack_is_not_taken_again_from_a_reply_or_a_portal(
-    stores: StoreFactory, clock: FixedClock, engine: AsyncEngine
+    stores: UnitOfWorkFactory, clock: FixedClock, engine: AsyncEngine
 ) -> None:
     ids = await _three_invoices(stores)
     await _pay(
@@ -200,12 +199,14 @@ async def test_a_check_recorded_in_slack_is_not_taken_again_from_a_reply_or_a_po
             status="pending", created_at=clock.now(),
         )  # fmt: skip
         store.session.add(pending)
+        await store.commit()
     clerk = await add_staff(stores, "Billing Clerk", "clerk@district.org")
     with pytest.raises(DuplicateReference) as refused:
         async with stores() as store:
             await confirm_pending_payment(
                 Context(store, clock, TZ), Inbox(store), clerk, pending.id
             )
+            await store.commit()
     assert refused.value.message == (
         '"#1043" is already recorded on invoice INV-000001 ($30.00 by check, received '
         "2026-03-02); the same payment is recorded only once."
@@ -236,7 +237,8 @@ async def test_a_check_recorded_in_slack_is_not_taken_again_from_a_reply_or_a_po
     assert row.outcome is Outcome.ALREADY and "already recorded on invoice INV-000003" in row.reason
 
     async with stores() as store:
-        paid = [(await store.get_invoice(i)).paid_cents for i in ids]  # type: ignore[union-attr]
+        paid = [(await store.invoices.get(i)).paid_cents for i in ids]  # type: ignore[union-attr]
+        await store.commit()
     assert paid == [3_000, 3_000, 2_000]
 
     # The database refuses it too, whatever code writes the row.
@@ -255,6 +257,7 @@ async def test_a_check_recorded_in_slack_is_not_taken_again_from_a_reply_or_a_po
                 )  # fmt: skip
             )
             await store.flush()
+            await store.commit()
 
 
 async def test_the_migration_keys_existing_references_and_keeps_earlier_duplicates(
@@ -350,9 +353,10 @@ async def test_a_stripe_payment_recorded_by_hand_first_is_not_applied_again(
         assert handled.outcome == "ignored"
         assert '"pi_3Nabc" is already recorded on invoice INV-000001' in handled.detail
         async with runtime.stores() as store:
-            invoice = await store.get_invoice(ids[0])
+            invoice = await store.invoices.get(ids[0])
             assert invoice is not None and invoice.paid_cents == 4_000
-            assert len(await store.payments_for_invoice(ids[0])) == 1
+            assert len(await store.payments.for_invoice(ids[0])) == 1
+            await store.commit()
         # Stripe delivering the event again finds it taken: still one payment.
         again = await apply_checkout_event(
             runtime,

@@ -32,7 +32,7 @@ from bot.slack.reply_blocks import ReplyAction, ReplyPostKind
 from storage import models as m
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from tests.conftest import NOW, PG_URL, _admin, _pg_unavailable_reason
 from tests.mail.conftest import PARENT, billed_family, dovecot, email_bytes  # noqa: F401
@@ -138,7 +138,7 @@ async def test_a_whole_flow_logged_at_debug_holds_no_secret_or_token(
     log_path = tmp_path / "service.log"
     engine = create_engine(database_url)
     clock = FixedClock(NOW)  # when the test's rows were written; the service keeps real time
-    stores = StoreFactory(session_factory(engine), clock)
+    stores = UnitOfWorkFactory(session_factory(engine), clock)
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "bot.cli", "serve"],
@@ -165,6 +165,7 @@ async def test_a_whole_flow_logged_at_debug_holds_no_secret_or_token(
                 staff = await store.session.get(m.Staff, clerk.staff_id)
                 assert staff is not None
                 staff.slack_user_id = "U_CLERK"
+                await store.commit()
             slack.add_user("U_CLERK", "clerk@district.org", clerk.name)
 
             # 1. The notice goes out by SMTP (logged in), with a reply token and a family link.
@@ -201,12 +202,18 @@ async def test_a_whole_flow_logged_at_debug_holds_no_secret_or_token(
 
             async def threaded() -> bool:
                 async with stores() as store:
-                    post = await store.slack_post(ReplyPostKind.INVOICE_THREAD, billed.invoice_id)
+                    post = await store.slack_posts.get(
+                        ReplyPostKind.INVOICE_THREAD, billed.invoice_id
+                    )
+                    await store.commit()
                 return post is not None and bool(billing_posts())
 
             await eventually(threaded, "the reply in the invoice's Slack thread")
             async with stores() as store:
-                thread = await store.slack_post(ReplyPostKind.INVOICE_THREAD, billed.invoice_id)
+                thread = await store.slack_posts.get(
+                    ReplyPostKind.INVOICE_THREAD, billed.invoice_id
+                )
+                await store.commit()
             assert thread is not None
 
             # 4. A billing clerk confirms the reported payment with the signed button.
@@ -230,6 +237,7 @@ async def test_a_whole_flow_logged_at_debug_holds_no_secret_or_token(
             async def both_payments() -> bool:
                 async with stores() as store:
                     rows = (await store.session.execute(select(m.Payment))).scalars().all()
+                    await store.commit()
                 return {p.amount_cents for p in rows} == {5_000, 2_500}
 
             await eventually(both_payments, "the confirmed and the online payment")

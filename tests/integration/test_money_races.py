@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import models as m
 from storage.db import session_factory
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.conftest import NOW
 from tests.integration.billing_helpers import add_family, add_invoice
 from workflows.clock import FixedClock
@@ -108,7 +108,7 @@ def _write_export(path: Path, prefix: str) -> None:
 
 async def _seed(engine: AsyncEngine) -> list[int]:
     """Fourteen $100.00 invoices for one student (each with its line, as issued ones have)."""
-    stores = StoreFactory(session_factory(engine), FixedClock(NOW))
+    stores = UnitOfWorkFactory(session_factory(engine), FixedClock(NOW))
     [student], _ = await add_family(stores, "Rivera")
     ids = [
         await add_invoice(
@@ -129,6 +129,7 @@ async def _seed(engine: AsyncEngine) -> list[int]:
             )  # fmt: skip
             for i in ids
         )
+        await store.commit()
     return ids
 
 

@@ -100,6 +100,7 @@ class World:
         stores = self.runtime.stores
         async with stores() as store:
             taken = (await store.session.execute(select(func.count(m.Household.id)))).scalar_one()
+            await store.commit()
         [student], _ = await add_family(stores, f"Racer{taken}")
         self.invoices: list[int] = []
         for total in TOTALS:
@@ -120,6 +121,7 @@ class World:
                 )  # fmt: skip
                 for i, t in zip(self.invoices, TOTALS, strict=True)
             )
+            await store.commit()
         self.student = student
         self.actor: Actor = await add_staff(stores, "Admin", f"admin{taken}@district.org")
         self.tag = f"w{taken}"  # keeps references apart between examples on one database
@@ -150,6 +152,7 @@ class World:
                     reference=CHECKS[op.ref % len(CHECKS)],
                 ),
             )
+            await store.commit()
 
     async def _confirm(self, invoice_id: int, op: Op, step: int) -> None:
         # The parent's reply arrived earlier; staff confirm it now (as a racing Confirm click).
@@ -163,14 +166,17 @@ class World:
                 created_at=self.clock.now(),
             )
             store.session.add(pending)
+            await store.commit()
         async with self.runtime.stores() as store:
             await confirm_pending_payment(self.ctx(store), Inbox(store), self.actor, pending.id)
+            await store.commit()
 
     async def _portal(self, invoice_id: int, op: Op, step: int) -> None:
         async with self.runtime.stores() as store:
-            invoice = await store.get_invoice(invoice_id)
+            invoice = await store.invoices.get(invoice_id)
             assert invoice is not None
             number = invoice.number
+            await store.commit()
         text = (
             "Order Number,Order Date,Customer Name,Item Description,Amount\n"
             f"{self.tag}-RT-{op.ref},02/03/2026,Parent,Device fee {number},"
@@ -216,6 +222,7 @@ class World:
                     due_date=date(2026, 4, 15),
                 ),
             )
+            await store.commit()
         biller = BulkFeeBiller(self.runtime.sessions, self.clock, self.runtime.settings.tz)
         await apply_fee(biller, self.actor, fee.id)
 
@@ -224,6 +231,7 @@ class World:
         async with self.runtime.stores() as store:
             stmt = select(m.Invoice.id).where(m.Invoice.student_id == self.student)
             self.invoices = sorted((await store.session.execute(stmt)).scalars())
+            await store.commit()
 
     async def _waive(self, invoice_id: int, op: Op, step: int) -> None:
         async with self.runtime.stores() as store:
@@ -232,10 +240,12 @@ class World:
                 self.actor,
                 RequestWaiver(invoice_id=invoice_id, amount_cents=op.cents, reason="Hardship"),
             )
+            await store.commit()
 
     async def _refund(self, invoice_id: int, op: Op, step: int) -> None:
         async with self.runtime.stores() as store:
-            payments = await store.payments_for_invoice(invoice_id)
+            payments = await store.payments.for_invoice(invoice_id)
+            await store.commit()
         if not payments:
             return
         payment = payments[op.ref % len(payments)]
@@ -250,6 +260,7 @@ class World:
                     idempotency_key=f"{self.tag}:refund:{step}:{op.ref}:{op.invoice}",
                 ),
             )
+            await store.commit()
 
     async def _plan(self, invoice_id: int, op: Op, step: int) -> None:
         async with self.runtime.stores() as store:
@@ -263,11 +274,13 @@ class World:
                     first_due=self.clock.now().date() + timedelta(days=14),
                 ),
             )
+            await store.commit()
 
     async def _installment(self, invoice_id: int, op: Op, step: int) -> None:
         # The family pays the next installment (or, without a plan, what the op says).
         async with self.runtime.stores() as store:
             plan = await PlanRows(store.session, self.clock).installments_of(invoice_id)
+            await store.commit()
         cents = plan[0].amount_cents if plan else op.cents
         async with self.runtime.stores() as store:
             await record_payment(
@@ -280,6 +293,7 @@ class World:
                     idempotency_key=f"{self.tag}:installment:{step}:{op.ref}:{op.invoice}",
                 ),
             )
+            await store.commit()
 
     # --- what must hold -----------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from bot.sync.job import SyncJob
 from bot.sync.oneroster_job import OneRosterSyncJob, oneroster_job
 from storage import models as m
 from storage.roster import import_roster
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.sync_standins.oneroster import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -72,7 +72,11 @@ async def job(standin: OneRosterStandIn) -> AsyncIterator[OneRosterSyncJob]:
 
 
 async def sync(
-    stores: StoreFactory, job: OneRosterSyncJob, *, apply: bool = True, cursor: str | None = None
+    stores: UnitOfWorkFactory,
+    job: OneRosterSyncJob,
+    *,
+    apply: bool = True,
+    cursor: str | None = None,
 ) -> SyncPlan:
     """As the runner does it: read, compare, apply in one transaction, commit."""
     runner_job: SyncJob = job  # the job is what the runner expects
@@ -86,7 +90,7 @@ async def sync(
     return plan
 
 
-async def store_state(stores: StoreFactory) -> dict[str, list[tuple[Any, ...]]]:
+async def store_state(stores: UnitOfWorkFactory) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of the roster tables, as plain tuples."""
     state: dict[str, list[tuple[Any, ...]]] = {}
     async with stores.sessions() as session:
@@ -97,7 +101,7 @@ async def store_state(stores: StoreFactory) -> dict[str, list[tuple[Any, ...]]]:
     return state
 
 
-async def active(stores: StoreFactory) -> dict[str, bool]:
+async def active(stores: UnitOfWorkFactory) -> dict[str, bool]:
     async with stores.sessions() as session:
         rows = await session.execute(select(m.Student.sis_id, m.Student.active))
         return {sis_id: is_active for sis_id, is_active in rows}
@@ -106,7 +110,7 @@ async def active(stores: StoreFactory) -> dict[str, bool]:
 # --- compare and apply ----------------------------------------------------------------------
 
 
-async def test_compare_writes_nothing(stores: StoreFactory, job: OneRosterSyncJob) -> None:
+async def test_compare_writes_nothing(stores: UnitOfWorkFactory, job: OneRosterSyncJob) -> None:
     empty = await store_state(stores)
 
     plan = await sync(stores, job, apply=False)
@@ -125,7 +129,7 @@ async def test_compare_writes_nothing(stores: StoreFactory, job: OneRosterSyncJo
 
 
 async def test_apply_then_rerun_changes_nothing(
-    stores: StoreFactory, job: OneRosterSyncJob
+    stores: UnitOfWorkFactory, job: OneRosterSyncJob
 ) -> None:
     first = await sync(stores, job)
     after_first = await store_state(stores)
@@ -141,7 +145,7 @@ async def test_apply_then_rerun_changes_nothing(
 
 
 async def test_a_sync_keeps_what_the_csv_import_of_the_same_roster_keeps(
-    stores: StoreFactory, job: OneRosterSyncJob
+    stores: UnitOfWorkFactory, job: OneRosterSyncJob
 ) -> None:
     result = await import_roster(stores.sessions, FIXTURES / "district", clock=stores.clock)
     assert result.ok
@@ -154,7 +158,7 @@ async def test_a_sync_keeps_what_the_csv_import_of_the_same_roster_keeps(
 
 
 async def test_compare_after_changes_writes_nothing(
-    stores: StoreFactory, job: OneRosterSyncJob, standin: OneRosterStandIn
+    stores: UnitOfWorkFactory, job: OneRosterSyncJob, standin: OneRosterStandIn
 ) -> None:
     await sync(stores, job)
     before = await store_state(stores)
@@ -175,7 +179,7 @@ async def test_compare_after_changes_writes_nothing(
 
 
 async def test_students_missing_from_a_full_listing_become_inactive(
-    stores: StoreFactory, job: OneRosterSyncJob, standin: OneRosterStandIn
+    stores: UnitOfWorkFactory, job: OneRosterSyncJob, standin: OneRosterStandIn
 ) -> None:
     await sync(stores, job)
     standin.users = [u for u in standin.users if u["sourcedId"] != "stu-4"]
@@ -194,7 +198,7 @@ async def test_students_missing_from_a_full_listing_become_inactive(
 
 
 async def test_a_roster_that_drops_most_students_is_over_the_guard(
-    stores: StoreFactory, job: OneRosterSyncJob, standin: OneRosterStandIn
+    stores: UnitOfWorkFactory, job: OneRosterSyncJob, standin: OneRosterStandIn
 ) -> None:
     await sync(stores, job)
     before = await store_state(stores)
@@ -212,7 +216,7 @@ async def test_a_roster_that_drops_most_students_is_over_the_guard(
 
 
 async def test_an_empty_listing_would_remove_everyone(
-    stores: StoreFactory, job: OneRosterSyncJob, standin: OneRosterStandIn
+    stores: UnitOfWorkFactory, job: OneRosterSyncJob, standin: OneRosterStandIn
 ) -> None:
     await sync(stores, job)
     standin.users = []
@@ -224,7 +228,7 @@ async def test_an_empty_listing_would_remove_everyone(
 
 
 async def test_an_incremental_read_removes_only_tobedeleted(
-    stores: StoreFactory, standin: OneRosterStandIn
+    stores: UnitOfWorkFactory, standin: OneRosterStandIn
 ) -> None:
     settings = settings_for(standin)
     job = oneroster_job(settings, backoff=Backoff(sleep=no_wait), incremental=True)
@@ -260,7 +264,7 @@ async def test_an_incremental_read_removes_only_tobedeleted(
 
 
 async def test_bad_records_are_reported_and_the_rest_is_applied(
-    stores: StoreFactory, job: OneRosterSyncJob, standin: OneRosterStandIn
+    stores: UnitOfWorkFactory, job: OneRosterSyncJob, standin: OneRosterStandIn
 ) -> None:
     standin.orgs = records("bad", "orgs")
     standin.users = records("bad", "users") + ["not a record"]
@@ -277,7 +281,7 @@ async def test_bad_records_are_reported_and_the_rest_is_applied(
 
 
 async def test_a_source_that_fails_mid_read_changes_nothing(
-    stores: StoreFactory, job: OneRosterSyncJob, standin: OneRosterStandIn
+    stores: UnitOfWorkFactory, job: OneRosterSyncJob, standin: OneRosterStandIn
 ) -> None:
     standin.fail("users", "500", offset=6, times=5)
 
@@ -291,7 +295,7 @@ async def test_a_source_that_fails_mid_read_changes_nothing(
 
 
 async def test_the_secret_can_come_from_a_file(
-    stores: StoreFactory, standin: OneRosterStandIn, tmp_path: Path
+    stores: UnitOfWorkFactory, standin: OneRosterStandIn, tmp_path: Path
 ) -> None:
     secret_file = tmp_path / "oneroster-secret"
     secret_file.write_text(CLIENT_SECRET + "\n")

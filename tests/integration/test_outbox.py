@@ -16,8 +16,9 @@ from storage.outbox import MAX_ATTEMPTS
 async def _queue(stores, n: int, kind: str = "test.note") -> None:  # type: ignore[no-untyped-def]
     async with stores() as store:
         for i in range(n):
-            assert await store.enqueue(kind, f"{kind}:{i}", {"n": i})
-        assert not await store.enqueue(kind, f"{kind}:0", {"n": 0})  # deduplicated
+            assert await store.outbox.enqueue(kind, f"{kind}:{i}", {"n": i})
+        assert not await store.outbox.enqueue(kind, f"{kind}:0", {"n": 0})  # deduplicated
+        await store.commit()
 
 
 async def _rows(engine) -> list[m.OutboxMessage]:  # type: ignore[no-untyped-def]
@@ -113,10 +114,12 @@ async def test_a_batch_mixing_transactional_and_plain_handlers_never_locks(
     async def outside(payload: dict) -> None:  # type: ignore[type-arg]
         async with stores() as store:  # its own transaction, as Slack handlers do
             store.session.add(m.Counter(name=f"outside-{payload['n']}", value=1))
+            await store.commit()
         written.append("outside")
 
-    worker = OutboxWorker(session_factory(engine), clock,
-                          {"test.inside": Inside(), "test.outside": outside})
+    worker = OutboxWorker(
+        session_factory(engine), clock, {"test.inside": Inside(), "test.outside": outside}
+    )
     assert await asyncio.wait_for(worker.run_once(), timeout=10) == 4
     assert sorted(written) == ["inside", "inside", "outside", "outside"]
     assert {r.status for r in await _rows(engine)} == {"sent"}

@@ -28,7 +28,8 @@ TZ = ZoneInfo("America/Chicago")
 async def _queue(stores, n: int) -> None:  # type: ignore[no-untyped-def]
     async with stores() as store:
         for i in range(n):
-            assert await store.enqueue("test.note", f"test.note:{i}", {"n": i})
+            assert await store.outbox.enqueue("test.note", f"test.note:{i}", {"n": i})
+        await store.commit()
 
 
 async def _rows(engine) -> list[m.OutboxMessage]:  # type: ignore[no-untyped-def]
@@ -129,6 +130,7 @@ async def test_a_crashed_workers_notice_is_sent_by_another_worker_within_a_minut
                 idempotency_key="fee:crash",
             ),
         )
+        await store.commit()
     smtp = SmtpServer().start()
     smtp.recorder.delay = 3600  # the first worker hangs in the middle of sending
     first = _worker(database_url, smtp.port, tmp_path)

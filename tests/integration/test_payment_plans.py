@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from storage import models as m
 from storage.db import session_factory
 from storage.payment_plans import PlanRows, plan_view
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from tests.integration.billing_helpers import (
     TZ,
@@ -43,7 +43,7 @@ FEB1, MAR1, APR1 = date(2026, 2, 1), date(2026, 3, 1), date(2026, 4, 1)
 
 
 async def set_plan(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     actor: Actor,
     invoice_id: int,
@@ -53,25 +53,34 @@ async def set_plan(
     note: str = "",
 ) -> PlanOutcome:
     async with stores() as store:
-        return await set_payment_plan(
+        result = await set_payment_plan(
             Context(store, clock, TZ),
             PlanRows(store.session, clock),
             actor,
             SetPaymentPlan(invoice_id, count=count, first_due=first_due, note=note),
         )
+        await store.commit()
+        return result
 
 
 async def clear_plan(
-    stores: StoreFactory, clock: FixedClock, actor: Actor, invoice_id: int
+    stores: UnitOfWorkFactory, clock: FixedClock, actor: Actor, invoice_id: int
 ) -> PlanOutcome:
     async with stores() as store:
-        return await clear_payment_plan(
+        result = await clear_payment_plan(
             Context(store, clock, TZ), PlanRows(store.session, clock), actor, invoice_id
         )
+        await store.commit()
+        return result
 
 
 async def pay(
-    stores: StoreFactory, clock: FixedClock, actor: Actor, invoice_id: int, cents: int, key: str
+    stores: UnitOfWorkFactory,
+    clock: FixedClock,
+    actor: Actor,
+    invoice_id: int,
+    cents: int,
+    key: str,
 ) -> None:
     async with stores() as store:
         await record_payment(
@@ -79,6 +88,7 @@ async def pay(
             actor,
             RecordPayment(invoice_id, cents, PaymentMethod.CASH, idempotency_key=key),
         )
+        await store.commit()
 
 
 async def rows(engine: AsyncEngine, model: Any, *where: Any, order: Any = None) -> list[Any]:
@@ -88,7 +98,7 @@ async def rows(engine: AsyncEngine, model: Any, *where: Any, order: Any = None) 
 
 
 async def test_setting_a_plan_writes_installments_audit_email_and_thread_message(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     clock.set(at_run_time(JAN10))
     clerk = await add_staff(stores, "Billing Clerk")
@@ -159,7 +169,7 @@ async def test_setting_a_plan_writes_installments_audit_email_and_thread_message
 
 
 async def test_bad_plans_and_roles_without_record_payments_change_nothing(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     clock.set(at_run_time(JAN10))
     clerk = await add_staff(stores, "Billing Clerk")
@@ -185,7 +195,7 @@ async def test_bad_plans_and_roles_without_record_payments_change_nothing(
 
 
 async def test_a_plan_covers_what_was_left_when_it_was_set(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     clock.set(at_run_time(JAN10))
     clerk = await add_staff(stores, "Billing Clerk")
@@ -202,7 +212,7 @@ async def test_a_plan_covers_what_was_left_when_it_was_set(
 
 
 async def test_the_billing_run_follows_the_installments(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     clock.set(at_run_time(JAN10))
     clerk = await add_staff(stores, "Billing Clerk")
@@ -287,7 +297,7 @@ async def test_the_billing_run_follows_the_installments(
 
 
 async def test_clearing_the_plan_hands_reminders_back_to_the_due_date(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     clock.set(at_run_time(JAN10))
     clerk = await add_staff(stores, "Billing Clerk")

@@ -22,19 +22,13 @@ from storage import models as m
 from storage.db import create_engine, session_factory
 from storage.portal_file import read_export
 from storage.portal_import import PortalImporter
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from tests.integration.billing_helpers import add_family, add_invoice
 from workflows.clock import Clock, FixedClock, SystemClock
 from workflows.errors import PermissionDenied
 from workflows.permissions import Actor
-from workflows.portal_import import (
-    ImportReport,
-    MappingChoices,
-    Outcome,
-    PortalFile,
-    build_mapping,
-)
+from workflows.portal_import import ImportReport, MappingChoices, Outcome, PortalFile, build_mapping
 
 TZ = ZoneInfo("America/Chicago")
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "portal"
@@ -57,7 +51,7 @@ REVTRAK_FIRST_RUN = {
 SETTLED = {Outcome.APPLIED, Outcome.EXCESS, Outcome.REVERSAL, Outcome.ALREADY}
 
 
-async def _invoices(stores: StoreFactory) -> list[int]:
+async def _invoices(stores: UnitOfWorkFactory) -> list[int]:
     """INV-000001 $100 unpaid, INV-000002 $50 unpaid, INV-000003 $10 cancelled,
     INV-000004 $20 paid, for a student with one guardian (who gets the receipts)."""
     [student], _ = await add_family(stores, "Rivera")
@@ -88,7 +82,7 @@ def _export(name: str, preset: str | None = None) -> tuple[PortalFile, str]:
 
 
 async def _import(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: Clock,
     actor: Actor,
     name: str,
@@ -107,21 +101,24 @@ def _outcomes(report: ImportReport) -> dict[int, tuple[Outcome, int, int]]:
     return {r.line: (r.outcome, r.applied_cents, r.excess_cents) for r in report.rows}
 
 
-async def _count(stores: StoreFactory, model: Any, *where: Any) -> int:
+async def _count(stores: UnitOfWorkFactory, model: Any, *where: Any) -> int:
     async with stores() as store:
         stmt = select(func.count()).select_from(model).where(*where)
-        return int((await store.session.execute(stmt)).scalar_one())
+        result = int((await store.session.execute(stmt)).scalar_one())
+        await store.commit()
+        return result
 
 
-async def _invoice(stores: StoreFactory, invoice_id: int) -> m.Invoice:
+async def _invoice(stores: UnitOfWorkFactory, invoice_id: int) -> m.Invoice:
     async with stores() as store:
-        invoice = await store.get_invoice(invoice_id)
+        invoice = await store.invoices.get(invoice_id)
         assert invoice is not None
+        await store.commit()
         return invoice
 
 
 async def test_each_row_is_applied_once_and_the_rest_reported(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     ids = await _invoices(stores)
     clerk = await add_staff(stores, "Billing Clerk", "clerk@district.org")
@@ -169,6 +166,7 @@ async def test_each_row_is_applied_once_and_the_rest_reported(
             )
         ).scalars()
         actors = list(recorded_by)
+        await store.commit()
     assert [
         (p.invoice_id, p.amount_cents, p.method, p.reference, p.received_on, p.idempotency_key)
         for p in payments
@@ -206,7 +204,7 @@ async def test_each_row_is_applied_once_and_the_rest_reported(
 
 
 async def test_a_dry_run_tells_the_same_and_changes_nothing(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     ids = await _invoices(stores)
     clerk = await add_staff(stores, "Billing Clerk", "clerk@district.org")
@@ -228,7 +226,7 @@ async def test_a_dry_run_tells_the_same_and_changes_nothing(
 
 
 async def test_rows_without_a_transaction_id_are_known_by_their_content(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     ids = await _invoices(stores)
     clerk = await add_staff(stores, "Billing Clerk", "clerk@district.org")
@@ -242,6 +240,7 @@ async def test_rows_without_a_transaction_id_are_known_by_their_content(
     ]
     async with stores() as store:
         payments = (await store.session.execute(select(m.Payment))).scalars().all()
+        await store.commit()
     assert {p.reference for p in payments} == {None}  # a content hash means nothing to a family
     assert {p.idempotency_key.startswith("portal:revtrak:row-") for p in payments} == {True}
     rerun = await _import(stores, clock, clerk, "no_reference.csv")
@@ -250,7 +249,7 @@ async def test_rows_without_a_transaction_id_are_known_by_their_content(
 
 
 async def test_other_portals_delimiters_and_time_zones(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     ids = await _invoices(stores)
     clerk = await add_staff(stores, "Billing Clerk", "clerk@district.org")
@@ -277,7 +276,7 @@ async def test_other_portals_delimiters_and_time_zones(
 
 
 async def test_without_record_payments_nothing_happens_and_the_refusal_is_kept(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     await _invoices(stores)
     technician = await add_staff(stores, "Technician", "tech@district.org")
@@ -293,11 +292,12 @@ async def test_without_record_payments_nothing_happens_and_the_refusal_is_kept(
                 select(m.ActivityEntry.comment).where(m.ActivityEntry.action == "refused")
             )
         ).scalar_one()
+        await store.commit()
     assert refusal is not None and refusal.startswith("payments import from portal:revtrak")
 
 
 async def test_two_imports_of_one_file_at_once_apply_each_row_once(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     ids = await _invoices(stores)
     clerk = await add_staff(stores, "Billing Clerk", "clerk@district.org")
@@ -335,7 +335,7 @@ def _run(work: Any) -> Any:
     async def go() -> Any:
         engine = create_engine(get_settings().database_url)
         try:
-            return await work(StoreFactory(session_factory(engine), SystemClock()))
+            return await work(UnitOfWorkFactory(session_factory(engine), SystemClock()))
         finally:
             await engine.dispose()
 
@@ -352,7 +352,7 @@ def cli_db(
     monkeypatch.chdir(tmp_path)
     get_settings.cache_clear()
 
-    async def seed(stores: StoreFactory) -> list[int]:
+    async def seed(stores: UnitOfWorkFactory) -> list[int]:
         ids = await _invoices(stores)
         await add_staff(stores, "Billing Clerk", "clerk@district.org")
         await add_staff(stores, "Technician", "tech@district.org")

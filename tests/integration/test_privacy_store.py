@@ -10,13 +10,13 @@ from sqlalchemy import select
 from storage import models as m
 from storage.blobs import LocalBlobStore
 from storage.privacy import erase_family, find_family, read_family
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import T0, add_staff
 from workflows.clock import FixedClock
 from workflows.errors import NotFound, PermissionDenied
 
 
-async def _people(stores: StoreFactory) -> dict[str, int]:
+async def _people(stores: UnitOfWorkFactory) -> dict[str, int]:
     """The Rivera family (Maria and José for Ana), Tom (Ana's and Ben's), and the other
     Riveras (Carlos for Lucía), who only share a last name."""
     async with stores() as store:
@@ -104,24 +104,30 @@ async def _people(stores: StoreFactory) -> dict[str, int]:
             )
         )
         ids = {name: p.id for name, p in people.items()} | {"incident": incident.id}
+        await store.commit()
     async with stores() as store:
         from workflows.permissions import Actor
 
         actor = Actor.system("Sam Rivera")
-        await store.log(actor, "student", ids["ana"], "imported", after={"name": "Ana Rivera"})
-        await store.log(
+        await store.activity.log(
+            actor, "student", ids["ana"], "imported", after={"name": "Ana Rivera"}
+        )
+        await store.activity.log(
             actor,
             "device",
             device.id,
             "swapped",
             comment="Swapped with maria@example.org's spare; call (555) 010-2233.",
         )
-        await store.log(actor, "student", ids["lucia"], "imported", after={"name": "Lucía Rivera"})
+        await store.activity.log(
+            actor, "student", ids["lucia"], "imported", after={"name": "Lucía Rivera"}
+        )
+        await store.commit()
     return ids
 
 
 async def test_erase_reaches_the_family_and_no_one_else(
-    stores: StoreFactory, clock: FixedClock, tmp_path: Path
+    stores: UnitOfWorkFactory, clock: FixedClock, tmp_path: Path
 ) -> None:
     ids = await _people(stores)
     admin = await add_staff(stores, "Admin")
@@ -142,9 +148,11 @@ async def test_erase_reaches_the_family_and_no_one_else(
         assert [e["action"] for e in data["activity_log"]] == ["imported"]
         with pytest.raises(PermissionDenied, match="Manage Family Data"):
             await erase_family(store.session, clock, blobs, technician, family, force=False)
+        await store.commit()
     async with stores() as store:
         family = await find_family(store.session, "maria@example.org")
         result = await erase_family(store.session, clock, blobs, admin, family, force=False)
+        await store.commit()
     assert (result.pseudonym, result.guardians, result.students) == ("ERASED-00001", 2, 1)
 
     async with stores() as store:
@@ -193,6 +201,7 @@ async def test_erase_reaches_the_family_and_no_one_else(
         assert log[-1][1] == "privacy_erasure" and log[-1][2]["pseudonym"] == "ERASED-00001"
         erasure = (await s.execute(select(m.PrivacyErasure))).scalar_one()
         assert erasure.finished_at is not None and erasure.erased_by_id == admin.staff_id
+        await store.commit()
 
     async with stores() as store:
         with pytest.raises(NotFound):
@@ -201,3 +210,4 @@ async def test_erase_reaches_the_family_and_no_one_else(
         tom = await find_family(store.session, "tom@example.org")
         assert [g.first_name for g in tom.guardians] == ["Tom"]
         assert sorted(st.first_name for st in tom.students) == ["Ben", "Student"]
+        await store.commit()

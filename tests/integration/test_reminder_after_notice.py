@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import models as m
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.integration.billing_helpers import (
     TZ,
     add_family,
@@ -25,7 +25,7 @@ DUE = date(2026, 5, 1)
 
 
 async def _issued_notice(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     invoice_id: int,
     guardian_id: int,
     *,
@@ -55,7 +55,7 @@ def _local(day: date, hour: int) -> datetime:
 
 
 async def test_reminders_keep_three_days_from_the_invoice_notice(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     students, guardians = await add_family(stores, "Quiet", students=4)
     a, b, c, d = students
@@ -106,7 +106,7 @@ async def test_reminders_keep_three_days_from_the_invoice_notice(
 
 
 async def test_a_queued_notice_counts_from_the_day_it_was_queued(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     (student,), (guardian,) = await add_family(stores, "Waiting")
     created = DUE - timedelta(days=30)

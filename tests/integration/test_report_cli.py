@@ -17,7 +17,7 @@ from bot.cli import app
 from bot.settings import get_settings
 from storage import models as m
 from storage.db import create_engine, session_factory
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from tests.integration.billing_helpers import TZ, add_family, add_invoice, at_run_time, runner
 from workflows.clock import FixedClock
@@ -48,10 +48,11 @@ async def _district(url: str) -> None:
     auto-cancelled on Apr 30, INV-000004 cancelled by a clerk on Apr 10."""
     engine = create_engine(url)
     clock = FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
-    stores = StoreFactory(session_factory(engine), clock)
+    stores = UnitOfWorkFactory(session_factory(engine), clock)
     try:
         async with stores() as store:
-            (await store.settings()).auto_cancel_enabled = True
+            (await store.settings.get()).auto_cancel_enabled = True
+            await store.commit()
         clerk = await add_staff(stores, "Billing Clerk")
         (student,), _ = await add_family(stores, "Rivera")
         jan1 = date(2026, 1, 1)
@@ -71,9 +72,11 @@ async def _district(url: str) -> None:
                 .where(m.Invoice.id == auto)
                 .values(final_notice_on=date(2026, 3, 1))
             )
+            await store.commit()
         clock.set(datetime.combine(date(2026, 4, 10), time(9), tzinfo=TZ).astimezone(UTC))
         async with stores() as store:
             await cancel_invoice(Context(store, clock, TZ), clerk, manual, reason="=1+1")
+            await store.commit()
         for day in (date(2026, 3, 18), date(2026, 4, 30)):
             clock.set(at_run_time(day))
             assert (await runner(engine, clock).run(day)).ran

@@ -21,7 +21,7 @@ from bot.reports.csv_rows import csv_bytes
 from bot.settings import get_settings
 from storage.db import create_engine, session_factory
 from storage.reports import run_report
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from tests.report_incident_district import TZ, build_report_district
 from workflows.clock import FixedClock
@@ -33,7 +33,9 @@ FEB = ["--from", "2026-02-01", "--to", "2026-02-28"]
 
 async def _build(url: str) -> None:
     engine = create_engine(url)
-    stores = StoreFactory(session_factory(engine), FixedClock(datetime(2026, 1, 1, tzinfo=UTC)))
+    stores = UnitOfWorkFactory(
+        session_factory(engine), FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
+    )
     try:
         await build_report_district(stores, stores.clock)  # type: ignore[arg-type]
         await add_staff(stores, "Technician", "tech@district.org")

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from storage import models as m
 from storage.reports import CATALOGUE, run_report
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from tests.report_incident_district import TZ, build_report_district
 from workflows.clock import FixedClock
@@ -24,24 +24,26 @@ _ = None  # a blank cell / a period with no value
 
 
 @pytest.fixture
-async def district(stores: StoreFactory, clock: FixedClock):  # type: ignore[no-untyped-def]
+async def district(stores: UnitOfWorkFactory, clock: FixedClock):  # type: ignore[no-untyped-def]
     return await build_report_district(stores, clock)
 
 
 async def run(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     name: str,
     span: tuple[date, date] = FEB,
     **filters: tuple[str, ...],
 ) -> ReportResult:
     async with stores() as store:
-        return await run_report(
+        result = await run_report(
             store.session,
             name,
             ReportFilters(date_from=span[0], date_to=span[1], **filters),
             tz=TZ,
             today=TODAY,
         )
+        await store.commit()
+        return result
 
 
 def blanks(values: tuple[float, ...]) -> list[float | None]:
@@ -226,6 +228,7 @@ async def test_absorbed_dollars_agree_with_the_invoices(stores, district) -> Non
                 select(func.sum(m.Invoice.insurance_cents)).where(m.Invoice.status != "cancelled")
             )
         ).scalar_one()
+        await store.commit()
     utilization = await run(stores, "claims-utilization")
     summary = await run(stores, "enrollment-summary")
     assert covered == utilization.totals["absorbed"] == summary.totals["absorbed"] == 41000

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from storage import models as m
 from storage.billing_reports import cancelled_report
 from storage.reports import CATALOGUE, run_report
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_policy
 from tests.report_money_district import (
     DELL,
@@ -47,24 +47,26 @@ PARTS = ("billed", "covered", "collected", "waived", "refunded", "outstanding", 
 
 
 async def run(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     name: str,
     *,
     span: tuple[date, date] = YEAR,
     **filters: tuple[str, ...],
 ) -> ReportResult:
     async with stores() as store:
-        return await run_report(
+        result = await run_report(
             store.session,
             name,
             ReportFilters(date_from=span[0], date_to=span[1], **filters),
             tz=TZ,
             today=TODAY,
         )
+        await store.commit()
+        return result
 
 
 @pytest.fixture
-async def district(stores: StoreFactory, clock: FixedClock) -> MoneyDistrict:
+async def district(stores: UnitOfWorkFactory, clock: FixedClock) -> MoneyDistrict:
     return await build_money_district(stores, clock)
 
 
@@ -492,6 +494,7 @@ async def test_cancelled_with_the_auto_cancelled_designation(stores, district) -
     # The same rows as the billing report `devicecare report cancelled` prints.
     async with stores() as store:
         billing = await cancelled_report(store.session, *YEAR, tz=TZ)
+        await store.commit()
     assert [(c.number, c.amount_cents, c.auto_cancelled, c.reason) for c in billing.rows] == [
         (r[0], r[2], r[4] == "yes", r[6]) for r in result.rows
     ]
@@ -563,7 +566,7 @@ async def test_filters_change_the_numbers(stores, district) -> None:
 # --- reconciliation on random ledgers ---------------------------------------------------------
 
 
-async def _random_ledger(stores: StoreFactory, clock: FixedClock, seed: int) -> None:
+async def _random_ledger(stores: UnitOfWorkFactory, clock: FixedClock, seed: int) -> None:
     """Damage invoices on random days with random amounts, insurance for one student, and
     random payments, refunds, waivers and cancellations, all through the use cases."""
     rng = random.Random(seed)
@@ -591,6 +594,7 @@ async def _random_ledger(stores: StoreFactory, clock: FixedClock, seed: int) -> 
             )
             invoice = created.invoice
             invoice_id, owed = invoice.id, invoice.balance_cents
+            await store.commit()
         if owed == 0:
             continue
         later = day + timedelta(days=1)
@@ -616,6 +620,7 @@ async def test_recovery_reconciles_on_random_ledgers(stores, clock, seed: int) -
     assert_recovery_adds_up(result.rows)
     async with stores() as store:
         invoices = list((await store.session.execute(select(m.Invoice))).scalars())
+        await store.commit()
     splits = [split_money(i) for i in invoices]
     assert all(s.adds_up() for s in splits)
     expected = tuple(sum(getattr(s, part) for s in splits) for part in PARTS)

@@ -23,7 +23,7 @@ from storage.roster import (
     RosterFileError,
     import_roster,
 )
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import T0, add_district
 from workflows.clock import FixedClock
 
@@ -45,7 +45,7 @@ TABLES = (
 
 
 async def run_import(
-    stores: StoreFactory, folder: Path, *, devices: bool = True, strict: bool = False
+    stores: UnitOfWorkFactory, folder: Path, *, devices: bool = True, strict: bool = False
 ) -> ImportResult:
     return await import_roster(
         stores.sessions,
@@ -56,7 +56,7 @@ async def run_import(
     )
 
 
-async def row_counts(stores: StoreFactory) -> dict[str, int]:
+async def row_counts(stores: UnitOfWorkFactory) -> dict[str, int]:
     async with stores.sessions() as session:
         return {
             model.__tablename__: (
@@ -66,17 +66,17 @@ async def row_counts(stores: StoreFactory) -> dict[str, int]:
         }
 
 
-async def by_sis(stores: StoreFactory, model: type[m.Student] | type[m.Guardian]) -> dict:
+async def by_sis(stores: UnitOfWorkFactory, model: type[m.Student] | type[m.Guardian]) -> dict:
     async with stores.sessions() as session:
         return {row.sis_id: row for row in (await session.execute(select(model))).scalars()}
 
 
-async def devices_by_serial(stores: StoreFactory) -> dict[str, m.Device]:
+async def devices_by_serial(stores: UnitOfWorkFactory) -> dict[str, m.Device]:
     async with stores.sessions() as session:
         return {d.serial: d for d in (await session.execute(select(m.Device))).scalars()}
 
 
-async def assignments(stores: StoreFactory) -> list[m.DeviceAssignment]:
+async def assignments(stores: UnitOfWorkFactory) -> list[m.DeviceAssignment]:
     async with stores.sessions() as session:
         stmt = select(m.DeviceAssignment).order_by(m.DeviceAssignment.id)
         return list((await session.execute(stmt)).scalars())
@@ -89,7 +89,7 @@ def totals(result: ImportResult, field: str) -> int:
 # --- happy path -----------------------------------------------------------------------------
 
 
-async def test_imports_a_district(stores: StoreFactory) -> None:
+async def test_imports_a_district(stores: UnitOfWorkFactory) -> None:
     result = await run_import(stores, DISTRICT)
 
     assert result.problems == []
@@ -184,7 +184,7 @@ async def test_imports_a_district(stores: StoreFactory) -> None:
     }
 
 
-async def test_rerun_with_the_same_files_changes_nothing(stores: StoreFactory) -> None:
+async def test_rerun_with_the_same_files_changes_nothing(stores: UnitOfWorkFactory) -> None:
     first = await run_import(stores, DISTRICT)
     before = await row_counts(stores)
     first_run_at = stores.clock.now()
@@ -200,7 +200,7 @@ async def test_rerun_with_the_same_files_changes_nothing(stores: StoreFactory) -
     assert all(a.assigned_at == first_run_at for a in await assignments(stores))
 
 
-async def test_students_without_a_device_file(stores: StoreFactory) -> None:
+async def test_students_without_a_device_file(stores: UnitOfWorkFactory) -> None:
     result = await run_import(stores, DISTRICT, devices=False)
 
     assert result.students.created == 5
@@ -228,7 +228,7 @@ EXPECTED_PROBLEMS = [
 ]
 
 
-async def test_bad_rows_are_reported_and_good_rows_import(stores: StoreFactory) -> None:
+async def test_bad_rows_are_reported_and_good_rows_import(stores: UnitOfWorkFactory) -> None:
     result = await run_import(stores, BAD)
 
     assert [(p.file, p.line, p.reason) for p in result.problems] == EXPECTED_PROBLEMS
@@ -251,7 +251,7 @@ async def test_bad_rows_are_reported_and_good_rows_import(stores: StoreFactory) 
     assert held == [(devices["JH0001"].id, students["stu-10"].id)]
 
 
-async def test_strict_mode_writes_nothing(stores: StoreFactory) -> None:
+async def test_strict_mode_writes_nothing(stores: UnitOfWorkFactory) -> None:
     before = await row_counts(stores)
 
     result = await run_import(stores, BAD, strict=True)
@@ -262,20 +262,20 @@ async def test_strict_mode_writes_nothing(stores: StoreFactory) -> None:
     assert await row_counts(stores) == before
 
 
-async def test_strict_mode_writes_a_clean_roster(stores: StoreFactory) -> None:
+async def test_strict_mode_writes_a_clean_roster(stores: UnitOfWorkFactory) -> None:
     result = await run_import(stores, DISTRICT, strict=True)
 
     assert result.written and result.ok
     assert (await row_counts(stores))["students"] == 5
 
 
-async def test_missing_roster_file_is_an_error(stores: StoreFactory, tmp_path: Path) -> None:
+async def test_missing_roster_file_is_an_error(stores: UnitOfWorkFactory, tmp_path: Path) -> None:
     (tmp_path / "orgs.csv").write_text("sourcedId,name,type\n")
     with pytest.raises(RosterFileError, match="users.csv"):
         await import_roster(stores.sessions, tmp_path)
 
 
-async def test_missing_column_refuses_the_import(stores: StoreFactory, tmp_path: Path) -> None:
+async def test_missing_column_refuses_the_import(stores: UnitOfWorkFactory, tmp_path: Path) -> None:
     (tmp_path / "orgs.csv").write_text("sourcedId,name\norg-1,Somewhere\n")
     (tmp_path / "users.csv").write_text((DISTRICT / "users.csv").read_text())
     before = await row_counts(stores)
@@ -286,7 +286,9 @@ async def test_missing_column_refuses_the_import(stores: StoreFactory, tmp_path:
     assert await row_counts(stores) == before
 
 
-async def test_unreadable_file_rolls_everything_back(stores: StoreFactory, tmp_path: Path) -> None:
+async def test_unreadable_file_rolls_everything_back(
+    stores: UnitOfWorkFactory, tmp_path: Path
+) -> None:
     (tmp_path / "orgs.csv").write_text((DISTRICT / "orgs.csv").read_text())
     users = (DISTRICT / "users.csv").read_text().replace("Rivera", "Ni\u00f1o")
     (tmp_path / "users.csv").write_bytes(users.encode("latin-1"))  # not UTF-8
@@ -301,7 +303,7 @@ async def test_unreadable_file_rolls_everything_back(stores: StoreFactory, tmp_p
 # --- changes over time ----------------------------------------------------------------------
 
 
-async def test_reassigned_device_closes_the_old_assignment(stores: StoreFactory) -> None:
+async def test_reassigned_device_closes_the_old_assignment(stores: UnitOfWorkFactory) -> None:
     await run_import(stores, DISTRICT)
     clock: FixedClock = stores.clock  # type: ignore[assignment]
     later = clock.advance(days=14)
@@ -322,7 +324,7 @@ async def test_reassigned_device_closes_the_old_assignment(stores: StoreFactory)
     assert later.tzinfo is not None and history[0].returned_at.tzinfo is not None
 
 
-async def test_tobedeleted_student_becomes_inactive(stores: StoreFactory) -> None:
+async def test_tobedeleted_student_becomes_inactive(stores: UnitOfWorkFactory) -> None:
     await run_import(stores, DISTRICT)
     before = await row_counts(stores)
 
@@ -336,13 +338,14 @@ async def test_tobedeleted_student_becomes_inactive(stores: StoreFactory) -> Non
 
 
 async def test_joins_existing_household_and_keeps_devicecare_state(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
 ) -> None:
     district = await add_district(stores)  # B1, S1 and G1 in the "Rivera family" household
     async with stores() as store:
         store.session.add(
             m.Device(serial="LOST0001", model="HP Chromebook 11 G9", status="lost", created_at=T0)
         )
+        await store.commit()
 
     result = await run_import(stores, JOINS)
 
@@ -364,7 +367,9 @@ async def test_joins_existing_household_and_keeps_devicecare_state(
     assert held == [(district.device_id, district.student_id, None)]
 
 
-async def test_asset_tag_of_another_device_is_refused(stores: StoreFactory, tmp_path: Path) -> None:
+async def test_asset_tag_of_another_device_is_refused(
+    stores: UnitOfWorkFactory, tmp_path: Path
+) -> None:
     await add_district(stores)  # 5CD1234XYZ carries LMS-0001
     inventory = tmp_path / "inventory.csv"
     inventory.write_text("SERIALNUMBER,AnnotatedAssetId,Model\nNEW0001,LMS-0001,iPad Air\n")

@@ -103,7 +103,7 @@ async def test_served_stripe_webhooks_are_applied_by_the_worker(tmp_path: Path) 
 
     from storage import models as m
     from storage.db import create_engine, session_factory
-    from storage.store import StoreFactory
+    from storage.uow import UnitOfWorkFactory
     from tests.integration.billing_helpers import add_family, add_invoice
     from tests.stripe_fake import (
         SECRET_KEY,
@@ -150,7 +150,7 @@ async def test_served_stripe_webhooks_are_applied_by_the_worker(tmp_path: Path) 
             assert health is not None, "the service never answered /healthz"
             assert health["parts"]["payments"].startswith("on (Stripe")
 
-            stores = StoreFactory(session_factory(engine), SystemClock())
+            stores = UnitOfWorkFactory(session_factory(engine), SystemClock())
             students, _ = await add_family(stores, "Rivera")
             today = date.today()
             invoice_id = await add_invoice(

@@ -17,7 +17,7 @@ from bot.settings import get_settings
 from storage import models as m
 from storage.db import create_engine as create_async_engine
 from storage.db import session_factory
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from workflows.clock import SystemClock
 
@@ -59,7 +59,7 @@ def _settings(db: Path) -> Any:
 def _add_staff(db: Path, role: str, email: str) -> None:
     async def seed() -> None:
         engine = create_async_engine(f"sqlite+aiosqlite:///{db}")
-        await add_staff(StoreFactory(session_factory(engine), SystemClock()), role, email)
+        await add_staff(UnitOfWorkFactory(session_factory(engine), SystemClock()), role, email)
         await engine.dispose()
 
     asyncio.run(seed())

@@ -158,6 +158,7 @@ async def test_a_run_a_dead_process_left_running_is_closed_as_failed(runtime: Ru
                 base=0,
             )
         )
+        await store.commit()
     await run_sync(runtime, DeviceSyncJob(ListedSource("google", [])))
     runs = await _rows(runtime, m.SyncRun)
     assert [r.status for r in runs] == ["failed", "no_changes"]

@@ -72,9 +72,7 @@ def devices(path: Path) -> dict[str, tuple[str | None, str]]:
     return found
 
 
-def test_google_devices_sync_through_the_configured_client(
-    db: Path, google: FakeGoogle
-) -> None:
+def test_google_devices_sync_through_the_configured_client(db: Path, google: FakeGoogle) -> None:
     dry = invoke("sync", "google", "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert "Dry run of Google Admin: 6 changes; nothing was changed." in said(dry)

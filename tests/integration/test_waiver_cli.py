@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from storage.db import create_engine, session_factory
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from tests.conftest import NOW
 from tests.integration.billing_helpers import TZ, add_family, add_invoice
@@ -43,7 +43,7 @@ def test_waiver_approval_amount_is_set_in_dollars(cli_env: Path) -> None:  # noq
 async def _adjusted_invoice(url: str) -> None:
     engine = create_engine(url)
     clock = FixedClock(NOW)
-    stores = StoreFactory(session_factory(engine), clock)
+    stores = UnitOfWorkFactory(session_factory(engine), clock)
     try:
         director = await add_staff(stores, "Finance Director")
         clerk = await add_staff(stores, "Billing Clerk")
@@ -63,6 +63,7 @@ async def _adjusted_invoice(url: str) -> None:
             await refund_payment(
                 ctx, director, RefundPayment(payment.payment.id, 5_000, "Device found", "r1")
             )
+            await store.commit()
     finally:
         await engine.dispose()
 

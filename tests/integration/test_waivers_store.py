@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import models as m
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from tests.integration.billing_helpers import TZ, add_family, add_invoice, runner
 from workflows.clock import FixedClock
@@ -35,19 +35,20 @@ JAN = date(2026, 1, 5)
 DUE = date(2026, 3, 9)  # the clock's day (Mar 2) is 7 days before: a reminder day
 
 
-async def one_invoice(stores: StoreFactory, total_cents: int = 20_000) -> int:
+async def one_invoice(stores: UnitOfWorkFactory, total_cents: int = 20_000) -> int:
     (student,), _ = await add_family(stores, "Okafor")
     return await add_invoice(stores, student, created=JAN, due=DUE, total_cents=total_cents)
 
 
-async def invoice(stores: StoreFactory, invoice_id: int) -> m.Invoice:
+async def invoice(stores: UnitOfWorkFactory, invoice_id: int) -> m.Invoice:
     async with stores() as store:
-        found = await store.get_invoice(invoice_id)
+        found = await store.invoices.get(invoice_id)
         assert found is not None
+        await store.commit()
         return found
 
 
-async def assert_books_balance(stores: StoreFactory) -> None:
+async def assert_books_balance(stores: UnitOfWorkFactory) -> None:
     """Reconciliation: every invoice's billed amount adds up from its parts."""
     async with stores() as store:
         rows = (await store.session.execute(select(m.Invoice))).scalars().all()
@@ -55,23 +56,27 @@ async def assert_books_balance(stores: StoreFactory) -> None:
             split = split_money(row)
             assert split.adds_up(), (row.number, split)
             assert split.collected >= 0 and split.outstanding >= 0
+        await store.commit()
 
 
-async def activity(stores: StoreFactory, invoice_id: int) -> list[m.ActivityEntry]:
+async def activity(stores: UnitOfWorkFactory, invoice_id: int) -> list[m.ActivityEntry]:
     async with stores() as store:
-        return await store.activity_for("invoice", invoice_id)
+        result = await store.activity.for_entity("invoice", invoice_id)
+        await store.commit()
+        return result
 
 
-async def outbox_kinds(stores: StoreFactory) -> list[str]:
+async def outbox_kinds(stores: UnitOfWorkFactory) -> list[str]:
     async with stores() as store:
         rows = await store.session.execute(
             select(m.OutboxMessage.kind).order_by(m.OutboxMessage.id)
         )
+        await store.commit()
         return list(rows.scalars())
 
 
 async def waive(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     actor: Actor,
     invoice_id: int,
@@ -80,22 +85,31 @@ async def waive(
     reason: str = "Family hardship",
 ):  # type: ignore[no-untyped-def]
     async with stores() as store:
-        return await request_waiver(
+        result = await request_waiver(
             Context(store, clock, TZ), actor, RequestWaiver(invoice_id, cents, reason, key)
         )
+        await store.commit()
+        return result
 
 
 async def decide(
-    stores: StoreFactory, clock: FixedClock, actor: Actor, adjustment_id: int, approve: bool
+    stores: UnitOfWorkFactory, clock: FixedClock, actor: Actor, adjustment_id: int, approve: bool
 ):  # type: ignore[no-untyped-def]
     async with stores() as store:
-        return await decide_waiver(
+        result = await decide_waiver(
             Context(store, clock, TZ), actor, adjustment_id, approve=approve, comment="ok"
         )
+        await store.commit()
+        return result
 
 
 async def pay(
-    stores: StoreFactory, clock: FixedClock, actor: Actor, invoice_id: int, cents: int, key: str
+    stores: UnitOfWorkFactory,
+    clock: FixedClock,
+    actor: Actor,
+    invoice_id: int,
+    cents: int,
+    key: str,
 ) -> int:
     async with stores() as store:
         recorded = await record_payment(
@@ -109,25 +123,33 @@ async def pay(
                 idempotency_key=key,
             ),
         )
+        await store.commit()
         return recorded.payment.id
 
 
 async def refund(
-    stores: StoreFactory, clock: FixedClock, actor: Actor, payment_id: int, cents: int, key: str
+    stores: UnitOfWorkFactory,
+    clock: FixedClock,
+    actor: Actor,
+    payment_id: int,
+    cents: int,
+    key: str,
 ):  # type: ignore[no-untyped-def]
     async with stores() as store:
-        return await refund_payment(
+        result = await refund_payment(
             Context(store, clock, TZ),
             actor,
             RefundPayment(payment_id, cents, "Device found in the library", key),
         )
+        await store.commit()
+        return result
 
 
 # --- waivers up to the approval amount -----------------------------------------------------------
 
 
 async def test_a_small_waiver_applies_at_once_and_leaves_the_billed_amount(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     clerk = await add_staff(stores, "Billing Clerk")
     invoice_id = await one_invoice(stores)
@@ -151,7 +173,7 @@ async def test_a_small_waiver_applies_at_once_and_leaves_the_billed_amount(
 
 
 async def test_waiving_everything_settles_the_invoice_and_stops_reminders(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     director = await add_staff(stores, "Finance Director")
     waived_id = await one_invoice(stores)
@@ -167,12 +189,13 @@ async def test_waiving_everything_settles_the_invoice_and_stops_reminders(
     async with stores() as store:
         notices = (await store.session.execute(select(m.Notice))).scalars().all()
         reminded = {n.invoice_id for n in notices if n.template == "due_reminder"}
+        await store.commit()
     assert reminded == {control_id}
     await assert_books_balance(stores)
 
 
 async def test_waiver_input_is_checked_and_changes_nothing(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     clerk = await add_staff(stores, "Billing Clerk")
     tech = await add_staff(stores, "Technician")
@@ -189,21 +212,24 @@ async def test_waiver_input_is_checked_and_changes_nothing(
     row = await invoice(stores, invoice_id)
     assert row.waived_cents == 0
     async with stores() as store:
-        assert await store.adjustments_for(invoice_id) == []
+        assert await store.payments.adjustments_for(invoice_id) == []
+        await store.commit()
     await assert_books_balance(stores)
 
 
 # --- waivers that need approval ------------------------------------------------------------------
 
 
-async def requested(stores: StoreFactory, clock: FixedClock, cents: int = 15_000):  # type: ignore[no-untyped-def]
+async def requested(stores: UnitOfWorkFactory, clock: FixedClock, cents: int = 15_000):  # type: ignore[no-untyped-def]
     clerk = await add_staff(stores, "Billing Clerk")
     invoice_id = await one_invoice(stores)
     outcome = await waive(stores, clock, clerk, invoice_id, cents, key="big-1")
     return clerk, invoice_id, outcome
 
 
-async def test_a_large_waiver_waits_for_approval(stores: StoreFactory, clock: FixedClock) -> None:
+async def test_a_large_waiver_waits_for_approval(
+    stores: UnitOfWorkFactory, clock: FixedClock
+) -> None:
     clerk, invoice_id, outcome = await requested(stores, clock)
 
     assert outcome.pending and outcome.adjustment.requested_by_id == clerk.staff_id
@@ -220,7 +246,7 @@ async def test_a_large_waiver_waits_for_approval(stores: StoreFactory, clock: Fi
 
 
 async def test_approval_applies_the_waiver_and_the_first_decision_wins(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     _clerk, invoice_id, outcome = await requested(stores, clock)
     director = await add_staff(stores, "Finance Director")
@@ -231,11 +257,12 @@ async def test_approval_applies_the_waiver_and_the_first_decision_wins(
     row = await invoice(stores, invoice_id)
     assert (row.waived_cents, row.balance_cents) == (15_000, 5_000)
     async with stores() as store:
-        adjustment = await store.get_adjustment(outcome.adjustment.id)
+        adjustment = await store.payments.adjustment(outcome.adjustment.id)
         assert adjustment is not None
         assert (adjustment.status, adjustment.decided_by_id) == ("applied", director.staff_id)
         assert (adjustment.decided_at, adjustment.decision_comment) == (clock.now(), "ok")
-        decisions = await store.activity_for("invoice_adjustment", outcome.adjustment.id)
+        decisions = await store.activity.for_entity("invoice_adjustment", outcome.adjustment.id)
+        await store.commit()
     assert [d.action for d in decisions] == ["approved"]
     assert (await outbox_kinds(stores))[-1] == WAIVER_DECIDED
 
@@ -248,7 +275,7 @@ async def test_approval_applies_the_waiver_and_the_first_decision_wins(
 
 
 async def test_denial_changes_nothing_on_the_invoice(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     _clerk, invoice_id, outcome = await requested(stores, clock)
     director = await add_staff(stores, "Finance Director")
@@ -257,26 +284,28 @@ async def test_denial_changes_nothing_on_the_invoice(
     row = await invoice(stores, invoice_id)
     assert (row.waived_cents, row.balance_cents) == (0, 20_000)
     async with stores() as store:
-        adjustment = await store.get_adjustment(outcome.adjustment.id)
+        adjustment = await store.payments.adjustment(outcome.adjustment.id)
         assert adjustment is not None and adjustment.status == "denied"
+        await store.commit()
     actions = [e.action for e in await activity(stores, invoice_id)]
     assert "waiver_denied" in actions and "waiver_applied" not in actions
     await assert_books_balance(stores)
 
 
-async def test_only_approvers_decide(stores: StoreFactory, clock: FixedClock) -> None:
+async def test_only_approvers_decide(stores: UnitOfWorkFactory, clock: FixedClock) -> None:
     clerk, invoice_id, outcome = await requested(stores, clock)
 
     with pytest.raises(PermissionDenied, match="Approve Waivers"):
         await decide(stores, clock, clerk, outcome.adjustment.id, True)
     async with stores() as store:
-        adjustment = await store.get_adjustment(outcome.adjustment.id)
+        adjustment = await store.payments.adjustment(outcome.adjustment.id)
         assert adjustment is not None and adjustment.status == "pending"
+        await store.commit()
     assert (await invoice(stores, invoice_id)).waived_cents == 0
 
 
 async def test_approval_after_a_payment_shrank_the_balance_is_refused(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     clerk, invoice_id, outcome = await requested(stores, clock)
     director = await add_staff(stores, "Finance Director")
@@ -287,23 +316,26 @@ async def test_approval_after_a_payment_shrank_the_balance_is_refused(
     row = await invoice(stores, invoice_id)
     assert (row.waived_cents, row.balance_cents) == (0, 10_000)
     async with stores() as store:
-        adjustment = await store.get_adjustment(outcome.adjustment.id)
+        adjustment = await store.payments.adjustment(outcome.adjustment.id)
         assert adjustment is not None and adjustment.status == "pending"
+        await store.commit()
     # Denying it is still possible.
     await decide(stores, clock, director, outcome.adjustment.id, False)
     await assert_books_balance(stores)
 
 
 async def test_the_requester_may_withdraw_a_waiting_request(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     clerk, invoice_id, outcome = await requested(stores, clock)
     other = await add_staff(stores, "Billing Clerk", "other.clerk@district.org")
     async with stores() as store:
         with pytest.raises(PermissionDenied):
             await withdraw_waiver(Context(store, clock, TZ), other, outcome.adjustment.id)
+        await store.commit()
     async with stores() as store:
         await withdraw_waiver(Context(store, clock, TZ), clerk, outcome.adjustment.id)
+        await store.commit()
     assert "waiver_withdrawn" in [e.action for e in await activity(stores, invoice_id)]
     director = await add_staff(stores, "Finance Director")
     with pytest.raises(ConflictError, match="already withdrawn"):
@@ -312,7 +344,7 @@ async def test_the_requester_may_withdraw_a_waiting_request(
 
 
 async def test_two_approvers_at_once_record_exactly_one_decision(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     _clerk, invoice_id, outcome = await requested(stores, clock)
     director = await add_staff(stores, "Finance Director")
@@ -328,8 +360,9 @@ async def test_two_approvers_at_once_record_exactly_one_decision(
     assert len(wins) == 1 and len(losses) == 1
     assert isinstance(losses[0], ConflictError) and "already" in losses[0].message
     async with stores() as store:
-        decisions = await store.activity_for("invoice_adjustment", outcome.adjustment.id)
-        adjustment = await store.get_adjustment(outcome.adjustment.id)
+        decisions = await store.activity.for_entity("invoice_adjustment", outcome.adjustment.id)
+        adjustment = await store.payments.adjustment(outcome.adjustment.id)
+        await store.commit()
     assert len(decisions) == 1 and adjustment is not None
     row = await invoice(stores, invoice_id)
     assert row.waived_cents == (15_000 if adjustment.status == "applied" else 0)
@@ -340,7 +373,7 @@ async def test_two_approvers_at_once_record_exactly_one_decision(
 
 
 async def test_refunds_partial_then_full_with_receipts(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     clerk = await add_staff(stores, "Billing Clerk")
     director = await add_staff(stores, "Finance Director")
@@ -364,6 +397,7 @@ async def test_refunds_partial_then_full_with_receipts(
             .scalars()
             .all()
         )
+        await store.commit()
     assert len(notices) == 1
     context = notices[0].context or {}
     assert context["amount_cents"] == 2_000 and context["balance_cents"] == 4_000
@@ -385,7 +419,7 @@ async def test_refunds_partial_then_full_with_receipts(
 
 
 async def test_a_paid_invoice_refunded_stays_settled(
-    stores: StoreFactory, clock: FixedClock
+    stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     clerk = await add_staff(stores, "Billing Clerk")
     director = await add_staff(stores, "Finance Director")

@@ -19,7 +19,7 @@ from bot.settings import Settings
 from bot.slack.app import slack_outbox_handlers
 from bot.slack.client import build_web_client, close_web_client
 from storage import models as m
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from storage.weekly_digest import (
     DIGEST_KIND,
     NewOffender,
@@ -69,16 +69,22 @@ def at(day: date, hour: int = 16, minute: int = 0) -> datetime:
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
 
 
-async def _invoice_of(stores: StoreFactory, incident_id: int) -> int:
+async def _invoice_of(stores: UnitOfWorkFactory, incident_id: int) -> int:
     async with stores() as store:
         found = await store.session.execute(
             select(m.Invoice.id).where(m.Invoice.incident_id == incident_id)
         )
+        await store.commit()
         return int(found.scalar_one())
 
 
 async def _pay(
-    stores: StoreFactory, clock: FixedClock, admin: Actor, invoice_id: int, day: date, cents: int
+    stores: UnitOfWorkFactory,
+    clock: FixedClock,
+    admin: Actor,
+    invoice_id: int,
+    day: date,
+    cents: int,
 ) -> int:
     clock.set(at(day))
     async with stores() as store:
@@ -87,13 +93,15 @@ async def _pay(
             admin,
             RecordPayment(invoice_id, cents, PaymentMethod.CASH, f"pay-{invoice_id}-{day}"),
         )
+        await store.commit()
         return paid.payment.id
 
 
-async def build_digest_district(stores: StoreFactory, clock: FixedClock) -> ReportDistrict:
+async def build_digest_district(stores: UnitOfWorkFactory, clock: FixedClock) -> ReportDistrict:
     d = await build_report_district(stores, clock)
     async with stores() as store:
-        admin = await store.actor_by_email("admin@district.org")
+        admin = await store.people.actor_by_email("admin@district.org")
+        await store.commit()
     assert admin is not None
     first, second = (
         await _invoice_of(stores, d.incidents[1]),
@@ -109,6 +117,7 @@ async def build_digest_district(stores: StoreFactory, clock: FixedClock) -> Repo
         await store.session.execute(
             update(m.Invoice).where(m.Invoice.id == water).values(due_date=date(2026, 2, 1))
         )
+        await store.commit()
     # Sunday the 15th and Monday the 23rd fall outside the week.
     await _pay(stores, clock, admin, second, date(2026, 2, 15), 500)
     full = await _pay(stores, clock, admin, first, date(2026, 2, 17), 2_500)
@@ -118,16 +127,17 @@ async def build_digest_district(stores: StoreFactory, clock: FixedClock) -> Repo
         await refund_payment(
             Context(store, clock, TZ), admin, RefundPayment(full, 500, "Overpaid", "refund-1")
         )
+        await store.commit()
     await _pay(stores, clock, admin, second, date(2026, 2, 23), 500)
     return d
 
 
 @pytest.fixture
-async def district(stores: StoreFactory, clock: FixedClock) -> ReportDistrict:
+async def district(stores: UnitOfWorkFactory, clock: FixedClock) -> ReportDistrict:
     return await build_digest_district(stores, clock)
 
 
-async def test_weekly_figures(stores: StoreFactory, district: ReportDistrict) -> None:
+async def test_weekly_figures(stores: UnitOfWorkFactory, district: ReportDistrict) -> None:
     async with stores() as store:
         digest = await weekly_digest(store.session, WEEK, tz=TZ, as_of=DIGEST_DAY)
         # Any day of the week means that week.
@@ -135,6 +145,7 @@ async def test_weekly_figures(stores: StoreFactory, district: ReportDistrict) ->
         before = await weekly_digest(
             store.session, date(2026, 2, 9), tz=TZ, as_of=date(2026, 2, 16)
         )
+        await store.commit()
     assert digest == thursday == EXPECTED
     assert digest.recovered_cents == 3_000
     assert WeeklyDigest.from_payload(digest.to_payload()) == digest

@@ -35,7 +35,7 @@ from bot.slack.app import build_slack_app
 from bot.slack.client import build_web_client
 from bot.web.app import create_web_app
 from storage import models as m
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import District, add_district, add_staff
 from tests.mail.dovecot import Dovecot, DovecotUnavailable, start_dovecot
 from tests.slack.conftest import (  # noqa: F401 - `slack` (and its settings) are fixtures here too
@@ -107,6 +107,7 @@ class MailHarness(SlackHarness):
             rows = await store.session.execute(
                 select(m.InboundMessage).order_by(m.InboundMessage.id)
             )
+            await store.commit()
             return list(rows.scalars())
 
     async def wait_for_inbound(
@@ -258,7 +259,7 @@ class Billed:
 
 
 async def billed_family(
-    stores: StoreFactory, clock: FixedClock, *, amount_cents: int = 12500, sent: bool = True
+    stores: UnitOfWorkFactory, clock: FixedClock, *, amount_cents: int = 12500, sent: bool = True
 ) -> Billed:
     """A student's incident invoiced by the workflow, and (unless `sent` is False, when the
     worker is to send it) its notice marked sent."""
@@ -298,6 +299,7 @@ async def billed_family(
             notice.status = "sent"
             notice.sent_at = clock.now()
         token = make_reply_token(invoice.id, notice.id, SECRET)
+        await store.commit()
         return Billed(
             district,
             opened.incident.id,

@@ -37,7 +37,7 @@ from storage.notice_queries import (
     load_notices,
     notices_for_invoice,
 )
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.integration.billing_helpers import add_family, add_invoice, at_run_time, runner
 from tests.mail.conftest import email_bytes
 from tests.mail.smtp_server import Received, SmtpServer
@@ -454,7 +454,7 @@ class Billed:
     numbers: dict[int, str]
 
 
-async def bill_three_families(stores: StoreFactory) -> Billed:
+async def bill_three_families(stores: UnitOfWorkFactory) -> Billed:
     rivera_students, _ = await add_family(stores, "Rivera", guardians=2, students=2)
     garcia_students, (garcia_guardian,) = await add_family(stores, "Garcia", students=2)
     (chen_student,), _ = await add_family(stores, "Chen")
@@ -511,7 +511,7 @@ async def summary(engine: AsyncEngine, invoice_id: int) -> str:
 
 
 async def test_one_email_per_guardian_for_the_day(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     billed = await bill_three_families(stores)
     await run_the_day(engine, clock)
@@ -589,7 +589,7 @@ async def test_one_email_per_guardian_for_the_day(
 
 
 async def test_a_refused_digest_fails_on_every_invoice_it_covered(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     billed = await bill_three_families(stores)
     await run_the_day(engine, clock)
@@ -604,7 +604,7 @@ async def test_a_refused_digest_fails_on_every_invoice_it_covered(
 
 
 async def test_loading_digests_takes_the_same_queries_for_any_batch(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     await bill_three_families(stores)
     await run_the_day(engine, clock)
@@ -659,7 +659,7 @@ async def test_loading_digests_takes_the_same_queries_for_any_batch(
 
 async def test_a_reply_to_a_digest_names_its_invoices_and_a_bounce_reaches_them(
     engine: AsyncEngine,
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     smtp: SmtpServer,
     slack: SlackHarness,
@@ -721,14 +721,14 @@ async def test_a_reply_to_a_digest_names_its_invoices_and_a_bounce_reaches_them(
 
 
 async def test_reminders_for_invoices_settled_before_sending_are_withdrawn(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     billed = await bill_three_families(stores)
     await run_the_day(engine, clock)
     # Before the worker gets to them: the Chens pay in full and one Rivera invoice is paid.
     async with stores() as store:
         for invoice_id in (billed.chen, billed.rivera[1]):
-            invoice = await store.get_invoice(invoice_id)
+            invoice = await store.invoices.get(invoice_id)
             assert invoice is not None
             invoice.paid_cents, invoice.status = invoice.total_cents, "paid"
         await store.commit()
@@ -746,7 +746,7 @@ async def test_reminders_for_invoices_settled_before_sending_are_withdrawn(
 
 
 async def test_a_crash_after_sending_then_a_rerun_sends_nothing_twice(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     await bill_three_families(stores)
     await run_the_day(engine, clock)

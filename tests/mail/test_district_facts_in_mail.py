@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.mail.render import FamilyLinks, NoticeRenderer, build_context
 from storage import models as m
 from storage.billing_run import DIGEST_TEMPLATE
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from tests.mail.smtp_server import SmtpServer
 from tests.mail.test_billing_digest import _every_kind as digest_of_every_kind
@@ -268,7 +268,7 @@ def _bodies(received: Any) -> tuple[str, str]:
 @pytest.mark.parametrize("language", ["en", "es"])
 async def test_facts_set_by_staff_reach_the_family(
     engine: AsyncEngine,
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     smtp: SmtpServer,
     language: str,
@@ -290,6 +290,7 @@ async def test_facts_set_by_staff_reach_the_family(
                 "office_email": FACTS.office_email,
             },
         )
+        await store.commit()
     clerk = await add_staff(stores, "Billing Clerk")
     async with stores() as store:
         await record_payment(
@@ -303,6 +304,7 @@ async def test_facts_set_by_staff_reach_the_family(
                 idempotency_key="part",
             ),
         )
+        await store.commit()
     settings = mail_settings(smtp.port, public_base_url="https://devicecare.lakeview.example")
     assert await drain(make_worker(engine, clock, settings)) == 2
     invoice_mail, receipt = smtp.messages

@@ -153,13 +153,14 @@ async def test_notice_reply_confirm_receipt(loop: Loop) -> None:
     ack = messages[1]
     assert ack.rcpt_tos == [PARENT]
     async with mail.runtime.stores() as store:
-        thread = await store.slack_post(ReplyPostKind.INVOICE_THREAD, billed.invoice_id)
+        thread = await store.slack_posts.get(ReplyPostKind.INVOICE_THREAD, billed.invoice_id)
         templates = [
             n.template
             for n in (await store.session.execute(select(m.Notice).order_by(m.Notice.id)))
             .scalars()
             .all()
         ]
+        await store.commit()
     assert templates == ["invoice_issued", "pending_payment_ack"]
     assert thread is not None and thread.channel == BILLING_CHANNEL
     [post] = [
@@ -176,7 +177,9 @@ async def test_notice_reply_confirm_receipt(loop: Loop) -> None:
 
     async def recorded() -> bool:
         async with mail.runtime.stores() as store:
-            return bool((await store.session.execute(select(m.Payment))).first())
+            result = bool((await store.session.execute(select(m.Payment))).first())
+            await store.commit()
+            return result
 
     await eventually(recorded, what="the payment")
 
@@ -186,12 +189,13 @@ async def test_notice_reply_confirm_receipt(loop: Loop) -> None:
     assert receipt.rcpt_tos == [PARENT]
     async with mail.runtime.stores() as store:
         [payment] = (await store.session.execute(select(m.Payment))).scalars().all()
-        invoice = await store.get_invoice(billed.invoice_id)
+        invoice = await store.invoices.get(billed.invoice_id)
         receipt_notice = (
             await store.session.execute(
                 select(m.Notice).where(m.Notice.template == "payment_receipt")
             )
         ).scalar_one()
+        await store.commit()
     assert (payment.amount_cents, payment.reference, payment.recorded_by_id) == (
         5000,
         "1043",

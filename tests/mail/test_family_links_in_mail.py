@@ -30,16 +30,9 @@ from storage.notice_queries import (
     load_notice,
 )
 from storage.notices import queue_guardian_notice, thread_headers
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
-from tests.mail.conftest import (
-    PARENT,
-    REPLY_BASE,
-    Billed,
-    MailHarness,
-    billed_family,
-    email_bytes,
-)
+from tests.mail.conftest import PARENT, REPLY_BASE, Billed, MailHarness, billed_family, email_bytes
 from tests.mail.smtp_server import Received, SmtpServer
 from tests.mail.test_billing_digest import _every_kind as digest_of_every_kind
 from tests.mail.test_sender import drain, issue_invoice, mail_settings, make_worker
@@ -77,11 +70,12 @@ def links_in(body: str) -> list[FamilyLink]:
     return found
 
 
-async def set_language(stores: StoreFactory, guardian_id: int, language: str) -> None:
+async def set_language(stores: UnitOfWorkFactory, guardian_id: int, language: str) -> None:
     async with stores() as store:
         guardian = await store.session.get(m.Guardian, guardian_id)
         assert guardian is not None
         guardian.preferred_language = language
+        await store.commit()
 
 
 async def only_notice(engine: AsyncEngine, **where: object) -> m.Notice:
@@ -103,7 +97,7 @@ async def only_notice(engine: AsyncEngine, **where: object) -> m.Notice:
 )
 async def test_an_invoice_email_links_to_the_family_page_and_the_portal(
     engine: AsyncEngine,
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     smtp: SmtpServer,
     language: str,
@@ -144,7 +138,7 @@ async def test_an_invoice_email_links_to_the_family_page_and_the_portal(
 
 
 async def test_without_a_portal_or_stripe_the_link_only_shows_the_invoice(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     await issue_invoice(stores, clock)
     settings = mail_settings(smtp.port, public_base_url=BASE)
@@ -159,7 +153,7 @@ async def test_without_a_portal_or_stripe_the_link_only_shows_the_invoice(
 
 
 async def test_a_receipt_links_to_the_page_but_not_to_the_portal_once_paid(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     issued = await issue_invoice(stores, clock)
     clerk = await add_staff(stores, "Billing Clerk")
@@ -175,6 +169,7 @@ async def test_a_receipt_links_to_the_page_but_not_to_the_portal_once_paid(
                 idempotency_key="pay-all",
             ),
         )
+        await store.commit()
     settings = mail_settings(smtp.port, public_base_url=BASE, payment_portal_url_template=PORTAL)
     assert await drain(make_worker(engine, clock, settings)) == 2
     receipt = next(r for r in smtp.messages if str(r.message["Subject"]).startswith("Receipt"))
@@ -186,7 +181,7 @@ async def test_a_receipt_links_to_the_page_but_not_to_the_portal_once_paid(
 
 
 async def test_an_email_renders_without_a_link_when_there_is_none(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     issued = await issue_invoice(stores, clock)
     notice = await only_notice(engine, invoice_id=issued.invoice_id)
@@ -214,7 +209,7 @@ async def test_an_email_renders_without_a_link_when_there_is_none(
 )
 async def test_a_family_link_notice_without_an_invoice_is_sent(
     engine: AsyncEngine,
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     smtp: SmtpServer,
     language: str,
@@ -237,6 +232,7 @@ async def test_a_family_link_notice_without_an_invoice_is_sent(
         )
         assert queued is not None and queued.invoice_id is None
         link_notice_id = queued.id
+        await store.commit()
     settings = mail_settings(smtp.port, public_base_url=BASE)
     assert await drain(make_worker(engine, clock, settings)) == 2
 
@@ -265,7 +261,9 @@ async def billed(slack: SlackHarness) -> Billed:
 async def family_link_notices(slack: SlackHarness) -> list[m.Notice]:
     async with slack.runtime.stores() as store:
         stmt = select(m.Notice).where(m.Notice.template == NoticeTemplate.FAMILY_LINK)
-        return list((await store.session.execute(stmt.order_by(m.Notice.id))).scalars())
+        result = list((await store.session.execute(stmt.order_by(m.Notice.id))).scalars())
+        await store.commit()
+        return result
 
 
 def billing_text(slack: SlackHarness) -> str:
@@ -307,6 +305,7 @@ async def test_a_guardian_asking_for_a_new_link_gets_one_once(
             )
         ).scalar_one()
         assert outbox.kind == "email.notice"
+        await store.commit()
 
     # The same email read again (a re-fetch after a lost connection): nothing more is sent.
     again = await Ingestor.from_runtime(slack.runtime).ingest(raw)
@@ -331,6 +330,7 @@ async def test_a_new_link_request_read_from_the_mailbox_twice_sends_one_link(
     # Forget how far the reader got: it fetches the message again.
     async with mail.runtime.stores() as store:
         await store.session.execute(update(m.MailboxState).values(last_uid=0))
+        await store.commit()
     assert await reader.run_once() == 0
     assert reader.stats.duplicates == 1
     [notice] = await family_link_notices(mail)
@@ -405,7 +405,7 @@ def test_delivery_summary_shows_viewed_and_paid() -> None:
 
 
 async def test_the_invoice_line_follows_the_email_from_sent_to_paid(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     issued = await issue_invoice(stores, clock)
     settings = mail_settings(smtp.port, public_base_url=BASE)
@@ -421,6 +421,7 @@ async def test_the_invoice_line_follows_the_email_from_sent_to_paid(
         row = await store.session.get(m.Notice, notice.id)
         assert row is not None
         row.viewed_at = datetime(2026, 3, 3, 17, tzinfo=UTC)
+        await store.commit()
     assert await line() == "Invoice emailed to maria@… Mar 2, viewed Mar 3"
 
     clerk = await add_staff(stores, "Billing Clerk")
@@ -436,6 +437,7 @@ async def test_the_invoice_line_follows_the_email_from_sent_to_paid(
                 idempotency_key="pay-in-full",
             ),
         )
+        await store.commit()
     assert (await line()).endswith("viewed Mar 3 · Receipt to maria@… queued · Paid in full Mar 4")
 
 

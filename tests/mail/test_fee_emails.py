@@ -15,7 +15,7 @@ from storage import models as m
 from storage.bulk_fees import BulkFeeBiller
 from storage.db import session_factory
 from storage.fee_store import SqlFeeStore
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff, add_students
 from tests.mail.smtp_server import SmtpServer
 from tests.mail.test_sender import mail_settings
@@ -34,7 +34,7 @@ def smtp() -> Iterator[SmtpServer]:
 
 
 async def test_each_family_gets_its_fee_invoice_by_email(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     clerk = await add_staff(stores, "Billing Clerk")
     await add_students(stores, 3)
@@ -45,6 +45,7 @@ async def test_each_family_gets_its_fee_invoice_by_email(
             clerk,
             FeeDefinition("tech-fee", "Technology fee", "2025-2026", 2500),
         )
+        await store.commit()
     result = await apply_fee(BulkFeeBiller(session_factory(engine), clock, TZ), clerk, fee.id)
     assert result.notices == 3
 
@@ -61,6 +62,7 @@ async def test_each_family_gets_its_fee_invoice_by_email(
             i.student_id: i for i in (await store.session.execute(select(m.Invoice))).scalars()
         }
         notices = list((await store.session.execute(select(m.Notice))).scalars())
+        await store.commit()
     assert {n.status for n in notices} == {"sent"}
     for got in received:
         message = got.message

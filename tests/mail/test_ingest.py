@@ -45,6 +45,7 @@ def ingestor(slack: SlackHarness) -> Ingestor:
 async def rows(slack: SlackHarness, model: type) -> list:  # type: ignore[type-arg]
     async with slack.runtime.stores() as store:
         result = await store.session.execute(select(model).order_by(model.id))
+        await store.commit()
         return list(result.scalars())
 
 
@@ -208,6 +209,7 @@ async def test_a_guardian_of_another_student_is_not_trusted(
         store.session.add(
             m.Guardian(first_name="Other", last_name="Parent", email="other.parent@example.org")
         )
+        await store.commit()
     raw = email_bytes(to=billed.reply_to, sender="other.parent@example.org")
     result = await ingestor.ingest(raw)
     assert result.status == "flagged"
@@ -321,6 +323,7 @@ async def test_a_bounce_marks_the_address_the_notice_and_alerts_billing(
     async with slack.runtime.stores() as store:
         # No more notices to that address until someone fixes it.
         assert await recipients(store.session, billed.district.student_id) == []
+        await store.commit()
 
     await slack.deliver_outbox()
     [alert] = billing_posts(slack)
@@ -387,9 +390,10 @@ async def test_a_payment_reported_on_a_paid_invoice_waits_for_nobody(
     slack: SlackHarness, billed: Billed, ingestor: Ingestor
 ) -> None:
     async with slack.runtime.stores() as store:
-        invoice = await store.get_invoice(billed.invoice_id)
+        invoice = await store.invoices.get(billed.invoice_id)
         assert invoice is not None
         invoice.paid_cents, invoice.status = invoice.total_cents, "paid"
+        await store.commit()
     await ingestor.ingest(email_bytes(to=billed.reply_to, body="I paid $50 cash on Monday."))
     assert await rows(slack, m.PendingPayment) == []
 
@@ -421,8 +425,9 @@ async def test_a_photo_from_the_family_is_attached_to_the_incident(
     assert photo.device_id == billed.district.device_id and photo.uploaded_by_id is None
     assert await slack.runtime.blobs.exists(photo.blob_key)
     async with slack.runtime.stores() as store:
-        [entry] = [e for e in await store.activity_for("incident", billed.incident_id)
+        [entry] = [e for e in await store.activity.for_entity("incident", billed.incident_id)
                    if e.action == "photo_added"]  # fmt: skip
+        await store.commit()
     assert entry.actor_label == "Maria Rivera (by email)"
 
     await slack.deliver_outbox()
@@ -497,6 +502,7 @@ async def test_the_same_message_twice_is_stored_once(
         for model in (m.InboundMessage, m.PendingPayment, m.Photo):
             count = await store.session.scalar(select(func.count()).select_from(model))
             assert count == 1, model
+        await store.commit()
 
 
 async def test_two_ingestors_racing_on_one_message_store_it_once(

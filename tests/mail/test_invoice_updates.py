@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import models as m
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from tests.mail.smtp_server import SmtpServer
 from tests.mail.test_sender import (  # noqa: F401 - `smtp` is a fixture
@@ -45,7 +45,7 @@ def updates(smtp: SmtpServer) -> list[EmailMessage]:  # noqa: F811
 
 async def test_a_waiver_and_a_refund_each_send_one_update(
     engine: AsyncEngine,
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     smtp: SmtpServer,  # noqa: F811
 ) -> None:
@@ -62,6 +62,7 @@ async def test_a_waiver_and_a_refund_each_send_one_update(
                 clerk,
                 RequestWaiver(issued.invoice_id, 400, "Late <fee> waived", idempotency_key="w1"),
             )
+            await store.commit()
     assert await drain(worker) == 1
     [update] = updates(smtp)
     assert update["Subject"] == "Invoice INV-000001 was updated: $29.00 is now $25.00"
@@ -78,6 +79,7 @@ async def test_a_waiver_and_a_refund_each_send_one_update(
             clerk,
             RecordPayment(issued.invoice_id, 2_500, PaymentMethod.CASH, "p1"),
         )
+        await store.commit()
     assert await drain(worker) == 1
     assert len(updates(smtp)) == 1
 
@@ -88,6 +90,7 @@ async def test_a_waiver_and_a_refund_each_send_one_update(
                 director,
                 RefundPayment(paid.payment.id, 1_000, "Charger found", "r1"),
             )
+            await store.commit()
     assert await drain(worker) == 2  # the refund receipt and one update
     refund_update = updates(smtp)[-1]
     assert refund_update["Subject"] == "Invoice INV-000001 was updated: $25.00 is now $15.00"
@@ -98,7 +101,7 @@ async def test_a_waiver_and_a_refund_each_send_one_update(
 
 async def test_a_cancellation_and_a_restore_in_spanish(
     engine: AsyncEngine,
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     smtp: SmtpServer,  # noqa: F811
 ) -> None:
@@ -107,6 +110,7 @@ async def test_a_cancellation_and_a_restore_in_spanish(
         guardian = await store.session.get(m.Guardian, issued.district.guardian_id)
         assert guardian is not None
         guardian.preferred_language = "es"
+        await store.commit()
     worker = make_worker(engine, clock, mail_settings(smtp.port))
     assert await drain(worker) == 1
     clerk = await add_staff(stores, "Billing Clerk")
@@ -114,6 +118,7 @@ async def test_a_cancellation_and_a_restore_in_spanish(
         await cancel_invoice(
             Context(store, clock, TZ), clerk, issued.invoice_id, reason="Factura duplicada"
         )
+        await store.commit()
     assert await drain(worker) == 1
     [cancelled] = updates(smtp)
     assert cancelled["Subject"] == "La factura INV-000001 cambió: cancelada, no se debe nada"
@@ -123,6 +128,7 @@ async def test_a_cancellation_and_a_restore_in_spanish(
 
     async with stores() as store:
         await restore_invoice(Context(store, clock, TZ), clerk, issued.invoice_id)
+        await store.commit()
     assert await drain(worker) == 1
     restored = updates(smtp)[-1]
     assert restored["Subject"] == "La factura INV-000001 cambió: $0.00 ahora es $29.00"
@@ -131,7 +137,7 @@ async def test_a_cancellation_and_a_restore_in_spanish(
 
 async def test_no_update_when_the_family_was_never_told(
     engine: AsyncEngine,
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     smtp: SmtpServer,  # noqa: F811
 ) -> None:
@@ -141,8 +147,10 @@ async def test_no_update_when_the_family_was_never_told(
         await request_waiver(
             Context(store, clock, TZ), clerk, RequestWaiver(issued.invoice_id, 400, "Goodwill")
         )
+        await store.commit()
     async with stores() as store:
         rows = (await store.session.execute(select(m.Notice.template))).scalars().all()
+        await store.commit()
     assert list(rows) == ["invoice_issued"]
     assert await drain(make_worker(engine, clock, mail_settings(smtp.port))) == 1
     [email] = [r.message for r in smtp.messages]

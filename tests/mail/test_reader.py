@@ -30,7 +30,9 @@ from tests.mail.conftest import (
 
 async def state_of(mail: MailHarness) -> m.MailboxState | None:
     async with mail.runtime.stores() as store:
-        return await store.session.get(m.MailboxState, mail.config().state_key)
+        result = await store.session.get(m.MailboxState, mail.config().state_key)
+        await store.commit()
+        return result
 
 
 async def test_a_reply_is_ingested_routed_and_shown_in_the_invoice_thread(
@@ -58,7 +60,8 @@ async def test_a_reply_is_ingested_routed_and_shown_in_the_invoice_thread(
     assert "Reply from Maria Rivera" in str(post.args["blocks"])
     assert "two parts" in str(post.args["blocks"])
     async with mail.runtime.stores() as store:
-        thread = await store.slack_post(ReplyPostKind.INVOICE_THREAD, billed.invoice_id)
+        thread = await store.slack_posts.get(ReplyPostKind.INVOICE_THREAD, billed.invoice_id)
+        await store.commit()
     assert thread is not None and thread.channel == BILLING_CHANNEL
 
 
@@ -75,6 +78,7 @@ async def test_a_reply_with_a_photo_comes_through_whole(mail: MailHarness) -> No
     await mail.reader().run_once()
     async with mail.runtime.stores() as store:
         [stored] = (await store.session.execute(select(m.Photo))).scalars().all()
+        await store.commit()
     assert (stored.incident_id, stored.width, stored.height) == (billed.incident_id, 1600, 1200)
     kept = await mail.runtime.blobs.get(stored.blob_key)  # re-encoded, never kept as sent
     assert Image.open(io.BytesIO(kept)).size == (1600, 1200) and len(kept) == stored.size_bytes
@@ -92,7 +96,8 @@ async def test_later_replies_go_in_the_thread_the_first_one_started(mail: MailHa
     first, second = mail.fake.calls_to("chat.postMessage")
     assert "thread_ts" not in first.args
     async with mail.runtime.stores() as store:
-        thread = await store.slack_post(ReplyPostKind.INVOICE_THREAD, billed.invoice_id)
+        thread = await store.slack_posts.get(ReplyPostKind.INVOICE_THREAD, billed.invoice_id)
+        await store.commit()
     assert thread is not None
     assert second.args["thread_ts"] == thread.ts and second.args["channel"] == thread.channel
     assert "Second question" in str(second.args["blocks"])
@@ -107,6 +112,7 @@ async def test_the_same_message_fetched_twice_is_processed_once(mail: MailHarnes
     # Forget how far the reader got: it fetches the message again.
     async with mail.runtime.stores() as store:
         await store.session.execute(update(m.MailboxState).values(last_uid=0))
+        await store.commit()
     assert await reader.run_once() == 0
     assert reader.stats.fetched == 2 and reader.stats.duplicates == 1
 

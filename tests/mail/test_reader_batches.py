@@ -36,12 +36,15 @@ CRASHED = 70
 
 async def state_of(mail: MailHarness) -> m.MailboxState | None:
     async with mail.runtime.stores() as store:
-        return await store.session.get(m.MailboxState, mail.config().state_key)
+        result = await store.session.get(m.MailboxState, mail.config().state_key)
+        await store.commit()
+        return result
 
 
 async def count(mail: MailHarness, model: Any, *where: Any) -> int:
     async with mail.runtime.stores() as store:
         found = await store.session.scalar(select(func.count()).select_from(model).where(*where))
+        await store.commit()
         return int(found or 0)
 
 
@@ -291,7 +294,8 @@ async def test_replies_keep_their_order_across_batches(mail: MailHarness) -> Non
     shown = [next(b for b in bodies if b in str(p.args["blocks"])) for p in posts]
     assert shown == bodies
     async with mail.runtime.stores() as store:
-        thread = await store.slack_post(ReplyPostKind.INVOICE_THREAD, billed.invoice_id)
+        thread = await store.slack_posts.get(ReplyPostKind.INVOICE_THREAD, billed.invoice_id)
+        await store.commit()
     assert thread is not None
     assert "thread_ts" not in posts[0].args
     assert all(p.args["thread_ts"] == thread.ts for p in posts[1:])

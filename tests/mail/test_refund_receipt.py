@@ -8,7 +8,7 @@ from email.message import EmailMessage
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import models as m
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from tests.mail.smtp_server import SmtpServer
 from tests.mail.test_sender import (  # noqa: F401 - `smtp` is a fixture
@@ -41,7 +41,7 @@ def html_of(message: EmailMessage) -> str:
 
 async def test_refund_receipt_and_waiver_lines_reach_the_family(
     engine: AsyncEngine,
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     smtp: SmtpServer,  # noqa: F811
 ) -> None:
@@ -61,6 +61,7 @@ async def test_refund_receipt_and_waiver_lines_reach_the_family(
             director,
             RefundPayment(paid.payment.id, 1_500, "Charger found <in the cart>", "r1"),
         )
+        await store.commit()
     worker = make_worker(engine, clock, mail_settings(smtp.port))
     assert await drain(worker) == 3  # the invoice, the payment receipt, the refund receipt
     refund = smtp.messages[-1].message
@@ -92,7 +93,7 @@ async def test_refund_receipt_and_waiver_lines_reach_the_family(
 
 async def test_refund_receipt_in_spanish(
     engine: AsyncEngine,
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     smtp: SmtpServer,  # noqa: F811
 ) -> None:
@@ -101,6 +102,7 @@ async def test_refund_receipt_in_spanish(
         guardian = await store.session.get(m.Guardian, issued.district.guardian_id)
         assert guardian is not None
         guardian.preferred_language = "es"
+        await store.commit()
     director = await add_staff(stores, "Finance Director")
     async with stores() as store:
         ctx = Context(store, clock, TZ)
@@ -110,6 +112,7 @@ async def test_refund_receipt_in_spanish(
         await refund_payment(
             ctx, director, RefundPayment(paid.payment.id, 2_900, "Dispositivo encontrado", "r1")
         )
+        await store.commit()
     assert await drain(make_worker(engine, clock, mail_settings(smtp.port))) == 3
     refund = smtp.messages[-1].message
     assert refund["Subject"] == "Reembolso: $29.00 de la factura INV-000001"

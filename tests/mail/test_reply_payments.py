@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.slack.reply_blocks import ReplyAction, ReplyBlock, ReplyView, amount_block
 from storage import models as m
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.mail.conftest import BILLING_CHANNEL, MailHarness, email_bytes
 from tests.mail.smtp_server import SmtpServer
 from tests.mail.test_billing_digest import (
@@ -78,7 +78,7 @@ class Sent:
 async def sent(
     mail: MailHarness,
     engine: AsyncEngine,
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     smtp: SmtpServer,
 ) -> Sent:
@@ -116,12 +116,14 @@ async def the_pending(mail: MailHarness) -> tuple[m.PendingPayment, list[m.Pendi
         found = await store.session.execute(
             select(m.PendingPaymentPart).order_by(m.PendingPaymentPart.position)
         )
+        await store.commit()
         return pending, list(found.scalars())
 
 
 async def payments(mail: MailHarness) -> list[m.Payment]:
     async with mail.runtime.stores() as store:
         rows = await store.session.execute(select(m.Payment).order_by(m.Payment.id))
+        await store.commit()
         return list(rows.scalars())
 
 
@@ -130,6 +132,7 @@ async def notices(mail: MailHarness, template: str) -> list[m.Notice]:
         rows = await store.session.execute(
             select(m.Notice).where(m.Notice.template == template).order_by(m.Notice.id)
         )
+        await store.commit()
         return list(rows.scalars())
 
 
@@ -190,6 +193,7 @@ async def test_a_digest_reply_naming_the_second_invoice_pays_that_invoice(
     # IMAP re-fetch: forget how far the reader got; nothing new is made.
     async with mail.runtime.stores() as store:
         await store.session.execute(update(m.MailboxState).values(last_uid=0))
+        await store.commit()
     assert await mail.reader().run_once() == 0
     assert len(await mail.inbound()) == 1
     assert len((await the_pending(mail))[1]) == 2

@@ -31,7 +31,9 @@ async def report(slack: SlackHarness, body: str) -> tuple[int, int]:
 
 async def payments(slack: SlackHarness) -> list[m.Payment]:
     async with slack.runtime.stores() as store:
-        return list((await store.session.execute(select(m.Payment))).scalars())
+        result = list((await store.session.execute(select(m.Payment))).scalars())
+        await store.commit()
+        return result
 
 
 async def test_no_amount_waits_for_one_and_takes_the_balance_as_it_is_then(
@@ -46,6 +48,7 @@ async def test_no_amount_waits_for_one_and_takes_the_balance_as_it_is_then(
             await confirm_pending_payment(
                 Context(store, slack.clock, tz), Inbox(store), clerk, pending_id
             )
+            await store.commit()
     assert "didn't say how much they paid" in caught.value.message
     assert await payments(slack) == []
 
@@ -56,6 +59,7 @@ async def test_no_amount_waits_for_one_and_takes_the_balance_as_it_is_then(
             clerk,
             RecordPayment(invoice_id, 2500, PaymentMethod.CASH, "office-1"),
         )
+        await store.commit()
     async with slack.runtime.stores() as store:
         ctx, inbox = Context(store, slack.clock, tz), Inbox(store)
         with pytest.raises(ValidationError) as caught:
@@ -63,19 +67,22 @@ async def test_no_amount_waits_for_one_and_takes_the_balance_as_it_is_then(
                 ctx, inbox, clerk, pending_id, total="125", amounts={invoice_id: "125"}
             )
         assert "more than the $100.00 still owed" in caught.value.message
+        await store.commit()
     async with slack.runtime.stores() as store:
         ctx, inbox = Context(store, slack.clock, tz), Inbox(store)
         pending = await use_full_balance(ctx, inbox, clerk, pending_id)
         assert (pending.amount_cents, pending.amount_given) == (10000, True)
         decision = await confirm_pending_payment(ctx, inbox, clerk, pending_id)
         assert decision.payment is not None and decision.payment.amount_cents == 10000
+        await store.commit()
     async with slack.runtime.stores() as store:
         ctx, inbox = Context(store, slack.clock, tz), Inbox(store)
         with pytest.raises(ConflictError) as conflict:
             await edit_split(ctx, inbox, clerk, pending_id, total="1", amounts={invoice_id: "1"})
         assert "already confirmed" in conflict.value.message
-        log = await store.activity_for("pending_payment", pending_id)
+        log = await store.activity.for_entity("pending_payment", pending_id)
         assert [e.action for e in log] == ["split_changed", "confirmed"]
+        await store.commit()
 
 
 async def test_a_payment_reported_before_splits_existed_still_confirms(
@@ -84,11 +91,13 @@ async def test_a_payment_reported_before_splits_existed_still_confirms(
     invoice_id, pending_id = await report(slack, "I paid $50 cash on Monday.")
     async with slack.runtime.stores() as store:
         await store.session.execute(delete(m.PendingPaymentPart))
+        await store.commit()
     clerk: Actor = await slack.staff("Billing Clerk", "U_CLERK")
     async with slack.runtime.stores() as store:
         await confirm_pending_payment(
             Context(store, slack.clock, slack.runtime.settings.tz), Inbox(store), clerk, pending_id
         )
+        await store.commit()
     [payment] = await payments(slack)
     assert (payment.invoice_id, payment.amount_cents, payment.idempotency_key) == (
         invoice_id,

@@ -24,13 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.jobs.worker import OutboxWorker
 from bot.mail.render import NoticeRenderer, RenderedNotice, build_context
-from bot.mail.sender import (
-    WIRE_POLICY,
-    NoticeSender,
-    build_message,
-    flatten,
-    notice_handlers,
-)
+from bot.mail.sender import WIRE_POLICY, NoticeSender, build_message, flatten, notice_handlers
 from bot.mail.tokens import ReplyToken, token_from_address, verify_reply_token
 from bot.settings import Settings
 from storage import models as m
@@ -38,7 +32,7 @@ from storage.db import session_factory
 from storage.notice_queries import delivery_summary, load_notices, notices_for_invoice
 from storage.notices import THREAD_KEY, reply_thread
 from storage.outbox import MAX_ATTEMPTS
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import District, add_district, add_policy, add_staff
 from tests.mail.smtp_server import Received, SmtpServer
 from tests.mail.test_render import _data as _render_data
@@ -93,7 +87,7 @@ class Issued:
     invoice_id: int
 
 
-async def issue_invoice(stores: StoreFactory, clock: FixedClock) -> Issued:
+async def issue_invoice(stores: UnitOfWorkFactory, clock: FixedClock) -> Issued:
     """The AppleCare-style invoice ($125.00, $29 co-pay), made by the workflow."""
     d = await add_district(stores)
     await add_policy(stores, d.student_id, name="AppleCare+", copay_cents=2900, max_claims=2)
@@ -104,19 +98,25 @@ async def issue_invoice(stores: StoreFactory, clock: FixedClock) -> Issued:
             tech,
             OpenIncident(device_id=d.device_id, occurred_on=date(2026, 2, 20), flags=("screen",)),
         )
+        await store.commit()
     async with stores() as store:
         created = await create_invoice_for_incident(
             Context(store, clock, TZ),
             tech,
             CreateInvoice(incident_id=opened.incident.id, fee_item_ids=(d.fee_screen_id,)),
         )
+        await store.commit()
     return Issued(d, created.invoice.id)
 
 
-async def queue_more(stores: StoreFactory, invoice_id: int, n: int, start: int = 0) -> None:
+async def queue_more(stores: UnitOfWorkFactory, invoice_id: int, n: int, start: int = 0) -> None:
     async with stores() as store:
         for i in range(start, start + n):
-            assert await store.queue_notice("due_reminder", invoice_id, f"test-reminder:{i}") == 1
+            queued = await store.outbox.queue_notice(
+                "due_reminder", invoice_id, f"test-reminder:{i}"
+            )
+            assert queued == 1
+        await store.commit()
 
 
 async def notices(engine: AsyncEngine) -> list[m.Notice]:
@@ -138,7 +138,7 @@ def message_ids(received: list[Received]) -> list[str]:
 
 
 async def test_invoice_notice_reaches_the_smtp_server(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     issued = await issue_invoice(stores, clock)
     worker = make_worker(engine, clock, mail_settings(smtp.port))
@@ -192,13 +192,14 @@ async def test_invoice_notice_reaches_the_smtp_server(
 
 
 async def test_receipt_goes_out_in_the_guardians_language(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     issued = await issue_invoice(stores, clock)
     async with stores() as store:
         guardian = await store.session.get(m.Guardian, issued.district.guardian_id)
         assert guardian is not None
         guardian.preferred_language = "es"
+        await store.commit()
     clerk = await add_staff(stores, "Billing Clerk")
     async with stores() as store:
         await record_payment(
@@ -212,6 +213,7 @@ async def test_receipt_goes_out_in_the_guardians_language(
                 idempotency_key="pay-1",
             ),
         )
+        await store.commit()
     assert await drain(make_worker(engine, clock, mail_settings(smtp.port))) == 2
     invoice_mail, receipt = (r.message for r in smtp.messages)
     assert invoice_mail["Subject"].startswith("Factura INV-000001")
@@ -224,7 +226,7 @@ async def test_receipt_goes_out_in_the_guardians_language(
 
 
 async def test_a_batch_of_20_uses_one_connection(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     issued = await issue_invoice(stores, clock)
     await queue_more(stores, issued.invoice_id, 19)
@@ -241,7 +243,7 @@ async def test_a_batch_of_20_uses_one_connection(
 
 
 async def test_a_dropped_connection_is_reopened(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     issued = await issue_invoice(stores, clock)
     worker = make_worker(engine, clock, mail_settings(smtp.port))
@@ -259,7 +261,7 @@ async def test_a_dropped_connection_is_reopened(
 
 
 async def test_smtp_down_then_back_delivers_everything_once(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     smtp.stop()
     issued = await issue_invoice(stores, clock)
@@ -295,7 +297,7 @@ async def test_smtp_down_then_back_delivers_everything_once(
 
 
 async def test_giving_up_fails_the_notice(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     smtp.stop()
     await issue_invoice(stores, clock)
@@ -311,13 +313,14 @@ async def test_giving_up_fails_the_notice(
 
 
 async def test_a_guardian_without_an_address_fails_at_once(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     issued = await issue_invoice(stores, clock)
     async with stores() as store:
         guardian = await store.session.get(m.Guardian, issued.district.guardian_id)
         assert guardian is not None
         guardian.email = None
+        await store.commit()
     worker = make_worker(engine, clock, mail_settings(smtp.port))
     assert await worker.run_once() == 1
     [row] = await outbox(engine)
@@ -331,25 +334,33 @@ async def test_a_guardian_without_an_address_fails_at_once(
 
 
 async def test_a_refused_mailbox_fails_that_notice_only(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     d = await add_district(stores)
     async with stores() as store:
-        other = m.Guardian(first_name="Sam", last_name="Rivera", email="sam@example.org",
-                           household_id=d.household_id)
+        other = m.Guardian(
+            first_name="Sam",
+            last_name="Rivera",
+            email="sam@example.org",
+            household_id=d.household_id,
+        )
         store.session.add(other)
         await store.session.flush()
         store.session.add(m.Guardianship(guardian_id=other.id, student_id=d.student_id))
+        await store.commit()
     tech = await add_staff(stores, "Technician")
     async with stores() as store:
         opened = await open_incident(
-            Context(store, clock, TZ), tech,
+            Context(store, clock, TZ),
+            tech,
             OpenIncident(device_id=d.device_id, occurred_on=date(2026, 2, 20), flags=("screen",)),
         )
         created = await create_invoice_for_incident(
-            Context(store, clock, TZ), tech,
+            Context(store, clock, TZ),
+            tech,
             CreateInvoice(incident_id=opened.incident.id, fee_item_ids=(d.fee_screen_id,)),
         )
+        await store.commit()
     smtp.refuse("sam@example.org")
     worker = make_worker(engine, clock, mail_settings(smtp.port))
     assert await worker.run_once() == 2
@@ -368,7 +379,7 @@ async def test_a_refused_mailbox_fails_that_notice_only(
 
 
 async def test_a_sent_notice_is_never_sent_again(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     await issue_invoice(stores, clock)
     worker = make_worker(engine, clock, mail_settings(smtp.port))
@@ -376,12 +387,13 @@ async def test_a_sent_notice_is_never_sent_again(
     async with stores() as store:  # someone requeues the row by hand
         row = (await store.session.execute(select(m.OutboxMessage))).scalar_one()
         row.status, row.next_attempt_at = "pending", clock.now()
+        await store.commit()
     assert await worker.run_once() == 1
     assert len(smtp.messages) == 1
 
 
 async def test_a_stop_mid_batch_loses_nothing_and_repeats_nothing(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     """SIGTERM cancels the worker: the message on the wire is finished and recorded, what was
     sent is committed, the rest of the batch goes straight back to the queue."""
@@ -413,7 +425,7 @@ async def test_a_stop_mid_batch_loses_nothing_and_repeats_nothing(
 
 
 async def test_the_batch_loader_reads_what_the_models_read(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     """`load_notices` reads plain rows; each must show every column and property the model's
     object shows (templates and the sender read them the same way)."""
@@ -448,7 +460,7 @@ async def test_the_batch_loader_reads_what_the_models_read(
 
 
 async def test_names_and_subjects_are_encoded_for_the_wire(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     issued = await issue_invoice(stores, clock)
     async with stores() as store:
@@ -458,7 +470,8 @@ async def test_names_and_subjects_are_encoded_for_the_wire(
         guardian.first_name = "María José\r\nBcc: evil@example.net"
         guardian.last_name = "Núñez"
         guardian.preferred_language = "es"
-        settings_row.district_name = "Distrito Escolar de Añasco, \"Norte\""
+        settings_row.district_name = 'Distrito Escolar de Añasco, "Norte"'
+        await store.commit()
     assert await make_worker(engine, clock, mail_settings(smtp.port)).run_once() == 1
     [got] = smtp.messages
     assert got.data.isascii()  # encoded words and 7-bit parts only
@@ -477,13 +490,14 @@ async def test_names_and_subjects_are_encoded_for_the_wire(
 
 
 async def test_an_unusable_address_fails_the_notice(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     issued = await issue_invoice(stores, clock)
     async with stores() as store:
         guardian = await store.session.get(m.Guardian, issued.district.guardian_id)
         assert guardian is not None
         guardian.email = "maria@example.org>\r\nBcc: evil@example.net"
+        await store.commit()
     assert await make_worker(engine, clock, mail_settings(smtp.port)).run_once() == 1
     [notice] = await notices(engine)
     assert notice.status == "failed" and "is not an address we can send to" in (
@@ -493,7 +507,7 @@ async def test_an_unusable_address_fails_the_notice(
 
 
 async def test_an_internationalised_address_goes_with_smtputf8(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     server = SmtpServer(smtputf8=True).start()
     try:
@@ -502,6 +516,7 @@ async def test_an_internationalised_address_goes_with_smtputf8(
             guardian = await store.session.get(m.Guardian, issued.district.guardian_id)
             assert guardian is not None
             guardian.email = "josé@correo.example"
+            await store.commit()
         assert await make_worker(engine, clock, mail_settings(server.port)).run_once() == 1
         [got] = server.messages
         assert got.rcpt_tos == ["josé@correo.example"]
@@ -513,13 +528,14 @@ async def test_an_internationalised_address_goes_with_smtputf8(
 
 
 async def test_a_changed_address_is_the_one_used(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     issued = await issue_invoice(stores, clock)
     async with stores() as store:
         guardian = await store.session.get(m.Guardian, issued.district.guardian_id)
         assert guardian is not None
         guardian.email = "maria.rivera@example.org"
+        await store.commit()
     assert await make_worker(engine, clock, mail_settings(smtp.port)).run_once() == 1
     assert [r.rcpt_tos for r in smtp.messages] == [["maria.rivera@example.org"]]
     [notice] = await notices(engine)
@@ -530,7 +546,7 @@ async def test_a_changed_address_is_the_one_used(
 
 
 async def test_two_workers_deliver_each_notice_once(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, smtp: SmtpServer
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock, smtp: SmtpServer
 ) -> None:
     issued = await issue_invoice(stores, clock)
     await queue_more(stores, issued.invoice_id, 39)
@@ -565,7 +581,7 @@ def _server_context(ca: trustme.CA) -> ssl.SSLContext:
 @pytest.mark.parametrize("security", ["starttls", "tls"])
 async def test_tls_with_login(
     engine: AsyncEngine,
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     ca: trustme.CA,
     tmp_path: Path,
@@ -597,21 +613,31 @@ async def test_tls_with_login(
 
 
 async def test_a_wrong_password_or_untrusted_certificate_sends_nothing(
-    engine: AsyncEngine, stores: StoreFactory, clock: FixedClock, ca: trustme.CA, tmp_path: Path
+    engine: AsyncEngine,
+    stores: UnitOfWorkFactory,
+    clock: FixedClock,
+    ca: trustme.CA,
+    tmp_path: Path,
 ) -> None:
     server = SmtpServer(starttls=_server_context(ca), logins={"notices": "s3cret"}).start()
     try:
         ca_file = tmp_path / "ca.pem"
         ca.cert_pem.write_to_path(str(ca_file))
         await issue_invoice(stores, clock)
-        wrong = mail_settings(server.port, smtp_security="starttls", smtp_username="notices",
-                              smtp_password="nope", smtp_ca_file=ca_file)
+        wrong = mail_settings(
+            server.port,
+            smtp_security="starttls",
+            smtp_username="notices",
+            smtp_password="nope",
+            smtp_ca_file=ca_file,
+        )
         assert await make_worker(engine, clock, wrong).run_once() == 1
         [row] = await outbox(engine)
         assert row.status == "pending" and "SMTP login refused: 535" in (row.last_error or "")
         clock.advance(minutes=1)
-        untrusted = mail_settings(server.port, smtp_security="starttls",
-                                  smtp_username="notices", smtp_password="s3cret")
+        untrusted = mail_settings(
+            server.port, smtp_security="starttls", smtp_username="notices", smtp_password="s3cret"
+        )
         assert await make_worker(engine, clock, untrusted).run_once() == 1
         [row] = await outbox(engine)
         assert row.status == "pending" and "CERTIFICATE_VERIFY_FAILED" in (row.last_error or "")
@@ -681,8 +707,11 @@ def test_the_wire_bytes_are_flatten_s_bytes(case: str) -> None:
 
 
 def test_settings_wire_the_sender() -> None:
-    settings = mail_settings(2525, smtp_from="Lincoln Billing <billing@lincoln.k12.us>",
-                             mail_reply_address="replies@lincoln.k12.us")
+    settings = mail_settings(
+        2525,
+        smtp_from="Lincoln Billing <billing@lincoln.k12.us>",
+        mail_reply_address="replies@lincoln.k12.us",
+    )
     [(kind, sender)] = notice_handlers(settings, FixedClock.__new__(FixedClock)).items()
     assert kind == "email.notice" and isinstance(sender, NoticeSender)
     assert (sender.from_address, sender.from_name) == ("billing@lincoln.k12.us", "Lincoln Billing")

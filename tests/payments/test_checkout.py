@@ -244,6 +244,7 @@ async def test_a_spanish_speaking_family_is_told_in_spanish(payments: PayHarness
         guardian = await store.session.get(m.Guardian, payments.rivera.guardian_id)
         assert guardian is not None
         guardian.preferred_language = "es"
+        await store.commit()
     invoice_id = await payments.invoice(payments.rivera, 10_000, paid_cents=2_000)
     token = payments.token(payments.rivera.guardian_id)
 

@@ -59,7 +59,7 @@ async def test_payments_are_posted_in_the_invoice_thread(
         "Paid online: $40.00 by Parent0 Rivera (Stripe, ref pi_a). Balance now $60.00."
     )
     async with payments.runtime.reads() as store:
-        thread = await store.slack_post(ReplyPostKind.INVOICE_THREAD, invoice_id)
+        thread = await store.slack_posts.get(ReplyPostKind.INVOICE_THREAD, invoice_id)
     assert thread is not None
     assert (second.args["channel"], second.args["thread_ts"]) == (thread.channel, thread.ts)
     assert second.args["text"].endswith("Balance now $0.00.")

@@ -51,6 +51,7 @@ class SlackHarness:
             assert staff is not None
             staff.slack_user_id = slack_id
             staff.slack_name_at = self.clock.now()  # as if first contact had just read it
+            await store.commit()
         self.fake.add_user(slack_id, email, actor.name)
         return actor
 

@@ -110,34 +110,46 @@ class FakeSlack:
     # --- test helpers ---------------------------------------------------------------------
 
     def add_user(self, user_id: str, email: str, name: str = "Staff Member") -> None:
-        self.users[user_id] = {"id": user_id, "name": name,
-                               "profile": {"email": email, "real_name": name}}
+        self.users[user_id] = {
+            "id": user_id,
+            "name": name,
+            "profile": {"email": email, "real_name": name},
+        }
 
     def add_file(self, file: FakeFile) -> None:
         self.files[file.id] = file
 
-    def fail_next(self, method: str, status: int = 429, *, times: int = 1,
-                  retry_after: int = 1) -> None:
+    def fail_next(
+        self, method: str, status: int = 429, *, times: int = 1, retry_after: int = 1
+    ) -> None:
         headers = {"Retry-After": str(retry_after)} if status == 429 else {}
         self._failures.setdefault(method, []).extend([(status, headers)] * times)
 
-    def answer_error(self, method: str, error: str, *, times: int = 1,
-                     channel: str | None = None) -> None:
+    def answer_error(
+        self, method: str, error: str, *, times: int = 1, channel: str | None = None
+    ) -> None:
         """The next `times` calls to `method` (to `channel`, when given) answer with Slack's
         error code, as Slack does: HTTP 200 with ok false."""
         self._errors.setdefault(method, []).extend([(error, channel)] * times)
 
     def shared_files(self, channel: str | None = None) -> list[Upload]:
         """Completed uploads (in order), optionally only those shared to `channel`."""
-        return [u for u in self.uploads.values()
-                if u.completed and (channel is None or u.channel == channel)]
+        return [
+            u
+            for u in self.uploads.values()
+            if u.completed and (channel is None or u.channel == channel)
+        ]
 
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
 
     async def wait_for(
-        self, method: str, where: Callable[[Call], bool] = lambda c: True, *,
-        count: int = 1, timeout: float = 5.0,
+        self,
+        method: str,
+        where: Callable[[Call], bool] = lambda c: True,
+        *,
+        count: int = 1,
+        timeout: float = 5.0,
     ) -> list[Call]:
         """Bolt answers at ack() and keeps working: poll until the calls arrive."""
         deadline = asyncio.get_running_loop().time() + timeout
@@ -164,8 +176,9 @@ class FakeSlack:
         failures = self._failures.get(method)
         if failures:
             status, headers = failures.pop(0)
-            return web.json_response({"ok": False, "error": "ratelimited"}, status=status,
-                                     headers=headers)
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"}, status=status, headers=headers
+            )
         if request.headers.get("Authorization") != f"Bearer {BOT_TOKEN}":
             return web.json_response({"ok": False, "error": "invalid_auth"})
         errors = self._errors.get(method) or []
@@ -178,19 +191,32 @@ class FakeSlack:
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         ts = f"1700000000.{next(self._ts):06d}"
         if method == "auth.test":
-            return {"ok": True, "user_id": "U_BOT", "bot_id": "B_BOT", "app_id": "A_DEVICECARE",
-                    "team_id": "T_DISTRICT",
-                    "team": "District", "url": "https://district.slack.com/"}
+            return {
+                "ok": True,
+                "user_id": "U_BOT",
+                "bot_id": "B_BOT",
+                "app_id": "A_DEVICECARE",
+                "team_id": "T_DISTRICT",
+                "team": "District",
+                "url": "https://district.slack.com/",
+            }
         if method == "chat.postMessage":
-            return {"ok": True, "channel": args.get("channel"), "ts": ts,
-                    "message": {"text": args.get("text"), "ts": ts}}
+            return {
+                "ok": True,
+                "channel": args.get("channel"),
+                "ts": ts,
+                "message": {"text": args.get("text"), "ts": ts},
+            }
         if method == "chat.update":
             return {"ok": True, "channel": args.get("channel"), "ts": args.get("ts")}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": ts}
         if method == "chat.getPermalink":
             channel, message = args.get("channel"), str(args.get("message_ts", "")).replace(".", "")
-            return {"ok": True, "permalink": f"https://district.slack.com/archives/{channel}/p{message}"}
+            return {
+                "ok": True,
+                "permalink": f"https://district.slack.com/archives/{channel}/p{message}",
+            }
         if method in ("views.open", "views.push", "views.update", "views.publish"):
             view = args.get("view")
             view = json.loads(view) if isinstance(view, str) else (view or {})
@@ -200,10 +226,14 @@ class FakeSlack:
             return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
         if method == "files.getUploadURLExternal":
             file_id = f"F{next(self._ts):08d}"
-            self.uploads[file_id] = Upload(file_id, str(args.get("filename") or ""),
-                                           int(args.get("length") or 0))
-            return {"ok": True, "file_id": file_id,
-                    "upload_url": f"http://127.0.0.1:{self.port}/upload/{file_id}"}
+            self.uploads[file_id] = Upload(
+                file_id, str(args.get("filename") or ""), int(args.get("length") or 0)
+            )
+            return {
+                "ok": True,
+                "file_id": file_id,
+                "upload_url": f"http://127.0.0.1:{self.port}/upload/{file_id}",
+            }
         if method == "files.completeUploadExternal":
             listed = args.get("files")
             listed = json.loads(listed) if isinstance(listed, str) else (listed or [])
@@ -217,22 +247,33 @@ class FakeSlack:
                 upload.initial_comment = args.get("initial_comment")
                 upload.thread_ts = args.get("thread_ts")
                 upload.completed = True
-                done.append({"id": upload.id, "name": upload.filename, "title": upload.title,
-                             "size": len(upload.content)})
+                done.append(
+                    {
+                        "id": upload.id,
+                        "name": upload.filename,
+                        "title": upload.title,
+                        "size": len(upload.content),
+                    }
+                )
             return {"ok": True, "files": done}
         if method == "files.info":
             file = self.files.get(str(args.get("file")))
             if file is None:
                 return {"ok": False, "error": "file_not_found"}
-            return {"ok": True, "file": {
-                "id": file.id, "name": file.name, "mimetype": file.mimetype,
-                "size": len(file.content), "user": file.user,
-                "permalink": f"https://district.slack.com/files/{file.user}/{file.id}/{file.name}",
-                "url_private": file.url_private
-                or f"http://127.0.0.1:{self.port}/files/{file.id}/{file.name}",
-                "url_private_download":
-                    f"http://127.0.0.1:{self.port}/files/{file.id}/{file.name}?download=1",
-            }}
+            return {
+                "ok": True,
+                "file": {
+                    "id": file.id,
+                    "name": file.name,
+                    "mimetype": file.mimetype,
+                    "size": len(file.content),
+                    "user": file.user,
+                    "permalink": f"https://district.slack.com/files/{file.user}/{file.id}/{file.name}",
+                    "url_private": file.url_private
+                    or f"http://127.0.0.1:{self.port}/files/{file.id}/{file.name}",
+                    "url_private_download": f"http://127.0.0.1:{self.port}/files/{file.id}/{file.name}?download=1",
+                },
+            }
         return {"ok": True}
 
     async def _upload(self, request: web.Request) -> web.Response:

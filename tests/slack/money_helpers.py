@@ -55,9 +55,10 @@ async def open_test_incident(
             ),
         )
         incident_id = opened.incident.id
-        await store.save_slack_post(
+        await store.slack_posts.save(
             SlackPostKind.INCIDENT_CARD, incident_id, INCIDENTS_CHANNEL, card_ts(incident_id)
         )
+        await store.commit()
     return incident_id
 
 
@@ -70,6 +71,7 @@ async def use_the_only_claim(slack: SlackHarness, device_id: int, tech: Actor) -
             tech,
             CreateInvoice(incident_id=first, custom_lines=(CustomLine("Screen", 12500),)),
         )
+        await store.commit()
     return first
 
 
@@ -158,6 +160,7 @@ async def submit_invoice(
     """Submit the invoice modal. When it is accepted, the answer says the invoice is being
     created and the invoice replaces it once made (after the answer): the answer is returned
     with that view."""
+
     def mine(c: Call) -> bool:
         return c.args.get("view_id") == view_id
 
@@ -305,18 +308,21 @@ async def eventually(
 async def invoices(slack: SlackHarness) -> list[m.Invoice]:
     async with slack.runtime.stores() as store:
         rows = await store.session.execute(select(m.Invoice).order_by(m.Invoice.id))
+        await store.commit()
         return list(rows.scalars())
 
 
 async def outbox_kinds(slack: SlackHarness) -> list[str]:
     async with slack.runtime.stores() as store:
         rows = await store.session.execute(select(m.OutboxMessage).order_by(m.OutboxMessage.id))
+        await store.commit()
         return [row.kind for row in rows.scalars()]
 
 
 async def refusals(slack: SlackHarness, actor: Actor) -> list[m.ActivityEntry]:
     assert actor.staff_id is not None
     async with slack.runtime.stores() as store:
-        return [
-            e for e in await store.activity_for("security", actor.staff_id) if e.action == "refused"
-        ]
+        entries = await store.activity.for_entity("security", actor.staff_id)
+        result = [e for e in entries if e.action == "refused"]
+        await store.commit()
+        return result

@@ -28,8 +28,13 @@ class SlackSender:
         self.secret = secret
 
     async def send(
-        self, body: str, content_type: str, *, timestamp: int | None = None,
-        signature: str | None = None, headers: dict[str, str] | None = None,
+        self,
+        body: str,
+        content_type: str,
+        *,
+        timestamp: int | None = None,
+        signature: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         ts = str(timestamp if timestamp is not None else int(time.time()))
         all_headers = {
@@ -40,14 +45,29 @@ class SlackSender:
         }
         return await self.http.post("/slack/events", content=body.encode(), headers=all_headers)
 
-    async def command(self, command: str, text: str = "", *, user: str = "U_TECH",
-                      channel: str = "C_HELP", **extra: str) -> httpx.Response:
+    async def command(
+        self,
+        command: str,
+        text: str = "",
+        *,
+        user: str = "U_TECH",
+        channel: str = "C_HELP",
+        **extra: str,
+    ) -> httpx.Response:
         form = {
-            "token": "unused", "team_id": "T_DISTRICT", "team_domain": "district",
-            "channel_id": channel, "channel_name": "help", "user_id": user,
-            "user_name": user.lower(), "command": command, "text": text,
-            "api_app_id": "A_DEVICECARE", "response_url": "https://hooks.slack.test/commands/1",
-            "trigger_id": f"trigger.{uuid.uuid4().hex[:12]}", **extra,
+            "token": "unused",
+            "team_id": "T_DISTRICT",
+            "team_domain": "district",
+            "channel_id": channel,
+            "channel_name": "help",
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": command,
+            "text": text,
+            "api_app_id": "A_DEVICECARE",
+            "response_url": "https://hooks.slack.test/commands/1",
+            "trigger_id": f"trigger.{uuid.uuid4().hex[:12]}",
+            **extra,
         }
         return await self.send(urlencode(form), "application/x-www-form-urlencoded")
 
@@ -57,12 +77,17 @@ class SlackSender:
         body = urlencode({"payload": json.dumps(payload)})
         return await self.send(body, "application/x-www-form-urlencoded", **kwargs)
 
-    async def event(self, event: dict[str, Any], *, event_id: str | None = None,
-                    retry_num: int | None = None) -> httpx.Response:
+    async def event(
+        self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None
+    ) -> httpx.Response:
         envelope = {
-            "token": "unused", "team_id": "T_DISTRICT", "api_app_id": "A_DEVICECARE",
-            "type": "event_callback", "event_id": event_id or f"Ev{uuid.uuid4().hex[:10]}",
-            "event_time": int(time.time()), "event": event,
+            "token": "unused",
+            "team_id": "T_DISTRICT",
+            "api_app_id": "A_DEVICECARE",
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{uuid.uuid4().hex[:10]}",
+            "event_time": int(time.time()),
+            "event": event,
             "authorizations": [{"team_id": "T_DISTRICT", "user_id": "U_BOT", "is_bot": True}],
         }
         headers = {}

@@ -25,10 +25,10 @@ from tests.slack.test_incidents import (
 
 async def hold_the_device(slack: SlackHarness, device_id: int, store: object) -> None:
     """Lock the device (PostgreSQL) and take the write lock (SQLite), as a busy writer does."""
-    from storage.store import SqlStore
+    from storage.uow import SqlUnitOfWork
 
-    assert isinstance(store, SqlStore)
-    await store.get_device(device_id, lock=True)
+    assert isinstance(store, SqlUnitOfWork)
+    await store.devices.get(device_id, lock=True)
     await store.session.execute(
         update(m.Device).where(m.Device.id == device_id).values(model=m.Device.model)
     )
@@ -56,6 +56,7 @@ async def test_a_new_incident_is_answered_while_the_database_is_busy(
         assert "Opening the incident" in blocks_text(answer["view"]["blocks"])
         await asyncio.sleep(0.2)
         assert slack.fake.calls_to("views.update") == []  # still waiting to write
+        await store.commit()
     # The writer is done: the lazy listener opens the incident and shows its number.
     shown = await opened_modal(slack, "V_BUSY")
     assert "Incident *#1* is open" in blocks_text(shown["blocks"])
@@ -102,6 +103,7 @@ async def test_a_failure_after_the_answer_tells_the_person_and_changes_nothing(
         await asyncio.sleep(0.5)  # the lazy listener has checked the form and waits to write
         # Meanwhile the district's day turns back: the date is now in the future.
         slack.clock.set(slack.clock.now() - timedelta(days=5))
+        await store.commit()
 
     [told] = await slack.fake.wait_for("chat.postMessage", lambda c: c.args["channel"] == "U_TECH")
     assert told.args["text"] == (
@@ -113,4 +115,5 @@ async def test_a_failure_after_the_answer_tells_the_person_and_changes_nothing(
         queued = (
             await store.session.execute(select(func.count()).select_from(m.OutboxMessage))
         ).scalar_one()
+        await store.commit()
     assert queued == 0

@@ -12,9 +12,11 @@ from tests.slack.signing import slack_signature
 
 
 async def test_bad_signature_is_refused(slack: SlackHarness) -> None:
-    response = await slack.sender.send("command=%2Fincident&user_id=U_TECH",
-                                       "application/x-www-form-urlencoded",
-                                       signature="v0=" + "0" * 64)
+    response = await slack.sender.send(
+        "command=%2Fincident&user_id=U_TECH",
+        "application/x-www-form-urlencoded",
+        signature="v0=" + "0" * 64,
+    )
     assert response.status_code == 401
     assert slack.fake.calls == []
 
@@ -23,8 +25,11 @@ async def test_stale_timestamp_is_refused(slack: SlackHarness) -> None:
     old = int(time.time()) - 6 * 60
     body = "command=%2Fincident&user_id=U_TECH"
     response = await slack.sender.send(
-        body, "application/x-www-form-urlencoded", timestamp=old,
-        signature=slack_signature(slack.sender.secret, str(old), body))
+        body,
+        "application/x-www-form-urlencoded",
+        timestamp=old,
+        signature=slack_signature(slack.sender.secret, str(old), body),
+    )
     assert response.status_code == 401
 
 
@@ -45,12 +50,13 @@ async def test_first_contact_links_staff_by_email(slack: SlackHarness) -> None:
     assert response.status_code == 200
     assert slack.fake.calls_to("users.info")[0].args["user"] == "U_NEW"
     async with slack.runtime.stores() as store:
-        actor = await store.actor_by_slack_id("U_NEW")
+        actor = await store.people.actor_by_slack_id("U_NEW")
         assert actor is not None and actor.role == "Technician"
-        log = await store.activity_for("staff", actor.staff_id)
+        log = await store.activity.for_entity("staff", actor.staff_id)
         assert [e.action for e in log] == ["slack_linked"]
         assert log[0].after == {"slack_user_id": "U_NEW", "name": "Staff Member"}
         assert actor.name == "Staff Member"  # the Slack profile's name, not "New Tech"
+        await store.commit()
 
 
 class Demo(Payload):

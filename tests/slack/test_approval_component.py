@@ -19,7 +19,7 @@ from bot.slack.approvals import ApprovalFeature, ApprovalKind, ApprovalsChannelM
 from bot.slack.blocks import Block
 from bot.slack.metadata import Payload, pack
 from storage import models as m
-from storage.store import SqlStore
+from storage.uow import SqlUnitOfWork
 from tests.integration.test_approval_rules import LoanBook
 from tests.slack.conftest import APPROVALS_CHANNEL, SlackHarness
 from workflows.approvals import Decision
@@ -47,11 +47,15 @@ class Loans:
         self.after: list[int] = []
         self.told: list[str] = []
 
-    async def facts(self, store: SqlStore, loan_id: int) -> LoanFacts | None:
+    async def facts(self, store: SqlUnitOfWork, loan_id: int) -> LoanFacts | None:
         loan = self.book.rows.get(loan_id)
         if loan is None:
             return None
-        by = None if loan.decided_by_id is None else await store.staff_name(loan.decided_by_id)
+        by = (
+            None
+            if loan.decided_by_id is None
+            else await store.people.staff_name(loan.decided_by_id)
+        )
         return LoanFacts(loan.id, loan.status, by)
 
     def kind(self) -> ApprovalKind[LoanFacts, LoanRef]:
@@ -63,7 +67,7 @@ class Loans:
                 blocks.append(decision_actions("loan.actions", "loan.lend", "loan.keep", value))
             return text, blocks
 
-        async def after_decision(store: SqlStore, decision: Decision[Any]) -> None:
+        async def after_decision(store: SqlUnitOfWork, decision: Decision[Any]) -> None:
             self.after.append(decision.request.id)
 
         async def tell(runtime: Runtime, client: AsyncWebClient, facts: LoanFacts) -> None:
@@ -157,6 +161,7 @@ async def test_a_click_without_the_permission_changes_nothing(slack: SlackHarnes
                 select(m.ActivityEntry).where(m.ActivityEntry.action == "refused")
             )
         ).scalars()
+        await store.commit()
     assert refused.comment is not None and refused.comment.startswith(
         "approve a spare-device loan: "
     )

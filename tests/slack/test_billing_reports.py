@@ -97,8 +97,9 @@ async def use(slack: SlackHarness, user: str, action: dict[str, Any]) -> str:
 
 async def invoice_row(slack: SlackHarness, invoice_id: int) -> m.Invoice:
     async with slack.runtime.stores() as store:
-        invoice = await store.get_invoice(invoice_id)
+        invoice = await store.invoices.get(invoice_id)
         assert invoice is not None
+        await store.commit()
         return invoice
 
 
@@ -107,12 +108,14 @@ async def refusals(slack: SlackHarness) -> list[str]:
         rows = await store.session.execute(
             select(m.ActivityEntry.comment).where(m.ActivityEntry.action == "refused")
         )
+        await store.commit()
         return [str(c) for c in rows.scalars()]
 
 
 async def add_role(slack: SlackHarness, name: str, permissions: list[str]) -> None:
     async with slack.runtime.stores() as store:
         store.session.add(m.Role(name=name, permissions=permissions, allowed_statuses=[]))
+        await store.commit()
 
 
 # --- reports -----------------------------------------------------------------------------------
@@ -161,7 +164,8 @@ async def test_cancelled_report_marks_auto_cancelled(slack: SlackHarness) -> Non
     clerk = await slack.staff("Billing Clerk", "U_CLERK")
     stores = slack.runtime.stores
     async with stores() as store:
-        (await store.settings()).auto_cancel_enabled = True
+        (await store.settings.get()).auto_cancel_enabled = True
+        await store.commit()
     (rivera,), _ = await add_family(stores, "Rivera")
     auto = await add_invoice(
         stores, rivera, created=date(2025, 12, 1), due=JAN1, status="collections"
@@ -173,6 +177,7 @@ async def test_cancelled_report_marks_auto_cancelled(slack: SlackHarness) -> Non
         await store.session.execute(
             update(m.Invoice).where(m.Invoice.id == auto).values(final_notice_on=JAN1)
         )
+        await store.commit()
     slack.clock.set(datetime(2026, 2, 20, 17, tzinfo=UTC))
     async with stores() as store:
         await cancel_invoice(
@@ -181,6 +186,7 @@ async def test_cancelled_report_marks_auto_cancelled(slack: SlackHarness) -> Non
             manual,
             reason="Device <returned> undamaged",
         )
+        await store.commit()
     # Mar 2 is 60 days after the final notice of Jan 1: the run cancels it.
     slack.clock.set(at_run_time(date(2026, 3, 2)))
     assert (await runner(slack.runtime.engine, slack.clock).run(date(2026, 3, 2))).ran
@@ -341,7 +347,8 @@ async def test_due_date_control(slack: SlackHarness) -> None:
     assert "Due date 2026-04-01 → 2026-05-15" in text
     assert (await invoice_row(slack, invoice_id)).due_date == date(2026, 5, 15)
     async with slack.runtime.stores() as store:
-        log = await store.activity_for("invoice", invoice_id)
+        log = await store.activity.for_entity("invoice", invoice_id)
+        await store.commit()
     assert [e.action for e in log] == ["due_date_changed"]
 
 
@@ -378,7 +385,8 @@ async def test_automation_button(slack: SlackHarness) -> None:
     )
     await slack.fake.wait_for(name)
     async with slack.runtime.stores() as store:
-        log = await store.activity_for("invoice", invoice_id)
+        log = await store.activity.for_entity("invoice", invoice_id)
+        await store.commit()
     assert [e.action for e in log] == ["automation_changed"]
 
 

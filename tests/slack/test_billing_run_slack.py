@@ -41,12 +41,15 @@ def _text(call: Call) -> str:
 async def _count(slack: SlackHarness, model: type, *where: object) -> int:
     async with slack.runtime.stores() as store:
         stmt = select(func.count()).select_from(model).where(*where)  # type: ignore[arg-type]
-        return int((await store.session.execute(stmt)).scalar_one())
+        result = int((await store.session.execute(stmt)).scalar_one())
+        await store.commit()
+        return result
 
 
 async def _pauses(slack: SlackHarness) -> list[m.BillingPause]:
     async with slack.runtime.stores() as store:
         rows = await store.session.execute(select(m.BillingPause).order_by(m.BillingPause.id))
+        await store.commit()
         return list(rows.scalars())
 
 
@@ -96,7 +99,8 @@ async def test_pause_add_list_remove(slack: SlackHarness) -> None:
     await slack.sender.command("/billing", "pause list", user=DIRECTOR)
     assert "no current or coming billing pauses" in _text(await _answer(slack, DIRECTOR, 4))
     async with slack.runtime.stores() as store:
-        log = await store.activity_for("billing_pause", pause.id)
+        log = await store.activity.for_entity("billing_pause", pause.id)
+        await store.commit()
     assert [(e.action, e.actor_staff_id) for e in log] == [
         ("billing_pause_added", director.staff_id),
         ("billing_pause_removed", director.staff_id),
@@ -248,6 +252,7 @@ async def test_a_redelivered_digest_updates_its_message(slack: SlackHarness) -> 
                 select(m.OutboxMessage).where(m.OutboxMessage.kind == SLACK_RUN_KIND)
             )
         ).scalar_one()
+        await store.commit()
     deliver = outbox_handlers(slack.runtime, slack.worker_client)[SLACK_RUN_KIND]
     await deliver(dict(row.payload))
     await deliver(dict(row.payload))  # as after a crash before the row was settled
@@ -259,7 +264,8 @@ async def test_a_redelivered_digest_updates_its_message(slack: SlackHarness) -> 
 async def test_a_failed_run_is_posted(slack: SlackHarness) -> None:
     await _invoices(slack)
     async with slack.runtime.stores() as store:
-        (await store.settings()).overdue_days = [7]  # a hand edit past validation
+        (await store.settings.get()).overdue_days = [7]  # a hand edit past validation
+        await store.commit()
     assert await run_billing_day(slack.runtime) is None
     await slack.deliver_outbox()
     (post,) = await _billing_posts(slack)
@@ -278,6 +284,7 @@ async def test_without_a_billing_channel_nothing_is_posted(slack: SlackHarness) 
                 select(m.OutboxMessage).where(m.OutboxMessage.kind == SLACK_RUN_KIND)
             )
         ).scalar_one()
+        await store.commit()
     settings = slack.runtime.settings.model_copy(update={"slack_billing_channel": None})
     runtime = dataclasses.replace(slack.runtime, settings=settings)
     handlers = outbox_handlers(runtime, slack.worker_client)

@@ -106,15 +106,16 @@ async def test_facts_are_set_from_the_modal_and_audited(slack: SlackHarness) -> 
     response = await _submit(slack, "U_FD", view, _values())
     assert response.status_code == 200 and response.content in (b"", b"{}")
     async with slack.runtime.stores() as store:
-        settings = await store.settings()
+        settings = await store.settings.get()
         assert settings.district_name == "Lakeview Unified"
         assert settings.check_mailing_address == FACTS[Ids.CHECK_ADDRESS]
         assert settings.office_phone == "(555) 010-4477"
         assert settings.office_hours == "Mon-Fri 8:00-4:00"
         assert settings.office_email == "billing@lakeview.example"
         assert settings.check_payable_to == ""
-        [entry] = await store.activity_for("settings", 1)
+        [entry] = await store.activity.for_entity("settings", 1)
         assert entry.action == "district_facts_changed"
+        await store.commit()
     assert entry.before == {
         "district_name": "",
         "check_mailing_address": "",
@@ -129,6 +130,7 @@ async def test_facts_are_set_from_the_modal_and_audited(slack: SlackHarness) -> 
                 select(m.ActivityEntry).where(m.ActivityEntry.action == "district_facts_changed")
             )
         ).scalar_one()
+        await store.commit()
     assert row.actor_staff_id == director.staff_id
     dm = await slack.fake.wait_for("chat.postMessage", lambda c: c.args["channel"] == "U_FD")
     text = dm[-1].args["text"]
@@ -140,13 +142,14 @@ async def test_facts_are_set_from_the_modal_and_audited(slack: SlackHarness) -> 
     assert _block(view, Ids.OFFICE_PHONE)["element"]["initial_value"] == "(555) 010-4477"
     assert (await _submit(slack, "U_FD", view, _values(**{Ids.OFFICE_PHONE: None}))).status_code
     async with slack.runtime.stores() as store:
-        settings = await store.settings()
+        settings = await store.settings.get()
         assert settings.office_phone == "" and settings.office_email == "billing@lakeview.example"
-        last = (await store.activity_for("settings", 1))[-1]
+        last = (await store.activity.for_entity("settings", 1))[-1]
         assert (last.before, last.after) == (
             {"office_phone": "(555) 010-4477"},
             {"office_phone": ""},
         )
+        await store.commit()
 
 
 async def test_bad_facts_come_back_as_field_errors_and_change_nothing(
@@ -169,10 +172,11 @@ async def test_bad_facts_come_back_as_field_errors_and_change_nothing(
         assert list(body["errors"]) == [block]
         assert words in body["errors"][block]
     async with slack.runtime.stores() as store:
-        settings = await store.settings()
+        settings = await store.settings.get()
         assert settings.default_due_days == 90
         assert settings.district_name == "" and settings.office_email == ""
-        assert await store.activity_for("settings", 1) == []
+        assert await store.activity.for_entity("settings", 1) == []
+        await store.commit()
 
 
 async def test_without_manage_settings_facts_are_not_changed(slack: SlackHarness) -> None:
@@ -185,7 +189,7 @@ async def test_without_manage_settings_facts_are_not_changed(slack: SlackHarness
     )
     assert "Nothing was changed" in refusal[-1].args["text"]
     async with slack.runtime.stores() as store:
-        assert (await store.settings()).district_name == ""
+        assert (await store.settings.get()).district_name == ""
         refusals = (
             (
                 await store.session.execute(
@@ -196,3 +200,4 @@ async def test_without_manage_settings_facts_are_not_changed(slack: SlackHarness
             .all()
         )
         assert len(refusals) == 1
+        await store.commit()

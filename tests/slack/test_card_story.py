@@ -43,6 +43,7 @@ async def pending_card_rows(slack: SlackHarness) -> int:
                 )
             )
         ).all()
+        await store.commit()
     return len(rows)
 
 
@@ -80,11 +81,12 @@ async def test_no_request_override_when_the_policy_allows_none(slack: SlackHarne
                 .where(m.InsurancePolicy.id == policy.id)
                 .values(allow_override=False)
             )
-        for invoice in await store.invoices_for_incident(incident_id):
+        for invoice in await store.invoices.for_incident(incident_id):
             invoice.insurance_snapshot = {
                 **(invoice.insurance_snapshot or {}),
                 "allow_override": False,
             }
+        await store.commit()
 
     await slack.deliver_outbox()
 
@@ -100,7 +102,7 @@ async def test_a_payment_recorded_anywhere_updates_the_balance_on_the_card(
     clerk = await slack.staff("Billing Clerk", CLERK)
 
     async with slack.runtime.stores() as store:  # e.g. `devicecare payments record`
-        invoice = await store.get_invoice_by_number("INV-000002")
+        invoice = await store.invoices.by_number("INV-000002")
         assert invoice is not None
         await record_payment(
             Context(store, slack.clock, slack.runtime.settings.tz),
@@ -113,6 +115,7 @@ async def test_a_payment_recorded_anywhere_updates_the_balance_on_the_card(
                 received_on=date(2026, 3, 2),
             ),
         )
+        await store.commit()
     assert await pending_card_rows(slack) == 1  # once per change, in the payment's commit
 
     await slack.deliver_outbox()

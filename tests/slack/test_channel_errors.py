@@ -30,19 +30,24 @@ async def open_one(slack: SlackHarness) -> int:
         cmd = OpenIncident(device_id=d.device_id, occurred_on=date(2026, 2, 27), flags=("screen",))
         opened = await open_incident(ctx, tech, cmd)
         await queue_incident_card(store, opened.incident.id)
+        await store.commit()
         return opened.incident.id
 
 
 async def rows(slack: SlackHarness, kind: str) -> list[m.OutboxMessage]:
     async with slack.runtime.stores() as store:
         stmt = select(m.OutboxMessage).where(m.OutboxMessage.kind == kind)
-        return list((await store.session.execute(stmt.order_by(m.OutboxMessage.id))).scalars())
+        result = list((await store.session.execute(stmt.order_by(m.OutboxMessage.id))).scalars())
+        await store.commit()
+        return result
 
 
 async def alerts(slack: SlackHarness) -> list[m.ActivityEntry]:
     async with slack.runtime.stores() as store:
         stmt = select(m.ActivityEntry).where(m.ActivityEntry.entity_type == "slack_channel")
-        return list((await store.session.execute(stmt)).scalars())
+        result = list((await store.session.execute(stmt)).scalars())
+        await store.commit()
+        return result
 
 
 def dms(slack: SlackHarness, user: str = "U_TECH") -> list[Call]:
@@ -94,9 +99,11 @@ async def test_a_card_slack_refuses_fails_once_and_the_technician_is_told(
     # Once the app is invited, the incident's next change posts the card.
     async with slack.runtime.stores() as store:
         await queue_incident_card(store, incident_id)
+        await store.commit()
     await slack.deliver_outbox()
     async with slack.runtime.stores() as store:
-        assert await store.slack_post(SlackPostKind.INCIDENT_CARD, incident_id) is not None
+        assert await store.slack_posts.get(SlackPostKind.INCIDENT_CARD, incident_id) is not None
+        await store.commit()
 
 
 async def test_an_update_refused_later_fails_too(slack: SlackHarness) -> None:
@@ -105,6 +112,7 @@ async def test_an_update_refused_later_fails_too(slack: SlackHarness) -> None:
     slack.fake.answer_error("chat.update", "is_archived")
     async with slack.runtime.stores() as store:
         await queue_incident_card(store, incident_id)
+        await store.commit()
     await slack.deliver_outbox()
 
     failed = [r for r in await rows(slack, "slack.incident_card") if r.status == "failed"]
@@ -118,6 +126,7 @@ async def test_a_thread_message_refused_fails_with_an_alert(slack: SlackHarness)
     await slack.deliver_outbox()
     async with slack.runtime.stores() as store:
         await queue_thread_message(store, incident_id, "Override approved")
+        await store.commit()
     slack.fake.answer_error("chat.postMessage", "not_in_channel", channel=INCIDENTS_CHANNEL)
     await slack.deliver_outbox()
 
@@ -140,12 +149,14 @@ async def test_a_deleted_card_is_posted_again(slack: SlackHarness) -> None:
     incident_id = await open_one(slack)
     await slack.deliver_outbox()
     async with slack.runtime.stores() as store:
-        first = await store.slack_post(SlackPostKind.INCIDENT_CARD, incident_id)
+        first = await store.slack_posts.get(SlackPostKind.INCIDENT_CARD, incident_id)
+        await store.commit()
     assert first is not None
 
     slack.fake.answer_error("chat.update", "message_not_found")
     async with slack.runtime.stores() as store:
         await queue_incident_card(store, incident_id)
+        await store.commit()
     await slack.deliver_outbox()
 
     cards = [
@@ -155,13 +166,15 @@ async def test_a_deleted_card_is_posted_again(slack: SlackHarness) -> None:
     ]
     assert len(cards) == 2 and "Incident #1" in blocks_text(cards[1].args["blocks"])
     async with slack.runtime.stores() as store:
-        moved = await store.slack_post(SlackPostKind.INCIDENT_CARD, incident_id)
+        moved = await store.slack_posts.get(SlackPostKind.INCIDENT_CARD, incident_id)
+        await store.commit()
     assert moved is not None and moved.ts != first.ts
     assert all(r.status == "sent" for r in await rows(slack, "slack.incident_card"))
 
     # The next change updates the new card in place.
     async with slack.runtime.stores() as store:
         await queue_incident_card(store, incident_id)
+        await store.commit()
     await slack.deliver_outbox()
     update = slack.fake.calls_to("chat.update")[-1]
     assert update.args["ts"] == moved.ts

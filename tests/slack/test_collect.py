@@ -137,7 +137,9 @@ async def open_collect(slack: SlackHarness, text: str = "", user: str = "U_TECH"
 async def count(slack: SlackHarness, model: type[m.Base]) -> int:
     async with slack.runtime.stores() as store:
         stmt = select(func.count()).select_from(model)
-        return int((await store.session.execute(stmt)).scalar_one())
+        result = int((await store.session.execute(stmt)).scalar_one())
+        await store.commit()
+        return result
 
 
 async def test_a_table_of_students_is_checked_in_and_billed(slack: SlackHarness) -> None:
@@ -198,7 +200,8 @@ async def test_a_table_of_students_is_checked_in_and_billed(slack: SlackHarness)
         assert collection is not None and collection.note == "frayed"
         notices = (await store.session.execute(select(m.Notice))).scalars().all()
         assert [(n.template, n.invoice_id) for n in notices] == [("invoice_issued", invoice.id)]
-        assert await store.current_holder(d.device_id) is None
+        assert await store.devices.current_holder(d.device_id) is None
+        await store.commit()
 
     # Slack delivering the same submission again changes nothing and says so.
     again = await submit(slack, check_in, check_in_state(check_in, [fees.charger_id, fees.keys_id]))
@@ -217,13 +220,14 @@ async def test_a_table_of_students_is_checked_in_and_billed(slack: SlackHarness)
     assert "5CD9999ABC* checked in from Student S2" in last and "nothing missing" in last
     assert "2 devices checked in" in last and "$50.00 billed" in last
     async with slack.runtime.stores() as store:
-        assert await store.current_holder(second_device) is None
+        assert await store.devices.current_holder(second_device) is None
         row = (
             await store.session.execute(
                 select(m.DeviceCollection).where(m.DeviceCollection.device_id == second_device)
             )
         ).scalar_one()
         assert (row.reason, row.student_id) == ("withdrawal", second_student)
+        await store.commit()
     assert await count(slack, m.Invoice) == 1
 
     # The first device again: already checked in, shown on the input.
@@ -264,8 +268,9 @@ async def test_unknown_tags_and_forged_forms_change_nothing(slack: SlackHarness)
     assert await count(slack, m.DeviceCollection) == 0
     assert await count(slack, m.Invoice) == 0
     async with slack.runtime.stores() as store:
-        refusals = await store.activity_for("security", tech.staff_id)
+        refusals = await store.activity.for_entity("security", tech.staff_id)
         assert [e.action for e in refusals] == ["refused"]
+        await store.commit()
 
 
 async def test_a_role_without_collect_devices_is_refused_at_every_step(
@@ -296,12 +301,15 @@ async def test_a_role_without_collect_devices_is_refused_at_every_step(
     assert await count(slack, m.DeviceCollection) == 0
     assert await count(slack, m.Invoice) == 0
     async with slack.runtime.stores() as store:
-        assert await store.current_holder(d.device_id) == d.student_id
+        assert await store.devices.current_holder(d.device_id) == d.student_id
+        await store.commit()
 
     async def three_refusals() -> bool:
         # A refusal is recorded just after the ack that answers it.
         async with slack.runtime.stores() as store:
-            return len(await store.activity_for("security", clerk.staff_id)) == 3
+            result = len(await store.activity.for_entity("security", clerk.staff_id)) == 3
+            await store.commit()
+            return result
 
     await eventually(three_refusals, what="three refusals in the activity log")
 

@@ -31,6 +31,7 @@ async def _district(slack: SlackHarness) -> None:
                 s.add(
                     m.DeviceAssignment(device_id=device.id, student_id=student.id, assigned_at=T0)
                 )
+        await store.commit()
     await slack.staff("Technician", TECH)
 
 

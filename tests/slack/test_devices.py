@@ -35,7 +35,6 @@ TECH = "U_TECH"
 CLERK = "U_CLERK"
 
 
-
 async def replaced(slack: SlackHarness, payload: dict[str, Any]) -> dict[str, Any]:
     """Submit the replace-device form; when it is accepted, the result replaces the answer's
     "Replacing the device" (it is written after the answer): returned with that view."""
@@ -52,6 +51,7 @@ async def replaced(slack: SlackHarness, payload: dict[str, Any]) -> dict[str, An
         calls = await slack.fake.wait_for("views.update", mine, count=before + 1)
         answer = {**answer, "view": view_of(calls[-1])}
     return answer
+
 
 async def open_replace_modal(slack: SlackHarness, user: str, incident_id: int) -> dict:
     await slack.sender.interaction(
@@ -78,15 +78,16 @@ async def test_replace_device_through_the_modal(slack: SlackHarness) -> None:
     assert body["response_action"] == "update"
     assert "Ana Rivera now has *5CD9999NEW* (tag LMS-0002)" in all_text(body["view"])
     async with slack.runtime.stores() as store:
-        old = await store.get_device(d.device_id)
-        new = await store.get_device_by_serial("5CD9999NEW")
+        old = await store.devices.get(d.device_id)
+        new = await store.devices.by_serial("5CD9999NEW")
         assert old is not None and new is not None
         assert (old.status, old.replaced_by_id) == ("replaced", new.id)
         assert (new.asset_tag, new.model) == ("LMS-0002", "HP Chromebook 11 G9")
-        assert await store.current_holder(new.id) == d.student_id
-        assert await store.current_holder(old.id) is None
-        history = await store.device_history(old.id)
+        assert await store.devices.current_holder(new.id) == d.student_id
+        assert await store.devices.current_holder(old.id) is None
+        history = await store.devices.history(old.id)
         assert history is not None and len(history.assignments) == 1  # kept, not moved
+        await store.commit()
     assert "slack.incident_card" in await outbox_kinds(slack)
 
     # A redelivered submission finds the replacement done and makes no second device.
@@ -95,6 +96,7 @@ async def test_replace_device_through_the_modal(slack: SlackHarness) -> None:
     async with slack.runtime.stores() as store:
         devices = (await store.session.execute(select(m.Device.id))).all()
         assert len(devices) == 2
+        await store.commit()
 
     await slack.deliver_outbox()
     told = [
@@ -134,7 +136,8 @@ async def test_replacement_problems_are_field_errors(slack: SlackHarness) -> Non
     )
     assert "already on device 5CD1234XYZ" in taken_tag.json()["errors"][DeviceBlock.NEW_ASSET_TAG]
     async with slack.runtime.stores() as store:
-        assert await store.current_holder(d.device_id) == d.student_id
+        assert await store.devices.current_holder(d.device_id) == d.student_id
+        await store.commit()
 
 
 async def test_a_billing_clerk_may_not_replace_devices(slack: SlackHarness) -> None:
@@ -175,6 +178,7 @@ async def _history_to_look_up(slack: SlackHarness) -> int:
             ctx, tech, CreateInvoice(incident_id=incident_id, fee_item_ids=(d.fee_screen_id,))
         )
         await add_incident_note(ctx, tech, incident_id, "Dropped on the bus <!channel>")
+        await store.commit()
     return incident_id
 
 

@@ -36,6 +36,7 @@ async def test_confirming_a_check_already_recorded_is_refused_with_why(
                 reference="Check 1043",
             ),
         )
+        await store.commit()
 
     await press(slack, CLERK, ReplyAction.CONFIRM, reported)
     [said] = await _ephemeral(slack, CLERK)

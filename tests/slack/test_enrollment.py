@@ -87,7 +87,9 @@ async def _submit(
 async def _count(slack: SlackHarness, model: type) -> int:
     async with slack.runtime.stores() as store:
         stmt = select(func.count()).select_from(model)
-        return int((await store.session.execute(stmt)).scalar_one())
+        result = int((await store.session.execute(stmt)).scalar_one())
+        await store.commit()
+        return result
 
 
 async def test_clerk_enrolls_a_student_once(slack: SlackHarness) -> None:
@@ -175,7 +177,9 @@ async def test_without_manage_enrollments_nothing_opens_or_changes(slack: SlackH
         # A refusal is recorded just after the ack that answers it.
         async with slack.runtime.stores() as store:
             stmt = select(m.ActivityEntry).where(m.ActivityEntry.action == "refused")
-            return len((await store.session.execute(stmt)).scalars().all()) == 3
+            result = len((await store.session.execute(stmt)).scalars().all()) == 3
+            await store.commit()
+            return result
 
     await eventually(three_refusals, what="three refusals in the activity log")
 
@@ -194,6 +198,7 @@ async def test_device_record_shows_applecare_and_the_enrollment(
     )
     async with slack.runtime.stores() as store:
         await import_coverage(store.session, csv_file, slack.clock.now())
+        await store.commit()
     view = await _open(slack, CLERK)
     await _submit(slack, CLERK, view, _values(str(d.student_id), str(policy_id)))
     await slack.fake.wait_for("chat.postEphemeral", lambda c: c.args["user"] == CLERK)

@@ -45,6 +45,7 @@ async def _both_schedules(slack: SlackHarness) -> tuple[set[int], set[int]]:
             collection.stylus_id,
             cracked.id,
         }
+        await store.commit()
     return {d.fee_screen_id, d.fee_keyboard_id, d.fee_charger_id}, collection_ids
 
 
@@ -67,6 +68,7 @@ async def test_the_invoice_modal_offers_damage_fees_and_no_collection_items(
     tech = await slack.staff("Technician", TECH)
     async with slack.runtime.stores() as store:
         device_id = (await store.session.execute(select(m.Device.id))).scalar_one()
+        await store.commit()
     incident_id = await open_test_incident(slack, tech, device_id)
 
     view = await open_invoice_modal(slack, TECH, incident_id)
@@ -100,6 +102,7 @@ async def test_the_collection_form_offers_collection_items_and_no_damage_fees(
     assert answer["response_action"] == "errors"
     async with slack.runtime.stores() as store:
         assert (await store.session.execute(select(m.DeviceCollection))).first() is None
+        await store.commit()
     assert await invoices(slack) == []
 
 

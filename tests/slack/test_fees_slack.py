@@ -65,6 +65,7 @@ async def _define_in_modal(slack: SlackHarness) -> m.AnnualFee:
     assert "Added the fee for 2025-2026" in told.args["text"]
     async with slack.runtime.stores() as store:
         (fee,) = (await store.session.execute(select(m.AnnualFee))).scalars()
+        await store.commit()
     assert (fee.code, fee.school_year, fee.amount_cents) == ("tech-fee", "2025-2026", 2500)
     return fee
 

@@ -21,8 +21,9 @@ def _text(call) -> str:  # type: ignore[no-untyped-def]
 
 async def _open_home(slack: SlackHarness, user: str) -> str:
     before = len(slack.fake.calls_to("views.publish"))
-    response = await slack.sender.event({"type": "app_home_opened", "user": user, "tab": "home",
-                                         "channel": "D1"})
+    response = await slack.sender.event(
+        {"type": "app_home_opened", "user": user, "tab": "home", "channel": "D1"}
+    )
     assert response.status_code == 200
     calls = await slack.fake.wait_for("views.publish", count=before + 1)
     assert calls[-1].args["user_id"] == user
@@ -31,21 +32,34 @@ async def _open_home(slack: SlackHarness, user: str) -> str:
 
 async def test_home_for_technician_admin_and_billing(slack: SlackHarness) -> None:
     d = await add_district(slack.runtime.stores)
-    await add_policy(slack.runtime.stores, d.student_id, copay_cents=2500, max_claims=1,
-                     allow_override=True)
+    await add_policy(
+        slack.runtime.stores, d.student_id, copay_cents=2500, max_claims=1, allow_override=True
+    )
     tech = await slack.staff("Technician", "U_TECH")
     await slack.staff("Admin", "U_ADMIN")
     await slack.staff("Billing Clerk", "U_CLERK")
     async with slack.runtime.stores() as store:
         ctx = Context(store, slack.clock, slack.runtime.settings.tz)
-        first = await open_incident(ctx, tech, OpenIncident(
-            device_id=d.device_id, occurred_on=date(2026, 2, 2), flags=("screen",)))
-        second = await open_incident(ctx, tech, OpenIncident(
-            device_id=d.device_id, occurred_on=date(2026, 2, 3), flags=("keyboard",)))
+        first = await open_incident(
+            ctx,
+            tech,
+            OpenIncident(device_id=d.device_id, occurred_on=date(2026, 2, 2), flags=("screen",)),
+        )
+        second = await open_incident(
+            ctx,
+            tech,
+            OpenIncident(device_id=d.device_id, occurred_on=date(2026, 2, 3), flags=("keyboard",)),
+        )
         for incident in (first, second):
-            await create_invoice_for_incident(ctx, tech, CreateInvoice(
-                incident_id=incident.incident.id, custom_lines=(CustomLine("Repair", 9000),)))
+            await create_invoice_for_incident(
+                ctx,
+                tech,
+                CreateInvoice(
+                    incident_id=incident.incident.id, custom_lines=(CustomLine("Repair", 9000),)
+                ),
+            )
         await request_cap_override(ctx, tech, second.incident.id)
+        await store.commit()
 
     tech_home = await _open_home(slack, "U_TECH")
     assert "#1" in tech_home and "#2" in tech_home and "5CD1234XYZ" in tech_home

@@ -140,6 +140,7 @@ async def workspace(slack: SlackHarness) -> dict[str, Actor]:
                 amount_given=True,
             )
         )
+        await store.commit()
     return people
 
 
@@ -178,6 +179,7 @@ async def test_a_home_button_runs_the_real_handler(slack: SlackHarness) -> None:
     async def approved() -> bool:
         async with slack.runtime.stores() as store:
             waiver = (await store.session.execute(select(m.InvoiceAdjustment))).scalar_one()
+            await store.commit()
             return waiver.status == "applied"
 
     await eventually(approved, what="the waiver approved")
@@ -219,6 +221,7 @@ async def test_a_technician_cannot_approve_from_a_copied_button(slack: SlackHarn
     await eventually(told, what="the technician told no")
     async with slack.runtime.stores() as store:
         request = (await store.session.execute(select(m.CapOverrideRequest))).scalar_one()
+        await store.commit()
     assert request.status == "pending"
 
 
@@ -235,6 +238,7 @@ async def test_each_list_is_paged(slack: SlackHarness) -> None:
                     device_id=d.device_id, occurred_on=date(2026, 2, day), flags=("screen",)
                 ),
             )
+        await store.commit()
     first = await open_home(slack, TECH)
     assert action_ids(first["blocks"]).count(HomeAction.OPEN_INCIDENT) == 5
     assert "1–5 of 7" in all_text(first["blocks"])
@@ -260,7 +264,9 @@ async def test_each_list_is_paged(slack: SlackHarness) -> None:
 async def _home_rows(slack: SlackHarness) -> list[m.OutboxMessage]:
     async with slack.runtime.stores() as store:
         stmt = select(m.OutboxMessage).where(m.OutboxMessage.kind == HOME_KIND)
-        return list((await store.session.execute(stmt)).scalars())
+        result = list((await store.session.execute(stmt)).scalars())
+        await store.commit()
+        return result
 
 
 async def test_a_burst_of_changes_republishes_each_home_once(slack: SlackHarness) -> None:
@@ -277,6 +283,7 @@ async def test_a_burst_of_changes_republishes_each_home_once(slack: SlackHarness
                     device_id=d.device_id, occurred_on=date(2026, 2, day), flags=("screen",)
                 ),
             )
+            await store.commit()
     # Only the technician's own list changed: one row, for them.
     assert [r.payload for r in await _home_rows(slack)] == [{"user": TECH}]
 
@@ -293,6 +300,7 @@ async def test_a_burst_of_changes_republishes_each_home_once(slack: SlackHarness
             ctx, tech, CreateInvoice(incident_id=1, custom_lines=(CustomLine("Repair", 20_000),))
         )
         await request_waiver(ctx, clerk, RequestWaiver(created.invoice.id, 15_000, "Hardship"))
+        await store.commit()
     await slack.deliver_outbox()
     [admin_home] = _publishes(slack, ADMIN)
     assert WaiverAction.APPROVE in action_ids(admin_home["blocks"])
@@ -317,12 +325,14 @@ async def test_an_invoice_past_due_refreshes_billing_homes(slack: SlackHarness) 
                 incident_id=opened.incident.id, custom_lines=(CustomLine("Repair", 9_000),)
             ),
         )
+        await store.commit()
     await slack.deliver_outbox()
     slack.clock.advance(days=120)
     async with slack.runtime.stores() as store:
         invoice = await store.session.get(m.Invoice, created.invoice.id)
         assert invoice is not None
         invoice.status = "first"  # e.g. the first reminder went out
+        await store.commit()
     await slack.deliver_outbox()
     clerk_homes = _publishes(slack, CLERK)
     assert clerk_homes and "INV-000001" in all_text(clerk_homes[-1]["blocks"])
@@ -350,6 +360,7 @@ async def test_a_home_slack_cannot_draw_is_not_retried(slack: SlackHarness) -> N
                     device_id=d.device_id, occurred_on=date(2026, 2, 2), flags=("screen",)
                 ),
             )
+            await store.commit()
 
     await change()
     slack.fake.answer_error("views.publish", "user_not_found")  # gone from Slack: skipped

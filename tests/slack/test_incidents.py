@@ -52,32 +52,60 @@ def new_incident_state(
     device = (
         {"type": "external_select", "selected_option": None}
         if device_id is None
-        else {"type": "external_select",
-              "selected_option": {"text": {"type": "plain_text", "text": "x"},
-                                  "value": str(device_id)}}
+        else {
+            "type": "external_select",
+            "selected_option": {
+                "text": {"type": "plain_text", "text": "x"},
+                "value": str(device_id),
+            },
+        }
     )
-    return state(**{
-        IncidentField.DEVICE: device,
-        IncidentField.FLAGS: {"type": "multi_static_select", "selected_options": [
-            {"text": {"type": "plain_text", "text": f}, "value": f} for f in flags]},
-        IncidentField.OCCURRED_ON: {"type": "datepicker",
-                                    "selected_date": occurred_on.isoformat()},
-        IncidentField.DESCRIPTION: {"type": "plain_text_input", "value": description},
-        IncidentField.PHOTOS: {"type": "file_input", "files": [
-            {"id": fid, "name": name} for fid, name in files]},
-    })
+    return state(
+        **{
+            IncidentField.DEVICE: device,
+            IncidentField.FLAGS: {
+                "type": "multi_static_select",
+                "selected_options": [
+                    {"text": {"type": "plain_text", "text": f}, "value": f} for f in flags
+                ],
+            },
+            IncidentField.OCCURRED_ON: {
+                "type": "datepicker",
+                "selected_date": occurred_on.isoformat(),
+            },
+            IncidentField.DESCRIPTION: {"type": "plain_text_input", "value": description},
+            IncidentField.PHOTOS: {
+                "type": "file_input",
+                "files": [{"id": fid, "name": name} for fid, name in files],
+            },
+        }
+    )
 
 
 async def submit(
-    slack: SlackHarness, callback_id: str, metadata: str, values: dict[str, Any], *,
-    user: str = "U_TECH", view_id: str | None = None,
+    slack: SlackHarness,
+    callback_id: str,
+    metadata: str,
+    values: dict[str, Any],
+    *,
+    user: str = "U_TECH",
+    view_id: str | None = None,
 ) -> dict[str, Any]:
-    response = await slack.sender.interaction({
-        "type": "view_submission", "user": {"id": user}, "trigger_id": "trigger.submit",
-        "view": {"id": view_id or f"V{uuid.uuid4().hex[:8]}", "type": "modal",
-                 "callback_id": callback_id, "private_metadata": metadata,
-                 "hash": "h1", "state": values},
-    })
+    response = await slack.sender.interaction(
+        {
+            "type": "view_submission",
+            "user": {"id": user},
+            "trigger_id": "trigger.submit",
+            "view": {
+                "id": view_id or f"V{uuid.uuid4().hex[:8]}",
+                "type": "modal",
+                "callback_id": callback_id,
+                "private_metadata": metadata,
+                "hash": "h1",
+                "state": values,
+            },
+        }
+    )
     assert response.status_code == 200
     return response.json() if response.content else {}
 
@@ -96,8 +124,13 @@ async def open_incident_via_modal(
     """Submit the modal and wait until the incident is open (it is written after the ack)."""
     modal = await open_new_incident_modal(slack)
     view_id = view_id or f"V{uuid.uuid4().hex[:8]}"
-    answer = await submit(slack, IncidentView.NEW, modal["private_metadata"],
-                          new_incident_state(device_id, **kwargs), view_id=view_id)
+    answer = await submit(
+        slack,
+        IncidentView.NEW,
+        modal["private_metadata"],
+        new_incident_state(device_id, **kwargs),
+        view_id=view_id,
+    )
     if answer.get("response_action") == "update":
         await opened_modal(slack, view_id)
     return answer
@@ -112,8 +145,11 @@ async def opened_modal(slack: SlackHarness, view_id: str) -> dict[str, Any]:
 async def post_card(slack: SlackHarness) -> Call:
     """Deliver the outbox and return the card's chat.postMessage."""
     await slack.deliver_outbox()
-    posts = [c for c in slack.fake.calls_to("chat.postMessage")
-             if c.args.get("channel") == INCIDENTS_CHANNEL and "thread_ts" not in c.args]
+    posts = [
+        c
+        for c in slack.fake.calls_to("chat.postMessage")
+        if c.args.get("channel") == INCIDENTS_CHANNEL and "thread_ts" not in c.args
+    ]
     assert posts, "the card wasn't posted"
     return posts[-1]
 
@@ -127,29 +163,50 @@ def button_value(blocks: list[dict[str, Any]], action: IncidentAction) -> str:
 
 
 async def click(
-    slack: SlackHarness, action: IncidentAction, value: str, *, user: str = "U_TECH",
-    channel: str = INCIDENTS_CHANNEL, ts: str = "1700000000.000001",
+    slack: SlackHarness,
+    action: IncidentAction,
+    value: str,
+    *,
+    user: str = "U_TECH",
+    channel: str = INCIDENTS_CHANNEL,
+    ts: str = "1700000000.000001",
 ) -> None:
-    response = await slack.sender.interaction({
-        "type": "block_actions", "user": {"id": user}, "trigger_id": f"trigger.{action}",
-        "container": {"type": "message", "channel_id": channel, "message_ts": ts},
-        "channel": {"id": channel},
-        "actions": [{"type": "button", "action_id": action, "block_id": "incident_card_actions",
-                     "value": value, "action_ts": "1700000001.0"}],
-    })
+    response = await slack.sender.interaction(
+        {
+            "type": "block_actions",
+            "user": {"id": user},
+            "trigger_id": f"trigger.{action}",
+            "container": {"type": "message", "channel_id": channel, "message_ts": ts},
+            "channel": {"id": channel},
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action,
+                    "block_id": "incident_card_actions",
+                    "value": value,
+                    "action_ts": "1700000001.0",
+                }
+            ],
+        }
+    )
     assert response.status_code == 200
 
 
 async def incidents(slack: SlackHarness) -> list[m.Incident]:
     async with slack.runtime.stores() as store:
-        return list((await store.session.execute(select(m.Incident).order_by(m.Incident.id)))
-                    .scalars())
+        result = list(
+            (await store.session.execute(select(m.Incident).order_by(m.Incident.id))).scalars()
+        )
+        await store.commit()
+        return result
 
 
 async def refusals(slack: SlackHarness, staff_id: int | None) -> list[m.ActivityEntry]:
     assert staff_id is not None
     async with slack.runtime.stores() as store:
-        return await store.activity_for("security", staff_id)
+        result = await store.activity.for_entity("security", staff_id)
+        await store.commit()
+        return result
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
@@ -209,11 +266,16 @@ async def test_staff_without_manage_incidents_is_told_why(slack: SlackHarness) -
 
 
 async def _suggest(slack: SlackHarness, text: str) -> list[str]:
-    response = await slack.sender.interaction({
-        "type": "block_suggestion", "user": {"id": "U_TECH"},
-        "action_id": IncidentField.DEVICE, "block_id": IncidentField.DEVICE, "value": text,
-        "view": {"id": "V1", "callback_id": IncidentView.NEW, "type": "modal"},
-    })
+    response = await slack.sender.interaction(
+        {
+            "type": "block_suggestion",
+            "user": {"id": "U_TECH"},
+            "action_id": IncidentField.DEVICE,
+            "block_id": IncidentField.DEVICE,
+            "value": text,
+            "view": {"id": "V1", "callback_id": IncidentView.NEW, "type": "modal"},
+        }
+    )
     assert response.status_code == 200
     return [o["text"]["text"] for o in response.json()["options"]]
 
@@ -242,14 +304,24 @@ async def test_picking_a_device_shows_who_had_it(slack: SlackHarness) -> None:
     modal = await open_new_incident_modal(slack)
     option = {"text": {"type": "plain_text", "text": "5CD1234XYZ"}, "value": str(d.device_id)}
     values = new_incident_state(d.device_id, occurred_on=date(2026, 2, 27))
-    response = await slack.sender.interaction({
-        "type": "block_actions", "user": {"id": "U_TECH"}, "trigger_id": "t.2",
-        "container": {"type": "view", "view_id": "V_NEW"},
-        "view": {**modal, "id": "V_NEW", "hash": "hash-1", "state": values},
-        "actions": [{"type": "external_select", "action_id": IncidentField.DEVICE,
-                     "block_id": IncidentField.DEVICE, "selected_option": option,
-                     "action_ts": "1"}],
-    })
+    response = await slack.sender.interaction(
+        {
+            "type": "block_actions",
+            "user": {"id": "U_TECH"},
+            "trigger_id": "t.2",
+            "container": {"type": "view", "view_id": "V_NEW"},
+            "view": {**modal, "id": "V_NEW", "hash": "hash-1", "state": values},
+            "actions": [
+                {
+                    "type": "external_select",
+                    "action_id": IncidentField.DEVICE,
+                    "block_id": IncidentField.DEVICE,
+                    "selected_option": option,
+                    "action_ts": "1",
+                }
+            ],
+        }
+    )
     assert response.status_code == 200
     update = (await slack.fake.wait_for("views.update"))[0]
     assert update.args["view_id"] == "V_NEW" and update.args["hash"] == "hash-1"
@@ -267,15 +339,17 @@ async def test_submission_opens_exactly_one_incident(slack: SlackHarness) -> Non
     modal = await open_new_incident_modal(slack)
     values = new_incident_state(d.device_id, flags=("screen", "physical_damage"))
 
-    first = await submit(slack, IncidentView.NEW, modal["private_metadata"], values,
-                         view_id="V_ONCE")
+    first = await submit(
+        slack, IncidentView.NEW, modal["private_metadata"], values, view_id="V_ONCE"
+    )
     # Slack gets its answer before anything is written; the modal then shows the number.
     assert first["response_action"] == "update"
     assert "Opening the incident" in blocks_text(first["view"]["blocks"])
     assert "Incident *#1* is open" in blocks_text((await opened_modal(slack, "V_ONCE"))["blocks"])
     # Slack redelivers the same submission (same view id): still one incident, one card.
-    again = await submit(slack, IncidentView.NEW, modal["private_metadata"], values,
-                         view_id="V_ONCE")
+    again = await submit(
+        slack, IncidentView.NEW, modal["private_metadata"], values, view_id="V_ONCE"
+    )
     assert again["response_action"] == "update"
     await slack.fake.wait_for("views.update", lambda c: c.args["view_id"] == "V_ONCE", count=2)
 
@@ -288,9 +362,14 @@ async def test_submission_opens_exactly_one_incident(slack: SlackHarness) -> Non
     assert sorted(incident.flag_names) == ["physical_damage", "screen"]
     assert incident.description == "Dropped on the bus"
     async with slack.runtime.stores() as store:
-        cards = (await store.session.execute(
-            select(func.count()).select_from(m.OutboxMessage)
-            .where(m.OutboxMessage.kind == "slack.incident_card"))).scalar_one()
+        cards = (
+            await store.session.execute(
+                select(func.count())
+                .select_from(m.OutboxMessage)
+                .where(m.OutboxMessage.kind == "slack.incident_card")
+            )
+        ).scalar_one()
+        await store.commit()
     assert cards == 1
 
 
@@ -300,12 +379,16 @@ async def test_broken_rules_come_back_as_field_errors(slack: SlackHarness) -> No
     modal = await open_new_incident_modal(slack)
     meta = modal["private_metadata"]
 
-    future = await submit(slack, IncidentView.NEW, meta,
-                          new_incident_state(d.device_id, occurred_on=date(2026, 3, 3)))
-    assert future == {"response_action": "errors", "errors": {
-        IncidentField.OCCURRED_ON: "The incident date can't be in the future."}}
-    no_flags = await submit(slack, IncidentView.NEW, meta,
-                            new_incident_state(d.device_id, flags=()))
+    future = await submit(
+        slack, IncidentView.NEW, meta, new_incident_state(d.device_id, occurred_on=date(2026, 3, 3))
+    )
+    assert future == {
+        "response_action": "errors",
+        "errors": {IncidentField.OCCURRED_ON: "The incident date can't be in the future."},
+    }
+    no_flags = await submit(
+        slack, IncidentView.NEW, meta, new_incident_state(d.device_id, flags=())
+    )
     assert no_flags["errors"] == {IncidentField.FLAGS: "Pick at least one incident type."}
     no_device = await submit(slack, IncidentView.NEW, meta, new_incident_state(None))
     assert no_device["errors"] == {IncidentField.DEVICE: "Pick the device."}
@@ -317,25 +400,40 @@ async def test_broken_rules_come_back_as_field_errors(slack: SlackHarness) -> No
 async def test_shortcut_links_the_message_as_the_ticket(slack: SlackHarness) -> None:
     d = await add_district(slack.runtime.stores)
     await slack.staff("Technician", "U_TECH")
-    response = await slack.sender.interaction({
-        "type": "message_action", "callback_id": IncidentShortcut.OPEN_FROM_MESSAGE,
-        "trigger_id": "trigger.shortcut", "user": {"id": "U_TECH"},
-        "channel": {"id": "C_HELP", "name": "help"}, "message_ts": "1699999999.000200",
-        "message": {"type": "message", "ts": "1699999999.000200", "user": "U_TEACHER",
-                    "text": "Ana's screen is cracked &lt;3 &amp; <@U_TECH>"},
-        "response_url": "https://hooks.slack.test/actions/1",
-    })
+    response = await slack.sender.interaction(
+        {
+            "type": "message_action",
+            "callback_id": IncidentShortcut.OPEN_FROM_MESSAGE,
+            "trigger_id": "trigger.shortcut",
+            "user": {"id": "U_TECH"},
+            "channel": {"id": "C_HELP", "name": "help"},
+            "message_ts": "1699999999.000200",
+            "message": {
+                "type": "message",
+                "ts": "1699999999.000200",
+                "user": "U_TEACHER",
+                "text": "Ana's screen is cracked &lt;3 &amp; <@U_TECH>",
+            },
+            "response_url": "https://hooks.slack.test/actions/1",
+        }
+    )
     assert response.status_code == 200
     [modal_call] = await slack.fake.wait_for("views.open")
     [link_call] = slack.fake.calls_to("chat.getPermalink")
     assert (link_call.args["channel"], link_call.args["message_ts"]) == (
-        "C_HELP", "1699999999.000200")
+        "C_HELP",
+        "1699999999.000200",
+    )
     modal = view_of(modal_call)
     description = next(b for b in modal["blocks"] if b["block_id"] == IncidentField.DESCRIPTION)
     assert description["element"]["initial_value"] == "Ana's screen is cracked <3 & <@U_TECH>"
 
-    await submit(slack, IncidentView.NEW, modal["private_metadata"],
-                 new_incident_state(d.device_id, description="Cracked <!channel> & keys"))
+    await submit(
+        slack,
+        IncidentView.NEW,
+        modal["private_metadata"],
+        new_incident_state(d.device_id, description="Cracked <!channel> & keys"),
+    )
     await eventually(lambda: has_incidents(slack))
     [incident] = await incidents(slack)
     permalink = "https://district.slack.com/archives/C_HELP/p1699999999000200"
@@ -343,7 +441,7 @@ async def test_shortcut_links_the_message_as_the_ticket(slack: SlackHarness) -> 
     card = await post_card(slack)
     text = blocks_text(card.args["blocks"])
     assert f"<{permalink}|linked ticket>" in text
-    assert "\">Cracked &lt;!channel&gt; &amp; keys\"" in text  # no @channel from a description
+    assert '">Cracked &lt;!channel&gt; &amp; keys"' in text  # no @channel from a description
 
 
 async def test_incident_number_shows_the_card_ephemerally(slack: SlackHarness) -> None:
@@ -368,47 +466,76 @@ async def test_card_is_posted_once_then_updated_in_place(slack: SlackHarness) ->
     _, card = await district_with_incident(slack)
     assert card.args["channel"] == INCIDENTS_CHANNEL
     text = blocks_text(card.args["blocks"])
-    for expected in ("Incident #1 · Screen", "5CD1234XYZ · LMS-0001 · HP Chromebook 11 G9",
-                     "Ana Rivera (grade 7)", "Lincoln Middle", "*Status*\\nOpen",
-                     "Feb 27, 2026", "No Active Coverage", "0 photos", "Dropped on the bus"):
+    for expected in (
+        "Incident #1 · Screen",
+        "5CD1234XYZ · LMS-0001 · HP Chromebook 11 G9",
+        "Ana Rivera (grade 7)",
+        "Lincoln Middle",
+        "*Status*\\nOpen",
+        "Feb 27, 2026",
+        "No Active Coverage",
+        "0 photos",
+        "Dropped on the bus",
+    ):
         assert expected in text, expected
-    for action in (IncidentAction.CHANGE_STATUS, IncidentAction.ADD_NOTE,
-                   IncidentAction.ADD_PHOTOS, IncidentAction.CREATE_INVOICE,
-                   IncidentAction.REPLACE_DEVICE, IncidentAction.CLOSE):
+    for action in (
+        IncidentAction.CHANGE_STATUS,
+        IncidentAction.ADD_NOTE,
+        IncidentAction.ADD_PHOTOS,
+        IncidentAction.CREATE_INVOICE,
+        IncidentAction.REPLACE_DEVICE,
+        IncidentAction.CLOSE,
+    ):
         assert action in text
     assert IncidentAction.REQUEST_OVERRIDE not in text
     async with slack.runtime.stores() as store:
-        post = await store.slack_post(SlackPostKind.INCIDENT_CARD, 1)
+        post = await store.slack_posts.get(SlackPostKind.INCIDENT_CARD, 1)
+        await store.commit()
     assert post is not None and post.channel == INCIDENTS_CHANNEL
 
-    await click(slack, IncidentAction.CLOSE, button_value(card.args["blocks"],
-                                                          IncidentAction.CLOSE))
+    await click(
+        slack, IncidentAction.CLOSE, button_value(card.args["blocks"], IncidentAction.CLOSE)
+    )
     await eventually(lambda: status_is(slack, "closed"))
     await slack.deliver_outbox()
     [update] = slack.fake.calls_to("chat.update")
     assert (update.args["channel"], update.args["ts"]) == (post.channel, post.ts)
     updated = blocks_text(update.args["blocks"])
     assert "*Status*\\nClosed" in updated and IncidentAction.CLOSE not in updated
-    assert len([c for c in slack.fake.calls_to("chat.postMessage")
-                if c.args.get("channel") == INCIDENTS_CHANNEL]) == 1
+    assert (
+        len(
+            [
+                c
+                for c in slack.fake.calls_to("chat.postMessage")
+                if c.args.get("channel") == INCIDENTS_CHANNEL
+            ]
+        )
+        == 1
+    )
 
 
 async def test_card_shows_coverage_and_repeat_offender_badges(slack: SlackHarness) -> None:
     from tests.builders import add_policy
 
     d = await add_district(slack.runtime.stores)
-    await add_policy(slack.runtime.stores, d.student_id, name="Device Protection",
-                     max_claims=2)
+    await add_policy(slack.runtime.stores, d.student_id, name="Device Protection", max_claims=2)
     tech = await slack.staff("Technician", "U_TECH")
     async with slack.runtime.stores() as store:
         ctx = Context(store, slack.clock, slack.runtime.settings.tz)
         for day in (3, 10, 17):  # the default rule: 3 physical-damage incidents a year
-            await open_incident(ctx, tech, OpenIncident(
-                device_id=d.device_id, occurred_on=date(2026, 2, day),
-                flags=("physical_damage",)))
+            await open_incident(
+                ctx,
+                tech,
+                OpenIncident(
+                    device_id=d.device_id,
+                    occurred_on=date(2026, 2, day),
+                    flags=("physical_damage",),
+                ),
+            )
         from bot.slack.cards import queue_incident_card
 
         await queue_incident_card(store, 3)
+        await store.commit()
     card = await post_card(slack)
     text = blocks_text(card.args["blocks"])
     assert "Device Protection (2025-2026)" in text and "Claim 1 of 2 this term" in text
@@ -424,9 +551,10 @@ async def test_a_429_on_posting_the_card_is_retried(slack: SlackHarness) -> None
     attempts = slack.fake.calls_to("chat.postMessage")
     assert len(attempts) == 2  # rate limited, then posted after Retry-After
     async with slack.runtime.stores() as store:
-        post = await store.slack_post(SlackPostKind.INCIDENT_CARD, 1)
+        post = await store.slack_posts.get(SlackPostKind.INCIDENT_CARD, 1)
         card_rows = select(m.OutboxMessage).where(m.OutboxMessage.kind == "slack.incident_card")
         row = (await store.session.execute(card_rows)).scalar_one()
+        await store.commit()
     assert post is not None and post.channel == INCIDENTS_CHANNEL
     assert row.status == "sent" and row.attempts == 1
 
@@ -443,27 +571,53 @@ async def test_technician_status_modal_and_a_forged_status(slack: SlackHarness) 
     assert modal["callback_id"] == IncidentView.CHANGE_STATUS
     select_ = modal["blocks"][1]["element"]
     offered = [o["value"] for o in select_["options"]]
-    assert offered == ["in_repair", "awaiting_parts", "vendor_repair", "ready_for_pickup",
-                       "closed"]  # no insurance_claim for a Technician
+    assert offered == [
+        "in_repair",
+        "awaiting_parts",
+        "vendor_repair",
+        "ready_for_pickup",
+        "closed",
+    ]  # no insurance_claim for a Technician
 
     def status_state(status: str) -> dict[str, Any]:
-        return state(**{IncidentField.STATUS: {"type": "static_select", "selected_option": {
-            "text": {"type": "plain_text", "text": status}, "value": status}}})
+        return state(
+            **{
+                IncidentField.STATUS: {
+                    "type": "static_select",
+                    "selected_option": {
+                        "text": {"type": "plain_text", "text": status},
+                        "value": status,
+                    },
+                }
+            }
+        )
 
-    forged = await submit(slack, IncidentView.CHANGE_STATUS, modal["private_metadata"],
-                          status_state("insurance_claim"))
-    assert forged == {"response_action": "errors", "errors": {
-        IncidentField.STATUS: "You can't move incidents to that status."}}
+    forged = await submit(
+        slack,
+        IncidentView.CHANGE_STATUS,
+        modal["private_metadata"],
+        status_state("insurance_claim"),
+    )
+    assert forged == {
+        "response_action": "errors",
+        "errors": {IncidentField.STATUS: "You can't move incidents to that status."},
+    }
     assert (await incidents(slack))[0].status == "open"
     [refusal] = await refusals(slack, tech_id)
     assert refusal.comment == "change incident status: You can't move incidents to that status."
     async with slack.runtime.stores() as store:
-        assert (await store.session.execute(select(func.count()).select_from(m.OutboxMessage)
-                                            .where(m.OutboxMessage.status == "pending"))
-                ).scalar_one() == 0
+        assert (
+            await store.session.execute(
+                select(func.count())
+                .select_from(m.OutboxMessage)
+                .where(m.OutboxMessage.status == "pending")
+            )
+        ).scalar_one() == 0
+        await store.commit()
 
-    done = await submit(slack, IncidentView.CHANGE_STATUS, modal["private_metadata"],
-                        status_state("in_repair"))
+    done = await submit(
+        slack, IncidentView.CHANGE_STATUS, modal["private_metadata"], status_state("in_repair")
+    )
     assert done == {}
     # The change is written right after the ack; the card updating confirms it.
     for _ in range(100):
@@ -474,7 +628,8 @@ async def test_technician_status_modal_and_a_forged_status(slack: SlackHarness) 
     await slack.deliver_outbox()
     [update] = slack.fake.calls_to("chat.update")
     async with slack.runtime.stores() as store:
-        post = await store.slack_post(SlackPostKind.INCIDENT_CARD, 1)
+        post = await store.slack_posts.get(SlackPostKind.INCIDENT_CARD, 1)
+        await store.commit()
     assert post is not None and update.args["ts"] == post.ts
     assert "*Status*\\nIn Repair" in blocks_text(update.args["blocks"])
 
@@ -493,8 +648,9 @@ async def test_a_forged_button_value_is_refused(slack: SlackHarness) -> None:
     tech_id = (await incidents(slack))[0].reported_by_id
     value = button_value(card.args["blocks"], IncidentAction.CLOSE)
     version, name, data, signature = value.split(".")
-    altered = ".".join([version, name, data[:-2] + ("AA" if data[-2:] != "AA" else "BB"),
-                        signature])
+    altered = ".".join(
+        [version, name, data[:-2] + ("AA" if data[-2:] != "AA" else "BB"), signature]
+    )
     await click(slack, IncidentAction.CLOSE, altered)
     [told] = await slack.fake.wait_for("chat.postEphemeral")
     assert told.args["user"] == "U_TECH"
@@ -506,25 +662,29 @@ async def test_a_forged_button_value_is_refused(slack: SlackHarness) -> None:
 
 async def test_add_note_from_the_card(slack: SlackHarness) -> None:
     _, card = await district_with_incident(slack)
-    await click(slack, IncidentAction.ADD_NOTE,
-                button_value(card.args["blocks"], IncidentAction.ADD_NOTE))
+    await click(
+        slack, IncidentAction.ADD_NOTE, button_value(card.args["blocks"], IncidentAction.ADD_NOTE)
+    )
     modal = view_of((await slack.fake.wait_for("views.open", count=2))[-1])
     assert modal["callback_id"] == IncidentView.ADD_NOTE
     note_state = state(**{IncidentField.NOTE: {"type": "plain_text_input", "value": ""}})
     empty = await submit(slack, IncidentView.ADD_NOTE, modal["private_metadata"], note_state)
     assert empty["errors"] == {IncidentField.NOTE: "The note is empty."}
-    note_state = state(**{IncidentField.NOTE: {"type": "plain_text_input",
-                                               "value": "Parent says <b>it fell</b>"}})
-    assert await submit(slack, IncidentView.ADD_NOTE, modal["private_metadata"],
-                        note_state) == {}
+    note_state = state(
+        **{IncidentField.NOTE: {"type": "plain_text_input", "value": "Parent says <b>it fell</b>"}}
+    )
+    assert await submit(slack, IncidentView.ADD_NOTE, modal["private_metadata"], note_state) == {}
 
     async def noted() -> bool:  # written after the answer
         async with slack.runtime.stores() as store:
-            return bool((await store.session.execute(select(m.Note))).scalars().all())
+            result = bool((await store.session.execute(select(m.Note))).scalars().all())
+            await store.commit()
+            return result
 
     await eventually(noted)
     async with slack.runtime.stores() as store:
         [note] = (await store.session.execute(select(m.Note))).scalars().all()
+        await store.commit()
     assert note.body == "Parent says <b>it fell</b>" and note.incident_id == 1
     await slack.deliver_outbox()
     [update] = slack.fake.calls_to("chat.update")
@@ -537,8 +697,12 @@ async def test_add_note_from_the_card(slack: SlackHarness) -> None:
 async def test_close_refused_for_a_role_without_manage_incidents(slack: SlackHarness) -> None:
     _, card = await district_with_incident(slack)
     await slack.staff("Billing Clerk", "U_CLERK")
-    await click(slack, IncidentAction.CLOSE,
-                button_value(card.args["blocks"], IncidentAction.CLOSE), user="U_CLERK")
+    await click(
+        slack,
+        IncidentAction.CLOSE,
+        button_value(card.args["blocks"], IncidentAction.CLOSE),
+        user="U_CLERK",
+    )
     [told] = await slack.fake.wait_for("chat.postEphemeral")
     assert "does not have the Manage Incidents permission" in told.args["text"]
     assert (await incidents(slack))[0].status == "open"
@@ -547,14 +711,20 @@ async def test_close_refused_for_a_role_without_manage_incidents(slack: SlackHar
 async def test_global_shortcut_opens_the_modal_without_a_ticket(slack: SlackHarness) -> None:
     d = await add_district(slack.runtime.stores)
     await slack.staff("Technician", "U_TECH")
-    response = await slack.sender.interaction({
-        "type": "shortcut", "callback_id": IncidentShortcut.NEW, "trigger_id": "trigger.global",
-        "user": {"id": "U_TECH"}})
+    response = await slack.sender.interaction(
+        {
+            "type": "shortcut",
+            "callback_id": IncidentShortcut.NEW,
+            "trigger_id": "trigger.global",
+            "user": {"id": "U_TECH"},
+        }
+    )
     assert response.status_code == 200
     modal = view_of((await slack.fake.wait_for("views.open"))[0])
     assert slack.fake.calls_to("chat.getPermalink") == []
-    await submit(slack, IncidentView.NEW, modal["private_metadata"],
-                 new_incident_state(d.device_id))
+    await submit(
+        slack, IncidentView.NEW, modal["private_metadata"], new_incident_state(d.device_id)
+    )
     await eventually(lambda: has_incidents(slack))
     [incident] = await incidents(slack)
     assert incident.ticket_ref is None

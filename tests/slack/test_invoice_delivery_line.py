@@ -32,6 +32,7 @@ async def test_the_invoice_shows_its_email_delivered_viewed_and_paid(slack: Slac
         notice = await store.session.get(m.Notice, billed.notice_id)
         assert notice is not None
         notice.viewed_at = datetime(2026, 3, 4, 1, 30, tzinfo=UTC)  # Mar 3, 7:30 pm in Chicago
+        await store.commit()
     shown = all_text(await answer(slack, f"invoice {billed.invoice_number}", "U_CLERK"))
     assert ":email: Invoice emailed to maria@… Mar 2, viewed Mar 3" in shown
 
@@ -49,6 +50,7 @@ async def test_the_invoice_shows_its_email_delivered_viewed_and_paid(slack: Slac
                 idempotency_key="delivery-line-paid",
             ),
         )
+        await store.commit()
     shown = all_text(await answer(slack, f"invoice {billed.invoice_number}", "U_CLERK"))
     assert "viewed Mar 3 · Receipt to maria@… queued · Paid in full Mar 5" in shown
 
@@ -57,6 +59,7 @@ async def test_the_line_is_escaped_for_slack(slack: SlackHarness) -> None:
     billed = await billed_family(slack.runtime.stores, slack.clock)
     async with slack.runtime.stores() as store:
         timeline = await invoice_timeline(store.session, billed.invoice_id, tz=TZ)
+        await store.commit()
     assert timeline is not None
     _text, blocks = build_invoice_view(
         timeline,

@@ -58,6 +58,7 @@ async def test_modal_offers_the_incidents_fees_and_no_automation_box_to_a_techni
                 ),
             ]
         )
+        await store.commit()
     tech = await slack.staff("Technician", TECH)
     incident_id = await open_test_incident(slack, tech, d.device_id)
 
@@ -335,3 +336,4 @@ async def test_at_the_cap_only_an_approver_is_offered_the_override(slack: SlackH
             select(m.Invoice.id).where(m.Invoice.incident_id == other)
         )
         assert count.first() is None
+        await store.commit()

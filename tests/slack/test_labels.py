@@ -83,6 +83,7 @@ async def test_typical_flows_show_labels_not_ids(slack: SlackHarness) -> None:
         ctx = Context(store, slack.clock, slack.runtime.settings.tz)
         await change_incident_status(ctx, tech, incident_id, IncidentStatus.AWAITING_PARTS)
         await queue_incident_card(store, incident_id)  # as the status form does
+        await store.commit()
     await slack.deliver_outbox()  # the card, updated in place
 
     device = await slack.sender.command("/device", "5CD1234XYZ", user="U_TECH")

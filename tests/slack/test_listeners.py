@@ -160,6 +160,7 @@ async def _refusals(slack: SlackHarness) -> list[str]:
         rows = await store.session.execute(
             select(m.ActivityEntry.comment).where(m.ActivityEntry.action == "refused")
         )
+        await store.commit()
         return [str(c) for c in rows.scalars()]
 
 

@@ -65,10 +65,12 @@ async def send_mail(engine: AsyncEngine, slack: SlackHarness, smtp: SmtpServer) 
 
 async def notices_of(slack: SlackHarness, number: str) -> list[m.Notice]:
     async with slack.runtime.stores() as store:
-        invoice = await store.get_invoice_by_number(number)
+        invoice = await store.invoices.by_number(number)
         assert invoice is not None
         stmt = select(m.Notice).where(m.Notice.invoice_id == invoice.id).order_by(m.Notice.id)
-        return list((await store.session.execute(stmt)).scalars())
+        result = list((await store.session.execute(stmt)).scalars())
+        await store.commit()
+        return result
 
 
 async def invoice_while_an_override_waits(slack: SlackHarness) -> Requested:
@@ -114,11 +116,12 @@ async def invoice_while_an_override_waits(slack: SlackHarness) -> Requested:
     ]
     assert "$125.00 owed (INV-000002)" in all_text(blocks_of(redrawn))
     async with slack.runtime.stores() as store:
-        request = await store.pending_override_for(incident_id)
-        invoice = await store.get_invoice_by_number("INV-000002")
+        request = await store.insurance.pending_override_for(incident_id)
+        invoice = await store.invoices.by_number("INV-000002")
         assert request is not None and invoice is not None
         # The request is about the invoice made while it waited: its decision re-prices it.
         assert request.invoice_id == invoice.id
+        await store.commit()
     return Requested(tech, incident_id, invoice.id, request.id, approval)
 
 
@@ -205,7 +208,10 @@ async def test_an_override_after_the_email_sends_one_update_and_reminders_say_th
 
     # A reminder after the change states the amount as it is now.
     async with slack.runtime.stores() as store:
-        assert await store.queue_notice("due_reminder", requested.invoice_id, "test-reminder")
+        assert await store.outbox.queue_notice(
+            "due_reminder", requested.invoice_id, "test-reminder"
+        )
+        await store.commit()
     await send_mail(engine, slack, smtp)
     reminder = smtp.messages[-1].message
     assert "INV-000002" in str(reminder["Subject"])

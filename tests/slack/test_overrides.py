@@ -67,8 +67,9 @@ def approval_updates(slack: SlackHarness) -> list[Call]:
 
 async def request_status(slack: SlackHarness, request_id: int) -> m.CapOverrideRequest:
     async with slack.runtime.stores() as store:
-        request = await store.get_override_request(request_id)
+        request = await store.insurance.override_request(request_id)
         assert request is not None
+        await store.commit()
         return request
 
 
@@ -115,9 +116,10 @@ async def request_override(
         "chat.postEphemeral", lambda c: "Override requested" in c.args["text"]
     )
     async with slack.runtime.stores() as store:
-        request = await store.pending_override_for(incident_id)
+        request = await store.insurance.pending_override_for(incident_id)
         assert request is not None and request.invoice_id is not None
         request_id, invoice_id = request.id, request.invoice_id
+        await store.commit()
     await slack.deliver_outbox()
     [approval] = [
         c
@@ -158,9 +160,10 @@ async def test_request_override_posts_the_facts_to_the_approvals_channel(
     assert "Requested by Technician Person on Mar 2, 2026 9:00 AM CST" in facts
     assert action_ids(blocks) == [OverrideAction.APPROVE, OverrideAction.DENY]
     async with slack.runtime.stores() as store:
-        post = await store.slack_post(SlackPostKind.OVERRIDE_REQUEST, requested.request_id)
+        post = await store.slack_posts.get(SlackPostKind.OVERRIDE_REQUEST, requested.request_id)
         assert post is not None
         assert (post.channel, post.ts) == (APPROVALS_CHANNEL, approval.args.get("ts") or post.ts)
+        await store.commit()
     thread = [c.args["text"] for c in thread_posts(slack, incident_id)]
     assert any("asked for a claim-cap override" in t for t in thread)
 
@@ -173,6 +176,7 @@ async def test_request_override_posts_the_facts_to_the_approvals_channel(
     async with slack.runtime.stores() as store:
         count = await store.session.execute(select(m.CapOverrideRequest.id))
         assert len(count.all()) == 1
+        await store.commit()
     assert tech.staff_id is not None
 
 
@@ -191,9 +195,10 @@ async def test_a_technicians_approval_is_refused_logged_and_changes_nothing(
     [entry] = await refusals(slack, requested.tech)
     assert "approve a claim-cap override" in (entry.comment or "")
     async with slack.runtime.stores() as store:
-        invoice = await store.get_invoice(requested.invoice_id)
+        invoice = await store.invoices.get(requested.invoice_id)
         assert invoice is not None
         assert (invoice.total_cents, invoice.override_applied) == (12500, False)
+        await store.commit()
     await slack.deliver_outbox()
     assert approval_updates(slack) == []  # the approval message is unchanged
 
@@ -223,7 +228,7 @@ async def test_the_admin_approves_and_everyone_hears_about_it(slack: SlackHarnes
     request = await request_status(slack, requested.request_id)
     assert request.decided_by_id == admin.staff_id
     async with slack.runtime.stores() as store:
-        invoice = await store.get_invoice(requested.invoice_id)
+        invoice = await store.invoices.get(requested.invoice_id)
         assert invoice is not None
         assert (invoice.total_cents, invoice.insurance_cents) == (2500, 10000)
         assert invoice.override_applied and invoice.override_approved_by_id == admin.staff_id
@@ -235,6 +240,7 @@ async def test_the_admin_approves_and_everyone_hears_about_it(slack: SlackHarnes
         ]
         assert kinds.count("slack.override_approved") == 1
         assert kinds.count("slack.incident_card") >= 3  # created, requested, decided
+        await store.commit()
 
     await slack.deliver_outbox()
 
@@ -263,8 +269,9 @@ async def test_the_admin_approves_and_everyone_hears_about_it(slack: SlackHarnes
     )
     assert (await request_status(slack, requested.request_id)).status == "approved"
     async with slack.runtime.stores() as store:
-        log = await store.activity_for("cap_override", requested.request_id)
+        log = await store.activity.for_entity("cap_override", requested.request_id)
         assert [e.action for e in log] == ["requested", "approved"]
+        await store.commit()
 
 
 async def test_the_admin_denies_and_the_invoice_stays_at_full_price(slack: SlackHarness) -> None:
@@ -285,8 +292,9 @@ async def test_the_admin_denies_and_the_invoice_stays_at_full_price(slack: Slack
         for t in told
     )
     async with slack.runtime.stores() as store:
-        invoice = await store.get_invoice(requested.invoice_id)
+        invoice = await store.invoices.get(requested.invoice_id)
         assert invoice is not None and invoice.total_cents == 12500
+        await store.commit()
 
 
 async def test_concurrent_approve_and_deny_make_exactly_one_decision(slack: SlackHarness) -> None:
@@ -312,7 +320,7 @@ async def test_concurrent_approve_and_deny_make_exactly_one_decision(slack: Slac
     assert loser.args["user"] == loser_user
     assert f"already decided by {winner}: {request.status}" in loser.args["text"]
     async with slack.runtime.stores() as store:
-        log = await store.activity_for("cap_override", requested.request_id)
+        log = await store.activity.for_entity("cap_override", requested.request_id)
         assert [e.action for e in log] == ["requested", request.status]
         decided = (
             await store.session.execute(
@@ -322,6 +330,7 @@ async def test_concurrent_approve_and_deny_make_exactly_one_decision(slack: Slac
         assert sorted(decided) == sorted(
             ["slack.override_requested", f"slack.override_{request.status}"]
         )
+        await store.commit()
     await slack.deliver_outbox()
     assert len(approval_updates(slack)) == 1
     assert ephemerals_to(slack, loser_user) == [loser.args["text"]]
@@ -359,8 +368,9 @@ async def test_an_override_approved_before_invoicing_applies_to_the_next_invoice
     ]
     assert "No invoice yet" in all_text(blocks_of(approval))
     async with slack.runtime.stores() as store:
-        pending = await store.pending_override_for(incident_id)
+        pending = await store.insurance.pending_override_for(incident_id)
         assert pending is not None
+        await store.commit()
     requested = Requested(tech, incident_id, 0, pending.id, approval)
     await decide(slack, ADMIN, OverrideAction.APPROVE, requested)
 
@@ -382,8 +392,9 @@ async def test_an_override_approved_before_invoicing_applies_to_the_next_invoice
     response = await submit_invoice(slack, TECH, view, "V_NEXT", values)
     assert response["response_action"] == "update"
     async with slack.runtime.stores() as store:
-        [invoice] = await store.invoices_for_incident(incident_id)
+        [invoice] = await store.invoices.for_incident(incident_id)
         assert (invoice.total_cents, invoice.override_applied) == (2500, True)
         assert invoice.override_approved_by_id == admin.staff_id
-        used = await store.get_override_request(pending.id)
+        used = await store.insurance.override_request(pending.id)
         assert used is not None and used.invoice_id == invoice.id
+        await store.commit()

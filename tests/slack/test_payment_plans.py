@@ -121,12 +121,14 @@ async def submit(
 async def installments(slack: SlackHarness) -> list[tuple[date, int]]:
     async with slack.runtime.stores() as store:
         rows = await store.session.execute(select(m.Installment).order_by(m.Installment.position))
+        await store.commit()
         return [(r.due_on, r.amount_cents) for r in rows.scalars()]
 
 
 async def notices(slack: SlackHarness, template: str) -> list[m.Notice]:
     async with slack.runtime.stores() as store:
         rows = await store.session.execute(select(m.Notice).where(m.Notice.template == template))
+        await store.commit()
         return list(rows.scalars())
 
 
@@ -180,8 +182,9 @@ async def test_a_clerk_sets_a_plan_from_the_invoice_view(slack: SlackHarness) ->
     assert "Payment plan set on INV-000001* by Billing Clerk Person" in said
     assert "As agreed on the phone" in said
     async with slack.runtime.stores() as store:
-        thread = await store.slack_post(ReplyPostKind.INVOICE_THREAD, invoice_id)
-        log = [e.action for e in await store.activity_for("invoice", invoice_id)]
+        thread = await store.slack_posts.get(ReplyPostKind.INVOICE_THREAD, invoice_id)
+        log = [e.action for e in await store.activity.for_entity("invoice", invoice_id)]
+        await store.commit()
     assert thread is not None and thread.channel == BILLING_CHANNEL
     assert log == ["payment_plan_set"]
 
@@ -227,7 +230,7 @@ async def test_clearing_from_the_menu_and_a_missed_installment_alert(
 ) -> None:
     invoice_id = await setup(slack)
     async with slack.runtime.stores() as store:
-        clerk = await store.actor_by_slack_id(CLERK)
+        clerk = await store.people.actor_by_slack_id(CLERK)
         assert clerk is not None
         await set_payment_plan(
             Context(store, slack.clock, slack.runtime.settings.tz),
@@ -235,6 +238,7 @@ async def test_clearing_from_the_menu_and_a_missed_installment_alert(
             clerk,
             SetPaymentPlan(invoice_id, count=2, first_due=date(2026, 3, 3)),
         )
+        await store.commit()
 
     # The billing run finds installment 1 (due March 3) unpaid on March 4.
     day = date(2026, 3, 4)
@@ -273,5 +277,6 @@ async def test_clearing_from_the_menu_and_a_missed_installment_alert(
     ][-1]
     assert "cleared* by Billing Clerk Person" in all_text({"blocks": blocks_of(last)})
     async with slack.runtime.stores() as store:
-        log = [e.action for e in await store.activity_for("invoice", invoice_id)]
+        log = [e.action for e in await store.activity.for_entity("invoice", invoice_id)]
+        await store.commit()
     assert log.count("payment_plan_cleared") == 1 and "installment_missed" in log

@@ -52,6 +52,7 @@ async def _mailed_photo(slack: SlackHarness, device_id: int, incident_id: int | 
                 created_at=datetime(2026, 3, 1, tzinfo=UTC),
             )
         )
+        await store.commit()
     return data
 
 

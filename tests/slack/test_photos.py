@@ -49,32 +49,48 @@ def png(size: tuple[int, int] = (32, 32)) -> bytes:
 
 async def card_ts(slack: SlackHarness) -> str:
     async with slack.runtime.stores() as store:
-        post = await store.slack_post(SlackPostKind.INCIDENT_CARD, 1)
+        post = await store.slack_posts.get(SlackPostKind.INCIDENT_CARD, 1)
+        await store.commit()
     assert post is not None
     return post.ts
 
 
-def thread_event(thread_ts: str, files: list[tuple[str, str]], *, user: str = "U_TECH",
-                 channel: str = INCIDENTS_CHANNEL) -> dict[str, Any]:
-    return {"type": "message", "subtype": "file_share", "channel": channel, "user": user,
-            "ts": "1700000500.000100", "thread_ts": thread_ts, "text": "",
-            "files": [{"id": fid, "name": name} for fid, name in files]}
+def thread_event(
+    thread_ts: str,
+    files: list[tuple[str, str]],
+    *,
+    user: str = "U_TECH",
+    channel: str = INCIDENTS_CHANNEL,
+) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "subtype": "file_share",
+        "channel": channel,
+        "user": user,
+        "ts": "1700000500.000100",
+        "thread_ts": thread_ts,
+        "text": "",
+        "files": [{"id": fid, "name": name} for fid, name in files],
+    }
 
 
 def replies(slack: SlackHarness, thread_ts: str) -> list[Call]:
-    return [c for c in slack.fake.calls_to("chat.postMessage")
-            if c.args.get("thread_ts") == thread_ts]
+    return [
+        c for c in slack.fake.calls_to("chat.postMessage") if c.args.get("thread_ts") == thread_ts
+    ]
 
 
 async def wait_reply(slack: SlackHarness, thread_ts: str, count: int = 1) -> list[Call]:
     return await slack.fake.wait_for(
-        "chat.postMessage", lambda c: c.args.get("thread_ts") == thread_ts, count=count)
+        "chat.postMessage", lambda c: c.args.get("thread_ts") == thread_ts, count=count
+    )
 
 
 async def photos(slack: SlackHarness) -> list[m.Photo]:
     async with slack.runtime.stores() as store:
-        return list((await store.session.execute(select(m.Photo).order_by(m.Photo.id)))
-                    .scalars())
+        result = list((await store.session.execute(select(m.Photo).order_by(m.Photo.id))).scalars())
+        await store.commit()
+        return result
 
 
 # --- the card's thread ------------------------------------------------------------------------
@@ -94,8 +110,7 @@ async def test_a_photo_in_the_thread_is_attached(slack: SlackHarness) -> None:
     assert slack.fake.downloads == [("F1", f"Bearer {BOT_TOKEN}")]
     [photo] = await photos(slack)
     assert (photo.incident_id, photo.device_id) == (1, d.device_id)  # the device's for life
-    assert (photo.source, photo.source_ref, photo.original_filename) == ("slack", "F1",
-                                                                         "crack.jpg")
+    assert (photo.source, photo.source_ref, photo.original_filename) == ("slack", "F1", "crack.jpg")
     assert (photo.content_type, photo.width, photo.height) == ("image/jpeg", 64, 48)
     stored = await slack.runtime.blobs.get(photo.blob_key)  # re-encoded, never kept as sent
     assert Image.open(io.BytesIO(stored)).size == (64, 48) and len(stored) == photo.size_bytes
@@ -110,15 +125,22 @@ async def test_oversized_and_non_image_files_are_refused_with_reasons(
 ) -> None:
     await district_with_incident(slack)
     ts = await card_ts(slack)
-    slack.fake.add_file(FakeFile("F_BIG", "scan.png", os.urandom(int(7.2 * MB)),
-                                 mimetype="image/png"))
-    slack.fake.add_file(FakeFile("F_HEIC", "IMG_1.heic", b"not really a heic file",
-                                 mimetype="image/heic"))
-    slack.fake.add_file(FakeFile("F_HTML", "photo.jpg", b"<html><body>hi</body></html>",
-                                 mimetype="text/html"))
+    slack.fake.add_file(
+        FakeFile("F_BIG", "scan.png", os.urandom(int(7.2 * MB)), mimetype="image/png")
+    )
+    slack.fake.add_file(
+        FakeFile("F_HEIC", "IMG_1.heic", b"not really a heic file", mimetype="image/heic")
+    )
+    slack.fake.add_file(
+        FakeFile("F_HTML", "photo.jpg", b"<html><body>hi</body></html>", mimetype="text/html")
+    )
     slack.fake.add_file(FakeFile("F_OK", "ok.png", png(), mimetype="image/png"))
-    files = [("F_BIG", "scan.png"), ("F_HEIC", "IMG_1.heic"), ("F_HTML", "photo.jpg"),
-             ("F_OK", "ok.png")]
+    files = [
+        ("F_BIG", "scan.png"),
+        ("F_HEIC", "IMG_1.heic"),
+        ("F_HTML", "photo.jpg"),
+        ("F_OK", "ok.png"),
+    ]
     await slack.sender.event(thread_event(ts, files))
 
     [reply] = await wait_reply(slack, ts)
@@ -138,8 +160,10 @@ async def test_a_redelivered_event_attaches_nothing_twice(slack: SlackHarness) -
     event = thread_event(ts, [("F1", "crack.jpg")])
 
     # Slack retries while the first delivery is still at work...
-    await asyncio.gather(slack.sender.event(event, event_id="Ev1"),
-                         slack.sender.event(event, event_id="Ev1", retry_num=1))
+    await asyncio.gather(
+        slack.sender.event(event, event_id="Ev1"),
+        slack.sender.event(event, event_id="Ev1", retry_num=1),
+    )
     await wait_reply(slack, ts)
     await asyncio.sleep(0.5)  # both deliveries are done
     downloads = len(slack.fake.downloads)
@@ -161,12 +185,15 @@ async def test_photos_from_a_role_without_manage_incidents(slack: SlackHarness) 
     [reply] = await wait_reply(slack, ts)
     assert reply.args["text"] == (
         ":warning: <@U_CLERK> your photos weren't added: Your role (Billing Clerk) does not "
-        "have the Manage Incidents permission.")
+        "have the Manage Incidents permission."
+    )
     assert slack.fake.downloads == [] and await photos(slack) == []
     async with slack.runtime.stores() as store:
         assert clerk.staff_id is not None
-        assert [e.action for e in await store.activity_for("security", clerk.staff_id)] == [
-            "refused"]
+        assert [e.action for e in await store.activity.for_entity("security", clerk.staff_id)] == [
+            "refused"
+        ]
+        await store.commit()
 
 
 async def test_photos_from_an_unknown_user_are_not_taken(slack: SlackHarness) -> None:
@@ -184,8 +211,13 @@ async def test_files_in_other_threads_are_left_alone(slack: SlackHarness) -> Non
     slack.fake.add_file(FakeFile("F1", "cat.jpg", jpeg()))
     response = await slack.sender.event(thread_event("1600000000.000001", [("F1", "cat.jpg")]))
     assert response.status_code == 200
-    plain = {"type": "message", "channel": INCIDENTS_CHANNEL, "user": "U_TECH",
-             "ts": "1700000600.000100", "text": "thanks!"}
+    plain = {
+        "type": "message",
+        "channel": INCIDENTS_CHANNEL,
+        "user": "U_TECH",
+        "ts": "1700000600.000100",
+        "text": "thanks!",
+    }
     assert (await slack.sender.event(plain)).status_code == 200  # acknowledged, not retried
     await asyncio.sleep(0.3)
     assert slack.fake.calls_to("files.info") == [] and await photos(slack) == []
@@ -203,9 +235,12 @@ async def test_photos_uploaded_with_a_new_incident(slack: SlackHarness) -> None:
     slack.fake.add_file(FakeFile("F1", "front.jpg", jpeg()))
     slack.fake.add_file(FakeFile("F2", "notes.txt", b"just text", mimetype="text/plain"))
     modal = await open_new_incident_modal(slack)
-    answer = await submit(slack, IncidentView.NEW, modal["private_metadata"],
-                          new_incident_state(d.device_id,
-                                             files=(("F1", "front.jpg"), ("F2", "notes.txt"))))
+    answer = await submit(
+        slack,
+        IncidentView.NEW,
+        modal["private_metadata"],
+        new_incident_state(d.device_id, files=(("F1", "front.jpg"), ("F2", "notes.txt"))),
+    )
     assert "2 photos being checked" in blocks_text(answer["view"]["blocks"])
 
     # The refused file is explained to the person who uploaded it.
@@ -217,11 +252,16 @@ async def test_photos_uploaded_with_a_new_incident(slack: SlackHarness) -> None:
     assert (photo.source_ref, photo.device_id) == ("F1", d.device_id)
 
     await slack.deliver_outbox()  # the card (with the photo), then the thread note
-    [card] = [c for c in slack.fake.calls_to("chat.postMessage")
-              if c.args["channel"] == INCIDENTS_CHANNEL and "thread_ts" not in c.args]
+    [card] = [
+        c
+        for c in slack.fake.calls_to("chat.postMessage")
+        if c.args["channel"] == INCIDENTS_CHANNEL and "thread_ts" not in c.args
+    ]
     ts = await card_ts(slack)
-    assert any("1 photo" in blocks_text(c.args.get("blocks"))
-               for c in [card, *slack.fake.calls_to("chat.update")])
+    assert any(
+        "1 photo" in blocks_text(c.args.get("blocks"))
+        for c in [card, *slack.fake.calls_to("chat.update")]
+    )
     [note] = replies(slack, ts)
     assert note.args["text"].startswith(":camera: Added 1 photo to incident #1: front.jpg")
 
@@ -232,8 +272,11 @@ async def _photo_count(slack: SlackHarness, count: int) -> bool:
 
 async def test_add_photos_from_the_card(slack: SlackHarness) -> None:
     _, card = await district_with_incident(slack)
-    await click(slack, IncidentAction.ADD_PHOTOS,
-                button_value(card.args["blocks"], IncidentAction.ADD_PHOTOS))
+    await click(
+        slack,
+        IncidentAction.ADD_PHOTOS,
+        button_value(card.args["blocks"], IncidentAction.ADD_PHOTOS),
+    )
     modal = view_of((await slack.fake.wait_for("views.open", count=2))[-1])
     assert modal["callback_id"] == IncidentView.ADD_PHOTOS
     [block] = modal["blocks"]
@@ -244,8 +287,14 @@ async def test_add_photos_from_the_card(slack: SlackHarness) -> None:
     assert answer["errors"] == {IncidentField.PHOTOS: "Add at least one photo."}
 
     slack.fake.add_file(FakeFile("F9", "side.png", png(), mimetype="image/png"))
-    files = state(**{IncidentField.PHOTOS: {"type": "file_input",
-                                            "files": [{"id": "F9", "name": "side.png"}]}})
+    files = state(
+        **{
+            IncidentField.PHOTOS: {
+                "type": "file_input",
+                "files": [{"id": "F9", "name": "side.png"}],
+            }
+        }
+    )
     assert await submit(slack, IncidentView.ADD_PHOTOS, modal["private_metadata"], files) == {}
     await eventually(lambda: _photo_count(slack, 1))
     # Submitting the same upload again (a double click) adds nothing.
@@ -263,8 +312,16 @@ async def test_a_sign_in_page_instead_of_the_file_is_refused(slack: SlackHarness
     client = AsyncWebClient(token="xoxb-not-accepted", base_url=slack.fake.base_url)
 
     async def files_info(**_: Any) -> dict[str, Any]:
-        return {"ok": True, "file": {"id": "F1", "name": "crack.jpg", "mimetype": "image/jpeg",
-                                     "size": 1000, "url_private": url}}
+        return {
+            "ok": True,
+            "file": {
+                "id": "F1",
+                "name": "crack.jpg",
+                "mimetype": "image/jpeg",
+                "size": 1000,
+                "url_private": url,
+            },
+        }
 
     client.files_info = files_info  # type: ignore[method-assign]
     with pytest.raises(ValidationError, match="Slack sent a sign-in page instead of the file"):
@@ -301,6 +358,7 @@ async def test_the_same_file_attached_twice_at_once_lands_once(slack: SlackHarne
 
 async def _actor(slack: SlackHarness, slack_id: str) -> Any:
     async with slack.runtime.stores() as store:
-        actor = await store.actor_by_slack_id(slack_id)
+        actor = await store.people.actor_by_slack_id(slack_id)
+        await store.commit()
     assert actor is not None
     return actor

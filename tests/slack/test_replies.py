@@ -79,12 +79,15 @@ async def pending(slack: SlackHarness, pending_id: int) -> m.PendingPayment:
     async with slack.runtime.stores() as store:
         row = await store.session.get(m.PendingPayment, pending_id)
         assert row is not None
+        await store.commit()
         return row
 
 
 async def payments(slack: SlackHarness) -> list[m.Payment]:
     async with slack.runtime.stores() as store:
-        return list((await store.session.execute(select(m.Payment))).scalars())
+        result = list((await store.session.execute(select(m.Payment))).scalars())
+        await store.commit()
+        return result
 
 
 async def until(rows: Callable[[], Awaitable[list[Any]]], timeout: float = 5.0) -> list[Any]:
@@ -118,7 +121,7 @@ async def test_confirming_records_the_payment_queues_the_receipt_and_updates_the
     assert payment.idempotency_key == f"pending-payment:{reported.pending_id}"
     assert payment.recorded_by_id == clerk.staff_id
     async with slack.runtime.stores() as store:
-        invoice = await store.get_invoice(reported.billed.invoice_id)
+        invoice = await store.invoices.get(reported.billed.invoice_id)
         assert invoice is not None and invoice.paid_cents == 5000
         receipts = (
             await store.session.execute(
@@ -126,13 +129,15 @@ async def test_confirming_records_the_payment_queues_the_receipt_and_updates_the
             )
         ).scalars()
         assert [n.dedupe_key for n in receipts] == [f"payment-receipt:{payment.id}"]
-        log = await store.activity_for("pending_payment", reported.pending_id)
+        log = await store.activity.for_entity("pending_payment", reported.pending_id)
         assert [(e.action, e.actor_staff_id) for e in log] == [("confirmed", clerk.staff_id)]
+        await store.commit()
 
     await slack.deliver_outbox()
     [update] = slack.fake.calls_to("chat.update")
     async with slack.runtime.stores() as store:
-        posted = await store.slack_post(ReplyPostKind.MAIL_REPLY, row.inbound_message_id or 0)
+        posted = await store.slack_posts.get(ReplyPostKind.MAIL_REPLY, row.inbound_message_id or 0)
+        await store.commit()
     assert posted is not None  # the same message, updated in place
     assert (update.args["channel"], update.args["ts"]) == (posted.channel, posted.ts)
     text = all_text(blocks_of(update))

@@ -243,6 +243,7 @@ async def test_staff_without_reports_are_refused(slack: SlackHarness) -> None:
         await store.session.execute(
             update(m.Staff).where(m.Staff.id == actor.staff_id).values(role_id=viewer.id)
         )
+        await store.commit()
     response = await slack.sender.command("/report", "", user="U_NOREPORTS", channel=CHANNEL)
     assert "View Reports" in response.json()["text"]
     assert not slack.fake.calls_to("views.open")

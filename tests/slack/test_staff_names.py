@@ -29,7 +29,7 @@ def slack_user(user_id: str, email: str, *, display: str, real: str) -> dict[str
 async def shown_name(slack: SlackHarness, staff_id: int | None) -> str | None:
     assert staff_id is not None
     async with slack.runtime.reads() as store:
-        return await store.staff_name(staff_id)
+        return await store.people.staff_name(staff_id)
 
 
 async def test_first_contact_takes_the_slack_profile_name(slack: SlackHarness) -> None:
@@ -72,10 +72,10 @@ async def test_a_user_change_event_renames_staff_everywhere(slack: SlackHarness)
     assert response.status_code == 200
     await eventually(lambda: _is(slack, admin.staff_id, "Jo"))
     async with slack.runtime.reads() as store:
-        actor = await store.actor_by_slack_id("U_ADMIN")
+        actor = await store.people.actor_by_slack_id("U_ADMIN")
         [logged] = [
             e
-            for e in await store.activity_for("staff", admin.staff_id or 0)
+            for e in await store.activity.for_entity("staff", admin.staff_id or 0)
             if e.action == "slack_name_changed"
         ]
         # SQL lists (approvals on App Home, invoice timelines) use the same name.

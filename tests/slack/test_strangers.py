@@ -61,7 +61,8 @@ async def set_contact(slack: SlackHarness, name: str, contact: str) -> dict[str,
 async def test_a_stranger_is_told_to_ask_the_it_contact(slack: SlackHarness) -> None:
     assert await set_contact(slack, "Dana Reyes", "#IT-Help") == {}
     async with slack.runtime.stores() as store:
-        settings = await store.settings()
+        settings = await store.settings.get()
+        await store.commit()
     assert (settings.it_contact_name, settings.it_contact) == ("Dana Reyes", "#it-help")
 
     response = await slack.sender.command("/incident", user="U_STRANGER")
@@ -90,4 +91,5 @@ async def test_a_bad_it_contact_is_a_field_error(slack: SlackHarness) -> None:
     assert answer["response_action"] == "errors"
     assert list(answer["errors"]) == [Ids.IT_CONTACT]  # type: ignore[call-overload]
     async with slack.runtime.stores() as store:
-        assert (await store.settings()).it_contact == ""
+        assert (await store.settings.get()).it_contact == ""
+        await store.commit()

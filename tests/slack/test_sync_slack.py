@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-
 from sqlalchemy import select
 
 from bot.slack.device_blocks import DeviceAction
@@ -35,9 +34,10 @@ async def _device_text(slack: SlackHarness, query: str) -> str:
 async def test_device_shows_its_sources_and_a_suggested_holder(slack: SlackHarness) -> None:
     district = await add_district(slack.runtime.stores)  # Ana Rivera holds 5CD1234XYZ
     async with slack.runtime.stores() as store:
-        ana = await store.get_student(district.student_id)
+        ana = await store.people.student(district.student_id)
         assert ana is not None
         ana.email = "ana@students.example.org"
+        await store.commit()
     await slack.staff("Technician", TECH)
     apple = ListedSource("apple", [ipad(1, asset_tag="T-1", end=date(2027, 8, 31))])
     google = ListedSource(
@@ -74,7 +74,7 @@ async def _suggested(slack: SlackHarness) -> tuple[int, int]:
     as its most recent user, and 5CD1234XYZ with Ben Okafor's. (Ana's id, Ben's id.)"""
     district = await add_district(slack.runtime.stores)
     async with slack.runtime.stores() as store:
-        ana = await store.get_student(district.student_id)
+        ana = await store.people.student(district.student_id)
         assert ana is not None
         ana.email = "ana@students.example.org"
         ben = m.Student(
@@ -83,6 +83,7 @@ async def _suggested(slack: SlackHarness) -> tuple[int, int]:
         store.session.add(ben)
         await store.session.flush()
         ben_id = ben.id
+        await store.commit()
     google = ListedSource(
         "google",
         [
@@ -128,9 +129,9 @@ async def test_staff_assign_the_suggested_holder_with_one_click(slack: SlackHarn
     assert "Assign to Ana Rivera" not in said  # she holds it now: nothing left to offer
     assert await _holders(slack, "5CD0000008") == [(ana_id, None)]
     async with slack.runtime.reads() as store:
-        device = await store.get_device_by_serial("5CD0000008")
+        device = await store.devices.by_serial("5CD0000008")
         assert device is not None
-        (entry,) = [e for e in await store.activity_for("device", device.id)]
+        (entry,) = [e for e in await store.activity.for_entity("device", device.id)]
     assert entry.action == "holder_assigned" and entry.actor_staff_id == tech.staff_id
     assert entry.after == {"student_id": ana_id, "from": "Google Admin's most recent user"}
 
@@ -160,9 +161,10 @@ async def test_reassigning_asks_first_and_a_stale_button_changes_nothing(
 
     # Staff move the device on before the technician clicks: the old button must not undo it.
     async with slack.runtime.stores() as store:
-        device = await store.get_device_by_serial("5CD1234XYZ")
+        device = await store.devices.by_serial("5CD1234XYZ")
         assert device is not None
-        await store.return_device(device.id, reason="returned at the desk")
+        await store.devices.unassign(device.id, reason="returned at the desk")
+        await store.commit()
     payload = click(TECH, DeviceAction.ASSIGN_SUGGESTED, offer["value"], channel="C_HELP")
     await slack.sender.interaction(payload)
     [warning] = await slack.fake.wait_for("chat.postEphemeral")

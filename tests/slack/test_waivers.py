@@ -61,9 +61,10 @@ async def setup(slack: SlackHarness, total_cents: int = 20_000) -> int:
 
 async def row(slack: SlackHarness, invoice_id: int) -> m.Invoice:
     async with slack.runtime.stores() as store:
-        invoice = await store.get_invoice(invoice_id)
+        invoice = await store.invoices.get(invoice_id)
         assert invoice is not None
         assert split_money(invoice).adds_up()
+        await store.commit()
         return invoice
 
 
@@ -83,6 +84,7 @@ async def submit(
 ) -> dict[str, Any]:
     """Submit a waive or refund form; when it is accepted, the result replaces the answer's
     "Working on it" (it is written after the answer): returned with that view."""
+
     def mine(c: Any) -> bool:
         return bool(c.args.get("view_id") == view_id)
 
@@ -174,7 +176,8 @@ async def test_a_large_waiver_is_approved_in_the_approvals_channel(slack: SlackH
         lambda c: c.args.get("user") == CLERK and "Approve Waivers" in c.args["text"],
     )
     async with slack.runtime.stores() as store:
-        clerk = await store.actor_by_slack_id(CLERK)
+        clerk = await store.people.actor_by_slack_id(CLERK)
+        await store.commit()
     assert clerk is not None
     assert any("approve a waiver" in (e.comment or "") for e in await refusals(slack, clerk))
     assert (await row(slack, invoice_id)).waived_cents == 0
@@ -193,8 +196,9 @@ async def test_a_large_waiver_is_approved_in_the_approvals_channel(slack: SlackH
     assert "Approved* by Finance Director Person" in text
     assert WaiverAction.APPROVE not in action_ids(blocks_of(updated))
     async with slack.runtime.stores() as store:
-        post = await store.slack_post(WAIVER_POST_KIND, 1)
+        post = await store.slack_posts.get(WAIVER_POST_KIND, 1)
         assert post is not None and post.ts == updated.args["ts"]
+        await store.commit()
     [dm] = await slack.fake.wait_for("chat.postMessage", lambda c: c.args.get("channel") == CLERK)
     assert "was approved by Finance Director Person" in dm.args["text"]
     assert "Balance now $50.00" in dm.args["text"]
@@ -223,20 +227,22 @@ async def test_a_forged_decision_button_is_refused(slack: SlackHarness) -> None:
     )
     assert (await row(slack, invoice_id)).waived_cents == 0
     async with slack.runtime.stores() as store:
-        adjustment = await store.get_adjustment(1)
+        adjustment = await store.payments.adjustment(1)
         assert adjustment is not None and adjustment.status == "pending"
+        await store.commit()
 
 
 async def test_refund_modal_refunds_part_of_a_check(slack: SlackHarness) -> None:
     invoice_id = await setup(slack)
     async with slack.runtime.stores() as store:
-        clerk = await store.actor_by_slack_id(CLERK)
+        clerk = await store.people.actor_by_slack_id(CLERK)
         assert clerk is not None
         await record_payment(
             Context(store, slack.clock, slack.runtime.settings.tz),
             clerk,
             RecordPayment(invoice_id, 6_000, PaymentMethod.CHECK, "pay-1", reference="1043"),
         )
+        await store.commit()
     clerk_view = await answer(slack, "invoice INV-000001", CLERK)
     assert WaiverAction.OPEN_REFUND not in action_ids(clerk_view["blocks"])  # no Issue Refunds
 
@@ -270,6 +276,7 @@ async def test_refund_modal_refunds_part_of_a_check(slack: SlackHarness) -> None
     assert (invoice.refunded_cents, invoice.balance_cents) == (2_000, 14_000)
     async with slack.runtime.stores() as store:
         templates = (await store.session.execute(select(m.Notice.template))).scalars().all()
+        await store.commit()
     assert "refund_receipt" in templates
     shown = all_text(await answer(slack, "invoice INV-000001", DIRECTOR))
     assert "Refunded $20.00 of check #1043" in shown and "Device found after billing" in shown
@@ -306,6 +313,7 @@ async def test_the_approval_amount_is_a_billing_setting(slack: SlackHarness) -> 
     assert BillingSettingsIds.WAIVER_APPROVAL in bad.json()["errors"]
     await submit_settings(slack, DIRECTOR, view, values("250.00"))
     async with slack.runtime.stores() as store:
-        assert (await store.settings()).waiver_approval_cents == 25_000
+        assert (await store.settings.get()).waiver_approval_cents == 25_000
+        await store.commit()
     [dm] = await slack.fake.wait_for("chat.postMessage", lambda c: c.args["channel"] == DIRECTOR)
     assert "above $100.00 → above $250.00" in dm.args["text"]

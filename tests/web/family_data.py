@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from storage import models as m
 from storage.blobs import BlobStore, sha256_hex
 from storage.notices import queue_guardian_notice
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import District, add_district, add_policy, add_staff, add_student_with_device
 from workflows.clock import FixedClock
 from workflows.incidents import OpenIncident, open_incident
@@ -34,7 +34,7 @@ class Family:
         return self.district.guardian_id
 
 
-async def add_family(stores: StoreFactory) -> Family:
+async def add_family(stores: UnitOfWorkFactory) -> Family:
     d = await add_district(stores)
     return Family(
         d, await add_staff(stores, "Technician"), await add_staff(stores, "Billing Clerk")
@@ -42,7 +42,7 @@ async def add_family(stores: StoreFactory) -> Family:
 
 
 async def add_incident(
-    stores: StoreFactory, clock: FixedClock, actor: Actor, device_id: int
+    stores: UnitOfWorkFactory, clock: FixedClock, actor: Actor, device_id: int
 ) -> int:
     async with stores() as store:
         opened = await open_incident(
@@ -55,11 +55,12 @@ async def add_incident(
                 description="Cracked screen",
             ),
         )
+        await store.commit()
         return opened.incident.id
 
 
 async def add_invoice(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     actor: Actor,
     device_id: int,
@@ -73,11 +74,12 @@ async def add_invoice(
             actor,
             CreateInvoice(incident_id=incident_id, custom_lines=lines),
         )
+        await store.commit()
         return created.invoice
 
 
 async def pay(
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     clerk: Actor,
     invoice_id: int,
@@ -99,10 +101,11 @@ async def pay(
                 received_on=date(2026, 3, 1),
             ),
         )
+        await store.commit()
 
 
 async def add_override_invoice(
-    stores: StoreFactory, clock: FixedClock, family: Family
+    stores: UnitOfWorkFactory, clock: FixedClock, family: Family
 ) -> tuple[InvoiceRecord, InvoiceRecord]:
     """A first claim on a one-claim policy, then a second incident past the cap that a
     director approves an override for. Returns (first, overridden)."""
@@ -122,15 +125,17 @@ async def add_override_invoice(
         request = await request_cap_override(
             Context(store, clock, TZ), family.tech, second.incident_id or 0, reason="Goodwill"
         )
+        await store.commit()
     async with stores() as store:
         decision = await decide_cap_override(
             Context(store, clock, TZ), director, request.id, approve=True
         )
         assert decision.invoice is not None
+        await store.commit()
         return first, decision.invoice
 
 
-async def add_other_family(stores: StoreFactory) -> tuple[int, int]:
+async def add_other_family(stores: UnitOfWorkFactory) -> tuple[int, int]:
     """A second household: (guardian id, student device id)."""
     student_id, device_id = await add_student_with_device(
         stores, sis_id="S-OTHER", serial="OTHER01"
@@ -140,11 +145,12 @@ async def add_other_family(stores: StoreFactory) -> tuple[int, int]:
         store.session.add(guardian)
         await store.session.flush()
         store.session.add(m.Guardianship(guardian_id=guardian.id, student_id=student_id))
+        await store.commit()
         return guardian.id, device_id
 
 
 async def add_photo(
-    stores: StoreFactory, blobs: BlobStore, device_id: int, incident_id: int | None
+    stores: UnitOfWorkFactory, blobs: BlobStore, device_id: int, incident_id: int | None
 ) -> int:
     key = await blobs.put(PNG, "image/png")
     async with stores() as store:
@@ -162,16 +168,18 @@ async def add_photo(
         )
         store.session.add(photo)
         await store.session.flush()
+        await store.commit()
         return photo.id
 
 
-async def allow_photos(stores: StoreFactory, allowed: bool = True) -> None:
+async def allow_photos(stores: UnitOfWorkFactory, allowed: bool = True) -> None:
     async with stores() as store:
-        settings = await store.settings()
+        settings = await store.settings.get()
         settings.family_page_photos = allowed
+        await store.commit()
 
 
-async def add_notice(stores: StoreFactory, guardian_id: int, invoice_id: int | None) -> int:
+async def add_notice(stores: UnitOfWorkFactory, guardian_id: int, invoice_id: int | None) -> int:
     async with stores() as store:
         guardian = await store.session.get(m.Guardian, guardian_id)
         assert guardian is not None
@@ -186,4 +194,5 @@ async def add_notice(stores: StoreFactory, guardian_id: int, invoice_id: int | N
             invoice_id=invoice_id,
         )
         assert notice is not None
+        await store.commit()
         return notice.id

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.web.conftest import WebHarness
 from tests.web.family_data import add_family
 
 
 async def test_a_photo_number_past_any_id_is_not_found(
-    web: WebHarness, stores: StoreFactory
+    web: WebHarness, stores: UnitOfWorkFactory
 ) -> None:
     family = await add_family(stores)
     base = web.url(family.guardian_id)

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.web.family_page import PayError, family_page_response, read_link
 from storage import models as m
-from storage.store import SqlStore, StoreFactory
+from storage.uow import SqlUnitOfWork, UnitOfWorkFactory
 from tests.builders import add_policy
 from tests.web.conftest import SECRET, WebFactory, WebHarness
 from tests.web.family_data import (
@@ -28,7 +28,7 @@ from workflows.clock import FixedClock
 from workflows.invoices import CustomLine
 
 
-async def family_links(store: SqlStore) -> list[m.Notice]:
+async def family_links(store: SqlUnitOfWork) -> list[m.Notice]:
     stmt = select(m.Notice).where(m.Notice.template == "family_link").order_by(m.Notice.id)
     return list((await store.session.execute(stmt)).scalars())
 
@@ -38,7 +38,7 @@ def row(label: str, amount: str) -> str:
 
 
 async def test_covered_invoice_shows_the_insurance_audit_lines_and_payments(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     d = family.district
@@ -72,7 +72,7 @@ async def test_covered_invoice_shows_the_insurance_audit_lines_and_payments(
 
 
 async def test_override_badge_shows_only_on_the_overridden_invoice(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     first, overridden = await add_override_invoice(stores, clock, family)
@@ -93,7 +93,7 @@ async def test_override_badge_shows_only_on_the_overridden_invoice(
 
 
 async def test_cap_reached_without_override_says_why_it_is_full_price(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     d = family.district
@@ -109,7 +109,7 @@ async def test_cap_reached_without_override_says_why_it_is_full_price(
 
 
 async def test_installment_schedule_shows_paid_missed_and_upcoming(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     invoice = await add_invoice(
@@ -132,6 +132,7 @@ async def test_installment_schedule_shows_paid_missed_and_upcoming(
                     created_at=datetime(2026, 1, 15, tzinfo=UTC),
                 )
             )
+        await store.commit()
     await pay(stores, clock, family.clerk, invoice.id, 4000)  # the first and a third of the next
 
     html = (await web.http.get(web.url(family.guardian_id))).text
@@ -150,7 +151,7 @@ async def test_installment_schedule_shows_paid_missed_and_upcoming(
 
 
 async def test_spanish_guardian_gets_the_page_in_spanish(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     d = family.district
@@ -158,6 +159,7 @@ async def test_spanish_guardian_gets_the_page_in_spanish(
         guardian = await store.session.get(m.Guardian, d.guardian_id)
         assert guardian is not None
         guardian.preferred_language = "es-MX"
+        await store.commit()
     await add_policy(stores, d.student_id, name="AppleCare+", copay_cents=2900, max_claims=2)
     invoice = await add_invoice(stores, clock, family.tech, d.device_id)
     await pay(stores, clock, family.clerk, invoice.id, 1000)
@@ -174,7 +176,7 @@ async def test_spanish_guardian_gets_the_page_in_spanish(
 
 
 async def test_opening_the_link_records_the_notice_viewed_once(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     invoice = await add_invoice(stores, clock, family.tech, family.district.device_id)
@@ -185,6 +187,7 @@ async def test_opening_the_link_records_the_notice_viewed_once(
     async with stores() as store:
         notice = await store.session.get(m.Notice, notice_id)
         assert notice is not None and notice.viewed_at is None
+        await store.commit()
     clock.advance(minutes=5)
     first_view = clock.now()
     assert (await web.http.get(web.url(family.guardian_id, notice_id))).status_code == 200
@@ -194,10 +197,11 @@ async def test_opening_the_link_records_the_notice_viewed_once(
     async with stores() as store:
         notice = await store.session.get(m.Notice, notice_id)
         assert notice is not None and notice.viewed_at == first_view
+        await store.commit()
 
 
 async def test_a_link_never_marks_another_guardians_notice(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     other_guardian, other_device = await add_other_family(stores)
@@ -212,10 +216,11 @@ async def test_a_link_never_marks_another_guardians_notice(
     async with stores() as store:
         notice = await store.session.get(m.Notice, other_notice)
         assert notice is not None and notice.viewed_at is None
+        await store.commit()
 
 
 async def test_expired_link_answers_410_with_a_form_and_records_nothing(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     invoice = await add_invoice(stores, clock, family.tech, family.district.device_id)
@@ -234,10 +239,11 @@ async def test_expired_link_answers_410_with_a_form_and_records_nothing(
     async with stores() as store:
         notice = await store.session.get(m.Notice, notice_id)
         assert notice is not None and notice.viewed_at is None
+        await store.commit()
 
 
 async def test_link_still_works_on_its_last_day_in_the_district_time_zone(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     # 03:00 UTC on March 3 is still March 2 in Chicago: a link ending March 2 works.
@@ -249,7 +255,7 @@ async def test_link_still_works_on_its_last_day_in_the_district_time_zone(
 
 
 async def test_tampered_or_invented_tokens_are_404(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     other_guardian, _ = await add_other_family(stores)
@@ -272,7 +278,7 @@ async def test_tampered_or_invented_tokens_are_404(
 
 
 async def test_another_familys_invoices_and_photos_never_show(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     await allow_photos(stores)
@@ -297,7 +303,7 @@ async def test_another_familys_invoices_and_photos_never_show(
 
 
 async def test_cancelled_invoices_are_left_out(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     kept = await add_invoice(stores, clock, family.tech, family.district.device_id)
@@ -306,13 +312,14 @@ async def test_cancelled_invoices_are_left_out(
         invoice = await store.session.get(m.Invoice, dropped.id)
         assert invoice is not None
         invoice.status = "cancelled"
+        await store.commit()
 
     html = (await web.http.get(web.url(family.guardian_id))).text
     assert kept.number in html and dropped.number not in html
 
 
 async def test_paid_invoice_shows_without_a_way_to_pay(
-    make_web: WebFactory, stores: StoreFactory, clock: FixedClock
+    make_web: WebFactory, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     web = await make_web(stripe_secret_key="sk_test_x", stripe_webhook_secret="whsec_x")
     family = await add_family(stores)
@@ -327,7 +334,7 @@ async def test_paid_invoice_shows_without_a_way_to_pay(
 
 
 async def test_photos_show_only_when_the_district_allows(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     invoice = await add_invoice(stores, clock, family.tech, family.district.device_id)
@@ -358,7 +365,7 @@ async def test_photos_show_only_when_the_district_allows(
 
 
 async def test_portal_link_when_a_template_is_set(
-    make_web: WebFactory, stores: StoreFactory, clock: FixedClock
+    make_web: WebFactory, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     web = await make_web(
         payment_portal_url_template=(
@@ -378,7 +385,7 @@ async def test_portal_link_when_a_template_is_set(
 
 
 async def test_pay_form_only_when_stripe_is_enabled(
-    make_web: WebFactory, stores: StoreFactory, clock: FixedClock
+    make_web: WebFactory, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     invoice = await add_invoice(stores, clock, family.tech, family.district.device_id)
@@ -408,7 +415,9 @@ async def test_pay_form_only_when_stripe_is_enabled(
     )
 
 
-async def test_return_banners(web: WebHarness, stores: StoreFactory, clock: FixedClock) -> None:
+async def test_return_banners(
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
+) -> None:
     family = await add_family(stores)
     invoice = await add_invoice(stores, clock, family.tech, family.district.device_id)
     base = web.url(family.guardian_id)
@@ -423,7 +432,7 @@ async def test_return_banners(web: WebHarness, stores: StoreFactory, clock: Fixe
 
 
 async def test_private_headers_on_every_page(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     for response in (
@@ -441,7 +450,7 @@ async def test_private_headers_on_every_page(
 
 
 async def test_link_request_queues_a_notice_only_for_a_known_address(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     await add_invoice(stores, clock, family.tech, family.district.device_id)
@@ -464,6 +473,7 @@ async def test_link_request_queues_a_notice_only_for_a_known_address(
                 )
             ).scalars()
         )
+        await store.commit()
     assert [(n.template, n.guardian_id, n.context, n.invoice_id) for n in notices] == [
         ("family_link", family.guardian_id, {"reason": "requested"}, None)
     ]
@@ -474,20 +484,22 @@ async def test_link_request_queues_a_notice_only_for_a_known_address(
     await web.http.post("/family/link-request", data={"email": "maria@example.org"})
     async with stores() as store:
         assert len(await family_links(store)) == 2
+        await store.commit()
 
 
 async def test_link_request_ignores_guardians_with_nothing_billed(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     await add_family(stores)  # Maria's family has no invoices
     response = await web.http.post("/family/link-request", data={"email": "maria@example.org"})
     assert response.status_code == 200 and "a new link is on its way" in response.text
     async with stores() as store:
         assert await family_links(store) == []
+        await store.commit()
 
 
 async def test_link_request_with_a_malformed_address_says_so(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     await add_invoice(stores, clock, family.tech, family.district.device_id)
@@ -500,10 +512,11 @@ async def test_link_request_with_a_malformed_address_says_so(
     assert '<html lang="es">' in spanish.text and "Escriba su correo" in spanish.text
     async with stores() as store:
         assert await family_links(store) == []
+        await store.commit()
 
 
 async def test_rate_limit_answers_429_after_the_limit(
-    make_web: WebFactory, stores: StoreFactory, clock: FixedClock
+    make_web: WebFactory, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     web = await make_web(family_page_rate_per_minute=3)
     family = await add_family(stores)
@@ -521,10 +534,11 @@ async def test_rate_limit_answers_429_after_the_limit(
     assert page_problems(refused.text) == []
     async with stores() as store:
         assert await family_links(store) == []
+        await store.commit()
 
 
 async def test_page_reads_are_a_fixed_number_of_queries(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock, engine: AsyncEngine
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock, engine: AsyncEngine
 ) -> None:
     family = await add_family(stores)
     d = family.district
@@ -564,7 +578,7 @@ def test_tokens_in_these_tests_use_the_test_secret() -> None:
 
 
 async def test_a_pay_error_shows_next_to_that_invoices_form(
-    make_web: WebFactory, stores: StoreFactory, clock: FixedClock
+    make_web: WebFactory, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     web = await make_web(stripe_secret_key="sk_test_x", stripe_webhook_secret="whsec_x")
     family = await add_family(stores)

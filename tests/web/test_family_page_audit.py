@@ -4,16 +4,10 @@ invoice held for a pending override staying off the page until its amount stands
 from __future__ import annotations
 
 from storage import models as m
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_policy, add_staff
 from tests.web.conftest import WebHarness
-from tests.web.family_data import (
-    TZ,
-    add_family,
-    add_incident,
-    add_invoice,
-    add_override_invoice,
-)
+from tests.web.family_data import TZ, add_family, add_incident, add_invoice, add_override_invoice
 from tests.web.html_check import page_problems
 from workflows.clock import FixedClock
 from workflows.invoices import CreateInvoice, CustomLine, create_invoice_for_incident
@@ -30,7 +24,7 @@ def section(html: str, number: str, word: str = "Invoice") -> str:
 
 
 async def test_the_audit_shows_co_pay_claim_count_and_who_approved_the_override(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     first, overridden = await add_override_invoice(stores, clock, family)
@@ -52,13 +46,14 @@ async def test_the_audit_shows_co_pay_claim_count_and_who_approved_the_override(
 
 
 async def test_the_audit_in_spanish(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     async with stores() as store:
         guardian = await store.session.get(m.Guardian, family.guardian_id)
         assert guardian is not None
         guardian.preferred_language = "es"
+        await store.commit()
     _first, overridden = await add_override_invoice(stores, clock, family)
 
     html = (await web.http.get(web.url(family.guardian_id))).text
@@ -71,7 +66,7 @@ async def test_the_audit_in_spanish(
 
 
 async def test_an_invoice_held_for_an_override_shows_once_decided(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     d = family.district
@@ -87,6 +82,7 @@ async def test_an_invoice_held_for_an_override_shows_once_decided(
     incident_id = await add_incident(stores, clock, family.tech, d.device_id)
     async with stores() as store:
         request = await request_cap_override(Context(store, clock, TZ), family.tech, incident_id)
+        await store.commit()
     async with stores() as store:
         held = (
             await create_invoice_for_incident(
@@ -96,6 +92,7 @@ async def test_an_invoice_held_for_an_override_shows_once_decided(
             )
         ).invoice
         assert held.notice_hold == f"cap_override:{request.id}"
+        await store.commit()
 
     html = (await web.http.get(web.url(family.guardian_id))).text
     assert f"Invoice {first.number} " in html
@@ -104,18 +101,20 @@ async def test_an_invoice_held_for_an_override_shows_once_decided(
     director = await add_staff(stores, "Finance Director")
     async with stores() as store:
         await decide_cap_override(Context(store, clock, TZ), director, request.id, approve=True)
+        await store.commit()
     part = section((await web.http.get(web.url(family.guardian_id))).text, held.number)
     assert row("Remaining balance", "$25.00") in part
 
 
 async def test_the_page_in_vietnamese(
-    web: WebHarness, stores: StoreFactory, clock: FixedClock
+    web: WebHarness, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     async with stores() as store:
         guardian = await store.session.get(m.Guardian, family.guardian_id)
         assert guardian is not None
         guardian.preferred_language = "vi"
+        await store.commit()
     _first, overridden = await add_override_invoice(stores, clock, family)
 
     html = (await web.http.get(web.url(family.guardian_id))).text

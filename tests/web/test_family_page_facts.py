@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from storage import models as m
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from tests.web.conftest import WebFactory
 from tests.web.family_data import TZ, add_family, add_invoice
@@ -24,22 +24,24 @@ FACTS = {
 }
 
 
-async def set_facts(stores: StoreFactory, clock: FixedClock, **facts: str) -> None:
+async def set_facts(stores: UnitOfWorkFactory, clock: FixedClock, **facts: str) -> None:
     admin = await add_staff(stores, "SuperAdmin")
     async with stores() as store:
         await change_district_facts(Context(store, clock, TZ), admin, dict(facts))
+        await store.commit()
 
 
-async def set_language(stores: StoreFactory, guardian_id: int, language: str) -> None:
+async def set_language(stores: UnitOfWorkFactory, guardian_id: int, language: str) -> None:
     async with stores() as store:
         guardian = await store.session.get(m.Guardian, guardian_id)
         assert guardian is not None
         guardian.preferred_language = language
+        await store.commit()
 
 
 @pytest.mark.parametrize("language", ["en", "es"])
 async def test_the_page_tells_the_districts_facts(
-    make_web: WebFactory, stores: StoreFactory, clock: FixedClock, language: str
+    make_web: WebFactory, stores: UnitOfWorkFactory, clock: FixedClock, language: str
 ) -> None:
     family = await add_family(stores)
     invoice = await add_invoice(stores, clock, family.tech, family.district.device_id)
@@ -69,7 +71,7 @@ async def test_the_page_tells_the_districts_facts(
 @pytest.mark.parametrize("hours", [False, True])
 async def test_each_way_to_pay_only_when_available(
     make_web: WebFactory,
-    stores: StoreFactory,
+    stores: UnitOfWorkFactory,
     clock: FixedClock,
     stripe: bool,
     address: bool,

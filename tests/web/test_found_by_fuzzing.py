@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 
 from bot.family_links import LinkProblem, _signature, read_family_token
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.web.conftest import SECRET, WebHarness
 from tests.web.family_data import add_family
 
@@ -26,7 +26,7 @@ def test_a_signed_expiry_past_any_calendar_is_invalid(day: int) -> None:
 
 
 async def test_the_page_for_such_a_link_is_not_found(
-    web: WebHarness, stores: StoreFactory, caplog: pytest.LogCaptureFixture
+    web: WebHarness, stores: UnitOfWorkFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The expiry day became a date past 9999-12-31: OverflowError and a 500, on every route
     # that reads a family link.

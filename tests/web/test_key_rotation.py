@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bot.family_links import make_family_token
 from bot.signing import SigningKeys
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.web.conftest import LINK_ENDS, SECRET, WebFactory
 from tests.web.family_data import add_family, add_invoice
 from workflows.clock import FixedClock
@@ -14,7 +14,7 @@ NEW_KEY = "rotated-family-page-key-0123456789-abcdefghij"
 
 
 async def test_a_link_sent_before_the_rotation_still_opens(
-    make_web: WebFactory, stores: StoreFactory, clock: FixedClock
+    make_web: WebFactory, stores: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     family = await add_family(stores)
     invoice = await add_invoice(stores, clock, family.tech, family.district.device_id)
@@ -36,7 +36,7 @@ async def test_a_link_sent_before_the_rotation_still_opens(
 
 
 async def test_a_link_signed_with_an_unknown_key_is_refused(
-    make_web: WebFactory, stores: StoreFactory
+    make_web: WebFactory, stores: UnitOfWorkFactory
 ) -> None:
     family = await add_family(stores)
     web = await make_web(secret_key=NEW_KEY, secret_key_previous=SECRET)

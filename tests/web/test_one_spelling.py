@@ -10,7 +10,7 @@ import pytest
 from bot.family_links import LinkProblem, make_family_token, read_family_token
 from bot.mail.tokens import make_reply_token, verify_reply_token
 from bot.slack.metadata import ForgedPayload, Payload, pack, unpack
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.web.conftest import WebFactory, WebHarness
 from tests.web.family_data import add_family
 
@@ -100,7 +100,7 @@ def test_a_slack_value_has_one_spelling() -> None:
 
 
 async def test_the_family_page_opens_for_one_spelling_only(
-    web: WebHarness, stores: StoreFactory
+    web: WebHarness, stores: UnitOfWorkFactory
 ) -> None:
     family = await add_family(stores)
     token = web.url(family.guardian_id).rsplit("/", 1)[1]

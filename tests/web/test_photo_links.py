@@ -9,19 +9,21 @@ import pytest
 from bot.log_redaction import REDACTOR
 from bot.photo_links import PHOTO_LINK_LIFETIME, make_photo_token, photo_url, read_photo_token
 from bot.signing import SigningKeys
-from storage.store import StoreFactory
+from storage.uow import UnitOfWorkFactory
 from tests.web.conftest import SECRET, WebFactory, WebHarness
 from tests.web.family_data import PNG, add_family, add_incident, add_photo
 
 
-async def _photo(web: WebHarness, stores: StoreFactory) -> int:
+async def _photo(web: WebHarness, stores: UnitOfWorkFactory) -> int:
     family = await add_family(stores)
     device_id = family.district.device_id
     incident_id = await add_incident(stores, web.clock, family.tech, device_id)
     return await add_photo(stores, web.runtime.blobs, family.district.device_id, incident_id)
 
 
-async def test_a_signed_link_opens_the_stored_image(web: WebHarness, stores: StoreFactory) -> None:
+async def test_a_signed_link_opens_the_stored_image(
+    web: WebHarness, stores: UnitOfWorkFactory
+) -> None:
     photo_id = await _photo(web, stores)
     token = make_photo_token(photo_id, web.clock.now(), SECRET)
     url = photo_url("https://devicecare.example.org", token)
@@ -36,7 +38,9 @@ async def test_a_signed_link_opens_the_stored_image(web: WebHarness, stores: Sto
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
-async def test_an_expired_link_gets_a_clear_403_page(web: WebHarness, stores: StoreFactory) -> None:
+async def test_an_expired_link_gets_a_clear_403_page(
+    web: WebHarness, stores: UnitOfWorkFactory
+) -> None:
     photo_id = await _photo(web, stores)
     token = make_photo_token(photo_id, web.clock.now(), SECRET)
     web.clock.advance(seconds=PHOTO_LINK_LIFETIME.total_seconds() + 1)
@@ -59,7 +63,7 @@ async def test_an_expired_link_gets_a_clear_403_page(web: WebHarness, stores: St
     ],
 )
 async def test_an_altered_link_gets_a_clear_404_page(
-    web: WebHarness, stores: StoreFactory, tamper: object
+    web: WebHarness, stores: UnitOfWorkFactory, tamper: object
 ) -> None:
     photo_id = await _photo(web, stores)
     token = make_photo_token(photo_id, web.clock.now(), SECRET)
@@ -71,7 +75,9 @@ async def test_an_altered_link_gets_a_clear_404_page(
     assert "Traceback" not in response.text
 
 
-async def test_a_later_expiry_fails_the_signature(web: WebHarness, stores: StoreFactory) -> None:
+async def test_a_later_expiry_fails_the_signature(
+    web: WebHarness, stores: UnitOfWorkFactory
+) -> None:
     photo_id = await _photo(web, stores)
     token = make_photo_token(photo_id, web.clock.now(), SECRET)
     ids, signature = token.split(".")
@@ -82,7 +88,7 @@ async def test_a_later_expiry_fails_the_signature(web: WebHarness, stores: Store
 
 
 async def test_a_link_for_a_photo_no_longer_stored_says_so(
-    web: WebHarness, stores: StoreFactory
+    web: WebHarness, stores: UnitOfWorkFactory
 ) -> None:
     token = make_photo_token(987_654, web.clock.now(), SECRET)
 
@@ -93,7 +99,7 @@ async def test_a_link_for_a_photo_no_longer_stored_says_so(
 
 
 async def test_links_made_before_a_key_rotation_still_open(
-    make_web: WebFactory, stores: StoreFactory
+    make_web: WebFactory, stores: UnitOfWorkFactory
 ) -> None:
     web = await make_web(secret_key="the-new-key-after-rotation", secret_key_previous=SECRET)
     photo_id = await _photo(web, stores)

@@ -1,0 +1,52 @@
+"""The activity log: who did what to which record, and refusals kept for audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from storage import models as m
+from storage.repositories.base import SqlRepository
+from workflows.permissions import Actor
+
+
+class SqlActivityRepository(SqlRepository):
+    async def log(
+        self,
+        actor: Actor,
+        entity_type: str,
+        entity_id: int | None,
+        action: str,
+        *,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+        comment: str | None = None,
+    ) -> None:
+        self.session.add(
+            m.ActivityEntry(
+                at=self._now(),
+                actor_staff_id=actor.staff_id,
+                actor_label=actor.name,
+                entity_type=entity_type,
+                entity_id=entity_id,
+                action=action,
+                before=before,
+                after=after,
+                comment=comment,
+            )
+        )
+
+    async def log_refusal(self, actor: Actor, what: str, reason: str) -> None:
+        """A refused action, kept for audit under the actor's own security record."""
+        await self.log(actor, "security", actor.staff_id, "refused", comment=f"{what}: {reason}")
+
+    async def for_entity(self, entity_type: str, entity_id: int) -> list[m.ActivityEntry]:
+        stmt = (
+            select(m.ActivityEntry)
+            .where(
+                m.ActivityEntry.entity_type == entity_type, m.ActivityEntry.entity_id == entity_id
+            )
+            .order_by(m.ActivityEntry.id)
+        )
+        return list((await self.session.execute(stmt)).scalars())

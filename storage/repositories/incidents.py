@@ -1,0 +1,116 @@
+"""Incidents, with the notes and photos kept on a device or one of its incidents."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from sqlalchemy import func, select
+
+from storage import models as m
+from storage.repositories.base import SqlRepository
+from workflows.permissions import Actor
+
+
+class SqlIncidentRepository(SqlRepository):
+    async def get(self, incident_id: int, *, lock: bool = False) -> m.Incident | None:
+        return await self._get(m.Incident, incident_id, lock)
+
+    async def by_key(self, key: str) -> m.Incident | None:
+        stmt = select(m.Incident).where(m.Incident.idempotency_key == key)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def add(
+        self,
+        *,
+        device_id: int,
+        student_id: int | None,
+        reported_by_id: int | None,
+        occurred_on: date,
+        description: str,
+        flags: Sequence[str],
+        ticket_ref: str | None,
+        idempotency_key: str | None,
+    ) -> m.Incident:
+        incident = m.Incident(
+            device_id=device_id,
+            student_id=student_id,
+            reported_by_id=reported_by_id,
+            occurred_on=occurred_on,
+            description=description,
+            status="open",
+            ticket_ref=ticket_ref,
+            opened_at=self._now(),
+            idempotency_key=idempotency_key,
+            flags=[m.IncidentFlag(flag=f) for f in flags],
+        )
+        self.session.add(incident)
+        await self.session.flush()
+        return incident
+
+    async def add_note(
+        self, *, device_id: int, incident_id: int | None, actor: Actor, body: str
+    ) -> int:
+        note = m.Note(
+            device_id=device_id,
+            incident_id=incident_id,
+            author_staff_id=actor.staff_id,
+            author_label=actor.name,
+            body=body,
+            created_at=self._now(),
+        )
+        self.session.add(note)
+        await self.session.flush()
+        return note.id
+
+    async def add_photo(
+        self,
+        *,
+        device_id: int,
+        incident_id: int | None,
+        actor: Actor,
+        blob_key: str,
+        content_type: str,
+        size_bytes: int,
+        sha256: str,
+        width: int | None,
+        height: int | None,
+        original_filename: str | None,
+        source: str,
+        source_ref: str | None,
+        source_url: str | None = None,
+    ) -> int:
+        photo = m.Photo(
+            device_id=device_id,
+            incident_id=incident_id,
+            uploaded_by_id=actor.staff_id,
+            blob_key=blob_key,
+            content_type=content_type,
+            size_bytes=size_bytes,
+            sha256=sha256,
+            width=width,
+            height=height,
+            original_filename=original_filename,
+            source=source,
+            source_ref=source_ref,
+            source_url=source_url,
+            created_at=self._now(),
+        )
+        self.session.add(photo)
+        await self.session.flush()
+        return photo.id
+
+    async def photo_by_source_ref(self, incident_id: int, source_ref: str) -> m.Photo | None:
+        """A photo already attached to the incident from that source (e.g. a Slack file id)."""
+        stmt = select(m.Photo).where(
+            m.Photo.incident_id == incident_id, m.Photo.source_ref == source_ref
+        )
+        return (await self.session.execute(stmt.limit(1))).scalar_one_or_none()
+
+    async def photo_count(self, incident_id: int) -> int:
+        stmt = select(func.count(m.Photo.id)).where(m.Photo.incident_id == incident_id)
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    async def note_count(self, incident_id: int) -> int:
+        stmt = select(func.count(m.Note.id)).where(m.Note.incident_id == incident_id)
+        return int((await self.session.execute(stmt)).scalar_one())

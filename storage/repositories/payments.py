@@ -1,0 +1,109 @@
+"""Payments on invoices and the adjustments made to them (waivers, refunds)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import func, select
+
+from storage import models as m
+from storage.repositories.base import SqlRepository
+
+
+class SqlPaymentRepository(SqlRepository):
+    async def by_key(self, key: str) -> m.Payment | None:
+        stmt = select(m.Payment).where(m.Payment.idempotency_key == key)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def by_reference(self, invoice_id: int, reference_key: str) -> m.Payment | None:
+        stmt = select(m.Payment).where(
+            m.Payment.invoice_id == invoice_id, m.Payment.reference_key == reference_key
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def add(
+        self,
+        *,
+        invoice_id: int,
+        amount_cents: int,
+        method: str,
+        reference: str | None,
+        received_on: date,
+        recorded_by_id: int | None,
+        idempotency_key: str,
+        reference_key: str | None = None,
+    ) -> m.Payment:
+        payment = m.Payment(
+            invoice_id=invoice_id,
+            amount_cents=amount_cents,
+            method=method,
+            reference=reference,
+            received_on=received_on,
+            recorded_by_id=recorded_by_id,
+            recorded_at=self._now(),
+            idempotency_key=idempotency_key,
+            reference_key=reference_key,
+        )
+        self.session.add(payment)
+        await self.session.flush()
+        return payment
+
+    async def get(self, payment_id: int, *, lock: bool = False) -> m.Payment | None:
+        return await self._get(m.Payment, payment_id, lock)
+
+    async def add_adjustment(
+        self,
+        *,
+        invoice_id: int,
+        kind: str,
+        amount_cents: int,
+        reason: str,
+        status: str,
+        requested_by_id: int | None,
+        payment_id: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> m.InvoiceAdjustment:
+        adjustment = m.InvoiceAdjustment(
+            invoice_id=invoice_id,
+            kind=kind,
+            amount_cents=amount_cents,
+            reason=reason,
+            status=status,
+            payment_id=payment_id,
+            requested_by_id=requested_by_id,
+            requested_at=self._now(),
+            idempotency_key=idempotency_key,
+        )
+        self.session.add(adjustment)
+        await self.session.flush()
+        return adjustment
+
+    async def adjustment(
+        self, adjustment_id: int, *, lock: bool = False
+    ) -> m.InvoiceAdjustment | None:
+        return await self._get(m.InvoiceAdjustment, adjustment_id, lock)
+
+    async def adjustment_by_key(self, key: str) -> m.InvoiceAdjustment | None:
+        stmt = select(m.InvoiceAdjustment).where(m.InvoiceAdjustment.idempotency_key == key)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def adjustments_for(self, invoice_id: int) -> list[m.InvoiceAdjustment]:
+        stmt = (
+            select(m.InvoiceAdjustment)
+            .where(m.InvoiceAdjustment.invoice_id == invoice_id)
+            .order_by(m.InvoiceAdjustment.id)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def refunded_on(self, payment_id: int) -> int:
+        """Cents already refunded from one payment (applied refunds only)."""
+        stmt = select(func.coalesce(func.sum(m.InvoiceAdjustment.amount_cents), 0)).where(
+            m.InvoiceAdjustment.payment_id == payment_id,
+            m.InvoiceAdjustment.kind == "refund",
+            m.InvoiceAdjustment.status == "applied",
+        )
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    async def for_invoice(self, invoice_id: int) -> list[m.Payment]:
+        stmt = select(m.Payment).where(m.Payment.invoice_id == invoice_id).order_by(m.Payment.id)
+        return list((await self.session.execute(stmt)).scalars())
