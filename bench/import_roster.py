@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from storage import models as m
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade
-from storage.roster import ImportResult, import_roster
+from services.roster import ImportResult, import_roster
 from workflows.clock import SystemClock
 
 USER_HEADER = [

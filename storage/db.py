@@ -98,3 +98,10 @@ async def maintain_sqlite(engine: AsyncEngine, *, optimize: bool = True) -> None
         busy = (await cursor.fetchone() or (0,))[0]
         if busy:
             raise RuntimeError("the SQLite checkpoint could not finish: a reader held the log")
+
+
+# The names services use for a transaction's session and the factory that opens them, so a use
+# case that opens its own transactions (a run in batches) needn't import SQLAlchemy itself.
+Engine = AsyncEngine
+Session = AsyncSession
+Sessions = async_sessionmaker[AsyncSession]

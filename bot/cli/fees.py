@@ -19,7 +19,7 @@ from rich.table import Table
 from bot.cli.run import cli_actor, in_store_as, log_refusal, run_with_runtime
 from bot.runtime import Runtime
 from bot.settings import get_settings
-from storage.bulk_fees import BulkFeeBiller
+from services.bulk_fees import BulkFeeBiller
 from storage.fee_store import SqlFeeStore
 from storage.store import SqlStore
 from workflows.errors import PermissionDenied, ValidationError

@@ -24,7 +24,7 @@ from bot.runtime import Runtime
 from bot.settings import get_settings
 from storage.csv_in import CsvFileError
 from storage.device_coverage import CoverageImport, import_coverage
-from storage.enrollment_import import EnrollmentImport, Outcome, import_enrollments
+from services.enrollment_import import EnrollmentImport, Outcome, import_enrollments
 from storage.enrollment_store import all_policies
 from workflows.enrollment import (
     CoverageStarts,

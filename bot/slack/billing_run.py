@@ -20,7 +20,7 @@ from bot.slack.billing_command import BillingCall, add_subcommand
 from bot.slack.blocks import Block, context_block, fmt_date, plain, section
 from bot.slack.errors import record_refusal, reported
 from bot.slack.incident_blocks import escape_mrkdwn
-from storage.billing_run import SLACK_RUN_KIND, PlannedStep, RunResult, totals_from_payload
+from services.billing_run import SLACK_RUN_KIND, PlannedStep, RunResult, totals_from_payload
 from workflows.billing import PauseWindow, RunTotals, step_label, validate_pause
 from workflows.billing_pauses import PauseView, add_pause, list_pauses, remove_pause
 from workflows.errors import ValidationError

@@ -12,7 +12,7 @@ from bot.settings import Settings
 from bot.sync.credentials import credential
 from bot.sync.http import Backoff
 from bot.sync.oneroster import OneRosterClient, RosterSnapshot
-from storage.roster_sync import apply_roster_sync, plan_roster_sync
+from services.roster_sync import apply_roster_sync, plan_roster_sync
 from workflows.clock import Clock
 from workflows.sync import SourceName, SyncPlan
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import models as m
-from storage.billing_run import BillingRunner, RunResult
+from services.billing_run import BillingRunner, RunResult
 from storage.db import session_factory
 from storage.store import StoreFactory
 from workflows.clock import FixedClock

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import models as m
-from storage.billing_run import SLACK_RUN_KIND
+from services.billing_run import SLACK_RUN_KIND
 from storage.db import create_engine, session_factory
 from storage.store import StoreFactory
 from tests.builders import add_staff

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import models as m
 from storage.device_search import DeviceMatch, candidates_sql
-from storage.roster import import_roster
+from services.roster import import_roster
 from storage.store import StoreFactory
 from tests.builders import T0
 from workflows.device_search import IGNORED, MatchRank, search_key, search_patterns, search_text

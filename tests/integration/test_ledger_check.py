@@ -27,7 +27,7 @@ from storage.db import create_engine, session_factory
 from storage.inbox import Inbox
 from storage.migrate import upgrade
 from storage.portal_file import read_export
-from storage.portal_import import PortalImporter
+from services.portal_import import PortalImporter
 from storage.store import StoreFactory
 from tests.builders import add_staff
 from tests.conftest import NOW

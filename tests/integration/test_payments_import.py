@@ -21,7 +21,7 @@ from bot.settings import get_settings
 from storage import models as m
 from storage.db import create_engine, session_factory
 from storage.portal_file import read_export
-from storage.portal_import import PortalImporter
+from services.portal_import import PortalImporter
 from storage.store import StoreFactory
 from tests.builders import add_staff
 from tests.integration.billing_helpers import add_family, add_invoice

@@ -16,7 +16,7 @@ from bot.cli.roster import import_command
 from bot.settings import get_settings
 from storage import models as m
 from storage.db import create_engine, session_factory
-from storage.roster import (
+from services.roster import (
     ASSIGNMENT_REASON,
     CsvFileError,
     ImportResult,

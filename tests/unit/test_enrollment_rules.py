@@ -10,7 +10,7 @@ import pytest
 
 from storage.csv_in import CsvFileError
 from storage.device_coverage import parse_day, read_coverage_rows
-from storage.enrollment_import import read_enrollment_rows
+from services.enrollment_import import read_enrollment_rows
 from workflows.enrollment import (
     EnrollmentStatus,
     Term,

@@ -13,7 +13,7 @@ that link and the rest of the row imports. With `strict=True` any problem rolls 
 import back. Nothing is ever deleted: `tobedeleted` students become inactive.
 
 `import_rows` runs the same orgs and users steps on rows read elsewhere (the OneRoster API sync,
-`storage.roster_sync`), in the caller's transaction.
+`services.roster_sync`), in the caller's transaction.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A roster read from a OneRoster API, compared with the store and applied: the roster import's
-own steps (`storage.roster.import_rows`), so the API and the CSV files keep the same rows the
+own steps (`services.roster.import_rows`), so the API and the CSV files keep the same rows the
 same way.
 
 Beyond what a CSV import does, a complete listing (every user, not only the changed ones) also
@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
-from storage.roster import ImportResult, import_rows
+from services.roster import ImportResult, import_rows
 from storage.roster_files import Problem, RosterRows
 from workflows.sync import SAMPLE_ROWS, SourceName, SyncPlan
 
