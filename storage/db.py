@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -105,3 +106,6 @@ async def maintain_sqlite(engine: AsyncEngine, *, optimize: bool = True) -> None
 Engine = AsyncEngine
 Session = AsyncSession
 Sessions = async_sessionmaker[AsyncSession]
+# A constraint broken by another transaction's commit (a unique key it took first): a service
+# that retries its unit of work catches this.
+ConstraintViolation = IntegrityError
