@@ -42,8 +42,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from storage import models as m  # noqa: E402
 from services.billing_run import BillingRunner  # noqa: E402
+from storage import models as m  # noqa: E402
 from storage.db import create_engine, maintain_sqlite, session_factory  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from storage.seed import ensure_defaults  # noqa: E402

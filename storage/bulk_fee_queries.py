@@ -113,9 +113,7 @@ async def fee_counts(
 # --- applying --------------------------------------------------------------------------------
 
 
-async def fee_to_bill(
-    session: AsyncSession, fee_id: int
-) -> tuple[m.AnnualFee, m.DistrictSettings]:
+async def fee_to_bill(session: AsyncSession, fee_id: int) -> tuple[m.AnnualFee, m.DistrictSettings]:
     """The fee and the district's settings it is billed under."""
     fee = await session.get(m.AnnualFee, fee_id)
     settings = await session.get(m.DistrictSettings, 1)
@@ -238,6 +236,7 @@ async def bill_batch(
     queued = await _queue_notices(session, is_pg, batch, now_at, mail_domain)
     return len(ids), last_student, queued
 
+
 async def _number(
     session: AsyncSession, is_pg: bool, ids: list[int], base: int, prefix: str
 ) -> None:
@@ -257,6 +256,7 @@ async def _number(
     await session.execute(
         update(inv).where(inv.c.id == ranked.c.id).values(number=literal(f"{prefix}-") + padded)
     )
+
 
 async def _queue_notices(
     session: AsyncSession, is_pg: bool, batch: Any, now_at: datetime, mail_domain: str
@@ -287,9 +287,7 @@ async def _queue_notices(
         "invoice_id", "guardian_id", "template", "dedupe_key", "to_address", "message_id",
         "context", "status", "created_at",
     ]  # fmt: skip
-    added = cast(
-        CursorResult[Any], await session.execute(n.insert().from_select(columns, notices))
-    )
+    added = cast(CursorResult[Any], await session.execute(n.insert().from_select(columns, notices)))
     fresh = (
         select(n.c.id)
         .select_from(n.join(inv, inv.c.id == n.c.invoice_id))

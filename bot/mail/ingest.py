@@ -214,4 +214,3 @@ class Ingestor:
             else:
                 tokens.append(ids)
         return tuple(tokens), forged
-

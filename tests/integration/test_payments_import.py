@@ -18,10 +18,10 @@ from typer.testing import CliRunner, Result
 
 from bot.cli import app
 from bot.settings import get_settings
+from services.portal_import import PortalImporter
 from storage import models as m
 from storage.db import create_engine, session_factory
 from storage.portal_file import read_export
-from services.portal_import import PortalImporter
 from storage.store import StoreFactory
 from tests.builders import add_staff
 from tests.integration.billing_helpers import add_family, add_invoice

@@ -14,8 +14,6 @@ from typer.testing import CliRunner
 
 from bot.cli.roster import import_command
 from bot.settings import get_settings
-from storage import models as m
-from storage.db import create_engine, session_factory
 from services.roster import (
     ASSIGNMENT_REASON,
     CsvFileError,
@@ -23,6 +21,8 @@ from services.roster import (
     RosterFileError,
     import_roster,
 )
+from storage import models as m
+from storage.db import create_engine, session_factory
 from storage.store import StoreFactory
 from tests.builders import T0, add_district
 from workflows.clock import FixedClock
