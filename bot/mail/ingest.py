@@ -125,7 +125,8 @@ class Ingestor:
         return await self.store(await self.prepare(raw), uidvalidity=uidvalidity, uid=uid)
 
     async def prepare(self, raw: bytes) -> Prepared:
-        """The work outside the transaction: parse, raw bytes to the blob store, photo checks.
+        """The work outside the transaction: parse, raw bytes to the blob store, photo checks,
+        the reply tokens among the recipients checked against our keys.
 
         Safe to run ahead for several messages at once (the reader does, so disk and photo
         work overlap with the previous message's transaction)."""
