@@ -14,6 +14,7 @@ RUN pip install "uv==${UV_VERSION}"
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY bot bot
+COPY services services
 COPY storage storage
 COPY workflows workflows
 COPY templates templates

@@ -10,7 +10,7 @@ guardians), `--invoices` open invoices of which `--due` have something to do on 
 - the floor: plain SQL statements that touch the same rows, committed in one transaction —
   an UPDATE of the due invoices, an INSERT … SELECT of one notice per guardian of each, and an
   INSERT … SELECT of one outbox row per notice (then undone, untimed);
-- the billing run for that day (`storage.billing_run.BillingRunner`) on a fresh copy of the
+- the billing run for that day (`services.billing_run.BillingRunner`) on a fresh copy of the
   district, and a rerun of the same day (which must queue nothing new).
 
 Each is timed --repeat times and the medians compared.
@@ -42,8 +42,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from services.billing_run import BillingRunner  # noqa: E402
 from storage import models as m  # noqa: E402
-from storage.billing_run import BillingRunner  # noqa: E402
 from storage.db import create_engine, maintain_sqlite, session_factory  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
 from storage.seed import ensure_defaults  # noqa: E402

@@ -22,8 +22,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.bulk_fees import BulkFeeBiller
 from storage import models as m
-from storage.bulk_fees import BulkFeeBiller
 from storage.db import create_engine, session_factory
 from storage.fee_store import SqlFeeStore
 from storage.migrate import upgrade

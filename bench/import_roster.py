@@ -22,10 +22,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from services.roster import ImportResult, import_roster
 from storage import models as m
 from storage.db import create_engine, session_factory
 from storage.migrate import upgrade
-from storage.roster import ImportResult, import_roster
 from workflows.clock import SystemClock
 
 USER_HEADER = [

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from storage import models as m
-from storage.billing_run import AUTOMATION_LABEL, DIGEST_TEMPLATE
+from storage.billing_run_queries import AUTOMATION_LABEL, DIGEST_TEMPLATE
 from storage.notice_queries import TEMPLATE_LABELS
 from storage.session_of import Db, session_of
 from workflows.billing import Step, step_label

@@ -15,6 +15,12 @@ from storage import models as m
 from storage.session_of import Db, session_of
 
 
+async def students_by_sis_id(session: AsyncSession, sis_ids: set[str]) -> dict[str, m.Student]:
+    """SIS id -> the student, for those of `sis_ids` on file."""
+    stmt = select(m.Student).where(m.Student.sis_id.in_(sis_ids))
+    return {s.sis_id: s for s in (await session.execute(stmt)).scalars()}
+
+
 async def policy_by_name_or_id(session: AsyncSession, text: str) -> m.InsurancePolicy | None:
     """A policy named exactly (case-insensitive), or by its number ("3" or "#3")."""
     value = text.strip()

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
-from storage.bulk_fees import fee_counts
+from storage.bulk_fee_queries import fee_counts
 from storage.uow import SqlUnitOfWork
 from workflows.clock import Clock
 from workflows.errors import ConflictError, ValidationError

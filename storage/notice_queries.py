@@ -25,7 +25,7 @@ from sqlalchemy import Select, Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
-from storage.billing_run import DIGEST_TEMPLATE, DIGESTED
+from storage.billing_run_queries import DIGEST_TEMPLATE, DIGESTED
 from storage.card_refresh import note_notices_changed
 from storage.session_of import Db, session_of
 from workflows.district_facts import COLUMNS as FACT_COLUMNS
@@ -386,7 +386,7 @@ async def notices_for_invoice(session: AsyncSession, invoice_id: int) -> list[No
 
     A "digested" member shows its digest's state, resolved here when read: the sender, the
     worker and bounce handling change only the digest's row, and members keep "digested" so
-    that the billing run's counts (`storage.billing_run.run_totals`) stay right. The digest
+    that the billing run's counts (`storage.billing_run_queries.run_totals`) stay right. The digest
     itself is not listed again beside a member of this invoice.
     """
     stmt = (

@@ -102,6 +102,10 @@ async def checkout_by_session(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def guardian_by_id(session: AsyncSession, guardian_id: int) -> m.Guardian | None:
+    return await session.get(m.Guardian, guardian_id)
+
+
 def new_checkout(
     *,
     session_id: str,

@@ -2,7 +2,7 @@
 
 Nothing here touches the database: each reader yields rows whose own fields are valid and
 reports the others as problems. Checks that need the store (unknown org, an agent that names
-nobody, a device user) happen in `storage.roster`.
+nobody, a device user) happen in `services.roster`.
 """
 
 from __future__ import annotations

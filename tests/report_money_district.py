@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
+from services.billing_run import AUTOMATION_LABEL
 from storage import models as m
-from storage.billing_run import AUTOMATION_LABEL
 from storage.uow import UnitOfWorkFactory
 from tests.builders import T0, add_policy, add_staff
 from workflows.adjustments import apply_waiver

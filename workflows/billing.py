@@ -2,7 +2,7 @@
 
 `decide` looks at one invoice and the days a run covers, and returns the single step it takes
 that run (a pre-due reminder, an overdue notice that moves the status on, Final to Collections,
-or auto-cancellation), or None. The run itself (`storage.billing_run`) selects candidates,
+or auto-cancellation), or None. The run itself (`services.billing_run`) selects candidates,
 claims each step once under its key and writes the result.
 
 Rules, from the billing-settings spec and DESIGN.md:

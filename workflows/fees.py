@@ -134,7 +134,7 @@ class StudentFacts:
 def student_matches(fee: FeeRecord | FeeDefinition, student: StudentFacts) -> bool:
     """Active students, in one of the fee's grades and buildings when it names any.
 
-    `storage.bulk_fees.matching` is the same rule in SQL; the tests hold them together.
+    `storage.bulk_fee_queries.matching` is the same rule in SQL; the tests hold them together.
     """
     if not student.active:
         return False
@@ -241,7 +241,7 @@ class BillResult:
 
 
 class FeeBiller(Protocol):
-    """Bills a fee in batches, each its own transaction (storage.bulk_fees.BulkFeeBiller)."""
+    """Bills a fee in batches, each its own transaction (services.bulk_fees.BulkFeeBiller)."""
 
     async def bill(self, fee_id: int, actor: Actor) -> BillResult: ...
 

@@ -4,7 +4,7 @@ Portals without an API let the business office download a CSV of the payments fa
 These rules turn that file into checked rows: which column holds what (configurable, with
 presets per portal), amounts and dates as the portal writes them, the invoice number found in a
 free-text memo, and each row's identity so that importing the same file twice applies nothing
-twice. Applying the rows is `storage.portal_import`; nothing here touches the database.
+twice. Applying the rows is `services.portal_import`; nothing here touches the database.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from bot.cli.run import CLI_ACTOR_NAME, DAY_FORMATS, as_staff_option, run_with_r
 from bot.jobs.scheduler import billing_runner
 from bot.runtime import Runtime
 from bot.settings import get_settings
-from storage.billing_run import PlannedStep, RunResult
+from services.billing_run import PlannedStep, RunResult
 from workflows.administration import change_billing_settings
 from workflows.billing import RunTotals, step_label
 from workflows.billing_pauses import add_pause, list_pauses, remove_pause

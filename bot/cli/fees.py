@@ -26,7 +26,7 @@ from bot.cli.run import (
 )
 from bot.runtime import Runtime
 from bot.settings import get_settings
-from storage.bulk_fees import BulkFeeBiller
+from services.bulk_fees import BulkFeeBiller
 from storage.fee_store import SqlFeeStore
 from storage.uow import SqlUnitOfWork
 from workflows.errors import PermissionDenied, ValidationError

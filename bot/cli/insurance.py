@@ -29,9 +29,9 @@ from bot.cli.run import (
 from bot.jobs.scheduler import send_coverage_reminders
 from bot.runtime import Runtime
 from bot.settings import get_settings
+from services.enrollment_import import EnrollmentImport, Outcome, import_enrollments
 from storage.csv_in import CsvFileError
 from storage.device_coverage import CoverageImport, import_coverage
-from storage.enrollment_import import EnrollmentImport, Outcome, import_enrollments
 from storage.enrollment_store import all_policies
 from workflows.enrollment import (
     CoverageStarts,

@@ -24,8 +24,8 @@ from bot.cli.run import as_staff_option, cli_actor, run_with_runtime
 from bot.csv_out import Number, csv_writer
 from bot.runtime import Runtime
 from bot.settings import get_settings
+from services.portal_import import PortalImporter
 from storage.portal_file import read_export
-from storage.portal_import import PortalImporter
 from workflows.errors import NotFound, PermissionDenied
 from workflows.money import format_cents
 from workflows.portal_import import (

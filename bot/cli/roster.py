@@ -14,7 +14,7 @@ from rich.text import Text
 from bot.cli.run import run_with_runtime
 from bot.runtime import Runtime
 from bot.settings import async_database_url, get_settings, supported_database_url
-from storage.roster import (
+from services.roster import (
     CsvFileError,
     ImportResult,
     ProgressCallback,

@@ -29,7 +29,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from bot.heartbeat import note_error, note_success
 from bot.runtime import Runtime
 from bot.sync.nightly import configured_sources, run_nightly_syncs
-from storage.billing_run import BillingRunner, RunResult
+from services.billing_run import BillingRunner, RunResult
 from storage.db import maintain_sqlite
 from storage.db_errors import DuplicateRow
 from storage.weekly_digest import DIGEST_KIND, digest_key, previous_week, weekly_digest

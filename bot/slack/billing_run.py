@@ -20,7 +20,7 @@ from bot.slack.errors import tell_user
 from bot.slack.incident_blocks import escape_mrkdwn
 from bot.slack.kept_posts import post_or_update
 from bot.slack.listeners import Command, on_subcommand, wire
-from storage.billing_run import SLACK_RUN_KIND, PlannedStep, RunResult, totals_from_payload
+from services.billing_run import SLACK_RUN_KIND, PlannedStep, RunResult, totals_from_payload
 from workflows.billing import PauseWindow, RunTotals, step_label, validate_pause
 from workflows.billing_pauses import PauseView, add_pause, list_pauses, remove_pause
 from workflows.errors import ValidationError

@@ -45,7 +45,7 @@ from bot.slack.fees_blocks import (
     read_define_form,
 )
 from bot.slack.listeners import Click, on_click, wire
-from storage.bulk_fees import BulkFeeBiller
+from services.bulk_fees import BulkFeeBiller
 from storage.fee_item_store import SqlFeeItemStore
 from storage.fee_store import SqlFeeStore
 from workflows.errors import DomainError, NotFound, PermissionDenied, ValidationError

@@ -11,8 +11,8 @@ from bot.settings import Settings
 from bot.sync.credentials import credential
 from bot.sync.http import Backoff
 from bot.sync.oneroster import OneRosterClient, RosterSnapshot
+from services.roster_sync import apply_roster_sync, plan_roster_sync
 from storage.db import DbSession
-from storage.roster_sync import apply_roster_sync, plan_roster_sync
 from workflows.clock import Clock
 from workflows.sync import SourceName, SyncPlan
 

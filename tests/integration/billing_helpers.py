@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.billing_run import BillingRunner, RunResult
 from storage import models as m
-from storage.billing_run import BillingRunner, RunResult
 from storage.db import session_factory
 from storage.uow import UnitOfWorkFactory
 from workflows.clock import FixedClock

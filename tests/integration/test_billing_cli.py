@@ -14,8 +14,8 @@ from typer.testing import CliRunner, Result
 
 from bot.cli import app
 from bot.settings import get_settings
+from services.billing_run import LOCK_NAME
 from storage import models as m
-from storage.billing_run import LOCK_NAME
 from storage.db import create_engine as create_async_engine
 from storage.db import session_factory
 from storage.run_lock import exclusive

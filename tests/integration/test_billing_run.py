@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.billing_run import SLACK_RUN_KIND
 from storage import models as m
-from storage.billing_run import SLACK_RUN_KIND
 from storage.db import create_engine, session_factory
 from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff

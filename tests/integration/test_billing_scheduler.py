@@ -28,8 +28,8 @@ from bot.jobs.scheduler import (
 )
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
+from services.billing_run import LOCK_NAME, SLACK_RUN_KIND
 from storage import models as m
-from storage.billing_run import LOCK_NAME, SLACK_RUN_KIND
 from storage.run_lock import exclusive
 from tests.integration.billing_helpers import TZ, add_family, add_invoice
 from workflows.administration import change_billing_settings

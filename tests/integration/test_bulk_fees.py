@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.bulk_fees import BulkFeeBiller
 from storage import models as m
-from storage.bulk_fees import BulkFeeBiller
 from storage.db import session_factory
 from storage.fee_store import SqlFeeStore
 from storage.uow import UnitOfWorkFactory

@@ -151,7 +151,7 @@ def test_the_product_has_one_csv_writer() -> None:
     writers = re.compile(r"csv\.(writer|DictWriter)\(")
     offenders = [
         str(path.relative_to(ROOT))
-        for folder in ("bot", "storage", "workflows")
+        for folder in ("bot", "services", "storage", "workflows")
         for path in (ROOT / folder).rglob("*.py")
         if writers.search(path.read_text(encoding="utf-8")) and path.name != "csv_out.py"
     ]

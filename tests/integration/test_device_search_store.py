@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.roster import import_roster
 from storage import models as m
 from storage.device_search import DeviceMatch, candidates_sql
-from storage.roster import import_roster
 from storage.uow import UnitOfWorkFactory
 from tests.builders import T0
 from workflows.device_search import IGNORED, MatchRank, search_key, search_patterns, search_text

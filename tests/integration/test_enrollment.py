@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
+from services.enrollment_import import Outcome, import_enrollments
 from storage import models as m
 from storage.csv_in import CsvFileError
 from storage.device_coverage import coverage_for_device, import_coverage
-from storage.enrollment_import import Outcome, import_enrollments
 from storage.uow import UnitOfWorkFactory
 from tests.builders import add_district, add_enrollable_policy, add_staff
 from workflows.clock import FixedClock

@@ -176,8 +176,8 @@ def test_the_installed_wheel_serves_a_district(
 
 
 def _assert_carries_the_shipped_files(wheel: Path) -> None:
-    """Every template (as bot/templates/), catalogue (as workflows/locales/), migration and
-    the Slack manifest is in the wheel."""
+    """Every package, template (as bot/templates/), catalogue (as workflows/locales/),
+    migration and the Slack manifest is in the wheel."""
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     shipped = {
@@ -195,6 +195,11 @@ def _assert_carries_the_shipped_files(wheel: Path) -> None:
         if p.is_file() and "__pycache__" not in p.parts
     }
     shipped.add("bot/slack/manifest.yml")
+    shipped |= {
+        p.relative_to(REPO).as_posix()
+        for package in ("bot", "services", "storage", "workflows")
+        for p in (REPO / package).glob("*.py")
+    }
     assert shipped <= names, sorted(shipped - names)
 
 

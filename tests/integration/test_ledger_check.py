@@ -22,12 +22,12 @@ from bot.cli import app
 from bot.runtime import build_runtime
 from bot.settings import Settings, get_settings
 from bot.web.stripe_webhooks import apply_checkout_event
+from services.portal_import import PortalImporter
 from storage import models as m
 from storage.db import create_engine, session_factory
 from storage.inbox import Inbox
 from storage.migrate import upgrade
 from storage.portal_file import read_export
-from storage.portal_import import PortalImporter
 from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from tests.conftest import NOW

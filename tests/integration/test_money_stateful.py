@@ -26,13 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings
 from bot.web.stripe_webhooks import apply_checkout_event
+from services.bulk_fees import BulkFeeBiller
+from services.portal_import import PortalImporter
 from storage import models as m
-from storage.bulk_fees import BulkFeeBiller
 from storage.fee_store import SqlFeeStore
 from storage.inbox import Inbox
 from storage.payment_plans import PlanRows
 from storage.portal_file import read_export
-from storage.portal_import import PortalImporter
 from storage.reconcile import discrepancies
 from tests.builders import add_staff
 from tests.conftest import NOW

@@ -17,8 +17,8 @@ from bot.sync.credentials import CredentialError
 from bot.sync.http import Backoff, SourceUnavailable
 from bot.sync.job import SyncJob
 from bot.sync.oneroster_job import OneRosterSyncJob, oneroster_job
+from services.roster import import_roster
 from storage import models as m
-from storage.roster import import_roster
 from storage.uow import UnitOfWorkFactory
 from tests.sync_standins.oneroster import (
     CLIENT_ID,

@@ -18,10 +18,10 @@ from typer.testing import CliRunner, Result
 
 from bot.cli import app
 from bot.settings import get_settings
+from services.portal_import import PortalImporter
 from storage import models as m
 from storage.db import create_engine, session_factory
 from storage.portal_file import read_export
-from storage.portal_import import PortalImporter
 from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from tests.integration.billing_helpers import add_family, add_invoice

@@ -14,15 +14,15 @@ from typer.testing import CliRunner
 
 from bot.cli.roster import import_command
 from bot.settings import get_settings
-from storage import models as m
-from storage.db import create_engine, session_factory
-from storage.roster import (
+from services.roster import (
     ASSIGNMENT_REASON,
     CsvFileError,
     ImportResult,
     RosterFileError,
     import_roster,
 )
+from storage import models as m
+from storage.db import create_engine, session_factory
 from storage.uow import UnitOfWorkFactory
 from tests.builders import T0, add_district
 from workflows.clock import FixedClock

@@ -26,8 +26,8 @@ from bot.mail.ingest import Ingestor
 from bot.mail.render import NoticeRenderer, build_context
 from bot.mail.sender import notice_handlers
 from bot.settings import Settings
+from services.billing_run import DIGEST_TEMPLATE
 from storage import models as m
-from storage.billing_run import DIGEST_TEMPLATE
 from storage.db import session_factory
 from storage.notice_queries import (
     DigestItem,

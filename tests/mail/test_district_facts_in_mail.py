@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.mail.render import FamilyLinks, NoticeRenderer, build_context
+from services.billing_run import DIGEST_TEMPLATE
 from storage import models as m
-from storage.billing_run import DIGEST_TEMPLATE
 from storage.uow import UnitOfWorkFactory
 from tests.builders import add_staff
 from tests.mail.smtp_server import SmtpServer

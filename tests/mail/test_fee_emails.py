@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.jobs.worker import OutboxWorker
 from bot.mail.sender import notice_handlers
+from services.bulk_fees import BulkFeeBiller
 from storage import models as m
-from storage.bulk_fees import BulkFeeBiller
 from storage.db import session_factory
 from storage.fee_store import SqlFeeStore
 from storage.uow import UnitOfWorkFactory

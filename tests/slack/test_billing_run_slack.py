@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 
 from bot.jobs.scheduler import run_billing_day
 from bot.slack.billing_run import outbox_handlers
+from services.billing_run import SLACK_RUN_KIND
 from storage import models as m
-from storage.billing_run import SLACK_RUN_KIND
 from tests.integration.billing_helpers import add_family, add_invoice, at_run_time
 from tests.slack.conftest import BILLING_CHANNEL, SlackHarness
 from tests.slack.fake_api import Call

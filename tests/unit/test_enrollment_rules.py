@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from services.enrollment_import import read_enrollment_rows
 from storage.csv_in import CsvFileError
 from storage.device_coverage import parse_day, read_coverage_rows
-from storage.enrollment_import import read_enrollment_rows
 from workflows.enrollment import (
     EnrollmentStatus,
     Term,

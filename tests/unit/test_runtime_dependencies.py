@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-OWN = ("bot", "storage", "workflows")
+OWN = ("bot", "services", "storage", "workflows")
 # Optional dependencies of libraries that the service's own calls need.
 NEEDED_BY_OUR_CALLS = {"httpx": "stripe.HTTPXClient (bot/web/stripe_checkout.py)"}
 

@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-
 from storage import models as m
+from storage.db_errors import DuplicateRow
+from storage.payment_events import add_payment_event, payment_event
 from storage.uow import SqlUnitOfWork, UnitOfWorkFactory
 from workflows.clock import Clock
 from workflows.errors import DomainError, DuplicateReference, PermissionDenied
@@ -103,7 +102,7 @@ class PortalImporter:
             return result_of_row(row, Outcome.ALREADY, reason=exc.message)
         except DomainError as exc:
             return result_of_row(row, Outcome.REJECTED, reason=exc.message)
-        except IntegrityError:
+        except DuplicateRow:
             return result_of_row(row, Outcome.ALREADY, reason=_RACED)
 
     async def _try_all(
@@ -123,7 +122,7 @@ class PortalImporter:
                         results.append(result_of_row(row, Outcome.ALREADY, reason=exc.message))
                     except DomainError as exc:
                         results.append(result_of_row(row, Outcome.REJECTED, reason=exc.message))
-                    except IntegrityError:
+                    except DuplicateRow:
                         results.append(result_of_row(row, Outcome.ALREADY, reason=_RACED))
                 raise _DryRunDone
         except _DryRunDone:
@@ -236,10 +235,7 @@ _RACED = "Another import took this row at the same moment; it was applied once, 
 
 
 async def _event(store: SqlUnitOfWork, source: str, reference: str) -> m.PaymentEvent | None:
-    stmt = select(m.PaymentEvent).where(
-        m.PaymentEvent.source == source, m.PaymentEvent.event_id == reference
-    )
-    return (await store.session.execute(stmt)).scalar_one_or_none()
+    return await payment_event(store.session, source, reference)
 
 
 def _add_event(
@@ -253,16 +249,15 @@ def _add_event(
     payment_id: int | None,
     detail: str,
 ) -> None:
-    store.session.add(
-        m.PaymentEvent(
-            source=source,
-            event_id=row.reference,
-            kind=kind,
-            outcome=RECORDED_OUTCOMES[outcome],
-            invoice_id=invoice_id,
-            payment_id=payment_id,
-            amount_cents=row.amount_cents,
-            detail=detail,
-            received_at=store.clock.now(),
-        )
+    add_payment_event(
+        store.session,
+        source=source,
+        event_id=row.reference,
+        kind=kind,
+        outcome=RECORDED_OUTCOMES[outcome],
+        invoice_id=invoice_id,
+        payment_id=payment_id,
+        amount_cents=row.amount_cents,
+        detail=detail,
+        received_at=store.clock.now(),
     )

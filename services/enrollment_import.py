@@ -14,11 +14,9 @@ from enum import StrEnum
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-
 from storage import models as m
 from storage.csv_in import Problem
-from storage.enrollment_store import policy_by_name_or_id
+from storage.enrollment_store import policy_by_name_or_id, students_by_sis_id
 from storage.roster_files import read_csv
 from storage.uow import SqlUnitOfWork
 from workflows.clock import Clock
@@ -118,8 +116,7 @@ def read_enrollment_rows(path: Path) -> tuple[list[EnrollmentRow], list[Problem]
 async def _student_ids(store: SqlUnitOfWork, sis_ids: set[str]) -> dict[str, m.Student]:
     if not sis_ids:
         return {}
-    stmt = select(m.Student).where(m.Student.sis_id.in_(sis_ids))
-    return {s.sis_id: s for s in (await store.session.execute(stmt)).scalars()}
+    return await students_by_sis_id(store.session, sis_ids)
 
 
 def _premium_note(policy: m.InsurancePolicy, waiver: str | None) -> str:

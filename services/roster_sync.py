@@ -1,5 +1,5 @@
 """A roster read from a OneRoster API, compared with the store and applied: the roster import's
-own steps (`storage.roster.import_rows`), so the API and the CSV files keep the same rows the
+own steps (`services.roster.import_rows`), so the API and the CSV files keep the same rows the
 same way.
 
 Beyond what a CSV import does, a complete listing (every user, not only the changed ones) also
@@ -17,12 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from storage import models as m
-from storage.roster import ImportResult, import_rows
+from services.roster import ImportResult, import_rows
+from storage.db import DbSession
 from storage.roster_files import Problem, RosterRows
+from storage.roster_queries import active_students, deactivate_students
 from workflows.sync import SAMPLE_ROWS, SourceName, SyncPlan
 
 SOURCE: SourceName = "oneroster"
@@ -36,7 +34,7 @@ Describe = Callable[[Problem], str]
 
 
 async def plan_roster_sync(
-    session: AsyncSession,
+    session: DbSession,
     rows: RosterRows,
     now: datetime,
     *,
@@ -53,7 +51,7 @@ async def plan_roster_sync(
 
 
 async def apply_roster_sync(
-    session: AsyncSession,
+    session: DbSession,
     rows: RosterRows,
     now: datetime,
     *,
@@ -62,12 +60,6 @@ async def apply_roster_sync(
 ) -> SyncPlan:
     """Apply `rows` in the caller's transaction (not committed here); returns what changed."""
     return await _sync(session, rows, now, complete, describe)
-
-
-async def _active_students(session: AsyncSession) -> dict[str, int]:
-    s = m.Student
-    stmt = select(s.sis_id, s.id).where(s.active.is_(True), s.erased_at.is_(None))
-    return {sis_id: ident for sis_id, ident in await session.execute(stmt)}
 
 
 class _Sample:
@@ -102,13 +94,13 @@ class _Sample:
 
 
 async def _sync(
-    session: AsyncSession,
+    session: DbSession,
     rows: RosterRows,
     now: datetime,
     complete: bool,
     describe: Describe | None,
 ) -> SyncPlan:
-    before = await _active_students(session)
+    before = await active_students(session)
     sample = _Sample(before)
     result = await import_rows(session, rows, now, note=sample.note)
     gone: list[int] = []
@@ -118,8 +110,8 @@ async def _sync(
                 gone.append(ident)
                 sample.gone(sis_id)
         if gone:
-            await session.execute(update(m.Student), [{"id": i, "active": False} for i in gone])
-    after = await _active_students(session)
+            await deactivate_students(session, gone)
+    after = await active_students(session)
     plan = SyncPlan(SOURCE, base=len(before), removals=len(before.keys() - after.keys()))
     _count(plan, result, sample.status_deactivations)
     _fill_sample(plan, sample, result.problems, describe or _where)

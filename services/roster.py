@@ -13,7 +13,7 @@ that link and the rest of the row imports. With `strict=True` any problem rolls 
 import back. Nothing is ever deleted: `tobedeleted` students become inactive.
 
 `import_rows` runs the same orgs and users steps on rows read elsewhere (the OneRoster API sync,
-`storage.roster_sync`), in the caller's transaction.
+`services.roster_sync`), in the caller's transaction.
 """
 
 from __future__ import annotations
@@ -24,12 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import InstrumentedAttribute
-
-from storage import models as m
 from storage.csv_in import CsvFileError
+from storage.db import DbSession, Sessions
 from storage.roster_files import (
     DEVICE_COLUMNS,
     ORG_COLUMNS,
@@ -47,6 +43,23 @@ from storage.roster_files import (
     read_devices,
     read_orgs,
     read_users,
+)
+from storage.roster_queries import (
+    BUILDINGS,
+    DEVICES,
+    GUARDIANS,
+    STUDENTS,
+    ChangeNote,
+    Counts,
+    Existing,
+    buildings,
+    guardianships,
+    insert_households,
+    load_existing,
+    open_assignments,
+    upsert,
+    write_assignments,
+    write_guardianships,
 )
 from workflows.clock import Clock, SystemClock
 
@@ -69,6 +82,8 @@ ASSIGNMENT_REASON = "roster import"
 # Google "ACTIVE" must not undo them.
 IMPORT_STATUSES = frozenset({"in_service", "retired"})
 SAVE_STEPS = 7
+# (entity, key, fields that differ), for a run that shows what it changes (a sync's plan).
+RowNote = Callable[[str, str, tuple[str, ...]], None]
 ENTITIES = (
     "buildings",
     "students",
@@ -79,16 +94,6 @@ ENTITIES = (
     "devices",
     "assignments",
 )
-
-
-@dataclass
-class Counts:
-    """What happened to the rows of one kind. `skipped` rows were read but not written."""
-
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    skipped: int = 0
 
 
 @dataclass
@@ -116,7 +121,7 @@ class ImportResult:
 
 
 async def import_roster(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: Sessions,
     folder: Path,
     devices: Path | None = None,
     *,
@@ -152,7 +157,7 @@ async def import_roster(
 
 
 async def import_rows(
-    session: AsyncSession, rows: RosterRows, now: datetime, *, note: RowNote | None = None
+    session: DbSession, rows: RosterRows, now: datetime, *, note: RowNote | None = None
 ) -> ImportResult:
     """Import orgs and users already read and checked (a OneRoster API's records) with the same
     steps as the CSV import, in the caller's session and transaction: nothing is committed or
@@ -193,99 +198,6 @@ def roster_files(folder: Path) -> tuple[Path, Path]:
     return paths
 
 
-# --- set-wise upserts -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Table:
-    """How one table is matched: by `key`, compared on `fields`, keys folded by `fold`."""
-
-    key: InstrumentedAttribute[Any]
-    fields: tuple[str, ...]
-    fold: Callable[[str], str] = str
-
-    @property
-    def model(self) -> Any:
-        return self.key.class_
-
-
-BUILDINGS = _Table(m.Building.sis_id, ("name",))
-STUDENTS = _Table(
-    m.Student.sis_id,
-    ("first_name", "last_name", "grade", "email", "building_id", "household_id", "active"),
-)
-GUARDIANS = _Table(m.Guardian.sis_id, ("first_name", "last_name", "email", "phone", "household_id"))
-# Serials are compared case-insensitively, like the device search does.
-DEVICES = _Table(
-    m.Device.serial, ("asset_tag", "model", "kind", "building_id", "status"), fold=str.lower
-)
-
-Existing = dict[str, dict[str, Any]]
-# (key, fields that differ): an empty tuple is a new row.
-ChangeNote = Callable[[str, tuple[str, ...]], None]
-# (entity, key, fields that differ), for a run that shows what it changes (a sync's plan).
-RowNote = Callable[[str, str, tuple[str, ...]], None]
-
-
-async def _load(session: AsyncSession, table: _Table) -> Existing:
-    """Every row's key, id and compared fields in one query (folded key -> values)."""
-    model = table.model
-    columns = [model.id, table.key, *(getattr(model, f) for f in table.fields)]
-    names = ("id", table.key.key, *table.fields)
-    rows = await session.execute(select(*columns))
-    return {
-        table.fold(row[1]): dict(zip(names, row, strict=True)) for row in rows if row[1] is not None
-    }
-
-
-async def _upsert(
-    session: AsyncSession,
-    table: _Table,
-    existing: Existing,
-    desired: dict[str, dict[str, Any]],
-    counts: Counts,
-    defaults: dict[str, Any] | None = None,
-    changed: ChangeNote | None = None,
-) -> dict[str, int]:
-    """Write `desired` (folded key -> values incl. the key column); return folded key -> id.
-
-    A field left out of a row's values keeps what is stored. Updates carry every compared field
-    so all parameter sets share one shape and go out as a single executemany. `changed`, when
-    given, hears of each row created or updated (with the fields that differ).
-    """
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    ids: dict[str, int] = {}
-    for key, values in desired.items():
-        current = existing.get(key)
-        if current is None:
-            inserts.append({**(defaults or {}), **values})
-            if changed:
-                changed(key, ())
-            continue
-        ids[key] = current["id"]
-        differ = [f for f in table.fields if f in values and current[f] != values[f]]
-        if differ:
-            updates.append(
-                {"id": current["id"], **{f: values.get(f, current[f]) for f in table.fields}}
-            )
-            if changed:
-                changed(key, tuple(differ))
-        else:
-            counts.unchanged += 1
-    if updates:
-        await session.execute(update(table.model), updates)
-        counts.updated += len(updates)
-    if inserts:
-        # RETURNING the natural key as well makes the row order irrelevant, which keeps
-        # SQLAlchemy's batched insertmanyvalues mode (ordered RETURNING is row-at-a-time).
-        stmt = insert(table.model).returning(table.model.id, table.key)
-        for ident, key in await session.execute(stmt, inserts):
-            ids[table.fold(key)] = ident
-        counts.created += len(inserts)
-    return ids
-
-
 # --- the import -----------------------------------------------------------------------------
 
 
@@ -294,7 +206,7 @@ class _Import:
 
     def __init__(
         self,
-        session: AsyncSession,
+        session: DbSession,
         now: datetime,
         result: ImportResult,
         progress: ProgressCallback | None,
@@ -315,7 +227,7 @@ class _Import:
         self.result.problems.append(Problem(file, line, reason))
 
     def changes(self, entity: str) -> ChangeNote | None:
-        """What `_upsert` calls for each row it writes, when this run reports its rows."""
+        """What `upsert` calls for each row it writes, when this run reports its rows."""
         note = self.note
         if note is None:
             return None
@@ -338,8 +250,8 @@ class _Import:
         counts.skipped = rejected + len(orgs) - len(schools)  # districts etc. are not buildings
         self.org_ids = {org.sis_id for org in orgs}
         desired = {o.sis_id: {"sis_id": o.sis_id, "name": o.name} for o in schools}
-        existing = await _load(self.session, BUILDINGS)
-        await _upsert(
+        existing = await load_existing(self.session, BUILDINGS)
+        await upsert(
             self.session, BUILDINGS, existing, desired, counts, changed=self.changes("building")
         )
         await self._index_buildings()
@@ -347,9 +259,7 @@ class _Import:
 
     async def _index_buildings(self) -> None:
         """Every building by sis_id and by name, for students' orgs and devices' locations."""
-        b = m.Building
-        rows = await self.session.execute(select(b.id, b.sis_id, b.name))
-        for ident, sis_id, name in rows:
+        for ident, sis_id, name in await buildings(self.session):
             if sis_id is not None:
                 self.building_ids[sis_id] = ident
             key = name.lower()
@@ -366,8 +276,8 @@ class _Import:
         r.other_users.skipped = users.skipped_roles + users.rejected["other"]
         r.students.skipped = users.rejected["student"]
         r.guardians.skipped = users.rejected["guardian"]
-        students_db = await _load(self.session, STUDENTS)
-        guardians_db = await _load(self.session, GUARDIANS)
+        students_db = await load_existing(self.session, STUDENTS)
+        guardians_db = await load_existing(self.session, GUARDIANS)
         students, guardians = self._accept(users.rows, students_db, guardians_db, file)
         links = self._links(students, guardians, users.seen, students_db, guardians_db, file)
 
@@ -440,9 +350,8 @@ class _Import:
         self.result.households.created = len(names)
         if not names:
             return []
-        stmt = insert(m.Household).returning(m.Household.id, m.Household.name)
         free: dict[str, list[int]] = {}
-        for ident, name in await self.session.execute(stmt, [{"name": n} for n in names]):
+        for ident, name in await insert_households(self.session, names):
             free.setdefault(name, []).append(ident)
         # New households with the same name are interchangeable, so any pairing is right.
         return [free[name].pop() for name in names]
@@ -470,7 +379,7 @@ class _Import:
             if sis_id in plan.students:
                 values["household_id"] = _household_id(plan.students[sis_id], house_ids)
             desired[sis_id] = values
-        ids = await _upsert(
+        ids = await upsert(
             self.session,
             STUDENTS,
             existing,
@@ -501,7 +410,7 @@ class _Import:
             if sis_id in plan.guardians:
                 values["household_id"] = _household_id(plan.guardians[sis_id], house_ids)
             desired[sis_id] = values
-        ids = await _upsert(
+        ids = await upsert(
             self.session,
             GUARDIANS,
             existing,
@@ -519,13 +428,7 @@ class _Import:
         student_ids: dict[str, int],
         guardian_ids: dict[str, int],
     ) -> None:
-        g = m.Guardianship
-        stored = {
-            (gid, sid): kind
-            for gid, sid, kind in await self.session.execute(
-                select(g.guardian_id, g.student_id, g.relationship_kind)
-            )
-        }
+        stored = await guardianships(self.session)
         counts = self.result.guardianships
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
@@ -538,10 +441,7 @@ class _Import:
                 updates.append({**values, "relationship_kind": kind})
             else:
                 counts.unchanged += 1
-        if updates:
-            await self.session.execute(update(g), updates)
-        if inserts:
-            await self.session.execute(insert(g), inserts)
+        await write_guardianships(self.session, updates, inserts)
         counts.created, counts.updated = len(inserts), len(updates)
         self.saved()
 
@@ -568,7 +468,7 @@ class _Import:
         rows, rejected = read_devices(path, self.result.problems, self.progress)
         counts = self.result.devices
         counts.skipped = rejected
-        existing = await _load(self.session, DEVICES)
+        existing = await load_existing(self.session, DEVICES)
         tag_owner = {v["asset_tag"]: k for k, v in existing.items() if v["asset_tag"]}
         desired: dict[str, dict[str, Any]] = {}
         holders: dict[str, int] = {}
@@ -589,7 +489,7 @@ class _Import:
             "status": "in_service",
             "created_at": self.now,
         }
-        ids = await _upsert(self.session, DEVICES, existing, desired, counts, defaults)
+        ids = await upsert(self.session, DEVICES, existing, desired, counts, defaults)
         self.saved()
         await self._save_assignments((ids[k], s) for k, s in holders.items())
 
@@ -643,13 +543,7 @@ class _Import:
 
     async def _save_assignments(self, holders: Iterable[tuple[int, int]]) -> None:
         """Open an assignment where the export names a new holder, closing the previous one."""
-        a = m.DeviceAssignment
-        current = {
-            device_id: (ident, student_id)
-            for ident, device_id, student_id in await self.session.execute(
-                select(a.id, a.device_id, a.student_id).where(a.returned_at.is_(None))
-            )
-        }
+        current = await open_assignments(self.session)
         closes: list[dict[str, Any]] = []
         opens: list[dict[str, Any]] = []
         counts = self.result.assignments
@@ -669,11 +563,7 @@ class _Import:
                     "reason": ASSIGNMENT_REASON,
                 }
             )
-        # Close first: the partial unique index allows one open assignment per device.
-        if closes:
-            await self.session.execute(update(a), closes)
-        if opens:
-            await self.session.execute(insert(a), opens)
+        await write_assignments(self.session, closes, opens)
         counts.created, counts.updated = len(opens), len(closes)
         self.saved()
 
