@@ -1,5 +1,5 @@
-"""Activity log rows for code that writes in a session of its own rather than through
-SqlUnitOfWork.log (which fills the same columns)."""
+"""Activity log rows: one way to fill an entry, for the unit of work's activity repository and
+for code that writes in a session of its own."""
 
 from __future__ import annotations
 

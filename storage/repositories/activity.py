@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from storage import models as m
+from storage.activity import activity_entry
 from storage.repositories.base import SqlRepository
 from workflows.permissions import Actor
 
@@ -23,19 +24,11 @@ class SqlActivityRepository(SqlRepository):
         after: dict[str, Any] | None = None,
         comment: str | None = None,
     ) -> None:
-        self.session.add(
-            m.ActivityEntry(
-                at=self._now(),
-                actor_staff_id=actor.staff_id,
-                actor_label=actor.name,
-                entity_type=entity_type,
-                entity_id=entity_id,
-                action=action,
-                before=before,
-                after=after,
-                comment=comment,
-            )
+        entry = activity_entry(
+            actor, self._now(), entity_type, entity_id, action, before=before, after=after
         )
+        entry.comment = comment
+        self.session.add(entry)
 
     async def log_refusal(self, actor: Actor, what: str, reason: str) -> None:
         """A refused action, kept for audit under the actor's own security record."""
