@@ -237,7 +237,9 @@ def _own_connection(session: AsyncSession) -> SqliteSearchReaders | None:
     if session.in_transaction():
         return None
     bind = session.get_bind()
-    if bind.dialect.name != "sqlite" or not bind.get_execution_options().get(READ_ONLY):
+    if not isinstance(bind, Engine) or bind.dialect.name != "sqlite":
+        return None  # a session bound to a connection shares that connection's transaction
+    if not bind.get_execution_options().get(READ_ONLY):
         return None
     return sqlite_readers(bind)
 
