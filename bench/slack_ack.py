@@ -326,12 +326,14 @@ def start(*args: str) -> subprocess.Popen[bytes]:
 
 
 def profile(pid: int) -> subprocess.Popen[bytes] | None:
-    """With BENCH_PROFILE=/tmp/ours.txt, py-spy samples our server while it is measured."""
+    """With BENCH_PROFILE=/tmp/ours.txt, py-spy samples our server while it is measured; with
+    BENCH_PROFILE_GIL=1 too, only the thread holding the GIL (Python's CPU time)."""
     path = os.environ.get("BENCH_PROFILE")
     if not path:
         return None
+    gil = ["--gil"] if os.environ.get("BENCH_PROFILE_GIL") else []
     return subprocess.Popen(
-        ["py-spy", "record", "-p", str(pid), "-f", "raw", "-o", path, "--nonblocking"],
+        ["py-spy", "record", "-p", str(pid), "-f", "raw", "-o", path, "--nonblocking", *gil],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -16,6 +16,11 @@ modal's submission (checked before the ack, written after it) and the device typ
 what technicians type, including no-match ones). The same requests go to our app, then to the
 bare app, in the same run.
 Target: p99 ack at most 2x bare bolt's and throughput at least half of bare bolt's.
+
+Also printed, as they vary less with other load on the machine than latency does: each
+server's CPU time per request (user + system, all its threads, from /proc), and how long after
+our last ack the status changes, written after their acks, were all in the database (our CPU
+figure includes that).
 """
 
 from __future__ import annotations
@@ -172,6 +177,39 @@ async def closed_loop(
     return timed, seconds
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def changes_written(url: str, expected: int, stalled: float = 15.0) -> tuple[float, int]:
+    """Seconds until `expected` incidents are In Repair (the status changes, written after
+    their acks, are all done), and how many are: it stops waiting once `stalled` seconds pass
+    with none written (a change that failed is never written)."""
+    from sqlalchemy import text
+
+    from storage.db import create_engine
+
+    engine = create_engine(url)
+    started = last_progress = time.perf_counter()
+    written = -1
+    try:
+        while time.perf_counter() - last_progress < stalled:
+            async with engine.connect() as conn:
+                sql = "SELECT count(*) FROM incidents WHERE status = 'in_repair'"
+                count = (await conn.execute(text(sql))).scalar_one()
+            if count != written:
+                written, last_progress = count, time.perf_counter()
+            if written >= expected:
+                break
+            await asyncio.sleep(0.05)
+        return last_progress - started, written
+    finally:
+        await engine.dispose()
+
+
 def pct(values: list[float]) -> tuple[float, float, float]:
     q = statistics.quantiles(sorted(values), n=100, method="inclusive")
     return q[49], q[94], q[98]
@@ -233,13 +271,29 @@ async def run(args: argparse.Namespace) -> bool:
             await ack.wait_ready(port)
         await closed_loop(ours_port, 10, warm)
         await closed_loop(bare_port, 10, warm)
+        written = await changes_written(url, WARM_UP)
         sampler = ack.profile(servers[1].pid)
+        ours_cpu = cpu_seconds(servers[1].pid)
         ours = await closed_loop(ours_port, args.senders, batch)
+        drained = await changes_written(url, changes)
+        ours_cpu = cpu_seconds(servers[1].pid) - ours_cpu
         if sampler is not None:
             sampler.send_signal(signal.SIGINT)
             sampler.wait(timeout=60)
+        bare_cpu = cpu_seconds(servers[2].pid)
         bare = await closed_loop(bare_port, args.senders, batch)
+        bare_cpu = cpu_seconds(servers[2].pid) - bare_cpu
         met = report(ours, bare)
+        n = len(batch)
+        print(
+            f"server CPU      ours {ours_cpu * 1000 / n:5.2f} ms/req   bare "
+            f"{bare_cpu * 1000 / n:5.2f} ms/req   ratio {ours_cpu / bare_cpu:4.1f}x"
+        )
+        done, count = drained
+        print(
+            f"status changes  {count - written[1]} of {len(batch) // 3} written, the last "
+            f"{done:.1f} s after the last ack"
+        )
         print(f"  ({ds.machine()})")
         return met
     finally:

@@ -16,17 +16,31 @@ with workflows.device_search.search_key.
 
 Every rank (exact, prefix, part) is its own LIMITed query in id order, so a short query that
 matches most of the district stops early instead of ranking all of it.
+
+On SQLite a read-only session whose first statement is the search runs it on a connection of
+its own (`SqliteSearchReaders`): one hand-off to a thread and back, instead of the session's
+BEGIN, the statement, COMMIT and the pool's reset, each a trip between the event loop and
+aiosqlite's thread. The answer is the same: a transaction's first statement sees the latest
+commit either way.
 """
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import threading
+import weakref
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.pool import Pool
 
+from storage.db import READ_ONLY, SQLITE_BUSY_TIMEOUT_MS
 from workflows.device_search import (
     MatchRank,
     SearchPatterns,
@@ -135,6 +149,101 @@ def candidates_sql(postgres: bool, patterns: SearchPatterns) -> tuple[str, dict[
     return sql, params
 
 
+# --- SQLite: the search on connections of its own ----------------------------------------------
+
+SEARCH_THREADS = 4  # a search is a millisecond or two of SQLite; more threads only queue on cores
+
+
+class SqliteSearchReaders:
+    """Plain sqlite3 connections to one database file, one per thread of a small pool, that
+    run the search statement and hand back its rows in one trip. Read only (`query_only`):
+    nothing but the search ever runs on them."""
+
+    def __init__(self, path: str, threads: int = SEARCH_THREADS) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="device-search")
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            # Not shared between threads; close() runs once every search has finished.
+            connection = sqlite3.connect(self.path, check_same_thread=False)
+            connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            connection.execute("PRAGMA query_only=ON")
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    def _fetch(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        return self._connection().execute(sql, params).fetchall()
+
+    async def fetch(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._fetch, sql, params)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+
+
+# One set of readers per connection pool: `engine.dispose()` replaces the pool, and the old
+# pool's readers close when it is gone.
+_READERS: weakref.WeakKeyDictionary[Pool, SqliteSearchReaders] = weakref.WeakKeyDictionary()
+_READERS_LOCK = threading.Lock()
+
+
+def _database_file(bind: Engine) -> str | None:
+    """The file a SQLite engine opens, or None when it isn't one plain file (in memory, or a
+    URL with options a plain connection wouldn't apply)."""
+    url = bind.url
+    database = url.database
+    if url.get_backend_name() != "sqlite" or url.query or not database:
+        return None
+    if database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def sqlite_readers(bind: Engine) -> SqliteSearchReaders | None:
+    """The search readers for a SQLite engine's database file (made on first use), or None
+    when it has none."""
+    pool = bind.pool
+    readers = _READERS.get(pool)
+    if readers is not None:
+        return readers
+    path = _database_file(bind)
+    if path is None:
+        return None
+    with _READERS_LOCK:
+        readers = _READERS.get(pool)
+        if readers is None:
+            readers = SqliteSearchReaders(path)
+            _READERS[pool] = readers
+            weakref.finalize(pool, readers.close)
+    return readers
+
+
+def _own_connection(session: AsyncSession) -> SqliteSearchReaders | None:
+    """The readers to search with instead of the session's connection: only for a read-only
+    session on SQLite that hasn't begun its transaction (so it would see the latest commit
+    too, and no write of its own is missed)."""
+    if session.in_transaction():
+        return None
+    bind = session.get_bind()
+    if not isinstance(bind, Engine) or bind.dialect.name != "sqlite":
+        return None  # a session bound to a connection shares that connection's transaction
+    if not bind.get_execution_options().get(READ_ONLY):
+        return None
+    return sqlite_readers(bind)
+
+
 async def search_devices(session: AsyncSession, query: str, *, limit: int) -> list[DeviceMatch]:
     """Devices whose serial or tag, or whose holder's (today's or a past one's) name or
     student id, matches `query`: exact matches first, then prefixes, then parts; among equals,
@@ -144,10 +253,11 @@ async def search_devices(session: AsyncSession, query: str, *, limit: int) -> li
         return []
     postgres = session.get_bind().dialect.name == "postgresql"
     sql, params = candidates_sql(postgres, patterns)
-    best: dict[int, tuple[tuple[Any, ...], DeviceMatch]] = {}
     rows: Iterable[Any]
     if postgres:
         rows = await session.execute(text(sql), {**params, "n": limit})
+    elif (readers := _own_connection(session)) is not None:
+        rows = await readers.fetch(sql, {**params, "n": limit})
     else:
         # aiosqlite hands every call (cursor, execute, fetch, close) to the connection's
         # thread and back through the event loop; in a burst those hand-offs were most of a
@@ -158,11 +268,29 @@ async def search_devices(session: AsyncSession, query: str, *, limit: int) -> li
         driver = raw.driver_connection
         assert driver is not None  # a checked-out connection
         rows = await driver.execute_fetchall(sql, {**params, "n": limit})
-    for ident, rank, via, serial, tag, model, status, first, last, k1, k2, past in rows:
+    return _ranked(rows, limit)
+
+
+def _ranked(rows: Iterable[Any], limit: int) -> list[DeviceMatch]:
+    """Each device once, by its best way of matching, best first. Only the `limit` shown are
+    made into matches: a short query brings several hundred candidate rows."""
+    best: dict[int, tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
+    for row in rows:
+        ident, rank, via, _serial, _tag, _model, _status, _first, _last, k1, k2, past = row
         order = (rank, via, k1.lower(), k2.lower(), past, ident)
-        if ident in best and best[ident][0] <= order:
-            continue
-        holder = None if first is None else f"{first} {last}".strip()
-        match = DeviceMatch(ident, serial, tag, model, status, holder, MatchRank(rank))
-        best[ident] = (order, match)
-    return [match for _order, match in sorted(best.values(), key=lambda x: x[0])][:limit]
+        found = best.get(ident)
+        if found is None or order < found[0]:
+            best[ident] = (order, row)
+    shown = sorted(best.values(), key=lambda x: x[0])[:limit]
+    return [
+        DeviceMatch(
+            ident,
+            serial,
+            tag,
+            model,
+            status,
+            None if first is None else f"{first} {last}".strip(),
+            MatchRank(rank),
+        )
+        for _order, (ident, rank, _via, serial, tag, model, status, first, last, *_keys) in shown
+    ]

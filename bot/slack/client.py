@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import copy
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
-from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -31,6 +35,7 @@ def build_web_client(settings: Settings) -> AsyncWebClient:
         base_url += "/"
     return CountingWebClient(
         token=token,
+        logger=_sdk_logger(),
         base_url=base_url,
         timeout=15,
         session=aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)),
@@ -41,6 +46,17 @@ def build_web_client(settings: Settings) -> AsyncWebClient:
             AsyncServerErrorRetryHandler(max_retry_count=2),
         ],
     )
+
+
+def _sdk_logger() -> logging.Logger:
+    """The SDK's logger with its level set to what it would inherit. The SDK builds its debug
+    line for each call (the whole request, a modal included) whenever the logger's own level
+    is unset, logged or not; that was a measurable share of a burst. Set once the process's
+    logging is configured (the client is built after), and left alone when configured."""
+    logger = logging.getLogger("slack_sdk.web.async_base_client")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logger.getEffectiveLevel())
+    return logger
 
 
 async def close_web_client(client: AsyncWebClient) -> None:
@@ -75,11 +91,26 @@ class PooledWebClient(CountingWebClient):
         )
 
 
-async def pooled_client_middleware(context: AsyncBoltContext, next: Any) -> Any:
-    """Gives each request a `PooledWebClient`, so its lazy listeners can be started."""
-    client = context.client
-    if client is not None and not isinstance(client, PooledWebClient):
-        context["client"] = PooledWebClient.like(client)
-        for made_with_the_old_client in ("say", "complete", "fail"):
-            context.pop(made_with_the_old_client, None)  # made again on first use
-    return await next()
+class PooledClientMiddleware(AsyncMiddleware):
+    """Gives each request a `PooledWebClient`, so its lazy listeners can be started.
+
+    A middleware class rather than a function, which bolt would build arguments for on every
+    request."""
+
+    async def async_process(
+        self,
+        *,
+        req: AsyncBoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], Awaitable[BoltResponse]],
+    ) -> BoltResponse | None:
+        context = req.context
+        client = context.client
+        if client is not None and not isinstance(client, PooledWebClient):
+            context["client"] = PooledWebClient.like(client)
+            for made_with_the_old_client in ("say", "complete", "fail"):
+                context.pop(made_with_the_old_client, None)  # made again on first use
+        return await next()
+
+
+pooled_client_middleware = PooledClientMiddleware()

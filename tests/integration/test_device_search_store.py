@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import string
 from pathlib import Path
@@ -13,9 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.roster import import_roster
 from storage import models as m
-from storage.device_search import DeviceMatch, candidates_sql
+from storage.db import session_factory
+from storage.device_search import DeviceMatch, candidates_sql, sqlite_readers
 from storage.uow import UnitOfWorkFactory
 from tests.builders import T0
+from workflows.clock import FixedClock
 from workflows.device_search import IGNORED, MatchRank, search_key, search_patterns, search_text
 
 ROSTER = Path(__file__).parent.parent / "fixtures" / "roster"
@@ -276,3 +279,35 @@ async def test_postgres_answers_from_the_trigram_indexes(
         plan = "\n".join(row[0] for row in await conn.execute(text(f"EXPLAIN {sql}"), {"n": 100}))
     assert "ix_devices_search_text" in plan and "ix_students_search_text" in plan
     assert serials(await find(stores, "pg01234")) == ["PG01234X"]
+
+
+async def test_a_read_only_search_on_sqlite_runs_on_a_connection_of_its_own(
+    stores: UnitOfWorkFactory, engine: AsyncEngine, clock: FixedClock
+) -> None:
+    if engine.dialect.name != "sqlite":
+        return  # PostgreSQL runs the statement in one round trip already
+    await add(stores, "AB12", "AT1001", ("Ana", "Rivera", "S-4401"))
+    await add(stores, "AB123")
+    await add(stores, "ZZ3", None, ("Abigail", "Stone", "S9"), returned=True)
+    reads = UnitOfWorkFactory(session_factory(engine, read_only=True), clock)
+
+    for query in ("ab12", "ana rivera", "s4401", "abigail", "at1001", "nothing", "x"):
+        async with reads() as store:
+            found = await store.devices.search(query, limit=100)
+            assert not store.session.in_transaction()  # the session never began one
+        assert found == await find(stores, query)  # the same answer as a session's
+    readers = sqlite_readers(engine.sync_engine)
+    assert readers is not None and readers._connections
+
+    # Once a read transaction has begun, the search reads its snapshot, not a newer commit.
+    async with reads() as store:
+        await store.settings.get()
+        await add(stores, "AB12-9")
+        assert serials(await store.devices.search("ab12", limit=100)) == ["AB12", "AB123"]
+    assert serials(await find(stores, "ab12")) == ["AB12", "AB12-9", "AB123"]
+
+    # Disposing of the engine closes the readers with the pool they belonged to.
+    await engine.dispose()
+    gc.collect()
+    assert readers._connections == []
+    assert sqlite_readers(engine.sync_engine) is not readers

@@ -88,3 +88,33 @@ def test_actor_cache_expires() -> None:
     assert cache.get("U1") == actor
     time.sleep(0.06)
     assert cache.get("U1") is None
+
+
+async def test_requests_that_miss_the_actor_cache_together_share_one_lookup() -> None:
+    import asyncio
+
+    from bot.slack.actors import ActorCache
+    from workflows.permissions import DEFAULT_ROLES, Actor
+
+    cache = ActorCache()
+    actor = DEFAULT_ROLES["Technician"].actor(1, "Pat")
+    lookups: list[str] = []
+    release = asyncio.Event()
+
+    async def lookup(found: Actor | None) -> Actor | None:
+        lookups.append("looked up")
+        await release.wait()
+        return found
+
+    waiting = [asyncio.ensure_future(cache.resolve("U1", lambda: lookup(actor))) for _ in range(5)]
+    await asyncio.sleep(0)
+    waiting[0].cancel()  # one request giving up doesn't cancel the others' lookup
+    release.set()
+    assert await asyncio.gather(*waiting[1:]) == [actor] * 4
+    assert lookups == ["looked up"]
+    assert cache.get("U1") == actor
+    # Someone DeviceCare doesn't know is looked up again next time, not remembered.
+    assert await cache.resolve("U2", lambda: lookup(None)) is None
+    assert cache.get("U2") is None
+    assert await cache.resolve("U2", lambda: lookup(None)) is None
+    assert len(lookups) == 3
