@@ -2,13 +2,18 @@
 
 Both select the enrollments whose term overlaps the range. A claim is a non-cancelled invoice
 attached to an enrollment (claim_enrollment_id); what insurance absorbed is its insurance_cents.
+A device's own plan (AppleCare+ insured by a policy with a device plan) is insurance too: its
+claims count against the device's coverage (claim_device_coverage_id), so both reports add the
+device plans with claims whose coverage overlaps the range.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy.orm import aliased
 
 from storage import models as m
 from storage.report_base import ReportQuery, report
@@ -20,8 +25,8 @@ from workflows.reports import Audience, ReportResult, ReportSpec, percent
 CLAIMS_UTILIZATION = ReportSpec(
     name="claims-utilization",
     title="Insurance Claims Utilization",
-    description="Per enrollment whose term overlaps the range: claims used of those allowed "
-    "and the dollars insurance absorbed.",
+    description="Per enrollment whose term overlaps the range, and per device plan with "
+    "claims: claims used of those allowed and the dollars insurance absorbed.",
     audience=Audience.FINANCIAL,
     headers=(
         "student",
@@ -46,7 +51,8 @@ ENROLLMENT_SUMMARY = ReportSpec(
     name="enrollment-summary",
     title="Insurance Enrollment Summary",
     description="Per policy and term overlapping the range: enrollments by status, new and "
-    "expiring enrollments, premiums, claims and the dollars insurance absorbed.",
+    "expiring enrollments, premiums, claims and the dollars insurance absorbed (a device "
+    "plan's claims on a row of their own).",
     audience=Audience.FINANCIAL,
     headers=(
         "policy",
@@ -99,6 +105,107 @@ def _claims(q: ReportQuery) -> Any:
         .group_by(inv.claim_enrollment_id)
         .subquery()
     )
+
+
+# What the status column says for a device's own plan: it has no enrollment status.
+DEVICE_PLAN = "device plan"
+
+
+def _device_plan_claims(q: ReportQuery) -> Any:
+    """Claims per device coverage: count, dollars absorbed and the latest claim's invoice."""
+    inv = m.Invoice
+    return (
+        select(
+            inv.claim_device_coverage_id.label("coverage_id"),
+            func.count(inv.id).label("claims"),
+            func.sum(inv.insurance_cents).label("absorbed"),
+            func.max(inv.id).label("last_invoice_id"),
+        )
+        .where(
+            inv.claim_device_coverage_id.is_not(None),
+            inv.status != InvoiceStatus.CANCELLED.value,
+            *q.device_scope(inv.device_id),
+        )
+        .group_by(inv.claim_device_coverage_id)
+        .subquery()
+    )
+
+
+def _insurer(coverage: Any) -> Any:
+    """The policy that insures a device coverage: the first whose device plan names it, as
+    pricing chooses (storage.repositories.insurance). An alias, so that it doesn't correlate
+    with the policy the outer query joins."""
+    pol = aliased(m.InsurancePolicy)
+    return (
+        select(pol.id)
+        .where(
+            pol.device_plan.is_not(None),
+            func.lower(coverage.plan).startswith(func.lower(pol.device_plan)),
+        )
+        .order_by(pol.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+async def _device_plan_rows(q: ReportQuery) -> list[tuple[Any, ...]]:
+    """Claims utilization rows for device plans with claims, named by the student of the
+    latest claim (a device changes hands; its plan's claims don't)."""
+    dc, pol, st, dev = m.DeviceCoverage, m.InsurancePolicy, m.Student, m.Device
+    last = aliased(m.Invoice)
+    claims = _device_plan_claims(q)
+    listing = (
+        select(
+            st.last_name + ", " + st.first_name,
+            st.sis_id,
+            m.Building.name,
+            st.grade,
+            pol.name,
+            dc.plan,
+            dev.serial,
+            dc.coverage_start,
+            dc.coverage_end,
+            claims.c.claims,
+            pol.max_claims,
+            claims.c.absorbed,
+        )
+        .select_from(claims)
+        .join(dc, dc.id == claims.c.coverage_id)
+        .join(dev, dev.id == dc.device_id)
+        .join(pol, pol.id == _insurer(dc))
+        .join(last, last.id == claims.c.last_invoice_id)
+        .join(st, st.id == last.student_id)
+        .outerjoin(m.Building, m.Building.id == st.building_id)
+        .where(
+            dc.coverage_start <= q.filters.date_to,
+            dc.coverage_end >= q.filters.date_from,
+            *q.student_scope(last.student_id),
+        )
+        .order_by(pol.name, dc.coverage_start, dev.serial, dc.id)
+    )
+    rows: list[tuple[Any, ...]] = []
+    for student, sis, building, grade, policy, plan, serial, t0, t1, n, cap, cents in (
+        await q.session.execute(listing)
+    ).all():
+        n, cents = int(n), int(cents)
+        rows.append(
+            (
+                str(student),
+                str(sis),
+                building or "",
+                grade or "",
+                str(policy),
+                f"{plan} on {serial}",
+                t0,
+                t1,
+                DEVICE_PLAN,
+                n,
+                cap,
+                None if cap is None else percent(n, int(cap)),
+                cents,
+            )
+        )
+    return rows
 
 
 @report(CLAIMS_UTILIZATION)
@@ -157,6 +264,8 @@ async def claims_utilization(q: ReportQuery) -> ReportResult:
             )
         )
     enrollments = len(rows)
+    plans = await _device_plan_rows(q)
+    rows += plans
     claims_used = sum(r[9] for r in rows)
     absorbed_total = sum(r[12] for r in rows)
     at_limit = sum(1 for r in rows if r[10] is not None and r[9] >= r[10])
@@ -164,17 +273,47 @@ async def claims_utilization(q: ReportQuery) -> ReportResult:
         rows,
         [
             f"{enrollments} enrollment{'s' if enrollments != 1 else ''} with a term in the range "
-            f"({q.filters.describe()}).",
+            f"({q.filters.describe()})"
+            + (
+                f" and {len(plans)} device plan{'s' if len(plans) != 1 else ''} with claims."
+                if plans
+                else "."
+            ),
             f"{claims_used} claim{'s' if claims_used != 1 else ''} used; insurance absorbed "
             f"{format_cents(absorbed_total)}. {at_limit} at their claim limit.",
         ],
         totals={
             "enrollments": enrollments,
+            "device_plans": len(plans),
             "claims": claims_used,
             "absorbed": absorbed_total,
             "at_limit": at_limit,
         },
     )
+
+
+DEVICE_PLANS_TERM = "device plans"
+
+
+async def _device_plan_totals(q: ReportQuery) -> list[tuple[str, int, int]]:
+    """(policy, claims, dollars absorbed) per policy with a device plan, counting the claims on
+    device coverages that overlap the range (the claim's student in scope)."""
+    inv, dc, pol = m.Invoice, m.DeviceCoverage, m.InsurancePolicy
+    stmt = (
+        select(pol.name, func.count(inv.id), func.coalesce(func.sum(inv.insurance_cents), 0))
+        .select_from(inv)
+        .join(dc, dc.id == inv.claim_device_coverage_id)
+        .join(pol, pol.id == _insurer(dc))
+        .where(
+            inv.status != InvoiceStatus.CANCELLED.value,
+            dc.coverage_start <= q.filters.date_to,
+            dc.coverage_end >= q.filters.date_from,
+            *q.scope(inv.student_id, inv.device_id),
+        )
+        .group_by(pol.id, pol.name)
+        .order_by(pol.name, pol.id)
+    )
+    return [(str(n), int(c), int(a)) for n, c, a in (await q.session.execute(stmt)).all()]
 
 
 @report(ENROLLMENT_SUMMARY)
@@ -237,7 +376,12 @@ async def enrollment_summary(q: ReportQuery) -> ReportResult:
     )
     rows: list[tuple[Any, ...]] = []
     counted: list[list[int]] = []
-    for name, term, *figures in (await q.session.execute(listing)).all():
+    found: list[Sequence[Any]] = list((await q.session.execute(listing)).all())
+    # Device plans have no enrollments or premiums: their rows carry claims and dollars only.
+    no_enrollments = [0] * (len(ENROLLMENT_SUMMARY.headers) - 4)
+    for policy, claim_count, absorbed in await _device_plan_totals(q):
+        found.append((policy, DEVICE_PLANS_TERM, *no_enrollments, claim_count, absorbed))
+    for name, term, *figures in found:
         numbers = [int(v) for v in figures]
         counted.append(numbers)
         rows.append((str(name), str(term), *numbers))

@@ -5,12 +5,14 @@ coverage, whoever holds it (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage import models as m
 from storage.db import session_factory
+from storage.reports import run_report
 from storage.uow import UnitOfWorkFactory
 from tests.builders import T0, add_district, add_policy, add_staff
 from tests.integration.test_device_sync import sync
@@ -19,9 +21,11 @@ from tests.sync.listed_source import APPLECARE, ListedSource
 from workflows.clock import FixedClock
 from workflows.incidents import incident_coverage_badge
 from workflows.invoices import cancel_invoice, restore_invoice
+from workflows.reports import ReportFilters, ReportResult
 from workflows.sync import SourceCoverage, SourceDevice
 
 COVERED = (date(2025, 9, 1), date(2027, 8, 31))
+TZ = ZoneInfo("America/Chicago")
 
 
 async def _device_policy(stores: UnitOfWorkFactory, *, plan: str | None = "AppleCare+") -> int:
@@ -176,3 +180,48 @@ async def test_without_a_device_plan_a_policy_ignores_device_coverage(
         fee_item_ids=(d.fee_screen_id,),
     )
     assert created.invoice.total_cents == 12500 and created.invoice.insurance_cents == 0
+
+
+async def test_insurance_reports_count_device_plan_claims(
+    engine: AsyncEngine, stores: UnitOfWorkFactory, clock: FixedClock
+) -> None:
+    d = await add_district(stores)
+    async with stores() as store:
+        serial = (await store.session.get(m.Device, d.device_id)).serial  # type: ignore[union-attr]
+        await store.commit()
+    await _synced_coverage(engine, serial)
+    await _device_policy(stores)
+    tech = await add_staff(stores, "Technician")
+    for key in ("one", "two"):
+        incident = await _incident(stores, clock, tech, d.device_id, key=key)
+        created = await _invoice(stores, clock, tech, incident, fee_item_ids=(d.fee_screen_id,))
+        assert created.invoice.insurance_cents == 9600
+
+    async def run(name: str, **filters: tuple[str, ...]) -> ReportResult:
+        async with stores() as store:
+            span = ReportFilters(date_from=date(2026, 1, 1), date_to=date(2026, 6, 30), **filters)
+            return await run_report(store.session, name, span, tz=TZ, today=date(2026, 3, 2))
+
+    used = await run("claims-utilization")
+    term = f"{APPLECARE} on {serial}"
+    assert used.rows == [
+        ("Rivera, Ana", "S1", "Lincoln Middle", "7", "AppleCare+ for iPads", term, *COVERED)
+        + ("device plan", 2, 2, 100.0, 19200)
+    ]
+    assert used.totals == {
+        "enrollments": 0,
+        "device_plans": 1,
+        "claims": 2,
+        "absorbed": 19200,
+        "at_limit": 1,
+    }
+    assert "0 enrollments with a term in the range" in used.summary[0]
+    assert "and 1 device plan with claims." in used.summary[0]
+    summary = await run("enrollment-summary")
+    assert summary.rows == [
+        ("AppleCare+ for iPads", "device plans", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 19200)
+    ]
+    assert summary.totals["absorbed"] == used.totals["absorbed"] == 19200
+    # The grades (and buildings) filters follow the claim's student.
+    assert (await run("claims-utilization", grades=("12",))).rows == []
+    assert (await run("enrollment-summary", grades=("12",))).rows == []

@@ -191,7 +191,13 @@ async def test_claims_utilization(stores, district) -> None:  # type: ignore[no-
         # Ana's third invoice came at the cap and is no claim.
         (*ANA, *PAID_TERM, "active", 2, 2, 100.0, 12000),
     ]
-    assert result.totals == {"enrollments": 5, "claims": 4, "absorbed": 41000, "at_limit": 1}
+    assert result.totals == {
+        "enrollments": 5,
+        "device_plans": 0,
+        "claims": 4,
+        "absorbed": 41000,
+        "at_limit": 1,
+    }
     assert "insurance absorbed $410.00" in result.summary[1]
     hp = await run(stores, "claims-utilization", models=("HP Chromebook 11 G9",))
     assert [r[0] for r in hp.rows] == ["Cole, Ben", "Rivera, Ana"]
