@@ -78,6 +78,10 @@ FIELD_BLOCKS = {
 }
 
 
+class FeeDefineModal(Payload):
+    """private_metadata of the new-fee modal: a submission DeviceCare's own modal made."""
+
+
 class FeeRef(Payload):
     """The value of a fee's Preview and Apply buttons."""
 
@@ -195,7 +199,9 @@ def applied_text(fee: FeeRecord, result: BillResult) -> str:
 # --- the new-fee modal ----------------------------------------------------------------------
 
 
-def build_define_modal(year: str, buildings: Sequence[tuple[int, str]]) -> Block:
+def build_define_modal(
+    year: str, buildings: Sequence[tuple[int, str]], private_metadata: str = ""
+) -> Block:
     blocks = [
         input_block(FeeBlock.CODE, "Code", text_input(placeholder="e.g. tech-fee", max_length=60)),
         input_block(
@@ -240,7 +246,9 @@ def build_define_modal(year: str, buildings: Sequence[tuple[int, str]]) -> Block
             "code and year is updated instead."
         )
     )
-    return modal(FeeViewId.DEFINE, "New fee", blocks, submit="Save")
+    return modal(
+        FeeViewId.DEFINE, "New fee", blocks, submit="Save", private_metadata=private_metadata
+    )
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,17 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.slack.approvals import ApprovalFeature, ApprovalKind
-from bot.slack.billing_command import BillingCall, add_subcommand
 from bot.slack.blocks import Block, esc
-from bot.slack.errors import FormErrors, record_refusal, tell_user
-from bot.slack.listeners import Click, ModalForm, Submitted, on_click, wire
+from bot.slack.errors import FormErrors, record_refusal
+from bot.slack.listeners import (
+    Click,
+    Command,
+    ModalForm,
+    Submitted,
+    on_click,
+    on_subcommand,
+    wire,
+)
 from bot.slack.waiver_blocks import (
     FIELD_BLOCKS,
     WAIVER_POST_KIND,
@@ -48,7 +55,6 @@ from workflows.errors import ConflictError, DomainError, NotFound, PermissionDen
 from workflows.invoices import OPEN_STATUSES, balance_of
 from workflows.money import format_cents, parse_amount
 from workflows.permissions import Permission, require
-from workflows.ports import Context
 from workflows.refunds import RefundPayment, check_refund_request, refund_payment
 from workflows.waivers import (
     WAIVER_RULES,
@@ -343,51 +349,49 @@ async def refund_submitted(form: Submitted[RefundModal], command: RefundPayment)
 # --- /billing waive ----------------------------------------------------------------------------
 
 
-async def handle_billing_waive(call: BillingCall) -> None:
-    runtime, actor = call.runtime, call.actor
-    what = "waive charges"
-    if not actor.can(Permission.WAIVE_CHARGES):
-        message = "Waivers need the Waive Charges permission; your role doesn't have it."
-        await call.ack(response_type="ephemeral", text=f":no_entry: {message}")
-        await record_refusal(runtime, actor, what, message)
+@on_subcommand(
+    "waive",
+    "`INV-000001 25.00 reason…`: waive part or all of an invoice (Waive Charges).",
+    what="waive charges",
+    needs=Permission.WAIVE_CHARGES,
+    denied="Waivers need the Waive Charges permission; your role doesn't have it.",
+    warning=":warning: {} Nothing was changed.",
+)
+async def handle_billing_waive(cmd: Command) -> None:
+    if len(cmd.args) < 3:
+        await cmd.ack(WAIVE_USAGE)
         return
-    if len(call.args) < 3:
-        await call.ack(response_type="ephemeral", text=WAIVE_USAGE)
-        return
-    number, amount_text, reason = call.args[0], call.args[1], " ".join(call.args[2:])
+    number, reason = cmd.args[0], " ".join(cmd.args[2:])
+    cents = parse_amount(cmd.args[1])  # a bad amount is the ack's answer
+    await cmd.ack()  # the waiver is written after the answer; its result follows
     try:
-        cents = parse_amount(amount_text)
-    except DomainError as exc:
-        text = f":warning: {exc.message} Nothing was changed."
-        await call.ack(response_type="ephemeral", text=text)
-        return
-    await call.ack()  # the waiver is written after the answer; its result follows
-    try:
-        async with runtime.stores() as store:
+        async with cmd.runtime.stores() as store:
             invoice_id = await find_invoice_id(store, number)
             if invoice_id is None:
                 raise NotFound(f"There's no invoice {esc(number[:40])}. Check the number.")
-            key = f"slack:command:{call.command.get('trigger_id') or ''}"
+            key = f"slack:command:{cmd.body.get('trigger_id') or ''}"
             outcome = await request_waiver(
-                Context(store, runtime.clock, runtime.settings.tz),
-                actor,
+                cmd.context(store),
+                cmd.actor,
                 RequestWaiver(invoice_id, cents, reason, idempotency_key=key),
             )
             text = "\n".join(waiver_result_lines(outcome))
             await store.commit()
     except DomainError as exc:
         if isinstance(exc, PermissionDenied):
-            await record_refusal(runtime, actor, what, exc.message)
+            await record_refusal(cmd.runtime, cmd.actor, "waive charges", exc.message)
         text = f":warning: {exc.message} Nothing was changed."
-    await tell_user(call.client, call.command, text)
+    await cmd.tell(text)
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    wire(app, runtime, handle_open_waive, handle_open_refund, waive_form, refund_form)
-    add_subcommand(
+    wire(
         app,
-        "waive",
-        "`INV-000001 25.00 reason…`: waive part or all of an invoice (Waive Charges).",
+        runtime,
+        handle_open_waive,
+        handle_open_refund,
+        waive_form,
+        refund_form,
         handle_billing_waive,
     )
     ApprovalFeature(WAIVER_APPROVAL, runtime).register(app)
