@@ -192,11 +192,9 @@ class ActorMiddleware(AsyncMiddleware):
             return BoltResponse(status=400, body="")
         client = context.client
         assert client is not None  # bolt gives every request one
-        actor = self.cache.get(user_id)
-        if actor is None:
-            actor = await self.cache.resolve(
-                user_id, lambda: resolve_actor(self.runtime, client, user_id, self.names)
-            )
+        actor = await self.cache.cached(
+            user_id, lambda: resolve_actor(self.runtime, client, user_id, self.names)
+        )
         if actor is not None:
             context["actor"] = actor
             return await next()

@@ -49,12 +49,13 @@ from bot.slack.blocks import Block, form_values
 from bot.slack.errors import (
     FormErrors,
     after_ack,
+    is_refusal,
     modal_errors,
     record_refusal,
     reported,
     tell_user,
 )
-from bot.slack.metadata import ForgedPayload, Payload, unpack
+from bot.slack.metadata import Payload, unpack
 from storage.uow import SqlUnitOfWork
 from workflows.errors import DomainError, PermissionDenied
 from workflows.permissions import Actor, Permission, permission_label
@@ -180,7 +181,7 @@ def field_errors(
 async def refusal_kept(runtime: Runtime, actor: Actor, what: str, exc: DomainError) -> None:
     """A refusal answered in the ack is on record before the answer goes out, so a refusal the
     person sees is already kept; a store that can't take it must not cost them the answer."""
-    if not isinstance(exc, PermissionDenied | ForgedPayload):
+    if not is_refusal(exc):
         return
     try:
         await record_refusal(runtime, actor, what, exc.message)
@@ -375,8 +376,8 @@ class CommandListener:
                 if answered.sent:
                     raise  # after the ack: told by `reported`
                 await refusal_kept(runtime, actor, self.what, exc)
-                refused = isinstance(exc, PermissionDenied | ForgedPayload)
-                await command.ack((self.refusal if refused else self.warning).format(exc.message))
+                template = self.refusal if is_refusal(exc) else self.warning
+                await command.ack(template.format(exc.message))
 
 
 def _words(text: object) -> tuple[str, ...]:

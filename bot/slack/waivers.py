@@ -6,15 +6,14 @@ decision wins), and telling the requester.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.slack.approvals import ApprovalFeature, ApprovalKind
-from bot.slack.blocks import Block, esc
+from bot.slack.blocks import esc
 from bot.slack.errors import FormErrors, record_refusal
 from bot.slack.listeners import (
     Click,
@@ -25,6 +24,7 @@ from bot.slack.listeners import (
     on_subcommand,
     wire,
 )
+from bot.slack.metadata import Payload
 from bot.slack.waiver_blocks import (
     FIELD_BLOCKS,
     WAIVER_POST_KIND,
@@ -258,19 +258,28 @@ async def handle_open_refund(click: Click[InvoiceAdjust]) -> None:
 # --- submitting them ---------------------------------------------------------------------------
 
 
-def _working(title: str) -> Callable[[Submitted[Any]], Block]:
+M = TypeVar("M", bound=Payload)
+
+
+def _adjust_form(
+    view: WaiverView, meta: type[M], *, what: str, doing: str, title: str
+) -> ModalForm[M, Any]:
+    """An invoice's Waive… or Refund… modal: errors by their fields, then a working view the
+    result replaces."""
     working = ":hourglass_flowing_sand: Working on it; the result will show here."
-    return lambda _form: build_done_view(title, [working])
+    return ModalForm(
+        view,
+        meta=meta,
+        what=what,
+        doing=doing,
+        fields=FIELD_BLOCKS,
+        default_field=WaiverBlock.AMOUNT,
+        working=lambda _form: build_done_view(title, [working]),
+    )
 
 
-waive_form: ModalForm[WaiveModal, RequestWaiver] = ModalForm(
-    WaiverView.WAIVE,
-    meta=WaiveModal,
-    what="waive charges",
-    doing="waive the charges",
-    fields=FIELD_BLOCKS,
-    default_field=WaiverBlock.AMOUNT,
-    working=_working("Waiver"),
+waive_form: ModalForm[WaiveModal, RequestWaiver] = _adjust_form(
+    WaiverView.WAIVE, WaiveModal, what="waive charges", doing="waive the charges", title="Waiver"
 )
 
 
@@ -298,14 +307,12 @@ async def waive_submitted(form: Submitted[WaiveModal], command: RequestWaiver) -
     await form.show(build_done_view("Waiver", lines), "Waiver")
 
 
-refund_form: ModalForm[RefundModal, RefundPayment] = ModalForm(
+refund_form: ModalForm[RefundModal, RefundPayment] = _adjust_form(
     WaiverView.REFUND,
-    meta=RefundModal,
+    RefundModal,
     what="refund a payment",
     doing="refund the payment",
-    fields=FIELD_BLOCKS,
-    default_field=WaiverBlock.AMOUNT,
-    working=_working("Refund"),
+    title="Refund",
 )
 
 
