@@ -51,3 +51,35 @@ async def test_an_entry_lapses_after_its_ttl_and_can_be_forgotten() -> None:
     cache.put("b", 2)
     cache.forget("b")
     assert cache.get("b") is None
+
+
+async def test_status_changes_in_flight_read_the_restricted_statuses_once() -> None:
+    from collections.abc import AsyncIterator
+    from contextlib import asynccontextmanager
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from bot.runtime import Runtime
+    from bot.slack.incidents import RestrictedStatuses
+
+    reads: list[str] = []
+    release = asyncio.Event()
+
+    class Settings:
+        async def get(self) -> Any:
+            reads.append("settings")
+            await release.wait()
+            return SimpleNamespace(restricted_statuses=["ready_for_pickup"])
+
+    class FakeRuntime:
+        @asynccontextmanager
+        async def reads(self) -> AsyncIterator[Any]:
+            yield SimpleNamespace(settings=Settings())
+
+    restricted = RestrictedStatuses()
+    runtime = cast(Runtime, FakeRuntime())
+    waiting = [asyncio.ensure_future(restricted(runtime)) for _ in range(5)]
+    await asyncio.sleep(0)
+    release.set()
+    assert await asyncio.gather(*waiting) == [frozenset({"ready_for_pickup"})] * 5
+    assert reads == ["settings"]
