@@ -271,13 +271,11 @@ def _logged(d: FeeDefinition | FeeRecord) -> dict[str, Any]:
     }
 
 
-async def define_fee(
-    ctx: Context, fees: FeeStore, actor: Actor, definition: FeeDefinition
-) -> tuple[FeeRecord, bool]:
-    """Create the fee, or update the one with the same code and year; True when created.
-
-    Once students were billed, the amount is fixed: everyone pays the same for the same fee.
-    """
+async def check_fee_definition(
+    ctx: Context, fees: FeeStore, actor: Actor, definition: FeeDefinition, *, lock: bool = False
+) -> tuple[FeeDefinition, FeeRecord | None]:
+    """`definition` checked against the rules without writing (a form checks it before its
+    answer): the cleaned definition and the fee of the same code and year, if any."""
     require(actor, Permission.MANAGE_FEES)
     d = validate_fee(
         code=definition.code,
@@ -289,13 +287,8 @@ async def define_fee(
         due_date=definition.due_date,
         today=ctx.today(),
     )
-    existing = await fees.find_fee(d.code, d.school_year, lock=True)
-    if existing is None:
-        fee = await fees.add_fee(d, actor.staff_id)
-        await ctx.store.activity.log(actor, ENTITY, fee.id, "fee_defined", after=_logged(fee))
-        return fee, True
-    before = _logged(existing)
-    if d.amount_cents != existing.amount_cents:
+    existing = await fees.find_fee(d.code, d.school_year, lock=lock)
+    if existing is not None and d.amount_cents != existing.amount_cents:
         billed = (await fees.counts(existing)).already_billed
         if billed:
             raise ValidationError(
@@ -303,6 +296,22 @@ async def define_fee(
                 f"({existing.school_year}); its amount can't change now.",
                 field="amount",
             )
+    return d, existing
+
+
+async def define_fee(
+    ctx: Context, fees: FeeStore, actor: Actor, definition: FeeDefinition
+) -> tuple[FeeRecord, bool]:
+    """Create the fee, or update the one with the same code and year; True when created.
+
+    Once students were billed, the amount is fixed: everyone pays the same for the same fee.
+    """
+    d, existing = await check_fee_definition(ctx, fees, actor, definition, lock=True)
+    if existing is None:
+        fee = await fees.add_fee(d, actor.staff_id)
+        await ctx.store.activity.log(actor, ENTITY, fee.id, "fee_defined", after=_logged(fee))
+        return fee, True
+    before = _logged(existing)
     existing.name = d.name
     existing.amount_cents = d.amount_cents
     existing.grades = list(d.grades)

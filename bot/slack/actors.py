@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.slack.incident_blocks import escape_mrkdwn
+from bot.slack.shared_lookup import SharedLookup
 from workflows.district_facts import DistrictFacts, facts_from
 from workflows.permissions import Actor
 
@@ -149,50 +149,16 @@ async def on_user_change(runtime: Runtime, event: Mapping[str, Any]) -> None:
 ACTOR_CACHE_SECONDS = 5.0
 
 
-class ActorCache:
-    """Recently resolved staff, so a burst of clicks doesn't query the store for each one.
+class ActorCache(SharedLookup[str, Actor | None]):
+    """Recently resolved staff, so a burst of clicks doesn't query the store for each one, and
+    requests from the same person that miss together share one lookup. Someone DeviceCare
+    doesn't know is looked up again next time.
 
     Kept short on purpose: a role change or removal reaches Slack within ACTOR_CACHE_SECONDS.
     """
 
     def __init__(self, ttl: float = ACTOR_CACHE_SECONDS) -> None:
-        self.ttl = ttl
-        self._entries: dict[str, tuple[float, Actor]] = {}
-        self._pending: dict[str, asyncio.Future[Actor | None]] = {}
-
-    def get(self, user_id: str) -> Actor | None:
-        entry = self._entries.get(user_id)
-        if entry is None or entry[0] < time.monotonic():
-            self._entries.pop(user_id, None)
-            return None
-        return entry[1]
-
-    def put(self, user_id: str, actor: Actor) -> None:
-        if len(self._entries) > 10_000:  # a district has hundreds of staff; never grow unbounded
-            self._entries.clear()
-        self._entries[user_id] = (time.monotonic() + self.ttl, actor)
-
-    async def resolve(
-        self, user_id: str, lookup: Callable[[], Awaitable[Actor | None]]
-    ) -> Actor | None:
-        """`lookup()`'s actor, kept for `ttl`. Requests from the same person that miss the cache
-        together share one lookup: when the entry lapses mid-burst, one query runs, not one
-        per request in flight."""
-        pending = self._pending.get(user_id)
-        if pending is None:
-            pending = asyncio.ensure_future(self._looked_up(user_id, lookup))
-            self._pending[user_id] = pending
-            pending.add_done_callback(lambda _: self._pending.pop(user_id, None))
-        # Shielded: one request giving up doesn't cancel the lookup the others wait for.
-        return await asyncio.shield(pending)
-
-    async def _looked_up(
-        self, user_id: str, lookup: Callable[[], Awaitable[Actor | None]]
-    ) -> Actor | None:
-        actor = await lookup()
-        if actor is not None:
-            self.put(user_id, actor)
-        return actor
+        super().__init__(ttl, keep=lambda actor: actor is not None)
 
 
 class ActorMiddleware(AsyncMiddleware):
@@ -226,11 +192,9 @@ class ActorMiddleware(AsyncMiddleware):
             return BoltResponse(status=400, body="")
         client = context.client
         assert client is not None  # bolt gives every request one
-        actor = self.cache.get(user_id)
-        if actor is None:
-            actor = await self.cache.resolve(
-                user_id, lambda: resolve_actor(self.runtime, client, user_id, self.names)
-            )
+        actor = await self.cache.cached(
+            user_id, lambda: resolve_actor(self.runtime, client, user_id, self.names)
+        )
         if actor is not None:
             context["actor"] = actor
             return await next()

@@ -1,7 +1,8 @@
 """`/billing <subcommand>`: one slash command whose subcommands live in their own features.
 
-A feature adds a subcommand in its `register` with `add_subcommand(app, name, summary, fn)`;
-the handler gets a `BillingCall` and must ack (Slack's 3 seconds) before any slow work.
+A feature declares a subcommand with `bot.slack.listeners.on_subcommand`, which puts it here
+(`add_subcommand(app, name, summary, fn)`); the handler gets a `BillingCall` and must ack
+(Slack's 3 seconds) before any slow work.
 """
 
 from __future__ import annotations

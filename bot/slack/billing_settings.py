@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_bolt.context.async_context import AsyncBoltContext
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
-from bot.signing import signing_keys
-from bot.slack.billing_command import BillingCall, add_subcommand
 from bot.slack.billing_settings_blocks import (
     FACT_BLOCKS,
     FIELD_BLOCKS,
@@ -21,8 +17,8 @@ from bot.slack.billing_settings_blocks import (
     BillingSettingsIds,
     build_billing_settings_modal,
 )
-from bot.slack.errors import after_ack, modal_errors, record_refusal, tell_user
-from bot.slack.metadata import Payload, pack, unpack
+from bot.slack.listeners import Command, ModalForm, Submitted, on_subcommand, wire
+from bot.slack.metadata import ForgedPayload, Payload, pack
 from workflows.administration import change_billing_settings, change_district_facts
 from workflows.billing_settings import (
     DEFAULTS,
@@ -33,10 +29,9 @@ from workflows.billing_settings import (
 from workflows.district_facts import COLUMNS as FACT_COLUMNS
 from workflows.district_facts import LABELS as FACT_LABELS
 from workflows.district_facts import clean_district_facts, facts_from, merge_facts
-from workflows.errors import DomainError, PermissionDenied, ValidationError
+from workflows.errors import PermissionDenied, ValidationError
 from workflows.money import format_cents, parse_amount
-from workflows.permissions import Actor, Permission, require
-from workflows.ports import Context
+from workflows.permissions import Permission, require
 
 log = logging.getLogger("devicecare.slack")
 _INT_RE = re.compile(r"^\s*[0-9]{1,4}\s*$")
@@ -64,7 +59,7 @@ def _day_list(text: str | None, field: str) -> tuple[int, ...]:
 
 
 def parse_settings_form(
-    values: dict[str, Any], current: BillingSettings = DEFAULTS
+    values: Mapping[str, Any], current: BillingSettings = DEFAULTS
 ) -> BillingSettings:
     """The modal's state → BillingSettings (validated by the workflow afterwards)."""
 
@@ -101,7 +96,7 @@ def parse_settings_form(
     )
 
 
-def parse_facts_form(values: dict[str, Any]) -> dict[str, str | None]:
+def parse_facts_form(values: Mapping[str, Any]) -> dict[str, str | None]:
     """The district's facts typed in the form: "" for one left empty, None for one the form
     didn't have (a form opened before the field existed keeps the stored value)."""
     facts: dict[str, str | None] = {}
@@ -147,99 +142,73 @@ def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
     return "Billing settings saved:\n" + "\n".join(lines)
 
 
-async def handle_billing_settings(call: BillingCall) -> None:
-    if not call.actor.can(Permission.MANAGE_SETTINGS):
-        await call.ack(
-            response_type="ephemeral",
-            text="Billing settings need the Manage Settings permission.",
-        )
-        return
-    await call.ack()
-    runtime = call.runtime
-    async with runtime.stores() as store:
+@on_subcommand(
+    "settings",
+    "opens the billing-automation settings.",
+    what="/billing settings",
+    refusal="{}",
+    needs=Permission.MANAGE_SETTINGS,
+    denied="Billing settings need the Manage Settings permission.",
+)
+async def handle_billing_settings(cmd: Command) -> None:
+    await cmd.ack()
+    async with cmd.runtime.stores() as store:
         record = await store.settings.get()
         current, facts = billing_settings_from(record), facts_from(record)
         await store.commit()
-    metadata = pack(SettingsForm(user_id=call.command["user_id"]), signing_keys(runtime.settings))
-    await call.client.views_open(
-        trigger_id=call.command["trigger_id"],
-        view=build_billing_settings_modal(current, metadata, facts),
-    )
+    metadata = pack(SettingsForm(user_id=cmd.body["user_id"]), cmd.keys)
+    await cmd.open_view(build_billing_settings_modal(current, metadata, facts))
 
 
+# A bad value is shown next to its field; anything else closes the form and says why.
+settings_form: ModalForm[SettingsForm, tuple[BillingSettings, dict[str, str | None]]] = ModalForm(
+    BillingSettingsIds.CALLBACK,
+    meta=SettingsForm,
+    what="billing settings",
+    doing="save the billing settings",
+    fields=FIELD_BLOCKS,
+    default_field=BillingSettingsIds.DUE_DAYS,
+    shown_only=False,
+    apart=":warning: {} Nothing was changed.",
+)
+
+
+@settings_form.check
 async def check_settings_form(
-    runtime: Runtime, actor: Actor, body: dict[str, Any]
+    form: Submitted[SettingsForm],
 ) -> tuple[BillingSettings, dict[str, str | None]]:
     """The form read and checked as a whole, without writing."""
-    view = body["view"]
-    form = unpack(SettingsForm, view.get("private_metadata"), signing_keys(runtime.settings))
-    if form.user_id != body["user"]["id"]:
+    if form.meta.user_id != form.body["user"]["id"]:
         raise PermissionDenied("That form was opened by someone else.")
     # Checked again here: the permission may have been removed since the modal opened.
-    require(actor, Permission.MANAGE_SETTINGS)
-    async with runtime.reads() as store:
+    require(form.actor, Permission.MANAGE_SETTINGS)
+    async with form.runtime.reads() as store:
         record = await store.settings.get()
-    new = parse_settings_form(view["state"]["values"], billing_settings_from(record))
-    facts = parse_facts_form(view["state"]["values"])
+    try:
+        new = parse_settings_form(form.values, billing_settings_from(record))
+        facts = parse_facts_form(form.values)
+    except ValidationError as exc:
+        if exc.field != "switches":
+            raise
+        raise ForgedPayload(exc.message) from exc  # a value no form of ours offers: a refusal
     validate_billing_settings(new)
     clean_district_facts(merge_facts(facts_from(record), facts))
     return new, facts
 
 
-async def answer_settings_form(
-    runtime: Runtime, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, actor: Actor
-) -> None:
-    """A bad value is shown next to its field; anything else closes the form and says why
-    (a forged switch is a refusal). `save_settings_form` does the writing."""
-    try:
-        await check_settings_form(runtime, actor, body)
-    except DomainError as exc:
-        if exc.field in FIELD_BLOCKS:
-            await ack(
-                response_action="errors",
-                errors=modal_errors(exc, FIELD_BLOCKS, BillingSettingsIds.DUE_DAYS),
-            )
-            return
-        await ack()
-        if isinstance(exc, PermissionDenied) or exc.field == "switches":
-            await record_refusal(runtime, actor, "billing settings", exc.message)
-        await tell_user(client, body, f":warning: {exc.message} Nothing was changed.")
-        return
-    await ack()
-
-
+@settings_form.write
 async def save_settings_form(
-    runtime: Runtime, body: dict[str, Any], client: AsyncWebClient, actor: Actor
+    form: Submitted[SettingsForm], checked: tuple[BillingSettings, dict[str, str | None]]
 ) -> None:
-    try:
-        new, facts = await check_settings_form(runtime, actor, body)
-    except DomainError:
-        return  # the ack told them
-    async with after_ack(runtime, client, body, "save the billing settings", actor):
-        async with runtime.stores() as store:
-            ctx = Context(store, runtime.clock, runtime.settings.tz)
-            # One transaction: a bad fact undoes the automation settings too.
-            changes = await change_billing_settings(ctx, actor, new)
-            changes |= await change_district_facts(ctx, actor, facts)
-            await store.commit()
-        await tell_user(client, body, _describe(changes))
+    new, facts = checked
+    async with form.runtime.stores() as store:
+        ctx = form.context(store)
+        # One transaction: a bad fact undoes the automation settings too.
+        changes = await change_billing_settings(ctx, form.actor, new)
+        changes |= await change_district_facts(ctx, form.actor, facts)
+        await store.commit()
+    await form.tell(_describe(changes))
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    add_subcommand(
-        app, "settings", "opens the billing-automation settings.", handle_billing_settings
-    )
-
-    async def handle_billing_settings_submitted(
-        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
-    ) -> None:
-        await answer_settings_form(runtime, ack, body, client, context["actor"])
-
-    async def save_billing_settings(
-        body: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
-    ) -> None:
-        await save_settings_form(runtime, body, client, context["actor"])
-
-    app.view(BillingSettingsIds.CALLBACK)(
-        ack=handle_billing_settings_submitted, lazy=[save_billing_settings]
-    )
+    wire(app, runtime, handle_billing_settings, settings_form)

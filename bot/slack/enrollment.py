@@ -13,8 +13,6 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 
 from bot.runtime import Runtime
-from bot.signing import signing_keys
-from bot.slack.billing_command import BillingCall, add_subcommand
 from bot.slack.enrollment_blocks import (
     FIELD_BLOCKS,
     EnrollForm,
@@ -26,8 +24,8 @@ from bot.slack.enrollment_blocks import (
     read_enroll_form,
     student_option,
 )
-from bot.slack.errors import record_refusal, tell_user
-from bot.slack.listeners import ModalForm, Submitted, wire
+from bot.slack.errors import tell_user
+from bot.slack.listeners import Command, ModalForm, Submitted, on_subcommand, wire
 from bot.slack.metadata import pack
 from storage.enrollment_store import enrollable_policies, search_students
 from workflows.enrollment import (
@@ -42,27 +40,23 @@ from workflows.permissions import Permission, require
 WHAT = "insurance enrollment"
 
 
-async def handle_billing_enroll(call: BillingCall) -> None:
-    runtime = call.runtime
-    try:
-        require(call.actor, Permission.MANAGE_ENROLLMENTS)
-    except PermissionDenied as exc:
-        await call.ack(response_type="ephemeral", text=f":warning: {exc.message}")
-        await record_refusal(runtime, call.actor, WHAT, exc.message)
-        return
-    async with runtime.reads() as store:
+@on_subcommand(
+    "enroll",
+    "enrolls a student in an insurance policy and bills the premium.",
+    what=WHAT,
+    refusal=":warning: {}",
+)
+async def handle_billing_enroll(cmd: Command) -> None:
+    # The workflow's own refusal ("Your role (…) does not have …"), answered in the ack.
+    require(cmd.actor, Permission.MANAGE_ENROLLMENTS)
+    async with cmd.runtime.reads() as store:
         policies = await enrollable_policies(store)
     if not policies:
-        await call.ack(response_type="ephemeral", text=no_policies_text())
+        await cmd.ack(no_policies_text())
         return
-    await call.ack()
-    form = EnrollForm(
-        user_id=call.command["user_id"], channel_id=call.command.get("channel_id") or None
-    )
-    await call.client.views_open(
-        trigger_id=call.command["trigger_id"],
-        view=build_enroll_modal(policies, pack(form, signing_keys(runtime.settings))),
-    )
+    await cmd.ack()
+    form = EnrollForm(user_id=cmd.body["user_id"], channel_id=cmd.body.get("channel_id") or None)
+    await cmd.open_view(build_enroll_modal(policies, pack(form, cmd.keys)))
 
 
 def _where(form: Submitted[EnrollForm]) -> dict[str, Any]:
@@ -111,17 +105,10 @@ async def enroll_submitted(form: Submitted[EnrollForm], command: EnrollStudent) 
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    add_subcommand(
-        app,
-        "enroll",
-        "enrolls a student in an insurance policy and bills the premium.",
-        handle_billing_enroll,
-    )
-
     @app.options(EnrollmentField.STUDENT.value)
     async def handle_student_options(ack: AsyncAck, payload: dict[str, Any]) -> None:
         async with runtime.reads() as store:
             students = await search_students(store, str(payload.get("value") or ""))
         await ack(options=[student_option(s) for s in students])
 
-    wire(app, runtime, enroll_form)
+    wire(app, runtime, handle_billing_enroll, enroll_form)

@@ -80,6 +80,25 @@ async def record_refusal(runtime: Runtime, actor: Actor | None, what: str, reaso
         await store.commit()
 
 
+def is_refusal(exc: DomainError) -> bool:
+    """A refused permission or a forged payload: kept for audit, unlike a broken rule."""
+    return isinstance(exc, PermissionDenied | ForgedPayload)
+
+
+async def _told(
+    runtime: Runtime,
+    client: AsyncWebClient,
+    body: Mapping[str, Any],
+    what: str,
+    actor: Actor | None,
+    exc: DomainError,
+    text: str,
+) -> None:
+    if is_refusal(exc):
+        await record_refusal(runtime, actor, what, exc.message)
+    await tell_user(client, body, text)
+
+
 @asynccontextmanager
 async def reported(
     runtime: Runtime,
@@ -92,9 +111,7 @@ async def reported(
     try:
         yield
     except DomainError as exc:
-        if isinstance(exc, PermissionDenied | ForgedPayload):
-            await record_refusal(runtime, actor, what, exc.message)
-        await tell_user(client, body, f":warning: {exc.message}")
+        await _told(runtime, client, body, what, actor, exc, f":warning: {exc.message}")
 
 
 @asynccontextmanager
@@ -111,11 +128,8 @@ async def after_ack(
     try:
         yield
     except DomainError as exc:
-        if isinstance(exc, PermissionDenied | ForgedPayload):
-            await record_refusal(runtime, actor, what, exc.message)
-        await tell_user(
-            client, body, f":warning: Couldn't {what}: {exc.message} Nothing was changed."
-        )
+        text = f":warning: Couldn't {what}: {exc.message} Nothing was changed."
+        await _told(runtime, client, body, what, actor, exc, text)
     except Exception:
         log.exception("%s failed after the ack", what)
         await tell_user(

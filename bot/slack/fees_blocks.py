@@ -27,7 +27,14 @@ from bot.slack.blocks import (
 )
 from bot.slack.metadata import Payload, pack
 from workflows.errors import ValidationError
-from workflows.fees import BillResult, FeeCounts, FeeDefinition, FeePreview, FeeRecord
+from workflows.fees import (
+    BillResult,
+    FeeCounts,
+    FeeDefinition,
+    FeePreview,
+    FeeRecord,
+    who_is_billed,
+)
 from workflows.grades import parse_grades
 from workflows.money import format_cents, parse_amount
 
@@ -71,6 +78,10 @@ FIELD_BLOCKS = {
 }
 
 
+class FeeDefineModal(Payload):
+    """private_metadata of the new-fee modal: a submission DeviceCare's own modal made."""
+
+
 class FeeRef(Payload):
     """The value of a fee's Preview and Apply buttons."""
 
@@ -81,21 +92,12 @@ def _count(n: int, one: str, many: str | None = None) -> str:
     return f"{n:,} {one if n == 1 else (many or one + 's')}"
 
 
-def who_text(fee: FeeRecord, buildings: Mapping[int, str]) -> str:
-    parts = []
-    if fee.grades:
-        parts.append("grades " + ", ".join(fee.grades))
-    if fee.building_ids:
-        parts.append(", ".join(buildings.get(int(b), f"#{b}") for b in fee.building_ids))
-    return "; ".join(parts) or "every student"
-
-
 def fee_line(fee: FeeRecord, buildings: Mapping[int, str]) -> str:
     due = fmt_date(fee.due_date) if fee.due_date else "the district's default due date"
     off = " _(switched off)_" if not fee.active else ""
     return (
         f"*{esc(fee.name)}* `{esc(fee.code)}`{off}\n{format_cents(fee.amount_cents)} per student, "
-        f"{esc(who_text(fee, buildings))}, due {due}"
+        f"{esc(who_is_billed(fee, buildings))}, due {due}"
     )
 
 
@@ -134,7 +136,7 @@ def build_fee_preview(
     lines = [
         f"*Preview: {esc(fee.name)}* `{esc(fee.code)}` ({esc(fee.school_year)}). "
         "Nothing has been billed yet.",
-        f"{format_cents(fee.amount_cents)} per student, {esc(who_text(fee, buildings))}",
+        f"{format_cents(fee.amount_cents)} per student, {esc(who_is_billed(fee, buildings))}",
         f"• Students to bill now: *{counts.to_bill:,}*",
         f"• Total: *{format_cents(preview.total_cents)}*",
         f"• Already billed: {counts.already_billed:,}",
@@ -197,7 +199,9 @@ def applied_text(fee: FeeRecord, result: BillResult) -> str:
 # --- the new-fee modal ----------------------------------------------------------------------
 
 
-def build_define_modal(year: str, buildings: Sequence[tuple[int, str]]) -> Block:
+def build_define_modal(
+    year: str, buildings: Sequence[tuple[int, str]], private_metadata: str = ""
+) -> Block:
     blocks = [
         input_block(FeeBlock.CODE, "Code", text_input(placeholder="e.g. tech-fee", max_length=60)),
         input_block(
@@ -242,7 +246,9 @@ def build_define_modal(year: str, buildings: Sequence[tuple[int, str]]) -> Block
             "code and year is updated instead."
         )
     )
-    return modal(FeeViewId.DEFINE, "New fee", blocks, submit="Save")
+    return modal(
+        FeeViewId.DEFINE, "New fee", blocks, submit="Save", private_metadata=private_metadata
+    )
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 import weakref
 from collections.abc import Callable, Mapping
 from datetime import date
@@ -67,6 +66,7 @@ from bot.slack.listeners import (
 from bot.slack.metadata import pack
 from bot.slack.photo_lines import load_photo_urls
 from bot.slack.photos import SlackFileRef, attach_slack_files, files_from_event, files_from_state
+from bot.slack.shared_lookup import SharedLookup
 from storage.notice_queries import invoice_delivery_line
 from storage.uow import SqlUnitOfWork
 from workflows.clock import local_date
@@ -229,25 +229,28 @@ MANAGE = Permission.MANAGE_INCIDENTS
 
 class RestrictedStatuses:
     """The district's restricted statuses, cached briefly for each runtime: every status change
-    checks them before its ack, and a settings change reaching Slack within seconds is enough."""
+    checks them before its ack, and a settings change reaching Slack within seconds is enough.
+    Requests that find the entry lapsed together read the settings once."""
 
     def __init__(self) -> None:
-        self._cached: dict[int, tuple[float, frozenset[str]]] = {}
+        self._cache: SharedLookup[int, frozenset[str]] = SharedLookup(SETTINGS_CACHE_SECONDS)
+        self._watched: set[int] = set()
 
     async def __call__(self, runtime: Runtime) -> frozenset[str]:
         key = id(runtime)
-        cached = self._cached.get(key)
-        now = time.monotonic()
-        if cached is None or cached[0] < now:
-            async with runtime.reads() as store:
-                cached = (
-                    now + SETTINGS_CACHE_SECONDS,
-                    restricted_statuses(await store.settings.get()),
-                )
-            if key not in self._cached:  # a runtime's id is reused once it is gone
-                weakref.finalize(runtime, self._cached.pop, key, None)
-            self._cached[key] = cached
-        return cached[1]
+        if key not in self._watched:  # a runtime's id is reused once it is gone
+            self._watched.add(key)
+            weakref.finalize(runtime, self._gone, key)
+        return await self._cache.cached(key, lambda: self._read(runtime))
+
+    def _gone(self, key: int) -> None:
+        self._watched.discard(key)
+        self._cache.forget(key)
+
+    @staticmethod
+    async def _read(runtime: Runtime) -> frozenset[str]:
+        async with runtime.reads() as store:
+            return restricted_statuses(await store.settings.get())
 
 
 restricted = RestrictedStatuses()

@@ -49,12 +49,13 @@ from bot.slack.blocks import Block, form_values
 from bot.slack.errors import (
     FormErrors,
     after_ack,
+    is_refusal,
     modal_errors,
     record_refusal,
     reported,
     tell_user,
 )
-from bot.slack.metadata import ForgedPayload, Payload, unpack
+from bot.slack.metadata import Payload, unpack
 from storage.uow import SqlUnitOfWork
 from workflows.errors import DomainError, PermissionDenied
 from workflows.permissions import Actor, Permission, permission_label
@@ -180,7 +181,7 @@ def field_errors(
 async def refusal_kept(runtime: Runtime, actor: Actor, what: str, exc: DomainError) -> None:
     """A refusal answered in the ack is on record before the answer goes out, so a refusal the
     person sees is already kept; a store that can't take it must not cost them the answer."""
-    if not isinstance(exc, PermissionDenied | ForgedPayload):
+    if not is_refusal(exc):
         return
     try:
         await record_refusal(runtime, actor, what, exc.message)
@@ -347,11 +348,13 @@ class CommandListener:
     refusal: str  # the ack's text for a refusal, around the reason: ":no_entry: {}"
     needs: Permission | None
     handler: CommandHandler
+    denied: str | None = None  # a `needs` refusal's reason; by default "`what` needs the …"
+    warning: str = ":warning: {}"  # the ack's text for any other domain error, around it
 
     def require(self, actor: Actor) -> None:
         if self.needs is not None and not actor.can(self.needs):
             label = permission_label(self.needs)
-            raise PermissionDenied(f"`{self.what}` needs the {label} permission.")
+            raise PermissionDenied(self.denied or f"`{self.what}` needs the {label} permission.")
 
     async def run(
         self,
@@ -373,8 +376,8 @@ class CommandListener:
                 if answered.sent:
                     raise  # after the ack: told by `reported`
                 await refusal_kept(runtime, actor, self.what, exc)
-                refused = isinstance(exc, PermissionDenied | ForgedPayload)
-                await command.ack((self.refusal if refused else ":warning: {}").format(exc.message))
+                template = self.refusal if is_refusal(exc) else self.warning
+                await command.ack(template.format(exc.message))
 
 
 def _words(text: object) -> tuple[str, ...]:
@@ -416,15 +419,24 @@ class BillingSubcommand:
 
 
 def on_command(
-    name: str, *, what: str, refusal: str = ":no_entry: {}", needs: Permission | None = None
+    name: str,
+    *,
+    what: str,
+    refusal: str = ":no_entry: {}",
+    needs: Permission | None = None,
+    denied: str | None = None,
+    warning: str = ":warning: {}",
 ) -> Callable[[CommandHandler], SlashCommand]:
     """A slash command. Its handler acks, answering in the ack or before slow work; a refusal
     raised before the ack is the ack's answer (`refusal`, around the reason) and is logged, a
     domain error after it reaches the person as a click's does. With `needs`, anyone without
-    that permission is refused before the handler runs."""
+    that permission is refused before the handler runs (`denied` is the reason, when the
+    command words it its own way). Any other domain error raised before the ack (e.g. words
+    it can't read) is the ack's answer too, `warning` around its message."""
 
     def wrap(handler: CommandHandler) -> SlashCommand:
-        return SlashCommand(name, CommandListener(what, refusal, needs, handler))
+        listener = CommandListener(what, refusal, needs, handler, denied, warning)
+        return SlashCommand(name, listener)
 
     return wrap
 
@@ -436,12 +448,15 @@ def on_subcommand(
     what: str,
     refusal: str = ":no_entry: {}",
     needs: Permission | None = None,
+    denied: str | None = None,
+    warning: str = ":warning: {}",
 ) -> Callable[[CommandHandler], BillingSubcommand]:
     """`/billing <name> …`, as `on_command`; `summary` is its line in `/billing`'s usage and
     `args` are the words after `name`."""
 
     def wrap(handler: CommandHandler) -> BillingSubcommand:
-        return BillingSubcommand(name, summary, CommandListener(what, refusal, needs, handler))
+        listener = CommandListener(what, refusal, needs, handler, denied, warning)
+        return BillingSubcommand(name, summary, listener)
 
     return wrap
 
@@ -474,6 +489,9 @@ class ModalForm(Generic[M, C]):
         clear: bool = False,  # or: the ack closes the modal
         shown_only: bool = True,  # see field_errors
         reply_to: Callable[[Submitted[M]], Mapping[str, Any]] | None = None,
+        # With a mapping: a rule about none of its fields closes the modal instead, and the
+        # person is told `apart` around the reason (":warning: {} Nothing was changed.").
+        apart: str | None = None,
     ) -> None:
         self.callback_id = callback_id
         self.meta = meta
@@ -486,6 +504,7 @@ class ModalForm(Generic[M, C]):
         self.shown_only = shown_only
         # Where a failure after the ack is told; by default the submitter, by DM.
         self.reply_to = reply_to
+        self.apart = apart
         self._check: Check[M, C] | None = None
         self._write: Write[M, C] | None = None
 
@@ -506,6 +525,12 @@ class ModalForm(Generic[M, C]):
         meta = unpack(self.meta, view.get("private_metadata"), keys)
         form = Submitted(runtime, client, body, actor, keys, view, meta)
         return form, await self._check(form)
+
+    def told_apart(self, exc: DomainError) -> str | None:
+        """What the person is told, by message, of a rule about none of the form's fields."""
+        if self.apart is None or callable(self.fields) or exc.field in self.fields:
+            return None
+        return self.apart.format(exc.message)
 
     def errors(self, exc: DomainError, body: Mapping[str, Any]) -> dict[str, str]:
         if callable(self.fields):
@@ -531,6 +556,11 @@ class ModalForm(Generic[M, C]):
                 return
             except DomainError as exc:
                 await refusal_kept(runtime, actor, self.what, exc)
+                apart = self.told_apart(exc)
+                if apart is not None:
+                    await ack()
+                    await tell_user(client, body, apart)
+                    return
                 await ack(response_action="errors", errors=self.errors(exc, body))
                 return
             if self.clear:

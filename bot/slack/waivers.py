@@ -6,18 +6,25 @@ decision wins), and telling the requester.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.slack.approvals import ApprovalFeature, ApprovalKind
-from bot.slack.billing_command import BillingCall, add_subcommand
-from bot.slack.blocks import Block, esc
-from bot.slack.errors import FormErrors, record_refusal, tell_user
-from bot.slack.listeners import Click, ModalForm, Submitted, on_click, wire
+from bot.slack.blocks import esc
+from bot.slack.errors import FormErrors, record_refusal
+from bot.slack.listeners import (
+    Click,
+    Command,
+    ModalForm,
+    Submitted,
+    on_click,
+    on_subcommand,
+    wire,
+)
+from bot.slack.metadata import Payload
 from bot.slack.waiver_blocks import (
     FIELD_BLOCKS,
     WAIVER_POST_KIND,
@@ -48,7 +55,6 @@ from workflows.errors import ConflictError, DomainError, NotFound, PermissionDen
 from workflows.invoices import OPEN_STATUSES, balance_of
 from workflows.money import format_cents, parse_amount
 from workflows.permissions import Permission, require
-from workflows.ports import Context
 from workflows.refunds import RefundPayment, check_refund_request, refund_payment
 from workflows.waivers import (
     WAIVER_RULES,
@@ -252,19 +258,28 @@ async def handle_open_refund(click: Click[InvoiceAdjust]) -> None:
 # --- submitting them ---------------------------------------------------------------------------
 
 
-def _working(title: str) -> Callable[[Submitted[Any]], Block]:
+M = TypeVar("M", bound=Payload)
+
+
+def _adjust_form(
+    view: WaiverView, meta: type[M], *, what: str, doing: str, title: str
+) -> ModalForm[M, Any]:
+    """An invoice's Waive… or Refund… modal: errors by their fields, then a working view the
+    result replaces."""
     working = ":hourglass_flowing_sand: Working on it; the result will show here."
-    return lambda _form: build_done_view(title, [working])
+    return ModalForm(
+        view,
+        meta=meta,
+        what=what,
+        doing=doing,
+        fields=FIELD_BLOCKS,
+        default_field=WaiverBlock.AMOUNT,
+        working=lambda _form: build_done_view(title, [working]),
+    )
 
 
-waive_form: ModalForm[WaiveModal, RequestWaiver] = ModalForm(
-    WaiverView.WAIVE,
-    meta=WaiveModal,
-    what="waive charges",
-    doing="waive the charges",
-    fields=FIELD_BLOCKS,
-    default_field=WaiverBlock.AMOUNT,
-    working=_working("Waiver"),
+waive_form: ModalForm[WaiveModal, RequestWaiver] = _adjust_form(
+    WaiverView.WAIVE, WaiveModal, what="waive charges", doing="waive the charges", title="Waiver"
 )
 
 
@@ -292,14 +307,12 @@ async def waive_submitted(form: Submitted[WaiveModal], command: RequestWaiver) -
     await form.show(build_done_view("Waiver", lines), "Waiver")
 
 
-refund_form: ModalForm[RefundModal, RefundPayment] = ModalForm(
+refund_form: ModalForm[RefundModal, RefundPayment] = _adjust_form(
     WaiverView.REFUND,
-    meta=RefundModal,
+    RefundModal,
     what="refund a payment",
     doing="refund the payment",
-    fields=FIELD_BLOCKS,
-    default_field=WaiverBlock.AMOUNT,
-    working=_working("Refund"),
+    title="Refund",
 )
 
 
@@ -343,51 +356,49 @@ async def refund_submitted(form: Submitted[RefundModal], command: RefundPayment)
 # --- /billing waive ----------------------------------------------------------------------------
 
 
-async def handle_billing_waive(call: BillingCall) -> None:
-    runtime, actor = call.runtime, call.actor
-    what = "waive charges"
-    if not actor.can(Permission.WAIVE_CHARGES):
-        message = "Waivers need the Waive Charges permission; your role doesn't have it."
-        await call.ack(response_type="ephemeral", text=f":no_entry: {message}")
-        await record_refusal(runtime, actor, what, message)
+@on_subcommand(
+    "waive",
+    "`INV-000001 25.00 reason…`: waive part or all of an invoice (Waive Charges).",
+    what="waive charges",
+    needs=Permission.WAIVE_CHARGES,
+    denied="Waivers need the Waive Charges permission; your role doesn't have it.",
+    warning=":warning: {} Nothing was changed.",
+)
+async def handle_billing_waive(cmd: Command) -> None:
+    if len(cmd.args) < 3:
+        await cmd.ack(WAIVE_USAGE)
         return
-    if len(call.args) < 3:
-        await call.ack(response_type="ephemeral", text=WAIVE_USAGE)
-        return
-    number, amount_text, reason = call.args[0], call.args[1], " ".join(call.args[2:])
+    number, reason = cmd.args[0], " ".join(cmd.args[2:])
+    cents = parse_amount(cmd.args[1])  # a bad amount is the ack's answer
+    await cmd.ack()  # the waiver is written after the answer; its result follows
     try:
-        cents = parse_amount(amount_text)
-    except DomainError as exc:
-        text = f":warning: {exc.message} Nothing was changed."
-        await call.ack(response_type="ephemeral", text=text)
-        return
-    await call.ack()  # the waiver is written after the answer; its result follows
-    try:
-        async with runtime.stores() as store:
+        async with cmd.runtime.stores() as store:
             invoice_id = await find_invoice_id(store, number)
             if invoice_id is None:
                 raise NotFound(f"There's no invoice {esc(number[:40])}. Check the number.")
-            key = f"slack:command:{call.command.get('trigger_id') or ''}"
+            key = f"slack:command:{cmd.body.get('trigger_id') or ''}"
             outcome = await request_waiver(
-                Context(store, runtime.clock, runtime.settings.tz),
-                actor,
+                cmd.context(store),
+                cmd.actor,
                 RequestWaiver(invoice_id, cents, reason, idempotency_key=key),
             )
             text = "\n".join(waiver_result_lines(outcome))
             await store.commit()
     except DomainError as exc:
         if isinstance(exc, PermissionDenied):
-            await record_refusal(runtime, actor, what, exc.message)
+            await record_refusal(cmd.runtime, cmd.actor, "waive charges", exc.message)
         text = f":warning: {exc.message} Nothing was changed."
-    await tell_user(call.client, call.command, text)
+    await cmd.tell(text)
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:
-    wire(app, runtime, handle_open_waive, handle_open_refund, waive_form, refund_form)
-    add_subcommand(
+    wire(
         app,
-        "waive",
-        "`INV-000001 25.00 reason…`: waive part or all of an invoice (Waive Charges).",
+        runtime,
+        handle_open_waive,
+        handle_open_refund,
+        waive_form,
+        refund_form,
         handle_billing_waive,
     )
     ApprovalFeature(WAIVER_APPROVAL, runtime).register(app)

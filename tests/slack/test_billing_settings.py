@@ -111,7 +111,7 @@ async def test_without_manage_settings_nothing_opens_or_changes(slack: SlackHarn
     await slack.staff("Finance Director", "U_FD")
     await slack.staff("Billing Clerk", "U_CLERK")
     response = await slack.sender.command("/billing", "settings", user="U_CLERK")
-    assert "Manage Settings" in response.json()["text"]
+    assert response.json()["text"] == "Billing settings need the Manage Settings permission."
     assert slack.fake.calls_to("views.open") == []
     # A clerk replaying the director's form is refused and logged.
     view = await _open(slack, "U_FD")
@@ -135,7 +135,11 @@ async def test_without_manage_settings_nothing_opens_or_changes(slack: SlackHarn
             .scalars()
             .all()
         )
-        assert len(refusals) == 1
+        # Both refusals are kept: the command's (answered in its ack) and the replay's.
+        assert sorted(e.comment or "" for e in refusals) == [
+            "/billing settings: Billing settings need the Manage Settings permission.",
+            "billing settings: That form was opened by someone else.",
+        ]
         await store.commit()
 
 

@@ -20,11 +20,21 @@ from sqlalchemy import select
 
 from bot.runtime import Runtime
 from bot.signing import signing_keys
+from bot.slack import billing_command
 from bot.slack.actors import actor_middleware
 from bot.slack.blocks import element
 from bot.slack.client import close_web_client
 from bot.slack.errors import FormErrors
-from bot.slack.listeners import Click, ModalForm, Submitted, in_view_metadata, on_click, wire
+from bot.slack.listeners import (
+    Click,
+    Command,
+    ModalForm,
+    Submitted,
+    in_view_metadata,
+    on_click,
+    on_subcommand,
+    wire,
+)
 from bot.slack.metadata import Payload, pack
 from bot.web.app import create_web_app
 from storage import models as m
@@ -32,7 +42,7 @@ from tests.slack.conftest import SlackHarness
 from tests.slack.fake_api import BOT_TOKEN
 from tests.slack.signing import SIGNING_SECRET, SlackSender
 from workflows.errors import ConflictError, PermissionDenied, ValidationError
-from workflows.permissions import Actor
+from workflows.permissions import Actor, Permission
 
 FORGED = "That button or form didn't come from DeviceCare; nothing was changed."
 
@@ -100,6 +110,47 @@ async def change_thing(form: Submitted[Thing], amount: int) -> None:
     await form.tell(f"changed by {amount}")
 
 
+# A form whose rules about none of its fields close it and are told by message.
+apart_form: ModalForm[Thing, int] = ModalForm(
+    "test.apart",
+    meta=Thing,
+    what="keep a thing",
+    doing="keep the thing",
+    fields={"amount": "test.amount"},
+    default_field="test.amount",
+    apart=":warning: {} Nothing was changed.",
+)
+
+
+@apart_form.check
+async def check_apart(form: Submitted[Thing]) -> int:
+    text = str(element(form.values, "test.amount").get("value") or "")
+    if text == "amount":
+        raise ValidationError("Too much.", field="amount")
+    if text == "elsewhere":
+        raise ConflictError("That thing was changed meanwhile.")
+    return int(text)
+
+
+@apart_form.write
+async def keep_thing(form: Submitted[Thing], amount: int) -> None:
+    SEEN.events.append(f"kept {amount}")
+
+
+@on_subcommand(
+    "thing",
+    "`AMOUNT`: a thing.",
+    what="/billing thing",
+    needs=Permission.MANAGE_SETTINGS,
+    denied="Things need the Manage Settings permission.",
+    warning=":warning: {}\n\nUsage: `/billing thing AMOUNT`",
+)
+async def handle_billing_thing(cmd: Command) -> None:
+    if not cmd.args:
+        raise ValidationError("Which amount?")
+    await cmd.ack(f"thing {cmd.args[0]}")
+
+
 @dataclass
 class Toolkit:
     harness: SlackHarness
@@ -115,7 +166,9 @@ async def toolkit(slack: SlackHarness) -> AsyncIterator[Toolkit]:
     client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.fake.base_url)
     app = AsyncApp(client=client, signing_secret=SIGNING_SECRET)
     app.use(actor_middleware(runtime))
-    wire(app, runtime, handle_poke, handle_refuse, handle_in_modal, thing_form)
+    billing_command.register(app, runtime)
+    wire(app, runtime, handle_poke, handle_refuse, handle_in_modal, thing_form, apart_form)
+    wire(app, runtime, handle_billing_thing)
     actor = await slack.staff("Billing Clerk", "U_CLERK")
     transport = httpx.ASGITransport(app=create_web_app(runtime, app))
     async with httpx.AsyncClient(transport=transport, base_url="http://devicecare.test") as http:
@@ -139,7 +192,9 @@ def _click(action_id: str, value: str, **extra: object) -> dict[str, object]:
     }
 
 
-def _submission(meta: str, amount: str | None, *, blocks: tuple[str, ...]) -> dict[str, object]:
+def _submission(
+    meta: str, amount: str | None, *, blocks: tuple[str, ...], callback_id: str = "test.form"
+) -> dict[str, object]:
     values = {} if amount is None else {"test.amount": {"test.amount": {"value": amount}}}
     return {
         "type": "view_submission",
@@ -147,7 +202,7 @@ def _submission(meta: str, amount: str | None, *, blocks: tuple[str, ...]) -> di
         "view": {
             "id": "V_THING",
             "type": "modal",
-            "callback_id": "test.form",
+            "callback_id": callback_id,
             "private_metadata": meta,
             "blocks": [{"type": "input", "block_id": b} for b in blocks],
             "state": {"values": values},
@@ -285,3 +340,39 @@ async def test_a_good_submission_is_answered_then_written(toolkit: Toolkit) -> N
     told = await slack.fake.wait_for("chat.postMessage")  # no channel in a modal: a DM
     assert told[0].args["text"] == "changed by 12"
     assert SEEN.events == ["wrote 12 on 5"]
+
+
+async def test_a_rule_about_no_field_can_close_the_form_and_be_told(toolkit: Toolkit) -> None:
+    slack = toolkit.harness
+    meta = _ref(slack, 5)
+    blocks = ("test.amount",)
+    on_field = await toolkit.sender.interaction(
+        _submission(meta, "amount", blocks=blocks, callback_id="test.apart")
+    )
+    assert on_field.json()["errors"] == {"test.amount": "Too much."}
+    apart = await toolkit.sender.interaction(
+        _submission(meta, "elsewhere", blocks=blocks, callback_id="test.apart")
+    )
+    assert apart.text in ("", "null")  # the form closes
+    told = await slack.fake.wait_for("chat.postMessage")
+    said = ":warning: That thing was changed meanwhile. Nothing was changed."
+    assert told[0].args["text"] == said
+    await asyncio.sleep(0.2)
+    assert SEEN.events == []
+
+
+async def test_a_subcommand_refuses_in_its_own_words_and_warns_with_its_usage(
+    toolkit: Toolkit,
+) -> None:
+    slack = toolkit.harness
+    refused = await toolkit.sender.command("/billing", "thing 5", user="U_CLERK")
+    assert refused.json()["text"] == ":no_entry: Things need the Manage Settings permission."
+    assert await _settled(slack, 1) == [
+        "/billing thing: Things need the Manage Settings permission."
+    ]
+    await slack.staff("Finance Director", "U_FD")
+    unread = await toolkit.sender.command("/billing", "thing", user="U_FD")
+    assert unread.json()["text"] == ":warning: Which amount?\n\nUsage: `/billing thing AMOUNT`"
+    answered = await toolkit.sender.command("/billing", "thing 5", user="U_FD")
+    assert answered.json()["text"] == "thing 5"
+    assert len(await _refusals(slack)) == 1  # a broken rule is not a refusal
