@@ -32,13 +32,19 @@ from sqlalchemy import (
     cast as sql_cast,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
-from storage.notices import NOTICE_KIND, reachable
+from storage.notices import reachable
 from storage.outbox import new_message
+from storage.set_based import (
+    OUTBOX_COLUMNS,
+    dialect_insert,
+    is_postgres,
+    json_object,
+    message_id,
+    outbox_rows,
+)
 from workflows.billing import (
     Action,
     CandidateFilter,
@@ -70,18 +76,11 @@ _NOTICE_COLUMNS = [
     "invoice_id", "guardian_id", "template", "dedupe_key", "to_address", "message_id",
     "context", "status", "created_at", "run_day",
 ]  # fmt: skip
-_OUTBOX_COLUMNS = [
-    "kind", "dedupe_key", "payload", "status", "attempts", "next_attempt_at", "created_at",
-]  # fmt: skip
 _STEP_TEMPLATES = {
     Step.FIRST: NoticeTemplate.OVERDUE_FIRST,
     Step.SECOND: NoticeTemplate.OVERDUE_SECOND,
     Step.FINAL: NoticeTemplate.OVERDUE_FINAL,
 }
-
-
-def is_postgres(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 # --- starting -----------------------------------------------------------------------------------
@@ -242,7 +241,7 @@ async def take_steps(
         for row, action in decided
     ]
     is_pg = is_postgres(session)
-    insert = pg_insert if is_pg else sqlite_insert
+    insert = dialect_insert(is_pg)
     claim = (
         insert(_STEPS)
         .on_conflict_do_nothing(index_elements=["invoice_id", "step", "due_date", "epoch"])
@@ -326,8 +325,8 @@ def _queue_notices(
             template,
             key,
             g.c.email,
-            _message_id(is_pg, mail_domain),
-            _json_object(is_pg, "step", st.c.step),
+            message_id(is_pg, mail_domain),
+            json_object(is_pg, "step", st.c.step),
             literal("pending"),
             literal(now, type_=m.UtcDateTime()),
             literal(day, type_=Date()),
@@ -362,8 +361,8 @@ async def release_single_notices(session: AsyncSession, now: datetime) -> None:
         or_(n.c.guardian_id.is_(None), n.c.guardian_id.in_(lone)),
     )
     singles = select(n.c.id).where(single).subquery()
-    rows = _outbox_rows(singles, now, is_pg=is_postgres(session))
-    await session.execute(_OUTBOX.insert().from_select(_OUTBOX_COLUMNS, rows))
+    rows = outbox_rows(singles, now, is_pg=is_postgres(session))
+    await session.execute(_OUTBOX.insert().from_select(OUTBOX_COLUMNS, rows))
     await session.execute(update(n).where(single).values(status="queued"))
 
 
@@ -412,8 +411,8 @@ async def queue_digests(
             literal(DIGEST_TEMPLATE),
             literal(f"billing-digest:{day.isoformat()}:") + sql_cast(first, String),
             func.min(n.c.to_address),
-            _message_id(is_pg, mail_domain),
-            _json_object(is_pg, "notice_ids", members),
+            message_id(is_pg, mail_domain),
+            json_object(is_pg, "notice_ids", members),
             literal("queued"),
             now,
             run_day,
@@ -446,36 +445,7 @@ async def queue_digests(
         .subquery()
     )
     await session.execute(
-        o.insert().from_select(_OUTBOX_COLUMNS, _outbox_rows(fresh, now_at, is_pg=is_pg))
-    )
-
-
-def _message_id(is_pg: bool, mail_domain: str) -> Any:
-    """A fresh random Message-ID, made by the database for INSERT … SELECT."""
-    if is_pg:
-        random_hex: Any = func.replace(sql_cast(func.gen_random_uuid(), String), "-", "")
-    else:
-        random_hex = func.lower(func.hex(func.randomblob(16)))
-    return literal("<") + random_hex + literal(f"@{mail_domain}>")
-
-
-def _json_object(is_pg: bool, key: str, value: Any) -> Any:
-    if is_pg:
-        return func.json_build_object(key, value)
-    return func.json_object(key, value)
-
-
-def _outbox_rows(notices: Any, now_at: datetime, *, is_pg: bool) -> Any:
-    """SELECT of an email outbox row for each notice id in `notices` (a subquery)."""
-    now = literal(now_at, type_=m.UtcDateTime())
-    return select(
-        literal(NOTICE_KIND),
-        literal("notice:") + sql_cast(notices.c.id, String),
-        _json_object(is_pg, "notice_id", notices.c.id),
-        literal("pending"),
-        literal(0),
-        now,
-        now,
+        o.insert().from_select(OUTBOX_COLUMNS, outbox_rows(fresh, now_at, is_pg=is_pg))
     )
 
 

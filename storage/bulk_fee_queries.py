@@ -35,13 +35,19 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
-from storage.notices import NOTICE_KIND, reachable
+from storage.notices import reachable
+from storage.set_based import (
+    OUTBOX_COLUMNS,
+    dialect_insert,
+    is_postgres,
+    json_object,
+    message_id,
+    outbox_rows,
+)
 from workflows.errors import NotFound
 from workflows.fees import ENTITY, LINE_KIND, BillingTerms, FeeCounts
 from workflows.invoices import InvoiceKind, InvoiceStatus, NoticeTemplate
@@ -171,7 +177,7 @@ async def bill_batch(
     mail_domain: str,
 ) -> tuple[int, int, int]:
     """One transaction's worth: (invoices made, last student id, notices queued)."""
-    is_pg = session.get_bind().dialect.name == "postgresql"
+    is_pg = is_postgres(session)
     base = await _lock_counter(session, is_pg)
     inv, s = _INVOICES, _STUDENTS
     now = literal(now_at, type_=m.UtcDateTime())
@@ -214,7 +220,7 @@ async def bill_batch(
         "automation_epoch", "reminder_count", "kind", "waived_cents", "refunded_cents",
         "annual_fee_id",
     ]  # fmt: skip
-    insert = pg_insert if is_pg else sqlite_insert
+    insert = dialect_insert(is_pg)
     stmt = (
         insert(inv)
         .from_select(columns, candidates)
@@ -272,8 +278,8 @@ async def _queue_notices(
             literal(template),
             literal("invoice-issued:") + sql_cast(inv.c.id, String),
             g.c.email,
-            _message_id(is_pg, mail_domain),
-            _json_object(is_pg),  # {}: issue_invoice queues no extra context
+            message_id(is_pg, mail_domain),
+            json_object(is_pg),  # {}: issue_invoice queues no extra context
             literal("queued"),
             now,
         )
@@ -294,28 +300,8 @@ async def _queue_notices(
         .where(batch, n.c.template == template)
         .subquery()
     )
-    outbox = select(
-        literal(NOTICE_KIND),
-        literal("notice:") + sql_cast(fresh.c.id, String),
-        _json_object(is_pg, "notice_id", fresh.c.id),
-        literal("pending"),
-        literal(0),
-        now,
-        now,
-    )
     await session.execute(
-        o.insert().from_select(
-            [
-                "kind",
-                "dedupe_key",
-                "payload",
-                "status",
-                "attempts",
-                "next_attempt_at",
-                "created_at",
-            ],  # fmt: skip
-            outbox,
-        )
+        o.insert().from_select(OUTBOX_COLUMNS, outbox_rows(fresh, now_at, is_pg=is_pg))
     )
     return int(added.rowcount or 0)
 
@@ -331,7 +317,7 @@ async def _lock_counter(session: AsyncSession, is_pg: bool) -> int:
     value = (await session.execute(stmt)).scalar_one_or_none()
     if value is not None:
         return int(value)
-    insert = pg_insert if is_pg else sqlite_insert
+    insert = dialect_insert(is_pg)
     await session.execute(
         insert(c).values(name=COUNTER, value=0).on_conflict_do_nothing(index_elements=["name"])
     )
@@ -366,7 +352,7 @@ def _insert_lines(batch: Any, terms: BillingTerms) -> Any:
 def _insert_activity(batch: Any, terms: BillingTerms, actor: Actor, now: Any, is_pg: bool) -> Any:
     """The 'created' entry `issue_invoice` writes, one per invoice."""
     inv = _INVOICES
-    after = _json_object(
+    after = json_object(
         is_pg,
         "number", inv.c.number,
         "status", inv.c.status,
@@ -393,17 +379,3 @@ def _insert_activity(batch: Any, terms: BillingTerms, actor: Actor, now: Any, is
         ["at", "actor_staff_id", "actor_label", "entity_type", "entity_id", "action", "after"],
         rows,
     )
-
-
-def _message_id(is_pg: bool, domain: str) -> Any:
-    """A random Message-ID made by the database, shaped as `storage.notices.new_message_id`."""
-    if is_pg:
-        random_hex: Any = func.replace(sql_cast(func.gen_random_uuid(), String), "-", "")
-    else:
-        random_hex = func.lower(func.hex(func.randomblob(16)))
-    return literal("<") + random_hex + literal(f"@{domain}>")
-
-
-def _json_object(is_pg: bool, *pairs: Any) -> Any:
-    args = [literal(p) if isinstance(p, str) else p for p in pairs]
-    return func.json_build_object(*args) if is_pg else func.json_object(*args)
