@@ -8,9 +8,9 @@ dialect at hand.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import String, func, literal, select
+from sqlalchemy import String, Table, func, literal, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -18,6 +18,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
 from storage.notices import NOTICE_KIND
+
+# The models' Core tables, for statements over many rows at once.
+INVOICES = cast(Table, m.Invoice.__table__)
+LINES = cast(Table, m.InvoiceLine.__table__)
+STUDENTS = cast(Table, m.Student.__table__)
+GUARDIANS = cast(Table, m.Guardian.__table__)
+GUARDIANSHIPS = cast(Table, m.Guardianship.__table__)
+ACTIVITY = cast(Table, m.ActivityEntry.__table__)
+NOTICES = cast(Table, m.Notice.__table__)
+OUTBOX = cast(Table, m.OutboxMessage.__table__)
+COUNTERS = cast(Table, m.Counter.__table__)
+STEPS = cast(Table, m.BillingStep.__table__)
 
 OUTBOX_COLUMNS = [
     "kind", "dedupe_key", "payload", "status", "attempts", "next_attempt_at", "created_at",
