@@ -64,6 +64,9 @@ FAMILIES_TO_OPEN = {
     "Open a family's page": "anil.patel@example.org",
     "A Spanish-speaking family's page": "maria.rivera@example.org",
 }
+# Parents who write back about an invoice: (email, name).
+MARIA = ("maria.rivera@example.org", "Maria Rivera")
+SAM = ("sam.lee@example.org", "Sam Lee")
 T = TypeVar("T")
 
 
@@ -226,8 +229,16 @@ class _Year:
             await store.commit()
             return invoice.number
 
-    async def reply(self, sender: str, name: str, invoice_id: int, body: str) -> None:
+    async def invoice_status(self, invoice_id: int, status: str, reason: str) -> None:
+        await self.run(
+            lambda ctx: change_invoice_status(
+                ctx, self.actors["clerk"], invoice_id, status, reason=reason
+            )
+        )
+
+    async def reply(self, parent: tuple[str, str], invoice_id: int, body: str) -> None:
         """A parent's email, read by the same pipeline as mail from the mailbox."""
+        sender, name = parent
         self.replies += 1
         number = await self.number(invoice_id)
         message = EmailMessage()
@@ -406,10 +417,7 @@ async def _events(y: _Year) -> None:
     await y.pay("luis-charger-cash", inv_luis, 1000, P.CASH)
     y.at(0.3)
     await y.reply(
-        "maria.rivera@example.org",
-        "Maria Rivera",
-        inv_luis,
-        "Hola, ¿puedo pagar el resto en la oficina el viernes? Gracias, Maria",
+        MARIA, inv_luis, "Hola, ¿puedo pagar el resto en la oficina el viernes? Gracias, Maria"
     )
 
     # Jordan Lee: an iPad screen under AppleCare+, now overdue; the parent says a check is
@@ -419,18 +427,10 @@ async def _events(y: _Year) -> None:
     inv_jordan = await y.invoice("jordan-screen", jordan, ("ipad-screen",), 21)
     await y.status(jordan, S.VENDOR_REPAIR, S.IN_REPAIR, S.AWAITING_PARTS)
     y.at(0.6)
-    await y.run(
-        lambda ctx: change_invoice_status(
-            ctx, y.actors["clerk"], inv_jordan, "second", reason="No answer to the first notice."
-        )
-    )
+    await y.invoice_status(inv_jordan, "second", "No answer to the first notice.")
     y.at(0.95)
-    await y.reply(
-        "sam.lee@example.org",
-        "Sam Lee",
-        inv_jordan,
-        "Hi, I mailed check #1043 for $29.00 yesterday. Sorry for the delay. Sam Lee",
-    )
+    check_sent = "Hi, I mailed check #1043 for $29.00 yesterday. Sorry for the delay. Sam Lee"
+    await y.reply(SAM, inv_jordan, check_sent)
 
     # Priya Patel: no coverage; part paid at the front desk, the rest on a payment plan.
     y.at(0.5)
@@ -446,11 +446,7 @@ async def _events(y: _Year) -> None:
     noah = await y.incident("noah-lost")
     inv_noah = await y.invoice("noah-lost", noah, ("device-loss",), 21)
     y.at(0.7)
-    await y.run(
-        lambda ctx: change_invoice_status(
-            ctx, y.actors["clerk"], inv_noah, "collections", reason="Three notices, no answer."
-        )
-    )
+    await y.invoice_status(inv_noah, "collections", "Three notices, no answer.")
     y.last_week(2)
     await y.status(noah, S.CLOSED)
     await y.pay("noah-lost-cash", inv_noah, 2000, P.CASH)
