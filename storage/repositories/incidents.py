@@ -46,9 +46,7 @@ class SqlIncidentRepository(SqlRepository):
             idempotency_key=idempotency_key,
             flags=[m.IncidentFlag(flag=f) for f in flags],
         )
-        self.session.add(incident)
-        await self.session.flush()
-        return incident
+        return await self._added(incident)
 
     async def add_note(
         self, *, device_id: int, incident_id: int | None, actor: Actor, body: str
@@ -61,9 +59,7 @@ class SqlIncidentRepository(SqlRepository):
             body=body,
             created_at=self._now(),
         )
-        self.session.add(note)
-        await self.session.flush()
-        return note.id
+        return (await self._added(note)).id
 
     async def add_photo(
         self, *, device_id: int, incident_id: int | None, actor: Actor, photo: StoredPhoto
@@ -75,9 +71,7 @@ class SqlIncidentRepository(SqlRepository):
             created_at=self._now(),
             **asdict(photo),
         )
-        self.session.add(row)
-        await self.session.flush()
-        return row.id
+        return (await self._added(row)).id
 
     async def photo_by_source_ref(self, incident_id: int, source_ref: str) -> m.Photo | None:
         """A photo already attached to the incident from that source (e.g. a Slack file id)."""
