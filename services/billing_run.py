@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from services.batched import BATCH_SIZE, BatchedJob, BatchHook
 from storage import models as m
 from storage.billing_run_queries import (
     AUTOMATION_LABEL,
@@ -94,7 +95,6 @@ __all__ = [
 log = logging.getLogger("devicecare.billing")
 
 LOCK_NAME = "billing-run"
-BATCH_SIZE = 2000
 
 
 @dataclass(frozen=True)
@@ -120,11 +120,11 @@ class RunResult:
     planned: list[PlannedStep] = field(default_factory=list)
 
 
-BatchHook = Callable[[int], Awaitable[None]]
+class BillingRunner(BatchedJob):
+    """Runs (or previews) one billing day against the store.
 
-
-class BillingRunner:
-    """Runs (or previews) one billing day against the store."""
+    `after_batch` is told how many steps each batch took.
+    """
 
     def __init__(
         self,
@@ -137,17 +137,15 @@ class BillingRunner:
         batch_size: int = BATCH_SIZE,
         after_batch: BatchHook | None = None,
     ) -> None:
+        super().__init__(
+            sessions,
+            clock,
+            tz,
+            mail_domain=mail_domain,
+            batch_size=batch_size,
+            after_batch=after_batch,
+        )
         self.engine = engine
-        self.sessions = sessions
-        self.clock = clock
-        self.tz = tz
-        self.mail_domain = mail_domain
-        self.batch_size = batch_size
-        # Called after each committed batch with the number of steps it took (progress, tests).
-        self.after_batch = after_batch
-
-    def today(self) -> date:
-        return local_date(self.clock.now(), self.tz)
 
     async def run(self, day: date | None = None, *, dry_run: bool = False) -> RunResult:
         day = day or self.today()

@@ -12,48 +12,25 @@ A crash loses at most the batch in flight (rolled back whole); a rerun bills onl
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from zoneinfo import ZoneInfo
 
+from services.batched import BatchedJob
 from storage.bulk_fee_queries import bill_batch, billed_count, fee_to_bill, log_fee_applied
-from storage.db import Sessions
-from storage.uow import DEFAULT_MAIL_DOMAIN
-from workflows.clock import Clock, local_date
 from workflows.fees import BillResult, billing_terms
 from workflows.permissions import Actor
 
 log = logging.getLogger("devicecare.fees")
 
-BATCH_SIZE = 2000
 
-BatchHook = Callable[[int], Awaitable[None]]
+class BulkFeeBiller(BatchedJob):
+    """Bills one fee to every matching student not yet billed, a batch per transaction.
 
-
-class BulkFeeBiller:
-    """Bills one fee to every matching student not yet billed, a batch per transaction."""
-
-    def __init__(
-        self,
-        sessions: Sessions,
-        clock: Clock,
-        tz: ZoneInfo,
-        *,
-        mail_domain: str = DEFAULT_MAIL_DOMAIN,
-        batch_size: int = BATCH_SIZE,
-        after_batch: BatchHook | None = None,
-    ) -> None:
-        self.sessions = sessions
-        self.clock = clock
-        self.tz = tz
-        self.mail_domain = mail_domain
-        self.batch_size = batch_size
-        # Called after each committed batch with how many invoices it created (progress, tests).
-        self.after_batch = after_batch
+    `after_batch` is told how many invoices each batch created.
+    """
 
     async def bill(self, fee_id: int, actor: Actor) -> BillResult:
         async with self.sessions() as session, session.begin():
             fee, settings = await fee_to_bill(session, fee_id)
-            terms = billing_terms(fee, settings, local_date(self.clock.now(), self.tz))
+            terms = billing_terms(fee, settings, self.today())
             prefix = settings.invoice_prefix
             grades, buildings = list(fee.grades), list(fee.building_ids)
         created = notices = batches = 0

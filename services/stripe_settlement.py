@@ -44,7 +44,7 @@ from workflows.online_payments import (
 )
 from workflows.payments import PaymentMethod, RecordPayment, record_payment
 from workflows.permissions import Actor
-from workflows.ports import Context
+from workflows.ports import Context, InvoiceRecord
 
 log = logging.getLogger("devicecare.stripe")
 
@@ -152,18 +152,8 @@ async def _settle(
 
     currency = settlement.currency
     if event.currency != currency:
-        await queue_payment_alert(
-            store,
-            key=event.session_id,
-            invoice_id=invoice.id,
-            text=excess_alert_text(
-                invoice_number=invoice.number,
-                received_cents=event.amount_cents,
-                excess_cents=event.amount_cents,
-                reason=f"was in {event.currency.upper() or 'no currency'}, not {currency.upper()}",
-                reference=reference,
-            ),
-        )
+        reason = f"was in {event.currency.upper() or 'no currency'}, not {currency.upper()}"
+        await _alert_excess(store, event, invoice, event.amount_cents, reason)
         return Handled(Outcome.REJECTED, f"currency {event.currency or 'missing'}", on_invoice)
 
     # The first paying event marks the checkout paid (creating its row if the Pay button
@@ -217,18 +207,7 @@ async def _settle(
             reason = f"was more than the balance; {format_cents(split.applied_cents)} was applied"
         else:
             reason = "arrived after the invoice was paid in full"
-        await queue_payment_alert(
-            store,
-            key=event.session_id,
-            invoice_id=invoice.id,
-            text=excess_alert_text(
-                invoice_number=invoice.number,
-                received_cents=event.amount_cents,
-                excess_cents=split.excess_cents,
-                reason=reason,
-                reference=reference,
-            ),
-        )
+        await _alert_excess(store, event, invoice, split.excess_cents, reason)
         await store.activity.log(
             actor,
             "invoice",
@@ -259,6 +238,28 @@ async def _settle(
     if split.excess_cents:
         detail += f", {split.excess_cents} cents to refund"
     return Handled(split.outcome, detail, on_invoice, payment_id)
+
+
+async def _alert_excess(
+    store: SqlUnitOfWork,
+    event: CheckoutEvent,
+    invoice: InvoiceRecord,
+    excess_cents: int,
+    reason: str,
+) -> None:
+    """Staff are told of money that came in but was not applied, so they can refund it."""
+    await queue_payment_alert(
+        store,
+        key=event.session_id,
+        invoice_id=invoice.id,
+        text=excess_alert_text(
+            invoice_number=invoice.number,
+            received_cents=event.amount_cents,
+            excess_cents=excess_cents,
+            reason=reason,
+            reference=event.payment_intent or event.session_id,
+        ),
+    )
 
 
 async def _guardian_exists(store: SqlUnitOfWork, event: CheckoutEvent) -> bool:

@@ -11,33 +11,17 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import (
-    Date,
-    String,
-    Table,
-    and_,
-    case,
-    exists,
-    func,
-    literal,
-    or_,
-    select,
-    true,
-    update,
-)
-from sqlalchemy import (
-    cast as sql_cast,
-)
+from sqlalchemy import Date, String, and_, case, exists, func, literal, or_, select, true, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import aggregate_order_by
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
-from storage.notices import NOTICE_KIND, reachable
+from storage import set_sql
+from storage.notices import reachable
 from storage.outbox import new_message
 from workflows.billing import (
     Action,
@@ -59,29 +43,15 @@ DIGESTED = "digested"  # a member notice, sent inside its digest
 SLACK_RUN_KIND = "slack.billing_run"
 AUTOMATION_LABEL = "DeviceCare automation"
 GUARDIAN_BATCH = 500
-_INVOICES = cast(Table, m.Invoice.__table__)
-_NOTICES = cast(Table, m.Notice.__table__)
-_STEPS = cast(Table, m.BillingStep.__table__)
-_ACTIVITY = cast(Table, m.ActivityEntry.__table__)
-_OUTBOX = cast(Table, m.OutboxMessage.__table__)
-_GUARDIANS = cast(Table, m.Guardian.__table__)
-_GUARDIANSHIPS = cast(Table, m.Guardianship.__table__)
 _NOTICE_COLUMNS = [
     "invoice_id", "guardian_id", "template", "dedupe_key", "to_address", "message_id",
     "context", "status", "created_at", "run_day",
-]  # fmt: skip
-_OUTBOX_COLUMNS = [
-    "kind", "dedupe_key", "payload", "status", "attempts", "next_attempt_at", "created_at",
 ]  # fmt: skip
 _STEP_TEMPLATES = {
     Step.FIRST: NoticeTemplate.OVERDUE_FIRST,
     Step.SECOND: NoticeTemplate.OVERDUE_SECOND,
     Step.FINAL: NoticeTemplate.OVERDUE_FINAL,
 }
-
-
-def is_postgres(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
 
 
 # --- starting -----------------------------------------------------------------------------------
@@ -182,7 +152,7 @@ async def candidates(
     if flt.stop_on_partial:
         conditions.append(inv.paid_cents == 0)
     stmt = select(*_candidate_columns()).where(*conditions).order_by(inv.id).limit(limit)
-    if lock and is_postgres(session):
+    if lock and set_sql.is_postgres(session):
         stmt = stmt.with_for_update(of=inv)
     return list((await session.execute(stmt)).all())
 
@@ -206,7 +176,7 @@ async def plan_candidates(
         .order_by(inv.id)
         .limit(limit)
     )
-    if lock and is_postgres(session):
+    if lock and set_sql.is_postgres(session):
         stmt = stmt.with_for_update(of=inv)
     return list((await session.execute(stmt)).all())
 
@@ -241,12 +211,12 @@ async def take_steps(
         }
         for row, action in decided
     ]
-    is_pg = is_postgres(session)
-    insert = pg_insert if is_pg else sqlite_insert
+    is_pg = set_sql.is_postgres(session)
+    insert = set_sql.dialect_insert(is_pg)
     claim = (
-        insert(_STEPS)
+        insert(set_sql.STEPS)
         .on_conflict_do_nothing(index_elements=["invoice_id", "step", "due_date", "epoch"])
-        .returning(_STEPS.c.id, _STEPS.c.invoice_id)
+        .returning(set_sql.STEPS.c.id, set_sql.STEPS.c.invoice_id)
     )
     claimed = {
         invoice_id: step_id
@@ -275,7 +245,7 @@ async def log_steps(
         if action.invoice_id in claimed and action.new_status is not None
     ]
     if activity:
-        await session.execute(_ACTIVITY.insert(), activity)
+        await session.execute(set_sql.ACTIVITY.insert(), activity)
 
 
 async def reloaded_invoice(session: AsyncSession, invoice_id: int) -> m.Invoice | None:
@@ -288,11 +258,11 @@ async def note_installment(
 ) -> None:
     """A pending notice of the run (by its dedupe key) gets the context it is sent with."""
     await session.execute(
-        update(_NOTICES)
+        update(set_sql.NOTICES)
         .where(
-            _NOTICES.c.dedupe_key == key,
-            _NOTICES.c.run_day == day,
-            _NOTICES.c.status == "pending",
+            set_sql.NOTICES.c.dedupe_key == key,
+            set_sql.NOTICES.c.run_day == day,
+            set_sql.NOTICES.c.status == "pending",
         )
         .values(context=context)
     )
@@ -302,8 +272,8 @@ def _queue_notices(
     step_ids: Sequence[int], day: date, now: datetime, *, is_pg: bool, mail_domain: str
 ) -> Any:
     """INSERT … SELECT: a pending notice per reachable guardian for each emailing step."""
-    st, n = _STEPS, _NOTICES
-    inv, gs, g = _INVOICES, _GUARDIANSHIPS, _GUARDIANS
+    st, n = set_sql.STEPS, set_sql.NOTICES
+    inv, gs, g = set_sql.INVOICES, set_sql.GUARDIANSHIPS, set_sql.GUARDIANS
     template = case(
         *[(st.c.step == step.value, tmpl.value) for step, tmpl in _STEP_TEMPLATES.items()],
         else_=NoticeTemplate.DUE_REMINDER.value,
@@ -326,8 +296,8 @@ def _queue_notices(
             template,
             key,
             g.c.email,
-            _message_id(is_pg, mail_domain),
-            _json_object(is_pg, "step", st.c.step),
+            set_sql.message_id(is_pg, mail_domain),
+            set_sql.json_object(is_pg, "step", st.c.step),
             literal("pending"),
             literal(now, type_=m.UtcDateTime()),
             literal(day, type_=Date()),
@@ -350,7 +320,7 @@ def _queue_notices(
 
 async def release_single_notices(session: AsyncSession, now: datetime) -> None:
     """Guardians with one pending notice get it queued: one UPDATE, one INSERT … SELECT."""
-    n = _NOTICES
+    n = set_sql.NOTICES
     lone = (
         select(n.c.guardian_id)
         .where(n.c.status == "pending", n.c.guardian_id.is_not(None))
@@ -362,8 +332,8 @@ async def release_single_notices(session: AsyncSession, now: datetime) -> None:
         or_(n.c.guardian_id.is_(None), n.c.guardian_id.in_(lone)),
     )
     singles = select(n.c.id).where(single).subquery()
-    rows = _outbox_rows(singles, now, is_pg=is_postgres(session))
-    await session.execute(_OUTBOX.insert().from_select(_OUTBOX_COLUMNS, rows))
+    rows = set_sql.outbox_rows(singles, now, is_pg=set_sql.is_postgres(session))
+    await session.execute(set_sql.OUTBOX.insert().from_select(set_sql.OUTBOX_COLUMNS, rows))
     await session.execute(update(n).where(single).values(status="queued"))
 
 
@@ -394,8 +364,8 @@ async def queue_digests(
     mail_domain: str,
 ) -> None:
     """One digest per guardian for their pending notices; the members point at it."""
-    is_pg = is_postgres(session)
-    n, o = _NOTICES, _OUTBOX
+    is_pg = set_sql.is_postgres(session)
+    n, o = set_sql.NOTICES, set_sql.OUTBOX
     now = literal(now_at, type_=m.UtcDateTime())
     run_day = literal(day, type_=Date())
     pending = and_(n.c.status == "pending", n.c.guardian_id.in_(guardian_ids))
@@ -412,8 +382,8 @@ async def queue_digests(
             literal(DIGEST_TEMPLATE),
             literal(f"billing-digest:{day.isoformat()}:") + sql_cast(first, String),
             func.min(n.c.to_address),
-            _message_id(is_pg, mail_domain),
-            _json_object(is_pg, "notice_ids", members),
+            set_sql.message_id(is_pg, mail_domain),
+            set_sql.json_object(is_pg, "notice_ids", members),
             literal("queued"),
             now,
             run_day,
@@ -446,36 +416,9 @@ async def queue_digests(
         .subquery()
     )
     await session.execute(
-        o.insert().from_select(_OUTBOX_COLUMNS, _outbox_rows(fresh, now_at, is_pg=is_pg))
-    )
-
-
-def _message_id(is_pg: bool, mail_domain: str) -> Any:
-    """A fresh random Message-ID, made by the database for INSERT … SELECT."""
-    if is_pg:
-        random_hex: Any = func.replace(sql_cast(func.gen_random_uuid(), String), "-", "")
-    else:
-        random_hex = func.lower(func.hex(func.randomblob(16)))
-    return literal("<") + random_hex + literal(f"@{mail_domain}>")
-
-
-def _json_object(is_pg: bool, key: str, value: Any) -> Any:
-    if is_pg:
-        return func.json_build_object(key, value)
-    return func.json_object(key, value)
-
-
-def _outbox_rows(notices: Any, now_at: datetime, *, is_pg: bool) -> Any:
-    """SELECT of an email outbox row for each notice id in `notices` (a subquery)."""
-    now = literal(now_at, type_=m.UtcDateTime())
-    return select(
-        literal(NOTICE_KIND),
-        literal("notice:") + sql_cast(notices.c.id, String),
-        _json_object(is_pg, "notice_id", notices.c.id),
-        literal("pending"),
-        literal(0),
-        now,
-        now,
+        o.insert().from_select(
+            set_sql.OUTBOX_COLUMNS, set_sql.outbox_rows(fresh, now_at, is_pg=is_pg)
+        )
     )
 
 
@@ -635,7 +578,7 @@ def _on_plan(invoice_id: Any) -> Any:
 
 
 def _reachable_count(student_id: Any) -> Any:
-    gs, g = _GUARDIANSHIPS, _GUARDIANS
+    gs, g = set_sql.GUARDIANSHIPS, set_sql.GUARDIANS
     return (
         select(func.count())
         .select_from(gs.join(g, g.c.id == gs.c.guardian_id))
@@ -646,7 +589,7 @@ def _reachable_count(student_id: Any) -> Any:
 
 def _advance_invoices(step_ids: Sequence[int], day: date, now: datetime) -> Any:
     """UPDATE … FROM the claimed steps: new status, final-notice day, cancellation, counts."""
-    inv, st = _INVOICES, _STEPS
+    inv, st = set_sql.INVOICES, set_sql.STEPS
     at = literal(now, type_=m.UtcDateTime())
     emailed = st.c.recipients > 0
     cancelling = st.c.step == Step.AUTO_CANCEL.value

@@ -22,26 +22,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import (
-    Date,
-    String,
-    Table,
-    and_,
-    case,
-    exists,
-    func,
-    literal,
-    select,
-    update,
-)
+from sqlalchemy import Date, String, and_, case, exists, func, literal, select, update
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
-from storage.notices import NOTICE_KIND, reachable
+from storage import set_sql
+from storage.notices import reachable
 from workflows.errors import NotFound
 from workflows.fees import ENTITY, LINE_KIND, BillingTerms, FeeCounts
 from workflows.invoices import InvoiceKind, InvoiceStatus, NoticeTemplate
@@ -49,15 +37,6 @@ from workflows.permissions import Actor
 
 COUNTER = "invoice"
 TEMP_PREFIX = "~fee"  # a number no real invoice has, until the batch is numbered
-_INVOICES = cast(Table, m.Invoice.__table__)
-_LINES = cast(Table, m.InvoiceLine.__table__)
-_STUDENTS = cast(Table, m.Student.__table__)
-_GUARDIANS = cast(Table, m.Guardian.__table__)
-_GUARDIANSHIPS = cast(Table, m.Guardianship.__table__)
-_ACTIVITY = cast(Table, m.ActivityEntry.__table__)
-_NOTICES = cast(Table, m.Notice.__table__)
-_OUTBOX = cast(Table, m.OutboxMessage.__table__)
-_COUNTERS = cast(Table, m.Counter.__table__)
 
 # --- who matches -----------------------------------------------------------------------------
 
@@ -73,12 +52,12 @@ def matching(student: Any, grades: Sequence[str], building_ids: Sequence[Any]) -
 
 
 def not_billed(student: Any, fee_id: int) -> Any:
-    inv = _INVOICES
+    inv = set_sql.INVOICES
     return ~exists().where(inv.c.annual_fee_id == fee_id, inv.c.student_id == student.id)
 
 
 def has_reachable_guardian(student: Any) -> Any:
-    gs, g = _GUARDIANSHIPS, _GUARDIANS
+    gs, g = set_sql.GUARDIANSHIPS, set_sql.GUARDIANS
     return exists(
         select(gs.c.student_id)
         .select_from(gs.join(g, g.c.id == gs.c.guardian_id))
@@ -171,9 +150,9 @@ async def bill_batch(
     mail_domain: str,
 ) -> tuple[int, int, int]:
     """One transaction's worth: (invoices made, last student id, notices queued)."""
-    is_pg = session.get_bind().dialect.name == "postgresql"
+    is_pg = set_sql.is_postgres(session)
     base = await _lock_counter(session, is_pg)
-    inv, s = _INVOICES, _STUDENTS
+    inv, s = set_sql.INVOICES, set_sql.STUDENTS
     now = literal(now_at, type_=m.UtcDateTime())
     temp_number = literal(f"{TEMP_PREFIX}{fee_id}:") + sql_cast(s.c.id, String)
     candidates = (
@@ -214,7 +193,7 @@ async def bill_batch(
         "automation_epoch", "reminder_count", "kind", "waived_cents", "refunded_cents",
         "annual_fee_id",
     ]  # fmt: skip
-    insert = pg_insert if is_pg else sqlite_insert
+    insert = set_sql.dialect_insert(is_pg)
     stmt = (
         insert(inv)
         .from_select(columns, candidates)
@@ -228,7 +207,9 @@ async def bill_batch(
     last_student = max(r.student_id for r in rows)
     await _number(session, is_pg, ids, base, prefix)
     await session.execute(
-        update(_COUNTERS).where(_COUNTERS.c.name == COUNTER).values(value=base + len(ids))
+        update(set_sql.COUNTERS)
+        .where(set_sql.COUNTERS.c.name == COUNTER)
+        .values(value=base + len(ids))
     )
     batch = inv.c.id.in_(ids)
     await session.execute(_insert_lines(batch, terms))
@@ -241,7 +222,7 @@ async def _number(
     session: AsyncSession, is_pg: bool, ids: list[int], base: int, prefix: str
 ) -> None:
     """Give the batch its real numbers, in id order, after the counter's `base`."""
-    inv = _INVOICES
+    inv = set_sql.INVOICES
     ranked = (
         select(inv.c.id, func.row_number().over(order_by=inv.c.id).label("seq"))
         .where(inv.c.id.in_(ids))
@@ -262,7 +243,13 @@ async def _queue_notices(
     session: AsyncSession, is_pg: bool, batch: Any, now_at: datetime, mail_domain: str
 ) -> int:
     """`invoice_issued` for every reachable guardian, and each notice's outbox row."""
-    inv, gs, g, n, o = _INVOICES, _GUARDIANSHIPS, _GUARDIANS, _NOTICES, _OUTBOX
+    inv, gs, g, n, o = (
+        set_sql.INVOICES,
+        set_sql.GUARDIANSHIPS,
+        set_sql.GUARDIANS,
+        set_sql.NOTICES,
+        set_sql.OUTBOX,
+    )
     now = literal(now_at, type_=m.UtcDateTime())
     template = NoticeTemplate.INVOICE_ISSUED.value
     notices = (
@@ -272,8 +259,8 @@ async def _queue_notices(
             literal(template),
             literal("invoice-issued:") + sql_cast(inv.c.id, String),
             g.c.email,
-            _message_id(is_pg, mail_domain),
-            _json_object(is_pg),  # {}: issue_invoice queues no extra context
+            set_sql.message_id(is_pg, mail_domain),
+            set_sql.json_object(is_pg),  # {}: issue_invoice queues no extra context
             literal("queued"),
             now,
         )
@@ -294,27 +281,9 @@ async def _queue_notices(
         .where(batch, n.c.template == template)
         .subquery()
     )
-    outbox = select(
-        literal(NOTICE_KIND),
-        literal("notice:") + sql_cast(fresh.c.id, String),
-        _json_object(is_pg, "notice_id", fresh.c.id),
-        literal("pending"),
-        literal(0),
-        now,
-        now,
-    )
     await session.execute(
         o.insert().from_select(
-            [
-                "kind",
-                "dedupe_key",
-                "payload",
-                "status",
-                "attempts",
-                "next_attempt_at",
-                "created_at",
-            ],  # fmt: skip
-            outbox,
+            set_sql.OUTBOX_COLUMNS, set_sql.outbox_rows(fresh, now_at, is_pg=is_pg)
         )
     )
     return int(added.rowcount or 0)
@@ -326,12 +295,12 @@ async def _lock_counter(session: AsyncSession, is_pg: bool) -> int:
     A no-op UPDATE takes the row lock on PostgreSQL (SQLite's BEGIN IMMEDIATE already holds
     the database's one write lock); a second apply waits here, then sees this batch's rows.
     """
-    c = _COUNTERS
+    c = set_sql.COUNTERS
     stmt = update(c).where(c.c.name == COUNTER).values(value=c.c.value).returning(c.c.value)
     value = (await session.execute(stmt)).scalar_one_or_none()
     if value is not None:
         return int(value)
-    insert = pg_insert if is_pg else sqlite_insert
+    insert = set_sql.dialect_insert(is_pg)
     await session.execute(
         insert(c).values(name=COUNTER, value=0).on_conflict_do_nothing(index_elements=["name"])
     )
@@ -339,7 +308,7 @@ async def _lock_counter(session: AsyncSession, is_pg: bool) -> int:
 
 
 def _insert_lines(batch: Any, terms: BillingTerms) -> Any:
-    inv = _INVOICES
+    inv = set_sql.INVOICES
     rows = select(
         inv.c.id,
         literal(1),
@@ -349,24 +318,16 @@ def _insert_lines(batch: Any, terms: BillingTerms) -> Any:
         literal(terms.amount_cents),
         literal(terms.amount_cents),
     ).where(batch)
-    return _LINES.insert().from_select(
-        [
-            "invoice_id",
-            "position",
-            "description",
-            "kind",
-            "quantity",
-            "unit_cents",
-            "amount_cents",
-        ],  # fmt: skip
-        rows,
-    )
+    columns = [
+        "invoice_id", "position", "description", "kind", "quantity", "unit_cents", "amount_cents",
+    ]  # fmt: skip
+    return set_sql.LINES.insert().from_select(columns, rows)
 
 
 def _insert_activity(batch: Any, terms: BillingTerms, actor: Actor, now: Any, is_pg: bool) -> Any:
     """The 'created' entry `issue_invoice` writes, one per invoice."""
-    inv = _INVOICES
-    after = _json_object(
+    inv = set_sql.INVOICES
+    after = set_sql.json_object(
         is_pg,
         "number", inv.c.number,
         "status", inv.c.status,
@@ -389,21 +350,7 @@ def _insert_activity(batch: Any, terms: BillingTerms, actor: Actor, now: Any, is
         literal("created"),
         after,
     ).where(batch)
-    return _ACTIVITY.insert().from_select(
+    return set_sql.ACTIVITY.insert().from_select(
         ["at", "actor_staff_id", "actor_label", "entity_type", "entity_id", "action", "after"],
         rows,
     )
-
-
-def _message_id(is_pg: bool, domain: str) -> Any:
-    """A random Message-ID made by the database, shaped as `storage.notices.new_message_id`."""
-    if is_pg:
-        random_hex: Any = func.replace(sql_cast(func.gen_random_uuid(), String), "-", "")
-    else:
-        random_hex = func.lower(func.hex(func.randomblob(16)))
-    return literal("<") + random_hex + literal(f"@{domain}>")
-
-
-def _json_object(is_pg: bool, *pairs: Any) -> Any:
-    args = [literal(p) if isinstance(p, str) else p for p in pairs]
-    return func.json_build_object(*args) if is_pg else func.json_object(*args)

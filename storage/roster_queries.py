@@ -146,14 +146,23 @@ async def guardianships(session: AsyncSession) -> dict[tuple[int, int], str]:
     }
 
 
+async def _write(
+    session: AsyncSession,
+    model: type[m.Base],
+    updates: list[dict[str, Any]],
+    inserts: list[dict[str, Any]],
+) -> None:
+    """Bulk UPDATE by primary key, then bulk INSERT."""
+    if updates:
+        await session.execute(update(model), updates)
+    if inserts:
+        await session.execute(insert(model), inserts)
+
+
 async def write_guardianships(
     session: AsyncSession, updates: list[dict[str, Any]], inserts: list[dict[str, Any]]
 ) -> None:
-    g = m.Guardianship
-    if updates:
-        await session.execute(update(g), updates)
-    if inserts:
-        await session.execute(insert(g), inserts)
+    await _write(session, m.Guardianship, updates, inserts)
 
 
 async def open_assignments(session: AsyncSession) -> dict[int, tuple[int, int]]:
@@ -170,12 +179,8 @@ async def open_assignments(session: AsyncSession) -> dict[int, tuple[int, int]]:
 async def write_assignments(
     session: AsyncSession, closes: list[dict[str, Any]], opens: list[dict[str, Any]]
 ) -> None:
-    a = m.DeviceAssignment
     # Close first: the partial unique index allows one open assignment per device.
-    if closes:
-        await session.execute(update(a), closes)
-    if opens:
-        await session.execute(insert(a), opens)
+    await _write(session, m.DeviceAssignment, closes, opens)
 
 
 # --- the OneRoster sync's leavers -----------------------------------------------------------

@@ -18,7 +18,7 @@ from workflows.offenders import (
     window_start,
 )
 from workflows.permissions import Actor, Permission, require
-from workflows.ports import Context, IncidentRecord, SettingsRecord
+from workflows.ports import Context, IncidentRecord, SettingsRecord, StoredPhoto
 
 MAX_DESCRIPTION = 4000
 MAX_NOTE = 4000
@@ -236,40 +236,12 @@ async def add_incident_note(ctx: Context, actor: Actor, incident_id: int, body: 
     )
 
 
-@dataclass(frozen=True)
-class StoredPhoto:
-    """A photo already checked and written to the blob store."""
-
-    blob_key: str
-    content_type: str
-    size_bytes: int
-    sha256: str
-    width: int | None = None
-    height: int | None = None
-    original_filename: str | None = None
-    source: str = "slack"
-    source_ref: str | None = None
-    source_url: str | None = None  # a Slack file's permalink
-
-
 async def attach_photo(ctx: Context, actor: Actor, incident_id: int, photo: StoredPhoto) -> int:
     """Link a photo to the incident and, for life, to the incident's device."""
     require(actor, Permission.MANAGE_INCIDENTS)
     incident = await existing_incident(ctx, incident_id)
     photo_id = await ctx.store.incidents.add_photo(
-        device_id=incident.device_id,
-        incident_id=incident.id,
-        actor=actor,
-        blob_key=photo.blob_key,
-        content_type=photo.content_type,
-        size_bytes=photo.size_bytes,
-        sha256=photo.sha256,
-        width=photo.width,
-        height=photo.height,
-        original_filename=photo.original_filename,
-        source=photo.source,
-        source_ref=photo.source_ref,
-        source_url=photo.source_url,
+        device_id=incident.device_id, incident_id=incident.id, actor=actor, photo=photo
     )
     await ctx.store.activity.log(
         actor,

@@ -696,13 +696,8 @@ async def set_invoice_automation(
     if invoice.automation_enabled == enabled:
         return invoice
     invoice.automation_enabled = enabled
-    await ctx.store.activity.log(
-        actor,
-        "invoice",
-        invoice.id,
-        "automation_changed",
-        before={"automation_enabled": not enabled},
-        after={"automation_enabled": enabled},
+    await _log_change(
+        ctx, actor, invoice, "automation_changed", "automation_enabled", not enabled, enabled
     )
     return invoice
 
@@ -757,19 +752,20 @@ async def change_invoice_status(
         )
     if invoice.status == status:
         return invoice
-    before = {"status": invoice.status}
+    before = invoice.status
     invoice.status = status
     invoice.automation_epoch += 1
     invoice.final_notice_on = final_notice_after_manual_change(
         status, invoice.final_notice_on, ctx.today()
     )
-    await ctx.store.activity.log(
+    await _log_change(
+        ctx,
         actor,
-        "invoice",
-        invoice.id,
+        invoice,
         "status_changed",
-        before=before,
-        after={"status": status},
+        "status",
+        before,
+        status,
         comment=reason.strip() or None,
     )
     return invoice
@@ -788,17 +784,35 @@ async def change_due_date(
         raise ValidationError("The due date must be within three years.", field="due_date")
     if invoice.due_date == due_date:
         return invoice
-    before = {"due_date": None if invoice.due_date is None else invoice.due_date.isoformat()}
+    before = None if invoice.due_date is None else invoice.due_date.isoformat()
     invoice.due_date = due_date
+    await _log_change(
+        ctx, actor, invoice, "due_date_changed", "due_date", before, due_date.isoformat()
+    )
+    return invoice
+
+
+async def _log_change(
+    ctx: Context,
+    actor: Actor,
+    invoice: InvoiceRecord,
+    action: str,
+    field: str,
+    before: Any,
+    after: Any,
+    *,
+    comment: str | None = None,
+) -> None:
+    """The activity entry for one field a person changed."""
     await ctx.store.activity.log(
         actor,
         "invoice",
         invoice.id,
-        "due_date_changed",
-        before=before,
-        after={"due_date": due_date.isoformat()},
+        action,
+        before={field: before},
+        after={field: after},
+        comment=comment,
     )
-    return invoice
 
 
 def check_override_gates(actor: Actor, coverage: CoverageContext) -> None:

@@ -62,33 +62,26 @@ class ColumnMapping:
     payer_required: bool = False
 
 
+def _portal_export(
+    invoice: str, amount: str, date: str, reference: str, payer: str, date_format: str
+) -> ColumnMapping:
+    """A payment portal's own export: it always numbers its transactions."""
+    return ColumnMapping(
+        invoice, amount, date, reference, payer, date_format, reference_required=True
+    )
+
+
+US_DATE = "%m/%d/%Y"
+# The headers of each portal's export: invoice, amount, date, reference, payer, date format.
 PRESETS: dict[str, ColumnMapping] = {
-    "revtrak": ColumnMapping(
-        invoice="Item Description",
-        amount="Amount",
-        date="Order Date",
-        reference="Order Number",
-        payer="Customer Name",
-        date_format="%m/%d/%Y",
-        reference_required=True,
+    "revtrak": _portal_export(
+        "Item Description", "Amount", "Order Date", "Order Number", "Customer Name", US_DATE
     ),
-    "myschoolbucks": ColumnMapping(
-        invoice="Memo",
-        amount="Amount Paid",
-        date="Transaction Date",
-        reference="Transaction ID",
-        payer="Payer Name",
-        date_format="%m/%d/%Y",
-        reference_required=True,
+    "myschoolbucks": _portal_export(
+        "Memo", "Amount Paid", "Transaction Date", "Transaction ID", "Payer Name", US_DATE
     ),
-    "schoolcash": ColumnMapping(
-        invoice="Item Description",
-        amount="Payment Amount",
-        date="Payment Date",
-        reference="Receipt Number",
-        payer="Payer",
-        date_format=ISO_DATE,
-        reference_required=True,
+    "schoolcash": _portal_export(
+        "Item Description", "Payment Amount", "Payment Date", "Receipt Number", "Payer", ISO_DATE
     ),
 }
 

@@ -224,6 +224,22 @@ class InvoiceLineSpec:
         return self.unit_cents * self.quantity
 
 
+@dataclass(frozen=True)
+class StoredPhoto:
+    """A photo already checked and written to the blob store."""
+
+    blob_key: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    width: int | None = None
+    height: int | None = None
+    original_filename: str | None = None
+    source: str = "slack"
+    source_ref: str | None = None
+    source_url: str | None = None  # a Slack file's permalink
+
+
 class SettingsRepository(Protocol):
     async def get(self) -> SettingsRecord: ...
 
@@ -266,21 +282,7 @@ class IncidentRepository(Protocol):
         self, *, device_id: int, incident_id: int | None, actor: Actor, body: str
     ) -> int: ...
     async def add_photo(
-        self,
-        *,
-        device_id: int,
-        incident_id: int | None,
-        actor: Actor,
-        blob_key: str,
-        content_type: str,
-        size_bytes: int,
-        sha256: str,
-        width: int | None,
-        height: int | None,
-        original_filename: str | None,
-        source: str,
-        source_ref: str | None,
-        source_url: str | None = None,
+        self, *, device_id: int, incident_id: int | None, actor: Actor, photo: StoredPhoto
     ) -> int: ...
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from PIL import Image, ImageDraw
 
@@ -64,6 +64,9 @@ FAMILIES_TO_OPEN = {
     "Open a family's page": "anil.patel@example.org",
     "A Spanish-speaking family's page": "maria.rivera@example.org",
 }
+# Parents who write back about an invoice: (email, name).
+MARIA = ("maria.rivera@example.org", "Maria Rivera")
+SAM = ("sam.lee@example.org", "Sam Lee")
 T = TypeVar("T")
 
 
@@ -122,15 +125,9 @@ class _Year:
     async def fee(self, store: SqlUnitOfWork, code: str) -> int:
         return await demo_fee_item_id(store, code)
 
-    async def incident(
-        self,
-        key: str,
-        sis: str,
-        flags: tuple[str, ...],
-        description: str,
-        *,
-        photo: tuple[int, int, int] | None = None,
-    ) -> int:
+    async def incident(self, key: str) -> int:
+        """Opens the incident REPORTS holds under that key."""
+        sis, flags, description, photo = REPORTS[key]
         self.incidents += 1
 
         async def step(ctx: Context) -> int:
@@ -232,8 +229,16 @@ class _Year:
             await store.commit()
             return invoice.number
 
-    async def reply(self, sender: str, name: str, invoice_id: int, body: str) -> None:
+    async def invoice_status(self, invoice_id: int, status: str, reason: str) -> None:
+        await self.run(
+            lambda ctx: change_invoice_status(
+                ctx, self.actors["clerk"], invoice_id, status, reason=reason
+            )
+        )
+
+    async def reply(self, parent: tuple[str, str], invoice_id: int, body: str) -> None:
         """A parent's email, read by the same pipeline as mail from the mailbox."""
+        sender, name = parent
         self.replies += 1
         number = await self.number(invoice_id)
         message = EmailMessage()
@@ -304,6 +309,46 @@ async def _staff(y: _Year) -> None:
         await store.commit()
 
 
+class _Report(NamedTuple):
+    """What the technician writes down when a student brings a device in."""
+
+    sis: str
+    flags: tuple[str, ...]
+    description: str
+    photo: tuple[int, int, int] | None = None  # the device's colour in the photo, if one
+
+
+BLUE, SILVER, GREY, DARK = (70, 110, 160), (200, 200, 205), (90, 90, 95), (60, 60, 66)
+# Every incident of the year, by its step key (the key of its idempotency key).
+REPORTS: dict[str, _Report] = {
+    "ana-screen": _Report(
+        "1001", ("screen", "physical_damage"), "Dropped in the hallway; cracked corner.", BLUE
+    ),
+    "ana-keyboard": _Report(
+        "1001",
+        ("keyboard", "physical_damage"),
+        "Several keys missing after a fall from the desk.",
+        BLUE,
+    ),
+    "ana-screen-2": _Report(
+        "1001",
+        ("screen", "physical_damage"),
+        "Screen cracked again; third claim this term.",
+        BLUE,
+    ),
+    "luis-charger": _Report("1002", ("charger",), "Charger left on the bus."),
+    "jordan-screen": _Report("1003", ("screen",), "Screen shattered in a backpack.", SILVER),
+    "priya-keyboard": _Report(
+        "1004", ("keyboard",), "Keyboard stopped working after a spill on it.", GREY
+    ),
+    "noah-lost": _Report("1005", ("lost",), "Device not returned after a trip."),
+    "ava-battery": _Report("1006", ("battery",), "Battery swells; sent to the vendor.", SILVER),
+    "mateo-case": _Report("1007", ("physical_damage",), "Case torn at the hinge."),
+    "mateo-wireless": _Report("1007", ("wireless",), "Wi-Fi drops every few minutes.", DARK),
+    "emma-screen": _Report("1008", ("screen",), "Lines across the screen.", (110, 60, 60)),
+}
+
+
 # What families are told about the demo district, set only where the district hasn't said.
 DEMO_FACTS: dict[str, str | None] = {
     "name": "Riverside Unified School District",
@@ -329,38 +374,20 @@ async def _events(y: _Year) -> None:
     P, S = PaymentMethod, IncidentStatus
     # Ana Rivera: two screen claims on the district plan, paid; the third passes the cap.
     y.at(0.05)
-    ana1 = await y.incident(
-        "ana-screen",
-        "1001",
-        ("screen", "physical_damage"),
-        "Dropped in the hallway; cracked corner.",
-        photo=(70, 110, 160),
-    )
+    ana1 = await y.incident("ana-screen")
     await y.status(ana1, S.IN_REPAIR)
     inv = await y.invoice("ana-screen", ana1, ("screen",), 30)
     y.at(0.09)
     await y.pay("ana-screen-cash", inv, 2500, P.CASH)
     await y.status(ana1, S.READY_FOR_PICKUP, S.CLOSED)
     y.at(0.35)
-    ana2 = await y.incident(
-        "ana-keyboard",
-        "1001",
-        ("keyboard", "physical_damage"),
-        "Several keys missing after a fall from the desk.",
-        photo=(70, 110, 160),
-    )
+    ana2 = await y.incident("ana-keyboard")
     inv = await y.invoice("ana-keyboard", ana2, ("keyboard",), 30)
     y.at(0.4)
     await y.pay("ana-keyboard-check", inv, 2500, P.CHECK, "2231")
     await y.status(ana2, S.IN_REPAIR, S.CLOSED)
     y.at(0.9)
-    ana3 = await y.incident(
-        "ana-screen-2",
-        "1001",
-        ("screen", "physical_damage"),
-        "Screen cracked again; third claim this term.",
-        photo=(70, 110, 160),
-    )
+    ana3 = await y.incident("ana-screen-2")
     await y.invoice("ana-screen-2", ana3, ("screen",), 30)
     await y.run(
         lambda ctx: request_cap_override(
@@ -371,7 +398,7 @@ async def _events(y: _Year) -> None:
 
     # Luis Rivera: a lost charger (a fine), part waived, part paid; his mother writes back.
     y.at(0.2)
-    luis = await y.incident("luis-charger", "1002", ("charger",), "Charger left on the bus.")
+    luis = await y.incident("luis-charger")
     inv_luis = await y.invoice("luis-charger", luis, ("charger",), 30)
     await y.status(luis, S.CLOSED)
     y.at(0.25)
@@ -390,47 +417,24 @@ async def _events(y: _Year) -> None:
     await y.pay("luis-charger-cash", inv_luis, 1000, P.CASH)
     y.at(0.3)
     await y.reply(
-        "maria.rivera@example.org",
-        "Maria Rivera",
-        inv_luis,
-        "Hola, ¿puedo pagar el resto en la oficina el viernes? Gracias, Maria",
+        MARIA, inv_luis, "Hola, ¿puedo pagar el resto en la oficina el viernes? Gracias, Maria"
     )
 
     # Jordan Lee: an iPad screen under AppleCare+, now overdue; the parent says a check is
     # in the mail (a reported payment for staff to confirm).
     y.at(0.15)
-    jordan = await y.incident(
-        "jordan-screen",
-        "1003",
-        ("screen",),
-        "Screen shattered in a backpack.",
-        photo=(200, 200, 205),
-    )
+    jordan = await y.incident("jordan-screen")
     inv_jordan = await y.invoice("jordan-screen", jordan, ("ipad-screen",), 21)
     await y.status(jordan, S.VENDOR_REPAIR, S.IN_REPAIR, S.AWAITING_PARTS)
     y.at(0.6)
-    await y.run(
-        lambda ctx: change_invoice_status(
-            ctx, y.actors["clerk"], inv_jordan, "second", reason="No answer to the first notice."
-        )
-    )
+    await y.invoice_status(inv_jordan, "second", "No answer to the first notice.")
     y.at(0.95)
-    await y.reply(
-        "sam.lee@example.org",
-        "Sam Lee",
-        inv_jordan,
-        "Hi, I mailed check #1043 for $29.00 yesterday. Sorry for the delay. Sam Lee",
-    )
+    check_sent = "Hi, I mailed check #1043 for $29.00 yesterday. Sorry for the delay. Sam Lee"
+    await y.reply(SAM, inv_jordan, check_sent)
 
     # Priya Patel: no coverage; part paid at the front desk, the rest on a payment plan.
     y.at(0.5)
-    priya = await y.incident(
-        "priya-keyboard",
-        "1004",
-        ("keyboard",),
-        "Keyboard stopped working after a spill on it.",
-        photo=(90, 90, 95),
-    )
+    priya = await y.incident("priya-keyboard")
     inv_priya = await y.invoice("priya-keyboard", priya, ("keyboard",), 30)
     await y.status(priya, S.IN_REPAIR, S.READY_FOR_PICKUP)
     y.at(0.55)
@@ -439,27 +443,17 @@ async def _events(y: _Year) -> None:
 
     # Noah Johnson: a lost device, never paid; sent to collections.
     y.at(0.1)
-    noah = await y.incident("noah-lost", "1005", ("lost",), "Device not returned after a trip.")
+    noah = await y.incident("noah-lost")
     inv_noah = await y.invoice("noah-lost", noah, ("device-loss",), 21)
     y.at(0.7)
-    await y.run(
-        lambda ctx: change_invoice_status(
-            ctx, y.actors["clerk"], inv_noah, "collections", reason="Three notices, no answer."
-        )
-    )
+    await y.invoice_status(inv_noah, "collections", "Three notices, no answer.")
     y.last_week(2)
     await y.status(noah, S.CLOSED)
     await y.pay("noah-lost-cash", inv_noah, 2000, P.CASH)
 
     # Ava Nguyen: an iPad away for repair at the vendor.
     y.last_week(0)
-    ava = await y.incident(
-        "ava-battery",
-        "1006",
-        ("battery",),
-        "Battery swells; sent to the vendor.",
-        photo=(200, 200, 205),
-    )
+    ava = await y.incident("ava-battery")
     await y.status(ava, S.VENDOR_REPAIR)
     await y.run(
         lambda ctx: add_incident_note(
@@ -469,7 +463,7 @@ async def _events(y: _Year) -> None:
 
     # Mateo Garcia: a case billed by mistake and cancelled; a new incident in repair.
     y.at(0.3)
-    mateo = await y.incident("mateo-case", "1007", ("physical_damage",), "Case torn at the hinge.")
+    mateo = await y.incident("mateo-case")
     inv_mateo = await y.invoice("mateo-case", mateo, ("case",), 30)
     await y.status(mateo, S.CLOSED)
     y.at(0.32)
@@ -479,21 +473,13 @@ async def _events(y: _Year) -> None:
         )
     )
     y.at(0.85)
-    mateo2 = await y.incident(
-        "mateo-wireless",
-        "1007",
-        ("wireless",),
-        "Wi-Fi drops every few minutes.",
-        photo=(60, 60, 66),
-    )
+    mateo2 = await y.incident("mateo-wireless")
     await y.status(mateo2, S.IN_REPAIR)
 
     # Emma Brown: reported last week, still open. Keep this step last: it is LAST_STEP, which
     # tells a later run that the whole year is in.
     y.last_week(3)
-    await y.incident(
-        "emma-screen", "1008", ("screen",), "Lines across the screen.", photo=(110, 60, 60)
-    )
+    await y.incident("emma-screen")
 
 
 async def _plan(ctx: Context, y: _Year, invoice_id: int) -> None:

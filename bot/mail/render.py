@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import (
+    BaseLoader,
     Environment,
     FileSystemLoader,
     StrictUndefined,
@@ -137,24 +138,36 @@ def language_filters(language: str) -> dict[str, Callable[..., str]]:
     }
 
 
+def compiled_environment(
+    language: str,
+    loader: BaseLoader,
+    autoescape: bool | Callable[[str | None], bool],
+    **options: Any,
+) -> TranslatedEnvironment:
+    """Templates in one language, compiled once and never reloaded, where a missing value is an
+    error; the language's catalogue and filters are the environment's own."""
+    env = TranslatedEnvironment(
+        language,
+        loader=loader,
+        autoescape=autoescape,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+        cache_size=-1,
+        **options,
+    )
+    env.filters.update(language_filters(language))
+    return env
+
+
 @functools.lru_cache(maxsize=32)
 def _environment(folders: tuple[str, ...], language: str) -> Environment:
     """The environment for these template folders in one language, shared by every renderer of
     the process: templates are compiled once per process and language (never reloaded), and
     the language's catalogue and filters are the environment's own, so a render passes none."""
-    env = TranslatedEnvironment(
-        language,
-        loader=FileSystemLoader([str(Path(folder) / "email") for folder in folders]),
-        autoescape=_autoescape,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        auto_reload=False,
-        cache_size=-1,
-    )
-    env.filters.update(language_filters(language))
-    return env
+    loader = FileSystemLoader([str(Path(folder) / "email") for folder in folders])
+    return compiled_environment(language, loader, _autoescape, keep_trailing_newline=True)
 
 
 class NoticeRenderer:

@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.runtime import Runtime
 from bot.signing import Keys, signing_keys
 from bot.slack.blocks import Block
+from bot.slack.kept_posts import post_and_keep
 from bot.slack.listeners import Click, ClickListener, on_click
 from bot.slack.metadata import Payload
 from storage.models import SlackPost
@@ -169,15 +170,9 @@ class ApprovalFeature(Generic[F, P]):
             raise ApprovalsChannelMissing(
                 f"set SLACK_APPROVALS_CHANNEL to post {kind.noun} requests"
             )
-        response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
-        async with runtime.stores() as store:
-            await store.slack_posts.save(
-                kind.post_kind,
-                request_id,
-                str(response.get("channel") or channel),
-                str(response["ts"]),
-            )
-            await store.commit()
+        await post_and_keep(
+            runtime, client, kind.post_kind, request_id, channel=channel, text=text, blocks=blocks
+        )
 
     async def deliver_decided(self, client: AsyncWebClient, payload: dict[str, Any]) -> None:
         """The request's post shows the decision in place; then the requester is told."""

@@ -19,7 +19,7 @@ from bot.slack.blocks import (
     select_input,
     text_input,
 )
-from bot.slack.metadata import Payload
+from bot.slack.metadata import OpenedFrom
 from storage import models as m
 from workflows.enrollment import CoverageStarts, Enrolled, EnrollmentStatus, term_of
 from workflows.errors import ValidationError
@@ -41,11 +41,8 @@ class EnrollmentView(StrEnum):
     ENROLL = "enrollment.enroll"
 
 
-class EnrollForm(Payload):
-    """The modal's private_metadata: who opened it, and where to answer them."""
-
-    user_id: str
-    channel_id: str | None = None
+class EnrollForm(OpenedFrom):
+    """The enroll modal's private_metadata."""
 
 
 FIELD_BLOCKS: dict[str, str] = {

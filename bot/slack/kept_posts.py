@@ -26,6 +26,21 @@ async def post_or_update(
     if posted is not None:
         await client.chat_update(channel=posted.channel, ts=posted.ts, text=text, blocks=blocks)
         return
+    await post_and_keep(runtime, client, kind, key, channel=channel, text=text, blocks=blocks)
+
+
+async def post_and_keep(
+    runtime: Runtime,
+    client: AsyncWebClient,
+    kind: str,
+    key: int,
+    *,
+    channel: str,
+    text: str,
+    blocks: list[Block] | None,
+) -> None:
+    """Post the `kind` message for `key` and keep where it went (DuplicateRow when `key`
+    already has one)."""
     response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
     async with runtime.stores() as store:
         await store.slack_posts.save(

@@ -27,6 +27,14 @@ class Payload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class OpenedFrom(Payload):
+    """A modal's private_metadata: who opened it, and the channel its answer goes to. Each
+    modal has its own subclass, since a value packed for one doesn't unpack as another."""
+
+    user_id: str
+    channel_id: str | None = None
+
+
 def _sign(secret: str, data: str) -> str:
     return hmac_signature(data, secret, 16)
 

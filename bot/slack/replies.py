@@ -14,6 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
 from bot.signing import signing_keys
+from bot.slack.kept_posts import post_and_keep
 from bot.slack.listeners import Click, ModalForm, Slack, Submitted, on_click, wire
 from bot.slack.reply_blocks import (
     BounceAlert,
@@ -90,16 +91,11 @@ async def post_in_invoice_thread(
     channel = runtime.settings.slack_billing_channel
     if not channel:
         raise BillingChannelMissing(f"set SLACK_BILLING_CHANNEL to {needs}")
-    response = await client.chat_postMessage(channel=channel, text=text, blocks=blocks)
+    kind = ReplyPostKind.INVOICE_THREAD
     try:
-        async with runtime.stores() as store:
-            await store.slack_posts.save(
-                ReplyPostKind.INVOICE_THREAD,
-                invoice_id,
-                str(response.get("channel") or channel),
-                str(response["ts"]),
-            )
-            await store.commit()
+        await post_and_keep(
+            runtime, client, kind, invoice_id, channel=channel, text=text, blocks=blocks
+        )
     except DuplicateRow:  # another post started the thread at the same moment
         log.info("invoice %s already has a thread", invoice_id)
 

@@ -22,7 +22,7 @@ from bot.slack.blocks import (
     select_input,
     text_input,
 )
-from bot.slack.metadata import Payload
+from bot.slack.metadata import OpenedFrom
 from storage.weekly_digest import WeeklyDigest
 from workflows.errors import ValidationError
 from workflows.grades import parse_grades
@@ -58,11 +58,8 @@ class ReportView(StrEnum):
     RUN = "report.run"
 
 
-class ReportForm(Payload):
-    """The modal's private_metadata: who opened it and the channel the report goes to."""
-
-    user_id: str
-    channel_id: str | None = None
+class ReportForm(OpenedFrom):
+    """The report modal's private_metadata: the report goes to the channel."""
 
 
 # Which input a ValidationError's field belongs next to.

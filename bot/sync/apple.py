@@ -54,9 +54,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from bot.sync.credentials import CredentialError, credential
-from bot.sync.http import Backoff, CachedToken, SourceUnavailable, request
+from bot.sync.http import Backoff, SourceUnavailable, TokenClient
 from bot.sync.jwt import signed_jwt
-from workflows.clock import Clock, SystemClock
+from workflows.clock import Clock
 from workflows.sync import (
     SOURCE_LABELS,
     DeviceSnapshot,
@@ -339,7 +339,7 @@ class ReadStats:
     seconds: float = 0.0
 
 
-class AppleSchoolManager:
+class AppleSchoolManager(TokenClient):
     """A DeviceSource: the organization's devices, listed in full each run (the API has no
     changes-since listing), and their AppleCare coverage.
 
@@ -385,11 +385,9 @@ class AppleSchoolManager:
         self.coverage_refresh = coverage_refresh
         self.page_size = page_size
         self.concurrency = max(1, concurrency)
-        self.backoff = backoff or Backoff()
-        self.clock = clock or SystemClock()
+        super().__init__(backoff, clock)
         self._http = http
         self._timeout = timeout
-        self.token = CachedToken(self._fetch_token, self.clock)
         self.stats = ReadStats()
 
     def __repr__(self) -> str:  # the key stays out of reprs and tracebacks
@@ -414,13 +412,10 @@ class AppleSchoolManager:
             "scope": self.scope,
         }
         try:
-            response = await request(
+            response = await self.token_request(
                 client,
-                "POST",
                 self.token_url,
                 source=f"{LABEL} sign-in",
-                backoff=self.backoff,
-                clock=self.clock,
                 data=form,
                 headers={"Accept": "application/json"},
             )
@@ -461,14 +456,10 @@ class AppleSchoolManager:
         """One page, read again (with backoff) while its answer can't be read."""
         problem = ""
         for attempt in range(1, self.backoff.attempts + 1):
-            response = await request(
+            response = await self.get_with_token(
                 client,
-                "GET",
                 url,
                 source=LABEL,
-                token=self.token,
-                backoff=self.backoff,
-                clock=self.clock,
                 params=params,
             )
             try:

@@ -56,9 +56,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from bot.sync.credentials import CredentialError, credential
-from bot.sync.http import Backoff, CachedToken, SourceUnavailable, request
+from bot.sync.http import Backoff, SourceUnavailable, TokenClient
 from bot.sync.jwt import signed_jwt
-from workflows.clock import Clock, SystemClock
+from workflows.clock import Clock
 from workflows.sync import DeviceSnapshot, SourceDevice, SourceName, SyncCursor
 
 if TYPE_CHECKING:
@@ -248,7 +248,7 @@ class SignInFailed(SourceUnavailable):
     """Google's token endpoint refused the service account or could not be reached."""
 
 
-class GoogleAdminDevices:
+class GoogleAdminDevices(TokenClient):
     """The district's ChromeOS devices from Google Admin (a workflows.sync.DeviceSource)."""
 
     name: SourceName = "google"
@@ -277,9 +277,7 @@ class GoogleAdminDevices:
         self.full_every = full_every
         self.page_size = max(1, min(page_size, PAGE_SIZE))
         self._http = http
-        self.backoff = backoff or Backoff()
-        self.clock = clock or SystemClock()
-        self.token = CachedToken(self._fetch_token, self.clock)
+        super().__init__(backoff, clock)
         self.pages_read = 0
 
     # --- auth -----------------------------------------------------------------------------
@@ -289,13 +287,10 @@ class GoogleAdminDevices:
             self.key, subject=self.subject, audience=self.token_url, now=self.clock.now()
         )
         try:
-            response = await request(
+            response = await self.token_request(
                 client,
-                "POST",
                 self.token_url,
                 source=f"{SOURCE} sign-in",
-                backoff=self.backoff,
-                clock=self.clock,
                 data={"grant_type": JWT_BEARER, "assertion": assertion},
             )
         except SourceUnavailable as exc:
@@ -369,14 +364,10 @@ class GoogleAdminDevices:
         while True:
             page_params = dict(params, pageToken=page_token) if page_token else params
             try:
-                response = await request(
+                response = await self.get_with_token(
                     client,
-                    "GET",
                     url,
                     source=SOURCE,
-                    token=self.token,
-                    backoff=self.backoff,
-                    clock=self.clock,
                     retryable=_rate_limited,
                     params=page_params,
                 )

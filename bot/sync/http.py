@@ -152,3 +152,40 @@ async def request(
             log.info("sync: %s; retrying in %.1f s (attempt %s)", problem, wait, attempt)
             await backoff.sleep(wait)
     raise SourceUnavailable(f"{problem} (gave up after {backoff.attempts} attempts)")
+
+
+class TokenClient:
+    """A source read with a bearer token from its own token endpoint: its retry pacing, its
+    clock and the cached token, and the two kinds of request made with them."""
+
+    def __init__(self, backoff: Backoff | None, clock: Clock | None) -> None:
+        self.backoff = backoff or Backoff()
+        self.clock = clock or SystemClock()
+        self.token = CachedToken(self._fetch_token, self.clock)
+
+    async def _fetch_token(self, client: httpx.AsyncClient) -> tuple[str, float]:
+        """The token and its lifetime in seconds, from the source's token endpoint."""
+        raise NotImplementedError
+
+    async def token_request(
+        self, client: httpx.AsyncClient, url: str, *, source: str, **kwargs: Any
+    ) -> httpx.Response:
+        """The POST that asks the token endpoint for a token."""
+        return await request(
+            client, "POST", url, source=source, backoff=self.backoff, clock=self.clock, **kwargs
+        )
+
+    async def get_with_token(
+        self, client: httpx.AsyncClient, url: str, *, source: str, **kwargs: Any
+    ) -> httpx.Response:
+        """A GET carrying the token."""
+        return await request(
+            client,
+            "GET",
+            url,
+            source=source,
+            token=self.token,
+            backoff=self.backoff,
+            clock=self.clock,
+            **kwargs,
+        )

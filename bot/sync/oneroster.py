@@ -44,9 +44,9 @@ from urllib.parse import quote
 
 import httpx
 
-from bot.sync.http import Backoff, CachedToken, SourceUnavailable, request
+from bot.sync.http import Backoff, SourceUnavailable, TokenClient
 from storage.roster_files import Problem, RosterRows, orgs_from, users_from
-from workflows.clock import Clock, SystemClock
+from workflows.clock import Clock
 
 log = logging.getLogger("devicecare.sync.oneroster")
 
@@ -99,7 +99,7 @@ class RosterSnapshot:
         return f"{problem.file} #{problem.line}" + (f" ({sourced_id})" if sourced_id else "")
 
 
-class OneRosterClient:
+class OneRosterClient(TokenClient):
     """Reads a OneRoster 1.1 provider's orgs and users. Give it an httpx client (tests point
     one at a stand-in) or let it make its own; `aclose()` closes only its own."""
 
@@ -127,9 +127,7 @@ class OneRosterClient:
         self._client_secret = client_secret
         self._own_http = http is None
         self.http = http or httpx.AsyncClient(timeout=timeout)
-        self.backoff = backoff or Backoff()
-        self.clock = clock or SystemClock()
-        self.token = CachedToken(self._fetch_token, self.clock)
+        super().__init__(backoff, clock)
 
     def __repr__(self) -> str:  # the secret stays out of tracebacks and debug output
         return f"OneRosterClient({self.base_url!r}, client_id={self._client_id!r})"
@@ -143,13 +141,10 @@ class OneRosterClient:
     async def _fetch_token(self, http: httpx.AsyncClient) -> tuple[str, float]:
         # RFC 6749 2.3.1: id and secret are form-encoded before they go into Basic auth.
         auth = httpx.BasicAuth(quote(self._client_id, safe=""), quote(self._client_secret, safe=""))
-        response = await request(
+        response = await self.token_request(
             http,
-            "POST",
             self.token_url,
             source=f"{SOURCE} token endpoint",
-            backoff=self.backoff,
-            clock=self.clock,
             data={"grant_type": "client_credentials", "scope": self.scope},
             headers={"Accept": "application/json"},
             auth=auth,
@@ -191,14 +186,10 @@ class OneRosterClient:
             params: dict[str, str | int] = {"limit": self.page_size, "offset": offset}
             if since:
                 params["filter"] = f"dateLastModified>'{since}'"
-            response = await request(
+            response = await self.get_with_token(
                 self.http,
-                "GET",
                 url,
                 source=SOURCE,
-                token=self.token,
-                backoff=self.backoff,
-                clock=self.clock,
                 params=params,
                 headers={"Accept": "application/json"},
             )

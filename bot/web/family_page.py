@@ -22,19 +22,18 @@ from datetime import date
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.family_links import FamilyLink, LinkProblem, read_family_token
-from bot.mail.render import insurance_context, language_filters
+from bot.mail.render import compiled_environment, insurance_context
 from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.shipped_files import TEMPLATES_DIR as SHIPPED_TEMPLATES_DIR
 from bot.signing import signing_keys
-from bot.templating import TranslatedEnvironment
 from bot.web.http_edge import BodyTooLarge, MalformedBody, read_body
 from bot.web.rate_limit import SlidingWindowLimiter
 from storage.family_page import (
@@ -76,18 +75,7 @@ MAX_EMAIL_LENGTH = 320
 def environment(language: str) -> Environment:
     """The pages in one language: that language's catalogue and filters are the environment's
     own, and its templates are compiled once per process."""
-    env = TranslatedEnvironment(
-        language,
-        loader=FileSystemLoader(str(TEMPLATES_DIR)),
-        autoescape=True,
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        auto_reload=False,
-        cache_size=-1,
-    )
-    env.filters.update(language_filters(language))
-    return env
+    return compiled_environment(language, FileSystemLoader(str(TEMPLATES_DIR)), autoescape=True)
 
 
 CSS = (TEMPLATES_DIR / "family.css").read_text(encoding="utf-8")

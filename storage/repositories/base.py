@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.clock import Clock
+
+R = TypeVar("R")
 
 
 def uses_for_update(session: AsyncSession) -> bool:
@@ -50,3 +52,9 @@ class SqlRepository:
         if lock:
             stmt = self.locking(stmt)
         return (await self.session.execute(stmt)).unique().scalar_one_or_none()
+
+    async def _added(self, row: R) -> R:
+        """`row` added to the session and flushed, so it has its id."""
+        self.session.add(row)
+        await self.session.flush()
+        return row

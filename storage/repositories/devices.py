@@ -73,9 +73,7 @@ class SqlDeviceRepository(SqlRepository):
             status="in_service",
             created_at=self._now(),
         )
-        self.session.add(device)
-        await self.session.flush()
-        return device
+        return await self._added(device)
 
     async def current_holder(self, device_id: int) -> int | None:
         stmt = select(m.DeviceAssignment.student_id).where(

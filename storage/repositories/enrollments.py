@@ -77,9 +77,7 @@ class SqlEnrollmentRepository(SqlRepository):
             premium_waiver_reason=premium_waiver_reason,
             premium_waived_by_id=enrolled_by_id if premium_waiver_reason else None,
         )
-        self.session.add(enrollment)
-        await self.session.flush()
-        return enrollment
+        return await self._added(enrollment)
 
     async def premium_invoice(self, enrollment_id: int) -> m.Invoice | None:
         """The enrollment's premium invoice (the newest one that isn't cancelled)."""
@@ -115,9 +113,7 @@ class SqlEnrollmentRepository(SqlRepository):
             premium_cents=0,
             coverage_starts="on_payment",
         )
-        self.session.add(policy)
-        await self.session.flush()
-        return policy
+        return await self._added(policy)
 
     async def expiring(self, day: date) -> list[m.InsuranceEnrollment]:
         """Active enrollments not yet reminded whose term ends within their policy's reminder

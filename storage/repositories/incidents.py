@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import date
 
 from sqlalchemy import func, select
@@ -10,6 +11,7 @@ from sqlalchemy import func, select
 from storage import models as m
 from storage.repositories.base import SqlRepository
 from workflows.permissions import Actor
+from workflows.ports import StoredPhoto
 
 
 class SqlIncidentRepository(SqlRepository):
@@ -44,9 +46,7 @@ class SqlIncidentRepository(SqlRepository):
             idempotency_key=idempotency_key,
             flags=[m.IncidentFlag(flag=f) for f in flags],
         )
-        self.session.add(incident)
-        await self.session.flush()
-        return incident
+        return await self._added(incident)
 
     async def add_note(
         self, *, device_id: int, incident_id: int | None, actor: Actor, body: str
@@ -59,46 +59,19 @@ class SqlIncidentRepository(SqlRepository):
             body=body,
             created_at=self._now(),
         )
-        self.session.add(note)
-        await self.session.flush()
-        return note.id
+        return (await self._added(note)).id
 
     async def add_photo(
-        self,
-        *,
-        device_id: int,
-        incident_id: int | None,
-        actor: Actor,
-        blob_key: str,
-        content_type: str,
-        size_bytes: int,
-        sha256: str,
-        width: int | None,
-        height: int | None,
-        original_filename: str | None,
-        source: str,
-        source_ref: str | None,
-        source_url: str | None = None,
+        self, *, device_id: int, incident_id: int | None, actor: Actor, photo: StoredPhoto
     ) -> int:
-        photo = m.Photo(
+        row = m.Photo(
             device_id=device_id,
             incident_id=incident_id,
             uploaded_by_id=actor.staff_id,
-            blob_key=blob_key,
-            content_type=content_type,
-            size_bytes=size_bytes,
-            sha256=sha256,
-            width=width,
-            height=height,
-            original_filename=original_filename,
-            source=source,
-            source_ref=source_ref,
-            source_url=source_url,
             created_at=self._now(),
+            **asdict(photo),
         )
-        self.session.add(photo)
-        await self.session.flush()
-        return photo.id
+        return (await self._added(row)).id
 
     async def photo_by_source_ref(self, incident_id: int, source_ref: str) -> m.Photo | None:
         """A photo already attached to the incident from that source (e.g. a Slack file id)."""

@@ -107,9 +107,7 @@ class SqlInsuranceRepository(SqlRepository):
             status="pending",
             reason=reason,
         )
-        self.session.add(request)
-        await self.session.flush()
-        return request
+        return await self._added(request)
 
     async def override_request(
         self, request_id: int, *, lock: bool = False

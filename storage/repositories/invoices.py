@@ -123,9 +123,7 @@ class SqlInvoiceRepository(SqlRepository):
                 for i, line in enumerate(lines, start=1)
             ],
         )
-        self.session.add(invoice)
-        await self.session.flush()
-        return invoice
+        return await self._added(invoice)
 
     async def balance_by_student(self) -> dict[int, int]:
         """Open balance per student, summed in SQL."""

@@ -46,9 +46,7 @@ class SqlPauseRepository(SqlRepository):
             created_by_id=created_by_id,
             created_at=self._now(),
         )
-        self.session.add(pause)
-        await self.session.flush()
-        return pause
+        return await self._added(pause)
 
     async def get(self, pause_id: int, *, lock: bool = False) -> m.BillingPause | None:
         pause: m.BillingPause | None = await self._get(m.BillingPause, pause_id, lock)

@@ -44,9 +44,7 @@ class SqlPaymentRepository(SqlRepository):
             idempotency_key=idempotency_key,
             reference_key=reference_key,
         )
-        self.session.add(payment)
-        await self.session.flush()
-        return payment
+        return await self._added(payment)
 
     async def get(self, payment_id: int, *, lock: bool = False) -> m.Payment | None:
         return await self._get(m.Payment, payment_id, lock)
@@ -74,9 +72,7 @@ class SqlPaymentRepository(SqlRepository):
             requested_at=self._now(),
             idempotency_key=idempotency_key,
         )
-        self.session.add(adjustment)
-        await self.session.flush()
-        return adjustment
+        return await self._added(adjustment)
 
     async def adjustment(
         self, adjustment_id: int, *, lock: bool = False
