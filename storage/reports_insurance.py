@@ -88,47 +88,29 @@ def _overlapping(q: ReportQuery) -> list[ColumnElement[bool]]:
     return [e.term_start <= q.filters.date_to, e.term_end >= q.filters.date_from]
 
 
-def _claims(q: ReportQuery) -> Any:
-    """Claims per enrollment: count and dollars absorbed (device models filter the claims)."""
+def _claims(q: ReportQuery, counted_against: Any = m.Invoice.claim_enrollment_id) -> Any:
+    """Claims per what they count against (an enrollment, or a device coverage): count, dollars
+    absorbed and the latest claim's invoice (device models filter the claims)."""
     inv = m.Invoice
     return (
         select(
-            inv.claim_enrollment_id.label("enrollment_id"),
+            counted_against.label("key"),
             func.count(inv.id).label("claims"),
             func.sum(inv.insurance_cents).label("absorbed"),
+            func.max(inv.id).label("last_invoice_id"),
         )
         .where(
-            inv.claim_enrollment_id.is_not(None),
+            counted_against.is_not(None),
             inv.status != InvoiceStatus.CANCELLED.value,
             *q.device_scope(inv.device_id),
         )
-        .group_by(inv.claim_enrollment_id)
+        .group_by(counted_against)
         .subquery()
     )
 
 
 # What the status column says for a device's own plan: it has no enrollment status.
 DEVICE_PLAN = "device plan"
-
-
-def _device_plan_claims(q: ReportQuery) -> Any:
-    """Claims per device coverage: count, dollars absorbed and the latest claim's invoice."""
-    inv = m.Invoice
-    return (
-        select(
-            inv.claim_device_coverage_id.label("coverage_id"),
-            func.count(inv.id).label("claims"),
-            func.sum(inv.insurance_cents).label("absorbed"),
-            func.max(inv.id).label("last_invoice_id"),
-        )
-        .where(
-            inv.claim_device_coverage_id.is_not(None),
-            inv.status != InvoiceStatus.CANCELLED.value,
-            *q.device_scope(inv.device_id),
-        )
-        .group_by(inv.claim_device_coverage_id)
-        .subquery()
-    )
 
 
 def _insurer(coverage: Any) -> Any:
@@ -153,7 +135,7 @@ async def _device_plan_rows(q: ReportQuery) -> list[tuple[Any, ...]]:
     latest claim (a device changes hands; its plan's claims don't)."""
     dc, pol, st, dev = m.DeviceCoverage, m.InsurancePolicy, m.Student, m.Device
     last = aliased(m.Invoice)
-    claims = _device_plan_claims(q)
+    claims = _claims(q, m.Invoice.claim_device_coverage_id)
     listing = (
         select(
             st.last_name + ", " + st.first_name,
@@ -170,7 +152,7 @@ async def _device_plan_rows(q: ReportQuery) -> list[tuple[Any, ...]]:
             claims.c.absorbed,
         )
         .select_from(claims)
-        .join(dc, dc.id == claims.c.coverage_id)
+        .join(dc, dc.id == claims.c.key)
         .join(dev, dev.id == dc.device_id)
         .join(pol, pol.id == _insurer(dc))
         .join(last, last.id == claims.c.last_invoice_id)
@@ -237,7 +219,7 @@ async def claims_utilization(q: ReportQuery) -> ReportResult:
         .join(st, st.id == e.student_id)
         .join(pol, pol.id == e.policy_id)
         .outerjoin(m.Building, m.Building.id == st.building_id)
-        .outerjoin(claims, claims.c.enrollment_id == e.id)
+        .outerjoin(claims, claims.c.key == e.id)
         .where(*where)
         .order_by(pol.name, e.term_start, st.last_name, st.first_name, e.id)
     )
@@ -369,7 +351,7 @@ async def enrollment_summary(q: ReportQuery) -> ReportResult:
         .select_from(e)
         .join(pol, pol.id == e.policy_id)
         .outerjoin(premiums, premiums.c.enrollment_id == e.id)
-        .outerjoin(claims, claims.c.enrollment_id == e.id)
+        .outerjoin(claims, claims.c.key == e.id)
         .where(*where)
         .group_by(pol.id, pol.name, e.term_label)
         .order_by(pol.name, e.term_label, pol.id)
