@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 
 from bot.settings import PLACEHOLDER_SECRET_KEY, Settings
 from storage.blobs import BlobStore, LocalBlobStore
-from storage.db import Engine, Sessions, create_engine, is_sqlite, session_factory
+from storage.db import (
+    Engine,
+    Sessions,
+    create_engine,
+    create_writer_engine,
+    is_sqlite,
+    session_factory,
+)
 from storage.seed import ensure_defaults
 from storage.uow import UnitOfWorkFactory
 from workflows.clock import Clock, SystemClock
@@ -35,10 +42,18 @@ class Runtime:
             await self.read_engine.dispose()
 
 
+# How long a write opened inside another may wait for one of the connections kept for it.
+POOL_TIMEOUT_SECONDS = 30.0
+
+
 def _writer_pool(url: str) -> dict[str, int]:
     """SQLite has one writer at a time: one write connection per process queues writers in
-    the event loop instead of in SQLite's busy handler, which sleeps up to 100 ms a try."""
-    return {"pool_size": 1, "max_overflow": 0} if is_sqlite(url) else {}
+    the event loop instead of in SQLite's busy handler, which sleeps up to 100 ms a try.
+    PostgreSQL's writers take turns at 12 connections, and 3 more serve a write opened inside
+    another, which must not wait behind the queue (storage.write_queue)."""
+    if is_sqlite(url):
+        return {"pool_size": 1, "max_overflow": 0, "reserved": 0}
+    return {"pool_size": 5, "max_overflow": 10, "reserved": 3}
 
 
 def _reader_pool(url: str) -> dict[str, int]:
@@ -52,7 +67,12 @@ def _reader_pool(url: str) -> dict[str, int]:
 
 
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
-    engine = create_engine(settings.database_url, **_writer_pool(settings.database_url))
+    engine = create_writer_engine(
+        settings.database_url,
+        **_writer_pool(settings.database_url),
+        turn_wait_seconds=settings.database_write_wait_seconds,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
+    )
     # Reads get their own connection pool, so a queue of writers can never starve them.
     read_engine = create_engine(settings.database_url, **_reader_pool(settings.database_url))
     clock = clock or SystemClock()

@@ -48,6 +48,15 @@ class Settings(BaseSettings):
             "counted in it."
         ),
     )
+    database_write_wait_seconds: float = Field(
+        default=600,
+        ge=1,
+        le=3_600,
+        description=(
+            "How long a change may wait for its turn at the database in a burst (changes queue "
+            "first come, first served) before it fails with a message saying it was not made."
+        ),
+    )
     blob_dir: Path = Field(
         default=DATA_DIR / "blobs",
         description=(

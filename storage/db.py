@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
 
 from storage.card_refresh import CLOCK, CardRefreshingSession
 from storage.session_of import Db, session_of
+from storage.write_queue import QueuedWritersPool
 from workflows.clock import Clock
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -46,6 +47,32 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
+
+
+def create_writer_engine(
+    url: str,
+    *,
+    pool_size: int,
+    max_overflow: int,
+    reserved: int,
+    turn_wait_seconds: float,
+    pool_timeout: float,
+) -> AsyncEngine:
+    """An engine whose writers wait their turn first come, first served, up to
+    `turn_wait_seconds`, for `pool_size + max_overflow - reserved` connections; the `reserved`
+    rest serve a task that opens a second write while holding one, within `pool_timeout`
+    (storage.write_queue)."""
+    engine = create_engine(
+        url,
+        poolclass=QueuedWritersPool,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+    )
+    pool = engine.sync_engine.pool
+    assert isinstance(pool, QueuedWritersPool)
+    pool.configure(turn_wait_seconds=turn_wait_seconds, reserved=reserved)
+    return engine
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
