@@ -51,6 +51,7 @@ from storage.migrate import upgrade
 from storage.notice_queries import load_notices
 from storage.notices import NOTICE_KIND, queue_notice
 from storage.seed import ensure_defaults
+from storage.uow import UnitOfWorkFactory
 from workflows.clock import SystemClock
 
 FROM = "billing@bench.example.org"
@@ -248,7 +249,7 @@ async def run_worker(
     engine = create_engine(url)
     clock = SystemClock()
     worker = OutboxWorker(
-        session_factory(engine),
+        UnitOfWorkFactory(session_factory(engine), clock),
         clock,
         notice_handlers(settings, clock),
         batch_size=batch_size,

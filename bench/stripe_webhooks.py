@@ -220,7 +220,7 @@ async def apply_all(database_url: str) -> tuple[int, float]:
         log_level="WARNING",
     )
     runtime = build_runtime(settings)
-    worker = OutboxWorker(runtime.sessions, runtime.clock, outbox_handlers(runtime))
+    worker = OutboxWorker(runtime.stores, runtime.clock, outbox_handlers(runtime))
     applied = 0
     started = time.perf_counter()
     try:

@@ -275,9 +275,10 @@ def _own(found: Record | None, notice: Record) -> Record | None:
     return found
 
 
-async def load_notices(session: AsyncSession, notice_ids: Sequence[int]) -> dict[int, NoticeData]:
+async def load_notices(db: Db, notice_ids: Sequence[int]) -> dict[int, NoticeData]:
     """The notices (by id) with their guardian, invoice and lines, student, device, payment,
     and for a digest its members with theirs."""
+    session = session_of(db)
     loaded, facts = await _load_joined(session, notice_ids)
     if not loaded:
         return {}
@@ -310,16 +311,17 @@ async def load_notices(session: AsyncSession, notice_ids: Sequence[int]) -> dict
     }
 
 
-async def load_notice(session: AsyncSession, notice_id: int) -> NoticeData | None:
-    return (await load_notices(session, [notice_id])).get(notice_id)
+async def load_notice(db: Db, notice_id: int) -> NoticeData | None:
+    return (await load_notices(db, [notice_id])).get(notice_id)
 
 
-async def update_notices(session: AsyncSession, changes: Mapping[int, Mapping[str, Any]]) -> None:
+async def update_notices(db: Db, changes: Mapping[int, Mapping[str, Any]]) -> None:
     """Set columns on notices: {notice id: {column: value}}, in the session's transaction.
 
     Notices with the same columns to set go in one executemany UPDATE (after a batch sent
     without trouble, that is every notice); only the given columns are written.
     """
+    session = session_of(db)
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
     for notice_id, columns in changes.items():
         params = {f"new_{name}": value for name, value in columns.items()}

@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
+from storage.session_of import Db, session_of
 
 # A claimed row is kept from other workers this long, and the worker holding it renews the lease
 # every HEARTBEAT while it works; a worker that dies stops renewing, so its rows come back to
@@ -63,13 +63,14 @@ class Claimed:
 
 
 async def claim_batch(
-    session: AsyncSession, now: datetime, *, kinds: frozenset[str], limit: int = 50
+    db: Db, now: datetime, *, kinds: frozenset[str], limit: int = 50
 ) -> list[Claimed]:
     """Lease due rows of the given kinds to this worker and commit the lease.
 
     The lease (next_attempt_at pushed forward) keeps other workers off a row while it is
     delivered; if this worker dies, the row comes back when the lease runs out.
     """
+    session = session_of(db)
     stmt = (
         select(OUTBOX.c.id, OUTBOX.c.kind, OUTBOX.c.payload, OUTBOX.c.attempts)
         .where(
@@ -97,7 +98,7 @@ async def claim_batch(
     ]
 
 
-async def renew_lease(session: AsyncSession, rows: list[Claimed], now: datetime) -> set[int]:
+async def renew_lease(db: Db, rows: list[Claimed], now: datetime) -> set[int]:
     """Push the lease of rows this worker still holds to `now + LEASE` and commit.
 
     Returns the ids still held; a row missing from it was claimed by another worker after our
@@ -106,6 +107,7 @@ async def renew_lease(session: AsyncSession, rows: list[Claimed], now: datetime)
     if not rows:
         return set()
     lease = now + LEASE
+    session = session_of(db)
     result = await session.execute(
         update(OUTBOX)
         .where(
@@ -153,7 +155,7 @@ _WRITE_SETTLED = (
 )
 
 
-async def write_settled(session: AsyncSession, rows: list[Claimed]) -> None:
+async def write_settled(db: Db, rows: list[Claimed]) -> None:
     """Store the rows' new state in the session's transaction (the caller commits)."""
     if not rows:
         return
@@ -169,4 +171,4 @@ async def write_settled(session: AsyncSession, rows: list[Claimed]) -> None:
         }
         for row in rows
     ]
-    await session.execute(_WRITE_SETTLED, params)
+    await session_of(db).execute(_WRITE_SETTLED, params)

@@ -83,8 +83,16 @@ class SqlUnitOfWork:
     async def commit(self) -> None:
         await self.session.commit()
 
+    async def rollback(self) -> None:
+        """Drop what was not committed; the unit of work stays open for what comes next."""
+        await self.session.rollback()
+
     async def flush(self) -> None:
         await self.session.flush()
+
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open (something read or written since the last commit)."""
+        return self.session.in_transaction()
 
     def locking(self, stmt: Select[Any]) -> Select[Any]:
         """`stmt` as a read that locks its rows (see storage.repositories.base.locking)."""

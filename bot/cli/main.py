@@ -195,7 +195,7 @@ async def _run_worker(runtime: Runtime, stop: asyncio.Event) -> None:
         client = build_web_client(runtime.settings)
         handlers.update(slack_outbox_handlers(runtime, client))
     try:
-        await _until(stop, OutboxWorker(runtime.sessions, runtime.clock, handlers).run_forever())
+        await _until(stop, OutboxWorker(runtime.stores, runtime.clock, handlers).run_forever())
     finally:
         if client is not None:
             from bot.slack.client import close_web_client

@@ -3,13 +3,13 @@
 A handler is either a plain `async def handler(payload)` or an object with some of these
 methods (all optional except one way to deliver):
 
-- `async deliver(session, payload)`: deliver inside the worker's transaction, so whatever the
+- `async deliver(uow, payload)`: deliver inside the worker's transaction, so whatever the
   handler writes (a notice marked sent) commits together with the outbox row;
-- `async start_batch(session, payloads)` / `async end_batch()`: around each claimed batch, with
+- `async start_batch(uow, payloads)` / `async end_batch()`: around each claimed batch, with
   the payloads of the handler's rows (to load them in one go, to reuse one connection);
-- `async on_failure(session, payload, error, gave_up)`: after a failed attempt, in the same
+- `async on_failure(uow, payload, error, gave_up)`: after a failed attempt, in the same
   transaction as the row's new state; `gave_up` is True when the row will not be retried;
-- `async before_commit(session)`: just before the worker commits, to write what the handler
+- `async before_commit(uow)`: just before the worker commits, to write what the handler
   kept back (the sender writes its notices' new states with one statement per commit);
 - `async close()`: when the worker stops.
 
@@ -30,7 +30,6 @@ from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
 from bot.heartbeat import note_error, note_success
-from storage.db import DbSession, Sessions
 from storage.outbox import (
     HEARTBEAT,
     LEASE,
@@ -41,6 +40,7 @@ from storage.outbox import (
     settle_sent,
     write_settled,
 )
+from storage.uow import SqlUnitOfWork, UnitOfWorkFactory
 from workflows.clock import Clock
 
 log = logging.getLogger("devicecare.worker")
@@ -59,11 +59,11 @@ class GiveUp(Exception):
     """A delivery failure that retrying can't fix (no address left, mailbox refused)."""
 
 
-class SessionHandler(Protocol):
-    async def deliver(self, session: DbSession, payload: dict[str, Any]) -> None: ...
+class StoreHandler(Protocol):
+    async def deliver(self, uow: SqlUnitOfWork, payload: dict[str, Any]) -> None: ...
 
 
-Handler = Callable[[dict[str, Any]], Awaitable[None]] | SessionHandler
+Handler = Callable[[dict[str, Any]], Awaitable[None]] | StoreHandler
 
 
 async def _run_to_end(step: Awaitable[T]) -> T:
@@ -103,11 +103,12 @@ def _error_text(exc: Exception) -> str:
 
 
 class _Batch:
-    """One claimed batch in flight: the worker's session, the settled rows not written yet, and
-    the handlers to tell before a commit (`before_commit`) and after the batch (`end_batch`)."""
+    """One claimed batch in flight: the worker's unit of work, the settled rows not written yet,
+    and the handlers to tell before a commit (`before_commit`) and after the batch
+    (`end_batch`)."""
 
-    def __init__(self, session: DbSession) -> None:
-        self.session = session
+    def __init__(self, uow: SqlUnitOfWork) -> None:
+        self.uow = uow
         self.unwritten: list[Claimed] = []
         self.started: list[Any] = []
         self.writers: list[Any] = []
@@ -115,10 +116,10 @@ class _Batch:
     async def commit(self) -> None:
         """Write the settled rows and what the handlers kept back, then commit them together."""
         rows, self.unwritten = self.unwritten, []
-        await write_settled(self.session, rows)
+        await write_settled(self.uow, rows)
         for handler in self.writers:
-            await handler.before_commit(self.session)
-        await self.session.commit()
+            await handler.before_commit(self.uow)
+        await self.uow.commit()
 
 
 class _Heartbeat:
@@ -128,12 +129,12 @@ class _Heartbeat:
 
     def __init__(
         self,
-        sessions: Sessions,
+        stores: UnitOfWorkFactory,
         clock: Clock,
         rows: list[Claimed],
         every: float,
     ) -> None:
-        self.sessions = sessions
+        self.stores = stores
         self.clock = clock
         self.pending = {row.id: row for row in rows}
         self.lost: set[int] = set()
@@ -158,8 +159,8 @@ class _Heartbeat:
             if not rows:
                 continue
             try:
-                async with self.sessions() as session:
-                    held = await renew_lease(session, rows, self.clock.now())
+                async with self.stores() as uow:
+                    held = await renew_lease(uow, rows, self.clock.now())
             except Exception:  # noqa: BLE001 - the worker's margin check still guards the lease
                 log.warning("outbox: renewing the lease failed", exc_info=True)
                 continue
@@ -179,7 +180,7 @@ class OutboxWorker:
 
     def __init__(
         self,
-        sessions: Sessions,
+        stores: UnitOfWorkFactory,
         clock: Clock,
         handlers: Mapping[str, Handler],
         *,
@@ -190,7 +191,7 @@ class OutboxWorker:
         lease_margin: timedelta = LEASE_MARGIN,
         heartbeat_seconds: float = HEARTBEAT.total_seconds(),
     ) -> None:
-        self.sessions = sessions
+        self.stores = stores
         self.clock = clock
         self.handlers = dict(handlers)
         self.idle_seconds = idle_seconds
@@ -212,27 +213,27 @@ class OutboxWorker:
             return 0
         heartbeat: _Heartbeat | None = None
         try:
-            async with self.sessions() as session:
+            async with self.stores() as uow:
                 rows = await claim_batch(
-                    session,
+                    uow,
                     self.clock.now(),
                     kinds=frozenset(self.handlers),
                     limit=self.batch_size,
                 )
                 if not rows:
                     return 0
-                heartbeat = _Heartbeat(self.sessions, self.clock, rows, self.heartbeat_seconds)
+                heartbeat = _Heartbeat(self.stores, self.clock, rows, self.heartbeat_seconds)
                 heartbeat.start()
-                await self._work(session, rows, heartbeat)
+                await self._work(uow, rows, heartbeat)
                 return len(rows)
         finally:
-            # After the session is closed: on SQLite a renewal waits for the worker's write
+            # After the unit of work is closed: on SQLite a renewal waits for the worker's write
             # lock, which is released by then.
             if heartbeat is not None:
                 await heartbeat.stop()
 
-    async def _work(self, session: DbSession, rows: list[Claimed], heartbeat: _Heartbeat) -> None:
-        batch = _Batch(session)
+    async def _work(self, uow: SqlUnitOfWork, rows: list[Claimed], heartbeat: _Heartbeat) -> None:
+        batch = _Batch(uow)
         settled = 0  # rows delivered or failed, in order
         last_commit = time.monotonic()
         try:
@@ -287,20 +288,20 @@ class OutboxWorker:
                 batch.writers.append(handler)
             start = getattr(handler, "start_batch", None)
             if start is not None:
-                await start(batch.session, payloads)
+                await start(batch.uow, payloads)
 
     async def _deliver(self, batch: _Batch, row: Claimed) -> None:
-        session = batch.session
+        uow = batch.uow
         handler = self.handlers[row.kind]
         payload = dict(row.payload)
         try:
             deliver = getattr(handler, "deliver", None)
             if deliver is not None:
-                await deliver(session, payload)
+                await deliver(uow, payload)
             else:
                 # A plain handler opens its own transaction (Slack posts do); ours must not hold
                 # SQLite's write lock meanwhile, so what is settled so far is committed first.
-                if batch.unwritten or session.in_transaction():
+                if batch.unwritten or uow.in_transaction():
                     await _run_to_end(batch.commit())
                 await handler(payload)  # type: ignore[operator]
         except Exception as exc:  # noqa: BLE001 - every failure is recorded on the row
@@ -313,7 +314,7 @@ class OutboxWorker:
                 row.status = "failed"
             on_failure = getattr(handler, "on_failure", None)
             if on_failure is not None:
-                await on_failure(session, payload, row.last_error or error, row.status == "failed")
+                await on_failure(uow, payload, row.last_error or error, row.status == "failed")
         else:
             settle_sent(row, self.clock.now())
 

@@ -45,7 +45,6 @@ from bot.mail.smtp import RecipientRefused, SmtpConfig, SmtpTransport
 from bot.mail.tokens import make_reply_token, reply_address
 from bot.settings import Settings
 from bot.signing import Keys, signing_keys
-from storage.db import DbSession
 from storage.notice_queries import (
     CLOSED_INVOICE_STATUSES,
     DIGESTED,
@@ -57,6 +56,7 @@ from storage.notice_queries import (
     update_notices,
 )
 from storage.notices import HELD, NOTICE_KIND, thread_headers
+from storage.uow import SqlUnitOfWork
 from workflows.clock import Clock
 
 log = logging.getLogger("devicecare.mail.sender")
@@ -377,20 +377,20 @@ class NoticeSender:
 
     # --- worker hooks -----------------------------------------------------------------------
 
-    async def start_batch(self, session: DbSession, payloads: Sequence[dict[str, Any]]) -> None:
+    async def start_batch(self, uow: SqlUnitOfWork, payloads: Sequence[dict[str, Any]]) -> None:
         """Load the batch's notices at once."""
         ids = [p["notice_id"] for p in payloads if isinstance(p.get("notice_id"), int)]
-        self._batch = await load_notices(session, ids)
+        self._batch = await load_notices(uow, ids)
         self._order = [i for i in ids if i in self._batch]
         self._ready = {}
         self._changes = {}
         await self.transport.begin_batch()
 
-    async def before_commit(self, session: DbSession) -> None:
+    async def before_commit(self, uow: SqlUnitOfWork) -> None:
         """Write the notices' new states in the worker's transaction, in one statement for
         the usual case (every notice sent)."""
         changes, self._changes = self._changes, {}
-        await update_notices(session, changes)
+        await update_notices(uow, changes)
 
     async def end_batch(self) -> None:
         self._batch, self._order, self._ready, self._changes = {}, [], {}, {}
@@ -399,8 +399,8 @@ class NoticeSender:
     async def close(self) -> None:
         await self.transport.close()
 
-    async def deliver(self, session: DbSession, payload: dict[str, Any]) -> None:
-        data = await self._data(session, payload)
+    async def deliver(self, uow: SqlUnitOfWork, payload: dict[str, Any]) -> None:
+        data = await self._data(uow, payload)
         notice = data.notice
         status = self._status(data)
         if status in DONE_STATUSES:
@@ -431,12 +431,12 @@ class NoticeSender:
         self._change(notice.id, status="sent", sent_at=self.clock.now(), last_error=None)
 
     async def on_failure(
-        self, session: DbSession, payload: dict[str, Any], error: str, gave_up: bool
+        self, uow: SqlUnitOfWork, payload: dict[str, Any], error: str, gave_up: bool
     ) -> None:
         notice_id = payload.get("notice_id")
         if not isinstance(notice_id, int):
             return
-        data = self._batch.get(notice_id) or await load_notice(session, notice_id)
+        data = self._batch.get(notice_id) or await load_notice(uow, notice_id)
         if data is None or self._status(data) in DONE_STATUSES:
             return
         self._change(notice_id, last_error=error)
@@ -485,11 +485,11 @@ class NoticeSender:
                 return data
         return None
 
-    async def _data(self, session: DbSession, payload: dict[str, Any]) -> NoticeData:
+    async def _data(self, uow: SqlUnitOfWork, payload: dict[str, Any]) -> NoticeData:
         notice_id = payload.get("notice_id")
         if not isinstance(notice_id, int):
             raise GiveUp(f"outbox payload {payload!r} names no notice")
-        data = self._batch.get(notice_id) or await load_notice(session, notice_id)
+        data = self._batch.get(notice_id) or await load_notice(uow, notice_id)
         if data is None:
             raise GiveUp(f"notice #{notice_id} no longer exists")
         return data

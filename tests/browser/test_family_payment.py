@@ -129,7 +129,7 @@ async def service(
         assert not serving.done(), "the web app didn't start"
         await asyncio.sleep(0.02)
     handlers = {**notice_handlers(settings, clock), **outbox_handlers(runtime)}
-    worker = OutboxWorker(session_factory(engine), clock, handlers)
+    worker = OutboxWorker(UnitOfWorkFactory(session_factory(engine), clock), clock, handlers)
     try:
         yield Service(runtime, stripe, smtp, worker, invoice_id)
     finally:

@@ -42,7 +42,7 @@ async def _failed_events(app: FuzzApp) -> dict[int, str]:
 @given(case=stripe_requests(WEBHOOK_SECRET, int(NOW.timestamp()), IDS))
 def test_stripe_webhook(fuzz_app: FuzzApp, case: StripeCase) -> None:  # noqa: F811
     app = fuzz_app
-    worker = OutboxWorker(app.runtime.sessions, app.runtime.clock, outbox_handlers(app.runtime))
+    worker = OutboxWorker(app.runtime.stores, app.runtime.clock, outbox_handlers(app.runtime))
 
     failed: dict[int, str] = {}
 

@@ -11,6 +11,7 @@ from bot.jobs.worker import OutboxWorker
 from storage import models as m
 from storage.db import session_factory
 from storage.outbox import MAX_ATTEMPTS
+from storage.uow import UnitOfWorkFactory
 
 
 async def _queue(stores, n: int, kind: str = "test.note") -> None:  # type: ignore[no-untyped-def]
@@ -34,7 +35,9 @@ async def test_delivers_and_marks_sent(engine, stores, clock) -> None:
     async def handler(payload: dict) -> None:  # type: ignore[type-arg]
         seen.append(payload["n"])
 
-    worker = OutboxWorker(session_factory(engine), clock, {"test.note": handler})
+    worker = OutboxWorker(
+        UnitOfWorkFactory(session_factory(engine), clock), clock, {"test.note": handler}
+    )
     assert await worker.run_once() == 3
     assert await worker.run_once() == 0
     assert seen == [0, 1, 2]
@@ -51,7 +54,9 @@ async def test_failures_retry_with_backoff_then_stay_visible(engine, stores, clo
         calls += 1
         raise ConnectionError("smtp down")
 
-    worker = OutboxWorker(session_factory(engine), clock, {"test.note": broken})
+    worker = OutboxWorker(
+        UnitOfWorkFactory(session_factory(engine), clock), clock, {"test.note": broken}
+    )
     assert await worker.run_once() == 1
     row = (await _rows(engine))[0]
     assert (row.status, row.attempts, row.last_error) == (
@@ -70,7 +75,9 @@ async def test_failures_retry_with_backoff_then_stay_visible(engine, stores, clo
 
 async def test_kinds_without_a_handler_wait(engine, stores, clock) -> None:
     await _queue(stores, 2, kind="email.invoice_issued")
-    worker = OutboxWorker(session_factory(engine), clock, {"test.note": lambda p: None})
+    worker = OutboxWorker(
+        UnitOfWorkFactory(session_factory(engine), clock), clock, {"test.note": lambda p: None}
+    )
     assert await worker.run_once() == 0
     assert {r.status for r in await _rows(engine)} == {"pending"}
 
@@ -84,7 +91,12 @@ async def test_two_workers_never_send_a_row_twice(engine, stores, clock) -> None
         sent.append(payload["n"])
 
     workers = [
-        OutboxWorker(session_factory(engine), clock, {"test.note": slow}, batch_size=3)
+        OutboxWorker(
+            UnitOfWorkFactory(session_factory(engine), clock),
+            clock,
+            {"test.note": slow},
+            batch_size=3,
+        )
         for _ in range(2)
     ]
 
@@ -106,9 +118,9 @@ async def test_a_batch_mixing_transactional_and_plain_handlers_never_locks(
     written: list[str] = []
 
     class Inside:
-        async def deliver(self, session, payload: dict) -> None:  # type: ignore[no-untyped-def, type-arg]
-            session.add(m.Counter(name=f"inside-{payload['n']}", value=1))
-            await session.flush()  # the worker's transaction now holds SQLite's write lock
+        async def deliver(self, uow, payload: dict) -> None:  # type: ignore[no-untyped-def, type-arg]
+            uow.session.add(m.Counter(name=f"inside-{payload['n']}", value=1))
+            await uow.flush()  # the worker's transaction now holds SQLite's write lock
             written.append("inside")
 
     async def outside(payload: dict) -> None:  # type: ignore[type-arg]
@@ -118,7 +130,9 @@ async def test_a_batch_mixing_transactional_and_plain_handlers_never_locks(
         written.append("outside")
 
     worker = OutboxWorker(
-        session_factory(engine), clock, {"test.inside": Inside(), "test.outside": outside}
+        UnitOfWorkFactory(session_factory(engine), clock),
+        clock,
+        {"test.inside": Inside(), "test.outside": outside},
     )
     assert await asyncio.wait_for(worker.run_once(), timeout=10) == 4
     assert sorted(written) == ["inside", "inside", "outside", "outside"]

@@ -17,6 +17,7 @@ from bot.jobs.worker import OutboxWorker
 from storage import models as m
 from storage.db import session_factory
 from storage.outbox import LEASE, claim_batch, settle_sent, write_settled
+from storage.uow import UnitOfWorkFactory
 from tests.builders import add_district, add_staff
 from tests.mail.smtp_server import SmtpServer
 from workflows.invoices import InvoiceKind, IssueInvoice, issue_invoice
@@ -42,7 +43,7 @@ async def test_heartbeat_keeps_a_slow_batch_from_other_workers(engine, stores, c
     await _queue(stores, 3)
     sessions = session_factory(engine)
     sent: list[int] = []
-    other = OutboxWorker(sessions, clock, {"test.note": lambda p: None})
+    other = OutboxWorker(UnitOfWorkFactory(sessions, clock), clock, {"test.note": lambda p: None})
     stolen: list[int] = []
 
     async def slow(payload: dict) -> None:  # type: ignore[type-arg]
@@ -54,7 +55,9 @@ async def test_heartbeat_keeps_a_slow_batch_from_other_workers(engine, stores, c
             stolen.append(await other.run_once())
         sent.append(payload["n"])
 
-    worker = OutboxWorker(sessions, clock, {"test.note": slow}, heartbeat_seconds=0.05)
+    worker = OutboxWorker(
+        UnitOfWorkFactory(sessions, clock), clock, {"test.note": slow}, heartbeat_seconds=0.05
+    )
     assert await worker.run_once() == 3
     assert stolen == [0], "another worker claimed rows whose lease was being renewed"
     assert sent == [0, 1, 2]

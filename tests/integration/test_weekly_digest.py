@@ -231,7 +231,7 @@ async def test_job_queues_one_digest_per_week_and_slack_gets_it(
         fields = {f.name: str(f) for f in job.trigger.fields}
         assert (fields["day_of_week"], fields["hour"], fields["minute"]) == ("mon", "7", "0")
 
-        worker = OutboxWorker(first.sessions, clock, slack_outbox_handlers(first, client))
+        worker = OutboxWorker(first.stores, clock, slack_outbox_handlers(first, client))
         while await worker.run_once():
             pass
         (post,) = fake_slack.calls_to("chat.postMessage")

@@ -433,7 +433,9 @@ def mail_settings(port: int) -> Settings:
 
 async def deliver(engine: AsyncEngine, clock: FixedClock, smtp: SmtpServer) -> int:
     worker = OutboxWorker(
-        session_factory(engine), clock, notice_handlers(mail_settings(smtp.port), clock)
+        UnitOfWorkFactory(session_factory(engine), clock),
+        clock,
+        notice_handlers(mail_settings(smtp.port), clock),
     )
     total = 0
     try:

@@ -95,8 +95,8 @@ async def loop(
             # today: the email handler's batch transaction holds the write lock while a Slack
             # handler in the same batch opens its own transaction (reported, bot/jobs/worker.py).
             workers = [
-                OutboxWorker(mail.runtime.sessions, clock, email),
-                OutboxWorker(mail.runtime.sessions, clock, slack),
+                OutboxWorker(mail.runtime.stores, clock, email),
+                OutboxWorker(mail.runtime.stores, clock, slack),
             ]
             try:
                 yield Loop(mail, smtp, workers)

@@ -50,7 +50,9 @@ async def test_each_family_gets_its_fee_invoice_by_email(
     assert result.notices == 3
 
     settings = mail_settings(smtp.port)
-    worker = OutboxWorker(session_factory(engine), clock, notice_handlers(settings, clock))
+    worker = OutboxWorker(
+        UnitOfWorkFactory(session_factory(engine), clock), clock, notice_handlers(settings, clock)
+    )
     while await worker.run_once():
         pass
     received = smtp.recorder.messages

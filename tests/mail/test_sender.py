@@ -71,7 +71,12 @@ def mail_settings(port: int, **overrides: Any) -> Settings:
 def make_worker(
     engine: AsyncEngine, clock: FixedClock, settings: Settings, **kw: Any
 ) -> OutboxWorker:
-    return OutboxWorker(session_factory(engine), clock, notice_handlers(settings, clock), **kw)
+    return OutboxWorker(
+        UnitOfWorkFactory(session_factory(engine), clock),
+        clock,
+        notice_handlers(settings, clock),
+        **kw,
+    )
 
 
 async def drain(worker: OutboxWorker) -> int:

@@ -178,7 +178,7 @@ async def payments(
             clock,
             Family(rivera_students[0], rivera_guardians[0]),
             Family(chen_students[0], chen_guardians[0]),
-            OutboxWorker(runtime.sessions, clock, outbox_handlers(runtime)),
+            OutboxWorker(runtime.stores, clock, outbox_handlers(runtime)),
         )
     await runtime.close()
     await fake.stop()

@@ -29,7 +29,7 @@ async def slack() -> AsyncIterator[FakeSlack]:
 async def deliver(payments: PayHarness, slack: FakeSlack) -> int:
     client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.base_url)
     worker = OutboxWorker(
-        payments.runtime.sessions, payments.clock, slack_outbox_handlers(payments.runtime, client)
+        payments.runtime.stores, payments.clock, slack_outbox_handlers(payments.runtime, client)
     )
     total = 0
     while handled := await worker.run_once():

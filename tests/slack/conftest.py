@@ -59,7 +59,7 @@ class SlackHarness:
         """Run the outbox worker until nothing is due (what `devicecare worker` does)."""
         client = self.worker_client
         worker = OutboxWorker(
-            self.runtime.sessions, self.clock, slack_outbox_handlers(self.runtime, client)
+            self.runtime.stores, self.clock, slack_outbox_handlers(self.runtime, client)
         )
         total = 0
         while handled := await worker.run_once():
