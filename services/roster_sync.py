@@ -21,6 +21,7 @@ from services.roster import ImportResult, import_rows
 from storage.db import DbSession
 from storage.roster_files import Problem, RosterRows
 from storage.roster_queries import active_students, deactivate_students
+from storage.session_of import Db, session_of
 from workflows.sync import SAMPLE_ROWS, SourceName, SyncPlan
 
 SOURCE: SourceName = "oneroster"
@@ -34,7 +35,7 @@ Describe = Callable[[Problem], str]
 
 
 async def plan_roster_sync(
-    session: DbSession,
+    db: Db,
     rows: RosterRows,
     now: datetime,
     *,
@@ -43,6 +44,7 @@ async def plan_roster_sync(
 ) -> SyncPlan:
     """What applying `rows` would change, worked out by applying them in a savepoint that is
     rolled back: nothing is written."""
+    session = session_of(db)
     savepoint = await session.begin_nested()
     try:
         return await _sync(session, rows, now, complete, describe)
@@ -51,7 +53,7 @@ async def plan_roster_sync(
 
 
 async def apply_roster_sync(
-    session: DbSession,
+    db: Db,
     rows: RosterRows,
     now: datetime,
     *,
@@ -59,7 +61,7 @@ async def apply_roster_sync(
     describe: Describe | None = None,
 ) -> SyncPlan:
     """Apply `rows` in the caller's transaction (not committed here); returns what changed."""
-    return await _sync(session, rows, now, complete, describe)
+    return await _sync(session_of(db), rows, now, complete, describe)
 
 
 class _Sample:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
 from storage.roster_files import guess_kind
+from storage.session_of import Db, session_of
 from workflows.device_sync import (
     DeviceDiff,
     StoredCoverage,
@@ -174,16 +175,13 @@ class DeviceSyncJob:
     async def read(self, cursor: str | None) -> DeviceSnapshot:
         return await self.client.fetch(cursor)
 
-    async def compare(
-        self, session: AsyncSession, snapshot: DeviceSnapshot, now: datetime
-    ) -> SyncPlan:
-        diff = await compare_devices(session, snapshot)
+    async def compare(self, db: Db, snapshot: DeviceSnapshot, now: datetime) -> SyncPlan:
+        diff = await compare_devices(session_of(db), snapshot)
         self._compared = (snapshot, diff)
         return diff.plan
 
-    async def apply(
-        self, session: AsyncSession, snapshot: DeviceSnapshot, plan: SyncPlan, now: datetime
-    ) -> None:
+    async def apply(self, db: Db, snapshot: DeviceSnapshot, plan: SyncPlan, now: datetime) -> None:
+        session = session_of(db)
         compared, self._compared = self._compared, None
         if compared is not None and compared[0] is snapshot and compared[1].plan is plan:
             diff = compared[1]

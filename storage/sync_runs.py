@@ -17,9 +17,8 @@ SYNCED = ("applied", "no_changes")
 INTERRUPTED = "the run stopped before it finished (the process ended); nothing of it was applied"
 
 
-async def start_run(
-    session: AsyncSession, source: str, trigger: str, dry_run: bool, now: datetime
-) -> int:
+async def start_run(db: Db, source: str, trigger: str, dry_run: bool, now: datetime) -> int:
+    session = session_of(db)
     run = m.SyncRun(
         source=source,
         trigger=trigger,
@@ -36,10 +35,10 @@ async def start_run(
     return run.id
 
 
-async def close_interrupted(session: AsyncSession, source: str, now: datetime) -> int:
+async def close_interrupted(db: Db, source: str, now: datetime) -> int:
     """Runs left 'running' by a process that died: called holding the source's lock, so no
     run of it is in progress. Returns how many were closed."""
-    result = await session.execute(
+    result = await session_of(db).execute(
         update(m.SyncRun)
         .where(m.SyncRun.source == source, m.SyncRun.status == "running")
         .values(status="failed", finished_at=now, error=INTERRUPTED)
@@ -48,7 +47,7 @@ async def close_interrupted(session: AsyncSession, source: str, now: datetime) -
 
 
 async def finish_run(
-    session: AsyncSession,
+    db: Db,
     run_id: int,
     status: str,
     now: datetime,
@@ -67,10 +66,10 @@ async def finish_run(
         }
     if cursor is not None:
         values["cursor"] = cursor
-    await session.execute(update(m.SyncRun).where(m.SyncRun.id == run_id).values(**values))
+    await session_of(db).execute(update(m.SyncRun).where(m.SyncRun.id == run_id).values(**values))
 
 
-async def last_synced_run(session: AsyncSession, source: str) -> m.SyncRun | None:
+async def last_synced_run(db: Db, source: str) -> m.SyncRun | None:
     """The source's last run that applied what it read (or found nothing to change)."""
     stmt = (
         select(m.SyncRun)
@@ -78,11 +77,11 @@ async def last_synced_run(session: AsyncSession, source: str) -> m.SyncRun | Non
         .order_by(m.SyncRun.started_at.desc(), m.SyncRun.id.desc())
         .limit(1)
     )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    return (await session_of(db).execute(stmt)).scalar_one_or_none()
 
 
-async def last_cursor(session: AsyncSession, source: str) -> str | None:
-    run = await last_synced_run(session, source)
+async def last_cursor(db: Db, source: str) -> str | None:
+    run = await last_synced_run(db, source)
     return None if run is None else run.cursor
 
 

@@ -1,12 +1,12 @@
 """What the sync runner (bot/sync/runner.py) asks of each source: read it, compare what it
-said with the store, and apply the difference inside the runner's transaction."""
+said with the store, and apply the difference inside the runner's unit of work."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Protocol
 
-from storage.db import DbSession
+from storage.uow import SqlUnitOfWork
 from workflows.sync import SourceName, SyncPlan
 
 
@@ -29,11 +29,11 @@ class SyncJob(Protocol):
         Talks to the source only; raises bot.sync.http.SourceUnavailable when it can't."""
         ...
 
-    async def compare(self, session: DbSession, snapshot: Any, now: datetime) -> SyncPlan:
+    async def compare(self, uow: SqlUnitOfWork, snapshot: Any, now: datetime) -> SyncPlan:
         """What applying would change, with counts, the first rows and the removals. Writes
         nothing."""
         ...
 
-    async def apply(self, session: DbSession, snapshot: Any, plan: SyncPlan, now: datetime) -> None:
+    async def apply(self, uow: SqlUnitOfWork, snapshot: Any, plan: SyncPlan, now: datetime) -> None:
         """Write the difference in the caller's transaction; the caller commits or rolls back."""
         ...

@@ -12,7 +12,7 @@ from bot.sync.credentials import credential
 from bot.sync.http import Backoff
 from bot.sync.oneroster import OneRosterClient, RosterSnapshot
 from services.roster_sync import apply_roster_sync, plan_roster_sync
-from storage.db import DbSession
+from storage.uow import SqlUnitOfWork
 from workflows.clock import Clock
 from workflows.sync import SourceName, SyncPlan
 
@@ -32,17 +32,17 @@ class OneRosterSyncJob:
         return await self.client.read_roster(since=cursor if self.incremental else None)
 
     async def compare(
-        self, session: DbSession, snapshot: RosterSnapshot, now: datetime
+        self, uow: SqlUnitOfWork, snapshot: RosterSnapshot, now: datetime
     ) -> SyncPlan:
         return await plan_roster_sync(
-            session, snapshot.rows, now, complete=snapshot.complete, describe=snapshot.where
+            uow, snapshot.rows, now, complete=snapshot.complete, describe=snapshot.where
         )
 
     async def apply(
-        self, session: DbSession, snapshot: RosterSnapshot, plan: SyncPlan, now: datetime
+        self, uow: SqlUnitOfWork, snapshot: RosterSnapshot, plan: SyncPlan, now: datetime
     ) -> None:
         await apply_roster_sync(
-            session, snapshot.rows, now, complete=snapshot.complete, describe=snapshot.where
+            uow, snapshot.rows, now, complete=snapshot.complete, describe=snapshot.where
         )
 
     async def aclose(self) -> None:

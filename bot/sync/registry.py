@@ -24,7 +24,7 @@ from bot.runtime import Runtime
 from bot.settings import Settings
 from bot.sync.credentials import CredentialError
 from bot.sync.job import SyncJob
-from storage.db import DbSession
+from storage.uow import SqlUnitOfWork
 from workflows.sync import SOURCE_LABELS, SourceName, SyncPlan
 
 
@@ -97,10 +97,10 @@ class UnusableSource:
     async def read(self, cursor: str | None) -> Any:
         raise self.problem
 
-    async def compare(self, session: DbSession, snapshot: Any, now: datetime) -> SyncPlan:
+    async def compare(self, uow: SqlUnitOfWork, snapshot: Any, now: datetime) -> SyncPlan:
         raise AssertionError("an unusable source is never read")
 
-    async def apply(self, session: DbSession, snapshot: Any, plan: SyncPlan, now: datetime) -> None:
+    async def apply(self, uow: SqlUnitOfWork, snapshot: Any, plan: SyncPlan, now: datetime) -> None:
         raise AssertionError("an unusable source is never read")
 
 

@@ -21,10 +21,9 @@ from bot.runtime import Runtime
 from bot.sync.credentials import CredentialError
 from bot.sync.http import SourceUnavailable
 from bot.sync.job import SyncJob
-from storage.db import DbSession
-from storage.outbox import new_message
 from storage.run_lock import exclusive
 from storage.sync_runs import close_interrupted, finish_run, last_cursor, start_run
+from storage.uow import SqlUnitOfWork
 from workflows.sync import SOURCE_LABELS, SyncPlan, too_many_removals
 
 log = logging.getLogger("devicecare.sync")
@@ -108,13 +107,11 @@ class _Run:
         return self.runtime.clock.now()
 
     async def run(self) -> SyncRunResult:
-        async with self.runtime.sessions() as session:
-            await close_interrupted(session, self.source, self.now())
-            self.run_id = await start_run(
-                session, self.source, self.trigger, self.dry_run, self.now()
-            )
-            cursor = await last_cursor(session, self.source)
-            await session.commit()
+        async with self.runtime.stores() as uow:
+            await close_interrupted(uow, self.source, self.now())
+            self.run_id = await start_run(uow, self.source, self.trigger, self.dry_run, self.now())
+            cursor = await last_cursor(uow, self.source)
+            await uow.commit()
         try:
             snapshot = await self.job.read(cursor)
         except (SourceUnavailable, CredentialError) as exc:
@@ -129,16 +126,16 @@ class _Run:
             return await self.failed(f"{type(exc).__name__}: {_short(exc)}")
 
     async def compare_and_apply(self, snapshot: Any) -> SyncRunResult:
-        async with self.runtime.sessions() as session:
+        async with self.runtime.stores() as uow:
             now = self.now()
-            plan = await self.job.compare(session, snapshot, now)
+            plan = await self.job.compare(uow, snapshot, now)
             if self.dry_run:
-                await session.rollback()
-                await self.finish(session, "dry_run", plan)
+                await uow.rollback()
+                await self.finish(uow, "dry_run", plan)
                 return self.result("dry_run", plan, self.planned_message(plan))
             share = self.runtime.settings.sync_max_change_share
             if not self.allow and too_many_removals(plan, share):
-                await session.rollback()
+                await uow.rollback()
                 message = self.held_message(plan, share)
                 alert = _payload(
                     self.source,
@@ -149,23 +146,23 @@ class _Run:
                     message=message,
                     **_plan_payload(plan),
                 )
-                await self.finish(session, "held", plan, alert=alert)
+                await self.finish(uow, "held", plan, alert=alert)
                 return self.result("held", plan, message)
             status: Status = "applied" if plan.changes else "no_changes"
             if plan.changes:
-                await self.job.apply(session, snapshot, plan, now)
+                await self.job.apply(uow, snapshot, plan, now)
             summary = None
             if self.trigger == "nightly":
                 summary = _payload(
                     self.source, self.run_id, self.trigger, status, **_plan_payload(plan)
                 )
             cursor = getattr(snapshot, "cursor", None)
-            await self.finish(session, status, plan, cursor=cursor, summary=summary)
+            await self.finish(uow, status, plan, cursor=cursor, summary=summary)
             return self.result(status, plan, self.applied_message(plan, status))
 
     async def finish(
         self,
-        session: DbSession,
+        uow: SqlUnitOfWork,
         status: str,
         plan: SyncPlan | None,
         *,
@@ -174,20 +171,23 @@ class _Run:
         alert: dict[str, Any] | None = None,
         summary: dict[str, Any] | None = None,
     ) -> None:
-        """The run's row and its Slack message, committed with whatever the session holds."""
+        """The run's row and its Slack message, committed with whatever the unit of work holds."""
         now = self.now()
-        await finish_run(session, self.run_id, status, now, plan=plan, cursor=cursor, error=error)
+        await finish_run(uow, self.run_id, status, now, plan=plan, cursor=cursor, error=error)
+        # The run id makes each key unique: no lookup for an earlier one.
         if alert is not None:
-            session.add(new_message(SYNC_ALERT_KIND, f"sync:{self.run_id}:alert", alert, now))
+            key = f"sync:{self.run_id}:alert"
+            await uow.outbox.enqueue(SYNC_ALERT_KIND, key, alert, fresh_key=True)
         if summary is not None:
-            session.add(new_message(SYNC_SUMMARY_KIND, f"sync:{self.run_id}:summary", summary, now))
-        await session.commit()
+            key = f"sync:{self.run_id}:summary"
+            await uow.outbox.enqueue(SYNC_SUMMARY_KIND, key, summary, fresh_key=True)
+        await uow.commit()
 
     async def failed(self, error: str) -> SyncRunResult:
         log.warning("sync from %s failed: %s", self.source, error)
         alert = _payload(self.source, self.run_id, self.trigger, "failed", error=error)
-        async with self.runtime.sessions() as session:
-            await self.finish(session, "failed", None, error=error, alert=alert)
+        async with self.runtime.stores() as uow:
+            await self.finish(uow, "failed", None, error=error, alert=alert)
         message = f"The sync from {label(self.source)} failed; nothing was changed. {error}"
         return SyncRunResult(self.source, "failed", message, self.run_id, error=error)
 
