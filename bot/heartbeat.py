@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from storage.db import Sessions
 from storage.service_facts import Beat, record_beat
+from storage.uow import UnitOfWorkFactory
 from workflows.clock import Clock
 
 log = logging.getLogger("devicecare.heartbeat")
@@ -92,12 +92,12 @@ def _give_back(beat: Beat) -> None:
     _counters.update(beat.counters)
 
 
-async def beat_once(sessions: Sessions, clock: Clock, process: str) -> bool:
+async def beat_once(stores: UnitOfWorkFactory, clock: Clock, process: str) -> bool:
     """Write one heartbeat for `process`; False (and the news kept) if the database refused."""
     beat = _take(process, clock.now())
     try:
-        async with sessions() as session:
-            await record_beat(session, beat)
+        async with stores() as uow:
+            await record_beat(uow, beat)
     except Exception:  # noqa: BLE001 - a database blip must not stop the process
         _give_back(beat)
         log.warning("couldn't write the %s heartbeat", process, exc_info=True)
@@ -106,7 +106,7 @@ async def beat_once(sessions: Sessions, clock: Clock, process: str) -> bool:
 
 
 async def run_heartbeat(
-    sessions: Sessions,
+    stores: UnitOfWorkFactory,
     clock: Clock,
     process: str,
     stop: asyncio.Event,
@@ -115,21 +115,21 @@ async def run_heartbeat(
     """Beat now and then every `every` seconds until `stop`; a last beat on the way out
     writes the counters still held."""
     while not stop.is_set():
-        await beat_once(sessions, clock, process)
+        await beat_once(stores, clock, process)
         try:
             await asyncio.wait_for(stop.wait(), timeout=every)
         except TimeoutError:
             continue
-    await beat_once(sessions, clock, process)
+    await beat_once(stores, clock, process)
 
 
 def start_heartbeats(
-    sessions: Sessions,
+    stores: UnitOfWorkFactory,
     clock: Clock,
     processes: Iterable[str],
     stop: asyncio.Event,
 ) -> list[asyncio.Task[None]]:
     return [
-        asyncio.create_task(run_heartbeat(sessions, clock, name, stop), name=f"{name} heartbeat")
+        asyncio.create_task(run_heartbeat(stores, clock, name, stop), name=f"{name} heartbeat")
         for name in processes
     ]

@@ -97,9 +97,9 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
 
 
 async def prepare_database(runtime: Runtime) -> None:
-    async with runtime.sessions() as session:
-        await ensure_defaults(session)
-        await session.commit()
+    async with runtime.stores() as uow:
+        await ensure_defaults(uow)
+        await uow.commit()
 
 
 def describe_parts(settings: Settings) -> dict[str, str]:

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
 from storage.migrate import SCHEMA_LOCK_KEY
+from storage.session_of import Db, session_of
 from workflows.incident_status import DEFAULT_RESTRICTED
 from workflows.offenders import DEFAULT_RULES
 from workflows.permissions import DEFAULT_ROLES
 
 
-async def ensure_defaults(session: AsyncSession) -> None:
+async def ensure_defaults(db: Db) -> None:
     """Idempotent: creates what is missing and never overwrites a district's edits.
 
     On PostgreSQL, processes starting together take turns (the schema lock, held until the
     commit), so no two insert the same role; and none seeds while an upgrade runs.
     """
+    session = session_of(db)
     if (await session.connection()).dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
     if await session.get(m.DistrictSettings, 1) is None:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
+from storage.session_of import Db, session_of
 
 ERROR_LIMIT = 500  # a last error is kept short: type and first line are enough to act on
 
@@ -44,10 +45,11 @@ class Fact:
     counters: Mapping[str, int]
 
 
-async def record_beat(session: AsyncSession, beat: Beat) -> None:
+async def record_beat(db: Db, beat: Beat) -> None:
     """Write one heartbeat and commit. Two processes of one name (two workers) share a row:
     the row is locked while its totals are added to, and a first insert racing another is
     retried as an update."""
+    session = session_of(db)
     for attempt in range(2):
         row = await session.get(m.ServiceFact, beat.process, with_for_update=True)
         if row is None:

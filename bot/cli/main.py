@@ -249,7 +249,7 @@ def _start(names: list[str]) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         tasks = [asyncio.create_task(PROCESSES[n](runtime, stop), name=n) for n in names]
-        beats = start_heartbeats(runtime.sessions, runtime.clock, names, stop)  # for /readyz
+        beats = start_heartbeats(runtime.stores, runtime.clock, names, stop)  # for /readyz
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         stop.set()  # one part ending (or a signal) stops them all
         _, late = await asyncio.wait([*tasks, *beats], timeout=SHUTDOWN_GRACE_SECONDS)

@@ -43,7 +43,7 @@ def value(
 
 async def beat(web: WebHarness, *processes: str) -> None:
     for process in processes:
-        assert await heartbeat.beat_once(web.runtime.sessions, web.clock, process)
+        assert await heartbeat.beat_once(web.runtime.stores, web.clock, process)
 
 
 async def readyz(web: WebHarness) -> tuple[int, dict[str, object]]:
