@@ -82,11 +82,11 @@ async def sync(
     runner_job: SyncJob = job  # the job is what the runner expects
     snapshot = await runner_job.read(cursor)
     now = stores.clock.now()
-    async with stores.sessions() as session:
-        plan = await runner_job.compare(session, snapshot, now)
+    async with stores() as uow:
+        plan = await runner_job.compare(uow, snapshot, now)
         if apply:
-            await runner_job.apply(session, snapshot, plan, now)
-        await session.commit()
+            await runner_job.apply(uow, snapshot, plan, now)
+        await uow.commit()
     return plan
 
 
