@@ -149,13 +149,20 @@ async def test_idle_wakes_the_reader_when_mail_arrives(
     reader = running_reader
     assert hasattr(reader, "stats")
     await eventually(lambda: _true(reader.stats.sessions >= 1), what="the reader to connect")
-    await asyncio.sleep(0.3)  # in IDLE by now
+    # In IDLE, not still catching up: what arrives now can only be found by a push (or a poll).
+    await eventually(lambda: _true(_idling(reader)), what="the reader to IDLE")
+    await asyncio.sleep(0.2)  # the server has answered the IDLE command
     loop = asyncio.get_running_loop()
     started = loop.time()
     await asyncio.to_thread(mail.append, email_bytes(to=billed.reply_to, body="Hello"))
     await mail.wait_for_inbound(1, timeout=10)
     assert loop.time() - started < 5  # pushed (about 1 s), not found by the 2 s poll later
     assert reader.stats.wakeups >= 1
+
+
+def _idling(reader: Any) -> bool:
+    client = reader.client
+    return client is not None and client.has_pending_idle()
 
 
 async def _true(value: bool) -> bool:
