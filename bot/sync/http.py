@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -154,7 +155,7 @@ async def request(
     raise SourceUnavailable(f"{problem} (gave up after {backoff.attempts} attempts)")
 
 
-class TokenClient:
+class TokenClient(ABC):
     """A source read with a bearer token from its own token endpoint: its retry pacing, its
     clock and the cached token, and the two kinds of request made with them."""
 
@@ -163,9 +164,9 @@ class TokenClient:
         self.clock = clock or SystemClock()
         self.token = CachedToken(self._fetch_token, self.clock)
 
+    @abstractmethod
     async def _fetch_token(self, client: httpx.AsyncClient) -> tuple[str, float]:
         """The token and its lifetime in seconds, from the source's token endpoint."""
-        raise NotImplementedError
 
     async def token_request(
         self, client: httpx.AsyncClient, url: str, *, source: str, **kwargs: Any
