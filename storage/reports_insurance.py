@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, case, func, literal, select
 from sqlalchemy.orm import aliased
 
 from storage import models as m
@@ -109,6 +109,28 @@ def _claims(q: ReportQuery, counted_against: Any = m.Invoice.claim_enrollment_id
     )
 
 
+def _utilization_row(row: Sequence[Any], status: str) -> tuple[Any, ...]:
+    """A claims utilization row from (student, sis id, building, grade, policy, term, term start,
+    term end, status, claims used, claims allowed, cents absorbed), with `status` in words."""
+    student, sis, building, grade, policy, term, t0, t1, _status, n, cap, cents = row
+    n, cents = int(n), int(cents)
+    return (
+        str(student),
+        str(sis),
+        building or "",
+        grade or "",
+        str(policy),
+        str(term),
+        t0,
+        t1,
+        status,
+        n,
+        cap,  # None (blank) when the policy allows unlimited claims
+        None if cap is None else percent(n, int(cap)),
+        cents,
+    )
+
+
 # What the status column says for a device's own plan: it has no enrollment status.
 DEVICE_PLAN = "device plan"
 
@@ -143,10 +165,10 @@ async def _device_plan_rows(q: ReportQuery) -> list[tuple[Any, ...]]:
             m.Building.name,
             st.grade,
             pol.name,
-            dc.plan,
-            dev.serial,
+            dc.plan + " on " + dev.serial,
             dc.coverage_start,
             dc.coverage_end,
+            literal(DEVICE_PLAN),
             claims.c.claims,
             pol.max_claims,
             claims.c.absorbed,
@@ -165,29 +187,7 @@ async def _device_plan_rows(q: ReportQuery) -> list[tuple[Any, ...]]:
         )
         .order_by(pol.name, dc.coverage_start, dev.serial, dc.id)
     )
-    rows: list[tuple[Any, ...]] = []
-    for student, sis, building, grade, policy, plan, serial, t0, t1, n, cap, cents in (
-        await q.session.execute(listing)
-    ).all():
-        n, cents = int(n), int(cents)
-        rows.append(
-            (
-                str(student),
-                str(sis),
-                building or "",
-                grade or "",
-                str(policy),
-                f"{plan} on {serial}",
-                t0,
-                t1,
-                DEVICE_PLAN,
-                n,
-                cap,
-                None if cap is None else percent(n, int(cap)),
-                cents,
-            )
-        )
-    return rows
+    return [_utilization_row(row, DEVICE_PLAN) for row in (await q.session.execute(listing)).all()]
 
 
 @report(CLAIMS_UTILIZATION)
@@ -210,7 +210,7 @@ async def claims_utilization(q: ReportQuery) -> ReportResult:
             e.term_label,
             e.term_start,
             e.term_end,
-            e.status,
+            e.status.label("status"),
             used,
             pol.max_claims,
             absorbed,
@@ -223,28 +223,10 @@ async def claims_utilization(q: ReportQuery) -> ReportResult:
         .where(*where)
         .order_by(pol.name, e.term_start, st.last_name, st.first_name, e.id)
     )
-    rows: list[tuple[Any, ...]] = []
-    for student, sis, building, grade, policy, term, t0, t1, status, n, cap, cents in (
-        await q.session.execute(listing)
-    ).all():
-        n, cents = int(n), int(cents)
-        rows.append(
-            (
-                str(student),
-                str(sis),
-                building or "",
-                grade or "",
-                str(policy),
-                str(term),
-                t0,
-                t1,
-                EnrollmentStatus(status).label,
-                n,
-                cap,  # None (blank) when the policy allows unlimited claims
-                None if cap is None else percent(n, int(cap)),
-                cents,
-            )
-        )
+    rows = [
+        _utilization_row(row, EnrollmentStatus(row.status).label)
+        for row in (await q.session.execute(listing)).all()
+    ]
     enrollments = len(rows)
     plans = await _device_plan_rows(q)
     rows += plans
