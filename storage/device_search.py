@@ -27,6 +27,7 @@ commit either way.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 import weakref
@@ -101,8 +102,9 @@ def _tier_sql(postgres: bool, table: str, rank: MatchRank, pattern: str) -> str:
 
 # A found device with what is shown of it and its holder today (the open assignment).
 _SHOWN = (
-    "SELECT {id}, {rank}, {via}, d.serial, d.asset_tag, d.model, d.status, "
-    "h.first_name, h.last_name, {k1}, {k2}, {past} "
+    "SELECT {id} AS id, {rank} AS rank, {via} AS via, d.serial AS serial, d.asset_tag AS tag, "
+    "d.model AS model, d.status AS status, h.first_name AS first, h.last_name AS last, "
+    "{k1} AS k1, {k2} AS k2, {past} AS past "
     "FROM {source} JOIN devices d ON d.id = {id} "
     "LEFT JOIN device_assignments o ON o.device_id = d.id AND o.returned_at IS NULL "
     "LEFT JOIN students h ON h.id = o.student_id"
@@ -149,9 +151,24 @@ def candidates_sql(postgres: bool, patterns: SearchPatterns) -> tuple[str, dict[
     return sql, params
 
 
+def as_one_row(sql: str) -> str:
+    """SQLite: the candidate rows as one JSON array in one row.
+
+    Python's sqlite3 lets go of the GIL while SQLite works but takes it back for every row it
+    steps to. In a burst the event loop holds the GIL, so each of a short query's several
+    hundred rows waited up to a switch interval (5 ms) for it: a 3 ms search took about a
+    second (docs/performance.md, "Bursts"). One row is one wait."""
+    return (
+        "SELECT json_group_array(json_array(id, rank, via, serial, tag, model, status, first, "
+        f"last, k1, k2, past)) FROM ({sql})"
+    )
+
+
 # --- SQLite: the search on connections of its own ----------------------------------------------
 
-SEARCH_THREADS = 4  # a search is a millisecond or two of SQLite; more threads only queue on cores
+# A search is a few milliseconds of SQLite without the GIL, then a wait for the GIL to hand its
+# row back; in a burst that wait is most of its time, so more threads than cores overlap waits.
+SEARCH_THREADS = 16
 
 
 class SqliteSearchReaders:
@@ -256,8 +273,10 @@ async def search_devices(session: AsyncSession, query: str, *, limit: int) -> li
     rows: Iterable[Any]
     if postgres:
         rows = await session.execute(text(sql), {**params, "n": limit})
-    elif (readers := _own_connection(session)) is not None:
-        rows = await readers.fetch(sql, {**params, "n": limit})
+        return _ranked(rows, limit)
+    sql = as_one_row(sql)
+    if (readers := _own_connection(session)) is not None:
+        packed = await readers.fetch(sql, {**params, "n": limit})
     else:
         # aiosqlite hands every call (cursor, execute, fetch, close) to the connection's
         # thread and back through the event loop; in a burst those hand-offs were most of a
@@ -267,8 +286,8 @@ async def search_devices(session: AsyncSession, query: str, *, limit: int) -> li
         raw = await connection.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None  # a checked-out connection
-        rows = await driver.execute_fetchall(sql, {**params, "n": limit})
-    return _ranked(rows, limit)
+        packed = list(await driver.execute_fetchall(sql, {**params, "n": limit}))
+    return _ranked(json.loads(packed[0][0]), limit)
 
 
 def _ranked(rows: Iterable[Any], limit: int) -> list[DeviceMatch]:
