@@ -18,6 +18,7 @@ from storage.db import (
 from storage.seed import ensure_defaults
 from storage.uow import UnitOfWorkFactory
 from workflows.clock import Clock, SystemClock
+from workflows.i18n import set_staff_language
 
 log = logging.getLogger("devicecare")
 
@@ -76,6 +77,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     # Reads get their own connection pool, so a queue of writers can never starve them.
     read_engine = create_engine(settings.database_url, **_reader_pool(settings.database_url))
     clock = clock or SystemClock()
+    set_staff_language(settings.staff_language)
     sessions = session_factory(engine, clock=clock)
     if settings.slack_enabled:
         from storage.home_refresh import watch_home_changes  # Slack's parts load with Slack

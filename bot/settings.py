@@ -48,6 +48,13 @@ class Settings(BaseSettings):
             "counted in it."
         ),
     )
+    staff_language: str = Field(
+        default="en",
+        description=(
+            "The language DeviceCare speaks to staff in Slack and on the command line: `en` or "
+            "any language with a catalogue (`es`, `vi`). Families read their own language."
+        ),
+    )
     database_write_wait_seconds: float = Field(
         default=600,
         ge=1,
@@ -594,6 +601,16 @@ class Settings(BaseSettings):
         if not value.lower().startswith(("https://", "http://")):
             raise ValueError("write the whole address, starting with https://")
         return value
+
+    @field_validator("staff_language")
+    @classmethod
+    def _catalogued_language(cls, value: str) -> str:
+        from workflows.i18n import LANGUAGES
+
+        language = value.strip().lower()
+        if language not in LANGUAGES:
+            raise ValueError(f"no catalogue for {value!r} (one of {', '.join(LANGUAGES)})")
+        return language
 
     @field_validator("district_timezone")
     @classmethod

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import date
 from decimal import Decimal
 from io import BytesIO
@@ -145,3 +148,45 @@ def format_long_date(value: date, language: str = DEFAULT_LANGUAGE) -> str:
 def format_short_date(value: date, language: str = DEFAULT_LANGUAGE) -> str:
     """Mar 5, 2026 (en) / 5 mar 2026 (es) / 5 thg 3, 2026 (vi)."""
     return format_date(value, "medium", locale=format_locale(language))
+
+
+# --- Staff's language --------------------------------------------------------------------------
+#
+# What staff read (Slack, the command line, errors from the rules) is written in English in the
+# code, marked with `_()` and `ngettext()`, and read in the staff language: the district's
+# (`STAFF_LANGUAGE`, set once at start), or one chosen for a piece of work with `staff_reading`.
+
+_staff_default = DEFAULT_LANGUAGE
+_staff_language: ContextVar[str | None] = ContextVar("devicecare_staff_language", default=None)
+
+
+def set_staff_language(language: str) -> None:
+    """The district's staff language, for the life of the process."""
+    global _staff_default
+    _staff_default = supported_language(language)
+
+
+def staff_language() -> str:
+    return _staff_language.get() or _staff_default
+
+
+@contextmanager
+def staff_reading(language: str | None) -> Iterator[None]:
+    """Staff text in `language` (None: the district's) within the block."""
+    token = _staff_language.set(None if language is None else supported_language(language))
+    try:
+        yield
+    finally:
+        _staff_language.reset(token)
+
+
+def _(message: str, /, **values: object) -> str:
+    """`message` in the staff language, its `{name}` placeholders filled from `values`."""
+    text = translations(staff_language()).gettext(message)
+    return text.format(**values) if values else text
+
+
+def ngettext(singular: str, plural: str, n: int, /, **values: object) -> str:
+    """The singular or plural form for `n`, in the staff language; `{n}` and `values` filled."""
+    text = translations(staff_language()).ngettext(singular, plural, n)
+    return text.format(n=n, **values)
