@@ -168,6 +168,17 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
             currency=settings.stripe_currency.lower(),
             page_url=page_url,
         )
+
+        async def unavailable() -> Response:
+            # Stripe didn't give a checkout: the family is told to try later or pay another way.
+            return await family_page_response(
+                runtime,
+                token,
+                link,
+                pay_error=PayError(facts.invoice_id, UNAVAILABLE, typed[:40], code="unavailable"),
+                status_code=502,
+            )
+
         try:
             created = await client.v1.checkout.sessions.create_async(
                 checkout_session_params(checkout),  # type: ignore[arg-type]
@@ -180,23 +191,11 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
                 type(exc).__name__,
                 exc.user_message or exc,
             )
-            return await family_page_response(
-                runtime,
-                token,
-                link,
-                pay_error=PayError(facts.invoice_id, UNAVAILABLE, typed[:40], code="unavailable"),
-                status_code=502,
-            )
+            return await unavailable()
         url = created.url
         if not url:
             log.error("Stripe checkout %s came back without a URL", created.id)
-            return await family_page_response(
-                runtime,
-                token,
-                link,
-                pay_error=PayError(facts.invoice_id, UNAVAILABLE, typed[:40], code="unavailable"),
-                status_code=502,
-            )
+            return await unavailable()
         try:
             async with runtime.stores() as store:
                 await record_checkout(
