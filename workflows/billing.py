@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from workflows.billing_settings import BillingSettings
 from workflows.clock import local_date
 from workflows.errors import ValidationError
+from workflows.i18n import _
 from workflows.invoices import OPEN_STATUSES, InvoiceStatus, NoticeTemplate
 from workflows.labels import invoice_status_label
 from workflows.text import required_line
@@ -91,14 +92,17 @@ class PauseWindow:
 
 def validate_pause(starts_on: date, ends_on: date, reason: str) -> PauseWindow:
     if ends_on < starts_on:
-        raise ValidationError("A pause must end on or after the day it starts.", field="ends_on")
+        raise ValidationError(_("A pause must end on or after the day it starts."), field="ends_on")
     if (ends_on - starts_on).days + 1 > MAX_PAUSE_DAYS:
         raise ValidationError(
-            f"A pause can last at most {MAX_PAUSE_DAYS} days; add another for a longer break.",
+            _(
+                "A pause can last at most {max} days; add another for a longer break.",
+                max=MAX_PAUSE_DAYS,
+            ),
             field="ends_on",
         )
-    missing = "Say what the pause is for, e.g. Winter break."
-    too_long = f"Keep the reason under {MAX_PAUSE_REASON} characters."
+    missing = _("Say what the pause is for, e.g. Winter break.")
+    too_long = _("Keep the reason under {max} characters.", max=MAX_PAUSE_REASON)
     reason = required_line(reason, MAX_PAUSE_REASON, "reason", missing, too_long)
     return PauseWindow(starts_on, ends_on, reason)
 

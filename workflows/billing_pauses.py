@@ -14,6 +14,7 @@ from datetime import date
 
 from workflows.billing import validate_pause
 from workflows.errors import NotFound, ValidationError
+from workflows.i18n import _
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, PauseRecord
 
@@ -67,8 +68,10 @@ async def add_pause(
     if clashes:
         other = view_of(clashes[0])
         raise ValidationError(
-            f"That overlaps the pause {other.describe()}. Remove it first "
-            f"or choose days outside it.",
+            _(
+                "That overlaps the pause {other}. Remove it first or choose days outside it.",
+                other=other.describe(),
+            ),
             field="starts_on",
         )
     record = await ctx.store.pauses.add(
@@ -87,7 +90,9 @@ async def remove_pause(ctx: Context, actor: Actor, pause_id: int) -> PauseView:
     require(actor, Permission.MANAGE_SETTINGS)
     record = await ctx.store.pauses.get(pause_id, lock=True)
     if record is None:
-        raise NotFound(f"There is no billing pause #{pause_id}.", field="pause_id")
+        raise NotFound(
+            _("There is no billing pause #{pause_id}.", pause_id=pause_id), field="pause_id"
+        )
     view = view_of(record)
     await ctx.store.pauses.remove(view.id)
     await ctx.store.activity.log(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from workflows.errors import ValidationError
+from workflows.i18n import _
 
 MAX_NAME = 200
 MAX_PAYABLE_TO = 200
@@ -98,13 +99,18 @@ ERROR_FIELDS = COLUMNS
 def _one_line(value: object, fact: str, limit: int) -> str:
     label = LABELS[fact]
     if not isinstance(value, str):
-        raise ValidationError(f"{label} must be text.", field=COLUMNS[fact])
+        raise ValidationError(_("{label} must be text.", label=label), field=COLUMNS[fact])
     if _CONTROL_RE.search(value.strip()):
-        raise ValidationError(f"{label} must be on one line.", field=COLUMNS[fact])
+        raise ValidationError(_("{label} must be on one line.", label=label), field=COLUMNS[fact])
     text = " ".join(value.split())
     if len(text) > limit:
         raise ValidationError(
-            f"{label} must be at most {limit} characters (it has {len(text)}).",
+            _(
+                "{label} must be at most {limit} characters (it has {count}).",
+                label=label,
+                limit=limit,
+                count=len(text),
+            ),
             field=COLUMNS[fact],
         )
     return text
@@ -115,11 +121,11 @@ def clean_address(value: object) -> str:
     separates lines (the command line takes either)."""
     field = COLUMNS["check_address"]
     if not isinstance(value, str):
-        raise ValidationError("The mailing address must be text.", field=field)
+        raise ValidationError(_("The mailing address must be text."), field=field)
     raw = value.replace("\r\n", "\n").replace("\r", "\n").replace(" / ", "\n")
     if _CONTROL_RE.search(raw.replace("\n", "")):
         raise ValidationError(
-            "The mailing address may only contain printable characters.", field=field
+            _("The mailing address may only contain printable characters."), field=field
         )
     lines = [" ".join(line.split()) for line in raw.split("\n")]
     lines = [line for line in lines if line]
@@ -127,22 +133,28 @@ def clean_address(value: object) -> str:
         return ""
     if len(lines) > MAX_ADDRESS_LINES:
         raise ValidationError(
-            f"The mailing address must be at most {MAX_ADDRESS_LINES} lines.", field=field
+            _("The mailing address must be at most {max} lines.", max=MAX_ADDRESS_LINES),
+            field=field,
         )
     if any(len(line) > MAX_ADDRESS_LINE for line in lines):
         raise ValidationError(
-            f"Each line of the mailing address must be at most {MAX_ADDRESS_LINE} characters.",
+            _(
+                "Each line of the mailing address must be at most {max} characters.",
+                max=MAX_ADDRESS_LINE,
+            ),
             field=field,
         )
     text = "\n".join(lines)
     if len(text) > MAX_ADDRESS:
         raise ValidationError(
-            f"The mailing address must be at most {MAX_ADDRESS} characters.", field=field
+            _("The mailing address must be at most {max} characters.", max=MAX_ADDRESS), field=field
         )
     if not any(ch.isdigit() for ch in text):
         raise ValidationError(
-            "The mailing address needs a street number, box number or ZIP code, "
-            "e.g. 100 Main St, Springfield, IL 62701.",
+            _(
+                "The mailing address needs a street number, box number or ZIP code, "
+                "e.g. 100 Main St, Springfield, IL 62701."
+            ),
             field=field,
         )
     return text
@@ -191,8 +203,10 @@ def clean_it_contact(value: object) -> str:
     if _CHANNEL_NAME_RE.fullmatch(text.lower()):
         return text.lower()
     raise ValidationError(
-        "The IT contact must be an email address or a Slack channel, e.g. helpdesk@district.org "
-        "or #it-help.",
+        _(
+            "The IT contact must be an email address or a Slack channel, e.g. "
+            "helpdesk@district.org or #it-help."
+        ),
         field=field,
     )
 
@@ -216,7 +230,9 @@ def merge_facts(current: DistrictFacts, changes: dict[str, str | None]) -> Distr
     """`current` with the given facts replaced (None leaves one as it is; "" clears it)."""
     unknown = set(changes) - set(FACT_FIELDS)
     if unknown:
-        raise ValidationError(f"Unknown district fact: {', '.join(sorted(unknown))}.")
+        raise ValidationError(
+            _("Unknown district fact: {names}.", names=", ".join(sorted(unknown)))
+        )
     return replace(current, **{k: v for k, v in changes.items() if v is not None})
 
 

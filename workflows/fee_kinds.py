@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Protocol, TypeVar
 
 from workflows.errors import ValidationError
+from workflows.i18n import _
 
 
 class FeeKind(StrEnum):
@@ -75,7 +76,12 @@ def parse_fee_kind(text: str | None) -> FeeKind:
         if cleaned in (kind.value, kind.label.casefold()):
             return kind
     raise ValidationError(
-        f"Unknown fee kind {text!r}; use one of: {', '.join(FEE_KINDS)}.", field="kind"
+        _(
+            "Unknown fee kind {text!r}; use one of: {fee_kinds}.",
+            text=text,
+            fee_kinds=", ".join(FEE_KINDS),
+        ),
+        field="kind",
     )
 
 
@@ -95,6 +101,12 @@ def require_kind(items: Iterable[HasKind], kind: FeeKind, *, what: str, field: s
         if item.kind != kind:
             other, wanted = kind_label(item.kind).lower(), kind.label.lower()
             raise ValidationError(
-                f"“{item.name}” is a {other} fee; {what} takes {wanted} fees only.",
+                _(
+                    "\u201c{item}\u201d is a {other} fee; {what} takes {wanted} fees only.",
+                    item=item.name,
+                    other=other,
+                    what=what,
+                    wanted=wanted,
+                ),
                 field=field,
             )

@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from workflows.errors import PermissionDenied, ValidationError
+from workflows.i18n import _
 from workflows.money import format_cents, percent_of
 
 _MINUS = "\u2212"  # typographic minus, so the absorbed amount reads as a deduction
@@ -28,7 +29,7 @@ class PolicyTerms:
                 raise TypeError(f"{name} must be int cents, got {type(value).__name__}")
             if value < 0:
                 label = "co-pay" if name == "copay_cents" else "coverage cap"
-                raise ValidationError(f"The {label} can't be negative.", field=name)
+                raise ValidationError(_("The {label} can't be negative.", label=label), field=name)
         pct = self.coverage_percent
         if pct is None:
             return
@@ -38,7 +39,9 @@ class PolicyTerms:
         pct = Decimal(pct)
         object.__setattr__(self, "coverage_percent", pct)
         if not pct.is_finite() or not 0 <= pct <= 100:
-            raise ValidationError("Coverage % must be between 0 and 100.", field="coverage_percent")
+            raise ValidationError(
+                _("Coverage % must be between 0 and 100."), field="coverage_percent"
+            )
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class Split:
 def split_claim(subtotal_cents: int, terms: PolicyTerms) -> Split:
     """Apply the dials in a fixed order: coverage %, then cap, then co-pay floor."""
     if subtotal_cents < 0:
-        raise ValidationError("An invoice subtotal can't be negative.", field="subtotal")
+        raise ValidationError(_("An invoice subtotal can't be negative."), field="subtotal")
     if terms.coverage_percent is None:
         policy = subtotal_cents
     else:
@@ -115,9 +118,9 @@ class CoverageContext:
 
     def __post_init__(self) -> None:
         if self.term_end < self.term_start:
-            raise ValidationError("A policy term can't end before it starts.", field="term_end")
+            raise ValidationError(_("A policy term can't end before it starts."), field="term_end")
         if self.max_claims is not None and self.max_claims < 0:
-            raise ValidationError("Max claims per term can't be negative.", field="max_claims")
+            raise ValidationError(_("Max claims per term can't be negative."), field="max_claims")
 
     @property
     def label(self) -> str:
@@ -173,7 +176,7 @@ def decide_claim(
     if claims_used < 0:
         raise ValueError("claims_used can't be negative")
     if subtotal_cents < 0:
-        raise ValidationError("An invoice subtotal can't be negative.", field="subtotal")
+        raise ValidationError(_("An invoice subtotal can't be negative."), field="subtotal")
     full_price = Split(policy_cents=0, client_cents=subtotal_cents)
     if coverage is None:
         return ClaimDecision(
@@ -213,7 +216,7 @@ def decide_claim(
         )
 
     if not coverage.allow_override:
-        raise PermissionDenied("This policy does not allow claim-cap overrides.")
+        raise PermissionDenied(_("This policy does not allow claim-cap overrides."))
     split = split_claim(subtotal_cents, coverage.terms)
     return ClaimDecision(
         coverage_applied=True,
