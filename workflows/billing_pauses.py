@@ -14,7 +14,7 @@ from datetime import date
 
 from workflows.billing import validate_pause
 from workflows.errors import NotFound, ValidationError
-from workflows.i18n import _
+from workflows.i18n import _, ngettext
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, PauseRecord
 
@@ -39,10 +39,14 @@ class PauseView:
 
     def describe(self) -> str:
         """'#3 2026-12-21 to 2027-01-01 (12 days): Winter break'"""
-        days = "1 day" if self.days == 1 else f"{self.days} days"
-        return (
-            f"#{self.id} {self.starts_on.isoformat()} to {self.ends_on.isoformat()} "
-            f"({days}): {self.reason}"
+        days = ngettext("{n} day", "{n} days", self.days)
+        return _(
+            "#{id} {start} to {end} ({days}): {reason}",
+            id=self.id,
+            start=self.starts_on.isoformat(),
+            end=self.ends_on.isoformat(),
+            days=days,
+            reason=self.reason,
         )
 
 

@@ -16,7 +16,7 @@ from datetime import time
 from typing import TYPE_CHECKING, Any
 
 from workflows.errors import ValidationError
-from workflows.i18n import _
+from workflows.i18n import N_, _
 
 if TYPE_CHECKING:
     from workflows.ports import SettingsRecord
@@ -31,12 +31,12 @@ MAX_WAIVER_APPROVAL_CENTS = 1_000_000_00  # $1,000,000: above any single device 
 
 _RUN_TIME_RE = re.compile(r"([0-9]{1,2}):([0-9]{2})")
 _SWITCHES = {
-    "automation_default": "Automation on new invoices",
-    "pre_due_enabled": "Pre-due reminders",
-    "overdue_enabled": "Overdue reminders",
-    "auto_cancel_enabled": "Auto-cancellation",
-    "stop_reminders_on_partial_payment": "Stopping reminders on a partial payment",
-    "family_page_photos": "Damage photos on the family page",
+    "automation_default": N_("Automation on new invoices"),
+    "pre_due_enabled": N_("Pre-due reminders"),
+    "overdue_enabled": N_("Overdue reminders"),
+    "auto_cancel_enabled": N_("Auto-cancellation"),
+    "stop_reminders_on_partial_payment": N_("Stopping reminders on a partial payment"),
+    "family_page_photos": N_("Damage photos on the family page"),
 }
 
 
@@ -85,7 +85,9 @@ def validate_billing_settings(s: BillingSettings) -> None:
     """Raise ValidationError, naming the field at fault, unless every setting is usable."""
     for name, label in _SWITCHES.items():
         if not isinstance(getattr(s, name), bool):
-            raise ValidationError(_("{label} must be turned on or off.", label=label), field=name)
+            raise ValidationError(
+                _("{label} must be turned on or off.", label=_(label)), field=name
+            )
 
     due = s.default_due_days
     if not _is_int(due) or not 1 <= due <= MAX_DUE_DAYS:
@@ -94,7 +96,7 @@ def validate_billing_settings(s: BillingSettings) -> None:
             field="default_due_days",
         )
 
-    pre = _int_list(s.pre_due_days, "pre_due_days", "Pre-due reminder days")
+    pre = _int_list(s.pre_due_days, "pre_due_days", N_("Pre-due reminder days"))
     if not 1 <= len(pre) <= MAX_PRE_DUE_REMINDERS:
         raise ValidationError(
             _(
@@ -136,7 +138,7 @@ def validate_billing_settings(s: BillingSettings) -> None:
             field="pre_due_days",
         )
 
-    overdue = _int_list(s.overdue_days, "overdue_days", "Overdue notice days")
+    overdue = _int_list(s.overdue_days, "overdue_days", N_("Overdue notice days"))
     if len(overdue) != OVERDUE_NOTICES:
         raise ValidationError(
             _("Set exactly three overdue notices: the first, the second and the final one."),
@@ -215,9 +217,9 @@ def _is_int(value: object) -> bool:
 def _int_list(value: object, name: str, label: str) -> list[int]:
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
         raise ValidationError(
-            _("{label} must be a list of whole numbers.", label=label), field=name
+            _("{label} must be a list of whole numbers.", label=_(label)), field=name
         )
     items = list(value)
     if not all(_is_int(d) for d in items):
-        raise ValidationError(_("{label} must be whole numbers.", label=label), field=name)
+        raise ValidationError(_("{label} must be whole numbers.", label=_(label)), field=name)
     return items

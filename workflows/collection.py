@@ -17,7 +17,7 @@ from workflows.clock import local_date
 from workflows.devices import existing_device
 from workflows.errors import ConflictError, NotFound, ValidationError
 from workflows.fee_kinds import FeeKind
-from workflows.i18n import _
+from workflows.i18n import N_, _
 from workflows.invoices import InvoiceKind, IssueInvoice, applicable_fees, issue_invoice
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import (
@@ -41,7 +41,7 @@ class CollectionReason(StrEnum):
 
     @property
     def label(self) -> str:
-        return {"end_of_year": "End of year", "withdrawal": "Withdrawal"}[self.value]
+        return _(REASON_LABELS[self.value])
 
     @property
     def return_reason(self) -> str:
@@ -50,6 +50,9 @@ class CollectionReason(StrEnum):
             "end_of_year": "collected: end of year",
             "withdrawal": "collected: withdrawal",
         }[self.value]
+
+
+REASON_LABELS: dict[str, str] = {"end_of_year": N_("End of year"), "withdrawal": N_("Withdrawal")}
 
 
 class CollectionRecord(Protocol):

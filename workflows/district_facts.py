@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from workflows.errors import ValidationError
-from workflows.i18n import _
+from workflows.i18n import N_, _
 
 MAX_NAME = 200
 MAX_PAYABLE_TO = 200
@@ -83,21 +83,21 @@ COLUMNS: dict[str, str] = {
     "it_contact": "it_contact",
 }
 LABELS: dict[str, str] = {
-    "name": "District name",
-    "check_payable_to": "Checks payable to",
-    "check_address": "Mailing address for checks",
-    "office_phone": "Business office phone",
-    "office_hours": "Business office hours",
-    "office_email": "Business office email",
-    "it_contact_name": "IT contact",
-    "it_contact": "IT contact email or Slack channel",
+    "name": N_("District name"),
+    "check_payable_to": N_("Checks payable to"),
+    "check_address": N_("Mailing address for checks"),
+    "office_phone": N_("Business office phone"),
+    "office_hours": N_("Business office hours"),
+    "office_email": N_("Business office email"),
+    "it_contact_name": N_("IT contact"),
+    "it_contact": N_("IT contact email or Slack channel"),
 }
 # The field named in a ValidationError is the settings column (as the Slack form knows it).
 ERROR_FIELDS = COLUMNS
 
 
 def _one_line(value: object, fact: str, limit: int) -> str:
-    label = LABELS[fact]
+    label = _(LABELS[fact])
     if not isinstance(value, str):
         raise ValidationError(_("{label} must be text.", label=label), field=COLUMNS[fact])
     if _CONTROL_RE.search(value.strip()):
@@ -166,7 +166,7 @@ def _checked_line(
     """One line (see _one_line) that `ok` accepts, or "" when blank."""
     text = _one_line(value, fact, limit)
     if text and not ok(text):
-        raise ValidationError(problem, field=COLUMNS[fact])
+        raise ValidationError(_(problem), field=COLUMNS[fact])
     return text
 
 
@@ -175,10 +175,10 @@ def _looks_like_phone(text: str) -> bool:
     return bool(_PHONE_RE.fullmatch(text)) and MIN_PHONE_DIGITS <= digits <= MAX_PHONE_DIGITS
 
 
-_PHONE_PROBLEM = (
+_PHONE_PROBLEM = N_(
     "The office phone must look like a phone number, e.g. (555) 010-2030 or 555-010-2030 ext. 12."
 )
-_EMAIL_PROBLEM = "The office email must be an email address, e.g. billing@district.org."
+_EMAIL_PROBLEM = N_("The office email must be an email address, e.g. billing@district.org.")
 
 
 def clean_phone(value: object) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from workflows.adjustments import apply_waiver
 from workflows.errors import ConflictError, NotFound, ValidationError
-from workflows.i18n import _
+from workflows.i18n import N_, _
 from workflows.invoices import (
     OPEN_STATUSES,
     InvoiceKind,
@@ -42,9 +42,7 @@ class CoverageStarts(StrEnum):
 
     @property
     def label(self) -> str:
-        return {"on_payment": "when the premium is paid", "immediately": "at enrollment"}[
-            self.value
-        ]
+        return _(COVERAGE_STARTS_LABELS[self.value])
 
 
 class EnrollmentStatus(StrEnum):
@@ -54,11 +52,18 @@ class EnrollmentStatus(StrEnum):
 
     @property
     def label(self) -> str:
-        return {
-            "pending_payment": "awaiting premium",
-            "active": "active",
-            "cancelled": "cancelled",
-        }[self.value]
+        return _(ENROLLMENT_STATUS_LABELS[self.value])
+
+
+COVERAGE_STARTS_LABELS: dict[str, str] = {
+    "on_payment": N_("when the premium is paid"),
+    "immediately": N_("at enrollment"),
+}
+ENROLLMENT_STATUS_LABELS: dict[str, str] = {
+    "pending_payment": N_("awaiting premium"),
+    "active": N_("active"),
+    "cancelled": N_("cancelled"),
+}
 
 
 class EnrollmentSource(StrEnum):
@@ -117,11 +122,21 @@ def check_window(policy: PolicyRecord, day: date) -> None:
         return
     opens, closes = policy.enroll_opens_on, policy.enroll_closes_on
     if opens is not None and day < opens:
-        message = f"Enrollment in {policy.name} opens on {opens:%b} {opens.day}, {opens.year}."
+        message = _(
+            "Enrollment in {policy} opens on {day}.",
+            policy=policy.name,
+            day=f"{opens:%b} {opens.day}, {opens.year}",
+        )
     elif closes is not None and day > closes:
-        message = f"Enrollment in {policy.name} closed on {closes:%b} {closes.day}, {closes.year}."
+        message = _(
+            "Enrollment in {policy} closed on {day}.",
+            policy=policy.name,
+            day=f"{closes:%b} {closes.day}, {closes.year}",
+        )
     else:
-        message = f"The term of {policy.name} has ended; it takes no more enrollments."
+        message = _(
+            "The term of {policy} has ended; it takes no more enrollments.", policy=policy.name
+        )
     raise ValidationError(message, field="policy")
 
 

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Protocol, TypeVar
 
 from workflows.errors import ValidationError
-from workflows.i18n import _
+from workflows.i18n import N_, _
 
 
 class FeeKind(StrEnum):
@@ -23,20 +23,27 @@ class FeeKind(StrEnum):
 
     @property
     def label(self) -> str:
-        return {
-            "damage": "Damage",
-            "collection": "Collection",
-            "annual": "Annual",
-            "other": "Other",
-        }[self.value]
+        return _(KIND_LABELS[self.value])
 
     @property
     def offered_on(self) -> str:
         """The form that offers items of this kind, as a person reads it."""
-        return {
-            "damage": "incident invoice",
-            "collection": "device collection",
-        }.get(self.value, "no form")
+        return _(OFFERED_ON.get(self.value, NO_FORM))
+
+
+# Where items of each kind are offered, and the kinds' names, in English (msgids): the
+# properties above give them in the staff language.
+OFFERED_ON: dict[str, str] = {
+    "damage": N_("incident invoice"),
+    "collection": N_("device collection"),
+}
+NO_FORM = N_("no form")
+KIND_LABELS: dict[str, str] = {
+    "damage": N_("Damage"),
+    "collection": N_("Collection"),
+    "annual": N_("Annual"),
+    "other": N_("Other"),
+}
 
 
 def kind_label(value: str) -> str:
@@ -73,7 +80,7 @@ def parse_fee_kind(text: str | None) -> FeeKind:
     """A kind typed by a person: its value or label, any case; anything else is refused."""
     cleaned = (text or "").strip().casefold()
     for kind in FeeKind:
-        if cleaned in (kind.value, kind.label.casefold()):
+        if cleaned in (kind.value, KIND_LABELS[kind.value].casefold()):
             return kind
     raise ValidationError(
         _(

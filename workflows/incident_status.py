@@ -25,7 +25,7 @@ class IncidentStatus(StrEnum):
 
     @property
     def label(self) -> str:
-        return INCIDENT_STATUSES[self.value]
+        return _(INCIDENT_STATUSES[self.value])
 
 
 DEFAULT_RESTRICTED: frozenset[IncidentStatus] = frozenset(
@@ -102,7 +102,7 @@ def _normalise(text: str) -> str:
 
 
 _BY_NAME: dict[str, IncidentStatus] = {
-    **{_normalise(s.label): s for s in IncidentStatus},
+    **{_normalise(INCIDENT_STATUSES[s.value]): s for s in IncidentStatus},
     **{s.value: s for s in IncidentStatus},
 }
 

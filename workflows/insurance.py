@@ -28,8 +28,9 @@ class PolicyTerms:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be int cents, got {type(value).__name__}")
             if value < 0:
-                label = "co-pay" if name == "copay_cents" else "coverage cap"
-                raise ValidationError(_("The {label} can't be negative.", label=label), field=name)
+                if name == "copay_cents":
+                    raise ValidationError(_("The co-pay can't be negative."), field=name)
+                raise ValidationError(_("The coverage cap can't be negative."), field=name)
         pct = self.coverage_percent
         if pct is None:
             return
@@ -157,6 +158,19 @@ def _claim_line(number: int, max_claims: int | None) -> str:
     return f"Claim {number} of {max_claims} this term"
 
 
+def _claim_detail(number: int, max_claims: int | None) -> str:
+    """`_claim_line` in the staff language, for the incident card (the audit keeps English)."""
+    if max_claims is None:
+        return _("Claim {number} this term", number=number)
+    if number > max_claims:
+        return _(
+            "Claim {number} this term (over the cap of {max_claims})",
+            number=number,
+            max_claims=max_claims,
+        )
+    return _("Claim {number} of {max_claims} this term", number=number, max_claims=max_claims)
+
+
 def _applied_line(coverage: CoverageContext, split: Split) -> str:
     return f"Insurance applied: {coverage.label} {_MINUS}{format_cents(split.policy_cents)}"
 
@@ -252,19 +266,19 @@ def coverage_badge(
     if coverage is None:
         return CoverageBadge(
             state="none",
-            label="No Active Coverage",
-            detail="The student had no insurance enrollment on the day of the incident.",
+            label=_("No Active Coverage"),
+            detail=_("The student had no insurance enrollment on the day of the incident."),
         )
     max_claims = coverage.max_claims
     if own_claim_number is not None:
-        return CoverageBadge("active", coverage.label, _claim_line(own_claim_number, max_claims))
+        return CoverageBadge("active", coverage.label, _claim_detail(own_claim_number, max_claims))
     if max_claims is not None and claims_used >= max_claims:
         return CoverageBadge(
             "exhausted",
             coverage.label,
-            f"Coverage exhausted ({max_claims} of {max_claims} this term)",
+            _("Coverage exhausted ({max_claims} of {max_claims} this term)", max_claims=max_claims),
         )
-    return CoverageBadge("active", coverage.label, _claim_line(claims_used + 1, max_claims))
+    return CoverageBadge("active", coverage.label, _claim_detail(claims_used + 1, max_claims))
 
 
 def in_term(coverage_start: date, coverage_end: date, on: date) -> bool:

@@ -34,7 +34,7 @@ class InvoiceStatus(StrEnum):
 
     @property
     def label(self) -> str:
-        return INVOICE_STATUSES[self.value]
+        return _(INVOICE_STATUSES[self.value])
 
 
 class InvoiceKind(StrEnum):
@@ -47,7 +47,7 @@ class InvoiceKind(StrEnum):
 
     @property
     def label(self) -> str:
-        return INVOICE_KINDS[self.value]
+        return _(INVOICE_KINDS[self.value])
 
 
 class NoticeTemplate(StrEnum):
@@ -140,7 +140,7 @@ def build_lines(
         item = by_id.get(fee_id)
         if item is None or not item.active:
             raise ValidationError(_("One of the chosen fees no longer exists."), field="fee_items")
-        require_kind((item,), FeeKind.DAMAGE, what="an incident's invoice", field="fee_items")
+        require_kind((item,), FeeKind.DAMAGE, what=_("an incident's invoice"), field="fee_items")
         lines.append(
             InvoiceLineSpec(
                 description=item.name,

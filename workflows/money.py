@@ -66,7 +66,7 @@ def parse_amount(text: str, *, field: str = "amount") -> int:
 
 def _too_large(shown: str, field: str) -> ValidationError:
     limit = format_cents(MAX_AMOUNT_CENTS)
-    message = f"{shown} is more than the largest allowed amount, {limit}."
+    message = _("{shown} is more than the largest allowed amount, {max}.", shown=shown, max=limit)
     return ValidationError(message, field=field)
 
 

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from workflows.billing import InvoiceFacts, PauseCalendar
 from workflows.billing_settings import BillingSettings
 from workflows.errors import ConflictError, ValidationError
-from workflows.i18n import _
+from workflows.i18n import N_, _
 from workflows.invoices import OPEN_STATUSES, NoticeTemplate, balance_of, existing_invoice
 from workflows.money import format_cents
 from workflows.permissions import Actor, Permission, require
@@ -52,7 +52,14 @@ class Frequency(StrEnum):
 
     @property
     def label(self) -> str:
-        return {"weekly": "Weekly", "biweekly": "Every two weeks", "monthly": "Monthly"}[self.value]
+        return _(FREQUENCY_LABELS[self.value])
+
+
+FREQUENCY_LABELS: dict[str, str] = {
+    "weekly": N_("Weekly"),
+    "biweekly": N_("Every two weeks"),
+    "monthly": N_("Monthly"),
+}
 
 
 class PlanEvent(StrEnum):

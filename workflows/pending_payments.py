@@ -138,8 +138,9 @@ async def _to_decide(
     if pending.status == PendingStatus.PENDING:
         return pending, True
     if pending.status != decision:
-        word = "confirmed" if pending.status == PendingStatus.CONFIRMED else "marked not received"
-        raise ConflictError(_("This reported payment was already {word}.", word=word))
+        if pending.status == PendingStatus.CONFIRMED:
+            raise ConflictError(_("This reported payment was already confirmed."))
+        raise ConflictError(_("This reported payment was already marked not received."))
     return pending, False
 
 
@@ -275,9 +276,12 @@ async def _open_pending(
     if pending is None:
         raise NotFound(_("That reported payment doesn't exist."))
     if pending.status != PendingStatus.PENDING:
-        word = "confirmed" if pending.status == PendingStatus.CONFIRMED else "marked not received"
+        if pending.status == PendingStatus.CONFIRMED:
+            raise ConflictError(
+                _("This reported payment was already confirmed; its split can't change.")
+            )
         raise ConflictError(
-            _("This reported payment was already {word}; its split can't change.", word=word)
+            _("This reported payment was already marked not received; its split can't change.")
         )
     parts = list(await pendings.pending_parts(pending.id))
     if not parts:

@@ -29,10 +29,11 @@ def check_portal_template(template: str) -> None:
     unknown = fields - PLACEHOLDERS
     if unknown:
         raise ValidationError(
-            "Unknown placeholder(s) in the payment portal address: "
-            + ", ".join(sorted("{" + name + "}" for name in unknown))
-            + "; use "
-            + ", ".join(sorted("{" + name + "}" for name in PLACEHOLDERS))
+            _(
+                "Unknown placeholder(s) in the payment portal address: {unknown}; use {known}",
+                unknown=", ".join(sorted("{" + name + "}" for name in unknown)),
+                known=", ".join(sorted("{" + name + "}" for name in PLACEHOLDERS)),
+            )
         )
 
 

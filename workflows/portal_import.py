@@ -418,7 +418,7 @@ def parse_portal_date(text: str, date_format: str, tz: tzinfo) -> date:
             moment = datetime.fromisoformat(value)
         except ValueError:
             moment = None
-        expected = "a date like 2026-03-05"
+        expected = _("a date like 2026-03-05")
     else:
         for candidate in (value, value.split()[0]):
             try:
@@ -426,7 +426,7 @@ def parse_portal_date(text: str, date_format: str, tz: tzinfo) -> date:
                 break
             except ValueError:
                 continue
-        expected = f"the date format {date_format}"
+        expected = _("the date format {date_format}", date_format=date_format)
     if moment is None:
         raise ValidationError(
             _("{shown} doesn't match {expected}.", shown=_shown(text), expected=expected),
@@ -535,7 +535,7 @@ def parse_row(
         return RowProblem(line, reason, reference, invoice_text, amount_text, date_text, payer)
 
     if len(reference) > MAX_REFERENCE:
-        return problem(f"The reference is longer than {MAX_REFERENCE} characters.")
+        return problem(_("The reference is longer than {max} characters.", max=MAX_REFERENCE))
     reasons: list[str] = []
     amount_cents: int | None = None
     received_on: date | None = None
@@ -551,7 +551,12 @@ def parse_row(
         return problem(" ".join(reasons))
     numbers = invoice_numbers_in(invoice_text, invoice_prefix)
     if len(numbers) > 1:
-        return problem(f"It names several invoices ({', '.join(numbers)}); split it by hand.")
+        return problem(
+            _(
+                "It names several invoices ({numbers}); split it by hand.",
+                numbers=", ".join(numbers),
+            )
+        )
     hashed = not reference
     return PortalRow(
         line=line,
@@ -606,11 +611,15 @@ def split_payment(amount_cents: int, number: str, status: str, balance_cents: in
     if not split.excess_cents:
         return Split(split.applied_cents, 0)
     if status == InvoiceStatus.CANCELLED:
-        reason = f"Invoice {number} is cancelled; it takes no payments."
+        reason = _("Invoice {number} is cancelled; it takes no payments.", number=number)
     elif not split.applied_cents:
-        reason = f"Invoice {number} was already paid in full."
+        reason = _("Invoice {number} was already paid in full.", number=number)
     else:
-        reason = f"Only {format_cents(balance_cents)} was owed on invoice {number}."
+        reason = _(
+            "Only {balance} was owed on invoice {number}.",
+            balance=format_cents(balance_cents),
+            number=number,
+        )
     return Split(split.applied_cents, split.excess_cents, reason)
 
 

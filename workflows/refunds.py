@@ -44,13 +44,18 @@ def refundable(payment: PaymentRecord, already_refunded: int) -> int:
 
 def payment_label(payment: PaymentRecord) -> str:
     """ "check #1043 of $50.00" / "cash of $20.00", for messages."""
+    amount = format_cents(payment.amount_cents)
     if payment.method == "check" and payment.reference:
-        what = f"check #{payment.reference}"
-    elif payment.reference:
-        what = f"{payment_method_label(payment.method).lower()} ({payment.reference})"
-    else:
-        what = payment_method_label(payment.method).lower()
-    return f"{what} of {format_cents(payment.amount_cents)}"
+        return _("check #{reference} of {amount}", reference=payment.reference, amount=amount)
+    method = payment_method_label(payment.method).lower()
+    if payment.reference:
+        return _(
+            "{method} ({reference}) of {amount}",
+            method=method,
+            reference=payment.reference,
+            amount=amount,
+        )
+    return _("{method} of {amount}", method=method, amount=amount)
 
 
 def check_refund(payment: PaymentRecord, already_refunded: int, amount_cents: int) -> None:

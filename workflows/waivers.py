@@ -196,9 +196,11 @@ async def request_waiver(ctx: Context, actor: Actor, cmd: RequestWaiver) -> Waiv
 def decision_word(adjustment: AdjustmentRecord) -> str:
     """ "approved", "denied" or "withdrawn" for a decided request; "pending" otherwise."""
     if adjustment.status == AdjustmentStatus.APPLIED:
-        return "approved"
+        return _("approved")
     if adjustment.status == AdjustmentStatus.DENIED:
-        return "withdrawn" if adjustment.decision_comment == WITHDRAWN_COMMENT else "denied"
+        if adjustment.decision_comment == WITHDRAWN_COMMENT:
+            return _("withdrawn")
+        return _("denied")
     return str(adjustment.status)
 
 
@@ -206,15 +208,22 @@ async def _already_decided(ctx: Context, adjustment: AdjustmentRecord) -> Confli
     who = None
     if adjustment.decided_by_id is not None:
         who = await ctx.store.people.staff_name(adjustment.decided_by_id)
-    when = ""
-    if adjustment.decided_at is not None:
-        when = f" on {local_when(adjustment.decided_at, ctx.tz)}"
+    decision = decision_word(adjustment)
+    who = who or _("someone")
+    if adjustment.decided_at is None:
+        return ConflictError(
+            _(
+                "This waiver was already {decision} by {who}. Nothing was changed.",
+                decision=decision,
+                who=who,
+            )
+        )
     return ConflictError(
         _(
-            "This waiver was already {decision_word} by {who}{when}. Nothing was changed.",
-            decision_word=decision_word(adjustment),
-            who=who or "someone",
-            when=when,
+            "This waiver was already {decision} by {who} on {when}. Nothing was changed.",
+            decision=decision,
+            who=who,
+            when=local_when(adjustment.decided_at, ctx.tz),
         )
     )
 
