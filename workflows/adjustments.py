@@ -10,6 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from workflows.errors import ConflictError, ValidationError
+from workflows.i18n import _
 from workflows.invoice_updates import UpdateReason, amount_of, notify_amount_change
 from workflows.invoices import OPEN_STATUSES, balance_of, settle_if_paid
 from workflows.money import format_cents
@@ -32,23 +33,31 @@ class AdjustmentStatus(StrEnum):
 
 
 def clean_reason(reason: str) -> str:
-    too_long = f"Keep the reason under {MAX_REASON} characters."
-    return required_line(reason, MAX_REASON, "reason", "Say why.", too_long)
+    too_long = _("Keep the reason under {max} characters.", max=MAX_REASON)
+    return required_line(reason, MAX_REASON, "reason", _("Say why."), too_long)
 
 
 def check_waiver(invoice: InvoiceRecord, amount_cents: int) -> None:
     """A waiver needs an open invoice and may not exceed what is still owed."""
     if amount_cents <= 0:
-        raise ValidationError("A waiver must be more than $0.00.", field="amount")
+        raise ValidationError(_("A waiver must be more than $0.00."), field="amount")
     if invoice.status not in OPEN_STATUSES:
         raise ConflictError(
-            f"Invoice {invoice.number} is {invoice.status}; only open invoices can be waived."
+            _(
+                "Invoice {number} is {status}; only open invoices can be waived.",
+                number=invoice.number,
+                status=invoice.status,
+            )
         )
     balance = balance_of(invoice)
     if amount_cents > balance:
         raise ValidationError(
-            f"{format_cents(amount_cents)} is more than the {format_cents(balance)} still owed "
-            f"on invoice {invoice.number}.",
+            _(
+                "{amount} is more than the {balance} still owed on invoice {number}.",
+                amount=format_cents(amount_cents),
+                balance=format_cents(balance),
+                number=invoice.number,
+            ),
             field="amount",
         )
 

@@ -22,6 +22,7 @@ from workflows.district_facts import (
 )
 from workflows.district_facts import stored_values as fact_values
 from workflows.errors import NotFound, ValidationError
+from workflows.i18n import _
 from workflows.incident_status import IncidentStatus, parse_status
 from workflows.offenders import OffenderRule, parse_flags
 from workflows.permissions import Actor, Permission, require
@@ -49,7 +50,8 @@ def _validated(change: SettingsChange) -> dict[str, Any]:
         name = clean_district_facts(DistrictFacts(name=change.district_name)).name
         if not name:
             raise ValidationError(
-                f"The district name must be 1 to {MAX_NAME} characters.", field="district_name"
+                _("The district name must be 1 to {max} characters.", max=MAX_NAME),
+                field="district_name",
             )
         values["district_name"] = name
     # Checked with the other billing settings in change_settings, which has the stored row.
@@ -61,7 +63,7 @@ def _validated(change: SettingsChange) -> dict[str, Any]:
         prefix = change.invoice_prefix.strip().upper()
         if not PREFIX_RE.match(prefix):
             raise ValidationError(
-                "The invoice prefix must be 1 to 12 letters or digits, starting with a letter.",
+                _("The invoice prefix must be 1 to 12 letters or digits, starting with a letter."),
                 field="invoice_prefix",
             )
         values["invoice_prefix"] = prefix
@@ -69,7 +71,7 @@ def _validated(change: SettingsChange) -> dict[str, Any]:
         month, day = change.school_year_start
         if not (1 <= month <= 12 and 1 <= day <= 28):
             raise ValidationError(
-                "The school year must start on a day 1-28 of a month 1-12.",
+                _("The school year must start on a day 1-28 of a month 1-12."),
                 field="school_year_start",
             )
         values["school_year_start_month"], values["school_year_start_day"] = month, day
@@ -77,7 +79,7 @@ def _validated(change: SettingsChange) -> dict[str, Any]:
         statuses = sorted({parse_status(s).value for s in change.restricted_statuses})
         if IncidentStatus.OPEN.value in statuses or IncidentStatus.CLOSED.value in statuses:
             raise ValidationError(
-                "Open and Closed can't be restricted; everyone needs them.",
+                _("Open and Closed can't be restricted; everyone needs them."),
                 field="restricted_statuses",
             )
         values["restricted_statuses"] = statuses
@@ -85,7 +87,7 @@ def _validated(change: SettingsChange) -> dict[str, Any]:
         flags = [rule.flag for rule in change.offender_rules]
         if len(set(flags)) != len(flags):
             raise ValidationError(
-                "Each flag may have only one repeat-offender rule.", field="offender_rules"
+                _("Each flag may have only one repeat-offender rule."), field="offender_rules"
             )
         parse_flags(flags)
         values["offender_rules"] = [
@@ -175,7 +177,9 @@ async def change_role(
     require(actor, Permission.MANAGE_ROLES)
     role = await ctx.store.people.role(role_name)
     if role is None:
-        raise NotFound(f"There is no role called {role_name!r}.", field="role")
+        raise NotFound(
+            _("There is no role called {role_name!r}.", role_name=role_name), field="role"
+        )
     before = {
         "permissions": list(role.permissions),
         "allowed_statuses": list(role.allowed_statuses),
@@ -184,7 +188,9 @@ async def change_role(
         try:
             role.permissions = sorted({Permission(p).value for p in permissions})
         except ValueError as exc:
-            raise ValidationError(f"Unknown permission: {exc}", field="permissions") from exc
+            raise ValidationError(
+                _("Unknown permission: {exc}", exc=exc), field="permissions"
+            ) from exc
     if allowed_statuses is not None:
         role.allowed_statuses = sorted({parse_status(s).value for s in allowed_statuses})
     after = {"permissions": list(role.permissions), "allowed_statuses": list(role.allowed_statuses)}

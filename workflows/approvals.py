@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from workflows.errors import ConflictError, NotFound, ValidationError
+from workflows.i18n import _
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, InvoiceRecord
 
@@ -75,7 +76,7 @@ class ApprovalRules(Generic[R, S]):
     denied: str
     audit_entity: str  # the activity log's entity for the request row
     outbox: ApprovalOutbox
-    missing: str  # said when the request doesn't exist
+    missing: str  # said when the request doesn't exist: an N_() msgid, read in staff language
     # The row, locked for this transaction (None when there is no such request of this kind).
     locked: Callable[[Context, int], Awaitable[R | None]]
     # What a later click is told: the request was already decided, by whom.
@@ -96,7 +97,9 @@ class ApprovalRules(Generic[R, S]):
 def check_comment(comment: str | None) -> str | None:
     text = " ".join((comment or "").split())
     if len(text) > MAX_COMMENT:
-        raise ValidationError(f"Keep the comment under {MAX_COMMENT} characters.", field="comment")
+        raise ValidationError(
+            _("Keep the comment under {max} characters.", max=MAX_COMMENT), field="comment"
+        )
     return text or None
 
 
@@ -131,7 +134,7 @@ async def decide(
     text = check_comment(comment)
     row = await rules.locked(ctx, request_id)
     if row is None:
-        raise NotFound(rules.missing)
+        raise NotFound(_(rules.missing))
     wanted = rules.status_for(approve)
     if row.status != PENDING:
         if row.status == wanted and row.decided_by_id == actor.staff_id:

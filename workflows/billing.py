@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from workflows.billing_settings import BillingSettings
 from workflows.clock import local_date
 from workflows.errors import ValidationError
+from workflows.i18n import N_, _
 from workflows.invoices import OPEN_STATUSES, InvoiceStatus, NoticeTemplate
 from workflows.labels import invoice_status_label
 from workflows.text import required_line
@@ -48,14 +49,17 @@ class Step(StrEnum):
 
     @property
     def label(self) -> str:
-        return {
-            "pre_due": "Pre-due reminder",
-            "first": "1st overdue notice",
-            "second": "2nd overdue notice",
-            "final": "Final overdue notice",
-            "collections": "Moved to Collections",
-            "auto_cancel": "Auto-cancelled",
-        }[self.value]
+        return _(STEP_LABELS[self.value])
+
+
+STEP_LABELS: dict[str, str] = {
+    "pre_due": N_("Pre-due reminder"),
+    "first": N_("1st overdue notice"),
+    "second": N_("2nd overdue notice"),
+    "final": N_("Final overdue notice"),
+    "collections": N_("Moved to Collections"),
+    "auto_cancel": N_("Auto-cancelled"),
+}
 
 
 # The overdue ladder: from this status, the next notice and the status it leads to.
@@ -91,14 +95,17 @@ class PauseWindow:
 
 def validate_pause(starts_on: date, ends_on: date, reason: str) -> PauseWindow:
     if ends_on < starts_on:
-        raise ValidationError("A pause must end on or after the day it starts.", field="ends_on")
+        raise ValidationError(_("A pause must end on or after the day it starts."), field="ends_on")
     if (ends_on - starts_on).days + 1 > MAX_PAUSE_DAYS:
         raise ValidationError(
-            f"A pause can last at most {MAX_PAUSE_DAYS} days; add another for a longer break.",
+            _(
+                "A pause can last at most {max} days; add another for a longer break.",
+                max=MAX_PAUSE_DAYS,
+            ),
             field="ends_on",
         )
-    missing = "Say what the pause is for, e.g. Winter break."
-    too_long = f"Keep the reason under {MAX_PAUSE_REASON} characters."
+    missing = _("Say what the pause is for, e.g. Winter break.")
+    too_long = _("Keep the reason under {max} characters.", max=MAX_PAUSE_REASON)
     reason = required_line(reason, MAX_PAUSE_REASON, "reason", missing, too_long)
     return PauseWindow(starts_on, ends_on, reason)
 
@@ -201,15 +208,15 @@ def too_soon_after_notice(reminder_day: date, notice_on: date | None, created_on
 def skip_reason(inv: InvoiceFacts, settings: BillingSettings) -> str | None:
     """Why automation leaves this invoice alone, or None when it is in scope."""
     if not inv.automation_enabled:
-        return "automation is off for this invoice"
+        return _("automation is off for this invoice")
     if inv.due_date is None:
-        return "no due date"
+        return _("no due date")
     if inv.status not in AUTOMATED_STATUSES:
-        return f"status is {invoice_status_label(inv.status)}"
+        return _("status is {status}", status=invoice_status_label(inv.status))
     if inv.total_cents - inv.paid_cents - inv.waived_cents <= 0:
-        return "nothing left to pay"
+        return _("nothing left to pay")
     if settings.stop_reminders_on_partial_payment and inv.paid_cents > 0:
-        return "partially paid, and reminders stop on a partial payment"
+        return _("partially paid, and reminders stop on a partial payment")
     return None
 
 
@@ -409,7 +416,7 @@ def step_label(name: str) -> str:
     """'pre_due_14' -> '14-day pre-due reminder'; 'first' -> '1st overdue notice'."""
     if name.startswith(Step.PRE_DUE.value + "_"):
         days = name.rsplit("_", 1)[1]
-        return f"{days}-day pre-due reminder"
+        return _("{days}-day pre-due reminder", days=days)
     return Step(name).label
 
 

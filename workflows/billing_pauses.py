@@ -14,6 +14,7 @@ from datetime import date
 
 from workflows.billing import validate_pause
 from workflows.errors import NotFound, ValidationError
+from workflows.i18n import _, ngettext
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, PauseRecord
 
@@ -38,10 +39,14 @@ class PauseView:
 
     def describe(self) -> str:
         """'#3 2026-12-21 to 2027-01-01 (12 days): Winter break'"""
-        days = "1 day" if self.days == 1 else f"{self.days} days"
-        return (
-            f"#{self.id} {self.starts_on.isoformat()} to {self.ends_on.isoformat()} "
-            f"({days}): {self.reason}"
+        days = ngettext("{n} day", "{n} days", self.days)
+        return _(
+            "#{id} {start} to {end} ({days}): {reason}",
+            id=self.id,
+            start=self.starts_on.isoformat(),
+            end=self.ends_on.isoformat(),
+            days=days,
+            reason=self.reason,
         )
 
 
@@ -67,8 +72,10 @@ async def add_pause(
     if clashes:
         other = view_of(clashes[0])
         raise ValidationError(
-            f"That overlaps the pause {other.describe()}. Remove it first "
-            f"or choose days outside it.",
+            _(
+                "That overlaps the pause {other}. Remove it first or choose days outside it.",
+                other=other.describe(),
+            ),
             field="starts_on",
         )
     record = await ctx.store.pauses.add(
@@ -87,7 +94,9 @@ async def remove_pause(ctx: Context, actor: Actor, pause_id: int) -> PauseView:
     require(actor, Permission.MANAGE_SETTINGS)
     record = await ctx.store.pauses.get(pause_id, lock=True)
     if record is None:
-        raise NotFound(f"There is no billing pause #{pause_id}.", field="pause_id")
+        raise NotFound(
+            _("There is no billing pause #{pause_id}.", pause_id=pause_id), field="pause_id"
+        )
     view = view_of(record)
     await ctx.store.pauses.remove(view.id)
     await ctx.store.activity.log(

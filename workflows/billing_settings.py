@@ -16,6 +16,7 @@ from datetime import time
 from typing import TYPE_CHECKING, Any
 
 from workflows.errors import ValidationError
+from workflows.i18n import N_, _
 
 if TYPE_CHECKING:
     from workflows.ports import SettingsRecord
@@ -30,12 +31,12 @@ MAX_WAIVER_APPROVAL_CENTS = 1_000_000_00  # $1,000,000: above any single device 
 
 _RUN_TIME_RE = re.compile(r"([0-9]{1,2}):([0-9]{2})")
 _SWITCHES = {
-    "automation_default": "Automation on new invoices",
-    "pre_due_enabled": "Pre-due reminders",
-    "overdue_enabled": "Overdue reminders",
-    "auto_cancel_enabled": "Auto-cancellation",
-    "stop_reminders_on_partial_payment": "Stopping reminders on a partial payment",
-    "family_page_photos": "Damage photos on the family page",
+    "automation_default": N_("Automation on new invoices"),
+    "pre_due_enabled": N_("Pre-due reminders"),
+    "overdue_enabled": N_("Overdue reminders"),
+    "auto_cancel_enabled": N_("Auto-cancellation"),
+    "stop_reminders_on_partial_payment": N_("Stopping reminders on a partial payment"),
+    "family_page_photos": N_("Damage photos on the family page"),
 }
 
 
@@ -75,7 +76,7 @@ def parse_run_time(text: str) -> time:
         if hour <= 23 and minute <= 59:
             return time(hour, minute)
     raise ValidationError(
-        "The daily run time must be a 24-hour time such as 06:00 or 17:30.",
+        _("The daily run time must be a 24-hour time such as 06:00 or 17:30."),
         field="daily_run_time",
     )
 
@@ -84,67 +85,85 @@ def validate_billing_settings(s: BillingSettings) -> None:
     """Raise ValidationError, naming the field at fault, unless every setting is usable."""
     for name, label in _SWITCHES.items():
         if not isinstance(getattr(s, name), bool):
-            raise ValidationError(f"{label} must be turned on or off.", field=name)
+            raise ValidationError(
+                _("{label} must be turned on or off.", label=_(label)), field=name
+            )
 
     due = s.default_due_days
     if not _is_int(due) or not 1 <= due <= MAX_DUE_DAYS:
         raise ValidationError(
-            f"The default due date must be 1 to {MAX_DUE_DAYS} days after creation.",
+            _("The default due date must be 1 to {max} days after creation.", max=MAX_DUE_DAYS),
             field="default_due_days",
         )
 
-    pre = _int_list(s.pre_due_days, "pre_due_days", "Pre-due reminder days")
+    pre = _int_list(s.pre_due_days, "pre_due_days", N_("Pre-due reminder days"))
     if not 1 <= len(pre) <= MAX_PRE_DUE_REMINDERS:
         raise ValidationError(
-            f"Set 1 to {MAX_PRE_DUE_REMINDERS} pre-due reminders "
-            "(turn pre-due reminders off to send none).",
+            _(
+                "Set 1 to {max} pre-due reminders (turn pre-due reminders off to send none).",
+                max=MAX_PRE_DUE_REMINDERS,
+            ),
             field="pre_due_days",
         )
     if any(not 1 <= d <= MAX_PRE_DUE_DAYS for d in pre):
         raise ValidationError(
-            f"Pre-due reminders must be 1 to {MAX_PRE_DUE_DAYS} days before the due date.",
+            _(
+                "Pre-due reminders must be 1 to {max} days before the due date.",
+                max=MAX_PRE_DUE_DAYS,
+            ),
             field="pre_due_days",
         )
     if len(set(pre)) != len(pre):
         raise ValidationError(
-            "Two pre-due reminders are set for the same day; each needs its own day.",
+            _("Two pre-due reminders are set for the same day; each needs its own day."),
             field="pre_due_days",
         )
     if list(pre) != sorted(pre, reverse=True):
         raise ValidationError(
-            "List pre-due reminders from the earliest to the last, most days first "
-            "(for example 14, 7, 1).",
+            _(
+                "List pre-due reminders from the earliest to the last, most days first "
+                "(for example 14, 7, 1)."
+            ),
             field="pre_due_days",
         )
     if pre[0] >= due:
         raise ValidationError(
-            f"A reminder {pre[0]} days before the due date would not come after the invoice "
-            f"is created: invoices are due {due} days after creation, so pre-due reminders "
-            f"must be fewer than {due} days before the due date.",
+            _(
+                "A reminder {pre} days before the due date would not come after the invoice is "
+                "created: invoices are due {due} days after creation, so pre-due reminders must "
+                "be fewer than {due} days before the due date.",
+                pre=pre[0],
+                due=due,
+            ),
             field="pre_due_days",
         )
 
-    overdue = _int_list(s.overdue_days, "overdue_days", "Overdue notice days")
+    overdue = _int_list(s.overdue_days, "overdue_days", N_("Overdue notice days"))
     if len(overdue) != OVERDUE_NOTICES:
         raise ValidationError(
-            "Set exactly three overdue notices: the first, the second and the final one.",
+            _("Set exactly three overdue notices: the first, the second and the final one."),
             field="overdue_days",
         )
     if any(not 1 <= d <= MAX_OVERDUE_DAYS for d in overdue):
         raise ValidationError(
-            f"Overdue notices must be 1 to {MAX_OVERDUE_DAYS} days after the due date.",
+            _("Overdue notices must be 1 to {max} days after the due date.", max=MAX_OVERDUE_DAYS),
             field="overdue_days",
         )
     if any(later <= earlier for earlier, later in zip(overdue, overdue[1:], strict=False)):
         raise ValidationError(
-            "Each overdue notice must come later than the one before it "
-            "(for example 7, 14, 30 days after the due date).",
+            _(
+                "Each overdue notice must come later than the one before it "
+                "(for example 7, 14, 30 days after the due date)."
+            ),
             field="overdue_days",
         )
 
     if not _is_int(s.auto_cancel_days) or not 1 <= s.auto_cancel_days <= MAX_AUTO_CANCEL_DAYS:
         raise ValidationError(
-            f"Auto-cancellation must be 1 to {MAX_AUTO_CANCEL_DAYS} days after the final notice.",
+            _(
+                "Auto-cancellation must be 1 to {max} days after the final notice.",
+                max=MAX_AUTO_CANCEL_DAYS,
+            ),
             field="auto_cancel_days",
         )
 
@@ -153,7 +172,7 @@ def validate_billing_settings(s: BillingSettings) -> None:
     approval = s.waiver_approval_cents
     if not _is_int(approval) or not 0 <= approval <= MAX_WAIVER_APPROVAL_CENTS:
         raise ValidationError(
-            "The waiver approval amount must be between $0.00 and $1,000,000.00.",
+            _("The waiver approval amount must be between $0.00 and $1,000,000.00."),
             field="waiver_approval_cents",
         )
 
@@ -197,8 +216,10 @@ def _is_int(value: object) -> bool:
 
 def _int_list(value: object, name: str, label: str) -> list[int]:
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
-        raise ValidationError(f"{label} must be a list of whole numbers.", field=name)
+        raise ValidationError(
+            _("{label} must be a list of whole numbers.", label=_(label)), field=name
+        )
     items = list(value)
     if not all(_is_int(d) for d in items):
-        raise ValidationError(f"{label} must be whole numbers.", field=name)
+        raise ValidationError(_("{label} must be whole numbers.", label=_(label)), field=name)
     return items

@@ -5,6 +5,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from workflows.errors import ValidationError
+from workflows.i18n import _
 
 
 class Clock(Protocol):
@@ -49,7 +50,9 @@ def zone(tz: ZoneInfo | str) -> ZoneInfo:
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValidationError(f'"{tz}" isn\'t a known time zone.', field="timezone") from exc
+        raise ValidationError(
+            _('"{tz}" isn\'t a known time zone.', tz=tz), field="timezone"
+        ) from exc
 
 
 def local_date(clock_now: datetime, tz: ZoneInfo | str) -> date:

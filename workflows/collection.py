@@ -17,6 +17,7 @@ from workflows.clock import local_date
 from workflows.devices import existing_device
 from workflows.errors import ConflictError, NotFound, ValidationError
 from workflows.fee_kinds import FeeKind
+from workflows.i18n import N_, _
 from workflows.invoices import InvoiceKind, IssueInvoice, applicable_fees, issue_invoice
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import (
@@ -40,7 +41,7 @@ class CollectionReason(StrEnum):
 
     @property
     def label(self) -> str:
-        return {"end_of_year": "End of year", "withdrawal": "Withdrawal"}[self.value]
+        return _(REASON_LABELS[self.value])
 
     @property
     def return_reason(self) -> str:
@@ -49,6 +50,9 @@ class CollectionReason(StrEnum):
             "end_of_year": "collected: end of year",
             "withdrawal": "collected: withdrawal",
         }[self.value]
+
+
+REASON_LABELS: dict[str, str] = {"end_of_year": N_("End of year"), "withdrawal": N_("Withdrawal")}
 
 
 class CollectionRecord(Protocol):
@@ -100,8 +104,10 @@ def chosen_items(offered: Sequence[FeeItemRecord], ids: Iterable[int]) -> list[F
     unknown = wanted - by_id.keys()
     if unknown:
         raise ValidationError(
-            "One of the chosen items isn't on the collection fee schedule for this device; "
-            "scan the device again.",
+            _(
+                "One of the chosen items isn't on the collection fee schedule for this device; "
+                "scan the device again."
+            ),
             field="missing",
         )
     return [item for item in offered if item.id in wanted]
@@ -133,14 +139,16 @@ def parse_reason(value: str | None) -> CollectionReason:
         return CollectionReason(text)
     except ValueError:
         raise ValidationError(
-            "The reason is either end of year or withdrawal.", field="reason"
+            _("The reason is either end of year or withdrawal."), field="reason"
         ) from None
 
 
 def clean_note(note: str | None) -> str | None:
     text = (note or "").strip()
     if len(text) > MAX_NOTE:
-        raise ValidationError(f"Keep the note under {MAX_NOTE} characters.", field="note")
+        raise ValidationError(
+            _("Keep the note under {max} characters.", max=MAX_NOTE), field="note"
+        )
     return text or None
 
 
@@ -148,9 +156,9 @@ def clean_code(code: str) -> str:
     """A scanned or typed asset tag or serial (scanners may add spaces or a line end)."""
     text = code.strip()
     if not text:
-        raise ValidationError("Scan or type the asset tag or serial number.", field="device")
+        raise ValidationError(_("Scan or type the asset tag or serial number."), field="device")
     if len(text) > MAX_CODE:
-        raise ValidationError("That's too long for an asset tag or serial.", field="device")
+        raise ValidationError(_("That's too long for an asset tag or serial."), field="device")
     return text
 
 
@@ -166,10 +174,18 @@ def day_text(day: date) -> str:
 def already_collected_message(
     device: DeviceRecord, collected_on: date, student: StudentRecord | None
 ) -> str:
-    who = "" if student is None else f" from {student.first_name} {student.last_name}"
-    return (
-        f"{device_name(device)} was already checked in on {day_text(collected_on)}{who}, "
-        "and hasn't been issued to anyone since."
+    if student is None:
+        return _(
+            "{device} was already checked in on {day}, and hasn't been issued to anyone since.",
+            device=device_name(device),
+            day=day_text(collected_on),
+        )
+    return _(
+        "{device} was already checked in on {day} from {student}, and hasn't been issued to "
+        "anyone since.",
+        device=device_name(device),
+        day=day_text(collected_on),
+        student=f"{student.first_name} {student.last_name}",
     )
 
 
@@ -214,7 +230,9 @@ async def _find_device(records: CollectionRecords, code: str, *, lock: bool) -> 
     text = clean_code(code)
     device = await records.device_by_code(text, lock=lock)
     if device is None:
-        raise NotFound(f'No device has the asset tag or serial "{text}".', field="device")
+        raise NotFound(
+            _('No device has the asset tag or serial "{text}".', text=text), field="device"
+        )
     return device
 
 
@@ -251,7 +269,7 @@ async def _earlier_result(
     ctx: Context, records: CollectionRecords, device: DeviceRecord, earlier: CollectionRecord
 ) -> CollectionResult:
     if earlier.device_id != device.id:
-        raise ConflictError("That form was already used for another device; scan again.")
+        raise ConflictError(_("That form was already used for another device; scan again."))
     student = (
         None if earlier.student_id is None else await ctx.store.people.student(earlier.student_id)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from workflows.errors import ConflictError, NotFound, ValidationError
+from workflows.i18n import _
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, DeviceRecord
 
@@ -32,7 +33,7 @@ async def existing_device(ctx: Context, device_id: int, *, lock: bool = False) -
     """The device (locked for the change when `lock`), or NotFound."""
     device = await ctx.store.devices.get(device_id, lock=lock)
     if device is None:
-        raise NotFound("That device isn't in DeviceCare.", field="device")
+        raise NotFound(_("That device isn't in DeviceCare."), field="device")
     return device
 
 
@@ -41,13 +42,17 @@ async def check_replacement(ctx: Context, actor: Actor, cmd: ReplaceDevice) -> N
     broken rule next to its field, then replaces the device once it has answered."""
     require(actor, Permission.REPLACE_DEVICES)
     old = await existing_device(ctx, cmd.old_device_id)
-    _, _, new = await _checked(ctx, old, cmd, lock=False)
+    _old, _cmd, new = await _checked(ctx, old, cmd, lock=False)
     tag = (cmd.new_asset_tag or "").strip()
     if new is None and tag:
         holder = await ctx.store.devices.by_asset_tag(tag)
         if holder is not None:
             raise ConflictError(
-                f"Asset tag {holder.asset_tag} is already on device {holder.serial}.",
+                _(
+                    "Asset tag {asset_tag} is already on device {serial}.",
+                    asset_tag=holder.asset_tag,
+                    serial=holder.serial,
+                ),
                 field="new_asset_tag",
             )
 
@@ -59,20 +64,26 @@ async def _checked(
     store = ctx.store
     student_id = await store.devices.current_holder(old.id)
     if student_id is None:
-        raise ConflictError(f"Device {old.serial} isn't assigned to a student.")
+        raise ConflictError(_("Device {serial} isn't assigned to a student.", serial=old.serial))
     serial = cmd.new_serial.strip()
     if not serial:
-        raise ValidationError("Enter the new device's serial number.", field="new_serial")
+        raise ValidationError(_("Enter the new device's serial number."), field="new_serial")
     if serial.casefold() == old.serial.casefold():
-        raise ValidationError("The new serial is the same as the old one.", field="new_serial")
+        raise ValidationError(_("The new serial is the same as the old one."), field="new_serial")
     new = await store.devices.by_serial(serial, lock=lock)
     if new is not None and await store.devices.current_holder(new.id) is not None:
         raise ConflictError(
-            f"Device {new.serial} is already assigned to someone.", field="new_serial"
+            _("Device {serial} is already assigned to someone.", serial=new.serial),
+            field="new_serial",
         )
     if new is not None and new.status in OUT_OF_SERVICE:
         raise ConflictError(
-            f"Device {new.serial} is {new.status} and can't be issued.", field="new_serial"
+            _(
+                "Device {serial} is {status} and can't be issued.",
+                serial=new.serial,
+                status=new.status,
+            ),
+            field="new_serial",
         )
     return student_id, serial, new
 
@@ -146,20 +157,29 @@ async def assign_suggested_holder(
     store = ctx.store
     device = await store.devices.get(cmd.device_id, lock=True)
     if device is None:
-        raise NotFound("That device isn't in DeviceCare any more.")
+        raise NotFound(_("That device isn't in DeviceCare any more."))
     holder_id = await store.devices.current_holder(device.id)
     if holder_id == cmd.student_id:
         return HolderChange(device, cmd.student_id, holder_id, changed=False)
     if device.status in OUT_OF_SERVICE:
-        raise ConflictError(f"Device {device.serial} is {device.status} and can't be assigned.")
+        raise ConflictError(
+            _(
+                "Device {serial} is {status} and can't be assigned.",
+                serial=device.serial,
+                status=device.status,
+            )
+        )
     if holder_id != cmd.shown_holder_id:
         raise ConflictError(
-            f"Who holds {device.serial} changed since this was shown; "
-            "look the device up again with /device."
+            _(
+                "Who holds {serial} changed since this was shown; look the device up again with "
+                "/device.",
+                serial=device.serial,
+            )
         )
     student = await store.people.student(cmd.student_id)
     if student is None:
-        raise NotFound("That student isn't in DeviceCare any more.")
+        raise NotFound(_("That student isn't in DeviceCare any more."))
     reason = f"{cmd.source_label}'s most recent user"
     if holder_id is not None:
         await store.devices.unassign(device.id, reason=f"reassigned to {cmd.source_label}'s user")

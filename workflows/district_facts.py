@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from workflows.errors import ValidationError
+from workflows.i18n import N_, _
 
 MAX_NAME = 200
 MAX_PAYABLE_TO = 200
@@ -82,29 +83,34 @@ COLUMNS: dict[str, str] = {
     "it_contact": "it_contact",
 }
 LABELS: dict[str, str] = {
-    "name": "District name",
-    "check_payable_to": "Checks payable to",
-    "check_address": "Mailing address for checks",
-    "office_phone": "Business office phone",
-    "office_hours": "Business office hours",
-    "office_email": "Business office email",
-    "it_contact_name": "IT contact",
-    "it_contact": "IT contact email or Slack channel",
+    "name": N_("District name"),
+    "check_payable_to": N_("Checks payable to"),
+    "check_address": N_("Mailing address for checks"),
+    "office_phone": N_("Business office phone"),
+    "office_hours": N_("Business office hours"),
+    "office_email": N_("Business office email"),
+    "it_contact_name": N_("IT contact"),
+    "it_contact": N_("IT contact email or Slack channel"),
 }
 # The field named in a ValidationError is the settings column (as the Slack form knows it).
 ERROR_FIELDS = COLUMNS
 
 
 def _one_line(value: object, fact: str, limit: int) -> str:
-    label = LABELS[fact]
+    label = _(LABELS[fact])
     if not isinstance(value, str):
-        raise ValidationError(f"{label} must be text.", field=COLUMNS[fact])
+        raise ValidationError(_("{label} must be text.", label=label), field=COLUMNS[fact])
     if _CONTROL_RE.search(value.strip()):
-        raise ValidationError(f"{label} must be on one line.", field=COLUMNS[fact])
+        raise ValidationError(_("{label} must be on one line.", label=label), field=COLUMNS[fact])
     text = " ".join(value.split())
     if len(text) > limit:
         raise ValidationError(
-            f"{label} must be at most {limit} characters (it has {len(text)}).",
+            _(
+                "{label} must be at most {limit} characters (it has {count}).",
+                label=label,
+                limit=limit,
+                count=len(text),
+            ),
             field=COLUMNS[fact],
         )
     return text
@@ -115,11 +121,11 @@ def clean_address(value: object) -> str:
     separates lines (the command line takes either)."""
     field = COLUMNS["check_address"]
     if not isinstance(value, str):
-        raise ValidationError("The mailing address must be text.", field=field)
+        raise ValidationError(_("The mailing address must be text."), field=field)
     raw = value.replace("\r\n", "\n").replace("\r", "\n").replace(" / ", "\n")
     if _CONTROL_RE.search(raw.replace("\n", "")):
         raise ValidationError(
-            "The mailing address may only contain printable characters.", field=field
+            _("The mailing address may only contain printable characters."), field=field
         )
     lines = [" ".join(line.split()) for line in raw.split("\n")]
     lines = [line for line in lines if line]
@@ -127,22 +133,28 @@ def clean_address(value: object) -> str:
         return ""
     if len(lines) > MAX_ADDRESS_LINES:
         raise ValidationError(
-            f"The mailing address must be at most {MAX_ADDRESS_LINES} lines.", field=field
+            _("The mailing address must be at most {max} lines.", max=MAX_ADDRESS_LINES),
+            field=field,
         )
     if any(len(line) > MAX_ADDRESS_LINE for line in lines):
         raise ValidationError(
-            f"Each line of the mailing address must be at most {MAX_ADDRESS_LINE} characters.",
+            _(
+                "Each line of the mailing address must be at most {max} characters.",
+                max=MAX_ADDRESS_LINE,
+            ),
             field=field,
         )
     text = "\n".join(lines)
     if len(text) > MAX_ADDRESS:
         raise ValidationError(
-            f"The mailing address must be at most {MAX_ADDRESS} characters.", field=field
+            _("The mailing address must be at most {max} characters.", max=MAX_ADDRESS), field=field
         )
     if not any(ch.isdigit() for ch in text):
         raise ValidationError(
-            "The mailing address needs a street number, box number or ZIP code, "
-            "e.g. 100 Main St, Springfield, IL 62701.",
+            _(
+                "The mailing address needs a street number, box number or ZIP code, "
+                "e.g. 100 Main St, Springfield, IL 62701."
+            ),
             field=field,
         )
     return text
@@ -154,7 +166,7 @@ def _checked_line(
     """One line (see _one_line) that `ok` accepts, or "" when blank."""
     text = _one_line(value, fact, limit)
     if text and not ok(text):
-        raise ValidationError(problem, field=COLUMNS[fact])
+        raise ValidationError(_(problem), field=COLUMNS[fact])
     return text
 
 
@@ -163,10 +175,10 @@ def _looks_like_phone(text: str) -> bool:
     return bool(_PHONE_RE.fullmatch(text)) and MIN_PHONE_DIGITS <= digits <= MAX_PHONE_DIGITS
 
 
-_PHONE_PROBLEM = (
+_PHONE_PROBLEM = N_(
     "The office phone must look like a phone number, e.g. (555) 010-2030 or 555-010-2030 ext. 12."
 )
-_EMAIL_PROBLEM = "The office email must be an email address, e.g. billing@district.org."
+_EMAIL_PROBLEM = N_("The office email must be an email address, e.g. billing@district.org.")
 
 
 def clean_phone(value: object) -> str:
@@ -191,8 +203,10 @@ def clean_it_contact(value: object) -> str:
     if _CHANNEL_NAME_RE.fullmatch(text.lower()):
         return text.lower()
     raise ValidationError(
-        "The IT contact must be an email address or a Slack channel, e.g. helpdesk@district.org "
-        "or #it-help.",
+        _(
+            "The IT contact must be an email address or a Slack channel, e.g. "
+            "helpdesk@district.org or #it-help."
+        ),
         field=field,
     )
 
@@ -216,7 +230,9 @@ def merge_facts(current: DistrictFacts, changes: dict[str, str | None]) -> Distr
     """`current` with the given facts replaced (None leaves one as it is; "" clears it)."""
     unknown = set(changes) - set(FACT_FIELDS)
     if unknown:
-        raise ValidationError(f"Unknown district fact: {', '.join(sorted(unknown))}.")
+        raise ValidationError(
+            _("Unknown district fact: {names}.", names=", ".join(sorted(unknown)))
+        )
     return replace(current, **{k: v for k, v in changes.items() if v is not None})
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from workflows.adjustments import apply_waiver
 from workflows.errors import ConflictError, NotFound, ValidationError
+from workflows.i18n import N_, _
 from workflows.invoices import (
     OPEN_STATUSES,
     InvoiceKind,
@@ -41,9 +42,7 @@ class CoverageStarts(StrEnum):
 
     @property
     def label(self) -> str:
-        return {"on_payment": "when the premium is paid", "immediately": "at enrollment"}[
-            self.value
-        ]
+        return _(COVERAGE_STARTS_LABELS[self.value])
 
 
 class EnrollmentStatus(StrEnum):
@@ -53,11 +52,18 @@ class EnrollmentStatus(StrEnum):
 
     @property
     def label(self) -> str:
-        return {
-            "pending_payment": "awaiting premium",
-            "active": "active",
-            "cancelled": "cancelled",
-        }[self.value]
+        return _(ENROLLMENT_STATUS_LABELS[self.value])
+
+
+COVERAGE_STARTS_LABELS: dict[str, str] = {
+    "on_payment": N_("when the premium is paid"),
+    "immediately": N_("at enrollment"),
+}
+ENROLLMENT_STATUS_LABELS: dict[str, str] = {
+    "pending_payment": N_("awaiting premium"),
+    "active": N_("active"),
+    "cancelled": N_("cancelled"),
+}
 
 
 class EnrollmentSource(StrEnum):
@@ -86,11 +92,16 @@ def term_of(policy: PolicyRecord) -> Term | None:
 def enrollable_term(policy: PolicyRecord) -> Term:
     """The term a new enrollment gets; refuses inactive policies and policies without one."""
     if not policy.active:
-        raise ValidationError(f"{policy.name} is no longer offered.", field="policy")
+        raise ValidationError(
+            _("{policy} is no longer offered.", policy=policy.name), field="policy"
+        )
     term = term_of(policy)
     if term is None:
         raise ValidationError(
-            f"{policy.name} has no term set; set its term before enrolling students.",
+            _(
+                "{policy} has no term set; set its term before enrolling students.",
+                policy=policy.name,
+            ),
             field="policy",
         )
     return term
@@ -111,11 +122,21 @@ def check_window(policy: PolicyRecord, day: date) -> None:
         return
     opens, closes = policy.enroll_opens_on, policy.enroll_closes_on
     if opens is not None and day < opens:
-        message = f"Enrollment in {policy.name} opens on {opens:%b} {opens.day}, {opens.year}."
+        message = _(
+            "Enrollment in {policy} opens on {day}.",
+            policy=policy.name,
+            day=f"{opens:%b} {opens.day}, {opens.year}",
+        )
     elif closes is not None and day > closes:
-        message = f"Enrollment in {policy.name} closed on {closes:%b} {closes.day}, {closes.year}."
+        message = _(
+            "Enrollment in {policy} closed on {day}.",
+            policy=policy.name,
+            day=f"{closes:%b} {closes.day}, {closes.year}",
+        )
     else:
-        message = f"The term of {policy.name} has ended; it takes no more enrollments."
+        message = _(
+            "The term of {policy} has ended; it takes no more enrollments.", policy=policy.name
+        )
     raise ValidationError(message, field="policy")
 
 
@@ -151,7 +172,8 @@ def clean_waiver_reason(reason: str | None) -> str | None:
         return None
     if len(text) > MAX_WAIVER_REASON:
         raise ValidationError(
-            f"Keep the waiver reason under {MAX_WAIVER_REASON} characters.", field="waiver_reason"
+            _("Keep the waiver reason under {max} characters.", max=MAX_WAIVER_REASON),
+            field="waiver_reason",
         )
     return text
 
@@ -198,7 +220,9 @@ class Enrolled:
 async def _policy(ctx: Context, policy_id: int) -> PolicyRecord:
     policy = await ctx.store.enrollments.policy(policy_id)
     if policy is None:
-        raise NotFound(f"Insurance policy #{policy_id} doesn't exist.", field="policy")
+        raise NotFound(
+            _("Insurance policy #{policy_id} doesn't exist.", policy_id=policy_id), field="policy"
+        )
     return policy
 
 
@@ -209,7 +233,9 @@ async def check_enrollment(
     any. Used alone by an import's validate step, which must write nothing."""
     require(actor, Permission.MANAGE_ENROLLMENTS)
     if await ctx.store.people.student(cmd.student_id) is None:
-        raise NotFound(f"Student #{cmd.student_id} doesn't exist.", field="student")
+        raise NotFound(
+            _("Student #{student_id} doesn't exist.", student_id=cmd.student_id), field="student"
+        )
     policy = await _policy(ctx, cmd.policy_id)
     term = enrollable_term(policy)
     existing = await ctx.store.enrollments.live(cmd.student_id, policy.id, term.end)
@@ -227,7 +253,9 @@ async def enroll_student(ctx: Context, actor: Actor, cmd: EnrollStudent) -> Enro
     require(actor, Permission.MANAGE_ENROLLMENTS)
     # One enrollment at a time per student, so a redelivery or a double click finds the first.
     if await store.enrollments.lock_student(cmd.student_id) is None:
-        raise NotFound(f"Student #{cmd.student_id} doesn't exist.", field="student")
+        raise NotFound(
+            _("Student #{student_id} doesn't exist.", student_id=cmd.student_id), field="student"
+        )
     policy, term, existing = await check_enrollment(ctx, actor, cmd)
     if existing is not None:
         return Enrolled(
@@ -360,18 +388,22 @@ async def cancel_enrollment(
     require(actor, Permission.MANAGE_ENROLLMENTS)
     text = " ".join(reason.split())
     if not text:
-        raise ValidationError("Say why the enrollment is cancelled.", field="reason")
+        raise ValidationError(_("Say why the enrollment is cancelled."), field="reason")
     enrollment = await ctx.store.enrollments.get(enrollment_id, lock=True)
     if enrollment is None:
-        raise NotFound(f"Enrollment #{enrollment_id} doesn't exist.")
+        raise NotFound(_("Enrollment #{enrollment_id} doesn't exist.", enrollment_id=enrollment_id))
     if enrollment.status == EnrollmentStatus.CANCELLED:
         return enrollment
     invoice = await ctx.store.enrollments.premium_invoice(enrollment.id)
     if invoice is not None and invoice.status in OPEN_STATUSES:
         if invoice.paid_cents > 0:
             raise ConflictError(
-                f"{format_cents(invoice.paid_cents)} was paid on premium invoice "
-                f"{invoice.number}; refund it before cancelling the enrollment."
+                _(
+                    "{paid} was paid on premium invoice {number}; refund it before cancelling "
+                    "the enrollment.",
+                    paid=format_cents(invoice.paid_cents),
+                    number=invoice.number,
+                )
             )
         await cancel_invoice(ctx, actor, invoice.id, reason=f"Enrollment cancelled: {text}")
     before = {"status": enrollment.status}
@@ -453,24 +485,24 @@ class PolicySetup:
 def check_policy_setup(policy: PolicyRecord) -> None:
     """The rules a policy's enrollment settings must keep, checked after a change."""
     if (policy.term_start is None) != (policy.term_end is None):
-        raise ValidationError("Set both the term's start and its end.", field="term")
+        raise ValidationError(_("Set both the term's start and its end."), field="term")
     if policy.term_start and policy.term_end and policy.term_end < policy.term_start:
-        raise ValidationError("The term ends before it starts.", field="term")
+        raise ValidationError(_("The term ends before it starts."), field="term")
     if policy.term_label is not None and not 0 < len(policy.term_label) <= 60:
-        raise ValidationError("The term label must be 1 to 60 characters.", field="term_label")
+        raise ValidationError(_("The term label must be 1 to 60 characters."), field="term_label")
     if policy.premium_cents < 0:
-        raise ValidationError("The premium can't be negative.", field="premium")
+        raise ValidationError(_("The premium can't be negative."), field="premium")
     opens, closes = policy.enroll_opens_on, policy.enroll_closes_on
     if opens is not None and closes is not None and closes < opens:
-        raise ValidationError("The enrollment window closes before it opens.", field="window")
+        raise ValidationError(_("The enrollment window closes before it opens."), field="window")
     if closes is not None and policy.term_end is not None and closes > policy.term_end:
         raise ValidationError(
-            "The enrollment window must close by the end of the term.", field="window"
+            _("The enrollment window must close by the end of the term."), field="window"
         )
     days = policy.expiry_reminder_days
     if days is not None and not 0 <= days <= MAX_REMINDER_DAYS:
         raise ValidationError(
-            f"Reminder days must be between 0 and {MAX_REMINDER_DAYS}.", field="reminder"
+            _("Reminder days must be between 0 and {max}.", max=MAX_REMINDER_DAYS), field="reminder"
         )
     CoverageStarts(policy.coverage_starts)
 
@@ -500,7 +532,7 @@ async def configure_policy(
     require(actor, Permission.MANAGE_POLICIES)
     name = " ".join(setup.name.split())
     if not 0 < len(name) <= 200:
-        raise ValidationError("A policy needs a name (up to 200 characters).", field="name")
+        raise ValidationError(_("A policy needs a name (up to 200 characters)."), field="name")
     policy = await ctx.store.enrollments.policy_by_name(name, lock=True)
     created = policy is None
     if policy is None:
@@ -520,7 +552,7 @@ async def configure_policy(
     if setup.device_plan is not None:
         plan = " ".join(setup.device_plan.split())
         if len(plan) > 200:
-            raise ValidationError("A device plan is up to 200 characters.", field="device_plan")
+            raise ValidationError(_("A device plan is up to 200 characters."), field="device_plan")
         policy.device_plan = plan or None
     for name_, value in wanted.items():
         if value is not None:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from workflows.errors import ValidationError
 from workflows.fee_kinds import FeeKind
+from workflows.i18n import _
 from workflows.invoices import MAX_LINE_CENTS
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, FeeItemRecord
@@ -60,27 +61,29 @@ def clean_code(code: str) -> str:
     text = code.strip().lower()
     if not _CODE_RE.match(text):
         raise ValidationError(
-            "A fee item's code is 1-60 lowercase letters, digits, - or _, e.g. collect-charger.",
+            _("A fee item's code is 1-60 lowercase letters, digits, - or _, e.g. collect-charger."),
             field="code",
         )
     return text
 
 
 def _clean_name(name: str) -> str:
-    too_long = f"A name has at most {MAX_NAME} characters."
-    return required_line(name, MAX_NAME, "name", "A fee item needs a name.", too_long)
+    too_long = _("A name has at most {max} characters.", max=MAX_NAME)
+    return required_line(name, MAX_NAME, "name", _("A fee item needs a name."), too_long)
 
 
 def _clean_price(cents: int) -> int:
     if not 0 <= cents <= MAX_LINE_CENTS:
-        raise ValidationError("The price is out of range.", field="amount")
+        raise ValidationError(_("The price is out of range."), field="amount")
     return cents
 
 
 def _clean_optional(text: str, limit: int, field: str) -> str | None:
     cleaned = " ".join(text.split())
     if len(cleaned) > limit:
-        raise ValidationError(f"The {field} has at most {limit} characters.", field=field)
+        raise ValidationError(
+            _("The {field} has at most {limit} characters.", field=field, limit=limit), field=field
+        )
     return cleaned or None
 
 
@@ -119,7 +122,11 @@ async def set_fee_item(
     if existing is None:
         if name is None or price is None or change.kind is None:
             raise ValidationError(
-                f"There is no fee item {code} yet; a new one needs a name, an amount and a kind.",
+                _(
+                    "There is no fee item {code} yet; a new one needs a name, an amount and a "
+                    "kind.",
+                    code=code,
+                ),
                 field="code",
             )
         item = await items.add_fee_item(

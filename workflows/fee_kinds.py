@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Protocol, TypeVar
 
 from workflows.errors import ValidationError
+from workflows.i18n import N_, _
 
 
 class FeeKind(StrEnum):
@@ -22,20 +23,27 @@ class FeeKind(StrEnum):
 
     @property
     def label(self) -> str:
-        return {
-            "damage": "Damage",
-            "collection": "Collection",
-            "annual": "Annual",
-            "other": "Other",
-        }[self.value]
+        return _(KIND_LABELS[self.value])
 
     @property
     def offered_on(self) -> str:
         """The form that offers items of this kind, as a person reads it."""
-        return {
-            "damage": "incident invoice",
-            "collection": "device collection",
-        }.get(self.value, "no form")
+        return _(OFFERED_ON.get(self.value, NO_FORM))
+
+
+# Where items of each kind are offered, and the kinds' names, in English (msgids): the
+# properties above give them in the staff language.
+OFFERED_ON: dict[str, str] = {
+    "damage": N_("incident invoice"),
+    "collection": N_("device collection"),
+}
+NO_FORM = N_("no form")
+KIND_LABELS: dict[str, str] = {
+    "damage": N_("Damage"),
+    "collection": N_("Collection"),
+    "annual": N_("Annual"),
+    "other": N_("Other"),
+}
 
 
 def kind_label(value: str) -> str:
@@ -72,10 +80,15 @@ def parse_fee_kind(text: str | None) -> FeeKind:
     """A kind typed by a person: its value or label, any case; anything else is refused."""
     cleaned = (text or "").strip().casefold()
     for kind in FeeKind:
-        if cleaned in (kind.value, kind.label.casefold()):
+        if cleaned in (kind.value, KIND_LABELS[kind.value].casefold()):
             return kind
     raise ValidationError(
-        f"Unknown fee kind {text!r}; use one of: {', '.join(FEE_KINDS)}.", field="kind"
+        _(
+            "Unknown fee kind {text!r}; use one of: {fee_kinds}.",
+            text=text,
+            fee_kinds=", ".join(FEE_KINDS),
+        ),
+        field="kind",
     )
 
 
@@ -95,6 +108,12 @@ def require_kind(items: Iterable[HasKind], kind: FeeKind, *, what: str, field: s
         if item.kind != kind:
             other, wanted = kind_label(item.kind).lower(), kind.label.lower()
             raise ValidationError(
-                f"“{item.name}” is a {other} fee; {what} takes {wanted} fees only.",
+                _(
+                    "\u201c{item}\u201d is a {other} fee; {what} takes {wanted} fees only.",
+                    item=item.name,
+                    other=other,
+                    what=what,
+                    wanted=wanted,
+                ),
                 field=field,
             )

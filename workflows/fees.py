@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from workflows.errors import NotFound, ValidationError
 from workflows.grades import clean_grades
+from workflows.i18n import _
 from workflows.invoices import MAX_DUE_DAYS, MAX_LINE_CENTS, check_due_date
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context, SettingsRecord
@@ -50,16 +51,19 @@ def clean_code(text: str) -> str:
     code = text.strip().lower()
     if not _CODE_RE.match(code):
         raise ValidationError(
-            f"“{text.strip()[:60]}” isn't a usable fee code: use letters, digits, - and _ "
-            "(up to 60), e.g. tech-fee.",
+            _(
+                "\u201c{text}\u201d isn't a usable fee code: use letters, digits, - and _ (up to "
+                "60), e.g. tech-fee.",
+                text=text.strip()[:60],
+            ),
             field="code",
         )
     return code
 
 
 def clean_name(text: str) -> str:
-    missing = "Give the fee a name, e.g. Technology fee."
-    too_long = f"A fee's name has at most {MAX_NAME} characters."
+    missing = _("Give the fee a name, e.g. Technology fee.")
+    too_long = _("A fee's name has at most {max} characters.", max=MAX_NAME)
     return required_line(text, MAX_NAME, "name", missing, too_long)
 
 
@@ -69,16 +73,20 @@ def clean_school_year(text: str) -> str:
     match = _YEAR_RE.match(label)
     if match is None or (match[2] is not None and int(match[2]) != int(match[1]) + 1):
         raise ValidationError(
-            f"“{label[:20]}” isn't a school year; write it like 2026-2027.", field="school_year"
+            _(
+                "\u201c{label}\u201d isn't a school year; write it like 2026-2027.",
+                label=label[:20],
+            ),
+            field="school_year",
         )
     return label
 
 
 def clean_amount(cents: int) -> int:
     if cents <= 0:
-        raise ValidationError("A fee's amount must be more than $0.00.", field="amount")
+        raise ValidationError(_("A fee's amount must be more than $0.00."), field="amount")
     if cents > MAX_LINE_CENTS:
-        raise ValidationError("That amount is more than a fee can be.", field="amount")
+        raise ValidationError(_("That amount is more than a fee can be."), field="amount")
     return cents
 
 
@@ -87,7 +95,7 @@ def check_fee_due_date(due: date | None, today: date) -> date | None:
         return None
     if due < today or due > today + timedelta(days=MAX_DUE_DAYS):
         raise ValidationError(
-            "The due date must be between today and three years out.", field="due_date"
+            _("The due date must be between today and three years out."), field="due_date"
         )
     return due
 
@@ -162,14 +170,21 @@ def billing_terms(fee: FeeRecord, settings: SettingsRecord, today: date) -> Bill
     """The terms for applying a fee today; refused when it can't be applied."""
     if not fee.active:
         raise ValidationError(
-            f"The fee {fee.code} ({fee.school_year}) is switched off; nothing was billed."
+            _(
+                "The fee {code} ({school_year}) is switched off; nothing was billed.",
+                code=fee.code,
+                school_year=fee.school_year,
+            )
         )
     try:
         due = check_due_date(today, fee.due_date, settings.default_due_days)
     except ValidationError:
         shown = fee.due_date.isoformat() if fee.due_date else "?"
         raise ValidationError(
-            f"The fee's due date, {shown}, has passed; give it a new one before applying it.",
+            _(
+                "The fee's due date, {shown}, has passed; give it a new one before applying it.",
+                shown=shown,
+            ),
             field="due_date",
         ) from None
     return BillingTerms(
@@ -292,8 +307,13 @@ async def check_fee_definition(
         billed = (await fees.counts(existing)).already_billed
         if billed:
             raise ValidationError(
-                f"{billed} student(s) were already billed for {existing.code} "
-                f"({existing.school_year}); its amount can't change now.",
+                _(
+                    "{billed} student(s) were already billed for {code} ({school_year}); its "
+                    "amount can't change now.",
+                    billed=billed,
+                    code=existing.code,
+                    school_year=existing.school_year,
+                ),
                 field="amount",
             )
     return d, existing
@@ -343,7 +363,12 @@ async def find_fee(fees: FeeStore, code: str, school_year: str) -> FeeRecord:
     fee = await fees.find_fee(clean_code(code), clean_school_year(school_year))
     if fee is None:
         raise NotFound(
-            f"There is no fee {code.strip().lower()} for {school_year.strip()}.", field="code"
+            _(
+                "There is no fee {code} for {school_year}.",
+                code=code.strip().lower(),
+                school_year=school_year.strip(),
+            ),
+            field="code",
         )
     return fee
 
@@ -353,7 +378,7 @@ async def preview_fee(ctx: Context, fees: FeeStore, actor: Actor, fee_id: int) -
     require(actor, Permission.MANAGE_FEES)
     fee = await fees.get_fee(fee_id)
     if fee is None:
-        raise NotFound(f"Fee #{fee_id} doesn't exist.")
+        raise NotFound(_("Fee #{fee_id} doesn't exist.", fee_id=fee_id))
     return FeePreview(fee, await fees.counts(fee))
 
 

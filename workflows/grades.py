@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable
 
 from workflows.errors import ValidationError
+from workflows.i18n import _
 
 NAMED_GRADES = frozenset({"IT", "PR", "PK", "TK", "KG", "PS", "UG"})
 GRADE_ALIASES = {"K": "KG", "KINDERGARTEN": "KG", "OTHER": "Other"}
@@ -31,8 +32,13 @@ def normalize_grade(text: str, *, field: str = "grades") -> str:
     if code is None:
         shown = text.strip()[:20]
         if shown.isdigit():
-            raise ValidationError(f"“{shown}” isn't a grade (1 to 13).", field=field)
-        raise ValidationError(f"“{shown}” isn't a grade; use 1-13 or KG, PK, TK, ….", field=field)
+            raise ValidationError(
+                _("\u201c{shown}\u201d isn't a grade (1 to 13).", shown=shown), field=field
+            )
+        raise ValidationError(
+            _("\u201c{shown}\u201d isn't a grade; use 1-13 or KG, PK, TK, \u2026.", shown=shown),
+            field=field,
+        )
     return code
 
 

@@ -6,6 +6,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from workflows.errors import InvalidTransition, PermissionDenied, ValidationError
+from workflows.i18n import _
 from workflows.labels import INCIDENT_STATUSES
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ class IncidentStatus(StrEnum):
 
     @property
     def label(self) -> str:
-        return INCIDENT_STATUSES[self.value]
+        return _(INCIDENT_STATUSES[self.value])
 
 
 DEFAULT_RESTRICTED: frozenset[IncidentStatus] = frozenset(
@@ -74,19 +75,26 @@ def check_transition(
     """Raise unless the actor may move an incident from `current` to `target`."""
     # Permission first, and without naming the status, so a hidden status stays hidden.
     if not may_use(actor, target, restricted):
-        raise PermissionDenied("You can't move incidents to that status.", field="status")
+        raise PermissionDenied(_("You can't move incidents to that status."), field="status")
     if target == current:
-        raise InvalidTransition(f"The incident is already {target.label}.", field="status")
+        raise InvalidTransition(
+            _("The incident is already {target}.", target=target.label), field="status"
+        )
     if target not in TRANSITIONS[current]:
         raise InvalidTransition(
-            f"An incident can't go from {current.label} to {target.label}.", field="status"
+            _(
+                "An incident can't go from {current} to {target}.",
+                current=current.label,
+                target=target.label,
+            ),
+            field="status",
         )
 
 
 def check_filter(actor: Actor, status: IncidentStatus, restricted: frozenset[str]) -> None:
     """Raise if the actor asks to filter by a status their role can't see."""
     if not may_use(actor, status, restricted):
-        raise PermissionDenied("You can't filter by that status.", field="status")
+        raise PermissionDenied(_("You can't filter by that status."), field="status")
 
 
 def _normalise(text: str) -> str:
@@ -94,7 +102,7 @@ def _normalise(text: str) -> str:
 
 
 _BY_NAME: dict[str, IncidentStatus] = {
-    **{_normalise(s.label): s for s in IncidentStatus},
+    **{_normalise(INCIDENT_STATUSES[s.value]): s for s in IncidentStatus},
     **{s.value: s for s in IncidentStatus},
 }
 
@@ -104,5 +112,7 @@ def parse_status(text: str) -> IncidentStatus:
     status = _BY_NAME.get(_normalise(text))
     if status is None:
         shown = text.strip()[:40]
-        raise ValidationError(f'"{shown}" isn\'t a known incident status.', field="status")
+        raise ValidationError(
+            _('"{shown}" isn\'t a known incident status.', shown=shown), field="status"
+        )
     return status

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from workflows.devices import existing_device
 from workflows.errors import NotFound, ValidationError
+from workflows.i18n import _
 from workflows.incident_status import IncidentStatus, check_transition
 from workflows.insurance import CoverageBadge, coverage_badge, invoice_claim_key
 from workflows.offenders import (
@@ -66,7 +67,7 @@ async def existing_incident(
     """The incident (locked for the change when `lock`), or NotFound."""
     incident = await ctx.store.incidents.get(incident_id, lock=lock)
     if incident is None:
-        raise NotFound(f"Incident #{incident_id} doesn't exist.")
+        raise NotFound(_("Incident #{incident_id} doesn't exist.", incident_id=incident_id))
     return incident
 
 
@@ -77,23 +78,23 @@ async def check_new_incident(ctx: Context, actor: Actor, cmd: OpenIncident) -> N
     await existing_device(ctx, cmd.device_id)
     _checked_fields(ctx, cmd)
     if cmd.student_id is not None and await ctx.store.people.student(cmd.student_id) is None:
-        raise NotFound("That student isn't in DeviceCare.", field="student")
+        raise NotFound(_("That student isn't in DeviceCare."), field="student")
 
 
 def _checked_fields(ctx: Context, cmd: OpenIncident) -> tuple[tuple[str, ...], str]:
     """(flags, description) once the form's own rules hold."""
     flags = parse_flags(cmd.flags)
     if not flags:
-        raise ValidationError("Pick at least one incident type.", field="flags")
+        raise ValidationError(_("Pick at least one incident type."), field="flags")
     today = ctx.today()
     if cmd.occurred_on > today:
-        raise ValidationError("The incident date can't be in the future.", field="occurred_on")
+        raise ValidationError(_("The incident date can't be in the future."), field="occurred_on")
     if today - cmd.occurred_on > MAX_BACKDATE:
-        raise ValidationError("The incident date is too far in the past.", field="occurred_on")
+        raise ValidationError(_("The incident date is too far in the past."), field="occurred_on")
     description = cmd.description.strip()
     if len(description) > MAX_DESCRIPTION:
         raise ValidationError(
-            f"The description is too long (at most {MAX_DESCRIPTION} characters).",
+            _("The description is too long (at most {max} characters).", max=MAX_DESCRIPTION),
             field="description",
         )
     return flags, description
@@ -117,7 +118,7 @@ async def open_incident(ctx: Context, actor: Actor, cmd: OpenIncident) -> Opened
             device.id, end_of_local_day(cmd.occurred_on, ctx.tz)
         )
     elif await store.people.student(student_id) is None:
-        raise NotFound("That student isn't in DeviceCare.", field="student")
+        raise NotFound(_("That student isn't in DeviceCare."), field="student")
 
     incident = await store.incidents.add(
         device_id=device.id,
@@ -221,9 +222,11 @@ def check_note(body: str) -> str:
     """The note as stored, or a ValidationError for the form's field."""
     text = body.strip()
     if not text:
-        raise ValidationError("The note is empty.", field="note")
+        raise ValidationError(_("The note is empty."), field="note")
     if len(text) > MAX_NOTE:
-        raise ValidationError(f"Notes are limited to {MAX_NOTE} characters.", field="note")
+        raise ValidationError(
+            _("Notes are limited to {max} characters.", max=MAX_NOTE), field="note"
+        )
     return text
 
 

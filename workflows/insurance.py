@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from workflows.errors import PermissionDenied, ValidationError
+from workflows.i18n import _
 from workflows.money import format_cents, percent_of
 
 _MINUS = "\u2212"  # typographic minus, so the absorbed amount reads as a deduction
@@ -27,8 +28,9 @@ class PolicyTerms:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be int cents, got {type(value).__name__}")
             if value < 0:
-                label = "co-pay" if name == "copay_cents" else "coverage cap"
-                raise ValidationError(f"The {label} can't be negative.", field=name)
+                if name == "copay_cents":
+                    raise ValidationError(_("The co-pay can't be negative."), field=name)
+                raise ValidationError(_("The coverage cap can't be negative."), field=name)
         pct = self.coverage_percent
         if pct is None:
             return
@@ -38,7 +40,9 @@ class PolicyTerms:
         pct = Decimal(pct)
         object.__setattr__(self, "coverage_percent", pct)
         if not pct.is_finite() or not 0 <= pct <= 100:
-            raise ValidationError("Coverage % must be between 0 and 100.", field="coverage_percent")
+            raise ValidationError(
+                _("Coverage % must be between 0 and 100."), field="coverage_percent"
+            )
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class Split:
 def split_claim(subtotal_cents: int, terms: PolicyTerms) -> Split:
     """Apply the dials in a fixed order: coverage %, then cap, then co-pay floor."""
     if subtotal_cents < 0:
-        raise ValidationError("An invoice subtotal can't be negative.", field="subtotal")
+        raise ValidationError(_("An invoice subtotal can't be negative."), field="subtotal")
     if terms.coverage_percent is None:
         policy = subtotal_cents
     else:
@@ -115,9 +119,9 @@ class CoverageContext:
 
     def __post_init__(self) -> None:
         if self.term_end < self.term_start:
-            raise ValidationError("A policy term can't end before it starts.", field="term_end")
+            raise ValidationError(_("A policy term can't end before it starts."), field="term_end")
         if self.max_claims is not None and self.max_claims < 0:
-            raise ValidationError("Max claims per term can't be negative.", field="max_claims")
+            raise ValidationError(_("Max claims per term can't be negative."), field="max_claims")
 
     @property
     def label(self) -> str:
@@ -154,6 +158,19 @@ def _claim_line(number: int, max_claims: int | None) -> str:
     return f"Claim {number} of {max_claims} this term"
 
 
+def _claim_detail(number: int, max_claims: int | None) -> str:
+    """`_claim_line` in the staff language, for the incident card (the audit keeps English)."""
+    if max_claims is None:
+        return _("Claim {number} this term", number=number)
+    if number > max_claims:
+        return _(
+            "Claim {number} this term (over the cap of {max_claims})",
+            number=number,
+            max_claims=max_claims,
+        )
+    return _("Claim {number} of {max_claims} this term", number=number, max_claims=max_claims)
+
+
 def _applied_line(coverage: CoverageContext, split: Split) -> str:
     return f"Insurance applied: {coverage.label} {_MINUS}{format_cents(split.policy_cents)}"
 
@@ -173,7 +190,7 @@ def decide_claim(
     if claims_used < 0:
         raise ValueError("claims_used can't be negative")
     if subtotal_cents < 0:
-        raise ValidationError("An invoice subtotal can't be negative.", field="subtotal")
+        raise ValidationError(_("An invoice subtotal can't be negative."), field="subtotal")
     full_price = Split(policy_cents=0, client_cents=subtotal_cents)
     if coverage is None:
         return ClaimDecision(
@@ -213,7 +230,7 @@ def decide_claim(
         )
 
     if not coverage.allow_override:
-        raise PermissionDenied("This policy does not allow claim-cap overrides.")
+        raise PermissionDenied(_("This policy does not allow claim-cap overrides."))
     split = split_claim(subtotal_cents, coverage.terms)
     return ClaimDecision(
         coverage_applied=True,
@@ -249,19 +266,19 @@ def coverage_badge(
     if coverage is None:
         return CoverageBadge(
             state="none",
-            label="No Active Coverage",
-            detail="The student had no insurance enrollment on the day of the incident.",
+            label=_("No Active Coverage"),
+            detail=_("The student had no insurance enrollment on the day of the incident."),
         )
     max_claims = coverage.max_claims
     if own_claim_number is not None:
-        return CoverageBadge("active", coverage.label, _claim_line(own_claim_number, max_claims))
+        return CoverageBadge("active", coverage.label, _claim_detail(own_claim_number, max_claims))
     if max_claims is not None and claims_used >= max_claims:
         return CoverageBadge(
             "exhausted",
             coverage.label,
-            f"Coverage exhausted ({max_claims} of {max_claims} this term)",
+            _("Coverage exhausted ({max_claims} of {max_claims} this term)", max_claims=max_claims),
         )
-    return CoverageBadge("active", coverage.label, _claim_line(claims_used + 1, max_claims))
+    return CoverageBadge("active", coverage.label, _claim_detail(claims_used + 1, max_claims))
 
 
 def in_term(coverage_start: date, coverage_end: date, on: date) -> bool:

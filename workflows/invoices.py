@@ -10,6 +10,7 @@ from typing import Any
 
 from workflows.errors import ConflictError, NotFound, PermissionDenied, ValidationError
 from workflows.fee_kinds import FeeKind, require_kind
+from workflows.i18n import _
 from workflows.incidents import existing_incident
 from workflows.insurance import ClaimDecision, CoverageContext, decide_claim, invoice_claim_key
 from workflows.invoice_updates import UpdateReason, amount_of, hold_key, notify_amount_change
@@ -33,7 +34,7 @@ class InvoiceStatus(StrEnum):
 
     @property
     def label(self) -> str:
-        return INVOICE_STATUSES[self.value]
+        return _(INVOICE_STATUSES[self.value])
 
 
 class InvoiceKind(StrEnum):
@@ -46,7 +47,7 @@ class InvoiceKind(StrEnum):
 
     @property
     def label(self) -> str:
-        return INVOICE_KINDS[self.value]
+        return _(INVOICE_KINDS[self.value])
 
 
 class NoticeTemplate(StrEnum):
@@ -138,8 +139,8 @@ def build_lines(
     for fee_id, quantity in counts.items():
         item = by_id.get(fee_id)
         if item is None or not item.active:
-            raise ValidationError("One of the chosen fees no longer exists.", field="fee_items")
-        require_kind((item,), FeeKind.DAMAGE, what="an incident's invoice", field="fee_items")
+            raise ValidationError(_("One of the chosen fees no longer exists."), field="fee_items")
+        require_kind((item,), FeeKind.DAMAGE, what=_("an incident's invoice"), field="fee_items")
         lines.append(
             InvoiceLineSpec(
                 description=item.name,
@@ -152,11 +153,11 @@ def build_lines(
     for line in custom:
         description = line.description.strip()
         if not description:
-            raise ValidationError("Each custom line needs a description.", field="custom_lines")
+            raise ValidationError(_("Each custom line needs a description."), field="custom_lines")
         if line.quantity < 1:
-            raise ValidationError("Quantities must be at least 1.", field="custom_lines")
+            raise ValidationError(_("Quantities must be at least 1."), field="custom_lines")
         if not 0 <= line.amount_cents <= MAX_LINE_CENTS:
-            raise ValidationError("A line amount is out of range.", field="custom_lines")
+            raise ValidationError(_("A line amount is out of range."), field="custom_lines")
         lines.append(
             InvoiceLineSpec(
                 description=description[:300],
@@ -166,9 +167,11 @@ def build_lines(
             )
         )
     if not lines:
-        raise ValidationError("Add at least one line to the invoice.", field="fee_items")
+        raise ValidationError(_("Add at least one line to the invoice."), field="fee_items")
     if len(lines) > MAX_LINES:
-        raise ValidationError(f"An invoice holds at most {MAX_LINES} lines.", field="fee_items")
+        raise ValidationError(
+            _("An invoice holds at most {max} lines.", max=MAX_LINES), field="fee_items"
+        )
     return lines
 
 
@@ -233,7 +236,7 @@ def check_due_date(today: date, chosen: date | None, default_days: int) -> date:
     due = chosen or default_due_date(today, default_days)
     if due < today or due > today + timedelta(days=MAX_DUE_DAYS):
         raise ValidationError(
-            "The due date must be between today and three years out.", field="due_date"
+            _("The due date must be between today and three years out."), field="due_date"
         )
     return due
 
@@ -241,14 +244,16 @@ def check_due_date(today: date, chosen: date | None, default_days: int) -> date:
 def check_lines(lines: Sequence[InvoiceLineSpec]) -> None:
     """Lines built by other flows (fees, collections, premiums) pass the same limits."""
     if not lines:
-        raise ValidationError("Add at least one line to the invoice.", field="lines")
+        raise ValidationError(_("Add at least one line to the invoice."), field="lines")
     if len(lines) > MAX_LINES:
-        raise ValidationError(f"An invoice holds at most {MAX_LINES} lines.", field="lines")
+        raise ValidationError(
+            _("An invoice holds at most {max} lines.", max=MAX_LINES), field="lines"
+        )
     for line in lines:
         if not line.description.strip():
-            raise ValidationError("Each line needs a description.", field="lines")
+            raise ValidationError(_("Each line needs a description."), field="lines")
         if line.quantity < 1 or not 0 <= line.unit_cents <= MAX_LINE_CENTS:
-            raise ValidationError("A line amount is out of range.", field="lines")
+            raise ValidationError(_("A line amount is out of range."), field="lines")
 
 
 @dataclass(frozen=True)
@@ -280,7 +285,7 @@ async def issue_invoice(ctx: Context, actor: Actor, cmd: IssueInvoice) -> Create
         if existing is not None:
             return CreatedInvoice(existing, decision=None, created=False)
     if await store.people.student(cmd.student_id) is None:
-        raise NotFound(f"Student #{cmd.student_id} doesn't exist.")
+        raise NotFound(_("Student #{student_id} doesn't exist.", student_id=cmd.student_id))
     check_lines(cmd.lines)
     settings = await store.settings.get()
     automation = settings.automation_default
@@ -341,7 +346,7 @@ async def check_invoice_for_incident(ctx: Context, actor: Actor, cmd: CreateInvo
         return  # a redelivery: the invoice is made already
     if incident.student_id is None:
         raise ValidationError(
-            "This incident has no student, so there is nobody to invoice.", field="student"
+            _("This incident has no student, so there is nobody to invoice."), field="student"
         )
     settings = await store.settings.get()
     if cmd.automation_enabled is not None and cmd.automation_enabled != settings.automation_default:
@@ -357,7 +362,7 @@ async def check_invoice_for_incident(ctx: Context, actor: Actor, cmd: CreateInvo
             require(actor, Permission.OVERRIDE_CLAIM_CAP)
     elif cmd.apply_override:
         raise ValidationError(
-            "The claim cap hasn't been reached; no override is needed.", field="apply_override"
+            _("The claim cap hasn't been reached; no override is needed."), field="apply_override"
         )
 
 
@@ -374,7 +379,7 @@ async def create_invoice_for_incident(
             return CreatedInvoice(existing, decision=None, created=False)
     if incident.student_id is None:
         raise ValidationError(
-            "This incident has no student, so there is nobody to invoice.", field="student"
+            _("This incident has no student, so there is nobody to invoice."), field="student"
         )
     settings = await store.settings.get()
     automation = settings.automation_default
@@ -411,7 +416,7 @@ async def create_invoice_for_incident(
             approver = await _staff_actor(ctx, approved.decided_by_id)
     elif cmd.apply_override:
         raise ValidationError(
-            "The claim cap hasn't been reached; no override is needed.", field="apply_override"
+            _("The claim cap hasn't been reached; no override is needed."), field="apply_override"
         )
     decision = decide_claim(subtotal, coverage, claims_used, override=override)
 
@@ -528,7 +533,7 @@ async def preview_invoice(ctx: Context, actor: Actor, cmd: CreateInvoice) -> Inv
     incident = await existing_incident(ctx, cmd.incident_id)
     if incident.student_id is None:
         raise ValidationError(
-            "This incident has no student, so there is nobody to invoice.", field="student"
+            _("This incident has no student, so there is nobody to invoice."), field="student"
         )
     settings = await store.settings.get()
     lines: list[InvoiceLineSpec] = []
@@ -597,7 +602,7 @@ async def existing_invoice(ctx: Context, invoice_id: int, *, lock: bool = False)
     """The invoice (locked for the change when `lock`), or NotFound."""
     invoice = await ctx.store.invoices.get(invoice_id, lock=lock)
     if invoice is None:
-        raise NotFound(f"Invoice #{invoice_id} doesn't exist.")
+        raise NotFound(_("Invoice #{invoice_id} doesn't exist.", invoice_id=invoice_id))
     return invoice
 
 
@@ -610,14 +615,19 @@ async def cancel_invoice(
     if invoice.status == InvoiceStatus.CANCELLED:
         return invoice
     if invoice.status == InvoiceStatus.PAID and invoice.total_cents > 0:
-        raise ConflictError(f"Invoice {invoice.number} is paid; it can't be cancelled.")
+        raise ConflictError(
+            _("Invoice {number} is paid; it can't be cancelled.", number=invoice.number)
+        )
     if invoice.paid_cents > 0:
         raise ConflictError(
-            f"Invoice {invoice.number} already has payments recorded; "
-            "it can't be cancelled while money is applied to it."
+            _(
+                "Invoice {number} already has payments recorded; it can't be cancelled while "
+                "money is applied to it.",
+                number=invoice.number,
+            )
         )
     if not reason.strip():
-        raise ValidationError("Say why the invoice is cancelled.", field="reason")
+        raise ValidationError(_("Say why the invoice is cancelled."), field="reason")
     before = _money_state(invoice)
     old_amount = amount_of(invoice)
     cancelled_at = ctx.now()
@@ -651,7 +661,7 @@ async def restore_invoice(ctx: Context, actor: Actor, invoice_id: int) -> Invoic
     require(actor, Permission.CANCEL_INVOICES)
     invoice = await existing_invoice(ctx, invoice_id, lock=True)
     if invoice.status != InvoiceStatus.CANCELLED:
-        raise ConflictError(f"Invoice {invoice.number} isn't cancelled.")
+        raise ConflictError(_("Invoice {number} isn't cancelled.", number=invoice.number))
     store = ctx.store
     snapshot = invoice.insurance_snapshot or {}
     claim = invoice_claim_key(invoice)
@@ -668,8 +678,12 @@ async def restore_invoice(ctx: Context, actor: Actor, invoice_id: int) -> Invoic
                 used = await store.insurance.count_claims(claim)
                 if used >= max_claims:
                     raise ConflictError(
-                        f"Restoring {invoice.number} would go past the policy's claim cap "
-                        f"({max_claims} this term); another claim has used the slot."
+                        _(
+                            "Restoring {number} would go past the policy's claim cap "
+                            "({max_claims} this term); another claim has used the slot.",
+                            number=invoice.number,
+                            max_claims=max_claims,
+                        )
                     )
     before = _money_state(invoice)
     invoice.status = InvoiceStatus.PAID if invoice.total_cents == 0 else InvoiceStatus.UNPAID
@@ -740,15 +754,20 @@ async def change_invoice_status(
     require(actor, Permission.CREATE_INVOICES)
     if status not in MANUAL_STATUSES:
         raise ValidationError(
-            "Choose Unpaid, 1st Notice, 2nd Notice, Final Notice or Collections; "
-            "record a payment to mark an invoice paid, or cancel it.",
+            _(
+                "Choose Unpaid, 1st Notice, 2nd Notice, Final Notice or Collections; "
+                "record a payment to mark an invoice paid, or cancel it."
+            ),
             field="status",
         )
     invoice = await existing_invoice(ctx, invoice_id, lock=True)
     if invoice.status not in OPEN_STATUSES:
         raise ConflictError(
-            f"Invoice {invoice.number} is {InvoiceStatus(invoice.status).label.lower()}; "
-            "only open invoices change status."
+            _(
+                "Invoice {number} is {status}; only open invoices change status.",
+                number=invoice.number,
+                status=InvoiceStatus(invoice.status).label.lower(),
+            )
         )
     if invoice.status == status:
         return invoice
@@ -778,10 +797,12 @@ async def change_due_date(
     require(actor, Permission.CREATE_INVOICES)
     invoice = await existing_invoice(ctx, invoice_id, lock=True)
     if invoice.status not in OPEN_STATUSES:
-        raise ConflictError(f"Invoice {invoice.number} is closed; its due date can't change.")
+        raise ConflictError(
+            _("Invoice {number} is closed; its due date can't change.", number=invoice.number)
+        )
     today = ctx.today()
     if due_date > today + timedelta(days=MAX_DUE_DAYS):
-        raise ValidationError("The due date must be within three years.", field="due_date")
+        raise ValidationError(_("The due date must be within three years."), field="due_date")
     if invoice.due_date == due_date:
         return invoice
     before = None if invoice.due_date is None else invoice.due_date.isoformat()
@@ -818,5 +839,5 @@ async def _log_change(
 def check_override_gates(actor: Actor, coverage: CoverageContext) -> None:
     """Both gates: the policy allows overrides and the actor's role grants the permission."""
     if not coverage.allow_override:
-        raise PermissionDenied("This policy does not allow claim-cap overrides.")
+        raise PermissionDenied(_("This policy does not allow claim-cap overrides."))
     require(actor, Permission.OVERRIDE_CLAIM_CAP)

@@ -7,77 +7,85 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-# Plain string keys and no workflow imports, so any module can use labels (the enums'
-# `.label` properties read these tables too).
+from workflows.i18n import N_, _
+
+# Plain string keys and no workflow imports but i18n, so any module can use labels (the enums'
+# `.label` properties read these tables too). The tables keep the English msgids; the functions
+# below give them in the staff language.
 
 INCIDENT_FLAGS: dict[str, str] = {
-    "physical_damage": "Physical Damage",
-    "screen": "Screen",
-    "battery": "Battery",
-    "keyboard": "Keyboard",
-    "charger": "Charger",
-    "wireless": "Wireless",
-    "water": "Liquid Damage",
-    "lost": "Lost",
-    "stolen": "Stolen",
-    "other": "Other",
+    "physical_damage": N_("Physical Damage"),
+    "screen": N_("Screen"),
+    "battery": N_("Battery"),
+    "keyboard": N_("Keyboard"),
+    "charger": N_("Charger"),
+    "wireless": N_("Wireless"),
+    "water": N_("Liquid Damage"),
+    "lost": N_("Lost"),
+    "stolen": N_("Stolen"),
+    "other": N_("Other"),
 }
-NO_FLAGS = "No type"
+NO_FLAGS = N_("No type")
 
 INCIDENT_STATUSES: dict[str, str] = {
-    "open": "Open",
-    "in_repair": "In Repair",
-    "awaiting_parts": "Awaiting Parts",
-    "vendor_repair": "Vendor Repair",
-    "insurance_claim": "Insurance Claim",
-    "ready_for_pickup": "Ready for Pickup",
-    "closed": "Closed",
+    "open": N_("Open"),
+    "in_repair": N_("In Repair"),
+    "awaiting_parts": N_("Awaiting Parts"),
+    "vendor_repair": N_("Vendor Repair"),
+    "insurance_claim": N_("Insurance Claim"),
+    "ready_for_pickup": N_("Ready for Pickup"),
+    "closed": N_("Closed"),
 }
 
 INVOICE_STATUSES: dict[str, str] = {
-    "unpaid": "Unpaid",
-    "first": "1st Notice",
-    "second": "2nd Notice",
-    "final": "Final Notice",
-    "collections": "Collections",
-    "paid": "Paid",
-    "cancelled": "Cancelled",
+    "unpaid": N_("Unpaid"),
+    "first": N_("1st Notice"),
+    "second": N_("2nd Notice"),
+    "final": N_("Final Notice"),
+    "collections": N_("Collections"),
+    "paid": N_("Paid"),
+    "cancelled": N_("Cancelled"),
 }
 
 INVOICE_KINDS: dict[str, str] = {
-    "incident": "Damage or loss",
-    "premium": "Insurance premium",
-    "fee": "Fee",
-    "collection": "Device collection",
+    "incident": N_("Damage or loss"),
+    "premium": N_("Insurance premium"),
+    "fee": N_("Fee"),
+    "collection": N_("Device collection"),
 }
 
 PAYMENT_METHODS: dict[str, str] = {
-    "check": "Check",
-    "cash": "Cash",
-    "card": "Card",
-    "online": "Online payment",
+    "check": N_("Check"),
+    "cash": N_("Cash"),
+    "card": N_("Card"),
+    "online": N_("Online payment"),
 }
 
 DEVICE_STATUSES: dict[str, str] = {
-    "in_service": "In service",
-    "replaced": "Replaced",
-    "retired": "Retired",
-    "collected": "Collected",
+    "in_service": N_("In service"),
+    "replaced": N_("Replaced"),
+    "retired": N_("Retired"),
+    "collected": N_("Collected"),
 }
 
 DECISIONS: dict[str, str] = {
-    "pending": "Pending",
-    "approved": "Approved",
-    "denied": "Denied",
-    "applied": "Approved",  # an approved waiver or refund is applied at once
-    "confirmed": "Confirmed",
-    "rejected": "Rejected",
+    "pending": N_("Pending"),
+    "approved": N_("Approved"),
+    "denied": N_("Denied"),
+    "applied": N_("Approved"),  # an approved waiver or refund is applied at once
+    "confirmed": N_("Confirmed"),
+    "rejected": N_("Rejected"),
 }
 
 ADJUSTMENT_KINDS: dict[str, str] = {
-    "waiver": "Waiver",
-    "refund": "Refund",
+    "waiver": N_("Waiver"),
+    "refund": N_("Refund"),
 }
+
+
+def _read(label: str | None) -> str:
+    """A table's English label in the staff language ("" when there is none)."""
+    return _(label) if label else ""
 
 
 def humanize(value: str) -> str:
@@ -89,39 +97,39 @@ def humanize(value: str) -> str:
 
 def flag_label(flag: str) -> str:
     """A known incident flag's name ("Physical Damage"), or a district's own flag humanized."""
-    return INCIDENT_FLAGS.get(flag) or humanize(flag).title()
+    return _read(INCIDENT_FLAGS.get(flag)) or humanize(flag).title()
 
 
 def flags_text(flags: Iterable[str], empty: str = NO_FLAGS) -> str:
     """Several flags for one line: "Screen, Liquid Damage"."""
-    return ", ".join(flag_label(f) for f in flags) or empty
+    return ", ".join(flag_label(f) for f in flags) or _(empty)
 
 
 def incident_status_label(status: str) -> str:
-    return INCIDENT_STATUSES.get(status) or humanize(status)
+    return _read(INCIDENT_STATUSES.get(status)) or humanize(status)
 
 
 def invoice_status_label(status: str) -> str:
-    return INVOICE_STATUSES.get(status) or humanize(status)
+    return _read(INVOICE_STATUSES.get(status)) or humanize(status)
 
 
 def invoice_kind_label(kind: str) -> str:
-    return INVOICE_KINDS.get(kind) or humanize(kind)
+    return _read(INVOICE_KINDS.get(kind)) or humanize(kind)
 
 
 def payment_method_label(method: str) -> str:
     """ "Check", "Cash", "Card", "Online payment"; lower-case it inside a sentence."""
-    return PAYMENT_METHODS.get(method) or humanize(method)
+    return _read(PAYMENT_METHODS.get(method)) or humanize(method)
 
 
 def device_status_label(status: str) -> str:
-    return DEVICE_STATUSES.get(status) or humanize(status)
+    return _read(DEVICE_STATUSES.get(status)) or humanize(status)
 
 
 def decision_label(status: str) -> str:
     """Where a request for an override, waiver, refund or payment stands."""
-    return DECISIONS.get(status) or humanize(status)
+    return _read(DECISIONS.get(status)) or humanize(status)
 
 
 def adjustment_kind_label(kind: str) -> str:
-    return ADJUSTMENT_KINDS.get(kind) or humanize(kind)
+    return _read(ADJUSTMENT_KINDS.get(kind)) or humanize(kind)

@@ -4,6 +4,7 @@ import re
 from decimal import ROUND_HALF_UP, Decimal
 
 from workflows.errors import ValidationError
+from workflows.i18n import _
 
 MAX_AMOUNT_CENTS = 10_000_000_00
 
@@ -25,13 +26,13 @@ def parse_amount(text: str, *, field: str = "amount") -> int:
     """Parse a human-typed dollar amount ("125", "$1,234.56", " 29.00 ") into cents."""
     stripped = text.strip()
     if not stripped:
-        raise ValidationError("Enter an amount, for example 25.00.", field=field)
+        raise ValidationError(_("Enter an amount, for example 25.00."), field=field)
     shown = _shown(stripped)
 
     body = stripped
     negative = False
     # Accept the sign before or after the dollar sign ("-$5", "$-5") only to reject it clearly.
-    for _ in range(2):
+    for _pass in range(2):
         if body.startswith(_MINUS_SIGNS):
             negative = True
             body = body[1:].lstrip()
@@ -40,14 +41,20 @@ def parse_amount(text: str, *, field: str = "amount") -> int:
 
     match = _AMOUNT_RE.fullmatch(body)
     if match is None or not any(ch.isdigit() for ch in body):
-        raise ValidationError(f"{shown} isn't a valid amount; use a form like 25.00.", field=field)
+        raise ValidationError(
+            _("{shown} isn't a valid amount; use a form like 25.00.", shown=shown), field=field
+        )
     if negative:
-        raise ValidationError(f"{shown} is negative; amounts can't be below zero.", field=field)
+        raise ValidationError(
+            _("{shown} is negative; amounts can't be below zero.", shown=shown), field=field
+        )
 
     digits = match.group("whole").replace(",", "").lstrip("0")
     fraction = match.group("frac") or ""
     if len(fraction) > 2:
-        raise ValidationError(f"{shown} has more than two decimal places.", field=field)
+        raise ValidationError(
+            _("{shown} has more than two decimal places.", shown=shown), field=field
+        )
     # Check the length before int() so enormous inputs can't hit Python's digit limit.
     if len(digits) > len(str(MAX_AMOUNT_CENTS // 100)):
         raise _too_large(shown, field)
@@ -59,7 +66,7 @@ def parse_amount(text: str, *, field: str = "amount") -> int:
 
 def _too_large(shown: str, field: str) -> ValidationError:
     limit = format_cents(MAX_AMOUNT_CENTS)
-    message = f"{shown} is more than the largest allowed amount, {limit}."
+    message = _("{shown} is more than the largest allowed amount, {max}.", shown=shown, max=limit)
     return ValidationError(message, field=field)
 
 
@@ -79,6 +86,8 @@ def percent_of(cents: int, percent: Decimal) -> int:
     """cents x percent / 100, rounded half-up to the whole cent."""
     pct = Decimal(percent)
     if not pct.is_finite():
-        raise ValidationError(f"{percent} isn't a usable percentage.", field="percent")
+        raise ValidationError(
+            _("{percent} isn't a usable percentage.", percent=percent), field="percent"
+        )
     value = Decimal(cents) * pct / 100
     return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))

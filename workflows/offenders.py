@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from typing import Literal
 
 from workflows.errors import ValidationError
+from workflows.i18n import _
 from workflows.labels import INCIDENT_FLAGS as INCIDENT_FLAGS  # the flags' one home is labels
 from workflows.labels import flag_label as flag_label
 from workflows.school_year import school_year_of
@@ -24,17 +25,19 @@ class OffenderRule:
 
     def __post_init__(self) -> None:
         if self.threshold < 1:
-            raise ValidationError("The threshold must be at least 1.", field="threshold")
+            raise ValidationError(_("The threshold must be at least 1."), field="threshold")
         if self.window == "days":
             if self.days is None or self.days < 1:
-                raise ValidationError("Enter a window of at least 1 day.", field="days")
+                raise ValidationError(_("Enter a window of at least 1 day."), field="days")
         elif self.window == "school_year":
             if self.days is not None:
                 raise ValidationError(
-                    "A school-year window doesn't take a number of days.", field="days"
+                    _("A school-year window doesn't take a number of days."), field="days"
                 )
         else:
-            raise ValidationError(f'"{self.window}" isn\'t a known window.', field="window")
+            raise ValidationError(
+                _('"{window}" isn\'t a known window.', window=self.window), field="window"
+            )
 
 
 DEFAULT_RULES: tuple[OffenderRule, ...] = (OffenderRule("physical_damage", 3),)
@@ -89,7 +92,10 @@ def parse_flags(values: Iterable[str]) -> tuple[str, ...]:
         if flag not in INCIDENT_FLAGS and not _CUSTOM_FLAG_RE.fullmatch(flag):
             shown = raw.strip()[:40]
             raise ValidationError(
-                f'"{shown}" isn\'t a valid incident flag; use letters, digits and underscores.',
+                _(
+                    '"{shown}" isn\'t a valid incident flag; use letters, digits and underscores.',
+                    shown=shown,
+                ),
                 field="flags",
             )
         if flag not in result:

@@ -12,6 +12,7 @@ from workflows.approvals import (
     decide,
 )
 from workflows.errors import ConflictError, ValidationError
+from workflows.i18n import N_, _
 from workflows.incidents import existing_incident
 from workflows.insurance import CoverageContext, decide_claim, invoice_claim_key
 from workflows.invoice_updates import (
@@ -63,23 +64,25 @@ async def request_cap_override(
     if pending is not None:
         return pending
     if incident.student_id is None:
-        raise ValidationError("This incident has no student.")
+        raise ValidationError(_("This incident has no student."))
     coverage = await store.insurance.coverage_on(
         incident.student_id, incident.occurred_on, device_id=incident.device_id
     )
     if coverage is None:
-        raise ConflictError("The student had no insurance on the incident date.")
+        raise ConflictError(_("The student had no insurance on the incident date."))
     if not coverage.allow_override:
-        raise ConflictError(f"{coverage.policy_name} does not allow claim-cap overrides.")
+        raise ConflictError(
+            _("{policy_name} does not allow claim-cap overrides.", policy_name=coverage.policy_name)
+        )
     used = await store.insurance.count_claims(coverage.claim_key)
     invoice_id = None
     for invoice in await store.invoices.for_incident(incident_id):
         if invoice.status != InvoiceStatus.CANCELLED and invoice.cap_reached:
             invoice_id = invoice.id
         elif invoice.status != InvoiceStatus.CANCELLED and invoice_claim_key(invoice):
-            raise ConflictError("This incident's invoice already has insurance applied.")
+            raise ConflictError(_("This incident's invoice already has insurance applied."))
     if coverage.max_claims is None or (used < coverage.max_claims and invoice_id is None):
-        raise ConflictError("The claim cap hasn't been reached; no override is needed.")
+        raise ConflictError(_("The claim cap hasn't been reached; no override is needed."))
     request = await store.insurance.add_override_request(
         incident_id=incident_id,
         enrollment_id=coverage.enrollment_id,
@@ -112,7 +115,7 @@ async def _locked(ctx: Context, request_id: int) -> OverrideRequestRecord | None
 
 
 async def _already_decided(ctx: Context, request: OverrideRequestRecord) -> ConflictError:
-    return ConflictError(f"This request was already {request.status}.")
+    return ConflictError(_("This request was already {status}.", status=request.status))
 
 
 async def _check(
@@ -127,7 +130,7 @@ async def _check(
     )
     if approve:
         if coverage is None:
-            raise ConflictError("The enrollment behind this request no longer exists.")
+            raise ConflictError(_("The enrollment behind this request no longer exists."))
         check_override_gates(actor, coverage)
     return coverage
 
@@ -185,8 +188,11 @@ async def _reprice_with_override(
     new_total = decision.split.client_cents
     if invoice.paid_cents + invoice.waived_cents > new_total:
         raise ConflictError(
-            f"Invoice {invoice.number} already has more paid than it would owe with insurance; "
-            "record a refund first."
+            _(
+                "Invoice {number} already has more paid than it would owe with insurance; record "
+                "a refund first.",
+                number=invoice.number,
+            )
         )
     before = {
         "insurance_cents": invoice.insurance_cents,
@@ -225,7 +231,7 @@ OVERRIDE_RULES: ApprovalRules[OverrideRequestRecord, CoverageContext | None] = A
     denied=OverrideStatus.DENIED.value,
     audit_entity="cap_override",
     outbox=OVERRIDE_OUTBOX,
-    missing="That override request doesn't exist.",
+    missing=N_("That override request doesn't exist."),
     locked=_locked,
     already_decided=_already_decided,
     check=_check,

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from workflows.billing import InvoiceFacts, PauseCalendar
 from workflows.billing_settings import BillingSettings
 from workflows.errors import ConflictError, ValidationError
+from workflows.i18n import N_, _
 from workflows.invoices import OPEN_STATUSES, NoticeTemplate, balance_of, existing_invoice
 from workflows.money import format_cents
 from workflows.permissions import Actor, Permission, require
@@ -51,7 +52,14 @@ class Frequency(StrEnum):
 
     @property
     def label(self) -> str:
-        return {"weekly": "Weekly", "biweekly": "Every two weeks", "monthly": "Monthly"}[self.value]
+        return _(FREQUENCY_LABELS[self.value])
+
+
+FREQUENCY_LABELS: dict[str, str] = {
+    "weekly": N_("Weekly"),
+    "biweekly": N_("Every two weeks"),
+    "monthly": N_("Monthly"),
+}
 
 
 class PlanEvent(StrEnum):
@@ -75,7 +83,7 @@ class PlannedInstallment:
 def split_amount(total_cents: int, count: int) -> list[int]:
     """`total_cents` in `count` parts that add up exactly; the odd cents go on the first."""
     if count < 1:
-        raise ValidationError("A plan needs at least one installment.", field="count")
+        raise ValidationError(_("A plan needs at least one installment."), field="count")
     base, odd = divmod(total_cents, count)
     return [base + odd] + [base] * (count - 1)
 
@@ -100,7 +108,7 @@ def parse_frequency(value: str) -> Frequency:
         return Frequency(value)
     except ValueError:
         raise ValidationError(
-            "Choose weekly, every two weeks or monthly.", field="frequency"
+            _("Choose weekly, every two weeks or monthly."), field="frequency"
         ) from None
 
 
@@ -110,7 +118,12 @@ def build_schedule(
     """An even schedule (not yet validated: `validate_schedule` says what's wrong with it)."""
     if not MIN_INSTALLMENTS <= count <= MAX_INSTALLMENTS:
         raise ValidationError(
-            f"A plan has {MIN_INSTALLMENTS} to {MAX_INSTALLMENTS} installments.", field="count"
+            _(
+                "A plan has {min} to {max} installments.",
+                min=MIN_INSTALLMENTS,
+                max=MAX_INSTALLMENTS,
+            ),
+            field="count",
         )
     dates = installment_dates(first_due, count, frequency)
     return tuple(
@@ -126,35 +139,49 @@ def validate_schedule(
     count = len(schedule)
     if not MIN_INSTALLMENTS <= count <= MAX_INSTALLMENTS:
         raise ValidationError(
-            f"A plan has {MIN_INSTALLMENTS} to {MAX_INSTALLMENTS} installments.", field="count"
+            _(
+                "A plan has {min} to {max} installments.",
+                min=MIN_INSTALLMENTS,
+                max=MAX_INSTALLMENTS,
+            ),
+            field="count",
         )
     if schedule[0].due_on < today:
         raise ValidationError(
-            "The first installment can't be due in the past; pick today or a later day.",
+            _("The first installment can't be due in the past; pick today or a later day."),
             field="first_due",
         )
     for earlier, later in zip(schedule, schedule[1:], strict=False):
         if later.due_on <= earlier.due_on:
             raise ValidationError(
-                "Each installment must be due after the one before it.", field="installments"
+                _("Each installment must be due after the one before it."), field="installments"
             )
     if (schedule[-1].due_on - today).days > MAX_PLAN_DAYS:
         raise ValidationError(
-            "The last installment would be more than three years away; use fewer "
-            "installments or a shorter interval.",
+            _(
+                "The last installment would be more than three years away; use fewer "
+                "installments or a shorter interval."
+            ),
             field="first_due",
         )
     if any(i.amount_cents <= 0 for i in schedule):
         raise ValidationError(
-            f"{format_cents(balance_cents)} is too little to split into {count} payments of "
-            "at least $0.01; use fewer installments.",
+            _(
+                "{balance} is too little to split into {count} payments of at least $0.01; use "
+                "fewer installments.",
+                balance=format_cents(balance_cents),
+                count=count,
+            ),
             field="count",
         )
     total = sum(i.amount_cents for i in schedule)
     if total != balance_cents:
         raise ValidationError(
-            f"The installments add up to {format_cents(total)}, but "
-            f"{format_cents(balance_cents)} is left to pay.",
+            _(
+                "The installments add up to {total}, but {balance} is left to pay.",
+                total=format_cents(total),
+                balance=format_cents(balance_cents),
+            ),
             field="installments",
         )
 
@@ -347,7 +374,9 @@ class PlanOutcome:
 def clean_note(note: str) -> str:
     text = "\n".join(" ".join(line.split()) for line in note.strip().splitlines()).strip()
     if len(text) > MAX_NOTE:
-        raise ValidationError(f"Keep the note under {MAX_NOTE} characters.", field="note")
+        raise ValidationError(
+            _("Keep the note under {max} characters.", max=MAX_NOTE), field="note"
+        )
     return text
 
 
@@ -385,11 +414,15 @@ async def _set_plan(
 ) -> PlanOutcome:
     if invoice.status not in OPEN_STATUSES:
         raise ConflictError(
-            f"Invoice {invoice.number} is {invoice.status}; only an open invoice takes a plan."
+            _(
+                "Invoice {number} is {status}; only an open invoice takes a plan.",
+                number=invoice.number,
+                status=invoice.status,
+            )
         )
     balance = balance_of(invoice)
     if balance <= 0:
-        raise ConflictError(f"Nothing is left to pay on invoice {invoice.number}.")
+        raise ConflictError(_("Nothing is left to pay on invoice {number}.", number=invoice.number))
     note = clean_note(cmd.note)
     schedule = build_schedule(balance, cmd.first_due, parse_frequency(cmd.frequency), cmd.count)
     validate_schedule(schedule, balance_cents=balance, today=ctx.today())
@@ -408,9 +441,12 @@ async def _set_plan(
         )
         if paid > 0:
             raise ConflictError(
-                f"{format_cents(paid)} has already been paid towards the current plan on "
-                f"{invoice.number}, so it can't be replaced. Clear it first, then set a new "
-                "plan for what is left."
+                _(
+                    "{paid} has already been paid towards the current plan on {number}, so it "
+                    "can't be replaced. Clear it first, then set a new plan for what is left.",
+                    paid=format_cents(paid),
+                    number=invoice.number,
+                )
             )
     if not write:
         return PlanOutcome(invoice, schedule, changed=True, version=0)

@@ -14,6 +14,7 @@ from workflows.errors import (
     OverpaymentError,
     ValidationError,
 )
+from workflows.i18n import _
 from workflows.invoices import (
     InvoiceStatus,
     NoticeTemplate,
@@ -74,10 +75,14 @@ def duplicate_reference_message(
     invoice: InvoiceRecord, earlier: PaymentRecord, reference: str
 ) -> str:
     method = payment_method_label(earlier.method).lower()
-    return (
-        f'"{reference}" is already recorded on invoice {invoice.number} '
-        f"({format_cents(earlier.amount_cents)} by {method}, received "
-        f"{earlier.received_on.isoformat()}); the same payment is recorded only once."
+    return _(
+        '"{reference}" is already recorded on invoice {number} ({amount} by {method}, received '
+        "{received_on}); the same payment is recorded only once.",
+        reference=reference,
+        number=invoice.number,
+        amount=format_cents(earlier.amount_cents),
+        method=method,
+        received_on=earlier.received_on.isoformat(),
     )
 
 
@@ -88,16 +93,24 @@ def remaining_balance(invoice: InvoiceRecord) -> int:
 def check_payment(invoice: InvoiceRecord, amount_cents: int) -> None:
     """The rules a payment must pass before it touches an invoice."""
     if amount_cents <= 0:
-        raise ValidationError("A payment must be more than $0.00.", field="amount")
+        raise ValidationError(_("A payment must be more than $0.00."), field="amount")
     if invoice.status == InvoiceStatus.CANCELLED:
-        raise ConflictError(f"Invoice {invoice.number} is cancelled; it takes no payments.")
+        raise ConflictError(
+            _("Invoice {number} is cancelled; it takes no payments.", number=invoice.number)
+        )
     balance = remaining_balance(invoice)
     if balance <= 0:
-        raise OverpaymentError(f"Invoice {invoice.number} is already paid in full.", field="amount")
+        raise OverpaymentError(
+            _("Invoice {number} is already paid in full.", number=invoice.number), field="amount"
+        )
     if amount_cents > balance:
         raise OverpaymentError(
-            f"{format_cents(amount_cents)} is more than the {format_cents(balance)} still owed "
-            f"on invoice {invoice.number}.",
+            _(
+                "{amount} is more than the {balance} still owed on invoice {number}.",
+                amount=format_cents(amount_cents),
+                balance=format_cents(balance),
+                number=invoice.number,
+            ),
             field="amount",
         )
 
@@ -107,23 +120,23 @@ async def record_payment(ctx: Context, actor: Actor, cmd: RecordPayment) -> Reco
     store = ctx.store
     key = cmd.idempotency_key.strip()
     if not key:
-        raise ValidationError("A payment needs an idempotency key.")
+        raise ValidationError(_("A payment needs an idempotency key."))
     # Lock the invoice first: a replayed payment then waits for the original and finds it.
     invoice = await existing_invoice(ctx, cmd.invoice_id, lock=True)
     existing = await store.payments.by_key(key)
     if existing is not None:
         if existing.invoice_id != cmd.invoice_id or existing.amount_cents != cmd.amount_cents:
-            raise ConflictError("That payment reference was already used for another payment.")
+            raise ConflictError(_("That payment reference was already used for another payment."))
         return RecordedPayment(existing, invoice, created=False)
     method = PaymentMethod(cmd.method)
     reference = (cmd.reference or "").strip() or None
     if reference and len(reference) > MAX_REFERENCE:
-        raise ValidationError("The payment reference is too long.", field="reference")
+        raise ValidationError(_("The payment reference is too long."), field="reference")
     if method is PaymentMethod.CHECK and not reference:
-        raise ValidationError("Enter the check number.", field="reference")
+        raise ValidationError(_("Enter the check number."), field="reference")
     received_on = cmd.received_on or ctx.today()
     if received_on > ctx.today():
-        raise ValidationError("A payment can't be received in the future.", field="received_on")
+        raise ValidationError(_("A payment can't be received in the future."), field="received_on")
 
     # The same check (or portal or Stripe payment) may arrive another way: by Slack, in a
     # portal file, in a parent's reply. Under the invoice lock, so of two at once one sees it.

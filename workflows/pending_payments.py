@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from workflows.errors import ConflictError, NotFound, ValidationError
+from workflows.i18n import _
 from workflows.invoices import OPEN_STATUSES
 from workflows.payments import MAX_REFERENCE, PaymentMethod, RecordPayment, record_payment
 from workflows.permissions import Actor, Permission, require
@@ -133,12 +134,13 @@ async def _to_decide(
     require(actor, Permission.RECORD_PAYMENTS)
     pending = await pendings.get_pending_payment(pending_id, lock=lock)
     if pending is None:
-        raise NotFound("That reported payment doesn't exist.")
+        raise NotFound(_("That reported payment doesn't exist."))
     if pending.status == PendingStatus.PENDING:
         return pending, True
     if pending.status != decision:
-        word = "confirmed" if pending.status == PendingStatus.CONFIRMED else "marked not received"
-        raise ConflictError(f"This reported payment was already {word}.")
+        if pending.status == PendingStatus.CONFIRMED:
+            raise ConflictError(_("This reported payment was already confirmed."))
+        raise ConflictError(_("This reported payment was already marked not received."))
     return pending, False
 
 
@@ -154,13 +156,16 @@ def _method(method: PaymentMethod | None, pending: PendingPaymentRecord) -> Paym
     """The method staff chose, or the one the family named."""
     chosen = method or payment_method(pending.method)
     if chosen is None:
-        raise ValidationError("Choose how the family paid.", field="method")
+        raise ValidationError(_("Choose how the family paid."), field="method")
     return chosen
 
 
 def _no_amount() -> ValidationError:
     return ValidationError(
-        "The family didn't say how much they paid: enter the amount received first (Enter amount).",
+        _(
+            "The family didn't say how much they paid: enter the amount received first "
+            "(Enter amount)."
+        ),
         field="amount",
     )
 
@@ -184,9 +189,9 @@ async def check_confirmation(
     chosen = _method(method, pending)
     ref = ((reference if reference is not None else pending.reference) or "").strip()
     if len(ref) > MAX_REFERENCE:
-        raise ValidationError("The payment reference is too long.", field="reference")
+        raise ValidationError(_("The payment reference is too long."), field="reference")
     if chosen is PaymentMethod.CHECK and not ref:
-        raise ValidationError("Enter the check number.", field="reference")
+        raise ValidationError(_("Enter the check number."), field="reference")
     if not pending.amount_given:
         raise _no_amount()
 
@@ -269,13 +274,18 @@ async def _open_pending(
     require(actor, Permission.RECORD_PAYMENTS)
     pending = await pendings.get_pending_payment(pending_id, lock=lock)
     if pending is None:
-        raise NotFound("That reported payment doesn't exist.")
+        raise NotFound(_("That reported payment doesn't exist."))
     if pending.status != PendingStatus.PENDING:
-        word = "confirmed" if pending.status == PendingStatus.CONFIRMED else "marked not received"
-        raise ConflictError(f"This reported payment was already {word}; its split can't change.")
+        if pending.status == PendingStatus.CONFIRMED:
+            raise ConflictError(
+                _("This reported payment was already confirmed; its split can't change.")
+            )
+        raise ConflictError(
+            _("This reported payment was already marked not received; its split can't change.")
+        )
     parts = list(await pendings.pending_parts(pending.id))
     if not parts:
-        raise ConflictError("This reported payment has no split to change.")
+        raise ConflictError(_("This reported payment has no split to change."))
     refs = await pendings.invoice_refs([p.invoice_id for p in parts])
     # A closed invoice (paid, cancelled) takes nothing more, whatever its columns say.
     invoices = [
@@ -325,7 +335,7 @@ async def check_split(
 ) -> None:
     """The rules `edit_split` applies, checked without locking or writing: a form shows a
     broken rule next to its field, then changes the split once it has answered."""
-    _, _, invoices = await _open_pending(pendings, actor, pending_id, lock=False)
+    _pending, _row, invoices = await _open_pending(pendings, actor, pending_id, lock=False)
     check_edited_split(total, amounts, invoices)
 
 
@@ -354,7 +364,7 @@ async def use_full_balance(
     pending, parts, invoices = await _open_pending(pendings, actor, pending_id)
     split = full_balance_split(invoices)
     if split.allocated_cents <= 0:
-        raise ConflictError("Nothing is owed on these invoices any more.")
+        raise ConflictError(_("Nothing is owed on these invoices any more."))
     await _set_split(ctx, actor, pending, parts, split.allocated_cents, split.parts, "balance")
     return pending
 

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from workflows.errors import PermissionDenied
+from workflows.i18n import _
 from workflows.incident_status import DEFAULT_RESTRICTED, IncidentStatus
 
 
@@ -72,9 +73,13 @@ def require(actor: Actor, permission: Permission) -> None:
         return
     label = permission_label(permission)
     if actor.role:
-        message = f"Your role ({actor.role}) does not have the {label} permission."
+        message = _(
+            "Your role ({role}) does not have the {permission} permission.",
+            role=actor.role,
+            permission=label,
+        )
     else:
-        message = f"You don't have the {label} permission."
+        message = _("You don't have the {permission} permission.", permission=label)
     raise PermissionDenied(message)
 
 

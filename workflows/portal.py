@@ -10,6 +10,7 @@ import string
 from urllib.parse import quote
 
 from workflows.errors import ValidationError
+from workflows.i18n import _
 from workflows.money import to_decimal
 
 PLACEHOLDERS = frozenset({"invoice_number", "amount", "amount_cents", "student_id", "student_name"})
@@ -18,20 +19,21 @@ PLACEHOLDERS = frozenset({"invoice_number", "amount", "amount_cents", "student_i
 def check_portal_template(template: str) -> None:
     """Refuse a template with unknown placeholders or one that is not an http(s) address."""
     if not template.startswith(("https://", "http://")):
-        raise ValidationError("The payment portal address must start with https://")
+        raise ValidationError(_("The payment portal address must start with https://"))
     try:
         fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as exc:
         raise ValidationError(
-            f"The payment portal address has a broken placeholder: {exc}"
+            _("The payment portal address has a broken placeholder: {exc}", exc=exc)
         ) from exc
     unknown = fields - PLACEHOLDERS
     if unknown:
         raise ValidationError(
-            "Unknown placeholder(s) in the payment portal address: "
-            + ", ".join(sorted("{" + name + "}" for name in unknown))
-            + "; use "
-            + ", ".join(sorted("{" + name + "}" for name in PLACEHOLDERS))
+            _(
+                "Unknown placeholder(s) in the payment portal address: {unknown}; use {known}",
+                unknown=", ".join(sorted("{" + name + "}" for name in unknown)),
+                known=", ".join(sorted("{" + name + "}" for name in PLACEHOLDERS)),
+            )
         )
 
 

@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from workflows.errors import ValidationError
+from workflows.i18n import _
 from workflows.invoices import InvoiceStatus
 from workflows.money import MAX_AMOUNT_CENTS, format_cents
 from workflows.online_payments import split_online_payment
@@ -129,26 +130,44 @@ def choices_from_toml(text: str, *, source: str = "the mapping file") -> Mapping
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise MappingProblem(f"{source} is not valid TOML ({exc}).") from exc
+        raise MappingProblem(
+            _("{source} is not valid TOML ({exc}).", source=source, exc=exc)
+        ) from exc
     unknown = set(data) - _FILE_TOP_KEYS
     if unknown:
         raise MappingProblem(
-            f"{source} has unknown setting(s) {', '.join(sorted(unknown))}; "
-            f"it may set {', '.join(sorted(_FILE_TOP_KEYS))}."
+            _(
+                "{source} has unknown setting(s) {unknown}; it may set {known}.",
+                source=source,
+                unknown=", ".join(sorted(unknown)),
+                known=", ".join(sorted(_FILE_TOP_KEYS)),
+            )
         )
     columns = data.get("columns", {})
     if not isinstance(columns, dict):
-        raise MappingProblem(f"In {source}, [columns] must be a table of column names.")
+        raise MappingProblem(
+            _("In {source}, [columns] must be a table of column names.", source=source)
+        )
     unknown = set(columns) - _FILE_COLUMN_KEYS
     if unknown:
         raise MappingProblem(
-            f"{source} names unknown column(s) {', '.join(sorted(unknown))}; "
-            f"[columns] may set {', '.join(sorted(_FILE_COLUMN_KEYS))}."
+            _(
+                "{source} names unknown column(s) {unknown}; [columns] may set {known}.",
+                source=source,
+                unknown=", ".join(sorted(unknown)),
+                known=", ".join(sorted(_FILE_COLUMN_KEYS)),
+            )
         )
     values: dict[str, Any] = {**{k: v for k, v in data.items() if k != "columns"}, **columns}
     for key, value in values.items():
         if not isinstance(value, str):
-            raise MappingProblem(f'In {source}, {key} must be text in quotes, e.g. "Amount".')
+            raise MappingProblem(
+                _(
+                    'In {source}, {key} must be text in quotes, e.g. "Amount".',
+                    source=source,
+                    key=key,
+                )
+            )
     return MappingChoices(**values)
 
 
@@ -157,7 +176,11 @@ def build_mapping(choices: MappingChoices) -> ColumnMapping:
     preset_name = (choices.preset or "").strip().lower() or None
     if preset_name is not None and preset_name not in PRESETS:
         raise MappingProblem(
-            f'There is no preset "{choices.preset}"; use one of {", ".join(sorted(PRESETS))}.'
+            _(
+                'There is no preset "{preset}"; use one of {presets}.',
+                preset=choices.preset,
+                presets=", ".join(sorted(PRESETS)),
+            )
         )
     mapping = PRESETS[preset_name] if preset_name else ColumnMapping()
     changes: dict[str, Any] = {}
@@ -171,7 +194,7 @@ def build_mapping(choices: MappingChoices) -> ColumnMapping:
                 changes[name] = None
                 changes[f"{name}_required"] = False
                 continue
-            raise MappingProblem(f"The {name} column's name can't be empty.")
+            raise MappingProblem(_("The {name} column's name can't be empty.", name=name))
         changes[name] = value
         if name in ("reference", "payer"):
             changes[f"{name}_required"] = True
@@ -186,7 +209,10 @@ def check_date_format(text: str) -> str:
         return ISO_DATE
     if "%" not in fmt:
         raise MappingProblem(
-            f'The date format "{text}" has no % codes; write it like %m/%d/%Y (or iso).'
+            _(
+                'The date format "{text}" has no % codes; write it like %m/%d/%Y (or iso).',
+                text=text,
+            )
         )
     return fmt
 
@@ -196,7 +222,7 @@ def portal_slug(name: str) -> str:
     slug = _SLUG_JUNK.sub("-", name.strip().lower()).strip("-")
     if not slug:
         raise MappingProblem(
-            "The portal name needs letters or digits; give one with --portal, e.g. revtrak."
+            _("The portal name needs letters or digits; give one with --portal, e.g. revtrak.")
         )
     return slug[:MAX_PORTAL_NAME].rstrip("-")
 
@@ -252,8 +278,13 @@ def resolve_columns(headers: Sequence[str], mapping: ColumnMapping) -> Columns:
         found = positions.get(header_key(wanted), [])
         if len(found) > 1:
             raise MappingProblem(
-                f'The file has {len(found)} columns named "{wanted}"; '
-                f"say which to use with {option}."
+                _(
+                    'The file has {count} columns named "{wanted}"; say which to use with '
+                    "{option}.",
+                    count=len(found),
+                    wanted=wanted,
+                    option=option,
+                )
             )
         if found:
             return found[0]
@@ -269,8 +300,11 @@ def resolve_columns(headers: Sequence[str], mapping: ColumnMapping) -> Columns:
     payer = find("--payer-column", mapping.payer, mapping.payer_required)
     if missing:
         raise MappingProblem(
-            f"The file has no column {' or '.join(missing)}. "
-            f"Its headers are: {_shown_headers(headers)}."
+            _(
+                "The file has no column {missing}. Its headers are: {shown_headers}.",
+                missing=" or ".join(missing),
+                shown_headers=_shown_headers(headers),
+            )
         )
     assert invoice is not None and amount is not None and day is not None
     return Columns(invoice, amount, day, reference, payer)
@@ -300,7 +334,10 @@ def open_export(
     if not any(clean):
         expected = expected_columns(mapping)
         raise MappingProblem(
-            f"The file is empty: it needs a header row with the columns {expected}."
+            _(
+                "The file is empty: it needs a header row with the columns {expected}.",
+                expected=expected,
+            )
         )
     columns = resolve_columns(clean, mapping)
     return PortalFile(
@@ -329,11 +366,11 @@ def parse_portal_amount(text: str) -> int:
     """
     body = text.strip()
     if not body:
-        raise ValidationError("The amount is empty.", field="amount")
+        raise ValidationError(_("The amount is empty."), field="amount")
     negative = False
     if body.startswith("(") and body.endswith(")"):
         negative, body = True, body[1:-1].strip()
-    for _ in range(3):  # "-$5", "$-5", "USD -5", in any order
+    for _pass in range(3):  # "-$5", "$-5", "USD -5", in any order
         if body.startswith(_MINUS):
             negative, body = True, body[1:].strip()
         for mark in _CURRENCY:
@@ -344,21 +381,28 @@ def parse_portal_amount(text: str) -> int:
     if body.endswith(_MINUS):  # "5.00-", as some ledgers print a reversal
         negative, body = True, body[:-1].strip()
     if not _AMOUNT.fullmatch(body):
-        raise ValidationError(f"{_shown(text)} isn't an amount.", field="amount")
+        raise ValidationError(_("{shown} isn't an amount.", shown=_shown(text)), field="amount")
     try:
         cents = Decimal(body.replace(",", "")) * 100
     except InvalidOperation as exc:
-        raise ValidationError(f"{_shown(text)} isn't an amount.", field="amount") from exc
+        raise ValidationError(
+            _("{shown} isn't an amount.", shown=_shown(text)), field="amount"
+        ) from exc
     if cents != cents.to_integral_value():
-        raise ValidationError(f"{_shown(text)} has fractions of a cent.", field="amount")
+        raise ValidationError(
+            _("{shown} has fractions of a cent.", shown=_shown(text)), field="amount"
+        )
     if cents > MAX_AMOUNT_CENTS:
         raise ValidationError(
-            f"{_shown(text)} is more than the largest allowed amount, "
-            f"{format_cents(MAX_AMOUNT_CENTS)}.",
+            _(
+                "{shown} is more than the largest allowed amount, {max}.",
+                shown=_shown(text),
+                max=format_cents(MAX_AMOUNT_CENTS),
+            ),
             field="amount",
         )
     if cents == 0:
-        raise ValidationError("The amount is $0.00.", field="amount")
+        raise ValidationError(_("The amount is $0.00."), field="amount")
     return -int(cents) if negative else int(cents)
 
 
@@ -367,14 +411,14 @@ def parse_portal_date(text: str, date_format: str, tz: tzinfo) -> date:
     is counted in the district's time zone (11 pm in Chicago is still that day)."""
     value = text.strip()
     if not value:
-        raise ValidationError("The date is empty.", field="date")
+        raise ValidationError(_("The date is empty."), field="date")
     moment: datetime | None = None
     if date_format == ISO_DATE:
         try:
             moment = datetime.fromisoformat(value)
         except ValueError:
             moment = None
-        expected = "a date like 2026-03-05"
+        expected = _("a date like 2026-03-05")
     else:
         for candidate in (value, value.split()[0]):
             try:
@@ -382,14 +426,19 @@ def parse_portal_date(text: str, date_format: str, tz: tzinfo) -> date:
                 break
             except ValueError:
                 continue
-        expected = f"the date format {date_format}"
+        expected = _("the date format {date_format}", date_format=date_format)
     if moment is None:
-        raise ValidationError(f"{_shown(text)} doesn't match {expected}.", field="date")
+        raise ValidationError(
+            _("{shown} doesn't match {expected}.", shown=_shown(text), expected=expected),
+            field="date",
+        )
     if moment.tzinfo is not None:
         try:
             return moment.astimezone(tz).date()
         except OverflowError:  # 9999-12-31 at -12:00 is already year 10000 in the district
-            raise ValidationError(f"{_shown(text)} is not a day.", field="date") from None
+            raise ValidationError(
+                _("{shown} is not a day.", shown=_shown(text)), field="date"
+            ) from None
     return moment.date()
 
 
@@ -486,7 +535,7 @@ def parse_row(
         return RowProblem(line, reason, reference, invoice_text, amount_text, date_text, payer)
 
     if len(reference) > MAX_REFERENCE:
-        return problem(f"The reference is longer than {MAX_REFERENCE} characters.")
+        return problem(_("The reference is longer than {max} characters.", max=MAX_REFERENCE))
     reasons: list[str] = []
     amount_cents: int | None = None
     received_on: date | None = None
@@ -502,7 +551,12 @@ def parse_row(
         return problem(" ".join(reasons))
     numbers = invoice_numbers_in(invoice_text, invoice_prefix)
     if len(numbers) > 1:
-        return problem(f"It names several invoices ({', '.join(numbers)}); split it by hand.")
+        return problem(
+            _(
+                "It names several invoices ({numbers}); split it by hand.",
+                numbers=", ".join(numbers),
+            )
+        )
     hashed = not reference
     return PortalRow(
         line=line,
@@ -557,11 +611,15 @@ def split_payment(amount_cents: int, number: str, status: str, balance_cents: in
     if not split.excess_cents:
         return Split(split.applied_cents, 0)
     if status == InvoiceStatus.CANCELLED:
-        reason = f"Invoice {number} is cancelled; it takes no payments."
+        reason = _("Invoice {number} is cancelled; it takes no payments.", number=number)
     elif not split.applied_cents:
-        reason = f"Invoice {number} was already paid in full."
+        reason = _("Invoice {number} was already paid in full.", number=number)
     else:
-        reason = f"Only {format_cents(balance_cents)} was owed on invoice {number}."
+        reason = _(
+            "Only {balance} was owed on invoice {number}.",
+            balance=format_cents(balance_cents),
+            number=number,
+        )
     return Split(split.applied_cents, split.excess_cents, reason)
 
 

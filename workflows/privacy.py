@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workflows.errors import DomainError
+from workflows.i18n import _
 from workflows.money import format_cents
 
 ERASED_TEXT = "[erased]"
@@ -175,7 +176,10 @@ def check_open_balance(balance_cents: int, *, force: bool) -> None:
     """Refuse to erase a family that still owes, unless the district says to go ahead."""
     if balance_cents > 0 and not force:
         raise OpenBalance(
-            f"The family still owes {format_cents(balance_cents)}. Settle, waive or cancel the "
-            "open invoices first, or run again with --force to erase anyway (the invoices stay "
-            "open under the pseudonym, but no notice can reach the family)."
+            _(
+                "The family still owes {balance}. Settle, waive or cancel the open invoices "
+                "first, or run again with --force to erase anyway (the invoices stay open under "
+                "the pseudonym, but no notice can reach the family).",
+                balance=format_cents(balance_cents),
+            )
         )

@@ -12,6 +12,7 @@ from typing import Any
 
 from workflows.adjustments import AdjustmentKind, AdjustmentStatus, clean_reason
 from workflows.errors import ConflictError, NotFound, ValidationError
+from workflows.i18n import _
 from workflows.invoice_updates import UpdateReason, amount_of, notify_amount_change
 from workflows.invoices import NoticeTemplate, balance_of
 from workflows.labels import payment_method_label
@@ -43,27 +44,40 @@ def refundable(payment: PaymentRecord, already_refunded: int) -> int:
 
 def payment_label(payment: PaymentRecord) -> str:
     """ "check #1043 of $50.00" / "cash of $20.00", for messages."""
+    amount = format_cents(payment.amount_cents)
     if payment.method == "check" and payment.reference:
-        what = f"check #{payment.reference}"
-    elif payment.reference:
-        what = f"{payment_method_label(payment.method).lower()} ({payment.reference})"
-    else:
-        what = payment_method_label(payment.method).lower()
-    return f"{what} of {format_cents(payment.amount_cents)}"
+        return _("check #{reference} of {amount}", reference=payment.reference, amount=amount)
+    method = payment_method_label(payment.method).lower()
+    if payment.reference:
+        return _(
+            "{method} ({reference}) of {amount}",
+            method=method,
+            reference=payment.reference,
+            amount=amount,
+        )
+    return _("{method} of {amount}", method=method, amount=amount)
 
 
 def check_refund(payment: PaymentRecord, already_refunded: int, amount_cents: int) -> None:
     if amount_cents <= 0:
-        raise ValidationError("A refund must be more than $0.00.", field="amount")
+        raise ValidationError(_("A refund must be more than $0.00."), field="amount")
     left = refundable(payment, already_refunded)
     if left == 0:
         raise ValidationError(
-            f"The {payment_label(payment)} has already been refunded in full.", field="amount"
+            _(
+                "The {payment_label} has already been refunded in full.",
+                payment_label=payment_label(payment),
+            ),
+            field="amount",
         )
     if amount_cents > left:
         raise ValidationError(
-            f"{format_cents(amount_cents)} is more than the {format_cents(left)} left to refund "
-            f"on the {payment_label(payment)}.",
+            _(
+                "{amount} is more than the {left} left to refund on the {payment_label}.",
+                amount=format_cents(amount_cents),
+                left=format_cents(left),
+                payment_label=payment_label(payment),
+            ),
             field="amount",
         )
 
@@ -90,10 +104,10 @@ async def _key_and_payment(ctx: Context, cmd: RefundPayment) -> tuple[str, Payme
     """The form's idempotency key and the payment it refunds (unlocked)."""
     key = cmd.idempotency_key.strip()
     if not key:
-        raise ValidationError("A refund needs an idempotency key.")
+        raise ValidationError(_("A refund needs an idempotency key."))
     payment = await ctx.store.payments.get(cmd.payment_id)
     if payment is None:
-        raise NotFound(f"Payment #{cmd.payment_id} doesn't exist.")
+        raise NotFound(_("Payment #{payment_id} doesn't exist.", payment_id=cmd.payment_id))
     return key, payment
 
 
@@ -105,7 +119,7 @@ async def _made_before(
     if existing is not None and (
         existing.payment_id != payment.id or existing.amount_cents != cmd.amount_cents
     ):
-        raise ConflictError("That form was already used for another refund; nothing changed.")
+        raise ConflictError(_("That form was already used for another refund; nothing changed."))
     return existing
 
 
@@ -128,7 +142,7 @@ async def refund_payment(ctx: Context, actor: Actor, cmd: RefundPayment) -> Issu
     invoice = await store.invoices.get(found.invoice_id, lock=True)
     payment = await store.payments.get(cmd.payment_id, lock=True)
     if invoice is None or payment is None:
-        raise NotFound(f"Payment #{cmd.payment_id} doesn't exist.")
+        raise NotFound(_("Payment #{payment_id} doesn't exist.", payment_id=cmd.payment_id))
     existing = await _made_before(ctx, key, payment, cmd)
     if existing is not None:
         return IssuedRefund(existing, invoice, payment, created=False)

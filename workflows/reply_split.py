@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from workflows.errors import ValidationError
+from workflows.i18n import _
 from workflows.money import format_cents, parse_amount
 
 
@@ -117,10 +118,10 @@ def check_edited_split(
     known = {i.id: i for i in invoices}
     unknown = set(amounts) - set(known)
     if unknown or not invoices:
-        raise ValidationError("That split names an invoice this payment isn't about.")
+        raise ValidationError(_("That split names an invoice this payment isn't about."))
     total = parse_amount(total_text, field=TOTAL_FIELD)
     if total <= 0:
-        raise ValidationError("The total received must be more than $0.00.", field=TOTAL_FIELD)
+        raise ValidationError(_("The total received must be more than $0.00."), field=TOTAL_FIELD)
     parts: list[Part] = []
     for invoice in invoices:
         text = (amounts.get(invoice.id) or "").strip()
@@ -128,16 +129,24 @@ def check_edited_split(
         cents = 0 if not text else parse_amount(text, field=field)
         if cents > max(invoice.balance_cents, 0):
             raise ValidationError(
-                f"{format_cents(cents)} is more than the {format_cents(invoice.balance_cents)} "
-                f"still owed on {invoice.number}.",
+                _(
+                    "{cents} is more than the {balance} still owed on {number}.",
+                    cents=format_cents(cents),
+                    balance=format_cents(invoice.balance_cents),
+                    number=invoice.number,
+                ),
                 field=field,
             )
         parts.append(Part(invoice.id, cents))
     given = sum(p.amount_cents for p in parts)
     if given != total:
         raise ValidationError(
-            f"The amounts add up to {format_cents(given)}, not the {format_cents(total)} "
-            "received. Change an amount or the total.",
+            _(
+                "The amounts add up to {given}, not the {total} received. Change an amount or "
+                "the total.",
+                given=format_cents(given),
+                total=format_cents(total),
+            ),
             field=TOTAL_FIELD,
         )
     return total, tuple(parts)

@@ -18,6 +18,7 @@ from typing import Any
 
 from workflows.errors import ValidationError
 from workflows.grades import clean_grades
+from workflows.i18n import _
 from workflows.permissions import Actor, Permission, require
 from workflows.school_year import school_year_of
 
@@ -66,13 +67,19 @@ class ReportFilters:
         check_range(self.date_from, self.date_to)
 
     def describe(self) -> str:
-        parts = [f"{self.date_from.isoformat()} to {self.date_to.isoformat()}"]
+        parts = [
+            _(
+                "{start} to {end}",
+                start=self.date_from.isoformat(),
+                end=self.date_to.isoformat(),
+            )
+        ]
         if self.buildings:
-            parts.append("building " + ", ".join(self.buildings))
+            parts.append(_("building {names}", names=", ".join(self.buildings)))
         if self.grades:
-            parts.append("grade " + ", ".join(self.grades))
+            parts.append(_("grade {names}", names=", ".join(self.grades)))
         if self.models:
-            parts.append("model " + ", ".join(self.models))
+            parts.append(_("model {names}", names=", ".join(self.models)))
         return "; ".join(parts)
 
 
@@ -139,9 +146,9 @@ class ReportResult:
 
 def check_range(date_from: date, date_to: date) -> None:
     if date_to < date_from:
-        raise ValidationError("The range ends before it starts.", field="range")
+        raise ValidationError(_("The range ends before it starts."), field="range")
     if (date_to - date_from).days > MAX_RANGE_DAYS:
-        raise ValidationError("Choose a range of three years or less.", field="range")
+        raise ValidationError(_("Choose a range of three years or less."), field="range")
 
 
 def require_report(actor: Actor, spec: ReportSpec) -> None:
@@ -178,7 +185,9 @@ def _iso(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError as exc:
-        raise ValidationError(f"{text!r} isn't a date; write YYYY-MM-DD.", field="range") from exc
+        raise ValidationError(
+            _("{text!r} isn't a date; write YYYY-MM-DD.", text=text), field="range"
+        ) from exc
 
 
 def named_range(
@@ -241,13 +250,15 @@ def parse_request(
     try:
         words = shlex.split(text)
     except ValueError as exc:
-        raise ValidationError("A quote is left open.", field="text") from exc
+        raise ValidationError(_("A quote is left open."), field="text") from exc
     if not words:
-        raise ValidationError("Name a report.", field="name")
+        raise ValidationError(_("Name a report."), field="name")
     name = words[0].lower()
     if name not in catalogue:
         known = ", ".join(sorted(catalogue))
-        raise ValidationError(f"There's no report called {words[0]!r}. Reports: {known}.")
+        raise ValidationError(
+            _("There's no report called {name!r}. Reports: {known}.", name=words[0], known=known)
+        )
     dates: list[date] = []
     picked: tuple[date, date] | None = None
     values: dict[str, list[str]] = {"buildings": [], "grades": [], "models": []}
@@ -256,7 +267,7 @@ def parse_request(
         if sep and key.lower() in _FILTER_KEYS and not re.fullmatch(_ISO, key):
             items = [v.strip() for v in value.split(",") if v.strip()]
             if not items:
-                raise ValidationError(f"Say which {key.lower()}: {key.lower()}:VALUE.")
+                raise ValidationError(_("Say which {key}: {key}:VALUE.", key=key.lower()))
             values[_FILTER_KEYS[key.lower()]].extend(items)
             continue
         span = _RANGE_RE.match(word)
@@ -271,19 +282,24 @@ def parse_request(
             picked = named
             continue
         raise ValidationError(
-            f"I don't understand {word!r}. Give a range (2026-01-01..2026-03-31, this-year, "
-            "last-month, last-30-days) and filters (building:NAME grade:7 model:NAME)."
+            _(
+                "I don't understand {word!r}. Give a range (2026-01-01..2026-03-31, this-year, "
+                "last-month, last-30-days) and filters (building:NAME grade:7 model:NAME).",
+                word=word,
+            )
         )
     if dates:
         if picked is not None or len(dates) > 2:
-            raise ValidationError("Give one range: two dates, or one named range.", field="range")
+            raise ValidationError(
+                _("Give one range: two dates, or one named range."), field="range"
+            )
         picked = (dates[0], dates[-1]) if len(dates) == 2 else (dates[0], today)
     date_from, date_to = picked or default_range(
         today, start_month=start_month, start_day=start_day
     )
     for key, items in values.items():
         if len(items) > MAX_FILTER_VALUES:
-            raise ValidationError(f"At most {MAX_FILTER_VALUES} {key} at once.")
+            raise ValidationError(_("At most {max} {key} at once.", max=MAX_FILTER_VALUES, key=key))
     return ReportRequest(
         name=name,
         filters=ReportFilters(

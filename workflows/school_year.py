@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from workflows.errors import ValidationError
+from workflows.i18n import _
 
 
 @dataclass(frozen=True)
@@ -13,7 +14,7 @@ class SchoolYear:
 
     def __post_init__(self) -> None:
         if self.end < self.start:
-            raise ValidationError("A school year can't end before it starts.")
+            raise ValidationError(_("A school year can't end before it starts."))
 
     @property
     def label(self) -> str:
@@ -33,7 +34,7 @@ def _first_day(year: int, month: int, day: int) -> date:
         return date(year, month, day)
     except ValueError as exc:
         raise ValidationError(
-            f"{month}/{day} isn't a usable first day of the school year.",
+            _("{month}/{day} isn't a usable first day of the school year.", month=month, day=day),
             field="school_year_start",
         ) from exc
 

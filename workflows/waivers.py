@@ -29,6 +29,7 @@ from workflows.approvals import (
 from workflows.approvals import check_comment as check_comment  # where callers have found it
 from workflows.enrollment import on_invoice_settled
 from workflows.errors import ConflictError, NotFound, PermissionDenied, ValidationError
+from workflows.i18n import N_, _
 from workflows.invoices import balance_of, existing_invoice
 from workflows.money import format_cents
 from workflows.permissions import Actor, Permission, require
@@ -111,7 +112,9 @@ async def _replayed(
         or existing.amount_cents != amount_cents
         or existing.kind != AdjustmentKind.WAIVER
     ):
-        raise ConflictError("That form was already used for another waiver; nothing was changed.")
+        raise ConflictError(
+            _("That form was already used for another waiver; nothing was changed.")
+        )
     return existing
 
 
@@ -132,8 +135,12 @@ async def check_waiver_request(ctx: Context, actor: Actor, cmd: RequestWaiver) -
 
 def _already_waiting(waiting: AdjustmentRecord, invoice: InvoiceRecord) -> ConflictError:
     return ConflictError(
-        f"A waiver of {format_cents(waiting.amount_cents)} on invoice {invoice.number} is "
-        "already awaiting approval; wait for the decision (or withdraw it) first."
+        _(
+            "A waiver of {amount} on invoice {number} is already awaiting approval; wait for the "
+            "decision (or withdraw it) first.",
+            amount=format_cents(waiting.amount_cents),
+            number=invoice.number,
+        )
     )
 
 
@@ -189,9 +196,11 @@ async def request_waiver(ctx: Context, actor: Actor, cmd: RequestWaiver) -> Waiv
 def decision_word(adjustment: AdjustmentRecord) -> str:
     """ "approved", "denied" or "withdrawn" for a decided request; "pending" otherwise."""
     if adjustment.status == AdjustmentStatus.APPLIED:
-        return "approved"
+        return _("approved")
     if adjustment.status == AdjustmentStatus.DENIED:
-        return "withdrawn" if adjustment.decision_comment == WITHDRAWN_COMMENT else "denied"
+        if adjustment.decision_comment == WITHDRAWN_COMMENT:
+            return _("withdrawn")
+        return _("denied")
     return str(adjustment.status)
 
 
@@ -199,12 +208,23 @@ async def _already_decided(ctx: Context, adjustment: AdjustmentRecord) -> Confli
     who = None
     if adjustment.decided_by_id is not None:
         who = await ctx.store.people.staff_name(adjustment.decided_by_id)
-    when = ""
-    if adjustment.decided_at is not None:
-        when = f" on {local_when(adjustment.decided_at, ctx.tz)}"
+    decision = decision_word(adjustment)
+    who = who or _("someone")
+    if adjustment.decided_at is None:
+        return ConflictError(
+            _(
+                "This waiver was already {decision} by {who}. Nothing was changed.",
+                decision=decision,
+                who=who,
+            )
+        )
     return ConflictError(
-        f"This waiver was already {decision_word(adjustment)} by {who or 'someone'}{when}. "
-        "Nothing was changed."
+        _(
+            "This waiver was already {decision} by {who} on {when}. Nothing was changed.",
+            decision=decision,
+            who=who,
+            when=local_when(adjustment.decided_at, ctx.tz),
+        )
     )
 
 
@@ -228,14 +248,18 @@ async def _check(
     """The invoice, locked; an approval needs the waiver to still fit its balance."""
     invoice = await ctx.store.invoices.get(adjustment.invoice_id, lock=True)
     if invoice is None:
-        raise NotFound("The invoice behind this waiver request no longer exists.")
+        raise NotFound(_("The invoice behind this waiver request no longer exists."))
     if approve:
         try:
             check_waiver(invoice, adjustment.amount_cents)
         except (ValidationError, ConflictError) as exc:
             raise ConflictError(
-                f"{exc.message} The request can't be approved as it stands (payments may have "
-                "come in since it was made); deny it and ask for a new one. Nothing was changed."
+                _(
+                    "{message} The request can't be approved as it stands (payments may have "
+                    "come in since it was made); deny it and ask for a new one. Nothing was "
+                    "changed.",
+                    message=exc.message,
+                )
             ) from None
     return invoice
 
@@ -273,7 +297,7 @@ WAIVER_RULES: ApprovalRules[AdjustmentRecord, InvoiceRecord] = ApprovalRules(
     denied=AdjustmentStatus.DENIED.value,
     audit_entity="invoice_adjustment",
     outbox=WAIVER_OUTBOX,
-    missing="That waiver request doesn't exist.",
+    missing=N_("That waiver request doesn't exist."),
     locked=_locked,
     already_decided=_already_decided,
     check=_check,
@@ -289,9 +313,9 @@ async def withdraw_waiver(ctx: Context, actor: Actor, adjustment_id: int) -> Wai
     store = ctx.store
     adjustment = await _locked(ctx, adjustment_id)
     if adjustment is None:
-        raise NotFound(WAIVER_RULES.missing)
+        raise NotFound(_(WAIVER_RULES.missing))
     if actor.staff_id is None or adjustment.requested_by_id != actor.staff_id:
-        raise PermissionDenied("Only the person who asked for a waiver can withdraw it.")
+        raise PermissionDenied(_("Only the person who asked for a waiver can withdraw it."))
     if adjustment.status != AdjustmentStatus.PENDING:
         raise await _already_decided(ctx, adjustment)
     adjustment.status = AdjustmentStatus.DENIED
