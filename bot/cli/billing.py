@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
+from babel.dates import format_date
 from rich import box
 from rich.console import Console
 from rich.markup import escape
@@ -28,6 +29,7 @@ from workflows.billing import RunTotals, step_label
 from workflows.billing_pauses import add_pause, list_pauses, remove_pause
 from workflows.billing_settings import BillingSettings, billing_settings_from
 from workflows.errors import NotFound, PermissionDenied, ValidationError
+from workflows.i18n import N_, _, format_locale, staff_language
 from workflows.invoices import InvoiceStatus
 from workflows.money import format_cents, parse_amount
 from workflows.permissions import Actor
@@ -53,9 +55,7 @@ AsEmail = Annotated[str | None, as_staff_option("Manage Settings")]
 
 
 def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
-    return run_with_runtime(
-        get_settings(), work, console=console, refused_suffix=" Nothing was changed."
-    )
+    return run_with_runtime(get_settings(), work, console=console, nothing_changed=True)
 
 
 async def _as_actor(
@@ -74,7 +74,10 @@ async def _as_actor(
             if email is not None:
                 staff = await store.people.actor_by_email(email)
                 if staff is None:
-                    raise NotFound(f"No active staff member has the email {email}.", field="as")
+                    raise NotFound(
+                        _("No active staff member has the email {email}.", email=email),
+                        field="as",
+                    )
                 actor = staff
             result = await work(Context(store, runtime.clock, runtime.settings.tz), actor)
             await store.commit()
@@ -93,7 +96,7 @@ def _run_as(email: str | None, what: str, work: Callable[[Context, Actor], Await
 
 def _status(value: str) -> str:
     try:
-        return InvoiceStatus(value).label
+        return _(InvoiceStatus(value).label)
     except ValueError:
         return value
 
@@ -127,36 +130,44 @@ def run_command(
         _print_preview(result)
         return
     if not result.ran:
-        console.print(f"[red]{escape(result.message)}[/red] Try again when it has finished.")
+        console.print(
+            f"[red]{escape(result.message)}[/red] " + _("Try again when it has finished.")
+        )
         raise typer.Exit(1)
-    console.print(f"[bold]Billing run for {_long_day(result.day)}[/bold]: done.")
+    console.print(_("[bold]Billing run for {day}[/bold]: done.", day=_long_day(result.day)))
     if result.totals is None or result.totals.paused:
         console.print(escape(result.message))
         return
     _print_covered(result.totals, planned=False)
     totals = result.totals
     if not (totals.reminders_by_step or totals.advanced or totals.auto_cancelled):
-        console.print("Nothing was due.")
+        console.print(_("Nothing was due."))
     _print_totals(totals, planned=False)
 
 
 def _long_day(day: date) -> str:
-    return f"{day:%A} {day.isoformat()}"
+    weekday = format_date(day, "EEEE", locale=format_locale(staff_language()))
+    return f"{weekday} {day.isoformat()}"
 
 
 def _print_covered(totals: RunTotals, *, planned: bool) -> None:
     first = totals.covered_since + timedelta(days=1)
     if first < totals.day:
-        verb = "would cover" if planned else "covered"
-        console.print(
-            f"It {verb} {first.isoformat()} to {totals.day.isoformat()}, catching up "
-            f"{(totals.day - first).days} missed day(s)."
+        said = (
+            N_("It would cover {first} to {last}, catching up {days} missed day(s).")
+            if planned
+            else N_("It covered {first} to {last}, catching up {days} missed day(s).")
         )
+        days = (totals.day - first).days
+        console.print(_(said, first=first.isoformat(), last=totals.day.isoformat(), days=days))
 
 
 def _print_preview(result: RunResult) -> None:
     console.print(
-        f"[bold]Dry run for {_long_day(result.day)}[/bold]: nothing has been sent or changed."
+        _(
+            "[bold]Dry run for {day}[/bold]: nothing has been sent or changed.",
+            day=_long_day(result.day),
+        )
     )
     if result.totals is None:
         console.print(escape(result.message))
@@ -164,16 +175,16 @@ def _print_preview(result: RunResult) -> None:
     _print_covered(result.totals, planned=True)
     if result.planned:
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-        table.add_column("invoice", no_wrap=True)
-        table.add_column("step", no_wrap=True)
-        table.add_column("status", no_wrap=True)
-        table.add_column("emails", justify="right", no_wrap=True)
-        table.add_column("overdue", justify="right", no_wrap=True)
+        table.add_column(_("invoice"), no_wrap=True)
+        table.add_column(_("step"), no_wrap=True)
+        table.add_column(_("status"), no_wrap=True)
+        table.add_column(_("emails"), justify="right", no_wrap=True)
+        table.add_column(_("overdue"), justify="right", no_wrap=True)
         for step in result.planned:
             table.add_row(*_planned_row(step))
         console.print(table)
     else:
-        console.print("Nothing would be due.")
+        console.print(_("Nothing would be due."))
     _print_totals(result.totals, planned=True)
 
 
@@ -184,36 +195,39 @@ def _planned_row(step: PlannedStep) -> tuple[str, ...]:
     emails = step.to_status is None or step.step in ("first", "second", "final")
     return (
         escape(step.number),
-        step_label(step.step),
+        _(step_label(step.step)),
         change,
-        str(step.recipients) if emails else "none",
-        "" if not step.days_overdue else f"{step.days_overdue} days",
+        str(step.recipients) if emails else _("none"),
+        "" if not step.days_overdue else _("{days} days", days=step.days_overdue),
     )
 
 
 def _print_totals(totals: RunTotals, *, planned: bool) -> None:
     table = Table(
         "",
-        "count",
-        title="Would happen" if planned else "Totals",
+        _("count"),
+        title=_("Would happen") if planned else _("Totals"),
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
     for name, count in totals.reminders_by_step:
-        table.add_row(step_label(name), str(count))
+        table.add_row(_(step_label(name)), str(count))
     for status, count in totals.advanced:
-        table.add_row(f"moved to {_status(status)}", str(count))
-    table.add_row("auto-cancelled", str(totals.auto_cancelled))
-    table.add_row("emails to families", str(totals.emails_queued))
-    table.add_row("  of them digests", str(totals.digests))
+        table.add_row(_("moved to {status}", status=_status(status)), str(count))
+    table.add_row(_("auto-cancelled"), str(totals.auto_cancelled))
+    table.add_row(_("emails to families"), str(totals.emails_queued))
+    table.add_row("  " + _("of them digests"), str(totals.digests))
     console.print(table)
     problems = list(totals.failures)
     if planned and totals.not_emailed:
         problems.append(
-            f"{totals.not_emailed} invoice(s) with no guardian email address that works"
+            _(
+                "{count} invoice(s) with no guardian email address that works",
+                count=totals.not_emailed,
+            )
         )
     for problem in problems:
-        console.print(f"[yellow]Needs attention: {escape(problem)}[/yellow]")
+        console.print(_("[yellow]Needs attention: {problem}[/yellow]", problem=escape(problem)))
 
 
 # --- pauses -------------------------------------------------------------------------------------
@@ -238,7 +252,7 @@ def pause_add(
         "billing pause",
         lambda ctx, actor: add_pause(ctx, actor, starts_on.date(), ends_on.date(), reason),
     )
-    console.print(f"Added billing pause {escape(added.describe())}.")
+    console.print(_("Added billing pause {pause}.", pause=escape(added.describe())))
 
 
 @pause_app.command("list")
@@ -255,10 +269,12 @@ def pause_list(
         lambda ctx, actor: list_pauses(ctx, actor, include_past=everything),
     )
     if not pauses:
-        which = "" if everything else " current or coming"
-        console.print(f"There are no{which} billing pauses.")
+        if everything:
+            console.print(_("There are no billing pauses."))
+        else:
+            console.print(_("There are no current or coming billing pauses."))
         return
-    table = Table("id", "from", "to", "days", "reason")
+    table = Table(_("id"), _("from"), _("to"), _("days"), _("reason"))
     for p in pauses:
         table.add_row(
             str(p.id), p.starts_on.isoformat(), p.ends_on.isoformat(), str(p.days), escape(p.reason)
@@ -275,24 +291,24 @@ def pause_remove(
     removed = _run_as(
         as_email, "billing pause", lambda ctx, actor: remove_pause(ctx, actor, pause_id)
     )
-    console.print(f"Removed billing pause {escape(removed.describe())}.")
+    console.print(_("Removed billing pause {pause}.", pause=escape(removed.describe())))
 
 
 # --- settings -----------------------------------------------------------------------------------
 
 
 _SETTING_LABELS = {
-    "default_due_days": "default due days",
-    "automation_default": "automation on new invoices",
-    "pre_due_enabled": "pre-due reminders",
-    "pre_due_days": "pre-due reminder days",
-    "overdue_enabled": "overdue notices",
-    "overdue_days": "overdue notice days",
-    "auto_cancel_enabled": "auto-cancellation",
-    "auto_cancel_days": "auto-cancel days after the final notice",
-    "stop_reminders_on_partial_payment": "stop reminders on a partial payment",
-    "daily_run_time": "daily run time",
-    "waiver_approval_cents": "waivers above this need approval",
+    "default_due_days": N_("default due days"),
+    "automation_default": N_("automation on new invoices"),
+    "pre_due_enabled": N_("pre-due reminders"),
+    "pre_due_days": N_("pre-due reminder days"),
+    "overdue_enabled": N_("overdue notices"),
+    "overdue_days": N_("overdue notice days"),
+    "auto_cancel_enabled": N_("auto-cancellation"),
+    "auto_cancel_days": N_("auto-cancel days after the final notice"),
+    "stop_reminders_on_partial_payment": N_("stop reminders on a partial payment"),
+    "daily_run_time": N_("daily run time"),
+    "waiver_approval_cents": N_("waivers above this need approval"),
 }
 
 
@@ -300,7 +316,7 @@ def _shown(value: Any, name: str = "") -> str:
     if name == "waiver_approval_cents" and isinstance(value, int):
         return format_cents(value)
     if isinstance(value, bool):
-        return "on" if value else "off"
+        return _("on") if value else _("off")
     if isinstance(value, list | tuple):
         return ", ".join(str(v) for v in value)
     return str(value)
@@ -317,12 +333,12 @@ def settings_show() -> None:
             ), runtime.settings.district_timezone
 
     current, tz = _run(work)
-    table = Table("setting", "value")
+    table = Table(_("setting"), _("value"))
     for name, label in _SETTING_LABELS.items():
         value = _shown(getattr(current, name), name)
         if name == "daily_run_time":
             value += f" ({tz})"
-        table.add_row(label, value)
+        table.add_row(_(label), value)
     console.print(table)
 
 
@@ -330,7 +346,11 @@ def _day_list(text: str, option: str, field: str) -> tuple[int, ...]:
     parts = [p for p in re.split(r"[,\s]+", text) if p]
     if not parts or not all(_DAYS_RE.match(p) for p in parts):
         raise ValidationError(
-            f"{option} takes whole numbers of days separated by commas, e.g. 14,7,1.", field=field
+            _(
+                "{option} takes whole numbers of days separated by commas, e.g. 14,7,1.",
+                option=option,
+            ),
+            field=field,
         )
     return tuple(int(p) for p in parts)
 
@@ -411,11 +431,11 @@ def settings_set(
                 waiver_approval, field="waiver_approval_cents"
             )
     except ValidationError as exc:
-        console.print(f"[red]{escape(exc.message)} Nothing was changed.[/red]")
+        console.print(f"[red]{escape(exc.message)} {_('Nothing was changed.')}[/red]")
         raise typer.Exit(1) from exc
     changes = {name: value for name, value in given.items() if value is not None}
     if not changes:
-        console.print("Give at least one setting to change; see --help.")
+        console.print(_("Give at least one setting to change; see --help."))
         raise typer.Exit(2)
 
     async def change(ctx: Context, actor: Actor) -> dict[str, tuple[Any, Any]]:
@@ -424,9 +444,9 @@ def settings_set(
 
     changed = _run_as(as_email, "billing settings", change)
     if not changed:
-        console.print("Billing automation settings unchanged: they already had those values.")
+        console.print(_("Billing automation settings unchanged: they already had those values."))
         return
-    console.print("Billing automation settings saved:")
+    console.print(_("Billing automation settings saved:"))
     for name, (old, new) in changed.items():
-        label = _SETTING_LABELS.get(name, name.replace("_", " "))
+        label = _(_SETTING_LABELS.get(name, name.replace("_", " ")))
         console.print(f"  {label}: {escape(_shown(old, name))} → {escape(_shown(new, name))}")

@@ -21,6 +21,7 @@ from bot.runtime import describe_parts
 from bot.settings import Settings
 from storage.database_url import database_backend, sqlite_file
 from storage.migrate import connect_error, probe_database, where
+from workflows.i18n import _
 
 HIDDEN = "(set, hidden)"
 NOT_SET = "(not set)"
@@ -90,7 +91,7 @@ async def _guarded(part: str, check: Awaitable[CheckResult]) -> CheckResult:
     try:
         return await asyncio.wait_for(check, CHECK_TIMEOUT_SECONDS * 4)
     except TimeoutError:
-        return CheckResult(part, "failed", "no answer from the server in time")
+        return CheckResult(part, "failed", _("no answer from the server in time"))
     except Exception as exc:  # noqa: BLE001 - whatever went wrong is the reason shown
         return CheckResult(part, "failed", connect_error(exc))
 
@@ -101,22 +102,38 @@ async def check_database(settings: Settings) -> CheckResult:
     file = sqlite_file(url)
     if file is not None and not Path(file).exists():
         return CheckResult(
-            "database", "ok", f"SQLite file {file} doesn't exist yet; the first start creates it"
+            "database",
+            "ok",
+            _("SQLite file {file} doesn't exist yet; the first start creates it", file=file),
         )
     try:
         state, version = await probe_database(url, connect_timeout=CHECK_TIMEOUT_SECONDS)
     except Exception as exc:  # noqa: BLE001 - the reason is the answer
         return CheckResult(
-            "database", "failed", f"can't connect to {where(url)}: {connect_error(exc)}"
+            "database",
+            "failed",
+            _("can't connect to {where}: {problem}", where=where(url), problem=connect_error(exc)),
         )
-    server = f"{'SQLite' if sqlite else 'PostgreSQL'} {version} at {where(url)}"
+    server = _(
+        "{server} {version} at {where}",
+        server="SQLite" if sqlite else "PostgreSQL",
+        version=version,
+        where=where(url),
+    )
     if state.is_current:
         return CheckResult("database", "ok", f"{server}, {state.describe()}")
     if sqlite and state.is_behind:
-        at = ", ".join(state.current) or "no schema"
+        at = ", ".join(state.current) or _("no schema")
         heads = ", ".join(state.heads)
         return CheckResult(
-            "database", "ok", f"{server}, {at}; upgraded to {heads} when DeviceCare next starts"
+            "database",
+            "ok",
+            _(
+                "{server}, {at}; upgraded to {heads} when DeviceCare next starts",
+                server=server,
+                at=at,
+                heads=heads,
+            ),
         )
     return CheckResult("database", "failed", f"{server}: {state.describe()}")
 
@@ -150,12 +167,19 @@ async def check_imap(settings: Settings) -> CheckResult:
     timeout = min(float(settings.imap_timeout_seconds), CHECK_TIMEOUT_SECONDS)
     config = ReaderConfig.from_settings(settings, timeout=timeout)
     selected = await check_mailbox(config)
-    security = {"tls": "TLS", "starttls": "STARTTLS", "none": "no TLS"}[config.security]
+    security = {"tls": "TLS", "starttls": "STARTTLS", "none": _("no TLS")}[config.security]
     return CheckResult(
         "imap",
         "ok",
-        f"{config.host}:{config.port}, {security}, logged in as {config.username}, "
-        f"{config.mailbox} holds {selected.exists} messages",
+        _(
+            "{host}:{port}, {security}, logged in as {user}, {mailbox} holds {count} messages",
+            host=config.host,
+            port=config.port,
+            security=security,
+            user=config.username,
+            mailbox=config.mailbox,
+            count=selected.exists,
+        ),
     )
 
 
@@ -167,8 +191,10 @@ async def check_secret_key(settings: Settings) -> CheckResult:
     if problem is not None:
         return CheckResult("secret", "failed", problem)
     if exposure(settings) is None:
-        return CheckResult("secret", "ok", "good enough on this machine only (nothing is exposed)")
-    return CheckResult("secret", "ok", "SECRET_KEY is strong enough to go live")
+        return CheckResult(
+            "secret", "ok", _("good enough on this machine only (nothing is exposed)")
+        )
+    return CheckResult("secret", "ok", _("SECRET_KEY is strong enough to go live"))
 
 
 async def run_checks(settings: Settings) -> list[CheckResult]:
@@ -186,9 +212,9 @@ async def run_checks(settings: Settings) -> list[CheckResult]:
 def render(settings: list[Setting], results: list[CheckResult]) -> list[str]:
     width = max(len(s.name) for s in settings)
     value_width = min(60, max(len(s.value) for s in settings))
-    lines = ["Configuration (secrets hidden):"]
+    lines = [_("Configuration (secrets hidden):")]
     lines += [f"  {s.name:<{width}}  {s.value:<{value_width}}  {s.source}" for s in settings]
-    lines += ["", "Checks:"]
+    lines += ["", _("Checks:")]
     lines += [f"  {r.part:<8}  {r.status:<6}  {r.detail}" for r in results]
     return lines
 

@@ -12,6 +12,7 @@ from bot.cli.run import run_with_runtime
 from bot.runtime import Runtime, prepare_database
 from bot.settings import get_settings
 from storage import migrate
+from workflows.i18n import N_, _
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -31,7 +32,9 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
         raise migrate.SchemaNotReady(before.describe())
 
     def waiting() -> None:
-        typer.echo(f"Another upgrade of {where} is running; waiting for it to finish.")
+        typer.echo(
+            _("Another upgrade of {where} is running; waiting for it to finish.", where=where)
+        )
 
     try:
         applied = migrate.upgrade(url, revision, on_wait=waiting)
@@ -39,21 +42,37 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     for step in applied:
-        typer.echo(f"{'Applied' if step.forward else 'Reverted'} {step.revision}: {step.message}")
+        said = (
+            N_("Applied {revision}: {message}")
+            if step.forward
+            else N_("Reverted {revision}: {message}")
+        )
+        typer.echo(_(said, revision=step.revision, message=step.message))
 
     after = migrate.check_schema(url)
-    at = ", ".join(after.current) or "base"
+    at = ", ".join(after.current) or "base"  # alembic's name for no revision
     if not after.is_current:
         heads = ", ".join(after.heads)
-        typer.echo(f"Database at {where} is at {at}; this version goes up to {heads}.")
+        typer.echo(
+            _(
+                "Database at {where} is at {at}; this version goes up to {heads}.",
+                where=where,
+                at=at,
+                heads=heads,
+            )
+        )
         return
 
     async def seed(runtime: Runtime) -> None:
         await prepare_database(runtime)
 
     run_with_runtime(settings, seed, console=Console())
-    state = "is up to date" if applied else "is already up to date"
-    typer.echo(f"Database at {where} {state} (at {at}).")
+    said = (
+        N_("Database at {where} is up to date (at {at}).")
+        if applied
+        else N_("Database at {where} is already up to date (at {at}).")
+    )
+    typer.echo(_(said, where=where, at=at))
 
 
 @db_app.command("current")

@@ -33,6 +33,7 @@ from workflows.administration import change_district_facts
 from workflows.clock import FixedClock, local_date
 from workflows.district_facts import facts_from, stored_values
 from workflows.errors import ConflictError, NotFound
+from workflows.i18n import N_, _
 from workflows.incident_status import IncidentStatus
 from workflows.incidents import (
     OpenIncident,
@@ -61,8 +62,8 @@ TECH = ("tech@demo.example.org", "Technician", "Dana Okafor (demo technician)")
 CLERK = ("billing@demo.example.org", "Billing Clerk", "Lee Morgan (demo billing clerk)")
 # Families whose pages are worth opening: a payment plan in English; several invoices in Spanish.
 FAMILIES_TO_OPEN = {
-    "Open a family's page": "anil.patel@example.org",
-    "A Spanish-speaking family's page": "maria.rivera@example.org",
+    N_("Open a family's page"): "anil.patel@example.org",
+    N_("A Spanish-speaking family's page"): "maria.rivera@example.org",
 }
 # Parents who write back about an invoice: (email, name).
 MARIA = ("maria.rivera@example.org", "Maria Rivera")
@@ -119,7 +120,7 @@ class _Year:
     async def device(self, store: SqlUnitOfWork, sis: str) -> m.Device:
         device = await store.devices.by_serial(f"DEMO-SN{sis}")
         if device is None:
-            raise NotFound(f"The demo device DEMO-SN{sis} is missing.")
+            raise NotFound(_("The demo device {serial} is missing.", serial=f"DEMO-SN{sis}"))
         return device
 
     async def fee(self, store: SqlUnitOfWork, code: str) -> int:
@@ -512,5 +513,5 @@ async def links_to_open(runtime: Runtime) -> list[str]:
         for label, email in FAMILIES_TO_OPEN.items():
             guardian_id = await guardian_id_by_email(store, email)
             if guardian_id is not None:
-                lines.append(f"{label}: {family_link(runtime, guardian_id)}")
+                lines.append(f"{_(label)}: {family_link(runtime, guardian_id)}")
     return lines

@@ -23,6 +23,7 @@ from bot.settings import get_settings
 from storage.uow import SqlUnitOfWork
 from workflows.administration import change_district_facts
 from workflows.district_facts import COLUMNS, LABELS, DistrictFacts, facts_from, ways_to_pay
+from workflows.i18n import N_, _
 from workflows.permissions import Actor
 from workflows.ports import Context
 
@@ -37,13 +38,13 @@ _LABEL_BY_COLUMN = {COLUMNS[fact]: label for fact, label in LABELS.items()}
 
 
 def _shown(value: str) -> str:
-    return escape(", ".join(value.split("\n"))) if value else "[dim](not set)[/dim]"
+    return escape(", ".join(value.split("\n"))) if value else _("[dim](not set)[/dim]")
 
 
 def _facts_table(facts: DistrictFacts) -> Table:
     table = Table(show_header=False, box=None)
     for fact, label in LABELS.items():
-        table.add_row(label, _shown(getattr(facts, fact)))
+        table.add_row(_(label), _shown(getattr(facts, fact)))
     return table
 
 
@@ -62,18 +63,20 @@ def show_command() -> None:
         facts, stripe=settings.stripe_enabled, portal=bool(settings.payment_portal_url_template)
     )
     offered = [
-        name
+        _(name)
         for name, on in (
-            ("online (Stripe)", ways.online),
-            ("the payment portal", ways.portal),
-            ("check by mail", ways.check_by_mail),
-            ("in person at the business office", ways.in_person),
+            (N_("online (Stripe)"), ways.online),
+            (N_("the payment portal"), ways.portal),
+            (N_("check by mail"), ways.check_by_mail),
+            (N_("in person at the business office"), ways.in_person),
         )
         if on
     ]
     console.print(
-        "Ways to pay offered: "
-        + (", ".join(offered) if offered else "none (families are asked to reply)")
+        _(
+            "Ways to pay offered: {ways}",
+            ways=", ".join(offered) if offered else _("none (families are asked to reply)"),
+        )
     )
 
 
@@ -134,7 +137,7 @@ def set_command(
         "it_contact": it_contact,
     }
     if all(value is None for value in changes.values()):
-        console.print("[red]Give at least one setting to change, e.g. --office-phone.[/red]")
+        console.print(_("[red]Give at least one setting to change, e.g. --office-phone.[/red]"))
         raise typer.Exit(2)
 
     async def work(runtime: Runtime) -> Changed:
@@ -146,12 +149,10 @@ def set_command(
 
         return await in_store_as(runtime, as_email, "district settings", change)
 
-    done, facts = run_with_runtime(
-        get_settings(), work, console=console, refused_suffix=" Nothing was changed."
-    )
+    done, facts = run_with_runtime(get_settings(), work, console=console, nothing_changed=True)
     if not done:
-        console.print("Nothing changed: those are the settings already.")
+        console.print(_("Nothing changed: those are the settings already."))
         return
     for column, (old, new) in done.items():
-        console.print(f"{_LABEL_BY_COLUMN[column]}: {_shown(old)} → {_shown(new)}")
+        console.print(f"{_(_LABEL_BY_COLUMN[column])}: {_shown(old)} → {_shown(new)}")
     console.print(_facts_table(facts))

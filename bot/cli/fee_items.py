@@ -19,6 +19,7 @@ from storage.fee_item_store import SqlFeeItemStore
 from workflows.errors import ValidationError
 from workflows.fee_items import FeeItemChange, list_fee_items, set_fee_item
 from workflows.fee_kinds import FEE_KINDS, FeeKind, kind_label, parse_fee_kind
+from workflows.i18n import N_, _
 from workflows.money import format_cents, parse_amount
 from workflows.permissions import Actor
 from workflows.ports import Context, FeeItemRecord
@@ -33,14 +34,14 @@ KINDS = "|".join(FEE_KINDS)
 
 def describe(item: FeeItemRecord) -> str:
     """One line for a person: name, kind, price and what it applies to."""
-    kind = kind_label(item.kind).lower()
+    kind = _(kind_label(item.kind)).lower()
     parts = [f"{item.name}, {kind}, {format_cents(item.price_cents)}"]
     if item.device_model:
-        parts.append(f"for {item.device_model}")
+        parts.append(_("for {model}", model=item.device_model))
     if item.incident_flag:
-        parts.append(f"on {item.incident_flag} incidents")
+        parts.append(_("on {flag} incidents", flag=item.incident_flag))
     if not item.active:
-        parts.append("retired")
+        parts.append(_("retired"))
     return ", ".join(parts)
 
 
@@ -64,25 +65,29 @@ def list_command(
 
     found = run_fee_work(as_email, "fee-items list", SqlFeeItemStore.beside, work)
     if not found:
-        console.print("There are no fee items. Add one with `devicecare fee-items set`.")
+        console.print(_("There are no fee items. Add one with `devicecare fee-items set`."))
         return
     for kind in dict.fromkeys(item.kind for item in found):
-        table = Table(title=f"{kind_label(kind)} fees: offered on {offered_on(kind)}")
-        for column in ("code", "name", "price", "model", "flag"):
-            table.add_column(column, no_wrap=column in ("code", "price"))
+        table = Table(
+            title=_(
+                "{kind} fees: offered on {where}", kind=_(kind_label(kind)), where=offered_on(kind)
+            )
+        )
+        for column in (N_("code"), N_("name"), N_("price"), N_("model"), N_("flag")):
+            table.add_column(_(column), no_wrap=column in ("code", "price"))
         for item in (i for i in found if i.kind == kind):
             table.add_row(
                 escape(item.code),
-                escape(item.name) + ("" if item.active else " (retired)"),
+                escape(item.name) + ("" if item.active else " " + _("(retired)")),
                 format_cents(item.price_cents),
-                escape(item.device_model or "any"),
+                escape(item.device_model or _("any")),
                 escape(item.incident_flag or ""),
             )
         console.print(table)
 
 
 def offered_on(kind: str) -> str:
-    return FeeKind(kind).offered_on if kind in FEE_KINDS else "no form"
+    return _(FeeKind(kind).offered_on) if kind in FEE_KINDS else _("no form")
 
 
 @fee_items_app.command("set")
@@ -141,8 +146,11 @@ def set_command(
         return await set_fee_item(ctx, items, actor, change)
 
     item, added = run_fee_work(as_email, "fee-items set", SqlFeeItemStore.beside, work)
-    verb = "Added" if added else "Saved"
+    said = (
+        N_("Added fee item [bold]{code}[/bold]: {item}; offered on: {where}.")
+        if added
+        else N_("Saved fee item [bold]{code}[/bold]: {item}; offered on: {where}.")
+    )
     console.print(
-        f"{verb} fee item [bold]{escape(item.code)}[/bold]: {escape(describe(item))}; "
-        f"offered on: {offered_on(item.kind)}."
+        _(said, code=escape(item.code), item=escape(describe(item)), where=offered_on(item.kind))
     )

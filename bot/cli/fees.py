@@ -46,6 +46,7 @@ from workflows.fees import (
     who_is_billed,
 )
 from workflows.grades import parse_grades
+from workflows.i18n import N_, _
 from workflows.money import format_cents, parse_amount
 from workflows.permissions import Actor
 from workflows.ports import Context
@@ -70,13 +71,11 @@ Code = Annotated[str, typer.Argument(metavar="CODE", help="The fee's code, e.g. 
 
 def run_fee_command(work: Callable[[Runtime], Awaitable[T]]) -> T:
     """Run a fee command's work; a refusal is printed with "Nothing was changed."."""
-    return run_with_runtime(
-        get_settings(), work, console=console, refused_suffix=" Nothing was changed."
-    )
+    return run_with_runtime(get_settings(), work, console=console, nothing_changed=True)
 
 
 def fail_unchanged(message: str) -> None:
-    console.print(f"[red]{escape(message)} Nothing was changed.[/red]")
+    console.print(f"[red]{escape(message)} {_('Nothing was changed.')}[/red]")
     raise typer.Exit(1)
 
 
@@ -156,15 +155,35 @@ def add_command(
         return fee, created, who_is_billed(fee, names)
 
     fee, created, who = run_fee_work(as_email, "fees add", SqlFeeStore.beside, work)
-    verb = "Added" if created else "Updated"
-    due_text = fee.due_date.isoformat() if fee.due_date else "the district's default"
+    said = (
+        N_(
+            "Added fee [bold]{code}[/bold] ({year}): {name}, {amount} per student, {who}, "
+            "due {due}."
+        )
+        if created
+        else N_(
+            "Updated fee [bold]{code}[/bold] ({year}): {name}, {amount} per student, {who}, "
+            "due {due}."
+        )
+    )
+    due_text = fee.due_date.isoformat() if fee.due_date else _("the district's default")
     console.print(
-        f"{verb} fee [bold]{escape(fee.code)}[/bold] ({escape(fee.school_year)}): "
-        f"{escape(fee.name)}, {format_cents(fee.amount_cents)} per student, {escape(who)}, "
-        f"due {due_text}."
+        _(
+            said,
+            code=escape(fee.code),
+            year=escape(fee.school_year),
+            name=escape(fee.name),
+            amount=format_cents(fee.amount_cents),
+            who=escape(who),
+            due=due_text,
+        )
     )
     console.print(
-        f"See who it would bill with `devicecare fees preview {fee.code} --year {fee.school_year}`."
+        _(
+            "See who it would bill with `devicecare fees preview {code} --year {year}`.",
+            code=fee.code,
+            year=fee.school_year,
+        )
     )
 
 
@@ -181,18 +200,31 @@ def list_command(year: Year = None, as_email: AsEmail = None) -> None:
 
     shown, found = run_fee_work(as_email, "fees list", SqlFeeStore.beside, work)
     if not found:
-        console.print(f"There are no fees for {escape(shown)}. Add one with `devicecare fees add`.")
+        console.print(
+            _(
+                "There are no fees for {year}. Add one with `devicecare fees add`.",
+                year=escape(shown),
+            )
+        )
         return
     table = Table(title=shown)
-    for column in ("code", "name", "amount", "who", "due", "billed", "to bill"):
-        table.add_column(column, no_wrap=column in ("code", "amount", "due"))
+    for column in (
+        N_("code"),
+        N_("name"),
+        N_("amount"),
+        N_("who"),
+        N_("due"),
+        N_("billed"),
+        N_("to bill"),
+    ):
+        table.add_column(_(column), no_wrap=column in ("code", "amount", "due"))
     for fee, counts, who in found:
         table.add_row(
             escape(fee.code),
-            escape(fee.name) + ("" if fee.active else " (off)"),
+            escape(fee.name) + ("" if fee.active else " " + _("(off)")),
             format_cents(fee.amount_cents),
             escape(who),
-            fee.due_date.isoformat() if fee.due_date else "default",
+            fee.due_date.isoformat() if fee.due_date else _("default"),
             str(counts.already_billed),
             str(counts.to_bill),
         )
@@ -210,16 +242,31 @@ def preview_command(code: Code, year: Year = None, as_email: AsEmail = None) -> 
     preview = run_fee_work(as_email, "fees preview", SqlFeeStore.beside, work)
     fee, counts = preview.fee, preview.counts
     console.print(
-        f"[bold]{escape(fee.code)}[/bold] ({escape(fee.school_year)}), {escape(fee.name)}, "
-        f"{format_cents(fee.amount_cents)} per student. Nothing has been billed by this preview."
+        _(
+            "[bold]{code}[/bold] ({year}), {name}, {amount} per student. "
+            "Nothing has been billed by this preview.",
+            code=escape(fee.code),
+            year=escape(fee.school_year),
+            name=escape(fee.name),
+            amount=format_cents(fee.amount_cents),
+        )
     )
-    console.print(f"  students to bill now:    {counts.to_bill}")
-    console.print(f"  total:                   {format_cents(preview.total_cents)}")
-    console.print(f"  already billed:          {counts.already_billed}")
+    # Labels padded to one width, so the numbers line up in every language.
+    rows = (
+        (_("students to bill now:"), str(counts.to_bill)),
+        (_("total:"), format_cents(preview.total_cents)),
+        (_("already billed:"), str(counts.already_billed)),
+    )
+    width = max(25, *(len(label) + 1 for label, _value in rows))
+    for label, value in rows:
+        console.print(f"  {label.ljust(width)}{value}")
     if counts.without_email:
         console.print(
-            f"[yellow]  {counts.without_email} of them have no guardian email that works; "
-            "their invoices are created but not emailed.[/yellow]"
+            _(
+                "[yellow]  {count} of them have no guardian email that works; "
+                "their invoices are created but not emailed.[/yellow]",
+                count=counts.without_email,
+            )
         )
 
 
@@ -249,11 +296,22 @@ def apply_command(code: Code, year: Year = None, as_email: AsEmail = None) -> No
 
     fee, result = run_fee_command(main)
     console.print(
-        f"[bold]{escape(fee.code)}[/bold] ({escape(fee.school_year)}): "
-        f"{result.created} invoice(s) created, {format_cents(result.total_cents)} in all, "
-        f"{result.notices} email(s) queued."
+        _(
+            "[bold]{code}[/bold] ({year}): {created} invoice(s) created, {amount} in all, "
+            "{notices} email(s) queued.",
+            code=escape(fee.code),
+            year=escape(fee.school_year),
+            created=result.created,
+            amount=format_cents(result.total_cents),
+            notices=result.notices,
+        )
     )
     if result.already_billed:
-        console.print(f"{result.already_billed} student(s) had already been billed for it.")
+        console.print(
+            _(
+                "{count} student(s) had already been billed for it.",
+                count=result.already_billed,
+            )
+        )
     if not result.created:
-        console.print("Nobody new to bill.")
+        console.print(_("Nobody new to bill."))

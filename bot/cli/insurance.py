@@ -40,6 +40,7 @@ from workflows.enrollment import (
     configure_policy,
 )
 from workflows.errors import PermissionDenied
+from workflows.i18n import N_, _
 from workflows.money import format_cents, parse_amount
 from workflows.permissions import Actor
 from workflows.ports import Context
@@ -99,7 +100,7 @@ def import_command(
     try:
         result = _run(work)
     except CsvFileError as exc:
-        console.print(f"[red]{escape(str(exc))}[/red] Nothing was changed.")
+        console.print(f"[red]{escape(str(exc))}[/red] " + _("Nothing was changed."))
         raise typer.Exit(1) from exc
     _print_enrollment_import(result)
     if not result.ok:
@@ -116,8 +117,8 @@ _OUTCOME_STYLE = {
 
 def _print_enrollment_import(result: EnrollmentImport) -> None:
     table = Table(box=box.SIMPLE_HEAD)
-    for column in ("line", "student", "policy", "outcome", "detail"):
-        table.add_column(column)
+    for column in (N_("line"), N_("student"), N_("policy"), N_("outcome"), N_("detail")):
+        table.add_column(_(column))
     for row in result.rows:
         style = _OUTCOME_STYLE[row.outcome]
         table.add_row(
@@ -131,14 +132,22 @@ def _print_enrollment_import(result: EnrollmentImport) -> None:
     bad = len(result.bad)
     if result.applied:
         console.print(
-            f"{result.count(Outcome.ENROLLED)} enrolled, "
-            f"{result.count(Outcome.ALREADY)} already enrolled, {bad} bad."
+            _(
+                "{enrolled} enrolled, {already} already enrolled, {bad} bad.",
+                enrolled=result.count(Outcome.ENROLLED),
+                already=result.count(Outcome.ALREADY),
+                bad=bad,
+            )
         )
     else:
         console.print(
-            f"{result.count(Outcome.WOULD_ENROLL)} would be enrolled, "
-            f"{result.count(Outcome.ALREADY)} already enrolled, {bad} bad. "
-            "Nothing was changed; run again with --apply to enroll the good rows."
+            _(
+                "{enrolled} would be enrolled, {already} already enrolled, {bad} bad. "
+                "Nothing was changed; run again with --apply to enroll the good rows.",
+                enrolled=result.count(Outcome.WOULD_ENROLL),
+                already=result.count(Outcome.ALREADY),
+                bad=bad,
+            )
         )
 
 
@@ -177,14 +186,29 @@ def coverage_import_command(
     try:
         result = _run(work)
     except CsvFileError as exc:
-        console.print(f"[red]{escape(str(exc))}[/red] Nothing was changed.")
+        console.print(f"[red]{escape(str(exc))}[/red] " + _("Nothing was changed."))
         raise typer.Exit(1) from exc
     for problem in result.problems:
         console.print(f"[red]{escape(str(problem))}[/red]")
-    verb = "would be" if dry_run else "were"
+    said = (
+        N_(
+            "{added} coverage rows would be added, {updated} would be updated, "
+            "{unchanged} unchanged, {bad} bad."
+        )
+        if dry_run
+        else N_(
+            "{added} coverage rows were added, {updated} were updated, "
+            "{unchanged} unchanged, {bad} bad."
+        )
+    )
     console.print(
-        f"{result.added} coverage rows {verb} added, {result.updated} {verb} updated, "
-        f"{result.unchanged} unchanged, {len(result.problems)} bad."
+        _(
+            said,
+            added=result.added,
+            updated=result.updated,
+            unchanged=result.unchanged,
+            bad=len(result.problems),
+        )
     )
     if not result.ok:
         raise typer.Exit(1)
@@ -263,12 +287,12 @@ def policy_set_command(
             async with runtime.stores() as store:
                 ctx = Context(store, runtime.clock, runtime.settings.tz)
                 policy, changes = await configure_policy(ctx, actor, setup)
-                lines = [f"Policy #{policy.id} {policy.name}:"]
+                lines = [_("Policy #{id} {name}:", id=policy.id, name=policy.name)]
                 lines += [
                     f"  {f.replace('_', ' ')}: {old} → {new}" for f, (old, new) in changes.items()
                 ]
                 if not changes:
-                    lines.append("  nothing changed.")
+                    lines.append("  " + _("nothing changed."))
                 await store.commit()
                 return "\n".join(lines)
         except PermissionDenied as exc:
@@ -286,8 +310,16 @@ def policy_list_command() -> None:
         async with runtime.reads() as store:
             policies = await all_policies(store)
         table = Table(box=box.SIMPLE_HEAD)
-        for column in ("#", "name", "term", "premium", "window", "coverage starts", "reminder"):
-            table.add_column(column)
+        for column in (
+            "#",
+            N_("name"),
+            N_("term"),
+            N_("premium"),
+            N_("window"),
+            N_("coverage starts"),
+            N_("reminder"),
+        ):
+            table.add_column(_(column))
         for p in policies:
             term = (
                 f"{p.term_label or ''} {p.term_start} – {p.term_end}".strip()
@@ -295,15 +327,19 @@ def policy_list_command() -> None:
                 else "—"
             )
             window = f"{p.enroll_opens_on or '…'} – {p.enroll_closes_on or '…'}"
-            reminder = "—" if p.expiry_reminder_days is None else f"{p.expiry_reminder_days} days"
-            name = escape(p.name) + ("" if p.active else " [dim](inactive)[/dim]")
+            reminder = (
+                "—"
+                if p.expiry_reminder_days is None
+                else _("{days} days", days=p.expiry_reminder_days)
+            )
+            name = escape(p.name) + ("" if p.active else " " + _("[dim](inactive)[/dim]"))
             table.add_row(
                 str(p.id),
                 name,
                 escape(term),
                 format_cents(p.premium_cents),
                 escape(window),
-                CoverageStarts(p.coverage_starts).label,
+                _(CoverageStarts(p.coverage_starts).label),
                 reminder,
             )
         return table
@@ -328,6 +364,10 @@ def remind_command(
 
     totals = _run(work)
     console.print(
-        f"{totals.queued} families reminded; {totals.no_invoice} enrollments skipped "
-        "(no premium invoice to email about)."
+        _(
+            "{queued} families reminded; {skipped} enrollments skipped "
+            "(no premium invoice to email about).",
+            queued=totals.queued,
+            skipped=totals.no_invoice,
+        )
     )

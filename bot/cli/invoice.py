@@ -17,6 +17,7 @@ from bot.runtime import Runtime
 from bot.settings import get_settings
 from storage.billing_reports import InvoiceTimeline, find_invoice_id, invoice_timeline
 from workflows.errors import NotFound
+from workflows.i18n import N_, _
 from workflows.money import format_cents
 
 invoice_app = typer.Typer(help="One invoice's record.", no_args_is_help=True)
@@ -24,28 +25,33 @@ invoice_app = typer.Typer(help="One invoice's record.", no_args_is_help=True)
 
 def timeline_header(timeline: InvoiceTimeline, tz: tzinfo) -> Text:
     inv = timeline.invoice
-    reminders = f"{inv.reminder_count} reminder(s) sent"
+    reminders = _("{count} reminder(s) sent", count=inv.reminder_count)
     if inv.last_reminder_at is not None:
-        reminders += f", the last {local(inv.last_reminder_at, tz)}"
-    money = f"total {format_cents(inv.total_cents)}, paid {format_cents(inv.paid_cents)}"
+        reminders += _(", the last {when}", when=local(inv.last_reminder_at, tz))
+    money = _(
+        "total {total}, paid {paid}",
+        total=format_cents(inv.total_cents),
+        paid=format_cents(inv.paid_cents),
+    )
     if inv.waived_cents:
-        money += f", waived {format_cents(inv.waived_cents)}"
+        money += _(", waived {amount}", amount=format_cents(inv.waived_cents))
     if inv.refunded_cents:
-        money += f", refunded {format_cents(inv.refunded_cents)}"
+        money += _(", refunded {amount}", amount=format_cents(inv.refunded_cents))
+    automation = _("on") if inv.automation_enabled else _("off")
     lines = [
         f"{inv.number} · {inv.student}",
-        f"Status: {inv.status_label}",
-        f"Balance: {format_cents(inv.balance_cents)} ({money})",
-        f"Due: {day(inv.due_date) or 'no due date'}",
-        f"Automation: {'on' if inv.automation_enabled else 'off'} · {reminders}",
+        _("Status: {status}", status=_(inv.status_label)),
+        _("Balance: {balance} ({money})", balance=format_cents(inv.balance_cents), money=money),
+        _("Due: {day}", day=day(inv.due_date) or _("no due date")),
+        _("Automation: {automation} · {reminders}", automation=automation, reminders=reminders),
     ]
     return Text("\n".join(lines))
 
 
 def timeline_table(timeline: InvoiceTimeline, tz: tzinfo) -> Table:
-    table = Table(title="Timeline", title_justify="left")
-    for column in ("when", "what", "", "by", "note"):
-        table.add_column(column)
+    table = Table(title=_("Timeline"), title_justify="left")
+    for column in (N_("when"), N_("what"), "", N_("by"), N_("note")):
+        table.add_column(_(column) if column else "")
     for event in timeline.events:
         table.add_row(
             local(event.at, tz),
@@ -74,7 +80,7 @@ def invoice_timeline_command(
                 else await invoice_timeline(store, invoice_id, tz=settings.tz)
             )
         if found is None:
-            raise NotFound(f"There's no invoice {number.strip()}.")
+            raise NotFound(_("There's no invoice {number}.", number=number.strip()))
         return found
 
     timeline = run_with_runtime(settings, work, console=console)

@@ -16,6 +16,7 @@ from bot.cli.run import run_with_runtime
 from bot.runtime import Runtime
 from bot.settings import get_settings
 from storage.reconcile import Discrepancy, discrepancies, invoice_count
+from workflows.i18n import _
 
 ledger_app = typer.Typer(
     help="The invoices' money, checked against its records.", no_args_is_help=True
@@ -49,7 +50,7 @@ def check_command(
 
     result = run_with_runtime(get_settings(), work, console=console)
     if not result.found:
-        console.print(f"{result.invoices} invoices checked, all consistent")
+        console.print(_("{count} invoices checked, all consistent", count=result.invoices))
         return
     shown = result.found[:limit]
     for d in shown:
@@ -58,8 +59,17 @@ def check_command(
             f"{escape(d.number)} ({escape(d.status)}): {escape('; '.join(d.problems()))}",
             soft_wrap=True,
         )
-    more = " (or more)" if len(result.found) > limit else ""
-    console.print(
-        f"[red]{len(shown)}{more} of {result.invoices} invoices checked are inconsistent.[/red]"
-    )
+    if len(result.found) > limit:
+        said = _(
+            "[red]{count} (or more) of {total} invoices checked are inconsistent.[/red]",
+            count=len(shown),
+            total=result.invoices,
+        )
+    else:
+        said = _(
+            "[red]{count} of {total} invoices checked are inconsistent.[/red]",
+            count=len(shown),
+            total=result.invoices,
+        )
+    console.print(said)
     raise typer.Exit(EXIT_INCONSISTENT)

@@ -37,6 +37,7 @@ from bot.heartbeat import start_heartbeats
 from bot.runtime import Runtime, log_parts
 from bot.settings import Settings, get_settings
 from bot.web.http_edge import REDACT_FAMILY_TOKENS
+from workflows.i18n import N_, _, set_staff_language
 from workflows.permissions import Actor
 
 app = typer.Typer(
@@ -65,6 +66,17 @@ def _main(
     ] = False,
 ) -> None:
     """DeviceCare: damaged and lost student devices, from report to payment."""
+    _read_staff_language()
+
+
+def _read_staff_language() -> None:
+    """What a command prints before it opens the runtime (a bad option, a source not configured)
+    is in the staff language too; settings that can't be used are the command's to report."""
+    try:
+        settings = get_settings()
+    except Exception:  # noqa: BLE001 - reported by the command that needs the settings
+        return
+    set_staff_language(settings.staff_language)
 
 
 staff_app = typer.Typer(help="Staff and roles.", no_args_is_help=True)
@@ -326,9 +338,17 @@ def staff_add(
                 name=name,
                 slack_user_id=slack_id,
             )
-            verb = "Added" if result.created else ("Updated" if result.changed else "Unchanged:")
+            said = (
+                N_("Added {email} ({role})")
+                if result.created
+                else (
+                    N_("Updated {email} ({role})")
+                    if result.changed
+                    else N_("Unchanged: {email} ({role})")
+                )
+            )
             await store.commit()
-            return f"{verb} {result.staff.email} ({result.role_name})"
+            return _(said, email=result.staff.email, role=result.role_name)
 
     console.print(_run(get_settings(), work))
 
@@ -341,14 +361,14 @@ def staff_list() -> None:
     async def work(runtime: Runtime) -> Table:
         async with runtime.stores() as store:
             roles = {r.id: r.name for r in await list_roles(store)}
-            table = Table("email", "name", "role", "slack id", "active")
+            table = Table(_("email"), _("name"), _("role"), _("slack id"), _("active"))
             for s in await list_staff(store):
                 table.add_row(
                     s.email,
                     s.display_name,
                     roles[s.role_id],
                     s.slack_user_id or "",
-                    "yes" if s.active else "no",
+                    _("yes") if s.active else _("no"),
                 )
             await store.commit()
             return table
@@ -363,9 +383,9 @@ def staff_roles() -> None:
 
     async def work(runtime: Runtime) -> Table:
         async with runtime.stores() as store:
-            table = Table("role", "permissions", "restricted statuses")
+            table = Table(_("role"), _("permissions"), _("restricted statuses"))
             for r in await list_roles(store):
-                perms = "all (SuperAdmin)" if r.is_superadmin else ", ".join(r.permissions)
+                perms = _("all (SuperAdmin)") if r.is_superadmin else ", ".join(r.permissions)
                 table.add_row(r.name, perms, ", ".join(r.allowed_statuses))
             await store.commit()
             return table
@@ -389,12 +409,17 @@ def demo() -> None:
         year = await load_school_year(runtime)
         opened = "".join(f"\n{line}" for line in await links_to_open(runtime))
         if not result.created and not year.created:
-            return f"The demo district is already loaded.{opened}"
-        return (
-            f"Loaded the demo district: {result.students} students, {result.devices} devices, "
-            f"2 insurance policies and a fee schedule; {year.incidents} incidents, "
-            f"{year.invoices} invoices and {year.replies} parent replies this school year."
-            f"{opened}"
+            return _("The demo district is already loaded.") + opened
+        loaded = _(
+            "Loaded the demo district: {students} students, {devices} devices, "
+            "2 insurance policies and a fee schedule; {incidents} incidents, "
+            "{invoices} invoices and {replies} parent replies this school year.",
+            students=result.students,
+            devices=result.devices,
+            incidents=year.incidents,
+            invoices=year.invoices,
+            replies=year.replies,
         )
+        return loaded + opened
 
     console.print(_run(get_settings(), work), soft_wrap=True)

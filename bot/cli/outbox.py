@@ -16,6 +16,7 @@ from bot.runtime import Runtime
 from bot.settings import get_settings
 from storage.monitoring import OutboxKind, outbox_by_kind
 from storage.outbox_admin import FailedMessage, Retried, failed_messages, retry_failed
+from workflows.i18n import _
 
 outbox_app = typer.Typer(
     help="Queued email and Slack posts: what is waiting, what failed, and retrying it.",
@@ -30,12 +31,12 @@ def _age(now: datetime, then: datetime | None) -> str:
         return ""
     seconds = max(0, int((now - then).total_seconds()))
     if seconds < 120:
-        return f"{seconds} s"
+        return _("{count} s", count=seconds)
     if seconds < 7200:
-        return f"{seconds // 60} min"
+        return _("{count} min", count=seconds // 60)
     if seconds < 2 * 86_400:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86_400} d"
+        return _("{count} h", count=seconds // 3600)
+    return _("{count} d", count=seconds // 86_400)
 
 
 @outbox_app.command("status")
@@ -49,9 +50,11 @@ def status_command() -> None:
 
     now, kinds = run_with_runtime(get_settings(), work, console=console)
     if not kinds:
-        console.print("The outbox is empty.")
+        console.print(_("The outbox is empty."))
         return
-    table = Table("kind", "pending", "sent", "failed", "oldest pending", "longest due")
+    table = Table(
+        _("kind"), _("pending"), _("sent"), _("failed"), _("oldest pending"), _("longest due")
+    )
     for row in kinds.values():
         table.add_row(
             row.kind,
@@ -64,7 +67,7 @@ def status_command() -> None:
     console.print(table)
     failed = sum(row.counts.get("failed", 0) for row in kinds.values())
     if failed:
-        console.print(f"{failed} failed: see `devicecare outbox failed`.")
+        console.print(_("{count} failed: see `devicecare outbox failed`.", count=failed))
 
 
 @outbox_app.command("failed")
@@ -80,9 +83,9 @@ def failed_command(
 
     now, rows = run_with_runtime(get_settings(), work, console=console)
     if not rows:
-        console.print("No failed messages.")
+        console.print(_("No failed messages."))
         return
-    table = Table("id", "kind", "recipient", "attempts", "failed", "last error")
+    table = Table(_("id"), _("kind"), _("recipient"), _("attempts"), _("failed"), _("last error"))
     for row in rows:
         error = row.last_error if len(row.last_error) <= ERROR_WIDTH else row.last_error[:159] + "…"
         table.add_row(
@@ -90,11 +93,13 @@ def failed_command(
             row.kind,
             escape(row.recipient),
             str(row.attempts),
-            f"{_age(now, row.failed_at)} ago",
+            _("{age} ago", age=_age(now, row.failed_at)),
             escape(error),
         )
     console.print(table)
-    console.print("Fix the cause (`devicecare config check`), then `devicecare outbox retry ID`.")
+    console.print(
+        _("Fix the cause (`devicecare config check`), then `devicecare outbox retry ID`.")
+    )
 
 
 @outbox_app.command("retry")
@@ -129,6 +134,10 @@ def retry_command(
     retried = run_with_runtime(get_settings(), work, console=console)
     log.info("outbox %s #%s queued again by the command line", retried.kind, retried.id)
     console.print(
-        f"Outbox message #{retried.id} ({retried.kind}) is queued again;"
-        " the worker sends it with its next batch."
+        _(
+            "Outbox message #{id} ({kind}) is queued again;"
+            " the worker sends it with its next batch.",
+            id=retried.id,
+            kind=retried.kind,
+        )
     )

@@ -27,6 +27,7 @@ from bot.settings import get_settings
 from services.portal_import import PortalImporter
 from storage.portal_file import read_export
 from workflows.errors import NotFound, PermissionDenied
+from workflows.i18n import N_, _
 from workflows.money import format_cents
 from workflows.portal_import import (
     PRESETS,
@@ -201,7 +202,7 @@ def import_command(
 
     result = run_with_runtime(settings, work, console=console)
     if isinstance(result, Refused):
-        console.print(f"[red]{escape(result.message)} Nothing was changed.[/red]")
+        console.print(f"[red]{escape(result.message)} {_('Nothing was changed.')}[/red]")
         raise typer.Exit(EXIT_REFUSED)
     _print_report(result, export, file.name)
     if report is not None:
@@ -210,17 +211,25 @@ def import_command(
                 write_report(handle, result.attention)
         except OSError as exc:
             console.print(
-                f"[red]The report {escape(str(report))} can't be written "
-                f"({escape(exc.strerror or str(exc))}); the import above stands.[/red]"
+                _(
+                    "[red]The report {report} can't be written ({problem}); "
+                    "the import above stands.[/red]",
+                    report=escape(str(report)),
+                    problem=escape(exc.strerror or str(exc)),
+                )
             )
             raise typer.Exit(EXIT_UNUSABLE) from exc
         console.print(
-            f"Wrote {len(result.attention)} row(s) that need attention to {escape(str(report))}."
+            _(
+                "Wrote {count} row(s) that need attention to {report}.",
+                count=len(result.attention),
+                report=escape(str(report)),
+            )
         )
 
 
 def _unusable(message: str) -> NoReturn:
-    console.print(f"[red]{escape(message)} Nothing was changed.[/red]")
+    console.print(f"[red]{escape(message)} {_('Nothing was changed.')}[/red]")
     raise typer.Exit(EXIT_UNUSABLE)
 
 
@@ -228,16 +237,18 @@ def _read_text(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        raise MappingProblem(f"The mapping file {path.name} can't be read ({exc}).") from exc
+        raise MappingProblem(
+            _("The mapping file {name} can't be read ({problem}).", name=path.name, problem=exc)
+        ) from exc
 
 
 def _check_report(path: Path) -> None:
     """Before the import, so a report that can't be written stops it from starting."""
     folder = path.parent
     if path.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
-        _unusable(f"The report {path} can't be written there.")
+        _unusable(_("The report {report} can't be written there.", report=path))
     if path.exists() and not os.access(path, os.W_OK):
-        _unusable(f"The report {path} can't be overwritten.")
+        _unusable(_("The report {report} can't be overwritten.", report=path))
 
 
 def write_report(handle: TextIO, rows: list[RowResult]) -> None:
@@ -265,28 +276,32 @@ def _dollars(cents: int) -> str:
 
 
 def _print_report(result: ImportReport, export: PortalFile, name: str) -> None:
-    verb = "Dry run of" if result.dry_run else "Imported"
-    console.print(
-        f"[bold]{verb} {escape(name)}[/bold] as {escape(result.source)}: {len(result.rows)} row(s)."
+    said = (
+        N_("[bold]Dry run of {file}[/bold] as {source}: {count} row(s).")
+        if result.dry_run
+        else N_("[bold]Imported {file}[/bold] as {source}: {count} row(s).")
     )
+    console.print(_(said, file=escape(name), source=escape(result.source), count=len(result.rows)))
     if result.dry_run:
-        console.print("Nothing has been changed; this is what the import would do.")
+        console.print(_("Nothing has been changed; this is what the import would do."))
     if export.columns.reference is None:
         console.print(
-            "[yellow]The file has no transaction id column: each row is known by its content, "
-            "so two identical rows count as one payment.[/yellow]"
+            _(
+                "[yellow]The file has no transaction id column: each row is known by its "
+                "content, so two identical rows count as one payment.[/yellow]"
+            )
         )
     if result.rows:
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-        table.add_column("line", justify="right", no_wrap=True)
-        table.add_column("outcome", no_wrap=True)
-        table.add_column("reference", no_wrap=True)
-        table.add_column("invoice", no_wrap=True)
-        table.add_column("amount", justify="right", no_wrap=True)
-        table.add_column("applied", justify="right", no_wrap=True)
-        table.add_column("date", no_wrap=True)
-        table.add_column("payer")
-        table.add_column("reason")
+        table.add_column(_("line"), justify="right", no_wrap=True)
+        table.add_column(_("outcome"), no_wrap=True)
+        table.add_column(_("reference"), no_wrap=True)
+        table.add_column(_("invoice"), no_wrap=True)
+        table.add_column(_("amount"), justify="right", no_wrap=True)
+        table.add_column(_("applied"), justify="right", no_wrap=True)
+        table.add_column(_("date"), no_wrap=True)
+        table.add_column(_("payer"))
+        table.add_column(_("reason"))
         for r in result.rows:
             style = _OUTCOME_STYLE[r.outcome]
             table.add_row(
@@ -304,22 +319,31 @@ def _print_report(result: ImportReport, export: PortalFile, name: str) -> None:
             )
         console.print(table)
     totals = Table(
-        "outcome",
-        "rows",
-        "amount",
-        title="Would happen" if result.dry_run else "Totals",
+        _("outcome"),
+        _("rows"),
+        _("amount"),
+        title=_("Would happen") if result.dry_run else _("Totals"),
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
     for total in result.totals():
         totals.add_row(total.outcome.value, str(total.rows), format_cents(total.amount_cents))
     console.print(totals)
-    applied_verb = "would be applied" if result.dry_run else "applied"
-    console.print(f"{applied_verb} to invoices: {format_cents(result.applied_cents)}")
+    applied = (
+        N_("would be applied to invoices: {amount}")
+        if result.dry_run
+        else N_("applied to invoices: {amount}")
+    )
+    console.print(_(applied, amount=format_cents(result.applied_cents)))
     if result.excess_cents:
-        console.print(f"over what was owed (to refund): {format_cents(result.excess_cents)}")
+        console.print(
+            _("over what was owed (to refund): {amount}", amount=format_cents(result.excess_cents))
+        )
     if result.attention:
         console.print(
-            f"[yellow]{len(result.attention)} row(s) need the business office: "
-            "see the reasons above (or --report).[/yellow]"
+            _(
+                "[yellow]{count} row(s) need the business office: "
+                "see the reasons above (or --report).[/yellow]",
+                count=len(result.attention),
+            )
         )

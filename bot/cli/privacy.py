@@ -28,6 +28,7 @@ from storage.privacy import (
 )
 from workflows.clock import local_date
 from workflows.errors import PermissionDenied
+from workflows.i18n import _
 from workflows.permissions import Permission, require
 from workflows.privacy import OpenBalance
 
@@ -75,7 +76,14 @@ def export_command(
     result = run_with_runtime(get_settings(), work, console=console)
     path = zip_folder(result.path) if as_zip else result.path
     rows = sum(result.counts.values())
-    console.print(f"Exported {rows} records and {result.photos} photos to {escape(str(path))}")
+    console.print(
+        _(
+            "Exported {rows} records and {photos} photos to {path}",
+            rows=rows,
+            photos=result.photos,
+            path=escape(str(path)),
+        )
+    )
 
 
 @privacy_app.command("erase")
@@ -94,7 +102,10 @@ def erase_command(
     activity log stay whole. This cannot be undone: export first if a copy is needed."""
     if not yes:
         typer.confirm(
-            f"Erase the personal data of the family of {guardian}? This cannot be undone",
+            _(
+                "Erase the personal data of the family of {guardian}? This cannot be undone",
+                guardian=guardian,
+            ),
             abort=True,
         )
 
@@ -115,7 +126,14 @@ def erase_command(
 
     result = run_with_runtime(get_settings(), work, console=console)
     console.print(
-        f"Erased the family as {result.pseudonym}: {result.guardians} guardian(s), "
-        f"{result.students} student(s); {result.invoices} invoice(s) kept, "
-        f"{result.rows_rewritten} stored records rewritten."
+        _(
+            "Erased the family as {pseudonym}: {guardians} guardian(s), "
+            "{students} student(s); {invoices} invoice(s) kept, "
+            "{rows} stored records rewritten.",
+            pseudonym=result.pseudonym,
+            guardians=result.guardians,
+            students=result.students,
+            invoices=result.invoices,
+            rows=result.rows_rewritten,
+        )
     )

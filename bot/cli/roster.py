@@ -23,6 +23,7 @@ from services.roster import (
     import_roster,
     roster_files,
 )
+from workflows.i18n import N_, _
 
 # Below this many rows a file imports in a blink and a progress bar would only flicker.
 LARGE_FILE_ROWS = 2000
@@ -89,7 +90,7 @@ def import_command(
 
         result = run_with_runtime(settings, work, console=console)
     except CsvFileError as exc:
-        console.print(Text(f"{exc} Nothing was changed.", style="red"))
+        console.print(Text(f"{exc} {_('Nothing was changed.')}", style="red"))
         raise typer.Exit(1) from exc
     print_report(console, result)
     if strict and result.problems:
@@ -138,13 +139,13 @@ class ProgressBars:
 
 def print_report(console: Console, result: ImportResult) -> None:
     """The summary table, then the first problems and how many there were."""
-    title = "Roster import"
+    title = _("Roster import")
     if not result.written:
-        title += " (strict mode: nothing was written)"
+        title += " " + _("(strict mode: nothing was written)")
     table = Table(title=title, title_justify="left")
     table.add_column("")
-    for column in ("created", "updated", "unchanged", "skipped"):
-        table.add_column(column, justify="right")
+    for column in (N_("created"), N_("updated"), N_("unchanged"), N_("skipped")):
+        table.add_column(_(column), justify="right")
     for name, counts in result.counts().items():
         table.add_row(
             name,
@@ -155,17 +156,20 @@ def print_report(console: Console, result: ImportResult) -> None:
         )
     console.print(table)
     if not result.problems:
-        console.print("No problems.")
+        console.print(_("No problems."))
         return
-    console.print(f"Problems ({len(result.problems)} in total):", style="bold")
+    console.print(_("Problems ({count} in total):", count=len(result.problems)), style="bold")
     for problem in result.problems[:MAX_PROBLEMS_SHOWN]:
         # Plain Text: a CSV value must never be read as rich markup.
         console.print(Text(f"  {problem}"))
     hidden = len(result.problems) - MAX_PROBLEMS_SHOWN
     if hidden > 0:
-        console.print(f"  … and {hidden} more")
+        console.print("  " + _("… and {count} more", count=hidden))
     if not result.written:
         console.print(
-            f"Nothing was written (the counts show what would have been): fix the "
-            f"{len(result.problems)} problem(s), or run without --strict to import the good rows."
+            _(
+                "Nothing was written (the counts show what would have been): fix the "
+                "{count} problem(s), or run without --strict to import the good rows.",
+                count=len(result.problems),
+            )
         )

@@ -15,6 +15,7 @@ from bot.settings import Settings
 from storage import migrate
 from storage.uow import SqlUnitOfWork
 from workflows.errors import DomainError, NotFound, PermissionDenied
+from workflows.i18n import _
 from workflows.permissions import Actor
 
 T = TypeVar("T")
@@ -35,9 +36,10 @@ def run_with_runtime(
     work: Callable[[Runtime], Awaitable[T]],
     *,
     console: Console,
-    refused_suffix: str = "",
+    nothing_changed: bool = False,
 ) -> T:
-    """Run `work` with a fresh runtime; a domain error is printed and exits with status 1.
+    """Run `work` with a fresh runtime; a domain error is printed (followed by "Nothing was
+    changed." when `nothing_changed`) and exits with status 1.
 
     The schema is checked first (SQLite is upgraded by itself; PostgreSQL must have been upgraded
     with `devicecare db upgrade`, else SchemaNotReady).
@@ -55,7 +57,8 @@ def run_with_runtime(
     try:
         return asyncio.run(main())
     except DomainError as exc:
-        console.print(f"[red]{escape(exc.message)}{refused_suffix}[/red]")
+        suffix = " " + _("Nothing was changed.") if nothing_changed else ""
+        console.print(f"[red]{escape(exc.message)}{suffix}[/red]")
         raise typer.Exit(1) from exc
 
 
@@ -66,7 +69,7 @@ async def cli_actor(runtime: Runtime, email: str | None) -> Actor:
     async with runtime.reads() as store:
         staff = await store.people.actor_by_email(email)
     if staff is None:
-        raise NotFound(f"No active staff member has the email {email}.", field="as")
+        raise NotFound(_("No active staff member has the email {email}.", email=email), field="as")
     return staff
 
 

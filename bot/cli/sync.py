@@ -23,17 +23,18 @@ from bot.sync.registry import SOURCES, close_jobs, not_configured, sync_jobs
 from bot.sync.runner import SyncRunResult, run_sync
 from storage import models as m
 from storage.sync_runs import last_runs
+from workflows.i18n import N_, _
 from workflows.sync import SOURCE_LABELS
 
 EXIT_CODES = {"applied": 0, "no_changes": 0, "dry_run": 0, "failed": 1, "held": 3, "busy": 4}
 EXIT_NOT_CONFIGURED = 2
 STATUS_WORDS = {
-    "running": "running",
-    "applied": "applied",
-    "no_changes": "no changes",
-    "dry_run": "dry run",
-    "held": "held",
-    "failed": "failed",
+    "running": N_("running"),
+    "applied": N_("applied"),
+    "no_changes": N_("no changes"),
+    "dry_run": N_("dry run"),
+    "held": N_("held"),
+    "failed": N_("failed"),
 }
 
 sync_app = typer.Typer(
@@ -60,7 +61,7 @@ def configured(settings: Settings, source: str) -> bool:
 
 
 def counts_line(counts: dict[str, int]) -> str:
-    return ", ".join(f"{kind} {n}" for kind, n in counts.items()) or "nothing read"
+    return ", ".join(f"{kind} {n}" for kind, n in counts.items()) or _("nothing read")
 
 
 def print_result(result: SyncRunResult) -> None:
@@ -68,9 +69,9 @@ def print_result(result: SyncRunResult) -> None:
     console.print(f"[{color}]{escape(result.message)}[/{color}]")
     if result.plan is None:
         return
-    console.print(f"Counts: {escape(counts_line(result.plan.counts))}")
+    console.print(_("Counts: {counts}", counts=escape(counts_line(result.plan.counts))))
     if result.plan.sample:
-        console.print("First rows:")
+        console.print(_("First rows:"))
         for line in result.plan.sample:
             console.print(f"  {escape(line)}")
 
@@ -123,17 +124,17 @@ def status_command() -> None:
     runs = run_with_runtime(settings, work, console=console)
     table = Table()
     # Names and times stay whole on a narrow terminal; the counts wrap instead.
-    for header in ("source", "last run", "trigger", "status"):
-        table.add_column(header, no_wrap=True)
-    table.add_column("counts")
+    for header in (N_("source"), N_("last run"), N_("trigger"), N_("status")):
+        table.add_column(_(header), no_wrap=True)
+    table.add_column(_("counts"))
     for source, name in SOURCE_LABELS.items():
         run = runs.get(source)
         if run is None:
-            state = "never run" if configured(settings, source) else "not configured"
+            state = _("never run") if configured(settings, source) else _("not configured")
             table.add_row(name, "", "", state, "")
             continue
-        words = STATUS_WORDS.get(run.status, run.status) + (
-            " (dry run)" if run.dry_run and run.status != "dry_run" else ""
+        words = _(STATUS_WORDS.get(run.status, run.status)) + (
+            " " + _("(dry run)") if run.dry_run and run.status != "dry_run" else ""
         )
         detail = run.error if run.status == "failed" and run.error else counts_line(run.counts)
         table.add_row(name, _when(run.started_at, settings), run.trigger, words, escape(detail))

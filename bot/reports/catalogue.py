@@ -52,6 +52,7 @@ from storage.uow import SqlUnitOfWork
 from storage.weekly_digest import WeeklyDigest, previous_week, weekly_digest
 from workflows.errors import NotFound, ValidationError
 from workflows.grades import clean_grades
+from workflows.i18n import N_, _
 from workflows.reports import (
     ReportFilters,
     ReportResult,
@@ -64,6 +65,7 @@ from workflows.reports import (
 REQUIRED = inspect.Parameter.empty
 PAGE = 1000  # rows per query when a billing report writes its CSV
 LISTED = 50  # rows of a billing report's listing printed; --csv has them all
+MORE_LISTED = N_("… and {count} more; --csv PATH lists them all.")
 
 
 @dataclass(frozen=True)
@@ -186,13 +188,16 @@ def build_filters(
 ) -> ReportFilters:
     """The options as filters: `--range` or `--from`/`--to`, else the school year so far."""
     if range_name and (date_from or date_to):
-        raise ValidationError("Give --range or --from/--to, not both.")
+        raise ValidationError(_("Give --range or --from/--to, not both."))
     if range_name:
         picked = named_range(range_name, today, start_month=start_month, start_day=start_day)
         if picked is None:
             raise ValidationError(
-                f"--range {range_name!r} isn't a range; use this-year, last-year, this-month, "
-                "last-month, this-week, last-week, last-30-days or ytd."
+                _(
+                    "--range {name} isn't a range; use this-year, last-year, this-month, "
+                    "last-month, this-week, last-week, last-30-days or ytd.",
+                    name=repr(range_name),
+                )
             )
         start, end = picked
     else:
@@ -214,7 +219,9 @@ def build_filters(
 def _catalogue_report(spec: ReportSpec) -> Report:
     def read_options(options: Mapping[str, Any], console: Console) -> Mapping[str, Any]:
         if options["chart_path"] is not None and not spec.has_trend:
-            console.print(f"[red]{escape(spec.title)} has no trend, so no chart.[/red]")
+            console.print(
+                _("[red]{report} has no trend, so no chart.[/red]", report=escape(_(spec.title)))
+            )
             raise typer.Exit(1)
         return options
 
@@ -223,7 +230,9 @@ def _catalogue_report(spec: ReportSpec) -> Report:
         if options["as_email"]:
             actor = await store.people.actor_by_email(options["as_email"])
             if actor is None:
-                raise NotFound(f"No active staff member has the email {options['as_email']}.")
+                raise NotFound(
+                    _("No active staff member has the email {email}.", email=options["as_email"])
+                )
             require_report(actor, spec)
         year = await school_year(store)
         today = run.today
@@ -250,18 +259,21 @@ def _catalogue_report(spec: ReportSpec) -> Report:
             console.print(terminal.rows_table(result, tz))
             if len(result.rows) > terminal.SHOWN and csv_path is None:
                 console.print(
-                    f"… and {len(result.rows) - terminal.SHOWN} more; --csv PATH writes them all."
+                    _(
+                        "… and {count} more; --csv PATH writes them all.",
+                        count=len(result.rows) - terminal.SHOWN,
+                    )
                 )
         else:
-            console.print("No rows.")
+            console.print(_("No rows."))
         if csv_path is not None:
             written = write_csv_file(result, csv_path, tz)
-            console.print(Text(f"Wrote {written} row(s) to {csv_path}."))
+            console.print(Text(_("Wrote {count} row(s) to {path}.", count=written, path=csv_path)))
         if chart_path is not None:
             png = chart_png(result)
             assert png is not None
             chart_path.write_bytes(png)
-            console.print(Text(f"Wrote the chart to {chart_path}."))
+            console.print(Text(_("Wrote the chart to {path}.", path=chart_path)))
 
     return Report(
         name=spec.name,
@@ -287,7 +299,7 @@ class AutomationAsked:
 def _automation_options(options: Mapping[str, Any], console: Console) -> AutomationAsked:
     on, off = options["on"], options["off"]
     if on and off:
-        raise typer.BadParameter("choose --on or --off, not both")
+        raise typer.BadParameter(_("choose --on or --off, not both"))
     return AutomationAsked(True if on else False if off else None, options["csv_path"])
 
 
@@ -311,17 +323,26 @@ def _show_automation(
 ) -> None:
     report, written = found
     console.print(terminal.automation_summary_table(report))
-    which = {None: "", True: " with automation on", False: " with automation off"}
-    said = which[asked.automation]
+    wrote = {
+        None: N_("Wrote {count} open invoice(s) to {path}."),
+        True: N_("Wrote {count} open invoice(s) with automation on to {path}."),
+        False: N_("Wrote {count} open invoice(s) with automation off to {path}."),
+    }
+    none = {
+        None: N_("No open invoices."),
+        True: N_("No open invoices with automation on."),
+        False: N_("No open invoices with automation off."),
+    }
     if asked.csv_path is not None:
-        console.print(Text(f"Wrote {written} open invoice(s){said} to {asked.csv_path}."))
+        said = _(wrote[asked.automation], count=written, path=asked.csv_path)
+        console.print(Text(said))
         return
     if not report.rows:
-        console.print(f"No open invoices{said}.")
+        console.print(_(none[asked.automation]))
         return
     console.print(terminal.automation_listing_table(report, tz))
     if report.listed > len(report.rows):
-        console.print(f"… and {report.listed - len(report.rows)} more; --csv PATH lists them all.")
+        console.print(_(MORE_LISTED, count=report.listed - len(report.rows)))
 
 
 def _automation_words(words: list[str], today: date) -> bool | None:
@@ -402,12 +423,20 @@ def _show_cancelled(
     totals, listing = terminal.cancelled_tables(report, tz)
     console.print(totals)
     if span.csv_path is not None:
-        console.print(Text(f"Wrote {written} cancelled invoice(s) to {span.csv_path}."))
+        console.print(
+            Text(
+                _(
+                    "Wrote {count} cancelled invoice(s) to {path}.",
+                    count=written,
+                    path=span.csv_path,
+                )
+            )
+        )
         return
     if report.rows:
         console.print(listing)
     if report.count > len(report.rows):
-        console.print(f"… and {report.count - len(report.rows)} more; --csv PATH lists them all.")
+        console.print(_(MORE_LISTED, count=report.count - len(report.rows)))
 
 
 def _cancelled_words(words: list[str], today: date) -> Span:

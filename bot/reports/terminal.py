@@ -10,6 +10,7 @@ from rich.text import Text
 from bot.reports.csv_rows import csv_row
 from storage.billing_reports import STATUS_ORDER, AutomationReport, CancelledReport, status_label
 from storage.weekly_digest import WeeklyDigest
+from workflows.i18n import N_, _
 from workflows.labels import flags_text
 from workflows.money import format_cents
 from workflows.reports import ReportResult
@@ -37,23 +38,23 @@ def rows_table(result: ReportResult, tz: tzinfo) -> Table:
 
 
 def automation_summary_table(report: AutomationReport) -> Table:
-    table = Table(title="Open invoices by automation", title_justify="left")
-    table.add_column("status")
-    for column in ("automation on", "balance", "automation off", "balance"):
-        table.add_column(column, justify="right")
+    table = Table(title=_("Open invoices by automation"), title_justify="left")
+    table.add_column(_("status"))
+    for column in (N_("automation on"), N_("balance"), N_("automation off"), N_("balance")):
+        table.add_column(_(column), justify="right")
     figures = {(g.automation_enabled, g.status): g for g in report.groups}
     statuses = [s for s in STATUS_ORDER if any(g.status == s for g in report.groups)]
     for status in statuses:
         on, off = figures.get((True, status)), figures.get((False, status))
         table.add_row(
-            status_label(status),
+            _(status_label(status)),
             str(on.count if on else 0),
             format_cents(on.balance_cents if on else 0),
             str(off.count if off else 0),
             format_cents(off.balance_cents if off else 0),
         )
     table.add_row(
-        Text("total", style="bold"),
+        Text(_("total"), style="bold"),
         str(report.count(True)),
         format_cents(report.balance_cents(True)),
         str(report.count(False)),
@@ -63,18 +64,28 @@ def automation_summary_table(report: AutomationReport) -> Table:
 
 
 def automation_listing_table(report: AutomationReport, tz: tzinfo) -> Table:
-    table = Table(title="Invoices, most overdue first", title_justify="left")
-    for column in ("invoice", "student", "status", "due", "balance", "automation", "reminders"):
-        table.add_column(column, justify="right" if column in ("balance", "reminders") else "left")
-    table.add_column("last reminder")
+    table = Table(title=_("Invoices, most overdue first"), title_justify="left")
+    for column in (
+        N_("invoice"),
+        N_("student"),
+        N_("status"),
+        N_("due"),
+        N_("balance"),
+        N_("automation"),
+        N_("reminders"),
+    ):
+        table.add_column(
+            _(column), justify="right" if column in ("balance", "reminders") else "left"
+        )
+    table.add_column(_("last reminder"))
     for row in report.rows:
         table.add_row(
             row.number,
             Text(row.student),
-            status_label(row.status),
+            _(status_label(row.status)),
             day(row.due_date),
             format_cents(row.balance_cents),
-            "on" if row.automation_enabled else "off",
+            _("on") if row.automation_enabled else _("off"),
             str(row.reminder_count),
             local(row.last_reminder_at, tz),
         )
@@ -83,21 +94,30 @@ def automation_listing_table(report: AutomationReport, tz: tzinfo) -> Table:
 
 def cancelled_tables(report: CancelledReport, tz: tzinfo) -> tuple[Table, Table]:
     totals = Table(
-        title=f"Cancelled invoices, {report.date_from} to {report.date_to}", title_justify="left"
+        title=_("Cancelled invoices, {start} to {end}", start=report.date_from, end=report.date_to),
+        title_justify="left",
     )
     totals.add_column("")
-    totals.add_column("invoices", justify="right")
-    totals.add_column("amount", justify="right")
-    totals.add_row("Auto-Cancelled", str(report.auto_count), format_cents(report.auto_cents))
+    totals.add_column(_("invoices"), justify="right")
+    totals.add_column(_("amount"), justify="right")
+    totals.add_row(_("Auto-Cancelled"), str(report.auto_count), format_cents(report.auto_cents))
     totals.add_row(
-        "Cancelled by staff", str(report.manual_count), format_cents(report.manual_cents)
+        _("Cancelled by staff"), str(report.manual_count), format_cents(report.manual_cents)
     )
     totals.add_row(
-        Text("total", style="bold"), str(report.count), format_cents(report.amount_cents)
+        Text(_("total"), style="bold"), str(report.count), format_cents(report.amount_cents)
     )
     listing = Table()
-    for column in ("invoice", "student", "amount", "cancelled", "designation", "by", "reason"):
-        listing.add_column(column, justify="right" if column == "amount" else "left")
+    for column in (
+        N_("invoice"),
+        N_("student"),
+        N_("amount"),
+        N_("cancelled"),
+        N_("designation"),
+        N_("by"),
+        N_("reason"),
+    ):
+        listing.add_column(_(column), justify="right" if column == "amount" else "left")
     for row in report.rows:
         listing.add_row(
             row.number,
@@ -115,14 +135,23 @@ def digest_lines(digest: WeeklyDigest) -> list[str]:
     names = "; ".join(f"{o.student} ({flags_text(o.flags)})" for o in digest.offenders)
     more = digest.offender_count - len(digest.offenders)
     if more > 0:
-        names += f"; and {more} more"
+        names += "; " + _("and {count} more", count=more)
+    offenders = _("New repeat offenders: {count}", count=digest.offender_count)
     return [
-        f"Weekly digest {digest.week_start} to {digest.week_end}",
-        f"Incidents opened: {digest.incidents_opened}",
-        f"Incidents closed: {digest.incidents_closed}",
-        f"Money recovered: {format_cents(digest.recovered_cents)} (payments "
-        f"{format_cents(digest.payments_cents)}, refunds {format_cents(digest.refunds_cents)})",
-        f"Overdue now: {digest.overdue_count} invoice(s), {format_cents(digest.overdue_cents)} "
-        f"(as of {digest.as_of})",
-        f"New repeat offenders: {digest.offender_count}" + (f": {names}" if names else ""),
+        _("Weekly digest {start} to {end}", start=digest.week_start, end=digest.week_end),
+        _("Incidents opened: {count}", count=digest.incidents_opened),
+        _("Incidents closed: {count}", count=digest.incidents_closed),
+        _(
+            "Money recovered: {recovered} (payments {payments}, refunds {refunds})",
+            recovered=format_cents(digest.recovered_cents),
+            payments=format_cents(digest.payments_cents),
+            refunds=format_cents(digest.refunds_cents),
+        ),
+        _(
+            "Overdue now: {count} invoice(s), {amount} (as of {day})",
+            count=digest.overdue_count,
+            amount=format_cents(digest.overdue_cents),
+            day=digest.as_of,
+        ),
+        offenders + (f": {names}" if names else ""),
     ]

@@ -25,6 +25,7 @@ from bot.settings import Settings
 from bot.sync.credentials import CredentialError
 from bot.sync.job import SyncJob
 from storage.uow import SqlUnitOfWork
+from workflows.i18n import _
 from workflows.sync import SOURCE_LABELS, SourceName, SyncPlan
 
 
@@ -133,5 +134,7 @@ def not_configured(source: str) -> str:
     name = SOURCE_LABELS.get(source, source)
     entry = SOURCES.get(source)
     if entry is None:
-        return f"Syncing from {name} isn't available in this version of DeviceCare."
-    return f"{name} isn't configured: set {', '.join(entry.settings)}."
+        return _("Syncing from {name} isn't available in this version of DeviceCare.", name=name)
+    return _(
+        "{name} isn't configured: set {settings}.", name=name, settings=", ".join(entry.settings)
+    )

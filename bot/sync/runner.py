@@ -24,6 +24,7 @@ from bot.sync.job import SyncJob
 from storage.run_lock import exclusive
 from storage.sync_runs import close_interrupted, finish_run, last_cursor, start_run
 from storage.uow import SqlUnitOfWork
+from workflows.i18n import _
 from workflows.sync import SOURCE_LABELS, SyncPlan, too_many_removals
 
 log = logging.getLogger("devicecare.sync")
@@ -85,7 +86,10 @@ async def run_sync(
     source = job.source
     async with exclusive(runtime.engine, lock_name(source)) as held:
         if not held:
-            message = f"A sync from {label(source)} is already running; this one did nothing."
+            message = _(
+                "A sync from {source} is already running; this one did nothing.",
+                source=label(source),
+            )
             log.info("sync: %s", message)
             return SyncRunResult(source, "busy", message)
         return await _Run(runtime, job, dry_run, trigger, allow_removals).run()
@@ -188,7 +192,11 @@ class _Run:
         alert = _payload(self.source, self.run_id, self.trigger, "failed", error=error)
         async with self.runtime.stores() as uow:
             await self.finish(uow, "failed", None, error=error, alert=alert)
-        message = f"The sync from {label(self.source)} failed; nothing was changed. {error}"
+        message = _(
+            "The sync from {source} failed; nothing was changed. {error}",
+            source=label(self.source),
+            error=error,
+        )
         return SyncRunResult(self.source, "failed", message, self.run_id, error=error)
 
     def result(self, status: Status, plan: SyncPlan, message: str) -> SyncRunResult:
@@ -197,13 +205,21 @@ class _Run:
 
     def planned_message(self, plan: SyncPlan) -> str:
         if not plan.changes:
-            return f"Dry run of {label(self.source)}: nothing would change."
-        return f"Dry run of {label(self.source)}: {plan.changes} changes; nothing was changed."
+            return _("Dry run of {source}: nothing would change.", source=label(self.source))
+        return _(
+            "Dry run of {source}: {changes} changes; nothing was changed.",
+            source=label(self.source),
+            changes=plan.changes,
+        )
 
     def applied_message(self, plan: SyncPlan, status: Status) -> str:
         if status == "no_changes":
-            return f"{label(self.source)} is in sync: nothing changed."
-        return f"Synced {label(self.source)}: {plan.changes} changes applied."
+            return _("{source} is in sync: nothing changed.", source=label(self.source))
+        return _(
+            "Synced {source}: {changes} changes applied.",
+            source=label(self.source),
+            changes=plan.changes,
+        )
 
     def held_message(self, plan: SyncPlan, share: float) -> str:
         return held_text(self.source, plan.removals, plan.base, share)
@@ -212,9 +228,15 @@ class _Run:
 def held_text(source: str, removals: int, base: int, share: float) -> str:
     """Why a run stopped, and how to apply it anyway: said in the CLI and in Slack."""
     taken = removals / base if base else 1.0
-    return (
-        f"The sync from {label(source)} was held: it would retire or unassign {removals} of "
-        f"{base} records ({taken:.0%}), more than the {share:.0%} a run may "
+    return _(
+        "The sync from {label} was held: it would retire or unassign {removals} of "
+        "{base} records ({taken}), more than the {share} a run may "
         "(SYNC_MAX_CHANGE_SHARE). Nothing was changed. Check the source; if the removals are "
-        f"right, run `devicecare sync {source} --allow-removals`."
+        "right, run `devicecare sync {source} --allow-removals`.",
+        label=label(source),
+        removals=removals,
+        base=base,
+        taken=f"{taken:.0%}",
+        share=f"{share:.0%}",
+        source=source,
     )

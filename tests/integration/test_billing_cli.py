@@ -22,6 +22,7 @@ from storage.run_lock import exclusive
 from storage.uow import UnitOfWorkFactory
 from tests.integration.billing_helpers import add_family, add_invoice
 from workflows.clock import FixedClock
+from workflows.i18n import set_staff_language
 
 
 @pytest.fixture
@@ -294,3 +295,25 @@ def test_a_future_day_is_refused_but_can_be_previewed(cli_env: Path) -> None:
     assert _count(cli_env, m.BillingRun) == 0
     preview = invoke("billing", "run", "--date", "2099-01-01", "--dry-run")
     assert preview.exit_code == 0, said(preview)
+
+
+def test_staff_read_the_command_line_in_the_staff_language(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STAFF_LANGUAGE", "es")
+    get_settings.cache_clear()
+    try:
+        listed = invoke("billing", "pause", "list")
+        # Before any runtime is opened too: a usage error of the options.
+        nothing = invoke("billing", "settings", "set")
+    finally:
+        set_staff_language("en")
+    assert listed.exit_code == 0, said(listed)
+    assert said(listed) == "No hay pausas de facturación actuales ni próximas."
+    assert nothing.exit_code == 2
+    assert "Indique al menos una configuración para cambiar; vea --help." in said(nothing)
+    monkeypatch.delenv("STAFF_LANGUAGE")
+    get_settings.cache_clear()
+    assert said(invoke("billing", "pause", "list")) == (
+        "There are no current or coming billing pauses."
+    )
