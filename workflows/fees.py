@@ -216,10 +216,10 @@ def who_is_billed(fee: FeeRecord, buildings: Mapping[int, str]) -> str:
     """Whom the fee bills, for people: its grades and buildings (by name), or every student."""
     parts = []
     if fee.grades:
-        parts.append("grades " + ", ".join(fee.grades))
+        parts.append(_("grades {grades}", grades=", ".join(fee.grades)))
     if fee.building_ids:
         parts.append(", ".join(buildings.get(int(b), f"#{b}") for b in fee.building_ids))
-    return "; ".join(parts) or "every student"
+    return "; ".join(parts) or _("every student")
 
 
 @dataclass(frozen=True)

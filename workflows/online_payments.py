@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from workflows.errors import ValidationError
-from workflows.i18n import N_, format_money, translations
+from workflows.i18n import DEFAULT_LANGUAGE, N_, format_money, staff_reading, translations
 from workflows.invoices import InvoiceStatus
 from workflows.money import MAX_AMOUNT_CENTS, format_cents, parse_amount
 
@@ -101,7 +101,10 @@ def choose_pay_amount(text: str | None, *, balance_cents: int, status: str) -> i
         cents = balance_cents
     else:
         try:
-            cents = parse_amount(typed)
+            # A family reads this, not staff: the English page shows parse_amount's own reason
+            # in English (other languages read PAY_PROBLEMS), whatever the staff language.
+            with staff_reading(DEFAULT_LANGUAGE):
+                cents = parse_amount(typed)
         except ValidationError as exc:
             raise PayAmountProblem("amount_invalid", exc.message) from exc
         if cents <= 0:

@@ -310,12 +310,22 @@ def describe_schedule(schedule: Sequence[PlannedInstallment]) -> str:
     first, last = schedule[0], schedule[-1]
     rest = {i.amount_cents for i in schedule[1:]}
     if len(rest) == 1 and first.amount_cents in rest:
-        money = f"{format_cents(first.amount_cents)} each"
+        money = _("{amount} each", amount=format_cents(first.amount_cents))
     elif len(rest) == 1:
-        money = f"{format_cents(first.amount_cents)}, then {format_cents(last.amount_cents)} each"
+        money = _(
+            "{first}, then {amount} each",
+            first=format_cents(first.amount_cents),
+            amount=format_cents(last.amount_cents),
+        )
     else:
         money = ", ".join(format_cents(i.amount_cents) for i in schedule)
-    return f"{len(schedule)} payments from {_day(first.due_on)} to {_day(last.due_on)}: {money}"
+    return _(
+        "{count} payments from {start} to {end}: {money}",
+        count=len(schedule),
+        start=_day(first.due_on),
+        end=_day(last.due_on),
+        money=money,
+    )
 
 
 def _day(day: date) -> str:

@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from workflows.errors import ValidationError
-from workflows.i18n import _
+from workflows.i18n import N_, _
 from workflows.invoices import InvoiceStatus
 from workflows.money import MAX_AMOUNT_CENTS, format_cents
 from workflows.online_payments import split_online_payment
@@ -116,7 +116,10 @@ _FILE_TOP_KEYS = {"preset", "portal", "date_format", "columns"}
 _FILE_COLUMN_KEYS = {"invoice", "amount", "date", "reference", "payer"}
 
 
-def choices_from_toml(text: str, *, source: str = "the mapping file") -> MappingChoices:
+MAPPING_FILE = N_("the mapping file")  # how errors name a mapping file given without a name
+
+
+def choices_from_toml(text: str, *, source: str = MAPPING_FILE) -> MappingChoices:
     """Read a mapping file:
 
     preset = "myschoolbucks"      # optional
@@ -127,6 +130,8 @@ def choices_from_toml(text: str, *, source: str = "the mapping file") -> Mapping
     amount = "Amount Paid"
     ...
     """
+    if source == MAPPING_FILE:
+        source = _(MAPPING_FILE)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
