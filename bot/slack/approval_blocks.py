@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.slack.blocks import Block, button
+from workflows.i18n import _
 
 
 def decision_actions(
@@ -12,8 +13,8 @@ def decision_actions(
     block: Block = {
         "type": "actions",
         "elements": [
-            button("Approve", approve_action, value, style="primary"),
-            button("Deny", deny_action, value, style="danger"),
+            button(_("Approve"), approve_action, value, style="primary"),
+            button(_("Deny"), deny_action, value, style="danger"),
         ],
     }
     if block_id is not None:

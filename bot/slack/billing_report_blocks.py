@@ -34,11 +34,12 @@ from storage.billing_reports import (
     status_label,
 )
 from workflows.errors import ValidationError
+from workflows.i18n import N_, _, ngettext
 from workflows.invoice_audit import InvoiceAudit
 from workflows.invoices import MANUAL_STATUSES
 from workflows.money import format_cents
 
-REPORT_USAGE = (
+REPORT_USAGE = N_(
     "Usage: `/billing report automation [on|off]` \u2014 open invoices by automation and "
     "status; `/billing report cancelled [from] [to]` \u2014 cancelled invoices, dates like "
     "2026-04-30 (from the 1st of this month to today unless given)."
@@ -84,7 +85,8 @@ def typed_day(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise ValidationError(
-            f"\u201c{esc(text[:20])}\u201d isn't a date; write it like 2026-04-30.", field="date"
+            _("\u201c{text}\u201d isn't a date; write it like 2026-04-30.", text=esc(text[:20])),
+            field="date",
         ) from None
 
 
@@ -108,29 +110,42 @@ def _fields(*texts: str) -> Block:
     return fields_section([mrkdwn(t) for t in texts])
 
 
-def _count(n: int, one: str, many: str) -> str:
-    return f"{n} {one if n == 1 else many}"
+def _invoices(n: int) -> str:
+    return ngettext("{n} invoice", "{n} invoices", n)
+
+
+def _reminders(n: int) -> str:
+    return ngettext("{n} reminder", "{n} reminders", n)
 
 
 # --- reports -----------------------------------------------------------------------------------
 
 
+def _more(count: int, command: str) -> str:
+    """The line under a cut list: how many are left out and the command that lists them."""
+    return _("{count} more: {command} lists them all.", count=count, command=command)
+
+
 def automation_report_text(report: AutomationReport) -> str:
-    return (
-        f"Open invoices: {report.count(True)} with automation on "
-        f"({format_cents(report.balance_cents(True))}), {report.count(False)} with it off "
-        f"({format_cents(report.balance_cents(False))})."
+    return _(
+        "Open invoices: {on} with automation on ({on_balance}), {off} with it off ({off_balance}).",
+        on=report.count(True),
+        on_balance=format_cents(report.balance_cents(True)),
+        off=report.count(False),
+        off_balance=format_cents(report.balance_cents(False)),
     )
 
 
 def build_automation_report(report: AutomationReport) -> tuple[str, list[Block]]:
     blocks: list[Block] = [
-        header("Open invoices by automation"),
+        header(_("Open invoices by automation")),
         _fields(
-            f"*Automation on*\n{_count(report.count(True), 'invoice', 'invoices')} \u00b7 "
-            f"{format_cents(report.balance_cents(True))}",
-            f"*Automation off*\n{_count(report.count(False), 'invoice', 'invoices')} \u00b7 "
-            f"{format_cents(report.balance_cents(False))}",
+            _("*Automation on*")
+            + f"\n{_invoices(report.count(True))} \u00b7 "
+            + format_cents(report.balance_cents(True)),
+            _("*Automation off*")
+            + f"\n{_invoices(report.count(False))} \u00b7 "
+            + format_cents(report.balance_cents(False)),
         ),
     ]
     figures = {(g.automation_enabled, g.status): g for g in report.groups}
@@ -140,76 +155,98 @@ def build_automation_report(report: AutomationReport) -> tuple[str, list[Block]]
         if on is None and off is None:
             continue
         lines.append(
-            f"\u2022 *{status_label(status)}*: on {on.count if on else 0} "
-            f"({format_cents(on.balance_cents if on else 0)}) \u00b7 off "
-            f"{off.count if off else 0} ({format_cents(off.balance_cents if off else 0)})"
+            _(
+                "\u2022 *{status}*: on {on} ({on_balance}) \u00b7 off {off} ({off_balance})",
+                status=status_label(status),
+                on=on.count if on else 0,
+                on_balance=format_cents(on.balance_cents if on else 0),
+                off=off.count if off else 0,
+                off_balance=format_cents(off.balance_cents if off else 0),
+            )
         )
-    blocks += _sections(lines or ["No open invoices."])
+    blocks += _sections(lines or [_("No open invoices.")])
     if report.automation is not None:
-        which = "on" if report.automation else "off"
+        which = "on" if report.automation else "off"  # the CLI's flag
         rows = [
-            f"\u2022 `{esc(r.number)}` {esc(r.student)} \u2014 {status_label(r.status)}, "
-            + (f"due {fmt_date(r.due_date)}, " if r.due_date else "no due date, ")
-            + f"{format_cents(r.balance_cents)} owed, "
-            + _count(r.reminder_count, "reminder", "reminders")
+            _(
+                "\u2022 `{number}` {student} \u2014 {status}, {due}, {balance} owed, {reminders}",
+                number=esc(r.number),
+                student=esc(r.student),
+                status=status_label(r.status),
+                due=_("due {day}", day=fmt_date(r.due_date)) if r.due_date else _("no due date"),
+                balance=format_cents(r.balance_cents),
+                reminders=_reminders(r.reminder_count),
+            )
             for r in report.rows
         ]
-        title = f"*Automation {which}, most overdue first*"
-        blocks += _sections(
-            [title, *rows] if rows else [f"No open invoices with automation {which}."]
-        )
+        if report.automation:
+            title = _("*Automation on, most overdue first*")
+            none = _("No open invoices with automation on.")
+        else:
+            title = _("*Automation off, most overdue first*")
+            none = _("No open invoices with automation off.")
+        blocks += _sections([title, *rows] if rows else [none])
         if report.listed > len(report.rows):
-            blocks.append(
-                context_block(
-                    f"{report.listed - len(report.rows)} more: "
-                    f"`devicecare report automation --{which} --csv PATH` lists them all."
-                )
-            )
+            command = f"`devicecare report automation --{which} --csv PATH`"
+            blocks.append(context_block(_more(report.listed - len(report.rows), command)))
     else:
         blocks.append(
             context_block(
-                "List them with `/billing report automation on` or `off`; "
-                "`devicecare report automation --csv PATH` writes a spreadsheet."
+                _(
+                    "List them with `/billing report automation on` or `off`; "
+                    "`devicecare report automation --csv PATH` writes a spreadsheet."
+                )
             )
         )
     return automation_report_text(report), blocks
 
 
 def cancelled_report_text(report: CancelledReport) -> str:
-    return (
-        f"Cancelled {fmt_date(report.date_from)} \u2013 {fmt_date(report.date_to)}: "
-        f"{report.auto_count} auto-cancelled ({format_cents(report.auto_cents)}), "
-        f"{report.manual_count} by staff ({format_cents(report.manual_cents)})."
+    return _(
+        "Cancelled {start} \u2013 {end}: {auto} auto-cancelled ({auto_amount}), "
+        "{manual} by staff ({manual_amount}).",
+        start=fmt_date(report.date_from),
+        end=fmt_date(report.date_to),
+        auto=report.auto_count,
+        auto_amount=format_cents(report.auto_cents),
+        manual=report.manual_count,
+        manual_amount=format_cents(report.manual_cents),
     )
 
 
 def build_cancelled_report(report: CancelledReport, tz: tzinfo) -> tuple[str, list[Block]]:
     blocks: list[Block] = [
-        header("Cancelled invoices"),
+        header(_("Cancelled invoices")),
         context_block(f"{fmt_date(report.date_from)} \u2013 {fmt_date(report.date_to)}"),
         _fields(
-            f"*Auto-Cancelled*\n{_count(report.auto_count, 'invoice', 'invoices')} \u00b7 "
-            f"{format_cents(report.auto_cents)}",
-            f"*Cancelled by staff*\n{_count(report.manual_count, 'invoice', 'invoices')} \u00b7 "
-            f"{format_cents(report.manual_cents)}",
+            _("*Auto-Cancelled*")
+            + f"\n{_invoices(report.auto_count)} \u00b7 "
+            + format_cents(report.auto_cents),
+            _("*Cancelled by staff*")
+            + f"\n{_invoices(report.manual_count)} \u00b7 "
+            + format_cents(report.manual_cents),
         ),
     ]
     lines = []
     for r in report.rows:
-        mark = ":robot_face: *Auto-Cancelled*" if r.auto_cancelled else "Cancelled"
-        by = f" by {esc(r.cancelled_by)}" if r.cancelled_by and not r.auto_cancelled else ""
+        mark = _(":robot_face: *Auto-Cancelled*") if r.auto_cancelled else _("Cancelled")
+        by = ""
+        if r.cancelled_by and not r.auto_cancelled:
+            by = " " + _("by {who}", who=esc(r.cancelled_by))
         reason = f" \u2014 _{esc(_one_line(r.reason))}_" if r.reason else ""
         lines.append(
             f"\u2022 `{esc(r.number)}` {esc(r.student)} \u2014 {format_cents(r.amount_cents)}, "
             f"{fmt_date(r.cancelled_at.astimezone(tz).date())} \u00b7 {mark}{by}{reason}"
         )
-    blocks += _sections(lines or ["No invoices were cancelled in that range."])
+    blocks += _sections(lines or [_("No invoices were cancelled in that range.")])
     more = report.count - len(report.rows)
-    command = f"`devicecare report cancelled --from {report.date_from} --to {report.date_to}"
+    command = (
+        f"`devicecare report cancelled --from {report.date_from} --to {report.date_to} --csv PATH`"
+    )
     if more > 0:
-        blocks.append(context_block(f"{more} more: {command} --csv PATH` lists them all."))
+        blocks.append(context_block(_more(more, command)))
     elif report.rows:
-        blocks.append(context_block(f"As a spreadsheet: {command} --csv PATH`"))
+        blocks.append(context_block(_("As a spreadsheet: {command}", command=command)))
     return cancelled_report_text(report), blocks
 
 
@@ -231,7 +268,7 @@ def _status_select(status: str) -> Block:
     element: Block = {
         "type": "static_select",
         "action_id": BillingInvoiceAction.STATUS,
-        "placeholder": {"type": "plain_text", "text": "Set status"},
+        "placeholder": {"type": "plain_text", "text": _("Set status")},
         "options": options,
     }
     current = [o for o in options if o["value"] == status]
@@ -244,7 +281,7 @@ def _due_picker(due: date | None) -> Block:
     element: Block = {
         "type": "datepicker",
         "action_id": BillingInvoiceAction.DUE_DATE,
-        "placeholder": {"type": "plain_text", "text": "Due date"},
+        "placeholder": {"type": "plain_text", "text": _("Due date")},
     }
     if due is not None:
         element["initial_date"] = due.isoformat()
@@ -252,11 +289,15 @@ def _due_picker(due: date | None) -> Block:
 
 
 def _balance(inv: InvoiceHeader) -> str:
-    text = f"{format_cents(inv.balance_cents)} (of {format_cents(inv.total_cents)})"
+    text = _(
+        "{balance} (of {total})",
+        balance=format_cents(inv.balance_cents),
+        total=format_cents(inv.total_cents),
+    )
     if inv.waived_cents:
-        text += f"\n{format_cents(inv.waived_cents)} waived"
+        text += "\n" + _("{amount} waived", amount=format_cents(inv.waived_cents))
     if inv.refunded_cents:
-        text += f"\n{format_cents(inv.refunded_cents)} refunded"
+        text += "\n" + _("{amount} refunded", amount=format_cents(inv.refunded_cents))
     return text
 
 
@@ -276,30 +317,49 @@ def build_invoice_view(
     the viewer may use), its waivers and refunds (`adjustments`, with their buttons) and its
     timeline."""
     inv = timeline.invoice
-    automation = "on" if inv.automation_enabled else "off"
-    text = (
-        f"Invoice {inv.number}: {inv.status_label}, {format_cents(inv.balance_cents)} owed, "
-        f"automation {automation}."
-    )
+    owed = format_cents(inv.balance_cents)
+    if inv.automation_enabled:
+        text = _(
+            "Invoice {number}: {status}, {amount} owed, automation on.",
+            number=inv.number,
+            status=inv.status_label,
+            amount=owed,
+        )
+        automation = _("On")
+    else:
+        text = _(
+            "Invoice {number}: {status}, {amount} owed, automation off.",
+            number=inv.number,
+            status=inv.status_label,
+            amount=owed,
+        )
+        automation = _("Off")
     blocks: list[Block] = []
     if notice:
         blocks.append(section(notice))
-    reminders = _count(inv.reminder_count, "reminder", "reminders") + " sent"
-    if inv.last_reminder_at is not None:
-        reminders += f", the last {fmt_when(inv.last_reminder_at, tz)}"
+    if inv.last_reminder_at is None:
+        reminders = ngettext("{n} reminder sent", "{n} reminders sent", inv.reminder_count)
+    else:
+        reminders = ngettext(
+            "{n} reminder sent, the last {when}",
+            "{n} reminders sent, the last {when}",
+            inv.reminder_count,
+            when=fmt_when(inv.last_reminder_at, tz),
+        )
+    due = fmt_date(inv.due_date) if inv.due_date else _("No due date")
     blocks += [
-        header(f"Invoice {inv.number}"),
+        header(_("Invoice {number}", number=inv.number)),
         _fields(
-            f"*Student*\n{esc(inv.student)}",
-            f"*Status*\n{inv.status_label}",
-            f"*Balance*\n{_balance(inv)}",
-            f"*Due*\n{fmt_date(inv.due_date) if inv.due_date else 'No due date'}",
-            f"*Automation*\n{automation.capitalize()}",
-            f"*Reminders*\n{reminders}",
+            _("*Student*") + f"\n{esc(inv.student)}",
+            _("*Status*") + f"\n{inv.status_label}",
+            _("*Balance*") + f"\n{_balance(inv)}",
+            _("*Due*") + f"\n{due}",
+            _("*Automation*") + f"\n{automation}",
+            _("*Reminders*") + f"\n{reminders}",
         ),
     ]
     if audit is not None:
-        blocks.append(section("*Audit*\n" + audit_text(audit)))
+        blocks.append(section(_("*Audit*") + "\n" + audit_text(audit)))
     if delivery:
         blocks.append(context_block(f":email: {esc(delivery)}"))
     elements: list[Block] = []
@@ -309,7 +369,7 @@ def build_invoice_view(
         turn_on = not inv.automation_enabled
         elements.append(
             button(
-                "Turn automation on" if turn_on else "Turn automation off",
+                _("Turn automation on") if turn_on else _("Turn automation off"),
                 BillingInvoiceAction.AUTOMATION,
                 pack(AutomationSwitch(invoice_id=inv.id, enabled=turn_on), secret),
                 style="primary" if turn_on else None,
@@ -328,10 +388,15 @@ def build_invoice_view(
     blocks += adjustments
     events = timeline.events[-SHOWN_EVENTS:]
     hidden = len(timeline.events) - len(events)
-    lines = ["*Timeline*"]
+    lines = [_("*Timeline*")]
     if hidden:
         lines.append(
-            f"_{hidden} earlier event(s): `devicecare invoice timeline {esc(inv.number)}`_"
+            ngettext(
+                "_{n} earlier event(s): `devicecare invoice timeline {number}`_",
+                "_{n} earlier event(s): `devicecare invoice timeline {number}`_",
+                hidden,
+                number=esc(inv.number),
+            )
         )
     lines += [_event_line(e, tz) for e in events]
     blocks += _sections(lines)

@@ -16,6 +16,7 @@ from workflows.district_facts import (
     MAX_PHONE,
     DistrictFacts,
 )
+from workflows.i18n import N_, _
 from workflows.money import format_cents
 
 
@@ -42,12 +43,12 @@ class BillingSettingsIds(StrEnum):
 
 # Checkbox option values are the BillingSettings field names they switch.
 SWITCH_LABELS = {
-    "automation_default": "Turn on automated reminders for new invoices",
-    "pre_due_enabled": "Send reminders before the due date",
-    "overdue_enabled": "Send overdue notices and move invoice statuses along",
-    "auto_cancel_enabled": "Cancel invoices automatically some days after the final notice",
-    "stop_reminders_on_partial_payment": "Stop reminders once a family pays part of an invoice",
-    "family_page_photos": "Show photos of the damage on the family's invoice page",
+    "automation_default": N_("Turn on automated reminders for new invoices"),
+    "pre_due_enabled": N_("Send reminders before the due date"),
+    "overdue_enabled": N_("Send overdue notices and move invoice statuses along"),
+    "auto_cancel_enabled": N_("Cancel invoices automatically some days after the final notice"),
+    "stop_reminders_on_partial_payment": N_("Stop reminders once a family pays part of an invoice"),
+    "family_page_photos": N_("Show photos of the damage on the family's invoice page"),
 }
 
 # Which input block carries the error for each validated field.
@@ -82,40 +83,50 @@ FACT_BLOCKS = {
 _FACT_INPUTS: dict[str, tuple[str, str, int, bool]] = {
     # fact: (label, hint, max length, several lines)
     "name": (
-        "District name",
-        "Greets families and signs every email and the family page",
+        N_("District name"),
+        N_("Greets families and signs every email and the family page"),
         MAX_NAME,
         False,
     ),
     "check_payable_to": (
-        "Checks payable to",
-        "Leave empty to use the district name",
+        N_("Checks payable to"),
+        N_("Leave empty to use the district name"),
         MAX_PAYABLE_TO,
         False,
     ),
     "check_address": (
-        "Mailing address for checks",
-        "Up to 5 lines. Without it, emails don't offer paying by mail",
+        N_("Mailing address for checks"),
+        N_("Up to 5 lines. Without it, emails don't offer paying by mail"),
         MAX_ADDRESS,
         True,
     ),
-    "office_phone": ("Business office phone", "e.g. (555) 010-2030", MAX_PHONE, False),
+    "office_phone": (
+        N_("Business office phone"),
+        N_("e.g. (555) 010-2030"),
+        MAX_PHONE,
+        False,
+    ),
     "office_hours": (
-        "Business office hours",
-        "e.g. Mon-Fri 8:00-4:00, Room 104. Without them, paying in person isn't offered",
+        N_("Business office hours"),
+        N_("e.g. Mon-Fri 8:00-4:00, Room 104. Without them, paying in person isn't offered"),
         MAX_HOURS,
         False,
     ),
-    "office_email": ("Business office email", "e.g. billing@district.org", MAX_EMAIL, False),
+    "office_email": (
+        N_("Business office email"),
+        N_("e.g. billing@district.org"),
+        MAX_EMAIL,
+        False,
+    ),
     "it_contact_name": (
-        "IT contact",
-        "Whom staff not yet in DeviceCare are told to ask, e.g. Dana Reyes",
+        N_("IT contact"),
+        N_("Whom staff not yet in DeviceCare are told to ask, e.g. Dana Reyes"),
         MAX_CONTACT_NAME,
         False,
     ),
     "it_contact": (
-        "IT contact email or Slack channel",
-        "e.g. helpdesk@district.org or #it-help",
+        N_("IT contact email or Slack channel"),
+        N_("e.g. helpdesk@district.org or #it-help"),
         MAX_EMAIL,
         False,
     ),
@@ -141,11 +152,12 @@ def _text_input(block: str, label: str, value: str, hint: str) -> dict[str, Any]
 
 
 def _option(name: str) -> dict[str, Any]:
-    return {"text": {"type": "plain_text", "text": SWITCH_LABELS[name]}, "value": name}
+    return {"text": {"type": "plain_text", "text": _(SWITCH_LABELS[name])}, "value": name}
 
 
 def _fact_input(fact: str, value: str) -> dict[str, Any]:
     label, hint, limit, multiline = _FACT_INPUTS[fact]
+    label, hint = _(label), _(hint)
     element: dict[str, Any] = {
         "type": "plain_text_input",
         "action_id": BillingSettingsIds.VALUE,
@@ -171,15 +183,17 @@ def district_fact_blocks(facts: DistrictFacts) -> list[dict[str, Any]]:
         {"type": "divider"},
         {
             "type": "header",
-            "text": {"type": "plain_text", "text": "What families are told"},
+            "text": {"type": "plain_text", "text": _("What families are told")},
         },
         {
             "type": "context",
             "elements": [
                 {
                     "type": "mrkdwn",
-                    "text": "Every email and the family page use these. Leave one empty to "
-                    "leave out what needs it.",
+                    "text": _(
+                        "Every email and the family page use these. Leave one empty to "
+                        "leave out what needs it."
+                    ),
                 }
             ],
         },
@@ -202,45 +216,45 @@ def build_billing_settings_modal(
         "type": "modal",
         "callback_id": BillingSettingsIds.CALLBACK,
         "private_metadata": metadata,
-        "title": {"type": "plain_text", "text": "Billing automation"},
-        "submit": {"type": "plain_text", "text": "Save"},
-        "close": {"type": "plain_text", "text": "Cancel"},
+        "title": {"type": "plain_text", "text": _("Billing automation")},
+        "submit": {"type": "plain_text", "text": _("Save")},
+        "close": {"type": "plain_text", "text": _("Cancel")},
         "blocks": [
             _text_input(
                 BillingSettingsIds.DUE_DAYS,
-                "Invoices are due this many days after they are created",
+                _("Invoices are due this many days after they are created"),
                 str(current.default_due_days),
-                "1 to 365 days",
+                _("1 to 365 days"),
             ),
             {
                 "type": "input",
                 "block_id": BillingSettingsIds.SWITCHES,
                 "optional": True,
-                "label": {"type": "plain_text", "text": "Automation"},
+                "label": {"type": "plain_text", "text": _("Automation")},
                 "element": switches,
             },
             _text_input(
                 BillingSettingsIds.PRE_DUE_DAYS,
-                "Reminders, days before the due date",
+                _("Reminders, days before the due date"),
                 _days(current.pre_due_days),
-                "Up to three, largest first, e.g. 14, 7, 1",
+                _("Up to three, largest first, e.g. 14, 7, 1"),
             ),
             _text_input(
                 BillingSettingsIds.OVERDUE_DAYS,
-                "First, second and final overdue notices, days after the due date",
+                _("First, second and final overdue notices, days after the due date"),
                 _days(current.overdue_days),
-                "Three, smallest first, e.g. 7, 14, 30",
+                _("Three, smallest first, e.g. 7, 14, 30"),
             ),
             _text_input(
                 BillingSettingsIds.AUTO_CANCEL_DAYS,
-                "Auto-cancel this many days after the final notice",
+                _("Auto-cancel this many days after the final notice"),
                 str(current.auto_cancel_days),
-                "Used only when auto-cancellation is on",
+                _("Used only when auto-cancellation is on"),
             ),
             {
                 "type": "input",
                 "block_id": BillingSettingsIds.RUN_TIME,
-                "label": {"type": "plain_text", "text": "Daily run time (district time)"},
+                "label": {"type": "plain_text", "text": _("Daily run time (district time)")},
                 "element": {
                     "type": "timepicker",
                     "action_id": BillingSettingsIds.VALUE,
@@ -249,9 +263,9 @@ def build_billing_settings_modal(
             },
             _text_input(
                 BillingSettingsIds.WAIVER_APPROVAL,
-                "Waivers above this amount need an approver ($)",
+                _("Waivers above this amount need an approver ($)"),
                 format_cents(current.waiver_approval_cents).lstrip("$"),
-                "Up to it, billing staff waive at once; 0 sends every waiver for approval",
+                _("Up to it, billing staff waive at once; 0 sends every waiver for approval"),
             ),
             *district_fact_blocks(facts or DistrictFacts()),
         ],

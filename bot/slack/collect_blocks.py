@@ -31,6 +31,7 @@ from workflows.collection import (
     device_name,
 )
 from workflows.errors import ValidationError
+from workflows.i18n import _, ngettext
 from workflows.money import format_cents
 
 COLLECT_COMMAND = "/collect"
@@ -94,7 +95,7 @@ def read_fee_ids(values: Mapping[str, Any]) -> tuple[int, ...]:
     for chosen in _element(values, CollectField.MISSING).get("selected_options") or []:
         value = str((chosen or {}).get("value") or "")
         if not (value.isascii() and value.isdigit() and len(value) <= 12):
-            raise ValidationError("One of the chosen items isn't valid.", field="missing")
+            raise ValidationError(_("One of the chosen items isn't valid."), field="missing")
         ids.append(int(value))
     return tuple(ids)
 
@@ -131,31 +132,41 @@ def result_line(result: CollectionResult) -> str:
     """One line for the top of the next scan, e.g.
     "✓ CB-1042 checked in from Ana Ruiz — invoice INV-000123 $35.00 (Charger)"."""
     name = _student_name(result)
-    head = f":white_check_mark: *{esc(device_name(result.device))}* checked in"
-    head += f" from {esc(name)}" if name else " (not assigned to anyone)"
+    device = esc(device_name(result.device))
+    if name:
+        head = _(
+            ":white_check_mark: *{device}* checked in from {student}",
+            device=device,
+            student=esc(name),
+        )
+    else:
+        head = _(":white_check_mark: *{device}* checked in (not assigned to anyone)", device=device)
     items = ", ".join(esc(str(i.get("name", ""))) for i in result.items)
     if result.invoice is not None:
-        tail = (
-            f"invoice {esc(result.invoice.number)} {format_cents(result.invoice.total_cents)}"
-            f" ({items})"
+        tail = _(
+            "invoice {number} {amount} ({items})",
+            number=esc(result.invoice.number),
+            amount=format_cents(result.invoice.total_cents),
+            items=items,
         )
     elif result.items and name is None:
-        tail = f"nothing billed, nobody holds it ({items} recorded as missing)"
+        tail = _("nothing billed, nobody holds it ({items} recorded as missing)", items=items)
     elif result.items:
-        tail = f"nothing to bill ({items} recorded)"
+        tail = _("nothing to bill ({items} recorded)", items=items)
     else:
-        tail = "nothing missing"
-    again = " _(already recorded)_" if not result.created else ""
+        tail = _("nothing missing")
+    again = " " + _("_(already recorded)_") if not result.created else ""
     return f"{head} \u2014 {tail}{again}"
 
 
 def tally_line(session: CollectSession) -> str:
     if not session.checked_in:
         return ""
-    devices = "device" if session.checked_in == 1 else "devices"
-    return (
-        f"This session: {session.checked_in} {devices} checked in \u00b7 "
-        f"{format_cents(session.billed_cents)} billed"
+    return ngettext(
+        "This session: {n} device checked in \u00b7 {billed} billed",
+        "This session: {n} devices checked in \u00b7 {billed} billed",
+        session.checked_in,
+        billed=format_cents(session.billed_cents),
     )
 
 
@@ -176,11 +187,13 @@ def build_scan_modal(
     tally = tally_line(session)
     if tally:
         blocks.append(context_block(tally))
-    tag = text_input(max_length=100, placeholder="Scan or type it, then press Enter", on_enter=True)
+    tag = text_input(
+        max_length=100, placeholder=_("Scan or type it, then press Enter"), on_enter=True
+    )
     blocks.append(
         input_block(
             CollectField.TAG.block(session.step),
-            "Asset tag or serial",
+            _("Asset tag or serial"),
             {**tag, "focus_on_load": True},
             dispatch_action=True,
             action_id=CollectField.TAG,
@@ -190,10 +203,10 @@ def build_scan_modal(
         blocks.append(context_block(f":warning: {esc(error)}"))
     return modal(
         CollectView.SCAN,
-        "Collect devices",
+        _("Collect devices"),
         blocks,
-        submit="Look up",
-        close="Done",
+        submit=_("Look up"),
+        close=_("Done"),
         private_metadata=metadata,
     )
 
@@ -205,17 +218,22 @@ def _device_text(preview: CollectionPreview) -> str:
     d = preview.device
     parts = [f"*{esc(device_name(d))}*", esc(d.model) if d.model else ""]
     if d.asset_tag:
-        parts.append(f"serial {esc(d.serial)}")
+        parts.append(_("serial {serial}", serial=esc(d.serial)))
     text = " \u00b7 ".join(p for p in parts if p)
     s = preview.student
     if s is None:
-        text += (
-            "\n:warning: Not assigned to anyone: it can be checked in, and what you mark is "
+        text += "\n" + _(
+            ":warning: Not assigned to anyone: it can be checked in, and what you mark is "
             "recorded, but nothing can be billed."
         )
     else:
-        grade = f" (grade {esc(s.grade)})" if s.grade else ""
-        text += f"\n:bust_in_silhouette: Held by *{esc(s.first_name)} {esc(s.last_name)}*{grade}"
+        grade = " (" + _("grade {grade}", grade=esc(s.grade)) + ")" if s.grade else ""
+        held = _(
+            ":bust_in_silhouette: Held by *{first_name} {last_name}*",
+            first_name=esc(s.first_name),
+            last_name=esc(s.last_name),
+        )
+        text += f"\n{held}{grade}"
     return text
 
 
@@ -225,13 +243,13 @@ def _missing_block(fees: Sequence[Any], step: int) -> Block:
     if len(options) <= MAX_CHECKBOXES:
         element = {"type": "checkboxes", "options": options}
     else:
-        element = select_input(options, placeholder="Missing or damaged items", multi=True)
+        element = select_input(options, placeholder=_("Missing or damaged items"), multi=True)
     return input_block(
         CollectField.MISSING.block(step),
-        "Missing or damaged",
+        _("Missing or damaged"),
         element,
         optional=True,
-        hint="Leave empty when everything came back.",
+        hint=_("Leave empty when everything came back."),
         action_id=CollectField.MISSING,
     )
 
@@ -243,23 +261,25 @@ def build_check_in_modal(preview: CollectionPreview, form: CheckInForm, metadata
         blocks.append(_missing_block(preview.fees, step))
     else:
         blocks.append(
-            context_block("No collection fees are set up, so nothing can be marked missing.")
+            context_block(_("No collection fees are set up, so nothing can be marked missing."))
         )
     reasons = [option(r.label, r.value) for r in CollectionReason]
     chosen = next((o for o in reasons if o["value"] == form.session.reason), reasons[0])
     radio = {"type": "radio_buttons", "options": reasons, "initial_option": chosen}
     blocks.append(
-        input_block(CollectField.REASON.block(step), "Reason", radio, action_id=CollectField.REASON)
+        input_block(
+            CollectField.REASON.block(step), _("Reason"), radio, action_id=CollectField.REASON
+        )
     )
     note = text_input(
         multiline=True,
         max_length=NOTE_MAX,
-        placeholder="Anything worth keeping on the device's record",
+        placeholder=_("Anything worth keeping on the device's record"),
     )
     blocks.append(
         input_block(
             CollectField.NOTE.block(step),
-            "Note",
+            _("Note"),
             note,
             optional=True,
             action_id=CollectField.NOTE,
@@ -270,10 +290,10 @@ def build_check_in_modal(preview: CollectionPreview, form: CheckInForm, metadata
         blocks.append(context_block(tally))
     return modal(
         CollectView.CHECK_IN,
-        "Collect devices",
+        _("Collect devices"),
         blocks,
-        submit="Check in",
-        close="Done",
+        submit=_("Check in"),
+        close=_("Done"),
         private_metadata=metadata,
     )
 

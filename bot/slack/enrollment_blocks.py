@@ -23,6 +23,7 @@ from bot.slack.metadata import OpenedFrom
 from storage import models as m
 from workflows.enrollment import CoverageStarts, Enrolled, EnrollmentStatus, term_of
 from workflows.errors import ValidationError
+from workflows.i18n import _
 from workflows.money import format_cents
 
 OPTION_TEXT = 75  # Slack's limit for an option's text
@@ -58,15 +59,16 @@ def _clip(text: str, limit: int = OPTION_TEXT) -> str:
 
 
 def student_option(student: m.Student) -> dict[str, Any]:
-    grade = f" \u00b7 grade {student.grade}" if student.grade else ""
+    grade = " \u00b7 " + _("grade {grade}", grade=student.grade) if student.grade else ""
     label = f"{student.full_name}{grade} \u00b7 {student.sis_id}"
     return {"text": plain(_clip(label), OPTION_TEXT), "value": str(student.id)}
 
 
 def policy_label(policy: m.InsurancePolicy) -> str:
     term = term_of(policy)
-    premium = format_cents(policy.premium_cents) if policy.premium_cents else "no premium"
-    label = f"{policy.name} \u00b7 {term.label if term else 'no term'} \u00b7 {premium}"
+    premium = format_cents(policy.premium_cents) if policy.premium_cents else _("no premium")
+    term_text = term.label if term else _("no term")
+    label = f"{policy.name} \u00b7 {term_text} \u00b7 {premium}"
     return _clip(label)
 
 
@@ -75,24 +77,24 @@ def build_enroll_modal(policies: Sequence[m.InsurancePolicy], metadata: str) -> 
     blocks: list[Block] = [
         input_block(
             EnrollmentField.STUDENT,
-            "Student",
+            _("Student"),
             {
                 "type": "external_select",
-                "placeholder": plain("Student name or SIS id"),
+                "placeholder": plain(_("Student name or SIS id")),
                 "min_query_length": 2,
             },
         ),
         input_block(
             EnrollmentField.POLICY,
-            "Policy",
-            select_input(policy_options, placeholder="Pick a policy"),
+            _("Policy"),
+            select_input(policy_options, placeholder=_("Pick a policy")),
         ),
         input_block(
             EnrollmentField.WAIVER,
-            "Premium waiver reason",
-            text_input(max_length=200, placeholder="Leave empty to bill the premium"),
+            _("Premium waiver reason"),
+            text_input(max_length=200, placeholder=_("Leave empty to bill the premium")),
             optional=True,
-            hint=(
+            hint=_(
                 "Only for eligible families (e.g. free or reduced-price lunch): the premium is "
                 "waived and coverage starts at once."
             ),
@@ -100,9 +102,9 @@ def build_enroll_modal(policies: Sequence[m.InsurancePolicy], metadata: str) -> 
     ]
     return modal(
         EnrollmentView.ENROLL,
-        "Enroll in insurance",
+        _("Enroll in insurance"),
         blocks,
-        submit="Enroll",
+        submit=_("Enroll"),
         private_metadata=metadata,
     )
 
@@ -129,9 +131,9 @@ def read_enroll_form(values: Mapping[str, Any]) -> EnrollChoice:
         _picked(values, EnrollmentField.POLICY),
     )
     if not _is_id(student):
-        raise ValidationError("Pick the student.", field="student")
+        raise ValidationError(_("Pick the student."), field="student")
     if not _is_id(policy):
-        raise ValidationError("Pick the policy.", field="policy")
+        raise ValidationError(_("Pick the policy."), field="policy")
     waiver = (values.get(EnrollmentField.WAIVER) or {}).get(EnrollmentField.WAIVER) or {}
     return EnrollChoice(int(student), int(policy), str(waiver.get("value") or "") or None)
 
@@ -142,32 +144,53 @@ def enrolled_text(done: Enrolled, student_name: str) -> str:
     who = esc(student_name)
     what = f"*{esc(policy.name)}* ({esc(enrollment.term_label)})"
     if not done.created:
-        head = f":information_source: {who} was already enrolled in {what}; nothing changed."
+        head = _(
+            ":information_source: {who} was already enrolled in {what}; nothing changed.",
+            who=who,
+            what=what,
+        )
     else:
-        head = f":white_check_mark: {who} is enrolled in {what}."
+        head = _(":white_check_mark: {who} is enrolled in {what}.", who=who, what=what)
     lines = [head]
     if invoice is not None:
         amount = format_cents(invoice.subtotal_cents)
         if done.premium_waived:
             lines.append(
-                f"Premium {amount} waived on invoice *{esc(invoice.number)}* "
-                f"({esc(enrollment.premium_waiver_reason)})."
+                _(
+                    "Premium {amount} waived on invoice *{number}* ({reason}).",
+                    amount=amount,
+                    number=esc(invoice.number),
+                    reason=esc(enrollment.premium_waiver_reason),
+                )
             )
         else:
             owed = format_cents(invoice.total_cents - invoice.paid_cents - invoice.waived_cents)
-            due = f", due {fmt_date(invoice.due_date)}" if invoice.due_date else ""
-            lines.append(
-                f"Premium invoice *{esc(invoice.number)}* for {amount} ({owed} still owed{due})."
-            )
+            number = esc(invoice.number)
+            if invoice.due_date:
+                line = _(
+                    "Premium invoice *{number}* for {amount} ({owed} still owed, due {due}).",
+                    number=number,
+                    amount=amount,
+                    owed=owed,
+                    due=fmt_date(invoice.due_date),
+                )
+            else:
+                line = _(
+                    "Premium invoice *{number}* for {amount} ({owed} still owed).",
+                    number=number,
+                    amount=amount,
+                    owed=owed,
+                )
+            lines.append(line)
     if enrollment.status == EnrollmentStatus.ACTIVE:
-        lines.append(f"Coverage is active from {fmt_date(enrollment.term_start)}.")
+        lines.append(_("Coverage is active from {start}.", start=fmt_date(enrollment.term_start)))
     elif enrollment.status == EnrollmentStatus.PENDING_PAYMENT:
-        lines.append(f"Coverage starts {CoverageStarts.ON_PAYMENT.label}.")
+        lines.append(_("Coverage starts {when}.", when=CoverageStarts.ON_PAYMENT.label))
     return "\n".join(lines)
 
 
 def no_policies_text() -> str:
-    return (
+    return _(
         "No insurance policy is open for enrollment. Set one up with "
         "`devicecare insurance policy set NAME --term-start … --term-end … --premium …`."
     )

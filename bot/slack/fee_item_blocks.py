@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 from bot.slack.blocks import Block, context_block, esc, section
 from workflows.fee_kinds import FEE_KINDS, FeeKind, kind_label
+from workflows.i18n import N_, _, ngettext
 from workflows.money import format_cents
 from workflows.ports import FeeItemRecord
 
-USAGE = (
+USAGE = N_(
     "`/billing fee-items [damage|collection|annual|other]`: the fee schedule by kind. "
     "Add or change items with `devicecare fee-items set`."
 )
@@ -18,8 +19,10 @@ MAX_ITEMS_PER_KIND = 30
 
 
 def item_line(item: FeeItemRecord) -> str:
-    limits = [f"for {esc(item.device_model)}" if item.device_model else ""]
-    limits.append(f"on {esc(item.incident_flag)} incidents" if item.incident_flag else "")
+    limits = [_("for {model}", model=esc(item.device_model)) if item.device_model else ""]
+    limits.append(
+        _("on {flag} incidents", flag=esc(item.incident_flag)) if item.incident_flag else ""
+    )
     limit = ", ".join(x for x in limits if x)
     return f"• {esc(item.name)} \u2014 {format_cents(item.price_cents)} `{esc(item.code)}`" + (
         f" ({limit})" if limit else ""
@@ -32,21 +35,28 @@ def build_fee_item_list(
     """One section per kind present (the schedule's order is kept), titled with its form."""
     if not items:
         text = (
-            "There are no fee items"
-            + (f" of kind {kind.value}" if kind else "")
-            + ". Add them with `devicecare fee-items set`."
+            _(
+                "There are no fee items of kind {kind}. Add them with `devicecare fee-items set`.",
+                kind=kind.value,
+            )
+            if kind
+            else _("There are no fee items. Add them with `devicecare fee-items set`.")
         )
         return text, [section(text)]
     blocks: list[Block] = []
     for value in dict.fromkeys(item.kind for item in items):
         mine = [item for item in items if item.kind == value]
-        form = FeeKind(value).offered_on if value in FEE_KINDS else "no form"
+        form = FeeKind(value).offered_on if value in FEE_KINDS else _("no form")
         lines = [item_line(item) for item in mine[:MAX_ITEMS_PER_KIND]]
         if len(mine) > MAX_ITEMS_PER_KIND:
             lines.append(
-                f"…and {len(mine) - MAX_ITEMS_PER_KIND} more (`devicecare fee-items list`)"
+                _(
+                    "…and {count} more (`devicecare fee-items list`)",
+                    count=len(mine) - MAX_ITEMS_PER_KIND,
+                )
             )
-        title = f"*{kind_label(value)} fees* \u00b7 offered on: {form}"
+        title = _("*{kind} fees* \u00b7 offered on: {form}", kind=kind_label(value), form=form)
         blocks.append(section(title + "\n" + "\n".join(lines)))
-    blocks.append(context_block(USAGE))
-    return f"Fee schedule: {len(items)} item(s).", blocks
+    blocks.append(context_block(_(USAGE)))
+    summary = ngettext("Fee schedule: {n} item(s).", "Fee schedule: {n} item(s).", len(items))
+    return summary, blocks

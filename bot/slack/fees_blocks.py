@@ -36,9 +36,10 @@ from workflows.fees import (
     who_is_billed,
 )
 from workflows.grades import parse_grades
+from workflows.i18n import N_, _, ngettext
 from workflows.money import format_cents, parse_amount
 
-USAGE = (
+USAGE = N_(
     "Annual fees, billed once per student and school year:\n"
     "• `/billing fees` lists this school year's fees (`/billing fees 2026-2027` another year)\n"
     "• `/billing fees new` defines a fee\n"
@@ -88,17 +89,24 @@ class FeeRef(Payload):
     fee_id: int
 
 
-def _count(n: int, one: str, many: str | None = None) -> str:
-    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+def _digits(n: int) -> str:
+    return f"{n:,}"
+
+
+def _students(n: int) -> str:
+    return ngettext("{count} student", "{count} students", n, count=_digits(n))
 
 
 def fee_line(fee: FeeRecord, buildings: Mapping[int, str]) -> str:
-    due = fmt_date(fee.due_date) if fee.due_date else "the district's default due date"
-    off = " _(switched off)_" if not fee.active else ""
-    return (
-        f"*{esc(fee.name)}* `{esc(fee.code)}`{off}\n{format_cents(fee.amount_cents)} per student, "
-        f"{esc(who_is_billed(fee, buildings))}, due {due}"
+    due = fmt_date(fee.due_date) if fee.due_date else _("the district's default due date")
+    off = " " + _("_(switched off)_") if not fee.active else ""
+    terms = _(
+        "{amount} per student, {who}, due {due}",
+        amount=format_cents(fee.amount_cents),
+        who=esc(who_is_billed(fee, buildings)),
+        due=due,
     )
+    return f"*{esc(fee.name)}* `{esc(fee.code)}`{off}\n{terms}"
 
 
 def build_fee_list(
@@ -110,23 +118,28 @@ def build_fee_list(
     new = {
         "type": "actions",
         "block_id": "fees.actions",
-        "elements": [button("New fee", FeeAction.NEW, "new")],
+        "elements": [button(_("New fee"), FeeAction.NEW, "new")],
     }
     if not fees:
-        text = f"There are no fees for {year} yet."
-        return text, [section(f"{text} Define one with *New fee*."), new]
-    blocks: list[Block] = [section(f"*Fees for {esc(year)}*")]
+        text = _("There are no fees for {year} yet.", year=year)
+        return text, [section(text + " " + _("Define one with *New fee*.")), new]
+    blocks: list[Block] = [section(_("*Fees for {year}*", year=esc(year)))]
     for fee, counts in fees:
-        billed = f"{_count(counts.already_billed, 'student')} billed"
-        waiting = f", {counts.to_bill:,} more would be" if counts.to_bill else ""
-        blocks.append(
-            section(
-                f"{fee_line(fee, buildings)}\n{billed}{waiting}",
-                accessory=button("Preview", FeeAction.PREVIEW, pack(FeeRef(fee_id=fee.id), secret)),
-            )
+        billed = ngettext(
+            "{count} student billed",
+            "{count} students billed",
+            counts.already_billed,
+            count=_digits(counts.already_billed),
         )
+        waiting = (
+            ", " + _("{count} more would be", count=_digits(counts.to_bill))
+            if counts.to_bill
+            else ""
+        )
+        preview = button(_("Preview"), FeeAction.PREVIEW, pack(FeeRef(fee_id=fee.id), secret))
+        blocks.append(section(f"{fee_line(fee, buildings)}\n{billed}{waiting}", accessory=preview))
     blocks.append(new)
-    return f"Fees for {year}: {len(fees)}.", blocks
+    return _("Fees for {year}: {count}.", year=year, count=len(fees)), blocks
 
 
 def build_fee_preview(
@@ -134,30 +147,48 @@ def build_fee_preview(
 ) -> tuple[str, list[Block]]:
     fee, counts = preview.fee, preview.counts
     lines = [
-        f"*Preview: {esc(fee.name)}* `{esc(fee.code)}` ({esc(fee.school_year)}). "
-        "Nothing has been billed yet.",
-        f"{format_cents(fee.amount_cents)} per student, {esc(who_is_billed(fee, buildings))}",
-        f"• Students to bill now: *{counts.to_bill:,}*",
-        f"• Total: *{format_cents(preview.total_cents)}*",
-        f"• Already billed: {counts.already_billed:,}",
+        _(
+            "*Preview: {name}* `{code}` ({year}). Nothing has been billed yet.",
+            name=esc(fee.name),
+            code=esc(fee.code),
+            year=esc(fee.school_year),
+        ),
+        _(
+            "{amount} per student, {who}",
+            amount=format_cents(fee.amount_cents),
+            who=esc(who_is_billed(fee, buildings)),
+        ),
+        _("• Students to bill now: *{count}*", count=_digits(counts.to_bill)),
+        _("• Total: *{total}*", total=format_cents(preview.total_cents)),
+        _("• Already billed: {count}", count=_digits(counts.already_billed)),
     ]
     if counts.without_email:
         lines.append(
-            f":warning: {_count(counts.without_email, 'of them has', 'of them have')} no guardian "
-            "email that works: their invoices are created but not emailed."
+            ngettext(
+                ":warning: {count} of them has no guardian email that works: their invoices "
+                "are created but not emailed.",
+                ":warning: {count} of them have no guardian email that works: their invoices "
+                "are created but not emailed.",
+                counts.without_email,
+                count=_digits(counts.without_email),
+            )
         )
     blocks: list[Block] = [section("\n".join(lines))]
     if counts.to_bill:
-        label = f"Apply to {_count(counts.to_bill, 'student')}"
+        label = _("Apply to {students}", students=_students(counts.to_bill))
         confirm = {
-            "title": plain("Apply the fee?"),
+            "title": plain(_("Apply the fee?")),
             "text": {
                 "type": "mrkdwn",
-                "text": f"This creates an invoice for each of {_count(counts.to_bill, 'student')} "
-                f"({format_cents(preview.total_cents)} in all) and emails the families.",
+                "text": _(
+                    "This creates an invoice for each of {students} ({total} in all) and "
+                    "emails the families.",
+                    students=_students(counts.to_bill),
+                    total=format_cents(preview.total_cents),
+                ),
             },
-            "confirm": plain("Apply"),
-            "deny": plain("Not now"),
+            "confirm": plain(_("Apply")),
+            "deny": plain(_("Not now")),
         }
         blocks.append(
             {
@@ -175,24 +206,44 @@ def build_fee_preview(
             }
         )
     else:
-        blocks.append(context_block("Every matching student has been billed for this fee."))
-    text = (
-        f"{fee.name} ({fee.school_year}): {counts.to_bill:,} to bill, "
-        f"{format_cents(preview.total_cents)}."
+        blocks.append(context_block(_("Every matching student has been billed for this fee.")))
+    text = _(
+        "{name} ({year}): {count} to bill, {total}.",
+        name=fee.name,
+        year=fee.school_year,
+        count=_digits(counts.to_bill),
+        total=format_cents(preview.total_cents),
     )
     return text, blocks
 
 
 def applied_text(fee: FeeRecord, result: BillResult) -> str:
+    name, year = esc(fee.name), esc(fee.school_year)
     if not result.created:
-        return (
-            f":information_source: Nobody new to bill for {esc(fee.name)} ({esc(fee.school_year)}):"
-            f" {_count(result.already_billed, 'student was', 'students were')} already billed."
+        return ngettext(
+            ":information_source: Nobody new to bill for {name} ({year}): "
+            "{count} student was already billed.",
+            ":information_source: Nobody new to bill for {name} ({year}): "
+            "{count} students were already billed.",
+            result.already_billed,
+            name=name,
+            year=year,
+            count=_digits(result.already_billed),
         )
-    return (
-        f":white_check_mark: {esc(fee.name)} ({esc(fee.school_year)}): "
-        f"{_count(result.created, 'invoice')} created, {format_cents(result.total_cents)} in all, "
-        f"{_count(result.notices, 'email')} queued to families."
+    invoices = ngettext(
+        "{count} invoice", "{count} invoices", result.created, count=_digits(result.created)
+    )
+    emails = ngettext(
+        "{count} email", "{count} emails", result.notices, count=_digits(result.notices)
+    )
+    return _(
+        ":white_check_mark: {name} ({year}): {invoices} created, {total} in all, "
+        "{emails} queued to families.",
+        name=name,
+        year=year,
+        invoices=invoices,
+        total=format_cents(result.total_cents),
+        emails=emails,
     )
 
 
@@ -203,26 +254,28 @@ def build_define_modal(
     year: str, buildings: Sequence[tuple[int, str]], private_metadata: str = ""
 ) -> Block:
     blocks = [
-        input_block(FeeBlock.CODE, "Code", text_input(placeholder="e.g. tech-fee", max_length=60)),
+        input_block(
+            FeeBlock.CODE, _("Code"), text_input(placeholder=_("e.g. tech-fee"), max_length=60)
+        ),
         input_block(
             FeeBlock.NAME,
-            "Name families see",
-            text_input(placeholder="e.g. Technology fee", max_length=200),
+            _("Name families see"),
+            text_input(placeholder=_("e.g. Technology fee"), max_length=200),
         ),
         input_block(
             FeeBlock.YEAR,
-            "School year",
-            text_input(placeholder="e.g. 2026-2027", max_length=9, initial=year),
+            _("School year"),
+            text_input(placeholder=_("e.g. 2026-2027"), max_length=9, initial=year),
         ),
         input_block(
             FeeBlock.AMOUNT,
-            "Amount per student ($)",
-            text_input(placeholder="e.g. 25.00", max_length=20),
+            _("Amount per student ($)"),
+            text_input(placeholder=_("e.g. 25.00"), max_length=20),
         ),
         input_block(
             FeeBlock.GRADES,
-            "Only these grades",
-            text_input(placeholder="e.g. 6,7,8 (empty: every grade)", max_length=100),
+            _("Only these grades"),
+            text_input(placeholder=_("e.g. 6,7,8 (empty: every grade)"), max_length=100),
             optional=True,
         ),
     ]
@@ -230,24 +283,30 @@ def build_define_modal(
         blocks.append(
             input_block(
                 FeeBlock.BUILDINGS,
-                "Only these buildings",
+                _("Only these buildings"),
                 select_input(
                     [option(name, str(i)) for i, name in buildings[:100]],
-                    placeholder="Every building",
+                    placeholder=_("Every building"),
                     multi=True,
                 ),
                 optional=True,
             )
         )
-    blocks.append(input_block(FeeBlock.DUE, "Due date", {"type": "datepicker"}, optional=True))
+    blocks.append(input_block(FeeBlock.DUE, _("Due date"), {"type": "datepicker"}, optional=True))
     blocks.append(
         context_block(
-            "Without a due date, invoices get the district's default. A fee with the same "
-            "code and year is updated instead."
+            _(
+                "Without a due date, invoices get the district's default. A fee with the same "
+                "code and year is updated instead."
+            )
         )
     )
     return modal(
-        FeeViewId.DEFINE, "New fee", blocks, submit="Save", private_metadata=private_metadata
+        FeeViewId.DEFINE,
+        _("New fee"),
+        blocks,
+        submit=_("Save"),
+        private_metadata=private_metadata,
     )
 
 
@@ -279,14 +338,14 @@ def read_define_form(values: Mapping[str, Any]) -> FeeForm:
         try:
             building_ids.append(int(o.get("value", "")))
         except ValueError:
-            errors[FeeBlock.BUILDINGS] = "One of the chosen buildings isn't valid."
+            errors[FeeBlock.BUILDINGS] = _("One of the chosen buildings isn't valid.")
     due: date | None = None
     picked = element(values, FeeBlock.DUE).get("selected_date")
     if picked:
         try:
             due = date.fromisoformat(str(picked))
         except ValueError:
-            errors[FeeBlock.DUE] = "Pick a due date from the calendar."
+            errors[FeeBlock.DUE] = _("Pick a due date from the calendar.")
     if errors:
         return FeeForm(None, errors)
     return FeeForm(
@@ -303,9 +362,14 @@ def read_define_form(values: Mapping[str, Any]) -> FeeForm:
 
 
 def defined_text(fee: FeeRecord, created: bool, buildings: Mapping[int, str]) -> str:
-    verb = "Added" if created else "Updated"
-    return (
-        f":white_check_mark: {verb} the fee for {esc(fee.school_year)}: "
-        f"{fee_line(fee, buildings)}\n"
-        f"`/billing fees preview {esc(fee.code)} {esc(fee.school_year)}` shows whom it would bill."
+    year = esc(fee.school_year)
+    if created:
+        head = _(":white_check_mark: Added the fee for {year}:", year=year)
+    else:
+        head = _(":white_check_mark: Updated the fee for {year}:", year=year)
+    hint = _(
+        "`/billing fees preview {code} {year}` shows whom it would bill.",
+        code=esc(fee.code),
+        year=year,
     )
+    return f"{head} {fee_line(fee, buildings)}\n{hint}"

@@ -31,6 +31,7 @@ from storage.home_queries import (
     PaymentLine,
     WaiverLine,
 )
+from workflows.i18n import _
 from workflows.incident_status import IncidentStatus
 from workflows.money import format_cents
 from workflows.offenders import flag_label
@@ -88,64 +89,83 @@ class _Builder:
         elements: list[Block] = []
         if page.has_previous:
             back = self.pages.turned(home_list, page.page - 1)
-            elements.append(button("Previous", HomeAction.PAGE, self.value(back)))
+            elements.append(button(_("Previous"), HomeAction.PAGE, self.value(back)))
         if page.has_next:
             ahead = self.pages.turned(home_list, page.page + 1)
-            elements.append(button("Next", HomeAction.PAGE, self.value(ahead)))
-        self.blocks.append(context_block(f"{first}–{last} of {page.total}"))
+            elements.append(button(_("Next"), HomeAction.PAGE, self.value(ahead)))
+        self.blocks.append(
+            context_block(_("{first}–{last} of {total}", first=first, last=last, total=page.total))
+        )
         self.blocks.append({"type": "actions", "elements": elements})
 
     # --- one line of each list --------------------------------------------------------------
 
     def incident(self, line: IncidentLine) -> list[Block]:
-        flags = ", ".join(flag_label(f) for f in line.flags) or "Incident"
-        student = esc(line.student) if line.student else "no student"
+        flags = ", ".join(flag_label(f) for f in line.flags) or _("Incident")
+        student = esc(line.student) if line.student else _("no student")
         status = IncidentStatus(line.status).label
         text = (
             f"*#{line.id}* · `{esc(line.serial)}` · {student} · {status} · {flags} · "
             f"{_day(line.occurred_on)}"
         )
         ref = self.value(IncidentRef(incident_id=line.id))
-        return [section(text, accessory=button("Open", HomeAction.OPEN_INCIDENT, ref))]
+        return [section(text, accessory=button(_("Open"), HomeAction.OPEN_INCIDENT, ref))]
 
     def override(self, line: ApprovalLine) -> list[Block]:
-        student = esc(line.student) if line.student else "no student"
-        by = esc(line.requested_by) if line.requested_by else "someone no longer on staff"
+        student = esc(line.student) if line.student else _("no student")
+        by = esc(line.requested_by) if line.requested_by else _("someone no longer on staff")
         value = self.value(OverrideRef(request_id=line.request_id))
+        text = _(
+            "Incident *#{incident}* · {student} · requested by {by}",
+            incident=line.incident_id,
+            student=student,
+            by=by,
+        )
         return [
-            section(f"Incident *#{line.incident_id}* · {student} · requested by {by}"),
+            section(text),
             decision_actions(None, OverrideAction.APPROVE, OverrideAction.DENY, value),
         ]
 
     def waiver(self, line: WaiverLine) -> list[Block]:
-        by = esc(line.requested_by) if line.requested_by else "someone no longer on staff"
+        by = esc(line.requested_by) if line.requested_by else _("someone no longer on staff")
         reason = line.reason if len(line.reason) <= MAX_REASON else line.reason[:MAX_REASON] + "…"
         value = self.value(WaiverRef(adjustment_id=line.adjustment_id))
+        asked = _(
+            "*{amount}* off *{number}* · {student} · asked by {by}",
+            amount=format_cents(line.amount_cents),
+            number=esc(line.invoice_number),
+            student=esc(line.student),
+            by=by,
+        )
         return [
-            section(
-                f"*{format_cents(line.amount_cents)}* off *{esc(line.invoice_number)}* · "
-                f"{esc(line.student)} · asked by {by}\n_{esc(reason)}_"
-            ),
+            section(f"{asked}\n_{esc(reason)}_"),
             decision_actions(None, WaiverAction.APPROVE, WaiverAction.DENY, value),
         ]
 
     def payment(self, line: PaymentLine) -> list[Block]:
-        amount = format_cents(line.amount_cents) if line.amount_given else "an amount not given"
-        text = (
-            f"*{esc(line.invoice_number)}* · {esc(line.student)} · reported paying {amount} "
-            f"by {esc(line.method)}"
+        amount = format_cents(line.amount_cents) if line.amount_given else _("an amount not given")
+        text = _(
+            "*{number}* · {student} · reported paying {amount} by {method}",
+            number=esc(line.invoice_number),
+            student=esc(line.student),
+            amount=amount,
+            method=esc(line.method),
         )
         value = self.value(PendingPaymentRef(pending_payment_id=line.pending_payment_id))
-        confirm = button("Confirm", ReplyAction.CONFIRM, value, style="primary")
+        confirm = button(_("Confirm"), ReplyAction.CONFIRM, value, style="primary")
         return [section(text, accessory=confirm)]
 
     def overdue(self, line: OverdueLine) -> list[Block]:
-        text = (
-            f"*{esc(line.number)}* · {esc(line.student)} · due {_day(line.due_date)}, "
-            f"{line.due_date.year} · {format_cents(line.balance_cents)} owed"
+        due = f"{_day(line.due_date)}, {line.due_date.year}"
+        text = _(
+            "*{number}* · {student} · due {due} · {balance} owed",
+            number=esc(line.number),
+            student=esc(line.student),
+            due=due,
+            balance=format_cents(line.balance_cents),
         )
         value = self.value(InvoiceRef(invoice_id=line.invoice_id))
-        return [section(text, accessory=button("Open", BillingInvoiceAction.OPEN, value))]
+        return [section(text, accessory=button(_("Open"), BillingInvoiceAction.OPEN, value))]
 
 
 def build_home_view(
@@ -155,49 +175,55 @@ def build_home_view(
     b.blocks += [
         header("DeviceCare"),
         section(
-            f"Hi {esc(name)}. Open an incident with `/incident`; look a device up with "
-            "`/device <serial, asset tag or student>`."
+            _(
+                "Hi {name}. Open an incident with `/incident`; look a device up with "
+                "`/device <serial, asset tag or student>`.",
+                name=esc(name),
+            )
         ),
     ]
     b.add_list(
         HomeList.INCIDENTS,
-        "Your open incidents",
+        _("Your open incidents"),
         lists.incidents,
-        "Nothing open. :white_check_mark:",
+        _("Nothing open. :white_check_mark:"),
         b.incident,
     )
     if lists.overrides is not None:
         b.add_list(
             HomeList.OVERRIDES,
-            "Waiting on you: claim-cap overrides",
+            _("Waiting on you: claim-cap overrides"),
             lists.overrides,
-            "No override requests are waiting.",
+            _("No override requests are waiting."),
             b.override,
         )
     if lists.waivers is not None:
         b.add_list(
             HomeList.WAIVERS,
-            "Waiting on you: waivers",
+            _("Waiting on you: waivers"),
             lists.waivers,
-            "No waiver requests are waiting.",
+            _("No waiver requests are waiting."),
             b.waiver,
         )
     if lists.payments is not None:
         b.add_list(
             HomeList.PAYMENTS,
-            "Reported payments to confirm",
+            _("Reported payments to confirm"),
             lists.payments,
-            "No reported payments are waiting.",
+            _("No reported payments are waiting."),
             b.payment,
         )
     if lists.overdue is not None:
         overdue = lists.overdue
         if overdue.count:
-            b.blocks += [{"type": "divider"}, header("Overdue invoices")]
+            b.blocks += [{"type": "divider"}, header(_("Overdue invoices"))]
             b.blocks.append(
                 section(
-                    f"*{overdue.count}* overdue, "
-                    f"*{format_cents(overdue.balance_cents)}* outstanding. Oldest first:"
+                    _(
+                        "*{count}* overdue, *{balance}* outstanding. Oldest first:",
+                        count=overdue.count,
+                        balance=format_cents(overdue.balance_cents),
+                    )
                 )
             )
             for line in overdue.page.lines:
@@ -205,7 +231,11 @@ def build_home_view(
             b.add_pager(HomeList.OVERDUE, overdue.page)
         else:
             b.add_list(
-                HomeList.OVERDUE, "Overdue invoices", overdue.page, "Nothing is overdue.", b.overdue
+                HomeList.OVERDUE,
+                _("Overdue invoices"),
+                overdue.page,
+                _("Nothing is overdue."),
+                b.overdue,
             )
     # Five lists of five lines stay near 70 blocks; the assertion guards future growth.
     assert len(b.blocks) <= MAX_BLOCKS, f"the App Home grew to {len(b.blocks)} blocks"

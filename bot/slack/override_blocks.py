@@ -22,6 +22,7 @@ from bot.slack.blocks import (
     section,
 )
 from bot.slack.metadata import Payload, pack
+from workflows.i18n import _
 from workflows.insurance import Split
 from workflows.labels import decision_label, flags_text
 from workflows.money import format_cents
@@ -76,35 +77,45 @@ def _amount_fields(facts: OverrideFacts) -> list[Block]:
     if facts.full_price_cents is None:
         return [
             mrkdwn(
-                "*Amounts*\nNo invoice yet: the override applies to this incident's next invoice."
+                _(
+                    "*Amounts*\nNo invoice yet: the override applies to this incident's next "
+                    "invoice."
+                )
             )
         ]
     invoice = f" ({esc(facts.invoice_number)})" if facts.invoice_number else ""
-    fields = [mrkdwn(f"*Without coverage*\n{format_cents(facts.full_price_cents)} owed{invoice}")]
+    owed = _(
+        "*Without coverage*\n{amount} owed{invoice}",
+        amount=format_cents(facts.full_price_cents),
+        invoice=invoice,
+    )
+    fields = [mrkdwn(owed)]
     split = facts.with_override
     if split is not None:
-        label = "With the override" if facts.status != "approved" else "Now, with the override"
-        fields.append(
-            mrkdwn(
-                f"*{label}*\n{format_cents(split.client_cents)} owed "
-                f"(insurance {MINUS}{format_cents(split.policy_cents)})"
-            )
+        label = (
+            _("With the override") if facts.status != "approved" else _("Now, with the override")
         )
+        owed = _(
+            "{amount} owed (insurance {insurance})",
+            amount=format_cents(split.client_cents),
+            insurance=MINUS + format_cents(split.policy_cents),
+        )
+        fields.append(mrkdwn(f"*{label}*\n{owed}"))
     return fields
 
 
 def _fact_fields(facts: OverrideFacts) -> list[Block]:
     flags = esc(flags_text(facts.flags))
-    claims = "unknown"
+    claims = _("unknown")
     if facts.claims_used is not None and facts.max_claims is not None:
-        claims = f"{facts.claims_used} of {facts.max_claims} this term"
+        claims = _("{used} of {max} this term", used=facts.claims_used, max=facts.max_claims)
+    policy = esc(facts.policy_label or _("No enrollment any more"))
+    incident = f"#{facts.incident_id} \u00b7 {fmt_date(facts.occurred_on)} \u00b7 {flags}"
     return [
-        mrkdwn(f"*Student*\n{esc(facts.student_name)}"),
-        mrkdwn(f"*Policy*\n{esc(facts.policy_label or 'No enrollment any more')}"),
-        mrkdwn(f"*Claims used*\n{claims}"),
-        mrkdwn(
-            f"*Incident*\n#{facts.incident_id} \u00b7 {fmt_date(facts.occurred_on)} \u00b7 {flags}"
-        ),
+        mrkdwn(_("*Student*") + f"\n{esc(facts.student_name)}"),
+        mrkdwn(_("*Policy*") + f"\n{policy}"),
+        mrkdwn(_("*Claims used*") + f"\n{claims}"),
+        mrkdwn(_("*Incident*") + f"\n{incident}"),
         *_amount_fields(facts),
     ]
 
@@ -113,20 +124,30 @@ def decision_line(facts: OverrideFacts, tz: ZoneInfo) -> str:
     if facts.status == "pending":
         return ""
     mark = ":white_check_mark:" if facts.status == "approved" else ":no_entry_sign:"
-    when = "" if facts.decided_at is None else f" on {fmt_when(facts.decided_at, tz)}"
-    by = esc(facts.decided_by or "someone")
-    return f"{mark} *{decision_label(facts.status)}* by {by}{when}"
+    decision = decision_label(facts.status)
+    by = esc(facts.decided_by or _("someone"))
+    if facts.decided_at is None:
+        return _("{mark} *{decision}* by {by}", mark=mark, decision=decision, by=by)
+    return _(
+        "{mark} *{decision}* by {by} on {when}",
+        mark=mark,
+        decision=decision,
+        by=by,
+        when=fmt_when(facts.decided_at, tz),
+    )
 
 
 def override_summary(facts: OverrideFacts) -> str:
     """Plain text for notifications."""
-    text = f"Claim-cap override for {facts.student_name}"
+    text = _("Claim-cap override for {student}", student=facts.student_name)
     if facts.policy_label:
         text += f" ({facts.policy_label})"
     if facts.status == "pending":
-        return text + ": waiting for a decision"
+        return text + ": " + _("waiting for a decision")
     decided = decision_label(facts.status).lower()
-    return text + f": {decided} by {facts.decided_by or 'someone'}"
+    return (
+        text + ": " + _("{decision} by {by}", decision=decided, by=facts.decided_by or _("someone"))
+    )
 
 
 def build_override_request_message(
@@ -134,11 +155,16 @@ def build_override_request_message(
 ) -> tuple[str, list[Block]]:
     """The approvals-channel message; Approve/Deny while pending, the decision after."""
     # The requester's name, not a mention: they hear the outcome in the incident's thread.
-    requested = f"Requested by {esc(facts.requested_by)} on {fmt_when(facts.requested_at, tz)}"
+    requested = _(
+        "Requested by {who} on {when}",
+        who=esc(facts.requested_by),
+        when=fmt_when(facts.requested_at, tz),
+    )
+    reason = _("Reason: {reason}", reason=esc(facts.reason)) if facts.reason else ""
     blocks: list[Block] = [
-        header("Claim-cap override requested"),
+        header(_("Claim-cap override requested")),
         fields_section(_fact_fields(facts), block_id=OverrideBlock.FACTS),
-        context_block(requested, f"Reason: {esc(facts.reason)}" if facts.reason else ""),
+        context_block(requested, reason),
     ]
     if facts.status == "pending":
         value = pack(OverrideRef(request_id=facts.request_id), secret)
@@ -153,40 +179,61 @@ def build_override_request_message(
 
 
 def already_decided_text(facts: OverrideFacts, tz: ZoneInfo) -> str:
-    when = "" if facts.decided_at is None else f" on {fmt_when(facts.decided_at, tz)}"
-    return (
-        f":lock: This override request was already decided by "
-        f"{esc(facts.decided_by or 'someone')}: {decision_label(facts.status).lower()}{when}. "
-        "Nothing was changed."
+    by = esc(facts.decided_by or _("someone"))
+    decision = decision_label(facts.status).lower()
+    if facts.decided_at is None:
+        return _(
+            ":lock: This override request was already decided by {by}: {decision}. "
+            "Nothing was changed.",
+            by=by,
+            decision=decision,
+        )
+    return _(
+        ":lock: This override request was already decided by {by}: {decision} on {when}. "
+        "Nothing was changed.",
+        by=by,
+        decision=decision,
+        when=fmt_when(facts.decided_at, tz),
     )
 
 
 def decided_thread_text(facts: OverrideFacts) -> str:
     """What the requester reads in the incident thread."""
     requester = who(facts.requested_by, facts.requester_slack_id)
-    by = esc(facts.decided_by or "an approver")
+    by = esc(facts.decided_by or _("an approver"))
     if facts.status == "approved":
-        text = f":white_check_mark: {requester} your claim-cap override was approved by {by}."
+        text = _(
+            ":white_check_mark: {requester} your claim-cap override was approved by {by}.",
+            requester=requester,
+            by=by,
+        )
         if facts.with_override is not None and facts.invoice_number:
-            text += (
-                f" Invoice {esc(facts.invoice_number)} now: "
-                f"{format_cents(facts.with_override.client_cents)} owed "
-                f"(insurance {format_cents(facts.with_override.policy_cents)})."
+            text += " " + _(
+                "Invoice {number} now: {amount} owed (insurance {insurance}).",
+                number=esc(facts.invoice_number),
+                amount=format_cents(facts.with_override.client_cents),
+                insurance=format_cents(facts.with_override.policy_cents),
             )
         elif facts.invoice_number is None:
-            text += " It applies to this incident's next invoice."
+            text += " " + _("It applies to this incident's next invoice.")
         return text
-    text = f":no_entry_sign: {requester} your claim-cap override was denied by {by}."
+    text = _(
+        ":no_entry_sign: {requester} your claim-cap override was denied by {by}.",
+        requester=requester,
+        by=by,
+    )
     if facts.invoice_number and facts.full_price_cents is not None:
-        text += (
-            f" Invoice {esc(facts.invoice_number)} stays at full price "
-            f"({format_cents(facts.full_price_cents)})."
+        text += " " + _(
+            "Invoice {number} stays at full price ({amount}).",
+            number=esc(facts.invoice_number),
+            amount=format_cents(facts.full_price_cents),
         )
     return text
 
 
 def requested_thread_text(requested_by: str) -> str:
-    return (
-        f":hourglass_flowing_sand: {esc(requested_by)} asked for a claim-cap override; "
-        "an approver will decide in the approvals channel."
+    return _(
+        ":hourglass_flowing_sand: {who} asked for a claim-cap override; "
+        "an approver will decide in the approvals channel.",
+        who=esc(requested_by),
     )

@@ -29,6 +29,7 @@ from bot.slack.blocks import (
 from bot.slack.metadata import Payload, pack
 from bot.slack.waiver_blocks import InvoiceBrief
 from storage.payment_plans import PlanView
+from workflows.i18n import _
 from workflows.money import format_cents
 from workflows.payment_plans import (
     MAX_INSTALLMENTS,
@@ -107,8 +108,10 @@ def read_plan_form(values: Mapping[str, Any]) -> PlanForm:
     if text.isdigit():
         count = int(text)
     if count is None or not MIN_INSTALLMENTS <= count <= MAX_INSTALLMENTS:
-        errors[PlanBlock.COUNT] = (
-            f"Enter a whole number of installments from {MIN_INSTALLMENTS} to {MAX_INSTALLMENTS}."
+        errors[PlanBlock.COUNT] = _(
+            "Enter a whole number of installments from {min} to {max}.",
+            min=MIN_INSTALLMENTS,
+            max=MAX_INSTALLMENTS,
         )
         count = None
     first_due: date | None = None
@@ -118,11 +121,11 @@ def read_plan_form(values: Mapping[str, Any]) -> PlanForm:
     except ValueError:
         first_due = None
     if first_due is None:
-        errors[PlanBlock.FIRST_DUE] = "Pick the day the first installment is due."
+        errors[PlanBlock.FIRST_DUE] = _("Pick the day the first installment is due.")
     chosen = element(values, PlanBlock.FREQUENCY).get("selected_option") or {}
     frequency = str(chosen.get("value") or Frequency.MONTHLY.value)
     if frequency not in {f.value for f in Frequency}:
-        errors[PlanBlock.FREQUENCY] = "Choose weekly, every two weeks or monthly."
+        errors[PlanBlock.FREQUENCY] = _("Choose weekly, every two weeks or monthly.")
     note = str(element(values, PlanBlock.NOTE).get("value") or "")
     return PlanForm(count, first_due, frequency, note, errors)
 
@@ -136,10 +139,12 @@ def _schedule_lines(view: PlanView) -> list[str]:
         mark = ":white_check_mark:" if state.settled else ":spiral_calendar_pad:"
         paid = ""
         if state.settled:
-            paid = " \u2014 paid"
+            paid = " \u2014 " + _("paid")
         elif state.paid_cents:
-            paid = f" \u2014 {format_cents(state.paid_cents)} paid"
-        missed = f" \u2014 :warning: missed (flagged {fmt_date(missed_on)})" if missed_on else ""
+            paid = " \u2014 " + _("{amount} paid", amount=format_cents(state.paid_cents))
+        missed = ""
+        if missed_on:
+            missed = " \u2014 " + _(":warning: missed (flagged {day})", day=fmt_date(missed_on))
         lines.append(
             f"{mark} {state.position}. {fmt_date(state.due_on)} "
             f"{format_cents(state.amount_cents)}{paid}{missed}"
@@ -147,11 +152,16 @@ def _schedule_lines(view: PlanView) -> list[str]:
     return lines
 
 
+def _plan_title() -> str:
+    """What starts the plan's first line, before its schedule."""
+    return _("*Payment plan*") + " \u2014 "
+
+
 def plan_text(view: PlanView | None) -> str:
     if view is None:
-        return "*Payment plan*\n_None: reminders follow the due date._"
+        return _("*Payment plan*\n_None: reminders follow the due date._")
     schedule = [PlannedInstallment(s.due_on, s.amount_cents) for s in view.states]
-    head = f"*Payment plan* \u2014 {esc(describe_schedule(schedule))}"
+    head = _plan_title() + esc(describe_schedule(schedule))
     return "\n".join([head, *_schedule_lines(view)])
 
 
@@ -162,12 +172,17 @@ def build_plan_modal(
     frequencies = [option(f.label, f.value) for f in Frequency]
     blocks: list[Block] = [
         section(
-            f"*Invoice {esc(brief.number)}* \u00b7 {esc(brief.student_name)}\n"
-            f"*{format_cents(brief.balance_cents)}* left to pay, split evenly into installments."
+            _(
+                "*Invoice {number}* \u00b7 {student}\n"
+                "*{balance}* left to pay, split evenly into installments.",
+                number=esc(brief.number),
+                student=esc(brief.student_name),
+                balance=format_cents(brief.balance_cents),
+            )
         ),
         input_block(
             PlanBlock.COUNT,
-            "Number of installments",
+            _("Number of installments"),
             {
                 "type": "number_input",
                 "is_decimal_allowed": False,
@@ -175,46 +190,50 @@ def build_plan_modal(
                 "max_value": str(MAX_INSTALLMENTS),
                 "initial_value": str(count),
             },
-            hint=f"{MIN_INSTALLMENTS} to {MAX_INSTALLMENTS}",
+            hint=_("{min} to {max}", min=MIN_INSTALLMENTS, max=MAX_INSTALLMENTS),
         ),
-        input_block(PlanBlock.FIRST_DUE, "First installment due", date_input(first_due)),
+        input_block(PlanBlock.FIRST_DUE, _("First installment due"), date_input(first_due)),
         input_block(
             PlanBlock.FREQUENCY,
-            "Frequency",
+            _("Frequency"),
             select_input(frequencies, initial=frequencies[-1]),  # monthly
         ),
         input_block(
             PlanBlock.NOTE,
-            "Note to the family",
+            _("Note to the family"),
             text_input(
                 multiline=True,
                 max_length=MAX_NOTE,
-                placeholder="e.g. As agreed on the phone with Ms. Rivera",
+                placeholder=_("e.g. As agreed on the phone with Ms. Rivera"),
             ),
             optional=True,
         ),
     ]
     rules = [
-        "Odd cents go on the first installment. The family gets the schedule by email; "
-        "reminders then follow each installment instead of the due date.",
+        _(
+            "Odd cents go on the first installment. The family gets the schedule by email; "
+            "reminders then follow each installment instead of the due date."
+        ),
     ]
     if current is not None:
         rules.append(
-            "This replaces the current plan, which is allowed only while nothing has been "
-            "paid towards it."
+            _(
+                "This replaces the current plan, which is allowed only while nothing has been "
+                "paid towards it."
+            )
         )
     blocks.append(context_block(*rules))
     return modal(
         PlanModalId.SUBMIT,
-        "Payment plan",
+        _("Payment plan"),
         blocks,
-        submit="Set plan",
+        submit=_("Set plan"),
         private_metadata=pack(PlanModal(invoice_id=brief.invoice_id), secret),
     )
 
 
 def build_plan_done_view(lines: list[str]) -> Block:
-    return modal(PlanModalId.DONE, "Payment plan", [section("\n".join(lines))], close="Done")
+    return modal(PlanModalId.DONE, _("Payment plan"), [section("\n".join(lines))], close=_("Done"))
 
 
 # --- on the invoice view ------------------------------------------------------------------------
@@ -229,14 +248,14 @@ def plan_blocks(
     accessory: Block | None = None
     block_id = pack(PlanControls(invoice_id=invoice_id, drawn=secrets.token_hex(4)), secret)
     if can_change and view is None:
-        accessory = button("Set payment plan\u2026", PlanAction.OPEN, PlanMenu.SET)
+        accessory = button(_("Set payment plan\u2026"), PlanAction.OPEN, PlanMenu.SET)
     elif can_change:
         accessory = {
             "type": "overflow",
             "action_id": PlanAction.MENU,
             "options": [
-                option("Set a new payment plan\u2026", PlanMenu.SET),
-                option("Clear payment plan", PlanMenu.CLEAR),
+                option(_("Set a new payment plan\u2026"), PlanMenu.SET),
+                option(_("Clear payment plan"), PlanMenu.CLEAR),
             ],
         }
     return [section(plan_text(view), block_id=block_id, accessory=accessory)]
@@ -248,23 +267,33 @@ def plan_blocks(
 def build_plan_set_message(
     number: str, view: PlanView | None, *, by: str, note: str | None
 ) -> tuple[str, list[Block]]:
-    text = f"Payment plan set on {number} by {by}"
-    lines = [f":spiral_calendar_pad: *Payment plan set on {esc(number)}* by {esc(by)}"]
+    text = _("Payment plan set on {number} by {by}", number=number, by=by)
+    lines = [
+        _(
+            ":spiral_calendar_pad: *Payment plan set on {number}* by {by}",
+            number=esc(number),
+            by=esc(by),
+        )
+    ]
     if view is not None:
-        lines.append(plan_text(view).split("\n", 1)[0].replace("*Payment plan* \u2014 ", ""))
+        lines.append(plan_text(view).split("\n", 1)[0].replace(_plan_title(), ""))
     blocks = [section("\n".join(lines))]
     if note:
-        blocks.append(context_block(f"Note to the family: _{esc(note)}_"))
-    blocks.append(context_block(":email: The schedule is on its way to the family."))
+        blocks.append(context_block(_("Note to the family: _{note}_", note=esc(note))))
+    blocks.append(context_block(_(":email: The schedule is on its way to the family.")))
     return text, blocks
 
 
 def build_plan_cleared_message(number: str, *, by: str) -> tuple[str, list[Block]]:
-    text = f"Payment plan on {number} cleared by {by}"
+    text = _("Payment plan on {number} cleared by {by}", number=number, by=by)
     return text, [
         section(
-            f":wastebasket: *Payment plan on {esc(number)} cleared* by {esc(by)}. "
-            "Reminders follow the invoice's due date again."
+            _(
+                ":wastebasket: *Payment plan on {number} cleared* by {by}. "
+                "Reminders follow the invoice's due date again.",
+                number=esc(number),
+                by=esc(by),
+            )
         )
     ]
 
@@ -275,11 +304,23 @@ def build_installment_missed_message(
     position, count = int(payload["position"]), int(payload["count"])
     due_on = date.fromisoformat(str(payload["due_on"]))
     behind = format_cents(int(payload["due_cents"]))
-    text = f"{number}: installment {position} of {count} (due {fmt_date(due_on)}) was missed"
+    text = _(
+        "{number}: installment {position} of {count} (due {due}) was missed",
+        number=number,
+        position=position,
+        count=count,
+        due=fmt_date(due_on),
+    )
     return text, [
         section(
-            f":warning: *{esc(number)}: installment {position} of {count} missed* \u2014 it was "
-            f"due {fmt_date(due_on)}. {behind} brings the plan up to date; the family has "
-            "been emailed."
+            _(
+                ":warning: *{number}: installment {position} of {count} missed* \u2014 it was "
+                "due {due}. {behind} brings the plan up to date; the family has been emailed.",
+                number=esc(number),
+                position=position,
+                count=count,
+                due=fmt_date(due_on),
+                behind=behind,
+            )
         )
     ]

@@ -26,6 +26,7 @@ from bot.slack.metadata import OpenedFrom
 from storage.weekly_digest import WeeklyDigest
 from workflows.errors import ValidationError
 from workflows.grades import parse_grades
+from workflows.i18n import N_, _, ngettext
 from workflows.labels import flags_text
 from workflows.money import format_cents
 from workflows.reports import MAX_FILTER_VALUES, ReportFilters, ReportResult, ReportSpec
@@ -34,7 +35,7 @@ REPORT_COMMAND = "/report"
 MAX_OPTIONS = 100  # Slack's limit for a select's options
 SUMMARY_SENTENCES = 6
 
-USAGE = (
+USAGE = N_(
     "Usage: `/report` opens a form; `/report <name> [range] [filters]` runs one, e.g. "
     "`/report incidents-by-type last-month grade:7` or `/report overdue 2026-01-01..2026-03-31 "
     'building:"Lincoln Middle"`. Ranges: two dates, `this-year` (the school year so far, the '
@@ -91,36 +92,38 @@ def build_report_modal(
     blocks: list[Block] = [
         input_block(
             ReportField.REPORT,
-            "Report",
+            _("Report"),
             select_input(
                 [_option(s.title, s.name, s.description) for s in specs[:MAX_OPTIONS]],
-                placeholder="Pick a report",
+                placeholder=_("Pick a report"),
             ),
         ),
-        input_block(ReportField.FROM, "From", date_input(date_from)),
-        input_block(ReportField.TO, "To (included)", date_input(date_to)),
+        input_block(ReportField.FROM, _("From"), date_input(date_from)),
+        input_block(ReportField.TO, _("To (included)"), date_input(date_to)),
     ]
     if buildings:
         options = [_option(b, b) for b in buildings[:MAX_OPTIONS]]
         blocks.append(
             input_block(
                 ReportField.BUILDINGS,
-                "Buildings",
-                select_input(options, placeholder="All buildings", multi=True),
+                _("Buildings"),
+                select_input(options, placeholder=_("All buildings"), multi=True),
                 optional=True,
-                hint="Leave empty for every building.",
+                hint=_("Leave empty for every building."),
             )
         )
     blocks += [
-        _text_input(ReportField.GRADES, "Grades", "e.g. 7, 8 (empty for every grade)"),
+        _text_input(ReportField.GRADES, _("Grades"), _("e.g. 7, 8 (empty for every grade)")),
         _text_input(
-            ReportField.MODELS, "Device models", "e.g. HP Chromebook 11 G9 (empty for all)"
+            ReportField.MODELS, _("Device models"), _("e.g. HP Chromebook 11 G9 (empty for all)")
         ),
         context_block(
-            "The summary is posted in this channel with the CSV (and a chart for trends)."
+            _("The summary is posted in this channel with the CSV (and a chart for trends).")
         ),
     ]
-    return modal(ReportView.RUN, "Run a report", blocks, submit="Run", private_metadata=metadata)
+    return modal(
+        ReportView.RUN, _("Run a report"), blocks, submit=_("Run"), private_metadata=metadata
+    )
 
 
 def _text_input(block_id: str, label: str, placeholder: str) -> Block:
@@ -135,10 +138,11 @@ def _element(values: Mapping[str, Any], field: ReportField) -> Mapping[str, Any]
     return (values.get(field) or {}).get(field) or {}
 
 
-def _day(values: Mapping[str, Any], field: ReportField, label: str) -> date:
+def _day(values: Mapping[str, Any], field: ReportField, missing: str) -> date:
+    """The date picked in `field`; `missing` is the error when none was."""
     picked = _element(values, field).get("selected_date")
     if not picked:
-        raise ValidationError(f"Pick the {label} date.", field="range")
+        raise ValidationError(missing, field="range")
     return date.fromisoformat(str(picked))
 
 
@@ -152,7 +156,7 @@ def read_report_form(
     """The report and filters a submitted modal asks for; ValidationError names the field."""
     name = str((_element(values, ReportField.REPORT).get("selected_option") or {}).get("value"))
     if name not in catalogue:
-        raise ValidationError("Pick a report.", field="name")
+        raise ValidationError(_("Pick a report."), field="name")
     buildings = [
         str(o.get("value"))
         for o in _element(values, ReportField.BUILDINGS).get("selected_options") or []
@@ -161,10 +165,10 @@ def read_report_form(
     models = _list(_element(values, ReportField.MODELS).get("value"))
     for key, items in (("building", buildings), ("grade", grades), ("model", models)):
         if len(items) > MAX_FILTER_VALUES:
-            raise ValidationError(f"At most {MAX_FILTER_VALUES} at once.", field=key)
+            raise ValidationError(_("At most {count} at once.", count=MAX_FILTER_VALUES), field=key)
     filters = ReportFilters(
-        date_from=_day(values, ReportField.FROM, "first"),
-        date_to=_day(values, ReportField.TO, "last"),
+        date_from=_day(values, ReportField.FROM, _("Pick the first date.")),
+        date_to=_day(values, ReportField.TO, _("Pick the last date.")),
         buildings=tuple(buildings),
         grades=grades,
         models=tuple(models),
@@ -181,24 +185,30 @@ def build_summary(result: ReportResult, requested_by: str) -> tuple[str, list[Bl
     rows = len(result.rows)
     scope = f"{fmt_date(f.date_from)} \u2013 {fmt_date(f.date_to)} ({spec.range_means})"
     filters = [
-        label + ", ".join(esc(v) for v in values)
+        _(label, values=", ".join(esc(v) for v in values))
         for label, values in (
-            ("building ", f.buildings),
-            ("grade ", f.grades),
-            ("model ", f.models),
+            (N_("building {values}"), f.buildings),
+            (N_("grade {values}"), f.grades),
+            (N_("model {values}"), f.models),
         )
         if values
     ]
-    sentences = "\n".join(esc(s) for s in result.summary[:SUMMARY_SENTENCES]) or "No figures."
-    files = f"CSV: {rows} row{'s' if rows != 1 else ''}" + (" \u00b7 chart" if result.trend else "")
+    sentences = "\n".join(esc(s) for s in result.summary[:SUMMARY_SENTENCES]) or _("No figures.")
+    files = ngettext("CSV: {n} row", "CSV: {n} rows", rows)
+    if result.trend:
+        files += " \u00b7 " + _("chart")
     blocks: list[Block] = [
         header(spec.title),
         context_block(" \u00b7 ".join([scope, *filters])),
         section(sentences),
-        context_block(f"{files} \u00b7 requested by {esc(requested_by)}"),
+        context_block(_("{files} \u00b7 requested by {who}", files=files, who=esc(requested_by))),
     ]
-    text = f"{spec.title}, {f.date_from.isoformat()} to {f.date_to.isoformat()}: " + (
-        result.summary[0] if result.summary else f"{rows} rows"
+    text = _(
+        "{title}, {start} to {end}: {summary}",
+        title=spec.title,
+        start=f.date_from.isoformat(),
+        end=f.date_to.isoformat(),
+        summary=result.summary[0] if result.summary else ngettext("{n} rows", "{n} rows", rows),
     )
     return text[:3000], blocks
 
@@ -207,35 +217,65 @@ def build_digest(digest: WeeklyDigest) -> tuple[str, list[Block]]:
     week = f"{fmt_date(digest.week_start)} \u2013 {fmt_date(digest.week_end)}"
     recovered = format_cents(digest.recovered_cents)
     lines = [
-        f"*Incidents:* {digest.incidents_opened} opened, {digest.incidents_closed} closed",
-        f"*Money recovered:* {recovered} (payments {format_cents(digest.payments_cents)}, "
-        f"refunds {format_cents(digest.refunds_cents)})",
-        f"*Overdue now:* {digest.overdue_count} invoice{'s' if digest.overdue_count != 1 else ''}"
-        f", {format_cents(digest.overdue_cents)} owed (as of {fmt_date(digest.as_of)})",
+        _(
+            "*Incidents:* {opened} opened, {closed} closed",
+            opened=digest.incidents_opened,
+            closed=digest.incidents_closed,
+        ),
+        _(
+            "*Money recovered:* {recovered} (payments {payments}, refunds {refunds})",
+            recovered=recovered,
+            payments=format_cents(digest.payments_cents),
+            refunds=format_cents(digest.refunds_cents),
+        ),
+        ngettext(
+            "*Overdue now:* {n} invoice, {owed} owed (as of {day})",
+            "*Overdue now:* {n} invoices, {owed} owed (as of {day})",
+            digest.overdue_count,
+            owed=format_cents(digest.overdue_cents),
+            day=fmt_date(digest.as_of),
+        ),
     ]
     if digest.offender_count:
         named = ", ".join(
             f"{esc(o.student)} ({esc(flags_text(o.flags))})" for o in digest.offenders
         )
         more = digest.offender_count - len(digest.offenders)
-        lines.append(
-            f"*New repeat offenders:* {digest.offender_count} \u2014 {named}"
-            + (f" and {more} more" if more > 0 else "")
-        )
+        if more > 0:
+            offenders = _(
+                "*New repeat offenders:* {count} \u2014 {named} and {more} more",
+                count=digest.offender_count,
+                named=named,
+                more=more,
+            )
+        else:
+            offenders = _(
+                "*New repeat offenders:* {count} \u2014 {named}",
+                count=digest.offender_count,
+                named=named,
+            )
+        lines.append(offenders)
     else:
-        lines.append("*New repeat offenders:* none")
+        lines.append(_("*New repeat offenders:* none"))
     blocks: list[Block] = [
-        header(f"Weekly digest: {week}"),
+        header(_("Weekly digest: {week}", week=week)),
         section("\n".join(lines)),
         context_block(
-            "`/report` for the details, e.g. `/report overdue` or "
-            "`/report repeat-offenders last-week`."
+            _(
+                "`/report` for the details, e.g. `/report overdue` or "
+                "`/report repeat-offenders last-week`."
+            )
         ),
     ]
-    text = (
-        f"Weekly digest {week}: {digest.incidents_opened} incidents opened, "
-        f"{digest.incidents_closed} closed, {recovered} recovered, "
-        f"{digest.overdue_count} overdue ({format_cents(digest.overdue_cents)}), "
-        f"{digest.offender_count} new repeat offenders."
+    text = _(
+        "Weekly digest {week}: {opened} incidents opened, {closed} closed, {recovered} "
+        "recovered, {overdue} overdue ({owed}), {offenders} new repeat offenders.",
+        week=week,
+        opened=digest.incidents_opened,
+        closed=digest.incidents_closed,
+        recovered=recovered,
+        overdue=digest.overdue_count,
+        owed=format_cents(digest.overdue_cents),
+        offenders=digest.offender_count,
     )
     return text, blocks

@@ -12,40 +12,55 @@ from bot.slack.blocks import Block, context_block, plain, section
 from bot.slack.incident_blocks import escape_mrkdwn as esc
 from bot.sync.runner import held_text
 from storage.sync_provenance import HolderSuggestion, Provenance
+from workflows.i18n import N_, _
 from workflows.sync import SOURCE_LABELS
 
 SAMPLE_SHOWN = 10
-_FACTS = (("model", "Model"), ("part_number", "part number"), ("asset_tag", "asset tag"))
+_FACTS = (
+    ("model", N_("Model")),
+    ("part_number", N_("part number")),
+    ("asset_tag", N_("asset tag")),
+)
 
 
 def _and(words: Sequence[str]) -> str:
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    if len(words) == 1:
+        return words[0]
+    return _("{items} and {last}", items=", ".join(words[:-1]), last=words[-1])
 
 
 def synced_words(at: datetime | None, tz: ZoneInfo) -> str:
     if at is None:
-        return "not synced yet"
+        return _("not synced yet")
     local = at.astimezone(tz)
-    return f"synced {local.day} {local:%b %H:%M}"
+    when = f"{local.day} {local:%b %H:%M}"
+    return _("synced {when}", when=when)
 
 
 def provenance_line(record: Provenance, tz: ZoneInfo) -> str:
     """E.g. "Model and AppleCare+ from Apple School Manager · synced 6 Dec 02:00"."""
     facts = record.facts
-    named = [word for key, word in _FACTS if facts.get(key)]
+    named = [_(word) for key, word in _FACTS if facts.get(key)]
     plans = sorted({c.get("plan", "") for c in facts.get("coverage") or [] if c.get("plan")})
     named += plans
     if facts.get("status"):
-        named.append("status")
+        named.append(_("status"))
     if facts.get("org_unit"):
-        named.append(f"OU {facts['org_unit']}")
-    what = _and(named) if named else "Listed"
+        named.append(_("OU {unit}", unit=facts["org_unit"]))
+    what = _and(named) if named else _("Listed")
     what = what[0].upper() + what[1:]
-    line = f"{esc(what)} from {esc(record.label)} \u00b7 {synced_words(record.synced_at, tz)}"
+    line = _(
+        "{facts} from {source} \u00b7 {synced}",
+        facts=esc(what),
+        source=esc(record.label),
+        synced=synced_words(record.synced_at, tz),
+    )
     own = facts.get("source_status")
     if own and own != "ACTIVE":
         # e.g. Google's DISABLED: locked there as lost or stolen, still in service here.
-        line += f" \u00b7 {esc(str(own))} in {esc(record.label)}"
+        line += " \u00b7 " + _(
+            "{status} in {source}", status=esc(str(own)), source=esc(record.label)
+        )
     return line
 
 
@@ -55,13 +70,18 @@ def suggestion_line(suggestion: HolderSuggestion, holder_name: str | None) -> st
     if suggestion.student_name is not None:
         who = f"{esc(suggestion.student_name)} ({who})"
         where = (
-            "not assigned in DeviceCare"
+            _("not assigned in DeviceCare")
             if holder_name is None
-            else f"DeviceCare has it assigned to {esc(holder_name)}"
+            else _("DeviceCare has it assigned to {holder}", holder=esc(holder_name))
         )
     else:
-        where = "no student in DeviceCare has that email"
-    return f":bust_in_silhouette: {esc(suggestion.label)}'s most recent user: {who} \u2014 {where}"
+        where = _("no student in DeviceCare has that email")
+    return _(
+        ":bust_in_silhouette: {source}'s most recent user: {who} \u2014 {where}",
+        source=esc(suggestion.label),
+        who=who,
+        where=where,
+    )
 
 
 def sync_context(
@@ -88,14 +108,14 @@ def _label(payload: dict[str, Any]) -> str:
 
 
 def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{kind} {n}" for kind, n in counts.items()) or "nothing listed"
+    return ", ".join(f"{kind} {n}" for kind, n in counts.items()) or _("nothing listed")
 
 
 def _sample(payload: dict[str, Any]) -> list[Block]:
     rows = [str(r) for r in payload.get("sample") or []][:SAMPLE_SHOWN]
     if not rows:
         return []
-    return [section("*First rows*\n" + "\n".join(f"\u2022 {esc(r)}" for r in rows))]
+    return [section(_("*First rows*") + "\n" + "\n".join(f"\u2022 {esc(r)}" for r in rows))]
 
 
 def build_sync_summary(payload: dict[str, Any]) -> tuple[str, list[Block]]:
@@ -103,11 +123,13 @@ def build_sync_summary(payload: dict[str, Any]) -> tuple[str, list[Block]]:
     name = _label(payload)
     counts = _counts(dict(payload.get("counts") or {}))
     if payload.get("status") == "no_changes":
-        text = f"Nightly sync from {name}: nothing changed ({counts})."
+        text = _(
+            "Nightly sync from {source}: nothing changed ({counts}).", source=name, counts=counts
+        )
     else:
-        text = f"Nightly sync from {name}: {counts}."
+        text = _("Nightly sync from {source}: {counts}.", source=name, counts=counts)
     blocks: list[Block] = [
-        {"type": "header", "text": plain(f"Sync from {name}")},
+        {"type": "header", "text": plain(_("Sync from {source}", source=name))},
         section(esc(text)),
         *_sample(payload),
     ]
@@ -125,18 +147,19 @@ def build_sync_alert(payload: dict[str, Any]) -> tuple[str, list[Block]]:
             int(payload.get("base", 0)),
             float(payload.get("max_share", 0.0)),
         )
-        text = f"The sync from {name} was held: nothing was changed."
+        text = _("The sync from {source} was held: nothing was changed.", source=name)
         blocks = [section(f":warning: {esc(why)}"), *_sample(payload)]
         return text, blocks
-    error = esc(str(payload.get("error") or "unknown error")).replace("`", "'")
-    text = f"The sync from {name} failed: nothing was changed."
+    error = esc(str(payload.get("error") or _("unknown error"))).replace("`", "'")
+    text = _("The sync from {source} failed: nothing was changed.", source=name)
     then = (
-        "The next nightly run tries again."
+        _("The next nightly run tries again.")
         if payload.get("trigger") == "nightly"
-        else f"Run `devicecare sync {source}` again once the cause is fixed."
+        else _("Run `devicecare sync {source}` again once the cause is fixed.", source=source)
     )
+    failed = _(":x: *The sync from {source} failed*; nothing was changed.", source=esc(name))
     blocks = [
-        section(f":x: *The sync from {esc(name)} failed*; nothing was changed.\n`{error}`\n{then}"),
-        context_block("`devicecare sync status` shows each source's last run."),
+        section(f"{failed}\n`{error}`\n{then}"),
+        context_block(_("`devicecare sync status` shows each source's last run.")),
     ]
     return text, blocks
