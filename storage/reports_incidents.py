@@ -29,6 +29,9 @@ _BY_TYPE_TITLES = {
     Period.WEEK: N_("Incidents by type per week"),
     Period.MONTH: N_("Incidents by type per month"),
 }
+# A trend's unit stays English (what it measures); the chart's axis translates it.
+INCIDENTS_UNIT = N_("incidents")
+HOURS_UNIT = N_("hours")
 _CLOSURE_TITLES = {
     Period.DAY: N_("Average hours to closure per day"),
     Period.WEEK: N_("Average hours to closure per week"),
@@ -111,7 +114,7 @@ async def incidents_by_type(q: ReportQuery) -> ReportResult:
             _("An incident with several flags counts once under each."),
         ],
         totals={"incidents": total},
-        trend=_trend(_(_BY_TYPE_TITLES[period]), period, periods, series, "incidents"),
+        trend=_trend(_(_BY_TYPE_TITLES[period]), period, periods, series, INCIDENTS_UNIT),
     )
 
 
@@ -202,7 +205,7 @@ async def closure_time(q: ReportQuery) -> ReportResult:
         rows,
         summary,
         totals={"incidents_closed": closed},
-        trend=_trend(_(_CLOSURE_TITLES[period]), period, periods, series, "hours"),
+        trend=_trend(_(_CLOSURE_TITLES[period]), period, periods, series, HOURS_UNIT),
     )
 
 
