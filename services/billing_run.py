@@ -69,6 +69,7 @@ from workflows.billing import (
 from workflows.billing_settings import BillingSettings
 from workflows.clock import Clock, local_date
 from workflows.errors import ValidationError
+from workflows.i18n import DEFAULT_LANGUAGE, _, staff_reading
 from workflows.invoice_updates import UpdateReason, notify_amount_change
 from workflows.payment_plans import (
     missed_installments,
@@ -154,13 +155,16 @@ class BillingRunner(BatchedJob):
         if day > self.today():
             # Running a future day would send its reminders early and mark it done.
             raise ValidationError(
-                f"{day.isoformat()} is in the future; run today or an earlier day, "
-                "or preview it with a dry run.",
+                _(
+                    "{day} is in the future; run today or an earlier day, "
+                    "or preview it with a dry run.",
+                    day=day.isoformat(),
+                ),
                 field="day",
             )
         async with exclusive(self.engine, LOCK_NAME) as held:
             if not held:
-                return RunResult(day, ran=False, message="Another billing run is in progress.")
+                return RunResult(day, ran=False, message=_("Another billing run is in progress."))
             return await self._run(day)
 
     # --- the run ------------------------------------------------------------------------------
@@ -169,7 +173,7 @@ class BillingRunner(BatchedJob):
         settings, pauses, window = await self._start(day)
         if pauses.is_paused(day):
             totals = await self._finish(window, paused=True)
-            return RunResult(day, ran=True, message="Billing is paused today.", totals=totals)
+            return RunResult(day, ran=True, message=_("Billing is paused today."), totals=totals)
         flt = candidate_filter(settings, window)
         after_id = 0
         while True:
@@ -394,7 +398,9 @@ class BillingRunner(BatchedJob):
                 summary=totals_payload(totals),
                 post_to_slack=not paused,
             )
-        log.info("billing run for %s: %s", window.day, _describe(totals))
+        with staff_reading(DEFAULT_LANGUAGE):  # the log stays in English
+            described = _describe(totals)
+        log.info("billing run for %s: %s", window.day, described)
         return totals
 
     # --- the dry run --------------------------------------------------------------------------
@@ -408,7 +414,7 @@ class BillingRunner(BatchedJob):
                     day,
                     ran=False,
                     dry_run=True,
-                    message="Billing is paused that day; nothing would happen.",
+                    message=_("Billing is paused that day; nothing would happen."),
                 )
             flt = candidate_filter(settings, window)
             planned: list[PlannedStep] = []
@@ -509,10 +515,15 @@ def totals_from_payload(p: dict[str, Any]) -> RunTotals:
 
 def _describe(t: RunTotals) -> str:
     if t.paused:
-        return f"{t.day}: paused."
+        return _("{day}: paused.", day=t.day)
     advanced = sum(n for _s, n in t.advanced)
-    return (
-        f"{t.day}: {t.reminders} reminder step(s), {advanced} status change(s), "
-        f"{t.auto_cancelled} auto-cancelled, {t.emails_queued} email(s) queued "
-        f"({t.digests} digest(s))."
+    return _(
+        "{day}: {reminders} reminder step(s), {advanced} status change(s), "
+        "{cancelled} auto-cancelled, {emails} email(s) queued ({digests} digest(s)).",
+        day=t.day,
+        reminders=t.reminders,
+        advanced=advanced,
+        cancelled=t.auto_cancelled,
+        emails=t.emails_queued,
+        digests=t.digests,
     )

@@ -28,6 +28,7 @@ from workflows.enrollment import (
     enroll_student,
 )
 from workflows.errors import DomainError
+from workflows.i18n import N_, _
 from workflows.money import format_cents
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context
@@ -37,10 +38,11 @@ MAX_FIELD = 200
 
 
 class Outcome(StrEnum):
-    WOULD_ENROLL = "would enroll"
-    ENROLLED = "enrolled"
-    ALREADY = "already enrolled"
-    ERROR = "error"
+    # Shown to staff: translated where shown, `_(outcome.value)`.
+    WOULD_ENROLL = N_("would enroll")
+    ENROLLED = N_("enrolled")
+    ALREADY = N_("already enrolled")
+    ERROR = N_("error")
 
 
 @dataclass(frozen=True)
@@ -95,17 +97,21 @@ def read_enrollment_rows(path: Path) -> tuple[list[EnrollmentRow], list[Problem]
         policy = raw.get("policy", "")
         waiver = " ".join(raw.get("waiver_reason", "").split()) or None
         if not student:
-            problems.append(Problem(path.name, line, "student_id is empty"))
+            problems.append(Problem(path.name, line, _("student_id is empty")))
         elif not policy:
-            problems.append(Problem(path.name, line, "policy is empty"))
+            problems.append(Problem(path.name, line, _("policy is empty")))
         elif len(student) > MAX_FIELD or len(policy) > MAX_FIELD:
-            problems.append(Problem(path.name, line, "a value is too long"))
+            problems.append(Problem(path.name, line, _("a value is too long")))
         elif waiver is not None and len(waiver) > MAX_WAIVER_REASON:
             problems.append(
                 Problem(
                     path.name,
                     line,
-                    f"waiver_reason is longer than {MAX_WAIVER_REASON} characters",
+                    _(
+                        "{column} is longer than {limit} characters",
+                        column="waiver_reason",
+                        limit=MAX_WAIVER_REASON,
+                    ),
                 )
             )
         else:
@@ -121,9 +127,11 @@ async def _student_ids(store: SqlUnitOfWork, sis_ids: set[str]) -> dict[str, m.S
 
 def _premium_note(policy: m.InsurancePolicy, waiver: str | None) -> str:
     if policy.premium_cents <= 0:
-        return "no premium"
+        return _("no premium")
     premium = format_cents(policy.premium_cents)
-    return f"premium {premium} waived ({waiver})" if waiver else f"premium {premium}"
+    if waiver:
+        return _("premium {premium} waived ({waiver})", premium=premium, waiver=waiver)
+    return _("premium {premium}", premium=premium)
 
 
 @dataclass(frozen=True)
@@ -150,21 +158,21 @@ async def _resolve(
 
         student = students.get(row.student_sis_id)
         if student is None:
-            bad(f"unknown student {row.student_sis_id}")
+            bad(_("unknown student {student}", student=row.student_sis_id))
             continue
         if not student.active:
-            bad(f"student {row.student_sis_id} is no longer active")
+            bad(_("student {student} is no longer active", student=row.student_sis_id))
             continue
         key = row.policy.lower()
         if key not in policies:
             policies[key] = await policy_by_name_or_id(store.session, row.policy)
         policy = policies[key]
         if policy is None:
-            bad(f"unknown policy {row.policy}")
+            bad(_("unknown policy {policy}", policy=row.policy))
             continue
         first = seen.setdefault((student.id, policy.id), row.line)
         if first != row.line:
-            bad(f"duplicate of line {first}")
+            bad(_("duplicate of line {first}", first=first))
             continue
         command = EnrollStudent(
             student_id=student.id,
@@ -223,7 +231,7 @@ async def import_enrollments(
             outcome = Outcome.ENROLLED if done.created else Outcome.ALREADY
             note = _premium_note(item.policy, item.row.waiver_reason) if done.created else ""
             if done.invoice is not None and done.created:
-                note += f", invoice {done.invoice.number}"
+                note = _("{note}, invoice {number}", note=note, number=done.invoice.number)
             result.rows.append(_ok(item, outcome, note))
     result.rows.sort(key=lambda r: r.line)
     return result

@@ -47,6 +47,7 @@ from storage.inbox import (
 from storage.notices import THREAD_KEY, queue_guardian_notice, reply_thread
 from storage.uow import SqlUnitOfWork
 from workflows.clock import Clock, local_date
+from workflows.i18n import _
 from workflows.incidents import StoredPhoto, attach_photo
 from workflows.invoices import OPEN_STATUSES, NoticeTemplate
 from workflows.pending_payments import payment_method
@@ -423,8 +424,13 @@ class MailIngest:
         covered = [i.number for i in members]
         if len(covered) > 1 and invoice is not None:
             notes.append(
-                f"A reply to one email about {len(covered)} invoices ({', '.join(covered)}); "
-                f"filed under {invoice.number}."
+                _(
+                    "A reply to one email about {count} invoices ({numbers}); "
+                    "filed under {number}.",
+                    count=len(covered),
+                    numbers=", ".join(covered),
+                    number=invoice.number,
+                )
             )
         if read.intent == Intent.NEW_LINK:
             notes.append(await self._send_new_link(store, inbox, row, parsed))
@@ -435,13 +441,13 @@ class MailIngest:
             )
             draft.photos = await self._attach_photos(store, inbox, invoice, row, photos)
             if photos.checked and invoice.incident_id is None:
-                notes.append("The invoice has no incident, so the photos stay in the email.")
+                notes.append(_("The invoice has no incident, so the photos stay in the email."))
         elif photos.checked:
-            notes.append("Photos weren't attached to any incident: the sender isn't verified.")
+            notes.append(_("Photos weren't attached to any incident: the sender isn't verified."))
         files = [a for a in parsed.attachments if not is_image(a)]
         if files:
             names = ", ".join((a.filename or a.content_type) for a in files[:5])
-            notes.append(f"Other attachments kept in the original email: {names}.")
+            notes.append(_("Other attachments kept in the original email: {names}.", names=names))
         outbox.append(
             inbox.outbox_row(
                 REPLY_POST_KIND,
@@ -462,16 +468,27 @@ class MailIngest:
 
         Only a verified sender (one of the invoice's student's guardians) gets one. The key
         names the inbound message, so the same email read again sends nothing more."""
-        asked = "Asks for a new link to the family page"
         if row.status == Status.HELD:
-            return f"{asked}; none was sent: the email names no invoice to check the sender by."
+            return _(
+                "Asks for a new link to the family page; none was sent: the email names no "
+                "invoice to check the sender by."
+            )
         if row.status != Status.ROUTED or not row.sender_trusted or row.guardian_id is None:
-            return f"{asked}; none was sent: the sender isn't verified."
+            return _(
+                "Asks for a new link to the family page; none was sent: the sender isn't verified."
+            )
         guardian = await inbox.get_guardian(row.guardian_id)
         if guardian is None:
-            return f"{asked}; none was sent: the guardian is no longer on file."
+            return _(
+                "Asks for a new link to the family page; none was sent: the guardian is no "
+                "longer on file."
+            )
         if not guardian.email or guardian.email_bouncing_since is not None:
-            return f"{asked}; none was sent: {guardian.full_name} can't be emailed."
+            return _(
+                "Asks for a new link to the family page; none was sent: {guardian} can't be "
+                "emailed.",
+                guardian=guardian.full_name,
+            )
         digest = hashlib.sha256(row.message_id.encode()).hexdigest()[:40]
         notice = await queue_guardian_notice(
             store.session,
@@ -483,8 +500,11 @@ class MailIngest:
             mail_domain=store.mail_domain,
         )
         if notice is None:
-            return f"{asked}; it was sent already."
-        return f"A new link to the family page was emailed to {guardian.full_name}."
+            return _("Asks for a new link to the family page; it was sent already.")
+        return _(
+            "A new link to the family page was emailed to {guardian}.",
+            guardian=guardian.full_name,
+        )
 
     async def _invoice_prefix(self, store: SqlUnitOfWork) -> str:
         """The district's invoice prefix, read at most once a minute."""
@@ -514,8 +534,12 @@ class MailIngest:
         if not open_:
             invoice = scope[0]
             notes.append(
-                f"A payment was reported, but invoice {invoice.number} is {invoice.status}: "
-                "nothing is waiting for confirmation."
+                _(
+                    "A payment was reported, but invoice {number} is {status}: "
+                    "nothing is waiting for confirmation.",
+                    number=invoice.number,
+                    status=invoice.status,
+                )
             )
             return None, None
         split = split_payment(
@@ -621,7 +645,7 @@ class MailIngest:
         marked: list[tuple[str, m.Guardian]] = []
         for address in sorted(addresses):
             marked.extend((address, g) for g in await inbox.mark_bouncing(address))
-        guardians = [g for _, g in marked]
+        guardians = [g for _address, g in marked]
         row.route = (Route.THREAD if by_id else Route.NONE).value
         first = notices[0] if notices else None
         row.notice_id = None if first is None else first.id

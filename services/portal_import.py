@@ -10,7 +10,7 @@ earlier ones) and rolls it all back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -20,6 +20,7 @@ from storage.payment_events import add_payment_event, payment_event
 from storage.uow import SqlUnitOfWork, UnitOfWorkFactory
 from workflows.clock import Clock
 from workflows.errors import DomainError, DuplicateReference, PermissionDenied
+from workflows.i18n import DEFAULT_LANGUAGE, N_, _, staff_reading
 from workflows.invoices import balance_of
 from workflows.money import format_cents
 from workflows.payments import PaymentMethod, RecordPayment, record_payment
@@ -103,7 +104,7 @@ class PortalImporter:
         except DomainError as exc:
             return result_of_row(row, Outcome.REJECTED, reason=exc.message)
         except DuplicateRow:
-            return result_of_row(row, Outcome.ALREADY, reason=_RACED)
+            return result_of_row(row, Outcome.ALREADY, reason=_(_RACED))
 
     async def _try_all(
         self, actor: Actor, source: str, rows: Sequence[PortalRow | RowProblem]
@@ -123,7 +124,7 @@ class PortalImporter:
                     except DomainError as exc:
                         results.append(result_of_row(row, Outcome.REJECTED, reason=exc.message))
                     except DuplicateRow:
-                        results.append(result_of_row(row, Outcome.ALREADY, reason=_RACED))
+                        results.append(result_of_row(row, Outcome.ALREADY, reason=_(_RACED)))
                 raise _DryRunDone
         except _DryRunDone:
             pass
@@ -139,10 +140,14 @@ class PortalImporter:
         if row.invoice_number is not None:
             invoice = await store.invoices.by_number(row.invoice_number)
         if row.amount_cents < 0:
-            reason = (
-                f"A refund or reversal of {format_cents(-row.amount_cents)} in the portal; "
-                "it is not applied. Check the invoice's payments by hand."
-            )
+
+            def reversal() -> str:
+                return _(
+                    "A refund or reversal of {amount} in the portal; it is not applied. "
+                    "Check the invoice's payments by hand.",
+                    amount=format_cents(-row.amount_cents),
+                )
+
             _add_event(
                 store,
                 source,
@@ -151,17 +156,19 @@ class PortalImporter:
                 outcome=Outcome.REVERSAL,
                 invoice_id=None if invoice is None else invoice.id,
                 payment_id=None,
-                detail=reason,
+                detail=_recorded(reversal),
             )
             await store.flush()
-            return result_of_row(row, Outcome.REVERSAL, reason=reason)
+            return result_of_row(row, Outcome.REVERSAL, reason=reversal())
         if row.invoice_number is None:
             return result_of_row(
-                row, Outcome.UNMATCHED, reason="No invoice number found in the invoice column."
+                row, Outcome.UNMATCHED, reason=_("No invoice number found in the invoice column.")
             )
         if invoice is None:
             return result_of_row(
-                row, Outcome.UNMATCHED, reason=f"There is no invoice {row.invoice_number}."
+                row,
+                Outcome.UNMATCHED,
+                reason=_("There is no invoice {number}.", number=row.invoice_number),
             )
         # Lock it: a payment recorded at the same moment in Slack must not be overtaken.
         locked = await store.invoices.get(invoice.id, lock=True)
@@ -186,20 +193,29 @@ class PortalImporter:
                     row,
                     Outcome.ALREADY,
                     invoice_number=locked.number,
-                    reason="A payment with this reference is already recorded.",
+                    reason=_("A payment with this reference is already recorded."),
                 )
             payment_id = recorded.payment.id
         outcome = Outcome.EXCESS if split.excess_cents else Outcome.APPLIED
-        detail = f"Applied {format_cents(split.apply_cents)} to {locked.number}."
-        if split.excess_cents and split.apply_cents:
-            detail = (
-                f"{split.reason} Applied {format_cents(split.apply_cents)}; "
-                f"{format_cents(split.excess_cents)} to refund."
-            )
-        elif split.excess_cents:
-            detail = (
-                f"{split.reason} Nothing applied; {format_cents(split.excess_cents)} to refund."
-            )
+        applied = format_cents(split.apply_cents)
+        excess = format_cents(split.excess_cents)
+
+        def detail() -> str:
+            if split.excess_cents and split.apply_cents:
+                return _(
+                    "{reason} Applied {applied}; {excess} to refund.",
+                    reason=split.reason,
+                    applied=applied,
+                    excess=excess,
+                )
+            if split.excess_cents:
+                return _(
+                    "{reason} Nothing applied; {excess} to refund.",
+                    reason=split.reason,
+                    excess=excess,
+                )
+            return _("Applied {applied} to {number}.", applied=applied, number=locked.number)
+
         _add_event(
             store,
             source,
@@ -208,7 +224,7 @@ class PortalImporter:
             outcome=outcome,
             invoice_id=locked.id,
             payment_id=payment_id,
-            detail=detail,
+            detail=_recorded(detail),
         )
         await store.flush()
         return result_of_row(
@@ -217,21 +233,31 @@ class PortalImporter:
             applied_cents=split.apply_cents,
             excess_cents=split.excess_cents,
             invoice_number=locked.number,
-            reason="" if outcome is Outcome.APPLIED else detail,
+            reason="" if outcome is Outcome.APPLIED else detail(),
         )
 
     def _earlier(self, event: m.PaymentEvent, row: PortalRow) -> str:
         when = event.received_at.astimezone(self.tz).date().isoformat()
-        reason = f"Imported on {when}: {event.detail or event.outcome}"
+        detail = event.detail or event.outcome
         if event.amount_cents is not None and event.amount_cents != row.amount_cents:
-            reason += (
-                f" The file now says {format_cents(row.amount_cents)}, not "
-                f"{format_cents(event.amount_cents)}; the first import stands."
+            return _(
+                "Imported on {date}: {detail} The file now says {amount}, not {earlier}; "
+                "the first import stands.",
+                date=when,
+                detail=detail,
+                amount=format_cents(row.amount_cents),
+                earlier=format_cents(event.amount_cents),
             )
-        return reason
+        return _("Imported on {date}: {detail}", date=when, detail=detail)
 
 
-_RACED = "Another import took this row at the same moment; it was applied once, there."
+_RACED = N_("Another import took this row at the same moment; it was applied once, there.")
+
+
+def _recorded(text: Callable[[], str]) -> str:
+    """A row's detail as the payment event keeps it: in English, whoever reads it later."""
+    with staff_reading(DEFAULT_LANGUAGE):
+        return text()
 
 
 async def _event(store: SqlUnitOfWork, source: str, reference: str) -> m.PaymentEvent | None:

@@ -62,6 +62,7 @@ from storage.roster_queries import (
     write_guardianships,
 )
 from workflows.clock import Clock, SystemClock
+from workflows.i18n import _
 
 __all__ = [
     "ASSIGNMENT_REASON",
@@ -179,7 +180,7 @@ def check_files(folder: Path, devices: Path | None = None) -> tuple[Path, Path]:
     needs: RosterFileError or CsvFileError before anything is written otherwise."""
     orgs_path, users_path = roster_files(folder)
     if devices is not None and not devices.is_file():
-        raise RosterFileError(f"device inventory {devices} not found")
+        raise RosterFileError(_("device inventory {path} not found", path=devices))
     check_header(orgs_path, ORG_COLUMNS)
     check_header(users_path, USER_COLUMNS)
     if devices is not None:
@@ -190,11 +191,13 @@ def check_files(folder: Path, devices: Path | None = None) -> tuple[Path, Path]:
 def roster_files(folder: Path) -> tuple[Path, Path]:
     """The folder's orgs.csv and users.csv; RosterFileError when either is missing."""
     if not folder.is_dir():
-        raise RosterFileError(f"roster folder {folder} not found")
+        raise RosterFileError(_("roster folder {folder} not found", folder=folder))
     paths = (folder / "orgs.csv", folder / "users.csv")
     for path in paths:
         if not path.is_file():
-            raise RosterFileError(f"{path.name} is missing from {folder}")
+            raise RosterFileError(
+                _("{file} is missing from {folder}", file=path.name, folder=folder)
+            )
     return paths
 
 
@@ -304,7 +307,9 @@ class _Import:
             counts = self.result.students if row.is_student else self.result.guardians
             unknown = [o for o in row.org_ids if o not in known_orgs] if row.is_student else []
             if unknown:
-                self.problem(file, row.line, f"unknown org {', '.join(map(repr, unknown))}")
+                self.problem(
+                    file, row.line, _("unknown org {orgs}", orgs=", ".join(map(repr, unknown)))
+                )
                 counts.skipped += 1
             elif row.deleted and (not row.is_student or row.sis_id not in existing):
                 # Guardians have no "inactive" state and a student never seen needs no row:
@@ -336,13 +341,21 @@ class _Import:
                 elif agent in guardians_db and agent not in seen:
                     links.setdefault((agent, student.sis_id), None)
                 elif agent not in seen and agent not in students_db:
-                    self.problem(file, student.line, f"agentSourcedId {agent!r} names nobody")
+                    self.problem(
+                        file,
+                        student.line,
+                        _("agentSourcedId {agent} names nobody", agent=repr(agent)),
+                    )
         for guardian in guardians.values():
             for agent in guardian.agent_ids:
                 if agent in students or (agent in students_db and agent not in seen):
                     links[(guardian.sis_id, agent)] = guardian.role
                 elif agent not in seen and agent not in guardians_db:
-                    self.problem(file, guardian.line, f"agentSourcedId {agent!r} names nobody")
+                    self.problem(
+                        file,
+                        guardian.line,
+                        _("agentSourcedId {agent} names nobody", agent=repr(agent)),
+                    )
         return links
 
     async def _insert_households(self, names: list[str]) -> list[int]:
@@ -505,8 +518,15 @@ class _Import:
         # imports; the unique index would refuse the swap half-way otherwise.
         owner = tag_owner.get(row.asset_tag or "")
         if owner is not None and owner != row.serial.lower():
-            holder = f"device {owner.upper()}"
-            self.problem(path.name, row.line, f"asset tag {row.asset_tag} belongs to {holder}")
+            self.problem(
+                path.name,
+                row.line,
+                _(
+                    "asset tag {tag} belongs to device {serial}",
+                    tag=row.asset_tag,
+                    serial=owner.upper(),
+                ),
+            )
             return None
         values: dict[str, Any] = {"serial": row.serial}
         if row.location:
@@ -515,7 +535,10 @@ class _Import:
                 self.problem(
                     path.name,
                     row.line,
-                    f"annotatedLocation {row.location!r} names no single building",
+                    _(
+                        "annotatedLocation {location} names no single building",
+                        location=repr(row.location),
+                    ),
                 )
                 return None
             values["building_id"] = building_id
@@ -538,7 +561,9 @@ class _Import:
             return None  # a blank annotatedUser leaves the assignments alone
         student_id = self.student_lookup.get(row.user.lower())
         if student_id is None:
-            self.problem(file, row.line, f"annotatedUser {row.user!r} names no student")
+            self.problem(
+                file, row.line, _("annotatedUser {user} names no student", user=repr(row.user))
+            )
         return student_id
 
     async def _save_assignments(self, holders: Iterable[tuple[int, int]]) -> None:

@@ -22,6 +22,7 @@ from storage.db import DbSession
 from storage.roster_files import Problem, RosterRows
 from storage.roster_queries import active_students, deactivate_students
 from storage.session_of import Db, session_of
+from workflows.i18n import N_, _
 from workflows.sync import SAMPLE_ROWS, SourceName, SyncPlan
 
 SOURCE: SourceName = "oneroster"
@@ -29,7 +30,20 @@ SOURCE: SourceName = "oneroster"
 # changes; what is left of the sample is filled with the rest.
 FIRST_REMOVALS = 4
 FIRST_PROBLEMS = 3
-FIELD_LABELS = {"building_id": "building", "household_id": "household", "active": "status"}
+# How the sample names what changed, translated where it is written (the rest: the column's
+# name without underscores).
+FIELD_LABELS = {
+    "building_id": N_("building"),
+    "household_id": N_("household"),
+    "active": N_("status"),
+    "name": N_("name"),
+    "first_name": N_("first name"),
+    "last_name": N_("last name"),
+    "grade": N_("grade"),
+    "email": N_("email"),
+    "phone": N_("phone"),
+}
+ENTITY_LABELS = {"building": N_("building"), "student": N_("student"), "guardian": N_("guardian")}
 
 Describe = Callable[[Problem], str]
 
@@ -76,18 +90,27 @@ class _Sample:
     def note(self, entity: str, key: str, fields: tuple[str, ...]) -> None:
         if entity == "student" and "active" in fields and key in self.active_before:
             self.status_deactivations += 1
-            self._add(self.removals, f"student {key}: inactive (the source marks it tobedeleted)")
+            self._add(
+                self.removals,
+                _("student {key}: inactive (the source marks it tobedeleted)", key=key),
+            )
             fields = tuple(f for f in fields if f != "active")
             if not fields:
                 return
+        name = _(ENTITY_LABELS[entity]) if entity in ENTITY_LABELS else entity
         if not fields:
-            self._add(self.changes, f"{entity} {key}: new")
+            self._add(self.changes, _("{entity} {key}: new", entity=name, key=key))
         else:
-            labels = ", ".join(FIELD_LABELS.get(f, f.replace("_", " ")) for f in fields)
-            self._add(self.changes, f"{entity} {key}: {labels} changed")
+            labels = ", ".join(
+                _(FIELD_LABELS[f]) if f in FIELD_LABELS else f.replace("_", " ") for f in fields
+            )
+            self._add(
+                self.changes,
+                _("{entity} {key}: {fields} changed", entity=name, key=key, fields=labels),
+            )
 
     def gone(self, sis_id: str) -> None:
-        self._add(self.removals, f"student {sis_id}: inactive (no longer listed)")
+        self._add(self.removals, _("student {key}: inactive (no longer listed)", key=sis_id))
 
     @staticmethod
     def _add(lines: list[str], line: str) -> None:
@@ -142,7 +165,10 @@ def _count(plan: SyncPlan, result: ImportResult, status_deactivations: int) -> N
 def _fill_sample(
     plan: SyncPlan, sample: _Sample, problems: list[Problem], describe: Describe
 ) -> None:
-    problem_lines = [f"problem: {describe(p)}: {p.reason}" for p in problems[:SAMPLE_ROWS]]
+    problem_lines = [
+        _("problem: {where}: {reason}", where=describe(p), reason=p.reason)
+        for p in problems[:SAMPLE_ROWS]
+    ]
     removals, changes = sample.removals, sample.changes
     first = removals[:FIRST_REMOVALS] + problem_lines[:FIRST_PROBLEMS]
     rest = changes + removals[FIRST_REMOVALS:] + problem_lines[FIRST_PROBLEMS:]

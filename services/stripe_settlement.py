@@ -28,6 +28,7 @@ from storage.online_payments import (
 from storage.uow import SqlUnitOfWork, UnitOfWorkFactory
 from workflows.clock import Clock
 from workflows.errors import DuplicateReference
+from workflows.i18n import _
 from workflows.invoices import InvoiceStatus, balance_of
 from workflows.money import format_cents
 from workflows.online_payments import (
@@ -152,7 +153,11 @@ async def _settle(
 
     currency = settlement.currency
     if event.currency != currency:
-        reason = f"was in {event.currency.upper() or 'no currency'}, not {currency.upper()}"
+        reason = (
+            _("was in {got}, not {expected}", got=event.currency.upper(), expected=currency.upper())
+            if event.currency
+            else _("was in no currency, not {expected}", expected=currency.upper())
+        )
         await _alert_excess(store, event, invoice, event.amount_cents, reason)
         return Handled(Outcome.REJECTED, f"currency {event.currency or 'missing'}", on_invoice)
 
@@ -202,11 +207,14 @@ async def _settle(
         )
     if split.excess_cents:
         if invoice.status == InvoiceStatus.CANCELLED:
-            reason = "arrived after the invoice was cancelled"
+            reason = _("arrived after the invoice was cancelled")
         elif split.applied_cents:
-            reason = f"was more than the balance; {format_cents(split.applied_cents)} was applied"
+            reason = _(
+                "was more than the balance; {amount} was applied",
+                amount=format_cents(split.applied_cents),
+            )
         else:
-            reason = "arrived after the invoice was paid in full"
+            reason = _("arrived after the invoice was paid in full")
         await _alert_excess(store, event, invoice, split.excess_cents, reason)
         await store.activity.log(
             actor,
@@ -273,4 +281,4 @@ async def _payer(store: SqlUnitOfWork, event: CheckoutEvent) -> str:
         guardian = await guardian_by_id(store.session, event.guardian_id)
         if guardian is not None:
             return guardian.full_name
-    return event.payer or "a family"
+    return event.payer or _("a family")

@@ -20,10 +20,11 @@ from sqlalchemy.orm import aliased
 
 from storage import models as m
 from storage.billing_run_queries import AUTOMATION_LABEL, DIGEST_TEMPLATE
-from storage.notice_queries import TEMPLATE_LABELS
+from storage.notice_queries import template_label
 from storage.session_of import Db, session_of
 from workflows.billing import Step, step_label
 from workflows.errors import ValidationError
+from workflows.i18n import N_, _
 from workflows.invoices import OPEN_STATUSES, InvoiceStatus
 from workflows.labels import invoice_status_label, payment_method_label
 from workflows.money import format_cents
@@ -60,9 +61,10 @@ def student_name(first: str | None, last: str | None) -> str:
 
 AUTOMATION = ReportSpec(
     name="automation",
-    title="Open invoices by automation",
-    description="Open invoices by automation on/off and status (counts and balances), and the "
-    "list.",
+    title=N_("Open invoices by automation"),
+    description=N_(
+        "Open invoices by automation on/off and status (counts and balances), and the list."
+    ),
     audience=Audience.FINANCIAL,
     headers=(
         "invoice_number",
@@ -234,7 +236,7 @@ class CancelledRow:
 
     @property
     def designation(self) -> str:
-        return "Auto-Cancelled" if self.auto_cancelled else "Cancelled"
+        return _("Auto-Cancelled") if self.auto_cancelled else _("Cancelled")
 
     def values(self) -> tuple[Any, ...]:
         """The row as CANCELLED's columns hold it."""
@@ -279,9 +281,9 @@ def day_bounds(date_from: date, date_to: date, tz: tzinfo) -> tuple[datetime, da
 
 def check_range(date_from: date, date_to: date) -> None:
     if date_to < date_from:
-        raise ValidationError("The range ends before it starts.", field="date_to")
+        raise ValidationError(_("The range ends before it starts."), field="date_to")
     if (date_to - date_from).days > MAX_RANGE_DAYS:
-        raise ValidationError("Choose a range of three years or less.", field="date_to")
+        raise ValidationError(_("Choose a range of three years or less."), field="date_to")
 
 
 async def cancelled_report(
@@ -486,8 +488,8 @@ def _when(at: datetime | None, tz: tzinfo) -> str:
 
 def _template_label(template: str) -> str:
     if template == DIGEST_TEMPLATE:
-        return "Digest"
-    return TEMPLATE_LABELS.get(template, template.replace("_", " ").capitalize())
+        return _("Digest")
+    return template_label(template)
 
 
 def delivery_state(
@@ -499,12 +501,14 @@ def delivery_state(
 ) -> str:
     """ "sent 2026-03-18 06:05, viewed 2026-03-18 19:40" / "bounced …" / "queued"."""
     if status == "sent":
-        text = f"sent {_when(sent_at, tz)}".rstrip()
-        return f"{text}, viewed {_when(viewed_at, tz)}" if viewed_at is not None else text
+        text = _("sent {at}", at=_when(sent_at, tz)).rstrip()
+        if viewed_at is None:
+            return text
+        return _("{sent}, viewed {at}", sent=text, at=_when(viewed_at, tz))
     if status == "bounced":
-        return f"bounced {_when(bounced_at, tz)}".rstrip()
+        return _("bounced {at}", at=_when(bounced_at, tz)).rstrip()
     if status == "held":
-        return "held until the pending decision"
+        return _("held until the pending decision")
     return status
 
 
@@ -513,9 +517,9 @@ def _step_summary(row: Any) -> str:
         label = step_label(row.step)
     except ValueError:
         label = row.step
-    parts = [label, f"billing run {row.run_day.isoformat()}"]
+    parts = [label, _("billing run {day}", day=row.run_day.isoformat())]
     if row.days_overdue is not None and row.days_overdue > 0:
-        parts.append(f"{row.days_overdue} days overdue")
+        parts.append(_("{days} days overdue", days=row.days_overdue))
     emails = row.step.startswith(Step.PRE_DUE.value) or row.step in (
         Step.FIRST.value,
         Step.SECOND.value,
@@ -523,7 +527,7 @@ def _step_summary(row: Any) -> str:
     )
     if emails:
         n = row.recipients
-        parts.append("no guardian could be emailed" if n == 0 else f"{n} recipient(s)")
+        parts.append(_("no guardian could be emailed") if n == 0 else _("{n} recipient(s)", n=n))
     return ", ".join(parts)
 
 
@@ -538,16 +542,16 @@ def _activity_event(entry: m.ActivityEntry) -> TimelineEvent | None:
     kind = EventKind.STATUS
     if action in ("status_advanced", "status_changed"):
         old, new = _from_to(entry)
-        summary = f"Status {old} \u2192 {new}"
+        summary = _("Status {old} \u2192 {new}", old=old, new=new)
     elif action == "auto_cancelled":
         old, _new = _from_to(entry)
-        summary = f"Auto-cancelled ({old} \u2192 Cancelled)"
+        summary = _("Auto-cancelled ({old} \u2192 Cancelled)", old=old)
     elif action == "cancelled":
         old, _new = _from_to(entry)
-        summary = f"Cancelled ({old} \u2192 Cancelled)"
+        summary = _("Cancelled ({old} \u2192 Cancelled)", old=old)
     elif action == "restored":
         old, new = _from_to(entry)
-        summary = f"Restored ({old} \u2192 {new})"
+        summary = _("Restored ({old} \u2192 {new})", old=old, new=new)
     elif action == "payment_recorded":
         return None  # the payment itself is on the timeline, from the payments table
     else:
@@ -566,15 +570,22 @@ def _activity_event(entry: m.ActivityEntry) -> TimelineEvent | None:
 def _activity_summary(entry: m.ActivityEntry) -> str:
     before, after = entry.before or {}, entry.after or {}
     if entry.action == "due_date_changed":
-        return f"Due date {before.get('due_date') or 'none'} \u2192 {after.get('due_date')}"
+        return _(
+            "Due date {old} \u2192 {new}",
+            old=before.get("due_date") or _("none"),
+            new=after.get("due_date"),
+        )
     if entry.action == "automation_changed":
-        return "Automation turned " + ("on" if after.get("automation_enabled") else "off")
+        if after.get("automation_enabled"):
+            return _("Automation turned on")
+        return _("Automation turned off")
     if entry.action == "claim_cap_override_applied":
         return _override_summary(entry)
     if entry.action == "claim_cap_override_denied":
-        return (
-            f"Override denied by {entry.actor_label}: stays "
-            f"{_cents((entry.after or {}).get('total_cents'))}"
+        return _(
+            "Override denied by {actor}: stays {amount}",
+            actor=entry.actor_label,
+            amount=_cents((entry.after or {}).get("total_cents")),
         )
     adjustment = _adjustment_summary(entry.action, after)
     if adjustment is not None:
@@ -590,25 +601,27 @@ def _adjustment_summary(action: str, after: dict[str, Any]) -> str | None:
     """Waivers and refunds in words; the reason is the entry's note."""
     amount = _cents(after.get("amount_cents"))
     if action == "waiver_applied":
-        settled = " (nothing left to pay)" if after.get("status") == InvoiceStatus.PAID else ""
-        return f"Waived \u2212{amount}{settled}"
+        if after.get("status") == InvoiceStatus.PAID:
+            return _("Waived \u2212{amount} (nothing left to pay)", amount=amount)
+        return _("Waived \u2212{amount}", amount=amount)
     if action == "waiver_requested":
-        return f"Waiver of {amount} requested, awaiting approval"
+        return _("Waiver of {amount} requested, awaiting approval", amount=amount)
     if action == "waiver_denied":
-        return f"Waiver of {amount} denied"
+        return _("Waiver of {amount} denied", amount=amount)
     if action == "waiver_withdrawn":
-        return f"Waiver of {amount} withdrawn"
+        return _("Waiver of {amount} withdrawn", amount=amount)
     if action == "refund_issued":
         method, reference = after.get("method"), after.get("reference")
         if method == "check" and reference:
-            source = f"check #{reference}"
+            source = _("check #{reference}", reference=reference)
         elif method:
             name = payment_method_label(str(method)).lower()
-            source = name if name.endswith("payment") else f"{name} payment"
+            # A label already saying "payment" isn't repeated ("online payment").
+            source = name if name.endswith("payment") else _("{method} payment", method=name)
             source += f" {reference}" if reference else ""
         else:
-            source = "a payment"
-        return f"Refunded {amount} of {source}"
+            source = _("a payment")
+        return _("Refunded {amount} of {source}", amount=amount, source=source)
     return None
 
 
@@ -699,10 +712,12 @@ async def invoice_timeline(db: Db, invoice_id: int, *, tz: tzinfo = UTC) -> Invo
             TimelineEvent(
                 at=payment.recorded_at,
                 kind=EventKind.PAYMENT,
-                summary=(
-                    f"Payment {format_cents(payment.amount_cents)} by "
-                    f"{payment_method_label(payment.method).lower()}{ref}, "
-                    f"received {payment.received_on.isoformat()}"
+                summary=_(
+                    "Payment {amount} by {method}{reference}, received {day}",
+                    amount=format_cents(payment.amount_cents),
+                    method=payment_method_label(payment.method).lower(),
+                    reference=ref,
+                    day=payment.received_on.isoformat(),
                 ),
                 actor=recorded_by,
                 ref_id=payment.id,
@@ -719,7 +734,7 @@ def _created_event(
     summary = created_summary(after, header.total_cents)
     due = after.get("due_date")
     if due:
-        summary += f", due {due}"
+        summary = _("{summary}, due {day}", summary=summary, day=due)
     return TimelineEvent(
         at=header.created_at if entry is None else entry.at,
         kind=EventKind.CREATED,
@@ -735,15 +750,22 @@ def created_summary(after: dict[str, Any], current_total_cents: int) -> str:
     for (what its creation recorded, not what it is now), and how insurance stood then."""
     total = after.get("total_cents")
     if not isinstance(total, int):
-        return f"Invoice created for {format_cents(current_total_cents)}"
-    summary = f"Invoice created for {format_cents(total)}"
+        return _("Invoice created for {amount}", amount=format_cents(current_total_cents))
     insurance = after.get("insurance_cents")
     subtotal = after.get("subtotal_cents")
     if after.get("override_pending"):
-        summary += " (full price, override pending)"
-    elif isinstance(insurance, int) and insurance > 0 and isinstance(subtotal, int):
-        summary += f" ({format_cents(subtotal)} less insurance {format_cents(insurance)})"
-    return summary
+        return _(
+            "Invoice created for {amount} (full price, override pending)",
+            amount=format_cents(total),
+        )
+    if isinstance(insurance, int) and insurance > 0 and isinstance(subtotal, int):
+        return _(
+            "Invoice created for {amount} ({subtotal} less insurance {insurance})",
+            amount=format_cents(total),
+            subtotal=format_cents(subtotal),
+            insurance=format_cents(insurance),
+        )
+    return _("Invoice created for {amount}", amount=format_cents(total))
 
 
 def _override_summary(entry: m.ActivityEntry) -> str:
@@ -751,11 +773,13 @@ def _override_summary(entry: m.ActivityEntry) -> str:
     before, after = entry.before or {}, entry.after or {}
     old, new = before.get("total_cents"), after.get("total_cents")
     if isinstance(old, int) and isinstance(new, int):
-        return (
-            f"Override approved by {entry.actor_label}: "
-            f"{format_cents(old)} \u2192 {format_cents(new)}"
+        return _(
+            "Override approved by {actor}: {old} \u2192 {new}",
+            actor=entry.actor_label,
+            old=format_cents(old),
+            new=format_cents(new),
         )
-    return f"Claim-cap override applied (approved by {entry.actor_label})"
+    return _("Claim-cap override applied (approved by {actor})", actor=entry.actor_label)
 
 
 def _is_member(notice: m.Notice) -> bool:
@@ -788,7 +812,7 @@ async def _notice_events(
         if notice.id in merged_into:
             continue
         if notice.status == DIGESTED and notice.digest_id is None:
-            delivery = "not sent (its digest was removed)"
+            delivery = _("not sent (its digest was removed)")
         elif _is_member(notice):
             state = delivery_state(
                 row.digest_status or "unknown",
@@ -797,7 +821,7 @@ async def _notice_events(
                 row.digest_viewed_at,
                 tz,
             )
-            delivery = f"in digest {notice.digest_id} ({state})"
+            delivery = _("in digest {digest} ({state})", digest=notice.digest_id, state=state)
         else:
             delivery = delivery_state(
                 notice.status, notice.sent_at, notice.bounced_at, notice.viewed_at, tz
@@ -806,7 +830,12 @@ async def _notice_events(
             TimelineEvent(
                 at=notice.created_at,
                 kind=EventKind.NOTICE,
-                summary=f"{_template_label(notice.template)} to {notice.to_address}: {delivery}",
+                summary=_(
+                    "{template} to {address}: {delivery}",
+                    template=_template_label(notice.template),
+                    address=notice.to_address,
+                    delivery=delivery,
+                ),
                 note=notice.last_error,
                 ref_id=notice.id,
             )

@@ -36,6 +36,7 @@ from workflows.billing import (
     summarise_steps,
 )
 from workflows.billing_settings import BillingSettings, billing_settings_from
+from workflows.i18n import _
 from workflows.invoices import OPEN_STATUSES, InvoiceStatus, NoticeTemplate
 
 DIGEST_TEMPLATE = "billing_digest"
@@ -525,9 +526,13 @@ async def run_totals(session: AsyncSession, window: RunWindow, *, paused: bool) 
     ).scalar_one()
     failures: list[str] = []
     if failed:
-        failures.append(f"{failed} email(s) could not be delivered since the last run")
+        failures.append(
+            _("{count} email(s) could not be delivered since the last run", count=failed)
+        )
     if not_emailed:
-        failures.append(f"{not_emailed} invoice(s) had no guardian email address that works")
+        failures.append(
+            _("{count} invoice(s) had no guardian email address that works", count=not_emailed)
+        )
     return RunTotals(
         day=day,
         covered_since=window.covered_since,

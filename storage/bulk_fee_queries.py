@@ -32,6 +32,7 @@ from storage import set_sql
 from storage.notices import reachable
 from workflows.errors import NotFound
 from workflows.fees import ENTITY, LINE_KIND, BillingTerms, FeeCounts
+from workflows.i18n import _
 from workflows.invoices import InvoiceKind, InvoiceStatus, NoticeTemplate
 from workflows.permissions import Actor
 
@@ -97,9 +98,9 @@ async def fee_to_bill(session: AsyncSession, fee_id: int) -> tuple[m.AnnualFee, 
     fee = await session.get(m.AnnualFee, fee_id)
     settings = await session.get(m.DistrictSettings, 1)
     if fee is None:
-        raise NotFound(f"Fee #{fee_id} doesn't exist.")
+        raise NotFound(_("Fee #{id} doesn't exist.", id=fee_id))
     if settings is None:
-        raise NotFound("District settings are missing; run `devicecare db upgrade`.")
+        raise NotFound(_("District settings are missing; run `devicecare db upgrade`."))
     return fee, settings
 
 

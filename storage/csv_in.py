@@ -31,6 +31,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+from workflows.i18n import _
+
 UTF8 = ("utf-8",)
 ENCODING_NAMES = {"utf-8": "UTF-8", "cp1252": "Windows-1252"}
 SNIFF_LINES = 20
@@ -92,9 +94,19 @@ def find_columns(
     """
     needed = ", ".join(c.name for c in columns if c.required)
     optional = ", ".join(c.name for c in columns if not c.required)
-    expected = f"the columns {needed}" + (f" (and optionally {optional})" if optional else "")
+    expected = (
+        _("the columns {needed} (and optionally {optional})", needed=needed, optional=optional)
+        if optional
+        else _("the columns {needed}", needed=needed)
+    )
     if not any(h.strip() for h in header):
-        raise CsvFileError(f"{file} is empty: it needs a header row with {expected}.")
+        raise CsvFileError(
+            _(
+                "{file} is empty: it needs a header row with {expected}.",
+                file=file,
+                expected=expected,
+            )
+        )
     positions: dict[str, list[int]] = {}
     for index, name in enumerate(header):
         positions.setdefault(key(name), []).append(index)
@@ -105,7 +117,12 @@ def find_columns(
             at = positions.get(key(alias), [])
             if len(at) > 1:
                 raise CsvFileError(
-                    f'{file} has {len(at)} columns named "{header[at[0]].strip()}"; keep one.'
+                    _(
+                        '{file} has {count} columns named "{column}"; keep one.',
+                        file=file,
+                        count=len(at),
+                        column=header[at[0]].strip(),
+                    )
                 )
             if at:
                 found[column.name] = at[0]
@@ -116,8 +133,13 @@ def find_columns(
     if missing:
         shown = ", ".join(h.strip() for h in header if h.strip())
         raise CsvFileError(
-            f"{file} has no column {', '.join(missing)}. It needs {expected}; "
-            f"its header is: {shown}."
+            _(
+                "{file} has no column {missing}. It needs {expected}; its header is: {shown}.",
+                file=file,
+                missing=", ".join(missing),
+                expected=expected,
+                shown=shown,
+            )
         )
     return found
 
@@ -182,7 +204,7 @@ class CsvReader:
 
     def column_name(self, index: int) -> str:
         name = self.header[index].strip() if index < len(self.header) else ""
-        return name or f"value {index + 1}"
+        return name or _("value {number}", number=index + 1)
 
     def _sniff(self, delimiters: str) -> str:
         # Capped: the sniffer's patterns slow down badly on a huge value.
@@ -200,7 +222,12 @@ class CsvReader:
         first = next(self._rows, None)
         if isinstance(first, Problem):
             raise CsvFileError(
-                f"{self.name} line {first.line}, the header, can't be read: {first.reason}."
+                _(
+                    "{file} line {line}, the header, can't be read: {reason}.",
+                    file=self.name,
+                    line=first.line,
+                    reason=first.reason,
+                )
             )
         if first is None:
             return ()
@@ -218,7 +245,7 @@ class CsvReader:
             except StopIteration:
                 return
             except csv.Error as exc:
-                lines, _ = self._lines.take()
+                lines, _end = self._lines.take()
                 yield self._broken(lines, exc)
                 reader = self._reader()  # start clean on the next line
                 continue
@@ -249,15 +276,24 @@ class CsvReader:
             column = self.column_name(index)
             char = found.group()
             if char == "\x00":
-                return f"{column} has a NUL byte"
-            return f"{column} has a control character (U+{ord(char):04X})"
-        return "a value has a control character"  # pragma: no cover - search found one above
+                return _("{column} has a NUL byte", column=column)
+            return _(
+                "{column} has a control character ({code})",
+                column=column,
+                code=f"U+{ord(char):04X}",
+            )
+        return _("a value has a control character")  # pragma: no cover - search found one above
 
     def _unclosed(self, lines: list[tuple[int, str]]) -> Problem:
         start = lines[0][0]
         opened = _quote_start(lines, self.delimiter) or start
         self._lines.replay([line for line in lines if line[0] > opened])
-        return Problem(self.name, start, _quote_reason(start, opened) + " is never closed")
+        reason = (
+            _("a quote opened on this line is never closed")
+            if opened == start
+            else _("a quote opened on line {opened} is never closed", opened=opened)
+        )
+        return Problem(self.name, start, reason)
 
     def _swallows(self, lines: list[tuple[int, str]], values: list[str]) -> bool:
         """Whether a record over several lines is a stray quote pairing with a later one: it
@@ -270,12 +306,21 @@ class CsvReader:
         start, end = lines[0][0], lines[-1][0]
         opened = _quote_start(lines, self.delimiter) or start
         self._lines.replay([line for line in lines if line[0] > opened])
-        return Problem(
-            self.name,
-            start,
-            f"{_quote_reason(start, opened)} closes only on line {end}; "
-            "the lines after it are read as rows of their own",
+        reason = (
+            _(
+                "a quote opened on this line closes only on line {end}; "
+                "the lines after it are read as rows of their own",
+                end=end,
+            )
+            if opened == start
+            else _(
+                "a quote opened on line {opened} closes only on line {end}; "
+                "the lines after it are read as rows of their own",
+                opened=opened,
+                end=end,
+            )
         )
+        return Problem(self.name, start, reason)
 
     def _broken(self, lines: list[tuple[int, str]], exc: csv.Error) -> Problem:
         start = lines[0][0] if lines else self._lines.number
@@ -283,17 +328,23 @@ class CsvReader:
         opened = _quote_start(lines, self.delimiter)
         if opened is not None:
             self._lines.replay([line for line in lines if line[0] > opened])
-            reason = f"{_quote_reason(start, opened)} isn't closed within {limit:,} characters"
+            reason = (
+                _(
+                    "a quote opened on this line isn't closed within {limit} characters",
+                    limit=f"{limit:,}",
+                )
+                if opened == start
+                else _(
+                    "a quote opened on line {opened} isn't closed within {limit} characters",
+                    opened=opened,
+                    limit=f"{limit:,}",
+                )
+            )
         elif "field larger than field limit" in str(exc):
-            reason = f"a value is longer than {limit:,} characters"
+            reason = _("a value is longer than {limit} characters", limit=f"{limit:,}")
         else:
-            reason = f"not valid CSV ({exc})"
+            reason = _("not valid CSV ({error})", error=exc)
         return Problem(self.name, start, reason)
-
-
-def _quote_reason(start: int, opened: int) -> str:
-    where = "this line" if opened == start else f"line {opened}"
-    return f"a quote opened on {where}"
 
 
 def _quote_start(lines: Sequence[tuple[int, str]], delimiter: str) -> int | None:
@@ -361,7 +412,7 @@ class _Lines:
                 self._hit_end = True
                 raise
             except UnicodeDecodeError as exc:  # checked before reading: it changed meanwhile
-                raise CsvFileError(f"{self._name} changed while it was read") from exc
+                raise CsvFileError(_("{file} changed while it was read", file=self._name)) from exc
             self.number += 1
             item = (self.number, line)
         self._pending.append(item)
@@ -370,7 +421,7 @@ class _Lines:
     def peek(self, count: int) -> str:
         """The first `count` lines' text, left to be read again."""
         taken: list[tuple[int, str]] = []
-        for _ in range(count):
+        for _step in range(count):
             try:
                 next(self)
             except StopIteration:
@@ -378,7 +429,7 @@ class _Lines:
             taken, self._pending = taken + self._pending, []
         self._hit_end = False
         self._replay.extendleft(reversed(taken))
-        return "".join(text for _, text in taken)
+        return "".join(text for _number, text in taken)
 
     def take(self) -> tuple[list[tuple[int, str]], bool]:
         """The lines read since the last take, and whether the file ran out during them."""
@@ -396,9 +447,13 @@ def _encoding(stream: BinaryIO, name: str, encodings: Sequence[str]) -> str:
     head = stream.read(4)
     stream.seek(0)
     if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
-        raise CsvFileError(f'{name} is UTF-32 text; save it as "CSV UTF-8" and import that.')
+        raise CsvFileError(
+            _('{file} is UTF-32 text; save it as "CSV UTF-8" and import that.', file=name)
+        )
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise CsvFileError(f'{name} is UTF-16 text; save it as "CSV UTF-8" and import that.')
+        raise CsvFileError(
+            _('{file} is UTF-16 text; save it as "CSV UTF-8" and import that.', file=name)
+        )
     first_bad: tuple[int, int] | None = None
     for encoding in encodings:
         bad = _first_bad_byte(stream, encoding)
@@ -410,9 +465,15 @@ def _encoding(stream: BinaryIO, name: str, encodings: Sequence[str]) -> str:
         first_bad = first_bad or bad
     assert first_bad is not None
     line, byte = first_bad
-    names = " or ".join(ENCODING_NAMES.get(e, e) for e in encodings)
+    names = _(" or ").join(ENCODING_NAMES.get(e, e) for e in encodings)
     raise CsvFileError(
-        f'{name} line {line} is not {names} text (byte 0x{byte:02X}); save it as "CSV UTF-8".'
+        _(
+            '{file} line {line} is not {encodings} text (byte {byte}); save it as "CSV UTF-8".',
+            file=name,
+            line=line,
+            encodings=names,
+            byte=f"0x{byte:02X}",
+        )
     )
 
 

@@ -29,6 +29,7 @@ from sqlalchemy import select
 from storage import models as m
 from storage.csv_in import Column, Problem, Record, find_columns, open_csv
 from storage.session_of import Db, session_of
+from workflows.i18n import _
 
 HEADERS: dict[str, tuple[str, ...]] = {
     "serial": ("serial", "serialnumber", "deviceserialnumber"),
@@ -123,7 +124,9 @@ def read_coverage_rows(path: Path) -> tuple[list[CoverageRow], list[Problem]]:
                 continue
             first = seen.setdefault((row.serial, row.plan.lower(), row.start), row.line)
             if first != row.line:
-                problems.append(Problem(path.name, row.line, f"duplicate of line {first}"))
+                problems.append(
+                    Problem(path.name, row.line, _("duplicate of line {first}", first=first))
+                )
                 continue
             rows.append(row)
     return rows, problems
@@ -141,17 +144,17 @@ def _coverage_row(record: Record, columns: dict[str, int]) -> CoverageRow | str:
     provider = " ".join(value("provider").split()) or default_provider(plan)
     start, end = parse_day(value("start")), parse_day(value("end"))
     if not serial:
-        return "serial is empty"
+        return _("serial is empty")
     if not plan:
-        return "plan is empty"
+        return _("plan is empty")
     if len(plan) > MAX_PLAN or len(provider) > MAX_PROVIDER or len(serial) > 100:
-        return "a value is too long"
+        return _("a value is too long")
     if start is None:
-        return f"coverage start {value('start')!r} is not a date (YYYY-MM-DD)"
+        return _("coverage start {value} is not a date (YYYY-MM-DD)", value=repr(value("start")))
     if end is None:
-        return f"coverage end {value('end')!r} is not a date (YYYY-MM-DD)"
+        return _("coverage end {value} is not a date (YYYY-MM-DD)", value=repr(value("end")))
     if end < start:
-        return "coverage ends before it starts"
+        return _("coverage ends before it starts")
     return CoverageRow(record.line, serial, plan, provider, start, end)
 
 
@@ -178,7 +181,9 @@ async def import_coverage(
     for row in rows:
         device_id = devices.get(row.serial)
         if device_id is None:
-            result.problems.append(Problem(path.name, row.line, f"unknown serial {row.serial}"))
+            result.problems.append(
+                Problem(path.name, row.line, _("unknown serial {serial}", serial=row.serial))
+            )
             continue
         found = existing.get((device_id, row.plan, row.start))
         if found is None:

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage import models as m
 from storage.uow import SqlUnitOfWork
 from workflows.errors import ConflictError
+from workflows.i18n import _
 
 
 class SqlFeeItemStore:
@@ -54,8 +55,11 @@ class SqlFeeItemStore:
         except IntegrityError as exc:
             # Two people added the same code at once; the caller's transaction rolls back.
             raise ConflictError(
-                f"Fee item {code} was added by someone else a moment ago; look at it and try "
-                "again.",
+                _(
+                    "Fee item {code} was added by someone else a moment ago; look at it and "
+                    "try again.",
+                    code=code,
+                ),
                 field="code",
             ) from exc
         return item

@@ -15,6 +15,7 @@ from storage.uow import SqlUnitOfWork
 from workflows.clock import Clock
 from workflows.errors import ConflictError, ValidationError
 from workflows.fees import FeeCounts, FeeDefinition, FeeRecord
+from workflows.i18n import _
 
 
 class SqlFeeStore:
@@ -58,7 +59,9 @@ class SqlFeeStore:
         known = await self.building_names(d.building_ids)
         missing = [b for b in d.building_ids if b not in known]
         if missing:
-            raise ValidationError(f"There is no building #{missing[0]}.", field="buildings")
+            raise ValidationError(
+                _("There is no building #{id}.", id=missing[0]), field="buildings"
+            )
         fee = m.AnnualFee(
             code=d.code,
             name=d.name,
@@ -80,8 +83,12 @@ class SqlFeeStore:
             if not _same_code(exc):
                 raise
             raise ConflictError(
-                f"{d.code} ({d.school_year}) was defined by someone else a moment ago; "
-                "look at it and try again.",
+                _(
+                    "{code} ({year}) was defined by someone else a moment ago; "
+                    "look at it and try again.",
+                    code=d.code,
+                    year=d.school_year,
+                ),
                 field="code",
             ) from exc
         return fee
@@ -111,10 +118,12 @@ class SqlFeeStore:
             )
             ids = list((await self.session.execute(stmt)).scalars())
             if len(ids) != 1:
-                problem = "no building" if not ids else "more than one building"
-                raise ValidationError(
-                    f"There is {problem} called “{name.strip()}”.", field="buildings"
+                text = (
+                    _("There is no building called “{name}”.", name=name.strip())
+                    if not ids
+                    else _("There is more than one building called “{name}”.", name=name.strip())
                 )
+                raise ValidationError(text, field="buildings")
             found.append(ids[0])
         return tuple(found)
 

@@ -35,6 +35,7 @@ from PIL import Image, ImageOps, ImageSequence
 
 from storage.blobs import sha256_hex
 from workflows.errors import ValidationError
+from workflows.i18n import _
 
 try:
     import pillow_heif
@@ -104,7 +105,7 @@ class CheckedImage:
 
 def supported_formats_text() -> str:
     names = ["JPEG", "PNG", "GIF", "WebP"] + (["HEIC"] if HEIC_SUPPORTED else [])
-    return ", ".join(names[:-1]) + " or " + names[-1]
+    return ", ".join(names[:-1]) + _(" or ") + names[-1]
 
 
 def check_photo(data: bytes, *, filename: str | None = None) -> CheckedImage:
@@ -120,8 +121,12 @@ def check_photo(data: bytes, *, filename: str | None = None) -> CheckedImage:
     if len(data) > MAX_PHOTO_BYTES:
         size_mb = math.ceil(len(data) * 10 / _MB) / 10  # round up: never "5.0 MB" when over
         raise ValidationError(
-            f"{name or 'This photo'} is {size_mb:.1f} MB; "
-            f"photos can be at most {MAX_PHOTO_BYTES // _MB} MB.",
+            _(
+                "{name} is {size} MB; photos can be at most {limit} MB.",
+                name=name or _("This photo"),
+                size=f"{size_mb:.1f}",
+                limit=MAX_PHOTO_BYTES // _MB,
+            ),
             field="photo",
         )
     if not data:
@@ -184,15 +189,25 @@ def _frames(image: Image.Image, name: str) -> int:
     frames = getattr(image, "n_frames", 1)  # GIF: walks the blocks without decoding them
     if frames > MAX_FRAMES:
         raise ValidationError(
-            f"{name or 'This image'} has {frames:,} frames; animations can have at most "
-            f"{MAX_FRAMES} frames.",
+            _(
+                "{name} has {frames} frames; animations can have at most {limit} frames.",
+                name=name or _("This image"),
+                frames=f"{frames:,}",
+                limit=MAX_FRAMES,
+            ),
             field="photo",
         )
     if frames * image.width * image.height > MAX_ANIMATION_PIXELS:
         raise ValidationError(
-            f"{name or 'This image'} is too large in pixels ({frames} frames of "
-            f"{image.width:,} × {image.height:,}); an animation can have at most "
-            f"{MAX_ANIMATION_PIXELS // 1_000_000} megapixels in all its frames together.",
+            _(
+                "{name} is too large in pixels ({frames} frames of {width} × {height}); an "
+                "animation can have at most {limit} megapixels in all its frames together.",
+                name=name or _("This image"),
+                frames=frames,
+                width=f"{image.width:,}",
+                height=f"{image.height:,}",
+                limit=MAX_ANIMATION_PIXELS // 1_000_000,
+            ),
             field="photo",
         )
     return frames
@@ -276,15 +291,31 @@ def _display_name(filename: str | None) -> str:
 
 def _unreadable(name: str) -> ValidationError:
     return ValidationError(
-        f"{name or 'This file'} isn't a photo DeviceCare can read ({supported_formats_text()}).",
+        _(
+            "{name} isn't a photo DeviceCare can read ({formats}).",
+            name=name or _("This file"),
+            formats=supported_formats_text(),
+        ),
         field="photo",
     )
 
 
 def _too_many_pixels(name: str, size: tuple[int, int] | None) -> ValidationError:
-    dims = f" ({size[0]:,} × {size[1]:,} pixels)" if size else ""
-    return ValidationError(
-        f"{name or 'This photo'} is too large in pixels{dims}; photos can be at most "
-        f"{MAX_PIXELS // 1_000_000} megapixels.",
-        field="photo",
-    )
+    shown = name or _("This photo")
+    limit = MAX_PIXELS // 1_000_000
+    if size is None:
+        text = _(
+            "{name} is too large in pixels; photos can be at most {limit} megapixels.",
+            name=shown,
+            limit=limit,
+        )
+    else:
+        text = _(
+            "{name} is too large in pixels ({width} × {height} pixels); photos can be at most "
+            "{limit} megapixels.",
+            name=shown,
+            width=f"{size[0]:,}",
+            height=f"{size[1]:,}",
+            limit=limit,
+        )
+    return ValidationError(text, field="photo")

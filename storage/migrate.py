@@ -25,6 +25,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError
 
+from workflows.i18n import _
+
 log = logging.getLogger("devicecare.migrate")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -70,18 +72,25 @@ class SchemaState:
         at = ", ".join(self.current)
         needs = ", ".join(self.heads)
         if self.is_current:
-            return f"schema at {at} (current)"
+            return _("schema at {at} (current)", at=at)
         if self.is_ahead:
-            return (
-                f"The database schema is at {at}, newer than this version of DeviceCare "
-                f"(it knows up to {needs}): run the newer version, or restore the backup taken "
-                "before upgrading."
+            return _(
+                "The database schema is at {at}, newer than this version of DeviceCare "
+                "(it knows up to {needs}): run the newer version, or restore the backup taken "
+                "before upgrading.",
+                at=at,
+                needs=needs,
             )
         if not self.current:
-            return f"The database has no DeviceCare schema yet: run `{UPGRADE_COMMAND}`."
-        return (
-            f"The database schema is at {at} but this version needs {needs}: "
-            f"run `{UPGRADE_COMMAND}`."
+            return _(
+                "The database has no DeviceCare schema yet: run `{command}`.",
+                command=UPGRADE_COMMAND,
+            )
+        return _(
+            "The database schema is at {at} but this version needs {needs}: run `{command}`.",
+            at=at,
+            needs=needs,
+            command=UPGRADE_COMMAND,
         )
 
 
@@ -248,7 +257,11 @@ def check_schema(database_url: str) -> SchemaState:
         return asyncio.run(read_schema_state(database_url))
     except (OSError, TimeoutError, DBAPIError) as exc:
         raise SchemaNotReady(
-            f"Can't reach the database at {where(database_url)}: {connect_error(exc)}"
+            _(
+                "Can't reach the database at {where}: {error}",
+                where=where(database_url),
+                error=connect_error(exc),
+            )
         ) from exc
 
 

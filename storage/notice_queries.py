@@ -30,6 +30,7 @@ from storage.card_refresh import note_notices_changed
 from storage.session_of import Db, session_of
 from workflows.district_facts import COLUMNS as FACT_COLUMNS
 from workflows.district_facts import DistrictFacts, facts_from
+from workflows.i18n import N_, _
 
 DEFAULT_DISTRICT_NAME = ""  # not set: templates leave out what needs a name
 # A billing reminder whose invoice was paid or cancelled before it went out is not sent.
@@ -446,18 +447,28 @@ async def notices_for_invoice(session: AsyncSession, invoice_id: int) -> list[No
     return found
 
 
+# Translated where shown (`template_label`).
 TEMPLATE_LABELS = {
-    "invoice_issued": "Invoice",
-    "due_reminder": "Reminder",
-    "overdue_first": "1st overdue",
-    "overdue_second": "2nd overdue",
-    "overdue_final": "Final notice",
-    "payment_receipt": "Receipt",
-    "pending_payment_ack": "Payment ack",
-    "payment_plan_confirmation": "Plan",
-    "invoice_updated": "Update",
-    DIGEST_TEMPLATE: "Digest",
+    "invoice_issued": N_("Invoice"),
+    "due_reminder": N_("Reminder"),
+    "overdue_first": N_("1st overdue"),
+    "overdue_second": N_("2nd overdue"),
+    "overdue_final": N_("Final notice"),
+    "payment_receipt": N_("Receipt"),
+    "pending_payment_ack": N_("Payment ack"),
+    "payment_plan_confirmation": N_("Plan"),
+    "invoice_updated": N_("Update"),
+    DIGEST_TEMPLATE: N_("Digest"),
 }
+
+
+def template_label(template: str) -> str:
+    """A notice template as staff read it: "Reminder", else the name in words."""
+    if template in TEMPLATE_LABELS:
+        return _(TEMPLATE_LABELS[template])
+    return template.replace("_", " ").capitalize()
+
+
 _ERROR_SHOWN = 60
 
 
@@ -468,7 +479,7 @@ def redact_address(address: str) -> str:
 
 
 def _short_error(error: str | None) -> str:
-    text = " ".join((error or "unknown error").split())
+    text = " ".join((error or _("unknown error")).split())
     return text if len(text) <= _ERROR_SHOWN else text[: _ERROR_SHOWN - 1] + "…"
 
 
@@ -487,39 +498,54 @@ def delivery_summary(
 
     Plain text: escape it for Slack mrkdwn (&, <, >) where it is shown.
     """
-    paid = [] if paid_at is None else [f"Paid in full {_day(paid_at, tz)}"]
+    paid = [] if paid_at is None else [_("Paid in full {day}", day=_day(paid_at, tz))]
     if not notices:
-        return " · ".join(["No email notices yet.", *paid])
+        return " · ".join([_("No email notices yet."), *paid])
     parts: list[str] = []
     for n in notices:
-        label = TEMPLATE_LABELS.get(n.template, n.template.replace("_", " ").capitalize())
+        label = template_label(n.template)
         who = redact_address(n.to_address)
         if n.status == DIGESTED:
             # Still "digested" after resolving: the digest it went into was deleted.
-            parts.append(f"{label} to {who} not sent (its digest was removed)")
+            parts.append(
+                _("{label} to {who} not sent (its digest was removed)", label=label, who=who)
+            )
             continue
+        # Suffixes: each starts with its own separator, so an absent one leaves nothing.
         if n.digest_id is None:
             note = ""
         elif n.digest_with:
-            note = f" (in a digest with {', '.join(n.digest_with)})"
+            note = _(" (in a digest with {numbers})", numbers=", ".join(n.digest_with))
         else:
-            note = " (in a digest)"
-        viewed = "" if n.viewed_at is None else f", viewed {_day(n.viewed_at, tz)}"
+            note = _(" (in a digest)")
+        viewed = "" if n.viewed_at is None else _(", viewed {day}", day=_day(n.viewed_at, tz))
+        said = {"label": label, "who": who, "note": note}
         if n.status == "sent" and n.sent_at is not None:
-            parts.append(f"{label} emailed to {who} {_day(n.sent_at, tz)}{viewed}{note}")
+            parts.append(
+                _(
+                    "{label} emailed to {who} {day}{viewed}{note}",
+                    day=_day(n.sent_at, tz),
+                    viewed=viewed,
+                    **said,
+                )
+            )
         elif n.status == "bounced":
             when = f" {_day(n.bounced_at, tz)}" if n.bounced_at is not None else ""
-            parts.append(f"{label} to {who} bounced{when}{note}")
+            parts.append(_("{label} to {who} bounced{when}{note}", when=when, **said))
         elif n.status == "failed":
-            parts.append(f"{label} to {who} failed ({_short_error(n.last_error)}){note}")
+            error = _short_error(n.last_error)
+            parts.append(_("{label} to {who} failed ({error}){note}", error=error, **said))
         elif n.status == WITHDRAWN:
-            parts.append(f"{label} to {who} not sent: the invoice was settled first{note}")
+            parts.append(
+                _("{label} to {who} not sent: the invoice was settled first{note}", **said)
+            )
         elif n.status == "held":
-            parts.append(f"{label} to {who} held until the pending decision{note}")
+            parts.append(_("{label} to {who} held until the pending decision{note}", **said))
         elif n.last_error:
-            parts.append(f"{label} to {who} retrying ({_short_error(n.last_error)}){note}")
+            error = _short_error(n.last_error)
+            parts.append(_("{label} to {who} retrying ({error}){note}", error=error, **said))
         else:
-            parts.append(f"{label} to {who} queued{note}")
+            parts.append(_("{label} to {who} queued{note}", **said))
     return " · ".join([*parts, *paid])
 
 

@@ -12,6 +12,7 @@ from storage import models as m
 from storage.notices import NOTICE_KIND
 from storage.session_of import Db, session_of
 from workflows.errors import InvalidTransition, NotFound
+from workflows.i18n import _
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ def _recipient(row: m.OutboxMessage, addresses: dict[int, str]) -> str:
     payload: dict[str, Any] = row.payload or {}
     if row.kind == NOTICE_KIND:
         address = addresses.get(int(payload.get("notice_id") or 0))
-        return redact_address(address) if address else "(notice gone)"
+        return redact_address(address) if address else _("(notice gone)")
     prefix = row.kind.split(".", 1)[0]
     if prefix == "slack":
         channel = payload.get("channel")
@@ -98,11 +99,15 @@ async def retry_failed(db: Db, message_id: int, now: datetime) -> Retried:
     session = session_of(db)
     row = await session.get(m.OutboxMessage, message_id, with_for_update=True)
     if row is None:
-        raise NotFound(f"There is no outbox message #{message_id}.", field="id")
+        raise NotFound(_("There is no outbox message #{id}.", id=message_id), field="id")
     if row.status != "failed":
         raise InvalidTransition(
-            f"Outbox message #{message_id} is {row.status}, not failed; only a failed message"
-            " can be retried."
+            _(
+                "Outbox message #{id} is {status}, not failed; only a failed message can be "
+                "retried.",
+                id=message_id,
+                status=row.status,
+            )
         )
     before = Retried(row.id, row.kind, row.attempts, row.last_error)
     row.status = "pending"

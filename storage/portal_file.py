@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from storage.csv_in import CsvFileError, Problem, open_csv
+from workflows.i18n import _
 from workflows.portal_import import (
     DELIMITERS,
     ColumnMapping,
@@ -35,7 +36,9 @@ def read_export(
     except CsvFileError as exc:
         raise MappingProblem(str(exc)) from exc
     except OSError as exc:
-        raise MappingProblem(f"The file can't be read ({exc.strerror or exc}).") from exc
+        raise MappingProblem(
+            _("The file can't be read ({error}).", error=exc.strerror or exc)
+        ) from exc
     return open_export(
         headers,
         [(r.line, r.values) for r in items if not isinstance(r, Problem)],

@@ -41,6 +41,7 @@ from storage.blobs import BlobStore
 from storage.session_of import Db, session_of
 from workflows.clock import Clock
 from workflows.errors import NotFound
+from workflows.i18n import _
 from workflows.invoices import OPEN_STATUSES
 from workflows.permissions import Actor, Permission, require
 from workflows.privacy import (
@@ -125,7 +126,9 @@ async def find_family(db: Db, email: str) -> Family:
         ).scalars()
     )
     if not address or not guardians:
-        raise NotFound(f"No guardian has the email {email.strip()!r}.", field="guardian")
+        raise NotFound(
+            _("No guardian has the email {email}.", email=repr(email.strip())), field="guardian"
+        )
     ids = {g.id for g in guardians}
     links = (
         await session.execute(

@@ -17,6 +17,7 @@ from sqlalchemy.sql.selectable import Subquery
 
 from storage import models as m
 from storage.session_of import Db, session_of
+from workflows.i18n import _
 from workflows.ledger import ledger_problems
 
 
@@ -38,21 +39,45 @@ class Discrepancy:
     balance_cents: int
 
     def describe(self) -> str:
-        return f"{self.number}: " + "; ".join(self.problems())
+        return f"{self.number}: " + "; ".join(self.problems())  # the problems are translated
 
     def problems(self) -> list[str]:
         """Each thing wrong with this invoice, in words."""
         parts = []
         if self.subtotal_cents != self.lines_cents:
-            parts.append(f"subtotal {self.subtotal_cents} but lines add to {self.lines_cents}")
+            parts.append(
+                _(
+                    "subtotal {stored} but lines add to {counted}",
+                    stored=self.subtotal_cents,
+                    counted=self.lines_cents,
+                )
+            )
         if self.paid_cents != self.payments_cents:
-            parts.append(f"paid {self.paid_cents} but payments add to {self.payments_cents}")
+            parts.append(
+                _(
+                    "paid {stored} but payments add to {counted}",
+                    stored=self.paid_cents,
+                    counted=self.payments_cents,
+                )
+            )
         if self.waived_cents != self.waivers_cents:
-            parts.append(f"waived {self.waived_cents} but waivers add to {self.waivers_cents}")
+            parts.append(
+                _(
+                    "waived {stored} but waivers add to {counted}",
+                    stored=self.waived_cents,
+                    counted=self.waivers_cents,
+                )
+            )
         if self.refunded_cents != self.refunds_cents:
-            parts.append(f"refunded {self.refunded_cents} but refunds add to {self.refunds_cents}")
+            parts.append(
+                _(
+                    "refunded {stored} but refunds add to {counted}",
+                    stored=self.refunded_cents,
+                    counted=self.refunds_cents,
+                )
+            )
         if self.status == "paid" and self.balance_cents != 0:
-            parts.append(f"marked paid with {self.balance_cents} still owed")
+            parts.append(_("marked paid with {owed} still owed", owed=self.balance_cents))
         parts.extend(ledger_problems(self))
         return parts
 

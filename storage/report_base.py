@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import models as m
 from workflows.errors import ValidationError
+from workflows.i18n import _
 from workflows.reports import Period, ReportFilters, ReportResult, ReportSpec, Trend
 
 Runner = Callable[["ReportQuery"], Awaitable[ReportResult]]
@@ -197,9 +198,12 @@ async def check_filters(session: AsyncSession, filters: ReportFilters) -> None:
     missing = [wanted[k] for k in wanted if k not in found]
     if missing:
         names = sorted((await session.execute(select(m.Building.name))).scalars())
-        listed = ", ".join(names[:15]) or "none yet"
+        listed = ", ".join(names[:15]) or _("none yet")
         raise ValidationError(
-            f"There's no building called {', '.join(repr(x) for x in missing)}. "
-            f"Buildings: {listed}.",
+            _(
+                "There's no building called {names}. Buildings: {listed}.",
+                names=", ".join(repr(x) for x in missing),
+                listed=listed,
+            ),
             field="building",
         )

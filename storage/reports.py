@@ -18,6 +18,7 @@ from storage import (
 from storage.report_base import CATALOGUE, RUNNERS, ReportQuery, check_filters
 from storage.session_of import Db, session_of
 from workflows.errors import ValidationError
+from workflows.i18n import _
 from workflows.reports import ReportFilters, ReportResult
 
 __all__ = ["CATALOGUE", "building_names", "run_report"]
@@ -30,7 +31,7 @@ async def run_report(
     session = session_of(db)
     spec = CATALOGUE.get(name)
     if spec is None:
-        raise ValidationError(f"There's no report called {name!r}.")
+        raise ValidationError(_("There's no report called {name}.", name=repr(name)))
     await check_filters(session, filters)
     return await RUNNERS[name](ReportQuery(session, spec, filters, tz, today))
 

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from storage import models as m
 from storage.report_base import ReportQuery, parse_bucket, report
+from workflows.i18n import N_, _, ngettext
 from workflows.labels import flag_label
 from workflows.reports import (
     Audience,
@@ -20,7 +21,22 @@ from workflows.reports import (
     periods_between,
 )
 
-NO_TYPE = "(no type)"
+# In the CSV rows as written; translated where a chart or summary shows it.
+NO_TYPE = N_("(no type)")
+# Trend titles, by period.
+_BY_TYPE_TITLES = {
+    Period.DAY: N_("Incidents by type per day"),
+    Period.WEEK: N_("Incidents by type per week"),
+    Period.MONTH: N_("Incidents by type per month"),
+}
+# A trend's unit stays English (what it measures); the chart's axis translates it.
+INCIDENTS_UNIT = N_("incidents")
+HOURS_UNIT = N_("hours")
+_CLOSURE_TITLES = {
+    Period.DAY: N_("Average hours to closure per day"),
+    Period.WEEK: N_("Average hours to closure per week"),
+    Period.MONTH: N_("Average hours to closure per month"),
+}
 
 
 def _trend(
@@ -38,13 +54,13 @@ def _trend(
 
 def _shown(flag: object) -> str:
     """A flag as a chart legend or summary names it; CSV rows keep the flag's id."""
-    return NO_TYPE if flag == NO_TYPE else flag_label(str(flag))
+    return _(NO_TYPE) if flag == NO_TYPE else flag_label(str(flag))
 
 
 INCIDENTS_BY_TYPE = ReportSpec(
     name="incidents-by-type",
-    title="Incidents by Type",
-    description="Incidents per flag (type) that happened in the range, with a trend.",
+    title=N_("Incidents by Type"),
+    description=N_("Incidents per flag (type) that happened in the range, with a trend."),
     audience=Audience.GENERAL,
     headers=("type", "incidents", "percent_of_incidents"),
     has_trend=True,
@@ -84,28 +100,35 @@ async def incidents_by_type(q: ReportQuery) -> ReportResult:
     for b, f, n in per_period:
         series[_shown(f)][index[parse_bucket(b)]] = float(n)
     rows = [(str(f), int(n), percent(int(n), total)) for f, n in by_type]
-    top = ", ".join(f"{_shown(f)} {n}" for f, n, _p in rows[:3]) or "none"
+    top = ", ".join(f"{_shown(f)} {n}" for f, n, _p in rows[:3]) or _("none")
     return q.result(
         rows,
         [
-            f"{total} incident{'s' if total != 1 else ''} happened "
-            f"({q.filters.describe()}). Most common: {top}.",
-            "An incident with several flags counts once under each.",
+            ngettext(
+                "{n} incident happened ({filters}). Most common: {top}.",
+                "{n} incidents happened ({filters}). Most common: {top}.",
+                total,
+                filters=q.filters.describe(),
+                top=top,
+            ),
+            _("An incident with several flags counts once under each."),
         ],
         totals={"incidents": total},
-        trend=_trend(f"Incidents by type per {period.value}", period, periods, series, "incidents"),
+        trend=_trend(_(_BY_TYPE_TITLES[period]), period, periods, series, INCIDENTS_UNIT),
     )
 
 
 # --- closure time ---------------------------------------------------------------------------
 
-ALL_INCIDENTS = "All incidents"
+ALL_INCIDENTS = N_("All incidents")  # a chart's legend, translated where it is drawn
 
 CLOSURE_TIME = ReportSpec(
     name="closure-time",
-    title="Average Hours to Closure",
-    description="Incidents closed in the range and the average hours from opening to closing, "
-    "per period and per type, with a trend.",
+    title=N_("Average Hours to Closure"),
+    description=N_(
+        "Incidents closed in the range and the average hours from opening to closing, "
+        "per period and per type, with a trend."
+    ),
     audience=Audience.GENERAL,
     headers=("period_start", "incidents_closed", "average_hours"),
     has_trend=True,
@@ -158,24 +181,31 @@ async def closure_time(q: ReportQuery) -> ReportResult:
         counts[i], averages[i] = int(n), _hours(avg)
     # A period with nothing closed has no average: NaN leaves a gap in the chart, not a zero.
     nan = float("nan")
-    series: dict[str, list[float]] = {ALL_INCIDENTS: [nan if a is None else a for a in averages]}
+    series: dict[str, list[float]] = {_(ALL_INCIDENTS): [nan if a is None else a for a in averages]}
     for b, f, avg in per_type:
         line = series.setdefault(_shown(f), [nan] * len(periods))
         line[index[parse_bucket(b)]] = _hours(avg) or 0.0
     rows = [(p, counts[i], averages[i]) for i, p in enumerate(periods)]
     closed = int(closed_n or 0)
     average = _hours(overall)
-    said = "no incidents" if not closed else f"{closed} incident{'s' if closed != 1 else ''}"
-    summary = [f"{said.capitalize()} closed ({q.filters.describe()})."]
+    filters = q.filters.describe()
+    summary = [
+        _("No incidents closed ({filters}).", filters=filters)
+        if not closed
+        else ngettext(
+            "{n} incident closed ({filters}).",
+            "{n} incidents closed ({filters}).",
+            closed,
+            filters=filters,
+        )
+    ]
     if average is not None:
-        summary.append(f"Average time to closure: {average} hours.")
+        summary.append(_("Average time to closure: {average} hours.", average=average))
     return q.result(
         rows,
         summary,
         totals={"incidents_closed": closed},
-        trend=_trend(
-            f"Average hours to closure per {period.value}", period, periods, series, "hours"
-        ),
+        trend=_trend(_(_CLOSURE_TITLES[period]), period, periods, series, HOURS_UNIT),
     )
 
 
@@ -183,9 +213,11 @@ async def closure_time(q: ReportQuery) -> ReportResult:
 
 REPEAT_OFFENDERS = ReportSpec(
     name="repeat-offenders",
-    title="Repeat Offenders",
-    description="Students flagged as repeat offenders in the range: their tripped flags, "
-    "building, grade and last incident date.",
+    title=N_("Repeat Offenders"),
+    description=N_(
+        "Students flagged as repeat offenders in the range: their tripped flags, "
+        "building, grade and last incident date."
+    ),
     audience=Audience.GENERAL,
     headers=(
         "student",
@@ -275,11 +307,17 @@ async def repeat_offenders(q: ReportQuery) -> ReportResult:
     ]
     n = len(rows)
     summary = [
-        f"{n} student{'s' if n != 1 else ''} flagged as repeat offender{'s' if n != 1 else ''} "
-        f"({q.filters.describe()})."
+        ngettext(
+            "{n} student flagged as repeat offender ({filters}).",
+            "{n} students flagged as repeat offenders ({filters}).",
+            n,
+            filters=q.filters.describe(),
+        )
     ]
     if rows:
-        summary.append(f"Most recent incident: {rows[0][0]} on {rows[0][7]}.")
+        summary.append(
+            _("Most recent incident: {student} on {day}.", student=rows[0][0], day=rows[0][7])
+        )
     return q.result(
         rows,
         summary,

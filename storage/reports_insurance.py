@@ -18,15 +18,18 @@ from sqlalchemy.orm import aliased
 from storage import models as m
 from storage.report_base import ReportQuery, report
 from workflows.enrollment import EnrollmentStatus
+from workflows.i18n import N_, _, ngettext
 from workflows.invoices import InvoiceKind, InvoiceStatus
 from workflows.money import format_cents
 from workflows.reports import Audience, ReportResult, ReportSpec, percent
 
 CLAIMS_UTILIZATION = ReportSpec(
     name="claims-utilization",
-    title="Insurance Claims Utilization",
-    description="Per enrollment whose term overlaps the range, and per device plan with "
-    "claims: claims used of those allowed and the dollars insurance absorbed.",
+    title=N_("Insurance Claims Utilization"),
+    description=N_(
+        "Per enrollment whose term overlaps the range, and per device plan with "
+        "claims: claims used of those allowed and the dollars insurance absorbed."
+    ),
     audience=Audience.FINANCIAL,
     headers=(
         "student",
@@ -49,10 +52,12 @@ CLAIMS_UTILIZATION = ReportSpec(
 
 ENROLLMENT_SUMMARY = ReportSpec(
     name="enrollment-summary",
-    title="Insurance Enrollment Summary",
-    description="Per policy and term overlapping the range: enrollments by status, new and "
-    "expiring enrollments, premiums, claims and the dollars insurance absorbed (a device "
-    "plan's claims on a row of their own).",
+    title=N_("Insurance Enrollment Summary"),
+    description=N_(
+        "Per policy and term overlapping the range: enrollments by status, new and "
+        "expiring enrollments, premiums, claims and the dollars insurance absorbed (a device "
+        "plan's claims on a row of their own)."
+    ),
     audience=Audience.FINANCIAL,
     headers=(
         "policy",
@@ -236,15 +241,26 @@ async def claims_utilization(q: ReportQuery) -> ReportResult:
     return q.result(
         rows,
         [
-            f"{enrollments} enrollment{'s' if enrollments != 1 else ''} with a term in the range "
-            f"({q.filters.describe()})"
-            + (
-                f" and {len(plans)} device plan{'s' if len(plans) != 1 else ''} with claims."
-                if plans
-                else "."
+            _(
+                "{enrollments} with a term in the range ({filters}) and {plans} with claims.",
+                enrollments=ngettext("{n} enrollment", "{n} enrollments", enrollments),
+                filters=q.filters.describe(),
+                plans=ngettext("{n} device plan", "{n} device plans", len(plans)),
+            )
+            if plans
+            else ngettext(
+                "{n} enrollment with a term in the range ({filters}).",
+                "{n} enrollments with a term in the range ({filters}).",
+                enrollments,
+                filters=q.filters.describe(),
             ),
-            f"{claims_used} claim{'s' if claims_used != 1 else ''} used; insurance absorbed "
-            f"{format_cents(absorbed_total)}. {at_limit} at their claim limit.",
+            ngettext(
+                "{n} claim used; insurance absorbed {absorbed}. {at_limit} at their claim limit.",
+                "{n} claims used; insurance absorbed {absorbed}. {at_limit} at their claim limit.",
+                claims_used,
+                absorbed=format_cents(absorbed_total),
+                at_limit=at_limit,
+            ),
         ],
         totals={
             "enrollments": enrollments,
@@ -354,14 +370,25 @@ async def enrollment_summary(q: ReportQuery) -> ReportResult:
     return q.result(
         rows,
         [
-            f"{totals['enrollments']} enrollment{'s' if totals['enrollments'] != 1 else ''} in "
-            f"{len(rows)} polic{'ies' if len(rows) != 1 else 'y'} with a term in the range "
-            f"({q.filters.describe()}): {totals['active']} active, "
-            f"{totals['awaiting_premium']} awaiting premium, {totals['cancelled']} cancelled.",
-            f"Premiums billed {format_cents(totals['premiums_billed'])}, collected "
-            f"{format_cents(totals['premiums_collected'])}, waived "
-            f"{format_cents(totals['premiums_waived'])}. {totals['claims']} claims; insurance "
-            f"absorbed {format_cents(totals['absorbed'])}.",
+            _(
+                "{enrollments} in {policies} with a term in the range ({filters}): "
+                "{active} active, {awaiting} awaiting premium, {cancelled} cancelled.",
+                enrollments=ngettext("{n} enrollment", "{n} enrollments", totals["enrollments"]),
+                policies=ngettext("{n} policy", "{n} policies", len(rows)),
+                filters=q.filters.describe(),
+                active=totals["active"],
+                awaiting=totals["awaiting_premium"],
+                cancelled=totals["cancelled"],
+            ),
+            _(
+                "Premiums billed {billed}, collected {collected}, waived {waived}. "
+                "{claims} claims; insurance absorbed {absorbed}.",
+                billed=format_cents(totals["premiums_billed"]),
+                collected=format_cents(totals["premiums_collected"]),
+                waived=format_cents(totals["premiums_waived"]),
+                claims=totals["claims"],
+                absorbed=format_cents(totals["absorbed"]),
+            ),
         ],
         totals=totals,
     )

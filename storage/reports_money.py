@@ -35,6 +35,7 @@ from storage import models as m
 from storage.billing_reports import cancelled_invoices, student_name
 from storage.notices import reachable
 from storage.report_base import ReportQuery, report
+from workflows.i18n import N_, _, ngettext
 from workflows.invoices import OPEN_STATUSES, InvoiceKind, InvoiceStatus
 from workflows.money import format_cents
 from workflows.reports import Audience, ReportResult, ReportSpec
@@ -62,9 +63,11 @@ _LISTING_HEADERS = ("invoice_number", "student", "family", "building", "grade", 
 
 INVOICES = ReportSpec(
     name="invoices",
-    title="Outstanding and Paid Invoices",
-    description="Every invoice issued in the range, with what was billed, covered, paid, "
-    "waived and refunded, and what is still owed.",
+    title=N_("Outstanding and Paid Invoices"),
+    description=N_(
+        "Every invoice issued in the range, with what was billed, covered, paid, "
+        "waived and refunded, and what is still owed."
+    ),
     audience=Audience.FINANCIAL,
     headers=(
         *_LISTING_HEADERS,
@@ -86,9 +89,11 @@ _BALANCE_FIGURES = ("invoices", "billed", "covered", "collected", "waived", "bal
 
 BALANCES_BY_STUDENT = ReportSpec(
     name="balances-by-student",
-    title="Balances by Student",
-    description="Per student, over invoices issued in the range that aren't cancelled: "
-    "billed, covered, collected, waived and the balance, largest balance first.",
+    title=N_("Balances by Student"),
+    description=N_(
+        "Per student, over invoices issued in the range that aren't cancelled: "
+        "billed, covered, collected, waived and the balance, largest balance first."
+    ),
     audience=Audience.FINANCIAL,
     headers=("student", "family", "building", "grade", *_BALANCE_FIGURES),
     money=_BALANCE_MONEY,
@@ -97,9 +102,11 @@ BALANCES_BY_STUDENT = ReportSpec(
 
 BALANCES_BY_FAMILY = ReportSpec(
     name="balances-by-family",
-    title="Balances by Family",
-    description="Per family (household), over invoices issued in the range that aren't "
-    "cancelled: the students billed, billed, covered, collected, waived and the balance.",
+    title=N_("Balances by Family"),
+    description=N_(
+        "Per family (household), over invoices issued in the range that aren't "
+        "cancelled: the students billed, billed, covered, collected, waived and the balance."
+    ),
     audience=Audience.FINANCIAL,
     headers=("family", "students", *_BALANCE_FIGURES),
     money=_BALANCE_MONEY,
@@ -108,9 +115,10 @@ BALANCES_BY_FAMILY = ReportSpec(
 
 OVERDUE = ReportSpec(
     name="overdue",
-    title="Overdue and Partially Paid Invoices",
-    description="Open invoices issued in the range that are past due or partly paid, most "
-    "overdue first.",
+    title=N_("Overdue and Partially Paid Invoices"),
+    description=N_(
+        "Open invoices issued in the range that are past due or partly paid, most overdue first."
+    ),
     audience=Audience.FINANCIAL,
     headers=(
         *_LISTING_HEADERS,
@@ -130,9 +138,10 @@ OVERDUE = ReportSpec(
 
 CLEANUP = ReportSpec(
     name="cleanup",
-    title="End-of-Year Cleanup",
-    description="Open invoices issued in the range, each with what needs doing before the "
-    "year closes.",
+    title=N_("End-of-Year Cleanup"),
+    description=N_(
+        "Open invoices issued in the range, each with what needs doing before the year closes."
+    ),
     audience=Audience.FINANCIAL,
     headers=(
         *_LISTING_HEADERS,
@@ -150,9 +159,11 @@ _PARTS = ("billed", "covered", "collected", "waived", "refunded", "outstanding",
 
 RECOVERY = ReportSpec(
     name="recovery",
-    title="Damage Recovery",
-    description="Damage and loss invoices issued in the range by building, grade and device "
-    "model: where the billed money went and the share families paid.",
+    title=N_("Damage Recovery"),
+    description=N_(
+        "Damage and loss invoices issued in the range by building, grade and device "
+        "model: where the billed money went and the share families paid."
+    ),
     audience=Audience.FINANCIAL,
     headers=("dimension", "value", "invoices", *_PARTS, "recovery_rate"),
     money=frozenset(_PARTS),
@@ -161,9 +172,11 @@ RECOVERY = ReportSpec(
 
 CANCELLED = ReportSpec(
     name="cancelled",
-    title="Cancelled Invoices",
-    description="Invoices cancelled in the range: who and why, Auto-Cancelled marked, totals "
-    "auto against manual.",
+    title=N_("Cancelled Invoices"),
+    description=N_(
+        "Invoices cancelled in the range: who and why, Auto-Cancelled marked, totals "
+        "auto against manual."
+    ),
     audience=Audience.FINANCIAL,
     # The same columns as `devicecare report cancelled --csv`.
     headers=(
@@ -277,10 +290,6 @@ def _days_before_today(q: ReportQuery, day: Any) -> ColumnElement[Any]:
     return cast(func.julianday(literal(q.today.isoformat())) - func.julianday(day), Integer)
 
 
-def _plural(n: int, word: str, plural: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (plural or word + 's')}"
-
-
 # --- invoices ------------------------------------------------------------------------------
 
 
@@ -320,10 +329,20 @@ async def invoices(q: ReportQuery) -> ReportResult:
     return q.result(
         rows,
         [
-            f"{_plural(total, 'invoice')} issued ({q.filters.describe()}), "
-            f"{format_cents(billed)} billed.",
-            f"Outstanding: {open_n} with {format_cents(open_cents)} still owed. "
-            f"Paid: {paid_n}. Cancelled: {cancelled_n}.",
+            ngettext(
+                "{n} invoice issued ({filters}), {billed} billed.",
+                "{n} invoices issued ({filters}), {billed} billed.",
+                total,
+                filters=q.filters.describe(),
+                billed=format_cents(billed),
+            ),
+            _(
+                "Outstanding: {open} with {owed} still owed. Paid: {paid}. Cancelled: {cancelled}.",
+                open=open_n,
+                owed=format_cents(open_cents),
+                paid=paid_n,
+                cancelled=cancelled_n,
+            ),
         ],
         totals={
             "invoices": total,
@@ -363,24 +382,36 @@ async def _balance_totals(q: ReportQuery) -> dict[str, int]:
     return dict(zip(_BALANCE_FIGURES, _figures_of(row), strict=True))
 
 
-def _balance_summary(
-    q: ReportQuery, who: tuple[str, str], count: int, totals: dict[str, int]
-) -> list[str]:
+def _balance_summary(q: ReportQuery, who: str, count: int, totals: dict[str, int]) -> list[str]:
+    billed = (
+        ngettext("{n} student", "{n} students", count)
+        if who == "students"
+        else ngettext("{n} family", "{n} families", count)
+    )
     return [
-        f"{_plural(count, *who)} billed on {_plural(totals['invoices'], 'invoice')} "
-        f"({q.filters.describe()}); cancelled invoices left out.",
-        f"Billed {format_cents(totals['billed'])}: covered {format_cents(totals['covered'])}, "
-        f"collected {format_cents(totals['collected'])}, waived "
-        f"{format_cents(totals['waived'])}, still owed {format_cents(totals['balance'])}.",
+        _(
+            "{who} billed on {invoices} ({filters}); cancelled invoices left out.",
+            who=billed,
+            invoices=ngettext("{n} invoice", "{n} invoices", totals["invoices"]),
+            filters=q.filters.describe(),
+        ),
+        _(
+            "Billed {billed}: covered {covered}, collected {collected}, waived {waived}, "
+            "still owed {balance}.",
+            billed=format_cents(totals["billed"]),
+            covered=format_cents(totals["covered"]),
+            collected=format_cents(totals["collected"]),
+            waived=format_cents(totals["waived"]),
+            balance=format_cents(totals["balance"]),
+        ),
     ]
 
 
-async def _balance_result(
-    q: ReportQuery, rows: list[tuple[Any, ...]], who: tuple[str, str]
-) -> ReportResult:
-    """The result of a balances report listing `rows` of who (singular, plural) was billed."""
+async def _balance_result(q: ReportQuery, rows: list[tuple[Any, ...]], who: str) -> ReportResult:
+    """The result of a balances report listing `rows` of who ("students" or "families") was
+    billed."""
     totals = await _balance_totals(q)
-    totals[who[1]] = len(rows)
+    totals[who] = len(rows)
     return q.result(rows, _balance_summary(q, who, len(rows), totals), totals=totals)
 
 
@@ -416,7 +447,7 @@ async def balances_by_student(q: ReportQuery) -> ReportResult:
         )
         for r in (await q.session.execute(stmt)).all()
     ]
-    return await _balance_result(q, rows, ("student", "students"))
+    return await _balance_result(q, rows, "students")
 
 
 def _family_key() -> ColumnElement[Any]:
@@ -463,7 +494,7 @@ async def balances_by_family(q: ReportQuery) -> ReportResult:
         )
         for r in figures
     ]
-    return await _balance_result(q, rows, ("family", "families"))
+    return await _balance_result(q, rows, "families")
 
 
 # --- overdue and partially paid ------------------------------------------------------------
@@ -509,10 +540,20 @@ async def overdue(q: ReportQuery) -> ReportResult:
     return q.result(
         rows,
         [
-            f"{_plural(total, 'open invoice')} overdue or partly paid "
-            f"({q.filters.describe()}), {format_cents(owed)} still owed.",
-            f"Overdue: {overdue_n} ({format_cents(overdue_cents)}). "
-            f"Partly paid: {partly_n} ({format_cents(partly_cents)}).",
+            ngettext(
+                "{n} open invoice overdue or partly paid ({filters}), {owed} still owed.",
+                "{n} open invoices overdue or partly paid ({filters}), {owed} still owed.",
+                total,
+                filters=q.filters.describe(),
+                owed=format_cents(owed),
+            ),
+            _(
+                "Overdue: {overdue} ({overdue_amount}). Partly paid: {partly} ({partly_amount}).",
+                overdue=overdue_n,
+                overdue_amount=format_cents(overdue_cents),
+                partly=partly_n,
+                partly_amount=format_cents(partly_cents),
+            ),
         ],
         totals={
             "invoices": total,
@@ -631,13 +672,18 @@ async def cleanup(q: ReportQuery) -> ReportResult:
     order = [r.value for r in CLEANUP_ORDER] + [CARRY_OVER]
     total = sum(n for n, _c in counts.values())
     owed = sum(c for _n, c in counts.values())
-    parts = [f"{_suggestion_text(code)} {counts[code][0]}" for code in order if code in counts]
+    parts = [f"{_(_suggestion_text(code))} {counts[code][0]}" for code in order if code in counts]
     return q.result(
         rows,
         [
-            f"{_plural(total, 'open invoice')} ({q.filters.describe()}), "
-            f"{format_cents(owed)} still owed.",
-            ("To do: " + ", ".join(parts) + ".") if parts else "Nothing left open.",
+            ngettext(
+                "{n} open invoice ({filters}), {owed} still owed.",
+                "{n} open invoices ({filters}), {owed} still owed.",
+                total,
+                filters=q.filters.describe(),
+                owed=format_cents(owed),
+            ),
+            _("To do: {parts}.", parts=", ".join(parts)) if parts else _("Nothing left open."),
         ],
         totals={"invoices": total, "balance": owed}
         | {code: counts.get(code, (0, 0))[0] for code in order},
@@ -701,15 +747,27 @@ async def recovery(q: ReportQuery) -> ReportResult:
     return q.result(
         rows,
         [
-            f"{_plural(t['invoices'], 'damage or loss invoice')} issued "
-            f"({q.filters.describe()}), {format_cents(t['billed'])} billed.",
-            f"Collected {format_cents(t['collected'])}, covered by insurance "
-            f"{format_cents(t['covered'])}, waived {format_cents(t['waived'])}, refunded "
-            f"{format_cents(t['refunded'])}, outstanding {format_cents(t['outstanding'])}, "
-            f"cancelled {format_cents(t['cancelled'])}.",
-            "Recovery rate: "
-            + ("n/a" if rate is None else f"{rate}%")
-            + " (collected of billed less insurance and cancellations).",
+            ngettext(
+                "{n} damage or loss invoice issued ({filters}), {billed} billed.",
+                "{n} damage or loss invoices issued ({filters}), {billed} billed.",
+                t["invoices"],
+                filters=q.filters.describe(),
+                billed=format_cents(t["billed"]),
+            ),
+            _(
+                "Collected {collected}, covered by insurance {covered}, waived {waived}, "
+                "refunded {refunded}, outstanding {outstanding}, cancelled {cancelled}.",
+                collected=format_cents(t["collected"]),
+                covered=format_cents(t["covered"]),
+                waived=format_cents(t["waived"]),
+                refunded=format_cents(t["refunded"]),
+                outstanding=format_cents(t["outstanding"]),
+                cancelled=format_cents(t["cancelled"]),
+            ),
+            _(
+                "Recovery rate: {rate} (collected of billed less insurance and cancellations).",
+                rate=_("n/a") if rate is None else f"{rate}%",
+            ),
         ],
         totals=t,
     )
@@ -731,10 +789,21 @@ async def cancelled(q: ReportQuery) -> ReportResult:
     return q.result(
         rows,
         [
-            f"{_plural(auto_n + manual_n, 'invoice')} cancelled ({q.filters.describe()}), "
-            f"{format_cents(auto_cents + manual_cents)}.",
-            f"Auto-Cancelled: {auto_n} ({format_cents(auto_cents)}). "
-            f"Cancelled by staff: {manual_n} ({format_cents(manual_cents)}).",
+            ngettext(
+                "{n} invoice cancelled ({filters}), {amount}.",
+                "{n} invoices cancelled ({filters}), {amount}.",
+                auto_n + manual_n,
+                filters=q.filters.describe(),
+                amount=format_cents(auto_cents + manual_cents),
+            ),
+            _(
+                "Auto-Cancelled: {auto} ({auto_amount}). "
+                "Cancelled by staff: {manual} ({manual_amount}).",
+                auto=auto_n,
+                auto_amount=format_cents(auto_cents),
+                manual=manual_n,
+                manual_amount=format_cents(manual_cents),
+            ),
         ],
         totals={
             "invoices": auto_n + manual_n,

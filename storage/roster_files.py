@@ -19,6 +19,7 @@ from storage import models as m
 from storage.csv_in import Column, CsvFileError, find_columns, open_csv
 from storage.csv_in import Problem as Problem  # the importers' problem type, kept importable here
 from workflows.grades import grade_code
+from workflows.i18n import _
 
 # (stage, rows done, rows in total): lets a CLI draw a progress bar without this module
 # knowing about terminals.
@@ -187,7 +188,9 @@ def too_long(values: dict[str, str | None], lengths: dict[str, int]) -> str | No
     """PostgreSQL enforces VARCHAR lengths and SQLite does not: check them the same on both."""
     for label, value in values.items():
         if value and len(value) > lengths[label]:
-            return f"{label} is longer than {lengths[label]} characters"
+            return _(
+                "{column} is longer than {limit} characters", column=label, limit=lengths[label]
+            )
     return None
 
 
@@ -251,13 +254,17 @@ def orgs_from(
 def _org_problem(raw: dict[str, str], seen: dict[str, int]) -> str | None:
     sis_id = raw["sourcedid"]
     if not sis_id:
-        return "missing sourcedId"
+        return _("missing sourcedId")
     if sis_id in seen:
-        return f"duplicate sourcedId {sis_id} (first on line {seen[sis_id]})"
+        return _(
+            "duplicate sourcedId {sis_id} (first on line {first})",
+            sis_id=sis_id,
+            first=seen[sis_id],
+        )
     if raw["type"].lower() not in ORG_TYPES:
-        return f"unknown org type {raw['type']!r}"
+        return _("unknown org type {value}", value=repr(raw["type"]))
     if not raw["name"]:
-        return "missing name"
+        return _("missing name")
     return too_long({"sourcedId": sis_id, "name": raw["name"]}, ORG_LIMITS)
 
 
@@ -282,7 +289,15 @@ def users_from(
         if sis_id in first_line:
             first = first_line[sis_id]
             problems.append(
-                Problem(file, line, f"duplicate sourcedId {sis_id} (first on line {first})")
+                Problem(
+                    file,
+                    line,
+                    _(
+                        "duplicate sourcedId {sis_id} (first on line {first})",
+                        sis_id=sis_id,
+                        first=first,
+                    ),
+                )
             )
             result.reject(role)
             continue
@@ -303,21 +318,24 @@ def users_from(
 def _user_row(line: int, raw: dict[str, str], role: str) -> UserRow:
     """One student or guardian row; ValueError carries the reason it is rejected."""
     if not raw["sourcedid"]:
-        raise ValueError("missing sourcedId")
+        raise ValueError(_("missing sourcedId"))
     if role != STUDENT and role not in GUARDIAN_ROLES:
-        raise ValueError(f"unknown role {raw['role']!r}" if role else "missing role")
+        raise ValueError(
+            _("unknown role {value}", value=repr(raw["role"])) if role else _("missing role")
+        )
     status = raw.get("status", "").lower()
     if status not in ("", "active", "tobedeleted"):
-        raise ValueError(f"unknown status {raw['status']!r}")
+        raise ValueError(_("unknown status {value}", value=repr(raw["status"])))
     for column in ("givenname", "familyname"):
         if not raw[column]:
-            raise ValueError(f"missing {'givenName' if column == 'givenname' else 'familyName'}")
+            name = "givenName" if column == "givenname" else "familyName"
+            raise ValueError(_("missing {column}", column=name))
     grade = None
     if role == STUDENT:
         try:
             grade = normalize_grade(raw.get("grades", ""))
         except ValueError as exc:
-            raise ValueError(f"bad grade {exc.args[0]!r}") from None
+            raise ValueError(_("bad grade {value}", value=repr(exc.args[0]))) from None
     phone = raw.get("phone") or raw.get("sms") or None
     reason = too_long(
         {
@@ -377,12 +395,16 @@ def _device_problem(
 ) -> str | None:
     serial = raw["serialnumber"]
     if not serial:
-        return "empty serialNumber"
+        return _("empty serialNumber")
     if serial.lower() in serial_lines:
-        return f"duplicate serial {serial} (first on line {serial_lines[serial.lower()]})"
+        return _(
+            "duplicate serial {serial} (first on line {first})",
+            serial=serial,
+            first=serial_lines[serial.lower()],
+        )
     tag = raw.get("annotatedassetid", "")
     if tag and tag in tag_lines:
-        return f"duplicate asset tag {tag} (first on line {tag_lines[tag]})"
+        return _("duplicate asset tag {tag} (first on line {first})", tag=tag, first=tag_lines[tag])
     return too_long(
         {"serialNumber": serial, "annotatedAssetId": tag, "model": raw.get("model")},
         DEVICE_LIMITS,

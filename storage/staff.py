@@ -15,6 +15,7 @@ from storage.activity import activity_entry
 from storage.session_of import Db, session_of
 from workflows.clock import Clock
 from workflows.errors import NotFound, ValidationError
+from workflows.i18n import _
 from workflows.permissions import Actor
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -36,7 +37,10 @@ async def find_role(session: AsyncSession, name: str) -> m.Role:
         if role.name.casefold() == wanted or role.name.casefold().replace(" ", "") == wanted:
             return role
     names = ", ".join(sorted(r.name for r in roles))
-    raise NotFound(f"There is no role called {name!r}. Roles: {names}.", field="role")
+    raise NotFound(
+        _("There is no role called {name}. Roles: {roles}.", name=repr(name), roles=names),
+        field="role",
+    )
 
 
 async def add_staff(
@@ -53,10 +57,13 @@ async def add_staff(
     session = session_of(db)
     email = email.strip().lower()
     if not EMAIL_RE.match(email):
-        raise ValidationError(f"{email!r} isn't an email address.", field="email")
+        raise ValidationError(
+            _("{email} isn't an email address.", email=repr(email)), field="email"
+        )
     if slack_user_id is not None and not SLACK_ID_RE.match(slack_user_id):
         raise ValidationError(
-            f"{slack_user_id!r} isn't a Slack user id (like U024BE7LH).", field="slack_id"
+            _("{slack_id} isn't a Slack user id (like U024BE7LH).", slack_id=repr(slack_user_id)),
+            field="slack_id",
         )
     role_row = await find_role(session, role)
     staff = (

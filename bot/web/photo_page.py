@@ -18,6 +18,7 @@ from bot.photo_links import PhotoLinkProblem, read_photo_token
 from bot.runtime import Runtime
 from bot.signing import signing_keys
 from storage.lookups import get_photo
+from workflows.i18n import N_, _, staff_language
 
 log = logging.getLogger("devicecare.web")
 
@@ -33,28 +34,34 @@ _HEADERS = {
 _PROBLEMS = {
     "expired": (
         403,
-        "This photo link has expired",
-        "Photo links work for a day. Open the incident card or run /device again in Slack "
-        "for a fresh link.",
+        N_("This photo link has expired"),
+        N_(
+            "Photo links work for a day. Open the incident card or run /device again in Slack "
+            "for a fresh link."
+        ),
     ),
     "invalid": (
         404,
-        "This photo link doesn't work",
-        "The link is incomplete or was changed. Open the incident card or run /device again "
-        "in Slack for a working link.",
+        N_("This photo link doesn't work"),
+        N_(
+            "The link is incomplete or was changed. Open the incident card or run /device again "
+            "in Slack for a working link."
+        ),
     ),
     "missing": (
         404,
-        "This photo isn't here any more",
-        "It may have been removed, for example when a family's data was erased.",
+        N_("This photo isn't here any more"),
+        N_("It may have been removed, for example when a family's data was erased."),
     ),
 }
 
 
 def problem_page(kind: str) -> HTMLResponse:
+    # A staff page: in the staff language.
     status, title, detail = _PROBLEMS[kind]
+    title, detail = _(title), _(detail)
     html = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<!doctype html><html lang="{staff_language()}"><head><meta charset="utf-8">'
         f"<title>{escape(title, quote=False)}</title></head><body>"
         f"<h1>{escape(title, quote=False)}</h1><p>{escape(detail, quote=False)}</p></body></html>"
     )

@@ -20,7 +20,7 @@ from babel.messages.pofile import read_po
 from workflows.i18n import DEFAULT_LANGUAGE, LANGUAGES, LOCALES_DIR, catalog_path
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ("bot", "workflows", "templates")
+SOURCES = ("bot", "services", "storage", "workflows", "templates")
 CATALOGUED = [language for language in LANGUAGES if language != DEFAULT_LANGUAGE]
 # %(name)s (templates, python-format) and {name} (str.format in code); "%%" is a literal.
 _PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]|\{(\w+)\}")
