@@ -53,7 +53,7 @@ from workflows.i18n import (
     translations,
 )
 from workflows.i18n import format_long_date as _babel_long_date
-from workflows.invoices import InvoiceStatus, NoticeTemplate
+from workflows.invoices import NoticeTemplate
 from workflows.portal import portal_url
 
 log = logging.getLogger("devicecare.mail.render")
@@ -296,13 +296,6 @@ def _iso_date(value: Any) -> date | None:
     return None
 
 
-def _status_label(status: str) -> str:
-    try:
-        return InvoiceStatus(status).label
-    except ValueError:
-        return status.replace("_", " ").capitalize()
-
-
 def insurance_context(invoice: Any) -> dict[str, Any] | None:
     """The insurance audit facts from the invoice's snapshot (None when no policy was involved)."""
     snap = invoice.insurance_snapshot
@@ -328,7 +321,6 @@ def invoice_context(invoice: Any, device: Any, tz: tzinfo) -> dict[str, Any]:
         "id": invoice.id,
         "number": invoice.number,
         "status": invoice.status,
-        "status_label": _status_label(invoice.status),
         "issued_on": _local_date(invoice.created_at, tz),
         "due_date": invoice.due_date,
         "lines": [
