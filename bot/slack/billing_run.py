@@ -24,6 +24,7 @@ from services.billing_run import SLACK_RUN_KIND, PlannedStep, RunResult, totals_
 from workflows.billing import PauseWindow, RunTotals, step_label, validate_pause
 from workflows.billing_pauses import PauseView, add_pause, list_pauses, remove_pause
 from workflows.errors import ValidationError
+from workflows.i18n import N_, _, ngettext
 from workflows.labels import invoice_status_label
 from workflows.permissions import Actor, Permission
 from workflows.ports import Context
@@ -35,14 +36,14 @@ PREVIEW_STEPS_SHOWN = 20
 _DAY_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _ID_RE = re.compile(r"^#?([0-9]{1,12})$")
 
-PAUSE_USAGE = (
+PAUSE_USAGE = N_(
     "Billing pauses: no reminders go out on a paused day and overdue clocks stand still.\n"
     "• `/billing pause add 2026-12-21 2027-01-01 Winter break` pauses those days "
     "(both included)\n"
     "• `/billing pause list` shows current and coming pauses (`list all` shows past ones too)\n"
     "• `/billing pause remove 3` removes pause #3"
 )
-PREVIEW_USAGE = "Usage: `/billing preview` for today, or `/billing preview 2026-04-01`."
+PREVIEW_USAGE = N_("Usage: `/billing preview` for today, or `/billing preview 2026-04-01`.")
 
 
 # --- words -----------------------------------------------------------------------------------
@@ -52,23 +53,28 @@ def long_day(day: date) -> str:
     return f"{day:%A}, {fmt_date(day)}"
 
 
-def _count(n: int, one: str, many: str | None = None) -> str:
-    return f"{n} {one if n == 1 else (many or one + 's')}"
-
-
 def status_label(value: str) -> str:
     return invoice_status_label(value)
 
 
-def covered_line(totals: RunTotals) -> str | None:
-    """Said when a run stands in for days missed while DeviceCare was down."""
+def covered_line(totals: RunTotals, *, planned: bool = False) -> str | None:
+    """Said when a run stands in for days missed while DeviceCare was down (`planned`: would)."""
     first = totals.covered_since + timedelta(days=1)
     if first >= totals.day:
         return None
-    missed = (totals.day - first).days
-    return (
-        f":hourglass: Caught up after downtime: this run covered {fmt_date(first)} to "
-        f"{fmt_date(totals.day)} ({_count(missed, 'missed day')})."
+    missed = ngettext("{n} missed day", "{n} missed days", (totals.day - first).days)
+    if planned:
+        return _(
+            ":hourglass: Caught up after downtime: it would cover {first} to {last} ({missed}).",
+            first=fmt_date(first),
+            last=fmt_date(totals.day),
+            missed=missed,
+        )
+    return _(
+        ":hourglass: Caught up after downtime: this run covered {first} to {last} ({missed}).",
+        first=fmt_date(first),
+        last=fmt_date(totals.day),
+        missed=missed,
     )
 
 
@@ -77,33 +83,44 @@ def _summary_sections(totals: RunTotals, *, planned: bool) -> list[str]:
     out: list[str] = []
     if totals.reminders_by_step:
         lines = [f"• {step_label(name)}: {n}" for name, n in totals.reminders_by_step]
-        title = "Reminders and notices it would send" if planned else "Reminders and notices sent"
+        title = (
+            _("Reminders and notices it would send") if planned else _("Reminders and notices sent")
+        )
         out.append(f"*{title}*\n" + "\n".join(lines))
     if totals.advanced:
-        lines = [f"• to {status_label(status)}: {n}" for status, n in totals.advanced]
-        title = "Statuses it would move on" if planned else "Statuses advanced"
+        lines = [
+            _("• to {status}: {count}", status=status_label(status), count=n)
+            for status, n in totals.advanced
+        ]
+        title = _("Statuses it would move on") if planned else _("Statuses advanced")
         out.append(f"*{title}*\n" + "\n".join(lines))
     if totals.auto_cancelled:
-        title = "Would auto-cancel" if planned else "Auto-cancelled"
-        out.append(f"*{title}:* {_count(totals.auto_cancelled, 'invoice')}")
+        title = _("Would auto-cancel") if planned else _("Auto-cancelled")
+        invoices = ngettext("{n} invoice", "{n} invoices", totals.auto_cancelled)
+        out.append(f"*{title}:* {invoices}")
     if totals.emails_queued:
         digests = ""
         if totals.digests:
-            digests = (
-                f", {_count(totals.digests, 'digest')} among them "
-                "(one email for a family with several notices)"
+            digests = _(
+                ", {digests} among them (one email for a family with several notices)",
+                digests=ngettext("{n} digest", "{n} digests", totals.digests),
             )
-        title = "Emails it would queue" if planned else "Emails queued"
+        title = _("Emails it would queue") if planned else _("Emails queued")
         out.append(f"*{title}:* {totals.emails_queued}{digests}")
     attention = list(totals.failures)
     if planned and totals.not_emailed:
         attention.append(
-            f"{_count(totals.not_emailed, 'invoice')} would have no guardian email address "
-            "that works"
+            ngettext(
+                "{n} invoice would have no guardian email address that works",
+                "{n} invoices would have no guardian email address that works",
+                totals.not_emailed,
+            )
         )
     if attention:
         out.append(
-            ":warning: *Needs attention*\n" + "\n".join(f"• {escape_mrkdwn(f)}" for f in attention)
+            _(":warning: *Needs attention*")
+            + "\n"
+            + "\n".join(f"• {escape_mrkdwn(f)}" for f in attention)
         )
     return out
 
@@ -118,22 +135,25 @@ def _nothing_happened(totals: RunTotals) -> bool:
 def build_run_digest(totals: RunTotals) -> tuple[str, list[Block]]:
     """The billing channel's message after a run."""
     day = long_day(totals.day)
-    blocks: list[Block] = [{"type": "header", "text": plain(f"Billing run · {day}")}]
+    blocks: list[Block] = [{"type": "header", "text": plain(_("Billing run · {day}", day=day))}]
     covered = covered_line(totals)
     if covered:
         blocks.append(context_block(covered))
     if totals.paused:
-        text = f"Billing run for {day}: paused, nothing was sent."
-        blocks.append(section("Billing is paused today: nothing was sent or changed."))
+        text = _("Billing run for {day}: paused, nothing was sent.", day=day)
+        blocks.append(section(_("Billing is paused today: nothing was sent or changed.")))
         return text, blocks
     if _nothing_happened(totals):
-        blocks.append(section("Nothing was due: no reminders, no status changes."))
+        blocks.append(section(_("Nothing was due: no reminders, no status changes.")))
     blocks += [section(part) for part in _summary_sections(totals, planned=False)]
     advanced = sum(n for _s, n in totals.advanced)
-    sent = _count(totals.reminders, "reminder or notice", "reminders and notices")
-    text = (
-        f"Billing run for {day}: {sent}, {_count(advanced, 'status change')}, "
-        f"{totals.auto_cancelled} auto-cancelled, {_count(totals.emails_queued, 'email')} queued."
+    text = _(
+        "Billing run for {day}: {sent}, {changes}, {cancelled} auto-cancelled, {emails} queued.",
+        day=day,
+        sent=ngettext("{n} reminder or notice", "{n} reminders and notices", totals.reminders),
+        changes=ngettext("{n} status change", "{n} status changes", advanced),
+        cancelled=totals.auto_cancelled,
+        emails=ngettext("{n} email", "{n} emails", totals.emails_queued),
     )
     return text, blocks
 
@@ -142,23 +162,29 @@ def build_run_failed(payload: dict[str, Any]) -> tuple[str, list[Block]]:
     """The billing channel's message when a run failed."""
     day = long_day(date.fromisoformat(str(payload["day"])))
     attempt = int(payload.get("attempt", 1))
-    error = escape_mrkdwn(str(payload.get("error") or "unknown error")).replace("`", "'")
+    error = escape_mrkdwn(str(payload.get("error") or _("unknown error"))).replace("`", "'")
     if payload.get("retrying"):
         minutes = int(payload.get("retry_minutes", 15))
-        then = f"DeviceCare tries again within {minutes} minutes."
+        then = _("DeviceCare tries again within {minutes} minutes.", minutes=minutes)
     else:
-        then = (
+        then = _(
             "No more automatic tries today. The next day's run covers today too; or run "
             "`devicecare billing run` once the cause is fixed."
         )
-    text = f"The billing run for {day} failed (attempt {attempt})."
+    text = _("The billing run for {day} failed (attempt {attempt}).", day=day, attempt=attempt)
     blocks: list[Block] = [
         section(
-            f":x: *The billing run for {day} failed* (attempt {attempt}).\n`{error}`\n"
-            "What it finished is kept: each batch commits whole, and the next run picks up "
-            f"where this one stopped. {then}"
+            _(
+                ":x: *The billing run for {day} failed* (attempt {attempt}).\n`{error}`\n"
+                "What it finished is kept: each batch commits whole, and the next run picks up "
+                "where this one stopped. {then}",
+                day=day,
+                attempt=attempt,
+                error=error,
+                then=then,
+            )
         ),
-        context_block("The full error is in the scheduler's log."),
+        context_block(_("The full error is in the scheduler's log.")),
     ]
     return text, blocks
 
@@ -168,51 +194,59 @@ def _planned_line(step: PlannedStep) -> str:
     if step.to_status is not None:
         line += f": {status_label(step.from_status)} → {status_label(step.to_status)}"
     if step.days_overdue is not None and step.days_overdue > 0:
-        line += f" ({step.days_overdue} days overdue)"
+        line += _(" ({days} days overdue)", days=step.days_overdue)
     if step.to_status is None or step.step in ("first", "second", "final"):
-        line += f", {_count(step.recipients, 'recipient')}"
+        line += ", " + ngettext("{n} recipient", "{n} recipients", step.recipients)
     return line
 
 
 def build_preview(result: RunResult) -> tuple[str, list[Block]]:
     """The dry run, for the person who asked: counts by step and the first planned steps."""
     day = long_day(result.day)
-    title = f"*Billing run preview for {day}*: nothing has been sent or changed."
+    title = _("*Billing run preview for {day}*: nothing has been sent or changed.", day=day)
     totals = result.totals
     if totals is None:
-        text = f"Billing run preview for {day}: {result.message}"
+        text = _("Billing run preview for {day}: {message}", day=day, message=result.message)
         return text, [section(f"{title}\n{escape_mrkdwn(result.message)}")]
     blocks: list[Block] = [section(title)]
-    covered = covered_line(totals)
+    covered = covered_line(totals, planned=True)
     if covered:
-        blocks.append(context_block(covered.replace("this run covered", "it would cover")))
+        blocks.append(context_block(covered))
     if _nothing_happened(totals):
-        blocks.append(section("Nothing would be due: no reminders, no status changes."))
+        blocks.append(section(_("Nothing would be due: no reminders, no status changes.")))
     blocks += [section(part) for part in _summary_sections(totals, planned=True)]
     if result.planned:
         shown = result.planned[:PREVIEW_STEPS_SHOWN]
         lines = [_planned_line(step) for step in shown]
         more = len(result.planned) - len(shown)
         if more:
-            lines.append(f"…and {more} more.")
-        heading = f"*Planned steps* ({len(result.planned)})"
+            lines.append(_("…and {more} more.", more=more))
+        heading = _("*Planned steps* ({count})", count=len(result.planned))
         blocks.append(section(heading + "\n" + "\n".join(lines)))
-    text = f"Billing run preview for {day}: {_count(len(result.planned), 'planned step')}."
+    text = _(
+        "Billing run preview for {day}: {steps}.",
+        day=day,
+        steps=ngettext("{n} planned step", "{n} planned steps", len(result.planned)),
+    )
     return text, blocks
 
 
 def pause_list_text(pauses: Sequence[PauseView], today: date, *, include_past: bool) -> str:
     if not pauses:
-        which = "" if include_past else " current or coming"
-        return (
-            f"There are no{which} billing pauses. Add one with "
+        if include_past:
+            return _(
+                "There are no billing pauses. Add one with "
+                "`/billing pause add 2026-12-21 2027-01-01 Winter break`."
+            )
+        return _(
+            "There are no current or coming billing pauses. Add one with "
             "`/billing pause add 2026-12-21 2027-01-01 Winter break`."
         )
     lines = []
     for pause in pauses:
-        now = " (in effect today)" if pause.covers(today) else ""
+        now = _(" (in effect today)") if pause.covers(today) else ""
         lines.append(f"• {escape_mrkdwn(pause.describe())}{now}")
-    title = "Billing pauses" if include_past else "Current and coming billing pauses"
+    title = _("Billing pauses") if include_past else _("Current and coming billing pauses")
     return f"*{title}*\n" + "\n".join(lines)
 
 
@@ -227,7 +261,10 @@ def parse_day(text: str, field: str) -> date:
         except ValueError:
             pass
     raise ValidationError(
-        f"“{escape_mrkdwn(text)}” isn't a date; write days as YYYY-MM-DD, e.g. 2026-12-21.",
+        _(
+            "“{text}” isn't a date; write days as YYYY-MM-DD, e.g. 2026-12-21.",
+            text=escape_mrkdwn(text),
+        ),
         field=field,
     )
 
@@ -248,17 +285,17 @@ def parse_pause_command(args: Sequence[str]) -> PauseCommand | None:
     rest = args[1:]
     if action == "add":
         if len(rest) < 2:
-            raise ValidationError("Give the first and the last paused day, then why.")
+            raise ValidationError(_("Give the first and the last paused day, then why."))
         starts_on = parse_day(rest[0], "starts_on")
         ends_on = parse_day(rest[1], "ends_on")
         return PauseCommand("add", window=validate_pause(starts_on, ends_on, " ".join(rest[2:])))
     if action == "remove":
         if len(rest) != 1:
-            raise ValidationError("Give the number of the pause to remove.")
+            raise ValidationError(_("Give the number of the pause to remove."))
         return PauseCommand("remove", pause_id=parse_pause_id(rest[0]))
     if action == "list":
         if [w.lower() for w in rest] not in ([], ["all"]):
-            raise ValidationError("`/billing pause list` takes nothing, or `all`.")
+            raise ValidationError(_("`/billing pause list` takes nothing, or `all`."))
         return PauseCommand("list", include_past=bool(rest))
     return None
 
@@ -267,7 +304,10 @@ def parse_pause_id(text: str) -> int:
     match = _ID_RE.match(text)
     if match is None:
         raise ValidationError(
-            f"“{escape_mrkdwn(text)}” isn't a pause number; `/billing pause list` shows them.",
+            _(
+                "“{text}” isn't a pause number; `/billing pause list` shows them.",
+                text=escape_mrkdwn(text),
+            ),
             field="pause_id",
         )
     return int(match[1])
@@ -276,7 +316,7 @@ def parse_pause_id(text: str) -> int:
 # --- listeners -------------------------------------------------------------------------------
 
 # Manage Settings only: anyone else is told so at once and the refusal is recorded.
-REFUSAL = ":no_entry: {} Nothing was changed."
+REFUSAL = N_(":no_entry: {} Nothing was changed.")
 NEEDS = Permission.MANAGE_SETTINGS
 
 
@@ -290,16 +330,18 @@ async def _do_pause(ctx: Context, actor: Actor, command: PauseCommand) -> str:
     if command.window is not None:
         w = command.window
         added = await add_pause(ctx, actor, w.starts_on, w.ends_on, w.reason)
-        return (
-            f":white_check_mark: Billing paused: {escape_mrkdwn(added.describe())}. "
-            "No reminders go out on those days and overdue clocks stand still. "
-            f"`/billing pause remove {added.id}` undoes it."
+        return _(
+            ":white_check_mark: Billing paused: {pause}. No reminders go out on those days and "
+            "overdue clocks stand still. `/billing pause remove {id}` undoes it.",
+            pause=escape_mrkdwn(added.describe()),
+            id=added.id,
         )
     if command.pause_id is not None:
         removed = await remove_pause(ctx, actor, command.pause_id)
-        return (
-            f":wastebasket: Removed billing pause {escape_mrkdwn(removed.describe())}. "
-            "Those days count again from the next run on."
+        return _(
+            ":wastebasket: Removed billing pause {pause}. Those days count again from the next "
+            "run on.",
+            pause=escape_mrkdwn(removed.describe()),
         )
     found = await list_pauses(ctx, actor, include_past=command.include_past)
     return pause_list_text(found, ctx.today(), include_past=command.include_past)
@@ -307,8 +349,10 @@ async def _do_pause(ctx: Context, actor: Actor, command: PauseCommand) -> str:
 
 @on_subcommand(
     "pause",
-    "`add YYYY-MM-DD YYYY-MM-DD reason`, `list` or `remove ID`: days the billing run "
-    "sends nothing (winter break, summer).",
+    N_(
+        "`add YYYY-MM-DD YYYY-MM-DD reason`, `list` or `remove ID`: days the billing run "
+        "sends nothing (winter break, summer)."
+    ),
     what="/billing pause",
     refusal=REFUSAL,
     needs=NEEDS,
@@ -317,10 +361,12 @@ async def handle_billing_pause(cmd: Command) -> None:
     try:
         command = parse_pause_command(cmd.args)
     except ValidationError as exc:
-        await cmd.ack(f":warning: {exc.message} Nothing was changed.\n\n{PAUSE_USAGE}")
+        warning = _(":warning: {error} Nothing was changed.", error=exc.message)
+        usage = _(PAUSE_USAGE)
+        await cmd.ack(f"{warning}\n\n{usage}")
         return
     if command is None:
-        await cmd.ack(PAUSE_USAGE)
+        await cmd.ack(_(PAUSE_USAGE))
         return
     await cmd.ack()
     async with cmd.runtime.stores() as store:
@@ -331,7 +377,7 @@ async def handle_billing_pause(cmd: Command) -> None:
 
 @on_subcommand(
     "preview",
-    "`[YYYY-MM-DD]`: what the daily billing run would send and change, without doing it.",
+    N_("`[YYYY-MM-DD]`: what the daily billing run would send and change, without doing it."),
     what="/billing preview",
     refusal=REFUSAL,
     needs=NEEDS,
@@ -339,13 +385,14 @@ async def handle_billing_pause(cmd: Command) -> None:
 async def handle_billing_preview(cmd: Command) -> None:
     try:
         if len(cmd.args) > 1:
-            raise ValidationError("Give at most one day.")
+            raise ValidationError(_("Give at most one day."))
         runner = billing_runner(cmd.runtime)
         day = parse_day(cmd.args[0], "day") if cmd.args else runner.today()
     except ValidationError as exc:
-        await cmd.ack(f":warning: {exc.message} {PREVIEW_USAGE}")
+        usage = _(PREVIEW_USAGE)
+        await cmd.ack(f":warning: {exc.message} {usage}")
         return
-    await cmd.ack(f"Working out what the billing run for {long_day(day)} would do…")
+    await cmd.ack(_("Working out what the billing run for {day} would do…", day=long_day(day)))
     result = await runner.run(day, dry_run=True)
     text, blocks = build_preview(result)
     await _answer(cmd, text, blocks)

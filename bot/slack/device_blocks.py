@@ -33,6 +33,7 @@ from storage.repositories.devices import DeviceHistory
 from storage.sync_provenance import HolderSuggestion
 from workflows.devices import ReplaceDevice
 from workflows.enrollment import EnrollmentStatus
+from workflows.i18n import N_, _
 from workflows.insurance import CoverageBadge
 from workflows.invoices import InvoiceStatus
 from workflows.labels import (
@@ -98,7 +99,7 @@ FIELD_BLOCKS: dict[str, str] = {
     "device": DeviceBlock.NEW_SERIAL,
 }
 
-USAGE = (
+USAGE = N_(
     "Look a device up by serial, asset tag or student name, for example "
     "`/device 5CD1234XYZ`, `/device LMS-0001` or `/device Ana Rivera`."
 )
@@ -133,7 +134,7 @@ def read_replace_form(values: Mapping[str, Any]) -> ReplaceForm:
     serial = _text_of(values, DeviceBlock.NEW_SERIAL)
     errors: dict[str, str] = {}
     if not serial:
-        errors[DeviceBlock.NEW_SERIAL] = "Enter the new device's serial number."
+        errors[DeviceBlock.NEW_SERIAL] = _("Enter the new device's serial number.")
     return ReplaceForm(
         serial=serial,
         asset_tag=_text_of(values, DeviceBlock.NEW_ASSET_TAG) or None,
@@ -155,43 +156,49 @@ def build_replace_device_modal(
     holder_name: str | None,
     secret: Keys,
 ) -> Block:
-    tag = f" \u00b7 tag {esc(device.asset_tag)}" if device.asset_tag else ""
-    holder = esc(holder_name) if holder_name else "_nobody_"
+    tag = _(" \u00b7 tag {tag}", tag=esc(device.asset_tag)) if device.asset_tag else ""
+    holder = esc(holder_name) if holder_name else _("_nobody_")
     blocks: list[Block] = [
         section(
-            f"Replacing *{esc(device.serial)}*{tag} \u00b7 {esc(device.model)}\n"
-            f"Held by {holder}. The student moves to the new device; the old one keeps "
-            "its history and is marked replaced.",
+            _(
+                "Replacing *{serial}*{tag} \u00b7 {model}\nHeld by {holder}. The student moves "
+                "to the new device; the old one keeps its history and is marked replaced.",
+                serial=esc(device.serial),
+                tag=tag,
+                model=esc(device.model),
+                holder=holder,
+            ),
             block_id=DeviceBlock.CURRENT,
         ),
         _input(
             DeviceBlock.NEW_SERIAL,
-            "New serial number",
-            "e.g. 5CD9876ABC",
+            _("New serial number"),
+            _("e.g. 5CD9876ABC"),
             optional=False,
             max_length=100,
         ),
         _input(
             DeviceBlock.NEW_ASSET_TAG,
-            "New asset tag",
-            "Leave empty if none",
+            _("New asset tag"),
+            _("Leave empty if none"),
             optional=True,
             max_length=100,
         ),
         _input(
             DeviceBlock.NEW_MODEL,
-            "New model",
-            f"Same as before: {device.model}"[:150],
+            _("New model"),
+            _("Same as before: {model}", model=device.model)[:150],
             optional=True,
             max_length=200,
         ),
-        _input(DeviceBlock.REASON, "Reason", "replacement", optional=True, max_length=200),
+        # The placeholder is the reason stored when none is given, so it stays as stored.
+        _input(DeviceBlock.REASON, _("Reason"), "replacement", optional=True, max_length=200),
     ]
     return modal(
         DeviceView.REPLACE,
-        "Replace device",
+        _("Replace device"),
         blocks,
-        submit="Replace",
+        submit=_("Replace"),
         private_metadata=pack(
             ReplaceDeviceModal(incident_id=incident_id, device_id=device.id), secret
         ),
@@ -199,17 +206,20 @@ def build_replace_device_modal(
 
 
 def replaced_text(old: m.Device, new: m.Device, student_name: str) -> str:
-    tag = f" (tag {esc(new.asset_tag)})" if new.asset_tag else ""
-    return (
-        f"{esc(student_name)} now has *{esc(new.serial)}*{tag}; "
-        f"{esc(old.serial)} is marked replaced and keeps its history."
+    tag = _(" (tag {tag})", tag=esc(new.asset_tag)) if new.asset_tag else ""
+    return _(
+        "{student} now has *{serial}*{tag}; {old} is marked replaced and keeps its history.",
+        student=esc(student_name),
+        serial=esc(new.serial),
+        tag=tag,
+        old=esc(old.serial),
     )
 
 
 def build_device_replacing_modal() -> Block:
     """The form's answer, at once; the replacement then shows in its place."""
-    text = ":hourglass_flowing_sand: Replacing the device; the result will show here."
-    return modal(DeviceView.REPLACED, "Device replaced", [section(text)], close="Done")
+    text = _(":hourglass_flowing_sand: Replacing the device; the result will show here.")
+    return modal(DeviceView.REPLACED, _("Device replaced"), [section(text)], close=_("Done"))
 
 
 def build_device_replaced_modal(
@@ -217,14 +227,16 @@ def build_device_replaced_modal(
 ) -> Block:
     blocks = [section(":white_check_mark: " + replaced_text(old, new, student_name))]
     if again:
-        blocks.append(context_block("_This form was already submitted; nothing else changed._"))
-    return modal(DeviceView.REPLACED, "Device replaced", blocks, close="Done")
+        blocks.append(context_block(_("_This form was already submitted; nothing else changed._")))
+    return modal(DeviceView.REPLACED, _("Device replaced"), blocks, close=_("Done"))
 
 
 def replaced_thread_text(old: m.Device, new: m.Device, student_name: str, by: str) -> str:
-    return (
-        f":arrows_counterclockwise: Device replaced by {esc(by)}: {esc(old.serial)} \u2192 "
-        + replaced_text(old, new, student_name)
+    return _(
+        ":arrows_counterclockwise: Device replaced by {who}: {old} \u2192 {replaced}",
+        who=esc(by),
+        old=esc(old.serial),
+        replaced=replaced_text(old, new, student_name),
     )
 
 
@@ -232,8 +244,9 @@ def replaced_thread_text(old: m.Device, new: m.Device, student_name: str, by: st
 
 
 def _student(student: m.Student) -> str:
-    grade = f" (grade {esc(student.grade)})" if student.grade else ""
-    return esc(student.full_name) + grade
+    if not student.grade:
+        return esc(student.full_name)
+    return _("{student} (grade {grade})", student=esc(student.full_name), grade=esc(student.grade))
 
 
 _BADGE_MARK = {
@@ -249,32 +262,37 @@ def _assignment_lines(history: DeviceHistory, tz: ZoneInfo) -> list[str]:
     for index, (assignment, student) in enumerate(rows):
         start = fmt_date(assignment.assigned_at.astimezone(tz).date())
         end = (
-            "now"
+            _("now")
             if assignment.returned_at is None
             else fmt_date(assignment.returned_at.astimezone(tz).date())
         )
         line = f"\u2022 {esc(student.full_name)}: {start} \u2013 {end}"
         if index == 0 and history.replaces:
-            line += " \u00b7 replaces " + ", ".join(esc(d.serial) for d in history.replaces)
+            serials = ", ".join(esc(d.serial) for d in history.replaces)
+            line += _(" \u00b7 replaces {serials}", serials=serials)
         last = index == len(rows) - 1
         if last and assignment.returned_at is not None and history.replaced_by is not None:
-            line += f" \u00b7 replaced by {esc(history.replaced_by.serial)}"
+            line += _(" \u00b7 replaced by {serial}", serial=esc(history.replaced_by.serial))
         elif assignment.returned_at is not None and assignment.return_reason:
-            line += f" \u00b7 returned ({esc(assignment.return_reason)})"
+            line += _(" \u00b7 returned ({reason})", reason=esc(assignment.return_reason))
         lines.append(line)
     lines.reverse()  # newest first
     if len(lines) > MAX_ROWS:
-        lines = lines[:MAX_ROWS] + [f"_\u2026and {len(lines) - MAX_ROWS} earlier_"]
+        lines = lines[:MAX_ROWS] + [_("_\u2026and {count} earlier_", count=len(lines) - MAX_ROWS)]
     return lines
 
 
 def _invoice_text(invoice: m.Invoice) -> str:
     status = invoice_status_label(invoice.status)
     if invoice.status == InvoiceStatus.CANCELLED:
-        return f"{esc(invoice.number)} cancelled"
-    text = f"{esc(invoice.number)} {format_cents(invoice.total_cents)} owed"
+        return _("{number} cancelled", number=esc(invoice.number))
+    text = _(
+        "{number} {amount} owed",
+        number=esc(invoice.number),
+        amount=format_cents(invoice.total_cents),
+    )
     if invoice.insurance_cents:
-        text += f" (insurance {format_cents(invoice.insurance_cents)})"
+        text += _(" (insurance {amount})", amount=format_cents(invoice.insurance_cents))
     return text + f", {status}"
 
 
@@ -288,10 +306,10 @@ def _incident_lines(history: DeviceHistory) -> list[str]:
         if invoices:
             line += " \u00b7 " + "; ".join(_invoice_text(i) for i in invoices)
         else:
-            line += " \u00b7 not invoiced"
+            line += " \u00b7 " + _("not invoiced")
         lines.append(line)
     if len(history.incidents) > MAX_ROWS:
-        lines.append(f"_\u2026and {len(history.incidents) - MAX_ROWS} earlier_")
+        lines.append(_("_\u2026and {count} earlier_", count=len(history.incidents) - MAX_ROWS))
     return lines
 
 
@@ -302,7 +320,7 @@ def _note_lines(history: DeviceHistory, tz: ZoneInfo) -> list[str]:
         when = fmt_date(note.created_at.astimezone(tz).date())
         lines.append(f"\u2022 {when} \u00b7 {esc(note.author_label)}: {esc(body)}")
     if history.note_count > len(history.notes):
-        lines.append(f"_\u2026and {history.note_count - len(history.notes)} older_")
+        lines.append(_("_\u2026and {count} older_", count=history.note_count - len(history.notes)))
     return lines
 
 
@@ -310,18 +328,24 @@ def _third_party_line(coverage: m.DeviceCoverage) -> str:
     plan = esc(coverage.plan)
     if coverage.provider and coverage.provider.lower() not in coverage.plan.lower():
         plan += f" ({esc(coverage.provider)})"
-    return f":large_blue_circle: {plan} until {fmt_date(coverage.coverage_end)}"
+    return _(
+        ":large_blue_circle: {plan} until {date}", plan=plan, date=fmt_date(coverage.coverage_end)
+    )
 
 
 def _enrollment_line(enrollment: m.InsuranceEnrollment, today: date | None) -> str:
     name = f"{esc(enrollment.policy.name)} {esc(enrollment.term_label)}"
     if enrollment.status == EnrollmentStatus.PENDING_PAYMENT:
-        return f":hourglass: {name}: awaiting premium; not covered until it is paid"
+        return _(":hourglass: {name}: awaiting premium; not covered until it is paid", name=name)
     if today is not None and enrollment.term_start > today:
-        return f":calendar: {name}: active from {fmt_date(enrollment.term_start)}"
-    return (
-        f":large_green_circle: {name}: active since {fmt_date(enrollment.term_start)}, "
-        f"until {fmt_date(enrollment.term_end)}"
+        return _(
+            ":calendar: {name}: active from {date}", name=name, date=fmt_date(enrollment.term_start)
+        )
+    return _(
+        ":large_green_circle: {name}: active since {start}, until {end}",
+        name=name,
+        start=fmt_date(enrollment.term_start),
+        end=fmt_date(enrollment.term_end),
     )
 
 
@@ -350,55 +374,87 @@ def build_device_record(
     """The lifetime record: the device, who has it, coverage today and everything since;
     `synced` says where its facts came from (bot.slack.sync_blocks.sync_context)."""
     device = history.device
-    building = esc(history.building.name) if history.building else "no building"
-    tag = esc(device.asset_tag) if device.asset_tag else "none"
+    building = esc(history.building.name) if history.building else _("no building")
+    tag = esc(device.asset_tag) if device.asset_tag else _("none")
     blocks: list[Block] = [
-        header(f"Device {device.serial}"),
+        header(_("Device {serial}", serial=device.serial)),
         section(
-            f"*{esc(device.model) or 'Unknown model'}* \u00b7 {esc(device.kind)}\n"
-            f"Serial *{esc(device.serial)}* \u00b7 asset tag *{tag}* \u00b7 "
-            f"status *{device_status_label(device.status)}* \u00b7 {building}"
+            _(
+                "*{model}* \u00b7 {kind}\nSerial *{serial}* \u00b7 asset tag *{tag}* \u00b7 "
+                "status *{status}* \u00b7 {building}",
+                model=esc(device.model) or _("Unknown model"),
+                kind=esc(device.kind),
+                serial=esc(device.serial),
+                tag=tag,
+                status=device_status_label(device.status),
+                building=building,
+            )
         ),
         *synced,
     ]
     links = []
     if history.replaced_by is not None:
-        links.append(f":arrow_right: Replaced by *{esc(history.replaced_by.serial)}*")
+        replaced_by = esc(history.replaced_by.serial)
+        links.append(_(":arrow_right: Replaced by *{serial}*", serial=replaced_by))
     if history.replaces:
         serials = ", ".join(esc(d.serial) for d in history.replaces)
-        links.append(f":arrow_left: Replaces *{serials}*")
+        links.append(_(":arrow_left: Replaces *{serials}*", serials=serials))
     if links:
         blocks.append(context_block(*links))
     holder = history.holder
     if holder is None:
-        blocks.append(section("*Current holder*\n_Not assigned to anyone_"))
+        blocks.append(section(_("*Current holder*\n_Not assigned to anyone_")))
     else:
-        blocks.append(section(f"*Current holder*\n{_student(holder)}"))
+        blocks.append(section(_("*Current holder*\n{holder}", holder=_student(holder))))
         if badge is not None:
             mark = _BADGE_MARK.get(badge.state, "")
             blocks.append(
-                section(f"*Coverage today*\n{mark} {esc(badge.label)} \u2014 {esc(badge.detail)}")
+                section(
+                    _(
+                        "*Coverage today*\n{mark} {label} \u2014 {detail}",
+                        mark=mark,
+                        label=esc(badge.label),
+                        detail=esc(badge.detail),
+                    )
+                )
             )
     extra = coverage_lines(third_party, enrollments, today)
     if extra:
-        title = "*Coverage*" if holder is None or badge is None else "*Plans*"
+        title = _("*Coverage*") if holder is None or badge is None else _("*Plans*")
         blocks.append(section(title + "\n" + "\n".join(extra)))
     assignments = _assignment_lines(history, tz)
     blocks.append(
         section(
-            f"*Assignments* ({len(history.assignments)})\n"
-            + ("\n".join(assignments) or "_Never assigned_")
+            _("*Assignments* ({count})", count=len(history.assignments))
+            + "\n"
+            + ("\n".join(assignments) or _("_Never assigned_"))
         )
     )
     incidents = _incident_lines(history)
     blocks.append(
-        section(f"*Incidents* ({len(history.incidents)})\n" + ("\n".join(incidents) or "_None_"))
+        section(
+            _("*Incidents* ({count})", count=len(history.incidents))
+            + "\n"
+            + ("\n".join(incidents) or _("_None_"))
+        )
     )
     notes = _note_lines(history, tz)
-    blocks.append(section(f"*Notes* ({history.note_count})\n" + ("\n".join(notes) or "_None_")))
+    blocks.append(
+        section(
+            _("*Notes* ({count})", count=history.note_count)
+            + "\n"
+            + ("\n".join(notes) or _("_None_"))
+        )
+    )
     blocks.append(context_block(photo_line(history.photo_count, photo_urls)))
-    held = "not assigned" if holder is None else f"held by {holder.full_name}"
-    text = f"Device {device.serial} ({device.model}): {device_status_label(device.status)}, {held}"
+    held = _("not assigned") if holder is None else _("held by {name}", name=holder.full_name)
+    text = _(
+        "Device {serial} ({model}): {status}, {held}",
+        serial=device.serial,
+        model=device.model,
+        status=device_status_label(device.status),
+        held=held,
+    )
     return text, blocks
 
 
@@ -409,22 +465,30 @@ def build_device_matches(
     secret: Keys,
     more: bool = False,
 ) -> tuple[str, list[Block]]:
-    text = f"{len(devices)} devices match \u201c{query}\u201d; pick one."
-    blocks: list[Block] = [section(f"{len(devices)} devices match \u201c{esc(query)}\u201d:")]
+    text = _(
+        "{count} devices match \u201c{query}\u201d; pick one.", count=len(devices), query=query
+    )
+    blocks: list[Block] = [
+        section(
+            _("{count} devices match \u201c{query}\u201d:", count=len(devices), query=esc(query))
+        )
+    ]
     for device in devices:
-        tag = f" \u00b7 tag {esc(device.asset_tag)}" if device.asset_tag else ""
-        who = esc(device.holder_name) if device.holder_name else "_not assigned_"
+        tag = _(" \u00b7 tag {tag}", tag=esc(device.asset_tag)) if device.asset_tag else ""
+        who = esc(device.holder_name) if device.holder_name else _("_not assigned_")
         blocks.append(
             section(
                 f"*{esc(device.serial)}*{tag} \u00b7 {esc(device.model)}\n"
                 f"{who} \u00b7 {device_status_label(device.status)}",
                 accessory=button(
-                    "Show", DeviceAction.SHOW, pack(DeviceRef(device_id=device.device_id), secret)
+                    _("Show"),
+                    DeviceAction.SHOW,
+                    pack(DeviceRef(device_id=device.device_id), secret),
                 ),
             )
         )
     if more:
-        blocks.append(context_block("More devices match; type more of the name or serial."))
+        blocks.append(context_block(_("More devices match; type more of the name or serial.")))
     return text, blocks
 
 
@@ -450,16 +514,21 @@ def suggested_holder_button(
     confirm = None
     if holder_name is not None:
         confirm = {
-            "title": plain("Reassign this device?"),
+            "title": plain(_("Reassign this device?")),
             "text": mrkdwn(
-                f"DeviceCare has it assigned to *{esc(holder_name)}*. Assign it to "
-                f"*{esc(name)}* instead, as {esc(suggestion.label)} says?"
+                _(
+                    "DeviceCare has it assigned to *{holder}*. Assign it to *{name}* instead, "
+                    "as {source} says?",
+                    holder=esc(holder_name),
+                    name=esc(name),
+                    source=esc(suggestion.label),
+                )
             ),
-            "confirm": plain("Reassign"),
-            "deny": plain("Cancel"),
+            "confirm": plain(_("Reassign")),
+            "deny": plain(_("Cancel")),
         }
     return button(
-        f"Assign to {name}",
+        _("Assign to {name}", name=name),
         DeviceAction.ASSIGN_SUGGESTED,
         pack(ref, secret),
         confirm=confirm,
@@ -467,12 +536,22 @@ def suggested_holder_button(
 
 
 def holder_assigned_text(serial: str, student_name: str, *, changed: bool) -> str:
-    who = f"*{esc(serial)}* {'was already' if not changed else 'is now'} assigned to"
-    return f":white_check_mark: {who} {esc(student_name)}."
+    if changed:
+        return _(
+            ":white_check_mark: *{serial}* is now assigned to {student}.",
+            serial=esc(serial),
+            student=esc(student_name),
+        )
+    return _(
+        ":white_check_mark: *{serial}* was already assigned to {student}.",
+        serial=esc(serial),
+        student=esc(student_name),
+    )
 
 
 def no_match_text(query: str) -> str:
-    return (
-        f":mag: No device matches \u201c{esc(query)}\u201d. Type part of a serial or asset "
-        "tag (three characters or more), or of a student's name or id."
+    return _(
+        ":mag: No device matches \u201c{query}\u201d. Type part of a serial or asset "
+        "tag (three characters or more), or of a student's name or id.",
+        query=esc(query),
     )

@@ -32,6 +32,7 @@ from bot.slack.ids import IncidentAction, IncidentRef
 from bot.slack.invoice_blocks import audit_text
 from bot.slack.metadata import Payload, pack
 from bot.slack.photo_lines import photo_line
+from workflows.i18n import N_, _, ngettext
 from workflows.incident_status import IncidentStatus
 from workflows.insurance import CoverageBadge
 from workflows.invoice_audit import InvoiceAudit
@@ -172,10 +173,6 @@ def day_text(day: date) -> str:
     return f"{day:%b} {day.day}, {day.year}"
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
 def device_label(serial: str, asset_tag: str | None, model: str) -> str:
     return " · ".join(part for part in (serial, asset_tag, model) if part)
 
@@ -185,7 +182,7 @@ def device_option(
 ) -> dict[str, Any]:
     """ "SERIAL · tag · model — Student Name", the type-ahead's option for a device."""
     label = device_label(serial, asset_tag, model)
-    label += f" — {student_name}" if student_name else " — not assigned"
+    label += f" — {student_name}" if student_name else " — " + _("not assigned")
     return option(label, str(device_id))
 
 
@@ -196,7 +193,8 @@ def _flag_options(flags: Iterable[str]) -> list[dict[str, Any]]:
 def ticket_link(ticket_ref: str) -> str:
     """A linked ticket as mrkdwn: a link when it is a web address, plain text otherwise."""
     if ticket_ref.startswith(("https://", "http://")) and not any(c in ticket_ref for c in "<>|"):
-        return f"<{ticket_ref}|linked ticket>"
+        label = _("linked ticket")
+        return f"<{ticket_ref}|{label}>"
     return escape_mrkdwn(ticket_ref)
 
 
@@ -218,7 +216,7 @@ def build_new_incident_modal(
     """
     device_select: dict[str, Any] = {
         "type": "external_select",
-        "placeholder": plain("Serial, asset tag or student name"),
+        "placeholder": plain(_("Serial, asset tag or student name")),
         "min_query_length": 2,
     }
     if device is not None:
@@ -226,34 +224,34 @@ def build_new_incident_modal(
     description_input = text_input(
         multiline=True,
         max_length=_INPUT_MAX,
-        placeholder="What happened, what's broken, anything the family said",
+        placeholder=_("What happened, what's broken, anything the family said"),
         initial=description[:_INPUT_MAX],
     )
     blocks: list[dict[str, Any]] = [
-        input_block(IncidentField.DEVICE, "Device", device_select, dispatch_action=True),
+        input_block(IncidentField.DEVICE, _("Device"), device_select, dispatch_action=True),
         {
             "type": "context",
             "block_id": IncidentField.STUDENT,
-            "elements": [mrkdwn(student_line or "Pick a device to see which student has it.")],
+            "elements": [mrkdwn(student_line or _("Pick a device to see which student has it."))],
         },
         input_block(
             IncidentField.FLAGS,
-            "What happened",
+            _("What happened"),
             select_input(
                 _flag_options(INCIDENT_FLAGS),
-                placeholder="Screen, keyboard, liquid damage…",
+                placeholder=_("Screen, keyboard, liquid damage…"),
                 multi=True,
             ),
         ),
-        input_block(IncidentField.OCCURRED_ON, "Date it happened", date_input(today)),
-        input_block(IncidentField.DESCRIPTION, "Description", description_input, optional=True),
+        input_block(IncidentField.OCCURRED_ON, _("Date it happened"), date_input(today)),
+        input_block(IncidentField.DESCRIPTION, _("Description"), description_input, optional=True),
         _photos_input(),
     ]
     return modal(
         IncidentView.NEW,
-        "New damage incident",
+        _("New damage incident"),
         blocks,
-        submit="Open incident",
+        submit=_("Open incident"),
         private_metadata=metadata,
     )
 
@@ -262,19 +260,20 @@ def _photos_input(*, optional: bool = True) -> dict[str, Any]:
     files = {"type": "file_input", "filetypes": list(PHOTO_FILETYPES), "max_files": MAX_PHOTO_FILES}
     return input_block(
         IncidentField.PHOTOS,
-        "Photos",
+        _("Photos"),
         files,
         optional=optional,
-        hint="Up to 10 photos (JPEG, PNG, GIF, WebP or HEIC), 5 MB each.",
+        hint=_("Up to 10 photos (JPEG, PNG, GIF, WebP or HEIC), 5 MB each."),
     )
 
 
 def student_line(name: str | None, grade: str | None, building: str | None, on: date) -> str:
     if name is None:
-        return f"No student had this device on {day_text(on)}."
-    details = ", ".join(p for p in (f"grade {grade}" if grade else None, building) if p)
+        return _("No student had this device on {date}.", date=day_text(on))
+    in_grade = _("grade {grade}", grade=grade) if grade else None
+    details = ", ".join(p for p in (in_grade, building) if p)
     who = f"*{escape_mrkdwn(name)}*" + (f" ({escape_mrkdwn(details)})" if details else "")
-    return f":bust_in_silhouette: {who} had this device on {day_text(on)}."
+    return _(":bust_in_silhouette: {who} had this device on {date}.", who=who, date=day_text(on))
 
 
 def build_incident_opened_modal(
@@ -282,18 +281,26 @@ def build_incident_opened_modal(
 ) -> dict[str, Any]:
     """What the new-incident modal turns into: "being opened" at once (`incident_id` None),
     then the number once it is open."""
-    where = f" in <#{channel}>" if channel else ""
+    where = _(" in {channel}", channel=f"<#{channel}>") if channel else ""
     if incident_id is None:
-        text = (
-            f":hourglass_flowing_sand: Opening the incident. Its card will appear{where}; "
-            "DeviceCare will message you if anything stops it."
+        text = _(
+            ":hourglass_flowing_sand: Opening the incident. Its card will appear{where}; "
+            "DeviceCare will message you if anything stops it.",
+            where=where,
         )
     else:
-        text = f":white_check_mark: Incident *#{incident_id}* is open. Its card will appear{where}."
+        text = _(
+            ":white_check_mark: Incident *#{number}* is open. Its card will appear{where}.",
+            number=incident_id,
+            where=where,
+        )
     if photo_count:
-        text += f"\n:camera: {_plural(photo_count, 'photo')} being checked; you'll hear about any "
-        text += "that can't be used."
-    return modal(IncidentView.OPENED, "Incident opened", [section(text)], close="Done")
+        text += "\n" + ngettext(
+            ":camera: {n} photo being checked; you'll hear about any that can't be used.",
+            ":camera: {n} photos being checked; you'll hear about any that can't be used.",
+            photo_count,
+        )
+    return modal(IncidentView.OPENED, _("Incident opened"), [section(text)], close=_("Done"))
 
 
 # --- the card --------------------------------------------------------------------------------
@@ -306,23 +313,27 @@ def _coverage_text(badge: CoverageBadge) -> str:
 
 def build_incident_card_message(card: IncidentCard, secret: Keys) -> dict[str, Any]:
     """The card: `{"text", "blocks"}` for chat.postMessage, chat.update or an ephemeral reply."""
-    flags = ", ".join(flag_label(f) for f in card.flags) or "Incident"
+    flags = ", ".join(flag_label(f) for f in card.flags) or _("Incident")
     device = device_label(card.device_serial, card.device_asset_tag, card.device_model)
-    student = "Not assigned"
+    student = _("Not assigned")
     if card.student_name:
         student = escape_mrkdwn(card.student_name)
         if card.student_grade:
-            student += f" (grade {escape_mrkdwn(card.student_grade)})"
+            student = _(
+                "{student} (grade {grade})",
+                student=student,
+                grade=escape_mrkdwn(card.student_grade),
+            )
     fields = [
-        mrkdwn(f"*Device*\n{escape_mrkdwn(device)}"),
-        mrkdwn(f"*Student*\n{student}"),
-        mrkdwn(f"*Building*\n{escape_mrkdwn(card.building or '—')}"),
-        mrkdwn(f"*Status*\n{card.status.label}"),
-        mrkdwn(f"*Happened*\n{day_text(card.occurred_on)}"),
-        mrkdwn(f"*Reported by*\n{escape_mrkdwn(card.reported_by or '—')}"),
+        mrkdwn(_("*Device*\n{device}", device=escape_mrkdwn(device))),
+        mrkdwn(_("*Student*\n{student}", student=student)),
+        mrkdwn(_("*Building*\n{building}", building=escape_mrkdwn(card.building or "—"))),
+        mrkdwn(_("*Status*\n{status}", status=card.status.label)),
+        mrkdwn(_("*Happened*\n{date}", date=day_text(card.occurred_on))),
+        mrkdwn(_("*Reported by*\n{who}", who=escape_mrkdwn(card.reported_by or "—"))),
     ]
     blocks: list[dict[str, Any]] = [
-        header(f"Incident #{card.incident_id} · {flags}"),
+        header(_("Incident #{number} · {flags}", number=card.incident_id, flags=flags)),
         fields_section(fields),
     ]
     if card.description:
@@ -330,37 +341,47 @@ def build_incident_card_message(card: IncidentCard, secret: Keys) -> dict[str, A
     badges = [_coverage_text(card.coverage)]
     if card.offender_flags:
         names = ", ".join(flag_label(f) for f in card.offender_flags)
-        badges.append(f":rotating_light: *Repeat offender:* {escape_mrkdwn(names)}")
+        badges.append(_(":rotating_light: *Repeat offender:* {flags}", flags=escape_mrkdwn(names)))
     blocks.append(context_block(*badges))
     facts = [photo_line(card.photo_count, card.photo_urls)]
     if card.note_count:
-        facts.append(f":memo: {_plural(card.note_count, 'note')}")
+        facts.append(ngettext(":memo: {n} note", ":memo: {n} notes", card.note_count))
     if card.ticket_ref:
         facts.append(f":link: {ticket_link(card.ticket_ref)}")
     blocks.append(context_block(" · ".join(facts)))
     for invoice in card.invoices[-MAX_CARD_INVOICES:]:
         number = escape_mrkdwn(invoice.number)
-        heading = (
-            f":page_facing_up: *Invoice {number}* · {invoice.status_label} "
-            f"· balance *{format_cents(invoice.audit.owed_cents)}* · _as of {invoice.as_of}_"
+        heading = _(
+            ":page_facing_up: *Invoice {number}* · {status} · balance *{balance}* · "
+            "_as of {as_of}_",
+            number=number,
+            status=invoice.status_label,
+            balance=format_cents(invoice.audit.owed_cents),
+            as_of=invoice.as_of,
         )
         blocks.append(section(f"{heading}\n{audit_text(invoice.audit)}"[:2900]))
         if invoice.delivery:
             blocks.append(context_block(f":email: {escape_mrkdwn(invoice.delivery)}"[:2900]))
     ref = pack(IncidentRef(incident_id=card.incident_id), secret)
     buttons = [
-        button("Change status", IncidentAction.CHANGE_STATUS, ref),
-        button("Add note", IncidentAction.ADD_NOTE, ref),
-        button("Add photos", IncidentAction.ADD_PHOTOS, ref),
-        button("Create invoice", IncidentAction.CREATE_INVOICE, ref),
-        button("Replace device", IncidentAction.REPLACE_DEVICE, ref),
+        button(_("Change status"), IncidentAction.CHANGE_STATUS, ref),
+        button(_("Add note"), IncidentAction.ADD_NOTE, ref),
+        button(_("Add photos"), IncidentAction.ADD_PHOTOS, ref),
+        button(_("Create invoice"), IncidentAction.CREATE_INVOICE, ref),
+        button(_("Replace device"), IncidentAction.REPLACE_DEVICE, ref),
     ]
     if card.override_requestable:
-        buttons.append(button("Request override", IncidentAction.REQUEST_OVERRIDE, ref))
+        buttons.append(button(_("Request override"), IncidentAction.REQUEST_OVERRIDE, ref))
     if card.status is not IncidentStatus.CLOSED:
-        buttons.append(button("Close", IncidentAction.CLOSE, ref, style="danger"))
+        buttons.append(button(_("Close"), IncidentAction.CLOSE, ref, style="danger"))
     blocks.append({"type": "actions", "block_id": CardBlock.ACTIONS, "elements": buttons})
-    text = f"Incident #{card.incident_id}: {card.device_serial} · {flags} · {card.status.label}"
+    text = _(
+        "Incident #{number}: {serial} · {flags} · {status}",
+        number=card.incident_id,
+        serial=card.device_serial,
+        flags=flags,
+        status=card.status.label,
+    )
     return {"text": escape_mrkdwn(text), "blocks": blocks}
 
 
@@ -374,12 +395,12 @@ def build_status_modal(
     statuses = select_input([option(s.label, s.value) for s in choices])
     return modal(
         IncidentView.CHANGE_STATUS,
-        f"Incident #{incident_id}",
+        _("Incident #{number}", number=incident_id),
         [
-            section(f"Now *{current.label}*."),
-            input_block(IncidentField.STATUS, "New status", statuses),
+            section(_("Now *{status}*.", status=current.label)),
+            input_block(IncidentField.STATUS, _("New status"), statuses),
         ],
-        submit="Change status",
+        submit=_("Change status"),
         private_metadata=metadata,
     )
 
@@ -387,15 +408,15 @@ def build_status_modal(
 def build_note_modal(*, metadata: str, incident_id: int) -> dict[str, Any]:
     note = input_block(
         IncidentField.NOTE,
-        "Note",
+        _("Note"),
         text_input(multiline=True, max_length=_INPUT_MAX),
-        hint="Kept with the device for life, and posted in the card's thread.",
+        hint=_("Kept with the device for life, and posted in the card's thread."),
     )
     return modal(
         IncidentView.ADD_NOTE,
-        f"Note on #{incident_id}",
+        _("Note on #{number}", number=incident_id),
         [note],
-        submit="Add note",
+        submit=_("Add note"),
         private_metadata=metadata,
     )
 
@@ -403,9 +424,9 @@ def build_note_modal(*, metadata: str, incident_id: int) -> dict[str, Any]:
 def build_photos_modal(*, metadata: str, incident_id: int) -> dict[str, Any]:
     return modal(
         IncidentView.ADD_PHOTOS,
-        f"Photos for #{incident_id}",
+        _("Photos for #{number}", number=incident_id),
         [_photos_input(optional=False)],
-        submit="Add photos",
+        submit=_("Add photos"),
         private_metadata=metadata,
     )
 
@@ -413,7 +434,7 @@ def build_photos_modal(*, metadata: str, incident_id: int) -> dict[str, Any]:
 # --- messages ---------------------------------------------------------------------------------
 
 
-USAGE = (
+USAGE = N_(
     "*/incident* opens a new damage incident.\n*/incident 42* shows incident #42 and its actions."
 )
 
@@ -432,11 +453,21 @@ def build_photo_report_message(
     if attached:
         names = ", ".join(escape_mrkdwn(n) for n in attached)
         lines.append(
-            f":camera: Added {_plural(len(attached), 'photo')} to incident #{incident_id}: {names}"
+            ngettext(
+                ":camera: Added {n} photo to incident #{incident}: {names}",
+                ":camera: Added {n} photos to incident #{incident}: {names}",
+                len(attached),
+                incident=incident_id,
+                names=names,
+            )
         )
     lines.extend(
-        f":paperclip: {escape_mrkdwn(name)} is already on the record of incident "
-        f"#{incident_id} (the same photo was added before)."
+        _(
+            ":paperclip: {name} is already on the record of incident #{incident} "
+            "(the same photo was added before).",
+            name=escape_mrkdwn(name),
+            incident=incident_id,
+        )
         for name in duplicates
     )
     lines.extend(f":warning: {escape_mrkdwn(reason)}" for reason in refused)

@@ -32,6 +32,7 @@ from bot.slack.blocks import (
 from bot.slack.ids import IncidentAction, IncidentRef
 from bot.slack.metadata import Payload, pack
 from workflows.errors import ValidationError
+from workflows.i18n import _
 from workflows.insurance import claim_pays_nothing
 from workflows.invoice_audit import InvoiceAudit, Style
 from workflows.invoices import CreateInvoice, CustomLine, InvoicePreview
@@ -117,7 +118,7 @@ class InvoiceModal(Payload):
 
 def request_override_button(incident_id: int, secret: Keys) -> Block:
     return button(
-        "Request override",
+        _("Request override"),
         IncidentAction.REQUEST_OVERRIDE,
         pack(IncidentRef(incident_id=incident_id), secret),
     )
@@ -175,7 +176,7 @@ class InvoiceForm:
     @property
     def preview_problems(self) -> list[str]:
         """Errors worth showing while the form is being filled (not the missing-text ones)."""
-        amount_blocks = {amount for _, amount in CUSTOM_LINE_BLOCKS}
+        amount_blocks = {amount for _desc, amount in CUSTOM_LINE_BLOCKS}
         return [
             message
             for block, message in self.errors.items()
@@ -197,7 +198,7 @@ def read_invoice_form(values: Mapping[str, Any]) -> InvoiceForm:
         try:
             fee_ids.append(int(raw))
         except ValueError:
-            errors[InvoiceBlock.FEES] = "One of the chosen fees isn't valid."
+            errors[InvoiceBlock.FEES] = _("One of the chosen fees isn't valid.")
 
     raw_lines: list[CustomLineInput] = []
     parsed: list[CustomLine] = []
@@ -209,9 +210,9 @@ def read_invoice_form(values: Mapping[str, Any]) -> InvoiceForm:
         if not desc and not amount_text:
             continue
         if not desc:
-            errors[desc_block] = "Describe this line, or clear its amount."
+            errors[desc_block] = _("Describe this line, or clear its amount.")
         if not amount_text:
-            errors[amount_block] = "Enter an amount for this line, for example 25.00."
+            errors[amount_block] = _("Enter an amount for this line, for example 25.00.")
             continue
         try:
             cents = parse_amount(amount_text, field=amount_block)
@@ -219,7 +220,8 @@ def read_invoice_form(values: Mapping[str, Any]) -> InvoiceForm:
             errors[amount_block] = exc.message
             continue
         # Undescribed lines still count in the preview, so the total moves as people type.
-        preview.append(CustomLine(desc[:MAX_DESCRIPTION] or f"Custom line {number}", cents))
+        untitled = _("Custom line {number}", number=number)
+        preview.append(CustomLine(desc[:MAX_DESCRIPTION] or untitled, cents))
         if desc:
             parsed.append(CustomLine(description=desc[:MAX_DESCRIPTION], amount_cents=cents))
 
@@ -229,7 +231,7 @@ def read_invoice_form(values: Mapping[str, Any]) -> InvoiceForm:
         try:
             due = date.fromisoformat(str(picked))
         except ValueError:
-            errors[InvoiceBlock.DUE_DATE] = "Pick a due date from the calendar."
+            errors[InvoiceBlock.DUE_DATE] = _("Pick a due date from the calendar.")
 
     automation = (
         AUTOMATION_ON in _selected(element(values, InvoiceBlock.AUTOMATION))
@@ -274,15 +276,24 @@ def _summary_blocks(summary: IncidentSummary) -> list[Block]:
     flags = esc(flags_text(summary.flags))
     blocks = [
         section(
-            f"*Incident #{summary.incident_id}* \u00b7 {esc(summary.student_name)}\n"
-            f"{esc(summary.device_label)} \u00b7 {fmt_date(summary.occurred_on)} \u00b7 {flags}",
+            _(
+                "*Incident #{number}* \u00b7 {student}\n{device} \u00b7 {date} \u00b7 {flags}",
+                number=summary.incident_id,
+                student=esc(summary.student_name),
+                device=esc(summary.device_label),
+                date=fmt_date(summary.occurred_on),
+                flags=flags,
+            ),
             block_id=InvoiceBlock.SUMMARY,
         )
     ]
     if summary.existing_invoices:
         blocks.append(
             context_block(
-                ":page_facing_up: Already invoiced: " + "; ".join(summary.existing_invoices)
+                _(
+                    ":page_facing_up: Already invoiced: {invoices}",
+                    invoices="; ".join(summary.existing_invoices),
+                )
             )
         )
     return blocks
@@ -294,18 +305,18 @@ def _fees_block(fees: Sequence[FeeItemRecord], form: InvoiceForm) -> Block:
     chosen = [o for o in options if int(o["value"]) in set(form.fee_item_ids)]
     # A select needs an option; with no fee, one stands for "nothing" and is ignored.
     element = select_input(
-        options or [option("No damage fee applies to this device", NO_FEE)],
-        placeholder="Parts and fines from the damage fee schedule",
+        options or [option(_("No damage fee applies to this device"), NO_FEE)],
+        placeholder=_("Parts and fines from the damage fee schedule"),
         multi=True,
         initial_options=chosen,
     )
     return input_block(
         InvoiceBlock.FEES,
-        "Damage fees",
+        _("Damage fees"),
         element,
         optional=True,
         dispatch_action=True,
-        hint="Pick parts and fines; the preview below updates.",
+        hint=_("Pick parts and fines; the preview below updates."),
     )
 
 
@@ -332,18 +343,18 @@ def _custom_line_blocks(form: InvoiceForm) -> list[Block]:
         blocks.append(
             _text_input(
                 desc_block,
-                f"Custom line {number}",
+                _("Custom line {number}", number=number),
                 line.description,
-                placeholder="What it is for, e.g. Replacement stylus",
+                placeholder=_("What it is for, e.g. Replacement stylus"),
                 max_length=MAX_DESCRIPTION,
             )
         )
         blocks.append(
             _text_input(
                 amount_block,
-                f"Amount for line {number} ($)",
+                _("Amount for line {number} ($)", number=number),
                 line.amount_text,
-                placeholder="e.g. 25.00",
+                placeholder=_("e.g. 25.00"),
                 max_length=20,
                 dispatch=True,
             )
@@ -352,24 +363,24 @@ def _custom_line_blocks(form: InvoiceForm) -> list[Block]:
 
 
 def _due_block(due: date) -> Block:
-    return input_block(InvoiceBlock.DUE_DATE, "Due date", date_input(due))
+    return input_block(InvoiceBlock.DUE_DATE, _("Due date"), date_input(due))
 
 
 def _automation_block(enabled: bool) -> Block:
-    choice = option("Send notices and reminders automatically", AUTOMATION_ON)
+    choice = option(_("Send notices and reminders automatically"), AUTOMATION_ON)
     element = checkbox(choice, checked=enabled)
-    return input_block(InvoiceBlock.AUTOMATION, "Automation", element, optional=True)
+    return input_block(InvoiceBlock.AUTOMATION, _("Automation"), element, optional=True)
 
 
 def _override_block(checked: bool) -> Block:
     choice = {
-        "text": plain("Apply the policy anyway (claim-cap override)"),
-        "description": plain("Recorded with your name on the invoice."),
+        "text": plain(_("Apply the policy anyway (claim-cap override)")),
+        "description": plain(_("Recorded with your name on the invoice.")),
         "value": OVERRIDE_ON,
     }
     return input_block(
         InvoiceBlock.OVERRIDE,
-        "Claim cap reached",
+        _("Claim cap reached"),
         checkbox(choice, checked=checked),
         optional=True,
         dispatch_action=True,
@@ -382,16 +393,18 @@ def zero_claim_warning(preview: InvoicePreview) -> str | None:
     if not preview.lines or coverage is None or not claim_pays_nothing(decision):
         return None
     claim = claim_line(decision.claim_number or preview.claims_used + 1, coverage.max_claims)
-    return (
-        f"Insurance would pay $0.00 on this invoice, but it would still use a claim "
-        f"({claim.lower()}, {coverage.label})."
+    return _(
+        "Insurance would pay $0.00 on this invoice, but it would still use a claim "
+        "({claim}, {coverage}).",
+        claim=claim.lower(),
+        coverage=coverage.label,
     )
 
 
 def _zero_claim_block(warning: str, checked: bool) -> Block:
     choice = {
-        "text": plain("Use the claim anyway"),
-        "description": plain("Leave it unticked and change the fees to keep the claim."),
+        "text": plain(_("Use the claim anyway")),
+        "description": plain(_("Leave it unticked and change the fees to keep the claim.")),
         "value": ZERO_CLAIM_OK,
     }
     element = checkbox(choice, checked=checked)
@@ -400,64 +413,87 @@ def _zero_claim_block(warning: str, checked: bool) -> Block:
 
 def claim_line(number: int, max_claims: int | None) -> str:
     if max_claims is None:
-        return f"Claim {number} this term"
-    return f"Claim {number} of {max_claims} this term"
+        return _("Claim {number} this term", number=number)
+    return _("Claim {number} of {max_claims} this term", number=number, max_claims=max_claims)
 
 
 def _coverage_lines(preview: InvoicePreview) -> list[str]:
     decision = preview.decision
     coverage = preview.coverage
     if coverage is None:
-        return [":grey_question: *No active coverage* on the incident date \u2014 full price."]
+        return [_(":grey_question: *No active coverage* on the incident date \u2014 full price.")]
     if decision.coverage_applied:
         number = decision.claim_number or preview.claims_used + 1
         claim = claim_line(number, coverage.max_claims)
         if decision.override_applied:
             who = preview.approved_override_by
-            claim += " \u00b7 :large_orange_circle: Claim-cap override applied" + (
-                f" (approved by {esc(who)})" if who else ""
-            )
+            if who:
+                claim = _(
+                    "{claim} \u00b7 :large_orange_circle: Claim-cap override applied "
+                    "(approved by {who})",
+                    claim=claim,
+                    who=esc(who),
+                )
+            else:
+                claim = _(
+                    "{claim} \u00b7 :large_orange_circle: Claim-cap override applied", claim=claim
+                )
         return [claim]
     # The cap is reached and no override applies.
     lines = [
-        f":no_entry: *Claim cap reached* ({preview.claims_used} of {coverage.max_claims} "
-        f"this term, {esc(coverage.label)}) \u2014 billed at full price."
+        _(
+            ":no_entry: *Claim cap reached* ({used} of {max_claims} this term, {coverage}) "
+            "\u2014 billed at full price.",
+            used=preview.claims_used,
+            max_claims=coverage.max_claims,
+            coverage=esc(coverage.label),
+        )
     ]
     if preview.override_pending:
         lines.append(
-            ":hourglass_flowing_sand: An override request for this incident is waiting: its "
-            "decision will price this invoice, and the family's email waits for it."
+            _(
+                ":hourglass_flowing_sand: An override request for this incident is waiting: its "
+                "decision will price this invoice, and the family's email waits for it."
+            )
         )
     if preview.override_offered:
-        lines.append("Tick *Apply the policy anyway* above to use the override.")
+        lines.append(_("Tick *Apply the policy anyway* above to use the override."))
     elif coverage.allow_override and not preview.override_pending:
-        lines.append("After creating the invoice you can *Request override* from an approver.")
+        lines.append(_("After creating the invoice you can *Request override* from an approver."))
     else:
-        lines.append(f"{esc(coverage.policy_name)} doesn't allow claim-cap overrides.")
+        lines.append(
+            _("{policy} doesn't allow claim-cap overrides.", policy=esc(coverage.policy_name))
+        )
     return lines
 
 
 def preview_text(preview: InvoicePreview | None, problems: Sequence[str] = ()) -> str:
     """The insurance math in words: subtotal, insurance as a deduction, what the family owes,
     then where the claim stands this term."""
-    out = ["*Preview*"]
+    out = [_("*Preview*")]
     if preview is None:
-        out.append("_The preview isn't available right now._")
+        out.append(_("_The preview isn't available right now._"))
         return "\n".join(out)
     decision = preview.decision
     coverage = preview.coverage
     if preview.lines:
-        out.append(f"Original subtotal: *{format_cents(preview.subtotal_cents)}*")
+        out.append(_("Original subtotal: *{amount}*", amount=format_cents(preview.subtotal_cents)))
         if coverage is not None and decision.coverage_applied:
             out.append(
-                f"Insurance applied ({esc(coverage.policy_name)} {esc(coverage.term_label)}): "
-                f"*{MINUS}{format_cents(decision.split.policy_cents)}*"
+                _(
+                    "Insurance applied ({policy} {term}): *{amount}*",
+                    policy=esc(coverage.policy_name),
+                    term=esc(coverage.term_label),
+                    amount=MINUS + format_cents(decision.split.policy_cents),
+                )
             )
-        out.append(f"*{format_cents(decision.split.client_cents)} owed* by the family")
+        out.append(
+            _("*{amount} owed* by the family", amount=format_cents(decision.split.client_cents))
+        )
     else:
-        out.append("_Pick fees or add a custom line to see the amounts._")
+        out.append(_("_Pick fees or add a custom line to see the amounts._"))
     out.extend(_coverage_lines(preview))
-    out.append(f"Due {fmt_date(preview.due_date)}")
+    out.append(_("Due {date}", date=fmt_date(preview.due_date)))
     out.extend(f":warning: {esc(p)}" for p in problems)
     return "\n".join(out)
 
@@ -492,14 +528,14 @@ def build_invoice_modal(
         {
             "type": "actions",
             "block_id": InvoiceBlock.PREVIEW_ACTIONS,
-            "elements": [button("Update preview", InvoiceAction.REFRESH_PREVIEW, "refresh")],
+            "elements": [button(_("Update preview"), InvoiceAction.REFRESH_PREVIEW, "refresh")],
         }
     )
     return modal(
         InvoiceView.CREATE,
-        "Create invoice",
+        _("Create invoice"),
         blocks,
-        submit="Create invoice",
+        submit=_("Create invoice"),
         private_metadata=pack(InvoiceModal(incident_id=summary.incident_id), secret),
     )
 
@@ -520,9 +556,11 @@ def override_can_be_requested(invoice: InvoiceRecord) -> bool:
 
 def invoice_created_text(invoice: InvoiceRecord) -> str:
     """ "Invoice INV-000001 created: $29.00 owed (insurance $96.00)"."""
-    return (
-        f"Invoice {invoice.number} created: {format_cents(invoice.total_cents)} owed "
-        f"(insurance {format_cents(invoice.insurance_cents)})"
+    return _(
+        "Invoice {number} created: {amount} owed (insurance {insurance})",
+        number=invoice.number,
+        amount=format_cents(invoice.total_cents),
+        insurance=format_cents(invoice.insurance_cents),
     )
 
 
@@ -530,9 +568,9 @@ def invoice_facts(invoice: InvoiceRecord) -> list[str]:
     """What the audit lines don't say: no coverage at all, and the due date."""
     facts: list[str] = []
     if invoice.insurance_snapshot is None and invoice.incident_id is not None:
-        facts.append("No active coverage on the incident date")
+        facts.append(_("No active coverage on the incident date"))
     if invoice.due_date is not None:
-        facts.append(f"Due {fmt_date(invoice.due_date)}")
+        facts.append(_("Due {date}", date=fmt_date(invoice.due_date)))
     return facts
 
 
@@ -563,11 +601,11 @@ def _facts_blocks(invoice: InvoiceRecord, audit: InvoiceAudit) -> list[Block]:
 
 def build_invoice_creating_modal() -> Block:
     """The form's answer, at once; the invoice then replaces it (`build_invoice_created_modal`)."""
-    text = (
+    text = _(
         ":hourglass_flowing_sand: Creating the invoice. It will show here and in the "
         "incident's thread; DeviceCare will message you if anything stops it."
     )
-    return modal(InvoiceView.CREATED, "Invoice", [section(text)], close="Done")
+    return modal(InvoiceView.CREATED, _("Invoice"), [section(text)], close=_("Done"))
 
 
 def build_invoice_created_modal(
@@ -580,22 +618,24 @@ def build_invoice_created_modal(
 ) -> Block:
     lines = [f":white_check_mark: *{esc(invoice_created_text(invoice))}*"]
     if not created:
-        lines.append("_This form was already submitted; no second invoice was made._")
-    lines.append(f"For {esc(student_name)}.")
+        lines.append(_("_This form was already submitted; no second invoice was made._"))
+    lines.append(_("For {student}.", student=esc(student_name)))
     blocks: list[Block] = [section("\n".join(lines)), *_facts_blocks(invoice, audit)]
     if invoice.status == "paid" and invoice.total_cents == 0:
         blocks.append(
-            context_block("Insurance covered everything: the invoice is settled, no notice.")
+            context_block(_("Insurance covered everything: the invoice is settled, no notice."))
         )
     elif invoice.notice_hold is not None:
         blocks.append(
             context_block(
-                ":hourglass_flowing_sand: The invoice email to the family is held until the "
-                "claim-cap override is decided; it will show the amount that stands then."
+                _(
+                    ":hourglass_flowing_sand: The invoice email to the family is held until the "
+                    "claim-cap override is decided; it will show the amount that stands then."
+                )
             )
         )
     else:
-        blocks.append(context_block(":email: The invoice notice to the family is on its way."))
+        blocks.append(context_block(_(":email: The invoice notice to the family is on its way.")))
     if override_can_be_requested(invoice) and invoice.incident_id is not None:
         blocks.append(
             {
@@ -603,7 +643,7 @@ def build_invoice_created_modal(
                 "elements": [request_override_button(invoice.incident_id, secret)],
             }
         )
-    return modal(InvoiceView.CREATED, "Invoice created", blocks, close="Done")
+    return modal(InvoiceView.CREATED, _("Invoice created"), blocks, close=_("Done"))
 
 
 def build_invoice_thread_message(
@@ -611,7 +651,13 @@ def build_invoice_thread_message(
 ) -> tuple[str, list[Block]]:
     text = invoice_created_text(invoice)
     blocks: list[Block] = [
-        section(f":page_facing_up: *{esc(text)}* \u2014 by {esc(created_by)}"),
+        section(
+            _(
+                ":page_facing_up: *{invoice}* \u2014 by {who}",
+                invoice=esc(text),
+                who=esc(created_by),
+            )
+        ),
         *_facts_blocks(invoice, audit),
     ]
     if override_can_be_requested(invoice) and invoice.incident_id is not None:

@@ -34,6 +34,7 @@ from bot.slack.blocks import (
     text_input,
 )
 from bot.slack.metadata import Payload, pack
+from workflows.i18n import N_, _, ngettext
 from workflows.labels import PAYMENT_METHODS
 from workflows.money import format_cents
 from workflows.payments import PaymentMethod
@@ -86,12 +87,12 @@ class PendingPaymentRef(Payload):
 
 METHOD_LABELS: dict[str, str] = PAYMENT_METHODS
 INTENT_LABELS = {
-    "payment": "Payment reported",
-    "payment_plan": "Asks for a payment plan",
-    "dispute": "Disputes the charge",
-    "new_link": "Asks for a new link",
-    "question": "Question",
-    "other": "Other",
+    "payment": N_("Payment reported"),
+    "payment_plan": N_("Asks for a payment plan"),
+    "dispute": N_("Disputes the charge"),
+    "new_link": N_("Asks for a new link"),
+    "question": N_("Question"),
+    "other": N_("Other"),
 }
 
 
@@ -162,153 +163,222 @@ class ReplyCard:
 
 def payment_words(amount_cents: int, method: str, reference: str | None) -> str:
     """ "$50.00 (check #1043)", "$25.00 (cash)", "$50.00"."""
-    label = METHOD_LABELS[method].lower() if method in METHOD_LABELS else None
+    label = _(METHOD_LABELS[method]).lower() if method in METHOD_LABELS else None
+    amount = format_cents(amount_cents)
+    # The amount leads in every language: the amount-not-given line cuts "$0.00" off the front.
     if method == PaymentMethod.CHECK and reference:
-        return f"{format_cents(amount_cents)} (check #{reference})"
+        return _("{amount} (check #{reference})", amount=amount, reference=reference)
     if label and reference:
-        return f"{format_cents(amount_cents)} ({label}, ref. {reference})"
+        return _("{amount} ({method}, ref. {reference})", amount=amount, method=label,
+                 reference=reference)  # fmt: skip
     if label:
-        return f"{format_cents(amount_cents)} ({label})"
-    return format_cents(amount_cents)
+        return _("{amount} ({method})", amount=amount, method=label)
+    return amount
 
 
 def confirm_label(pending: PendingView) -> str:
     """The button: "Confirm $50.00 (check #1043)"; "…" when a form asks for what's missing;
     "Confirm $145.50 owed" when the family reported more than that."""
     if pending.over_cents:
-        words = f"{format_cents(pending.allocated_cents)} owed"
+        words = _("{amount} owed", amount=format_cents(pending.allocated_cents))
     else:
         words = payment_words(pending.allocated_cents, pending.method, pending.reference)
-    return f"Confirm {words}" + ("\u2026" if pending.missing else "")
+    return _("Confirm {payment}", payment=words) + ("\u2026" if pending.missing else "")
 
 
 def split_lines(pending: PendingView) -> list[str]:
     """ "• INV-000002: $45.50 of $45.50 owed", in split order."""
     return [
-        f"\u2022 {esc(p.number)}: {format_cents(p.amount_cents)} of "
-        f"{format_cents(p.balance_cents)} owed"
+        _(
+            "\u2022 {number}: {amount} of {balance} owed",
+            number=esc(p.number),
+            amount=format_cents(p.amount_cents),
+            balance=format_cents(p.balance_cents),
+        )
         for p in pending.parts
     ]
 
 
 def _sender(card: ReplyCard) -> str:
     name = esc(card.from_name or card.claimed_guardian or "")
-    address = esc(card.from_address or "no address")
+    address = esc(card.from_address or _("no address"))
     return f"{name} ({address})" if name else address
 
 
 def headline(card: ReplyCard) -> str:
-    about = f"*{esc(card.invoice_number)}*" if card.invoice_number else "no invoice"
+    about = f"*{esc(card.invoice_number)}*" if card.invoice_number else _("no invoice")
     student = f" \u00b7 {esc(card.student_name)}" if card.student_name else ""
     if card.status == "flagged":
-        return (
-            f":warning: *Unverified sender* \u2014 {_sender(card)} is not a guardian of "
-            f"{esc(card.student_name or 'the student')}. Email about {about}{student}; "
-            "no payment or photos were taken from it."
+        return _(
+            ":warning: *Unverified sender* \u2014 {sender} is not a guardian of {student}. "
+            "Email about {about}{detail}; no payment or photos were taken from it.",
+            sender=_sender(card),
+            student=esc(card.student_name or _("the student")),
+            about=about,
+            detail=student,
         )
     if card.route == "forged":
-        return (
-            f":no_entry: *Held: forged reply address* \u2014 email from {_sender(card)} was sent "
-            "to a reply address DeviceCare didn't sign. Nothing was routed; check it by hand."
+        return _(
+            ":no_entry: *Held: forged reply address* \u2014 email from {sender} was sent "
+            "to a reply address DeviceCare didn't sign. Nothing was routed; check it by hand.",
+            sender=_sender(card),
         )
     if card.status == "held":
-        return (
-            f":inbox_tray: *Held: no invoice found* \u2014 email from {_sender(card)} names no "
-            "invoice DeviceCare knows. Check it by hand."
+        return _(
+            ":inbox_tray: *Held: no invoice found* \u2014 email from {sender} names no "
+            "invoice DeviceCare knows. Check it by hand.",
+            sender=_sender(card),
         )
-    return f":email: *Reply from {_sender(card)}* about {about}{student}"
+    return _(
+        ":email: *Reply from {sender}* about {about}{detail}",
+        sender=_sender(card),
+        about=about,
+        detail=student,
+    )
 
 
 def notification_text(card: ReplyCard) -> str:
     """The plain fallback (notifications, screen readers): escaped like everything else."""
-    who = esc(card.from_name or card.from_address or "someone")
+    who = esc(card.from_name or card.from_address or _("someone"))
     if card.status == "flagged":
-        return f"Unverified email from {who} about {esc(card.invoice_number)}"
+        return _(
+            "Unverified email from {who} about {invoice}",
+            who=who,
+            invoice=esc(card.invoice_number),
+        )
     if card.status == "held":
-        return f"Held email from {who}"
-    return f"Reply from {who} about {esc(card.invoice_number)}"
+        return _("Held email from {who}", who=who)
+    return _("Reply from {who} about {invoice}", who=who, invoice=esc(card.invoice_number))
 
 
 def _body(card: ReplyCard) -> str:
-    text = card.body.strip() or "(no text)"
+    text = card.body.strip() or _("(no text)")
     if len(text) > MAX_BODY_SHOWN:
         text = text[: MAX_BODY_SHOWN - 1] + "\u2026"
     return "\n".join(f">{esc(line)}" if line else ">" for line in text.splitlines())
 
 
 def _context(card: ReplyCard, tz: ZoneInfo) -> list[str]:
-    parts = [f"Subject: {esc(card.subject) or '(none)'}", fmt_when(card.received_at, tz)]
+    subject = _("Subject: {subject}", subject=esc(card.subject) or _("(none)"))
+    parts = [subject, fmt_when(card.received_at, tz)]
     if card.intent:
-        parts.append(INTENT_LABELS.get(card.intent, esc(card.intent)))
+        known = card.intent in INTENT_LABELS
+        parts.append(_(INTENT_LABELS[card.intent]) if known else esc(card.intent))
     if card.invoice_number and card.balance_cents is not None:
-        parts.append(f"{format_cents(card.balance_cents)} still owed")
+        parts.append(_("{amount} still owed", amount=format_cents(card.balance_cents)))
     if card.photos:
-        where = f" to incident #{card.incident_id}" if card.incident_id else ""
-        parts.append(f":camera: {card.photos} photo{'s' if card.photos != 1 else ''} added{where}")
+        if card.incident_id:
+            added = ngettext(
+                ":camera: {n} photo added to incident #{incident}",
+                ":camera: {n} photos added to incident #{incident}",
+                card.photos,
+                incident=card.incident_id,
+            )
+        else:
+            added = ngettext(":camera: {n} photo added", ":camera: {n} photos added", card.photos)
+        parts.append(added)
     return parts
 
 
 def decision_line(pending: PendingView, invoice_number: str | None, tz: ZoneInfo) -> str:
-    when = "" if pending.decided_at is None else f" on {fmt_when(pending.decided_at, tz)}"
-    by = esc(pending.decided_by or "someone")
+    when = (
+        "" if pending.decided_at is None else _(" on {when}", when=fmt_when(pending.decided_at, tz))
+    )
+    by = esc(pending.decided_by or _("someone"))
     words = payment_words(pending.allocated_cents, pending.method, pending.reference)
     if pending.status == "confirmed":
-        on = f" on {esc(invoice_number)}" if invoice_number else ""
+        on = _(" on {invoices}", invoices=esc(invoice_number)) if invoice_number else ""
         given = [p for p in pending.parts if p.amount_cents > 0]
         if len(given) > 1:
-            on = " on " + ", ".join(
-                f"{esc(p.number)} ({format_cents(p.amount_cents)})" for p in given
+            on = _(
+                " on {invoices}",
+                invoices=", ".join(
+                    f"{esc(p.number)} ({format_cents(p.amount_cents)})" for p in given
+                ),
             )
-        return (
-            f":white_check_mark: *Confirmed* by {by}{when}: {words} recorded{on}; "
-            "the receipt is on its way to the family."
+        return _(
+            ":white_check_mark: *Confirmed* by {who}{when}: {payment} recorded{on}; "
+            "the receipt is on its way to the family.",
+            who=by,
+            when=when,
+            payment=words,
+            on=on,
         )
-    return f":x: *Marked not received* by {by}{when}: nothing was recorded."
+    return _(":x: *Marked not received* by {who}{when}: nothing was recorded.", who=by, when=when)
 
 
 def _payment_blocks(card: ReplyCard, *, secret: Keys, tz: ZoneInfo) -> list[Block]:
     pending = card.pending
     if pending is None:
         return []
-    paid = f" on {fmt_date(pending.paid_on)}" if pending.paid_on else ""
+    paid = _(" on {date}", date=fmt_date(pending.paid_on)) if pending.paid_on else ""
     waiting = pending.status == "pending"
     if pending.amount_given:
         words = payment_words(pending.amount_cents, pending.method, pending.reference)
         lines = [
-            f":moneybag: *Payment reported:* {words}{paid}. Nothing is recorded until confirmed."
+            _(
+                ":moneybag: *Payment reported:* {payment}{paid}. Nothing is recorded until "
+                "confirmed.",
+                payment=words,
+                paid=paid,
+            )
         ]
     else:
         how = payment_words(0, pending.method, pending.reference).removeprefix("$0.00").strip()
-        lines = [
-            f":moneybag: *Payment reported, amount not given* {how}{paid}. "
-            f"The family owes {format_cents(pending.owed_cents or pending.amount_cents)}"
-            + (" on this invoice." if len(pending.parts) <= 1 else " on these invoices.")
-            + " Nothing is recorded until you enter or confirm the amount."
-        ]
+        owes = format_cents(pending.owed_cents or pending.amount_cents)
+        if len(pending.parts) <= 1:
+            text = _(
+                ":moneybag: *Payment reported, amount not given* {how}{paid}. The family owes "
+                "{amount} on this invoice. Nothing is recorded until you enter or confirm the "
+                "amount.",
+                how=how,
+                paid=paid,
+                amount=owes,
+            )
+        else:
+            text = _(
+                ":moneybag: *Payment reported, amount not given* {how}{paid}. The family owes "
+                "{amount} on these invoices. Nothing is recorded until you enter or confirm the "
+                "amount.",
+                how=how,
+                paid=paid,
+                amount=owes,
+            )
+        lines = [text]
     shown_split = len(pending.parts) > 1 or any(
         p.number != card.invoice_number for p in pending.parts
     )
     if shown_split and pending.amount_given:
-        lines.append("*Split* (the invoice named first, then the oldest due):")
+        lines.append(_("*Split* (the invoice named first, then the oldest due):"))
         lines.extend(split_lines(pending))
     elif shown_split:
-        lines.append("*Invoices:*")
+        lines.append(_("*Invoices:*"))
         lines.extend(
-            f"\u2022 {esc(p.number)}: {format_cents(p.balance_cents)} owed" for p in pending.parts
+            _(
+                "\u2022 {number}: {amount} owed",
+                number=esc(p.number),
+                amount=format_cents(p.balance_cents),
+            )
+            for p in pending.parts
         )
     if waiting and pending.over_cents:
-        where = "this invoice" if len(pending.parts) == 1 else "these invoices"
-        owed = format_cents(pending.allocated_cents)
+        where = _("this invoice") if len(pending.parts) == 1 else _("these invoices")
         lines.append(
-            f":warning: *More than the family owes:* they reported "
-            f"{format_cents(pending.amount_cents)}, {format_cents(pending.over_cents)} more than "
-            f"the {format_cents(pending.owed_cents)} owed on {where}. Your choices: "
-            f"*Confirm {owed} owed* records what is owed and no more; *Edit split* takes the "
-            "total actually received; *Not received* records nothing (then ask the family)."
+            _(
+                ":warning: *More than the family owes:* they reported {reported}, {over} more "
+                "than the {owed} owed on {where}. Your choices: *Confirm {allocated} owed* "
+                "records what is owed and no more; *Edit split* takes the total actually "
+                "received; *Not received* records nothing (then ask the family).",
+                reported=format_cents(pending.amount_cents),
+                over=format_cents(pending.over_cents),
+                owed=format_cents(pending.owed_cents),
+                where=where,
+                allocated=format_cents(pending.allocated_cents),
+            )
         )
     if waiting and pending.missing and pending.amount_given:
-        missing = ", ".join(pending.missing)
-        lines.append(f"_Not given: {missing}; you'll be asked when confirming._")
+        missing = ", ".join(_(word) for word in pending.missing)
+        lines.append(_("_Not given: {missing}; you'll be asked when confirming._", missing=missing))
     blocks: list[Block] = [section("\n".join(lines), block_id=ReplyBlock.PAYMENT)]
     if waiting:
         blocks.append(_payment_actions(card, pending, secret))
@@ -334,11 +404,11 @@ def _payment_actions(card: ReplyCard, pending: PendingView, secret: Keys) -> Blo
                 else esc(given[0].number if given else card.invoice_number)
             )
             confirm = {
-                "title": plain("Record this payment?", 100),
-                "text": mrkdwn(f"{words} will be recorded on {where} and a receipt emailed to "
-                               "the family."),
-                "confirm": plain("Record it", 30),
-                "deny": plain("Cancel", 30),
+                "title": plain(_("Record this payment?"), 100),
+                "text": mrkdwn(_("{payment} will be recorded on {invoices} and a receipt emailed "
+                                 "to the family.", payment=words, invoices=where)),
+                "confirm": plain(_("Record it"), 30),
+                "deny": plain(_("Cancel"), 30),
             }  # fmt: skip
         elements.append(
             button(confirm_label(pending), ReplyAction.CONFIRM, value, style="primary",
@@ -347,13 +417,13 @@ def _payment_actions(card: ReplyCard, pending: PendingView, secret: Keys) -> Blo
     elif not pending.amount_given and len(pending.parts) == 1:
         owed = format_cents(pending.parts[0].balance_cents)
         elements.append(
-            button(f"Confirm full balance {owed}", ReplyAction.CONFIRM_BALANCE, value,
-                   style="primary")
+            button(_("Confirm full balance {amount}", amount=owed), ReplyAction.CONFIRM_BALANCE,
+                   value, style="primary")
         )  # fmt: skip
     if pending.parts:
-        label = "Edit split" if pending.amount_given else "Enter amount\u2026"
+        label = _("Edit split") if pending.amount_given else _("Enter amount\u2026")
         elements.append(button(label, ReplyAction.EDIT_SPLIT, value))
-    elements.append(button("Not received", ReplyAction.REJECT, value, style="danger"))
+    elements.append(button(_("Not received"), ReplyAction.REJECT, value, style="danger"))
     return {"type": "actions", "block_id": ReplyBlock.ACTIONS, "elements": elements}
 
 
@@ -362,32 +432,39 @@ def build_split_modal(pending: PendingView, *, secret: Keys) -> Block:
     (workflows.reply_split.check_edited_split)."""
     total = pending.amount_cents if pending.amount_given else None
     intro = (
-        f"The family reported *{format_cents(pending.amount_cents)}*."
+        _("The family reported *{amount}*.", amount=format_cents(pending.amount_cents))
         if pending.amount_given
-        else "The family didn't say how much they paid: enter what was received."
+        else _("The family didn't say how much they paid: enter what was received.")
     )
     blocks: list[Block] = [
         section(
-            f"{intro} Give each invoice its share: the amounts must add up to the total "
-            "received, and none can be more than what its invoice owes. Nothing is "
-            "recorded until you confirm."
+            _(
+                "{intro} Give each invoice its share: the amounts must add up to the total "
+                "received, and none can be more than what its invoice owes. Nothing is "
+                "recorded until you confirm.",
+                intro=intro,
+            )
         ),
-        _money_input(ReplyBlock.TOTAL, "Total received", total),
+        _money_input(ReplyBlock.TOTAL, _("Total received"), total),
     ]
     for part in pending.parts:
         blocks.append(
             _money_input(
                 amount_block(part.invoice_id),
-                f"{part.number} ({format_cents(part.balance_cents)} owed)",
+                _(
+                    "{number} ({amount} owed)",
+                    number=part.number,
+                    amount=format_cents(part.balance_cents),
+                ),
                 part.amount_cents if pending.amount_given else None,
                 optional=True,
             )
         )
     return modal(
         ReplyView.SPLIT,
-        "Split the payment",
+        _("Split the payment"),
         blocks,
-        submit="Save split",
+        submit=_("Save split"),
         private_metadata=pack(PendingPaymentRef(pending_payment_id=pending.id), secret),
     )
 
@@ -425,11 +502,22 @@ def build_reply_message(card: ReplyCard, *, secret: Keys, tz: ZoneInfo) -> tuple
 
 
 def already_decided_text(pending: PendingView, tz: ZoneInfo) -> str:
-    word = "confirmed" if pending.status == "confirmed" else "marked not received"
-    when = "" if pending.decided_at is None else f" on {fmt_when(pending.decided_at, tz)}"
-    return (
-        f":lock: This reported payment was already {word} by "
-        f"{esc(pending.decided_by or 'someone')}{when}. Nothing was changed."
+    when = (
+        "" if pending.decided_at is None else _(" on {when}", when=fmt_when(pending.decided_at, tz))
+    )
+    who = esc(pending.decided_by or _("someone"))
+    if pending.status == "confirmed":
+        return _(
+            ":lock: This reported payment was already confirmed by {who}{when}. "
+            "Nothing was changed.",
+            who=who,
+            when=when,
+        )
+    return _(
+        ":lock: This reported payment was already marked not received by {who}{when}. "
+        "Nothing was changed.",
+        who=who,
+        when=when,
     )
 
 
@@ -443,19 +531,23 @@ class BounceAlert:
 
 
 def build_bounce_alert(alert: BounceAlert, *, tz: ZoneInfo) -> tuple[str, list[Block]]:
-    addresses = ", ".join(esc(a) for a in alert.addresses) or "an address"
-    text = f"Email to {addresses} bounced"
-    lines = [f":mailbox_with_no_mail: *Email bounced:* {addresses}"]
+    addresses = ", ".join(esc(a) for a in alert.addresses) or _("an address")
+    text = _("Email to {addresses} bounced", addresses=addresses)
+    lines = [_(":mailbox_with_no_mail: *Email bounced:* {addresses}", addresses=addresses)]
     if alert.guardians:
-        lines.append("Guardian: " + "; ".join(esc(g) for g in alert.guardians))
+        lines.append(
+            _("Guardian: {guardians}", guardians="; ".join(esc(g) for g in alert.guardians))
+        )
     if alert.invoices:
-        lines.append("Invoice: " + ", ".join(esc(n) for n in alert.invoices))
-    lines.append("DeviceCare won't email this address again until it is corrected in the roster.")
+        lines.append(_("Invoice: {invoices}", invoices=", ".join(esc(n) for n in alert.invoices)))
+    lines.append(
+        _("DeviceCare won't email this address again until it is corrected in the roster.")
+    )
+    bounce = _("Bounce: {subject}", subject=esc(alert.subject) or _("(no subject)"))
     blocks: list[Block] = [
         section("\n".join(lines)),
-        context_block(f"Bounce: {esc(alert.subject) or '(no subject)'}",
-                      fmt_when(alert.received_at, tz)),
-    ]  # fmt: skip
+        context_block(bounce, fmt_when(alert.received_at, tz)),
+    ]
     return text, blocks
 
 
@@ -463,9 +555,9 @@ def build_confirm_payment_modal(
     pending: PendingView, invoice_number: str | None, *, secret: Keys
 ) -> Block:
     """Asks for what the parent didn't say (how they paid, the check number)."""
-    options = [option(label, method) for method, label in METHOD_LABELS.items()]
+    options = [option(_(label), method) for method, label in METHOD_LABELS.items()]
     chosen = next((o for o in options if o["value"] == pending.method), None)
-    method_element = select_input(options, placeholder="How did they pay?", initial=chosen)
+    method_element = select_input(options, placeholder=_("How did they pay?"), initial=chosen)
     reference = text_input(max_length=200, initial=pending.reference)
     words = format_cents(pending.allocated_cents)
     given = [p for p in pending.parts if p.amount_cents > 0]
@@ -476,22 +568,27 @@ def build_confirm_payment_modal(
     )
     blocks: list[Block] = [
         section(
-            f"Record *{words}* on {where} as reported by the family. A receipt is emailed to them."
+            _(
+                "Record *{amount}* on {invoices} as reported by the family. A receipt is "
+                "emailed to them.",
+                amount=words,
+                invoices=where,
+            )
         ),
-        input_block(ReplyBlock.METHOD, "Method", method_element),
+        input_block(ReplyBlock.METHOD, _("Method"), method_element),
         input_block(
             ReplyBlock.REFERENCE,
-            "Check number or reference",
+            _("Check number or reference"),
             reference,
             optional=True,
-            hint="Required for checks.",
+            hint=_("Required for checks."),
         ),
     ]
     return modal(
         ReplyView.CONFIRM,
-        "Confirm payment",
+        _("Confirm payment"),
         blocks,
-        submit="Record payment",
+        submit=_("Record payment"),
         private_metadata=pack(PendingPaymentRef(pending_payment_id=pending.id), secret),
     )
 

@@ -34,6 +34,7 @@ from bot.slack.blocks import (
 from bot.slack.metadata import Payload, pack
 from workflows.adjustments import MAX_REASON, AdjustmentKind, AdjustmentStatus
 from workflows.errors import ValidationError
+from workflows.i18n import _
 from workflows.labels import payment_method_label
 from workflows.money import format_cents, parse_amount
 
@@ -120,7 +121,7 @@ class RefundablePayment:
     @property
     def label(self) -> str:
         if self.method == "check" and self.reference:
-            what = f"Check #{self.reference}"
+            what = _("Check #{reference}", reference=self.reference)
         else:
             what = payment_method_label(self.method)
             what += f" ({self.reference})" if self.reference else ""
@@ -188,7 +189,7 @@ def _amount(values: Mapping[str, Any], errors: dict[str, str]) -> int | None:
         errors[WaiverBlock.AMOUNT] = exc.message
         return None
     if cents == 0:
-        errors[WaiverBlock.AMOUNT] = "Enter an amount above $0.00."
+        errors[WaiverBlock.AMOUNT] = _("Enter an amount above $0.00.")
         return None
     return cents
 
@@ -196,7 +197,7 @@ def _amount(values: Mapping[str, Any], errors: dict[str, str]) -> int | None:
 def _reason(values: Mapping[str, Any], errors: dict[str, str]) -> str:
     reason = " ".join(str(element(values, WaiverBlock.REASON).get("value") or "").split())
     if not reason:
-        errors[WaiverBlock.REASON] = "Say why."
+        errors[WaiverBlock.REASON] = _("Say why.")
     return reason
 
 
@@ -211,12 +212,12 @@ def read_refund_form(values: Mapping[str, Any]) -> RefundForm:
     picked = (element(values, WaiverBlock.PAYMENT).get("selected_option") or {}).get("value")
     payment_id: int | None = None
     if picked is None:
-        errors[WaiverBlock.PAYMENT] = "Choose the payment to refund."
+        errors[WaiverBlock.PAYMENT] = _("Choose the payment to refund.")
     else:
         try:
             payment_id = int(str(picked))
         except ValueError:
-            errors[WaiverBlock.PAYMENT] = "Choose one of the invoice's payments."
+            errors[WaiverBlock.PAYMENT] = _("Choose one of the invoice's payments.")
     amount = _amount(values, errors)
     return RefundForm(payment_id, amount, _reason(values, errors), errors)
 
@@ -231,11 +232,16 @@ def _dollars(cents: int) -> str:
 def _brief_block(brief: InvoiceBrief) -> Block:
     waived = ""
     if brief.waived_cents:
-        waived = f" \u00b7 {format_cents(brief.waived_cents)} waived so far"
+        waived = _(" \u00b7 {amount} waived so far", amount=format_cents(brief.waived_cents))
     return section(
-        f"*Invoice {esc(brief.number)}* \u00b7 {esc(brief.student_name)}\n"
-        f"Balance *{format_cents(brief.balance_cents)}* of {format_cents(brief.total_cents)}"
-        f"{waived}"
+        _(
+            "*Invoice {number}* \u00b7 {student}\nBalance *{balance}* of {total}{waived}",
+            number=esc(brief.number),
+            student=esc(brief.student_name),
+            balance=format_cents(brief.balance_cents),
+            total=format_cents(brief.total_cents),
+            waived=waived,
+        )
     )
 
 
@@ -246,34 +252,39 @@ def _amount_input(label: str, initial_cents: int, hint: str) -> Block:
 
 def _reason_input(placeholder: str) -> Block:
     reason = text_input(multiline=True, max_length=MAX_REASON, placeholder=placeholder)
-    return input_block(WaiverBlock.REASON, "Reason", reason)
+    return input_block(WaiverBlock.REASON, _("Reason"), reason)
 
 
 def build_waive_modal(
     brief: InvoiceBrief, *, approval_cents: int, can_approve: bool, secret: Keys
 ) -> Block:
     if can_approve:
-        rule = "You approve waivers, so yours apply at once."
+        rule = _("You approve waivers, so yours apply at once.")
     else:
-        rule = (
-            f"Up to {format_cents(approval_cents)} applies at once; a larger waiver waits for "
-            "an approver in the approvals channel."
+        rule = _(
+            "Up to {amount} applies at once; a larger waiver waits for an approver in the "
+            "approvals channel.",
+            amount=format_cents(approval_cents),
         )
     blocks = [
         _brief_block(brief),
-        _amount_input("Amount to waive ($)", brief.balance_cents, "All or part of the balance"),
-        _reason_input("e.g. Family hardship approved by the principal"),
+        _amount_input(
+            _("Amount to waive ($)"), brief.balance_cents, _("All or part of the balance")
+        ),
+        _reason_input(_("e.g. Family hardship approved by the principal")),
         context_block(
             rule,
-            "The billed amounts never change: the waiver is recorded on the invoice and in "
-            "its activity log.",
+            _(
+                "The billed amounts never change: the waiver is recorded on the invoice and in "
+                "its activity log."
+            ),
         ),
     ]
     return modal(
         WaiverView.WAIVE,
-        "Waive charges",
+        _("Waive charges"),
         blocks,
-        submit="Waive",
+        submit=_("Waive"),
         private_metadata=pack(WaiveModal(invoice_id=brief.invoice_id), secret),
     )
 
@@ -283,39 +294,48 @@ def build_refund_modal(
 ) -> Block:
     choices = [p for p in payments if p.refundable_cents > 0]
     options = [
-        option(f"{p.label} ({format_cents(p.refundable_cents)} refundable)", str(p.payment_id))
+        option(
+            _(
+                "{payment} ({amount} refundable)",
+                payment=p.label,
+                amount=format_cents(p.refundable_cents),
+            ),
+            str(p.payment_id),
+        )
         for p in choices
     ]
     select = select_input(
         options,
-        placeholder="The payment to hand back",
+        placeholder=_("The payment to hand back"),
         initial=options[0] if options else None,
     )
     blocks = [
         _brief_block(brief),
-        input_block(WaiverBlock.PAYMENT, "Payment", select),
+        input_block(WaiverBlock.PAYMENT, _("Payment"), select),
         _amount_input(
-            "Amount to refund ($)",
+            _("Amount to refund ($)"),
             choices[0].refundable_cents if choices else 0,
-            "Up to what is left of that payment",
+            _("Up to what is left of that payment"),
         ),
-        _reason_input("e.g. The device was found after it was billed as lost"),
+        _reason_input(_("e.g. The device was found after it was billed as lost")),
         context_block(
-            "The family gets a receipt by email. A refund also credits the charge by the same "
-            "amount, so the balance stays as it is."
+            _(
+                "The family gets a receipt by email. A refund also credits the charge by the "
+                "same amount, so the balance stays as it is."
+            )
         ),
     ]
     return modal(
         WaiverView.REFUND,
-        "Refund a payment",
+        _("Refund a payment"),
         blocks,
-        submit="Refund",
+        submit=_("Refund"),
         private_metadata=pack(RefundModal(invoice_id=brief.invoice_id), secret),
     )
 
 
 def build_done_view(title: str, lines: Sequence[str]) -> Block:
-    return modal(WaiverView.DONE, title, [section("\n".join(lines))], close="Done")
+    return modal(WaiverView.DONE, title, [section("\n".join(lines))], close=_("Done"))
 
 
 # --- on the invoice -------------------------------------------------------------------------
@@ -327,19 +347,40 @@ def adjustment_text(line: AdjustmentLine) -> str:
     reason = f" \u2014 _{esc(line.reason)}_" if line.reason else ""
     amount = format_cents(line.amount_cents)
     if line.kind == AdjustmentKind.REFUND:
-        source = f" of {esc(line.payment)}" if line.payment else ""
-        by = f" \u2014 by {esc(line.requested_by)}" if line.requested_by else ""
-        return f":leftwards_arrow_with_hook: Refunded {amount}{source}{reason}{by}"
+        source = _(" of {payment}", payment=esc(line.payment)) if line.payment else ""
+        by = _(" \u2014 by {who}", who=esc(line.requested_by)) if line.requested_by else ""
+        return _(
+            ":leftwards_arrow_with_hook: Refunded {amount}{source}{reason}{by}",
+            amount=amount,
+            source=source,
+            reason=reason,
+            by=by,
+        )
     if line.status == AdjustmentStatus.PENDING:
-        asked = f" (asked by {esc(line.requested_by)})" if line.requested_by else ""
-        return f":hourglass_flowing_sand: Waiver of {amount} awaiting approval{asked}{reason}"
+        asked = _(" (asked by {who})", who=esc(line.requested_by)) if line.requested_by else ""
+        return _(
+            ":hourglass_flowing_sand: Waiver of {amount} awaiting approval{asked}{reason}",
+            amount=amount,
+            asked=asked,
+            reason=reason,
+        )
     if line.status == AdjustmentStatus.DENIED:
-        by = f" by {esc(line.decided_by)}" if line.decided_by else ""
-        return f":no_entry_sign: Waiver of {amount} not applied (denied{by}){reason}"
-    by = esc(line.requested_by or "someone")
+        by = _(" by {who}", who=esc(line.decided_by)) if line.decided_by else ""
+        return _(
+            ":no_entry_sign: Waiver of {amount} not applied (denied{by}){reason}",
+            amount=amount,
+            by=by,
+            reason=reason,
+        )
+    by = esc(line.requested_by or _("someone"))
     if line.decided_by and line.decided_by != line.requested_by:
-        by += f", approved by {esc(line.decided_by)}"
-    return f":heavy_minus_sign: Waived {MINUS}{amount}{reason} \u2014 by {by}"
+        by = _("{who}, approved by {approver}", who=by, approver=esc(line.decided_by))
+    return _(
+        ":heavy_minus_sign: Waived {amount}{reason} \u2014 by {who}",
+        amount=MINUS + amount,
+        reason=reason,
+        who=by,
+    )
 
 
 def adjustment_blocks(
@@ -356,12 +397,14 @@ def adjustment_blocks(
     waivers = [adjustment_text(a) for a in lines if a.kind == AdjustmentKind.WAIVER]
     refunds = [adjustment_text(a) for a in lines if a.kind == AdjustmentKind.REFUND]
     if waivers or can_waive:
-        text = "*Waivers*\n" + ("\n".join(waivers) if waivers else "_None._")
-        accessory = button("Waive\u2026", WaiverAction.OPEN_WAIVE, value) if can_waive else None
+        text = _("*Waivers*") + "\n" + ("\n".join(waivers) if waivers else _("_None._"))
+        accessory = button(_("Waive\u2026"), WaiverAction.OPEN_WAIVE, value) if can_waive else None
         blocks.append(section(text, accessory=accessory))
     if refunds or can_refund:
-        text = "*Refunds*\n" + ("\n".join(refunds) if refunds else "_None._")
-        accessory = button("Refund\u2026", WaiverAction.OPEN_REFUND, value) if can_refund else None
+        text = _("*Refunds*") + "\n" + ("\n".join(refunds) if refunds else _("_None._"))
+        accessory = (
+            button(_("Refund\u2026"), WaiverAction.OPEN_REFUND, value) if can_refund else None
+        )
         blocks.append(section(text, accessory=accessory))
     return blocks
 
@@ -370,31 +413,47 @@ def adjustment_blocks(
 
 
 def _decision_line(facts: WaiverFacts, tz: ZoneInfo) -> str:
-    when = "" if facts.decided_at is None else f" on {fmt_when(facts.decided_at, tz)}"
-    by = esc(facts.decided_by or "someone")
+    when = "" if facts.decided_at is None else _(" on {when}", when=fmt_when(facts.decided_at, tz))
+    by = esc(facts.decided_by or _("someone"))
     comment = f": _{esc(facts.decision_comment)}_" if facts.decision_comment else ""
     if facts.withdrawn:
-        return f":leftwards_arrow_with_hook: *Withdrawn* by {by}{when}"
+        return _(":leftwards_arrow_with_hook: *Withdrawn* by {who}{when}", who=by, when=when)
     if facts.status == AdjustmentStatus.APPLIED:
-        return f":white_check_mark: *Approved* by {by}{when}{comment}"
-    return f":no_entry_sign: *Denied* by {by}{when}{comment}"
+        return _(
+            ":white_check_mark: *Approved* by {who}{when}{comment}",
+            who=by,
+            when=when,
+            comment=comment,
+        )
+    return _(":no_entry_sign: *Denied* by {who}{when}{comment}", who=by, when=when, comment=comment)
 
 
 def decision_word(facts: WaiverFacts) -> str:
     if facts.withdrawn:
-        return "withdrawn"
-    return {"applied": "approved", "denied": "denied"}.get(facts.status, facts.status)
+        return _("withdrawn")
+    if facts.status == AdjustmentStatus.APPLIED:
+        return _("approved")
+    if facts.status == AdjustmentStatus.DENIED:
+        return _("denied")
+    return facts.status
 
 
 def waiver_summary(facts: WaiverFacts) -> str:
     """Plain text for notifications."""
-    text = (
-        f"Waiver of {format_cents(facts.amount_cents)} on {facts.invoice_number} "
-        f"for {facts.student_name}"
+    text = _(
+        "Waiver of {amount} on {invoice} for {student}",
+        amount=format_cents(facts.amount_cents),
+        invoice=facts.invoice_number,
+        student=facts.student_name,
     )
     if facts.status == AdjustmentStatus.PENDING:
-        return text + ": waiting for a decision"
-    return text + f": {decision_word(facts)} by {facts.decided_by or 'someone'}"
+        return _("{waiver}: waiting for a decision", waiver=text)
+    return _(
+        "{waiver}: {decision} by {who}",
+        waiver=text,
+        decision=decision_word(facts),
+        who=facts.decided_by or _("someone"),
+    )
 
 
 def build_waiver_request_message(
@@ -402,19 +461,26 @@ def build_waiver_request_message(
 ) -> tuple[str, list[Block]]:
     """The approvals-channel message; Approve/Deny while pending, the decision after."""
     fields = [
-        mrkdwn(f"*Invoice*\n{esc(facts.invoice_number)}"),
-        mrkdwn(f"*Student*\n{esc(facts.student_name)}"),
-        mrkdwn(f"*Waiver*\n{MINUS}{format_cents(facts.amount_cents)}"),
+        mrkdwn(_("*Invoice*\n{invoice}", invoice=esc(facts.invoice_number))),
+        mrkdwn(_("*Student*\n{student}", student=esc(facts.student_name))),
+        mrkdwn(_("*Waiver*\n{amount}", amount=MINUS + format_cents(facts.amount_cents))),
         mrkdwn(
-            f"*Balance now*\n{format_cents(facts.balance_cents)} "
-            f"(of {format_cents(facts.total_cents)})"
+            _(
+                "*Balance now*\n{balance} (of {total})",
+                balance=format_cents(facts.balance_cents),
+                total=format_cents(facts.total_cents),
+            )
         ),
     ]
-    requested = f"Requested by {esc(facts.requested_by)} on {fmt_when(facts.requested_at, tz)}"
+    requested = _(
+        "Requested by {who} on {when}",
+        who=esc(facts.requested_by),
+        when=fmt_when(facts.requested_at, tz),
+    )
     blocks: list[Block] = [
-        header("Waiver approval requested"),
+        header(_("Waiver approval requested")),
         fields_section(fields, block_id=WaiverBlock.FACTS),
-        section(f"*Reason*\n{esc(facts.reason)}"),
+        section(_("*Reason*\n{reason}", reason=esc(facts.reason))),
         context_block(requested),
     ]
     if facts.status == AdjustmentStatus.PENDING:
@@ -428,26 +494,41 @@ def build_waiver_request_message(
 
 
 def already_decided_text(facts: WaiverFacts, tz: ZoneInfo) -> str:
-    when = "" if facts.decided_at is None else f" at {fmt_when(facts.decided_at, tz)}"
-    return (
-        f":lock: This waiver was already {decision_word(facts)} by "
-        f"{esc(facts.decided_by or 'someone')}{when}. Nothing was changed."
+    when = "" if facts.decided_at is None else _(" at {when}", when=fmt_when(facts.decided_at, tz))
+    return _(
+        ":lock: This waiver was already {decision} by {who}{when}. Nothing was changed.",
+        decision=decision_word(facts),
+        who=esc(facts.decided_by or _("someone")),
+        when=when,
     )
 
 
 def decided_dm_text(facts: WaiverFacts) -> str:
     """What the requester reads in a DM."""
     amount = format_cents(facts.amount_cents)
-    by = esc(facts.decided_by or "an approver")
+    by = esc(facts.decided_by or _("an approver"))
     if facts.status == AdjustmentStatus.APPLIED:
-        return (
-            f":white_check_mark: Your waiver of {amount} on invoice {esc(facts.invoice_number)} "
-            f"({esc(facts.student_name)}) was approved by {by}. Balance now "
-            f"{format_cents(facts.balance_cents)}."
+        return _(
+            ":white_check_mark: Your waiver of {amount} on invoice {invoice} ({student}) was "
+            "approved by {who}. Balance now {balance}.",
+            amount=amount,
+            invoice=esc(facts.invoice_number),
+            student=esc(facts.student_name),
+            who=by,
+            balance=format_cents(facts.balance_cents),
         )
-    comment = f" Comment: {esc(facts.decision_comment)}" if facts.decision_comment else ""
-    return (
-        f":no_entry_sign: Your waiver of {amount} on invoice {esc(facts.invoice_number)} "
-        f"({esc(facts.student_name)}) was denied by {by}; the balance stays "
-        f"{format_cents(facts.balance_cents)}.{comment}"
+    comment = (
+        _(" Comment: {comment}", comment=esc(facts.decision_comment))
+        if facts.decision_comment
+        else ""
+    )
+    return _(
+        ":no_entry_sign: Your waiver of {amount} on invoice {invoice} ({student}) was denied "
+        "by {who}; the balance stays {balance}.{comment}",
+        amount=amount,
+        invoice=esc(facts.invoice_number),
+        student=esc(facts.student_name),
+        who=by,
+        balance=format_cents(facts.balance_cents),
+        comment=comment,
     )
