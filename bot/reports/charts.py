@@ -14,6 +14,8 @@ from datetime import date
 
 import matplotlib
 
+from workflows.i18n import _
+
 matplotlib.use("Agg")
 
 from matplotlib.figure import Figure  # noqa: E402 - the backend is chosen first
@@ -60,7 +62,7 @@ def trend_png(trend: Trend, *, title: str) -> bytes:
             ax.set_xticks(ticks)
             ax.set_xticklabels([_label(trend.periods[i], trend.period) for i in ticks])
             ax.set_xlabel(_AXIS[trend.period])
-            ax.set_ylabel(trend.unit.capitalize())
+            ax.set_ylabel(_(trend.unit).capitalize())
             ax.set_title(title)
             ax.set_ylim(bottom=0)
             if not trend.series or not trend.periods:

@@ -16,6 +16,7 @@ from storage.db import read_one_snapshot
 from storage.reports import run_report
 from storage.uow import SqlUnitOfWork
 from workflows.clock import local_date
+from workflows.i18n import _
 from workflows.reports import ReportFilters, ReportResult
 
 
@@ -62,7 +63,12 @@ def chart_title(result: ReportResult) -> str:
     """The chart's title (drawn on it and kept in the PNG's Title metadata)."""
     assert result.trend is not None
     f = result.filters
-    return f"{result.trend.title}, {f.date_from.isoformat()} to {f.date_to.isoformat()}"
+    return _(
+        "{title}, {start} to {end}",
+        title=result.trend.title,
+        start=f.date_from.isoformat(),
+        end=f.date_to.isoformat(),
+    )
 
 
 def chart_png(result: ReportResult) -> bytes | None:

@@ -29,7 +29,7 @@ def day(value: date | None) -> str:
 def rows_table(result: ReportResult, tz: tzinfo) -> Table:
     """A report's first rows, cells written as its CSV writes them."""
     spec = result.spec
-    table = Table(title=spec.title, title_justify="left")
+    table = Table(title=_(spec.title), title_justify="left")
     for name in spec.headers:
         table.add_column(name, justify="right" if name in spec.money else "left")
     for row in result.rows[:SHOWN]:

@@ -94,7 +94,7 @@ def build_report_modal(
             ReportField.REPORT,
             _("Report"),
             select_input(
-                [_option(s.title, s.name, s.description) for s in specs[:MAX_OPTIONS]],
+                [_option(_(s.title), s.name, _(s.description)) for s in specs[:MAX_OPTIONS]],
                 placeholder=_("Pick a report"),
             ),
         ),
@@ -198,14 +198,14 @@ def build_summary(result: ReportResult, requested_by: str) -> tuple[str, list[Bl
     if result.trend:
         files += " \u00b7 " + _("chart")
     blocks: list[Block] = [
-        header(spec.title),
+        header(_(spec.title)),
         context_block(" \u00b7 ".join([scope, *filters])),
         section(sentences),
         context_block(_("{files} \u00b7 requested by {who}", files=files, who=esc(requested_by))),
     ]
     text = _(
         "{title}, {start} to {end}: {summary}",
-        title=spec.title,
+        title=_(spec.title),
         start=f.date_from.isoformat(),
         end=f.date_to.isoformat(),
         summary=result.summary[0] if result.summary else ngettext("{n} rows", "{n} rows", rows),
