@@ -125,7 +125,7 @@ def _print_enrollment_import(result: EnrollmentImport) -> None:
             str(row.line),
             escape(row.student_sis_id),
             escape(row.policy),
-            f"[{style}]{row.outcome.value}[/{style}]",
+            f"[{style}]{_(row.outcome.value)}[/{style}]",
             escape(row.reason),
         )
     console.print(table)
