@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -31,6 +32,13 @@ def locking(session: AsyncSession, stmt: Select[Any]) -> Select[Any]:
     if uses_for_update(session):
         stmt = stmt.with_for_update()
     return stmt.execution_options(populate_existing=True)
+
+
+def columns(new: Any, **extra: Any) -> dict[str, Any]:
+    """A parameter object's fields as a row's column values, `extra` added (or put instead).
+
+    Shallow, unlike `dataclasses.asdict`: a field holding objects keeps them as they are."""
+    return {field.name: getattr(new, field.name) for field in fields(new)} | extra
 
 
 class SqlRepository:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import date
 
 from sqlalchemy import func, select
 
 from storage import models as m
-from storage.repositories.base import SqlRepository
+from storage.repositories.base import SqlRepository, columns
 from workflows.permissions import Actor
-from workflows.ports import StoredPhoto
+from workflows.ports import NewIncident, StoredPhoto
 
 
 class SqlIncidentRepository(SqlRepository):
@@ -22,31 +20,10 @@ class SqlIncidentRepository(SqlRepository):
         stmt = select(m.Incident).where(m.Incident.idempotency_key == key)
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def add(
-        self,
-        *,
-        device_id: int,
-        student_id: int | None,
-        reported_by_id: int | None,
-        occurred_on: date,
-        description: str,
-        flags: Sequence[str],
-        ticket_ref: str | None,
-        idempotency_key: str | None,
-    ) -> m.Incident:
-        incident = m.Incident(
-            device_id=device_id,
-            student_id=student_id,
-            reported_by_id=reported_by_id,
-            occurred_on=occurred_on,
-            description=description,
-            status="open",
-            ticket_ref=ticket_ref,
-            opened_at=self._now(),
-            idempotency_key=idempotency_key,
-            flags=[m.IncidentFlag(flag=f) for f in flags],
-        )
-        return await self._added(incident)
+    async def add(self, incident: NewIncident) -> m.Incident:
+        flags = [m.IncidentFlag(flag=f) for f in incident.flags]
+        row = m.Incident(**columns(incident, status="open", opened_at=self._now(), flags=flags))
+        return await self._added(row)
 
     async def add_note(
         self, *, device_id: int, incident_id: int | None, actor: Actor, body: str

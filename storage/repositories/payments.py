@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from sqlalchemy import func, select
 
 from storage import models as m
-from storage.repositories.base import SqlRepository
+from storage.repositories.base import SqlRepository, columns
+from workflows.ports import NewAdjustment, NewPayment
 
 
 class SqlPaymentRepository(SqlRepository):
@@ -21,58 +20,15 @@ class SqlPaymentRepository(SqlRepository):
         )
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def add(
-        self,
-        *,
-        invoice_id: int,
-        amount_cents: int,
-        method: str,
-        reference: str | None,
-        received_on: date,
-        recorded_by_id: int | None,
-        idempotency_key: str,
-        reference_key: str | None = None,
-    ) -> m.Payment:
-        payment = m.Payment(
-            invoice_id=invoice_id,
-            amount_cents=amount_cents,
-            method=method,
-            reference=reference,
-            received_on=received_on,
-            recorded_by_id=recorded_by_id,
-            recorded_at=self._now(),
-            idempotency_key=idempotency_key,
-            reference_key=reference_key,
-        )
-        return await self._added(payment)
+    async def add(self, payment: NewPayment) -> m.Payment:
+        return await self._added(m.Payment(**columns(payment, recorded_at=self._now())))
 
     async def get(self, payment_id: int, *, lock: bool = False) -> m.Payment | None:
         return await self._get(m.Payment, payment_id, lock)
 
-    async def add_adjustment(
-        self,
-        *,
-        invoice_id: int,
-        kind: str,
-        amount_cents: int,
-        reason: str,
-        status: str,
-        requested_by_id: int | None,
-        payment_id: int | None = None,
-        idempotency_key: str | None = None,
-    ) -> m.InvoiceAdjustment:
-        adjustment = m.InvoiceAdjustment(
-            invoice_id=invoice_id,
-            kind=kind,
-            amount_cents=amount_cents,
-            reason=reason,
-            status=status,
-            payment_id=payment_id,
-            requested_by_id=requested_by_id,
-            requested_at=self._now(),
-            idempotency_key=idempotency_key,
-        )
-        return await self._added(adjustment)
+    async def add_adjustment(self, adjustment: NewAdjustment) -> m.InvoiceAdjustment:
+        row = m.InvoiceAdjustment(**columns(adjustment, requested_at=self._now()))
+        return await self._added(row)
 
     async def adjustment(
         self, adjustment_id: int, *, lock: bool = False
