@@ -38,4 +38,4 @@ class SqlActivityRepository(SqlRepository):
             )
             .order_by(m.ActivityEntry.id)
         )
-        return list((await self.session.execute(stmt)).scalars())
+        return await self._list(stmt)

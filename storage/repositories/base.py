@@ -6,7 +6,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.clock import Clock
@@ -60,6 +60,19 @@ class SqlRepository:
         if lock:
             stmt = self.locking(stmt)
         return (await self.session.execute(stmt)).unique().scalar_one_or_none()
+
+    async def _find(self, model: type[R], *where: ColumnElement[bool]) -> R | None:
+        """The one `model` row matching `where`, or None."""
+        stmt = select(model).where(*where)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def _list(self, stmt: Select[R]) -> list[R]:
+        """Every row the statement selects."""
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def _int(self, stmt: Select[Any]) -> int:
+        """The number the statement answers (a count or a sum)."""
+        return int((await self.session.execute(stmt)).scalar_one())
 
     async def _added(self, row: R) -> R:
         """`row` added to the session and flushed, so it has its id."""

@@ -17,8 +17,7 @@ class SqlIncidentRepository(SqlRepository):
         return await self._get(m.Incident, incident_id, lock)
 
     async def by_key(self, key: str) -> m.Incident | None:
-        stmt = select(m.Incident).where(m.Incident.idempotency_key == key)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self._find(m.Incident, m.Incident.idempotency_key == key)
 
     async def add(self, incident: NewIncident) -> m.Incident:
         flags = [m.IncidentFlag(flag=f) for f in incident.flags]
@@ -59,8 +58,8 @@ class SqlIncidentRepository(SqlRepository):
 
     async def photo_count(self, incident_id: int) -> int:
         stmt = select(func.count(m.Photo.id)).where(m.Photo.incident_id == incident_id)
-        return int((await self.session.execute(stmt)).scalar_one())
+        return await self._int(stmt)
 
     async def note_count(self, incident_id: int) -> int:
         stmt = select(func.count(m.Note.id)).where(m.Note.incident_id == incident_id)
-        return int((await self.session.execute(stmt)).scalar_one())
+        return await self._int(stmt)

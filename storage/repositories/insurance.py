@@ -88,7 +88,7 @@ class SqlInsuranceRepository(SqlRepository):
         )
         value = key.device_coverage_id if key.device_coverage_id is not None else key.enrollment_id
         stmt = select(func.count(inv.id)).where(column == value, inv.status != "cancelled")
-        return int((await self.session.execute(stmt)).scalar_one())
+        return await self._int(stmt)
 
     async def add_override_request(self, request: NewOverrideRequest) -> m.CapOverrideRequest:
         row = m.CapOverrideRequest(**columns(request, requested_at=self._now(), status="pending"))

@@ -41,16 +41,14 @@ class SqlInvoiceRepository(SqlRepository):
         return (await self.session.execute(self.locking(stmt))).scalar_one_or_none()
 
     async def by_number(self, number: str) -> m.Invoice | None:
-        stmt = select(m.Invoice).where(func.upper(m.Invoice.number) == number.strip().upper())
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self._find(m.Invoice, func.upper(m.Invoice.number) == number.strip().upper())
 
     async def by_key(self, key: str) -> m.Invoice | None:
-        stmt = select(m.Invoice).where(m.Invoice.idempotency_key == key)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self._find(m.Invoice, m.Invoice.idempotency_key == key)
 
     async def for_incident(self, incident_id: int) -> list[m.Invoice]:
         stmt = select(m.Invoice).where(m.Invoice.incident_id == incident_id).order_by(m.Invoice.id)
-        return list((await self.session.execute(stmt)).scalars())
+        return await self._list(stmt)
 
     async def add(self, invoice: NewInvoice) -> m.Invoice:
         lines = [

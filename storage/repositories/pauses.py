@@ -16,7 +16,7 @@ class SqlPauseRepository(SqlRepository):
         stmt = select(m.BillingPause).order_by(m.BillingPause.starts_on, m.BillingPause.id)
         if ending_on_or_after is not None:
             stmt = stmt.where(m.BillingPause.ends_on >= ending_on_or_after)
-        return list((await self.session.execute(stmt)).scalars())
+        return await self._list(stmt)
 
     async def overlapping(
         self, starts_on: date, ends_on: date, *, lock: bool = False
@@ -34,7 +34,7 @@ class SqlPauseRepository(SqlRepository):
             .where(m.BillingPause.starts_on <= ends_on, m.BillingPause.ends_on >= starts_on)
             .order_by(m.BillingPause.starts_on, m.BillingPause.id)
         )
-        return list((await self.session.execute(stmt)).scalars())
+        return await self._list(stmt)
 
     async def add(
         self, *, starts_on: date, ends_on: date, reason: str, created_by_id: int | None

@@ -11,14 +11,12 @@ from workflows.ports import NewAdjustment, NewPayment
 
 class SqlPaymentRepository(SqlRepository):
     async def by_key(self, key: str) -> m.Payment | None:
-        stmt = select(m.Payment).where(m.Payment.idempotency_key == key)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self._find(m.Payment, m.Payment.idempotency_key == key)
 
     async def by_reference(self, invoice_id: int, reference_key: str) -> m.Payment | None:
-        stmt = select(m.Payment).where(
-            m.Payment.invoice_id == invoice_id, m.Payment.reference_key == reference_key
+        return await self._find(
+            m.Payment, m.Payment.invoice_id == invoice_id, m.Payment.reference_key == reference_key
         )
-        return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def add(self, payment: NewPayment) -> m.Payment:
         return await self._added(m.Payment(**columns(payment, recorded_at=self._now())))
@@ -36,8 +34,7 @@ class SqlPaymentRepository(SqlRepository):
         return await self._get(m.InvoiceAdjustment, adjustment_id, lock)
 
     async def adjustment_by_key(self, key: str) -> m.InvoiceAdjustment | None:
-        stmt = select(m.InvoiceAdjustment).where(m.InvoiceAdjustment.idempotency_key == key)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self._find(m.InvoiceAdjustment, m.InvoiceAdjustment.idempotency_key == key)
 
     async def adjustments_for(self, invoice_id: int) -> list[m.InvoiceAdjustment]:
         stmt = (
@@ -45,7 +42,7 @@ class SqlPaymentRepository(SqlRepository):
             .where(m.InvoiceAdjustment.invoice_id == invoice_id)
             .order_by(m.InvoiceAdjustment.id)
         )
-        return list((await self.session.execute(stmt)).scalars())
+        return await self._list(stmt)
 
     async def refunded_on(self, payment_id: int) -> int:
         """Cents already refunded from one payment (applied refunds only)."""
@@ -54,8 +51,8 @@ class SqlPaymentRepository(SqlRepository):
             m.InvoiceAdjustment.kind == "refund",
             m.InvoiceAdjustment.status == "applied",
         )
-        return int((await self.session.execute(stmt)).scalar_one())
+        return await self._int(stmt)
 
     async def for_invoice(self, invoice_id: int) -> list[m.Payment]:
         stmt = select(m.Payment).where(m.Payment.invoice_id == invoice_id).order_by(m.Payment.id)
-        return list((await self.session.execute(stmt)).scalars())
+        return await self._list(stmt)

@@ -38,16 +38,13 @@ class SqlPeopleRepository(SqlRepository):
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def role(self, name: str) -> m.Role | None:
-        stmt = select(m.Role).where(func.lower(m.Role.name) == name.strip().lower())
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self._find(m.Role, func.lower(m.Role.name) == name.strip().lower())
 
     async def _staff_by_email(self, email: str) -> m.Staff | None:
-        stmt = select(m.Staff).where(func.lower(m.Staff.email) == email.strip().lower())
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self._find(m.Staff, func.lower(m.Staff.email) == email.strip().lower())
 
     async def _staff_by_slack_id(self, slack_user_id: str) -> m.Staff | None:
-        stmt = select(m.Staff).where(m.Staff.slack_user_id == slack_user_id)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self._find(m.Staff, m.Staff.slack_user_id == slack_user_id)
 
     async def actor_for_staff(self, staff: m.Staff) -> Actor:
         role = staff.role

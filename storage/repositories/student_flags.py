@@ -25,7 +25,7 @@ class SqlStudentFlagRepository(SqlRepository):
                 m.Incident.occurred_on <= until,
             )
         )
-        return list((await self.session.execute(stmt)).scalars())
+        return await self._list(stmt)
 
     async def has(self, student_id: int, flag: str, window_start: date) -> bool:
         stmt = select(m.StudentFlag.id).where(
@@ -45,4 +45,4 @@ class SqlStudentFlagRepository(SqlRepository):
             .where(m.StudentFlag.student_id == student_id)
             .order_by(m.StudentFlag.window_start.desc(), m.StudentFlag.flag)
         )
-        return list((await self.session.execute(stmt)).scalars())
+        return await self._list(stmt)
