@@ -333,6 +333,16 @@ class NewOverrideRequest:
     reason: str | None
 
 
+@dataclass(frozen=True, kw_only=True)
+class NewPause:
+    """A billing pause to add; the store stamps when it was made."""
+
+    starts_on: date
+    ends_on: date
+    reason: str
+    created_by_id: int | None
+
+
 @dataclass(frozen=True)
 class StoredPhoto:
     """A photo already checked and written to the blob store."""
@@ -501,9 +511,7 @@ class PauseRepository(Protocol):
     async def overlapping(
         self, starts_on: date, ends_on: date, *, lock: bool = False
     ) -> Sequence[PauseRecord]: ...
-    async def add(
-        self, *, starts_on: date, ends_on: date, reason: str, created_by_id: int | None
-    ) -> PauseRecord: ...
+    async def add(self, pause: NewPause) -> PauseRecord: ...
     async def get(self, pause_id: int, *, lock: bool = False) -> PauseRecord | None: ...
     async def remove(self, pause_id: int) -> None: ...
 

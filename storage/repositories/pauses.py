@@ -7,7 +7,8 @@ from datetime import date
 from sqlalchemy import select
 
 from storage import models as m
-from storage.repositories.base import SqlRepository
+from storage.repositories.base import SqlRepository, columns
+from workflows.ports import NewPause
 
 
 class SqlPauseRepository(SqlRepository):
@@ -36,17 +37,8 @@ class SqlPauseRepository(SqlRepository):
         )
         return await self._list(stmt)
 
-    async def add(
-        self, *, starts_on: date, ends_on: date, reason: str, created_by_id: int | None
-    ) -> m.BillingPause:
-        pause = m.BillingPause(
-            starts_on=starts_on,
-            ends_on=ends_on,
-            reason=reason,
-            created_by_id=created_by_id,
-            created_at=self._now(),
-        )
-        return await self._added(pause)
+    async def add(self, pause: NewPause) -> m.BillingPause:
+        return await self._added(m.BillingPause(**columns(pause, created_at=self._now())))
 
     async def get(self, pause_id: int, *, lock: bool = False) -> m.BillingPause | None:
         pause: m.BillingPause | None = await self._get(m.BillingPause, pause_id, lock)
