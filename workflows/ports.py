@@ -242,7 +242,8 @@ class NewIncident:
 class NewInvoice:
     """An invoice to add, with its lines; the store sets its total and nothing paid yet.
 
-    The insurance fields default to no claim (a charge that isn't for an incident)."""
+    The incident and insurance fields default to none: an annual fee, a collection or a
+    premium is billed without either."""
 
     number: str
     student_id: int
