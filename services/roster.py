@@ -52,6 +52,7 @@ from storage.roster_queries import (
     ChangeNote,
     Counts,
     Existing,
+    RosterTable,
     buildings,
     guardianships,
     insert_households,
@@ -389,20 +390,10 @@ class _Import:
                 ),
                 "active": not row.deleted,
             }
-            if sis_id in plan.students:
-                values["household_id"] = _household_id(plan.students[sis_id], house_ids)
             desired[sis_id] = values
-        ids = await upsert(
-            self.session,
-            STUDENTS,
-            existing,
-            desired,
-            self.result.students,
-            defaults={"household_id": None},
-            changed=self.changes("student"),
+        return await self._save_people(
+            STUDENTS, "student", desired, existing, plan.students, house_ids, self.result.students
         )
-        self.saved()
-        return {**{k: v["id"] for k, v in existing.items()}, **ids}
 
     async def _save_guardians(
         self,
@@ -420,17 +411,40 @@ class _Import:
                 "email": row.email,
                 "phone": row.phone,
             }
-            if sis_id in plan.guardians:
-                values["household_id"] = _household_id(plan.guardians[sis_id], house_ids)
             desired[sis_id] = values
+        return await self._save_people(
+            GUARDIANS,
+            "guardian",
+            desired,
+            existing,
+            plan.guardians,
+            house_ids,
+            self.result.guardians,
+        )
+
+    async def _save_people(
+        self,
+        table: RosterTable,
+        entity: str,
+        desired: dict[str, dict[str, Any]],
+        existing: Existing,
+        households: dict[str, int],
+        house_ids: list[int],
+        counts: Counts,
+    ) -> dict[str, int]:
+        """Write students or guardians, each in its planned household (none when it has no
+        plan); returns every one's id by sis_id."""
+        for sis_id, values in desired.items():
+            if sis_id in households:
+                values["household_id"] = _household_id(households[sis_id], house_ids)
         ids = await upsert(
             self.session,
-            GUARDIANS,
+            table,
             existing,
             desired,
-            self.result.guardians,
+            counts,
             defaults={"household_id": None},
-            changed=self.changes("guardian"),
+            changed=self.changes(entity),
         )
         self.saved()
         return {**{k: v["id"] for k, v in existing.items()}, **ids}

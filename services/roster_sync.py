@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol
 
 from services.roster import ImportResult, import_rows
 from storage.db import DbSession
@@ -48,34 +49,32 @@ ENTITY_LABELS = {"building": N_("building"), "student": N_("student"), "guardian
 Describe = Callable[[Problem], str]
 
 
-async def plan_roster_sync(
-    db: Db,
-    rows: RosterRows,
-    now: datetime,
-    *,
-    complete: bool,
-    describe: Describe | None = None,
-) -> SyncPlan:
-    """What applying `rows` would change, worked out by applying them in a savepoint that is
+class RosterListing(Protocol):
+    """One read of the roster (bot.sync.oneroster.RosterSnapshot): its rows, whether the listing
+    was whole (a student missing from it has left), and how to name a problem's record."""
+
+    @property
+    def rows(self) -> RosterRows: ...
+    @property
+    def complete(self) -> bool: ...
+    def where(self, problem: Problem) -> str: ...
+
+
+async def plan_roster_sync(db: Db, listing: RosterListing, now: datetime) -> SyncPlan:
+    """What applying the listing would change, worked out by applying it in a savepoint that is
     rolled back: nothing is written."""
     session = session_of(db)
     savepoint = await session.begin_nested()
     try:
-        return await _sync(session, rows, now, complete, describe)
+        return await _sync(session, listing, now)
     finally:
         await savepoint.rollback()
 
 
-async def apply_roster_sync(
-    db: Db,
-    rows: RosterRows,
-    now: datetime,
-    *,
-    complete: bool,
-    describe: Describe | None = None,
-) -> SyncPlan:
-    """Apply `rows` in the caller's transaction (not committed here); returns what changed."""
-    return await _sync(session_of(db), rows, now, complete, describe)
+async def apply_roster_sync(db: Db, listing: RosterListing, now: datetime) -> SyncPlan:
+    """Apply the listing in the caller's transaction (not committed here); returns what
+    changed."""
+    return await _sync(session_of(db), listing, now)
 
 
 class _Sample:
@@ -118,18 +117,13 @@ class _Sample:
             lines.append(line)
 
 
-async def _sync(
-    session: DbSession,
-    rows: RosterRows,
-    now: datetime,
-    complete: bool,
-    describe: Describe | None,
-) -> SyncPlan:
+async def _sync(session: DbSession, listing: RosterListing, now: datetime) -> SyncPlan:
+    rows = listing.rows
     before = await active_students(session)
     sample = _Sample(before)
     result = await import_rows(session, rows, now, note=sample.note)
     gone: list[int] = []
-    if complete:
+    if listing.complete:
         for sis_id, ident in before.items():
             if sis_id not in rows.users.seen:
                 gone.append(ident)
@@ -139,7 +133,7 @@ async def _sync(
     after = await active_students(session)
     plan = SyncPlan(SOURCE, base=len(before), removals=len(before.keys() - after.keys()))
     _count(plan, result, sample.status_deactivations)
-    _fill_sample(plan, sample, result.problems, describe or _where)
+    _fill_sample(plan, sample, result.problems, listing.where)
     return plan
 
 
@@ -174,7 +168,3 @@ def _fill_sample(
     rest = changes + removals[FIRST_REMOVALS:] + problem_lines[FIRST_PROBLEMS:]
     for line in first + rest:
         plan.note(line)
-
-
-def _where(problem: Problem) -> str:
-    return f"{problem.file} #{problem.line}"

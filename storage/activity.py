@@ -4,10 +4,11 @@ for code that writes in a session of its own."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Unpack
 
 from storage import models as m
 from workflows.permissions import Actor
+from workflows.ports import ActivityChange
 
 
 def activity_entry(
@@ -16,10 +17,7 @@ def activity_entry(
     entity_type: str,
     entity_id: int | None,
     action: str,
-    *,
-    before: dict[str, Any] | None = None,
-    after: dict[str, Any] | None = None,
-    comment: str | None = None,
+    **change: Unpack[ActivityChange],
 ) -> m.ActivityEntry:
     """One entry: who (the actor's staff id and name), when, what and the change."""
     return m.ActivityEntry(
@@ -29,7 +27,7 @@ def activity_entry(
         entity_type=entity_type,
         entity_id=entity_id,
         action=action,
-        before=before,
-        after=after,
-        comment=comment,
+        before=change.get("before"),
+        after=change.get("after"),
+        comment=change.get("comment"),
     )

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -135,6 +135,14 @@ class AutomationReport:
         )
 
 
+def _invoice_listing(*columns: Any) -> Select[Any]:
+    """A listing of invoices: each one's id and number and its student's name, then `columns`."""
+    inv = m.Invoice
+    return select(inv.id, inv.number, m.Student.first_name, m.Student.last_name, *columns).join(
+        m.Student, m.Student.id == inv.student_id
+    )
+
+
 def _open_invoices() -> Any:
     return m.Invoice.status.in_(_OPEN)
 
@@ -173,11 +181,7 @@ async def automation_report(
     rows: list[AutomationRow] = []
     if limit > 0:
         stmt = (
-            select(
-                inv.id,
-                inv.number,
-                m.Student.first_name,
-                m.Student.last_name,
+            _invoice_listing(
                 inv.status,
                 inv.due_date,
                 balance.label("balance"),
@@ -185,7 +189,6 @@ async def automation_report(
                 inv.reminder_count,
                 inv.last_reminder_at,
             )
-            .join(m.Student, m.Student.id == inv.student_id)
             .where(*listed)
             # Most overdue first; invoices without a due date last (same on both backends).
             .order_by(inv.due_date.is_(None), inv.due_date, inv.id)
@@ -359,18 +362,9 @@ async def cancelled_invoices(
         .subquery()
     )
     stmt = (
-        select(
-            inv.id,
-            inv.number,
-            m.Student.first_name,
-            m.Student.last_name,
-            inv.total_cents,
-            inv.cancelled_at,
-            inv.auto_cancelled,
-            entry.actor_label,
-            entry.comment,
+        _invoice_listing(
+            inv.total_cents, inv.cancelled_at, inv.auto_cancelled, entry.actor_label, entry.comment
         )
-        .join(m.Student, m.Student.id == inv.student_id)
         .outerjoin(latest, latest.c.invoice_id == inv.id)
         .outerjoin(entry, entry.id == latest.c.entry_id)
         .where(*in_range)

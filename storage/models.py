@@ -75,6 +75,13 @@ def pk() -> Mapped[int]:
     return mapped_column(Id, primary_key=True, autoincrement=True)
 
 
+def unique_where(name: str, *columns: str, where: str) -> Index:
+    """A partial unique index: unique among the rows matching `where`, on both backends."""
+    return Index(
+        name, *columns, unique=True, sqlite_where=text(where), postgresql_where=text(where)
+    )
+
+
 # --- district -------------------------------------------------------------------------------
 
 
@@ -298,13 +305,7 @@ class DeviceAssignment(Base):
 
     __tablename__ = "device_assignments"
     __table_args__ = (
-        Index(
-            "uq_device_assignments_open",
-            "device_id",
-            unique=True,
-            sqlite_where=text("returned_at IS NULL"),
-            postgresql_where=text("returned_at IS NULL"),
-        ),
+        unique_where("uq_device_assignments_open", "device_id", where="returned_at IS NULL"),
     )
 
     id: Mapped[int] = pk()
@@ -485,14 +486,12 @@ class InsuranceEnrollment(Base):
         CheckConstraint("term_end >= term_start", name="term_order"),
         Index("ix_insurance_enrollments_student_term", "student_id", "term_start", "term_end"),
         # One live enrollment per student, policy and term: an import rerun finds it.
-        Index(
+        unique_where(
             "uq_insurance_enrollments_live",
             "student_id",
             "policy_id",
             "term_start",
-            unique=True,
-            sqlite_where=text("status != 'cancelled'"),
-            postgresql_where=text("status != 'cancelled'"),
+            where="status != 'cancelled'",
         ),
     )
 

@@ -231,27 +231,10 @@ async def queue_payment_alert(
     )
 
 
-async def record_checkout(
-    db: Db,
-    *,
-    session_id: str,
-    invoice_id: int,
-    guardian_id: int | None,
-    amount_cents: int,
-    url: str | None,
-    now: datetime,
-) -> None:
-    """The checkout Stripe opened, written at once: a parallel request that recorded the same
-    Stripe session first makes this raise IntegrityError (storage.db_errors.DuplicateRow)."""
+async def record_checkout(db: Db, checkout: m.OnlineCheckout) -> None:
+    """The checkout Stripe opened (a `new_checkout`), written at once: a parallel request that
+    recorded the same Stripe session first makes this raise IntegrityError
+    (storage.db_errors.DuplicateRow)."""
     session = session_of(db)
-    session.add(
-        new_checkout(
-            session_id=session_id,
-            invoice_id=invoice_id,
-            guardian_id=guardian_id,
-            amount_cents=amount_cents,
-            url=url,
-            now=now,
-        )
-    )
+    session.add(checkout)
     await session.flush()

@@ -157,6 +157,19 @@ def _insurer(coverage: Any) -> Any:
     )
 
 
+def _student_and_policy() -> tuple[Any, ...]:
+    """A claims utilization row's first columns: the student (name, SIS id, building, grade)
+    and the policy's name."""
+    st = m.Student
+    return (
+        st.last_name + ", " + st.first_name,
+        st.sis_id,
+        m.Building.name,
+        st.grade,
+        m.InsurancePolicy.name,
+    )
+
+
 async def _device_plan_rows(q: ReportQuery) -> list[tuple[Any, ...]]:
     """Claims utilization rows for device plans with claims, named by the student of the
     latest claim (a device changes hands; its plan's claims don't)."""
@@ -165,11 +178,7 @@ async def _device_plan_rows(q: ReportQuery) -> list[tuple[Any, ...]]:
     claims = _claims(q, m.Invoice.claim_device_coverage_id)
     listing = (
         select(
-            st.last_name + ", " + st.first_name,
-            st.sis_id,
-            m.Building.name,
-            st.grade,
-            pol.name,
+            *_student_and_policy(),
             dc.plan + " on " + dev.serial,
             dc.coverage_start,
             dc.coverage_end,
@@ -207,11 +216,7 @@ async def claims_utilization(q: ReportQuery) -> ReportResult:
         where.append(claims.c.claims.is_not(None))
     listing = (
         select(
-            st.last_name + ", " + st.first_name,
-            st.sis_id,
-            m.Building.name,
-            st.grade,
-            pol.name,
+            *_student_and_policy(),
             e.term_label,
             e.term_start,
             e.term_end,

@@ -58,7 +58,7 @@ class PrefetchingCursor:
 
     async def executemany(self, sql: str, parameters: Iterable[Any]) -> PrefetchingCursor:
         connection = self._connection
-        return self._keep(await connection.run(_execute_many, connection, sql, parameters))
+        return self._keep(await connection.run(_execute, connection, sql, parameters, True))
 
     async def fetchone(self) -> Any:
         return self._rows.popleft() if self._rows else None
@@ -96,23 +96,18 @@ def _finish(cursor: sqlite3.Cursor) -> Result:
         cursor.close()
 
 
-def _execute(connection: PrefetchingConnection, sql: str, parameters: Any) -> Result:
+def _execute(
+    connection: PrefetchingConnection, sql: str, parameters: Any, many: bool = False
+) -> Result:
+    """One statement (or, with `many`, one statement per parameter set) on a cursor of its own."""
     cursor = connection._conn.cursor()
     try:
-        if parameters is None:
+        if many:
+            cursor.executemany(sql, parameters)
+        elif parameters is None:
             cursor.execute(sql)
         else:
             cursor.execute(sql, parameters)
-    except BaseException:
-        cursor.close()
-        raise
-    return _finish(cursor)
-
-
-def _execute_many(connection: PrefetchingConnection, sql: str, parameters: Any) -> Result:
-    cursor = connection._conn.cursor()
-    try:
-        cursor.executemany(sql, parameters)
     except BaseException:
         cursor.close()
         raise

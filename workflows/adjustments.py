@@ -15,7 +15,7 @@ from workflows.invoice_updates import UpdateReason, amount_of, notify_amount_cha
 from workflows.invoices import OPEN_STATUSES, balance_of, settle_if_paid
 from workflows.money import format_cents
 from workflows.permissions import Actor
-from workflows.ports import AdjustmentRecord, Context, InvoiceRecord
+from workflows.ports import AdjustmentRecord, Context, InvoiceRecord, NewAdjustment
 from workflows.text import required_line
 
 MAX_REASON = 500
@@ -81,13 +81,15 @@ async def apply_waiver(
     check_waiver(invoice, amount_cents)
     if pending is None:
         adjustment = await ctx.store.payments.add_adjustment(
-            invoice_id=invoice.id,
-            kind=AdjustmentKind.WAIVER,
-            amount_cents=amount_cents,
-            reason=text,
-            status=AdjustmentStatus.APPLIED,
-            requested_by_id=actor.staff_id,
-            idempotency_key=idempotency_key,
+            NewAdjustment(
+                invoice_id=invoice.id,
+                kind=AdjustmentKind.WAIVER,
+                amount_cents=amount_cents,
+                reason=text,
+                status=AdjustmentStatus.APPLIED,
+                requested_by_id=actor.staff_id,
+                idempotency_key=idempotency_key,
+            )
         )
     else:
         adjustment = pending

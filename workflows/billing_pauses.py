@@ -16,7 +16,7 @@ from workflows.billing import validate_pause
 from workflows.errors import NotFound, ValidationError
 from workflows.i18n import _, ngettext
 from workflows.permissions import Actor, Permission, require
-from workflows.ports import Context, PauseRecord
+from workflows.ports import Context, NewPause, PauseRecord
 
 ENTITY = "billing_pause"
 
@@ -79,10 +79,12 @@ async def add_pause(
             field="starts_on",
         )
     record = await ctx.store.pauses.add(
-        starts_on=window.starts_on,
-        ends_on=window.ends_on,
-        reason=window.reason,
-        created_by_id=actor.staff_id,
+        NewPause(
+            starts_on=window.starts_on,
+            ends_on=window.ends_on,
+            reason=window.reason,
+            created_by_id=actor.staff_id,
+        )
     )
     view = view_of(record)
     await ctx.store.activity.log(actor, ENTITY, view.id, "billing_pause_added", after=_logged(view))

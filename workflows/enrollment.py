@@ -29,7 +29,14 @@ from workflows.invoices import (
 )
 from workflows.money import format_cents
 from workflows.permissions import Actor, Permission, require
-from workflows.ports import Context, EnrollmentRecord, InvoiceLineSpec, InvoiceRecord, PolicyRecord
+from workflows.ports import (
+    Context,
+    EnrollmentRecord,
+    InvoiceLineSpec,
+    InvoiceRecord,
+    NewEnrollment,
+    PolicyRecord,
+)
 
 MAX_WAIVER_REASON = 200  # insurance_enrollments.premium_waiver_reason
 CONFIRMATION = NoticeTemplate.ENROLLMENT_CONFIRMATION
@@ -265,15 +272,17 @@ async def enroll_student(ctx: Context, actor: Actor, cmd: EnrollStudent) -> Enro
     premium = policy.premium_cents
     status = initial_status(policy.coverage_starts, premium, waived=reason is not None)
     enrollment = await store.enrollments.add(
-        student_id=cmd.student_id,
-        policy_id=policy.id,
-        term_label=term.label,
-        term_start=term.start,
-        term_end=term.end,
-        status=EnrollmentStatus.PENDING_PAYMENT,
-        enrolled_by_id=actor.staff_id,
-        source=cmd.source.value,
-        premium_waiver_reason=reason if premium > 0 else None,
+        NewEnrollment(
+            student_id=cmd.student_id,
+            policy_id=policy.id,
+            term_label=term.label,
+            term_start=term.start,
+            term_end=term.end,
+            status=EnrollmentStatus.PENDING_PAYMENT,
+            enrolled_by_id=actor.staff_id,
+            source=cmd.source.value,
+            premium_waiver_reason=reason if premium > 0 else None,
+        )
     )
     await store.activity.log(
         actor,

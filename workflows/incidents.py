@@ -19,7 +19,14 @@ from workflows.offenders import (
     window_start,
 )
 from workflows.permissions import Actor, Permission, require
-from workflows.ports import Context, IncidentRecord, SettingsRecord, StoredPhoto
+from workflows.ports import (
+    Context,
+    IncidentRecord,
+    NewIncident,
+    NewStudentFlag,
+    SettingsRecord,
+    StoredPhoto,
+)
 
 MAX_DESCRIPTION = 4000
 MAX_NOTE = 4000
@@ -121,14 +128,16 @@ async def open_incident(ctx: Context, actor: Actor, cmd: OpenIncident) -> Opened
         raise NotFound(_("That student isn't in DeviceCare."), field="student")
 
     incident = await store.incidents.add(
-        device_id=device.id,
-        student_id=student_id,
-        reported_by_id=actor.staff_id,
-        occurred_on=cmd.occurred_on,
-        description=description,
-        flags=flags,
-        ticket_ref=cmd.ticket_ref,
-        idempotency_key=cmd.idempotency_key,
+        NewIncident(
+            device_id=device.id,
+            student_id=student_id,
+            reported_by_id=actor.staff_id,
+            occurred_on=cmd.occurred_on,
+            description=description,
+            flags=flags,
+            ticket_ref=cmd.ticket_ref,
+            idempotency_key=cmd.idempotency_key,
+        )
     )
     await store.activity.log(
         actor,
@@ -173,11 +182,13 @@ async def _flag_repeat_offender(
         if await store.student_flags.has(student_id, rule.flag, start):
             continue
         await store.student_flags.add(
-            student_id=student_id,
-            flag=rule.flag,
-            window_start=start,
-            incident_count=after,
-            incident_id=incident.id,
+            NewStudentFlag(
+                student_id=student_id,
+                flag=rule.flag,
+                window_start=start,
+                incident_count=after,
+                incident_id=incident.id,
+            )
         )
         await store.activity.log(
             actor,

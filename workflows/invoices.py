@@ -16,7 +16,7 @@ from workflows.insurance import ClaimDecision, CoverageContext, decide_claim, in
 from workflows.invoice_updates import UpdateReason, amount_of, hold_key, notify_amount_change
 from workflows.labels import INVOICE_KINDS, INVOICE_STATUSES
 from workflows.permissions import Actor, Permission, require
-from workflows.ports import Context, FeeItemRecord, InvoiceLineSpec, InvoiceRecord
+from workflows.ports import Context, FeeItemRecord, InvoiceLineSpec, InvoiceRecord, NewInvoice
 
 MAX_LINES = 50
 MAX_LINE_CENTS = 100_000_00
@@ -295,27 +295,22 @@ async def issue_invoice(ctx: Context, actor: Actor, cmd: IssueInvoice) -> Create
     due = check_due_date(ctx.today(), cmd.due_date, settings.default_due_days)
     subtotal = sum(line.amount_cents for line in cmd.lines)
     invoice = await store.invoices.add(
-        number=await store.invoices.next_number(settings.invoice_prefix),
-        student_id=cmd.student_id,
-        incident_id=None,
-        device_id=cmd.device_id,
-        lines=cmd.lines,
-        subtotal_cents=subtotal,
-        insurance_cents=0,
-        due_date=due,
-        automation_enabled=automation,
-        status=InvoiceStatus.UNPAID,
-        claim_enrollment_id=None,
-        cap_reached=False,
-        override_applied=False,
-        override_approved_by_id=None,
-        insurance_snapshot=None,
-        created_by_id=actor.staff_id,
-        idempotency_key=cmd.idempotency_key,
-        kind=cmd.kind.value,
-        annual_fee_id=cmd.annual_fee_id,
-        collection_id=cmd.collection_id,
-        premium_enrollment_id=cmd.premium_enrollment_id,
+        NewInvoice(
+            number=await store.invoices.next_number(settings.invoice_prefix),
+            student_id=cmd.student_id,
+            device_id=cmd.device_id,
+            lines=cmd.lines,
+            subtotal_cents=subtotal,
+            due_date=due,
+            automation_enabled=automation,
+            status=InvoiceStatus.UNPAID,
+            created_by_id=actor.staff_id,
+            idempotency_key=cmd.idempotency_key,
+            kind=cmd.kind.value,
+            annual_fee_id=cmd.annual_fee_id,
+            collection_id=cmd.collection_id,
+            premium_enrollment_id=cmd.premium_enrollment_id,
+        )
     )
     settled = settle_if_paid(invoice, ctx.now())
     await store.activity.log(
@@ -422,32 +417,36 @@ async def create_invoice_for_incident(
 
     number = await store.invoices.next_number(settings.invoice_prefix)
     invoice = await store.invoices.add(
-        number=number,
-        student_id=incident.student_id,
-        incident_id=incident.id,
-        device_id=incident.device_id,
-        lines=lines,
-        subtotal_cents=subtotal,
-        insurance_cents=decision.split.policy_cents,
-        due_date=due,
-        automation_enabled=automation,
-        status=InvoiceStatus.UNPAID,
-        claim_enrollment_id=(
-            coverage.enrollment_id if coverage is not None and decision.counts_as_claim else None
-        ),
-        claim_device_coverage_id=(
-            coverage.device_coverage_id
-            if coverage is not None and decision.counts_as_claim
-            else None
-        ),
-        cap_reached=decision.cap_reached,
-        override_applied=decision.override_applied,
-        override_approved_by_id=None if approver is None else approver.staff_id,
-        insurance_snapshot=insurance_snapshot(
-            coverage, decision, approver=approver, approved_at=approved_at
-        ),
-        created_by_id=actor.staff_id,
-        idempotency_key=cmd.idempotency_key,
+        NewInvoice(
+            number=number,
+            student_id=incident.student_id,
+            incident_id=incident.id,
+            device_id=incident.device_id,
+            lines=lines,
+            subtotal_cents=subtotal,
+            insurance_cents=decision.split.policy_cents,
+            due_date=due,
+            automation_enabled=automation,
+            status=InvoiceStatus.UNPAID,
+            claim_enrollment_id=(
+                coverage.enrollment_id
+                if coverage is not None and decision.counts_as_claim
+                else None
+            ),
+            claim_device_coverage_id=(
+                coverage.device_coverage_id
+                if coverage is not None and decision.counts_as_claim
+                else None
+            ),
+            cap_reached=decision.cap_reached,
+            override_applied=decision.override_applied,
+            override_approved_by_id=None if approver is None else approver.staff_id,
+            insurance_snapshot=insurance_snapshot(
+                coverage, decision, approver=approver, approved_at=approved_at
+            ),
+            created_by_id=actor.staff_id,
+            idempotency_key=cmd.idempotency_key,
+        )
     )
     # Insurance that absorbs everything leaves nothing to bill: settled at once, no notices.
     settled = settle_if_paid(invoice, ctx.now())

@@ -30,7 +30,7 @@ from workflows.invoices import (
     settle_if_paid,
 )
 from workflows.permissions import Actor, Permission, require
-from workflows.ports import Context, InvoiceRecord, OverrideRequestRecord
+from workflows.ports import Context, InvoiceRecord, NewOverrideRequest, OverrideRequestRecord
 
 
 class OverrideStatus(StrEnum):
@@ -84,11 +84,13 @@ async def request_cap_override(
     if coverage.max_claims is None or (used < coverage.max_claims and invoice_id is None):
         raise ConflictError(_("The claim cap hasn't been reached; no override is needed."))
     request = await store.insurance.add_override_request(
-        incident_id=incident_id,
-        enrollment_id=coverage.enrollment_id,
-        invoice_id=invoice_id,
-        requested_by_id=actor.staff_id,
-        reason=(reason or "").strip() or None,
+        NewOverrideRequest(
+            incident_id=incident_id,
+            enrollment_id=coverage.enrollment_id,
+            invoice_id=invoice_id,
+            requested_by_id=actor.staff_id,
+            reason=(reason or "").strip() or None,
+        )
     )
     await store.activity.log(
         actor,

@@ -25,7 +25,7 @@ from workflows.invoices import (
 from workflows.labels import payment_method_label
 from workflows.money import format_cents
 from workflows.permissions import Actor, Permission, require
-from workflows.ports import Context, InvoiceRecord, PaymentRecord
+from workflows.ports import Context, InvoiceRecord, NewPayment, PaymentRecord
 
 MAX_REFERENCE = 200
 
@@ -152,14 +152,16 @@ async def record_payment(ctx: Context, actor: Actor, cmd: RecordPayment) -> Reco
 
     before = {"paid_cents": invoice.paid_cents, "status": invoice.status}
     payment = await store.payments.add(
-        invoice_id=invoice.id,
-        amount_cents=cmd.amount_cents,
-        method=method.value,
-        reference=reference,
-        received_on=received_on,
-        recorded_by_id=actor.staff_id,
-        idempotency_key=key,
-        reference_key=ref_key,
+        NewPayment(
+            invoice_id=invoice.id,
+            amount_cents=cmd.amount_cents,
+            method=method.value,
+            reference=reference,
+            received_on=received_on,
+            recorded_by_id=actor.staff_id,
+            idempotency_key=key,
+            reference_key=ref_key,
+        )
     )
     invoice.paid_cents += cmd.amount_cents
     settle_if_paid(invoice, ctx.now())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 from zoneinfo import ZoneInfo
 
 from workflows.clock import Clock, local_date
@@ -224,6 +224,126 @@ class InvoiceLineSpec:
         return self.unit_cents * self.quantity
 
 
+@dataclass(frozen=True, kw_only=True)
+class NewIncident:
+    """An incident to add; the store opens it (status "open", opened now)."""
+
+    device_id: int
+    student_id: int | None
+    reported_by_id: int | None
+    occurred_on: date
+    description: str
+    flags: Sequence[str]
+    ticket_ref: str | None
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewInvoice:
+    """An invoice to add, with its lines; the store sets its total and nothing paid yet.
+
+    The incident and insurance fields default to none: an annual fee, a collection or a
+    premium is billed without either."""
+
+    number: str
+    student_id: int
+    device_id: int | None
+    lines: Sequence[InvoiceLineSpec]
+    subtotal_cents: int
+    due_date: date | None
+    automation_enabled: bool
+    status: str
+    created_by_id: int | None
+    idempotency_key: str | None
+    kind: str = "incident"
+    incident_id: int | None = None
+    insurance_cents: int = 0
+    claim_enrollment_id: int | None = None
+    claim_device_coverage_id: int | None = None
+    cap_reached: bool = False
+    override_applied: bool = False
+    override_approved_by_id: int | None = None
+    insurance_snapshot: dict[str, Any] | None = None
+    annual_fee_id: int | None = None
+    collection_id: int | None = None
+    premium_enrollment_id: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewPayment:
+    """A payment to record; the store stamps when it was recorded."""
+
+    invoice_id: int
+    amount_cents: int
+    method: str
+    reference: str | None
+    received_on: date
+    recorded_by_id: int | None
+    idempotency_key: str
+    reference_key: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewAdjustment:
+    """A waiver or refund to record against an invoice; the store stamps when it was asked."""
+
+    invoice_id: int
+    kind: str
+    amount_cents: int
+    reason: str
+    status: str
+    requested_by_id: int | None
+    payment_id: int | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewEnrollment:
+    """An enrollment to add; the store stamps when it was made."""
+
+    student_id: int
+    policy_id: int
+    term_label: str
+    term_start: date
+    term_end: date
+    status: str
+    enrolled_by_id: int | None
+    source: str
+    premium_waiver_reason: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewStudentFlag:
+    """A repeat-offender badge to give; the store stamps when it was given."""
+
+    student_id: int
+    flag: str
+    window_start: date
+    incident_count: int
+    incident_id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewOverrideRequest:
+    """A request to bill past the claim cap; the store files it as pending, asked now."""
+
+    incident_id: int
+    enrollment_id: int | None
+    invoice_id: int | None
+    requested_by_id: int | None
+    reason: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewPause:
+    """A billing pause to add; the store stamps when it was made."""
+
+    starts_on: date
+    ends_on: date
+    reason: str
+    created_by_id: int | None
+
+
 @dataclass(frozen=True)
 class StoredPhoto:
     """A photo already checked and written to the blob store."""
@@ -266,18 +386,7 @@ class DeviceRepository(Protocol):
 class IncidentRepository(Protocol):
     async def get(self, incident_id: int, *, lock: bool = False) -> IncidentRecord | None: ...
     async def by_key(self, key: str) -> IncidentRecord | None: ...
-    async def add(
-        self,
-        *,
-        device_id: int,
-        student_id: int | None,
-        reported_by_id: int | None,
-        occurred_on: date,
-        description: str,
-        flags: Sequence[str],
-        ticket_ref: str | None,
-        idempotency_key: str | None,
-    ) -> IncidentRecord: ...
+    async def add(self, incident: NewIncident) -> IncidentRecord: ...
     async def add_note(
         self, *, device_id: int, incident_id: int | None, actor: Actor, body: str
     ) -> int: ...
@@ -293,15 +402,7 @@ class StudentFlagRepository(Protocol):
         self, student_id: int, flag: str, since: date, until: date
     ) -> list[date]: ...
     async def has(self, student_id: int, flag: str, window_start: date) -> bool: ...
-    async def add(
-        self,
-        *,
-        student_id: int,
-        flag: str,
-        window_start: date,
-        incident_count: int,
-        incident_id: int,
-    ) -> None: ...
+    async def add(self, flag: NewStudentFlag) -> None: ...
 
 
 class InsuranceRepository(Protocol):
@@ -309,15 +410,7 @@ class InsuranceRepository(Protocol):
         self, student_id: int, on: date, *, device_id: int | None = None, lock: bool = False
     ) -> CoverageContext | None: ...
     async def count_claims(self, key: ClaimKey) -> int: ...
-    async def add_override_request(
-        self,
-        *,
-        incident_id: int,
-        enrollment_id: int | None,
-        invoice_id: int | None,
-        requested_by_id: int | None,
-        reason: str | None,
-    ) -> OverrideRequestRecord: ...
+    async def add_override_request(self, request: NewOverrideRequest) -> OverrideRequestRecord: ...
     async def override_request(
         self, request_id: int, *, lock: bool = False
     ) -> OverrideRequestRecord | None: ...
@@ -338,19 +431,7 @@ class EnrollmentRepository(Protocol):
         self, student_id: int, policy_id: int, term_end: date
     ) -> EnrollmentRecord | None: ...
     async def get(self, enrollment_id: int, *, lock: bool = False) -> EnrollmentRecord | None: ...
-    async def add(
-        self,
-        *,
-        student_id: int,
-        policy_id: int,
-        term_label: str,
-        term_start: date,
-        term_end: date,
-        status: str,
-        enrolled_by_id: int | None,
-        source: str,
-        premium_waiver_reason: str | None,
-    ) -> EnrollmentRecord: ...
+    async def add(self, enrollment: NewEnrollment) -> EnrollmentRecord: ...
     async def premium_invoice(self, enrollment_id: int) -> InvoiceRecord | None: ...
     async def expiring(self, day: date) -> Sequence[EnrollmentRecord]: ...
 
@@ -365,32 +446,7 @@ class InvoiceRepository(Protocol):
     async def get(self, invoice_id: int, *, lock: bool = False) -> InvoiceRecord | None: ...
     async def by_key(self, key: str) -> InvoiceRecord | None: ...
     async def for_incident(self, incident_id: int) -> Sequence[InvoiceRecord]: ...
-    async def add(
-        self,
-        *,
-        number: str,
-        student_id: int,
-        incident_id: int | None,
-        device_id: int | None,
-        lines: Sequence[InvoiceLineSpec],
-        subtotal_cents: int,
-        insurance_cents: int,
-        due_date: date | None,
-        automation_enabled: bool,
-        status: str,
-        claim_enrollment_id: int | None,
-        cap_reached: bool,
-        claim_device_coverage_id: int | None = None,
-        override_applied: bool,
-        override_approved_by_id: int | None,
-        insurance_snapshot: dict[str, Any] | None,
-        created_by_id: int | None,
-        idempotency_key: str | None,
-        kind: str = "incident",
-        annual_fee_id: int | None = None,
-        collection_id: int | None = None,
-        premium_enrollment_id: int | None = None,
-    ) -> InvoiceRecord: ...
+    async def add(self, invoice: NewInvoice) -> InvoiceRecord: ...
 
 
 class PaymentRepository(Protocol):
@@ -399,36 +455,22 @@ class PaymentRepository(Protocol):
     async def by_key(self, key: str) -> PaymentRecord | None: ...
     async def by_reference(self, invoice_id: int, reference_key: str) -> PaymentRecord | None: ...
     async def get(self, payment_id: int, *, lock: bool = False) -> PaymentRecord | None: ...
-    async def add(
-        self,
-        *,
-        invoice_id: int,
-        amount_cents: int,
-        method: str,
-        reference: str | None,
-        received_on: date,
-        recorded_by_id: int | None,
-        idempotency_key: str,
-        reference_key: str | None = None,
-    ) -> PaymentRecord: ...
-    async def add_adjustment(
-        self,
-        *,
-        invoice_id: int,
-        kind: str,
-        amount_cents: int,
-        reason: str,
-        status: str,
-        requested_by_id: int | None,
-        payment_id: int | None = None,
-        idempotency_key: str | None = None,
-    ) -> AdjustmentRecord: ...
+    async def add(self, payment: NewPayment) -> PaymentRecord: ...
+    async def add_adjustment(self, adjustment: NewAdjustment) -> AdjustmentRecord: ...
     async def adjustment(
         self, adjustment_id: int, *, lock: bool = False
     ) -> AdjustmentRecord | None: ...
     async def adjustment_by_key(self, key: str) -> AdjustmentRecord | None: ...
     async def adjustments_for(self, invoice_id: int) -> Sequence[AdjustmentRecord]: ...
     async def refunded_on(self, payment_id: int) -> int: ...
+
+
+class ActivityChange(TypedDict, total=False):
+    """What an activity entry records besides who did what to which record (all optional)."""
+
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    comment: str | None
 
 
 class ActivityRepository(Protocol):
@@ -438,10 +480,7 @@ class ActivityRepository(Protocol):
         entity_type: str,
         entity_id: int | None,
         action: str,
-        *,
-        before: dict[str, Any] | None = None,
-        after: dict[str, Any] | None = None,
-        comment: str | None = None,
+        **change: Unpack[ActivityChange],
     ) -> None: ...
     async def log_refusal(self, actor: Actor, what: str, reason: str) -> None: ...
 
@@ -473,9 +512,7 @@ class PauseRepository(Protocol):
     async def overlapping(
         self, starts_on: date, ends_on: date, *, lock: bool = False
     ) -> Sequence[PauseRecord]: ...
-    async def add(
-        self, *, starts_on: date, ends_on: date, reason: str, created_by_id: int | None
-    ) -> PauseRecord: ...
+    async def add(self, pause: NewPause) -> PauseRecord: ...
     async def get(self, pause_id: int, *, lock: bool = False) -> PauseRecord | None: ...
     async def remove(self, pause_id: int) -> None: ...
 

@@ -18,7 +18,7 @@ from workflows.invoices import NoticeTemplate, balance_of
 from workflows.labels import payment_method_label
 from workflows.money import format_cents
 from workflows.permissions import Actor, Permission, require
-from workflows.ports import AdjustmentRecord, Context, InvoiceRecord, PaymentRecord
+from workflows.ports import AdjustmentRecord, Context, InvoiceRecord, NewAdjustment, PaymentRecord
 
 
 @dataclass(frozen=True)
@@ -150,14 +150,16 @@ async def refund_payment(ctx: Context, actor: Actor, cmd: RefundPayment) -> Issu
     check_refund(payment, await store.payments.refunded_on(payment.id), cmd.amount_cents)
 
     adjustment = await store.payments.add_adjustment(
-        invoice_id=invoice.id,
-        kind=AdjustmentKind.REFUND,
-        amount_cents=cmd.amount_cents,
-        reason=reason,
-        status=AdjustmentStatus.APPLIED,
-        requested_by_id=actor.staff_id,
-        payment_id=payment.id,
-        idempotency_key=key,
+        NewAdjustment(
+            invoice_id=invoice.id,
+            kind=AdjustmentKind.REFUND,
+            amount_cents=cmd.amount_cents,
+            reason=reason,
+            status=AdjustmentStatus.APPLIED,
+            requested_by_id=actor.staff_id,
+            payment_id=payment.id,
+            idempotency_key=key,
+        )
     )
     before = {"refunded_cents": invoice.refunded_cents, "status": invoice.status}
     old_amount = amount_of(invoice)

@@ -33,7 +33,7 @@ from workflows.i18n import N_, _
 from workflows.invoices import balance_of, existing_invoice
 from workflows.money import format_cents
 from workflows.permissions import Actor, Permission, require
-from workflows.ports import AdjustmentRecord, Context, InvoiceRecord
+from workflows.ports import AdjustmentRecord, Context, InvoiceRecord, NewAdjustment
 
 # Outbox kinds the Slack side delivers: the approval request, and its decision.
 WAIVER_REQUESTED = "slack.waiver_requested"
@@ -168,13 +168,15 @@ async def request_waiver(ctx: Context, actor: Actor, cmd: RequestWaiver) -> Waiv
         return WaiverOutcome(adjustment, invoice, created=True)
 
     adjustment = await store.payments.add_adjustment(
-        invoice_id=invoice.id,
-        kind=AdjustmentKind.WAIVER,
-        amount_cents=cmd.amount_cents,
-        reason=reason,
-        status=AdjustmentStatus.PENDING,
-        requested_by_id=actor.staff_id,
-        idempotency_key=key,
+        NewAdjustment(
+            invoice_id=invoice.id,
+            kind=AdjustmentKind.WAIVER,
+            amount_cents=cmd.amount_cents,
+            reason=reason,
+            status=AdjustmentStatus.PENDING,
+            requested_by_id=actor.staff_id,
+            idempotency_key=key,
+        )
     )
     await store.activity.log(
         actor,

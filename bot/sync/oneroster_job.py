@@ -34,16 +34,12 @@ class OneRosterSyncJob:
     async def compare(
         self, uow: SqlUnitOfWork, snapshot: RosterSnapshot, now: datetime
     ) -> SyncPlan:
-        return await plan_roster_sync(
-            uow, snapshot.rows, now, complete=snapshot.complete, describe=snapshot.where
-        )
+        return await plan_roster_sync(uow, snapshot, now)
 
     async def apply(
         self, uow: SqlUnitOfWork, snapshot: RosterSnapshot, plan: SyncPlan, now: datetime
     ) -> None:
-        await apply_roster_sync(
-            uow, snapshot.rows, now, complete=snapshot.complete, describe=snapshot.where
-        )
+        await apply_roster_sync(uow, snapshot, now)
 
     async def aclose(self) -> None:
         await self.client.aclose()

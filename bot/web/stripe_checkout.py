@@ -30,7 +30,12 @@ from bot.web.family_page import (
 )
 from bot.web.rate_limit import SlidingWindowLimiter
 from storage.db_errors import DuplicateRow
-from storage.online_payments import family_invoice, record_checkout, reusable_checkout
+from storage.online_payments import (
+    family_invoice,
+    new_checkout,
+    record_checkout,
+    reusable_checkout,
+)
 from workflows.online_payments import (
     CHECKOUT_REUSE_WINDOW,
     CheckoutRequest,
@@ -200,12 +205,14 @@ def routes(runtime: Runtime) -> list[BaseRoute]:
             async with runtime.stores() as store:
                 await record_checkout(
                     store,
-                    session_id=created.id,
-                    invoice_id=facts.invoice_id,
-                    guardian_id=link.guardian_id,
-                    amount_cents=amount_cents,
-                    url=url,
-                    now=now,
+                    new_checkout(
+                        session_id=created.id,
+                        invoice_id=facts.invoice_id,
+                        guardian_id=link.guardian_id,
+                        amount_cents=amount_cents,
+                        url=url,
+                        now=now,
+                    ),
                 )
                 await store.commit()
         except DuplicateRow:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Unpack
 
 from sqlalchemy import select
 
@@ -10,6 +10,7 @@ from storage import models as m
 from storage.activity import activity_entry
 from storage.repositories.base import SqlRepository
 from workflows.permissions import Actor
+from workflows.ports import ActivityChange
 
 
 class SqlActivityRepository(SqlRepository):
@@ -19,16 +20,11 @@ class SqlActivityRepository(SqlRepository):
         entity_type: str,
         entity_id: int | None,
         action: str,
-        *,
-        before: dict[str, Any] | None = None,
-        after: dict[str, Any] | None = None,
-        comment: str | None = None,
+        **change: Unpack[ActivityChange],
     ) -> None:
-        entry = activity_entry(
-            actor, self._now(), entity_type, entity_id, action, before=before, after=after
+        self.session.add(
+            activity_entry(actor, self._now(), entity_type, entity_id, action, **change)
         )
-        entry.comment = comment
-        self.session.add(entry)
 
     async def log_refusal(self, actor: Actor, what: str, reason: str) -> None:
         """A refused action, kept for audit under the actor's own security record."""
@@ -42,4 +38,4 @@ class SqlActivityRepository(SqlRepository):
             )
             .order_by(m.ActivityEntry.id)
         )
-        return list((await self.session.execute(stmt)).scalars())
+        return await self._list(stmt)

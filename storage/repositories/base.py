@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows.clock import Clock
@@ -33,6 +34,13 @@ def locking(session: AsyncSession, stmt: Select[Any]) -> Select[Any]:
     return stmt.execution_options(populate_existing=True)
 
 
+def columns(new: Any, **extra: Any) -> dict[str, Any]:
+    """A parameter object's fields as a row's column values, `extra` added (or put instead).
+
+    Shallow, unlike `dataclasses.asdict`: a field holding objects keeps them as they are."""
+    return {field.name: getattr(new, field.name) for field in fields(new)} | extra
+
+
 class SqlRepository:
     """A repository's session, clock and lock style (shared with its unit of work)."""
 
@@ -52,6 +60,19 @@ class SqlRepository:
         if lock:
             stmt = self.locking(stmt)
         return (await self.session.execute(stmt)).unique().scalar_one_or_none()
+
+    async def _find(self, model: type[R], *where: ColumnElement[bool]) -> R | None:
+        """The one `model` row matching `where`, or None."""
+        stmt = select(model).where(*where)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def _list(self, stmt: Select[R]) -> list[R]:
+        """Every row the statement selects."""
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def _int(self, stmt: Select[Any]) -> int:
+        """The number the statement answers (a count or a sum)."""
+        return int((await self.session.execute(stmt)).scalar_one())
 
     async def _added(self, row: R) -> R:
         """`row` added to the session and flushed, so it has its id."""

@@ -7,7 +7,8 @@ from datetime import date, timedelta
 from sqlalchemy import func, select
 
 from storage import models as m
-from storage.repositories.base import SqlRepository
+from storage.repositories.base import SqlRepository, columns
+from workflows.ports import NewEnrollment
 
 
 class SqlEnrollmentRepository(SqlRepository):
@@ -51,33 +52,12 @@ class SqlEnrollmentRepository(SqlRepository):
             stmt = stmt.with_for_update(of=m.InsuranceEnrollment)
         return (await self.session.execute(stmt)).unique().scalar_one_or_none()
 
-    async def add(
-        self,
-        *,
-        student_id: int,
-        policy_id: int,
-        term_label: str,
-        term_start: date,
-        term_end: date,
-        status: str,
-        enrolled_by_id: int | None,
-        source: str,
-        premium_waiver_reason: str | None,
-    ) -> m.InsuranceEnrollment:
-        enrollment = m.InsuranceEnrollment(
-            student_id=student_id,
-            policy_id=policy_id,
-            term_label=term_label,
-            term_start=term_start,
-            term_end=term_end,
-            status=status,
-            created_at=self._now(),
-            enrolled_by_id=enrolled_by_id,
-            source=source,
-            premium_waiver_reason=premium_waiver_reason,
-            premium_waived_by_id=enrolled_by_id if premium_waiver_reason else None,
+    async def add(self, enrollment: NewEnrollment) -> m.InsuranceEnrollment:
+        waived_by = enrollment.enrolled_by_id if enrollment.premium_waiver_reason else None
+        row = m.InsuranceEnrollment(
+            **columns(enrollment, created_at=self._now(), premium_waived_by_id=waived_by)
         )
-        return await self._added(enrollment)
+        return await self._added(row)
 
     async def premium_invoice(self, enrollment_id: int) -> m.Invoice | None:
         """The enrollment's premium invoice (the newest one that isn't cancelled)."""

@@ -15,8 +15,8 @@ class SqlFeeItemRepository(SqlRepository):
         if not ids:
             return []
         stmt = select(m.FeeItem).where(m.FeeItem.id.in_(set(ids)))
-        return list((await self.session.execute(stmt)).scalars())
+        return await self._list(stmt)
 
     async def active(self) -> list[m.FeeItem]:
         stmt = select(m.FeeItem).where(m.FeeItem.active.is_(True)).order_by(m.FeeItem.name)
-        return list((await self.session.execute(stmt)).scalars())
+        return await self._list(stmt)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import date
 
 from sqlalchemy import func, select
 
 from storage import models as m
-from storage.repositories.base import SqlRepository
+from storage.repositories.base import SqlRepository, columns
 from workflows.permissions import Actor
-from workflows.ports import StoredPhoto
+from workflows.ports import NewIncident, StoredPhoto
 
 
 class SqlIncidentRepository(SqlRepository):
@@ -19,34 +17,12 @@ class SqlIncidentRepository(SqlRepository):
         return await self._get(m.Incident, incident_id, lock)
 
     async def by_key(self, key: str) -> m.Incident | None:
-        stmt = select(m.Incident).where(m.Incident.idempotency_key == key)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self._find(m.Incident, m.Incident.idempotency_key == key)
 
-    async def add(
-        self,
-        *,
-        device_id: int,
-        student_id: int | None,
-        reported_by_id: int | None,
-        occurred_on: date,
-        description: str,
-        flags: Sequence[str],
-        ticket_ref: str | None,
-        idempotency_key: str | None,
-    ) -> m.Incident:
-        incident = m.Incident(
-            device_id=device_id,
-            student_id=student_id,
-            reported_by_id=reported_by_id,
-            occurred_on=occurred_on,
-            description=description,
-            status="open",
-            ticket_ref=ticket_ref,
-            opened_at=self._now(),
-            idempotency_key=idempotency_key,
-            flags=[m.IncidentFlag(flag=f) for f in flags],
-        )
-        return await self._added(incident)
+    async def add(self, incident: NewIncident) -> m.Incident:
+        flags = [m.IncidentFlag(flag=f) for f in incident.flags]
+        row = m.Incident(**columns(incident, status="open", opened_at=self._now(), flags=flags))
+        return await self._added(row)
 
     async def add_note(
         self, *, device_id: int, incident_id: int | None, actor: Actor, body: str
@@ -82,8 +58,8 @@ class SqlIncidentRepository(SqlRepository):
 
     async def photo_count(self, incident_id: int) -> int:
         stmt = select(func.count(m.Photo.id)).where(m.Photo.incident_id == incident_id)
-        return int((await self.session.execute(stmt)).scalar_one())
+        return await self._int(stmt)
 
     async def note_count(self, incident_id: int) -> int:
         stmt = select(func.count(m.Note.id)).where(m.Note.incident_id == incident_id)
-        return int((await self.session.execute(stmt)).scalar_one())
+        return await self._int(stmt)

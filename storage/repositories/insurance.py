@@ -8,8 +8,9 @@ from datetime import date
 from sqlalchemy import func, select
 
 from storage import models as m
-from storage.repositories.base import SqlRepository
+from storage.repositories.base import SqlRepository, columns
 from workflows.insurance import ClaimKey, CoverageContext, PolicyTerms
+from workflows.ports import NewOverrideRequest
 
 
 class SqlInsuranceRepository(SqlRepository):
@@ -87,27 +88,11 @@ class SqlInsuranceRepository(SqlRepository):
         )
         value = key.device_coverage_id if key.device_coverage_id is not None else key.enrollment_id
         stmt = select(func.count(inv.id)).where(column == value, inv.status != "cancelled")
-        return int((await self.session.execute(stmt)).scalar_one())
+        return await self._int(stmt)
 
-    async def add_override_request(
-        self,
-        *,
-        incident_id: int,
-        enrollment_id: int | None,
-        invoice_id: int | None,
-        requested_by_id: int | None,
-        reason: str | None,
-    ) -> m.CapOverrideRequest:
-        request = m.CapOverrideRequest(
-            incident_id=incident_id,
-            enrollment_id=enrollment_id,
-            invoice_id=invoice_id,
-            requested_by_id=requested_by_id,
-            requested_at=self._now(),
-            status="pending",
-            reason=reason,
-        )
-        return await self._added(request)
+    async def add_override_request(self, request: NewOverrideRequest) -> m.CapOverrideRequest:
+        row = m.CapOverrideRequest(**columns(request, requested_at=self._now(), status="pending"))
+        return await self._added(row)
 
     async def override_request(
         self, request_id: int, *, lock: bool = False

@@ -84,4 +84,4 @@ class SqlOutboxRepository(SqlRepository):
             m.OutboxMessage.kind == kind,
             m.OutboxMessage.dedupe_key.startswith(dedupe_prefix, autoescape=True),
         )
-        return int((await self.session.execute(stmt)).scalar_one())
+        return await self._int(stmt)

@@ -7,7 +7,8 @@ from datetime import date
 from sqlalchemy import select
 
 from storage import models as m
-from storage.repositories.base import SqlRepository
+from storage.repositories.base import SqlRepository, columns
+from workflows.ports import NewPause
 
 
 class SqlPauseRepository(SqlRepository):
@@ -16,7 +17,7 @@ class SqlPauseRepository(SqlRepository):
         stmt = select(m.BillingPause).order_by(m.BillingPause.starts_on, m.BillingPause.id)
         if ending_on_or_after is not None:
             stmt = stmt.where(m.BillingPause.ends_on >= ending_on_or_after)
-        return list((await self.session.execute(stmt)).scalars())
+        return await self._list(stmt)
 
     async def overlapping(
         self, starts_on: date, ends_on: date, *, lock: bool = False
@@ -34,19 +35,10 @@ class SqlPauseRepository(SqlRepository):
             .where(m.BillingPause.starts_on <= ends_on, m.BillingPause.ends_on >= starts_on)
             .order_by(m.BillingPause.starts_on, m.BillingPause.id)
         )
-        return list((await self.session.execute(stmt)).scalars())
+        return await self._list(stmt)
 
-    async def add(
-        self, *, starts_on: date, ends_on: date, reason: str, created_by_id: int | None
-    ) -> m.BillingPause:
-        pause = m.BillingPause(
-            starts_on=starts_on,
-            ends_on=ends_on,
-            reason=reason,
-            created_by_id=created_by_id,
-            created_at=self._now(),
-        )
-        return await self._added(pause)
+    async def add(self, pause: NewPause) -> m.BillingPause:
+        return await self._added(m.BillingPause(**columns(pause, created_at=self._now())))
 
     async def get(self, pause_id: int, *, lock: bool = False) -> m.BillingPause | None:
         pause: m.BillingPause | None = await self._get(m.BillingPause, pause_id, lock)

@@ -2,77 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 from sqlalchemy import func, select
 
 from storage import models as m
-from storage.repositories.base import SqlRepository
+from storage.repositories.base import SqlRepository, columns
+from workflows.ports import NewAdjustment, NewPayment
 
 
 class SqlPaymentRepository(SqlRepository):
     async def by_key(self, key: str) -> m.Payment | None:
-        stmt = select(m.Payment).where(m.Payment.idempotency_key == key)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self._find(m.Payment, m.Payment.idempotency_key == key)
 
     async def by_reference(self, invoice_id: int, reference_key: str) -> m.Payment | None:
-        stmt = select(m.Payment).where(
-            m.Payment.invoice_id == invoice_id, m.Payment.reference_key == reference_key
+        return await self._find(
+            m.Payment, m.Payment.invoice_id == invoice_id, m.Payment.reference_key == reference_key
         )
-        return (await self.session.execute(stmt)).scalar_one_or_none()
 
-    async def add(
-        self,
-        *,
-        invoice_id: int,
-        amount_cents: int,
-        method: str,
-        reference: str | None,
-        received_on: date,
-        recorded_by_id: int | None,
-        idempotency_key: str,
-        reference_key: str | None = None,
-    ) -> m.Payment:
-        payment = m.Payment(
-            invoice_id=invoice_id,
-            amount_cents=amount_cents,
-            method=method,
-            reference=reference,
-            received_on=received_on,
-            recorded_by_id=recorded_by_id,
-            recorded_at=self._now(),
-            idempotency_key=idempotency_key,
-            reference_key=reference_key,
-        )
-        return await self._added(payment)
+    async def add(self, payment: NewPayment) -> m.Payment:
+        return await self._added(m.Payment(**columns(payment, recorded_at=self._now())))
 
     async def get(self, payment_id: int, *, lock: bool = False) -> m.Payment | None:
         return await self._get(m.Payment, payment_id, lock)
 
-    async def add_adjustment(
-        self,
-        *,
-        invoice_id: int,
-        kind: str,
-        amount_cents: int,
-        reason: str,
-        status: str,
-        requested_by_id: int | None,
-        payment_id: int | None = None,
-        idempotency_key: str | None = None,
-    ) -> m.InvoiceAdjustment:
-        adjustment = m.InvoiceAdjustment(
-            invoice_id=invoice_id,
-            kind=kind,
-            amount_cents=amount_cents,
-            reason=reason,
-            status=status,
-            payment_id=payment_id,
-            requested_by_id=requested_by_id,
-            requested_at=self._now(),
-            idempotency_key=idempotency_key,
-        )
-        return await self._added(adjustment)
+    async def add_adjustment(self, adjustment: NewAdjustment) -> m.InvoiceAdjustment:
+        row = m.InvoiceAdjustment(**columns(adjustment, requested_at=self._now()))
+        return await self._added(row)
 
     async def adjustment(
         self, adjustment_id: int, *, lock: bool = False
@@ -80,8 +34,7 @@ class SqlPaymentRepository(SqlRepository):
         return await self._get(m.InvoiceAdjustment, adjustment_id, lock)
 
     async def adjustment_by_key(self, key: str) -> m.InvoiceAdjustment | None:
-        stmt = select(m.InvoiceAdjustment).where(m.InvoiceAdjustment.idempotency_key == key)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self._find(m.InvoiceAdjustment, m.InvoiceAdjustment.idempotency_key == key)
 
     async def adjustments_for(self, invoice_id: int) -> list[m.InvoiceAdjustment]:
         stmt = (
@@ -89,7 +42,7 @@ class SqlPaymentRepository(SqlRepository):
             .where(m.InvoiceAdjustment.invoice_id == invoice_id)
             .order_by(m.InvoiceAdjustment.id)
         )
-        return list((await self.session.execute(stmt)).scalars())
+        return await self._list(stmt)
 
     async def refunded_on(self, payment_id: int) -> int:
         """Cents already refunded from one payment (applied refunds only)."""
@@ -98,8 +51,8 @@ class SqlPaymentRepository(SqlRepository):
             m.InvoiceAdjustment.kind == "refund",
             m.InvoiceAdjustment.status == "applied",
         )
-        return int((await self.session.execute(stmt)).scalar_one())
+        return await self._int(stmt)
 
     async def for_invoice(self, invoice_id: int) -> list[m.Payment]:
         stmt = select(m.Payment).where(m.Payment.invoice_id == invoice_id).order_by(m.Payment.id)
-        return list((await self.session.execute(stmt)).scalars())
+        return await self._list(stmt)

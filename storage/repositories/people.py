@@ -38,8 +38,13 @@ class SqlPeopleRepository(SqlRepository):
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def role(self, name: str) -> m.Role | None:
-        stmt = select(m.Role).where(func.lower(m.Role.name) == name.strip().lower())
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        return await self._find(m.Role, func.lower(m.Role.name) == name.strip().lower())
+
+    async def _staff_by_email(self, email: str) -> m.Staff | None:
+        return await self._find(m.Staff, func.lower(m.Staff.email) == email.strip().lower())
+
+    async def _staff_by_slack_id(self, slack_user_id: str) -> m.Staff | None:
+        return await self._find(m.Staff, m.Staff.slack_user_id == slack_user_id)
 
     async def actor_for_staff(self, staff: m.Staff) -> Actor:
         role = staff.role
@@ -55,11 +60,7 @@ class SqlPeopleRepository(SqlRepository):
         )
 
     async def actor_by_email(self, email: str) -> Actor | None:
-        staff = (
-            await self.session.execute(
-                select(m.Staff).where(func.lower(m.Staff.email) == email.strip().lower())
-            )
-        ).scalar_one_or_none()
+        staff = await self._staff_by_email(email)
         if staff is None or not staff.active:
             return None
         return await self.actor_for_staff(staff)
@@ -70,11 +71,7 @@ class SqlPeopleRepository(SqlRepository):
 
     async def slack_contact(self, slack_user_id: str) -> tuple[Actor, datetime | None] | None:
         """The active staff member behind a Slack user, and when their Slack name was checked."""
-        staff = (
-            await self.session.execute(
-                select(m.Staff).where(m.Staff.slack_user_id == slack_user_id)
-            )
-        ).scalar_one_or_none()
+        staff = await self._staff_by_slack_id(slack_user_id)
         if staff is None or not staff.active:
             return None
         return await self.actor_for_staff(staff), staff.slack_name_at
@@ -83,11 +80,7 @@ class SqlPeopleRepository(SqlRepository):
         """Slack told us the person's profile name (first contact, a check, or `user_change`).
 
         Returns whether a staff member's shown name changed; the change is kept in the log."""
-        staff = (
-            await self.session.execute(
-                select(m.Staff).where(m.Staff.slack_user_id == slack_user_id)
-            )
-        ).scalar_one_or_none()
+        staff = await self._staff_by_slack_id(slack_user_id)
         if staff is None:
             return False
         staff.slack_name_at = self._now()
@@ -113,11 +106,7 @@ class SqlPeopleRepository(SqlRepository):
     ) -> Actor | None:
         """First contact from Slack: find the staff member by email and remember their id
         (and their Slack profile name, so they are shown by it from the start)."""
-        staff = (
-            await self.session.execute(
-                select(m.Staff).where(func.lower(m.Staff.email) == email.strip().lower())
-            )
-        ).scalar_one_or_none()
+        staff = await self._staff_by_email(email)
         if staff is None or not staff.active:
             return None
         if staff.slack_user_id is not None and staff.slack_user_id != slack_user_id:

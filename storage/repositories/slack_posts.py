@@ -10,10 +10,9 @@ from storage.repositories.base import SqlRepository
 
 class SqlSlackPostRepository(SqlRepository):
     async def get(self, kind: str, entity_id: int) -> m.SlackPost | None:
-        stmt = select(m.SlackPost).where(
-            m.SlackPost.kind == kind, m.SlackPost.entity_id == entity_id
+        return await self._find(
+            m.SlackPost, m.SlackPost.kind == kind, m.SlackPost.entity_id == entity_id
         )
-        return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def move(self, kind: str, entity_id: int, channel: str, ts: str) -> None:
         """The record's message is somewhere else now (posted again after a deletion)."""

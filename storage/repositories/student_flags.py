@@ -7,7 +7,8 @@ from datetime import date
 from sqlalchemy import select
 
 from storage import models as m
-from storage.repositories.base import SqlRepository
+from storage.repositories.base import SqlRepository, columns
+from workflows.ports import NewStudentFlag
 
 
 class SqlStudentFlagRepository(SqlRepository):
@@ -24,7 +25,7 @@ class SqlStudentFlagRepository(SqlRepository):
                 m.Incident.occurred_on <= until,
             )
         )
-        return list((await self.session.execute(stmt)).scalars())
+        return await self._list(stmt)
 
     async def has(self, student_id: int, flag: str, window_start: date) -> bool:
         stmt = select(m.StudentFlag.id).where(
@@ -34,26 +35,8 @@ class SqlStudentFlagRepository(SqlRepository):
         )
         return (await self.session.execute(stmt)).first() is not None
 
-    async def add(
-        self,
-        *,
-        student_id: int,
-        flag: str,
-        window_start: date,
-        incident_count: int,
-        incident_id: int,
-    ) -> None:
-        self.session.add(
-            m.StudentFlag(
-                student_id=student_id,
-                flag=flag,
-                window_start=window_start,
-                incident_count=incident_count,
-                incident_id=incident_id,
-                flagged_at=self._now(),
-            )
-        )
-        await self.session.flush()
+    async def add(self, flag: NewStudentFlag) -> None:
+        await self._added(m.StudentFlag(**columns(flag, flagged_at=self._now())))
 
     async def for_student(self, student_id: int) -> list[m.StudentFlag]:
         """The student's repeat-offender badges, newest counting window first."""
@@ -62,4 +45,4 @@ class SqlStudentFlagRepository(SqlRepository):
             .where(m.StudentFlag.student_id == student_id)
             .order_by(m.StudentFlag.window_start.desc(), m.StudentFlag.flag)
         )
-        return list((await self.session.execute(stmt)).scalars())
+        return await self._list(stmt)

@@ -7,15 +7,18 @@ from datetime import date
 import pytest
 
 from storage.uow import UnitOfWorkFactory
+from workflows.ports import NewPause
 
 
 async def _add_pause(stores: UnitOfWorkFactory, reason: str, *, commit: bool) -> None:
     async with stores() as uow:  # commits only when asked
         await uow.pauses.add(
-            starts_on=date(2026, 12, 21),
-            ends_on=date(2027, 1, 1),
-            reason=reason,
-            created_by_id=None,
+            NewPause(
+                starts_on=date(2026, 12, 21),
+                ends_on=date(2027, 1, 1),
+                reason=reason,
+                created_by_id=None,
+            )
         )
         if commit:
             await uow.commit()
@@ -36,10 +39,12 @@ async def test_an_exception_rolls_the_change_back(stores: UnitOfWorkFactory) -> 
     with pytest.raises(RuntimeError):
         async with stores() as uow:  # fails before its commit
             await uow.pauses.add(
-                starts_on=date(2026, 3, 16),
-                ends_on=date(2026, 3, 20),
-                reason="x",
-                created_by_id=None,
+                NewPause(
+                    starts_on=date(2026, 3, 16),
+                    ends_on=date(2026, 3, 20),
+                    reason="x",
+                    created_by_id=None,
+                )
             )
             raise RuntimeError("something failed before the commit")
     assert await _reasons(stores) == []
