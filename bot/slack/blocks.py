@@ -8,6 +8,8 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from workflows.i18n import DEFAULT_LANGUAGE, _, format_short_date, staff_language
+
 Block = dict[str, Any]
 
 MINUS = "\u2212"  # a typographic minus: insurance reads as a deduction
@@ -19,6 +21,9 @@ def esc(text: str | None) -> str:
 
 
 def fmt_date(day: date) -> str:
+    language = staff_language()
+    if language != DEFAULT_LANGUAGE:
+        return format_short_date(day, language)
     return f"{day:%b} {day.day}, {day.year}"
 
 
@@ -85,14 +90,14 @@ def modal(
     blocks: list[Block],
     *,
     submit: str | None = None,
-    close: str = "Cancel",
+    close: str | None = None,
     private_metadata: str = "",
 ) -> Block:
     view: Block = {
         "type": "modal",
         "callback_id": callback_id,
         "title": plain(title, 24),
-        "close": plain(close, 24),
+        "close": plain(_("Cancel") if close is None else close, 24),
         "blocks": blocks,
         "private_metadata": private_metadata,
     }
