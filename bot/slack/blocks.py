@@ -8,7 +8,15 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from workflows.i18n import DEFAULT_LANGUAGE, _, format_short_date, staff_language
+from babel.dates import format_time
+
+from workflows.i18n import (
+    DEFAULT_LANGUAGE,
+    _,
+    format_locale,
+    format_short_date,
+    staff_language,
+)
 
 Block = dict[str, Any]
 
@@ -29,6 +37,10 @@ def fmt_date(day: date) -> str:
 
 def fmt_when(at: datetime, tz: ZoneInfo) -> str:
     local = at.astimezone(tz)
+    language = staff_language()
+    if language != DEFAULT_LANGUAGE:
+        time = format_time(local, "short", locale=format_locale(language))
+        return f"{fmt_date(local.date())} {time} {local.tzname()}"
     hour = local.hour % 12 or 12
     return f"{fmt_date(local.date())} {hour}:{local:%M} {local:%p} {local.tzname()}"
 

@@ -5,13 +5,16 @@ are answered in English, word for word as before."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.slack.blocks import fmt_date, fmt_when
 from tests.slack.conftest import SlackHarness
 from tests.slack.test_incidents import open_new_incident_modal
-from workflows.i18n import set_staff_language
+from workflows.i18n import set_staff_language, staff_reading
 
 SPANISH = {
     "not_set_up": "Todavía no está configurado en DeviceCare.",
@@ -89,3 +92,13 @@ async def test_a_modal_is_drawn_in_the_staff_language(slack: SlackHarness, langu
     await slack.staff("Technician", "U_TECH")
     modal = await open_new_incident_modal(slack)
     assert modal["close"]["text"] == EXPECTED[language]["cancel"]
+
+
+def test_dates_in_slack_follow_the_staff_language() -> None:
+    day, tz = date(2026, 3, 5), ZoneInfo("America/Chicago")
+    at = datetime(2026, 3, 5, 21, 5, tzinfo=UTC)
+    assert fmt_date(day) == "Mar 5, 2026"
+    assert fmt_when(at, tz) == "Mar 5, 2026 3:05 PM CST"
+    with staff_reading("es"):
+        assert fmt_date(day) == "5 mar 2026"
+        assert fmt_when(at, tz) == "5 mar 2026 3:05\u202fp.m. CST"  # a narrow no-break space
