@@ -18,11 +18,12 @@ from bot.runtime import Runtime
 from bot.slack.incident_blocks import escape_mrkdwn
 from bot.slack.shared_lookup import SharedLookup
 from workflows.district_facts import DistrictFacts, facts_from
+from workflows.i18n import N_, _
 from workflows.permissions import Actor
 
 log = logging.getLogger("devicecare.slack")
 
-NOT_SET_UP = "You're not set up in DeviceCare yet."
+NOT_SET_UP = N_("You're not set up in DeviceCare yet.")
 
 
 def who_to_ask(facts: DistrictFacts) -> str:
@@ -30,25 +31,27 @@ def who_to_ask(facts: DistrictFacts) -> str:
     contact from its settings), never a command to run."""
     name = escape_mrkdwn(facts.it_contact_name)
     contact = facts.it_contact
+    in_channel = True
     if contact.startswith(("C", "G")) and "@" not in contact:
-        where = f"in <#{contact}>"  # a channel id: Slack shows it as a link
+        # a channel id: Slack shows it as a link
+        where = _("in <#{channel}>", channel=contact)
     elif contact.startswith("#"):
-        where = f"in {contact}"
+        where = _("in {channel}", channel=contact)
     elif contact:
-        where = f"({escape_mrkdwn(contact)})"
+        where, in_channel = f"({escape_mrkdwn(contact)})", False
     else:
-        where = ""
+        where, in_channel = "", False
     if name and where:
-        ask = f"Ask {name} {where} to add you."
+        ask = _("Ask {name} {where} to add you.", name=name, where=where)
     elif name:
-        ask = f"Ask {name} to add you."
-    elif where.startswith("in "):
-        ask = f"Ask {where} to be added."
+        ask = _("Ask {name} to add you.", name=name)
+    elif in_channel:
+        ask = _("Ask {where} to be added.", where=where)
     elif where:
-        ask = f"Ask your district's IT team {where} to add you."
+        ask = _("Ask your district's IT team {where} to add you.", where=where)
     else:
-        ask = "Ask your district's DeviceCare administrator to add you."
-    return f"{NOT_SET_UP} {ask}"
+        ask = _("Ask your district's DeviceCare administrator to add you.")
+    return f"{_(NOT_SET_UP)} {ask}"
 
 
 async def not_set_up_text(runtime: Runtime) -> str:

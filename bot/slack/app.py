@@ -37,6 +37,7 @@ from bot.slack.channel_errors import guarded
 from bot.slack.client import build_web_client, pooled_client_middleware
 from bot.slack.errors import tell_user
 from bot.slack.gate import WorkspaceIdentity, socket_mode_middleware
+from workflows.i18n import _
 
 log = logging.getLogger("devicecare.slack")
 
@@ -103,8 +104,10 @@ def build_slack_app(runtime: Runtime, client: AsyncWebClient | None = None) -> A
             await tell_user(
                 client,
                 body,
-                ":x: Something went wrong on our side; it was logged "
-                "and nothing was half-done. Please try again.",
+                _(
+                    ":x: Something went wrong on our side; it was logged "
+                    "and nothing was half-done. Please try again."
+                ),
             )
         except Exception:  # noqa: BLE001 - the original error is what matters
             log.warning("couldn't report the error to the user")

@@ -28,6 +28,7 @@ from storage.models import SlackPost
 from storage.uow import SqlUnitOfWork
 from workflows.approvals import PENDING, ApprovalRules, Decision, decide
 from workflows.errors import ConflictError
+from workflows.i18n import _
 from workflows.ports import Context
 
 log = logging.getLogger("devicecare.slack")
@@ -141,7 +142,9 @@ class ApprovalFeature(Generic[F, P]):
         async with runtime.reads() as store:
             facts = await kind.load_facts(store, request_id)
         if facts is None or facts.status == PENDING:
-            raise conflict or ConflictError(f"That {kind.noun} request can't be decided now.")
+            raise conflict or ConflictError(
+                _("That {noun} request can't be decided now.", noun=_(kind.noun))
+            )
         await click.tell(kind.already_decided(facts, self.tz))
 
     # --- the outbox ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.runtime import Runtime
+from workflows.i18n import _
 from workflows.permissions import Actor
 
 
@@ -52,9 +53,10 @@ def add_subcommand(app: AsyncApp, name: str, summary: str, handler: Handler) -> 
 
 def usage(app: AsyncApp) -> str:
     lines = [
-        f"• `/billing {name}` {summary}" for name, (summary, _h) in sorted(_registry(app).items())
+        f"• `/billing {name}` {_(summary)}"
+        for name, (summary, _h) in sorted(_registry(app).items())
     ]
-    return "Usage — billing commands:\n" + "\n".join(lines)
+    return _("Usage — billing commands:") + "\n" + "\n".join(lines)
 
 
 def register(app: AsyncApp, runtime: Runtime) -> None:

@@ -33,6 +33,7 @@ from bot.slack.waivers import adjustment_lines, refundable_payments
 from storage.billing_reports import find_invoice_id, invoice_timeline
 from storage.notice_queries import invoice_delivery_line
 from workflows.errors import DomainError, NotFound, PermissionDenied
+from workflows.i18n import N_, _
 from workflows.invoice_audit import load_invoice_audit
 from workflows.invoices import (
     InvoiceStatus,
@@ -43,7 +44,7 @@ from workflows.invoices import (
 from workflows.permissions import Actor, Permission
 from workflows.ports import Context
 
-INVOICE_USAGE = (
+INVOICE_USAGE = N_(
     "Usage: `/billing invoice INV-000001` \u2014 one invoice, its timeline and controls."
 )
 # Roles that work with invoices may look at one; each control needs its own permission too.
@@ -68,8 +69,10 @@ def can_view_invoices(actor: Actor) -> bool:
 def require_invoice_viewer(actor: Actor) -> None:
     if not can_view_invoices(actor):
         raise PermissionDenied(
-            "Invoices are for roles that create invoices, record payments or see financial "
-            "reports; yours doesn't."
+            _(
+                "Invoices are for roles that create invoices, record payments or see financial "
+                "reports; yours doesn't."
+            )
         )
 
 
@@ -83,7 +86,7 @@ async def invoice_view(
     async with runtime.reads() as store:
         timeline = await invoice_timeline(store, invoice_id, tz=tz)
         if timeline is None:
-            raise NotFound("That invoice isn't in DeviceCare any more.")
+            raise NotFound(_("That invoice isn't in DeviceCare any more."))
         lines = await adjustment_lines(store, invoice_id)
         payments = await refundable_payments(store, invoice_id)
         delivery = await invoice_delivery_line(store, invoice_id, tz)
@@ -113,18 +116,20 @@ async def invoice_view(
     )
 
 
-@on_subcommand("invoice", "`INV-000001`: an invoice, its timeline and controls.", what=VIEW_WHAT)
+@on_subcommand(
+    "invoice", N_("`INV-000001`: an invoice, its timeline and controls."), what=VIEW_WHAT
+)
 async def show_invoice(cmd: Command) -> None:
     require_invoice_viewer(cmd.actor)
     if len(cmd.args) != 1:
-        await cmd.ack(INVOICE_USAGE)
+        await cmd.ack(_(INVOICE_USAGE))
         return
     await cmd.ack()
     number = cmd.args[0]
     async with cmd.runtime.reads() as store:
         invoice_id = await find_invoice_id(store, number)
     if invoice_id is None:
-        text = f":mag: There's no invoice {esc(number[:40])}. Check the number."
+        text = _(":mag: There's no invoice {number}. Check the number.", number=esc(number[:40]))
         await reply(cmd.client, cmd.body, text, None)
         return
     text, blocks = await invoice_view(cmd, invoice_id)
@@ -156,7 +161,7 @@ async def change(click: Click[Any], what: str, invoice_id: int, apply: Change) -
     except DomainError as exc:
         if isinstance(exc, PermissionDenied):
             await record_refusal(click.runtime, click.actor, what, exc.message)
-        notice = f":warning: {exc.message} Nothing was changed."
+        notice = _(":warning: {reason} Nothing was changed.", reason=exc.message)
     text, blocks = await invoice_view(click, invoice_id, notice)
     await reply(click.client, click.body, text, blocks, replace=True)
 
@@ -168,7 +173,7 @@ async def handle_invoice_status(click: Click[InvoiceControls]) -> None:
 
     async def apply(ctx: Context, invoice_id: int) -> str:
         invoice = await change_invoice_status(ctx, click.actor, invoice_id, status)
-        return f"Status set to {InvoiceStatus(invoice.status).label}."
+        return _("Status set to {status}.", status=_(InvoiceStatus(invoice.status).label))
 
     await change(click, STATUS_WHAT, click.ref.invoice_id, apply)
 
@@ -182,7 +187,7 @@ async def handle_invoice_due_date(click: Click[InvoiceControls]) -> None:
     async def apply(ctx: Context, invoice_id: int) -> str:
         invoice = await change_due_date(ctx, click.actor, invoice_id, typed_day(picked))
         assert invoice.due_date is not None
-        return f"Due date set to {fmt_date(invoice.due_date)}."
+        return _("Due date set to {date}.", date=fmt_date(invoice.due_date))
 
     await change(click, DUE_DATE_WHAT, click.ref.invoice_id, apply)
 
@@ -193,7 +198,9 @@ async def handle_invoice_automation(click: Click[AutomationSwitch]) -> None:
 
     async def apply(ctx: Context, invoice_id: int) -> str:
         invoice = await set_invoice_automation(ctx, click.actor, invoice_id, enabled)
-        return "Automation turned " + ("on." if invoice.automation_enabled else "off.")
+        if invoice.automation_enabled:
+            return _("Automation turned on.")
+        return _("Automation turned off.")
 
     await change(click, AUTOMATION_WHAT, click.ref.invoice_id, apply)
 

@@ -30,6 +30,7 @@ from workflows.district_facts import COLUMNS as FACT_COLUMNS
 from workflows.district_facts import LABELS as FACT_LABELS
 from workflows.district_facts import clean_district_facts, facts_from, merge_facts
 from workflows.errors import PermissionDenied, ValidationError
+from workflows.i18n import N_, _
 from workflows.money import format_cents, parse_amount
 from workflows.permissions import Permission, require
 
@@ -45,7 +46,9 @@ class SettingsForm(Payload):
 
 def _int(text: str | None, field: str, label: str) -> int:
     if text is None or not _INT_RE.match(text):
-        raise ValidationError(f"{label} must be a whole number of days.", field=field)
+        raise ValidationError(
+            _("{label} must be a whole number of days.", label=_(label)), field=field
+        )
     return int(text)
 
 
@@ -53,7 +56,7 @@ def _day_list(text: str | None, field: str) -> tuple[int, ...]:
     parts = [p for p in re.split(r"[,\s]+", text or "") if p]
     if not parts or not all(_INT_RE.match(p) for p in parts):
         raise ValidationError(
-            "Enter whole numbers of days separated by commas, e.g. 14, 7, 1.", field=field
+            _("Enter whole numbers of days separated by commas, e.g. 14, 7, 1."), field=field
         )
     return tuple(int(p) for p in parts)
 
@@ -71,10 +74,10 @@ def parse_settings_form(
     }
     unknown = switches - set(SWITCH_LABELS)
     if unknown:
-        raise ValidationError("That form didn't come from DeviceCare.", field="switches")
+        raise ValidationError(_("That form didn't come from DeviceCare."), field="switches")
     return BillingSettings(
         default_due_days=_int(
-            value(BillingSettingsIds.DUE_DAYS).get("value"), "default_due_days", "The due date"
+            value(BillingSettingsIds.DUE_DAYS).get("value"), "default_due_days", N_("The due date")
         ),
         automation_default="automation_default" in switches,
         pre_due_enabled="pre_due_enabled" in switches,
@@ -85,7 +88,7 @@ def parse_settings_form(
         auto_cancel_days=_int(
             value(BillingSettingsIds.AUTO_CANCEL_DAYS).get("value"),
             "auto_cancel_days",
-            "Auto-cancellation",
+            N_("Auto-cancellation"),
         ),
         stop_reminders_on_partial_payment="stop_reminders_on_partial_payment" in switches,
         daily_run_time=value(BillingSettingsIds.RUN_TIME).get("selected_time") or "",
@@ -107,7 +110,7 @@ def parse_facts_form(values: Mapping[str, Any]) -> dict[str, str | None]:
             continue
         raw = state.get("value")
         if raw is not None and not isinstance(raw, str):
-            raise ValidationError("That form didn't come from DeviceCare.", field="switches")
+            raise ValidationError(_("That form didn't come from DeviceCare."), field="switches")
         facts[fact] = raw or ""
     return facts
 
@@ -117,7 +120,7 @@ _FACT_LABELS = {FACT_COLUMNS[fact]: label for fact, label in FACT_LABELS.items()
 
 def _fact_value(value: Any) -> str:
     text = ", ".join(str(value or "").split("\n"))
-    return f"“{text}”" if text else "(not set)"
+    return f"“{text}”" if text else _("(not set)")
 
 
 def _waiver_approval(state: dict[str, Any], current_cents: int) -> int:
@@ -129,26 +132,31 @@ def _waiver_approval(state: dict[str, Any], current_cents: int) -> int:
 
 def _change_line(name: str, old: Any, new: Any) -> str:
     if name == "waiver_approval_cents":
-        return f"waivers needing approval: above {format_cents(old)} → above {format_cents(new)}"
+        return _(
+            "waivers needing approval: above {old} → above {new}",
+            old=format_cents(old),
+            new=format_cents(new),
+        )
     if name in _FACT_LABELS:
-        return f"{_FACT_LABELS[name].lower()}: {_fact_value(old)} → {_fact_value(new)}"
+        label = _(_FACT_LABELS[name]).lower()
+        return f"{label}: {_fact_value(old)} → {_fact_value(new)}"
     return f"{name.replace('_', ' ')}: {old} → {new}"
 
 
 def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
     if not changes:
-        return "Billing settings saved; nothing changed."
+        return _("Billing settings saved; nothing changed.")
     lines = [f"• {_change_line(name, old, new)}" for name, (old, new) in changes.items()]
-    return "Billing settings saved:\n" + "\n".join(lines)
+    return _("Billing settings saved:") + "\n" + "\n".join(lines)
 
 
 @on_subcommand(
     "settings",
-    "opens the billing-automation settings.",
+    N_("opens the billing-automation settings."),
     what="/billing settings",
     refusal="{}",
     needs=Permission.MANAGE_SETTINGS,
-    denied="Billing settings need the Manage Settings permission.",
+    denied=N_("Billing settings need the Manage Settings permission."),
 )
 async def handle_billing_settings(cmd: Command) -> None:
     await cmd.ack()
@@ -165,11 +173,11 @@ settings_form: ModalForm[SettingsForm, tuple[BillingSettings, dict[str, str | No
     BillingSettingsIds.CALLBACK,
     meta=SettingsForm,
     what="billing settings",
-    doing="save the billing settings",
+    doing=N_("save the billing settings"),
     fields=FIELD_BLOCKS,
     default_field=BillingSettingsIds.DUE_DAYS,
     shown_only=False,
-    apart=":warning: {} Nothing was changed.",
+    apart=N_(":warning: {} Nothing was changed."),
 )
 
 
@@ -179,7 +187,7 @@ async def check_settings_form(
 ) -> tuple[BillingSettings, dict[str, str | None]]:
     """The form read and checked as a whole, without writing."""
     if form.meta.user_id != form.body["user"]["id"]:
-        raise PermissionDenied("That form was opened by someone else.")
+        raise PermissionDenied(_("That form was opened by someone else."))
     # Checked again here: the permission may have been removed since the modal opened.
     require(form.actor, Permission.MANAGE_SETTINGS)
     async with form.runtime.reads() as store:

@@ -8,6 +8,16 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_time
+
+from workflows.i18n import (
+    DEFAULT_LANGUAGE,
+    _,
+    format_locale,
+    format_short_date,
+    staff_language,
+)
+
 Block = dict[str, Any]
 
 MINUS = "\u2212"  # a typographic minus: insurance reads as a deduction
@@ -19,11 +29,18 @@ def esc(text: str | None) -> str:
 
 
 def fmt_date(day: date) -> str:
+    language = staff_language()
+    if language != DEFAULT_LANGUAGE:
+        return format_short_date(day, language)
     return f"{day:%b} {day.day}, {day.year}"
 
 
 def fmt_when(at: datetime, tz: ZoneInfo) -> str:
     local = at.astimezone(tz)
+    language = staff_language()
+    if language != DEFAULT_LANGUAGE:
+        time = format_time(local, "short", locale=format_locale(language))
+        return f"{fmt_date(local.date())} {time} {local.tzname()}"
     hour = local.hour % 12 or 12
     return f"{fmt_date(local.date())} {hour}:{local:%M} {local:%p} {local.tzname()}"
 
@@ -85,14 +102,14 @@ def modal(
     blocks: list[Block],
     *,
     submit: str | None = None,
-    close: str = "Cancel",
+    close: str | None = None,
     private_metadata: str = "",
 ) -> Block:
     view: Block = {
         "type": "modal",
         "callback_id": callback_id,
         "title": plain(title, 24),
-        "close": plain(close, 24),
+        "close": plain(_("Cancel") if close is None else close, 24),
         "blocks": blocks,
         "private_metadata": private_metadata,
     }

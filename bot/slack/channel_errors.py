@@ -18,22 +18,23 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.jobs.worker import GiveUp
 from bot.runtime import Runtime
+from workflows.i18n import N_, _
 from workflows.permissions import Actor
 
 log = logging.getLogger("devicecare.slack")
 
 # Slack's error codes (chat.postMessage, chat.update) and what to do about each.
 CHANNEL_ERRORS: dict[str, str] = {
-    "not_in_channel": (
+    "not_in_channel": N_(
         "the DeviceCare app isn't in {channel}. Anyone in that channel can add it with "
         "`/invite @DeviceCare`"
     ),
-    "channel_not_found": (
+    "channel_not_found": N_(
         "Slack can't find {channel}: it was deleted, or it is private and the DeviceCare app "
         "isn't in it. Invite the app there with `/invite @DeviceCare`, or ask an administrator "
         "to set another channel"
     ),
-    "is_archived": (
+    "is_archived": N_(
         "{channel} is archived. Unarchive it, or ask an administrator to set another channel"
     ),
 }
@@ -53,7 +54,7 @@ def channel_error(exc: BaseException) -> str | None:
 
 
 def explain(channel: str, error: str) -> str:
-    return CHANNEL_ERRORS[error].format(channel=f"<#{channel}>")
+    return _(CHANNEL_ERRORS[error], channel=f"<#{channel}>")
 
 
 async def give_up_on_channel(
@@ -64,9 +65,11 @@ async def give_up_on_channel(
     error: str,
     what: str,
     notify: str | None = None,
+    told: str | None = None,
 ) -> ChannelUnavailable:
     """Alert (error log and activity entry), tell `notify` (a Slack user id) by DM, and return
-    the exception the outbox handler raises."""
+    the exception the outbox handler raises. `told` is `what` as the DM names it, in the staff
+    language (the log and the activity keep `what`)."""
     log.error("slack: %s not posted in %s: %s", what, channel, error)
     async with runtime.stores() as store:
         await store.activity.log(
@@ -79,8 +82,12 @@ async def give_up_on_channel(
         )
         await store.commit()
     if notify:
-        what_ = what[:1].upper() + what[1:]
-        text = f":warning: {what_} couldn't be posted: {explain(channel, error)}."
+        what_ = told or what[:1].upper() + what[1:]
+        text = _(
+            ":warning: {what} couldn't be posted: {reason}.",
+            what=what_,
+            reason=explain(channel, error),
+        )
         try:
             await client.chat_postMessage(channel=notify, text=text)
         except SlackApiError as exc:

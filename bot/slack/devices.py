@@ -57,6 +57,7 @@ from workflows.devices import (
     replace_device,
 )
 from workflows.errors import ConflictError, NotFound
+from workflows.i18n import N_, _
 from workflows.insurance import CoverageBadge, coverage_badge
 from workflows.permissions import Actor, Permission, require
 from workflows.sync import SOURCE_LABELS
@@ -106,7 +107,9 @@ async def _check_replayed(store: SqlUnitOfWork, old: m.Device, serial: str) -> N
     new = None if old.replaced_by_id is None else await store.devices.get(old.replaced_by_id)
     if new is None or new.serial != m.normalize_serial(serial):
         raise ConflictError(
-            f"{old.serial} was already replaced" + (f" by {new.serial}." if new else "."),
+            _("{old} was already replaced by {new}.", old=old.serial, new=new.serial)
+            if new
+            else _("{old} was already replaced.", old=old.serial),
             field="new_serial",
         )
 
@@ -119,15 +122,20 @@ async def handle_replace_device_button(click: Click[IncidentRef]) -> None:
     async with click.runtime.stores() as store:
         incident = await store.incidents.get(incident_id)
         if incident is None:
-            raise NotFound(f"Incident #{incident_id} doesn't exist.")
+            raise NotFound(_("Incident #{number} doesn't exist.", number=incident_id))
         device = await store.devices.get(incident.device_id)
         if device is None:
-            raise NotFound("That device isn't in DeviceCare.")
+            raise NotFound(_("That device isn't in DeviceCare."))
         if device.replaced_by_id is not None:
             new = await store.devices.get(device.replaced_by_id)
             raise ConflictError(
-                f"Device {device.serial} was already replaced"
-                + (f" by {new.serial}." if new is not None else ".")
+                _(
+                    "Device {serial} was already replaced by {new}.",
+                    serial=device.serial,
+                    new=new.serial,
+                )
+                if new is not None
+                else _("Device {serial} was already replaced.", serial=device.serial)
             )
         holder_id = await store.devices.current_holder(device.id)
         holder = None if holder_id is None else await store.people.student(holder_id)
@@ -145,7 +153,7 @@ replace_form: ModalForm[ReplaceDeviceModal, ReplaceForm] = ModalForm(
     DeviceView.REPLACE,
     meta=ReplaceDeviceModal,
     what="replace a device",
-    doing="replace the device",
+    doing=N_("replace the device"),
     fields=FIELD_BLOCKS,
     default_field=DeviceBlock.NEW_SERIAL,
     working=lambda _form: build_device_replacing_modal(),
@@ -180,12 +188,12 @@ async def replace_submitted_device(form: Submitted[ReplaceDeviceModal], read: Re
             assert new is not None
             holder_id = await store.devices.current_holder(new.id)
             student = None if holder_id is None else await store.people.student(holder_id)
-            name = "The student" if student is None else student.full_name
+            name = _("The student") if student is None else student.full_name
             done = build_device_replaced_modal(old, new, name, again=True)
         else:
             result = await replace_device(form.context(store), actor, read.command(meta.device_id))
             student = await store.people.student(result.student_id)
-            name = "The student" if student is None else student.full_name
+            name = _("The student") if student is None else student.full_name
             old_row = await store.devices.get(result.old.id)
             new_row = await store.devices.get(result.new.id)
             assert old_row is not None and new_row is not None
@@ -207,7 +215,7 @@ async def handle_device_show(click: Click[DeviceRef]) -> None:
         record = await device_record(click.runtime, store, click.ref.device_id, click.actor)
         await store.commit()
     if record is None:
-        raise NotFound("That device isn't in DeviceCare any more.")
+        raise NotFound(_("That device isn't in DeviceCare any more."))
     text, blocks = record
     await tell_user(click.client, click.body, text, blocks=blocks)  # just for the clicker
 
@@ -226,7 +234,7 @@ async def handle_assign_suggested(click: Click[SuggestedHolderRef]) -> None:
     async with click.runtime.stores() as store:
         change = await assign_suggested_holder(click.context(store), click.actor, command)
         student = await store.people.student(change.student_id)
-        name = "the student" if student is None else student.full_name
+        name = _("the student") if student is None else student.full_name
         said = holder_assigned_text(change.device.serial, name, changed=change.changed)
         record = await device_record(click.runtime, store, ref.device_id, click.actor)
         await store.commit()
@@ -241,7 +249,7 @@ async def device_command_answer(
     itself, which works in any channel or DM without the bot being a member."""
     query = " ".join(str(command.get("text") or "").split())[:100]
     if not query:
-        return {"response_type": "ephemeral", "text": USAGE}
+        return {"response_type": "ephemeral", "text": _(USAGE)}
     async with runtime.reads() as store:
         matches = await store.devices.search(query, limit=MAX_MATCHES + 1)
         # An exact serial, tag or student id (or full name) wins over partial matches.

@@ -35,6 +35,7 @@ from workflows.enrollment import (
     enroll_student,
 )
 from workflows.errors import PermissionDenied
+from workflows.i18n import N_, _
 from workflows.permissions import Permission, require
 
 WHAT = "insurance enrollment"
@@ -42,7 +43,7 @@ WHAT = "insurance enrollment"
 
 @on_subcommand(
     "enroll",
-    "enrolls a student in an insurance policy and bills the premium.",
+    N_("enrolls a student in an insurance policy and bills the premium."),
     what=WHAT,
     refusal=":warning: {}",
 )
@@ -71,7 +72,7 @@ enroll_form: ModalForm[EnrollForm, EnrollStudent] = ModalForm(
     EnrollmentView.ENROLL.value,
     meta=EnrollForm,
     what=WHAT,
-    doing="enroll the student",
+    doing=N_("enroll the student"),
     fields=FIELD_BLOCKS,
     default_field=EnrollmentField.STUDENT,
     shown_only=False,
@@ -83,7 +84,7 @@ enroll_form: ModalForm[EnrollForm, EnrollStudent] = ModalForm(
 async def check_enroll_form(form: Submitted[EnrollForm]) -> EnrollStudent:
     """The form read and checked without writing."""
     if form.meta.user_id != form.body["user"]["id"]:
-        raise PermissionDenied("That form was opened by someone else.")
+        raise PermissionDenied(_("That form was opened by someone else."))
     choice = read_enroll_form(form.values)
     command = EnrollStudent(
         student_id=choice.student_id,
@@ -99,7 +100,7 @@ async def enroll_submitted(form: Submitted[EnrollForm], command: EnrollStudent) 
     async with form.runtime.stores() as store:
         done = await enroll_student(form.context(store), form.actor, command)
         student = await store.people.student(command.student_id)
-        name = "The student" if student is None else student.full_name
+        name = _("The student") if student is None else student.full_name
         await store.commit()
     await tell_user(form.client, _where(form), enrolled_text(done, name))
 

@@ -13,6 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.runtime import Runtime
 from bot.slack.metadata import ForgedPayload
 from workflows.errors import DomainError, PermissionDenied
+from workflows.i18n import _
 from workflows.permissions import Actor
 
 log = logging.getLogger("devicecare.slack")
@@ -128,15 +129,22 @@ async def after_ack(
     try:
         yield
     except DomainError as exc:
-        text = f":warning: Couldn't {what}: {exc.message} Nothing was changed."
+        text = _(
+            ":warning: Couldn't {what}: {reason} Nothing was changed.",
+            what=_(what),
+            reason=exc.message,
+        )
         await _told(runtime, client, body, what, actor, exc, text)
     except Exception:
         log.exception("%s failed after the ack", what)
         await tell_user(
             client,
             body,
-            f":x: Couldn't {what}: something went wrong on our side. It was logged and nothing "
-            "was changed; please try again.",
+            _(
+                ":x: Couldn't {what}: something went wrong on our side. It was logged and "
+                "nothing was changed; please try again.",
+                what=_(what),
+            ),
         )
 
 

@@ -62,6 +62,7 @@ from workflows.fees import (
     list_fees,
     preview_fee,
 )
+from workflows.i18n import N_, _
 from workflows.permissions import Permission, require
 
 log = logging.getLogger("devicecare.slack")
@@ -123,18 +124,20 @@ def _fees_words(args: tuple[str, ...]) -> tuple[str, str | None, str | None]:
             clean_school_year(year_text)
         return "preview", words[1], year_text
     if len(words) > 1:
-        raise ValidationError("I didn't follow that.")
+        raise ValidationError(_("I didn't follow that."))
     return "list", None, clean_school_year(words[0]) if words else None
 
 
 @on_subcommand(
     "fees",
-    "`[YEAR]`, `new` or `preview CODE [YEAR]`: annual fees billed once per student "
-    "(e.g. a technology fee), with a preview before anything is billed.",
+    N_(
+        "`[YEAR]`, `new` or `preview CODE [YEAR]`: annual fees billed once per student "
+        "(e.g. a technology fee), with a preview before anything is billed."
+    ),
     what="/billing fees",
-    refusal=":no_entry: {} Nothing was changed.",
+    refusal=N_(":no_entry: {} Nothing was changed."),
     needs=Permission.MANAGE_FEES,
-    warning=":warning: {}\n\n" + USAGE,
+    warning=lambda reason: f":warning: {reason}\n\n{_(USAGE)}",
 )
 async def handle_billing_fees(cmd: Command) -> None:
     action, code, year = _fees_words(cmd.args)
@@ -158,16 +161,18 @@ async def handle_billing_fees(cmd: Command) -> None:
 
 @on_subcommand(
     "fee-items",
-    "`[KIND]`: the fee schedule by kind (damage fees on incident invoices, collection items "
-    "at device collection).",
+    N_(
+        "`[KIND]`: the fee schedule by kind (damage fees on incident invoices, collection "
+        "items at device collection)."
+    ),
     what="/billing fee-items",
     needs=Permission.MANAGE_FEES,
-    warning=":warning: {}\n\n" + FEE_ITEMS_USAGE,
+    warning=lambda reason: f":warning: {reason}\n\n{_(FEE_ITEMS_USAGE)}",
 )
 async def handle_billing_fee_items(cmd: Command) -> None:
     """The fee schedule by kind, posted after the ack like `/billing fees`."""
     if len(cmd.args) > 1:
-        raise ValidationError("I didn't follow that.")
+        raise ValidationError(_("I didn't follow that."))
     kind = parse_fee_kind(cmd.args[0]) if cmd.args else None
     await cmd.ack()
     async with cmd.runtime.reads() as store:
@@ -189,7 +194,7 @@ async def handle_fee_apply(click: Click[FeeRef]) -> None:
     async with click.runtime.reads() as store:
         fee = await SqlFeeStore.beside(store).get_fee(click.ref.fee_id)
     if fee is None:
-        raise NotFound("That fee no longer exists; nothing was billed.")
+        raise NotFound(_("That fee no longer exists; nothing was billed."))
     # Permission is checked here, at click time, by the workflow.
     result = await apply_fee(_biller(click.runtime), click.actor, click.ref.fee_id)
     await click.tell(applied_text(fee, result))
@@ -208,7 +213,7 @@ define_form: ModalForm[FeeDefineModal, FeeDefinition] = ModalForm(
     FeeViewId.DEFINE.value,
     meta=FeeDefineModal,
     what="define a fee",
-    doing="define the fee",
+    doing=N_("define the fee"),
     fields=FIELD_BLOCKS,
     default_field=FeeBlock.CODE,
     shown_only=False,

@@ -35,6 +35,7 @@ from storage.home_queries import (
 from storage.home_refresh import HOME_KIND
 from workflows.clock import local_date
 from workflows.errors import NotFound
+from workflows.i18n import _
 from workflows.permissions import Actor
 
 log = logging.getLogger("devicecare.slack")
@@ -109,7 +110,7 @@ async def handle_open_incident(click: Click[IncidentRef]) -> None:
     async with click.runtime.reads() as store:
         card = await load_incident_card(click.context(store), store, click.ref.incident_id)
     if card is None:
-        raise NotFound("That incident isn't in DeviceCare any more.")
+        raise NotFound(_("That incident isn't in DeviceCare any more."))
     user_id = user_of(click.body)
     if user_id is not None:
         message = build_incident_card_message(card, click.keys)

@@ -72,6 +72,7 @@ from storage.uow import SqlUnitOfWork
 from workflows.clock import local_date
 from workflows.errors import DomainError, InvalidTransition, NotFound, PermissionDenied
 from workflows.errors import ValidationError as InputError
+from workflows.i18n import N_, _
 from workflows.incident_status import IncidentStatus, may_use, next_statuses, parse_status
 from workflows.incidents import (
     OpenIncident,
@@ -107,7 +108,7 @@ def parse_new_incident(view: Mapping[str, Any], meta: NewIncidentMeta) -> OpenIn
     option = _state(view, IncidentField.DEVICE).get("selected_option") or {}
     value = str(option.get("value") or "")
     if not _is_id(value):
-        raise InputError("Pick the device.", field="device")
+        raise InputError(_("Pick the device."), field="device")
     device_id = int(value)
     flags = tuple(
         str(o.get("value", ""))
@@ -116,7 +117,7 @@ def parse_new_incident(view: Mapping[str, Any], meta: NewIncidentMeta) -> OpenIn
     try:
         occurred_on = date.fromisoformat(_state(view, IncidentField.OCCURRED_ON)["selected_date"])
     except (KeyError, TypeError, ValueError):
-        raise InputError("Pick the date it happened.", field="occurred_on") from None
+        raise InputError(_("Pick the date it happened."), field="occurred_on") from None
     description = _state(view, IncidentField.DESCRIPTION).get("value") or ""
     return OpenIncident(
         device_id=device_id,
@@ -283,12 +284,14 @@ async def handle_incident_command(cmd: Command) -> None:
 async def _show_incident(cmd: Command, text: str) -> None:
     number = parse_incident_number(text)
     if number is None:
-        await cmd.ack(USAGE)
+        await cmd.ack(_(USAGE))
         return
     async with cmd.runtime.reads() as store:
         card = await load_incident_card(cmd.context(store), store, number, runtime=cmd.runtime)
     if card is None:
-        await cmd.ack(f":mag: There's no incident #{number}. Check the number on the card.")
+        await cmd.ack(
+            _(":mag: There's no incident #{number}. Check the number on the card.", number=number)
+        )
         return
     await cmd.ack(response_type="ephemeral", **build_incident_card_message(card, cmd.keys))
 
@@ -358,7 +361,7 @@ async def handle_device_selected(click: Click[None]) -> None:
         metadata=str(view.get("private_metadata") or ""),
         today=_today(click.runtime),
         device=option,
-        student_line=line or "That device isn't in DeviceCare.",
+        student_line=line or _("That device isn't in DeviceCare."),
         description=_state(view, IncidentField.DESCRIPTION).get("value") or "",
     )
     await redraw(click.client, view, new_view, "device pick")
@@ -387,7 +390,7 @@ new_incident_form: ModalForm[NewIncidentMeta, OpenIncident] = ModalForm(
     IncidentView.NEW.value,
     meta=NewIncidentMeta,
     what="open incident",
-    doing="open the incident",
+    doing=N_("open the incident"),
     fields=NEW_INCIDENT_ERROR_BLOCKS,
     default_field=IncidentField.DEVICE,
     shown_only=False,
@@ -458,13 +461,17 @@ async def handle_change_status_click(click: Click[IncidentRef]) -> None:
     async with click.runtime.reads() as store:
         incident = await store.incidents.get(incident_id)
     if incident is None:
-        raise NotFound(f"Incident #{incident_id} doesn't exist.")
+        raise NotFound(_("Incident #{number} doesn't exist.", number=incident_id))
     current = IncidentStatus(incident.status)
     choices = status_choices(click.actor, current, await restricted(click.runtime))
     if not choices:
         raise InvalidTransition(
-            f"Incident #{incident_id} is {current.label}; there's no status your "
-            "role can move it to from there."
+            _(
+                "Incident #{number} is {status}; there's no status your "
+                "role can move it to from there.",
+                number=incident_id,
+                status=_(current.label),
+            )
         )
     view = build_status_modal(
         metadata=pack(click.ref, click.keys),
@@ -489,7 +496,7 @@ async def check_status_form(form: Submitted[IncidentRef]) -> IncidentStatus:
     option = _state(form.view, IncidentField.STATUS).get("selected_option") or {}
     target = parse_status(str(option.get("value") or ""))
     if not may_use(form.actor, target, await restricted(form.runtime)):
-        raise PermissionDenied("You can't move incidents to that status.")
+        raise PermissionDenied(_("You can't move incidents to that status."))
     return target
 
 
@@ -511,7 +518,7 @@ async def handle_add_note_click(click: Click[IncidentRef]) -> None:
 
 
 note_form: ModalForm[IncidentRef, str] = _card_form(
-    IncidentView.ADD_NOTE, IncidentField.NOTE, what="add incident note", doing="add the note"
+    IncidentView.ADD_NOTE, IncidentField.NOTE, what="add incident note", doing=N_("add the note")
 )
 
 
@@ -532,7 +539,8 @@ async def add_submitted_note(form: Submitted[IncidentRef], note: str) -> None:
         await queue_thread_message(
             store,
             incident_id,
-            f":memo: *{escape_mrkdwn(form.actor.name)}* added a note:\n{quote_mrkdwn(note)}",
+            _(":memo: *{name}* added a note:", name=escape_mrkdwn(form.actor.name))
+            + f"\n{quote_mrkdwn(note)}",
         )
         await store.commit()
 
@@ -552,7 +560,7 @@ async def check_photos_form(form: Submitted[IncidentRef]) -> list[SlackFileRef]:
     require(form.actor, MANAGE)
     files = _photos(form.view)
     if not files:
-        raise InputError("Add at least one photo.", field="photo")
+        raise InputError(_("Add at least one photo."), field="photo")
     return files
 
 
@@ -599,7 +607,13 @@ async def add_thread_photos(
     except DomainError as exc:
         if isinstance(exc, PermissionDenied):
             await record_refusal(runtime, actor, "add photos", exc.message)
-        await reply(f":warning: <@{user}> your photos weren't added: {exc.message}")
+        await reply(
+            _(
+                ":warning: <@{user}> your photos weren't added: {reason}",
+                user=user,
+                reason=exc.message,
+            )
+        )
         return
     if report.text:
         await reply(report.text)
@@ -655,6 +669,7 @@ def card_handler(runtime: Runtime, client: AsyncWebClient) -> Any:
                 error=error,
                 what=f"the card for incident #{incident_id}",
                 notify=reporter,
+                told=_("The card for incident #{number}", number=incident_id),
             ) from exc
 
     return deliver

@@ -42,6 +42,7 @@ from bot.slack.listeners import (
 )
 from storage.uow import SqlUnitOfWork
 from workflows.errors import NotFound, ValidationError
+from workflows.i18n import N_, _
 from workflows.invoice_audit import load_invoice_audit
 from workflows.invoices import (
     CreateInvoice,
@@ -75,20 +76,22 @@ async def _modal_facts(
     """The incident line at the top of the modal and the fees that apply to it."""
     incident = await store.incidents.get(incident_id)
     if incident is None:
-        raise NotFound(f"Incident #{incident_id} doesn't exist.")
+        raise NotFound(_("Incident #{number} doesn't exist.", number=incident_id))
     device = await store.devices.get(incident.device_id)
     student = (
         None if incident.student_id is None else await store.people.student(incident.student_id)
     )
     existing = [
-        f"{inv.number} ({format_cents(inv.total_cents)} owed)"
+        _("{number} ({amount} owed)", number=inv.number, amount=format_cents(inv.total_cents))
         for inv in await store.invoices.for_incident(incident_id)
         if inv.status != InvoiceStatus.CANCELLED
     ]
     summary = IncidentSummary(
         incident_id=incident.id,
-        student_name=student.full_name if student is not None else "No student",
-        device_label=("Unknown device" if device is None else f"{device.model} ({device.serial})"),
+        student_name=student.full_name if student is not None else _("No student"),
+        device_label=(
+            _("Unknown device") if device is None else f"{device.model} ({device.serial})"
+        ),
         occurred_on=incident.occurred_on,
         flags=tuple(incident.flag_names),
         existing_invoices=tuple(existing),
@@ -140,7 +143,10 @@ class _ZeroClaim(Answer):
 
     async def response(self) -> dict[str, Any]:
         # A second submit with the box ticked creates the invoice.
-        message = f"{self.warning} Tick the box to use the claim anyway, or change the fees."
+        message = _(
+            "{warning} Tick the box to use the claim anyway, or change the fees.",
+            warning=self.warning,
+        )
         view = self.form.view
         present = {b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)}
         if InvoiceBlock.ZERO_CLAIM in present:
@@ -176,7 +182,7 @@ invoice_form: ModalForm[InvoiceModal, CreateInvoice] = ModalForm(
     InvoiceView.CREATE,
     meta=InvoiceModal,
     what="create an invoice",
-    doing="create the invoice",
+    doing=N_("create the invoice"),
     fields=FIELD_BLOCKS,
     default_field=InvoiceBlock.FEES,
     working=lambda _form: build_invoice_creating_modal(),
@@ -219,7 +225,7 @@ async def create_submitted_invoice(form: Submitted[InvoiceModal], command: Creat
         student = await store.people.student(invoice.student_id)
         done = build_invoice_created_modal(
             invoice,
-            student_name="the student" if student is None else student.full_name,
+            student_name=_("the student") if student is None else student.full_name,
             secret=form.keys,
             audit=await load_invoice_audit(store, invoice, tz=form.tz),
             created=result.created,
@@ -250,7 +256,7 @@ def outbox_handlers(runtime: Runtime, client: AsyncWebClient) -> dict[str, Any]:
         # Rendered now: if an override was approved meanwhile, the message says so already.
         text, blocks = build_invoice_thread_message(
             invoice,
-            created_by=str(payload.get("created_by") or "someone"),
+            created_by=str(payload.get("created_by") or _("someone")),
             secret=secret,
             audit=audit,
         )

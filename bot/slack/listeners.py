@@ -58,6 +58,7 @@ from bot.slack.errors import (
 from bot.slack.metadata import Payload, unpack
 from storage.uow import SqlUnitOfWork
 from workflows.errors import DomainError, PermissionDenied
+from workflows.i18n import _
 from workflows.permissions import Actor, Permission, permission_label
 from workflows.ports import Context
 
@@ -349,12 +350,21 @@ class CommandListener:
     needs: Permission | None
     handler: CommandHandler
     denied: str | None = None  # a `needs` refusal's reason; by default "`what` needs the …"
-    warning: str = ":warning: {}"  # the ack's text for any other domain error, around it
+    # The ack's text for any other domain error, around it; or what makes that text of it.
+    warning: str | Callable[[str], str] = ":warning: {}"
 
     def require(self, actor: Actor) -> None:
         if self.needs is not None and not actor.can(self.needs):
             label = permission_label(self.needs)
-            raise PermissionDenied(self.denied or f"`{self.what}` needs the {label} permission.")
+            raise PermissionDenied(
+                _(self.denied)
+                if self.denied
+                else _(
+                    "`{command}` needs the {permission} permission.",
+                    command=self.what,
+                    permission=label,
+                )
+            )
 
     async def run(
         self,
@@ -377,7 +387,10 @@ class CommandListener:
                     raise  # after the ack: told by `reported`
                 await refusal_kept(runtime, actor, self.what, exc)
                 template = self.refusal if is_refusal(exc) else self.warning
-                await command.ack(template.format(exc.message))
+                if callable(template):
+                    await command.ack(template(exc.message))
+                else:
+                    await command.ack(_(template).format(exc.message))
 
 
 def _words(text: object) -> tuple[str, ...]:
@@ -425,7 +438,7 @@ def on_command(
     refusal: str = ":no_entry: {}",
     needs: Permission | None = None,
     denied: str | None = None,
-    warning: str = ":warning: {}",
+    warning: str | Callable[[str], str] = ":warning: {}",
 ) -> Callable[[CommandHandler], SlashCommand]:
     """A slash command. Its handler acks, answering in the ack or before slow work; a refusal
     raised before the ack is the ack's answer (`refusal`, around the reason) and is logged, a
@@ -449,7 +462,7 @@ def on_subcommand(
     refusal: str = ":no_entry: {}",
     needs: Permission | None = None,
     denied: str | None = None,
-    warning: str = ":warning: {}",
+    warning: str | Callable[[str], str] = ":warning: {}",
 ) -> Callable[[CommandHandler], BillingSubcommand]:
     """`/billing <name> …`, as `on_command`; `summary` is its line in `/billing`'s usage and
     `args` are the words after `name`."""
@@ -530,7 +543,7 @@ class ModalForm(Generic[M, C]):
         """What the person is told, by message, of a rule about none of the form's fields."""
         if self.apart is None or callable(self.fields) or exc.field in self.fields:
             return None
-        return self.apart.format(exc.message)
+        return _(self.apart).format(exc.message)
 
     def errors(self, exc: DomainError, body: Mapping[str, Any]) -> dict[str, str]:
         if callable(self.fields):

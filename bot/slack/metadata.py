@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bot.signing import Keys, as_keys, hmac_signature
 from workflows.errors import DomainError
+from workflows.i18n import _
 
 VERSION = "v1"
 M = TypeVar("M", bound="Payload")
@@ -46,7 +47,9 @@ def pack(model: Payload, keys: Keys) -> str:
 
 
 def unpack(cls: type[M], text: str | None, keys: Keys) -> M:
-    refused = ForgedPayload("That button or form didn't come from DeviceCare; nothing was changed.")
+    refused = ForgedPayload(
+        _("That button or form didn't come from DeviceCare; nothing was changed.")
+    )
     if not isinstance(text, str):  # a value from outside may be any JSON type
         raise refused
     try:

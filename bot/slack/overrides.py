@@ -26,6 +26,7 @@ from bot.slack.override_blocks import (
 from storage import models as m
 from storage.uow import SqlUnitOfWork
 from workflows.approvals import Decision
+from workflows.i18n import N_, _
 from workflows.insurance import Split, decide_claim, invoice_claim_key
 from workflows.invoices import InvoiceStatus
 from workflows.overrides import OVERRIDE_RULES, request_cap_override
@@ -90,7 +91,7 @@ async def load_override_facts(store: SqlUnitOfWork, request_id: int) -> Override
         occurred_on=incident.occurred_on,
         flags=tuple(incident.flag_names),
         status=request.status,
-        student_name="No student" if student is None else student.full_name,
+        student_name=_("No student") if student is None else student.full_name,
         policy_label=policy_label,
         claims_used=used,
         max_claims=max_claims,
@@ -98,9 +99,9 @@ async def load_override_facts(store: SqlUnitOfWork, request_id: int) -> Override
         full_price_cents=None if invoice is None else invoice.subtotal_cents,
         with_override=split,
         requested_by=(
-            "someone"
+            _("someone")
             if requester is None
-            else await store.people.staff_name(requester) or "someone"
+            else await store.people.staff_name(requester) or _("someone")
         ),
         requester_slack_id=None
         if requester is None
@@ -130,7 +131,7 @@ async def _tell_in_thread(runtime: Runtime, client: AsyncWebClient, facts: Overr
 
 
 OVERRIDE_APPROVAL: ApprovalKind[OverrideFacts, OverrideRef] = ApprovalKind(
-    noun="override",
+    noun=N_("override"),
     what="claim-cap override",
     rules=OVERRIDE_RULES,
     approve_action=OverrideAction.APPROVE,
@@ -161,7 +162,7 @@ async def handle_override_request(click: Click[IncidentRef]) -> None:
                 requested_thread_text(actor.name),
                 dedupe_key=f"override-requested-thread:{request.id}",
             )
-            text = (
+            text = _(
                 ":hourglass_flowing_sand: Override requested. An approver will decide "
                 "in the approvals channel; you'll hear back in the incident's thread."
             )
@@ -171,10 +172,12 @@ async def handle_override_request(click: Click[IncidentRef]) -> None:
                 if waiting.requested_by_id is not None
                 else None
             )
-            text = (
+            who = esc(asked_by or _("someone"))
+            text = _(
                 ":hourglass_flowing_sand: An override request for this incident is "
-                f"already waiting (asked by {esc(asked_by or 'someone')} on "
-                f"{fmt_when(waiting.requested_at, click.tz)})."
+                "already waiting (asked by {name} on {when}).",
+                name=who,
+                when=fmt_when(waiting.requested_at, click.tz),
             )
         await store.commit()
     await click.tell(text)

@@ -42,6 +42,7 @@ from bot.slack.waivers import load_invoice_brief
 from storage.payment_plans import PlanRows, plan_view
 from workflows.clock import local_date
 from workflows.errors import ConflictError
+from workflows.i18n import N_, _
 from workflows.invoices import OPEN_STATUSES
 from workflows.money import format_cents
 from workflows.payment_plans import (
@@ -87,7 +88,9 @@ async def _open_modal(click: Click[PlanControls]) -> None:
         invoice = await store.invoices.get(invoice_id)
         current = await plan_view(store, invoice_id)
     if invoice is None or invoice.status not in OPEN_STATUSES or brief.balance_cents <= 0:
-        raise ConflictError(f"Invoice {brief.number} has nothing left to pay on a plan.")
+        raise ConflictError(
+            _("Invoice {number} has nothing left to pay on a plan.", number=brief.number)
+        )
     today = local_date(click.runtime.clock.now(), click.tz)
     first_due = today + timedelta(days=FIRST_DUE_DAYS)
     if current is not None and current.states[0].due_on >= today:
@@ -107,12 +110,13 @@ async def _clear(click: Click[PlanControls]) -> None:
         await store.commit()
     number = esc(outcome.invoice.number)
     if outcome.changed:
-        text = (
-            f":wastebasket: Payment plan on {number} cleared. Reminders follow the "
-            "invoice's due date again."
+        text = _(
+            ":wastebasket: Payment plan on {number} cleared. Reminders follow the "
+            "invoice's due date again.",
+            number=number,
         )
     else:
-        text = f"Invoice {number} has no payment plan; nothing was changed."
+        text = _("Invoice {number} has no payment plan; nothing was changed.", number=number)
     await click.tell(text)
 
 
@@ -148,11 +152,11 @@ plan_form: ModalForm[PlanModal, SetPaymentPlan] = ModalForm(
     PlanModalId.SUBMIT,
     meta=PlanModal,
     what="set a payment plan",
-    doing="set the payment plan",
+    doing=N_("set the payment plan"),
     fields=FIELD_BLOCKS,
     default_field=PlanBlock.COUNT,
     working=lambda _form: build_plan_done_view(
-        [":hourglass_flowing_sand: Setting the plan; the schedule will show here."]
+        [_(":hourglass_flowing_sand: Setting the plan; the schedule will show here.")]
     ),
 )
 
@@ -184,16 +188,22 @@ async def set_submitted_plan(form: Submitted[PlanModal], command: SetPaymentPlan
         await store.commit()
     number = esc(outcome.invoice.number)
     lines = [
-        f":white_check_mark: *Payment plan set on {number}:* "
-        f"{esc(describe_schedule(outcome.schedule))}."
+        _(
+            ":white_check_mark: *Payment plan set on {number}:* {schedule}.",
+            number=number,
+            schedule=esc(describe_schedule(outcome.schedule)),
+        )
     ]
     if outcome.changed:
         lines.append(
-            f"The schedule ({format_cents(sum(i.amount_cents for i in outcome.schedule))})"
-            " is on its way to the family; reminders now follow the installments."
+            _(
+                "The schedule ({amount}) is on its way to the family; reminders now follow "
+                "the installments.",
+                amount=format_cents(sum(i.amount_cents for i in outcome.schedule)),
+            )
         )
     else:
-        lines.insert(0, "_This plan was already set; nothing was done twice._")
+        lines.insert(0, _("_This plan was already set; nothing was done twice._"))
     await form.show(build_plan_done_view(lines), f"payment plan on {number}")
 
 

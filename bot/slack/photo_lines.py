@@ -15,6 +15,7 @@ from bot.runtime import Runtime
 from bot.signing import Keys, signing_keys
 from storage.photo_links import PhotoRef, photo_refs
 from storage.uow import SqlUnitOfWork
+from workflows.i18n import _, ngettext
 
 MAX_PHOTO_LINKS = 10  # the newest ones; a line of links stays readable
 
@@ -25,12 +26,12 @@ def photo_urls(refs: Sequence[PhotoRef], base_url: str, now: datetime, keys: Key
 
 def photo_line(count: int, urls: Sequence[str]) -> str:
     """ ":camera: 3 photos: <url|1> <url|2> <url|3>", numbered newest first."""
-    text = f":camera: {count} photo{'' if count == 1 else 's'}"
+    text = ":camera: " + ngettext("{n} photo", "{n} photos", count)
     if urls:
         links = " ".join(f"<{url}|{n}>" for n, url in enumerate(urls, start=1))
         text += f": {links}"
         if count > len(urls):
-            text += f" (the newest {len(urls)})"
+            text += " " + _("(the newest {count})", count=len(urls))
     return text
 
 

@@ -27,6 +27,7 @@ from bot.slack.incident_blocks import build_photo_report_message, escape_mrkdwn
 from storage.images import MAX_PHOTO_BYTES, CheckedImage, check_photo_async
 from storage.photo_links import incident_has_photo
 from workflows.errors import NotFound, ValidationError
+from workflows.i18n import _
 from workflows.incidents import StoredPhoto, attach_photo
 from workflows.permissions import Actor, Permission, require
 from workflows.ports import Context
@@ -89,7 +90,12 @@ def files_from_state(values: Mapping[str, Any], block_id: str) -> list[SlackFile
 def too_large(name: str, size: int) -> ValidationError:
     size_mb = math.ceil(size * 10 / _MB) / 10  # round up: never "5.0 MB" when over
     return ValidationError(
-        f"{name} is {size_mb:.1f} MB; photos can be at most {MAX_PHOTO_BYTES // _MB} MB.",
+        _(
+            "{name} is {size} MB; photos can be at most {limit} MB.",
+            name=name,
+            size=f"{size_mb:.1f}",
+            limit=MAX_PHOTO_BYTES // _MB,
+        ),
         field="photo",
     )
 
@@ -154,7 +160,7 @@ async def fetch_slack_file(
     except SlackApiError as exc:
         log.warning("files.info %s failed: %s", file_id, exc.response.get("error"))
         raise ValidationError(
-            f"A file ({file_id}) couldn't be read from Slack.", field="photo"
+            _("A file ({file_id}) couldn't be read from Slack.", file_id=file_id), field="photo"
         ) from exc
     file = info.get("file") or {}
     name = str(file.get("name") or file.get("title") or file_id)
@@ -165,7 +171,9 @@ async def fetch_slack_file(
     if not isinstance(url, str) or not _may_carry_token(url, api_url):
         # A remote or external file lives outside Slack: it is not fetched at all.
         log.warning("refusing to download %s from %r", file_id, url)
-        raise ValidationError(f"{name} couldn't be downloaded from Slack.", field="photo")
+        raise ValidationError(
+            _("{name} couldn't be downloaded from Slack.", name=name), field="photo"
+        )
     claimed = str(file.get("mimetype") or "")
     download = _Download(str(client.token), api_url, name, claimed, size)
     try:
@@ -177,7 +185,7 @@ async def fetch_slack_file(
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.warning("downloading %s failed: %r", file_id, exc)
         raise ValidationError(
-            f"{name} couldn't be downloaded from Slack just now; please add it again.",
+            _("{name} couldn't be downloaded from Slack just now; please add it again.", name=name),
             field="photo",
         ) from exc
     return FetchedFile(name, data, _permalink(file))
@@ -195,7 +203,7 @@ class _Download:
     size: Any
 
     async def fetch(self, http: aiohttp.ClientSession, url: str) -> bytes:
-        for _ in range(MAX_REDIRECTS + 1):
+        for _attempt in range(MAX_REDIRECTS + 1):
             headers = {"Authorization": f"Bearer {self.token}"}
             if not _may_carry_token(url, self.api_url):
                 headers = {}
@@ -207,26 +215,36 @@ class _Download:
                     if not _may_follow(url, self.api_url):
                         log.warning("refusing a redirect for %s to %r", self.name, url)
                         raise ValidationError(
-                            f"{self.name} couldn't be downloaded from Slack.", field="photo"
+                            _("{name} couldn't be downloaded from Slack.", name=self.name),
+                            field="photo",
                         )
                     continue
                 return await self._read(response)
         log.warning("too many redirects downloading %s", self.name)
-        raise ValidationError(f"{self.name} couldn't be downloaded from Slack.", field="photo")
+        raise ValidationError(
+            _("{name} couldn't be downloaded from Slack.", name=self.name), field="photo"
+        )
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         name = self.name
         if response.status != 200:
             raise ValidationError(
-                f"{name} couldn't be downloaded from Slack (HTTP {response.status}).",
+                _(
+                    "{name} couldn't be downloaded from Slack (HTTP {status}).",
+                    name=name,
+                    status=response.status,
+                ),
                 field="photo",
             )
         if response.content_type == "text/html" and "html" not in self.claimed:
             # Slack answers 200 with its sign-in page when the token isn't accepted.
             log.warning("url_private for %s returned a web page, not the file", name)
             raise ValidationError(
-                f"{name} couldn't be downloaded: Slack sent a sign-in page instead of the "
-                "file. Ask an administrator to check the app's files:read scope.",
+                _(
+                    "{name} couldn't be downloaded: Slack sent a sign-in page instead of the "
+                    "file. Ask an administrator to check the app's files:read scope.",
+                    name=name,
+                ),
                 field="photo",
             )
         data = bytearray()
@@ -265,7 +283,7 @@ async def attach_slack_files(
     report = PhotoReport(incident_id)
     async with runtime.stores() as store:
         if await store.incidents.get(incident_id) is None:
-            raise NotFound(f"Incident #{incident_id} doesn't exist.")
+            raise NotFound(_("Incident #{number} doesn't exist.", number=incident_id))
         known = {
             f.id for f in files if await store.incidents.photo_by_source_ref(incident_id, f.id)
         }
@@ -322,7 +340,7 @@ async def attach_slack_files(
             await queue_incident_card(store, incident_id)
             if note_in_thread:
                 text = build_photo_report_message(incident_id, report.attached, ())
-                text += f" (from {escape_mrkdwn(actor.name)})"
+                text += " " + _("(from {name})", name=escape_mrkdwn(actor.name))
                 await queue_thread_message(store, incident_id, text)
         await store.commit()
     return report

@@ -49,6 +49,7 @@ from storage.inbox import (
 from storage.lookups import get_guardian, get_notice
 from storage.uow import SqlUnitOfWork
 from workflows.errors import ConflictError, ValidationError
+from workflows.i18n import N_, _
 from workflows.payments import PaymentMethod
 from workflows.pending_payments import (
     PendingDecision,
@@ -201,7 +202,7 @@ async def _decide(
         )
         await store.commit()
     if pending is None or pending.status == PendingStatus.PENDING:
-        raise conflict or ConflictError("That reported payment can't be decided now.")
+        raise conflict or ConflictError(_("That reported payment can't be decided now."))
     await slack.tell(already_decided_text(pending_view(pending, decided_by), slack.tz))
     return False
 
@@ -273,7 +274,7 @@ async def handle_pending_payment_edit_split(click: Click[PendingPaymentRef]) -> 
         )
         await store.commit()
     if pending is None or not parts:
-        raise ConflictError("This reported payment has no split to change.")
+        raise ConflictError(_("This reported payment has no split to change."))
     view = pending_view(pending, decided_by, parts)
     if pending.status != PendingStatus.PENDING:
         await click.tell(already_decided_text(view, click.tz))
@@ -297,7 +298,7 @@ split_form: ModalForm[PendingPaymentRef, tuple[str, dict[int, str]]] = ModalForm
     ReplyView.SPLIT,
     meta=PendingPaymentRef,
     what="change a reported payment's split",
-    doing="change the split",
+    doing=N_("change the split"),
     fields=_split_block,
     clear=True,
 )
@@ -333,7 +334,7 @@ confirm_form: ModalForm[PendingPaymentRef, tuple[PaymentMethod, str | None]] = M
     ReplyView.CONFIRM,
     meta=PendingPaymentRef,
     what="confirm a reported payment",
-    doing="confirm the payment",
+    doing=N_("confirm the payment"),
     fields=_confirm_block,
     clear=True,
 )
@@ -349,7 +350,7 @@ async def check_confirm_form(
     try:
         method = PaymentMethod(method_text)
     except ValueError:
-        raise ValidationError("Choose a method.", field="method") from None
+        raise ValidationError(_("Choose a method."), field="method") from None
     try:
         async with form.runtime.reads() as store:
             await check_confirmation(
@@ -497,7 +498,7 @@ async def _bounce_alert(
         if guardian is None:
             continue
         students = await Inbox(store).students_of_guardian(guardian.id)
-        of = f" (guardian of {', '.join(students)})" if students else ""
+        of = " " + _("(guardian of {students})", students=", ".join(students)) if students else ""
         guardians.append(f"{guardian.full_name}{of}")
     invoices: list[str] = []
     for notice_id in payload.get("notice_ids") or ():

@@ -56,6 +56,7 @@ from bot.slack.response_url import reply
 from storage.reports import building_names
 from storage.weekly_digest import DIGEST_KIND, WeeklyDigest
 from workflows.errors import DomainError, PermissionDenied, ValidationError
+from workflows.i18n import N_, _
 from workflows.permissions import Actor, Permission, permission_label
 from workflows.reports import (
     ReportFilters,
@@ -69,7 +70,7 @@ log = logging.getLogger("devicecare.slack")
 
 WHAT = "run a report"
 BILLING_WHAT = "billing report"
-BILLING_SUMMARY = (
+BILLING_SUMMARY = N_(
     "`automation [on|off]` or `cancelled [from] [to]`: billing reports (View Financial Reports)."
 )
 CATALOGUE = channel_reports()
@@ -84,10 +85,10 @@ def _where(user_id: str, channel_id: str | None) -> dict[str, Any]:
 
 
 def _slack_reason(exc: SlackApiError) -> str:
-    error = str(exc.response.get("error") or "an error")
+    error = str(exc.response.get("error") or _("an error"))
     if error in ("not_in_channel", "channel_not_found"):
-        return "I'm not in this channel; invite @DeviceCare here, or ask from a channel I'm in."
-    return f"Slack answered {error}."
+        return _("I'm not in this channel; invite @DeviceCare here, or ask from a channel I'm in.")
+    return _("Slack answered {error}.", error=error)
 
 
 async def deliver_report(
@@ -110,7 +111,7 @@ async def deliver_report(
             channel=channel_id,
             file=csv_bytes(result, runtime.settings.tz),
             filename=f"{stem}.csv",
-            title=f"{result.spec.title} (CSV)",
+            title=_("{report} (CSV)", report=_(result.spec.title)),
         )
         png = chart_png(result)
         if png is not None:
@@ -124,21 +125,23 @@ async def deliver_report(
         if isinstance(exc, PermissionDenied):
             await record_refusal(runtime, actor, WHAT, exc.message)
         await tell_user(
-            client, _where(user_id, channel_id), f":warning: Couldn't run the report: {exc.message}"
+            client,
+            _where(user_id, channel_id),
+            _(":warning: Couldn't run the report: {reason}", reason=exc.message),
         )
     except SlackApiError as exc:
         log.warning("report %s for %s not delivered: %s", name, actor.name, exc)
         await tell_user(
             client,
             _where(user_id, channel_id),
-            f":warning: Couldn't run the report: {_slack_reason(exc)}",
+            _(":warning: Couldn't run the report: {reason}", reason=_slack_reason(exc)),
         )
     except Exception:
         log.exception("report %s for %s failed", name, actor.name)
         await tell_user(
             client,
             _where(user_id, channel_id),
-            ":x: Couldn't run the report: something went wrong on our side; it was logged.",
+            _(":x: Couldn't run the report: something went wrong on our side; it was logged."),
         )
 
 
@@ -146,7 +149,7 @@ def require_reports(actor: Actor) -> None:
     """Refused when this person may run no report at all."""
     if not actor.can(Permission.VIEW_REPORTS):
         label = permission_label(Permission.VIEW_REPORTS)
-        raise PermissionDenied(f"Reports need the {label} permission.")
+        raise PermissionDenied(_("Reports need the {permission} permission.", permission=label))
 
 
 @on_command(REPORT_COMMAND, what=WHAT)
@@ -162,7 +165,7 @@ async def handle_report_command(cmd: Command) -> None:
         await open_modal(cmd, today, year.start_month, year.start_day)
         return
     if text.lower() in ("help", "?"):
-        await cmd.ack(USAGE)
+        await cmd.ack(_(USAGE))
         return
     try:
         request = parse_request(
@@ -173,14 +176,26 @@ async def handle_report_command(cmd: Command) -> None:
             start_day=year.start_day,
         )
     except ValidationError as exc:
-        await cmd.ack(f":warning: {exc.message}\n{USAGE}")
+        await cmd.ack(f":warning: {exc.message}\n{_(USAGE)}")
         return
     spec = CATALOGUE[request.name]
     try:
         require_report(actor, spec)
     except PermissionDenied as exc:
-        raise PermissionDenied(f"{spec.title} is a money report; {exc.message}") from None
-    await cmd.ack(f":hourglass_flowing_sand: Running {spec.title} ({request.filters.describe()})…")
+        raise PermissionDenied(
+            _(
+                "{report} is a money report; {reason}",
+                report=_(spec.title),
+                reason=exc.message,
+            )
+        ) from None
+    await cmd.ack(
+        _(
+            ":hourglass_flowing_sand: Running {report} ({filters})…",
+            report=_(spec.title),
+            filters=request.filters.describe(),
+        )
+    )
     channel_id = cmd.body.get("channel_id")
     if not channel_id:
         return
@@ -234,7 +249,7 @@ async def run_submitted_report(
     name, filters = asked
     user_id = str((form.body.get("user") or {}).get("id") or form.meta.user_id)
     if not form.meta.channel_id:
-        await tell_user(form.client, _where(user_id, None), "Run `/report` from a channel.")
+        await tell_user(form.client, _where(user_id, None), _("Run `/report` from a channel."))
         return
     await deliver_report(
         form.runtime,
@@ -252,12 +267,14 @@ async def answer_billing_report(cmd: Command) -> None:
     """`/billing report <name> …`: acknowledged at once, answered through the response_url."""
     if not cmd.actor.can(Permission.VIEW_FINANCIAL_REPORTS):
         label = permission_label(Permission.VIEW_FINANCIAL_REPORTS)
-        raise PermissionDenied(f"Billing reports need the {label} permission.")
+        raise PermissionDenied(
+            _("Billing reports need the {permission} permission.", permission=label)
+        )
     words = [a.lower() for a in cmd.args]
     report = BILLING.get(words[0]) if words else None
     try:
         if report is None or report.billing is None:
-            raise ValidationError(REPORT_USAGE)
+            raise ValidationError(_(REPORT_USAGE))
         answer = report.billing
         asked = answer.words(words[1:], district_today(cmd.runtime))
     except ValidationError as exc:

@@ -52,6 +52,7 @@ from storage.billing_reports import find_invoice_id
 from storage.uow import SqlUnitOfWork
 from workflows.adjustments import AdjustmentKind, AdjustmentStatus
 from workflows.errors import ConflictError, DomainError, NotFound, PermissionDenied
+from workflows.i18n import N_, _
 from workflows.invoices import OPEN_STATUSES, balance_of
 from workflows.money import format_cents, parse_amount
 from workflows.permissions import Permission, require
@@ -67,7 +68,7 @@ from workflows.waivers import (
 
 log = logging.getLogger("devicecare.slack")
 
-WAIVE_USAGE = (
+WAIVE_USAGE = N_(
     "Usage: `/billing waive INV-000001 25.00 reason…` \u2014 waive part or all of an invoice's "
     "balance (Waive Charges); above the district's approval amount it waits for an approver."
 )
@@ -83,12 +84,12 @@ async def _name(store: SqlUnitOfWork, staff_id: int | None) -> str | None:
 async def load_invoice_brief(store: SqlUnitOfWork, invoice_id: int) -> InvoiceBrief:
     invoice = await store.invoices.get(invoice_id)
     if invoice is None:
-        raise NotFound("That invoice isn't in DeviceCare any more.")
+        raise NotFound(_("That invoice isn't in DeviceCare any more."))
     student = await store.people.student(invoice.student_id)
     return InvoiceBrief(
         invoice_id=invoice.id,
         number=invoice.number,
-        student_name="No student" if student is None else student.full_name,
+        student_name=_("No student") if student is None else student.full_name,
         total_cents=invoice.total_cents,
         balance_cents=balance_of(invoice),
         waived_cents=invoice.waived_cents,
@@ -128,9 +129,13 @@ async def adjustment_lines(store: SqlUnitOfWork, invoice_id: int) -> list[Adjust
         source: str | None = None
         if paid is not None:
             if paid.method == "check" and paid.reference:
-                source = f"check #{paid.reference}"
+                source = _("check #{reference}", reference=paid.reference)
             else:
-                source = f"the {paid.method} payment of {format_cents(paid.amount_cents)}"
+                source = _(
+                    "the {method} payment of {amount}",
+                    method=paid.method,
+                    amount=format_cents(paid.amount_cents),
+                )
         lines.append(
             AdjustmentLine(
                 kind=a.kind,
@@ -184,7 +189,7 @@ async def _tell_by_dm(runtime: Runtime, client: AsyncWebClient, facts: WaiverFac
 
 
 WAIVER_APPROVAL: ApprovalKind[WaiverFacts, WaiverRef] = ApprovalKind(
-    noun="waiver",
+    noun=N_("waiver"),
     what="waiver",
     rules=WAIVER_RULES,
     approve_action=WaiverAction.APPROVE,
@@ -207,19 +212,27 @@ def waiver_result_lines(outcome: WaiverOutcome) -> list[str]:
     amount = format_cents(outcome.adjustment.amount_cents)
     lines: list[str] = []
     if not outcome.created:
-        lines.append("_This was already submitted; nothing was done twice._")
+        lines.append(_("_This was already submitted; nothing was done twice._"))
     if outcome.pending:
         lines.append(
-            f":hourglass_flowing_sand: *Waiver of {amount} on {esc(invoice.number)} sent for "
-            "approval.* An approver decides in the approvals channel; you'll get a message."
+            _(
+                ":hourglass_flowing_sand: *Waiver of {amount} on {number} sent for "
+                "approval.* An approver decides in the approvals channel; you'll get a message.",
+                amount=amount,
+                number=esc(invoice.number),
+            )
         )
     else:
         lines.append(
-            f":white_check_mark: *Waived {amount} on {esc(invoice.number)}.* "
-            f"Balance now {format_cents(balance_of(invoice))}."
+            _(
+                ":white_check_mark: *Waived {amount} on {number}.* Balance now {balance}.",
+                amount=amount,
+                number=esc(invoice.number),
+                balance=format_cents(balance_of(invoice)),
+            )
         )
         if balance_of(invoice) == 0:
-            lines.append("Nothing is left to pay: the invoice is settled and reminders stop.")
+            lines.append(_("Nothing is left to pay: the invoice is settled and reminders stop."))
     return lines
 
 
@@ -234,7 +247,7 @@ async def handle_open_waive(click: Click[InvoiceAdjust]) -> None:
         invoice = await store.invoices.get(click.ref.invoice_id)
         approval = (await store.settings.get()).waiver_approval_cents
     if invoice is None or invoice.status not in OPEN_STATUSES or brief.balance_cents == 0:
-        raise ConflictError(f"Nothing is left to waive on invoice {brief.number}.")
+        raise ConflictError(_("Nothing is left to waive on invoice {number}.", number=brief.number))
     view = build_waive_modal(
         brief,
         approval_cents=approval,
@@ -251,7 +264,9 @@ async def handle_open_refund(click: Click[InvoiceAdjust]) -> None:
         brief = await load_invoice_brief(store, click.ref.invoice_id)
         payments = await refundable_payments(store, click.ref.invoice_id)
     if not any(p.refundable_cents for p in payments):
-        raise ConflictError(f"Invoice {brief.number} has no payment with anything left to refund.")
+        raise ConflictError(
+            _("Invoice {number} has no payment with anything left to refund.", number=brief.number)
+        )
     await click.open_view(build_refund_modal(brief, payments, secret=click.keys))
 
 
@@ -266,7 +281,7 @@ def _adjust_form(
 ) -> ModalForm[M, Any]:
     """An invoice's Waive… or Refund… modal: errors by their fields, then a working view the
     result replaces."""
-    working = ":hourglass_flowing_sand: Working on it; the result will show here."
+    working = N_(":hourglass_flowing_sand: Working on it; the result will show here.")
     return ModalForm(
         view,
         meta=meta,
@@ -274,12 +289,16 @@ def _adjust_form(
         doing=doing,
         fields=FIELD_BLOCKS,
         default_field=WaiverBlock.AMOUNT,
-        working=lambda _form: build_done_view(title, [working]),
+        working=lambda _form: build_done_view(_(title), [_(working)]),
     )
 
 
 waive_form: ModalForm[WaiveModal, RequestWaiver] = _adjust_form(
-    WaiverView.WAIVE, WaiveModal, what="waive charges", doing="waive the charges", title="Waiver"
+    WaiverView.WAIVE,
+    WaiveModal,
+    what="waive charges",
+    doing=N_("waive the charges"),
+    title=N_("Waiver"),
 )
 
 
@@ -304,15 +323,15 @@ async def waive_submitted(form: Submitted[WaiveModal], command: RequestWaiver) -
         outcome = await request_waiver(form.context(store), form.actor, command)
         lines = waiver_result_lines(outcome)
         await store.commit()
-    await form.show(build_done_view("Waiver", lines), "Waiver")
+    await form.show(build_done_view(_("Waiver"), lines), "Waiver")
 
 
 refund_form: ModalForm[RefundModal, RefundPayment] = _adjust_form(
     WaiverView.REFUND,
     RefundModal,
     what="refund a payment",
-    doing="refund the payment",
-    title="Refund",
+    doing=N_("refund the payment"),
+    title=N_("Refund"),
 )
 
 
@@ -331,7 +350,7 @@ async def check_refund(form: Submitted[RefundModal]) -> RefundPayment:
         payment = await store.payments.get(read.payment_id)
         if payment is None or payment.invoice_id != form.meta.invoice_id:
             # A value edited on the way: only this invoice's payments were offered.
-            raise NotFound("Choose one of this invoice's payments.", field="payment")
+            raise NotFound(_("Choose one of this invoice's payments."), field="payment")
         await check_refund_request(form.context(store), form.actor, command)
     return command
 
@@ -344,13 +363,17 @@ async def refund_submitted(form: Submitted[RefundModal], command: RefundPayment)
         balance = balance_of(issued.invoice)
         await store.commit()
     lines = [
-        f":white_check_mark: *Refunded {format_cents(issued.adjustment.amount_cents)} on "
-        f"{esc(number)}.* The family's receipt is on its way by email.",
-        f"Balance stays {format_cents(balance)}.",
+        _(
+            ":white_check_mark: *Refunded {amount} on {number}.* The family's receipt is on its "
+            "way by email.",
+            amount=format_cents(issued.adjustment.amount_cents),
+            number=esc(number),
+        ),
+        _("Balance stays {balance}.", balance=format_cents(balance)),
     ]
     if not issued.created:
-        lines.insert(0, "_This was already submitted; nothing was done twice._")
-    await form.show(build_done_view("Refund", lines), "Refund")
+        lines.insert(0, _("_This was already submitted; nothing was done twice._"))
+    await form.show(build_done_view(_("Refund"), lines), "Refund")
 
 
 # --- /billing waive ----------------------------------------------------------------------------
@@ -358,15 +381,15 @@ async def refund_submitted(form: Submitted[RefundModal], command: RefundPayment)
 
 @on_subcommand(
     "waive",
-    "`INV-000001 25.00 reason…`: waive part or all of an invoice (Waive Charges).",
+    N_("`INV-000001 25.00 reason…`: waive part or all of an invoice (Waive Charges)."),
     what="waive charges",
     needs=Permission.WAIVE_CHARGES,
-    denied="Waivers need the Waive Charges permission; your role doesn't have it.",
-    warning=":warning: {} Nothing was changed.",
+    denied=N_("Waivers need the Waive Charges permission; your role doesn't have it."),
+    warning=N_(":warning: {} Nothing was changed."),
 )
 async def handle_billing_waive(cmd: Command) -> None:
     if len(cmd.args) < 3:
-        await cmd.ack(WAIVE_USAGE)
+        await cmd.ack(_(WAIVE_USAGE))
         return
     number, reason = cmd.args[0], " ".join(cmd.args[2:])
     cents = parse_amount(cmd.args[1])  # a bad amount is the ack's answer
@@ -375,7 +398,9 @@ async def handle_billing_waive(cmd: Command) -> None:
         async with cmd.runtime.stores() as store:
             invoice_id = await find_invoice_id(store, number)
             if invoice_id is None:
-                raise NotFound(f"There's no invoice {esc(number[:40])}. Check the number.")
+                raise NotFound(
+                    _("There's no invoice {number}. Check the number.", number=esc(number[:40]))
+                )
             key = f"slack:command:{cmd.body.get('trigger_id') or ''}"
             outcome = await request_waiver(
                 cmd.context(store),
@@ -387,7 +412,7 @@ async def handle_billing_waive(cmd: Command) -> None:
     except DomainError as exc:
         if isinstance(exc, PermissionDenied):
             await record_refusal(cmd.runtime, cmd.actor, "waive charges", exc.message)
-        text = f":warning: {exc.message} Nothing was changed."
+        text = _(":warning: {reason} Nothing was changed.", reason=exc.message)
     await cmd.tell(text)
 
 
