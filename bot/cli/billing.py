@@ -250,7 +250,6 @@ def pause_add(
     reason: Annotated[str, typer.Option("--reason", help=N_("What it is for, e.g. Winter break."))],
     as_email: AsEmail = None,
 ) -> None:
-
     added = _run_as(
         as_email,
         "billing pause",
@@ -328,7 +327,6 @@ def _shown(value: Any, name: str = "") -> str:
 
 @settings_app.command("show", help=N_("Show the billing automation settings."))
 def settings_show() -> None:
-
     async def work(runtime: Runtime) -> tuple[BillingSettings, str]:
         async with runtime.reads() as store:
             return billing_settings_from(

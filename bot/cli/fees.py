@@ -198,7 +198,6 @@ def add_command(
     help=N_("The fees of a school year, with how many students each billed and would bill now."),
 )
 def list_command(year: Year = None, as_email: AsEmail = None) -> None:
-
     async def work(
         ctx: Context, fees: SqlFeeStore, actor: Actor
     ) -> tuple[str, list[tuple[FeeRecord, FeeCounts, str]]]:
@@ -244,7 +243,6 @@ def list_command(year: Year = None, as_email: AsEmail = None) -> None:
     help=N_("How many students applying the fee now would bill, and the total; changes nothing."),
 )
 def preview_command(code: Code, year: Year = None, as_email: AsEmail = None) -> None:
-
     async def work(ctx: Context, fees: SqlFeeStore, actor: Actor) -> FeePreview:
         fee = await find_fee(fees, code, await _year(ctx, year))
         return await preview_fee(ctx, fees, actor, fee.id)
@@ -289,7 +287,6 @@ def preview_command(code: Code, year: Year = None, as_email: AsEmail = None) -> 
     ),
 )
 def apply_command(code: Code, year: Year = None, as_email: AsEmail = None) -> None:
-
     async def main(runtime: Runtime) -> tuple[FeeRecord, BillResult]:
         actor = await cli_actor(runtime, as_email)
         async with runtime.reads() as store:

@@ -93,7 +93,6 @@ def import_command(
     ] = False,
     email: AsEmail = None,
 ) -> None:
-
     async def work(runtime: Runtime) -> EnrollmentImport:
         actor = await cli_actor(runtime, email)
         try:
@@ -174,7 +173,6 @@ def coverage_import_command(
         bool, typer.Option("--dry-run", help=N_("Show what would change; write nothing."))
     ] = False,
 ) -> None:
-
     async def work(runtime: Runtime) -> CoverageImport:
         async with runtime.stores() as store:
             result = await import_coverage(store, file, runtime.clock.now(), apply=not dry_run)
@@ -285,7 +283,6 @@ def policy_set_command(
     ] = None,
     email: AsEmail = None,
 ) -> None:
-
     async def work(runtime: Runtime) -> str:
         setup = PolicySetup(
             name=name,
@@ -325,7 +322,6 @@ def policy_set_command(
     "list", help=N_("Every policy with its term, premium, enrollment window and reminder.")
 )
 def policy_list_command() -> None:
-
     async def work(runtime: Runtime) -> Table:
         async with runtime.reads() as store:
             policies = await all_policies(store)
@@ -382,7 +378,6 @@ def remind_command(
         ),
     ] = None,
 ) -> None:
-
     async def work(runtime: Runtime) -> ReminderTotals:
         return await send_coverage_reminders(runtime, None if day is None else day.date())
 

@@ -44,7 +44,6 @@ def check_command(
         typer.Option("--limit", min=1, help=N_("List at most this many inconsistent invoices.")),
     ] = 1000,
 ) -> None:
-
     async def work(runtime: Runtime) -> LedgerCheck:
         # One read transaction: the count and the check see the same snapshot.
         async with runtime.reads() as store:

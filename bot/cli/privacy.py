@@ -58,7 +58,6 @@ def export_command(
         bool, typer.Option("--zip", help=N_("Write one .zip instead of a folder."))
     ] = False,
 ) -> None:
-
     async def work(runtime: Runtime) -> ExportResult:
         actor = await cli_actor(runtime, as_email)
         try:
