@@ -36,14 +36,14 @@ from workflows.permissions import Actor
 from workflows.ports import Context
 
 billing_app = typer.Typer(
-    help="The daily billing run: run or preview a day, pause windows, settings.",
+    help=N_("The daily billing run: run or preview a day, pause windows, settings."),
     no_args_is_help=True,
 )
 pause_app = typer.Typer(
-    help="Days the billing run sends nothing and overdue clocks stand still (winter break).",
+    help=N_("Days the billing run sends nothing and overdue clocks stand still (winter break)."),
     no_args_is_help=True,
 )
-settings_app = typer.Typer(help="Billing automation settings.", no_args_is_help=True)
+settings_app = typer.Typer(help=N_("Billing automation settings."), no_args_is_help=True)
 billing_app.add_typer(pause_app, name="pause")
 billing_app.add_typer(settings_app, name="settings")
 
@@ -104,22 +104,24 @@ def _status(value: str) -> str:
 # --- run ----------------------------------------------------------------------------------------
 
 
-@billing_app.command("run")
+@billing_app.command(
+    "run",
+    help=N_("Run the billing for a day: reminders, overdue notices, status changes, auto-cancel."),
+)
 def run_command(
     day: Annotated[
         datetime | None,
         typer.Option(
             "--date",
             formats=DAY_FORMATS,
-            help="The day to run, YYYY-MM-DD (default: today in the district's time zone).",
+            help=N_("The day to run, YYYY-MM-DD (default: today in the district's time zone)."),
         ),
     ] = None,
     dry_run: Annotated[
         bool,
-        typer.Option("--dry-run", help="Show what the run would send and change; do nothing."),
+        typer.Option("--dry-run", help=N_("Show what the run would send and change; do nothing.")),
     ] = False,
 ) -> None:
-    """Run the billing for a day: reminders, overdue notices, status changes, auto-cancel."""
     wanted = None if day is None else day.date()
 
     async def work(runtime: Runtime) -> RunResult:
@@ -233,20 +235,21 @@ def _print_totals(totals: RunTotals, *, planned: bool) -> None:
 # --- pauses -------------------------------------------------------------------------------------
 
 
-@pause_app.command("add")
+@pause_app.command("add", help=N_("Pause billing from one day to another, both included."))
 def pause_add(
     starts_on: Annotated[
-        datetime, typer.Option("--from", formats=DAY_FORMATS, help="First paused day, YYYY-MM-DD.")
+        datetime,
+        typer.Option("--from", formats=DAY_FORMATS, help=N_("First paused day, YYYY-MM-DD.")),
     ],
     ends_on: Annotated[
         datetime,
-        typer.Option("--to", formats=DAY_FORMATS, help="Last paused day (included), YYYY-MM-DD."),
+        typer.Option(
+            "--to", formats=DAY_FORMATS, help=N_("Last paused day (included), YYYY-MM-DD.")
+        ),
     ],
-    reason: Annotated[str, typer.Option("--reason", help="What it is for, e.g. Winter break.")],
+    reason: Annotated[str, typer.Option("--reason", help=N_("What it is for, e.g. Winter break."))],
     as_email: AsEmail = None,
 ) -> None:
-    """Pause billing from one day to another, both included."""
-
     added = _run_as(
         as_email,
         "billing pause",
@@ -255,14 +258,13 @@ def pause_add(
     console.print(_("Added billing pause {pause}.", pause=escape(added.describe())))
 
 
-@pause_app.command("list")
+@pause_app.command("list", help=N_("List the billing pauses."))
 def pause_list(
     everything: Annotated[
-        bool, typer.Option("--all", help="Past pauses too, not only current and coming ones.")
+        bool, typer.Option("--all", help=N_("Past pauses too, not only current and coming ones."))
     ] = False,
     as_email: AsEmail = None,
 ) -> None:
-    """List the billing pauses."""
     pauses = _run_as(
         as_email,
         "billing pauses",
@@ -282,12 +284,13 @@ def pause_list(
     console.print(table)
 
 
-@pause_app.command("remove")
+@pause_app.command(
+    "remove", help=N_("Remove a billing pause; its days count again from the next run on.")
+)
 def pause_remove(
-    pause_id: Annotated[int, typer.Argument(metavar="ID", help="The pause's id (see list).")],
+    pause_id: Annotated[int, typer.Argument(metavar="ID", help=N_("The pause's id (see list)."))],
     as_email: AsEmail = None,
 ) -> None:
-    """Remove a billing pause; its days count again from the next run on."""
     removed = _run_as(
         as_email, "billing pause", lambda ctx, actor: remove_pause(ctx, actor, pause_id)
     )
@@ -322,10 +325,8 @@ def _shown(value: Any, name: str = "") -> str:
     return str(value)
 
 
-@settings_app.command("show")
+@settings_app.command("show", help=N_("Show the billing automation settings."))
 def settings_show() -> None:
-    """Show the billing automation settings."""
-
     async def work(runtime: Runtime) -> tuple[BillingSettings, str]:
         async with runtime.reads() as store:
             return billing_settings_from(
@@ -355,62 +356,68 @@ def _day_list(text: str, option: str, field: str) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
-@settings_app.command("set")
+@settings_app.command(
+    "set", help=N_("Change the billing automation settings given; the others stay as they are.")
+)
 def settings_set(
     default_due_days: Annotated[
-        int | None, typer.Option("--default-due-days", help="Days from creation to due date.")
+        int | None, typer.Option("--default-due-days", help=N_("Days from creation to due date."))
     ] = None,
     automation_default: Annotated[
         bool | None,
         typer.Option(
             "--automation-default/--no-automation-default",
-            help="Whether new invoices have automation on.",
+            help=N_("Whether new invoices have automation on."),
         ),
     ] = None,
     pre_due: Annotated[
-        bool | None, typer.Option("--pre-due/--no-pre-due", help="Reminders before the due date.")
+        bool | None,
+        typer.Option("--pre-due/--no-pre-due", help=N_("Reminders before the due date.")),
     ] = None,
     pre_due_days: Annotated[
         str | None,
-        typer.Option("--pre-due-days", metavar="DAYS", help="Days before the due date: 14,7,1."),
+        typer.Option(
+            "--pre-due-days", metavar="DAYS", help=N_("Days before the due date: 14,7,1.")
+        ),
     ] = None,
     overdue: Annotated[
-        bool | None, typer.Option("--overdue/--no-overdue", help="Overdue notices.")
+        bool | None, typer.Option("--overdue/--no-overdue", help=N_("Overdue notices."))
     ] = None,
     overdue_days: Annotated[
         str | None,
         typer.Option(
-            "--overdue-days", metavar="DAYS", help="Days after the due date: first, second, final."
+            "--overdue-days",
+            metavar="DAYS",
+            help=N_("Days after the due date: first, second, final."),
         ),
     ] = None,
     auto_cancel: Annotated[
-        bool | None, typer.Option("--auto-cancel/--no-auto-cancel", help="Auto-cancellation.")
+        bool | None, typer.Option("--auto-cancel/--no-auto-cancel", help=N_("Auto-cancellation."))
     ] = None,
     auto_cancel_days: Annotated[
-        int | None, typer.Option("--auto-cancel-days", help="Days after the final notice.")
+        int | None, typer.Option("--auto-cancel-days", help=N_("Days after the final notice."))
     ] = None,
     stop_on_partial: Annotated[
         bool | None,
         typer.Option(
             "--stop-on-partial/--no-stop-on-partial",
-            help="Whether a partial payment stops the reminders.",
+            help=N_("Whether a partial payment stops the reminders."),
         ),
     ] = None,
     run_time: Annotated[
         str | None,
-        typer.Option("--run-time", metavar="HH:MM", help="Daily run time, district time zone."),
+        typer.Option("--run-time", metavar="HH:MM", help=N_("Daily run time, district time zone.")),
     ] = None,
     waiver_approval: Annotated[
         str | None,
         typer.Option(
             "--waiver-approval",
             metavar="DOLLARS",
-            help="Waivers above this amount need an approver, e.g. 100.00 (0 for all).",
+            help=N_("Waivers above this amount need an approver, e.g. 100.00 (0 for all)."),
         ),
     ] = None,
     as_email: AsEmail = None,
 ) -> None:
-    """Change the billing automation settings given; the others stay as they are."""
     given: dict[str, Any] = {
         "default_due_days": default_due_days,
         "automation_default": automation_default,

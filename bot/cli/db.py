@@ -14,16 +14,21 @@ from bot.settings import get_settings
 from storage import migrate
 from workflows.i18n import N_, _
 
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+db_app = typer.Typer(help=N_("Database schema."), no_args_is_help=True)
 
 
-@db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
-    """Migrate the database schema (and create the shipped roles and settings).
-
-    Run it after installing a new version and before starting it. Several runs at once are
-    safe: on PostgreSQL they take turns under a lock, and the later ones find nothing to do.
-    """
+@db_app.command(
+    "upgrade",
+    help=N_(
+        "Migrate the database schema (and create the shipped roles and settings).\n"
+        "\n"
+        "Run it after installing a new version and before starting it. Several runs at once are\n"
+        "safe: on PostgreSQL they take turns under a lock, and the later ones find nothing to do."
+    ),
+)
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help=N_("Target revision."))] = "head",
+) -> None:
     settings = get_settings()
     url = settings.database_url
     where = migrate.where(url)
@@ -75,9 +80,11 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
     typer.echo(_(said, where=where, at=at))
 
 
-@db_app.command("current")
+@db_app.command(
+    "current",
+    help=N_("Show the schema revision the database is at (exit status 1 unless it is current)."),
+)
 def db_current() -> None:
-    """Show the schema revision the database is at (exit status 1 unless it is current)."""
     url = get_settings().database_url
     state = migrate.check_schema(url)
     typer.echo(f"{migrate.where(url)}: {state.describe()}")

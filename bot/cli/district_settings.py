@@ -28,7 +28,7 @@ from workflows.permissions import Actor
 from workflows.ports import Context
 
 settings_app = typer.Typer(
-    help="What families are told about the district: name, check address, office contact.",
+    help=N_("What families are told about the district: name, check address, office contact."),
     no_args_is_help=True,
 )
 console = Console()
@@ -48,9 +48,10 @@ def _facts_table(facts: DistrictFacts) -> Table:
     return table
 
 
-@settings_app.command("show")
+@settings_app.command(
+    "show", help=N_("Show the district's facts and the ways to pay families are offered.")
+)
 def show_command() -> None:
-    """Show the district's facts and the ways to pay families are offered."""
     settings = get_settings()
 
     async def work(runtime: Runtime) -> DistrictFacts:
@@ -80,52 +81,64 @@ def show_command() -> None:
     )
 
 
-@settings_app.command("set")
+@settings_app.command(
+    "set",
+    help=N_(
+        'Change some of the district\'s facts; "" clears one. Checked as in Slack, and audited.'
+    ),
+)
 def set_command(
     district_name: Annotated[
-        str | None, typer.Option("--district-name", help="The district's name, as families see it.")
+        str | None,
+        typer.Option("--district-name", help=N_("The district's name, as families see it.")),
     ] = None,
     check_payable_to: Annotated[
         str | None,
-        typer.Option("--check-payable-to", help="Who checks are made out to (default: the name)."),
+        typer.Option(
+            "--check-payable-to", help=N_("Who checks are made out to (default: the name).")
+        ),
     ] = None,
     check_address: Annotated[
         str | None,
         typer.Option(
             "--check-address",
-            help='Where checks are mailed; separate lines with " / " '
-            '(e.g. "Business Office / 410 Harbor Rd / Lakeview, MN 55001").',
+            help=N_(
+                'Where checks are mailed; separate lines with " / " '
+                '(e.g. "Business Office / 410 Harbor Rd / Lakeview, MN 55001").'
+            ),
         ),
     ] = None,
     office_phone: Annotated[
-        str | None, typer.Option("--office-phone", help="The business office's phone number.")
+        str | None, typer.Option("--office-phone", help=N_("The business office's phone number."))
     ] = None,
     office_hours: Annotated[
         str | None,
         typer.Option(
-            "--office-hours", help="When (and where) families can pay in person, e.g. Mon-Fri 8-4."
+            "--office-hours",
+            help=N_("When (and where) families can pay in person, e.g. Mon-Fri 8-4."),
         ),
     ] = None,
     office_email: Annotated[
-        str | None, typer.Option("--office-email", help="The business office's email address.")
+        str | None, typer.Option("--office-email", help=N_("The business office's email address."))
     ] = None,
     it_contact_name: Annotated[
         str | None,
         typer.Option(
             "--it-contact-name",
-            help="Whom staff not yet in DeviceCare ask to be added, e.g. Dana Reyes.",
+            help=N_("Whom staff not yet in DeviceCare ask to be added, e.g. Dana Reyes."),
         ),
     ] = None,
     it_contact: Annotated[
         str | None,
         typer.Option(
             "--it-contact",
-            help="Their email address or Slack channel, e.g. helpdesk@district.org or #it-help.",
+            help=N_(
+                "Their email address or Slack channel, e.g. helpdesk@district.org or #it-help."
+            ),
         ),
     ] = None,
     as_email: AsEmail = None,
 ) -> None:
-    """Change some of the district's facts; "" clears one. Checked as in Slack, and audited."""
     changes = {
         "name": district_name,
         "check_payable_to": check_payable_to,

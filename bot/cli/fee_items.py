@@ -25,7 +25,7 @@ from workflows.permissions import Actor
 from workflows.ports import Context, FeeItemRecord
 
 fee_items_app = typer.Typer(
-    help="The fee schedule (parts, fines, collection items) and the kind of each item.",
+    help=N_("The fee schedule (parts, fines, collection items) and the kind of each item."),
     no_args_is_help=True,
 )
 console = Console()
@@ -45,15 +45,16 @@ def describe(item: FeeItemRecord) -> str:
     return ", ".join(parts)
 
 
-@fee_items_app.command("list")
+@fee_items_app.command(
+    "list", help=N_("The fee schedule by kind, with the form that offers each kind.")
+)
 def list_command(
     kind: Annotated[
-        str | None, typer.Option("--kind", metavar=KINDS, help="Only items of this kind.")
+        str | None, typer.Option("--kind", metavar=KINDS, help=N_("Only items of this kind."))
     ] = None,
-    show_all: Annotated[bool, typer.Option("--all", help="Include retired items.")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help=N_("Include retired items."))] = False,
     as_email: AsEmail = None,
 ) -> None:
-    """The fee schedule by kind, with the form that offers each kind."""
     try:
         wanted = None if kind is None else parse_fee_kind(kind)
     except ValidationError as exc:
@@ -90,42 +91,47 @@ def offered_on(kind: str) -> str:
     return _(FeeKind(kind).offered_on) if kind in FEE_KINDS else _("no form")
 
 
-@fee_items_app.command("set")
+@fee_items_app.command(
+    "set",
+    help=N_(
+        "Add a fee item (name, amount and kind needed), or change the one with this code.\n"
+        "\n"
+        "Invoices and collections already made keep the name and price they had."
+    ),
+)
 def set_command(
-    code: Annotated[str, typer.Argument(metavar="CODE", help="The item's code, e.g. screen.")],
+    code: Annotated[str, typer.Argument(metavar="CODE", help=N_("The item's code, e.g. screen."))],
     name: Annotated[
-        str | None, typer.Option("--name", help="What invoices show, e.g. Screen replacement.")
+        str | None, typer.Option("--name", help=N_("What invoices show, e.g. Screen replacement."))
     ] = None,
     amount: Annotated[
-        str | None, typer.Option("--amount", help="The price in dollars, e.g. 125.00.")
+        str | None, typer.Option("--amount", help=N_("The price in dollars, e.g. 125.00."))
     ] = None,
     kind: Annotated[
         str | None,
         typer.Option(
             "--kind",
             metavar=KINDS,
-            help="damage: offered on an incident's invoice; collection: at device collection; "
-            "annual and other: offered by no form.",
+            help=N_(
+                "damage: offered on an incident's invoice; collection: at device collection; "
+                "annual and other: offered by no form."
+            ),
         ),
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option("--model", help='Only for this device model ("" for every model).'),
+        typer.Option("--model", help=N_('Only for this device model ("" for every model).')),
     ] = None,
     flag: Annotated[
         str | None,
-        typer.Option("--flag", help='Only on incidents with this flag ("" for any incident).'),
+        typer.Option("--flag", help=N_('Only on incidents with this flag ("" for any incident).')),
     ] = None,
     active: Annotated[
         bool | None,
-        typer.Option("--active/--retired", help="Offer the item, or stop offering it."),
+        typer.Option("--active/--retired", help=N_("Offer the item, or stop offering it.")),
     ] = None,
     as_email: AsEmail = None,
 ) -> None:
-    """Add a fee item (name, amount and kind needed), or change the one with this code.
-
-    Invoices and collections already made keep the name and price they had.
-    """
     try:
         change = FeeItemChange(
             code=code,

@@ -52,7 +52,7 @@ from workflows.permissions import Actor
 from workflows.ports import Context
 
 fees_app = typer.Typer(
-    help="Annual fees (e.g. a technology fee): define, preview and bill them in bulk.",
+    help=N_("Annual fees (e.g. a technology fee): define, preview and bill them in bulk."),
     no_args_is_help=True,
 )
 console = Console()
@@ -63,10 +63,12 @@ AsEmail = Annotated[str | None, as_staff_option("Manage Fees")]
 Year = Annotated[
     str | None,
     typer.Option(
-        "--year", metavar="YYYY-YYYY", help="School year, e.g. 2026-2027 (default: the current)."
+        "--year",
+        metavar="YYYY-YYYY",
+        help=N_("School year, e.g. 2026-2027 (default: the current)."),
     ),
 ]
-Code = Annotated[str, typer.Argument(metavar="CODE", help="The fee's code, e.g. tech-fee.")]
+Code = Annotated[str, typer.Argument(metavar="CODE", help=N_("The fee's code, e.g. tech-fee."))]
 
 
 def run_fee_command(work: Callable[[Runtime], Awaitable[T]]) -> T:
@@ -108,30 +110,34 @@ def _split(text: str | None) -> list[str]:
     return [p.strip() for p in re.split(r",", text or "") if p.strip()]
 
 
-@fees_app.command("add")
+@fees_app.command(
+    "add", help=N_("Define a fee for a school year, or change the one with the same code and year.")
+)
 def add_command(
     code: Code,
-    name: Annotated[str, typer.Option("--name", help="What families see, e.g. Technology fee.")],
-    amount: Annotated[str, typer.Option("--amount", help="Dollars per student, e.g. 25.00.")],
+    name: Annotated[
+        str, typer.Option("--name", help=N_("What families see, e.g. Technology fee."))
+    ],
+    amount: Annotated[str, typer.Option("--amount", help=N_("Dollars per student, e.g. 25.00."))],
     year: Year = None,
     grades: Annotated[
-        str | None, typer.Option("--grades", help="Only these grades, e.g. 6,7,8 (default: all).")
+        str | None,
+        typer.Option("--grades", help=N_("Only these grades, e.g. 6,7,8 (default: all).")),
     ] = None,
     buildings: Annotated[
         str | None,
         typer.Option(
-            "--buildings", help='Only these buildings, by name: "North Middle,South Middle".'
+            "--buildings", help=N_('Only these buildings, by name: "North Middle,South Middle".')
         ),
     ] = None,
     due: Annotated[
         datetime | None,
         typer.Option(
-            "--due", formats=DAY_FORMATS, help="Due date, YYYY-MM-DD (default: the district's)."
+            "--due", formats=DAY_FORMATS, help=N_("Due date, YYYY-MM-DD (default: the district's).")
         ),
     ] = None,
     as_email: AsEmail = None,
 ) -> None:
-    """Define a fee for a school year, or change the one with the same code and year."""
     try:
         cents = parse_amount(amount)
         grade_list = parse_grades(grades)
@@ -187,10 +193,11 @@ def add_command(
     )
 
 
-@fees_app.command("list")
+@fees_app.command(
+    "list",
+    help=N_("The fees of a school year, with how many students each billed and would bill now."),
+)
 def list_command(year: Year = None, as_email: AsEmail = None) -> None:
-    """The fees of a school year, with how many students each billed and would bill now."""
-
     async def work(
         ctx: Context, fees: SqlFeeStore, actor: Actor
     ) -> tuple[str, list[tuple[FeeRecord, FeeCounts, str]]]:
@@ -231,10 +238,11 @@ def list_command(year: Year = None, as_email: AsEmail = None) -> None:
     console.print(table)
 
 
-@fees_app.command("preview")
+@fees_app.command(
+    "preview",
+    help=N_("How many students applying the fee now would bill, and the total; changes nothing."),
+)
 def preview_command(code: Code, year: Year = None, as_email: AsEmail = None) -> None:
-    """How many students applying the fee now would bill, and the total; changes nothing."""
-
     async def work(ctx: Context, fees: SqlFeeStore, actor: Actor) -> FeePreview:
         fee = await find_fee(fees, code, await _year(ctx, year))
         return await preview_fee(ctx, fees, actor, fee.id)
@@ -270,13 +278,15 @@ def preview_command(code: Code, year: Year = None, as_email: AsEmail = None) -> 
         )
 
 
-@fees_app.command("apply")
+@fees_app.command(
+    "apply",
+    help=N_(
+        "Bill every matching student not yet billed for the fee and email each family.\n"
+        "\n"
+        "A rerun bills only students who weren't billed yet (e.g. new enrolments)."
+    ),
+)
 def apply_command(code: Code, year: Year = None, as_email: AsEmail = None) -> None:
-    """Bill every matching student not yet billed for the fee and email each family.
-
-    A rerun bills only students who weren't billed yet (e.g. new enrolments).
-    """
-
     async def main(runtime: Runtime) -> tuple[FeeRecord, BillResult]:
         actor = await cli_actor(runtime, as_email)
         async with runtime.reads() as store:

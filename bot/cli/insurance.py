@@ -46,12 +46,14 @@ from workflows.permissions import Actor
 from workflows.ports import Context
 
 insurance_app = typer.Typer(
-    help="Insurance enrollment and premiums, device coverage, reminders.", no_args_is_help=True
+    help=N_("Insurance enrollment and premiums, device coverage, reminders."), no_args_is_help=True
 )
 coverage_app = typer.Typer(
-    help="Third-party device coverage (AppleCare+ and the like).", no_args_is_help=True
+    help=N_("Third-party device coverage (AppleCare+ and the like)."), no_args_is_help=True
 )
-policy_app = typer.Typer(help="Policies: term, premium, enrollment window.", no_args_is_help=True)
+policy_app = typer.Typer(
+    help=N_("Policies: term, premium, enrollment window."), no_args_is_help=True
+)
 insurance_app.add_typer(coverage_app, name="coverage")
 insurance_app.add_typer(policy_app, name="policy")
 
@@ -72,21 +74,25 @@ def _run(work: Callable[[Runtime], Awaitable[T]]) -> T:
 # --- enrollments from CSV -------------------------------------------------------------------
 
 
-@insurance_app.command("import")
+@insurance_app.command(
+    "import",
+    help=N_(
+        "Enroll students from a CSV (columns student_id, policy, optional waiver_reason).\n"
+        "\n"
+        "Without --apply nothing is written: every row's outcome is shown. With --apply the good\n"
+        "rows are enrolled (a rerun changes nothing). Bad rows make the exit status 1."
+    ),
+)
 def import_command(
     file: CsvFile,
     apply: Annotated[
         bool,
-        typer.Option("--apply", help="Enroll the good rows (without it, only show what would)."),
+        typer.Option(
+            "--apply", help=N_("Enroll the good rows (without it, only show what would).")
+        ),
     ] = False,
     email: AsEmail = None,
 ) -> None:
-    """Enroll students from a CSV (columns student_id, policy, optional waiver_reason).
-
-    Without --apply nothing is written: every row's outcome is shown. With --apply the good
-    rows are enrolled (a rerun changes nothing). Bad rows make the exit status 1.
-    """
-
     async def work(runtime: Runtime) -> EnrollmentImport:
         actor = await cli_actor(runtime, email)
         try:
@@ -154,16 +160,19 @@ def _print_enrollment_import(result: EnrollmentImport) -> None:
 # --- device coverage --------------------------------------------------------------------------
 
 
-@coverage_app.command("import")
+@coverage_app.command(
+    "import",
+    help=N_(
+        "Load device coverage from a CSV (serial, plan, coverage start and end, optional\n"
+        "provider), e.g. an Apple School Manager AppleCare export. Bad rows make the exit status 1."
+    ),
+)
 def coverage_import_command(
     file: CsvFile,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would change; write nothing.")
+        bool, typer.Option("--dry-run", help=N_("Show what would change; write nothing."))
     ] = False,
 ) -> None:
-    """Load device coverage from a CSV (serial, plan, coverage start and end, optional
-    provider), e.g. an Apple School Manager AppleCare export. Bad rows make the exit status 1."""
-
     async def work(runtime: Runtime) -> CoverageImport:
         async with runtime.stores() as store:
             result = await import_coverage(store, file, runtime.clock.now(), apply=not dry_run)
@@ -221,16 +230,24 @@ def _premium(text: str | None) -> int | None:
     return None if text is None else parse_amount(text, field="premium")
 
 
-@policy_app.command("set")
+@policy_app.command(
+    "set",
+    help=N_(
+        "Create or change a policy's term, premium, enrollment window and reminder\n"
+        "(needs Manage Policies with --as)."
+    ),
+)
 def policy_set_command(
-    name: Annotated[str, typer.Argument(help="The policy's name (created when new).")],
-    term_label: Annotated[str | None, typer.Option("--term-label", help="e.g. 2026-2027")] = None,
+    name: Annotated[str, typer.Argument(help=N_("The policy's name (created when new)."))],
+    term_label: Annotated[
+        str | None, typer.Option("--term-label", help=N_("e.g. 2026-2027"))
+    ] = None,
     term_start: Annotated[
         datetime | None, typer.Option("--term-start", formats=DAY_FORMATS)
     ] = None,
     term_end: Annotated[datetime | None, typer.Option("--term-end", formats=DAY_FORMATS)] = None,
     premium: Annotated[
-        str | None, typer.Option("--premium", help="Dollars, e.g. 25.00 (0 for none).")
+        str | None, typer.Option("--premium", help=N_("Dollars, e.g. 25.00 (0 for none)."))
     ] = None,
     window_opens: Annotated[
         datetime | None, typer.Option("--window-opens", formats=DAY_FORMATS)
@@ -240,33 +257,32 @@ def policy_set_command(
     ] = None,
     coverage_starts: Annotated[
         CoverageStarts | None,
-        typer.Option("--coverage-starts", help="on_payment (default) or immediately."),
+        typer.Option("--coverage-starts", help=N_("on_payment (default) or immediately.")),
     ] = None,
     expiry_reminder_days: Annotated[
         int | None,
-        typer.Option("--expiry-reminder-days", help="Remind families this many days before."),
+        typer.Option("--expiry-reminder-days", help=N_("Remind families this many days before.")),
     ] = None,
     no_expiry_reminder: Annotated[
-        bool, typer.Option("--no-expiry-reminder", help="Send no coverage-expiring reminder.")
+        bool, typer.Option("--no-expiry-reminder", help=N_("Send no coverage-expiring reminder."))
     ] = False,
     active: Annotated[
-        bool | None, typer.Option("--active/--inactive", help="Offer the policy or not.")
+        bool | None, typer.Option("--active/--inactive", help=N_("Offer the policy or not."))
     ] = None,
     device_plan: Annotated[
         str | None,
         typer.Option(
             "--device-plan",
             help=(
-                "Insure devices whose own coverage plan (synced from Apple School Manager or "
-                'imported) starts with this, e.g. "AppleCare+"; "" to stop.'
+                N_(
+                    "Insure devices whose own coverage plan (synced from Apple School Manager or "
+                    'imported) starts with this, e.g. "AppleCare+"; "" to stop.'
+                )
             ),
         ),
     ] = None,
     email: AsEmail = None,
 ) -> None:
-    """Create or change a policy's term, premium, enrollment window and reminder
-    (needs Manage Policies with --as)."""
-
     async def work(runtime: Runtime) -> str:
         setup = PolicySetup(
             name=name,
@@ -302,10 +318,10 @@ def policy_set_command(
     console.print(escape(_run(work)))
 
 
-@policy_app.command("list")
+@policy_app.command(
+    "list", help=N_("Every policy with its term, premium, enrollment window and reminder.")
+)
 def policy_list_command() -> None:
-    """Every policy with its term, premium, enrollment window and reminder."""
-
     async def work(runtime: Runtime) -> Table:
         async with runtime.reads() as store:
             policies = await all_policies(store)
@@ -350,15 +366,18 @@ def policy_list_command() -> None:
 # --- reminders --------------------------------------------------------------------------------
 
 
-@insurance_app.command("remind")
+@insurance_app.command(
+    "remind",
+    help=N_("Queue coverage-expiring reminders due on a day (what the scheduler does daily)."),
+)
 def remind_command(
     day: Annotated[
         datetime | None,
-        typer.Option("--date", formats=DAY_FORMATS, help="The day to run for (default: today)."),
+        typer.Option(
+            "--date", formats=DAY_FORMATS, help=N_("The day to run for (default: today).")
+        ),
     ] = None,
 ) -> None:
-    """Queue coverage-expiring reminders due on a day (what the scheduler does daily)."""
-
     async def work(runtime: Runtime) -> ReminderTotals:
         return await send_coverage_reminders(runtime, None if day is None else day.date())
 

@@ -20,7 +20,7 @@ from workflows.errors import NotFound
 from workflows.i18n import N_, _
 from workflows.money import format_cents
 
-invoice_app = typer.Typer(help="One invoice's record.", no_args_is_help=True)
+invoice_app = typer.Typer(help=N_("One invoice's record."), no_args_is_help=True)
 
 
 def timeline_header(timeline: InvoiceTimeline, tz: tzinfo) -> Text:
@@ -63,11 +63,15 @@ def timeline_table(timeline: InvoiceTimeline, tz: tzinfo) -> Table:
     return table
 
 
-@invoice_app.command("timeline")
+@invoice_app.command(
+    "timeline",
+    help=N_(
+        "Everything that happened to one invoice, and every email sent about it, in time order."
+    ),
+)
 def invoice_timeline_command(
-    number: Annotated[str, typer.Argument(help="The invoice number, e.g. INV-000001.")],
+    number: Annotated[str, typer.Argument(help=N_("The invoice number, e.g. INV-000001."))],
 ) -> None:
-    """Everything that happened to one invoice, and every email sent about it, in time order."""
     settings = get_settings()
     console = Console()
 

@@ -16,10 +16,10 @@ from bot.cli.run import run_with_runtime
 from bot.runtime import Runtime
 from bot.settings import get_settings
 from storage.reconcile import Discrepancy, discrepancies, invoice_count
-from workflows.i18n import _
+from workflows.i18n import N_, _
 
 ledger_app = typer.Typer(
-    help="The invoices' money, checked against its records.", no_args_is_help=True
+    help=N_("The invoices' money, checked against its records."), no_args_is_help=True
 )
 console = Console()
 EXIT_INCONSISTENT = 1
@@ -31,16 +31,19 @@ class LedgerCheck:
     found: list[Discrepancy]
 
 
-@ledger_app.command("check")
+@ledger_app.command(
+    "check",
+    help=N_(
+        "Check every invoice: billed = covered + collected + waived + refunded + outstanding,\n"
+        "paid, waived and refunded each equal to the rows behind them, and no negative balance."
+    ),
+)
 def check_command(
     limit: Annotated[
         int,
-        typer.Option("--limit", min=1, help="List at most this many inconsistent invoices."),
+        typer.Option("--limit", min=1, help=N_("List at most this many inconsistent invoices.")),
     ] = 1000,
 ) -> None:
-    """Check every invoice: billed = covered + collected + waived + refunded + outstanding,
-    paid, waived and refunded each equal to the rows behind them, and no negative balance."""
-
     async def work(runtime: Runtime) -> LedgerCheck:
         # One read transaction: the count and the check see the same snapshot.
         async with runtime.reads() as store:

@@ -37,12 +37,12 @@ from bot.heartbeat import start_heartbeats
 from bot.runtime import Runtime, log_parts
 from bot.settings import Settings, get_settings
 from bot.web.http_edge import REDACT_FAMILY_TOKENS
-from workflows.i18n import N_, _, set_staff_language
+from workflows.i18n import N_, _
 from workflows.permissions import Actor
 
 app = typer.Typer(
     cls=DeviceCareGroup,
-    help="DeviceCare: damaged and lost student devices, from report to payment.",
+    help=N_("DeviceCare: damaged and lost student devices, from report to payment."),
     no_args_is_help=True,
 )
 
@@ -59,27 +59,17 @@ def _main(
         bool,
         typer.Option(
             "--version",
-            help="Print the installed version and exit.",
+            help=N_("Print the installed version and exit."),
             callback=_print_version,
             is_eager=True,
         ),
     ] = False,
 ) -> None:
     """DeviceCare: damaged and lost student devices, from report to payment."""
-    _read_staff_language()
+    # The staff language was read by DeviceCareGroup.main, before the arguments.
 
 
-def _read_staff_language() -> None:
-    """What a command prints before it opens the runtime (a bad option, a source not configured)
-    is in the staff language too; settings that can't be used are the command's to report."""
-    try:
-        settings = get_settings()
-    except Exception:  # noqa: BLE001 - reported by the command that needs the settings
-        return
-    set_staff_language(settings.staff_language)
-
-
-staff_app = typer.Typer(help="Staff and roles.", no_args_is_help=True)
+staff_app = typer.Typer(help=N_("Staff and roles."), no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(staff_app, name="staff")
@@ -96,7 +86,7 @@ app.add_typer(outbox_app, name="outbox")
 app.add_typer(secret_app, name="secret")
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(sync_app, name="sync")
-app.command("import", help="Import students, guardians and devices from CSV.")(import_command)
+app.command("import", help=N_("Import students, guardians and devices from CSV."))(import_command)
 
 console = Console()
 T = TypeVar("T")
@@ -284,47 +274,45 @@ def _start(names: list[str]) -> None:
     _run(settings, work)
 
 
-@app.command()
+@app.command(
+    help=N_("Run everything in one process: web app, outbox worker, mail agent and scheduler.")
+)
 def serve() -> None:
-    """Run everything in one process: web app, outbox worker, mail agent and scheduler."""
     _start(["web", "worker", "mail", "scheduler"])
 
 
-@app.command()
+@app.command(help=N_("Run the web app (Slack events, webhooks, pages, /healthz)."))
 def web() -> None:
-    """Run the web app (Slack events, webhooks, pages, /healthz)."""
     _start(["web"])
 
 
-@app.command()
+@app.command(help=N_("Deliver queued notices and Slack posts."))
 def worker() -> None:
-    """Deliver queued notices and Slack posts."""
     _start(["worker"])
 
 
-@app.command()
+@app.command(help=N_("Read parents' replies from the IMAP mailbox."))
 def mail() -> None:
-    """Read parents' replies from the IMAP mailbox."""
     _start(["mail"])
 
 
-@app.command()
+@app.command(help=N_("Run the daily jobs at their configured local times."))
 def scheduler() -> None:
-    """Run the daily jobs at their configured local times."""
     _start(["scheduler"])
 
 
 # --- staff --------------------------------------------------------------------------------
 
 
-@staff_app.command("add")
+@staff_app.command(
+    "add", help=N_("Add a staff member (or change their role) before they are in Slack.")
+)
 def staff_add(
-    email: Annotated[str, typer.Argument(help="The staff member's work email.")],
-    role: Annotated[str, typer.Option("--role", help="Role name, e.g. Technician.")],
-    slack_id: Annotated[str | None, typer.Option("--slack-id", help="Slack user id.")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
+    email: Annotated[str, typer.Argument(help=N_("The staff member's work email."))],
+    role: Annotated[str, typer.Option("--role", help=N_("Role name, e.g. Technician."))],
+    slack_id: Annotated[str | None, typer.Option("--slack-id", help=N_("Slack user id."))] = None,
+    name: Annotated[str | None, typer.Option("--name", help=N_("Display name."))] = None,
 ) -> None:
-    """Add a staff member (or change their role) before they are in Slack."""
     from storage.staff import add_staff
 
     async def work(runtime: Runtime) -> str:
@@ -353,9 +341,8 @@ def staff_add(
     console.print(_run(get_settings(), work))
 
 
-@staff_app.command("list")
+@staff_app.command("list", help=N_("List staff members and their roles."))
 def staff_list() -> None:
-    """List staff members and their roles."""
     from storage.staff import list_roles, list_staff
 
     async def work(runtime: Runtime) -> Table:
@@ -376,9 +363,8 @@ def staff_list() -> None:
     console.print(_run(get_settings(), work))
 
 
-@staff_app.command("roles")
+@staff_app.command("roles", help=N_("List roles with their permissions and restricted statuses."))
 def staff_roles() -> None:
-    """List roles with their permissions and restricted statuses."""
     from storage.staff import list_roles
 
     async def work(runtime: Runtime) -> Table:
@@ -396,9 +382,8 @@ def staff_roles() -> None:
 # --- demo ---------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(help=N_("Load a sample district and a school year of activity (safe to run again)."))
 def demo() -> None:
-    """Load a sample district and a school year of activity (safe to run again)."""
     from bot.cli.demo_year import links_to_open, load_school_year
     from storage.demo import load_demo
 

@@ -16,10 +16,10 @@ from bot.runtime import Runtime
 from bot.settings import get_settings
 from storage.monitoring import OutboxKind, outbox_by_kind
 from storage.outbox_admin import FailedMessage, Retried, failed_messages, retry_failed
-from workflows.i18n import _
+from workflows.i18n import N_, _
 
 outbox_app = typer.Typer(
-    help="Queued email and Slack posts: what is waiting, what failed, and retrying it.",
+    help=N_("Queued email and Slack posts: what is waiting, what failed, and retrying it."),
     no_args_is_help=True,
 )
 log = logging.getLogger("devicecare.outbox")
@@ -39,9 +39,10 @@ def _age(now: datetime, then: datetime | None) -> str:
     return _("{count} d", count=seconds // 86_400)
 
 
-@outbox_app.command("status")
+@outbox_app.command(
+    "status", help=N_("Messages by kind and status, and how old the oldest pending one is.")
+)
 def status_command() -> None:
-    """Messages by kind and status, and how old the oldest pending one is."""
     console = Console()  # made per run, so it takes the terminal width (COLUMNS) of now
 
     async def work(runtime: Runtime) -> tuple[datetime, dict[str, OutboxKind]]:
@@ -70,11 +71,15 @@ def status_command() -> None:
         console.print(_("{count} failed: see `devicecare outbox failed`.", count=failed))
 
 
-@outbox_app.command("failed")
+@outbox_app.command(
+    "failed",
+    help=N_(
+        "Failed messages, newest first: id, kind, recipient (shortened), attempts, last error."
+    ),
+)
 def failed_command(
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many.")] = 100,
+    limit: Annotated[int, typer.Option("--limit", min=1, help=N_("Show at most this many."))] = 100,
 ) -> None:
-    """Failed messages, newest first: id, kind, recipient (shortened), attempts, last error."""
     console = Console()  # made per run, so it takes the terminal width (COLUMNS) of now
 
     async def work(runtime: Runtime) -> tuple[datetime, list[FailedMessage]]:
@@ -102,14 +107,16 @@ def failed_command(
     )
 
 
-@outbox_app.command("retry")
+@outbox_app.command(
+    "retry",
+    help=N_("Send a failed message again: the worker picks it up with a fresh set of attempts."),
+)
 def retry_command(
-    message_id: Annotated[int, typer.Argument(help="The id `devicecare outbox failed` shows.")],
+    message_id: Annotated[int, typer.Argument(help=N_("The id `devicecare outbox failed` shows."))],
     as_email: Annotated[
-        str | None, typer.Option("--as", help="Act as this staff member (for the audit log).")
+        str | None, typer.Option("--as", help=N_("Act as this staff member (for the audit log)."))
     ] = None,
 ) -> None:
-    """Send a failed message again: the worker picks it up with a fresh set of attempts."""
     console = Console()  # made per run, so it takes the terminal width (COLUMNS) of now
 
     async def work(runtime: Runtime) -> Retried:

@@ -28,33 +28,36 @@ from storage.privacy import (
 )
 from workflows.clock import local_date
 from workflows.errors import PermissionDenied
-from workflows.i18n import _
+from workflows.i18n import N_, _
 from workflows.permissions import Permission, require
 from workflows.privacy import OpenBalance
 
 privacy_app = typer.Typer(
-    help="A family's personal data: export a copy, or erase it when they leave.",
+    help=N_("A family's personal data: export a copy, or erase it when they leave."),
     no_args_is_help=True,
 )
 console = Console()
 
 
-@privacy_app.command("export")
+@privacy_app.command(
+    "export",
+    help=N_(
+        "Write everything held about a guardian's family (family.json, photos, received mail)."
+    ),
+)
 def export_command(
-    guardian: Annotated[str, typer.Option("--guardian", help="The guardian's email.")],
+    guardian: Annotated[str, typer.Option("--guardian", help=N_("The guardian's email."))],
     out: Annotated[
-        Path, typer.Option("--out", help="Folder to write the export into (created if needed).")
+        Path, typer.Option("--out", help=N_("Folder to write the export into (created if needed)."))
     ] = Path("."),
     as_email: Annotated[
         str | None,
-        typer.Option("--as", help="Staff email to act as (needs Manage Family Data)."),
+        typer.Option("--as", help=N_("Staff email to act as (needs Manage Family Data).")),
     ] = None,
     as_zip: Annotated[
-        bool, typer.Option("--zip", help="Write one .zip instead of a folder.")
+        bool, typer.Option("--zip", help=N_("Write one .zip instead of a folder."))
     ] = False,
 ) -> None:
-    """Write everything held about a guardian's family (family.json, photos, received mail)."""
-
     async def work(runtime: Runtime) -> ExportResult:
         actor = await cli_actor(runtime, as_email)
         try:
@@ -86,20 +89,24 @@ def export_command(
     )
 
 
-@privacy_app.command("erase")
+@privacy_app.command(
+    "erase",
+    help=N_(
+        "Replace a departed family's personal data by a pseudonym; invoices, payments and the\n"
+        "activity log stay whole. This cannot be undone: export first if a copy is needed."
+    ),
+)
 def erase_command(
-    guardian: Annotated[str, typer.Option("--guardian", help="The guardian's email.")],
+    guardian: Annotated[str, typer.Option("--guardian", help=N_("The guardian's email."))],
     as_email: Annotated[
-        str, typer.Option("--as", help="Your staff email (needs Manage Family Data).")
+        str, typer.Option("--as", help=N_("Your staff email (needs Manage Family Data)."))
     ],
-    yes: Annotated[bool, typer.Option("--yes", help="Don't ask for confirmation.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help=N_("Don't ask for confirmation."))] = False,
     force: Annotated[
         bool,
-        typer.Option("--force", help="Erase even though the family still owes money."),
+        typer.Option("--force", help=N_("Erase even though the family still owes money.")),
     ] = False,
 ) -> None:
-    """Replace a departed family's personal data by a pseudonym; invoices, payments and the
-    activity log stay whole. This cannot be undone: export first if a copy is needed."""
     if not yes:
         typer.confirm(
             _(

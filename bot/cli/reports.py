@@ -13,14 +13,16 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from bot.cli.run import run_with_runtime
 from bot.reports.catalogue import REPORTS, Report, Run
 from bot.reports.delivery import snapshot
 from bot.runtime import Runtime
 from bot.settings import get_settings
+from workflows.i18n import N_
 
-report_app = typer.Typer(help="Billing reports for the business office.", no_args_is_help=True)
+report_app = typer.Typer(help=N_("Billing reports for the business office."), no_args_is_help=True)
 
 
 def _console() -> Console:
@@ -60,5 +62,12 @@ def command_for(report: Report) -> Callable[..., None]:
     return command
 
 
+class ReportCommand(TyperCommand):
+    """A report's command; its help is put in the staff language by the root group."""
+
+    def staff_help(self) -> str:
+        return REPORTS[self.name or ""].staff_help()
+
+
 for _report in REPORTS.values():
-    report_app.command(_report.name)(command_for(_report))
+    report_app.command(_report.name, cls=ReportCommand)(command_for(_report))

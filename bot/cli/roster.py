@@ -34,7 +34,7 @@ def import_command(
     folder: Annotated[
         Path,
         typer.Argument(
-            help="Folder holding the OneRoster 1.1 CSV files (orgs.csv and users.csv).",
+            help=N_("Folder holding the OneRoster 1.1 CSV files (orgs.csv and users.csv)."),
             exists=True,
             file_okay=False,
             dir_okay=True,
@@ -45,7 +45,7 @@ def import_command(
         typer.Option(
             "--devices",
             metavar="FILE",
-            help="Device inventory CSV, as exported from Google Admin (Chrome devices).",
+            help=N_("Device inventory CSV, as exported from Google Admin (Chrome devices)."),
             exists=True,
             file_okay=True,
             dir_okay=False,
@@ -53,13 +53,13 @@ def import_command(
     ] = None,
     strict: Annotated[
         bool,
-        typer.Option("--strict", help="Write nothing at all if any row has a problem."),
+        typer.Option("--strict", help=N_("Write nothing at all if any row has a problem.")),
     ] = False,
     database_url: Annotated[
         str | None,
         typer.Option(
             "--database-url",
-            help="Database to import into. Defaults to DATABASE_URL from the settings.",
+            help=N_("Database to import into. Defaults to DATABASE_URL from the settings."),
         ),
     ] = None,
 ) -> None:

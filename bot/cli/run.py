@@ -15,7 +15,7 @@ from bot.settings import Settings
 from storage import migrate
 from storage.uow import SqlUnitOfWork
 from workflows.errors import DomainError, NotFound, PermissionDenied
-from workflows.i18n import _
+from workflows.i18n import N_, _
 from workflows.permissions import Actor
 
 T = TypeVar("T")
@@ -27,8 +27,22 @@ DAY_FORMATS = ["%Y-%m-%d"]
 def as_staff_option(needs: str | None = None) -> Any:
     """The `--as EMAIL` option of a command that changes something; `needs` names the
     permission the staff member must have, when the command needs one in particular."""
-    who = f"Act as this staff member, who needs {needs}" if needs else "Act as this staff member"
-    return typer.Option("--as", metavar="EMAIL", help=f"{who} (default: the command line itself).")
+    return typer.Option("--as", metavar="EMAIL", help=AS_STAFF_HELP[needs])
+
+
+# Whole sentences, one per permission a command asks for, so each is one msgid.
+AS_STAFF_HELP = {
+    None: N_("Act as this staff member (default: the command line itself)."),
+    "Manage Fees": N_(
+        "Act as this staff member, who needs Manage Fees (default: the command line itself)."
+    ),
+    "Manage Settings": N_(
+        "Act as this staff member, who needs Manage Settings (default: the command line itself)."
+    ),
+    "Record Payments": N_(
+        "Act as this staff member, who needs Record Payments (default: the command line itself)."
+    ),
+}
 
 
 def run_with_runtime(

@@ -9,18 +9,22 @@ from bot.config_errors import ConfigurationError
 from bot.log_redaction import install_log_redaction
 from bot.secret_key import generate_secret_key, secret_key_problem
 from bot.settings import Settings
+from workflows.i18n import N_
 
 secret_app = typer.Typer(
-    help="The key that signs family links and reply addresses.", no_args_is_help=True
+    help=N_("The key that signs family links and reply addresses."), no_args_is_help=True
 )
 
 
-@secret_app.command("generate")
+@secret_app.command(
+    "generate",
+    help=N_(
+        "Print a new random SECRET_KEY (to put in the environment or .env).\n"
+        "\n"
+        "To rotate, move the old key into SECRET_KEY_PREVIOUS so links already sent keep working."
+    ),
+)
 def generate() -> None:
-    """Print a new random SECRET_KEY (to put in the environment or .env).
-
-    To rotate, move the old key into SECRET_KEY_PREVIOUS so links already sent keep working.
-    """
     typer.echo(generate_secret_key())
 
 

@@ -38,19 +38,19 @@ STATUS_WORDS = {
 }
 
 sync_app = typer.Typer(
-    help="Syncs from the district's systems (Apple School Manager, Google Admin, OneRoster).",
+    help=N_("Syncs from the district's systems (Apple School Manager, Google Admin, OneRoster)."),
     no_args_is_help=True,
 )
 console = Console()
 
 DryRun = Annotated[
-    bool, typer.Option("--dry-run", help="Show what the sync would change; change nothing.")
+    bool, typer.Option("--dry-run", help=N_("Show what the sync would change; change nothing."))
 ]
 AllowRemovals = Annotated[
     bool,
     typer.Option(
         "--allow-removals",
-        help="Apply even when it retires or unassigns more than SYNC_MAX_CHANGE_SHARE.",
+        help=N_("Apply even when it retires or unassigns more than SYNC_MAX_CHANGE_SHARE."),
     ),
 ]
 
@@ -112,9 +112,8 @@ def _when(at: datetime | None, settings: Settings) -> str:
     return "" if at is None else at.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
 
 
-@sync_app.command("status")
+@sync_app.command("status", help=N_("Each source's last run: when, how it ended, and its counts."))
 def status_command() -> None:
-    """Each source's last run: when, how it ended, and its counts."""
     settings = get_settings()
 
     async def work(runtime: Runtime) -> dict[str, m.SyncRun]:

@@ -124,6 +124,19 @@ class Report:
     slack: frozenset[SlackDoor]
     billing: BillingAnswer | None = None
 
+    def staff_help(self) -> str:
+        """`help` in the staff language: a report made from a spec says its title and its
+        description, each its own msgid."""
+        spec = self.columns
+        if spec is not None and self.help == spec_help(spec):
+            return spec_help(spec, _(spec.title), _(spec.description))
+        return _(self.help)
+
+
+def spec_help(spec: ReportSpec, title: str | None = None, description: str | None = None) -> str:
+    """The help of a report made from `spec`: its title and description (English unless given)."""
+    return f"{title or spec.title}: {description or spec.description}"
+
 
 # --- the options --------------------------------------------------------------------------------
 
@@ -139,18 +152,31 @@ def _csv(text: str) -> Option:
     return option("csv_path", Path | None, "--csv", text, metavar=PATH)
 
 
-RANGES = "this-year (the default), last-year, this-month, last-month, this-week, last-week, "
 FILTER_OPTIONS = (
-    option("date_from", str | None, "--from", "First day (district time).", metavar=DAY),
-    option("date_to", str | None, "--to", "Last day, included (default today).", metavar=DAY),
-    option("range_name", str | None, "--range", RANGES + "last-30-days, ytd."),
-    option("building", list[str] | None, "--building", "A building (repeatable)."),
-    option("grade", list[str] | None, "--grade", "A grade, or 7,8 (repeatable)."),
-    option("model", list[str] | None, "--model", "A device model (repeatable)."),
-    _csv("Write every row as CSV."),
-    option("chart_path", Path | None, "--chart", "Write the trend's chart as PNG.", metavar=PATH),
+    option("date_from", str | None, "--from", N_("First day (district time)."), metavar=DAY),
+    option("date_to", str | None, "--to", N_("Last day, included (default today)."), metavar=DAY),
     option(
-        "as_email", str | None, "--as", "Run as this staff member (role checked).", metavar="EMAIL"
+        "range_name",
+        str | None,
+        "--range",
+        N_(
+            "this-year (the default), last-year, this-month, last-month, this-week, last-week, "
+            "last-30-days, ytd."
+        ),
+    ),
+    option("building", list[str] | None, "--building", N_("A building (repeatable).")),
+    option("grade", list[str] | None, "--grade", N_("A grade, or 7,8 (repeatable).")),
+    option("model", list[str] | None, "--model", N_("A device model (repeatable).")),
+    _csv(N_("Write every row as CSV.")),
+    option(
+        "chart_path", Path | None, "--chart", N_("Write the trend's chart as PNG."), metavar=PATH
+    ),
+    option(
+        "as_email",
+        str | None,
+        "--as",
+        N_("Run as this staff member (role checked)."),
+        metavar="EMAIL",
     ),
 )
 
@@ -277,7 +303,7 @@ def _catalogue_report(spec: ReportSpec) -> Report:
 
     return Report(
         name=spec.name,
-        help=f"{spec.title}: {spec.description}",
+        help=spec_help(spec),
         options=FILTER_OPTIONS,
         read_options=read_options,
         compute=compute,
@@ -362,11 +388,11 @@ async def _automation_answer(
 
 AUTOMATION_REPORT = Report(
     name=AUTOMATION.name,
-    help="Open invoices by automation on/off and status (counts and balances), and the list.",
+    help=N_("Open invoices by automation on/off and status (counts and balances), and the list."),
     options=(
-        option("on", bool, "--on", "List only invoices with automation on.", False),
-        option("off", bool, "--off", "List only invoices with automation off.", False),
-        _csv("Write every listed invoice to this CSV."),
+        option("on", bool, "--on", N_("List only invoices with automation on."), False),
+        option("off", bool, "--off", N_("List only invoices with automation off."), False),
+        _csv(N_("Write every listed invoice to this CSV.")),
     ),
     read_options=_automation_options,
     compute=_automation,
@@ -455,11 +481,11 @@ async def _cancelled_answer(store: SqlUnitOfWork, span: Span, tz: tzinfo) -> Can
 
 CANCELLED_REPORT = Report(
     name=CANCELLED.name,
-    help="Invoices cancelled in a date range, with who and why, and the Auto-Cancelled ones.",
+    help=N_("Invoices cancelled in a date range, with who and why, and the Auto-Cancelled ones."),
     options=(
-        option("date_from", str, "--from", "First day (district time).", REQUIRED, metavar=DAY),
-        option("date_to", str, "--to", "Last day, included.", REQUIRED, metavar=DAY),
-        _csv("Write every cancelled invoice to this CSV."),
+        option("date_from", str, "--from", N_("First day (district time)."), REQUIRED, metavar=DAY),
+        option("date_to", str, "--to", N_("Last day, included."), REQUIRED, metavar=DAY),
+        _csv(N_("Write every cancelled invoice to this CSV.")),
     ),
     read_options=_cancelled_options,
     compute=_cancelled,
@@ -488,13 +514,13 @@ def _show_digest(digest: WeeklyDigest, week: str | None, console: Console, tz: t
 
 WEEKLY_DIGEST = Report(
     name="weekly-digest",
-    help="Last week's digest: incidents, money recovered, overdue now, new repeat offenders.",
+    help=N_("Last week's digest: incidents, money recovered, overdue now, new repeat offenders."),
     options=(
         option(
             "week",
             str | None,
             "--week",
-            "Any day of the week to show (default: last week, Monday to Sunday).",
+            N_("Any day of the week to show (default: last week, Monday to Sunday)."),
             metavar=DAY,
         ),
     ),
