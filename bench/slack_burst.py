@@ -34,7 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import date
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,7 @@ async def seed(url: str, count: int) -> list[int]:
             assert staff is not None
             staff.slack_user_id = "U_BENCH"
             await store.commit()
+        today = datetime.now(ZoneInfo("America/Chicago")).date()
         ids = []
         for i in range(count):
             async with stores() as store:
@@ -105,7 +106,7 @@ async def seed(url: str, count: int) -> list[int]:
                     tech,
                     OpenIncident(
                         device_id=i + 1,  # held by student i + 1
-                        occurred_on=date.today(),
+                        occurred_on=today,  # the district's date, not the machine's
                         flags=("screen",),
                         idempotency_key=f"burst-{i}",
                     ),
