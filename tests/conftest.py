@@ -93,11 +93,28 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template
     return str(request.getfixturevalue("pg_database"))
 
 
+_TABLES = [t.name for t in Base.metadata.sorted_tables]
+# Every table emptied in one round trip, with triggers off for the transaction (so the
+# append-only activity log empties too, and foreign keys don't order the deletes): 8 ms, where
+# a TRUNCATE of the 45 tables took 150 ms of every PostgreSQL test.
+_EMPTY_TABLES = "SET LOCAL session_replication_role = replica; " + "; ".join(
+    f'DELETE FROM "{name}"' for name in reversed(_TABLES)
+)
+# What TRUNCATE's RESTART IDENTITY did: the tables' own id sequences start again at 1.
+_RESTART_IDS = text(
+    "SELECT setval(s.oid, 1, false) FROM pg_class s "
+    "JOIN pg_depend d ON d.objid = s.oid AND d.deptype IN ('a', 'i') "
+    "JOIN pg_class t ON t.oid = d.refobjid "
+    "WHERE s.relkind = 'S' AND t.relname = ANY(:tables)"
+)
+
+
 async def _empty_postgres(engine: AsyncEngine) -> None:
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     async with engine.begin() as conn:
-        # TRUNCATE skips row triggers, so the append-only activity log can be reset too.
-        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        raw = await conn.get_raw_connection()
+        assert raw.driver_connection is not None
+        await raw.driver_connection.execute(_EMPTY_TABLES)  # asyncpg: several statements
+        await conn.execute(_RESTART_IDS, {"tables": _TABLES})
 
 
 @pytest.fixture
