@@ -270,10 +270,8 @@ async def search_devices(session: AsyncSession, query: str, *, limit: int) -> li
         return []
     postgres = session.get_bind().dialect.name == "postgresql"
     sql, params = candidates_sql(postgres, patterns)
-    rows: Iterable[Any]
     if postgres:
-        rows = await session.execute(text(sql), {**params, "n": limit})
-        return _ranked(rows, limit)
+        return _ranked(await session.execute(text(sql), {**params, "n": limit}), limit)
     sql = as_one_row(sql)
     if (readers := _own_connection(session)) is not None:
         packed = await readers.fetch(sql, {**params, "n": limit})

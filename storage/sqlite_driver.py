@@ -87,19 +87,11 @@ class PrefetchingConnection(aiosqlite.Connection):
         return result
 
 
-def _finish(cursor: sqlite3.Cursor) -> Result:
-    try:
-        description = cursor.description
-        rows = cursor.fetchall() if description else []
-        return description, rows, cursor.rowcount, cursor.lastrowid
-    finally:
-        cursor.close()
-
-
 def _execute(
     connection: PrefetchingConnection, sql: str, parameters: Any, many: bool = False
 ) -> Result:
-    """One statement (or, with `many`, one statement per parameter set) on a cursor of its own."""
+    """One statement (or, with `many`, one statement per parameter set) on a cursor of its own:
+    what it returned, then the cursor closed."""
     cursor = connection._conn.cursor()
     try:
         if many:
@@ -108,10 +100,11 @@ def _execute(
             cursor.execute(sql)
         else:
             cursor.execute(sql, parameters)
-    except BaseException:
+        description = cursor.description
+        rows = cursor.fetchall() if description else []
+        return description, rows, cursor.rowcount, cursor.lastrowid
+    finally:
         cursor.close()
-        raise
-    return _finish(cursor)
 
 
 def connect(database: str, **kwargs: Any) -> PrefetchingConnection:
